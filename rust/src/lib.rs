@@ -1,0 +1,27 @@
+//! warren-raft: Raft consensus for Python applications.
+//!
+//! openraft provides the protocol; this crate adds a durable redb log with group commit
+//! ([`log_store`]), a TCP transport with a checked frame codec ([`network`], [`codec`]), a
+//! state-machine bridge that hands committed entries to the application ([`state_machine`]), and
+//! the node that ties them together ([`node`]). The Python bindings live in `py*` modules only.
+
+pub mod codec;
+pub mod config;
+pub mod error;
+pub mod log_store;
+pub mod logging;
+pub mod network;
+pub mod node;
+pub mod state_machine;
+pub mod types;
+
+#[cfg(feature = "python")]
+mod py;
+#[cfg(feature = "python")]
+mod py_errors;
+
+pub use config::Config;
+pub use error::{Error, Result};
+pub use node::{MetricsView, Node};
+pub use state_machine::Work;
+pub use types::NodeInfo;

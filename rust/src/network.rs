@@ -1,0 +1,376 @@
+//! Transport between nodes: one persistent, multiplexed TCP connection per peer address
+//! (TCP_NODELAY, requests pipelined and matched to responses by id), and the server side that
+//! feeds incoming requests to openraft. A peer sending a bad frame loses its connection; the node
+//! keeps serving everyone else. Plain TCP for now; TLS (rustls) wraps these streams later.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use openraft::error::{
+    InstallSnapshotError, NetworkError, PayloadTooLarge, RPCError, RaftError, RemoteError, Timeout, Unreachable,
+};
+use openraft::network::{RPCOption, RPCTypes, RaftNetwork, RaftNetworkFactory};
+use openraft::raft::{
+    AppendEntriesRequest, AppendEntriesResponse, InstallSnapshotRequest, InstallSnapshotResponse, VoteRequest,
+    VoteResponse,
+};
+use tokio::io::AsyncWriteExt;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{mpsc, oneshot, watch};
+
+use crate::codec::{self, Message, Request, Response};
+use crate::types::{NodeId, NodeInfo, Raft, TypeConfig};
+
+/// When each peer last answered us, and when a leader last reached us.
+#[derive(Default)]
+pub struct Contacts {
+    peers: Mutex<HashMap<NodeId, Instant>>,
+    leader: Mutex<Option<Instant>>,
+}
+
+impl Contacts {
+    pub fn peer(&self, id: NodeId) -> Option<Instant> {
+        self.peers.lock().unwrap().get(&id).copied()
+    }
+    pub fn leader(&self) -> Option<Instant> {
+        *self.leader.lock().unwrap()
+    }
+    fn record_peer(&self, id: NodeId) {
+        self.peers.lock().unwrap().insert(id, Instant::now());
+    }
+    fn record_leader(&self) {
+        *self.leader.lock().unwrap() = Some(Instant::now());
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+enum CallError {
+    #[error("cannot connect to {0}: {1}")]
+    Connect(String, std::io::Error),
+    #[error("no answer within {0:?}")]
+    Timeout(Duration),
+    #[error("connection to {0} lost")]
+    Lost(String),
+    #[error("request of {0} bytes exceeds the frame limit")]
+    TooLarge(usize),
+    #[error("encoding failed: {0}")]
+    Encode(String),
+}
+
+type Pending = Arc<Mutex<HashMap<u64, oneshot::Sender<Response>>>>;
+
+/// One live connection: a writer task sends frames, a reader task routes responses.
+struct Conn {
+    frames: mpsc::UnboundedSender<Vec<u8>>,
+    pending: Pending,
+    alive: Arc<AtomicBool>,
+}
+
+/// All connections of this node, keyed by peer address, shared by every openraft client.
+pub struct Peers {
+    /// One slot per address; a slot's lock is held while connecting, so a peer that is slow to
+    /// answer a connect never delays traffic to the others.
+    slots: Mutex<HashMap<String, Arc<tokio::sync::Mutex<Option<Arc<Conn>>>>>>,
+    next_id: AtomicU64,
+    max_frame: u64,
+    rpc_timeout: Duration,
+    pub contacts: Arc<Contacts>,
+}
+
+impl Peers {
+    pub fn new(max_frame: u64, rpc_timeout: Duration, contacts: Arc<Contacts>) -> Arc<Peers> {
+        Arc::new(Peers { slots: Default::default(), next_id: AtomicU64::new(1), max_frame, rpc_timeout, contacts })
+    }
+
+    async fn conn(&self, addr: &str, timeout: Duration) -> Result<Arc<Conn>, CallError> {
+        let slot = self.slots.lock().unwrap().entry(addr.to_string()).or_default().clone();
+        let mut slot = slot.lock().await;
+        if let Some(c) = slot.as_ref() {
+            if c.alive.load(Ordering::Acquire) {
+                return Ok(c.clone());
+            }
+        }
+        let stream = match tokio::time::timeout(timeout, TcpStream::connect(addr)).await {
+            Ok(Ok(s)) => s,
+            Ok(Err(e)) => return Err(CallError::Connect(addr.to_string(), e)),
+            Err(_) => {
+                return Err(CallError::Connect(addr.to_string(), std::io::ErrorKind::TimedOut.into()));
+            }
+        };
+        let _ = stream.set_nodelay(true);
+        let (mut rd, mut wr) = stream.into_split();
+        let (frames, mut rx) = mpsc::unbounded_channel::<Vec<u8>>();
+        let pending: Pending = Default::default();
+        let alive = Arc::new(AtomicBool::new(true));
+        let conn = Arc::new(Conn { frames, pending: pending.clone(), alive: alive.clone() });
+        let writer_alive = alive.clone();
+        tokio::spawn(async move {
+            while let Some(frame) = rx.recv().await {
+                let mut buf = frame;
+                while let Ok(more) = rx.try_recv() {
+                    buf.extend_from_slice(&more);
+                }
+                if wr.write_all(&buf).await.is_err() {
+                    break;
+                }
+            }
+            writer_alive.store(false, Ordering::Release);
+        });
+        let max = self.max_frame;
+        let peer = addr.to_string();
+        tokio::spawn(async move {
+            loop {
+                let body = match codec::read_frame(&mut rd, max).await {
+                    Ok(Some(b)) => b,
+                    Ok(None) => break,
+                    Err(e) => {
+                        tracing::warn!(peer = %peer, error = %e, "closing raft connection: bad frame from peer");
+                        break;
+                    }
+                };
+                match codec::decode(&body) {
+                    Ok(Message::Response { id, body }) => {
+                        if let Some(tx) = pending.lock().unwrap().remove(&id) {
+                            let _ = tx.send(body);
+                        }
+                    }
+                    Ok(Message::Request { .. }) => {
+                        tracing::warn!(peer = %peer, "closing raft connection: peer sent a request on a client connection");
+                        break;
+                    }
+                    Err(e) => {
+                        tracing::warn!(peer = %peer, error = %e, "closing raft connection: bad frame from peer");
+                        break;
+                    }
+                }
+            }
+            alive.store(false, Ordering::Release);
+            // Dropping the senders fails every caller still waiting on this connection.
+            pending.lock().unwrap().clear();
+        });
+        *slot = Some(conn.clone());
+        Ok(conn)
+    }
+
+    async fn call(&self, addr: &str, body: Request, timeout: Duration) -> Result<Response, CallError> {
+        let timeout = timeout.min(self.rpc_timeout);
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        let frame = codec::encode(&Message::Request { id, body }).map_err(|e| CallError::Encode(e.to_string()))?;
+        if frame.len() as u64 - codec::HEADER_BYTES as u64 > self.max_frame {
+            return Err(CallError::TooLarge(frame.len()));
+        }
+        let deadline = tokio::time::Instant::now() + timeout;
+        let conn = self.conn(addr, timeout).await?;
+        let (tx, rx) = oneshot::channel();
+        conn.pending.lock().unwrap().insert(id, tx);
+        if conn.frames.send(frame).is_err() {
+            conn.alive.store(false, Ordering::Release);
+            return Err(CallError::Lost(addr.to_string()));
+        }
+        match tokio::time::timeout_at(deadline, rx).await {
+            Ok(Ok(resp)) => Ok(resp),
+            Ok(Err(_)) => Err(CallError::Lost(addr.to_string())),
+            Err(_) => {
+                conn.pending.lock().unwrap().remove(&id);
+                Err(CallError::Timeout(timeout))
+            }
+        }
+    }
+
+    /// Asks `addr` to start an election at once (leadership transfer).
+    pub async fn timeout_now(&self, addr: &str) -> Result<(), String> {
+        match self.call(addr, Request::TimeoutNow, self.rpc_timeout).await {
+            Ok(Response::TimeoutNow(r)) => r,
+            Ok(other) => Err(format!("unexpected answer {other:?}")),
+            Err(e) => Err(e.to_string()),
+        }
+    }
+}
+
+/// The openraft network factory: clients to peers, all sharing [`Peers`].
+#[derive(Clone)]
+pub struct Network {
+    pub peers: Arc<Peers>,
+}
+
+pub struct PeerClient {
+    target: NodeId,
+    addr: String,
+    peers: Arc<Peers>,
+}
+
+impl RaftNetworkFactory<TypeConfig> for Network {
+    type Network = PeerClient;
+
+    async fn new_client(&mut self, target: NodeId, node: &NodeInfo) -> PeerClient {
+        PeerClient { target, addr: node.addr.clone(), peers: self.peers.clone() }
+    }
+}
+
+type RpcResult<T, E> = Result<T, RPCError<NodeId, NodeInfo, RaftError<NodeId, E>>>;
+
+impl PeerClient {
+    async fn rpc<T, E: std::error::Error>(
+        &self,
+        kind: RPCTypes,
+        body: Request,
+        option: &RPCOption,
+        entries: usize,
+        unpack: impl FnOnce(Response) -> Option<Result<T, RaftError<NodeId, E>>>,
+    ) -> RpcResult<T, E> {
+        let resp = self.peers.call(&self.addr, body, option.hard_ttl()).await.map_err(|e| match e {
+            CallError::Connect(..) => RPCError::Unreachable(Unreachable::new(&e)),
+            CallError::Timeout(t) => {
+                RPCError::Timeout(Timeout { action: kind, id: 0, target: self.target, timeout: t })
+            }
+            // openraft retries with fewer entries.
+            CallError::TooLarge(_) => RPCError::PayloadTooLarge(PayloadTooLarge::new_entries_hint((entries / 2).max(1) as u64)),
+            other => RPCError::Network(NetworkError::new(&other)),
+        })?;
+        self.peers.contacts.record_peer(self.target);
+        match unpack(resp) {
+            Some(Ok(v)) => Ok(v),
+            Some(Err(e)) => Err(RPCError::RemoteError(RemoteError::new(self.target, e))),
+            None => Err(RPCError::Network(NetworkError::new(&CallError::Lost(format!(
+                "{}: mismatched response type",
+                self.addr
+            ))))),
+        }
+    }
+}
+
+impl RaftNetwork<TypeConfig> for PeerClient {
+    async fn append_entries(
+        &mut self,
+        rpc: AppendEntriesRequest<TypeConfig>,
+        option: RPCOption,
+    ) -> RpcResult<AppendEntriesResponse<NodeId>, openraft::error::Infallible> {
+        let n = rpc.entries.len();
+        self.rpc(RPCTypes::AppendEntries, Request::Append(rpc), &option, n, |r| match r {
+            Response::Append(r) => Some(r),
+            _ => None,
+        })
+        .await
+    }
+
+    async fn install_snapshot(
+        &mut self,
+        rpc: InstallSnapshotRequest<TypeConfig>,
+        option: RPCOption,
+    ) -> RpcResult<InstallSnapshotResponse<NodeId>, InstallSnapshotError> {
+        self.rpc(RPCTypes::InstallSnapshot, Request::Snapshot(rpc), &option, 1, |r| match r {
+            Response::Snapshot(r) => Some(r),
+            _ => None,
+        })
+        .await
+    }
+
+    async fn vote(
+        &mut self,
+        rpc: VoteRequest<NodeId>,
+        option: RPCOption,
+    ) -> RpcResult<VoteResponse<NodeId>, openraft::error::Infallible> {
+        self.rpc(RPCTypes::Vote, Request::Vote(rpc), &option, 1, |r| match r {
+            Response::Vote(r) => Some(r),
+            _ => None,
+        })
+        .await
+    }
+
+    fn backoff(&self) -> openraft::network::Backoff {
+        // A restarted peer is usually back within a second; retry it often enough to notice.
+        openraft::network::Backoff::new(std::iter::repeat(Duration::from_millis(200)))
+    }
+}
+
+/// Serves Raft requests from peers until `stop` turns true.
+pub async fn serve(
+    listener: TcpListener,
+    raft: Raft,
+    max_frame: u64,
+    contacts: Arc<Contacts>,
+    mut stop: watch::Receiver<bool>,
+) {
+    loop {
+        tokio::select! {
+            _ = stop.changed() => break,
+            accepted = listener.accept() => match accepted {
+                Ok((stream, peer)) => {
+                    let _ = stream.set_nodelay(true);
+                    tokio::spawn(handle_conn(stream, peer, raft.clone(), max_frame, contacts.clone(), stop.clone()));
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "accepting a raft connection failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+            }
+        }
+    }
+}
+
+async fn handle_conn(
+    stream: TcpStream,
+    peer: SocketAddr,
+    raft: Raft,
+    max_frame: u64,
+    contacts: Arc<Contacts>,
+    mut stop: watch::Receiver<bool>,
+) {
+    let (mut rd, mut wr) = stream.into_split();
+    loop {
+        let body = tokio::select! {
+            _ = stop.changed() => return,
+            r = codec::read_frame(&mut rd, max_frame) => match r {
+                Ok(Some(b)) => b,
+                Ok(None) => return,
+                Err(e) => {
+                    tracing::warn!(peer = %peer, error = %e, "closing raft connection: bad frame");
+                    return;
+                }
+            }
+        };
+        let (id, req) = match codec::decode(&body) {
+            Ok(Message::Request { id, body }) => (id, body),
+            Ok(Message::Response { .. }) => {
+                tracing::warn!(peer = %peer, "closing raft connection: unexpected response frame");
+                return;
+            }
+            Err(e) => {
+                tracing::warn!(peer = %peer, error = %e, "closing raft connection: bad frame");
+                return;
+            }
+        };
+        let resp = match req {
+            Request::Append(r) => {
+                let res = raft.append_entries(r).await;
+                if matches!(res, Ok(AppendEntriesResponse::Success) | Ok(AppendEntriesResponse::PartialSuccess(_))) {
+                    contacts.record_leader();
+                }
+                Response::Append(res)
+            }
+            Request::Vote(r) => Response::Vote(raft.vote(r).await),
+            Request::Snapshot(r) => {
+                let res = raft.install_snapshot(r).await;
+                contacts.record_leader();
+                Response::Snapshot(res)
+            }
+            Request::TimeoutNow => {
+                tracing::info!(peer = %peer, "asked to take over leadership; starting an election");
+                Response::TimeoutNow(raft.trigger().elect().await.map_err(|e| e.to_string()))
+            }
+        };
+        let frame = match codec::encode(&Message::Response { id, body: resp }) {
+            Ok(f) => f,
+            Err(e) => {
+                tracing::error!(error = %e, "cannot encode a raft response");
+                return;
+            }
+        };
+        if wr.write_all(&frame).await.is_err() {
+            return;
+        }
+    }
+}

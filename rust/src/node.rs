@@ -1,0 +1,388 @@
+//! A Raft member: durable log, state-machine bridge and transport wired into openraft, plus the
+//! operations an application needs (propose, read barrier, membership, leadership transfer).
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use openraft::error::{ChangeMembershipError, ClientWriteError, RaftError};
+use openraft::{ChangeMembers, ServerState};
+use tokio::net::TcpListener;
+use tokio::sync::{mpsc, watch};
+
+use crate::config::Config;
+use crate::error::{Error, Result};
+use crate::log_store::LogStore;
+use crate::network::{self, Contacts, Network, Peers};
+use crate::state_machine::{StateMachine, Work};
+use crate::types::{NodeId, NodeInfo, Payload, Raft};
+
+/// What a node reports about itself; see `Metrics` in warren_raft.pyi for the meaning of each field.
+#[derive(Debug, Clone)]
+pub struct MetricsView {
+    pub id: NodeId,
+    pub role: &'static str,
+    pub term: u64,
+    pub leader_id: Option<NodeId>,
+    pub leader_addr: Option<String>,
+    pub commit_index: Option<u64>,
+    pub applied_index: Option<u64>,
+    pub last_log_index: Option<u64>,
+    pub snapshot_index: Option<u64>,
+    pub purged_index: Option<u64>,
+    pub voters: Vec<NodeId>,
+    pub learners: Vec<NodeId>,
+    pub nodes: BTreeMap<NodeId, NodeInfo>,
+    /// Leader only: per follower, (matched index, seconds since it last answered).
+    pub peers: BTreeMap<NodeId, (Option<u64>, Option<f64>)>,
+    pub last_leader_contact_s: Option<f64>,
+    pub millis_since_quorum_ack: Option<u64>,
+    pub elections_total: u64,
+}
+
+pub struct Node {
+    id: NodeId,
+    addr: String,
+    config: Config,
+    raft: Raft,
+    log: LogStore,
+    sm: StateMachine,
+    work: tokio::sync::Mutex<mpsc::UnboundedReceiver<Work>>,
+    peers: Arc<Peers>,
+    contacts: Arc<Contacts>,
+    stop: watch::Sender<bool>,
+    transferring: AtomicBool,
+    elections: Arc<AtomicU64>,
+    data_dir: PathBuf,
+}
+
+fn write_error(e: RaftError<NodeId, ClientWriteError<NodeId, NodeInfo>>) -> Error {
+    match e {
+        RaftError::APIError(ClientWriteError::ForwardToLeader(f)) => f.into(),
+        RaftError::APIError(ClientWriteError::ChangeMembershipError(c)) => match c {
+            ChangeMembershipError::InProgress(p) => {
+                Error::Membership(format!("another membership change is in progress ({p})"))
+            }
+            other => Error::Membership(other.to_string()),
+        },
+        RaftError::Fatal(f) => f.into(),
+    }
+}
+
+impl Node {
+    /// Opens the node in `data_dir` and starts serving Raft on `listen_addr`. Must run inside the
+    /// tokio runtime that will drive consensus.
+    pub async fn open(
+        data_dir: &Path,
+        id: NodeId,
+        listen_addr: &str,
+        advertise_addr: Option<&str>,
+        config: Config,
+    ) -> Result<Arc<Node>> {
+        let raft_config = Arc::new(config.to_openraft()?);
+        std::fs::create_dir_all(data_dir)
+            .map_err(|e| Error::Storage(format!("cannot create {}: {e}", data_dir.display())))?;
+        let log = LogStore::open(data_dir)?;
+        let (sm, work) = StateMachine::open(data_dir)?;
+        let listener = TcpListener::bind(listen_addr)
+            .await
+            .map_err(|e| Error::Invalid(format!("cannot listen for raft on {listen_addr}: {e}")))?;
+        let bound = listener.local_addr().map_err(|e| Error::Invalid(e.to_string()))?;
+        let addr = match advertise_addr {
+            Some(a) => a.to_string(),
+            None => bound.to_string(),
+        };
+        let contacts = Arc::new(Contacts::default());
+        let peers = Peers::new(config.max_frame_bytes, config.rpc_timeout(), contacts.clone());
+        let raft = Raft::new(id, raft_config, Network { peers: peers.clone() }, log.clone(), sm.clone())
+            .await
+            .map_err(|e| Error::Storage(format!("cannot start raft: {e}")))?;
+        let (stop, stop_rx) = watch::channel(false);
+        tokio::spawn(network::serve(listener, raft.clone(), config.max_frame_bytes, contacts.clone(), stop_rx));
+        let elections = Arc::new(AtomicU64::new(0));
+        tokio::spawn(watch_events(raft.clone(), elections.clone()));
+        tracing::info!(node = id, addr = %addr, dir = %data_dir.display(), "raft node started");
+        Ok(Arc::new(Node {
+            id,
+            addr,
+            config,
+            raft,
+            log,
+            sm,
+            work: tokio::sync::Mutex::new(work),
+            peers,
+            contacts,
+            stop,
+            transferring: AtomicBool::new(false),
+            elections,
+            data_dir: data_dir.to_path_buf(),
+        }))
+    }
+
+    pub fn id(&self) -> NodeId {
+        self.id
+    }
+
+    pub fn addr(&self) -> &str {
+        &self.addr
+    }
+
+    pub fn data_dir(&self) -> &Path {
+        &self.data_dir
+    }
+
+    pub async fn is_initialized(&self) -> Result<bool> {
+        Ok(self.raft.is_initialized().await?)
+    }
+
+    /// Starts a new cluster made of `members` (this node alone when empty).
+    pub async fn bootstrap(&self, members: BTreeMap<NodeId, NodeInfo>, meta: &str) -> Result<()> {
+        let mut members = members;
+        if members.is_empty() {
+            members.insert(self.id, NodeInfo { addr: self.addr.clone(), meta: meta.to_string() });
+        }
+        self.raft.initialize(members).await.map_err(|e| match e {
+            RaftError::APIError(api) => Error::Invalid(format!("cannot bootstrap: {api}")),
+            RaftError::Fatal(f) => f.into(),
+        })
+    }
+
+    pub async fn propose(&self, data: Vec<u8>) -> Result<(u64, Vec<u8>)> {
+        if data.len() as u64 > self.config.max_entry_bytes {
+            return Err(Error::Invalid(format!(
+                "entry of {} bytes exceeds max_entry_bytes ({})",
+                data.len(),
+                self.config.max_entry_bytes
+            )));
+        }
+        if self.transferring.load(Ordering::Acquire) {
+            return Err(Error::NotLeader { leader_id: None, leader_addr: None });
+        }
+        let resp = self.raft.client_write(Payload(data)).await.map_err(write_error)?;
+        Ok((resp.log_id.index, resp.data.0))
+    }
+
+    pub async fn read_barrier(&self) -> Result<u64> {
+        match self.raft.ensure_linearizable().await {
+            Ok(log_id) => Ok(log_id.map(|l| l.index).unwrap_or(0)),
+            Err(RaftError::APIError(openraft::error::CheckIsLeaderError::ForwardToLeader(f))) => Err(f.into()),
+            Err(RaftError::APIError(openraft::error::CheckIsLeaderError::QuorumNotEnough(q))) => {
+                Err(Error::Timeout(format!("no quorum confirmed this node's leadership: {q}")))
+            }
+            Err(RaftError::Fatal(f)) => Err(f.into()),
+        }
+    }
+
+    pub async fn add_learner(&self, id: NodeId, info: NodeInfo, blocking: bool) -> Result<u64> {
+        let resp = self.raft.add_learner(id, info, blocking).await.map_err(write_error)?;
+        tracing::info!(node = self.id, learner = id, "member added as learner");
+        Ok(resp.log_id.index)
+    }
+
+    pub async fn change_membership(&self, voters: BTreeSet<NodeId>, retain: bool) -> Result<u64> {
+        let resp = self.raft.change_membership(voters.clone(), retain).await.map_err(write_error)?;
+        tracing::info!(node = self.id, voters = ?voters, "voter set changed");
+        Ok(resp.log_id.index)
+    }
+
+    /// Adds `id` as a learner, waits until it has caught up, then makes it a voter.
+    pub async fn add_voter(&self, id: NodeId, info: NodeInfo) -> Result<u64> {
+        self.add_learner(id, info, true).await?;
+        let resp =
+            self.raft.change_membership(ChangeMembers::AddVoterIds([id].into()), false).await.map_err(write_error)?;
+        tracing::info!(node = self.id, voter = id, "learner promoted to voter");
+        Ok(resp.log_id.index)
+    }
+
+    pub async fn remove_node(&self, id: NodeId) -> Result<u64> {
+        let membership = self.raft.metrics().borrow().membership_config.clone();
+        let is_voter = membership.membership().voter_ids().any(|v| v == id);
+        let is_member = membership.membership().get_node(&id).is_some();
+        if !is_member {
+            return Err(Error::Membership(format!("node {id} is not a member")));
+        }
+        let change = if is_voter {
+            ChangeMembers::RemoveVoters([id].into())
+        } else {
+            ChangeMembers::RemoveNodes([id].into())
+        };
+        let resp = self.raft.change_membership(change, false).await.map_err(write_error)?;
+        tracing::info!(node = self.id, removed = id, "member removed");
+        Ok(resp.log_id.index)
+    }
+
+    /// Hands leadership to `to` (default: the most caught-up voter) and waits until it leads.
+    ///
+    /// openraft 0.9 has no TimeoutNow, so this is built from its public controls: stop accepting
+    /// proposals and sending heartbeats, let the target catch up, wait out the followers' leader
+    /// lease, then ask the target to start an election (which it wins: its log is the longest).
+    pub async fn transfer_leadership(&self, to: Option<NodeId>, timeout: Duration) -> Result<NodeId> {
+        let deadline = Instant::now() + timeout;
+        let metrics = self.raft.metrics().borrow().clone();
+        if metrics.state != ServerState::Leader {
+            return Err(self.not_leader());
+        }
+        let voters: Vec<NodeId> =
+            metrics.membership_config.membership().voter_ids().filter(|v| *v != self.id).collect();
+        let matched = |m: &openraft::RaftMetrics<NodeId, NodeInfo>, id: NodeId| {
+            m.replication.as_ref().and_then(|r| r.get(&id).cloned().flatten()).map(|l| l.index)
+        };
+        let target = match to {
+            Some(t) if t == self.id => return Ok(self.id),
+            Some(t) if voters.contains(&t) => t,
+            Some(t) => return Err(Error::Membership(format!("node {t} is not a voter"))),
+            None => *voters
+                .iter()
+                .max_by_key(|v| matched(&metrics, **v))
+                .ok_or_else(|| Error::Membership("there is no other voter to hand leadership to".into()))?,
+        };
+        let addr = metrics
+            .membership_config
+            .membership()
+            .get_node(&target)
+            .map(|n| n.addr.clone())
+            .ok_or_else(|| Error::Membership(format!("node {target} has no address")))?;
+        tracing::info!(node = self.id, to = target, term = metrics.current_term, "transferring leadership");
+        self.transferring.store(true, Ordering::Release);
+        self.raft.runtime_config().heartbeat(false);
+        let result = self.finish_transfer(target, &addr, deadline).await;
+        self.raft.runtime_config().heartbeat(true);
+        self.transferring.store(false, Ordering::Release);
+        result.map(|()| target)
+    }
+
+    async fn finish_transfer(&self, target: NodeId, addr: &str, deadline: Instant) -> Result<()> {
+        let timed_out = || Error::Timeout(format!("leadership did not move to node {target} in time"));
+        let mut rx = self.raft.metrics();
+        // 1. The target has every entry this leader has.
+        loop {
+            let caught_up = {
+                let m = rx.borrow();
+                let matched = m.replication.as_ref().and_then(|r| r.get(&target).cloned().flatten());
+                m.state == ServerState::Leader && matched.map(|l| l.index) >= m.last_log_index
+            };
+            if caught_up {
+                break;
+            }
+            if rx.borrow().state != ServerState::Leader {
+                return Err(self.not_leader());
+            }
+            tokio::time::timeout_at(deadline.into(), rx.changed()).await.map_err(|_| timed_out())?.ok();
+        }
+        // 2. Followers refuse to vote while their leader lease (election_timeout_max) runs.
+        let lease = Duration::from_millis(self.config.election_timeout_max_ms + self.config.heartbeat_interval_ms);
+        tokio::time::sleep(lease).await;
+        // 3. The target campaigns; wait until it is the leader everybody follows.
+        self.peers.timeout_now(addr).await.map_err(|e| Error::Timeout(format!("node {target}: {e}")))?;
+        loop {
+            if rx.borrow().current_leader == Some(target) {
+                tracing::info!(node = self.id, leader = target, "leadership transferred");
+                return Ok(());
+            }
+            tokio::time::timeout_at(deadline.into(), rx.changed()).await.map_err(|_| timed_out())?.ok();
+        }
+    }
+
+    fn not_leader(&self) -> Error {
+        let m = self.raft.metrics().borrow().clone();
+        let addr = m.current_leader.and_then(|l| m.membership_config.membership().get_node(&l).map(|n| n.addr.clone()));
+        Error::NotLeader { leader_id: m.current_leader, leader_addr: addr }
+    }
+
+    pub async fn trigger_snapshot(&self) -> Result<()> {
+        Ok(self.raft.trigger().snapshot().await?)
+    }
+
+    /// The next item for the application's state machine; None once the node has shut down.
+    pub async fn next_work(&self) -> Option<Work> {
+        self.work.lock().await.recv().await
+    }
+
+    pub fn metrics(&self) -> MetricsView {
+        let m = self.raft.metrics().borrow().clone();
+        let membership = m.membership_config.membership();
+        let now = Instant::now();
+        let ago = |t: Option<Instant>| t.map(|t| now.saturating_duration_since(t).as_secs_f64());
+        let role = match m.state {
+            ServerState::Leader => "leader",
+            ServerState::Candidate => "candidate",
+            ServerState::Learner => "learner",
+            ServerState::Follower => "follower",
+            ServerState::Shutdown => "shutdown",
+        };
+        let peers = m
+            .replication
+            .as_ref()
+            .map(|r| {
+                r.iter()
+                    .filter(|(id, _)| **id != self.id)
+                    .map(|(id, l)| (*id, (l.map(|l| l.index), ago(self.contacts.peer(*id)))))
+                    .collect()
+            })
+            .unwrap_or_default();
+        let leader_addr = m.current_leader.and_then(|l| membership.get_node(&l).map(|n| n.addr.clone()));
+        MetricsView {
+            id: self.id,
+            role,
+            term: m.current_term,
+            leader_id: m.current_leader,
+            leader_addr,
+            commit_index: self.log.committed().map(|l| l.index),
+            applied_index: m.last_applied.map(|l| l.index),
+            last_log_index: m.last_log_index,
+            snapshot_index: m.snapshot.map(|l| l.index),
+            purged_index: m.purged.map(|l| l.index),
+            voters: membership.voter_ids().collect(),
+            learners: membership.learner_ids().collect(),
+            nodes: membership.nodes().map(|(id, n)| (*id, n.clone())).collect(),
+            peers,
+            last_leader_contact_s: if m.state == ServerState::Leader { Some(0.0) } else { ago(self.contacts.leader()) },
+            millis_since_quorum_ack: m.millis_since_quorum_ack,
+            elections_total: self.elections.load(Ordering::Relaxed),
+        }
+    }
+
+    /// Stops consensus and the server, makes the log durable, and ends the work queue. Idempotent.
+    pub async fn shutdown(&self) -> Result<()> {
+        let _ = self.stop.send(true);
+        let _ = self.raft.shutdown().await;
+        self.sm.close();
+        self.log.flush().await.map_err(|e| Error::Storage(e.to_string()))?;
+        tracing::info!(node = self.id, "raft node stopped");
+        Ok(())
+    }
+}
+
+/// Logs the events an operator cares about (one line each) and counts elections.
+async fn watch_events(raft: Raft, elections: Arc<AtomicU64>) {
+    let mut rx = raft.metrics();
+    let mut last = rx.borrow().clone();
+    while rx.changed().await.is_ok() {
+        let m = rx.borrow().clone();
+        if m.state != last.state {
+            match m.state {
+                ServerState::Candidate => {
+                    elections.fetch_add(1, Ordering::Relaxed);
+                    tracing::info!(node = m.id, term = m.current_term, "election started");
+                }
+                ServerState::Leader => tracing::info!(node = m.id, term = m.current_term, "election won: now leader"),
+                _ if last.state == ServerState::Leader => {
+                    tracing::info!(node = m.id, term = m.current_term, state = ?m.state, "leadership lost")
+                }
+                _ => {}
+            }
+        }
+        if m.current_leader != last.current_leader {
+            tracing::info!(node = m.id, term = m.current_term, leader = ?m.current_leader, "leader changed");
+        }
+        if m.membership_config.log_id() != last.membership_config.log_id() {
+            tracing::info!(node = m.id, term = m.current_term, membership = %m.membership_config.membership(), "membership changed");
+        }
+        if m.state == ServerState::Shutdown {
+            break;
+        }
+        last = m;
+    }
+}

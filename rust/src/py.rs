@@ -1,0 +1,508 @@
+//! Python bindings (`warren_raft`). Consensus runs on the extension's own "raft-core" runtime,
+//! whose threads never take the GIL; awaitables are resolved from a separate bridge runtime, so a
+//! Python process that holds the GIL can delay its own results but never a heartbeat or a vote.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::future::Future;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::Duration;
+
+use pyo3::prelude::*;
+use pyo3::types::{PyBytes, PyDict, PyList, PyTuple};
+use tokio::sync::oneshot;
+
+use crate::config::Config;
+use crate::error::Error;
+use crate::node::Node;
+use crate::py_errors::{self, to_py};
+use crate::state_machine::Work;
+use crate::types::NodeInfo;
+use crate::logging;
+
+/// Threads of the consensus runtime (elections, heartbeats, replication, log I/O hand-off).
+const CORE_THREADS: usize = 2;
+
+fn core() -> &'static tokio::runtime::Runtime {
+    static CORE: OnceLock<tokio::runtime::Runtime> = OnceLock::new();
+    CORE.get_or_init(|| {
+        tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(CORE_THREADS)
+            .thread_name("raft-core")
+            .enable_all()
+            .build()
+            .expect("cannot start the raft-core runtime")
+    })
+}
+
+/// Runs `fut` on the core runtime and returns a Python awaitable of its result.
+fn awaitable<'py, F, T>(py: Python<'py>, fut: F) -> PyResult<Bound<'py, PyAny>>
+where
+    F: Future<Output = Result<T, Error>> + Send + 'static,
+    T: for<'a> IntoPyObject<'a> + Send + 'static,
+{
+    let handle = core().spawn(fut);
+    pyo3_async_runtimes::tokio::future_into_py(py, async move {
+        match handle.await {
+            Ok(r) => r.map_err(to_py),
+            Err(e) => Err(to_py(Error::Shutdown(format!("task failed: {e}")))),
+        }
+    })
+}
+
+#[pyclass(frozen, name = "Config", module = "warren_raft")]
+#[derive(Clone)]
+pub struct PyConfig {
+    #[pyo3(get)]
+    heartbeat_interval_ms: u64,
+    #[pyo3(get)]
+    election_timeout_min_ms: u64,
+    #[pyo3(get)]
+    election_timeout_max_ms: u64,
+    #[pyo3(get)]
+    snapshot_threshold: u64,
+    #[pyo3(get)]
+    max_in_snapshot_log_to_keep: u64,
+    #[pyo3(get)]
+    max_payload_entries: u64,
+    #[pyo3(get)]
+    max_entry_bytes: u64,
+    #[pyo3(get)]
+    max_frame_bytes: u64,
+    #[pyo3(get)]
+    rpc_timeout_ms: u64,
+}
+
+impl PyConfig {
+    fn to_config(&self) -> Config {
+        Config {
+            heartbeat_interval_ms: self.heartbeat_interval_ms,
+            election_timeout_min_ms: self.election_timeout_min_ms,
+            election_timeout_max_ms: self.election_timeout_max_ms,
+            snapshot_threshold: self.snapshot_threshold,
+            max_in_snapshot_log_to_keep: self.max_in_snapshot_log_to_keep,
+            max_payload_entries: self.max_payload_entries,
+            max_entry_bytes: self.max_entry_bytes,
+            max_frame_bytes: self.max_frame_bytes,
+            rpc_timeout_ms: self.rpc_timeout_ms,
+        }
+    }
+}
+
+#[pymethods]
+impl PyConfig {
+    #[new]
+    #[pyo3(signature = (*, heartbeat_interval_ms=None, election_timeout_min_ms=None, election_timeout_max_ms=None,
+        snapshot_threshold=None, max_in_snapshot_log_to_keep=None, max_payload_entries=None, max_entry_bytes=None,
+        max_frame_bytes=None, rpc_timeout_ms=None))]
+    #[allow(clippy::too_many_arguments)]
+    fn new(
+        heartbeat_interval_ms: Option<u64>,
+        election_timeout_min_ms: Option<u64>,
+        election_timeout_max_ms: Option<u64>,
+        snapshot_threshold: Option<u64>,
+        max_in_snapshot_log_to_keep: Option<u64>,
+        max_payload_entries: Option<u64>,
+        max_entry_bytes: Option<u64>,
+        max_frame_bytes: Option<u64>,
+        rpc_timeout_ms: Option<u64>,
+    ) -> PyResult<Self> {
+        let d = Config::default();
+        let c = Config {
+            heartbeat_interval_ms: heartbeat_interval_ms.unwrap_or(d.heartbeat_interval_ms),
+            election_timeout_min_ms: election_timeout_min_ms.unwrap_or(d.election_timeout_min_ms),
+            election_timeout_max_ms: election_timeout_max_ms.unwrap_or(d.election_timeout_max_ms),
+            snapshot_threshold: snapshot_threshold.unwrap_or(d.snapshot_threshold),
+            max_in_snapshot_log_to_keep: max_in_snapshot_log_to_keep.unwrap_or(d.max_in_snapshot_log_to_keep),
+            max_payload_entries: max_payload_entries.unwrap_or(d.max_payload_entries),
+            max_entry_bytes: max_entry_bytes.unwrap_or(d.max_entry_bytes),
+            max_frame_bytes: max_frame_bytes.unwrap_or(d.max_frame_bytes),
+            rpc_timeout_ms: rpc_timeout_ms.unwrap_or(d.rpc_timeout_ms),
+        };
+        c.validate().map_err(to_py)?;
+        Ok(PyConfig {
+            heartbeat_interval_ms: c.heartbeat_interval_ms,
+            election_timeout_min_ms: c.election_timeout_min_ms,
+            election_timeout_max_ms: c.election_timeout_max_ms,
+            snapshot_threshold: c.snapshot_threshold,
+            max_in_snapshot_log_to_keep: c.max_in_snapshot_log_to_keep,
+            max_payload_entries: c.max_payload_entries,
+            max_entry_bytes: c.max_entry_bytes,
+            max_frame_bytes: c.max_frame_bytes,
+            rpc_timeout_ms: c.rpc_timeout_ms,
+        })
+    }
+
+    fn __repr__(&self) -> String {
+        format!("{:?}", self.to_config()).replacen("Config", "warren_raft.Config", 1)
+    }
+}
+
+/// A reply slot that can be used once.
+struct Once<T>(Mutex<Option<oneshot::Sender<Result<T, String>>>>);
+
+impl<T> Once<T> {
+    fn new(tx: oneshot::Sender<Result<T, String>>) -> Self {
+        Once(Mutex::new(Some(tx)))
+    }
+    fn send(&self, value: Result<T, String>) -> PyResult<()> {
+        let tx = self.0.lock().unwrap().take();
+        match tx {
+            Some(tx) => {
+                let _ = tx.send(value);
+                Ok(())
+            }
+            None => Err(pyo3::exceptions::PyRuntimeError::new_err("this work item was already completed")),
+        }
+    }
+}
+
+#[pyclass(frozen, name = "ApplyBatch", module = "warren_raft")]
+pub struct PyApplyBatch {
+    #[pyo3(get)]
+    entries: Py<PyList>,
+    count: usize,
+    reply: Once<Vec<Vec<u8>>>,
+}
+
+#[pymethods]
+impl PyApplyBatch {
+    #[getter]
+    fn kind(&self) -> &'static str {
+        "apply"
+    }
+    fn complete(&self, responses: Vec<Vec<u8>>) -> PyResult<()> {
+        if responses.len() != self.count {
+            return Err(pyo3::exceptions::PyValueError::new_err(format!(
+                "expected {} responses, got {}",
+                self.count,
+                responses.len()
+            )));
+        }
+        self.reply.send(Ok(responses))
+    }
+    fn fail(&self, message: String) -> PyResult<()> {
+        self.reply.send(Err(message))
+    }
+    fn __repr__(&self) -> String {
+        format!("<ApplyBatch of {} entries>", self.count)
+    }
+}
+
+#[pyclass(frozen, name = "BuildSnapshot", module = "warren_raft")]
+pub struct PyBuildSnapshot {
+    #[pyo3(get)]
+    path: String,
+    #[pyo3(get)]
+    last_index: Option<u64>,
+    reply: Once<()>,
+}
+
+#[pymethods]
+impl PyBuildSnapshot {
+    #[getter]
+    fn kind(&self) -> &'static str {
+        "snapshot"
+    }
+    fn complete(&self) -> PyResult<()> {
+        self.reply.send(Ok(()))
+    }
+    fn fail(&self, message: String) -> PyResult<()> {
+        self.reply.send(Err(message))
+    }
+}
+
+#[pyclass(frozen, name = "RestoreSnapshot", module = "warren_raft")]
+pub struct PyRestoreSnapshot {
+    #[pyo3(get)]
+    path: Option<String>,
+    #[pyo3(get)]
+    last_index: Option<u64>,
+    reply: Once<()>,
+}
+
+#[pymethods]
+impl PyRestoreSnapshot {
+    #[getter]
+    fn kind(&self) -> &'static str {
+        "restore"
+    }
+    fn complete(&self) -> PyResult<()> {
+        self.reply.send(Ok(()))
+    }
+    fn fail(&self, message: String) -> PyResult<()> {
+        self.reply.send(Err(message))
+    }
+}
+
+fn path_str(p: PathBuf) -> String {
+    p.to_string_lossy().into_owned()
+}
+
+/// A work item on its way to Python (None: the queue has ended).
+struct WorkOut(Option<Work>);
+
+impl<'py> IntoPyObject<'py> for WorkOut {
+    type Target = PyAny;
+    type Output = Bound<'py, PyAny>;
+    type Error = PyErr;
+
+    fn into_pyobject(self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
+        Ok(match self.0 {
+            None => py.None().into_bound(py),
+            Some(Work::Apply { entries, reply }) => {
+                let count = entries.len();
+                let items = entries
+                    .into_iter()
+                    .map(|(index, term, data)| (index, term, PyBytes::new(py, &data)).into_pyobject(py))
+                    .collect::<PyResult<Vec<Bound<'py, PyTuple>>>>()?;
+                let list = PyList::new(py, items)?.unbind();
+                Bound::new(py, PyApplyBatch { entries: list, count, reply: Once::new(reply) })?.into_any()
+            }
+            Some(Work::BuildSnapshot { path, last_index, reply }) => {
+                Bound::new(py, PyBuildSnapshot { path: path_str(path), last_index, reply: Once::new(reply) })?
+                    .into_any()
+            }
+            Some(Work::Restore { path, last_index, reply }) => Bound::new(
+                py,
+                PyRestoreSnapshot { path: path.map(path_str), last_index, reply: Once::new(reply) },
+            )?
+            .into_any(),
+        })
+    }
+}
+
+#[pyclass(frozen, name = "RaftNode", module = "warren_raft")]
+pub struct PyRaftNode {
+    node: Arc<Node>,
+    meta: String,
+}
+
+#[pymethods]
+impl PyRaftNode {
+    #[staticmethod]
+    #[pyo3(signature = (data_dir, node_id, listen_addr, *, advertise_addr=None, meta=String::new(), config=None))]
+    fn open(
+        py: Python<'_>,
+        data_dir: PathBuf,
+        node_id: u64,
+        listen_addr: String,
+        advertise_addr: Option<String>,
+        meta: String,
+        config: Option<PyConfig>,
+    ) -> PyResult<Self> {
+        let config = config.map(|c| c.to_config()).unwrap_or_default();
+        let node = py
+            .allow_threads(|| {
+                core().block_on(Node::open(&data_dir, node_id, &listen_addr, advertise_addr.as_deref(), config))
+            })
+            .map_err(to_py)?;
+        Ok(PyRaftNode { node, meta })
+    }
+
+    #[getter]
+    fn node_id(&self) -> u64 {
+        self.node.id()
+    }
+
+    #[getter]
+    fn addr(&self) -> String {
+        self.node.addr().to_string()
+    }
+
+    #[pyo3(signature = (members=None))]
+    fn bootstrap<'py>(
+        &self,
+        py: Python<'py>,
+        members: Option<BTreeMap<u64, (String, String)>>,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        let node = self.node.clone();
+        let meta = self.meta.clone();
+        let members = members
+            .unwrap_or_default()
+            .into_iter()
+            .map(|(id, (addr, meta))| (id, NodeInfo { addr, meta }))
+            .collect();
+        awaitable(py, async move { node.bootstrap(members, &meta).await })
+    }
+
+    fn is_initialized<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
+        let node = self.node.clone();
+        awaitable(py, async move { node.is_initialized().await })
+    }
+
+    fn propose<'py>(&self, py: Python<'py>, data: &Bound<'py, PyBytes>) -> PyResult<Bound<'py, PyAny>> {
+        let node = self.node.clone();
+        let data = data.as_bytes().to_vec();
+        awaitable(py, async move {
+            let (index, resp) = node.propose(data).await?;
+            Ok((index, ResponseBytes(resp)))
+        })
+    }
+
+    fn read_barrier<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
+        let node = self.node.clone();
+        awaitable(py, async move { node.read_barrier().await })
+    }
+
+    #[pyo3(signature = (node_id, addr, meta=String::new(), blocking=true))]
+    fn add_learner<'py>(
+        &self,
+        py: Python<'py>,
+        node_id: u64,
+        addr: String,
+        meta: String,
+        blocking: bool,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        let node = self.node.clone();
+        awaitable(py, async move { node.add_learner(node_id, NodeInfo { addr, meta }, blocking).await })
+    }
+
+    #[pyo3(signature = (voters, retain=false))]
+    fn change_membership<'py>(&self, py: Python<'py>, voters: BTreeSet<u64>, retain: bool) -> PyResult<Bound<'py, PyAny>> {
+        let node = self.node.clone();
+        awaitable(py, async move { node.change_membership(voters, retain).await })
+    }
+
+    #[pyo3(signature = (node_id, addr, meta=String::new()))]
+    fn add_voter<'py>(&self, py: Python<'py>, node_id: u64, addr: String, meta: String) -> PyResult<Bound<'py, PyAny>> {
+        let node = self.node.clone();
+        awaitable(py, async move { node.add_voter(node_id, NodeInfo { addr, meta }).await })
+    }
+
+    fn remove_node<'py>(&self, py: Python<'py>, node_id: u64) -> PyResult<Bound<'py, PyAny>> {
+        let node = self.node.clone();
+        awaitable(py, async move { node.remove_node(node_id).await })
+    }
+
+    #[pyo3(signature = (to=None, timeout_s=3.0))]
+    fn transfer_leadership<'py>(&self, py: Python<'py>, to: Option<u64>, timeout_s: f64) -> PyResult<Bound<'py, PyAny>> {
+        if !(timeout_s.is_finite() && timeout_s > 0.0) {
+            return Err(pyo3::exceptions::PyValueError::new_err("timeout_s must be a positive number"));
+        }
+        let node = self.node.clone();
+        awaitable(py, async move { node.transfer_leadership(to, Duration::from_secs_f64(timeout_s)).await })
+    }
+
+    fn trigger_snapshot<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
+        let node = self.node.clone();
+        awaitable(py, async move { node.trigger_snapshot().await })
+    }
+
+    fn next_work<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
+        let node = self.node.clone();
+        // Awaited on the bridge runtime: it only waits on a queue, and converting the item needs the GIL.
+        pyo3_async_runtimes::tokio::future_into_py(py, async move { Ok(WorkOut(node.next_work().await)) })
+    }
+
+    fn metrics<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
+        let m = self.node.metrics();
+        let d = PyDict::new(py);
+        d.set_item("id", m.id)?;
+        d.set_item("role", m.role)?;
+        d.set_item("term", m.term)?;
+        d.set_item("leader_id", m.leader_id)?;
+        d.set_item("leader_addr", m.leader_addr)?;
+        d.set_item("commit_index", m.commit_index)?;
+        d.set_item("applied_index", m.applied_index)?;
+        d.set_item("last_log_index", m.last_log_index)?;
+        d.set_item("snapshot_index", m.snapshot_index)?;
+        d.set_item("purged_index", m.purged_index)?;
+        d.set_item("voters", m.voters)?;
+        d.set_item("learners", m.learners)?;
+        let nodes = PyDict::new(py);
+        for (id, info) in m.nodes {
+            let n = PyDict::new(py);
+            n.set_item("addr", info.addr)?;
+            n.set_item("meta", info.meta)?;
+            nodes.set_item(id, n)?;
+        }
+        d.set_item("nodes", nodes)?;
+        let peers = PyDict::new(py);
+        for (id, (match_index, last_contact)) in m.peers {
+            let p = PyDict::new(py);
+            p.set_item("match_index", match_index)?;
+            p.set_item("last_contact_s", last_contact)?;
+            peers.set_item(id, p)?;
+        }
+        d.set_item("peers", peers)?;
+        d.set_item("last_leader_contact_s", m.last_leader_contact_s)?;
+        d.set_item("millis_since_quorum_ack", m.millis_since_quorum_ack)?;
+        d.set_item("elections_total", m.elections_total)?;
+        Ok(d)
+    }
+
+    fn shutdown<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
+        let node = self.node.clone();
+        awaitable(py, async move { node.shutdown().await })
+    }
+
+    fn __repr__(&self) -> String {
+        format!("<RaftNode {} at {}>", self.node.id(), self.node.addr())
+    }
+}
+
+/// A state-machine response, handed to Python as `bytes`.
+struct ResponseBytes(Vec<u8>);
+
+impl<'py> IntoPyObject<'py> for ResponseBytes {
+    type Target = PyBytes;
+    type Output = Bound<'py, PyBytes>;
+    type Error = std::convert::Infallible;
+
+    fn into_pyobject(self, py: Python<'py>) -> Result<Bound<'py, PyBytes>, Self::Error> {
+        Ok(PyBytes::new(py, &self.0))
+    }
+}
+
+/// Forwards the core's log records at `level` and above to Python's `logging`.
+#[pyfunction]
+#[pyo3(signature = (level="info"))]
+fn init_logging(level: &str) -> PyResult<()> {
+    let lvl = logging::parse_level(level).ok_or_else(|| {
+        py_errors::ConfigError::new_err(format!("unknown log level {level:?}; use error, warn, info, debug or trace"))
+    })?;
+    if let Some(rx) = logging::install(lvl) {
+        std::thread::Builder::new()
+            .name("raft-log-forward".into())
+            .spawn(move || {
+                while let Ok(rec) = rx.recv() {
+                    Python::with_gil(|py| {
+                        let name = if rec.target.starts_with("warren_raft") {
+                            rec.target.replace("::", ".")
+                        } else {
+                            format!("warren_raft.{}", rec.target.split("::").next().unwrap_or("core"))
+                        };
+                        let levelno = match rec.level {
+                            tracing::Level::ERROR => 40,
+                            tracing::Level::WARN => 30,
+                            tracing::Level::INFO => 20,
+                            _ => 10,
+                        };
+                        let _ = py
+                            .import("logging")
+                            .and_then(|l| l.call_method1("getLogger", (name,)))
+                            .and_then(|lg| lg.call_method1("log", (levelno, rec.message)));
+                    });
+                }
+            })
+            .map_err(|e| pyo3::exceptions::PyRuntimeError::new_err(e.to_string()))?;
+    }
+    Ok(())
+}
+
+#[pymodule]
+fn warren_raft(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    let mut bridge = tokio::runtime::Builder::new_multi_thread();
+    bridge.worker_threads(1).thread_name("raft-bridge").enable_all();
+    pyo3_async_runtimes::tokio::init(bridge);
+    m.add("__version__", env!("CARGO_PKG_VERSION"))?;
+    py_errors::register(m)?;
+    m.add_class::<PyConfig>()?;
+    m.add_class::<PyRaftNode>()?;
+    m.add_class::<PyApplyBatch>()?;
+    m.add_class::<PyBuildSnapshot>()?;
+    m.add_class::<PyRestoreSnapshot>()?;
+    m.add_function(wrap_pyfunction!(init_logging, m)?)?;
+    Ok(())
+}

@@ -1,0 +1,209 @@
+"""Typed interface of the `warren_raft` extension module (Raft consensus on openraft).
+
+Checked against the compiled module by `mypy.stubtest` (`make lint`).
+"""
+
+from typing import Literal, TypedDict, final
+
+__version__: str
+
+# -- errors -----------------------------------------------------------------------------------------
+
+class RaftError(Exception):
+    """Root of every error raised by warren_raft."""
+
+class ConfigError(RaftError):
+    """A configuration value or combination is invalid (message says which and why)."""
+
+class NotLeaderError(RaftError):
+    """This node is not the leader; retry on `leader_addr` (None while no leader is known)."""
+
+    leader_id: int | None
+    leader_addr: str | None
+
+class StorageError(RaftError):
+    """The durable log or snapshot store failed (I/O error, disk full, ...)."""
+
+class CorruptLogError(StorageError):
+    """The on-disk log failed validation at open; the node refuses to start from it."""
+
+class MembershipError(RaftError):
+    """A membership change was refused (e.g. another change is in progress, unknown node)."""
+
+class RaftTimeoutError(RaftError):
+    """The operation did not complete within its deadline (e.g. no quorum)."""
+
+class ShutdownError(RaftError):
+    """The node has been shut down (or its core stopped on a fatal error)."""
+
+# -- configuration ----------------------------------------------------------------------------------
+
+@final
+class Config:
+    """Timers and limits of a node. Every argument has a documented default; `validate` runs in __init__."""
+
+    heartbeat_interval_ms: int
+    election_timeout_min_ms: int
+    election_timeout_max_ms: int
+    snapshot_threshold: int
+    max_in_snapshot_log_to_keep: int
+    max_payload_entries: int
+    max_entry_bytes: int
+    max_frame_bytes: int
+    rpc_timeout_ms: int
+
+    def __init__(
+        self,
+        *,
+        heartbeat_interval_ms: int = 50,
+        election_timeout_min_ms: int = 150,
+        election_timeout_max_ms: int = 300,
+        snapshot_threshold: int = 10000,
+        max_in_snapshot_log_to_keep: int = 1000,
+        max_payload_entries: int = 64,
+        max_entry_bytes: int = 1048576,
+        max_frame_bytes: int = 83886080,
+        rpc_timeout_ms: int = 1000,
+    ) -> None: ...
+
+# -- state-machine work items -----------------------------------------------------------------------
+
+@final
+class ApplyBatch:
+    """Committed entries to apply, in order. Call `complete` with one response per entry."""
+
+    kind: Literal["apply"]
+    entries: list[tuple[int, int, bytes]]
+    """(index, term, payload) for each entry, ascending by index."""
+
+    def complete(self, responses: list[bytes]) -> None: ...
+    def fail(self, message: str) -> None: ...
+
+@final
+class BuildSnapshot:
+    """Write the whole state (as applied so far) to the file at `path`, then call `complete`."""
+
+    kind: Literal["snapshot"]
+    path: str
+    last_index: int | None
+
+    def complete(self) -> None: ...
+    def fail(self, message: str) -> None: ...
+
+@final
+class RestoreSnapshot:
+    """Replace the whole state with the snapshot file at `path` (None: reset to empty).
+
+    The file stays owned by warren_raft: read or copy it, never modify or delete it.
+    """
+
+    kind: Literal["restore"]
+    path: str | None
+    last_index: int | None
+
+    def complete(self) -> None: ...
+    def fail(self, message: str) -> None: ...
+
+Work = ApplyBatch | BuildSnapshot | RestoreSnapshot
+
+# -- metrics ----------------------------------------------------------------------------------------
+
+class NodeInfo(TypedDict):
+    addr: str
+    meta: str
+
+class PeerMetrics(TypedDict):
+    match_index: int | None
+    last_contact_s: float | None
+
+class Metrics(TypedDict):
+    id: int
+    role: Literal["leader", "follower", "candidate", "learner", "shutdown"]
+    term: int
+    leader_id: int | None
+    leader_addr: str | None
+    commit_index: int | None
+    applied_index: int | None
+    last_log_index: int | None
+    snapshot_index: int | None
+    purged_index: int | None
+    voters: list[int]
+    learners: list[int]
+    nodes: dict[int, NodeInfo]
+    peers: dict[int, PeerMetrics]
+    last_leader_contact_s: float | None
+    millis_since_quorum_ack: int | None
+    elections_total: int
+
+# -- the node ---------------------------------------------------------------------------------------
+
+@final
+class RaftNode:
+    """One Raft member. Its consensus runs on the extension's own threads, never waiting for the GIL."""
+
+    @staticmethod
+    def open(
+        data_dir: str,
+        node_id: int,
+        listen_addr: str,
+        *,
+        advertise_addr: str | None = None,
+        meta: str = "",
+        config: Config | None = None,
+    ) -> RaftNode:
+        """Open (or create) the node's durable state in `data_dir` and start serving Raft on `listen_addr`.
+
+        The first work item delivered by `next_work` is always a RestoreSnapshot (the latest snapshot,
+        or None for an empty state): the state machine is rebuilt from snapshot plus log on every start.
+        Raises CorruptLogError if the log fails validation, StorageError on I/O errors.
+        """
+
+    @property
+    def node_id(self) -> int: ...
+    @property
+    def addr(self) -> str:
+        """The advertised Raft address of this node."""
+
+    async def bootstrap(self, members: dict[int, tuple[str, str]] | None = None) -> None:
+        """Initialise a new cluster. `members` maps node id -> (addr, meta); default: just this node."""
+
+    async def is_initialized(self) -> bool: ...
+    async def propose(self, data: bytes) -> tuple[int, bytes]:
+        """Commit `data` and wait until it is applied; returns (log index, state machine's response).
+
+        Raises NotLeaderError on a non-leader (with the leader's id and address when known).
+        """
+
+    async def read_barrier(self) -> int:
+        """Linearizable read point: on return, the local state machine has applied every write
+        committed before the call. Returns that log index. Leader only (NotLeaderError otherwise)."""
+
+    async def add_learner(self, node_id: int, addr: str, meta: str = "", blocking: bool = True) -> int:
+        """Add a non-voting member; with `blocking`, wait until it has caught up. Returns the log index."""
+
+    async def change_membership(self, voters: list[int], retain: bool = False) -> int:
+        """Set the voter set (joint consensus). Removed voters become learners if `retain`, else leave."""
+
+    async def add_voter(self, node_id: int, addr: str, meta: str = "") -> int:
+        """Add as learner, wait until caught up, then promote to voter: a join never costs quorum."""
+
+    async def remove_node(self, node_id: int) -> int:
+        """Remove a voter or learner from the cluster."""
+
+    async def transfer_leadership(self, to: int | None = None, timeout_s: float = 3.0) -> int:
+        """Hand leadership to `to` (default: the most up-to-date voter) and wait until it leads.
+
+        Returns the new leader's id. Leader only."""
+
+    async def trigger_snapshot(self) -> None:
+        """Build a snapshot now (log compaction follows)."""
+
+    async def next_work(self) -> Work | None:
+        """Next item for the state machine, in log order; None once the node has shut down."""
+
+    def metrics(self) -> Metrics: ...
+    async def shutdown(self) -> None:
+        """Stop Raft, flush the log, close the port. Idempotent."""
+
+def init_logging(level: str = "info") -> None:
+    """Forward the core's log records at `level` and above to Python's `logging` (logger "warren_raft")."""
