@@ -1,0 +1,176 @@
+"""RaftSettings defaults and validation, conversion to the core's Config, and parse_duration."""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from decimal import Decimal
+from types import ModuleType
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from warren.config import MIB, RaftSettings, parse_duration
+from warren.errors import ConfigError, WarrenError
+
+
+def test_defaults_are_valid_and_documented_values() -> None:
+    settings = RaftSettings()
+    settings.validate()
+    assert settings.heartbeat_interval_s == 0.05
+    assert (settings.election_timeout_min_s, settings.election_timeout_max_s) == (0.15, 0.30)
+    assert settings.snapshot_threshold == 10_000
+    assert settings.max_in_snapshot_log_to_keep == 1_000
+    assert settings.max_entry_bytes == MIB == 1_048_576
+    assert settings.rpc_timeout_s == 1.0
+
+
+def test_settings_are_frozen() -> None:
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        RaftSettings().heartbeat_interval_s = 1.0  # type: ignore[misc]
+
+
+@pytest.mark.parametrize(
+    ("changes", "field"),
+    [
+        ({"heartbeat_interval_s": 0.15}, "heartbeat_interval_s"),  # == election min
+        ({"heartbeat_interval_s": 0.2}, "heartbeat_interval_s"),  # > election min
+        ({"election_timeout_min_s": 0.3}, "election_timeout_min_s"),  # == max
+        ({"election_timeout_min_s": 0.4}, "election_timeout_min_s"),  # > max
+        ({"heartbeat_interval_s": 0.0}, "heartbeat_interval_s"),
+        ({"heartbeat_interval_s": -0.05}, "heartbeat_interval_s"),
+        ({"heartbeat_interval_s": 0.0004}, "heartbeat_interval_s"),  # rounds to 0 ms at the core
+        ({"election_timeout_max_s": math.nan}, "election_timeout_max_s"),
+        ({"election_timeout_max_s": math.inf}, "election_timeout_max_s"),
+        ({"rpc_timeout_s": 0.0}, "rpc_timeout_s"),
+        ({"snapshot_threshold": 0}, "snapshot_threshold"),
+        ({"max_entry_bytes": -1}, "max_entry_bytes"),
+        ({"max_in_snapshot_log_to_keep": -1}, "max_in_snapshot_log_to_keep"),
+        # Distinct in seconds, equal once converted to whole milliseconds.
+        ({"election_timeout_min_s": 0.2001, "election_timeout_max_s": 0.2004}, "election_timeout_min_s"),
+    ],
+)
+def test_validate_rejects_impossible_values(changes: dict[str, float], field: str) -> None:
+    settings = dataclasses.replace(RaftSettings(), **changes)
+    with pytest.raises(ConfigError, match=field) as info:
+        settings.validate()
+    assert isinstance(info.value, WarrenError)
+
+
+def test_validate_accepts_keeping_no_log_behind_snapshot() -> None:
+    RaftSettings(max_in_snapshot_log_to_keep=0).validate()
+
+
+def test_to_core_validates_before_touching_the_core() -> None:
+    # Raised by Warren's own validate(), whether or not warren_raft is importable.
+    with pytest.raises(ConfigError, match="heartbeat_interval_s"):
+        RaftSettings(heartbeat_interval_s=1.0).to_core()
+
+
+def test_to_core_converts_seconds_to_milliseconds(raft: ModuleType) -> None:
+    settings = RaftSettings(
+        heartbeat_interval_s=0.1,
+        election_timeout_min_s=0.5,
+        election_timeout_max_s=1.25,
+        snapshot_threshold=500,
+        max_in_snapshot_log_to_keep=0,
+        max_entry_bytes=4096,
+        rpc_timeout_s=2.5,
+    )
+    core = settings.to_core()
+    assert isinstance(core, raft.Config)
+    assert core.heartbeat_interval_ms == 100
+    assert core.election_timeout_min_ms == 500
+    assert core.election_timeout_max_ms == 1250
+    assert core.snapshot_threshold == 500
+    assert core.max_in_snapshot_log_to_keep == 0
+    assert core.max_entry_bytes == 4096
+    assert core.rpc_timeout_ms == 2500
+
+
+def test_defaults_match_the_cores_defaults(raft: ModuleType) -> None:
+    ours, theirs = RaftSettings().to_core(), raft.Config()
+    for name in (
+        "heartbeat_interval_ms",
+        "election_timeout_min_ms",
+        "election_timeout_max_ms",
+        "snapshot_threshold",
+        "max_in_snapshot_log_to_keep",
+        "max_entry_bytes",
+        "rpc_timeout_ms",
+    ):
+        assert getattr(ours, name) == getattr(theirs, name), name
+
+
+# -- parse_duration ---------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("text", "seconds"),
+    [
+        ("500ms", 0.5),
+        ("1s", 1.0),
+        ("1m", 60.0),
+        ("1.5s", 1.5),
+        ("150ms", 0.15),
+        ("0s", 0.0),
+        (".5s", 0.5),
+        ("2h", 7200.0),
+        ("1m30s", 90.0),
+        ("1h1m1s1ms", 3661.001),
+        ("  250ms\n", 0.25),
+    ],
+)
+def test_parse_duration_examples(text: str, seconds: float) -> None:
+    assert parse_duration(text) == seconds
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "",
+        "   ",
+        "5",
+        "1.5",
+        "s",
+        "ms",
+        "-1s",
+        "+1s",
+        "1x",
+        "1 s",
+        "1s2",
+        "1sms",
+        "1e3s",
+        "nans",
+        "infs",
+        "1,5s",
+        "1S",
+        "1d",
+        "9" * 400 + "h",
+    ],
+)
+def test_parse_duration_rejects_bad_input(text: str) -> None:
+    with pytest.raises(ConfigError, match="invalid duration"):
+        parse_duration(text)
+
+
+@given(st.integers(min_value=0, max_value=10**12))
+def test_parse_duration_milliseconds_round_trip(ms: int) -> None:
+    assert parse_duration(f"{ms}ms") == ms / 1000
+
+
+@given(st.decimals(min_value=0, max_value=10**6, places=3, allow_nan=False, allow_infinity=False))
+def test_parse_duration_decimal_seconds_round_trip(seconds: Decimal) -> None:
+    assert parse_duration(f"{seconds:f}s") == float(seconds)
+
+
+@given(
+    st.integers(min_value=0, max_value=10_000),
+    st.integers(min_value=0, max_value=59),
+    st.integers(min_value=0, max_value=59),
+    st.integers(min_value=0, max_value=999),
+)
+def test_parse_duration_compound_round_trip(h: int, m: int, s: int, ms: int) -> None:
+    text = f"{h}h{m}m{s}s{ms}ms"
+    assert parse_duration(text) == (((h * 60 + m) * 60 + s) * 1000 + ms) / 1000
