@@ -159,7 +159,7 @@ class Cluster:
         """Bootstrap member map {id: [addr, meta]} (JSON turns the int keys into strings)."""
         return {i: [self.nodes[i].addr, ""] for i in (ids if ids is not None else sorted(self.nodes))}
 
-    def start(self, n: int, *, join: bool = False, timeout: float = 30.0) -> NodeProc:
+    def start(self, n: int, *, join: bool = False, timeout: float = 15.0) -> NodeProc:
         """Start nodes 1..n as one cluster and return its leader.
 
         join=False: node 1 bootstraps with all n members. join=True: node 1 bootstraps alone and the
