@@ -171,7 +171,7 @@ class Cluster:
             first.call("bootstrap", members=self.members(range(1, n + 1)), timeout=timeout)
             return self.leader(timeout=timeout)
         first.call("bootstrap", timeout=timeout)
-        leader = self.leader(timeout=timeout)
+        leader = self.leader(timeout=timeout, nodes=[first])  # the others know of no cluster yet
         for p in procs[1:]:
             leader.call("add_voter", node_id=p.id, addr=p.addr, timeout=timeout)
         want = list(range(1, n + 1))

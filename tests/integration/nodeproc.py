@@ -264,6 +264,7 @@ class NodeProc:
             for raw in stdout:
                 self._dispatch(raw.decode("utf-8", errors="replace").strip())
         finally:
+            stdout.close()
             proc.wait()
             self._exited.set()
             self._ready.set()

@@ -21,6 +21,10 @@ def write_and_stop(cluster: Cluster) -> tuple[NodeProc, Path, int]:
     last_index = 0
     for payload in PAYLOADS:
         last_index = node.call("propose", data=payload)["index"]
+    # Later commits, so that every tree version redb could fall back to holds the marked entries: a
+    # damaged entry must be reported, not rolled back as if it were a torn last write.
+    for i in range(5):
+        last_index = node.call("propose", data=f"filler-{i}")["index"]
     node.stop()
     assert not node.alive
     log = node.data_dir / LOG_FILE
@@ -43,7 +47,8 @@ def test_flipped_bytes_in_the_last_entry_fail_with_corrupt_log_error(cluster: Cl
     last_payload = PAYLOADS[-1]
     data = bytearray(log.read_bytes())
     needle = last_payload.encode()
-    # redb is copy-on-write, so a stale copy of the page may also hold the payload: damage every copy.
+    # redb is copy-on-write, so older copies of the page may also hold the payload (freed, or still
+    # referenced by the previous commit): damage every copy of the last marked entry.
     offsets = []
     start = data.find(needle)
     while start != -1:

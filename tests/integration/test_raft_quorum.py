@@ -16,12 +16,12 @@ def test_two_node_cluster_without_quorum_does_not_acknowledge_writes(cluster: Cl
 
     follower.kill()
     with pytest.raises((RemoteError, CallTimeout)) as info:
-        leader.call("propose", data="no-quorum", timeout=5)
+        leader.call("propose", data="no-quorum", timeout=3)
     if isinstance(info.value, RemoteError):
         assert info.value.cls in ("RaftTimeoutError", "NotLeaderError", "ShutdownError"), info.value
     # Reads need a quorum too (a lone leader might be deposed without knowing it).
     with pytest.raises((RemoteError, CallTimeout)):
-        leader.call("read_barrier", timeout=5)
+        leader.call("read_barrier", timeout=3)
 
     # Once the follower is back, the cluster commits again and the history is intact.
     follower.restart()
