@@ -233,7 +233,10 @@ async def serve(args: argparse.Namespace) -> int:
     )
     try:
         node = warren_raft.RaftNode.open(args.data, args.id, args.listen, config=config)
-    except Exception as exc:  # task boundary: report why the node cannot start, then stop
+    except BaseException as exc:  # process boundary: report why the node cannot start, then stop
+        # BaseException: a Rust panic surfaces as pyo3's PanicException, which is not an Exception.
+        if isinstance(exc, KeyboardInterrupt | SystemExit):
+            raise
         log.error("cannot open node %d in %s: %s: %s", args.id, args.data, type(exc).__name__, exc)
         write_line({"fatal": type(exc).__name__, "message": str(exc)})
         return EXIT_OPEN_FAILED
