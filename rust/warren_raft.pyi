@@ -74,7 +74,8 @@ class ApplyBatch:
 
     kind: Literal["apply"]
     entries: list[tuple[int, int, bytes]]
-    """(index, term, payload) for each entry, ascending by index."""
+    """(index, term, payload) per proposed command, in commit order. Commands proposed together may
+    share one log entry, and so one index: the order within the list is the order to apply."""
 
     def complete(self, responses: list[bytes]) -> None: ...
     def fail(self, message: str) -> None: ...

@@ -2,7 +2,7 @@
 
 use crate::types::NodeId;
 
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 pub enum Error {
     #[error("invalid configuration: {0}")]
     Config(String),
@@ -51,5 +51,21 @@ impl From<openraft::error::Fatal<NodeId>> for Error {
 impl From<openraft::error::ForwardToLeader<NodeId, crate::types::NodeInfo>> for Error {
     fn from(f: openraft::error::ForwardToLeader<NodeId, crate::types::NodeInfo>) -> Self {
         Error::NotLeader { leader_id: f.leader_id, leader_addr: f.leader_node.map(|n| n.addr) }
+    }
+}
+
+impl From<openraft::error::RaftError<NodeId, openraft::error::ClientWriteError<NodeId, crate::types::NodeInfo>>>
+    for Error
+{
+    fn from(e: openraft::error::RaftError<NodeId, openraft::error::ClientWriteError<NodeId, crate::types::NodeInfo>>) -> Self {
+        use openraft::error::{ChangeMembershipError, ClientWriteError, RaftError};
+        match e {
+            RaftError::APIError(ClientWriteError::ForwardToLeader(f)) => f.into(),
+            RaftError::APIError(ClientWriteError::ChangeMembershipError(ChangeMembershipError::InProgress(p))) => {
+                Error::Membership(format!("another membership change is in progress ({p})"))
+            }
+            RaftError::APIError(ClientWriteError::ChangeMembershipError(c)) => Error::Membership(c.to_string()),
+            RaftError::Fatal(f) => f.into(),
+        }
     }
 }

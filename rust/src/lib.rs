@@ -12,6 +12,7 @@ pub mod log_store;
 pub mod logging;
 pub mod network;
 pub mod node;
+pub mod proposer;
 pub mod state_machine;
 pub mod types;
 

@@ -32,7 +32,6 @@ pub const LOG_FILE: &str = "raft-log.redb";
 const LOG: TableDefinition<u64, &[u8]> = TableDefinition::new("log");
 const META: TableDefinition<&str, &[u8]> = TableDefinition::new("meta");
 const KEY_VOTE: &str = "vote";
-const KEY_COMMITTED: &str = "committed";
 const KEY_PURGED: &str = "purged";
 
 enum Op {
@@ -43,6 +42,8 @@ enum Op {
     Meta(&'static str, Vec<u8>),
     /// Acknowledged once everything queued before it is durable.
     Sync(oneshot::Sender<Result<(), String>>),
+    /// Like Sync, then the writer stops and closes the file.
+    Close(oneshot::Sender<Result<(), String>>),
 }
 
 #[derive(Default)]
@@ -119,7 +120,10 @@ impl LogStore {
     /// Opens (or creates) the log in `dir`, validating every stored entry.
     pub fn open(dir: &Path) -> Result<LogStore, Error> {
         let path = dir.join(LOG_FILE);
-        let db = Database::create(&path).map_err(|e| open_error(&path, e))?;
+        // redb asserts (panics) on some damaged files, e.g. one cut short; that is corruption too.
+        let db = std::panic::catch_unwind(|| Database::create(&path))
+            .map_err(|_| corrupt(&path, "the file is damaged (redb could not read its layout)".into()))?
+            .map_err(|e| open_error(&path, e))?;
         let storage = |e: &dyn std::fmt::Display| Error::Storage(format!("{}: {e}", path.display()));
         {
             let txn = db.begin_write().map_err(|e| storage(&e))?;
@@ -147,10 +151,6 @@ impl LogStore {
         };
         if let Some(v) = read_meta(KEY_VOTE)? {
             mirror.vote = Some(decode_sealed(&v).ok_or_else(|| corrupt(path, "the stored vote fails its checksum".into()))?);
-        }
-        if let Some(v) = read_meta(KEY_COMMITTED)? {
-            mirror.committed =
-                decode_sealed(&v).ok_or_else(|| corrupt(path, "the stored commit index fails its checksum".into()))?;
         }
         if let Some(v) = read_meta(KEY_PURGED)? {
             mirror.last_purged =
@@ -202,9 +202,13 @@ impl LogStore {
         }
     }
 
-    /// Waits until everything queued so far is durable (used at shutdown).
-    pub async fn flush(&self) -> Result<(), StorageError> {
-        self.sync(ErrorSubject::Logs).await
+    /// Makes everything queued durable, then closes the file (at shutdown). Idempotent.
+    pub async fn close(&self) -> Result<(), StorageError> {
+        let (tx, rx) = oneshot::channel();
+        if self.shared.tx.send(Op::Close(tx)).is_err() {
+            return Ok(());
+        }
+        rx.await.unwrap_or(Ok(())).map_err(|e| write_error(ErrorSubject::Logs, &e))
     }
 }
 
@@ -214,6 +218,7 @@ fn write_error(subject: ErrorSubject<u64>, msg: &str) -> StorageError {
 
 /// The writer thread: one redb transaction (and one fsync) per batch of queued operations.
 fn writer(db: Database, rx: mpsc::Receiver<Op>, path: PathBuf) {
+    let mut closing = None;
     while let Ok(first) = rx.recv() {
         let mut batch = vec![first];
         while let Ok(op) = rx.try_recv() {
@@ -231,8 +236,14 @@ fn writer(db: Database, rx: mpsc::Receiver<Op>, path: PathBuf) {
                 Op::Sync(tx) => {
                     let _ = tx.send(result.clone());
                 }
+                Op::Close(tx) => closing = Some((tx, result.clone())),
                 _ => {}
             }
+        }
+        if let Some((tx, result)) = closing.take() {
+            drop(db);
+            let _ = tx.send(result);
+            return;
         }
     }
 }
@@ -258,7 +269,7 @@ fn write_batch(db: &Database, batch: &[Op]) -> Result<(), redb::Error> {
                 Op::Meta(key, value) => {
                     meta.insert(*key, value.as_slice())?;
                 }
-                Op::Sync(_) => {}
+                Op::Sync(_) | Op::Close(_) => {}
             }
         }
     }
@@ -300,13 +311,11 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     }
 
     async fn save_committed(&mut self, committed: Option<LogId>) -> Result<(), StorageError> {
-        // Not waited for: a stale commit point only means re-applying a little more after a crash.
+        // Kept in memory for metrics only. Were it read back at open, openraft would re-apply the
+        // log inside Raft::new, before the application can pull work: open would wait on itself.
+        // After a restart the commit point is learnt again from the leader (or, alone, at once).
         self.shared.mirror.write().unwrap().committed = committed;
-        self.send(Op::Meta(KEY_COMMITTED, encode_sealed(&committed)))
-    }
-
-    async fn read_committed(&mut self) -> Result<Option<LogId>, StorageError> {
-        Ok(self.shared.mirror.read().unwrap().committed)
+        Ok(())
     }
 
     async fn append<I>(&mut self, entries: I, callback: LogFlushed<TypeConfig>) -> Result<(), StorageError>

@@ -7,7 +7,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use openraft::error::{ChangeMembershipError, ClientWriteError, RaftError};
+use openraft::error::RaftError;
 use openraft::{ChangeMembers, ServerState};
 use tokio::net::TcpListener;
 use tokio::sync::{mpsc, watch};
@@ -17,7 +17,8 @@ use crate::error::{Error, Result};
 use crate::log_store::LogStore;
 use crate::network::{self, Contacts, Network, Peers};
 use crate::state_machine::{StateMachine, Work};
-use crate::types::{NodeId, NodeInfo, Payload, Raft};
+use crate::proposer::Proposer;
+use crate::types::{NodeId, NodeInfo, Raft};
 
 /// What a node reports about itself; see `Metrics` in warren_raft.pyi for the meaning of each field.
 #[derive(Debug, Clone)]
@@ -49,6 +50,7 @@ pub struct Node {
     raft: Raft,
     log: LogStore,
     sm: StateMachine,
+    proposer: Proposer,
     work: tokio::sync::Mutex<mpsc::UnboundedReceiver<Work>>,
     peers: Arc<Peers>,
     contacts: Arc<Contacts>,
@@ -56,19 +58,6 @@ pub struct Node {
     transferring: AtomicBool,
     elections: Arc<AtomicU64>,
     data_dir: PathBuf,
-}
-
-fn write_error(e: RaftError<NodeId, ClientWriteError<NodeId, NodeInfo>>) -> Error {
-    match e {
-        RaftError::APIError(ClientWriteError::ForwardToLeader(f)) => f.into(),
-        RaftError::APIError(ClientWriteError::ChangeMembershipError(c)) => match c {
-            ChangeMembershipError::InProgress(p) => {
-                Error::Membership(format!("another membership change is in progress ({p})"))
-            }
-            other => Error::Membership(other.to_string()),
-        },
-        RaftError::Fatal(f) => f.into(),
-    }
 }
 
 impl Node {
@@ -101,6 +90,7 @@ impl Node {
             .map_err(|e| Error::Storage(format!("cannot start raft: {e}")))?;
         let (stop, stop_rx) = watch::channel(false);
         tokio::spawn(network::serve(listener, raft.clone(), config.max_frame_bytes, contacts.clone(), stop_rx));
+        let proposer = Proposer::start(raft.clone(), config.max_entry_bytes);
         let elections = Arc::new(AtomicU64::new(0));
         tokio::spawn(watch_events(raft.clone(), elections.clone()));
         tracing::info!(node = id, addr = %addr, dir = %data_dir.display(), "raft node started");
@@ -110,6 +100,7 @@ impl Node {
             config,
             raft,
             log,
+            proposer,
             sm,
             work: tokio::sync::Mutex::new(work),
             peers,
@@ -160,8 +151,7 @@ impl Node {
         if self.transferring.load(Ordering::Acquire) {
             return Err(Error::NotLeader { leader_id: None, leader_addr: None });
         }
-        let resp = self.raft.client_write(Payload(data)).await.map_err(write_error)?;
-        Ok((resp.log_id.index, resp.data.0))
+        self.proposer.propose(data).await
     }
 
     pub async fn read_barrier(&self) -> Result<u64> {
@@ -176,13 +166,13 @@ impl Node {
     }
 
     pub async fn add_learner(&self, id: NodeId, info: NodeInfo, blocking: bool) -> Result<u64> {
-        let resp = self.raft.add_learner(id, info, blocking).await.map_err(write_error)?;
+        let resp = self.raft.add_learner(id, info, blocking).await.map_err(Error::from)?;
         tracing::info!(node = self.id, learner = id, "member added as learner");
         Ok(resp.log_id.index)
     }
 
     pub async fn change_membership(&self, voters: BTreeSet<NodeId>, retain: bool) -> Result<u64> {
-        let resp = self.raft.change_membership(voters.clone(), retain).await.map_err(write_error)?;
+        let resp = self.raft.change_membership(voters.clone(), retain).await.map_err(Error::from)?;
         tracing::info!(node = self.id, voters = ?voters, "voter set changed");
         Ok(resp.log_id.index)
     }
@@ -191,7 +181,7 @@ impl Node {
     pub async fn add_voter(&self, id: NodeId, info: NodeInfo) -> Result<u64> {
         self.add_learner(id, info, true).await?;
         let resp =
-            self.raft.change_membership(ChangeMembers::AddVoterIds([id].into()), false).await.map_err(write_error)?;
+            self.raft.change_membership(ChangeMembers::AddVoterIds([id].into()), false).await.map_err(Error::from)?;
         tracing::info!(node = self.id, voter = id, "learner promoted to voter");
         Ok(resp.log_id.index)
     }
@@ -208,7 +198,7 @@ impl Node {
         } else {
             ChangeMembers::RemoveNodes([id].into())
         };
-        let resp = self.raft.change_membership(change, false).await.map_err(write_error)?;
+        let resp = self.raft.change_membership(change, false).await.map_err(Error::from)?;
         tracing::info!(node = self.id, removed = id, "member removed");
         Ok(resp.log_id.index)
     }
@@ -349,7 +339,7 @@ impl Node {
         let _ = self.stop.send(true);
         let _ = self.raft.shutdown().await;
         self.sm.close();
-        self.log.flush().await.map_err(|e| Error::Storage(e.to_string()))?;
+        self.log.close().await.map_err(|e| Error::Storage(e.to_string()))?;
         tracing::info!(node = self.id, "raft node stopped");
         Ok(())
     }

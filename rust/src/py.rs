@@ -359,8 +359,9 @@ impl PyRaftNode {
     }
 
     #[pyo3(signature = (voters, retain=false))]
-    fn change_membership<'py>(&self, py: Python<'py>, voters: BTreeSet<u64>, retain: bool) -> PyResult<Bound<'py, PyAny>> {
+    fn change_membership<'py>(&self, py: Python<'py>, voters: Vec<u64>, retain: bool) -> PyResult<Bound<'py, PyAny>> {
         let node = self.node.clone();
+        let voters: BTreeSet<u64> = voters.into_iter().collect();
         awaitable(py, async move { node.change_membership(voters, retain).await })
     }
 

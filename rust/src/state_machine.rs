@@ -51,7 +51,6 @@ struct Shared {
     current: Mutex<Option<SnapshotMeta>>,
     receiving: Mutex<Option<PathBuf>>,
     seq: AtomicU64,
-    initial_restore: tokio::sync::Mutex<Option<oneshot::Receiver<Result<(), String>>>>,
 }
 
 #[derive(Clone)]
@@ -124,10 +123,18 @@ impl StateMachine {
             .map(|m| Position { applied: m.last_log_id, membership: m.last_membership.clone() })
             .unwrap_or_default();
         let (tx, rx) = mpsc::unbounded_channel();
+        // Queued ahead of everything else, so nothing is applied before it. Not waited for: the
+        // application starts pulling work only once open() has returned. If it fails to restore,
+        // its driver stops and this node applies nothing more.
         let (reply, restored) = oneshot::channel();
         let path = current.as_ref().map(|m| snapshot_file(&dir, m));
         let last_index = position.applied.map(|l| l.index);
         tx.send(Work::Restore { path, last_index, reply }).expect("receiver is alive");
+        tokio::spawn(async move {
+            if let Err(e) = await_reply(restored, "restore its state at start").await {
+                tracing::error!(error = %e, "state machine restore failed");
+            }
+        });
         let sm = StateMachine {
             shared: Arc::new(Shared {
                 dir,
@@ -135,7 +142,6 @@ impl StateMachine {
                 current: Mutex::new(current),
                 receiving: Mutex::new(None),
                 seq: AtomicU64::new(0),
-                initial_restore: tokio::sync::Mutex::new(Some(restored)),
             }),
         };
         Ok((sm, rx))
@@ -154,14 +160,6 @@ impl StateMachine {
 
     fn next_seq(&self) -> u64 {
         self.shared.seq.fetch_add(1, Ordering::Relaxed)
-    }
-
-    async fn wait_initial_restore(&self) -> Result<(), StorageError> {
-        let mut pending = self.shared.initial_restore.lock().await;
-        if let Some(rx) = pending.take() {
-            await_reply(rx, "restore its state at start").await.map_err(|e| sm_error(ErrorVerb::Write, e))?;
-        }
-        Ok(())
     }
 
     /// Makes `meta` (whose file is already in place) the current snapshot, dropping older files.
@@ -197,26 +195,28 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         I: IntoIterator<Item = Entry> + OptionalSend,
         I::IntoIter: OptionalSend,
     {
-        self.wait_initial_restore().await?;
-        let mut responses = Vec::new();
+        // Per entry, how many commands it carries (0 for blank and membership entries).
+        let mut counts = Vec::new();
         let mut normal = Vec::new();
-        let mut slots = Vec::new();
         let rx = {
             let (pos, tx) = &mut *self.shared.queue.lock().unwrap();
             for entry in entries {
                 pos.applied = Some(entry.log_id);
                 match entry.payload {
                     EntryPayload::Normal(data) => {
-                        slots.push(responses.len());
-                        normal.push((entry.log_id.index, entry.log_id.leader_id.term, data.0));
+                        counts.push(data.0.len());
+                        let (index, term) = (entry.log_id.index, entry.log_id.leader_id.term);
+                        normal.extend(data.0.into_iter().map(|cmd| (index, term, cmd.into_vec())));
                     }
-                    EntryPayload::Membership(m) => pos.membership = StoredMembership::new(Some(entry.log_id), m),
-                    EntryPayload::Blank => {}
+                    EntryPayload::Membership(m) => {
+                        counts.push(0);
+                        pos.membership = StoredMembership::new(Some(entry.log_id), m);
+                    }
+                    EntryPayload::Blank => counts.push(0),
                 }
-                responses.push(Payload::default());
             }
             if normal.is_empty() {
-                return Ok(responses);
+                return Ok(counts.iter().map(|_| Payload::default()).collect());
             }
             let (reply, rx) = oneshot::channel();
             tx.send(Work::Apply { entries: normal, reply })
@@ -224,16 +224,15 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
             rx
         };
         let out = await_reply(rx, "apply entries").await.map_err(|e| sm_error(ErrorVerb::Write, e))?;
-        if out.len() != slots.len() {
+        let want: usize = counts.iter().sum();
+        if out.len() != want {
             return Err(sm_error(
                 ErrorVerb::Write,
-                format!("the state machine gave {} responses for {} entries", out.len(), slots.len()),
+                format!("the state machine gave {} responses for {want} commands", out.len()),
             ));
         }
-        for (slot, data) in slots.into_iter().zip(out) {
-            responses[slot] = Payload(data);
-        }
-        Ok(responses)
+        let mut out = out.into_iter().map(serde_bytes::ByteBuf::from);
+        Ok(counts.into_iter().map(|n| Payload(out.by_ref().take(n).collect())).collect())
     }
 
     async fn get_snapshot_builder(&mut self) -> Self::SnapshotBuilder {
@@ -255,7 +254,6 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
     }
 
     async fn install_snapshot(&mut self, meta: &SnapshotMeta, snapshot: Box<tokio::fs::File>) -> Result<(), StorageError> {
-        self.wait_initial_restore().await?;
         snapshot.sync_all().await.map_err(|e| snapshot_error(ErrorVerb::Write, e))?;
         drop(snapshot);
         let part = self

@@ -18,14 +18,17 @@ impl fmt::Display for NodeInfo {
     }
 }
 
-/// Opaque application bytes: a proposed command, or the state machine's response to it.
+/// Opaque application commands carried by one log entry (or the state machine's responses to
+/// them, one per command). Proposals that arrive together share an entry: openraft 0.9 flushes
+/// the log once per client write, so batching them is what makes one fsync serve many.
 #[derive(Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Payload(#[serde(with = "serde_bytes")] pub Vec<u8>);
+pub struct Payload(pub Vec<serde_bytes::ByteBuf>);
 
 impl fmt::Debug for Payload {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         // Payloads may hold secrets; logs only ever see their size.
-        write!(f, "Payload({} bytes)", self.0.len())
+        let bytes: usize = self.0.iter().map(|b| b.len()).sum();
+        write!(f, "Payload({} commands, {bytes} bytes)", self.0.len())
     }
 }
 

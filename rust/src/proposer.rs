@@ -1,0 +1,98 @@
+//! Proposal batching: concurrent proposals share one log entry.
+//!
+//! openraft 0.9 writes (and fsyncs) the log once per client write and waits for that flush
+//! before taking the next, so one entry per proposal caps a node at one commit per fsync. Here
+//! proposals queue up while earlier batches are being committed and go out together; each
+//! proposer still gets its own response (the state machine answers every command).
+
+use std::sync::Arc;
+
+use tokio::sync::{mpsc, oneshot, Semaphore};
+
+use crate::error::{Error, Result};
+use crate::types::{Payload, Raft};
+
+/// Batches handed to openraft before the next one waits; one in the log, one queued behind it.
+const MAX_IN_FLIGHT: usize = 2;
+/// Most commands in one log entry.
+const MAX_BATCH_COMMANDS: usize = 4096;
+
+type Reply = oneshot::Sender<Result<(u64, Vec<u8>)>>;
+
+struct Proposal {
+    data: Vec<u8>,
+    reply: Reply,
+}
+
+pub struct Proposer {
+    tx: mpsc::UnboundedSender<Proposal>,
+}
+
+impl Proposer {
+    /// Starts the batching task; a batch never exceeds `max_batch_bytes` unless one command does.
+    pub fn start(raft: Raft, max_batch_bytes: u64) -> Proposer {
+        let (tx, rx) = mpsc::unbounded_channel();
+        tokio::spawn(run(raft, rx, max_batch_bytes as usize));
+        Proposer { tx }
+    }
+
+    /// Commits `data` and returns (log index, the state machine's response).
+    pub async fn propose(&self, data: Vec<u8>) -> Result<(u64, Vec<u8>)> {
+        let (reply, rx) = oneshot::channel();
+        self.tx.send(Proposal { data, reply }).map_err(|_| Error::Shutdown(String::new()))?;
+        rx.await.map_err(|_| Error::Shutdown(String::new()))?
+    }
+}
+
+async fn run(raft: Raft, mut rx: mpsc::UnboundedReceiver<Proposal>, max_bytes: usize) {
+    let in_flight = Arc::new(Semaphore::new(MAX_IN_FLIGHT));
+    let mut carry: Option<Proposal> = None;
+    loop {
+        let first = match carry.take() {
+            Some(p) => p,
+            None => match rx.recv().await {
+                Some(p) => p,
+                None => return,
+            },
+        };
+        // Waiting for a slot is what lets the next batch fill up.
+        let Ok(permit) = in_flight.clone().acquire_owned().await else { return };
+        let mut bytes = first.data.len();
+        let mut batch = vec![first];
+        while batch.len() < MAX_BATCH_COMMANDS {
+            match rx.try_recv() {
+                Ok(p) if bytes + p.data.len() > max_bytes => {
+                    carry = Some(p);
+                    break;
+                }
+                Ok(p) => {
+                    bytes += p.data.len();
+                    batch.push(p);
+                }
+                Err(_) => break,
+            }
+        }
+        let raft = raft.clone();
+        tokio::spawn(async move {
+            let (commands, replies): (Vec<_>, Vec<_>) =
+                batch.into_iter().map(|p| (serde_bytes::ByteBuf::from(p.data), p.reply)).unzip();
+            match raft.client_write(Payload(commands)).await {
+                Ok(resp) => {
+                    let index = resp.log_id.index;
+                    let mut out = resp.data.0.into_iter();
+                    for reply in replies {
+                        let data = out.next().map(|b| b.into_vec()).unwrap_or_default();
+                        let _ = reply.send(Ok((index, data)));
+                    }
+                }
+                Err(e) => {
+                    let e = Error::from(e);
+                    for reply in replies {
+                        let _ = reply.send(Err(e.clone()));
+                    }
+                }
+            }
+            drop(permit);
+        });
+    }
+}
