@@ -40,7 +40,7 @@ class ShutdownError(RaftError):
 
 @final
 class Config:
-    """Timers and limits of a node. Every argument has a documented default; `validate` runs in __init__."""
+    """Timers and limits of a node, validated on construction."""
 
     heartbeat_interval_ms: int
     election_timeout_min_ms: int
@@ -52,19 +52,22 @@ class Config:
     max_frame_bytes: int
     rpc_timeout_ms: int
 
-    def __init__(
-        self,
+    def __new__(
+        cls,
         *,
-        heartbeat_interval_ms: int = 50,
-        election_timeout_min_ms: int = 150,
-        election_timeout_max_ms: int = 300,
-        snapshot_threshold: int = 10000,
-        max_in_snapshot_log_to_keep: int = 1000,
-        max_payload_entries: int = 64,
-        max_entry_bytes: int = 1048576,
-        max_frame_bytes: int = 83886080,
-        rpc_timeout_ms: int = 1000,
-    ) -> None: ...
+        heartbeat_interval_ms: int = ...,
+        election_timeout_min_ms: int = ...,
+        election_timeout_max_ms: int = ...,
+        snapshot_threshold: int = ...,
+        max_in_snapshot_log_to_keep: int = ...,
+        max_payload_entries: int = ...,
+        max_entry_bytes: int = ...,
+        max_frame_bytes: int = ...,
+        rpc_timeout_ms: int = ...,
+    ) -> Config:
+        """Omitted values take the core's defaults: heartbeat 50 ms, election timeout 150-300 ms,
+        snapshot every 10,000 entries keeping 1,000 behind it, 64 entries per AppendEntries,
+        1 MiB per entry, 80 MiB per frame, 1,000 ms per RPC. Raises ConfigError when invalid."""
 
 # -- state-machine work items -----------------------------------------------------------------------
 
@@ -149,7 +152,7 @@ class RaftNode:
         listen_addr: str,
         *,
         advertise_addr: str | None = None,
-        meta: str = "",
+        meta: str = ...,
         config: Config | None = None,
     ) -> RaftNode:
         """Open (or create) the node's durable state in `data_dir` and start serving Raft on `listen_addr`.
@@ -179,13 +182,13 @@ class RaftNode:
         """Linearizable read point: on return, the local state machine has applied every write
         committed before the call. Returns that log index. Leader only (NotLeaderError otherwise)."""
 
-    async def add_learner(self, node_id: int, addr: str, meta: str = "", blocking: bool = True) -> int:
+    async def add_learner(self, node_id: int, addr: str, meta: str = ..., blocking: bool = True) -> int:
         """Add a non-voting member; with `blocking`, wait until it has caught up. Returns the log index."""
 
     async def change_membership(self, voters: list[int], retain: bool = False) -> int:
         """Set the voter set (joint consensus). Removed voters become learners if `retain`, else leave."""
 
-    async def add_voter(self, node_id: int, addr: str, meta: str = "") -> int:
+    async def add_voter(self, node_id: int, addr: str, meta: str = ...) -> int:
         """Add as learner, wait until caught up, then promote to voter: a join never costs quorum."""
 
     async def remove_node(self, node_id: int) -> int:
