@@ -19,6 +19,8 @@ pub mod types;
 #[cfg(feature = "python")]
 mod py;
 #[cfg(feature = "python")]
+mod py_completion;
+#[cfg(feature = "python")]
 mod py_errors;
 
 pub use config::Config;
