@@ -65,7 +65,8 @@ lint: install check-cargo ## ruff, mypy --strict, stubtest of warren_raft's .pyi
 	$(VENV)/bin/ruff check $(wildcard warren tests benches)
 	$(VENV)/bin/mypy
 	$(PY) -m mypy.stubtest warren_raft --mypy-config-file pyproject.toml --allowlist rust/stubtest-allowlist.txt
-	cargo clippy -p warren-raft -- -D warnings
+	cargo fmt --check -p warren-raft
+	cargo clippy -p warren-raft --features python --all-targets -- -D warnings
 
 run: ## start a single-node cluster (not yet: arrives with the manager)
 	@echo "the single-node cluster arrives with the manager (issue 3); see README"

@@ -55,17 +55,17 @@ class Config:
     def __new__(
         cls,
         *,
-        heartbeat_interval_ms: int = ...,
-        election_timeout_min_ms: int = ...,
-        election_timeout_max_ms: int = ...,
-        snapshot_threshold: int = ...,
-        max_in_snapshot_log_to_keep: int = ...,
-        max_payload_entries: int = ...,
-        max_entry_bytes: int = ...,
-        max_frame_bytes: int = ...,
-        rpc_timeout_ms: int = ...,
+        heartbeat_interval_ms: int | None = None,
+        election_timeout_min_ms: int | None = None,
+        election_timeout_max_ms: int | None = None,
+        snapshot_threshold: int | None = None,
+        max_in_snapshot_log_to_keep: int | None = None,
+        max_payload_entries: int | None = None,
+        max_entry_bytes: int | None = None,
+        max_frame_bytes: int | None = None,
+        rpc_timeout_ms: int | None = None,
     ) -> Config:
-        """Omitted values take the core's defaults: heartbeat 50 ms, election timeout 150-300 ms,
+        """Omitted (or None) values take the core's defaults: heartbeat 50 ms, election timeout 150-300 ms,
         snapshot every 10,000 entries keeping 1,000 behind it, 64 entries per AppendEntries,
         1 MiB per entry, 80 MiB per frame, 1,000 ms per RPC. Raises ConfigError when invalid."""
 

@@ -3,8 +3,8 @@
 
 use openraft::error::{InstallSnapshotError, RaftError};
 use openraft::raft::{
-    AppendEntriesRequest, AppendEntriesResponse, InstallSnapshotRequest, InstallSnapshotResponse,
-    VoteRequest, VoteResponse,
+    AppendEntriesRequest, AppendEntriesResponse, InstallSnapshotRequest, InstallSnapshotResponse, VoteRequest,
+    VoteResponse,
 };
 use serde::{Deserialize, Serialize};
 use tokio::io::{AsyncRead, AsyncReadExt};
@@ -100,7 +100,10 @@ mod tests {
 
     fn vote_request(term: u64, node: u64, last: Option<(u64, u64)>) -> Message {
         let last_log_id = last.map(|(t, i)| openraft::LogId::new(openraft::CommittedLeaderId::new(t, node), i));
-        Message::Request { id: term ^ node, body: Request::Vote(VoteRequest::new(openraft::Vote::new(term, node), last_log_id)) }
+        Message::Request {
+            id: term ^ node,
+            body: Request::Vote(VoteRequest::new(openraft::Vote::new(term, node), last_log_id)),
+        }
     }
 
     async fn roundtrip(frame: Vec<u8>, max: u64) -> Result<Option<Message>, CodecError> {

@@ -57,7 +57,9 @@ impl From<openraft::error::ForwardToLeader<NodeId, crate::types::NodeInfo>> for 
 impl From<openraft::error::RaftError<NodeId, openraft::error::ClientWriteError<NodeId, crate::types::NodeInfo>>>
     for Error
 {
-    fn from(e: openraft::error::RaftError<NodeId, openraft::error::ClientWriteError<NodeId, crate::types::NodeInfo>>) -> Self {
+    fn from(
+        e: openraft::error::RaftError<NodeId, openraft::error::ClientWriteError<NodeId, crate::types::NodeInfo>>,
+    ) -> Self {
         use openraft::error::{ChangeMembershipError, ClientWriteError, RaftError};
         match e {
             RaftError::APIError(ClientWriteError::ForwardToLeader(f)) => f.into(),

@@ -150,7 +150,8 @@ impl LogStore {
             Ok(meta.get(key).map_err(|e| storage(&e))?.map(|v| v.value().to_vec()))
         };
         if let Some(v) = read_meta(KEY_VOTE)? {
-            mirror.vote = Some(decode_sealed(&v).ok_or_else(|| corrupt(path, "the stored vote fails its checksum".into()))?);
+            mirror.vote =
+                Some(decode_sealed(&v).ok_or_else(|| corrupt(path, "the stored vote fails its checksum".into()))?);
         }
         if let Some(v) = read_meta(KEY_PURGED)? {
             mirror.last_purged =

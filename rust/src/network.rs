@@ -61,6 +61,7 @@ enum CallError {
 }
 
 type Pending = Arc<Mutex<HashMap<u64, oneshot::Sender<Response>>>>;
+type Slot = Arc<tokio::sync::Mutex<Option<Arc<Conn>>>>;
 
 /// One live connection: a writer task sends frames, a reader task routes responses.
 struct Conn {
@@ -73,7 +74,7 @@ struct Conn {
 pub struct Peers {
     /// One slot per address; a slot's lock is held while connecting, so a peer that is slow to
     /// answer a connect never delays traffic to the others.
-    slots: Mutex<HashMap<String, Arc<tokio::sync::Mutex<Option<Arc<Conn>>>>>>,
+    slots: Mutex<HashMap<String, Slot>>,
     next_id: AtomicU64,
     max_frame: u64,
     rpc_timeout: Duration,
@@ -227,7 +228,9 @@ impl PeerClient {
                 RPCError::Timeout(Timeout { action: kind, id: 0, target: self.target, timeout: t })
             }
             // openraft retries with fewer entries.
-            CallError::TooLarge(_) => RPCError::PayloadTooLarge(PayloadTooLarge::new_entries_hint((entries / 2).max(1) as u64)),
+            CallError::TooLarge(_) => {
+                RPCError::PayloadTooLarge(PayloadTooLarge::new_entries_hint((entries / 2).max(1) as u64))
+            }
             other => RPCError::Network(NetworkError::new(&other)),
         })?;
         self.peers.contacts.record_peer(self.target);

@@ -16,8 +16,8 @@ use crate::config::Config;
 use crate::error::{Error, Result};
 use crate::log_store::LogStore;
 use crate::network::{self, Contacts, Network, Peers};
-use crate::state_machine::{StateMachine, Work};
 use crate::proposer::Proposer;
+use crate::state_machine::{StateMachine, Work};
 use crate::types::{NodeId, NodeInfo, Raft};
 
 /// What a node reports about itself; see `Metrics` in warren_raft.pyi for the meaning of each field.
@@ -193,11 +193,8 @@ impl Node {
         if !is_member {
             return Err(Error::Membership(format!("node {id} is not a member")));
         }
-        let change = if is_voter {
-            ChangeMembers::RemoveVoters([id].into())
-        } else {
-            ChangeMembers::RemoveNodes([id].into())
-        };
+        let change =
+            if is_voter { ChangeMembers::RemoveVoters([id].into()) } else { ChangeMembers::RemoveNodes([id].into()) };
         let resp = self.raft.change_membership(change, false).await.map_err(Error::from)?;
         tracing::info!(node = self.id, removed = id, "member removed");
         Ok(resp.log_id.index)

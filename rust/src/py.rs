@@ -14,12 +14,12 @@ use tokio::sync::oneshot;
 
 use crate::config::Config;
 use crate::error::Error;
+use crate::logging;
 use crate::node::Node;
 use crate::py_completion::Completions;
 use crate::py_errors::{self, to_py};
 use crate::state_machine::Work;
 use crate::types::NodeInfo;
-use crate::logging;
 
 /// Threads of the consensus runtime (elections, heartbeats, replication, log I/O hand-off).
 const CORE_THREADS: usize = 2;
@@ -264,11 +264,10 @@ impl<'py> IntoPyObject<'py> for WorkOut {
                 Bound::new(py, PyBuildSnapshot { path: path_str(path), last_index, reply: Once::new(reply) })?
                     .into_any()
             }
-            Some(Work::Restore { path, last_index, reply }) => Bound::new(
-                py,
-                PyRestoreSnapshot { path: path.map(path_str), last_index, reply: Once::new(reply) },
-            )?
-            .into_any(),
+            Some(Work::Restore { path, last_index, reply }) => {
+                Bound::new(py, PyRestoreSnapshot { path: path.map(path_str), last_index, reply: Once::new(reply) })?
+                    .into_any()
+            }
         })
     }
 }
@@ -299,8 +298,8 @@ impl PyRaftNode {
                 core().block_on(Node::open(&data_dir, node_id, &listen_addr, advertise_addr.as_deref(), config))
             })
             .map_err(to_py)?;
-        let completions = Completions::new()
-            .map_err(|e| to_py(Error::Storage(format!("cannot create the completion pipe: {e}"))))?;
+        let completions =
+            Completions::new().map_err(|e| to_py(Error::Storage(format!("cannot create the completion pipe: {e}"))))?;
         Ok(PyRaftNode { node, meta, completions: Arc::new(completions) })
     }
 
@@ -322,11 +321,8 @@ impl PyRaftNode {
     ) -> PyResult<Bound<'py, PyAny>> {
         let node = self.node.clone();
         let meta = self.meta.clone();
-        let members = members
-            .unwrap_or_default()
-            .into_iter()
-            .map(|(id, (addr, meta))| (id, NodeInfo { addr, meta }))
-            .collect();
+        let members =
+            members.unwrap_or_default().into_iter().map(|(id, (addr, meta))| (id, NodeInfo { addr, meta })).collect();
         awaitable(py, async move { node.bootstrap(members, &meta).await })
     }
 
@@ -388,7 +384,12 @@ impl PyRaftNode {
     }
 
     #[pyo3(signature = (to=None, timeout_s=3.0))]
-    fn transfer_leadership<'py>(&self, py: Python<'py>, to: Option<u64>, timeout_s: f64) -> PyResult<Bound<'py, PyAny>> {
+    fn transfer_leadership<'py>(
+        &self,
+        py: Python<'py>,
+        to: Option<u64>,
+        timeout_s: f64,
+    ) -> PyResult<Bound<'py, PyAny>> {
         if !(timeout_s.is_finite() && timeout_s > 0.0) {
             return Err(pyo3::exceptions::PyValueError::new_err("timeout_s must be a positive number"));
         }

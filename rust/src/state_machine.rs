@@ -253,7 +253,11 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         Ok(Box::new(file))
     }
 
-    async fn install_snapshot(&mut self, meta: &SnapshotMeta, snapshot: Box<tokio::fs::File>) -> Result<(), StorageError> {
+    async fn install_snapshot(
+        &mut self,
+        meta: &SnapshotMeta,
+        snapshot: Box<tokio::fs::File>,
+    ) -> Result<(), StorageError> {
         snapshot.sync_all().await.map_err(|e| snapshot_error(ErrorVerb::Write, e))?;
         drop(snapshot);
         let part = self
@@ -303,14 +307,18 @@ impl RaftSnapshotBuilder<TypeConfig> for StateMachine {
         };
         await_reply(rx, "write a snapshot").await.map_err(|e| snapshot_error(ErrorVerb::Write, e))?;
         let file = std::fs::File::open(&building).map_err(|e| {
-            snapshot_error(ErrorVerb::Read, format!("the state machine wrote no snapshot file at {}: {e}", building.display()))
+            snapshot_error(
+                ErrorVerb::Read,
+                format!("the state machine wrote no snapshot file at {}: {e}", building.display()),
+            )
         })?;
         file.sync_all().map_err(|e| snapshot_error(ErrorVerb::Write, e))?;
         let id = match position.applied {
             Some(l) => format!("{}-{}-{}", l.leader_id.term, l.index, seq),
             None => format!("0-0-{seq}"),
         };
-        let meta = SnapshotMeta { last_log_id: position.applied, last_membership: position.membership, snapshot_id: id };
+        let meta =
+            SnapshotMeta { last_log_id: position.applied, last_membership: position.membership, snapshot_id: id };
         let path = snapshot_file(&self.shared.dir, &meta);
         std::fs::rename(&building, &path).map_err(|e| snapshot_error(ErrorVerb::Write, e))?;
         self.set_current(&meta)?;

@@ -41,7 +41,10 @@ async fn entries_and_vote_survive_reopen() {
     let state = log.get_log_state().await.unwrap();
     assert_eq!(state.last_log_id.map(|l| l.index), Some(50));
     let got = log.try_get_log_entries(10..13).await.unwrap();
-    assert_eq!(got.iter().map(body).collect::<Vec<_>>(), vec![b"entry-0010".to_vec(), b"entry-0011".to_vec(), b"entry-0012".to_vec()]);
+    assert_eq!(
+        got.iter().map(body).collect::<Vec<_>>(),
+        vec![b"entry-0010".to_vec(), b"entry-0011".to_vec(), b"entry-0012".to_vec()]
+    );
 }
 
 #[tokio::test]
