@@ -104,6 +104,13 @@ impl<S: Subscriber> Layer<S> for QueueLayer {
     }
 }
 
+/// Wakes the consumer with an empty record (empty target), e.g. so it can notice it must stop.
+pub fn wake() {
+    if let Some(tx) = SENDER.get() {
+        let _ = tx.try_send(Record { level: Level::TRACE, target: String::new(), message: String::new() });
+    }
+}
+
 /// Installs the layer (once per process) and returns the receiving end of the queue; later calls
 /// only change the level and return None.
 pub fn install(level: Level) -> Option<Receiver<Record>> {

@@ -1,22 +1,25 @@
 //! Python bindings (`warren_raft`). Consensus runs on the extension's own "raft-core" runtime,
-//! whose threads never take the GIL; awaitables are resolved from a separate bridge runtime, so a
-//! Python process that holds the GIL can delay its own results but never a heartbeat or a vote.
+//! whose threads never take the GIL: awaitables are resolved on the event loop's thread through
+//! `py_completion`, so a Python process that holds the GIL can delay its own results but never a
+//! heartbeat or a vote.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::future::Future;
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyDict, PyList, PyTuple};
+use pyo3::IntoPyObjectExt;
 use tokio::sync::oneshot;
 
 use crate::config::Config;
 use crate::error::Error;
 use crate::logging;
 use crate::node::Node;
-use crate::py_completion::Completions;
+use crate::py_completion::{Completions, Outcome};
 use crate::py_errors::{self, to_py};
 use crate::state_machine::Work;
 use crate::types::NodeInfo;
@@ -36,19 +39,24 @@ fn core() -> &'static tokio::runtime::Runtime {
     })
 }
 
-/// Runs `fut` on the core runtime and returns a Python awaitable of its result.
-fn awaitable<'py, F, T>(py: Python<'py>, fut: F) -> PyResult<Bound<'py, PyAny>>
+/// Runs `fut` on the core runtime and returns an asyncio future of its result.
+fn awaitable<'py, F, T>(slf: &Bound<'py, PyRaftNode>, fut: F) -> PyResult<Bound<'py, PyAny>>
 where
     F: Future<Output = Result<T, Error>> + Send + 'static,
     T: for<'a> IntoPyObject<'a> + Send + 'static,
 {
-    let handle = core().spawn(fut);
-    pyo3_async_runtimes::tokio::future_into_py(py, async move {
-        match handle.await {
-            Ok(r) => r.map_err(to_py),
-            Err(e) => Err(to_py(Error::Shutdown(format!("task failed: {e}")))),
-        }
-    })
+    let py = slf.py();
+    let completions = slf.get().completions.clone();
+    let (id, pyfut) = completions.future(py, &slf.getattr("_drain_completions")?)?;
+    core().spawn(async move {
+        let result = fut.await;
+        let outcome: Outcome = Box::new(move |py| match result {
+            Ok(v) => v.into_py_any(py),
+            Err(e) => Err(to_py(e)),
+        });
+        completions.push(id, outcome);
+    });
+    Ok(pyfut)
 }
 
 #[pyclass(frozen, name = "Config", module = "warren_raft")]
@@ -315,97 +323,90 @@ impl PyRaftNode {
 
     #[pyo3(signature = (members=None))]
     fn bootstrap<'py>(
-        &self,
-        py: Python<'py>,
+        slf: &Bound<'py, Self>,
         members: Option<BTreeMap<u64, (String, String)>>,
     ) -> PyResult<Bound<'py, PyAny>> {
-        let node = self.node.clone();
-        let meta = self.meta.clone();
+        let node = slf.get().node.clone();
+        let meta = slf.get().meta.clone();
         let members =
             members.unwrap_or_default().into_iter().map(|(id, (addr, meta))| (id, NodeInfo { addr, meta })).collect();
-        awaitable(py, async move { node.bootstrap(members, &meta).await })
+        awaitable(slf, async move { node.bootstrap(members, &meta).await })
     }
 
-    fn is_initialized<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
-        let node = self.node.clone();
-        awaitable(py, async move { node.is_initialized().await })
+    fn is_initialized<'py>(slf: &Bound<'py, Self>) -> PyResult<Bound<'py, PyAny>> {
+        let node = slf.get().node.clone();
+        awaitable(slf, async move { node.is_initialized().await })
     }
 
-    /// The hot path: resolved through `Completions`, not one GIL hand-over per call.
     fn propose<'py>(slf: &Bound<'py, Self>, data: &Bound<'py, PyBytes>) -> PyResult<Bound<'py, PyAny>> {
-        let py = slf.py();
-        let this = slf.get();
-        let (id, fut) = this.completions.future(py, &slf.getattr("_drain_completions")?)?;
-        let node = this.node.clone();
-        let completions = this.completions.clone();
+        let node = slf.get().node.clone();
         let data = data.as_bytes().to_vec();
-        core().spawn(async move { completions.push(id, node.propose(data).await) });
-        Ok(fut)
+        awaitable(slf, async move {
+            let (index, response) = node.propose(data).await?;
+            Ok((index, ResponseBytes(response)))
+        })
     }
 
     fn _drain_completions(&self, py: Python<'_>) -> PyResult<()> {
         self.completions.drain(py)
     }
 
-    fn read_barrier<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
-        let node = self.node.clone();
-        awaitable(py, async move { node.read_barrier().await })
+    fn read_barrier<'py>(slf: &Bound<'py, Self>) -> PyResult<Bound<'py, PyAny>> {
+        let node = slf.get().node.clone();
+        awaitable(slf, async move { node.read_barrier().await })
     }
 
     #[pyo3(signature = (node_id, addr, meta=String::new(), blocking=true))]
     fn add_learner<'py>(
-        &self,
-        py: Python<'py>,
+        slf: &Bound<'py, Self>,
         node_id: u64,
         addr: String,
         meta: String,
         blocking: bool,
     ) -> PyResult<Bound<'py, PyAny>> {
-        let node = self.node.clone();
-        awaitable(py, async move { node.add_learner(node_id, NodeInfo { addr, meta }, blocking).await })
+        let node = slf.get().node.clone();
+        awaitable(slf, async move { node.add_learner(node_id, NodeInfo { addr, meta }, blocking).await })
     }
 
     #[pyo3(signature = (voters, retain=false))]
-    fn change_membership<'py>(&self, py: Python<'py>, voters: Vec<u64>, retain: bool) -> PyResult<Bound<'py, PyAny>> {
-        let node = self.node.clone();
+    fn change_membership<'py>(slf: &Bound<'py, Self>, voters: Vec<u64>, retain: bool) -> PyResult<Bound<'py, PyAny>> {
+        let node = slf.get().node.clone();
         let voters: BTreeSet<u64> = voters.into_iter().collect();
-        awaitable(py, async move { node.change_membership(voters, retain).await })
+        awaitable(slf, async move { node.change_membership(voters, retain).await })
     }
 
     #[pyo3(signature = (node_id, addr, meta=String::new()))]
-    fn add_voter<'py>(&self, py: Python<'py>, node_id: u64, addr: String, meta: String) -> PyResult<Bound<'py, PyAny>> {
-        let node = self.node.clone();
-        awaitable(py, async move { node.add_voter(node_id, NodeInfo { addr, meta }).await })
+    fn add_voter<'py>(slf: &Bound<'py, Self>, node_id: u64, addr: String, meta: String) -> PyResult<Bound<'py, PyAny>> {
+        let node = slf.get().node.clone();
+        awaitable(slf, async move { node.add_voter(node_id, NodeInfo { addr, meta }).await })
     }
 
-    fn remove_node<'py>(&self, py: Python<'py>, node_id: u64) -> PyResult<Bound<'py, PyAny>> {
-        let node = self.node.clone();
-        awaitable(py, async move { node.remove_node(node_id).await })
+    fn remove_node<'py>(slf: &Bound<'py, Self>, node_id: u64) -> PyResult<Bound<'py, PyAny>> {
+        let node = slf.get().node.clone();
+        awaitable(slf, async move { node.remove_node(node_id).await })
     }
 
     #[pyo3(signature = (to=None, timeout_s=3.0))]
     fn transfer_leadership<'py>(
-        &self,
-        py: Python<'py>,
+        slf: &Bound<'py, Self>,
         to: Option<u64>,
         timeout_s: f64,
     ) -> PyResult<Bound<'py, PyAny>> {
         if !(timeout_s.is_finite() && timeout_s > 0.0) {
             return Err(pyo3::exceptions::PyValueError::new_err("timeout_s must be a positive number"));
         }
-        let node = self.node.clone();
-        awaitable(py, async move { node.transfer_leadership(to, Duration::from_secs_f64(timeout_s)).await })
+        let node = slf.get().node.clone();
+        awaitable(slf, async move { node.transfer_leadership(to, Duration::from_secs_f64(timeout_s)).await })
     }
 
-    fn trigger_snapshot<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
-        let node = self.node.clone();
-        awaitable(py, async move { node.trigger_snapshot().await })
+    fn trigger_snapshot<'py>(slf: &Bound<'py, Self>) -> PyResult<Bound<'py, PyAny>> {
+        let node = slf.get().node.clone();
+        awaitable(slf, async move { node.trigger_snapshot().await })
     }
 
-    fn next_work<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
-        let node = self.node.clone();
-        // Awaited on the bridge runtime: it only waits on a queue, and converting the item needs the GIL.
-        pyo3_async_runtimes::tokio::future_into_py(py, async move { Ok(WorkOut(node.next_work().await)) })
+    fn next_work<'py>(slf: &Bound<'py, Self>) -> PyResult<Bound<'py, PyAny>> {
+        let node = slf.get().node.clone();
+        awaitable(slf, async move { Ok(WorkOut(node.next_work().await)) })
     }
 
     fn metrics<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
@@ -445,9 +446,9 @@ impl PyRaftNode {
         Ok(d)
     }
 
-    fn shutdown<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
-        let node = self.node.clone();
-        awaitable(py, async move { node.shutdown().await })
+    fn shutdown<'py>(slf: &Bound<'py, Self>) -> PyResult<Bound<'py, PyAny>> {
+        let node = slf.get().node.clone();
+        awaitable(slf, async move { node.shutdown().await })
     }
 
     fn __repr__(&self) -> String {
@@ -455,47 +456,89 @@ impl PyRaftNode {
     }
 }
 
+/// A state-machine response, handed to Python as `bytes`.
+struct ResponseBytes(Vec<u8>);
+
+impl<'py> IntoPyObject<'py> for ResponseBytes {
+    type Target = PyBytes;
+    type Output = Bound<'py, PyBytes>;
+    type Error = std::convert::Infallible;
+
+    fn into_pyobject(self, py: Python<'py>) -> Result<Bound<'py, PyBytes>, Self::Error> {
+        Ok(PyBytes::new(py, &self.0))
+    }
+}
+
+static FORWARDER: Mutex<Option<std::thread::JoinHandle<()>>> = Mutex::new(None);
+static FORWARDER_STOP: AtomicBool = AtomicBool::new(false);
+
+fn forward(rec: logging::Record) {
+    Python::with_gil(|py| {
+        if FORWARDER_STOP.load(Ordering::Acquire) {
+            return;
+        }
+        let name = if rec.target.starts_with("warren_raft") {
+            rec.target.replace("::", ".")
+        } else {
+            format!("warren_raft.{}", rec.target.split("::").next().unwrap_or("core"))
+        };
+        let levelno = match rec.level {
+            tracing::Level::ERROR => 40,
+            tracing::Level::WARN => 30,
+            tracing::Level::INFO => 20,
+            _ => 10,
+        };
+        let _ = py
+            .import("logging")
+            .and_then(|l| l.call_method1("getLogger", (name,)))
+            .and_then(|lg| lg.call_method1("log", (levelno, rec.message)));
+    });
+}
+
+/// Registered with `atexit`: the forwarder thread must be gone before the interpreter finalizes,
+/// or its next `with_gil` would touch a dying interpreter.
+#[pyfunction]
+fn _stop_log_forwarding(py: Python<'_>) {
+    FORWARDER_STOP.store(true, Ordering::Release);
+    logging::wake();
+    let handle = FORWARDER.lock().unwrap().take();
+    if let Some(h) = handle {
+        py.allow_threads(|| {
+            let _ = h.join();
+        });
+    }
+}
+
 /// Forwards the core's log records at `level` and above to Python's `logging`.
 #[pyfunction]
 #[pyo3(signature = (level="info"))]
-fn init_logging(level: &str) -> PyResult<()> {
+fn init_logging(py: Python<'_>, level: &str) -> PyResult<()> {
     let lvl = logging::parse_level(level).ok_or_else(|| {
         py_errors::ConfigError::new_err(format!("unknown log level {level:?}; use error, warn, info, debug or trace"))
     })?;
     if let Some(rx) = logging::install(lvl) {
-        std::thread::Builder::new()
+        let handle = std::thread::Builder::new()
             .name("raft-log-forward".into())
             .spawn(move || {
                 while let Ok(rec) = rx.recv() {
-                    Python::with_gil(|py| {
-                        let name = if rec.target.starts_with("warren_raft") {
-                            rec.target.replace("::", ".")
-                        } else {
-                            format!("warren_raft.{}", rec.target.split("::").next().unwrap_or("core"))
-                        };
-                        let levelno = match rec.level {
-                            tracing::Level::ERROR => 40,
-                            tracing::Level::WARN => 30,
-                            tracing::Level::INFO => 20,
-                            _ => 10,
-                        };
-                        let _ = py
-                            .import("logging")
-                            .and_then(|l| l.call_method1("getLogger", (name,)))
-                            .and_then(|lg| lg.call_method1("log", (levelno, rec.message)));
-                    });
+                    if FORWARDER_STOP.load(Ordering::Acquire) {
+                        return;
+                    }
+                    if !rec.target.is_empty() {
+                        forward(rec);
+                    }
                 }
             })
             .map_err(|e| pyo3::exceptions::PyRuntimeError::new_err(e.to_string()))?;
+        *FORWARDER.lock().unwrap() = Some(handle);
+        let stop = wrap_pyfunction!(_stop_log_forwarding, py)?;
+        py.import("atexit")?.call_method1("register", (stop,))?;
     }
     Ok(())
 }
 
 #[pymodule]
 fn warren_raft(m: &Bound<'_, PyModule>) -> PyResult<()> {
-    let mut bridge = tokio::runtime::Builder::new_multi_thread();
-    bridge.worker_threads(1).thread_name("raft-bridge").enable_all();
-    pyo3_async_runtimes::tokio::init(bridge);
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
     py_errors::register(m)?;
     m.add_class::<PyConfig>()?;

@@ -1,11 +1,12 @@
-//! Resolving `propose` futures on the event loop's own thread, many per wake-up.
+//! Every awaitable of the module is resolved here, on the event loop's own thread, many per wake-up.
 //!
-//! Completing an asyncio future from another thread needs that thread to take the GIL, and a
-//! busy event loop hands the GIL over only every few milliseconds: one future per hand-over capped
-//! throughput. Instead, finished proposals are queued here and a byte is written to a pipe that
-//! the event loop watches (`loop.add_reader`); the loop then drains the whole queue in one callback,
-//! on its own thread, without any hand-over. Consensus threads only push and, at most once per
-//! drain, write one byte: they never wait for Python.
+//! Completing an asyncio future from another thread needs that thread to take the GIL: a busy
+//! event loop hands it over only every few milliseconds (one future per hand-over capped
+//! throughput), and at interpreter exit a foreign thread touching Python objects crashes the
+//! process. Instead, finished operations are queued here as closures that build their Python
+//! result, and a byte is written to a pipe that the event loop watches (`loop.add_reader`); the loop
+//! drains the whole queue in one callback, on its own thread. Consensus threads only push and, at
+//! most once per drain, write one byte: they never take the GIL and never wait for Python.
 
 use std::collections::HashMap;
 use std::io::{PipeReader, PipeWriter, Read, Write};
@@ -14,12 +15,9 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Mutex;
 
 use pyo3::prelude::*;
-use pyo3::types::PyBytes;
 
-use crate::error::Error;
-use crate::py_errors::to_py;
-
-pub type Outcome = Result<(u64, Vec<u8>), Error>;
+/// Builds an operation's Python result (or exception) once the event loop's thread runs it.
+pub type Outcome = Box<dyn FnOnce(Python<'_>) -> PyResult<PyObject> + Send>;
 
 pub struct Completions {
     queue: Mutex<Vec<(u64, Outcome)>>,
@@ -88,9 +86,9 @@ impl Completions {
             if fut.call_method0("done")?.is_truthy()? {
                 continue; // cancelled by its awaiter
             }
-            match outcome {
-                Ok((index, data)) => fut.call_method1("set_result", ((index, PyBytes::new(py, &data)),))?,
-                Err(e) => fut.call_method1("set_exception", (to_py(e).into_value(py),))?,
+            match outcome(py) {
+                Ok(value) => fut.call_method1("set_result", (value,))?,
+                Err(e) => fut.call_method1("set_exception", (e.into_value(py),))?,
             };
         }
         Ok(())
