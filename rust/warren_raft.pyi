@@ -138,6 +138,7 @@ class Metrics(TypedDict):
     last_leader_contact_s: float | None
     millis_since_quorum_ack: int | None
     elections_total: int
+    log_records_dropped: int
 
 # -- the node ---------------------------------------------------------------------------------------
 

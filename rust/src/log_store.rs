@@ -55,7 +55,6 @@ struct Mirror {
 }
 
 struct Shared {
-    path: PathBuf,
     mirror: RwLock<Mirror>,
     tx: mpsc::Sender<Op>,
 }
@@ -138,7 +137,7 @@ impl LogStore {
             .name("raft-log-writer".into())
             .spawn(move || writer(db, rx, writer_path))
             .map_err(|e| storage(&e))?;
-        Ok(LogStore { shared: Arc::new(Shared { path, mirror: RwLock::new(mirror), tx }) })
+        Ok(LogStore { shared: Arc::new(Shared { mirror: RwLock::new(mirror), tx }) })
     }
 
     fn load(db: &Database, path: &Path) -> Result<Mirror, Error> {
@@ -178,10 +177,6 @@ impl LogStore {
             mirror.entries.insert(index, entry);
         }
         Ok(mirror)
-    }
-
-    pub fn path(&self) -> &Path {
-        &self.shared.path
     }
 
     /// The last committed log id recorded (it may lag the true commit point; never leads it).

@@ -2,7 +2,7 @@
 //! operations an application needs (propose, read barrier, membership, leadership transfer).
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -41,6 +41,8 @@ pub struct MetricsView {
     pub last_leader_contact_s: Option<f64>,
     pub millis_since_quorum_ack: Option<u64>,
     pub elections_total: u64,
+    /// Log records dropped because the Python side consumed them too slowly.
+    pub log_records_dropped: u64,
 }
 
 pub struct Node {
@@ -57,7 +59,6 @@ pub struct Node {
     stop: watch::Sender<bool>,
     transferring: AtomicBool,
     elections: Arc<AtomicU64>,
-    data_dir: PathBuf,
 }
 
 impl Node {
@@ -108,7 +109,6 @@ impl Node {
             stop,
             transferring: AtomicBool::new(false),
             elections,
-            data_dir: data_dir.to_path_buf(),
         }))
     }
 
@@ -118,10 +118,6 @@ impl Node {
 
     pub fn addr(&self) -> &str {
         &self.addr
-    }
-
-    pub fn data_dir(&self) -> &Path {
-        &self.data_dir
     }
 
     pub async fn is_initialized(&self) -> Result<bool> {
@@ -328,6 +324,7 @@ impl Node {
             last_leader_contact_s: if m.state == ServerState::Leader { Some(0.0) } else { ago(self.contacts.leader()) },
             millis_since_quorum_ack: m.millis_since_quorum_ack,
             elections_total: self.elections.load(Ordering::Relaxed),
+            log_records_dropped: crate::logging::dropped(),
         }
     }
 

@@ -443,6 +443,7 @@ impl PyRaftNode {
         d.set_item("last_leader_contact_s", m.last_leader_contact_s)?;
         d.set_item("millis_since_quorum_ack", m.millis_since_quorum_ack)?;
         d.set_item("elections_total", m.elections_total)?;
+        d.set_item("log_records_dropped", m.log_records_dropped)?;
         Ok(d)
     }
 
