@@ -47,7 +47,7 @@ where
 {
     let py = slf.py();
     let completions = slf.get().completions.clone();
-    let (id, pyfut) = completions.future(py, &slf.getattr("_drain_completions")?)?;
+    let (id, pyfut) = completions.future(py, || slf.getattr("_drain_completions"))?;
     core().spawn(async move {
         let result = fut.await;
         let outcome: Outcome = Box::new(move |py| match result {

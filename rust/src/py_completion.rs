@@ -14,7 +14,9 @@ use std::os::fd::AsRawFd;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Mutex;
 
+use pyo3::intern;
 use pyo3::prelude::*;
+use pyo3::sync::GILOnceCell;
 
 /// Builds an operation's Python result (or exception) once the event loop's thread runs it.
 pub type Outcome = Box<dyn FnOnce(Python<'_>) -> PyResult<PyObject> + Send>;
@@ -44,10 +46,17 @@ impl Completions {
         })
     }
 
-    /// A new future on the running loop, registered under a fresh id. `drain` is the callable the
-    /// loop runs when the pipe is readable (registered once per loop).
-    pub fn future<'py>(&self, py: Python<'py>, drain: &Bound<'py, PyAny>) -> PyResult<(u64, Bound<'py, PyAny>)> {
-        let event_loop = py.import("asyncio")?.call_method0("get_running_loop")?;
+    /// A new future on the running loop, registered under a fresh id. `drain` gives the callable
+    /// the loop runs when the pipe is readable; it is asked for only when a new loop is seen.
+    pub fn future<'py>(
+        &self,
+        py: Python<'py>,
+        drain: impl FnOnce() -> PyResult<Bound<'py, PyAny>>,
+    ) -> PyResult<(u64, Bound<'py, PyAny>)> {
+        static GET_RUNNING_LOOP: GILOnceCell<Py<PyAny>> = GILOnceCell::new();
+        let get_loop = GET_RUNNING_LOOP
+            .get_or_try_init(py, || py.import("asyncio")?.getattr("get_running_loop").map(Bound::unbind))?;
+        let event_loop = get_loop.call0(py)?.into_bound(py);
         {
             let mut watched = self.watched_loop.lock().unwrap();
             let same = watched.as_ref().is_some_and(|l| l.bind(py).is(&event_loop));
@@ -56,11 +65,11 @@ impl Completions {
                     // The previous loop may be closed already; then it watches nothing anyway.
                     let _ = old.bind(py).call_method1("remove_reader", (self.reader.as_raw_fd(),));
                 }
-                event_loop.call_method1("add_reader", (self.reader.as_raw_fd(), drain))?;
+                event_loop.call_method1("add_reader", (self.reader.as_raw_fd(), drain()?))?;
                 *watched = Some(event_loop.clone().unbind());
             }
         }
-        let fut = event_loop.call_method0("create_future")?;
+        let fut = event_loop.call_method0(intern!(py, "create_future"))?;
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         self.futures.lock().unwrap().insert(id, fut.clone().unbind());
         Ok((id, fut))
@@ -83,12 +92,12 @@ impl Completions {
         for (id, outcome) in done {
             let Some(fut) = self.futures.lock().unwrap().remove(&id) else { continue };
             let fut = fut.bind(py);
-            if fut.call_method0("done")?.is_truthy()? {
+            if fut.call_method0(intern!(py, "done"))?.is_truthy()? {
                 continue; // cancelled by its awaiter
             }
             match outcome(py) {
-                Ok(value) => fut.call_method1("set_result", (value,))?,
-                Err(e) => fut.call_method1("set_exception", (e.into_value(py),))?,
+                Ok(value) => fut.call_method1(intern!(py, "set_result"), (value,))?,
+                Err(e) => fut.call_method1(intern!(py, "set_exception"), (e.into_value(py),))?,
             };
         }
         Ok(())
