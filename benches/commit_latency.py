@@ -101,26 +101,24 @@ def latency_rows(
     if "error" in result and "sequential" not in result and "concurrent" not in result:
         return [{**common, "key": f"{scenario}/{nodes}{variant}", "what": label, "error": result["error"]}]
     rows = []
-    seq = result.get("sequential")
-    if seq is not None:
-        row = {**common, "key": f"{scenario}/{nodes}{variant}/sequential"}
-        row["what"] = f"{label}: 1 proposer, {params.payload_bytes} B"
-        if "error" in seq:
-            row["error"] = seq["error"]
+    phases = (
+        ("sequential", f"1 proposer, {params.payload_bytes} B"),
+        ("concurrent", f"{params.proposers} proposers, {params.payload_bytes} B"),
+    )
+    for phase, load in phases:
+        measured = result.get(phase)
+        if measured is None:
+            continue
+        row = {**common, "key": f"{scenario}/{nodes}{variant}/{phase}", "what": f"{label}: {load}"}
+        if "error" in measured:
+            row["error"] = measured["error"]
         else:
-            mean = seq.get("mean_ms")
-            row.update(_latency_cells(seq))
-            row["throughput_per_s"] = 1000.0 / mean if mean else None
-        rows.append(row)
-    conc = result.get("concurrent")
-    if conc is not None:
-        row = {**common, "key": f"{scenario}/{nodes}{variant}/concurrent"}
-        row["what"] = f"{label}: {params.proposers} proposers, {params.payload_bytes} B"
-        if "error" in conc:
-            row["error"] = conc["error"]
-        else:
-            row.update(_latency_cells(conc))
-            row["throughput_per_s"] = conc.get("throughput_per_s")
+            row.update(_latency_cells(measured))
+            if phase == "sequential":
+                mean = measured.get("mean_ms")
+                row["throughput_per_s"] = 1000.0 / mean if mean else None
+            else:
+                row["throughput_per_s"] = measured.get("throughput_per_s")
         rows.append(row)
     return rows
 

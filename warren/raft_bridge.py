@@ -26,7 +26,10 @@ class StateMachine(Protocol):
     """
 
     def apply(self, entries: list[tuple[int, int, bytes]]) -> list[bytes]:
-        """Apply committed (index, term, payload) entries, ascending by index; one response each."""
+        """Apply committed (index, term, payload) entries in the order given; one response each.
+
+        Commands proposed together may share one log entry, and so one index.
+        """
         ...
 
     def snapshot(self, path: str) -> None:

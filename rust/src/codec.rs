@@ -93,6 +93,14 @@ pub async fn read_frame<R: AsyncRead + Unpin>(r: &mut R, max: u64) -> Result<Opt
     Ok(Some(body))
 }
 
+/// Reads and decodes one message. `Ok(None)` on a clean end of stream between frames.
+pub async fn read_message<R: AsyncRead + Unpin>(r: &mut R, max: u64) -> Result<Option<Message>, CodecError> {
+    match read_frame(r, max).await? {
+        Some(body) => decode(&body).map(Some),
+        None => Ok(None),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -107,11 +115,7 @@ mod tests {
     }
 
     async fn roundtrip(frame: Vec<u8>, max: u64) -> Result<Option<Message>, CodecError> {
-        let mut cursor = std::io::Cursor::new(frame);
-        match read_frame(&mut cursor, max).await? {
-            None => Ok(None),
-            Some(body) => decode(&body).map(Some),
-        }
+        read_message(&mut std::io::Cursor::new(frame), max).await
     }
 
     fn rt() -> tokio::runtime::Runtime {

@@ -124,21 +124,14 @@ impl Peers {
         let peer = addr.to_string();
         tokio::spawn(async move {
             loop {
-                let body = match codec::read_frame(&mut rd, max).await {
-                    Ok(Some(b)) => b,
-                    Ok(None) => break,
-                    Err(e) => {
-                        tracing::warn!(peer = %peer, error = %e, "closing raft connection: bad frame from peer");
-                        break;
-                    }
-                };
-                match codec::decode(&body) {
-                    Ok(Message::Response { id, body }) => {
+                match codec::read_message(&mut rd, max).await {
+                    Ok(Some(Message::Response { id, body })) => {
                         if let Some(tx) = pending.lock().unwrap().remove(&id) {
                             let _ = tx.send(body);
                         }
                     }
-                    Ok(Message::Request { .. }) => {
+                    Ok(None) => break,
+                    Ok(Some(Message::Request { .. })) => {
                         tracing::warn!(peer = %peer, "closing raft connection: peer sent a request on a client connection");
                         break;
                     }
@@ -324,26 +317,19 @@ async fn handle_conn(
 ) {
     let (mut rd, mut wr) = stream.into_split();
     loop {
-        let body = tokio::select! {
+        let (id, req) = tokio::select! {
             _ = stop.changed() => return,
-            r = codec::read_frame(&mut rd, max_frame) => match r {
-                Ok(Some(b)) => b,
+            r = codec::read_message(&mut rd, max_frame) => match r {
+                Ok(Some(Message::Request { id, body })) => (id, body),
                 Ok(None) => return,
+                Ok(Some(Message::Response { .. })) => {
+                    tracing::warn!(peer = %peer, "closing raft connection: unexpected response frame");
+                    return;
+                }
                 Err(e) => {
                     tracing::warn!(peer = %peer, error = %e, "closing raft connection: bad frame");
                     return;
                 }
-            }
-        };
-        let (id, req) = match codec::decode(&body) {
-            Ok(Message::Request { id, body }) => (id, body),
-            Ok(Message::Response { .. }) => {
-                tracing::warn!(peer = %peer, "closing raft connection: unexpected response frame");
-                return;
-            }
-            Err(e) => {
-                tracing::warn!(peer = %peer, error = %e, "closing raft connection: bad frame");
-                return;
             }
         };
         let resp = match req {

@@ -209,16 +209,13 @@ impl Node {
         }
         let voters: Vec<NodeId> =
             metrics.membership_config.membership().voter_ids().filter(|v| *v != self.id).collect();
-        let matched = |m: &openraft::RaftMetrics<NodeId, NodeInfo>, id: NodeId| {
-            m.replication.as_ref().and_then(|r| r.get(&id).cloned().flatten()).map(|l| l.index)
-        };
         let target = match to {
             Some(t) if t == self.id => return Ok(self.id),
             Some(t) if voters.contains(&t) => t,
             Some(t) => return Err(Error::Membership(format!("node {t} is not a voter"))),
             None => *voters
                 .iter()
-                .max_by_key(|v| matched(&metrics, **v))
+                .max_by_key(|v| matched_index(&metrics, **v))
                 .ok_or_else(|| Error::Membership("there is no other voter to hand leadership to".into()))?,
         };
         let addr = metrics
@@ -243,8 +240,7 @@ impl Node {
         loop {
             let caught_up = {
                 let m = rx.borrow();
-                let matched = m.replication.as_ref().and_then(|r| r.get(&target).cloned().flatten());
-                m.state == ServerState::Leader && matched.map(|l| l.index) >= m.last_log_index
+                m.state == ServerState::Leader && matched_index(&m, target) >= m.last_log_index
             };
             if caught_up {
                 break;
@@ -270,8 +266,7 @@ impl Node {
 
     fn not_leader(&self) -> Error {
         let m = self.raft.metrics().borrow().clone();
-        let addr = m.current_leader.and_then(|l| m.membership_config.membership().get_node(&l).map(|n| n.addr.clone()));
-        Error::NotLeader { leader_id: m.current_leader, leader_addr: addr }
+        Error::NotLeader { leader_id: m.current_leader, leader_addr: leader_addr(&m) }
     }
 
     pub async fn trigger_snapshot(&self) -> Result<()> {
@@ -305,13 +300,12 @@ impl Node {
                     .collect()
             })
             .unwrap_or_default();
-        let leader_addr = m.current_leader.and_then(|l| membership.get_node(&l).map(|n| n.addr.clone()));
         MetricsView {
             id: self.id,
             role,
             term: m.current_term,
             leader_id: m.current_leader,
-            leader_addr,
+            leader_addr: leader_addr(&m),
             commit_index: self.log.committed().map(|l| l.index),
             applied_index: m.last_applied.map(|l| l.index),
             last_log_index: m.last_log_index,
@@ -337,6 +331,18 @@ impl Node {
         tracing::info!(node = self.id, "raft node stopped");
         Ok(())
     }
+}
+
+type RaftMetrics = openraft::RaftMetrics<NodeId, NodeInfo>;
+
+/// The index a follower is known to hold (leader only).
+fn matched_index(m: &RaftMetrics, id: NodeId) -> Option<u64> {
+    m.replication.as_ref().and_then(|r| r.get(&id).cloned().flatten()).map(|l| l.index)
+}
+
+/// The current leader's Raft address, when a leader is known and is a member.
+fn leader_addr(m: &RaftMetrics) -> Option<String> {
+    m.current_leader.and_then(|l| m.membership_config.membership().get_node(&l).map(|n| n.addr.clone()))
 }
 
 /// Logs the events an operator cares about (one line each) and counts elections.
