@@ -126,3 +126,155 @@ def parse_duration(text: str) -> float:
     if not math.isfinite(seconds):
         raise ConfigError(f"invalid duration {text!r}: too large")
     return seconds
+
+
+# -- manager daemon ---------------------------------------------------------------------------------
+
+# Port of the HTTP API (`--listen-addr`, `--advertise-addr` without a port) and the CLI's default target.
+DEFAULT_API_PORT = 8080
+# Port of the Raft transport on the advertise host (`--raft-addr`).
+DEFAULT_RAFT_PORT = 7946
+# Prometheus /metrics, /health and /ready; loopback by default so metrics are not exposed by accident.
+DEFAULT_METRICS_ADDR = "127.0.0.1:9090"
+DEFAULT_LISTEN_ADDR = f"0.0.0.0:{DEFAULT_API_PORT}"
+# What client commands talk to when neither --manager nor WARREN_MANAGER is given.
+DEFAULT_MANAGER = f"127.0.0.1:{DEFAULT_API_PORT}"
+MANAGER_ENV = "WARREN_MANAGER"
+
+
+def default_data_dir() -> str:
+    """`/var/lib/warren` as root, else `$XDG_DATA_HOME/warren` (`~/.local/share/warren`)."""
+    import os
+
+    if hasattr(os, "geteuid") and os.geteuid() == 0:
+        return "/var/lib/warren"
+    base = os.environ.get("XDG_DATA_HOME") or os.path.join(os.path.expanduser("~"), ".local", "share")
+    return os.path.join(base, "warren")
+
+
+@dataclass(frozen=True, slots=True)
+class ManagerSettings:
+    """How a manager daemon runs: addresses, data dir, timers and API limits."""
+
+    # Where the HTTP API listens ("host:port").
+    listen_addr: str = DEFAULT_LISTEN_ADDR
+    # The API address other managers, workers and clients use to reach this one ("host:port");
+    # None: the listen address, or 127.0.0.1 if that is a wildcard.
+    advertise_addr: str | None = None
+    # Raft transport address ("host:port"); None: the advertise host at DEFAULT_RAFT_PORT.
+    raft_addr: str | None = None
+    # Prometheus metrics and health endpoints ("host:port").
+    metrics_addr: str = DEFAULT_METRICS_ADDR
+    # Where warren.db, the Raft log, snapshots and node.json live; None: default_data_dir().
+    data_dir: str | None = None
+    # Run no local worker next to the manager (workers arrive with issue 4).
+    manager_only: bool = False
+    raft: RaftSettings = RaftSettings()
+
+    # A join token is valid for this long after it is issued; seconds.
+    join_token_ttl_s: float = 24 * 3600.0
+    # Largest request body the API accepts; bytes. Larger bodies get 413.
+    max_request_bytes: int = 1 * MIB
+    # A follower forwarding a write to the leader gives up after this long; seconds.
+    forward_timeout_s: float = 10.0
+    # `cluster info` asks every other manager for /v1/ready; one that does not answer within this is
+    # reported unreachable; seconds.
+    probe_timeout_s: float = 0.5
+    # On SIGTERM a leader hands leadership to the most up-to-date voter within this long before exiting;
+    # seconds.
+    shutdown_transfer_timeout_s: float = 3.0
+    # Open HTTP requests get this long to finish on shutdown; seconds.
+    shutdown_grace_s: float = 5.0
+    # 503 answers carry `Retry-After` with this many seconds.
+    retry_after_s: int = 1
+
+    def validate(self) -> None:
+        """Raise ConfigError naming the field if an address, limit or timer is impossible."""
+        for name in ("listen_addr", "advertise_addr", "raft_addr", "metrics_addr"):
+            value = getattr(self, name)
+            if value is not None:
+                split_host_port(value, field=name)
+        for name in (
+            "join_token_ttl_s",
+            "forward_timeout_s",
+            "probe_timeout_s",
+            "shutdown_transfer_timeout_s",
+            "shutdown_grace_s",
+        ):
+            seconds = getattr(self, name)
+            if not math.isfinite(seconds) or seconds <= 0:
+                raise ConfigError(f"{name} must be greater than 0, got {seconds!r}")
+        if self.max_request_bytes <= 0 or self.retry_after_s <= 0:
+            raise ConfigError("max_request_bytes and retry_after_s must be greater than 0")
+        self.raft.validate()
+
+    @property
+    def api_advertise(self) -> str:
+        """The API address advertised to the cluster."""
+        if self.advertise_addr is not None:
+            host, port = split_host_port(self.advertise_addr, field="advertise_addr")
+            return join_host_port(host, port)
+        host, port = split_host_port(self.listen_addr, field="listen_addr")
+        if host in ("0.0.0.0", "::", ""):
+            host = "127.0.0.1"
+        return join_host_port(host, port)
+
+    @property
+    def raft_advertise(self) -> str:
+        """The Raft transport address (defaults to the advertise host at DEFAULT_RAFT_PORT)."""
+        if self.raft_addr is not None:
+            host, port = split_host_port(self.raft_addr, field="raft_addr")
+            return join_host_port(host, port)
+        host, _ = split_host_port(self.api_advertise, field="advertise_addr")
+        return join_host_port(host, DEFAULT_RAFT_PORT)
+
+    @property
+    def resolved_data_dir(self) -> str:
+        return self.data_dir if self.data_dir is not None else default_data_dir()
+
+
+# -- CLI client -------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class ClientSettings:
+    """How the CLI talks to a manager."""
+
+    # One HTTP request may take this long; seconds.
+    request_timeout_s: float = 10.0
+    # While there is no leader (503) or the manager does not answer, the CLI retries for this long in
+    # total; seconds.
+    retry_deadline_s: float = 15.0
+    # First retry delay, doubled after each attempt up to retry_max_delay_s; seconds.
+    retry_initial_delay_s: float = 0.1
+    retry_max_delay_s: float = 1.0
+
+
+# -- names and addresses ----------------------------------------------------------------------------
+
+# Service (and other user-chosen) names: DNS-label-like, 1-63 chars.
+NAME_PATTERN = r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$"
+
+
+def split_host_port(addr: str, *, field: str = "address", default_port: int | None = None) -> tuple[str, int]:
+    """("host", port) from "host:port" or "[v6]:port"; with default_port, a bare host is accepted too."""
+    text = addr.strip()
+    host, sep, port_text = text.rpartition(":")
+    if text.startswith("[") and "]" in text:
+        end = text.index("]")
+        host = text[1:end]
+        rest = text[end + 1 :]
+        sep, port_text = (":", rest[1:]) if rest.startswith(":") else ("", "")
+    elif not sep or ":" in host:
+        host, sep, port_text = text, "", ""
+    if not sep:
+        if default_port is None or not host:
+            raise ConfigError(f"{field} {addr!r} must be HOST:PORT")
+        return host, default_port
+    if not host or not port_text.isdigit() or not 0 < int(port_text) < 65536:
+        raise ConfigError(f"{field} {addr!r} must be HOST:PORT with a port from 1 to 65535")
+    return host, int(port_text)
+
+
+def join_host_port(host: str, port: int) -> str:
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"

@@ -126,3 +126,11 @@ class raft_errors:  # lower-case like contextlib.suppress: used as `with raft_er
                 return func(*args, **kwargs)
 
         return wrapper
+
+
+class InvalidError(WarrenError):
+    """The request is malformed or names something impossible (bad name, bad value, unknown field)."""
+
+
+class UnauthorizedError(WarrenError):
+    """A join token (or other credential) is missing, unknown, expired, rotated or for the wrong role."""

@@ -1,0 +1,230 @@
+"""The HTTP API under /v1 (FastAPI, orjson responses). Routes are thin: the Manager does the work.
+
+Error answers are always `{"error": code, "message": text}`; the status for each Warren error is in
+one table (STATUS). See docs/api.md.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from typing import Annotated, Any
+
+import orjson
+from fastapi import Depends, FastAPI, Header, Path, Query, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import FileResponse, Response
+from starlette.background import BackgroundTask
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from warren import __version__
+from warren.api import models
+from warren.api.peer import PeerClient
+from warren.api.routing import LeaderRouting
+from warren.config import NAME_PATTERN, split_host_port
+from warren.errors import (
+    ConfigError,
+    ConflictError,
+    InvalidError,
+    NotFoundError,
+    NotLeaderError,
+    StorageError,
+    UnauthorizedError,
+    UnavailableError,
+    WarrenError,
+)
+from warren.manager import tokens
+from warren.manager.manager import Manager
+from warren.manager.metrics import ManagerMetrics, health_body, ready_body
+from warren.store import queries
+
+log = logging.getLogger(__name__)
+
+
+class JSON(Response):
+    """JSON rendered by orjson (the API's response class)."""
+
+    media_type = "application/json"
+
+    def render(self, content: Any) -> bytes:
+        return orjson.dumps(content)
+
+# Warren error -> (HTTP status, error code). Checked in order: subclasses before their parents.
+STATUS: list[tuple[type[WarrenError], int, str]] = [
+    (InvalidError, 400, "invalid"),
+    (ConfigError, 400, "invalid"),
+    (UnauthorizedError, 401, "unauthorized"),
+    (NotFoundError, 404, "not_found"),
+    (ConflictError, 409, "conflict"),
+    (NotLeaderError, 503, "unavailable"),
+    (UnavailableError, 503, "unavailable"),
+    (StorageError, 500, "storage"),
+]
+
+NamePath = Annotated[str, Path(pattern=NAME_PATTERN, max_length=63)]
+# Node names are Warren-minted (manager-2-ab12cd, worker names later): same character set.
+NodePath = Annotated[str, Path(pattern=r"^[a-z0-9][a-z0-9-]{0,99}$")]
+
+
+def error_response(status: int, code: str, message: str, retry_after_s: int | None = None) -> JSON:
+    headers = {"Retry-After": str(retry_after_s)} if retry_after_s is not None and status == 503 else None
+    return JSON(
+        {"error": code, "message": tokens.redact(message)}, status_code=status, headers=headers
+    )
+
+
+def _validation_message(exc: RequestValidationError) -> str:
+    parts = []
+    for err in exc.errors()[:3]:
+        where = ".".join(str(p) for p in err.get("loc", ()) if p != "body") or "body"
+        parts.append(f"{where}: {err.get('msg', 'invalid')}")
+    return "invalid request: " + "; ".join(parts)
+
+
+def _if_match(value: str | None) -> int | None:
+    if value is None:
+        return None
+    text = value.strip().strip('"')
+    if not text.isdigit():
+        raise InvalidError(f"If-Match must be an object version (an integer), got {value!r}")
+    return int(text)
+
+
+def create_app(manager: Manager, metrics: ManagerMetrics, peers: PeerClient) -> LeaderRouting:
+    settings = manager.settings
+    app = FastAPI(
+        title="Warren API",
+        version=__version__,
+        default_response_class=JSON,
+        docs_url=None,
+        redoc_url=None,
+    )
+
+    @app.exception_handler(WarrenError)
+    async def warren_error(_: Request, exc: WarrenError) -> JSON:
+        for cls, status, code in STATUS:
+            if isinstance(exc, cls):
+                if status >= 500 and status != 503:
+                    log.error("request failed: %s", exc)
+                return error_response(status, code, str(exc), settings.retry_after_s)
+        log.error("request failed: %s", exc)
+        return error_response(500, "internal", str(exc))
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid(_: Request, exc: RequestValidationError) -> JSON:
+        return error_response(400, "invalid", _validation_message(exc))
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(_: Request, exc: StarletteHTTPException) -> JSON:
+        code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "invalid")
+        return error_response(exc.status_code, code, str(exc.detail))
+
+    async def consistent_read(consistent: Annotated[bool, Query()] = False) -> None:
+        """With ?consistent=true (on the leader; followers forward it), wait for the read barrier."""
+        if consistent:
+            await manager.consensus.read_barrier()
+
+    Consistent = Depends(consistent_read)
+
+    # -- health ---------------------------------------------------------------------------------------
+
+    @app.get("/v1/health")
+    async def health() -> JSON:
+        code, body = health_body(manager.consensus, manager.identity.name)
+        return JSON(body, status_code=code)
+
+    @app.get("/v1/ready")
+    async def ready() -> JSON:
+        code, body = ready_body(manager.consensus, manager.identity.name)
+        return JSON(body, status_code=code)
+
+    # -- cluster --------------------------------------------------------------------------------------
+
+    @app.get("/v1/cluster", dependencies=[Consistent])
+    async def cluster_info() -> dict[str, Any]:
+        return await manager.cluster_info()
+
+    @app.post("/v1/cluster/join-tokens", status_code=201)
+    async def join_token(body: models.JoinTokenRequest) -> dict[str, Any]:
+        return await manager.issue_token(body.role, body.rotate)
+
+    @app.get("/v1/cluster/backup", response_class=FileResponse)
+    async def backup() -> FileResponse:
+        path = await manager.backup()
+        return FileResponse(
+            path,
+            media_type="application/vnd.sqlite3",
+            filename="warren-backup.db",
+            background=BackgroundTask(os.unlink, path),
+        )
+
+    # -- managers -------------------------------------------------------------------------------------
+
+    @app.post("/v1/managers/join", status_code=201)
+    async def manager_join(body: models.ManagerJoinRequest) -> dict[str, Any]:
+        split_host_port(body.api_addr, field="api_addr")
+        split_host_port(body.raft_addr, field="raft_addr")
+        return await manager.register_manager(body.token, body.api_addr, body.raft_addr)
+
+    @app.post("/v1/managers/{name}/promote")
+    async def manager_promote(name: NodePath, body: models.PromoteRequest) -> dict[str, Any]:
+        return await manager.promote_manager(name, body.token)
+
+    # -- nodes ----------------------------------------------------------------------------------------
+
+    @app.get("/v1/nodes", dependencies=[Consistent])
+    async def node_list() -> list[dict[str, Any]]:
+        return queries.nodes(manager.conn)
+
+    @app.get("/v1/nodes/{name}", dependencies=[Consistent])
+    async def node_get(name: NodePath) -> dict[str, Any]:
+        node = queries.node(manager.conn, name)
+        if node is None:
+            raise NotFoundError(f"no node named {name!r}")
+        return node
+
+    @app.delete("/v1/nodes/{name}")
+    async def node_remove(name: NodePath) -> dict[str, Any]:
+        return await manager.remove_node(name)
+
+    # -- services -------------------------------------------------------------------------------------
+
+    @app.get("/v1/services", dependencies=[Consistent])
+    async def service_list() -> list[dict[str, Any]]:
+        return queries.services(manager.conn)
+
+    @app.post("/v1/services", status_code=201)
+    async def service_create(body: models.ServiceCreate) -> dict[str, Any]:
+        spec = body.model_dump(exclude={"name"})
+        return await manager.create_service(body.name, spec)
+
+    @app.get("/v1/services/{name}", dependencies=[Consistent])
+    async def service_get(name: NamePath) -> dict[str, Any]:
+        service = queries.service(manager.conn, name)
+        if service is None:
+            raise NotFoundError(f"no service named {name!r}")
+        return service
+
+    @app.patch("/v1/services/{name}")
+    async def service_update(
+        name: NamePath, body: models.ServiceUpdate, if_match: Annotated[str | None, Header()] = None
+    ) -> dict[str, Any]:
+        changes = body.model_dump(exclude_unset=True, exclude_none=True)
+        if not changes:
+            raise InvalidError("nothing to change: give at least one field")
+        return await manager.update_service(name, changes, _if_match(if_match))
+
+    @app.delete("/v1/services/{name}")
+    async def service_remove(
+        name: NamePath, if_match: Annotated[str | None, Header()] = None
+    ) -> dict[str, Any]:
+        return await manager.remove_service(name, _if_match(if_match))
+
+    return LeaderRouting(
+        app,
+        consensus=manager.consensus,
+        peers=peers,
+        metrics=metrics,
+        max_body=settings.max_request_bytes,
+        retry_after_s=settings.retry_after_s,
+    )

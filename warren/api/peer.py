@@ -1,0 +1,123 @@
+"""HTTP between managers (and from a joining manager to the cluster): forwarding, probes, join calls.
+
+One pooled async client per manager. Talks plain HTTP today; the security issue adds mutual TLS here.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+
+from warren.errors import (
+    ConflictError,
+    InvalidError,
+    NotFoundError,
+    UnauthorizedError,
+    UnavailableError,
+    WarrenError,
+)
+
+# Hop-by-hop and connection headers are not forwarded (RFC 9110 §7.6.1), nor is Host.
+_DROP_HEADERS = {"host", "connection", "keep-alive", "transfer-encoding", "te", "upgrade", "content-length"}
+# The local server adds its own.
+_DROP_RESPONSE_HEADERS = _DROP_HEADERS | {"date", "server"}
+FORWARDED_HEADER = "x-warren-forwarded-to"
+
+_STATUS_ERRORS: dict[int, type[WarrenError]] = {
+    400: InvalidError,
+    401: UnauthorizedError,
+    404: NotFoundError,
+    409: ConflictError,
+    503: UnavailableError,
+}
+
+
+@dataclass(frozen=True, slots=True)
+class Forwarded:
+    status: int
+    headers: list[tuple[bytes, bytes]]
+    body: bytes
+
+
+class PeerClient:
+    def __init__(self, *, timeout_s: float, probe_timeout_s: float) -> None:
+        self.timeout_s = timeout_s
+        self.probe_timeout_s = probe_timeout_s
+        self._client = httpx.AsyncClient(timeout=timeout_s, limits=httpx.Limits(max_keepalive_connections=32))
+
+    async def forward(
+        self,
+        api_addr: str,
+        method: str,
+        path: str,
+        query: bytes,
+        headers: list[tuple[bytes, bytes]],
+        body: bytes,
+    ) -> Forwarded:
+        """Send the request to the manager at `api_addr` and return its answer as it is.
+
+        Raises UnavailableError when the leader cannot be reached (the client retries later)."""
+        url = f"http://{api_addr}{path}" + (f"?{query.decode('latin-1')}" if query else "")
+        out = [(k, v) for k, v in headers if k.decode("latin-1").lower() not in _DROP_HEADERS]
+        out.append((FORWARDED_HEADER.encode(), api_addr.encode()))
+        try:
+            resp = await self._client.request(method, url, headers=out, content=body)
+        except httpx.HTTPError as exc:
+            raise UnavailableError(
+                f"the leader at {api_addr} did not answer: {exc or type(exc).__name__}"
+            ) from None
+        resp_headers = [
+            (k.encode("latin-1"), v.encode("latin-1"))
+            for k, v in resp.headers.items()
+            if k.lower() not in _DROP_RESPONSE_HEADERS
+        ]
+        resp_headers.append((FORWARDED_HEADER.encode(), api_addr.encode()))
+        return Forwarded(resp.status_code, resp_headers, resp.content)
+
+    async def probe_ready(self, api_addr: str) -> str:
+        """'ready', 'not ready' (answers 503) or 'unreachable' (no answer within the probe timeout)."""
+        try:
+            resp = await self._client.get(f"http://{api_addr}/v1/ready", timeout=self.probe_timeout_s)
+        except httpx.HTTPError:
+            return "unreachable"
+        return "ready" if resp.status_code == 200 else "not ready"
+
+    async def probe_many(self, addrs: list[str]) -> dict[str, str]:
+        results = await asyncio.gather(*(self.probe_ready(a) for a in addrs))
+        return dict(zip(addrs, results, strict=True))
+
+    async def call(
+        self,
+        api_addr: str,
+        method: str,
+        path: str,
+        body: dict[str, Any] | None = None,
+        timeout_s: float | None = None,
+    ) -> tuple[dict[str, Any], httpx.Headers]:
+        """JSON request to another manager; its error answer becomes the matching WarrenError."""
+        try:
+            resp = await self._client.request(
+                method, f"http://{api_addr}{path}", json=body, timeout=timeout_s or self.timeout_s
+            )
+        except httpx.HTTPError as exc:
+            raise UnavailableError(
+                f"cannot reach manager at {api_addr}: {exc or type(exc).__name__}"
+            ) from None
+        try:
+            doc = resp.json()
+        except ValueError:
+            doc = {}
+        if resp.status_code >= 400:
+            message = doc.get("message") if isinstance(doc, dict) else None
+            raise _STATUS_ERRORS.get(resp.status_code, WarrenError)(
+                f"{api_addr}: {message or f'HTTP {resp.status_code}'}"
+            )
+        if not isinstance(doc, dict):
+            raise WarrenError(f"{api_addr}: unexpected answer {doc!r}")
+        return doc, resp.headers
+
+    async def close(self) -> None:
+        await self._client.aclose()

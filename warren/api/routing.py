@@ -1,0 +1,163 @@
+"""ASGI middleware in front of the API: body limit, forwarding to the leader, request metrics.
+
+Writes (POST, PATCH, PUT, DELETE), `?consistent=true` reads and backups need the leader. A follower
+forwards them to the leader's API and returns its answer unchanged; while no leader is known, or
+when a forwarded request reaches a manager that is not (or no longer) the leader, the answer is 503
+with Retry-After, and the client retries.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Awaitable, Callable, MutableMapping, Sequence
+from typing import Any
+
+import orjson
+
+from warren.api.peer import FORWARDED_HEADER, PeerClient
+from warren.errors import UnavailableError
+from warren.manager.consensus import Consensus
+from warren.manager.metrics import ManagerMetrics
+
+Scope = MutableMapping[str, Any]
+Message = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
+
+WRITE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
+LEADER_PATHS = frozenset({"/v1/cluster/backup"})
+
+
+def needs_leader(scope: Scope) -> bool:
+    if not scope["path"].startswith("/v1/"):
+        return False
+    if scope["method"] in WRITE_METHODS or scope["path"] in LEADER_PATHS:
+        return True
+    return b"consistent=true" in scope.get("query_string", b"")
+
+
+async def send_json(
+    send: Send, status: int, body: dict[str, Any], headers: Sequence[tuple[bytes, bytes]] = ()
+) -> None:
+    payload = orjson.dumps(body)
+    await send(
+        {
+            "type": "http.response.start",
+            "status": status,
+            "headers": [
+                (b"content-type", b"application/json"),
+                (b"content-length", str(len(payload)).encode()),
+                *headers,
+            ],
+        }
+    )
+    await send({"type": "http.response.body", "body": payload})
+
+
+class LeaderRouting:
+    def __init__(
+        self,
+        app: ASGIApp,
+        *,
+        consensus: Consensus,
+        peers: PeerClient,
+        metrics: ManagerMetrics,
+        max_body: int,
+        retry_after_s: int,
+    ) -> None:
+        self.app = app
+        self.consensus = consensus
+        self.peers = peers
+        self.metrics = metrics
+        self.max_body = max_body
+        self.retry_after = [(b"retry-after", str(retry_after_s).encode())]
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        start = time.perf_counter()
+        status = 500
+
+        async def send_status(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
+        try:
+            await self._route(scope, receive, send_status)
+        finally:
+            route = getattr(scope.get("route"), "path", None)
+            label = route or ("forwarded" if scope.get("warren.forwarded") else "unmatched")
+            self.metrics.observe_request(scope["method"], label, status, time.perf_counter() - start)
+
+    async def _route(self, scope: Scope, receive: Receive, send: Send) -> None:
+        body = await self._read_body(receive)
+        if body is None:
+            await send_json(
+                send,
+                413,
+                {"error": "too_large", "message": f"request body larger than {self.max_body} bytes"},
+            )
+            return
+        if needs_leader(scope) and not self.consensus.is_leader():
+            await self._forward(scope, body, send)
+            return
+        delivered = False
+
+        async def replay() -> Message:
+            nonlocal delivered
+            if not delivered:
+                delivered = True
+                return {"type": "http.request", "body": body, "more_body": False}
+            return await receive()
+
+        await self.app(scope, replay, send)
+
+    async def _forward(self, scope: Scope, body: bytes, send: Send) -> None:
+        headers: list[tuple[bytes, bytes]] = list(scope["headers"])
+        if any(k.lower() == FORWARDED_HEADER.encode() for k, _ in headers):
+            await self._unavailable(send, "this manager is not the leader (request already forwarded once)")
+            return
+        leader = self.consensus.leader()
+        if leader is None or leader.api_addr is None:
+            await self._unavailable(send, "no leader: the cluster is electing one or has lost quorum")
+            return
+        try:
+            answer = await self.peers.forward(
+                leader.api_addr, scope["method"], scope["path"], scope.get("query_string", b""), headers, body
+            )
+        except UnavailableError as exc:
+            await self._unavailable(send, str(exc))
+            return
+        self.metrics.api_forwarded.inc()
+        scope["warren.forwarded"] = True
+        await send(
+            {
+                "type": "http.response.start",
+                "status": answer.status,
+                "headers": [*answer.headers, (b"content-length", str(len(answer.body)).encode())],
+            }
+        )
+        await send({"type": "http.response.body", "body": answer.body})
+
+    async def _unavailable(self, send: Send, message: str) -> None:
+        await send_json(send, 503, {"error": "unavailable", "message": message}, self.retry_after)
+
+    async def _read_body(self, receive: Receive) -> bytes | None:
+        chunks: list[bytes] = []
+        size = 0
+        while True:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                break
+            chunk = message.get("body", b"")
+            size += len(chunk)
+            if size > self.max_body:
+                return None
+            chunks.append(chunk)
+            if not message.get("more_body", False):
+                break
+        return b"".join(chunks)

@@ -1,0 +1,1 @@
+"""The manager daemon: Raft wiring, join tokens, membership, the API and metrics servers."""

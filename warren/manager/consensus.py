@@ -1,0 +1,194 @@
+"""A manager's Raft node and its SQLite state machine, wired together.
+
+`Consensus` proposes commands and turns their replicated answers into results or Warren errors, knows
+who leads (and at which API address, carried in each member's Raft metadata), and computes readiness.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+import warren_raft
+
+from warren.errors import (
+    ConflictError,
+    InvalidError,
+    NotFoundError,
+    NotLeaderError,
+    UnauthorizedError,
+    UnavailableError,
+    WarrenError,
+    raft_errors,
+)
+from warren.raft_bridge import drive
+from warren.store import commands
+from warren.store.machine import Store
+
+log = logging.getLogger(__name__)
+
+# Error codes in a command's replicated answer -> the Warren error the proposer raises.
+_RESULT_ERRORS: dict[str, type[WarrenError]] = {
+    "invalid": InvalidError,
+    "conflict": ConflictError,
+    "not_found": NotFoundError,
+    "unauthorized": UnauthorizedError,
+}
+
+
+@dataclass(frozen=True, slots=True)
+class MemberMeta:
+    """What a manager advertises in its Raft membership entry."""
+
+    name: str
+    api_addr: str
+
+    def encode(self) -> str:
+        return orjson.dumps({"name": self.name, "api": self.api_addr}).decode()
+
+    @staticmethod
+    def decode(meta: str) -> MemberMeta | None:
+        try:
+            doc = orjson.loads(meta)
+            return MemberMeta(str(doc["name"]), str(doc["api"]))
+        except (orjson.JSONDecodeError, KeyError, TypeError):
+            return None
+
+
+@dataclass(frozen=True, slots=True)
+class LeaderInfo:
+    raft_id: int
+    name: str | None
+    api_addr: str | None
+
+
+class Consensus:
+    """The Raft node plus the state machine it drives. Construct with `open`, then `start`."""
+
+    def __init__(self, node: warren_raft.RaftNode, store: Store, *, ready_apply_lag: int) -> None:
+        self.node = node
+        self.store = store
+        self.ready_apply_lag = ready_apply_lag
+        # Filled by the metrics module: called with each successful proposal's seconds.
+        self.observe_commit: list[Any] = []
+        self._drive_task: asyncio.Task[None] | None = None
+        self._last_leader: int | None = None
+
+    @classmethod
+    def open(
+        cls,
+        *,
+        raft_dir: str,
+        data_dir: str,
+        raft_id: int,
+        listen_addr: str,
+        advertise_addr: str,
+        meta: MemberMeta,
+        config: warren_raft.Config,
+        ready_apply_lag: int,
+    ) -> Consensus:
+        store = Store(data_dir)
+        with raft_errors():
+            node = warren_raft.RaftNode.open(
+                raft_dir,
+                raft_id,
+                listen_addr,
+                advertise_addr=advertise_addr,
+                meta=meta.encode(),
+                config=config,
+            )
+        return cls(node, store, ready_apply_lag=ready_apply_lag)
+
+    def start(self) -> asyncio.Task[None]:
+        """Start feeding committed entries to the store; the task ends when the node shuts down."""
+        self._drive_task = asyncio.create_task(drive(self.node, self.store), name="raft-apply")
+        return self._drive_task
+
+    # -- writes ---------------------------------------------------------------------------------------
+
+    async def propose(self, cmd: commands.Command) -> Any:
+        """Commit `cmd` and return its result; raises the Warren error its replicated answer names."""
+        payload = commands.encode(cmd)
+        start = time.perf_counter()
+        with raft_errors():
+            _, answer = await self.node.propose(payload)
+        elapsed = time.perf_counter() - start
+        for observe in self.observe_commit:
+            observe(elapsed)
+        doc = orjson.loads(answer)
+        if "error" in doc:
+            raise _RESULT_ERRORS.get(doc["error"], WarrenError)(doc.get("message", doc["error"]))
+        return doc["ok"]
+
+    async def read_barrier(self) -> int:
+        with raft_errors():
+            return await self.node.read_barrier()
+
+    # -- who leads ------------------------------------------------------------------------------------
+
+    def metrics(self) -> warren_raft.Metrics:
+        return self.node.metrics()
+
+    @property
+    def raft_id(self) -> int:
+        return self.node.node_id
+
+    def is_leader(self) -> bool:
+        return self.metrics()["role"] == "leader"
+
+    def leader(self) -> LeaderInfo | None:
+        m = self.metrics()
+        leader_id = m["leader_id"]
+        if leader_id is None or m["role"] == "shutdown":
+            return None
+        info = m["nodes"].get(leader_id)
+        meta = MemberMeta.decode(info["meta"]) if info is not None else None
+        return LeaderInfo(leader_id, meta.name if meta else None, meta.api_addr if meta else None)
+
+    def require_leader(self) -> None:
+        """Raise NotLeaderError (with the leader's API address when known) unless this node leads."""
+        if self.is_leader():
+            return
+        leader = self.leader()
+        raise NotLeaderError(
+            "this manager is not the leader",
+            leader_id=leader.raft_id if leader else None,
+            leader_addr=leader.api_addr if leader else None,
+        )
+
+    def readiness(self) -> tuple[bool, str]:
+        """(ready, reason): ready = a leader is known and applying keeps up with the commit index."""
+        m = self.metrics()
+        if m["role"] == "shutdown":
+            return False, "shutting down"
+        if m["leader_id"] is None:
+            return False, "no leader (election in progress, or no quorum)"
+        commit = m["commit_index"] or 0
+        applied = m["applied_index"] or 0
+        if commit - applied > self.ready_apply_lag:
+            return False, f"applying lags the commit index ({applied} < {commit})"
+        return True, "ok"
+
+    async def wait_for_leader(self, timeout_s: float) -> LeaderInfo:
+        """Wait (polling Raft metrics; no event exists for this) until some leader is known."""
+        deadline = time.monotonic() + timeout_s
+        while True:
+            leader = self.leader()
+            if leader is not None:
+                return leader
+            if time.monotonic() >= deadline:
+                raise UnavailableError(f"no leader elected within {timeout_s:g} s")
+            await asyncio.sleep(0.02)
+
+    async def shutdown(self) -> None:
+        with raft_errors():
+            await self.node.shutdown()
+        if self._drive_task is not None:
+            with contextlib.suppress(Exception):
+                await self._drive_task
+        self.store.close()

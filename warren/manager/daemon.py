@@ -1,0 +1,338 @@
+"""Runs a manager in the foreground: `warren cluster init` and `warren manager join` end here.
+
+Start-up is a list of idempotent steps, so a manager killed at any point resumes by rerunning the same
+command: the identity (node.json) is written before anything depends on it, bootstrap runs only on an
+uninitialised log, the cluster's first command only if the state has no cluster, and a join that was
+not promoted yet is finished by the rerun.
+
+SIGTERM/SIGINT: a leader first hands leadership to the most up-to-date voter (no election timeout for
+the others), then the API drains its open requests, then Raft stops.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import logging
+import os
+import secrets
+import signal
+import sqlite3
+import sys
+import time
+from dataclasses import dataclass
+
+import uvloop
+import warren_raft
+
+from warren.api.app import create_app
+from warren.api.peer import FORWARDED_HEADER, PeerClient
+from warren.config import ManagerSettings
+from warren.errors import ConfigError, InvalidError, WarrenError, raft_errors
+from warren.manager import identity as ident
+from warren.manager.consensus import Consensus, MemberMeta
+from warren.manager.identity import Identity
+from warren.manager.manager import Manager
+from warren.manager.metrics import ManagerMetrics, metrics_app
+from warren.manager.servers import HttpServer
+from warren.store import commands as c
+from warren.store import queries
+from warren.store.machine import check_state_file
+
+log = logging.getLogger(__name__)
+
+# How long start-up waits for this manager to see a leader (a founder elects itself at once); seconds.
+STARTUP_LEADER_TIMEOUT_S = 30.0
+# A join's promotion waits for the new manager to catch up with the whole log; seconds.
+PROMOTE_TIMEOUT_S = 120.0
+# /ready stays true while applying is at most this many entries behind the commit index.
+READY_APPLY_LAG = 100
+EXIT_OK = 0
+EXIT_ERROR = 1
+
+
+@dataclass(frozen=True, slots=True)
+class JoinRequest:
+    token: str | None
+    manager: str | None
+
+
+def check(line: str) -> None:
+    print(f"✓ {line}", flush=True)
+
+
+def say(line: str = "") -> None:
+    print(line, flush=True)
+
+
+# -- entry points -------------------------------------------------------------------------------------
+
+
+def run_init(settings: ManagerSettings, *, restore: str | None = None) -> int:
+    """Start (or resume) a manager that founds a cluster; blocks until SIGTERM/SIGINT. Exit status."""
+    settings.validate()
+    data_dir = _prepare_data_dir(settings)
+    me = ident.load(data_dir)
+    if me is not None:
+        if restore is not None:
+            raise ConfigError(
+                f"{data_dir} already holds manager {me.name} of {me.cluster_id}; "
+                "--restore needs an empty data dir"
+            )
+        if not me.founder and not me.joined:
+            raise ConfigError(
+                f"{me.name} was joining a cluster: finish with `warren manager join --token ...`"
+            )
+    else:
+        cluster_id = "cluster-" + secrets.token_hex(3)
+        if restore is not None:
+            restore = os.path.abspath(restore)
+            cluster_id = _backup_cluster_id(restore)
+        me = Identity(
+            name=f"manager-1-{secrets.token_hex(3)}",
+            raft_id=1,
+            api_addr=settings.api_advertise,
+            raft_addr=settings.raft_advertise,
+            cluster_id=cluster_id,
+            founder=True,
+            restore_from=restore,
+        )
+        ident.save(data_dir, me)
+    return _run(settings, data_dir, me, None)
+
+
+def run_join(settings: ManagerSettings, *, token: str | None, manager: str | None) -> int:
+    """Join an existing cluster as a manager (or resume one that joined before); blocks. Exit status."""
+    settings.validate()
+    data_dir = _prepare_data_dir(settings)
+    me = ident.load(data_dir)
+    if me is None or not me.joined:
+        if not token or not manager:
+            raise ConfigError(
+                "joining needs --token (from `warren cluster join-token manager`) and --manager"
+            )
+    return _run(settings, data_dir, me, JoinRequest(token, manager))
+
+
+# -- the daemon ---------------------------------------------------------------------------------------
+
+
+def _prepare_data_dir(settings: ManagerSettings) -> str:
+    data_dir = os.path.abspath(settings.resolved_data_dir)
+    try:
+        os.makedirs(data_dir, mode=0o700, exist_ok=True)
+    except OSError as exc:
+        raise ConfigError(f"cannot create data dir {data_dir}: {exc.strerror or exc}") from None
+    return data_dir
+
+
+def _backup_cluster_id(path: str) -> str:
+    check_state_file(path)
+    conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+    conn.row_factory = sqlite3.Row
+    try:
+        cluster = queries.cluster(conn)
+    finally:
+        conn.close()
+    if cluster is None:
+        raise InvalidError(f"{path}: the backup holds no cluster")
+    return str(cluster["cluster_id"])
+
+
+def _setup_logging(name: str) -> None:
+    logging.basicConfig(
+        stream=sys.stderr,
+        level=logging.INFO,
+        format=f"%(asctime)s {name} %(levelname)s %(name)s: %(message)s",
+        force=True,
+    )
+    warren_raft.init_logging("info")
+    logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per peer request otherwise
+
+
+def _run(settings: ManagerSettings, data_dir: str, me: Identity | None, join: JoinRequest | None) -> int:
+    with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+        return runner.run(_main(settings, data_dir, me, join))
+
+
+async def _main(
+    settings: ManagerSettings, data_dir: str, me: Identity | None, join: JoinRequest | None
+) -> int:
+    peers = PeerClient(timeout_s=settings.forward_timeout_s, probe_timeout_s=settings.probe_timeout_s)
+    try:
+        if me is None:
+            assert join is not None and join.token and join.manager
+            me, leader_addr = await _register(settings, data_dir, peers, join.token, join.manager)
+            check(f"Connected to cluster leader at {leader_addr}")
+        _setup_logging(me.name)
+        return await _serve(settings, data_dir, me, join, peers)
+    finally:
+        await peers.close()
+
+
+async def _register(
+    settings: ManagerSettings, data_dir: str, peers: PeerClient, token: str, manager: str
+) -> tuple[Identity, str]:
+    """Step one of a join: the leader checks the token and gives this manager its name and Raft ID."""
+    body = {"token": token, "api_addr": settings.api_advertise, "raft_addr": settings.raft_advertise}
+    doc, headers = await peers.call(manager, "POST", "/v1/managers/join", body)
+    me = Identity(
+        name=str(doc["name"]),
+        raft_id=int(doc["raft_id"]),
+        api_addr=settings.api_advertise,
+        raft_addr=settings.raft_advertise,
+        cluster_id=str(doc["cluster_id"]),
+        joined=False,
+    )
+    ident.save(data_dir, me)
+    return me, headers.get(FORWARDED_HEADER, manager)
+
+
+async def _serve(
+    settings: ManagerSettings, data_dir: str, me: Identity, join: JoinRequest | None, peers: PeerClient
+) -> int:
+    consensus = Consensus.open(
+        raft_dir=os.path.join(data_dir, "raft"),
+        data_dir=data_dir,
+        raft_id=me.raft_id,
+        listen_addr=me.raft_addr,
+        advertise_addr=me.raft_addr,
+        meta=MemberMeta(me.name, me.api_addr),
+        config=settings.raft.to_core(),
+        ready_apply_lag=READY_APPLY_LAG,
+    )
+    applying = consensus.start()
+    manager = Manager(me, settings, consensus, peers)
+    metrics = ManagerMetrics(consensus)
+    servers: list[HttpServer] = []
+    try:
+        servers.append(
+            HttpServer(
+                create_app(manager, metrics, peers),
+                settings.listen_addr,
+                "listen_addr",
+                grace_s=settings.shutdown_grace_s,
+            )
+        )
+        servers.append(
+            HttpServer(
+                metrics_app(metrics, consensus, me.name),
+                settings.metrics_addr,
+                "metrics_addr",
+                grace_s=settings.shutdown_grace_s,
+            )
+        )
+        for server in servers:
+            await server.start()
+        if me.founder:
+            await _found(manager, data_dir)
+        elif not me.joined:
+            assert join is not None and join.token and join.manager
+            await _promote(manager, data_dir, join.token, join.manager)
+        else:
+            await _announce_resumed(manager)
+        return await _until_stopped(manager, applying)
+    finally:
+        await _shutdown(manager, servers)
+
+
+async def _found(manager: Manager, data_dir: str) -> None:
+    consensus, me = manager.consensus, manager.identity
+    with raft_errors():
+        initialized = await consensus.node.is_initialized()
+        if not initialized:
+            await consensus.node.bootstrap()
+    await consensus.wait_for_leader(STARTUP_LEADER_TIMEOUT_S)
+    if consensus.is_leader():
+        await consensus.read_barrier()
+        if queries.cluster(manager.conn) is None or me.restore_from is not None:
+            if me.restore_from is not None:
+                counts = await manager.import_backup(me.restore_from)
+                check(
+                    f"State restored from {me.restore_from} "
+                    f"({counts.get('services', 0)} services, {counts.get('join_tokens', 0)} join tokens)"
+                )
+                me = dataclasses.replace(me, restore_from=None)
+                ident.save(data_dir, me)
+                manager.identity = me
+            else:
+                record = c.ManagerRecord(me.name, me.raft_id, me.api_addr, me.raft_addr)
+                await consensus.propose(c.InitCluster(me.cluster_id, time.time(), record))
+    voters = len(consensus.metrics()["voters"])
+    if initialized:
+        check(f"Raft consensus resumed ({voters} manager{'s' if voters != 1 else ''})")
+    else:
+        check("Raft consensus initialized (single-node)")
+    _announce_started(manager)
+    say()
+    if initialized:
+        say(f"Manager resumed ({me.cluster_id})")
+    else:
+        say("Cluster initialized successfully!")
+        say("To add managers, generate join token:")
+        say("  warren cluster join-token manager")
+
+
+async def _promote(manager: Manager, data_dir: str, token: str, via: str) -> None:
+    me = manager.identity
+    doc, _ = await manager.peers.call(
+        via, "POST", f"/v1/managers/{me.name}/promote", {"token": token}, timeout_s=PROMOTE_TIMEOUT_S
+    )
+    me = dataclasses.replace(me, joined=True)
+    ident.save(data_dir, me)
+    manager.identity = me
+    check("Raft joined as follower")
+    _announce_started(manager)
+    say()
+    say("Manager joined successfully!")
+    voters, needed = int(doc["voters"]), int(doc["needed"])
+    say(f"Raft quorum: {voters}/{voters} managers (needs {needed} for majority)")
+
+
+async def _announce_resumed(manager: Manager) -> None:
+    voters = len(manager.consensus.metrics()["voters"])
+    check(f"Raft consensus resumed ({voters} managers)")
+    _announce_started(manager)
+    say()
+    say(f"Manager resumed ({manager.identity.cluster_id})")
+
+
+def _announce_started(manager: Manager) -> None:
+    me, settings = manager.identity, manager.settings
+    check(f"Manager started (Node ID: {me.name})")
+    check(f"API server listening on {settings.listen_addr} (advertised as {me.api_addr})")
+    check(f"Metrics available at http://{settings.metrics_addr}/metrics")
+
+
+async def _until_stopped(manager: Manager, applying: asyncio.Task[None]) -> int:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    stopping = asyncio.create_task(stop.wait())
+    done, _ = await asyncio.wait({stopping, applying}, return_when=asyncio.FIRST_COMPLETED)
+    if applying in done:
+        stopping.cancel()
+        exc = applying.exception()
+        log.critical("the state machine stopped%s; the manager exits", f": {exc}" if exc else "")
+        return EXIT_ERROR
+    log.info("stop requested")
+    return EXIT_OK
+
+
+async def _shutdown(manager: Manager, servers: list[HttpServer]) -> None:
+    consensus, settings = manager.consensus, manager.settings
+    try:
+        m = consensus.metrics()
+        if m["role"] == "leader" and len(m["voters"]) > 1:
+            try:
+                with raft_errors():
+                    new = await consensus.node.transfer_leadership(None, settings.shutdown_transfer_timeout_s)
+                log.info("leadership handed to raft id %d before shutdown", new)
+            except WarrenError as exc:
+                log.warning("could not hand leadership over before shutdown: %s", exc)
+        for server in servers:
+            await server.stop()
+    finally:
+        await consensus.shutdown()
+        log.info("manager stopped")

@@ -1,0 +1,252 @@
+"""What a manager does for the API: join tokens, manager membership, services, cluster info, backups.
+
+Writes run on the leader (the API forwards them there); each mints the IDs and timestamps its
+command carries, so apply stays deterministic.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import secrets
+import sqlite3
+import tempfile
+import time
+from typing import Any
+
+from warren import config
+from warren.api.peer import PeerClient
+from warren.errors import (
+    ConflictError,
+    InvalidError,
+    NotFoundError,
+    UnauthorizedError,
+    WarrenError,
+    raft_errors,
+)
+from warren.manager import tokens
+from warren.manager.consensus import Consensus, MemberMeta
+from warren.manager.identity import Identity
+from warren.store import commands as c
+from warren.store import queries, schema
+from warren.store.apply import check_token
+from warren.store.commands import CommandError
+from warren.store.machine import check_state_file
+
+log = logging.getLogger(__name__)
+
+# Rows per import command during `cluster init --restore`: keeps each command far below max_entry_bytes.
+IMPORT_BATCH_ROWS = 200
+
+
+class Manager:
+    def __init__(
+        self, identity: Identity, settings: config.ManagerSettings, consensus: Consensus, peers: PeerClient
+    ) -> None:
+        self.identity = identity
+        self.settings = settings
+        self.consensus = consensus
+        self.peers = peers
+
+    @property
+    def conn(self) -> sqlite3.Connection:
+        return self.consensus.store.conn
+
+    # -- join tokens ----------------------------------------------------------------------------------
+
+    async def issue_token(self, role: c.Role, rotate: bool) -> dict[str, Any]:
+        token = tokens.mint()
+        now = time.time()
+        ttl = self.settings.join_token_ttl_s
+        cmd = c.CreateToken(secrets.token_hex(8), role, tokens.digest(token), now, now + ttl, rotate)
+        await self.consensus.propose(cmd)
+        log.info("%s join token issued%s", role, " (earlier ones revoked)" if rotate else "")
+        return {"role": role, "token": token, "expires_at": now + ttl, "ttl_s": ttl}
+
+    # -- managers -------------------------------------------------------------------------------------
+
+    async def register_manager(self, token: str, api_addr: str, raft_addr: str) -> dict[str, Any]:
+        """First step of a join: check the token, allocate a Raft ID, record the manager as joining."""
+        self.consensus.require_leader()
+        if not tokens.well_formed(token):
+            raise UnauthorizedError("invalid join token (expected SWMTKN-1-...)")
+        next_id = self.conn.execute("SELECT next_raft_id FROM cluster").fetchone()
+        name = f"manager-{next_id[0] if next_id else 'x'}-{secrets.token_hex(3)}"
+        cmd = c.RegisterManager(name, api_addr, raft_addr, tokens.digest(token), time.time())
+        result: dict[str, Any] = await self.consensus.propose(cmd)
+        log.info("manager %s (raft id %s) registered from %s, joining", name, result["raft_id"], api_addr)
+        return result
+
+    async def promote_manager(self, name: str, token: str) -> dict[str, Any]:
+        """Second step: add the running manager as a learner, wait until caught up, make it a voter."""
+        self.consensus.require_leader()
+        self._check_token_locally("manager", token)
+        node = queries.node(self.conn, name)
+        if node is None or node["role"] != "manager":
+            raise NotFoundError(f"no manager named {name!r}")
+        raft_id = int(node["raft_id"])
+        meta = MemberMeta(name, node["api_addr"]).encode()
+        if raft_id not in self.consensus.metrics()["voters"]:
+            with raft_errors():
+                await self.consensus.node.add_voter(raft_id, node["raft_addr"], meta)
+            log.info("manager %s (raft id %d) promoted to voter", name, raft_id)
+        if node["state"] != "ready":
+            await self.consensus.propose(c.SetNodeState(name, "ready", time.time()))
+        voters = len(self.consensus.metrics()["voters"])
+        return {"name": name, "voters": voters, "needed": voters // 2 + 1}
+
+    def _check_token_locally(self, role: str, token: str) -> None:
+        if not tokens.well_formed(token):
+            raise UnauthorizedError("invalid join token (expected SWMTKN-1-...)")
+        try:
+            check_token(self.conn, role, tokens.digest(token), time.time())
+        except CommandError as exc:
+            raise UnauthorizedError(exc.message) from None
+
+    async def remove_node(self, name: str) -> dict[str, Any]:
+        self.consensus.require_leader()
+        node = queries.node(self.conn, name)
+        if node is None:
+            raise NotFoundError(f"no node named {name!r}")
+        if node["role"] == "manager" and node["raft_id"] is not None:
+            raft_id = int(node["raft_id"])
+            m = self.consensus.metrics()
+            if raft_id == m["id"]:
+                raise ConflictError(
+                    f"{name} is the leader: stop it first (SIGTERM hands leadership over), "
+                    "then remove it through another manager"
+                )
+            if raft_id in m["voters"] or raft_id in m["learners"]:
+                if len(m["voters"]) == 1 and raft_id in m["voters"]:
+                    raise ConflictError(f"{name} is the last voting manager")
+                with raft_errors():
+                    await self.consensus.node.remove_node(raft_id)
+                log.info("manager %s (raft id %d) removed from the Raft group", name, raft_id)
+        return dict(await self.consensus.propose(c.RemoveNode(name, time.time())))
+
+    # -- services -------------------------------------------------------------------------------------
+
+    async def create_service(self, name: str, spec: dict[str, Any]) -> dict[str, Any]:
+        cmd = c.CreateService("svc-" + secrets.token_hex(6), name, spec, time.time())
+        return dict(await self.consensus.propose(cmd))
+
+    async def update_service(
+        self, name: str, changes: dict[str, Any], if_version: int | None
+    ) -> dict[str, Any]:
+        return dict(await self.consensus.propose(c.UpdateService(name, changes, time.time(), if_version)))
+
+    async def remove_service(self, name: str, if_version: int | None) -> dict[str, Any]:
+        return dict(await self.consensus.propose(c.RemoveService(name, time.time(), if_version)))
+
+    # -- cluster info ---------------------------------------------------------------------------------
+
+    async def cluster_info(self) -> dict[str, Any]:
+        m = self.consensus.metrics()
+        cluster = queries.cluster(self.conn) or {}
+        leader = self.consensus.leader()
+        voters, learners = set(m["voters"]), set(m["learners"])
+        managers = [n for n in queries.nodes(self.conn, "manager")]
+        others = [n["api_addr"] for n in managers if n["raft_id"] != m["id"] and n["api_addr"]]
+        probes = await self.peers.probe_many(others)
+        rows = []
+        for n in managers:
+            raft_id = n["raft_id"]
+            if raft_id == m["id"]:
+                status = "ready" if self.consensus.readiness()[0] else "not ready"
+            else:
+                status = probes.get(n["api_addr"], "unreachable")
+            if leader is not None and raft_id == leader.raft_id:
+                role = "leader"
+            elif raft_id in voters:
+                role = "follower"
+            elif raft_id in learners:
+                role = "learner"
+            else:
+                role = n["state"]  # joining (not yet a member) or removed
+            rows.append(
+                {
+                    "name": n["name"],
+                    "raft_id": raft_id,
+                    "api_addr": n["api_addr"],
+                    "raft_addr": n["raft_addr"],
+                    "role": role,
+                    "status": status,
+                }
+            )
+        by_id = {r["raft_id"]: r for r in rows}
+        reachable = sum(1 for v in voters if v in by_id and by_id[v]["status"] != "unreachable")
+        needed = len(voters) // 2 + 1
+        return {
+            "cluster_id": cluster.get("cluster_id", self.identity.cluster_id),
+            "created_at": cluster.get("created_at"),
+            "node": self.identity.name,
+            "leader": None
+            if leader is None
+            else {
+                "name": leader.name,
+                "api_addr": leader.api_addr,
+                "raft_id": leader.raft_id,
+            },
+            "quorum": {
+                "managers": len(voters),
+                "needed": needed,
+                "reachable": reachable,
+                "ok": leader is not None and reachable >= needed,
+            },
+            "managers": rows,
+            "workers": queries.count_nodes(self.conn, "worker"),
+            "raft": {
+                "term": m["term"],
+                "commit_index": m["commit_index"],
+                "applied_index": m["applied_index"],
+            },
+        }
+
+    # -- backup and restore ---------------------------------------------------------------------------
+
+    async def backup(self) -> str:
+        """A consistent copy of the state (after the read barrier) in a temp file; the caller removes it."""
+        await self.consensus.read_barrier()
+        fd, path = tempfile.mkstemp(prefix="warren-backup-", suffix=".db")
+        os.close(fd)
+        os.unlink(path)  # sqlite creates it
+        try:
+            self.consensus.store.backup_to(path)
+        except BaseException:
+            if os.path.exists(path):
+                os.unlink(path)
+            raise
+        return path
+
+    async def import_backup(self, path: str) -> dict[str, int]:
+        """Replay every row of a backup as import commands; then this manager is the only one."""
+        check_state_file(path)
+        counts: dict[str, int] = {}
+        src = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+        src.row_factory = sqlite3.Row
+        try:
+            if src.execute("SELECT count(*) FROM cluster").fetchone()[0] != 1:
+                raise InvalidError(f"{path}: the backup holds no cluster")
+            for table in schema.TABLES:
+                rows = queries.table_rows(src, table)
+                if table == "nodes":
+                    rows = [r for r in rows if r["role"] != "manager"]
+                for start in range(0, len(rows), IMPORT_BATCH_ROWS):
+                    await self.consensus.propose(c.ImportRows(table, rows[start : start + IMPORT_BATCH_ROWS]))
+                counts[table] = len(rows)
+        finally:
+            src.close()
+        me = self.identity
+        await self.consensus.propose(
+            c.ResetManagers(c.ManagerRecord(me.name, me.raft_id, me.api_addr, me.raft_addr), time.time())
+        )
+        return counts
+
+
+async def wait_until(predicate: Any, timeout_s: float, what: str) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not predicate():
+        if time.monotonic() >= deadline:
+            raise WarrenError(f"timed out after {timeout_s:g} s waiting for {what}")
+        await asyncio.sleep(0.02)

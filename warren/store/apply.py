@@ -1,0 +1,199 @@
+"""What each command does to the state. Deterministic: the inputs are the command, its log index and
+the current state; nothing reads a clock, a random source or the network.
+
+A handler returns the command's result (JSON-able) or raises CommandError to refuse it.
+"""
+
+from __future__ import annotations
+
+import hmac
+import sqlite3
+from collections.abc import Callable
+from typing import Any
+
+import orjson
+
+from warren.store import commands as c
+from warren.store import queries
+from warren.store.commands import CommandError
+from warren.store.schema import TABLES
+
+Handler = Callable[[sqlite3.Connection, int, Any], Any]
+
+
+def apply(conn: sqlite3.Connection, index: int, cmd: c.Command) -> Any:
+    return _HANDLERS[type(cmd)](conn, index, cmd)
+
+
+def _init_cluster(conn: sqlite3.Connection, index: int, cmd: c.InitCluster) -> Any:
+    if conn.execute("SELECT 1 FROM cluster").fetchone() is not None:
+        raise CommandError("conflict", "the cluster is already initialized")
+    conn.execute(
+        "INSERT INTO cluster (id, created_at, next_raft_id, version) VALUES (?, ?, ?, ?)",
+        (cmd.cluster_id, cmd.at, cmd.manager.raft_id + 1, index),
+    )
+    _insert_manager(conn, index, cmd.manager, "ready", cmd.at)
+    return {"cluster_id": cmd.cluster_id}
+
+
+def _insert_manager(conn: sqlite3.Connection, index: int, m: c.ManagerRecord, state: str, at: float) -> None:
+    conn.execute(
+        "INSERT INTO nodes (name, role, state, raft_id, api_addr, raft_addr, created_at, updated_at, version)"
+        " "
+        "VALUES (?, 'manager', ?, ?, ?, ?, ?, ?, ?)",
+        (m.name, state, m.raft_id, m.api_addr, m.raft_addr, at, at, index),
+    )
+
+
+def _create_token(conn: sqlite3.Connection, index: int, cmd: c.CreateToken) -> Any:
+    if cmd.rotate:
+        conn.execute(
+            "UPDATE join_tokens SET revoked = 1, version = ? WHERE role = ? AND revoked = 0",
+            (index, cmd.role),
+        )
+    # Expired tokens are useless: drop them so the table stays small.
+    conn.execute("DELETE FROM join_tokens WHERE expires_at <= ?", (cmd.at,))
+    conn.execute(
+        "INSERT INTO join_tokens (id, role, hash, created_at, expires_at, version) VALUES (?, ?, ?, ?, ?, ?)",
+        (cmd.token_id, cmd.role, cmd.hash, cmd.at, cmd.expires_at, index),
+    )
+    return {"token_id": cmd.token_id, "expires_at": cmd.expires_at}
+
+
+def check_token(conn: sqlite3.Connection, role: str, token_hash: str, at: float) -> None:
+    """Raise CommandError("unauthorized") unless a live token of `role` has this hash."""
+    row = conn.execute(
+        "SELECT role, hash, expires_at, revoked FROM join_tokens WHERE hash = ?", (token_hash,)
+    ).fetchone()
+    # The lookup is by hash (a digest of the secret, not the secret); the final comparison is constant time.
+    if row is None or not hmac.compare_digest(row["hash"], token_hash):
+        raise CommandError("unauthorized", "invalid join token")
+    if row["role"] != role:
+        raise CommandError("unauthorized", f"this is a {row['role']} join token; a {role} token is required")
+    if row["revoked"]:
+        raise CommandError(
+            "unauthorized", "this join token was rotated; ask for a new one (warren cluster join-token)"
+        )
+    if row["expires_at"] <= at:
+        raise CommandError(
+            "unauthorized", "this join token has expired; ask for a new one (warren cluster join-token)"
+        )
+
+
+def _register_manager(conn: sqlite3.Connection, index: int, cmd: c.RegisterManager) -> Any:
+    check_token(conn, "manager", cmd.token_hash, cmd.at)
+    cluster = conn.execute("SELECT id, next_raft_id FROM cluster").fetchone()
+    if cluster is None:
+        raise CommandError("conflict", "the cluster is not initialized")
+    for column in ("api_addr", "raft_addr"):
+        clash = conn.execute(
+            f"SELECT name FROM nodes WHERE role = 'manager' AND {column} = ? AND state != 'joining'",
+            (getattr(cmd, column),),
+        ).fetchone()
+        if clash is not None:
+            raise CommandError(
+                "conflict", f"manager {clash['name']} already uses {column} {getattr(cmd, column)}"
+            )
+    # A join that crashed before promotion left a 'joining' record at the same address: replace it.
+    conn.execute(
+        "DELETE FROM nodes WHERE role = 'manager' AND state = 'joining' AND (api_addr = ? OR raft_addr = ?)",
+        (cmd.api_addr, cmd.raft_addr),
+    )
+    raft_id = int(cluster["next_raft_id"])
+    conn.execute("UPDATE cluster SET next_raft_id = ?, version = ?", (raft_id + 1, index))
+    _insert_manager(
+        conn, index, c.ManagerRecord(cmd.name, raft_id, cmd.api_addr, cmd.raft_addr), "joining", cmd.at
+    )
+    return {"name": cmd.name, "raft_id": raft_id, "cluster_id": cluster["id"]}
+
+
+def _set_node_state(conn: sqlite3.Connection, index: int, cmd: c.SetNodeState) -> Any:
+    cur = conn.execute(
+        "UPDATE nodes SET state = ?, updated_at = ?, version = ? WHERE name = ?",
+        (cmd.state, cmd.at, index, cmd.name),
+    )
+    if cur.rowcount == 0:
+        raise CommandError("not_found", f"no node named {cmd.name!r}")
+    return {"name": cmd.name, "state": cmd.state}
+
+
+def _remove_node(conn: sqlite3.Connection, index: int, cmd: c.RemoveNode) -> Any:
+    cur = conn.execute("DELETE FROM nodes WHERE name = ?", (cmd.name,))
+    if cur.rowcount == 0:
+        raise CommandError("not_found", f"no node named {cmd.name!r}")
+    return {"removed": cmd.name}
+
+
+def _create_service(conn: sqlite3.Connection, index: int, cmd: c.CreateService) -> Any:
+    if conn.execute("SELECT 1 FROM services WHERE name = ?", (cmd.name,)).fetchone() is not None:
+        raise CommandError("conflict", f"a service named {cmd.name!r} already exists")
+    conn.execute(
+        "INSERT INTO services (id, name, spec, created_at, updated_at, version) VALUES (?, ?, ?, ?, ?, ?)",
+        (cmd.service_id, cmd.name, orjson.dumps(cmd.spec).decode(), cmd.at, cmd.at, index),
+    )
+    return queries.service(conn, cmd.name)
+
+
+def _service_version(conn: sqlite3.Connection, name: str, if_version: int | None) -> sqlite3.Row:
+    row = conn.execute("SELECT * FROM services WHERE name = ?", (name,)).fetchone()
+    if row is None:
+        raise CommandError("not_found", f"no service named {name!r}")
+    if if_version is not None and row["version"] != if_version:
+        raise CommandError("conflict", f"service {name!r} is at version {row['version']}, not {if_version}")
+    return row  # type: ignore[no-any-return]
+
+
+def _update_service(conn: sqlite3.Connection, index: int, cmd: c.UpdateService) -> Any:
+    row = _service_version(conn, cmd.name, cmd.if_version)
+    spec = orjson.loads(row["spec"])
+    spec.update(cmd.changes)
+    conn.execute(
+        "UPDATE services SET spec = ?, previous_spec = ?, updated_at = ?, version = ? WHERE name = ?",
+        (orjson.dumps(spec).decode(), row["spec"], cmd.at, index, cmd.name),
+    )
+    return queries.service(conn, cmd.name)
+
+
+def _remove_service(conn: sqlite3.Connection, index: int, cmd: c.RemoveService) -> Any:
+    row = _service_version(conn, cmd.name, cmd.if_version)
+    conn.execute("DELETE FROM tasks WHERE service_id = ?", (row["id"],))
+    conn.execute("DELETE FROM services WHERE id = ?", (row["id"],))
+    return {"removed": cmd.name}
+
+
+def _import_rows(conn: sqlite3.Connection, index: int, cmd: c.ImportRows) -> Any:
+    if cmd.table not in TABLES:
+        raise CommandError("invalid", f"cannot import into table {cmd.table!r}")
+    known = {r[1] for r in conn.execute(f"PRAGMA table_info({cmd.table})")}
+    for row in cmd.rows:
+        unknown = set(row) - known
+        if unknown:
+            raise CommandError("invalid", f"table {cmd.table} has no columns {sorted(unknown)}")
+        columns = sorted(row)
+        placeholders = ", ".join("?" * len(columns))
+        conn.execute(
+            f"INSERT OR REPLACE INTO {cmd.table} ({', '.join(columns)}) VALUES ({placeholders})",
+            [row[col] for col in columns],
+        )
+    return {"table": cmd.table, "rows": len(cmd.rows)}
+
+
+def _reset_managers(conn: sqlite3.Connection, index: int, cmd: c.ResetManagers) -> Any:
+    conn.execute("DELETE FROM nodes WHERE role = 'manager'")
+    _insert_manager(conn, index, cmd.manager, "ready", cmd.at)
+    conn.execute("UPDATE cluster SET next_raft_id = ?, version = ?", (cmd.manager.raft_id + 1, index))
+    return {"name": cmd.manager.name}
+
+
+_HANDLERS: dict[type[Any], Handler] = {
+    c.InitCluster: _init_cluster,
+    c.CreateToken: _create_token,
+    c.RegisterManager: _register_manager,
+    c.SetNodeState: _set_node_state,
+    c.RemoveNode: _remove_node,
+    c.CreateService: _create_service,
+    c.UpdateService: _update_service,
+    c.RemoveService: _remove_service,
+    c.ImportRows: _import_rows,
+    c.ResetManagers: _reset_managers,
+}

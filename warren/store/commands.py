@@ -1,0 +1,242 @@
+"""The commands replicated through Raft, and their versioned wire codec.
+
+A command is small and field-level, and carries everything apply needs to be deterministic: IDs and
+timestamps are minted by the proposer (`at` is the proposer's wall clock, seconds since the epoch).
+
+Wire form: one JSON object `{"v": CODEC_VERSION, "op": "<op>", ...fields}` (orjson). `decode` refuses
+an unknown version or op, a missing or unknown field, or a field of the wrong type with a
+`CommandError`, which apply turns into an error response: a bad command never stops a manager.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+from dataclasses import dataclass, field
+from typing import Any, ClassVar, Literal
+
+import orjson
+
+CODEC_VERSION = 1
+
+Role = Literal["manager", "worker"]
+
+
+class CommandError(Exception):
+    """A command cannot be applied; `code` is the API error code (invalid, conflict, not_found, ...)."""
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+
+
+@dataclass(frozen=True, slots=True)
+class ManagerRecord:
+    """A manager as recorded in the nodes table."""
+
+    name: str
+    raft_id: int
+    api_addr: str
+    raft_addr: str
+
+
+@dataclass(frozen=True, slots=True)
+class InitCluster:
+    """First command of a new cluster: its ID and the founding manager."""
+
+    OP: ClassVar[str] = "cluster.init"
+    cluster_id: str
+    at: float
+    manager: ManagerRecord
+
+
+@dataclass(frozen=True, slots=True)
+class CreateToken:
+    """A join token, as its SHA-256 only. With `rotate`, every earlier token of the role is revoked."""
+
+    OP: ClassVar[str] = "token.create"
+    token_id: str
+    role: Role
+    hash: str
+    at: float
+    expires_at: float
+    rotate: bool
+
+
+@dataclass(frozen=True, slots=True)
+class RegisterManager:
+    """A manager asks to join with a token (its hash): checked here, atomically with rotation."""
+
+    OP: ClassVar[str] = "manager.register"
+    name: str
+    api_addr: str
+    raft_addr: str
+    token_hash: str
+    at: float
+
+
+@dataclass(frozen=True, slots=True)
+class SetNodeState:
+    OP: ClassVar[str] = "node.state"
+    name: str
+    state: str
+    at: float
+
+
+@dataclass(frozen=True, slots=True)
+class RemoveNode:
+    OP: ClassVar[str] = "node.remove"
+    name: str
+    at: float
+
+
+@dataclass(frozen=True, slots=True)
+class CreateService:
+    OP: ClassVar[str] = "service.create"
+    service_id: str
+    name: str
+    spec: dict[str, Any]
+    at: float
+
+
+@dataclass(frozen=True, slots=True)
+class UpdateService:
+    """Field-level change of a service's spec: only the keys in `changes` are replaced."""
+
+    OP: ClassVar[str] = "service.update"
+    name: str
+    changes: dict[str, Any]
+    at: float
+    if_version: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class RemoveService:
+    OP: ClassVar[str] = "service.remove"
+    name: str
+    at: float
+    if_version: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ImportRows:
+    """Rows of one table from a backup, inserted as they are (`cluster init --restore`)."""
+
+    OP: ClassVar[str] = "import.rows"
+    table: str
+    rows: list[dict[str, Any]] = field(default_factory=list)
+
+
+@dataclass(frozen=True, slots=True)
+class ResetManagers:
+    """After a restore: the old managers are gone, `manager` is the only one."""
+
+    OP: ClassVar[str] = "manager.reset"
+    manager: ManagerRecord
+    at: float
+
+
+Command = (
+    InitCluster
+    | CreateToken
+    | RegisterManager
+    | SetNodeState
+    | RemoveNode
+    | CreateService
+    | UpdateService
+    | RemoveService
+    | ImportRows
+    | ResetManagers
+)
+
+COMMANDS: dict[str, type[Command]] = {
+    cls.OP: cls
+    for cls in (
+        InitCluster,
+        CreateToken,
+        RegisterManager,
+        SetNodeState,
+        RemoveNode,
+        CreateService,
+        UpdateService,
+        RemoveService,
+        ImportRows,
+        ResetManagers,
+    )
+}
+
+
+def encode(cmd: Command) -> bytes:
+    body = dataclasses.asdict(cmd)
+    return orjson.dumps({"v": CODEC_VERSION, "op": cmd.OP, **body})
+
+
+def decode(payload: bytes) -> Command:
+    """The command in `payload`; CommandError("invalid", ...) if it is not a well-formed one."""
+    try:
+        doc = orjson.loads(payload)
+    except orjson.JSONDecodeError as exc:
+        raise CommandError("invalid", f"command is not JSON: {exc}") from None
+    if not isinstance(doc, dict):
+        raise CommandError("invalid", "command is not a JSON object")
+    version = doc.pop("v", None)
+    if version != CODEC_VERSION:
+        raise CommandError("invalid", f"unsupported command codec version {version!r}")
+    op = doc.pop("op", None)
+    cls = COMMANDS.get(op) if isinstance(op, str) else None
+    if cls is None:
+        raise CommandError("invalid", f"unknown command {op!r}")
+    cmd: Command = _build(cls, doc, op)
+    return cmd
+
+
+def _build(cls: type[Any], doc: dict[str, Any], where: str) -> Any:
+    hints = typing.get_type_hints(cls)
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    unknown = set(doc) - set(fields)
+    if unknown:
+        raise CommandError("invalid", f"{where}: unknown fields {sorted(unknown)}")
+    values: dict[str, Any] = {}
+    for name, f in fields.items():
+        if name not in doc:
+            if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
+                raise CommandError("invalid", f"{where}: missing field {name!r}")
+            continue
+        values[name] = _check(hints[name], doc[name], f"{where}.{name}")
+    return cls(**values)
+
+
+def _check(hint: Any, value: Any, where: str) -> Any:
+    """`value` if it matches the type `hint` (the few shapes commands use), else CommandError."""
+    origin = typing.get_origin(hint)
+    if origin is Literal:
+        if value in typing.get_args(hint):
+            return value
+    elif origin in (types.UnionType, typing.Union):
+        for option in typing.get_args(hint):
+            try:
+                return _check(option, value, where)
+            except CommandError:
+                continue
+    elif origin is dict:
+        if isinstance(value, dict) and all(isinstance(k, str) for k in value):
+            return value
+    elif origin is list:
+        (item,) = typing.get_args(hint)
+        if isinstance(value, list):
+            return [_check(item, v, where) for v in value]
+    elif hint is type(None):
+        if value is None:
+            return None
+    elif dataclasses.is_dataclass(hint):
+        if isinstance(value, dict):
+            return _build(hint, value, where)  # type: ignore[arg-type]
+    elif hint is float:
+        if isinstance(value, int | float) and not isinstance(value, bool):
+            return float(value)
+    elif hint is int or hint is str or hint is bool:
+        if isinstance(value, hint) and (hint is bool or not isinstance(value, bool)):
+            return value
+    raise CommandError("invalid", f"{where}: unexpected value {value!r}")

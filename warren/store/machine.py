@@ -1,0 +1,173 @@
+"""The SQLite state machine that Raft replicates into: apply, snapshot, restore.
+
+`<data-dir>/warren.db` (WAL). Every committed batch is applied in one transaction, each command in its
+own savepoint, so a refused command (conflict, bad token, malformed) answers with an error and
+changes nothing, while the rest of the batch applies. Anything else (disk full, I/O error) raises,
+which stops the node: an entry is never skipped.
+
+The file needs no fsync of its own: the Raft log is durable, and the state is rebuilt from the latest
+snapshot plus the log on every start (the core's first work item is always a restore).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import sqlite3
+from collections.abc import Callable
+from typing import Any
+
+import orjson
+
+from warren.errors import CorruptStateError
+from warren.store import apply as handlers
+from warren.store import schema
+from warren.store.commands import CommandError, decode
+
+log = logging.getLogger(__name__)
+
+DB_NAME = "warren.db"
+
+
+def connect(path: str) -> sqlite3.Connection:
+    conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+    conn.row_factory = sqlite3.Row
+    conn.execute("PRAGMA journal_mode = WAL")
+    conn.execute("PRAGMA synchronous = OFF")
+    return conn
+
+
+def ok(result: Any) -> bytes:
+    return orjson.dumps({"ok": result})
+
+
+def failed(code: str, message: str) -> bytes:
+    return orjson.dumps({"error": code, "message": message})
+
+
+class Store:
+    """Implements warren.raft_bridge.StateMachine over SQLite. Used from the event loop thread only."""
+
+    def __init__(self, data_dir: str) -> None:
+        self.path = os.path.join(data_dir, DB_NAME)
+        self.applied_index = 0
+        # Called after each applied batch with the last index (readiness, waiters, future control loops).
+        self.on_applied: list[Callable[[int], None]] = []
+        self.conn = self._open_fresh()
+
+    # -- StateMachine ---------------------------------------------------------------------------------
+
+    def apply(self, entries: list[tuple[int, int, bytes]]) -> list[bytes]:
+        conn = self.conn
+        responses: list[bytes] = []
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            for index, _term, payload in entries:
+                conn.execute("SAVEPOINT cmd")
+                try:
+                    cmd = decode(payload)
+                    result = handlers.apply(conn, index, cmd)
+                except CommandError as exc:
+                    conn.execute("ROLLBACK TO cmd")
+                    responses.append(failed(exc.code, exc.message))
+                except sqlite3.IntegrityError as exc:
+                    conn.execute("ROLLBACK TO cmd")
+                    responses.append(failed("conflict", f"refused by a constraint: {exc}"))
+                else:
+                    responses.append(ok(result))
+                conn.execute("RELEASE cmd")
+            if entries:
+                self.applied_index = entries[-1][0]
+                conn.execute(
+                    "INSERT INTO meta (key, value) VALUES ('applied_index', ?) "
+                    "ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+                    (str(self.applied_index),),
+                )
+            conn.execute("COMMIT")
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+        for callback in self.on_applied:
+            callback(self.applied_index)
+        return responses
+
+    def snapshot(self, path: str) -> None:
+        """SQLite online backup of the applied state into `path` (fsynced)."""
+        self.backup_to(path)
+
+    def restore(self, path: str | None) -> None:
+        """Replace the state with the snapshot at `path` (None: empty) by an atomic rename."""
+        self.conn.close()
+        if path is None:
+            self.conn = self._open_fresh()
+        else:
+            tmp = self.path + ".restore"
+            shutil.copyfile(path, tmp)
+            check_state_file(tmp)
+            self._remove_db_files()
+            _fsync_file(tmp)
+            os.replace(tmp, self.path)
+            self.conn = connect(self.path)
+            row = self.conn.execute("SELECT value FROM meta WHERE key = 'applied_index'").fetchone()
+            self.applied_index = int(row[0]) if row is not None else 0
+        log.info("state restored from %s (applied index %d)", path or "empty state", self.applied_index)
+
+    # -- helpers --------------------------------------------------------------------------------------
+
+    def backup_to(self, path: str) -> None:
+        """Consistent copy of the current state into a new file at `path`, fsynced."""
+        dest = sqlite3.connect(path)
+        try:
+            self.conn.backup(dest)
+            dest.execute("PRAGMA journal_mode = DELETE")
+        finally:
+            dest.close()
+        _fsync_file(path)
+
+    def close(self) -> None:
+        self.conn.close()
+
+    def _open_fresh(self) -> sqlite3.Connection:
+        self._remove_db_files()
+        conn = connect(self.path)
+        schema.create(conn)
+        self.applied_index = 0
+        return conn
+
+    def _remove_db_files(self) -> None:
+        for suffix in ("", "-wal", "-shm"):
+            try:
+                os.unlink(self.path + suffix)
+            except FileNotFoundError:
+                pass
+
+
+def check_state_file(path: str) -> None:
+    """Raise CorruptStateError unless `path` is an intact Warren state file of this schema version."""
+    try:
+        conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+    except sqlite3.Error as exc:
+        raise CorruptStateError(f"{path}: not a Warren state file ({exc})") from None
+    try:
+        try:
+            check = conn.execute("PRAGMA integrity_check").fetchone()
+        except sqlite3.DatabaseError as exc:
+            raise CorruptStateError(f"{path}: not a Warren state file ({exc})") from None
+        if check is None or check[0] != "ok":
+            raise CorruptStateError(f"{path}: damaged SQLite file ({check[0] if check else 'no answer'})")
+        version = schema.schema_version(conn)
+        if version != schema.SCHEMA_VERSION:
+            raise CorruptStateError(
+                f"{path}: state schema version {version}, this Warren reads version {schema.SCHEMA_VERSION}"
+            )
+    finally:
+        conn.close()
+
+
+def _fsync_file(path: str) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)

@@ -1,0 +1,92 @@
+"""The SQLite schema of the replicated state, in one place.
+
+Every table is part of the replicated state and is rebuilt from snapshot plus log on every start
+(see docs/architecture.md). `version` is the Raft log index of an object's last change.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+
+# Bumped when a table changes shape; a snapshot or backup from another version is refused.
+SCHEMA_VERSION = 1
+
+# Tables copied by a backup restore, in an order that respects references.
+TABLES = ("cluster", "nodes", "services", "tasks", "join_tokens")
+
+DDL = """
+CREATE TABLE IF NOT EXISTS meta (
+    key   TEXT PRIMARY KEY,
+    value TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS cluster (
+    id            TEXT PRIMARY KEY,
+    created_at    REAL NOT NULL,
+    next_raft_id  INTEGER NOT NULL,
+    version       INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS nodes (
+    name          TEXT PRIMARY KEY,
+    role          TEXT NOT NULL CHECK (role IN ('manager', 'worker')),
+    state         TEXT NOT NULL,
+    availability  TEXT NOT NULL DEFAULT 'active',
+    raft_id       INTEGER UNIQUE,
+    api_addr      TEXT,
+    raft_addr     TEXT,
+    labels        TEXT NOT NULL DEFAULT '{}',
+    resources     TEXT NOT NULL DEFAULT '{}',
+    created_at    REAL NOT NULL,
+    updated_at    REAL NOT NULL,
+    version       INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS services (
+    id            TEXT PRIMARY KEY,
+    name          TEXT NOT NULL UNIQUE,
+    spec          TEXT NOT NULL,
+    previous_spec TEXT,
+    created_at    REAL NOT NULL,
+    updated_at    REAL NOT NULL,
+    version       INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS tasks (
+    id            TEXT PRIMARY KEY,
+    service_id    TEXT NOT NULL,
+    slot          INTEGER,
+    node          TEXT,
+    desired_state TEXT NOT NULL,
+    state         TEXT NOT NULL,
+    message       TEXT NOT NULL DEFAULT '',
+    created_at    REAL NOT NULL,
+    updated_at    REAL NOT NULL,
+    version       INTEGER NOT NULL
+);
+CREATE INDEX IF NOT EXISTS tasks_by_service ON tasks (service_id);
+CREATE TABLE IF NOT EXISTS join_tokens (
+    id            TEXT PRIMARY KEY,
+    role          TEXT NOT NULL CHECK (role IN ('manager', 'worker')),
+    hash          TEXT NOT NULL UNIQUE,
+    created_at    REAL NOT NULL,
+    expires_at    REAL NOT NULL,
+    revoked       INTEGER NOT NULL DEFAULT 0,
+    version       INTEGER NOT NULL
+);
+"""
+
+
+def create(conn: sqlite3.Connection) -> None:
+    """Create every table (idempotent) and record the schema version."""
+    conn.executescript(DDL)
+    conn.execute(
+        "INSERT INTO meta (key, value) VALUES ('schema_version', ?) "
+        "ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+        (str(SCHEMA_VERSION),),
+    )
+
+
+def schema_version(conn: sqlite3.Connection) -> int | None:
+    """The schema version recorded in a database, or None if it has none (not a Warren state file)."""
+    try:
+        row = conn.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
+    except sqlite3.DatabaseError:
+        return None
+    return int(row[0]) if row is not None and str(row[0]).isdigit() else None
