@@ -146,7 +146,7 @@ def create_app(manager: Manager, metrics: ManagerMetrics, peers: PeerClient) -> 
 
     @app.post("/v1/cluster/join-tokens", status_code=201)
     async def join_token(body: models.JoinTokenRequest) -> dict[str, Any]:
-        return await manager.issue_token(body.role, body.rotate)
+        return await manager.issue_token(body.role, body.rotate, body.ttl_s)
 
     @app.get("/v1/cluster/backup", response_class=FileResponse)
     async def backup() -> FileResponse:

@@ -26,6 +26,8 @@ class Strict(BaseModel):
 class JoinTokenRequest(Strict):
     role: Literal["manager", "worker"]
     rotate: bool = False
+    # Validity in seconds; None: the manager's join_token_ttl_s (24 h). At most 30 days.
+    ttl_s: Annotated[float, Field(gt=0, le=30 * 86400)] | None = None
 
 
 class ManagerJoinRequest(Strict):

@@ -1,35 +1,151 @@
-"""Entry point of the `warren` command. Exit status: 0 success, 1 error, 2 usage error."""
+"""Entry point of the `warren` command: the parser tree and the one place errors become exit statuses.
+
+Exit status: 0 success, 1 error, 2 usage error. Every error is one line on stderr (`warren: ...`).
+"""
 
 from __future__ import annotations
 
+import argparse
+import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+
+import httpx
 
 from warren import __version__
+from warren.cli import cluster_cmds, daemon_cmds, node_cmds, service_cmds
+from warren.cli.client import ManagerClient, base_url
+from warren.cli.parsing import (
+    HelpExit,
+    UsageError,
+    WarrenArgumentParser,
+    add_client_options,
+    add_group,
+    new_parser,
+    subcommands,
+)
+from warren.config import DEFAULT_MANAGER, MANAGER_ENV
+from warren.errors import ConfigError, WarrenError
 
-HELP = f"""\
-usage: warren <command> [options]
+# Builds the client a command talks through (tests inject one over httpx.MockTransport).
+Connect = Callable[[str], ManagerClient]
 
-Warren {__version__}: a container orchestrator for edge and LAN clusters.
+DESCRIPTION = f"""\
+Warren {__version__}: a container orchestrator for edge and LAN clusters. Managers keep the cluster
+state in a Raft group; workers run the containers."""
 
-Commands (cluster, manager, worker, node, service, apply) arrive in later releases.
+EPILOG = f"""\
+getting started:
+  warren cluster init                       found a cluster (this machine is its first manager)
+  warren cluster join-token manager         print the command that adds another manager
+  warren service create web --image nginx --replicas 3
+  warren cluster info                       managers, leader and quorum
 
-options:
-  -h, --help     show this help and exit
-  --version      print the version and exit
-"""
+Client commands talk to --manager HOST:PORT (env {MANAGER_ENV}, default {DEFAULT_MANAGER}); any
+manager will do, writes are forwarded to the leader. While the cluster has no leader, commands retry
+for a while before giving up.
+
+exit status: 0 success, 1 error, 2 usage error.
+Run 'warren <command> --help' for more about a command."""
 
 
-def main(argv: Sequence[str] | None = None) -> int:
+def build_parser() -> WarrenArgumentParser:
+    parser = new_parser("warren", DESCRIPTION, EPILOG)
+    add_client_options(parser)
+    commands = subcommands(parser)
+
+    cluster = add_group(commands, "cluster", "found a cluster; show it, issue join tokens, back it up",
+                        "Found a cluster (init), show its state (info), issue join tokens, back it up.")
+    cluster_sub = subcommands(cluster)
+    manager = add_group(commands, "manager", "add this machine to a cluster as a manager",
+                        "Join an existing cluster as an additional manager.", client=False)
+    manager_sub = subcommands(manager)
+    daemon_cmds.register(cluster_sub, manager_sub)
+    cluster_cmds.register(cluster_sub)
+
+    node = add_group(commands, "node", "list, inspect and remove nodes",
+                     "List, inspect and remove the cluster's nodes (managers and workers).")
+    node_cmds.register(subcommands(node))
+
+    service = add_group(commands, "service", "create, list, inspect, scale and remove services",
+                        "Create and manage services: container images run as tasks on the cluster.")
+    service_cmds.register(subcommands(service))
+    return parser
+
+
+def main(argv: Sequence[str] | None = None, *, connect: Connect | None = None) -> int:
+    """Run one `warren` command; returns the exit status."""
     args = list(sys.argv[1:] if argv is None else argv)
-    if not args or args[0] in ("-h", "--help", "help"):
-        print(HELP, end="")
-        return 0
-    if args[0] == "--version":
-        print(f"warren {__version__}")
-        return 0
-    print(f"warren: unknown command {args[0]!r} (see 'warren --help')", file=sys.stderr)
-    return 2
+    if not args:
+        args = ["--help"]
+    elif args[0] == "help":  # `warren help service create` == `warren service create --help`
+        args = [*args[1:], "--help"]
+    try:
+        return _run(args, connect)
+    except HelpExit as exc:
+        return exc.status
+    except (UsageError, ConfigError) as exc:
+        return _fail(str(exc), 2)
+    except WarrenError as exc:
+        return _fail(str(exc) or type(exc).__name__, 1)
+    except httpx.HTTPError as exc:  # the client wraps these; a backstop so no traceback escapes
+        return _fail(f"HTTP error: {exc}", 1)
+    except BrokenPipeError:  # `warren node list | head`: the reader left, nothing to report
+        _silence_stdout()
+        return 1
+    except OSError as exc:
+        where = f"{exc.filename}: " if exc.filename else ""
+        return _fail(f"{where}{exc.strerror or exc}", 1)
+    except KeyboardInterrupt:
+        return 130
+
+
+def _run(argv: list[str], connect: Connect | None) -> int:
+    args = build_parser().parse_args(argv)
+    daemon = getattr(args, "daemon_handler", None)
+    if daemon is not None:
+        status: int = daemon(args)
+        return status
+    handler = getattr(args, "client_handler", None)
+    if handler is None:
+        raise UsageError(_missing_command(getattr(args, "group_parser", None)))
+
+    manager, source = getattr(args, "manager", None), "--manager"
+    if not manager:
+        manager, source = os.environ.get(MANAGER_ENV, "").strip(), MANAGER_ENV
+    if not manager:
+        manager, source = DEFAULT_MANAGER, "the default manager"
+    base_url(manager, source=source)  # a malformed address is a usage error, before any request
+    args.manager = manager
+    args.format = getattr(args, "format", "table")
+    client = connect(manager) if connect is not None else ManagerClient(manager, source=source)
+    with client:
+        status = handler(args, client)
+    return status
+
+
+def _missing_command(group: argparse.ArgumentParser | None) -> str:
+    if group is None:
+        return "missing command (see 'warren --help')"
+    choices: list[str] = []
+    for action in group._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            choices = list(action.choices)
+    return f"missing command: {group.prog} {'|'.join(choices)} (see '{group.prog} --help')"
+
+
+def _fail(message: str, status: int) -> int:
+    print(f"warren: {message}", file=sys.stderr)
+    return status
+
+
+def _silence_stdout() -> None:
+    # Python flushes stdout again at exit; point it at /dev/null so that flush cannot fail too.
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, ValueError):
+        pass
 
 
 if __name__ == "__main__":

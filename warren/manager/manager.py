@@ -55,10 +55,10 @@ class Manager:
 
     # -- join tokens ----------------------------------------------------------------------------------
 
-    async def issue_token(self, role: c.Role, rotate: bool) -> dict[str, Any]:
+    async def issue_token(self, role: c.Role, rotate: bool, ttl_s: float | None = None) -> dict[str, Any]:
         token = tokens.mint()
         now = time.time()
-        ttl = self.settings.join_token_ttl_s
+        ttl = self.settings.join_token_ttl_s if ttl_s is None else ttl_s
         cmd = c.CreateToken(secrets.token_hex(8), role, tokens.digest(token), now, now + ttl, rotate)
         await self.consensus.propose(cmd)
         log.info("%s join token issued%s", role, " (earlier ones revoked)" if rotate else "")
