@@ -1,0 +1,128 @@
+"""`warren cluster init` / `warren manager join`: the ManagerSettings the flags build, and what is called."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from warren.cli.main import main
+from warren.config import ManagerSettings, RaftSettings
+from warren.errors import StorageError
+from warren.manager import daemon
+
+
+class Captured:
+    def __init__(self, status: int = 0) -> None:
+        self.status = status
+        self.calls: list[tuple[str, ManagerSettings, dict[str, Any]]] = []
+
+    def run_init(self, settings: ManagerSettings, *, restore: str | None = None) -> int:
+        self.calls.append(("init", settings, {"restore": restore}))
+        return self.status
+
+    def run_join(self, settings: ManagerSettings, *, token: str | None, manager: str | None) -> int:
+        self.calls.append(("join", settings, {"token": token, "manager": manager}))
+        return self.status
+
+
+@pytest.fixture
+def captured(monkeypatch: pytest.MonkeyPatch) -> Captured:
+    fake = Captured()
+    monkeypatch.setattr(daemon, "run_init", fake.run_init)
+    monkeypatch.setattr(daemon, "run_join", fake.run_join)
+    return fake
+
+
+def test_init_without_flags_uses_config_defaults(captured: Captured) -> None:
+    assert main(["cluster", "init"]) == 0
+    assert captured.calls == [("init", ManagerSettings(), {"restore": None})]
+
+
+def test_init_with_every_flag(captured: Captured) -> None:
+    assert main([
+        "cluster", "init", "--listen-addr", "0.0.0.0:9000", "--advertise-addr", "192.168.1.10:9000",
+        "--raft-addr", "192.168.1.10:7000", "--metrics-addr", "0.0.0.0:9191", "--data-dir", "/tmp/w",
+        "--manager-only", "--raft-heartbeat-timeout", "100ms", "--raft-election-timeout", "1s",
+        "--restore", "backup.db",
+    ]) == 0
+    [(kind, settings, extra)] = captured.calls
+    assert kind == "init"
+    assert extra == {"restore": "backup.db"}
+    assert settings == ManagerSettings(
+        listen_addr="0.0.0.0:9000", advertise_addr="192.168.1.10:9000", raft_addr="192.168.1.10:7000",
+        metrics_addr="0.0.0.0:9191", data_dir="/tmp/w", manager_only=True,
+        raft=RaftSettings(heartbeat_interval_s=0.1, election_timeout_min_s=1.0, election_timeout_max_s=2.0),
+    )
+
+
+def test_election_timeout_alone_keeps_the_default_heartbeat(captured: Captured) -> None:
+    assert main(["cluster", "init", "--raft-election-timeout", "500ms"]) == 0
+    raft = captured.calls[0][1].raft
+    assert (raft.heartbeat_interval_s, raft.election_timeout_min_s, raft.election_timeout_max_s) == (
+        RaftSettings().heartbeat_interval_s, 0.5, 1.0)
+
+
+def test_bare_hosts_get_default_ports(captured: Captured) -> None:
+    assert main(["cluster", "init", "--listen-addr", "0.0.0.0:9000", "--advertise-addr", "10.0.0.1",
+                 "--raft-addr", "10.0.0.2"]) == 0
+    settings = captured.calls[0][1]
+    assert settings.advertise_addr == "10.0.0.1:9000"  # the listen port
+    assert settings.raft_addr == "10.0.0.2:7946"
+
+
+def test_join_passes_token_and_manager(captured: Captured) -> None:
+    assert main(["manager", "join", "--token", "SWMTKN-1-x", "--manager", "192.168.1.10:8080",
+                 "--advertise-addr", "192.168.1.11:8080", "--data-dir", "/tmp/m2"]) == 0
+    assert captured.calls == [(
+        "join",
+        ManagerSettings(advertise_addr="192.168.1.11:8080", data_dir="/tmp/m2"),
+        {"token": "SWMTKN-1-x", "manager": "192.168.1.10:8080"},
+    )]
+
+
+def test_join_without_token_resumes(captured: Captured, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("WARREN_MANAGER", "10.9.9.9:8080")  # a client setting: not a join target
+    assert main(["manager", "join", "--data-dir", "/tmp/m2"]) == 0
+    assert captured.calls[0][2] == {"token": None, "manager": None}
+
+
+def test_join_accepts_manager_before_the_command(captured: Captured) -> None:
+    assert main(["--manager", "10.0.0.1:8080", "manager", "join", "--token", "T"]) == 0
+    assert captured.calls[0][2] == {"token": "T", "manager": "10.0.0.1:8080"}
+
+
+def test_exit_status_is_the_daemons(monkeypatch: pytest.MonkeyPatch) -> None:
+    fake = Captured(status=3)
+    monkeypatch.setattr(daemon, "run_init", fake.run_init)
+    assert main(["cluster", "init"]) == 3
+
+
+def test_invalid_settings_do_not_start_the_daemon(
+    captured: Captured, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["cluster", "init", "--raft-heartbeat-timeout", "500ms"]) == 2
+    assert captured.calls == []
+    err = capsys.readouterr().err
+    assert err.startswith("warren: heartbeat_interval_s (0.5 s) must be less than election_timeout_min_s")
+    assert err.count("\n") == 1
+
+
+def test_daemon_errors_are_one_line(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    def failing(settings: ManagerSettings, *, restore: str | None = None) -> int:
+        raise StorageError("data dir /x is not writable")
+
+    monkeypatch.setattr(daemon, "run_init", failing)
+    assert main(["cluster", "init"]) == 1
+    assert capsys.readouterr().err == "warren: data dir /x is not writable\n"
+
+
+def test_interrupt_exits_quietly(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    def interrupted(settings: ManagerSettings, *, token: str | None, manager: str | None) -> int:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(daemon, "run_join", interrupted)
+    assert main(["manager", "join"]) == 130
+    assert capsys.readouterr().err == ""

@@ -1,0 +1,282 @@
+"""The CLI's client for a manager's HTTP API (/v1): the only place the CLI talks HTTP.
+
+Requests that never reached a manager (connection refused, connect timeout) and answers saying the
+cluster cannot serve now (503: no leader, no quorum, shutting down) are retried with exponential
+backoff until `ClientSettings.retry_deadline_s`; 503's `Retry-After` is honoured up to the maximum
+delay. Everything else fails at once. API errors become Warren's exception classes.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from collections.abc import Callable, Mapping
+from types import TracebackType
+from typing import Any, BinaryIO
+from urllib.parse import quote
+
+import httpx
+
+from warren import __version__
+from warren.cli.output import format_duration
+from warren.config import DEFAULT_API_PORT, ClientSettings, join_host_port, split_host_port
+from warren.errors import (
+    ConflictError,
+    InvalidError,
+    NotFoundError,
+    UnauthorizedError,
+    UnavailableError,
+    WarrenError,
+)
+
+# The API's error codes (docs/api.md), then the status codes for answers without our error body.
+_ERROR_CODES: dict[str, type[WarrenError]] = {
+    "invalid": InvalidError,
+    "too_large": InvalidError,
+    "unauthorized": UnauthorizedError,
+    "not_found": NotFoundError,
+    "conflict": ConflictError,
+    "unavailable": UnavailableError,
+}
+_STATUS_CODES: dict[int, type[WarrenError]] = {
+    400: InvalidError, 401: UnauthorizedError, 404: NotFoundError, 409: ConflictError,
+    413: InvalidError, 422: InvalidError, 503: UnavailableError,
+}
+# 503 is the API's "not now"; 502/504 come from a load balancer in front of managers (retried for reads
+# only: a write may have been applied behind a gateway timeout).
+_RETRY_ALWAYS = frozenset({503})
+_RETRY_IDEMPOTENT = frozenset({502, 504})
+_IDEMPOTENT = frozenset({"GET", "HEAD"})
+
+JSONObject = dict[str, Any]
+
+
+def base_url(manager: str, *, source: str = "--manager") -> str:
+    """"http://host:port" for "host:port" or a bare host (port 8080); an http(s):// URL is kept."""
+    text = manager.strip()
+    if text.startswith(("http://", "https://")):
+        return text.rstrip("/")
+    host, port = split_host_port(text, field=source, default_port=DEFAULT_API_PORT)
+    return f"http://{join_host_port(host, port)}"
+
+
+class ManagerClient:
+    """Synchronous client of one manager (or a load balancer in front of several).
+
+    `transport` replaces the network (httpx.MockTransport in tests); `sleep` and `clock` the time.
+    Use as a context manager, or call close().
+    """
+
+    def __init__(
+        self,
+        manager: str,
+        *,
+        settings: ClientSettings | None = None,
+        transport: httpx.BaseTransport | None = None,
+        sleep: Callable[[float], None] = time.sleep,
+        clock: Callable[[], float] = time.monotonic,
+        source: str = "--manager",
+    ) -> None:
+        self.address = manager.strip()
+        self.settings = settings if settings is not None else ClientSettings()
+        self._sleep = sleep
+        self._clock = clock
+        self._http = httpx.Client(
+            base_url=base_url(manager, source=source),
+            transport=transport,
+            timeout=self.settings.request_timeout_s,
+            headers={"User-Agent": f"warren-cli/{__version__}", "Accept": "application/json"},
+        )
+
+    def close(self) -> None:
+        self._http.close()
+
+    def __enter__(self) -> ManagerClient:
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.close()
+
+    # -- cluster ------------------------------------------------------------------------------------
+
+    def cluster_info(self) -> JSONObject:
+        return self._object(self.request("GET", "/v1/cluster"))
+
+    def create_join_token(self, role: str, *, rotate: bool = False) -> JSONObject:
+        body = {"role": role, "rotate": rotate}
+        return self._object(self.request("POST", "/v1/cluster/join-tokens", json=body))
+
+    def backup(self, sink: BinaryIO) -> int:
+        """Stream a consistent copy of the cluster state into `sink`; the number of bytes written."""
+        response = self._send("GET", "/v1/cluster/backup", stream=True)
+        written = 0
+        try:
+            for chunk in response.iter_bytes():
+                sink.write(chunk)
+                written += len(chunk)
+        except httpx.HTTPError as exc:
+            raise UnavailableError(f"backup from {self.address} broke off: {_describe(exc)}") from exc
+        finally:
+            response.close()
+        return written
+
+    # -- nodes --------------------------------------------------------------------------------------
+
+    def list_nodes(self) -> list[JSONObject]:
+        return self._list(self.request("GET", "/v1/nodes"))
+
+    def get_node(self, name: str) -> JSONObject:
+        return self._object(self.request("GET", f"/v1/nodes/{_segment(name)}"))
+
+    def remove_node(self, name: str) -> JSONObject:
+        return self._object(self.request("DELETE", f"/v1/nodes/{_segment(name)}"))
+
+    # -- services -----------------------------------------------------------------------------------
+
+    def create_service(self, spec: Mapping[str, Any]) -> JSONObject:
+        return self._object(self.request("POST", "/v1/services", json=dict(spec)))
+
+    def list_services(self) -> list[JSONObject]:
+        return self._list(self.request("GET", "/v1/services"))
+
+    def get_service(self, name: str) -> JSONObject:
+        return self._object(self.request("GET", f"/v1/services/{_segment(name)}"))
+
+    def update_service(self, name: str, changes: Mapping[str, Any]) -> JSONObject:
+        return self._object(self.request("PATCH", f"/v1/services/{_segment(name)}", json=dict(changes)))
+
+    def remove_service(self, name: str) -> JSONObject:
+        return self._object(self.request("DELETE", f"/v1/services/{_segment(name)}"))
+
+    # -- the wire -----------------------------------------------------------------------------------
+
+    def request(self, method: str, path: str, *, json: object = None,
+                params: Mapping[str, str] | None = None) -> object:
+        """The decoded JSON answer of a successful request; WarrenError (a subclass) otherwise."""
+        response = self._send(method, path, json=json, params=params)
+        try:
+            return response.json()
+        except ValueError as exc:
+            raise WarrenError(f"manager at {self.address} answered {path} with something not JSON") from exc
+
+    def _send(self, method: str, path: str, *, json: object = None,
+              params: Mapping[str, str] | None = None, stream: bool = False) -> httpx.Response:
+        settings = self.settings
+        started = self._clock()
+        delay = settings.retry_initial_delay_s
+        attempts = 0
+        while True:
+            attempts += 1
+            request = self._http.build_request(method, path, json=json, params=params)
+            retry_after: float | None = None
+            try:
+                response = self._http.send(request, stream=stream)
+            except (httpx.ConnectError, httpx.ConnectTimeout) as exc:
+                # The request never reached a manager: always safe to send again.
+                reason = _describe(exc)
+                failure: WarrenError = UnavailableError(f"cannot reach manager at {self.address}: {reason}")
+                cause: Exception = exc
+            except (httpx.ReadError, httpx.RemoteProtocolError) as exc:
+                if method not in _IDEMPOTENT:
+                    raise UnavailableError(
+                        f"manager at {self.address} dropped the connection before answering: "
+                        f"{_describe(exc)} (the change may or may not have been made)"
+                    ) from exc
+                failure, cause = UnavailableError(f"manager at {self.address} dropped the connection"), exc
+            except httpx.TimeoutException as exc:
+                raise UnavailableError(
+                    f"manager at {self.address} did not answer within "
+                    f"{format_duration(settings.request_timeout_s)}"
+                ) from exc
+            except httpx.TransportError as exc:
+                raise UnavailableError(f"cannot talk to manager at {self.address}: {_describe(exc)}") from exc
+            else:
+                status = response.status_code
+                if status < 400:
+                    return response
+                retryable = status in _RETRY_ALWAYS or (status in _RETRY_IDEMPOTENT and method in _IDEMPOTENT)
+                try:
+                    failure = self._error(response, retryable=retryable)
+                finally:
+                    response.close()
+                if not retryable:
+                    raise failure
+                cause, retry_after = failure, _retry_after(response)
+            pause = min(retry_after if retry_after is not None else delay, settings.retry_max_delay_s)
+            elapsed = self._clock() - started
+            remaining = settings.retry_deadline_s - elapsed
+            if remaining <= 0:
+                if attempts > 1:
+                    failure = type(failure)(f"{failure} (retried for {format_duration(elapsed)})")
+                raise failure from cause
+            # The last pause is cut short so that the last attempt happens at the deadline.
+            self._sleep(min(pause, remaining))
+            delay = min(delay * 2, settings.retry_max_delay_s)
+
+    def _error(self, response: httpx.Response, *, retryable: bool) -> WarrenError:
+        response.read()
+        code, message = _error_body(response)
+        cls = _ERROR_CODES.get(code or "") or _STATUS_CODES.get(response.status_code, WarrenError)
+        if message is None:
+            status = f"{response.status_code} {response.reason_phrase}".rstrip()
+            message = f"manager at {self.address} answered {status}"
+        elif response.status_code == 503 and retryable:
+            message = f"no leader (cluster has no quorum?) at {self.address}: {message}"
+        return cls(message)
+
+    def _object(self, data: object) -> JSONObject:
+        if not isinstance(data, dict):
+            raise WarrenError(f"manager at {self.address} gave an unexpected answer: {type(data).__name__}")
+        return data
+
+    def _list(self, data: object) -> list[JSONObject]:
+        if not isinstance(data, list) or not all(isinstance(item, dict) for item in data):
+            raise WarrenError(f"manager at {self.address} gave an unexpected answer: not a list of objects")
+        return data
+
+
+def _segment(name: str) -> str:
+    return quote(name, safe="")
+
+
+def _error_body(response: httpx.Response) -> tuple[str | None, str | None]:
+    """(error code, message) from `{"error", "message"}` (or FastAPI's `{"detail": "..."}`)."""
+    try:
+        body = response.json()
+    except ValueError:
+        return None, None
+    if not isinstance(body, dict):
+        return None, None
+    code = body.get("error") if isinstance(body.get("error"), str) else None
+    message = body.get("message")
+    if not isinstance(message, str) or not message:
+        detail = body.get("detail")
+        message = detail if isinstance(detail, str) and detail else code
+    return code, message
+
+
+def _retry_after(response: httpx.Response) -> float | None:
+    """Seconds from a `Retry-After: <seconds>` header (the HTTP-date form is not worth honouring here)."""
+    value = response.headers.get("Retry-After", "").strip()
+    try:
+        seconds = float(value)
+    except ValueError:
+        return None
+    return seconds if seconds >= 0 else None
+
+
+_ERRNO_PREFIX = re.compile(r"^\[Errno -?\d+\]\s*")
+
+
+def _describe(exc: Exception) -> str:
+    """A short reason: "connection refused", "name or service not known", "timed out"..."""
+    text = _ERRNO_PREFIX.sub("", str(exc)).strip()
+    if "refused" in text.lower():
+        return "connection refused"
+    if isinstance(exc, httpx.TimeoutException):
+        return "connection timed out"
+    if not text:
+        return type(exc).__name__
+    return text[0].lower() + text[1:]

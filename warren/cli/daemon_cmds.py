@@ -1,0 +1,155 @@
+"""`warren cluster init` and `warren manager join`: build ManagerSettings, then run the manager daemon.
+
+Defaults live in warren.config only: a flag not given leaves the ManagerSettings field at its default.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+from typing import Any
+
+from warren.cli.parsing import Subparsers, add_command, duration
+from warren.config import (
+    DEFAULT_API_PORT,
+    DEFAULT_LISTEN_ADDR,
+    DEFAULT_METRICS_ADDR,
+    DEFAULT_RAFT_PORT,
+    ManagerSettings,
+    RaftSettings,
+    default_data_dir,
+    join_host_port,
+    split_host_port,
+)
+from warren.errors import ConfigError
+
+_RAFT = RaftSettings()
+
+INIT_EPILOG = """\
+Rerunning the same command on an existing data dir resumes this manager with its identity and state.
+
+examples:
+  warren cluster init --advertise-addr 192.168.1.10:8080
+  warren cluster init --raft-heartbeat-timeout 100ms --raft-election-timeout 1s
+  warren cluster init --restore warren-backup.db
+"""
+
+JOIN_EPILOG = """\
+Get a token on an existing manager with `warren cluster join-token manager`. Rerunning the command on
+an existing data dir resumes this manager; --token and --manager are then not needed.
+
+example:
+  warren manager join --token SWMTKN-1-... --manager 192.168.1.10:8080 --advertise-addr 192.168.1.11:8080
+"""
+
+
+def register(cluster: Subparsers, manager: Subparsers) -> None:
+    init = add_command(
+        cluster, "init", "start a manager that founds a new cluster (runs in the foreground)",
+        "Found a new cluster: start a single-node Raft group with this machine as its first manager.\n"
+        "Runs in the foreground until SIGTERM or Ctrl-C.",
+        epilog=INIT_EPILOG, client=False,
+    )
+    _add_manager_flags(init)
+    init.add_argument("--restore", metavar="BACKUP_FILE",
+                      help="found the cluster from a backup made by `warren cluster backup`")
+    init.set_defaults(daemon_handler=run_init)
+
+    join = add_command(
+        manager, "join", "join an existing cluster as a manager (runs in the foreground)",
+        "Join an existing cluster as an additional manager (a Raft voter once it has caught up).\n"
+        "Runs in the foreground until SIGTERM or Ctrl-C.",
+        epilog=JOIN_EPILOG, client=False,
+    )
+    join.add_argument("--token", help="manager join token (from `warren cluster join-token manager`)")
+    join.add_argument("--manager", metavar="HOST:PORT", default=argparse.SUPPRESS,
+                      help="API address of a manager of the cluster to join")
+    _add_manager_flags(join)
+    join.set_defaults(daemon_handler=run_join)
+
+
+def _add_manager_flags(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--listen-addr", metavar="HOST:PORT",
+                        help=f"where the HTTP API listens (default {DEFAULT_LISTEN_ADDR})")
+    parser.add_argument("--advertise-addr", metavar="HOST[:PORT]",
+                        help="API address other nodes and clients use to reach this manager (default: the "
+                             "listen address, 127.0.0.1 for a wildcard host; the port defaults to the "
+                             "listen port)")
+    parser.add_argument("--raft-addr", metavar="HOST[:PORT]",
+                        help=f"Raft transport address (default: the advertise host, port "
+                             f"{DEFAULT_RAFT_PORT})")
+    parser.add_argument("--metrics-addr", metavar="HOST:PORT",
+                        help=f"Prometheus /metrics, /health and /ready (default {DEFAULT_METRICS_ADDR})")
+    parser.add_argument("--data-dir", metavar="DIR",
+                        help=f"state, Raft log and identity of this node (default {default_data_dir()})")
+    parser.add_argument("--manager-only", action="store_true", default=None,
+                        help="run no local worker next to the manager")
+    parser.add_argument("--raft-heartbeat-timeout", metavar="DUR", type=duration,
+                        help="the leader's heartbeat interval, e.g. 50ms; must be below the election "
+                             f"timeout (default {_ms(_RAFT.heartbeat_interval_s)})")
+    parser.add_argument("--raft-election-timeout", metavar="DUR", type=duration,
+                        help="a follower that hears no leader for a random time between DUR and 2*DUR "
+                             f"starts an election (default {_ms(_RAFT.election_timeout_min_s)} to "
+                             f"{_ms(_RAFT.election_timeout_max_s)})")
+
+
+def _ms(seconds: float) -> str:
+    return f"{round(seconds * 1000)}ms"
+
+
+def build_settings(args: argparse.Namespace) -> ManagerSettings:
+    """ManagerSettings from the flags given (validated); ConfigError names what is wrong."""
+    fields: dict[str, Any] = {}
+    if args.listen_addr is not None:
+        fields["listen_addr"] = args.listen_addr
+    if args.advertise_addr is not None:
+        listen = args.listen_addr if args.listen_addr is not None else DEFAULT_LISTEN_ADDR
+        _, listen_port = split_host_port(listen, field="--listen-addr", default_port=DEFAULT_API_PORT)
+        fields["advertise_addr"] = _with_port(args.advertise_addr, listen_port, "--advertise-addr")
+    if args.raft_addr is not None:
+        fields["raft_addr"] = _with_port(args.raft_addr, DEFAULT_RAFT_PORT, "--raft-addr")
+    if args.metrics_addr is not None:
+        fields["metrics_addr"] = args.metrics_addr
+    if args.data_dir is not None:
+        fields["data_dir"] = args.data_dir
+    if args.manager_only:
+        fields["manager_only"] = True
+    raft: dict[str, Any] = {}
+    if args.raft_heartbeat_timeout is not None:
+        raft["heartbeat_interval_s"] = args.raft_heartbeat_timeout
+    if args.raft_election_timeout is not None:
+        raft["election_timeout_min_s"] = args.raft_election_timeout
+        raft["election_timeout_max_s"] = 2 * args.raft_election_timeout
+    if raft:
+        fields["raft"] = dataclasses.replace(RaftSettings(), **raft)
+    settings = ManagerSettings(**fields)
+    try:
+        settings.validate()
+    except ConfigError as exc:
+        if "heartbeat_interval_s" in str(exc) and "election_timeout_min_s" in str(exc):
+            raise ConfigError(
+                f"{exc} (--raft-heartbeat-timeout is the heartbeat interval: keep it below "
+                "--raft-election-timeout)"
+            ) from exc
+        raise
+    return settings
+
+
+def _with_port(addr: str, default_port: int, flag: str) -> str:
+    """"host:port" from "host:port" or a bare host (given `default_port`)."""
+    host, port = split_host_port(addr, field=flag, default_port=default_port)
+    return join_host_port(host, port)
+
+
+def run_init(args: argparse.Namespace) -> int:
+    settings = build_settings(args)
+    from warren.manager import daemon  # imported late: `warren --help` need not load the manager
+
+    return daemon.run_init(settings, restore=args.restore)
+
+
+def run_join(args: argparse.Namespace) -> int:
+    settings = build_settings(args)
+    from warren.manager import daemon
+
+    return daemon.run_join(settings, token=args.token, manager=getattr(args, "manager", None))

@@ -1,0 +1,107 @@
+"""What client commands print: aligned tables for people, JSON or YAML (the API's data as is) for tools."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from datetime import UTC, datetime
+from typing import Any, Literal
+
+import orjson
+import yaml
+
+Format = Literal["table", "json", "yaml"]
+# A table column: its header and how to get the cell's value from one item.
+Column = tuple[str, Callable[[Mapping[str, Any]], object]]
+
+
+def to_json(data: object) -> str:
+    try:
+        return orjson.dumps(data, option=orjson.OPT_INDENT_2).decode() + "\n"
+    except TypeError:  # e.g. an integer beyond 64 bits: the stdlib copes
+        return json.dumps(data, indent=2) + "\n"
+
+
+def to_yaml(data: object) -> str:
+    text: str = yaml.safe_dump(data, sort_keys=False, default_flow_style=False, allow_unicode=True)
+    return text
+
+
+def cell(value: object) -> str:
+    """One table cell: "-" for nothing, compact JSON for lists and objects."""
+    if value is None or value == "" or value == [] or value == {}:
+        return "-"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, list | dict):
+        return json.dumps(value, separators=(",", ":"), sort_keys=True)
+    return str(value)
+
+
+def table(rows: Iterable[Sequence[str]], headers: Sequence[str] | None = None, indent: str = "") -> str:
+    """Columns padded to their widest cell, two spaces apart; no trailing spaces."""
+    lines = [list(headers)] if headers is not None else []
+    lines += [list(row) for row in rows]
+    if not lines:
+        return ""
+    widths = [max(len(line[i]) for line in lines if i < len(line)) for i in range(max(map(len, lines)))]
+    out = []
+    for line in lines:
+        padded = [text.ljust(widths[i]) for i, text in enumerate(line)]
+        out.append(indent + "  ".join(padded).rstrip())
+    return "\n".join(out) + "\n"
+
+
+def render(data: object, fmt: Format, as_table: Callable[[], str]) -> str:
+    """`data` as JSON or YAML, or `as_table()` for the table format."""
+    if fmt == "json":
+        return to_json(data)
+    if fmt == "yaml":
+        return to_yaml(data)
+    return as_table()
+
+
+def render_list(items: Sequence[Mapping[str, Any]], fmt: Format, columns: Sequence[Column]) -> str:
+    return render(
+        items, fmt,
+        lambda: table(([cell(get(item)) for _, get in columns] for item in items), [h for h, _ in columns]),
+    )
+
+
+def render_object(obj: Mapping[str, Any], fmt: Format) -> str:
+    """One object; as a table, a FIELD/VALUE listing with nested objects flattened (`spec.image`)."""
+    return render(obj, fmt, lambda: table(([k, v] for k, v in _flatten(obj)), ["FIELD", "VALUE"]))
+
+
+def _flatten(obj: Mapping[str, Any], prefix: str = "") -> Iterable[tuple[str, str]]:
+    for key, value in obj.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, Mapping) and value:
+            yield from _flatten(value, name + ".")
+        elif key.endswith("_at") and isinstance(value, int | float) and not isinstance(value, bool):
+            yield name, timestamp(value)
+        else:
+            yield name, cell(value)
+
+
+def timestamp(seconds: float) -> str:
+    """A Unix time as ISO 8601 UTC to the second."""
+    try:
+        return datetime.fromtimestamp(seconds, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    except (OverflowError, OSError, ValueError):
+        return str(seconds)
+
+
+def format_duration(seconds: float) -> str:
+    """Go-style short duration: 86400 -> "24h", 5400 -> "1h30m", 90 -> "1m30s", 0.5 -> "500ms"."""
+    if seconds < 1:
+        return f"{round(seconds * 1000)}ms"
+    total = round(seconds)
+    hours, rest = divmod(total, 3600)
+    minutes, secs = divmod(rest, 60)
+    parts = [f"{hours}h" if hours else "", f"{minutes}m" if minutes else "", f"{secs}s" if secs else ""]
+    return "".join(parts) or "0s"
+
+
+def plural(count: int, noun: str) -> str:
+    return f"{count} {noun}" if count == 1 else f"{count} {noun}s"

@@ -1,0 +1,132 @@
+"""Argument parsing shared by every `warren` command: the parser class, common options, value types.
+
+Usage errors never print argparse's two-line usage dump: they raise `UsageError`, which `main` turns
+into one line on stderr and exit status 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any, NoReturn
+
+from warren import __version__
+from warren.config import DEFAULT_MANAGER, MANAGER_ENV, parse_duration
+from warren.errors import ConfigError
+
+OUTPUT_FORMATS = ("table", "json", "yaml")
+
+
+class UsageError(Exception):
+    """The command line is wrong; the message is one line and already says where to look for help."""
+
+
+class HelpExit(Exception):
+    """--help or --version was printed: stop with this exit status (argparse would call sys.exit)."""
+
+    def __init__(self, status: int) -> None:
+        super().__init__(status)
+        self.status = status
+
+
+class WarrenArgumentParser(argparse.ArgumentParser):
+    """An ArgumentParser that raises instead of exiting, so `main` decides what reaches stderr."""
+
+    def error(self, message: str) -> NoReturn:
+        raise UsageError(f"{message} (see '{self.prog} --help')")
+
+    def exit(self, status: int = 0, message: str | None = None) -> NoReturn:
+        if message:
+            print(message, end="")
+        raise HelpExit(status)
+
+    def _check_value(self, action: argparse.Action, value: Any) -> None:
+        # A mistyped command reads better as "unknown command 'x'" than as argparse's "invalid choice".
+        if isinstance(action, argparse._SubParsersAction) and value not in action.choices:
+            raise argparse.ArgumentError(None, f"unknown command {value!r}")
+        super()._check_value(action, value)
+
+
+def new_parser(prog: str, description: str, epilog: str | None = None) -> WarrenArgumentParser:
+    parser = WarrenArgumentParser(
+        prog=prog,
+        description=description,
+        epilog=epilog,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        allow_abbrev=False,
+    )
+    add_version(parser)
+    return parser
+
+
+def add_version(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--version", action="version", version=f"warren {__version__}",
+                        help="print the version and exit")
+
+
+def add_client_options(parser: argparse.ArgumentParser) -> None:
+    """--manager and -o, accepted at every level; SUPPRESS keeps a later level from erasing an earlier one."""
+    parser.add_argument(
+        "--manager", metavar="HOST:PORT", default=argparse.SUPPRESS,
+        help=f"manager API to talk to (env {MANAGER_ENV}; default {DEFAULT_MANAGER})",
+    )
+    # Only `-o` (and --format): `cluster backup --output FILE` names a file, as in the design.
+    parser.add_argument(
+        "-o", "--format", dest="format", choices=OUTPUT_FORMATS, default=argparse.SUPPRESS,
+        help="output format: table (default), json or yaml",
+    )
+
+
+Subparsers = Any  # argparse._SubParsersAction[WarrenArgumentParser]; typeshed's generic is awkward here.
+
+
+def add_group(subparsers: Subparsers, name: str, help: str, description: str,
+              epilog: str | None = None, client: bool = True) -> WarrenArgumentParser:
+    """A command group (`cluster`, `node`, ...) whose commands go into `group.subcommands`."""
+    parser = add_command(subparsers, name, help, description, epilog=epilog, client=client)
+    parser.set_defaults(group_parser=parser)
+    return parser
+
+
+def add_command(subparsers: Subparsers, name: str, help: str, description: str,
+                epilog: str | None = None, client: bool = True) -> WarrenArgumentParser:
+    parser: WarrenArgumentParser = subparsers.add_parser(
+        name, help=help, description=description, epilog=epilog,
+        formatter_class=argparse.RawDescriptionHelpFormatter, allow_abbrev=False,
+    )
+    add_version(parser)
+    if client:
+        add_client_options(parser)
+    return parser
+
+
+def subcommands(parser: WarrenArgumentParser, title: str = "commands") -> Subparsers:
+    return parser.add_subparsers(title=title, metavar="<command>", parser_class=WarrenArgumentParser)
+
+
+# -- value types (argparse `type=`): ArgumentTypeError keeps our message in argparse's report ----------
+
+def duration(text: str) -> float:
+    """Seconds from "500ms", "1s", "1m"..."""
+    try:
+        return parse_duration(text)
+    except ConfigError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from exc
+
+
+def non_negative_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = -1
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"expected a whole number of 0 or more, got {text!r}")
+    return value
+
+
+def key_value(text: str) -> tuple[str, str]:
+    """("K", "V") from "K=V" (the value may be empty or contain "=")."""
+    key, sep, value = text.partition("=")
+    if not sep or not key.strip():
+        raise argparse.ArgumentTypeError(f"expected KEY=VALUE, got {text!r}")
+    return key.strip(), value
+
