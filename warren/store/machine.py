@@ -117,10 +117,14 @@ class Store:
 
     def backup_to(self, path: str) -> None:
         """Consistent copy of the current state into a new file at `path`, fsynced."""
-        dest = sqlite3.connect(path)
+        dest = sqlite3.connect(path, isolation_level=None)
         try:
             self.conn.backup(dest)
             dest.execute("PRAGMA journal_mode = DELETE")
+            dest.execute(
+                "INSERT OR REPLACE INTO meta (key, value) VALUES ('content_digest', ?)",
+                (schema.content_digest(dest),),
+            )
         finally:
             dest.close()
         _fsync_file(path)
@@ -161,6 +165,13 @@ def check_state_file(path: str) -> None:
             raise CorruptStateError(
                 f"{path}: state schema version {version}, this Warren reads version {schema.SCHEMA_VERSION}"
             )
+        try:
+            recorded = conn.execute("SELECT value FROM meta WHERE key = 'content_digest'").fetchone()
+            actual = schema.content_digest(conn)
+        except sqlite3.DatabaseError as exc:
+            raise CorruptStateError(f"{path}: damaged SQLite file ({exc})") from None
+        if recorded is None or recorded[0] != actual:
+            raise CorruptStateError(f"{path}: its rows do not match the digest recorded when it was written")
     finally:
         conn.close()
 

@@ -6,7 +6,10 @@ Every table is part of the replicated state and is rebuilt from snapshot plus lo
 
 from __future__ import annotations
 
+import hashlib
 import sqlite3
+
+import orjson
 
 # Bumped when a table changes shape; a snapshot or backup from another version is refused.
 SCHEMA_VERSION = 1
@@ -81,6 +84,20 @@ def create(conn: sqlite3.Connection) -> None:
         "ON CONFLICT (key) DO UPDATE SET value = excluded.value",
         (str(SCHEMA_VERSION),),
     )
+
+
+def content_digest(conn: sqlite3.Connection) -> str:
+    """SHA-256 over every row of every replicated table, in a fixed order.
+
+    SQLite keeps no page checksums, so a snapshot or backup carries this digest in its meta table and
+    is refused at restore if its rows no longer match it (a flipped byte in a row is otherwise silent).
+    """
+    digest = hashlib.sha256()
+    for table in TABLES:
+        digest.update(table.encode())
+        for row in conn.execute(f"SELECT * FROM {table} ORDER BY rowid"):  # table names are ours
+            digest.update(orjson.dumps(tuple(row)))
+    return digest.hexdigest()
 
 
 def schema_version(conn: sqlite3.Connection) -> int | None:

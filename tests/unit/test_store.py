@@ -1,0 +1,241 @@
+"""The SQLite state machine: command codec, apply (deterministic, refusals change nothing), snapshots."""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+from pathlib import Path
+from typing import Any
+
+import orjson
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from warren.errors import CorruptStateError
+from warren.manager import tokens
+from warren.store import commands as c
+from warren.store.machine import Store, check_state_file
+
+FOUNDER = c.ManagerRecord("manager-1-aaaaaa", 1, "127.0.0.1:8080", "127.0.0.1:7946")
+T0 = 1_800_000_000.0
+
+
+def answers(responses: list[bytes]) -> list[dict[str, Any]]:
+    return [orjson.loads(r) for r in responses]
+
+
+class Log:
+    """Feeds commands to a store as consecutive log entries, one batch per call."""
+
+    def __init__(self, store: Store) -> None:
+        self.store = store
+        self.index = 0
+
+    def apply(self, *cmds: c.Command | bytes) -> list[dict[str, Any]]:
+        entries = []
+        for cmd in cmds:
+            self.index += 1
+            payload = cmd if isinstance(cmd, bytes) else c.encode(cmd)
+            entries.append((self.index, 1, payload))
+        return answers(self.store.apply(entries))
+
+
+@pytest.fixture
+def log(tmp_path: Path) -> Log:
+    store = Store(str(tmp_path))
+    store.restore(None)
+    return Log(store)
+
+
+def dump(store: Store) -> list[Any]:
+    """Every replicated row and the schema (the meta table is bookkeeping: applied index, digest)."""
+    return [line for line in store.conn.iterdump() if '"meta"' not in line]
+
+
+# -- codec ------------------------------------------------------------------------------------------
+
+
+def test_every_command_round_trips() -> None:
+    cmds: list[c.Command] = [
+        c.InitCluster("cluster-1", T0, FOUNDER),
+        c.CreateToken("t1", "worker", "ab" * 32, T0, T0 + 10, True),
+        c.RegisterManager("manager-2-x", "127.0.0.2:8080", "127.0.0.2:7946", "cd" * 32, T0),
+        c.SetNodeState("manager-2-x", "ready", T0),
+        c.RemoveNode("manager-2-x", T0),
+        c.CreateService("svc-1", "web", {"image": "nginx", "replicas": 2}, T0),
+        c.UpdateService("web", {"replicas": 3}, T0, 7),
+        c.UpdateService("web", {"replicas": 3}, T0),
+        c.RemoveService("web", T0, None),
+        c.ImportRows("services", [{"id": "a"}]),
+        c.ResetManagers(FOUNDER, T0),
+    ]
+    assert {type(cmd) for cmd in cmds} == set(c.COMMANDS.values())
+    for cmd in cmds:
+        assert c.decode(c.encode(cmd)) == cmd
+
+
+@pytest.mark.parametrize(
+    ("payload", "fragment"),
+    [
+        (b"not json", "not JSON"),
+        (b"[1, 2]", "not a JSON object"),
+        (b'{"op": "node.remove", "name": "x", "at": 1}', "codec version"),
+        (b'{"v": 99, "op": "node.remove", "name": "x", "at": 1}', "codec version"),
+        (b'{"v": 1, "op": "node.explode"}', "unknown command"),
+        (b'{"v": 1, "op": "node.remove", "name": "x"}', "missing field 'at'"),
+        (b'{"v": 1, "op": "node.remove", "name": "x", "at": 1, "extra": 2}', "unknown fields"),
+        (b'{"v": 1, "op": "node.remove", "name": 5, "at": 1}', "node.remove.name"),
+        (b'{"v": 1, "op": "node.remove", "name": "x", "at": true}', "node.remove.at"),
+        (b'{"v": 1, "op": "token.create", "token_id": "t", "role": "admin", "hash": "h", "at": 1,'
+         b' "expires_at": 2, "rotate": false}', "token.create.role"),
+        (b'{"v": 1, "op": "cluster.init", "cluster_id": "c", "at": 1, "manager": {"name": "m"}}', "missing field"),
+    ],
+)
+def test_decode_refuses_malformed_commands(payload: bytes, fragment: str) -> None:
+    with pytest.raises(c.CommandError, match=fragment) as info:
+        c.decode(payload)
+    assert info.value.code == "invalid"
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.binary(max_size=200) | st.dictionaries(st.text(max_size=8), st.integers(-(2**63), 2**63 - 1) | st.text(max_size=8)).map(
+    lambda d: orjson.dumps({"v": 1, "op": "service.update", **d})))
+def test_decode_never_fails_with_anything_but_command_error(payload: bytes) -> None:
+    try:
+        c.decode(payload)
+    except c.CommandError:
+        pass
+
+
+# -- apply ------------------------------------------------------------------------------------------
+
+
+def test_a_bad_command_answers_an_error_and_the_rest_of_the_batch_applies(log: Log) -> None:
+    results = log.apply(
+        c.InitCluster("cluster-1", T0, FOUNDER),
+        b"garbage",
+        c.CreateService("svc-1", "web", {"image": "nginx"}, T0),
+        c.CreateService("svc-2", "web", {"image": "other"}, T0),  # same name: refused
+    )
+    assert "ok" in results[0]
+    assert results[1]["error"] == "invalid"
+    assert results[2]["ok"]["version"] == 3
+    assert results[3] == {"error": "conflict", "message": "a service named 'web' already exists"}
+    rows = log.store.conn.execute("SELECT id, spec FROM services").fetchall()
+    assert [(r["id"], orjson.loads(r["spec"])) for r in rows] == [("svc-1", {"image": "nginx"})]
+    assert log.store.applied_index == 4
+
+
+def test_conditional_update_checks_the_version(log: Log) -> None:
+    log.apply(c.InitCluster("cluster-1", T0, FOUNDER), c.CreateService("svc-1", "web", {"image": "a", "replicas": 1}, T0))
+    stale = log.apply(c.UpdateService("web", {"replicas": 5}, T0, if_version=1))
+    assert stale[0]["error"] == "conflict"
+    fresh = log.apply(c.UpdateService("web", {"replicas": 5}, T0 + 1, if_version=2))
+    assert fresh[0]["ok"]["spec"] == {"image": "a", "replicas": 5}
+    assert fresh[0]["ok"]["version"] == 4
+    previous = log.store.conn.execute("SELECT previous_spec FROM services").fetchone()[0]
+    assert orjson.loads(previous) == {"image": "a", "replicas": 1}
+    assert log.apply(c.RemoveService("web", T0, if_version=2))[0]["error"] == "conflict"
+    assert log.apply(c.RemoveService("web", T0, if_version=4))[0] == {"ok": {"removed": "web"}}
+    assert log.apply(c.RemoveService("web", T0))[0]["error"] == "not_found"
+
+
+def test_manager_registration_checks_the_token_at_the_proposers_time(log: Log) -> None:
+    good, other = tokens.mint(), tokens.mint()
+    log.apply(
+        c.InitCluster("cluster-1", T0, FOUNDER),
+        c.CreateToken("t1", "manager", tokens.digest(good), T0, T0 + 100, False),
+        c.CreateToken("t2", "worker", tokens.digest(other), T0, T0 + 100, False),
+    )
+
+    def register(token: str, at: float, n: int) -> dict[str, Any]:
+        cmd = c.RegisterManager(f"manager-{n}", f"127.0.0.{n}:8080", f"127.0.0.{n}:7946", tokens.digest(token), at)
+        return log.apply(cmd)[0]
+
+    assert register(tokens.mint(), T0, 2) == {"error": "unauthorized", "message": "invalid join token"}
+    assert "worker join token" in register(other, T0, 2)["message"]
+    assert "expired" in register(good, T0 + 100, 2)["message"]
+    assert register(good, T0 + 1, 2) == {"ok": {"name": "manager-2", "raft_id": 2, "cluster_id": "cluster-1"}}
+    # The same address again while the first is still joining replaces the stale record.
+    assert register(good, T0 + 2, 2)["ok"]["raft_id"] == 3
+    assert log.apply(c.SetNodeState("manager-2", "ready", T0))[0]["ok"]
+    clash = log.apply(c.RegisterManager("manager-9", "127.0.0.2:8080", "127.0.0.9:7946", tokens.digest(good), T0))
+    assert clash[0]["error"] == "conflict"
+    log.apply(c.CreateToken("t3", "manager", tokens.digest(other + "x"), T0 + 3, T0 + 100, True))
+    assert "rotated" in register(good, T0 + 4, 4)["message"]
+
+
+def test_apply_is_deterministic(tmp_path: Path) -> None:
+    cmds: list[c.Command] = [
+        c.InitCluster("cluster-1", T0, FOUNDER),
+        c.CreateToken("t1", "manager", "aa" * 32, T0, T0 + 100, False),
+        c.RegisterManager("manager-2-x", "127.0.0.2:8080", "127.0.0.2:7946", "aa" * 32, T0 + 1),
+        c.CreateService("svc-1", "web", {"image": "nginx"}, T0),
+        c.UpdateService("web", {"replicas": 4}, T0 + 2),
+    ]
+    dumps = []
+    for name in ("a", "b"):
+        (tmp_path / name).mkdir()
+        store = Store(str(tmp_path / name))
+        Log(store).apply(*cmds)
+        dumps.append(dump(store))
+    assert dumps[0] == dumps[1]
+
+
+# -- snapshot and restore ---------------------------------------------------------------------------
+
+
+def test_snapshot_and_restore_round_trip(log: Log, tmp_path: Path) -> None:
+    log.apply(c.InitCluster("cluster-1", T0, FOUNDER), c.CreateService("svc-1", "web", {"image": "a"}, T0))
+    before = dump(log.store)
+    snap = str(tmp_path / "snap.db")
+    log.store.snapshot(snap)
+    log.apply(c.RemoveService("web", T0))
+    assert dump(log.store) != before
+    log.store.restore(snap)
+    assert dump(log.store) == before
+    assert log.store.applied_index == 2
+    assert os.path.exists(snap), "restore must not consume the core's snapshot file"
+    log.store.restore(None)
+    assert log.store.conn.execute("SELECT count(*) FROM services").fetchone()[0] == 0
+
+
+def test_restore_refuses_a_damaged_or_foreign_file(log: Log, tmp_path: Path) -> None:
+    log.apply(
+        c.InitCluster("cluster-1", T0, FOUNDER), c.CreateService("svc-1", "web", {"image": "registry/marker"}, T0)
+    )
+    garbage = tmp_path / "garbage.db"
+    garbage.write_bytes(os.urandom(8192))
+    with pytest.raises(CorruptStateError, match="not a Warren state file|damaged"):
+        check_state_file(str(garbage))
+    foreign = tmp_path / "foreign.db"
+    sqlite3.connect(foreign).execute("CREATE TABLE t (x)").connection.commit()
+    with pytest.raises(CorruptStateError, match="schema version None"):
+        check_state_file(str(foreign))
+    snap = tmp_path / "snap.db"
+    log.store.snapshot(str(snap))
+    data = snap.read_bytes()
+    assert data.count(b"registry/marker") == 1
+    snap.write_bytes(data.replace(b"registry/marker", b"registry/markes"))  # one flipped byte in a row
+    with pytest.raises(CorruptStateError):
+        log.store.restore(str(snap))
+
+
+def test_import_rows_only_into_known_tables_and_columns(log: Log) -> None:
+    log.apply(c.InitCluster("cluster-1", T0, FOUNDER))
+    assert log.apply(c.ImportRows("meta", [{"key": "x", "value": "y"}]))[0]["error"] == "invalid"
+    assert log.apply(c.ImportRows("services", [{"nope": 1}]))[0]["error"] == "invalid"
+    row = {"id": "svc-9", "name": "db", "spec": "{}", "previous_spec": None,
+           "created_at": T0, "updated_at": T0, "version": 1}
+    assert log.apply(c.ImportRows("services", [row]))[0] == {"ok": {"table": "services", "rows": 1}}
+    assert log.apply(c.ImportRows("services", [row]))[0]["ok"]["rows"] == 1  # idempotent
+
+
+def test_tokens_are_well_formed_and_redacted() -> None:
+    token = tokens.mint()
+    assert tokens.well_formed(token) and token.startswith("SWMTKN-1-") and len(token) == 59
+    assert not tokens.well_formed(token + "x") and not tokens.well_formed("SWMTKN-1-ABC")
+    assert tokens.mint() != token
+    assert tokens.digest(token) != tokens.digest(tokens.mint())
+    assert token not in tokens.redact(f"bad token {token} given")
