@@ -87,9 +87,15 @@ def test_every_command_round_trips() -> None:
         (b'{"v": 1, "op": "node.remove", "name": "x", "at": 1, "extra": 2}', "unknown fields"),
         (b'{"v": 1, "op": "node.remove", "name": 5, "at": 1}', "node.remove.name"),
         (b'{"v": 1, "op": "node.remove", "name": "x", "at": true}', "node.remove.at"),
-        (b'{"v": 1, "op": "token.create", "token_id": "t", "role": "admin", "hash": "h", "at": 1,'
-         b' "expires_at": 2, "rotate": false}', "token.create.role"),
-        (b'{"v": 1, "op": "cluster.init", "cluster_id": "c", "at": 1, "manager": {"name": "m"}}', "missing field"),
+        (
+            b'{"v": 1, "op": "token.create", "token_id": "t", "role": "admin", "hash": "h", "at": 1,'
+            b' "expires_at": 2, "rotate": false}',
+            "token.create.role",
+        ),
+        (
+            b'{"v": 1, "op": "cluster.init", "cluster_id": "c", "at": 1, "manager": {"name": "m"}}',
+            "missing field",
+        ),
     ],
 )
 def test_decode_refuses_malformed_commands(payload: bytes, fragment: str) -> None:
@@ -99,8 +105,12 @@ def test_decode_refuses_malformed_commands(payload: bytes, fragment: str) -> Non
 
 
 @settings(max_examples=300, deadline=None)
-@given(st.binary(max_size=200) | st.dictionaries(st.text(max_size=8), st.integers(-(2**63), 2**63 - 1) | st.text(max_size=8)).map(
-    lambda d: orjson.dumps({"v": 1, "op": "service.update", **d})))
+@given(
+    st.binary(max_size=200)
+    | st.dictionaries(st.text(max_size=8), st.integers(-(2**63), 2**63 - 1) | st.text(max_size=8)).map(
+        lambda d: orjson.dumps({"v": 1, "op": "service.update", **d})
+    )
+)
 def test_decode_never_fails_with_anything_but_command_error(payload: bytes) -> None:
     try:
         c.decode(payload)
@@ -128,7 +138,10 @@ def test_a_bad_command_answers_an_error_and_the_rest_of_the_batch_applies(log: L
 
 
 def test_conditional_update_checks_the_version(log: Log) -> None:
-    log.apply(c.InitCluster("cluster-1", T0, FOUNDER), c.CreateService("svc-1", "web", {"image": "a", "replicas": 1}, T0))
+    log.apply(
+        c.InitCluster("cluster-1", T0, FOUNDER),
+        c.CreateService("svc-1", "web", {"image": "a", "replicas": 1}, T0),
+    )
     stale = log.apply(c.UpdateService("web", {"replicas": 5}, T0, if_version=1))
     assert stale[0]["error"] == "conflict"
     fresh = log.apply(c.UpdateService("web", {"replicas": 5}, T0 + 1, if_version=2))
@@ -150,7 +163,9 @@ def test_manager_registration_checks_the_token_at_the_proposers_time(log: Log) -
     )
 
     def register(token: str, at: float, n: int) -> dict[str, Any]:
-        cmd = c.RegisterManager(f"manager-{n}", f"127.0.0.{n}:8080", f"127.0.0.{n}:7946", tokens.digest(token), at)
+        cmd = c.RegisterManager(
+            f"manager-{n}", f"127.0.0.{n}:8080", f"127.0.0.{n}:7946", tokens.digest(token), at
+        )
         return log.apply(cmd)[0]
 
     assert register(tokens.mint(), T0, 2) == {"error": "unauthorized", "message": "invalid join token"}
@@ -160,7 +175,9 @@ def test_manager_registration_checks_the_token_at_the_proposers_time(log: Log) -
     # The same address again while the first is still joining replaces the stale record.
     assert register(good, T0 + 2, 2)["ok"]["raft_id"] == 3
     assert log.apply(c.SetNodeState("manager-2", "ready", T0))[0]["ok"]
-    clash = log.apply(c.RegisterManager("manager-9", "127.0.0.2:8080", "127.0.0.9:7946", tokens.digest(good), T0))
+    clash = log.apply(
+        c.RegisterManager("manager-9", "127.0.0.2:8080", "127.0.0.9:7946", tokens.digest(good), T0)
+    )
     assert clash[0]["error"] == "conflict"
     log.apply(c.CreateToken("t3", "manager", tokens.digest(other + "x"), T0 + 3, T0 + 100, True))
     assert "rotated" in register(good, T0 + 4, 4)["message"]
@@ -203,7 +220,8 @@ def test_snapshot_and_restore_round_trip(log: Log, tmp_path: Path) -> None:
 
 def test_restore_refuses_a_damaged_or_foreign_file(log: Log, tmp_path: Path) -> None:
     log.apply(
-        c.InitCluster("cluster-1", T0, FOUNDER), c.CreateService("svc-1", "web", {"image": "registry/marker"}, T0)
+        c.InitCluster("cluster-1", T0, FOUNDER),
+        c.CreateService("svc-1", "web", {"image": "registry/marker"}, T0),
     )
     garbage = tmp_path / "garbage.db"
     garbage.write_bytes(os.urandom(8192))
@@ -226,8 +244,15 @@ def test_import_rows_only_into_known_tables_and_columns(log: Log) -> None:
     log.apply(c.InitCluster("cluster-1", T0, FOUNDER))
     assert log.apply(c.ImportRows("meta", [{"key": "x", "value": "y"}]))[0]["error"] == "invalid"
     assert log.apply(c.ImportRows("services", [{"nope": 1}]))[0]["error"] == "invalid"
-    row = {"id": "svc-9", "name": "db", "spec": "{}", "previous_spec": None,
-           "created_at": T0, "updated_at": T0, "version": 1}
+    row = {
+        "id": "svc-9",
+        "name": "db",
+        "spec": "{}",
+        "previous_spec": None,
+        "created_at": T0,
+        "updated_at": T0,
+        "version": 1,
+    }
     assert log.apply(c.ImportRows("services", [row]))[0] == {"ok": {"table": "services", "rows": 1}}
     assert log.apply(c.ImportRows("services", [row]))[0]["ok"]["rows"] == 1  # idempotent
 
