@@ -194,6 +194,14 @@ def test_join_token_worker_rotate(capsys: pytest.CaptureFixture[str]) -> None:
     assert fake.body() == {"role": "worker", "rotate": True}
 
 
+def test_join_token_ttl_is_sent_in_seconds(capsys: pytest.CaptureFixture[str]) -> None:
+    fake = FakeManager({("POST", "/v1/cluster/join-tokens"): token_answer("manager", 90)})
+    argv = ("cluster", "join-token", "manager", "--ttl", "1m30s", "-q", "--manager", "10.0.0.5:8080")
+    assert run(fake, *argv) == 0
+    assert capsys.readouterr().out == f"{TOKEN}\n"
+    assert fake.body() == {"role": "manager", "rotate": False, "ttl_s": 90.0}
+
+
 def test_join_token_from_loopback_shows_the_advertised_address(capsys: pytest.CaptureFixture[str]) -> None:
     fake = FakeManager({("POST", "/v1/cluster/join-tokens"): token_answer("manager"),
                         ("GET", "/v1/cluster"): CLUSTER})

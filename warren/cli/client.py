@@ -104,8 +104,10 @@ class ManagerClient:
     def cluster_info(self) -> JSONObject:
         return self._object(self.request("GET", "/v1/cluster"))
 
-    def create_join_token(self, role: str, *, rotate: bool = False) -> JSONObject:
-        body = {"role": role, "rotate": rotate}
+    def create_join_token(self, role: str, *, rotate: bool = False, ttl_s: float | None = None) -> JSONObject:
+        body: dict[str, Any] = {"role": role, "rotate": rotate}
+        if ttl_s is not None:
+            body["ttl_s"] = ttl_s
         return self._object(self.request("POST", "/v1/cluster/join-tokens", json=body))
 
     def backup(self, sink: BinaryIO) -> int:

@@ -10,7 +10,7 @@ from typing import Any
 
 from warren.cli.client import ManagerClient
 from warren.cli.output import Format, format_duration, plural, render, table
-from warren.cli.parsing import Subparsers, add_command
+from warren.cli.parsing import Subparsers, add_command, duration
 from warren.config import DEFAULT_API_PORT, split_host_port
 from warren.errors import ConfigError, WarrenError
 
@@ -32,6 +32,8 @@ def register(cluster: Subparsers) -> None:
     token.add_argument("role", choices=("manager", "worker"), help="the role the token admits")
     token.add_argument("--rotate", action="store_true",
                        help="also revoke every earlier token of this role")
+    token.add_argument("--ttl", type=duration, metavar="DUR",
+                       help="how long the token stays valid (e.g. 1h, 30m; default 24h, at most 30 days)")
     token.add_argument("-q", "--quiet", action="store_true", help="print only the token")
     token.set_defaults(client_handler=join_token)
 
@@ -86,7 +88,7 @@ def _quorum_line(quorum: Mapping[str, Any]) -> str:
 # -- join-token -------------------------------------------------------------------------------------
 
 def join_token(args: argparse.Namespace, client: ManagerClient) -> int:
-    answer = client.create_join_token(args.role, rotate=args.rotate)
+    answer = client.create_join_token(args.role, rotate=args.rotate, ttl_s=args.ttl)
     if args.quiet:
         print(answer["token"])
         return 0
