@@ -68,8 +68,8 @@ lint: install check-cargo ## ruff, mypy --strict, stubtest of warren_raft's .pyi
 	cargo fmt --check -p warren-raft
 	cargo clippy -p warren-raft --features python --all-targets -- -D warnings
 
-run: ## start a single-node cluster (not yet: arrives with the manager)
-	@echo "the single-node cluster arrives with the manager (issue 3); see README"
+run: install ## start a single-node cluster on 127.0.0.1:8080 with a demo service, in the foreground
+	bash scripts/run_local.sh
 
 clean: ## remove .venv, Python build outputs and built wheels (keeps the Rust build cache)
 	rm -rf $(VENV) build dist *.egg-info target/wheels
