@@ -192,9 +192,19 @@ def decode(payload: bytes) -> Command:
     return cmd
 
 
+_SHAPES: dict[type[Any], tuple[dict[str, Any], dict[str, dataclasses.Field[Any]]]] = {}
+
+
+def _shape(cls: type[Any]) -> tuple[dict[str, Any], dict[str, dataclasses.Field[Any]]]:
+    """(type hints, fields) of a command class; resolving hints is slow, so once per class."""
+    shape = _SHAPES.get(cls)
+    if shape is None:
+        shape = _SHAPES[cls] = (typing.get_type_hints(cls), {f.name: f for f in dataclasses.fields(cls)})
+    return shape
+
+
 def _build(cls: type[Any], doc: dict[str, Any], where: str) -> Any:
-    hints = typing.get_type_hints(cls)
-    fields = {f.name: f for f in dataclasses.fields(cls)}
+    hints, fields = _shape(cls)
     unknown = set(doc) - set(fields)
     if unknown:
         raise CommandError("invalid", f"{where}: unknown fields {sorted(unknown)}")
