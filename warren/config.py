@@ -187,6 +187,15 @@ class ManagerSettings:
     shutdown_grace_s: float = 5.0
     # 503 answers carry `Retry-After` with this many seconds.
     retry_after_s: int = 1
+    # A write that is not committed within this long answers 503 (no quorum); it may still commit
+    # later, and the message says so; seconds.
+    write_timeout_s: float = 5.0
+    # /ready stays true while applying is at most this many entries behind the commit index; entries.
+    ready_apply_lag: int = 100
+    # Start-up waits this long for a leader to be known (a founder elects itself at once); seconds.
+    startup_leader_timeout_s: float = 30.0
+    # A join's promotion waits this long for the new manager to catch up with the log; seconds.
+    promote_timeout_s: float = 120.0
 
     def validate(self) -> None:
         """Raise ConfigError naming the field if an address, limit or timer is impossible."""
@@ -195,6 +204,9 @@ class ManagerSettings:
             if value is not None:
                 split_host_port(value, field=name)
         for name in (
+            "write_timeout_s",
+            "startup_leader_timeout_s",
+            "promote_timeout_s",
             "join_token_ttl_s",
             "forward_timeout_s",
             "probe_timeout_s",
@@ -206,6 +218,8 @@ class ManagerSettings:
                 raise ConfigError(f"{name} must be greater than 0, got {seconds!r}")
         if self.max_request_bytes <= 0 or self.retry_after_s <= 0:
             raise ConfigError("max_request_bytes and retry_after_s must be greater than 0")
+        if self.ready_apply_lag < 0:
+            raise ConfigError(f"ready_apply_lag must not be negative, got {self.ready_apply_lag!r}")
         self.raft.validate()
 
     @property

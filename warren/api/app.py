@@ -49,6 +49,7 @@ class JSON(Response):
     def render(self, content: Any) -> bytes:
         return orjson.dumps(content)
 
+
 # Warren error -> (HTTP status, error code). Checked in order: subclasses before their parents.
 STATUS: list[tuple[type[WarrenError], int, str]] = [
     (InvalidError, 400, "invalid"),
@@ -68,9 +69,7 @@ NodePath = Annotated[str, Path(pattern=r"^[a-z0-9][a-z0-9-]{0,99}$")]
 
 def error_response(status: int, code: str, message: str, retry_after_s: int | None = None) -> JSON:
     headers = {"Retry-After": str(retry_after_s)} if retry_after_s is not None and status == 503 else None
-    return JSON(
-        {"error": code, "message": tokens.redact(message)}, status_code=status, headers=headers
-    )
+    return JSON({"error": code, "message": tokens.redact(message)}, status_code=status, headers=headers)
 
 
 def _validation_message(exc: RequestValidationError) -> str:

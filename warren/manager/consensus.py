@@ -16,6 +16,7 @@ from typing import Any
 import orjson
 import warren_raft
 
+from warren.config import ManagerSettings
 from warren.errors import (
     ConflictError,
     InvalidError,
@@ -70,10 +71,13 @@ class LeaderInfo:
 class Consensus:
     """The Raft node plus the state machine it drives. Construct with `open`, then `start`."""
 
-    def __init__(self, node: warren_raft.RaftNode, store: Store, *, ready_apply_lag: int) -> None:
+    def __init__(self, node: warren_raft.RaftNode, store: Store, settings: ManagerSettings) -> None:
         self.node = node
         self.store = store
-        self.ready_apply_lag = ready_apply_lag
+        self.settings = settings
+        # A leader that has had no quorum acknowledgement for longer than a follower waits before
+        # standing for election has probably been cut off (a new leader may exist); milliseconds.
+        self._quorum_ack_limit_ms = settings.raft.election_timeout_max_s * 1000
         # Filled by the metrics module: called with each successful proposal's seconds.
         self.observe_commit: list[Any] = []
         self._drive_task: asyncio.Task[None] | None = None
@@ -89,8 +93,7 @@ class Consensus:
         listen_addr: str,
         advertise_addr: str,
         meta: MemberMeta,
-        config: warren_raft.Config,
-        ready_apply_lag: int,
+        settings: ManagerSettings,
     ) -> Consensus:
         store = Store(data_dir)
         with raft_errors():
@@ -100,9 +103,9 @@ class Consensus:
                 listen_addr,
                 advertise_addr=advertise_addr,
                 meta=meta.encode(),
-                config=config,
+                config=settings.raft.to_core(),
             )
-        return cls(node, store, ready_apply_lag=ready_apply_lag)
+        return cls(node, store, settings)
 
     def start(self) -> asyncio.Task[None]:
         """Start feeding committed entries to the store; the task ends when the node shuts down."""
@@ -115,8 +118,14 @@ class Consensus:
         """Commit `cmd` and return its result; raises the Warren error its replicated answer names."""
         payload = commands.encode(cmd)
         start = time.perf_counter()
-        with raft_errors():
-            _, answer = await self.node.propose(payload)
+        try:
+            with raft_errors():
+                _, answer = await asyncio.wait_for(self.node.propose(payload), self.settings.write_timeout_s)
+        except TimeoutError:
+            raise UnavailableError(
+                f"the write was not committed within {self.settings.write_timeout_s:g} s (no quorum?); "
+                "it may still be applied later"
+            ) from None
         elapsed = time.perf_counter() - start
         for observe in self.observe_commit:
             observe(elapsed)
@@ -168,9 +177,13 @@ class Consensus:
             return False, "shutting down"
         if m["leader_id"] is None:
             return False, "no leader (election in progress, or no quorum)"
+        if m["role"] == "leader" and len(m["voters"]) > 1:
+            since_ack = m["millis_since_quorum_ack"]
+            if since_ack is None or since_ack > self._quorum_ack_limit_ms:
+                return False, "leader without a quorum: no majority has acknowledged it recently"
         commit = m["commit_index"] or 0
         applied = m["applied_index"] or 0
-        if commit - applied > self.ready_apply_lag:
+        if commit - applied > self.settings.ready_apply_lag:
             return False, f"applying lags the commit index ({applied} < {commit})"
         return True, "ok"
 

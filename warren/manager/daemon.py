@@ -41,12 +41,6 @@ from warren.store.machine import check_state_file
 
 log = logging.getLogger(__name__)
 
-# How long start-up waits for this manager to see a leader (a founder elects itself at once); seconds.
-STARTUP_LEADER_TIMEOUT_S = 30.0
-# A join's promotion waits for the new manager to catch up with the whole log; seconds.
-PROMOTE_TIMEOUT_S = 120.0
-# /ready stays true while applying is at most this many entries behind the commit index.
-READY_APPLY_LAG = 100
 EXIT_OK = 0
 EXIT_ERROR = 1
 
@@ -198,8 +192,7 @@ async def _serve(
         listen_addr=me.raft_addr,
         advertise_addr=me.raft_addr,
         meta=MemberMeta(me.name, me.api_addr),
-        config=settings.raft.to_core(),
-        ready_apply_lag=READY_APPLY_LAG,
+        settings=settings,
     )
     applying = consensus.start()
     manager = Manager(me, settings, consensus, peers)
@@ -242,7 +235,7 @@ async def _found(manager: Manager, data_dir: str) -> None:
         initialized = await consensus.node.is_initialized()
         if not initialized:
             await consensus.node.bootstrap()
-    await consensus.wait_for_leader(STARTUP_LEADER_TIMEOUT_S)
+    await consensus.wait_for_leader(manager.settings.startup_leader_timeout_s)
     if consensus.is_leader():
         await consensus.read_barrier()
         if queries.cluster(manager.conn) is None or me.restore_from is not None:
@@ -276,7 +269,11 @@ async def _found(manager: Manager, data_dir: str) -> None:
 async def _promote(manager: Manager, data_dir: str, token: str, via: str) -> None:
     me = manager.identity
     doc, _ = await manager.peers.call(
-        via, "POST", f"/v1/managers/{me.name}/promote", {"token": token}, timeout_s=PROMOTE_TIMEOUT_S
+        via,
+        "POST",
+        f"/v1/managers/{me.name}/promote",
+        {"token": token},
+        timeout_s=manager.settings.promote_timeout_s,
     )
     me = dataclasses.replace(me, joined=True)
     ident.save(data_dir, me)
