@@ -40,8 +40,13 @@ class FakeTime:
 
 
 def make_client(handler: Handler, time: FakeTime, settings: ClientSettings | None = None) -> ManagerClient:
-    return ManagerClient("127.0.0.1:8080", settings=settings, transport=httpx.MockTransport(handler),
-                         sleep=time.sleep, clock=time.clock)
+    return ManagerClient(
+        "127.0.0.1:8080",
+        settings=settings,
+        transport=httpx.MockTransport(handler),
+        sleep=time.sleep,
+        clock=time.clock,
+    )
 
 
 def error(status: int, code: str, message: str, headers: dict[str, str] | None = None) -> httpx.Response:
@@ -301,3 +306,55 @@ def test_main_reports_no_quorum(capsys: pytest.CaptureFixture[str]) -> None:
     assert capsys.readouterr().err == (
         "warren: no leader (cluster has no quorum?) at 127.0.0.1:8080: no leader known (retried for 15s)\n"
     )
+
+
+def test_several_managers_are_tried_in_turn_before_pausing() -> None:
+    time, hosts = FakeTime(), []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        hosts.append(request.url.host)
+        if request.url.host == "10.0.0.1":
+            raise httpx.ConnectError("connection refused", request=request)
+        if request.url.host == "10.0.0.2":
+            return error(503, "unavailable", "no leader")
+        return httpx.Response(200, json={"ok": True})
+
+    client = ManagerClient(
+        "10.0.0.1:8080, 10.0.0.2:8080,10.0.0.3:8080",
+        transport=httpx.MockTransport(handler),
+        sleep=time.sleep,
+        clock=time.clock,
+    )
+    with client:
+        assert client.request("GET", "/v1/cluster") == {"ok": True}
+        assert hosts == ["10.0.0.1", "10.0.0.2", "10.0.0.3"]
+        assert time.sleeps == []  # a manager that answered was found without waiting
+        assert client.address == "10.0.0.3:8080"
+        assert client.request("GET", "/v1/cluster") == {"ok": True}
+        assert hosts[-1] == "10.0.0.3", "the manager that answered keeps the next request"
+
+
+def test_several_managers_all_failing_pause_between_rounds() -> None:
+    time, hosts = FakeTime(), []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        hosts.append(request.url.host)
+        raise httpx.ConnectError("connection refused", request=request)
+
+    settings = ClientSettings(retry_deadline_s=1.0, retry_initial_delay_s=0.25, retry_max_delay_s=1.0)
+    client = ManagerClient(
+        "10.0.0.1:8080,10.0.0.2:8080",
+        settings=settings,
+        transport=httpx.MockTransport(handler),
+        sleep=time.sleep,
+        clock=time.clock,
+    )
+    with client, pytest.raises(UnavailableError, match="cannot reach manager"):
+        client.request("GET", "/v1/cluster")
+    assert hosts[:4] == ["10.0.0.1", "10.0.0.2", "10.0.0.1", "10.0.0.2"]
+    assert time.sleeps[:2] == [0.25, 0.5]
+
+
+def test_an_empty_manager_list_is_a_config_error() -> None:
+    with pytest.raises(ConfigError, match="names no manager"):
+        ManagerClient(" , ")

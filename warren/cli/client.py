@@ -21,6 +21,7 @@ from warren import __version__
 from warren.cli.output import format_duration
 from warren.config import DEFAULT_API_PORT, ClientSettings, join_host_port, split_host_port
 from warren.errors import (
+    ConfigError,
     ConflictError,
     InvalidError,
     NotFoundError,
@@ -61,7 +62,9 @@ def base_url(manager: str, *, source: str = "--manager") -> str:
 
 
 class ManagerClient:
-    """Synchronous client of one manager (or a load balancer in front of several).
+    """Synchronous client of a manager, of several ("A,B,C": on a connection failure or a 503 the next
+    one is tried at once, and the backoff pause comes only after every one has failed), or of a load
+    balancer in front of several.
 
     `transport` replaces the network (httpx.MockTransport in tests); `sleep` and `clock` the time.
     Use as a context manager, or call close().
@@ -77,16 +80,24 @@ class ManagerClient:
         clock: Callable[[], float] = time.monotonic,
         source: str = "--manager",
     ) -> None:
-        self.address = manager.strip()
+        self.addresses = [a.strip() for a in manager.split(",") if a.strip()]
+        if not self.addresses:
+            raise ConfigError(f"{source} names no manager (expected HOST:PORT[,HOST:PORT...])")
+        self._bases = [base_url(a, source=source) for a in self.addresses]
+        self._current = 0
         self.settings = settings if settings is not None else ClientSettings()
         self._sleep = sleep
         self._clock = clock
         self._http = httpx.Client(
-            base_url=base_url(manager, source=source),
             transport=transport,
             timeout=self.settings.request_timeout_s,
             headers={"User-Agent": f"warren-cli/{__version__}", "Accept": "application/json"},
         )
+
+    @property
+    def address(self) -> str:
+        """The manager the next request goes to."""
+        return self.addresses[self._current]
 
     def close(self) -> None:
         self._http.close()
@@ -169,9 +180,11 @@ class ManagerClient:
         started = self._clock()
         delay = settings.retry_initial_delay_s
         attempts = 0
+        failed_in_round = 0  # managers that failed since the last pause
         while True:
             attempts += 1
-            request = self._http.build_request(method, path, json=json, params=params)
+            url = self._bases[self._current] + path
+            request = self._http.build_request(method, url, json=json, params=params)
             retry_after: float | None = None
             try:
                 response = self._http.send(request, stream=stream)
@@ -206,6 +219,12 @@ class ManagerClient:
                 if not retryable:
                     raise failure
                 cause, retry_after = failure, _retry_after(response)
+            if len(self._bases) > 1:
+                self._current = (self._current + 1) % len(self._bases)
+                failed_in_round += 1
+                if failed_in_round < len(self._bases) and self._clock() - started < settings.retry_deadline_s:
+                    continue  # another manager may answer now
+                failed_in_round = 0
             pause = min(retry_after if retry_after is not None else delay, settings.retry_max_delay_s)
             elapsed = self._clock() - started
             remaining = settings.retry_deadline_s - elapsed

@@ -67,7 +67,8 @@ def add_client_options(parser: argparse.ArgumentParser) -> None:
     """--manager and -o, accepted at every level; SUPPRESS keeps a later level from erasing an earlier one."""
     parser.add_argument(
         "--manager", metavar="HOST:PORT", default=argparse.SUPPRESS,
-        help=f"manager API to talk to (env {MANAGER_ENV}; default {DEFAULT_MANAGER})",
+        help=f"manager API to talk to; several as HOST:PORT,HOST:PORT are tried in turn "
+        f"(env {MANAGER_ENV}; default {DEFAULT_MANAGER})",
     )
     # Only `-o` (and --format): `cluster backup --output FILE` names a file, as in the design.
     parser.add_argument(
