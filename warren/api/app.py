@@ -73,8 +73,15 @@ def error_response(status: int, code: str, message: str, retry_after_s: int | No
 
 
 def _validation_message(exc: RequestValidationError) -> str:
+    errors = exc.errors()
+    if (
+        errors
+        and tuple(errors[0].get("loc", ())) == ("body",)
+        and errors[0].get("type") == "model_attributes_type"
+    ):
+        return "invalid request: the body must be a JSON object (Content-Type: application/json)"
     parts = []
-    for err in exc.errors()[:3]:
+    for err in errors[:3]:
         where = ".".join(str(p) for p in err.get("loc", ()) if p != "body") or "body"
         parts.append(f"{where}: {err.get('msg', 'invalid')}")
     return "invalid request: " + "; ".join(parts)
@@ -140,12 +147,12 @@ def create_app(manager: Manager, metrics: ManagerMetrics, peers: PeerClient) -> 
     # -- cluster --------------------------------------------------------------------------------------
 
     @app.get("/v1/cluster", dependencies=[Consistent])
-    async def cluster_info() -> dict[str, Any]:
-        return await manager.cluster_info()
+    async def cluster_info() -> JSON:
+        return JSON(await manager.cluster_info())
 
     @app.post("/v1/cluster/join-tokens", status_code=201)
-    async def join_token(body: models.JoinTokenRequest) -> dict[str, Any]:
-        return await manager.issue_token(body.role, body.rotate, body.ttl_s)
+    async def join_token(body: models.JoinTokenRequest) -> JSON:
+        return JSON(await manager.issue_token(body.role, body.rotate, body.ttl_s), status_code=201)
 
     @app.get("/v1/cluster/backup", response_class=FileResponse)
     async def backup() -> FileResponse:
@@ -160,64 +167,64 @@ def create_app(manager: Manager, metrics: ManagerMetrics, peers: PeerClient) -> 
     # -- managers -------------------------------------------------------------------------------------
 
     @app.post("/v1/managers/join", status_code=201)
-    async def manager_join(body: models.ManagerJoinRequest) -> dict[str, Any]:
+    async def manager_join(body: models.ManagerJoinRequest) -> JSON:
         split_host_port(body.api_addr, field="api_addr")
         split_host_port(body.raft_addr, field="raft_addr")
-        return await manager.register_manager(body.token, body.api_addr, body.raft_addr)
+        return JSON(
+            await manager.register_manager(body.token, body.api_addr, body.raft_addr), status_code=201
+        )
 
     @app.post("/v1/managers/{name}/promote")
-    async def manager_promote(name: NodePath, body: models.PromoteRequest) -> dict[str, Any]:
-        return await manager.promote_manager(name, body.token)
+    async def manager_promote(name: NodePath, body: models.PromoteRequest) -> JSON:
+        return JSON(await manager.promote_manager(name, body.token))
 
     # -- nodes ----------------------------------------------------------------------------------------
 
     @app.get("/v1/nodes", dependencies=[Consistent])
-    async def node_list() -> list[dict[str, Any]]:
-        return queries.nodes(manager.conn)
+    async def node_list() -> JSON:
+        return JSON(queries.nodes(manager.conn))
 
     @app.get("/v1/nodes/{name}", dependencies=[Consistent])
-    async def node_get(name: NodePath) -> dict[str, Any]:
+    async def node_get(name: NodePath) -> JSON:
         node = queries.node(manager.conn, name)
         if node is None:
             raise NotFoundError(f"no node named {name!r}")
-        return node
+        return JSON(node)
 
     @app.delete("/v1/nodes/{name}")
-    async def node_remove(name: NodePath) -> dict[str, Any]:
-        return await manager.remove_node(name)
+    async def node_remove(name: NodePath) -> JSON:
+        return JSON(await manager.remove_node(name))
 
     # -- services -------------------------------------------------------------------------------------
 
     @app.get("/v1/services", dependencies=[Consistent])
-    async def service_list() -> list[dict[str, Any]]:
-        return queries.services(manager.conn)
+    async def service_list() -> JSON:
+        return JSON(queries.services(manager.conn))
 
     @app.post("/v1/services", status_code=201)
-    async def service_create(body: models.ServiceCreate) -> dict[str, Any]:
+    async def service_create(body: models.ServiceCreate) -> JSON:
         spec = body.model_dump(exclude={"name"})
-        return await manager.create_service(body.name, spec)
+        return JSON(await manager.create_service(body.name, spec), status_code=201)
 
     @app.get("/v1/services/{name}", dependencies=[Consistent])
-    async def service_get(name: NamePath) -> dict[str, Any]:
+    async def service_get(name: NamePath) -> JSON:
         service = queries.service(manager.conn, name)
         if service is None:
             raise NotFoundError(f"no service named {name!r}")
-        return service
+        return JSON(service)
 
     @app.patch("/v1/services/{name}")
     async def service_update(
         name: NamePath, body: models.ServiceUpdate, if_match: Annotated[str | None, Header()] = None
-    ) -> dict[str, Any]:
+    ) -> JSON:
         changes = body.model_dump(exclude_unset=True, exclude_none=True)
         if not changes:
             raise InvalidError("nothing to change: give at least one field")
-        return await manager.update_service(name, changes, _if_match(if_match))
+        return JSON(await manager.update_service(name, changes, _if_match(if_match)))
 
     @app.delete("/v1/services/{name}")
-    async def service_remove(
-        name: NamePath, if_match: Annotated[str | None, Header()] = None
-    ) -> dict[str, Any]:
-        return await manager.remove_service(name, _if_match(if_match))
+    async def service_remove(name: NamePath, if_match: Annotated[str | None, Header()] = None) -> JSON:
+        return JSON(await manager.remove_service(name, _if_match(if_match)))
 
     return LeaderRouting(
         app,
