@@ -163,13 +163,13 @@ impl Node {
 
     pub async fn add_learner(&self, id: NodeId, info: NodeInfo, blocking: bool) -> Result<u64> {
         let resp = self.raft.add_learner(id, info, blocking).await.map_err(Error::from)?;
-        tracing::info!(node = self.id, learner = id, "member added as learner");
+        tracing::info!(node = self.id, term = resp.log_id.leader_id.term, learner = id, "member added as learner");
         Ok(resp.log_id.index)
     }
 
     pub async fn change_membership(&self, voters: BTreeSet<NodeId>, retain: bool) -> Result<u64> {
         let resp = self.raft.change_membership(voters.clone(), retain).await.map_err(Error::from)?;
-        tracing::info!(node = self.id, voters = ?voters, "voter set changed");
+        tracing::info!(node = self.id, term = resp.log_id.leader_id.term, voters = ?voters, "voter set changed");
         Ok(resp.log_id.index)
     }
 
@@ -178,7 +178,7 @@ impl Node {
         self.add_learner(id, info, true).await?;
         let resp =
             self.raft.change_membership(ChangeMembers::AddVoterIds([id].into()), false).await.map_err(Error::from)?;
-        tracing::info!(node = self.id, voter = id, "learner promoted to voter");
+        tracing::info!(node = self.id, term = resp.log_id.leader_id.term, voter = id, "learner promoted to voter");
         Ok(resp.log_id.index)
     }
 
@@ -192,7 +192,7 @@ impl Node {
         let change =
             if is_voter { ChangeMembers::RemoveVoters([id].into()) } else { ChangeMembers::RemoveNodes([id].into()) };
         let resp = self.raft.change_membership(change, false).await.map_err(Error::from)?;
-        tracing::info!(node = self.id, removed = id, "member removed");
+        tracing::info!(node = self.id, term = resp.log_id.leader_id.term, removed = id, "member removed");
         Ok(resp.log_id.index)
     }
 
