@@ -11,7 +11,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from warren.config import MIB, RaftSettings, parse_duration
+from warren.config import MIB, ManagerSettings, RaftSettings, join_host_port, parse_duration, split_host_port
 from warren.errors import ConfigError, WarrenError
 
 
@@ -174,3 +174,50 @@ def test_parse_duration_decimal_seconds_round_trip(seconds: Decimal) -> None:
 def test_parse_duration_compound_round_trip(h: int, m: int, s: int, ms: int) -> None:
     text = f"{h}h{m}m{s}s{ms}ms"
     assert parse_duration(text) == (((h * 60 + m) * 60 + s) * 1000 + ms) / 1000
+
+
+# -- manager settings and addresses -----------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [("127.0.0.1:8080", ("127.0.0.1", 8080)), ("[::1]:7946", ("::1", 7946)), (" host:1 ", ("host", 1))],
+)
+def test_split_host_port(text: str, expected: tuple[str, int]) -> None:
+    assert split_host_port(text) == expected
+    assert split_host_port(join_host_port(*expected)) == expected
+
+
+@pytest.mark.parametrize("text", ["", "host", ":80", "host:", "host:0", "host:65536", "host:http", "::1"])
+def test_split_host_port_refuses(text: str) -> None:
+    with pytest.raises(ConfigError, match="HOST:PORT"):
+        split_host_port(text, field="listen_addr")
+
+
+def test_bare_host_takes_the_default_port() -> None:
+    assert split_host_port("10.0.0.5", default_port=8080) == ("10.0.0.5", 8080)
+
+
+def test_advertised_addresses_default_from_the_listen_address() -> None:
+    s = ManagerSettings(listen_addr="0.0.0.0:8081")
+    assert s.api_advertise == "127.0.0.1:8081"
+    assert s.raft_advertise == "127.0.0.1:7946"
+    s = ManagerSettings(listen_addr="0.0.0.0:8081", advertise_addr="10.1.2.3:9000")
+    assert (s.api_advertise, s.raft_advertise) == ("10.1.2.3:9000", "10.1.2.3:7946")
+    assert ManagerSettings(raft_addr="10.1.2.3:7000").raft_advertise == "10.1.2.3:7000"
+
+
+@pytest.mark.parametrize(
+    ("changes", "fragment"),
+    [
+        ({"listen_addr": "nope"}, "listen_addr"),
+        ({"write_timeout_s": 0.0}, "write_timeout_s"),
+        ({"probe_timeout_s": float("nan")}, "probe_timeout_s"),
+        ({"ready_apply_lag": -1}, "ready_apply_lag"),
+        ({"max_request_bytes": 0}, "max_request_bytes"),
+    ],
+)
+def test_manager_settings_validate(changes: dict[str, object], fragment: str) -> None:
+    with pytest.raises(ConfigError, match=fragment):
+        ManagerSettings(**changes).validate()  # type: ignore[arg-type]
+    ManagerSettings().validate()
