@@ -58,7 +58,13 @@ test: install check-cargo ## run the Rust core's cargo tests, then the Python te
 	cargo test --release -p warren-raft
 	$(PY) -m pytest -q tests
 
+# etcd (Debian's etcd-server) is the peer of the manager API benchmarks: installed when missing and
+# apt-get can; otherwise the run records etcd as missing, with the reason.
 bench: install ## run the benchmark suite (benches/), side by side with its peers
+	@command -v etcd >/dev/null 2>&1 || ! command -v apt-get >/dev/null 2>&1 || \
+		DEBIAN_FRONTEND=noninteractive apt-get install -y etcd-server || \
+		{ apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y etcd-server; } || \
+		echo "warning: could not install etcd-server; the etcd benchmark will be recorded as missing" >&2
 	$(PY) -m benches
 
 lint: install check-cargo ## ruff, mypy --strict, stubtest of warren_raft's .pyi, clippy

@@ -1,8 +1,11 @@
 """`python -m benches [--only NAME ...] [--trials N] [--out DIR] [--quick]`: run, record, print.
 
 Scenarios: commit_latency (1/3/5 warren_raft nodes, sequential and 64 concurrent proposers), failover
-(kill -9 of the leader, ≥ 20 trials) and pysyncobj (the commit_latency workload on PySyncObj). Results go
-to DIR/bench-<UTC timestamp>.json and DIR/latest.json (every number, machine facts, configuration) and a
+(kill -9 of the leader, ≥ 20 trials), pysyncobj (the commit_latency workload on PySyncObj), manager_api
+(API write latency through the leader and a follower of 3 managers), client_failover (kill -9 of the
+leader manager → first API write acknowledged through a survivor, ≥ 20 trials) and etcd (those two on a
+3-member etcd). Results go to DIR/bench-<UTC timestamp>.json (this run) and DIR/latest.json (every
+number, machine facts, configuration; scenarios not run this time are kept from earlier runs) and a
 table to stdout and DIR/latest.md, with each target marked met or missed. A failing scenario is recorded
 as an error and the run continues: benchmarks measure, they never assert.
 """
@@ -22,12 +25,13 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from benches import commit_latency, failover, pysyncobj_bench, report
+from benches import client_failover, commit_latency, etcd_peer, failover, manager_api, pysyncobj_bench, report
+from benches.managers import sigterm_raises
 from tests.integration.cluster import NodeOptions
 
 log = logging.getLogger("benches")
 
-SCENARIOS = ("commit_latency", "failover", "pysyncobj")
+SCENARIOS = ("commit_latency", "failover", "pysyncobj", "manager_api", "client_failover", "etcd")
 DEFAULT_OUT = Path(__file__).resolve().parent / "results"
 
 
@@ -50,12 +54,18 @@ def main(argv: list[str] | None = None) -> int:
 
     latency = commit_latency.LatencyParams()
     fail = failover.FailoverParams()
+    api = manager_api.ApiLatencyParams()
+    client_fail = client_failover.ClientFailoverParams()
     if args.quick:
         latency = replace(latency, warmup=50, sequential=200, concurrent=2000)
         fail = replace(fail, trials=3)
+        api = replace(api, warmup=50, writes=300)
+        client_fail = replace(client_fail, trials=3)
     if args.trials is not None:
         latency = replace(latency, trials=max(1, args.trials))
         fail = replace(fail, trials=max(1, args.trials))
+        api = replace(api, writes=api.writes * max(1, args.trials))
+        client_fail = replace(client_fail, trials=max(1, args.trials))
     options = NodeOptions(log_level=args.log_level)
 
     work_dir = Path(tempfile.mkdtemp(prefix="warren-bench-"))
@@ -69,25 +79,29 @@ def main(argv: list[str] | None = None) -> int:
         "commit_latency": lambda: commit_latency.run(work_dir, latency, options),
         "failover": lambda: failover.run(work_dir, fail, options),
         "pysyncobj": lambda: pysyncobj_bench.run(work_dir, replace(latency, sizes=(3,))),
+        "manager_api": lambda: manager_api.run(work_dir, api),
+        "client_failover": lambda: client_failover.run(work_dir, client_fail),
+        "etcd": lambda: etcd_peer.run(work_dir, api, client_fail),
     }
     try:
-        for name in SCENARIOS:
-            if name not in selected:
-                continue
-            log.info("scenario %s: starting", name)
-            t0 = time.monotonic()
-            try:
-                result = runners[name]()
-            except Exception as exc:  # scenario boundary: record the failure, go on with the next one
-                log.exception("scenario %s failed", name)
-                result = {
-                    "status": "error",
-                    "error": f"{type(exc).__name__}: {exc}",
-                    "traceback": traceback.format_exc(),
-                }
-            result["wall_s"] = time.monotonic() - t0
-            run["scenarios"][name] = result
-            log.info("scenario %s: %s in %.1fs", name, result.get("status"), result["wall_s"])
+        with sigterm_raises():  # SIGTERM unwinds like Ctrl-C: every harness kills its processes
+            for name in SCENARIOS:
+                if name not in selected:
+                    continue
+                log.info("scenario %s: starting", name)
+                t0 = time.monotonic()
+                try:
+                    result = runners[name]()
+                except Exception as exc:  # scenario boundary: record the failure, go on with the next one
+                    log.exception("scenario %s failed", name)
+                    result = {
+                        "status": "error",
+                        "error": f"{type(exc).__name__}: {exc}",
+                        "traceback": traceback.format_exc(),
+                    }
+                result["wall_s"] = time.monotonic() - t0
+                run["scenarios"][name] = result
+                log.info("scenario %s: %s in %.1fs", name, result.get("status"), result["wall_s"])
     finally:
         if args.keep_data:
             log.info("node data and logs kept in %s", work_dir)

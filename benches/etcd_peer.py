@@ -1,0 +1,262 @@
+"""Scenario `etcd`: the manager_api and client_failover procedures on a 3-member etcd cluster, for comparison.
+
+etcd comes from Debian's `etcd-server` package (installed here with apt-get when `etcd` is missing and
+that is possible; otherwise the scenario is recorded as missing, with the reason). Three members run on
+127.0.0.61-63 with plain HTTP, their data dirs next to Warren's (same filesystem, fsync on: etcd's
+defaults). Writes are puts through etcd's HTTP JSON gateway, `POST /v3/kv/put {"key": b64, "value":
+b64}` (a new key each time), on the same keep-alive client as Warren's API writes. The leader is the
+member every member's `POST /v3/maintenance/status` names.
+
+Write latency is measured through the leader and through a follower (which hands the proposal to the
+leader inside Raft) with the default timers. Client failover (kill -9 of the leader's process group,
+the client retrying round-robin on the two survivors) runs twice, on a fresh cluster each time: with the
+default timers (heartbeat 100 ms, election timeout 1000 ms) and with `--election-timeout 500
+--heartbeat-interval 100`.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import secrets
+import shutil
+import subprocess
+import time
+from pathlib import Path
+from typing import Any
+
+from benches.client_failover import ClientFailoverParams, failover_row, run_trials, summarize
+from benches.manager_api import ApiLatencyParams, MakeWrite, latency_row, timed_writes
+from benches.managers import (
+    FORM_TIMEOUT_S,
+    POLL_S,
+    STABLE_TIMEOUT_S,
+    HarnessError,
+    Http,
+    HttpError,
+    Proc,
+    call,
+    free_port,
+)
+
+MEMBERS = 3
+INSTALL_TIMEOUT_S = 600.0
+# (key suffix, label, extra etcd flags)
+TIMERS: list[tuple[str, str, list[str]]] = [
+    ("default", "default timers (heartbeat 100 ms, election timeout 1000 ms)", []),
+    (
+        "et500",
+        "--election-timeout 500 --heartbeat-interval 100",
+        ["--election-timeout", "500", "--heartbeat-interval", "100"],
+    ),
+]
+
+
+def ensure_etcd() -> str | None:
+    """None when an `etcd` binary is on PATH (installing Debian's etcd-server if needed), else why not."""
+    if shutil.which("etcd"):
+        return None
+    if not shutil.which("apt-get"):
+        return "etcd is not installed and apt-get is not available to install Debian's etcd-server"
+    if hasattr(os, "geteuid") and os.geteuid() != 0:
+        return "etcd is not installed (apt-get install etcd-server needs root; `make bench` does it)"
+    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+    out = ""
+    for argv in (
+        ["apt-get", "install", "-y", "etcd-server"],
+        ["apt-get", "update"],
+        ["apt-get", "install", "-y", "etcd-server"],
+    ):
+        try:
+            done = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=INSTALL_TIMEOUT_S)
+        except (OSError, subprocess.TimeoutExpired) as exc:
+            return f"{' '.join(argv)} failed: {exc}"
+        out = (done.stdout + done.stderr).strip()
+        if shutil.which("etcd"):
+            return None
+    last = out.splitlines()[-1] if out else "no output"
+    return f"etcd is not installed and `apt-get install -y etcd-server` did not install it: {last}"
+
+
+def etcd_version() -> str:
+    try:
+        out = subprocess.run(["etcd", "--version"], capture_output=True, text=True, timeout=10).stdout
+    except (OSError, subprocess.TimeoutExpired):
+        return "?"
+    for line in out.splitlines():
+        if line.startswith("etcd Version:"):
+            return line.split(":", 1)[1].strip()
+    return "?"
+
+
+def _b64(text: str) -> str:
+    return base64.b64encode(text.encode()).decode()
+
+
+def put_write(prefix: str) -> MakeWrite:
+    def make(n: int) -> tuple[str, str, bytes]:
+        return "POST", "/v3/kv/put", json.dumps({"key": _b64(f"{prefix}{n}"), "value": _b64("x")}).encode()
+
+    return make
+
+
+def put_acked(status: int, _: bytes) -> bool:
+    return status == 200
+
+
+class EtcdMember(Proc):
+    def __init__(self, index: int, host: str, base_dir: Path) -> None:
+        self.index = index
+        self.addr = f"{host}:{free_port(host)}"  # client URL (the JSON gateway)
+        self.peer_addr = f"{host}:{free_port(host)}"
+        self.data_dir = base_dir / f"etcd{index}"
+        self.member_id: str | None = None
+        # etcd reads ETCD_* variables as flags: keep any in the environment out of it.
+        env = {k: v for k, v in os.environ.items() if not k.startswith("ETCD_")}
+        super().__init__(f"etcd{index}@{self.addr}", [], base_dir / f"etcd{index}.log", env)
+
+    def status(self) -> dict[str, Any] | None:
+        try:
+            code, doc = call(self.addr, "POST", "/v3/maintenance/status", {})
+        except HttpError:
+            return None
+        return doc if code == 200 and isinstance(doc, dict) else None
+
+
+class EtcdCluster:
+    """Three etcd members on loopback, formed with a static initial cluster; `timer_flags` go to each."""
+
+    def __init__(self, base_dir: Path, timer_flags: list[str], first_host: int = 60) -> None:
+        self.base_dir = base_dir
+        self.timer_flags = timer_flags
+        self.first_host = first_host
+        self.members: list[EtcdMember] = []
+
+    def __enter__(self) -> EtcdCluster:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        for m in self.members:
+            m.kill()
+
+    def start(self, n: int = MEMBERS) -> EtcdMember:
+        self.base_dir.mkdir(parents=True, exist_ok=True)
+        self.members = [
+            EtcdMember(i, f"127.0.0.{self.first_host + i}", self.base_dir) for i in range(1, n + 1)
+        ]
+        initial = ",".join(f"e{m.index}=http://{m.peer_addr}" for m in self.members)
+        token = "bench-" + secrets.token_hex(4)
+        for m in self.members:
+            m.argv = [
+                "etcd", "--name", f"e{m.index}", "--data-dir", str(m.data_dir),
+                "--listen-client-urls", f"http://{m.addr}", "--advertise-client-urls", f"http://{m.addr}",
+                "--listen-peer-urls", f"http://{m.peer_addr}",
+                "--initial-advertise-peer-urls", f"http://{m.peer_addr}",
+                "--initial-cluster", initial, "--initial-cluster-state", "new",
+                "--initial-cluster-token", token,
+                "--logger", "zap", "--log-outputs", "stderr", "--log-level", "warn",
+                *self.timer_flags,
+            ]  # fmt: skip
+            m.start()
+        return self.wait_stable(FORM_TIMEOUT_S)
+
+    def live(self) -> list[EtcdMember]:
+        return [m for m in self.members if m.alive]
+
+    def wait_stable(self, timeout_s: float = STABLE_TIMEOUT_S) -> EtcdMember:
+        """The leader, once every live member names it and has applied everything it has committed."""
+        deadline = time.monotonic() + timeout_s
+        seen: dict[str, Any] = {}
+        while time.monotonic() < deadline:
+            for m in self.members:
+                if m.proc is not None and not m.alive and m.proc.returncode not in (-9, None):
+                    raise HarnessError(m.exit_note())
+            live = self.live()
+            statuses = {m.name: m.status() for m in live}
+            seen = {k: (s or {}).get("leader") for k, s in statuses.items()}
+            leaders = set(seen.values())
+            if len(leaders) == 1 and None not in leaders and "0" not in leaders:
+                for m in live:
+                    m.member_id = statuses[m.name]["header"]["member_id"]  # type: ignore[index]
+                lead = leaders.pop()
+                leader = next((m for m in live if m.member_id == lead), None)
+                if leader is not None:
+                    committed = int(statuses[leader.name].get("raftIndex", 0))  # type: ignore[union-attr]
+                    applied = [int(s.get("raftAppliedIndex", 0)) for s in statuses.values() if s is not None]
+                    if min(applied) >= committed - 1:  # the leader's own last entry may still be applying
+                        return leader
+            time.sleep(POLL_S)
+        raise HarnessError(f"etcd: no stable leader within {timeout_s:g} s (leader seen by each: {seen})")
+
+    def recover(self, m: EtcdMember) -> None:
+        """Restart a killed member with its own command (it resumes from its data dir) and wait."""
+        m.start()
+        self.wait_stable(FORM_TIMEOUT_S)
+
+
+def run(base_dir: Path, latency: ApiLatencyParams, failover: ClientFailoverParams) -> dict[str, Any]:
+    reason = ensure_etcd()
+    if reason is not None:
+        return {"status": "missing", "reason": reason, "rows": []}
+    version = etcd_version()
+    label = f"etcd {version}, {MEMBERS} members"
+    results: dict[str, Any] = {"version": version, "loadavg_before": os.getloadavg()}
+    rows: list[dict[str, Any]] = []
+    errors: list[str] = []
+    for suffix, timers, flags in TIMERS:
+        with EtcdCluster(base_dir / f"etcd-{suffix}", flags) as cluster:
+            try:
+                leader = cluster.start()
+                if suffix == "default":  # latency does not depend on the election timeout: measured once
+                    rows += _latency(cluster, leader, label, latency, results)
+                outcome = run_trials(cluster, put_write("f-"), put_acked, failover)
+            except HarnessError as exc:
+                outcome = {"summary": summarize([], failover), "trials": [], "error": f"HarnessError: {exc}"}
+            results[f"failover-{suffix}"] = outcome
+            if outcome["error"]:
+                errors.append(f"{suffix}: {outcome['error']}")
+            key = f"etcd/{MEMBERS}/failover-{suffix}"
+            rows.append(failover_row("etcd", key, f"{label}, {timers}", outcome, failover))
+    results["loadavg_after"] = os.getloadavg()
+    return {
+        "status": "ok" if not errors else "error",
+        "error": "; ".join(errors) or None,
+        "config": {
+            "members": MEMBERS,
+            "latency": latency.as_dict(),
+            "failover": failover.as_dict(),
+            "timers": {s: f for s, _, f in TIMERS},
+        },
+        "results": results,
+        "rows": rows,
+    }
+
+
+def _latency(
+    cluster: EtcdCluster, leader: EtcdMember, label: str, params: ApiLatencyParams, results: dict[str, Any]
+) -> list[dict[str, Any]]:
+    """Put latency via the leader, then via a follower (results[role]); their table rows."""
+    follower = next(m for m in cluster.members if m is not leader)
+    rows = []
+    n = 0
+    for role, target in (("leader", leader), ("follower", follower)):
+        conn = Http(target.addr, params.request_timeout_s)
+        try:
+            measured = timed_writes(conn, put_write("b-"), put_acked, params, first=n)
+        finally:
+            conn.close()
+        n = measured["next"]
+        results[role] = measured
+        row = latency_row(
+            "etcd", f"etcd/{MEMBERS}/{role}", f"{label}: put (POST /v3/kv/put) via the {role}", measured
+        )
+        rows.append(row)
+    if cluster.wait_stable() is not leader:
+        results["leader_changed_during_latency"] = True
+        for row in rows:
+            row["note"] = (row.get("note", "") + " the leader changed during the run").strip()
+    return rows
