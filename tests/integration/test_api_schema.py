@@ -11,56 +11,15 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from pathlib import Path
-from types import ModuleType
-from typing import Any
 
-import hypothesis_jsonschema._from_schema as jsonschema_strategies
 import pytest
 import schemathesis
 from hypothesis import HealthCheck, settings
-from hypothesis.internal.conjecture import utils as conjecture_utils
 from schemathesis.checks import not_a_server_error
 
 from tests.integration.managers import ManagerProc, manager_clusters
 
 MAX_EXAMPLES = 25
-
-
-# hypothesis-jsonschema 0.23.1 (the latest release, used by schemathesis for request bodies) drives
-# Hypothesis' private `many` with `while elements.more(): ...`; Hypothesis 6.170 replaced that protocol
-# by `with many(...) as elements: for _ in elements:` and dropped `more()`, so every object body fails
-# with "'many' object has no attribute 'more'". Give hypothesis-jsonschema alone (not Hypothesis) a
-# `many` that speaks the old protocol on top of the new one; a no-op once either side has caught up.
-class _ManyWithMore(conjecture_utils.many):
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        self.__enter__()
-
-    def more(self) -> bool:
-        self._finish_element()
-        if self._done or self._closed:
-            return False
-        if not self._decide():
-            self._closed = True
-            return False
-        self.count += 1
-        self._in_element = True
-        self._rejected = False
-        return True
-
-
-class _ConjectureUtils(ModuleType):
-    many = _ManyWithMore
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(conjecture_utils, name)
-
-
-if (
-    not hasattr(conjecture_utils.many, "more")
-    and getattr(jsonschema_strategies, "cu", None) is conjecture_utils
-):
-    setattr(jsonschema_strategies, "cu", _ConjectureUtils(conjecture_utils.__name__))  # noqa: B010
 
 
 @pytest.fixture(scope="module")
