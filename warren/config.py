@@ -183,6 +183,8 @@ class ManagerSettings:
     # On SIGTERM a leader hands leadership to the most up-to-date voter within this long before exiting;
     # seconds.
     shutdown_transfer_timeout_s: float = 3.0
+    # A warning or error repeated within this long is logged once, then counted; seconds.
+    log_repeat_window_s: float = 10.0
     # Open HTTP requests get this long to finish on shutdown; seconds.
     shutdown_grace_s: float = 5.0
     # 503 answers carry `Retry-After` with this many seconds.

@@ -18,13 +18,13 @@ import os
 import secrets
 import signal
 import sqlite3
-import sys
 import time
 from dataclasses import dataclass
 
 import uvloop
 import warren_raft
 
+from warren import logs
 from warren.api.app import create_app
 from warren.api.peer import FORWARDED_HEADER, PeerClient
 from warren.config import ManagerSettings
@@ -133,15 +133,9 @@ def _backup_cluster_id(path: str) -> str:
     return str(cluster["cluster_id"])
 
 
-def _setup_logging(name: str) -> None:
-    logging.basicConfig(
-        stream=sys.stderr,
-        level=logging.INFO,
-        format=f"%(asctime)s {name} %(levelname)s %(name)s: %(message)s",
-        force=True,
-    )
+def _setup_logging(settings: ManagerSettings, name: str) -> None:
+    logs.setup(name, repeat_window_s=settings.log_repeat_window_s)
     warren_raft.init_logging("info")
-    logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per peer request otherwise
 
 
 def _run(settings: ManagerSettings, data_dir: str, me: Identity | None, join: JoinRequest | None) -> int:
@@ -158,7 +152,7 @@ async def _main(
             assert join is not None and join.token and join.manager
             me, leader_addr = await _register(settings, data_dir, peers, join.token, join.manager)
             check(f"Connected to cluster leader at {leader_addr}")
-        _setup_logging(me.name)
+        _setup_logging(settings, me.name)
         return await _serve(settings, data_dir, me, join, peers)
     finally:
         await peers.close()
