@@ -60,7 +60,7 @@ def ensure_etcd() -> str | None:
     if not shutil.which("apt-get"):
         return "etcd is not installed and apt-get is not available to install Debian's etcd-server"
     if hasattr(os, "geteuid") and os.geteuid() != 0:
-        return "etcd is not installed (apt-get install etcd-server needs root; `make bench` does it)"
+        return "etcd is not installed, and installing Debian's etcd-server (apt-get) needs root"
     env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
     out = ""
     for argv in (
