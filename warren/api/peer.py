@@ -6,11 +6,11 @@ One pooled async client per manager. Talks plain HTTP today; the security issue 
 from __future__ import annotations
 
 import asyncio
-from dataclasses import dataclass
 from typing import Any
 
 import httpx
 
+from warren.api.forwarder import Forwarded, Forwarder
 from warren.errors import (
     ConflictError,
     InvalidError,
@@ -19,12 +19,6 @@ from warren.errors import (
     UnavailableError,
     WarrenError,
 )
-
-# Hop-by-hop and connection headers are not forwarded (RFC 9110 §7.6.1), nor is Host.
-_DROP_HEADERS = {"host", "connection", "keep-alive", "transfer-encoding", "te", "upgrade", "content-length"}
-# The local server adds its own.
-_DROP_RESPONSE_HEADERS = _DROP_HEADERS | {"date", "server"}
-FORWARDED_HEADER = "x-warren-forwarded-to"
 
 _STATUS_ERRORS: dict[int, type[WarrenError]] = {
     400: InvalidError,
@@ -35,18 +29,12 @@ _STATUS_ERRORS: dict[int, type[WarrenError]] = {
 }
 
 
-@dataclass(frozen=True, slots=True)
-class Forwarded:
-    status: int
-    headers: list[tuple[bytes, bytes]]
-    body: bytes
-
-
 class PeerClient:
     def __init__(self, *, timeout_s: float, probe_timeout_s: float) -> None:
         self.timeout_s = timeout_s
         self.probe_timeout_s = probe_timeout_s
-        self._client = httpx.AsyncClient(timeout=timeout_s, limits=httpx.Limits(max_keepalive_connections=32))
+        self._client = httpx.AsyncClient(timeout=timeout_s)
+        self._forwarder = Forwarder(timeout_s)
 
     async def forward(
         self,
@@ -60,22 +48,7 @@ class PeerClient:
         """Send the request to the manager at `api_addr` and return its answer as it is.
 
         Raises UnavailableError when the leader cannot be reached (the client retries later)."""
-        url = f"http://{api_addr}{path}" + (f"?{query.decode('latin-1')}" if query else "")
-        out = [(k, v) for k, v in headers if k.decode("latin-1").lower() not in _DROP_HEADERS]
-        out.append((FORWARDED_HEADER.encode(), api_addr.encode()))
-        try:
-            resp = await self._client.request(method, url, headers=out, content=body)
-        except httpx.HTTPError as exc:
-            raise UnavailableError(
-                f"the leader at {api_addr} did not answer: {exc or type(exc).__name__}"
-            ) from None
-        resp_headers = [
-            (k.encode("latin-1"), v.encode("latin-1"))
-            for k, v in resp.headers.items()
-            if k.lower() not in _DROP_RESPONSE_HEADERS
-        ]
-        resp_headers.append((FORWARDED_HEADER.encode(), api_addr.encode()))
-        return Forwarded(resp.status_code, resp_headers, resp.content)
+        return await self._forwarder.forward(api_addr, method, path, query, headers, body)
 
     async def probe_ready(self, api_addr: str) -> str:
         """'ready', 'not ready' (answers 503) or 'unreachable' (no answer within the probe timeout)."""
@@ -120,4 +93,5 @@ class PeerClient:
         return doc, resp.headers
 
     async def close(self) -> None:
+        self._forwarder.close()
         await self._client.aclose()

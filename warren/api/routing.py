@@ -14,7 +14,8 @@ from typing import Any
 
 import orjson
 
-from warren.api.peer import FORWARDED_HEADER, PeerClient
+from warren.api.forwarder import FORWARDED_HEADER
+from warren.api.peer import PeerClient
 from warren.errors import UnavailableError
 from warren.manager.consensus import Consensus
 from warren.manager.metrics import ManagerMetrics
@@ -118,7 +119,7 @@ class LeaderRouting:
 
     async def _forward(self, scope: Scope, body: bytes, send: Send) -> None:
         headers: list[tuple[bytes, bytes]] = list(scope["headers"])
-        if any(k.lower() == FORWARDED_HEADER.encode() for k, _ in headers):
+        if any(k.lower() == FORWARDED_HEADER for k, _ in headers):
             await self._unavailable(send, "this manager is not the leader (request already forwarded once)")
             return
         leader = self.consensus.leader()

@@ -26,7 +26,8 @@ import warren_raft
 
 from warren import logs
 from warren.api.app import create_app
-from warren.api.peer import FORWARDED_HEADER, PeerClient
+from warren.api.forwarder import FORWARDED_HEADER
+from warren.api.peer import PeerClient
 from warren.config import ManagerSettings
 from warren.errors import ConfigError, InvalidError, WarrenError, raft_errors
 from warren.manager import identity as ident
@@ -173,7 +174,7 @@ async def _register(
         joined=False,
     )
     ident.save(data_dir, me)
-    return me, headers.get(FORWARDED_HEADER, manager)
+    return me, headers.get(FORWARDED_HEADER.decode(), manager)
 
 
 async def _serve(
