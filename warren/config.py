@@ -27,7 +27,9 @@ class RaftSettings:
     # How often the leader sends heartbeats to followers; seconds. Must be below election_timeout_min_s.
     heartbeat_interval_s: float = 0.05
     # A follower that hears from no leader for a random time in [min, max) starts an election; seconds.
-    # The spread keeps two followers from standing at once; failover takes about max + one election.
+    # The spread keeps two followers from standing at once. openraft 0.9 first waits out the leader
+    # lease (= max) before that timer counts, so a dead leader is replaced after about max + [min, max)
+    # (0.45-0.6 s with these defaults; measured: benches/results/latest.md).
     election_timeout_min_s: float = 0.15
     election_timeout_max_s: float = 0.30
     # Build a snapshot (and compact the log) after this many entries since the last one; entries.

@@ -90,7 +90,8 @@ def _add_manager_flags(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--raft-election-timeout", metavar="DUR", type=duration,
                         help="a follower that hears no leader for a random time between DUR and 2*DUR "
                              f"starts an election (default {_ms(_RAFT.election_timeout_min_s)} to "
-                             f"{_ms(_RAFT.election_timeout_max_s)})")
+                             f"{_ms(_RAFT.election_timeout_max_s)}); a dead leader is replaced after about "
+                             "3*DUR to 4*DUR (the leader lease of 2*DUR runs first)")
 
 
 def _ms(seconds: float) -> str:
