@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -18,16 +18,9 @@ from tests.integration.managers import (
     api,
     assert_error_body,
     cli,
-    manager_clusters,
     service_names,
     wait_for,
 )
-
-
-@pytest.fixture
-def make_managers(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[Callable[..., ManagerCluster]]:
-    with manager_clusters(tmp_path, request) as make:
-        yield make
 
 
 @dataclass

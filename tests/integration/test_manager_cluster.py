@@ -5,8 +5,7 @@ from __future__ import annotations
 import json
 import subprocess
 import time
-from collections.abc import Callable, Iterator
-from pathlib import Path
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -20,19 +19,12 @@ from tests.integration.managers import (
     child_env,
     cli,
     create_service,
-    manager_clusters,
     service_names,
     wait_for,
 )
 from tests.integration.nodeproc import REPO_ROOT
 
 FORWARDED = "x-warren-forwarded-to"
-
-
-@pytest.fixture
-def make_managers(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[Callable[..., ManagerCluster]]:
-    with manager_clusters(tmp_path, request) as make:
-        yield make
 
 
 def manager_rows(table: str) -> list[list[str]]:

@@ -4,21 +4,14 @@ and a dead manager's removal restores fault tolerance for the next failure."""
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterator
-from pathlib import Path
+from collections.abc import Callable
 from typing import Any
 
 import pytest
 
-from tests.integration.managers import ManagerCluster, cli, create_service, manager_clusters, wait_for
+from tests.integration.managers import ManagerCluster, cli, create_service, wait_for
 
 pytestmark = pytest.mark.integration
-
-
-@pytest.fixture
-def make_managers(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[Callable[..., ManagerCluster]]:
-    with manager_clusters(tmp_path, request) as make:
-        yield make
 
 
 def test_node_rm_of_a_dead_manager_then_survive_the_next_failure(

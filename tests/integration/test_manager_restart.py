@@ -5,31 +5,22 @@ from __future__ import annotations
 
 import re
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import partial
-from pathlib import Path
 
 import httpx
-import pytest
 
 from tests.integration.managers import (
     ManagerCluster,
     ManagerProc,
     api,
-    manager_clusters,
     service_names,
     wait_for,
 )
 
 # One write is given up (and the test fails) after trying for this long across all managers; seconds.
 GIVE_UP_S = 30.0
-
-
-@pytest.fixture
-def make_managers(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[Callable[..., ManagerCluster]]:
-    with manager_clusters(tmp_path, request) as make:
-        yield make
 
 
 @dataclass

@@ -4,10 +4,7 @@ from __future__ import annotations
 
 import secrets
 import time
-from collections.abc import Callable, Iterator
-from pathlib import Path
-
-import pytest
+from collections.abc import Callable
 
 from tests.integration.managers import (
     ManagerCluster,
@@ -15,15 +12,8 @@ from tests.integration.managers import (
     api,
     assert_error_body,
     cli,
-    manager_clusters,
     wait_for,
 )
-
-
-@pytest.fixture
-def make_managers(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[Callable[..., ManagerCluster]]:
-    with manager_clusters(tmp_path, request) as make:
-        yield make
 
 
 def refused_join(c: ManagerCluster, token: str, via: ManagerProc) -> str:

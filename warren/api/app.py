@@ -136,7 +136,7 @@ def create_app(manager: Manager, metrics: ManagerMetrics, peers: PeerClient) -> 
 
     @app.get("/v1/health")
     async def health() -> JSON:
-        code, body = health_body(manager.consensus, manager.identity.name)
+        code, body = health_body(manager.identity.name)
         return JSON(body, status_code=code)
 
     @app.get("/v1/ready")

@@ -10,6 +10,7 @@ import asyncio
 import contextlib
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -84,7 +85,7 @@ class Consensus:
         # standing for election has probably been cut off (a new leader may exist); milliseconds.
         self._quorum_ack_limit_ms = settings.raft.election_timeout_max_s * 1000
         # Filled by the metrics module: called with each successful proposal's seconds.
-        self.observe_commit: list[Any] = []
+        self.observe_commit: list[Callable[[float], None]] = []
         self._drive_task: asyncio.Task[None] | None = None
         self._metrics = node.metrics()
         self._metrics_at = time.monotonic()

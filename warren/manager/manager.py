@@ -6,7 +6,6 @@ command carries, so apply stays deterministic.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import os
 import secrets
@@ -22,7 +21,6 @@ from warren.errors import (
     InvalidError,
     NotFoundError,
     UnauthorizedError,
-    WarrenError,
     raft_errors,
 )
 from warren.manager import tokens
@@ -242,11 +240,3 @@ class Manager:
             c.ResetManagers(c.ManagerRecord(me.name, me.raft_id, me.api_addr, me.raft_addr), time.time())
         )
         return counts
-
-
-async def wait_until(predicate: Any, timeout_s: float, what: str) -> None:
-    deadline = time.monotonic() + timeout_s
-    while not predicate():
-        if time.monotonic() >= deadline:
-            raise WarrenError(f"timed out after {timeout_s:g} s waiting for {what}")
-        await asyncio.sleep(0.02)

@@ -136,7 +136,7 @@ class ManagerMetrics:
         self.api_seconds.labels(method, route).observe(seconds)
 
 
-def health_body(consensus: Consensus, name: str) -> tuple[int, dict[str, object]]:
+def health_body(name: str) -> tuple[int, dict[str, object]]:
     return 200, {"status": "ok", "node": name}
 
 
@@ -165,7 +165,7 @@ def metrics_app(metrics: ManagerMetrics, consensus: Consensus, name: str) -> Sta
         )
 
     async def health(_: Request) -> Response:
-        code, body = health_body(consensus, name)
+        code, body = health_body(name)
         return JSONResponse(body, status_code=code)
 
     async def ready(_: Request) -> Response:
