@@ -62,3 +62,18 @@ def test_node_inspect_and_unknown_names(make_managers: Callable[..., ManagerClus
     assert missing.returncode == 1 and "no node named" in missing.stderr
     last = cli("node", "rm", m.name, "--manager", m.api_addr)
     assert last.returncode == 1 and "is the leader" in last.stderr
+
+
+def test_the_data_dir_is_private_to_the_managers_user(make_managers: Callable[..., ManagerCluster]) -> None:
+    cluster = make_managers()
+    (m,) = cluster.form(1)
+    assert create_service(m.api_addr, "web").status_code == 201
+    cli("cluster", "join-token", "worker", "--manager", m.api_addr).ok()
+    paths = [m.data_dir, *m.data_dir.rglob("*")]
+    assert any(p.name == "warren.db" for p in paths) and any(p.name == "node.json" for p in paths)
+    loose = {
+        str(p.relative_to(m.data_dir)): oct(p.stat().st_mode & 0o777)
+        for p in paths
+        if p.stat().st_mode & 0o077
+    }
+    assert not loose, f"files readable by others: {loose}"

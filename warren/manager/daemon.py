@@ -113,6 +113,9 @@ def run_join(settings: ManagerSettings, *, token: str | None, manager: str | Non
 
 
 def _prepare_data_dir(settings: ManagerSettings) -> str:
+    # Everything a manager writes (state with token hashes, Raft log, snapshots, backups in flight) is
+    # for its own user only.
+    os.umask(0o077)
     data_dir = os.path.abspath(settings.resolved_data_dir)
     try:
         os.makedirs(data_dir, mode=0o700, exist_ok=True)
