@@ -13,11 +13,12 @@ from typing import Annotated, Any
 import orjson
 from fastapi import Depends, FastAPI, Header, Path, Query, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import FileResponse, Response
+from fastapi.responses import FileResponse, JSONResponse
 from starlette.background import BackgroundTask
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from warren import __version__
+from warren.api import answers as A
 from warren.api import models
 from warren.api.peer import PeerClient
 from warren.api.routing import LeaderRouting
@@ -41,10 +42,8 @@ from warren.store import queries
 log = logging.getLogger(__name__)
 
 
-class JSON(Response):
+class JSON(JSONResponse):
     """JSON rendered by orjson (the API's response class)."""
-
-    media_type = "application/json"
 
     def render(self, content: Any) -> bytes:
         return orjson.dumps(content)
@@ -134,27 +133,33 @@ def create_app(manager: Manager, metrics: ManagerMetrics, peers: PeerClient) -> 
 
     # -- health ---------------------------------------------------------------------------------------
 
-    @app.get("/v1/health")
+    @app.get("/v1/health", response_model=A.Health)
     async def health() -> JSON:
         code, body = health_body(manager.identity.name)
         return JSON(body, status_code=code)
 
-    @app.get("/v1/ready")
+    @app.get("/v1/ready", response_model=A.Ready, responses={503: {"model": A.Ready}})
     async def ready() -> JSON:
         code, body = ready_body(manager.consensus, manager.identity.name)
         return JSON(body, status_code=code)
 
     # -- cluster --------------------------------------------------------------------------------------
 
-    @app.get("/v1/cluster", dependencies=[Consistent])
+    @app.get("/v1/cluster", dependencies=[Consistent], response_model=A.ClusterInfo, responses=A.errors(400))
     async def cluster_info() -> JSON:
         return JSON(await manager.cluster_info())
 
-    @app.post("/v1/cluster/join-tokens", status_code=201)
+    @app.post(
+        "/v1/cluster/join-tokens", status_code=201, response_model=A.JoinToken, responses=A.errors(400, 413)
+    )
     async def join_token(body: models.JoinTokenRequest) -> JSON:
         return JSON(await manager.issue_token(body.role, body.rotate, body.ttl_s), status_code=201)
 
-    @app.get("/v1/cluster/backup", response_class=FileResponse)
+    @app.get(
+        "/v1/cluster/backup",
+        response_class=FileResponse,
+        responses={200: {"content": {"application/vnd.sqlite3": {}}}, **A.errors()},
+    )
     async def backup() -> FileResponse:
         path = await manager.backup()
         return FileResponse(
@@ -166,7 +171,12 @@ def create_app(manager: Manager, metrics: ManagerMetrics, peers: PeerClient) -> 
 
     # -- managers -------------------------------------------------------------------------------------
 
-    @app.post("/v1/managers/join", status_code=201)
+    @app.post(
+        "/v1/managers/join",
+        status_code=201,
+        response_model=A.Registered,
+        responses=A.errors(400, 401, 409, 413),
+    )
     async def manager_join(body: models.ManagerJoinRequest) -> JSON:
         split_host_port(body.api_addr, field="api_addr")
         split_host_port(body.raft_addr, field="raft_addr")
@@ -174,46 +184,57 @@ def create_app(manager: Manager, metrics: ManagerMetrics, peers: PeerClient) -> 
             await manager.register_manager(body.token, body.api_addr, body.raft_addr), status_code=201
         )
 
-    @app.post("/v1/managers/{name}/promote")
+    @app.post(
+        "/v1/managers/{name}/promote", response_model=A.Promoted, responses=A.errors(400, 401, 404, 409, 413)
+    )
     async def manager_promote(name: NodePath, body: models.PromoteRequest) -> JSON:
         return JSON(await manager.promote_manager(name, body.token))
 
     # -- nodes ----------------------------------------------------------------------------------------
 
-    @app.get("/v1/nodes", dependencies=[Consistent])
+    @app.get("/v1/nodes", dependencies=[Consistent], response_model=list[A.Node], responses=A.errors(400))
     async def node_list() -> JSON:
         return JSON(queries.nodes(manager.conn))
 
-    @app.get("/v1/nodes/{name}", dependencies=[Consistent])
+    @app.get(
+        "/v1/nodes/{name}", dependencies=[Consistent], response_model=A.Node, responses=A.errors(400, 404)
+    )
     async def node_get(name: NodePath) -> JSON:
         node = queries.node(manager.conn, name)
         if node is None:
             raise NotFoundError(f"no node named {name!r}")
         return JSON(node)
 
-    @app.delete("/v1/nodes/{name}")
+    @app.delete("/v1/nodes/{name}", response_model=A.Removed, responses=A.errors(400, 404, 409))
     async def node_remove(name: NodePath) -> JSON:
         return JSON(await manager.remove_node(name))
 
     # -- services -------------------------------------------------------------------------------------
 
-    @app.get("/v1/services", dependencies=[Consistent])
+    @app.get(
+        "/v1/services", dependencies=[Consistent], response_model=list[A.Service], responses=A.errors(400)
+    )
     async def service_list() -> JSON:
         return JSON(queries.services(manager.conn))
 
-    @app.post("/v1/services", status_code=201)
+    @app.post("/v1/services", status_code=201, response_model=A.Service, responses=A.errors(400, 409, 413))
     async def service_create(body: models.ServiceCreate) -> JSON:
         spec = body.model_dump(exclude={"name"})
         return JSON(await manager.create_service(body.name, spec), status_code=201)
 
-    @app.get("/v1/services/{name}", dependencies=[Consistent])
+    @app.get(
+        "/v1/services/{name}",
+        dependencies=[Consistent],
+        response_model=A.Service,
+        responses=A.errors(400, 404),
+    )
     async def service_get(name: NamePath) -> JSON:
         service = queries.service(manager.conn, name)
         if service is None:
             raise NotFoundError(f"no service named {name!r}")
         return JSON(service)
 
-    @app.patch("/v1/services/{name}")
+    @app.patch("/v1/services/{name}", response_model=A.Service, responses=A.errors(400, 404, 409, 413))
     async def service_update(
         name: NamePath, body: models.ServiceUpdate, if_match: Annotated[str | None, Header()] = None
     ) -> JSON:
@@ -222,7 +243,7 @@ def create_app(manager: Manager, metrics: ManagerMetrics, peers: PeerClient) -> 
             raise InvalidError("nothing to change: give at least one field")
         return JSON(await manager.update_service(name, changes, _if_match(if_match)))
 
-    @app.delete("/v1/services/{name}")
+    @app.delete("/v1/services/{name}", response_model=A.Removed, responses=A.errors(400, 404, 409))
     async def service_remove(name: NamePath, if_match: Annotated[str | None, Header()] = None) -> JSON:
         return JSON(await manager.remove_service(name, _if_match(if_match)))
 
