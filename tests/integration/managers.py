@@ -362,17 +362,26 @@ class ManagerCluster:
         base_dir: Path,
         *,
         hosts: Iterator[tuple[str, tuple[int, int, int] | None, list[str]]] | None = None,
+        extra_flags: Sequence[str] = TIMER_FLAGS,
     ) -> None:
         self.base_dir = Path(base_dir)
         self.base_dir.mkdir(parents=True, exist_ok=True)
         self.managers: list[ManagerProc] = []
         self._hosts = hosts or ((f"127.0.0.{n}", None, []) for n in _HOSTS)
         self.join_outputs: list[str] = []  # stdout of each join, in order
+        self.extra_flags = list(extra_flags)  # daemon flags of every manager, after the addresses
 
     def new_manager(self) -> ManagerProc:
         """Create (not start) the next manager with its own addresses and data dir."""
         host, ports, prefix = next(self._hosts)
-        m = ManagerProc(f"m{len(self.managers) + 1}", self.base_dir, host, ports=ports, prefix=prefix)
+        m = ManagerProc(
+            f"m{len(self.managers) + 1}",
+            self.base_dir,
+            host,
+            ports=ports,
+            prefix=prefix,
+            extra_flags=self.extra_flags,
+        )
         self.managers.append(m)
         return m
 

@@ -44,7 +44,7 @@ def test_init_with_every_flag(captured: Captured) -> None:
         "cluster", "init", "--listen-addr", "0.0.0.0:9000", "--advertise-addr", "192.168.1.10:9000",
         "--raft-addr", "192.168.1.10:7000", "--metrics-addr", "0.0.0.0:9191", "--data-dir", "/tmp/w",
         "--manager-only", "--raft-heartbeat-timeout", "100ms", "--raft-election-timeout", "1s",
-        "--restore", "backup.db",
+        "--raft-snapshot-threshold", "500", "--raft-log-keep", "0", "--restore", "backup.db",
     ]) == 0
     [(kind, settings, extra)] = captured.calls
     assert kind == "init"
@@ -52,7 +52,8 @@ def test_init_with_every_flag(captured: Captured) -> None:
     assert settings == ManagerSettings(
         listen_addr="0.0.0.0:9000", advertise_addr="192.168.1.10:9000", raft_addr="192.168.1.10:7000",
         metrics_addr="0.0.0.0:9191", data_dir="/tmp/w", manager_only=True,
-        raft=RaftSettings(heartbeat_interval_s=0.1, election_timeout_min_s=1.0, election_timeout_max_s=2.0),
+        raft=RaftSettings(heartbeat_interval_s=0.1, election_timeout_min_s=1.0, election_timeout_max_s=2.0,
+                          snapshot_threshold=500, max_in_snapshot_log_to_keep=0),
     )
 
 
@@ -96,6 +97,13 @@ def test_exit_status_is_the_daemons(monkeypatch: pytest.MonkeyPatch) -> None:
     fake = Captured(status=3)
     monkeypatch.setattr(daemon, "run_init", fake.run_init)
     assert main(["cluster", "init"]) == 3
+
+
+@pytest.mark.parametrize("argv", [["--raft-snapshot-threshold", "0"], ["--raft-snapshot-threshold", "x"],
+                                  ["--raft-log-keep", "-1"]])
+def test_bad_raft_counts_are_usage_errors(argv: list[str], captured: Captured) -> None:
+    assert main(["cluster", "init", *argv]) == 2
+    assert captured.calls == []
 
 
 def test_invalid_settings_do_not_start_the_daemon(

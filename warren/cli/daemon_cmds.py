@@ -9,7 +9,7 @@ import argparse
 import dataclasses
 from typing import Any
 
-from warren.cli.parsing import Subparsers, add_command, duration
+from warren.cli.parsing import Subparsers, add_command, duration, non_negative_int, positive_int
 from warren.config import (
     DEFAULT_API_PORT,
     DEFAULT_LISTEN_ADDR,
@@ -92,6 +92,13 @@ def _add_manager_flags(parser: argparse.ArgumentParser) -> None:
                              f"starts an election (default {_ms(_RAFT.election_timeout_min_s)} to "
                              f"{_ms(_RAFT.election_timeout_max_s)}); a dead leader is replaced after about "
                              "3*DUR to 4*DUR (the leader lease of 2*DUR runs first)")
+    parser.add_argument("--raft-snapshot-threshold", metavar="N", type=positive_int,
+                        help="take a snapshot of the state (and compact the log) every N committed entries "
+                             f"(default {_RAFT.snapshot_threshold})")
+    parser.add_argument("--raft-log-keep", metavar="N", type=non_negative_int,
+                        help="entries kept in the log behind a snapshot, so a lagging manager catches up "
+                             f"from the log instead of a whole snapshot (default "
+                             f"{_RAFT.max_in_snapshot_log_to_keep})")
 
 
 def _ms(seconds: float) -> str:
@@ -121,6 +128,10 @@ def build_settings(args: argparse.Namespace) -> ManagerSettings:
     if args.raft_election_timeout is not None:
         raft["election_timeout_min_s"] = args.raft_election_timeout
         raft["election_timeout_max_s"] = 2 * args.raft_election_timeout
+    if args.raft_snapshot_threshold is not None:
+        raft["snapshot_threshold"] = args.raft_snapshot_threshold
+    if args.raft_log_keep is not None:
+        raft["max_in_snapshot_log_to_keep"] = args.raft_log_keep
     if raft:
         fields["raft"] = dataclasses.replace(RaftSettings(), **raft)
     settings = ManagerSettings(**fields)

@@ -124,6 +124,13 @@ def non_negative_int(text: str) -> int:
     return value
 
 
+def positive_int(text: str) -> int:
+    value = non_negative_int(text) if text.strip().isdigit() else 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a whole number of 1 or more, got {text!r}")
+    return value
+
+
 def key_value(text: str) -> tuple[str, str]:
     """("K", "V") from "K=V" (the value may be empty or contain "=")."""
     key, sep, value = text.partition("=")

@@ -53,6 +53,14 @@ class RaftCollector(Collector):
         yield gauge(
             "warren_raft_last_log_index", "Highest log index stored locally", m["last_log_index"] or 0
         )
+        yield gauge(
+            "warren_raft_snapshot_index",
+            "Last log index in the latest snapshot (0: none)",
+            m["snapshot_index"] or 0,
+        )
+        yield gauge(
+            "warren_raft_purged_index", "Highest log index compacted away (0: none)", m["purged_index"] or 0
+        )
         contact = 0.0 if m["role"] == "leader" else m["last_leader_contact_s"]
         yield gauge(
             "warren_raft_last_contact_seconds",
