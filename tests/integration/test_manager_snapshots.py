@@ -23,8 +23,11 @@ def test_snapshot_compaction_join_and_restart(make_managers: Callable[..., Manag
     first = cluster.init()
     with httpx.Client(base_url=f"http://{first.api_addr}", timeout=10.0) as client:
         for i in range(WRITES):
-            response = client.post("/v1/services", json={"name": f"s{i}", "image": "busybox", "replicas": i % 4})
+            response = client.post(
+                "/v1/services", json={"name": f"s{i}", "image": "busybox", "replicas": i % 4}
+            )
             assert response.status_code == 201, response.text
+
     def compacted() -> dict[str, float] | None:
         m = first.metrics()
         return m if m["warren_raft_purged_index"] >= SNAPSHOT_EVERY else None
