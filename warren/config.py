@@ -6,6 +6,7 @@ at the Rust edge (`RaftSettings.to_core`). The CLI reads its defaults from this 
 
 from __future__ import annotations
 
+import ipaddress
 import math
 import re
 from dataclasses import dataclass
@@ -285,6 +286,8 @@ def split_host_port(addr: str, *, field: str = "address", default_port: int | No
         sep, port_text = (":", rest[1:]) if rest.startswith(":") else ("", "")
     elif not sep or ":" in host:
         host, sep, port_text = text, "", ""
+    if host and not _valid_host(host):
+        raise ConfigError(f"{field} {addr!r}: {host!r} is not a host name or IP address")
     if not sep:
         if default_port is None or not host:
             raise ConfigError(f"{field} {addr!r} must be HOST:PORT")
@@ -292,6 +295,20 @@ def split_host_port(addr: str, *, field: str = "address", default_port: int | No
     if not host or not port_text.isdigit() or not 0 < int(port_text) < 65536:
         raise ConfigError(f"{field} {addr!r} must be HOST:PORT with a port from 1 to 65535")
     return host, int(port_text)
+
+
+_HOST_NAME = re.compile(r"^[A-Za-z0-9_]([A-Za-z0-9_.-]{0,252})$")
+
+
+def _valid_host(host: str) -> bool:
+    """A DNS name or IPv4 address (letters, digits, '.', '-', '_'), or an IPv6 address."""
+    if ":" in host:
+        try:
+            ipaddress.IPv6Address(host.split("%", 1)[0])
+        except ValueError:
+            return False
+        return True
+    return _HOST_NAME.match(host) is not None
 
 
 def join_host_port(host: str, port: int) -> str:

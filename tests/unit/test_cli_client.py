@@ -358,3 +358,15 @@ def test_several_managers_all_failing_pause_between_rounds() -> None:
 def test_an_empty_manager_list_is_a_config_error() -> None:
     with pytest.raises(ConfigError, match="names no manager"):
         ManagerClient(" , ")
+
+
+def test_timeout_flag_bounds_the_retries(capsys: pytest.CaptureFixture[str]) -> None:
+    # Port 1 on loopback refuses at once: with --timeout 0 the CLI tries once and says so.
+    assert main(["cluster", "info", "--manager", "127.0.0.1:1", "--timeout", "0s"]) == 1
+    err = capsys.readouterr().err
+    assert err == "warren: cannot reach manager at 127.0.0.1:1: connection refused\n"
+
+
+def test_a_malformed_manager_in_a_list_is_a_usage_error(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["cluster", "info", "--manager", "127.0.0.1:8080,bad:port:x"]) == 2
+    assert "is not a host name or IP address" in capsys.readouterr().err

@@ -188,9 +188,26 @@ def test_split_host_port(text: str, expected: tuple[str, int]) -> None:
     assert split_host_port(join_host_port(*expected)) == expected
 
 
-@pytest.mark.parametrize("text", ["", "host", ":80", "host:", "host:0", "host:65536", "host:http", "::1"])
+@pytest.mark.parametrize(
+    "text",
+    [
+        "",
+        "host",
+        ":80",
+        "host:",
+        "host:0",
+        "host:65536",
+        "host:http",
+        "::1",
+        "bad:port:x",
+        "a b:80",
+        "a,b:80",
+        "[zz::1]:80",
+        "h/x:80",
+    ],
+)
 def test_split_host_port_refuses(text: str) -> None:
-    with pytest.raises(ConfigError, match="HOST:PORT"):
+    with pytest.raises(ConfigError, match="HOST:PORT|not a host name"):
         split_host_port(text, field="listen_addr")
 
 

@@ -24,7 +24,7 @@ from warren.cli.parsing import (
     new_parser,
     subcommands,
 )
-from warren.config import DEFAULT_MANAGER, MANAGER_ENV
+from warren.config import DEFAULT_MANAGER, MANAGER_ENV, ClientSettings
 from warren.errors import ConfigError, WarrenError
 
 # Builds the client a command talks through (tests inject one over httpx.MockTransport).
@@ -115,10 +115,16 @@ def _run(argv: list[str], connect: Connect | None) -> int:
         manager, source = os.environ.get(MANAGER_ENV, "").strip(), MANAGER_ENV
     if not manager:
         manager, source = DEFAULT_MANAGER, "the default manager"
-    base_url(manager, source=source)  # a malformed address is a usage error, before any request
+    for one in manager.split(","):
+        base_url(one, source=source)  # a malformed address is a usage error, before any request
     args.manager = manager
     args.format = getattr(args, "format", "table")
-    client = connect(manager) if connect is not None else ManagerClient(manager, source=source)
+    timeout = getattr(args, "timeout", None)
+    settings = ClientSettings() if timeout is None else ClientSettings(retry_deadline_s=timeout)
+    if connect is not None:
+        client = connect(manager)
+    else:
+        client = ManagerClient(manager, settings=settings, source=source)
     with client:
         status = handler(args, client)
     return status

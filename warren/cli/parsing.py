@@ -10,7 +10,7 @@ import argparse
 from typing import Any, NoReturn
 
 from warren import __version__
-from warren.config import DEFAULT_MANAGER, MANAGER_ENV, parse_duration
+from warren.config import DEFAULT_MANAGER, MANAGER_ENV, ClientSettings, parse_duration
 from warren.errors import ConfigError
 
 OUTPUT_FORMATS = ("table", "json", "yaml")
@@ -69,6 +69,11 @@ def add_client_options(parser: argparse.ArgumentParser) -> None:
         "--manager", metavar="HOST:PORT", default=argparse.SUPPRESS,
         help=f"manager API to talk to; several as HOST:PORT,HOST:PORT are tried in turn "
         f"(env {MANAGER_ENV}; default {DEFAULT_MANAGER})",
+    )
+    parser.add_argument(
+        "--timeout", metavar="DUR", type=duration, default=argparse.SUPPRESS,
+        help="keep retrying for this long while no manager answers or the cluster has no leader "
+        f"(default {ClientSettings().retry_deadline_s:g}s; 0 tries once)",
     )
     # Only `-o` (and --format): `cluster backup --output FILE` names a file, as in the design.
     parser.add_argument(
