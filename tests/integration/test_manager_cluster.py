@@ -266,3 +266,30 @@ def test_lone_leader_without_quorum_answers_writes_with_503(
             )
     assert_error_body(response, 503, "unavailable")
     assert response.headers.get("retry-after") == "1"
+
+
+def test_five_managers_survive_two_failures_not_three(make_managers: Callable[..., ManagerCluster]) -> None:
+    """The seed's large layout: a quorum of 3 of 5 tolerates two lost managers, the leader among them."""
+    c = make_managers()
+    managers = c.form(5)
+    assert "Raft quorum: 5/5 managers (needs 3 for majority)" in c.join_outputs[-1]
+    leader = c.leader()
+    follower = c.followers(leader)[0]
+    leader.kill()
+    follower.kill()
+    survivors = [m for m in managers if m.alive]
+    new_leader = c.leader(among=survivors)
+    for m in survivors:
+        assert create_service(m.api_addr, f"two-down-{m.label}").status_code == 201
+    info = info_json(new_leader)
+    assert info["quorum"] == {"managers": 5, "needed": 3, "reachable": 3, "ok": True}, info["quorum"]
+
+    # A third loss leaves 2 of 5: no quorum, and the survivors say so.
+    c.followers(new_leader)[0].kill()
+    remaining = [m for m in managers if m.alive]
+    assert len(remaining) == 2
+    lost = wait_for(lambda: quorum_lost(remaining[0]), 15, "the quorum loss to be reported")
+    assert lost["quorum"]["reachable"] == 2 and lost["quorum"]["needed"] == 3, lost["quorum"]
+    with api(remaining[0].api_addr, timeout=10) as client:
+        response = client.post("/v1/services", json={"name": "three-down", "image": "nginx"})
+    assert_error_body(response, 503, "unavailable")
