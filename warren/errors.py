@@ -62,6 +62,51 @@ class UnavailableError(WarrenError):
     """The cluster cannot serve the request now (no quorum, timeout, shutting down); retry later."""
 
 
+class InvalidError(WarrenError):
+    """The request is malformed or names something impossible (bad name, bad value, unknown field)."""
+
+
+class UnauthorizedError(WarrenError):
+    """A join token (or other credential) is missing, unknown, expired, rotated or for the wrong role."""
+
+
+# The API's answer for each Warren error: (class, HTTP status, error code), in the order they are
+# matched (a subclass before its parent). The server answers with the first entry the error is an
+# instance of; clients and the proposer turn an answer back into the class of the first entry with
+# its code (or, for answers without a Warren error body, its status). docs/api.md lists them.
+HTTP_ANSWERS: tuple[tuple[type[WarrenError], int, str], ...] = (
+    (InvalidError, 400, "invalid"),
+    (ConfigError, 400, "invalid"),
+    (UnauthorizedError, 401, "unauthorized"),
+    (NotFoundError, 404, "not_found"),
+    (ConflictError, 409, "conflict"),
+    (InvalidError, 413, "too_large"),  # raised by the API's body limit, never by handlers
+    (InvalidError, 422, "invalid"),  # what FastAPI-style servers answer for a bad body; Warren says 400
+    (UnavailableError, 503, "unavailable"),
+    (NotLeaderError, 503, "unavailable"),
+    (StorageError, 500, "storage"),
+)
+
+
+def http_answer(exc: WarrenError) -> tuple[int, str]:
+    """(HTTP status, error code) the API answers `exc` with; (500, "internal") for anything else."""
+    for cls, status, code in HTTP_ANSWERS:
+        if isinstance(exc, cls):
+            return status, code
+    return 500, "internal"
+
+
+def error_class(code: object, status: int | None = None) -> type[WarrenError]:
+    """The Warren error for an error answer: by its code, else by its HTTP status, else WarrenError."""
+    for cls, _, known in HTTP_ANSWERS:
+        if known == code:
+            return cls
+    for cls, known_status, _ in HTTP_ANSWERS:
+        if known_status == status:
+            return cls
+    return WarrenError
+
+
 def from_raft(exc: warren_raft.RaftError) -> WarrenError:
     """The Warren error for a `warren_raft` error: same message, leader hint kept.
 
@@ -126,11 +171,3 @@ class raft_errors:  # lower-case like contextlib.suppress: used as `with raft_er
                 return func(*args, **kwargs)
 
         return wrapper
-
-
-class InvalidError(WarrenError):
-    """The request is malformed or names something impossible (bad name, bad value, unknown field)."""
-
-
-class UnauthorizedError(WarrenError):
-    """A join token (or other credential) is missing, unknown, expired, rotated or for the wrong role."""

@@ -148,3 +148,28 @@ def test_every_raft_exception_class_is_folded(raft: ModuleType) -> None:
         name for name, obj in vars(raft).items() if isinstance(obj, type) and issubclass(obj, raft.RaftError)
     }
     assert raft_classes == {name for name, _ in FOLDS}
+
+
+def test_every_api_error_round_trips_through_its_answer() -> None:
+    from warren.errors import (
+        HTTP_ANSWERS,
+        ConfigError,
+        CorruptStateError,
+        InvalidError,
+        NotLeaderError,
+        UnavailableError,
+        error_class,
+        http_answer,
+    )
+
+    assert http_answer(NotLeaderError()) == (503, "unavailable")
+    assert http_answer(ConfigError("x")) == (400, "invalid")
+    assert http_answer(CorruptStateError("x")) == (500, "storage")
+    assert http_answer(WarrenError("x")) == (500, "internal")
+    assert error_class("unavailable") is UnavailableError
+    assert error_class("too_large") is InvalidError and error_class(None, 413) is InvalidError
+    assert error_class("nonsense", 418) is WarrenError
+    for _, status, code in HTTP_ANSWERS:
+        # Every code and status the table answers with comes back as the class that owns it first.
+        assert error_class(code) is next(c for c, _, k in HTTP_ANSWERS if k == code)
+        assert error_class(None, status) is next(c for c, st, _ in HTTP_ANSWERS if st == status)

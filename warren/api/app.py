@@ -1,7 +1,7 @@
 """The HTTP API under /v1 (FastAPI, orjson responses). Routes are thin: the Manager does the work.
 
 Error answers are always `{"error": code, "message": text}`; the status for each Warren error is in
-one table (STATUS). See docs/api.md.
+one table (warren.errors.HTTP_ANSWERS). See docs/api.md.
 """
 
 from __future__ import annotations
@@ -24,15 +24,10 @@ from warren.api.peer import PeerClient
 from warren.api.routing import LeaderRouting
 from warren.config import NAME_PATTERN, split_host_port
 from warren.errors import (
-    ConfigError,
-    ConflictError,
     InvalidError,
     NotFoundError,
-    NotLeaderError,
-    StorageError,
-    UnauthorizedError,
-    UnavailableError,
     WarrenError,
+    http_answer,
 )
 from warren.manager import tokens
 from warren.manager.manager import Manager
@@ -48,18 +43,6 @@ class JSON(JSONResponse):
     def render(self, content: Any) -> bytes:
         return orjson.dumps(content)
 
-
-# Warren error -> (HTTP status, error code). Checked in order: subclasses before their parents.
-STATUS: list[tuple[type[WarrenError], int, str]] = [
-    (InvalidError, 400, "invalid"),
-    (ConfigError, 400, "invalid"),
-    (UnauthorizedError, 401, "unauthorized"),
-    (NotFoundError, 404, "not_found"),
-    (ConflictError, 409, "conflict"),
-    (NotLeaderError, 503, "unavailable"),
-    (UnavailableError, 503, "unavailable"),
-    (StorageError, 500, "storage"),
-]
 
 NamePath = Annotated[str, Path(pattern=NAME_PATTERN, max_length=63)]
 # Node names are Warren-minted (manager-2-ab12cd, worker names later): same character set.
@@ -107,13 +90,10 @@ def create_app(manager: Manager, metrics: ManagerMetrics, peers: PeerClient) -> 
 
     @app.exception_handler(WarrenError)
     async def warren_error(_: Request, exc: WarrenError) -> JSON:
-        for cls, status, code in STATUS:
-            if isinstance(exc, cls):
-                if status >= 500 and status != 503:
-                    log.error("request failed: %s", exc)
-                return error_response(status, code, str(exc), settings.retry_after_s)
-        log.error("request failed: %s", exc)
-        return error_response(500, "internal", str(exc))
+        status, code = http_answer(exc)
+        if status >= 500 and status != 503:
+            log.error("request failed: %s", exc)
+        return error_response(status, code, str(exc), settings.retry_after_s)
 
     @app.exception_handler(RequestValidationError)
     async def invalid(_: Request, exc: RequestValidationError) -> JSON:

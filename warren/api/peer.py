@@ -12,21 +12,10 @@ import httpx
 
 from warren.api.forwarder import Forwarded, Forwarder
 from warren.errors import (
-    ConflictError,
-    InvalidError,
-    NotFoundError,
-    UnauthorizedError,
     UnavailableError,
     WarrenError,
+    error_class,
 )
-
-_STATUS_ERRORS: dict[int, type[WarrenError]] = {
-    400: InvalidError,
-    401: UnauthorizedError,
-    404: NotFoundError,
-    409: ConflictError,
-    503: UnavailableError,
-}
 
 
 class PeerClient:
@@ -84,8 +73,9 @@ class PeerClient:
         except ValueError:
             doc = {}
         if resp.status_code >= 400:
-            message = doc.get("message") if isinstance(doc, dict) else None
-            raise _STATUS_ERRORS.get(resp.status_code, WarrenError)(
+            body = doc if isinstance(doc, dict) else {}
+            message = body.get("message")
+            raise error_class(body.get("error"), resp.status_code)(
                 f"{api_addr}: {message or f'HTTP {resp.status_code}'}"
             )
         if not isinstance(doc, dict):

@@ -22,27 +22,11 @@ from warren.cli.output import format_duration
 from warren.config import DEFAULT_API_PORT, ClientSettings, join_host_port, split_host_port
 from warren.errors import (
     ConfigError,
-    ConflictError,
-    InvalidError,
-    NotFoundError,
-    UnauthorizedError,
     UnavailableError,
     WarrenError,
+    error_class,
 )
 
-# The API's error codes (docs/api.md), then the status codes for answers without our error body.
-_ERROR_CODES: dict[str, type[WarrenError]] = {
-    "invalid": InvalidError,
-    "too_large": InvalidError,
-    "unauthorized": UnauthorizedError,
-    "not_found": NotFoundError,
-    "conflict": ConflictError,
-    "unavailable": UnavailableError,
-}
-_STATUS_CODES: dict[int, type[WarrenError]] = {
-    400: InvalidError, 401: UnauthorizedError, 404: NotFoundError, 409: ConflictError,
-    413: InvalidError, 422: InvalidError, 503: UnavailableError,
-}
 # 503 is the API's "not now"; 502/504 come from a load balancer in front of managers (retried for reads
 # only: a write may have been applied behind a gateway timeout).
 _RETRY_ALWAYS = frozenset({503})
@@ -239,7 +223,7 @@ class ManagerClient:
     def _error(self, response: httpx.Response, *, retryable: bool) -> WarrenError:
         response.read()
         code, message = _error_body(response)
-        cls = _ERROR_CODES.get(code or "") or _STATUS_CODES.get(response.status_code, WarrenError)
+        cls = error_class(code, response.status_code)
         if message is None:
             status = f"{response.status_code} {response.reason_phrase}".rstrip()
             message = f"manager at {self.address} answered {status}"

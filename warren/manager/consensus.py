@@ -19,13 +19,9 @@ import warren_raft
 
 from warren.config import ManagerSettings
 from warren.errors import (
-    ConflictError,
-    InvalidError,
-    NotFoundError,
     NotLeaderError,
-    UnauthorizedError,
     UnavailableError,
-    WarrenError,
+    error_class,
     raft_errors,
 )
 from warren.raft_bridge import drive
@@ -33,15 +29,6 @@ from warren.store import commands
 from warren.store.machine import Store
 
 log = logging.getLogger(__name__)
-
-# Error codes in a command's replicated answer -> the Warren error the proposer raises.
-_RESULT_ERRORS: dict[str, type[WarrenError]] = {
-    "invalid": InvalidError,
-    "conflict": ConflictError,
-    "not_found": NotFoundError,
-    "unauthorized": UnauthorizedError,
-}
-
 
 # How long one read of the core's metrics answers `is_leader`, `leader` and friends; seconds. A stale
 # answer costs nothing: a write sent to a node that just lost leadership fails in propose and is retried.
@@ -140,7 +127,7 @@ class Consensus:
             observe(elapsed)
         doc = orjson.loads(answer)
         if "error" in doc:
-            raise _RESULT_ERRORS.get(doc["error"], WarrenError)(doc.get("message", doc["error"]))
+            raise error_class(doc["error"])(doc.get("message", doc["error"]))
         return doc["ok"]
 
     async def read_barrier(self) -> int:
