@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.integration.managers import ManagerCluster, manager_clusters
+from tests.integration.managers import ManagerCluster, ManagerProc, manager_clusters
 
 
 @pytest.fixture
@@ -15,3 +15,12 @@ def make_managers(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[Ca
     """Factory of manager clusters; every manager is killed at teardown, logs printed if the test failed."""
     with manager_clusters(tmp_path, request) as make:
         yield make
+
+
+@pytest.fixture(scope="module")
+def lone_manager(
+    tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureRequest
+) -> Iterator[ManagerProc]:
+    """One single-manager cluster shared by a test module (API-level tests that need no failures)."""
+    with manager_clusters(tmp_path_factory.mktemp("lone"), request) as make:
+        yield make().init()

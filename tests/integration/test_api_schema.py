@@ -9,9 +9,6 @@ The backup endpoint is included: it takes no input, so hypothesis generates one 
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from pathlib import Path
-
 import pytest
 import schemathesis
 from hypothesis import HealthCheck, settings
@@ -22,26 +19,18 @@ from schemathesis.checks import (
     status_code_conformance,
 )
 
-from tests.integration.managers import ManagerProc, manager_clusters
+from tests.integration.managers import ManagerProc
 
 MAX_EXAMPLES = 25
 UVICORN_PROTOCOL_REFUSAL = "Invalid HTTP request received."
 
 
 @pytest.fixture(scope="module")
-def fuzzed_manager(
-    tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureRequest
-) -> Iterator[ManagerProc]:
-    with manager_clusters(Path(tmp_path_factory.mktemp("schema")), request) as make:
-        yield make().init()
-
-
-@pytest.fixture(scope="module")
-def api_schema(fuzzed_manager: ManagerProc) -> schemathesis.BaseSchema:
+def api_schema(lone_manager: ManagerProc) -> schemathesis.BaseSchema:
     # FastAPI writes OpenAPI 3.1, which schemathesis 3.x supports behind a flag.
     schemathesis.experimental.OPEN_API_3_1.enable()
     return schemathesis.from_uri(
-        f"http://{fuzzed_manager.api_addr}/openapi.json",
+        f"http://{lone_manager.api_addr}/openapi.json",
         # Requests that fit the schema and requests that break it on purpose (wrong types, missing fields).
         data_generation_methods=schemathesis.DataGenerationMethod.all(),
     )
@@ -60,7 +49,7 @@ schema = schemathesis.from_pytest_fixture("api_schema")
         HealthCheck.function_scoped_fixture,
     ],
 )
-def test_no_operation_answers_5xx(case: schemathesis.Case, fuzzed_manager: ManagerProc) -> None:
+def test_no_operation_answers_5xx(case: schemathesis.Case, lone_manager: ManagerProc) -> None:
     response = case.call(timeout=15)
     if response.status_code == 400 and response.text == UVICORN_PROTOCOL_REFUSAL:
         # Refused by the HTTP server before any application code (e.g. a header name httptools
@@ -79,14 +68,14 @@ def test_no_operation_answers_5xx(case: schemathesis.Case, fuzzed_manager: Manag
     )
 
 
-def test_manager_survived_the_fuzzing(fuzzed_manager: ManagerProc) -> None:
-    assert fuzzed_manager.alive
+def test_manager_survived_the_fuzzing(lone_manager: ManagerProc) -> None:
+    assert lone_manager.alive
     requests = {
-        k: v for k, v in fuzzed_manager.metrics().items() if k.startswith("warren_api_requests_total")
+        k: v for k, v in lone_manager.metrics().items() if k.startswith("warren_api_requests_total")
     }
     print("\n".join(f"{k} {v:g}" for k, v in sorted(requests.items())))
     # The fuzzing really ran: many requests, some with JSON bodies valid enough to create something.
     assert sum(requests.values()) >= 100, requests
     assert any('code="201"' in k for k in requests), requests
-    text = fuzzed_manager.errors()
-    assert "Traceback" not in text and " ERROR " not in text, fuzzed_manager.log_tail()
+    text = lone_manager.errors()
+    assert "Traceback" not in text and " ERROR " not in text, lone_manager.log_tail()

@@ -3,28 +3,19 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 
-from tests.integration.managers import ManagerProc, api, assert_error_body, manager_clusters
+from tests.integration.managers import ManagerProc, api, assert_error_body
 
 MIB = 1024 * 1024
 
 
-@pytest.fixture(scope="module")
-def manager(
-    tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureRequest
-) -> Iterator[ManagerProc]:
-    with manager_clusters(Path(tmp_path_factory.mktemp("api")), request) as make:
-        yield make().init()
-
-
 @pytest.fixture
-def client(manager: ManagerProc) -> Iterator[httpx.Client]:
-    with api(manager.api_addr, timeout=10) as c:
+def client(lone_manager: ManagerProc) -> Iterator[httpx.Client]:
+    with api(lone_manager.api_addr, timeout=10) as c:
         yield c
 
 
@@ -150,8 +141,9 @@ def test_bad_manager_join_requests_are_4xx(client: httpx.Client, body: dict[str,
     assert_error_body(client.post("/v1/managers/join", json=body), (400, 401))
 
 
-def test_manager_is_still_healthy(manager: ManagerProc, client: httpx.Client) -> None:
+def test_manager_is_still_healthy(lone_manager: ManagerProc, client: httpx.Client) -> None:
     """Everything above left the manager serving, and it logged no internal error."""
     assert client.get("/v1/ready").status_code == 200
-    assert manager.alive
-    assert " ERROR " not in manager.errors() and "Traceback" not in manager.errors(), manager.log_tail()
+    assert lone_manager.alive
+    errors = lone_manager.errors()
+    assert " ERROR " not in errors and "Traceback" not in errors, lone_manager.log_tail()

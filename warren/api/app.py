@@ -20,7 +20,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from warren import __version__
 from warren.api import answers as A
 from warren.api import models
-from warren.api.peer import PeerClient
+from warren.api.forwarder import Forwarder
 from warren.api.routing import LeaderRouting
 from warren.config import NAME_PATTERN, split_host_port
 from warren.errors import (
@@ -78,7 +78,7 @@ def _if_match(value: str | None) -> int | None:
     return int(text)
 
 
-def create_app(manager: Manager, metrics: ManagerMetrics, peers: PeerClient) -> LeaderRouting:
+def create_app(manager: Manager, metrics: ManagerMetrics, forwarder: Forwarder) -> LeaderRouting:
     settings = manager.settings
     app = FastAPI(
         title="Warren API",
@@ -115,8 +115,7 @@ def create_app(manager: Manager, metrics: ManagerMetrics, peers: PeerClient) -> 
 
     @app.get("/v1/health", response_model=A.Health)
     async def health() -> JSON:
-        code, body = health_body(manager.identity.name)
-        return JSON(body, status_code=code)
+        return JSON(health_body(manager.identity.name))
 
     @app.get("/v1/ready", response_model=A.Ready, responses={503: {"model": A.Ready}})
     async def ready() -> JSON:
@@ -230,7 +229,7 @@ def create_app(manager: Manager, metrics: ManagerMetrics, peers: PeerClient) -> 
     return LeaderRouting(
         app,
         consensus=manager.consensus,
-        peers=peers,
+        forwarder=forwarder,
         metrics=metrics,
         max_body=settings.max_request_bytes,
         retry_after_s=settings.retry_after_s,

@@ -1,4 +1,6 @@
-"""HTTP between managers (and from a joining manager to the cluster): forwarding, probes, join calls.
+"""HTTP between managers (and from a joining manager to the cluster): readiness probes and join calls.
+
+Forwarded writes go through warren.api.forwarder instead, which is on the hot path.
 
 One pooled async client per manager. Talks plain HTTP today; the security issue adds mutual TLS here.
 """
@@ -10,7 +12,6 @@ from typing import Any
 
 import httpx
 
-from warren.api.forwarder import Forwarded, Forwarder
 from warren.errors import (
     UnavailableError,
     WarrenError,
@@ -23,21 +24,6 @@ class PeerClient:
         self.timeout_s = timeout_s
         self.probe_timeout_s = probe_timeout_s
         self._client = httpx.AsyncClient(timeout=timeout_s)
-        self._forwarder = Forwarder(timeout_s)
-
-    async def forward(
-        self,
-        api_addr: str,
-        method: str,
-        path: str,
-        query: bytes,
-        headers: list[tuple[bytes, bytes]],
-        body: bytes,
-    ) -> Forwarded:
-        """Send the request to the manager at `api_addr` and return its answer as it is.
-
-        Raises UnavailableError when the leader cannot be reached (the client retries later)."""
-        return await self._forwarder.forward(api_addr, method, path, query, headers, body)
 
     async def probe_ready(self, api_addr: str) -> str:
         """'ready', 'not ready' (answers 503) or 'unreachable' (no answer within the probe timeout)."""
@@ -83,5 +69,4 @@ class PeerClient:
         return doc, resp.headers
 
     async def close(self) -> None:
-        self._forwarder.close()
         await self._client.aclose()

@@ -14,8 +14,7 @@ from typing import Any
 
 import orjson
 
-from warren.api.forwarder import FORWARDED_HEADER
-from warren.api.peer import PeerClient
+from warren.api.forwarder import FORWARDED_HEADER, Forwarder
 from warren.errors import UnavailableError
 from warren.manager.consensus import Consensus
 from warren.manager.metrics import ManagerMetrics
@@ -62,14 +61,14 @@ class LeaderRouting:
         app: ASGIApp,
         *,
         consensus: Consensus,
-        peers: PeerClient,
+        forwarder: Forwarder,
         metrics: ManagerMetrics,
         max_body: int,
         retry_after_s: int,
     ) -> None:
         self.app = app
         self.consensus = consensus
-        self.peers = peers
+        self.forwarder = forwarder
         self.metrics = metrics
         self.max_body = max_body
         self.retry_after = [(b"retry-after", str(retry_after_s).encode())]
@@ -127,7 +126,7 @@ class LeaderRouting:
             await self._unavailable(send, "no leader: the cluster is electing one or has lost quorum")
             return
         try:
-            answer = await self.peers.forward(
+            answer = await self.forwarder.forward(
                 leader.api_addr, scope["method"], scope["path"], scope.get("query_string", b""), headers, body
             )
         except UnavailableError as exc:

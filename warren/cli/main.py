@@ -14,7 +14,7 @@ import httpx
 
 from warren import __version__
 from warren.cli import cluster_cmds, daemon_cmds, node_cmds, service_cmds
-from warren.cli.client import ManagerClient, base_url
+from warren.cli.client import ManagerClient
 from warren.cli.parsing import (
     HelpExit,
     UsageError,
@@ -115,8 +115,6 @@ def _run(argv: list[str], connect: Connect | None) -> int:
         manager, source = os.environ.get(MANAGER_ENV, "").strip(), MANAGER_ENV
     if not manager:
         manager, source = DEFAULT_MANAGER, "the default manager"
-    for one in manager.split(","):
-        base_url(one, source=source)  # a malformed address is a usage error, before any request
     args.manager = manager
     args.format = getattr(args, "format", "table")
     timeout = getattr(args, "timeout", None)

@@ -26,7 +26,7 @@ import warren_raft
 
 from warren import logs
 from warren.api.app import create_app
-from warren.api.forwarder import FORWARDED_HEADER
+from warren.api.forwarder import FORWARDED_HEADER, Forwarder
 from warren.api.peer import PeerClient
 from warren.config import ManagerSettings
 from warren.errors import ConfigError, InvalidError, WarrenError, raft_errors
@@ -195,11 +195,12 @@ async def _serve(
     applying = consensus.start()
     manager = Manager(me, settings, consensus, peers)
     metrics = ManagerMetrics(consensus)
+    forwarder = Forwarder(settings.forward_timeout_s)
     servers: list[HttpServer] = []
     try:
         servers.append(
             HttpServer(
-                create_app(manager, metrics, peers),
+                create_app(manager, metrics, forwarder),
                 settings.listen_addr,
                 "listen_addr",
                 grace_s=settings.shutdown_grace_s,
@@ -221,10 +222,11 @@ async def _serve(
             assert join is not None and join.token and join.manager
             await _promote(manager, data_dir, join.token, join.manager)
         else:
-            await _announce_resumed(manager)
+            _announce_resumed(manager)
         return await _until_stopped(manager, applying)
     finally:
         await _shutdown(manager, servers)
+        forwarder.close()
 
 
 async def _found(manager: Manager, data_dir: str) -> None:
@@ -236,32 +238,27 @@ async def _found(manager: Manager, data_dir: str) -> None:
     await consensus.wait_for_leader(manager.settings.startup_leader_timeout_s)
     if consensus.is_leader():
         await consensus.read_barrier()
-        if queries.cluster(manager.conn) is None or me.restore_from is not None:
-            if me.restore_from is not None:
-                counts = await manager.import_backup(me.restore_from)
-                check(
-                    f"State restored from {me.restore_from} "
-                    f"({counts.get('services', 0)} services, {counts.get('join_tokens', 0)} join tokens)"
-                )
-                me = dataclasses.replace(me, restore_from=None)
-                ident.save(data_dir, me)
-                manager.identity = me
-            else:
-                record = c.ManagerRecord(me.name, me.raft_id, me.api_addr, me.raft_addr)
-                await consensus.propose(c.InitCluster(me.cluster_id, time.time(), record))
-    voters = len(consensus.metrics()["voters"])
+        if me.restore_from is not None:
+            counts = await manager.import_backup(me.restore_from)
+            check(
+                f"State restored from {me.restore_from} "
+                f"({counts.get('services', 0)} services, {counts.get('join_tokens', 0)} join tokens)"
+            )
+            me = dataclasses.replace(me, restore_from=None)
+            ident.save(data_dir, me)
+            manager.identity = me
+        elif queries.cluster(manager.conn) is None:
+            record = c.ManagerRecord(me.name, me.raft_id, me.api_addr, me.raft_addr)
+            await consensus.propose(c.InitCluster(me.cluster_id, time.time(), record))
     if initialized:
-        check(f"Raft consensus resumed ({voters} manager{'s' if voters != 1 else ''})")
-    else:
-        check("Raft consensus initialized (single-node)")
+        _announce_resumed(manager)
+        return
+    check("Raft consensus initialized (single-node)")
     _announce_started(manager)
     say()
-    if initialized:
-        say(f"Manager resumed ({me.cluster_id})")
-    else:
-        say("Cluster initialized successfully!")
-        say("To add managers, generate join token:")
-        say("  warren cluster join-token manager")
+    say("Cluster initialized successfully!")
+    say("To add managers, generate join token:")
+    say("  warren cluster join-token manager")
 
 
 async def _promote(manager: Manager, data_dir: str, token: str, via: str) -> None:
@@ -284,9 +281,9 @@ async def _promote(manager: Manager, data_dir: str, token: str, via: str) -> Non
     say(f"Raft quorum: {voters}/{voters} managers (needs {needed} for majority)")
 
 
-async def _announce_resumed(manager: Manager) -> None:
+def _announce_resumed(manager: Manager) -> None:
     voters = len(manager.consensus.metrics()["voters"])
-    check(f"Raft consensus resumed ({voters} managers)")
+    check(f"Raft consensus resumed ({voters} manager{'s' if voters != 1 else ''})")
     _announce_started(manager)
     say()
     say(f"Manager resumed ({manager.identity.cluster_id})")

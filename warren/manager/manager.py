@@ -144,7 +144,7 @@ class Manager:
         cluster = queries.cluster(self.conn) or {}
         leader = self.consensus.leader()
         voters, learners = set(m["voters"]), set(m["learners"])
-        managers = [n for n in queries.nodes(self.conn, "manager")]
+        managers = queries.nodes(self.conn, "manager")
         others = [n["api_addr"] for n in managers if n["raft_id"] != m["id"] and n["api_addr"]]
         probes = await self.peers.probe_many(others)
         rows = []

@@ -144,8 +144,8 @@ class ManagerMetrics:
         self.api_seconds.labels(method, route).observe(seconds)
 
 
-def health_body(name: str) -> tuple[int, dict[str, object]]:
-    return 200, {"status": "ok", "node": name}
+def health_body(name: str) -> dict[str, object]:
+    return {"status": "ok", "node": name}
 
 
 def ready_body(consensus: Consensus, name: str) -> tuple[int, dict[str, object]]:
@@ -173,8 +173,7 @@ def metrics_app(metrics: ManagerMetrics, consensus: Consensus, name: str) -> Sta
         )
 
     async def health(_: Request) -> Response:
-        code, body = health_body(name)
-        return JSONResponse(body, status_code=code)
+        return JSONResponse(health_body(name))
 
     async def ready(_: Request) -> Response:
         code, body = ready_body(consensus, name)

@@ -15,7 +15,6 @@ import logging
 import os
 import shutil
 import sqlite3
-from collections.abc import Callable
 from typing import Any
 
 import orjson
@@ -52,8 +51,6 @@ class Store:
     def __init__(self, data_dir: str) -> None:
         self.path = os.path.join(data_dir, DB_NAME)
         self.applied_index = 0
-        # Called after each applied batch with the last index (readiness, waiters, future control loops).
-        self.on_applied: list[Callable[[int], None]] = []
         self.conn = self._open_fresh()
 
     # -- StateMachine ---------------------------------------------------------------------------------
@@ -88,8 +85,6 @@ class Store:
         except BaseException:
             conn.execute("ROLLBACK")
             raise
-        for callback in self.on_applied:
-            callback(self.applied_index)
         return responses
 
     def snapshot(self, path: str) -> None:
