@@ -27,6 +27,7 @@ import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
+from tests.integration import nodeproc
 from tests.integration.nodeproc import REPO_ROOT, free_port
 
 T = TypeVar("T")
@@ -125,9 +126,7 @@ class CliResult:
 
 
 def child_env() -> dict[str, str]:
-    env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO_ROOT), env.get("PYTHONPATH")]))
-    env["PYTHONUNBUFFERED"] = "1"
+    env = nodeproc.child_env()
     env.pop("WARREN_MANAGER", None)  # every client command names its --manager
     return env
 
@@ -262,18 +261,11 @@ class ManagerProc:
 
     def wait_exit(self, timeout: float) -> int | None:
         """The exit status, or None if the process is still running after `timeout`."""
-        if self.proc is None:
-            return None
-        try:
-            return self.proc.wait(timeout)
-        except subprocess.TimeoutExpired:
-            return None
+        return nodeproc.wait_exit(self.proc, timeout)
 
     def kill(self) -> None:
         """SIGKILL: no hand-over, no flush (a power cut, as the other managers see it)."""
-        if self.proc is not None and self.proc.poll() is None:
-            os.kill(self.proc.pid, signal.SIGKILL)
-            self.proc.wait()
+        nodeproc.kill(self.proc)
 
     def terminate(self, timeout: float = 20.0) -> int:
         """SIGTERM and wait for the exit status (SIGKILL and fail if it does not exit in time)."""

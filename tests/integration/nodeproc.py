@@ -81,6 +81,31 @@ def free_port(host: str = "127.0.0.1") -> int:
         return int(s.getsockname()[1])
 
 
+def child_env() -> dict[str, str]:
+    """The environment of a child Python process: this checkout importable, output unbuffered."""
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO_ROOT), env.get("PYTHONPATH")]))
+    env["PYTHONUNBUFFERED"] = "1"
+    return env
+
+
+def wait_exit(proc: subprocess.Popen[bytes] | None, timeout: float) -> int | None:
+    """The exit status, or None if the process is still running after `timeout` (or never started)."""
+    if proc is None:
+        return None
+    try:
+        return proc.wait(timeout)
+    except subprocess.TimeoutExpired:
+        return None
+
+
+def kill(proc: subprocess.Popen[bytes] | None) -> None:
+    """SIGKILL and reap: no flush, no goodbye (what a power cut looks like to the peers)."""
+    if proc is not None and proc.poll() is None:
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait()
+
+
 class NodeProc:
     """A child process answering JSON-line commands; survives `kill()`/`restart()` cycles."""
 
@@ -131,9 +156,7 @@ class NodeProc:
         self.fatal = None
         self._ready = threading.Event()
         self._exited = threading.Event()
-        env = dict(os.environ)
-        env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO_ROOT), env.get("PYTHONPATH")]))
-        env["PYTHONUNBUFFERED"] = "1"
+        env = child_env()
         with open(self.log_path, "ab") as log:
             log.write(f"==== start node {self.id}: {' '.join(self.argv)}\n".encode())
             log.flush()
@@ -170,18 +193,11 @@ class NodeProc:
 
     def wait_exit(self, timeout: float = 10.0) -> int | None:
         """The exit code, or None if the process is still running after `timeout`."""
-        if self.proc is None:
-            return None
-        try:
-            return self.proc.wait(timeout)
-        except subprocess.TimeoutExpired:
-            return None
+        return wait_exit(self.proc, timeout)
 
     def kill(self) -> None:
         """SIGKILL: no flush, no goodbye (what a power cut looks like to the peers)."""
-        if self.proc is not None and self.proc.poll() is None:
-            os.kill(self.proc.pid, signal.SIGKILL)
-            self.proc.wait()
+        kill(self.proc)
         self._close_pipes()
 
     def stop(self, timeout: float = 15.0) -> None:
