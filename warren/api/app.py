@@ -8,12 +8,11 @@ from __future__ import annotations
 
 import logging
 import os
-from typing import Annotated, Any
+from typing import Annotated
 
-import orjson
 from fastapi import Depends, FastAPI, Header, Path, Query, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import FileResponse, JSONResponse
+from fastapi.responses import FileResponse
 from starlette.background import BackgroundTask
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
@@ -21,6 +20,7 @@ from warren import __version__
 from warren.api import answers as A
 from warren.api import models
 from warren.api.forwarder import Forwarder
+from warren.api.responses import JSON, error_response
 from warren.api.routing import LeaderRouting
 from warren.config import NAME_PATTERN, split_host_port
 from warren.errors import (
@@ -29,7 +29,6 @@ from warren.errors import (
     WarrenError,
     http_answer,
 )
-from warren.manager import tokens
 from warren.manager.manager import Manager
 from warren.manager.metrics import ManagerMetrics, health_body, ready_body
 from warren.store import queries
@@ -37,21 +36,9 @@ from warren.store import queries
 log = logging.getLogger(__name__)
 
 
-class JSON(JSONResponse):
-    """JSON rendered by orjson (the API's response class)."""
-
-    def render(self, content: Any) -> bytes:
-        return orjson.dumps(content)
-
-
 NamePath = Annotated[str, Path(pattern=NAME_PATTERN, max_length=63)]
 # Node names are Warren-minted (manager-2-ab12cd, worker names later): same character set.
 NodePath = Annotated[str, Path(pattern=r"^[a-z0-9][a-z0-9-]{0,99}$")]
-
-
-def error_response(status: int, code: str, message: str, retry_after_s: int | None = None) -> JSON:
-    headers = {"Retry-After": str(retry_after_s)} if retry_after_s is not None and status == 503 else None
-    return JSON({"error": code, "message": tokens.redact(message)}, status_code=status, headers=headers)
 
 
 def _validation_message(exc: RequestValidationError) -> str:

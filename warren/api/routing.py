@@ -9,12 +9,11 @@ with Retry-After, and the client retries.
 from __future__ import annotations
 
 import time
-from collections.abc import Awaitable, Callable, MutableMapping, Sequence
+from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
-import orjson
-
 from warren.api.forwarder import FORWARDED_HEADER, Forwarder
+from warren.api.responses import error_response
 from warren.errors import UnavailableError
 from warren.manager.consensus import Consensus
 from warren.manager.metrics import ManagerMetrics
@@ -37,24 +36,6 @@ def needs_leader(scope: Scope) -> bool:
     return b"consistent=true" in scope.get("query_string", b"")
 
 
-async def send_json(
-    send: Send, status: int, body: dict[str, Any], headers: Sequence[tuple[bytes, bytes]] = ()
-) -> None:
-    payload = orjson.dumps(body)
-    await send(
-        {
-            "type": "http.response.start",
-            "status": status,
-            "headers": [
-                (b"content-type", b"application/json"),
-                (b"content-length", str(len(payload)).encode()),
-                *headers,
-            ],
-        }
-    )
-    await send({"type": "http.response.body", "body": payload})
-
-
 class LeaderRouting:
     def __init__(
         self,
@@ -71,7 +52,7 @@ class LeaderRouting:
         self.forwarder = forwarder
         self.metrics = metrics
         self.max_body = max_body
-        self.retry_after = [(b"retry-after", str(retry_after_s).encode())]
+        self.retry_after_s = retry_after_s
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -96,14 +77,11 @@ class LeaderRouting:
     async def _route(self, scope: Scope, receive: Receive, send: Send) -> None:
         body = await self._read_body(receive)
         if body is None:
-            await send_json(
-                send,
-                413,
-                {"error": "too_large", "message": f"request body larger than {self.max_body} bytes"},
-            )
+            message = f"request body larger than {self.max_body} bytes"
+            await error_response(413, "too_large", message)(scope, receive, send)
             return
         if needs_leader(scope) and not self.consensus.is_leader():
-            await self._forward(scope, body, send)
+            await self._forward(scope, receive, body, send)
             return
         delivered = False
 
@@ -116,21 +94,25 @@ class LeaderRouting:
 
         await self.app(scope, replay, send)
 
-    async def _forward(self, scope: Scope, body: bytes, send: Send) -> None:
+    async def _forward(self, scope: Scope, receive: Receive, body: bytes, send: Send) -> None:
         headers: list[tuple[bytes, bytes]] = list(scope["headers"])
         if any(k.lower() == FORWARDED_HEADER for k, _ in headers):
-            await self._unavailable(send, "this manager is not the leader (request already forwarded once)")
+            await self._unavailable(
+                scope, receive, send, "this manager is not the leader (request already forwarded once)"
+            )
             return
         leader = self.consensus.leader()
         if leader is None or leader.api_addr is None:
-            await self._unavailable(send, "no leader: the cluster is electing one or has lost quorum")
+            await self._unavailable(
+                scope, receive, send, "no leader: the cluster is electing one or has lost quorum"
+            )
             return
         try:
             answer = await self.forwarder.forward(
                 leader.api_addr, scope["method"], scope["path"], scope.get("query_string", b""), headers, body
             )
         except UnavailableError as exc:
-            await self._unavailable(send, str(exc))
+            await self._unavailable(scope, receive, send, str(exc))
             return
         self.metrics.api_forwarded.inc()
         scope["warren.forwarded"] = True
@@ -143,8 +125,8 @@ class LeaderRouting:
         )
         await send({"type": "http.response.body", "body": answer.body})
 
-    async def _unavailable(self, send: Send, message: str) -> None:
-        await send_json(send, 503, {"error": "unavailable", "message": message}, self.retry_after)
+    async def _unavailable(self, scope: Scope, receive: Receive, send: Send, message: str) -> None:
+        await error_response(503, "unavailable", message, self.retry_after_s)(scope, receive, send)
 
     async def _read_body(self, receive: Receive) -> bytes | None:
         chunks: list[bytes] = []

@@ -1,0 +1,24 @@
+"""The API's JSON response class and its one error body, shared by the routes and the ASGI layer."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+from fastapi.responses import JSONResponse
+
+from warren.manager import tokens
+
+
+class JSON(JSONResponse):
+    """JSON rendered by orjson (the API's response class)."""
+
+    def render(self, content: Any) -> bytes:
+        return orjson.dumps(content)
+
+
+def error_response(status: int, code: str, message: str, retry_after_s: int | None = None) -> JSON:
+    """`{"error": code, "message": ...}` (any join token in the message redacted); a 503 says when to
+    retry."""
+    headers = {"Retry-After": str(retry_after_s)} if retry_after_s is not None and status == 503 else None
+    return JSON({"error": code, "message": tokens.redact(message)}, status_code=status, headers=headers)
