@@ -16,7 +16,6 @@ import http.client
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -25,7 +24,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
+from tests.integration.nodeproc import REPO_ROOT, free_port
 
 # Budgets of the harness itself (not measurements); seconds.
 FORM_TIMEOUT_S = 60.0  # a manager to become a ready member after its process starts
@@ -40,13 +39,6 @@ class HarnessError(Exception):
 
 class HttpError(Exception):
     """A request got no HTTP answer (connection refused or reset, timeout); the connection is closed."""
-
-
-def free_port(host: str) -> int:
-    """A TCP port that is free on `host` right now (bind to port 0, read it back, release it)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind((host, 0))
-        return int(s.getsockname()[1])
 
 
 @contextlib.contextmanager
