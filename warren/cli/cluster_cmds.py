@@ -12,6 +12,7 @@ from warren.cli.client import ManagerClient
 from warren.cli.output import Format, format_duration, plural, render, table
 from warren.cli.parsing import Subparsers, add_command, duration
 from warren.config import DEFAULT_API_PORT, split_host_port
+from warren.durable import fsync_dir
 from warren.errors import ConfigError, WarrenError
 
 
@@ -155,22 +156,8 @@ def cluster_backup(args: argparse.Namespace, client: ManagerClient) -> int:
         with contextlib.suppress(OSError):
             os.unlink(tmp)
         raise
-    _fsync_dir(os.path.dirname(os.path.abspath(path)))
+    fsync_dir(os.path.dirname(os.path.abspath(path)))
     fmt: Format = args.format
     result = {"file": path, "bytes": size}
     print(render(result, fmt, lambda: f"Backup written to {path} ({size} bytes)\n"), end="")
     return 0
-
-
-def _fsync_dir(directory: str) -> None:
-    """Make the rename durable (POSIX); harmless where directories cannot be opened."""
-    try:
-        fd = os.open(directory, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)

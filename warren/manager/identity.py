@@ -11,6 +11,7 @@ from dataclasses import dataclass
 
 import orjson
 
+from warren.durable import fsync_dir
 from warren.errors import CorruptStateError
 
 FILE_NAME = "node.json"
@@ -65,8 +66,4 @@ def save(data_dir: str, identity: Identity) -> None:
     finally:
         os.close(fd)
     os.replace(tmp, target)
-    dir_fd = os.open(data_dir, os.O_RDONLY)
-    try:
-        os.fsync(dir_fd)
-    finally:
-        os.close(dir_fd)
+    fsync_dir(data_dir)

@@ -19,6 +19,7 @@ from typing import Any
 
 import orjson
 
+from warren.durable import fsync_file
 from warren.errors import CorruptStateError
 from warren.store import apply as handlers
 from warren.store import schema
@@ -101,7 +102,7 @@ class Store:
             shutil.copyfile(path, tmp)
             check_state_file(tmp)
             self._remove_db_files()
-            _fsync_file(tmp)
+            fsync_file(tmp)
             os.replace(tmp, self.path)
             self.conn = connect(self.path)
             row = self.conn.execute("SELECT value FROM meta WHERE key = 'applied_index'").fetchone()
@@ -122,7 +123,7 @@ class Store:
             )
         finally:
             dest.close()
-        _fsync_file(path)
+        fsync_file(path)
 
     def close(self) -> None:
         self.conn.close()
@@ -169,11 +170,3 @@ def check_state_file(path: str) -> None:
             raise CorruptStateError(f"{path}: its rows do not match the digest recorded when it was written")
     finally:
         conn.close()
-
-
-def _fsync_file(path: str) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
