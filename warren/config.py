@@ -131,6 +131,51 @@ def parse_duration(text: str) -> float:
     return seconds
 
 
+# -- the leader's orchestrator ------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class OrchestratorSettings:
+    """Timers of the leader's dispatcher (worker sessions), scheduler and reconciler.
+
+    Defaults are chosen so that a `kill -9`-ed worker's tasks run elsewhere well within 15 s:
+    down after node_down_grace_s (5 s) + one reconcile pass + container start.
+    """
+
+    # A worker calls the leader at least this often (its session request is held open up to this
+    # long and answered at once when its assignments change); seconds. Told to workers by the leader.
+    heartbeat_period_s: float = 1.0
+    # A worker not heard from for this long is written down and its tasks are placed elsewhere; a new
+    # leader first grants every worker this much from its own start; seconds.
+    node_down_grace_s: float = 5.0
+    # Slow full reconcile pass, the safety net behind the event-driven one; seconds.
+    full_pass_interval_s: float = 10.0
+    # Task status updates from workers are merged per task and proposed together at most this often;
+    # seconds (0 proposes each batch as soon as the previous one committed).
+    status_flush_interval_s: float = 0.0
+    # Terminal tasks kept per service slot for `service ps` history; older ones are deleted.
+    task_history_per_slot: int = 5
+    # Restart backoff: a slot whose task failed again within restart_window_s of starting waits
+    # restart_backoff_initial_s, doubled per further failure up to restart_backoff_max_s, on top of the
+    # service's own restart delay; seconds.
+    restart_window_s: float = 10.0
+    restart_backoff_initial_s: float = 0.5
+    restart_backoff_max_s: float = 10.0
+
+    def validate(self) -> None:
+        for name in ("heartbeat_period_s", "node_down_grace_s", "full_pass_interval_s"):
+            seconds = getattr(self, name)
+            if not math.isfinite(seconds) or seconds <= 0:
+                raise ConfigError(f"{name} must be greater than 0, got {seconds!r}")
+        if self.node_down_grace_s <= self.heartbeat_period_s:
+            raise ConfigError(
+                f"node_down_grace_s ({self.node_down_grace_s} s) must be longer than "
+                f"heartbeat_period_s ({self.heartbeat_period_s} s)"
+            )
+        if self.task_history_per_slot < 0:
+            raise ConfigError("task_history_per_slot must not be negative")
+
+
 # -- manager daemon ---------------------------------------------------------------------------------
 
 # Port of the HTTP API (`--listen-addr`, `--advertise-addr` without a port) and the CLI's default target.
@@ -170,9 +215,12 @@ class ManagerSettings:
     metrics_addr: str = DEFAULT_METRICS_ADDR
     # Where warren.db, the Raft log, snapshots and node.json live; None: default_data_dir().
     data_dir: str | None = None
-    # Run no local worker next to the manager (workers arrive with issue 4).
+    # Run no local worker next to the manager (by default a manager also runs tasks: "hybrid").
     manager_only: bool = False
+    # Runtime of the local worker (auto|docker|process); see WorkerSettings.runtime.
+    local_worker_runtime: str = "auto"
     raft: RaftSettings = RaftSettings()
+    orchestrator: OrchestratorSettings = OrchestratorSettings()
 
     # A join token is valid for this long after it is issued; seconds.
     join_token_ttl_s: float = 24 * 3600.0
@@ -225,7 +273,12 @@ class ManagerSettings:
             raise ConfigError("max_request_bytes and retry_after_s must be greater than 0")
         if self.ready_apply_lag < 0:
             raise ConfigError(f"ready_apply_lag must not be negative, got {self.ready_apply_lag!r}")
+        if self.local_worker_runtime not in RUNTIMES:
+            raise ConfigError(
+                f"runtime must be one of {', '.join(RUNTIMES)}, got {self.local_worker_runtime!r}"
+            )
         self.raft.validate()
+        self.orchestrator.validate()
 
     @property
     def api_advertise(self) -> str:
@@ -250,6 +303,75 @@ class ManagerSettings:
     @property
     def resolved_data_dir(self) -> str:
         return self.data_dir if self.data_dir is not None else default_data_dir()
+
+
+# -- workers --------------------------------------------------------------------------------------
+
+
+RUNTIMES = ("auto", "docker", "process")
+
+
+@dataclass(frozen=True, slots=True)
+class WorkerSettings:
+    """How a worker agent runs (`warren worker start`, or the local worker of a hybrid manager)."""
+
+    # Managers to talk to ("host:port", tried in turn; any manager forwards to the leader).
+    managers: tuple[str, ...] = (DEFAULT_MANAGER,)
+    # worker.db (assignment cache), node.json (identity), process-runtime task dirs; None: the
+    # default data dir + "/worker".
+    data_dir: str | None = None
+    # auto: Docker if an engine answers (plus plain processes), else processes only.
+    runtime: str = "auto"
+    # Node labels matched by placement constraints (node.labels.K==V).
+    labels: tuple[tuple[str, str], ...] = ()
+    # Address at which this worker's published ports are reached; None: the host of the address this
+    # worker uses to reach the manager.
+    advertise_host: str | None = None
+    # One session request to a manager may take this long beyond the hold time; seconds.
+    request_timeout_s: float = 5.0
+    # After every manager failed, wait this long before trying them all again (autonomy meanwhile);
+    # seconds, doubled up to retry_max_delay_s.
+    retry_initial_delay_s: float = 0.2
+    retry_max_delay_s: float = 2.0
+    # A task's container gets this long to stop after SIGTERM before SIGKILL, unless its service says
+    # otherwise; seconds.
+    stop_timeout_s: float = 10.0
+    # Lines of output kept per process-runtime task log file before it is rotated; bytes.
+    process_log_max_bytes: int = 10 * MIB
+
+    def validate(self) -> None:
+        if not self.managers:
+            raise ConfigError("a worker needs at least one manager address (--manager)")
+        for addr in self.managers:
+            split_host_port(addr, field="manager")
+        if self.runtime not in RUNTIMES:
+            raise ConfigError(f"runtime must be one of {', '.join(RUNTIMES)}, got {self.runtime!r}")
+        for name in ("request_timeout_s", "retry_initial_delay_s", "retry_max_delay_s", "stop_timeout_s"):
+            seconds = getattr(self, name)
+            if not math.isfinite(seconds) or seconds <= 0:
+                raise ConfigError(f"{name} must be greater than 0, got {seconds!r}")
+
+    @property
+    def resolved_data_dir(self) -> str:
+        import os
+
+        return self.data_dir if self.data_dir is not None else os.path.join(default_data_dir(), "worker")
+
+
+# -- services -------------------------------------------------------------------------------------
+
+# Defaults of a service spec's optional parts (the API models read them from here).
+DEFAULT_DRIVER = "docker"
+DEFAULT_RESTART_CONDITION = "any"
+DEFAULT_RESTART_DELAY_S = 0.0
+DEFAULT_HEALTH_INTERVAL_S = 5.0
+DEFAULT_HEALTH_TIMEOUT_S = 2.0
+DEFAULT_HEALTH_RETRIES = 3
+DEFAULT_UPDATE_PARALLELISM = 1
+# After a rolling update starts a new task, it must stay running (and healthy, with a health check)
+# this long before the next batch; seconds.
+DEFAULT_UPDATE_MONITOR_S = 2.0
+DEFAULT_STOP_TIMEOUT_S = 10.0
 
 
 # -- CLI client -------------------------------------------------------------------------------------

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
+
+from warren import config
 
 from warren.config import NAME_PATTERN
 
@@ -40,15 +42,99 @@ class PromoteRequest(Strict):
     token: Token
 
 
+Seconds = Annotated[float, Field(ge=0, le=86400)]
+PositiveSeconds = Annotated[float, Field(gt=0, le=86400)]
+Port = Annotated[int, Field(ge=1, le=65535)]
+# node.labels.K==V or node.labels.K!=V (also node.name==N, node.role==worker|manager).
+Constraint = Annotated[
+    str,
+    StringConstraints(pattern=r"^node\.(labels\.[A-Za-z0-9][A-Za-z0-9._/-]*|name|role)\s*(==|!=)\s*\S.*$",
+                      max_length=512),
+]
+
+
+class Publish(Strict):
+    """A published port: HOST on the worker forwards to CONTAINER in the task."""
+
+    host: Port
+    container: Port
+    protocol: Literal["tcp", "udp"] = "tcp"
+
+
+class Resources(Strict):
+    """Limits of each task (enforced by the runtime) and what the scheduler reserves on a node."""
+
+    cpus: Annotated[float, Field(gt=0, le=1024)] | None = None
+    memory: Annotated[int, Field(ge=4 * 1024 * 1024, le=2**50)] | None = None  # bytes
+
+
+class RestartPolicy(Strict):
+    """When a task that stopped is replaced: any exit, only a failure (exit code != 0), or never."""
+
+    condition: Literal["any", "on-failure", "none"] = config.DEFAULT_RESTART_CONDITION  # type: ignore[assignment]
+    delay_s: Seconds = config.DEFAULT_RESTART_DELAY_S
+    # Replacements per slot before giving up; 0: no limit.
+    max_attempts: Annotated[int, Field(ge=0, le=1_000_000)] = 0
+
+
+class HealthCheck(Strict):
+    """cmd: run `cmd` in the task (exit 0 = healthy); http: GET http://TASK:port/path answers 2xx/3xx;
+    tcp: a TCP connection to TASK:port opens."""
+
+    kind: Literal["cmd", "http", "tcp"]
+    cmd: list[Text] | None = Field(default=None, max_length=256)
+    port: Port | None = None
+    path: Annotated[str, StringConstraints(pattern=r"^/\S*$", max_length=1024)] = "/"
+    interval_s: PositiveSeconds = config.DEFAULT_HEALTH_INTERVAL_S
+    timeout_s: PositiveSeconds = config.DEFAULT_HEALTH_TIMEOUT_S
+    retries: Annotated[int, Field(ge=1, le=100)] = config.DEFAULT_HEALTH_RETRIES
+    start_period_s: Seconds = 0.0
+
+    @model_validator(mode="after")
+    def _complete(self) -> HealthCheck:
+        if self.kind == "cmd" and not self.cmd:
+            raise ValueError("a cmd health check needs cmd")
+        if self.kind in ("http", "tcp") and self.port is None:
+            raise ValueError(f"a {self.kind} health check needs port")
+        return self
+
+
+class UpdatePolicy(Strict):
+    """How a changed spec rolls out: `parallelism` tasks at a time, `delay_s` between batches."""
+
+    parallelism: Annotated[int, Field(ge=1, le=MAX_REPLICAS)] = config.DEFAULT_UPDATE_PARALLELISM
+    delay_s: Seconds = 0.0
+    order: Literal["stop-first", "start-first"] = "stop-first"
+    failure_action: Literal["pause", "rollback"] = "pause"
+    monitor_s: Seconds = config.DEFAULT_UPDATE_MONITOR_S
+
+
 class ServiceSpec(Strict):
-    """What a service should be; workers (next issue) turn it into tasks."""
+    """What a service should be; the leader's reconciler turns it into tasks on workers."""
 
     image: Annotated[str, StringConstraints(min_length=1, max_length=512)]
+    driver: Literal["docker", "process"] = config.DEFAULT_DRIVER  # type: ignore[assignment]
     command: list[Text] | None = Field(default=None, max_length=256)
     replicas: Annotated[int, Field(ge=0, le=MAX_REPLICAS)] = 1
     mode: Literal["replicated", "global"] = "replicated"
     env: dict[EnvKey, Text] = Field(default_factory=dict, max_length=256)
     labels: dict[LabelKey, Text] = Field(default_factory=dict, max_length=256)
+    publish: list[Publish] = Field(default_factory=list, max_length=64)
+    resources: Resources = Field(default_factory=Resources)
+    constraints: list[Constraint] = Field(default_factory=list, max_length=32)
+    restart: RestartPolicy = Field(default_factory=RestartPolicy)
+    health: HealthCheck | None = None
+    update: UpdatePolicy = Field(default_factory=UpdatePolicy)
+    stop_timeout_s: PositiveSeconds = config.DEFAULT_STOP_TIMEOUT_S
+
+    @model_validator(mode="after")
+    def _consistent(self) -> ServiceSpec:
+        if self.driver == "process" and not self.command:
+            raise ValueError("a process-driver service needs command (there is no image to run)")
+        ports = [(p.host, p.protocol) for p in self.publish]
+        if len(ports) != len(set(ports)):
+            raise ValueError("publish: the same host port is published twice")
+        return self
 
 
 class ServiceCreate(ServiceSpec):
@@ -56,8 +142,23 @@ class ServiceCreate(ServiceSpec):
 
 
 class ServiceUpdate(Strict):
+    """A partial spec: only the fields given change (nested parts are replaced whole)."""
+
     image: Annotated[str, StringConstraints(min_length=1, max_length=512)] | None = None
+    driver: Literal["docker", "process"] | None = None
     command: list[Text] | None = Field(default=None, max_length=256)
     replicas: Annotated[int, Field(ge=0, le=MAX_REPLICAS)] | None = None
+    mode: Literal["replicated", "global"] | None = None
     env: dict[EnvKey, Text] | None = Field(default=None, max_length=256)
     labels: dict[LabelKey, Text] | None = Field(default=None, max_length=256)
+    publish: list[Publish] | None = Field(default=None, max_length=64)
+    resources: Resources | None = None
+    constraints: list[Constraint] | None = Field(default=None, max_length=32)
+    restart: RestartPolicy | None = None
+    health: HealthCheck | None = None
+    update: UpdatePolicy | None = None
+    stop_timeout_s: PositiveSeconds | None = None
+
+
+class NodeAvailability(Strict):
+    availability: Literal["active", "drain"]

@@ -13,7 +13,7 @@ from collections.abc import Callable, Sequence
 import httpx
 
 from warren import __version__
-from warren.cli import cluster_cmds, daemon_cmds, node_cmds, service_cmds
+from warren.cli import cluster_cmds, daemon_cmds, node_cmds, service_cmds, worker_cmds
 from warren.cli.client import ManagerClient
 from warren.cli.parsing import (
     HelpExit,
@@ -62,6 +62,10 @@ def build_parser() -> WarrenArgumentParser:
     manager_sub = subcommands(manager)
     daemon_cmds.register(cluster_sub, manager_sub)
     cluster_cmds.register(cluster_sub)
+    worker = add_group(commands, "worker", "run this machine as a worker (runs tasks)",
+                       "Start a worker agent: it joins the cluster and runs the tasks the leader assigns.",
+                       client=False)
+    worker_cmds.register(subcommands(worker))
 
     node = add_group(commands, "node", "list, inspect and remove nodes",
                      "List, inspect and remove the cluster's nodes (managers and workers).")

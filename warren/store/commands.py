@@ -21,6 +21,8 @@ import orjson
 CODEC_VERSION = 1
 
 Role = Literal["manager", "worker"]
+NodeState = Literal["ready", "down", "joining"]
+Availability = Literal["active", "drain"]
 
 
 class CommandError(Exception):
@@ -79,9 +81,48 @@ class RegisterManager:
 
 @dataclass(frozen=True, slots=True)
 class SetNodeState:
+    """A node is up (`ready`) or written down (`down`, by the leader after its heartbeat grace)."""
+
     OP: ClassVar[str] = "node.state"
     name: str
     state: str
+    at: float
+
+
+@dataclass(frozen=True, slots=True)
+class RegisterWorker:
+    """A worker joins with a token (its hash, checked here). `secret_hash` is the SHA-256 of the
+    session secret the worker was given; its later calls present the secret."""
+
+    OP: ClassVar[str] = "worker.register"
+    name: str
+    token_hash: str
+    secret_hash: str
+    addr: str
+    labels: dict[str, Any]
+    resources: dict[str, Any]
+    at: float
+
+
+@dataclass(frozen=True, slots=True)
+class UpdateNode:
+    """A worker that resumed reports its address, labels and resources again."""
+
+    OP: ClassVar[str] = "node.update"
+    name: str
+    addr: str
+    labels: dict[str, Any]
+    resources: dict[str, Any]
+    at: float
+
+
+@dataclass(frozen=True, slots=True)
+class SetNodeAvailability:
+    """`drain` moves a node's tasks away and places none there; `active` undoes it."""
+
+    OP: ClassVar[str] = "node.availability"
+    name: str
+    availability: Availability
     at: float
 
 
@@ -121,6 +162,110 @@ class RemoveService:
 
 
 @dataclass(frozen=True, slots=True)
+class RollbackService:
+    """Back to the spec before the last update (the current one becomes the previous)."""
+
+    OP: ClassVar[str] = "service.rollback"
+    name: str
+    at: float
+    if_version: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class SetUpdateStatus:
+    """Progress of a rolling update as the reconciler sees it: {"state": "updating" | "paused" |
+    "completed" | "rollback_started" | "rollback_completed", "message": ..., "started_at": ...};
+    None clears it."""
+
+    OP: ClassVar[str] = "service.update_status"
+    name: str
+    status: dict[str, Any] | None
+    at: float
+
+
+@dataclass(frozen=True, slots=True)
+class NewTask:
+    """A task the reconciler creates: placed on `node` (state assigned) or not (state pending, with
+    the reason in `message`). `spec` is the task-defining part of the service spec
+    (taskstate.task_spec), `spec_digest` its digest. Global-mode tasks have no slot."""
+
+    task_id: str
+    service_id: str
+    slot: int | None
+    node: str | None
+    state: Literal["assigned", "pending"]
+    message: str
+    spec: dict[str, Any]
+    spec_digest: str
+
+
+@dataclass(frozen=True, slots=True)
+class CreateTasks:
+    OP: ClassVar[str] = "task.create"
+    tasks: list[NewTask]
+    at: float
+
+
+@dataclass(frozen=True, slots=True)
+class Assignment:
+    """A pending task placed on a node now (state pending -> assigned), or still pending with a new
+    reason (`node` None)."""
+
+    task_id: str
+    node: str | None
+    message: str
+
+
+@dataclass(frozen=True, slots=True)
+class AssignTasks:
+    OP: ClassVar[str] = "task.assign"
+    assignments: list[Assignment]
+    at: float
+
+
+@dataclass(frozen=True, slots=True)
+class TaskStatus:
+    """What a worker (or the reconciler, for a node that went down) says about a task. `node`, when
+    given, must be the task's node: a worker only reports its own tasks. A move backwards
+    (taskstate.can_move) is ignored, not refused, so one stale report does not fail a batch."""
+
+    task_id: str
+    state: str
+    message: str
+    at: float
+    node: str | None = None
+    container_id: str | None = None
+    exit_code: int | None = None
+    health: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class SetTaskStatuses:
+    OP: ClassVar[str] = "task.status"
+    updates: list[TaskStatus]
+
+
+@dataclass(frozen=True, slots=True)
+class SetTasksDesired:
+    """Ask tasks to stop (`shutdown`): scale down, rolling update, drain. Their workers stop them and
+    report `shutdown`."""
+
+    OP: ClassVar[str] = "task.desired"
+    task_ids: list[str]
+    desired_state: Literal["running", "shutdown"]
+    message: str
+    at: float
+
+
+@dataclass(frozen=True, slots=True)
+class RemoveTasks:
+    """Forget finished tasks (history beyond OrchestratorSettings.task_history_per_slot)."""
+
+    OP: ClassVar[str] = "task.remove"
+    task_ids: list[str]
+
+
+@dataclass(frozen=True, slots=True)
 class ImportRows:
     """Rows of one table from a backup, inserted as they are (`cluster init --restore`)."""
 
@@ -149,6 +294,16 @@ Command = (
     | RemoveService
     | ImportRows
     | ResetManagers
+    | RegisterWorker
+    | UpdateNode
+    | SetNodeAvailability
+    | RollbackService
+    | SetUpdateStatus
+    | CreateTasks
+    | AssignTasks
+    | SetTaskStatuses
+    | SetTasksDesired
+    | RemoveTasks
 )
 
 COMMANDS: dict[str, type[Command]] = {
@@ -164,6 +319,16 @@ COMMANDS: dict[str, type[Command]] = {
         RemoveService,
         ImportRows,
         ResetManagers,
+        RegisterWorker,
+        UpdateNode,
+        SetNodeAvailability,
+        RollbackService,
+        SetUpdateStatus,
+        CreateTasks,
+        AssignTasks,
+        SetTaskStatuses,
+        SetTasksDesired,
+        RemoveTasks,
     )
 }
 

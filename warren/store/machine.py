@@ -15,6 +15,7 @@ import logging
 import os
 import shutil
 import sqlite3
+from collections.abc import Callable
 from typing import Any
 
 import orjson
@@ -52,6 +53,9 @@ class Store:
     def __init__(self, data_dir: str) -> None:
         self.path = os.path.join(data_dir, DB_NAME)
         self.applied_index = 0
+        # Called (in the event loop's thread) after every applied batch and every restore: the leader's
+        # dispatcher and reconciler wake on it instead of polling the state.
+        self.on_change: list[Callable[[], None]] = []
         self.conn = self._open_fresh()
 
     # -- StateMachine ---------------------------------------------------------------------------------
@@ -86,6 +90,8 @@ class Store:
         except BaseException:
             conn.execute("ROLLBACK")
             raise
+        if entries:
+            self._changed()
         return responses
 
     def snapshot(self, path: str) -> None:
@@ -108,6 +114,7 @@ class Store:
             row = self.conn.execute("SELECT value FROM meta WHERE key = 'applied_index'").fetchone()
             self.applied_index = int(row[0]) if row is not None else 0
         log.info("state restored from %s (applied index %d)", path or "empty state", self.applied_index)
+        self._changed()
 
     # -- helpers --------------------------------------------------------------------------------------
 
@@ -127,6 +134,10 @@ class Store:
 
     def close(self) -> None:
         self.conn.close()
+
+    def _changed(self) -> None:
+        for listener in self.on_change:
+            listener()
 
     def _open_fresh(self) -> sqlite3.Connection:
         self._remove_db_files()

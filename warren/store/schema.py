@@ -12,7 +12,9 @@ import sqlite3
 import orjson
 
 # Bumped when a table changes shape; a snapshot or backup from another version is refused.
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
+# Older versions whose backups `cluster init --restore` still imports (missing columns take defaults).
+IMPORTABLE_VERSIONS = (1, 2)
 
 # Tables copied by a backup restore, in an order that respects references.
 TABLES = ("cluster", "nodes", "services", "tasks", "join_tokens")
@@ -38,6 +40,7 @@ CREATE TABLE IF NOT EXISTS nodes (
     raft_addr     TEXT,
     labels        TEXT NOT NULL DEFAULT '{}',
     resources     TEXT NOT NULL DEFAULT '{}',
+    secret_hash   TEXT,
     created_at    REAL NOT NULL,
     updated_at    REAL NOT NULL,
     version       INTEGER NOT NULL
@@ -47,6 +50,7 @@ CREATE TABLE IF NOT EXISTS services (
     name          TEXT NOT NULL UNIQUE,
     spec          TEXT NOT NULL,
     previous_spec TEXT,
+    update_status TEXT,
     created_at    REAL NOT NULL,
     updated_at    REAL NOT NULL,
     version       INTEGER NOT NULL
@@ -59,11 +63,18 @@ CREATE TABLE IF NOT EXISTS tasks (
     desired_state TEXT NOT NULL,
     state         TEXT NOT NULL,
     message       TEXT NOT NULL DEFAULT '',
+    spec          TEXT NOT NULL DEFAULT '{}',
+    spec_digest   TEXT NOT NULL DEFAULT '',
+    container_id  TEXT,
+    exit_code     INTEGER,
+    health        TEXT NOT NULL DEFAULT 'none',
+    started_at    REAL,
     created_at    REAL NOT NULL,
     updated_at    REAL NOT NULL,
     version       INTEGER NOT NULL
 );
 CREATE INDEX IF NOT EXISTS tasks_by_service ON tasks (service_id);
+CREATE INDEX IF NOT EXISTS tasks_by_node ON tasks (node);
 CREATE TABLE IF NOT EXISTS join_tokens (
     id            TEXT PRIMARY KEY,
     role          TEXT NOT NULL CHECK (role IN ('manager', 'worker')),

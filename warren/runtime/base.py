@@ -1,0 +1,134 @@
+"""The `ContainerRuntime` protocol: what a worker needs from whatever runs its tasks.
+
+Two implementations: `docker.DockerRuntime` (the Docker Engine, through the Docker SDK) and
+`process.ProcessRuntime` (a task is a supervised local process). A worker may run both; a service's
+`driver` picks one. Everything here is asyncio; blocking SDK calls run in threads.
+
+A runtime only ever sees and touches its own worker's tasks: every container (or process) carries
+the labels below, and `list` filters on the cluster and node labels, so several workers sharing one
+Docker Engine (tests, benches) never adopt or stop each other's containers.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Mapping
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from warren.errors import WarrenError
+
+# Labels on every container (docker) or in every task's state file (process).
+LABEL_CLUSTER = "warren.cluster"
+LABEL_NODE = "warren.node"
+LABEL_SERVICE = "warren.service"  # service ID
+LABEL_SERVICE_NAME = "warren.service.name"
+LABEL_TASK = "warren.task"
+LABEL_SLOT = "warren.slot"
+
+
+class RuntimeStartError(WarrenError):
+    """A task could not be started (image absent and not pullable, bad command, port taken...). The
+    message becomes the failed task's message, so it must say what went wrong in a user's words."""
+
+
+class RuntimeUnavailableError(WarrenError):
+    """The runtime itself does not answer (Docker Engine down)."""
+
+
+@dataclass(frozen=True, slots=True)
+class PortMapping:
+    host: int
+    container: int
+    protocol: str = "tcp"
+
+
+@dataclass(frozen=True, slots=True)
+class TaskRun:
+    """Everything a runtime needs to start one task."""
+
+    task_id: str
+    service_id: str
+    service_name: str
+    slot: int | None
+    image: str
+    command: list[str] | None
+    env: Mapping[str, str]
+    publish: tuple[PortMapping, ...] = ()
+    cpus: float | None = None  # CPU limit (docker: NanoCpus); not enforced by the process runtime
+    memory: int | None = None  # memory limit, bytes (docker: Memory); process runtime: RLIMIT_AS
+    stop_timeout_s: float = 10.0
+
+
+@dataclass(frozen=True, slots=True)
+class Instance:
+    """One of this worker's containers (or processes) as the runtime sees it now."""
+
+    task_id: str
+    container_id: str
+    running: bool
+    exit_code: int | None = None
+    started_at: float | None = None  # epoch seconds
+    labels: Mapping[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class Exit:
+    """A container (process) of this worker stopped; delivered by `exits()` as it happens."""
+
+    task_id: str
+    container_id: str
+    exit_code: int | None  # None: unknown (e.g. an adopted process whose status nobody could reap)
+    message: str = ""
+
+
+class ContainerRuntime(Protocol):
+    driver: str  # "docker" | "process": the service spec's `driver` this runtime serves
+
+    async def start(self, run: TaskRun) -> str:
+        """Create and start the task's container; its ID. Raises RuntimeStartError with a reason."""
+        ...
+
+    async def stop(self, container_id: str, timeout_s: float) -> None:
+        """SIGTERM, then SIGKILL after timeout_s. Stopping a stopped or unknown container is no error."""
+        ...
+
+    async def remove(self, container_id: str) -> None:
+        """Remove a stopped container (and its files). Removing an unknown one is no error."""
+        ...
+
+    async def list(self) -> list[Instance]:
+        """This worker's containers, running or stopped (for adoption after a restart)."""
+        ...
+
+    def exits(self) -> AsyncIterator[Exit]:
+        """Exits of this worker's containers, as they happen (the engine's event stream, or the
+        process's own exit), for as long as the runtime is open."""
+        ...
+
+    def logs(self, container_id: str, *, follow: bool, tail: int | None) -> AsyncIterator[bytes]:
+        """The task's output (stdout and stderr, interleaved as written), then more as it comes if
+        `follow`, until the container stops."""
+        ...
+
+    async def exec(self, container_id: str, cmd: list[str], timeout_s: float) -> int:
+        """Run `cmd` inside the task (health checks); its exit status, or -1 on timeout."""
+        ...
+
+    async def address(self, container_id: str) -> str:
+        """The IP address at which the task's own ports answer (health checks over HTTP and TCP)."""
+        ...
+
+    async def close(self) -> None: ...
+
+
+@dataclass(frozen=True, slots=True)
+class NodeResources:
+    """What a worker offers: detected at start and reported on registration."""
+
+    cpus: float
+    memory: int  # bytes
+    drivers: tuple[str, ...]
+    hostname: str
+
+    def to_doc(self) -> dict[str, Any]:
+        return {"cpus": self.cpus, "memory": self.memory, "drivers": list(self.drivers), "hostname": self.hostname}
