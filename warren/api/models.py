@@ -7,7 +7,6 @@ from typing import Annotated, Literal
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
 
 from warren import config
-
 from warren.config import NAME_PATTERN
 
 Name = Annotated[str, StringConstraints(pattern=NAME_PATTERN, max_length=63)]

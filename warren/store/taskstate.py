@@ -27,8 +27,10 @@ ASSIGNED: Final = "assigned"
 STARTING: Final = "starting"
 RUNNING: Final = "running"
 COMPLETE: Final = "complete"  # exited with status 0
-FAILED: Final = "failed"  # exited with another status, could not start, failed its health check, or its node went down
-SHUTDOWN: Final = "shutdown"  # stopped because it was asked to (scale down, update, drain, service removed)
+# Exited with another status, could not start, failed its health check, or its node went down.
+FAILED: Final = "failed"
+# Stopped because it was asked to (scale down, rolling update, drain, service removed).
+SHUTDOWN: Final = "shutdown"
 REJECTED: Final = "rejected"  # the worker could not run it at all (no such driver on the worker)
 
 RANK: Final[dict[str, int]] = {
