@@ -15,6 +15,7 @@ from hypothesis import strategies as st
 from warren.errors import CorruptStateError
 from warren.manager import tokens
 from warren.store import commands as c
+from warren.store import schema
 from warren.store.machine import Store, check_state_file
 
 FOUNDER = c.ManagerRecord("manager-1-aaaaaa", 1, "127.0.0.1:8080", "127.0.0.1:7946")
@@ -69,6 +70,28 @@ def test_every_command_round_trips() -> None:
         c.RemoveService("web", T0, None),
         c.ImportRows("services", [{"id": "a"}]),
         c.ResetManagers(FOUNDER, T0),
+        c.RegisterWorker("worker-1", "ab" * 32, "ef" * 32, "127.0.0.3", {"zone": "a"}, {"cpus": 2.0}, T0),
+        c.UpdateNode("worker-1", "127.0.0.4", {}, {"drivers": ["docker"]}, T0),
+        c.SetNodeAvailability("worker-1", "drain", T0),
+        c.RollbackService("web", T0, 3),
+        c.SetUpdateStatus("web", {"state": "updating", "message": "", "started_at": T0}, T0),
+        c.SetUpdateStatus("web", None, T0),
+        c.CreateTasks(
+            [
+                c.NewTask("task-1", "svc-1", 1, "worker-1", "assigned", "", {"image": "a"}, "d1"),
+                c.NewTask("task-2", "svc-1", None, None, "pending", "no node", {}, "d2"),
+            ],
+            T0,
+        ),
+        c.AssignTasks([c.Assignment("task-2", "worker-1", ""), c.Assignment("task-3", None, "why")], T0),
+        c.SetTaskStatuses(
+            [
+                c.TaskStatus("task-1", "running", "up", T0, "worker-1", "c0ffee", None, "healthy"),
+                c.TaskStatus("task-2", "failed", "exit 3", T0, exit_code=3),
+            ]
+        ),
+        c.SetTasksDesired(["task-1"], "shutdown", "scaled down", T0),
+        c.RemoveTasks(["task-1", "task-2"]),
     ]
     assert {type(cmd) for cmd in cmds} == set(c.COMMANDS.values())
     for cmd in cmds:
@@ -147,10 +170,13 @@ def test_conditional_update_checks_the_version(log: Log) -> None:
     fresh = log.apply(c.UpdateService("web", {"replicas": 5}, T0 + 1, if_version=2))
     assert fresh[0]["ok"]["spec"] == {"image": "a", "replicas": 5}
     assert fresh[0]["ok"]["version"] == 4
+    assert log.store.conn.execute("SELECT previous_spec FROM services").fetchone()[0] is None  # a scale
+    updated = log.apply(c.UpdateService("web", {"image": "b"}, T0 + 2, if_version=4))
+    assert updated[0]["ok"]["version"] == 5
     previous = log.store.conn.execute("SELECT previous_spec FROM services").fetchone()[0]
-    assert orjson.loads(previous) == {"image": "a", "replicas": 1}
-    assert log.apply(c.RemoveService("web", T0, if_version=2))[0]["error"] == "conflict"
-    assert log.apply(c.RemoveService("web", T0, if_version=4))[0] == {"ok": {"removed": "web"}}
+    assert orjson.loads(previous) == {"image": "a", "replicas": 5}
+    assert log.apply(c.RemoveService("web", T0, if_version=4))[0]["error"] == "conflict"
+    assert log.apply(c.RemoveService("web", T0, if_version=5))[0] == {"ok": {"removed": "web"}}
     assert log.apply(c.RemoveService("web", T0))[0]["error"] == "not_found"
 
 
@@ -238,6 +264,55 @@ def test_restore_refuses_a_damaged_or_foreign_file(log: Log, tmp_path: Path) -> 
     snap.write_bytes(data.replace(b"registry/marker", b"registry/markes"))  # one flipped byte in a row
     with pytest.raises(CorruptStateError):
         log.store.restore(str(snap))
+
+
+# The tables of schema version 1 (before workers and tasks had their columns), as a v1 backup has them.
+V1_DDL = """
+CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE cluster (id TEXT PRIMARY KEY, created_at REAL NOT NULL, next_raft_id INTEGER NOT NULL,
+    version INTEGER NOT NULL);
+CREATE TABLE nodes (name TEXT PRIMARY KEY, role TEXT NOT NULL, state TEXT NOT NULL,
+    availability TEXT NOT NULL DEFAULT 'active', raft_id INTEGER UNIQUE, api_addr TEXT, raft_addr TEXT,
+    labels TEXT NOT NULL DEFAULT '{}', resources TEXT NOT NULL DEFAULT '{}', created_at REAL NOT NULL,
+    updated_at REAL NOT NULL, version INTEGER NOT NULL);
+CREATE TABLE services (id TEXT PRIMARY KEY, name TEXT NOT NULL UNIQUE, spec TEXT NOT NULL,
+    previous_spec TEXT, created_at REAL NOT NULL, updated_at REAL NOT NULL, version INTEGER NOT NULL);
+CREATE TABLE tasks (id TEXT PRIMARY KEY, service_id TEXT NOT NULL, slot INTEGER, node TEXT,
+    desired_state TEXT NOT NULL, state TEXT NOT NULL, message TEXT NOT NULL DEFAULT '',
+    created_at REAL NOT NULL, updated_at REAL NOT NULL, version INTEGER NOT NULL);
+CREATE TABLE join_tokens (id TEXT PRIMARY KEY, role TEXT NOT NULL, hash TEXT NOT NULL UNIQUE,
+    created_at REAL NOT NULL, expires_at REAL NOT NULL, revoked INTEGER NOT NULL DEFAULT 0,
+    version INTEGER NOT NULL);
+"""
+
+
+def test_a_v1_backup_is_importable_but_not_a_snapshot(log: Log, tmp_path: Path) -> None:
+    path = tmp_path / "v1.db"
+    conn = sqlite3.connect(path)
+    conn.executescript(V1_DDL)
+    conn.execute("INSERT INTO meta VALUES ('schema_version', '1')")
+    conn.execute("INSERT INTO cluster VALUES ('cluster-old', ?, 2, 1)", (T0,))
+    conn.execute(
+        "INSERT INTO services VALUES ('svc-1', 'web', '{\"image\": \"a\"}', NULL, ?, ?, 2)", (T0, T0)
+    )
+    conn.execute("INSERT INTO meta VALUES ('content_digest', ?)", (schema.content_digest(conn),))
+    conn.commit()
+    conn.close()
+    check_state_file(str(path), versions=schema.IMPORTABLE_VERSIONS)
+    with pytest.raises(CorruptStateError, match="schema version 1, this Warren reads version 2"):
+        check_state_file(str(path))
+    with pytest.raises(CorruptStateError, match="schema version 1"):
+        log.store.restore(str(path))
+    # Its rows import by column name; the columns v1 lacked take their defaults.
+    log.store.restore(None)
+    log.apply(c.InitCluster("cluster-1", T0, FOUNDER))
+    src = sqlite3.connect(path)
+    src.row_factory = sqlite3.Row
+    rows = [dict(r) for r in src.execute("SELECT * FROM services")]
+    src.close()
+    assert log.apply(c.ImportRows("services", rows))[0] == {"ok": {"table": "services", "rows": 1}}
+    row = log.store.conn.execute("SELECT update_status, spec FROM services WHERE id = 'svc-1'").fetchone()
+    assert row["update_status"] is None and orjson.loads(row["spec"]) == {"image": "a"}
 
 
 def test_import_rows_only_into_known_tables_and_columns(log: Log) -> None:

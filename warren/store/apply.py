@@ -14,11 +14,16 @@ from typing import Any
 import orjson
 
 from warren.store import commands as c
-from warren.store import queries
+from warren.store import queries, taskstate
 from warren.store.commands import CommandError
 from warren.store.schema import TABLES
 
 Handler = Callable[[sqlite3.Connection, int, Any], Any]
+
+NODE_STATES = frozenset({"ready", "down", "joining"})
+HEALTH_STATES = frozenset({"none", "starting", "healthy", "unhealthy"})
+# SQL list of the final task states (constants of ours, not user input).
+_FINAL_SQL = "(" + ", ".join(f"'{s}'" for s in sorted(taskstate.TERMINAL)) + ")"
 
 
 def apply(conn: sqlite3.Connection, index: int, cmd: c.Command) -> Any:
@@ -108,6 +113,8 @@ def _register_manager(conn: sqlite3.Connection, index: int, cmd: c.RegisterManag
 
 
 def _set_node_state(conn: sqlite3.Connection, index: int, cmd: c.SetNodeState) -> Any:
+    if cmd.state not in NODE_STATES:
+        raise CommandError("invalid", f"unknown node state {cmd.state!r}")
     cur = conn.execute(
         "UPDATE nodes SET state = ?, updated_at = ?, version = ? WHERE name = ?",
         (cmd.state, cmd.at, index, cmd.name),
@@ -121,7 +128,58 @@ def _remove_node(conn: sqlite3.Connection, index: int, cmd: c.RemoveNode) -> Any
     cur = conn.execute("DELETE FROM nodes WHERE name = ?", (cmd.name,))
     if cur.rowcount == 0:
         raise CommandError("not_found", f"no node named {cmd.name!r}")
-    return {"removed": cmd.name}
+    # Its tasks will never report again: they are failed here, so the reconciler replaces them.
+    failed = conn.execute(
+        f"UPDATE tasks SET state = 'failed', desired_state = 'shutdown', message = ?, updated_at = ?,"
+        f" version = ? WHERE node = ? AND state NOT IN {_FINAL_SQL}",
+        (f"node {cmd.name} was removed", cmd.at, index, cmd.name),
+    ).rowcount
+    return {"removed": cmd.name, "tasks_failed": failed}
+
+
+def _register_worker(conn: sqlite3.Connection, index: int, cmd: c.RegisterWorker) -> Any:
+    check_token(conn, "worker", cmd.token_hash, cmd.at)
+    cluster = conn.execute("SELECT id FROM cluster").fetchone()
+    if cluster is None:
+        raise CommandError("conflict", "the cluster is not initialized")
+    if conn.execute("SELECT 1 FROM nodes WHERE name = ?", (cmd.name,)).fetchone() is not None:
+        raise CommandError("conflict", f"a node named {cmd.name!r} already exists")
+    conn.execute(
+        "INSERT INTO nodes (name, role, state, availability, api_addr, labels, resources, secret_hash,"
+        " created_at, updated_at, version) VALUES (?, 'worker', 'ready', 'active', ?, ?, ?, ?, ?, ?, ?)",
+        (cmd.name, cmd.addr, _json(cmd.labels), _json(cmd.resources), cmd.secret_hash, cmd.at, cmd.at, index),
+    )
+    return {"name": cmd.name, "cluster_id": cluster["id"]}
+
+
+def _update_node(conn: sqlite3.Connection, index: int, cmd: c.UpdateNode) -> Any:
+    cur = conn.execute(
+        "UPDATE nodes SET api_addr = ?, labels = ?, resources = ?, updated_at = ?, version = ?"
+        " WHERE name = ? AND role = 'worker'",
+        (cmd.addr, _json(cmd.labels), _json(cmd.resources), cmd.at, index, cmd.name),
+    )
+    if cur.rowcount == 0:
+        raise CommandError("not_found", f"no worker named {cmd.name!r}")
+    return queries.node(conn, cmd.name)
+
+
+def _set_node_availability(conn: sqlite3.Connection, index: int, cmd: c.SetNodeAvailability) -> Any:
+    cur = conn.execute(
+        "UPDATE nodes SET availability = ?, updated_at = ?, version = ? WHERE name = ?",
+        (cmd.availability, cmd.at, index, cmd.name),
+    )
+    if cur.rowcount == 0:
+        raise CommandError("not_found", f"no node named {cmd.name!r}")
+    return queries.node(conn, cmd.name)
+
+
+def _unavailable(conn: sqlite3.Connection, node: str) -> str | None:
+    """Why no task may be placed on `node` now (None: it may). Checked at apply time, since the node
+    may have gone down or been drained between the proposer's decision and this command's commit."""
+    row = conn.execute("SELECT state, availability FROM nodes WHERE name = ?", (node,)).fetchone()
+    if row is None or row["state"] != "ready" or row["availability"] != "active":
+        return f"node {node} is no longer available"
+    return None
 
 
 def _create_service(conn: sqlite3.Connection, index: int, cmd: c.CreateService) -> Any:
@@ -129,7 +187,7 @@ def _create_service(conn: sqlite3.Connection, index: int, cmd: c.CreateService) 
         raise CommandError("conflict", f"a service named {cmd.name!r} already exists")
     conn.execute(
         "INSERT INTO services (id, name, spec, created_at, updated_at, version) VALUES (?, ?, ?, ?, ?, ?)",
-        (cmd.service_id, cmd.name, orjson.dumps(cmd.spec).decode(), cmd.at, cmd.at, index),
+        (cmd.service_id, cmd.name, _json(cmd.spec), cmd.at, cmd.at, index),
     )
     return queries.service(conn, cmd.name)
 
@@ -145,13 +203,49 @@ def _service_version(conn: sqlite3.Connection, name: str, if_version: int | None
 
 def _update_service(conn: sqlite3.Connection, index: int, cmd: c.UpdateService) -> Any:
     row = _service_version(conn, cmd.name, cmd.if_version)
-    spec = orjson.loads(row["spec"])
-    spec.update(cmd.changes)
+    old = orjson.loads(row["spec"])
+    spec = {**old, **cmd.changes}
+    # Only a change of what tasks are made of is an update worth rolling back to before; a scale (or a
+    # label) keeps the previous spec, so `rollback` after a scale undoes the last real update.
+    real = taskstate.task_spec(spec) != taskstate.task_spec(old)
+    previous = row["spec"] if real else row["previous_spec"]
     conn.execute(
         "UPDATE services SET spec = ?, previous_spec = ?, updated_at = ?, version = ? WHERE name = ?",
-        (orjson.dumps(spec).decode(), row["spec"], cmd.at, index, cmd.name),
+        (_json(spec), previous, cmd.at, index, cmd.name),
     )
     return queries.service(conn, cmd.name)
+
+
+# What a rollback brings back: how tasks are made and how they are rolled out; the rest is kept.
+ROLLBACK_FIELDS = (*taskstate.TASK_FIELDS, "update")
+
+
+def _rollback_service(conn: sqlite3.Connection, index: int, cmd: c.RollbackService) -> Any:
+    row = _service_version(conn, cmd.name, cmd.if_version)
+    if row["previous_spec"] is None:
+        raise CommandError("conflict", f"service {cmd.name!r} has no previous spec to roll back to")
+    current, previous = orjson.loads(row["spec"]), orjson.loads(row["previous_spec"])
+    spec = dict(current)
+    for key in ROLLBACK_FIELDS:
+        if key in previous:
+            spec[key] = previous[key]
+        else:
+            spec.pop(key, None)
+    conn.execute(
+        "UPDATE services SET spec = ?, previous_spec = ?, updated_at = ?, version = ? WHERE name = ?",
+        (_json(spec), row["spec"], cmd.at, index, cmd.name),
+    )
+    return queries.service(conn, cmd.name)
+
+
+def _set_update_status(conn: sqlite3.Connection, index: int, cmd: c.SetUpdateStatus) -> Any:
+    # Not a change of the service the user made: `version` stays, so a user's If-Match does not fail
+    # because the reconciler reported progress meanwhile.
+    status = None if cmd.status is None else _json(cmd.status)
+    cur = conn.execute("UPDATE services SET update_status = ? WHERE name = ?", (status, cmd.name))
+    if cur.rowcount == 0:
+        raise CommandError("not_found", f"no service named {cmd.name!r}")
+    return {"name": cmd.name, "update_status": cmd.status}
 
 
 def _remove_service(conn: sqlite3.Connection, index: int, cmd: c.RemoveService) -> Any:
@@ -159,6 +253,125 @@ def _remove_service(conn: sqlite3.Connection, index: int, cmd: c.RemoveService) 
     conn.execute("DELETE FROM tasks WHERE service_id = ?", (row["id"],))
     conn.execute("DELETE FROM services WHERE id = ?", (row["id"],))
     return {"removed": cmd.name}
+
+
+# -- tasks ------------------------------------------------------------------------------------------
+# Task commands carry many items, proposed by the leader from what it saw a moment ago: an item that no
+# longer fits the state (unknown task, wrong node, a move backwards) is skipped and counted, never
+# refused, so one stale item does not fail the rest.
+
+
+def _create_tasks(conn: sqlite3.Connection, index: int, cmd: c.CreateTasks) -> Any:
+    created = skipped = 0
+    for t in cmd.tasks:
+        service = conn.execute("SELECT 1 FROM services WHERE id = ?", (t.service_id,)).fetchone()
+        exists = conn.execute("SELECT 1 FROM tasks WHERE id = ?", (t.task_id,)).fetchone()
+        if service is None or exists is not None:
+            skipped += 1
+            continue
+        node, state, message = t.node, taskstate.ASSIGNED, t.message
+        if node is None:
+            state = taskstate.PENDING
+        else:
+            reason = _unavailable(conn, node)
+            if reason is not None:
+                node, state, message = None, taskstate.PENDING, reason
+        conn.execute(
+            "INSERT INTO tasks (id, service_id, slot, node, desired_state, state, message, spec, spec_digest,"
+            " created_at, updated_at, version) VALUES (?, ?, ?, ?, 'running', ?, ?, ?, ?, ?, ?, ?)",
+            (
+                t.task_id,
+                t.service_id,
+                t.slot,
+                node,
+                state,
+                message,
+                _json(t.spec),
+                t.spec_digest,
+                cmd.at,
+                cmd.at,
+                index,
+            ),
+        )
+        created += 1
+    return {"created": created, "skipped": skipped}
+
+
+def _assign_tasks(conn: sqlite3.Connection, index: int, cmd: c.AssignTasks) -> Any:
+    assigned = pending = ignored = 0
+    for a in cmd.assignments:
+        row = conn.execute("SELECT state FROM tasks WHERE id = ?", (a.task_id,)).fetchone()
+        if row is None or row["state"] != taskstate.PENDING:
+            ignored += 1
+            continue
+        reason = None if a.node is None else _unavailable(conn, a.node)
+        if a.node is not None and reason is None:
+            conn.execute(
+                "UPDATE tasks SET node = ?, state = 'assigned', message = ?, updated_at = ?, version = ?"
+                " WHERE id = ?",
+                (a.node, a.message, cmd.at, index, a.task_id),
+            )
+            assigned += 1
+        else:
+            conn.execute(
+                "UPDATE tasks SET message = ?, updated_at = ?, version = ? WHERE id = ?",
+                (a.message if reason is None else reason, cmd.at, index, a.task_id),
+            )
+            pending += 1
+    return {"assigned": assigned, "pending": pending, "ignored": ignored}
+
+
+def _set_task_statuses(conn: sqlite3.Connection, index: int, cmd: c.SetTaskStatuses) -> Any:
+    applied = ignored = 0
+    for u in cmd.updates:
+        row = conn.execute("SELECT node, state FROM tasks WHERE id = ?", (u.task_id,)).fetchone()
+        if (
+            row is None
+            or (u.node is not None and u.node != row["node"])
+            or u.state not in taskstate.RANK
+            or (u.health is not None and u.health not in HEALTH_STATES)
+            or not taskstate.can_move(row["state"], u.state)
+        ):
+            ignored += 1
+            continue
+        starts = u.state == taskstate.RUNNING and row["state"] != taskstate.RUNNING
+        conn.execute(
+            "UPDATE tasks SET state = ?, message = ?, updated_at = ?, version = ?,"
+            " container_id = coalesce(?, container_id), exit_code = coalesce(?, exit_code),"
+            " health = coalesce(?, health), started_at = CASE WHEN ? THEN ? ELSE started_at END"
+            " WHERE id = ?",
+            (u.state, u.message, u.at, index, u.container_id, u.exit_code, u.health, starts, u.at, u.task_id),
+        )
+        applied += 1
+    return {"applied": applied, "ignored": ignored}
+
+
+def _set_tasks_desired(conn: sqlite3.Connection, index: int, cmd: c.SetTasksDesired) -> Any:
+    changed = ignored = 0
+    for task_id in cmd.task_ids:
+        # An empty message keeps the task's own (its last status report says more than nothing).
+        cur = conn.execute(
+            "UPDATE tasks SET desired_state = ?, message = CASE WHEN ? = '' THEN message ELSE ? END,"
+            f" updated_at = ?, version = ? WHERE id = ? AND state NOT IN {_FINAL_SQL}",
+            (cmd.desired_state, cmd.message, cmd.message, cmd.at, index, task_id),
+        )
+        if cur.rowcount:
+            changed += 1
+        else:
+            ignored += 1
+    return {"changed": changed, "ignored": ignored}
+
+
+def _remove_tasks(conn: sqlite3.Connection, index: int, cmd: c.RemoveTasks) -> Any:
+    removed = 0
+    for task_id in cmd.task_ids:
+        removed += conn.execute(
+            f"DELETE FROM tasks WHERE id = ? AND state IN {_FINAL_SQL}", (task_id,)
+        ).rowcount
+    return {"removed": removed, "kept": len(cmd.task_ids) - removed}
+
+
+# -- backups ----------------------------------------------------------------------------------------
 
 
 def _import_rows(conn: sqlite3.Connection, index: int, cmd: c.ImportRows) -> Any:
@@ -185,6 +398,10 @@ def _reset_managers(conn: sqlite3.Connection, index: int, cmd: c.ResetManagers) 
     return {"name": cmd.manager.name}
 
 
+def _json(value: Any) -> str:
+    return orjson.dumps(value).decode()
+
+
 _HANDLERS: dict[type[Any], Handler] = {
     c.InitCluster: _init_cluster,
     c.CreateToken: _create_token,
@@ -196,4 +413,14 @@ _HANDLERS: dict[type[Any], Handler] = {
     c.RemoveService: _remove_service,
     c.ImportRows: _import_rows,
     c.ResetManagers: _reset_managers,
+    c.RegisterWorker: _register_worker,
+    c.UpdateNode: _update_node,
+    c.SetNodeAvailability: _set_node_availability,
+    c.RollbackService: _rollback_service,
+    c.SetUpdateStatus: _set_update_status,
+    c.CreateTasks: _create_tasks,
+    c.AssignTasks: _assign_tasks,
+    c.SetTaskStatuses: _set_task_statuses,
+    c.SetTasksDesired: _set_tasks_desired,
+    c.RemoveTasks: _remove_tasks,
 }

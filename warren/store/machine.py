@@ -154,8 +154,12 @@ class Store:
                 pass
 
 
-def check_state_file(path: str) -> None:
-    """Raise CorruptStateError unless `path` is an intact Warren state file of this schema version."""
+def check_state_file(path: str, *, versions: tuple[int, ...] = (schema.SCHEMA_VERSION,)) -> None:
+    """Raise CorruptStateError unless `path` is an intact Warren state file of one of `versions`.
+
+    A snapshot must be of this schema version (it becomes the state as it is); a backup being
+    imported row by row may be older (schema.IMPORTABLE_VERSIONS): its missing columns take defaults.
+    """
     try:
         conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
     except sqlite3.Error as exc:
@@ -168,9 +172,10 @@ def check_state_file(path: str) -> None:
         if check is None or check[0] != "ok":
             raise CorruptStateError(f"{path}: damaged SQLite file ({check[0] if check else 'no answer'})")
         version = schema.schema_version(conn)
-        if version != schema.SCHEMA_VERSION:
+        if version not in versions:
+            readable = " or ".join(str(v) for v in versions)
             raise CorruptStateError(
-                f"{path}: state schema version {version}, this Warren reads version {schema.SCHEMA_VERSION}"
+                f"{path}: state schema version {version}, this Warren reads version {readable}"
             )
         try:
             recorded = conn.execute("SELECT value FROM meta WHERE key = 'content_digest'").fetchone()

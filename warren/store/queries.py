@@ -1,15 +1,29 @@
-"""Reads of the replicated state, as plain JSON-able dicts (what the API returns)."""
+"""Reads of the replicated state, as plain JSON-able dicts (what the API returns).
+
+A node's `secret_hash` (the digest of a worker's session secret) appears in no result but
+`node_secret_hash`'s: everything else here may end up in an API answer or a log line.
+"""
 
 from __future__ import annotations
 
+import hashlib
 import sqlite3
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 import orjson
 
+from warren.store import taskstate
+
 NODE_COLUMNS = (
-    "name, role, state, availability, raft_id, api_addr, raft_addr, labels, created_at, updated_at, version"
+    "name, role, state, availability, raft_id, api_addr, raft_addr, labels, resources, created_at,"
+    " updated_at, version"
 )
+# A replicated service whose stored spec has no `replicas` (never written by the API, which always
+# stores a full spec) wants the API model's default.
+DEFAULT_REPLICAS = 1
+# SQL list of the final task states (constants of ours, not user input).
+_FINAL_SQL = "(" + ", ".join(f"'{s}'" for s in sorted(taskstate.TERMINAL)) + ")"
 
 
 def cluster(conn: sqlite3.Connection) -> dict[str, Any] | None:
@@ -21,9 +35,15 @@ def cluster(conn: sqlite3.Connection) -> dict[str, Any] | None:
     )
 
 
+# -- nodes ------------------------------------------------------------------------------------------
+
+
 def _node(row: sqlite3.Row) -> dict[str, Any]:
     doc = dict(row)
     doc["labels"] = orjson.loads(doc["labels"])
+    doc["resources"] = orjson.loads(doc["resources"])
+    if doc["role"] == "worker":
+        doc["addr"] = doc["api_addr"]
     return doc
 
 
@@ -42,28 +62,138 @@ def node(conn: sqlite3.Connection, name: str) -> dict[str, Any] | None:
     return None if row is None else _node(row)
 
 
+def node_secret_hash(conn: sqlite3.Connection, name: str) -> str | None:
+    """The SHA-256 (hex) of a worker's session secret; None for an unknown node or one without."""
+    row = conn.execute("SELECT secret_hash FROM nodes WHERE name = ?", (name,)).fetchone()
+    return None if row is None else row["secret_hash"]
+
+
 def count_nodes(conn: sqlite3.Connection, role: str) -> int:
     return int(conn.execute("SELECT count(*) FROM nodes WHERE role = ?", (role,)).fetchone()[0])
 
 
+# -- services ---------------------------------------------------------------------------------------
+
+_SERVICE_SELECT = f"""
+SELECT s.id, s.name, s.spec, s.previous_spec IS NOT NULL AS has_previous, s.update_status, s.version,
+       s.created_at, s.updated_at,
+       (SELECT count(*) FROM tasks t WHERE t.service_id = s.id AND t.state = 'running'
+            AND t.desired_state = 'running') AS replicas_running,
+       (SELECT count(*) FROM tasks t WHERE t.service_id = s.id AND t.desired_state = 'running'
+            AND t.state NOT IN {_FINAL_SQL}) AS live_tasks
+FROM services s
+"""
+
+
 def _service(row: sqlite3.Row) -> dict[str, Any]:
+    spec = orjson.loads(row["spec"])
+    if spec.get("mode") == "global":
+        desired = int(row["live_tasks"])
+    else:
+        desired = int(spec.get("replicas", DEFAULT_REPLICAS))
     return {
         "id": row["id"],
         "name": row["name"],
-        "spec": orjson.loads(row["spec"]),
+        "spec": spec,
         "version": row["version"],
         "created_at": row["created_at"],
         "updated_at": row["updated_at"],
+        "update_status": None if row["update_status"] is None else orjson.loads(row["update_status"]),
+        "has_previous": bool(row["has_previous"]),
+        "replicas_running": int(row["replicas_running"]),
+        "replicas_desired": desired,
     }
 
 
 def services(conn: sqlite3.Connection) -> list[dict[str, Any]]:
-    return [_service(r) for r in conn.execute("SELECT * FROM services ORDER BY name")]
+    return [_service(r) for r in conn.execute(_SERVICE_SELECT + " ORDER BY s.name")]
 
 
 def service(conn: sqlite3.Connection, name: str) -> dict[str, Any] | None:
-    row = conn.execute("SELECT * FROM services WHERE name = ?", (name,)).fetchone()
+    row = conn.execute(_SERVICE_SELECT + " WHERE s.name = ?", (name,)).fetchone()
     return None if row is None else _service(row)
+
+
+# -- tasks ------------------------------------------------------------------------------------------
+
+_TASK_SELECT = """
+SELECT t.id, t.service_id, coalesce(s.name, t.service_id) AS service_name, t.slot, t.node,
+       t.desired_state, t.state, t.message, t.health, t.container_id, t.exit_code, t.spec_digest,
+       t.created_at, t.updated_at, t.started_at, t.version
+FROM tasks t LEFT JOIN services s ON s.id = t.service_id
+"""
+
+
+def _task(row: sqlite3.Row) -> dict[str, Any]:
+    doc = dict(row)
+    if doc["slot"] is not None:
+        suffix = str(doc["slot"])
+    else:  # global mode: one task per node (an unplaced one is known by its ID)
+        suffix = doc["node"] if doc["node"] is not None else doc["id"]
+    doc["name"] = f"{doc['service_name']}.{suffix}"
+    return doc
+
+
+def tasks(
+    conn: sqlite3.Connection,
+    *,
+    service_id: str | None = None,
+    node: str | None = None,
+    include_final: bool = True,
+) -> list[dict[str, Any]]:
+    """Tasks by service, then slot (global: node), newest first within a slot."""
+    where: list[str] = []
+    args: list[str] = []
+    if service_id is not None:
+        where.append("t.service_id = ?")
+        args.append(service_id)
+    if node is not None:
+        where.append("t.node = ?")
+        args.append(node)
+    if not include_final:
+        where.append(f"t.state NOT IN {_FINAL_SQL}")
+    sql = _TASK_SELECT + (" WHERE " + " AND ".join(where) if where else "")
+    sql += " ORDER BY service_name, t.slot, t.node, t.created_at DESC, t.id"
+    return [_task(r) for r in conn.execute(sql, args)]
+
+
+def task(conn: sqlite3.Connection, task_id: str) -> dict[str, Any] | None:
+    row = conn.execute(_TASK_SELECT + " WHERE t.id = ?", (task_id,)).fetchone()
+    return None if row is None else _task(row)
+
+
+def assignments(conn: sqlite3.Connection, node: str) -> list[dict[str, Any]]:
+    """The TASK documents of docs/worker-protocol.md: every task on `node` that is not final."""
+    rows = conn.execute(
+        "SELECT t.id, t.service_id, coalesce(s.name, t.service_id) AS service_name, t.slot,"
+        " t.desired_state, t.state, t.spec, t.spec_digest"
+        " FROM tasks t LEFT JOIN services s ON s.id = t.service_id"
+        f" WHERE t.node = ? AND t.state NOT IN {_FINAL_SQL} ORDER BY t.id",
+        (node,),
+    )
+    return [
+        {
+            "task_id": r["id"],
+            "service_id": r["service_id"],
+            "service_name": r["service_name"],
+            "slot": r["slot"],
+            "desired_state": r["desired_state"],
+            "state": r["state"],
+            "spec": orjson.loads(r["spec"]),
+            "spec_digest": r["spec_digest"],
+        }
+        for r in rows
+    ]
+
+
+def assignments_digest(docs: Iterable[Mapping[str, Any]]) -> str:
+    """A short digest of what a worker must act on: which tasks, whether each should run, and what
+    it runs. A task's own state is left out (the worker reported it; nothing for it to do)."""
+    items = sorted((d["task_id"], d["desired_state"], d["spec_digest"]) for d in docs)
+    return hashlib.sha256(orjson.dumps(items)).hexdigest()[:16]
+
+
+# -- raw rows ---------------------------------------------------------------------------------------
 
 
 def count_rows(conn: sqlite3.Connection, table: str) -> int:
@@ -71,4 +201,6 @@ def count_rows(conn: sqlite3.Connection, table: str) -> int:
 
 
 def table_rows(conn: sqlite3.Connection, table: str) -> list[dict[str, Any]]:
+    """Every row of a table as stored, secrets' digests included: for copying a backup into the
+    replicated state (workers keep their sessions across a restore), never for an API answer."""
     return [dict(r) for r in conn.execute(f"SELECT * FROM {table}")]  # table names are ours
