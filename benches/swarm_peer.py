@@ -1,0 +1,151 @@
+"""Docker Swarm on the same engine, measured the same way as Warren (benches/containers.py).
+
+A single-node swarm (`docker swarm init` on 127.0.0.1, left again afterwards if this run made it) runs
+the same image as Warren's container benchmarks:
+
+- container crash → replacement running: SIGKILL of a task's container → the engine's `start` event of
+  its replacement, with Swarm's default restart delay (5 s) and with `--restart-delay 0s`;
+- service create → all replicas running: the services API call → the last replica's `start` event.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import docker
+import docker.errors
+from docker.types import RestartPolicy, ServiceMode
+
+from benches.containers import StartWatch, any_container, crash_trials, wait_running
+from benches.stats import summarize_ms
+
+log = logging.getLogger(__name__)
+
+SERVICE_LABEL = "com.docker.swarm.service.name"
+CRASH_EVENT = "SIGKILL of a task's container → the engine's start event of its replacement"
+CREATE_EVENT = "service create API call → start event of the last replica"
+
+
+@dataclass(frozen=True, slots=True)
+class ContainerParams:
+    """Shared by the Warren and the Swarm container benchmarks, so both do the same work."""
+
+    image: str = "warren-busybox:latest"
+    crash_trials: int = 10
+    # Swarm's default restart delay is 5 s: fewer trials of it are enough to show it.
+    crash_trials_default_delay: int = 3
+    create_replicas: int = 20
+    create_trials: int = 3
+    give_up_s: float = 60.0
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def summary_row(scenario: str, key: str, what: str, event: str, samples: list[dict[str, Any]]) -> dict[str, Any]:
+    ok = [s["seconds"] for s in samples if s.get("ok")]
+    stats = summarize_ms(ok)
+    row: dict[str, Any] = {
+        "scenario": scenario,
+        "key": key,
+        "what": what,
+        "event": event,
+        "trials": len(samples),
+        **{k: stats.get(k) for k in ("p50_ms", "p90_ms", "p99_ms", "max_ms")},
+    }
+    failed = [s for s in samples if not s.get("ok")]
+    if failed:
+        row["failed_trials"] = len(failed)
+        row["note"] = f"{len(failed)} trial(s) failed: {failed[0].get('error')}"
+    return row
+
+
+class Swarm:
+    """A single-node swarm for the run's duration."""
+
+    def __init__(self, client: docker.DockerClient) -> None:
+        self.client = client
+        self.made_here = False
+        self.services: list[Any] = []
+
+    def __enter__(self) -> Swarm:
+        state = self.client.info().get("Swarm", {}).get("LocalNodeState")
+        if state != "active":
+            self.client.swarm.init(advertise_addr="127.0.0.1", listen_addr="127.0.0.1:2377")
+            self.made_here = True
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        for service in self.services:
+            try:
+                service.remove()
+            except docker.errors.APIError as err:
+                log.warning("could not remove swarm service %s: %s", service.name, err)
+        if self.made_here:
+            self.client.swarm.leave(force=True)
+
+    def service(self, name: str, image: str, replicas: int, restart_delay_s: float | None) -> Any:
+        policy = RestartPolicy(condition="any", delay=int(restart_delay_s * 1e9)) if restart_delay_s is not None else None
+        service = self.client.services.create(
+            image,
+            command=["sleep", "1000000"],
+            name=name,
+            mode=ServiceMode("replicated", replicas=replicas),
+            restart_policy=policy,
+            stop_grace_period=1_000_000_000,
+        )
+        self.services.append(service)
+        return service
+
+    def remove(self, service: Any) -> None:
+        service.remove()
+        self.services.remove(service)
+        label = f"{SERVICE_LABEL}={service.name}"
+        deadline = time.monotonic() + 60
+        while any_container(self.client, label) and time.monotonic() < deadline:
+            time.sleep(0.1)
+
+
+def run(params: ContainerParams) -> dict[str, Any]:
+    client = docker.from_env()
+    rows: list[dict[str, Any]] = []
+    results: dict[str, Any] = {}
+    with Swarm(client) as swarm:
+        for key, delay, trials, what in (
+            ("default", None, params.crash_trials_default_delay, "Docker Swarm, default restart delay (5 s)"),
+            ("delay0", 0.0, params.crash_trials, "Docker Swarm, --restart-delay 0s"),
+        ):
+            name = f"bench-crash-{key}"
+            service = swarm.service(name, params.image, 1, delay)
+            label = f"{SERVICE_LABEL}={name}"
+            samples = crash_trials(
+                client,
+                label,
+                trials,
+                params.give_up_s,
+                settle=lambda label=label: wait_running(client, label, 1, params.give_up_s),  # type: ignore[misc]
+            )
+            swarm.remove(service)
+            results[f"crash_{key}"] = samples
+            rows.append(summary_row("swarm", f"swarm/crash-{key}", what, CRASH_EVENT, samples))
+
+        samples = []
+        for trial in range(params.create_trials):
+            name = f"bench-create-{trial}"
+            label = f"{SERVICE_LABEL}={name}"
+            with StartWatch(client, label) as watch:
+                t0 = time.monotonic()
+                service = swarm.service(name, params.image, params.create_replicas, 0.0)
+                started = watch.starts(params.create_replicas, t0 + params.give_up_s)
+            if len(started) < params.create_replicas:
+                samples.append({"ok": False, "error": f"{len(started)} of {params.create_replicas} started"})
+            else:
+                samples.append({"ok": True, "seconds": max(s.at for s in started) - t0})
+            swarm.remove(service)
+        results["create"] = samples
+        what = f"Docker Swarm, {params.create_replicas} replicas, one node"
+        rows.append(summary_row("swarm", f"swarm/create-{params.create_replicas}", what, CREATE_EVENT, samples))
+    return {"status": "ok", "error": None, "config": params.as_dict(), "results": results, "rows": rows}
