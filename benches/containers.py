@@ -96,7 +96,9 @@ def wait_running(client: docker.DockerClient, label: str, count: int, timeout_s:
         if len(ids) >= count:
             return ids
         if time.monotonic() >= deadline:
-            raise TimeoutError(f"{len(ids)} of {count} containers labelled {label} running after {timeout_s:g} s")
+            raise TimeoutError(
+                f"{len(ids)} of {count} containers labelled {label} running after {timeout_s:g} s"
+            )
         time.sleep(0.05)
 
 
@@ -119,7 +121,7 @@ def crash_trials(
         with StartWatch(client, label) as watch:
             t0 = time.monotonic()
             client.api.kill(victim)
-            started = watch.next_start(t0 + give_up_s, unless=lambda cid: cid == victim)
+            started = watch.next_start(t0 + give_up_s, unless=victim.__eq__)
         if started is None:
             results.append({"ok": False, "error": f"no replacement started within {give_up_s:g} s"})
         else:

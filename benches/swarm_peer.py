@@ -45,7 +45,9 @@ class ContainerParams:
         return asdict(self)
 
 
-def summary_row(scenario: str, key: str, what: str, event: str, samples: list[dict[str, Any]]) -> dict[str, Any]:
+def summary_row(
+    scenario: str, key: str, what: str, event: str, samples: list[dict[str, Any]]
+) -> dict[str, Any]:
     ok = [s["seconds"] for s in samples if s.get("ok")]
     stats = summarize_ms(ok)
     row: dict[str, Any] = {
@@ -88,7 +90,9 @@ class Swarm:
             self.client.swarm.leave(force=True)
 
     def service(self, name: str, image: str, replicas: int, restart_delay_s: float | None) -> Any:
-        policy = RestartPolicy(condition="any", delay=int(restart_delay_s * 1e9)) if restart_delay_s is not None else None
+        policy = None
+        if restart_delay_s is not None:
+            policy = RestartPolicy(condition="any", delay=int(restart_delay_s * 1e9))
         service = self.client.services.create(
             image,
             command=["sleep", "1000000"],
@@ -147,5 +151,6 @@ def run(params: ContainerParams) -> dict[str, Any]:
             swarm.remove(service)
         results["create"] = samples
         what = f"Docker Swarm, {params.create_replicas} replicas, one node"
-        rows.append(summary_row("swarm", f"swarm/create-{params.create_replicas}", what, CREATE_EVENT, samples))
+        key = f"swarm/create-{params.create_replicas}"
+        rows.append(summary_row("swarm", key, what, CREATE_EVENT, samples))
     return {"status": "ok", "error": None, "config": params.as_dict(), "results": results, "rows": rows}
