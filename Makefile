@@ -19,7 +19,7 @@ RAFT_SOURCES := $(shell find rust -path rust/target -prune -o \
 WARREN_SOURCES := pyproject.toml setup.py warren/_raft.pyx
 
 .DEFAULT_GOAL := help
-.PHONY: help install test bench lint run clean clean-all check-cargo
+.PHONY: help install test bench lint run image clean clean-all check-cargo
 
 help: ## list the targets
 	@echo "Targets:"
@@ -73,6 +73,9 @@ lint: install check-cargo ## ruff, mypy --strict, stubtest of warren_raft's .pyi
 	$(PY) -m mypy.stubtest warren_raft --mypy-config-file pyproject.toml --allowlist rust/stubtest-allowlist.txt
 	cargo fmt --check -p warren-raft
 	cargo clippy -p warren-raft --features python --all-targets -- -D warnings
+
+image: ## build the local test/demo image warren-busybox:latest (no registry needed)
+	bash scripts/build_image.sh
 
 run: install ## start a single-node cluster on 127.0.0.1:8080 with a demo service, in the foreground
 	bash scripts/run_local.sh
