@@ -189,6 +189,7 @@ class ManagerProc(Proc):
             "--raft-addr", self.raft_addr,
             "--metrics-addr", self.metrics_addr,
             "--data-dir", str(self.data_dir),
+            "--manager-only",  # the control-plane benchmarks measure managers alone
             *self.raft_flags,
         ]  # fmt: skip
 

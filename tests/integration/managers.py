@@ -38,7 +38,9 @@ STARTED_LINE = "✓ Manager started"
 # Timers of every test manager: slower than the defaults (50 ms / 150-300 ms) so that a loaded 2-core
 # machine never causes a spurious election (tests assert "no election" after a follower dies), still
 # fast enough that a failover takes about a second.
-TIMER_FLAGS = ["--raft-heartbeat-timeout", "100ms", "--raft-election-timeout", "500ms"]
+# `--manager-only`: the manager tests are about the control plane; the worker tests start workers of
+# their own (tests/integration/workers.py) and opt into a hybrid manager where they test it.
+TIMER_FLAGS = ["--raft-heartbeat-timeout", "100ms", "--raft-election-timeout", "500ms", "--manager-only"]
 # Loopback hosts 127.0.0.N handed to managers (one per manager, never reused within a run).
 _HOSTS = itertools.cycle(range(60, 250))
 
