@@ -153,7 +153,8 @@ def tasks(
     if not include_final:
         where.append(f"t.state NOT IN {_FINAL_SQL}")
     sql = _TASK_SELECT + (" WHERE " + " AND ".join(where) if where else "")
-    sql += " ORDER BY service_name, t.slot, t.node, t.created_at DESC, t.id"
+    # Global tasks have no slot: theirs is their node.
+    sql += " ORDER BY service_name, t.slot, CASE WHEN t.slot IS NULL THEN t.node END, t.created_at DESC, t.id"
     return [_task(r) for r in conn.execute(sql, args)]
 
 
