@@ -358,6 +358,30 @@ class WorkerSettings:
         return self.data_dir if self.data_dir is not None else os.path.join(default_data_dir(), "worker")
 
 
+@dataclass(frozen=True, slots=True)
+class RuntimeSettings:
+    """Timers and limits of the container runtimes (warren/runtime)."""
+
+    # `docker_available()` and `--runtime auto` count the Docker Engine as absent if it does not answer
+    # a ping within this long; seconds.
+    docker_ping_timeout_s: float = 2.0
+    # One ordinary Docker API call (create, inspect, stop...; not streams) may take this long; seconds.
+    # A stop waits its own grace period on top.
+    docker_api_timeout_s: float = 30.0
+    # Pulling an absent image gives up after this long in total (also the longest wait for the engine's
+    # first answer, e.g. while it cannot reach a registry); seconds.
+    image_pull_timeout_s: float = 60.0
+    # After the engine's event stream breaks (engine restart), reconnect after this long, doubled per
+    # failed attempt up to events_retry_max_s; seconds.
+    events_retry_initial_s: float = 0.1
+    events_retry_max_s: float = 2.0
+    # Process runtime: a followed log file is read again this often while its process lives, and a
+    # running task's log file is checked this often for rotation (WorkerSettings.process_log_max_bytes);
+    # seconds. Exits are never polled: they come from the process itself (wait / pidfd).
+    log_follow_interval_s: float = 0.2
+    log_rotate_check_s: float = 10.0
+
+
 # -- services -------------------------------------------------------------------------------------
 
 # Defaults of a service spec's optional parts (the API models read them from here).

@@ -11,6 +11,7 @@ Docker Engine (tests, benches) never adopt or stop each other's containers.
 
 from __future__ import annotations
 
+import builtins
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -110,7 +111,8 @@ class ContainerRuntime(Protocol):
         `follow`, until the container stops."""
         ...
 
-    async def exec(self, container_id: str, cmd: list[str], timeout_s: float) -> int:
+    # builtins.list: inside this class `list` is the method above.
+    async def exec(self, container_id: str, cmd: builtins.list[str], timeout_s: float) -> int:
         """Run `cmd` inside the task (health checks); its exit status, or -1 on timeout."""
         ...
 
@@ -131,4 +133,9 @@ class NodeResources:
     hostname: str
 
     def to_doc(self) -> dict[str, Any]:
-        return {"cpus": self.cpus, "memory": self.memory, "drivers": list(self.drivers), "hostname": self.hostname}
+        return {
+            "cpus": self.cpus,
+            "memory": self.memory,
+            "drivers": list(self.drivers),
+            "hostname": self.hostname,
+        }
