@@ -1,0 +1,83 @@
+"""A worker cut off from the managers at the network layer (namespaces + iptables) keeps its tasks
+running and restarts a crashed one itself; meanwhile the manager writes it down and runs its tasks on
+the other worker; after the heal the cut-off worker stops what was replaced: no task runs twice."""
+
+from __future__ import annotations
+
+import os
+import signal
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.integration.managers import wait_for
+from tests.integration.netns import NetnsLab, unavailable_reason
+from tests.integration.test_workers import env_value
+from tests.integration.workers import Fleet, fleets, task_processes
+
+PORTS = (8080, 7946, 9090)
+
+
+@pytest.fixture
+def lab_fleet(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[tuple[NetnsLab, Fleet]]:
+    reason = unavailable_reason()
+    if reason is not None:
+        if os.environ.get("CI"):
+            pytest.fail(f"CI must be able to make network namespaces: {reason}")
+        pytest.skip(f"needs network namespaces: {reason}")
+    with NetnsLab(3) as lab:
+        with fleets(tmp_path, request) as make:
+            yield lab, make(hosts=lab.hosts(PORTS))
+    assert not lab.leftovers(), f"the lab left things behind: {lab.leftovers()}"
+
+
+def live_tasks(service: str) -> dict[str, int]:
+    """task ID -> pid of every live process of the service."""
+    return {env_value(pid, "WARREN_TASK_ID"): pid for pid in task_processes(f"WARREN_SERVICE={service}")}
+
+
+def test_cut_off_worker_keeps_and_restarts_its_tasks_then_reconciles(
+    lab_fleet: tuple[NetnsLab, Fleet],
+) -> None:
+    lab, fleet = lab_fleet
+    fleet.start_managers(1)
+    cut = fleet.add_worker("process", prefix=lab.prefix(1))
+    other = fleet.add_worker("process", prefix=lab.prefix(2))
+    fleet.create("steady", replicas=2, image="local", driver="process", command=["sleep", "100000"])
+    tasks = fleet.wait_running("steady", 2)
+    assert {t["node"] for t in tasks} == {cut.name, other.name}
+    mine = next(t for t in tasks if t["node"] == cut.name)
+    pid = wait_for(lambda: live_tasks("steady").get(mine["id"]), 20, "the cut-off worker's process")
+
+    lab.isolate(1)
+    # Autonomy: the process keeps running; killed, it is restarted in place (same task, new process).
+    os.kill(pid, signal.SIGKILL)
+    restarted = wait_for(
+        lambda: (p := live_tasks("steady").get(mine["id"])) and p != pid and p,
+        20,
+        "the cut-off worker to restart its crashed task by itself",
+        detail=cut.log_tail,
+    )
+    assert restarted != pid
+
+    # Meanwhile the manager writes the worker down and runs both replicas on the other worker.
+    tasks = fleet.wait_running("steady", 2, timeout=30)
+    assert {t["node"] for t in tasks} == {other.name}
+    assert live_tasks("steady").get(mine["id"]) == restarted, "still running on the cut-off worker"
+
+    lab.heal(1)
+    wait_for(
+        lambda: fleet.cli("node", "inspect", cut.name, "-o", "json").ok().stdout.count('"ready"'),
+        30,
+        "the healed worker back to ready",
+    )
+    running = {t["id"] for t in fleet.wait_running("steady", 2)}
+    final = wait_for(
+        lambda: (lambda live: live if set(live) == running else None)(live_tasks("steady")),
+        30,
+        "exactly the manager's running tasks to have processes (the replaced one stopped)",
+        detail=fleet.log_tails,
+    )
+    assert mine["id"] not in final
+    assert len(final) == 2

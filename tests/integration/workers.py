@@ -1,0 +1,366 @@
+"""Harness for real worker agents (`warren worker start`) next to real managers, and task observation.
+
+`WorkerProc` is one worker process with its own data dir and runtime; `Fleet` is a manager cluster
+(tests/integration/managers.py) plus workers joined with worker tokens, the operator's way. Tasks are
+observed through the API (`GET /v1/services/{name}/tasks`) and, for what actually runs, through the
+Docker Engine (containers labelled with the cluster ID) or /proc (processes carrying WARREN_NODE in
+their environment). Teardown removes every container and process a test's workers started, whatever
+state the cluster is in.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import subprocess
+from collections.abc import Callable, Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.integration import nodeproc
+from tests.integration.managers import (
+    WARREN,
+    ManagerCluster,
+    ManagerProc,
+    _read_from,
+    api,
+    child_env,
+    cli,
+    get_json,
+    manager_clusters,
+    wait_for,
+)
+from tests.integration.nodeproc import REPO_ROOT
+
+NODE_ID = "Node ID: "
+# Generous: a worker's start includes a Docker Engine ping and adoption of what it already runs.
+START_TIMEOUT_S = 45.0
+
+
+def docker_client() -> Any:
+    import docker
+
+    return docker.from_env()
+
+
+def docker_unavailable_reason() -> str | None:
+    try:
+        docker_client().ping()
+    except Exception as exc:  # any failure to reach the engine means "no Docker here"
+        return f"no Docker Engine answers: {exc}"
+    return None
+
+
+def require_docker() -> None:
+    """Skip without an engine, except under CI (.ci/run), where a missing engine is a failure."""
+    reason = docker_unavailable_reason()
+    if reason is not None:
+        if os.environ.get("CI"):
+            pytest.fail(f"CI must reach the Docker Engine: {reason}")
+        pytest.skip(reason)
+
+
+class WorkerProc:
+    """One `warren worker start` daemon; survives kill/terminate/restart cycles (resumes its identity)."""
+
+    def __init__(
+        self,
+        label: str,
+        base_dir: Path,
+        managers: Sequence[str],
+        *,
+        runtime: str = "process",
+        labels: Sequence[str] = (),
+        prefix: Sequence[str] = (),
+    ) -> None:
+        self.label = label
+        self.managers = list(managers)
+        self.runtime = runtime
+        self.labels = list(labels)
+        self.prefix = list(prefix)
+        self.data_dir = base_dir / f"{label}-data"
+        self.out_path = base_dir / f"{label}.out"
+        self.err_path = base_dir / f"{label}.err"
+        self.proc: subprocess.Popen[bytes] | None = None
+        self._out_offset = 0
+        self._err_offset = 0
+
+    def __repr__(self) -> str:
+        return f"WorkerProc({self.label}, runtime={self.runtime}, pid={self.pid})"
+
+    def argv(self, token: str | None) -> list[str]:
+        args = ["worker", "start", "--manager", ",".join(self.managers), "--data-dir", str(self.data_dir)]
+        args += ["--runtime", self.runtime]
+        for label in self.labels:
+            args += ["--label", label]
+        if token is not None:
+            args += ["--token", token]
+        return [*self.prefix, *WARREN, *args]
+
+    @property
+    def pid(self) -> int | None:
+        return self.proc.pid if self.proc else None
+
+    @property
+    def alive(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+    def start(self, token: str | None = None) -> None:
+        """Spawn the agent (with a token the first time; a restart resumes from the data dir)."""
+        if self.alive:
+            raise RuntimeError(f"{self.label} is already running")
+        self.data_dir.parent.mkdir(parents=True, exist_ok=True)
+        self._out_offset = self.out_path.stat().st_size if self.out_path.exists() else 0
+        self._err_offset = self.err_path.stat().st_size if self.err_path.exists() else 0
+        with open(self.out_path, "ab") as out, open(self.err_path, "ab") as err:
+            self.proc = subprocess.Popen(
+                self.argv(token),
+                stdin=subprocess.DEVNULL,
+                stdout=out,
+                stderr=err,
+                cwd=REPO_ROOT,
+                env=child_env(),
+                start_new_session=True,
+            )
+
+    def wait_ready(self, via: str, timeout: float = START_TIMEOUT_S) -> None:
+        """Until it printed its node ID and the leader (through `via`) lists it ready."""
+
+        def ready() -> bool:
+            if not self.alive:
+                code = self.proc.poll() if self.proc else None
+                raise AssertionError(f"{self.label} exited with {code} while starting\n{self.log_tail()}")
+            if NODE_ID not in _read_from(self.out_path, 0):
+                return False
+            node = get_json(via, f"/v1/nodes/{self.name}")
+            return bool(node["state"] == "ready")
+
+        wait_for(ready, timeout, f"{self.label} to join and be ready", detail=self.log_tail)
+
+    def kill(self) -> None:
+        """SIGKILL of the agent only: its containers / processes keep running (as after a crash of the
+        agent; a machine crash is `kill` plus `kill_tasks`)."""
+        nodeproc.kill(self.proc)
+
+    def terminate(self, timeout: float = 20.0) -> int:
+        assert self.proc is not None
+        if self.proc.poll() is None:
+            os.kill(self.proc.pid, signal.SIGTERM)
+        code = nodeproc.wait_exit(self.proc, timeout)
+        if code is None:
+            self.kill()
+            raise AssertionError(f"{self.label} did not exit within {timeout}s of SIGTERM\n{self.log_tail()}")
+        return code
+
+    @property
+    def name(self) -> str:
+        for line in _read_from(self.out_path, 0).splitlines():
+            if NODE_ID in line:
+                return line.split(NODE_ID, 1)[1].split(")", 1)[0].strip()
+        raise AssertionError(f"{self.label} printed no node ID\n{self.log_tail()}")
+
+    def output(self) -> str:
+        return _read_from(self.out_path, self._out_offset)
+
+    def errors(self) -> str:
+        return _read_from(self.err_path, self._err_offset)
+
+    def all_output(self) -> str:
+        return _read_from(self.out_path, 0) + _read_from(self.err_path, 0)
+
+    def log_tail(self, lines: int = 30) -> str:
+        out = "\n".join(self.output().splitlines()[-lines:])
+        err = "\n".join(self.errors().splitlines()[-lines:])
+        return f"---- {self.label} stdout ----\n{out}\n---- {self.label} stderr ----\n{err}"
+
+    def task_pids(self) -> list[int]:
+        """Processes this worker's process runtime started (WARREN_NODE=<name> in their environment)."""
+        try:
+            name = self.name
+        except AssertionError:
+            return []
+        return task_processes(f"WARREN_NODE={name}")
+
+    def kill_tasks(self) -> None:
+        """SIGKILL every process this worker's tasks run as (its containers are removed by Fleet)."""
+        for pid in self.task_pids():
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+
+
+def task_processes(marker: str) -> list[int]:
+    """PIDs of live processes whose environment contains the line `marker` (e.g. "WARREN_NODE=w")."""
+    wanted = marker.encode()
+    pids = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/environ", "rb") as f:
+                env = f.read().split(b"\0")
+            with open(f"/proc/{entry}/stat", "rb") as f:
+                state = f.read().rsplit(b")", 1)[1].split()[0]
+        except OSError:
+            continue
+        if wanted in env and state != b"Z":
+            pids.append(int(entry))
+    return pids
+
+
+class Fleet:
+    """A manager cluster plus workers; `managers` is the ManagerCluster, `workers` every WorkerProc."""
+
+    def __init__(self, managers: ManagerCluster, base_dir: Path) -> None:
+        self.managers = managers
+        self.base_dir = base_dir
+        self.workers: list[WorkerProc] = []
+        self._cluster_ids: set[str] = set()
+
+    @property
+    def leader(self) -> ManagerProc:
+        return self.managers.leader()
+
+    @property
+    def addr(self) -> str:
+        """A live manager's API address (any manager serves the API)."""
+        return self.managers.live()[0].api_addr
+
+    def start_managers(self, n: int = 1) -> None:
+        self.managers.form(n)
+        self._cluster_ids.add(self.managers.managers[0].info()["cluster_id"])
+
+    def add_worker(
+        self,
+        runtime: str = "process",
+        *,
+        labels: Sequence[str] = (),
+        prefix: Sequence[str] = (),
+        managers: Sequence[str] | None = None,
+        wait: bool = True,
+    ) -> WorkerProc:
+        via = self.managers.live()[0]
+        token = self.managers.join_token(via, "worker")
+        worker = WorkerProc(
+            f"w{len(self.workers) + 1}",
+            self.base_dir,
+            managers if managers is not None else [m.api_addr for m in self.managers.live()],
+            runtime=runtime,
+            labels=labels,
+            prefix=prefix,
+        )
+        self.workers.append(worker)
+        worker.start(token)
+        if wait:
+            worker.wait_ready(via.api_addr)
+        return worker
+
+    def close(self) -> None:
+        for w in self.workers:
+            with contextlib.suppress(OSError):
+                w.kill()
+            w.kill_tasks()
+        for cluster_id in self._cluster_ids:
+            remove_containers(cluster_id)
+
+    def log_tails(self, lines: int = 40) -> str:
+        return self.managers.log_tails(lines) + "\n" + "\n".join(w.log_tail(lines) for w in self.workers)
+
+    # -- observation ----------------------------------------------------------------------------------
+
+    def tasks(self, service: str) -> list[dict[str, Any]]:
+        result: list[dict[str, Any]] = get_json(self.addr, f"/v1/services/{service}/tasks")
+        return result
+
+    def running(self, service: str) -> list[dict[str, Any]]:
+        return [t for t in self.tasks(service) if t["state"] == "running" and t["desired_state"] == "running"]
+
+    def wait_running(self, service: str, count: int, timeout: float = 60.0) -> list[dict[str, Any]]:
+        """Until exactly `count` tasks of `service` run and no other task of it is still active."""
+
+        def settled() -> list[dict[str, Any]] | None:
+            tasks = self.tasks(service)
+            running = [t for t in tasks if t["state"] == "running" and t["desired_state"] == "running"]
+            busy = [t for t in tasks if t["state"] in ("new", "pending", "assigned", "starting")]
+            stopping = [t for t in tasks if t["desired_state"] == "shutdown" and t["state"] == "running"]
+            if len(running) == count and not busy and not stopping:
+                return running if running else [{"none": True}]
+            return None
+
+        found = wait_for(
+            settled, timeout, f"{count} running tasks of {service}", detail=lambda: self._detail(service)
+        )
+        return [] if found == [{"none": True}] else found
+
+    def _detail(self, service: str) -> str:
+        try:
+            rows = "\n".join(
+                f"  {t['name']} {t['id']} node={t['node']} desired={t['desired_state']} state={t['state']} "
+                f"msg={t['message']!r}"
+                for t in self.tasks(service)
+            )
+        except Exception as exc:  # the detail of a failure must not fail itself
+            rows = f"  (tasks unavailable: {exc})"
+        return f"tasks of {service}:\n{rows}\n{self.log_tails()}"
+
+    def create(self, name: str, **spec: Any) -> dict[str, Any]:
+        with api(self.addr, 15.0) as client:
+            response = client.post("/v1/services", json={"name": name, **spec})
+        assert response.status_code == 201, response.text
+        body: dict[str, Any] = response.json()
+        return body
+
+    def update(self, name: str, **changes: Any) -> dict[str, Any]:
+        with api(self.addr, 15.0) as client:
+            response = client.patch(f"/v1/services/{name}", json=changes)
+        assert response.status_code == 200, response.text
+        body: dict[str, Any] = response.json()
+        return body
+
+    def cli(self, *args: str, timeout: float = 60.0) -> Any:
+        return cli(*args, "--manager", self.addr, timeout=timeout)
+
+
+def remove_containers(cluster_id: str) -> None:
+    """Force-remove every container of the cluster (teardown); nothing if no engine answers."""
+    try:
+        client = docker_client()
+        for c in client.api.containers(all=True, filters={"label": f"warren.cluster={cluster_id}"}):
+            with contextlib.suppress(Exception):
+                client.api.remove_container(c["Id"], force=True)
+    except Exception:  # no engine: nothing was started there
+        return
+
+
+def containers(cluster_id: str, **labels: str) -> list[dict[str, Any]]:
+    """Running containers of the cluster (low-level dicts: Id, Labels, State), filtered by labels."""
+    filters = [f"warren.cluster={cluster_id}", *(f"{k}={v}" for k, v in labels.items())]
+    result: list[dict[str, Any]] = docker_client().api.containers(filters={"label": filters})
+    return result
+
+
+@contextlib.contextmanager
+def fleets(base_dir: Path, request: pytest.FixtureRequest) -> Iterator[Callable[..., Fleet]]:
+    """Factory of Fleets for a fixture: tears every one down (logs printed if the test failed)."""
+    made: list[Fleet] = []
+    with manager_clusters(base_dir, request) as make_managers:
+
+        def make(**kwargs: Any) -> Fleet:
+            fleet = Fleet(make_managers(**kwargs), base_dir / f"fleet{len(made)}")
+            fleet.base_dir.mkdir(parents=True, exist_ok=True)
+            made.append(fleet)
+            return fleet
+
+        try:
+            yield make
+        finally:
+            failed = any(
+                getattr(getattr(request.node, f"rep_{when}", None), "failed", False)
+                for when in ("setup", "call")
+            )
+            for fleet in made:
+                if failed:
+                    print("\n==== worker logs ====\n" + "\n".join(w.log_tail(60) for w in fleet.workers))
+                fleet.close()
