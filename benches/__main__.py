@@ -4,7 +4,10 @@ Scenarios: commit_latency (1/3/5 warren_raft nodes, sequential and 64 concurrent
 (kill -9 of the leader, ≥ 20 trials), pysyncobj (the commit_latency workload on PySyncObj), manager_api
 (API write latency through the leader and a follower of 3 managers), client_failover (kill -9 of the
 leader manager → first API write acknowledged through a survivor, ≥ 20 trials) and etcd (those two on a
-3-member etcd). Results go to DIR/bench-<UTC timestamp>.json (this run) and DIR/latest.json (every
+3-member etcd), containers (Warren on the Docker Engine: container crash → replacement running,
+service create → 20 replicas running), swarm (the same two on a single-node Docker Swarm on the same
+engine), worker_failure (kill -9 of a worker → its tasks running elsewhere) and schedule (100 replicas on
+process-runtime workers). Results go to DIR/bench-<UTC timestamp>.json (this run) and DIR/latest.json (every
 number, machine facts, configuration; scenarios not run this time are kept from earlier runs) and a
 table to stdout and DIR/latest.md, with each target marked met or missed. A failing scenario is recorded
 as an error and the run continues: benchmarks measure, they never assert.
@@ -25,13 +28,34 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from benches import client_failover, commit_latency, etcd_peer, failover, manager_api, pysyncobj_bench, report
+from benches import (
+    client_failover,
+    commit_latency,
+    etcd_peer,
+    failover,
+    manager_api,
+    pysyncobj_bench,
+    report,
+    swarm_peer,
+    workers_bench,
+)
 from benches.managers import sigterm_raises
 from tests.integration.cluster import NodeOptions
 
 log = logging.getLogger("benches")
 
-SCENARIOS = ("commit_latency", "failover", "pysyncobj", "manager_api", "client_failover", "etcd")
+SCENARIOS = (
+    "commit_latency",
+    "failover",
+    "pysyncobj",
+    "manager_api",
+    "client_failover",
+    "etcd",
+    "containers",
+    "swarm",
+    "worker_failure",
+    "schedule",
+)
 DEFAULT_OUT = Path(__file__).resolve().parent / "results"
 
 
@@ -56,7 +80,11 @@ def main(argv: list[str] | None = None) -> int:
     fail = failover.FailoverParams()
     api = manager_api.ApiLatencyParams()
     client_fail = client_failover.ClientFailoverParams()
+    boxes = swarm_peer.ContainerParams()
+    workers = workers_bench.WorkerParams()
     if args.quick:
+        boxes = replace(boxes, crash_trials=3, crash_trials_default_delay=1, create_trials=1)
+        workers = replace(workers, failure_trials=2, schedule_trials=1)
         latency = replace(latency, warmup=50, sequential=200, concurrent=2000)
         fail = replace(fail, trials=3)
         api = replace(api, warmup=50, writes=300)
@@ -66,6 +94,8 @@ def main(argv: list[str] | None = None) -> int:
         fail = replace(fail, trials=max(1, args.trials))
         api = replace(api, writes=api.writes * max(1, args.trials))
         client_fail = replace(client_fail, trials=max(1, args.trials))
+        boxes = replace(boxes, crash_trials=max(1, args.trials), create_trials=max(1, args.trials))
+        workers = replace(workers, failure_trials=max(1, args.trials), schedule_trials=max(1, args.trials))
     options = NodeOptions(log_level=args.log_level)
 
     work_dir = Path(tempfile.mkdtemp(prefix="warren-bench-"))
@@ -82,6 +112,10 @@ def main(argv: list[str] | None = None) -> int:
         "manager_api": lambda: manager_api.run(work_dir, api),
         "client_failover": lambda: client_failover.run(work_dir, client_fail),
         "etcd": lambda: etcd_peer.run(work_dir, api, client_fail),
+        "containers": lambda: workers_bench.containers(work_dir, boxes),
+        "swarm": lambda: swarm_peer.run(boxes),
+        "worker_failure": lambda: workers_bench.worker_failure(work_dir, workers),
+        "schedule": lambda: workers_bench.schedule(work_dir, workers),
     }
     try:
         with sigterm_raises():  # SIGTERM unwinds like Ctrl-C: every harness kills its processes

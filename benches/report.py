@@ -177,6 +177,39 @@ def apply_targets(rows: list[Row]) -> None:
     failover_text = "p50 ≤ 800 ms, max ≤ 1.2 s, both < etcd's (both timers)"
     _check(by_key, "client_failover/3", failover_text, client_failover)
 
+    def vs_swarm(limit_ms: float, peer: str, also: str | None = None) -> Check:
+        def check(r: Row, rows: dict[str, Row]) -> bool | None:
+            ok = _le(r.get("max_ms"), limit_ms) if limit_ms else True
+            if ok is None or r.get("failed_trials"):
+                return False if r.get("failed_trials") else None
+            swarm = rows.get(peer)
+            if swarm is None or swarm.get("p50_ms") is None:
+                r["target_note"] = "Swarm not measured in this run: only the absolute half was checked"
+                return ok
+            notes = [f"Swarm default p50 {swarm['p50_ms']:.0f} ms"]
+            other = rows.get(also) if also else None
+            if other is not None and other.get("p50_ms") is not None:
+                notes.append(f"Swarm --restart-delay 0s p50 {other['p50_ms']:.0f} ms")
+            r["target_note"] = "in this run: " + ", ".join(notes)
+            return ok and bool(r["p50_ms"] <= swarm["p50_ms"])
+
+        return check
+
+    _check(
+        by_key,
+        "containers/crash",
+        "max ≤ 2 s, p50 ≤ Swarm's (default settings)",
+        vs_swarm(2000.0, "swarm/crash-default", "swarm/crash-delay0"),
+    )
+    _check(by_key, "containers/create-20", "p50 ≤ Swarm's", vs_swarm(0.0, "swarm/create-20"))
+
+    def within_15s(r: Row, _: dict[str, Row]) -> bool | None:
+        if r.get("max_ms") is None:
+            return None
+        return bool(r["max_ms"] <= 15000 and not r.get("failed_trials"))
+
+    _check(by_key, "worker_failure/process", "max ≤ 15 s", within_15s)
+
 
 # -- table ------------------------------------------------------------------------------------------
 

@@ -1,0 +1,198 @@
+"""Task recovery and scheduling on real workers (the issue-4 numbers), with default timers.
+
+- containers: one manager (manager-only) and one Docker worker on the same engine Swarm uses;
+  container crash → replacement running, and service create → N replicas running, both read from the
+  engine's `start` events exactly as for Swarm (benches/containers.py, benches/swarm_peer.py);
+- worker_failure: one manager and three process-runtime workers; SIGKILL of the agent of the worker
+  with the most tasks, and of its task processes (a machine crash) → every task of the service running
+  again, none on the dead worker (read from the API, polled every 20 ms);
+- schedule: one manager and four process-runtime workers; service create with 100 replicas → all 100
+  running (API, polled every 20 ms).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from benches.containers import StartWatch, crash_trials, wait_running
+from benches.swarm_peer import CRASH_EVENT, CREATE_EVENT, ContainerParams, summary_row
+from tests.integration.managers import ManagerCluster
+from tests.integration.workers import Fleet, docker_client, remove_containers
+
+POLL_S = 0.02
+WORKER_FAILURE_EVENT = "SIGKILL of a worker (agent and its tasks) → all its tasks running on other workers"
+SCHEDULE_EVENT = "service create API call → every replica running (API)"
+
+
+@dataclass(frozen=True, slots=True)
+class WorkerParams:
+    failure_trials: int = 5
+    failure_workers: int = 3
+    failure_replicas: int = 6
+    schedule_replicas: int = 100
+    schedule_workers: int = 4
+    schedule_trials: int = 3
+    give_up_s: float = 120.0
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@contextlib.contextmanager
+def fleet(base_dir: Path) -> Iterator[Fleet]:
+    """One manager with default timers, no local worker; torn down whatever happens."""
+    f = Fleet(ManagerCluster(base_dir, extra_flags=["--manager-only"]), base_dir)
+    try:
+        f.start_managers(1)
+        yield f
+    finally:
+        try:
+            f.close()
+        finally:
+            f.managers.close()
+
+
+def _post(addr: str, method: str, path: str, body: Any = None) -> Any:
+    with httpx.Client(base_url=f"http://{addr}", timeout=30) as client:
+        response = client.request(method, path, json=body)
+        response.raise_for_status()
+        return response.json()
+
+
+def _tasks(addr: str, service: str) -> list[dict[str, Any]]:
+    with httpx.Client(base_url=f"http://{addr}", timeout=30) as client:
+        response = client.get(f"/v1/services/{service}/tasks")
+        response.raise_for_status()
+        result: list[dict[str, Any]] = response.json()
+        return result
+
+
+def _running(tasks: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    return [t for t in tasks if t["state"] == "running" and t["desired_state"] == "running"]
+
+
+def _wait_all_running(
+    addr: str, service: str, count: int, deadline: float, avoid: str | None = None
+) -> float | None:
+    """When `count` tasks of `service` run (none on `avoid`), by the monotonic clock; None at deadline."""
+    while time.monotonic() < deadline:
+        running = _running(_tasks(addr, service))
+        if len(running) == count and (avoid is None or all(t["node"] != avoid for t in running)):
+            return time.monotonic()
+        time.sleep(POLL_S)
+    return None
+
+
+def containers(base_dir: Path, params: ContainerParams) -> dict[str, Any]:
+    client = docker_client()
+    rows: list[dict[str, Any]] = []
+    results: dict[str, Any] = {}
+    with fleet(base_dir / "containers") as f:
+        f.add_worker("docker")
+        addr = f.addr
+        cluster_id = f.managers.managers[0].info()["cluster_id"]
+        sleep = {"image": params.image, "command": ["sleep", "1000000"], "stop_timeout_s": 1}
+        _post(addr, "POST", "/v1/services", {"name": "crash", "replicas": 1, **sleep})
+        label = "warren.service.name=crash"
+        samples = crash_trials(
+            client, label, params.crash_trials, params.give_up_s,
+            settle=lambda: wait_running(client, label, 1, params.give_up_s),
+        )  # fmt: skip
+        results["crash"] = samples
+        what = "Warren, docker runtime, default restart policy (no delay)"
+        rows.append(summary_row("containers", "containers/crash", what, CRASH_EVENT, samples))
+        _post(addr, "DELETE", "/v1/services/crash")
+
+        samples = []
+        for trial in range(params.create_trials):
+            name = f"create-{trial}"
+            label = f"warren.service.name={name}"
+            with StartWatch(client, label) as watch:
+                t0 = time.monotonic()
+                body = {"name": name, "replicas": params.create_replicas, **sleep}
+                _post(addr, "POST", "/v1/services", body)
+                started = watch.starts(params.create_replicas, t0 + params.give_up_s)
+            if len(started) < params.create_replicas:
+                samples.append({"ok": False, "error": f"{len(started)} of {params.create_replicas} started"})
+            else:
+                samples.append({"ok": True, "seconds": max(s.at for s in started) - t0})
+            _post(addr, "DELETE", f"/v1/services/{name}")
+        results["create"] = samples
+        what = f"Warren, docker runtime, {params.create_replicas} replicas, one worker"
+        key = f"containers/create-{params.create_replicas}"
+        rows.append(summary_row("containers", key, what, CREATE_EVENT, samples))
+        remove_containers(cluster_id)
+    return {"status": "ok", "error": None, "config": params.as_dict(), "results": results, "rows": rows}
+
+
+def worker_failure(base_dir: Path, params: WorkerParams) -> dict[str, Any]:
+    samples: list[dict[str, Any]] = []
+    with fleet(base_dir / "worker-failure") as f:
+        workers = [f.add_worker("process") for _ in range(params.failure_workers)]
+        addr = f.addr
+        spec = {"image": "local", "driver": "process", "command": ["sleep", "1000000"], "stop_timeout_s": 1}
+        _post(addr, "POST", "/v1/services", {"name": "steady", "replicas": params.failure_replicas, **spec})
+        for _ in range(params.failure_trials):
+            deadline = time.monotonic() + params.give_up_s
+            ready = _wait_all_running(addr, "steady", params.failure_replicas, deadline)
+            if ready is None:
+                samples.append({"ok": False, "error": "the service did not settle before the trial"})
+                break
+            by_node: dict[str, int] = {}
+            for t in _running(_tasks(addr, "steady")):
+                by_node[t["node"]] = by_node.get(t["node"], 0) + 1
+            victim = max(workers, key=lambda w: by_node.get(w.name, 0))
+            moved = by_node.get(victim.name, 0)
+            t0 = time.monotonic()
+            victim.kill()
+            victim.kill_tasks()
+            done = _wait_all_running(
+                addr, "steady", params.failure_replicas, t0 + params.give_up_s, avoid=victim.name
+            )
+            if done is None:
+                error = f"tasks not running elsewhere within {params.give_up_s:g} s"
+                samples.append({"ok": False, "error": error})
+            else:
+                samples.append({"ok": True, "seconds": done - t0, "tasks_moved": moved})
+            victim.start()  # resumes with its identity: back to ready for the next trial
+            victim.wait_ready(addr)
+    what = (
+        f"Warren, {params.failure_workers} process-runtime workers, {params.failure_replicas} replicas, "
+        "default heartbeat (1 s) and grace (5 s)"
+    )
+    row = summary_row("worker_failure", "worker_failure/process", what, WORKER_FAILURE_EVENT, samples)
+    return {"status": "ok", "error": None, "config": params.as_dict(), "results": samples, "rows": [row]}
+
+
+def schedule(base_dir: Path, params: WorkerParams) -> dict[str, Any]:
+    samples: list[dict[str, Any]] = []
+    with fleet(base_dir / "schedule") as f:
+        for _ in range(params.schedule_workers):
+            f.add_worker("process")
+        addr = f.addr
+        spec = {"image": "local", "driver": "process", "command": ["sleep", "1000000"], "stop_timeout_s": 1}
+        for trial in range(params.schedule_trials):
+            name = f"many-{trial}"
+            t0 = time.monotonic()
+            _post(addr, "POST", "/v1/services", {"name": name, "replicas": params.schedule_replicas, **spec})
+            done = _wait_all_running(addr, name, params.schedule_replicas, t0 + params.give_up_s)
+            if done is None:
+                samples.append({"ok": False, "error": f"not all running within {params.give_up_s:g} s"})
+            else:
+                samples.append({"ok": True, "seconds": done - t0})
+            _post(addr, "DELETE", f"/v1/services/{name}")
+            # Wait until the workers stopped them all, so the next trial starts from an idle cluster.
+            deadline = time.monotonic() + params.give_up_s
+            while any(w.task_pids() for w in f.workers) and time.monotonic() < deadline:
+                time.sleep(0.1)
+    what = f"Warren, {params.schedule_replicas} replicas on {params.schedule_workers} process-runtime workers"
+    key = f"schedule/{params.schedule_replicas}"
+    row = summary_row("schedule", key, what, SCHEDULE_EVENT, samples)
+    return {"status": "ok", "error": None, "config": params.as_dict(), "results": samples, "rows": [row]}
