@@ -4,16 +4,20 @@ Requests that never reached a manager (connection refused, connect timeout) and 
 cluster cannot serve now (503: no leader, no quorum, shutting down) are retried with exponential
 backoff until `ClientSettings.retry_deadline_s`; 503's `Retry-After` is honoured up to the maximum
 delay. Everything else fails at once. API errors become Warren's exception classes.
+
+A 307/308 (a follower sending a streamed log request to the leader) is followed to its `Location`; if
+the leader named there cannot be reached, the request starts over at a manager, which names the
+current leader. A stream that broke off after it started is never sent again.
 """
 
 from __future__ import annotations
 
 import re
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Generator, Mapping
 from types import TracebackType
 from typing import Any, BinaryIO
-from urllib.parse import quote
+from urllib.parse import quote, urljoin, urlsplit
 
 import httpx
 
@@ -32,6 +36,9 @@ from warren.errors import (
 _RETRY_ALWAYS = frozenset({503})
 _RETRY_IDEMPOTENT = frozenset({502, 504})
 _IDEMPOTENT = frozenset({"GET", "HEAD"})
+_REDIRECTS = frozenset({307, 308})
+# Redirects followed by one request; a leader does not redirect, so more than a couple is a loop.
+_MAX_REDIRECTS = 5
 
 JSONObject = dict[str, Any]
 
@@ -130,80 +137,142 @@ class ManagerClient:
     def remove_node(self, name: str) -> JSONObject:
         return self._object(self.request("DELETE", f"/v1/nodes/{_segment(name)}"))
 
+    def set_node_availability(self, name: str, availability: str) -> JSONObject:
+        """`drain` (tasks move elsewhere, none placed there) or `active`; the node as it is now."""
+        path = f"/v1/nodes/{_segment(name)}/availability"
+        return self._object(self.request("POST", path, json={"availability": availability}))
+
     # -- services -----------------------------------------------------------------------------------
 
     def create_service(self, spec: Mapping[str, Any]) -> JSONObject:
         return self._object(self.request("POST", "/v1/services", json=dict(spec)))
 
-    def list_services(self) -> list[JSONObject]:
-        return self._list(self.request("GET", "/v1/services"))
+    def list_services(self, *, consistent: bool = False) -> list[JSONObject]:
+        """With `consistent`, through the leader's read barrier: what a following write will change."""
+        return self._list(self.request("GET", "/v1/services", params=_consistent(consistent)))
 
-    def get_service(self, name: str) -> JSONObject:
-        return self._object(self.request("GET", f"/v1/services/{_segment(name)}"))
+    def get_service(self, name: str, *, consistent: bool = False) -> JSONObject:
+        path = f"/v1/services/{_segment(name)}"
+        return self._object(self.request("GET", path, params=_consistent(consistent)))
 
-    def update_service(self, name: str, changes: Mapping[str, Any]) -> JSONObject:
-        return self._object(self.request("PATCH", f"/v1/services/{_segment(name)}", json=dict(changes)))
+    def update_service(self, name: str, changes: Mapping[str, Any], *,
+                       if_match: int | None = None) -> JSONObject:
+        """PATCH the given fields; with `if_match` (the version read), a change made meanwhile is a 409."""
+        headers = None if if_match is None else {"If-Match": str(if_match)}
+        path = f"/v1/services/{_segment(name)}"
+        return self._object(self.request("PATCH", path, json=dict(changes), headers=headers))
+
+    def rollback_service(self, name: str) -> JSONObject:
+        return self._object(self.request("POST", f"/v1/services/{_segment(name)}/rollback"))
 
     def remove_service(self, name: str) -> JSONObject:
         return self._object(self.request("DELETE", f"/v1/services/{_segment(name)}"))
 
+    def list_tasks(self, name: str) -> list[JSONObject]:
+        return self._list(self.request("GET", f"/v1/services/{_segment(name)}/tasks"))
+
+    def service_logs(self, name: str, *, task: str | None = None, follow: bool = False,
+                     tail: int | None = None) -> Generator[str, None, None]:
+        """The service's (or one task's) output as text, chunk by chunk as the manager sends it.
+
+        Opening the stream is retried like any read (and a redirect to the leader followed); once text
+        has arrived, a broken stream ends with UnavailableError and is not sent again (it would repeat
+        or lose lines). While following, there is no read timeout: a quiet task may print nothing for
+        hours. Closing the iterator closes the stream.
+        """
+        params = {"follow": "true" if follow else "false"}
+        if task is not None:
+            params["task"] = task
+        if tail is not None:
+            params["tail"] = str(tail)
+        timeout = httpx.Timeout(self.settings.request_timeout_s, read=None) if follow else None
+        response = self._send("GET", f"/v1/services/{_segment(name)}/logs", params=params, stream=True,
+                              timeout=timeout)
+        try:
+            yield from response.iter_text()
+        except httpx.HTTPError as exc:
+            where = _netloc(str(response.url)) or self.address
+            raise UnavailableError(f"log stream from manager at {where} broke off: {_describe(exc)}") from exc
+        finally:
+            response.close()
+
     # -- the wire -----------------------------------------------------------------------------------
 
     def request(self, method: str, path: str, *, json: object = None,
-                params: Mapping[str, str] | None = None) -> object:
+                params: Mapping[str, str] | None = None, headers: Mapping[str, str] | None = None) -> object:
         """The decoded JSON answer of a successful request; WarrenError (a subclass) otherwise."""
-        response = self._send(method, path, json=json, params=params)
+        response = self._send(method, path, json=json, params=params, headers=headers)
         try:
             return response.json()
         except ValueError as exc:
             raise WarrenError(f"manager at {self.address} answered {path} with something not JSON") from exc
 
     def _send(self, method: str, path: str, *, json: object = None,
-              params: Mapping[str, str] | None = None, stream: bool = False) -> httpx.Response:
+              params: Mapping[str, str] | None = None, headers: Mapping[str, str] | None = None,
+              stream: bool = False, timeout: httpx.Timeout | None = None) -> httpx.Response:
         settings = self.settings
         started = self._clock()
         delay = settings.retry_initial_delay_s
         attempts = 0
         failed_in_round = 0  # managers that failed since the last pause
+        redirect: str | None = None  # where the last answer sent us (the leader), for the next attempt
+        redirects = 0
         while True:
             attempts += 1
-            url = self._bases[self._current] + path
-            request = self._http.build_request(method, url, json=json, params=params)
+            redirected = redirect is not None
+            if redirect is not None:  # the Location already carries the query
+                url, where, query = redirect, _netloc(redirect), None
+            else:
+                url, where, query = self._bases[self._current] + path, self.address, params
+            extra: dict[str, Any] = {} if timeout is None else {"timeout": timeout}
+            request = self._http.build_request(method, url, json=json, params=query, headers=headers, **extra)
+            redirect = None
             retry_after: float | None = None
             try:
                 response = self._http.send(request, stream=stream)
             except (httpx.ConnectError, httpx.ConnectTimeout) as exc:
                 # The request never reached a manager: always safe to send again.
                 reason = _describe(exc)
-                failure: WarrenError = UnavailableError(f"cannot reach manager at {self.address}: {reason}")
+                failure: WarrenError = UnavailableError(f"cannot reach manager at {where}: {reason}")
                 cause: Exception = exc
             except (httpx.ReadError, httpx.RemoteProtocolError) as exc:
                 if method not in _IDEMPOTENT:
                     raise UnavailableError(
-                        f"manager at {self.address} dropped the connection before answering: "
+                        f"manager at {where} dropped the connection before answering: "
                         f"{_describe(exc)} (the change may or may not have been made)"
                     ) from exc
-                failure, cause = UnavailableError(f"manager at {self.address} dropped the connection"), exc
+                failure, cause = UnavailableError(f"manager at {where} dropped the connection"), exc
             except httpx.TimeoutException as exc:
                 raise UnavailableError(
-                    f"manager at {self.address} did not answer within "
+                    f"manager at {where} did not answer within "
                     f"{format_duration(settings.request_timeout_s)}"
                 ) from exc
             except httpx.TransportError as exc:
-                raise UnavailableError(f"cannot talk to manager at {self.address}: {_describe(exc)}") from exc
+                raise UnavailableError(f"cannot talk to manager at {where}: {_describe(exc)}") from exc
             else:
                 status = response.status_code
+                location = response.headers.get("Location")
+                if status in _REDIRECTS and location:
+                    response.close()
+                    redirects += 1
+                    if redirects > _MAX_REDIRECTS:
+                        raise UnavailableError(f"manager at {where} redirected {path} too many times")
+                    redirect = urljoin(str(request.url), location)
+                    continue
                 if status < 400:
                     return response
                 retryable = status in _RETRY_ALWAYS or (status in _RETRY_IDEMPOTENT and method in _IDEMPOTENT)
                 try:
-                    failure = self._error(response, retryable=retryable)
+                    failure = self._error(response, retryable=retryable, where=where)
                 finally:
                     response.close()
                 if not retryable:
                     raise failure
                 cause, retry_after = failure, _retry_after(response)
-            if len(self._bases) > 1:
+            redirects = 0  # counts a chain of redirects (a loop), not redirects across retries
+            # A leader we were redirected to that failed is not a manager of the list: after the pause
+            # the request starts over at the same manager, which names the current leader.
+            if not redirected and len(self._bases) > 1:
                 self._current = (self._current + 1) % len(self._bases)
                 failed_in_round += 1
                 if failed_in_round < len(self._bases) and self._clock() - started < settings.retry_deadline_s:
@@ -220,15 +289,15 @@ class ManagerClient:
             self._sleep(min(pause, remaining))
             delay = min(delay * 2, settings.retry_max_delay_s)
 
-    def _error(self, response: httpx.Response, *, retryable: bool) -> WarrenError:
+    def _error(self, response: httpx.Response, *, retryable: bool, where: str) -> WarrenError:
         response.read()
         code, message = _error_body(response)
         cls = error_class(code, response.status_code)
         if message is None:
             status = f"{response.status_code} {response.reason_phrase}".rstrip()
-            message = f"manager at {self.address} answered {status}"
+            message = f"manager at {where} answered {status}"
         elif response.status_code == 503 and retryable:
-            message = f"no leader (cluster has no quorum?) at {self.address}: {message}"
+            message = f"no leader (cluster has no quorum?) at {where}: {message}"
         return cls(message)
 
     def _object(self, data: object) -> JSONObject:
@@ -244,6 +313,14 @@ class ManagerClient:
 
 def _segment(name: str) -> str:
     return quote(name, safe="")
+
+
+def _consistent(consistent: bool) -> dict[str, str] | None:
+    return {"consistent": "true"} if consistent else None
+
+
+def _netloc(url: str) -> str:
+    return urlsplit(url).netloc
 
 
 def _error_body(response: httpx.Response) -> tuple[str | None, str | None]:

@@ -13,7 +13,7 @@ from collections.abc import Callable, Sequence
 import httpx
 
 from warren import __version__
-from warren.cli import cluster_cmds, daemon_cmds, node_cmds, service_cmds, worker_cmds
+from warren.cli import apply_cmds, cluster_cmds, daemon_cmds, node_cmds, service_cmds, worker_cmds
 from warren.cli.client import ManagerClient
 from warren.cli.parsing import (
     HelpExit,
@@ -39,6 +39,7 @@ getting started:
   warren cluster init                       found a cluster (this machine is its first manager)
   warren cluster join-token manager         print the command that adds another manager
   warren service create web --image nginx --replicas 3
+  warren apply -f stack.yaml                create or update services from a YAML file
   warren cluster info                       managers, leader and quorum
 
 Client commands talk to --manager HOST:PORT (env {MANAGER_ENV}, default {DEFAULT_MANAGER}); any
@@ -67,13 +68,14 @@ def build_parser() -> WarrenArgumentParser:
                        client=False)
     worker_cmds.register(subcommands(worker))
 
-    node = add_group(commands, "node", "list, inspect and remove nodes",
-                     "List, inspect and remove the cluster's nodes (managers and workers).")
+    node = add_group(commands, "node", "list, inspect, drain and remove nodes",
+                     "List, inspect, drain and remove the cluster's nodes (managers and workers).")
     node_cmds.register(subcommands(node))
 
-    service = add_group(commands, "service", "create, list, inspect, scale and remove services",
+    service = add_group(commands, "service", "create, update, list, inspect, scale and remove services",
                         "Create and manage services: container images run as tasks on the cluster.")
     service_cmds.register(subcommands(service))
+    apply_cmds.register(commands)
     return parser
 
 

@@ -105,3 +105,36 @@ def format_duration(seconds: float) -> str:
 
 def plural(count: int, noun: str) -> str:
     return f"{count} {noun}" if count == 1 else f"{count} {noun}s"
+
+
+_BINARY_UNITS = ("KiB", "MiB", "GiB", "TiB", "PiB")
+
+
+def human_bytes(count: float) -> str:
+    """Binary units, at most one decimal: 536870912 -> "512MiB", 1610612736 -> "1.5GiB", 900 -> "900B"."""
+    if count < 1024:
+        return f"{count:g}B"
+    value = float(count)
+    for unit in _BINARY_UNITS:
+        value /= 1024
+        if value < 1024 or unit == _BINARY_UNITS[-1]:
+            return f"{value:.1f}".removesuffix(".0") + unit
+    raise AssertionError("unreachable")
+
+
+def age(seconds: float) -> str:
+    """How long ago, in one unit as `docker ps` does: "5s", "12m", "3h", "4d" (never negative)."""
+    whole = max(0, int(seconds))
+    if whole < 120:
+        return f"{whole}s"
+    if whole < 7200:
+        return f"{whole // 60}m"
+    if whole < 2 * 86400:
+        return f"{whole // 3600}h"
+    return f"{whole // 86400}d"
+
+
+def shorten(text: str, limit: int) -> str:
+    """`text` cut to `limit` characters with an ellipsis; whitespace runs (newlines) become one space."""
+    flat = " ".join(text.split())
+    return flat if len(flat) <= limit else flat[: max(limit - 1, 0)] + "…"

@@ -7,9 +7,14 @@ into one line on stderr and exit status 2.
 from __future__ import annotations
 
 import argparse
+import shlex
 from typing import Any, NoReturn
 
+from pydantic import TypeAdapter, ValidationError
+
 from warren import __version__
+from warren.api.models import Constraint
+from warren.cli import specs
 from warren.config import DEFAULT_MANAGER, MANAGER_ENV, ClientSettings, parse_duration
 from warren.errors import ConfigError
 
@@ -143,3 +148,76 @@ def key_value(text: str) -> tuple[str, str]:
         raise argparse.ArgumentTypeError(f"expected KEY=VALUE, got {text!r}")
     return key.strip(), value
 
+
+
+def number(text: str) -> float:
+    """A plain decimal number (--cpus 0.5); the range is the API model's to judge."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = float("nan")
+    if value != value or value in (float("inf"), float("-inf")):
+        raise argparse.ArgumentTypeError(f"expected a number such as 0.5 or 2, got {text!r}")
+    return value
+
+
+def size(text: str) -> int:
+    """Bytes from "512m", "1g", "256MiB", "1.5GB" (binary multiples)."""
+    try:
+        return specs.parse_size(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from exc
+
+
+def port(text: str) -> int:
+    try:
+        return specs.parse_port(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from exc
+
+
+def publish(text: str) -> dict[str, Any]:
+    """{"host", "container", "protocol"} from "HOST:CONTAINER[/tcp|udp]"."""
+    try:
+        return specs.parse_publish(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from exc
+
+
+def published_port(text: str) -> tuple[int, str]:
+    """(host port, protocol) from "HOST[/tcp|udp]": which published port to remove."""
+    host, _, protocol = text.partition("/")
+    protocol = protocol.lower() or "tcp"
+    if protocol not in ("tcp", "udp"):
+        raise argparse.ArgumentTypeError(f"expected HOST[/tcp|udp], got {text!r}")
+    return port(host), protocol
+
+
+def http_check(text: str) -> tuple[int, str]:
+    """(port, path) from "PORT/PATH" ("8080/healthz") or "PORT" (path "/")."""
+    head, slash, path = text.partition("/")
+    return port(head), "/" + path if slash else "/"
+
+
+def command(text: str) -> list[str]:
+    """A command line split as a shell would ("sh -c 'sleep 1'" -> ["sh", "-c", "sleep 1"])."""
+    try:
+        words = shlex.split(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(f"{exc} in {text!r}") from exc
+    if not words:
+        raise argparse.ArgumentTypeError("empty command")
+    return words
+
+
+_CONSTRAINT: TypeAdapter[str] = TypeAdapter(Constraint)
+
+
+def constraint(text: str) -> str:
+    """node.labels.K==V, node.labels.K!=V, node.name==N or node.role==manager|worker."""
+    try:
+        return _CONSTRAINT.validate_python(text.strip())
+    except ValidationError as exc:
+        raise argparse.ArgumentTypeError(
+            f"expected node.labels.KEY==VALUE (or !=), node.name==NAME or node.role==worker, got {text!r}"
+        ) from exc

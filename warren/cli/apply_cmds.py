@@ -1,0 +1,312 @@
+"""`warren apply -f FILE.yaml`: make the cluster's services what YAML documents say.
+
+Every document of every file is checked first, then compared with the cluster (one consistent read);
+only when all of them are good does anything change: absent services are created, those whose given
+fields mean something else are patched with exactly those fields, the rest are left alone. Applying
+the same files again changes nothing and sends no write.
+"""
+
+from __future__ import annotations
+
+import argparse
+import shlex
+import sys
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import yaml
+from pydantic import ValidationError
+
+from warren.api.models import ServiceCreate
+from warren.cli import specs
+from warren.cli.client import ManagerClient
+from warren.cli.output import render
+from warren.cli.parsing import Subparsers, add_command
+
+APPLY_EPILOG = """\
+A document is one service, with the fields of the API's service body (docs/api.md):
+
+  kind: service               # optional; nothing else is accepted
+  name: web
+  image: nginx:1.27
+  replicas: 3
+  env: {TZ: UTC}
+  publish: ["8080:80", {host: 8443, container: 443, protocol: tcp}]
+  resources: {cpus: 0.5, memory: 256m}        # memory: bytes or a size (k/m/g are binary)
+  health: {kind: http, port: 80, path: /, interval_s: 2s}   # *_s: seconds or 500ms, 1m...
+  update: {parallelism: 1, order: start-first}
+  ---
+  name: worker
+  image: busybox
+  command: sleep infinity     # a string is split as a shell would
+
+Fields a document leaves out keep their current value on an existing service (their defaults on a new
+one); a nested part that is given (health, restart, update, resources) is replaced whole. Quote
+HOST:CONTAINER ports: YAML reads an unquoted 5353:53 as a number.
+
+Prints one line per service: service/NAME created|updated|unchanged. Every document is checked
+before anything changes; any problem (named by file and document number) changes nothing, exit 1.
+
+examples:
+  warren apply -f stack.yaml
+  warren apply -f web.yaml -f workers.yaml --dry-run
+  cat stack.yaml | warren apply -f -
+"""
+
+# Fields whose value is seconds: a number or a duration string ("500ms", "1m30s").
+_SECONDS = {None: ("stop_timeout_s",), "restart": ("delay_s",),
+            "health": ("interval_s", "timeout_s", "start_period_s"), "update": ("delay_s", "monitor_s")}
+
+
+def register(commands: Subparsers) -> None:
+    apply = add_command(commands, "apply", "create or update services from YAML files (idempotent)",
+                        "Create or update the services described by YAML files, one service per document.",
+                        epilog=APPLY_EPILOG)
+    apply.add_argument("-f", "--filename", dest="files", action="append", required=True, metavar="FILE",
+                       help="YAML file of service documents ('-' reads standard input; repeatable)")
+    apply.add_argument("--dry-run", action="store_true",
+                       help="check the files and say what would change, without changing anything")
+    apply.set_defaults(client_handler=apply_files)
+
+
+@dataclass
+class Document:
+    """One checked service document: `wanted` holds the fields it gives, as the API takes them."""
+
+    where: str  # "stack.yaml: document 2"
+    name: str
+    wanted: dict[str, Any]
+
+
+@dataclass
+class Step:
+    document: Document
+    result: str  # created | updated | unchanged
+    body: dict[str, Any] = field(default_factory=dict)  # POST body or PATCH changes
+    version: int | None = None  # of the service read, for If-Match
+
+
+class _Problem(Exception):
+    """A field of a document is wrong: (where in the document, what)."""
+
+    def __init__(self, where: str, what: str) -> None:
+        super().__init__(f"{where}: {what}" if where else what)
+
+
+def apply_files(args: argparse.Namespace, client: ManagerClient) -> int:
+    documents, problems = load([(name, _read(name)) for name in args.files])
+    if not problems:
+        current = {str(s.get("name")): s for s in client.list_services(consistent=True)}
+        steps, problems = plan(documents, current)
+    if problems:
+        for problem in problems:
+            print(f"warren: {problem}", file=sys.stderr)
+        if len(problems) > 1:
+            print(f"warren: {len(problems)} problems; nothing was changed", file=sys.stderr)
+        else:
+            print("warren: nothing was changed", file=sys.stderr)
+        return 1
+    results = []
+    suffix = " (dry run)" if args.dry_run else ""
+    for step in steps:
+        version = step.version
+        if not args.dry_run and step.result == "created":
+            version = client.create_service(step.body).get("version")
+        elif not args.dry_run and step.result == "updated":
+            # If-Match: a change made since the comparison must not be overwritten unseen.
+            answer = client.update_service(step.document.name, step.body, if_match=step.version)
+            version = answer.get("version")
+        result = {"kind": "service", "name": step.document.name, "result": step.result,
+                  "changed": sorted(k for k in step.body if k != "name"), "version": version}
+        results.append(result)
+        if args.format == "table":  # as it happens: a failure later leaves the earlier lines true
+            print(f"service/{step.document.name} {step.result}{suffix}", flush=True)
+    if args.format != "table":
+        print(render(results, args.format, lambda: ""), end="")
+    return 0
+
+
+def _read(name: str) -> str:
+    if name == "-":
+        return sys.stdin.read()
+    with open(name, encoding="utf-8") as handle:
+        return handle.read()
+
+
+# -- checking ---------------------------------------------------------------------------------------
+
+def load(files: list[tuple[str, str]]) -> tuple[list[Document], list[str]]:
+    """The service documents of every (file name, text), and every problem found in any of them."""
+    documents: list[Document] = []
+    problems: list[str] = []
+    first_seen: dict[str, str] = {}
+    for name, text in files:
+        source = "<stdin>" if name == "-" else name
+        found = 0
+        for number, raw, error in _yaml_documents(text):
+            where = f"{source}: document {number}"
+            if error is not None:
+                problems.append(f"{where}: {error}")
+                continue
+            if raw is None:
+                continue  # an empty document (e.g. after a trailing ---)
+            found += 1
+            label = where
+            if isinstance(raw, Mapping) and isinstance(raw.get("name"), str):
+                label = f"{where} ({raw['name']})"
+            try:
+                document = check(label, raw)
+            except _Problem as exc:
+                problems.append(f"{label}: {exc}")
+                continue
+            if document.name in first_seen:
+                earlier = first_seen[document.name]
+                problems.append(f"{label}: service {document.name!r} is already in {earlier}")
+                continue
+            first_seen[document.name] = where
+            documents.append(document)
+        if found == 0 and not any(p.startswith(f"{source}: ") for p in problems):
+            problems.append(f"{source}: no service documents")
+    return documents, problems
+
+
+def _yaml_documents(text: str) -> Iterator[tuple[int, object, str | None]]:
+    """(number from 1, document, None) per document; (number, None, message) for one YAML cannot read,
+    after which the rest of the file cannot be read either."""
+    loader = yaml.safe_load_all(text)
+    number = 0
+    while True:
+        number += 1
+        try:
+            document = next(loader)
+        except StopIteration:
+            return
+        except yaml.YAMLError as exc:
+            yield number, None, _yaml_problem(exc)
+            return
+        yield number, document, None
+
+
+def _yaml_problem(exc: yaml.YAMLError) -> str:
+    mark = getattr(exc, "problem_mark", None)
+    at = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+    problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+    return f"invalid YAML{at}: {problem}"
+
+
+def check(label: str, raw: object) -> Document:
+    """A document made into the API's body (values in the friendly syntaxes converted) and checked by
+    the API's own model; _Problem names the first field in error."""
+    if not isinstance(raw, Mapping):
+        raise _Problem("", f"expected a mapping of service fields, got {_kind_of(raw)}")
+    body = dict(raw)
+    kind = body.pop("kind", "service")
+    if kind != "service":
+        raise _Problem("kind", f"{kind!r} is not supported (only 'service')")
+    _convert(body)
+    try:
+        model = ServiceCreate.model_validate(body)
+    except ValidationError as exc:
+        problems = specs.validation_problems(exc)
+        where, what = problems[0]
+        more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
+        raise _Problem(where, what + more) from exc
+    given = model.model_fields_set
+    wanted = model.model_dump(include=given)  # nested parts whole, with their defaults
+    return Document(where=label, name=model.name, wanted=wanted)
+
+
+def _convert(body: dict[str, Any]) -> None:
+    """Durations, sizes, published ports, command strings and scalar env/label values into the API's
+    types, in place."""
+    for part, names in _SECONDS.items():
+        if part is None:
+            target = body
+        else:
+            nested = body.get(part)
+            if not isinstance(nested, Mapping):
+                continue
+            target = body[part] = dict(nested)
+        for name in names:
+            if name in target and target[name] is not None:
+                target[name] = _value(specs.parse_seconds, target[name], _path(part, name))
+    resources = body.get("resources")
+    if isinstance(resources, Mapping) and resources.get("memory") is not None:
+        memory = _value(specs.parse_size, resources["memory"], "resources.memory")
+        body["resources"] = {**resources, "memory": memory}
+    publish = body.get("publish")
+    if isinstance(publish, list):
+        body["publish"] = [
+            item if isinstance(item, Mapping) else _value(specs.parse_publish, item, f"publish.{i}")
+            for i, item in enumerate(publish)
+        ]
+    if isinstance(body.get("command"), str):
+        body["command"] = _value(_split, body["command"], "command")
+    health = body.get("health")
+    if isinstance(health, Mapping) and isinstance(health.get("cmd"), str):
+        body["health"] = {**health, "cmd": _value(_split, health["cmd"], "health.cmd")}
+    for name in ("env", "labels"):
+        values = body.get(name)
+        if isinstance(values, Mapping):
+            body[name] = {key: _scalar_text(value) for key, value in values.items()}
+
+
+def _value(parse: Any, value: object, where: str) -> Any:
+    try:
+        return parse(value)
+    except ValueError as exc:
+        raise _Problem(where, str(exc)) from exc
+
+
+def _split(text: str) -> list[str]:
+    return shlex.split(text)
+
+
+def _scalar_text(value: object) -> object:
+    """YAML reads `PORT: 8080` and `DEBUG: true` as a number and a boolean; the environment wants text."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int | float):
+        return str(value)
+    return value
+
+
+def _path(part: str | None, name: str) -> str:
+    return name if part is None else f"{part}.{name}"
+
+
+def _kind_of(value: object) -> str:
+    if isinstance(value, list):
+        return "a list"
+    if isinstance(value, str):
+        return "a string"
+    return type(value).__name__
+
+
+# -- planning ---------------------------------------------------------------------------------------
+
+def plan(documents: list[Document],
+         services: Mapping[str, Mapping[str, Any]]) -> tuple[list[Step], list[str]]:
+    """What to do for each document given the cluster's `services` (by name), and what cannot be done."""
+    steps: list[Step] = []
+    problems: list[str] = []
+    for document in documents:
+        service = services.get(document.name)
+        if service is None:
+            body = {k: v for k, v in document.wanted.items() if v is not None}
+            steps.append(Step(document, "created", {"name": document.name, **body}))
+            continue
+        spec = service.get("spec")
+        current = spec if isinstance(spec, Mapping) else {}
+        wanted = {k: v for k, v in document.wanted.items() if k != "name"}
+        changes = specs.changed_fields(current, wanted)
+        cleared = sorted(k for k, v in changes.items() if v is None)
+        if cleared:
+            problems.append(f"{document.where}: {', '.join(cleared)}: null cannot remove what service "
+                            f"{document.name} has (the API only replaces values); leave the field out")
+            continue
+        version = service.get("version")
+        steps.append(Step(document, "updated" if changes else "unchanged", changes,
+                          version if isinstance(version, int) else None))
+    return steps, problems

@@ -1,0 +1,273 @@
+"""The spec flags of `service create` and `service update`, and the API bodies they become.
+
+`create` sends only what was given (the manager fills in the defaults). `update` sends only fields
+whose meaning changes; a flag of a nested part (health, restart, update policy, resources) sends that
+whole part, built from the flags over the service's current part, because the API replaces nested
+parts whole. Map and list flags (--env, --label, --publish, --constraint) add to the current values
+on update; their `-rm` twins take away.
+"""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from pydantic import ValidationError
+
+from warren import config
+from warren.api.models import ServiceCreate, ServiceUpdate
+from warren.cli import specs
+from warren.cli.parsing import (
+    UsageError,
+    WarrenArgumentParser,
+    command,
+    constraint,
+    duration,
+    http_check,
+    key_value,
+    non_negative_int,
+    number,
+    port,
+    positive_int,
+    publish,
+    published_port,
+    size,
+)
+from warren.errors import InvalidError
+
+# Where a body field came from on the command line, to name the flag in an error.
+FLAG_OF = {
+    "name": "NAME", "image": "--image", "command": "--command", "replicas": "--replicas", "mode": "--mode",
+    "driver": "--driver", "env": "--env", "labels": "--label", "publish": "--publish",
+    "constraints": "--constraint", "stop_timeout_s": "--stop-timeout", "resources.cpus": "--cpus",
+    "resources.memory": "--memory", "restart.condition": "--restart-policy",
+    "restart.delay_s": "--restart-delay", "restart.max_attempts": "--restart-max-attempts",
+    "health.cmd": "--health-cmd", "health.port": "--health-http/--health-tcp", "health.path": "--health-http",
+    "health.interval_s": "--health-interval", "health.timeout_s": "--health-timeout",
+    "health.retries": "--health-retries", "health.start_period_s": "--health-start-period",
+    "update.parallelism": "--update-parallelism", "update.delay_s": "--update-delay",
+    "update.order": "--update-order", "update.failure_action": "--update-failure-action",
+    "update.monitor_s": "--update-monitor",
+}
+_HEALTH_KINDS = ("health_cmd", "health_http", "health_tcp")
+_HEALTH_TIMING = {"health_interval": "interval_s", "health_timeout": "timeout_s", "health_retries": "retries",
+                  "health_start_period": "start_period_s"}
+_RESTART = {"restart_policy": "condition", "restart_delay": "delay_s", "restart_max_attempts": "max_attempts"}
+_UPDATE = {"update_parallelism": "parallelism", "update_delay": "delay_s", "update_order": "order",
+           "update_failure_action": "failure_action", "update_monitor": "monitor_s"}
+_RESOURCES = {"cpus": "cpus", "memory": "memory"}
+
+
+def add_spec_flags(parser: WarrenArgumentParser, *, update: bool) -> None:
+    """The flags shared by create and update; on update every default is "unchanged"."""
+
+    def default(text: str) -> str:
+        return "" if update else f" (default {text})"
+
+    def flag(*names: str, help: str, **kwargs: Any) -> None:
+        parser.add_argument(*names, help=help, **kwargs)
+
+    flag("--image", required=not update, metavar="IMAGE", help="the container image, e.g. nginx:1.27"
+         + ("" if update else "; required"))
+    flag("--command", type=command, metavar="CMD",
+         help="command to run instead of the image's default, split as a shell would"
+         + default("the image's own") + "; needed with --driver process")
+    flag("--replicas", type=non_negative_int, metavar="N", help="number of tasks of a replicated service"
+         + default("1"))
+    if not update:
+        flag("--mode", choices=("replicated", "global"),
+             help="replicated: N tasks anywhere; global: one task on every node (default replicated)")
+    flag("--driver", choices=("docker", "process"),
+         help="docker: a container of the image; process: CMD run as a plain process on the worker"
+         + default(config.DEFAULT_DRIVER))
+    verb = "set (others are kept)" if update else "set"
+    flag("--env", type=key_value, action="append", metavar="K=V",
+         help=f"environment variable of the tasks to {verb} (repeatable)")
+    flag("--label", type=key_value, action="append", metavar="K=V",
+         help=f"label of the service to {verb} (repeatable; does not restart tasks)")
+    flag("--publish", type=publish, action="append", metavar="HOST:CONTAINER[/tcp|udp]",
+         help="publish CONTAINER port of each task on HOST port of its node (repeatable; tcp by default)"
+         + ("; replaces what HOST[/proto] published" if update else ""))
+    flag("--constraint", type=constraint, action="append", metavar="EXPR",
+         help="placement constraint: node.labels.K==V, node.labels.K!=V, node.name==N, node.role==R "
+         "(repeatable; all must hold)")
+    if update:
+        flag("--env-rm", action="append", metavar="K", help="environment variable to remove (repeatable)")
+        flag("--label-rm", action="append", metavar="K", help="label to remove (repeatable)")
+        flag("--publish-rm", type=published_port, action="append", metavar="HOST[/tcp|udp]",
+             help="published host port to remove (repeatable)")
+        flag("--constraint-rm", type=constraint, action="append", metavar="EXPR",
+             help="placement constraint to remove (repeatable)")
+
+    health = parser.add_argument_group(
+        "health check", "At most one of --health-cmd, --health-http, --health-tcp"
+        + (" (switches the kind; the timings are kept)." if update else "; default: none."))
+    kinds = health.add_mutually_exclusive_group()
+    kinds.add_argument("--health-cmd", type=command, metavar="CMD",
+                       help="healthy when CMD, run in the task and split as a shell would, exits 0")
+    kinds.add_argument("--health-http", type=http_check, metavar="PORT/PATH",
+                       help="healthy when GET http://TASK:PORT/PATH answers 2xx or 3xx (PATH default /)")
+    kinds.add_argument("--health-tcp", type=port, metavar="PORT",
+                       help="healthy when TASK:PORT accepts a connection")
+    health.add_argument("--health-interval", type=duration, metavar="DUR",
+                        help="time between checks" + default(f"{config.DEFAULT_HEALTH_INTERVAL_S:g}s"))
+    health.add_argument("--health-timeout", type=duration, metavar="DUR",
+                        help="a check taking longer fails" + default(f"{config.DEFAULT_HEALTH_TIMEOUT_S:g}s"))
+    health.add_argument("--health-retries", type=positive_int, metavar="N",
+                        help="consecutive failures that make a task unhealthy (it is then replaced)"
+                        + default(str(config.DEFAULT_HEALTH_RETRIES)))
+    health.add_argument("--health-start-period", type=duration, metavar="DUR",
+                        help="failures in this time after start do not count" + default("0s"))
+
+    restart = parser.add_argument_group("restart policy", "What happens when a task stops.")
+    restart.add_argument("--restart-policy", choices=("any", "on-failure", "none"),
+                         help="replace a task that stopped: on any exit, only on failure (exit code != 0), "
+                         "or never" + default(config.DEFAULT_RESTART_CONDITION))
+    restart.add_argument("--restart-delay", type=duration, metavar="DUR",
+                         help="wait before the replacement starts"
+                         + default(f"{config.DEFAULT_RESTART_DELAY_S:g}s"))
+    restart.add_argument("--restart-max-attempts", type=non_negative_int, metavar="N",
+                         help="replacements per slot before giving up, 0 for no limit" + default("0"))
+
+    resources = parser.add_argument_group("resources", "Limits of each task, reserved on its node.")
+    resources.add_argument("--cpus", type=number, metavar="N",
+                           help="CPUs, e.g. 0.5 or 2" + default("no limit"))
+    resources.add_argument("--memory", type=size, metavar="SIZE",
+                           help=f"memory: {specs.SIZE_HELP}; at least 4m" + default("no limit"))
+
+    rolling = parser.add_argument_group("rolling updates", "How a changed spec replaces the running tasks.")
+    rolling.add_argument("--update-parallelism", type=positive_int, metavar="N",
+                         help="tasks replaced at a time" + default(str(config.DEFAULT_UPDATE_PARALLELISM)))
+    rolling.add_argument("--update-delay", type=duration, metavar="DUR",
+                         help="pause between batches" + default("0s"))
+    rolling.add_argument("--update-order", choices=("stop-first", "start-first"),
+                         help="stop the old task before starting its replacement, or the other way round"
+                         + default("stop-first"))
+    rolling.add_argument("--update-failure-action", choices=("pause", "rollback"),
+                         help="when a new task fails: pause the update, or roll back to the previous spec"
+                         + default("pause"))
+    rolling.add_argument("--update-monitor", type=duration, metavar="DUR",
+                         help="a new task must stay running (and healthy) this long before the next batch"
+                         + default(f"{config.DEFAULT_UPDATE_MONITOR_S:g}s"))
+    parser.add_argument("--stop-timeout", type=duration, metavar="DUR",
+                        help="time a task gets to stop after SIGTERM before SIGKILL"
+                        + default(f"{config.DEFAULT_STOP_TIMEOUT_S:g}s"))
+
+
+def create_body(args: argparse.Namespace) -> dict[str, Any]:
+    """The POST /v1/services body: only what was given; checked against the API's model."""
+    body: dict[str, Any] = {"name": args.name, "image": args.image}
+    if args.mode == "global" and args.replicas is not None:
+        raise UsageError("--replicas does not apply to --mode global (see 'warren service create --help')")
+    for key in ("command", "replicas", "mode", "driver"):
+        if getattr(args, key) is not None:
+            body[key] = getattr(args, key)
+    if args.env:
+        body["env"] = dict(args.env)
+    if args.label:
+        body["labels"] = dict(args.label)
+    if args.publish:
+        body["publish"] = args.publish
+    if args.constraint:
+        body["constraints"] = list(dict.fromkeys(args.constraint))
+    if args.stop_timeout is not None:
+        body["stop_timeout_s"] = args.stop_timeout
+    for key, flags in (("restart", _RESTART), ("update", _UPDATE), ("resources", _RESOURCES)):
+        part = _given(args, flags)
+        if part:
+            body[key] = part
+    health = _health(args, None, lambda: UsageError(
+        "a health check needs its kind: give --health-cmd, --health-http or --health-tcp "
+        "(see 'warren service create --help')"))
+    if health is not None:
+        body["health"] = health
+    _check(ServiceCreate, body, "create")
+    return body
+
+
+def update_changes(args: argparse.Namespace, name: str, current: Mapping[str, Any]) -> dict[str, Any]:
+    """The PATCH body: the fields whose meaning the flags change, over the `current` spec."""
+    wanted: dict[str, Any] = {}
+    for key in ("image", "command", "replicas", "driver"):
+        if getattr(args, key) is not None:
+            wanted[key] = getattr(args, key)
+    if args.stop_timeout is not None:
+        wanted["stop_timeout_s"] = args.stop_timeout
+    for key, given, removed in (("env", args.env, args.env_rm), ("labels", args.label, args.label_rm)):
+        if given or removed:
+            values = dict(_mapping(current.get(key)))
+            values.update(given or [])
+            for gone in removed or []:
+                values.pop(gone, None)
+            wanted[key] = values
+    if args.publish or args.publish_rm:
+        ports = {(p.get("host"), p.get("protocol", "tcp")): p for p in _items(current.get("publish"))}
+        for gone in args.publish_rm or []:
+            ports.pop(gone, None)
+        for item in args.publish or []:
+            ports[(item["host"], item["protocol"])] = item
+        wanted["publish"] = list(ports.values())
+    if args.constraint or args.constraint_rm:
+        kept = [c for c in current.get("constraints") or [] if c not in (args.constraint_rm or [])]
+        wanted["constraints"] = list(dict.fromkeys([*kept, *(args.constraint or [])]))
+    for key, flags in (("restart", _RESTART), ("update", _UPDATE), ("resources", _RESOURCES)):
+        part = _given(args, flags)
+        if part:
+            base = specs.canonical(key, current.get(key))
+            wanted[key] = {**_mapping(base), **part}
+    base_health = specs.canonical("health", current.get("health"))
+    health = _health(args, _mapping(base_health) if base_health else None, lambda: InvalidError(
+        f"service {name} has no health check to change: give --health-cmd, --health-http or --health-tcp"))
+    if health is not None:
+        wanted["health"] = health
+    changes = specs.changed_fields(current, wanted)
+    _check(ServiceUpdate, changes, "update")
+    return changes
+
+
+def _given(args: argparse.Namespace, flags: Mapping[str, str]) -> dict[str, Any]:
+    return {field: getattr(args, dest) for dest, field in flags.items() if getattr(args, dest) is not None}
+
+
+def _health(args: argparse.Namespace, current: Mapping[str, Any] | None,
+            no_kind: Callable[[], Exception]) -> dict[str, Any] | None:
+    """The health part from the flags over `current` (None: none yet); None if no health flag was given."""
+    timing = _given(args, _HEALTH_TIMING)
+    kind_given = any(getattr(args, dest) is not None for dest in _HEALTH_KINDS)
+    if not timing and not kind_given:
+        return None
+    # Switching kinds keeps the timings but not the old kind's target.
+    health = {k: v for k, v in (current or {}).items() if k not in ("kind", "cmd", "port", "path")}
+    if args.health_cmd is not None:
+        health.update(kind="cmd", cmd=args.health_cmd)
+    elif args.health_http is not None:
+        health.update(kind="http", port=args.health_http[0], path=args.health_http[1])
+    elif args.health_tcp is not None:
+        health.update(kind="tcp", port=args.health_tcp)
+    elif current is not None:
+        health.update({k: current[k] for k in ("kind", "cmd", "port", "path") if k in current})
+    else:
+        raise no_kind()
+    health.update(timing)
+    return health
+
+
+def _check(model: type[ServiceCreate] | type[ServiceUpdate], body: Mapping[str, Any], command: str) -> None:
+    """Refuse, as a usage error naming the flag, what the manager would refuse."""
+    try:
+        model.model_validate(body)
+    except ValidationError as exc:
+        where, what = specs.validation_problems(exc)[0]
+        parts = where.split(".")
+        flag = FLAG_OF.get(where) or FLAG_OF.get(".".join(parts[:2])) or FLAG_OF.get(parts[0], "")
+        subject = f"argument {flag}: " if flag else ""
+        raise UsageError(f"{subject}{what} (see 'warren service {command} --help')") from exc
+
+
+def _mapping(value: object) -> dict[str, Any]:
+    return dict(value) if isinstance(value, Mapping) else {}
+
+
+def _items(value: object) -> list[dict[str, Any]]:
+    return [dict(item) for item in value if isinstance(item, Mapping)] if isinstance(value, list) else []

@@ -1,0 +1,129 @@
+"""Service specs on the client side: the value syntaxes people write (sizes, published ports, durations),
+validation against the API's own models before anything is sent, and what a change really changes.
+
+Shared by `service create|update` (flags) and `apply` (YAML documents), so both accept the same values
+and compare a wanted spec with the cluster's one the same way.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Mapping
+from typing import Any
+
+from pydantic import ValidationError
+
+from warren.api.models import ServiceUpdate
+from warren.config import parse_duration
+from warren.errors import ConfigError
+from warren.store.taskstate import TASK_FIELDS
+
+# Binary multiples whatever the spelling: "1g" = "1gb" = "1GiB" = 2**30 bytes (as Docker reads them).
+_SIZE_UNITS = {"": 1, "b": 1, "k": 2**10, "m": 2**20, "g": 2**30, "t": 2**40, "p": 2**50}
+_SIZE = re.compile(r"^\s*(\d+(?:\.\d*)?|\.\d+)\s*(?:([kmgtp])(?:i?b)?|(b))?\s*$", re.IGNORECASE)
+_PUBLISH = re.compile(r"^\s*(\d+):(\d+)(?:/([A-Za-z]+))?\s*$")
+SIZE_HELP = "512m, 1g, 256MiB, 1.5GB or bytes; k/m/g are binary (KiB/MiB/GiB)"
+PUBLISH_HELP = "HOST:CONTAINER[/tcp|udp], e.g. 8080:80 or 5353:53/udp"
+
+# Nested parts of a spec: a change sends the whole part (the API replaces it whole).
+NESTED = ("resources", "restart", "health", "update")
+
+
+def parse_size(value: object) -> int:
+    """Bytes from "512m", "1g", "256MiB", "1.5GB", "4096" or a number of bytes. Raises ValueError."""
+    if isinstance(value, bool):
+        raise ValueError(f"expected a size such as 512m or 1g, got {value!r}")
+    if isinstance(value, int | float):
+        if not math.isfinite(value) or value < 0:
+            raise ValueError(f"expected a size such as 512m or 1g, got {value!r}")
+        return round(value)
+    if not isinstance(value, str):
+        raise ValueError(f"expected a size such as 512m or 1g, got {type(value).__name__}")
+    match = _SIZE.match(value)
+    if match is None:
+        raise ValueError(f"invalid size {value!r}: expected a number and a unit, e.g. {SIZE_HELP}")
+    number, unit = match.group(1), (match.group(2) or "").lower()
+    return round(float(number) * _SIZE_UNITS[unit])
+
+
+def parse_port(text: str, what: str = "port") -> int:
+    if not text.strip().isdigit() or not 1 <= int(text) <= 65535:
+        raise ValueError(f"{what} {text.strip()!r} is not a port number from 1 to 65535")
+    return int(text)
+
+
+def parse_publish(value: object) -> dict[str, Any]:
+    """{"host", "container", "protocol"} from "8080:80" or "5353:53/udp". Raises ValueError."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        # YAML 1.1 reads an unquoted 5353:53 as a base-60 number; the user meant the string.
+        raise ValueError(f"got the number {value}: quote HOST:CONTAINER (YAML reads 5353:53 as base 60)")
+    if not isinstance(value, str):
+        raise ValueError(f"expected {PUBLISH_HELP}, got {type(value).__name__}")
+    match = _PUBLISH.match(value)
+    if match is None:
+        raise ValueError(f"expected {PUBLISH_HELP}, got {value!r}")
+    protocol = (match.group(3) or "tcp").lower()
+    if protocol not in ("tcp", "udp"):
+        raise ValueError(f"protocol {match.group(3)!r} in {value!r} is neither tcp nor udp")
+    return {"host": parse_port(match.group(1), "host port"),
+            "container": parse_port(match.group(2), "container port"), "protocol": protocol}
+
+
+def parse_seconds(value: object) -> float:
+    """Seconds from a number (seconds) or a duration string ("500ms", "1s", "1m30s"). Raises ValueError."""
+    if isinstance(value, bool) or not isinstance(value, int | float | str):
+        raise ValueError(f"expected seconds or a duration such as 500ms or 1m, got {value!r}")
+    if isinstance(value, str):
+        try:
+            return parse_duration(value)
+        except ConfigError as exc:
+            raise ValueError(str(exc)) from exc
+    if not math.isfinite(value) or value < 0:
+        raise ValueError(f"expected seconds or a duration such as 500ms or 1m, got {value!r}")
+    return float(value)
+
+
+def validation_problems(exc: ValidationError) -> list[tuple[str, str]]:
+    """(where, what) for each problem pydantic found: ("health.port", "Input should be ...")."""
+    problems = []
+    for err in exc.errors():
+        where = ".".join(str(part) for part in err.get("loc", ()))
+        if err.get("type") == "extra_forbidden":
+            what = "unknown field"
+        elif err.get("type") == "missing":
+            what = "required"
+        else:
+            what = str(err.get("msg", "invalid")).removeprefix("Value error, ")
+        problems.append((where, what))
+    return problems
+
+
+def describe(exc: ValidationError) -> str:
+    """The problems pydantic found, on one line."""
+    return "; ".join(f"{where}: {what}" if where else what for where, what in validation_problems(exc))
+
+
+def canonical(field: str, value: object) -> object:
+    """A spec field's value as the API reads it: nested parts with their defaults filled in and unset
+    (None) members dropped, so a value we send and the cluster's stored copy compare equal when they
+    mean the same (the cluster may store a part with or without its defaults)."""
+    if value is None:
+        return None
+    try:
+        model = ServiceUpdate.model_validate({field: value}, strict=False)
+    except ValidationError:
+        return value  # not ours to judge here; differs from any valid value, so it gets replaced
+    dumped = model.model_dump(exclude_none=True)
+    return dumped.get(field)
+
+
+def changed_fields(current: Mapping[str, Any], wanted: Mapping[str, Any]) -> dict[str, Any]:
+    """The fields of `wanted` whose meaning differs from the `current` spec's."""
+    return {key: value for key, value in wanted.items()
+            if canonical(key, value) != canonical(key, current.get(key))}
+
+
+def rolls_out(changes: Mapping[str, Any]) -> bool:
+    """Whether applying `changes` (really changed fields) replaces tasks: a task-defining field changed."""
+    return any(key in TASK_FIELDS for key in changes)
