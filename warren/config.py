@@ -368,9 +368,10 @@ class RuntimeSettings:
     # One ordinary Docker API call (create, inspect, stop...; not streams) may take this long; seconds.
     # A stop waits its own grace period on top.
     docker_api_timeout_s: float = 30.0
-    # Pulling an absent image gives up after this long in total (also the longest wait for the engine's
-    # first answer, e.g. while it cannot reach a registry); seconds.
-    image_pull_timeout_s: float = 60.0
+    # Pulling an absent image gives up when the engine says nothing for this long (e.g. while it
+    # cannot reach a registry), or after image_pull_timeout_s in total; seconds.
+    image_pull_stall_s: float = 15.0
+    image_pull_timeout_s: float = 300.0
     # After the engine's event stream breaks (engine restart), reconnect after this long, doubled per
     # failed attempt up to events_retry_max_s; seconds.
     events_retry_initial_s: float = 0.1

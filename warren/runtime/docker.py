@@ -216,7 +216,11 @@ class DockerRuntime:
             raise RuntimeStartError(f"image {image} cannot be used: {_explain(exc)}") from exc
         log.info("image %s is not present; pulling it", image)
         try:
-            await self._run(lambda c: _pull(c, image, self._settings.image_pull_timeout_s))
+            await self._run(
+                lambda c: _pull(
+                    c, image, self._settings.image_pull_stall_s, self._settings.image_pull_timeout_s
+                )
+            )
             await self._run(lambda c: c.images.get(image))
         except (APIError, _PullError) as exc:
             raise RuntimeStartError(
@@ -507,9 +511,10 @@ class _PullError(Exception):
     """The engine answered a pull with an error, or the pull did not finish in time."""
 
 
-def _pull(client: Any, image: str, timeout_s: float) -> None:
-    """Pull `image`, bounded by `timeout_s` in total. The SDK's own pull waits without limit, which
-    would hang a start while the engine keeps trying an unreachable registry."""
+def _pull(client: Any, image: str, stall_s: float, timeout_s: float) -> None:
+    """Pull `image`: give up when the engine is silent for `stall_s` or the pull is not done within
+    `timeout_s`. The SDK's own pull waits without limit, which would hang a start while the engine
+    keeps trying an unreachable registry."""
     api = client.api
     repository, tag = docker.utils.parse_repository_tag(image)
     deadline = time.monotonic() + timeout_s
@@ -518,10 +523,10 @@ def _pull(client: Any, image: str, timeout_s: float) -> None:
             api._url("/images/create"),
             params={"fromImage": repository, "tag": tag or "latest"},
             stream=True,
-            timeout=timeout_s,
+            timeout=stall_s,  # connect and every read
         )
     except requests.exceptions.Timeout as exc:
-        raise _PullError(f"no answer within {timeout_s:g}s") from exc
+        raise _PullError(f"the Docker Engine did not answer within {stall_s:g}s") from exc
     with response:
         if response.status_code >= 400:
             raise _PullError(_error_body(response))
@@ -535,7 +540,9 @@ def _pull(client: Any, image: str, timeout_s: float) -> None:
                 if "error" in message:
                     raise _PullError(str(message["error"]))
         except requests.exceptions.RequestException as exc:
-            raise _PullError(f"no answer within {timeout_s:g}s") from exc
+            raise _PullError(f"no progress for {stall_s:g}s") from exc
+        except ValueError as exc:
+            raise _PullError(f"unreadable answer from the Docker Engine: {exc}") from exc
 
 
 def _error_body(response: Any) -> str:

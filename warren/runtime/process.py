@@ -1,0 +1,602 @@
+"""The process runtime: a task is a supervised local process (like Nomad's raw_exec).
+
+For hosts without a container engine and for large simulated clusters. Each task gets a directory
+`<base_dir>/<task_id>/` (mode 0700) holding `state.json` (labels, pid, the process's start time, the
+command and env, the exit status once known) and `output.log` (stdout and stderr), and runs there.
+
+- The process starts in its own session (`setsid`), so it survives the worker's exit and a restarted
+  worker adopts it from its state file. A pid is trusted only together with the start time recorded
+  from /proc/<pid>/stat at spawn, so a reused pid is never mistaken for the task's process.
+- Exits are never polled: a pidfd of the process becomes readable when it exits (os.pidfd_open,
+  Linux >= 5.3). The worker that spawned a process also reaps it and knows its exit status (a signal
+  N is reported as 128 + N, as shells and Docker do); a process adopted after a worker restart is not
+  our child, so its status is unknown (None).
+- `stop` signals the whole process group (SIGTERM, then SIGKILL after the grace period), and kills
+  what is left of the task's session afterwards (children that moved to a group of their own).
+- Memory: the limit is RLIMIT_AS (address space), set by util-linux `prlimit`, which wraps the
+  command and then execs it (same pid). Without `prlimit` the limit is not enforced (logged once).
+  Address space is not resident memory: runtimes that reserve large virtual areas (Go, the JVM) need
+  a generous limit. CPU limits are not enforced by this runtime.
+- Published ports are not mapped: the process binds its host ports itself.
+- The log file is rotated (copy, then truncate in place: the process keeps writing through its
+  O_APPEND descriptor) past `log_max_bytes`; a few lines written during the copy may be lost.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import builtins
+import contextlib
+import json
+import logging
+import os
+import re
+import shutil
+import signal
+import subprocess
+import time
+from collections.abc import AsyncIterator, Mapping
+from pathlib import Path
+from typing import Any, BinaryIO
+
+from warren.config import RuntimeSettings, WorkerSettings
+from warren.errors import NotFoundError
+from warren.runtime.base import (
+    LABEL_CLUSTER,
+    LABEL_NODE,
+    LABEL_SERVICE,
+    LABEL_SERVICE_NAME,
+    LABEL_SLOT,
+    LABEL_TASK,
+    Exit,
+    Instance,
+    RuntimeStartError,
+    RuntimeUnavailableError,
+    TaskRun,
+)
+
+log = logging.getLogger(__name__)
+
+CONTAINER_PREFIX = "proc-"
+STATE_FILE = "state.json"
+LOG_FILE = "output.log"
+# Variables of the worker's own environment a task inherits (its spec's env is added on top). The
+# rest of the worker's environment (which may hold its credentials) is not passed on.
+INHERITED_ENV = ("PATH", "HOME", "USER", "LOGNAME", "LANG", "LC_ALL", "LC_CTYPE", "TZ", "TMPDIR")
+DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+# Task IDs become directory names.
+_SAFE_ID = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$")
+_CHUNK = 64 * 1024
+# After SIGKILL a process is gone within this long unless the kernel is stuck (D state); seconds.
+_KILL_WAIT_S = 5.0
+
+
+def container_id_of(task_id: str) -> str:
+    return CONTAINER_PREFIX + task_id
+
+
+def _task_id_of(container_id: str) -> str | None:
+    if not container_id.startswith(CONTAINER_PREFIX):
+        return None
+    task_id = container_id[len(CONTAINER_PREFIX) :]
+    return task_id if _SAFE_ID.match(task_id) else None
+
+
+# -- /proc --------------------------------------------------------------------------------------------
+
+
+def proc_stat(pid: int) -> tuple[str, int, int] | None:
+    """(state letter, session id, start time in clock ticks since boot) of a live pid, else None."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            text = f.read().decode(errors="replace")
+    except OSError:
+        return None
+    # The command name (field 2) is in parentheses and may itself contain spaces or ')'.
+    fields = text[text.rfind(")") + 2 :].split()
+    try:
+        return fields[0], int(fields[3]), int(fields[19])
+    except (IndexError, ValueError):
+        return None
+
+
+def is_ours(pid: int | None, start: int | None) -> bool:
+    """Whether `pid` is alive (not a zombie) and is the process that started at `start`."""
+    if pid is None or start is None or pid <= 0:
+        return False
+    stat = proc_stat(pid)
+    return stat is not None and stat[0] not in ("Z", "X", "x") and stat[2] == start
+
+
+def _session_members(sid: int) -> list[int]:
+    """Live processes of session `sid` other than its leader. The kernel never reuses a pid that
+    still names a session, so while any of them live, they are the session's own."""
+    members = []
+    for entry in os.scandir("/proc"):
+        if entry.name.isdigit() and int(entry.name) != sid:
+            stat = proc_stat(int(entry.name))
+            if stat is not None and stat[1] == sid and stat[0] not in ("Z", "X", "x"):
+                members.append(int(entry.name))
+    return members
+
+
+def exit_code_of(returncode: int) -> int:
+    """Popen's returncode (-N: killed by signal N) as a shell would say it (128 + N)."""
+    return 128 - returncode if returncode < 0 else returncode
+
+
+class _PidWaiter:
+    """Readiness of a process's pidfd (readable once it exited) as an awaitable, for any process,
+    child or not. `None` from `open` if the process is already gone or is not the one we mean."""
+
+    def __init__(self, fd: int, loop: asyncio.AbstractEventLoop) -> None:
+        self._fd = fd
+        self._loop = loop
+        self._exited = asyncio.Event()
+        loop.add_reader(fd, self._exited.set)
+
+    @classmethod
+    def open(cls, pid: int, start: int | None) -> _PidWaiter | None:
+        try:
+            fd = os.pidfd_open(pid)
+        except OSError:  # ProcessLookupError: gone (reaped) already
+            return None
+        # Checked after opening: the pidfd now pins this very process, whatever happens to the pid.
+        stat = proc_stat(pid)
+        if stat is None or stat[2] != start:
+            os.close(fd)
+            return None
+        return cls(fd, asyncio.get_running_loop())
+
+    @property
+    def exited(self) -> bool:
+        return self._exited.is_set()
+
+    async def wait(self, timeout_s: float | None) -> bool:
+        """True once the process has exited; False if `timeout_s` passed first."""
+        try:
+            await asyncio.wait_for(self._exited.wait(), timeout_s)
+        except TimeoutError:
+            return False
+        return True
+
+    def close(self) -> None:
+        if self._fd >= 0:
+            self._loop.remove_reader(self._fd)
+            os.close(self._fd)
+            self._fd = -1
+
+
+class ProcessRuntime:
+    """`ContainerRuntime` whose containers are local processes under `base_dir` (one worker's)."""
+
+    driver = "process"
+
+    def __init__(
+        self,
+        cluster_id: str,
+        node: str,
+        base_dir: str,
+        *,
+        settings: RuntimeSettings | None = None,
+        log_max_bytes: int | None = None,
+    ) -> None:
+        self.cluster_id = cluster_id
+        self.node = node
+        self.base_dir = Path(base_dir)
+        self._settings = settings if settings is not None else RuntimeSettings()
+        self._log_max_bytes = (
+            log_max_bytes if log_max_bytes is not None else WorkerSettings().process_log_max_bytes
+        )
+        self._prlimit = shutil.which("prlimit")
+        self._warned_no_prlimit = False
+        # Popen objects of our own children, kept until reaped (dropping one lets the subprocess
+        # module reap the child behind our back, and its exit status would be lost).
+        self._children: dict[str, subprocess.Popen[bytes]] = {}
+        self._watchers: dict[str, asyncio.Task[None]] = {}
+        self._exits: asyncio.Queue[Exit | None] | None = None
+        self._adopted = False
+        self._closed = False
+
+    # -- start --------------------------------------------------------------------------------------
+
+    async def start(self, run: TaskRun) -> str:
+        self._check_open()
+        self._adopt()
+        if not _SAFE_ID.match(run.task_id):
+            raise RuntimeStartError(f"task ID {run.task_id!r} cannot name a directory")
+        if not run.command:
+            raise RuntimeStartError("a process task needs a command (there is no image to run)")
+        task_dir = self.base_dir / run.task_id
+        container_id = container_id_of(run.task_id)
+        old = self._read_state(run.task_id)
+        if old is not None and is_ours(old.get("pid"), old.get("pid_start")):
+            raise RuntimeStartError(f"task {run.task_id} is already running (pid {old['pid']})")
+        env = self._env(run.env)
+        executable = _resolve(run.command[0], env.get("PATH", DEFAULT_PATH), task_dir)
+        if executable is None:
+            raise RuntimeStartError(f"cannot start task {run.task_id}: command {run.command[0]!r} not found")
+        argv = [executable, *run.command[1:]]
+        if run.memory is not None:
+            if self._prlimit is not None:
+                argv = [self._prlimit, f"--as={run.memory}", "--", *argv]
+            elif not self._warned_no_prlimit:
+                self._warned_no_prlimit = True
+                log.warning("prlimit (util-linux) not found: memory limits of process tasks are not enforced")
+        self.base_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+        task_dir.mkdir(mode=0o700, exist_ok=True)
+        try:
+            proc, start = await asyncio.to_thread(_spawn, argv, env, task_dir)
+        except OSError as exc:
+            raise RuntimeStartError(f"cannot start task {run.task_id}: {exc.strerror or exc}") from exc
+        labels = {
+            LABEL_CLUSTER: self.cluster_id,
+            LABEL_NODE: self.node,
+            LABEL_SERVICE: run.service_id,
+            LABEL_SERVICE_NAME: run.service_name,
+            LABEL_TASK: run.task_id,
+        }
+        if run.slot is not None:
+            labels[LABEL_SLOT] = str(run.slot)
+        self._write_state(
+            run.task_id,
+            {
+                "task_id": run.task_id,
+                "container_id": container_id,
+                "labels": labels,
+                "pid": proc.pid,
+                "pid_start": start,
+                "command": list(run.command),
+                "argv": argv,
+                "env": env,
+                "image": run.image,
+                "memory": run.memory,
+                "started_at": time.time(),
+                "exit_code": None,
+                "finished_at": None,
+            },
+        )
+        self._children[run.task_id] = proc
+        self._watch(run.task_id, proc.pid, start)
+        log.info("started process %d for task %s", proc.pid, run.task_id)
+        return container_id
+
+    def _env(self, extra: Mapping[str, str]) -> dict[str, str]:
+        env = {name: os.environ[name] for name in INHERITED_ENV if name in os.environ}
+        env.setdefault("PATH", DEFAULT_PATH)
+        env.update(extra)
+        return env
+
+    # -- exits --------------------------------------------------------------------------------------
+
+    def _watch(self, task_id: str, pid: int, start: int | None) -> None:
+        old = self._watchers.pop(task_id, None)
+        if old is not None:
+            old.cancel()
+        self._watchers[task_id] = asyncio.get_running_loop().create_task(self._watch_one(task_id, pid, start))
+
+    async def _watch_one(self, task_id: str, pid: int, start: int | None) -> None:
+        """Wait for the process to exit (rotating its log meanwhile) and report the exit."""
+        waiter = _PidWaiter.open(pid, start)
+        try:
+            if waiter is not None:
+                while not await waiter.wait(self._settings.log_rotate_check_s):
+                    self._rotate_log(task_id)
+        finally:
+            if waiter is not None:
+                waiter.close()
+            if self._watchers.get(task_id) is asyncio.current_task():
+                del self._watchers[task_id]
+        message = ""
+        proc = self._children.pop(task_id, None)
+        if proc is not None and proc.pid == pid:
+            returncode = proc.poll()
+            if returncode is None:  # exited, so the status is there: reap it
+                returncode = await asyncio.to_thread(proc.wait)
+            exit_code: int | None = exit_code_of(returncode)
+        else:
+            exit_code = None
+            message = "exit status unknown: the process was adopted after a worker restart"
+        state = self._read_state(task_id)
+        if state is not None and state.get("pid") == pid and state.get("pid_start") == start:
+            state["exit_code"] = exit_code
+            state["finished_at"] = time.time()
+            self._write_state(task_id, state)
+        log.info("process %d of task %s exited (%s)", pid, task_id, exit_code)
+        if not self._closed:
+            self._exit_queue().put_nowait(Exit(task_id, container_id_of(task_id), exit_code, message))
+
+    def _adopt(self) -> None:
+        """On first use: watch this worker's live processes left by an earlier worker (restart)."""
+        if self._adopted:
+            return
+        self._adopted = True
+        for state in self._states():
+            task_id = state["task_id"]
+            if task_id not in self._watchers and is_ours(state.get("pid"), state.get("pid_start")):
+                log.info("adopting process %d of task %s", state["pid"], task_id)
+                self._watch(task_id, state["pid"], state["pid_start"])
+
+    async def exits(self) -> AsyncIterator[Exit]:
+        """Exits as the processes end. Meant for one consumer at a time (the worker agent)."""
+        self._check_open()
+        self._adopt()
+        queue = self._exit_queue()
+        while True:
+            item = await queue.get()
+            if item is None:
+                queue.put_nowait(None)
+                return
+            yield item
+
+    def _exit_queue(self) -> asyncio.Queue[Exit | None]:
+        if self._exits is None:
+            self._exits = asyncio.Queue()
+        return self._exits
+
+    # -- stop, remove, list -------------------------------------------------------------------------
+
+    async def stop(self, container_id: str, timeout_s: float) -> None:
+        self._check_open()
+        task_id = _task_id_of(container_id)
+        state = self._read_state(task_id) if task_id is not None else None
+        if state is None:
+            return
+        await self._kill(state, timeout_s)
+
+    async def _kill(self, state: Mapping[str, Any], timeout_s: float) -> None:
+        """SIGTERM to the group, SIGKILL after `timeout_s`, then SIGKILL to what is left of the
+        session. Nothing is signalled unless the recorded pid is still (or was) the task's."""
+        pid, start = state.get("pid"), state.get("pid_start")
+        if not isinstance(pid, int) or pid <= 0:
+            return
+        stat = proc_stat(pid)
+        if stat is not None and stat[2] != start:
+            return  # the pid belongs to another process now: the task's session is gone with it
+        waiter = _PidWaiter.open(pid, start) if stat is not None else None
+        try:
+            if waiter is not None and not waiter.exited:
+                _signal_group(pid, signal.SIGTERM)
+                if not await waiter.wait(timeout_s):
+                    log.info("task %s did not stop within %gs: SIGKILL", state.get("task_id"), timeout_s)
+                    _signal_group(pid, signal.SIGKILL)
+                    await waiter.wait(_KILL_WAIT_S)
+        finally:
+            if waiter is not None:
+                waiter.close()
+        # Children that left the group (or outlived their leader) still carry the session's ID.
+        if stat is None or stat[2] == start:
+            for member in _session_members(pid):
+                with contextlib.suppress(ProcessLookupError, PermissionError):
+                    os.kill(member, signal.SIGKILL)
+
+    async def remove(self, container_id: str) -> None:
+        self._check_open()
+        task_id = _task_id_of(container_id)
+        if task_id is None:
+            return
+        state = self._read_state(task_id)
+        if state is not None:
+            await self._kill(state, 0.0)  # like `docker rm -f`
+        watcher = self._watchers.pop(task_id, None)
+        if watcher is not None:
+            watcher.cancel()
+        self._children.pop(task_id, None)
+        await asyncio.to_thread(shutil.rmtree, self.base_dir / task_id, True)
+
+    async def list(self) -> list[Instance]:
+        self._check_open()
+        self._adopt()
+        instances = []
+        for state in self._states():
+            running = is_ours(state.get("pid"), state.get("pid_start"))
+            instances.append(
+                Instance(
+                    task_id=state["task_id"],
+                    container_id=container_id_of(state["task_id"]),
+                    running=running,
+                    exit_code=None if running else state.get("exit_code"),
+                    started_at=state.get("started_at"),
+                    labels=dict(state.get("labels") or {}),
+                )
+            )
+        return instances
+
+    def _states(self) -> builtins.list[dict[str, Any]]:
+        """State of every task dir of this cluster and node."""
+        try:
+            entries = sorted(os.scandir(self.base_dir), key=lambda e: e.name)
+        except FileNotFoundError:
+            return []
+        states = []
+        for entry in entries:
+            if not entry.is_dir() or not _SAFE_ID.match(entry.name):
+                continue
+            state = self._read_state(entry.name)
+            if state is None:
+                continue
+            labels = state.get("labels") or {}
+            if labels.get(LABEL_CLUSTER) == self.cluster_id and labels.get(LABEL_NODE) == self.node:
+                states.append(state)
+        return states
+
+    # -- logs, exec, address ------------------------------------------------------------------------
+
+    async def logs(self, container_id: str, *, follow: bool, tail: int | None) -> AsyncIterator[bytes]:
+        self._check_open()
+        state = self._known(container_id)
+        path = self.base_dir / state["task_id"] / LOG_FILE
+        waiter = _PidWaiter.open(state["pid"], state.get("pid_start")) if follow else None
+        try:
+            with open(path, "rb") if path.exists() else open(os.devnull, "rb") as f:
+                f.seek(_tail_offset(f, tail))
+                while True:
+                    while chunk := f.read(_CHUNK):
+                        yield chunk
+                    if waiter is None or waiter.exited:
+                        return
+                    exited = await waiter.wait(self._settings.log_follow_interval_s)
+                    if not exited and os.fstat(f.fileno()).st_size < f.tell():
+                        f.seek(0)  # rotated: the file was truncated in place
+        finally:
+            if waiter is not None:
+                waiter.close()
+
+    async def exec(self, container_id: str, cmd: builtins.list[str], timeout_s: float) -> int:
+        """Exit status of `cmd` run with the task's env in its directory; -1 if it did not finish
+        within `timeout_s` (its whole process group is killed) or the task is unknown; 127 if the
+        command does not exist."""
+        self._check_open()
+        try:
+            state = self._known(container_id)
+        except NotFoundError:
+            return -1
+        if not cmd:
+            return -1
+        env = dict(state.get("env") or self._env({}))
+        cwd = self.base_dir / state["task_id"]
+        executable = _resolve(cmd[0], env.get("PATH", DEFAULT_PATH), cwd)
+        if executable is None:
+            return 127
+        try:
+            proc = await asyncio.create_subprocess_exec(
+                executable,
+                *cmd[1:],
+                env=env,
+                cwd=cwd,
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+                start_new_session=True,
+            )
+        except OSError as exc:
+            log.debug("exec %r for %s failed: %s", cmd, container_id, exc)
+            return 126
+        try:
+            return exit_code_of(await asyncio.wait_for(proc.wait(), timeout_s))
+        except TimeoutError:
+            return -1
+        finally:
+            if proc.returncode is None:
+                _signal_group(proc.pid, signal.SIGKILL)
+                await proc.wait()
+
+    async def address(self, container_id: str) -> str:
+        self._check_open()
+        self._known(container_id)
+        return "127.0.0.1"  # a process binds the host's own addresses
+
+    # -- files --------------------------------------------------------------------------------------
+
+    def _known(self, container_id: str) -> dict[str, Any]:
+        task_id = _task_id_of(container_id)
+        state = self._read_state(task_id) if task_id is not None else None
+        if state is None:
+            raise NotFoundError(f"no process task {container_id} on this worker")
+        return state
+
+    def _read_state(self, task_id: str) -> dict[str, Any] | None:
+        try:
+            with open(self.base_dir / task_id / STATE_FILE, "rb") as f:
+                state = json.load(f)
+        except (OSError, ValueError):
+            return None
+        return state if isinstance(state, dict) and state.get("task_id") == task_id else None
+
+    def _write_state(self, task_id: str, state: Mapping[str, Any]) -> None:
+        """Atomically (write, fsync, rename): a worker killed mid-write leaves the old state."""
+        path = self.base_dir / task_id / STATE_FILE
+        tmp = path.with_suffix(".tmp")
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with open(fd, "w") as f:
+            json.dump(state, f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+
+    def _rotate_log(self, task_id: str) -> None:
+        path = self.base_dir / task_id / LOG_FILE
+        try:
+            if path.stat().st_size <= self._log_max_bytes:
+                return
+            shutil.copyfile(path, path.with_name(LOG_FILE + ".1"))
+            os.truncate(path, 0)
+        except OSError as exc:
+            log.warning("cannot rotate the log of task %s: %s", task_id, exc)
+
+    # -- close --------------------------------------------------------------------------------------
+
+    async def close(self) -> None:
+        """Stop watching; the processes keep running (a restarted worker adopts them)."""
+        if self._closed:
+            return
+        self._closed = True
+        for task in list(self._watchers.values()):
+            task.cancel()
+        self._watchers.clear()
+        if self._exits is not None:
+            self._exits.put_nowait(None)
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise RuntimeUnavailableError("the process runtime is closed")
+
+
+def _spawn(
+    argv: builtins.list[str], env: Mapping[str, str], cwd: Path
+) -> tuple[subprocess.Popen[bytes], int | None]:
+    """Start the task's process in a new session with its output appended to the log file; the
+    Popen and the process's start time (None if it is gone already)."""
+    with open(cwd / LOG_FILE, "ab") as out:
+        os.chmod(cwd / LOG_FILE, 0o600)
+        proc = subprocess.Popen(
+            argv,
+            env=dict(env),
+            cwd=cwd,
+            stdin=subprocess.DEVNULL,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+            close_fds=True,
+        )
+    stat = proc_stat(proc.pid)
+    return proc, stat[2] if stat is not None else None
+
+
+def _resolve(command: str, path: str, cwd: Path) -> str | None:
+    """The executable `command` names: a path (relative to the task's directory), or looked up in
+    the task's PATH; None if there is no such executable."""
+    if "/" in command:
+        candidate = cwd / command
+        return str(candidate) if os.access(candidate, os.X_OK) and candidate.is_file() else None
+    return shutil.which(command, path=path)
+
+
+def _signal_group(pgid: int, signum: int) -> None:
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(pgid, signum)
+
+
+def _tail_offset(f: BinaryIO, tail: int | None) -> int:
+    """Offset in the open file `f` where its last `tail` lines begin (0 for all of it)."""
+    end = f.seek(0, os.SEEK_END)
+    if tail is None:
+        return 0
+    if tail <= 0:
+        return end
+    pos, newlines = end, 0
+    # A final newline ends the last line; it does not start another.
+    f.seek(max(end - 1, 0))
+    if end and f.read(1) == b"\n":
+        pos -= 1
+    while pos > 0:
+        size = min(_CHUNK, pos)
+        f.seek(pos - size)
+        block = f.read(size)
+        index = len(block)
+        while (index := block.rfind(b"\n", 0, index)) != -1:
+            newlines += 1
+            if newlines == tail:
+                return pos - size + index + 1
+        pos -= size
+    return 0
