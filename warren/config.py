@@ -338,6 +338,16 @@ class WorkerSettings:
     stop_timeout_s: float = 10.0
     # Lines of output kept per process-runtime task log file before it is rotated; bytes.
     process_log_max_bytes: int = 10 * MIB
+    # A first join keeps trying the managers (none answers, no leader yet) for this long; seconds.
+    join_timeout_s: float = 30.0
+    # Cut off from every manager, a crashed task is restarted in place after its restart policy's delay
+    # plus this backoff, doubled per local restart of the task up to local_restart_backoff_max_s (a
+    # task that crashes at once must not spin); seconds.
+    local_restart_backoff_s: float = 0.5
+    local_restart_backoff_max_s: float = 10.0
+    # A warning or error the worker daemon repeats within this long is logged once, then counted;
+    # seconds.
+    log_repeat_window_s: float = 10.0
 
     def validate(self) -> None:
         if not self.managers:
@@ -346,7 +356,8 @@ class WorkerSettings:
             split_host_port(addr, field="manager")
         if self.runtime not in RUNTIMES:
             raise ConfigError(f"runtime must be one of {', '.join(RUNTIMES)}, got {self.runtime!r}")
-        for name in ("request_timeout_s", "retry_initial_delay_s", "retry_max_delay_s", "stop_timeout_s"):
+        for name in ("request_timeout_s", "retry_initial_delay_s", "retry_max_delay_s", "stop_timeout_s",
+                     "join_timeout_s", "local_restart_backoff_s", "local_restart_backoff_max_s"):
             seconds = getattr(self, name)
             if not math.isfinite(seconds) or seconds <= 0:
                 raise ConfigError(f"{name} must be greater than 0, got {seconds!r}")
