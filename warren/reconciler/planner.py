@@ -1,0 +1,95 @@
+"""One reconcile pass: from the replicated state to the commands that move it towards every service's
+spec. Pure apart from reading the state: the leader's loop proposes the commands, and calls again
+when the state changes or at `wake_at`.
+
+A pass, in order:
+1. tasks on a node that is down or gone are failed (and replaced below); tasks on drained nodes are
+   asked to stop;
+2. each service's units (slots, or nodes in global mode) are formed; tasks that no unit wants
+   (scale down, ineligible node, duplicates) are asked to stop;
+3. pending tasks are placed again;
+4. each service's rolling update advances (warren.reconciler.updates), then every unit without a
+   live task gets one if its restart policy allows (warren.reconciler.restarts);
+5. history beyond the limit is removed.
+
+The same state gives the same plan (apart from new task IDs); a converged state gives no commands.
+"""
+
+from __future__ import annotations
+
+import secrets
+import sqlite3
+from collections.abc import Callable
+
+from warren.config import OrchestratorSettings
+from warren.reconciler import global_, history, replicated, restarts, updates
+from warren.reconciler.actions import Actions, Plan
+from warren.reconciler.state import Service, State, load
+from warren.reconciler.units import Unit, Units
+
+__all__ = ["Plan", "plan", "new_task_id"]
+
+
+def new_task_id() -> str:
+    return "t-" + secrets.token_hex(5)
+
+
+def plan(
+    conn: sqlite3.Connection,
+    now: float,
+    settings: OrchestratorSettings,
+    new_id: Callable[[], str] = new_task_id,
+) -> Plan:
+    state = load(conn)
+    acts = Actions(state, now, settings, new_id)
+    _lost_and_drained(acts, state)
+    units: dict[str, Units] = {}
+    for service in state.services:
+        module = global_ if service.mode == "global" else replicated
+        units[service.id] = module.units(acts, service)
+    for service in state.services:
+        for task in service.tasks:
+            if task.live and task.node is None:
+                acts.retry(service, task)
+    for service in state.services:
+        wanted = units[service.id].wanted
+        if updates.roll(acts, service, wanted):
+            for unit in wanted:
+                _fill(acts, service, unit)
+    for service in state.services:
+        history.collect(acts, service, units[service.id].all())
+    return acts.plan()
+
+
+def _lost_and_drained(acts: Actions, state: State) -> None:
+    for service in state.services:
+        for task in service.tasks:
+            if task.node is None or task.final:
+                continue
+            node = state.nodes.get(task.node)
+            if node is None:
+                acts.fail(task, f"node {task.node} was removed")
+            elif node.state == "down":
+                acts.fail(task, f"node {task.node} is down")
+            elif node.availability == "drain" and task.desired == "running":
+                acts.shut_down(task, "node drained")
+
+
+def _fill(acts: Actions, service: Service, unit: Unit) -> None:
+    """Give the unit its one live task, or finish a start-first replacement."""
+    digest = service.digest
+    new = unit.live_current(digest)
+    old = unit.live_outdated(digest)
+    if new is not None or old is not None:
+        if new is not None and old is not None and updates.ready(service, new):
+            acts.shut_down(old, f"replaced by task {new.id}")
+        return
+    if unit.stopping_outdated(digest) is not None:
+        return  # stop-first: the new task comes once the old one has stopped
+    due = restarts.replacement_due(unit.tasks, service, acts.settings)
+    if due is None:
+        return
+    if due > acts.now:
+        acts.wake(due)
+        return
+    acts.create(service, unit)

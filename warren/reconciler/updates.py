@@ -1,0 +1,161 @@
+"""Rolling updates: replacing the tasks of an older spec, a batch at a time.
+
+A task whose spec_digest differs from its service's is outdated. While any is left, the service's
+update status (services.update_status, written with SetUpdateStatus) tracks the spec it rolls out
+(`spec_digest`) and when the rollout started (`started_at`); every step is derived again from the
+state on each pass, so a new leader continues where the last one stopped.
+
+- A batch is at most `update.parallelism` units. The next batch starts when no unit is busy, and
+  `update.delay_s` after the last new task became stable (running for `update.monitor_s`, and healthy
+  if the spec has a health check).
+- stop-first: the old task is asked to stop; its unit gets the new one once it is final (restart
+  rules: a task asked to stop is replaced at once). start-first: the new task is created beside the
+  old one, which is asked to stop once the new one runs (and is healthy); if the new one cannot be
+  placed, the unit falls back to stop-first rather than wait forever.
+- A new task of the update that fails pauses the update (`paused`, until the spec changes again) or
+  rolls the service back (`rollback_started`: RollbackService, then the old spec is rolled out the
+  same way, `rollback_completed`). A failure during a rollback pauses it.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from warren.config import DEFAULT_UPDATE_MONITOR_S, DEFAULT_UPDATE_PARALLELISM
+from warren.reconciler.actions import Actions
+from warren.reconciler.state import Service, Task
+from warren.reconciler.units import Unit
+from warren.store import taskstate
+
+UPDATING = "updating"
+PAUSED = "paused"
+COMPLETED = "completed"
+ROLLBACK_STARTED = "rollback_started"
+ROLLBACK_COMPLETED = "rollback_completed"
+
+
+def roll(acts: Actions, service: Service, units: list[Unit]) -> bool:
+    """Advance the service's update by what is due now. False when the service is rolled back in
+    this pass: its spec is about to change, so nothing else is decided for it until the next pass."""
+    status = service.update_status or {}
+    # A status without a digest (written by someone else) is taken to be about the current spec.
+    tracking = bool(status) and status.get("spec_digest", service.digest) == service.digest
+    state = status.get("state") if tracking else None
+    if state == PAUSED:
+        return True
+    if state not in (UPDATING, ROLLBACK_STARTED):
+        if not any(u.outdated(service.digest) for u in units):
+            return True
+        state, started_at = UPDATING, acts.now
+        acts.update_status(service, _status(service, UPDATING, "update in progress", started_at))
+    else:
+        started_at = float(status.get("started_at") or 0.0)
+        failure = _failure(service, started_at)
+        if failure is not None:
+            return _fail(acts, service, state, started_at, failure)
+    if _advance(acts, service, units, started_at):
+        done = ROLLBACK_COMPLETED if state == ROLLBACK_STARTED else COMPLETED
+        message = "rollback completed" if state == ROLLBACK_STARTED else "update completed"
+        acts.update_status(service, _status(service, done, message, started_at, completed_at=acts.now))
+    return True
+
+
+def ready(service: Service, task: Task) -> bool:
+    """Running, and healthy if the spec has a health check: an old task may now make way."""
+    if task.state != taskstate.RUNNING:
+        return False
+    return service.task_spec.get("health") is None or task.health == "healthy"
+
+
+def _advance(acts: Actions, service: Service, units: list[Unit], started_at: float) -> bool:
+    """Start the next batch if it is due; True once nothing is outdated or settling."""
+    policy = service.spec.get("update") or {}
+    monitor = float(policy.get("monitor_s", DEFAULT_UPDATE_MONITOR_S))
+    delay = float(policy.get("delay_s") or 0.0)
+    parallelism = int(policy.get("parallelism") or DEFAULT_UPDATE_PARALLELISM)
+    start_first = policy.get("order") == "start-first"
+    digest = service.digest
+    busy = 0
+    waiting: list[Unit] = []
+    last_stable: float | None = None
+    for unit in units:
+        new = unit.live_current(digest)
+        old = unit.live_outdated(digest)
+        settling = False
+        if new is not None and new.created_at >= started_at:
+            stable_at = (
+                new.started_at + monitor if ready(service, new) and new.started_at is not None else None
+            )
+            if stable_at is None or stable_at > acts.now:
+                settling = True
+                if stable_at is not None:
+                    acts.wake(stable_at)
+            elif last_stable is None or stable_at > last_stable:
+                last_stable = stable_at
+        if settling or unit.stopping_outdated(digest) is not None or (old is not None and new is not None):
+            busy += 1
+        elif old is not None:
+            waiting.append(unit)
+    if busy or not waiting:
+        return not busy and not waiting
+    if last_stable is not None and acts.now < last_stable + delay:
+        acts.wake(last_stable + delay)
+        return False
+    for unit in waiting[:parallelism]:
+        old = unit.live_outdated(digest)
+        assert old is not None
+        if start_first and acts.create(service, unit, must_place=True) is not None:
+            continue
+        acts.shut_down(old, "rolling update")
+    return False
+
+
+def _failure(service: Service, started_at: float) -> Task | None:
+    """The first task of the rolled-out spec, created by this rollout, that failed by itself."""
+    for t in service.tasks:
+        if (
+            t.spec_digest == service.digest
+            and t.created_at >= started_at
+            and t.desired == "running"
+            and t.state in (taskstate.FAILED, taskstate.REJECTED)
+        ):
+            return t
+    return None
+
+
+def _fail(acts: Actions, service: Service, state: str, started_at: float, failure: Task) -> bool:
+    what = f"task {failure.id} failed" + (f": {failure.message}" if failure.message else "")
+    policy = service.spec.get("update") or {}
+    if state == UPDATING and policy.get("failure_action") == "rollback" and service.previous_spec is not None:
+        acts.rollback(service)
+        target = _digest_after_rollback(service)
+        acts.update_status(
+            service,
+            {
+                "state": ROLLBACK_STARTED,
+                "message": f"update failed ({what}); rolling back",
+                "started_at": acts.now,
+                "spec_digest": target,
+            },
+        )
+        return False
+    verb = "rollback" if state == ROLLBACK_STARTED else "update"
+    acts.update_status(service, _status(service, PAUSED, f"{verb} paused: {what}", started_at))
+    return True
+
+
+def _digest_after_rollback(service: Service) -> str:
+    # RollbackService restores every task field of the previous spec (absent ones are dropped, as
+    # task_spec reads them as None), so the result has the previous spec's digest.
+    assert service.previous_spec is not None
+    return taskstate.spec_digest(service.previous_spec)
+
+
+def _status(service: Service, state: str, message: str, started_at: float, **extra: Any) -> dict[str, Any]:
+    return {
+        "state": state,
+        "message": message,
+        "started_at": started_at,
+        "spec_digest": service.digest,
+        **extra,
+    }

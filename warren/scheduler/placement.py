@@ -1,0 +1,275 @@
+"""Which node a task runs on: a pipeline of filters, then spread.
+
+Filters, in the order a rejected node is explained by (the first that refuses it):
+
+    state (ready) -> availability (active) -> driver -> constraints -> host ports -> cpus -> memory
+
+The first four depend only on the node and the task's spec (`static_rejection`, also what decides a
+global service's eligible nodes); the last three on the node's current load, which grows as a batch
+is placed, so each task of a batch sees the ones placed before it. Among the nodes that pass, spread
+picks the one with the fewest tasks of the same service, then the fewest tasks in all, then the
+smallest name: the same input always gives the same placement.
+
+A node's `cpus`/`memory` of None means "not reported": no limit in that dimension. A node that reports
+no drivers runs nothing (a manager without a local worker).
+"""
+
+from __future__ import annotations
+
+import functools
+import re
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+
+MIB = 1024 * 1024
+GIB = 1024 * MIB
+
+# Tolerance of the cpus sum (0.1 + 0.2 must fit in 0.3).
+_CPU_EPSILON = 1e-9
+
+_CONSTRAINT = re.compile(
+    r"^node\.(labels\.(?P<label>[^=!\s]+)|(?P<field>name|role))\s*(?P<op>==|!=)\s*(?P<value>\S.*)$"
+)
+
+
+@dataclass(frozen=True, slots=True)
+class TaskRequest:
+    """What placement needs to know of one task (from its spec: taskstate.task_spec)."""
+
+    service_id: str
+    driver: str
+    cpus: float = 0.0
+    memory: int = 0  # bytes
+    ports: tuple[tuple[int, str], ...] = ()  # published (host port, protocol)
+    constraints: tuple[str, ...] = ()
+    # A global service's task belongs to one node: only that node is considered.
+    node: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class NodeInfo:
+    name: str
+    role: str
+    state: str
+    availability: str
+    labels: Mapping[str, str] = field(default_factory=dict)
+    cpus: float | None = None
+    memory: int | None = None  # bytes
+    drivers: frozenset[str] = frozenset()
+
+
+@dataclass(frozen=True, slots=True)
+class NodeLoad:
+    """What the tasks already on a node (every task not final) hold there."""
+
+    cpus: float = 0.0
+    memory: int = 0
+    ports: frozenset[tuple[int, str]] = frozenset()
+    # Tasks that should keep running there (spread counts them), in all and per service id.
+    tasks: int = 0
+    per_service: Mapping[str, int] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class Candidate:
+    node: NodeInfo
+    load: NodeLoad = NodeLoad()
+
+
+@dataclass(frozen=True, slots=True)
+class Placement:
+    """`node` the task goes to, or None and `reason` (for `service ps`) why it fits nowhere."""
+
+    node: str | None
+    reason: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class Rejection:
+    """Why a filter refused a node: `order` is the filter's place in the pipeline; `singular` and
+    `plural` complete "1 node ..." and "3 nodes ..."."""
+
+    order: int
+    singular: str
+    plural: str
+
+
+# -- static filters ---------------------------------------------------------------------------------
+
+
+def static_rejection(node: NodeInfo, driver: str, constraints: Sequence[str]) -> Rejection | None:
+    """Why `node` can never run a task with this driver and these constraints now, or None if it can."""
+    if node.state != "ready":
+        if node.state == "down":
+            return Rejection(0, "is down", "are down")
+        return Rejection(0, f"is not ready ({node.state})", f"are not ready ({node.state})")
+    if node.availability == "drain":
+        return Rejection(1, "is drained", "are drained")
+    if node.availability != "active":
+        return Rejection(1, f"is not active ({node.availability})", f"are not active ({node.availability})")
+    if driver not in node.drivers:
+        return Rejection(2, f"has no {driver} driver", f"have no {driver} driver")
+    for constraint in constraints:
+        if not matches(node, constraint):
+            text = _compact(constraint)
+            return Rejection(3, f"does not match {text}", f"do not match {text}")
+    return None
+
+
+def matches(node: NodeInfo, constraint: str) -> bool:
+    """Whether `node` satisfies one constraint (models.Constraint syntax). A label the node lacks
+    equals nothing, so `!=` matches it. A malformed constraint matches no node."""
+    parsed = _parse(constraint)
+    if parsed is None:
+        return False
+    label, fieldname, op, value = parsed
+    if label is not None:
+        actual = node.labels.get(label)
+        have = None if actual is None else str(actual)
+    else:
+        have = node.name if fieldname == "name" else node.role
+    return (have == value) if op == "==" else (have != value)
+
+
+@functools.lru_cache(maxsize=1024)
+def _parse(constraint: str) -> tuple[str | None, str | None, str, str] | None:
+    m = _CONSTRAINT.match(constraint.strip())
+    if m is None:
+        return None
+    return m.group("label"), m.group("field"), m.group("op"), m.group("value").strip()
+
+
+def _compact(constraint: str) -> str:
+    parsed = _parse(constraint)
+    if parsed is None:
+        return constraint
+    label, fieldname, op, value = parsed
+    return f"node.{'labels.' + label if label is not None else fieldname}{op}{value}"
+
+
+# -- load filters ------------------------------------------------------------------------------------
+
+
+class _Load:
+    """A node's load while a batch is placed (a private, growing copy of its NodeLoad)."""
+
+    __slots__ = ("cpus", "memory", "ports", "tasks", "per_service")
+
+    def __init__(self, load: NodeLoad) -> None:
+        self.cpus = load.cpus
+        self.memory = load.memory
+        self.ports = set(load.ports)
+        self.tasks = load.tasks
+        self.per_service = dict(load.per_service)
+
+    def add(self, task: TaskRequest) -> None:
+        self.cpus += task.cpus
+        self.memory += task.memory
+        self.ports.update(task.ports)
+        self.tasks += 1
+        self.per_service[task.service_id] = self.per_service.get(task.service_id, 0) + 1
+
+
+def _load_rejection(node: NodeInfo, load: _Load, task: TaskRequest) -> Rejection | None:
+    for port in task.ports:
+        if port in load.ports:
+            text = f"host port {port[0]}/{port[1]}"
+            return Rejection(4, f"already uses {text}", f"already use {text}")
+    if task.cpus and node.cpus is not None and load.cpus + task.cpus > node.cpus + _CPU_EPSILON:
+        text = f"{_number(task.cpus)} free {'CPU' if task.cpus == 1 else 'CPUs'}"
+        return Rejection(5, f"lacks {text}", f"lack {text}")
+    if task.memory and node.memory is not None and load.memory + task.memory > node.memory:
+        text = f"{format_bytes(task.memory)} of free memory"
+        return Rejection(6, f"lacks {text}", f"lack {text}")
+    return None
+
+
+# -- placement -----------------------------------------------------------------------------------------
+
+
+def place(tasks: Sequence[TaskRequest], candidates: Sequence[Candidate]) -> list[Placement]:
+    """A placement for each task, in order; each task sees the load of those placed before it."""
+    placer = Placer(candidates)
+    return [placer.place(task) for task in tasks]
+
+
+class Placer:
+    """Places tasks one at a time against a load that grows with each placement: the reconciler
+    places a pass's tasks as it decides them, and later ones must see the earlier ones."""
+
+    def __init__(self, candidates: Sequence[Candidate]) -> None:
+        self._nodes = sorted((c.node for c in candidates), key=lambda n: n.name)
+        self._by_name = {n.name: n for n in self._nodes}
+        self._loads = {c.node.name: _Load(c.load) for c in candidates}
+        # The static filters depend on (driver, constraints) only: evaluated once per distinct pair.
+        self._static: dict[tuple[str, tuple[str, ...]], tuple[list[NodeInfo], list[Rejection]]] = {}
+
+    def place(self, task: TaskRequest) -> Placement:
+        if task.node is not None:
+            pinned = self._by_name.get(task.node)
+            if pinned is None:
+                return Placement(None, f"node {task.node} no longer exists")
+            why = static_rejection(pinned, task.driver, task.constraints)
+            if why is not None:
+                return Placement(None, explain([why]))
+            pool: list[NodeInfo] = [pinned]
+            rejected: list[Rejection] = []
+        else:
+            pool, rejected = self._eligible(task.driver, task.constraints)
+        best: NodeInfo | None = None
+        best_rank: tuple[int, int, str] | None = None
+        load_refusals: list[Rejection] = []
+        for node in pool:
+            load = self._loads[node.name]
+            why = _load_rejection(node, load, task)
+            if why is not None:
+                load_refusals.append(why)
+                continue
+            rank = (load.per_service.get(task.service_id, 0), load.tasks, node.name)
+            if best_rank is None or rank < best_rank:
+                best, best_rank = node, rank
+        if best is None:
+            return Placement(None, explain([*rejected, *load_refusals]))
+        self._loads[best.name].add(task)
+        return Placement(best.name)
+
+    def _eligible(self, driver: str, constraints: tuple[str, ...]) -> tuple[list[NodeInfo], list[Rejection]]:
+        key = (driver, constraints)
+        cached = self._static.get(key)
+        if cached is None:
+            ok: list[NodeInfo] = []
+            refused: list[Rejection] = []
+            for node in self._nodes:
+                why = static_rejection(node, driver, constraints)
+                if why is None:
+                    ok.append(node)
+                else:
+                    refused.append(why)
+            cached = self._static[key] = (ok, refused)
+        return cached
+
+
+def explain(rejections: Iterable[Rejection]) -> str:
+    """One line such as `no suitable node: 2 nodes lack 512 MiB of free memory, 1 node is down`: the
+    most common reason first, then pipeline order, so the likely fix is read first."""
+    counts: dict[Rejection, int] = {}
+    for r in rejections:
+        counts[r] = counts.get(r, 0) + 1
+    if not counts:
+        return "no suitable node: there are no nodes"
+    ordered = sorted(counts.items(), key=lambda item: (-item[1], item[0].order, item[0].singular))
+    parts = [f"1 node {r.singular}" if n == 1 else f"{n} nodes {r.plural}" for r, n in ordered]
+    return "no suitable node: " + ", ".join(parts)
+
+
+def format_bytes(size: int) -> str:
+    """512 MiB, 1.5 GiB, 4096 B: how memory is shown to users."""
+    for unit, scale in (("GiB", GIB), ("MiB", MIB), ("KiB", 1024)):
+        if size >= scale:
+            return f"{_number(size / scale)} {unit}"
+    return f"{size} B"
+
+
+def _number(value: float) -> str:
+    text = f"{value:.2f}".rstrip("0").rstrip(".")
+    return text or "0"
