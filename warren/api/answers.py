@@ -59,6 +59,13 @@ class RaftState(BaseModel):
     applied_index: int | None
 
 
+class WorkerRow(BaseModel):
+    name: str
+    state: str
+    availability: str
+    addr: str | None
+
+
 class ClusterInfo(BaseModel):
     cluster_id: str
     created_at: float | None
@@ -66,7 +73,8 @@ class ClusterInfo(BaseModel):
     leader: LeaderRef | None
     quorum: Quorum
     managers: list[ManagerRow]
-    workers: int
+    workers: int  # how many; kept a count for older clients
+    worker_nodes: list[WorkerRow]
     raft: RaftState
 
 
@@ -98,6 +106,8 @@ class Node(BaseModel):
     api_addr: str | None
     raft_addr: str | None
     labels: dict[str, Any]
+    resources: dict[str, Any] = {}
+    addr: str | None = None  # a worker's address (its published ports are reached there)
     created_at: float
     updated_at: float
     version: int
@@ -110,10 +120,81 @@ class Service(BaseModel):
     version: int
     created_at: float
     updated_at: float
+    # Progress of the last rolling update ({"state", "message", ...}); None: none yet.
+    update_status: dict[str, Any] | None = None
+    has_previous: bool = False  # a rollback has a spec to go back to
+    replicas_running: int = 0
+    replicas_desired: int = 0
+
+
+class Task(BaseModel):
+    id: str
+    name: str  # <service>.<slot>, or <service>.<node> for a global service
+    service_id: str
+    service_name: str
+    slot: int | None
+    node: str | None
+    desired_state: Literal["running", "shutdown"]
+    state: str
+    message: str
+    health: str
+    container_id: str | None
+    exit_code: int | None
+    spec_digest: str
+    created_at: float
+    updated_at: float
+    started_at: float | None
+    version: int
+
+
+class WorkerJoined(BaseModel):
+    name: str
+    secret: str  # shown once: only its SHA-256 is replicated
+    cluster_id: str
+    heartbeat_period_s: float
+
+
+class Assignment(BaseModel):
+    task_id: str
+    service_id: str
+    service_name: str
+    slot: int | None
+    desired_state: Literal["running", "shutdown"]
+    state: str
+    spec: dict[str, Any]
+    spec_digest: str
+
+
+class LogRequest(BaseModel):
+    id: str
+    task_id: str
+    container_id: str
+    follow: bool
+    tail: int | None
+
+
+class Session(BaseModel):
+    heartbeat_period_s: float
+    digest: str
+    assignments: list[Assignment] | None  # None: the worker's `known` digest is current
+    log_requests: list[LogRequest]
+
+
+class StatusAccepted(BaseModel):
+    accepted: int  # updates received and committed (some may have been stale and ignored by apply)
+
+
+class LogChunkAccepted(BaseModel):
+    accepted: int  # bytes
 
 
 class Removed(BaseModel):
     removed: str
+
+
+TEXT_STREAM: dict[int | str, dict[str, Any]] = {
+    200: {"content": {"text/plain": {"schema": {"type": "string"}}}, "description": "the output, streamed"}
+}
 
 
 def errors(*statuses: int) -> dict[int | str, dict[str, Any]]:

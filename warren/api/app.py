@@ -1,7 +1,8 @@
 """The HTTP API under /v1 (FastAPI, orjson responses). Routes are thin: the Manager does the work.
 
-Error answers are always `{"error": code, "message": text}`; the status for each Warren error is in
-one table (warren.errors.HTTP_ANSWERS). See docs/api.md.
+Health, cluster, manager and node routes are here; services and tasks in routes_services.py, the
+worker protocol in routes_workers.py. Error answers are always `{"error": code, "message": text}`;
+the status for each Warren error is in one table (warren.errors.HTTP_ANSWERS). See docs/api.md.
 """
 
 from __future__ import annotations
@@ -10,7 +11,7 @@ import logging
 import os
 from typing import Annotated
 
-from fastapi import Depends, FastAPI, Header, Path, Query, Request
+from fastapi import Depends, FastAPI, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse
 from starlette.background import BackgroundTask
@@ -18,13 +19,13 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from warren import __version__
 from warren.api import answers as A
-from warren.api import models
+from warren.api import models, routes_services, routes_workers
 from warren.api.forwarder import Forwarder
+from warren.api.params import NodePath
 from warren.api.responses import JSON, error_response
 from warren.api.routing import LeaderRouting
-from warren.config import NAME_PATTERN, split_host_port
+from warren.config import split_host_port
 from warren.errors import (
-    InvalidError,
     NotFoundError,
     WarrenError,
     http_answer,
@@ -34,11 +35,6 @@ from warren.manager.metrics import ManagerMetrics, health_body, ready_body
 from warren.store import queries
 
 log = logging.getLogger(__name__)
-
-
-NamePath = Annotated[str, Path(pattern=NAME_PATTERN, max_length=63)]
-# Node names are Warren-minted (manager-2-ab12cd, worker names later): same character set.
-NodePath = Annotated[str, Path(pattern=r"^[a-z0-9][a-z0-9-]{0,99}$")]
 
 
 def _validation_message(exc: RequestValidationError) -> str:
@@ -54,15 +50,6 @@ def _validation_message(exc: RequestValidationError) -> str:
         where = ".".join(str(p) for p in err.get("loc", ()) if p != "body") or "body"
         parts.append(f"{where}: {err.get('msg', 'invalid')}")
     return "invalid request: " + "; ".join(parts)
-
-
-def _if_match(value: str | None) -> int | None:
-    if value is None:
-        return None
-    text = value.strip().strip('"')
-    if not text.isdigit():
-        raise InvalidError(f"If-Match must be an object version (an integer), got {value!r}")
-    return int(text)
 
 
 def create_app(manager: Manager, metrics: ManagerMetrics, forwarder: Forwarder) -> LeaderRouting:
@@ -175,43 +162,12 @@ def create_app(manager: Manager, metrics: ManagerMetrics, forwarder: Forwarder) 
     async def node_remove(name: NodePath) -> JSON:
         return JSON(await manager.remove_node(name))
 
-    # -- services -------------------------------------------------------------------------------------
+    @app.post("/v1/nodes/{name}/availability", response_model=A.Node, responses=A.errors(400, 404, 413))
+    async def node_availability(name: NodePath, body: models.NodeAvailability) -> JSON:
+        return JSON(await manager.set_availability(name, body.availability))
 
-    @app.get(
-        "/v1/services", dependencies=[Consistent], response_model=list[A.Service], responses=A.errors(400)
-    )
-    async def service_list() -> JSON:
-        return JSON(queries.services(manager.conn))
-
-    @app.post("/v1/services", status_code=201, response_model=A.Service, responses=A.errors(400, 409, 413))
-    async def service_create(body: models.ServiceCreate) -> JSON:
-        spec = body.model_dump(exclude={"name"})
-        return JSON(await manager.create_service(body.name, spec), status_code=201)
-
-    @app.get(
-        "/v1/services/{name}",
-        dependencies=[Consistent],
-        response_model=A.Service,
-        responses=A.errors(400, 404),
-    )
-    async def service_get(name: NamePath) -> JSON:
-        service = queries.service(manager.conn, name)
-        if service is None:
-            raise NotFoundError(f"no service named {name!r}")
-        return JSON(service)
-
-    @app.patch("/v1/services/{name}", response_model=A.Service, responses=A.errors(400, 404, 409, 413))
-    async def service_update(
-        name: NamePath, body: models.ServiceUpdate, if_match: Annotated[str | None, Header()] = None
-    ) -> JSON:
-        changes = body.model_dump(exclude_unset=True, exclude_none=True)
-        if not changes:
-            raise InvalidError("nothing to change: give at least one field")
-        return JSON(await manager.update_service(name, changes, _if_match(if_match)))
-
-    @app.delete("/v1/services/{name}", response_model=A.Removed, responses=A.errors(400, 404, 409))
-    async def service_remove(name: NamePath, if_match: Annotated[str | None, Header()] = None) -> JSON:
-        return JSON(await manager.remove_service(name, _if_match(if_match)))
+    routes_services.add_routes(app, manager, Consistent)
+    routes_workers.add_routes(app, manager)
 
     return LeaderRouting(
         app,

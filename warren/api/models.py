@@ -47,8 +47,9 @@ Port = Annotated[int, Field(ge=1, le=65535)]
 # node.labels.K==V or node.labels.K!=V (also node.name==N, node.role==worker|manager).
 Constraint = Annotated[
     str,
-    StringConstraints(pattern=r"^node\.(labels\.[A-Za-z0-9][A-Za-z0-9._/-]*|name|role)\s*(==|!=)\s*\S.*$",
-                      max_length=512),
+    StringConstraints(
+        pattern=r"^node\.(labels\.[A-Za-z0-9][A-Za-z0-9._/-]*|name|role)\s*(==|!=)\s*\S.*$", max_length=512
+    ),
 ]
 
 
@@ -161,3 +162,56 @@ class ServiceUpdate(Strict):
 
 class NodeAvailability(Strict):
     availability: Literal["active", "drain"]
+
+
+# -- workers (docs/worker-protocol.md) ------------------------------------------------------------
+
+# A worker's host (or host:port), checked by config.split_host_port in the handler.
+Host = Annotated[str, StringConstraints(min_length=1, max_length=261)]
+NodeName = Annotated[str, StringConstraints(pattern=r"^[a-z0-9][a-z0-9-]{0,99}$")]
+TaskId = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$")]
+Digest = Annotated[str, StringConstraints(max_length=128)]
+Labels = dict[LabelKey, Text]
+
+MAX_STATUS_UPDATES = 5000
+
+
+class WorkerResources(Strict):
+    """What a worker offers (warren.runtime.base.NodeResources)."""
+
+    cpus: Annotated[float, Field(ge=0, le=1_000_000)] | None = None
+    memory: Annotated[int, Field(ge=0, le=2**60)] | None = None  # bytes
+    drivers: list[Literal["docker", "process"]] = Field(default_factory=list, max_length=8)
+    hostname: Annotated[str, StringConstraints(max_length=253)] = ""
+
+
+class WorkerJoinRequest(Strict):
+    token: Token
+    addr: Host
+    labels: Labels = Field(default_factory=dict, max_length=256)
+    resources: WorkerResources = Field(default_factory=WorkerResources)
+
+
+class SessionRequest(Strict):
+    node: NodeName
+    # Digest of the assignments the worker has; None (or absent) on its very first call.
+    known: Digest | None = None
+    # Only on the first call after a worker starts: recorded if they changed.
+    addr: Host | None = None
+    labels: Labels | None = Field(default=None, max_length=256)
+    resources: WorkerResources | None = None
+
+
+class StatusUpdate(Strict):
+    task_id: TaskId
+    state: Literal["assigned", "starting", "running", "complete", "failed", "shutdown", "rejected"]
+    message: Text = ""
+    at: Annotated[float, Field(ge=0, le=1e11)]  # the worker's wall clock, seconds since the epoch
+    container_id: Annotated[str, StringConstraints(max_length=256)] | None = None
+    exit_code: Annotated[int, Field(ge=-(2**31), le=2**31)] | None = None
+    health: Literal["none", "starting", "healthy", "unhealthy"] | None = None
+
+
+class StatusRequest(Strict):
+    node: NodeName
+    updates: list[StatusUpdate] = Field(max_length=MAX_STATUS_UPDATES)

@@ -1,16 +1,20 @@
 """ASGI middleware in front of the API: body limit, forwarding to the leader, request metrics.
 
-Writes (POST, PATCH, PUT, DELETE), `?consistent=true` reads and backups need the leader. A follower
-forwards them to the leader's API and returns its answer unchanged; while no leader is known, or
-when a forwarded request reaches a manager that is not (or no longer) the leader, the answer is 503
-with Retry-After, and the client retries.
+Writes (POST, PATCH, PUT, DELETE), `?consistent=true` reads, backups and task logs need the leader. A
+follower forwards them to the leader's API and returns its answer unchanged; while no leader is
+known, or when a forwarded request reaches a manager that is not (or no longer) the leader, the
+answer is 503 with Retry-After, and the client retries. Followed logs (`?follow=true`) are an
+endless stream, which forwarding (one buffered answer) cannot carry: a follower answers 307 with
+the leader's address instead, and the client asks the leader itself.
 """
 
 from __future__ import annotations
 
+import re
 import time
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
+from urllib.parse import parse_qs
 
 from warren.api.forwarder import FORWARDED_HEADER, Forwarder
 from warren.api.responses import error_response
@@ -26,6 +30,8 @@ ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 WRITE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 LEADER_PATHS = frozenset({"/v1/cluster/backup"})
+# Task output is relayed by the leader's dispatcher.
+LOG_PATH = re.compile(r"^/v1/services/[^/]+/logs$")
 
 
 def needs_leader(scope: Scope) -> bool:
@@ -33,7 +39,17 @@ def needs_leader(scope: Scope) -> bool:
         return False
     if scope["method"] in WRITE_METHODS or scope["path"] in LEADER_PATHS:
         return True
+    if LOG_PATH.match(scope["path"]):
+        return True
     return b"consistent=true" in scope.get("query_string", b"")
+
+
+def follows_logs(scope: Scope) -> bool:
+    """A GET of followed task logs (an endless stream)."""
+    if scope["method"] != "GET" or not LOG_PATH.match(scope["path"]):
+        return False
+    query = parse_qs(scope.get("query_string", b"").decode("latin-1"))
+    return any(v.strip().lower() in ("true", "1", "yes", "on") for v in query.get("follow", []))
 
 
 class LeaderRouting:
@@ -81,7 +97,10 @@ class LeaderRouting:
             await error_response(413, "too_large", message)(scope, receive, send)
             return
         if needs_leader(scope) and not self.consensus.is_leader():
-            await self._forward(scope, receive, body, send)
+            if follows_logs(scope):
+                await self._redirect(scope, receive, send)
+            else:
+                await self._forward(scope, receive, body, send)
             return
         delivered = False
 
@@ -124,6 +143,24 @@ class LeaderRouting:
             }
         )
         await send({"type": "http.response.body", "body": answer.body})
+
+    async def _redirect(self, scope: Scope, receive: Receive, send: Send) -> None:
+        leader = self.consensus.leader()
+        if leader is None or leader.api_addr is None:
+            await self._unavailable(
+                scope, receive, send, "no leader: the cluster is electing one or has lost quorum"
+            )
+            return
+        query = scope.get("query_string", b"")
+        location = f"http://{leader.api_addr}{scope['path']}".encode() + (b"?" + query if query else b"")
+        await send(
+            {
+                "type": "http.response.start",
+                "status": 307,
+                "headers": [(b"location", location), (b"content-length", b"0")],
+            }
+        )
+        await send({"type": "http.response.body", "body": b""})
 
     async def _unavailable(self, scope: Scope, receive: Receive, send: Send, message: str) -> None:
         await error_response(503, "unavailable", message, self.retry_after_s)(scope, receive, send)

@@ -5,8 +5,13 @@ command: the identity (node.json) is written before anything depends on it, boot
 uninitialised log, the cluster's first command only if the state has no cluster, and a join that was
 not promoted yet is finished by the rerun.
 
-SIGTERM/SIGINT: a leader first hands leadership to the most up-to-date voter (no election timeout for
-the others), then the API drains its open requests, then Raft stops.
+Leader-only services (worker sessions, the reconcile loop) start and stop with leadership
+(leadership.py). Unless --manager-only, a local worker runs in the same process once the manager is
+up (local_worker.py); it never delays the manager's start or stop.
+
+SIGTERM/SIGINT: the local worker stops first (its containers keep running), a leader hands leadership
+to the most up-to-date voter (no election timeout for the others), the leader services stop, the API
+drains its open requests, then Raft stops.
 """
 
 from __future__ import annotations
@@ -33,6 +38,8 @@ from warren.errors import ConfigError, InvalidError, WarrenError, raft_errors
 from warren.manager import identity as ident
 from warren.manager.consensus import Consensus, MemberMeta
 from warren.manager.identity import Identity
+from warren.manager.leadership import LeaderServices
+from warren.manager.local_worker import LocalWorker
 from warren.manager.manager import Manager
 from warren.manager.metrics import ManagerMetrics, metrics_app
 from warren.manager.servers import HttpServer
@@ -196,6 +203,12 @@ async def _serve(
     manager = Manager(me, settings, consensus, peers)
     metrics = ManagerMetrics(consensus)
     forwarder = Forwarder(settings.forward_timeout_s)
+    # A session call may reach the leader through a follower: hold it well within the forward timeout.
+    hold_s = min(settings.orchestrator.heartbeat_period_s, settings.forward_timeout_s / 2)
+    leader_services = LeaderServices(consensus, metrics=metrics, hold_s=hold_s)
+    manager.leader_services = leader_services
+    leader_services.start()
+    local_worker: LocalWorker | None = None
     servers: list[HttpServer] = []
     try:
         servers.append(
@@ -223,9 +236,12 @@ async def _serve(
             await _promote(manager, data_dir, join.token, join.manager)
         else:
             _announce_resumed(manager)
+        if not settings.manager_only:
+            local_worker = LocalWorker(settings, data_dir, me.api_addr, peers)
+            local_worker.start()
         return await _until_stopped(manager, applying)
     finally:
-        await _shutdown(manager, servers)
+        await _shutdown(manager, servers, local_worker)
         forwarder.close()
 
 
@@ -312,9 +328,11 @@ async def _until_stopped(manager: Manager, applying: asyncio.Task[None]) -> int:
     return EXIT_OK
 
 
-async def _shutdown(manager: Manager, servers: list[HttpServer]) -> None:
+async def _shutdown(manager: Manager, servers: list[HttpServer], local_worker: LocalWorker | None) -> None:
     consensus, settings = manager.consensus, manager.settings
     try:
+        if local_worker is not None:
+            await local_worker.stop()
         m = consensus.metrics()
         if m["role"] == "leader" and len(m["voters"]) > 1:
             try:
@@ -323,6 +341,8 @@ async def _shutdown(manager: Manager, servers: list[HttpServer]) -> None:
                 log.info("leadership handed to raft id %d before shutdown", new)
             except WarrenError as exc:
                 log.warning("could not hand leadership over before shutdown: %s", exc)
+        if manager.leader_services is not None:
+            await manager.leader_services.stop()
         for server in servers:
             await server.stop()
     finally:

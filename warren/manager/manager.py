@@ -1,4 +1,5 @@
-"""What a manager does for the API: join tokens, manager membership, services, cluster info, backups.
+"""What a manager does for the API: join tokens, manager and worker membership, services, tasks, logs,
+cluster info, backups.
 
 Writes run on the leader (the API forwards them there); each mints the IDs and timestamps its
 command carries, so apply stays deterministic.
@@ -12,7 +13,7 @@ import secrets
 import sqlite3
 import tempfile
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from warren import config
 from warren.api.peer import PeerClient
@@ -21,16 +22,23 @@ from warren.errors import (
     InvalidError,
     NotFoundError,
     UnauthorizedError,
+    UnavailableError,
     raft_errors,
 )
 from warren.manager import tokens
 from warren.manager.consensus import Consensus, MemberMeta
+from warren.manager.dispatcher import secret_digest
 from warren.manager.identity import Identity
+from warren.manager.logrelay import LogStream
 from warren.store import commands as c
 from warren.store import queries, schema
 from warren.store.apply import check_token
 from warren.store.commands import CommandError
 from warren.store.machine import check_state_file
+
+if TYPE_CHECKING:
+    from warren.manager.dispatcher import Dispatcher
+    from warren.manager.leadership import LeaderServices
 
 log = logging.getLogger(__name__)
 
@@ -46,10 +54,25 @@ class Manager:
         self.settings = settings
         self.consensus = consensus
         self.peers = peers
+        # Set by the daemon: the leader-only services (worker sessions, reconcile loop).
+        self.leader_services: LeaderServices | None = None
 
     @property
     def conn(self) -> sqlite3.Connection:
         return self.consensus.store.conn
+
+    def dispatcher(self) -> Dispatcher:
+        """This term's dispatcher; UnavailableError while this manager does not lead (or its leader
+        services are still starting: a worker retries)."""
+        services = self.leader_services
+        dispatcher = services.dispatcher if services is not None else None
+        if dispatcher is None:
+            raise UnavailableError("worker sessions are served by the leader, which is starting them; retry")
+        return dispatcher
+
+    def _maybe_dispatcher(self) -> Dispatcher | None:
+        services = self.leader_services
+        return services.dispatcher if services is not None else None
 
     # -- join tokens ----------------------------------------------------------------------------------
 
@@ -121,7 +144,41 @@ class Manager:
                 with raft_errors():
                     await self.consensus.node.remove_node(raft_id)
                 log.info("manager %s (raft id %d) removed from the Raft group", name, raft_id)
-        return dict(await self.consensus.propose(c.RemoveNode(name, time.time())))
+        result = dict(await self.consensus.propose(c.RemoveNode(name, time.time())))
+        dispatcher = self._maybe_dispatcher()
+        if dispatcher is not None:
+            dispatcher.forget(name)
+        return result
+
+    # -- workers --------------------------------------------------------------------------------------
+
+    async def register_worker(
+        self, token: str, addr: str, labels: dict[str, Any], resources: dict[str, Any]
+    ) -> dict[str, Any]:
+        """Check the worker token (in apply), mint the node's name and session secret; only the
+        secret's digest is replicated, the secret itself is answered once."""
+        self.consensus.require_leader()
+        if not tokens.well_formed(token):
+            raise UnauthorizedError("invalid join token (expected SWMTKN-1-...)")
+        name = "worker-" + secrets.token_hex(3)
+        secret = secrets.token_urlsafe(32)
+        cmd = c.RegisterWorker(
+            name, tokens.digest(token), secret_digest(secret), addr, labels, resources, time.time()
+        )
+        result = await self.consensus.propose(cmd)
+        dispatcher = self._maybe_dispatcher()
+        if dispatcher is not None:
+            dispatcher.touch(name)
+        log.info("worker %s joined from %s", name, addr)
+        return {
+            "name": name,
+            "secret": secret,
+            "cluster_id": result["cluster_id"],
+            "heartbeat_period_s": self.settings.orchestrator.heartbeat_period_s,
+        }
+
+    async def set_availability(self, name: str, availability: c.Availability) -> dict[str, Any]:
+        return dict(await self.consensus.propose(c.SetNodeAvailability(name, availability, time.time())))
 
     # -- services -------------------------------------------------------------------------------------
 
@@ -136,6 +193,52 @@ class Manager:
 
     async def remove_service(self, name: str, if_version: int | None) -> dict[str, Any]:
         return dict(await self.consensus.propose(c.RemoveService(name, time.time(), if_version)))
+
+    async def rollback_service(self, name: str, if_version: int | None) -> dict[str, Any]:
+        return dict(await self.consensus.propose(c.RollbackService(name, time.time(), if_version)))
+
+    # -- logs -----------------------------------------------------------------------------------------
+
+    def open_logs(self, service: str, task_id: str | None, follow: bool, tail: int | None) -> LogStream:
+        """A stream of the output of one task of `service` (`task_id`) or of each of its tasks that
+        is not final, asked of their workers through the dispatcher (leader only)."""
+        dispatcher = self.dispatcher()
+        svc = queries.service(self.conn, service)
+        if svc is None:
+            raise NotFoundError(f"no service named {service!r}")
+        if task_id is not None:
+            task = queries.task(self.conn, task_id)
+            if task is None or task["service_id"] != svc["id"]:
+                raise NotFoundError(f"service {service!r} has no task {task_id!r}")
+            targets = [task]
+        else:
+            targets = queries.tasks(self.conn, service_id=svc["id"], include_final=False)
+        usable = []
+        why = []
+        for t in targets:
+            if t["node"] is None or t["container_id"] is None:
+                why.append(f"task {t['name']} has no container yet (state {t['state']})")
+            elif not dispatcher.connected(t["node"]):
+                why.append(f"node {t['node']} of task {t['name']} has no session with the leader")
+            else:
+                usable.append(t)
+        if not usable:
+            raise ConflictError(why[0] if why else f"service {service!r} has no task to show")
+        stream = LogStream(
+            prefixed=len(usable) > 1, pickup_timeout_s=self.settings.orchestrator.node_down_grace_s
+        )
+        for t in usable:
+            dispatcher.logs.open(
+                stream,
+                node=t["node"],
+                task_id=t["id"],
+                container_id=t["container_id"],
+                follow=follow,
+                tail=tail,
+                label=t["name"],
+            )
+        dispatcher.wake()
+        return stream
 
     # -- cluster info ---------------------------------------------------------------------------------
 
@@ -172,6 +275,7 @@ class Manager:
                     "status": status,
                 }
             )
+        workers = queries.nodes(self.conn, "worker")
         by_id = {r["raft_id"]: r for r in rows}
         reachable = sum(1 for v in voters if v in by_id and by_id[v]["status"] != "unreachable")
         needed = len(voters) // 2 + 1
@@ -193,7 +297,11 @@ class Manager:
                 "ok": leader is not None and reachable >= needed,
             },
             "managers": rows,
-            "workers": queries.count_nodes(self.conn, "worker"),
+            "workers": len(workers),
+            "worker_nodes": [
+                {"name": w["name"], "state": w["state"], "availability": w["availability"], "addr": w["addr"]}
+                for w in workers
+            ],
             "raft": {
                 "term": m["term"],
                 "commit_index": m["commit_index"],

@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
-from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 from starlette.applications import Starlette
@@ -25,6 +25,10 @@ if TYPE_CHECKING:
 # Commit latency buckets: from sub-millisecond (LAN, one node) to the 1 s RPC timeout; seconds.
 COMMIT_BUCKETS = (0.0005, 0.001, 0.002, 0.003, 0.005, 0.0075, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
 API_BUCKETS = (0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 10.0)
+# Reconcile pass duration (planning plus committing its commands); seconds.
+RECONCILE_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 5.0)
+# Task status updates per committed batch.
+BATCH_BUCKETS = (1, 2, 5, 10, 25, 50, 100, 250, 500, 1000, 5000)
 
 
 class RaftCollector(Collector):
@@ -135,6 +139,34 @@ class ManagerMetrics:
         self.api_forwarded = Counter(
             "warren_api_forwarded_requests",
             "Writes this manager forwarded to the leader",
+            registry=self.registry,
+        )
+        self.reconcile_passes = Counter(
+            "warren_reconcile_passes",
+            "Reconcile passes run by this manager while leader, by outcome (ok, error)",
+            ["outcome"],
+            registry=self.registry,
+        )
+        self.reconcile_seconds = Histogram(
+            "warren_reconcile_duration_seconds",
+            "One reconcile pass: planning and committing its commands",
+            buckets=RECONCILE_BUCKETS,
+            registry=self.registry,
+        )
+        self.sessions_held = Gauge(
+            "warren_dispatcher_sessions_held",
+            "Worker session calls the leader is holding open now",
+            registry=self.registry,
+        )
+        self.nodes_down = Counter(
+            "warren_dispatcher_nodes_down",
+            "Workers this manager wrote down after their heartbeat grace",
+            registry=self.registry,
+        )
+        self.status_batches = Histogram(
+            "warren_dispatcher_status_batch_size",
+            "Task status updates per committed batch",
+            buckets=BATCH_BUCKETS,
             registry=self.registry,
         )
         consensus.observe_commit.append(self.commit_seconds.observe)

@@ -1,0 +1,505 @@
+"""The leader's dispatcher against a real SQLite store fed through an in-memory proposer (no Raft):
+status batching, liveness with a fake clock, fresh grace per leader, held sessions waking on change
+and on log requests, the secret check, and the log relay."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import time
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+import orjson
+import pytest
+
+from warren.config import OrchestratorSettings
+from warren.errors import UnauthorizedError, UnavailableError, error_class
+from warren.manager import dispatcher as dispatcher_mod
+from warren.manager import tokens
+from warren.manager.dispatcher import Dispatcher, NodeReport, check_secret, secret_digest
+from warren.manager.logrelay import LogGoneError, LogRelay, LogStream
+from warren.store import commands as c
+from warren.store import queries
+from warren.store.machine import Store
+
+T0 = 1_800_000_000.0
+SETTINGS = OrchestratorSettings(heartbeat_period_s=0.5, node_down_grace_s=2.0)
+FOUNDER = c.ManagerRecord("manager-1-aaaaaa", 1, "127.0.0.1:8080", "127.0.0.1:7946")
+
+
+class Clock:
+    def __init__(self, now: float = 1000.0) -> None:
+        self.now = now
+
+    def __call__(self) -> float:
+        return self.now
+
+
+class Proposer:
+    """Applies each proposed command to the store as one log entry, like a one-node Raft would; an
+    optional gate holds proposals back (to see what merges while one is in flight)."""
+
+    def __init__(self, store: Store) -> None:
+        self.store = store
+        self.index = 0
+        self.proposed: list[c.Command] = []
+        self.gate: asyncio.Event | None = None
+        self.in_flight = 0
+        self.max_in_flight = 0
+
+    async def __call__(self, cmd: c.Command) -> Any:
+        self.proposed.append(cmd)
+        self.in_flight += 1
+        self.max_in_flight = max(self.max_in_flight, self.in_flight)
+        try:
+            if self.gate is not None:
+                await self.gate.wait()
+            return self.apply(cmd)
+        finally:
+            self.in_flight -= 1
+
+    def apply(self, cmd: c.Command) -> Any:
+        self.index += 1
+        (answer,) = self.store.apply([(self.index, 1, c.encode(cmd))])
+        doc = orjson.loads(answer)
+        if "error" in doc:
+            raise error_class(doc["error"])(doc["message"])
+        return doc["ok"]
+
+    def of(self, cls: type[Any]) -> list[Any]:
+        return [p for p in self.proposed if isinstance(p, cls)]
+
+
+class World:
+    def __init__(self, tmp: Path) -> None:
+        self.store = Store(str(tmp))
+        self.store.restore(None)
+        self.propose = Proposer(self.store)
+        self.clock = Clock()
+        self.token = tokens.mint()
+        self.propose.apply(c.InitCluster("cluster-t", T0, FOUNDER))
+        self.propose.apply(c.CreateToken("tok", "worker", tokens.digest(self.token), T0, T0 + 1e6, False))
+        self.propose.apply(
+            c.CreateService("svc-1", "web", {"image": "busybox", "replicas": 2, "driver": "docker"}, T0)
+        )
+        self.secrets: dict[str, str] = {}
+        self.proposed_before = 0
+
+    def worker(self, name: str) -> str:
+        secret = f"secret-of-{name}"
+        self.secrets[name] = secret
+        self.propose.apply(
+            c.RegisterWorker(name, tokens.digest(self.token), secret_digest(secret), "127.0.0.9", {}, {}, T0)
+        )
+        return name
+
+    def task(self, task_id: str, node: str, slot: int = 1) -> None:
+        spec = {"image": "busybox"}
+        new = c.NewTask(task_id, "svc-1", slot, node, "assigned", "", spec, "d1")
+        self.propose.apply(c.CreateTasks([new], T0))
+
+    def dispatcher(self, settings: OrchestratorSettings = SETTINGS, **kwargs: Any) -> Dispatcher:
+        self.proposed_before = len(self.propose.proposed)
+        return Dispatcher(self.store, self.propose, settings, clock=self.clock, **kwargs)
+
+    def digest(self, node: str) -> str:
+        return queries.assignments_digest(queries.assignments(self.store.conn, node))
+
+    def state(self, node: str) -> str:
+        doc = queries.node(self.store.conn, node)
+        assert doc is not None
+        return str(doc["state"])
+
+
+@pytest.fixture
+def world(tmp_path: Path) -> World:
+    return World(tmp_path)
+
+
+def run(coro_fn: Callable[[], Awaitable[None]]) -> None:
+    asyncio.run(asyncio.wait_for(coro_fn(), 20))  # type: ignore[arg-type]
+
+
+def status(task_id: str, state: str, at: float = T0, **kw: Any) -> c.TaskStatus:
+    return c.TaskStatus(task_id=task_id, state=state, message=state, at=at, **kw)
+
+
+# -- task status -------------------------------------------------------------------------------------
+
+
+def test_status_updates_merge_into_one_proposal_while_one_is_in_flight(world: World) -> None:
+    w1, w2 = world.worker("worker-aaaaa1"), world.worker("worker-aaaaa2")
+    world.task("t1", w1)
+    world.task("t2", w2, slot=2)
+
+    async def main() -> None:
+        d = world.dispatcher()
+        d.start()
+        world.propose.gate = asyncio.Event()
+        first = asyncio.create_task(d.report_status(w1, [status("t1", "starting")]))
+        await asyncio.sleep(0.01)
+        assert len(world.propose.of(c.SetTaskStatuses)) == 1  # in flight, held by the gate
+        # While it is in flight, three more reports from two workers pile up: one next batch.
+        later = [
+            asyncio.create_task(d.report_status(w1, [status("t1", "running", container_id="c1")])),
+            asyncio.create_task(d.report_status(w2, [status("t2", "starting")])),
+            asyncio.create_task(d.report_status(w2, [status("t2", "running")])),
+        ]
+        await asyncio.sleep(0.01)
+        assert not first.done() and not any(t.done() for t in later), "answered before the commit"
+        assert len(world.propose.of(c.SetTaskStatuses)) == 1
+        world.propose.gate.set()
+        await asyncio.gather(first, *later)
+        batches = world.propose.of(c.SetTaskStatuses)
+        assert len(batches) == 2, batches
+        assert world.propose.max_in_flight == 1
+        second = {(u.node, u.task_id): u.state for u in batches[1].updates}
+        assert second == {(w1, "t1"): "running", (w2, "t2"): "running"}
+        tasks = {t["id"]: t for t in queries.tasks(world.store.conn)}
+        assert tasks["t1"]["state"] == "running" and tasks["t1"]["container_id"] == "c1"
+        assert tasks["t2"]["state"] == "running"
+        await d.stop()
+
+    run(main)
+
+
+def test_a_later_report_of_an_earlier_state_does_not_replace_a_later_state(world: World) -> None:
+    w1 = world.worker("worker-aaaaa1")
+    world.task("t1", w1)
+
+    async def main() -> None:
+        d = world.dispatcher()
+        d.start()
+        world.propose.gate = asyncio.Event()
+        blocker = asyncio.create_task(d.report_status(w1, [status("t1", "starting")]))
+        await asyncio.sleep(0.01)
+        merged = [
+            asyncio.create_task(d.report_status(w1, [status("t1", "failed", exit_code=3)])),
+            asyncio.create_task(d.report_status(w1, [status("t1", "running")])),
+        ]
+        await asyncio.sleep(0.01)
+        world.propose.gate.set()
+        await asyncio.gather(blocker, *merged)
+        (update,) = world.propose.of(c.SetTaskStatuses)[1].updates
+        assert update.state == "failed" and update.exit_code == 3
+        task = queries.task(world.store.conn, "t1")
+        assert task is not None and task["state"] == "failed"
+        await d.stop()
+
+    run(main)
+
+
+def test_a_failed_batch_fails_its_callers_and_the_next_batch_still_runs(world: World) -> None:
+    w1 = world.worker("worker-aaaaa1")
+    world.task("t1", w1)
+
+    async def main() -> None:
+        d = world.dispatcher()
+        d.start()
+        real = world.propose.__call__
+        calls = 0
+
+        async def flaky(cmd: c.Command) -> Any:
+            nonlocal calls
+            calls += 1
+            if calls == 1:
+                raise UnavailableError("no quorum")
+            return await real(cmd)
+
+        d.propose = flaky
+        with pytest.raises(UnavailableError):
+            await d.report_status(w1, [status("t1", "starting")])
+        await d.report_status(w1, [status("t1", "starting")])  # the worker resends: harmless
+        task = queries.task(world.store.conn, "t1")
+        assert task is not None and task["state"] == "starting"
+        await d.stop()
+
+    run(main)
+
+
+def test_stop_fails_waiting_status_callers_with_unavailable(world: World) -> None:
+    w1 = world.worker("worker-aaaaa1")
+    world.task("t1", w1)
+
+    async def main() -> None:
+        d = world.dispatcher()
+        d.start()
+        world.propose.gate = asyncio.Event()
+        first = asyncio.create_task(d.report_status(w1, [status("t1", "starting")]))
+        await asyncio.sleep(0.01)
+        waiting = asyncio.create_task(d.report_status(w1, [status("t1", "running")]))
+        await asyncio.sleep(0.01)
+        await d.stop()
+        for t in (first, waiting):
+            with pytest.raises(UnavailableError):
+                await t
+        with pytest.raises(UnavailableError):
+            await d.report_status(w1, [status("t1", "running")])
+
+    run(main)
+
+
+# -- liveness ----------------------------------------------------------------------------------------
+
+
+async def settle(d: Dispatcher) -> None:
+    """Let the background node-state writes started by check_liveness finish."""
+    for _ in range(100):
+        if not d._node_writes:
+            return
+        await asyncio.sleep(0.001)
+    raise AssertionError("node writes did not finish")
+
+
+def test_a_silent_worker_is_written_down_after_the_grace_and_back_up_when_it_calls(world: World) -> None:
+    w1, w2 = world.worker("worker-aaaaa1"), world.worker("worker-aaaaa2")
+
+    async def main() -> None:
+        d = world.dispatcher()  # liveness is driven by hand: check_liveness with the fake clock
+        d.touch(w1)
+        d.touch(w2)
+        world.clock.now += 1.5
+        d.touch(w2)
+        await d.check_liveness()
+        await settle(d)
+        assert world.state(w1) == "ready"
+        world.clock.now += 0.6  # w1 silent for 2.1 s > grace 2 s; w2 for 0.6 s
+        await d.check_liveness()
+        await settle(d)
+        assert world.state(w1) == "down" and world.state(w2) == "ready"
+        downs = world.propose.of(c.SetNodeState)
+        assert [(s.name, s.state) for s in downs] == [(w1, "down")]
+        await d.check_liveness()  # a down node is not written down again
+        await settle(d)
+        assert len(world.propose.of(c.SetNodeState)) == 1
+        # It calls again: ready, and its new address and labels are recorded.
+        answer = await d.session(w1, None, NodeReport("127.0.0.42", {"zone": "b"}, None))
+        assert answer["assignments"] == []
+        node = queries.node(world.store.conn, w1)
+        assert node is not None and node["state"] == "ready"
+        assert node["addr"] == "127.0.0.42" and node["labels"] == {"zone": "b"}
+        # The same report again changes nothing.
+        before = len(world.propose.proposed)
+        await d.session(w1, answer["digest"], NodeReport("127.0.0.42", {"zone": "b"}, None))
+        assert len(world.propose.proposed) == before
+
+    run(main)
+
+
+def test_a_new_leader_gives_every_worker_a_fresh_grace(world: World) -> None:
+    w1 = world.worker("worker-aaaaa1")
+
+    async def main() -> None:
+        old = world.dispatcher()
+        old.touch(w1)
+        world.clock.now += 100.0  # the old leader died long ago; w1 was last heard before that
+        new = world.dispatcher()
+        new.start()
+        await new.check_liveness()
+        await settle(new)
+        world.clock.now += SETTINGS.node_down_grace_s - 0.1
+        await new.check_liveness()
+        await settle(new)
+        assert world.state(w1) == "ready", "written down before its fresh grace ran out"
+        world.clock.now += 0.2
+        await new.check_liveness()
+        await settle(new)
+        assert world.state(w1) == "down"
+        await new.stop()
+
+    run(main)
+
+
+def test_a_node_written_down_ends_its_log_streams(world: World) -> None:
+    w1 = world.worker("worker-aaaaa1")
+
+    async def main() -> None:
+        d = world.dispatcher()
+        stream = LogStream(prefixed=False, pickup_timeout_s=60)
+        d.logs.open(stream, node=w1, task_id="t1", container_id="c1", follow=True, tail=None, label="web.1")
+        world.clock.now += 10
+        await d.check_liveness()
+        await settle(d)
+        out = b"".join([chunk async for chunk in stream.chunks()])
+        assert b"went down" in out
+
+    run(main)
+
+
+# -- sessions ----------------------------------------------------------------------------------------
+
+
+def test_a_held_session_answers_at_once_when_its_assignments_change(world: World) -> None:
+    w1 = world.worker("worker-aaaaa1")
+    settings = OrchestratorSettings(heartbeat_period_s=10.0, node_down_grace_s=20.0)
+
+    async def main() -> None:
+        d = world.dispatcher(settings)
+        d.start()
+        first = await d.session(w1, None, None)  # nothing known yet: answered at once
+        assert first["assignments"] == [] and first["heartbeat_period_s"] == 10.0
+        start = time.monotonic()
+        held = asyncio.create_task(d.session(w1, first["digest"], None))
+        await asyncio.sleep(0.05)
+        assert not held.done() and d.held == 1
+        world.task("t1", w1)  # commits through the store: on_change wakes the held call
+        answer = await held
+        assert time.monotonic() - start < 2.0
+        assert [a["task_id"] for a in answer["assignments"]] == ["t1"]
+        assert answer["digest"] == world.digest(w1) != first["digest"]
+        assert d.held == 0
+        await d.stop()
+
+    run(main)
+
+
+def test_a_change_for_another_node_does_not_answer_a_held_session(world: World) -> None:
+    w1, w2 = world.worker("worker-aaaaa1"), world.worker("worker-aaaaa2")
+
+    async def main() -> None:
+        d = world.dispatcher(hold_s=0.3)
+        d.start()
+        known = world.digest(w1)
+        start = time.monotonic()
+        held = asyncio.create_task(d.session(w1, known, None))
+        await asyncio.sleep(0.05)
+        world.task("t2", w2)
+        answer = await held
+        assert time.monotonic() - start >= 0.25, "answered before the hold time"
+        assert answer["assignments"] is None and answer["digest"] == known
+        await d.stop()
+
+    run(main)
+
+
+def test_a_log_request_wakes_the_held_session_of_its_node(world: World) -> None:
+    w1 = world.worker("worker-aaaaa1")
+    settings = OrchestratorSettings(heartbeat_period_s=10.0, node_down_grace_s=20.0)
+
+    async def main() -> None:
+        d = world.dispatcher(settings)
+        d.start()
+        held = asyncio.create_task(d.session(w1, world.digest(w1), None))
+        await asyncio.sleep(0.05)
+        stream = LogStream(prefixed=False, pickup_timeout_s=5)
+        req = d.logs.open(stream, node=w1, task_id="t1", container_id="c1", follow=False, tail=5, label="w")
+        d.wake()
+        answer = await asyncio.wait_for(held, 2)
+        assert answer["log_requests"] == [
+            {"id": req.id, "task_id": "t1", "container_id": "c1", "follow": False, "tail": 5}
+        ]
+        assert answer["assignments"] is None
+        again = await d.session(w1, None, None)
+        assert again["log_requests"] == [], "a log request is handed over once"
+        await d.stop()
+
+    run(main)
+
+
+def test_stop_answers_held_sessions_with_unavailable(world: World) -> None:
+    w1 = world.worker("worker-aaaaa1")
+
+    async def main() -> None:
+        d = world.dispatcher(hold_s=30)
+        d.start()
+        held = asyncio.create_task(d.session(w1, world.digest(w1), None))
+        await asyncio.sleep(0.05)
+        await d.stop()
+        with pytest.raises(UnavailableError):
+            await asyncio.wait_for(held, 2)
+
+    run(main)
+
+
+# -- the secret -----------------------------------------------------------------------------------------
+
+
+def test_the_session_secret_is_checked_in_constant_time_on_its_digest(
+    world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    w1 = world.worker("worker-aaaaa1")
+    seen: list[tuple[str, str]] = []
+    real = dispatcher_mod.hmac.compare_digest
+
+    def spy(a: str, b: str) -> bool:
+        seen.append((a, b))
+        return real(a, b)
+
+    monkeypatch.setattr(dispatcher_mod.hmac, "compare_digest", spy)
+    check_secret(world.store, w1, world.secrets[w1])
+    assert seen[-1] == (hashlib.sha256(world.secrets[w1].encode()).hexdigest(),) * 2
+    for node, secret in ((w1, "wrong"), (w1, ""), (w1, None), ("worker-nobody", "x"), (FOUNDER.name, "x")):
+        before = len(seen)
+        with pytest.raises(UnauthorizedError) as info:
+            check_secret(world.store, node, secret)
+        assert len(seen) == before + 1, f"no constant-time comparison for {node}/{secret!r}"
+        assert world.secrets[w1] not in str(info.value)
+    # The other worker's secret does not open this one's session.
+    w2 = world.worker("worker-aaaaa2")
+    with pytest.raises(UnauthorizedError):
+        check_secret(world.store, w1, world.secrets[w2])
+
+
+def test_a_removed_node_has_no_session(world: World) -> None:
+    w1 = world.worker("worker-aaaaa1")
+    world.propose.apply(c.RemoveNode(w1, T0))
+    with pytest.raises(UnauthorizedError):
+        check_secret(world.store, w1, world.secrets[w1])
+
+
+# -- log relay ---------------------------------------------------------------------------------------
+
+
+def test_log_chunks_of_several_tasks_are_prefixed_line_by_line() -> None:
+    async def main() -> None:
+        relay = LogRelay()
+        stream = LogStream(prefixed=True, pickup_timeout_s=5)
+        a = relay.open(
+            stream, node="n1", task_id="a", container_id="ca", follow=False, tail=None, label="web.1"
+        )
+        b = relay.open(
+            stream, node="n2", task_id="b", container_id="cb", follow=False, tail=None, label="web.2"
+        )
+        relay.take_pending("n1")
+        relay.take_pending("n2")
+        reader = asyncio.create_task(_read(stream))
+        await relay.deliver(a.id, b"one\ntw", False)
+        await relay.deliver(b.id, b"x\n", True)
+        await relay.deliver(a.id, b"o\nthree", True)
+        out = (await reader).decode()
+        assert out.splitlines() == ["web.1 | one", "web.2 | x", "web.1 | two", "web.1 | three"]
+        with pytest.raises(LogGoneError):
+            await relay.deliver(a.id, b"late", False)
+
+    run(main)
+
+
+def test_a_client_going_away_refuses_further_chunks() -> None:
+    async def main() -> None:
+        relay = LogRelay()
+        stream = LogStream(prefixed=False, pickup_timeout_s=5)
+        req = relay.open(stream, node="n1", task_id="a", container_id="ca", follow=True, tail=None, label="x")
+        await relay.deliver(req.id, b"hello\n", False)
+        relay.close_stream(stream)
+        with pytest.raises(LogGoneError):
+            await relay.deliver(req.id, b"more\n", False)
+        assert relay.get(req.id) is None
+
+    run(main)
+
+
+def test_a_request_no_worker_picks_up_ends_after_the_pickup_timeout() -> None:
+    async def main() -> None:
+        relay = LogRelay()
+        stream = LogStream(prefixed=False, pickup_timeout_s=0.1)
+        relay.open(stream, node="n1", task_id="a", container_id="ca", follow=True, tail=None, label="web.1")
+        out = await asyncio.wait_for(_read(stream), 2)
+        assert b"did not pick up" in out
+
+    run(main)
+
+
+async def _read(stream: LogStream) -> bytes:
+    return b"".join([chunk async for chunk in stream.chunks()])

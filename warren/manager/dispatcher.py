@@ -1,0 +1,322 @@
+"""The leader's side of worker sessions (docs/worker-protocol.md): heartbeats, assignments, task status
+and log requests.
+
+Heartbeats never touch Raft: the leader keeps each worker's last-seen time in memory (monotonic
+clock) and writes only a change of state, `down` after `node_down_grace_s` of silence, `ready` when a
+down worker calls again. A new leader builds a new Dispatcher, so every worker gets a fresh grace.
+
+A session call is held until the worker's assignments differ from what it has (`known`), a log
+request waits for it, or the heartbeat period passes; held calls wake on every state change
+(Store.on_change), never by polling. Status updates from every worker are merged per task and
+proposed as one SetTaskStatuses, one proposal at a time; each caller is answered once the batch
+holding its updates has committed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import hashlib
+import hmac
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from warren.config import OrchestratorSettings
+from warren.errors import UnauthorizedError, UnavailableError, WarrenError
+from warren.manager.logrelay import LogRelay
+from warren.store import commands as c
+from warren.store import queries
+from warren.store.taskstate import RANK
+
+if TYPE_CHECKING:
+    from warren.manager.metrics import ManagerMetrics
+    from warren.store.machine import Store
+
+log = logging.getLogger(__name__)
+
+Propose = Callable[[c.Command], Awaitable[Any]]
+
+# Most task updates in one SetTaskStatuses: keeps a proposal far below max_entry_bytes (1 MiB).
+MAX_STATUS_BATCH = 1000
+# Compared with when a node has no secret (unknown or removed), so a miss costs what a hit costs.
+_NO_SECRET = hashlib.sha256(b"warren: no such node").hexdigest()
+
+
+def secret_digest(secret: str) -> str:
+    return hashlib.sha256(secret.encode("utf-8")).hexdigest()
+
+
+def check_secret(store: Store, node: str, secret: str | None) -> None:
+    """UnauthorizedError unless `secret` is the session secret of worker `node` (compared in constant
+    time on its SHA-256; neither the secret nor its digest is ever logged)."""
+    stored = queries.node_secret_hash(store.conn, node)
+    presented = secret_digest(secret or "")
+    if not hmac.compare_digest(presented, stored or _NO_SECRET) or stored is None or not secret:
+        raise UnauthorizedError("invalid or unknown worker session secret (was the node removed?)")
+
+
+@dataclass(frozen=True, slots=True)
+class NodeReport:
+    """What a worker reports on its first session call after a start (None: not reported)."""
+
+    addr: str | None = None
+    labels: dict[str, Any] | None = None
+    resources: dict[str, Any] | None = None
+
+    def changes(self, doc: dict[str, Any]) -> tuple[str, dict[str, Any], dict[str, Any]] | None:
+        """(addr, labels, resources) to record if they differ from the node's `doc`, else None."""
+        new = (
+            doc.get("addr") if self.addr is None else self.addr,
+            doc.get("labels") if self.labels is None else self.labels,
+            doc.get("resources") if self.resources is None else self.resources,
+        )
+        old = (doc.get("addr"), doc.get("labels"), doc.get("resources"))
+        if new == old or new[0] is None:
+            return None
+        return str(new[0]), dict(new[1] or {}), dict(new[2] or {})
+
+
+@dataclass(slots=True)
+class _Batch:
+    updates: dict[tuple[str, str], c.TaskStatus] = field(default_factory=dict)
+    done: asyncio.Future[None] = field(default_factory=lambda: asyncio.get_running_loop().create_future())
+
+
+def _consume(fut: asyncio.Future[None]) -> None:
+    # A batch whose every caller went away still fails; reading the exception stops asyncio from
+    # reporting it as never retrieved.
+    if not fut.cancelled():
+        fut.exception()
+
+
+class Dispatcher:
+    """One leader term's worker sessions. `start()` when leadership is gained, `stop()` when lost."""
+
+    def __init__(
+        self,
+        store: Store,
+        propose: Propose,
+        settings: OrchestratorSettings,
+        *,
+        hold_s: float | None = None,
+        metrics: ManagerMetrics | None = None,
+        clock: Callable[[], float] = time.monotonic,
+        wall: Callable[[], float] = time.time,
+    ) -> None:
+        self.store = store
+        self.propose = propose
+        self.settings = settings
+        # How long a session call is held at most: the heartbeat period, unless the daemon caps it
+        # below the follower's forward timeout (a held call may arrive through a follower).
+        self.hold_s = settings.heartbeat_period_s if hold_s is None else hold_s
+        self.metrics = metrics
+        self.clock = clock
+        self.wall = wall
+        self.logs = LogRelay(clock)
+        self._since = clock()  # the fresh grace: nobody is late before since + grace
+        self._last_seen: dict[str, float] = {}
+        self._changed = asyncio.Event()
+        self._stopped = False
+        self._batch: _Batch | None = None
+        self._flush_wanted = asyncio.Event()
+        self._node_writes: dict[str, asyncio.Task[None]] = {}
+        self._tasks: list[asyncio.Task[None]] = []
+        self.held = 0  # session calls being held now
+
+    # -- lifecycle ------------------------------------------------------------------------------------
+
+    def start(self) -> None:
+        self._since = self.clock()
+        self.store.on_change.append(self._on_change)
+        self._tasks = [
+            asyncio.create_task(self._liveness_loop(), name="dispatcher-liveness"),
+            asyncio.create_task(self._flush_loop(), name="dispatcher-status"),
+        ]
+
+    async def stop(self) -> None:
+        """Answer held calls and waiting status callers with 503 (the worker retries elsewhere), end
+        the log streams, and stop the timers."""
+        self._stopped = True
+        with contextlib.suppress(ValueError):
+            self.store.on_change.remove(self._on_change)
+        self._on_change()
+        self.logs.end_all("this manager is no longer the leader")
+        tasks = [*self._tasks, *self._node_writes.values()]
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        if self._batch is not None and not self._batch.done.done():
+            self._batch.done.set_exception(UnavailableError("this manager is no longer the leader"))
+
+    def _on_change(self) -> None:
+        self._changed.set()
+        self._changed = asyncio.Event()
+
+    def _check_active(self) -> None:
+        if self._stopped:
+            raise UnavailableError("this manager is no longer the leader; retry")
+
+    # -- heartbeats -----------------------------------------------------------------------------------
+
+    def touch(self, node: str) -> None:
+        """Record that `node` was heard from now."""
+        self._last_seen[node] = self.clock()
+
+    def connected(self, node: str) -> bool:
+        """Heard from this term, within the grace: a log request for it will be picked up."""
+        seen = self._last_seen.get(node)
+        return seen is not None and self.clock() - seen <= self.settings.node_down_grace_s
+
+    def forget(self, node: str) -> None:
+        """The node was removed."""
+        self._last_seen.pop(node, None)
+        self.logs.end_node(node, "its node was removed")
+
+    async def check_liveness(self) -> None:
+        """Write down every ready worker not heard from for node_down_grace_s (since this leader started
+        at the earliest). The writes run in the background; one per node at a time."""
+        if self._stopped:
+            return
+        now = self.clock()
+        grace = self.settings.node_down_grace_s
+        for node in queries.nodes(self.store.conn, "worker"):
+            name = node["name"]
+            if node["state"] != "ready" or name in self._node_writes:
+                continue
+            seen = self._last_seen.get(name, self._since)
+            if now - max(seen, self._since) > grace:
+                silent = now - seen if name in self._last_seen else now - self._since
+                self._node_writes[name] = asyncio.create_task(
+                    self._write_down(name, silent), name=f"node-down {name}"
+                )
+
+    async def _write_down(self, name: str, silent_s: float) -> None:
+        try:
+            await self.propose(c.SetNodeState(name, "down", self.wall()))
+            log.warning("worker %s written down: not heard from for %.1f s", name, silent_s)
+            if self.metrics is not None:
+                self.metrics.nodes_down.inc()
+            self.logs.end_node(name, "its node went down")
+        except WarrenError as exc:
+            log.warning("could not write worker %s down (retrying): %s", name, exc)
+        finally:
+            self._node_writes.pop(name, None)
+
+    async def _liveness_loop(self) -> None:
+        period = self.settings.heartbeat_period_s / 2
+        while True:
+            await asyncio.sleep(period)
+            try:
+                await self.check_liveness()
+            except Exception:  # a task boundary: log and keep checking
+                log.exception("liveness check failed")
+
+    # -- sessions -------------------------------------------------------------------------------------
+
+    async def session(self, node: str, known: str | None, report: NodeReport | None) -> dict[str, Any]:
+        """The answer to one session call (held as the protocol says). The caller checked the secret."""
+        self._check_active()
+        self.touch(node)
+        await self._back_up(node, report)
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.hold_s
+        self.held += 1
+        if self.metrics is not None:
+            self.metrics.sessions_held.inc()
+        try:
+            while True:
+                changed = self._changed  # taken before reading, so no change is missed
+                self._check_active()
+                docs = queries.assignments(self.store.conn, node)
+                digest = queries.assignments_digest(docs)
+                if digest != known or self.logs.has_pending(node) or loop.time() >= deadline:
+                    break
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout_at(deadline):
+                        await changed.wait()
+        finally:
+            self.held -= 1
+            if self.metrics is not None:
+                self.metrics.sessions_held.dec()
+        self.touch(node)
+        return {
+            "heartbeat_period_s": self.settings.heartbeat_period_s,
+            "digest": digest,
+            "assignments": None if digest == known else docs,
+            "log_requests": [r.to_doc() for r in self.logs.take_pending(node)],
+        }
+
+    async def _back_up(self, node: str, report: NodeReport | None) -> None:
+        """Mark a down node ready again, and record a changed address, labels or resources."""
+        doc = queries.node(self.store.conn, node)
+        if doc is None:
+            raise UnauthorizedError(f"no node named {node!r}")
+        writes: list[c.Command] = []
+        changes = None if report is None else report.changes(doc)
+        if changes is not None:
+            writes.append(c.UpdateNode(node, *changes, self.wall()))
+        if doc["state"] == "down":
+            writes.append(c.SetNodeState(node, "ready", self.wall()))
+        if not writes:
+            return
+        pending = self._node_writes.get(node)
+        if pending is not None:
+            await asyncio.gather(pending, return_exceptions=True)
+        await asyncio.gather(*(self.propose(w) for w in writes))
+        if doc["state"] == "down":
+            log.info("worker %s is back: ready", node)
+
+    def wake(self) -> None:
+        """Re-check every held session now (a log request was queued)."""
+        self._on_change()
+
+    # -- task status ----------------------------------------------------------------------------------
+
+    async def report_status(self, node: str, updates: list[c.TaskStatus]) -> None:
+        """Merge `updates` (from worker `node`) into the next batch and wait until it has committed."""
+        self._check_active()
+        self.touch(node)
+        if not updates:
+            return
+        if self._batch is None:
+            self._batch = _Batch()
+            self._batch.done.add_done_callback(_consume)
+        batch = self._batch
+        for update in updates:
+            # A worker only reports its own tasks: apply skips an update for a task on another node.
+            update = dataclasses.replace(update, node=node)
+            key = (node, update.task_id)
+            old = batch.updates.get(key)
+            # Latest wins, but never a step back: within a batch apply would skip it anyway.
+            if old is None or RANK.get(update.state, 0) >= RANK.get(old.state, 0):
+                batch.updates[key] = update
+        self._flush_wanted.set()
+        await asyncio.shield(batch.done)
+
+    async def _flush_loop(self) -> None:
+        while True:
+            await self._flush_wanted.wait()
+            self._flush_wanted.clear()
+            batch, self._batch = self._batch, None
+            if batch is None:
+                continue
+            try:
+                items = list(batch.updates.values())
+                for start in range(0, len(items), MAX_STATUS_BATCH):
+                    await self.propose(c.SetTaskStatuses(items[start : start + MAX_STATUS_BATCH]))
+                if self.metrics is not None:
+                    self.metrics.status_batches.observe(len(items))
+            except WarrenError as exc:
+                log.warning("task status batch of %d updates not committed: %s", len(batch.updates), exc)
+                batch.done.set_exception(exc)
+            except asyncio.CancelledError:
+                batch.done.set_exception(UnavailableError("this manager is no longer the leader"))
+                raise
+            else:
+                batch.done.set_result(None)
+            if self.settings.status_flush_interval_s > 0:
+                await asyncio.sleep(self.settings.status_flush_interval_s)

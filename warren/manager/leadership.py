@@ -1,0 +1,107 @@
+"""Leader-only services (dispatcher, orchestrator) started and stopped with leadership.
+
+The Raft core raises no event when the role changes, so its metrics are read every POLL_S. Each term
+of leadership gets new services: a fresh dispatcher means every worker gets a fresh grace, and
+nothing of an earlier term (held sessions, log streams, a half-done pass) survives into the next.
+Before starting them the new leader waits for its read barrier, so the state it plans from holds
+every command committed by earlier leaders.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+
+from warren.errors import WarrenError
+from warren.manager.consensus import Consensus
+from warren.manager.dispatcher import Dispatcher
+from warren.manager.metrics import ManagerMetrics
+from warren.manager.orchestrator import Orchestrator, Planner
+
+log = logging.getLogger(__name__)
+
+# How often the Raft role is read; seconds. A new leader's services start within this (plus its read
+# barrier); a deposed leader stops proposing within it (its proposals fail meanwhile anyway).
+POLL_S = 0.05
+
+
+class LeaderServices:
+    """Watches the role; `dispatcher` is the current term's dispatcher, or None when not leading."""
+
+    def __init__(
+        self,
+        consensus: Consensus,
+        *,
+        metrics: ManagerMetrics | None = None,
+        plan: Planner | None = None,
+        hold_s: float | None = None,
+        on_change: Callable[[Dispatcher | None], None] | None = None,
+    ) -> None:
+        self.consensus = consensus
+        self.metrics = metrics
+        self.plan = plan
+        self.hold_s = hold_s
+        self.on_change = on_change
+        self.dispatcher: Dispatcher | None = None
+        self.orchestrator: Orchestrator | None = None
+        self.term: int | None = None
+        self._task: asyncio.Task[None] | None = None
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._watch(), name="leader-services")
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            await asyncio.gather(self._task, return_exceptions=True)
+        await self._stop_services()
+
+    async def _watch(self) -> None:
+        while True:
+            try:
+                m = self.consensus.metrics()
+                leading = m["role"] == "leader"
+                if self.term is not None and (not leading or m["term"] != self.term):
+                    await self._stop_services()
+                if leading and self.term is None:
+                    await self._start_services(m["term"])
+            except Exception:  # a task boundary: log, and look again at the next poll
+                log.exception("starting or stopping the leader services failed")
+            await asyncio.sleep(POLL_S)
+
+    async def _start_services(self, term: int) -> None:
+        try:
+            async with asyncio.timeout(self.consensus.settings.write_timeout_s):
+                await self.consensus.read_barrier()
+        except TimeoutError:
+            log.info("leader services not started yet (term %d): no read barrier in time", term)
+            return
+        except WarrenError as exc:
+            log.info("leader services not started yet (term %d): %s", term, exc)
+            return
+        if not self.consensus.is_leader():
+            return
+        orch = self.consensus.settings.orchestrator
+        store = self.consensus.store
+        dispatcher = Dispatcher(store, self.consensus.propose, orch, hold_s=self.hold_s, metrics=self.metrics)
+        orchestrator = Orchestrator(store, self.consensus.propose, orch, plan=self.plan, metrics=self.metrics)
+        dispatcher.start()
+        orchestrator.start()
+        self.dispatcher, self.orchestrator, self.term = dispatcher, orchestrator, term
+        if self.on_change is not None:
+            self.on_change(dispatcher)
+        log.info("leader services started (term %d)", term)
+
+    async def _stop_services(self) -> None:
+        dispatcher, orchestrator, term = self.dispatcher, self.orchestrator, self.term
+        self.dispatcher = self.orchestrator = self.term = None
+        if dispatcher is None and orchestrator is None:
+            return
+        if self.on_change is not None:
+            self.on_change(None)
+        if orchestrator is not None:
+            await orchestrator.stop()
+        if dispatcher is not None:
+            await dispatcher.stop()
+        log.info("leader services stopped (term %s)", term)

@@ -1,0 +1,132 @@
+"""The leader's reconcile loop: turn the difference between what services want and what runs into
+commands, propose them, and do it again.
+
+Event-driven: a pass runs at once after any change of the state (Store.on_change), at the time the
+last plan asked to be woken (`Plan.wake_at`: a restart delay, an update's monitor period), and every
+`full_pass_interval_s` as a safety net. Never two passes at once: a pass proposes its commands
+together (they commit in one batch), waits for them, and the commit wakes the next pass. A failing
+pass is logged and retried at the next wake, no sooner than ERROR_BACKOFF_S later.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import sqlite3
+import time
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING, Any
+
+from warren.config import OrchestratorSettings
+from warren.errors import WarrenError
+from warren.manager import tokens
+from warren.reconciler import planner
+from warren.reconciler.actions import Plan
+from warren.store import commands as c
+
+if TYPE_CHECKING:
+    from warren.manager.metrics import ManagerMetrics
+    from warren.store.machine import Store
+
+log = logging.getLogger(__name__)
+
+Propose = Callable[[c.Command], Awaitable[Any]]
+
+# After a pass whose planning or proposals failed, the next one waits at least this long (a command
+# that keeps being refused would otherwise replan on its own refusal's commit, in a loop); seconds.
+ERROR_BACKOFF_S = 0.5
+
+
+# warren.reconciler.planner.plan: the commands that move the state towards the specs (it mints the new
+# tasks' IDs itself: the proposer mints IDs, never apply).
+Planner = Callable[[sqlite3.Connection, float, OrchestratorSettings], Plan]
+
+
+class Orchestrator:
+    """One leader term's reconcile loop: `start()` on gaining leadership, `stop()` on losing it."""
+
+    def __init__(
+        self,
+        store: Store,
+        propose: Propose,
+        settings: OrchestratorSettings,
+        *,
+        plan: Planner | None = None,
+        metrics: ManagerMetrics | None = None,
+        wall: Callable[[], float] = time.time,
+    ) -> None:
+        self.store = store
+        self.propose = propose
+        self.settings = settings
+        self.plan: Planner = plan if plan is not None else planner.plan
+        self.metrics = metrics
+        self.wall = wall
+        self.passes = 0
+        self._wake = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+
+    def start(self) -> None:
+        self.store.on_change.append(self._wake.set)
+        self._task = asyncio.create_task(self._loop(), name="orchestrator")
+
+    async def stop(self) -> None:
+        """Stop at once: a pass in flight is abandoned (its proposals may still commit, which is
+        harmless: the next leader plans from whatever committed)."""
+        if self._wake.set in self.store.on_change:
+            self.store.on_change.remove(self._wake.set)
+        if self._task is not None:
+            self._task.cancel()
+            await asyncio.gather(self._task, return_exceptions=True)
+
+    def wake(self) -> None:
+        self._wake.set()
+
+    async def _loop(self) -> None:
+        while True:
+            self._wake.clear()
+            ok, wake_at = await self.run_pass()
+            delay = self.settings.full_pass_interval_s
+            if wake_at is not None:
+                delay = min(delay, max(0.0, wake_at - self.wall()))
+            if not ok:
+                # Our own refused commands' commits set the wake flag: wait out the backoff first.
+                await asyncio.sleep(ERROR_BACKOFF_S)
+                self._wake.clear()
+                delay = max(0.0, delay - ERROR_BACKOFF_S)
+            try:
+                async with asyncio.timeout(delay):
+                    await self._wake.wait()
+            except TimeoutError:
+                pass
+
+    async def run_pass(self) -> tuple[bool, float | None]:
+        """One plan-and-propose pass: (every command committed, when to plan again at the latest)."""
+        start = time.perf_counter()
+        self.passes += 1
+        try:
+            result = self.plan(self.store.conn, self.wall(), self.settings)
+        except Exception as exc:  # a task boundary: a planner bug must not stop the leader
+            log.exception("reconcile pass failed while planning: %s", tokens.redact(str(exc)))
+            self._observe(start, "error")
+            return False, None
+        ok = True
+        if result.commands:
+            answers = await asyncio.gather(
+                *(self.propose(cmd) for cmd in result.commands), return_exceptions=True
+            )
+            for cmd, answer in zip(result.commands, answers, strict=True):
+                if isinstance(answer, WarrenError):
+                    ok = False
+                    log.warning("reconcile: %s refused: %s", cmd.OP, tokens.redact(str(answer)))
+                elif isinstance(answer, BaseException):
+                    if isinstance(answer, asyncio.CancelledError):
+                        raise answer
+                    ok = False
+                    log.error("reconcile: %s failed: %r", cmd.OP, answer)
+        self._observe(start, "ok" if ok else "error")
+        return ok, result.wake_at
+
+    def _observe(self, start: float, outcome: str) -> None:
+        if self.metrics is not None:
+            self.metrics.reconcile_passes.labels(outcome).inc()
+            self.metrics.reconcile_seconds.observe(time.perf_counter() - start)
