@@ -15,6 +15,7 @@ from warren.config import (
     DEFAULT_LISTEN_ADDR,
     DEFAULT_METRICS_ADDR,
     DEFAULT_RAFT_PORT,
+    RUNTIMES,
     ManagerSettings,
     RaftSettings,
     default_data_dir,
@@ -24,6 +25,7 @@ from warren.config import (
 from warren.errors import ConfigError
 
 _RAFT = RaftSettings()
+_MANAGER = ManagerSettings()
 
 INIT_EPILOG = """\
 Rerunning the same command on an existing data dir resumes this manager with its identity and state.
@@ -84,6 +86,9 @@ def _add_manager_flags(parser: argparse.ArgumentParser) -> None:
                         help=f"state, Raft log and identity of this node (default {default_data_dir()})")
     parser.add_argument("--manager-only", action="store_true", default=None,
                         help="run no local worker next to the manager")
+    parser.add_argument("--runtime", choices=RUNTIMES,
+                        help="runtime of the local worker: auto (docker if an engine answers, plus "
+                             f"process), docker or process (default {_MANAGER.local_worker_runtime})")
     parser.add_argument("--raft-heartbeat-timeout", metavar="DUR", type=duration,
                         help="the leader's heartbeat interval, e.g. 50ms; must be below the election "
                              f"timeout (default {_ms(_RAFT.heartbeat_interval_s)})")
@@ -122,6 +127,8 @@ def build_settings(args: argparse.Namespace) -> ManagerSettings:
         fields["data_dir"] = args.data_dir
     if args.manager_only:
         fields["manager_only"] = True
+    if args.runtime is not None:
+        fields["local_worker_runtime"] = args.runtime
     raft: dict[str, Any] = {}
     if args.raft_heartbeat_timeout is not None:
         raft["heartbeat_interval_s"] = args.raft_heartbeat_timeout
