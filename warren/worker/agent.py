@@ -1,0 +1,837 @@
+"""The worker's reconcile loop: keep this node's containers in line with its assignments.
+
+Inputs: the assignments (from the session, or from worker.db while no manager answers), the
+runtimes' containers (listed at start, so a restarted worker adopts what it left running), their
+exits (`runtime.exits()`), and health check results. Each task is converged on its own (one step at
+a time, never two at once for the same task, any number of tasks in parallel):
+
+- desired running, no container: report `starting`, start it, report `running` (or `failed` with the
+  runtime's reason; `rejected` if this worker has no runtime for its driver);
+- desired shutdown: stop and remove its container, report `shutdown`;
+- not assigned at all: stop and remove its container, report nothing (the leader is done with it);
+- its container exited (or failed its health check): report `complete`/`failed` and remove the
+  container. A restart is a new task the leader creates, not a local affair, with one exception:
+  cut off from every manager, the task is started again in place (same task ID) under its restart
+  policy, and its state is reported once a manager answers again.
+
+Status updates go through worker.db's queue and are sent by their own loop as soon as they are made
+(an exit reaches the leader in milliseconds, not at the next heartbeat).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from warren.config import WorkerSettings
+from warren.errors import StorageError, UnavailableError, WarrenError
+from warren.runtime.base import (
+    ContainerRuntime,
+    NodeResources,
+    PortMapping,
+    RuntimeStartError,
+    RuntimeUnavailableError,
+    TaskRun,
+)
+from warren.store.taskstate import COMPLETE, FAILED, REJECTED, RUNNING, SHUTDOWN, STARTING, TERMINAL
+from warren.worker.cache import LocalTask, StatusUpdate, WorkerCache
+from warren.worker.health import STARTING as HEALTH_STARTING
+from warren.worker.health import UNHEALTHY, HealthMonitor, HealthSpec
+from warren.worker.session import LOG_CHUNK_BYTES, Backoff, ManagerSession, NodeRemovedError
+
+log = logging.getLogger(__name__)
+
+EXIT_OK = 0
+EXIT_ERROR = 1
+
+# Local state of a task waiting to be restarted in place (never reported: the leader still has it
+# running).
+RESTARTING = "restarting"
+# Status updates per POST; the leader accepts up to 5000 (api.models.MAX_STATUS_UPDATES).
+STATUS_BATCH = 1000
+# Container IDs this worker removed, remembered so a late exit event for one is not taken for a
+# new exit; entries.
+_GONE_KEEP = 4096
+
+
+@dataclass(slots=True)
+class Container:
+    """One of this worker's containers as the agent last saw it."""
+
+    task_id: str
+    container_id: str
+    driver: str
+    running: bool
+    exit_code: int | None = None
+    message: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class RestartPolicy:
+    condition: str = "any"  # any | on-failure | none
+    delay_s: float = 0.0
+    max_attempts: int = 0  # 0: no limit
+
+    @classmethod
+    def from_doc(cls, doc: Mapping[str, Any] | None) -> RestartPolicy:
+        doc = doc or {}
+        return cls(
+            condition=str(doc.get("condition") or "any"),
+            delay_s=float(doc.get("delay_s") or 0.0),
+            max_attempts=int(doc.get("max_attempts") or 0),
+        )
+
+    def allows(self, failed: bool, restarts: int) -> bool:
+        """Whether a task that ended (`failed`: not a clean exit 0) after `restarts` local restarts
+        is started again."""
+        if self.condition == "none" or (self.condition == "on-failure" and not failed):
+            return False
+        return self.max_attempts <= 0 or restarts < self.max_attempts
+
+
+def task_run(doc: Mapping[str, Any], node: str, default_stop_timeout_s: float) -> TaskRun:
+    """What the runtime needs to start a TASK document's container."""
+    spec: Mapping[str, Any] = doc.get("spec") or {}
+    task_id = str(doc["task_id"])
+    service_name = str(doc.get("service_name") or doc.get("service_id") or "")
+    slot = doc.get("slot")
+    env = {str(k): str(v) for k, v in (spec.get("env") or {}).items()}
+    env.update(WARREN_TASK_ID=task_id, WARREN_SERVICE=service_name, WARREN_NODE=node)
+    if slot is not None:
+        env["WARREN_SLOT"] = str(slot)
+    resources: Mapping[str, Any] = spec.get("resources") or {}
+    command = spec.get("command")
+    return TaskRun(
+        task_id=task_id,
+        service_id=str(doc.get("service_id") or ""),
+        service_name=service_name,
+        slot=int(slot) if slot is not None else None,
+        image=str(spec.get("image") or ""),
+        command=[str(a) for a in command] if command else None,
+        env=env,
+        publish=tuple(
+            PortMapping(int(p["host"]), int(p["container"]), str(p.get("protocol") or "tcp"))
+            for p in spec.get("publish") or ()
+        ),
+        cpus=float(resources["cpus"]) if resources.get("cpus") is not None else None,
+        memory=int(resources["memory"]) if resources.get("memory") is not None else None,
+        stop_timeout_s=_stop_timeout(doc, default_stop_timeout_s),
+    )
+
+
+def _stop_timeout(doc: Mapping[str, Any] | None, default_s: float) -> float:
+    spec = (doc or {}).get("spec") or {}
+    value = spec.get("stop_timeout_s")
+    return float(value) if value else default_s
+
+
+def _driver(doc: Mapping[str, Any]) -> str:
+    return str((doc.get("spec") or {}).get("driver") or "docker")
+
+
+def _exit_message(exit_code: int | None, detail: str) -> str:
+    text = "exited (status unknown)" if exit_code is None else f"exited with status {exit_code}"
+    return f"{text}: {detail}" if detail else text
+
+
+class Agent:
+    """One worker's agent; `run(stop)` until `stop` is set (0) or the node was removed (1).
+
+    Everything it is given is open and owned by the caller (session, cache, runtimes). `announce`
+    receives the few lines worth printing to a person (the daemon prints them with a check mark).
+    """
+
+    def __init__(
+        self,
+        *,
+        node: str,
+        settings: WorkerSettings,
+        session: ManagerSession,
+        cache: WorkerCache,
+        runtimes: Sequence[ContainerRuntime],
+        resources: NodeResources,
+        addr: str,
+        labels: Mapping[str, str],
+        heartbeat_period_s: float = 1.0,
+        announce: Callable[[str], None] | None = None,
+        clock: Callable[[], float] = time.monotonic,
+        wall: Callable[[], float] = time.time,
+    ) -> None:
+        self.node = node
+        self.settings = settings
+        self.session = session
+        self.cache = cache
+        self.runtimes = {rt.driver: rt for rt in runtimes}
+        self.resources = resources
+        self.addr = addr
+        self.labels = dict(labels)
+        self.heartbeat_period_s = heartbeat_period_s
+        self.announce = announce or (lambda line: log.info("%s", line))
+        self.clock = clock
+        self.wall = wall
+
+        self.digest, self.assignments = cache.assignments()
+        # Whether `assignments` is something a manager said (now, or before a restart): only then may
+        # containers of tasks missing from it be removed.
+        self.authoritative = self.digest is not None
+        self.local = cache.local_tasks()
+        self.containers: dict[str, Container] = {}
+        self.online = False  # the session loop's view: its last call reached a manager
+        self._outage_logged = False
+        self.exit_status = EXIT_OK
+
+        self._gone: dict[str, None] = {}
+        self._steps: dict[str, asyncio.Task[None]] = {}
+        self._dirty: set[str] = set()
+        self._all_dirty = True
+        self._redo: set[str] = set()
+        self._wake = asyncio.Event()
+        self._outbox = asyncio.Event()
+        self._done = asyncio.Event()
+        self._monitors: dict[str, HealthMonitor] = {}
+        self._unhealthy: dict[str, tuple[str, str]] = {}  # task -> (container, reason)
+        self._timers: set[asyncio.TimerHandle] = set()
+        self._log_streams: dict[str, asyncio.Task[None]] = {}
+        self._loops: list[asyncio.Task[None]] = []
+
+    # -- life cycle -------------------------------------------------------------------------------
+
+    async def run(self, stop: asyncio.Event) -> int:
+        """Run until `stop` is set; the containers keep running after it returns."""
+        try:
+            for runtime in self.runtimes.values():
+                self._loops.append(self._spawn(self._watch_exits(runtime), f"exits-{runtime.driver}"))
+            await self._adopt()
+            if self.cache.pending():
+                self._outbox.set()
+            self._loops += [
+                self._spawn(self._session_loop(), "session"),
+                self._spawn(self._flush_loop(), "status"),
+                self._spawn(self._reconcile_loop(), "reconcile"),
+            ]
+            stopping = asyncio.create_task(stop.wait())
+            done = asyncio.create_task(self._done.wait())
+            try:
+                await asyncio.wait({stopping, done}, return_when=asyncio.FIRST_COMPLETED)
+            finally:
+                stopping.cancel()
+                done.cancel()
+            return self.exit_status
+        finally:
+            await self._close()
+
+    async def _close(self) -> None:
+        for handle in self._timers:
+            handle.cancel()
+        tasks = [*self._loops, *self._steps.values(), *self._log_streams.values()]
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        for monitor in list(self._monitors.values()):
+            await monitor.stop()
+        self._monitors.clear()
+
+    def _spawn(self, coro: Any, name: str) -> asyncio.Task[None]:
+        task: asyncio.Task[None] = asyncio.create_task(self._guard(coro, name), name=name)
+        return task
+
+    async def _guard(self, coro: Any, name: str) -> None:
+        """A loop's task boundary: the node's removal or a broken worker.db ends the agent."""
+        try:
+            await coro
+        except NodeRemovedError as exc:
+            log.error(
+                "node %s was removed from the cluster (a manager refused its credentials: %s); the worker "
+                "stops. To rejoin, remove its data dir and run `warren worker start` with a new token",
+                self.node, exc,
+            )
+            self._fail()
+        except StorageError as exc:
+            log.critical("worker.db failed: %s; the worker stops", exc)
+            self._fail()
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            log.exception("the worker's %s loop failed; the worker stops", name)
+            self._fail()
+
+    def _fail(self) -> None:
+        self.exit_status = EXIT_ERROR
+        self._done.set()
+
+    async def _adopt(self) -> None:
+        """Take over the containers this node already has (left by a previous run of the worker)."""
+        for runtime in self.runtimes.values():
+            for inst in await runtime.list():
+                known = self.containers.get(inst.container_id)
+                if known is not None and not known.running:
+                    continue  # its exit arrived while listing
+                self.containers[inst.container_id] = Container(
+                    inst.task_id, inst.container_id, runtime.driver, inst.running, inst.exit_code
+                )
+        running = sum(1 for c in self.containers.values() if c.running)
+        if self.containers:
+            log.info("found %d containers of this node (%d running)", len(self.containers), running)
+
+    # -- connectivity -----------------------------------------------------------------------------
+
+    @property
+    def cut_off(self) -> bool:
+        """No manager answers: every one failed in the last round, or none answered for longer than a
+        held session call may take."""
+        grace = self.heartbeat_period_s + self.settings.request_timeout_s
+        return self.session.round_failed or self.clock() - self.session.last_ok > grace
+
+    async def _session_loop(self) -> None:
+        backoff = Backoff(self.settings.retry_initial_delay_s, self.settings.retry_max_delay_s)
+        first = True
+        while True:
+            body: dict[str, Any] = {"known": self.digest}
+            if first:
+                body.update(addr=self.addr, labels=self.labels, resources=self.resources.to_doc())
+            try:
+                answer = await self.session.session(body, self.heartbeat_period_s)
+            except UnavailableError as exc:
+                self._went_offline(str(exc))
+                await asyncio.sleep(backoff.delay())
+                continue
+            except NodeRemovedError:
+                raise
+            except WarrenError as exc:  # refused (400...): a manager of another version? keep trying
+                log.warning("manager %s refused the session call: %s", self.session.current, exc)
+                await asyncio.sleep(backoff.delay())
+                continue
+            backoff.reset()
+            if first:
+                first = False
+                self.announce(f"Connected to manager {self.session.current}")
+            self._came_online()
+            self._take_answer(answer)
+
+    def _went_offline(self, why: str) -> None:
+        if not self._outage_logged:  # once per outage
+            self._outage_logged = True
+            running = sum(1 for c in self.containers.values() if c.running)
+            log.warning(
+                "%s; this worker keeps its %d running tasks going (restarting crashed ones in place) "
+                "and keeps trying", why, running,
+            )
+        self.online = False
+        self._poke()
+
+    def _came_online(self) -> None:
+        if self._outage_logged:
+            self._outage_logged = False
+            log.info("manager %s answers again", self.session.current)
+        if not self.online:
+            self.online = True
+            self._outbox.set()
+            self._poke()
+
+    def _take_answer(self, answer: Mapping[str, Any]) -> None:
+        period = answer.get("heartbeat_period_s")
+        if isinstance(period, int | float) and period > 0:
+            self.heartbeat_period_s = float(period)
+        tasks = answer.get("assignments")
+        if tasks is not None:
+            digest = str(answer.get("digest") or "")
+            self.cache.save_assignments(digest, list(tasks))
+            self.assignments = {str(t["task_id"]): t for t in tasks}
+            self.digest = digest
+            self._poke()
+        if not self.authoritative:
+            self.authoritative = True
+            self._poke()
+        for request in answer.get("log_requests") or ():
+            self._open_log_stream(request)
+
+    # -- status updates ---------------------------------------------------------------------------
+
+    def _report(
+        self,
+        task_id: str,
+        state: str,
+        message: str,
+        *,
+        container_id: str | None = None,
+        exit_code: int | None = None,
+        health: str | None = None,
+    ) -> None:
+        self.cache.enqueue(
+            StatusUpdate(task_id, state, message, self.wall(), container_id, exit_code, health)
+        )
+        self._outbox.set()
+
+    async def _flush_loop(self) -> None:
+        backoff = Backoff(self.settings.retry_initial_delay_s, self.settings.retry_max_delay_s)
+        while True:
+            await self._outbox.wait()
+            self._outbox.clear()
+            while batch := self.cache.pending()[:STATUS_BATCH]:
+                seen = self.session.successes
+                try:
+                    await self.session.status([u.to_doc() for _, u in batch])
+                except UnavailableError:
+                    # Wait for the backoff, or less if the session loop reaches a manager first.
+                    await self.session.wait_success(seen, backoff.delay())
+                    continue
+                except NodeRemovedError:
+                    raise
+                except WarrenError as exc:  # refused as a whole (400): resending cannot help
+                    log.warning("a manager refused %d task status updates (%s); they are dropped",
+                                len(batch), exc)
+                backoff.reset()
+                self.cache.ack(batch)
+
+    # -- exits ------------------------------------------------------------------------------------
+
+    async def _watch_exits(self, runtime: ContainerRuntime) -> None:
+        backoff = Backoff(self.settings.retry_initial_delay_s, self.settings.retry_max_delay_s)
+        while True:
+            try:
+                async for ex in runtime.exits():
+                    backoff.reset()
+                    self._on_exit(runtime.driver, ex.task_id, ex.container_id, ex.exit_code, ex.message)
+            except RuntimeUnavailableError as exc:
+                log.warning("the %s runtime's exit events broke off: %s", runtime.driver, exc)
+            await asyncio.sleep(backoff.delay())
+
+    def _on_exit(
+        self, driver: str, task_id: str, container_id: str, exit_code: int | None, message: str
+    ) -> None:
+        if container_id in self._gone:
+            return  # removed by this worker (it stopped it); nothing to report
+        known = self.containers.get(container_id)
+        if known is None:
+            known = Container(task_id, container_id, driver, running=False)
+            self.containers[container_id] = known
+        known.running = False
+        known.exit_code = exit_code
+        known.message = message
+        self._poke(known.task_id)
+
+    def _on_health(self, task_id: str, container_id: str, health: str, reason: str) -> None:
+        lt = self.local.get(task_id)
+        if lt is None or lt.container_id != container_id or lt.state != RUNNING:
+            return
+        if health == UNHEALTHY:
+            self._unhealthy[task_id] = (container_id, reason)
+            self._poke(task_id)
+            return
+        self._report(task_id, RUNNING, lt.message, container_id=container_id, health=health)
+
+    # -- reconciling ------------------------------------------------------------------------------
+
+    def _poke(self, task_id: str | None = None) -> None:
+        """Look at one task again (all of them with None)."""
+        if task_id is None:
+            self._all_dirty = True
+        else:
+            self._dirty.add(task_id)
+        self._wake.set()
+
+    def _poke_later(self, delay_s: float, task_id: str) -> None:
+        loop = asyncio.get_running_loop()
+
+        def fire() -> None:
+            self._timers.discard(handle)
+            self._poke(task_id)
+
+        handle = loop.call_later(max(0.0, delay_s), fire)
+        self._timers.add(handle)
+
+    async def _reconcile_loop(self) -> None:
+        while True:
+            await self._wake.wait()
+            self._wake.clear()
+            if self._all_dirty:
+                self._all_dirty = False
+                ids = set(self.assignments) | set(self.local) | {c.task_id for c in self.containers.values()}
+            else:
+                ids = self._dirty
+            self._dirty = set()
+            for task_id in ids:
+                if task_id in self._steps:
+                    self._redo.add(task_id)
+                else:
+                    self._steps[task_id] = asyncio.create_task(
+                        self._converge(task_id), name=f"task-{task_id}"
+                    )
+
+    async def _converge(self, task_id: str) -> None:
+        try:
+            while await self._step(task_id):
+                pass
+        except (RuntimeUnavailableError, OSError) as exc:
+            log.warning("task %s: the runtime failed (%s); trying again", task_id, exc)
+            self._poke_later(self.settings.retry_max_delay_s, task_id)
+        except StorageError as exc:
+            log.critical("worker.db failed: %s; the worker stops", exc)
+            self._fail()
+        except asyncio.CancelledError:
+            raise
+        except Exception:  # a task boundary: one task's trouble must not stop the others
+            log.exception("task %s: reconciling failed; trying again", task_id)
+            self._poke_later(self.settings.retry_max_delay_s, task_id)
+        finally:
+            self._steps.pop(task_id, None)
+            if task_id in self._redo:
+                self._redo.discard(task_id)
+                self._poke(task_id)
+
+    async def _step(self, task_id: str) -> bool:
+        """One step towards what the task's assignment asks; True if it did something (look again)."""
+        doc = self.assignments.get(task_id)
+        lt = self.local.get(task_id)
+        mine = [c for c in self.containers.values() if c.task_id == task_id]
+
+        if doc is None:  # not (or no longer) this node's: remove silently
+            if not self.authoritative:
+                return False  # nobody said yet; the first session answer decides
+            if mine:
+                await self._discard(mine[0], None)
+                return True
+            await self._stop_monitor(task_id)
+            if lt is not None:
+                self._drop_local(task_id)
+            return False
+
+        if doc.get("desired_state") != RUNNING:
+            if mine:
+                await self._discard(mine[0], doc)
+                return True
+            await self._stop_monitor(task_id)
+            if lt is None or lt.state not in TERMINAL:
+                self._set_local(task_id, _driver(doc), lt, state=SHUTDOWN, message="stopped as asked")
+                self._report(task_id, SHUTDOWN, "stopped as asked",
+                             container_id=lt.container_id if lt is not None else None)
+            return False
+
+        if lt is not None and lt.state in TERMINAL:
+            if mine:  # left over (a stop that failed earlier)
+                await self._discard(mine[0], doc)
+                return True
+            return self._maybe_restart_final(doc, lt)
+
+        driver = _driver(doc)
+        runtime = self.runtimes.get(driver)
+        if runtime is None:
+            have = ", ".join(sorted(self.runtimes)) or "none"
+            message = f"this worker has no {driver} runtime (it has: {have})"
+            self._set_local(task_id, driver, lt, state=REJECTED, message=message)
+            self._report(task_id, REJECTED, message)
+            return False
+
+        live = [c for c in mine if c.running]
+        if live:
+            keep = next((c for c in live if lt is not None and c.container_id == lt.container_id), live[0])
+            extra = [c for c in mine if c is not keep]
+            if extra:  # an older container of a task restarted in place, or a duplicate
+                await self._discard(extra[0], doc)
+                return True
+            return await self._keep_running(doc, lt, keep, runtime)
+
+        if lt is not None and lt.state == RESTARTING:
+            return await self._restart_due(doc, lt, mine, runtime)
+
+        if mine or (lt is not None and lt.container_id is not None):
+            # Its container exited (or vanished while this worker was not looking).
+            last = next((c for c in mine if lt is not None and c.container_id == lt.container_id),
+                        mine[0] if mine else None)
+            for c in mine:
+                await self._remove(c)
+            if last is None:
+                await self._ended(doc, lt, None, "its container disappeared", failed=True)
+            else:
+                await self._ended(doc, lt, last.exit_code, _exit_message(last.exit_code, last.message),
+                                  failed=last.exit_code != 0)
+            return True
+
+        if lt is None and doc.get("state") in (STARTING, RUNNING):
+            # The leader has it running here, but this worker has no trace of it (worker.db lost).
+            message = "the worker has no container for this task (its local state was lost)"
+            self._set_local(task_id, driver, lt, state=FAILED, message=message)
+            self._report(task_id, FAILED, message)
+            return False
+
+        await self._start(doc, lt, runtime, restart=False)
+        return True
+
+    async def _keep_running(
+        self, doc: Mapping[str, Any], lt: LocalTask | None, container: Container, runtime: ContainerRuntime
+    ) -> bool:
+        task_id = container.task_id
+        if lt is None or lt.container_id != container.container_id or lt.state != RUNNING:
+            # Adopted: left running by a previous run of this worker.
+            lt = self._set_local(task_id, runtime.driver, lt, state=RUNNING, message="running",
+                                 container_id=container.container_id)
+            self._report(task_id, RUNNING, "running", container_id=container.container_id)
+            log.info("task %s: adopted its running container %s", task_id, container.container_id[:12])
+            return True
+        unhealthy = self._unhealthy.get(task_id)
+        if unhealthy is not None and unhealthy[0] == container.container_id:
+            del self._unhealthy[task_id]
+            await self._discard(container, doc)
+            await self._ended(doc, lt, None, f"health check failed: {unhealthy[1]}", failed=True,
+                              health=UNHEALTHY)
+            return True
+        spec = HealthSpec.from_doc((doc.get("spec") or {}).get("health"))
+        monitor = self._monitors.get(task_id)
+        if spec is not None and (monitor is None or monitor.container_id != container.container_id):
+            await self._stop_monitor(task_id)
+            monitor = HealthMonitor(task_id, container.container_id, spec, runtime, self._on_health,
+                                    clock=self.clock)
+            self._monitors[task_id] = monitor
+            monitor.start()
+        return False
+
+    async def _start(self, doc: Mapping[str, Any], lt: LocalTask | None, runtime: ContainerRuntime,
+                     *, restart: bool) -> None:
+        task_id = str(doc["task_id"])
+        restarts = lt.restarts if lt is not None else 0
+        if restart:
+            restarts += 1
+        else:
+            lt = self._set_local(task_id, runtime.driver, lt, state=STARTING, message="starting")
+            self._report(task_id, STARTING, "starting")
+        try:
+            container_id = await runtime.start(task_run(doc, self.node, self.settings.stop_timeout_s))
+        except (RuntimeStartError, RuntimeUnavailableError) as exc:
+            message = str(exc) or type(exc).__name__
+            log.warning("task %s could not start: %s", task_id, message)
+            self._set_local(task_id, runtime.driver, lt, state=FAILED, message=message, restarts=restarts)
+            self._report(task_id, FAILED, message)
+            return
+        self._gone.pop(container_id, None)
+        # setdefault: its exit may have been seen already (a command that ends at once).
+        self.containers.setdefault(container_id, Container(task_id, container_id, runtime.driver, True))
+        if restart:
+            assert lt is not None
+            message = f"restarted in place by the worker ({lt.message}; local restart {restarts})"
+            log.info("task %s: %s", task_id, message)
+        else:
+            message = "started"
+        has_health = HealthSpec.from_doc((doc.get("spec") or {}).get("health")) is not None
+        self._set_local(task_id, runtime.driver, lt, state=RUNNING, message=message,
+                        container_id=container_id, restarts=restarts)
+        self._report(task_id, RUNNING, message, container_id=container_id,
+                     health=HEALTH_STARTING if has_health else None)
+
+    async def _ended(self, doc: Mapping[str, Any], lt: LocalTask | None, exit_code: int | None, message: str,
+                     *, failed: bool, health: str | None = None) -> None:
+        """The task's container is gone: report it, or (cut off) schedule a restart in place."""
+        task_id = str(doc["task_id"])
+        driver = _driver(doc)
+        restarts = lt.restarts if lt is not None else 0
+        policy = RestartPolicy.from_doc((doc.get("spec") or {}).get("restart"))
+        container_id = lt.container_id if lt is not None else None
+        if self.cut_off and policy.allows(failed, restarts):
+            self._schedule_restart(task_id, driver, lt, policy, message, exit_code)
+            return
+        state = FAILED if failed else COMPLETE
+        self._set_local(task_id, driver, lt, state=state, message=message, exit_code=exit_code,
+                        restartable=True)
+        self._report(task_id, state, message, container_id=container_id, exit_code=exit_code, health=health)
+
+    def _schedule_restart(self, task_id: str, driver: str, lt: LocalTask | None, policy: RestartPolicy,
+                          message: str, exit_code: int | None) -> None:
+        restarts = lt.restarts if lt is not None else 0
+        backoff = min(self.settings.local_restart_backoff_max_s,
+                      self.settings.local_restart_backoff_s * 2 ** min(restarts, 30))
+        delay = policy.delay_s + backoff
+        lt = self._set_local(task_id, driver, lt, state=RESTARTING, message=message, exit_code=exit_code,
+                             restartable=True)
+        lt.restart_at = self.clock() + delay
+        log.info("task %s %s; no manager answers, so it is restarted in place in %.1f s",
+                 task_id, message, delay)
+        self._poke_later(delay, task_id)
+
+    async def _restart_due(self, doc: Mapping[str, Any], lt: LocalTask, mine: list[Container],
+                           runtime: ContainerRuntime) -> bool:
+        for c in mine:
+            await self._remove(c)
+        if mine:
+            return True
+        if not self.cut_off:
+            # A manager answers again before the restart: the leader decides (a new task).
+            failed = lt.exit_code != 0
+            state = FAILED if failed else COMPLETE
+            self._set_local(lt.task_id, lt.driver, lt, state=state)
+            self._report(lt.task_id, state, lt.message, container_id=lt.container_id, exit_code=lt.exit_code)
+            return False
+        if lt.restart_at is None:
+            lt.restart_at = self.clock()  # restarted worker: the delay was waited out before
+        wait = lt.restart_at - self.clock()
+        if wait > 0:
+            self._poke_later(wait, lt.task_id)
+            return False
+        await self._start(doc, lt, runtime, restart=True)
+        return True
+
+    def _maybe_restart_final(self, doc: Mapping[str, Any], lt: LocalTask) -> bool:
+        """Cut off, a task that ended before the managers heard about it may still be restarted in place
+        (its final state is only queued; the restart replaces it in the queue)."""
+        if not (lt.restartable and lt.state in (COMPLETE, FAILED) and self.cut_off):
+            return False
+        if self.cache.pending_state(lt.task_id) != lt.state:
+            return False  # a manager has it already: the leader replaces the task
+        policy = RestartPolicy.from_doc((doc.get("spec") or {}).get("restart"))
+        if not policy.allows(lt.state == FAILED, lt.restarts):
+            return False
+        self._schedule_restart(lt.task_id, lt.driver, lt, policy, lt.message, lt.exit_code)
+        return True
+
+    # -- containers -------------------------------------------------------------------------------
+
+    async def _discard(self, container: Container, doc: Mapping[str, Any] | None) -> None:
+        """Stop (if running) and remove one container of this node."""
+        await self._stop_monitor(container.task_id, container.container_id)
+        runtime = self.runtimes.get(container.driver)
+        if runtime is None:
+            self.containers.pop(container.container_id, None)
+            return
+        if container.running:
+            timeout = _stop_timeout(doc, self.settings.stop_timeout_s)
+            log.info("task %s: stopping container %s", container.task_id, container.container_id[:12])
+            self._forget(container.container_id)  # its exit event is this stop
+            await runtime.stop(container.container_id, timeout)
+        await self._remove(container)
+
+    async def _remove(self, container: Container) -> None:
+        await self._stop_monitor(container.task_id, container.container_id)
+        runtime = self.runtimes.get(container.driver)
+        self._forget(container.container_id)
+        if runtime is not None:
+            await runtime.remove(container.container_id)
+        self.containers.pop(container.container_id, None)
+
+    def _forget(self, container_id: str) -> None:
+        self._gone[container_id] = None
+        while len(self._gone) > _GONE_KEEP:
+            del self._gone[next(iter(self._gone))]
+
+    async def _stop_monitor(self, task_id: str, container_id: str | None = None) -> None:
+        """Stop the task's health checks (only if they watch `container_id`, when given)."""
+        monitor = self._monitors.get(task_id)
+        if monitor is None or (container_id is not None and monitor.container_id != container_id):
+            return
+        del self._monitors[task_id]
+        await monitor.stop()
+
+    # -- local view -------------------------------------------------------------------------------
+
+    def _set_local(
+        self,
+        task_id: str,
+        driver: str,
+        lt: LocalTask | None,
+        *,
+        state: str,
+        message: str | None = None,
+        container_id: str | None = None,
+        restarts: int | None = None,
+        exit_code: int | None = None,
+        restartable: bool = False,
+    ) -> LocalTask:
+        if lt is None:
+            lt = LocalTask(task_id, driver, None, state)
+        lt.state = state
+        lt.driver = driver
+        if message is not None:
+            lt.message = message
+        if container_id is not None:
+            lt.container_id = container_id
+        if restarts is not None:
+            lt.restarts = restarts
+        if state != RESTARTING:
+            lt.restart_at = None
+        lt.exit_code = exit_code if state in (COMPLETE, FAILED, RESTARTING) else None
+        lt.restartable = restartable
+        self.local[task_id] = lt
+        self.cache.put_local(lt)
+        return lt
+
+    def _drop_local(self, task_id: str) -> None:
+        self.local.pop(task_id, None)
+        self.cache.drop_local(task_id)
+
+    # -- logs -------------------------------------------------------------------------------------
+
+    def _open_log_stream(self, request: Mapping[str, Any]) -> None:
+        request_id = str(request.get("id") or "")
+        if not request_id or request_id in self._log_streams:
+            return
+        task = asyncio.create_task(self._stream_logs(request_id, request), name=f"logs-{request_id}")
+        self._log_streams[request_id] = task
+
+    async def _stream_logs(self, request_id: str, request: Mapping[str, Any]) -> None:
+        try:
+            runtime, container_id = self._log_source(request)
+            if runtime is not None and container_id is not None:
+                tail = request.get("tail")
+                source = runtime.logs(container_id, follow=bool(request.get("follow")),
+                                      tail=int(tail) if tail is not None else None)
+                async for chunk in coalesce(source, LOG_CHUNK_BYTES):
+                    if not await self.session.log_chunk(request_id, chunk, end=False):
+                        return  # nobody waits for it any more
+                await self.session.log_chunk(request_id, b"", end=True)
+            else:
+                note = f"warren: task {request.get('task_id')} has no container on {self.node} any more\n"
+                await self.session.log_chunk(request_id, note.encode(), end=True)
+        except NodeRemovedError:
+            raise
+        except WarrenError as exc:
+            log.info("log request %s ended: %s", request_id, exc)
+        finally:
+            self._log_streams.pop(request_id, None)
+
+    def _log_source(self, request: Mapping[str, Any]) -> tuple[ContainerRuntime | None, str | None]:
+        container_id = request.get("container_id")
+        task_id = str(request.get("task_id") or "")
+        known = self.containers.get(str(container_id)) if container_id else None
+        if known is None:
+            lt = self.local.get(task_id)
+            if lt is None or lt.container_id is None:
+                return None, None
+            return self.runtimes.get(lt.driver), lt.container_id
+        return self.runtimes.get(known.driver), known.container_id
+
+
+async def coalesce(source: AsyncIterator[bytes], limit: int) -> AsyncIterator[bytes]:
+    """`source`'s bytes in pieces of at most `limit`, joining what is already waiting into one piece
+    (one POST per burst of lines, not per line), without waiting for more to arrive."""
+    queue: asyncio.Queue[bytes | None] = asyncio.Queue(maxsize=256)
+
+    async def pump() -> None:
+        try:
+            async for piece in source:
+                if piece:
+                    await queue.put(piece)
+        except Exception as exc:  # a task boundary: the reader must always end the stream
+            log.info("reading a task's output stopped: %s", exc)
+        await queue.put(None)
+
+    reader = asyncio.create_task(pump())
+    try:
+        ended = False
+        while not ended:
+            item = await queue.get()
+            if item is None:
+                break
+            buffer = bytearray(item)
+            while len(buffer) < limit and not queue.empty():
+                more = queue.get_nowait()
+                if more is None:
+                    ended = True
+                    break
+                buffer += more
+            while buffer:
+                yield bytes(buffer[:limit])
+                del buffer[:limit]
+    finally:
+        reader.cancel()
+        await asyncio.gather(reader, return_exceptions=True)

@@ -1,0 +1,261 @@
+"""The worker's memory across restarts and partitions: `<data-dir>/worker.db` (SQLite, WAL).
+
+Three things are kept:
+
+- the last assignments a manager sent (the TASK documents and their digest): cut off from every
+  manager, the worker keeps running them; after a restart it tells the leader which digest it has;
+- the local view of each task: its container, the last state the worker decided on, how often it
+  restarted the task in place (the restart policy's `max_attempts` counts these);
+- the queue of status updates no manager has acknowledged yet. Updates are merged per task (the
+  latest state wins, as on the leader), sent in the order they were made, and deleted only after a
+  manager answered 200, so an exit reported while every manager was away is delivered later even if
+  the worker restarts meanwhile.
+"""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+
+from warren.errors import CorruptStateError, StorageError
+
+FILE_NAME = "worker.db"
+SCHEMA_VERSION = 1
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (
+    key    TEXT PRIMARY KEY,
+    value  TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS assignments (
+    task_id  TEXT PRIMARY KEY,
+    doc      TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS local_tasks (
+    task_id       TEXT PRIMARY KEY,
+    driver        TEXT NOT NULL,
+    container_id  TEXT,
+    state         TEXT NOT NULL,
+    restarts      INTEGER NOT NULL DEFAULT 0,
+    message       TEXT NOT NULL DEFAULT '',
+    exit_code     INTEGER,
+    restartable   INTEGER NOT NULL DEFAULT 0
+);
+CREATE TABLE IF NOT EXISTS outbox (
+    task_id  TEXT PRIMARY KEY,
+    seq      INTEGER NOT NULL,
+    doc      TEXT NOT NULL
+);
+"""
+
+
+@dataclass(frozen=True, slots=True)
+class StatusUpdate:
+    """One task status report, as the worker protocol's `updates` items."""
+
+    task_id: str
+    state: str
+    message: str
+    at: float  # epoch seconds, when the worker saw it
+    container_id: str | None = None
+    exit_code: int | None = None
+    health: str | None = None
+
+    def to_doc(self) -> dict[str, Any]:
+        return {
+            "task_id": self.task_id,
+            "state": self.state,
+            "message": self.message,
+            "at": self.at,
+            "container_id": self.container_id,
+            "exit_code": self.exit_code,
+            "health": self.health,
+        }
+
+    @classmethod
+    def from_doc(cls, doc: dict[str, Any]) -> StatusUpdate:
+        return cls(
+            task_id=str(doc["task_id"]),
+            state=str(doc["state"]),
+            message=str(doc.get("message") or ""),
+            at=float(doc["at"]),
+            container_id=doc.get("container_id"),
+            exit_code=doc.get("exit_code"),
+            health=doc.get("health"),
+        )
+
+    def merged_after(self, older: StatusUpdate) -> StatusUpdate:
+        """This update replacing `older` of the same task: the newer state, message and exit code, and
+        the container and health last known."""
+        return StatusUpdate(
+            task_id=self.task_id,
+            state=self.state,
+            message=self.message,
+            at=self.at,
+            container_id=self.container_id if self.container_id is not None else older.container_id,
+            exit_code=self.exit_code,
+            health=self.health if self.health is not None else older.health,
+        )
+
+
+@dataclass(slots=True)
+class LocalTask:
+    """What the worker itself knows and decided about one task.
+
+    `state` is one of the task states the worker reports (starting, running, complete, failed,
+    shutdown, rejected) or `restarting`: cut off from the managers, the task's container exited and
+    is started again in place after `restart_at` (not persisted: a restart recomputes it).
+    """
+
+    task_id: str
+    driver: str
+    container_id: str | None
+    state: str
+    restarts: int = 0
+    message: str = ""
+    exit_code: int | None = None
+    # The task ended by exiting or failing its health check (not by failing to start, nor by being
+    # stopped): cut off from the managers, its restart policy may start it again in place.
+    restartable: bool = False
+    restart_at: float | None = None  # monotonic seconds
+
+
+class WorkerCache:
+    """The open worker.db. Single-threaded (the agent's event loop); every write is its own
+    transaction, small enough to run inline."""
+
+    def __init__(self, conn: sqlite3.Connection, path: str) -> None:
+        self._conn = conn
+        self.path = path
+
+    @classmethod
+    def open(cls, data_dir: str) -> WorkerCache:
+        path = os.path.join(data_dir, FILE_NAME)
+        try:
+            conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+            conn.execute("PRAGMA journal_mode=WAL")
+            # NORMAL: a commit survives a crash of the worker (not of the machine) without an fsync per
+            # status update; the leader's state and a resend cover the rest.
+            conn.execute("PRAGMA synchronous=NORMAL")
+            conn.executescript(_SCHEMA)
+            row = conn.execute("SELECT value FROM meta WHERE key = 'schema'").fetchone()
+            if row is None:
+                conn.execute("INSERT INTO meta (key, value) VALUES ('schema', ?)", (str(SCHEMA_VERSION),))
+            elif row[0] != str(SCHEMA_VERSION):
+                conn.close()
+                raise CorruptStateError(
+                    f"{path} has schema version {row[0]}, this worker uses {SCHEMA_VERSION}; remove the "
+                    "file (the worker asks the leader for its assignments again)"
+                )
+        except sqlite3.DatabaseError as exc:
+            raise StorageError(f"cannot open {path}: {exc}") from exc
+        return cls(conn, path)
+
+    def close(self) -> None:
+        self._conn.close()
+
+    # -- assignments ------------------------------------------------------------------------------
+
+    def assignments(self) -> tuple[str | None, dict[str, dict[str, Any]]]:
+        """(digest, TASK documents by task ID) last received; digest None if nothing was ever saved."""
+        row = self._conn.execute("SELECT value FROM meta WHERE key = 'digest'").fetchone()
+        docs = {
+            task_id: orjson.loads(doc)
+            for task_id, doc in self._conn.execute("SELECT task_id, doc FROM assignments")
+        }
+        return (None if row is None else str(row[0])), docs
+
+    def save_assignments(self, digest: str, tasks: list[dict[str, Any]]) -> None:
+        with self._write():
+            self._conn.execute("DELETE FROM assignments")
+            self._conn.executemany(
+                "INSERT OR REPLACE INTO assignments (task_id, doc) VALUES (?, ?)",
+                [(str(t["task_id"]), orjson.dumps(t)) for t in tasks],
+            )
+            self._conn.execute("INSERT OR REPLACE INTO meta (key, value) VALUES ('digest', ?)", (digest,))
+
+    # -- local view -------------------------------------------------------------------------------
+
+    def local_tasks(self) -> dict[str, LocalTask]:
+        rows = self._conn.execute(
+            "SELECT task_id, driver, container_id, state, restarts, message, exit_code, restartable "
+            "FROM local_tasks"
+        )
+        return {
+            r[0]: LocalTask(r[0], r[1], r[2], r[3], int(r[4]), r[5], r[6], bool(r[7])) for r in rows
+        }
+
+    def put_local(self, task: LocalTask) -> None:
+        with self._write():
+            self._conn.execute(
+                "INSERT OR REPLACE INTO local_tasks "
+                "(task_id, driver, container_id, state, restarts, message, exit_code, restartable) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                (task.task_id, task.driver, task.container_id, task.state, task.restarts, task.message,
+                 task.exit_code, int(task.restartable)),
+            )
+
+    def drop_local(self, task_id: str) -> None:
+        with self._write():
+            self._conn.execute("DELETE FROM local_tasks WHERE task_id = ?", (task_id,))
+
+    # -- status queue -----------------------------------------------------------------------------
+
+    def enqueue(self, update: StatusUpdate) -> None:
+        """Queue `update`, merged with a queued one of the same task; it goes to the back of the queue."""
+        with self._write():
+            row = self._conn.execute("SELECT doc FROM outbox WHERE task_id = ?", (update.task_id,)).fetchone()
+            if row is not None:
+                update = update.merged_after(StatusUpdate.from_doc(orjson.loads(row[0])))
+            (seq,) = self._conn.execute("SELECT COALESCE(MAX(seq), 0) + 1 FROM outbox").fetchone()
+            self._conn.execute(
+                "INSERT OR REPLACE INTO outbox (task_id, seq, doc) VALUES (?, ?, ?)",
+                (update.task_id, seq, orjson.dumps(update.to_doc())),
+            )
+
+    def pending(self) -> list[tuple[int, StatusUpdate]]:
+        """Queued updates, oldest first, each with its sequence number (for `ack`)."""
+        rows = self._conn.execute("SELECT seq, doc FROM outbox ORDER BY seq")
+        return [(int(seq), StatusUpdate.from_doc(orjson.loads(doc))) for seq, doc in rows]
+
+    def pending_state(self, task_id: str) -> str | None:
+        """The state of the task's queued (unacknowledged) update, if any."""
+        row = self._conn.execute("SELECT doc FROM outbox WHERE task_id = ?", (task_id,)).fetchone()
+        return None if row is None else str(orjson.loads(row[0])["state"])
+
+    def ack(self, sent: list[tuple[int, StatusUpdate]]) -> None:
+        """A manager accepted `sent`: delete them, except those replaced by a newer update meanwhile."""
+        with self._write():
+            self._conn.executemany(
+                "DELETE FROM outbox WHERE task_id = ? AND seq = ?", [(u.task_id, seq) for seq, u in sent]
+            )
+
+    def _write(self) -> _Transaction:
+        return _Transaction(self._conn, self.path)
+
+
+class _Transaction:
+    def __init__(self, conn: sqlite3.Connection, path: str) -> None:
+        self._conn = conn
+        self._path = path
+
+    def __enter__(self) -> None:
+        self._conn.execute("BEGIN IMMEDIATE")
+
+    def __exit__(self, exc_type: object, exc: BaseException | None, tb: object) -> None:
+        if exc is None:
+            try:
+                self._conn.execute("COMMIT")
+                return
+            except sqlite3.Error as err:
+                exc = err
+        try:
+            self._conn.execute("ROLLBACK")
+        except sqlite3.Error:
+            pass  # no transaction left to roll back (SQLite already did)
+        if isinstance(exc, sqlite3.Error):
+            raise StorageError(f"cannot write {self._path}: {exc}") from exc

@@ -1,0 +1,240 @@
+"""Runs a worker: `warren worker start` (`run_worker`, blocking) and a hybrid manager's local worker
+(`WorkerAgent`, inside the manager's event loop).
+
+Start-up: the identity (node.json: join with the token, or resume without one), then the runtimes
+(they label containers with the cluster and node, so they need the identity), then the agent.
+Stopping (SIGTERM/SIGINT, or the `stop` event) ends the agent only: the tasks' containers and
+processes keep running, and the next start adopts them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import logging
+import signal
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import httpx
+import uvloop
+
+from warren import logs
+from warren.config import OrchestratorSettings, WorkerSettings, split_host_port
+from warren.errors import ConfigError, UnavailableError
+from warren.runtime.base import ContainerRuntime, NodeResources
+from warren.worker import identity as ident
+from warren.worker import resources as res
+from warren.worker.agent import Agent
+from warren.worker.cache import WorkerCache
+from warren.worker.identity import WorkerIdentity
+from warren.worker.session import Backoff, JoinAnswer, ManagerSession
+
+log = logging.getLogger(__name__)
+
+Announce = Callable[[str], None]
+
+
+def check(line: str) -> None:
+    print(f"✓ {line}", flush=True)
+
+
+class WorkerAgent:
+    """A worker agent for an asyncio program; `await WorkerAgent(settings, token=T).run(stop)`.
+
+    - `settings`: WorkerSettings (managers, data dir, runtime kind, labels, timers), validated here.
+    - `token`: a worker join token; needed only if the data dir holds no identity yet.
+    - `runtimes`: already open runtimes to use (tests); by default `warren.runtime.open_runtimes`
+      opens them after the join and `run` closes them at the end.
+    - `announce`: receives the lines a person wants to see (joined, runtimes, connected); by default
+      they are logged at INFO.
+    - `on_identity`: called with the node's identity once it is known (the daemon names its log
+      lines after it).
+    - `transport`: replaces the network to the managers (tests).
+
+    `run(stop)` returns 0 once `stop` is set, 1 if the node was removed from the cluster (or the
+    worker's state broke); it raises WarrenError if the worker cannot start (no token, the join
+    refused or no manager answered within WorkerSettings.join_timeout_s, no runtime).
+    """
+
+    def __init__(
+        self,
+        settings: WorkerSettings,
+        *,
+        token: str | None = None,
+        runtimes: Sequence[ContainerRuntime] | None = None,
+        announce: Announce | None = None,
+        on_identity: Callable[[WorkerIdentity], None] | None = None,
+        transport: httpx.AsyncBaseTransport | None = None,
+    ) -> None:
+        settings.validate()
+        self.settings = settings
+        self._token = token
+        self._given_runtimes = list(runtimes) if runtimes is not None else None
+        self.announce: Announce = announce or (lambda line: log.info("%s", line))
+        self._on_identity = on_identity
+        self._transport = transport
+        self.identity: WorkerIdentity | None = None
+
+    async def run(self, stop: asyncio.Event) -> int:
+        settings = self.settings
+        data_dir = ident.prepare_data_dir(settings.resolved_data_dir)
+        me = ident.load(data_dir)
+        managers = list(settings.managers)
+        session = ManagerSession(managers, settings, transport=self._transport)
+        runtimes: list[ContainerRuntime] = []
+        opened = False
+        cache: WorkerCache | None = None
+        try:
+            addr = settings.advertise_host or _default_addr(managers[0])
+            labels = dict(settings.labels)
+            heartbeat_period_s = OrchestratorSettings().heartbeat_period_s
+            if me is None:
+                if not self._token:
+                    raise ConfigError(
+                        f"{data_dir} holds no worker identity: joining needs --token (from `warren cluster "
+                        "join-token worker`) and --manager"
+                    )
+                drivers = await _planned_drivers(settings.runtime, self._given_runtimes)
+                resources = res.detect(drivers)
+                answer = await _join(session, self._token, addr, labels, resources, settings)
+                me = WorkerIdentity(answer.name, answer.secret, answer.cluster_id, tuple(managers))
+                ident.save(data_dir, me)
+                heartbeat_period_s = answer.heartbeat_period_s
+                self._identified(me)
+                self.announce(f"Worker joined cluster {me.cluster_id} (Node ID: {me.name})")
+            else:
+                if tuple(managers) != me.managers:
+                    me = dataclasses.replace(me, managers=tuple(managers))
+                    ident.save(data_dir, me)
+                self._identified(me)
+                self.announce(f"Worker resumed in cluster {me.cluster_id} (Node ID: {me.name})")
+            session.authenticate(me.name, me.secret)
+
+            if self._given_runtimes is not None:
+                runtimes = list(self._given_runtimes)
+            else:
+                from warren.runtime import open_runtimes
+
+                runtimes = open_runtimes(settings.runtime, cluster_id=me.cluster_id, node=me.name,
+                                         data_dir=data_dir)
+                opened = True
+            self.announce("Runtime: " + ", ".join([await _describe(rt) for rt in runtimes]))
+            resources = res.detect([rt.driver for rt in runtimes])
+
+            cache = WorkerCache.open(data_dir)
+            agent = Agent(
+                node=me.name,
+                settings=settings,
+                session=session,
+                cache=cache,
+                runtimes=runtimes,
+                resources=resources,
+                addr=addr,
+                labels=labels,
+                heartbeat_period_s=heartbeat_period_s,
+                announce=self.announce,
+            )
+            status = await agent.run(stop)
+            log.info("worker %s stopped; its tasks keep running and are adopted by its next start", me.name)
+            return status
+        finally:
+            if cache is not None:
+                cache.close()
+            if opened:
+                for runtime in runtimes:
+                    try:
+                        await runtime.close()
+                    except Exception:  # shutting down: one runtime's trouble must not hide the rest
+                        log.exception("closing the %s runtime failed", runtime.driver)
+            await session.close()
+
+    def _identified(self, me: WorkerIdentity) -> None:
+        self.identity = me
+        if self._on_identity is not None:
+            self._on_identity(me)
+
+
+def run_worker(settings: WorkerSettings, *, token: str | None) -> int:
+    """`warren worker start`: run a worker in the foreground until SIGTERM/SIGINT; the exit status."""
+    settings.validate()
+    logs.setup("worker", repeat_window_s=settings.log_repeat_window_s)
+    with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+        return runner.run(_main(settings, token))
+
+
+async def _main(settings: WorkerSettings, token: str | None) -> int:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    agent = WorkerAgent(
+        settings,
+        token=token,
+        announce=check,
+        on_identity=lambda me: logs.setup(me.name, repeat_window_s=settings.log_repeat_window_s),
+    )
+    return await agent.run(stop)
+
+
+# -- start-up steps -------------------------------------------------------------------------------
+
+
+def _default_addr(manager: str) -> str:
+    host, port = split_host_port(manager, field="manager")
+    return res.local_address_towards(host, port)
+
+
+async def _planned_drivers(kind: str, given: Sequence[ContainerRuntime] | None) -> list[str]:
+    """The drivers to announce when joining (the runtimes are opened after it, once the node has a
+    name to label its containers with); the first session call reports the ones actually opened."""
+    if given is not None:
+        return [rt.driver for rt in given]
+    if kind == "process":
+        return ["process"]
+    from warren.runtime import docker_available
+
+    docker = await asyncio.to_thread(docker_available)
+    if kind == "docker":
+        return ["docker"]
+    return ["docker", "process"] if docker else ["process"]
+
+
+async def _join(
+    session: ManagerSession,
+    token: str,
+    addr: str,
+    labels: dict[str, str],
+    resources: NodeResources,
+    settings: WorkerSettings,
+) -> JoinAnswer:
+    """Join, retrying while no manager answers (a cluster still starting) for up to join_timeout_s."""
+    backoff = Backoff(settings.retry_initial_delay_s, settings.retry_max_delay_s)
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + settings.join_timeout_s
+    while True:
+        try:
+            return await session.join(token, addr, labels, resources.to_doc())
+        except UnavailableError as exc:
+            delay = backoff.delay()
+            if loop.time() + delay > deadline:
+                raise UnavailableError(
+                    f"could not join within {settings.join_timeout_s:g} s: {exc}"
+                ) from None
+            log.info("join: %s; retrying", exc)
+            await asyncio.sleep(delay)
+
+
+async def _describe(runtime: ContainerRuntime) -> str:
+    """"docker (Docker Engine 20.10.24)" if the runtime can say its version (an optional
+    `async version() -> str`), else its driver."""
+    version: Any = getattr(runtime, "version", None)
+    if callable(version):
+        try:
+            text = await version()
+        except Exception:  # only a description: an engine that cannot say its version still runs tasks
+            log.debug("the %s runtime did not say its version", runtime.driver, exc_info=True)
+        else:
+            if text:
+                return f"{runtime.driver} ({text})"
+    return runtime.driver

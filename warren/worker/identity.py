@@ -1,0 +1,86 @@
+"""Who this worker is: `<data-dir>/node.json`, written when it joins and read on every restart.
+
+The file holds the session secret (the worker's only credential), so it is written with mode 0600
+into a data dir only the worker's user can read; a restarted worker resumes with it and needs no token.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from dataclasses import dataclass, field
+
+import orjson
+
+from warren.durable import fsync_dir
+from warren.errors import ConfigError, CorruptStateError
+
+FILE_NAME = "node.json"
+
+
+@dataclass(frozen=True, slots=True)
+class WorkerIdentity:
+    name: str
+    # Presented as `Authorization: Bearer <secret>`; never logged (kept out of repr).
+    secret: str = field(repr=False)
+    cluster_id: str
+    # The managers this worker talks to ("host:port"), so a rerun without --manager finds them.
+    managers: tuple[str, ...] = ()
+
+
+def prepare_data_dir(data_dir: str) -> str:
+    """Create the data dir for this user only (and make what is created in it private too); its
+    absolute path."""
+    # Process-wide, like the manager's: node.json, worker.db and task files are the worker's alone.
+    os.umask(0o077)
+    path = os.path.abspath(data_dir)
+    try:
+        os.makedirs(path, mode=0o700, exist_ok=True)
+    except OSError as exc:
+        raise ConfigError(f"cannot create data dir {path}: {exc.strerror or exc}") from None
+    return path
+
+
+def path(data_dir: str) -> str:
+    return os.path.join(data_dir, FILE_NAME)
+
+
+def load(data_dir: str) -> WorkerIdentity | None:
+    """The identity in `data_dir`, or None for a data dir no worker has joined from."""
+    try:
+        with open(path(data_dir), "rb") as f:
+            raw = f.read()
+    except FileNotFoundError:
+        return None
+    try:
+        doc = orjson.loads(raw)
+        if not isinstance(doc, dict):
+            raise TypeError("not a JSON object")
+        doc["managers"] = tuple(doc.get("managers") or ())
+        identity = WorkerIdentity(**doc)
+        if not (isinstance(identity.name, str) and isinstance(identity.secret, str) and identity.secret):
+            raise TypeError("name and secret must be strings")
+        return identity
+    except (orjson.JSONDecodeError, TypeError) as exc:
+        raise CorruptStateError(
+            f"{path(data_dir)} is damaged ({exc}); remove the data dir and join this worker again with a "
+            "new token (its old node can be removed with `warren node rm`)"
+        ) from None
+
+
+def save(data_dir: str, identity: WorkerIdentity) -> None:
+    """Write atomically (temp file, fsync, rename, fsync the dir): a crash leaves the old or the new
+    file, never a torn one."""
+    target = path(data_dir)
+    tmp = target + ".tmp"
+    doc = dataclasses.asdict(identity)
+    doc["managers"] = list(identity.managers)
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    try:
+        os.fchmod(fd, 0o600)  # an old temp file left by a crash may have other bits
+        os.write(fd, orjson.dumps(doc, option=orjson.OPT_INDENT_2))
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    os.replace(tmp, target)
+    fsync_dir(data_dir)

@@ -1,0 +1,272 @@
+"""The worker's HTTP client of the managers (docs/worker-protocol.md): join, the long-polled session,
+status reports and log chunks.
+
+Every call goes to the manager that answered last. A manager that refuses the connection, times out
+or answers 503 (no leader, no quorum, shutting down) is left at once for the next one; only when all
+of them failed in a row does the call raise `UnavailableError`, and the caller decides how long to
+wait before the next round (`Backoff`). Any manager will do: a follower forwards to the leader.
+
+The join token and the session secret are credentials: they travel in request bodies and the
+`Authorization` header only, and no log line or error message here contains them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import quote
+
+import httpx
+import orjson
+
+from warren import __version__
+from warren.config import DEFAULT_API_PORT, WorkerSettings, join_host_port, split_host_port
+from warren.errors import InvalidError, UnauthorizedError, UnavailableError, WarrenError, error_class
+
+log = logging.getLogger(__name__)
+
+# Largest body of one log chunk (docs/worker-protocol.md); bytes.
+LOG_CHUNK_BYTES = 64 * 1024
+LOG_END_HEADER = "X-Warren-Log-End"
+
+JSONObject = dict[str, Any]
+
+
+class NodeRemovedError(UnauthorizedError):
+    """A manager refused this worker's session secret: its node was removed from the cluster."""
+
+
+@dataclass(frozen=True, slots=True)
+class JoinAnswer:
+    name: str
+    secret: str = field(repr=False)
+    cluster_id: str
+    heartbeat_period_s: float
+
+
+class Backoff:
+    """Pause between rounds of failed calls: `initial`, doubled per further failure, up to `maximum`."""
+
+    def __init__(self, initial_s: float, maximum_s: float) -> None:
+        self.initial_s = initial_s
+        self.maximum_s = maximum_s
+        self._next = initial_s
+
+    def delay(self) -> float:
+        delay = self._next
+        self._next = min(self._next * 2, self.maximum_s)
+        return delay
+
+    def reset(self) -> None:
+        self._next = self.initial_s
+
+
+def base_url(manager: str) -> str:
+    host, port = split_host_port(manager, field="manager", default_port=DEFAULT_API_PORT)
+    return f"http://{join_host_port(host, port)}"
+
+
+class ManagerSession:
+    """Calls to the managers in `managers` ("host:port"), with failover; see the module docstring.
+
+    `transport` replaces the network in tests (httpx.MockTransport). Connectivity is tracked for the
+    agent: `last_ok` (monotonic time of the last answer), `round_failed` (every manager failed since
+    then) and `successes` (a counter, for `wait_success`).
+    """
+
+    def __init__(
+        self,
+        managers: Sequence[str],
+        settings: WorkerSettings,
+        *,
+        transport: httpx.AsyncBaseTransport | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        if not managers:
+            raise InvalidError("a worker needs at least one manager address")
+        self.managers = list(managers)
+        self._bases = [base_url(m) for m in self.managers]
+        self._current = 0
+        self.settings = settings
+        self._clock = clock
+        self.node: str | None = None
+        self._secret: str | None = None
+        self._http = httpx.AsyncClient(
+            transport=transport,
+            timeout=settings.request_timeout_s,
+            headers={"User-Agent": f"warren-worker/{__version__}", "Accept": "application/json"},
+        )
+        self.last_ok = clock()
+        self.round_failed = False
+        self.successes = 0
+        self._answered = asyncio.Condition()
+
+    @property
+    def current(self) -> str:
+        """The manager the next call goes to (the one that answered last)."""
+        return self.managers[self._current]
+
+    def authenticate(self, node: str, secret: str) -> None:
+        self.node = node
+        self._secret = secret
+
+    async def close(self) -> None:
+        await self._http.aclose()
+
+    # -- the protocol's calls ---------------------------------------------------------------------
+
+    async def join(self, token: str, addr: str, labels: dict[str, str], resources: JSONObject) -> JoinAnswer:
+        """POST /v1/workers/join. UnauthorizedError if the token is refused, UnavailableError if no
+        manager answered."""
+        body = {"token": token, "addr": addr, "labels": labels, "resources": resources}
+        try:
+            doc = await self._call_json("/v1/workers/join", body, self.settings.request_timeout_s, auth=False)
+        except UnauthorizedError as exc:
+            raise UnauthorizedError(f"the cluster refused the join token: {exc}") from None
+        try:
+            return JoinAnswer(
+                name=str(doc["name"]),
+                secret=str(doc["secret"]),
+                cluster_id=str(doc["cluster_id"]),
+                heartbeat_period_s=float(doc.get("heartbeat_period_s") or 1.0),
+            )
+        except (KeyError, TypeError, ValueError) as exc:
+            raise WarrenError(f"manager {self.current} answered the join without {exc}") from None
+
+    async def session(self, body: JSONObject, hold_s: float) -> JSONObject:
+        """POST /v1/dispatcher/session: held by the leader up to `hold_s` (the heartbeat period)."""
+        return await self._call_json(
+            "/v1/dispatcher/session", {"node": self.node, **body}, hold_s + self.settings.request_timeout_s
+        )
+
+    async def status(self, updates: list[JSONObject]) -> None:
+        """POST /v1/dispatcher/status; returns once a manager answered 200 (the updates committed)."""
+        await self._call_json(
+            "/v1/dispatcher/status", {"node": self.node, "updates": updates}, self.settings.request_timeout_s
+        )
+
+    async def log_chunk(self, request_id: str, data: bytes, *, end: bool) -> bool:
+        """POST one chunk (at most LOG_CHUNK_BYTES) of a log request's output; False if nobody waits
+        for it any more (404/410), so the worker stops reading."""
+        headers = {"Content-Type": "application/octet-stream"}
+        if end:
+            headers[LOG_END_HEADER] = "1"
+        response = await self._call(
+            f"/v1/dispatcher/logs/{quote(request_id, safe='')}",
+            data,
+            headers,
+            self.settings.request_timeout_s,
+            accept=(404, 410),
+        )
+        return response.is_success
+
+    async def wait_success(self, after: int, timeout_s: float) -> bool:
+        """Wait until some call succeeded after the `after`-th success (True), or `timeout_s` passed."""
+        async with self._answered:
+            try:
+                async with asyncio.timeout(timeout_s):
+                    await self._answered.wait_for(lambda: self.successes > after)
+            except TimeoutError:
+                return False
+        return True
+
+    # -- plumbing ---------------------------------------------------------------------------------
+
+    async def _call_json(
+        self, path: str, body: JSONObject, timeout_s: float, *, auth: bool = True
+    ) -> JSONObject:
+        response = await self._call(
+            path, orjson.dumps(body), {"Content-Type": "application/json"}, timeout_s, auth=auth
+        )
+        try:
+            doc = orjson.loads(response.content) if response.content else {}
+        except orjson.JSONDecodeError:
+            doc = None
+        if not isinstance(doc, dict):
+            raise WarrenError(f"manager {self.current} answered {path} with something other than JSON")
+        return doc
+
+    async def _call(
+        self,
+        path: str,
+        content: bytes,
+        headers: dict[str, str],
+        timeout_s: float,
+        *,
+        auth: bool = True,
+        accept: tuple[int, ...] = (),
+    ) -> httpx.Response:
+        """The first answer other than 503 from the managers in turn; an error answer raises (unless
+        its status is in `accept`), and so does a round in which every manager failed."""
+        if auth:
+            if self._secret is None:
+                raise UnauthorizedError("this worker has not joined a cluster yet")
+            headers = {**headers, "Authorization": f"Bearer {self._secret}"}
+        start = self._current
+        reasons: list[str] = []
+        for i in range(len(self._bases)):
+            index = (start + i) % len(self._bases)
+            manager = self.managers[index]
+            try:
+                response = await self._http.post(
+                    self._bases[index] + path, content=content, headers=headers, timeout=timeout_s
+                )
+            except httpx.TransportError as exc:  # refused, reset, timed out
+                reasons.append(f"{manager}: {_describe(exc)}")
+                log.debug("manager %s failed %s: %s", manager, path, _describe(exc))
+                continue
+            if response.status_code == 503:
+                reasons.append(f"{manager}: {_error_message(response)}")
+                log.debug("manager %s cannot serve %s now: %s", manager, path, _error_message(response))
+                continue
+            self._current = index
+            await self._succeeded()
+            if response.is_success or response.status_code in accept:
+                return response
+            raise self._error(response, auth=auth)
+        self.round_failed = True
+        raise UnavailableError(f"no manager answered ({'; '.join(reasons)})")
+
+    async def _succeeded(self) -> None:
+        # A manager answered (even with an error): it is reachable, the cluster is not lost.
+        self.last_ok = self._clock()
+        self.round_failed = False
+        async with self._answered:
+            self.successes += 1
+            self._answered.notify_all()
+
+    def _error(self, response: httpx.Response, *, auth: bool) -> WarrenError:
+        message = _error_message(response)
+        code = None
+        try:
+            doc = orjson.loads(response.content)
+            if isinstance(doc, dict):
+                code = doc.get("error")
+        except orjson.JSONDecodeError:
+            pass
+        if response.status_code == 401 and auth:
+            return NodeRemovedError(message)
+        return error_class(code, response.status_code)(message)
+
+
+def _error_message(response: httpx.Response) -> str:
+    try:
+        doc = orjson.loads(response.content)
+    except orjson.JSONDecodeError:
+        doc = None
+    if isinstance(doc, dict) and isinstance(doc.get("message"), str):
+        return str(doc["message"])
+    text = response.text.strip().splitlines()[0][:200] if response.text.strip() else ""
+    return f"HTTP {response.status_code}" + (f": {text}" if text else "")
+
+
+def _describe(exc: httpx.TransportError) -> str:
+    if isinstance(exc, httpx.ConnectError):
+        return "connection refused or unreachable"
+    if isinstance(exc, httpx.TimeoutException):
+        return "timed out"
+    return str(exc) or type(exc).__name__
