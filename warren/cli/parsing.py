@@ -205,7 +205,7 @@ def command(text: str) -> list[str]:
         words = shlex.split(text)
     except ValueError as exc:
         raise argparse.ArgumentTypeError(f"{exc} in {text!r}") from exc
-    if not words:
+    if not words or not words[0]:
         raise argparse.ArgumentTypeError("empty command")
     return words
 
