@@ -8,8 +8,9 @@ A pass, in order:
 2. each service's units (slots, or nodes in global mode) are formed; tasks that no unit wants
    (scale down, ineligible node, duplicates) are asked to stop;
 3. pending tasks are placed again;
-4. each service's rolling update advances (warren.reconciler.updates), then every unit without a
-   live task gets one if its restart policy allows (warren.reconciler.restarts);
+4. each service: a failed rolling update is paused or rolled back (warren.reconciler.updates); every
+   unit without a live task gets one if its restart policy allows (warren.reconciler.restarts); then
+   the update's next batch starts if it is due;
 5. history beyond the limit is removed.
 
 The same state gives the same plan (apart from new task IDs); a converged state gives no commands.
@@ -17,6 +18,7 @@ The same state gives the same plan (apart from new task IDs); a converged state 
 
 from __future__ import annotations
 
+import functools
 import secrets
 import sqlite3
 from collections.abc import Callable
@@ -53,9 +55,13 @@ def plan(
                 acts.retry(service, task)
     for service in state.services:
         wanted = units[service.id].wanted
-        if updates.roll(acts, service, wanted):
-            for unit in wanted:
-                _fill(acts, service, unit)
+        rollout = updates.check(acts, service, wanted)
+        if rollout is updates.ROLLED_BACK:
+            continue
+        for unit in wanted:
+            _fill(acts, service, unit)
+        if rollout is not None:
+            updates.advance(acts, service, wanted, rollout, functools.partial(_fill, acts, service))
     for service in state.services:
         history.collect(acts, service, units[service.id].all())
     return acts.plan()

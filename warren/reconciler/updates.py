@@ -19,7 +19,10 @@ state on each pass, so a new leader continues where the last one stopped.
 
 from __future__ import annotations
 
-from typing import Any
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, Final
 
 from warren.config import DEFAULT_UPDATE_MONITOR_S, DEFAULT_UPDATE_PARALLELISM
 from warren.reconciler.actions import Actions
@@ -34,30 +37,49 @@ ROLLBACK_STARTED = "rollback_started"
 ROLLBACK_COMPLETED = "rollback_completed"
 
 
-def roll(acts: Actions, service: Service, units: list[Unit]) -> bool:
-    """Advance the service's update by what is due now. False when the service is rolled back in
-    this pass: its spec is about to change, so nothing else is decided for it until the next pass."""
+@dataclass(frozen=True, slots=True)
+class Rollout:
+    """An update (or rollback) in progress: its status state and when it started."""
+
+    state: str
+    started_at: float
+
+
+# What `check` answers when it rolled the service back in this pass.
+ROLLED_BACK: Final = Rollout(ROLLBACK_STARTED, math.inf)
+
+
+def check(acts: Actions, service: Service, units: list[Unit]) -> Rollout | None:
+    """The rollout in progress (starting one if tasks are outdated and none is tracked), None if
+    there is none to advance (nothing outdated, or paused), or ROLLED_BACK when a failure makes this
+    pass roll the service back: its spec is about to change, so nothing else is decided for it."""
     status = service.update_status or {}
     # A status without a digest (written by someone else) is taken to be about the current spec.
     tracking = bool(status) and status.get("spec_digest", service.digest) == service.digest
     state = status.get("state") if tracking else None
     if state == PAUSED:
-        return True
-    if state not in (UPDATING, ROLLBACK_STARTED):
-        if not any(u.outdated(service.digest) for u in units):
-            return True
-        state, started_at = UPDATING, acts.now
-        acts.update_status(service, _status(service, UPDATING, "update in progress", started_at))
-    else:
-        started_at = float(status.get("started_at") or 0.0)
-        failure = _failure(service, started_at)
-        if failure is not None:
-            return _fail(acts, service, state, started_at, failure)
-    if _advance(acts, service, units, started_at):
-        done = ROLLBACK_COMPLETED if state == ROLLBACK_STARTED else COMPLETED
-        message = "rollback completed" if state == ROLLBACK_STARTED else "update completed"
-        acts.update_status(service, _status(service, done, message, started_at, completed_at=acts.now))
-    return True
+        return None
+    if state in (UPDATING, ROLLBACK_STARTED):
+        rollout = Rollout(str(state), float(status.get("started_at") or 0.0))
+        failure = _failure(service, rollout.started_at)
+        return rollout if failure is None else _fail(acts, service, rollout, failure)
+    if not any(u.outdated(service.digest) for u in units):
+        return None
+    acts.update_status(service, _status(service, UPDATING, "update in progress", acts.now))
+    return Rollout(UPDATING, acts.now)
+
+
+def advance(
+    acts: Actions, service: Service, units: list[Unit], rollout: Rollout, fill: Callable[[Unit], None]
+) -> None:
+    """Start the next batch if it is due (`fill` gives a unit whose old task just stopped its new
+    one), or report the rollout complete once nothing is outdated or settling."""
+    if _advance(acts, service, units, rollout.started_at, fill):
+        done = ROLLBACK_COMPLETED if rollout.state == ROLLBACK_STARTED else COMPLETED
+        message = "rollback completed" if rollout.state == ROLLBACK_STARTED else "update completed"
+        acts.update_status(
+            service, _status(service, done, message, rollout.started_at, completed_at=acts.now)
+        )
 
 
 def ready(service: Service, task: Task) -> bool:
@@ -67,7 +89,9 @@ def ready(service: Service, task: Task) -> bool:
     return service.task_spec.get("health") is None or task.health == "healthy"
 
 
-def _advance(acts: Actions, service: Service, units: list[Unit], started_at: float) -> bool:
+def _advance(
+    acts: Actions, service: Service, units: list[Unit], started_at: float, fill: Callable[[Unit], None]
+) -> bool:
     """Start the next batch if it is due; True once nothing is outdated or settling."""
     policy = service.spec.get("update") or {}
     monitor = float(policy.get("monitor_s", DEFAULT_UPDATE_MONITOR_S))
@@ -107,6 +131,7 @@ def _advance(acts: Actions, service: Service, units: list[Unit], started_at: flo
         if start_first and acts.create(service, unit, must_place=True) is not None:
             continue
         acts.shut_down(old, "rolling update")
+        fill(unit)  # an old task that was never placed is final at once: its unit can be filled now
     return False
 
 
@@ -123,10 +148,14 @@ def _failure(service: Service, started_at: float) -> Task | None:
     return None
 
 
-def _fail(acts: Actions, service: Service, state: str, started_at: float, failure: Task) -> bool:
+def _fail(acts: Actions, service: Service, rollout: Rollout, failure: Task) -> Rollout | None:
     what = f"task {failure.id} failed" + (f": {failure.message}" if failure.message else "")
     policy = service.spec.get("update") or {}
-    if state == UPDATING and policy.get("failure_action") == "rollback" and service.previous_spec is not None:
+    if (
+        rollout.state == UPDATING
+        and policy.get("failure_action") == "rollback"
+        and service.previous_spec is not None
+    ):
         acts.rollback(service)
         target = _digest_after_rollback(service)
         acts.update_status(
@@ -138,10 +167,10 @@ def _fail(acts: Actions, service: Service, state: str, started_at: float, failur
                 "spec_digest": target,
             },
         )
-        return False
-    verb = "rollback" if state == ROLLBACK_STARTED else "update"
-    acts.update_status(service, _status(service, PAUSED, f"{verb} paused: {what}", started_at))
-    return True
+        return ROLLED_BACK
+    verb = "rollback" if rollout.state == ROLLBACK_STARTED else "update"
+    acts.update_status(service, _status(service, PAUSED, f"{verb} paused: {what}", rollout.started_at))
+    return None
 
 
 def _digest_after_rollback(service: Service) -> str:

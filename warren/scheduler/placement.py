@@ -11,7 +11,7 @@ picks the one with the fewest tasks of the same service, then the fewest tasks i
 smallest name: the same input always gives the same placement.
 
 A node's `cpus`/`memory` of None means "not reported": no limit in that dimension. A node that reports
-no drivers runs nothing (a manager without a local worker).
+no drivers runs nothing (a manager without a local worker) and is left out altogether.
 """
 
 from __future__ import annotations
@@ -198,7 +198,9 @@ class Placer:
     places a pass's tasks as it decides them, and later ones must see the earlier ones."""
 
     def __init__(self, candidates: Sequence[Candidate]) -> None:
-        self._nodes = sorted((c.node for c in candidates), key=lambda n: n.name)
+        # A node without drivers runs nothing (a manager without a local worker): it is not a candidate,
+        # and not worth a word in every pending task's reason either.
+        self._nodes = sorted((c.node for c in candidates if c.node.drivers), key=lambda n: n.name)
         self._by_name = {n.name: n for n in self._nodes}
         self._loads = {c.node.name: _Load(c.load) for c in candidates}
         # The static filters depend on (driver, constraints) only: evaluated once per distinct pair.
@@ -256,7 +258,7 @@ def explain(rejections: Iterable[Rejection]) -> str:
     for r in rejections:
         counts[r] = counts.get(r, 0) + 1
     if not counts:
-        return "no suitable node: there are no nodes"
+        return "no suitable node: there are no worker nodes"
     ordered = sorted(counts.items(), key=lambda item: (-item[1], item[0].order, item[0].singular))
     parts = [f"1 node {r.singular}" if n == 1 else f"{n} nodes {r.plural}" for r, n in ordered]
     return "no suitable node: " + ", ".join(parts)
