@@ -213,7 +213,10 @@ def check(label: str, raw: object) -> Document:
         more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
         raise _Problem(where, what + more) from exc
     given = model.model_fields_set
-    wanted = model.model_dump(include=given)  # nested parts whole, with their defaults
+    # Nested parts whole, with their defaults; a field given as null stays (as None) to be refused later
+    # if the service has a value: the API cannot unset one.
+    wanted: dict[str, Any] = dict.fromkeys(given)
+    wanted.update(model.model_dump(include=given, exclude_none=True))
     return Document(where=label, name=model.name, wanted=wanted)
 
 

@@ -119,9 +119,13 @@ def canonical(field: str, value: object) -> object:
 
 
 def changed_fields(current: Mapping[str, Any], wanted: Mapping[str, Any]) -> dict[str, Any]:
-    """The fields of `wanted` whose meaning differs from the `current` spec's."""
-    return {key: value for key, value in wanted.items()
-            if canonical(key, value) != canonical(key, current.get(key))}
+    """The fields of `wanted` whose meaning differs from the `current` spec's, in canonical form."""
+    changes = {}
+    for key, value in wanted.items():
+        value = canonical(key, value)
+        if value != canonical(key, current.get(key)):
+            changes[key] = value
+    return changes
 
 
 def rolls_out(changes: Mapping[str, Any]) -> bool:
