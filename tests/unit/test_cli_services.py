@@ -180,8 +180,9 @@ def test_update_switching_the_health_kind_keeps_the_timings() -> None:
                                                   "interval_s": 1.0, "retries": 7}}}
     fake = web_manager(current)
     assert run(fake, "service", "update", "web", "--health-cmd", "pgrep nginx", "--health-timeout", "3s") == 0
-    assert fake.body() == {"health": {"kind": "cmd", "cmd": ["pgrep", "nginx"], "path": "/", "interval_s": 1.0,
-                                      "timeout_s": 3.0, "retries": 7, "start_period_s": 0.0}}
+    health = {"kind": "cmd", "cmd": ["pgrep", "nginx"], "path": "/", "interval_s": 1.0, "timeout_s": 3.0,
+              "retries": 7, "start_period_s": 0.0}
+    assert fake.body() == {"health": health}
 
 
 def test_update_health_timing_without_a_health_check_says_what_to_add(
