@@ -495,6 +495,54 @@ def test_update_rolls_back_when_a_new_task_fails(sim: Sim) -> None:
     assert converged(sim)
 
 
+def test_global_rolling_update_one_node_at_a_time(sim: Sim) -> None:
+    cluster(sim, "w1", "w2", "w3")
+    sim.create_service("agent", image="a1", mode="global", update={"monitor_s": 1.0})
+    sim.settle()
+    seen = {"max_down": 0}
+
+    def observe() -> None:
+        seen["max_down"] = max(seen["max_down"], 3 - len(sim.by_node("agent")))
+
+    sim.observers.append(observe)
+    started = sim.now
+    sim.update_service("agent", image="a2")
+    sim.run_until(lambda: sim.update_state("agent") == "completed")
+    assert sorted(image(t) for t in sim.running("agent")) == ["a2"] * 3
+    assert sim.by_node("agent") == {"w1": 1, "w2": 1, "w3": 1}
+    assert seen["max_down"] == 1
+    assert sim.now - started == pytest.approx(3.0)
+
+
+def test_a_node_lost_during_an_update_is_not_a_failure_of_the_update(sim: Sim) -> None:
+    cluster(sim, "w1", "w2")
+    sim.create_service("web", image="v1", replicas=2, update={"failure_action": "rollback", "monitor_s": 5.0})
+    sim.settle()
+    sim.update_service("web", image="v2")
+    sim.settle()
+    (new,) = [t for t in sim.running("web") if image(t) == "v2"]
+    sim.node_down(new["node"])
+    sim.run_until(lambda: sim.update_state("web") == "completed")
+    assert sim.service("web")["spec"]["image"] == "v2"
+    assert sorted(image(t) for t in sim.running("web")) == ["v2", "v2"]
+
+
+def test_mode_change_replicated_to_global(sim: Sim) -> None:
+    cluster(sim, "w1", "w2")
+    sim.create_service("web", image="v1", replicas=3)
+    sim.settle()
+    sim.plans.clear()
+    sim.update_service("web", mode="global")
+    sim.settle()
+    assert sim.by_node("web") == {"w1": 1, "w2": 1}
+    assert {t["slot"] for t in sim.live("web")} == {None}
+    (stop,) = commands_of(sim, c.SetTasksDesired)
+    assert stop.message == "service mode changed" and len(stop.task_ids) == 3
+    sim.update_service("web", mode="replicated", replicas=1)
+    sim.settle()
+    assert sorted(sim.slots("web")) == [1]
+
+
 def test_scaling_is_not_an_update(sim: Sim) -> None:
     cluster(sim, "w1")
     sim.create_service("web", image="v1", replicas=1)
