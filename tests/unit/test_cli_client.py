@@ -370,3 +370,105 @@ def test_timeout_flag_bounds_the_retries(capsys: pytest.CaptureFixture[str]) -> 
 def test_a_malformed_manager_in_a_list_is_a_usage_error(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["cluster", "info", "--manager", "127.0.0.1:8080,bad:port:x"]) == 2
     assert "is not a host name or IP address" in capsys.readouterr().err
+
+
+# -- calls added for workers and services ------------------------------------------------------------
+
+def test_new_calls_use_their_paths_and_bodies() -> None:
+    seen: list[tuple[str, str, bytes, str | None]] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        seen.append((request.method, str(request.url), request.content, request.headers.get("If-Match")))
+        listing = request.url.path.endswith("/tasks") or request.url.path == "/v1/services"
+        return httpx.Response(200, json=[] if listing else {"name": "x"})
+
+    with make_client(handler, FakeTime()) as client:
+        assert client.list_tasks("web") == []
+        client.rollback_service("web")
+        client.set_node_availability("worker-1", "drain")
+        client.update_service("web", {"replicas": 2}, if_match=41)
+        client.get_service("web", consistent=True)
+        client.list_services(consistent=True)
+    assert seen == [
+        ("GET", "http://127.0.0.1:8080/v1/services/web/tasks", b"", None),
+        ("POST", "http://127.0.0.1:8080/v1/services/web/rollback", b"", None),
+        ("POST", "http://127.0.0.1:8080/v1/nodes/worker-1/availability", b'{"availability":"drain"}', None),
+        ("PATCH", "http://127.0.0.1:8080/v1/services/web", b'{"replicas":2}', "41"),
+        ("GET", "http://127.0.0.1:8080/v1/services/web?consistent=true", b"", None),
+        ("GET", "http://127.0.0.1:8080/v1/services?consistent=true", b"", None),
+    ]
+
+
+def test_following_logs_has_no_read_timeout() -> None:
+    timeouts = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        timeouts.append(request.extensions["timeout"])
+        return httpx.Response(200, text="x\n")
+
+    with make_client(handler, FakeTime()) as client:
+        assert "".join(client.service_logs("web", follow=True)) == "x\n"
+        assert "".join(client.service_logs("web")) == "x\n"
+    assert timeouts[0]["read"] is None and timeouts[0]["connect"] == 10.0
+    assert timeouts[1]["read"] == 10.0
+
+
+def test_opening_a_log_stream_is_retried_like_a_read() -> None:
+    time, calls = FakeTime(), []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        calls.append(request)
+        if len(calls) < 3:
+            return error(503, "unavailable", "no leader")
+        return httpx.Response(200, text="hello\n")
+
+    with make_client(handler, time) as client:
+        assert list(client.service_logs("web", follow=True, tail=3)) == ["hello\n"]
+    assert len(calls) == 3 and time.sleeps == pytest.approx([0.1, 0.2])
+
+
+def test_a_dead_leader_named_by_a_redirect_sends_the_request_back_to_a_manager() -> None:
+    time, hosts = FakeTime(), []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        hosts.append(request.url.host)
+        if request.url.host == "127.0.0.1":  # the follower names the leader; a newer one the second time
+            leader = "10.0.0.1" if hosts.count("127.0.0.1") == 1 else "10.0.0.3"
+            location = f"http://{leader}:8080{request.url.raw_path.decode()}"
+            return httpx.Response(307, headers={"Location": location})
+        if request.url.host == "10.0.0.1":
+            raise httpx.ConnectError("[Errno 111] Connection refused", request=request)
+        return httpx.Response(200, text="from the new leader\n")
+
+    with make_client(handler, time) as client:
+        assert "".join(client.service_logs("web", follow=True)) == "from the new leader\n"
+        assert client.address == "127.0.0.1:8080", "a leader reached by redirect does not become the target"
+    assert hosts == ["127.0.0.1", "10.0.0.1", "127.0.0.1", "10.0.0.3"]
+    assert time.sleeps == [0.1]
+
+
+def test_a_redirect_loop_is_an_error() -> None:
+    calls = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        calls.append(request)
+        return httpx.Response(307, headers={"Location": "/v1/services/web/logs?follow=true"})
+
+    with make_client(handler, FakeTime()) as client, pytest.raises(UnavailableError, match="too many times"):
+        list(client.service_logs("web", follow=True))
+    assert len(calls) == 6
+
+
+def test_a_redirected_write_keeps_its_body() -> None:
+    bodies = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        bodies.append((request.url.host, request.content))
+        if request.url.host == "127.0.0.1":
+            return httpx.Response(307, headers={"Location": "http://10.0.0.1:8080/v1/services"})
+        return httpx.Response(201, json={"name": "web"})
+
+    with make_client(handler, FakeTime()) as client:
+        assert client.create_service({"name": "web", "image": "x"}) == {"name": "web"}
+    body = b'{"name":"web","image":"x"}'
+    assert bodies == [("127.0.0.1", body), ("10.0.0.1", body)]
