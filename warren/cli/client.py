@@ -172,9 +172,10 @@ class ManagerClient:
         return self._list(self.request("GET", f"/v1/services/{_segment(name)}/tasks"))
 
     def service_logs(self, name: str, *, task: str | None = None, follow: bool = False,
-                     tail: int | None = None) -> Generator[str, None, None]:
+                     tail: int | str | None = None) -> Generator[str, None, None]:
         """The service's (or one task's) output as text, chunk by chunk as the manager sends it.
 
+        `tail`: lines from the end to start with, or "all"; None: the manager's default (100).
         Opening the stream is retried like any read (and a redirect to the leader followed); once text
         has arrived, a broken stream ends with UnavailableError and is not sent again (it would repeat
         or lose lines). While following, there is no read timeout: a quiet task may print nothing for

@@ -134,6 +134,13 @@ def non_negative_int(text: str) -> int:
     return value
 
 
+def tail_lines(text: str) -> int | str:
+    """A number of lines, or "all"."""
+    if text.strip().lower() == "all":
+        return "all"
+    return non_negative_int(text)
+
+
 def positive_int(text: str) -> int:
     value = non_negative_int(text) if text.strip().isdigit() else 0
     if value < 1:

@@ -13,8 +13,9 @@ from typing import Any
 from warren.cli import specs
 from warren.cli.client import ManagerClient
 from warren.cli.output import Column, age, cell, plural, render, render_list, render_object, shorten, table
-from warren.cli.parsing import Subparsers, add_command, non_negative_int
+from warren.cli.parsing import Subparsers, add_command, non_negative_int, tail_lines
 from warren.cli.service_flags import add_spec_flags, create_body, update_changes
+from warren.errors import InvalidError
 from warren.store.taskstate import TERMINAL
 
 # Table mode cuts a task message to this many characters (--no-trunc shows it whole); long enough for
@@ -81,6 +82,7 @@ examples:
   warren service logs web --tail 100
   warren service logs web --follow
   warren service logs web --task 3f9a1c2b7d4e --tail 20
+  warren service logs web --task web.2 --tail all
 """
 
 
@@ -137,10 +139,12 @@ def register(service: Subparsers) -> None:
                        "Print the output (stdout and stderr) of a service's tasks, or of one task.",
                        epilog=LOGS_EPILOG)
     logs.add_argument("name", metavar="NAME", help="the service's name")
-    logs.add_argument("--task", metavar="ID", help="only this task (an ID from 'warren service ps')")
+    logs.add_argument("--task", metavar="ID|NAME",
+                      help="only this task: its ID or a unique start of it, or its name (web.1: the slot's "
+                      "newest task), as 'warren service ps' shows them (default: every running task)")
     logs.add_argument("-f", "--follow", action="store_true", help="keep printing new output until Ctrl-C")
-    logs.add_argument("-n", "--tail", type=non_negative_int, metavar="N",
-                      help="start with the last N lines of each task (default: all)")
+    logs.add_argument("-n", "--tail", type=tail_lines, metavar="N|all",
+                      help="start with the last N lines of each task, or all of them (default 100)")
     logs.set_defaults(client_handler=service_logs)
 
     remove = add_command(service, "rm", "remove a service", "Remove a service and stop its tasks.")
@@ -311,7 +315,8 @@ def _state(task: Mapping[str, Any], current: float) -> str:
 
 def service_logs(args: argparse.Namespace, client: ManagerClient) -> int:
     """Raw text as it arrives; Ctrl-C ends quietly with status 0 (following is ended on purpose)."""
-    stream = client.service_logs(args.name, task=args.task, follow=args.follow, tail=args.tail)
+    task = None if args.task is None else resolve_task(client.list_tasks(args.name), args.task)
+    stream = client.service_logs(args.name, task=task, follow=args.follow, tail=args.tail)
     with contextlib.closing(stream):
         try:
             for text in stream:
@@ -320,3 +325,18 @@ def service_logs(args: argparse.Namespace, client: ManagerClient) -> int:
         except KeyboardInterrupt:
             return 0
     return 0
+
+
+def resolve_task(tasks: Sequence[Mapping[str, Any]], ref: str) -> str:
+    """The ID of the task `ref` names: a whole ID, a unique start of one (as `ps` cuts them), or a task
+    name such as web.1 (the newest task of that slot, preferring one that has not finished)."""
+    ids = [str(t.get("id")) for t in tasks]
+    if ref in ids:
+        return ref
+    named = [t for t in tasks if t.get("name") == ref]
+    if named:
+        return str(min(named, key=lambda t: (_final(t), _newest_first(t))).get("id"))
+    matches = [i for i in ids if i.startswith(ref)]
+    if len(matches) > 1:
+        raise InvalidError(f"task {ref!r} is ambiguous: it starts {len(matches)} task IDs; give more of it")
+    return matches[0] if matches else ref  # unknown: the manager says so
