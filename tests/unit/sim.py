@@ -10,6 +10,7 @@ Time is simulated (`sim.now`); nothing sleeps. `settle()` runs plan/apply/work u
 from __future__ import annotations
 
 import itertools
+import random
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -42,6 +43,7 @@ class Sim:
         self.now = T0
         self.index = 0
         self._ids = itertools.count(1)
+        self.rng = random.Random(4)
         # Nodes whose worker process is gone: it reports nothing until it comes back.
         self.dead: set[str] = set()
         # Tasks whose spec has one of these images exit with status 1 as soon as they start.
@@ -80,11 +82,14 @@ class Sim:
         return plan(self.store.conn, self.now, self.settings, self.new_id)
 
     def step(self) -> Plan:
-        """One reconcile pass, its commands applied."""
+        """One reconcile pass, its commands applied in a shuffled order: the leader proposes them all
+        at once, so a plan must not depend on the order in which they commit."""
         p = self.plan()
         self.plans.append(p)
         if p.commands:
-            self.apply(*p.commands)
+            shuffled = list(p.commands)
+            self.rng.shuffle(shuffled)
+            self.apply(*shuffled)
         return p
 
     def settle(self, max_rounds: int = 60) -> Plan:

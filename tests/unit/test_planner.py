@@ -151,9 +151,14 @@ def test_node_down_fails_its_tasks_and_replaces_them_elsewhere_at_once(sim: Sim)
     sim.node_down("w1")
     sim.plans.clear()
     first = sim.step()
-    # The same pass fails them and creates their replacements (no restart delay for a lost node).
-    kinds = [type(cmd) for cmd in first.commands]
-    assert kinds == [c.SetTasksDesired, c.SetTaskStatuses, c.CreateTasks]
+    # The same pass asks them to stop and creates their replacements (no restart delay for a lost
+    # node); the next one writes them failed.
+    assert [type(cmd) for cmd in first.commands] == [c.SetTasksDesired, c.CreateTasks]
+    assert first.commands[0].message == "node w1 is down"
+    assert sorted(first.commands[0].task_ids) == sorted(on_w1)
+    second = sim.step()
+    assert [type(cmd) for cmd in second.commands] == [c.SetTaskStatuses]
+    assert {(u.state, u.message) for u in second.commands[0].updates} == {("failed", "node w1 is down")}
     sim.settle()
     for task_id in on_w1:
         lost = sim.task(task_id)

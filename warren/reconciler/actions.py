@@ -1,10 +1,13 @@
 """What one planning pass decides, kept as commands and mirrored into the pass's own picture.
 
 Every decision goes through `Actions`: it records the command and updates the in-memory tasks the
-way applying that command will, so later steps of the same pass build on it (a task failed because
-its node is down is replaced in the same pass). `plan()` turns the records into commands in an order
-that applies cleanly: desired states before statuses (a final task's desired state can no longer
-change), rollbacks before new tasks, status reports of updates last.
+way the command will (or, for a two-step change, the way the next pass will), so later steps of the
+same pass build on it: a task lost with its node is replaced in the same pass.
+
+The leader proposes a plan's commands all at once, so they may commit in any order: no command of a
+plan depends on another one of the same plan. Where a change needs two steps on one task (asked to
+stop, then final: a task lost with its node, or one that was never placed), the pass asks it to stop
+and a later pass, seeing it asked, writes its final state.
 """
 
 from __future__ import annotations
@@ -56,25 +59,38 @@ class Actions:
 
     # -- tasks ---------------------------------------------------------------------------------------
 
-    def fail(self, task: Task, message: str) -> None:
-        """A task that can no longer run where it is (its node is down or gone): asked to stop and
-        failed at once, so it is replaced without waiting for its restart policy."""
-        self._desired.setdefault(message, []).append(task.id)
-        self._statuses.append(c.TaskStatus(task.id, taskstate.FAILED, message, self.now))
-        task.desired = "shutdown"
+    def lose(self, task: Task, message: str) -> None:
+        """A task whose node is down or gone: asked to stop now (so it is replaced at once, without
+        waiting for its restart policy), failed by the next pass."""
+        if task.desired == "running":
+            self._ask_to_stop(task, message)
+        else:
+            self.finish(task, taskstate.FAILED, message)
+        # Replaced as if already failed: it will never run again.
         task.state = taskstate.FAILED
         task.message = message
         task.updated_at = self.now
 
     def shut_down(self, task: Task, message: str) -> None:
-        """Ask a task to stop. One that was never placed has no worker to stop it: it is final now."""
+        """Ask a task to stop. One that was never placed has no worker to stop it: the next pass
+        writes it final, and this one already treats it as such."""
+        self._ask_to_stop(task, message)
+        if task.node is None:
+            task.state = taskstate.SHUTDOWN
+            task.updated_at = self.now
+
+    def finish(self, task: Task, state: str, message: str) -> None:
+        """Write the final state of a task that was asked to stop and has no worker to report it."""
+        self._statuses.append(c.TaskStatus(task.id, state, message, self.now))
+        task.state = state
+        task.message = message
+        task.updated_at = self.now
+
+    def _ask_to_stop(self, task: Task, message: str) -> None:
         self._desired.setdefault(message, []).append(task.id)
         task.desired = "shutdown"
         task.message = message
         task.updated_at = self.now
-        if task.node is None:
-            self._statuses.append(c.TaskStatus(task.id, taskstate.SHUTDOWN, message, self.now))
-            task.state = taskstate.SHUTDOWN
 
     def create(self, service: Service, unit: Unit, *, must_place: bool = False) -> Task | None:
         """A new task of the service's current spec in `unit`, placed now if a node fits (global mode:
@@ -149,6 +165,7 @@ class Actions:
     # -- result --------------------------------------------------------------------------------------
 
     def plan(self) -> Plan:
+        # Grouped by kind in a fixed order (for readable logs and stable tests), not for correctness.
         cmds: list[c.Command] = []
         for message, ids in self._desired.items():
             cmds.extend(c.SetTasksDesired(chunk, "shutdown", message, self.now) for chunk in _chunks(ids))

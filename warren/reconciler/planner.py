@@ -3,8 +3,8 @@ spec. Pure apart from reading the state: the leader's loop proposes the commands
 when the state changes or at `wake_at`.
 
 A pass, in order:
-1. tasks on a node that is down or gone are failed (and replaced below); tasks on drained nodes are
-   asked to stop;
+1. tasks on a node that is down or gone are asked to stop, and failed by the next pass (they are
+   replaced at once, below); tasks on drained nodes are asked to stop;
 2. each service's units (slots, or nodes in global mode) are formed; tasks that no unit wants
    (scale down, ineligible node, duplicates) are asked to stop;
 3. pending tasks are placed again;
@@ -28,6 +28,7 @@ from warren.reconciler import global_, history, replicated, restarts, updates
 from warren.reconciler.actions import Actions, Plan
 from warren.reconciler.state import Service, State, load
 from warren.reconciler.units import Unit, Units
+from warren.store import taskstate
 
 __all__ = ["Plan", "plan", "new_task_id"]
 
@@ -70,13 +71,17 @@ def plan(
 def _lost_and_drained(acts: Actions, state: State) -> None:
     for service in state.services:
         for task in service.tasks:
-            if task.node is None or task.final:
+            if task.final:
+                continue
+            if task.node is None:
+                if task.desired != "running":  # never placed and asked to stop: nothing to wait for
+                    acts.finish(task, taskstate.SHUTDOWN, task.message)
                 continue
             node = state.nodes.get(task.node)
             if node is None:
-                acts.fail(task, f"node {task.node} was removed")
+                acts.lose(task, f"node {task.node} was removed")
             elif node.state == "down":
-                acts.fail(task, f"node {task.node} is down")
+                acts.lose(task, f"node {task.node} is down")
             elif node.availability == "drain" and task.desired == "running":
                 acts.shut_down(task, "node drained")
 
