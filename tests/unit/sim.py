@@ -169,7 +169,8 @@ class Sim:
     # -- workers ----------------------------------------------------------------------------------
 
     def work(self) -> int:
-        """Every live worker acts once on its assignments; the number of status reports it made."""
+        """Every live worker acts once on its assignments (assigned -> starting -> running, or failed
+        for a failing image; asked to stop -> shutdown); the number of status reports made."""
         updates: list[c.TaskStatus] = []
         rows = self.store.conn.execute(
             "SELECT t.id, t.node, t.state, t.desired_state, t.spec"
@@ -183,7 +184,9 @@ class Sim:
             spec = orjson.loads(row["spec"])
             if row["desired_state"] == "shutdown":
                 updates.append(self._report(row, taskstate.SHUTDOWN, "stopped", exit_code=0))
-            elif row["state"] in (taskstate.ASSIGNED, taskstate.STARTING):
+            elif row["state"] == taskstate.ASSIGNED:
+                updates.append(self._report(row, taskstate.STARTING, "starting"))
+            elif row["state"] == taskstate.STARTING:
                 if spec.get("image") in self.failing_images:
                     updates.append(self._report(row, taskstate.FAILED, "exited with status 1", exit_code=1))
                 elif spec.get("health") is not None:
