@@ -4,7 +4,8 @@ when the state changes or at `wake_at`.
 
 A pass, in order:
 1. tasks on a node that is down or gone are asked to stop, and failed by the next pass (they are
-   replaced at once, below); tasks on drained nodes are asked to stop;
+   replaced at once, below); tasks on drained nodes are asked to stop; a task asked to stop that was
+   never placed is written `shutdown` (no worker will);
 2. each service's units (slots, or nodes in global mode) are formed; tasks that no unit wants
    (scale down, ineligible node, duplicates) are asked to stop;
 3. pending tasks are placed again;
