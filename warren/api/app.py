@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 import os
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import Depends, FastAPI, Query, Request
 from fastapi.exceptions import RequestValidationError
@@ -50,6 +50,24 @@ def _validation_message(exc: RequestValidationError) -> str:
         where = ".".join(str(p) for p in err.get("loc", ()) if p != "body") or "body"
         parts.append(f"{where}: {err.get('msg', 'invalid')}")
     return "invalid request: " + "; ".join(parts)
+
+
+def _pair_exclusive_bounds(node: Any) -> None:
+    """Give every JSON-schema `exclusiveMinimum`/`exclusiveMaximum` the matching inclusive bound too.
+
+    The same set of values (x > 0 and x >= 0 is x > 0), but OpenAPI 3.0 tools (schemathesis 3.x among
+    them) read the exclusive keywords as flags of `minimum`/`maximum` and fail without those.
+    """
+    if isinstance(node, dict):
+        for exclusive, inclusive in (("exclusiveMinimum", "minimum"), ("exclusiveMaximum", "maximum")):
+            value = node.get(exclusive)
+            if isinstance(value, int | float) and not isinstance(value, bool) and inclusive not in node:
+                node[inclusive] = value
+        for child in node.values():
+            _pair_exclusive_bounds(child)
+    elif isinstance(node, list):
+        for child in node:
+            _pair_exclusive_bounds(child)
 
 
 def create_app(manager: Manager, metrics: ManagerMetrics, forwarder: Forwarder) -> LeaderRouting:
@@ -168,6 +186,15 @@ def create_app(manager: Manager, metrics: ManagerMetrics, forwarder: Forwarder) 
 
     routes_services.add_routes(app, manager, Consistent)
     routes_workers.add_routes(app, manager)
+
+    build_openapi = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            _pair_exclusive_bounds(build_openapi())
+        return app.openapi_schema or {}
+
+    app.openapi = openapi  # type: ignore[method-assign]
 
     return LeaderRouting(
         app,
