@@ -23,25 +23,27 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from warren.config import WorkerSettings
-from warren.errors import StorageError, UnavailableError, WarrenError
+from warren.errors import StorageError
 from warren.runtime.base import (
     ContainerRuntime,
     NodeResources,
-    PortMapping,
     RuntimeStartError,
     RuntimeUnavailableError,
-    TaskRun,
 )
 from warren.store.taskstate import COMPLETE, FAILED, REJECTED, RUNNING, SHUTDOWN, STARTING, TERMINAL
 from warren.worker.cache import LocalTask, StatusUpdate, WorkerCache
 from warren.worker.health import STARTING as HEALTH_STARTING
 from warren.worker.health import UNHEALTHY, HealthMonitor, HealthSpec
-from warren.worker.session import LOG_CHUNK_BYTES, Backoff, ManagerSession, NodeRemovedError
+from warren.worker.link import ManagerLink
+from warren.worker.logstream import LogForwarder
+from warren.worker.reporter import StatusReporter
+from warren.worker.session import Backoff, ManagerSession, NodeRemovedError
+from warren.worker.taskspec import RestartPolicy, driver_of, exit_message, stop_timeout, task_run
 
 log = logging.getLogger(__name__)
 
@@ -51,8 +53,6 @@ EXIT_ERROR = 1
 # Local state of a task waiting to be restarted in place (never reported: the leader still has it
 # running).
 RESTARTING = "restarting"
-# Status updates per POST; the leader accepts up to 5000 (api.models.MAX_STATUS_UPDATES).
-STATUS_BATCH = 1000
 # Container IDs this worker removed, remembered so a late exit event for one is not taken for a
 # new exit; entries.
 _GONE_KEEP = 4096
@@ -68,74 +68,6 @@ class Container:
     running: bool
     exit_code: int | None = None
     message: str = ""
-
-
-@dataclass(frozen=True, slots=True)
-class RestartPolicy:
-    condition: str = "any"  # any | on-failure | none
-    delay_s: float = 0.0
-    max_attempts: int = 0  # 0: no limit
-
-    @classmethod
-    def from_doc(cls, doc: Mapping[str, Any] | None) -> RestartPolicy:
-        doc = doc or {}
-        return cls(
-            condition=str(doc.get("condition") or "any"),
-            delay_s=float(doc.get("delay_s") or 0.0),
-            max_attempts=int(doc.get("max_attempts") or 0),
-        )
-
-    def allows(self, failed: bool, restarts: int) -> bool:
-        """Whether a task that ended (`failed`: not a clean exit 0) after `restarts` local restarts
-        is started again."""
-        if self.condition == "none" or (self.condition == "on-failure" and not failed):
-            return False
-        return self.max_attempts <= 0 or restarts < self.max_attempts
-
-
-def task_run(doc: Mapping[str, Any], node: str, default_stop_timeout_s: float) -> TaskRun:
-    """What the runtime needs to start a TASK document's container."""
-    spec: Mapping[str, Any] = doc.get("spec") or {}
-    task_id = str(doc["task_id"])
-    service_name = str(doc.get("service_name") or doc.get("service_id") or "")
-    slot = doc.get("slot")
-    env = {str(k): str(v) for k, v in (spec.get("env") or {}).items()}
-    env.update(WARREN_TASK_ID=task_id, WARREN_SERVICE=service_name, WARREN_NODE=node)
-    if slot is not None:
-        env["WARREN_SLOT"] = str(slot)
-    resources: Mapping[str, Any] = spec.get("resources") or {}
-    command = spec.get("command")
-    return TaskRun(
-        task_id=task_id,
-        service_id=str(doc.get("service_id") or ""),
-        service_name=service_name,
-        slot=int(slot) if slot is not None else None,
-        image=str(spec.get("image") or ""),
-        command=[str(a) for a in command] if command else None,
-        env=env,
-        publish=tuple(
-            PortMapping(int(p["host"]), int(p["container"]), str(p.get("protocol") or "tcp"))
-            for p in spec.get("publish") or ()
-        ),
-        cpus=float(resources["cpus"]) if resources.get("cpus") is not None else None,
-        memory=int(resources["memory"]) if resources.get("memory") is not None else None,
-        stop_timeout_s=_stop_timeout(doc, default_stop_timeout_s),
-    )
-
-
-def _stop_timeout(doc: Mapping[str, Any] | None, default_s: float) -> float:
-    spec = (doc or {}).get("spec") or {}
-    value = spec.get("stop_timeout_s")
-    return float(value) if value else default_s
-
-
-def _driver(doc: Mapping[str, Any]) -> str:
-    return str((doc.get("spec") or {}).get("driver") or "docker")
-
-
-def _exit_message(exit_code: int | None, detail: str) -> str:
-    text = "exited (status unknown)" if exit_code is None else f"exited with status {exit_code}"
-    return f"{text}: {detail}" if detail else text
 
 
 class Agent:
@@ -166,11 +98,6 @@ class Agent:
         self.session = session
         self.cache = cache
         self.runtimes = {rt.driver: rt for rt in runtimes}
-        self.resources = resources
-        self.addr = addr
-        self.labels = dict(labels)
-        self.heartbeat_period_s = heartbeat_period_s
-        self.announce = announce or (lambda line: log.info("%s", line))
         self.clock = clock
         self.wall = wall
 
@@ -180,8 +107,6 @@ class Agent:
         self.authoritative = self.digest is not None
         self.local = cache.local_tasks()
         self.containers: dict[str, Container] = {}
-        self.online = False  # the session loop's view: its last call reached a manager
-        self._outage_logged = False
         self.exit_status = EXIT_OK
 
         self._gone: dict[str, None] = {}
@@ -190,13 +115,18 @@ class Agent:
         self._all_dirty = True
         self._redo: set[str] = set()
         self._wake = asyncio.Event()
-        self._outbox = asyncio.Event()
         self._done = asyncio.Event()
         self._monitors: dict[str, HealthMonitor] = {}
         self._unhealthy: dict[str, tuple[str, str]] = {}  # task -> (container, reason)
         self._timers: set[asyncio.TimerHandle] = set()
-        self._log_streams: dict[str, asyncio.Task[None]] = {}
         self._loops: list[asyncio.Task[None]] = []
+        self.statuses = StatusReporter(session, cache, settings)
+        self.logs = LogForwarder(session, node, self._log_source)
+        self.link = ManagerLink(
+            session, settings, self, addr=addr, labels=labels, resources=resources,
+            heartbeat_period_s=heartbeat_period_s, announce=announce or (lambda line: log.info("%s", line)),
+            clock=clock,
+        )
 
     # -- life cycle -------------------------------------------------------------------------------
 
@@ -206,11 +136,9 @@ class Agent:
             for runtime in self.runtimes.values():
                 self._loops.append(self._spawn(self._watch_exits(runtime), f"exits-{runtime.driver}"))
             await self._adopt()
-            if self.cache.pending():
-                self._outbox.set()
             self._loops += [
-                self._spawn(self._session_loop(), "session"),
-                self._spawn(self._flush_loop(), "status"),
+                self._spawn(self.link.run(), "session"),
+                self._spawn(self.statuses.run(), "status"),
                 self._spawn(self._reconcile_loop(), "reconcile"),
             ]
             stopping = asyncio.create_task(stop.wait())
@@ -227,10 +155,11 @@ class Agent:
     async def _close(self) -> None:
         for handle in self._timers:
             handle.cancel()
-        tasks = [*self._loops, *self._steps.values(), *self._log_streams.values()]
+        tasks = [*self._loops, *self._steps.values()]
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
+        await self.logs.close()
         for monitor in list(self._monitors.values()):
             await monitor.stop()
         self._monitors.clear()
@@ -277,77 +206,38 @@ class Agent:
         if self.containers:
             log.info("found %d containers of this node (%d running)", len(self.containers), running)
 
-    # -- connectivity -----------------------------------------------------------------------------
+    # -- the session's news (link.LinkListener) ----------------------------------------------------
 
     @property
     def cut_off(self) -> bool:
-        """No manager answers: every one failed in the last round, or none answered for longer than a
-        held session call may take."""
-        grace = self.heartbeat_period_s + self.settings.request_timeout_s
-        return self.session.round_failed or self.clock() - self.session.last_ok > grace
+        return self.link.cut_off
 
-    async def _session_loop(self) -> None:
-        backoff = Backoff(self.settings.retry_initial_delay_s, self.settings.retry_max_delay_s)
-        first = True
-        while True:
-            body: dict[str, Any] = {"known": self.digest}
-            if first:
-                body.update(addr=self.addr, labels=self.labels, resources=self.resources.to_doc())
-            try:
-                answer = await self.session.session(body, self.heartbeat_period_s)
-            except UnavailableError as exc:
-                self._went_offline(str(exc))
-                await asyncio.sleep(backoff.delay())
-                continue
-            except NodeRemovedError:
-                raise
-            except WarrenError as exc:  # refused (400...): a manager of another version? keep trying
-                log.warning("manager %s refused the session call: %s", self.session.current, exc)
-                await asyncio.sleep(backoff.delay())
-                continue
-            backoff.reset()
-            if first:
-                first = False
-                self.announce(f"Connected to manager {self.session.current}")
-            self._came_online()
-            self._take_answer(answer)
+    def known_digest(self) -> str | None:
+        return self.digest
 
-    def _went_offline(self, why: str) -> None:
-        if not self._outage_logged:  # once per outage
-            self._outage_logged = True
-            running = sum(1 for c in self.containers.values() if c.running)
-            log.warning(
-                "%s; this worker keeps its %d running tasks going (restarting crashed ones in place) "
-                "and keeps trying", why, running,
-            )
-        self.online = False
-        self._poke()
-
-    def _came_online(self) -> None:
-        if self._outage_logged:
-            self._outage_logged = False
-            log.info("manager %s answers again", self.session.current)
-        if not self.online:
-            self.online = True
-            self._outbox.set()
-            self._poke()
-
-    def _take_answer(self, answer: Mapping[str, Any]) -> None:
-        period = answer.get("heartbeat_period_s")
-        if isinstance(period, int | float) and period > 0:
-            self.heartbeat_period_s = float(period)
-        tasks = answer.get("assignments")
+    def assignments_received(self, digest: str | None, tasks: list[dict[str, Any]] | None) -> None:
         if tasks is not None:
-            digest = str(answer.get("digest") or "")
-            self.cache.save_assignments(digest, list(tasks))
+            digest = digest or ""
+            self.cache.save_assignments(digest, tasks)
             self.assignments = {str(t["task_id"]): t for t in tasks}
             self.digest = digest
             self._poke()
         if not self.authoritative:
             self.authoritative = True
             self._poke()
-        for request in answer.get("log_requests") or ():
-            self._open_log_stream(request)
+
+    def log_requested(self, request: Mapping[str, Any]) -> None:
+        self.logs.open(request)
+
+    def connectivity_changed(self, online: bool) -> None:
+        # Online: queued statuses go now, tasks waiting for a local restart are reported instead.
+        # Offline: tasks whose exit no manager heard of may be restarted in place.
+        if online:
+            self.statuses.wake()
+        self._poke()
+
+    def running_count(self) -> int:
+        return sum(1 for c in self.containers.values() if c.running)
 
     # -- status updates ---------------------------------------------------------------------------
 
@@ -361,31 +251,9 @@ class Agent:
         exit_code: int | None = None,
         health: str | None = None,
     ) -> None:
-        self.cache.enqueue(
+        self.statuses.report(
             StatusUpdate(task_id, state, message, self.wall(), container_id, exit_code, health)
         )
-        self._outbox.set()
-
-    async def _flush_loop(self) -> None:
-        backoff = Backoff(self.settings.retry_initial_delay_s, self.settings.retry_max_delay_s)
-        while True:
-            await self._outbox.wait()
-            self._outbox.clear()
-            while batch := self.cache.pending()[:STATUS_BATCH]:
-                seen = self.session.successes
-                try:
-                    await self.session.status([u.to_doc() for _, u in batch])
-                except UnavailableError:
-                    # Wait for the backoff, or less if the session loop reaches a manager first.
-                    await self.session.wait_success(seen, backoff.delay())
-                    continue
-                except NodeRemovedError:
-                    raise
-                except WarrenError as exc:  # refused as a whole (400): resending cannot help
-                    log.warning("a manager refused %d task status updates (%s); they are dropped",
-                                len(batch), exc)
-                backoff.reset()
-                self.cache.ack(batch)
 
     # -- exits ------------------------------------------------------------------------------------
 
@@ -506,7 +374,7 @@ class Agent:
                 return True
             await self._stop_monitor(task_id)
             if lt is None or lt.state not in TERMINAL:
-                self._set_local(task_id, _driver(doc), lt, state=SHUTDOWN, message="stopped as asked")
+                self._set_local(task_id, driver_of(doc), lt, state=SHUTDOWN, message="stopped as asked")
                 self._report(task_id, SHUTDOWN, "stopped as asked",
                              container_id=lt.container_id if lt is not None else None)
             return False
@@ -517,7 +385,7 @@ class Agent:
                 return True
             return self._maybe_restart_final(doc, lt)
 
-        driver = _driver(doc)
+        driver = driver_of(doc)
         runtime = self.runtimes.get(driver)
         if runtime is None:
             have = ", ".join(sorted(self.runtimes)) or "none"
@@ -547,7 +415,7 @@ class Agent:
             if last is None:
                 await self._ended(doc, lt, None, "its container disappeared", failed=True)
             else:
-                await self._ended(doc, lt, last.exit_code, _exit_message(last.exit_code, last.message),
+                await self._ended(doc, lt, last.exit_code, exit_message(last.exit_code, last.message),
                                   failed=last.exit_code != 0)
             return True
 
@@ -625,7 +493,7 @@ class Agent:
                      *, failed: bool, health: str | None = None) -> None:
         """The task's container is gone: report it, or (cut off) schedule a restart in place."""
         task_id = str(doc["task_id"])
-        driver = _driver(doc)
+        driver = driver_of(doc)
         restarts = lt.restarts if lt is not None else 0
         policy = RestartPolicy.from_doc((doc.get("spec") or {}).get("restart"))
         container_id = lt.container_id if lt is not None else None
@@ -695,7 +563,7 @@ class Agent:
             self.containers.pop(container.container_id, None)
             return
         if container.running:
-            timeout = _stop_timeout(doc, self.settings.stop_timeout_s)
+            timeout = stop_timeout(doc, self.settings.stop_timeout_s)
             log.info("task %s: stopping container %s", container.task_id, container.container_id[:12])
             self._forget(container.container_id)  # its exit event is this stop
             await runtime.stop(container.container_id, timeout)
@@ -759,79 +627,14 @@ class Agent:
         self.local.pop(task_id, None)
         self.cache.drop_local(task_id)
 
-    # -- logs -------------------------------------------------------------------------------------
-
-    def _open_log_stream(self, request: Mapping[str, Any]) -> None:
-        request_id = str(request.get("id") or "")
-        if not request_id or request_id in self._log_streams:
-            return
-        task = asyncio.create_task(self._stream_logs(request_id, request), name=f"logs-{request_id}")
-        self._log_streams[request_id] = task
-
-    async def _stream_logs(self, request_id: str, request: Mapping[str, Any]) -> None:
-        try:
-            runtime, container_id = self._log_source(request)
-            if runtime is not None and container_id is not None:
-                tail = request.get("tail")
-                source = runtime.logs(container_id, follow=bool(request.get("follow")),
-                                      tail=int(tail) if tail is not None else None)
-                async for chunk in coalesce(source, LOG_CHUNK_BYTES):
-                    if not await self.session.log_chunk(request_id, chunk, end=False):
-                        return  # nobody waits for it any more
-                await self.session.log_chunk(request_id, b"", end=True)
-            else:
-                note = f"warren: task {request.get('task_id')} has no container on {self.node} any more\n"
-                await self.session.log_chunk(request_id, note.encode(), end=True)
-        except NodeRemovedError:
-            raise
-        except WarrenError as exc:
-            log.info("log request %s ended: %s", request_id, exc)
-        finally:
-            self._log_streams.pop(request_id, None)
-
     def _log_source(self, request: Mapping[str, Any]) -> tuple[ContainerRuntime | None, str | None]:
+        """The runtime and container of a log request's task (the one the leader named, else the
+        task's current one)."""
         container_id = request.get("container_id")
-        task_id = str(request.get("task_id") or "")
         known = self.containers.get(str(container_id)) if container_id else None
-        if known is None:
-            lt = self.local.get(task_id)
-            if lt is None or lt.container_id is None:
-                return None, None
-            return self.runtimes.get(lt.driver), lt.container_id
-        return self.runtimes.get(known.driver), known.container_id
-
-
-async def coalesce(source: AsyncIterator[bytes], limit: int) -> AsyncIterator[bytes]:
-    """`source`'s bytes in pieces of at most `limit`, joining what is already waiting into one piece
-    (one POST per burst of lines, not per line), without waiting for more to arrive."""
-    queue: asyncio.Queue[bytes | None] = asyncio.Queue(maxsize=256)
-
-    async def pump() -> None:
-        try:
-            async for piece in source:
-                if piece:
-                    await queue.put(piece)
-        except Exception as exc:  # a task boundary: the reader must always end the stream
-            log.info("reading a task's output stopped: %s", exc)
-        await queue.put(None)
-
-    reader = asyncio.create_task(pump())
-    try:
-        ended = False
-        while not ended:
-            item = await queue.get()
-            if item is None:
-                break
-            buffer = bytearray(item)
-            while len(buffer) < limit and not queue.empty():
-                more = queue.get_nowait()
-                if more is None:
-                    ended = True
-                    break
-                buffer += more
-            while buffer:
-                yield bytes(buffer[:limit])
-                del buffer[:limit]
-    finally:
-        reader.cancel()
-        await asyncio.gather(reader, return_exceptions=True)
+        if known is not None:
+            return self.runtimes.get(known.driver), known.container_id
+        lt = self.local.get(str(request.get("task_id") or ""))
+        if lt is None or lt.container_id is None:
+            return None, None
+        return self.runtimes.get(lt.driver), lt.container_id

@@ -52,9 +52,11 @@ class WorkerAgent:
       lines after it).
     - `transport`: replaces the network to the managers (tests).
 
-    `run(stop)` returns 0 once `stop` is set, 1 if the node was removed from the cluster (or the
-    worker's state broke); it raises WarrenError if the worker cannot start (no token, the join
-    refused or no manager answered within WorkerSettings.join_timeout_s, no runtime).
+    `run(stop)` returns 0 once `stop` is set (or `await agent.stop()` is called: `run()` may also be
+    called without an event), 1 if the node was removed from the cluster (or the worker's state
+    broke); it raises WarrenError if the worker cannot start (no token, the join refused or no
+    manager answered within WorkerSettings.join_timeout_s, no runtime). Either way the tasks'
+    containers keep running.
     """
 
     def __init__(
@@ -75,8 +77,29 @@ class WorkerAgent:
         self._on_identity = on_identity
         self._transport = transport
         self.identity: WorkerIdentity | None = None
+        self.agent: Agent | None = None  # while `run` runs, once started
+        self._stop = asyncio.Event()
+        self._running = False
+        self._finished = asyncio.Event()
 
-    async def run(self, stop: asyncio.Event) -> int:
+    async def stop(self) -> None:
+        """Stop `run` (the containers keep running) and wait until it has returned."""
+        self._stop.set()
+        if self._running:
+            await self._finished.wait()
+
+    async def run(self, stop: asyncio.Event | None = None) -> int:
+        if stop is not None:
+            self._stop = stop
+        self._running = True
+        self._finished.clear()
+        try:
+            return await self._run(self._stop)
+        finally:
+            self._running = False
+            self._finished.set()
+
+    async def _run(self, stop: asyncio.Event) -> int:
         settings = self.settings
         data_dir = ident.prepare_data_dir(settings.resolved_data_dir)
         me = ident.load(data_dir)
@@ -123,7 +146,7 @@ class WorkerAgent:
             resources = res.detect([rt.driver for rt in runtimes])
 
             cache = WorkerCache.open(data_dir)
-            agent = Agent(
+            agent = self.agent = Agent(
                 node=me.name,
                 settings=settings,
                 session=session,

@@ -1,0 +1,221 @@
+"""FakeManager: the managers' side of docs/worker-protocol.md in memory, behind httpx.MockTransport.
+
+One FakeManager plays the cluster (its leader); `transport({"127.0.0.1:1": m1, ...})` routes each
+request by its host:port, so a worker may be given several managers, some of them refusing
+connections (`refuse = True`) or answering 503 (`unavailable = True`).
+
+Tests set the node's assignments with `assign(task_doc(...))`, and read what the worker reported
+in `updates` (every status update received, in order) and `state(task_id)` (the latest).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+from collections.abc import Mapping
+from typing import Any
+from urllib.parse import unquote
+
+import httpx
+import orjson
+
+TOKEN = "SWMTKN-1-" + "a" * 50
+SECRET = "s" * 43
+NODE = "worker-3f9a1c"
+CLUSTER = "cluster-abc123"
+
+
+def task_doc(
+    task_id: str,
+    *,
+    desired: str = "running",
+    state: str = "assigned",
+    image: str = "busybox",
+    driver: str = "docker",
+    command: list[str] | None = None,
+    restart: Mapping[str, Any] | None = None,
+    health: Mapping[str, Any] | None = None,
+    env: Mapping[str, str] | None = None,
+    slot: int | None = 1,
+) -> dict[str, Any]:
+    spec = {
+        "driver": driver,
+        "image": image,
+        "command": command,
+        "env": dict(env or {}),
+        "publish": [{"host": 8081, "container": 80, "protocol": "tcp"}],
+        "resources": {"cpus": 0.5, "memory": 64 * 1024 * 1024},
+        "constraints": [],
+        "restart": dict(restart or {"condition": "any", "delay_s": 0.0, "max_attempts": 0}),
+        "health": dict(health) if health else None,
+        "stop_timeout_s": 3.0,
+    }
+    return {
+        "task_id": task_id,
+        "service_id": "svc-1",
+        "service_name": "web",
+        "slot": slot,
+        "desired_state": desired,
+        "state": state,
+        "spec": spec,
+        "spec_digest": hashlib.sha256(orjson.dumps(spec, option=orjson.OPT_SORT_KEYS)).hexdigest()[:16],
+    }
+
+
+class FakeManager:
+    def __init__(self, *, heartbeat_period_s: float = 0.05) -> None:
+        self.heartbeat_period_s = heartbeat_period_s
+        self.tasks: dict[str, dict[str, Any]] = {}
+        self.updates: list[dict[str, Any]] = []
+        self.joins: list[dict[str, Any]] = []
+        self.sessions: list[dict[str, Any]] = []
+        self.status_posts: list[list[dict[str, Any]]] = []
+        self.log_requests: list[dict[str, Any]] = []
+        self.log_chunks: dict[str, list[tuple[bytes, bool]]] = {}
+        self.refuse = False  # connections refused
+        self.unavailable = False  # 503 (no leader)
+        self.removed = False  # the node was removed: 401 for its secret
+        self.token = TOKEN
+        self.headers_seen: list[Mapping[str, str]] = []
+        self._changed = asyncio.Event()
+
+    # -- test controls ----------------------------------------------------------------------------
+
+    def go_away(self) -> None:
+        """Refuse connections from now on (a held session call breaks off)."""
+        self.refuse = True
+        self._wake()
+
+    def come_back(self) -> None:
+        self.refuse = False
+        self._wake()
+
+    def assign(self, *docs: dict[str, Any]) -> None:
+        for doc in docs:
+            self.tasks[doc["task_id"]] = doc
+        self._wake()
+
+    def unassign(self, task_id: str) -> None:
+        self.tasks.pop(task_id, None)
+        self._wake()
+
+    def set_desired(self, task_id: str, desired: str) -> None:
+        self.tasks[task_id] = {**self.tasks[task_id], "desired_state": desired}
+        self._wake()
+
+    def request_logs(
+        self, request_id: str, task_id: str, container_id: str, *, tail: int | None = None
+    ) -> None:
+        self.log_requests.append(
+            {
+                "id": request_id,
+                "task_id": task_id,
+                "container_id": container_id,
+                "follow": False,
+                "tail": tail,
+            }
+        )
+        self._wake()
+
+    def state(self, task_id: str) -> str | None:
+        states = [u["state"] for u in self.updates if u["task_id"] == task_id]
+        return states[-1] if states else None
+
+    def update(self, task_id: str) -> dict[str, Any] | None:
+        mine = [u for u in self.updates if u["task_id"] == task_id]
+        return mine[-1] if mine else None
+
+    def states(self, task_id: str) -> list[str]:
+        return [u["state"] for u in self.updates if u["task_id"] == task_id]
+
+    def digest(self) -> str:
+        items = sorted((t["task_id"], t["desired_state"], t["spec_digest"]) for t in self.tasks.values())
+        return hashlib.sha256(orjson.dumps(items)).hexdigest()[:16]
+
+    def _wake(self) -> None:
+        self._changed.set()
+        self._changed = asyncio.Event()
+
+    # -- the protocol -----------------------------------------------------------------------------
+
+    async def handle(self, request: httpx.Request) -> httpx.Response:
+        if self.refuse:
+            raise httpx.ConnectError("connection refused", request=request)
+        if self.unavailable:
+            return _json(503, {"error": "unavailable", "message": "no leader"})
+        self.headers_seen.append(dict(request.headers))
+        path = request.url.path
+        if path == "/v1/workers/join":
+            body = orjson.loads(request.content)
+            self.joins.append(body)
+            if body["token"] != self.token:
+                return _json(401, {"error": "unauthorized", "message": "invalid join token"})
+            return _json(
+                201,
+                {
+                    "name": NODE,
+                    "secret": SECRET,
+                    "cluster_id": CLUSTER,
+                    "heartbeat_period_s": self.heartbeat_period_s,
+                },
+            )
+        if request.headers.get("authorization") != f"Bearer {SECRET}" or self.removed:
+            return _json(
+                401, {"error": "unauthorized", "message": "invalid or unknown worker session secret"}
+            )
+        if path == "/v1/dispatcher/session":
+            return await self._session(orjson.loads(request.content))
+        if path == "/v1/dispatcher/status":
+            body = orjson.loads(request.content)
+            assert body["node"] == NODE
+            self.status_posts.append(body["updates"])
+            self.updates.extend(body["updates"])
+            return _json(200, {"accepted": len(body["updates"])})
+        if path.startswith("/v1/dispatcher/logs/"):
+            request_id = unquote(path.rsplit("/", 1)[1])
+            end = request.headers.get("x-warren-log-end") == "1"
+            self.log_chunks.setdefault(request_id, []).append((request.content, end))
+            return _json(200, {"accepted": len(request.content)})
+        return _json(404, {"error": "not_found", "message": f"no route {path}"})
+
+    async def _session(self, body: dict[str, Any]) -> httpx.Response:
+        assert body["node"] == NODE
+        self.sessions.append(body)
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.heartbeat_period_s
+        while self.digest() == body.get("known") and not self.log_requests and loop.time() < deadline:
+            changed = self._changed
+            try:
+                async with asyncio.timeout_at(deadline):
+                    await changed.wait()
+            except TimeoutError:
+                break
+            if self.refuse or self.unavailable:  # went away while holding the call
+                raise httpx.ReadError("connection reset")
+        digest = self.digest()
+        requests, self.log_requests = self.log_requests, []
+        return _json(
+            200,
+            {
+                "heartbeat_period_s": self.heartbeat_period_s,
+                "digest": digest,
+                "assignments": None if digest == body.get("known") else list(self.tasks.values()),
+                "log_requests": requests,
+            },
+        )
+
+
+def _json(status: int, doc: Any) -> httpx.Response:
+    return httpx.Response(status, content=orjson.dumps(doc), headers={"Content-Type": "application/json"})
+
+
+def transport(managers: Mapping[str, FakeManager]) -> httpx.MockTransport:
+    """Route requests to the FakeManager at their host:port; an address not in `managers` refuses."""
+
+    async def handler(request: httpx.Request) -> httpx.Response:
+        manager = managers.get(f"{request.url.host}:{request.url.port}")
+        if manager is None:
+            raise httpx.ConnectError("connection refused", request=request)
+        return await manager.handle(request)
+
+    return httpx.MockTransport(handler)

@@ -1,0 +1,516 @@
+"""The worker agent end to end in one process: WorkerAgent against a FakeManager (httpx.MockTransport)
+and a FakeRuntime, with its real node.json and worker.db in a temporary data dir."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import stat
+import time
+from collections.abc import AsyncIterator, Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.unit.fake_manager import CLUSTER, NODE, SECRET, TOKEN, FakeManager, task_doc, transport
+from tests.unit.fake_runtime import FakeRuntime
+from warren.config import WorkerSettings
+from warren.errors import ConfigError, UnauthorizedError, UnavailableError
+from warren.worker import identity
+from warren.worker.cache import WorkerCache
+from warren.worker.daemon import WorkerAgent
+
+pytestmark = pytest.mark.anyio
+
+M1, M2 = "127.0.0.1:7001", "127.0.0.1:7002"
+
+
+@pytest.fixture
+def anyio_backend() -> str:
+    return "asyncio"
+
+
+def make_settings(data_dir: Path, managers: Sequence[str] = (M1,), **extra: Any) -> WorkerSettings:
+    fields: dict[str, Any] = dict(
+        managers=tuple(managers),
+        data_dir=str(data_dir),
+        runtime="docker",
+        advertise_host="127.0.0.1",
+        request_timeout_s=0.5,
+        retry_initial_delay_s=0.01,
+        retry_max_delay_s=0.05,
+        local_restart_backoff_s=0.01,
+        local_restart_backoff_max_s=0.05,
+        join_timeout_s=1.0,
+        stop_timeout_s=1.0,
+    )
+    fields.update(extra)
+    return WorkerSettings(**fields)
+
+
+async def eventually(condition: Callable[[], object], what: str, timeout_s: float = 5.0) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        await asyncio.sleep(0.005)
+
+
+class Worker:
+    """A WorkerAgent running in the background of the test."""
+
+    def __init__(
+        self,
+        settings: WorkerSettings,
+        runtimes: list[FakeRuntime],
+        managers: dict[str, FakeManager],
+        token: str | None,
+    ) -> None:
+        self.lines: list[str] = []
+        self.agent = WorkerAgent(
+            settings,
+            token=token,
+            runtimes=runtimes,
+            announce=self.lines.append,
+            transport=transport(managers),
+        )
+        self.stop = asyncio.Event()
+        self.task = asyncio.create_task(self.agent.run(self.stop))
+
+    async def finish(self) -> int:
+        self.stop.set()
+        async with asyncio.timeout(5):
+            return await self.task
+
+
+@contextlib.asynccontextmanager
+async def worker(
+    settings: WorkerSettings,
+    runtime: FakeRuntime | list[FakeRuntime],
+    managers: dict[str, FakeManager],
+    token: str | None = TOKEN,
+) -> AsyncIterator[Worker]:
+    w = Worker(settings, runtime if isinstance(runtime, list) else [runtime], managers, token)
+    try:
+        yield w
+    finally:
+        if not w.task.done():
+            await w.finish()
+
+
+@pytest.fixture
+def data_dir(tmp_path: Path) -> Path:
+    return tmp_path / "worker"
+
+
+# -- joining and resuming ---------------------------------------------------------------------------
+
+
+async def test_join_writes_a_private_identity_then_resume_needs_no_token(data_dir: Path) -> None:
+    m = FakeManager()
+    rt = FakeRuntime()
+    rt.version_text = "Docker Engine 20.10.24"
+    async with worker(make_settings(data_dir, labels=(("zone", "a"),)), rt, {M1: m}) as w:
+        await eventually(lambda: len(m.sessions) >= 2, "session calls")
+        assert await w.finish() == 0
+    assert w.lines == [
+        f"Worker joined cluster {CLUSTER} (Node ID: {NODE})",
+        "Runtime: docker (Docker Engine 20.10.24)",
+        f"Connected to manager {M1}",
+    ]
+    [join] = m.joins
+    assert join["token"] == TOKEN and join["addr"] == "127.0.0.1" and join["labels"] == {"zone": "a"}
+    assert join["resources"]["drivers"] == ["docker"] and join["resources"]["cpus"] > 0
+    # The first session call after a start reports address, labels and resources; later ones do not.
+    assert m.sessions[0]["addr"] == "127.0.0.1" and m.sessions[0]["labels"] == {"zone": "a"}
+    assert "resources" in m.sessions[0] and "addr" not in m.sessions[1]
+    # Every call after the join presents the secret.
+    assert all(h.get("authorization") == f"Bearer {SECRET}" for h in m.headers_seen[1:])
+
+    me = identity.load(str(data_dir))
+    assert me is not None and (me.name, me.secret, me.cluster_id, me.managers) == (
+        NODE,
+        SECRET,
+        CLUSTER,
+        (M1,),
+    )
+    assert stat.S_IMODE(os.stat(identity.path(str(data_dir))).st_mode) == 0o600
+    assert stat.S_IMODE(os.stat(data_dir).st_mode) == 0o700
+    assert SECRET not in repr(me)
+
+    async with worker(make_settings(data_dir), FakeRuntime(), {M1: m}, token=None) as again:
+        await eventually(lambda: len(m.sessions) >= 4, "session calls after the restart")
+    assert len(m.joins) == 1
+    assert again.lines[0] == f"Worker resumed in cluster {CLUSTER} (Node ID: {NODE})"
+
+
+async def test_no_identity_and_no_token_is_a_config_error(data_dir: Path) -> None:
+    with pytest.raises(ConfigError, match="--token"):
+        await WorkerAgent(make_settings(data_dir), runtimes=[FakeRuntime()]).run(asyncio.Event())
+
+
+async def test_a_refused_token_fails_the_start(data_dir: Path) -> None:
+    m = FakeManager()
+    agent = WorkerAgent(
+        make_settings(data_dir),
+        token="SWMTKN-1-wrong",
+        runtimes=[FakeRuntime()],
+        transport=transport({M1: m}),
+    )
+    with pytest.raises(UnauthorizedError, match="refused the join token") as info:
+        await agent.run(asyncio.Event())
+    assert "SWMTKN-1-wrong" not in str(info.value)
+    assert identity.load(str(data_dir)) is None
+
+
+async def test_join_gives_up_after_join_timeout_when_no_manager_answers(data_dir: Path) -> None:
+    agent = WorkerAgent(
+        make_settings(data_dir, join_timeout_s=0.2),
+        token=TOKEN,
+        runtimes=[FakeRuntime()],
+        transport=transport({}),
+    )
+    started = time.monotonic()
+    with pytest.raises(UnavailableError, match="could not join within 0.2 s"):
+        await agent.run(asyncio.Event())
+    assert time.monotonic() - started < 2
+
+
+async def test_failover_to_the_second_manager_when_the_first_refuses(data_dir: Path) -> None:
+    m1, m2 = FakeManager(), FakeManager()
+    m1.refuse = True
+    rt = FakeRuntime()
+    async with worker(make_settings(data_dir, managers=(M1, M2)), rt, {M1: m1, M2: m2}) as w:
+        await eventually(lambda: len(m2.sessions) >= 1, "a session on the second manager")
+        m2.assign(task_doc("t1"))
+        await eventually(lambda: m2.state("t1") == "running", "t1 running, reported to the second manager")
+    assert w.lines[-1] == f"Connected to manager {M2}"
+    assert len(m2.joins) == 1 and not m1.sessions
+
+
+async def test_unavailable_manager_is_skipped_like_a_dead_one(data_dir: Path) -> None:
+    m1, m2 = FakeManager(), FakeManager()
+    m1.unavailable = True  # 503: no leader
+    async with worker(make_settings(data_dir, managers=(M1, M2)), FakeRuntime(), {M1: m1, M2: m2}):
+        await eventually(lambda: len(m2.sessions) >= 2, "sessions on the second manager")
+
+
+async def test_a_removed_node_exits_1_with_one_clear_line(
+    data_dir: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    m = FakeManager()
+    async with worker(make_settings(data_dir), FakeRuntime(), {M1: m}) as w:
+        await eventually(lambda: len(m.sessions) >= 1, "a session call")
+        m.removed = True
+        async with asyncio.timeout(5):
+            status = await w.task
+    assert status == 1
+    lines = [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR]
+    assert len(lines) == 1 and f"node {NODE} was removed from the cluster" in lines[0]
+    assert SECRET not in caplog.text and TOKEN not in caplog.text
+
+
+# -- running assignments ---------------------------------------------------------------------------
+
+
+async def test_assignment_starts_the_container_and_reports_running(data_dir: Path) -> None:
+    m = FakeManager()
+    rt = FakeRuntime()
+    async with worker(make_settings(data_dir), rt, {M1: m}):
+        m.assign(task_doc("t1", env={"A": "1"}))
+        await eventually(lambda: m.state("t1") == "running", "t1 running")
+    [run] = rt.starts
+    [container] = rt.running("t1")
+    assert m.update("t1")["container_id"] == container.container_id  # type: ignore[index]
+    assert "starting" in m.states("t1") or len(m.status_posts[0]) == 1  # merged if both were queued at once
+    assert run.image == "busybox" and run.service_name == "web" and run.slot == 1
+    assert run.env == {
+        "A": "1",
+        "WARREN_TASK_ID": "t1",
+        "WARREN_SERVICE": "web",
+        "WARREN_SLOT": "1",
+        "WARREN_NODE": NODE,
+    }
+    assert run.cpus == 0.5 and run.memory == 64 * 1024 * 1024 and run.stop_timeout_s == 3.0
+    assert [(p.host, p.container, p.protocol) for p in run.publish] == [(8081, 80, "tcp")]
+
+
+async def test_start_error_is_reported_failed_with_the_runtime_reason(data_dir: Path) -> None:
+    m = FakeManager()
+    rt = FakeRuntime()
+    rt.fail_start["nosuch"] = "image nosuch not found and no registry reachable"
+    async with worker(make_settings(data_dir), rt, {M1: m}):
+        m.assign(task_doc("t1", image="nosuch"))
+        await eventually(lambda: m.state("t1") == "failed", "t1 failed")
+        await eventually(lambda: len(m.sessions) >= 4, "more session rounds")
+    assert m.update("t1")["message"] == "image nosuch not found and no registry reachable"  # type: ignore[index]
+    assert rt.starts_of("t1") == 1  # no retry: the leader makes a new task
+
+
+async def test_a_driver_the_worker_lacks_is_rejected(data_dir: Path) -> None:
+    m = FakeManager()
+    rt = FakeRuntime("process")
+    async with worker(make_settings(data_dir), rt, {M1: m}):
+        m.assign(task_doc("t1", driver="docker"))
+        await eventually(lambda: m.state("t1") == "rejected", "t1 rejected")
+    assert "no docker runtime" in m.update("t1")["message"]  # type: ignore[index]
+    assert not rt.starts
+
+
+async def test_desired_shutdown_stops_and_reports_shutdown(data_dir: Path) -> None:
+    m = FakeManager()
+    rt = FakeRuntime()
+    async with worker(make_settings(data_dir), rt, {M1: m}):
+        m.assign(task_doc("t1"))
+        await eventually(lambda: m.state("t1") == "running", "t1 running")
+        [c] = rt.running("t1")
+        m.set_desired("t1", "shutdown")
+        await eventually(lambda: m.state("t1") == "shutdown", "t1 shutdown")
+    assert rt.stops == [c.container_id] and rt.removed == [c.container_id]
+    assert "failed" not in m.states("t1")  # the stop's own exit event is not an exit to report
+
+
+async def test_a_task_missing_from_the_assignments_is_removed_silently(data_dir: Path) -> None:
+    m = FakeManager()
+    rt = FakeRuntime()
+    async with worker(make_settings(data_dir), rt, {M1: m}):
+        m.assign(task_doc("t1"), task_doc("t2"))
+        await eventually(lambda: m.state("t1") == "running" and m.state("t2") == "running", "both running")
+        reports = len(m.updates)
+        m.unassign("t1")
+        await eventually(lambda: not rt.running("t1"), "t1's container stopped")
+        await eventually(lambda: len(rt.removed) == 1, "t1's container removed")
+        await eventually(lambda: len(m.sessions) >= 6, "more session rounds")
+    assert len(m.updates) == reports
+    assert len(rt.running("t2")) == 1
+
+
+async def test_exit_is_reported_at_once_and_not_restarted_while_connected(data_dir: Path) -> None:
+    # A long heartbeat: the report must not wait for the next session call.
+    m = FakeManager(heartbeat_period_s=30.0)
+    rt = FakeRuntime()
+    async with worker(make_settings(data_dir), rt, {M1: m}):
+        m.assign(task_doc("t1"), task_doc("t2", slot=2))
+        await eventually(lambda: m.state("t1") == "running" and m.state("t2") == "running", "both running")
+        [c1] = rt.running("t1")
+        [c2] = rt.running("t2")
+        crashed = time.monotonic()
+        rt.crash(c1.container_id, 3)
+        await eventually(lambda: m.state("t1") == "failed", "t1 failed", timeout_s=1.0)
+        assert time.monotonic() - crashed < 1.0
+        rt.crash(c2.container_id, 0)
+        await eventually(lambda: m.state("t2") == "complete", "t2 complete", timeout_s=1.0)
+        await eventually(lambda: len(rt.removed) == 2, "both containers removed")
+    failed = m.update("t1")
+    assert failed is not None
+    assert (failed["message"], failed["exit_code"], failed["container_id"]) == (
+        "exited with status 3",
+        3,
+        c1.container_id,
+    )
+    assert m.update("t2")["exit_code"] == 0  # type: ignore[index]
+    assert rt.starts_of("t1") == 1 and rt.starts_of("t2") == 1
+
+
+async def test_adopts_running_containers_at_start_without_starting_them_again(data_dir: Path) -> None:
+    m = FakeManager()
+    m.assign(task_doc("t1"), task_doc("t2"))
+    rt = FakeRuntime()
+    async with worker(make_settings(data_dir), rt, {M1: m}):
+        await eventually(lambda: m.state("t1") == "running" and m.state("t2") == "running", "both running")
+    m.assign(task_doc("t1", state="running"), task_doc("t2", state="running"))
+    # Second run of the worker (same data dir): containers left running are adopted.
+    before = list(rt.starts)
+    stale = rt.add("gone-task")  # a task the leader no longer has
+    async with worker(make_settings(data_dir), rt, {M1: m}, token=None):
+        await eventually(lambda: stale in rt.removed, "the stale container removed")
+        await eventually(lambda: len(m.sessions) >= 6, "more session rounds")
+    assert rt.starts == before
+    assert len(rt.running("t1")) == 1 and len(rt.running("t2")) == 1
+
+
+async def test_adoption_without_worker_db_reports_running_with_the_container(data_dir: Path) -> None:
+    m = FakeManager()
+    m.assign(task_doc("t1", state="running"))
+    rt = FakeRuntime()
+    cid = rt.add("t1")
+    async with worker(make_settings(data_dir), rt, {M1: m}):
+        await eventually(lambda: m.state("t1") == "running", "t1 reported running")
+    assert m.update("t1")["container_id"] == cid  # type: ignore[index]
+    assert not rt.starts
+
+
+async def test_a_container_that_exited_while_the_worker_was_down_is_reported(data_dir: Path) -> None:
+    m = FakeManager()
+    m.assign(task_doc("t1", state="running"))
+    rt = FakeRuntime()
+    cid = rt.add("t1", running=False, exit_code=2)
+    async with worker(make_settings(data_dir), rt, {M1: m}):
+        await eventually(lambda: m.state("t1") == "failed", "t1 failed")
+        await eventually(lambda: cid in rt.removed, "its container removed")
+    assert m.update("t1")["exit_code"] == 2  # type: ignore[index]
+    assert not rt.starts
+
+
+# -- autonomy ---------------------------------------------------------------------------------------
+
+
+async def _running_then_cut_off(w: Worker, m: FakeManager, *docs: dict[str, Any]) -> None:
+    m.assign(*docs)
+    await eventually(lambda: all(m.state(d["task_id"]) == "running" for d in docs), "tasks running")
+    m.go_away()
+    # Noticed at once: the held session call breaks off and no other manager answers.
+    await eventually(lambda: w.agent.agent is not None and w.agent.agent.cut_off, "the worker cut off")
+
+
+async def test_cut_off_a_crashed_task_is_restarted_in_place_and_reported_after_reconnect(
+    data_dir: Path,
+) -> None:
+    m = FakeManager()
+    rt = FakeRuntime()
+    async with worker(make_settings(data_dir), rt, {M1: m}) as w:
+        await _running_then_cut_off(w, m, task_doc("t1"))
+        [old] = rt.running("t1")
+        updates = len(m.updates)
+        rt.crash(old.container_id, 1)
+        await eventually(lambda: rt.starts_of("t1") == 2, "t1 restarted in place")
+        [new] = rt.running("t1")
+        assert new.run is not None and new.run.task_id == "t1"  # same task ID
+        assert old.container_id in rt.removed
+        assert len(m.updates) == updates  # nobody to tell yet
+        m.come_back()
+        await eventually(lambda: len(m.updates) > updates, "queued statuses delivered")
+    last = m.update("t1")
+    assert last is not None and last["state"] == "running" and last["container_id"] == new.container_id
+    assert "restarted in place" in last["message"] and "exited with status 1" in last["message"]
+    assert "failed" not in m.states("t1")
+
+
+def queued(data_dir: Path) -> dict[str, str]:
+    """Task -> state of the status updates waiting in worker.db."""
+    cache = WorkerCache.open(str(data_dir))
+    try:
+        return {u.task_id: u.state for _, u in cache.pending()}
+    finally:
+        cache.close()
+
+
+async def test_cut_off_restart_policy_on_failure_none_and_max_attempts(data_dir: Path) -> None:
+    m = FakeManager()
+    rt = FakeRuntime()
+    on_failure = {"condition": "on-failure", "delay_s": 0.0, "max_attempts": 2}
+    never = {"condition": "none", "delay_s": 0.0, "max_attempts": 0}
+    async with worker(make_settings(data_dir), rt, {M1: m}) as w:
+        await _running_then_cut_off(
+            w,
+            m,
+            task_doc("ok", restart=on_failure),
+            task_doc("once", restart=never, slot=2),
+            task_doc("clean", restart=on_failure, slot=3),
+        )
+        # on-failure: two local restarts, then the third failure is final.
+        for attempt in (2, 3):
+            [c] = rt.running("ok")
+            rt.crash(c.container_id, 1)
+            await eventually(lambda a=attempt: rt.starts_of("ok") == a, f"restart {attempt - 1} of 'ok'")
+        [c] = rt.running("ok")
+        rt.crash(c.container_id, 1)
+        # none: never restarted; on-failure after a clean exit: not restarted either.
+        [c] = rt.running("once")
+        rt.crash(c.container_id, 1)
+        [c] = rt.running("clean")
+        rt.crash(c.container_id, 0)
+        await eventually(
+            lambda: queued(data_dir) == {"ok": "failed", "once": "failed", "clean": "complete"},
+            "final states queued in worker.db",
+        )
+        assert not rt.running()
+        m.come_back()
+        await eventually(
+            lambda: (
+                m.state("ok") == "failed" and m.state("once") == "failed" and m.state("clean") == "complete"
+            ),
+            "final states delivered",
+        )
+    assert (rt.starts_of("ok"), rt.starts_of("once"), rt.starts_of("clean")) == (3, 1, 1)
+
+
+async def test_queued_statuses_survive_a_worker_restart(data_dir: Path) -> None:
+    m = FakeManager()
+    rt = FakeRuntime()
+    never = {"condition": "none"}
+    async with worker(make_settings(data_dir), rt, {M1: m}) as w:
+        await _running_then_cut_off(w, m, task_doc("t1", restart=never))
+        [c] = rt.running("t1")
+        rt.crash(c.container_id, 7)
+        await eventually(lambda: c.container_id in rt.removed, "the exited container removed")
+        assert await w.finish() == 0
+    assert m.state("t1") == "running"
+    cache = WorkerCache.open(str(data_dir))
+    try:
+        [(_, queued)] = cache.pending()
+    finally:
+        cache.close()
+    assert (queued.task_id, queued.state, queued.exit_code) == ("t1", "failed", 7)
+    m.come_back()
+    async with worker(make_settings(data_dir), rt, {M1: m}, token=None):
+        await eventually(lambda: m.state("t1") == "failed", "the queued failure delivered")
+    assert m.update("t1")["message"] == "exited with status 7"  # type: ignore[index]
+    cache = WorkerCache.open(str(data_dir))
+    try:
+        assert cache.pending() == []
+    finally:
+        cache.close()
+
+
+async def test_restart_delay_ends_when_a_manager_answers_again(data_dir: Path) -> None:
+    m = FakeManager()
+    rt = FakeRuntime()
+    slow = {"condition": "any", "delay_s": 30.0}
+    async with worker(make_settings(data_dir), rt, {M1: m}) as w:
+        await _running_then_cut_off(w, m, task_doc("t1", restart=slow))
+        [c] = rt.running("t1")
+        rt.crash(c.container_id, 4)
+        await eventually(lambda: c.container_id in rt.removed, "the exited container removed")
+        m.come_back()
+        # Back in touch before the restart: the leader decides (reported failed, no local restart).
+        await eventually(lambda: m.state("t1") == "failed", "t1 failed")
+    assert rt.starts_of("t1") == 1
+
+
+# -- logs -------------------------------------------------------------------------------------------
+
+
+async def test_log_request_is_answered_in_chunks_with_an_end_marker(data_dir: Path) -> None:
+    m = FakeManager()
+    rt = FakeRuntime()
+    async with worker(make_settings(data_dir), rt, {M1: m}):
+        m.assign(task_doc("t1"))
+        await eventually(lambda: m.state("t1") == "running", "t1 running")
+        [c] = rt.running("t1")
+        c.output = b"".join(b"line %06d\n" % i for i in range(15_000))  # 180 KB
+        m.request_logs("ab12", "t1", c.container_id)
+        await eventually(lambda: any(end for _, end in m.log_chunks.get("ab12", [])), "the last chunk")
+        m.request_logs("cd34", "t1", c.container_id, tail=2)
+        await eventually(lambda: any(end for _, end in m.log_chunks.get("cd34", [])), "the tail's last chunk")
+    chunks = m.log_chunks["ab12"]
+    assert all(len(data) <= 64 * 1024 for data, _ in chunks)
+    assert [end for _, end in chunks] == [False] * (len(chunks) - 1) + [True]
+    assert b"".join(data for data, _ in chunks) == c.output
+    assert b"".join(data for data, _ in m.log_chunks["cd34"]) == b"line 014998\nline 014999\n"
+
+
+async def test_run_without_an_event_and_stop_waits_for_the_end(data_dir: Path) -> None:
+    m = FakeManager()
+    rt = FakeRuntime()
+    agent = WorkerAgent(make_settings(data_dir), token=TOKEN, runtimes=[rt], transport=transport({M1: m}))
+    task = asyncio.create_task(agent.run())
+    m.assign(task_doc("t1"))
+    await eventually(lambda: m.state("t1") == "running", "t1 running")
+    await agent.stop()
+    assert task.done() and task.result() == 0
+    assert len(rt.running("t1")) == 1  # stopping the agent leaves the tasks running
+    assert not rt.closed  # runtimes given by the caller stay open

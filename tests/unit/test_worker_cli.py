@@ -1,0 +1,131 @@
+"""`warren worker start`: the WorkerSettings the flags build, --help, and errors (one line; 2 for usage)."""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from warren.cli import worker_cmds
+from warren.cli.main import main
+from warren.config import MANAGER_ENV, WorkerSettings
+from warren.worker import daemon, identity
+from warren.worker.identity import WorkerIdentity
+
+
+class Captured:
+    def __init__(self) -> None:
+        self.calls: list[tuple[WorkerSettings, str | None]] = []
+
+    def run_worker(self, settings: WorkerSettings, *, token: str | None) -> int:
+        self.calls.append((settings, token))
+        return 0
+
+
+@pytest.fixture
+def captured(monkeypatch: pytest.MonkeyPatch) -> Captured:
+    fake = Captured()
+    monkeypatch.setattr(daemon, "run_worker", fake.run_worker)
+    monkeypatch.delenv(MANAGER_ENV, raising=False)
+    return fake
+
+
+def test_every_flag(captured: Captured, tmp_path: Path) -> None:
+    assert main(["worker", "start", "--token", "SWMTKN-1-x", "--manager", "10.0.0.1:8080, 10.0.0.2",
+                 "--data-dir", str(tmp_path), "--runtime", "process", "--label", "zone=a",
+                 "--label", "disk=ssd", "--label", "zone=b", "--advertise-host", "192.168.1.20"]) == 0
+    assert captured.calls == [(
+        WorkerSettings(managers=("10.0.0.1:8080", "10.0.0.2:8080"), data_dir=str(tmp_path), runtime="process",
+                       labels=(("zone", "b"), ("disk", "ssd")), advertise_host="192.168.1.20"),
+        "SWMTKN-1-x",
+    )]
+
+
+def test_defaults_come_from_config(captured: Captured, tmp_path: Path) -> None:
+    assert main(["worker", "start", "--token", "T", "--data-dir", str(tmp_path)]) == 0
+    assert captured.calls == [(WorkerSettings(data_dir=str(tmp_path)), "T")]
+
+
+def test_manager_from_the_environment(
+    captured: Captured, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.setenv(MANAGER_ENV, "10.1.1.1:9000,10.1.1.2:9000")
+    assert main(["worker", "start", "--data-dir", str(tmp_path)]) == 0
+    assert captured.calls[0][0].managers == ("10.1.1.1:9000", "10.1.1.2:9000")
+    assert main(["worker", "start", "--data-dir", str(tmp_path), "--manager", "10.9.9.9:1"]) == 0
+    assert captured.calls[1][0].managers == ("10.9.9.9:1",)  # the flag wins
+
+
+def test_a_resumed_worker_finds_its_managers_in_node_json(captured: Captured, tmp_path: Path) -> None:
+    identity.save(str(tmp_path), WorkerIdentity("worker-1", "s", "c", ("10.2.2.2:8080", "10.2.2.3:8080")))
+    assert main(["worker", "start", "--data-dir", str(tmp_path)]) == 0
+    assert captured.calls == [(WorkerSettings(managers=("10.2.2.2:8080", "10.2.2.3:8080"),
+                                              data_dir=str(tmp_path)), None)]
+
+
+def test_help_explains_flags_and_what_sigterm_does(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["worker", "start", "--help"]) == 0
+    out = capsys.readouterr().out
+    for flag in ("--token", "--manager", "--data-dir", "--runtime", "--label", "--advertise-host"):
+        assert flag in out
+    assert "keep running" in out and "warren node drain" in out and MANAGER_ENV in out
+    assert main(["worker", "--help"]) == 0
+    assert "start" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["--runtime", "vm"], "invalid choice"),
+        (["--label", "novalue"], "expected KEY=VALUE"),
+        (["--label=-bad=1"], "not a valid label key"),
+        (["--manager", "bad host:1"], "not a host name or IP address"),
+        (["--manager", ","], "names no manager"),
+        (["--advertise-host", "10.0.0.1:80"], "without a port"),
+        (["--bogus"], "unrecognized arguments"),
+    ],
+)
+def test_usage_errors_exit_2_with_one_line(
+    captured: Captured, capsys: pytest.CaptureFixture[str], tmp_path: Path, argv: list[str], message: str
+) -> None:
+    assert main(["worker", "start", "--data-dir", str(tmp_path), *argv]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("warren: ") and message in err and err.count("\n") == 1
+    assert not captured.calls
+
+
+def test_no_token_on_a_fresh_data_dir_is_a_usage_error(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.delenv(MANAGER_ENV, raising=False)
+    assert main(["worker", "start", "--data-dir", str(tmp_path / "w"), "--runtime", "process"]) == 2
+    err = capsys.readouterr().err
+    assert "joining needs --token" in err and err.count("\n") == 1
+
+
+@pytest.fixture
+def root_logger() -> Iterator[None]:
+    """run_worker sets up daemon logging on the root logger; put it back afterwards."""
+    root = logging.getLogger()
+    handlers, level = list(root.handlers), root.level
+    yield
+    root.handlers[:] = handlers
+    root.setLevel(level)
+
+
+@pytest.mark.usefixtures("root_logger")
+def test_no_manager_answering_the_join_exits_1(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    build = worker_cmds.build_settings
+    monkeypatch.setattr(worker_cmds, "build_settings",
+                        lambda args: dataclasses.replace(build(args), join_timeout_s=0.2))
+    closed = "127.0.0.1:1"  # nothing listens on port 1
+    token = "SWMTKN-1-" + "z" * 50
+    assert main(["worker", "start", "--token", token, "--manager", closed, "--data-dir", str(tmp_path / "w"),
+                 "--runtime", "process"]) == 1
+    err = capsys.readouterr().err
+    assert "could not join" in err and "127.0.0.1:1" in err and token not in err and err.count("\n") == 1

@@ -1,0 +1,130 @@
+"""The worker's session with the managers (POST /v1/dispatcher/session, long-polled): the heartbeat
+that keeps the node up, and the channel its assignments and log requests arrive on.
+
+The next call goes out as soon as an answer arrives, so the leader hears from the worker at least
+once per heartbeat period. When a full round of managers fails, the worker is cut off: it says so
+once, keeps running its tasks on its own, and retries with a growing pause until a manager answers.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable, Mapping
+from typing import Any, Protocol
+
+from warren.config import WorkerSettings
+from warren.errors import UnavailableError, WarrenError
+from warren.runtime.base import NodeResources
+from warren.worker.session import Backoff, ManagerSession, NodeRemovedError
+
+log = logging.getLogger(__name__)
+
+
+class LinkListener(Protocol):
+    """What the agent does with the session's news."""
+
+    def known_digest(self) -> str | None: ...
+
+    def assignments_received(self, digest: str | None, tasks: list[dict[str, Any]] | None) -> None:
+        """A manager answered: new assignments (or None: the worker's are current)."""
+        ...
+
+    def log_requested(self, request: Mapping[str, Any]) -> None: ...
+
+    def connectivity_changed(self, online: bool) -> None: ...
+
+    def running_count(self) -> int: ...
+
+
+class ManagerLink:
+    def __init__(
+        self,
+        session: ManagerSession,
+        settings: WorkerSettings,
+        listener: LinkListener,
+        *,
+        addr: str,
+        labels: Mapping[str, str],
+        resources: NodeResources,
+        heartbeat_period_s: float,
+        announce: Callable[[str], None],
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.session = session
+        self.settings = settings
+        self.listener = listener
+        self.addr = addr
+        self.labels = dict(labels)
+        self.resources = resources
+        # How long the leader holds a session call (told in every answer); seconds.
+        self.heartbeat_period_s = heartbeat_period_s
+        self.announce = announce
+        self.clock = clock
+        self.online = False  # the last session call reached a manager
+        self._outage_logged = False
+
+    @property
+    def cut_off(self) -> bool:
+        """No manager answers: every one failed in the last round, or none answered for longer than a
+        held session call may take."""
+        grace = self.heartbeat_period_s + self.settings.request_timeout_s
+        return self.session.round_failed or self.clock() - self.session.last_ok > grace
+
+    async def run(self) -> None:
+        """Session calls until cancelled; NodeRemovedError ends it."""
+        backoff = Backoff(self.settings.retry_initial_delay_s, self.settings.retry_max_delay_s)
+        first = True
+        while True:
+            body: dict[str, Any] = {"known": self.listener.known_digest()}
+            if first:  # the leader records a changed address, labels or resources
+                body.update(addr=self.addr, labels=self.labels, resources=self.resources.to_doc())
+            try:
+                answer = await self.session.session(body, self.heartbeat_period_s)
+            except UnavailableError as exc:
+                self._went_offline(str(exc))
+                await asyncio.sleep(backoff.delay())
+                continue
+            except NodeRemovedError:
+                raise
+            except WarrenError as exc:  # refused (400...): a manager of another version? keep trying
+                log.warning("manager %s refused the session call: %s", self.session.current, exc)
+                await asyncio.sleep(backoff.delay())
+                continue
+            backoff.reset()
+            if first:
+                first = False
+                self.announce(f"Connected to manager {self.session.current}")
+            self._came_online()
+            self._take(answer)
+
+    def _went_offline(self, why: str) -> None:
+        if not self._outage_logged:  # once per outage
+            self._outage_logged = True
+            log.warning(
+                "%s; this worker keeps its %d running tasks going (restarting crashed ones in place) "
+                "and keeps trying", why, self.listener.running_count(),
+            )
+        self.online = False
+        self.listener.connectivity_changed(False)
+
+    def _came_online(self) -> None:
+        if self._outage_logged:
+            self._outage_logged = False
+            log.info("manager %s answers again", self.session.current)
+        if not self.online:
+            self.online = True
+            self.listener.connectivity_changed(True)
+
+    def _take(self, answer: Mapping[str, Any]) -> None:
+        period = answer.get("heartbeat_period_s")
+        if isinstance(period, int | float) and period > 0:
+            self.heartbeat_period_s = float(period)
+        tasks = answer.get("assignments")
+        digest = answer.get("digest")
+        self.listener.assignments_received(
+            None if digest is None else str(digest), None if tasks is None else list(tasks)
+        )
+        for request in answer.get("log_requests") or ():
+            self.listener.log_requested(request)

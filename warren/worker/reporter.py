@@ -1,0 +1,59 @@
+"""Sending task status updates to the managers: queued in worker.db (merged per task), POSTed as soon
+as they are made, deleted once a manager answered 200, resent in order after any failure (also
+after a restart of the worker: the queue is on disk)."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+from warren.config import WorkerSettings
+from warren.errors import UnavailableError, WarrenError
+from warren.worker.cache import StatusUpdate, WorkerCache
+from warren.worker.session import Backoff, ManagerSession, NodeRemovedError
+
+log = logging.getLogger(__name__)
+
+# Status updates per POST; the leader accepts up to 5000 (api.models.MAX_STATUS_UPDATES).
+STATUS_BATCH = 1000
+
+
+class StatusReporter:
+    def __init__(self, session: ManagerSession, cache: WorkerCache, settings: WorkerSettings) -> None:
+        self.session = session
+        self.cache = cache
+        self.settings = settings
+        self._wanted = asyncio.Event()
+        if cache.pending():
+            self._wanted.set()
+
+    def report(self, update: StatusUpdate) -> None:
+        """Queue `update` (durably) and have it sent now."""
+        self.cache.enqueue(update)
+        self._wanted.set()
+
+    def wake(self) -> None:
+        """Try again now (a manager answers again)."""
+        self._wanted.set()
+
+    async def run(self) -> None:
+        """Send whatever is queued whenever something is; NodeRemovedError ends it."""
+        backoff = Backoff(self.settings.retry_initial_delay_s, self.settings.retry_max_delay_s)
+        while True:
+            await self._wanted.wait()
+            self._wanted.clear()
+            while batch := self.cache.pending()[:STATUS_BATCH]:
+                seen = self.session.successes
+                try:
+                    await self.session.status([u.to_doc() for _, u in batch])
+                except UnavailableError:
+                    # Wait for the backoff, or less if the session loop reaches a manager first.
+                    await self.session.wait_success(seen, backoff.delay())
+                    continue
+                except NodeRemovedError:
+                    raise
+                except WarrenError as exc:  # refused as a whole (400): resending cannot help
+                    log.warning("a manager refused %d task status updates (%s); they are dropped",
+                                len(batch), exc)
+                backoff.reset()
+                self.cache.ack(batch)
