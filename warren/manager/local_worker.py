@@ -15,14 +15,14 @@ restarted manager's worker adopts them).
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import os
-from typing import Any
 
 from warren.api.peer import PeerClient
 from warren.config import ManagerSettings, WorkerSettings
 from warren.errors import WarrenError
+from warren.worker import identity
+from warren.worker.daemon import WorkerAgent
 
 log = logging.getLogger(__name__)
 
@@ -40,42 +40,59 @@ class LocalWorker:
         )
         self.api_addr = api_addr
         self.peers = peers
-        self._retry_s = (self.settings.retry_initial_delay_s, self.settings.retry_max_delay_s)
-        self._agent: Any = None
+        # The agent gets this long to stop (its containers keep running) before it is cancelled.
+        self.stop_grace_s = settings.shutdown_grace_s
+        self._stop = asyncio.Event()
+        self._agent: WorkerAgent | None = None
         self._task: asyncio.Task[None] | None = None
 
     def start(self) -> None:
         self._task = asyncio.create_task(self._run(), name="local-worker")
 
     async def stop(self) -> None:
-        """Stop the agent (its containers keep running) and the task that runs it."""
-        agent = self._agent
-        if agent is not None:
-            with contextlib.suppress(Exception):
-                await agent.stop()
-        if self._task is not None:
+        """Stop the agent (its containers keep running); cancel it if it takes longer than the grace."""
+        self._stop.set()
+        if self._task is None:
+            return
+        if self._agent is None or self._agent.agent is None:
+            # Still joining (or waiting to retry): nothing runs yet that needs an orderly stop.
+            self._task.cancel()
+        _, pending = await asyncio.wait({self._task}, timeout=self.stop_grace_s)
+        if pending:
+            log.warning("the local worker did not stop within %g s; cancelled", self.stop_grace_s)
             self._task.cancel()
             await asyncio.gather(self._task, return_exceptions=True)
 
     async def _run(self) -> None:
-        from warren.worker import agent as agent_mod
-        from warren.worker import identity
-
-        data_dir = self.settings.resolved_data_dir
-        token = None
-        if identity.load(identity.prepare_data_dir(data_dir)) is None:
-            token = await self._worker_token()
-        self._agent = agent_mod.WorkerAgent(self.settings, token=token)
-        try:
-            await self._agent.run()
-        except asyncio.CancelledError:
-            raise
-        except Exception:  # a task boundary: the manager keeps serving without its local worker
-            log.exception("the local worker stopped")
+        delay, max_delay = self.settings.retry_initial_delay_s, self.settings.retry_max_delay_s
+        data_dir = identity.prepare_data_dir(self.settings.resolved_data_dir)
+        while not self._stop.is_set():
+            try:
+                token = None if identity.load(data_dir) is not None else await self._worker_token()
+                self._agent = WorkerAgent(self.settings, token=token, announce=_announce)
+                status = await self._agent.run(self._stop)
+            except WarrenError as exc:  # the join was refused or timed out: try again later
+                log.warning("local worker: %s; retrying", exc)
+            except Exception:  # a task boundary: the manager keeps serving without its local worker
+                log.exception("the local worker failed; restarting it")
+            else:
+                if status != 0:
+                    log.error(
+                        "the local worker stopped (its node was removed?); remove %s to join it again "
+                        "at the next start",
+                        data_dir,
+                    )
+                return
+            try:
+                async with asyncio.timeout(delay):
+                    await self._stop.wait()
+            except TimeoutError:
+                pass
+            delay = min(delay * 2, max_delay)
 
     async def _worker_token(self) -> str:
         """A fresh worker join token from this manager's own API (a follower forwards the request)."""
-        delay, max_delay = self._retry_s
+        delay, max_delay = self.settings.retry_initial_delay_s, self.settings.retry_max_delay_s
         while True:
             try:
                 doc, _ = await self.peers.call(
@@ -86,3 +103,7 @@ class LocalWorker:
                 log.info("local worker: no join token yet (%s); retrying", exc)
             await asyncio.sleep(delay)
             delay = min(delay * 2, max_delay)
+
+
+def _announce(line: str) -> None:
+    log.info("local worker: %s", line)
