@@ -143,7 +143,7 @@ class ManagerMetrics:
         )
         self.reconcile_passes = Counter(
             "warren_reconcile_passes",
-            "Reconcile passes run by this manager while leader, by outcome (ok, error)",
+            "Reconcile passes run by this manager while leader, by outcome (ok, refused, failed)",
             ["outcome"],
             registry=self.registry,
         )

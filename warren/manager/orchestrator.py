@@ -5,7 +5,9 @@ Event-driven: a pass runs at once after any change of the state (Store.on_change
 last plan asked to be woken (`Plan.wake_at`: a restart delay, an update's monitor period), and every
 `full_pass_interval_s` as a safety net. Never two passes at once: a pass proposes its commands
 together (they commit in one batch), waits for them, and the commit wakes the next pass. A failing
-pass is logged and retried at the next wake, no sooner than ERROR_BACKOFF_S later.
+pass is logged; a command apply refused is retried at the next wake (only a change can help), one
+that was not committed (no quorum) or a planner error is retried by itself; both no sooner than
+ERROR_BACKOFF_S later, doubled per failure in a row up to the full pass interval.
 """
 
 from __future__ import annotations
@@ -14,11 +16,12 @@ import asyncio
 import logging
 import sqlite3
 import time
+import traceback
 from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 from warren.config import OrchestratorSettings
-from warren.errors import WarrenError
+from warren.errors import NotLeaderError, UnavailableError, WarrenError
 from warren.manager import tokens
 from warren.reconciler import planner
 from warren.reconciler.actions import Plan
@@ -37,6 +40,7 @@ Propose = Callable[[c.Command], Awaitable[Any]]
 ERROR_BACKOFF_S = 0.5
 
 
+Outcome = Literal["ok", "refused", "failed"]
 # warren.reconciler.planner.plan: the commands that move the state towards the specs (it mints the new
 # tasks' IDs itself: the proposer mints IDs, never apply).
 Planner = Callable[[sqlite3.Connection, float, OrchestratorSettings], Plan]
@@ -82,49 +86,62 @@ class Orchestrator:
         self._wake.set()
 
     async def _loop(self) -> None:
+        failures = 0
         while True:
             self._wake.clear()
-            ok, wake_at = await self.run_pass()
+            outcome, wake_at = await self.run_pass()
             delay = self.settings.full_pass_interval_s
             if wake_at is not None:
                 delay = min(delay, max(0.0, wake_at - self.wall()))
-            if not ok:
+            if outcome == "ok":
+                failures = 0
+            else:
                 # Our own refused commands' commits set the wake flag: wait out the backoff first.
-                await asyncio.sleep(ERROR_BACKOFF_S)
+                backoff = min(ERROR_BACKOFF_S * 2**failures, self.settings.full_pass_interval_s)
+                failures += 1
+                await asyncio.sleep(backoff)
                 self._wake.clear()
-                delay = max(0.0, delay - ERROR_BACKOFF_S)
+                if outcome == "failed":
+                    continue  # no quorum, or a planner bug: try again, more slowly each time
+                delay = max(0.0, delay - backoff)  # refused: the state must change first
             try:
                 async with asyncio.timeout(delay):
                     await self._wake.wait()
             except TimeoutError:
                 pass
 
-    async def run_pass(self) -> tuple[bool, float | None]:
-        """One plan-and-propose pass: (every command committed, when to plan again at the latest)."""
+    async def run_pass(self) -> tuple[Outcome, float | None]:
+        """One plan-and-propose pass: its outcome ("ok"; "refused": apply refused a command, which only
+        a change of the state can fix; "failed": planning failed, or a command was not committed) and
+        when to plan again at the latest."""
         start = time.perf_counter()
         self.passes += 1
         try:
             result = self.plan(self.store.conn, self.wall(), self.settings)
         except Exception as exc:  # a task boundary: a planner bug must not stop the leader
-            log.exception("reconcile pass failed while planning: %s", tokens.redact(str(exc)))
-            self._observe(start, "error")
-            return False, None
-        ok = True
+            trace = "".join(traceback.format_exception(exc))
+            log.error("reconcile pass failed while planning:\n%s", tokens.redact(trace).rstrip())
+            self._observe(start, "failed")
+            return "failed", None
+        outcome: Outcome = "ok"
         if result.commands:
             answers = await asyncio.gather(
                 *(self.propose(cmd) for cmd in result.commands), return_exceptions=True
             )
             for cmd, answer in zip(result.commands, answers, strict=True):
-                if isinstance(answer, WarrenError):
-                    ok = False
+                if isinstance(answer, asyncio.CancelledError):
+                    raise answer
+                if isinstance(answer, UnavailableError | NotLeaderError):
+                    outcome = "failed"
+                    log.warning("reconcile: %s not committed: %s", cmd.OP, tokens.redact(str(answer)))
+                elif isinstance(answer, WarrenError):
+                    outcome = "failed" if outcome == "failed" else "refused"
                     log.warning("reconcile: %s refused: %s", cmd.OP, tokens.redact(str(answer)))
                 elif isinstance(answer, BaseException):
-                    if isinstance(answer, asyncio.CancelledError):
-                        raise answer
-                    ok = False
-                    log.error("reconcile: %s failed: %r", cmd.OP, answer)
-        self._observe(start, "ok" if ok else "error")
-        return ok, result.wake_at
+                    outcome = "failed"
+                    log.error("reconcile: %s failed: %s", cmd.OP, tokens.redact(repr(answer)))
+        self._observe(start, outcome)
+        return outcome, result.wake_at
 
     def _observe(self, start: float, outcome: str) -> None:
         if self.metrics is not None:

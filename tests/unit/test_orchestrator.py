@@ -1,0 +1,269 @@
+"""The leader's reconcile loop and the leader-services watcher, with a scripted planner and a fake
+Raft role (no Raft, no real planner): what wakes a pass, that passes never overlap, error backoff,
+and services started/stopped (fresh each term) as the role changes."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from warren.config import ManagerSettings, OrchestratorSettings
+from warren.errors import ConflictError, UnavailableError
+from warren.manager import orchestrator as orch_mod
+from warren.manager.leadership import LeaderServices
+from warren.manager.orchestrator import Orchestrator
+from warren.reconciler.actions import Plan
+from warren.store import commands as c
+from warren.store.machine import Store
+
+SETTINGS = OrchestratorSettings(full_pass_interval_s=30.0)
+
+
+def run(coro_fn: Callable[[], Awaitable[None]]) -> None:
+    asyncio.run(asyncio.wait_for(coro_fn(), 20))  # type: ignore[arg-type]
+
+
+async def until(predicate: Callable[[], bool], timeout: float = 3.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise AssertionError("condition not reached")
+        await asyncio.sleep(0.005)
+
+
+@dataclass
+class ScriptedPlanner:
+    """Returns the queued plans in turn (then empty plans), recording when it was called."""
+
+    plans: list[Plan] = field(default_factory=list)
+    calls: list[float] = field(default_factory=list)
+
+    def __call__(self, conn: Any, now: float, settings: OrchestratorSettings) -> Plan:
+        self.calls.append(time.monotonic())
+        return self.plans.pop(0) if self.plans else Plan([], None)
+
+
+class SlowProposer:
+    """Commits after `delay_s` and tells the store's listeners, like the apply of a real commit."""
+
+    def __init__(self, store: Store, delay_s: float = 0.02, refuse: bool = False) -> None:
+        self.store = store
+        self.delay_s = delay_s
+        self.refuse = refuse
+        self.in_flight = 0
+        self.max_in_flight_passes: list[int] = []
+        self.proposed: list[c.Command] = []
+
+    async def __call__(self, cmd: c.Command) -> Any:
+        self.proposed.append(cmd)
+        self.in_flight += 1
+        try:
+            await asyncio.sleep(self.delay_s)
+        finally:
+            self.in_flight -= 1
+        for listener in list(self.store.on_change):
+            listener()
+        if self.refuse:
+            raise ConflictError("refused")
+        return {}
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> Store:
+    s = Store(str(tmp_path))
+    s.restore(None)
+    return s
+
+
+def cmd(i: int) -> c.Command:
+    return c.RemoveTasks([f"t{i}"])
+
+
+def test_a_change_wakes_a_pass_and_commands_are_proposed_together(store: Store) -> None:
+    async def main() -> None:
+        planner = ScriptedPlanner([Plan([cmd(1), cmd(2), cmd(3)], None)])
+        proposer = SlowProposer(store, delay_s=0.05)
+        o = Orchestrator(store, proposer, SETTINGS, plan=planner)
+        o.start()
+        await until(lambda: len(planner.calls) >= 2)  # the first pass, then one after its own commits
+        assert len(proposer.proposed) == 3
+        # Proposed at once (they commit in one batch), not one after another.
+        assert planner.calls[1] - planner.calls[0] < 0.05 * 3
+        settled = len(planner.calls)
+        await asyncio.sleep(0.1)
+        assert len(planner.calls) == settled, "passes without any change"
+        for listener in list(store.on_change):
+            listener()
+        await until(lambda: len(planner.calls) == settled + 1)
+        await o.stop()
+        assert o._wake.set not in store.on_change
+
+    run(main)
+
+
+def test_passes_never_overlap(store: Store) -> None:
+    async def main() -> None:
+        planner = ScriptedPlanner([Plan([cmd(i)], None) for i in range(5)])
+        proposer = SlowProposer(store, delay_s=0.03)
+        overlaps: list[int] = []
+        real = planner.__call__
+
+        def watching(conn: Any, now: float, settings: OrchestratorSettings) -> Plan:
+            overlaps.append(proposer.in_flight)
+            return real(conn, now, settings)
+
+        o = Orchestrator(store, proposer, SETTINGS, plan=watching)
+        o.start()
+        for _ in range(20):  # a storm of changes while passes run
+            for listener in list(store.on_change):
+                listener()
+            await asyncio.sleep(0.005)
+        await until(lambda: len(proposer.proposed) == 5)
+        await o.stop()
+        assert set(overlaps) == {0}, "planned while an earlier pass's commands were in flight"
+
+    run(main)
+
+
+def test_wake_at_and_the_full_pass_interval_wake_a_pass(store: Store) -> None:
+    async def main() -> None:
+        planner = ScriptedPlanner([Plan([], time.time() + 0.2)])
+        o = Orchestrator(
+            store, SlowProposer(store), OrchestratorSettings(full_pass_interval_s=0.5), plan=planner
+        )
+        o.start()
+        await until(lambda: len(planner.calls) >= 3, timeout=3)
+        assert 0.15 <= planner.calls[1] - planner.calls[0] < 0.4, "not woken at wake_at"
+        assert 0.4 <= planner.calls[2] - planner.calls[1] < 0.9, "not woken by the full pass interval"
+        await o.stop()
+
+    run(main)
+
+
+def test_refused_commands_wait_for_a_change_instead_of_replanning_in_a_loop(
+    store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(orch_mod, "ERROR_BACKOFF_S", 0.1)
+
+    async def main() -> None:
+        planner = ScriptedPlanner([Plan([cmd(i)], None) for i in range(100)])
+        o = Orchestrator(store, SlowProposer(store, delay_s=0.001, refuse=True), SETTINGS, plan=planner)
+        o.start()
+        await asyncio.sleep(0.5)
+        assert len(planner.calls) == 1, "replanned on its own refusal's commit"
+        for listener in list(store.on_change):
+            listener()
+        await until(lambda: len(planner.calls) == 2)
+        await o.stop()
+
+    run(main)
+
+
+def test_commands_not_committed_are_retried_with_a_growing_backoff(
+    store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(orch_mod, "ERROR_BACKOFF_S", 0.05)
+
+    async def main() -> None:
+        planner = ScriptedPlanner([Plan([cmd(i)], None) for i in range(100)])
+
+        async def no_quorum(command: c.Command) -> Any:
+            raise UnavailableError("no quorum")
+
+        o = Orchestrator(store, no_quorum, SETTINGS, plan=planner)
+        o.start()
+        await until(lambda: len(planner.calls) >= 4)
+        await o.stop()
+        gaps = [b - a for a, b in zip(planner.calls, planner.calls[1:], strict=False)]
+        assert gaps[0] >= 0.04 and gaps[2] >= 0.18, gaps  # 0.05, 0.1, 0.2
+
+    run(main)
+
+
+def test_a_planner_crash_is_logged_and_retried(store: Store, caplog: pytest.LogCaptureFixture) -> None:
+    async def main() -> None:
+        calls = 0
+
+        def broken(conn: Any, now: float, settings: OrchestratorSettings) -> Plan:
+            nonlocal calls
+            calls += 1
+            if calls == 1:
+                raise RuntimeError("planner bug SWMTKN-1-" + "a" * 50)
+            return Plan([], None)
+
+        o = Orchestrator(
+            store, SlowProposer(store), OrchestratorSettings(full_pass_interval_s=0.1), plan=broken
+        )
+        o.start()
+        await until(lambda: calls >= 2)
+        await o.stop()
+
+    run(main)
+    assert "planner bug" in caplog.text and "a" * 50 not in caplog.text.replace("SWMTKN-1-<redacted>", "")
+
+
+# -- leader services ---------------------------------------------------------------------------------
+
+
+class FakeConsensus:
+    def __init__(self, store: Store) -> None:
+        self.store = store
+        self.settings = ManagerSettings()
+        self.role = "follower"
+        self.term = 1
+        self.barriers = 0
+
+    def metrics(self) -> dict[str, Any]:
+        return {"role": self.role, "term": self.term}
+
+    def is_leader(self) -> bool:
+        return self.role == "leader"
+
+    async def read_barrier(self) -> int:
+        self.barriers += 1
+        return 0
+
+    async def propose(self, cmd: c.Command) -> Any:
+        return {}
+
+
+def test_leader_services_follow_the_role_and_are_new_each_term(
+    store: Store, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level("INFO")
+
+    async def main() -> None:
+        consensus = FakeConsensus(store)
+        seen: list[object] = []
+        services = LeaderServices(
+            consensus,  # type: ignore[arg-type]
+            plan=ScriptedPlanner(),
+            on_change=seen.append,
+        )
+        services.start()
+        await asyncio.sleep(0.12)
+        assert services.dispatcher is None and seen == []
+        consensus.role = "leader"
+        await until(lambda: services.dispatcher is not None)
+        first = services.dispatcher
+        assert consensus.barriers == 1 and services.term == 1
+        consensus.term = 2  # lost and won again between two polls
+        await until(lambda: services.dispatcher is not None and services.dispatcher is not first)
+        assert services.term == 2
+        consensus.role = "follower"
+        await until(lambda: services.dispatcher is None)
+        assert services.orchestrator is None
+        await services.stop()
+        assert [d is None for d in seen] == [False, True, False, True]
+        assert store.on_change == [], "a stopped term left a listener behind"
+
+    run(main)
+    assert "leader services started (term 1)" in caplog.text
+    assert "leader services stopped (term 1)" in caplog.text
+    assert "leader services started (term 2)" in caplog.text
