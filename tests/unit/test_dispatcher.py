@@ -355,6 +355,27 @@ def test_a_held_session_answers_at_once_when_its_assignments_change(world: World
     run(main)
 
 
+def test_the_digest_table_agrees_with_the_assignments_query(world: World) -> None:
+    w1, w2, w3 = world.worker("worker-aaaaa1"), world.worker("worker-aaaaa2"), world.worker("worker-aaaaa3")
+    world.task("t1", w1)
+    world.task("t2", w1, slot=2)
+    world.task("t3", w2, slot=3)
+
+    async def main() -> None:
+        d = world.dispatcher()
+        d.start()
+        for node in (w1, w2, w3):
+            assert d.digest(node) == world.digest(node)
+        before = d.digest(w1)
+        world.propose.apply(c.SetTaskStatuses([status("t2", "failed", node=w1)]))  # final: not assigned
+        assert d.digest(w1) == world.digest(w1) != before
+        world.propose.apply(c.SetTasksDesired(["t3"], "shutdown", "scale down", T0))
+        assert d.digest(w2) == world.digest(w2)
+        await d.stop()
+
+    run(main)
+
+
 def test_a_change_for_another_node_does_not_answer_a_held_session(world: World) -> None:
     w1, w2 = world.worker("worker-aaaaa1"), world.worker("worker-aaaaa2")
 

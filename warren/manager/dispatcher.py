@@ -30,7 +30,7 @@ from warren.errors import UnauthorizedError, UnavailableError, WarrenError
 from warren.manager.logrelay import LogRelay
 from warren.store import commands as c
 from warren.store import queries
-from warren.store.taskstate import RANK
+from warren.store.taskstate import RANK, TERMINAL
 
 if TYPE_CHECKING:
     from warren.manager.metrics import ManagerMetrics
@@ -44,6 +44,16 @@ Propose = Callable[[c.Command], Awaitable[Any]]
 MAX_STATUS_BATCH = 1000
 # Compared with when a node has no secret (unknown or removed), so a miss costs what a hit costs.
 _NO_SECRET = hashlib.sha256(b"warren: no such node").hexdigest()
+
+
+# What queries.assignments lists, per node (task_id, desired_state, spec_digest: what its digest covers).
+# tests/unit/test_dispatcher.py checks that both give the same digests.
+_ASSIGNED_SQL = (
+    "SELECT node, id, desired_state, spec_digest FROM tasks WHERE node IS NOT NULL AND state NOT IN ("
+    + ", ".join(f"'{s}'" for s in sorted(TERMINAL))
+    + ")"
+)
+_NO_ASSIGNMENTS = queries.assignments_digest([])
 
 
 def secret_digest(secret: str) -> str:
@@ -120,6 +130,8 @@ class Dispatcher:
         self._since = clock()  # the fresh grace: nobody is late before since + grace
         self._last_seen: dict[str, float] = {}
         self._changed = asyncio.Event()
+        self._digests: dict[str, str] | None = None
+        self._digests_at = -1
         self._stopped = False
         self._batch: _Batch | None = None
         self._flush_wanted = asyncio.Event()
@@ -153,8 +165,23 @@ class Dispatcher:
             self._batch.done.set_exception(UnavailableError("this manager is no longer the leader"))
 
     def _on_change(self) -> None:
+        self._digests = None
         self._changed.set()
         self._changed = asyncio.Event()
+
+    def digest(self, node: str) -> str:
+        """queries.assignments_digest of the node's assignments, from a table of every node's digest
+        built once per state change: every held session checks its own after each commit, and one
+        light query beats one full assignments read per worker."""
+        if self._digests is None or self._digests_at != self.store.applied_index:
+            self._digests_at = self.store.applied_index
+            per_node: dict[str, list[dict[str, Any]]] = {}
+            for row in self.store.conn.execute(_ASSIGNED_SQL):
+                per_node.setdefault(row[0], []).append(
+                    {"task_id": row[1], "desired_state": row[2], "spec_digest": row[3]}
+                )
+            self._digests = {n: queries.assignments_digest(docs) for n, docs in per_node.items()}
+        return self._digests.get(node) or _NO_ASSIGNMENTS
 
     def _check_active(self) -> None:
         if self._stopped:
@@ -231,8 +258,7 @@ class Dispatcher:
             while True:
                 changed = self._changed  # taken before reading, so no change is missed
                 self._check_active()
-                docs = queries.assignments(self.store.conn, node)
-                digest = queries.assignments_digest(docs)
+                digest = self.digest(node)
                 if digest != known or self.logs.has_pending(node) or loop.time() >= deadline:
                     break
                 with contextlib.suppress(TimeoutError):
@@ -243,10 +269,14 @@ class Dispatcher:
             if self.metrics is not None:
                 self.metrics.sessions_held.dec()
         self.touch(node)
+        docs = None
+        if digest != known:
+            docs = queries.assignments(self.store.conn, node)
+            digest = queries.assignments_digest(docs)  # the digest of exactly what is sent
         return {
             "heartbeat_period_s": self.settings.heartbeat_period_s,
             "digest": digest,
-            "assignments": None if digest == known else docs,
+            "assignments": docs,
             "log_requests": [r.to_doc() for r in self.logs.take_pending(node)],
         }
 
