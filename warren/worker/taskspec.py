@@ -80,5 +80,7 @@ def driver_of(doc: Mapping[str, Any]) -> str:
 
 def exit_message(exit_code: int | None, detail: str) -> str:
     """The message of a task whose container exited: "exited with status N[: what the runtime said]"."""
-    text = "exited (status unknown)" if exit_code is None else f"exited with status {exit_code}"
+    if exit_code is None:  # the runtime could not learn it (an adopted process); it may say why
+        return f"exited: {detail}" if detail else "exited (status unknown)"
+    text = f"exited with status {exit_code}"
     return f"{text}: {detail}" if detail else text
