@@ -319,7 +319,7 @@ def test_node_inspect_missing(capsys: pytest.CaptureFixture[str]) -> None:
 
 WORKERS = [
     {"name": "worker-1", "role": "worker", "state": "ready", "availability": "active", "raft_id": None,
-     "api_addr": None, "raft_addr": None, "addr": "192.168.1.20", "labels": {"zone": "eu"},
+     "api_addr": "192.168.1.99", "raft_addr": None, "addr": "192.168.1.20", "labels": {"zone": "eu"},
      "resources": {"cpus": 4, "memory": 8 * 2**30, "drivers": ["docker", "process"], "hostname": "w1"},
      "created_at": 1790000000.0, "updated_at": 1790000000.0, "version": 21},
     {"name": "worker-2", "role": "worker", "state": "down", "availability": "drain", "raft_id": None,

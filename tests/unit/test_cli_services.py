@@ -17,53 +17,27 @@ from warren.cli.specs import parse_size
 
 NOW = 1_790_000_000.0
 SPEC: dict[str, Any] = {
-    "image": "nginx:1.27",
-    "driver": "docker",
-    "command": None,
-    "replicas": 3,
-    "mode": "replicated",
-    "env": {"TZ": "UTC", "DEBUG": "1"},
-    "labels": {"tier": "front"},
+    "image": "nginx:1.27", "driver": "docker", "command": None, "replicas": 3, "mode": "replicated",
+    "env": {"TZ": "UTC", "DEBUG": "1"}, "labels": {"tier": "front"},
     "publish": [{"host": 8080, "container": 80, "protocol": "tcp"}],
     "resources": {"cpus": 0.5, "memory": None},
     "constraints": ["node.labels.zone==eu"],
     "restart": {"condition": "any", "delay_s": 0.0, "max_attempts": 0},
     # As a PATCH leaves it: only what was set (the manager may or may not fill in the defaults).
     "health": {"kind": "http", "port": 80, "path": "/healthz"},
-    "update": {
-        "parallelism": 2,
-        "delay_s": 0.0,
-        "order": "stop-first",
-        "failure_action": "pause",
-        "monitor_s": 2.0,
-    },
+    "update": {"parallelism": 2, "delay_s": 0.0, "order": "stop-first", "failure_action": "pause",
+               "monitor_s": 2.0},
     "stop_timeout_s": 10.0,
 }
-WEB = {
-    "id": "svc-1",
-    "name": "web",
-    "spec": SPEC,
-    "version": 12,
-    "created_at": NOW - 600,
-    "updated_at": NOW - 60,
-    "update_status": None,
-    "has_previous": False,
-    "replicas_running": 3,
-    "replicas_desired": 3,
-}
+WEB = {"id": "svc-1", "name": "web", "spec": SPEC, "version": 12, "created_at": NOW - 600,
+       "updated_at": NOW - 60, "update_status": None, "has_previous": False,
+       "replicas_running": 3, "replicas_desired": 3}
 
 
 def created(request: httpx.Request) -> httpx.Response:
     body = json.loads(request.content)
-    return httpx.Response(
-        201,
-        json={
-            "id": "svc-9",
-            "name": body["name"],
-            "version": 7,
-            "spec": {"replicas": 1, "mode": "replicated", **body},
-        },
-    )
+    return httpx.Response(201, json={"id": "svc-9", "name": body["name"], "version": 7,
+                                     "spec": {"replicas": 1, "mode": "replicated", **body}})
 
 
 def patched(request: httpx.Request) -> httpx.Response:
@@ -77,113 +51,43 @@ def web_manager(service: dict[str, Any] | None = None) -> FakeManager:
 
 # -- create -----------------------------------------------------------------------------------------
 
-
 def test_every_create_flag_lands_in_its_body_field(capsys: pytest.CaptureFixture[str]) -> None:
     fake = FakeManager({("POST", "/v1/services"): created})
     argv = [
-        "service",
-        "create",
-        "api",
-        "--image",
-        "api:2",
-        "--command",
-        "serve --port 80",
-        "--replicas",
-        "4",
-        "--env",
-        "A=1",
-        "--env",
-        "B=x=y",
-        "--label",
-        "tier=back",
-        "--publish",
-        "8080:80",
-        "--publish",
-        "5353:53/udp",
-        "--driver",
-        "docker",
-        "--health-cmd",
-        "curl -f http://localhost/",
-        "--health-interval",
-        "500ms",
-        "--health-timeout",
-        "1s",
-        "--health-retries",
-        "5",
-        "--health-start-period",
-        "1m",
-        "--restart-policy",
-        "on-failure",
-        "--restart-delay",
-        "2s",
-        "--restart-max-attempts",
-        "3",
-        "--cpus",
-        "1.5",
-        "--memory",
-        "512m",
-        "--constraint",
-        "node.labels.zone==eu",
-        "--constraint",
-        "node.role!=manager",
-        "--update-parallelism",
-        "2",
-        "--update-delay",
-        "10s",
-        "--update-order",
-        "start-first",
-        "--update-failure-action",
-        "rollback",
-        "--update-monitor",
-        "5s",
-        "--stop-timeout",
-        "1m30s",
+        "service", "create", "api", "--image", "api:2", "--command", "serve --port 80", "--replicas", "4",
+        "--env", "A=1", "--env", "B=x=y", "--label", "tier=back", "--publish", "8080:80",
+        "--publish", "5353:53/udp", "--driver", "docker", "--health-cmd", "curl -f http://localhost/",
+        "--health-interval", "500ms", "--health-timeout", "1s", "--health-retries", "5",
+        "--health-start-period", "1m", "--restart-policy", "on-failure", "--restart-delay", "2s",
+        "--restart-max-attempts", "3", "--cpus", "1.5", "--memory", "512m",
+        "--constraint", "node.labels.zone==eu", "--constraint", "node.role!=manager",
+        "--update-parallelism", "2", "--update-delay", "10s", "--update-order", "start-first",
+        "--update-failure-action", "rollback", "--update-monitor", "5s", "--stop-timeout", "1m30s",
     ]
     assert run(fake, *argv) == 0
     assert fake.body() == {
-        "name": "api",
-        "image": "api:2",
-        "command": ["serve", "--port", "80"],
-        "replicas": 4,
-        "driver": "docker",
-        "env": {"A": "1", "B": "x=y"},
-        "labels": {"tier": "back"},
-        "publish": [
-            {"host": 8080, "container": 80, "protocol": "tcp"},
-            {"host": 5353, "container": 53, "protocol": "udp"},
-        ],
+        "name": "api", "image": "api:2", "command": ["serve", "--port", "80"], "replicas": 4,
+        "driver": "docker", "env": {"A": "1", "B": "x=y"}, "labels": {"tier": "back"},
+        "publish": [{"host": 8080, "container": 80, "protocol": "tcp"},
+                    {"host": 5353, "container": 53, "protocol": "udp"}],
         "constraints": ["node.labels.zone==eu", "node.role!=manager"],
         "stop_timeout_s": 90.0,
         "restart": {"condition": "on-failure", "delay_s": 2.0, "max_attempts": 3},
-        "update": {
-            "parallelism": 2,
-            "delay_s": 10.0,
-            "order": "start-first",
-            "failure_action": "rollback",
-            "monitor_s": 5.0,
-        },
+        "update": {"parallelism": 2, "delay_s": 10.0, "order": "start-first", "failure_action": "rollback",
+                   "monitor_s": 5.0},
         "resources": {"cpus": 1.5, "memory": 512 * 2**20},
-        "health": {
-            "kind": "cmd",
-            "cmd": ["curl", "-f", "http://localhost/"],
-            "interval_s": 0.5,
-            "timeout_s": 1.0,
-            "retries": 5,
-            "start_period_s": 60.0,
-        },
+        "health": {"kind": "cmd", "cmd": ["curl", "-f", "http://localhost/"], "interval_s": 0.5,
+                   "timeout_s": 1.0, "retries": 5, "start_period_s": 60.0},
     }
     assert capsys.readouterr().out == "Service api created (4 replicas, id svc-9)\n"
 
 
-@pytest.mark.parametrize(
-    ("flags", "health"),
-    [
-        (["--health-http", "8080/healthz"], {"kind": "http", "port": 8080, "path": "/healthz"}),
-        (["--health-http", "80"], {"kind": "http", "port": 80, "path": "/"}),
-        (["--health-http", "80/"], {"kind": "http", "port": 80, "path": "/"}),
-        (["--health-tcp", "6379", "--health-retries", "2"], {"kind": "tcp", "port": 6379, "retries": 2}),
-    ],
-)
+@pytest.mark.parametrize(("flags", "health"), [
+    (["--health-http", "8080/healthz"], {"kind": "http", "port": 8080, "path": "/healthz"}),
+    (["--health-http", "80"], {"kind": "http", "port": 80, "path": "/"}),
+    (["--health-http", "80/"], {"kind": "http", "port": 80, "path": "/"}),
+    (["--health-tcp", "6379", "--health-retries", "2"], {"kind": "tcp", "port": 6379, "retries": 2}),
+])
 def test_create_health_kinds(flags: list[str], health: dict[str, Any]) -> None:
     fake = FakeManager({("POST", "/v1/services"): created})
     assert run(fake, "service", "create", "web", "--image", "nginx", *flags) == 0
@@ -192,96 +96,51 @@ def test_create_health_kinds(flags: list[str], health: dict[str, Any]) -> None:
 
 def test_process_driver_service(capsys: pytest.CaptureFixture[str]) -> None:
     fake = FakeManager({("POST", "/v1/services"): created})
-    assert (
-        run(
-            fake,
-            "service",
-            "create",
-            "tick",
-            "--driver",
-            "process",
-            "--image",
-            "none",
-            "--command",
-            "sh -c 'sleep 5'",
-            "--mode",
-            "global",
-        )
-        == 0
-    )
-    assert fake.body() == {
-        "name": "tick",
-        "image": "none",
-        "driver": "process",
-        "mode": "global",
-        "command": ["sh", "-c", "sleep 5"],
-    }
+    assert run(fake, "service", "create", "tick", "--driver", "process", "--image", "none",
+               "--command", "sh -c 'sleep 5'", "--mode", "global") == 0
+    assert fake.body() == {"name": "tick", "image": "none", "driver": "process", "mode": "global",
+                           "command": ["sh", "-c", "sleep 5"]}
     assert capsys.readouterr().out == "Service tick created (one task per node, id svc-9)\n"
 
 
-@pytest.mark.parametrize(
-    ("text", "size"),
-    [
-        ("512m", 512 * 2**20),
-        ("1g", 2**30),
-        ("256MiB", 256 * 2**20),
-        ("1.5GB", 3 * 2**29),
-        ("4096", 4096),
-        ("64k", 65536),
-        ("2 GiB", 2**31),
-        (".5g", 2**29),
-        ("100b", 100),
-        (1048576, 1048576),
-    ],
-)
+@pytest.mark.parametrize(("text", "size"), [
+    ("512m", 512 * 2**20), ("1g", 2**30), ("256MiB", 256 * 2**20), ("1.5GB", 3 * 2**29), ("4096", 4096),
+    ("64k", 65536), ("2 GiB", 2**31), (".5g", 2**29), ("100b", 100), (1048576, 1048576),
+])
 def test_sizes_are_binary(text: str | int, size: int) -> None:
     assert parse_size(text) == size
 
 
-@pytest.mark.parametrize(
-    ("flags", "expected"),
-    [
-        (
-            ["--publish", "99999:80"],
-            "argument --publish: host port '99999' is not a port number from 1 to 65535",
-        ),
-        (["--publish", "8080:0"], "container port '0' is not a port number"),
-        (["--publish", "80"], "argument --publish: expected HOST:CONTAINER[/tcp|udp]"),
-        (["--publish", "80:80/sctp"], "protocol 'sctp' in '80:80/sctp' is neither tcp nor udp"),
-        (["--publish", "80:80", "--publish", "80:8080"], "the same host port is published twice"),
-        (["--memory", "12q"], "argument --memory: invalid size '12q'"),
-        (["--memory", "1k"], "argument --memory: Input should be greater than or equal to 4194304"),
-        (["--cpus", "lots"], "argument --cpus: expected a number"),
-        (["--cpus", "0"], "argument --cpus: Input should be greater than 0"),
-        (
-            ["--health-cmd", "true", "--health-tcp", "80"],
-            "argument --health-tcp: not allowed with argument --health-cmd",
-        ),
-        (["--health-http", "80/x", "--health-cmd", "true"], "not allowed with argument --health-http"),
-        (["--health-tcp", "http"], "argument --health-tcp: port 'http' is not a port number"),
-        (["--health-retries", "3"], "a health check needs its kind: give --health-cmd, --health-http or"),
-        (
-            ["--health-tcp", "80", "--health-retries", "0"],
-            "argument --health-retries: expected a whole number",
-        ),
-        (["--health-tcp", "80", "--health-interval", "0s"], "--health-interval: Input should be greater"),
-        (["--health-tcp", "80", "--health-timeout", "5"], "argument --health-timeout: invalid duration '5'"),
-        (["--health-cmd", "''"], "argument --health-cmd: empty command"),
-        (["--constraint", "nonsense"], "argument --constraint: expected node.labels.KEY==VALUE"),
-        (["--constraint", "node.labels.zone=eu"], "argument --constraint: expected node.labels.KEY==VALUE"),
-        (["--restart-policy", "always"], "argument --restart-policy: invalid choice: 'always'"),
-        (["--restart-delay", "soon"], "argument --restart-delay: invalid duration 'soon'"),
-        (["--update-order", "random"], "argument --update-order: invalid choice: 'random'"),
-        (
-            ["--update-parallelism", "0"],
-            "argument --update-parallelism: expected a whole number of 1 or more",
-        ),
-        (["--stop-timeout", "0s"], "argument --stop-timeout: Input should be greater than 0"),
-        (["--driver", "process"], "a process-driver service needs command"),
-        (["--driver", "vm"], "argument --driver: invalid choice: 'vm'"),
-        (["--env", "1X=y"], "argument --env: String should match pattern"),
-    ],
-)
+@pytest.mark.parametrize(("flags", "expected"), [
+    (["--publish", "99999:80"], "argument --publish: host port '99999' is not a port number from 1 to 65535"),
+    (["--publish", "8080:0"], "container port '0' is not a port number"),
+    (["--publish", "80"], "argument --publish: expected HOST:CONTAINER[/tcp|udp]"),
+    (["--publish", "80:80/sctp"], "protocol 'sctp' in '80:80/sctp' is neither tcp nor udp"),
+    (["--publish", "80:80", "--publish", "80:8080"], "the same host port is published twice"),
+    (["--memory", "12q"], "argument --memory: invalid size '12q'"),
+    (["--memory", "1k"], "argument --memory: Input should be greater than or equal to 4194304"),
+    (["--cpus", "lots"], "argument --cpus: expected a number"),
+    (["--cpus", "0"], "argument --cpus: Input should be greater than 0"),
+    (["--health-cmd", "true", "--health-tcp", "80"],
+     "argument --health-tcp: not allowed with argument --health-cmd"),
+    (["--health-http", "80/x", "--health-cmd", "true"], "not allowed with argument --health-http"),
+    (["--health-tcp", "http"], "argument --health-tcp: port 'http' is not a port number"),
+    (["--health-retries", "3"], "a health check needs its kind: give --health-cmd, --health-http or"),
+    (["--health-tcp", "80", "--health-retries", "0"], "argument --health-retries: expected a whole number"),
+    (["--health-tcp", "80", "--health-interval", "0s"], "--health-interval: Input should be greater"),
+    (["--health-tcp", "80", "--health-timeout", "5"], "argument --health-timeout: invalid duration '5'"),
+    (["--health-cmd", "''"], "argument --health-cmd: empty command"),
+    (["--constraint", "nonsense"], "argument --constraint: expected node.labels.KEY==VALUE"),
+    (["--constraint", "node.labels.zone=eu"], "argument --constraint: expected node.labels.KEY==VALUE"),
+    (["--restart-policy", "always"], "argument --restart-policy: invalid choice: 'always'"),
+    (["--restart-delay", "soon"], "argument --restart-delay: invalid duration 'soon'"),
+    (["--update-order", "random"], "argument --update-order: invalid choice: 'random'"),
+    (["--update-parallelism", "0"], "argument --update-parallelism: expected a whole number of 1 or more"),
+    (["--stop-timeout", "0s"], "argument --stop-timeout: Input should be greater than 0"),
+    (["--driver", "process"], "a process-driver service needs command"),
+    (["--driver", "vm"], "argument --driver: invalid choice: 'vm'"),
+    (["--env", "1X=y"], "argument --env: String should match pattern"),
+])
 def test_bad_create_flags_are_usage_errors(
     flags: list[str], expected: str, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -305,51 +164,29 @@ def test_bad_service_name_is_refused_before_sending(capsys: pytest.CaptureFixtur
 
 # -- update -----------------------------------------------------------------------------------------
 
-
 def test_update_health_retries_alone_keeps_the_current_kind(capsys: pytest.CaptureFixture[str]) -> None:
     fake = web_manager()
     assert run(fake, "service", "update", "web", "--health-retries", "5") == 0
     assert fake.requests[0].method == "GET" and fake.requests[0].url.params["consistent"] == "true"
     patch = fake.requests[-1]
     assert patch.method == "PATCH" and patch.headers["If-Match"] == "12"
-    assert fake.body() == {
-        "health": {
-            "kind": "http",
-            "port": 80,
-            "path": "/healthz",
-            "interval_s": 5.0,
-            "timeout_s": 2.0,
-            "retries": 5,
-            "start_period_s": 0.0,
-        }
-    }
+    assert fake.body() == {"health": {"kind": "http", "port": 80, "path": "/healthz", "interval_s": 5.0,
+                                      "timeout_s": 2.0, "retries": 5, "start_period_s": 0.0}}
     assert capsys.readouterr().out == "Service web updated (version 13); rolling out new tasks, 2 at a time\n"
 
 
 def test_update_switching_the_health_kind_keeps_the_timings() -> None:
-    current = {
-        **WEB,
-        "spec": {
-            **SPEC,
-            "health": {"kind": "http", "port": 80, "path": "/healthz", "interval_s": 1.0, "retries": 7},
-        },
-    }
+    current = {**WEB, "spec": {**SPEC, "health": {"kind": "http", "port": 80, "path": "/healthz",
+                                                  "interval_s": 1.0, "retries": 7}}}
     fake = web_manager(current)
     assert run(fake, "service", "update", "web", "--health-cmd", "pgrep nginx", "--health-timeout", "3s") == 0
-    health = {
-        "kind": "cmd",
-        "cmd": ["pgrep", "nginx"],
-        "path": "/",
-        "interval_s": 1.0,
-        "timeout_s": 3.0,
-        "retries": 7,
-        "start_period_s": 0.0,
-    }
+    health = {"kind": "cmd", "cmd": ["pgrep", "nginx"], "path": "/", "interval_s": 1.0, "timeout_s": 3.0,
+              "retries": 7, "start_period_s": 0.0}
     assert fake.body() == {"health": health}
 
 
 def test_update_health_timing_without_a_health_check_says_what_to_add(
-    capsys: pytest.CaptureFixture[str],
+    capsys: pytest.CaptureFixture[str]
 ) -> None:
     fake = web_manager({**WEB, "spec": {**SPEC, "health": None}})
     assert run(fake, "service", "update", "web", "--health-interval", "2s") == 1
@@ -362,70 +199,27 @@ def test_update_health_timing_without_a_health_check_says_what_to_add(
 
 def test_update_nested_parts_merge_over_the_current_ones() -> None:
     fake = web_manager()
-    assert (
-        run(
-            fake,
-            "service",
-            "update",
-            "web",
-            "--memory",
-            "1g",
-            "--restart-delay",
-            "5s",
-            "--update-order",
-            "start-first",
-        )
-        == 0
-    )
+    assert run(fake, "service", "update", "web", "--memory", "1g", "--restart-delay", "5s",
+               "--update-order", "start-first") == 0
     assert fake.body() == {
         "resources": {"cpus": 0.5, "memory": 2**30},
         "restart": {"condition": "any", "delay_s": 5.0, "max_attempts": 0},
-        "update": {
-            "parallelism": 2,
-            "delay_s": 0.0,
-            "order": "start-first",
-            "failure_action": "pause",
-            "monitor_s": 2.0,
-        },
+        "update": {"parallelism": 2, "delay_s": 0.0, "order": "start-first", "failure_action": "pause",
+                   "monitor_s": 2.0},
     }
 
 
 def test_update_maps_and_lists_add_and_remove() -> None:
     fake = web_manager()
-    assert (
-        run(
-            fake,
-            "service",
-            "update",
-            "web",
-            "--env",
-            "TZ=CET",
-            "--env",
-            "NEW=x",
-            "--env-rm",
-            "DEBUG",
-            "--publish",
-            "8443:443",
-            "--publish",
-            "8080:8080",
-            "--publish-rm",
-            "9999/udp",
-            "--constraint",
-            "node.labels.disk==ssd",
-            "--constraint-rm",
-            "node.labels.zone==eu",
-            "--label-rm",
-            "tier",
-        )
-        == 0
-    )
+    assert run(fake, "service", "update", "web", "--env", "TZ=CET", "--env", "NEW=x", "--env-rm", "DEBUG",
+               "--publish", "8443:443", "--publish", "8080:8080", "--publish-rm", "9999/udp",
+               "--constraint", "node.labels.disk==ssd", "--constraint-rm", "node.labels.zone==eu",
+               "--label-rm", "tier") == 0
     assert fake.body() == {
         "env": {"TZ": "CET", "NEW": "x"},
         "labels": {},
-        "publish": [
-            {"host": 8080, "container": 8080, "protocol": "tcp"},
-            {"host": 8443, "container": 443, "protocol": "tcp"},
-        ],
+        "publish": [{"host": 8080, "container": 8080, "protocol": "tcp"},
+                    {"host": 8443, "container": 443, "protocol": "tcp"}],
         "constraints": ["node.labels.disk==ssd"],
     }
 
@@ -439,23 +233,8 @@ def test_update_of_replicas_and_labels_replaces_no_task(capsys: pytest.CaptureFi
 
 def test_update_sends_only_what_really_changes(capsys: pytest.CaptureFixture[str]) -> None:
     fake = web_manager()
-    assert (
-        run(
-            fake,
-            "service",
-            "update",
-            "web",
-            "--image",
-            "nginx:1.28",
-            "--replicas",
-            "3",
-            "--health-http",
-            "80/healthz",
-            "--env",
-            "TZ=UTC",
-        )
-        == 0
-    )
+    assert run(fake, "service", "update", "web", "--image", "nginx:1.28", "--replicas", "3",
+               "--health-http", "80/healthz", "--env", "TZ=UTC") == 0
     assert fake.body() == {"image": "nginx:1.28"}
 
 
@@ -479,15 +258,12 @@ def test_update_lost_race_is_one_line(capsys: pytest.CaptureFixture[str]) -> Non
     assert capsys.readouterr().err == "warren: service web is at version 14\n"
 
 
-@pytest.mark.parametrize(
-    ("flags", "expected"),
-    [
-        (["--mode", "global"], "unrecognized arguments: --mode"),
-        (["--memory", "12q"], "argument --memory: invalid size"),
-        (["--publish-rm", "80/sctp"], "argument --publish-rm: expected HOST[/tcp|udp]"),
-        (["--health-cmd", "x", "--health-http", "80"], "not allowed with argument --health-cmd"),
-    ],
-)
+@pytest.mark.parametrize(("flags", "expected"), [
+    (["--mode", "global"], "unrecognized arguments: --mode"),
+    (["--memory", "12q"], "argument --memory: invalid size"),
+    (["--publish-rm", "80/sctp"], "argument --publish-rm: expected HOST[/tcp|udp]"),
+    (["--health-cmd", "x", "--health-http", "80"], "not allowed with argument --health-cmd"),
+])
 def test_bad_update_flags_are_usage_errors(
     flags: list[str], expected: str, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -512,19 +288,13 @@ def test_rollback(capsys: pytest.CaptureFixture[str]) -> None:
     fake = FakeManager({("POST", "/v1/services/web/rollback"): lambda r: httpx.Response(200, json=WEB)})
     assert run(fake, "service", "rollback", "web") == 0
     assert capsys.readouterr().out == "Service web rolled back to its previous spec\n"
-    nothing = FakeManager(
-        {
-            ("POST", "/v1/services/web/rollback"): lambda r: httpx.Response(
-                409, json={"error": "conflict", "message": "service web has no previous spec"}
-            )
-        }
-    )
+    nothing = FakeManager({("POST", "/v1/services/web/rollback"): lambda r: httpx.Response(
+        409, json={"error": "conflict", "message": "service web has no previous spec"})})
     assert run(nothing, "service", "rollback", "web") == 1
     assert capsys.readouterr().err == "warren: service web has no previous spec\n"
 
 
 # -- list, inspect ----------------------------------------------------------------------------------
-
 
 def test_list_shows_the_update_column_while_an_update_runs(capsys: pytest.CaptureFixture[str]) -> None:
     services = [
@@ -544,14 +314,8 @@ def test_list_shows_the_update_column_while_an_update_runs(capsys: pytest.Captur
 
 
 def test_inspect_shows_the_update_status(capsys: pytest.CaptureFixture[str]) -> None:
-    paused = {
-        **WEB,
-        "update_status": {
-            "state": "paused",
-            "message": "task web.2 failed its health check",
-            "started_at": NOW,
-        },
-    }
+    paused = {**WEB, "update_status": {"state": "paused", "message": "task web.2 failed its health check",
+                                       "started_at": NOW}}
     assert run(FakeManager({("GET", "/v1/services/web"): paused}), "service", "inspect", "web") == 0
     rows = dict(line.split(None, 1) for line in capsys.readouterr().out.splitlines())
     assert rows["update_status.state"] == "paused"
@@ -571,37 +335,14 @@ PENDING_REASON = (
 )
 
 
-def task(
-    tid: str,
-    slot: int | None,
-    state: str,
-    *,
-    node: str | None = "worker-1",
-    desired: str = "running",
-    age: float = 12,
-    message: str = "",
-    health: str = "none",
-    created: float = 0,
-) -> dict[str, Any]:
-    return {
-        "id": tid,
-        "service_id": "svc-1",
-        "service_name": "web",
-        "name": f"web.{slot}" if slot is not None else f"web.{node}",
-        "slot": slot,
-        "node": node,
-        "desired_state": desired,
-        "state": state,
-        "message": message,
-        "health": health,
-        "container_id": None,
-        "exit_code": None,
-        "spec_digest": "d1",
-        "created_at": NOW - 1000 + created,
-        "updated_at": NOW - age,
-        "started_at": NOW - age - 3 if state == "running" else None,
-        "version": 5,
-    }
+def task(tid: str, slot: int | None, state: str, *, node: str | None = "worker-1", desired: str = "running",
+         age: float = 12, message: str = "", health: str = "none", created: float = 0) -> dict[str, Any]:
+    return {"id": tid, "service_id": "svc-1", "service_name": "web",
+            "name": f"web.{slot}" if slot is not None else f"web.{node}", "slot": slot, "node": node,
+            "desired_state": desired, "state": state, "message": message, "health": health,
+            "container_id": None, "exit_code": None, "spec_digest": "d1", "created_at": NOW - 1000 + created,
+            "updated_at": NOW - age, "started_at": NOW - age - 3 if state == "running" else None,
+            "version": 5}
 
 
 TASKS = [
@@ -676,19 +417,13 @@ def test_ps_of_a_global_service_groups_by_node(capsys: pytest.CaptureFixture[str
 
 
 def test_ps_of_a_missing_service(capsys: pytest.CaptureFixture[str]) -> None:
-    fake = FakeManager(
-        {
-            ("GET", "/v1/services/nope/tasks"): lambda r: httpx.Response(
-                404, json={"error": "not_found", "message": "no service named 'nope'"}
-            )
-        }
-    )
+    fake = FakeManager({("GET", "/v1/services/nope/tasks"): lambda r: httpx.Response(
+        404, json={"error": "not_found", "message": "no service named 'nope'"})})
     assert run(fake, "service", "ps", "nope") == 1
     assert capsys.readouterr().err == "warren: no service named 'nope'\n"
 
 
 # -- logs -------------------------------------------------------------------------------------------
-
 
 def test_logs_are_printed_as_they_arrive(capsys: pytest.CaptureFixture[str]) -> None:
     printed_before_next_chunk: list[str] = []
@@ -700,13 +435,8 @@ def test_logs_are_printed_as_they_arrive(capsys: pytest.CaptureFixture[str]) -> 
         printed_before_next_chunk.append(capsys.readouterr().out)
         yield b"ready\n"
 
-    fake = FakeManager(
-        {
-            ("GET", "/v1/services/web/logs"): lambda r: httpx.Response(
-                200, content=chunks(), headers={"Content-Type": "text/plain; charset=utf-8"}
-            )
-        }
-    )
+    fake = FakeManager({("GET", "/v1/services/web/logs"): lambda r: httpx.Response(
+        200, content=chunks(), headers={"Content-Type": "text/plain; charset=utf-8"})})
     assert run(fake, "service", "logs", "web", "--follow", "--tail", "10") == 0
     assert printed_before_next_chunk == ["web.1 | starting\n", "web.2 | café "]
     assert capsys.readouterr().out == "ready\n"
@@ -714,22 +444,15 @@ def test_logs_are_printed_as_they_arrive(capsys: pytest.CaptureFixture[str]) -> 
     assert dict(params) == {"follow": "true", "tail": "10"}
 
 
-@pytest.mark.parametrize(
-    ("ref", "task_id"),
-    [
-        ("a1" * 16, "a1" * 16),  # a whole ID
-        ("b1b1b1b1b1b1", "b1" * 16),  # cut as `ps` shows it
-        ("web.1", "a1" * 16),  # the slot's current task
-        ("web.9", "web.9"),  # unknown: the manager answers for it
-    ],
-)
+@pytest.mark.parametrize(("ref", "task_id"), [
+    ("a1" * 16, "a1" * 16),  # a whole ID
+    ("b1b1b1b1b1b1", "b1" * 16),  # cut as `ps` shows it
+    ("web.1", "a1" * 16),  # the slot's current task
+    ("web.9", "web.9"),  # unknown: the manager answers for it
+])
 def test_logs_of_one_task_by_id_prefix_or_name(ref: str, task_id: str) -> None:
-    fake = FakeManager(
-        {
-            ("GET", "/v1/services/web/tasks"): TASKS,
-            ("GET", "/v1/services/web/logs"): lambda r: httpx.Response(200, text="x\n"),
-        }
-    )
+    fake = FakeManager({("GET", "/v1/services/web/tasks"): TASKS,
+                        ("GET", "/v1/services/web/logs"): lambda r: httpx.Response(200, text="x\n")})
     assert run(fake, "service", "logs", "web", "--task", ref, "--tail", "all") == 0
     assert dict(fake.requests[-1].url.params) == {"follow": "false", "task": task_id, "tail": "all"}
 
@@ -751,9 +474,8 @@ def test_logs_without_follow(capsys: pytest.CaptureFixture[str]) -> None:
 def test_logs_follow_the_redirect_to_the_leader(capsys: pytest.CaptureFixture[str]) -> None:
     def handle(request: httpx.Request) -> httpx.Response:
         if request.url.host == "10.0.0.2":  # a follower
-            return httpx.Response(
-                307, headers={"Location": "http://10.0.0.1:8080/v1/services/web/logs?follow=true&tail=5"}
-            )
+            return httpx.Response(307, headers={
+                "Location": "http://10.0.0.1:8080/v1/services/web/logs?follow=true&tail=5"})
         return httpx.Response(200, text="from the leader\n")
 
     fake = FakeManager({("GET", "/v1/services/web/logs"): handle})
@@ -793,30 +515,18 @@ def test_a_broken_log_stream_is_reported_and_not_sent_again(capsys: pytest.Captu
 
 
 def test_logs_of_a_missing_task(capsys: pytest.CaptureFixture[str]) -> None:
-    fake = FakeManager(
-        {
-            ("GET", "/v1/services/web/tasks"): TASKS,
-            ("GET", "/v1/services/web/logs"): lambda r: httpx.Response(
-                404, json={"error": "not_found", "message": "service web has no task 'zz'"}
-            ),
-        }
-    )
+    missing = httpx.Response(404, json={"error": "not_found", "message": "service web has no task 'zz'"})
+    fake = FakeManager({("GET", "/v1/services/web/tasks"): TASKS,
+                        ("GET", "/v1/services/web/logs"): lambda r: missing})
     assert run(fake, "service", "logs", "web", "--task", "zz") == 1
     assert capsys.readouterr().err == "warren: service web has no task 'zz'\n"
 
 
-@pytest.mark.parametrize(
-    "argv",
-    [
-        ["service", "update", "--help"],
-        ["service", "rollback", "--help"],
-        ["service", "ps", "--help"],
-        ["service", "logs", "--help"],
-        ["node", "drain", "--help"],
-        ["node", "activate", "--help"],
-        ["apply", "--help"],
-    ],
-)
+@pytest.mark.parametrize("argv", [
+    ["service", "update", "--help"], ["service", "rollback", "--help"], ["service", "ps", "--help"],
+    ["service", "logs", "--help"], ["node", "drain", "--help"], ["node", "activate", "--help"],
+    ["apply", "--help"],
+])
 def test_new_commands_have_help(argv: list[str], capsys: pytest.CaptureFixture[str]) -> None:
     assert run(FakeManager({}), *argv) == 0
     out = capsys.readouterr().out
@@ -826,14 +536,6 @@ def test_new_commands_have_help(argv: list[str], capsys: pytest.CaptureFixture[s
 def test_create_help_states_defaults_and_units(capsys: pytest.CaptureFixture[str]) -> None:
     assert run(FakeManager({}), "service", "create", "--help") == 0
     out = " ".join(capsys.readouterr().out.split())
-    for text in (
-        "(default 5s)",
-        "(default 3)",
-        "(default any)",
-        "(default stop-first)",
-        "(default pause)",
-        "k/m/g are binary (KiB/MiB/GiB)",
-        "(default 10s)",
-        "examples:",
-    ):
+    for text in ("(default 5s)", "(default 3)", "(default any)", "(default stop-first)", "(default pause)",
+                 "k/m/g are binary (KiB/MiB/GiB)", "(default 10s)", "examples:"):
         assert text in out, text

@@ -10,12 +10,20 @@ from warren.cli.client import ManagerClient
 from warren.cli.output import Column, human_bytes, render, render_list, render_object
 from warren.cli.parsing import Subparsers, add_command
 
+
+def _address(node: Mapping[str, Any]) -> object:
+    """A manager's API address; a worker's address (where its published ports are reached)."""
+    if node.get("role") == "worker":
+        return node.get("addr") or node.get("api_addr")
+    return node.get("api_addr") or node.get("addr")
+
+
 NODE_COLUMNS: list[Column] = [
     ("NAME", lambda n: n.get("name")),
     ("ROLE", lambda n: n.get("role")),
     ("STATE", lambda n: n.get("state")),
     ("AVAILABILITY", lambda n: n.get("availability")),
-    ("ADDRESS", lambda n: n.get("api_addr") or n.get("addr")),
+    ("ADDRESS", _address),
 ]
 
 
