@@ -219,8 +219,9 @@ def test_document_problems_name_the_file_and_document(
     manager = Manager()
     path = write(tmp_path, text)
     assert apply(manager, "-f", path) == 1
-    first = capsys.readouterr().err.splitlines()[0]
-    assert first.startswith(f"warren: {path}: ") and problem in first, first
+    lines = capsys.readouterr().err.splitlines()
+    assert len(lines) == 1, lines  # one problem, one line
+    assert lines[0].startswith(f"warren: {path}: ") and problem in lines[0], lines[0]
     assert manager.requests == []
 
 

@@ -104,8 +104,6 @@ def apply_files(args: argparse.Namespace, client: ManagerClient) -> int:
             print(f"warren: {problem}", file=sys.stderr)
         if len(problems) > 1:
             print(f"warren: {len(problems)} problems; nothing was changed", file=sys.stderr)
-        else:
-            print("warren: nothing was changed", file=sys.stderr)
         return 1
     results = []
     suffix = " (dry run)" if args.dry_run else ""
