@@ -270,6 +270,7 @@ class DockerRuntime:
 
     async def list(self) -> list[Instance]:
         self._check_open()
+        self._ensure_watcher()  # a restarted worker lists first: exits from then on are reported
         containers = await self._run(
             lambda c: c.containers.list(all=True, filters={"label": self._label_filters}, ignore_removed=True)
         )
@@ -289,11 +290,15 @@ class DockerRuntime:
 
     # -- exits --------------------------------------------------------------------------------------
 
-    async def exits(self) -> AsyncIterator[Exit]:
-        """Exits as the engine reports them. Meant for one consumer at a time (the worker agent)."""
+    def exits(self) -> AsyncIterator[Exit]:
+        """Exits as the engine reports them, from the moment the runtime was first used (start, list
+        or this call). Meant for one consumer at a time (the worker agent); call it in the loop."""
         self._check_open()
-        queue = self._exit_queue()
         self._ensure_watcher()
+        return self._exit_stream()
+
+    async def _exit_stream(self) -> AsyncIterator[Exit]:
+        queue = self._exit_queue()
         while True:
             item = await queue.get()
             if item is None:
@@ -320,14 +325,12 @@ class DockerRuntime:
         stream ends (engine restart) until the runtime closes."""
         delay = self._settings.events_retry_initial_s
         since: int | None = None
-        reconnected = False
         filters = {"type": "container", "event": "die", "label": self._label_filters}
         while not self._stopping.is_set():
             try:
                 stream = self._client_blocking().events(decode=True, filters=filters, since=since)
             except (DockerException, *_UNREACHABLE) as exc:
                 log.debug("docker event stream: engine does not answer (%s); retrying in %.1fs", exc, delay)
-                reconnected = True
                 self._stopping.wait(delay)
                 delay = min(delay * 2, self._settings.events_retry_max_s)
                 continue
@@ -335,9 +338,9 @@ class DockerRuntime:
             if self._stopping.is_set():  # close() ran before it could see this stream
                 stream.close()
                 break
-            if reconnected:
-                log.info("docker event stream reconnected")
-                self._to_loop(self._resync)
+            # Whatever died before this stream opened (start-up, or an engine restart) is found by
+            # listing: its `die` event is gone (the engine keeps no history across a restart).
+            self._to_loop(self._resync)
             delay = self._settings.events_retry_initial_s
             try:
                 for event in stream:
@@ -350,7 +353,6 @@ class DockerRuntime:
                     stream.close()
             if not self._stopping.is_set():
                 log.warning("docker event stream ended (engine restarted?); reconnecting")
-                reconnected = True
 
     def _to_loop(self, callback: Callable[..., None], *args: Any) -> None:
         assert self._loop is not None
@@ -392,8 +394,8 @@ class DockerRuntime:
         self._spawn(self._resync_async())
 
     async def _resync_async(self) -> None:
-        """After a reconnect: containers believed running that are not any more died while no stream
-        was open (the engine's event history does not survive its restart)."""
+        """Once a stream is open: containers believed running (started, or seen running by `list`)
+        that are not any more died while no stream was open."""
         believed = dict(self._running)
         try:
             now = {i.container_id: i for i in await self.list()}
@@ -404,7 +406,7 @@ class DockerRuntime:
             instance = now.get(container_id)
             if instance is None or not instance.running:
                 code = instance.exit_code if instance is not None else None
-                self._report(container_id, task_id, code, "stopped while the Docker Engine was unreachable")
+                self._report(container_id, task_id, code, "stopped while no engine event stream was open")
 
     def _spawn(self, coro: Any) -> None:
         task: asyncio.Task[None] = asyncio.get_running_loop().create_task(coro)
@@ -573,6 +575,7 @@ def _exec(client: Any, container_id: str, cmd: list[str], timeout_s: float) -> i
     finally:
         with contextlib.suppress(OSError):
             sock.close()
+            raw.close()  # SocketIO.close leaves the socket itself open
     # The output ends when the process exits; its status is recorded a moment later.
     while True:
         code = api.exec_inspect(exec_id).get("ExitCode")
