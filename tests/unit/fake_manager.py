@@ -75,6 +75,7 @@ class FakeManager:
         self.refuse = False  # connections refused
         self.unavailable = False  # 503 (no leader)
         self.removed = False  # the node was removed: 401 for its secret
+        self.refuse_word: str | None = None  # a status POST with an update whose message has it: 400
         self.token = TOKEN
         self.headers_seen: list[Mapping[str, str]] = []
         self._changed = asyncio.Event()
@@ -168,6 +169,9 @@ class FakeManager:
         if path == "/v1/dispatcher/status":
             body = orjson.loads(request.content)
             assert body["node"] == NODE
+            word = self.refuse_word
+            if word is not None and any(word in u["message"] for u in body["updates"]):
+                return _json(400, {"error": "invalid", "message": "updates.0.message: bad"})
             self.status_posts.append(body["updates"])
             self.updates.extend(body["updates"])
             return _json(200, {"accepted": len(body["updates"])})

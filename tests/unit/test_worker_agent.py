@@ -514,3 +514,22 @@ async def test_run_without_an_event_and_stop_waits_for_the_end(data_dir: Path) -
     assert task.done() and task.result() == 0
     assert len(rt.running("t1")) == 1  # stopping the agent leaves the tasks running
     assert not rt.closed  # runtimes given by the caller stay open
+
+
+async def test_resuming_with_other_managers_remembers_them(data_dir: Path) -> None:
+    m1, m2 = FakeManager(), FakeManager()
+    async with worker(make_settings(data_dir), FakeRuntime(), {M1: m1}):
+        await eventually(lambda: len(m1.sessions) >= 1, "a session with the first manager")
+    async with worker(make_settings(data_dir, managers=(M2,)), FakeRuntime(), {M2: m2}, token=None):
+        await eventually(lambda: len(m2.sessions) >= 1, "a session with the new manager")
+    me = identity.load(str(data_dir))
+    assert me is not None and me.managers == (M2,) and not m2.joins
+
+
+async def test_log_request_for_a_task_without_a_container_ends_with_a_note(data_dir: Path) -> None:
+    m = FakeManager()
+    async with worker(make_settings(data_dir), FakeRuntime(), {M1: m}):
+        m.request_logs("ef56", "t-gone", "c-gone")
+        await eventually(lambda: "ef56" in m.log_chunks, "the answer")
+    [(data, end)] = m.log_chunks["ef56"]
+    assert end and b"has no container" in data

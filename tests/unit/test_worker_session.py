@@ -5,13 +5,19 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 
 import httpx
 import orjson
 import pytest
 
+from tests.unit.fake_manager import NODE, FakeManager
+from tests.unit.fake_manager import SECRET as FAKE_SECRET
+from tests.unit.fake_manager import transport as fake_transport
 from warren.config import WorkerSettings
 from warren.errors import InvalidError, UnauthorizedError, UnavailableError
+from warren.worker.cache import StatusUpdate, WorkerCache
+from warren.worker.reporter import StatusReporter
 from warren.worker.session import Backoff, ManagerSession, NodeRemovedError
 
 pytestmark = pytest.mark.anyio
@@ -211,3 +217,33 @@ def test_backoff_doubles_up_to_the_maximum_and_resets() -> None:
     assert [b.delay() for _ in range(5)] == [0.2, 0.4, 0.8, 1.0, 1.0]
     b.reset()
     assert b.delay() == 0.2
+
+
+async def until(condition: Callable[[], object], timeout_s: float = 5.0) -> None:
+    deadline = asyncio.get_running_loop().time() + timeout_s
+    while not condition():
+        assert asyncio.get_running_loop().time() < deadline, "timed out"
+        await asyncio.sleep(0.005)
+
+
+async def test_reporter_isolates_a_refused_update_and_delivers_the_rest(tmp_path: Path) -> None:
+    m = FakeManager()
+    m.refuse_word = "BAD"
+    settings = WorkerSettings(managers=(A,), retry_initial_delay_s=0.01, retry_max_delay_s=0.02)
+    s = ManagerSession((A,), settings, transport=fake_transport({A: m}))
+    s.authenticate(NODE, FAKE_SECRET)
+    cache = WorkerCache.open(str(tmp_path))
+    reporter = StatusReporter(s, cache, settings)
+    sending = asyncio.create_task(reporter.run())
+    try:
+        m.refuse = True  # queued while no manager answers, then sent as one batch
+        for task_id, message in (("t1", "ok"), ("t2", "BAD one"), ("t3", "ok too")):
+            reporter.report(StatusUpdate(task_id, "running", message, 1.0))
+        await until(lambda: s.round_failed)  # tried, and no manager answered
+        assert len(cache.pending()) == 3 and not m.updates
+        m.refuse = False
+        await until(lambda: not cache.pending())
+    finally:
+        sending.cancel()
+        cache.close()
+    assert [u["task_id"] for u in m.updates] == ["t1", "t3"]

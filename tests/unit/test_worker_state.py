@@ -12,7 +12,7 @@ import pytest
 
 from warren.errors import CorruptStateError
 from warren.worker import identity, resources
-from warren.worker.cache import LocalTask, StatusUpdate, WorkerCache
+from warren.worker.cache import MAX_MESSAGE_CHARS, LocalTask, StatusUpdate, WorkerCache
 from warren.worker.identity import WorkerIdentity
 
 # -- node.json --------------------------------------------------------------------------------------
@@ -117,6 +117,12 @@ def test_status_update_doc_is_the_protocol_item() -> None:
         "health": None,
     }
     assert StatusUpdate.from_doc(u.to_doc()) == u
+
+
+def test_a_long_message_is_cut_to_what_the_api_takes() -> None:
+    u = StatusUpdate("t1", "failed", "x" * 10_000, 1.0)
+    assert len(u.message) == MAX_MESSAGE_CHARS and u.message.endswith("...")
+    assert StatusUpdate("t1", "failed", "short", 1.0).message == "short"
 
 
 def test_worker_db_uses_wal_and_refuses_another_schema(tmp_path: Path) -> None:

@@ -53,9 +53,14 @@ CREATE TABLE IF NOT EXISTS outbox (
 """
 
 
+# Longest message a status update carries (the API refuses more than 4096 characters); characters.
+MAX_MESSAGE_CHARS = 1024
+
+
 @dataclass(frozen=True, slots=True)
 class StatusUpdate:
-    """One task status report, as the worker protocol's `updates` items."""
+    """One task status report, as the worker protocol's `updates` items (a longer message, e.g. a
+    runtime's error with a whole stack in it, is cut to MAX_MESSAGE_CHARS)."""
 
     task_id: str
     state: str
@@ -64,6 +69,10 @@ class StatusUpdate:
     container_id: str | None = None
     exit_code: int | None = None
     health: str | None = None
+
+    def __post_init__(self) -> None:
+        if len(self.message) > MAX_MESSAGE_CHARS:
+            object.__setattr__(self, "message", self.message[: MAX_MESSAGE_CHARS - 3] + "...")
 
     def to_doc(self) -> dict[str, Any]:
         return {

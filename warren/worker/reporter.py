@@ -52,8 +52,28 @@ class StatusReporter:
                     continue
                 except NodeRemovedError:
                     raise
-                except WarrenError as exc:  # refused as a whole (400): resending cannot help
-                    log.warning("a manager refused %d task status updates (%s); they are dropped",
-                                len(batch), exc)
+                except WarrenError as exc:  # refused (400): resending the same cannot help
+                    if len(batch) > 1:
+                        batch = await self._one_by_one(batch)
+                    else:
+                        log.warning("a manager refused the status update of task %s (%s); it is dropped",
+                                    batch[0][1].task_id, exc)
                 backoff.reset()
                 self.cache.ack(batch)
+
+    async def _one_by_one(self, batch: list[tuple[int, StatusUpdate]]) -> list[tuple[int, StatusUpdate]]:
+        """A refused batch sent again update by update, so one bad update does not sink the others;
+        the ones that are done with (accepted or refused)."""
+        done = []
+        for item in batch:
+            try:
+                await self.session.status([item[1].to_doc()])
+            except UnavailableError:
+                break  # the rest stays queued
+            except NodeRemovedError:
+                raise
+            except WarrenError as exc:
+                log.warning("a manager refused the status update of task %s (%s); it is dropped",
+                            item[1].task_id, exc)
+            done.append(item)
+        return done
