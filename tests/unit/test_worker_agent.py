@@ -533,3 +533,13 @@ async def test_log_request_for_a_task_without_a_container_ends_with_a_note(data_
         await eventually(lambda: "ef56" in m.log_chunks, "the answer")
     [(data, end)] = m.log_chunks["ef56"]
     assert end and b"has no container" in data
+
+
+async def test_stop_while_joining_ends_the_retries(data_dir: Path) -> None:
+    agent = WorkerAgent(make_settings(data_dir, join_timeout_s=60.0, retry_max_delay_s=0.2), token=TOKEN,
+                        runtimes=[FakeRuntime()], transport=transport({}))
+    task = asyncio.create_task(agent.run())
+    await eventually(lambda: agent._running, "the join under way")
+    async with asyncio.timeout(2):
+        await agent.stop()
+    assert task.result() == 0 and identity.load(str(data_dir)) is None

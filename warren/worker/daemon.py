@@ -25,7 +25,7 @@ from warren.errors import ConfigError, UnavailableError
 from warren.runtime.base import ContainerRuntime, NodeResources
 from warren.worker import identity as ident
 from warren.worker import resources as res
-from warren.worker.agent import Agent
+from warren.worker.agent import EXIT_OK, Agent
 from warren.worker.cache import WorkerCache
 from warren.worker.identity import WorkerIdentity
 from warren.worker.session import Backoff, JoinAnswer, ManagerSession
@@ -120,7 +120,9 @@ class WorkerAgent:
                     )
                 drivers = await _planned_drivers(settings.runtime, self._given_runtimes)
                 resources = res.detect(drivers)
-                answer = await _join(session, self._token, addr, labels, resources, settings)
+                answer = await _join(session, self._token, addr, labels, resources, settings, stop)
+                if answer is None:
+                    return EXIT_OK  # stopped while no manager answered yet
                 me = WorkerIdentity(answer.name, answer.secret, answer.cluster_id, tuple(managers))
                 ident.save(data_dir, me)
                 heartbeat_period_s = answer.heartbeat_period_s
@@ -230,8 +232,10 @@ async def _join(
     labels: dict[str, str],
     resources: NodeResources,
     settings: WorkerSettings,
-) -> JoinAnswer:
-    """Join, retrying while no manager answers (a cluster still starting) for up to join_timeout_s."""
+    stop: asyncio.Event,
+) -> JoinAnswer | None:
+    """Join, retrying while no manager answers (a cluster still starting) for up to join_timeout_s;
+    None if `stop` is set meanwhile."""
     backoff = Backoff(settings.retry_initial_delay_s, settings.retry_max_delay_s)
     loop = asyncio.get_running_loop()
     deadline = loop.time() + settings.join_timeout_s
@@ -245,7 +249,12 @@ async def _join(
                     f"could not join within {settings.join_timeout_s:g} s: {exc}"
                 ) from None
             log.info("join: %s; retrying", exc)
-            await asyncio.sleep(delay)
+            try:
+                async with asyncio.timeout(delay):
+                    await stop.wait()
+                return None
+            except TimeoutError:
+                pass
 
 
 async def _describe(runtime: ContainerRuntime) -> str:

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 
 import orjson
 
-from warren.durable import fsync_dir
+from warren.durable import fsync_dir, fsync_file
 from warren.errors import ConfigError, CorruptStateError
 
 FILE_NAME = "node.json"
@@ -76,11 +76,9 @@ def save(data_dir: str, identity: WorkerIdentity) -> None:
     doc = dataclasses.asdict(identity)
     doc["managers"] = list(identity.managers)
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    try:
-        os.fchmod(fd, 0o600)  # an old temp file left by a crash may have other bits
-        os.write(fd, orjson.dumps(doc, option=orjson.OPT_INDENT_2))
-        os.fsync(fd)
-    finally:
-        os.close(fd)
+    os.fchmod(fd, 0o600)  # an old temp file left by a crash may have other bits
+    with os.fdopen(fd, "wb") as f:
+        f.write(orjson.dumps(doc, option=orjson.OPT_INDENT_2))
+    fsync_file(tmp)
     os.replace(tmp, target)
     fsync_dir(data_dir)
