@@ -2,7 +2,7 @@
 status reports and log chunks.
 
 Every call goes to the manager that answered last. A manager that refuses the connection, times out
-or answers 503 (no leader, no quorum, shutting down) is left at once for the next one; only when all
+or answers 503 (no leader, no quorum, shutting down; 502/504 from a proxy) is left at once for the next one; only when all
 of them failed in a row does the call raise `UnavailableError`, and the caller decides how long to
 wait before the next round (`Backoff`). Any manager will do: a follower forwards to the leader.
 
@@ -34,6 +34,9 @@ LOG_CHUNK_BYTES = 64 * 1024
 LOG_END_HEADER = "X-Warren-Log-End"
 
 JSONObject = dict[str, Any]
+# "Not now, try another": 503 from a manager (no leader, no quorum, shutting down); 502/504 from a
+# load balancer or proxy in front of one.
+_NOT_NOW = frozenset({502, 503, 504})
 
 
 class NodeRemovedError(UnauthorizedError):
@@ -215,11 +218,11 @@ class ManagerSession:
                 response = await self._http.post(
                     self._bases[index] + path, content=content, headers=headers, timeout=timeout_s
                 )
-            except httpx.TransportError as exc:  # refused, reset, timed out
+            except httpx.HTTPError as exc:  # refused, reset, timed out, a garbled answer
                 reasons.append(f"{manager}: {_describe(exc)}")
                 log.debug("manager %s failed %s: %s", manager, path, _describe(exc))
                 continue
-            if response.status_code == 503:
+            if response.status_code in _NOT_NOW:
                 reasons.append(f"{manager}: {_error_message(response)}")
                 log.debug("manager %s cannot serve %s now: %s", manager, path, _error_message(response))
                 continue
@@ -264,7 +267,7 @@ def _error_message(response: httpx.Response) -> str:
     return f"HTTP {response.status_code}" + (f": {text}" if text else "")
 
 
-def _describe(exc: httpx.TransportError) -> str:
+def _describe(exc: httpx.HTTPError) -> str:
     if isinstance(exc, httpx.ConnectError):
         return "connection refused or unreachable"
     if isinstance(exc, httpx.TimeoutException):
