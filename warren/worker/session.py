@@ -2,9 +2,10 @@
 status reports and log chunks.
 
 Every call goes to the manager that answered last. A manager that refuses the connection, times out
-or answers 503 (no leader, no quorum, shutting down; 502/504 from a proxy) is left at once for the next one; only when all
-of them failed in a row does the call raise `UnavailableError`, and the caller decides how long to
-wait before the next round (`Backoff`). Any manager will do: a follower forwards to the leader.
+or answers 503 (no leader, no quorum, shutting down; 502/504 from a proxy) is left at once for the
+next one; only when all of them failed in a row does the call raise `UnavailableError`, and the
+caller decides how long to wait before the next round (`Backoff`). Any manager will do: a follower
+forwards to the leader.
 
 The join token and the session secret are credentials: they travel in request bodies and the
 `Authorization` header only, and no log line or error message here contains them.
