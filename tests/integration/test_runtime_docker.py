@@ -310,13 +310,19 @@ async def test_logs_tail_then_follow_until_the_container_stops(runtime: DockerRu
     )
     cid = await runtime.start(task("t-logs", ["sh", "-c", script]))
 
-    async def tail2() -> bytes | None:
-        out = b"".join([chunk async for chunk in runtime.logs(cid, follow=False, tail=2)])
-        return out if b"oops" in out else None
+    async def read(tail: int | None) -> bytes:
+        return b"".join([chunk async for chunk in runtime.logs(cid, follow=False, tail=tail)])
 
-    assert await eventually(tail2, 10, "the first lines") == b"line3\noops\n"
-    everything = b"".join([chunk async for chunk in runtime.logs(cid, follow=False, tail=None)])
-    assert everything == b"line1\nline2\nline3\noops\n"
+    async def all_four() -> bytes | None:
+        out = await read(None)
+        return out if out.count(b"\n") == 4 else None
+
+    # stdout and stderr reach the engine through separate pipes: their relative order is not kept.
+    everything = await eventually(all_four, 10, "the first lines")
+    assert sorted(everything.splitlines()) == [b"line1", b"line2", b"line3", b"oops"]
+    assert everything.index(b"line1") < everything.index(b"line2") < everything.index(b"line3")
+    assert await read(2) == b"".join(line + b"\n" for line in everything.splitlines()[-2:])
+    assert await read(0) == b""
 
     followed: list[bytes] = []
 
@@ -325,11 +331,15 @@ async def test_logs_tail_then_follow_until_the_container_stops(runtime: DockerRu
             followed.append(chunk)
 
     reader = asyncio.create_task(follow())
-    await asyncio.sleep(0.2)
-    assert not reader.done()  # still following the running container
+    await eventually(lambda: _following(runtime), 10, "the follow to open")
+    assert not reader.done()
     assert await runtime.exec(cid, ["touch", "/tmp/go"], 5) == 0
     await asyncio.wait_for(reader, 10)  # ends by itself when the container stops
     assert b"".join(followed) == b"end\n"
+
+
+async def _following(rt: DockerRuntime) -> bool:
+    return bool(rt._log_streams)
 
 
 async def test_abandoned_follow_is_closed(runtime: DockerRuntime) -> None:

@@ -12,6 +12,9 @@ policy is set: restarting is the worker's decision.
 Exits come from the engine's event stream (`die` events), read in a thread and handed to the loop;
 when the stream breaks (engine restart) the thread reconnects, and containers believed running that
 stopped meanwhile are reported from a fresh `list`. Each container's exit is reported once.
+
+Logs are the engine's: stdout and stderr reach it through separate pipes, so lines of the two may
+come out of order relative to each other (each stream keeps its own order).
 """
 
 from __future__ import annotations

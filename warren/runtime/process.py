@@ -120,6 +120,10 @@ def _session_members(sid: int) -> list[int]:
     return members
 
 
+# Children of closed runtimes (see ProcessRuntime.close).
+_DETACHED: list[subprocess.Popen[bytes]] = []
+
+
 def exit_code_of(returncode: int) -> int:
     """Popen's returncode (-N: killed by signal N) as a shell would say it (128 + N)."""
     return 128 - returncode if returncode < 0 else returncode
@@ -155,10 +159,22 @@ class _PidWaiter:
     async def wait(self, timeout_s: float | None) -> bool:
         """True once the process has exited; False if `timeout_s` passed first."""
         try:
-            await asyncio.wait_for(self._exited.wait(), timeout_s)
+            async with asyncio.timeout(timeout_s):
+                await self._exited.wait()
         except TimeoutError:
             return False
         return True
+
+    def reap(self) -> int | None:
+        """Once exited: the exit status (128 + N for signal N) if the process is a child of this
+        process, which is reaped by this call; None for anyone else's process."""
+        try:
+            info = os.waitid(os.P_PIDFD, self._fd, os.WEXITED | os.WNOHANG)
+        except ChildProcessError:
+            return None
+        if info is None:
+            return None
+        return info.si_status if info.si_code == os.CLD_EXITED else 128 + info.si_status
 
     def close(self) -> None:
         if self._fd >= 0:
@@ -190,8 +206,8 @@ class ProcessRuntime:
         )
         self._prlimit = shutil.which("prlimit")
         self._warned_no_prlimit = False
-        # Popen objects of our own children, kept until reaped (dropping one lets the subprocess
-        # module reap the child behind our back, and its exit status would be lost).
+        # Popen objects of our own children until they are reaped through their pidfd (dropping
+        # one lets the subprocess module reap the child behind our back, losing its exit status).
         self._children: dict[str, subprocess.Popen[bytes]] = {}
         self._watchers: dict[str, asyncio.Task[None]] = {}
         self._exits: asyncio.Queue[Exit | None] | None = None
@@ -278,30 +294,29 @@ class ProcessRuntime:
     async def _watch_one(self, task_id: str, pid: int, start: int | None) -> None:
         """Wait for the process to exit (rotating its log meanwhile) and report the exit."""
         waiter = _PidWaiter.open(pid, start)
+        exit_code = None
         try:
             if waiter is not None:
                 while not await waiter.wait(self._settings.log_rotate_check_s):
                     self._rotate_log(task_id)
+                exit_code = waiter.reap()
         finally:
             if waiter is not None:
                 waiter.close()
             if self._watchers.get(task_id) is asyncio.current_task():
                 del self._watchers[task_id]
-        message = ""
         proc = self._children.pop(task_id, None)
-        if proc is not None and proc.pid == pid:
-            returncode = proc.poll()
-            if returncode is None:  # exited, so the status is there: reap it
-                returncode = await asyncio.to_thread(proc.wait)
-            exit_code: int | None = exit_code_of(returncode)
-        else:
-            exit_code = None
-            message = "exit status unknown: the process was adopted after a worker restart"
+        if proc is not None and proc.pid == pid and exit_code is not None:
+            proc.returncode = exit_code  # reaped above: the Popen must not wait for it again
+        message = "" if exit_code is not None else "exit status unknown: not a child of this worker"
         state = self._read_state(task_id)
         if state is not None and state.get("pid") == pid and state.get("pid_start") == start:
             state["exit_code"] = exit_code
             state["finished_at"] = time.time()
-            self._write_state(task_id, state)
+            try:
+                self._write_state(task_id, state)
+            except OSError as exc:  # the dir was removed meanwhile
+                log.debug("cannot record the exit of task %s: %s", task_id, exc)
         log.info("process %d of task %s exited (%s)", pid, task_id, exit_code)
         if not self._closed:
             self._exit_queue().put_nowait(Exit(task_id, container_id_of(task_id), exit_code, message))
@@ -317,10 +332,14 @@ class ProcessRuntime:
                 log.info("adopting process %d of task %s", state["pid"], task_id)
                 self._watch(task_id, state["pid"], state["pid_start"])
 
-    async def exits(self) -> AsyncIterator[Exit]:
-        """Exits as the processes end. Meant for one consumer at a time (the worker agent)."""
+    def exits(self) -> AsyncIterator[Exit]:
+        """Exits as the processes end, from the runtime's first use (start, list or this call). Meant
+        for one consumer at a time (the worker agent); call it in the loop."""
         self._check_open()
         self._adopt()
+        return self._exit_stream()
+
+    async def _exit_stream(self) -> AsyncIterator[Exit]:
         queue = self._exit_queue()
         while True:
             item = await queue.get()
@@ -381,6 +400,7 @@ class ProcessRuntime:
         watcher = self._watchers.pop(task_id, None)
         if watcher is not None:
             watcher.cancel()
+            await asyncio.gather(watcher, return_exceptions=True)  # done with the dir before it goes
         self._children.pop(task_id, None)
         await asyncio.to_thread(shutil.rmtree, self.base_dir / task_id, True)
 
@@ -473,7 +493,8 @@ class ProcessRuntime:
             log.debug("exec %r for %s failed: %s", cmd, container_id, exc)
             return 126
         try:
-            return exit_code_of(await asyncio.wait_for(proc.wait(), timeout_s))
+            async with asyncio.timeout(timeout_s):
+                return exit_code_of(await proc.wait())
         except TimeoutError:
             return -1
         finally:
@@ -534,6 +555,10 @@ class ProcessRuntime:
         for task in list(self._watchers.values()):
             task.cancel()
         self._watchers.clear()
+        # Running children must outlive this runtime: kept from the garbage collector, whose Popen
+        # finalizer would warn about them and let the subprocess module reap them behind our back.
+        _DETACHED.extend(proc for proc in self._children.values() if proc.returncode is None)
+        self._children.clear()
         if self._exits is not None:
             self._exits.put_nowait(None)
 
