@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import os
 import secrets
+import threading
 import time
 import urllib.request
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
@@ -295,12 +296,49 @@ async def test_exits_survive_a_broken_event_stream(runtime: DockerRuntime) -> No
     assert (ex.container_id, ex.exit_code) == (cid, 4)
 
 
+async def test_a_container_that_died_while_the_engine_was_away_is_reported(
+    cluster_id: str, engine: Any
+) -> None:
+    """The engine's event history does not survive its restart: a container that died while the
+    stream was down is found by listing once the stream is back."""
+    import docker
+    import requests
+
+    client = docker.from_env(timeout=30)
+    real_events = client.events
+    engine_up = threading.Event()
+    engine_up.set()
+
+    def events(**kwargs: Any) -> Any:
+        if not engine_up.is_set():
+            raise requests.exceptions.ConnectionError("engine restarting")
+        return real_events(**kwargs)
+
+    client.events = events
+    rt = DockerRuntime(cluster_id, "node-a", client)
+    try:
+        exits = rt.exits()
+        cid = await rt.start(task("t-away", ["sleep", "300"]))
+        stream = await eventually(lambda: _stream(rt), 5, "the event stream")
+        engine_up.clear()
+        stream.close()
+        engine.api.kill(cid)  # its die event goes to nobody
+        await eventually(lambda: _stopped(rt, cid), 10, "the container to die")
+        engine_up.set()
+        ex = await next_exit(exits)
+        assert (ex.container_id, ex.task_id, ex.exit_code) == (cid, "t-away", 137)
+        assert "no engine event stream" in ex.message
+    finally:
+        await rt.close()
+        client.close()
+
+
 async def _stream(rt: DockerRuntime) -> Any:
-    return rt._event_stream
+    return rt.events.stream
 
 
 async def _new_stream(rt: DockerRuntime, old: Any) -> bool:
-    return rt._event_stream is not None and rt._event_stream is not old
+    return rt.events.stream is not None and rt.events.stream is not old
 
 
 async def test_logs_tail_then_follow_until_the_container_stops(runtime: DockerRuntime) -> None:

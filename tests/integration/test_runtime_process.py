@@ -35,7 +35,8 @@ from warren.runtime.base import (
     RuntimeStartError,
     TaskRun,
 )
-from warren.runtime.process import LOG_FILE, STATE_FILE, ProcessRuntime, is_ours, proc_stat
+from warren.runtime.process import LOG_FILE, STATE_FILE, ProcessRuntime
+from warren.runtime.procfs import is_ours, proc_stat
 
 pytestmark = pytest.mark.anyio
 

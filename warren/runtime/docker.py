@@ -22,13 +22,10 @@ from __future__ import annotations
 import asyncio
 import builtins
 import contextlib
-import datetime as dt
-import json
 import logging
 import math
 import re
 import threading
-import time
 from collections import OrderedDict
 from collections.abc import AsyncIterator, Callable
 from typing import Any, TypeVar
@@ -52,6 +49,8 @@ from warren.runtime.base import (
     RuntimeUnavailableError,
     TaskRun,
 )
+from warren.runtime.engine import PullError, exec_in, explain, parse_time, pull
+from warren.runtime.events import EventFeed
 
 log = logging.getLogger(__name__)
 
@@ -109,11 +108,18 @@ class DockerRuntime:
         self._own_client = client is None
         self._client_lock = threading.Lock()
         self._label_filters = [f"{LABEL_CLUSTER}={cluster_id}", f"{LABEL_NODE}={node}"]
-        self._loop: asyncio.AbstractEventLoop | None = None
         self._exits: asyncio.Queue[Exit | None] | None = None
-        self._watcher: threading.Thread | None = None
-        self._stopping = threading.Event()
-        self._event_stream: Any = None
+        self.events = EventFeed(
+            self._open_events,
+            on_event=self._on_die,
+            # Whatever died before a stream opened (start-up, or an engine restart) is found by
+            # listing: its `die` event is gone (the engine keeps no history across a restart).
+            on_connect=self._resync,
+            unreachable=(DockerException, *_UNREACHABLE),
+            retry_initial_s=self._settings.events_retry_initial_s,
+            retry_max_s=self._settings.events_retry_max_s,
+            name=f"docker-events-{node}",
+        )
         self._reported: OrderedDict[str, None] = OrderedDict()
         self._running: dict[str, str] = {}  # container ID -> task ID, believed running
         self._tasks: set[asyncio.Task[None]] = set()
@@ -152,18 +158,18 @@ class DockerRuntime:
             container_id = await self._run(lambda c: self._create(c, run, name))
         except ImageNotFound as exc:  # removed between the check and the create
             raise RuntimeStartError(
-                f"image {run.image} is not present on this worker: {_explain(exc)}"
+                f"image {run.image} is not present on this worker: {explain(exc)}"
             ) from exc
         except APIError as exc:
             if exc.status_code != 409 or not await self._remove_stale(name):
                 raise RuntimeStartError(
-                    f"cannot create a container for task {run.task_id}: {_explain(exc)}"
+                    f"cannot create a container for task {run.task_id}: {explain(exc)}"
                 ) from exc
             try:
                 container_id = await self._run(lambda c: self._create(c, run, name))
             except APIError as again:
                 raise RuntimeStartError(
-                    f"cannot create a container for task {run.task_id}: {_explain(again)}"
+                    f"cannot create a container for task {run.task_id}: {explain(again)}"
                 ) from again
         try:
             await self._run(lambda c: c.api.start(container_id))
@@ -171,7 +177,7 @@ class DockerRuntime:
             # Not left behind as a "created" container that list() would report forever.
             with contextlib.suppress(APIError, RuntimeUnavailableError):
                 await self._run(lambda c: c.api.remove_container(container_id, v=True, force=True))
-            raise RuntimeStartError(f"task {run.task_id} did not start: {_explain(exc)}") from exc
+            raise RuntimeStartError(f"task {run.task_id} did not start: {explain(exc)}") from exc
         self._running[container_id] = run.task_id
         log.info("started container %s (%s) for task %s", name, container_id[:12], run.task_id)
         return container_id
@@ -216,18 +222,18 @@ class DockerRuntime:
         except ImageNotFound:
             pass
         except APIError as exc:  # e.g. an invalid reference
-            raise RuntimeStartError(f"image {image} cannot be used: {_explain(exc)}") from exc
+            raise RuntimeStartError(f"image {image} cannot be used: {explain(exc)}") from exc
         log.info("image %s is not present; pulling it", image)
         try:
             await self._run(
-                lambda c: _pull(
+                lambda c: pull(
                     c, image, self._settings.image_pull_stall_s, self._settings.image_pull_timeout_s
                 )
             )
             await self._run(lambda c: c.images.get(image))
-        except (APIError, _PullError) as exc:
+        except (APIError, PullError) as exc:
             raise RuntimeStartError(
-                f"image {image} is not present on this worker and could not be pulled: {_explain(exc)}"
+                f"image {image} is not present on this worker and could not be pulled: {explain(exc)}"
             ) from exc
 
     async def _remove_stale(self, name: str) -> bool:
@@ -255,7 +261,7 @@ class DockerRuntime:
         except NotFound:
             return
         except APIError as exc:
-            raise RuntimeUnavailableError(f"cannot stop container {container_id}: {_explain(exc)}") from exc
+            raise RuntimeUnavailableError(f"cannot stop container {container_id}: {explain(exc)}") from exc
 
     async def remove(self, container_id: str) -> None:
         self._check_open()
@@ -264,9 +270,9 @@ class DockerRuntime:
         except NotFound:
             pass
         except APIError as exc:
-            if exc.status_code != 409 or "in progress" not in _explain(exc):
+            if exc.status_code != 409 or "in progress" not in explain(exc):
                 raise RuntimeUnavailableError(
-                    f"cannot remove container {container_id}: {_explain(exc)}"
+                    f"cannot remove container {container_id}: {explain(exc)}"
                 ) from exc
         self._running.pop(container_id, None)
         self._reported.pop(container_id, None)
@@ -283,7 +289,7 @@ class DockerRuntime:
             labels = {k: v for k, v in (container.labels or {}).items() if k.startswith("warren.")}
             state = container.attrs.get("State", {})
             running = bool(state.get("Running"))
-            started_at = _parse_time(state.get("StartedAt"))
+            started_at = parse_time(state.get("StartedAt"))
             exit_code = None if running or started_at is None else state.get("ExitCode")
             task_id = labels.get(LABEL_TASK, "")
             if running:
@@ -315,52 +321,15 @@ class DockerRuntime:
         return self._exits
 
     def _ensure_watcher(self) -> None:
-        """Start the event-stream thread on first use (the constructor may run outside a loop)."""
-        if self._watcher is not None:
-            return
-        self._loop = asyncio.get_running_loop()
-        self._exit_queue()
-        self._watcher = threading.Thread(target=self._watch, name=f"docker-events-{self.node}", daemon=True)
-        self._watcher.start()
+        """Open the event stream on first use (the constructor may run outside a loop)."""
+        if not self.events.started:
+            self._exit_queue()
+            self.events.start(asyncio.get_running_loop())
 
-    def _watch(self) -> None:
-        """Thread: follow the engine's `die` events of this worker's containers; reconnect when the
-        stream ends (engine restart) until the runtime closes."""
-        delay = self._settings.events_retry_initial_s
-        since: int | None = None
+    def _open_events(self, since: int | None) -> Any:
+        """Thread: the engine's `die` events of this worker's containers."""
         filters = {"type": "container", "event": "die", "label": self._label_filters}
-        while not self._stopping.is_set():
-            try:
-                stream = self._client_blocking().events(decode=True, filters=filters, since=since)
-            except (DockerException, *_UNREACHABLE) as exc:
-                log.debug("docker event stream: engine does not answer (%s); retrying in %.1fs", exc, delay)
-                self._stopping.wait(delay)
-                delay = min(delay * 2, self._settings.events_retry_max_s)
-                continue
-            self._event_stream = stream
-            if self._stopping.is_set():  # close() ran before it could see this stream
-                stream.close()
-                break
-            # Whatever died before this stream opened (start-up, or an engine restart) is found by
-            # listing: its `die` event is gone (the engine keeps no history across a restart).
-            self._to_loop(self._resync)
-            delay = self._settings.events_retry_initial_s
-            try:
-                for event in stream:
-                    since = event.get("time", since)
-                    self._to_loop(self._on_die, event)
-            except Exception as exc:  # noqa: BLE001 - thread boundary: a broken stream means reconnect
-                log.debug("docker event stream broke: %r", exc)
-            finally:
-                with contextlib.suppress(Exception):
-                    stream.close()
-            if not self._stopping.is_set():
-                log.warning("docker event stream ended (engine restarted?); reconnecting")
-
-    def _to_loop(self, callback: Callable[..., None], *args: Any) -> None:
-        assert self._loop is not None
-        with contextlib.suppress(RuntimeError):  # the loop is closed: nobody is listening any more
-            self._loop.call_soon_threadsafe(callback, *args)
+        return self._client_blocking().events(decode=True, filters=filters, since=since)
 
     def _on_die(self, event: dict[str, Any]) -> None:
         container_id = event.get("id") or event.get("Actor", {}).get("ID", "")
@@ -429,7 +398,7 @@ class DockerRuntime:
         except NotFound as exc:
             raise NotFoundError(f"no container {container_id} on this worker") from exc
         except APIError as exc:
-            raise RuntimeUnavailableError(f"cannot read the logs of {container_id}: {_explain(exc)}") from exc
+            raise RuntimeUnavailableError(f"cannot read the logs of {container_id}: {explain(exc)}") from exc
         loop = asyncio.get_running_loop()
         queue: asyncio.Queue[bytes | None] = asyncio.Queue()
         # Backpressure: the reader thread waits for room before handing over another chunk.
@@ -467,9 +436,9 @@ class DockerRuntime:
         could not run at all (container unknown or not running)."""
         self._check_open()
         try:
-            return await self._run(lambda c: _exec(c, container_id, cmd, timeout_s))
+            return await self._run(lambda c: exec_in(c, container_id, cmd, timeout_s))
         except APIError as exc:
-            log.debug("exec in %s failed: %s", container_id, _explain(exc))
+            log.debug("exec in %s failed: %s", container_id, explain(exc))
             return -1
 
     async def address(self, container_id: str) -> str:
@@ -492,17 +461,14 @@ class DockerRuntime:
         if self._closed:
             return
         self._closed = True
-        self._stopping.set()
-        for stream in (self._event_stream, *self._log_streams):
-            if stream is not None:
-                with contextlib.suppress(Exception):
-                    stream.close()
+        for stream in self._log_streams:
+            with contextlib.suppress(Exception):
+                stream.close()
         for task in list(self._tasks):
             task.cancel()
         if self._exits is not None:
             self._exits.put_nowait(None)
-        if self._watcher is not None:
-            await asyncio.to_thread(self._watcher.join, 5.0)
+        await self.events.close()
         if self._own_client and self._client is not None:
             with contextlib.suppress(Exception):
                 self._client.close()
@@ -510,101 +476,3 @@ class DockerRuntime:
     def _check_open(self) -> None:
         if self._closed:
             raise RuntimeUnavailableError("the docker runtime is closed")
-
-
-class _PullError(Exception):
-    """The engine answered a pull with an error, or the pull did not finish in time."""
-
-
-def _pull(client: Any, image: str, stall_s: float, timeout_s: float) -> None:
-    """Pull `image`: give up when the engine is silent for `stall_s` or the pull is not done within
-    `timeout_s`. The SDK's own pull waits without limit, which would hang a start while the engine
-    keeps trying an unreachable registry."""
-    api = client.api
-    repository, tag = docker.utils.parse_repository_tag(image)
-    deadline = time.monotonic() + timeout_s
-    try:
-        response = api.post(
-            api._url("/images/create"),
-            params={"fromImage": repository, "tag": tag or "latest"},
-            stream=True,
-            timeout=stall_s,  # connect and every read
-        )
-    except requests.exceptions.Timeout as exc:
-        raise _PullError(f"the Docker Engine did not answer within {stall_s:g}s") from exc
-    with response:
-        if response.status_code >= 400:
-            raise _PullError(_error_body(response))
-        try:
-            for line in response.iter_lines():
-                if time.monotonic() > deadline:
-                    raise _PullError(f"not finished within {timeout_s:g}s")
-                if not line:
-                    continue
-                message = json.loads(line)
-                if "error" in message:
-                    raise _PullError(str(message["error"]))
-        except requests.exceptions.RequestException as exc:
-            raise _PullError(f"no progress for {stall_s:g}s") from exc
-        except ValueError as exc:
-            raise _PullError(f"unreadable answer from the Docker Engine: {exc}") from exc
-
-
-def _error_body(response: Any) -> str:
-    try:
-        return str(response.json().get("message", response.text))
-    except ValueError:
-        return str(response.text or response.reason)
-
-
-def _exec(client: Any, container_id: str, cmd: list[str], timeout_s: float) -> int:
-    """Run `cmd` in the container and drain its output until it exits or `timeout_s` passes. The
-    socket's own timeout bounds every read, so the thread never outlives the deadline by much."""
-    api = client.api
-    deadline = time.monotonic() + timeout_s
-    exec_id = api.exec_create(container_id, cmd, stdout=True, stderr=True)["Id"]
-    sock = api.exec_start(exec_id, socket=True)
-    raw = getattr(sock, "_sock", sock)
-    try:
-        while True:
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                return -1
-            raw.settimeout(remaining)
-            if not sock.read(65536):
-                break
-    except (TimeoutError, OSError):
-        return -1
-    finally:
-        with contextlib.suppress(OSError):
-            sock.close()
-            raw.close()  # SocketIO.close leaves the socket itself open
-    # The output ends when the process exits; its status is recorded a moment later.
-    while True:
-        code = api.exec_inspect(exec_id).get("ExitCode")
-        if code is not None:
-            return int(code)
-        if time.monotonic() > deadline:
-            return -1
-        time.sleep(0.01)
-
-
-def _explain(exc: BaseException) -> str:
-    """The engine's own words for an API error (its `explanation`), else the exception's text."""
-    explanation = getattr(exc, "explanation", None)
-    if isinstance(explanation, bytes):
-        explanation = explanation.decode(errors="replace")
-    return str(explanation or exc).strip()
-
-
-def _parse_time(text: str | None) -> float | None:
-    """Epoch seconds of a Docker timestamp ("2024-05-01T12:00:00.123456789Z"); None for Docker's zero
-    time (never started)."""
-    if not text or text.startswith("0001-"):
-        return None
-    match = re.match(r"^(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d)(?:\.(\d+))?(Z|[+-]\d\d:\d\d)$", text)
-    if match is None:
-        return None
-    base, fraction, zone = match.groups()
-    stamp = dt.datetime.fromisoformat(base + ("+00:00" if zone == "Z" else zone))
-    return stamp.timestamp() + (float("0." + fraction) if fraction else 0.0)

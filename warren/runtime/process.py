@@ -54,6 +54,7 @@ from warren.runtime.base import (
     RuntimeUnavailableError,
     TaskRun,
 )
+from warren.runtime.procfs import PidWaiter, exit_code_of, is_ours, proc_stat, session_members, signal_group
 
 log = logging.getLogger(__name__)
 
@@ -82,105 +83,8 @@ def _task_id_of(container_id: str) -> str | None:
     return task_id if _SAFE_ID.match(task_id) else None
 
 
-# -- /proc --------------------------------------------------------------------------------------------
-
-
-def proc_stat(pid: int) -> tuple[str, int, int] | None:
-    """(state letter, session id, start time in clock ticks since boot) of a live pid, else None."""
-    try:
-        with open(f"/proc/{pid}/stat", "rb") as f:
-            text = f.read().decode(errors="replace")
-    except OSError:
-        return None
-    # The command name (field 2) is in parentheses and may itself contain spaces or ')'.
-    fields = text[text.rfind(")") + 2 :].split()
-    try:
-        return fields[0], int(fields[3]), int(fields[19])
-    except (IndexError, ValueError):
-        return None
-
-
-def is_ours(pid: int | None, start: int | None) -> bool:
-    """Whether `pid` is alive (not a zombie) and is the process that started at `start`."""
-    if pid is None or start is None or pid <= 0:
-        return False
-    stat = proc_stat(pid)
-    return stat is not None and stat[0] not in ("Z", "X", "x") and stat[2] == start
-
-
-def _session_members(sid: int) -> list[int]:
-    """Live processes of session `sid` other than its leader. The kernel never reuses a pid that
-    still names a session, so while any of them live, they are the session's own."""
-    members = []
-    for entry in os.scandir("/proc"):
-        if entry.name.isdigit() and int(entry.name) != sid:
-            stat = proc_stat(int(entry.name))
-            if stat is not None and stat[1] == sid and stat[0] not in ("Z", "X", "x"):
-                members.append(int(entry.name))
-    return members
-
-
 # Children of closed runtimes (see ProcessRuntime.close).
 _DETACHED: list[subprocess.Popen[bytes]] = []
-
-
-def exit_code_of(returncode: int) -> int:
-    """Popen's returncode (-N: killed by signal N) as a shell would say it (128 + N)."""
-    return 128 - returncode if returncode < 0 else returncode
-
-
-class _PidWaiter:
-    """Readiness of a process's pidfd (readable once it exited) as an awaitable, for any process,
-    child or not. `None` from `open` if the process is already gone or is not the one we mean."""
-
-    def __init__(self, fd: int, loop: asyncio.AbstractEventLoop) -> None:
-        self._fd = fd
-        self._loop = loop
-        self._exited = asyncio.Event()
-        loop.add_reader(fd, self._exited.set)
-
-    @classmethod
-    def open(cls, pid: int, start: int | None) -> _PidWaiter | None:
-        try:
-            fd = os.pidfd_open(pid)
-        except OSError:  # ProcessLookupError: gone (reaped) already
-            return None
-        # Checked after opening: the pidfd now pins this very process, whatever happens to the pid.
-        stat = proc_stat(pid)
-        if stat is None or stat[2] != start:
-            os.close(fd)
-            return None
-        return cls(fd, asyncio.get_running_loop())
-
-    @property
-    def exited(self) -> bool:
-        return self._exited.is_set()
-
-    async def wait(self, timeout_s: float | None) -> bool:
-        """True once the process has exited; False if `timeout_s` passed first."""
-        try:
-            async with asyncio.timeout(timeout_s):
-                await self._exited.wait()
-        except TimeoutError:
-            return False
-        return True
-
-    def reap(self) -> int | None:
-        """Once exited: the exit status (128 + N for signal N) if the process is a child of this
-        process, which is reaped by this call; None for anyone else's process."""
-        try:
-            info = os.waitid(os.P_PIDFD, self._fd, os.WEXITED | os.WNOHANG)
-        except ChildProcessError:
-            return None
-        if info is None:
-            return None
-        return info.si_status if info.si_code == os.CLD_EXITED else 128 + info.si_status
-
-    def close(self) -> None:
-        if self._fd >= 0:
-            self._loop.remove_reader(self._fd)
-            os.close(self._fd)
-            self._fd = -1
 
 
 class ProcessRuntime:
@@ -293,7 +197,7 @@ class ProcessRuntime:
 
     async def _watch_one(self, task_id: str, pid: int, start: int | None) -> None:
         """Wait for the process to exit (rotating its log meanwhile) and report the exit."""
-        waiter = _PidWaiter.open(pid, start)
+        waiter = PidWaiter.open(pid, start)
         exit_code = None
         try:
             if waiter is not None:
@@ -372,20 +276,20 @@ class ProcessRuntime:
         stat = proc_stat(pid)
         if stat is not None and stat[2] != start:
             return  # the pid belongs to another process now: the task's session is gone with it
-        waiter = _PidWaiter.open(pid, start) if stat is not None else None
+        waiter = PidWaiter.open(pid, start) if stat is not None else None
         try:
             if waiter is not None and not waiter.exited:
-                _signal_group(pid, signal.SIGTERM)
+                signal_group(pid, signal.SIGTERM)
                 if not await waiter.wait(timeout_s):
                     log.info("task %s did not stop within %gs: SIGKILL", state.get("task_id"), timeout_s)
-                    _signal_group(pid, signal.SIGKILL)
+                    signal_group(pid, signal.SIGKILL)
                     await waiter.wait(_KILL_WAIT_S)
         finally:
             if waiter is not None:
                 waiter.close()
         # Children that left the group (or outlived their leader) still carry the session's ID.
         if stat is None or stat[2] == start:
-            for member in _session_members(pid):
+            for member in session_members(pid):
                 with contextlib.suppress(ProcessLookupError, PermissionError):
                     os.kill(member, signal.SIGKILL)
 
@@ -446,7 +350,7 @@ class ProcessRuntime:
         self._check_open()
         state = self._known(container_id)
         path = self.base_dir / state["task_id"] / LOG_FILE
-        waiter = _PidWaiter.open(state["pid"], state.get("pid_start")) if follow else None
+        waiter = PidWaiter.open(state["pid"], state.get("pid_start")) if follow else None
         try:
             with open(path, "rb") if path.exists() else open(os.devnull, "rb") as f:
                 f.seek(_tail_offset(f, tail))
@@ -499,7 +403,7 @@ class ProcessRuntime:
             return -1
         finally:
             if proc.returncode is None:
-                _signal_group(proc.pid, signal.SIGKILL)
+                signal_group(proc.pid, signal.SIGKILL)
                 await proc.wait()
 
     async def address(self, container_id: str) -> str:
@@ -595,11 +499,6 @@ def _resolve(command: str, path: str, cwd: Path) -> str | None:
         candidate = cwd / command
         return str(candidate) if os.access(candidate, os.X_OK) and candidate.is_file() else None
     return shutil.which(command, path=path)
-
-
-def _signal_group(pgid: int, signum: int) -> None:
-    with contextlib.suppress(ProcessLookupError, PermissionError):
-        os.killpg(pgid, signum)
 
 
 def _tail_offset(f: BinaryIO, tail: int | None) -> int:

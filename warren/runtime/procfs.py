@@ -1,0 +1,111 @@
+"""Processes as Linux shows them: /proc/<pid>/stat, sessions, process groups and pidfds.
+
+What the process runtime needs to tell its own processes from strangers (a pid is only trusted
+together with the start time the kernel recorded for it) and to wait for any process's exit without
+polling (a pidfd becomes readable when its process exits; Linux >= 5.3).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+
+
+def proc_stat(pid: int) -> tuple[str, int, int] | None:
+    """(state letter, session id, start time in clock ticks since boot) of a live pid, else None."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            text = f.read().decode(errors="replace")
+    except OSError:
+        return None
+    # The command name (field 2) is in parentheses and may itself contain spaces or ')'.
+    fields = text[text.rfind(")") + 2 :].split()
+    try:
+        return fields[0], int(fields[3]), int(fields[19])
+    except (IndexError, ValueError):
+        return None
+
+
+def is_ours(pid: int | None, start: int | None) -> bool:
+    """Whether `pid` is alive (not a zombie) and is the process that started at `start`."""
+    if pid is None or start is None or pid <= 0:
+        return False
+    stat = proc_stat(pid)
+    return stat is not None and stat[0] not in ("Z", "X", "x") and stat[2] == start
+
+
+def session_members(sid: int) -> list[int]:
+    """Live processes of session `sid` other than its leader. The kernel never reuses a pid that
+    still names a session, so while any of them live, they are the session's own."""
+    members = []
+    for entry in os.scandir("/proc"):
+        if entry.name.isdigit() and int(entry.name) != sid:
+            stat = proc_stat(int(entry.name))
+            if stat is not None and stat[1] == sid and stat[0] not in ("Z", "X", "x"):
+                members.append(int(entry.name))
+    return members
+
+
+def exit_code_of(returncode: int) -> int:
+    """Popen's returncode (-N: killed by signal N) as a shell would say it (128 + N)."""
+    return 128 - returncode if returncode < 0 else returncode
+
+
+class PidWaiter:
+    """Readiness of a process's pidfd (readable once it exited) as an awaitable, for any process,
+    child or not. `None` from `open` if the process is already gone or is not the one we mean."""
+
+    def __init__(self, fd: int, loop: asyncio.AbstractEventLoop) -> None:
+        self._fd = fd
+        self._loop = loop
+        self._exited = asyncio.Event()
+        loop.add_reader(fd, self._exited.set)
+
+    @classmethod
+    def open(cls, pid: int, start: int | None) -> PidWaiter | None:
+        try:
+            fd = os.pidfd_open(pid)
+        except OSError:  # ProcessLookupError: gone (reaped) already
+            return None
+        # Checked after opening: the pidfd now pins this very process, whatever happens to the pid.
+        stat = proc_stat(pid)
+        if stat is None or stat[2] != start:
+            os.close(fd)
+            return None
+        return cls(fd, asyncio.get_running_loop())
+
+    @property
+    def exited(self) -> bool:
+        return self._exited.is_set()
+
+    async def wait(self, timeout_s: float | None) -> bool:
+        """True once the process has exited; False if `timeout_s` passed first."""
+        try:
+            async with asyncio.timeout(timeout_s):
+                await self._exited.wait()
+        except TimeoutError:
+            return False
+        return True
+
+    def reap(self) -> int | None:
+        """Once exited: the exit status (128 + N for signal N) if the process is a child of this
+        process, which is reaped by this call; None for anyone else's process."""
+        try:
+            info = os.waitid(os.P_PIDFD, self._fd, os.WEXITED | os.WNOHANG)
+        except ChildProcessError:
+            return None
+        if info is None:
+            return None
+        return info.si_status if info.si_code == os.CLD_EXITED else 128 + info.si_status
+
+    def close(self) -> None:
+        if self._fd >= 0:
+            self._loop.remove_reader(self._fd)
+            os.close(self._fd)
+            self._fd = -1
+
+
+def signal_group(pgid: int, signum: int) -> None:
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(pgid, signum)
