@@ -19,8 +19,15 @@ def proc_stat(pid: int) -> tuple[str, int, int] | None:
             text = f.read().decode(errors="replace")
     except OSError:
         return None
-    # The command name (field 2) is in parentheses and may itself contain spaces or ')'.
-    fields = text[text.rfind(")") + 2 :].split()
+    return parse_stat(text)
+
+
+def parse_stat(text: str) -> tuple[str, int, int] | None:
+    """(state, session, start time) from the text of /proc/<pid>/stat; None if it is malformed."""
+    # The command name (field 2) is in parentheses and may itself contain spaces and parentheses:
+    # the fields proper begin after the last ')'.
+    close = text.rfind(")")
+    fields = text[close + 1 :].split() if close != -1 else []
     try:
         return fields[0], int(fields[3]), int(fields[19])
     except (IndexError, ValueError):
