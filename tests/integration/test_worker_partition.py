@@ -42,15 +42,15 @@ def test_cut_off_worker_keeps_and_restarts_its_tasks_then_reconciles(
 ) -> None:
     lab, fleet = lab_fleet
     fleet.start_managers(1)
-    cut = fleet.add_worker("process", prefix=lab.prefix(1))
-    other = fleet.add_worker("process", prefix=lab.prefix(2))
+    cut = fleet.add_worker("process", prefix=lab.prefix(2))  # host 1 is the manager
+    other = fleet.add_worker("process", prefix=lab.prefix(3))
     fleet.create("steady", replicas=2, image="local", driver="process", command=["sleep", "100000"])
     tasks = fleet.wait_running("steady", 2)
     assert {t["node"] for t in tasks} == {cut.name, other.name}
     mine = next(t for t in tasks if t["node"] == cut.name)
     pid = wait_for(lambda: live_tasks("steady").get(mine["id"]), 20, "the cut-off worker's process")
 
-    lab.isolate(1)
+    lab.isolate(2)
     # Autonomy: the process keeps running; killed, it is restarted in place (same task, new process).
     os.kill(pid, signal.SIGKILL)
     restarted = wait_for(
@@ -66,7 +66,7 @@ def test_cut_off_worker_keeps_and_restarts_its_tasks_then_reconciles(
     assert {t["node"] for t in tasks} == {other.name}
     assert live_tasks("steady").get(mine["id"]) == restarted, "still running on the cut-off worker"
 
-    lab.heal(1)
+    lab.heal(2)
     wait_for(
         lambda: fleet.cli("node", "inspect", cut.name, "-o", "json").ok().stdout.count('"ready"'),
         30,
