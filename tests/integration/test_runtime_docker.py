@@ -40,8 +40,8 @@ MIB = 1024 * 1024
 
 
 @pytest.fixture
-def anyio_backend() -> str:
-    return "asyncio"
+def anyio_backend() -> Any:
+    return ("asyncio", {"use_uvloop": True})  # what workers run on
 
 
 @pytest.fixture(scope="module")

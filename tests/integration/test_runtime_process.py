@@ -45,9 +45,10 @@ CLUSTER = "cluster-test"
 MIB = 1024 * 1024
 
 
-@pytest.fixture
-def anyio_backend() -> str:
-    return "asyncio"
+# uvloop is what workers run on; the standard loop is what the rest of asyncio's users get.
+@pytest.fixture(params=[pytest.param(("asyncio", {"use_uvloop": True}), id="uvloop"), "asyncio"])
+def anyio_backend(request: pytest.FixtureRequest) -> Any:
+    return request.param
 
 
 @pytest.fixture
