@@ -97,7 +97,7 @@ class DockerRuntime:
         self,
         cluster_id: str,
         node: str,
-        client: Any | None = None,
+        client: docker.DockerClient | None = None,
         *,
         settings: RuntimeSettings | None = None,
     ) -> None:
