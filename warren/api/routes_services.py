@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import FastAPI, Header, Query
 from fastapi import params as fastapi_params
 from fastapi.responses import StreamingResponse
+from pydantic import BaseModel, ValidationError
 
 from warren.api import answers as A
 from warren.api import models
@@ -57,9 +58,16 @@ def add_routes(app: FastAPI, manager: Manager, consistent: fastapi_params.Depend
 
     @app.patch("/v1/services/{name}", response_model=A.Service, responses=A.errors(400, 404, 409, 413))
     async def service_update(name: NamePath, body: models.ServiceUpdate, if_match: IfMatch = None) -> JSON:
-        changes = body.model_dump(exclude_unset=True, exclude_none=True)
+        changes = update_changes(body)
         if not changes:
             raise InvalidError("nothing to change: give at least one field")
+        current = queries.service(manager.conn, name)
+        if current is None:
+            raise NotFoundError(f"no service named {name!r}")
+        try:  # the spec as it will be must be a valid one (e.g. driver process needs a command)
+            models.ServiceSpec.model_validate({**current["spec"], **changes}, strict=False)
+        except ValidationError as exc:
+            raise InvalidError(f"the updated spec would be invalid: {validation_summary(exc)}") from None
         return JSON(await manager.update_service(name, changes, if_match_version(if_match)))
 
     @app.post(
@@ -115,3 +123,27 @@ def add_routes(app: FastAPI, manager: Manager, consistent: fastapi_params.Depend
                 relay.close_stream(stream)  # the client went away, or every task's output ended
 
         return StreamingResponse(body(), media_type="text/plain; charset=utf-8")
+
+
+def update_changes(body: models.ServiceUpdate) -> dict[str, Any]:
+    """The fields a PATCH gives, nested parts whole and with their defaults (as create stores them), so
+    an equivalent part has the same spec digest and rolls nothing out."""
+    changes: dict[str, Any] = {}
+    for field in body.model_fields_set:
+        value = getattr(body, field)
+        if value is None:
+            continue  # a part cannot be cleared with null (see docs/api.md)
+        if isinstance(value, BaseModel):
+            value = value.model_dump()
+        elif isinstance(value, list):
+            value = [v.model_dump() if isinstance(v, BaseModel) else v for v in value]
+        changes[field] = value
+    return changes
+
+
+def validation_summary(exc: ValidationError) -> str:
+    parts = []
+    for err in exc.errors()[:3]:
+        where = ".".join(str(p) for p in err.get("loc", ())) or "spec"
+        parts.append(f"{where}: {err.get('msg', 'invalid')}")
+    return "; ".join(parts)

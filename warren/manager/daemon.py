@@ -44,7 +44,7 @@ from warren.manager.manager import Manager
 from warren.manager.metrics import ManagerMetrics, metrics_app
 from warren.manager.servers import HttpServer
 from warren.store import commands as c
-from warren.store import queries
+from warren.store import queries, schema
 from warren.store.machine import check_state_file
 
 log = logging.getLogger(__name__)
@@ -132,7 +132,7 @@ def _prepare_data_dir(settings: ManagerSettings) -> str:
 
 
 def _backup_cluster_id(path: str) -> str:
-    check_state_file(path)
+    check_state_file(path, versions=schema.IMPORTABLE_VERSIONS)
     conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
     conn.row_factory = sqlite3.Row
     try:

@@ -327,7 +327,7 @@ class Manager:
 
     async def import_backup(self, path: str) -> dict[str, int]:
         """Replay every row of a backup as import commands; then this manager is the only one."""
-        check_state_file(path)
+        check_state_file(path, versions=schema.IMPORTABLE_VERSIONS)
         counts: dict[str, int] = {}
         src = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
         src.row_factory = sqlite3.Row

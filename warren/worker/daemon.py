@@ -141,8 +141,10 @@ class WorkerAgent:
             else:
                 from warren.runtime import open_runtimes
 
-                runtimes = open_runtimes(settings.runtime, cluster_id=me.cluster_id, node=me.name,
-                                         data_dir=data_dir)
+                # It pings the engine (up to a few seconds): not on the event loop.
+                runtimes = await asyncio.to_thread(
+                    open_runtimes, settings.runtime, cluster_id=me.cluster_id, node=me.name, data_dir=data_dir
+                )
                 opened = True
             self.announce("Runtime: " + ", ".join([await _describe(rt) for rt in runtimes]))
             resources = res.detect([rt.driver for rt in runtimes])

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from warren import config
+from warren.errors import NotFoundError
 from warren.runtime.base import ContainerRuntime, RuntimeUnavailableError
 
 log = logging.getLogger(__name__)
@@ -73,6 +74,8 @@ async def probe(spec: HealthSpec, runtime: ContainerRuntime, container_id: str) 
         return await _http(address, spec.port, spec.path, spec.timeout_s)
     except RuntimeUnavailableError as exc:
         return f"runtime unavailable: {exc}"
+    except NotFoundError:
+        return "the task's container is gone"
 
 
 async def _tcp(host: str, port: int, timeout_s: float) -> str | None:
