@@ -1,8 +1,10 @@
-"""fsync helpers: a file's bytes, and a directory entry (so a rename or a new file survives a crash)."""
+"""Files that must survive: fsync of a file and of a directory entry, and a node's private data dir."""
 
 from __future__ import annotations
 
 import os
+
+from warren.errors import ConfigError
 
 
 def fsync_file(path: str) -> None:
@@ -16,3 +18,16 @@ def fsync_file(path: str) -> None:
 def fsync_dir(directory: str) -> None:
     """After creating or renaming a file in `directory`: make that change durable (POSIX)."""
     fsync_file(directory)
+
+
+def private_data_dir(data_dir: str) -> str:
+    """Create `data_dir` for this user only, make everything the process creates private too (state
+    with token and secret digests, node.json with its secret, Raft log, task files), and return its
+    absolute path. The umask is process-wide, which is what a daemon wants."""
+    os.umask(0o077)
+    path = os.path.abspath(data_dir)
+    try:
+        os.makedirs(path, mode=0o700, exist_ok=True)
+    except OSError as exc:
+        raise ConfigError(f"cannot create data dir {path}: {exc.strerror or exc}") from None
+    return path

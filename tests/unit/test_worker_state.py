@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from warren.durable import private_data_dir
 from warren.errors import CorruptStateError
 from warren.worker import identity, resources
 from warren.worker.cache import MAX_MESSAGE_CHARS, LocalTask, StatusUpdate, WorkerCache
@@ -19,7 +20,7 @@ from warren.worker.identity import WorkerIdentity
 
 
 def test_identity_round_trip_private_and_atomic(tmp_path: Path) -> None:
-    data_dir = identity.prepare_data_dir(str(tmp_path / "w"))
+    data_dir = private_data_dir(str(tmp_path / "w"))
     assert stat.S_IMODE(os.stat(data_dir).st_mode) == 0o700
     assert identity.load(data_dir) is None
     me = WorkerIdentity("worker-1", "the-secret", "cluster-1", ("10.0.0.1:8080", "10.0.0.2:8080"))

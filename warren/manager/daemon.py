@@ -34,6 +34,7 @@ from warren.api.app import create_app
 from warren.api.forwarder import FORWARDED_HEADER, Forwarder
 from warren.api.peer import PeerClient
 from warren.config import ManagerSettings
+from warren.durable import private_data_dir
 from warren.errors import ConfigError, InvalidError, WarrenError, raft_errors
 from warren.manager import identity as ident
 from warren.manager.consensus import Consensus, MemberMeta
@@ -73,7 +74,7 @@ def say(line: str = "") -> None:
 def run_init(settings: ManagerSettings, *, restore: str | None = None) -> int:
     """Start (or resume) a manager that founds a cluster; blocks until SIGTERM/SIGINT. Exit status."""
     settings.validate()
-    data_dir = _prepare_data_dir(settings)
+    data_dir = private_data_dir(settings.resolved_data_dir)
     me = ident.load(data_dir)
     if me is not None:
         if restore is not None:
@@ -106,7 +107,7 @@ def run_init(settings: ManagerSettings, *, restore: str | None = None) -> int:
 def run_join(settings: ManagerSettings, *, token: str | None, manager: str | None) -> int:
     """Join an existing cluster as a manager (or resume one that joined before); blocks. Exit status."""
     settings.validate()
-    data_dir = _prepare_data_dir(settings)
+    data_dir = private_data_dir(settings.resolved_data_dir)
     me = ident.load(data_dir)
     if me is None or not me.joined:
         if not token or not manager:
@@ -117,18 +118,6 @@ def run_join(settings: ManagerSettings, *, token: str | None, manager: str | Non
 
 
 # -- the daemon ---------------------------------------------------------------------------------------
-
-
-def _prepare_data_dir(settings: ManagerSettings) -> str:
-    # Everything a manager writes (state with token hashes, Raft log, snapshots, backups in flight) is
-    # for its own user only.
-    os.umask(0o077)
-    data_dir = os.path.abspath(settings.resolved_data_dir)
-    try:
-        os.makedirs(data_dir, mode=0o700, exist_ok=True)
-    except OSError as exc:
-        raise ConfigError(f"cannot create data dir {data_dir}: {exc.strerror or exc}") from None
-    return data_dir
 
 
 def _backup_cluster_id(path: str) -> str:

@@ -20,6 +20,7 @@ import os
 
 from warren.api.peer import PeerClient
 from warren.config import ManagerSettings, WorkerSettings
+from warren.durable import private_data_dir
 from warren.errors import WarrenError
 from warren.worker import identity
 from warren.worker.daemon import WorkerAgent
@@ -65,7 +66,7 @@ class LocalWorker:
 
     async def _run(self) -> None:
         delay, max_delay = self.settings.retry_initial_delay_s, self.settings.retry_max_delay_s
-        data_dir = identity.prepare_data_dir(self.settings.resolved_data_dir)
+        data_dir = private_data_dir(self.settings.resolved_data_dir)
         while not self._stop.is_set():
             try:
                 token = None if identity.load(data_dir) is not None else await self._worker_token()

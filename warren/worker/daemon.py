@@ -21,6 +21,7 @@ import uvloop
 
 from warren import logs
 from warren.config import OrchestratorSettings, WorkerSettings, split_host_port
+from warren.durable import private_data_dir
 from warren.errors import ConfigError, UnavailableError
 from warren.runtime.base import ContainerRuntime, NodeResources
 from warren.worker import identity as ident
@@ -101,7 +102,7 @@ class WorkerAgent:
 
     async def _run(self, stop: asyncio.Event) -> int:
         settings = self.settings
-        data_dir = ident.prepare_data_dir(settings.resolved_data_dir)
+        data_dir = private_data_dir(settings.resolved_data_dir)
         me = ident.load(data_dir)
         managers = list(settings.managers)
         session = ManagerSession(managers, settings, transport=self._transport)

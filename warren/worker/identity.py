@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 import orjson
 
 from warren.durable import fsync_dir, fsync_file
-from warren.errors import ConfigError, CorruptStateError
+from warren.errors import CorruptStateError
 
 FILE_NAME = "node.json"
 
@@ -26,19 +26,6 @@ class WorkerIdentity:
     cluster_id: str
     # The managers this worker talks to ("host:port"), so a rerun without --manager finds them.
     managers: tuple[str, ...] = ()
-
-
-def prepare_data_dir(data_dir: str) -> str:
-    """Create the data dir for this user only (and make what is created in it private too); its
-    absolute path."""
-    # Process-wide, like the manager's: node.json, worker.db and task files are the worker's alone.
-    os.umask(0o077)
-    path = os.path.abspath(data_dir)
-    try:
-        os.makedirs(path, mode=0o700, exist_ok=True)
-    except OSError as exc:
-        raise ConfigError(f"cannot create data dir {path}: {exc.strerror or exc}") from None
-    return path
 
 
 def path(data_dir: str) -> str:
