@@ -103,16 +103,23 @@ def wait_running(client: docker.DockerClient, label: str, count: int, timeout_s:
 
 
 def crash_trials(
-    client: docker.DockerClient, label: str, trials: int, give_up_s: float, settle: Callable[[], None]
+    client: docker.DockerClient,
+    label: str,
+    trials: int,
+    give_up_s: float,
+    settle: Callable[[], None],
+    min_uptime_s: float,
 ) -> list[dict[str, Any]]:
     """Kill (SIGKILL) one running container with `label` per trial; time until a new one starts.
 
-    `settle` runs before each trial and returns once the service is back at its full count, so every
-    trial starts from the same state.
+    `settle` runs before each trial and returns once the service is back at its full count; then the
+    trial waits `min_uptime_s`, so every crash is one of a container that had been running a while,
+    not the next crash of a crash loop (which orchestrators deliberately slow down with a backoff).
     """
     results: list[dict[str, Any]] = []
     for _ in range(trials):
         settle()
+        time.sleep(min_uptime_s)
         victims = running_ids(client, label)
         if not victims:
             results.append({"ok": False, "error": "no running container to kill"})

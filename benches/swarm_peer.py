@@ -21,6 +21,7 @@ from docker.types import RestartPolicy, ServiceMode
 
 from benches.containers import StartWatch, any_container, crash_trials, wait_running
 from benches.stats import summarize_ms
+from warren.config import OrchestratorSettings
 
 log = logging.getLogger(__name__)
 
@@ -37,6 +38,9 @@ class ContainerParams:
     crash_trials: int = 10
     # Swarm's default restart delay is 5 s: fewer trials of it are enough to show it.
     crash_trials_default_delay: int = 3
+    # Each crash trial kills a container that has run this long: longer than Warren's restart window
+    # (config.OrchestratorSettings.restart_window_s), within which a repeated crash is backed off.
+    min_uptime_s: float = OrchestratorSettings().restart_window_s + 1.0
     create_replicas: int = 20
     create_trials: int = 3
     give_up_s: float = 60.0
@@ -131,6 +135,7 @@ def run(params: ContainerParams) -> dict[str, Any]:
                 trials,
                 params.give_up_s,
                 settle=lambda label=label: wait_running(client, label, 1, params.give_up_s),  # type: ignore[misc]
+                min_uptime_s=params.min_uptime_s,
             )
             swarm.remove(service)
             results[f"crash_{key}"] = samples

@@ -104,6 +104,7 @@ def containers(base_dir: Path, params: ContainerParams) -> dict[str, Any]:
         samples = crash_trials(
             client, label, params.crash_trials, params.give_up_s,
             settle=lambda: wait_running(client, label, 1, params.give_up_s),
+            min_uptime_s=params.min_uptime_s,
         )  # fmt: skip
         results["crash"] = samples
         what = "Warren, docker runtime, default restart policy (no delay)"
