@@ -17,6 +17,7 @@ from warren.config import (
     DEFAULT_RAFT_PORT,
     RUNTIMES,
     ManagerSettings,
+    OrchestratorSettings,
     RaftSettings,
     default_data_dir,
     join_host_port,
@@ -25,6 +26,7 @@ from warren.config import (
 from warren.errors import ConfigError
 
 _RAFT = RaftSettings()
+_ORCH = OrchestratorSettings()
 _MANAGER = ManagerSettings()
 
 INIT_EPILOG = """\
@@ -89,6 +91,13 @@ def _add_manager_flags(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--runtime", choices=RUNTIMES,
                         help="runtime of the local worker: auto (docker if an engine answers, plus "
                              f"process), docker or process (default {_MANAGER.local_worker_runtime})")
+    parser.add_argument("--heartbeat-period", metavar="DUR", type=duration,
+                        help="how often workers call the leader (it tells them) "
+                             f"(default {_ms(_ORCH.heartbeat_period_s)})")
+    parser.add_argument("--node-down-grace", metavar="DUR", type=duration,
+                        help="a worker not heard from for this long is written down and its tasks are "
+                             "placed elsewhere; must exceed --heartbeat-period "
+                             f"(default {_ms(_ORCH.node_down_grace_s)})")
     parser.add_argument("--raft-heartbeat-timeout", metavar="DUR", type=duration,
                         help="the leader's heartbeat interval, e.g. 50ms; must be below the election "
                              f"timeout (default {_ms(_RAFT.heartbeat_interval_s)})")
@@ -141,6 +150,13 @@ def build_settings(args: argparse.Namespace) -> ManagerSettings:
         raft["max_in_snapshot_log_to_keep"] = args.raft_log_keep
     if raft:
         fields["raft"] = dataclasses.replace(RaftSettings(), **raft)
+    orchestrator: dict[str, Any] = {}
+    if args.heartbeat_period is not None:
+        orchestrator["heartbeat_period_s"] = args.heartbeat_period
+    if args.node_down_grace is not None:
+        orchestrator["node_down_grace_s"] = args.node_down_grace
+    if orchestrator:
+        fields["orchestrator"] = dataclasses.replace(OrchestratorSettings(), **orchestrator)
     settings = ManagerSettings(**fields)
     try:
         settings.validate()
@@ -150,6 +166,8 @@ def build_settings(args: argparse.Namespace) -> ManagerSettings:
                 f"{exc} (--raft-heartbeat-timeout is the heartbeat interval: keep it below "
                 "--raft-election-timeout)"
             ) from exc
+        if "node_down_grace_s" in str(exc):
+            raise ConfigError(f"{exc} (--node-down-grace must be longer than --heartbeat-period)") from exc
         raise
     return settings
 
