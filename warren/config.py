@@ -379,6 +379,8 @@ class RuntimeSettings:
     # One ordinary Docker API call (create, inspect, stop...; not streams) may take this long; seconds.
     # A stop waits its own grace period on top.
     docker_api_timeout_s: float = 30.0
+    # Threads of a worker's Docker API calls: a stop holds one for the task's whole grace period; threads.
+    docker_api_threads: int = 32
     # Pulling an absent image gives up when the engine says nothing for this long (e.g. while it
     # cannot reach a registry), or after image_pull_timeout_s in total; seconds.
     image_pull_stall_s: float = 15.0

@@ -353,3 +353,19 @@ def test_killed_worker_tasks_run_elsewhere_within_15s(own_fleet: Fleet) -> None:
     node = fleet.cli("node", "inspect", doomed.name, "-o", "json").ok()
     assert '"down"' in node.stdout
     print(f"worker kill -9 -> all 4 tasks running on the survivor: {elapsed:.2f}s")
+
+
+def test_absent_image_fails_the_task_with_the_reason(cluster: tuple[Fleet, Kind]) -> None:
+    fleet, kind = cluster
+    if kind.runtime != "docker":
+        pytest.skip("images are a docker-runtime matter")
+    fleet.create("ghost", replicas=1, image="warren-no-such-image:1.0", command=["sleep", "1"],
+                 restart={"condition": "none"})
+    failed = wait_for(
+        lambda: [t for t in fleet.tasks("ghost") if t["state"] == "failed"],
+        60,
+        "the task of an absent image to fail",
+    )
+    assert "warren-no-such-image:1.0" in failed[0]["message"], failed[0]
+    assert "pull" in failed[0]["message"], failed[0]
+    fleet.cli("service", "rm", "ghost").ok()

@@ -28,6 +28,7 @@ import re
 import threading
 from collections import OrderedDict
 from collections.abc import AsyncIterator, Callable
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
 
 import docker  # type: ignore[import-untyped]
@@ -107,6 +108,12 @@ class DockerRuntime:
         self._client = client
         self._own_client = client is None
         self._client_lock = threading.Lock()
+        # Engine calls of their own: a stop holds its thread for the task's whole grace period, and
+        # twenty of those must not queue the next service's starts behind them (the loop's default
+        # executor has only a few threads).
+        self._pool = ThreadPoolExecutor(
+            max_workers=self._settings.docker_api_threads, thread_name_prefix=f"docker-api-{node}"
+        )
         self._label_filters = [f"{LABEL_CLUSTER}={cluster_id}", f"{LABEL_NODE}={node}"]
         self._exits: asyncio.Queue[Exit | None] | None = None
         self.events = EventFeed(
@@ -131,13 +138,17 @@ class DockerRuntime:
     def _client_blocking(self) -> Any:
         with self._client_lock:
             if self._client is None:
-                self._client = docker.from_env(timeout=self._settings.docker_api_timeout_s)
+                settings = self._settings
+                self._client = docker.from_env(
+                    timeout=settings.docker_api_timeout_s, max_pool_size=settings.docker_api_threads
+                )
             return self._client
 
     async def _run(self, call: Callable[[Any], T]) -> T:
         """`call(client)` in a thread; an engine that does not answer becomes RuntimeUnavailableError.
         Docker's APIError (NotFound, conflicts...) passes through for the caller to interpret."""
-        return await asyncio.to_thread(self._run_blocking, call)
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._pool, self._run_blocking, call)
 
     def _run_blocking(self, call: Callable[[Any], T]) -> T:
         try:
@@ -469,6 +480,7 @@ class DockerRuntime:
         if self._exits is not None:
             self._exits.put_nowait(None)
         await self.events.close()
+        self._pool.shutdown(wait=False, cancel_futures=True)
         if self._own_client and self._client is not None:
             with contextlib.suppress(Exception):
                 self._client.close()

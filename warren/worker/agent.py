@@ -102,6 +102,10 @@ class Agent:
         self.wall = wall
 
         self.digest, self.assignments = cache.assignments()
+        # The stop timeout of every task assigned since the start: a task whose service was removed is
+        # no longer in the assignments, and its container must still get its own grace, not the default.
+        self._stop_timeouts: dict[str, float] = {}
+        self._remember_stop_timeouts()
         # Whether `assignments` is something a manager said (now, or before a restart): only then may
         # containers of tasks missing from it be removed.
         self.authoritative = self.digest is not None
@@ -215,11 +219,16 @@ class Agent:
     def known_digest(self) -> str | None:
         return self.digest
 
+    def _remember_stop_timeouts(self) -> None:
+        for task_id, doc in self.assignments.items():
+            self._stop_timeouts[task_id] = stop_timeout(doc, self.settings.stop_timeout_s)
+
     def assignments_received(self, digest: str | None, tasks: list[dict[str, Any]] | None) -> None:
         if tasks is not None:
             digest = digest or ""
             self.cache.save_assignments(digest, tasks)
             self.assignments = {str(t["task_id"]): t for t in tasks}
+            self._remember_stop_timeouts()
             self.digest = digest
             self._poke()
         if not self.authoritative:
@@ -563,7 +572,10 @@ class Agent:
             self.containers.pop(container.container_id, None)
             return
         if container.running:
-            timeout = stop_timeout(doc, self.settings.stop_timeout_s)
+            if doc is not None:
+                timeout = stop_timeout(doc, self.settings.stop_timeout_s)
+            else:
+                timeout = self._stop_timeouts.get(container.task_id, self.settings.stop_timeout_s)
             log.info("task %s: stopping container %s", container.task_id, container.container_id[:12])
             self._forget(container.container_id)  # its exit event is this stop
             await runtime.stop(container.container_id, timeout)
@@ -576,6 +588,8 @@ class Agent:
         if runtime is not None:
             await runtime.remove(container.container_id)
         self.containers.pop(container.container_id, None)
+        if container.task_id not in self.assignments:
+            self._stop_timeouts.pop(container.task_id, None)
 
     def _forget(self, container_id: str) -> None:
         self._gone[container_id] = None
