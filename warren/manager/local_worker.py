@@ -27,7 +27,9 @@ from warren.worker.daemon import WorkerAgent
 
 log = logging.getLogger(__name__)
 
-WORKER_DIR = "worker"
+# Not "worker": that is where a standalone `warren worker start` keeps its state by default
+# (default_data_dir() + "/worker"), and a machine may run both with default data dirs.
+WORKER_DIR = "local-worker"
 
 
 class LocalWorker:
