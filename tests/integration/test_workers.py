@@ -355,10 +355,9 @@ def test_killed_worker_tasks_run_elsewhere_within_15s(own_fleet: Fleet) -> None:
     print(f"worker kill -9 -> all 4 tasks running on the survivor: {elapsed:.2f}s")
 
 
+@pytest.mark.parametrize("cluster", ["docker"], indirect=True)  # images are a docker-runtime matter
 def test_absent_image_fails_the_task_with_the_reason(cluster: tuple[Fleet, Kind]) -> None:
     fleet, kind = cluster
-    if kind.runtime != "docker":
-        pytest.skip("images are a docker-runtime matter")
     fleet.create("ghost", replicas=1, image="warren-no-such-image:1.0", command=["sleep", "1"],
                  restart={"condition": "none"})
     failed = wait_for(
