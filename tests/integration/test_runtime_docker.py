@@ -398,3 +398,8 @@ async def test_exec_status_and_timeout(runtime: DockerRuntime) -> None:
     assert await runtime.exec("0" * 64, ["true"], 5) == -1  # unknown container
     await runtime.stop(cid, 0)
     assert await runtime.exec(cid, ["true"], 5) == -1  # not running
+
+
+async def test_version_names_the_engine(runtime: DockerRuntime, engine: Any) -> None:
+    """What `warren worker start` announces ("✓ Runtime: docker (Docker Engine X)")."""
+    assert await runtime.version() == f"Docker Engine {engine.version()['Version']}"

@@ -468,6 +468,11 @@ class DockerRuntime:
 
     # -- close --------------------------------------------------------------------------------------
 
+    async def version(self) -> str:
+        """"Docker Engine 20.10.24": what `warren worker start` announces."""
+        info = await self._run(lambda c: c.version())
+        return f"Docker Engine {info.get('Version', '?')}"
+
     async def close(self) -> None:
         if self._closed:
             return
