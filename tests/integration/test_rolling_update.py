@@ -79,6 +79,11 @@ def test_failing_health_check_pauses_the_update(fleet: Fleet) -> None:
 
     # `service rollback` returns to the previous spec: every task healthy on the old digest again.
     fleet.cli("service", "rollback", "careful").ok()
+    wait_for(
+        lambda: (service(fleet, "careful")["update_status"] or {}).get("state") == "rollback_completed",
+        60,
+        "the requested rollback to be reported complete",
+    )
     tasks = healthy(fleet, "careful", 3)
     assert {t["spec_digest"] for t in tasks} == {old_digest}
     assert service(fleet, "careful")["spec"]["health"]["cmd"] == ["true"]
