@@ -45,8 +45,6 @@ RANK: Final[dict[str, int]] = {
     REJECTED: 5,
 }
 TERMINAL: Final = frozenset({COMPLETE, FAILED, SHUTDOWN, REJECTED})
-# States in which a task holds (or is about to hold) a container on its node.
-ACTIVE: Final = frozenset({ASSIGNED, STARTING, RUNNING})
 
 Health = Literal["none", "starting", "healthy", "unhealthy"]
 
