@@ -131,6 +131,14 @@ def parse_duration(text: str) -> float:
     return seconds
 
 
+def _require_positive(settings: object, *names: str) -> None:
+    """Raise ConfigError unless each named duration of `settings` is finite and greater than 0."""
+    for name in names:
+        seconds = getattr(settings, name)
+        if not math.isfinite(seconds) or seconds <= 0:
+            raise ConfigError(f"{name} must be greater than 0, got {seconds!r}")
+
+
 # -- the leader's orchestrator ------------------------------------------------------------------------
 
 
@@ -163,10 +171,7 @@ class OrchestratorSettings:
     restart_backoff_max_s: float = 10.0
 
     def validate(self) -> None:
-        for name in ("heartbeat_period_s", "node_down_grace_s", "full_pass_interval_s"):
-            seconds = getattr(self, name)
-            if not math.isfinite(seconds) or seconds <= 0:
-                raise ConfigError(f"{name} must be greater than 0, got {seconds!r}")
+        _require_positive(self, "heartbeat_period_s", "node_down_grace_s", "full_pass_interval_s")
         if self.node_down_grace_s <= self.heartbeat_period_s:
             raise ConfigError(
                 f"node_down_grace_s ({self.node_down_grace_s} s) must be longer than "
@@ -256,7 +261,8 @@ class ManagerSettings:
             value = getattr(self, name)
             if value is not None:
                 split_host_port(value, field=name)
-        for name in (
+        _require_positive(
+            self,
             "write_timeout_s",
             "startup_leader_timeout_s",
             "promote_timeout_s",
@@ -265,10 +271,7 @@ class ManagerSettings:
             "probe_timeout_s",
             "shutdown_transfer_timeout_s",
             "shutdown_grace_s",
-        ):
-            seconds = getattr(self, name)
-            if not math.isfinite(seconds) or seconds <= 0:
-                raise ConfigError(f"{name} must be greater than 0, got {seconds!r}")
+        )
         if self.max_request_bytes <= 0 or self.retry_after_s <= 0:
             raise ConfigError("max_request_bytes and retry_after_s must be greater than 0")
         if self.ready_apply_lag < 0:
@@ -356,11 +359,16 @@ class WorkerSettings:
             split_host_port(addr, field="manager")
         if self.runtime not in RUNTIMES:
             raise ConfigError(f"runtime must be one of {', '.join(RUNTIMES)}, got {self.runtime!r}")
-        for name in ("request_timeout_s", "retry_initial_delay_s", "retry_max_delay_s", "stop_timeout_s",
-                     "join_timeout_s", "local_restart_backoff_s", "local_restart_backoff_max_s"):
-            seconds = getattr(self, name)
-            if not math.isfinite(seconds) or seconds <= 0:
-                raise ConfigError(f"{name} must be greater than 0, got {seconds!r}")
+        _require_positive(
+            self,
+            "request_timeout_s",
+            "retry_initial_delay_s",
+            "retry_max_delay_s",
+            "stop_timeout_s",
+            "join_timeout_s",
+            "local_restart_backoff_s",
+            "local_restart_backoff_max_s",
+        )
 
     @property
     def resolved_data_dir(self) -> str:
