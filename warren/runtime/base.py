@@ -60,6 +60,20 @@ class TaskRun:
     stop_timeout_s: float = 10.0
 
 
+def task_labels(cluster_id: str, node: str, run: TaskRun) -> dict[str, str]:
+    """The labels of `run`'s container (or process) on this node; a global task has no slot label."""
+    labels = {
+        LABEL_CLUSTER: cluster_id,
+        LABEL_NODE: node,
+        LABEL_SERVICE: run.service_id,
+        LABEL_SERVICE_NAME: run.service_name,
+        LABEL_TASK: run.task_id,
+    }
+    if run.slot is not None:
+        labels[LABEL_SLOT] = str(run.slot)
+    return labels
+
+
 @dataclass(frozen=True, slots=True)
 class Instance:
     """One of this worker's containers (or processes) as the runtime sees it now."""

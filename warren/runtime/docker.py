@@ -40,15 +40,13 @@ from warren.errors import NotFoundError
 from warren.runtime.base import (
     LABEL_CLUSTER,
     LABEL_NODE,
-    LABEL_SERVICE,
-    LABEL_SERVICE_NAME,
-    LABEL_SLOT,
     LABEL_TASK,
     Exit,
     Instance,
     RuntimeStartError,
     RuntimeUnavailableError,
     TaskRun,
+    task_labels,
 )
 from warren.runtime.engine import PullError, exec_in, explain, parse_time, pull
 from warren.runtime.events import EventFeed
@@ -196,15 +194,6 @@ class DockerRuntime:
     def _create(self, client: Any, run: TaskRun, name: str) -> str:
         """Create (not start) the task's container through the low-level API, which, unlike
         `containers.create`, takes a stop timeout; its ID."""
-        labels = {
-            LABEL_CLUSTER: self.cluster_id,
-            LABEL_NODE: self.node,
-            LABEL_SERVICE: run.service_id,
-            LABEL_SERVICE_NAME: run.service_name,
-            LABEL_TASK: run.task_id,
-        }
-        if run.slot is not None:
-            labels[LABEL_SLOT] = str(run.slot)
         bindings: dict[str, list[int]] = {}
         for p in run.publish:
             bindings.setdefault(f"{p.container}/{p.protocol}", []).append(p.host)
@@ -217,7 +206,7 @@ class DockerRuntime:
             run.image,
             command=list(run.command) if run.command is not None else None,
             name=name,
-            labels=labels,
+            labels=task_labels(self.cluster_id, self.node, run),
             environment=dict(run.env),
             ports=[(int(key.split("/")[0]), key.split("/")[1]) for key in bindings],
             host_config=host_config,

@@ -44,15 +44,12 @@ from warren.errors import NotFoundError
 from warren.runtime.base import (
     LABEL_CLUSTER,
     LABEL_NODE,
-    LABEL_SERVICE,
-    LABEL_SERVICE_NAME,
-    LABEL_SLOT,
-    LABEL_TASK,
     Exit,
     Instance,
     RuntimeStartError,
     RuntimeUnavailableError,
     TaskRun,
+    task_labels,
 )
 from warren.runtime.procfs import PidWaiter, exit_code_of, is_ours, proc_stat, session_members, signal_group
 
@@ -149,21 +146,12 @@ class ProcessRuntime:
             proc, start = await asyncio.to_thread(_spawn, argv, env, task_dir)
         except OSError as exc:
             raise RuntimeStartError(f"cannot start task {run.task_id}: {exc.strerror or exc}") from exc
-        labels = {
-            LABEL_CLUSTER: self.cluster_id,
-            LABEL_NODE: self.node,
-            LABEL_SERVICE: run.service_id,
-            LABEL_SERVICE_NAME: run.service_name,
-            LABEL_TASK: run.task_id,
-        }
-        if run.slot is not None:
-            labels[LABEL_SLOT] = str(run.slot)
         self._write_state(
             run.task_id,
             {
                 "task_id": run.task_id,
                 "container_id": container_id,
-                "labels": labels,
+                "labels": task_labels(self.cluster_id, self.node, run),
                 "pid": proc.pid,
                 "pid_start": start,
                 "command": list(run.command),
