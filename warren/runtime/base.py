@@ -11,6 +11,7 @@ Docker Engine (tests, benches) never adopt or stop each other's containers.
 
 from __future__ import annotations
 
+import asyncio
 import builtins
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass, field
@@ -94,6 +95,24 @@ class Exit:
     container_id: str
     exit_code: int | None  # None: unknown (e.g. an adopted process whose status nobody could reap)
     message: str = ""
+
+
+class ExitQueue:
+    """The exits a runtime has seen, waiting for its `exits()` consumer; `close` ends every stream."""
+
+    def __init__(self) -> None:
+        self._queue: asyncio.Queue[Exit | None] = asyncio.Queue()
+
+    def put(self, exit: Exit) -> None:
+        self._queue.put_nowait(exit)
+
+    def close(self) -> None:
+        self._queue.put_nowait(None)
+
+    async def stream(self) -> AsyncIterator[Exit]:
+        while (item := await self._queue.get()) is not None:
+            yield item
+        self._queue.put_nowait(None)  # for any other waiting consumer
 
 
 class ContainerRuntime(Protocol):

@@ -42,6 +42,7 @@ from warren.runtime.base import (
     LABEL_NODE,
     LABEL_TASK,
     Exit,
+    ExitQueue,
     Instance,
     RuntimeStartError,
     RuntimeUnavailableError,
@@ -113,7 +114,7 @@ class DockerRuntime:
             max_workers=self._settings.docker_api_threads, thread_name_prefix=f"docker-api-{node}"
         )
         self._label_filters = [f"{LABEL_CLUSTER}={cluster_id}", f"{LABEL_NODE}={node}"]
-        self._exits: asyncio.Queue[Exit | None] | None = None
+        self._exits = ExitQueue()
         self.events = EventFeed(
             self._open_events,
             on_event=self._on_die,
@@ -304,26 +305,11 @@ class DockerRuntime:
         or this call). Meant for one consumer at a time (the worker agent); call it in the loop."""
         self._check_open()
         self._ensure_watcher()
-        return self._exit_stream()
-
-    async def _exit_stream(self) -> AsyncIterator[Exit]:
-        queue = self._exit_queue()
-        while True:
-            item = await queue.get()
-            if item is None:
-                queue.put_nowait(None)  # for any other waiting consumer
-                return
-            yield item
-
-    def _exit_queue(self) -> asyncio.Queue[Exit | None]:
-        if self._exits is None:
-            self._exits = asyncio.Queue()
-        return self._exits
+        return self._exits.stream()
 
     def _ensure_watcher(self) -> None:
         """Open the event stream on first use (the constructor may run outside a loop)."""
         if not self.events.started:
-            self._exit_queue()
             self.events.start(asyncio.get_running_loop())
 
     def _open_events(self, since: int | None) -> Any:
@@ -360,7 +346,7 @@ class DockerRuntime:
         except (APIError, RuntimeUnavailableError):
             pass  # already removed: the exit code is all there is
         if not self._closed:
-            self._exit_queue().put_nowait(Exit(exit.task_id, exit.container_id, exit.exit_code, message))
+            self._exits.put(Exit(exit.task_id, exit.container_id, exit.exit_code, message))
 
     def _resync(self) -> None:
         self._spawn(self._resync_async())
@@ -471,8 +457,7 @@ class DockerRuntime:
                 stream.close()
         for task in list(self._tasks):
             task.cancel()
-        if self._exits is not None:
-            self._exits.put_nowait(None)
+        self._exits.close()
         await self.events.close()
         self._pool.shutdown(wait=False, cancel_futures=True)
         if self._own_client and self._client is not None:

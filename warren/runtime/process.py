@@ -45,6 +45,7 @@ from warren.runtime.base import (
     LABEL_CLUSTER,
     LABEL_NODE,
     Exit,
+    ExitQueue,
     Instance,
     RuntimeStartError,
     RuntimeUnavailableError,
@@ -111,7 +112,7 @@ class ProcessRuntime:
         # one lets the subprocess module reap the child behind our back, losing its exit status).
         self._children: dict[str, subprocess.Popen[bytes]] = {}
         self._watchers: dict[str, asyncio.Task[None]] = {}
-        self._exits: asyncio.Queue[Exit | None] | None = None
+        self._exits = ExitQueue()
         self._adopted = False
         self._closed = False
 
@@ -211,7 +212,7 @@ class ProcessRuntime:
                 log.debug("cannot record the exit of task %s: %s", task_id, exc)
         log.info("process %d of task %s exited (%s)", pid, task_id, exit_code)
         if not self._closed:
-            self._exit_queue().put_nowait(Exit(task_id, container_id_of(task_id), exit_code, message))
+            self._exits.put(Exit(task_id, container_id_of(task_id), exit_code, message))
 
     def _adopt(self) -> None:
         """On first use: watch this worker's live processes left by an earlier worker (restart)."""
@@ -229,21 +230,7 @@ class ProcessRuntime:
         for one consumer at a time (the worker agent); call it in the loop."""
         self._check_open()
         self._adopt()
-        return self._exit_stream()
-
-    async def _exit_stream(self) -> AsyncIterator[Exit]:
-        queue = self._exit_queue()
-        while True:
-            item = await queue.get()
-            if item is None:
-                queue.put_nowait(None)
-                return
-            yield item
-
-    def _exit_queue(self) -> asyncio.Queue[Exit | None]:
-        if self._exits is None:
-            self._exits = asyncio.Queue()
-        return self._exits
+        return self._exits.stream()
 
     # -- stop, remove, list -------------------------------------------------------------------------
 
@@ -451,8 +438,7 @@ class ProcessRuntime:
         # finalizer would warn about them and let the subprocess module reap them behind our back.
         _DETACHED.extend(proc for proc in self._children.values() if proc.returncode is None)
         self._children.clear()
-        if self._exits is not None:
-            self._exits.put_nowait(None)
+        self._exits.close()
 
     def _check_open(self) -> None:
         if self._closed:
