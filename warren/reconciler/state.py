@@ -165,7 +165,7 @@ def load(conn: sqlite3.Connection) -> State:
     for row in cur.execute(
         "SELECT id, service_id, slot, node, desired_state, state, message, spec_digest, exit_code, health,"
         " started_at, created_at, updated_at, CASE WHEN node IS NOT NULL AND spec_digest NOT IN"
-        " (SELECT value FROM json_each(?)) AND state NOT IN ('complete', 'failed', 'shutdown', 'rejected')"
+        f" (SELECT value FROM json_each(?)) AND state NOT IN {taskstate.TERMINAL_SQL}"
         " THEN spec ELSE NULL END FROM tasks ORDER BY created_at, id",
         (orjson.dumps(sorted(known)).decode(),),
     ):

@@ -22,8 +22,6 @@ Handler = Callable[[sqlite3.Connection, int, Any], Any]
 
 NODE_STATES = frozenset({"ready", "down", "joining"})
 HEALTH_STATES = frozenset({"none", "starting", "healthy", "unhealthy"})
-# SQL list of the final task states (constants of ours, not user input).
-_FINAL_SQL = "(" + ", ".join(f"'{s}'" for s in sorted(taskstate.TERMINAL)) + ")"
 
 
 def apply(conn: sqlite3.Connection, index: int, cmd: c.Command) -> Any:
@@ -131,7 +129,7 @@ def _remove_node(conn: sqlite3.Connection, index: int, cmd: c.RemoveNode) -> Any
     # Its tasks will never report again: they are failed here, so the reconciler replaces them.
     failed = conn.execute(
         f"UPDATE tasks SET state = 'failed', desired_state = 'shutdown', message = ?, updated_at = ?,"
-        f" version = ? WHERE node = ? AND state NOT IN {_FINAL_SQL}",
+        f" version = ? WHERE node = ? AND state NOT IN {taskstate.TERMINAL_SQL}",
         (f"node {cmd.name} was removed", cmd.at, index, cmd.name),
     ).rowcount
     return {"removed": cmd.name, "tasks_failed": failed}
@@ -352,7 +350,7 @@ def _set_tasks_desired(conn: sqlite3.Connection, index: int, cmd: c.SetTasksDesi
         # An empty message keeps the task's own (its last status report says more than nothing).
         cur = conn.execute(
             "UPDATE tasks SET desired_state = ?, message = CASE WHEN ? = '' THEN message ELSE ? END,"
-            f" updated_at = ?, version = ? WHERE id = ? AND state NOT IN {_FINAL_SQL}",
+            f" updated_at = ?, version = ? WHERE id = ? AND state NOT IN {taskstate.TERMINAL_SQL}",
             (cmd.desired_state, cmd.message, cmd.message, cmd.at, index, task_id),
         )
         if cur.rowcount:
@@ -366,7 +364,7 @@ def _remove_tasks(conn: sqlite3.Connection, index: int, cmd: c.RemoveTasks) -> A
     removed = 0
     for task_id in cmd.task_ids:
         removed += conn.execute(
-            f"DELETE FROM tasks WHERE id = ? AND state IN {_FINAL_SQL}", (task_id,)
+            f"DELETE FROM tasks WHERE id = ? AND state IN {taskstate.TERMINAL_SQL}", (task_id,)
         ).rowcount
     return {"removed": removed, "kept": len(cmd.task_ids) - removed}
 

@@ -22,8 +22,6 @@ NODE_COLUMNS = (
 # A replicated service whose stored spec has no `replicas` (never written by the API, which always
 # stores a full spec) wants the API model's default.
 DEFAULT_REPLICAS = 1
-# SQL list of the final task states (constants of ours, not user input).
-_FINAL_SQL = "(" + ", ".join(f"'{s}'" for s in sorted(taskstate.TERMINAL)) + ")"
 
 
 def cluster(conn: sqlite3.Connection) -> dict[str, Any] | None:
@@ -80,7 +78,7 @@ SELECT s.id, s.name, s.spec, s.previous_spec IS NOT NULL AS has_previous, s.upda
        (SELECT count(*) FROM tasks t WHERE t.service_id = s.id AND t.state = 'running'
             AND t.desired_state = 'running') AS replicas_running,
        (SELECT count(*) FROM tasks t WHERE t.service_id = s.id AND t.desired_state = 'running'
-            AND t.state NOT IN {_FINAL_SQL}) AS live_tasks
+            AND t.state NOT IN {taskstate.TERMINAL_SQL}) AS live_tasks
 FROM services s
 """
 
@@ -151,7 +149,7 @@ def tasks(
         where.append("t.node = ?")
         args.append(node)
     if not include_final:
-        where.append(f"t.state NOT IN {_FINAL_SQL}")
+        where.append(f"t.state NOT IN {taskstate.TERMINAL_SQL}")
     sql = _TASK_SELECT + (" WHERE " + " AND ".join(where) if where else "")
     # Global tasks have no slot: theirs is their node.
     sql += " ORDER BY service_name, t.slot, CASE WHEN t.slot IS NULL THEN t.node END, t.created_at DESC, t.id"
@@ -169,7 +167,7 @@ def assignments(conn: sqlite3.Connection, node: str) -> list[dict[str, Any]]:
         "SELECT t.id, t.service_id, coalesce(s.name, t.service_id) AS service_name, t.slot,"
         " t.desired_state, t.state, t.spec, t.spec_digest"
         " FROM tasks t LEFT JOIN services s ON s.id = t.service_id"
-        f" WHERE t.node = ? AND t.state NOT IN {_FINAL_SQL} ORDER BY t.id",
+        f" WHERE t.node = ? AND t.state NOT IN {taskstate.TERMINAL_SQL} ORDER BY t.id",
         (node,),
     )
     return [

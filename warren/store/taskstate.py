@@ -45,6 +45,8 @@ RANK: Final[dict[str, int]] = {
     REJECTED: 5,
 }
 TERMINAL: Final = frozenset({COMPLETE, FAILED, SHUTDOWN, REJECTED})
+# The same, as an SQL list for `state IN ...` (constants of ours, not user input).
+TERMINAL_SQL: Final = "(" + ", ".join(f"'{s}'" for s in sorted(TERMINAL)) + ")"
 
 Health = Literal["none", "starting", "healthy", "unhealthy"]
 
