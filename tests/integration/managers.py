@@ -35,6 +35,7 @@ T = TypeVar("T")
 POLL_S = 0.05
 WARREN = [sys.executable, "-m", "warren.cli.main"]
 STARTED_LINE = "✓ Manager started"
+NODE_ID = "Node ID: "
 # Timers of every test manager: slower than the defaults (50 ms / 150-300 ms) so that a loaded 2-core
 # machine never causes a spurious election (tests assert "no election" after a follower dies), still
 # fast enough that a failover takes about a second.
@@ -151,12 +152,106 @@ def cli(*args: str, timeout: float = 60.0, prefix: Sequence[str] = ()) -> CliRes
 # -- one manager ----------------------------------------------------------------------------------------
 
 
-class ManagerProc:
-    """One manager daemon run by the CLI in the foreground; survives kill/stop/restart cycles.
+class DaemonProc:
+    """One `warren` daemon run in the foreground (a manager or a worker), surviving kill/terminate/
+    restart cycles. Output of every incarnation is appended to `<base>/<label>.out` (stdout) and
+    `<label>.err` (stderr, the daemon's log); `prefix` is prepended to the command (e.g.
+    `ip netns exec NAME`)."""
 
-    `prefix` is prepended to the command (e.g. `ip netns exec NAME`). Output of every incarnation is
-    appended to `<base>/<label>.out` (stdout) and `<label>.err` (stderr).
-    """
+    def __init__(self, label: str, base_dir: Path, prefix: Sequence[str] = ()) -> None:
+        self.label = label
+        self.heading = label  # how log tails name it
+        self.prefix = list(prefix)
+        self.data_dir = base_dir / f"{label}-data"
+        self.out_path = base_dir / f"{label}.out"
+        self.err_path = base_dir / f"{label}.err"
+        self.proc: subprocess.Popen[bytes] | None = None
+        self._out_offset = 0  # where the current incarnation's stdout starts
+        self._err_offset = 0
+
+    @property
+    def pid(self) -> int | None:
+        return self.proc.pid if self.proc else None
+
+    @property
+    def alive(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+    def spawn(self, args: Sequence[str]) -> None:
+        """Start `warren ARGS` (returns at once)."""
+        if self.alive:
+            raise RuntimeError(f"{self.label} is already running")
+        self.data_dir.parent.mkdir(parents=True, exist_ok=True)
+        self._out_offset = self.out_path.stat().st_size if self.out_path.exists() else 0
+        self._err_offset = self.err_path.stat().st_size if self.err_path.exists() else 0
+        with open(self.out_path, "ab") as out, open(self.err_path, "ab") as err:
+            self.proc = subprocess.Popen(
+                [*self.prefix, *WARREN, *args],
+                stdin=subprocess.DEVNULL,
+                stdout=out,
+                stderr=err,
+                cwd=REPO_ROOT,
+                env=child_env(),
+                start_new_session=True,  # a Ctrl-C aimed at pytest must not reach the daemons
+            )
+
+    def check_alive(self, doing: str) -> None:
+        """Fail at once (with the log) if the daemon exited while `doing`."""
+        if not self.alive:
+            code = self.proc.poll() if self.proc else None
+            raise AssertionError(f"{self.label} exited with {code} while {doing}\n{self.log_tail()}")
+
+    def wait_exit(self, timeout: float) -> int | None:
+        """The exit status, or None if the process is still running after `timeout`."""
+        return nodeproc.wait_exit(self.proc, timeout)
+
+    def kill(self) -> None:
+        """SIGKILL: no hand-over, no flush (a power cut, as the rest of the cluster sees it)."""
+        nodeproc.kill(self.proc)
+
+    def terminate(self, timeout: float = 20.0) -> int:
+        """SIGTERM and wait for the exit status (SIGKILL and fail if it does not exit in time)."""
+        assert self.proc is not None
+        if self.proc.poll() is None:
+            os.kill(self.proc.pid, signal.SIGTERM)
+        code = self.wait_exit(timeout)
+        if code is None:
+            self.kill()
+            raise AssertionError(f"{self.label} did not exit within {timeout}s of SIGTERM\n{self.log_tail()}")
+        return code
+
+    # -- output ---------------------------------------------------------------------------------------
+
+    def output(self) -> str:
+        """Stdout of the current incarnation."""
+        return _read_from(self.out_path, self._out_offset)
+
+    def errors(self) -> str:
+        """Stderr (the daemon's log) of the current incarnation."""
+        return _read_from(self.err_path, self._err_offset)
+
+    def all_output(self) -> str:
+        return _read_from(self.out_path, 0) + _read_from(self.err_path, 0)
+
+    @property
+    def name(self) -> str:
+        """The node name from the "Node ID: ..." line (the same in every incarnation)."""
+        for line in _read_from(self.out_path, 0).splitlines():
+            if NODE_ID in line:
+                return line.split(NODE_ID, 1)[1].split(")", 1)[0].strip()
+        raise AssertionError(f"{self.label} printed no Node ID\n{self.log_tail()}")
+
+    def has_name(self) -> bool:
+        return NODE_ID in _read_from(self.out_path, 0)
+
+    def log_tail(self, lines: int = 30) -> str:
+        out = "\n".join(self.output().splitlines()[-lines:])
+        err = "\n".join(self.errors().splitlines()[-lines:])
+        return f"---- {self.heading} stdout ----\n{out}\n---- {self.label} stderr ----\n{err}"
+
+
+class ManagerProc(DaemonProc):
+    """One manager daemon (`warren cluster init` / `manager join`) with its own addresses."""
 
     def __init__(
         self,
@@ -168,21 +263,15 @@ class ManagerProc:
         prefix: Sequence[str] = (),
         extra_flags: Sequence[str] = TIMER_FLAGS,
     ) -> None:
-        self.label = label
+        super().__init__(label, base_dir, prefix)
         self.host = host
         api_port, raft_port, metrics_port = ports or (free_port(host), free_port(host), free_port(host))
         self.api_addr = f"{host}:{api_port}"
         self.raft_addr = f"{host}:{raft_port}"
         self.metrics_addr = f"{host}:{metrics_port}"
-        self.data_dir = base_dir / f"{label}-data"
-        self.out_path = base_dir / f"{label}.out"
-        self.err_path = base_dir / f"{label}.err"
-        self.prefix = list(prefix)
+        self.heading = f"{label} ({self.api_addr})"
         self.extra_flags = list(extra_flags)
         self.args: list[str] | None = None  # the CLI arguments of init/join, reused by restart()
-        self.proc: subprocess.Popen[bytes] | None = None
-        self._out_offset = 0  # where the current incarnation's stdout starts
-        self._err_offset = 0
 
     def __repr__(self) -> str:
         return f"ManagerProc({self.label}, api={self.api_addr}, pid={self.pid})"
@@ -218,42 +307,17 @@ class ManagerProc:
 
     # -- lifecycle ------------------------------------------------------------------------------------
 
-    @property
-    def pid(self) -> int | None:
-        return self.proc.pid if self.proc else None
-
-    @property
-    def alive(self) -> bool:
-        return self.proc is not None and self.proc.poll() is None
-
     def start(self) -> None:
         """Spawn the daemon with the current command (returns at once)."""
         if self.args is None:
             raise RuntimeError(f"{self.label}: init() or join() first")
-        if self.alive:
-            raise RuntimeError(f"{self.label} is already running")
-        self.data_dir.parent.mkdir(parents=True, exist_ok=True)
-        self._out_offset = self.out_path.stat().st_size if self.out_path.exists() else 0
-        self._err_offset = self.err_path.stat().st_size if self.err_path.exists() else 0
-        argv = [*self.prefix, *WARREN, *self.args]
-        with open(self.out_path, "ab") as out, open(self.err_path, "ab") as err:
-            self.proc = subprocess.Popen(
-                argv,
-                stdin=subprocess.DEVNULL,
-                stdout=out,
-                stderr=err,
-                cwd=REPO_ROOT,
-                env=child_env(),
-                start_new_session=True,  # a Ctrl-C aimed at pytest must not reach the managers
-            )
+        self.spawn(self.args)
 
     def wait_started(self, timeout: float = 45.0) -> None:
         """Until stdout has the "✓ Manager started" line and /v1/ready answers 200."""
 
         def started() -> bool:
-            if not self.alive:
-                code = self.proc.poll() if self.proc else None
-                raise AssertionError(f"{self.label} exited with {code} while starting\n{self.log_tail()}")
+            self.check_alive("starting")
             if STARTED_LINE not in self.output():
                 return False
             with api(self.api_addr, 2.0) as client:
@@ -261,55 +325,10 @@ class ManagerProc:
 
         wait_for(started, timeout, f"{self.label} to start and be ready", detail=self.log_tail)
 
-    def wait_exit(self, timeout: float) -> int | None:
-        """The exit status, or None if the process is still running after `timeout`."""
-        return nodeproc.wait_exit(self.proc, timeout)
-
-    def kill(self) -> None:
-        """SIGKILL: no hand-over, no flush (a power cut, as the other managers see it)."""
-        nodeproc.kill(self.proc)
-
-    def terminate(self, timeout: float = 20.0) -> int:
-        """SIGTERM and wait for the exit status (SIGKILL and fail if it does not exit in time)."""
-        assert self.proc is not None
-        if self.proc.poll() is None:
-            os.kill(self.proc.pid, signal.SIGTERM)
-        code = self.wait_exit(timeout)
-        if code is None:
-            self.kill()
-            raise AssertionError(f"{self.label} did not exit within {timeout}s of SIGTERM\n{self.log_tail()}")
-        return code
-
     def restart(self, timeout: float = 45.0) -> None:
         """Rerun the very same command (resume from the data dir) and wait until it serves."""
         self.start()
         self.wait_started(timeout)
-
-    # -- output ---------------------------------------------------------------------------------------
-
-    def output(self) -> str:
-        """Stdout of the current incarnation."""
-        return _read_from(self.out_path, self._out_offset)
-
-    def errors(self) -> str:
-        """Stderr (the daemon's log) of the current incarnation."""
-        return _read_from(self.err_path, self._err_offset)
-
-    def all_output(self) -> str:
-        return _read_from(self.out_path, 0) + _read_from(self.err_path, 0)
-
-    @property
-    def name(self) -> str:
-        """The node name from the "Node ID: ..." line (the same in every incarnation)."""
-        for line in _read_from(self.out_path, 0).splitlines():
-            if "Node ID: " in line:
-                return line.split("Node ID: ", 1)[1].rstrip(")").strip()
-        raise AssertionError(f"{self.label} printed no Node ID\n{self.log_tail()}")
-
-    def log_tail(self, lines: int = 30) -> str:
-        out = "\n".join(self.output().splitlines()[-lines:])
-        err = "\n".join(self.errors().splitlines()[-lines:])
-        return f"---- {self.label} ({self.api_addr}) stdout ----\n{out}\n---- {self.label} stderr ----\n{err}"
 
     # -- API ------------------------------------------------------------------------------------------
 

@@ -13,29 +13,23 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
-import subprocess
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from tests.integration import nodeproc
 from tests.integration.managers import (
-    WARREN,
+    DaemonProc,
     ManagerCluster,
     ManagerProc,
-    _read_from,
     api,
-    child_env,
     cli,
     get_json,
     manager_clusters,
     wait_for,
 )
-from tests.integration.nodeproc import REPO_ROOT
 
-NODE_ID = "Node ID: "
 # Generous: a worker's start includes a Docker Engine ping and adoption of what it already runs.
 START_TIMEOUT_S = 45.0
 
@@ -63,8 +57,10 @@ def require_docker() -> None:
         pytest.skip(reason)
 
 
-class WorkerProc:
-    """One `warren worker start` daemon; survives kill/terminate/restart cycles (resumes its identity)."""
+class WorkerProc(DaemonProc):
+    """One `warren worker start` daemon; a restart resumes its identity from the data dir. `kill` ends
+    the agent only: its containers and processes keep running (a machine crash is `kill` plus
+    `kill_tasks`)."""
 
     def __init__(
         self,
@@ -76,113 +72,41 @@ class WorkerProc:
         labels: Sequence[str] = (),
         prefix: Sequence[str] = (),
     ) -> None:
-        self.label = label
+        super().__init__(label, base_dir, prefix)
         self.managers = list(managers)
         self.runtime = runtime
         self.labels = list(labels)
-        self.prefix = list(prefix)
-        self.data_dir = base_dir / f"{label}-data"
-        self.out_path = base_dir / f"{label}.out"
-        self.err_path = base_dir / f"{label}.err"
-        self.proc: subprocess.Popen[bytes] | None = None
-        self._out_offset = 0
-        self._err_offset = 0
 
     def __repr__(self) -> str:
         return f"WorkerProc({self.label}, runtime={self.runtime}, pid={self.pid})"
 
-    def argv(self, token: str | None) -> list[str]:
+    def start(self, token: str | None = None) -> None:
+        """Spawn the agent (with a token the first time; a restart resumes from the data dir)."""
         args = ["worker", "start", "--manager", ",".join(self.managers), "--data-dir", str(self.data_dir)]
         args += ["--runtime", self.runtime]
         for label in self.labels:
             args += ["--label", label]
         if token is not None:
             args += ["--token", token]
-        return [*self.prefix, *WARREN, *args]
-
-    @property
-    def pid(self) -> int | None:
-        return self.proc.pid if self.proc else None
-
-    @property
-    def alive(self) -> bool:
-        return self.proc is not None and self.proc.poll() is None
-
-    def start(self, token: str | None = None) -> None:
-        """Spawn the agent (with a token the first time; a restart resumes from the data dir)."""
-        if self.alive:
-            raise RuntimeError(f"{self.label} is already running")
-        self.data_dir.parent.mkdir(parents=True, exist_ok=True)
-        self._out_offset = self.out_path.stat().st_size if self.out_path.exists() else 0
-        self._err_offset = self.err_path.stat().st_size if self.err_path.exists() else 0
-        with open(self.out_path, "ab") as out, open(self.err_path, "ab") as err:
-            self.proc = subprocess.Popen(
-                self.argv(token),
-                stdin=subprocess.DEVNULL,
-                stdout=out,
-                stderr=err,
-                cwd=REPO_ROOT,
-                env=child_env(),
-                start_new_session=True,
-            )
+        self.spawn(args)
 
     def wait_ready(self, via: str, timeout: float = START_TIMEOUT_S) -> None:
         """Until it printed its node ID and the leader (through `via`) lists it ready."""
 
         def ready() -> bool:
-            if not self.alive:
-                code = self.proc.poll() if self.proc else None
-                raise AssertionError(f"{self.label} exited with {code} while starting\n{self.log_tail()}")
-            if NODE_ID not in _read_from(self.out_path, 0):
+            self.check_alive("starting")
+            if not self.has_name():
                 return False
             node = get_json(via, f"/v1/nodes/{self.name}")
             return bool(node["state"] == "ready")
 
         wait_for(ready, timeout, f"{self.label} to join and be ready", detail=self.log_tail)
 
-    def kill(self) -> None:
-        """SIGKILL of the agent only: its containers / processes keep running (as after a crash of the
-        agent; a machine crash is `kill` plus `kill_tasks`)."""
-        nodeproc.kill(self.proc)
-
-    def terminate(self, timeout: float = 20.0) -> int:
-        assert self.proc is not None
-        if self.proc.poll() is None:
-            os.kill(self.proc.pid, signal.SIGTERM)
-        code = nodeproc.wait_exit(self.proc, timeout)
-        if code is None:
-            self.kill()
-            raise AssertionError(f"{self.label} did not exit within {timeout}s of SIGTERM\n{self.log_tail()}")
-        return code
-
-    @property
-    def name(self) -> str:
-        for line in _read_from(self.out_path, 0).splitlines():
-            if NODE_ID in line:
-                return line.split(NODE_ID, 1)[1].split(")", 1)[0].strip()
-        raise AssertionError(f"{self.label} printed no node ID\n{self.log_tail()}")
-
-    def output(self) -> str:
-        return _read_from(self.out_path, self._out_offset)
-
-    def errors(self) -> str:
-        return _read_from(self.err_path, self._err_offset)
-
-    def all_output(self) -> str:
-        return _read_from(self.out_path, 0) + _read_from(self.err_path, 0)
-
-    def log_tail(self, lines: int = 30) -> str:
-        out = "\n".join(self.output().splitlines()[-lines:])
-        err = "\n".join(self.errors().splitlines()[-lines:])
-        return f"---- {self.label} stdout ----\n{out}\n---- {self.label} stderr ----\n{err}"
-
     def task_pids(self) -> list[int]:
         """Processes this worker's process runtime started (WARREN_NODE=<name> in their environment)."""
-        try:
-            name = self.name
-        except AssertionError:
+        if not self.has_name():
             return []
-        return task_processes(f"WARREN_NODE={name}")
+        return task_processes(f"WARREN_NODE={self.name}")
 
     def kill_tasks(self) -> None:
         """SIGKILL every process this worker's tasks run as (its containers are removed by Fleet)."""
