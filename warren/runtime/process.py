@@ -263,10 +263,9 @@ class ProcessRuntime:
             if waiter is not None:
                 waiter.close()
         # Children that left the group (or outlived their leader) still carry the session's ID.
-        if stat is None or stat[2] == start:
-            for member in session_members(pid):
-                with contextlib.suppress(ProcessLookupError, PermissionError):
-                    os.kill(member, signal.SIGKILL)
+        for member in session_members(pid):
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.kill(member, signal.SIGKILL)
 
     async def remove(self, container_id: str) -> None:
         self._check_open()
