@@ -209,7 +209,7 @@ class DockerRuntime:
             name=name,
             labels=task_labels(self.cluster_id, self.node, run),
             environment=dict(run.env),
-            ports=[(int(key.split("/")[0]), key.split("/")[1]) for key in bindings],
+            ports=[(p.container, p.protocol) for p in run.publish],
             host_config=host_config,
             stop_timeout=max(1, math.ceil(run.stop_timeout_s)),
             detach=True,
