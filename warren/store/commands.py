@@ -306,31 +306,8 @@ Command = (
     | RemoveTasks
 )
 
-COMMANDS: dict[str, type[Command]] = {
-    cls.OP: cls
-    for cls in (
-        InitCluster,
-        CreateToken,
-        RegisterManager,
-        SetNodeState,
-        RemoveNode,
-        CreateService,
-        UpdateService,
-        RemoveService,
-        ImportRows,
-        ResetManagers,
-        RegisterWorker,
-        UpdateNode,
-        SetNodeAvailability,
-        RollbackService,
-        SetUpdateStatus,
-        CreateTasks,
-        AssignTasks,
-        SetTaskStatuses,
-        SetTasksDesired,
-        RemoveTasks,
-    )
-}
+# Every command class by its op, from the union above (one list to keep).
+COMMANDS: dict[str, type[Command]] = {cls.OP: cls for cls in typing.get_args(Command)}
 
 
 def encode(cmd: Command) -> bytes:
