@@ -22,7 +22,7 @@ from warren.api import answers as A
 from warren.api import models, routes_services, routes_workers
 from warren.api.forwarder import Forwarder
 from warren.api.params import NodePath
-from warren.api.responses import JSON, error_response
+from warren.api.responses import JSON, error_response, validation_summary
 from warren.api.routing import LeaderRouting
 from warren.config import split_host_port
 from warren.errors import (
@@ -45,11 +45,7 @@ def _validation_message(exc: RequestValidationError) -> str:
         and errors[0].get("type") == "model_attributes_type"
     ):
         return "invalid request: the body must be a JSON object (Content-Type: application/json)"
-    parts = []
-    for err in errors[:3]:
-        where = ".".join(str(p) for p in err.get("loc", ()) if p != "body") or "body"
-        parts.append(f"{where}: {err.get('msg', 'invalid')}")
-    return "invalid request: " + "; ".join(parts)
+    return "invalid request: " + validation_summary(errors, "body")
 
 
 def _pair_exclusive_bounds(node: Any) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import orjson
@@ -22,3 +23,13 @@ def error_response(status: int, code: str, message: str, retry_after_s: int | No
     retry."""
     headers = {"Retry-After": str(retry_after_s)} if retry_after_s is not None and status == 503 else None
     return JSON({"error": code, "message": tokens.redact(message)}, status_code=status, headers=headers)
+
+
+def validation_summary(errors: Sequence[Mapping[str, Any]], where_none: str) -> str:
+    """The first three of pydantic's validation errors as `field.path: message; ...` (a request's
+    `body` part left out of the path; `where_none` names an error with no path)."""
+    parts = []
+    for err in errors[:3]:
+        where = ".".join(str(p) for p in err.get("loc", ()) if p != "body") or where_none
+        parts.append(f"{where}: {err.get('msg', 'invalid')}")
+    return "; ".join(parts)

@@ -13,7 +13,7 @@ from pydantic import BaseModel, ValidationError
 from warren.api import answers as A
 from warren.api import models
 from warren.api.params import NamePath, if_match_version
-from warren.api.responses import JSON
+from warren.api.responses import JSON, validation_summary
 from warren.errors import InvalidError, NotFoundError
 from warren.manager.manager import Manager
 from warren.store import queries
@@ -67,7 +67,8 @@ def add_routes(app: FastAPI, manager: Manager, consistent: fastapi_params.Depend
         try:  # the spec as it will be must be a valid one (e.g. driver process needs a command)
             models.ServiceSpec.model_validate({**current["spec"], **changes}, strict=False)
         except ValidationError as exc:
-            raise InvalidError(f"the updated spec would be invalid: {validation_summary(exc)}") from None
+            summary = validation_summary(exc.errors(), "spec")
+            raise InvalidError(f"the updated spec would be invalid: {summary}") from None
         return JSON(await manager.update_service(name, changes, if_match_version(if_match)))
 
     @app.post(
@@ -139,11 +140,3 @@ def update_changes(body: models.ServiceUpdate) -> dict[str, Any]:
             value = [v.model_dump() if isinstance(v, BaseModel) else v for v in value]
         changes[field] = value
     return changes
-
-
-def validation_summary(exc: ValidationError) -> str:
-    parts = []
-    for err in exc.errors()[:3]:
-        where = ".".join(str(p) for p in err.get("loc", ())) or "spec"
-        parts.append(f"{where}: {err.get('msg', 'invalid')}")
-    return "; ".join(parts)
