@@ -171,13 +171,16 @@ def _set_node_availability(conn: sqlite3.Connection, index: int, cmd: c.SetNodeA
     return queries.node(conn, cmd.name)
 
 
-def _unavailable(conn: sqlite3.Connection, node: str) -> str | None:
-    """Why no task may be placed on `node` now (None: it may). Checked at apply time, since the node
+def _placement(conn: sqlite3.Connection, node: str | None, message: str) -> tuple[str | None, str]:
+    """Where a task proposed for `node` (None: unplaced) goes, and its message: the node only if it
+    is still ready and active, else unplaced with the reason. Checked at apply time, since the node
     may have gone down or been drained between the proposer's decision and this command's commit."""
+    if node is None:
+        return None, message
     row = conn.execute("SELECT state, availability FROM nodes WHERE name = ?", (node,)).fetchone()
     if row is None or row["state"] != "ready" or row["availability"] != "active":
-        return f"node {node} is no longer available"
-    return None
+        return None, f"node {node} is no longer available"
+    return node, message
 
 
 def _create_service(conn: sqlite3.Connection, index: int, cmd: c.CreateService) -> Any:
@@ -267,13 +270,8 @@ def _create_tasks(conn: sqlite3.Connection, index: int, cmd: c.CreateTasks) -> A
         if service is None or exists is not None:
             skipped += 1
             continue
-        node, state, message = t.node, taskstate.ASSIGNED, t.message
-        if node is None:
-            state = taskstate.PENDING
-        else:
-            reason = _unavailable(conn, node)
-            if reason is not None:
-                node, state, message = None, taskstate.PENDING, reason
+        node, message = _placement(conn, t.node, t.message)
+        state = taskstate.PENDING if node is None else taskstate.ASSIGNED
         conn.execute(
             "INSERT INTO tasks (id, service_id, slot, node, desired_state, state, message, spec, spec_digest,"
             " created_at, updated_at, version) VALUES (?, ?, ?, ?, 'running', ?, ?, ?, ?, ?, ?, ?)",
@@ -302,18 +300,18 @@ def _assign_tasks(conn: sqlite3.Connection, index: int, cmd: c.AssignTasks) -> A
         if row is None or row["state"] != taskstate.PENDING:
             ignored += 1
             continue
-        reason = None if a.node is None else _unavailable(conn, a.node)
-        if a.node is not None and reason is None:
+        node, message = _placement(conn, a.node, a.message)
+        if node is not None:
             conn.execute(
                 "UPDATE tasks SET node = ?, state = 'assigned', message = ?, updated_at = ?, version = ?"
                 " WHERE id = ?",
-                (a.node, a.message, cmd.at, index, a.task_id),
+                (node, message, cmd.at, index, a.task_id),
             )
             assigned += 1
         else:
             conn.execute(
                 "UPDATE tasks SET message = ?, updated_at = ?, version = ? WHERE id = ?",
-                (a.message if reason is None else reason, cmd.at, index, a.task_id),
+                (message, cmd.at, index, a.task_id),
             )
             pending += 1
     return {"assigned": assigned, "pending": pending, "ignored": ignored}
