@@ -130,8 +130,8 @@ class Dispatcher:
         self._since = clock()  # the fresh grace: nobody is late before since + grace
         self._last_seen: dict[str, float] = {}
         self._changed = asyncio.Event()
-        self._digests: dict[str, str] | None = None
-        self._digests_at = -1
+        self._digests: dict[str, str] = {}
+        self._digests_at = -1  # the applied index _digests was built at
         self._stopped = False
         self._batch: _Batch | None = None
         self._flush_wanted = asyncio.Event()
@@ -165,15 +165,14 @@ class Dispatcher:
             self._batch.done.set_exception(UnavailableError("this manager is no longer the leader"))
 
     def _on_change(self) -> None:
-        self._digests = None
         self._changed.set()
         self._changed = asyncio.Event()
 
     def digest(self, node: str) -> str:
         """queries.assignments_digest of the node's assignments, from a table of every node's digest
-        built once per state change: every held session checks its own after each commit, and one
+        built once per applied index: every held session checks its own after each commit, and one
         light query beats one full assignments read per worker."""
-        if self._digests is None or self._digests_at != self.store.applied_index:
+        if self._digests_at != self.store.applied_index:
             self._digests_at = self.store.applied_index
             per_node: dict[str, list[dict[str, Any]]] = {}
             for row in self.store.conn.execute(_ASSIGNED_SQL):
