@@ -1,4 +1,5 @@
-"""Files that must survive: fsync of a file and of a directory entry, and a node's private data dir."""
+"""Files that must survive: fsync of a file and of a directory entry, a small file replaced atomically,
+and a node's private data dir."""
 
 from __future__ import annotations
 
@@ -18,6 +19,29 @@ def fsync_file(path: str) -> None:
 def fsync_dir(directory: str) -> None:
     """After creating or renaming a file in `directory`: make that change durable (POSIX)."""
     fsync_file(directory)
+
+
+def read_if_exists(path: str) -> bytes | None:
+    """The file's contents, or None if there is no such file."""
+    try:
+        with open(path, "rb") as f:
+            return f.read()
+    except FileNotFoundError:
+        return None
+
+
+def write_atomically(path: str, data: bytes) -> None:
+    """Replace `path` with `data`, readable by its owner only: temp file, fsync, rename, fsync the dir,
+    so a crash leaves the old or the new file, never a torn one."""
+    tmp = path + ".tmp"
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "wb") as f:
+        os.fchmod(fd, 0o600)  # an old temp file left by a crash may have other bits
+        f.write(data)
+        f.flush()
+        os.fsync(fd)
+    os.replace(tmp, path)
+    fsync_dir(os.path.dirname(os.path.abspath(path)))
 
 
 def private_data_dir(data_dir: str) -> str:

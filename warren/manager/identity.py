@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 import orjson
 
-from warren.durable import fsync_dir
+from warren.durable import read_if_exists, write_atomically
 from warren.errors import CorruptStateError
 
 FILE_NAME = "node.json"
@@ -40,10 +40,8 @@ def path(data_dir: str) -> str:
 
 def load(data_dir: str) -> Identity | None:
     """The identity in `data_dir`, or None for a data dir no manager has used."""
-    try:
-        with open(path(data_dir), "rb") as f:
-            raw = f.read()
-    except FileNotFoundError:
+    raw = read_if_exists(path(data_dir))
+    if raw is None:
         return None
     try:
         doc = orjson.loads(raw)
@@ -56,14 +54,5 @@ def load(data_dir: str) -> Identity | None:
 
 
 def save(data_dir: str, identity: Identity) -> None:
-    """Write atomically (temp file, fsync, rename, fsync the dir): a crash leaves the old or the new file."""
-    target = path(data_dir)
-    tmp = target + ".tmp"
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    try:
-        os.write(fd, orjson.dumps(dataclasses.asdict(identity), option=orjson.OPT_INDENT_2))
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-    os.replace(tmp, target)
-    fsync_dir(data_dir)
+    """Written atomically: a crash leaves the old or the new file."""
+    write_atomically(path(data_dir), orjson.dumps(dataclasses.asdict(identity), option=orjson.OPT_INDENT_2))

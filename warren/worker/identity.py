@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 
 import orjson
 
-from warren.durable import fsync_dir, fsync_file
+from warren.durable import read_if_exists, write_atomically
 from warren.errors import CorruptStateError
 
 FILE_NAME = "node.json"
@@ -34,10 +34,8 @@ def path(data_dir: str) -> str:
 
 def load(data_dir: str) -> WorkerIdentity | None:
     """The identity in `data_dir`, or None for a data dir no worker has joined from."""
-    try:
-        with open(path(data_dir), "rb") as f:
-            raw = f.read()
-    except FileNotFoundError:
+    raw = read_if_exists(path(data_dir))
+    if raw is None:
         return None
     try:
         doc = orjson.loads(raw)
@@ -56,16 +54,7 @@ def load(data_dir: str) -> WorkerIdentity | None:
 
 
 def save(data_dir: str, identity: WorkerIdentity) -> None:
-    """Write atomically (temp file, fsync, rename, fsync the dir): a crash leaves the old or the new
-    file, never a torn one."""
-    target = path(data_dir)
-    tmp = target + ".tmp"
+    """Written atomically (owner-only): a crash leaves the old or the new file, never a torn one."""
     doc = dataclasses.asdict(identity)
     doc["managers"] = list(identity.managers)
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    os.fchmod(fd, 0o600)  # an old temp file left by a crash may have other bits
-    with os.fdopen(fd, "wb") as f:
-        f.write(orjson.dumps(doc, option=orjson.OPT_INDENT_2))
-    fsync_file(tmp)
-    os.replace(tmp, target)
-    fsync_dir(data_dir)
+    write_atomically(path(data_dir), orjson.dumps(doc, option=orjson.OPT_INDENT_2))
