@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hmac
 import sqlite3
+import typing
 from collections.abc import Callable
 from typing import Any
 
@@ -20,8 +21,8 @@ from warren.store.schema import TABLES
 
 Handler = Callable[[sqlite3.Connection, int, Any], Any]
 
-NODE_STATES = frozenset({"ready", "down", "joining"})
-HEALTH_STATES = frozenset({"none", "starting", "healthy", "unhealthy"})
+NODE_STATES = frozenset(typing.get_args(c.NodeState))
+HEALTH_STATES = frozenset(typing.get_args(taskstate.Health))
 
 
 def apply(conn: sqlite3.Connection, index: int, cmd: c.Command) -> Any:
