@@ -137,7 +137,7 @@ class Dispatcher:
         self._flush_wanted = asyncio.Event()
         self._node_writes: dict[str, asyncio.Task[None]] = {}
         self._tasks: list[asyncio.Task[None]] = []
-        self.held = 0  # session calls being held now
+        self.held = 0  # session calls being held now (the sessions_held gauge reads it)
 
     # -- lifecycle ------------------------------------------------------------------------------------
 
@@ -251,8 +251,6 @@ class Dispatcher:
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self.hold_s
         self.held += 1
-        if self.metrics is not None:
-            self.metrics.sessions_held.inc()
         try:
             while True:
                 changed = self._changed  # taken before reading, so no change is missed
@@ -265,8 +263,6 @@ class Dispatcher:
                         await changed.wait()
         finally:
             self.held -= 1
-            if self.metrics is not None:
-                self.metrics.sessions_held.dec()
         self.touch(node)
         docs = None
         if digest != known:

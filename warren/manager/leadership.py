@@ -47,6 +47,11 @@ class LeaderServices:
         self.orchestrator: Orchestrator | None = None
         self.term: int | None = None
         self._task: asyncio.Task[None] | None = None
+        if metrics is not None:
+            metrics.sessions_held.set_function(self._held)
+
+    def _held(self) -> int:
+        return 0 if self.dispatcher is None else self.dispatcher.held
 
     def start(self) -> None:
         self._task = asyncio.create_task(self._watch(), name="leader-services")
