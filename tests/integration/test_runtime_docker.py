@@ -17,7 +17,7 @@ from typing import Any, TypeVar
 
 import pytest
 
-from tests.integration.images import ensure_image
+from tests.integration.images import TEST_IMAGE, ensure_image
 from tests.integration.nodeproc import free_port
 from warren.runtime.base import (
     LABEL_CLUSTER,
@@ -82,7 +82,7 @@ def task(task_id: str, command: list[str] | None, *, slot: int | None = 1, **ext
         service_id="svc-1",
         service_name="web",
         slot=slot,
-        image="warren-busybox:latest",
+        image=TEST_IMAGE,
         command=command,
         env=extra.pop("env", {}),
         **extra,

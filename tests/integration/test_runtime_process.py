@@ -36,7 +36,7 @@ from warren.runtime.base import (
     TaskRun,
 )
 from warren.runtime.process import LOG_FILE, STATE_FILE, ProcessRuntime
-from warren.runtime.procfs import is_ours, proc_stat
+from warren.runtime.procfs import is_ours, proc_stat, session_members
 
 pytestmark = pytest.mark.anyio
 
@@ -71,20 +71,9 @@ async def runtime(base_dir: Path) -> AsyncIterator[ProcessRuntime]:
 def kill_session(pid: int, start: int | None) -> None:
     if not is_ours(pid, start) and proc_stat(pid) is not None:
         return  # the pid is someone else's now
-    for member in [pid, *session_of(pid)]:
+    for member in [pid, *session_members(pid)]:
         with contextlib.suppress(ProcessLookupError):
             os.kill(member, signal.SIGKILL)
-
-
-def session_of(sid: int) -> list[int]:
-    """Live (non-zombie) processes of session `sid`, its leader excluded."""
-    out = []
-    for name in os.listdir("/proc"):
-        if name.isdigit() and int(name) != sid:
-            stat = proc_stat(int(name))
-            if stat is not None and stat[1] == sid and stat[0] != "Z":
-                out.append(int(name))
-    return out
 
 
 def alive(pid: int) -> bool:
@@ -198,7 +187,7 @@ async def test_stop_terminates_the_whole_process_group(runtime: ProcessRuntime, 
     exits = runtime.exits()
     cid = await runtime.start(task("t-group", ["sh", "-c", "sleep 300 & sleep 300 & wait"]))
     pid = state_of(base_dir, "t-group")["pid"]
-    children = await eventually(lambda: s if len(s := session_of(pid)) == 2 else None, 5, "two children")
+    children = await eventually(lambda: s if len(s := session_members(pid)) == 2 else None, 5, "two children")
 
     started = time.monotonic()
     await runtime.stop(cid, 5.0)
@@ -225,7 +214,7 @@ async def test_stop_escalates_to_sigkill_after_the_grace_period(
     ex = await next_exit(exits)
     assert ex.exit_code == 128 + signal.SIGKILL
     pid = state_of(base_dir, "t-stubborn")["pid"]
-    await eventually(lambda: not session_of(pid), 5, "the sleep to be gone too")
+    await eventually(lambda: not session_members(pid), 5, "the sleep to be gone too")
 
 
 async def test_stop_kills_children_that_left_the_group(runtime: ProcessRuntime, base_dir: Path) -> None:
@@ -233,7 +222,7 @@ async def test_stop_kills_children_that_left_the_group(runtime: ProcessRuntime, 
     cid = await runtime.start(task("t-escape", ["sh", "-c", f'"{sys.executable}" -c "{escapee}" & wait']))
     await eventually(lambda: (base_dir / "t-escape" / "escaped").exists(), 10, "the child's own group")
     pid = state_of(base_dir, "t-escape")["pid"]
-    [child] = session_of(pid)
+    [child] = session_members(pid)
     assert os.getpgid(child) != pid
     await runtime.stop(cid, 2.0)
     await eventually(lambda: not alive(child), 5, "the child that left the group to be gone")
