@@ -5,7 +5,7 @@ mode) and tasks that could not be placed on their node are stopped here."""
 from __future__ import annotations
 
 from warren.reconciler.actions import Actions
-from warren.reconciler.state import Service, needs
+from warren.reconciler.state import Service
 from warren.reconciler.units import Unit, Units, stop_duplicates
 from warren.scheduler.placement import static_rejection
 
@@ -25,7 +25,7 @@ def units(acts: Actions, service: Service) -> Units:
             stray.tasks.append(t)
         else:
             by_node.setdefault(t.node, Unit(slot=None, node=t.node)).tasks.append(t)
-    n = needs(service.task_spec)
+    n = service.needs
     result = Units()
     for name, node in acts.state.nodes.items():
         unit = by_node.pop(name, None) or Unit(slot=None, node=name)

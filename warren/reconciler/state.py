@@ -73,6 +73,7 @@ class Service:
     update_status: dict[str, Any] | None
     task_spec: dict[str, Any]
     digest: str
+    needs: Needs  # of task_spec: parsed once per pass
     tasks: list[Task] = field(default_factory=list)
 
     @property
@@ -85,7 +86,7 @@ class Service:
 
     def request(self, node: str | None = None) -> TaskRequest:
         """What placement needs to know of a new task of this service."""
-        n = needs(self.task_spec)
+        n = self.needs
         return TaskRequest(self.id, n.driver, n.cpus, n.memory, n.ports, n.constraints, node)
 
 
@@ -149,6 +150,7 @@ def load(conn: sqlite3.Connection) -> State:
         "SELECT id, name, version, spec, previous_spec, update_status FROM services ORDER BY name"
     ):
         spec = orjson.loads(spec_text)
+        task_spec = taskstate.task_spec(spec)
         service = Service(
             id=sid,
             name=name,
@@ -156,12 +158,13 @@ def load(conn: sqlite3.Connection) -> State:
             spec=spec,
             previous_spec=None if previous_text is None else orjson.loads(previous_text),
             update_status=None if status_text is None else orjson.loads(status_text),
-            task_spec=taskstate.task_spec(spec),
+            task_spec=task_spec,
             digest=taskstate.spec_digest(spec),
+            needs=needs(task_spec),
         )
         services.append(service)
         by_id[sid] = service
-    known: dict[str, Needs] = {s.digest: needs(s.task_spec) for s in services}
+    known: dict[str, Needs] = {s.digest: s.needs for s in services}
     for row in cur.execute(
         "SELECT id, service_id, slot, node, desired_state, state, message, spec_digest, exit_code, health,"
         " started_at, created_at, updated_at, CASE WHEN node IS NOT NULL AND spec_digest NOT IN"
