@@ -50,6 +50,8 @@ CREATE TABLE IF NOT EXISTS outbox (
     seq      INTEGER NOT NULL,
     doc      TEXT NOT NULL
 );
+-- The queue's order: the next sequence number and the oldest batch without a scan of the queue.
+CREATE INDEX IF NOT EXISTS outbox_seq ON outbox (seq);
 """
 
 
@@ -226,9 +228,11 @@ class WorkerCache:
                 (update.task_id, seq, orjson.dumps(update.to_doc())),
             )
 
-    def pending(self) -> list[tuple[int, StatusUpdate]]:
-        """Queued updates, oldest first, each with its sequence number (for `ack`)."""
-        rows = self._conn.execute("SELECT seq, doc FROM outbox ORDER BY seq")
+    def pending(self, limit: int | None = None) -> list[tuple[int, StatusUpdate]]:
+        """Queued updates, oldest first (the `limit` oldest), each with its sequence number (for `ack`)."""
+        rows = self._conn.execute(
+            "SELECT seq, doc FROM outbox ORDER BY seq LIMIT ?", (-1 if limit is None else limit,)
+        )
         return [(int(seq), StatusUpdate.from_doc(orjson.loads(doc))) for seq, doc in rows]
 
     def pending_state(self, task_id: str) -> str | None:

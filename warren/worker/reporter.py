@@ -24,8 +24,7 @@ class StatusReporter:
         self.cache = cache
         self.settings = settings
         self._wanted = asyncio.Event()
-        if cache.pending():
-            self._wanted.set()
+        self._wanted.set()  # first, whatever a previous run left queued
 
     def report(self, update: StatusUpdate) -> None:
         """Queue `update` (durably) and have it sent now."""
@@ -42,7 +41,7 @@ class StatusReporter:
         while True:
             await self._wanted.wait()
             self._wanted.clear()
-            while batch := self.cache.pending()[:STATUS_BATCH]:
+            while batch := self.cache.pending(STATUS_BATCH):
                 seen = self.session.successes
                 try:
                     await self.session.status([u.to_doc() for _, u in batch])
