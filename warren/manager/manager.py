@@ -64,8 +64,7 @@ class Manager:
     def dispatcher(self) -> Dispatcher:
         """This term's dispatcher; UnavailableError while this manager does not lead (or its leader
         services are still starting: a worker retries)."""
-        services = self.leader_services
-        dispatcher = services.dispatcher if services is not None else None
+        dispatcher = self._maybe_dispatcher()
         if dispatcher is None:
             raise UnavailableError("worker sessions are served by the leader, which is starting them; retry")
         return dispatcher
@@ -90,8 +89,7 @@ class Manager:
     async def register_manager(self, token: str, api_addr: str, raft_addr: str) -> dict[str, Any]:
         """First step of a join: check the token, allocate a Raft ID, record the manager as joining."""
         self.consensus.require_leader()
-        if not tokens.well_formed(token):
-            raise UnauthorizedError("invalid join token (expected SWMTKN-1-...)")
+        _check_form(token)
         next_id = self.conn.execute("SELECT next_raft_id FROM cluster").fetchone()
         name = f"manager-{next_id[0] if next_id else 'x'}-{secrets.token_hex(3)}"
         cmd = c.RegisterManager(name, api_addr, raft_addr, tokens.digest(token), time.time())
@@ -118,8 +116,7 @@ class Manager:
         return {"name": name, "voters": voters, "needed": voters // 2 + 1}
 
     def _check_token_locally(self, role: str, token: str) -> None:
-        if not tokens.well_formed(token):
-            raise UnauthorizedError("invalid join token (expected SWMTKN-1-...)")
+        _check_form(token)
         try:
             check_token(self.conn, role, tokens.digest(token), time.time())
         except CommandError as exc:
@@ -158,8 +155,7 @@ class Manager:
         """Check the worker token (in apply), mint the node's name and session secret; only the
         secret's digest is replicated, the secret itself is answered once."""
         self.consensus.require_leader()
-        if not tokens.well_formed(token):
-            raise UnauthorizedError("invalid join token (expected SWMTKN-1-...)")
+        _check_form(token)
         name = "worker-" + secrets.token_hex(3)
         secret = secrets.token_urlsafe(32)
         cmd = c.RegisterWorker(
@@ -360,3 +356,8 @@ class Manager:
             c.ResetManagers(c.ManagerRecord(me.name, me.raft_id, me.api_addr, me.raft_addr), time.time())
         )
         return counts
+
+
+def _check_form(token: str) -> None:
+    if not tokens.well_formed(token):
+        raise UnauthorizedError("invalid join token (expected SWMTKN-1-...)")
