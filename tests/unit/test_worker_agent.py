@@ -479,6 +479,8 @@ async def test_restart_delay_ends_when_a_manager_answers_again(data_dir: Path) -
         # Back in touch before the restart: the leader decides (reported failed, no local restart).
         await eventually(lambda: m.state("t1") == "failed", "t1 failed")
     assert rt.starts_of("t1") == 1
+    failed = m.update("t1")
+    assert failed is not None and (failed["exit_code"], failed["message"]) == (4, "exited with status 4")
 
 
 # -- logs -------------------------------------------------------------------------------------------

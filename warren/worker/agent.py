@@ -537,7 +537,7 @@ class Agent:
             # A manager answers again before the restart: the leader decides (a new task).
             failed = lt.exit_code != 0
             state = FAILED if failed else COMPLETE
-            self._set_local(lt.task_id, lt.driver, lt, state=state)
+            self._set_local(lt.task_id, lt.driver, lt, state=state, exit_code=lt.exit_code)
             self._report(lt.task_id, state, lt.message, container_id=lt.container_id, exit_code=lt.exit_code)
             return False
         if lt.restart_at is None:
