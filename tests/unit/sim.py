@@ -175,7 +175,7 @@ class Sim:
         rows = self.store.conn.execute(
             "SELECT t.id, t.node, t.state, t.desired_state, t.spec"
             " FROM tasks t JOIN nodes n ON n.name = t.node"
-            " WHERE n.state = 'ready' AND t.state NOT IN ('complete', 'failed', 'shutdown', 'rejected')"
+            f" WHERE n.state = 'ready' AND t.state NOT IN {taskstate.TERMINAL_SQL}"
             " ORDER BY t.id"
         ).fetchall()
         for row in rows:
