@@ -168,8 +168,12 @@ class NodeAvailability(Strict):
 
 # A worker's host (or host:port), checked by config.split_host_port in the handler.
 Host = Annotated[str, StringConstraints(min_length=1, max_length=261)]
-NodeName = Annotated[str, StringConstraints(pattern=r"^[a-z0-9][a-z0-9-]{0,99}$")]
-TaskId = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$")]
+# Node names and task IDs are Warren-minted (manager-2-ab12cd, worker-3f9a1c); also path and query
+# parameters (warren.api.params, routes_services).
+NODE_NAME_PATTERN = r"^[a-z0-9][a-z0-9-]{0,99}$"
+TASK_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$"
+NodeName = Annotated[str, StringConstraints(pattern=NODE_NAME_PATTERN)]
+TaskId = Annotated[str, StringConstraints(pattern=TASK_ID_PATTERN)]
 Digest = Annotated[str, StringConstraints(max_length=128)]
 Labels = dict[LabelKey, Text]
 

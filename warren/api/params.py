@@ -6,12 +6,12 @@ from typing import Annotated
 
 from fastapi import Path
 
+from warren.api.models import NODE_NAME_PATTERN
 from warren.config import NAME_PATTERN
 from warren.errors import InvalidError, UnauthorizedError
 
 NamePath = Annotated[str, Path(pattern=NAME_PATTERN, max_length=63)]
-# Node names are Warren-minted (manager-2-ab12cd, worker-3f9a1c): same character set.
-NodePath = Annotated[str, Path(pattern=r"^[a-z0-9][a-z0-9-]{0,99}$")]
+NodePath = Annotated[str, Path(pattern=NODE_NAME_PATTERN)]
 
 
 def if_match_version(value: str | None) -> int | None:

@@ -14,13 +14,14 @@ from warren.api import answers as A
 from warren.api import models
 from warren.api.params import NamePath, if_match_version
 from warren.api.responses import JSON, validation_summary
+from warren.config import NAME_PATTERN
 from warren.errors import InvalidError, NotFoundError
 from warren.manager.manager import Manager
 from warren.store import queries
 
-TaskQuery = Annotated[str | None, Query(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$")]
-NodeQuery = Annotated[str | None, Query(pattern=r"^[a-z0-9][a-z0-9-]{0,99}$")]
-ServiceQuery = Annotated[str | None, Query(pattern=r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")]
+TaskQuery = Annotated[str | None, Query(pattern=models.TASK_ID_PATTERN)]
+NodeQuery = Annotated[str | None, Query(pattern=models.NODE_NAME_PATTERN)]
+ServiceQuery = Annotated[str | None, Query(pattern=NAME_PATTERN)]
 # Lines from the end of the output to start with: a count, or "all".
 TailQuery = Annotated[str, Query(pattern=r"^(all|[0-9]{1,7})$")]
 IfMatch = Annotated[str | None, Header()]
