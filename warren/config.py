@@ -408,6 +408,7 @@ class RuntimeSettings:
 
 # Defaults of a service spec's optional parts (the API models read them from here).
 DEFAULT_DRIVER = "docker"
+DEFAULT_REPLICAS = 1
 DEFAULT_RESTART_CONDITION = "any"
 DEFAULT_RESTART_DELAY_S = 0.0
 DEFAULT_HEALTH_INTERVAL_S = 5.0

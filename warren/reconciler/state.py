@@ -13,7 +13,7 @@ from typing import Any
 
 import orjson
 
-from warren.config import DEFAULT_DRIVER
+from warren.config import DEFAULT_DRIVER, DEFAULT_REPLICAS
 from warren.scheduler.placement import Candidate, NodeInfo, NodeLoad, TaskRequest
 from warren.store import taskstate
 
@@ -82,7 +82,7 @@ class Service:
 
     @property
     def replicas(self) -> int:
-        return int(self.spec.get("replicas", 1) or 0)
+        return int(self.spec.get("replicas", DEFAULT_REPLICAS) or 0)
 
     def request(self, node: str | None = None) -> TaskRequest:
         """What placement needs to know of a new task of this service."""

@@ -13,15 +13,13 @@ from typing import Any
 
 import orjson
 
+from warren.config import DEFAULT_REPLICAS
 from warren.store import taskstate
 
 NODE_COLUMNS = (
     "name, role, state, availability, raft_id, api_addr, raft_addr, labels, resources, created_at,"
     " updated_at, version"
 )
-# A replicated service whose stored spec has no `replicas` (never written by the API, which always
-# stores a full spec) wants the API model's default.
-DEFAULT_REPLICAS = 1
 
 
 def cluster(conn: sqlite3.Connection) -> dict[str, Any] | None:
@@ -88,6 +86,8 @@ def _service(row: sqlite3.Row) -> dict[str, Any]:
     if spec.get("mode") == "global":
         desired = int(row["live_tasks"])
     else:
+        # A stored spec without `replicas` (never written by the API, which stores a full spec) wants
+        # the API model's default.
         desired = int(spec.get("replicas", DEFAULT_REPLICAS))
     return {
         "id": row["id"],
