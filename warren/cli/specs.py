@@ -26,9 +26,6 @@ _PUBLISH = re.compile(r"^\s*(\d+):(\d+)(?:/([A-Za-z]+))?\s*$")
 SIZE_HELP = "512m, 1g, 256MiB, 1.5GB or bytes; k/m/g are binary (KiB/MiB/GiB)"
 PUBLISH_HELP = "HOST:CONTAINER[/tcp|udp], e.g. 8080:80 or 5353:53/udp"
 
-# Nested parts of a spec: a change sends the whole part (the API replaces it whole).
-NESTED = ("resources", "restart", "health", "update")
-
 
 def parse_size(value: object) -> int:
     """Bytes from "512m", "1g", "256MiB", "1.5GB", "4096" or a number of bytes. Raises ValueError."""
@@ -97,11 +94,6 @@ def validation_problems(exc: ValidationError) -> list[tuple[str, str]]:
             what = str(err.get("msg", "invalid")).removeprefix("Value error, ")
         problems.append((where, what))
     return problems
-
-
-def describe(exc: ValidationError) -> str:
-    """The problems pydantic found, on one line."""
-    return "; ".join(f"{where}: {what}" if where else what for where, what in validation_problems(exc))
 
 
 def canonical(field: str, value: object) -> object:
