@@ -126,6 +126,17 @@ def status(task_id: str, state: str, at: float = T0, **kw: Any) -> c.TaskStatus:
     return c.TaskStatus(task_id=task_id, state=state, message=state, at=at, **kw)
 
 
+async def in_flight(
+    world: World, d: Dispatcher, node: str, update: c.TaskStatus
+) -> tuple[asyncio.Event, asyncio.Task[None]]:
+    """Hold proposals at a gate and report `update`: its batch is proposed, not committed, until the
+    gate (returned with the report) is set."""
+    gate = world.propose.gate = asyncio.Event()
+    report = asyncio.create_task(d.report_status(node, [update]))
+    await asyncio.sleep(0.01)
+    return gate, report
+
+
 # -- task status -------------------------------------------------------------------------------------
 
 
@@ -137,9 +148,7 @@ def test_status_updates_merge_into_one_proposal_while_one_is_in_flight(world: Wo
     async def main() -> None:
         d = world.dispatcher()
         d.start()
-        world.propose.gate = asyncio.Event()
-        first = asyncio.create_task(d.report_status(w1, [status("t1", "starting")]))
-        await asyncio.sleep(0.01)
+        gate, first = await in_flight(world, d, w1, status("t1", "starting"))
         assert len(world.propose.of(c.SetTaskStatuses)) == 1  # in flight, held by the gate
         # While it is in flight, three more reports from two workers pile up: one next batch.
         later = [
@@ -150,7 +159,7 @@ def test_status_updates_merge_into_one_proposal_while_one_is_in_flight(world: Wo
         await asyncio.sleep(0.01)
         assert not first.done() and not any(t.done() for t in later), "answered before the commit"
         assert len(world.propose.of(c.SetTaskStatuses)) == 1
-        world.propose.gate.set()
+        gate.set()
         await asyncio.gather(first, *later)
         batches = world.propose.of(c.SetTaskStatuses)
         assert len(batches) == 2, batches
@@ -172,15 +181,13 @@ def test_a_later_report_of_an_earlier_state_does_not_replace_a_later_state(world
     async def main() -> None:
         d = world.dispatcher()
         d.start()
-        world.propose.gate = asyncio.Event()
-        blocker = asyncio.create_task(d.report_status(w1, [status("t1", "starting")]))
-        await asyncio.sleep(0.01)
+        gate, blocker = await in_flight(world, d, w1, status("t1", "starting"))
         merged = [
             asyncio.create_task(d.report_status(w1, [status("t1", "failed", exit_code=3)])),
             asyncio.create_task(d.report_status(w1, [status("t1", "running")])),
         ]
         await asyncio.sleep(0.01)
-        world.propose.gate.set()
+        gate.set()
         await asyncio.gather(blocker, *merged)
         (update,) = world.propose.of(c.SetTaskStatuses)[1].updates
         assert update.state == "failed" and update.exit_code == 3
@@ -226,9 +233,7 @@ def test_stop_fails_waiting_status_callers_with_unavailable(world: World) -> Non
     async def main() -> None:
         d = world.dispatcher()
         d.start()
-        world.propose.gate = asyncio.Event()
-        first = asyncio.create_task(d.report_status(w1, [status("t1", "starting")]))
-        await asyncio.sleep(0.01)
+        _, first = await in_flight(world, d, w1, status("t1", "starting"))
         waiting = asyncio.create_task(d.report_status(w1, [status("t1", "running")]))
         await asyncio.sleep(0.01)
         await d.stop()
