@@ -18,6 +18,8 @@ from typing import Any, ClassVar, Literal
 
 import orjson
 
+from warren.store import taskstate
+
 CODEC_VERSION = 1
 
 Role = Literal["manager", "worker"]
@@ -252,7 +254,7 @@ class SetTasksDesired:
 
     OP: ClassVar[str] = "task.desired"
     task_ids: list[str]
-    desired_state: Literal["running", "shutdown"]
+    desired_state: taskstate.DesiredState
     message: str
     at: float
 

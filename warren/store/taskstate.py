@@ -16,9 +16,6 @@ from typing import Any, Final, Literal
 
 import orjson
 
-TaskState = Literal[
-    "new", "pending", "assigned", "starting", "running", "complete", "failed", "shutdown", "rejected"
-]
 DesiredState = Literal["running", "shutdown"]
 
 NEW: Final = "new"
