@@ -121,7 +121,6 @@ def _run(argv: list[str], connect: Connect | None) -> int:
         manager, source = os.environ.get(MANAGER_ENV, "").strip(), MANAGER_ENV
     if not manager:
         manager, source = DEFAULT_MANAGER, "the default manager"
-    args.manager = manager
     args.format = getattr(args, "format", "table")
     timeout = getattr(args, "timeout", None)
     settings = ClientSettings() if timeout is None else ClientSettings(retry_deadline_s=timeout)
