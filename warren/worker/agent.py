@@ -248,22 +248,6 @@ class Agent:
     def running_count(self) -> int:
         return sum(1 for c in self.containers.values() if c.running)
 
-    # -- status updates ---------------------------------------------------------------------------
-
-    def _report(
-        self,
-        task_id: str,
-        state: str,
-        message: str,
-        *,
-        container_id: str | None = None,
-        exit_code: int | None = None,
-        health: str | None = None,
-    ) -> None:
-        self.statuses.report(
-            StatusUpdate(task_id, state, message, self.wall(), container_id, exit_code, health)
-        )
-
     # -- exits ------------------------------------------------------------------------------------
 
     async def _watch_exits(self, runtime: ContainerRuntime) -> None:
@@ -299,7 +283,8 @@ class Agent:
             self._unhealthy[task_id] = (container_id, reason)
             self._poke(task_id)
             return
-        self._report(task_id, RUNNING, lt.message, container_id=container_id, health=health)
+        update = StatusUpdate(task_id, RUNNING, lt.message, self.wall(), container_id, health=health)
+        self.statuses.report(update)
 
     # -- reconciling ------------------------------------------------------------------------------
 
@@ -383,9 +368,7 @@ class Agent:
                 return True
             await self._stop_monitor(task_id)
             if lt is None or lt.state not in TERMINAL:
-                self._set_local(task_id, driver_of(doc), lt, state=SHUTDOWN, message="stopped as asked")
-                self._report(task_id, SHUTDOWN, "stopped as asked",
-                             container_id=lt.container_id if lt is not None else None)
+                self._set_state(task_id, driver_of(doc), lt, state=SHUTDOWN, message="stopped as asked")
             return False
 
         if lt is not None and lt.state in TERMINAL:
@@ -399,8 +382,7 @@ class Agent:
         if runtime is None:
             have = ", ".join(sorted(self.runtimes)) or "none"
             message = f"this worker has no {driver} runtime (it has: {have})"
-            self._set_local(task_id, driver, lt, state=REJECTED, message=message)
-            self._report(task_id, REJECTED, message)
+            self._set_state(task_id, driver, lt, state=REJECTED, message=message)
             return False
 
         live = [c for c in mine if c.running]
@@ -431,8 +413,7 @@ class Agent:
         if lt is None and doc.get("state") in (STARTING, RUNNING):
             # The leader has it running here, but this worker has no trace of it (worker.db lost).
             message = "the worker has no container for this task (its local state was lost)"
-            self._set_local(task_id, driver, lt, state=FAILED, message=message)
-            self._report(task_id, FAILED, message)
+            self._set_state(task_id, driver, lt, state=FAILED, message=message)
             return False
 
         await self._start(doc, lt, runtime, restart=False)
@@ -444,9 +425,8 @@ class Agent:
         task_id = container.task_id
         if lt is None or lt.container_id != container.container_id or lt.state != RUNNING:
             # Adopted: left running by a previous run of this worker.
-            lt = self._set_local(task_id, runtime.driver, lt, state=RUNNING, message="running",
+            lt = self._set_state(task_id, runtime.driver, lt, state=RUNNING, message="running",
                                  container_id=container.container_id)
-            self._report(task_id, RUNNING, "running", container_id=container.container_id)
             log.info("task %s: adopted its running container %s", task_id, container.container_id[:12])
             return True
         unhealthy = self._unhealthy.get(task_id)
@@ -473,15 +453,13 @@ class Agent:
         if restart:
             restarts += 1
         else:
-            lt = self._set_local(task_id, runtime.driver, lt, state=STARTING, message="starting")
-            self._report(task_id, STARTING, "starting")
+            lt = self._set_state(task_id, runtime.driver, lt, state=STARTING, message="starting")
         try:
             container_id = await runtime.start(task_run(doc, self.node, self.settings.stop_timeout_s))
         except (RuntimeStartError, RuntimeUnavailableError) as exc:
             message = str(exc) or type(exc).__name__
             log.warning("task %s could not start: %s", task_id, message)
-            self._set_local(task_id, runtime.driver, lt, state=FAILED, message=message, restarts=restarts)
-            self._report(task_id, FAILED, message)
+            self._set_state(task_id, runtime.driver, lt, state=FAILED, message=message, restarts=restarts)
             return
         self._gone.pop(container_id, None)
         # setdefault: its exit may have been seen already (a command that ends at once).
@@ -493,10 +471,9 @@ class Agent:
         else:
             message = "started"
         has_health = HealthSpec.from_doc((doc.get("spec") or {}).get("health")) is not None
-        self._set_local(task_id, runtime.driver, lt, state=RUNNING, message=message,
-                        container_id=container_id, restarts=restarts)
-        self._report(task_id, RUNNING, message, container_id=container_id,
-                     health=HEALTH_STARTING if has_health else None)
+        self._set_state(task_id, runtime.driver, lt, state=RUNNING, message=message,
+                        container_id=container_id, restarts=restarts,
+                        health=HEALTH_STARTING if has_health else None)
 
     async def _ended(self, doc: Mapping[str, Any], lt: LocalTask | None, exit_code: int | None, message: str,
                      *, failed: bool, health: str | None = None) -> None:
@@ -505,14 +482,12 @@ class Agent:
         driver = driver_of(doc)
         restarts = lt.restarts if lt is not None else 0
         policy = RestartPolicy.from_doc((doc.get("spec") or {}).get("restart"))
-        container_id = lt.container_id if lt is not None else None
         if self.cut_off and policy.allows(failed, restarts):
             self._schedule_restart(task_id, driver, lt, policy, message, exit_code)
             return
         state = FAILED if failed else COMPLETE
-        self._set_local(task_id, driver, lt, state=state, message=message, exit_code=exit_code,
-                        restartable=True)
-        self._report(task_id, state, message, container_id=container_id, exit_code=exit_code, health=health)
+        self._set_state(task_id, driver, lt, state=state, message=message, exit_code=exit_code,
+                        restartable=True, health=health)
 
     def _schedule_restart(self, task_id: str, driver: str, lt: LocalTask | None, policy: RestartPolicy,
                           message: str, exit_code: int | None) -> None:
@@ -520,7 +495,7 @@ class Agent:
         backoff = min(self.settings.local_restart_backoff_max_s,
                       self.settings.local_restart_backoff_s * 2 ** min(restarts, 30))
         delay = policy.delay_s + backoff
-        lt = self._set_local(task_id, driver, lt, state=RESTARTING, message=message, exit_code=exit_code,
+        lt = self._set_state(task_id, driver, lt, state=RESTARTING, message=message, exit_code=exit_code,
                              restartable=True)
         lt.restart_at = self.clock() + delay
         log.info("task %s %s; no manager answers, so it is restarted in place in %.1f s",
@@ -537,8 +512,7 @@ class Agent:
             # A manager answers again before the restart: the leader decides (a new task).
             failed = lt.exit_code != 0
             state = FAILED if failed else COMPLETE
-            self._set_local(lt.task_id, lt.driver, lt, state=state, exit_code=lt.exit_code)
-            self._report(lt.task_id, state, lt.message, container_id=lt.container_id, exit_code=lt.exit_code)
+            self._set_state(lt.task_id, lt.driver, lt, state=state, exit_code=lt.exit_code)
             return False
         if lt.restart_at is None:
             lt.restart_at = self.clock()  # restarted worker: the delay was waited out before
@@ -606,7 +580,7 @@ class Agent:
 
     # -- local view -------------------------------------------------------------------------------
 
-    def _set_local(
+    def _set_state(
         self,
         task_id: str,
         driver: str,
@@ -618,7 +592,10 @@ class Agent:
         restarts: int | None = None,
         exit_code: int | None = None,
         restartable: bool = False,
+        health: str | None = None,
     ) -> LocalTask:
+        """The task's new state: its local view, saved, and (unless it is RESTARTING, which the leader
+        never hears of) reported as that view now says, in one worker.db transaction."""
         if lt is None:
             lt = LocalTask(task_id, driver, None, state)
         lt.state = state
@@ -634,7 +611,12 @@ class Agent:
         lt.exit_code = exit_code if state in (COMPLETE, FAILED, RESTARTING) else None
         lt.restartable = restartable
         self.local[task_id] = lt
-        self.cache.put_local(lt)
+        if state == RESTARTING:
+            self.cache.put_local(lt)
+        else:
+            update = StatusUpdate(task_id, state, lt.message, self.wall(), lt.container_id, lt.exit_code,
+                                  health)
+            self.statuses.report(update, lt)
         return lt
 
     def _drop_local(self, task_id: str) -> None:

@@ -200,7 +200,9 @@ class WorkerCache:
             r[0]: LocalTask(r[0], r[1], r[2], r[3], int(r[4]), r[5], r[6], bool(r[7])) for r in rows
         }
 
-    def put_local(self, task: LocalTask) -> None:
+    def put_local(self, task: LocalTask, update: StatusUpdate | None = None) -> None:
+        """Save the task's local view and queue `update` (its report, see `enqueue`) in the same
+        transaction: after a crash the two agree (no final state kept whose report was never queued)."""
         with self._write():
             self._conn.execute(
                 "INSERT OR REPLACE INTO local_tasks "
@@ -209,6 +211,8 @@ class WorkerCache:
                 (task.task_id, task.driver, task.container_id, task.state, task.restarts, task.message,
                  task.exit_code, int(task.restartable)),
             )
+            if update is not None:
+                self._enqueue(update)
 
     def drop_local(self, task_id: str) -> None:
         with self._write():
@@ -219,14 +223,17 @@ class WorkerCache:
     def enqueue(self, update: StatusUpdate) -> None:
         """Queue `update`, merged with a queued one of the same task; it goes to the back of the queue."""
         with self._write():
-            row = self._conn.execute("SELECT doc FROM outbox WHERE task_id = ?", (update.task_id,)).fetchone()
-            if row is not None:
-                update = update.merged_after(StatusUpdate.from_doc(orjson.loads(row[0])))
-            (seq,) = self._conn.execute("SELECT COALESCE(MAX(seq), 0) + 1 FROM outbox").fetchone()
-            self._conn.execute(
-                "INSERT OR REPLACE INTO outbox (task_id, seq, doc) VALUES (?, ?, ?)",
-                (update.task_id, seq, orjson.dumps(update.to_doc())),
-            )
+            self._enqueue(update)
+
+    def _enqueue(self, update: StatusUpdate) -> None:
+        row = self._conn.execute("SELECT doc FROM outbox WHERE task_id = ?", (update.task_id,)).fetchone()
+        if row is not None:
+            update = update.merged_after(StatusUpdate.from_doc(orjson.loads(row[0])))
+        (seq,) = self._conn.execute("SELECT COALESCE(MAX(seq), 0) + 1 FROM outbox").fetchone()
+        self._conn.execute(
+            "INSERT OR REPLACE INTO outbox (task_id, seq, doc) VALUES (?, ?, ?)",
+            (update.task_id, seq, orjson.dumps(update.to_doc())),
+        )
 
     def pending(self, limit: int | None = None) -> list[tuple[int, StatusUpdate]]:
         """Queued updates, oldest first (the `limit` oldest), each with its sequence number (for `ack`)."""

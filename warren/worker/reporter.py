@@ -9,7 +9,7 @@ import logging
 
 from warren.config import WorkerSettings
 from warren.errors import UnavailableError, WarrenError
-from warren.worker.cache import StatusUpdate, WorkerCache
+from warren.worker.cache import LocalTask, StatusUpdate, WorkerCache
 from warren.worker.session import Backoff, ManagerSession, NodeRemovedError
 
 log = logging.getLogger(__name__)
@@ -26,9 +26,13 @@ class StatusReporter:
         self._wanted = asyncio.Event()
         self._wanted.set()  # first, whatever a previous run left queued
 
-    def report(self, update: StatusUpdate) -> None:
-        """Queue `update` (durably) and have it sent now."""
-        self.cache.enqueue(update)
+    def report(self, update: StatusUpdate, local: LocalTask | None = None) -> None:
+        """Queue `update` durably (with the task's local view `local` in the same transaction, if given)
+        and have it sent now."""
+        if local is None:
+            self.cache.enqueue(update)
+        else:
+            self.cache.put_local(local, update)
         self._wanted.set()
 
     def wake(self) -> None:
