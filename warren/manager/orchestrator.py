@@ -65,7 +65,6 @@ class Orchestrator:
         self.plan: Planner = plan if plan is not None else planner.plan
         self.metrics = metrics
         self.wall = wall
-        self.passes = 0
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
 
@@ -81,9 +80,6 @@ class Orchestrator:
         if self._task is not None:
             self._task.cancel()
             await asyncio.gather(self._task, return_exceptions=True)
-
-    def wake(self) -> None:
-        self._wake.set()
 
     async def _loop(self) -> None:
         failures = 0
@@ -115,7 +111,6 @@ class Orchestrator:
         a change of the state can fix; "failed": planning failed, or a command was not committed) and
         when to plan again at the latest."""
         start = time.perf_counter()
-        self.passes += 1
         try:
             result = self.plan(self.store.conn, self.wall(), self.settings)
         except Exception as exc:  # a task boundary: a planner bug must not stop the leader
