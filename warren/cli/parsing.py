@@ -91,9 +91,9 @@ Subparsers = Any  # argparse._SubParsersAction[WarrenArgumentParser]; typeshed's
 
 
 def add_group(subparsers: Subparsers, name: str, help: str, description: str,
-              epilog: str | None = None, client: bool = True) -> WarrenArgumentParser:
-    """A command group (`cluster`, `node`, ...) whose commands go into `group.subcommands`."""
-    parser = add_command(subparsers, name, help, description, epilog=epilog, client=client)
+              client: bool = True) -> WarrenArgumentParser:
+    """A command group (`cluster`, `node`, ...); its commands go into `subcommands(group)`."""
+    parser = add_command(subparsers, name, help, description, client=client)
     parser.set_defaults(group_parser=parser)
     return parser
 
@@ -110,8 +110,8 @@ def add_command(subparsers: Subparsers, name: str, help: str, description: str,
     return parser
 
 
-def subcommands(parser: WarrenArgumentParser, title: str = "commands") -> Subparsers:
-    return parser.add_subparsers(title=title, metavar="<command>", parser_class=WarrenArgumentParser)
+def subcommands(parser: WarrenArgumentParser) -> Subparsers:
+    return parser.add_subparsers(title="commands", metavar="<command>", parser_class=WarrenArgumentParser)
 
 
 # -- value types (argparse `type=`): ArgumentTypeError keeps our message in argparse's report ----------
