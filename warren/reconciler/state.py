@@ -46,10 +46,6 @@ class Task:
         """Not final and meant to run: what counts towards a slot's (or node's) one task."""
         return self.desired == "running" and self.state not in taskstate.TERMINAL
 
-    @property
-    def placed(self) -> bool:
-        return self.node is not None
-
 
 @dataclass(frozen=True, slots=True)
 class Needs:
