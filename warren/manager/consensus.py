@@ -145,10 +145,6 @@ class Consensus:
             self._metrics_at = now
         return self._metrics
 
-    @property
-    def raft_id(self) -> int:
-        return self.node.node_id
-
     def is_leader(self) -> bool:
         return self.metrics()["role"] == "leader"
 
