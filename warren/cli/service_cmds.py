@@ -174,7 +174,7 @@ def _created(service: Mapping[str, Any]) -> str:
 
 def service_update(args: argparse.Namespace, client: ManagerClient) -> int:
     current = client.get_service(args.name, consistent=True)
-    changes = update_changes(args, args.name, _spec(current))
+    changes = update_changes(args, _spec(current))
     if not changes:
         text = f"Service {args.name} unchanged (version {current.get('version')}): nothing to change\n"
         print(render(current, args.format, lambda: text), end="")

@@ -186,7 +186,7 @@ def create_body(args: argparse.Namespace) -> dict[str, Any]:
     return body
 
 
-def update_changes(args: argparse.Namespace, name: str, current: Mapping[str, Any]) -> dict[str, Any]:
+def update_changes(args: argparse.Namespace, current: Mapping[str, Any]) -> dict[str, Any]:
     """The PATCH body: the fields whose meaning the flags change, over the `current` spec."""
     wanted: dict[str, Any] = {}
     for key in ("image", "command", "replicas", "driver"):
@@ -218,7 +218,8 @@ def update_changes(args: argparse.Namespace, name: str, current: Mapping[str, An
             wanted[key] = {**_mapping(base), **part}
     base_health = specs.canonical("health", current.get("health"))
     health = _health(args, _mapping(base_health) if base_health else None, lambda: InvalidError(
-        f"service {name} has no health check to change: give --health-cmd, --health-http or --health-tcp"))
+        f"service {args.name} has no health check to change: "
+        "give --health-cmd, --health-http or --health-tcp"))
     if health is not None:
         wanted["health"] = health
     changes = specs.changed_fields(current, wanted)
