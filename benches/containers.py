@@ -134,3 +134,17 @@ def crash_trials(
         else:
             results.append({"ok": True, "seconds": started.at - t0, "container": started.container_id[:12]})
     return results
+
+
+def create_trial(
+    client: docker.DockerClient, label: str, count: int, give_up_s: float, create: Callable[[], object]
+) -> dict[str, Any]:
+    """Time from `create()` (the orchestrator's service-create call) to the start event of the last of
+    `count` containers with `label`."""
+    with StartWatch(client, label) as watch:
+        t0 = time.monotonic()
+        create()
+        started = watch.starts(count, t0 + give_up_s)
+    if len(started) < count:
+        return {"ok": False, "error": f"{len(started)} of {count} started"}
+    return {"ok": True, "seconds": max(s.at for s in started) - t0}

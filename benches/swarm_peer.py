@@ -19,7 +19,7 @@ import docker
 import docker.errors
 from docker.types import RestartPolicy, ServiceMode
 
-from benches.containers import StartWatch, any_container, crash_trials, wait_running
+from benches.containers import any_container, crash_trials, create_trial, wait_running
 from benches.stats import summarize_ms
 from warren.config import OrchestratorSettings
 
@@ -144,16 +144,15 @@ def run(params: ContainerParams) -> dict[str, Any]:
         samples = []
         for trial in range(params.create_trials):
             name = f"bench-create-{trial}"
+            created: list[Any] = []
+
+            def create(name: str = name, created: list[Any] = created) -> None:
+                created.append(swarm.service(name, params.image, params.create_replicas, 0.0))
+
             label = f"{SERVICE_LABEL}={name}"
-            with StartWatch(client, label) as watch:
-                t0 = time.monotonic()
-                service = swarm.service(name, params.image, params.create_replicas, 0.0)
-                started = watch.starts(params.create_replicas, t0 + params.give_up_s)
-            if len(started) < params.create_replicas:
-                samples.append({"ok": False, "error": f"{len(started)} of {params.create_replicas} started"})
-            else:
-                samples.append({"ok": True, "seconds": max(s.at for s in started) - t0})
-            swarm.remove(service)
+            samples.append(create_trial(client, label, params.create_replicas, params.give_up_s, create))
+            for service in created:
+                swarm.remove(service)
         results["create"] = samples
         what = f"Docker Swarm, {params.create_replicas} replicas, one node"
         key = f"swarm/create-{params.create_replicas}"

@@ -21,7 +21,7 @@ from typing import Any
 
 import httpx
 
-from benches.containers import StartWatch, crash_trials, wait_running
+from benches.containers import crash_trials, create_trial, wait_running
 from benches.swarm_peer import CRASH_EVENT, CREATE_EVENT, ContainerParams, summary_row
 from tests.integration.managers import ManagerCluster
 from tests.integration.workers import Fleet, docker_client, remove_containers
@@ -114,16 +114,14 @@ def containers(base_dir: Path, params: ContainerParams) -> dict[str, Any]:
         samples = []
         for trial in range(params.create_trials):
             name = f"create-{trial}"
+            body = {"name": name, "replicas": params.create_replicas, **sleep}
             label = f"warren.service.name={name}"
-            with StartWatch(client, label) as watch:
-                t0 = time.monotonic()
-                body = {"name": name, "replicas": params.create_replicas, **sleep}
-                _post(addr, "POST", "/v1/services", body)
-                started = watch.starts(params.create_replicas, t0 + params.give_up_s)
-            if len(started) < params.create_replicas:
-                samples.append({"ok": False, "error": f"{len(started)} of {params.create_replicas} started"})
-            else:
-                samples.append({"ok": True, "seconds": max(s.at for s in started) - t0})
+            samples.append(
+                create_trial(
+                    client, label, params.create_replicas, params.give_up_s,
+                    lambda body=body: _post(addr, "POST", "/v1/services", body),  # type: ignore[misc]
+                )
+            )  # fmt: skip
             _post(addr, "DELETE", f"/v1/services/{name}")
         results["create"] = samples
         what = f"Warren, docker runtime, {params.create_replicas} replicas, one worker"
