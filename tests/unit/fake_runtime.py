@@ -53,6 +53,7 @@ class FakeRuntime:
         self.containers: dict[str, FakeContainer] = {}
         self.starts: list[TaskRun] = []
         self.stops: list[str] = []
+        self.stop_timeouts: dict[str, float] = {}  # container ID -> the timeout its stop was given
         self.removed: list[str] = []
         self.fail_start: dict[str, str] = {}
         # (container ID, command) -> exit status of a health-check command; default 0.
@@ -129,6 +130,7 @@ class FakeRuntime:
     async def stop(self, container_id: str, timeout_s: float) -> None:
         self._check()
         self.stops.append(container_id)
+        self.stop_timeouts[container_id] = timeout_s
         c = self.containers.get(container_id)
         if c is not None and c.running:
             c.running = False

@@ -286,6 +286,24 @@ async def test_a_task_missing_from_the_assignments_is_removed_silently(data_dir:
         await eventually(lambda: len(m.sessions) >= 6, "more session rounds")
     assert len(m.updates) == reports
     assert len(rt.running("t2")) == 1
+    [stopped] = rt.stops
+    assert rt.stop_timeouts[stopped] == 3.0  # its service's grace (task_doc), not the worker's 1.0
+
+
+async def test_tasks_that_ended_and_left_the_assignments_are_forgotten(data_dir: Path) -> None:
+    m = FakeManager()
+    rt = FakeRuntime()
+    async with worker(make_settings(data_dir), rt, {M1: m}) as w:
+        m.assign(task_doc("t1"), task_doc("t2", slot=2))
+        await eventually(lambda: m.state("t1") == "running" and m.state("t2") == "running", "both running")
+        [c] = rt.running("t1")
+        rt.crash(c.container_id, 0)
+        await eventually(lambda: m.state("t1") == "complete", "t1 complete")
+        m.unassign("t1")
+        agent = w.agent.agent
+        assert agent is not None
+        await eventually(lambda: "t1" not in agent.local, "t1's local view dropped")
+        assert "t1" not in agent._stop_timeouts and "t2" in agent._stop_timeouts
 
 
 async def test_exit_is_reported_at_once_and_not_restarted_while_connected(data_dir: Path) -> None:

@@ -102,10 +102,6 @@ class Agent:
         self.wall = wall
 
         self.digest, self.assignments = cache.assignments()
-        # The stop timeout of every task assigned since the start: a task whose service was removed is
-        # no longer in the assignments, and its container must still get its own grace, not the default.
-        self._stop_timeouts: dict[str, float] = {}
-        self._remember_stop_timeouts()
         # Whether `assignments` is something a manager said (now, or before a restart): only then may
         # containers of tasks missing from it be removed.
         self.authoritative = self.digest is not None
@@ -115,6 +111,11 @@ class Agent:
 
         self._gone: dict[str, None] = {}
         self._steps: dict[str, asyncio.Task[None]] = {}
+        # The stop timeout of each task assigned, kept while it has a container: a task whose service was
+        # removed is no longer in the assignments, and its container must still get its own grace, not the
+        # default.
+        self._stop_timeouts: dict[str, float] = {}
+        self._remember_stop_timeouts()
         self._dirty: set[str] = set()
         self._all_dirty = True
         self._redo: set[str] = set()
@@ -220,6 +221,10 @@ class Agent:
         return self.digest
 
     def _remember_stop_timeouts(self) -> None:
+        # Of the tasks no longer assigned, only those with a container here (or one being started) are
+        # kept: the map must not grow with every task this worker ever ran.
+        here = {c.task_id for c in self.containers.values()} | self._steps.keys()
+        self._stop_timeouts = {t: s for t, s in self._stop_timeouts.items() if t in here}
         for task_id, doc in self.assignments.items():
             self._stop_timeouts[task_id] = stop_timeout(doc, self.settings.stop_timeout_s)
 
