@@ -58,11 +58,11 @@ def test_assignments_round_trip_and_digest(tmp_path: Path) -> None:
     cache = WorkerCache.open(str(tmp_path))
     assert cache.assignments() == (None, {})
     cache.save_assignments("d1", [{"task_id": "t1", "spec": {"image": "a"}}, {"task_id": "t2"}])
-    cache.save_assignments("d2", [{"task_id": "t2", "desired_state": "shutdown"}])
+    cache.save_assignments("d2", [{"task_id": "t2", "desired_state": "shutdown"}], removed=["t1"])
     cache.close()
     again = WorkerCache.open(str(tmp_path))
     assert again.assignments() == ("d2", {"t2": {"task_id": "t2", "desired_state": "shutdown"}})
-    again.save_assignments("", [])
+    again.save_assignments("", [], removed=["t2"])
     assert again.assignments() == ("", {})  # saved, though empty: a manager said so
     again.close()
 

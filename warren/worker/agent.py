@@ -230,12 +230,17 @@ class Agent:
 
     def assignments_received(self, digest: str | None, tasks: list[dict[str, Any]] | None) -> None:
         if tasks is not None:
+            # Only the tasks whose document changed (or that left) are saved and looked at again.
+            new = {str(t["task_id"]): t for t in tasks}
+            changed = [task_id for task_id, doc in new.items() if self.assignments.get(task_id) != doc]
+            removed = [task_id for task_id in self.assignments if task_id not in new]
             digest = digest or ""
-            self.cache.save_assignments(digest, tasks)
-            self.assignments = {str(t["task_id"]): t for t in tasks}
+            self.cache.save_assignments(digest, [new[task_id] for task_id in changed], removed)
+            self.assignments = new
             self._remember_stop_timeouts()
             self.digest = digest
-            self._poke()
+            for task_id in changed + removed:
+                self._poke(task_id)
         if not self.authoritative:
             self.authoritative = True
             self._poke()

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import os
 import sqlite3
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -180,12 +181,17 @@ class WorkerCache:
         }
         return (None if row is None else str(row[0])), docs
 
-    def save_assignments(self, digest: str, tasks: list[dict[str, Any]]) -> None:
+    def save_assignments(
+        self, digest: str, changed: Iterable[Mapping[str, Any]], removed: Iterable[str] = ()
+    ) -> None:
+        """The assignments a manager sent with `digest`, saved as a change to the last ones: the TASK
+        documents new or changed since, and the IDs of the tasks no longer assigned (a node's other
+        tasks are not written again every time one of them changes)."""
         with self._write():
-            self._conn.execute("DELETE FROM assignments")
+            self._conn.executemany("DELETE FROM assignments WHERE task_id = ?", [(t,) for t in removed])
             self._conn.executemany(
                 "INSERT OR REPLACE INTO assignments (task_id, doc) VALUES (?, ?)",
-                [(str(t["task_id"]), orjson.dumps(t)) for t in tasks],
+                [(str(t["task_id"]), orjson.dumps(t)) for t in changed],
             )
             self._conn.execute("INSERT OR REPLACE INTO meta (key, value) VALUES ('digest', ?)", (digest,))
 
