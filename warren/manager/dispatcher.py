@@ -30,7 +30,7 @@ from warren.errors import UnauthorizedError, UnavailableError, WarrenError
 from warren.manager.logrelay import LogRelay
 from warren.store import commands as c
 from warren.store import queries
-from warren.store.taskstate import RANK, TERMINAL
+from warren.store.taskstate import RANK, TERMINAL_SQL
 
 if TYPE_CHECKING:
     from warren.manager.metrics import ManagerMetrics
@@ -49,9 +49,8 @@ _NO_SECRET = hashlib.sha256(b"warren: no such node").hexdigest()
 # What queries.assignments lists, per node (task_id, desired_state, spec_digest: what its digest covers).
 # tests/unit/test_dispatcher.py checks that both give the same digests.
 _ASSIGNED_SQL = (
-    "SELECT node, id, desired_state, spec_digest FROM tasks WHERE node IS NOT NULL AND state NOT IN ("
-    + ", ".join(f"'{s}'" for s in sorted(TERMINAL))
-    + ")"
+    "SELECT node, id, desired_state, spec_digest FROM tasks"
+    f" WHERE node IS NOT NULL AND state NOT IN {TERMINAL_SQL}"
 )
 _NO_ASSIGNMENTS = queries.assignments_digest([])
 
