@@ -23,6 +23,9 @@ def test_worker_joins_runs_adopts_and_reports_exits(tmp_path: Path, request: pyt
         fleet.start_managers(1)
         addr = fleet.addr
         worker = fleet.add_worker("process")
+        # The node is ready once joined; its first session call (and line) may come a little later.
+        wait_for(lambda: f"✓ Connected to manager {addr}" in worker.output(), 30, "the worker to connect",
+                 detail=worker.log_tail)
         lines = worker.output().splitlines()
         assert lines[0].startswith("✓ Worker joined cluster cluster-")
         assert lines[0].endswith(f"(Node ID: {worker.name})")
