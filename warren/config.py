@@ -339,8 +339,6 @@ class WorkerSettings:
     # A task's container gets this long to stop after SIGTERM before SIGKILL, unless its service says
     # otherwise; seconds.
     stop_timeout_s: float = 10.0
-    # Lines of output kept per process-runtime task log file before it is rotated; bytes.
-    process_log_max_bytes: int = 10 * MIB
     # A first join keeps trying the managers (none answers, no leader yet) for this long; seconds.
     join_timeout_s: float = 30.0
     # Cut off from every manager, a crashed task is restarted in place after its restart policy's delay
@@ -398,10 +396,12 @@ class RuntimeSettings:
     events_retry_initial_s: float = 0.1
     events_retry_max_s: float = 2.0
     # Process runtime: a followed log file is read again this often while its process lives, and a
-    # running task's log file is checked this often for rotation (WorkerSettings.process_log_max_bytes);
-    # seconds. Exits are never polled: they come from the process itself (wait / pidfd).
+    # running task's log file is checked this often for rotation past process_log_max_bytes; seconds.
+    # Exits are never polled: they come from the process itself (wait / pidfd).
     log_follow_interval_s: float = 0.2
     log_rotate_check_s: float = 10.0
+    # Output kept per process-runtime task log file before it is rotated; bytes.
+    process_log_max_bytes: int = 10 * MIB
 
 
 # -- services -------------------------------------------------------------------------------------

@@ -387,8 +387,8 @@ async def test_a_reused_pid_is_not_taken_for_the_task(base_dir: Path) -> None:
 
 
 async def test_long_logs_are_rotated(base_dir: Path) -> None:
-    settings = RuntimeSettings(log_rotate_check_s=0.05)
-    rt = ProcessRuntime(CLUSTER, "node-a", str(base_dir), settings=settings, log_max_bytes=4096)
+    settings = RuntimeSettings(log_rotate_check_s=0.05, process_log_max_bytes=4096)
+    rt = ProcessRuntime(CLUSTER, "node-a", str(base_dir), settings=settings)
     try:
         line = "x" * 99
         await rt.start(task("t-chatty", ["sh", "-c", f"while true; do echo {line}; sleep 0.001; done"]))

@@ -19,7 +19,8 @@ command and env, the exit status once known) and `output.log` (stdout and stderr
   a generous limit. CPU limits are not enforced by this runtime.
 - Published ports are not mapped: the process binds its host ports itself.
 - The log file is rotated (copy, then truncate in place: the process keeps writing through its
-  O_APPEND descriptor) past `log_max_bytes`; a few lines written during the copy may be lost.
+  O_APPEND descriptor) past `RuntimeSettings.process_log_max_bytes`; a few lines written during the
+  copy may be lost.
 """
 
 from __future__ import annotations
@@ -39,7 +40,7 @@ from collections.abc import AsyncIterator, Mapping
 from pathlib import Path
 from typing import Any, BinaryIO
 
-from warren.config import RuntimeSettings, WorkerSettings
+from warren.config import RuntimeSettings
 from warren.errors import NotFoundError
 from warren.runtime.base import (
     LABEL_CLUSTER,
@@ -97,15 +98,11 @@ class ProcessRuntime:
         base_dir: str,
         *,
         settings: RuntimeSettings | None = None,
-        log_max_bytes: int | None = None,
     ) -> None:
         self.cluster_id = cluster_id
         self.node = node
         self.base_dir = Path(base_dir)
         self._settings = settings if settings is not None else RuntimeSettings()
-        self._log_max_bytes = (
-            log_max_bytes if log_max_bytes is not None else WorkerSettings().process_log_max_bytes
-        )
         self._prlimit = shutil.which("prlimit")
         self._warned_no_prlimit = False
         # Popen objects of our own children until they are reaped through their pidfd (dropping
@@ -416,7 +413,7 @@ class ProcessRuntime:
     def _rotate_log(self, task_id: str) -> None:
         path = self.base_dir / task_id / LOG_FILE
         try:
-            if path.stat().st_size <= self._log_max_bytes:
+            if path.stat().st_size <= self._settings.process_log_max_bytes:
                 return
             shutil.copyfile(path, path.with_name(LOG_FILE + ".1"))
             os.truncate(path, 0)
