@@ -41,6 +41,7 @@ from pathlib import Path
 from typing import Any, BinaryIO
 
 from warren.config import RuntimeSettings
+from warren.durable import write_atomically
 from warren.errors import NotFoundError
 from warren.runtime.base import (
     LABEL_CLUSTER,
@@ -400,15 +401,8 @@ class ProcessRuntime:
         return state if isinstance(state, dict) and state.get("task_id") == task_id else None
 
     def _write_state(self, task_id: str, state: Mapping[str, Any]) -> None:
-        """Atomically (write, fsync, rename): a worker killed mid-write leaves the old state."""
-        path = self.base_dir / task_id / STATE_FILE
-        tmp = path.with_suffix(".tmp")
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with open(fd, "w") as f:
-            json.dump(state, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
+        """Atomically: a worker killed mid-write leaves the old state."""
+        write_atomically(str(self.base_dir / task_id / STATE_FILE), json.dumps(state).encode())
 
     def _rotate_log(self, task_id: str) -> None:
         path = self.base_dir / task_id / LOG_FILE
