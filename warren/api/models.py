@@ -115,7 +115,7 @@ class ServiceSpec(Strict):
     image: Annotated[str, StringConstraints(min_length=1, max_length=512)]
     driver: Literal["docker", "process"] = config.DEFAULT_DRIVER  # type: ignore[assignment]
     command: list[Text] | None = Field(default=None, max_length=256)
-    replicas: Annotated[int, Field(ge=0, le=MAX_REPLICAS)] = 1
+    replicas: Annotated[int, Field(ge=0, le=MAX_REPLICAS)] = config.DEFAULT_REPLICAS
     mode: Literal["replicated", "global"] = "replicated"
     env: dict[EnvKey, Text] = Field(default_factory=dict, max_length=256)
     labels: dict[LabelKey, Text] = Field(default_factory=dict, max_length=256)
