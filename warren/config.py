@@ -70,7 +70,8 @@ class RaftSettings:
             raise ConfigError(
                 f"heartbeat_interval_s ({self.heartbeat_interval_s} s) must be less than "
                 f"election_timeout_min_s ({self.election_timeout_min_s} s), "
-                "or followers start elections between heartbeats"
+                "or followers start elections between heartbeats",
+                fields=("heartbeat_interval_s", "election_timeout_min_s"),
             )
         if _to_ms(self.election_timeout_min_s) >= _to_ms(self.election_timeout_max_s):
             raise ConfigError(
@@ -175,7 +176,8 @@ class OrchestratorSettings:
         if self.node_down_grace_s <= self.heartbeat_period_s:
             raise ConfigError(
                 f"node_down_grace_s ({self.node_down_grace_s} s) must be longer than "
-                f"heartbeat_period_s ({self.heartbeat_period_s} s)"
+                f"heartbeat_period_s ({self.heartbeat_period_s} s)",
+                fields=("node_down_grace_s", "heartbeat_period_s"),
             )
         if self.task_history_per_slot < 0:
             raise ConfigError("task_history_per_slot must not be negative")

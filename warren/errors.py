@@ -35,8 +35,14 @@ class ConflictError(WarrenError):
 class ConfigError(WarrenError, ValueError):
     """A configuration value or combination is invalid; the message names the field and the rule.
 
-    Also a ValueError, so argparse reports it as a usage error when raised by a `type=` converter.
+    `fields` names the settings a broken rule ties together, so a front end (the CLI) can say which of
+    its own flags to change. Also a ValueError, so argparse reports it as a usage error when raised by
+    a `type=` converter.
     """
+
+    def __init__(self, message: str, *, fields: tuple[str, ...] = ()) -> None:
+        super().__init__(message)
+        self.fields = fields
 
 
 class NotLeaderError(WarrenError):

@@ -161,15 +161,19 @@ def build_settings(args: argparse.Namespace) -> ManagerSettings:
     try:
         settings.validate()
     except ConfigError as exc:
-        if "heartbeat_interval_s" in str(exc) and "election_timeout_min_s" in str(exc):
-            raise ConfigError(
-                f"{exc} (--raft-heartbeat-timeout is the heartbeat interval: keep it below "
-                "--raft-election-timeout)"
-            ) from exc
-        if "node_down_grace_s" in str(exc):
-            raise ConfigError(f"{exc} (--node-down-grace must be longer than --heartbeat-period)") from exc
-        raise
+        hint = _FLAG_HINTS.get(exc.fields)
+        if hint is None:
+            raise
+        raise ConfigError(f"{exc} ({hint})", fields=exc.fields) from exc
     return settings
+
+
+# What to tell the user, in flags, when a rule tying settings together is broken (ConfigError.fields).
+_FLAG_HINTS: dict[tuple[str, ...], str] = {
+    ("heartbeat_interval_s", "election_timeout_min_s"):
+        "--raft-heartbeat-timeout is the heartbeat interval: keep it below --raft-election-timeout",
+    ("node_down_grace_s", "heartbeat_period_s"): "--node-down-grace must be longer than --heartbeat-period",
+}
 
 
 def _with_port(addr: str, default_port: int, flag: str) -> str:
