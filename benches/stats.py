@@ -31,3 +31,25 @@ def summarize_ms(samples_s: list[float]) -> dict[str, Any]:
         "p99_9_ms": 1000 * percentile(s, 99.9),
         "max_ms": 1000 * s[-1],
     }
+
+
+def trial_row(
+    scenario: str, key: str, what: str, event: str, seconds: list[float], failures: list[str] | None = None
+) -> dict[str, Any]:
+    """A report row for one measurement: its percentiles, and `samples_ms`, every trial's raw number
+    (rounded to the microsecond), which the plots and `python -m benches compare` read. A failed trial
+    (no number) is counted in `failed_trials` and its first reason noted."""
+    stats = summarize_ms(seconds)
+    row: dict[str, Any] = {
+        "scenario": scenario,
+        "key": key,
+        "what": what,
+        "event": event,
+        "trials": len(seconds) + len(failures or []),
+        **{k: stats.get(k) for k in ("p50_ms", "p90_ms", "p99_ms", "max_ms")},
+        "samples_ms": [round(1000 * s, 3) for s in seconds],
+    }
+    if failures:
+        row["failed_trials"] = len(failures)
+        row["note"] = f"{len(failures)} trial(s) failed: {failures[0]}"
+    return row

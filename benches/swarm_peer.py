@@ -20,7 +20,7 @@ import docker.errors
 from docker.types import RestartPolicy, ServiceMode
 
 from benches.containers import any_container, crash_trials, create_trial, wait_running
-from benches.stats import summarize_ms
+from benches.stats import trial_row
 from warren.config import OrchestratorSettings
 
 log = logging.getLogger(__name__)
@@ -52,21 +52,10 @@ class ContainerParams:
 def summary_row(
     scenario: str, key: str, what: str, event: str, samples: list[dict[str, Any]]
 ) -> dict[str, Any]:
+    """The row of trials recorded as {"ok": True, "seconds": s} or {"ok": False, "error": why}."""
     ok = [s["seconds"] for s in samples if s.get("ok")]
-    stats = summarize_ms(ok)
-    row: dict[str, Any] = {
-        "scenario": scenario,
-        "key": key,
-        "what": what,
-        "event": event,
-        "trials": len(samples),
-        **{k: stats.get(k) for k in ("p50_ms", "p90_ms", "p99_ms", "max_ms")},
-    }
-    failed = [s for s in samples if not s.get("ok")]
-    if failed:
-        row["failed_trials"] = len(failed)
-        row["note"] = f"{len(failed)} trial(s) failed: {failed[0].get('error')}"
-    return row
+    failed = [str(s.get("error")) for s in samples if not s.get("ok")]
+    return trial_row(scenario, key, what, event, ok, failed)
 
 
 class Swarm:
