@@ -3,7 +3,8 @@
 For 1, 3 and 5 warren_raft nodes (separate processes): sequential proposals on the leader after a
 warm-up give p50/p99/p99.9; then `proposers` concurrent asyncio tasks on the leader give throughput and
 latency under load. Latency is measured inside the leader process around `await node.propose(...)`, so
-it covers consensus, the fsync'd log and the Python state machine, and no harness round trip.
+it covers consensus, the fsync'd log and the Python state machine, and no harness round trip. Each row
+keeps every proposal's latency (`samples_ms`) for the plots and `python -m benches compare`.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from benches.stats import summarize_ms
+from benches.stats import samples_ms, summarize_ms
 from tests.integration.cluster import Cluster, HarnessError, NodeOptions, RemoteError, WaitTimeout
 
 EVENT = "propose() called → applied response returned (leader process)"
@@ -38,11 +39,12 @@ def run(base_dir: Path, params: LatencyParams, options: NodeOptions) -> dict[str
     for n in params.sizes:
         with Cluster(base_dir / f"commit-{n}", options) as cluster:
             try:
-                results[str(n)] = measure(cluster, n, params)
+                result = measure(cluster, n, params)
             except (HarnessError, RemoteError, WaitTimeout) as exc:
-                results[str(n)] = {"error": f"{type(exc).__name__}: {exc}"}
+                result = {"error": f"{type(exc).__name__}: {exc}"}
         label = f"warren_raft, {n} node{'s' * (n > 1)}"
-        rows += latency_rows("commit_latency", label, n, results[str(n)], params)
+        rows += latency_rows("commit_latency", label, n, result, params)
+        results[str(n)] = without_samples(result)  # the rows hold them; once is enough in the JSON
     return {
         "status": "ok",
         "config": {**params.as_dict(), "node_options": asdict(options)},
@@ -70,9 +72,10 @@ def measure(cluster: Cluster, n: int, params: LatencyParams) -> dict[str, Any]:
     after = cluster.metrics()
     return {
         "leader": leader.id,
-        "sequential": summarize_ms(seq),
+        "sequential": {**summarize_ms(seq), "samples_ms": samples_ms(seq)},
         "concurrent": {
             **summarize_ms(conc),
+            "samples_ms": samples_ms(conc),
             "proposals": len(conc),
             "elapsed_s": elapsed,
             "throughput_per_s": len(conc) / elapsed if elapsed > 0 else None,
@@ -93,9 +96,10 @@ def measure(cluster: Cluster, n: int, params: LatencyParams) -> dict[str, Any]:
 def latency_rows(
     scenario: str, label: str, nodes: int, result: dict[str, Any], params: LatencyParams, variant: str = ""
 ) -> list[dict[str, Any]]:
-    """Table rows for one cluster's sequential and concurrent measurements (an error row if it failed).
+    """Table rows for one cluster's sequential and concurrent measurements (an error row if it failed),
+    each with the phase's raw `samples_ms` when `result` has them.
 
-    Row keys are `<scenario>/<nodes><variant>/<sequential|concurrent>`; report.py finds targets by key.
+    Row keys are `<scenario>/<nodes><variant>/<sequential|concurrent>`; targets.py finds targets by key.
     """
     common: dict[str, Any] = {"scenario": scenario, "event": EVENT}
     if "error" in result and "sequential" not in result and "concurrent" not in result:
@@ -114,6 +118,8 @@ def latency_rows(
             row["error"] = measured["error"]
         else:
             row.update(_latency_cells(measured))
+            if "samples_ms" in measured:
+                row["samples_ms"] = measured["samples_ms"]
             if phase == "sequential":
                 mean = measured.get("mean_ms")
                 row["throughput_per_s"] = 1000.0 / mean if mean else None
@@ -127,4 +133,12 @@ def _latency_cells(summary: dict[str, Any]) -> dict[str, Any]:
     return {
         "trials": summary.get("count"),
         **{k: summary.get(k) for k in ("p50_ms", "p90_ms", "p99_ms", "p99_9_ms", "max_ms")},
+    }
+
+
+def without_samples(result: dict[str, Any]) -> dict[str, Any]:
+    """`result` with its phases' `samples_ms` left out (they go into the rows)."""
+    return {
+        key: {k: v for k, v in value.items() if k != "samples_ms"} if isinstance(value, dict) else value
+        for key, value in result.items()
     }

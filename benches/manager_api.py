@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from benches.managers import HarnessError, Http, HttpError, ManagerCluster
-from benches.stats import summarize_ms
+from benches.stats import samples_ms, summarize_ms
 
 EVENT = "request written → 2xx answer read (keep-alive HTTP/1.1, 1 client, sequential)"
 MANAGERS = 3
@@ -55,7 +55,8 @@ def created(status: int, _: bytes) -> bool:
 def timed_writes(
     conn: Http, make: MakeWrite, acked: Acked, params: ApiLatencyParams, first: int = 0
 ) -> dict[str, Any]:
-    """Warm up, then time `params.writes` sequential writes on `conn`: summary (ms) plus error count."""
+    """Warm up, then time `params.writes` sequential writes on `conn`: summary (ms), every write's time
+    (`samples_ms`, in order) and the error count."""
     conn.reconnect()
     n = first
     errors: list[str] = []
@@ -91,6 +92,7 @@ def timed_writes(
     wall = time.perf_counter() - t_start
     result: dict[str, Any] = {
         **summarize_ms(samples),
+        "samples_ms": samples_ms(samples),
         "errors": len(errors),
         "first_errors": errors[:5],
         "writes_per_s": len(samples) / wall if wall > 0 else None,
@@ -104,11 +106,15 @@ def timed_writes(
 
 
 def latency_row(scenario: str, key: str, what: str, result: dict[str, Any]) -> dict[str, Any]:
+    """The table row for one `timed_writes` result. Its `samples_ms` move from `result` into the row, so
+    a caller that also records `result` stores them once."""
     row: dict[str, Any] = {"scenario": scenario, "key": key, "what": what, "event": EVENT}
+    samples = result.pop("samples_ms", None)
     if result.get("count"):
         row["trials"] = result["count"]
         row.update({k: result.get(k) for k in ("p50_ms", "p90_ms", "p99_ms", "p99_9_ms", "max_ms")})
         row["throughput_per_s"] = result.get("writes_per_s")
+        row["samples_ms"] = samples or []
     if result.get("errors"):
         row["note"] = f"{result['errors']} failed write(s); first: {result['first_errors'][:1]}"
     if result.get("error"):

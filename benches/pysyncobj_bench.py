@@ -15,8 +15,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-from benches.commit_latency import LatencyParams, latency_rows
-from benches.stats import summarize_ms
+from benches.commit_latency import LatencyParams, latency_rows, without_samples
+from benches.stats import samples_ms, summarize_ms
 from tests.integration.cluster import HarnessError, NodeProc, RemoteError, free_port
 
 NODES = 3
@@ -77,14 +77,15 @@ def run(base_dir: Path, params: LatencyParams) -> dict[str, Any]:
         variant = "batch" if batch else "default"
         nodes = start_cluster(base_dir / f"pysyncobj-{variant}", batch)
         try:
-            results[variant] = measure(nodes, params, sequential=not batch)
+            result = measure(nodes, params, sequential=not batch)
         except (HarnessError, RemoteError) as exc:
-            results[variant] = {"error": f"{type(exc).__name__}: {exc}"}
+            result = {"error": f"{type(exc).__name__}: {exc}"}
         finally:
             for node in nodes:
                 node.kill()
         label = f"PySyncObj {version}, {NODES} nodes" + (", appendEntriesUseBatch" if batch else "")
-        rows += latency_rows("pysyncobj", label, NODES, results[variant], params, "-batch" if batch else "")
+        rows += latency_rows("pysyncobj", label, NODES, result, params, "-batch" if batch else "")
+        results[variant] = without_samples(result)  # the rows hold them
     return {
         "status": "ok",
         "config": {"nodes": NODES, "pysyncobj_version": version, **params.as_dict()},
@@ -105,7 +106,7 @@ def measure(nodes: list[NodeProc], params: LatencyParams, sequential: bool) -> d
             r = leader.call("bench", n=params.sequential, concurrency=1, size=size, timeout=900)
             seq += r["latencies_s"]
             errors.append(r["errors"])
-        out["sequential"] = {**summarize_ms(seq), "errors": errors}
+        out["sequential"] = {**summarize_ms(seq), "samples_ms": samples_ms(seq), "errors": errors}
 
     leader.call("bench", n=params.warmup * 10, concurrency=params.proposers, size=size, timeout=600)
     lat: list[float] = []
@@ -118,6 +119,7 @@ def measure(nodes: list[NodeProc], params: LatencyParams, sequential: bool) -> d
         errors.append(r["errors"])
     out["concurrent"] = {
         **summarize_ms(lat),
+        "samples_ms": samples_ms(lat),
         "proposals": params.concurrent * params.trials,
         "elapsed_s": elapsed,
         "throughput_per_s": len(lat) / elapsed if elapsed > 0 else None,

@@ -1,8 +1,10 @@
-"""Percentiles and summaries of latency samples (seconds in, milliseconds out)."""
+"""Percentiles and summaries of latency samples (seconds in, milliseconds out), and the two tests
+`python -m benches compare` uses to tell a real change from noise."""
 
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 from typing import Any
 
 
@@ -14,6 +16,11 @@ def percentile(sorted_samples: list[float], q: float) -> float:
     lo = math.floor(pos)
     hi = min(lo + 1, len(sorted_samples) - 1)
     return sorted_samples[lo] + (sorted_samples[hi] - sorted_samples[lo]) * (pos - lo)
+
+
+def samples_ms(seconds: list[float]) -> list[float]:
+    """Raw samples as a row keeps them: milliseconds rounded to the microsecond, in measured order."""
+    return [round(1000 * s, 3) for s in seconds]
 
 
 def summarize_ms(samples_s: list[float]) -> dict[str, Any]:
@@ -47,9 +54,68 @@ def trial_row(
         "event": event,
         "trials": len(seconds) + len(failures or []),
         **{k: stats.get(k) for k in ("p50_ms", "p90_ms", "p99_ms", "max_ms")},
-        "samples_ms": [round(1000 * s, 3) for s in seconds],
+        "samples_ms": samples_ms(seconds),
     }
     if failures:
         row["failed_trials"] = len(failures)
         row["note"] = f"{len(failures)} trial(s) failed: {failures[0]}"
     return row
+
+
+# -- is it noise? ----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Test:
+    """A two-sided comparison of `new` against `old`: `p` is the chance of a difference at least this
+    large if both came from one distribution; `name` says which test, for the reader."""
+
+    p: float
+    name: str
+
+
+def mann_whitney(old: list[float], new: list[float]) -> Test:
+    """Mann-Whitney U (Wilcoxon rank-sum) with the normal approximation, tie and continuity corrections:
+    does one sample tend to hold larger values than the other? Needs no shape assumption, so it suits
+    skewed latency samples. The approximation is fair from about 8 samples a side."""
+    n1, n2 = len(old), len(new)
+    if n1 == 0 or n2 == 0:
+        return Test(1.0, "Mann-Whitney U (empty side)")
+    pooled = sorted([(v, 0) for v in old] + [(v, 1) for v in new])
+    n = n1 + n2
+    rank_sum_new = 0.0
+    tie_term = 0.0
+    i = 0
+    while i < n:
+        j = i
+        while j + 1 < n and pooled[j + 1][0] == pooled[i][0]:
+            j += 1
+        rank = (i + j) / 2 + 1  # ranks are 1-based; ties share their average rank
+        rank_sum_new += rank * sum(1 for k in range(i, j + 1) if pooled[k][1] == 1)
+        t = j - i + 1
+        tie_term += t**3 - t
+        i = j + 1
+    u = rank_sum_new - n2 * (n2 + 1) / 2
+    mean = n1 * n2 / 2
+    var = n1 * n2 / 12 * ((n + 1) - tie_term / (n * (n - 1))) if n > 1 else 0.0
+    if var <= 0:
+        return Test(1.0, "Mann-Whitney U (all values equal)")
+    z = (abs(u - mean) - 0.5) / math.sqrt(var)
+    p = math.erfc(max(z, 0.0) / math.sqrt(2))
+    return Test(min(p, 1.0), f"Mann-Whitney p={p:.2g}")
+
+
+def tail_test(old: list[float], new: list[float]) -> Test:
+    """Did the worst case move? If `new` has the larger maximum, k = how many new samples exceed every
+    old one; if both were one distribution (exchangeable samples), the chance that the k largest pooled
+    values all come from `new` is C(n_new, k) / C(n_old + n_new, k). Symmetric when `old` has the larger
+    maximum. One slow trial out of 20 is not evidence; several above the old worst case are."""
+    if not old or not new:
+        return Test(1.0, "tail test (empty side)")
+    hi, lo = (new, old) if max(new) > max(old) else (old, new)
+    top = max(lo)
+    k = sum(1 for v in hi if v > top)
+    if k == 0:
+        return Test(1.0, "tail test k=0")
+    p = math.comb(len(hi), k) / math.comb(len(hi) + len(lo), k)
+    return Test(p, f"tail test k={k} p={p:.2g}")
