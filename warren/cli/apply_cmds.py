@@ -13,16 +13,15 @@ import shlex
 import sys
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import yaml
-from pydantic import ValidationError
-
-from warren.api.models import ServiceCreate
 from warren.cli import specs
 from warren.cli.client import ManagerClient
 from warren.cli.output import render
 from warren.cli.parsing import Subparsers, add_command
+
+if TYPE_CHECKING:
+    import yaml
 
 APPLY_EPILOG = """\
 A document is one service, with the fields of the API's service body (docs/api.md):
@@ -172,6 +171,8 @@ def load(files: list[tuple[str, str]]) -> tuple[list[Document], list[str]]:
 def _yaml_documents(text: str) -> Iterator[tuple[int, object, str | None]]:
     """(number from 1, document, None) per document; (number, None, message) for one YAML cannot read,
     after which the rest of the file cannot be read either."""
+    import yaml  # loaded by `apply` alone
+
     loader = yaml.safe_load_all(text)
     number = 0
     while True:
@@ -203,6 +204,10 @@ def check(label: str, raw: object) -> Document:
     if kind != "service":
         raise _Problem("kind", f"{kind!r} is not supported (only 'service')")
     _convert(body)
+    from pydantic import ValidationError
+
+    from warren.api.models import ServiceCreate
+
     try:
         model = ServiceCreate.model_validate(body)
     except ValidationError as exc:

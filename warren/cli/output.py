@@ -8,7 +8,6 @@ from datetime import UTC, datetime
 from typing import Any, Literal
 
 import orjson
-import yaml
 
 Format = Literal["table", "json", "yaml"]
 # A table column: its header and how to get the cell's value from one item.
@@ -23,6 +22,8 @@ def to_json(data: object) -> str:
 
 
 def to_yaml(data: object) -> str:
+    import yaml  # loaded by `-o yaml` alone
+
     text: str = yaml.safe_dump(data, sort_keys=False, default_flow_style=False, allow_unicode=True)
     return text
 

@@ -10,10 +10,7 @@ import argparse
 import shlex
 from typing import Any, NoReturn
 
-from pydantic import TypeAdapter, ValidationError
-
 from warren import __version__
-from warren.api.models import Constraint
 from warren.cli import specs
 from warren.config import DEFAULT_MANAGER, MANAGER_ENV, ClientSettings, parse_duration
 from warren.errors import ConfigError
@@ -217,13 +214,15 @@ def command(text: str) -> list[str]:
     return words
 
 
-_CONSTRAINT: TypeAdapter[str] = TypeAdapter(Constraint)
-
-
 def constraint(text: str) -> str:
     """node.labels.K==V, node.labels.K!=V, node.name==N or node.role==manager|worker."""
+    # The API's models (pydantic) load only for commands that check a spec: daemons never need them.
+    from pydantic import TypeAdapter, ValidationError
+
+    from warren.api.models import Constraint
+
     try:
-        return _CONSTRAINT.validate_python(text.strip())
+        return TypeAdapter(Constraint).validate_python(text.strip())
     except ValidationError as exc:
         raise argparse.ArgumentTypeError(
             f"expected node.labels.KEY==VALUE (or !=), node.name==NAME or node.role==worker, got {text!r}"

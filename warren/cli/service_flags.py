@@ -11,12 +11,9 @@ from __future__ import annotations
 
 import argparse
 from collections.abc import Callable, Mapping
-from typing import Any
-
-from pydantic import ValidationError
+from typing import TYPE_CHECKING, Any
 
 from warren import config
-from warren.api.models import ServiceCreate, ServiceUpdate
 from warren.cli import specs
 from warren.cli.parsing import (
     UsageError,
@@ -35,6 +32,9 @@ from warren.cli.parsing import (
     size,
 )
 from warren.errors import InvalidError
+
+if TYPE_CHECKING:
+    from warren.api.models import ServiceCreate, ServiceUpdate
 
 # Where a body field came from on the command line, to name the flag in an error.
 FLAG_OF = {
@@ -182,6 +182,8 @@ def create_body(args: argparse.Namespace) -> dict[str, Any]:
         "(see 'warren service create --help')"))
     if health is not None:
         body["health"] = health
+    from warren.api.models import ServiceCreate  # pydantic loads only for commands that check a spec
+
     _check(ServiceCreate, body, "create")
     return body
 
@@ -223,6 +225,8 @@ def update_changes(args: argparse.Namespace, current: Mapping[str, Any]) -> dict
     if health is not None:
         wanted["health"] = health
     changes = specs.changed_fields(current, wanted)
+    from warren.api.models import ServiceUpdate
+
     _check(ServiceUpdate, changes, "update")
     return changes
 
@@ -256,6 +260,8 @@ def _health(args: argparse.Namespace, current: Mapping[str, Any] | None,
 
 def _check(model: type[ServiceCreate] | type[ServiceUpdate], body: Mapping[str, Any], command: str) -> None:
     """Refuse, as a usage error naming the flag, what the manager would refuse."""
+    from pydantic import ValidationError
+
     try:
         model.model_validate(body)
     except ValidationError as exc:

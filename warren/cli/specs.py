@@ -10,14 +10,14 @@ from __future__ import annotations
 import math
 import re
 from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from pydantic import ValidationError
-
-from warren.api.models import ServiceUpdate
 from warren.config import parse_duration
 from warren.errors import ConfigError
 from warren.store.taskstate import TASK_FIELDS
+
+if TYPE_CHECKING:  # loaded by the functions that use them: daemons never import pydantic
+    from pydantic import ValidationError
 
 # Binary multiples whatever the spelling: "1g" = "1gb" = "1GiB" = 2**30 bytes (as Docker reads them).
 _SIZE_UNITS = {"": 1, "b": 1, "k": 2**10, "m": 2**20, "g": 2**30, "t": 2**40, "p": 2**50}
@@ -102,6 +102,10 @@ def canonical(field: str, value: object) -> object:
     mean the same (the cluster may store a part with or without its defaults)."""
     if value is None:
         return None
+    from pydantic import ValidationError
+
+    from warren.api.models import ServiceUpdate
+
     try:
         model = ServiceUpdate.model_validate({field: value}, strict=False)
     except ValidationError:
