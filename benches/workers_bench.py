@@ -6,8 +6,8 @@
 - worker_failure: one manager and three process-runtime workers; SIGKILL of the agent of the worker
   with the most tasks, and of its task processes (a machine crash) → every task of the service running
   again, none on the dead worker (read from the API, polled every 20 ms);
-- schedule: one manager and four process-runtime workers; service create with 100 replicas → all 100
-  running (API, polled every 20 ms).
+- schedule: one manager and four process-runtime workers; service create with 100, then 1,000
+  replicas → all running (the service's running count from the API, polled every 20 ms).
 """
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ from tests.integration.workers import Fleet, docker_client, remove_containers
 
 POLL_S = 0.02
 WORKER_FAILURE_EVENT = "SIGKILL of a worker (agent and its tasks) → all its tasks running on other workers"
-SCHEDULE_EVENT = "service create API call → every replica running (API)"
+SCHEDULE_EVENT = "service create API call → every replica running (the service's running count, API)"
 
 
 @dataclass(frozen=True, slots=True)
@@ -36,21 +36,25 @@ class WorkerParams:
     failure_trials: int = 5
     failure_workers: int = 3
     failure_replicas: int = 6
-    schedule_replicas: int = 100
+    schedule_replicas: tuple[int, ...] = (100, 1000)  # service sizes, each its own row; replicas
     schedule_workers: int = 4
     schedule_trials: int = 3
     give_up_s: float = 120.0
+
+    @classmethod
+    def smoke(cls) -> WorkerParams:
+        return cls(failure_trials=1, failure_replicas=2, schedule_replicas=(20,), schedule_trials=1)
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
 
 
 @contextlib.contextmanager
-def fleet(base_dir: Path) -> Iterator[Fleet]:
-    """One manager with default timers, no local worker; torn down whatever happens."""
+def fleet(base_dir: Path, managers: int = 1) -> Iterator[Fleet]:
+    """`managers` managers with default timers, no local worker; torn down whatever happens."""
     f = Fleet(ManagerCluster(base_dir, extra_flags=["--manager-only"]), base_dir)
     try:
-        f.start_managers(1)
+        f.start_managers(managers)
         yield f
     finally:
         try:
@@ -171,27 +175,46 @@ def worker_failure(base_dir: Path, params: WorkerParams) -> dict[str, Any]:
 
 
 def schedule(base_dir: Path, params: WorkerParams) -> dict[str, Any]:
-    samples: list[dict[str, Any]] = []
+    samples: dict[int, list[dict[str, Any]]] = {n: [] for n in params.schedule_replicas}
     with fleet(base_dir / "schedule") as f:
         for _ in range(params.schedule_workers):
             f.add_worker("process")
         addr = f.addr
         spec = {"image": "local", "driver": "process", "command": ["sleep", "1000000"], "stop_timeout_s": 1}
-        for trial in range(params.schedule_trials):
-            name = f"many-{trial}"
-            t0 = time.monotonic()
-            _post(addr, "POST", "/v1/services", {"name": name, "replicas": params.schedule_replicas, **spec})
-            done = _wait_all_running(addr, name, params.schedule_replicas, t0 + params.give_up_s)
-            if done is None:
-                samples.append({"ok": False, "error": f"not all running within {params.give_up_s:g} s"})
-            else:
-                samples.append({"ok": True, "seconds": done - t0})
-            _post(addr, "DELETE", f"/v1/services/{name}")
-            # Wait until the workers stopped them all, so the next trial starts from an idle cluster.
-            deadline = time.monotonic() + params.give_up_s
-            while any(w.task_pids() for w in f.workers) and time.monotonic() < deadline:
-                time.sleep(0.1)
-    what = f"Warren, {params.schedule_replicas} replicas on {params.schedule_workers} process-runtime workers"
-    key = f"schedule/{params.schedule_replicas}"
-    row = summary_row("schedule", key, what, SCHEDULE_EVENT, samples)
-    return {"status": "ok", "error": None, "config": params.as_dict(), "results": samples, "rows": [row]}
+        for replicas in params.schedule_replicas:
+            for trial in range(params.schedule_trials):
+                name = f"many-{replicas}-{trial}"
+                t0 = time.monotonic()
+                _post(addr, "POST", "/v1/services", {"name": name, "replicas": replicas, **spec})
+                done = _wait_replicas_running(addr, name, replicas, t0 + params.give_up_s)
+                if done is None:
+                    error = f"not all running within {params.give_up_s:g} s"
+                    samples[replicas].append({"ok": False, "error": error})
+                else:
+                    samples[replicas].append({"ok": True, "seconds": done - t0})
+                _post(addr, "DELETE", f"/v1/services/{name}")
+                # Wait until the workers stopped them all, so the next trial starts from an idle cluster.
+                deadline = time.monotonic() + params.give_up_s
+                while any(w.task_pids() for w in f.workers) and time.monotonic() < deadline:
+                    time.sleep(0.1)
+    rows = [
+        summary_row(
+            "schedule",
+            f"schedule/{n}",
+            f"Warren, {n} replicas on {params.schedule_workers} process-runtime workers",
+            SCHEDULE_EVENT,
+            trials,
+        )
+        for n, trials in samples.items()
+    ]
+    results = {str(n): trials for n, trials in samples.items()}
+    return {"status": "ok", "error": None, "config": params.as_dict(), "results": results, "rows": rows}
+
+
+def _wait_replicas_running(addr: str, service: str, count: int, deadline: float) -> float | None:
+    """When the service reports `count` replicas running (one small read, however many tasks)."""
+    while time.monotonic() < deadline:
+        if _post(addr, "GET", f"/v1/services/{service}")["replicas_running"] == count:
+            return time.monotonic()
+        time.sleep(POLL_S)
+    return None
