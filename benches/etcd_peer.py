@@ -1,4 +1,4 @@
-"""Scenario `etcd`: the manager_api and client_failover procedures on a 3-member etcd cluster, for comparison.
+"""Scenario `etcd`: the manager_api and leader_failover procedures on a 3-member etcd cluster, for comparison.
 
 etcd comes from Debian's `etcd-server` package (installed here with apt-get when `etcd` is missing and
 that is possible; otherwise the scenario is recorded as missing, with the reason). Three members run on
@@ -8,10 +8,11 @@ b64}` (a new key each time), on the same keep-alive client as Warren's API write
 member every member's `POST /v3/maintenance/status` names.
 
 Write latency is measured through the leader and through a follower (which hands the proposal to the
-leader inside Raft) with the default timers. Client failover (kill -9 of the leader's process group,
-the client retrying round-robin on the two survivors) runs twice, on a fresh cluster each time: with the
-default timers (heartbeat 100 ms, election timeout 1000 ms) and with `--election-timeout 500
---heartbeat-interval 100`.
+leader inside Raft) with the default timers. Client failover (benches/client_failover.py: the leader
+disrupted, the client retrying round-robin on the two survivors) runs on a fresh cluster per timer
+setting: with the default timers (heartbeat 100 ms, election timeout 1000 ms) SIGKILL, SIGSTOP and
+SIGTERM (etcd transfers leadership on a graceful stop, as Warren does), interleaved; with
+`--election-timeout 500 --heartbeat-interval 100` SIGKILL only.
 """
 
 from __future__ import annotations
@@ -26,7 +27,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-from benches.client_failover import ClientFailoverParams, failover_row, run_trials, summarize
+from benches.client_failover import failover_row, run_trials
+from benches.leader_failover import EVENTS, LeaderFailoverParams
 from benches.manager_api import ApiLatencyParams, MakeWrite, latency_row, timed_writes
 from benches.managers import (
     FORM_TIMEOUT_S,
@@ -37,20 +39,32 @@ from benches.managers import (
     HttpError,
     Proc,
     call,
-    free_port,
 )
+from tests.integration.nodeproc import free_port
 
 MEMBERS = 3
 INSTALL_TIMEOUT_S = 600.0
-# (key suffix, label, extra etcd flags)
-TIMERS: list[tuple[str, str, list[str]]] = [
-    ("default", "default timers (heartbeat 100 ms, election timeout 1000 ms)", []),
+EXIT_TIMEOUT_S = 30.0  # a SIGTERMed member that has not exited by then is killed; seconds
+# (name, label, extra etcd flags, failover variants run with them)
+TIMERS: list[tuple[str, str, list[str], tuple[str, ...]]] = [
+    (
+        "default",
+        "default timers (heartbeat 100 ms, election timeout 1000 ms)",
+        [],
+        ("sigkill", "sigstop", "graceful"),
+    ),
     (
         "et500",
         "--election-timeout 500 --heartbeat-interval 100",
         ["--election-timeout", "500", "--heartbeat-interval", "100"],
+        ("sigkill",),
     ),
 ]
+
+
+def row_key(timers: str, variant: str) -> str:
+    """etcd/3/failover-default and -et500 (SIGKILL, as before), etcd/3/failover-sigstop, -graceful."""
+    return f"etcd/{MEMBERS}/failover-{timers if variant == 'sigkill' else variant}"
 
 
 def ensure_etcd() -> str | None:
@@ -167,13 +181,41 @@ class EtcdCluster:
     def live(self) -> list[EtcdMember]:
         return [m for m in self.members if m.alive]
 
+    def disrupt(self, member: Any, variant: str) -> None:
+        m: EtcdMember = member
+        if variant == "sigkill":
+            m.kill()
+        elif variant == "sigstop":
+            m.freeze()
+        elif variant == "graceful":
+            m.terminate()
+        else:
+            raise ValueError(f"unknown variant {variant!r}")
+
+    def recover(self, member: Any, variant: str) -> dict[str, Any]:
+        """Thaw a frozen member, or restart a killed or stopped one (it resumes from its data dir), and
+        wait until the cluster is stable again."""
+        m: EtcdMember = member
+        extra: dict[str, Any] = {}
+        if variant == "sigstop":
+            m.thaw()
+            self.wait_stable(FORM_TIMEOUT_S)
+            return extra
+        if variant == "graceful":
+            extra["exit_code"] = m.wait_exit(EXIT_TIMEOUT_S)
+            if extra["exit_code"] is None:
+                m.kill()
+        m.start()
+        self.wait_stable(FORM_TIMEOUT_S)
+        return extra
+
     def wait_stable(self, timeout_s: float = STABLE_TIMEOUT_S) -> EtcdMember:
         """The leader, once every live member names it and has applied everything it has committed."""
         deadline = time.monotonic() + timeout_s
         seen: dict[str, Any] = {}
         while time.monotonic() < deadline:
             for m in self.members:
-                if m.proc is not None and not m.alive and m.proc.returncode not in (-9, None):
+                if m.proc is not None and not m.alive and m.proc.returncode not in (-9, 0, None):
                     raise HarnessError(m.exit_note())
             live = self.live()
             statuses = {m.name: m.status() for m in live}
@@ -192,13 +234,10 @@ class EtcdCluster:
             time.sleep(POLL_S)
         raise HarnessError(f"etcd: no stable leader within {timeout_s:g} s (leader seen by each: {seen})")
 
-    def recover(self, m: EtcdMember) -> None:
-        """Restart a killed member with its own command (it resumes from its data dir) and wait."""
-        m.start()
-        self.wait_stable(FORM_TIMEOUT_S)
 
-
-def run(base_dir: Path, latency: ApiLatencyParams, failover: ClientFailoverParams) -> dict[str, Any]:
+def run(base_dir: Path, latency: ApiLatencyParams, failover: LeaderFailoverParams) -> dict[str, Any]:
+    """Put latency (leader, follower), then failover per timer setting and variant (failover.trials
+    each; failover.max_wall_s bounds each timer setting's trials)."""
     reason = ensure_etcd()
     if reason is not None:
         return {"status": "missing", "reason": reason, "rows": []}
@@ -207,20 +246,38 @@ def run(base_dir: Path, latency: ApiLatencyParams, failover: ClientFailoverParam
     results: dict[str, Any] = {"version": version, "loadavg_before": os.getloadavg()}
     rows: list[dict[str, Any]] = []
     errors: list[str] = []
-    for suffix, timers, flags in TIMERS:
-        with EtcdCluster(base_dir / f"etcd-{suffix}", flags) as cluster:
+    for name, timers, flags, variants in TIMERS:
+        with EtcdCluster(base_dir / f"etcd-{name}", flags) as cluster:
             try:
                 leader = cluster.start()
-                if suffix == "default":  # latency does not depend on the election timeout: measured once
+                if name == "default":  # latency does not depend on the election timeout: measured once
                     rows += _latency(cluster, leader, label, latency, results)
-                outcome = run_trials(cluster, put_write("f-"), put_acked, failover)
+                outcome = run_trials(
+                    cluster,
+                    put_write("f-"),
+                    put_acked,
+                    variants,
+                    failover.trials,
+                    failover.client,
+                    failover.max_wall_s,
+                )
             except HarnessError as exc:
-                outcome = {"summary": summarize([], failover), "trials": [], "error": f"HarnessError: {exc}"}
-            results[f"failover-{suffix}"] = outcome
+                outcome = {"trials": {v: [] for v in variants}, "error": f"HarnessError: {exc}"}
+            results[f"failover-{name}"] = outcome
             if outcome["error"]:
-                errors.append(f"{suffix}: {outcome['error']}")
-            key = f"etcd/{MEMBERS}/failover-{suffix}"
-            rows.append(failover_row("etcd", key, f"{label}, {timers}", outcome, failover))
+                errors.append(f"{name}: {outcome['error']}")
+            for variant in variants:
+                rows.append(
+                    failover_row(
+                        "etcd",
+                        row_key(name, variant),
+                        f"{label}, {timers}",
+                        EVENTS[variant].replace("leader (it hands", "leader (etcd hands"),
+                        outcome["trials"][variant],
+                        failover.client,
+                        outcome["error"],
+                    )
+                )
     results["loadavg_after"] = os.getloadavg()
     return {
         "status": "ok" if not errors else "error",
@@ -229,7 +286,7 @@ def run(base_dir: Path, latency: ApiLatencyParams, failover: ClientFailoverParam
             "members": MEMBERS,
             "latency": latency.as_dict(),
             "failover": failover.as_dict(),
-            "timers": {s: f for s, _, f in TIMERS},
+            "timers": {name: {"flags": f, "variants": list(v)} for name, _, f, v in TIMERS},
         },
         "results": results,
         "rows": rows,

@@ -6,6 +6,11 @@ manager runs in its own process group, so `kill()` is a SIGKILL of the whole gro
 outlives the benchmark: `close()` (and the context manager) kills whatever is still running, and
 `sigterm_raises()` turns a SIGTERM of the benchmark run into an exception so those `finally` blocks run.
 
+Besides SIGKILL, a `Proc` can be frozen (`freeze()`: SIGSTOP of its group, sockets stay open), thawed
+(`thaw()`) and asked to stop (`terminate()`: SIGTERM, as an operator or init system would). A manager
+can run inside a network namespace (benches/partition.py): its command is then prefixed with `ip netns
+exec NAME` (which execs, so the process group is still the manager's) and it listens on fixed ports.
+
 `Http` is the client side shared with the etcd peer: one persistent HTTP/1.1 keep-alive connection.
 """
 
@@ -16,11 +21,12 @@ import http.client
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +37,7 @@ FORM_TIMEOUT_S = 60.0  # a manager to become a ready member after its process st
 STABLE_TIMEOUT_S = 30.0  # every live manager to agree on one ready leader
 CONTROL_TIMEOUT_S = 2.0  # one control-plane request (readiness polls, join tokens)
 POLL_S = 0.02  # pause between readiness polls
+SIGNAL_EFFECT_TIMEOUT_S = 5.0  # a SIGSTOP to show in /proc (the process state "T"); seconds
 
 
 class HarnessError(Exception):
@@ -104,6 +111,23 @@ class Http:
         except ValueError:
             return status, None
 
+    def connect(self) -> None:
+        """Open the connection now if it is not open (so that `abort()` from another thread reaches it)."""
+        if self._conn.sock is None:
+            try:
+                self._conn.connect()
+            except OSError as exc:
+                self._conn.close()
+                raise HttpError(f"connect {self.addr}: {type(exc).__name__}: {exc}") from None
+
+    def abort(self) -> None:
+        """From another thread: make a request blocked on this connection fail now (shutdown of the
+        socket: the blocked read sees end-of-file). The owner's next request opens a new connection."""
+        sock = self._conn.sock
+        if sock is not None:
+            with contextlib.suppress(OSError):
+                sock.shutdown(socket.SHUT_RDWR)
+
     def reconnect(self) -> None:
         """Drop the connection (the next request opens a fresh one: no idle-timeout surprise)."""
         self._conn.close()
@@ -137,6 +161,10 @@ class Proc:
     def alive(self) -> bool:
         return self.proc is not None and self.proc.poll() is None
 
+    @property
+    def pid(self) -> int | None:
+        return self.proc.pid if self.proc is not None else None
+
     def start(self) -> None:
         if self.alive:
             raise HarnessError(f"{self.name} is already running")
@@ -163,6 +191,55 @@ class Proc:
         with contextlib.suppress(subprocess.TimeoutExpired):
             self.proc.wait(timeout=10)
 
+    def freeze(self) -> None:
+        """SIGSTOP of the process group; returns once the process shows as stopped in /proc."""
+        if self.proc is None:
+            raise HarnessError(f"{self.name} was never started")
+        os.killpg(self.proc.pid, signal.SIGSTOP)
+        deadline = time.monotonic() + SIGNAL_EFFECT_TIMEOUT_S
+        while _proc_state(self.proc.pid) not in ("T", None):
+            if time.monotonic() > deadline:
+                raise HarnessError(
+                    f"{self.name} did not stop within {SIGNAL_EFFECT_TIMEOUT_S:g} s of SIGSTOP"
+                )
+            time.sleep(0.0005)
+
+    def thaw(self) -> None:
+        """SIGCONT of the process group (after `freeze()`)."""
+        if self.proc is not None:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self.proc.pid, signal.SIGCONT)
+
+    def terminate(self) -> None:
+        """SIGTERM of the process (a graceful stop); returns at once, see `wait_exit()`."""
+        if self.proc is None:
+            raise HarnessError(f"{self.name} was never started")
+        os.kill(self.proc.pid, signal.SIGTERM)
+
+    def wait_exit(self, timeout_s: float) -> int | None:
+        """The exit status, or None if it still runs after `timeout_s`."""
+        if self.proc is None:
+            return None
+        try:
+            return self.proc.wait(timeout=timeout_s)
+        except subprocess.TimeoutExpired:
+            return None
+
+    def log_size(self) -> int:
+        try:
+            return self.log_path.stat().st_size
+        except OSError:
+            return 0
+
+    def log_since(self, offset: int) -> str:
+        """The log from byte `offset` on (e.g. what one incarnation wrote after a signal)."""
+        try:
+            with open(self.log_path, "rb") as f:
+                f.seek(offset)
+                return f.read().decode("utf-8", errors="replace")
+        except OSError:
+            return ""
+
     def exit_note(self) -> str:
         """Why it is not running (exit code and the log's last lines), for error messages."""
         code = self.proc.poll() if self.proc else None
@@ -173,15 +250,45 @@ class Proc:
         return f"{self.name} exited with {code}: " + " / ".join(tail)
 
 
+def _proc_state(pid: int) -> str | None:
+    """The state letter of /proc/PID/stat ("R", "S", "T", "Z", ...); None once it is gone."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            stat = f.read()
+    except OSError:
+        return None
+    return stat.rsplit(")", 1)[1].split()[0]  # the name in parentheses may itself hold spaces
+
+
+# Where a manager runs: its host address, its (API, Raft, metrics) ports (None: free loopback ports) and a
+# command prefix (e.g. ["ip", "netns", "exec", NAME]; empty: none).
+Host = tuple[str, tuple[int, int, int] | None, Sequence[str]]
+
+
 class ManagerProc(Proc):
-    def __init__(self, index: int, host: str, base_dir: Path, raft_flags: list[str]) -> None:
+    def __init__(
+        self,
+        index: int,
+        host: str,
+        base_dir: Path,
+        raft_flags: list[str],
+        ports: tuple[int, int, int] | None = None,
+        prefix: Sequence[str] = (),
+    ) -> None:
         self.index = index
-        self.api_addr = f"{host}:{free_port(host)}"
-        self.raft_addr = f"{host}:{free_port(host)}"
-        self.metrics_addr = f"{host}:{free_port(host)}"
+        api, raft, metrics = ports or (free_port(host), free_port(host), free_port(host))
+        self.api_addr = f"{host}:{api}"
+        self.raft_addr = f"{host}:{raft}"
+        self.metrics_addr = f"{host}:{metrics}"
         self.data_dir = base_dir / f"manager{index}"
         self.raft_flags = raft_flags
+        self.prefix = list(prefix)
         super().__init__(f"manager{index}@{self.api_addr}", [], base_dir / f"manager{index}.log")
+
+    @property
+    def addr(self) -> str:
+        """Where clients send writes (the API)."""
+        return self.api_addr
 
     def flags(self) -> list[str]:
         return [
@@ -194,12 +301,12 @@ class ManagerProc(Proc):
         ]  # fmt: skip
 
     def init(self) -> None:
-        self.argv = [sys.executable, "-m", "warren.cli.main", "cluster", "init", *self.flags()]
+        self.argv = [*self.prefix, sys.executable, "-m", "warren.cli.main", "cluster", "init", *self.flags()]
         self.start()
 
     def join(self, token: str, via: str) -> None:
         self.argv = [
-            sys.executable, "-m", "warren.cli.main", "manager", "join",
+            *self.prefix, sys.executable, "-m", "warren.cli.main", "manager", "join",
             "--token", token, "--manager", via, *self.flags(),
         ]  # fmt: skip
         self.start()
@@ -210,6 +317,15 @@ class ManagerProc(Proc):
         except HttpError:
             return False
         return status == 200
+
+    def raft_state(self, timeout_s: float = CONTROL_TIMEOUT_S) -> dict[str, Any] | None:
+        """The /v1/ready body (role, term, commit and applied index), whether ready or not; None when
+        there is no answer."""
+        try:
+            _, doc = call(self.api_addr, "GET", "/v1/ready", timeout_s=timeout_s)
+        except HttpError:
+            return None
+        return doc if isinstance(doc, dict) and "applied_index" in doc else None
 
     def cluster(self) -> dict[str, Any] | None:
         try:
@@ -223,13 +339,21 @@ class ManagerCluster:
     """Up to five managers on 127.0.0.<first_host + i>; `start(n)` forms the cluster through the CLI.
 
     `raft_flags` are passed to every manager (e.g. ["--raft-election-timeout", "500ms"]); none = the
-    defaults of warren/config.py.
+    defaults of warren/config.py. `hosts` (one per manager) replaces the loopback addresses, e.g. with
+    a NetnsLab's hosts.
     """
 
-    def __init__(self, base_dir: Path, raft_flags: list[str] | None = None, first_host: int = 50) -> None:
+    def __init__(
+        self,
+        base_dir: Path,
+        raft_flags: list[str] | None = None,
+        first_host: int = 50,
+        hosts: Sequence[Host] | None = None,
+    ) -> None:
         self.base_dir = base_dir
         self.raft_flags = list(raft_flags or [])
         self.first_host = first_host
+        self.hosts = list(hosts) if hosts is not None else None
         self.managers: list[ManagerProc] = []
 
     def __enter__(self) -> ManagerCluster:
@@ -248,9 +372,12 @@ class ManagerCluster:
     def start(self, n: int) -> ManagerProc:
         """Found the cluster on manager 1, join the others one by one; returns the leader."""
         self.base_dir.mkdir(parents=True, exist_ok=True)
+        hosts = self.hosts or [(f"127.0.0.{self.first_host + i}", None, ()) for i in range(1, n + 1)]
+        if len(hosts) < n:
+            raise HarnessError(f"{n} managers need {n} hosts, got {len(hosts)}")
         self.managers = [
-            ManagerProc(i, f"127.0.0.{self.first_host + i}", self.base_dir, self.raft_flags)
-            for i in range(1, n + 1)
+            ManagerProc(i, host, self.base_dir, self.raft_flags, ports, prefix)
+            for i, (host, ports, prefix) in enumerate(hosts[:n], start=1)
         ]
         first = self.managers[0]
         first.init()
