@@ -19,7 +19,7 @@ RAFT_SOURCES := $(shell find rust -path rust/target -prune -o \
 WARREN_SOURCES := pyproject.toml setup.py warren/_raft.pyx
 
 .DEFAULT_GOAL := help
-.PHONY: help install test bench lint run image clean clean-all check-cargo
+.PHONY: help install test bench peers lint run image clean clean-all check-cargo
 
 help: ## list the targets
 	@echo "Targets:"
@@ -54,18 +54,22 @@ check-cargo:
 
 # --release: shares compiled dependencies with maturin's release build. pytest exits 5 when it
 # collected no test; make fails on it, as it should.
-test: install check-cargo ## run the Rust core's cargo tests, then the Python tests (unit + integration)
+test: install check-cargo peers ## run the Rust core's cargo tests, then the Python tests (unit + integration)
 	cargo test --release -p warren-raft
 	$(PY) -m pytest -q tests
 
-# etcd (Debian's etcd-server) is the peer of the manager API benchmarks: installed when missing and
-# apt-get can; otherwise the run records etcd as missing, with the reason.
-bench: install ## run the benchmark suite (benches/), side by side with its peers
+# etcd (Debian's etcd-server) is the benchmark suite's consensus peer: installed when missing and
+# apt-get can; otherwise a benchmark run records etcd as missing, with the reason (and the CI smoke run
+# of the suite, which requires every peer, fails).
+peers: ## install the benchmark peers' packages when missing (Debian's etcd-server)
 	@command -v etcd >/dev/null 2>&1 || ! command -v apt-get >/dev/null 2>&1 || \
-		DEBIAN_FRONTEND=noninteractive apt-get install -y etcd-server || \
-		{ apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y etcd-server; } || \
+		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq etcd-server >/dev/null || \
+		{ apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq etcd-server >/dev/null; } || \
 		echo "warning: could not install etcd-server; the etcd benchmark will be recorded as missing" >&2
-	$(PY) -m benches
+
+BENCH_ARGS ?=
+bench: install peers ## run the benchmark suite (benches/) with its peers; BENCH_ARGS="--quick" etc.
+	$(PY) -m benches $(BENCH_ARGS)
 
 lint: install check-cargo ## ruff, mypy --strict, stubtest of warren_raft's .pyi, clippy
 	$(VENV)/bin/ruff check $(wildcard warren tests benches)
