@@ -1,19 +1,28 @@
-"""What a benchmark run reports: machine facts, targets met or missed, the table, the JSON files."""
+"""What a benchmark run reports: machine facts, the results table with targets met or missed (judged
+in benches/targets.py), Warren-to-peer ratios, plots (benches/plots.py), and the files: the run's own
+bench-<timestamp>.json, and latest.json / latest.md merged with earlier runs' scenarios."""
 
 from __future__ import annotations
 
+import copy
+import importlib.metadata
 import json
+import logging
 import os
 import platform
+import re
 import subprocess
 import sys
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from benches import plots, targets
+from benches.targets import Row
+from benches.targets import apply_targets as apply_targets  # __main__ calls report.apply_targets
 from tests.integration.nodeproc import REPO_ROOT
 
-Row = dict[str, Any]
+log = logging.getLogger(__name__)
+DOCKER_TIMEOUT_S = 10.0  # `docker version` may wait on an engine that does not answer; seconds
 
 
 def machine_info(data_dir: Path) -> dict[str, Any]:
@@ -25,6 +34,7 @@ def machine_info(data_dir: Path) -> dict[str, Any]:
         "python": sys.version.split()[0],
         "python_implementation": platform.python_implementation(),
         "platform": platform.platform(),
+        "kernel": platform.release(),
         "data_dir": str(data_dir),
         "data_dir_fs": _fs_type(data_dir),
         "git_commit": _git("rev-parse", "HEAD"),
@@ -36,7 +46,28 @@ def machine_info(data_dir: Path) -> dict[str, Any]:
         info["warren_raft_version"] = warren_raft.__version__
     except ImportError as exc:
         info["warren_raft_version"] = f"not importable: {exc}"
+    try:
+        info["warren_version"] = importlib.metadata.version("warren")
+    except importlib.metadata.PackageNotFoundError:
+        info["warren_version"] = None
+    info["docker_version"] = _docker_version()
     return info
+
+
+def _docker_version() -> str | None:
+    """The Docker Engine's version, or None without a docker CLI or an engine that answers."""
+    try:
+        out = subprocess.run(
+            ["docker", "version", "--format", "{{.Server.Version}}"],
+            capture_output=True,
+            text=True,
+            timeout=DOCKER_TIMEOUT_S,
+        )
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    if out.returncode != 0:
+        return None
+    return out.stdout.strip() or None
 
 
 def _cpu_model() -> str | None:
@@ -85,136 +116,11 @@ def _git(*args: str) -> str | None:
     return out.stdout.strip() if out.returncode == 0 else None
 
 
-# -- targets ----------------------------------------------------------------------------------------
+# -- the tables -------------------------------------------------------------------------------------
 
-
-Check = Callable[[Row, dict[str, Row]], bool | None]
-
-
-def _check(rows: dict[str, Row], key: str, text: str, test: Check) -> None:
-    row = rows.get(key)
-    if row is None:
-        return
-    row["target"] = text
-    if row.get("error"):
-        row["verdict"] = "missed (error)"
-        return
-    ok = test(row, rows)
-    row["verdict"] = "n/a" if ok is None else ("met" if ok else "missed")
-
-
-def _le(value: Any, limit: float) -> bool | None:
-    return None if value is None else bool(value <= limit)
-
-
-def _throughput_target(row: Row, rows: dict[str, Row]) -> bool | None:
-    mine = row.get("throughput_per_s")
-    if mine is None:
-        return None
-    peers = [
-        r["throughput_per_s"]
-        for key, r in rows.items()
-        if key.startswith("pysyncobj/3") and key.endswith("/concurrent") and r.get("throughput_per_s")
-    ]
-    if not peers:
-        row["target_note"] = "PySyncObj not measured in this run: only the 30,000/s half was checked"
-        return bool(mine >= 30_000)
-    row["target_note"] = f"best PySyncObj 3-node throughput: {max(peers):,.0f}/s"
-    return bool(mine >= 30_000 and mine >= max(peers))
-
-
-def apply_targets(rows: list[Row]) -> None:
-    """Mark the rows that have a target with `target` and `verdict` (met / missed / n/a)."""
-    by_key = {r["key"]: r for r in rows}
-
-    def seq(r: Row, _: dict[str, Row]) -> bool | None:
-        a, b = _le(r.get("p50_ms"), 1.0), _le(r.get("p99_ms"), 5.0)
-        return None if a is None or b is None else a and b
-
-    def failover(r: Row, _: dict[str, Row]) -> bool | None:
-        a, b = _le(r.get("p50_ms"), 600.0), _le(r.get("max_ms"), 1000.0)
-        if a is None or b is None:
-            return None
-        return a and b and not r.get("note")  # a trial that never recovered misses "max ≤ 1 s"
-
-    def api_leader(r: Row, rows: dict[str, Row]) -> bool | None:
-        a, b = _le(r.get("p50_ms"), 1.5), _le(r.get("p99_ms"), 5.0)
-        if a is None or b is None:
-            return None
-        etcd = rows.get("etcd/3/leader")
-        if etcd is None or etcd.get("p50_ms") is None:
-            r["target_note"] = "etcd not measured in this run: only the absolute half was checked"
-            return a and b
-        r["target_note"] = (
-            f"etcd put via its leader in this run: p50 {etcd['p50_ms']:.3f} ms, p99 {etcd['p99_ms']:.3f} ms"
-        )
-        return a and b and bool(r["p50_ms"] <= etcd["p50_ms"])
-
-    def api_follower(r: Row, _: dict[str, Row]) -> bool | None:
-        return _le(r.get("p50_ms"), 3.0)
-
-    def client_failover(r: Row, rows: dict[str, Row]) -> bool | None:
-        a, b = _le(r.get("p50_ms"), 800.0), _le(r.get("max_ms"), 1200.0)
-        if a is None or b is None:
-            return None
-        ok = a and b and not r.get("failed_trials")  # a trial that never recovered misses "max ≤ 1.2 s"
-        peers = [rows.get(f"etcd/3/failover-{t}") for t in ("default", "et500")]
-        measured = [p for p in peers if p and p.get("p50_ms") is not None and p.get("max_ms") is not None]
-        if len(measured) < len(peers):
-            r["target_note"] = "etcd failover (both timers) not measured in this run: absolute half only"
-            return ok
-        r["target_note"] = "etcd in this run: " + ", ".join(
-            f"{p['key'].rsplit('-', 1)[1]} p50 {p['p50_ms']:.0f} ms, max {p['max_ms']:.0f} ms"
-            for p in measured
-        )
-        return ok and all(r["p50_ms"] < p["p50_ms"] and r["max_ms"] < p["max_ms"] for p in measured)
-
-    _check(by_key, "commit_latency/3/sequential", "p50 ≤ 1 ms, p99 ≤ 5 ms", seq)
-    _check(by_key, "commit_latency/3/concurrent", "≥ 30,000/s and ≥ PySyncObj", _throughput_target)
-    _check(by_key, "failover/3", "p50 ≤ 600 ms, max ≤ 1 s", failover)
-    _check(by_key, "manager_api/3/leader", "p50 ≤ 1.5 ms, p99 ≤ 5 ms, p50 ≤ etcd's", api_leader)
-    _check(by_key, "manager_api/3/follower", "p50 ≤ 3 ms", api_follower)
-    failover_text = "p50 ≤ 800 ms, max ≤ 1.2 s, both < etcd's (both timers)"
-    _check(by_key, "client_failover/3", failover_text, client_failover)
-
-    def vs_swarm(limit_ms: float, peer: str, also: str | None = None) -> Check:
-        def check(r: Row, rows: dict[str, Row]) -> bool | None:
-            ok = _le(r.get("max_ms"), limit_ms) if limit_ms else True
-            if ok is None or r.get("failed_trials"):
-                return False if r.get("failed_trials") else None
-            swarm = rows.get(peer)
-            if swarm is None or swarm.get("p50_ms") is None:
-                r["target_note"] = "Swarm not measured in this run: only the absolute half was checked"
-                return ok
-            notes = [f"Swarm default p50 {swarm['p50_ms']:.0f} ms"]
-            other = rows.get(also) if also else None
-            if other is not None and other.get("p50_ms") is not None:
-                notes.append(f"Swarm --restart-delay 0s p50 {other['p50_ms']:.0f} ms")
-            r["target_note"] = "in this run: " + ", ".join(notes)
-            return ok and bool(r["p50_ms"] <= swarm["p50_ms"])
-
-        return check
-
-    _check(
-        by_key,
-        "containers/crash",
-        "max ≤ 2 s, p50 ≤ Swarm's (default settings)",
-        vs_swarm(2000.0, "swarm/crash-default", "swarm/crash-delay0"),
-    )
-    _check(by_key, "containers/create-20", "p50 ≤ Swarm's", vs_swarm(0.0, "swarm/create-20"))
-
-    def within_15s(r: Row, _: dict[str, Row]) -> bool | None:
-        if r.get("max_ms") is None:
-            return None
-        return bool(r["max_ms"] <= 15000 and not r.get("failed_trials"))
-
-    _check(by_key, "worker_failure/process", "max ≤ 15 s", within_15s)
-
-
-# -- table ------------------------------------------------------------------------------------------
-
+# (row field, column title); columns no row has a value for are left out of the table
 COLUMNS = [
-    ("scenario", "scenario"),
+    ("key", "row"),
     ("what", "what"),
     ("event", "from→to event"),
     ("trials", "trials"),
@@ -224,76 +130,230 @@ COLUMNS = [
     ("p99_9_ms", "p99.9 ms"),
     ("max_ms", "max ms"),
     ("throughput_per_s", "throughput /s"),
+    ("value_mb", "value"),
     ("target", "target"),
     ("verdict", "verdict"),
 ]
+EMPTY = "—"
+# A scenario that another has replaced is no longer carried from earlier runs once its successor ran.
+REPLACED_BY = {"client_failover": "leader_failover"}
 
 
-def _cell(row: Row, key: str) -> str:
-    value = row.get(key)
-    if key == "verdict" and row.get("error"):
+def _number(field: str, value: float) -> str:
+    if field == "throughput_per_s":
+        return f"{value:,.0f}"
+    if field.endswith("_mb"):
+        return f"{value:.1f} MB"
+    return f"{value:.3f}" if value < 10 else f"{value:.1f}"
+
+
+def _metric_name(field: str) -> str:
+    """A row field as a column title names it: p50_ms → p50 ms."""
+    return dict(COLUMNS).get(field, field)
+
+
+def _cell(row: Row, field: str) -> str:
+    value = row.get(field)
+    if field == "verdict" and row.get("error"):
         return f"{value or 'error'}: {' '.join(str(row['error']).split())[:100]}"
+    if field == "trials" and value is not None and row.get("failed_trials"):
+        return f"{value} ({row['failed_trials']} failed)"
     if value is None:
-        return "—"
+        return EMPTY
     if isinstance(value, str):
         return " ".join(value.split())
-    if key == "throughput_per_s":
-        return f"{value:,.0f}"
-    if key.endswith("_ms"):
-        return f"{value:.3f}" if value < 10 else f"{value:.1f}"
+    if isinstance(value, int | float) and not isinstance(value, bool) and field != "trials":
+        return _number(field, value)
     return str(value)
 
 
 def table_rows(run: dict[str, Any]) -> list[Row]:
+    """The table: every scenario's rows; a scenario that was skipped, missing or failed without rows
+    becomes one row saying so (a peer that cannot start is reported, never dropped)."""
     rows: list[Row] = []
     for name, scenario in run["scenarios"].items():
         if scenario.get("status") in ("skipped", "missing"):
-            rows.append({"scenario": name, "what": f"{scenario['status']}: {scenario.get('reason')}"})
+            rows.append({"key": name, "what": f"{scenario['status']}: {scenario.get('reason')}"})
         elif scenario.get("status") == "error" and not scenario.get("rows"):
-            rows.append({"scenario": name, "what": "failed", "error": scenario.get("error")})
+            rows.append({"key": name, "what": "failed", "error": scenario.get("error")})
         else:
             rows += scenario.get("rows", [])
     return rows
 
 
-def markdown(run: dict[str, Any]) -> str:
-    m = run["machine"]
-    dirty = " (dirty)" if m["git_dirty"] else ""
+def _results(rows: list[Row]) -> tuple[list[str], list[list[str]]]:
+    cells = [[_cell(r, field) for field, _ in COLUMNS] for r in rows]
+    keep = [i for i, (field, _) in enumerate(COLUMNS) if field == "key" or any(c[i] != EMPTY for c in cells)]
+    return [COLUMNS[i][1] for i in keep], [[c[i] for i in keep] for c in cells]
+
+
+def _ratios(rows: list[Row]) -> tuple[list[str], list[list[str]]]:
+    headers = ["Warren row", "peer row", "metric", "Warren", "peer", "Warren ÷ peer", "ahead"]
+    body = []
+    for r in targets.ratios(rows):
+        metric = _metric_name(r.field)
+        if r.ratio is None or r.warren_value is None or r.peer_value is None:
+            body.append([r.warren, r.peer, EMPTY, EMPTY, EMPTY, r.missing or "peer value is 0", EMPTY])
+            continue
+        ahead = "Warren" if r.warren_ahead else ("peer" if r.ratio != 1 else "even")
+        metric += f" ({'higher' if r.higher_is_better else 'lower'} is better)"
+        body.append(
+            [
+                r.warren,
+                r.peer,
+                metric,
+                _number(r.field, r.warren_value),
+                _number(r.field, r.peer_value),
+                f"{r.ratio:.2f}×",
+                ahead,
+            ]
+        )
+    return headers, body
+
+
+def _markdown_table(headers: list[str], body: list[list[str]]) -> list[str]:
+    def line(cells: list[str]) -> str:
+        return "| " + " | ".join(c.replace("|", "\\|") for c in cells) + " |"
+
+    return [line(headers), "|" + "|".join("---" for _ in headers) + "|", *(line(r) for r in body)]
+
+
+def _text_table(headers: list[str], body: list[list[str]]) -> list[str]:
+    widths = [max(len(r[i]) for r in [headers, *body]) for i in range(len(headers))]
+    out = ["  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() for r in [headers, *body]]
+    out.insert(1, "  ".join("-" * w for w in widths))
+    return out
+
+
+def _mib(meminfo: str | None) -> str | None:
+    parts = (meminfo or "").split()
+    if len(parts) == 2 and parts[0].isdigit() and parts[1] == "kB":
+        return f"{int(parts[0]) / 1024**2:.1f} GiB RAM"
+    return f"{meminfo} RAM" if meminfo else None
+
+
+def machine_line(m: dict[str, Any]) -> str:
+    """The machine in one line: CPU, cores, memory, kernel, Python, Docker, filesystem, versions, commit."""
+    cores = f"{m.get('nproc')} cores"
+    if m.get("usable_cpus") not in (None, m.get("nproc")):
+        cores += f" ({m['usable_cpus']} usable)"
+    kernel = f"Linux {m['kernel']}" if m.get("kernel") else m.get("platform")
+    python = f"Python {m.get('python')}" + (
+        f" ({m['python_implementation']})" if m.get("python_implementation") else ""
+    )
+    docker = f"Docker {m['docker_version']}" if m.get("docker_version") else None
+    fs = f"data on {m['data_dir_fs']}" if m.get("data_dir_fs") else None
+    versions = ", ".join(
+        f"{name} {m[f'{name}_version']}" for name in ("warren", "warren_raft") if m.get(f"{name}_version")
+    )
+    commit = m.get("git_commit")
+    commit_text = f"commit {commit[:12]}{' (dirty)' if m.get('git_dirty') else ''}" if commit else None
+    parts = [
+        m.get("cpu_model"),
+        cores,
+        _mib(m.get("memory")),
+        kernel,
+        python,
+        docker,
+        fs,
+        versions,
+        commit_text,
+    ]
+    return " · ".join(str(p) for p in parts if p)
+
+
+def _notes(rows: list[Row]) -> list[str]:
+    notes = [f"- {r['key']}: {r[k]}" for r in rows for k in ("note", "target_note") if r.get(k)]
+    unplotted = [
+        r["key"]
+        for r in rows
+        if any(p.select(r["key"]) for p in plots.plots()) and not r.get("samples_ms") and not r.get("error")
+    ]
+    if unplotted:
+        notes.append(f"- not in the plots (no raw samples in these results): {', '.join(unplotted)}")
+    return notes
+
+
+def markdown(run: dict[str, Any], plot_files: list[Path] | None = None, plot_note: str | None = None) -> str:
+    """The report: machine, results table, Warren-to-peer ratios, plots (linked by file name, so they
+    sit next to the report), notes, and which scenarios were carried from earlier runs."""
+    rows = table_rows(run)
     lines = [
         f"# Benchmarks {run['timestamp']}",
         "",
-        f"{m['nproc']} CPUs ({m['cpu_model']}), Python {m['python']}, data on {m['data_dir_fs']}, "
-        f"warren_raft {m['warren_raft_version']}, commit {m['git_commit']}{dirty}",
+        f"**Machine:** {machine_line(run['machine'])}",
         "",
-        "| " + " | ".join(title for _, title in COLUMNS) + " |",
-        "|" + "|".join("---" for _ in COLUMNS) + "|",
+        "## Results",
+        "",
+        "Times in milliseconds, lower is better; `trials` counts samples (for latency rows: operations).",
+        "",
+        *_markdown_table(*_results(rows)),
+        "",
+        "## Warren and its peers",
+        "",
+        "Same machine, same procedure. Ratio = Warren ÷ peer: below 1 Warren is faster (times), above 1 "
+        "Warren does more (throughput).",
+        "",
+        *_markdown_table(*_ratios(rows)),
+        "",
+        "## Plots",
+        "",
     ]
-    for row in table_rows(run):
-        lines.append("| " + " | ".join(_cell(row, key).replace("|", "\\|") for key, _ in COLUMNS) + " |")
-    notes = [f"- {r['key']}: {r[k]}" for r in table_rows(run) for k in ("note", "target_note") if r.get(k)]
+    titles = {p.file: p.title for p in plots.plots()}
+    for path in plot_files or []:
+        lines += [f"![{titles.get(path.name, path.stem)}]({path.name})", ""]
+    if plot_note:
+        lines += [plot_note, ""]
+    elif not plot_files:
+        lines += ["No plots: no row in these results carries raw samples.", ""]
+    notes = _notes(rows)
     if notes:
-        lines += ["", *notes]
+        lines += ["## Notes", "", *notes, ""]
     carried = [(name, s["carried_from"]) for name, s in run["scenarios"].items() if s.get("carried_from")]
     if carried:
-        lines += ["", "Not run this time, kept from earlier runs:"]
+        lines += ["## Carried from earlier runs", "", "Not run this time, kept from earlier runs:", ""]
         lines += [f"- {name}: run {c.get('timestamp')}, commit {c.get('git_commit')}" for name, c in carried]
-    return "\n".join(lines) + "\n"
+    return "\n".join(lines).rstrip("\n") + "\n"
 
 
 def text_table(run: dict[str, Any]) -> str:
-    rows = [[title for _, title in COLUMNS]]
-    rows += [[_cell(r, key) for key, _ in COLUMNS] for r in table_rows(run)]
-    widths = [max(len(r[i]) for r in rows) for i in range(len(COLUMNS))]
-    out = ["  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() for r in rows]
-    out.insert(1, "  ".join("-" * w for w in widths))
+    """The results table and the ratios, for a terminal."""
+    rows = table_rows(run)
+    out = _text_table(*_results(rows))
+    out += ["", "Warren ÷ peer (same machine, same procedure):", *_text_table(*_ratios(rows))]
     return "\n".join(out) + "\n"
+
+
+# -- files ------------------------------------------------------------------------------------------
+
+_INLINE = "@@benches-inline-{}@@"
+
+
+def dumps(data: Any) -> str:
+    """JSON with 2-space indents, except that a list of numbers (a row's `samples_ms`, a config's
+    sizes) stays on one line: the file stays readable and diffable without a line per sample."""
+    inline: list[str] = []
+
+    def walk(x: Any) -> Any:
+        if isinstance(x, dict):
+            return {k: walk(v) for k, v in x.items()}
+        if isinstance(x, list | tuple):
+            if x and all(isinstance(v, int | float) and not isinstance(v, bool) for v in x):
+                inline.append(json.dumps(list(x), separators=(",", ":")))
+                return _INLINE.format(len(inline) - 1)
+            return [walk(v) for v in x]
+        return x
+
+    text = json.dumps(walk(data), indent=2, default=str, ensure_ascii=False)
+    return re.sub(r'"@@benches-inline-(\d+)@@"', lambda m: inline[int(m.group(1))], text)
 
 
 def merged_with_latest(run: dict[str, Any], out_dir: Path) -> dict[str, Any]:
     """This run plus, for each scenario it did not run, that scenario as the previous latest.json has it
-    (marked `carried_from`), so running some scenarios does not wipe the others' numbers."""
+    (marked `carried_from`), so running some scenarios does not wipe the others' numbers. A scenario
+    replaced by another (REPLACED_BY) is dropped once its successor is in the table."""
     try:
-        previous = json.loads((out_dir / "latest.json").read_text())
+        previous = json.loads((out_dir / "latest.json").read_text(encoding="utf-8"))
     except (OSError, ValueError):
         return run
     scenarios: dict[str, Any] = {}  # in the previous table's order, scenarios new to it at the end
@@ -308,16 +368,37 @@ def merged_with_latest(run: dict[str, Any], out_dir: Path) -> dict[str, Any]:
             scenarios[name] = {**scenario, "carried_from": origin}
     for name, scenario in run["scenarios"].items():
         scenarios.setdefault(name, scenario)
+    for old, new in REPLACED_BY.items():
+        if new in scenarios and old in scenarios and old not in run["scenarios"]:
+            del scenarios[old]
     return {**run, "scenarios": scenarios}
 
 
 def write(run: dict[str, Any], out_dir: Path) -> Path:
-    """bench-<timestamp>.json (this run), latest.json and latest.md (merged by scenario with the previous
-    latest) in `out_dir`; returns the timestamped file."""
+    """bench-<timestamp>.json (this run), then latest.json, latest.md and its plots (merged by scenario
+    with the previous latest, targets judged again on the merged table) in `out_dir`; returns the
+    timestamped file."""
     out_dir.mkdir(parents=True, exist_ok=True)
+    apply_targets(targets.rows_of(run))
     path = out_dir / f"bench-{run['timestamp']}.json"
-    path.write_text(json.dumps(run, indent=2, sort_keys=False, default=str) + "\n")
-    latest = merged_with_latest(run, out_dir)
-    (out_dir / "latest.json").write_text(json.dumps(latest, indent=2, sort_keys=False, default=str) + "\n")
-    (out_dir / "latest.md").write_text(markdown(latest))
+    path.write_text(dumps(run) + "\n", encoding="utf-8")
+    latest = copy.deepcopy(merged_with_latest(run, out_dir))  # re-judging it must not touch `run`
+    apply_targets(targets.rows_of(latest))
+    (out_dir / "latest.json").write_text(dumps(latest) + "\n", encoding="utf-8")
+    plot_note = None
+    written: list[Path] = []
+    reason = plots.unavailable()
+    if reason is not None:
+        plot_note = f"Plots not drawn: {reason}."
+    else:
+        try:
+            written = plots.write(latest, out_dir)
+        except (
+            OSError,
+            ValueError,
+            RuntimeError,
+        ) as exc:  # the numbers are saved; say why the pictures are not
+            log.warning("plots failed: %s", exc)
+            plot_note = f"Plots not drawn: {type(exc).__name__}: {exc}."
+    (out_dir / "latest.md").write_text(markdown(latest, written, plot_note), encoding="utf-8")
     return path
