@@ -139,7 +139,8 @@ EMPTY = "—"
 REPLACED_BY = {"client_failover": "leader_failover"}
 
 
-def _number(field: str, value: float) -> str:
+def number(field: str, value: float) -> str:
+    """A row's number as the tables show it: ms to 3 decimals below 10, throughput with separators."""
     if field == "throughput_per_s":
         return f"{value:,.0f}"
     if field.endswith("_mb"):
@@ -163,7 +164,7 @@ def _cell(row: Row, field: str) -> str:
     if isinstance(value, str):
         return " ".join(value.split())
     if isinstance(value, int | float) and not isinstance(value, bool) and field != "trials":
-        return _number(field, value)
+        return number(field, value)
     return str(value)
 
 
@@ -202,8 +203,8 @@ def _ratios(rows: list[Row]) -> tuple[list[str], list[list[str]]]:
                 r.warren,
                 r.peer,
                 metric,
-                _number(r.field, r.warren_value),
-                _number(r.field, r.peer_value),
+                number(r.field, r.warren_value),
+                number(r.field, r.peer_value),
                 f"{r.ratio:.2f}×",
                 ahead,
             ]
@@ -218,7 +219,8 @@ def _markdown_table(headers: list[str], body: list[list[str]]) -> list[str]:
     return [line(headers), "|" + "|".join("---" for _ in headers) + "|", *(line(r) for r in body)]
 
 
-def _text_table(headers: list[str], body: list[list[str]]) -> list[str]:
+def text_grid(headers: list[str], body: list[list[str]]) -> list[str]:
+    """Columns padded to their widest cell, a dashed line under the headers."""
     widths = [max(len(r[i]) for r in [headers, *body]) for i in range(len(headers))]
     out = ["  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() for r in [headers, *body]]
     out.insert(1, "  ".join("-" * w for w in widths))
@@ -319,8 +321,8 @@ def markdown(run: dict[str, Any], plot_files: list[Path] | None = None, plot_not
 def text_table(run: dict[str, Any]) -> str:
     """The results table and the ratios, for a terminal."""
     rows = table_rows(run)
-    out = _text_table(*_results(rows))
-    out += ["", "Warren ÷ peer (same machine, same procedure):", *_text_table(*_ratios(rows))]
+    out = text_grid(*_results(rows))
+    out += ["", "Warren ÷ peer (same machine, same procedure):", *text_grid(*_ratios(rows))]
     return "\n".join(out) + "\n"
 
 

@@ -68,9 +68,11 @@ def trial_row(
 @dataclass(frozen=True)
 class Test:
     """A two-sided comparison of `new` against `old`: `p` is the chance of a difference at least this
-    large if both came from one distribution; `name` says which test, for the reader."""
+    large if both came from one distribution; `direction` is +1 if `new` tends to be larger, -1 if
+    smaller, 0 if neither; `name` says which test, for the reader."""
 
     p: float
+    direction: int
     name: str
 
 
@@ -80,7 +82,7 @@ def mann_whitney(old: list[float], new: list[float]) -> Test:
     skewed latency samples. The approximation is fair from about 8 samples a side."""
     n1, n2 = len(old), len(new)
     if n1 == 0 or n2 == 0:
-        return Test(1.0, "Mann-Whitney U (empty side)")
+        return Test(1.0, 0, "Mann-Whitney U (empty side)")
     pooled = sorted([(v, 0) for v in old] + [(v, 1) for v in new])
     n = n1 + n2
     rank_sum_new = 0.0
@@ -99,10 +101,11 @@ def mann_whitney(old: list[float], new: list[float]) -> Test:
     mean = n1 * n2 / 2
     var = n1 * n2 / 12 * ((n + 1) - tie_term / (n * (n - 1))) if n > 1 else 0.0
     if var <= 0:
-        return Test(1.0, "Mann-Whitney U (all values equal)")
+        return Test(1.0, 0, "Mann-Whitney U (all values equal)")
     z = (abs(u - mean) - 0.5) / math.sqrt(var)
-    p = math.erfc(max(z, 0.0) / math.sqrt(2))
-    return Test(min(p, 1.0), f"Mann-Whitney p={p:.2g}")
+    p = min(math.erfc(max(z, 0.0) / math.sqrt(2)), 1.0)
+    direction = (u > mean) - (u < mean)
+    return Test(p, direction, f"Mann-Whitney p={p:.2g}")
 
 
 def tail_test(old: list[float], new: list[float]) -> Test:
@@ -111,11 +114,12 @@ def tail_test(old: list[float], new: list[float]) -> Test:
     values all come from `new` is C(n_new, k) / C(n_old + n_new, k). Symmetric when `old` has the larger
     maximum. One slow trial out of 20 is not evidence; several above the old worst case are."""
     if not old or not new:
-        return Test(1.0, "tail test (empty side)")
-    hi, lo = (new, old) if max(new) > max(old) else (old, new)
+        return Test(1.0, 0, "tail test (empty side)")
+    direction = (max(new) > max(old)) - (max(new) < max(old))
+    hi, lo = (new, old) if direction > 0 else (old, new)
     top = max(lo)
     k = sum(1 for v in hi if v > top)
     if k == 0:
-        return Test(1.0, "tail test k=0")
+        return Test(1.0, 0, "tail test k=0")
     p = math.comb(len(hi), k) / math.comb(len(hi) + len(lo), k)
-    return Test(p, f"tail test k={k} p={p:.2g}")
+    return Test(p, direction, f"tail test k={k} p={p:.2g}")
