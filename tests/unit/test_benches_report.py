@@ -1,0 +1,239 @@
+"""The benchmark report's pure parts: targets met / missed / absent, Warren-to-peer ratios, the markdown
+and JSON files, and the plots (drawn into tmp_path)."""
+
+from __future__ import annotations
+
+import json
+import random
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from benches import plots, report, targets
+
+MACHINE = {
+    "nproc": 2,
+    "usable_cpus": 2,
+    "cpu_model": "Test CPU",
+    "memory": "24684084 kB",
+    "python": "3.11.7",
+    "platform": "Linux-6.1-x86_64",
+    "kernel": "6.1.0",
+    "docker_version": "20.10.24",
+    "data_dir_fs": "ext4",
+    "git_commit": "0123456789abcdef",
+    "git_dirty": False,
+    "warren_raft_version": "0.1.0",
+}
+
+
+def samples(median_ms: float, n: int, seed: int) -> list[float]:
+    rng = random.Random(seed)
+    return [round(median_ms * rng.lognormvariate(0, 0.2), 3) for _ in range(n)]
+
+
+def row(key: str, **fields: Any) -> dict[str, Any]:
+    return {"key": key, "scenario": key.split("/")[0], "what": f"what {key}", "event": "a → b", **fields}
+
+
+def sampled_row(key: str, median_ms: float, n: int = 20, seed: int = 1) -> dict[str, Any]:
+    s = samples(median_ms, n, seed)
+    ordered = sorted(s)
+    return row(
+        key, trials=n, p50_ms=ordered[(n - 1) // 2], p99_ms=ordered[-1], max_ms=ordered[-1], samples_ms=s
+    )
+
+
+def judged(*rows: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    targets.apply_targets(list(rows))
+    return {r["key"]: r for r in rows}
+
+
+def a_run(scenarios: dict[str, Any], timestamp: str = "20260101T000000Z") -> dict[str, Any]:
+    return {"timestamp": timestamp, "argv": [], "machine": MACHINE, "scenarios": scenarios}
+
+
+# -- targets ----------------------------------------------------------------------------------------
+
+
+def test_leader_failover_is_met_when_fast_and_ahead_of_every_sigkill_etcd_row() -> None:
+    rows = judged(
+        row("leader_failover/sigkill", p50_ms=500.0, max_ms=900.0),
+        row("etcd/3/failover-default", p50_ms=1400.0, max_ms=2500.0),
+        row("etcd/3/failover-et500", p50_ms=600.0, max_ms=2400.0),
+        row("etcd/3/failover-sigstop", p50_ms=100.0, max_ms=200.0),  # not a SIGKILL row: not compared
+    )
+    mine = rows["leader_failover/sigkill"]
+    assert mine["verdict"] == "met"
+    assert "failover-et500" in mine["target_note"] and "sigstop" not in mine["target_note"]
+
+
+def test_leader_failover_misses_when_etcd_has_the_lower_max() -> None:
+    rows = judged(
+        row("leader_failover/sigkill", p50_ms=500.0, max_ms=900.0),
+        row("etcd/3/failover-et500", p50_ms=600.0, max_ms=800.0),
+    )
+    assert rows["leader_failover/sigkill"]["verdict"] == "missed"
+
+
+def test_without_etcd_only_the_absolute_half_is_checked_and_said() -> None:
+    rows = judged(row("leader_failover/sigkill", p50_ms=500.0, max_ms=900.0))
+    assert rows["leader_failover/sigkill"]["verdict"] == "met"
+    assert "only the absolute half" in rows["leader_failover/sigkill"]["target_note"]
+    assert judged(row("containers/create-20", p50_ms=3000.0))["containers/create-20"]["verdict"] == "n/a"
+
+
+@pytest.mark.parametrize(
+    ("key", "fields", "verdict"),
+    [
+        ("commit_latency/3/sequential", {"p50_ms": 0.9}, "met"),
+        ("commit_latency/3/sequential", {"p50_ms": 1.1}, "missed"),
+        ("leader_failover/graceful", {"p50_ms": 40.0, "max_ms": 99.0}, "met"),
+        ("leader_failover/graceful", {"p50_ms": 40.0, "max_ms": 150.0}, "missed"),
+        ("failover/3", {"p50_ms": 500.0, "max_ms": 1200.0}, "missed"),
+        ("schedule/1000", {"p50_ms": 20_000.0, "max_ms": 29_000.0}, "met"),
+        ("schedule/1000", {"p50_ms": 20_000.0, "max_ms": 29_000.0, "failed_trials": 1}, "missed"),
+        ("worker_failure/process", {"max_ms": 16_000.0}, "missed"),
+        ("rss/manager", {"value_mb": 79.0}, "met"),
+        ("rss/worker", {"value_mb": 51.0}, "missed"),
+        ("rss/worker", {}, "n/a"),
+        ("containers/crash", {"error": "HarnessError: no engine"}, "missed (error)"),
+    ],
+)
+def test_targets_judge_their_rows(key: str, fields: dict[str, Any], verdict: str) -> None:
+    assert judged(row(key, **fields))[key]["verdict"] == verdict
+
+
+def test_rows_without_a_target_or_absent_rows_get_no_verdict_and_stale_marks_go() -> None:
+    targets.apply_targets([])
+    rows = judged(
+        row("follower_loss/gap", p50_ms=5.0),
+        row("schedule/100", p50_ms=400.0, target="old text", verdict="met", target_note="old"),
+    )
+    for r in rows.values():
+        assert "verdict" not in r and "target" not in r and "target_note" not in r
+
+
+def test_graceful_target_says_why_it_judges_the_worst_trial() -> None:
+    note = judged(row("leader_failover/graceful", max_ms=50.0))["leader_failover/graceful"]["target_note"]
+    assert "every trial" in note
+
+
+# -- ratios -----------------------------------------------------------------------------------------
+
+
+def test_ratios_are_warren_over_peer_with_direction_and_missing_pairs_named() -> None:
+    rows = [
+        row("containers/crash", p50_ms=300.0, max_ms=400.0),
+        row("swarm/crash-default", p50_ms=6000.0, max_ms=8000.0),
+        row("commit_latency/3/concurrent", throughput_per_s=20_000.0),
+        row("pysyncobj/3/concurrent", throughput_per_s=10_000.0),
+    ]
+    by_pair = {(r.warren, r.peer, r.field): r for r in targets.ratios(rows)}
+    crash = by_pair[("containers/crash", "swarm/crash-default", "p50_ms")]
+    assert crash.ratio == pytest.approx(0.05) and crash.warren_ahead
+    throughput = by_pair[("commit_latency/3/concurrent", "pysyncobj/3/concurrent", "throughput_per_s")]
+    assert throughput.ratio == pytest.approx(2.0) and throughput.warren_ahead and throughput.higher_is_better
+    delay0 = by_pair[("containers/crash", "swarm/crash-delay0", "p50_ms")]
+    assert delay0.ratio is None and delay0.missing == "not measured: swarm/crash-delay0"
+
+
+# -- markdown, text, files --------------------------------------------------------------------------
+
+
+def full_run() -> dict[str, Any]:
+    return a_run(
+        {
+            "leader_failover": {
+                "status": "ok",
+                "config": {"trials": 20},
+                "rows": [
+                    sampled_row("leader_failover/sigkill", 500),
+                    sampled_row("leader_failover/graceful", 40),
+                ],
+            },
+            "etcd": {"status": "ok", "rows": [sampled_row("etcd/3/failover-default", 1400, seed=2)]},
+            "commit_latency": {
+                "status": "ok",
+                "rows": [sampled_row("commit_latency/3/sequential", 1.1, n=200)],
+            },
+            "rss": {"status": "ok", "rows": [row("rss/manager", value_mb=61.25)]},
+            "swarm": {"status": "missing", "reason": "no Docker Engine"},
+        }
+    )
+
+
+def test_markdown_has_machine_tables_ratios_images_and_notes() -> None:
+    run = full_run()
+    targets.apply_targets(targets.rows_of(run))
+    text = report.markdown(run, [Path("out/failover-times.png"), Path("out/commit-latency-cdf.png")])
+    assert "Test CPU · 2 cores · 23.5 GiB RAM · Linux 6.1.0 · Python 3.11.7 · Docker 20.10.24" in text
+    assert (
+        "| row | what | from→to event | trials | p50 ms | p99 ms | max ms | value | target | verdict |"
+        in text
+    )
+    assert "| rss/manager |" in text and "61.2 MB" in text and "≤ 80 MB | met |" in text
+    assert "| swarm | missing: no Docker Engine |" in text
+    assert "| leader_failover/sigkill | etcd/3/failover-default | p50 ms (lower is better) |" in text
+    assert "not measured: etcd/3/failover-et500" in text
+    assert "![Failover and recovery times per scenario](failover-times.png)" in text
+    assert "![Commit and write latency CDF](commit-latency-cdf.png)" in text
+    assert "- leader_failover/graceful: " in text  # the target's reasoning, in the notes
+
+
+def test_markdown_says_why_there_are_no_plots_and_renders_rows_without_samples() -> None:
+    run = a_run(
+        {"failover": {"status": "ok", "rows": [row("failover/3", trials=20, p50_ms=513.2, max_ms=628.0)]}}
+    )
+    text = report.markdown(run, [], "Plots not drawn: matplotlib is not installed.")
+    assert "Plots not drawn: matplotlib is not installed." in text
+    assert "| failover/3 | what failover/3 | a → b | 20 | 513.2 | 628.0 |" in text
+    assert "not in the plots (no raw samples in these results): failover/3" in text
+    assert "Warren ÷ peer" in report.text_table(run)
+
+
+def test_dumps_keeps_each_sample_list_on_one_line_and_loads_back() -> None:
+    run = full_run()
+    text = report.dumps(run)
+    assert json.loads(text) == run
+    line = next(ln for ln in text.splitlines() if '"samples_ms"' in ln)
+    assert line.strip().startswith('"samples_ms": [') and line.rstrip().rstrip(",").endswith("]")
+
+
+def test_write_carries_earlier_scenarios_and_retires_replaced_ones(tmp_path: Path) -> None:
+    first = a_run(
+        {
+            "client_failover": {
+                "status": "ok",
+                "rows": [row("client_failover/3", p50_ms=566.0, max_ms=623.0)],
+            },
+            "schedule": {"status": "ok", "rows": [row("schedule/100", p50_ms=481.0)]},
+        },
+        timestamp="20260101T000000Z",
+    )
+    report.write(first, tmp_path)
+    path = report.write(full_run() | {"timestamp": "20260102T000000Z"}, tmp_path)
+    assert path == tmp_path / "bench-20260102T000000Z.json"
+    latest = json.loads((tmp_path / "latest.json").read_text())
+    assert "client_failover" not in latest["scenarios"]  # leader_failover replaced it
+    assert latest["scenarios"]["schedule"]["carried_from"]["timestamp"] == "20260101T000000Z"
+    md = (tmp_path / "latest.md").read_text()
+    assert "- schedule: run 20260101T000000Z" in md
+    for name in (plots.RECOVERY_FILE, plots.CDF_FILE):
+        if plots.unavailable() is None:
+            assert (tmp_path / name).read_bytes().startswith(b"\x89PNG") and f"]({name})" in md
+    assert "verdict" in json.loads(path.read_text())["scenarios"]["leader_failover"]["rows"][0]
+
+
+# -- plots ------------------------------------------------------------------------------------------
+
+
+def test_plots_draw_pngs_for_sampled_rows_and_skip_empty_ones(tmp_path: Path) -> None:
+    pytest.importorskip("matplotlib")
+    written = plots.write(full_run(), tmp_path)
+    assert [p.name for p in written] == [plots.RECOVERY_FILE, plots.CDF_FILE]
+    assert all(p.read_bytes().startswith(b"\x89PNG") for p in written)
+    no_samples = a_run({"failover": {"status": "ok", "rows": [row("failover/3", p50_ms=500.0)]}})
+    assert plots.write(no_samples, tmp_path) == []
+    assert not (tmp_path / plots.RECOVERY_FILE).exists()  # the stale picture went with its data
