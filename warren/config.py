@@ -440,6 +440,80 @@ class ClientSettings:
     retry_max_delay_s: float = 1.0
 
 
+# -- the failover drill (`warren drill`) --------------------------------------------------------------
+
+# Manager counts the drill forms (3 tolerates one failure, 5 two), runtimes of its worker, and how it
+# fails the leader: sigkill (a crash), sigterm (a graceful stop: leadership is handed over first),
+# sigstop (a frozen process, resumed with SIGCONT).
+DRILL_MANAGER_COUNTS = (3, 5)
+DRILL_RUNTIMES = ("process", "docker")
+DRILL_KILLS = ("sigkill", "sigterm", "sigstop")
+
+
+@dataclass(frozen=True, slots=True)
+class DrillSettings:
+    """`warren drill`: the throwaway cluster it forms on this machine, how it fails it, its budgets."""
+
+    managers: int = 3
+    # Runtime of the drill's one worker (DRILL_RUNTIMES); docker needs an engine that answers.
+    runtime: str = "process"
+    # Image of the service under the docker runtime (it must hold `sleep`); None: docker_image. The
+    # process runtime runs the command directly and needs no image.
+    image: str | None = None
+    docker_image: str = "warren-busybox:latest"
+    kill: str = "sigkill"
+    # Each step must be done within this long (the first step: each manager, the worker and the
+    # service in turn); seconds.
+    step_timeout_s: float = 30.0
+    # Where the managers' and the worker's data dirs and logs go (must be empty or absent; kept after
+    # the drill); None: a fresh temporary directory, removed afterwards unless `keep`.
+    data_dir: str | None = None
+    keep: bool = False
+    # The drill's service: its name, what its tasks run (a sleep outlasting any drill), its replicas,
+    # and the replicas the write step scales it to.
+    service: str = "drill-sleep"
+    command: tuple[str, ...] = ("sleep", "1000000")
+    replicas: int = 2
+    scaled_replicas: int = 3
+    # Managers listen on 127.0.0.<first_host + i> (i = 0, 1, ...), each on free ports.
+    first_host: int = 20
+    # Pause between two rounds of polling a condition; seconds. Bounds the timing resolution.
+    poll_interval_s: float = 0.02
+    # One probe of a manager (/v1/ready, /v1/cluster) may take this long; seconds.
+    probe_timeout_s: float = 1.0
+    # At the end, every process the drill started gets this long to be reaped after SIGKILL, and
+    # Docker containers this long to be removed; seconds.
+    cleanup_timeout_s: float = 10.0
+
+    def validate(self) -> None:
+        if self.managers not in DRILL_MANAGER_COUNTS:
+            raise ConfigError(f"managers must be 3 or 5, got {self.managers!r}")
+        if self.runtime not in DRILL_RUNTIMES:
+            raise ConfigError(f"runtime must be one of {', '.join(DRILL_RUNTIMES)}, got {self.runtime!r}")
+        if self.kill not in DRILL_KILLS:
+            raise ConfigError(f"kill must be one of {', '.join(DRILL_KILLS)}, got {self.kill!r}")
+        if self.image is not None and self.runtime != "docker":
+            raise ConfigError("image applies to the docker runtime only (process tasks run the command)",
+                              fields=("image", "runtime"))
+        if self.image is not None and not self.image.strip():
+            raise ConfigError("image must not be empty")
+        _require_positive(self, "step_timeout_s", "poll_interval_s", "probe_timeout_s", "cleanup_timeout_s")
+        if not 1 <= self.replicas < self.scaled_replicas:
+            raise ConfigError(
+                f"replicas ({self.replicas}) must be at least 1 and less than scaled_replicas "
+                f"({self.scaled_replicas})"
+            )
+        if not 1 <= self.first_host <= 254 - self.managers:
+            raise ConfigError(f"first_host must leave room for {self.managers} hosts in 127.0.0.1-254")
+
+    @property
+    def service_image(self) -> str:
+        """The service's image: the given or default one under docker; a placeholder for processes."""
+        if self.runtime == "docker":
+            return self.image if self.image is not None else self.docker_image
+        return "none"
+
+
 # -- names and addresses ----------------------------------------------------------------------------
 
 # Service (and other user-chosen) names: DNS-label-like, 1-63 chars.

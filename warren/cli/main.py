@@ -13,7 +13,7 @@ from collections.abc import Callable, Sequence
 import httpx
 
 from warren import __version__
-from warren.cli import apply_cmds, cluster_cmds, daemon_cmds, node_cmds, service_cmds, worker_cmds
+from warren.cli import apply_cmds, cluster_cmds, daemon_cmds, drill_cmds, node_cmds, service_cmds, worker_cmds
 from warren.cli.client import ManagerClient
 from warren.cli.parsing import (
     HelpExit,
@@ -76,6 +76,7 @@ def build_parser() -> WarrenArgumentParser:
                         "Create and manage services: container images run as tasks on the cluster.")
     service_cmds.register(subcommands(service))
     apply_cmds.register(commands)
+    drill_cmds.register(commands)
     return parser
 
 

@@ -1,0 +1,8 @@
+"""`python -m warren ...`: the `warren` command (what the drill runs its daemons with)."""
+
+import sys
+
+from warren.cli.main import main
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,395 @@
+"""The drill's throwaway cluster on this machine: N managers and one worker, formed the operator's way
+(`cluster init`, join tokens, `manager join`, `worker start`), each manager on a loopback address of
+its own with free ports; probes of its managers; its service's tasks; and its clean-up.
+
+Everything is observed through the managers' API (via the CLI's `ManagerClient`) and, for the process
+runtime, through the task state files the worker writes (`<worker data>/tasks/<task>/state.json`:
+pid and start time) and /proc. `close()` stops every process the drill started, whatever state the
+cluster is in: the worker, the tasks' processes (by their recorded pids, and any process whose
+working directory is a task directory) or containers (by the cluster's labels), and the managers.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import signal
+import time
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TypeVar
+
+from warren.cli.client import ManagerClient
+from warren.config import ClientSettings, DrillSettings
+from warren.drill.procs import WARREN, Daemon, Interrupts, free_port
+from warren.drill.report import format_duration
+from warren.errors import WarrenError
+from warren.runtime import PROCESS_TASKS_DIR
+from warren.runtime.process import STATE_FILE
+from warren.runtime.procfs import is_ours, proc_stat, session_members
+
+T = TypeVar("T")
+Doc = dict[str, Any]
+
+
+class StepFailed(Exception):
+    """A step's check failed or timed out; the message is one line saying what was seen."""
+
+
+class NotYet(Exception):
+    """A polled condition does not hold yet; the message says what was seen instead."""
+
+
+def wait_until(check: Callable[[], T], timeout_s: float, what: str, poll_s: float,
+               clock: Callable[[], float] = time.monotonic) -> T:
+    """Poll `check` until it returns (StepFailed with the last thing seen once `timeout_s` has passed).
+
+    NotYet and WarrenError (a manager down, 503) count as "not yet"; StepFailed ends the wait at once.
+    """
+    deadline = clock() + timeout_s
+    last = "nothing seen yet"
+    while True:
+        try:
+            return check()
+        except (NotYet, WarrenError) as exc:
+            last = str(exc) or type(exc).__name__
+        if clock() >= deadline:
+            raise StepFailed(f"no {what} within {format_duration(timeout_s)}: {last}")
+        time.sleep(poll_s)  # bounded polling: the API has no event for any of these conditions
+
+
+@dataclass
+class Manager:
+    """One manager of the drill: its addresses, its daemon and a probe client (one attempt, short)."""
+
+    label: str
+    api_addr: str
+    raft_addr: str
+    metrics_addr: str
+    data_dir: Path
+    daemon: Daemon
+    probe: ManagerClient
+    name: str | None = None  # its node name, once it is a member
+    raft_id: int | None = None
+
+    def ready(self) -> Doc:
+        """GET /v1/ready: 200 means it knows a leader and keeps up applying; 503 raises."""
+        return _doc(self.probe.request("GET", "/v1/ready"))
+
+    def health(self) -> Doc:
+        return _doc(self.probe.request("GET", "/v1/health"))
+
+    def info(self) -> Doc:
+        return self.probe.cluster_info()
+
+    def flags(self) -> list[str]:
+        return [
+            "--listen-addr", self.api_addr,
+            "--raft-addr", self.raft_addr,
+            "--metrics-addr", self.metrics_addr,
+            "--data-dir", str(self.data_dir),
+            "--manager-only",
+        ]  # fmt: skip
+
+
+@dataclass(frozen=True, slots=True)
+class TaskRun:
+    """A running task of the service as the API shows it, with its process (process runtime)."""
+
+    id: str
+    name: str
+    container_id: str
+    pid: int | None = None
+    pid_start: int | None = None
+
+
+@dataclass
+class LocalCluster:
+    """The managers and the worker of one drill run, under `base_dir`."""
+
+    settings: DrillSettings
+    base_dir: Path
+    interrupts: Interrupts
+    managers: list[Manager] = field(default_factory=list)
+    worker: Daemon | None = None
+    worker_name: str | None = None
+    cluster_id: str | None = None
+    seen_task_pids: set[int] = field(default_factory=set)
+
+    @property
+    def worker_dir(self) -> Path:
+        return self.base_dir / "worker"
+
+    @property
+    def tasks_dir(self) -> Path:
+        return self.worker_dir / PROCESS_TASKS_DIR
+
+    def _poll(self, check: Callable[[], T], what: str, timeout_s: float | None = None) -> T:
+        timeout = self.settings.step_timeout_s if timeout_s is None else timeout_s
+        return wait_until(check, timeout, what, self.settings.poll_interval_s)
+
+    def writer(self, manager: Manager) -> ManagerClient:
+        """A client that retries (no leader, 503) for up to a step's timeout; use as a context manager."""
+        budget = self.settings.step_timeout_s
+        settings = ClientSettings(request_timeout_s=min(budget, ClientSettings().request_timeout_s),
+                                  retry_deadline_s=budget)
+        return ManagerClient(manager.api_addr, settings=settings)
+
+    # -- forming ------------------------------------------------------------------------------------
+
+    def new_manager(self) -> Manager:
+        index = len(self.managers) + 1
+        host = f"127.0.0.{self.settings.first_host + index - 1}"
+        api, raft, metrics = (f"{host}:{free_port(host)}" for _ in range(3))
+        label = f"manager{index}"
+        probe = ManagerClient(api, settings=ClientSettings(
+            request_timeout_s=self.settings.probe_timeout_s, retry_deadline_s=0.0))
+        daemon = Daemon(label, [], self.base_dir / f"{label}.log", self.base_dir)
+        m = Manager(label, api, raft, metrics, self.base_dir / label, daemon, probe)
+        self.managers.append(m)
+        return m
+
+    def form(self) -> Manager:
+        """Found the cluster, join the other managers one by one; the leader once all agree on it."""
+        first = self.new_manager()
+        first.daemon.argv = [*WARREN, "cluster", "init", *first.flags()]
+        first.daemon.start(self.interrupts)
+        self.wait_member(first)
+        with self.writer(first) as client:
+            token = client.create_join_token("manager")["token"]
+        for _ in range(self.settings.managers - 1):
+            m = self.new_manager()
+            m.daemon.argv = [*WARREN, "manager", "join", "--token", token, "--manager", first.api_addr,
+                             *m.flags()]
+            m.daemon.start(self.interrupts)
+            self.wait_member(m)
+        leader = self.wait_leader(self.managers)
+        self.cluster_id = str(leader.info().get("cluster_id"))
+        return leader
+
+    def wait_member(self, m: Manager) -> None:
+        """Until `m` is ready and the leader lists it as a ready leader or follower (and we know its
+        node name and Raft ID)."""
+
+        def member() -> None:
+            self.check_alive(m)
+            m.ready()
+            leader_addr = (m.info().get("leader") or {}).get("api_addr")
+            leader = self.by_addr(leader_addr)
+            if leader is None:
+                raise NotYet(f"{m.label} names no leader of the drill's managers ({leader_addr})")
+            row = self.row(leader.info(), m.api_addr)
+            if row is None or row.get("status") != "ready" or row.get("role") not in ("leader", "follower"):
+                raise NotYet(f"the leader lists {m.label} as {row}")
+            m.name, m.raft_id = str(row["name"]), int(row["raft_id"])
+
+        self._poll(member, f"{m.label} as a ready member")
+
+    def start_worker(self, leader: Manager) -> None:
+        """`warren worker start` with a worker token, every manager's address; until the leader lists
+        it ready."""
+        with self.writer(leader) as client:
+            token = client.create_join_token("worker")["token"]
+        self.worker = Daemon("worker", [
+            *WARREN, "worker", "start", "--token", token,
+            "--manager", ",".join(m.api_addr for m in self.managers),
+            "--data-dir", str(self.worker_dir), "--runtime", self.settings.runtime,
+        ], self.base_dir / "worker.log", self.base_dir)
+        self.worker.start(self.interrupts)
+        worker = self.worker
+
+        def ready() -> str:
+            if not worker.alive:
+                raise StepFailed(worker.exit_note())
+            nodes = [n for n in leader.probe.list_nodes() if n.get("role") == "worker"]
+            if not nodes or nodes[0].get("state") != "ready":
+                raise NotYet(f"worker nodes: {[(n.get('name'), n.get('state')) for n in nodes]}")
+            return str(nodes[0]["name"])
+
+        self.worker_name = self._poll(ready, "worker ready")
+
+    def create_service(self, leader: Manager) -> list[TaskRun]:
+        s = self.settings
+        spec = {"name": s.service, "image": s.service_image, "driver": s.runtime,
+                "command": list(s.command), "replicas": s.replicas}
+        with self.writer(leader) as client:
+            client.create_service(spec)
+        return self.wait_running(leader, s.replicas)
+
+    # -- observing ----------------------------------------------------------------------------------
+
+    def check_alive(self, m: Manager) -> None:
+        if not m.daemon.alive:
+            raise StepFailed(m.daemon.exit_note())
+
+    def by_addr(self, api_addr: object) -> Manager | None:
+        return next((m for m in self.managers if m.api_addr == api_addr), None)
+
+    def by_raft_id(self, raft_id: object) -> Manager | None:
+        return next((m for m in self.managers if m.raft_id is not None and m.raft_id == raft_id), None)
+
+    @staticmethod
+    def row(info: Mapping[str, Any], api_addr: str) -> Mapping[str, Any] | None:
+        """The row of `info["managers"]` for the manager at `api_addr`."""
+        return next((r for r in info.get("managers") or [] if r.get("api_addr") == api_addr), None)
+
+    def wait_leader(self, among: Iterable[Manager], timeout_s: float | None = None) -> Manager:
+        """The manager every one of `among` (ready) names as leader, and which says it leads."""
+        group = list(among)
+
+        def agreed() -> Manager:
+            ids = {m.label: m.ready().get("leader_id") for m in group}
+            if len(set(ids.values())) != 1:
+                raise NotYet(f"leaders seen: {ids}")
+            leader = self.by_raft_id(next(iter(ids.values())))
+            if leader is None or leader not in group:
+                raise NotYet(f"leader {ids} is none of {[m.label for m in group]}")
+            if leader.ready().get("role") != "leader":
+                raise NotYet(f"{leader.label} does not lead (yet)")
+            return leader
+
+        return self._poll(agreed, "agreed leader", timeout_s)
+
+    def running_tasks(self, via: Manager) -> list[TaskRun]:
+        """The service's tasks that are meant to run and run, by the API of `via`, with their process
+        (process runtime: from the worker's state file, if that process is alive)."""
+        tasks = via.probe.list_tasks(self.settings.service)
+        out = []
+        for t in tasks:
+            if t.get("desired_state") != "running" or t.get("state") != "running":
+                continue
+            pid, start = self.task_process(str(t["id"]))
+            out.append(TaskRun(str(t["id"]), str(t.get("name")), str(t.get("container_id")), pid, start))
+        return sorted(out, key=lambda r: r.name)
+
+    def wait_running(self, via: Manager, replicas: int) -> list[TaskRun]:
+        """Until exactly `replicas` tasks run (with a live process under the process runtime)."""
+
+        def running() -> list[TaskRun]:
+            if self.worker is not None and not self.worker.alive:
+                raise StepFailed(self.worker.exit_note())
+            runs = self.running_tasks(via)
+            if self.settings.runtime == "process":
+                runs = [r for r in runs if r.pid is not None]
+            if len(runs) != replicas:
+                raise NotYet(f"{len(runs)}/{replicas} running; {self.task_notes(via)}")
+            return runs
+
+        return self._poll(running, f"{self.settings.service} {replicas}/{replicas} running")
+
+    def task_notes(self, via: Manager) -> str:
+        """What the tasks that do not run say (their state and message), for a failure line."""
+        try:
+            tasks = via.probe.list_tasks(self.settings.service)
+        except WarrenError as exc:
+            return str(exc)
+        notes = [f"{t.get('name')} {t.get('state')}" + (f": {t['message']}" if t.get("message") else "")
+                 for t in tasks if t.get("state") != "running"]
+        return "; ".join(notes[:3]) or "every listed task runs"
+
+    def task_process(self, task_id: str) -> tuple[int | None, int | None]:
+        """(pid, start time) of a process-runtime task's live process; (None, None) otherwise."""
+        if self.settings.runtime != "process":
+            return None, None
+        state = _read_state(self.tasks_dir / task_id)
+        pid, start = state.get("pid"), state.get("pid_start")
+        if not isinstance(pid, int) or not isinstance(start, int) or not is_ours(pid, start):
+            return None, None
+        self.seen_task_pids.add(pid)
+        return pid, start
+
+    # -- clean-up -----------------------------------------------------------------------------------
+
+    def close(self) -> None:
+        """Stop everything this drill started: the worker first (so nothing restarts a task), then the
+        tasks, then the managers. Signals are held meanwhile."""
+        timeout = self.settings.cleanup_timeout_s
+        with self.interrupts.deferred():
+            try:
+                if self.worker is not None:
+                    self.worker.kill(timeout)
+                self._kill_task_processes(timeout)
+                if self.settings.runtime == "docker":
+                    self._remove_containers(timeout)
+            finally:
+                for m in self.managers:
+                    m.daemon.kill(timeout)
+                    m.probe.close()
+
+    def _task_process_candidates(self) -> dict[int, int | None]:
+        """pid -> start time of every process a task ran as: recorded in a state file, or running
+        in a task directory (a spawn the worker had no time to record)."""
+        found: dict[int, int | None] = {}
+        if not self.tasks_dir.is_dir():
+            return found
+        for entry in self.tasks_dir.iterdir():
+            state = _read_state(entry)
+            pid, start = state.get("pid"), state.get("pid_start")
+            if isinstance(pid, int) and isinstance(start, int) and is_ours(pid, start):
+                found[pid] = start
+        root = str(self.tasks_dir.resolve()) + os.sep
+        for proc in Path("/proc").iterdir():
+            if proc.name.isdigit() and int(proc.name) not in found:
+                with contextlib.suppress(OSError):
+                    if os.readlink(proc / "cwd").startswith(root):
+                        found[int(proc.name)] = None
+        return found
+
+    def _kill_task_processes(self, timeout_s: float) -> None:
+        procs = self._task_process_candidates()
+        for pid in procs:
+            self.seen_task_pids.add(pid)
+            # A task runs in a session of its own (pid = session = group): its whole group and any
+            # member that moved to another group of the session.
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(pid, signal.SIGKILL)
+            for member in session_members(pid):
+                with contextlib.suppress(ProcessLookupError, PermissionError):
+                    os.kill(member, signal.SIGKILL)
+        deadline = time.monotonic() + timeout_s
+        while any(_alive(pid, start) for pid, start in procs.items()) and time.monotonic() < deadline:
+            time.sleep(self.settings.poll_interval_s)
+
+    def _remove_containers(self, timeout_s: float) -> None:
+        """Remove the worker's containers (labelled with the cluster and the worker's node name)."""
+        if self.cluster_id is None or self.worker_name is None:
+            return
+        import asyncio
+
+        from warren.runtime.docker import DockerRuntime
+
+        async def remove(cluster_id: str, node: str) -> None:
+            runtime = DockerRuntime(cluster_id, node)
+            try:
+                async with asyncio.timeout(timeout_s):
+                    for instance in await runtime.list():
+                        await runtime.remove(instance.container_id)
+            finally:
+                await runtime.close()
+
+        with contextlib.suppress(WarrenError, TimeoutError):
+            asyncio.run(remove(self.cluster_id, self.worker_name))
+
+
+def _doc(data: object) -> Doc:
+    if not isinstance(data, dict):
+        raise WarrenError(f"unexpected answer: {type(data).__name__}")
+    return data
+
+
+def _read_state(task_dir: Path) -> dict[str, Any]:
+    try:
+        with open(task_dir / STATE_FILE, "rb") as f:
+            state = json.load(f)
+    except (OSError, ValueError):
+        return {}
+    return state if isinstance(state, dict) else {}
+
+
+def _alive(pid: int, start: int | None) -> bool:
+    if start is not None:
+        return is_ours(pid, start)
+    stat = proc_stat(pid)
+    return stat is not None and stat[0] not in ("Z", "X", "x")
