@@ -32,7 +32,7 @@ from typing import Any, Protocol
 
 from benches.manager_api import Acked, MakeWrite
 from benches.managers import HarnessError, Http, HttpError
-from benches.stats import trial_row
+from benches.stats import summarize_ms, trial_row
 
 LEADER_TIMEOUT_S = 2.0  # before the disruption a slow write to the leader is not a failure; seconds
 
@@ -44,6 +44,9 @@ class ClientParams:
     attempt_timeout_s: float = 0.1  # a write with no answer by then is abandoned and retried; seconds
     retry_pause_s: float = 0.002  # pause after a whole round of survivors failed; seconds
     give_up_s: float = 15.0  # a trial with no acknowledged write by then is recorded as failed; seconds
+    # After the first acknowledgement the client goes on writing until this long after the disruption,
+    # so that a later stall shows in `unavailable_s` (the longest gap without one); seconds.
+    observe_s: float = 2.0
     seed: int = 3  # for the lead-in times
 
     def as_dict(self) -> dict[str, Any]:
@@ -95,7 +98,9 @@ class Client(threading.Thread):
         self._leader = Http(leader, LEADER_TIMEOUT_S)
         self.acks_before = 0
         self.leader_errors_before: list[str] = []
-        self.ack_t: float | None = None
+        self.ack_t: float | None = None  # the first acknowledgement after the disruption
+        self.acks: list[float] = []  # every acknowledgement after the disruption
+        self.failed_after_first = 0
         self.winner: str | None = None
         self.outcomes: Counter[str] = Counter()
         self.first_errors: list[str] = []
@@ -137,18 +142,25 @@ class Client(threading.Thread):
         time.sleep(0.001)  # failing: wait for the harness to say whether this is the disruption
 
     def _until_acked(self) -> None:
+        """Round-robin on the survivors until the first acknowledgement, then on until `observe_s` after
+        the disruption (every acknowledgement's time in `acks`, for the longest gap)."""
         assert self.disrupted_t is not None
         conns = [Http(a, self.params.attempt_timeout_s) for a in self.survivors]
-        deadline = self.disrupted_t + self.params.give_up_s
+        give_up = self.disrupted_t + self.params.give_up_s
+        observe_until = self.disrupted_t + self.params.observe_s
         try:
             i = 0
             failed_in_round = 0
-            while time.perf_counter() < deadline and not self.stop.is_set():
+            while not self.stop.is_set():
+                now = time.perf_counter()
+                if now >= (give_up if self.ack_t is None else observe_until):
+                    return
                 conn = conns[i % len(conns)]
                 i += 1
                 method, path, body = self.make(self.n)
                 self.n += 1
-                self.attempts += 1
+                if self.ack_t is None:
+                    self.attempts += 1
                 try:
                     status, data = conn.request(method, path, body)
                 except HttpError as exc:
@@ -156,10 +168,13 @@ class Client(threading.Thread):
                     self._failed(kind, str(exc))
                 else:
                     if self.acked(status, data):
-                        self.ack_t = time.perf_counter()
-                        self.winner = conn.addr
-                        self.outcomes["acked"] += 1
-                        return
+                        self.acks.append(time.perf_counter())
+                        failed_in_round = 0
+                        if self.ack_t is None:
+                            self.ack_t = self.acks[0]
+                            self.winner = conn.addr
+                            self.outcomes["acked"] += 1
+                        continue
                     self._failed(f"HTTP {status}", f"{conn.addr}: HTTP {status}: {data[:160]!r}")
                 failed_in_round += 1
                 if failed_in_round >= len(conns):
@@ -170,9 +185,20 @@ class Client(threading.Thread):
                 c.close()
 
     def _failed(self, kind: str, text: str) -> None:
+        if self.ack_t is not None:
+            self.failed_after_first += 1
+            return
         self.outcomes[kind] += 1
         if len(self.first_errors) < 4:
             self.first_errors.append(text)
+
+
+def longest_gap(acks: Sequence[float], start: float, end: float) -> tuple[float, float]:
+    """The longest stretch of [start, end] without an acknowledgement (between consecutive ones, or
+    between an edge and the nearest one; the whole window when there is none): (length, where it began)."""
+    points = [start, *sorted(t for t in acks if start < t < end), end]
+    length, began = max((b - a, a) for a, b in zip(points, points[1:], strict=False))
+    return length, began
 
 
 def trial(
@@ -191,6 +217,7 @@ def trial(
     client = Client(victim.addr, [m.addr for m in survivors], make, acked, params, first)
     lead_in = rng.uniform(*params.lead_in_s)
     effect = None
+    disrupted_at = None
     client.start()
     try:
         t0 = time.perf_counter()
@@ -199,6 +226,7 @@ def trial(
             time.perf_counter() < deadline and client.is_alive()
         ):
             time.sleep(0.005)
+        disrupted_at = time.time()  # wall clock, to find the moment in the members' logs
         client.disrupted_t = time.perf_counter()
         cluster.disrupt(victim, variant)  # nothing the victim does can count after this
         effect = time.perf_counter() - client.disrupted_t
@@ -208,15 +236,21 @@ def trial(
         client.stop.set()
         client.leave_leader()
         client.join(5.0)
-    failover = None
+    failover = unavailable = None
     if client.ack_t is not None and client.disrupted_t is not None:
         failover = client.ack_t - client.disrupted_t
+        end = max(client.ack_t, client.disrupted_t + params.observe_s)
+        unavailable, _ = longest_gap(client.acks, client.disrupted_t, end)
     record: dict[str, Any] = {
         "variant": variant,
         "victim": victim.name,
         "lead_in_s": lead_in,
+        "disrupted_at": disrupted_at,
         "acks_before": client.acks_before,
         "failover_s": failover,
+        "unavailable_s": unavailable,  # the longest gap without an acknowledgement, from the disruption on
+        "acks_observed": len(client.acks),
+        "failed_after_first": client.failed_after_first,
         "in_effect_s": effect,  # the client tries the survivors from then on (within failover_s)
         "acked_by": client.winner,
         "attempts_after": client.attempts,
@@ -287,6 +321,9 @@ def failover_row(
     row = trial_row(scenario, key, what, event, seconds, failures)
     timeouts = sum(r["outcomes"].get("timeout", 0) for r in records)
     unclean = sum(1 for r in records if r.get("leader_errors_before"))
+    gaps = summarize_ms([r["unavailable_s"] for r in records if r.get("unavailable_s") is not None])
+    row["unavailable_p50_ms"] = gaps.get("p50_ms")  # the longest gap (see trial()), next to failover
+    row["unavailable_max_ms"] = gaps.get("max_ms")
     row["attempt_timeout_ms"] = 1000 * params.attempt_timeout_s
     row["abandoned_attempts"] = timeouts
     notes = [row["note"]] if "note" in row else []

@@ -39,7 +39,7 @@ EVENTS = {
     "graceful": f"SIGTERM of the leader (it hands leadership over, then exits) → {SURVIVOR}",
 }
 HANDED_OVER = "leadership handed to raft id"
-NOT_HANDED_OVER = "could not hand leadership over"
+NOT_HANDED_OVER = "could not hand leadership over before shutdown:"
 
 
 @dataclass(frozen=True)
@@ -127,7 +127,7 @@ def handover(log: str) -> dict[str, Any]:
     return {
         "handed_over": handed is not None,
         "handover_log_s": handed - requested if handed is not None and requested is not None else None,
-        **({"handover_error": failed.split(NOT_HANDED_OVER, 1)[1].strip(": ")} if failed else {}),
+        **({"handover_error": failed.split(NOT_HANDED_OVER, 1)[1].strip()} if failed else {}),
     }
 
 
