@@ -384,7 +384,12 @@ def write(run: dict[str, Any], out_dir: Path) -> Path:
     apply_targets(targets.rows_of(run))
     path = out_dir / f"bench-{run['timestamp']}.json"
     path.write_text(dumps(run) + "\n", encoding="utf-8")
-    latest = copy.deepcopy(merged_with_latest(run, out_dir))  # re-judging it must not touch `run`
+    write_latest(copy.deepcopy(merged_with_latest(run, out_dir)), out_dir)  # re-judging must not touch `run`
+    return path
+
+
+def write_latest(latest: dict[str, Any], out_dir: Path) -> Path:
+    """Judge `latest` by today's targets, then write latest.json, the plots and latest.md (returned)."""
     apply_targets(targets.rows_of(latest))
     (out_dir / "latest.json").write_text(dumps(latest) + "\n", encoding="utf-8")
     plot_note = None
@@ -402,5 +407,26 @@ def write(run: dict[str, Any], out_dir: Path) -> Path:
         ) as exc:  # the numbers are saved; say why the pictures are not
             log.warning("plots failed: %s", exc)
             plot_note = f"Plots not drawn: {type(exc).__name__}: {exc}."
-    (out_dir / "latest.md").write_text(markdown(latest, written, plot_note), encoding="utf-8")
-    return path
+    md = out_dir / "latest.md"
+    md.write_text(markdown(latest, written, plot_note), encoding="utf-8")
+    return md
+
+
+def main(argv: list[str] | None = None) -> int:
+    """`python -m benches.report [DIR]`: redraw DIR/latest.md and its plots from DIR/latest.json (after a
+    change to the targets or the report, without running anything)."""
+    out_dir = Path(argv[0]) if argv else Path(__file__).resolve().parent / "results"
+    try:
+        latest = json.loads((out_dir / "latest.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        sys.stderr.write(f"report: cannot read {out_dir / 'latest.json'}: {exc}\n")
+        return 2
+    if not isinstance(latest, dict) or not isinstance(latest.get("scenarios"), dict):
+        sys.stderr.write(f"report: {out_dir / 'latest.json'} is not a benchmark result\n")
+        return 2
+    sys.stdout.write(f"{write_latest(latest, out_dir)}\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

@@ -237,3 +237,17 @@ def test_plots_draw_pngs_for_sampled_rows_and_skip_empty_ones(tmp_path: Path) ->
     no_samples = a_run({"failover": {"status": "ok", "rows": [row("failover/3", p50_ms=500.0)]}})
     assert plots.write(no_samples, tmp_path) == []
     assert not (tmp_path / plots.RECOVERY_FILE).exists()  # the stale picture went with its data
+
+
+def test_report_main_redraws_latest_from_its_json_and_exits_2_without_one(tmp_path: Path) -> None:
+    old_format = a_run(
+        {"failover": {"status": "ok", "rows": [row("failover/3", p50_ms=513.2, max_ms=628.0)]}}
+    )
+    (tmp_path / "latest.json").write_text(json.dumps(old_format))
+    assert report.main([str(tmp_path)]) == 0
+    assert "| failover/3 |" in (tmp_path / "latest.md").read_text()
+    assert (
+        json.loads((tmp_path / "latest.json").read_text())["scenarios"]["failover"]["rows"][0]["verdict"]
+        == "met"
+    )
+    assert report.main([str(tmp_path / "nowhere")]) == 2
