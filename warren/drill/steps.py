@@ -49,6 +49,7 @@ class Drill:
         self.interrupts = interrupts
         self.clock = clock
         self.base_dir = Path()
+        self.temporary = False  # base_dir was made by prepare() (and is removed at the end)
         self.cluster: LocalCluster | None = None
         # What the steps learn and pass on.
         self.leader: Manager | None = None  # before the kill, then the new one
@@ -60,6 +61,7 @@ class Drill:
         """Create the data dir (a temporary one unless --data-dir); where data and logs will be."""
         if self.settings.data_dir is None:
             self.base_dir = Path(tempfile.mkdtemp(prefix="warren-drill-"))
+            self.temporary = True
         else:
             self.base_dir = Path(self.settings.data_dir).resolve()
             if self.base_dir.exists() and (not self.base_dir.is_dir() or any(self.base_dir.iterdir())):
@@ -70,12 +72,12 @@ class Drill:
     def run(self, on_start: Callable[[Path], None] | None = None) -> DrillResult:
         """Run the steps (`on_start(data dir)` first) and stop everything the drill started, also on
         KeyboardInterrupt, which propagates once the clean-up is done."""
-        with self.interrupts.deferred():  # the directory exists only once the clean-up knows it
-            self.prepare()
-            self.cluster = LocalCluster(self.settings, self.base_dir, self.interrupts)
         steps: list[StepResult] = []
         started = self.clock()
         try:
+            with self.interrupts.deferred():  # the directory exists only once the clean-up knows it
+                self.prepare()
+                self.cluster = LocalCluster(self.settings, self.base_dir, self.interrupts)
             if on_start is not None:
                 on_start(self.base_dir)
             blocked: str | None = None
@@ -90,7 +92,8 @@ class Drill:
                 self.on_step(result)
             took = self.clock() - started
         finally:
-            self._clean_up()
+            with self.interrupts.deferred():
+                self._clean_up()
         return DrillResult(
             steps=tuple(steps),
             duration_s=took,
@@ -98,7 +101,7 @@ class Drill:
             data_dir=str(self.base_dir),
             kept=self.kept,
             processes=self._processes(),
-            task_pids=tuple(sorted(self.cluster.seen_task_pids)),
+            task_pids=tuple(sorted(self._cluster.seen_task_pids)),
         )
 
     @property
@@ -106,11 +109,12 @@ class Drill:
         return self.settings.keep or self.settings.data_dir is not None
 
     def _clean_up(self) -> None:
-        assert self.cluster is not None
         try:
-            self.cluster.close()
+            if self.cluster is not None:
+                self.cluster.close()
         finally:
-            if not self.kept:
+            # Only a directory this drill made itself is removed (never an operator's --data-dir).
+            if self.temporary and not self.settings.keep:
                 shutil.rmtree(self.base_dir, ignore_errors=True)
 
     def _processes(self) -> tuple[dict[str, Any], ...]:
