@@ -129,6 +129,8 @@ def run(args: argparse.Namespace) -> int:
         if result.kept:
             logs = ", ".join(Path(str(p["log"])).name for p in result.processes)
             print(f"Data and logs kept in {result.data_dir} ({logs})")
+        elif not result.passed:
+            print("Run it again with --keep to keep the managers' and the worker's logs.")
     else:
         print(render(result.to_doc(), fmt, lambda: ""), end="")
     return 0 if result.passed else 1

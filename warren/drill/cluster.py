@@ -126,7 +126,8 @@ class LocalCluster:
     def tasks_dir(self) -> Path:
         return self.worker_dir / PROCESS_TASKS_DIR
 
-    def _poll(self, check: Callable[[], T], what: str, timeout_s: float | None = None) -> T:
+    def poll(self, check: Callable[[], T], what: str, timeout_s: float | None = None) -> T:
+        """`wait_until` with the drill's poll interval, within a step's timeout unless told otherwise."""
         timeout = self.settings.step_timeout_s if timeout_s is None else timeout_s
         return wait_until(check, timeout, what, self.settings.poll_interval_s)
 
@@ -185,7 +186,7 @@ class LocalCluster:
                 raise NotYet(f"the leader lists {m.label} as {row}")
             m.name, m.raft_id = str(row["name"]), int(row["raft_id"])
 
-        self._poll(member, f"{m.label} as a ready member")
+        self.poll(member, f"{m.label} as a ready member")
 
     def start_worker(self, leader: Manager) -> None:
         """`warren worker start` with a worker token, every manager's address; until the leader lists
@@ -208,7 +209,7 @@ class LocalCluster:
                 raise NotYet(f"worker nodes: {[(n.get('name'), n.get('state')) for n in nodes]}")
             return str(nodes[0]["name"])
 
-        self.worker_name = self._poll(ready, "worker ready")
+        self.worker_name = self.poll(ready, "worker ready")
 
     def create_service(self, leader: Manager) -> list[TaskRun]:
         s = self.settings
@@ -250,7 +251,7 @@ class LocalCluster:
                 raise NotYet(f"{leader.label} does not lead (yet)")
             return leader
 
-        return self._poll(agreed, "agreed leader", timeout_s)
+        return self.poll(agreed, "agreed leader", timeout_s)
 
     def running_tasks(self, via: Manager) -> list[TaskRun]:
         """The service's tasks that are meant to run and run, by the API of `via`, with their process
@@ -277,7 +278,7 @@ class LocalCluster:
                 raise NotYet(f"{len(runs)}/{replicas} running; {self.task_notes(via)}")
             return runs
 
-        return self._poll(running, f"{self.settings.service} {replicas}/{replicas} running")
+        return self.poll(running, f"{self.settings.service} {replicas}/{replicas} running")
 
     def task_notes(self, via: Manager) -> str:
         """What the tasks that do not run say (their state and message), for a failure line."""
@@ -365,11 +366,12 @@ class LocalCluster:
             try:
                 async with asyncio.timeout(timeout_s):
                     for instance in await runtime.list():
-                        await runtime.remove(instance.container_id)
+                        with contextlib.suppress(WarrenError):  # one that cannot go must not keep the rest
+                            await runtime.remove(instance.container_id)
             finally:
                 await runtime.close()
 
-        with contextlib.suppress(WarrenError, TimeoutError):
+        with contextlib.suppress(WarrenError, TimeoutError):  # no engine any more: nothing to remove
             asyncio.run(remove(self.cluster_id, self.worker_name))
 
 

@@ -191,7 +191,7 @@ class Drill:
                 return new
             raise NotYet(f"no survivor names a leader other than {old.label}")
 
-        new = c._poll(elected, f"new leader after {how} of {old.label}")
+        new = c.poll(elected, f"new leader after {how} of {old.label}")
         self.leader = new
         took = reported_at - killed_at
         if s.kill == "sigkill":
@@ -266,7 +266,7 @@ class Drill:
             c.check_alive(m)
             m.health()
 
-        c._poll(serving, f"answer from {m.label}")
+        c.poll(serving, f"answer from {m.label}")
         return Outcome(f"{m.label} {how}, serving its API", details)
 
     # -- 6. it rejoins ------------------------------------------------------------------------------
@@ -297,7 +297,7 @@ class Drill:
             seen.update(applied=applied, commit=commit)
             return leader
 
-        leader = c._poll(caught_up, f"rejoin of {m.label}")
+        leader = c.poll(caught_up, f"rejoin of {m.label}")
         since = self.clock() - self.restarted_at
         return Outcome(
             f"{m.label} follows {leader.label}, applied index {seen['applied']} ≥ leader's commit index "
