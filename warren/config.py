@@ -332,8 +332,13 @@ class WorkerSettings:
     # Address at which this worker's published ports are reached; None: the host of the address this
     # worker uses to reach the manager.
     advertise_host: str | None = None
-    # One session request to a manager may take this long beyond the hold time; seconds.
+    # A join or status request to a manager may take this long; seconds.
     request_timeout_s: float = 5.0
+    # A session call unanswered this long beyond its hold (the heartbeat period) is abandoned and the
+    # next manager tried. It must stay well under the node-down grace (5 s): a frozen or cut-off
+    # manager accepts the connection and never answers, and the new leader writes a worker down that
+    # has not found it by then; seconds.
+    session_timeout_s: float = 2.0
     # After every manager failed, wait this long before trying them all again (autonomy meanwhile);
     # seconds, doubled up to retry_max_delay_s.
     retry_initial_delay_s: float = 0.2
@@ -362,6 +367,7 @@ class WorkerSettings:
         _require_positive(
             self,
             "request_timeout_s",
+            "session_timeout_s",
             "retry_initial_delay_s",
             "retry_max_delay_s",
             "stop_timeout_s",

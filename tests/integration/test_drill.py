@@ -102,6 +102,18 @@ def test_drill_json_with_sigterm_reports_every_pid_and_stops_them_all(tmp_path: 
     assert_nothing_left(tmp_path, output)
 
 
+def test_a_frozen_leader_does_not_get_the_workers_tasks_replaced(tmp_path: Path) -> None:
+    """SIGSTOP of the leader: the worker's session call to it hangs. The worker must find another
+    manager before the new leader's node-down grace runs out, or its tasks are replaced (step 3)."""
+    done = run_drill(tmp_path, "--kill", "sigstop", "-o", "json")
+    output = f"--- stdout ---\n{done.stdout}--- stderr ---\n{done.stderr}"
+    assert done.returncode == 0, output
+    result = json.loads(done.stdout)
+    assert [s["status"] for s in result["steps"]] == ["passed"] * 6, output
+    assert result["steps"][1]["details"]["signal"] == "SIGSTOP"
+    assert_nothing_left(tmp_path, output)
+
+
 def test_sigterm_mid_drill_stops_everything_it_started(tmp_path: Path) -> None:
     proc = subprocess.Popen([*DRILL], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                             cwd=REPO_ROOT, env=drill_env(tmp_path), stdin=subprocess.DEVNULL)

@@ -40,6 +40,7 @@ def make_settings(data_dir: Path, managers: Sequence[str] = (M1,), **extra: Any)
         runtime="docker",
         advertise_host="127.0.0.1",
         request_timeout_s=0.5,
+        session_timeout_s=0.5,
         retry_initial_delay_s=0.01,
         retry_max_delay_s=0.05,
         local_restart_backoff_s=0.01,

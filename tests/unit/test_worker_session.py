@@ -111,12 +111,12 @@ async def test_timeouts_and_503_move_on_and_a_failed_round_raises_unavailable() 
     assert not s.round_failed and s.successes == before + 1 and s.current == B
 
 
-async def test_session_request_timeout_is_the_hold_plus_request_timeout() -> None:
+async def test_session_request_timeout_is_the_hold_plus_session_timeout() -> None:
     net = Net()
-    s = session(net, request_timeout_s=2.0)
+    s = session(net, request_timeout_s=2.0, session_timeout_s=0.75)
     await s.session({"known": None}, hold_s=1.5)
     timeouts = net.requests[-1].extensions["timeout"]
-    assert timeouts["read"] == 3.5
+    assert timeouts["read"] == 2.25
     await s.status([])
     assert net.requests[-1].extensions["timeout"]["read"] == 2.0
     body = orjson.loads(net.requests[0].content)

@@ -69,7 +69,7 @@ class ManagerLink:
     def cut_off(self) -> bool:
         """No manager answers: every one failed in the last round, or none answered for longer than a
         held session call may take."""
-        grace = self.heartbeat_period_s + self.settings.request_timeout_s
+        grace = self.heartbeat_period_s + self.settings.session_timeout_s
         return self.session.round_failed or self.clock() - self.session.last_ok > grace
 
     async def run(self) -> None:

@@ -144,7 +144,7 @@ class ManagerSession:
     async def session(self, body: JSONObject, hold_s: float) -> JSONObject:
         """POST /v1/dispatcher/session: held by the leader up to `hold_s` (the heartbeat period)."""
         return await self._call_json(
-            "/v1/dispatcher/session", {"node": self.node, **body}, hold_s + self.settings.request_timeout_s
+            "/v1/dispatcher/session", {"node": self.node, **body}, hold_s + self.settings.session_timeout_s
         )
 
     async def status(self, updates: list[JSONObject]) -> None:
