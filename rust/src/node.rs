@@ -20,8 +20,6 @@ use crate::proposer::Proposer;
 use crate::state_machine::{StateMachine, Work};
 use crate::types::{NodeId, NodeInfo, Raft};
 
-type Metrics = watch::Receiver<openraft::RaftMetrics<NodeId, NodeInfo>>;
-
 /// What a node reports about itself; see `Metrics` in warren_raft.pyi for the meaning of each field.
 #[derive(Debug, Clone)]
 pub struct MetricsView {
@@ -201,9 +199,8 @@ impl Node {
     /// Hands leadership to `to` (default: the most caught-up voter) and waits until it leads.
     ///
     /// openraft 0.9 has no TimeoutNow, so this is built from its public controls: stop accepting
-    /// proposals and sending heartbeats, let the target catch up, then ask the target to start an
-    /// election (which it wins: its log is the longest), again after the followers' leader lease if
-    /// the first one did not win (see `finish_transfer`).
+    /// proposals and sending heartbeats, let the target catch up, wait out the followers' leader
+    /// lease, then ask the target to start an election (which it wins: its log is the longest).
     pub async fn transfer_leadership(&self, to: Option<NodeId>, timeout: Duration) -> Result<NodeId> {
         let deadline = Instant::now() + timeout;
         let metrics = self.raft.metrics().borrow().clone();
@@ -253,34 +250,17 @@ impl Node {
             }
             tokio::time::timeout_at(deadline.into(), rx.changed()).await.map_err(|_| timed_out())?.ok();
         }
-        // 2. The target campaigns at once. openraft counts this leader's own lease from its election,
-        //    so a leader of more than election_timeout_max grants the vote: with 3 voters that is the
-        //    majority, and the hand-over takes one round trip. Followers refuse votes until their lease
-        //    (election_timeout_max after the last heartbeat) runs out; where their votes are needed
-        //    (5 voters, or a leader elected moments ago) the target asks again once it has.
+        // 2. Followers refuse to vote while their leader lease (election_timeout_max) runs.
         let lease = Duration::from_millis(self.config.election_timeout_max_ms + self.config.heartbeat_interval_ms);
-        let retry_at = Instant::now() + lease;
+        tokio::time::sleep(lease).await;
+        // 3. The target campaigns; wait until it is the leader everybody follows.
         self.peers.timeout_now(addr).await.map_err(|e| Error::Timeout(format!("node {target}: {e}")))?;
-        if self.wait_leader(&mut rx, target, retry_at.min(deadline)).await {
-            return Ok(());
-        }
-        self.peers.timeout_now(addr).await.map_err(|e| Error::Timeout(format!("node {target}: {e}")))?;
-        if self.wait_leader(&mut rx, target, deadline).await {
-            return Ok(());
-        }
-        Err(timed_out())
-    }
-
-    /// Whether `target` became the leader this node follows before `until`.
-    async fn wait_leader(&self, rx: &mut Metrics, target: NodeId, until: Instant) -> bool {
         loop {
             if rx.borrow().current_leader == Some(target) {
                 tracing::info!(node = self.id, leader = target, "leadership transferred");
-                return true;
+                return Ok(());
             }
-            if tokio::time::timeout_at(until.into(), rx.changed()).await.is_err() {
-                return false;
-            }
+            tokio::time::timeout_at(deadline.into(), rx.changed()).await.map_err(|_| timed_out())?.ok();
         }
     }
 
