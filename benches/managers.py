@@ -436,6 +436,25 @@ class ManagerCluster:
             time.sleep(POLL_S)
         raise HarnessError(f"no stable leader within {timeout_s:g} s (leader seen by each: {seen})")
 
+    def wait_converged(self, timeout_s: float = FORM_TIMEOUT_S) -> ManagerProc:
+        """The leader, once every live manager has applied the leader's commit index (read once, at the
+        start): a stable leader alone does not mean a manager that was cut off has caught up."""
+        leader = self.wait_stable(timeout_s)
+        state = leader.raft_state()
+        if state is None or state.get("commit_index") is None:
+            raise HarnessError(f"{leader.name} did not report its commit index")
+        target = int(state["commit_index"])
+        deadline = time.monotonic() + timeout_s
+        applied: dict[str, Any] = {}
+        while time.monotonic() < deadline:
+            applied = {m.name: (m.raft_state() or {}).get("applied_index") for m in self.live()}
+            if all(a is not None and int(a) >= target for a in applied.values()):
+                return leader
+            time.sleep(POLL_S)
+        raise HarnessError(
+            f"managers did not all apply the leader's commit index {target} within {timeout_s:g} s: {applied}"
+        )
+
     def recover(self, m: ManagerProc) -> None:
         """Restart a killed manager with its own command (it resumes from its data dir); wait until it is
         a ready follower and every manager agrees on the leader."""

@@ -13,7 +13,8 @@ is formed through the CLI with the default Raft timers. Each trial:
    the heal to the old leader's applied index (its `/v1/ready`, polled every `catch_up_poll_s`) reaching
    that commit index. This includes the old leader learning the new term and stepping down.
 
-Then the old leader must be a ready follower again before the next trial. Needs root and `ip netns`:
+Then the old leader must be a ready follower again and every manager must have applied the leader's
+commit index before the next trial (or the run stops, recorded). Needs root and `ip netns`:
 without them the scenario is reported missing with the reason.
 """
 
@@ -109,7 +110,7 @@ class PartitionedManagers:
             if not healed:
                 self._heal(old)
         self.cluster.wait_member(old)
-        self.cluster.wait_stable()
+        self.cluster.wait_converged()  # the next trial starts from three managers holding the same log
         return extra
 
     def _heal(self, m: ManagerProc) -> None:
