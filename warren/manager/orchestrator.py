@@ -13,6 +13,7 @@ ERROR_BACKOFF_S later, doubled per failure in a row up to the full pass interval
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import sqlite3
 import time
@@ -25,6 +26,7 @@ from warren.errors import NotLeaderError, UnavailableError, WarrenError
 from warren.manager import tokens
 from warren.reconciler import planner
 from warren.reconciler.actions import Plan
+from warren.reconciler.state import ServiceCache
 from warren.store import commands as c
 
 if TYPE_CHECKING:
@@ -62,7 +64,9 @@ class Orchestrator:
         self.store = store
         self.propose = propose
         self.settings = settings
-        self.plan: Planner = plan if plan is not None else planner.plan
+        # Parsed service rows, kept for this term (a new leader starts with an empty one).
+        self.cache = ServiceCache()
+        self.plan: Planner = plan if plan is not None else functools.partial(planner.plan, cache=self.cache)
         self.metrics = metrics
         self.wall = wall
         self._wake = asyncio.Event()

@@ -27,7 +27,7 @@ from collections.abc import Callable
 from warren.config import OrchestratorSettings
 from warren.reconciler import global_, history, replicated, restarts, updates
 from warren.reconciler.actions import Actions, Plan
-from warren.reconciler.state import Service, State, load
+from warren.reconciler.state import Service, ServiceCache, State, load
 from warren.reconciler.units import Unit, Units
 from warren.store import taskstate
 
@@ -43,8 +43,11 @@ def plan(
     now: float,
     settings: OrchestratorSettings,
     new_id: Callable[[], str] = new_task_id,
+    cache: ServiceCache | None = None,
 ) -> Plan:
-    state = load(conn)
+    """The plan for the state `conn` holds now; `cache` (kept across passes by the caller) saves
+    parsing the services that did not change since the last pass."""
+    state = load(conn, cache)
     acts = Actions(state, now, settings, new_id)
     _lost_and_drained(acts, state)
     units: dict[str, Units] = {}

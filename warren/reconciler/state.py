@@ -3,6 +3,10 @@
 Tasks are plain mutable records: while a pass decides (fail the tasks of a down node, stop a drained
 one), it updates its own picture the way the commands it emits will update the state, so later steps
 of the same pass (a replacement) see the outcome at once instead of one round later.
+
+What a pass derives from a service row (its parsed specs, digest, needs) only changes when the row
+does, so a `ServiceCache` kept across passes (the leader keeps one per term) parses each service once
+per change instead of once per pass: with thousands of services that parsing was nearly all of a pass.
 """
 
 from __future__ import annotations
@@ -130,7 +134,84 @@ class State:
         ]
 
 
-def load(conn: sqlite3.Connection) -> State:
+@dataclass(frozen=True, slots=True)
+class _Derived:
+    """What `load` derives from one service row at one version. Shared by the passes that see that
+    version: the planner reads these dicts and never changes them (it replaces `update_status`)."""
+
+    version: int
+    spec: dict[str, Any]
+    previous_spec: dict[str, Any] | None
+    task_spec: dict[str, Any]
+    digest: str
+    needs: Needs
+    status_text: str | None
+    update_status: dict[str, Any] | None
+
+
+class ServiceCache:
+    """What `load` derived from each service row, by service ID, valid while the row's version is the
+    same. `version` is the Raft index of the row's last change and every command that changes a
+    service's spec or previous spec sets it; `update_status` is written without bumping it (so a
+    user's If-Match survives the reconciler's progress reports), so that column is compared by text.
+    Each `load` keeps only the services it read: removed services are dropped at once."""
+
+    def __init__(self) -> None:
+        self._rows: dict[str, _Derived] = {}
+
+    def __len__(self) -> int:
+        return len(self._rows)
+
+    def derive(
+        self,
+        sid: str,
+        version: int,
+        spec_text: str | bytes,
+        previous_text: str | bytes | None,
+        status_text: str | None,
+    ) -> _Derived:
+        """The derived row (cached if the row did not change) and remember it for the next load."""
+        hit = self._rows.get(sid)
+        if hit is None or hit.version != version:
+            hit = _derive(version, spec_text, previous_text, status_text)
+        elif hit.status_text != status_text:
+            hit = _Derived(
+                hit.version,
+                hit.spec,
+                hit.previous_spec,
+                hit.task_spec,
+                hit.digest,
+                hit.needs,
+                status_text,
+                None if status_text is None else orjson.loads(status_text),
+            )
+        return hit
+
+    def keep(self, rows: dict[str, _Derived]) -> None:
+        """The rows the last load read: the only ones worth keeping."""
+        self._rows = rows
+
+
+def _derive(
+    version: int, spec_text: str | bytes, previous_text: str | bytes | None, status_text: str | None
+) -> _Derived:
+    spec = orjson.loads(spec_text)
+    task_spec = taskstate.task_spec(spec)
+    return _Derived(
+        version=version,
+        spec=spec,
+        previous_spec=None if previous_text is None else orjson.loads(previous_text),
+        task_spec=task_spec,
+        digest=taskstate.spec_digest(spec),
+        needs=needs(task_spec),
+        status_text=status_text,
+        update_status=None if status_text is None else orjson.loads(status_text),
+    )
+
+
+def load(conn: sqlite3.Connection, cache: ServiceCache | None = None) -> State:
+    """The state as the store holds it now. With a `cache`, service rows unchanged since its last
+    load are not parsed again (the same State either way)."""
     # Plain tuples (the store's connection makes sqlite3.Row objects, several times slower to build).
     cur = conn.cursor()
     cur.row_factory = None
@@ -142,24 +223,29 @@ def load(conn: sqlite3.Connection) -> State:
     }
     services: list[Service] = []
     by_id: dict[str, Service] = {}
+    seen: dict[str, _Derived] = {}
     for sid, name, version, spec_text, previous_text, status_text in cur.execute(
         "SELECT id, name, version, spec, previous_spec, update_status FROM services ORDER BY name"
     ):
-        spec = orjson.loads(spec_text)
-        task_spec = taskstate.task_spec(spec)
+        if cache is None:
+            d = _derive(version, spec_text, previous_text, status_text)
+        else:
+            d = seen[sid] = cache.derive(sid, version, spec_text, previous_text, status_text)
         service = Service(
             id=sid,
             name=name,
             version=version,
-            spec=spec,
-            previous_spec=None if previous_text is None else orjson.loads(previous_text),
-            update_status=None if status_text is None else orjson.loads(status_text),
-            task_spec=task_spec,
-            digest=taskstate.spec_digest(spec),
-            needs=needs(task_spec),
+            spec=d.spec,
+            previous_spec=d.previous_spec,
+            update_status=d.update_status,
+            task_spec=d.task_spec,
+            digest=d.digest,
+            needs=d.needs,
         )
         services.append(service)
         by_id[sid] = service
+    if cache is not None:
+        cache.keep(seen)
     known: dict[str, Needs] = {s.digest: s.needs for s in services}
     for row in cur.execute(
         "SELECT id, service_id, slot, node, desired_state, state, message, spec_digest, exit_code, health,"
