@@ -68,6 +68,21 @@ struct Conn {
     frames: mpsc::UnboundedSender<Vec<u8>>,
     pending: Pending,
     alive: Arc<AtomicBool>,
+    tasks: [tokio::task::AbortHandle; 2],
+}
+
+impl Conn {
+    /// Gives the connection up: the next call dials again. A request that timed out says the peer
+    /// or the path to it is gone; a blackholed TCP connection would otherwise keep queueing frames
+    /// behind a retransmit timer that grows to minutes, and stall replication long after the path
+    /// heals. Aborting the tasks drops the socket; callers still waiting fail at once.
+    fn close(&self) {
+        self.alive.store(false, Ordering::Release);
+        for task in &self.tasks {
+            task.abort();
+        }
+        self.pending.lock().unwrap().clear();
+    }
 }
 
 /// All connections of this node, keyed by peer address, shared by every openraft client.
@@ -106,9 +121,10 @@ impl Peers {
         let (frames, mut rx) = mpsc::unbounded_channel::<Vec<u8>>();
         let pending: Pending = Default::default();
         let alive = Arc::new(AtomicBool::new(true));
-        let conn = Arc::new(Conn { frames, pending: pending.clone(), alive: alive.clone() });
         let writer_alive = alive.clone();
-        tokio::spawn(async move {
+        let reader_alive = alive.clone();
+        let reader_pending = pending.clone();
+        let writer = tokio::spawn(async move {
             while let Some(frame) = rx.recv().await {
                 let mut buf = frame;
                 while let Ok(more) = rx.try_recv() {
@@ -122,11 +138,11 @@ impl Peers {
         });
         let max = self.max_frame;
         let peer = addr.to_string();
-        tokio::spawn(async move {
+        let reader = tokio::spawn(async move {
             loop {
                 match codec::read_message(&mut rd, max).await {
                     Ok(Some(Message::Response { id, body })) => {
-                        if let Some(tx) = pending.lock().unwrap().remove(&id) {
+                        if let Some(tx) = reader_pending.lock().unwrap().remove(&id) {
                             let _ = tx.send(body);
                         }
                     }
@@ -141,10 +157,11 @@ impl Peers {
                     }
                 }
             }
-            alive.store(false, Ordering::Release);
+            reader_alive.store(false, Ordering::Release);
             // Dropping the senders fails every caller still waiting on this connection.
-            pending.lock().unwrap().clear();
+            reader_pending.lock().unwrap().clear();
         });
+        let conn = Arc::new(Conn { frames, pending, alive, tasks: [writer.abort_handle(), reader.abort_handle()] });
         *slot = Some(conn.clone());
         Ok(conn)
     }
@@ -168,7 +185,7 @@ impl Peers {
             Ok(Ok(resp)) => Ok(resp),
             Ok(Err(_)) => Err(CallError::Lost(addr.to_string())),
             Err(_) => {
-                conn.pending.lock().unwrap().remove(&id);
+                conn.close();
                 Err(CallError::Timeout(timeout))
             }
         }
