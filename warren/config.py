@@ -170,9 +170,16 @@ class OrchestratorSettings:
     restart_window_s: float = 10.0
     restart_backoff_initial_s: float = 0.5
     restart_backoff_max_s: float = 10.0
+    # A pass woken by a change starts no sooner than this many times the previous pass's planning time
+    # after that pass ended, so API requests are served between passes while changes keep coming (1.0:
+    # the reconcile loop takes at most about half of the event loop); a ratio, 0 disables. Passes woken
+    # by a plan's wake_at or by full_pass_interval_s are not held back.
+    pass_pacing: float = 1.0
 
     def validate(self) -> None:
         _require_positive(self, "heartbeat_period_s", "node_down_grace_s", "full_pass_interval_s")
+        if not math.isfinite(self.pass_pacing) or self.pass_pacing < 0:
+            raise ConfigError(f"pass_pacing must be 0 or more, got {self.pass_pacing!r}")
         if self.node_down_grace_s <= self.heartbeat_period_s:
             raise ConfigError(
                 f"node_down_grace_s ({self.node_down_grace_s} s) must be longer than "
@@ -499,8 +506,10 @@ class DrillSettings:
         if self.kill not in DRILL_KILLS:
             raise ConfigError(f"kill must be one of {', '.join(DRILL_KILLS)}, got {self.kill!r}")
         if self.image is not None and self.runtime != "docker":
-            raise ConfigError("image applies to the docker runtime only (process tasks run the command)",
-                              fields=("image", "runtime"))
+            raise ConfigError(
+                "image applies to the docker runtime only (process tasks run the command)",
+                fields=("image", "runtime"),
+            )
         if self.image is not None and not self.image.strip():
             raise ConfigError("image must not be empty")
         _require_positive(self, "step_timeout_s", "poll_interval_s", "probe_timeout_s", "cleanup_timeout_s")

@@ -267,3 +267,58 @@ def test_leader_services_follow_the_role_and_are_new_each_term(
     assert "leader services started (term 1)" in caplog.text
     assert "leader services stopped (term 1)" in caplog.text
     assert "leader services started (term 2)" in caplog.text
+
+
+# -- pacing ------------------------------------------------------------------------------------------
+
+
+@dataclass
+class BusyPlanner:
+    """Plans for `busy_s` (blocking the event loop, as real planning does) and returns the queued
+    plans in turn; records when each call started and ended."""
+
+    busy_s: float
+    plans: list[Plan] = field(default_factory=list)
+    spans: list[tuple[float, float]] = field(default_factory=list)
+
+    def __call__(self, conn: Any, now: float, settings: OrchestratorSettings) -> Plan:
+        start = time.monotonic()
+        time.sleep(self.busy_s)  # the planner's CPU time: nothing else runs meanwhile
+        self.spans.append((start, time.monotonic()))
+        return self.plans.pop(0) if self.plans else Plan([], None)
+
+
+@pytest.mark.parametrize("pacing", [0.0, 1.0, 2.0])
+def test_a_pass_woken_by_a_change_waits_pacing_times_the_last_planning_time(
+    store: Store, pacing: float
+) -> None:
+    async def main() -> None:
+        planner = BusyPlanner(0.1, [Plan([cmd(1)], None)])
+        proposer = SlowProposer(store, delay_s=0.01)  # its commit is the change that wakes pass 2
+        settings = OrchestratorSettings(full_pass_interval_s=30.0, pass_pacing=pacing)
+        o = Orchestrator(store, proposer, settings, plan=planner)
+        o.start()
+        await until(lambda: len(planner.spans) >= 2)
+        await o.stop()
+        (_, planned), (second, _) = planner.spans[:2]
+        gap = second - planned  # the first pass ended (its commit) 0.01 s after it planned
+        assert 0.1 * pacing <= gap < 0.1 * pacing + 0.08, gap
+
+    run(main)
+
+
+def test_pacing_does_not_hold_back_a_pass_due_at_wake_at(store: Store) -> None:
+    async def main() -> None:
+        planner = BusyPlanner(0.3)
+        planner.plans.append(Plan([], time.time() + 0.3 + 0.05))  # due 0.05 s after planning ends
+        o = Orchestrator(store, SlowProposer(store), SETTINGS, plan=planner)
+        o.start()
+        await until(lambda: len(planner.spans) >= 1)
+        for listener in list(store.on_change):  # a change right after the pass: paced until +0.3 s
+            listener()
+        await until(lambda: len(planner.spans) >= 2)
+        await o.stop()
+        (_, planned), (second, _) = planner.spans[:2]
+        assert second - planned < 0.2, "a pass due at wake_at waited for the pacing"
+
+    run(main)

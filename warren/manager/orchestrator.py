@@ -1,13 +1,16 @@
 """The leader's reconcile loop: turn the difference between what services want and what runs into
 commands, propose them, and do it again.
 
-Event-driven: a pass runs at once after any change of the state (Store.on_change), at the time the
-last plan asked to be woken (`Plan.wake_at`: a restart delay, an update's monitor period), and every
-`full_pass_interval_s` as a safety net. Never two passes at once: a pass proposes its commands
-together (they commit in one batch), waits for them, and the commit wakes the next pass. A failing
-pass is logged; a command apply refused is retried at the next wake (only a change can help), one
-that was not committed (no quorum) or a planner error is retried by itself; both no sooner than
-ERROR_BACKOFF_S later, doubled per failure in a row up to the full pass interval.
+Event-driven: a pass runs after any change of the state (Store.on_change), at the time the last plan
+asked to be woken (`Plan.wake_at`: a restart delay, an update's monitor period), and every
+`full_pass_interval_s` as a safety net. Planning blocks the event loop the API is served on, so a pass
+woken by a change first waits `pass_pacing` times as long as the last one planned (1 ms in a small
+cluster, more in a large one: requests are served between passes however fast changes come). Never
+two passes at once: a pass proposes its commands together (they commit in one batch), waits for them,
+and the commit wakes the next pass. A failing pass is logged; a command apply refused is retried at
+the next wake (only a change can help), one that was not committed (no quorum) or a planner error is
+retried by itself; both no sooner than ERROR_BACKOFF_S later, doubled per failure in a row up to the
+full pass interval.
 """
 
 from __future__ import annotations
@@ -70,6 +73,8 @@ class Orchestrator:
         self.metrics = metrics
         self.wall = wall
         self._wake = asyncio.Event()
+        # How long the last pass planned (blocking the event loop); seconds. Paces the next pass.
+        self.last_plan_s = 0.0
         self._task: asyncio.Task[None] | None = None
 
     def start(self) -> None:
@@ -86,10 +91,13 @@ class Orchestrator:
             await asyncio.gather(self._task, return_exceptions=True)
 
     async def _loop(self) -> None:
+        loop = asyncio.get_running_loop()
         failures = 0
         while True:
             self._wake.clear()
             outcome, wake_at = await self.run_pass()
+            # A change wakes the next pass no sooner than this (see OrchestratorSettings.pass_pacing).
+            paced = loop.time() + self.last_plan_s * self.settings.pass_pacing
             delay = self.settings.full_pass_interval_s
             if wake_at is not None:
                 delay = min(delay, max(0.0, wake_at - self.wall()))
@@ -104,11 +112,17 @@ class Orchestrator:
                 if outcome == "failed":
                     continue  # no quorum, or a planner bug: try again, more slowly each time
                 delay = max(0.0, delay - backoff)  # refused: the state must change first
+            due = loop.time() + delay
             try:
-                async with asyncio.timeout(delay):
+                async with asyncio.timeout_at(due):
                     await self._wake.wait()
             except TimeoutError:
-                pass
+                continue
+            # Woken by a change: let the API have the event loop for a while first (the planner runs
+            # on it, blocking it), unless a wake_at or the full pass comes sooner.
+            hold = min(paced, due) - loop.time()
+            if hold > 0:
+                await asyncio.sleep(hold)
 
     async def run_pass(self) -> tuple[Outcome, float | None]:
         """One plan-and-propose pass: its outcome ("ok"; "refused": apply refused a command, which only
@@ -122,6 +136,8 @@ class Orchestrator:
             log.error("reconcile pass failed while planning:\n%s", tokens.redact(trace).rstrip())
             self._observe(start, "failed")
             return "failed", None
+        finally:
+            self.last_plan_s = time.perf_counter() - start
         outcome: Outcome = "ok"
         if result.commands:
             answers = await asyncio.gather(
