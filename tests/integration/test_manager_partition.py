@@ -77,9 +77,11 @@ def test_isolated_leader_loses_writes_keeps_stale_reads_and_catches_up(
     info = old.info()
     assert info["quorum"]["ok"] is False and info["quorum"]["reachable"] == 1, info["quorum"]
 
-    # Heal: the old leader catches up with everything written during the partition and follows.
+    # Heal: the old leader catches up with everything written during the partition and follows, within
+    # seconds: its blackholed connections to the others are dialled again (a timed-out RPC closes its
+    # connection) rather than waiting out TCP's retransmit timer.
     lab.heal()
-    state = c.wait_same_services(c.managers, new, timeout=30)
+    state = c.wait_same_services(c.managers, new, timeout=8)
     assert service_names(state) == sorted(before + during)
     assert "minority-write" not in service_names(state)  # refused, and never committed later either
     leader = c.leader()
