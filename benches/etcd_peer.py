@@ -183,14 +183,7 @@ class EtcdCluster:
 
     def disrupt(self, member: Any, variant: str) -> None:
         m: EtcdMember = member
-        if variant == "sigkill":
-            m.kill()
-        elif variant == "sigstop":
-            m.freeze()
-        elif variant == "graceful":
-            m.terminate()
-        else:
-            raise ValueError(f"unknown variant {variant!r}")
+        m.disrupt(variant)
 
     def recover(self, member: Any, variant: str) -> dict[str, Any]:
         """Thaw a frozen member, or restart a killed or stopped one (it resumes from its data dir), and

@@ -79,14 +79,7 @@ class WarrenManagers:
         m: ManagerProc = member
         self._signalled_t = time.perf_counter()
         self._log_offset = m.log_size()
-        if variant == "sigkill":
-            m.kill()
-        elif variant == "sigstop":
-            m.freeze()
-        elif variant == "graceful":
-            m.terminate()
-        else:
-            raise ValueError(f"unknown variant {variant!r}; expected one of {VARIANTS}")
+        m.disrupt(variant)
 
     def recover(self, member: Any, variant: str) -> dict[str, Any]:
         m: ManagerProc = member

@@ -216,6 +216,18 @@ class Proc:
             raise HarnessError(f"{self.name} was never started")
         os.kill(self.proc.pid, signal.SIGTERM)
 
+    def disrupt(self, variant: str) -> None:
+        """The failover scenarios' ways of losing a member: `sigkill` (kill()), `sigstop` (freeze())
+        or `graceful` (terminate())."""
+        if variant == "sigkill":
+            self.kill()
+        elif variant == "sigstop":
+            self.freeze()
+        elif variant == "graceful":
+            self.terminate()
+        else:
+            raise ValueError(f"unknown variant {variant!r}; expected sigkill, sigstop or graceful")
+
     def wait_exit(self, timeout_s: float) -> int | None:
         """The exit status, or None if it still runs after `timeout_s`."""
         if self.proc is None:

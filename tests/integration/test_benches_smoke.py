@@ -20,24 +20,11 @@ from typing import Any
 
 import pytest
 
+from benches.__main__ import SCENARIO_NAMES
 from tests.integration.nodeproc import REPO_ROOT
 
 IN_CI = bool(os.environ.get("CI"))
-SCENARIOS = (
-    "commit_latency",
-    "failover",
-    "pysyncobj",
-    "manager_api",
-    "leader_failover",
-    "follower_loss",
-    "partition",
-    "etcd",
-    "containers",
-    "swarm",
-    "worker_failure",
-    "schedule",
-    "rss",
-)
+SCENARIOS = SCENARIO_NAMES  # every one of them, in the suite's order
 SmokeRun = tuple[Path, "subprocess.CompletedProcess[str]"]  # the results dir and the finished run
 
 
