@@ -173,11 +173,8 @@ class OrchestratorSettings:
     # A pass woken by a change starts no sooner than this many times the previous pass's planning time
     # after that pass ended, so API requests are served between passes while changes keep coming (1.0:
     # the reconcile loop takes at most about half of the event loop); a ratio, 0 disables. Passes woken
-    # by a plan's wake_at or by full_pass_interval_s are not held back. Off (0) until the API's
-    # `service rollback` writes its spec and its rollback_started status in one command: a pass held
-    # back between the two reads the rolled-back spec with the old status and its `updating` report
-    # commits last (tests/integration/test_rolling_update.py::test_failing_health_check_pauses_the_update).
-    pass_pacing: float = 0.0
+    # by a plan's wake_at or by full_pass_interval_s are not held back.
+    pass_pacing: float = 1.0
 
     def validate(self) -> None:
         _require_positive(self, "heartbeat_period_s", "node_down_grace_s", "full_pass_interval_s")

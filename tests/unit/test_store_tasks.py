@@ -206,6 +206,21 @@ def test_rollback_swaps_the_task_fields_and_keeps_the_scale(log: Log) -> None:
     assert log.apply(c.RollbackService("nope", T0))[0]["error"] == "not_found"
 
 
+def test_a_requested_rollback_records_rollback_started_in_the_same_apply(log: Log) -> None:
+    cluster_with_workers(log)
+    log.apply(c.UpdateService("web", {"image": "v2"}, T0))
+    log.apply(c.SetUpdateStatus("web", {"state": "paused", "message": "update paused"}, T0))
+    quiet = ok(log.apply(c.RollbackService("web", T0 + 1))[0])  # the reconciler's: status untouched
+    assert quiet["update_status"]["state"] == "paused"
+    service = ok(log.apply(c.RollbackService("web", T0 + 2, requested=True))[0])
+    assert service["update_status"] == {
+        "state": "rollback_started",
+        "message": "rollback requested",
+        "started_at": T0 + 2,
+        "spec_digest": taskstate.spec_digest(service["spec"]),
+    }
+
+
 def test_update_status_is_stored_without_bumping_the_version(log: Log) -> None:
     cluster_with_workers(log)
     before = log.store.conn.execute("SELECT version FROM services").fetchone()[0]

@@ -31,7 +31,7 @@ from warren.manager.dispatcher import secret_digest
 from warren.manager.identity import Identity
 from warren.manager.logrelay import LogStream
 from warren.store import commands as c
-from warren.store import queries, schema, taskstate
+from warren.store import queries, schema
 from warren.store.apply import check_token
 from warren.store.commands import CommandError
 from warren.store.machine import check_state_file
@@ -193,17 +193,8 @@ class Manager:
     async def rollback_service(self, name: str, if_version: int | None) -> dict[str, Any]:
         """Back to the previous spec, rolled out like an update and reported as a rollback (the
         reconciler marks it `rollback_completed` once no task of the undone spec is left)."""
-        now = time.time()
-        service = dict(await self.consensus.propose(c.RollbackService(name, now, if_version)))
-        status = {
-            "state": "rollback_started",
-            "message": "rollback requested",
-            "started_at": now,
-            "spec_digest": taskstate.spec_digest(service["spec"]),
-        }
-        await self.consensus.propose(c.SetUpdateStatus(name, status, now))
-        service["update_status"] = status
-        return service
+        command = c.RollbackService(name, time.time(), if_version, requested=True)
+        return dict(await self.consensus.propose(command))
 
     # -- logs -----------------------------------------------------------------------------------------
 

@@ -237,6 +237,14 @@ def _rollback_service(conn: sqlite3.Connection, index: int, cmd: c.RollbackServi
         "UPDATE services SET spec = ?, previous_spec = ?, updated_at = ?, version = ? WHERE name = ?",
         (_json(spec), row["spec"], cmd.at, index, cmd.name),
     )
+    if cmd.requested:
+        status = {
+            "state": "rollback_started",
+            "message": "rollback requested",
+            "started_at": cmd.at,
+            "spec_digest": taskstate.spec_digest(spec),
+        }
+        conn.execute("UPDATE services SET update_status = ? WHERE name = ?", (_json(status), cmd.name))
     return queries.service(conn, cmd.name)
 
 

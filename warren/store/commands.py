@@ -171,6 +171,11 @@ class RollbackService:
     name: str
     at: float
     if_version: int | None = None
+    # A user's rollback (`service rollback`): the same apply records update_status rollback_started,
+    # so no reconcile pass can see the rolled-back spec with the update's old status and report on it
+    # (it used to be a second command). The reconciler's own rollback leaves this False and sets its
+    # status, with the failure's reason, in the same batch.
+    requested: bool = False
 
 
 @dataclass(frozen=True, slots=True)
