@@ -157,7 +157,7 @@ def scenarios(args: argparse.Namespace) -> list[Scenario]:
         ),
         s(
             "manager_api",
-            "3 managers: POST /v1/services via the leader and via a follower → 2xx read",
+            "3 managers: an API write (PATCH of a service) via the leader and via a follower → 2xx read",
             600,
             lambda d: manager_api.run(d, api),
         ),

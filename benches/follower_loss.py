@@ -2,13 +2,13 @@
 
 On one 3-manager cluster formed through the CLI (default Raft timers), each trial:
 
-1. A client writes continuously through the leader (`POST /v1/services`, one keep-alive connection,
-   sequential), noting when each write is acknowledged. After `before_s` of acknowledged writes, the
-   harness sends SIGKILL to a follower's process group (the followers take turns) and the client goes
-   on for `after_s`. `follower_loss/gap` is the longest time without an acknowledgement in the window
-   [kill - before_s, kill + after_s]: with one follower left the leader still has its majority, so
-   this is the stall a follower's death causes, if any (the longest gap before the kill is recorded
-   beside it as the baseline).
+1. A client writes continuously through the leader (`service_write`: PATCH of a service; one keep-alive
+   connection, sequential), noting when each write is acknowledged. After `before_s` of acknowledged
+   writes, the harness sends SIGKILL to a follower's process group (the followers take turns) and the
+   client goes on for `after_s`. `follower_loss/gap` is the longest time without an acknowledgement in the
+   window [kill - before_s, kill + after_s]: with one follower left the leader still has its majority, so
+   this is the stall a follower's death causes, if any (the longest gap before the kill is recorded beside
+   it as the baseline).
 2. The harness reads the leader's commit index, then restarts the follower with its own command and
    polls its `/v1/ready` every `ready_poll_s`; `follower_loss/rejoin` is the time from the restart to
    the first answer that says ready with an applied index at or above that commit index (process
@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from benches.client_failover import longest_gap
-from benches.manager_api import created, service_write
+from benches.manager_api import service_write, written
 from benches.managers import HarnessError, Http, HttpError, ManagerCluster, ManagerProc
 from benches.stats import summarize_ms, trial_row
 
@@ -61,7 +61,7 @@ class Writer(threading.Thread):
     def __init__(self, addr: str, timeout_s: float, first: int) -> None:
         super().__init__(name="follower-loss-writer", daemon=True)
         self.conn = Http(addr, timeout_s)
-        self.make = service_write("l-")
+        self.make = service_write("l-", addr)
         self.n = first
         self.acks: list[float] = []
         self.errors: list[tuple[float, str]] = []
@@ -77,7 +77,7 @@ class Writer(threading.Thread):
                 except HttpError as exc:
                     self.errors.append((time.perf_counter(), str(exc)))
                     continue
-                if created(status, data):
+                if written(status, data):
                     self.acks.append(time.perf_counter())
                 else:
                     self.errors.append((time.perf_counter(), f"HTTP {status}: {data[:160]!r}"))

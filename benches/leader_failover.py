@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from benches.client_failover import ClientParams, failover_row, run_trials
-from benches.manager_api import created, service_write
+from benches.manager_api import service_write, written
 from benches.managers import HarnessError, ManagerCluster, ManagerProc
 
 SCENARIO = "leader_failover"
@@ -128,14 +128,14 @@ def run(work_dir: Path, params: LeaderFailoverParams) -> dict[str, Any]:
     loadavg_before = os.getloadavg()
     with ManagerCluster(work_dir / SCENARIO) as cluster:
         try:
-            cluster.start(MANAGERS)
+            make = service_write("f-", cluster.start(MANAGERS).api_addr)
         except HarnessError as exc:
             result: dict[str, Any] = {"trials": {v: [] for v in params.variants}, "error": str(exc)}
         else:
             result = run_trials(
                 WarrenManagers(cluster, params),
-                service_write("f-"),
-                created,
+                make,
+                written,
                 params.variants,
                 params.trials,
                 params.client,

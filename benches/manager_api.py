@@ -1,10 +1,10 @@
 """Scenario `manager_api`: how long one API write takes as a client sees it, via the leader and a follower.
 
 A 3-manager cluster is formed through the CLI (`benches.managers`). A client holding one persistent
-HTTP/1.1 keep-alive connection sends `POST /v1/services {"name": "b-<n>", "image": "x"}` (a new name
-each time), one at a time: after a warm-up, each write is timed from just before the request is written
-to the socket until the 201 answer has been read. The leader's writes go straight to Raft; a follower's
-are forwarded to the leader over HTTP and answered with the leader's reply. The etcd peer (benches/
+HTTP/1.1 keep-alive connection sends `PATCH /v1/services/b-<n % 16> {"labels": {"seq": "<n>"}}` (see
+`service_write`), one at a time: after a warm-up, each write is timed from just before the request is
+written to the socket until the 200 answer has been read. The leader's writes go straight to Raft; a
+follower's are forwarded to the leader over HTTP and answered with the leader's reply. The etcd peer (benches/
 etcd_peer.py) runs `timed_writes` on its put the same way.
 """
 
@@ -41,15 +41,35 @@ class ApiLatencyParams:
         return asdict(self)
 
 
-def service_write(prefix: str) -> MakeWrite:
+# Services the writes cycle through. A cluster's state stays the size of a small cluster's however long
+# a scenario writes: creating a service per write would grow it to thousands of services, each replanned
+# on every pass, and the later trials would measure that growth instead of the failover.
+POOL = 16
+
+
+def service_write(prefix: str, via: str) -> MakeWrite:
+    """Write n: `PATCH /v1/services/<prefix><n % POOL>` with a new label value: a spec change, one Raft
+    write, and no rollout (labels are not a task field). The pool's services (0 replicas: nothing to
+    schedule) are created through `via` first."""
+    conn = Http(via, 10.0)
+    try:
+        for i in range(POOL):
+            body = json.dumps({"name": f"{prefix}{i}", "image": "x", "replicas": 0}).encode()
+            status, data = conn.request("POST", "/v1/services", body)
+            if status not in (201, 409):  # 409: made by an earlier call with this prefix
+                what = f"HTTP {status}: {data[:200]!r}"
+                raise HarnessError(f"creating service {prefix}{i} through {via}: {what}")
+    finally:
+        conn.close()
+
     def make(n: int) -> tuple[str, str, bytes]:
-        return "POST", "/v1/services", json.dumps({"name": f"{prefix}{n}", "image": "x"}).encode()
+        return "PATCH", f"/v1/services/{prefix}{n % POOL}", json.dumps({"labels": {"seq": str(n)}}).encode()
 
     return make
 
 
-def created(status: int, _: bytes) -> bool:
-    return status == 201
+def written(status: int, _: bytes) -> bool:
+    return status == 200
 
 
 def timed_writes(
@@ -133,7 +153,8 @@ def run(base_dir: Path, params: ApiLatencyParams) -> dict[str, Any]:
             for role, target in (("leader", leader), ("follower", follower)):
                 conn = Http(target.api_addr, params.request_timeout_s)
                 try:
-                    results[role] = timed_writes(conn, service_write("b-"), created, params, first=n)
+                    make = service_write("b-", leader.api_addr)
+                    results[role] = timed_writes(conn, make, written, params, first=n)
                 finally:
                     conn.close()
                 n = results[role]["next"]
@@ -147,7 +168,7 @@ def run(base_dir: Path, params: ApiLatencyParams) -> dict[str, Any]:
     rows = []
     for role, via in (("leader", "the leader"), ("follower", "a follower (forwarded to the leader)")):
         if role in results:
-            what = f"Warren API, {MANAGERS} managers: POST /v1/services via {via}"
+            what = f"Warren API, {MANAGERS} managers: PATCH /v1/services/NAME (a label) via {via}"
             row = latency_row("manager_api", f"manager_api/{MANAGERS}/{role}", what, results[role])
             if results.get("leader_changed"):
                 row["note"] = (row.get("note", "") + " the leader changed during the run").strip()

@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from benches.client_failover import ClientParams, failover_row, run_trials
-from benches.manager_api import created, service_write
+from benches.manager_api import service_write, written
 from benches.managers import STABLE_TIMEOUT_S, HarnessError, Http, HttpError, ManagerCluster, ManagerProc
 from benches.stats import summarize_ms, trial_row
 from tests.integration.netns import NetnsError, NetnsLab, unavailable_reason
@@ -136,7 +136,7 @@ class PartitionedManagers:
 
     def _write(self, leader: ManagerProc) -> dict[str, Any]:
         """`params.writes` sequential writes through the majority's leader."""
-        make = service_write("p-")
+        make = service_write("p-", leader.api_addr)
         conn = Http(leader.api_addr, self.params.write_timeout_s)
         t0 = time.perf_counter()
         try:
@@ -147,7 +147,7 @@ class PartitionedManagers:
                     status, data = conn.request(method, path, body)
                 except HttpError as exc:
                     raise HarnessError(f"a write to the majority failed: {exc}") from None
-                if not created(status, data):
+                if not written(status, data):
                     raise HarnessError(f"a write to the majority failed: HTTP {status}: {data[:160]!r}")
         finally:
             conn.close()
@@ -180,14 +180,14 @@ def run(work_dir: Path, params: PartitionParams) -> dict[str, Any]:
             # The managers die before the lab is torn down (the inner context exits first).
             with ManagerCluster(work_dir / SCENARIO, hosts=list(lab.hosts(PORTS))) as cluster:
                 try:
-                    cluster.start(MANAGERS)
+                    make = service_write("c-", cluster.start(MANAGERS).api_addr)
                 except HarnessError as exc:
                     result: dict[str, Any] = {"trials": {VARIANT: []}, "error": f"HarnessError: {exc}"}
                 else:
                     result = run_trials(
                         PartitionedManagers(cluster, lab, params),
-                        service_write("c-"),
-                        created,
+                        make,
+                        written,
                         (VARIANT,),
                         params.trials,
                         params.client,
