@@ -234,6 +234,7 @@ def main(argv: list[str] | None = None) -> int:
         return compare.main(argv[1:])
     args = parse_args(argv)
     logging.basicConfig(stream=sys.stderr, level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
+    logging.getLogger("httpx").setLevel(logging.WARNING)  # not a line per polling request
     chosen = [s for s in scenarios(args) if not args.only or s.name in args.only]
     if args.list:
         for s in chosen:
