@@ -61,9 +61,23 @@ def test_cut_off_worker_keeps_and_restarts_its_tasks_then_reconciles(
     )
     assert restarted != pid
 
-    # Meanwhile the manager writes the worker down and runs both replicas on the other worker.
-    tasks = fleet.wait_running("steady", 2, timeout=30)
-    assert {t["node"] for t in tasks} == {other.name}
+    # Meanwhile the manager writes the worker down and runs both replicas on the other worker. (The
+    # worker counts itself cut off within heartbeat + session timeout, 3 s, so it can restart its task
+    # before the manager's 5 s grace ends: wait for the manager's side rather than for two running.)
+    wait_for(
+        lambda: fleet.cli("node", "inspect", cut.name, "-o", "json").ok().stdout.count('"down"'),
+        30,
+        "the manager to write the cut-off worker down",
+    )
+    tasks = wait_for(
+        lambda: (lambda ts: ts if {t["node"] for t in ts} == {other.name} else None)(
+            fleet.wait_running("steady", 2, timeout=30)
+        ),
+        30,
+        "both replicas running on the other worker",
+        detail=fleet.log_tails,
+    )
+    assert len(tasks) == 2
     assert live_tasks("steady").get(mine["id"]) == restarted, "still running on the cut-off worker"
 
     lab.heal(2)

@@ -47,6 +47,7 @@ class LeaderServices:
         self.orchestrator: Orchestrator | None = None
         self.term: int | None = None
         self._task: asyncio.Task[None] | None = None
+        self._stopping: asyncio.Task[None] | None = None  # a term's services being stopped
         if metrics is not None:
             metrics.sessions_held.set_function(self._held)
 
@@ -60,6 +61,8 @@ class LeaderServices:
         if self._task is not None:
             self._task.cancel()
             await asyncio.gather(self._task, return_exceptions=True)
+        if self._stopping is not None:  # the watch was cancelled while it stopped a term's services
+            await self._stopping
         await self._stop_services()
 
     async def _watch(self) -> None:
@@ -105,6 +108,14 @@ class LeaderServices:
             return
         if self.on_change is not None:
             self.on_change(None)
+        # Shielded: cancelling the watch (stop()) must not leave a dispatcher half stopped, its store
+        # listener still registered; stop() waits for this instead.
+        self._stopping = asyncio.create_task(self._stop_both(dispatcher, orchestrator, term))
+        await asyncio.shield(self._stopping)
+
+    async def _stop_both(
+        self, dispatcher: Dispatcher | None, orchestrator: Orchestrator | None, term: int | None
+    ) -> None:
         if orchestrator is not None:
             await orchestrator.stop()
         if dispatcher is not None:
