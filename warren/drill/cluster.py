@@ -12,7 +12,6 @@ working directory is a task directory) or containers (by the cluster's labels), 
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 import signal
 import time
@@ -27,8 +26,8 @@ from warren.drill.procs import WARREN, Daemon, Interrupts, free_port
 from warren.drill.report import format_duration
 from warren.errors import WarrenError
 from warren.runtime import PROCESS_TASKS_DIR
-from warren.runtime.process import STATE_FILE
-from warren.runtime.procfs import is_ours, proc_stat, session_members
+from warren.runtime.process import read_task_state
+from warren.runtime.procfs import is_ours, proc_stat, session_members, signal_group
 
 T = TypeVar("T")
 Doc = dict[str, Any]
@@ -294,7 +293,7 @@ class LocalCluster:
         """(pid, start time) of a process-runtime task's live process; (None, None) otherwise."""
         if self.settings.runtime != "process":
             return None, None
-        state = _read_state(self.tasks_dir / task_id)
+        state = read_task_state(self.tasks_dir, task_id) or {}
         pid, start = state.get("pid"), state.get("pid_start")
         if not isinstance(pid, int) or not isinstance(start, int) or not is_ours(pid, start):
             return None, None
@@ -326,7 +325,7 @@ class LocalCluster:
         if not self.tasks_dir.is_dir():
             return found
         for entry in self.tasks_dir.iterdir():
-            state = _read_state(entry)
+            state = read_task_state(self.tasks_dir, entry.name) or {}
             pid, start = state.get("pid"), state.get("pid_start")
             if isinstance(pid, int) and isinstance(start, int) and is_ours(pid, start):
                 found[pid] = start
@@ -344,8 +343,7 @@ class LocalCluster:
             self.seen_task_pids.add(pid)
             # A task runs in a session of its own (pid = session = group): its whole group and any
             # member that moved to another group of the session.
-            with contextlib.suppress(ProcessLookupError, PermissionError):
-                os.killpg(pid, signal.SIGKILL)
+            signal_group(pid, signal.SIGKILL)
             for member in session_members(pid):
                 with contextlib.suppress(ProcessLookupError, PermissionError):
                     os.kill(member, signal.SIGKILL)
@@ -379,15 +377,6 @@ def _doc(data: object) -> Doc:
     if not isinstance(data, dict):
         raise WarrenError(f"unexpected answer: {type(data).__name__}")
     return data
-
-
-def _read_state(task_dir: Path) -> dict[str, Any]:
-    try:
-        with open(task_dir / STATE_FILE, "rb") as f:
-            state = json.load(f)
-    except (OSError, ValueError):
-        return {}
-    return state if isinstance(state, dict) else {}
 
 
 def _alive(pid: int, start: int | None) -> bool:

@@ -393,12 +393,7 @@ class ProcessRuntime:
         return state
 
     def _read_state(self, task_id: str) -> dict[str, Any] | None:
-        try:
-            with open(self.base_dir / task_id / STATE_FILE, "rb") as f:
-                state = json.load(f)
-        except (OSError, ValueError):
-            return None
-        return state if isinstance(state, dict) and state.get("task_id") == task_id else None
+        return read_task_state(self.base_dir, task_id)
 
     def _write_state(self, task_id: str, state: Mapping[str, Any]) -> None:
         """Atomically: a worker killed mid-write leaves the old state."""
@@ -454,6 +449,17 @@ def _spawn(
         )
     stat = proc_stat(proc.pid)
     return proc, stat[2] if stat is not None else None
+
+
+def read_task_state(tasks_dir: Path, task_id: str) -> dict[str, Any] | None:
+    """The state file of task `task_id` under a worker's process-task dir (pid, its start time, ...);
+    None if it is missing, unreadable or another task's."""
+    try:
+        with open(tasks_dir / task_id / STATE_FILE, "rb") as f:
+            state = json.load(f)
+    except (OSError, ValueError):
+        return None
+    return state if isinstance(state, dict) and state.get("task_id") == task_id else None
 
 
 def _resolve(command: str, path: str, cwd: Path) -> str | None:
