@@ -12,7 +12,7 @@ per change instead of once per pass: with thousands of services that parsing was
 from __future__ import annotations
 
 import sqlite3
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import orjson
@@ -175,16 +175,8 @@ class ServiceCache:
         if hit is None or hit.version != version:
             hit = _derive(version, spec_text, previous_text, status_text)
         elif hit.status_text != status_text:
-            hit = _Derived(
-                hit.version,
-                hit.spec,
-                hit.previous_spec,
-                hit.task_spec,
-                hit.digest,
-                hit.needs,
-                status_text,
-                None if status_text is None else orjson.loads(status_text),
-            )
+            status = None if status_text is None else orjson.loads(status_text)
+            hit = replace(hit, status_text=status_text, update_status=status)
         return hit
 
     def keep(self, rows: dict[str, _Derived]) -> None:
