@@ -89,6 +89,28 @@ def child_env() -> dict[str, str]:
     return env
 
 
+def processes_under(root: Path) -> list[str]:
+    """Live processes whose command line mentions `root` or whose working directory is under it (a
+    process-runtime task runs in its task dir): what a harness left behind under its own dir."""
+    found = []
+    needle = str(root)
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit() or int(entry) == os.getpid():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat", "rb") as f:
+                if f.read().rsplit(b")", 1)[1].split()[0] == b"Z":
+                    continue
+            with open(f"/proc/{entry}/cmdline", "rb") as f:
+                cmdline = f.read().replace(b"\0", b" ").decode(errors="replace")
+            cwd = os.readlink(f"/proc/{entry}/cwd")
+        except OSError:
+            continue
+        if needle in cmdline or cwd.startswith(needle):
+            found.append(f"{entry}: {cmdline.strip()} (cwd {cwd})")
+    return found
+
+
 def wait_exit(proc: subprocess.Popen[bytes] | None, timeout: float) -> int | None:
     """The exit status, or None if the process is still running after `timeout` (or never started)."""
     if proc is None:

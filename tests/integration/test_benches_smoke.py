@@ -21,7 +21,7 @@ from typing import Any
 import pytest
 
 from benches.__main__ import SCENARIO_NAMES
-from tests.integration.nodeproc import REPO_ROOT
+from tests.integration.nodeproc import REPO_ROOT, processes_under
 
 IN_CI = bool(os.environ.get("CI"))
 SCENARIOS = SCENARIO_NAMES  # every one of them, in the suite's order
@@ -122,24 +122,6 @@ def test_compare_flags_a_slower_run_and_accepts_the_same_one(
     assert "regression" in worse.stdout
 
 
-def _processes_mentioning(text: str) -> list[str]:
-    """Live processes whose command line or working directory contains `text` (task processes of the
-    process runtime run in their task's directory under the worker's data dir)."""
-    found = []
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit() or int(entry.name) == os.getpid():
-            continue
-        try:
-            cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
-            cwd = os.readlink(entry / "cwd")
-            state = (entry / "stat").read_bytes().rsplit(b")", 1)[1].split()[0]
-        except OSError:
-            continue
-        if (text in cmdline or text in cwd) and state != b"Z":
-            found.append(f"{entry.name}: {cmdline[:200]} (in {cwd})")
-    return found
-
-
 @pytest.mark.timeout(300)
 def test_a_sigterm_mid_scenario_leaves_nothing_behind(tmp_path: Path) -> None:
     root = Path(tempfile.gettempdir())
@@ -157,7 +139,7 @@ def test_a_sigterm_mid_scenario_leaves_nothing_behind(tmp_path: Path) -> None:
         deadline = time.monotonic() + 120
         while time.monotonic() < deadline and proc.poll() is None:
             new = [p for p in root.glob("warren-bench-*") if p.name not in before]
-            started = _processes_mentioning(str(new[0])) if new else []
+            started = processes_under(new[0]) if new else []
             # Once task processes run (a `sleep` in a worker's data dir), everything is up to clean.
             if any("sleep" in p and "worker start" not in p for p in started):
                 work_dir = new[0]
@@ -171,5 +153,5 @@ def test_a_sigterm_mid_scenario_leaves_nothing_behind(tmp_path: Path) -> None:
             proc.kill()
             proc.communicate()
     assert proc.returncode == 130, err[-3000:]
-    assert _processes_mentioning(str(work_dir)) == []
+    assert processes_under(work_dir) == []
     assert not work_dir.exists()

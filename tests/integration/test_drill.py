@@ -8,14 +8,13 @@ that TMPDIR (every manager and worker names its data dir; every task process run
 from __future__ import annotations
 
 import json
-import os
 import signal
 import subprocess
 import sys
 import time
 from pathlib import Path
 
-from tests.integration.nodeproc import REPO_ROOT, child_env
+from tests.integration.nodeproc import REPO_ROOT, child_env, processes_under
 
 RUN_TIMEOUT_S = 120.0
 DRILL = [sys.executable, "-m", "warren", "drill"]
@@ -31,27 +30,6 @@ def drill_env(tmp: Path) -> dict[str, str]:
 def run_drill(tmp: Path, *args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run([*DRILL, *args], capture_output=True, text=True, timeout=RUN_TIMEOUT_S,
                           cwd=REPO_ROOT, env=drill_env(tmp), stdin=subprocess.DEVNULL)
-
-
-def processes_under(root: Path) -> list[str]:
-    """Live processes whose command line mentions `root` or whose working directory is under it."""
-    found = []
-    needle = str(root)
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit() or int(entry) == os.getpid():
-            continue
-        try:
-            with open(f"/proc/{entry}/stat", "rb") as f:
-                if f.read().rsplit(b")", 1)[1].split()[0] == b"Z":
-                    continue
-            with open(f"/proc/{entry}/cmdline", "rb") as f:
-                cmdline = f.read().replace(b"\0", b" ").decode(errors="replace")
-            cwd = os.readlink(f"/proc/{entry}/cwd")
-        except OSError:
-            continue
-        if needle in cmdline or cwd.startswith(needle):
-            found.append(f"{entry}: {cmdline.strip()} (cwd {cwd})")
-    return found
 
 
 def alive(pid: int) -> bool:
