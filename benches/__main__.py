@@ -61,7 +61,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         description=summary,
         epilog="Also: python -m benches compare OLD.json NEW.json (see its --help).",
     )
-    names = list(SCENARIO_NAMES)
+    names = scenario_names()
     p.add_argument("--only", nargs="+", choices=names, metavar="NAME", help=", ".join(names))
     p.add_argument("--list", action="store_true", help="list the scenarios and what each measures, then exit")
     p.add_argument("--trials", type=int, help="trials of every timed disruption (failover, crash, ...)")
@@ -72,23 +72,6 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--keep-data", action="store_true", help="keep node data dirs and logs (path is logged)")
     p.add_argument("--log-level", default="info", help="warren_raft log level in the node processes")
     return p.parse_args(argv)
-
-
-SCENARIO_NAMES = (
-    "commit_latency",
-    "failover",
-    "pysyncobj",
-    "manager_api",
-    "leader_failover",
-    "follower_loss",
-    "partition",
-    "etcd",
-    "containers",
-    "swarm",
-    "worker_failure",
-    "schedule",
-    "rss",
-)
 
 
 def scenarios(args: argparse.Namespace) -> list[Scenario]:
@@ -216,6 +199,12 @@ def scenarios(args: argparse.Namespace) -> list[Scenario]:
             lambda d: footprint.run(d, rss),
         ),
     ]
+
+
+def scenario_names() -> list[str]:
+    """Every scenario's name, in the order a run takes them (read off `scenarios`, the one list)."""
+    defaults = argparse.Namespace(quick=False, smoke=False, trials=None, log_level="info")
+    return [s.name for s in scenarios(defaults)]
 
 
 def timer_settings() -> dict[str, Any]:

@@ -20,11 +20,11 @@ from typing import Any
 
 import pytest
 
-from benches.__main__ import SCENARIO_NAMES
+from benches.__main__ import scenario_names
 from tests.integration.nodeproc import REPO_ROOT, processes_under
 
 IN_CI = bool(os.environ.get("CI"))
-SCENARIOS = SCENARIO_NAMES  # every one of them, in the suite's order
+SCENARIOS = scenario_names()  # every one of them, in the suite's order
 SmokeRun = tuple[Path, "subprocess.CompletedProcess[str]"]  # the results dir and the finished run
 
 
