@@ -20,6 +20,7 @@ from warren.store.machine import Store, check_state_file
 
 FOUNDER = c.ManagerRecord("manager-1-aaaaaa", 1, "127.0.0.1:8080", "127.0.0.1:7946")
 T0 = 1_800_000_000.0
+CA_DIGEST = "0123456789" * 5
 
 
 def answers(responses: list[bytes]) -> list[dict[str, Any]]:
@@ -92,6 +93,8 @@ def test_every_command_round_trips() -> None:
         ),
         c.SetTasksDesired(["task-1"], "shutdown", "scaled down", T0),
         c.RemoveTasks(["task-1", "task-2"]),
+        c.SetClusterCA("-----BEGIN CERTIFICATE-----", "c2VhbGVk", T0),
+        c.RecordCert("ab" * 32, "worker-1", "worker", T0 + 60, T0),
     ]
     assert {type(cmd) for cmd in cmds} == set(c.COMMANDS.values())
     for cmd in cmds:
@@ -181,7 +184,7 @@ def test_conditional_update_checks_the_version(log: Log) -> None:
 
 
 def test_manager_registration_checks_the_token_at_the_proposers_time(log: Log) -> None:
-    good, other = tokens.mint(), tokens.mint()
+    good, other = tokens.mint(CA_DIGEST), tokens.mint(CA_DIGEST)
     log.apply(
         c.InitCluster("cluster-1", T0, FOUNDER),
         c.CreateToken("t1", "manager", tokens.digest(good), T0, T0 + 100, False),
@@ -194,7 +197,7 @@ def test_manager_registration_checks_the_token_at_the_proposers_time(log: Log) -
         )
         return log.apply(cmd)[0]
 
-    assert register(tokens.mint(), T0, 2) == {"error": "unauthorized", "message": "invalid join token"}
+    assert register(tokens.mint(CA_DIGEST), T0, 2) == {"error": "unauthorized", "message": "invalid join token"}
     assert "worker join token" in register(other, T0, 2)["message"]
     assert "expired" in register(good, T0 + 100, 2)["message"]
     assert register(good, T0 + 1, 2) == {"ok": {"name": "manager-2", "raft_id": 2, "cluster_id": "cluster-1"}}
@@ -333,9 +336,42 @@ def test_import_rows_only_into_known_tables_and_columns(log: Log) -> None:
 
 
 def test_tokens_are_well_formed_and_redacted() -> None:
-    token = tokens.mint()
-    assert tokens.well_formed(token) and token.startswith("SWMTKN-1-") and len(token) == 59
+    token = tokens.mint(CA_DIGEST)
+    assert tokens.well_formed(token) and token.startswith(f"SWMTKN-1-{CA_DIGEST}-") and len(token) == 85
+    assert tokens.ca_digest(token) == CA_DIGEST and tokens.ca_digest("SWMTKN-1-" + "a" * 50) is None
     assert not tokens.well_formed(token + "x") and not tokens.well_formed("SWMTKN-1-ABC")
-    assert tokens.mint() != token
-    assert tokens.digest(token) != tokens.digest(tokens.mint())
+    assert tokens.mint(CA_DIGEST) != token
+    assert tokens.digest(token) != tokens.digest(tokens.mint(CA_DIGEST))
     assert token not in tokens.redact(f"bad token {token} given")
+
+
+# -- the cluster CA and certificate records -------------------------------------------------------
+
+
+def test_cluster_ca_is_recorded_once(log: Log) -> None:
+    assert log.apply(c.SetClusterCA("CA-1", "sealed-1", T0)) == [{"ca": "set"}]
+    # The founder proposing it again after a crash is harmless; a different CA is refused.
+    assert log.apply(c.SetClusterCA("CA-1", "sealed-1", T0 + 1)) == [{"ca": "unchanged"}]
+    assert log.apply(c.SetClusterCA("CA-2", "sealed-2", T0 + 2)) == [
+        {"error": "conflict", "message": "the cluster already has a CA"}
+    ]
+    assert queries.cluster_ca(log.store.conn) == ("CA-1", "sealed-1")
+
+
+def test_removing_a_node_revokes_its_unexpired_certificates(log: Log) -> None:
+    log.apply(
+        c.InitCluster("cluster-1", T0, FOUNDER),
+        c.CreateToken("t1", "worker", "ab" * 32, T0, T0 + 100, False),
+        c.RegisterWorker("worker-1", "ab" * 32, "ef" * 32, "127.0.0.3", {}, {}, T0),
+        c.RecordCert("f1", "worker-1", "worker", T0 + 50, T0),
+        c.RecordCert("f2", "worker-1", "worker", T0 + 500, T0),
+        c.RecordCert("m1", FOUNDER.name, "manager", T0 + 500, T0),
+    )
+    assert queries.revoked_fingerprints(log.store.conn, T0) == []
+    log.apply(c.RemoveNode("worker-1", T0 + 1))
+    assert queries.revoked_fingerprints(log.store.conn, T0 + 1) == ["f1", "f2"]
+    # An expired certificate needs no revoking, and is dropped when the next one is recorded.
+    assert queries.revoked_fingerprints(log.store.conn, T0 + 60) == ["f2"]
+    log.apply(c.RecordCert("m2", FOUNDER.name, "manager", T0 + 900, T0 + 60))
+    fingerprints = [r[0] for r in log.store.conn.execute("SELECT fingerprint FROM certs ORDER BY 1")]
+    assert fingerprints == ["f2", "m1", "m2"]

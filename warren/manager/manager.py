@@ -333,7 +333,7 @@ class Manager:
         try:
             if src.execute("SELECT count(*) FROM cluster").fetchone()[0] != 1:
                 raise InvalidError(f"{path}: the backup holds no cluster")
-            for table in schema.TABLES:
+            for table in schema.IMPORTED_TABLES:
                 rows = queries.table_rows(src, table)
                 if table == "nodes":
                     rows = [r for r in rows if r["role"] != "manager"]

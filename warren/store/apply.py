@@ -17,7 +17,7 @@ import orjson
 from warren.store import commands as c
 from warren.store import queries, taskstate
 from warren.store.commands import CommandError
-from warren.store.schema import TABLES
+from warren.store.schema import IMPORTED_TABLES
 
 Handler = Callable[[sqlite3.Connection, int, Any], Any]
 
@@ -380,7 +380,7 @@ def _remove_tasks(conn: sqlite3.Connection, index: int, cmd: c.RemoveTasks) -> A
 
 
 def _import_rows(conn: sqlite3.Connection, index: int, cmd: c.ImportRows) -> Any:
-    if cmd.table not in TABLES:
+    if cmd.table not in IMPORTED_TABLES:
         raise CommandError("invalid", f"cannot import into table {cmd.table!r}")
     known = {r[1] for r in conn.execute(f"PRAGMA table_info({cmd.table})")}
     for row in cmd.rows:
@@ -401,6 +401,30 @@ def _reset_managers(conn: sqlite3.Connection, index: int, cmd: c.ResetManagers) 
     _insert_manager(conn, index, cmd.manager, "ready", cmd.at)
     conn.execute("UPDATE cluster SET next_raft_id = ?, version = ?", (cmd.manager.raft_id + 1, index))
     return {"name": cmd.manager.name}
+
+
+def _set_cluster_ca(conn: sqlite3.Connection, index: int, cmd: c.SetClusterCA) -> Any:
+    row = conn.execute("SELECT ca_cert FROM pki").fetchone()
+    if row is not None:
+        if row["ca_cert"] == cmd.ca_cert:
+            return {"ca": "unchanged"}  # a founder that crashed after proposing it proposes it again
+        raise CommandError("conflict", "the cluster already has a CA")
+    conn.execute(
+        "INSERT INTO pki (id, ca_cert, ca_key_sealed, created_at, version) VALUES (1, ?, ?, ?, ?)",
+        (cmd.ca_cert, cmd.ca_key_sealed, cmd.at, index),
+    )
+    return {"ca": "set"}
+
+
+def _record_cert(conn: sqlite3.Connection, index: int, cmd: c.RecordCert) -> Any:
+    # Expired certificates need no revoking: drop them so the table stays small.
+    conn.execute("DELETE FROM certs WHERE expires_at <= ?", (cmd.at,))
+    conn.execute(
+        "INSERT OR REPLACE INTO certs (fingerprint, node, role, expires_at, created_at, version) "
+        "VALUES (?, ?, ?, ?, ?, ?)",
+        (cmd.fingerprint, cmd.node, cmd.role, cmd.expires_at, cmd.at, index),
+    )
+    return {"fingerprint": cmd.fingerprint}
 
 
 def _json(value: Any) -> str:
@@ -428,4 +452,6 @@ _HANDLERS: dict[type[Any], Handler] = {
     c.SetTaskStatuses: _set_task_statuses,
     c.SetTasksDesired: _set_tasks_desired,
     c.RemoveTasks: _remove_tasks,
+    c.SetClusterCA: _set_cluster_ca,
+    c.RecordCert: _record_cert,
 }

@@ -57,6 +57,30 @@ class InitCluster:
 
 
 @dataclass(frozen=True, slots=True)
+class SetClusterCA:
+    """The cluster CA, recorded once by the founder: its certificate (PEM) and its private key sealed
+    with the cluster data key (base64), so any manager can sign after a failover."""
+
+    OP: ClassVar[str] = "pki.ca"
+    ca_cert: str
+    ca_key_sealed: str
+    at: float
+
+
+@dataclass(frozen=True, slots=True)
+class RecordCert:
+    """A node certificate was issued (by its SHA-256): kept until it expires, so that removing the
+    node revokes it."""
+
+    OP: ClassVar[str] = "pki.cert"
+    fingerprint: str
+    node: str
+    role: str
+    expires_at: float
+    at: float
+
+
+@dataclass(frozen=True, slots=True)
 class CreateToken:
     """A join token, as its SHA-256 only. With `rotate`, every earlier token of the role is revoked."""
 
@@ -311,6 +335,8 @@ Command = (
     | SetTaskStatuses
     | SetTasksDesired
     | RemoveTasks
+    | SetClusterCA
+    | RecordCert
 )
 
 # Every command class by its op, from the union above (one list to keep).

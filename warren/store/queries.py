@@ -31,6 +31,28 @@ def cluster(conn: sqlite3.Connection) -> dict[str, Any] | None:
     )
 
 
+def cluster_ca(conn: sqlite3.Connection) -> tuple[str, str] | None:
+    """(CA certificate PEM, sealed CA key base64), or None before the founder recorded them."""
+    row = conn.execute("SELECT ca_cert, ca_key_sealed FROM pki").fetchone()
+    return None if row is None else (str(row["ca_cert"]), str(row["ca_key_sealed"]))
+
+
+def revoked_fingerprints(conn: sqlite3.Connection, now: float) -> list[str]:
+    """SHA-256s of unexpired node certificates whose node was removed (a node of that role and name
+    no longer exists)."""
+    rows = conn.execute(
+        "SELECT fingerprint FROM certs c WHERE expires_at > ? AND role != 'admin' AND NOT EXISTS "
+        "(SELECT 1 FROM nodes n WHERE n.name = c.node AND n.role = c.role) ORDER BY fingerprint",
+        (now,),
+    )
+    return [str(r["fingerprint"]) for r in rows]
+
+
+def node_role(conn: sqlite3.Connection, name: str) -> str | None:
+    row = conn.execute("SELECT role FROM nodes WHERE name = ?", (name,)).fetchone()
+    return None if row is None else str(row["role"])
+
+
 # -- nodes ------------------------------------------------------------------------------------------
 
 

@@ -12,12 +12,16 @@ import sqlite3
 import orjson
 
 # Bumped when a table changes shape; a snapshot or backup from another version is refused.
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 # Older versions whose backups `cluster init --restore` still imports (missing columns take defaults).
-IMPORTABLE_VERSIONS = (1, 2)
+IMPORTABLE_VERSIONS = (1, 2, 3)
 
-# Tables copied by a backup restore, in an order that respects references.
-TABLES = ("cluster", "nodes", "services", "tasks", "join_tokens")
+# Tables copied by a backup restore, in an order that respects references. The CA, the certificate
+# records and sealed values are not: a restored cluster has a new CA and a new data key, and cannot
+# open what the old key sealed.
+IMPORTED_TABLES = ("cluster", "nodes", "services", "tasks", "join_tokens")
+# Every replicated table (the content digest covers them all).
+TABLES = (*IMPORTED_TABLES, "pki", "certs")
 
 DDL = """
 CREATE TABLE IF NOT EXISTS meta (
@@ -84,6 +88,24 @@ CREATE TABLE IF NOT EXISTS join_tokens (
     revoked       INTEGER NOT NULL DEFAULT 0,
     version       INTEGER NOT NULL
 );
+-- The cluster CA: its certificate and its private key sealed with the cluster data key (one row).
+CREATE TABLE IF NOT EXISTS pki (
+    id            INTEGER PRIMARY KEY CHECK (id = 1),
+    ca_cert       TEXT NOT NULL,
+    ca_key_sealed TEXT NOT NULL,
+    created_at    REAL NOT NULL,
+    version       INTEGER NOT NULL
+);
+-- Every node certificate issued and not yet expired, so a removed node's are refused (revoked).
+CREATE TABLE IF NOT EXISTS certs (
+    fingerprint   TEXT PRIMARY KEY,
+    node          TEXT NOT NULL,
+    role          TEXT NOT NULL,
+    expires_at    REAL NOT NULL,
+    created_at    REAL NOT NULL,
+    version       INTEGER NOT NULL
+);
+CREATE INDEX IF NOT EXISTS certs_by_node ON certs (node);
 """
 
 
