@@ -13,6 +13,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from warren.errors import CorruptStateError
+from warren.store import queries
 from warren.manager import tokens
 from warren.store import commands as c
 from warren.store import schema
@@ -302,7 +303,7 @@ def test_a_v1_backup_is_importable_but_not_a_snapshot(log: Log, tmp_path: Path) 
     conn.commit()
     conn.close()
     check_state_file(str(path), versions=schema.IMPORTABLE_VERSIONS)
-    with pytest.raises(CorruptStateError, match="schema version 1, this Warren reads version 2"):
+    with pytest.raises(CorruptStateError, match="schema version 1, this Warren reads version 3"):
         check_state_file(str(path))
     with pytest.raises(CorruptStateError, match="schema version 1"):
         log.store.restore(str(path))
@@ -349,9 +350,9 @@ def test_tokens_are_well_formed_and_redacted() -> None:
 
 
 def test_cluster_ca_is_recorded_once(log: Log) -> None:
-    assert log.apply(c.SetClusterCA("CA-1", "sealed-1", T0)) == [{"ca": "set"}]
+    assert log.apply(c.SetClusterCA("CA-1", "sealed-1", T0)) == [{"ok": {"ca": "set"}}]
     # The founder proposing it again after a crash is harmless; a different CA is refused.
-    assert log.apply(c.SetClusterCA("CA-1", "sealed-1", T0 + 1)) == [{"ca": "unchanged"}]
+    assert log.apply(c.SetClusterCA("CA-1", "sealed-1", T0 + 1)) == [{"ok": {"ca": "unchanged"}}]
     assert log.apply(c.SetClusterCA("CA-2", "sealed-2", T0 + 2)) == [
         {"error": "conflict", "message": "the cluster already has a CA"}
     ]
