@@ -7,7 +7,9 @@ the test failed.
 
 from __future__ import annotations
 
+import os
 import sys
+import tempfile
 from collections.abc import Callable, Generator, Iterator
 from pathlib import Path
 from typing import Any
@@ -23,6 +25,10 @@ if str(REPO_ROOT) not in sys.path:
     sys.path.insert(0, str(REPO_ROOT))
 
 from tests.integration.cluster import Cluster, NodeOptions  # noqa: E402
+
+# Every cluster a test starts writes its admin certificate here, never into the user's ~/.config; the
+# CLI processes the tests run (and the in-process API clients) find them here.
+os.environ["WARREN_CONFIG_DIR"] = tempfile.mkdtemp(prefix="warren-test-config-")
 
 
 def pytest_configure(config: pytest.Config) -> None:

@@ -76,6 +76,10 @@ class UnauthorizedError(WarrenError):
     """A join token (or other credential) is missing, unknown, expired, rotated or for the wrong role."""
 
 
+class ForbiddenError(WarrenError):
+    """The caller is known, but its role may not do this (e.g. a worker certificate on an admin call)."""
+
+
 # The API's answer for each Warren error: (class, HTTP status, error code), in the order they are
 # matched (a subclass before its parent). The server answers with the first entry the error is an
 # instance of; clients and the proposer turn an answer back into the class of the first entry with
@@ -84,6 +88,7 @@ HTTP_ANSWERS: tuple[tuple[type[WarrenError], int, str], ...] = (
     (InvalidError, 400, "invalid"),
     (ConfigError, 400, "invalid"),
     (UnauthorizedError, 401, "unauthorized"),
+    (ForbiddenError, 403, "forbidden"),
     (NotFoundError, 404, "not_found"),
     (ConflictError, 409, "conflict"),
     (InvalidError, 413, "too_large"),  # raised by the API's body limit, never by handlers

@@ -28,6 +28,7 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from tests.integration import nodeproc
+from warren.pki import userconfig
 from tests.integration.nodeproc import REPO_ROOT, free_port
 
 T = TypeVar("T")
@@ -80,9 +81,26 @@ def wait_for(
         time.sleep(interval)
 
 
+# Admin credentials by manager address: test managers get loopback hosts never reused within a run.
+_CREDENTIALS: dict[str, userconfig.ClientCredentials] = {}
+
+
+def credentials(addr: str) -> userconfig.ClientCredentials:
+    """The admin credentials `cluster init` wrote for the cluster of the manager at `addr` (found the
+    way the CLI finds them)."""
+    found = _CREDENTIALS.get(addr)
+    if found is None:
+        found = userconfig.find([addr])
+        if found is None:
+            raise AssertionError(f"no admin certificate for the cluster at {addr} in {userconfig.config_dir()}")
+        _CREDENTIALS[addr] = found
+    return found
+
+
 def api(addr: str, timeout: float = 5.0) -> httpx.Client:
-    """An HTTP client of the manager API at `addr` ("host:port"); use as a context manager."""
-    return httpx.Client(base_url=f"http://{addr}", timeout=timeout)
+    """An HTTPS client of the manager API at `addr` ("host:port") with the cluster's admin certificate;
+    use as a context manager."""
+    return httpx.Client(base_url=f"https://{addr}", timeout=timeout, verify=credentials(addr).context())
 
 
 def get_json(addr: str, path: str, timeout: float = 3.0) -> Any:

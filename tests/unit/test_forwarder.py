@@ -74,7 +74,7 @@ def ok(body: bytes = b'{"ok":1}') -> Answer:
 
 @pytest.fixture
 async def fwd() -> AsyncIterator[Forwarder]:
-    f = Forwarder(timeout_s=2.0)
+    f = Forwarder(timeout_s=2.0, tls=None)
     yield f
     f.close()
 

@@ -9,12 +9,14 @@ is never one the leader's server (keep-alive 5 s) is about to close.
 from __future__ import annotations
 
 import asyncio
+import ssl
 import time
 from collections import defaultdict
 from dataclasses import dataclass
 
 from warren.config import split_host_port
 from warren.errors import UnavailableError
+from warren.pki.certs import MANAGER_NAME
 
 # Hop-by-hop and connection headers are not forwarded (RFC 9110 §7.6.1); Host and length are ours.
 DROP_REQUEST_HEADERS = frozenset(
@@ -56,8 +58,11 @@ class _Conn:
 
 
 class Forwarder:
-    def __init__(self, timeout_s: float) -> None:
+    def __init__(self, timeout_s: float, tls: ssl.SSLContext | None) -> None:
         self.timeout_s = timeout_s
+        # Mutual TLS with this manager's certificate (verifying the leader as a manager); None only in
+        # unit tests against a plain server.
+        self.tls = tls
         self._pool: dict[str, list[_Conn]] = defaultdict(list)
 
     async def forward(
@@ -111,7 +116,9 @@ class Forwarder:
         host, port = split_host_port(addr, field="leader address")
         try:
             async with asyncio.timeout(self.timeout_s):
-                reader, writer = await asyncio.open_connection(host, port, limit=MAX_HEAD)
+                reader, writer = await asyncio.open_connection(
+                    host, port, limit=MAX_HEAD, ssl=self.tls, server_hostname=MANAGER_NAME if self.tls else None
+                )
         except (OSError, TimeoutError) as exc:
             raise UnavailableError(
                 f"cannot reach the leader at {addr}: {exc or type(exc).__name__}"

@@ -2,12 +2,14 @@
 
 Forwarded writes go through warren.api.forwarder instead, which is on the hot path.
 
-One pooled async client per manager. Talks plain HTTP today; the security issue adds mutual TLS here.
+One pooled async client per manager, over mutual TLS with this manager's certificate once it has one
+(`use_tls`); a joining manager's first call goes over a context that trusts the pinned CA only.
 """
 
 from __future__ import annotations
 
 import asyncio
+import ssl
 from typing import Any
 
 import httpx
@@ -25,10 +27,15 @@ class PeerClient:
         self.probe_timeout_s = probe_timeout_s
         self._client = httpx.AsyncClient(timeout=timeout_s)
 
+    async def use_tls(self, context: ssl.SSLContext) -> None:
+        """From now on, call managers over TLS with `context` (its certificate may be reloaded in place)."""
+        old, self._client = self._client, httpx.AsyncClient(timeout=self.timeout_s, verify=context)
+        await old.aclose()
+
     async def probe_ready(self, api_addr: str) -> str:
         """'ready', 'not ready' (answers 503) or 'unreachable' (no answer within the probe timeout)."""
         try:
-            resp = await self._client.get(f"http://{api_addr}/v1/ready", timeout=self.probe_timeout_s)
+            resp = await self._client.get(f"https://{api_addr}/v1/ready", timeout=self.probe_timeout_s)
         except httpx.HTTPError:
             return "unreachable"
         return "ready" if resp.status_code == 200 else "not ready"
@@ -48,7 +55,7 @@ class PeerClient:
         """JSON request to another manager; its error answer becomes the matching WarrenError."""
         try:
             resp = await self._client.request(
-                method, f"http://{api_addr}{path}", json=body, timeout=timeout_s or self.timeout_s
+                method, f"https://{api_addr}{path}", json=body, timeout=timeout_s or self.timeout_s
             )
         except httpx.HTTPError as exc:
             raise UnavailableError(

@@ -12,10 +12,11 @@ from typing import Annotated
 from fastapi import FastAPI, Header, Path, Request
 
 from warren.api import answers as A
-from warren.api import models
+from warren.api import auth, models
 from warren.api.params import bearer
 from warren.api.responses import JSON, error_response
 from warren.config import split_host_port
+from warren.errors import ForbiddenError
 from warren.manager.dispatcher import NodeReport, check_secret
 from warren.manager.logrelay import LogGoneError
 from warren.manager.manager import Manager
@@ -24,6 +25,14 @@ from warren.store import commands as c
 LOG_END_HEADER = "x-warren-log-end"
 RequestIdPath = Annotated[str, Path(pattern=r"^[0-9a-f]{1,64}$")]
 Authorization = Annotated[str | None, Header()]
+
+
+def _same_node(request: Request, node: str) -> None:
+    """A worker certificate speaks only for its own node (a manager's local worker uses the
+    manager's certificate)."""
+    peer = auth.caller(request.scope)
+    if peer is not None and peer.role == "worker" and peer.name != node:
+        raise ForbiddenError(f"this certificate belongs to {peer.name}, not to {node}")
 
 
 def add_routes(app: FastAPI, manager: Manager) -> None:
@@ -38,12 +47,15 @@ def add_routes(app: FastAPI, manager: Manager) -> None:
     async def worker_join(body: models.WorkerJoinRequest) -> JSON:
         split_host_port(body.addr, field="addr", default_port=0)
         doc = await manager.register_worker(
-            body.token, body.addr, dict(body.labels), body.resources.model_dump()
+            body.token, body.addr, dict(body.labels), body.resources.model_dump(), body.csr
         )
         return JSON(doc, status_code=201)
 
     @app.post("/v1/dispatcher/session", response_model=A.Session, responses=A.errors(400, 401, 413))
-    async def session(body: models.SessionRequest, authorization: Authorization = None) -> JSON:
+    async def session(
+        request: Request, body: models.SessionRequest, authorization: Authorization = None
+    ) -> JSON:
+        _same_node(request, body.node)
         check_secret(store, body.node, bearer(authorization))
         dispatcher = manager.dispatcher()
         report = None
@@ -58,7 +70,10 @@ def add_routes(app: FastAPI, manager: Manager) -> None:
         return JSON(await dispatcher.session(body.node, body.known, report))
 
     @app.post("/v1/dispatcher/status", response_model=A.StatusAccepted, responses=A.errors(400, 401, 413))
-    async def status(body: models.StatusRequest, authorization: Authorization = None) -> JSON:
+    async def status(
+        request: Request, body: models.StatusRequest, authorization: Authorization = None
+    ) -> JSON:
+        _same_node(request, body.node)
         check_secret(store, body.node, bearer(authorization))
         dispatcher = manager.dispatcher()
         updates = [
@@ -93,6 +108,7 @@ def add_routes(app: FastAPI, manager: Manager) -> None:
         req = dispatcher.logs.get(request_id)
         if req is None:
             return error_response(410, "gone", "no such log request (the client went away?): stop sending")
+        _same_node(request, req.node)
         check_secret(store, req.node, secret)
         data = await request.body()
         end = request.headers.get(LOG_END_HEADER, "").strip() == "1"

@@ -152,7 +152,7 @@ class LeaderRouting:
             )
             return
         query = scope.get("query_string", b"")
-        location = f"http://{leader.api_addr}{scope['path']}".encode() + (b"?" + query if query else b"")
+        location = f"https://{leader.api_addr}{scope['path']}".encode() + (b"?" + query if query else b"")
         await send(
             {
                 "type": "http.response.start",

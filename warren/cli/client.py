@@ -12,7 +12,9 @@ current leader. A stream that broke off after it started is never sent again.
 
 from __future__ import annotations
 
+import os
 import re
+import ssl
 import time
 from collections.abc import Callable, Generator, Mapping
 from types import TracebackType
@@ -23,9 +25,11 @@ import httpx
 
 from warren import __version__
 from warren.cli.output import format_duration
-from warren.config import DEFAULT_API_PORT, ClientSettings, join_host_port, split_host_port
+from warren.pki import userconfig
+from warren.config import DEFAULT_API_PORT, ClientSettings, default_data_dir, join_host_port, split_host_port
 from warren.errors import (
     ConfigError,
+    UnauthorizedError,
     UnavailableError,
     WarrenError,
     error_class,
@@ -41,15 +45,50 @@ _REDIRECTS = frozenset({307, 308})
 _MAX_REDIRECTS = 5
 
 JSONObject = dict[str, Any]
+# The manager's unix socket in its data dir (warren.manager.servers.SOCKET_NAME; not imported, so the
+# CLI does not load the server).
+SOCKET_NAME = "warren.sock"
+
+
+UNIX_PREFIX = "unix:"
 
 
 def base_url(manager: str, *, source: str = "--manager") -> str:
-    """"http://host:port" for "host:port" or a bare host (port 8080); an http(s):// URL is kept."""
+    """"https://host:port" for "host:port" or a bare host (port 8080); an http(s):// URL is kept;
+    "http://localhost" for the manager's unix socket ("unix:PATH")."""
     text = manager.strip()
     if text.startswith(("http://", "https://")):
         return text.rstrip("/")
+    if text.startswith(UNIX_PREFIX):
+        return "http://localhost"
     host, port = split_host_port(text, field=source, default_port=DEFAULT_API_PORT)
-    return f"http://{join_host_port(host, port)}"
+    return f"https://{join_host_port(host, port)}"
+
+
+def _local_socket() -> str | None:
+    """The unix socket of a manager on this host in the default data dir, if this user may use it."""
+    path = os.path.join(default_data_dir(), SOCKET_NAME)
+    return path if os.path.exists(path) and os.access(path, os.R_OK | os.W_OK) else None
+
+
+def _connection(addresses: list[str], source: str) -> tuple[list[str], httpx.BaseTransport | None, Any]:
+    """(addresses, transport, TLS verification) for talking to `addresses`: the manager's unix socket,
+    or TLS with this user's admin certificate for that cluster (warren.pki.userconfig)."""
+    if addresses[0].startswith(UNIX_PREFIX):
+        if len(addresses) > 1:
+            raise ConfigError(f"{source}: a unix socket cannot be combined with other managers")
+        return addresses, httpx.HTTPTransport(uds=addresses[0][len(UNIX_PREFIX):]), True
+    creds = userconfig.find(addresses)
+    if creds is not None:
+        return addresses, None, creds.context()
+    local = _local_socket()
+    if local is not None and source == "the default manager":
+        return [UNIX_PREFIX + local], httpx.HTTPTransport(uds=local), True
+    raise ConfigError(
+        f"no admin certificate for the cluster at {addresses[0]} in {userconfig.config_dir()}: "
+        "`warren cluster init` writes one for the user who ran it (copy its clusters/ directory), "
+        f"or, as root on a manager host, use --manager {UNIX_PREFIX}<data-dir>/{SOCKET_NAME}"
+    )
 
 
 class ManagerClient:
@@ -74,6 +113,9 @@ class ManagerClient:
         self.addresses = [a.strip() for a in manager.split(",") if a.strip()]
         if not self.addresses:
             raise ConfigError(f"{source} names no manager (expected HOST:PORT[,HOST:PORT...])")
+        verify: Any = True
+        if transport is None:
+            self.addresses, transport, verify = _connection(self.addresses, source)
         self._bases = [base_url(a, source=source) for a in self.addresses]
         self._current = 0
         self.settings = settings if settings is not None else ClientSettings()
@@ -81,6 +123,7 @@ class ManagerClient:
         self._clock = clock
         self._http = httpx.Client(
             transport=transport,
+            verify=verify,
             timeout=self.settings.request_timeout_s,
             headers={"User-Agent": f"warren-cli/{__version__}", "Accept": "application/json"},
         )
@@ -232,6 +275,11 @@ class ManagerClient:
             try:
                 response = self._http.send(request, stream=stream)
             except (httpx.ConnectError, httpx.ConnectTimeout) as exc:
+                if _tls_refused(exc):
+                    raise UnauthorizedError(
+                        f"TLS with manager at {where} failed: {_describe(exc)} (is the admin "
+                        f"certificate in {userconfig.config_dir()} for this cluster?)"
+                    ) from exc
                 # The request never reached a manager: always safe to send again.
                 reason = _describe(exc)
                 failure: WarrenError = UnavailableError(f"cannot reach manager at {where}: {reason}")
@@ -363,3 +411,13 @@ def _describe(exc: Exception) -> str:
     if not text:
         return type(exc).__name__
     return text[0].lower() + text[1:]
+
+
+def _tls_refused(exc: Exception) -> bool:
+    """A connection that reached a manager but failed its TLS handshake (not worth retrying)."""
+    seen: BaseException | None = exc
+    while seen is not None:
+        if isinstance(seen, ssl.SSLError):
+            return True
+        seen = seen.__cause__ or seen.__context__
+    return "CERTIFICATE_VERIFY_FAILED" in str(exc) or "SSL" in str(exc)

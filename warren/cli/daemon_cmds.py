@@ -98,6 +98,10 @@ def _add_manager_flags(parser: argparse.ArgumentParser) -> None:
                         help="a worker not heard from for this long is written down and its tasks are "
                              "placed elsewhere; must exceed --heartbeat-period "
                              f"(default {_ms(_ORCH.node_down_grace_s)})")
+    parser.add_argument("--cert-expiry", metavar="DUR", type=duration,
+                        help="node certificates this manager signs are valid this long; nodes renew "
+                             "theirs automatically halfway through "
+                             f"(default {_MANAGER.node_cert_lifetime_s / 3600:g}h)")
     parser.add_argument("--raft-heartbeat-timeout", metavar="DUR", type=duration,
                         help="the leader's heartbeat interval, e.g. 50ms; must be below the election "
                              f"timeout (default {_ms(_RAFT.heartbeat_interval_s)})")
@@ -138,6 +142,8 @@ def build_settings(args: argparse.Namespace) -> ManagerSettings:
         fields["manager_only"] = True
     if args.runtime is not None:
         fields["local_worker_runtime"] = args.runtime
+    if args.cert_expiry is not None:
+        fields["node_cert_lifetime_s"] = args.cert_expiry
     raft: dict[str, Any] = {}
     if args.raft_heartbeat_timeout is not None:
         raft["heartbeat_interval_s"] = args.raft_heartbeat_timeout

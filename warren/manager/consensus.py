@@ -24,6 +24,8 @@ from warren.errors import (
     error_class,
     raft_errors,
 )
+from warren.pki.certs import MANAGER_NAME
+from warren.pki.material import NodeMaterial
 from warren.raft_bridge import drive
 from warren.store import commands
 from warren.store.machine import Store
@@ -61,6 +63,13 @@ class LeaderInfo:
     api_addr: str | None
 
 
+def raft_tls(material: NodeMaterial) -> warren_raft.TlsConfig:
+    """The Raft transport's mutual TLS: peers must hold a manager certificate of this cluster's CA."""
+    return warren_raft.TlsConfig(
+        ca_pem=material.ca_pem, cert_pem=material.cert_pem, key_pem=material.key_pem, peer_name=MANAGER_NAME
+    )
+
+
 class Consensus:
     """The Raft node plus the state machine it drives. Construct with `open`, then `start`."""
 
@@ -88,6 +97,7 @@ class Consensus:
         advertise_addr: str,
         meta: MemberMeta,
         settings: ManagerSettings,
+        tls: NodeMaterial | None,
     ) -> Consensus:
         store = Store(data_dir)
         with raft_errors():
@@ -98,6 +108,7 @@ class Consensus:
                 advertise_addr=advertise_addr,
                 meta=meta.encode(),
                 config=settings.raft.to_core(),
+                **({} if tls is None or not hasattr(warren_raft, "TlsConfig") else {"tls": raft_tls(tls)}),  # TODO(lead): drop once the wheel has TLS
             )
         return cls(node, store, settings)
 

@@ -17,6 +17,7 @@ drains its open requests, then Raft stops.
 from __future__ import annotations
 
 import asyncio
+import base64
 import dataclasses
 import logging
 import os
@@ -33,17 +34,20 @@ from warren import logs
 from warren.api.app import create_app
 from warren.api.forwarder import FORWARDED_HEADER, Forwarder
 from warren.api.peer import PeerClient
-from warren.config import ManagerSettings
-from warren.durable import private_data_dir
+from warren.config import SECURITY, ManagerSettings
+from warren.durable import private_data_dir, read_if_exists, write_atomically
 from warren.errors import ConfigError, InvalidError, WarrenError, raft_errors
 from warren.manager import identity as ident
+from warren.manager.ca import seal_ca_key
 from warren.manager.consensus import Consensus, MemberMeta
 from warren.manager.identity import Identity
 from warren.manager.leadership import LeaderServices
 from warren.manager.local_worker import LocalWorker
 from warren.manager.manager import Manager
 from warren.manager.metrics import ManagerMetrics, metrics_app
-from warren.manager.servers import HttpServer
+from warren.manager.servers import SOCKET_NAME, HttpServer, bind, bind_unix
+from warren.pki import certs, material, userconfig
+from warren.pki.join import new_join_key, pinned_ca
 from warren.store import commands as c
 from warren.store import queries, schema
 from warren.store.machine import check_state_file
@@ -101,6 +105,8 @@ def run_init(settings: ManagerSettings, *, restore: str | None = None) -> int:
             restore_from=restore,
         )
         ident.save(data_dir, me)
+    if me.founder and material.load_node(data_dir) is None:
+        _found_pki(settings, data_dir, me)
     return _run(settings, data_dir, me, None)
 
 
@@ -115,6 +121,57 @@ def run_join(settings: ManagerSettings, *, token: str | None, manager: str | Non
                 "joining needs --token (from `warren cluster join-token manager`) and --manager"
             )
     return _run(settings, data_dir, me, JoinRequest(token, manager))
+
+
+# -- certificates -------------------------------------------------------------------------------------
+
+# The founder keeps its sealed CA key here until the cluster's state has recorded it (SetClusterCA).
+FOUNDER_CA_KEY = "ca-key.sealed"
+
+
+def _found_pki(settings: ManagerSettings, data_dir: str, me: Identity) -> None:
+    """A new cluster's CA and data key, this manager's certificate and the CLI's admin certificate.
+
+    Written before Raft starts; node.pem last, so a crash before it makes a rerun start over here.
+    """
+    data_key = os.urandom(32)
+    material.save_data_key(data_dir, data_key)
+    ca_key, ca_cert = certs.create_ca(me.cluster_id, SECURITY.ca_lifetime_s)
+    write_atomically(
+        os.path.join(material.tls_dir(data_dir), FOUNDER_CA_KEY),
+        seal_ca_key(data_key, ca_key).encode("ascii"),
+    )
+
+    def issue(name: str, role: certs.Role, lifetime_s: float) -> tuple[bytes, bytes]:
+        key = certs.new_key()
+        cert = certs.issue(
+            ca_key,
+            ca_cert,
+            key.public_key(),
+            name=name,
+            role=role,
+            cluster_id=me.cluster_id,
+            lifetime_s=lifetime_s,
+        )
+        return certs.cert_pem(cert), certs.key_pem(key)
+
+    ca_pem = certs.cert_pem(ca_cert)
+    admin_dir = userconfig.save_admin(
+        me.cluster_id, ca_pem, *issue("admin", "admin", SECURITY.admin_cert_lifetime_s)
+    )
+    material.save_node(data_dir, ca_pem, *issue(me.name, "manager", settings.node_cert_lifetime_s))
+    check(f"Cluster CA created; admin certificate for the CLI written to {admin_dir}")
+
+
+def _load_pki(data_dir: str) -> tuple[material.NodeMaterial, bytes]:
+    node = material.load_node(data_dir)
+    data_key = material.load_data_key(data_dir)
+    if node is None or data_key is None:
+        raise ConfigError(
+            f"{data_dir} has no TLS material ({material.tls_dir(data_dir)}): it was made by an older Warren "
+            "or damaged; remove the data dir and join this manager again"
+        )
+    return node, data_key
 
 
 # -- the daemon ---------------------------------------------------------------------------------------
@@ -161,9 +218,25 @@ async def _main(
 async def _register(
     settings: ManagerSettings, data_dir: str, peers: PeerClient, token: str, manager: str
 ) -> tuple[Identity, str]:
-    """Step one of a join: the leader checks the token and gives this manager its name and Raft ID."""
-    body = {"token": token, "api_addr": settings.api_advertise, "raft_addr": settings.raft_advertise}
+    """Step one of a join: check the manager's CA against the token, then the leader checks the token,
+    gives this manager its name and Raft ID, signs its certificate and hands it the data key."""
+    ca_pem = await asyncio.to_thread(pinned_ca, manager, token)
+    await peers.use_tls(material.client_context(ca_pem, None))
+    key = new_join_key()
+    body = {
+        "token": token,
+        "api_addr": settings.api_advertise,
+        "raft_addr": settings.raft_advertise,
+        "csr": key.csr_pem,
+    }
     doc, headers = await peers.call(manager, "POST", "/v1/managers/join", body)
+    try:
+        data_key = base64.b64decode(str(doc["data_key"]), validate=True)
+        cert_pem = str(doc["certificate"]).encode("ascii")
+    except (KeyError, ValueError) as exc:
+        raise WarrenError(f"{manager} answered the join without a certificate or data key ({exc})") from None
+    material.save_data_key(data_dir, data_key)
+    material.save_node(data_dir, ca_pem, cert_pem, key.key_pem)
     me = Identity(
         name=str(doc["name"]),
         raft_id=int(doc["raft_id"]),
@@ -179,6 +252,10 @@ async def _register(
 async def _serve(
     settings: ManagerSettings, data_dir: str, me: Identity, join: JoinRequest | None, peers: PeerClient
 ) -> int:
+    node_tls, data_key = _load_pki(data_dir)
+    client_tls = material.client_context(node_tls.ca_pem, node_tls.node_path)
+    server_tls = material.server_context(node_tls)
+    await peers.use_tls(client_tls)
     consensus = Consensus.open(
         raft_dir=os.path.join(data_dir, "raft"),
         data_dir=data_dir,
@@ -187,33 +264,39 @@ async def _serve(
         advertise_addr=me.raft_addr,
         meta=MemberMeta(me.name, me.api_addr),
         settings=settings,
+        tls=node_tls,
     )
     applying = consensus.start()
-    manager = Manager(me, settings, consensus, peers)
+    manager = Manager(me, settings, consensus, peers, data_key)
     metrics = ManagerMetrics(consensus)
-    forwarder = Forwarder(settings.forward_timeout_s)
+    forwarder = Forwarder(settings.forward_timeout_s, client_tls)
     # A session call may reach the leader through a follower: hold it well within the forward timeout.
     hold_s = min(settings.orchestrator.heartbeat_period_s, settings.forward_timeout_s / 2)
-    leader_services = LeaderServices(consensus, metrics=metrics, hold_s=hold_s)
+    leader_services = LeaderServices(consensus, metrics=metrics, hold_s=hold_s, data_key=data_key)
     manager.leader_services = leader_services
     leader_services.start()
     local_worker: LocalWorker | None = None
     servers: list[HttpServer] = []
     try:
+        api = create_app(manager, metrics, forwarder)
+        grace = settings.shutdown_grace_s
         servers.append(
             HttpServer(
-                create_app(manager, metrics, forwarder),
+                api,
+                bind(settings.listen_addr, "listen_addr"),
                 settings.listen_addr,
-                "listen_addr",
-                grace_s=settings.shutdown_grace_s,
+                grace_s=grace,
+                tls=server_tls,
             )
         )
+        socket_path = os.path.join(data_dir, SOCKET_NAME)
+        servers.append(HttpServer(api, bind_unix(socket_path), socket_path, grace_s=grace))
         servers.append(
             HttpServer(
                 metrics_app(metrics, consensus, me.name),
+                bind(settings.metrics_addr, "metrics_addr"),
                 settings.metrics_addr,
-                "metrics_addr",
-                grace_s=settings.shutdown_grace_s,
+                grace_s=grace,
             )
         )
         for server in servers:
@@ -255,6 +338,7 @@ async def _found(manager: Manager, data_dir: str) -> None:
         elif queries.cluster(manager.conn) is None:
             record = c.ManagerRecord(me.name, me.raft_id, me.api_addr, me.raft_addr)
             await consensus.propose(c.InitCluster(me.cluster_id, time.time(), record))
+        await _record_ca(manager, data_dir)
     if initialized:
         _announce_resumed(manager)
         return
@@ -264,6 +348,24 @@ async def _found(manager: Manager, data_dir: str) -> None:
     say("Cluster initialized successfully!")
     say("To add managers, generate join token:")
     say("  warren cluster join-token manager")
+
+
+async def _record_ca(manager: Manager, data_dir: str) -> None:
+    """The founder records the CA (and its own certificate) in the state, once."""
+    if queries.cluster_ca(manager.conn) is not None:
+        return
+    sealed = read_if_exists(os.path.join(material.tls_dir(data_dir), FOUNDER_CA_KEY))
+    if sealed is None:
+        raise ConfigError(f"{data_dir}: the founder's sealed CA key ({FOUNDER_CA_KEY}) is missing")
+    node = material.load_node(data_dir)
+    assert node is not None
+    now = time.time()
+    await manager.consensus.propose(c.SetClusterCA(node.ca_pem.decode("ascii"), sealed.decode("ascii"), now))
+    cert = node.cert
+    me = manager.identity
+    await manager.consensus.propose(
+        c.RecordCert(certs.fingerprint(cert), me.name, "manager", certs.expires_at(cert), now)
+    )
 
 
 async def _promote(manager: Manager, data_dir: str, token: str, via: str) -> None:

@@ -7,6 +7,7 @@ command carries, so apply stays deterministic.
 
 from __future__ import annotations
 
+import base64
 import logging
 import os
 import secrets
@@ -26,10 +27,12 @@ from warren.errors import (
     raft_errors,
 )
 from warren.manager import tokens
+from warren.manager.ca import ClusterCA, Issued
 from warren.manager.consensus import Consensus, MemberMeta
 from warren.manager.dispatcher import secret_digest
 from warren.manager.identity import Identity
 from warren.manager.logrelay import LogStream
+from warren.pki import certs
 from warren.store import commands as c
 from warren.store import queries, schema
 from warren.store.apply import check_token
@@ -48,12 +51,20 @@ IMPORT_BATCH_ROWS = 200
 
 class Manager:
     def __init__(
-        self, identity: Identity, settings: config.ManagerSettings, consensus: Consensus, peers: PeerClient
+        self,
+        identity: Identity,
+        settings: config.ManagerSettings,
+        consensus: Consensus,
+        peers: PeerClient,
+        data_key: bytes,
     ) -> None:
         self.identity = identity
         self.settings = settings
         self.consensus = consensus
         self.peers = peers
+        # The cluster data key (warren.pki.sealing): opens the CA key and secrets; never replicated.
+        self.data_key = data_key
+        self.ca = ClusterCA(consensus, data_key)
         # Set by the daemon: the leader-only services (worker sessions, reconcile loop).
         self.leader_services: LeaderServices | None = None
 
@@ -76,7 +87,7 @@ class Manager:
     # -- join tokens ----------------------------------------------------------------------------------
 
     async def issue_token(self, role: c.Role, rotate: bool, ttl_s: float | None = None) -> dict[str, Any]:
-        token = tokens.mint()
+        token = tokens.mint(self.ca.digest())
         now = time.time()
         ttl = self.settings.join_token_ttl_s if ttl_s is None else ttl_s
         cmd = c.CreateToken(secrets.token_hex(8), role, tokens.digest(token), now, now + ttl, rotate)
@@ -86,16 +97,32 @@ class Manager:
 
     # -- managers -------------------------------------------------------------------------------------
 
-    async def register_manager(self, token: str, api_addr: str, raft_addr: str) -> dict[str, Any]:
-        """First step of a join: check the token, allocate a Raft ID, record the manager as joining."""
+    async def register_manager(self, token: str, api_addr: str, raft_addr: str, csr: str) -> dict[str, Any]:
+        """First step of a join: check the token, allocate a Raft ID, record the manager as joining,
+        and sign its certificate. The answer carries the cluster data key (over mutual TLS to a node
+        that checked our CA against its token): every manager needs it to open the CA key."""
         self.consensus.require_leader()
         _check_form(token)
+        certs.csr_public_key(csr)  # a bad CSR is refused before anything is recorded
         next_id = self.conn.execute("SELECT next_raft_id FROM cluster").fetchone()
         name = f"manager-{next_id[0] if next_id else 'x'}-{secrets.token_hex(3)}"
         cmd = c.RegisterManager(name, api_addr, raft_addr, tokens.digest(token), time.time())
         result: dict[str, Any] = await self.consensus.propose(cmd)
+        issued = await self._issue(csr, name, "manager")
         log.info("manager %s (raft id %s) registered from %s, joining", name, result["raft_id"], api_addr)
-        return result
+        return {**result, **_issued_doc(issued), "data_key": base64.b64encode(self.data_key).decode("ascii")}
+
+    async def _issue(self, csr: str, name: str, role: certs.Role) -> Issued:
+        return await self.ca.issue(csr, name=name, role=role, lifetime_s=self.settings.node_cert_lifetime_s)
+
+    async def renew_certificate(self, peer: certs.PeerIdentity, csr: str) -> dict[str, Any]:
+        """A new certificate for a node's new key, with the name and role of the one it called with."""
+        self.consensus.require_leader()
+        if peer.role == "admin":
+            raise InvalidError("admin certificates are not renewed here; `cluster init` wrote a long-lived one")
+        issued = await self._issue(csr, peer.name, peer.role)
+        log.info("certificate of %s %s renewed", peer.role, peer.name)
+        return _issued_doc(issued)
 
     async def promote_manager(self, name: str, token: str) -> dict[str, Any]:
         """Second step: add the running manager as a learner, wait until caught up, make it a voter."""
@@ -150,18 +177,20 @@ class Manager:
     # -- workers --------------------------------------------------------------------------------------
 
     async def register_worker(
-        self, token: str, addr: str, labels: dict[str, Any], resources: dict[str, Any]
+        self, token: str, addr: str, labels: dict[str, Any], resources: dict[str, Any], csr: str
     ) -> dict[str, Any]:
-        """Check the worker token (in apply), mint the node's name and session secret; only the
-        secret's digest is replicated, the secret itself is answered once."""
+        """Check the worker token (in apply), mint the node's name and session secret, and sign its
+        certificate; only the secret's digest is replicated, the secret itself is answered once."""
         self.consensus.require_leader()
         _check_form(token)
+        certs.csr_public_key(csr)
         name = "worker-" + secrets.token_hex(3)
         secret = secrets.token_urlsafe(32)
         cmd = c.RegisterWorker(
             name, tokens.digest(token), secret_digest(secret), addr, labels, resources, time.time()
         )
         result = await self.consensus.propose(cmd)
+        issued = await self._issue(csr, name, "worker")
         dispatcher = self._maybe_dispatcher()
         if dispatcher is not None:
             dispatcher.touch(name)
@@ -171,6 +200,7 @@ class Manager:
             "secret": secret,
             "cluster_id": result["cluster_id"],
             "heartbeat_period_s": self.settings.orchestrator.heartbeat_period_s,
+            **_issued_doc(issued),
         }
 
     async def set_availability(self, name: str, availability: c.Availability) -> dict[str, Any]:
@@ -347,6 +377,14 @@ class Manager:
             c.ResetManagers(c.ManagerRecord(me.name, me.raft_id, me.api_addr, me.raft_addr), time.time())
         )
         return counts
+
+
+def _issued_doc(issued: Issued) -> dict[str, Any]:
+    return {
+        "certificate": issued.cert_pem.decode("ascii"),
+        "ca": issued.ca_pem.decode("ascii"),
+        "cert_expires_at": issued.expires_at,
+    }
 
 
 def _check_form(token: str) -> None:

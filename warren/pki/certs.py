@@ -92,7 +92,7 @@ def fingerprint_der(der: bytes) -> str:
 
 
 def _now() -> datetime.datetime:
-    return datetime.datetime.now(datetime.timezone.utc)
+    return datetime.datetime.now(datetime.UTC)
 
 
 def create_ca(cluster_id: str, lifetime_s: float) -> tuple[ec.EllipticCurvePrivateKey, x509.Certificate]:
@@ -229,7 +229,10 @@ def identity(cert: x509.Certificate) -> PeerIdentity:
     if role not in ROLES:
         raise UnauthorizedError("the client certificate has no Warren role")
     return PeerIdentity(
-        one(NameOID.COMMON_NAME), role, one(NameOID.ORGANIZATION_NAME), fingerprint(cert)  # type: ignore[arg-type]
+        one(NameOID.COMMON_NAME),
+        role,
+        one(NameOID.ORGANIZATION_NAME),
+        fingerprint(cert),  # type: ignore[arg-type]
     )
 
 

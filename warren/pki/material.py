@@ -122,16 +122,35 @@ class _ManagerContext(ssl.SSLContext):
     """A client context that verifies the server as `warren-manager`, whatever address was dialled:
     managers are reached by IP, and only manager certificates carry that name."""
 
-    def wrap_socket(self, sock, server_side=False, do_handshake_on_connect=True,  # type: ignore[no-untyped-def,override]
-                    suppress_ragged_eofs=True, server_hostname=None, session=None):
+    def wrap_socket(
+        self,
+        sock,
+        server_side=False,
+        do_handshake_on_connect=True,  # type: ignore[no-untyped-def,override]
+        suppress_ragged_eofs=True,
+        server_hostname=None,
+        session=None,
+    ):
         return super().wrap_socket(
-            sock, server_side, do_handshake_on_connect, suppress_ragged_eofs,
-            None if server_side else certs.MANAGER_NAME, session,
+            sock,
+            server_side,
+            do_handshake_on_connect,
+            suppress_ragged_eofs,
+            None if server_side else certs.MANAGER_NAME,
+            session,
         )
 
-    def wrap_bio(self, incoming, outgoing, server_side=False, server_hostname=None,  # type: ignore[no-untyped-def,override]
-                 session=None):
-        return super().wrap_bio(incoming, outgoing, server_side, None if server_side else certs.MANAGER_NAME, session)
+    def wrap_bio(
+        self,
+        incoming,
+        outgoing,
+        server_side=False,
+        server_hostname=None,  # type: ignore[no-untyped-def,override]
+        session=None,
+    ):
+        return super().wrap_bio(
+            incoming, outgoing, server_side, None if server_side else certs.MANAGER_NAME, session
+        )
 
 
 def client_context(ca_pem: bytes, node_path: str | None) -> ssl.SSLContext:

@@ -1,0 +1,118 @@
+"""Who may call what: the API's authorization, in front of everything else (docs/security.md).
+
+Every TCP connection to the API is TLS. The caller is known by the client certificate it presented
+(verified against the cluster CA by the TLS layer; `servers.PeerProtocol` puts its identity in the
+request scope), or is the local administrator when the request came in on the manager's unix socket
+(0600, in the data dir). Then:
+
+- without a certificate, only the join calls (and the CA certificate they check first) are open;
+- a worker certificate reaches only the worker session endpoints and its own certificate renewal;
+- manager and admin certificates reach everything;
+- a certificate of a node that was removed is refused (revoked), whatever it is still valid for.
+
+A follower forwards some requests to the leader with its own (manager) certificate; it states the
+original caller in `x-warren-identity`, which the leader believes only from a manager. That header is
+dropped from everyone else's requests.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, MutableMapping
+from typing import Any
+
+from warren.api.responses import error_response
+from warren.pki.certs import ROLES, PeerIdentity
+from warren.store import queries
+from warren.store.machine import Store
+
+Scope = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[MutableMapping[str, Any]]]
+Send = Callable[[MutableMapping[str, Any]], Awaitable[None]]
+ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
+
+IDENTITY_HEADER = b"x-warren-identity"
+PEER_KEY = "warren.peer"  # scope["extensions"][PEER_KEY]: PeerIdentity | None, set per connection
+LOCAL_KEY = "warren.local"  # scope["extensions"][LOCAL_KEY]: True on the unix socket
+IDENTITY_KEY = "warren.identity"  # scope[IDENTITY_KEY]: the authorized caller, for the routes
+
+# The local administrator on the manager's unix socket.
+LOCAL_ADMIN = PeerIdentity("local", "admin", "", "")
+
+OPEN_PATHS = frozenset({("GET", "/v1/ca"), ("POST", "/v1/managers/join"), ("POST", "/v1/workers/join")})
+WORKER_PREFIXES = ("/v1/dispatcher/",)
+WORKER_PATHS = frozenset({("POST", "/v1/certs/renew")})
+
+
+def caller(scope: Scope) -> PeerIdentity | None:
+    """The authorized caller of a request (None for an anonymous join call)."""
+    identity = scope.get(IDENTITY_KEY)
+    return identity if isinstance(identity, PeerIdentity) else None
+
+
+def _forwarded(headers: list[tuple[bytes, bytes]]) -> PeerIdentity | None | bool:
+    """The identity a forwarding manager stated: PeerIdentity, None (anonymous), or False (none stated)."""
+    for key, value in headers:
+        if key == IDENTITY_HEADER:
+            role, _, name = value.decode("latin-1").partition(" ")
+            if role == "anonymous":
+                return None
+            if role in ROLES and name:
+                return PeerIdentity(name, role, "", "")  # type: ignore[arg-type]
+            return None
+    return False
+
+
+class Authorization:
+    def __init__(self, app: ASGIApp, store: Store) -> None:
+        self.app = app
+        self.store = store
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        extensions = scope.get("extensions") or {}
+        headers: list[tuple[bytes, bytes]] = list(scope["headers"])
+        peer: PeerIdentity | None
+        if extensions.get(LOCAL_KEY):
+            peer = LOCAL_ADMIN
+        else:
+            peer = extensions.get(PEER_KEY)
+        if peer is not None and peer.role == "manager":
+            stated = _forwarded(headers)
+            if stated is not False:
+                peer = stated  # type: ignore[assignment]
+        refusal = self._refusal(scope["method"], scope["path"], peer)
+        if refusal is not None:
+            status, code, message = refusal
+            await error_response(status, code, message)(scope, receive, send)
+            return
+        scope[IDENTITY_KEY] = peer
+        stated_value = b"anonymous" if peer is None else f"{peer.role} {peer.name}".encode()
+        scope["headers"] = [(k, v) for k, v in headers if k != IDENTITY_HEADER] + [
+            (IDENTITY_HEADER, stated_value)
+        ]
+        await self.app(scope, receive, send)
+
+    def _refusal(self, method: str, path: str, peer: PeerIdentity | None) -> tuple[int, str, str] | None:
+        if (method, path) in OPEN_PATHS:
+            return None
+        if peer is None:
+            return (
+                401,
+                "unauthorized",
+                "a client certificate issued by this cluster is required (the CLI finds the one "
+                "`warren cluster init` wrote under ~/.config/warren; on a manager host, root can use "
+                "the unix socket in the data dir)",
+            )
+        if peer.role in ("manager", "worker"):
+            role = queries.node_role(self.store.conn, peer.name)
+            if role != peer.role:
+                return (
+                    401,
+                    "unauthorized",
+                    f"the certificate of node {peer.name} is revoked (the node was removed)",
+                )
+        if peer.role == "worker" and not (path.startswith(WORKER_PREFIXES) or (method, path) in WORKER_PATHS):
+            return (403, "forbidden", "a worker certificate may only use the worker session endpoints")
+        return None

@@ -1,0 +1,77 @@
+"""The cluster CA at work on a manager: issuing node certificates from CSRs.
+
+The CA certificate and its sealed private key are in the replicated state (`pki` table), so whichever
+manager leads can sign; the key is unsealed with this manager's copy of the cluster data key, only in
+memory. Each issued certificate is recorded (`RecordCert`) before it is handed out, so removing its
+node revokes it. The name and role come from the cluster's records, never from the CSR.
+"""
+
+from __future__ import annotations
+
+import base64
+import time
+from dataclasses import dataclass
+
+from cryptography.hazmat.primitives.asymmetric import ec
+
+from warren.errors import UnavailableError
+from warren.manager.consensus import Consensus
+from warren.pki import certs, sealing
+from warren.store import commands as c
+from warren.store import queries
+
+CA_KEY_AAD = "pki:ca-key"
+
+
+def seal_ca_key(data_key: bytes, key: ec.EllipticCurvePrivateKey) -> str:
+    return base64.b64encode(sealing.seal(data_key, certs.key_pem(key), CA_KEY_AAD)).decode("ascii")
+
+
+@dataclass(frozen=True, slots=True)
+class Issued:
+    cert_pem: bytes
+    ca_pem: bytes
+    expires_at: float
+
+
+class ClusterCA:
+    def __init__(self, consensus: Consensus, data_key: bytes) -> None:
+        self.consensus = consensus
+        self.data_key = data_key
+        self._unsealed: tuple[str, ec.EllipticCurvePrivateKey] | None = None
+
+    def ca_pem(self) -> bytes:
+        record = queries.cluster_ca(self.consensus.store.conn)
+        if record is None:
+            raise UnavailableError("the cluster CA is not recorded yet (the cluster is starting); retry")
+        return record[0].encode("ascii")
+
+    def digest(self) -> str:
+        return certs.ca_digest(self.ca_pem())
+
+    def _key(self) -> tuple[bytes, ec.EllipticCurvePrivateKey]:
+        record = queries.cluster_ca(self.consensus.store.conn)
+        if record is None:
+            raise UnavailableError("the cluster CA is not recorded yet (the cluster is starting); retry")
+        ca_cert, sealed = record
+        if self._unsealed is None or self._unsealed[0] != sealed:
+            pem = sealing.unseal(self.data_key, base64.b64decode(sealed), CA_KEY_AAD)
+            self._unsealed = (sealed, certs.load_key(pem))
+        return ca_cert.encode("ascii"), self._unsealed[1]
+
+    async def issue(self, csr_pem: str, *, name: str, role: certs.Role, lifetime_s: float) -> Issued:
+        """Sign the CSR's key as `name` with `role`; recorded (committed) before it is returned."""
+        public = certs.csr_public_key(csr_pem)
+        ca_pem, key = self._key()
+        ca_cert = certs.load_cert(ca_pem)
+        cluster = queries.cluster(self.consensus.store.conn)
+        cluster_id = str(cluster["cluster_id"]) if cluster else ""
+        cert = certs.issue(
+            key, ca_cert, public, name=name, role=role, cluster_id=cluster_id, lifetime_s=lifetime_s
+        )
+        expires = certs.expires_at(cert)
+        if role != "admin":
+            await self.consensus.propose(
+                c.RecordCert(certs.fingerprint(cert), name, role, expires, time.time())
+            )
+        return Issued(certs.cert_pem(cert), ca_pem, expires)
