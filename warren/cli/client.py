@@ -97,6 +97,8 @@ class ManagerClient:
     balancer in front of several.
 
     `transport` replaces the network (httpx.MockTransport in tests); `sleep` and `clock` the time.
+    TLS uses `credentials`, or else this user's admin certificate for the cluster (found by
+    warren.pki.userconfig), or else, for the default manager, a local manager's unix socket.
     Use as a context manager, or call close().
     """
 
@@ -109,12 +111,15 @@ class ManagerClient:
         sleep: Callable[[float], None] = time.sleep,
         clock: Callable[[], float] = time.monotonic,
         source: str = "--manager",
+        credentials: userconfig.ClientCredentials | None = None,
     ) -> None:
         self.addresses = [a.strip() for a in manager.split(",") if a.strip()]
         if not self.addresses:
             raise ConfigError(f"{source} names no manager (expected HOST:PORT[,HOST:PORT...])")
         verify: Any = True
-        if transport is None:
+        if credentials is not None:
+            verify = credentials.context()
+        elif transport is None:
             self.addresses, transport, verify = _connection(self.addresses, source)
         self._bases = [base_url(a, source=source) for a in self.addresses]
         self._current = 0
