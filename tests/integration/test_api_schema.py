@@ -9,7 +9,11 @@ The backup endpoint is included: it takes no input, so hypothesis generates one 
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from typing import Any
+
 import pytest
+import requests
 import schemathesis
 from hypothesis import HealthCheck, settings
 from schemathesis.checks import (
@@ -19,18 +23,42 @@ from schemathesis.checks import (
     status_code_conformance,
 )
 
-from tests.integration.managers import ManagerProc
+from tests.integration.managers import ManagerProc, api, credentials
 
 MAX_EXAMPLES = 25
 UVICORN_PROTOCOL_REFUSAL = "Invalid HTTP request received."
+
+
+class _AdminAdapter(requests.adapters.HTTPAdapter):
+    """HTTPS with the cluster's admin certificate, verifying the manager as `warren-manager`."""
+
+    def __init__(self, addr: str) -> None:
+        self._context = credentials(addr).context()
+        super().__init__()
+
+    def init_poolmanager(self, *args: Any, **kwargs: Any) -> None:
+        kwargs["ssl_context"] = self._context
+        super().init_poolmanager(*args, **kwargs)
+
+
+@pytest.fixture(scope="module")
+def admin_session(lone_manager: ManagerProc) -> Iterator[requests.Session]:
+    session = requests.Session()
+    session.mount("https://", _AdminAdapter(lone_manager.api_addr))
+    session.verify = credentials(lone_manager.api_addr).dir + "/ca.crt"
+    yield session
+    session.close()
 
 
 @pytest.fixture(scope="module")
 def api_schema(lone_manager: ManagerProc) -> schemathesis.BaseSchema:
     # FastAPI writes OpenAPI 3.1, which schemathesis 3.x supports behind a flag.
     schemathesis.experimental.OPEN_API_3_1.enable()
-    return schemathesis.from_uri(
-        f"http://{lone_manager.api_addr}/openapi.json",
+    with api(lone_manager.api_addr) as client:
+        document = client.get("/openapi.json").raise_for_status().json()
+    return schemathesis.from_dict(
+        document,
+        base_url=f"https://{lone_manager.api_addr}",
         # Requests that fit the schema and requests that break it on purpose (wrong types, missing fields).
         data_generation_methods=schemathesis.DataGenerationMethod.all(),
     )
@@ -49,8 +77,10 @@ schema = schemathesis.from_pytest_fixture("api_schema")
         HealthCheck.function_scoped_fixture,
     ],
 )
-def test_no_operation_answers_5xx(case: schemathesis.Case, lone_manager: ManagerProc) -> None:
-    response = case.call(timeout=15)
+def test_no_operation_answers_5xx(
+    case: schemathesis.Case, lone_manager: ManagerProc, admin_session: requests.Session
+) -> None:
+    response = case.call(session=admin_session, timeout=15)
     if response.status_code == 400 and response.text == UVICORN_PROTOCOL_REFUSAL:
         # Refused by the HTTP server before any application code (e.g. a header name httptools
         # rejects): plain text by uvicorn's choice, and rightly not a 5xx.

@@ -16,6 +16,7 @@ from typing import Any
 import httpx
 import pytest
 
+from warren.pki.join import new_join_key
 from tests.integration.managers import (
     ManagerCluster,
     ManagerProc,
@@ -50,10 +51,9 @@ class FakeWorker:
 
     @classmethod
     def join(cls, managers: Sequence[str], token: str, addr: str = "127.0.0.9") -> FakeWorker:
+        body = {"token": token, "addr": addr, "labels": {}, "resources": RESOURCES, "csr": new_join_key().csr_pem}
         with api(managers[0], 10) as client:
-            r = client.post(
-                "/v1/workers/join", json={"token": token, "addr": addr, "labels": {}, "resources": RESOURCES}
-            )
+            r = client.post("/v1/workers/join", json=body)
         assert r.status_code == 201, r.text
         doc = r.json()
         return cls(managers, doc["name"], doc["secret"])
@@ -451,14 +451,13 @@ def test_sessions_through_a_follower_and_a_fresh_grace_after_leader_kill(
     held = a.session(via)
     assert HEARTBEAT_S * 0.8 <= time.monotonic() - start < HEARTBEAT_S + 2
     assert held["assignments"] is None
-    r = httpx.post(
-        f"http://{via}/v1/dispatcher/session", json={"node": a.name, "known": a.digest}, headers=a.headers
-    )
-    assert r.headers.get("x-warren-forwarded-to") == leader.api_addr
+    with api(via) as client:
+        r = client.post("/v1/dispatcher/session", json={"node": a.name, "known": a.digest}, headers=a.headers)
+        assert r.headers.get("x-warren-forwarded-to") == leader.api_addr
 
-    # Followed logs are served by the leader only: a follower redirects the client there.
-    r = httpx.get(f"http://{via}/v1/services/web/logs?follow=true", follow_redirects=False)
-    assert r.status_code == 307 and r.headers["location"].startswith(f"http://{leader.api_addr}/v1/"), r
+        # Followed logs are served by the leader only: a follower redirects the client there.
+        r = client.get("/v1/services/web/logs?follow=true", follow_redirects=False)
+    assert r.status_code == 307 and r.headers["location"].startswith(f"https://{leader.api_addr}/v1/"), r
 
     everyone = [m.api_addr for m in three.managers]
     b = FakeWorker.join(everyone, token)

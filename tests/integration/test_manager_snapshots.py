@@ -21,7 +21,7 @@ def test_snapshot_compaction_join_and_restart(make_managers: Callable[..., Manag
         extra_flags=[*TIMER_FLAGS, "--raft-snapshot-threshold", str(SNAPSHOT_EVERY), "--raft-log-keep", "0"]
     )
     first = cluster.init()
-    with httpx.Client(base_url=f"http://{first.api_addr}", timeout=10.0) as client:
+    with api(first.api_addr, 10.0) as client:
         for i in range(WRITES):
             response = client.post(
                 "/v1/services", json={"name": f"s{i}", "image": "busybox", "replicas": i % 4}
