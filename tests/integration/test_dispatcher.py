@@ -16,6 +16,7 @@ from typing import Any
 import httpx
 import pytest
 
+from warren.pki import certs
 from warren.pki.join import new_join_key
 from tests.integration.managers import (
     ManagerCluster,
@@ -171,11 +172,17 @@ def test_a_worker_joins_with_a_worker_token_only(one: ManagerProc) -> None:
     token = worker_token(addr)
     with api(addr, 10) as client:
         r = client.post(
-            "/v1/workers/join", json={"token": token, "addr": "127.0.0.9", "resources": RESOURCES}
+            "/v1/workers/join",
+            json={"token": token, "addr": "127.0.0.9", "resources": RESOURCES, "csr": new_join_key().csr_pem},
         )
         assert r.status_code == 201, r.text
         doc = r.json()
-        assert set(doc) == {"name", "secret", "cluster_id", "heartbeat_period_s"}
+        assert set(doc) == {
+            "name", "secret", "cluster_id", "heartbeat_period_s", "certificate", "ca", "cert_expires_at"
+        }
+        # The certificate names the node and its role, for the key in the CSR.
+        who = certs.identity(certs.load_cert(doc["certificate"].encode()))
+        assert (who.name, who.role, who.cluster_id) == (doc["name"], "worker", one.info()["cluster_id"])
         assert doc["name"].startswith("worker-") and len(doc["name"]) == len("worker-") + 6
         assert len(doc["secret"]) >= 43 and doc["heartbeat_period_s"] == HEARTBEAT_S
         assert doc["cluster_id"] == one.info()["cluster_id"]
@@ -185,16 +192,17 @@ def test_a_worker_joins_with_a_worker_token_only(one: ManagerProc) -> None:
         assert doc["secret"] not in r.text.replace(doc["secret"], "", 1), "the secret is shown once"
         assert "secret" not in str(node) and doc["secret"] not in one.errors(), "secret leaked"
 
+        csr = new_join_key().csr_pem
         manager_token = client.post("/v1/cluster/join-tokens", json={"role": "manager"}).json()["token"]
-        refused = client.post("/v1/workers/join", json={"token": manager_token, "addr": "127.0.0.9"})
+        refused = client.post("/v1/workers/join", json={"token": manager_token, "addr": "127.0.0.9", "csr": csr})
         assert "manager join token" in assert_error_body(refused, 401, "unauthorized")["message"]
         for garbage in ("nope", "SWMTKN-1-" + "a" * 50, "SWMTKN-1-" + "A" * 50):
-            refused = client.post("/v1/workers/join", json={"token": garbage, "addr": "127.0.0.9"})
+            refused = client.post("/v1/workers/join", json={"token": garbage, "addr": "127.0.0.9", "csr": csr})
             assert_error_body(refused, 401, "unauthorized")
         short_doc = client.post("/v1/cluster/join-tokens", json={"role": "worker", "ttl_s": 0.3}).json()
         short = short_doc["token"]
         wait_for(lambda: time.time() > short_doc["expires_at"] + 0.05, 5, "the short-lived token to expire")
-        expired = client.post("/v1/workers/join", json={"token": short, "addr": "127.0.0.9"})
+        expired = client.post("/v1/workers/join", json={"token": short, "addr": "127.0.0.9", "csr": csr})
         assert "expired" in assert_error_body(expired, 401, "unauthorized")["message"]
         assert token not in one.errors() and short not in one.errors(), "a token was logged"
     workers = one.info()

@@ -6,6 +6,8 @@ import secrets
 import time
 from collections.abc import Callable
 
+from warren.pki.join import new_join_key
+
 from tests.integration.managers import (
     ManagerCluster,
     ManagerProc,
@@ -36,17 +38,29 @@ def test_join_tokens_are_checked_and_never_logged(make_managers: Callable[..., M
     founder = c.init()
     tokens: list[str] = []
 
-    # Garbage, and a well-formed token the cluster never issued.
+    # Garbage, a well-formed token the cluster never issued (with its CA's digest), and one that pins
+    # another CA: that one is refused by the joining node itself, before it sends anything.
+    with api(founder.api_addr) as client:
+        digest = client.get("/v1/ca").raise_for_status().json()["digest"]
     garbage = "not-a-token-" + secrets.token_hex(8)
-    unknown = "SWMTKN-1-" + "".join(secrets.choice("0123456789abcdefghijklmnopqrstuvwxyz") for _ in range(50))
-    tokens += [garbage, unknown]
+    alphabet = "0123456789abcdefghijklmnopqrstuvwxyz"
+    secret = "".join(secrets.choice(alphabet) for _ in range(25))
+    unknown = f"SWMTKN-1-{digest}-{secret}"
+    other_ca = f"SWMTKN-1-{'0' * 50}-{secret}"
+    tokens += [garbage, unknown, other_ca]
     assert "invalid join token" in refused_join(c, garbage, founder)
     assert "invalid join token" in refused_join(c, unknown, founder)
+    assert "does not match the join token's digest" in refused_join(c, other_ca, founder)
     # The API says the same with a 401.
     with api(founder.api_addr) as client:
         response = client.post(
             "/v1/managers/join",
-            json={"token": unknown, "api_addr": "127.0.0.1:1", "raft_addr": "127.0.0.1:2"},
+            json={
+                "token": unknown,
+                "api_addr": "127.0.0.1:1",
+                "raft_addr": "127.0.0.1:2",
+                "csr": new_join_key().csr_pem,
+            },
         )
     assert_error_body(response, 401, "unauthorized")
 
@@ -77,7 +91,7 @@ def test_join_tokens_are_checked_and_never_logged(make_managers: Callable[..., M
     tokens.append(worker)
     assert "worker join token" in refused_join(c, worker, joined)
 
-    # Seven refusals later the cluster is intact: two managers, both ready.
+    # Eight refusals later the cluster is intact: two managers, both ready.
     info = founder.info()
     assert [m["status"] for m in info["managers"] if m["role"] in ("leader", "follower")] == [
         "ready",
