@@ -96,6 +96,8 @@ def test_every_command_round_trips() -> None:
         c.RemoveTasks(["task-1", "task-2"]),
         c.SetClusterCA("-----BEGIN CERTIFICATE-----", "c2VhbGVk", T0),
         c.RecordCert("ab" * 32, "worker-1", "worker", T0 + 60, T0),
+        c.CreateSecret("sec-1", "db-password", "c2VhbGVk", T0),
+        c.RemoveSecret("db-password", T0),
     ]
     assert {type(cmd) for cmd in cmds} == set(c.COMMANDS.values())
     for cmd in cmds:

@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING, Any
 
 from warren.config import OrchestratorSettings
 from warren.errors import UnauthorizedError, UnavailableError, WarrenError
+from warren.manager import secrets as secret_values
 from warren.manager.logrelay import LogRelay
 from warren.store import commands as c
 from warren.store import queries
@@ -115,8 +116,11 @@ class Dispatcher:
         metrics: ManagerMetrics | None = None,
         clock: Callable[[], float] = time.monotonic,
         wall: Callable[[], float] = time.time,
+        data_key: bytes | None = None,
     ) -> None:
         self.store = store
+        # Opens the secrets a worker's tasks use, for its session answer (None: none can be delivered).
+        self.data_key = data_key
         self.propose = propose
         self.settings = settings
         # How long a session call is held at most: the heartbeat period, unless the daemon caps it
@@ -264,15 +268,29 @@ class Dispatcher:
             self.held -= 1
         self.touch(node)
         docs = None
+        values = None
         if digest != known:
             docs = queries.assignments(self.store.conn, node)
             digest = queries.assignments_digest(docs)  # the digest of exactly what is sent
+            values = self._secrets_for(node, docs)
         return {
             "heartbeat_period_s": self.settings.heartbeat_period_s,
             "digest": digest,
             "assignments": docs,
             "log_requests": [r.to_doc() for r in self.logs.take_pending(node)],
+            "secrets": values,
         }
+
+    def _secrets_for(self, node: str, docs: list[dict[str, Any]]) -> dict[str, str]:
+        """The values of the secrets used by the tasks in `docs` (this node's, that should run): a
+        worker is given no other secret."""
+        names = secret_values.names_used(docs)
+        if not names:
+            return {}
+        if self.data_key is None:
+            log.error("tasks on %s need secrets, but this manager has no data key to open them", node)
+            return {}
+        return secret_values.open_for_delivery(self.store.conn, self.data_key, names, node=node)
 
     async def _back_up(self, node: str, report: NodeReport | None) -> None:
         """Mark a down node ready again, and record a changed address, labels or resources."""

@@ -37,8 +37,10 @@ class LeaderServices:
         plan: Planner | None = None,
         hold_s: float | None = None,
         on_change: Callable[[Dispatcher | None], None] | None = None,
+        data_key: bytes | None = None,
     ) -> None:
         self.consensus = consensus
+        self.data_key = data_key  # for each term's dispatcher: it opens the secrets it delivers
         self.metrics = metrics
         self.plan = plan
         self.hold_s = hold_s
@@ -92,7 +94,9 @@ class LeaderServices:
             return
         orch = self.consensus.settings.orchestrator
         store = self.consensus.store
-        dispatcher = Dispatcher(store, self.consensus.propose, orch, hold_s=self.hold_s, metrics=self.metrics)
+        dispatcher = Dispatcher(
+            store, self.consensus.propose, orch, hold_s=self.hold_s, metrics=self.metrics, data_key=self.data_key
+        )
         orchestrator = Orchestrator(store, self.consensus.propose, orch, plan=self.plan, metrics=self.metrics)
         dispatcher.start()
         orchestrator.start()

@@ -187,6 +187,7 @@ def _placement(conn: sqlite3.Connection, node: str | None, message: str) -> tupl
 def _create_service(conn: sqlite3.Connection, index: int, cmd: c.CreateService) -> Any:
     if conn.execute("SELECT 1 FROM services WHERE name = ?", (cmd.name,)).fetchone() is not None:
         raise CommandError("conflict", f"a service named {cmd.name!r} already exists")
+    _check_secrets(conn, cmd.name, cmd.spec.get("secrets"), "not_found", "names")
     conn.execute(
         "INSERT INTO services (id, name, spec, created_at, updated_at, version) VALUES (?, ?, ?, ?, ?, ?)",
         (cmd.service_id, cmd.name, _json(cmd.spec), cmd.at, cmd.at, index),
@@ -207,6 +208,8 @@ def _update_service(conn: sqlite3.Connection, index: int, cmd: c.UpdateService) 
     row = _service_version(conn, cmd.name, cmd.if_version)
     old = orjson.loads(row["spec"])
     spec = {**old, **cmd.changes}
+    if "secrets" in cmd.changes:
+        _check_secrets(conn, cmd.name, spec.get("secrets"), "not_found", "names")
     # Only a change of what tasks are made of is an update worth rolling back to before; a scale (or a
     # label) keeps the previous spec, so `rollback` after a scale undoes the last real update.
     real = taskstate.task_spec(spec) != taskstate.task_spec(old)
@@ -233,6 +236,9 @@ def _rollback_service(conn: sqlite3.Connection, index: int, cmd: c.RollbackServi
             spec[key] = previous[key]
         else:
             spec.pop(key, None)
+    # A secret the previous spec used may have been removed since (only current specs hold one).
+    what = "cannot roll back: its previous spec names"
+    _check_secrets(conn, cmd.name, spec.get("secrets"), "conflict", what)
     conn.execute(
         "UPDATE services SET spec = ?, previous_spec = ?, updated_at = ?, version = ? WHERE name = ?",
         (_json(spec), row["spec"], cmd.at, index, cmd.name),
@@ -262,6 +268,57 @@ def _remove_service(conn: sqlite3.Connection, index: int, cmd: c.RemoveService) 
     row = _service_version(conn, cmd.name, cmd.if_version)
     conn.execute("DELETE FROM tasks WHERE service_id = ?", (row["id"],))
     conn.execute("DELETE FROM services WHERE id = ?", (row["id"],))
+    return {"removed": cmd.name}
+
+
+# -- secrets ----------------------------------------------------------------------------------------
+
+
+def _check_secrets(conn: sqlite3.Connection, service: str, names: Any, code: str, what: str) -> None:
+    """Refuse a service spec whose `secrets` is not a list of names of existing secrets. The API
+    checks the same first; here it holds against a secret removed meanwhile."""
+    if names is None:
+        return
+    if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
+        raise CommandError("invalid", f"service {service!r}: secrets must be a list of secret names")
+    known = queries.existing_secrets(conn, names)
+    missing = [n for n in dict.fromkeys(names) if n not in known]
+    if missing:
+        listed = ", ".join(missing)
+        raise CommandError(
+            code,
+            f"service {service!r}: {what} secrets that do not exist: {listed} "
+            "(create them first: warren secret create NAME FILE)",
+        )
+
+
+def _create_secret(conn: sqlite3.Connection, index: int, cmd: c.CreateSecret) -> Any:
+    if queries.existing_secrets(conn, [cmd.name]):
+        raise CommandError(
+            "conflict",
+            f"a secret named {cmd.name!r} already exists (a secret cannot be changed: create one under "
+            "a new name and switch the services to it, or remove this one first)",
+        )
+    conn.execute(
+        "INSERT INTO secrets (id, name, data_sealed, created_at, updated_at, version)"
+        " VALUES (?, ?, ?, ?, ?, ?)",
+        (cmd.secret_id, cmd.name, cmd.data_sealed, cmd.at, cmd.at, index),
+    )
+    return queries.secret(conn, cmd.name)
+
+
+def _remove_secret(conn: sqlite3.Connection, index: int, cmd: c.RemoveSecret) -> Any:
+    if not queries.existing_secrets(conn, [cmd.name]):
+        raise CommandError("not_found", f"no secret named {cmd.name!r}")
+    users = queries.secret_users(conn, cmd.name)
+    if users:
+        noun = "service" if len(users) == 1 else "services"
+        raise CommandError(
+            "conflict",
+            f"secret {cmd.name!r} is in use by {noun} {', '.join(users)}: take it out of their specs first "
+            f"(warren service update SERVICE --secret-rm {cmd.name})",
+        )
+    conn.execute("DELETE FROM secrets WHERE name = ?", (cmd.name,))
     return {"removed": cmd.name}
 
 
@@ -454,4 +511,6 @@ _HANDLERS: dict[type[Any], Handler] = {
     c.RemoveTasks: _remove_tasks,
     c.SetClusterCA: _set_cluster_ca,
     c.RecordCert: _record_cert,
+    c.CreateSecret: _create_secret,
+    c.RemoveSecret: _remove_secret,
 }

@@ -297,6 +297,27 @@ class RemoveTasks:
 
 
 @dataclass(frozen=True, slots=True)
+class CreateSecret:
+    """A secret: its value sealed by the proposer with the cluster data key for aad
+    `secret:<secret_id>` (base64). Only ciphertext ever enters the log."""
+
+    OP: ClassVar[str] = "secret.create"
+    secret_id: str
+    name: str
+    data_sealed: str = field(repr=False)
+    at: float
+
+
+@dataclass(frozen=True, slots=True)
+class RemoveSecret:
+    """Refused (conflict) while any service's spec names the secret."""
+
+    OP: ClassVar[str] = "secret.remove"
+    name: str
+    at: float
+
+
+@dataclass(frozen=True, slots=True)
 class ImportRows:
     """Rows of one table from a backup, inserted as they are (`cluster init --restore`)."""
 
@@ -337,6 +358,8 @@ Command = (
     | RemoveTasks
     | SetClusterCA
     | RecordCert
+    | CreateSecret
+    | RemoveSecret
 )
 
 # Every command class by its op, from the union above (one list to keep).

@@ -214,6 +214,52 @@ def assignments_digest(docs: Iterable[Mapping[str, Any]]) -> str:
     return hashlib.sha256(orjson.dumps(items)).hexdigest()[:16]
 
 
+# -- secrets ----------------------------------------------------------------------------------------
+# What the API shows of a secret: never its sealed value (only `sealed_secrets` reads that, for the
+# leader to open and deliver to a worker).
+
+_SECRET_COLUMNS = "id, name, created_at, updated_at, version"
+# (secret name, service name) for every secret a service's spec names.
+_SECRET_USES = "SELECT j.value, s.name FROM services s, json_each(s.spec, '$.secrets') j"
+
+
+def secrets(conn: sqlite3.Connection) -> list[dict[str, Any]]:
+    """Every secret (metadata only), by name, each with the services whose spec names it."""
+    users: dict[str, list[str]] = {}
+    for secret, service in conn.execute(_SECRET_USES + " ORDER BY s.name"):
+        users.setdefault(str(secret), []).append(str(service))
+    rows = conn.execute(f"SELECT {_SECRET_COLUMNS} FROM secrets ORDER BY name")
+    return [{**dict(r), "services": users.get(r["name"], [])} for r in rows]
+
+
+def secret(conn: sqlite3.Connection, name: str) -> dict[str, Any] | None:
+    """One secret's metadata and the services whose spec names it; None if there is none."""
+    row = conn.execute(f"SELECT {_SECRET_COLUMNS} FROM secrets WHERE name = ?", (name,)).fetchone()
+    return None if row is None else {**dict(row), "services": secret_users(conn, name)}
+
+
+def secret_users(conn: sqlite3.Connection, name: str) -> list[str]:
+    """Names of the services whose spec names secret `name`."""
+    rows = conn.execute(_SECRET_USES + " WHERE j.value = ? ORDER BY s.name", (name,))
+    return list(dict.fromkeys(str(r[1]) for r in rows))
+
+
+def existing_secrets(conn: sqlite3.Connection, names: Iterable[str]) -> set[str]:
+    """Which of `names` are secrets."""
+    return {n for n in set(names) if conn.execute("SELECT 1 FROM secrets WHERE name = ?", (n,)).fetchone()}
+
+
+def sealed_secrets(conn: sqlite3.Connection, names: Iterable[str]) -> dict[str, tuple[str, str]]:
+    """name -> (secret ID, sealed value in base64) of those of `names` that exist. For delivery to a
+    worker only: the leader opens them with the data key; never for an answer or a log line."""
+    found: dict[str, tuple[str, str]] = {}
+    for name in sorted(set(names)):
+        row = conn.execute("SELECT id, data_sealed FROM secrets WHERE name = ?", (name,)).fetchone()
+        if row is not None:
+            found[name] = (str(row["id"]), str(row["data_sealed"]))
+    return found
+
+
 # -- raw rows ---------------------------------------------------------------------------------------
 
 

@@ -17,11 +17,11 @@ SCHEMA_VERSION = 3
 IMPORTABLE_VERSIONS = (1, 2, 3)
 
 # Tables copied by a backup restore, in an order that respects references. The CA, the certificate
-# records and sealed values are not: a restored cluster has a new CA and a new data key, and cannot
-# open what the old key sealed.
+# records and sealed values (the CA key, secrets) are not: a restored cluster has a new CA and a new
+# data key, and cannot open what the old key sealed.
 IMPORTED_TABLES = ("cluster", "nodes", "services", "tasks", "join_tokens")
 # Every replicated table (the content digest covers them all).
-TABLES = (*IMPORTED_TABLES, "pki", "certs")
+TABLES = (*IMPORTED_TABLES, "pki", "certs", "secrets")
 
 DDL = """
 CREATE TABLE IF NOT EXISTS meta (
@@ -106,6 +106,16 @@ CREATE TABLE IF NOT EXISTS certs (
     version       INTEGER NOT NULL
 );
 CREATE INDEX IF NOT EXISTS certs_by_node ON certs (node);
+-- Secrets (warren secret create): the value sealed with the cluster data key for aad "secret:<id>"
+-- (base64), never in the clear. Immutable: a new value is a new secret.
+CREATE TABLE IF NOT EXISTS secrets (
+    id            TEXT PRIMARY KEY,
+    name          TEXT NOT NULL UNIQUE,
+    data_sealed   TEXT NOT NULL,
+    created_at    REAL NOT NULL,
+    updated_at    REAL NOT NULL,
+    version       INTEGER NOT NULL
+);
 """
 
 

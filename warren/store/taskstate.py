@@ -69,12 +69,20 @@ TASK_FIELDS: Final = (
     "restart",
     "health",
     "stop_timeout_s",
+    "secrets",
 )
+# Fields a task spec leaves out while empty: added after services were already running, so a spec
+# without them keeps the digest (and tasks) it had.
+_OMITTED_WHEN_EMPTY: Final = frozenset({"secrets"})
 
 
 def task_spec(service_spec: Mapping[str, Any]) -> dict[str, Any]:
     """The task-defining part of a service spec."""
-    return {k: service_spec.get(k) for k in TASK_FIELDS}
+    spec = {k: service_spec.get(k) for k in TASK_FIELDS}
+    for key in _OMITTED_WHEN_EMPTY:
+        if not spec[key]:
+            del spec[key]
+    return spec
 
 
 def spec_digest(service_spec: Mapping[str, Any]) -> str:
