@@ -240,6 +240,9 @@ class ManagerSettings:
     join_token_ttl_s: float = 24 * 3600.0
     # Largest request body the API accepts; bytes. Larger bodies get 413.
     max_request_bytes: int = 1 * MIB
+    # Largest secret value (`warren secret create`); bytes. Its base64 must fit in a request body and
+    # its sealed form in a Raft entry (checked by validate()).
+    max_secret_bytes: int = 500 * 1024
     # A follower forwarding a write to the leader gives up after this long; seconds.
     forward_timeout_s: float = 10.0
     # `cluster info` asks every other manager for /v1/ready; one that does not answer within this is
@@ -283,6 +286,15 @@ class ManagerSettings:
         )
         if self.max_request_bytes <= 0 or self.retry_after_s <= 0:
             raise ConfigError("max_request_bytes and retry_after_s must be greater than 0")
+        # base64 (4 bytes per 3) plus the JSON around it; the sealed value adds 29 bytes before base64.
+        encoded = 4 * math.ceil((self.max_secret_bytes + 29) / 3) + 1024
+        if self.max_secret_bytes <= 0 or encoded > min(self.max_request_bytes, self.raft.max_entry_bytes):
+            raise ConfigError(
+                f"max_secret_bytes ({self.max_secret_bytes}) must be greater than 0 and, in base64, fit in "
+                f"max_request_bytes ({self.max_request_bytes}) and raft max_entry_bytes "
+                f"({self.raft.max_entry_bytes})",
+                fields=("max_secret_bytes", "max_request_bytes"),
+            )
         if self.ready_apply_lag < 0:
             raise ConfigError(f"ready_apply_lag must not be negative, got {self.ready_apply_lag!r}")
         if self.local_worker_runtime not in RUNTIMES:
@@ -363,8 +375,14 @@ class WorkerSettings:
     # A warning or error the worker daemon repeats within this long is logged once, then counted;
     # seconds.
     log_repeat_window_s: float = 10.0
+    # Where the secrets of this worker's tasks are written, one directory per task (values are kept in
+    # memory otherwise, never on disk): it must be on tmpfs or ramfs, or tasks that use secrets fail.
+    # None: default_secrets_dir(node), a private directory under /dev/shm.
+    secrets_dir: str | None = None
 
     def validate(self) -> None:
+        if self.secrets_dir is not None and not self.secrets_dir.startswith("/"):
+            raise ConfigError(f"secrets_dir must be an absolute path, got {self.secrets_dir!r}")
         if not self.managers:
             raise ConfigError("a worker needs at least one manager address (--manager)")
         for addr in self.managers:
@@ -388,6 +406,22 @@ class WorkerSettings:
         import os
 
         return self.data_dir if self.data_dir is not None else os.path.join(default_data_dir(), "worker")
+
+    def resolved_secrets_dir(self, node: str) -> str:
+        return self.secrets_dir if self.secrets_dir is not None else default_secrets_dir(node)
+
+
+# Base of the default secrets dirs: a tmpfs every Linux has. Per user and node, so that workers sharing
+# a host (tests, a hybrid manager next to a worker) never touch each other's.
+SECRETS_TMPFS = "/dev/shm"
+
+
+def default_secrets_dir(node: str) -> str:
+    """`/dev/shm/warren-<uid>/<node>`: on tmpfs, so secret values never reach a disk."""
+    import os
+
+    uid = os.geteuid() if hasattr(os, "geteuid") else 0
+    return os.path.join(SECRETS_TMPFS, f"warren-{uid}", node)
 
 
 @dataclass(frozen=True, slots=True)

@@ -59,6 +59,9 @@ class TaskRun:
     cpus: float | None = None  # CPU limit (docker: NanoCpus); not enforced by the process runtime
     memory: int | None = None  # memory limit, bytes (docker: Memory); process runtime: RLIMIT_AS
     stop_timeout_s: float = 10.0
+    # The task's secrets directory on tmpfs (warren.worker.secrets), None if it uses no secret: docker
+    # mounts it read-only at /run/secrets, a process gets it as $WARREN_SECRETS_DIR.
+    secrets_dir: str | None = None
 
 
 def task_labels(cluster_id: str, node: str, run: TaskRun) -> dict[str, str]:

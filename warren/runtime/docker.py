@@ -63,6 +63,8 @@ _REPORTED_MAX = 10_000
 _LOG_QUEUE_CHUNKS = 64
 # Characters Docker accepts in a container name after the first.
 _NAME_UNSAFE = re.compile(r"[^a-zA-Z0-9_.-]")
+# Where a container finds its secrets, one file per secret named after it (as Docker Swarm does).
+SECRETS_MOUNT = "/run/secrets"
 # Errors that mean the engine did not answer (socket refused, reset, timed out).
 _UNREACHABLE = (requests.exceptions.ConnectionError, requests.exceptions.Timeout)
 
@@ -198,10 +200,13 @@ class DockerRuntime:
         bindings: dict[str, list[int]] = {}
         for p in run.publish:
             bindings.setdefault(f"{p.container}/{p.protocol}", []).append(p.host)
+        # The task's secrets (a directory on the host's tmpfs), read-only; no mount without secrets.
+        binds = None if run.secrets_dir is None else {run.secrets_dir: {"bind": SECRETS_MOUNT, "mode": "ro"}}
         host_config = client.api.create_host_config(
             port_bindings=bindings or None,
             nano_cpus=round(run.cpus * 1e9) if run.cpus is not None else None,
             mem_limit=run.memory,
+            binds=binds,
         )
         created = client.api.create_container(
             run.image,

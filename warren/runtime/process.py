@@ -65,6 +65,8 @@ LOG_FILE = "output.log"
 # rest of the worker's environment (which may hold its credentials) is not passed on.
 INHERITED_ENV = ("PATH", "HOME", "USER", "LOGNAME", "LANG", "LC_ALL", "LC_CTYPE", "TZ", "TMPDIR")
 DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+# Where a task that uses secrets finds them: one file per secret, named after it (mode 0400, on tmpfs).
+SECRETS_ENV = "WARREN_SECRETS_DIR"
 # Task IDs become directory names.
 _SAFE_ID = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$")
 _CHUNK = 64 * 1024
@@ -129,6 +131,8 @@ class ProcessRuntime:
         if old is not None and is_ours(old.get("pid"), old.get("pid_start")):
             raise RuntimeStartError(f"task {run.task_id} is already running (pid {old['pid']})")
         env = self._env(run.env)
+        if run.secrets_dir is not None:
+            env[SECRETS_ENV] = run.secrets_dir
         executable = _resolve(run.command[0], env.get("PATH", DEFAULT_PATH), task_dir)
         if executable is None:
             raise RuntimeStartError(f"cannot start task {run.task_id}: command {run.command[0]!r} not found")

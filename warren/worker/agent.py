@@ -42,6 +42,7 @@ from warren.worker.health import UNHEALTHY, HealthMonitor, HealthSpec
 from warren.worker.link import ManagerLink
 from warren.worker.logstream import LogForwarder
 from warren.worker.reporter import StatusReporter
+from warren.worker.secrets import TaskSecrets, secret_names
 from warren.worker.session import Backoff, ManagerSession, NodeRemovedError
 from warren.worker.taskspec import RestartPolicy, driver_of, exit_message, stop_timeout, task_run
 
@@ -92,6 +93,7 @@ class Agent:
         announce: Callable[[str], None] | None = None,
         clock: Callable[[], float] = time.monotonic,
         wall: Callable[[], float] = time.time,
+        secrets: TaskSecrets | None = None,
     ) -> None:
         self.node = node
         self.settings = settings
@@ -108,6 +110,9 @@ class Agent:
         self.local = cache.local_tasks()
         self.containers: dict[str, Container] = {}
         self.exit_status = EXIT_OK
+        # Secret values (memory only) and each task's secrets dir on tmpfs.
+        self.secrets = secrets if secrets is not None else TaskSecrets(settings.resolved_secrets_dir(node))
+        self._secrets_asked: frozenset[str] = frozenset()  # missing values last asked for (known=None)
 
         self._gone: dict[str, None] = {}
         self._steps: dict[str, asyncio.Task[None]] = {}
@@ -141,6 +146,7 @@ class Agent:
             for runtime in self.runtimes.values():
                 self._loops.append(self._spawn(self._watch_exits(runtime), f"exits-{runtime.driver}"))
             await self._adopt()
+            self._clean_secrets()
             self._loops += [
                 self._spawn(self.link.run(), "session"),
                 self._spawn(self.statuses.run(), "status"),
@@ -211,6 +217,14 @@ class Agent:
         if self.containers:
             log.info("found %d containers of this node (%d running)", len(self.containers), running)
 
+    def _clean_secrets(self) -> None:
+        """Remove the secrets dirs of tasks this worker no longer has (they ended while it was away)."""
+        keep = set(self.assignments) | set(self.local) | {c.task_id for c in self.containers.values()}
+        try:
+            self.secrets.clean(keep)
+        except OSError as exc:
+            log.warning("cannot clean up the secrets dir %s: %s", self.secrets.base_dir, exc)
+
     # -- the session's news (link.LinkListener) ----------------------------------------------------
 
     @property
@@ -218,7 +232,21 @@ class Agent:
         return self.link.cut_off
 
     def known_digest(self) -> str | None:
+        # Values are held in memory only: after a restart the cached assignments are current but their
+        # secrets are gone. Claiming no assignments gets them all again, once per set of missing values
+        # (one the leader cannot send, e.g. a removed secret, is not asked for at every heartbeat).
+        if self.digest is not None:
+            needed = {n for d in self.assignments.values() if d.get("desired_state") == RUNNING
+                      for n in secret_names(d)}
+            missing = frozenset(self.secrets.missing(needed))
+            if missing and missing != self._secrets_asked:
+                self._secrets_asked = missing
+                return None
         return self.digest
+
+    def secrets_received(self, values: Mapping[str, Any]) -> None:
+        """The values of the secrets this node's tasks use (with a full assignments answer)."""
+        self.secrets.replace(values)
 
     def _remember_stop_timeouts(self) -> None:
         # Of the tasks no longer assigned, only those with a container here (or one being started) are
@@ -465,7 +493,9 @@ class Agent:
         else:
             lt = self._set_state(task_id, runtime.driver, lt, state=STARTING, message="starting")
         try:
-            container_id = await runtime.start(task_run(doc, self.node, self.settings.stop_timeout_s))
+            secrets_dir = self.secrets.prepare(task_id, secret_names(doc), shared=runtime.driver == "docker")
+            run = task_run(doc, self.node, self.settings.stop_timeout_s, secrets_dir)
+            container_id = await runtime.start(run)
         except (RuntimeStartError, RuntimeUnavailableError) as exc:
             message = str(exc) or type(exc).__name__
             log.warning("task %s could not start: %s", task_id, message)
@@ -621,6 +651,8 @@ class Agent:
         lt.exit_code = exit_code if state in (COMPLETE, FAILED, RESTARTING) else None
         lt.restartable = restartable
         self.local[task_id] = lt
+        if state in TERMINAL:  # its container is gone (a restart in place writes them again)
+            self.secrets.release(task_id)
         if state == RESTARTING:
             self.cache.put_local(lt)
         else:
@@ -632,6 +664,7 @@ class Agent:
     def _drop_local(self, task_id: str) -> None:
         self.local.pop(task_id, None)
         self.cache.drop_local(task_id)
+        self.secrets.release(task_id)
 
     def _log_source(self, request: Mapping[str, Any]) -> tuple[ContainerRuntime | None, str | None]:
         """The runtime and container of a log request's task (the one the leader named, else the

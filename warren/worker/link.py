@@ -33,6 +33,10 @@ class LinkListener(Protocol):
 
     def log_requested(self, request: Mapping[str, Any]) -> None: ...
 
+    def secrets_received(self, values: Mapping[str, Any]) -> None:
+        """Values (base64) of the secrets this node's tasks use, sent with assignments (memory only)."""
+        ...
+
     def connectivity_changed(self, online: bool) -> None: ...
 
     def running_count(self) -> int: ...
@@ -123,6 +127,9 @@ class ManagerLink:
             self.heartbeat_period_s = float(period)
         tasks = answer.get("assignments")
         digest = answer.get("digest")
+        values = answer.get("secrets")
+        if isinstance(values, Mapping):  # before the tasks that need them are looked at
+            self.listener.secrets_received(values)
         self.listener.assignments_received(
             None if digest is None else str(digest), None if tasks is None else list(tasks)
         )

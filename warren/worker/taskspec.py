@@ -37,8 +37,11 @@ class RestartPolicy:
         return self.max_attempts <= 0 or restarts < self.max_attempts
 
 
-def task_run(doc: Mapping[str, Any], node: str, default_stop_timeout_s: float) -> TaskRun:
-    """What the runtime needs to start a TASK document's container."""
+def task_run(
+    doc: Mapping[str, Any], node: str, default_stop_timeout_s: float, secrets_dir: str | None = None
+) -> TaskRun:
+    """What the runtime needs to start a TASK document's container (`secrets_dir`: where its secrets
+    were written, warren.worker.secrets)."""
     spec: Mapping[str, Any] = doc.get("spec") or {}
     task_id = str(doc["task_id"])
     service_name = str(doc.get("service_name") or doc.get("service_id") or "")
@@ -64,6 +67,7 @@ def task_run(doc: Mapping[str, Any], node: str, default_stop_timeout_s: float) -
         cpus=float(resources["cpus"]) if resources.get("cpus") is not None else None,
         memory=int(resources["memory"]) if resources.get("memory") is not None else None,
         stop_timeout_s=stop_timeout(doc, default_stop_timeout_s),
+        secrets_dir=secrets_dir,
     )
 
 
