@@ -178,6 +178,9 @@ class Session(BaseModel):
     digest: str
     assignments: list[Assignment] | None  # None: the worker's `known` digest is current
     log_requests: list[LogRequest]
+    # With assignments: name -> value (base64) of every secret this worker's tasks that should run
+    # use, and of no other; None without assignments (the worker keeps what it was given).
+    secrets: dict[str, str] | None = None
 
 
 class StatusAccepted(BaseModel):
@@ -190,6 +193,17 @@ class LogChunkAccepted(BaseModel):
 
 class Removed(BaseModel):
     removed: str
+
+
+class Secret(BaseModel):
+    """A secret's metadata: its value is never part of an answer."""
+
+    id: str
+    name: str
+    created_at: float
+    updated_at: float
+    version: int
+    services: list[str] = []  # the services whose spec names it
 
 
 TEXT_STREAM: dict[int | str, dict[str, Any]] = {

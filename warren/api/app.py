@@ -19,7 +19,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from warren import __version__
 from warren.api import answers as A
-from warren.api import models, routes_services, routes_workers
+from warren.api import models, routes_secrets, routes_services, routes_workers
 from warren.api.forwarder import Forwarder
 from warren.api.params import NodePath
 from warren.api.responses import JSON, error_response, validation_summary
@@ -182,6 +182,7 @@ def create_app(manager: Manager, metrics: ManagerMetrics, forwarder: Forwarder) 
 
     routes_services.add_routes(app, manager, Consistent)
     routes_workers.add_routes(app, manager)
+    routes_secrets.add_routes(app, manager, Consistent)
 
     build_openapi = app.openapi
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints, model_validator
 
 from warren import config
 from warren.config import NAME_PATTERN
@@ -109,6 +109,26 @@ class UpdatePolicy(Strict):
     monitor_s: Seconds = config.DEFAULT_UPDATE_MONITOR_S
 
 
+def _distinct(names: list[str]) -> list[str]:
+    if len(names) != len(set(names)):
+        raise ValueError("a secret is named twice")
+    return names
+
+
+MAX_SERVICE_SECRETS = 64
+SecretNames = Annotated[list[Name], Field(max_length=MAX_SERVICE_SECRETS), AfterValidator(_distinct)]
+# A secret's value in base64: up to ManagerSettings.max_secret_bytes (checked by the handler once decoded);
+# the request body limit bounds this first.
+SecretData = Annotated[str, StringConstraints(min_length=1, max_length=4 * 1024 * 1024)]
+
+
+class SecretCreate(Strict):
+    """A new secret: its name and its value in base64. The value is never echoed, even in errors."""
+
+    name: Name
+    data: SecretData = Field(repr=False)
+
+
 class ServiceSpec(Strict):
     """What a service should be; the leader's reconciler turns it into tasks on workers."""
 
@@ -126,6 +146,9 @@ class ServiceSpec(Strict):
     health: HealthCheck | None = None
     update: UpdatePolicy = Field(default_factory=UpdatePolicy)
     stop_timeout_s: PositiveSeconds = config.DEFAULT_STOP_TIMEOUT_S
+    # Names of secrets (POST /v1/secrets) each task gets: /run/secrets/NAME in a container, a file in
+    # $WARREN_SECRETS_DIR for a process.
+    secrets: SecretNames = Field(default_factory=list)
 
     @model_validator(mode="after")
     def _consistent(self) -> ServiceSpec:
@@ -158,6 +181,7 @@ class ServiceUpdate(Strict):
     health: HealthCheck | None = None
     update: UpdatePolicy | None = None
     stop_timeout_s: PositiveSeconds | None = None
+    secrets: SecretNames | None = None
 
 
 class NodeAvailability(Strict):

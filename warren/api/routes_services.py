@@ -16,6 +16,7 @@ from warren.api.params import NamePath, if_match_version
 from warren.api.responses import JSON, validation_summary
 from warren.config import NAME_PATTERN
 from warren.errors import InvalidError, NotFoundError
+from warren.manager import secrets
 from warren.manager.manager import Manager
 from warren.store import queries
 
@@ -40,8 +41,11 @@ def add_routes(app: FastAPI, manager: Manager, consistent: fastapi_params.Depend
     async def service_list() -> JSON:
         return JSON(queries.services(manager.conn))
 
-    @app.post("/v1/services", status_code=201, response_model=A.Service, responses=A.errors(400, 409, 413))
+    @app.post(
+        "/v1/services", status_code=201, response_model=A.Service, responses=A.errors(400, 404, 409, 413)
+    )
     async def service_create(body: models.ServiceCreate) -> JSON:
+        secrets.check_known(manager.conn, body.secrets)
         spec = body.model_dump(exclude={"name"})
         return JSON(await manager.create_service(body.name, spec), status_code=201)
 
@@ -62,6 +66,7 @@ def add_routes(app: FastAPI, manager: Manager, consistent: fastapi_params.Depend
         changes = update_changes(body)
         if not changes:
             raise InvalidError("nothing to change: give at least one field")
+        secrets.check_known(manager.conn, changes.get("secrets") or ())
         current = queries.service(manager.conn, name)
         if current is None:
             raise NotFoundError(f"no service named {name!r}")

@@ -1,0 +1,342 @@
+"""Secrets on the manager side: the replicated state (apply and its refusals), sealing, the API (which
+never returns a value) and delivery by the dispatcher (a worker gets the secrets of its own tasks only).
+Against a real SQLite store fed through an in-memory proposer (no Raft)."""
+
+from __future__ import annotations
+
+import base64
+import sqlite3
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import orjson
+import pytest
+from fastapi import Depends, FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from starlette.testclient import TestClient
+
+from warren.api import routes_secrets, routes_services
+from warren.api.responses import JSON, error_response, validation_summary
+from warren.config import ManagerSettings, OrchestratorSettings
+from warren.errors import ConflictError, InvalidError, NotFoundError, WarrenError, error_class, http_answer
+from warren.manager import secrets as manager_secrets
+from warren.manager.dispatcher import Dispatcher, secret_digest
+from warren.manager.secrets import Secrets, aad, names_used, open_for_delivery
+from warren.pki import sealing
+from warren.store import commands as c
+from warren.store import queries, schema, taskstate
+from warren.store.machine import Store
+
+T0 = 1_800_000_000.0
+FOUNDER = c.ManagerRecord("manager-1-aaaaaa", 1, "127.0.0.1:8080", "127.0.0.1:7946")
+KEY = bytes(range(32))
+VALUE = b"hunter2-correct-horse-battery-staple"
+VALUE_B64 = base64.b64encode(VALUE).decode()
+SPEC = {"image": "busybox", "replicas": 1, "driver": "docker"}
+
+pytestmark = pytest.mark.anyio
+
+
+@pytest.fixture
+def anyio_backend() -> str:
+    return "asyncio"
+
+
+class Proposer:
+    """Applies each proposed command to the store as one log entry, like a one-node Raft would."""
+
+    def __init__(self, store: Store) -> None:
+        self.store = store
+        self.index = 0
+        self.payloads: list[bytes] = []
+
+    async def __call__(self, cmd: c.Command) -> Any:
+        return self.apply(cmd)
+
+    def apply(self, cmd: c.Command) -> Any:
+        self.index += 1
+        payload = c.encode(cmd)
+        self.payloads.append(payload)
+        (answer,) = self.store.apply([(self.index, 1, payload)])
+        doc = orjson.loads(answer)
+        if "error" in doc:
+            raise error_class(doc["error"])(doc["message"])
+        return doc["ok"]
+
+
+class World:
+    def __init__(self, tmp: Path) -> None:
+        self.dir = tmp
+        self.store = Store(str(tmp))
+        self.store.restore(None)
+        self.propose = Proposer(self.store)
+        self.propose.apply(c.InitCluster("cluster-t", T0, FOUNDER))
+        self.secrets = Secrets(self.store.conn, self.propose, KEY, ManagerSettings().max_secret_bytes)
+
+    @property
+    def conn(self) -> sqlite3.Connection:
+        return self.store.conn
+
+    def service(self, name: str, *secret_names: str, service_id: str | None = None) -> None:
+        spec = {**SPEC, "secrets": list(secret_names)}
+        self.propose.apply(c.CreateService(service_id or f"svc-{name}", name, spec, T0))
+
+
+@pytest.fixture
+def world(tmp_path: Path) -> World:
+    return World(tmp_path)
+
+
+def sealed_row(conn: sqlite3.Connection, name: str) -> tuple[str, str]:
+    row = conn.execute("SELECT id, data_sealed FROM secrets WHERE name = ?", (name,)).fetchone()
+    assert row is not None
+    return str(row[0]), str(row[1])
+
+
+# -- the replicated state ----------------------------------------------------------------------------
+
+
+def test_secrets_are_replicated_but_never_imported_from_a_backup() -> None:
+    assert "secrets" in schema.TABLES
+    assert "secrets" not in schema.IMPORTED_TABLES
+
+
+async def test_a_created_secret_is_stored_sealed_and_opens_with_the_data_key_only(world: World) -> None:
+    answer = await world.secrets.create("db-password", VALUE)
+    assert set(answer) == {"id", "name", "created_at", "updated_at", "version", "services"}
+    assert answer["name"] == "db-password" and answer["services"] == []
+    secret_id, blob = sealed_row(world.conn, "db-password")
+    assert secret_id == answer["id"]
+    # Neither the Raft payload nor the row holds the value, plain or in base64.
+    for text in (blob.encode(), *world.propose.payloads):
+        assert VALUE not in text and VALUE_B64.encode() not in text
+    assert sealing.unseal(KEY, base64.b64decode(blob), aad(secret_id)) == VALUE
+    with pytest.raises(WarrenError):  # another key, or the blob moved to another secret's row
+        sealing.unseal(bytes(32), base64.b64decode(blob), aad(secret_id))
+    with pytest.raises(WarrenError):
+        sealing.unseal(KEY, base64.b64decode(blob), aad("sec-other"))
+
+
+async def test_secret_names_are_unique_and_values_bounded(world: World) -> None:
+    await world.secrets.create("api-key", b"one")
+    with pytest.raises(ConflictError, match="already exists"):
+        await world.secrets.create("api-key", b"two")
+    with pytest.raises(InvalidError, match="empty"):
+        await world.secrets.create("empty", b"")
+    limit = world.secrets.max_bytes
+    with pytest.raises(InvalidError, match=f"at most {limit}"):
+        await world.secrets.create("big", b"x" * (limit + 1))
+    assert (await world.secrets.create("max", b"x" * limit))["name"] == "max"
+
+
+async def test_a_service_may_name_only_existing_secrets(world: World) -> None:
+    await world.secrets.create("db-password", VALUE)
+    with pytest.raises(NotFoundError, match="secrets that do not exist: nope"):
+        world.service("web", "db-password", "nope")
+    assert queries.service(world.conn, "web") is None
+    world.service("web", "db-password")
+    with pytest.raises(NotFoundError, match="nope"):
+        world.propose.apply(c.UpdateService("web", {"secrets": ["nope"]}, T0))
+    assert queries.service(world.conn, "web")["spec"]["secrets"] == ["db-password"]  # type: ignore[index]
+    with pytest.raises(InvalidError, match="list of secret names"):
+        world.propose.apply(c.UpdateService("web", {"secrets": "db-password"}, T0))
+
+
+async def test_a_secret_in_use_cannot_be_removed_and_its_users_are_named(world: World) -> None:
+    await world.secrets.create("shared", VALUE)
+    world.service("web", "shared")
+    world.service("api", "shared")
+    with pytest.raises(ConflictError, match="in use by services api, web"):
+        await world.secrets.remove("shared")
+    assert world.secrets.get("shared")["services"] == ["api", "web"]
+    world.propose.apply(c.UpdateService("web", {"secrets": []}, T0))
+    world.propose.apply(c.RemoveService("api", T0))
+    assert await world.secrets.remove("shared") == {"removed": "shared"}
+    assert world.conn.execute("SELECT count(*) FROM secrets").fetchone()[0] == 0
+    with pytest.raises(NotFoundError):
+        await world.secrets.remove("shared")
+
+
+async def test_a_rollback_to_a_spec_whose_secret_was_removed_is_refused(world: World) -> None:
+    await world.secrets.create("old", VALUE)
+    world.service("web", "old")
+    world.propose.apply(c.UpdateService("web", {"secrets": []}, T0))
+    await world.secrets.remove("old")
+    with pytest.raises(ConflictError, match="cannot roll back: its previous spec names secrets that do not"):
+        world.propose.apply(c.RollbackService("web", T0, requested=True))
+    assert queries.service(world.conn, "web")["spec"]["secrets"] == []  # type: ignore[index]
+
+
+def test_secrets_change_the_task_digest_but_an_empty_list_does_not() -> None:
+    old = {"image": "busybox", "replicas": 2}
+    assert taskstate.spec_digest(old) == taskstate.spec_digest({**old, "secrets": []})
+    assert taskstate.spec_digest(old) != taskstate.spec_digest({**old, "secrets": ["a"]})
+    assert taskstate.task_spec({**old, "secrets": ["a"]})["secrets"] == ["a"]
+
+
+async def test_the_content_digest_covers_the_sealed_values(world: World, tmp_path: Path) -> None:
+    await world.secrets.create("db-password", VALUE)
+    before = schema.content_digest(world.conn)
+    world.conn.execute("UPDATE secrets SET data_sealed = 'AAAA'")
+    assert schema.content_digest(world.conn) != before
+
+
+# -- delivery ----------------------------------------------------------------------------------------
+
+
+def test_names_used_counts_tasks_that_should_run_only() -> None:
+    docs = [
+        {"desired_state": "running", "spec": {"secrets": ["a", "b"]}},
+        {"desired_state": "shutdown", "spec": {"secrets": ["c"]}},
+        {"desired_state": "running", "spec": {}},
+    ]
+    assert names_used(docs) == {"a", "b"}
+
+
+async def test_open_for_delivery_leaves_out_what_is_missing_or_does_not_open(
+    world: World, caplog: pytest.LogCaptureFixture
+) -> None:
+    await world.secrets.create("good", VALUE)
+    await world.secrets.create("damaged", b"other")
+    damaged = base64.b64encode(b"x" * 40).decode()
+    world.conn.execute("UPDATE secrets SET data_sealed = ? WHERE name = 'damaged'", (damaged,))
+    values = open_for_delivery(world.conn, KEY, ["good", "damaged", "gone"], node="worker-1")
+    assert values == {"good": VALUE_B64}
+    assert "damaged" in caplog.text and "gone" in caplog.text
+    assert VALUE_B64 not in caplog.text and VALUE.decode() not in caplog.text
+    assert open_for_delivery(world.conn, bytes(32), ["good"], node="worker-1") == {}
+
+
+async def test_the_dispatcher_gives_each_worker_the_secrets_of_its_own_tasks_only(world: World) -> None:
+    token_hash = "ab" * 32
+    world.propose.apply(c.CreateToken("tok", "worker", token_hash, T0, T0 + 1e6, False))
+    for node in ("worker-a", "worker-b"):
+        world.propose.apply(c.RegisterWorker(node, token_hash, secret_digest(node), "127.0.0.9", {}, {}, T0))
+    await world.secrets.create("web-key", VALUE)
+    await world.secrets.create("api-key", b"api value")
+    await world.secrets.create("unused", b"nobody's")
+    world.service("web", "web-key")
+    world.service("api", "api-key")
+    world.service("plain")
+
+    def task(task_id: str, service: str, node: str, desired: str = "running") -> None:
+        spec = taskstate.task_spec(queries.service(world.conn, service)["spec"])  # type: ignore[index]
+        new = c.NewTask(task_id, f"svc-{service}", 1, node, "assigned", "", spec, "d")
+        world.propose.apply(c.CreateTasks([new], T0))
+        if desired != "running":
+            world.propose.apply(c.SetTasksDesired([task_id], "shutdown", "", T0))
+
+    task("t-web", "web", "worker-a")
+    task("t-plain", "plain", "worker-a")
+    task("t-api", "api", "worker-b")
+    task("t-api-old", "api", "worker-a", desired="shutdown")  # being stopped: needs no secret
+
+    dispatcher = Dispatcher(world.store, world.propose, OrchestratorSettings(), hold_s=0.01, data_key=KEY)
+    a = await dispatcher.session("worker-a", None, None)
+    b = await dispatcher.session("worker-b", None, None)
+    assert a["secrets"] == {"web-key": VALUE_B64}
+    assert b["secrets"] == {"api-key": base64.b64encode(b"api value").decode()}
+    # Nothing new to hand out: no assignments, no secrets.
+    again = await dispatcher.session("worker-a", a["digest"], None)
+    assert again["assignments"] is None and again["secrets"] is None
+    # A dispatcher without the data key delivers nothing (the worker fails those tasks, saying why).
+    keyless = Dispatcher(world.store, world.propose, OrchestratorSettings(), hold_s=0.01)
+    assert (await keyless.session("worker-a", None, None))["secrets"] == {}
+
+
+# -- the API -----------------------------------------------------------------------------------------
+
+
+class FakeManager:
+    """What the secret and service routes use of a Manager."""
+
+    def __init__(self, world: World) -> None:
+        self.conn = world.conn
+        self.consensus = self
+        self.propose = world.propose
+        self.data_key = KEY
+        self.settings = ManagerSettings()
+
+    async def create_service(self, name: str, spec: dict[str, Any]) -> Any:
+        return await self.propose(c.CreateService(f"svc-{name}", name, spec, T0))
+
+    async def update_service(self, name: str, changes: dict[str, Any], if_version: int | None) -> Any:
+        return await self.propose(c.UpdateService(name, changes, T0, if_version))
+
+
+@pytest.fixture
+def client(world: World) -> Iterator[TestClient]:
+    app = FastAPI(default_response_class=JSON)
+
+    @app.exception_handler(WarrenError)
+    async def warren_error(_: Request, exc: WarrenError) -> JSON:
+        status, code = http_answer(exc)
+        return error_response(status, code, str(exc))
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid(_: Request, exc: RequestValidationError) -> JSON:
+        return error_response(400, "invalid", validation_summary(exc.errors(), "body"))
+
+    manager: Any = FakeManager(world)
+    routes_secrets.add_routes(app, manager, Depends(lambda: None))
+    routes_services.add_routes(app, manager, Depends(lambda: None))
+    with TestClient(app) as test_client:
+        yield test_client
+
+
+def test_the_api_takes_a_value_and_never_gives_it_back(client: TestClient, world: World) -> None:
+    created = client.post("/v1/secrets", json={"name": "db-password", "data": VALUE_B64})
+    assert created.status_code == 201, created.text
+    bodies = [created.text]
+    assert set(created.json()) == {"id", "name", "created_at", "updated_at", "version", "services"}
+    listed = client.get("/v1/secrets")
+    assert [s["name"] for s in listed.json()] == ["db-password"]
+    bodies.append(listed.text)
+    one = client.get("/v1/secrets/db-password")
+    assert one.status_code == 200 and one.json()["id"] == created.json()["id"]
+    bodies.append(one.text)
+    # Refusals say what is wrong without repeating the value.
+    for body, status in (
+        ({"name": "db-password", "data": VALUE_B64}, 409),
+        ({"name": "other", "data": VALUE.decode()}, 400),  # not base64
+        ({"name": "Bad_Name", "data": VALUE_B64}, 400),
+        ({"name": "other", "data": VALUE_B64, "extra": VALUE.decode()}, 400),
+        ({"name": "other", "data": 12345}, 400),
+    ):
+        answer = client.post("/v1/secrets", json=body)
+        assert answer.status_code == status, answer.text
+        assert set(answer.json()) == {"error", "message"}
+        bodies.append(answer.text)
+    big = base64.b64encode(b"x" * (ManagerSettings().max_secret_bytes + 1)).decode()
+    too_big = client.post("/v1/secrets", json={"name": "big", "data": big})
+    assert too_big.status_code == 400 and "at most" in too_big.json()["message"]
+    for text in bodies:
+        assert VALUE.decode() not in text and VALUE_B64 not in text
+    assert client.get("/v1/secrets/nope").status_code == 404
+
+
+def test_the_api_refuses_a_service_naming_an_unknown_secret_and_a_removal_in_use(
+    client: TestClient, world: World
+) -> None:
+    refused = client.post("/v1/services", json={"name": "web", "image": "busybox", "secrets": ["nope"]})
+    assert refused.status_code == 404 and "nope" in refused.json()["message"], refused.text
+    twice = client.post("/v1/services", json={"name": "web", "image": "busybox", "secrets": ["a", "a"]})
+    assert twice.status_code == 400 and "named twice" in twice.json()["message"], twice.text
+    assert client.post("/v1/secrets", json={"name": "key", "data": VALUE_B64}).status_code == 201
+    made = client.post("/v1/services", json={"name": "web", "image": "busybox", "secrets": ["key"]})
+    assert made.status_code == 201, made.text
+    assert made.json()["spec"]["secrets"] == ["key"] and VALUE_B64 not in made.text
+    assert client.get("/v1/secrets/key").json()["services"] == ["web"]
+    removing = client.delete("/v1/secrets/key")
+    assert removing.status_code == 409 and "web" in removing.json()["message"], removing.text
+    unknown = client.patch("/v1/services/web", json={"secrets": ["key", "nope"]})
+    assert unknown.status_code == 404, unknown.text
+    assert client.patch("/v1/services/web", json={"secrets": []}).status_code == 200
+    assert client.delete("/v1/secrets/key").json() == {"removed": "key"}
+
+
+def test_check_known_names_every_missing_secret(world: World) -> None:
+    with pytest.raises(NotFoundError, match="'a', 'b'"):
+        manager_secrets.check_known(world.conn, ["a", "b", "a"])
+    manager_secrets.check_known(world.conn, [])
