@@ -35,6 +35,7 @@ A document is one service, with the fields of the API's service body (docs/api.m
   resources: {cpus: 0.5, memory: 256m}        # memory: bytes or a size (k/m/g are binary)
   health: {kind: http, port: 80, path: /, interval_s: 2s}   # *_s: seconds or 500ms, 1m...
   update: {parallelism: 1, order: start-first}
+  secrets: [db-password]      # each task gets /run/secrets/db-password (warren secret create)
   ---
   name: worker
   image: busybox

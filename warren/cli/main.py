@@ -13,7 +13,16 @@ from collections.abc import Callable, Sequence
 import httpx
 
 from warren import __version__
-from warren.cli import apply_cmds, cluster_cmds, daemon_cmds, drill_cmds, node_cmds, service_cmds, worker_cmds
+from warren.cli import (
+    apply_cmds,
+    cluster_cmds,
+    daemon_cmds,
+    drill_cmds,
+    node_cmds,
+    secret_cmds,
+    service_cmds,
+    worker_cmds,
+)
 from warren.cli.client import ManagerClient
 from warren.cli.parsing import (
     HelpExit,
@@ -75,6 +84,10 @@ def build_parser() -> WarrenArgumentParser:
     service = add_group(commands, "service", "create, update, list, inspect, scale and remove services",
                         "Create and manage services: container images run as tasks on the cluster.")
     service_cmds.register(subcommands(service))
+    secret = add_group(commands, "secret", "create, list, inspect and remove secrets",
+                       "Manage secrets: values (passwords, keys) stored encrypted and given only to the\n"
+                       "tasks of services that name them, as files on tmpfs.")
+    secret_cmds.register(subcommands(secret))
     apply_cmds.register(commands)
     drill_cmds.register(commands)
     return parser

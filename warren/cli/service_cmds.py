@@ -67,6 +67,7 @@ examples:
   warren service create agent --image alpine --mode global --command "sleep infinity"
   warren service create api --image api:2 --constraint node.labels.zone==eu --update-order start-first
   warren service create tick --driver process --image none --command "sh -c 'date; sleep 5'"
+  warren service create api --image api:2 --secret db-password   # file /run/secrets/db-password
 """
 UPDATE_EPILOG = """\
 examples:

@@ -48,7 +48,7 @@ FLAG_OF = {
     "health.retries": "--health-retries", "health.start_period_s": "--health-start-period",
     "update.parallelism": "--update-parallelism", "update.delay_s": "--update-delay",
     "update.order": "--update-order", "update.failure_action": "--update-failure-action",
-    "update.monitor_s": "--update-monitor",
+    "update.monitor_s": "--update-monitor", "secrets": "--secret",
 }
 _HEALTH_KINDS = ("health_cmd", "health_http", "health_tcp")
 _HEALTH_TIMING = {"health_interval": "interval_s", "health_timeout": "timeout_s", "health_retries": "retries",
@@ -92,6 +92,15 @@ def add_spec_flags(parser: WarrenArgumentParser, *, update: bool) -> None:
     flag("--constraint", type=constraint, action="append", metavar="EXPR",
          help="placement constraint: node.labels.K==V, node.labels.K!=V, node.name==N, node.role==R "
          "(repeatable; all must hold)")
+    if update:
+        flag("--secret-add", action="append", metavar="NAME",
+             help="secret the tasks get (as for create's --secret; repeatable)")
+        flag("--secret-rm", action="append", metavar="NAME",
+             help="secret the tasks no longer get (repeatable)")
+    else:
+        flag("--secret", action="append", metavar="NAME",
+             help="secret (warren secret create) each task gets as the file /run/secrets/NAME, or "
+             "$WARREN_SECRETS_DIR/NAME for --driver process (repeatable)")
     if update:
         flag("--env-rm", action="append", metavar="K", help="environment variable to remove (repeatable)")
         flag("--label-rm", action="append", metavar="K", help="label to remove (repeatable)")
@@ -171,6 +180,8 @@ def create_body(args: argparse.Namespace) -> dict[str, Any]:
         body["publish"] = args.publish
     if args.constraint:
         body["constraints"] = list(dict.fromkeys(args.constraint))
+    if args.secret:
+        body["secrets"] = list(dict.fromkeys(args.secret))
     if args.stop_timeout is not None:
         body["stop_timeout_s"] = args.stop_timeout
     for key, flags in (("restart", _RESTART), ("update", _UPDATE), ("resources", _RESOURCES)):
@@ -213,6 +224,9 @@ def update_changes(args: argparse.Namespace, current: Mapping[str, Any]) -> dict
     if args.constraint or args.constraint_rm:
         kept = [c for c in current.get("constraints") or [] if c not in (args.constraint_rm or [])]
         wanted["constraints"] = list(dict.fromkeys([*kept, *(args.constraint or [])]))
+    if args.secret_add or args.secret_rm:
+        kept = [s for s in current.get("secrets") or [] if s not in (args.secret_rm or [])]
+        wanted["secrets"] = list(dict.fromkeys([*kept, *(args.secret_add or [])]))
     for key, flags in (("restart", _RESTART), ("update", _UPDATE), ("resources", _RESOURCES)):
         part = _given(args, flags)
         if part:
