@@ -6,12 +6,17 @@ connections (`refuse = True`) or answering 503 (`unavailable = True`).
 
 Tests set the node's assignments with `assign(task_doc(...))`, and read what the worker reported
 in `updates` (every status update received, in order) and `state(task_id)` (the latest).
+
+The fake cluster has a real CA (`CA_PEM`): a join answers with a real certificate for the worker's
+CSR, and so does POST /v1/certs/renew (`renewals`). `CAFetcher(managers)` stands in for the anonymous
+CA fetch a join starts with (warren.pki.join.pinned_ca), checking the digest in the token as it does.
 """
 
 from __future__ import annotations
 
 import asyncio
 import hashlib
+import hmac
 from collections.abc import Mapping
 from typing import Any
 from urllib.parse import unquote
@@ -19,10 +24,41 @@ from urllib.parse import unquote
 import httpx
 import orjson
 
-TOKEN = "SWMTKN-1-" + "a" * 50
+from warren.errors import UnauthorizedError, UnavailableError
+from warren.manager import tokens
+from warren.pki import certs, material
+from warren.pki.join import new_join_key
+
 SECRET = "s" * 43
 NODE = "worker-3f9a1c"
 CLUSTER = "cluster-abc123"
+CA_KEY, CA_CERT = certs.create_ca(CLUSTER, 24 * 3600.0)
+CA_PEM = certs.cert_pem(CA_CERT)
+TOKEN = tokens.mint(certs.ca_digest(CA_PEM))
+
+
+def issue(
+    csr_pem: str, *, name: str = NODE, role: certs.Role = "worker", lifetime_s: float = 3600.0
+) -> bytes:
+    """A certificate of the fake cluster's CA for the key of `csr_pem` (PEM)."""
+    cert = certs.issue(
+        CA_KEY,
+        CA_CERT,
+        certs.csr_public_key(csr_pem),
+        name=name,
+        role=role,
+        cluster_id=CLUSTER,
+        lifetime_s=lifetime_s,
+    )
+    return certs.cert_pem(cert)
+
+
+def _issued_doc(cert_pem: bytes) -> dict[str, Any]:
+    return {
+        "certificate": cert_pem.decode("ascii"),
+        "ca": CA_PEM.decode("ascii"),
+        "cert_expires_at": certs.expires_at(certs.load_cert(cert_pem)),
+    }
 
 
 def task_doc(
@@ -77,6 +113,9 @@ class FakeManager:
         self.removed = False  # the node was removed: 401 for its secret
         self.refuse_word: str | None = None  # a status POST with an update whose message has it: 400
         self.token = TOKEN
+        self.ca_pem = CA_PEM  # what GET /v1/ca answers (another cluster's CA in wrong-CA tests)
+        self.cert_lifetime_s = 3600.0  # of the certificates it issues
+        self.renewals: list[bytes] = []  # the certificates POST /v1/certs/renew answered with
         self.headers_seen: list[Mapping[str, str]] = []
         self._changed = asyncio.Event()
 
@@ -158,12 +197,18 @@ class FakeManager:
                     "secret": SECRET,
                     "cluster_id": CLUSTER,
                     "heartbeat_period_s": self.heartbeat_period_s,
+                    **_issued_doc(issue(body["csr"], lifetime_s=self.cert_lifetime_s)),
                 },
             )
         if request.headers.get("authorization") != f"Bearer {SECRET}" or self.removed:
             return _json(
                 401, {"error": "unauthorized", "message": "invalid or unknown worker session secret"}
             )
+        if path == "/v1/certs/renew":
+            cert_pem = issue(orjson.loads(request.content)["csr"], lifetime_s=self.cert_lifetime_s)
+            self.renewals.append(cert_pem)
+            self._wake()
+            return _json(200, _issued_doc(cert_pem))
         if path == "/v1/dispatcher/session":
             return await self._session(orjson.loads(request.content))
         if path == "/v1/dispatcher/status":
@@ -223,3 +268,41 @@ def transport(managers: Mapping[str, FakeManager]) -> httpx.MockTransport:
         return await manager.handle(request)
 
     return httpx.MockTransport(handler)
+
+
+class CAFetcher:
+    """ManagerSession's `fetch_ca` for these fake managers: like warren.pki.join.pinned_ca, the CA of
+    the manager at the address if the token pins it (UnauthorizedError if not, UnavailableError if
+    the address is not in `managers` or refuses). `fetched` lists the managers asked, in order."""
+
+    def __init__(self, managers: Mapping[str, FakeManager]) -> None:
+        self.managers = managers
+        self.fetched: list[str] = []
+
+    def __call__(self, manager: str, token: str) -> bytes:
+        self.fetched.append(manager)
+        expected = tokens.ca_digest(token)
+        if expected is None:
+            raise UnauthorizedError("invalid join token (expected SWMTKN-1-<CA digest>-<secret>)")
+        m = self.managers.get(manager)
+        if m is None or m.refuse:
+            raise UnavailableError(f"cannot reach manager at {manager}: [Errno 111] Connection refused")
+        if not hmac.compare_digest(certs.ca_digest(m.ca_pem), expected):
+            raise UnauthorizedError(
+                f"the manager at {manager} presents a CA that does not match the join token's digest: "
+                "refusing to join (a token of another cluster, or someone in between); nothing was sent"
+            )
+        return m.ca_pem
+
+
+def node_material(data_dir: str, *, name: str = NODE, lifetime_s: float = 3600.0) -> material.NodeMaterial:
+    """TLS material of a worker that joined the fake cluster, saved in `data_dir`."""
+    key = new_join_key()
+    return material.save_node(
+        data_dir, CA_PEM, issue(key.csr_pem, name=name, lifetime_s=lifetime_s), key.key_pem
+    )
+
+
+def other_ca_pem() -> bytes:
+    """The CA certificate of another cluster."""
+    return certs.cert_pem(certs.create_ca("cluster-other", 3600.0)[1])

@@ -15,10 +15,25 @@ from typing import Any
 
 import pytest
 
-from tests.unit.fake_manager import CLUSTER, NODE, SECRET, TOKEN, FakeManager, task_doc, transport
+from tests.unit.fake_manager import (
+    CA_PEM,
+    CLUSTER,
+    NODE,
+    SECRET,
+    TOKEN,
+    CAFetcher,
+    FakeManager,
+    node_material,
+    other_ca_pem,
+    task_doc,
+    transport,
+)
 from tests.unit.fake_runtime import FakeRuntime
 from warren.config import WorkerSettings
-from warren.errors import ConfigError, UnauthorizedError, UnavailableError
+from warren.errors import ConfigError, CorruptStateError, UnauthorizedError, UnavailableError
+from warren.manager import tokens
+from warren.pki import certs
+from warren.pki.material import load_node, tls_dir
 from warren.worker import identity
 from warren.worker.cache import WorkerCache
 from warren.worker.daemon import WorkerAgent
@@ -77,6 +92,7 @@ class Worker:
             runtimes=runtimes,
             announce=self.lines.append,
             transport=transport(managers),
+            fetch_ca=CAFetcher(managers),
         )
         self.stop = asyncio.Event()
         self.task = asyncio.create_task(self.agent.run(self.stop))
@@ -141,6 +157,14 @@ async def test_join_writes_a_private_identity_then_resume_needs_no_token(data_di
     assert stat.S_IMODE(os.stat(identity.path(str(data_dir))).st_mode) == 0o600
     assert stat.S_IMODE(os.stat(data_dir).st_mode) == 0o700
     assert SECRET not in repr(me)
+    tls = load_node(str(data_dir))  # the certificate from the join, for the key made here
+    assert tls is not None and (tls.identity.name, tls.identity.role, tls.identity.cluster_id) == (
+        NODE,
+        "worker",
+        CLUSTER,
+    )
+    assert certs.csr_public_key(join["csr"]) == certs.load_key(tls.key_pem).public_key()
+    assert stat.S_IMODE(os.stat(tls.node_path).st_mode) == 0o600
 
     async with worker(make_settings(data_dir), FakeRuntime(), {M1: m}, token=None) as again:
         await eventually(lambda: len(m.sessions) >= 4, "session calls after the restart")
@@ -155,16 +179,92 @@ async def test_no_identity_and_no_token_is_a_config_error(data_dir: Path) -> Non
 
 async def test_a_refused_token_fails_the_start(data_dir: Path) -> None:
     m = FakeManager()
+    wrong = tokens.mint(certs.ca_digest(CA_PEM))  # this cluster's CA, but not a token it issued
     agent = WorkerAgent(
         make_settings(data_dir),
-        token="SWMTKN-1-wrong",
+        token=wrong,
         runtimes=[FakeRuntime()],
         transport=transport({M1: m}),
+        fetch_ca=CAFetcher({M1: m}),
     )
-    with pytest.raises(UnauthorizedError, match="refused the join token") as info:
+    with pytest.raises(UnauthorizedError, match="refused the join token: invalid join token") as info:
         await agent.run(asyncio.Event())
-    assert "SWMTKN-1-wrong" not in str(info.value)
+    assert wrong not in str(info.value) and "\n" not in str(info.value)
     assert identity.load(str(data_dir)) is None
+
+
+async def test_a_token_of_another_cluster_aborts_before_sending_anything(data_dir: Path) -> None:
+    m = FakeManager()
+    m.ca_pem = other_ca_pem()  # a manager of another cluster (or someone in between)
+    agent = WorkerAgent(
+        make_settings(data_dir),
+        token=TOKEN,
+        runtimes=[FakeRuntime()],
+        transport=transport({M1: m}),
+        fetch_ca=CAFetcher({M1: m}),
+    )
+    with pytest.raises(UnauthorizedError, match="does not match the join token's digest") as info:
+        await agent.run(asyncio.Event())
+    assert TOKEN not in str(info.value) and "\n" not in str(info.value)
+    assert not m.joins and not m.headers_seen  # neither the token nor a CSR was sent
+    assert identity.load(str(data_dir)) is None and not os.path.exists(tls_dir(str(data_dir)))
+
+
+async def test_resuming_without_tls_material_says_to_join_again(data_dir: Path) -> None:
+    # A data dir from before TLS (or whose tls/ was removed): node.json but no certificate.
+    data_dir.mkdir(mode=0o700)
+    identity.save(str(data_dir), identity.WorkerIdentity(NODE, SECRET, CLUSTER))
+    m = FakeManager()
+    agent = WorkerAgent(make_settings(data_dir), runtimes=[FakeRuntime()], transport=transport({M1: m}))
+    with pytest.raises(CorruptStateError, match="no TLS certificate") as info:
+        await agent.run(asyncio.Event())
+    assert "join this worker again with a new token" in str(info.value) and "\n" not in str(info.value)
+    assert not m.headers_seen
+
+
+async def test_resuming_with_damaged_or_foreign_tls_material_fails_clearly(data_dir: Path) -> None:
+    data_dir.mkdir(mode=0o700)
+    identity.save(str(data_dir), identity.WorkerIdentity(NODE, SECRET, CLUSTER))
+    node_material(str(data_dir), name="worker-other")
+    agent = WorkerAgent(make_settings(data_dir), runtimes=[FakeRuntime()], transport=transport({}))
+    with pytest.raises(CorruptStateError, match="is that of worker worker-other"):
+        await agent.run(asyncio.Event())
+    with open(os.path.join(tls_dir(str(data_dir)), "node.pem"), "wb") as f:
+        f.write(b"not a certificate")
+    with pytest.raises(CorruptStateError, match="is damaged"):
+        await agent.run(asyncio.Event())
+
+
+async def test_resuming_with_an_expired_certificate_says_to_join_again(data_dir: Path) -> None:
+    data_dir.mkdir(mode=0o700)
+    identity.save(str(data_dir), identity.WorkerIdentity(NODE, SECRET, CLUSTER))
+    node_material(str(data_dir), lifetime_s=-10.0)
+    agent = WorkerAgent(make_settings(data_dir), runtimes=[FakeRuntime()], transport=transport({}))
+    with pytest.raises(UnauthorizedError, match="expired at .* UTC .*join this worker again"):
+        await agent.run(asyncio.Event())
+
+
+async def test_the_certificate_is_renewed_while_the_sessions_go_on(
+    data_dir: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO)
+    m = FakeManager()
+    m.cert_lifetime_s = 3.0  # renewed after about half of it
+    async with worker(make_settings(data_dir), FakeRuntime(), {M1: m}):
+        await eventually(lambda: m.sessions, "a session")
+        first = load_node(str(data_dir))
+        assert first is not None
+        await eventually(lambda: m.renewals, "a renewal", timeout_s=10.0)
+        sessions = len(m.sessions)
+        m.assign(task_doc("t1"))
+        await eventually(lambda: m.state("t1") == "running", "t1 running after the renewal")
+        await eventually(lambda: len(m.sessions) > sessions + 1, "sessions after the renewal")
+    renewed = load_node(str(data_dir))
+    assert renewed is not None and renewed.cert_pem in m.renewals and renewed.key_pem != first.key_pem
+    assert renewed.identity.name == NODE
+    assert all(h.get("authorization") == f"Bearer {SECRET}" for h in m.headers_seen[1:])
+    assert "certificate renewed, valid until" in caplog.text
+    assert not [r for r in caplog.records if r.levelno >= logging.WARNING]  # nothing failed or broke off
 
 
 async def test_join_gives_up_after_join_timeout_when_no_manager_answers(data_dir: Path) -> None:
@@ -173,6 +273,7 @@ async def test_join_gives_up_after_join_timeout_when_no_manager_answers(data_dir
         token=TOKEN,
         runtimes=[FakeRuntime()],
         transport=transport({}),
+        fetch_ca=CAFetcher({}),
     )
     started = time.monotonic()
     with pytest.raises(UnavailableError, match="could not join within 0.2 s"):
@@ -527,7 +628,13 @@ async def test_log_request_is_answered_in_chunks_with_an_end_marker(data_dir: Pa
 async def test_run_without_an_event_and_stop_waits_for_the_end(data_dir: Path) -> None:
     m = FakeManager()
     rt = FakeRuntime()
-    agent = WorkerAgent(make_settings(data_dir), token=TOKEN, runtimes=[rt], transport=transport({M1: m}))
+    agent = WorkerAgent(
+        make_settings(data_dir),
+        token=TOKEN,
+        runtimes=[rt],
+        transport=transport({M1: m}),
+        fetch_ca=CAFetcher({M1: m}),
+    )
     task = asyncio.create_task(agent.run())
     m.assign(task_doc("t1"))
     await eventually(lambda: m.state("t1") == "running", "t1 running")
@@ -557,8 +664,13 @@ async def test_log_request_for_a_task_without_a_container_ends_with_a_note(data_
 
 
 async def test_stop_while_joining_ends_the_retries(data_dir: Path) -> None:
-    agent = WorkerAgent(make_settings(data_dir, join_timeout_s=60.0, retry_max_delay_s=0.2), token=TOKEN,
-                        runtimes=[FakeRuntime()], transport=transport({}))
+    agent = WorkerAgent(
+        make_settings(data_dir, join_timeout_s=60.0, retry_max_delay_s=0.2),
+        token=TOKEN,
+        runtimes=[FakeRuntime()],
+        transport=transport({}),
+        fetch_ca=CAFetcher({}),
+    )
     task = asyncio.create_task(agent.run())
     await eventually(lambda: agent._running, "the join under way")
     async with asyncio.timeout(2):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import os
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -12,6 +13,7 @@ import pytest
 from warren.cli import worker_cmds
 from warren.cli.main import main
 from warren.config import MANAGER_ENV, WorkerSettings
+from warren.manager import tokens
 from warren.worker import daemon, identity
 from warren.worker.identity import WorkerIdentity
 
@@ -124,8 +126,30 @@ def test_no_manager_answering_the_join_exits_1(
     monkeypatch.setattr(worker_cmds, "build_settings",
                         lambda args: dataclasses.replace(build(args), join_timeout_s=0.2))
     closed = "127.0.0.1:1"  # nothing listens on port 1
-    token = "SWMTKN-1-" + "z" * 50
+    token = tokens.mint("z" * 50)  # well formed: the CA fetch is tried (and finds nobody)
     assert main(["worker", "start", "--token", token, "--manager", closed, "--data-dir", str(tmp_path / "w"),
                  "--runtime", "process"]) == 1
     err = capsys.readouterr().err
     assert "could not join" in err and "127.0.0.1:1" in err and token not in err and err.count("\n") == 1
+    assert not os.path.exists(tmp_path / "w" / "tls")
+
+
+@pytest.mark.usefixtures("root_logger")
+def test_a_malformed_token_exits_1_with_one_line(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    token = "SWMTKN-1-" + "z" * 50  # the form before tokens pinned the CA
+    assert main(["worker", "start", "--token", token, "--manager", "127.0.0.1:1", "--data-dir",
+                 str(tmp_path / "w"), "--runtime", "process"]) == 1
+    err = capsys.readouterr().err
+    assert "invalid join token (expected SWMTKN-1-<CA digest>-<secret>)" in err and err.count("\n") == 1
+    assert token not in err
+
+
+@pytest.mark.usefixtures("root_logger")
+def test_a_data_dir_from_before_tls_exits_1_saying_to_join_again(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    identity.save(str(tmp_path), WorkerIdentity("worker-1", "s", "c", ("127.0.0.1:1",)))
+    assert main(["worker", "start", "--data-dir", str(tmp_path), "--runtime", "process"]) == 1
+    err = capsys.readouterr().err
+    assert "no TLS certificate" in err and "join this worker again with a new token" in err
+    assert err.count("\n") == 1

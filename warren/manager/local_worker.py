@@ -4,8 +4,10 @@
 It is an ordinary worker (warren.worker's WorkerAgent) with its own data dir, `<manager data
 dir>/worker`, talking to this manager's own API like any other worker: there is no shortcut around
 the protocol, so it behaves exactly like a remote worker (held sessions, autonomy, failover to
-whichever manager leads). The first start asks this manager for a worker join token and joins;
-later starts resume from the worker's node.json.
+whichever manager leads). The first start asks this manager for a worker join token and joins
+(checking the manager's CA against the token and getting its own worker certificate, as any worker
+does); later starts resume from the worker's node.json and TLS material, and renew the certificate
+like any worker.
 
 It never delays the manager: it starts in the background once the manager serves, retries its join
 until the cluster can answer, and is stopped first on shutdown, leaving its containers running (a
@@ -21,7 +23,7 @@ import os
 from warren.api.peer import PeerClient
 from warren.config import ManagerSettings, WorkerSettings
 from warren.durable import private_data_dir
-from warren.errors import WarrenError
+from warren.errors import CorruptStateError, UnauthorizedError, WarrenError
 from warren.worker import identity
 from warren.worker.daemon import WorkerAgent
 
@@ -70,11 +72,18 @@ class LocalWorker:
         delay, max_delay = self.settings.retry_initial_delay_s, self.settings.retry_max_delay_s
         data_dir = private_data_dir(self.settings.resolved_data_dir)
         while not self._stop.is_set():
+            token = None
             try:
                 token = None if identity.load(data_dir) is not None else await self._worker_token()
                 self._agent = WorkerAgent(self.settings, token=token, announce=_announce)
                 status = await self._agent.run(self._stop)
-            except WarrenError as exc:  # the join was refused or timed out: try again later
+            except (CorruptStateError, UnauthorizedError) as exc:
+                if token is not None:  # a join refused: try again later
+                    log.warning("local worker: %s; retrying", exc)
+                else:  # its state cannot be resumed (damaged, or its certificate expired): no retry helps
+                    log.error("the local worker cannot start: %s", exc)
+                    return
+            except WarrenError as exc:  # the join timed out, no manager answered: try again later
                 log.warning("local worker: %s; retrying", exc)
             except Exception:  # a task boundary: the manager keeps serving without its local worker
                 log.exception("the local worker failed; restarting it")

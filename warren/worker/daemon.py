@@ -1,8 +1,9 @@
 """Runs a worker: `warren worker start` (`run_worker`, blocking) and a hybrid manager's local worker
 (`WorkerAgent`, inside the manager's event loop).
 
-Start-up: the identity (node.json: join with the token, or resume without one), then the runtimes
-(they label containers with the cluster and node, so they need the identity), then the agent.
+Start-up: the identity (node.json and the TLS material in tls/: join with the token, or resume
+without one), then the runtimes (they label containers with the cluster and node, so they need the
+identity), then the agent, with the certificate renewal (warren.pki.renewal) running beside it.
 Stopping (SIGTERM/SIGINT, or the `stop` event) ends the agent only: the tasks' containers and
 processes keep running, and the next start adopts them.
 """
@@ -13,6 +14,7 @@ import asyncio
 import dataclasses
 import logging
 import signal
+import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -22,14 +24,18 @@ import uvloop
 from warren import logs
 from warren.config import OrchestratorSettings, WorkerSettings, split_host_port
 from warren.durable import private_data_dir
-from warren.errors import ConfigError, UnavailableError
+from warren.errors import ConfigError, CorruptStateError, UnauthorizedError, UnavailableError
+from warren.pki import certs
+from warren.pki.join import pinned_ca
+from warren.pki.material import NodeMaterial, load_node, tls_dir
+from warren.pki.renewal import Renewer, utc_text
 from warren.runtime.base import ContainerRuntime, NodeResources
 from warren.worker import identity as ident
 from warren.worker import resources as res
 from warren.worker.agent import EXIT_OK, Agent
 from warren.worker.cache import WorkerCache
 from warren.worker.identity import WorkerIdentity
-from warren.worker.session import Backoff, JoinAnswer, ManagerSession
+from warren.worker.session import Backoff, FetchCA, JoinAnswer, ManagerSession
 
 log = logging.getLogger(__name__)
 
@@ -51,7 +57,7 @@ class WorkerAgent:
       they are logged at INFO.
     - `on_identity`: called with the node's identity once it is known (the daemon names its log
       lines after it).
-    - `transport`: replaces the network to the managers (tests).
+    - `transport`, `fetch_ca`: replace the network to the managers (tests; see ManagerSession).
 
     `run(stop)` returns 0 once `stop` is set (or `await agent.stop()` is called: `run()` may also be
     called without an event), 1 if the node was removed from the cluster (or the worker's state
@@ -69,6 +75,7 @@ class WorkerAgent:
         announce: Announce | None = None,
         on_identity: Callable[[WorkerIdentity], None] | None = None,
         transport: httpx.AsyncBaseTransport | None = None,
+        fetch_ca: FetchCA = pinned_ca,
     ) -> None:
         settings.validate()
         self.settings = settings
@@ -77,6 +84,7 @@ class WorkerAgent:
         self.announce: Announce = announce or (lambda line: log.info("%s", line))
         self._on_identity = on_identity
         self._transport = transport
+        self._fetch_ca = fetch_ca
         self.identity: WorkerIdentity | None = None
         self.agent: Agent | None = None  # while `run` runs, once started
         self._stop = asyncio.Event()
@@ -105,10 +113,11 @@ class WorkerAgent:
         data_dir = private_data_dir(settings.resolved_data_dir)
         me = ident.load(data_dir)
         managers = list(settings.managers)
-        session = ManagerSession(managers, settings, transport=self._transport)
+        session = ManagerSession(managers, settings, transport=self._transport, fetch_ca=self._fetch_ca)
         runtimes: list[ContainerRuntime] = []
         opened = False
         cache: WorkerCache | None = None
+        renewing: asyncio.Task[None] | None = None
         try:
             addr = settings.advertise_host or _default_addr(managers[0])
             labels = dict(settings.labels)
@@ -121,7 +130,7 @@ class WorkerAgent:
                     )
                 drivers = await _planned_drivers(settings.runtime, self._given_runtimes)
                 resources = res.detect(drivers)
-                answer = await _join(session, self._token, addr, labels, resources, settings, stop)
+                answer = await _join(session, self._token, addr, labels, resources, settings, stop, data_dir)
                 if answer is None:
                     return EXIT_OK  # stopped while no manager answered yet
                 me = WorkerIdentity(answer.name, answer.secret, answer.cluster_id, tuple(managers))
@@ -130,12 +139,15 @@ class WorkerAgent:
                 self._identified(me)
                 self.announce(f"Worker joined cluster {me.cluster_id} (Node ID: {me.name})")
             else:
+                session.use_material(_resumed_material(data_dir, me))
                 if tuple(managers) != me.managers:
                     me = dataclasses.replace(me, managers=tuple(managers))
                     ident.save(data_dir, me)
                 self._identified(me)
                 self.announce(f"Worker resumed in cluster {me.cluster_id} (Node ID: {me.name})")
             session.authenticate(me.name, me.secret)
+            renewer = Renewer(data_dir, session.renew, session.use_material)
+            renewing = asyncio.create_task(_keep_renewed(renewer), name="certificate-renewal")
 
             if self._given_runtimes is not None:
                 runtimes = list(self._given_runtimes)
@@ -167,6 +179,9 @@ class WorkerAgent:
             log.info("worker %s stopped; its tasks keep running and are adopted by its next start", me.name)
             return status
         finally:
+            if renewing is not None:
+                renewing.cancel()
+                await asyncio.gather(renewing, return_exceptions=True)
             if cache is not None:
                 cache.close()
             if opened:
@@ -236,15 +251,16 @@ async def _join(
     resources: NodeResources,
     settings: WorkerSettings,
     stop: asyncio.Event,
+    data_dir: str,
 ) -> JoinAnswer | None:
     """Join, retrying while no manager answers (a cluster still starting) for up to join_timeout_s;
-    None if `stop` is set meanwhile."""
+    None if `stop` is set meanwhile. The TLS material is saved in `data_dir`."""
     backoff = Backoff(settings.retry_initial_delay_s, settings.retry_max_delay_s)
     loop = asyncio.get_running_loop()
     deadline = loop.time() + settings.join_timeout_s
     while True:
         try:
-            return await session.join(token, addr, labels, resources.to_doc())
+            return await session.join(token, addr, labels, resources.to_doc(), data_dir=data_dir)
         except UnavailableError as exc:
             delay = backoff.delay()
             if loop.time() + delay > deadline:
@@ -258,6 +274,45 @@ async def _join(
                 return None
             except TimeoutError:
                 pass
+
+
+def _resumed_material(data_dir: str, me: WorkerIdentity) -> NodeMaterial:
+    """The TLS material a resuming worker presents; CorruptStateError (none, damaged, another node's)
+    or UnauthorizedError (expired) with what to do if it has none it can use: without a valid
+    certificate no manager will talk to it."""
+    rejoin = (
+        f"remove {data_dir} and join this worker again with a new token (`warren node rm {me.name}` "
+        "removes its old node)"
+    )
+    material = load_node(data_dir)
+    if material is None:
+        raise CorruptStateError(
+            f"{data_dir} holds the identity of worker {me.name} but no TLS certificate in "
+            f"{tls_dir(data_dir)} (it joined before the cluster used TLS, or the directory was removed): "
+            + rejoin
+        )
+    who = material.identity
+    if (who.name, who.role, who.cluster_id) != (me.name, "worker", me.cluster_id):
+        raise CorruptStateError(
+            f"the certificate in {tls_dir(data_dir)} is that of {who.role} {who.name} of cluster "
+            f"{who.cluster_id}, not of worker {me.name} of cluster {me.cluster_id}: " + rejoin
+        )
+    expired = certs.expires_at(material.cert)
+    if expired <= time.time():
+        raise UnauthorizedError(
+            f"the certificate of worker {me.name} expired at {utc_text(expired)} (the worker was stopped "
+            "for longer than its certificate lifetime, so no manager accepts it any more): " + rejoin
+        )
+    return material
+
+
+async def _keep_renewed(renewer: Renewer) -> None:
+    """The renewal runs as long as the agent; a failure of it must not stop the agent (a task
+    boundary), though the certificate then expires unless the worker is restarted in time."""
+    try:
+        await renewer.run()
+    except Exception:
+        log.exception("certificate renewal stopped; restart this worker before its certificate expires")
 
 
 async def _describe(runtime: ContainerRuntime) -> str:

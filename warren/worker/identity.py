@@ -1,7 +1,10 @@
 """Who this worker is: `<data-dir>/node.json`, written when it joins and read on every restart.
 
-The file holds the session secret (the worker's only credential), so it is written with mode 0600
-into a data dir only the worker's user can read; a restarted worker resumes with it and needs no token.
+The file holds the session secret, so it is written with mode 0600 into a data dir only the worker's
+user can read; a restarted worker resumes with it and needs no token. Its other credential, the
+certificate and private key it presents to managers, is kept beside it in `tls/`
+(warren.pki.material), written at the join before node.json, so a worker with an identity always has
+the certificate that goes with it.
 """
 
 from __future__ import annotations

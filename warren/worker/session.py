@@ -1,5 +1,5 @@
-"""The worker's HTTP client of the managers (docs/worker-protocol.md): join, the long-polled session,
-status reports and log chunks.
+"""The worker's HTTPS client of the managers (docs/worker-protocol.md): join, the long-polled session,
+status reports, log chunks and certificate renewal.
 
 Every call goes to the manager that answered last. A manager that refuses the connection, times out
 or answers 503 (no leader, no quorum, shutting down; 502/504 from a proxy) is left at once for the
@@ -7,14 +7,23 @@ next one; only when all of them failed in a row does the call raise `Unavailable
 caller decides how long to wait before the next round (`Backoff`). Any manager will do: a follower
 forwards to the leader.
 
-The join token and the session secret are credentials: they travel in request bodies and the
-`Authorization` header only, and no log line or error message here contains them.
+Every call is TLS and verifies the manager against the cluster CA (as the name `warren-manager`,
+whatever address was dialled). Joining first fetches the CA certificate and checks it against the
+digest in the token before anything is sent (warren.pki.join), then sends the token with a CSR for a
+key made here; the certificate it gets back is presented on every later call, together with the
+session secret. A renewed certificate (`use_material`) is used by the calls that start afterwards,
+while calls under way (a held session) finish on the connections they have.
+
+The join token, the session secret and the private key are credentials: the first two travel in
+request bodies and the `Authorization` header only, the key never leaves the data dir, and no log
+line or error message here contains any of them.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import ssl
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -27,6 +36,10 @@ import orjson
 from warren import __version__
 from warren.config import DEFAULT_API_PORT, WorkerSettings, join_host_port, split_host_port
 from warren.errors import InvalidError, UnauthorizedError, UnavailableError, WarrenError, error_class
+from warren.pki import certs
+from warren.pki.join import new_join_key, pinned_ca
+from warren.pki.material import NodeMaterial, client_context, save_node
+from warren.pki.renewal import check_issued
 
 log = logging.getLogger(__name__)
 
@@ -39,6 +52,10 @@ JSONObject = dict[str, Any]
 # load balancer or proxy in front of one.
 _NOT_NOW = frozenset({502, 503, 504})
 
+# (manager "host:port", join token) -> the manager's CA certificate (PEM) if the token pins it;
+# blocking. UnauthorizedError if it does not, UnavailableError if the manager cannot be reached.
+FetchCA = Callable[[str, str], bytes]
+
 
 class NodeRemovedError(UnauthorizedError):
     """A manager refused this worker's session secret: its node was removed from the cluster."""
@@ -50,6 +67,9 @@ class JoinAnswer:
     secret: str = field(repr=False)
     cluster_id: str
     heartbeat_period_s: float
+    # The CA, certificate and key just saved in the data dir (the session already presents them).
+    material: NodeMaterial = field(repr=False)
+    cert_expires_at: float = 0.0
 
 
 class Backoff:
@@ -71,15 +91,18 @@ class Backoff:
 
 def base_url(manager: str) -> str:
     host, port = split_host_port(manager, field="manager", default_port=DEFAULT_API_PORT)
-    return f"http://{join_host_port(host, port)}"
+    return f"https://{join_host_port(host, port)}"
 
 
 class ManagerSession:
     """Calls to the managers in `managers` ("host:port"), with failover; see the module docstring.
 
-    `transport` replaces the network in tests (httpx.MockTransport). Connectivity is tracked for the
-    agent: `last_ok` (monotonic time of the last answer), `round_failed` (every manager failed since
-    then) and `successes` (a counter, for `wait_success`).
+    No call can be made before the session has TLS material: `join` makes it, `use_material` loads
+    the material of an earlier join (and of each renewal). `transport` replaces the network in tests
+    (httpx.MockTransport), and `fetch_ca` the anonymous CA fetch a join starts with
+    (warren.pki.join.pinned_ca). Connectivity is tracked for the agent: `last_ok` (monotonic time of
+    the last answer), `round_failed` (every manager failed since then) and `successes` (a counter,
+    for `wait_success`).
     """
 
     def __init__(
@@ -89,6 +112,7 @@ class ManagerSession:
         *,
         transport: httpx.AsyncBaseTransport | None = None,
         clock: Callable[[], float] = time.monotonic,
+        fetch_ca: FetchCA = pinned_ca,
     ) -> None:
         if not managers:
             raise InvalidError("a worker needs at least one manager address")
@@ -97,13 +121,16 @@ class ManagerSession:
         self._current = 0
         self.settings = settings
         self._clock = clock
+        self._transport = transport
+        self._fetch_ca = fetch_ca
         self.node: str | None = None
         self._secret: str | None = None
-        self._http = httpx.AsyncClient(
-            transport=transport,
-            timeout=settings.request_timeout_s,
-            headers={"User-Agent": f"warren-worker/{__version__}", "Accept": "application/json"},
-        )
+        # The TLS context of the calls starting now, and its client; a client replaced by a renewal
+        # is closed once the calls still using it are done.
+        self.tls: ssl.SSLContext | None = None
+        self._http: httpx.AsyncClient | None = None
+        self._users: dict[httpx.AsyncClient, int] = {}
+        self._retired: list[httpx.AsyncClient] = []
         self.last_ok = clock()
         self.round_failed = False
         self.successes = 0
@@ -118,28 +145,61 @@ class ManagerSession:
         self.node = node
         self._secret = secret
 
+    def use_material(self, material: NodeMaterial) -> None:
+        """Present `material`'s certificate (and trust its CA) on every call from now on. Calls under
+        way keep their connections, so a renewal interrupts nothing. ConfigError if it cannot be
+        loaded."""
+        self._use(client_context(material.ca_pem, material.node_path))
+
     async def close(self) -> None:
-        await self._http.aclose()
+        clients = [*self._retired, *([self._http] if self._http is not None else [])]
+        self._retired.clear()
+        self._http = None
+        for client in clients:
+            await client.aclose()
 
     # -- the protocol's calls ---------------------------------------------------------------------
 
-    async def join(self, token: str, addr: str, labels: dict[str, str], resources: JSONObject) -> JoinAnswer:
-        """POST /v1/workers/join. UnauthorizedError if the token is refused, UnavailableError if no
+    async def join(
+        self, token: str, addr: str, labels: dict[str, str], resources: JSONObject, *, data_dir: str
+    ) -> JoinAnswer:
+        """Join with `token`: check the managers' CA against it (nothing is sent to a manager whose CA
+        it does not pin), then POST /v1/workers/join with a CSR for a new key, save the CA,
+        certificate and key in `data_dir`'s TLS material and present them from then on.
+        UnauthorizedError if the token does not pin the CA or is refused, UnavailableError if no
         manager answered."""
-        body = {"token": token, "addr": addr, "labels": labels, "resources": resources}
+        ca_pem = await self._pinned_ca(token)
+        key = await asyncio.to_thread(new_join_key)
+        self._use(client_context(ca_pem, None))
+        body = {"token": token, "csr": key.csr_pem, "addr": addr, "labels": labels, "resources": resources}
         try:
             doc = await self._call_json("/v1/workers/join", body, self.settings.request_timeout_s, auth=False)
         except UnauthorizedError as exc:
             raise UnauthorizedError(f"the cluster refused the join token: {exc}") from None
         try:
-            return JoinAnswer(
-                name=str(doc["name"]),
-                secret=str(doc["secret"]),
-                cluster_id=str(doc["cluster_id"]),
-                heartbeat_period_s=float(doc.get("heartbeat_period_s") or 1.0),
-            )
+            name = str(doc["name"])
+            secret = str(doc["secret"])
+            cluster_id = str(doc["cluster_id"])
+            heartbeat_period_s = float(doc.get("heartbeat_period_s") or 1.0)
+            cert_pem = str(doc["certificate"]).encode("ascii")
         except (KeyError, TypeError, ValueError) as exc:
             raise WarrenError(f"manager {self.current} answered the join without {exc}") from None
+        try:
+            cert = check_issued(
+                cert_pem, key.key_pem, ca_pem, name=name, role="worker", cluster_id=cluster_id
+            )
+        except WarrenError as exc:
+            raise WarrenError(
+                f"manager {self.current} answered the join with a bad certificate: {exc}"
+            ) from None
+        material = await asyncio.to_thread(save_node, data_dir, ca_pem, cert_pem, key.key_pem)
+        self.use_material(material)
+        return JoinAnswer(name, secret, cluster_id, heartbeat_period_s, material, certs.expires_at(cert))
+
+    async def renew(self, csr_pem: str) -> JSONObject:
+        """POST /v1/certs/renew with the current certificate: `{"certificate", "ca", "cert_expires_at"}`
+        for `csr_pem`'s key (warren.pki.renewal.Renewer's request)."""
+        return await self._call_json("/v1/certs/renew", {"csr": csr_pem}, self.settings.request_timeout_s)
 
     async def session(self, body: JSONObject, hold_s: float) -> JSONObject:
         """POST /v1/dispatcher/session: held by the leader up to `hold_s` (the heartbeat period)."""
@@ -180,6 +240,60 @@ class ManagerSession:
 
     # -- plumbing ---------------------------------------------------------------------------------
 
+    async def _pinned_ca(self, token: str) -> bytes:
+        """The CA certificate of the first manager that can be reached, checked against the token."""
+        start = self._current
+        reasons: list[str] = []
+        for i in range(len(self.managers)):
+            index = (start + i) % len(self.managers)
+            try:
+                # Blocking (its own connection, verifying nothing but the digest): off the loop.
+                ca_pem = await asyncio.to_thread(self._fetch_ca, self.managers[index], token)
+            except UnavailableError as exc:
+                reasons.append(str(exc))
+                log.debug("join: %s", exc)
+                continue
+            self._current = index
+            return ca_pem
+        self.round_failed = True
+        raise UnavailableError(f"no manager answered ({'; '.join(reasons)})")
+
+    def _use(self, ctx: ssl.SSLContext) -> None:
+        old = self._http
+        self.tls = ctx
+        self._http = httpx.AsyncClient(
+            transport=self._transport,
+            verify=ctx,
+            timeout=self.settings.request_timeout_s,
+            headers={"User-Agent": f"warren-worker/{__version__}", "Accept": "application/json"},
+        )
+        if old is not None:
+            self._retired.append(old)
+
+    async def _post(
+        self, url: str, content: bytes, headers: dict[str, str], timeout_s: float
+    ) -> httpx.Response:
+        client = self._http
+        if client is None:
+            raise UnauthorizedError("this worker has no certificate yet: it must join a cluster first")
+        self._users[client] = self._users.get(client, 0) + 1
+        try:
+            response = await client.post(url, content=content, headers=headers, timeout=timeout_s)
+        finally:
+            self._users[client] -= 1
+            if not self._users[client]:
+                del self._users[client]
+        if self._retired:
+            await self._close_idle()
+        return response
+
+    async def _close_idle(self) -> None:
+        """Close the clients replaced by a renewal that no call uses any more."""
+        idle = [c for c in self._retired if c not in self._users]
+        self._retired = [c for c in self._retired if c in self._users]
+        for client in idle:
+            await client.aclose()
+
     async def _call_json(
         self, path: str, body: JSONObject, timeout_s: float, *, auth: bool = True
     ) -> JSONObject:
@@ -216,9 +330,7 @@ class ManagerSession:
             index = (start + i) % len(self._bases)
             manager = self.managers[index]
             try:
-                response = await self._http.post(
-                    self._bases[index] + path, content=content, headers=headers, timeout=timeout_s
-                )
+                response = await self._post(self._bases[index] + path, content, headers, timeout_s)
             except httpx.HTTPError as exc:  # refused, reset, timed out, a garbled answer
                 reasons.append(f"{manager}: {_describe(exc)}")
                 log.debug("manager %s failed %s: %s", manager, path, _describe(exc))
@@ -269,8 +381,25 @@ def _error_message(response: httpx.Response) -> str:
 
 
 def _describe(exc: httpx.HTTPError) -> str:
+    tls = _tls_failure(exc)
+    if tls is not None:
+        return f"TLS handshake failed ({tls})"
     if isinstance(exc, httpx.ConnectError):
         return "connection refused or unreachable"
     if isinstance(exc, httpx.TimeoutException):
         return "timed out"
     return str(exc) or type(exc).__name__
+
+
+def _tls_failure(exc: BaseException) -> str | None:
+    """The reason of a failed TLS handshake behind `exc` (a manager of another cluster, an expired or
+    revoked certificate, a plain-HTTP server), or None if it was something else."""
+    seen: set[int] = set()
+    cause: BaseException | None = exc
+    while cause is not None and id(cause) not in seen:
+        seen.add(id(cause))
+        if isinstance(cause, ssl.SSLError):
+            return getattr(cause, "verify_message", None) or str(cause)
+        cause = cause.__cause__ or cause.__context__
+    text = str(exc)
+    return text if text.startswith("[SSL") else None
