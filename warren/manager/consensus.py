@@ -112,6 +112,16 @@ class Consensus:
             )
         return cls(node, store, settings)
 
+    def update_tls(self, material: NodeMaterial) -> None:
+        """A renewed certificate for the Raft transport's new connections."""
+        if hasattr(self.node, "update_tls"):  # TODO(lead): drop once the wheel has TLS
+            self.node.update_tls(raft_tls(material))
+
+    def set_revoked(self, fingerprints: list[str]) -> None:
+        """Raft peers presenting one of these certificates (SHA-256 hex) are refused."""
+        if hasattr(self.node, "set_revoked"):  # TODO(lead): drop once the wheel has TLS
+            self.node.set_revoked([bytes.fromhex(f) for f in fingerprints])
+
     def start(self) -> asyncio.Task[None]:
         """Start feeding committed entries to the store; the task ends when the node shuts down."""
         self._drive_task = asyncio.create_task(drive(self.node, self.store), name="raft-apply")

@@ -46,6 +46,7 @@ from warren.manager.local_worker import LocalWorker
 from warren.manager.manager import Manager
 from warren.manager.metrics import ManagerMetrics, metrics_app
 from warren.manager.servers import SOCKET_NAME, HttpServer, bind, bind_unix
+from warren.manager.tlskeeper import TlsKeeper, renew_through
 from warren.pki import certs, material, userconfig
 from warren.pki.join import new_join_key, pinned_ca
 from warren.store import commands as c
@@ -276,6 +277,7 @@ async def _serve(
     manager.leader_services = leader_services
     leader_services.start()
     local_worker: LocalWorker | None = None
+    keeper: TlsKeeper | None = None
     servers: list[HttpServer] = []
     try:
         api = create_app(manager, metrics, forwarder)
@@ -301,6 +303,8 @@ async def _serve(
         )
         for server in servers:
             await server.start()
+        keeper = TlsKeeper(data_dir, consensus, [server_tls, client_tls], renew_through(peers, me.api_addr))
+        keeper.start()
         if me.founder:
             await _found(manager, data_dir)
         elif not me.joined:
@@ -313,6 +317,8 @@ async def _serve(
             local_worker.start()
         return await _until_stopped(manager, applying)
     finally:
+        if keeper is not None:
+            await keeper.stop()
         await _shutdown(manager, servers, local_worker)
         forwarder.close()
 
