@@ -3,6 +3,8 @@ runtime), on a cluster it forms itself. Each run gets its own TMPDIR, so "the dr
 is "TMPDIR is empty", and "nothing it started is alive" is checked both by the pids it reports
 (`-o json`) and by scanning /proc for any process whose command line or working directory lies under
 that TMPDIR (every manager and worker names its data dir; every task process runs in its task dir).
+The caller's WARREN_CONFIG_DIR (`user_config`, outside TMPDIR) must stay untouched: the drill writes its
+cluster's admin certificate into its own directory, which goes with it.
 """
 
 from __future__ import annotations
@@ -20,10 +22,16 @@ RUN_TIMEOUT_S = 120.0
 DRILL = [sys.executable, "-m", "warren", "drill"]
 
 
+def user_config(tmp: Path) -> Path:
+    """The caller's config dir in these runs: where the CLI would look for admin certificates."""
+    return tmp.with_name(tmp.name + "-user-config")
+
+
 def drill_env(tmp: Path) -> dict[str, str]:
     env = child_env()
     env.pop("WARREN_MANAGER", None)
     env["TMPDIR"] = str(tmp)
+    env["WARREN_CONFIG_DIR"] = str(user_config(tmp))
     return env
 
 
@@ -44,6 +52,7 @@ def alive(pid: int) -> bool:
 def assert_nothing_left(tmp: Path, output: str) -> None:
     assert processes_under(tmp) == [], output
     assert list(tmp.iterdir()) == [], f"the drill left {list(tmp.iterdir())}\n{output}"
+    assert not user_config(tmp).exists(), f"the drill wrote into the caller's config dir\n{output}"
 
 
 def test_drill_passes_every_step_and_leaves_nothing_behind(tmp_path: Path) -> None:

@@ -2,7 +2,9 @@
 (`cluster init`, join tokens, `manager join`, `worker start`), each manager on a loopback address of
 its own with free ports; probes of its managers; its service's tasks; and its clean-up.
 
-Everything is observed through the managers' API (via the CLI's `ManagerClient`) and, for the process
+Everything is observed through the managers' API (via the CLI's `ManagerClient`, over mutual TLS with
+the admin certificate `cluster init` wrote into the drill's own config dir, `<drill dir>/config`: the
+daemons get it as WARREN_CONFIG_DIR, and the user's ~/.config is never written) and, for the process
 runtime, through the task state files the worker writes (`<worker data>/tasks/<task>/state.json`:
 pid and start time) and /proc. `close()` stops every process the drill started, whatever state the
 cluster is in: the worker, the tasks' processes (by their recorded pids, and any process whose
@@ -25,6 +27,7 @@ from warren.config import ClientSettings, DrillSettings
 from warren.drill.procs import WARREN, Daemon, Interrupts, free_port
 from warren.drill.report import format_duration
 from warren.errors import WarrenError
+from warren.pki import userconfig
 from warren.runtime import PROCESS_TASKS_DIR
 from warren.runtime.process import read_task_state
 from warren.runtime.procfs import is_ours, proc_stat, session_members, signal_group
@@ -59,9 +62,27 @@ def wait_until(check: Callable[[], T], timeout_s: float, what: str, poll_s: floa
         time.sleep(poll_s)  # bounded polling: the API has no event for any of these conditions
 
 
+def admin_credentials(config_dir: Path) -> userconfig.ClientCredentials | None:
+    """The admin credentials `cluster init` wrote under `config_dir` (warren.pki.userconfig's layout;
+    the newest cluster's, though the drill's dir only ever holds its own), or None before it has."""
+    found: list[tuple[float, userconfig.ClientCredentials]] = []
+    try:
+        entries = list((config_dir / "clusters").iterdir())
+    except FileNotFoundError:
+        return None
+    for entry in entries:
+        ca = entry / userconfig.CA_FILE
+        with contextlib.suppress(OSError):
+            # admin.pem is written (atomically) after ca.crt: once it exists, both are complete.
+            if (entry / userconfig.ADMIN_FILE).exists():
+                found.append((ca.stat().st_mtime, userconfig.ClientCredentials(str(entry), ca.read_bytes())))
+    return max(found, key=lambda pair: pair[0])[1] if found else None
+
+
 @dataclass
 class Manager:
-    """One manager of the drill: its addresses, its daemon and a probe client (one attempt, short)."""
+    """One manager of the drill: its addresses, its daemon and a probe client (one attempt, short),
+    made by `connect` on first use (the admin certificate it needs exists once the cluster is founded)."""
 
     label: str
     api_addr: str
@@ -69,9 +90,22 @@ class Manager:
     metrics_addr: str
     data_dir: Path
     daemon: Daemon
-    probe: ManagerClient
+    connect: Callable[[str, ClientSettings], ManagerClient]
+    probe_settings: ClientSettings
     name: str | None = None  # its node name, once it is a member
     raft_id: int | None = None
+    _probe: ManagerClient | None = field(default=None, repr=False)
+
+    @property
+    def probe(self) -> ManagerClient:
+        """The probe client (NotYet while the cluster has no admin certificate)."""
+        if self._probe is None:
+            self._probe = self.connect(self.api_addr, self.probe_settings)
+        return self._probe
+
+    def close(self) -> None:
+        if self._probe is not None:
+            self._probe.close()
 
     def ready(self) -> Doc:
         """GET /v1/ready: 200 means it knows a leader and keeps up applying; 503 raises."""
@@ -116,10 +150,28 @@ class LocalCluster:
     worker_name: str | None = None
     cluster_id: str | None = None
     seen_task_pids: set[int] = field(default_factory=set)
+    _credentials: userconfig.ClientCredentials | None = None
 
     @property
     def worker_dir(self) -> Path:
         return self.base_dir / "worker"
+
+    @property
+    def config_dir(self) -> Path:
+        """The daemons' WARREN_CONFIG_DIR: where `cluster init` writes the admin certificate."""
+        return self.base_dir / "config"
+
+    def credentials(self) -> userconfig.ClientCredentials:
+        """The drill cluster's admin credentials (NotYet until `cluster init` has written them)."""
+        if self._credentials is None:
+            self._credentials = admin_credentials(self.config_dir)
+            if self._credentials is None:
+                raise NotYet(f"no admin certificate in {self.config_dir} yet")
+        return self._credentials
+
+    def client(self, api_addr: str, settings: ClientSettings) -> ManagerClient:
+        """A client of the manager at `api_addr` with the drill's admin certificate (never the user's)."""
+        return ManagerClient(api_addr, settings=settings, credentials=self.credentials())
 
     @property
     def tasks_dir(self) -> Path:
@@ -135,7 +187,7 @@ class LocalCluster:
         budget = self.settings.step_timeout_s
         settings = ClientSettings(request_timeout_s=min(budget, ClientSettings().request_timeout_s),
                                   retry_deadline_s=budget)
-        return ManagerClient(manager.api_addr, settings=settings)
+        return self.client(manager.api_addr, settings)
 
     # -- forming ------------------------------------------------------------------------------------
 
@@ -144,10 +196,9 @@ class LocalCluster:
         host = f"127.0.0.{self.settings.first_host + index - 1}"
         api, raft, metrics = (f"{host}:{free_port(host)}" for _ in range(3))
         label = f"manager{index}"
-        probe = ManagerClient(api, settings=ClientSettings(
-            request_timeout_s=self.settings.probe_timeout_s, retry_deadline_s=0.0))
-        daemon = Daemon(label, [], self.base_dir / f"{label}.log", self.base_dir)
-        m = Manager(label, api, raft, metrics, self.base_dir / label, daemon, probe)
+        probe = ClientSettings(request_timeout_s=self.settings.probe_timeout_s, retry_deadline_s=0.0)
+        daemon = Daemon(label, [], self.base_dir / f"{label}.log", self.base_dir, self.config_dir)
+        m = Manager(label, api, raft, metrics, self.base_dir / label, daemon, self.client, probe)
         self.managers.append(m)
         return m
 
@@ -196,7 +247,7 @@ class LocalCluster:
             *WARREN, "worker", "start", "--token", token,
             "--manager", ",".join(m.api_addr for m in self.managers),
             "--data-dir", str(self.worker_dir), "--runtime", self.settings.runtime,
-        ], self.base_dir / "worker.log", self.base_dir)
+        ], self.base_dir / "worker.log", self.base_dir, self.config_dir)
         self.worker.start(self.interrupts)
         worker = self.worker
 
@@ -316,7 +367,7 @@ class LocalCluster:
             finally:
                 for m in self.managers:
                     m.daemon.kill(timeout)
-                    m.probe.close()
+                    m.close()
 
     def _task_process_candidates(self) -> dict[int, int | None]:
         """pid -> start time of every process a task ran as: recorded in a state file, or running

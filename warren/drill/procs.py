@@ -2,9 +2,11 @@
 drill's own handling of Ctrl-C and SIGTERM, so that whatever it started is stopped.
 
 A `Daemon` is one `python -m warren ...` command (a manager or the worker) with its output appended
-to a log file; it survives kill/restart cycles and remembers every pid it ever had. `Interrupts`
-turns SIGINT and SIGTERM into KeyboardInterrupt, except inside `deferred()` (a spawn, the clean-up),
-where the signal is held until the block ends: a child must never be started without being recorded.
+to a log file and `WARREN_CONFIG_DIR` pointing into the drill's own directory (so `cluster init` writes
+the drill cluster's admin certificate there, not into the user's ~/.config); it survives kill/restart
+cycles and remembers every pid it ever had. `Interrupts` turns SIGINT and SIGTERM into
+KeyboardInterrupt, except inside `deferred()` (a spawn, the clean-up), where the signal is held until
+the block ends: a child must never be started without being recorded.
 """
 
 from __future__ import annotations
@@ -24,6 +26,9 @@ from typing import Any
 
 from warren.config import MANAGER_ENV
 
+# Read by warren.pki.userconfig: where `cluster init` writes the CLI's admin certificate.
+CONFIG_DIR_ENV = "WARREN_CONFIG_DIR"
+
 # How a daemon is run: the interpreter running the drill, so the same installed `warren`.
 WARREN = (sys.executable, "-m", "warren")
 
@@ -35,23 +40,25 @@ def free_port(host: str) -> int:
         return int(s.getsockname()[1])
 
 
-def child_env() -> dict[str, str]:
-    """The drill's environment for its daemons: unbuffered output, and no WARREN_MANAGER (each
-    daemon is told its managers)."""
+def child_env(config_dir: Path) -> dict[str, str]:
+    """The drill's environment for its daemons: unbuffered output, no WARREN_MANAGER (each daemon is
+    told its managers), and `config_dir` as WARREN_CONFIG_DIR (the drill's admin certificate)."""
     env = dict(os.environ)
     env.pop(MANAGER_ENV, None)
     env["PYTHONUNBUFFERED"] = "1"
+    env[CONFIG_DIR_ENV] = str(config_dir)
     return env
 
 
 class Daemon:
     """One `warren` daemon command run in the background in its own process group (session)."""
 
-    def __init__(self, label: str, argv: Sequence[str], log_path: Path, cwd: Path) -> None:
+    def __init__(self, label: str, argv: Sequence[str], log_path: Path, cwd: Path, config_dir: Path) -> None:
         self.label = label
         self.argv = list(argv)
         self.log_path = log_path
         self.cwd = cwd
+        self.config_dir = config_dir
         self.proc: subprocess.Popen[bytes] | None = None
         self.pids: list[int] = []  # every incarnation's pid, in order
         self.stopped = False  # SIGSTOP-ed and not yet continued
@@ -77,7 +84,7 @@ class Daemon:
                 stdout=log,
                 stderr=subprocess.STDOUT,
                 cwd=self.cwd,
-                env=child_env(),
+                env=child_env(self.config_dir),
                 start_new_session=True,  # its own group: killpg reaches it alone, Ctrl-C does not
             )
             self.pids.append(self.proc.pid)

@@ -1,0 +1,72 @@
+"""The drill's admin certificate: its daemons write it into the drill's own directory (never the
+user's config dir), and its clients take it from there, whatever cluster the user's config names."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from warren.config import ClientSettings, DrillSettings
+from warren.drill.cluster import LocalCluster, NotYet, admin_credentials
+from warren.drill.procs import CONFIG_DIR_ENV, Interrupts, child_env
+from warren.pki import certs, userconfig
+
+
+def write_admin(config_dir: Path, cluster_id: str, monkeypatch: pytest.MonkeyPatch) -> bytes:
+    """What `cluster init` writes for a new cluster's CLI, under `config_dir`; the CA certificate."""
+    ca_key, ca_cert = certs.create_ca(cluster_id, 3600.0)
+    key = certs.new_key()
+    cert = certs.issue(ca_key, ca_cert, key.public_key(), name="admin", role="admin",
+                       cluster_id=cluster_id, lifetime_s=3600.0)
+    ca_pem = certs.cert_pem(ca_cert)
+    with monkeypatch.context() as m:
+        m.setenv(CONFIG_DIR_ENV, str(config_dir))
+        userconfig.save_admin(cluster_id, ca_pem, certs.cert_pem(cert), certs.key_pem(key))
+    return ca_pem
+
+
+def test_the_daemons_write_into_the_drills_config_dir_not_the_users(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv(CONFIG_DIR_ENV, str(tmp_path / "user"))
+    monkeypatch.setenv("WARREN_MANAGER", "10.0.0.1:8080")
+    env = child_env(tmp_path / "drill" / "config")
+    assert env[CONFIG_DIR_ENV] == str(tmp_path / "drill" / "config")
+    assert "WARREN_MANAGER" not in env
+    cluster = LocalCluster(DrillSettings(), tmp_path / "drill", Interrupts())
+    assert cluster.config_dir == tmp_path / "drill" / "config"
+    m = cluster.new_manager()
+    assert m.daemon.config_dir == cluster.config_dir
+
+
+def test_the_drills_clients_use_its_own_certificate_once_it_exists(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The user has another cluster's admin certificate: the drill must not pick it.
+    write_admin(tmp_path / "user", "cluster-users", monkeypatch)
+    monkeypatch.setenv(CONFIG_DIR_ENV, str(tmp_path / "user"))
+    cluster = LocalCluster(DrillSettings(), tmp_path / "drill", Interrupts())
+    m = cluster.new_manager()
+    with pytest.raises(NotYet, match="no admin certificate"):
+        cluster.credentials()
+    with pytest.raises(NotYet):
+        m.probe  # noqa: B018 - the probe needs the certificate `cluster init` has not written yet
+    assert admin_credentials(cluster.config_dir) is None
+
+    ca_pem = write_admin(cluster.config_dir, "cluster-drill", monkeypatch)
+    creds = cluster.credentials()
+    assert creds.ca_pem == ca_pem
+    assert Path(creds.dir).parent == cluster.config_dir / "clusters"
+    assert m.probe is m.probe  # made once
+    assert m.probe.address == m.api_addr
+    with cluster.client(m.api_addr, ClientSettings()) as client:
+        assert client.address == m.api_addr
+    m.close()
+
+
+def test_admin_credentials_skip_a_cluster_dir_without_its_key(tmp_path: Path) -> None:
+    partial = tmp_path / "clusters" / "cluster-x-abc"
+    partial.mkdir(parents=True)
+    (partial / userconfig.CA_FILE).write_bytes(b"ca")  # admin.pem not written yet
+    assert admin_credentials(tmp_path) is None
