@@ -11,6 +11,11 @@ after a whole round failed. Failover is the time from the disruption to the firs
 that was sent after it. The adapter then undoes the disruption and waits until the victim is a member
 again; the next trial starts from a stable cluster.
 
+Connections are opened as the system's clients open them (`Member.http`): HTTPS with the cluster's
+admin certificate for Warren, plain HTTP for etcd's JSON gateway. A connection is opened once and kept
+(keep-alive); the first write to each survivor after the disruption opens its connection, TLS handshake
+included, and that time counts in the failover as it would for a client.
+
 Dropping the old leader's connection at the disruption is the same for every variant: after a SIGKILL
 the kernel resets it anyway, while a frozen leader would hold the write until some timeout; the client
 here knows at once, like one told by a health check. The attempt timeout still matters where a write to
@@ -60,6 +65,8 @@ class Member(Protocol):
     @property
     def addr(self) -> str: ...  # where clients send writes ("host:port")
 
+    def http(self, timeout_s: float) -> Http: ...  # a keep-alive connection as the system's clients open
+
 
 class Cluster(Protocol):
     @property
@@ -79,8 +86,8 @@ class Client(threading.Thread):
 
     def __init__(
         self,
-        leader: str,
-        survivors: list[str],
+        leader: Member,
+        survivors: Sequence[Member],
         make: MakeWrite,
         acked: Acked,
         params: ClientParams,
@@ -95,7 +102,7 @@ class Client(threading.Thread):
         self.disrupted_t: float | None = None  # perf_counter() just before the disruption, set by the harness
         self.left = threading.Event()  # the disruption is in effect: stop writing to the leader
         self.stop = threading.Event()
-        self._leader = Http(leader, LEADER_TIMEOUT_S)
+        self._leader = leader.http(LEADER_TIMEOUT_S)
         self.acks_before = 0
         self.leader_errors_before: list[str] = []
         self.ack_t: float | None = None  # the first acknowledgement after the disruption
@@ -145,7 +152,7 @@ class Client(threading.Thread):
         """Round-robin on the survivors until the first acknowledgement, then on until `observe_s` after
         the disruption (every acknowledgement's time in `acks`, for the longest gap)."""
         assert self.disrupted_t is not None
-        conns = [Http(a, self.params.attempt_timeout_s) for a in self.survivors]
+        conns = [m.http(self.params.attempt_timeout_s) for m in self.survivors]
         give_up = self.disrupted_t + self.params.give_up_s
         observe_until = self.disrupted_t + self.params.observe_s
         try:
@@ -214,7 +221,7 @@ def trial(
     acknowledged in time) with the adapter's recovery fields; `next` is the next write number."""
     victim = cluster.wait_stable()
     survivors = [m for m in cluster.members if m is not victim]
-    client = Client(victim.addr, [m.addr for m in survivors], make, acked, params, first)
+    client = Client(victim, survivors, make, acked, params, first)
     lead_in = rng.uniform(*params.lead_in_s)
     effect = None
     disrupted_at = None

@@ -130,6 +130,10 @@ class EtcdMember(Proc):
         env = {k: v for k, v in os.environ.items() if not k.startswith("ETCD_")}
         super().__init__(f"etcd{index}@{self.addr}", [], base_dir / f"etcd{index}.log", env)
 
+    def http(self, timeout_s: float) -> Http:
+        """A keep-alive connection to the JSON gateway (plain HTTP: the benchmark's etcd has no TLS)."""
+        return Http(self.addr, timeout_s)
+
     def status(self) -> dict[str, Any] | None:
         try:
             code, doc = call(self.addr, "POST", "/v3/maintenance/status", {})
@@ -294,7 +298,7 @@ def _latency(
     rows = []
     n = 0
     for role, target in (("leader", leader), ("follower", follower)):
-        conn = Http(target.addr, params.request_timeout_s)
+        conn = target.http(params.request_timeout_s)
         try:
             measured = timed_writes(conn, put_write("b-"), put_acked, params, first=n)
         finally:

@@ -3,7 +3,7 @@
 On one 3-manager cluster formed through the CLI (default Raft timers), each trial:
 
 1. A client writes continuously through the leader (`service_write`: PATCH of a service; one keep-alive
-   connection, sequential), noting when each write is acknowledged. After `before_s` of acknowledged
+   TLS connection, sequential), noting when each write is acknowledged. After `before_s` of acknowledged
    writes, the harness sends SIGKILL to a follower's process group (the followers take turns) and the
    client goes on for `after_s`. `follower_loss/gap` is the longest time without an acknowledgement in the
    window [kill - before_s, kill + after_s]: with one follower left the leader still has its majority, so
@@ -26,7 +26,7 @@ from typing import Any
 
 from benches.client_failover import longest_gap
 from benches.manager_api import service_write, written
-from benches.managers import HarnessError, Http, HttpError, ManagerCluster, ManagerProc
+from benches.managers import HarnessError, HttpError, ManagerCluster, ManagerProc
 from benches.stats import summarize_ms, trial_row
 
 SCENARIO = "follower_loss"
@@ -58,10 +58,10 @@ class FollowerLossParams:
 class Writer(threading.Thread):
     """Writes through one manager until stopped; `acks` holds the perf_counter() of each acknowledgement."""
 
-    def __init__(self, addr: str, timeout_s: float, first: int) -> None:
+    def __init__(self, via: ManagerProc, timeout_s: float, first: int) -> None:
         super().__init__(name="follower-loss-writer", daemon=True)
-        self.conn = Http(addr, timeout_s)
-        self.make = service_write("l-", addr)
+        self.conn = via.http(timeout_s)
+        self.make = service_write("l-", via)
         self.n = first
         self.acks: list[float] = []
         self.errors: list[tuple[float, str]] = []
@@ -98,7 +98,7 @@ def gap_trial(cluster: ManagerCluster, i: int, params: FollowerLossParams, first
     leader = cluster.wait_stable()
     followers = [m for m in cluster.managers if m is not leader]
     victim = followers[i % len(followers)]
-    writer = Writer(leader.api_addr, params.write_timeout_s, first)
+    writer = Writer(leader, params.write_timeout_s, first)
     writer.start()
     try:
         _wait_until(

@@ -128,7 +128,7 @@ def run(work_dir: Path, params: LeaderFailoverParams) -> dict[str, Any]:
     loadavg_before = os.getloadavg()
     with ManagerCluster(work_dir / SCENARIO) as cluster:
         try:
-            make = service_write("f-", cluster.start(MANAGERS).api_addr)
+            make = service_write("f-", cluster.start(MANAGERS))
         except HarnessError as exc:
             result: dict[str, Any] = {"trials": {v: [] for v in params.variants}, "error": str(exc)}
         else:

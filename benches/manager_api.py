@@ -1,11 +1,14 @@
 """Scenario `manager_api`: how long one API write takes as a client sees it, via the leader and a follower.
 
 A 3-manager cluster is formed through the CLI (`benches.managers`). A client holding one persistent
-HTTP/1.1 keep-alive connection sends `PATCH /v1/services/b-<n % 16> {"labels": {"seq": "<n>"}}` (see
-`service_write`), one at a time: after a warm-up, each write is timed from just before the request is
-written to the socket until the 200 answer has been read. The leader's writes go straight to Raft; a
-follower's are forwarded to the leader over HTTP and answered with the leader's reply. The etcd peer (benches/
-etcd_peer.py) runs `timed_writes` on its put the same way.
+HTTP/1.1 keep-alive connection over TLS (the cluster's admin certificate: mutual TLS, as the CLI talks
+to the API) sends `PATCH /v1/services/b-<n % 16> {"labels": {"seq": "<n>"}}` (see `service_write`), one
+at a time: after a warm-up, each write is timed from just before the request is written to the socket
+until the 200 answer has been read. The TLS handshake happens in the warm-up, so a timed write pays
+what TLS costs a request on an open connection, not a handshake. The leader's writes go straight to
+Raft; a follower's are forwarded to the leader over HTTPS (mutual TLS between managers) and answered
+with the leader's reply. The etcd peer (benches/etcd_peer.py, plain HTTP) runs `timed_writes` on its
+put the same way.
 """
 
 from __future__ import annotations
@@ -18,10 +21,10 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from benches.managers import HarnessError, Http, HttpError, ManagerCluster
+from benches.managers import HarnessError, Http, HttpError, ManagerCluster, ManagerProc
 from benches.stats import samples_ms, summarize_ms
 
-EVENT = "request written → 2xx answer read (keep-alive HTTP/1.1, 1 client, sequential)"
+EVENT = "request written → 2xx answer read (keep-alive HTTP/1.1, TLS for Warren, 1 client, sequential)"
 MANAGERS = 3
 
 # One write: (method, path, body) for the n-th write, and whether an answer (status, body) acknowledges it.
@@ -47,18 +50,18 @@ class ApiLatencyParams:
 POOL = 16
 
 
-def service_write(prefix: str, via: str) -> MakeWrite:
+def service_write(prefix: str, via: ManagerProc) -> MakeWrite:
     """Write n: `PATCH /v1/services/<prefix><n % POOL>` with a new label value: a spec change, one Raft
     write, and no rollout (labels are not a task field). The pool's services (0 replicas: nothing to
     schedule) are created through `via` first."""
-    conn = Http(via, 10.0)
+    conn = via.http(10.0)
     try:
         for i in range(POOL):
             body = json.dumps({"name": f"{prefix}{i}", "image": "x", "replicas": 0}).encode()
             status, data = conn.request("POST", "/v1/services", body)
             if status not in (201, 409):  # 409: made by an earlier call with this prefix
                 what = f"HTTP {status}: {data[:200]!r}"
-                raise HarnessError(f"creating service {prefix}{i} through {via}: {what}")
+                raise HarnessError(f"creating service {prefix}{i} through {via.name}: {what}")
     finally:
         conn.close()
 
@@ -151,9 +154,9 @@ def run(base_dir: Path, params: ApiLatencyParams) -> dict[str, Any]:
             follower = next(m for m in cluster.managers if m is not leader)
             n = 0
             for role, target in (("leader", leader), ("follower", follower)):
-                conn = Http(target.api_addr, params.request_timeout_s)
+                conn = target.http(params.request_timeout_s)
                 try:
-                    make = service_write("b-", leader.api_addr)
+                    make = service_write("b-", leader)
                     results[role] = timed_writes(conn, make, written, params, first=n)
                 finally:
                     conn.close()

@@ -11,7 +11,11 @@ Besides SIGKILL, a `Proc` can be frozen (`freeze()`: SIGSTOP of its group, socke
 can run inside a network namespace (benches/partition.py): its command is then prefixed with `ip netns
 exec NAME` (which execs, so the process group is still the manager's) and it listens on fixed ports.
 
-`Http` is the client side shared with the etcd peer: one persistent HTTP/1.1 keep-alive connection.
+`Http` is the client side shared with the etcd peer: one persistent HTTP/1.1 keep-alive connection,
+over TLS for Warren. Every manager API port is HTTPS with mutual TLS: a cluster's managers write its
+admin certificate into the cluster's own config dir (`WARREN_CONFIG_DIR` in their environment, inside
+the cluster's base dir, removed with it; never the user's ~/.config), and `AdminTls` reads it from there
+once `cluster init` has written it. Every manager of the cluster is called with that certificate.
 """
 
 from __future__ import annotations
@@ -22,6 +26,7 @@ import json
 import os
 import signal
 import socket
+import ssl
 import subprocess
 import sys
 import threading
@@ -30,7 +35,9 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
+from benches.harness import CONFIG_DIR_ENV
 from tests.integration.nodeproc import REPO_ROOT, free_port
+from warren.drill.cluster import admin_credentials  # the one reader of a config dir's layout
 
 # Budgets of the harness itself (not measurements); seconds.
 FORM_TIMEOUT_S = 60.0  # a manager to become a ready member after its process starts
@@ -72,14 +79,21 @@ def sigterm_raises() -> Iterator[None]:
 class Http:
     """One persistent HTTP/1.1 connection to `addr` ("host:port"), as a client library would keep.
 
+    With `tls`, HTTPS: the TLS handshake happens when the connection opens (the first request, or
+    `connect()`), and the requests after it reuse the session's connection, as a keep-alive client would.
+
     http.client sets TCP_NODELAY and sends a small body in the same segment as the headers. Any failure
     closes the connection and raises HttpError; the next request opens a new one.
     """
 
-    def __init__(self, addr: str, timeout_s: float) -> None:
+    def __init__(self, addr: str, timeout_s: float, tls: ssl.SSLContext | None = None) -> None:
         self.addr = addr
         host, port = addr.rsplit(":", 1)
-        self._conn = http.client.HTTPConnection(host, int(port), timeout=timeout_s)
+        self._conn: http.client.HTTPConnection
+        if tls is None:
+            self._conn = http.client.HTTPConnection(host, int(port), timeout=timeout_s)
+        else:
+            self._conn = http.client.HTTPSConnection(host, int(port), timeout=timeout_s, context=tls)
 
     def request(
         self, method: str, path: str, body: bytes | None = None, timeout_s: float | None = None
@@ -137,14 +151,48 @@ class Http:
 
 
 def call(
-    addr: str, method: str, path: str, doc: Any = None, timeout_s: float = CONTROL_TIMEOUT_S
+    addr: str,
+    method: str,
+    path: str,
+    doc: Any = None,
+    timeout_s: float = CONTROL_TIMEOUT_S,
+    tls: ssl.SSLContext | None = None,
 ) -> tuple[int, Any]:
-    """One control-plane request on a fresh connection; raises HttpError when there is no answer."""
-    conn = Http(addr, timeout_s)
+    """One control-plane request on a fresh connection (a TLS handshake each, with `tls`); raises
+    HttpError when there is no answer."""
+    conn = Http(addr, timeout_s, tls)
     try:
         return conn.json(method, path, doc)
     finally:
         conn.close()
+
+
+class AdminTls:
+    """The TLS client context of a cluster's admin certificate, read from the cluster's own config dir
+    once `cluster init` has written it (None before), then kept: one context for every connection."""
+
+    def __init__(self, config_dir: Path) -> None:
+        self.config_dir = config_dir
+        self._context: ssl.SSLContext | None = None
+
+    def context(self) -> ssl.SSLContext | None:
+        if self._context is None:
+            creds = admin_credentials(self.config_dir)
+            if creds is not None:
+                self._context = creds.context()
+        return self._context
+
+    def require(self) -> ssl.SSLContext:
+        context = self.context()
+        if context is None:
+            raise HarnessError(f"no admin certificate in {self.config_dir}: the cluster was never founded")
+        return context
+
+
+def child_env(config_dir: Path) -> dict[str, str]:
+    """A daemon's environment: ours, with `WARREN_CONFIG_DIR` set to its cluster's own config dir (where
+    `cluster init` writes the admin certificate instead of the user's ~/.config)."""
+    return {**os.environ, CONFIG_DIR_ENV: str(config_dir)}
 
 
 class Proc:
@@ -284,10 +332,12 @@ class ManagerProc(Proc):
         host: str,
         base_dir: Path,
         raft_flags: list[str],
+        admin: AdminTls,
         ports: tuple[int, int, int] | None = None,
         prefix: Sequence[str] = (),
     ) -> None:
         self.index = index
+        self.admin = admin
         api, raft, metrics = ports or (free_port(host), free_port(host), free_port(host))
         self.api_addr = f"{host}:{api}"
         self.raft_addr = f"{host}:{raft}"
@@ -295,7 +345,8 @@ class ManagerProc(Proc):
         self.data_dir = base_dir / f"manager{index}"
         self.raft_flags = raft_flags
         self.prefix = list(prefix)
-        super().__init__(f"manager{index}@{self.api_addr}", [], base_dir / f"manager{index}.log")
+        log = base_dir / f"manager{index}.log"
+        super().__init__(f"manager{index}@{self.api_addr}", [], log, child_env(admin.config_dir))
 
     @property
     def addr(self) -> str:
@@ -323,9 +374,23 @@ class ManagerProc(Proc):
         ]  # fmt: skip
         self.start()
 
+    def http(self, timeout_s: float) -> Http:
+        """A keep-alive HTTPS connection to the API with the cluster's admin certificate."""
+        return Http(self.api_addr, timeout_s, self.admin.require())
+
+    def call(
+        self, method: str, path: str, doc: Any = None, timeout_s: float = CONTROL_TIMEOUT_S
+    ) -> tuple[int, Any]:
+        """One control-plane request on a fresh HTTPS connection (`call`); HttpError without an answer
+        (or before the cluster's admin certificate exists)."""
+        tls = self.admin.context()
+        if tls is None:
+            raise HttpError(f"{method} {self.api_addr}{path}: no admin certificate yet")
+        return call(self.api_addr, method, path, doc, timeout_s, tls)
+
     def ready(self) -> bool:
         try:
-            status, _ = call(self.api_addr, "GET", "/v1/ready")
+            status, _ = self.call("GET", "/v1/ready")
         except HttpError:
             return False
         return status == 200
@@ -334,14 +399,14 @@ class ManagerProc(Proc):
         """The /v1/ready body (role, term, commit and applied index), whether ready or not; None when
         there is no answer."""
         try:
-            _, doc = call(self.api_addr, "GET", "/v1/ready", timeout_s=timeout_s)
+            _, doc = self.call("GET", "/v1/ready", timeout_s=timeout_s)
         except HttpError:
             return None
         return doc if isinstance(doc, dict) and "applied_index" in doc else None
 
     def cluster(self) -> dict[str, Any] | None:
         try:
-            status, doc = call(self.api_addr, "GET", "/v1/cluster")
+            status, doc = self.call("GET", "/v1/cluster")
         except HttpError:
             return None
         return doc if status == 200 and isinstance(doc, dict) else None
@@ -352,7 +417,7 @@ class ManagerCluster:
 
     `raft_flags` are passed to every manager (e.g. ["--raft-election-timeout", "500ms"]); none = the
     defaults of warren/config.py. `hosts` (one per manager) replaces the loopback addresses, e.g. with
-    a NetnsLab's hosts.
+    a NetnsLab's hosts. The admin certificate goes to `base_dir/config` (`admin`), never ~/.config.
     """
 
     def __init__(
@@ -366,6 +431,7 @@ class ManagerCluster:
         self.raft_flags = list(raft_flags or [])
         self.first_host = first_host
         self.hosts = list(hosts) if hosts is not None else None
+        self.admin = AdminTls(base_dir / "config")
         self.managers: list[ManagerProc] = []
 
     def __enter__(self) -> ManagerCluster:
@@ -388,13 +454,13 @@ class ManagerCluster:
         if len(hosts) < n:
             raise HarnessError(f"{n} managers need {n} hosts, got {len(hosts)}")
         self.managers = [
-            ManagerProc(i, host, self.base_dir, self.raft_flags, ports, prefix)
+            ManagerProc(i, host, self.base_dir, self.raft_flags, self.admin, ports, prefix)
             for i, (host, ports, prefix) in enumerate(hosts[:n], start=1)
         ]
         first = self.managers[0]
         first.init()
         self.wait_member(first)
-        status, doc = call(first.api_addr, "POST", "/v1/cluster/join-tokens", {"role": "manager"})
+        status, doc = first.call("POST", "/v1/cluster/join-tokens", {"role": "manager"})
         if status != 201:
             raise HarnessError(f"join token: HTTP {status}: {doc}")
         token = doc["token"]

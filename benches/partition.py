@@ -28,7 +28,7 @@ from typing import Any
 
 from benches.client_failover import ClientParams, failover_row, run_trials
 from benches.manager_api import service_write, written
-from benches.managers import STABLE_TIMEOUT_S, HarnessError, Http, HttpError, ManagerCluster, ManagerProc
+from benches.managers import STABLE_TIMEOUT_S, HarnessError, HttpError, ManagerCluster, ManagerProc
 from benches.stats import summarize_ms, trial_row
 from tests.integration.netns import NetnsError, NetnsLab, unavailable_reason
 
@@ -136,8 +136,8 @@ class PartitionedManagers:
 
     def _write(self, leader: ManagerProc) -> dict[str, Any]:
         """`params.writes` sequential writes through the majority's leader."""
-        make = service_write("p-", leader.api_addr)
-        conn = Http(leader.api_addr, self.params.write_timeout_s)
+        make = service_write("p-", leader)
+        conn = leader.http(self.params.write_timeout_s)
         t0 = time.perf_counter()
         try:
             for _ in range(self.params.writes):
@@ -180,7 +180,7 @@ def run(work_dir: Path, params: PartitionParams) -> dict[str, Any]:
             # The managers die before the lab is torn down (the inner context exits first).
             with ManagerCluster(work_dir / SCENARIO, hosts=list(lab.hosts(PORTS))) as cluster:
                 try:
-                    make = service_write("c-", cluster.start(MANAGERS).api_addr)
+                    make = service_write("c-", cluster.start(MANAGERS))
                 except HarnessError as exc:
                     result: dict[str, Any] = {"trials": {VARIANT: []}, "error": f"HarnessError: {exc}"}
                 else:

@@ -8,11 +8,17 @@
   again, none on the dead worker (read from the API, polled every 20 ms);
 - schedule: one manager and four process-runtime workers; service create with 100, then 1,000
   replicas → all running (the service's running count from the API, polled every 20 ms).
+
+The clusters are tests/integration's (`Fleet`); their admin certificate is in the scenario's own config
+dir (`WARREN_CONFIG_DIR`, set by benches/harness.py for the scenario's run), where the API calls here
+find it. Each call opens its own HTTPS connection, as before TLS each opened its own HTTP connection
+(these are polls and control requests, not the measured latency).
 """
 
 from __future__ import annotations
 
 import contextlib
+import ssl
 import time
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass
@@ -22,9 +28,11 @@ from typing import Any
 import httpx
 
 from benches.containers import crash_trials, create_trial, wait_running
+from benches.managers import HarnessError
 from benches.swarm_peer import CRASH_EVENT, CREATE_EVENT, ContainerParams, summary_row
 from tests.integration.managers import ManagerCluster
 from tests.integration.workers import Fleet, docker_client, remove_containers
+from warren.pki import userconfig
 
 POLL_S = 0.02
 WORKER_FAILURE_EVENT = "SIGKILL of a worker (agent and its tasks) → all its tasks running on other workers"
@@ -63,15 +71,32 @@ def fleet(base_dir: Path, managers: int = 1) -> Iterator[Fleet]:
             f.managers.close()
 
 
+# TLS contexts by (config dir, manager address): built once (loading the certificate costs more than a
+# poll's handshake), per scenario since each has a config dir of its own.
+_TLS: dict[tuple[str, str], ssl.SSLContext] = {}
+
+
+def _client(addr: str) -> httpx.Client:
+    """An HTTPS client of the manager at `addr` with its cluster's admin certificate (one connection)."""
+    key = (userconfig.config_dir(), addr)
+    tls = _TLS.get(key)
+    if tls is None:
+        creds = userconfig.find([addr])
+        if creds is None:
+            raise HarnessError(f"no admin certificate for the cluster at {addr} in {key[0]}")
+        tls = _TLS[key] = creds.context()
+    return httpx.Client(base_url=f"https://{addr}", timeout=30, verify=tls)
+
+
 def _post(addr: str, method: str, path: str, body: Any = None) -> Any:
-    with httpx.Client(base_url=f"http://{addr}", timeout=30) as client:
+    with _client(addr) as client:
         response = client.request(method, path, json=body)
         response.raise_for_status()
         return response.json()
 
 
 def _tasks(addr: str, service: str) -> list[dict[str, Any]]:
-    with httpx.Client(base_url=f"http://{addr}", timeout=30) as client:
+    with _client(addr) as client:
         response = client.get(f"/v1/services/{service}/tasks")
         response.raise_for_status()
         result: list[dict[str, Any]] = response.json()
