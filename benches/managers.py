@@ -107,7 +107,9 @@ class Http:
             self._conn.request(method, path, body=body, headers=headers)
             resp = self._conn.getresponse()
             data = resp.read()
-        except (OSError, http.client.HTTPException) as exc:
+        except (OSError, http.client.HTTPException, ValueError) as exc:
+            # ValueError: the ssl module's "read on closed or unwrapped SSL socket", when abort() shut
+            # a TLS connection down from another thread just as this one went on reading it.
             self._conn.close()
             raise HttpError(f"{method} {self.addr}{path}: {type(exc).__name__}: {exc}") from None
         if resp.will_close:

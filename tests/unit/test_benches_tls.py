@@ -7,6 +7,7 @@ from __future__ import annotations
 import http.server
 import os
 import threading
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -35,6 +36,10 @@ class _Handler(http.server.BaseHTTPRequestHandler):
 
     def do_GET(self) -> None:
         server: _Server = self.server  # type: ignore[assignment]
+        if self.path == "/hang":  # a frozen manager: the request is read, no answer comes
+            server.hanging.set()
+            server.release.wait(10)
+            return
         der = self.connection.getpeercert(binary_form=True)  # type: ignore[attr-defined]
         role = certs.identity_der(der).role if der else None
         server.seen.append((self.client_address[1], role))
@@ -52,6 +57,8 @@ class _Handler(http.server.BaseHTTPRequestHandler):
 class _Server(http.server.ThreadingHTTPServer):
     daemon_threads = True
     seen: list[tuple[int, str | None]]
+    hanging: threading.Event
+    release: threading.Event
 
 
 @dataclass
@@ -78,12 +85,14 @@ def cluster(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Manager
     node = material.save_node(str(tmp_path / "manager"), ca_pem, *_issue(ca_key, ca_cert, "m1", "manager"))
     server = _Server(("127.0.0.1", 0), _Handler)
     server.seen = []
+    server.hanging, server.release = threading.Event(), threading.Event()
     server.socket = material.server_context(node).wrap_socket(server.socket, server_side=True)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     try:
         yield Manager(f"127.0.0.1:{server.server_address[1]}", config_dir, server)
     finally:
+        server.release.set()
         server.shutdown()
         server.server_close()
         thread.join(5)
@@ -111,6 +120,34 @@ def test_keep_alive_https_presents_the_admin_certificate_on_one_connection(clust
     # Every request came over one connection (one handshake), presenting the admin certificate.
     assert cluster.connections() == 1, cluster.server.seen
     assert {role for _, role in cluster.server.seen} == {"admin"}
+
+
+def test_abort_from_another_thread_fails_a_blocked_tls_request_at_once(cluster: Manager) -> None:
+    """What the failover client does to the old leader's connection: the blocked write must end in
+    HttpError (not another exception, which would end the client thread), and the connection must
+    work again afterwards."""
+    conn = Http(cluster.addr, 10.0, AdminTls(cluster.config_dir).require())
+    outcome: list[BaseException | tuple[int, bytes]] = []
+
+    def blocked() -> None:
+        try:
+            outcome.append(conn.request("GET", "/hang"))
+        except BaseException as exc:  # noqa: BLE001 - recorded for the assertion
+            outcome.append(exc)
+
+    thread = threading.Thread(target=blocked)
+    thread.start()
+    assert cluster.server.hanging.wait(5)
+    t0 = time.monotonic()
+    conn.abort()
+    thread.join(5)
+    assert not thread.is_alive() and time.monotonic() - t0 < 2
+    assert len(outcome) == 1 and isinstance(outcome[0], HttpError), outcome
+    cluster.server.release.set()
+    try:
+        assert conn.json("GET", "/v1/ready") == (200, {"ok": True})  # a new connection
+    finally:
+        conn.close()
 
 
 def test_call_opens_a_connection_per_request(cluster: Manager) -> None:
