@@ -84,7 +84,7 @@ def _connection(addresses: list[str], source: str) -> tuple[list[str], httpx.Bas
     local = _local_socket()
     if local is not None and source == "the default manager":
         return [UNIX_PREFIX + local], httpx.HTTPTransport(uds=local), True
-    raise ConfigError(
+    raise UnauthorizedError(
         f"no admin certificate for the cluster at {addresses[0]} in {userconfig.config_dir()}: "
         "`warren cluster init` writes one for the user who ran it (copy its clusters/ directory), "
         f"or, as root on a manager host, use --manager {UNIX_PREFIX}<data-dir>/{SOCKET_NAME}"

@@ -68,6 +68,8 @@ def all_credentials() -> list[ClientCredentials]:
     found: list[tuple[float, ClientCredentials]] = []
     for name in names:
         directory = os.path.join(root, name)
+        if not os.path.isdir(directory):
+            continue
         ca = read_if_exists(os.path.join(directory, CA_FILE))
         if ca is None or not os.path.exists(os.path.join(directory, ADMIN_FILE)):
             continue
