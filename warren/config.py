@@ -215,6 +215,25 @@ def default_data_dir() -> str:
 
 
 @dataclass(frozen=True, slots=True)
+class SecuritySettings:
+    """Certificate lifetimes and renewal (docs/security.md)."""
+
+    # The cluster CA certificate made by `cluster init` is valid this long; seconds.
+    ca_lifetime_s: float = 20 * 365 * 24 * 3600.0
+    # The admin client certificate `cluster init` writes for the CLI is valid this long; seconds.
+    admin_cert_lifetime_s: float = 365 * 24 * 3600.0
+    # A node renews its certificate once this fraction of its lifetime has passed.
+    renew_after_fraction: float = 0.5
+    # A renewal that failed (no leader reachable) is tried again after this long; seconds.
+    renew_retry_s: float = 5.0
+    # Fetching the CA certificate before a join gives up after this long; seconds.
+    ca_fetch_timeout_s: float = 10.0
+
+
+SECURITY = SecuritySettings()
+
+
+@dataclass(frozen=True, slots=True)
 class ManagerSettings:
     """How a manager daemon runs: addresses, data dir, timers and API limits."""
 
@@ -238,6 +257,9 @@ class ManagerSettings:
 
     # A join token is valid for this long after it is issued; seconds.
     join_token_ttl_s: float = 24 * 3600.0
+    # Node certificates this manager signs are valid this long (`--cert-expiry`); nodes renew them
+    # automatically (SecuritySettings.renew_after_fraction); seconds.
+    node_cert_lifetime_s: float = 7 * 24 * 3600.0
     # Largest request body the API accepts; bytes. Larger bodies get 413.
     max_request_bytes: int = 1 * MIB
     # Largest secret value (`warren secret create`); bytes. Its base64 must fit in a request body and
@@ -279,6 +301,7 @@ class ManagerSettings:
             "startup_leader_timeout_s",
             "promote_timeout_s",
             "join_token_ttl_s",
+            "node_cert_lifetime_s",
             "forward_timeout_s",
             "probe_timeout_s",
             "shutdown_transfer_timeout_s",

@@ -85,10 +85,22 @@ class JoinToken(BaseModel):
     ttl_s: float
 
 
-class Registered(BaseModel):
+class Issued(BaseModel):
+    certificate: str  # PEM, for the CSR's key
+    ca: str  # the cluster CA certificate, PEM
+    cert_expires_at: float
+
+
+class CACertificate(BaseModel):
+    ca: str  # PEM
+    digest: str  # what join tokens carry
+
+
+class Registered(Issued):
     name: str
     raft_id: int
     cluster_id: str
+    data_key: str  # the cluster data key (base64), for a joining manager only
 
 
 class Promoted(BaseModel):
@@ -147,7 +159,7 @@ class Task(BaseModel):
     version: int
 
 
-class WorkerJoined(BaseModel):
+class WorkerJoined(Issued):
     name: str
     secret: str  # shown once: only its SHA-256 is replicated
     cluster_id: str

@@ -19,7 +19,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from warren import __version__
 from warren.api import answers as A
-from warren.api import models, routes_secrets, routes_services, routes_workers
+from warren.api import auth, models, routes_secrets, routes_services, routes_workers
 from warren.api.forwarder import Forwarder
 from warren.api.params import NodePath
 from warren.api.responses import JSON, error_response, validation_summary
@@ -27,11 +27,13 @@ from warren.api.routing import LeaderRouting
 from warren.config import split_host_port
 from warren.errors import (
     NotFoundError,
+    UnauthorizedError,
     WarrenError,
     http_answer,
 )
 from warren.manager.manager import Manager
 from warren.manager.metrics import ManagerMetrics, health_body, ready_body
+from warren.pki import certs
 from warren.store import queries
 
 log = logging.getLogger(__name__)
@@ -66,7 +68,7 @@ def _pair_exclusive_bounds(node: Any) -> None:
             _pair_exclusive_bounds(child)
 
 
-def create_app(manager: Manager, metrics: ManagerMetrics, forwarder: Forwarder) -> LeaderRouting:
+def create_app(manager: Manager, metrics: ManagerMetrics, forwarder: Forwarder) -> auth.Authorization:
     settings = manager.settings
     app = FastAPI(
         title="Warren API",
@@ -136,6 +138,21 @@ def create_app(manager: Manager, metrics: ManagerMetrics, forwarder: Forwarder) 
             background=BackgroundTask(os.unlink, path),
         )
 
+    # -- certificates ---------------------------------------------------------------------------------
+
+    @app.get("/v1/ca", response_model=A.CACertificate)
+    async def ca_certificate() -> JSON:
+        # Open to anyone: a joining node checks it against its token's digest before sending anything.
+        pem = manager.ca.ca_pem()
+        return JSON({"ca": pem.decode("ascii"), "digest": certs.ca_digest(pem)})
+
+    @app.post("/v1/certs/renew", response_model=A.Issued, responses=A.errors(400, 401, 403, 413))
+    async def certificate_renew(request: Request, body: models.RenewRequest) -> JSON:
+        peer = auth.caller(request.scope)
+        if peer is None:
+            raise UnauthorizedError("renewing needs the node's current certificate")
+        return JSON(await manager.renew_certificate(peer, body.csr))
+
     # -- managers -------------------------------------------------------------------------------------
 
     @app.post(
@@ -148,7 +165,8 @@ def create_app(manager: Manager, metrics: ManagerMetrics, forwarder: Forwarder) 
         split_host_port(body.api_addr, field="api_addr")
         split_host_port(body.raft_addr, field="raft_addr")
         return JSON(
-            await manager.register_manager(body.token, body.api_addr, body.raft_addr), status_code=201
+            await manager.register_manager(body.token, body.api_addr, body.raft_addr, body.csr),
+            status_code=201,
         )
 
     @app.post(
@@ -193,11 +211,14 @@ def create_app(manager: Manager, metrics: ManagerMetrics, forwarder: Forwarder) 
 
     app.openapi = openapi  # type: ignore[method-assign]
 
-    return LeaderRouting(
-        app,
-        consensus=manager.consensus,
-        forwarder=forwarder,
-        metrics=metrics,
-        max_body=settings.max_request_bytes,
-        retry_after_s=settings.retry_after_s,
+    return auth.Authorization(
+        LeaderRouting(
+            app,
+            consensus=manager.consensus,
+            forwarder=forwarder,
+            metrics=metrics,
+            max_body=settings.max_request_bytes,
+            retry_after_s=settings.retry_after_s,
+        ),
+        manager.consensus.store,
     )

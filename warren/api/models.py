@@ -13,6 +13,8 @@ Name = Annotated[str, StringConstraints(pattern=NAME_PATTERN, max_length=63)]
 # host:port as a manager advertises it; checked by config.split_host_port in the handler.
 Address = Annotated[str, StringConstraints(min_length=3, max_length=261)]
 Token = Annotated[str, StringConstraints(min_length=1, max_length=200)]
+# A PEM certificate signing request (the node's own key; name and role are the cluster's to decide).
+Csr = Annotated[str, StringConstraints(min_length=1, max_length=8192)]
 EnvKey = Annotated[str, StringConstraints(pattern=r"^[A-Za-z_][A-Za-z0-9_]*$", max_length=256)]
 LabelKey = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9._/-]*$", max_length=253)]
 Text = Annotated[str, StringConstraints(max_length=4096)]
@@ -35,6 +37,11 @@ class ManagerJoinRequest(Strict):
     token: Token
     api_addr: Address
     raft_addr: Address
+    csr: Csr
+
+
+class RenewRequest(Strict):
+    csr: Csr
 
 
 class PromoteRequest(Strict):
@@ -215,6 +222,7 @@ class WorkerResources(Strict):
 
 class WorkerJoinRequest(Strict):
     token: Token
+    csr: Csr
     addr: Host
     labels: Labels = Field(default_factory=dict, max_length=256)
     resources: WorkerResources = Field(default_factory=WorkerResources)
