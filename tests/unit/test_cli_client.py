@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 from collections.abc import Callable
 
 import httpx
@@ -11,6 +12,7 @@ import pytest
 from warren.cli.client import ManagerClient, base_url
 from warren.cli.main import main
 from warren.config import ClientSettings
+from warren.pki import certs, userconfig
 from warren.errors import (
     ConfigError,
     ConflictError,
@@ -258,9 +260,10 @@ def test_backup_streams_bytes() -> None:
 @pytest.mark.parametrize(
     ("manager", "url"),
     [
-        ("10.0.0.1:8080", "http://10.0.0.1:8080"),
-        ("manager-1", "http://manager-1:8080"),
-        ("[::1]:9000", "http://[::1]:9000"),
+        ("10.0.0.1:8080", "https://10.0.0.1:8080"),
+        ("manager-1", "https://manager-1:8080"),
+        ("[::1]:9000", "https://[::1]:9000"),
+        ("unix:/var/lib/warren/warren.sock", "http://localhost"),
         ("https://lb.example:443/", "https://lb.example:443"),
     ],
 )
@@ -360,11 +363,28 @@ def test_an_empty_manager_list_is_a_config_error() -> None:
         ManagerClient(" , ")
 
 
-def test_timeout_flag_bounds_the_retries(capsys: pytest.CaptureFixture[str]) -> None:
+def test_timeout_flag_bounds_the_retries(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # This user has the admin certificate of a cluster (so the CLI goes as far as connecting).
+    monkeypatch.setenv("WARREN_CONFIG_DIR", str(tmp_path))
+    ca_key, ca_cert = certs.create_ca("cluster-t", 60)
+    key = certs.new_key()
+    admin = certs.issue(ca_key, ca_cert, key.public_key(), name="admin", role="admin", cluster_id="c", lifetime_s=60)
+    userconfig.save_admin("cluster-t", certs.cert_pem(ca_cert), certs.cert_pem(admin), certs.key_pem(key))
     # Port 1 on loopback refuses at once: with --timeout 0 the CLI tries once and says so.
     assert main(["cluster", "info", "--manager", "127.0.0.1:1", "--timeout", "0s"]) == 1
     err = capsys.readouterr().err
     assert err == "warren: cannot reach manager at 127.0.0.1:1: connection refused\n"
+
+
+def test_without_an_admin_certificate_the_cli_says_where_to_get_one(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("WARREN_CONFIG_DIR", str(tmp_path))
+    assert main(["cluster", "info", "--manager", "127.0.0.1:1", "--timeout", "0s"]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("warren: no admin certificate for the cluster at 127.0.0.1:1") and "unix:" in err
 
 
 def test_a_malformed_manager_in_a_list_is_a_usage_error(capsys: pytest.CaptureFixture[str]) -> None:
@@ -390,12 +410,12 @@ def test_new_calls_use_their_paths_and_bodies() -> None:
         client.get_service("web", consistent=True)
         client.list_services(consistent=True)
     assert seen == [
-        ("GET", "http://127.0.0.1:8080/v1/services/web/tasks", b"", None),
-        ("POST", "http://127.0.0.1:8080/v1/services/web/rollback", b"", None),
-        ("POST", "http://127.0.0.1:8080/v1/nodes/worker-1/availability", b'{"availability":"drain"}', None),
-        ("PATCH", "http://127.0.0.1:8080/v1/services/web", b'{"replicas":2}', "41"),
-        ("GET", "http://127.0.0.1:8080/v1/services/web?consistent=true", b"", None),
-        ("GET", "http://127.0.0.1:8080/v1/services?consistent=true", b"", None),
+        ("GET", "https://127.0.0.1:8080/v1/services/web/tasks", b"", None),
+        ("POST", "https://127.0.0.1:8080/v1/services/web/rollback", b"", None),
+        ("POST", "https://127.0.0.1:8080/v1/nodes/worker-1/availability", b'{"availability":"drain"}', None),
+        ("PATCH", "https://127.0.0.1:8080/v1/services/web", b'{"replicas":2}', "41"),
+        ("GET", "https://127.0.0.1:8080/v1/services/web?consistent=true", b"", None),
+        ("GET", "https://127.0.0.1:8080/v1/services?consistent=true", b"", None),
     ]
 
 
@@ -434,7 +454,7 @@ def test_a_dead_leader_named_by_a_redirect_sends_the_request_back_to_a_manager()
         hosts.append(request.url.host)
         if request.url.host == "127.0.0.1":  # the follower names the leader; a newer one the second time
             leader = "10.0.0.1" if hosts.count("127.0.0.1") == 1 else "10.0.0.3"
-            location = f"http://{leader}:8080{request.url.raw_path.decode()}"
+            location = f"https://{leader}:8080{request.url.raw_path.decode()}"
             return httpx.Response(307, headers={"Location": location})
         if request.url.host == "10.0.0.1":
             raise httpx.ConnectError("[Errno 111] Connection refused", request=request)
@@ -465,7 +485,7 @@ def test_a_redirected_write_keeps_its_body() -> None:
     def handler(request: httpx.Request) -> httpx.Response:
         bodies.append((request.url.host, request.content))
         if request.url.host == "127.0.0.1":
-            return httpx.Response(307, headers={"Location": "http://10.0.0.1:8080/v1/services"})
+            return httpx.Response(307, headers={"Location": "https://10.0.0.1:8080/v1/services"})
         return httpx.Response(201, json={"name": "web"})
 
     with make_client(handler, FakeTime()) as client:

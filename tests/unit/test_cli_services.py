@@ -475,15 +475,15 @@ def test_logs_follow_the_redirect_to_the_leader(capsys: pytest.CaptureFixture[st
     def handle(request: httpx.Request) -> httpx.Response:
         if request.url.host == "10.0.0.2":  # a follower
             return httpx.Response(307, headers={
-                "Location": "http://10.0.0.1:8080/v1/services/web/logs?follow=true&tail=5"})
+                "Location": "https://10.0.0.1:8080/v1/services/web/logs?follow=true&tail=5"})
         return httpx.Response(200, text="from the leader\n")
 
     fake = FakeManager({("GET", "/v1/services/web/logs"): handle})
     assert run(fake, "service", "logs", "web", "-f", "-n", "5", "--manager", "10.0.0.2:8080") == 0
     assert capsys.readouterr().out == "from the leader\n"
     assert [str(r.url) for r in fake.requests] == [
-        "http://10.0.0.2:8080/v1/services/web/logs?follow=true&tail=5",
-        "http://10.0.0.1:8080/v1/services/web/logs?follow=true&tail=5",
+        "https://10.0.0.2:8080/v1/services/web/logs?follow=true&tail=5",
+        "https://10.0.0.1:8080/v1/services/web/logs?follow=true&tail=5",
     ]
 
 

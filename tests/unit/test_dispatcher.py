@@ -78,7 +78,7 @@ class World:
         self.store.restore(None)
         self.propose = Proposer(self.store)
         self.clock = Clock()
-        self.token = tokens.mint()
+        self.token = tokens.mint("0" * 50)  # a CA digest: this store has no CA
         self.propose.apply(c.InitCluster("cluster-t", T0, FOUNDER))
         self.propose.apply(c.CreateToken("tok", "worker", tokens.digest(self.token), T0, T0 + 1e6, False))
         self.propose.apply(

@@ -116,22 +116,32 @@ class ManagerClient:
         self.addresses = [a.strip() for a in manager.split(",") if a.strip()]
         if not self.addresses:
             raise ConfigError(f"{source} names no manager (expected HOST:PORT[,HOST:PORT...])")
-        verify: Any = True
-        if credentials is not None:
-            verify = credentials.context()
-        elif transport is None:
-            self.addresses, transport, verify = _connection(self.addresses, source)
+        self._source = source
+        self._transport = transport
+        # Where TLS trust comes from, resolved at the first request (so usage errors found before
+        # any request never need credentials): explicit credentials, else those of the cluster.
+        self._verify: Any = credentials.context() if credentials is not None else None
         self._bases = [base_url(a, source=source) for a in self.addresses]
         self._current = 0
         self.settings = settings if settings is not None else ClientSettings()
         self._sleep = sleep
         self._clock = clock
-        self._http = httpx.Client(
-            transport=transport,
-            verify=verify,
-            timeout=self.settings.request_timeout_s,
-            headers={"User-Agent": f"warren-cli/{__version__}", "Accept": "application/json"},
-        )
+        self._client: httpx.Client | None = None
+
+    @property
+    def _http(self) -> httpx.Client:
+        if self._client is None:
+            transport, verify = self._transport, self._verify
+            if transport is None and verify is None:
+                self.addresses, transport, verify = _connection(self.addresses, self._source)
+                self._bases = [base_url(a, source=self._source) for a in self.addresses]
+            self._client = httpx.Client(
+                transport=transport,
+                verify=True if verify is None else verify,
+                timeout=self.settings.request_timeout_s,
+                headers={"User-Agent": f"warren-cli/{__version__}", "Accept": "application/json"},
+            )
+        return self._client
 
     @property
     def address(self) -> str:
@@ -139,7 +149,8 @@ class ManagerClient:
         return self.addresses[self._current]
 
     def close(self) -> None:
-        self._http.close()
+        if self._client is not None:
+            self._client.close()
 
     def __enter__(self) -> ManagerClient:
         return self
@@ -260,6 +271,7 @@ class ManagerClient:
               params: Mapping[str, str] | None = None, headers: Mapping[str, str] | None = None,
               stream: bool = False, timeout: httpx.Timeout | None = None) -> httpx.Response:
         settings = self.settings
+        http = self._http  # resolves the connection (and the manager list) before the first URL
         started = self._clock()
         delay = settings.retry_initial_delay_s
         attempts = 0
@@ -274,11 +286,11 @@ class ManagerClient:
             else:
                 url, where, query = self._bases[self._current] + path, self.address, params
             extra: dict[str, Any] = {} if timeout is None else {"timeout": timeout}
-            request = self._http.build_request(method, url, json=json, params=query, headers=headers, **extra)
+            request = http.build_request(method, url, json=json, params=query, headers=headers, **extra)
             redirect = None
             retry_after: float | None = None
             try:
-                response = self._http.send(request, stream=stream)
+                response = http.send(request, stream=stream)
             except (httpx.ConnectError, httpx.ConnectTimeout) as exc:
                 if _tls_refused(exc):
                     raise UnauthorizedError(
