@@ -12,6 +12,7 @@ import base64
 import hashlib
 import json
 import os
+import shutil
 import stat
 from collections.abc import Iterator
 from pathlib import Path
@@ -22,6 +23,7 @@ import pytest
 from tests.integration.images import ensure_image
 from tests.integration.managers import wait_for
 from tests.integration.workers import Fleet, WorkerProc, docker_client, fleets, require_docker, task_processes
+from warren.config import default_secrets_dir
 
 pytestmark = pytest.mark.integration
 
@@ -39,12 +41,23 @@ def new_value(label: str) -> bytes:
 def fleet(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Fleet]:
     require_docker()
     ensure_image()
-    with fleets(tmp_path_factory.mktemp("secrets"), request) as make:
-        fleet = make()
-        fleet.start_managers(1)
-        fleet.add_worker("docker", labels=["kind=docker"])
-        fleet.add_worker("process", labels=["kind=process"])
-        yield fleet
+    bases: list[str] = []
+    try:
+        with fleets(tmp_path_factory.mktemp("secrets"), request) as make:
+            fleet = make()
+            fleet.start_managers(1)
+            for runtime in ("docker", "process"):
+                bases.append(default_secrets_dir(fleet.add_worker(runtime, labels=[f"kind={runtime}"]).name))
+            yield fleet
+    finally:  # the workers were killed: what a task still had on tmpfs is removed here
+        for base in bases:
+            shutil.rmtree(base, ignore_errors=True)
+
+
+def no_task_dirs(fleet: Fleet) -> bool:
+    """No worker holds the secrets of any task (every test removes its services)."""
+    return not any(os.listdir(default_secrets_dir(w.name)) for w in fleet.workers
+                   if os.path.isdir(default_secrets_dir(w.name)))
 
 
 @pytest.fixture
@@ -71,7 +84,7 @@ def worker(fleet: Fleet, runtime: str) -> WorkerProc:
 def docker_service(fleet: Fleet, name: str, *flags: str) -> dict[str, Any]:
     fleet.cli(
         "service", "create", name, "--image", ensure_image(), "--command", "sleep 100000",
-        "--constraint", "node.labels.kind==docker", *flags,
+        "--constraint", "node.labels.kind==docker", "--stop-timeout", "1s", *flags,
     ).ok()  # fmt: skip
     [task] = fleet.wait_running(name, 1)
     return task
@@ -149,6 +162,7 @@ def test_a_secret_in_use_cannot_be_removed_and_a_service_cannot_name_an_unknown_
     listed = fleet.cli("secret", "ls").ok().stdout
     assert "in-use" not in listed
     fleet.cli("service", "rm", "holder").ok()
+    wait_for(lambda: no_task_dirs(fleet), 30, "every task's secrets dir removed")
 
 
 def test_the_value_is_nowhere_but_in_the_tasks(fleet: Fleet, value_file: Path) -> None:
@@ -179,3 +193,4 @@ def test_the_value_is_nowhere_but_in_the_tasks(fleet: Fleet, value_file: Path) -
                     pytest.fail(f"{path} holds secret values (sha256 {leaked})")
     assert scanned > 5
     fleet.cli("service", "rm", "scan-user").ok()
+    wait_for(lambda: no_task_dirs(fleet), 30, "every task's secrets dir removed")
