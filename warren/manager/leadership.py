@@ -95,7 +95,12 @@ class LeaderServices:
         orch = self.consensus.settings.orchestrator
         store = self.consensus.store
         dispatcher = Dispatcher(
-            store, self.consensus.propose, orch, hold_s=self.hold_s, metrics=self.metrics, data_key=self.data_key
+            store,
+            self.consensus.propose,
+            orch,
+            hold_s=self.hold_s,
+            metrics=self.metrics,
+            data_key=self.data_key,
         )
         orchestrator = Orchestrator(store, self.consensus.propose, orch, plan=self.plan, metrics=self.metrics)
         dispatcher.start()
