@@ -305,11 +305,20 @@ class ManagerProc(DaemonProc):
             *self.extra_flags,
         ]  # fmt: skip
 
-    def init(self, *, restore: str | os.PathLike[str] | None = None, wait: bool = True) -> ManagerProc:
-        """`warren cluster init` (optionally `--restore FILE`); waits until it serves unless wait=False."""
+    def init(
+        self,
+        *,
+        restore: str | os.PathLike[str] | None = None,
+        restore_key: str | os.PathLike[str] | None = None,
+        wait: bool = True,
+    ) -> ManagerProc:
+        """`warren cluster init` (optionally `--restore FILE [--restore-key KEY]`); waits until it serves
+        unless wait=False."""
         self.args = ["cluster", "init", *self.daemon_flags()]
         if restore is not None:
             self.args += ["--restore", str(restore)]
+        if restore_key is not None:
+            self.args += ["--restore-key", str(restore_key)]
         self.start()
         if wait:
             self.wait_started()

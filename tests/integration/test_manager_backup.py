@@ -12,6 +12,8 @@ from pathlib import Path
 import httpx
 import pytest
 
+from warren.pki.join import new_join_key
+
 from tests.integration.managers import (
     ManagerCluster,
     ManagerProc,
@@ -91,10 +93,12 @@ def test_backup_under_load_restores_every_acknowledged_write(
     # Stop the whole cluster, then found a new one from the backup in a fresh data dir.
     for m in managers:
         assert m.terminate() == 0, m.log_tail()
+    # With the old cluster's data key (any manager's), the restore keeps its CA, so the tokens (which pin
+    # it) and workers' certificates stay valid.
     restored_cluster = make_managers()
-    restored = restored_cluster.new_manager().init(restore=backup)
+    restored = restored_cluster.new_manager().init(restore=backup, restore_key=leader.data_dir / "tls" / "data.key")
     out = restored.output()
-    assert f"✓ State restored from {backup}" in out, out
+    assert f"✓ State restored from {backup}" in out and "✓ Cluster CA restored" in out, out
     info = restored.info()
     assert info["cluster_id"] == cluster_id
     assert [m["name"] for m in info["managers"]] == [restored.name]
@@ -113,7 +117,12 @@ def test_backup_under_load_restores_every_acknowledged_write(
     with api(restored.api_addr) as client:
         response = client.post(
             "/v1/managers/join",
-            json={"token": worker_token, "api_addr": "127.0.0.1:1", "raft_addr": "127.0.0.1:2"},
+            json={
+                "token": worker_token,
+                "api_addr": "127.0.0.1:1",
+                "raft_addr": "127.0.0.1:2",
+                "csr": new_join_key().csr_pem,
+            },
         )
     body = assert_error_body(response, 401, "unauthorized")
     assert "worker join token" in body["message"], body
@@ -140,3 +149,36 @@ def test_restore_from_a_corrupt_file_fails_cleanly(
     with pytest.raises(httpx.ConnectError):
         with api(m.api_addr, timeout=2) as client:
             client.get("/v1/health")
+
+
+def test_restore_without_the_data_key_gets_a_new_ca_and_says_what_it_left(
+    make_managers: Callable[..., ManagerCluster], tmp_path: Path
+) -> None:
+    c = make_managers()
+    first = c.init()
+    old_token = c.join_token(first, "manager")
+    secret = tmp_path / "value.txt"
+    secret.write_text("not in any backup in the clear")
+    cli("secret", "create", "db-password", str(secret), "--manager", first.api_addr).ok()
+    backup = tmp_path / "backup.db"
+    cli("cluster", "backup", "--output", str(backup), "--manager", first.api_addr).ok()
+    assert b"not in any backup in the clear" not in backup.read_bytes()
+    assert first.terminate() == 0, first.log_tail()
+
+    # Another cluster's key (or any 32 bytes) does not open the backup's CA: refused (a bad flag value,
+    # exit 2) before anything is written, so the same data dir takes the next attempt.
+    wrong = tmp_path / "wrong.key"
+    wrong.write_bytes(os.urandom(32))
+    restored_cluster = make_managers()
+    restored = restored_cluster.new_manager().init(restore=backup, restore_key=wrong, wait=False)
+    assert restored.wait_exit(30) == 2, restored.log_tail()
+    assert "does not open the CA key" in restored.errors(), restored.errors()
+    restored.init(restore=backup)
+    out = restored.output()
+    assert "✓ Cluster CA created" in out and "0 secrets)" in out, out
+    assert "! 1 secrets and the old CA were not restored" in out, out
+    assert cli("secret", "ls", "-o", "json", "--manager", restored.api_addr).ok().stdout.strip() == "[]"
+    # A token of the old cluster pins the old CA: a joining manager stops before sending it.
+    joiner = restored_cluster.new_manager().join(old_token, restored.api_addr, wait=False)
+    assert joiner.wait_exit(30) == 1, joiner.log_tail()
+    assert "does not match the join token's digest" in joiner.errors(), joiner.errors()

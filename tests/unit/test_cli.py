@@ -68,6 +68,7 @@ def test_unknown_command_is_a_usage_error(capsys: pytest.CaptureFixture[str]) ->
         (["service", "create", "web", "--image", "x", "--command", "sh -c 'oops"], "argument --command"),
         (["cluster", "join-token", "admin"], "invalid choice: 'admin'"),
         (["cluster", "backup"], "the following arguments are required: --output"),
+        (["cluster", "init", "--restore-key", "data.key"], "--restore-key needs --restore"),
         (["cluster", "init", "--raft-election-timeout", "5"], "invalid duration '5'"),
         (["cluster", "init", "--listen-addr", "nowhere"], "listen_addr 'nowhere' must be HOST:PORT"),
         (["cluster", "init", "--raft-heartbeat-timeout", "1s", "--raft-election-timeout", "1s"],

@@ -9,7 +9,7 @@ import argparse
 import dataclasses
 from typing import Any
 
-from warren.cli.parsing import Subparsers, add_command, duration, non_negative_int, positive_int
+from warren.cli.parsing import Subparsers, UsageError, add_command, duration, non_negative_int, positive_int
 from warren.config import (
     DEFAULT_API_PORT,
     DEFAULT_LISTEN_ADDR,
@@ -57,6 +57,11 @@ def register(cluster: Subparsers, manager: Subparsers) -> None:
     _add_manager_flags(init)
     init.add_argument("--restore", metavar="BACKUP_FILE",
                       help="found the cluster from a backup made by `warren cluster backup`")
+    init.add_argument("--restore-key", metavar="DATA_KEY_FILE",
+                      help="with --restore: the cluster data key of the backed-up cluster (any of its "
+                           "managers' <data-dir>/tls/data.key); keeps its CA (so its join tokens and "
+                           "workers' certificates stay valid) and its secrets. Without it the restored "
+                           "cluster gets a new CA and secrets are not restored")
     init.set_defaults(daemon_handler=run_init)
 
     join = add_command(
@@ -192,7 +197,9 @@ def run_init(args: argparse.Namespace) -> int:
     settings = build_settings(args)
     from warren.manager import daemon  # imported late: `warren --help` need not load the manager
 
-    return daemon.run_init(settings, restore=args.restore)
+    if args.restore_key is not None and args.restore is None:
+        raise UsageError("--restore-key needs --restore")
+    return daemon.run_init(settings, restore=args.restore, restore_key=args.restore_key)
 
 
 def run_join(args: argparse.Namespace) -> int:

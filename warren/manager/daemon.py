@@ -29,6 +29,8 @@ from dataclasses import dataclass
 
 import uvloop
 import warren_raft
+from cryptography import x509
+from cryptography.hazmat.primitives.asymmetric import ec
 
 from warren import logs
 from warren.api.app import create_app
@@ -38,7 +40,7 @@ from warren.config import SECURITY, ManagerSettings
 from warren.durable import private_data_dir, read_if_exists, write_atomically
 from warren.errors import ConfigError, InvalidError, WarrenError, raft_errors
 from warren.manager import identity as ident
-from warren.manager.ca import seal_ca_key
+from warren.manager.ca import CA_KEY_AAD, seal_ca_key
 from warren.manager.consensus import Consensus, MemberMeta
 from warren.manager.identity import Identity
 from warren.manager.leadership import LeaderServices
@@ -47,7 +49,7 @@ from warren.manager.manager import Manager
 from warren.manager.metrics import ManagerMetrics, metrics_app
 from warren.manager.servers import SOCKET_NAME, HttpServer, bind, bind_unix
 from warren.manager.tlskeeper import TlsKeeper, renew_through
-from warren.pki import certs, material, userconfig
+from warren.pki import certs, material, sealing, userconfig
 from warren.pki.join import new_join_key, pinned_ca
 from warren.store import commands as c
 from warren.store import queries, schema
@@ -76,11 +78,12 @@ def say(line: str = "") -> None:
 # -- entry points -------------------------------------------------------------------------------------
 
 
-def run_init(settings: ManagerSettings, *, restore: str | None = None) -> int:
+def run_init(settings: ManagerSettings, *, restore: str | None = None, restore_key: str | None = None) -> int:
     """Start (or resume) a manager that founds a cluster; blocks until SIGTERM/SIGINT. Exit status."""
     settings.validate()
     data_dir = private_data_dir(settings.resolved_data_dir)
     me = ident.load(data_dir)
+    kept: KeptCA | None = None
     if me is not None:
         if restore is not None:
             raise ConfigError(
@@ -96,6 +99,8 @@ def run_init(settings: ManagerSettings, *, restore: str | None = None) -> int:
         if restore is not None:
             restore = os.path.abspath(restore)
             cluster_id = _backup_cluster_id(restore)
+            if restore_key is not None:
+                kept = _backup_ca(restore, restore_key)  # checked before anything is written
         me = Identity(
             name=f"manager-1-{secrets.token_hex(3)}",
             raft_id=1,
@@ -107,7 +112,7 @@ def run_init(settings: ManagerSettings, *, restore: str | None = None) -> int:
         )
         ident.save(data_dir, me)
     if me.founder and material.load_node(data_dir) is None:
-        _found_pki(settings, data_dir, me)
+        _found_pki(settings, data_dir, me, kept)
     return _run(settings, data_dir, me, None)
 
 
@@ -130,18 +135,54 @@ def run_join(settings: ManagerSettings, *, token: str | None, manager: str | Non
 FOUNDER_CA_KEY = "ca-key.sealed"
 
 
-def _found_pki(settings: ManagerSettings, data_dir: str, me: Identity) -> None:
-    """A new cluster's CA and data key, this manager's certificate and the CLI's admin certificate.
+@dataclass(frozen=True, slots=True)
+class KeptCA:
+    """A backed-up cluster's CA, opened with its data key, for a restore that keeps it."""
+
+    data_key: bytes = dataclasses.field(repr=False)
+    ca_key: ec.EllipticCurvePrivateKey = dataclasses.field(repr=False)
+    ca_cert: x509.Certificate
+    sealed: str
+
+
+def _backup_ca(backup: str, key_file: str) -> KeptCA:
+    """The CA of the cluster in `backup`, opened with that cluster's data key from `key_file`."""
+    data_key = read_if_exists(key_file)
+    if data_key is None or len(data_key) != sealing.KEY_BYTES:
+        raise ConfigError(f"--restore-key {key_file}: not a cluster data key (a manager's tls/data.key)")
+    check_state_file(backup, versions=schema.IMPORTABLE_VERSIONS)
+    conn = sqlite3.connect(f"file:{backup}?mode=ro", uri=True)
+    conn.row_factory = sqlite3.Row
+    try:
+        record = queries.cluster_ca(conn) if queries.has_table(conn, "pki") else None
+    finally:
+        conn.close()
+    if record is None:
+        raise ConfigError(f"{backup} holds no CA (made by a Warren without TLS): restore it without --restore-key")
+    ca_pem, sealed = record
+    try:
+        ca_key = certs.load_key(sealing.unseal(data_key, base64.b64decode(sealed), CA_KEY_AAD))
+    except WarrenError:
+        raise ConfigError(
+            f"--restore-key {key_file} does not open the CA key in {backup} (another cluster's key?)"
+        ) from None
+    return KeptCA(data_key, ca_key, certs.load_cert(ca_pem.encode("ascii")), sealed)
+
+
+def _found_pki(settings: ManagerSettings, data_dir: str, me: Identity, kept: KeptCA | None) -> None:
+    """The cluster's CA and data key (new, or a restored cluster's `kept` ones), this manager's
+    certificate and the CLI's admin certificate.
 
     Written before Raft starts; node.pem last, so a crash before it makes a rerun start over here.
     """
-    data_key = os.urandom(32)
+    if kept is None:
+        data_key = os.urandom(sealing.KEY_BYTES)
+        ca_key, ca_cert = certs.create_ca(me.cluster_id, SECURITY.ca_lifetime_s)
+        sealed = seal_ca_key(data_key, ca_key)
+    else:
+        data_key, ca_key, ca_cert, sealed = kept.data_key, kept.ca_key, kept.ca_cert, kept.sealed
     material.save_data_key(data_dir, data_key)
-    ca_key, ca_cert = certs.create_ca(me.cluster_id, SECURITY.ca_lifetime_s)
-    write_atomically(
-        os.path.join(material.tls_dir(data_dir), FOUNDER_CA_KEY),
-        seal_ca_key(data_key, ca_key).encode("ascii"),
-    )
+    write_atomically(os.path.join(material.tls_dir(data_dir), FOUNDER_CA_KEY), sealed.encode("ascii"))
 
     def issue(name: str, role: certs.Role, lifetime_s: float) -> tuple[bytes, bytes]:
         key = certs.new_key()
@@ -161,7 +202,8 @@ def _found_pki(settings: ManagerSettings, data_dir: str, me: Identity) -> None:
         me.cluster_id, ca_pem, *issue("admin", "admin", SECURITY.admin_cert_lifetime_s)
     )
     material.save_node(data_dir, ca_pem, *issue(me.name, "manager", settings.node_cert_lifetime_s))
-    check(f"Cluster CA created; admin certificate for the CLI written to {admin_dir}")
+    what = "Cluster CA created" if kept is None else "Cluster CA restored"
+    check(f"{what}; admin certificate for the CLI written to {admin_dir}")
 
 
 def _load_pki(data_dir: str) -> tuple[material.NodeMaterial, bytes]:
@@ -269,6 +311,7 @@ async def _serve(
     )
     applying = consensus.start()
     manager = Manager(me, settings, consensus, peers, data_key)
+    manager.node_ca_pem = node_tls.ca_pem
     metrics = ManagerMetrics(consensus)
     forwarder = Forwarder(settings.forward_timeout_s, client_tls)
     # A session call may reach the leader through a follower: hold it well within the forward timeout.
@@ -335,9 +378,15 @@ async def _found(manager: Manager, data_dir: str) -> None:
         if me.restore_from is not None:
             counts = await manager.import_backup(me.restore_from)
             check(
-                f"State restored from {me.restore_from} "
-                f"({counts.get('services', 0)} services, {counts.get('join_tokens', 0)} join tokens)"
+                f"State restored from {me.restore_from} ({counts.get('services', 0)} services, "
+                f"{counts.get('join_tokens', 0)} join tokens, {counts.get('secrets', 0)} secrets)"
             )
+            if counts.get("secrets_left", 0):
+                say(
+                    f"! {counts['secrets_left']} secrets and the old CA were not restored: they are sealed "
+                    "with the old cluster's data key (restore with --restore-key <old data-dir>/tls/data.key "
+                    "to keep them); recreate the secrets, and join nodes with new tokens"
+                )
             me = dataclasses.replace(me, restore_from=None)
             ident.save(data_dir, me)
             manager.identity = me

@@ -65,6 +65,8 @@ class Manager:
         # The cluster data key (warren.pki.sealing): opens the CA key and secrets; never replicated.
         self.data_key = data_key
         self.ca = ClusterCA(consensus, data_key)
+        # Set by the daemon: the CA certificate (PEM) this manager's own certificate chains to.
+        self.node_ca_pem = b""
         # Set by the daemon: the leader-only services (worker sessions, reconcile loop).
         self.leader_services: LeaderServices | None = None
 
@@ -363,7 +365,14 @@ class Manager:
         try:
             if src.execute("SELECT count(*) FROM cluster").fetchone()[0] != 1:
                 raise InvalidError(f"{path}: the backup holds no cluster")
-            for table in schema.IMPORTED_TABLES:
+            tables = list(schema.IMPORTED_TABLES)
+            sealed = [t for t in schema.SEALED_TABLES if queries.has_table(src, t)]
+            backup_ca = queries.cluster_ca(src) if "pki" in sealed else None
+            if backup_ca is not None and backup_ca[0].encode("ascii") == self.node_ca_pem:
+                tables += sealed  # restored with the old data key (--restore-key): the CA and secrets open
+            elif "secrets" in sealed:
+                counts["secrets_left"] = src.execute("SELECT count(*) FROM secrets").fetchone()[0]
+            for table in tables:
                 rows = queries.table_rows(src, table)
                 if table == "nodes":
                     rows = [r for r in rows if r["role"] != "manager"]

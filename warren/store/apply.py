@@ -17,7 +17,7 @@ import orjson
 from warren.store import commands as c
 from warren.store import queries, taskstate
 from warren.store.commands import CommandError
-from warren.store.schema import IMPORTED_TABLES
+from warren.store.schema import TABLES
 
 Handler = Callable[[sqlite3.Connection, int, Any], Any]
 
@@ -437,7 +437,7 @@ def _remove_tasks(conn: sqlite3.Connection, index: int, cmd: c.RemoveTasks) -> A
 
 
 def _import_rows(conn: sqlite3.Connection, index: int, cmd: c.ImportRows) -> Any:
-    if cmd.table not in IMPORTED_TABLES:
+    if cmd.table not in TABLES:
         raise CommandError("invalid", f"cannot import into table {cmd.table!r}")
     known = {r[1] for r in conn.execute(f"PRAGMA table_info({cmd.table})")}
     for row in cmd.rows:

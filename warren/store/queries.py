@@ -31,6 +31,12 @@ def cluster(conn: sqlite3.Connection) -> dict[str, Any] | None:
     )
 
 
+def has_table(conn: sqlite3.Connection, name: str) -> bool:
+    """Whether a state file has this table (a backup from an older version may not)."""
+    row = conn.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?", (name,)).fetchone()
+    return row is not None
+
+
 def cluster_ca(conn: sqlite3.Connection) -> tuple[str, str] | None:
     """(CA certificate PEM, sealed CA key base64), or None before the founder recorded them."""
     row = conn.execute("SELECT ca_cert, ca_key_sealed FROM pki").fetchone()

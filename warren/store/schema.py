@@ -16,12 +16,14 @@ SCHEMA_VERSION = 3
 # Older versions whose backups `cluster init --restore` still imports (missing columns take defaults).
 IMPORTABLE_VERSIONS = (1, 2, 3)
 
-# Tables copied by a backup restore, in an order that respects references. The CA, the certificate
-# records and sealed values (the CA key, secrets) are not: a restored cluster has a new CA and a new
-# data key, and cannot open what the old key sealed.
+# Tables copied by every backup restore, in an order that respects references.
 IMPORTED_TABLES = ("cluster", "nodes", "services", "tasks", "join_tokens")
+# The CA, its certificate records and sealed values (the CA key, secrets): copied only by a restore
+# given the old cluster's data key (`cluster init --restore-key`), which keeps its CA; otherwise the
+# restored cluster has a new CA and data key, and cannot open what the old key sealed.
+SEALED_TABLES = ("pki", "certs", "secrets")
 # Every replicated table (the content digest covers them all).
-TABLES = (*IMPORTED_TABLES, "pki", "certs", "secrets")
+TABLES = (*IMPORTED_TABLES, *SEALED_TABLES)
 
 DDL = """
 CREATE TABLE IF NOT EXISTS meta (
