@@ -159,5 +159,14 @@ def cluster_backup(args: argparse.Namespace, client: ManagerClient) -> int:
     fsync_dir(os.path.dirname(os.path.abspath(path)))
     fmt: Format = args.format
     result = {"file": path, "bytes": size}
-    print(render(result, fmt, lambda: f"Backup written to {path} ({size} bytes)\n"), end="")
+    print(
+        render(
+            result,
+            fmt,
+            lambda: f"Backup written to {path} ({size} bytes)\n"
+            "Secrets and the CA key in it are sealed: restoring them needs a manager's <data-dir>/tls/data.key "
+            "(--restore-key); keep a copy of it apart from the backups.\n",
+        ),
+        end="",
+    )
     return 0
