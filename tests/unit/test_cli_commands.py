@@ -244,7 +244,9 @@ def test_backup_writes_the_file(tmp_path: Path, capsys: pytest.CaptureFixture[st
     assert run(backup_manager(), "cluster", "backup", "--output", str(target)) == 0
     assert target.read_bytes() == BACKUP
     assert not (tmp_path / "warren.db.tmp").exists()
-    assert capsys.readouterr().out == f"Backup written to {target} ({len(BACKUP)} bytes)\n"
+    out = capsys.readouterr().out.splitlines()
+    assert out[0] == f"Backup written to {target} ({len(BACKUP)} bytes)"
+    assert "tls/data.key (--restore-key)" in out[1] and len(out) == 2
 
 
 def test_backup_refuses_to_overwrite_without_force(
