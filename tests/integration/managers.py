@@ -28,8 +28,8 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from tests.integration import nodeproc
-from warren.pki import userconfig
 from tests.integration.nodeproc import REPO_ROOT, free_port
+from warren.pki import userconfig
 
 T = TypeVar("T")
 
@@ -92,7 +92,8 @@ def credentials(addr: str) -> userconfig.ClientCredentials:
     if found is None:
         found = userconfig.find([addr])
         if found is None:
-            raise AssertionError(f"no admin certificate for the cluster at {addr} in {userconfig.config_dir()}")
+            where = userconfig.config_dir()
+            raise AssertionError(f"no admin certificate for the cluster at {addr} in {where}")
         _CREDENTIALS[addr] = found
     return found
 

@@ -16,8 +16,6 @@ from typing import Any
 import httpx
 import pytest
 
-from warren.pki import certs
-from warren.pki.join import new_join_key
 from tests.integration.managers import (
     ManagerCluster,
     ManagerProc,
@@ -26,6 +24,8 @@ from tests.integration.managers import (
     get_json,
     wait_for,
 )
+from warren.pki import certs
+from warren.pki.join import new_join_key
 
 GRACE_S = 5.0  # OrchestratorSettings.node_down_grace_s (default)
 HEARTBEAT_S = 1.0  # OrchestratorSettings.heartbeat_period_s (default)
@@ -52,7 +52,8 @@ class FakeWorker:
 
     @classmethod
     def join(cls, managers: Sequence[str], token: str, addr: str = "127.0.0.9") -> FakeWorker:
-        body = {"token": token, "addr": addr, "labels": {}, "resources": RESOURCES, "csr": new_join_key().csr_pem}
+        csr = new_join_key().csr_pem
+        body = {"token": token, "addr": addr, "labels": {}, "resources": RESOURCES, "csr": csr}
         with api(managers[0], 10) as client:
             r = client.post("/v1/workers/join", json=body)
         assert r.status_code == 201, r.text
@@ -194,15 +195,16 @@ def test_a_worker_joins_with_a_worker_token_only(one: ManagerProc) -> None:
 
         csr = new_join_key().csr_pem
         manager_token = client.post("/v1/cluster/join-tokens", json={"role": "manager"}).json()["token"]
-        refused = client.post("/v1/workers/join", json={"token": manager_token, "addr": "127.0.0.9", "csr": csr})
+        join = {"addr": "127.0.0.9", "csr": csr}
+        refused = client.post("/v1/workers/join", json={"token": manager_token, **join})
         assert "manager join token" in assert_error_body(refused, 401, "unauthorized")["message"]
         for garbage in ("nope", "SWMTKN-1-" + "a" * 50, "SWMTKN-1-" + "A" * 50):
-            refused = client.post("/v1/workers/join", json={"token": garbage, "addr": "127.0.0.9", "csr": csr})
+            refused = client.post("/v1/workers/join", json={"token": garbage, **join})
             assert_error_body(refused, 401, "unauthorized")
         short_doc = client.post("/v1/cluster/join-tokens", json={"role": "worker", "ttl_s": 0.3}).json()
         short = short_doc["token"]
         wait_for(lambda: time.time() > short_doc["expires_at"] + 0.05, 5, "the short-lived token to expire")
-        expired = client.post("/v1/workers/join", json={"token": short, "addr": "127.0.0.9", "csr": csr})
+        expired = client.post("/v1/workers/join", json={"token": short, **join})
         assert "expired" in assert_error_body(expired, 401, "unauthorized")["message"]
         assert token not in one.errors() and short not in one.errors(), "a token was logged"
     workers = one.info()

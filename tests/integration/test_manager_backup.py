@@ -12,8 +12,6 @@ from pathlib import Path
 import httpx
 import pytest
 
-from warren.pki.join import new_join_key
-
 from tests.integration.managers import (
     ManagerCluster,
     ManagerProc,
@@ -23,6 +21,7 @@ from tests.integration.managers import (
     service_names,
     wait_for,
 )
+from warren.pki.join import new_join_key
 
 
 @dataclass
@@ -96,7 +95,8 @@ def test_backup_under_load_restores_every_acknowledged_write(
     # With the old cluster's data key (any manager's), the restore keeps its CA, so the tokens (which pin
     # it) and workers' certificates stay valid.
     restored_cluster = make_managers()
-    restored = restored_cluster.new_manager().init(restore=backup, restore_key=leader.data_dir / "tls" / "data.key")
+    data_key = leader.data_dir / "tls" / "data.key"
+    restored = restored_cluster.new_manager().init(restore=backup, restore_key=data_key)
     out = restored.output()
     assert f"✓ State restored from {backup}" in out and "✓ Cluster CA restored" in out, out
     info = restored.info()

@@ -5,10 +5,9 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-import httpx
 import pytest
 
-from tests.integration.managers import TIMER_FLAGS, ManagerCluster, wait_for
+from tests.integration.managers import TIMER_FLAGS, ManagerCluster, api, wait_for
 
 pytestmark = pytest.mark.integration
 

@@ -6,8 +6,6 @@ import secrets
 import time
 from collections.abc import Callable
 
-from warren.pki.join import new_join_key
-
 from tests.integration.managers import (
     ManagerCluster,
     ManagerProc,
@@ -16,6 +14,7 @@ from tests.integration.managers import (
     cli,
     wait_for,
 )
+from warren.pki.join import new_join_key
 
 
 def refused_join(c: ManagerCluster, token: str, via: ManagerProc) -> str:

@@ -56,7 +56,9 @@ def _worker(tmp_path: Path, m: ManagerProc) -> tuple[dict[str, Any], ssl.SSLCont
         response = client.post("/v1/workers/join", json=body)
     assert response.status_code == 201, response.text
     doc = response.json()
-    node = material.save_node(str(tmp_path / doc["name"]), doc["ca"].encode(), doc["certificate"].encode(), key.key_pem)
+    node = material.save_node(
+        str(tmp_path / doc["name"]), doc["ca"].encode(), doc["certificate"].encode(), key.key_pem
+    )
     return doc, material.client_context(node.ca_pem, node.node_path)
 
 
@@ -74,7 +76,9 @@ def test_plain_tcp_and_foreign_certificates_are_refused(
     # A client certificate from another CA: the handshake itself fails.
     ca_key, ca_cert = certs.create_ca("intruders", 3600)
     key = certs.new_key()
-    cert = certs.issue(ca_key, ca_cert, key.public_key(), name="admin", role="admin", cluster_id="x", lifetime_s=600)
+    cert = certs.issue(
+        ca_key, ca_cert, key.public_key(), name="admin", role="admin", cluster_id="x", lifetime_s=600
+    )
     foreign = material.client_context(credentials(m.api_addr).ca_pem, None)
     foreign_file = tmp_path / "foreign.pem"
     foreign_file.write_bytes(certs.cert_pem(cert) + certs.key_pem(key))
@@ -83,12 +87,19 @@ def test_plain_tcp_and_foreign_certificates_are_refused(
     with pytest.raises(httpx.TransportError), _as(m.api_addr, foreign) as client:
         client.get("/v1/services")
     # A client that does not trust the cluster CA cannot talk to it either (no trust on first use).
-    with pytest.raises(httpx.ConnectError, match="CERTIFICATE_VERIFY_FAILED"), _as(m.api_addr, True) as client:
+    with (
+        pytest.raises(httpx.ConnectError, match="CERTIFICATE_VERIFY_FAILED"),
+        _as(m.api_addr, True) as client,
+    ):
         client.get("/v1/ca")
     # TLS without a client certificate: only the join calls and the CA certificate are open.
     with _as(m.api_addr, material.client_context(credentials(m.api_addr).ca_pem, None)) as anonymous:
         assert anonymous.get("/v1/ca").status_code == 200
-        for method, path in (("GET", "/v1/services"), ("POST", "/v1/cluster/join-tokens"), ("GET", "/v1/nodes")):
+        for method, path in (
+            ("GET", "/v1/services"),
+            ("POST", "/v1/cluster/join-tokens"),
+            ("GET", "/v1/nodes"),
+        ):
             message = assert_error_body(anonymous.request(method, path), 401, "unauthorized")["message"]
             assert "client certificate" in message
     # The CLI with no admin certificate says what to do instead of retrying.
@@ -98,7 +109,10 @@ def test_plain_tcp_and_foreign_certificates_are_refused(
 
     done = subprocess.run(
         [sys.executable, "-m", "warren.cli.main", "service", "list", "--manager", m.api_addr],
-        capture_output=True, text=True, timeout=60, env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=env,
     )
     assert done.returncode == 1 and "no admin certificate" in done.stderr, done.stderr
 
@@ -115,7 +129,8 @@ def test_a_worker_certificate_reaches_only_its_own_session(
         assert ok.status_code == 200, ok.text
         # Not another node's session, even with that node's secret.
         theirs = worker.post(
-            "/v1/dispatcher/session", json={"node": other["name"]},
+            "/v1/dispatcher/session",
+            json={"node": other["name"]},
             headers={"Authorization": f"Bearer {other['secret']}"},
         )
         assert_error_body(theirs, 403, "forbidden")
@@ -143,10 +158,16 @@ def test_a_worker_certificate_reaches_only_its_own_session(
         assert "revoked" in assert_error_body(gone, 401, "unauthorized")["message"]
 
 
-def test_credentials_are_private_and_root_has_the_unix_socket(cluster: tuple[ManagerCluster, ManagerProc]) -> None:
+def test_credentials_are_private_and_root_has_the_unix_socket(
+    cluster: tuple[ManagerCluster, ManagerProc],
+) -> None:
     _, m = cluster
     creds = Path(credentials(m.api_addr).dir)
-    for path in (creds / "admin.pem", Path(m.data_dir) / "tls" / "node.pem", Path(m.data_dir) / "tls" / "data.key"):
+    for path in (
+        creds / "admin.pem",
+        Path(m.data_dir) / "tls" / "node.pem",
+        Path(m.data_dir) / "tls" / "data.key",
+    ):
         assert stat.S_IMODE(path.stat().st_mode) == 0o600, path
     sock = Path(m.data_dir) / SOCKET_NAME
     assert stat.S_ISSOCK(sock.stat().st_mode) and stat.S_IMODE(sock.stat().st_mode) == 0o600
@@ -166,8 +187,12 @@ def test_certificates_renew_without_downtime(cluster: tuple[ManagerCluster, Mana
     start, written = time.monotonic(), 0
     with api(second.api_addr, 10) as client:
         while time.monotonic() - start < 18:
-            response = client.post("/v1/services", json={"name": f"s{written}", "image": "busybox", "replicas": 0})
-            assert response.status_code == 201, f"write {written} after {time.monotonic() - start:.1f} s: {response.text}"
+            response = client.post(
+                "/v1/services", json={"name": f"s{written}", "image": "busybox", "replicas": 0}
+            )
+            assert response.status_code == 201, (
+                f"write {written} after {time.monotonic() - start:.1f} s: {response.text}"
+            )
             written += 1
     for m in (first, second):
         assert m.errors().count("certificate renewed") >= 3, m.log_tail()

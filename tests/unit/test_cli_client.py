@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
 from collections.abc import Callable
+from pathlib import Path
 
 import httpx
 import pytest
@@ -12,7 +12,6 @@ import pytest
 from warren.cli.client import ManagerClient, base_url
 from warren.cli.main import main
 from warren.config import ClientSettings
-from warren.pki import certs, userconfig
 from warren.errors import (
     ConfigError,
     ConflictError,
@@ -22,6 +21,7 @@ from warren.errors import (
     UnavailableError,
     WarrenError,
 )
+from warren.pki import certs, userconfig
 
 Handler = Callable[[httpx.Request], httpx.Response]
 
@@ -370,7 +370,9 @@ def test_timeout_flag_bounds_the_retries(
     monkeypatch.setenv("WARREN_CONFIG_DIR", str(tmp_path))
     ca_key, ca_cert = certs.create_ca("cluster-t", 60)
     key = certs.new_key()
-    admin = certs.issue(ca_key, ca_cert, key.public_key(), name="admin", role="admin", cluster_id="c", lifetime_s=60)
+    admin = certs.issue(
+        ca_key, ca_cert, key.public_key(), name="admin", role="admin", cluster_id="c", lifetime_s=60
+    )
     userconfig.save_admin("cluster-t", certs.cert_pem(ca_cert), certs.cert_pem(admin), certs.key_pem(key))
     # Port 1 on loopback refuses at once: with --timeout 0 the CLI tries once and says so.
     assert main(["cluster", "info", "--manager", "127.0.0.1:1", "--timeout", "0s"]) == 1

@@ -17,8 +17,10 @@ class Captured:
         self.status = status
         self.calls: list[tuple[str, ManagerSettings, dict[str, Any]]] = []
 
-    def run_init(self, settings: ManagerSettings, *, restore: str | None = None) -> int:
-        self.calls.append(("init", settings, {"restore": restore}))
+    def run_init(
+        self, settings: ManagerSettings, *, restore: str | None = None, restore_key: str | None = None
+    ) -> int:
+        self.calls.append(("init", settings, {"restore": restore, "restore_key": restore_key}))
         return self.status
 
     def run_join(self, settings: ManagerSettings, *, token: str | None, manager: str | None) -> int:
@@ -36,7 +38,7 @@ def captured(monkeypatch: pytest.MonkeyPatch) -> Captured:
 
 def test_init_without_flags_uses_config_defaults(captured: Captured) -> None:
     assert main(["cluster", "init"]) == 0
-    assert captured.calls == [("init", ManagerSettings(), {"restore": None})]
+    assert captured.calls == [("init", ManagerSettings(), {"restore": None, "restore_key": None})]
 
 
 def test_init_with_every_flag(captured: Captured) -> None:
@@ -45,13 +47,14 @@ def test_init_with_every_flag(captured: Captured) -> None:
         "--raft-addr", "192.168.1.10:7000", "--metrics-addr", "0.0.0.0:9191", "--data-dir", "/tmp/w",
         "--manager-only", "--raft-heartbeat-timeout", "100ms", "--raft-election-timeout", "1s",
         "--raft-snapshot-threshold", "500", "--raft-log-keep", "0", "--restore", "backup.db",
+        "--restore-key", "data.key", "--cert-expiry", "2h",
     ]) == 0
     [(kind, settings, extra)] = captured.calls
     assert kind == "init"
-    assert extra == {"restore": "backup.db"}
+    assert extra == {"restore": "backup.db", "restore_key": "data.key"}
     assert settings == ManagerSettings(
         listen_addr="0.0.0.0:9000", advertise_addr="192.168.1.10:9000", raft_addr="192.168.1.10:7000",
-        metrics_addr="0.0.0.0:9191", data_dir="/tmp/w", manager_only=True,
+        metrics_addr="0.0.0.0:9191", data_dir="/tmp/w", manager_only=True, node_cert_lifetime_s=7200.0,
         raft=RaftSettings(heartbeat_interval_s=0.1, election_timeout_min_s=1.0, election_timeout_max_s=2.0,
                           snapshot_threshold=500, max_in_snapshot_log_to_keep=0),
     )
@@ -119,7 +122,9 @@ def test_invalid_settings_do_not_start_the_daemon(
 def test_daemon_errors_are_one_line(
     monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    def failing(settings: ManagerSettings, *, restore: str | None = None) -> int:
+    def failing(
+        settings: ManagerSettings, *, restore: str | None = None, restore_key: str | None = None
+    ) -> int:
         raise StorageError("data dir /x is not writable")
 
     monkeypatch.setattr(daemon, "run_init", failing)

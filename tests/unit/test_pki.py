@@ -25,7 +25,13 @@ def issue(ca: tuple[Any, Any], name: str, role: certs.Role, lifetime_s: float = 
     key = certs.new_key()
     csr = certs.create_csr(key)
     cert = certs.issue(
-        ca[0], ca[1], certs.csr_public_key(csr), name=name, role=role, cluster_id="cluster-test", lifetime_s=lifetime_s
+        ca[0],
+        ca[1],
+        certs.csr_public_key(csr),
+        name=name,
+        role=role,
+        cluster_id="cluster-test",
+        lifetime_s=lifetime_s,
     )
     return certs.cert_pem(cert), certs.key_pem(key)
 
@@ -95,7 +101,9 @@ def test_node_material_is_private_and_checked(tmp_path: Path, ca: tuple[Any, Any
         material.load_node(data_dir)
 
 
-def test_the_cli_finds_its_only_cluster(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, ca: tuple[Any, Any]) -> None:
+def test_the_cli_finds_its_only_cluster(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, ca: tuple[Any, Any]
+) -> None:
     monkeypatch.setenv("WARREN_CONFIG_DIR", str(tmp_path))
     assert userconfig.find(["127.0.0.1:1"]) is None
     cert_pem, key_pem = issue(ca, "admin", "admin")
@@ -121,8 +129,13 @@ class _Store:
         self.conn.executemany("INSERT INTO nodes VALUES (?, ?)", roles.items())
 
 
-async def _run(peer: certs.PeerIdentity | None, method: str, path: str, headers: list[Any] | None = None,
-               local: bool = False) -> tuple[int, Any]:
+async def _run(
+    peer: certs.PeerIdentity | None,
+    method: str,
+    path: str,
+    headers: list[Any] | None = None,
+    local: bool = False,
+) -> tuple[int, Any]:
     seen: dict[str, Any] = {}
 
     async def app(scope: Any, receive: Any, send: Any) -> None:
@@ -141,7 +154,10 @@ async def _run(peer: certs.PeerIdentity | None, method: str, path: str, headers:
 
     policy = auth.Authorization(app, _Store({"worker-1": "worker", "manager-1": "manager"}))  # type: ignore[arg-type]
     scope = {
-        "type": "http", "method": method, "path": path, "headers": headers or [],
+        "type": "http",
+        "method": method,
+        "path": path,
+        "headers": headers or [],
         "extensions": {auth.PEER_KEY: peer, auth.LOCAL_KEY: local},
     }
     await policy(scope, receive, send)
@@ -173,7 +189,9 @@ ADMIN = certs.PeerIdentity("admin", "admin", "c", "f")
     ],
 )
 @pytest.mark.anyio
-async def test_who_may_call_what(peer: certs.PeerIdentity | None, method: str, path: str, status: int) -> None:
+async def test_who_may_call_what(
+    peer: certs.PeerIdentity | None, method: str, path: str, status: int
+) -> None:
     assert (await _run(peer, method, path))[0] == status
 
 

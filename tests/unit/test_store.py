@@ -13,10 +13,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from warren.errors import CorruptStateError
-from warren.store import queries
 from warren.manager import tokens
 from warren.store import commands as c
-from warren.store import schema
+from warren.store import queries, schema
 from warren.store.machine import Store, check_state_file
 
 FOUNDER = c.ManagerRecord("manager-1-aaaaaa", 1, "127.0.0.1:8080", "127.0.0.1:7946")
@@ -200,7 +199,8 @@ def test_manager_registration_checks_the_token_at_the_proposers_time(log: Log) -
         )
         return log.apply(cmd)[0]
 
-    assert register(tokens.mint(CA_DIGEST), T0, 2) == {"error": "unauthorized", "message": "invalid join token"}
+    unknown = tokens.mint(CA_DIGEST)
+    assert register(unknown, T0, 2) == {"error": "unauthorized", "message": "invalid join token"}
     assert "worker join token" in register(other, T0, 2)["message"]
     assert "expired" in register(good, T0 + 100, 2)["message"]
     assert register(good, T0 + 1, 2) == {"ok": {"name": "manager-2", "raft_id": 2, "cluster_id": "cluster-1"}}

@@ -57,7 +57,7 @@ def _forwarded(headers: list[tuple[bytes, bytes]]) -> PeerIdentity | None | bool
             if role == "anonymous":
                 return None
             if role in ROLES and name:
-                return PeerIdentity(name, role, "", "")  # type: ignore[arg-type]
+                return PeerIdentity(name, role, "", "")
             return None
     return False
 

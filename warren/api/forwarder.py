@@ -116,8 +116,9 @@ class Forwarder:
         host, port = split_host_port(addr, field="leader address")
         try:
             async with asyncio.timeout(self.timeout_s):
+                name = MANAGER_NAME if self.tls else None
                 reader, writer = await asyncio.open_connection(
-                    host, port, limit=MAX_HEAD, ssl=self.tls, server_hostname=MANAGER_NAME if self.tls else None
+                    host, port, limit=MAX_HEAD, ssl=self.tls, server_hostname=name
                 )
         except (OSError, TimeoutError) as exc:
             raise UnavailableError(

@@ -164,8 +164,8 @@ def cluster_backup(args: argparse.Namespace, client: ManagerClient) -> int:
             result,
             fmt,
             lambda: f"Backup written to {path} ({size} bytes)\n"
-            "Secrets and the CA key in it are sealed: restoring them needs a manager's <data-dir>/tls/data.key "
-            "(--restore-key); keep a copy of it apart from the backups.\n",
+            "Secrets and the CA key in it are sealed: restoring them needs a manager's "
+            "<data-dir>/tls/data.key (--restore-key); keep a copy of it apart from the backups.\n",
         ),
         end="",
     )

@@ -158,7 +158,9 @@ def _backup_ca(backup: str, key_file: str) -> KeptCA:
     finally:
         conn.close()
     if record is None:
-        raise ConfigError(f"{backup} holds no CA (made by a Warren without TLS): restore it without --restore-key")
+        raise ConfigError(
+            f"{backup} holds no CA (made by a Warren without TLS): restore it without --restore-key"
+        )
     ca_pem, sealed = record
     try:
         ca_key = certs.load_key(sealing.unseal(data_key, base64.b64decode(sealed), CA_KEY_AAD))

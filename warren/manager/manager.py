@@ -121,7 +121,9 @@ class Manager:
         """A new certificate for a node's new key, with the name and role of the one it called with."""
         self.consensus.require_leader()
         if peer.role == "admin":
-            raise InvalidError("admin certificates are not renewed here; `cluster init` wrote a long-lived one")
+            raise InvalidError(
+                "admin certificates are not renewed here; `cluster init` wrote a long-lived one"
+            )
         issued = await self._issue(csr, peer.name, peer.role)
         log.info("certificate of %s %s renewed", peer.role, peer.name)
         return _issued_doc(issued)

@@ -56,7 +56,7 @@ class PeerProtocol(HttpToolsProtocol):
 
     def on_message_begin(self) -> None:
         super().on_message_begin()
-        self.scope["extensions"] = dict(self._extensions)  # type: ignore[typeddict-unknown-key]
+        self.scope["extensions"] = dict(self._extensions)
 
 
 def bind(addr: str, field: str) -> socket.socket:

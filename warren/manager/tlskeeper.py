@@ -16,9 +16,10 @@ import contextlib
 import logging
 import ssl
 import time
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
+from warren.api.peer import PeerClient
 from warren.manager.consensus import Consensus
 from warren.pki import material
 from warren.pki.material import NodeMaterial
@@ -29,6 +30,9 @@ log = logging.getLogger(__name__)
 
 REVOCATION_CHECK_S = 1.0
 
+# Asks the cluster for a certificate for a CSR (PEM); answers {"certificate", "ca", ...}.
+Request = Callable[[str], Awaitable[Mapping[str, Any]]]
+
 
 class TlsKeeper:
     def __init__(
@@ -36,7 +40,7 @@ class TlsKeeper:
         data_dir: str,
         consensus: Consensus,
         contexts: list[ssl.SSLContext],
-        renew: Any,
+        renew: Request,
     ) -> None:
         self.consensus = consensus
         self.contexts = contexts
@@ -76,11 +80,11 @@ class TlsKeeper:
                 await task
 
 
-def renew_through(peers: Any, api_addr: str) -> Any:
+def renew_through(peers: PeerClient, api_addr: str) -> Request:
     """A Renewer request that POSTs the CSR to this manager's own API (which reaches the leader)."""
 
     async def request(csr_pem: str) -> Mapping[str, Any]:
         doc, _ = await peers.call(api_addr, "POST", "/v1/certs/renew", {"csr": csr_pem})
-        return doc
+        return dict(doc)
 
     return request

@@ -232,7 +232,7 @@ def identity(cert: x509.Certificate) -> PeerIdentity:
         one(NameOID.COMMON_NAME),
         role,
         one(NameOID.ORGANIZATION_NAME),
-        fingerprint(cert),  # type: ignore[arg-type]
+        fingerprint(cert),
     )
 
 

@@ -50,7 +50,9 @@ def pinned_ca(manager: str, token: str, *, timeout_s: float = SECURITY.ca_fetch_
         ca_pem = str(resp.json()["ca"]).encode("ascii")
         digest = certs.ca_digest(ca_pem)
     except (ValueError, KeyError, TypeError, UnicodeError):
-        raise UnavailableError(f"{manager} did not answer with a CA certificate (HTTP {resp.status_code})") from None
+        raise UnavailableError(
+            f"{manager} did not answer with a CA certificate (HTTP {resp.status_code})"
+        ) from None
     except Exception:  # InvalidError from load_cert
         raise UnavailableError(f"{manager} answered with an unreadable CA certificate") from None
     if not hmac.compare_digest(digest, expected):

@@ -13,6 +13,7 @@ The private key is generated on the node and never leaves it: the CA only ever s
 from __future__ import annotations
 
 import os
+import socket
 import ssl
 from dataclasses import dataclass, field
 
@@ -124,33 +125,28 @@ class _ManagerContext(ssl.SSLContext):
 
     def wrap_socket(
         self,
-        sock,
-        server_side=False,
-        do_handshake_on_connect=True,  # type: ignore[no-untyped-def,override]
-        suppress_ragged_eofs=True,
-        server_hostname=None,
-        session=None,
-    ):
+        sock: socket.socket,
+        server_side: bool = False,
+        do_handshake_on_connect: bool = True,
+        suppress_ragged_eofs: bool = True,
+        server_hostname: str | bytes | None = None,
+        session: ssl.SSLSession | None = None,
+    ) -> ssl.SSLSocket:
+        name = None if server_side else certs.MANAGER_NAME
         return super().wrap_socket(
-            sock,
-            server_side,
-            do_handshake_on_connect,
-            suppress_ragged_eofs,
-            None if server_side else certs.MANAGER_NAME,
-            session,
+            sock, server_side, do_handshake_on_connect, suppress_ragged_eofs, name, session
         )
 
     def wrap_bio(
         self,
-        incoming,
-        outgoing,
-        server_side=False,
-        server_hostname=None,  # type: ignore[no-untyped-def,override]
-        session=None,
-    ):
-        return super().wrap_bio(
-            incoming, outgoing, server_side, None if server_side else certs.MANAGER_NAME, session
-        )
+        incoming: ssl.MemoryBIO,
+        outgoing: ssl.MemoryBIO,
+        server_side: bool = False,
+        server_hostname: str | bytes | None = None,
+        session: ssl.SSLSession | None = None,
+    ) -> ssl.SSLObject:
+        name = None if server_side else certs.MANAGER_NAME
+        return super().wrap_bio(incoming, outgoing, server_side, name, session)
 
 
 def client_context(ca_pem: bytes, node_path: str | None) -> ssl.SSLContext:

@@ -54,7 +54,9 @@ def save_admin(cluster_id: str, ca_pem: bytes, cert_pem: bytes, key_pem: bytes) 
         write_atomically(os.path.join(directory, CA_FILE), ca_pem)
         write_atomically(os.path.join(directory, ADMIN_FILE), cert_pem + key_pem)
     except OSError as exc:
-        raise ConfigError(f"cannot write the admin certificate to {directory}: {exc.strerror or exc}") from None
+        raise ConfigError(
+            f"cannot write the admin certificate to {directory}: {exc.strerror or exc}"
+        ) from None
     return directory
 
 
