@@ -69,6 +69,29 @@ class Config:
         snapshot every 10,000 entries keeping 1,000 behind it, 64 entries per AppendEntries,
         1 MiB per entry, 80 MiB per frame, 1,000 ms per RPC. Raises ConfigError when invalid."""
 
+@final
+class TlsConfig:
+    """A node's identity for mutual TLS 1.3 on the Raft transport, checked on construction.
+
+    `ca_pem`: the CA certificate(s) peers must chain to. `cert_pem`: this node's certificate, then
+    any intermediates. `key_pem`: its private key (PKCS#8, SEC1 or PKCS#1; EC P-256/P-384, Ed25519
+    or RSA). `peer_name`: the DNS name every node's certificate must be valid for (its
+    subjectAltName); all nodes of a cluster share it, and it is what a dialer verifies and sends as
+    SNI instead of the peer's IP. Certificates need the serverAuth and clientAuth usages (or no
+    extended key usage), since every node is server and client of its peers.
+
+    Raises ValueError (naming the argument, never quoting the key) on malformed PEM, a key that does
+    not match the certificate, or a peer_name that is not a DNS name. The repr shows the peer name and
+    fingerprint only.
+    """
+
+    def __new__(cls, *, ca_pem: bytes, cert_pem: bytes, key_pem: bytes, peer_name: str) -> TlsConfig: ...
+    @property
+    def peer_name(self) -> str: ...
+    @property
+    def fingerprint(self) -> bytes:
+        """SHA-256 of this node's certificate (DER): the value peers pass to `set_revoked`."""
+
 # -- state-machine work items -----------------------------------------------------------------------
 
 @final
@@ -139,6 +162,11 @@ class Metrics(TypedDict):
     millis_since_quorum_ack: int | None
     elections_total: int
     log_records_dropped: int
+    tls: bool
+    """Whether the transport is mutual TLS (the node was opened with `tls`)."""
+    tls_handshake_failures: int
+    """Failed TLS handshakes since the node opened, inbound and outbound (refused or invalid
+    certificates, plain-TCP or silent clients, timeouts); 0 without TLS."""
 
 # -- the node ---------------------------------------------------------------------------------------
 
@@ -155,8 +183,14 @@ class RaftNode:
         advertise_addr: str | None = None,
         meta: str = ...,
         config: Config | None = None,
+        tls: TlsConfig | None = None,
     ) -> RaftNode:
         """Open (or create) the node's durable state in `data_dir` and start serving Raft on `listen_addr`.
+
+        With `tls`, every connection between nodes is mutual TLS 1.3: the listener accepts only
+        clients whose certificate chains to `tls.ca_pem` and is valid for `tls.peer_name` (anything
+        else is closed after the failed handshake, or after 3 s without one), and the dialer checks the
+        server the same way. Without it, plain TCP.
 
         The first work item delivered by `next_work` is always a RestoreSnapshot (the latest snapshot,
         or None for an empty state): the state machine is rebuilt from snapshot plus log on every start.
@@ -207,6 +241,16 @@ class RaftNode:
         """Next item for the state machine, in log order; None once the node has shut down."""
 
     def metrics(self) -> Metrics: ...
+    def update_tls(self, tls: TlsConfig) -> None:
+        """Use `tls` for every new connection, both directions, from now on (certificate renewal, CA
+        change). Open connections keep going, so nothing stalls. ValueError if opened without TLS."""
+
+    def set_revoked(self, fingerprints: list[bytes]) -> None:
+        """Replace the set of revoked certificates: SHA-256 digests of their DER (see
+        `TlsConfig.fingerprint`). A peer presenting one is refused at handshake in both directions,
+        and open connections with such a peer are closed. ValueError if opened without TLS or a
+        digest is not 32 bytes."""
+
     async def shutdown(self) -> None:
         """Stop Raft, flush the log, close the port. Idempotent."""
 

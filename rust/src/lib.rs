@@ -1,9 +1,10 @@
 //! warren-raft: Raft consensus for Python applications.
 //!
 //! openraft provides the protocol; this crate adds a durable redb log with group commit
-//! ([`log_store`]), a TCP transport with a checked frame codec ([`network`], [`codec`]), a
-//! state-machine bridge that hands committed entries to the application ([`state_machine`]), and
-//! the node that ties them together ([`node`]). The Python bindings live in `py*` modules only.
+//! ([`log_store`]), a TCP transport with a checked frame codec and optional mutual TLS
+//! ([`network`], [`codec`], [`tls`]), a state-machine bridge that hands committed entries to the
+//! application ([`state_machine`]), and the node that ties them together ([`node`]). The Python
+//! bindings live in `py*` modules only.
 
 // openraft's storage traits fix the error type (StorageError, ~200 bytes); helpers return it too.
 #![allow(clippy::result_large_err)]
@@ -17,6 +18,7 @@ pub mod network;
 pub mod node;
 pub mod proposer;
 pub mod state_machine;
+pub mod tls;
 pub mod types;
 
 #[cfg(feature = "python")]
@@ -30,4 +32,5 @@ pub use config::Config;
 pub use error::{Error, Result};
 pub use node::{MetricsView, Node};
 pub use state_machine::Work;
+pub use tls::TlsIdentity;
 pub use types::NodeInfo;

@@ -1,7 +1,13 @@
-//! Transport between nodes: one persistent, multiplexed TCP connection per peer address
+//! Transport between nodes: one persistent, multiplexed connection per peer address
 //! (TCP_NODELAY, requests pipelined and matched to responses by id), and the server side that
 //! feeds incoming requests to openraft. A peer sending a bad frame loses its connection; the node
-//! keeps serving everyone else. Plain TCP for now; TLS (rustls) wraps these streams later.
+//! keeps serving everyone else.
+//!
+//! The connection is plain TCP, or mutual TLS 1.3 when the node has a [`Tls`] identity: the
+//! dialer and the listener each verify the other's certificate ([`crate::tls`]). Inbound
+//! handshakes run in their own task under [`tls::HANDSHAKE_TIMEOUT`], so a silent or slow client
+//! never holds up the accept loop; a failed one closes the socket and counts in the metrics. A
+//! connection whose peer's certificate is revoked later is closed.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -17,11 +23,12 @@ use openraft::raft::{
     AppendEntriesRequest, AppendEntriesResponse, InstallSnapshotRequest, InstallSnapshotResponse, VoteRequest,
     VoteResponse,
 };
-use tokio::io::AsyncWriteExt;
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{mpsc, oneshot, watch};
 
 use crate::codec::{self, Message, Request, Response};
+use crate::tls::{self, Fingerprint, RevokedSet, Tls};
 use crate::types::{NodeId, NodeInfo, Raft, TypeConfig};
 
 /// When each peer last answered us, and when a leader last reached us.
@@ -50,6 +57,8 @@ impl Contacts {
 enum CallError {
     #[error("cannot connect to {0}: {1}")]
     Connect(String, std::io::Error),
+    #[error("tls handshake with {0} failed: {1}")]
+    Handshake(String, String),
     #[error("no answer within {0:?}")]
     Timeout(Duration),
     #[error("connection to {0} lost")]
@@ -94,11 +103,12 @@ pub struct Peers {
     max_frame: u64,
     rpc_timeout: Duration,
     pub contacts: Arc<Contacts>,
+    tls: Option<Arc<Tls>>,
 }
 
 impl Peers {
-    pub fn new(max_frame: u64, rpc_timeout: Duration, contacts: Arc<Contacts>) -> Arc<Peers> {
-        Arc::new(Peers { slots: Default::default(), next_id: AtomicU64::new(1), max_frame, rpc_timeout, contacts })
+    pub fn new(max_frame: u64, rpc_timeout: Duration, contacts: Arc<Contacts>, tls: Option<Arc<Tls>>) -> Arc<Peers> {
+        Arc::new(Peers { slots: Default::default(), next_id: AtomicU64::new(1), max_frame, rpc_timeout, contacts, tls })
     }
 
     async fn conn(&self, addr: &str, timeout: Duration) -> Result<Arc<Conn>, CallError> {
@@ -109,7 +119,8 @@ impl Peers {
                 return Ok(c.clone());
             }
         }
-        let stream = match tokio::time::timeout(timeout, TcpStream::connect(addr)).await {
+        let deadline = tokio::time::Instant::now() + timeout;
+        let stream = match tokio::time::timeout_at(deadline, TcpStream::connect(addr)).await {
             Ok(Ok(s)) => s,
             Ok(Err(e)) => return Err(CallError::Connect(addr.to_string(), e)),
             Err(_) => {
@@ -117,7 +128,48 @@ impl Peers {
             }
         };
         let _ = stream.set_nodelay(true);
-        let (mut rd, mut wr) = stream.into_split();
+        let conn = match &self.tls {
+            None => {
+                let (rd, wr) = stream.into_split();
+                self.start(addr, rd, wr, None)
+            }
+            Some(tls) => {
+                let configs = tls.current();
+                let handshake = configs.connector.connect(configs.peer_name.clone(), stream);
+                let failed = |reason: String| {
+                    tls.handshake_failed("outbound", addr, &reason);
+                    CallError::Handshake(addr.to_string(), reason)
+                };
+                let stream = match tokio::time::timeout_at(deadline, handshake).await {
+                    Ok(Ok(s)) => s,
+                    Ok(Err(e)) => return Err(failed(e.to_string())),
+                    Err(_) => return Err(failed(format!("no handshake within {timeout:?}"))),
+                };
+                let fp = tls::peer_fingerprint(stream.get_ref().1.peer_certificates());
+                let Some(fp) = fp.filter(|fp| !tls.is_revoked(fp)) else {
+                    return Err(failed("the server's certificate is revoked".into()));
+                };
+                let (rd, wr) = tokio::io::split(stream);
+                self.start(addr, rd, wr, Some((fp, tls.watch_revoked())))
+            }
+        };
+        *slot = Some(conn.clone());
+        Ok(conn)
+    }
+
+    /// Runs a connection's writer and reader tasks over the two halves of its stream. With
+    /// `revocation`, the connection closes when its peer's certificate is revoked.
+    fn start<R, W>(
+        &self,
+        addr: &str,
+        mut rd: R,
+        mut wr: W,
+        revocation: Option<(Fingerprint, watch::Receiver<RevokedSet>)>,
+    ) -> Arc<Conn>
+    where
+        R: AsyncRead + Unpin + Send + 'static,
+        W: AsyncWrite + Unpin + Send + 'static,
+    {
         let (frames, mut rx) = mpsc::unbounded_channel::<Vec<u8>>();
         let pending: Pending = Default::default();
         let alive = Arc::new(AtomicBool::new(true));
@@ -130,40 +182,52 @@ impl Peers {
                 while let Ok(more) = rx.try_recv() {
                     buf.extend_from_slice(&more);
                 }
-                if wr.write_all(&buf).await.is_err() {
+                // A TLS stream may keep encrypted bytes buffered until flushed.
+                if wr.write_all(&buf).await.is_err() || wr.flush().await.is_err() {
                     break;
                 }
             }
             writer_alive.store(false, Ordering::Release);
         });
+        let writer_handle = writer.abort_handle();
         let max = self.max_frame;
         let peer = addr.to_string();
         let reader = tokio::spawn(async move {
-            loop {
-                match codec::read_message(&mut rd, max).await {
-                    Ok(Some(Message::Response { id, body })) => {
-                        if let Some(tx) = reader_pending.lock().unwrap().remove(&id) {
-                            let _ = tx.send(body);
+            let read = async {
+                loop {
+                    match codec::read_message(&mut rd, max).await {
+                        Ok(Some(Message::Response { id, body })) => {
+                            if let Some(tx) = reader_pending.lock().unwrap().remove(&id) {
+                                let _ = tx.send(body);
+                            }
+                        }
+                        Ok(None) => break,
+                        Ok(Some(Message::Request { .. })) => {
+                            tracing::warn!(peer = %peer, "closing raft connection: peer sent a request on a client connection");
+                            break;
+                        }
+                        Err(e) => {
+                            tracing::warn!(peer = %peer, error = %e, "closing raft connection: bad frame from peer");
+                            break;
                         }
                     }
-                    Ok(None) => break,
-                    Ok(Some(Message::Request { .. })) => {
-                        tracing::warn!(peer = %peer, "closing raft connection: peer sent a request on a client connection");
-                        break;
-                    }
-                    Err(e) => {
-                        tracing::warn!(peer = %peer, error = %e, "closing raft connection: bad frame from peer");
-                        break;
-                    }
                 }
+            };
+            match revocation {
+                None => read.await,
+                Some((fp, revoked)) => tokio::select! {
+                    _ = read => {}
+                    _ = tls::until_revoked(fp, revoked) => {
+                        tracing::warn!(peer = %peer, "closing raft connection: the peer's certificate was revoked");
+                        writer_handle.abort();
+                    }
+                },
             }
             reader_alive.store(false, Ordering::Release);
             // Dropping the senders fails every caller still waiting on this connection.
             reader_pending.lock().unwrap().clear();
         });
-        let conn = Arc::new(Conn { frames, pending, alive, tasks: [writer.abort_handle(), reader.abort_handle()] });
-        *slot = Some(conn.clone());
-        Ok(conn)
+        Arc::new(Conn { frames, pending, alive, tasks: [writer.abort_handle(), reader.abort_handle()] })
     }
 
     async fn call(&self, addr: &str, body: Request, timeout: Duration) -> Result<Response, CallError> {
@@ -233,7 +297,7 @@ impl PeerClient {
         unpack: impl FnOnce(Response) -> Option<Result<T, RaftError<NodeId, E>>>,
     ) -> RpcResult<T, E> {
         let resp = self.peers.call(&self.addr, body, option.hard_ttl()).await.map_err(|e| match e {
-            CallError::Connect(..) => RPCError::Unreachable(Unreachable::new(&e)),
+            CallError::Connect(..) | CallError::Handshake(..) => RPCError::Unreachable(Unreachable::new(&e)),
             CallError::Timeout(t) => {
                 RPCError::Timeout(Timeout { action: kind, id: 0, target: self.target, timeout: t })
             }
@@ -305,6 +369,7 @@ pub async fn serve(
     raft: Raft,
     max_frame: u64,
     contacts: Arc<Contacts>,
+    tls: Option<Arc<Tls>>,
     mut stop: watch::Receiver<bool>,
 ) {
     loop {
@@ -313,7 +378,16 @@ pub async fn serve(
             accepted = listener.accept() => match accepted {
                 Ok((stream, peer)) => {
                     let _ = stream.set_nodelay(true);
-                    tokio::spawn(handle_conn(stream, peer, raft.clone(), max_frame, contacts.clone(), stop.clone()));
+                    let (raft, contacts, stop) = (raft.clone(), contacts.clone(), stop.clone());
+                    match &tls {
+                        None => {
+                            let (rd, wr) = stream.into_split();
+                            tokio::spawn(handle_conn(rd, wr, peer, raft, max_frame, contacts, stop));
+                        }
+                        Some(tls) => {
+                            tokio::spawn(handle_tls_conn(stream, peer, tls.clone(), raft, max_frame, contacts, stop));
+                        }
+                    }
                 }
                 Err(e) => {
                     tracing::warn!(error = %e, "accepting a raft connection failed");
@@ -324,15 +398,62 @@ pub async fn serve(
     }
 }
 
-async fn handle_conn(
+/// Completes the server side of a handshake within [`tls::HANDSHAKE_TIMEOUT`], then serves the
+/// connection until it ends or its peer's certificate is revoked.
+async fn handle_tls_conn(
     stream: TcpStream,
     peer: SocketAddr,
+    tls: Arc<Tls>,
     raft: Raft,
     max_frame: u64,
     contacts: Arc<Contacts>,
     mut stop: watch::Receiver<bool>,
 ) {
-    let (mut rd, mut wr) = stream.into_split();
+    let peer_text = peer.to_string();
+    let Some(slot) = tls.handshake_slot() else {
+        tls.handshake_failed("inbound", &peer_text, &"too many handshakes under way");
+        return;
+    };
+    let configs = tls.current();
+    let handshake = tokio::time::timeout(tls::HANDSHAKE_TIMEOUT, configs.acceptor.accept(stream));
+    let stream = tokio::select! {
+        _ = stop.changed() => return,
+        r = handshake => match r {
+            Ok(Ok(s)) => s,
+            Ok(Err(e)) => return tls.handshake_failed("inbound", &peer_text, &e),
+            Err(_) => {
+                let reason = format!("no handshake within {:?}", tls::HANDSHAKE_TIMEOUT);
+                return tls.handshake_failed("inbound", &peer_text, &reason);
+            }
+        }
+    };
+    drop(slot);
+    let fp = tls::peer_fingerprint(stream.get_ref().1.peer_certificates());
+    let Some(fp) = fp.filter(|fp| !tls.is_revoked(fp)) else {
+        return tls.handshake_failed("inbound", &peer_text, &"the client's certificate is revoked");
+    };
+    let revoked = tls.watch_revoked();
+    let (rd, wr) = tokio::io::split(stream);
+    tokio::select! {
+        _ = handle_conn(rd, wr, peer, raft, max_frame, contacts, stop) => {}
+        _ = tls::until_revoked(fp, revoked) => {
+            tracing::warn!(peer = %peer, "closing raft connection: the peer's certificate was revoked");
+        }
+    }
+}
+
+async fn handle_conn<R, W>(
+    mut rd: R,
+    mut wr: W,
+    peer: SocketAddr,
+    raft: Raft,
+    max_frame: u64,
+    contacts: Arc<Contacts>,
+    mut stop: watch::Receiver<bool>,
+) where
+    R: AsyncRead + Unpin,
+    W: AsyncWrite + Unpin,
+{
     loop {
         let (id, req) = tokio::select! {
             _ = stop.changed() => return,
@@ -375,7 +496,7 @@ async fn handle_conn(
                 return;
             }
         };
-        if wr.write_all(&frame).await.is_err() {
+        if wr.write_all(&frame).await.is_err() || wr.flush().await.is_err() {
             return;
         }
     }

@@ -18,6 +18,7 @@ use crate::log_store::LogStore;
 use crate::network::{self, Contacts, Network, Peers};
 use crate::proposer::Proposer;
 use crate::state_machine::{StateMachine, Work};
+use crate::tls::{Fingerprint, Tls, TlsIdentity};
 use crate::types::{NodeId, NodeInfo, Raft};
 
 /// What a node reports about itself; see `Metrics` in warren_raft.pyi for the meaning of each field.
@@ -43,6 +44,10 @@ pub struct MetricsView {
     pub elections_total: u64,
     /// Log records dropped because the Python side consumed them too slowly.
     pub log_records_dropped: u64,
+    /// Whether the transport is mutual TLS.
+    pub tls: bool,
+    /// Failed TLS handshakes since the node opened, inbound and outbound.
+    pub tls_handshake_failures: u64,
 }
 
 pub struct Node {
@@ -56,22 +61,26 @@ pub struct Node {
     work: tokio::sync::Mutex<mpsc::UnboundedReceiver<Work>>,
     peers: Arc<Peers>,
     contacts: Arc<Contacts>,
+    tls: Option<Arc<Tls>>,
     stop: watch::Sender<bool>,
     transferring: AtomicBool,
     elections: Arc<AtomicU64>,
 }
 
 impl Node {
-    /// Opens the node in `data_dir` and starts serving Raft on `listen_addr`. Must run inside the
-    /// tokio runtime that will drive consensus.
+    /// Opens the node in `data_dir` and starts serving Raft on `listen_addr`, over mutual TLS when
+    /// `tls` is given, plain TCP otherwise. Must run inside the tokio runtime that will drive
+    /// consensus.
     pub async fn open(
         data_dir: &Path,
         id: NodeId,
         listen_addr: &str,
         advertise_addr: Option<&str>,
         config: Config,
+        tls: Option<TlsIdentity>,
     ) -> Result<Arc<Node>> {
         let raft_config = Arc::new(config.to_openraft()?);
+        let tls = tls.as_ref().map(Tls::new).transpose()?;
         std::fs::create_dir_all(data_dir)
             .map_err(|e| Error::Storage(format!("cannot create {}: {e}", data_dir.display())))?;
         let log = LogStore::open(data_dir)?;
@@ -85,16 +94,23 @@ impl Node {
             None => bound.to_string(),
         };
         let contacts = Arc::new(Contacts::default());
-        let peers = Peers::new(config.max_frame_bytes, config.rpc_timeout(), contacts.clone());
+        let peers = Peers::new(config.max_frame_bytes, config.rpc_timeout(), contacts.clone(), tls.clone());
         let raft = Raft::new(id, raft_config, Network { peers: peers.clone() }, log.clone(), sm.clone())
             .await
             .map_err(|e| Error::Storage(format!("cannot start raft: {e}")))?;
         let (stop, stop_rx) = watch::channel(false);
-        tokio::spawn(network::serve(listener, raft.clone(), config.max_frame_bytes, contacts.clone(), stop_rx));
+        tokio::spawn(network::serve(
+            listener,
+            raft.clone(),
+            config.max_frame_bytes,
+            contacts.clone(),
+            tls.clone(),
+            stop_rx,
+        ));
         let proposer = Proposer::start(raft.clone(), config.max_entry_bytes);
         let elections = Arc::new(AtomicU64::new(0));
         tokio::spawn(watch_events(raft.clone(), elections.clone()));
-        tracing::info!(node = id, addr = %addr, dir = %data_dir.display(), "raft node started");
+        tracing::info!(node = id, addr = %addr, dir = %data_dir.display(), tls = tls.is_some(), "raft node started");
         Ok(Arc::new(Node {
             id,
             addr,
@@ -106,6 +122,7 @@ impl Node {
             work: tokio::sync::Mutex::new(work),
             peers,
             contacts,
+            tls,
             stop,
             transferring: AtomicBool::new(false),
             elections,
@@ -269,6 +286,23 @@ impl Node {
         Error::NotLeader { leader_id: m.current_leader, leader_addr: leader_addr(&m) }
     }
 
+    fn tls(&self) -> Result<&Tls> {
+        self.tls.as_deref().ok_or_else(|| Error::Invalid("this node was opened without tls".into()))
+    }
+
+    /// New connections, both directions, use `identity` from now on; open ones keep going, so a
+    /// certificate renewal costs no downtime. Only for a node opened with TLS.
+    pub fn update_tls(&self, identity: &TlsIdentity) -> Result<()> {
+        self.tls()?.update(identity)
+    }
+
+    /// Replaces the set of revoked certificates (SHA-256 of their DER): a peer presenting one is
+    /// refused at handshake, and open connections with such a peer close. Only with TLS.
+    pub fn set_revoked(&self, fingerprints: Vec<Fingerprint>) -> Result<()> {
+        self.tls()?.set_revoked(fingerprints);
+        Ok(())
+    }
+
     pub async fn trigger_snapshot(&self) -> Result<()> {
         Ok(self.raft.trigger().snapshot().await?)
     }
@@ -319,6 +353,8 @@ impl Node {
             millis_since_quorum_ack: m.millis_since_quorum_ack,
             elections_total: self.elections.load(Ordering::Relaxed),
             log_records_dropped: crate::logging::dropped(),
+            tls: self.tls.is_some(),
+            tls_handshake_failures: self.tls.as_ref().map_or(0, |t| t.failures()),
         }
     }
 

@@ -22,6 +22,7 @@ use crate::node::Node;
 use crate::py_completion::{Completions, Outcome};
 use crate::py_errors::{self, to_py};
 use crate::state_machine::Work;
+use crate::tls::{Fingerprint, TlsIdentity};
 use crate::types::NodeInfo;
 
 /// Threads of the consensus runtime (elections, heartbeats, replication, log I/O hand-off).
@@ -144,6 +145,36 @@ impl PyConfig {
 
     fn __repr__(&self) -> String {
         format!("{:?}", self.to_config()).replacen("Config", "warren_raft.Config", 1)
+    }
+}
+
+/// A node's TLS identity, checked on construction; see `TlsConfig` in warren_raft.pyi.
+#[pyclass(frozen, name = "TlsConfig", module = "warren_raft")]
+pub struct PyTlsConfig {
+    identity: TlsIdentity,
+}
+
+#[pymethods]
+impl PyTlsConfig {
+    #[new]
+    #[pyo3(signature = (*, ca_pem, cert_pem, key_pem, peer_name))]
+    fn new(ca_pem: &[u8], cert_pem: &[u8], key_pem: &[u8], peer_name: &str) -> PyResult<Self> {
+        Ok(PyTlsConfig { identity: TlsIdentity::from_pem(ca_pem, cert_pem, key_pem, peer_name).map_err(to_py)? })
+    }
+
+    #[getter]
+    fn peer_name(&self) -> &str {
+        self.identity.peer_name()
+    }
+
+    #[getter]
+    fn fingerprint<'py>(&self, py: Python<'py>) -> Bound<'py, PyBytes> {
+        PyBytes::new(py, &self.identity.fingerprint())
+    }
+
+    fn __repr__(&self) -> String {
+        let fp: String = self.identity.fingerprint().iter().map(|b| format!("{b:02x}")).collect();
+        format!("<warren_raft.TlsConfig peer_name={:?} cert_sha256={fp}>", self.identity.peer_name())
     }
 }
 
@@ -290,7 +321,9 @@ pub struct PyRaftNode {
 #[pymethods]
 impl PyRaftNode {
     #[staticmethod]
-    #[pyo3(signature = (data_dir, node_id, listen_addr, *, advertise_addr=None, meta=String::new(), config=None))]
+    #[pyo3(signature = (data_dir, node_id, listen_addr, *, advertise_addr=None, meta=String::new(), config=None,
+        tls=None))]
+    #[allow(clippy::too_many_arguments)]
     fn open(
         py: Python<'_>,
         data_dir: PathBuf,
@@ -299,11 +332,13 @@ impl PyRaftNode {
         advertise_addr: Option<String>,
         meta: String,
         config: Option<PyConfig>,
+        tls: Option<PyRef<'_, PyTlsConfig>>,
     ) -> PyResult<Self> {
         let config = config.map(|c| c.to_config()).unwrap_or_default();
+        let tls = tls.map(|t| t.identity.clone());
         let node = py
             .allow_threads(|| {
-                core().block_on(Node::open(&data_dir, node_id, &listen_addr, advertise_addr.as_deref(), config))
+                core().block_on(Node::open(&data_dir, node_id, &listen_addr, advertise_addr.as_deref(), config, tls))
             })
             .map_err(to_py)?;
         let completions =
@@ -444,7 +479,28 @@ impl PyRaftNode {
         d.set_item("millis_since_quorum_ack", m.millis_since_quorum_ack)?;
         d.set_item("elections_total", m.elections_total)?;
         d.set_item("log_records_dropped", m.log_records_dropped)?;
+        d.set_item("tls", m.tls)?;
+        d.set_item("tls_handshake_failures", m.tls_handshake_failures)?;
         Ok(d)
+    }
+
+    fn update_tls(&self, tls: PyRef<'_, PyTlsConfig>) -> PyResult<()> {
+        self.node.update_tls(&tls.identity).map_err(to_py)
+    }
+
+    fn set_revoked(&self, fingerprints: Vec<Vec<u8>>) -> PyResult<()> {
+        let fps = fingerprints
+            .into_iter()
+            .map(|f| {
+                Fingerprint::try_from(f.as_slice()).map_err(|_| {
+                    pyo3::exceptions::PyValueError::new_err(format!(
+                        "a fingerprint is the 32-byte SHA-256 of a certificate's DER, got {} bytes",
+                        f.len()
+                    ))
+                })
+            })
+            .collect::<PyResult<Vec<_>>>()?;
+        self.node.set_revoked(fps).map_err(to_py)
     }
 
     fn shutdown<'py>(slf: &Bound<'py, Self>) -> PyResult<Bound<'py, PyAny>> {
@@ -543,6 +599,7 @@ fn warren_raft(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
     py_errors::register(m)?;
     m.add_class::<PyConfig>()?;
+    m.add_class::<PyTlsConfig>()?;
     m.add_class::<PyRaftNode>()?;
     m.add_class::<PyApplyBatch>()?;
     m.add_class::<PyBuildSnapshot>()?;

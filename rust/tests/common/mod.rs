@@ -3,13 +3,24 @@
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use warren_raft::{Config, Node, Work};
+use warren_raft::{Config, Node, TlsIdentity, Work};
 
 pub type Applied = Arc<Mutex<Vec<(u64, Vec<u8>)>>>;
 
 /// Opens a node and drives its work queue with a list-of-payloads state machine.
+#[allow(dead_code)] // each test binary compiles this module and uses one of the two
 pub async fn start(dir: &std::path::Path, id: u64, config: Config) -> (Arc<Node>, Applied) {
-    let node = Node::open(dir, id, "127.0.0.1:0", None, config).await.expect("open");
+    start_with_tls(dir, id, config, None).await
+}
+
+/// [`start`], with the transport over mutual TLS when `tls` is given.
+pub async fn start_with_tls(
+    dir: &std::path::Path,
+    id: u64,
+    config: Config,
+    tls: Option<TlsIdentity>,
+) -> (Arc<Node>, Applied) {
+    let node = Node::open(dir, id, "127.0.0.1:0", None, config, tls).await.expect("open");
     let applied: Applied = Default::default();
     let (n, a) = (node.clone(), applied.clone());
     tokio::spawn(async move {
