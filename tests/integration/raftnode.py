@@ -100,6 +100,8 @@ class Server:
             "transfer_leadership": self.op_transfer_leadership,
             "trigger_snapshot": self.op_trigger_snapshot,
             "busy": self.op_busy,
+            "update_tls": self.op_update_tls,
+            "set_revoked": self.op_set_revoked,
             "bench": self.op_bench,
             "shutdown": self.op_shutdown,
         }
@@ -200,6 +202,13 @@ class Server:
             pass
         return time.perf_counter() - start
 
+    async def op_update_tls(self, ca: str, cert: str, key: str, peer_name: str) -> None:
+        self.node.update_tls(load_tls(ca, cert, key, peer_name))
+
+    async def op_set_revoked(self, fingerprints: list[str]) -> None:
+        """`fingerprints`: hex SHA-256 digests of certificates' DER."""
+        self.node.set_revoked([bytes.fromhex(f) for f in fingerprints])
+
     async def op_bench(self, n: int, concurrency: int = 1, size: int = 64) -> dict[str, Any]:
         payload = b"b" * size
         latencies = [0.0] * n
@@ -223,6 +232,16 @@ class Server:
         await self.node.shutdown()
 
 
+def load_tls(ca: str, cert: str, key: str, peer_name: str) -> warren_raft.TlsConfig:
+    """A TlsConfig from PEM files (paths)."""
+
+    def read(path: str) -> bytes:
+        with open(path, "rb") as f:
+            return f.read()
+
+    return warren_raft.TlsConfig(ca_pem=read(ca), cert_pem=read(cert), key_pem=read(key), peer_name=peer_name)
+
+
 async def serve(args: argparse.Namespace) -> int:
     config = warren_raft.Config(
         heartbeat_interval_ms=args.heartbeat_ms,
@@ -232,7 +251,10 @@ async def serve(args: argparse.Namespace) -> int:
         max_in_snapshot_log_to_keep=args.keep,
     )
     try:
-        node = warren_raft.RaftNode.open(args.data, args.id, args.listen, config=config)
+        tls = None
+        if args.tls_ca is not None:
+            tls = load_tls(args.tls_ca, args.tls_cert, args.tls_key, args.tls_peer_name)
+        node = warren_raft.RaftNode.open(args.data, args.id, args.listen, config=config, tls=tls)
     except BaseException as exc:  # process boundary: report why the node cannot start, then stop
         # BaseException: a Rust panic surfaces as pyo3's PanicException, which is not an Exception.
         if isinstance(exc, KeyboardInterrupt | SystemExit):
@@ -288,7 +310,16 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--snapshot-threshold", type=int, default=defaults.snapshot_threshold)
     p.add_argument("--keep", type=int, default=defaults.max_in_snapshot_log_to_keep)
     p.add_argument("--log-level", default="info")
-    return p.parse_args(argv)
+    tls = p.add_argument_group("mutual TLS on the Raft transport (all four, or none for plain TCP)")
+    tls.add_argument("--tls-ca", help="PEM file of the CA certificate(s) peers must chain to")
+    tls.add_argument("--tls-cert", help="PEM file of this node's certificate (then any intermediates)")
+    tls.add_argument("--tls-key", help="PEM file of this node's private key")
+    tls.add_argument("--tls-peer-name", help="DNS name every node's certificate must be valid for")
+    args = p.parse_args(argv)
+    given = [args.tls_ca, args.tls_cert, args.tls_key, args.tls_peer_name]
+    if any(v is not None for v in given) and None in given:
+        p.error("--tls-ca, --tls-cert, --tls-key and --tls-peer-name go together")
+    return args
 
 
 def main(argv: list[str] | None = None) -> None:
