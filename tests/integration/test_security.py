@@ -8,6 +8,7 @@ revokes it; certificates renew without a pause. The Raft port's own refusals are
 from __future__ import annotations
 
 import os
+import socket
 import ssl
 import stat
 import time
@@ -62,6 +63,18 @@ def _worker(tmp_path: Path, m: ManagerProc) -> tuple[dict[str, Any], ssl.SSLCont
     return doc, material.client_context(node.ca_pem, node.node_path)
 
 
+def _read_until_closed(sock: socket.socket) -> bytes:
+    """Everything the peer sends until it closes the connection (a TLS server sends an alert or
+    nothing, never an answer)."""
+    received = b""
+    try:
+        while chunk := sock.recv(4096):
+            received += chunk
+    except ConnectionResetError:
+        pass
+    return received if not received.startswith(b"\x15") else b""  # a TLS alert record is a refusal
+
+
 def _as(addr: str, context: ssl.SSLContext | bool) -> httpx.Client:
     return httpx.Client(base_url=f"https://{addr}", verify=context, timeout=5)
 
@@ -73,6 +86,22 @@ def test_plain_tcp_and_foreign_certificates_are_refused(
     # Plain HTTP on the API port: the TLS server takes it for a broken handshake and hangs up.
     with pytest.raises(httpx.HTTPError):
         httpx.get(f"http://{m.api_addr}/v1/services", timeout=5).raise_for_status()
+    # Plain TCP on the Raft port: a frame is never read as one; the connection is dropped.
+    with socket.create_connection(_split_host_port(m.raft_addr), timeout=10) as plain:
+        plain.sendall(b"\x00\x00\x00\x10" + b"\x00" * 16)
+        assert _read_until_closed(plain) == b""
+    # It is TLS with the manager's certificate of this CA; without a client certificate the manager
+    # hangs up after the handshake.
+    anonymous = material.client_context(credentials(m.api_addr).ca_pem, None)
+    with socket.create_connection(_split_host_port(m.raft_addr), timeout=10) as raw:
+        with anonymous.wrap_socket(raw) as tls:
+            assert certs.identity_der(tls.getpeercert(binary_form=True) or b"").role == "manager"
+            tls.sendall(b"\x00\x00\x00\x10" + b"\x00" * 16)
+            try:
+                answer = tls.recv(4096)
+            except (ssl.SSLError, ConnectionResetError):  # the refusal, as an alert or a reset
+                answer = b""
+            assert answer == b"", answer
     # A client certificate from another CA: the handshake itself fails.
     ca_key, ca_cert = certs.create_ca("intruders", 3600)
     key = certs.new_key()

@@ -108,19 +108,17 @@ class Consensus:
                 advertise_addr=advertise_addr,
                 meta=meta.encode(),
                 config=settings.raft.to_core(),
-                **({} if tls is None or not hasattr(warren_raft, "TlsConfig") else {"tls": raft_tls(tls)}),  # TODO(lead): drop once the wheel has TLS
+                tls=None if tls is None else raft_tls(tls),
             )
         return cls(node, store, settings)
 
     def update_tls(self, material: NodeMaterial) -> None:
         """A renewed certificate for the Raft transport's new connections."""
-        if hasattr(self.node, "update_tls"):  # TODO(lead): drop once the wheel has TLS
-            self.node.update_tls(raft_tls(material))
+        self.node.update_tls(raft_tls(material))
 
     def set_revoked(self, fingerprints: list[str]) -> None:
         """Raft peers presenting one of these certificates (SHA-256 hex) are refused."""
-        if hasattr(self.node, "set_revoked"):  # TODO(lead): drop once the wheel has TLS
-            self.node.set_revoked([bytes.fromhex(f) for f in fingerprints])
+        self.node.set_revoked([bytes.fromhex(f) for f in fingerprints])
 
     def start(self) -> asyncio.Task[None]:
         """Start feeding committed entries to the store; the task ends when the node shuts down."""
