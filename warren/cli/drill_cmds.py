@@ -20,8 +20,9 @@ DESCRIPTION = f"""\
 Rehearse a leader failure on a throwaway cluster of this machine: the "Test Failover Regularly"
 checklist as one command. The drill starts its own managers (each --manager-only, on 127.0.0.x
 loopback addresses with free ports), one worker and a service, all as `python -m warren ...`
-processes of this Warren installation, with data in a temporary directory. It never touches any
-other cluster and sends nothing beyond loopback.
+processes of this Warren installation, with data in a temporary directory (the admin certificate of
+its cluster too: nothing goes to ~/.config/warren). It never touches any other cluster and sends
+nothing beyond loopback.
 
 Steps (each within --step-timeout, timed, printed as it completes with ✓ or ✗ and the reason):
   1. start: {_DRILL.managers} managers (--managers), a worker (--runtime), service {_DRILL.service}
