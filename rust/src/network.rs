@@ -28,7 +28,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{mpsc, oneshot, watch};
 
 use crate::codec::{self, Message, Request, Response};
-use crate::tls::{self, Fingerprint, RevokedSet, Tls};
+use crate::tls::{self, Fingerprint, Tls};
 use crate::types::{NodeId, NodeInfo, Raft, TypeConfig};
 
 /// When each peer last answered us, and when a leader last reached us.
@@ -145,27 +145,27 @@ impl Peers {
                     Ok(Err(e)) => return Err(failed(e.to_string())),
                     Err(_) => return Err(failed(format!("no handshake within {timeout:?}"))),
                 };
-                let fp = tls::peer_fingerprint(stream.get_ref().1.peer_certificates());
-                let Some(fp) = fp.filter(|fp| !tls.is_revoked(fp)) else {
-                    return Err(failed("the server's certificate is revoked".into()));
+                let fp = match tls::peer_fingerprint(stream.get_ref().1.peer_certificates()) {
+                    Some(fp) if tls.is_revoked(&fp) => {
+                        return Err(failed("the server's certificate is revoked".into()))
+                    }
+                    Some(fp) => fp,
+                    None => return Err(failed("the server presented no certificate".into())),
                 };
                 let (rd, wr) = tokio::io::split(stream);
-                self.start(addr, rd, wr, Some((fp, tls.watch_revoked())))
+                self.start(addr, rd, wr, Some((tls.clone(), fp)))
             }
         };
         *slot = Some(conn.clone());
         Ok(conn)
     }
 
-    /// Runs a connection's writer and reader tasks over the two halves of its stream. With
-    /// `revocation`, the connection closes when its peer's certificate is revoked.
-    fn start<R, W>(
-        &self,
-        addr: &str,
-        mut rd: R,
-        mut wr: W,
-        revocation: Option<(Fingerprint, watch::Receiver<RevokedSet>)>,
-    ) -> Arc<Conn>
+    /// Runs a connection's writer and reader tasks over the two halves of its stream. Over TLS
+    /// (`tls`: the node's state and the server certificate's fingerprint), the connection closes
+    /// when that certificate is revoked, and a connection that fails before its first answer
+    /// counts as a failed handshake: with TLS 1.3 the server checks our certificate only after our
+    /// side of the handshake has ended, so its refusal arrives as an alert on the first read.
+    fn start<R, W>(&self, addr: &str, mut rd: R, mut wr: W, tls: Option<(Arc<Tls>, Fingerprint)>) -> Arc<Conn>
     where
         R: AsyncRead + Unpin + Send + 'static,
         W: AsyncWrite + Unpin + Send + 'static,
@@ -192,11 +192,14 @@ impl Peers {
         let writer_handle = writer.abort_handle();
         let max = self.max_frame;
         let peer = addr.to_string();
+        let refused = tls.clone().map(|(t, _)| t);
         let reader = tokio::spawn(async move {
             let read = async {
+                let mut answered = false;
                 loop {
                     match codec::read_message(&mut rd, max).await {
                         Ok(Some(Message::Response { id, body })) => {
+                            answered = true;
                             if let Some(tx) = reader_pending.lock().unwrap().remove(&id) {
                                 let _ = tx.send(body);
                             }
@@ -207,17 +210,22 @@ impl Peers {
                             break;
                         }
                         Err(e) => {
-                            tracing::warn!(peer = %peer, error = %e, "closing raft connection: bad frame from peer");
+                            match &refused {
+                                Some(tls) if !answered => tls.handshake_failed("outbound", &peer, &e),
+                                _ => {
+                                    tracing::warn!(peer = %peer, error = %e, "closing raft connection: bad frame from peer")
+                                }
+                            }
                             break;
                         }
                     }
                 }
             };
-            match revocation {
+            match tls {
                 None => read.await,
-                Some((fp, revoked)) => tokio::select! {
+                Some((tls, fp)) => tokio::select! {
                     _ = read => {}
-                    _ = tls::until_revoked(fp, revoked) => {
+                    _ = tls::until_revoked(fp, tls.watch_revoked()) => {
                         tracing::warn!(peer = %peer, "closing raft connection: the peer's certificate was revoked");
                         writer_handle.abort();
                     }
