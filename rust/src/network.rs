@@ -135,7 +135,7 @@ impl Peers {
             }
             Some(tls) => {
                 let configs = tls.current();
-                let handshake = configs.connector.connect(configs.peer_name.clone(), stream);
+                let handshake = configs.connector.connect(configs.peer_name.clone(), tls::buffered(stream));
                 let failed = |reason: String| {
                     tls.handshake_failed("outbound", addr, &reason);
                     CallError::Handshake(addr.to_string(), reason)
@@ -423,7 +423,7 @@ async fn handle_tls_conn(
         return;
     };
     let configs = tls.current();
-    let handshake = tokio::time::timeout(tls::HANDSHAKE_TIMEOUT, configs.acceptor.accept(stream));
+    let handshake = tokio::time::timeout(tls::HANDSHAKE_TIMEOUT, configs.acceptor.accept(tls::buffered(stream)));
     let stream = tokio::select! {
         _ = stop.changed() => return,
         r = handshake => match r {

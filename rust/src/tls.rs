@@ -47,6 +47,15 @@ pub const MAX_PENDING_HANDSHAKES: usize = 128;
 /// flood the log.
 const WARN_EVERY: Duration = Duration::from_secs(10);
 
+/// Bytes read from the socket at once under TLS. rustls asks its transport for 4 KiB at a time; a
+/// buffer below it turns a large AppendEntries frame into a few reads instead of one per 4 KiB.
+const READ_BUFFER_BYTES: usize = 64 * 1024;
+
+/// The socket as a TLS stream's transport: reads buffered, writes passed straight through.
+pub fn buffered(stream: tokio::net::TcpStream) -> tokio::io::BufReader<tokio::net::TcpStream> {
+    tokio::io::BufReader::with_capacity(READ_BUFFER_BYTES, stream)
+}
+
 /// SHA-256 digest of a certificate's DER encoding.
 pub type Fingerprint = [u8; 32];
 

@@ -31,9 +31,16 @@ fn node_identity(stem: &str) -> TlsIdentity {
     identity(&format!("{stem}.pem"), &format!("{stem}.key"))
 }
 
-/// Election timeouts wide enough that a loaded machine does not start elections by itself.
+/// Election timeouts wide enough that a loaded machine does not start elections by itself; frequent
+/// snapshots that keep no log behind them, so a joining node is sent a snapshot.
 fn config() -> Config {
-    Config { election_timeout_min_ms: 300, election_timeout_max_ms: 600, ..Config::default() }
+    Config {
+        election_timeout_min_ms: 300,
+        election_timeout_max_ms: 600,
+        snapshot_threshold: 50,
+        max_in_snapshot_log_to_keep: 0,
+        ..Config::default()
+    }
 }
 
 struct Member {
@@ -104,14 +111,20 @@ async fn tls_cluster_commits_and_accepts_chain_and_ed25519_identities() {
     let _serial = SERIAL.lock().await;
     let mut members = cluster().await;
     let leader = leader(&members).await;
-    let last = propose_n(&leader, 20, "tls-").await;
+    propose_n(&leader, 20, "tls-").await;
+    // Entries of 900 KiB: frames far larger than a TLS record.
+    for i in 0..2u8 {
+        leader.propose(vec![i; 900 * 1024]).await.unwrap();
+    }
+    let last = propose_n(&leader, 40, "more-").await;
     wait_applied(&members.iter().collect::<Vec<_>>(), last).await;
     for m in &members {
         let metrics = m.node.metrics();
         assert!(metrics.tls);
         assert_eq!(metrics.tls_handshake_failures, 0, "node {}", m.node.id());
     }
-    // Node 4 presents a leaf plus intermediate; node 5 an Ed25519 key.
+    wait_for("the leader to purge its log", Duration::from_secs(10), || leader.metrics().purged_index.is_some()).await;
+    // Node 4 presents a leaf plus intermediate; node 5 an Ed25519 key. Both start from a snapshot.
     members.push(open(4, identity("node-d-chain.pem", "node-d.key")).await);
     members.push(open(5, node_identity("node-e-ed25519")).await);
     for id in [4, 5] {
@@ -121,6 +134,12 @@ async fn tls_cluster_commits_and_accepts_chain_and_ed25519_identities() {
     let last = propose_n(&leader, 5, "five-").await;
     wait_applied(&members.iter().collect::<Vec<_>>(), last).await;
     assert_eq!(leader.metrics().voters, vec![1, 2, 3, 4, 5]);
+    let want = members[0].applied.lock().unwrap().clone();
+    assert!(want.iter().any(|(_, p)| p.len() == 900 * 1024));
+    for m in &members {
+        let got = m.applied.lock().unwrap().clone();
+        assert!(got.len() == want.len() && got == want, "node {} applied a different history", m.node.id());
+    }
     shutdown(&members).await;
 }
 
