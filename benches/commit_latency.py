@@ -1,6 +1,8 @@
 """Scenario `commit_latency`: how long a proposal takes to commit and apply, alone and 64 at a time.
 
-For 1, 3 and 5 warren_raft nodes (separate processes): sequential proposals on the leader after a
+For 1, 3 and 5 warren_raft nodes (separate processes), and 3 nodes again with mutual TLS on the Raft
+transport (what every Warren manager runs; the two 3-node rows together are TLS's cost): sequential
+proposals on the leader after a
 warm-up give p50/p99/p99.9; then `proposers` concurrent asyncio tasks on the leader give throughput and
 latency under load. Latency is measured inside the leader process around `await node.propose(...)`, so
 it covers consensus, the fsync'd log and the Python state machine, and no harness round trip. Each row
@@ -14,7 +16,15 @@ from pathlib import Path
 from typing import Any
 
 from benches.stats import samples_ms, summarize_ms
-from tests.integration.cluster import Cluster, HarnessError, NodeOptions, RemoteError, WaitTimeout
+from tests.integration.cluster import (
+    CERTS,
+    Cluster,
+    HarnessError,
+    NodeOptions,
+    RemoteError,
+    TlsOptions,
+    WaitTimeout,
+)
 
 EVENT = "propose() called → applied response returned (leader process)"
 
@@ -22,6 +32,7 @@ EVENT = "propose() called → applied response returned (leader process)"
 @dataclass(frozen=True)
 class LatencyParams:
     sizes: tuple[int, ...] = (1, 3, 5)  # cluster sizes; nodes
+    tls_sizes: tuple[int, ...] = (3,)  # cluster sizes measured again with mutual TLS (at most 3); nodes
     warmup: int = 200  # sequential proposals before measuring; entries
     sequential: int = 2000  # measured sequential proposals per trial; entries
     concurrent: int = 20000  # measured proposals per trial with `proposers` in flight; entries
@@ -36,15 +47,20 @@ class LatencyParams:
 def run(base_dir: Path, params: LatencyParams, options: NodeOptions) -> dict[str, Any]:
     results: dict[str, Any] = {}
     rows: list[dict[str, Any]] = []
-    for n in params.sizes:
-        with Cluster(base_dir / f"commit-{n}", options) as cluster:
+    runs = [(n, False) for n in params.sizes] + [(n, True) for n in params.tls_sizes]
+    for n, tls in runs:
+        variant = "-tls" if tls else ""
+        with Cluster(base_dir / f"commit-{n}{variant}", options) as cluster:
             try:
+                if tls:
+                    for node_id in range(1, n + 1):
+                        cluster.add_node(node_id, TlsOptions(**asdict(options), stem=CERTS[node_id]))
                 result = measure(cluster, n, params)
             except (HarnessError, RemoteError, WaitTimeout) as exc:
                 result = {"error": f"{type(exc).__name__}: {exc}"}
-        label = f"warren_raft, {n} node{'s' * (n > 1)}"
-        rows += latency_rows("commit_latency", label, n, result, params)
-        results[str(n)] = without_samples(result)  # the rows hold them; once is enough in the JSON
+        label = f"warren_raft, {n} node{'s' * (n > 1)}{', mutual TLS' if tls else ''}"
+        rows += latency_rows("commit_latency", label, n, result, params, variant)
+        results[f"{n}{variant}"] = without_samples(result)  # the rows hold them; once is enough in the JSON
     return {
         "status": "ok",
         "config": {**params.as_dict(), "node_options": asdict(options)},

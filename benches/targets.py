@@ -277,6 +277,9 @@ PAIRS: tuple[Pair, ...] = (
     Pair("manager_api/3/follower", "etcd/3/follower", LATENCY),
     Pair("commit_latency/3/sequential", "pysyncobj/3/sequential", LATENCY),
     Pair("commit_latency/3/concurrent", "pysyncobj/3/concurrent", ("throughput_per_s",)),
+    # What mutual TLS on the Raft transport costs: the same workload with and without it.
+    Pair("commit_latency/3-tls/sequential", "commit_latency/3/sequential", LATENCY),
+    Pair("commit_latency/3-tls/concurrent", "commit_latency/3/concurrent", ("throughput_per_s",)),
     Pair("containers/crash", "swarm/crash-default", RECOVERY),
     Pair("containers/crash", "swarm/crash-delay0", RECOVERY),
     Pair("containers/create-20", "swarm/create-20", RECOVERY),

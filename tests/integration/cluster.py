@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from tests.integration.nodeproc import (
+    REPO_ROOT,
     CallTimeout,
     HarnessError,
     Metrics,
@@ -76,6 +77,34 @@ class NodeOptions:
         if self.keep is not None:
             out += ["--keep", str(self.keep)]
         return out
+
+
+# warren-raft's PEM fixtures (rust/tests/fixtures, made by make_certs.py): a CA and node certificates
+# for the DNS name PEER_NAME; CERTS names the certificate of nodes 1..3.
+FIXTURES = REPO_ROOT / "rust" / "tests" / "fixtures"
+PEER_NAME = "raft-peer"
+CERTS = {1: "node-a", 2: "node-b", 3: "node-c"}
+
+
+@dataclass(frozen=True)
+class TlsOptions(NodeOptions):
+    """NodeOptions plus the node's TLS identity: certificate `stem`.pem / `stem`.key, trusting `ca`."""
+
+    stem: str = "node-a"
+    ca: str = "ca.pem"
+
+    def argv(self) -> list[str]:
+        return [
+            *super().argv(),
+            "--tls-ca",
+            str(FIXTURES / self.ca),
+            "--tls-cert",
+            str(FIXTURES / f"{self.stem}.pem"),
+            "--tls-key",
+            str(FIXTURES / f"{self.stem}.key"),
+            "--tls-peer-name",
+            PEER_NAME,
+        ]
 
 
 def summarize(metrics: MetricsByNode) -> str:

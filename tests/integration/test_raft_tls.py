@@ -14,45 +14,27 @@ import ssl
 import struct
 import threading
 import time
-from dataclasses import dataclass
 from typing import Any
 
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
 from tests.integration.checks import converge, propose_all, with_prefix
-from tests.integration.cluster import Cluster, MetricsByNode, NodeOptions, NodeProc, RemoteError
-from tests.integration.nodeproc import REPO_ROOT
-
-FIXTURES = REPO_ROOT / "rust" / "tests" / "fixtures"
-PEER_NAME = "raft-peer"
-CERTS = {1: "node-a", 2: "node-b", 3: "node-c"}
+from tests.integration.cluster import (
+    CERTS,
+    FIXTURES,
+    PEER_NAME,
+    Cluster,
+    MetricsByNode,
+    NodeProc,
+    RemoteError,
+    TlsOptions,
+)
 
 # A TimeoutNow request (postcard: Message::Request, id 7, Request::TimeoutNow) in its length-prefixed
 # frame, and the start of its answer (Message::Response, id 7, Response::TimeoutNow).
 TIMEOUT_NOW = struct.pack(">I", 3) + b"\x00\x07\x03"
 TIMEOUT_NOW_ANSWER = b"\x01\x07\x03"
-
-
-@dataclass(frozen=True)
-class TlsOptions(NodeOptions):
-    """NodeOptions plus the node's TLS identity: certificate `stem`.pem / `stem`.key, trusting `ca`."""
-
-    stem: str = "node-a"
-    ca: str = "ca.pem"
-
-    def argv(self) -> list[str]:
-        return [
-            *super().argv(),
-            "--tls-ca",
-            str(FIXTURES / self.ca),
-            "--tls-cert",
-            str(FIXTURES / f"{self.stem}.pem"),
-            "--tls-key",
-            str(FIXTURES / f"{self.stem}.key"),
-            "--tls-peer-name",
-            PEER_NAME,
-        ]
 
 
 def fingerprint(stem: str) -> str:
