@@ -53,7 +53,7 @@ class TlsKeeper:
             material.reload(ctx, renewed)
         self.consensus.update_tls(renewed)
 
-    def check_revoked(self) -> None:
+    def _check_revoked(self) -> None:
         revoked = queries.revoked_fingerprints(self.consensus.store.conn, time.time())
         if revoked != self._revoked:
             self.consensus.set_revoked(revoked)
@@ -63,7 +63,7 @@ class TlsKeeper:
 
     async def _revocations(self) -> None:
         while True:
-            self.check_revoked()
+            self._check_revoked()
             await asyncio.sleep(REVOCATION_CHECK_S)
 
     def start(self) -> None:

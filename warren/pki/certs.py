@@ -87,10 +87,6 @@ def fingerprint(cert: x509.Certificate) -> str:
     return hashlib.sha256(cert.public_bytes(serialization.Encoding.DER)).hexdigest()
 
 
-def fingerprint_der(der: bytes) -> str:
-    return hashlib.sha256(der).hexdigest()
-
-
 def _now() -> datetime.datetime:
     return datetime.datetime.now(datetime.UTC)
 
