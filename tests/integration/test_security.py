@@ -230,3 +230,38 @@ def test_certificates_renew_without_downtime(cluster: tuple[ManagerCluster, Mana
         assert node is not None and certs.expires_at(node.cert) > time.time()
     # A new connection (new handshake) with the renewed certificates works.
     wait_for(lambda: len(first.services()) == written, 10, "every write on the first manager")
+
+
+def _raft_handshake(addr: str, ca_pem: bytes, node_pem: Path) -> bool:
+    """Whether the Raft port at `addr` serves a client with the certificate in `node_pem` (it answers
+    nothing to a frame it cannot parse, so "served" means it did not hang up at the handshake)."""
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    context.load_verify_locations(cadata=ca_pem.decode())
+    context.load_cert_chain(str(node_pem))
+    context.check_hostname = False
+    try:
+        with socket.create_connection(_split_host_port(addr), timeout=5) as raw:
+            with context.wrap_socket(raw) as tls:
+                tls.settimeout(1.0)
+                try:
+                    return tls.recv(1) != b""  # TLS 1.3: a refused client certificate arrives as an alert
+                except TimeoutError:
+                    return True  # still open, waiting for a frame: accepted
+    except (ssl.SSLError, ConnectionResetError, BrokenPipeError):
+        return False
+
+
+def test_a_removed_manager_is_refused_on_the_raft_port(make_managers: Callable[..., ManagerCluster]) -> None:
+    c = make_managers()  # certificates live 7 days here: a refusal below is a revocation, not an expiry
+    first = c.init()
+    second = c.add_manager(first)
+    leader = c.leader()
+    other = second if leader is first else first
+    ca_pem = credentials(first.api_addr).ca_pem
+    removed_pem = Path(other.data_dir) / "tls" / "node.pem"
+    assert _raft_handshake(leader.raft_addr, ca_pem, removed_pem)
+    cli("node", "rm", other.name, "--manager", leader.api_addr).ok()  # a follower, still running
+    # Its certificate is still within its lifetime, but every manager now refuses it.
+    wait_for(
+        lambda: not _raft_handshake(leader.raft_addr, ca_pem, removed_pem), 10, "the Raft port to refuse it"
+    )
