@@ -26,6 +26,9 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from warren.errors import InvalidError, UnauthorizedError
+from warren.pki.names import MANAGER_NAME, server_name
+
+__all__ = ["MANAGER_NAME", "server_name"]  # re-exported: the names belong to the certificates made here
 
 Role = Literal["manager", "worker", "admin"]
 ROLES: tuple[Role, ...] = ("manager", "worker", "admin")
@@ -34,12 +37,6 @@ ROLES: tuple[Role, ...] = ("manager", "worker", "admin")
 CLOCK_SKEW_S = 300.0
 
 
-def server_name(role: Role) -> str:
-    """The DNS name a certificate of `role` is valid for (what TLS peers verify)."""
-    return f"warren-{role}"
-
-
-MANAGER_NAME = server_name("manager")
 
 
 @dataclass(frozen=True, slots=True)

@@ -16,12 +16,16 @@ import os
 import socket
 import ssl
 from dataclasses import dataclass, field
-
-from cryptography import x509
+from typing import TYPE_CHECKING
 
 from warren.durable import read_if_exists, write_atomically
 from warren.errors import ConfigError, CorruptStateError, InvalidError
-from warren.pki import certs
+from warren.pki.names import MANAGER_NAME
+
+if TYPE_CHECKING:  # parsing certificates loads `cryptography`; a TLS client alone does not need it
+    from cryptography import x509
+
+    from warren.pki import certs
 
 DIR_NAME = "tls"
 CA_FILE = "ca.crt"
@@ -52,10 +56,14 @@ class NodeMaterial:
 
     @property
     def cert(self) -> x509.Certificate:
+        from warren.pki import certs
+
         return certs.load_cert(self.cert_pem)
 
     @property
     def identity(self) -> certs.PeerIdentity:
+        from warren.pki import certs
+
         return certs.identity(self.cert)
 
 
@@ -70,6 +78,8 @@ def _split_pem(blob: bytes) -> tuple[bytes, bytes]:
 
 def load_node(data_dir: str) -> NodeMaterial | None:
     """The node's TLS material, or None if it has none yet (CorruptStateError if damaged)."""
+    from warren.pki import certs
+
     directory = tls_dir(data_dir)
     blob = read_if_exists(os.path.join(directory, NODE_FILE))
     ca = read_if_exists(os.path.join(directory, CA_FILE))
@@ -132,7 +142,7 @@ class _ManagerContext(ssl.SSLContext):
         server_hostname: str | bytes | None = None,
         session: ssl.SSLSession | None = None,
     ) -> ssl.SSLSocket:
-        name = None if server_side else certs.MANAGER_NAME
+        name = None if server_side else MANAGER_NAME
         return super().wrap_socket(
             sock, server_side, do_handshake_on_connect, suppress_ragged_eofs, name, session
         )
@@ -145,7 +155,7 @@ class _ManagerContext(ssl.SSLContext):
         server_hostname: str | bytes | None = None,
         session: ssl.SSLSession | None = None,
     ) -> ssl.SSLObject:
-        name = None if server_side else certs.MANAGER_NAME
+        name = None if server_side else MANAGER_NAME
         return super().wrap_bio(incoming, outgoing, server_side, name, session)
 
 

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from warren.config import split_host_port
 from warren.durable import read_if_exists, write_atomically
 from warren.errors import ConfigError
-from warren.pki import certs, material
+from warren.pki import material
 
 ADMIN_FILE = "admin.pem"
 CA_FILE = "ca.crt"
@@ -48,6 +48,8 @@ class ClientCredentials:
 
 def save_admin(cluster_id: str, ca_pem: bytes, cert_pem: bytes, key_pem: bytes) -> str:
     """Write the admin credentials for a cluster (owner-only files); the directory."""
+    from warren.pki import certs
+
     directory = os.path.join(config_dir(), "clusters", f"{cluster_id}-{certs.ca_digest(ca_pem)[:12]}")
     try:
         os.makedirs(directory, mode=0o700, exist_ok=True)
@@ -95,6 +97,8 @@ def find(addresses: list[str]) -> ClientCredentials | None:
     candidates = all_credentials()
     if len(candidates) <= 1:
         return candidates[0] if candidates else None
+    from warren.pki import certs  # only to tell several clusters apart
+
     for address in addresses:
         der = _server_cert(address)
         if der is None:
