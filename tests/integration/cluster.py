@@ -7,6 +7,8 @@ Nothing here sleeps for a fixed time to let something happen: it waits on metric
 
 from __future__ import annotations
 
+import socket
+import ssl
 import sys
 import time
 from collections.abc import Callable, Iterable
@@ -105,6 +107,24 @@ class TlsOptions(NodeOptions):
             "--tls-peer-name",
             PEER_NAME,
         ]
+
+
+def read_until_closed(sock: socket.socket | ssl.SSLSocket, timeout: float = 5.0) -> bytes:
+    """Everything the peer sends until it closes (EOF, reset or TLS alert); fails if it stays open."""
+    sock.settimeout(timeout)
+    got = b""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            chunk = sock.recv(4096)
+        except TimeoutError:
+            break
+        except (ssl.SSLError, ConnectionError):
+            return got
+        if not chunk:
+            return got
+        got += chunk
+    raise AssertionError(f"the node kept the connection open for {timeout} s (got {got!r})")
 
 
 def summarize(metrics: MetricsByNode) -> str:

@@ -29,6 +29,7 @@ from tests.integration.cluster import (
     NodeProc,
     RemoteError,
     TlsOptions,
+    read_until_closed,
 )
 
 # A TimeoutNow request (postcard: Message::Request, id 7, Request::TimeoutNow) in its length-prefixed
@@ -46,24 +47,6 @@ def start_tls_cluster(cluster: Cluster) -> NodeProc:
     for node_id, stem in CERTS.items():
         cluster.add_node(node_id, TlsOptions(stem=stem))
     return cluster.start(3)
-
-
-def read_until_closed(sock: socket.socket | ssl.SSLSocket, timeout: float = 5.0) -> bytes:
-    """Everything the peer sends until it closes (EOF, reset or TLS alert); fails if it stays open."""
-    sock.settimeout(timeout)
-    got = b""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            chunk = sock.recv(4096)
-        except TimeoutError:
-            break
-        except (ssl.SSLError, ConnectionError):
-            return got
-        if not chunk:
-            return got
-        got += chunk
-    raise AssertionError(f"the node kept the connection open for {timeout} s (got {got!r})")
 
 
 def tls_client(stem: str) -> ssl.SSLContext:
