@@ -313,7 +313,6 @@ async def _serve(
     )
     applying = consensus.start()
     manager = Manager(me, settings, consensus, peers, data_key)
-    manager.node_ca_pem = node_tls.ca_pem
     metrics = ManagerMetrics(consensus)
     forwarder = Forwarder(settings.forward_timeout_s, client_tls)
     # A session call may reach the leader through a follower: hold it well within the forward timeout.
@@ -351,7 +350,7 @@ async def _serve(
         keeper = TlsKeeper(data_dir, consensus, [server_tls, client_tls], renew_through(peers, me.api_addr))
         keeper.start()
         if me.founder:
-            await _found(manager, data_dir)
+            await _found(manager, data_dir, node_tls)
         elif not me.joined:
             assert join is not None and join.token and join.manager
             await _promote(manager, data_dir, join.token, join.manager)
@@ -368,7 +367,7 @@ async def _serve(
         forwarder.close()
 
 
-async def _found(manager: Manager, data_dir: str) -> None:
+async def _found(manager: Manager, data_dir: str, node: material.NodeMaterial) -> None:
     consensus, me = manager.consensus, manager.identity
     with raft_errors():
         initialized = await consensus.node.is_initialized()
@@ -378,7 +377,7 @@ async def _found(manager: Manager, data_dir: str) -> None:
     if consensus.is_leader():
         await consensus.read_barrier()
         if me.restore_from is not None:
-            counts = await manager.import_backup(me.restore_from)
+            counts = await manager.import_backup(me.restore_from, node.ca_pem)
             check(
                 f"State restored from {me.restore_from} ({counts.get('services', 0)} services, "
                 f"{counts.get('join_tokens', 0)} join tokens, {counts.get('secrets', 0)} secrets)"
@@ -395,7 +394,7 @@ async def _found(manager: Manager, data_dir: str) -> None:
         elif queries.cluster(manager.conn) is None:
             record = c.ManagerRecord(me.name, me.raft_id, me.api_addr, me.raft_addr)
             await consensus.propose(c.InitCluster(me.cluster_id, time.time(), record))
-        await _record_ca(manager, data_dir)
+        await _record_ca(manager, data_dir, node)
     if initialized:
         _announce_resumed(manager)
         return
@@ -407,15 +406,13 @@ async def _found(manager: Manager, data_dir: str) -> None:
     say("  warren cluster join-token manager")
 
 
-async def _record_ca(manager: Manager, data_dir: str) -> None:
+async def _record_ca(manager: Manager, data_dir: str, node: material.NodeMaterial) -> None:
     """The founder records the CA (and its own certificate) in the state, once."""
     if queries.cluster_ca(manager.conn) is not None:
         return
     sealed = read_if_exists(os.path.join(material.tls_dir(data_dir), FOUNDER_CA_KEY))
     if sealed is None:
         raise ConfigError(f"{data_dir}: the founder's sealed CA key ({FOUNDER_CA_KEY}) is missing")
-    node = material.load_node(data_dir)
-    assert node is not None
     now = time.time()
     await manager.consensus.propose(c.SetClusterCA(node.ca_pem.decode("ascii"), sealed.decode("ascii"), now))
     cert = node.cert

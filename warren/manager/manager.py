@@ -65,8 +65,6 @@ class Manager:
         # The cluster data key (warren.pki.sealing): opens the CA key and secrets; never replicated.
         self.data_key = data_key
         self.ca = ClusterCA(consensus, data_key)
-        # Set by the daemon: the CA certificate (PEM) this manager's own certificate chains to.
-        self.node_ca_pem = b""
         # Set by the daemon: the leader-only services (worker sessions, reconcile loop).
         self.leader_services: LeaderServices | None = None
 
@@ -358,8 +356,11 @@ class Manager:
             raise
         return path
 
-    async def import_backup(self, path: str) -> dict[str, int]:
-        """Replay every row of a backup as import commands; then this manager is the only one."""
+    async def import_backup(self, path: str, node_ca_pem: bytes) -> dict[str, int]:
+        """Replay every row of a backup as import commands; then this manager is the only one.
+
+        `node_ca_pem`: the CA this manager's certificate chains to; a backup of the same CA (a restore
+        with the old data key) also brings the CA's records and the sealed secrets."""
         check_state_file(path, versions=schema.IMPORTABLE_VERSIONS)
         counts: dict[str, int] = {}
         src = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
@@ -370,7 +371,7 @@ class Manager:
             tables = list(schema.IMPORTED_TABLES)
             sealed = [t for t in schema.SEALED_TABLES if queries.has_table(src, t)]
             backup_ca = queries.cluster_ca(src) if "pki" in sealed else None
-            if backup_ca is not None and backup_ca[0].encode("ascii") == self.node_ca_pem:
+            if backup_ca is not None and backup_ca[0].encode("ascii") == node_ca_pem:
                 tables += sealed  # restored with the old data key (--restore-key): the CA and secrets open
             elif "secrets" in sealed:
                 counts["secrets_left"] = src.execute("SELECT count(*) FROM secrets").fetchone()[0]
