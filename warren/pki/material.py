@@ -51,10 +51,6 @@ class NodeMaterial:
         return os.path.join(self.dir, NODE_FILE)
 
     @property
-    def ca_path(self) -> str:
-        return os.path.join(self.dir, CA_FILE)
-
-    @property
     def cert(self) -> x509.Certificate:
         from warren.pki import certs
 

@@ -21,7 +21,7 @@ from warren.errors import ConfigError
 from warren.pki import material
 
 ADMIN_FILE = "admin.pem"
-CA_FILE = "ca.crt"
+CA_FILE = material.CA_FILE
 PROBE_TIMEOUT_S = 2.0
 
 

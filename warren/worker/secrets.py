@@ -186,9 +186,6 @@ class TaskSecrets:
             log.info("removed the secrets of %d tasks this worker no longer runs", removed)
         return removed
 
-    def has_dir(self, task_id: str) -> bool:
-        return _TASK_ID.match(task_id) is not None and os.path.isdir(os.path.join(self.base_dir, task_id))
-
     # -- where the files go ---------------------------------------------------------------------------
 
     def _check_base(self) -> None:
