@@ -9,7 +9,7 @@ import logging
 import os
 import stat
 import time
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +23,7 @@ from tests.unit.fake_manager import (
     TOKEN,
     CAFetcher,
     FakeManager,
+    eventually,
     node_material,
     other_ca_pem,
     task_doc,
@@ -65,14 +66,6 @@ def make_settings(data_dir: Path, managers: Sequence[str] = (M1,), **extra: Any)
     )
     fields.update(extra)
     return WorkerSettings(**fields)
-
-
-async def eventually(condition: Callable[[], object], what: str, timeout_s: float = 5.0) -> None:
-    deadline = time.monotonic() + timeout_s
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        await asyncio.sleep(0.005)
 
 
 class Worker:

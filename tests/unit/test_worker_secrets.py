@@ -10,8 +10,7 @@ import contextlib
 import os
 import stat
 import tempfile
-import time
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +18,7 @@ import httpx
 import orjson
 import pytest
 
-from tests.unit.fake_manager import TOKEN, CAFetcher, FakeManager, task_doc, transport
+from tests.unit.fake_manager import TOKEN, CAFetcher, FakeManager, eventually, task_doc, transport
 from tests.unit.fake_runtime import FakeRuntime
 from warren.config import WorkerSettings, default_secrets_dir
 from warren.errors import ConfigError
@@ -207,14 +206,6 @@ def settings(data_dir: Path, secrets_dir: Path) -> WorkerSettings:
         request_timeout_s=0.5, session_timeout_s=0.5, retry_initial_delay_s=0.01, retry_max_delay_s=0.05,
         join_timeout_s=1.0, stop_timeout_s=1.0, secrets_dir=str(secrets_dir),
     )  # fmt: skip
-
-
-async def eventually(condition: Callable[[], object], what: str, timeout_s: float = 5.0) -> None:
-    deadline = time.monotonic() + timeout_s
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        await asyncio.sleep(0.005)
 
 
 @contextlib.asynccontextmanager
