@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import random
 import ssl
 import time
 from collections.abc import Callable, Sequence
@@ -73,20 +74,29 @@ class JoinAnswer:
 
 
 class Backoff:
-    """Pause between rounds of failed calls: `initial`, doubled per further failure, up to `maximum`."""
+    """Pause between rounds of failed calls, with AWS's "full jitter": the n-th pause in a row is drawn
+    uniformly from [0, min(maximum, initial * 2**n)], so that workers that lost their manager at the
+    same moment (a failover) do not all come back in step. `rand(lo, hi)` draws it (tests inject one).
+    """
 
-    def __init__(self, initial_s: float, maximum_s: float) -> None:
+    def __init__(
+        self,
+        initial_s: float,
+        maximum_s: float,
+        rand: Callable[[float, float], float] = random.uniform,
+    ) -> None:
         self.initial_s = initial_s
         self.maximum_s = maximum_s
-        self._next = initial_s
+        self._rand = rand
+        self._ceiling = min(initial_s, maximum_s)
 
     def delay(self) -> float:
-        delay = self._next
-        self._next = min(self._next * 2, self.maximum_s)
-        return delay
+        ceiling = self._ceiling
+        self._ceiling = min(self._ceiling * 2, self.maximum_s)
+        return min(max(self._rand(0.0, ceiling), 0.0), ceiling)
 
     def reset(self) -> None:
-        self._next = self.initial_s
+        self._ceiling = min(self.initial_s, self.maximum_s)
 
 
 def base_url(manager: str) -> str:
