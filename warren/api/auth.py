@@ -10,16 +10,22 @@ request scope), or is the local administrator when the request came in on the ma
 - manager and admin certificates reach everything;
 - a certificate of a node that was removed is refused (revoked), whatever it is still valid for.
 
-A follower forwards some requests to the leader with its own (manager) certificate; it states the
-original caller in `x-warren-identity`, which the leader believes only from a manager. That header is
-dropped from everyone else's requests.
+A follower forwards some requests to the leader with its own (manager) certificate; it marks them
+(`x-warren-forwarded-to`) and states the original caller in `x-warren-identity`, which the leader
+believes only from a manager. Over a manager's connection, a request acts with the identity stated for
+it; a forwarded request that states none, or states one that does not parse, is refused (deny by
+default: a forwarded request never acts as the manager that carried it). Only a manager's own calls
+(readiness probes, certificate renewal, joins: never forwarded, never marked) act as that manager.
+The identity header is dropped from everyone else's requests and replaced by the authorized caller.
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
+from warren.api.forwarder import FORWARDED_HEADER
 from warren.api.responses import error_response
 from warren.pki.certs import ROLES, PeerIdentity
 from warren.store import queries
@@ -49,17 +55,37 @@ def caller(scope: Scope) -> PeerIdentity | None:
     return identity if isinstance(identity, PeerIdentity) else None
 
 
-def _forwarded(headers: list[tuple[bytes, bytes]]) -> PeerIdentity | None | bool:
-    """The identity a forwarding manager stated: PeerIdentity, None (anonymous), or False (none stated)."""
-    for key, value in headers:
-        if key == IDENTITY_HEADER:
-            role, _, name = value.decode("latin-1").partition(" ")
-            if role == "anonymous":
-                return None
-            if role in ROLES and name:
-                return PeerIdentity(name, role, "", "")
-            return None
-    return False
+# A stated identity: "anonymous", or "<role> <name>" with a node or admin name of visible ASCII.
+_STATED = re.compile(rb"anonymous|(?P<role>[a-z]+) (?P<name>[\x21-\x7e]{1,253})")
+
+
+class _Refused(Exception):
+    def __init__(self, status: int, code: str, message: str) -> None:
+        super().__init__(message)
+        self.answer = (status, code, message)
+
+
+def _stated(headers: list[tuple[bytes, bytes]]) -> PeerIdentity | None | bool:
+    """The identity a manager stated for a request it carries: PeerIdentity, None (anonymous), or False
+    when it states none and the request is not marked forwarded (the manager's own call). _Refused for a
+    forwarded request with no stated identity, or a stated identity that is not exactly one valid one."""
+    stated = [value for key, value in headers if key == IDENTITY_HEADER]
+    forwarded = any(key == FORWARDED_HEADER for key, _ in headers)
+    if not stated:
+        if forwarded:
+            raise _Refused(
+                403,
+                "forbidden",
+                "a forwarded request must state the identity of its caller (x-warren-identity)",
+            )
+        return False
+    match = _STATED.fullmatch(stated[0]) if len(stated) == 1 else None
+    role = match["role"].decode("ascii") if match is not None and match["role"] is not None else None
+    if match is None or (role is not None and role not in ROLES):
+        raise _Refused(400, "invalid", 'invalid x-warren-identity: one "<role> <name>" or "anonymous"')
+    if role is None:
+        return None
+    return PeerIdentity(match["name"].decode("ascii"), role, "", "")
 
 
 class Authorization:
@@ -78,11 +104,16 @@ class Authorization:
             peer = LOCAL_ADMIN
         else:
             peer = extensions.get(PEER_KEY)
+        refusal: tuple[int, str, str] | None = None
         if peer is not None and peer.role == "manager":
-            stated = _forwarded(headers)
-            if stated is not False:
-                peer = stated  # type: ignore[assignment]
-        refusal = self._refusal(scope["method"], scope["path"], peer)
+            try:
+                stated = _stated(headers)
+            except _Refused as exc:
+                refusal = exc.answer
+            else:
+                if stated is not False:
+                    peer = stated  # type: ignore[assignment]
+        refusal = refusal or self._refusal(scope["method"], scope["path"], peer)
         if refusal is not None:
             status, code, message = refusal
             await error_response(status, code, message)(scope, receive, send)

@@ -14,11 +14,11 @@ import re
 import time
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
-from urllib.parse import parse_qs
+from urllib.parse import parse_qs, quote
 
-from warren.api.forwarder import FORWARDED_HEADER, Forwarder
+from warren.api.forwarder import FORWARDED_HEADER, Forwarder, check_headers, request_target
 from warren.api.responses import error_response
-from warren.errors import UnavailableError
+from warren.errors import InvalidError, UnavailableError
 from warren.manager.consensus import Consensus
 from warren.manager.metrics import ManagerMetrics
 
@@ -50,6 +50,15 @@ def follows_logs(scope: Scope) -> bool:
         return False
     query = parse_qs(scope.get("query_string", b"").decode("latin-1"))
     return any(v.strip().lower() in ("true", "1", "yes", "on") for v in query.get("follow", []))
+
+
+def _raw_path(scope: Scope) -> bytes:
+    """The path as the client sent it. ASGI servers give `raw_path` (uvicorn does); without it, the
+    decoded path percent-encoded again (never the decoded bytes themselves)."""
+    raw = scope.get("raw_path")
+    if isinstance(raw, bytes) and raw:
+        return raw
+    return quote(scope["path"], safe="/:@!$&'()*+,;=-._~").encode("ascii")
 
 
 class LeaderRouting:
@@ -127,9 +136,15 @@ class LeaderRouting:
             )
             return
         try:
-            answer = await self.forwarder.forward(
-                leader.api_addr, scope["method"], scope["path"], scope.get("query_string", b""), headers, body
-            )
+            # The target exactly as the client sent it (raw_path is still percent-encoded; `path` is
+            # decoded and must never be written back into a request), and every header checked,
+            # before anything reaches the leader (warren.api.forwarder).
+            target = request_target(_raw_path(scope), scope.get("query_string", b""))
+            check_headers(headers)
+            answer = await self.forwarder.forward(leader.api_addr, scope["method"], target, headers, body)
+        except InvalidError as exc:
+            await error_response(400, "invalid", str(exc))(scope, receive, send)
+            return
         except UnavailableError as exc:
             await self._unavailable(scope, receive, send, str(exc))
             return
@@ -151,8 +166,14 @@ class LeaderRouting:
                 scope, receive, send, "no leader: the cluster is electing one or has lost quorum"
             )
             return
-        query = scope.get("query_string", b"")
-        location = f"https://{leader.api_addr}{scope['path']}".encode() + (b"?" + query if query else b"")
+        try:
+            # As when forwarding: the target as sent, checked, never the decoded path (whose CR LF
+            # would split this answer's head).
+            target = request_target(_raw_path(scope), scope.get("query_string", b""))
+        except InvalidError as exc:
+            await error_response(400, "invalid", str(exc))(scope, receive, send)
+            return
+        location = f"https://{leader.api_addr}".encode() + target
         await send(
             {
                 "type": "http.response.start",
@@ -166,6 +187,8 @@ class LeaderRouting:
         await error_response(503, "unavailable", message, self.retry_after_s)(scope, receive, send)
 
     async def _read_body(self, receive: Receive) -> bytes | None:
+        """The whole request body, or None past max_body bytes: this is also the bound on a body a
+        follower forwards to the leader (held in memory until the leader has answered)."""
         chunks: list[bytes] = []
         size = 0
         while True:
