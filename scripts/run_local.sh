@@ -8,7 +8,8 @@
 # The manager also runs a local worker (a "hybrid" node). With a Docker Engine answering, the demo
 # service runs as containers of the local image warren-busybox (built here from Debian's static
 # busybox: no registry is needed) serving a page on 127.0.0.1:8088; without one, the process runtime
-# runs it as a plain `python3 -m http.server` on the same port.
+# runs it as a plain `python3 -m http.server` on the same port. The process runtime runs unconfined host
+# commands, so a worker offers it only when asked: hence the explicit --runtime below (auto = docker).
 set -euo pipefail
 
 cd "$(dirname "$0")/.."

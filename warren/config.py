@@ -175,6 +175,12 @@ class OrchestratorSettings:
     # the reconcile loop takes at most about half of the event loop); a ratio, 0 disables. Passes woken
     # by a plan's wake_at or by full_pass_interval_s are not held back.
     pass_pacing: float = 1.0
+    # Task updates in one SetTaskStatuses proposal (a flush of more is proposed in several), keeping
+    # each far below raft max_entry_bytes; updates.
+    status_batch_max: int = 1000
+    # Status updates from one worker merged and waiting for the next flush at most (distinct tasks:
+    # updates of one task are merged); a worker past it is answered 503 until the flush; updates.
+    status_pending_per_node_max: int = 5000
 
     def validate(self) -> None:
         _require_positive(self, "heartbeat_period_s", "node_down_grace_s", "full_pass_interval_s")
@@ -188,6 +194,8 @@ class OrchestratorSettings:
             )
         if self.task_history_per_slot < 0:
             raise ConfigError("task_history_per_slot must not be negative")
+        if self.status_batch_max <= 0 or self.status_pending_per_node_max <= 0:
+            raise ConfigError("status_batch_max and status_pending_per_node_max must be greater than 0")
 
 
 # -- manager daemon ---------------------------------------------------------------------------------
@@ -250,7 +258,7 @@ class ManagerSettings:
     data_dir: str | None = None
     # Run no local worker next to the manager (by default a manager also runs tasks: "hybrid").
     manager_only: bool = False
-    # Runtime of the local worker (auto|docker|process); see WorkerSettings.runtime.
+    # Runtime of the local worker (one of RUNTIMES); see WorkerSettings.runtime.
     local_worker_runtime: str = "auto"
     raft: RaftSettings = RaftSettings()
     orchestrator: OrchestratorSettings = OrchestratorSettings()
@@ -352,10 +360,65 @@ class ManagerSettings:
         return self.data_dir if self.data_dir is not None else default_data_dir()
 
 
+# -- bounds on what the network feeds a manager (docs/security.md) ---------------------------------
+
+# The log relay (warren/manager/logrelay.py, the route POST /v1/dispatcher/logs/{id}).
+# Largest log chunk a worker may POST; bytes (a larger one is answered 413). Workers send at most
+# warren.worker.session.LOG_CHUNK_BYTES (the same 64 KiB) per POST.
+LOG_CHUNK_MAX_BYTES = 64 * 1024
+# Output queued on the leader for one `service logs` client at most; bytes.
+LOG_STREAM_QUEUE_BYTES = 1 * MIB
+# A chunk that finds its client's queue full waits this long for the client to read, then is dropped
+# (the client sees "[warren: N bytes dropped]"); so also the longest a worker's log POST is held; seconds.
+LOG_STREAM_WAIT_S = 1.0
+# Lines longer than this are split when a client reads several tasks' output (each line is prefixed
+# with its task, so a partial line is kept until its newline: this bounds it); bytes.
+LOG_LINE_MAX_BYTES = 16 * 1024
+
+
+@dataclass(frozen=True, slots=True)
+class ConnectionLimits:
+    """What one HTTP server of a manager (the API, metrics) accepts (warren/manager/servers.py).
+
+    A connection over a cap is closed as soon as it is accepted, before any TLS, so that no client can
+    hold the process's descriptors: the Raft transport, worker sessions, peers, the store and the logs
+    share the same RLIMIT_NOFILE.
+    """
+
+    # A TLS client must complete its handshake within this long, or it is disconnected; seconds.
+    tls_handshake_timeout_s: float = 5.0
+    # A connection with no request in progress is closed after this long, before its first request as
+    # after its last (uvicorn's keep-alive timeout); seconds.
+    idle_timeout_s: float = 5.0
+    # Connections from one peer address at once; more are closed at once.
+    max_per_peer: int = 256
+    # Connections of one server at once; when full, the oldest idle connection (in its TLS handshake,
+    # or between requests) is closed to admit a new one, and a new one is refused if none is idle.
+    max_connections: int = 10_000
+    # ... and at most this fraction of the process's descriptor limit (soft RLIMIT_NOFILE), so the API
+    # and metrics servers together leave at least half of it to everything else; a fraction.
+    nofile_fraction: float = 0.25
+
+    def validate(self) -> None:
+        _require_positive(self, "tls_handshake_timeout_s", "idle_timeout_s")
+        if self.max_per_peer <= 0 or self.max_connections <= 0:
+            raise ConfigError("max_per_peer and max_connections must be greater than 0")
+        if not 0 < self.nofile_fraction <= 1:
+            raise ConfigError(f"nofile_fraction must be in (0, 1], got {self.nofile_fraction!r}")
+
+    def total_cap(self, nofile: int | None) -> int:
+        """The connection cap of one server in a process allowed `nofile` descriptors (None: no limit)."""
+        if nofile is None:
+            return self.max_connections
+        return max(1, min(self.max_connections, int(nofile * self.nofile_fraction)))
+
+
 # -- workers --------------------------------------------------------------------------------------
 
 
-RUNTIMES = ("auto", "docker", "process")
+# `--runtime` of a worker: auto = docker. The process runtime runs unconfined host commands as the
+# worker's user, so a worker offers it only when asked: `process` alone, or `docker,process` for both.
+RUNTIMES = ("auto", "docker", "process", "docker,process")
 
 
 @dataclass(frozen=True, slots=True)
@@ -367,7 +430,8 @@ class WorkerSettings:
     # worker.db (assignment cache), node.json (identity), process-runtime task dirs; None: the
     # default data dir + "/worker".
     data_dir: str | None = None
-    # auto: Docker if an engine answers (plus plain processes), else processes only.
+    # What runs tasks (one of RUNTIMES): auto = docker (the Docker Engine must answer); process (plain
+    # host processes) only when named.
     runtime: str = "auto"
     # Node labels matched by placement constraints (node.labels.K==V).
     labels: tuple[tuple[str, str], ...] = ()

@@ -124,7 +124,9 @@ def test_no_manager_answering_the_join_exits_1(
 ) -> None:
     build = worker_cmds.build_settings
     monkeypatch.setattr(worker_cmds, "build_settings",
-                        lambda args: dataclasses.replace(build(args), join_timeout_s=0.2))
+                        # Shorter than any attempt: the first refusal ends it (the jittered pause before a
+                        # second attempt could otherwise fit, and log a retry line).
+                        lambda args: dataclasses.replace(build(args), join_timeout_s=1e-6))
     closed = "127.0.0.1:1"  # nothing listens on port 1
     token = tokens.mint("z" * 50)  # well formed: the CA fetch is tried (and finds nobody)
     assert main(["worker", "start", "--token", token, "--manager", closed, "--data-dir", str(tmp_path / "w"),

@@ -94,8 +94,9 @@ def _add_manager_flags(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--manager-only", action="store_true", default=None,
                         help="run no local worker next to the manager")
     parser.add_argument("--runtime", choices=RUNTIMES,
-                        help="runtime of the local worker: auto (docker if an engine answers, plus "
-                             f"process), docker or process (default {_MANAGER.local_worker_runtime})")
+                        help="runtime of the local worker: auto (= docker), docker, process (unconfined "
+                             "host commands as this user: only when asked) or docker,process "
+                             f"(default {_MANAGER.local_worker_runtime})")
     parser.add_argument("--heartbeat-period", metavar="DUR", type=duration,
                         help="how often workers call the leader (it tells them) "
                              f"(default {_ms(_ORCH.heartbeat_period_s)})")

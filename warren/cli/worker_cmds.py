@@ -63,8 +63,9 @@ def register(worker: Subparsers) -> None:
                        help="identity (node.json), task cache (worker.db) and process-runtime task files "
                             f"(default {os.path.join(default_data_dir(), 'worker')})")
     start.add_argument("--runtime", choices=RUNTIMES,
-                       help="what runs tasks: docker (the Docker Engine), process (plain processes), or "
-                            f"auto: docker if an engine answers, plus process (default {_WORKER.runtime})")
+                       help="what runs tasks: docker (the Docker Engine), process (plain host processes, "
+                            "unconfined, as this user: offered only when asked), docker,process (both), or "
+                            f"auto (= docker) (default {_WORKER.runtime})")
     start.add_argument("--label", metavar="K=V", action="append", type=key_value, default=[],
                        help="node label for placement constraints (node.labels.K==V); repeatable")
     start.add_argument("--advertise-host", metavar="HOST",

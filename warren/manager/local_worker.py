@@ -9,6 +9,10 @@ whichever manager leads). The first start asks this manager for a worker join to
 does); later starts resume from the worker's node.json and TLS material, and renew the certificate
 like any worker.
 
+Its runtime is `--runtime` of `cluster init`/`manager join` (ManagerSettings.local_worker_runtime):
+`auto` is Docker, and without an engine it runs nothing until one answers; the process runtime only
+when asked (`make run` asks for it on a host without Docker).
+
 It never delays the manager: it starts in the background once the manager serves, retries its join
 until the cluster can answer, and is stopped first on shutdown, leaving its containers running (a
 restarted manager's worker adopts them).
@@ -23,7 +27,7 @@ import os
 from warren.api.peer import PeerClient
 from warren.config import ManagerSettings, WorkerSettings
 from warren.durable import private_data_dir
-from warren.errors import CorruptStateError, UnauthorizedError, WarrenError
+from warren.errors import ConfigError, CorruptStateError, UnauthorizedError, WarrenError
 from warren.worker import identity
 from warren.worker.daemon import WorkerAgent
 
@@ -71,6 +75,7 @@ class LocalWorker:
     async def _run(self) -> None:
         delay, max_delay = self.settings.retry_initial_delay_s, self.settings.retry_max_delay_s
         data_dir = private_data_dir(self.settings.resolved_data_dir)
+        runtime_refused = False
         while not self._stop.is_set():
             token = None
             try:
@@ -83,6 +88,12 @@ class LocalWorker:
                 else:  # its state cannot be resumed (damaged, or its certificate expired): no retry helps
                     log.error("the local worker cannot start: %s", exc)
                     return
+            except ConfigError as exc:  # no runtime it may use (auto = docker and no engine answers)
+                # Kept trying (an engine may start after the manager), but said once: the process runtime
+                # is never a silent fallback (docs/security.md).
+                level = logging.DEBUG if runtime_refused else logging.ERROR
+                log.log(level, "the local worker cannot run tasks: %s (or --manager-only); retrying", exc)
+                runtime_refused = True
             except WarrenError as exc:  # the join timed out, no manager answered: try again later
                 log.warning("local worker: %s; retrying", exc)
             except Exception:  # a task boundary: the manager keeps serving without its local worker

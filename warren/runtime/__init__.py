@@ -1,7 +1,8 @@
 """Container runtimes: what runs a worker's tasks (see base.py for the protocol).
 
-`open_runtimes` picks them for `--runtime auto|docker|process`; the worker serves each service with
-the runtime whose `driver` its spec names.
+`open_runtimes` picks them for `--runtime auto|docker|process|docker,process` (auto = docker: the
+process runtime runs unconfined host commands, so it is offered only when named); the worker serves
+each service with the runtime whose `driver` its spec names.
 """
 
 from __future__ import annotations
@@ -24,6 +25,28 @@ def docker_available(timeout_s: float | None = None) -> bool:
     return ping_engine(timeout_s if timeout_s is not None else RuntimeSettings().docker_ping_timeout_s)
 
 
+def drivers_of(kind: str) -> tuple[str, ...]:
+    """The drivers a `--runtime` kind offers: `auto` and `docker` = Docker only; `process` = plain
+    processes only; `docker,process` = both. The process runtime runs unconfined host commands as the
+    worker's user, so it is never offered unless named (docs/security.md)."""
+    if kind not in RUNTIMES:
+        raise ConfigError(f"runtime must be one of {', '.join(RUNTIMES)}, got {kind!r}")
+    if kind == "auto":
+        return ("docker",)
+    return tuple(kind.split(","))
+
+
+def require_docker(kind: str, settings: RuntimeSettings | None = None) -> None:
+    """ConfigError unless a Docker Engine answers (for a kind that offers Docker). Blocks while it pings."""
+    settings = settings if settings is not None else RuntimeSettings()
+    if "docker" in drivers_of(kind) and not docker_available(settings.docker_ping_timeout_s):
+        raise ConfigError(
+            f"runtime {kind}: the Docker Engine does not answer (is it running, and may this user use its "
+            "socket? set DOCKER_HOST for a non-default one); to run tasks as unconfined host processes "
+            "instead, start with --runtime process"
+        )
+
+
 def open_runtimes(
     kind: str,
     *,
@@ -32,26 +55,20 @@ def open_runtimes(
     data_dir: str,
     settings: RuntimeSettings | None = None,
 ) -> list[ContainerRuntime]:
-    """The runtimes of a worker: `auto` = Docker if an engine answers, plus processes; `docker` =
-    Docker only (ConfigError if no engine answers); `process` = processes only, their task
-    directories under `<data_dir>/tasks`. Blocks while it pings the engine."""
+    """The runtimes of a worker, in the order of `drivers_of(kind)` (ConfigError if Docker is offered
+    and no engine answers); process task directories go under `<data_dir>/tasks`. Blocks while it
+    pings the engine."""
     settings = settings if settings is not None else RuntimeSettings()
-    if kind not in RUNTIMES:
-        raise ConfigError(f"runtime must be one of {', '.join(RUNTIMES)}, got {kind!r}")
     runtimes: list[ContainerRuntime] = []
-    if kind in ("auto", "docker"):
-        if docker_available(settings.docker_ping_timeout_s):
+    for driver in drivers_of(kind):
+        if driver == "docker":
+            require_docker(kind, settings)
             from warren.runtime.docker import DockerRuntime
 
             runtimes.append(DockerRuntime(cluster_id, node, settings=settings))
-        elif kind == "docker":
-            raise ConfigError(
-                "runtime docker: the Docker Engine does not answer (is it running, and may this user "
-                "use its socket? set DOCKER_HOST for a non-default one), or use --runtime process"
-            )
-    if kind in ("auto", "process"):
-        from warren.runtime.process import ProcessRuntime
+        else:
+            from warren.runtime.process import ProcessRuntime
 
-        base_dir = os.path.join(data_dir, PROCESS_TASKS_DIR)
-        runtimes.append(ProcessRuntime(cluster_id, node, base_dir, settings=settings))
+            base_dir = os.path.join(data_dir, PROCESS_TASKS_DIR)
+            runtimes.append(ProcessRuntime(cluster_id, node, base_dir, settings=settings))
     return runtimes

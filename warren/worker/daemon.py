@@ -230,17 +230,14 @@ def _default_addr(manager: str) -> str:
 
 async def _planned_drivers(kind: str, given: Sequence[ContainerRuntime] | None) -> list[str]:
     """The drivers to announce when joining (the runtimes are opened after it, once the node has a
-    name to label its containers with); the first session call reports the ones actually opened."""
+    name to label its containers with); the first session call reports the ones actually opened.
+    ConfigError before joining if the kind offers Docker and no engine answers."""
     if given is not None:
         return [rt.driver for rt in given]
-    if kind == "process":
-        return ["process"]
-    from warren.runtime import docker_available
+    from warren.runtime import drivers_of, require_docker
 
-    docker = await asyncio.to_thread(docker_available)
-    if kind == "docker":
-        return ["docker"]
-    return ["docker", "process"] if docker else ["process"]
+    await asyncio.to_thread(require_docker, kind)
+    return list(drivers_of(kind))
 
 
 async def _join(
