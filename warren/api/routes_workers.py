@@ -15,7 +15,7 @@ from warren.api import answers as A
 from warren.api import auth, models
 from warren.api.params import bearer
 from warren.api.responses import JSON, error_response
-from warren.config import split_host_port
+from warren.config import LOG_CHUNK_MAX_BYTES, split_host_port
 from warren.errors import ForbiddenError
 from warren.manager.dispatcher import NodeReport, check_secret
 from warren.manager.logrelay import LogGoneError
@@ -110,7 +110,15 @@ def add_routes(app: FastAPI, manager: Manager) -> None:
             return error_response(410, "gone", "no such log request (the client went away?): stop sending")
         _same_node(request, req.node)
         check_secret(store, req.node, secret)
+        # The body is already in memory (LeaderRouting read it, at most max_request_bytes); a chunk
+        # is queued for the client whole, so it is held to the worker's chunk size.
         data = await request.body()
+        if len(data) > LOG_CHUNK_MAX_BYTES:
+            return error_response(
+                413,
+                "too_large",
+                f"log chunk of {len(data)} bytes is larger than the {LOG_CHUNK_MAX_BYTES} bytes allowed",
+            )
         end = request.headers.get(LOG_END_HEADER, "").strip() == "1"
         dispatcher.touch(req.node)
         try:

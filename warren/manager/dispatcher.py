@@ -41,8 +41,6 @@ log = logging.getLogger(__name__)
 
 Propose = Callable[[c.Command], Awaitable[Any]]
 
-# Most task updates in one SetTaskStatuses: keeps a proposal far below max_entry_bytes (1 MiB).
-MAX_STATUS_BATCH = 1000
 # Compared with when a node has no secret (unknown or removed), so a miss costs what a hit costs.
 _NO_SECRET = hashlib.sha256(b"warren: no such node").hexdigest()
 
@@ -92,7 +90,17 @@ class NodeReport:
 
 @dataclass(slots=True)
 class _Batch:
+    """Status updates waiting for the next flush, merged per task.
+
+    Fed from the network, so bounded (docs/security.md): one request carries at most
+    api.models.MAX_STATUS_UPDATES updates (and max_request_bytes), a worker has at most
+    settings.status_pending_per_node_max distinct tasks waiting (past it, 503 until the flush), so a
+    batch holds at most that many per node with a session; it is proposed in SetTaskStatuses of at
+    most settings.status_batch_max updates.
+    """
+
     updates: dict[tuple[str, str], c.TaskStatus] = field(default_factory=dict)
+    per_node: dict[str, int] = field(default_factory=dict)  # distinct tasks in `updates`, by node
     done: asyncio.Future[None] = field(default_factory=lambda: asyncio.get_running_loop().create_future())
 
 
@@ -328,6 +336,15 @@ class Dispatcher:
             self._batch = _Batch()
             self._batch.done.add_done_callback(_consume)
         batch = self._batch
+        new = len({u.task_id for u in updates if (node, u.task_id) not in batch.updates})
+        pending = batch.per_node.get(node, 0)
+        limit = self.settings.status_pending_per_node_max
+        if new and pending + new > limit:
+            raise UnavailableError(
+                f"{pending} status updates of {node} already wait to be committed (at most {limit}); "
+                "retry after they are"
+            )
+        batch.per_node[node] = pending + new
         for update in updates:
             # A worker only reports its own tasks: apply skips an update for a task on another node.
             update = dataclasses.replace(update, node=node)
@@ -348,8 +365,9 @@ class Dispatcher:
                 continue
             try:
                 items = list(batch.updates.values())
-                for start in range(0, len(items), MAX_STATUS_BATCH):
-                    await self.propose(c.SetTaskStatuses(items[start : start + MAX_STATUS_BATCH]))
+                size = self.settings.status_batch_max
+                for start in range(0, len(items), size):
+                    await self.propose(c.SetTaskStatuses(items[start : start + size]))
                 if self.metrics is not None:
                     self.metrics.status_batches.observe(len(items))
             except WarrenError as exc:

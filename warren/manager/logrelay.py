@@ -16,11 +16,8 @@ from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from warren.config import LOG_LINE_MAX_BYTES, LOG_STREAM_QUEUE_BYTES, LOG_STREAM_WAIT_S
 from warren.errors import WarrenError
-
-# Chunks queued on one stream before a worker's next chunk waits for the client to read; chunks
-# (each at most 64 KiB, so at most ~4 MiB per client).
-STREAM_QUEUE_CHUNKS = 64
 
 
 class LogGoneError(WarrenError):
@@ -41,6 +38,7 @@ class LogRequest:
     opened_at: float
     delivered: bool = False
     ended: bool = False
+    dropped: int = 0  # bytes of this request's output dropped since the last marker
 
     def to_doc(self) -> dict[str, Any]:
         return {
@@ -52,38 +50,92 @@ class LogRequest:
         }
 
 
+def dropped_marker(size: int) -> bytes:
+    return f"[warren: {size} bytes dropped]".encode()
+
+
 class LogStream:
     """What one client reads: the chunks of its requests, as bytes (lines prefixed with the task name
-    when `prefixed`), until every request has ended."""
+    when `prefixed`), until every request has ended.
+
+    Bounded whatever the task prints or the client reads (docs/security.md):
+    - at most `queue_bytes` of output wait for the client (plus one chunk, at most
+      LOG_CHUNK_MAX_BYTES, and the end notes). A chunk that finds the queue full waits `wait_s` for
+      the client to read, then is dropped and counted; the client then reads a
+      "[warren: N bytes dropped]" line where the output is missing. Waiting a little makes a briefly
+      slow client lose nothing (the worker's POST is held, so the worker reads its task's output more
+      slowly); dropping after that means a stuck client never holds a worker's request for long nor
+      makes the leader buffer.
+    - when prefixed, a partial line (no newline yet) is kept per request, at most `line_bytes`: a
+      longer line is split, each piece prefixed as a line of its own.
+    """
 
     def __init__(
-        self, *, prefixed: bool, pickup_timeout_s: float, clock: Callable[[], float] = time.monotonic
+        self,
+        *,
+        prefixed: bool,
+        pickup_timeout_s: float,
+        clock: Callable[[], float] = time.monotonic,
+        queue_bytes: int = LOG_STREAM_QUEUE_BYTES,
+        wait_s: float = LOG_STREAM_WAIT_S,
+        line_bytes: int = LOG_LINE_MAX_BYTES,
     ) -> None:
         self.prefixed = prefixed
         self.pickup_timeout_s = pickup_timeout_s
         self.clock = clock
+        self.queue_bytes = queue_bytes
+        self.wait_s = wait_s
+        self.line_bytes = line_bytes
         self.requests: list[LogRequest] = []
-        self._queue: asyncio.Queue[tuple[LogRequest, bytes | None]] = asyncio.Queue()
+        # (request, bytes, is_note): output, or a line of Warren's own; bytes None: the request ended.
+        self._queue: asyncio.Queue[tuple[LogRequest, bytes | None, bool]] = asyncio.Queue()
+        self._queued = 0  # bytes of output in _queue
         self._drained = asyncio.Event()
         self._partial: dict[str, bytes] = {}
+        self._mid_line = False  # unprefixed: the last byte given to the client was not a newline
+        self.dropped_total = 0  # bytes dropped over the stream's life (tests, logs)
+
+    @property
+    def queued_bytes(self) -> int:
+        return self._queued
 
     async def put(self, req: LogRequest, data: bytes) -> None:
-        """Queue a chunk; waits while the client is STREAM_QUEUE_CHUNKS behind."""
-        while self._queue.qsize() >= STREAM_QUEUE_CHUNKS and not req.ended:
+        """Queue a chunk; while the client is `queue_bytes` behind, wait up to `wait_s` for it to read,
+        then drop the chunk (counted, and shown to the client as a marker line)."""
+        deadline = asyncio.get_running_loop().time() + self.wait_s
+        while self._queued and self._queued + len(data) > self.queue_bytes and not req.ended:
             self._drained.clear()
-            await self._drained.wait()
+            try:
+                async with asyncio.timeout_at(deadline):
+                    await self._drained.wait()
+            except TimeoutError:
+                break
         if req.ended:
             raise LogGoneError(f"log request {req.id} is over")
-        self._queue.put_nowait((req, data))
+        if self._queued and self._queued + len(data) > self.queue_bytes:
+            req.dropped += len(data)
+            self.dropped_total += len(data)
+            return
+        if req.dropped:
+            self._queue_marker(req)
+        self._queued += len(data)
+        self._queue.put_nowait((req, data, False))
+
+    def _queue_marker(self, req: LogRequest) -> None:
+        # The marker is not output: it does not count against queue_bytes (one per run of drops).
+        self._queue.put_nowait((req, dropped_marker(req.dropped), True))
+        req.dropped = 0
 
     def end(self, req: LogRequest, note: str | None = None) -> None:
         """End one request's part of the stream (with a last line saying why, if given); idempotent."""
         if req.ended:
             return
         req.ended = True
+        if req.dropped:
+            self._queue_marker(req)
         if note is not None:
-            self._queue.put_nowait((req, f"warren: {note}\n".encode()))
-        self._queue.put_nowait((req, None))
+            self._queue.put_nowait((req, f"warren: {note}".encode(), True))
+        self._queue.put_nowait((req, None, False))
         self._drained.set()
 
     async def chunks(self) -> AsyncIterator[bytes]:
@@ -91,29 +143,57 @@ class LogStream:
         while open_:
             try:
                 async with asyncio.timeout(self._pickup_wait()):
-                    req, data = await self._queue.get()
+                    req, data, is_note = await self._queue.get()
             except TimeoutError:
                 now = self.clock()
                 for r in self.requests:
                     if not r.delivered and now - r.opened_at >= self.pickup_timeout_s:
                         self.end(r, f"{r.label}: its worker did not pick up the request")
                 continue
-            self._drained.set()
             if data is None:
                 open_.discard(req.id)
                 rest = self._partial.pop(req.id, b"")
                 if rest:
                     yield self._prefix(req, rest + b"\n")
                 continue
-            if not self.prefixed:
-                yield data
-                continue
-            buf = self._partial.pop(req.id, b"") + data
-            head, sep, rest = buf.rpartition(b"\n")
-            if rest:
-                self._partial[req.id] = rest
-            if sep:
-                yield self._prefix(req, head + b"\n")
+            if is_note:
+                out = self._note(req, data)
+            else:
+                self._queued -= len(data)
+                self._drained.set()
+                out = self._output(req, data)
+            if out:
+                yield out
+
+    def _output(self, req: LogRequest, data: bytes) -> bytes:
+        if not self.prefixed:
+            self._mid_line = not data.endswith(b"\n")
+            return data
+        buf = self._partial.pop(req.id, b"") + data  # the partial part is at most line_bytes
+        head, sep, rest = buf.rpartition(b"\n")
+        if not sep:
+            head, rest = b"", buf
+        lines = head + sep
+        if len(rest) > self.line_bytes:  # split an over-long line: bounded, and the client sees it
+            cut = len(rest) - len(rest) % self.line_bytes
+            if cut == len(rest):
+                cut -= self.line_bytes
+            lines += b"".join(
+                rest[i : i + self.line_bytes] + b"\n" for i in range(0, cut, self.line_bytes)
+            )
+            rest = rest[cut:]
+        if rest:
+            self._partial[req.id] = rest
+        return self._prefix(req, lines) if lines else b""
+
+    def _note(self, req: LogRequest, text: bytes) -> bytes:
+        """A line of Warren's own, on a line of its own even if the task's output stopped mid-line."""
+        if not self.prefixed:
+            lead = b"\n" if self._mid_line else b""
+            self._mid_line = False
+            return lead + text + b"\n"
+        rest = self._partial.pop(req.id, b"")
+        return self._prefix(req, (rest + b"\n" if rest else b"") + text + b"\n")
 
     def _pickup_wait(self) -> float | None:
         waiting = [r.opened_at for r in self.requests if not r.delivered and not r.ended]
