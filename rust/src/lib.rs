@@ -12,6 +12,7 @@
 pub mod codec;
 pub mod config;
 pub mod error;
+mod log_file;
 pub mod log_store;
 pub mod logging;
 pub mod network;

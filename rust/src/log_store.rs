@@ -8,22 +8,29 @@
 //! Each stored entry is `crc32(body) || body` (body = postcard entry). At open the whole log is
 //! checked: checksums, keys matching entry indexes, no gaps. Any failure refuses to open rather
 //! than start from silently wrong data.
+//!
+//! Fail-stop on I/O errors: the first failed write or fsync poisons the log. That batch and
+//! everything after it fail with the same error (operation, file, errno) without touching the
+//! file again (a failed fsync is never retried: see [`crate::log_file`]), and openraft, given a
+//! StorageError, stops its core; the node reports why ([`LogStore::failure`]). What redb last
+//! committed is intact, so a restart opens the log up to its last durable entry.
 
 use std::collections::BTreeMap;
 use std::fmt::Debug;
 use std::io;
 use std::ops::RangeBounds;
 use std::path::{Path, PathBuf};
-use std::sync::{mpsc, Arc, RwLock};
+use std::sync::{mpsc, Arc, Mutex, OnceLock, RwLock};
 
 use openraft::storage::{LogFlushed, LogState, RaftLogReader, RaftLogStorage};
 use openraft::{ErrorSubject, ErrorVerb, OptionalSend};
-use redb::{Database, Durability, ReadableTable, TableDefinition};
+use redb::{Builder, Database, Durability, ReadableTable, TableDefinition};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 use tokio::sync::oneshot;
 
 use crate::error::Error;
+use crate::log_file::{Failure, LogFile};
 use crate::types::{Entry, LogId, StorageError, TypeConfig, Vote};
 
 /// File name of the log inside a node's data directory.
@@ -57,6 +64,8 @@ struct Mirror {
 struct Shared {
     mirror: RwLock<Mirror>,
     tx: mpsc::Sender<Op>,
+    /// Set once, by the writer, when a write or fsync fails: why the log accepts nothing more.
+    poison: Arc<OnceLock<String>>,
 }
 
 /// The log store. Cheap to clone; clones share the same log (one is the openraft log reader).
@@ -118,9 +127,21 @@ fn corrupt(path: &Path, what: String) -> Error {
 impl LogStore {
     /// Opens (or creates) the log in `dir`, validating every stored entry.
     pub fn open(dir: &Path) -> Result<LogStore, Error> {
+        Self::open_with(dir, |file| file)
+    }
+
+    /// [`LogStore::open`] with failure points in the file (tests only).
+    #[cfg(test)]
+    pub(crate) fn open_with_faults(dir: &Path, faults: Arc<crate::log_file::Faults>) -> Result<LogStore, Error> {
+        Self::open_with(dir, |file| file.with_faults(faults))
+    }
+
+    fn open_with(dir: &Path, wrap: impl FnOnce(LogFile) -> LogFile) -> Result<LogStore, Error> {
         let path = dir.join(LOG_FILE);
+        let (file, failure) = LogFile::open(&path).map_err(|e| open_error(&path, e))?;
+        let file = wrap(file);
         // redb asserts (panics) on some damaged files, e.g. one cut short; that is corruption too.
-        let db = std::panic::catch_unwind(|| Database::create(&path))
+        let db = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| Builder::new().create_with_backend(file)))
             .map_err(|_| corrupt(&path, "the file is damaged (redb could not read its layout)".into()))?
             .map_err(|e| open_error(&path, e))?;
         let storage = |e: &dyn std::fmt::Display| Error::Storage(format!("{}: {e}", path.display()));
@@ -131,13 +152,13 @@ impl LogStore {
             txn.commit().map_err(|e| storage(&e))?;
         }
         let mirror = Self::load(&db, &path)?;
+        // Unbounded, yet fed only by openraft's core, which waits for each append's flush (and
+        // each sync) before issuing the next: a handful of operations at most are ever queued.
         let (tx, rx) = mpsc::channel();
-        let writer_path = path.clone();
-        std::thread::Builder::new()
-            .name("raft-log-writer".into())
-            .spawn(move || writer(db, rx, writer_path))
-            .map_err(|e| storage(&e))?;
-        Ok(LogStore { shared: Arc::new(Shared { mirror: RwLock::new(mirror), tx }) })
+        let poison = Arc::new(OnceLock::new());
+        let w = Writer { db, path: path.clone(), failure, poison: poison.clone() };
+        std::thread::Builder::new().name("raft-log-writer".into()).spawn(move || w.run(rx)).map_err(|e| storage(&e))?;
+        Ok(LogStore { shared: Arc::new(Shared { mirror: RwLock::new(mirror), tx, poison }) })
     }
 
     fn load(db: &Database, path: &Path) -> Result<Mirror, Error> {
@@ -184,7 +205,21 @@ impl LogStore {
         self.shared.mirror.read().unwrap().committed
     }
 
+    /// Why the log accepts nothing more: its first failed write or fsync (operation, file, errno).
+    /// None while it works.
+    pub fn failure(&self) -> Option<String> {
+        self.shared.poison.get().cloned()
+    }
+
+    fn refuse_if_poisoned(&self, subject: &ErrorSubject<u64>) -> Result<(), StorageError> {
+        match self.shared.poison.get() {
+            Some(why) => Err(write_error(subject.clone(), why)),
+            None => Ok(()),
+        }
+    }
+
     fn send(&self, op: Op) -> Result<(), StorageError> {
+        self.refuse_if_poisoned(&ErrorSubject::Logs)?;
         self.shared.tx.send(op).map_err(|_| write_error(ErrorSubject::Logs, "the log writer has stopped"))
     }
 
@@ -199,12 +234,19 @@ impl LogStore {
     }
 
     /// Makes everything queued durable, then closes the file (at shutdown). Idempotent.
+    ///
+    /// A poisoned log closes without error: every operation after its failure has already failed
+    /// (and was never acknowledged), and the failure itself was reported when it happened.
     pub async fn close(&self) -> Result<(), StorageError> {
         let (tx, rx) = oneshot::channel();
         if self.shared.tx.send(Op::Close(tx)).is_err() {
             return Ok(());
         }
-        rx.await.unwrap_or(Ok(())).map_err(|e| write_error(ErrorSubject::Logs, &e))
+        let result = rx.await.unwrap_or(Ok(()));
+        if self.shared.poison.get().is_some() {
+            return Ok(());
+        }
+        result.map_err(|e| write_error(ErrorSubject::Logs, &e))
     }
 }
 
@@ -213,34 +255,62 @@ fn write_error(subject: ErrorSubject<u64>, msg: &str) -> StorageError {
 }
 
 /// The writer thread: one redb transaction (and one fsync) per batch of queued operations.
-fn writer(db: Database, rx: mpsc::Receiver<Op>, path: PathBuf) {
-    let mut closing = None;
-    while let Ok(first) = rx.recv() {
-        let mut batch = vec![first];
-        while let Ok(op) = rx.try_recv() {
-            batch.push(op);
-        }
-        let result = write_batch(&db, &batch).map_err(|e| format!("{}: {e}", path.display()));
-        if let Err(e) = &result {
-            tracing::error!(error = %e, "raft log write failed");
-        }
-        for op in batch {
-            match op {
-                Op::Append(_, Some(cb)) => {
-                    cb.log_io_completed(result.clone().map_err(io::Error::other));
+struct Writer {
+    db: Database,
+    path: PathBuf,
+    /// The file's first I/O failure, as the backend saw it (operation and errno).
+    failure: Arc<Mutex<Option<Failure>>>,
+    poison: Arc<OnceLock<String>>,
+}
+
+impl Writer {
+    fn run(self, rx: mpsc::Receiver<Op>) {
+        let mut closing = None;
+        while let Ok(first) = rx.recv() {
+            let mut batch = vec![first];
+            while let Ok(op) = rx.try_recv() {
+                batch.push(op);
+            }
+            let result = match self.poison.get() {
+                // Poisoned: nothing reaches the file any more.
+                Some(why) => Err(why.clone()),
+                None => write_batch(&self.db, &batch).map_err(|e| self.poisoned_by(e)),
+            };
+            for op in batch {
+                match op {
+                    Op::Append(_, Some(cb)) => {
+                        cb.log_io_completed(result.clone().map_err(io::Error::other));
+                    }
+                    Op::Sync(tx) => {
+                        let _ = tx.send(result.clone());
+                    }
+                    Op::Close(tx) => closing = Some((tx, result.clone())),
+                    _ => {}
                 }
-                Op::Sync(tx) => {
-                    let _ = tx.send(result.clone());
-                }
-                Op::Close(tx) => closing = Some((tx, result.clone())),
-                _ => {}
+            }
+            if let Some((tx, result)) = closing.take() {
+                drop(self.db);
+                let _ = tx.send(result);
+                return;
             }
         }
-        if let Some((tx, result)) = closing.take() {
-            drop(db);
-            let _ = tx.send(result);
-            return;
-        }
+    }
+
+    /// Poisons the log with `e`, described by the failed operation when the file saw one.
+    fn poisoned_by(&self, e: redb::Error) -> String {
+        let cause = match self.failure.lock().unwrap().as_ref() {
+            Some(f) => f.to_string(),
+            None => match &e {
+                redb::Error::Io(io) => format!("{}: {}", self.path.display(), crate::log_file::describe_io(io)),
+                other => format!("{}: {other}", self.path.display()),
+            },
+        };
+        let why = format!(
+            "raft log write failed: {cause}; the log accepts nothing more and this node stops: fix or free \
+             the disk, then restart the node (it resumes from its last durable entry)"
+        );
+        tracing::error!(error = %why, "raft log poisoned");
+        self.poison.get_or_init(|| why).clone()
     }
 }
 
@@ -297,6 +367,7 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     }
 
     async fn save_vote(&mut self, vote: &Vote) -> Result<(), StorageError> {
+        self.refuse_if_poisoned(&ErrorSubject::Vote)?;
         self.shared.mirror.write().unwrap().vote = Some(*vote);
         self.send(Op::Meta(KEY_VOTE, encode_sealed(vote)))?;
         self.sync(ErrorSubject::Vote).await
@@ -319,6 +390,7 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         I: IntoIterator<Item = Entry> + OptionalSend,
         I::IntoIter: OptionalSend,
     {
+        self.refuse_if_poisoned(&ErrorSubject::Logs)?;
         let entries: Vec<Entry> = entries.into_iter().collect();
         let encoded = entries.iter().map(|e| (e.log_id.index, encode_sealed(e))).collect();
         {
@@ -331,12 +403,14 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     }
 
     async fn truncate(&mut self, log_id: LogId) -> Result<(), StorageError> {
+        self.refuse_if_poisoned(&ErrorSubject::Logs)?;
         self.shared.mirror.write().unwrap().entries.split_off(&log_id.index);
         self.send(Op::TruncateSince(log_id.index))?;
         self.sync(ErrorSubject::Logs).await
     }
 
     async fn purge(&mut self, log_id: LogId) -> Result<(), StorageError> {
+        self.refuse_if_poisoned(&ErrorSubject::Logs)?;
         {
             let mut mirror = self.shared.mirror.write().unwrap();
             let keep = mirror.entries.split_off(&(log_id.index + 1));
@@ -347,3 +421,7 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         self.sync(ErrorSubject::Logs).await
     }
 }
+
+#[cfg(test)]
+#[path = "log_store_faults.rs"]
+mod faults;
