@@ -32,6 +32,8 @@ WRITE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 LEADER_PATHS = frozenset({"/v1/cluster/backup"})
 # Task output is relayed by the leader's dispatcher.
 LOG_PATH = re.compile(r"^/v1/services/[^/]+/logs$")
+# C0 controls and DEL, in the decoded path.
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 
 
 def needs_leader(scope: Scope) -> bool:
@@ -100,6 +102,12 @@ class LeaderRouting:
             self.metrics.observe_request(scope["method"], label, status, time.perf_counter() - start)
 
     async def _route(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if _CONTROL.search(scope["path"]):
+            # No resource is named with a control character; refused before anything reads the path
+            # (percent-encoded, it is forwarded as such, but never as a name nor a second request).
+            message = "invalid request path: it holds a control character (percent-encoded or not)"
+            await error_response(400, "invalid", message)(scope, receive, send)
+            return
         body = await self._read_body(receive)
         if body is None:
             message = f"request body larger than {self.max_body} bytes"
