@@ -6,7 +6,13 @@ changes nothing, while the rest of the batch applies. Anything else (disk full, 
 which stops the node: an entry is never skipped.
 
 The file needs no fsync of its own: the Raft log is durable, and the state is rebuilt from the latest
-snapshot plus the log on every start (the core's first work item is always a restore).
+snapshot plus the log on every start (the core's first work item is always a restore). So a damaged
+state file found at start costs nothing but a rebuild: it is moved aside (`warren.db.damaged-<time>`,
+logged at WARNING) and the state comes back from snapshot + log. One that cannot be read for another
+reason (permission denied, I/O error) stops the manager with that error instead.
+
+A snapshot (the latest one, read at start, or one installed from a peer) of an older schema version
+is upgraded by the migrations of warren.store.schema before it becomes the state.
 """
 
 from __future__ import annotations
@@ -20,8 +26,9 @@ from typing import Any
 
 import orjson
 
+from warren import sqlitefile
 from warren.durable import fsync_file
-from warren.errors import CorruptStateError
+from warren.errors import CorruptStateError, StorageError
 from warren.store import apply as handlers
 from warren.store import schema
 from warren.store.commands import CommandError, decode
@@ -56,6 +63,7 @@ class Store:
         # Called (in the event loop's thread) after every applied batch and every restore: the leader's
         # dispatcher and reconciler wake on it instead of polling the state.
         self.on_change: list[Callable[[], None]] = []
+        self._set_aside_if_damaged()
         self.conn = self._open_fresh()
 
     # -- StateMachine ---------------------------------------------------------------------------------
@@ -106,7 +114,8 @@ class Store:
         else:
             tmp = self.path + ".restore"
             shutil.copyfile(path, tmp)
-            check_state_file(tmp)
+            check_state_file(tmp, versions=schema.READABLE_VERSIONS)
+            upgrade_file(tmp)
             self._remove_db_files()
             fsync_file(tmp)
             os.replace(tmp, self.path)
@@ -146,12 +155,57 @@ class Store:
         self.applied_index = 0
         return conn
 
+    def _set_aside_if_damaged(self) -> None:
+        """Move a damaged state file left by an earlier run aside (it is rebuilt anyway, but its bytes
+        may tell what the disk did); an intact one is simply replaced. StorageError if it cannot even
+        be read (permission, I/O): that is no proof of damage, and the manager stops."""
+        if not os.path.exists(self.path):
+            return
+        try:
+            conn = sqlite3.connect(f"file:{self.path}?mode=rw", uri=True, isolation_level=None)
+        except sqlite3.Error as exc:
+            error = sqlitefile.classify(exc, self.path)
+            if not isinstance(error, CorruptStateError):
+                raise error from exc
+            sqlitefile.set_aside(self.path, str(exc), log)
+            return
+        damage = None
+        try:
+            sqlitefile.check_integrity(conn, self.path)
+        except CorruptStateError as exc:
+            damage = str(exc)
+        finally:
+            conn.close()
+        if damage is not None:
+            sqlitefile.set_aside(self.path, f"{damage}; the state is rebuilt from snapshot and log", log)
+
     def _remove_db_files(self) -> None:
         for suffix in ("", "-wal", "-shm"):
             try:
                 os.unlink(self.path + suffix)
             except FileNotFoundError:
                 pass
+            except OSError as exc:
+                raise StorageError(f"cannot remove {self.path + suffix}: {exc}") from exc
+
+
+def upgrade_file(path: str) -> None:
+    """Upgrade the state file at `path` (checked already) to this Warren's schema, every record kept."""
+    conn = sqlite3.connect(path, isolation_level=None)
+    try:
+        steps = schema.upgrade(conn)
+    except sqlite3.Error as exc:
+        raise sqlitefile.classify(exc, path, "upgrade") from exc
+    finally:
+        conn.close()
+    if steps:
+        log.info(
+            "%s: state schema upgraded from version %d to %d (%s)",
+            path,
+            steps[0].source,
+            schema.SCHEMA_VERSION,
+            "; ".join(step.description for step in steps),
+        )
 
 
 def check_state_file(path: str, *, versions: tuple[int, ...] = (schema.SCHEMA_VERSION,)) -> None:

@@ -11,10 +11,36 @@ import sqlite3
 
 import orjson
 
-# Bumped when a table changes shape; a snapshot or backup from another version is refused.
-SCHEMA_VERSION = 3
+from warren import sqlitefile
+from warren.errors import CorruptStateError
+from warren.sqlitefile import Migration
+
+# Bumped when a table changes shape, together with a step in MIGRATIONS that takes a file of the
+# version before to this one (a snapshot or state file of a version with no way up is refused).
+SCHEMA_VERSION = 4
 # Older versions whose backups `cluster init --restore` still imports (missing columns take defaults).
-IMPORTABLE_VERSIONS = (1, 2, 3)
+IMPORTABLE_VERSIONS = (1, 2, 3, 4)
+
+# The way up, one version at a time, oldest first; `upgrade` runs the steps a file needs in one
+# transaction. A snapshot (from a peer, or the latest one read at start) of any version from the
+# first step's source up opens: it is upgraded before it becomes the state. Steps must be
+# deterministic (no clock, no random): every manager upgrades the same snapshot to the same state.
+MIGRATIONS: tuple[Migration, ...] = (
+    Migration(
+        3,
+        "schema_migrations: each file records the schema versions it went through",
+        (
+            """CREATE TABLE IF NOT EXISTS schema_migrations (
+                version      INTEGER PRIMARY KEY,
+                how          TEXT NOT NULL CHECK (how IN ('created', 'migrated')),
+                description  TEXT NOT NULL
+            )""",
+        ),
+    ),
+)
+sqlitefile.check_chain(MIGRATIONS, SCHEMA_VERSION)
+# The schema versions whose snapshots and state files this Warren opens (upgrading the older ones).
+READABLE_VERSIONS = tuple(range(MIGRATIONS[0].source, SCHEMA_VERSION + 1))
 
 # Tables copied by every backup restore, in an order that respects references.
 IMPORTED_TABLES = ("cluster", "nodes", "services", "tasks", "join_tokens")
@@ -29,6 +55,13 @@ DDL = """
 CREATE TABLE IF NOT EXISTS meta (
     key   TEXT PRIMARY KEY,
     value TEXT NOT NULL
+);
+-- Bookkeeping of this file, not replicated state (not in TABLES, not in the digest): each schema
+-- version it went through, 'created' at that version or 'migrated' to it from the one before.
+CREATE TABLE IF NOT EXISTS schema_migrations (
+    version      INTEGER PRIMARY KEY,
+    how          TEXT NOT NULL CHECK (how IN ('created', 'migrated')),
+    description  TEXT NOT NULL
 );
 CREATE TABLE IF NOT EXISTS cluster (
     id            TEXT PRIMARY KEY,
@@ -128,6 +161,32 @@ def create(conn: sqlite3.Connection) -> None:
         "INSERT INTO meta (key, value) VALUES ('schema_version', ?) "
         "ON CONFLICT (key) DO UPDATE SET value = excluded.value",
         (str(SCHEMA_VERSION),),
+    )
+    conn.execute(
+        "INSERT OR IGNORE INTO schema_migrations (version, how, description) VALUES (?, 'created', ?)",
+        (SCHEMA_VERSION, f"created at schema version {SCHEMA_VERSION}"),
+    )
+
+
+def upgrade(conn: sqlite3.Connection) -> list[Migration]:
+    """Bring a state file of an older READABLE_VERSIONS up to SCHEMA_VERSION, every record kept, in one
+    transaction; returns the steps applied (none for a current file). `conn` in autocommit mode.
+    CorruptStateError for a file of no readable version."""
+    found = schema_version(conn)
+    if found is None:
+        raise CorruptStateError("not a Warren state file (no schema version)")
+    return sqlitefile.upgrade(conn, found, MIGRATIONS, SCHEMA_VERSION, _record)
+
+
+def _record(conn: sqlite3.Connection, step: Migration) -> None:
+    conn.execute(
+        "INSERT OR REPLACE INTO schema_migrations (version, how, description) VALUES (?, 'migrated', ?)",
+        (step.source + 1, step.description),
+    )
+    conn.execute(
+        "INSERT INTO meta (key, value) VALUES ('schema_version', ?) "
+        "ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+        (str(step.source + 1),),
     )
 
 

@@ -10,10 +10,20 @@ Three things are kept:
   latest state wins, as on the leader), sent in the order they were made, and deleted only after a
   manager answered 200, so an exit reported while every manager was away is delivered later even if
   the worker restarts meanwhile.
+
+All of it can be lost without harm to the cluster: the leader's state is the truth. So a damaged
+worker.db (SQLite says it is not a database or is malformed, or its integrity check fails) is moved
+aside at start (`worker.db.damaged-<time>`, logged at WARNING with the reason) and the worker starts
+with an empty cache: it adopts its running containers by their labels and takes its assignments from
+the managers (the worker's identity and certificates are in node.json and tls/, not here). A file
+that cannot be read for another reason (permission denied, disk full, I/O error) or that a newer
+Warren wrote stops the worker with that error instead: nothing is thrown away on a guess. A file of
+an older schema is upgraded by MIGRATIONS, every record kept.
 """
 
 from __future__ import annotations
 
+import logging
 import os
 import sqlite3
 from collections.abc import Iterable, Mapping
@@ -22,16 +32,37 @@ from typing import Any
 
 import orjson
 
+from warren import sqlitefile
 from warren.errors import CorruptStateError, StorageError
+from warren.sqlitefile import Migration
+
+log = logging.getLogger(__name__)
 
 FILE_NAME = "worker.db"
-SCHEMA_VERSION = 1
+# Bumped when a table changes shape, together with a step in MIGRATIONS from the version before.
+SCHEMA_VERSION = 2
 
-_SCHEMA = """
+_SCHEMA_MIGRATIONS = """CREATE TABLE IF NOT EXISTS schema_migrations (
+    version      INTEGER PRIMARY KEY,
+    how          TEXT NOT NULL CHECK (how IN ('created', 'migrated')),
+    description  TEXT NOT NULL
+)"""
+
+# The way up, one version at a time, oldest first; run in one transaction at open.
+MIGRATIONS: tuple[Migration, ...] = (
+    Migration(
+        1, "schema_migrations: the file records the schema versions it went through", (_SCHEMA_MIGRATIONS,)
+    ),
+)
+sqlitefile.check_chain(MIGRATIONS, SCHEMA_VERSION)
+
+_SCHEMA = f"""
 CREATE TABLE IF NOT EXISTS meta (
     key    TEXT PRIMARY KEY,
     value  TEXT NOT NULL
 );
+-- The schema versions this file went through: 'created' at one, or 'migrated' to it.
+{_SCHEMA_MIGRATIONS};
 CREATE TABLE IF NOT EXISTS assignments (
     task_id  TEXT PRIMARY KEY,
     doc      TEXT NOT NULL
@@ -146,26 +177,16 @@ class WorkerCache:
 
     @classmethod
     def open(cls, data_dir: str) -> WorkerCache:
+        """The worker.db in `data_dir`: created, upgraded, or (damaged) moved aside and created anew.
+        StorageError if it cannot be read or written; CorruptStateError if a newer Warren wrote it."""
         path = os.path.join(data_dir, FILE_NAME)
         try:
-            conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
-            conn.execute("PRAGMA journal_mode=WAL")
-            # NORMAL: a commit survives a crash of the worker (not of the machine) without an fsync per
-            # status update; the leader's state and a resend cover the rest.
-            conn.execute("PRAGMA synchronous=NORMAL")
-            conn.executescript(_SCHEMA)
-            row = conn.execute("SELECT value FROM meta WHERE key = 'schema'").fetchone()
-            if row is None:
-                conn.execute("INSERT INTO meta (key, value) VALUES ('schema', ?)", (str(SCHEMA_VERSION),))
-            elif row[0] != str(SCHEMA_VERSION):
-                conn.close()
-                raise CorruptStateError(
-                    f"{path} has schema version {row[0]}, this worker uses {SCHEMA_VERSION}; remove the "
-                    "file (the worker asks the leader for its assignments again)"
-                )
-        except sqlite3.DatabaseError as exc:
-            raise StorageError(f"cannot open {path}: {exc}") from exc
-        return cls(conn, path)
+            return cls(_open(path), path)
+        except _Damaged as exc:
+            sqlitefile.set_aside(
+                path, f"{exc}; starting with an empty cache, the managers send the assignments again", log
+            )
+        return cls(_open(path), path)
 
     def close(self) -> None:
         self._conn.close()
@@ -262,6 +283,74 @@ class WorkerCache:
 
     def _write(self) -> _Transaction:
         return _Transaction(self._conn, self.path)
+
+
+class _Damaged(Exception):
+    """SQLite says the file's content is damaged."""
+
+
+def _open(path: str) -> sqlite3.Connection:
+    try:
+        conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+    except sqlite3.Error as exc:
+        raise _error(exc, path) from exc
+    try:
+        conn.execute("PRAGMA journal_mode=WAL")
+        # NORMAL: a commit survives a crash of the worker (not of the machine) without an fsync per
+        # status update; the leader's state and a resend cover the rest.
+        conn.execute("PRAGMA synchronous=NORMAL")
+        try:
+            sqlitefile.check_integrity(conn, path)
+        except CorruptStateError as exc:
+            raise _Damaged(str(exc)) from exc
+        found = _version(conn, path)
+        if found is None:
+            conn.executescript(
+                f"BEGIN IMMEDIATE; {_SCHEMA}"
+                f"INSERT INTO meta (key, value) VALUES ('schema', '{SCHEMA_VERSION}');"
+                "INSERT INTO schema_migrations (version, how, description) "
+                f"VALUES ({SCHEMA_VERSION}, 'created', 'created at schema version {SCHEMA_VERSION}');"
+                "COMMIT;"
+            )
+        else:
+            try:
+                steps = sqlitefile.upgrade(conn, found, MIGRATIONS, SCHEMA_VERSION, _record)
+            except CorruptStateError as exc:
+                raise CorruptStateError(f"{path}: {exc}") from None
+            if steps:
+                log.info("%s: schema upgraded from version %d to %d", path, found, SCHEMA_VERSION)
+    except sqlite3.Error as exc:
+        conn.close()
+        raise _error(exc, path) from exc
+    except BaseException:
+        conn.close()
+        raise
+    return conn
+
+
+def _version(conn: sqlite3.Connection, path: str) -> int | None:
+    """The file's schema version; None for a new file (no tables yet)."""
+    if conn.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'meta'").fetchone() is None:
+        return None
+    row = conn.execute("SELECT value FROM meta WHERE key = 'schema'").fetchone()
+    if row is None:
+        return None  # created up to the tables, not yet to the version row: create it again
+    if not str(row[0]).isdigit():
+        raise _Damaged(f"schema version {row[0]!r} is not a number")
+    return int(row[0])
+
+
+def _record(conn: sqlite3.Connection, step: Migration) -> None:
+    conn.execute(
+        "INSERT OR REPLACE INTO schema_migrations (version, how, description) VALUES (?, 'migrated', ?)",
+        (step.source + 1, step.description),
+    )
+    conn.execute("UPDATE meta SET value = ? WHERE key = 'schema'", (str(step.source + 1),))
+
+
+def _error(exc: sqlite3.Error, path: str) -> Exception:
+    error = sqlitefile.classify(exc, path, "open")
+    return _Damaged(str(error)) if isinstance(error, CorruptStateError) else error
 
 
 class _Transaction:

@@ -1,0 +1,181 @@
+"""Upgrades keep the data: files written by the previous schema (tests/fixtures/schema-v3, made by the
+code at commit 2ac1aef, see tests/fixtures/make_schema_fixtures.py) open with this code, are upgraded
+in one transaction and keep every record; a file of a version with no way up is refused untouched."""
+
+from __future__ import annotations
+
+import json
+import logging
+import shutil
+import sqlite3
+from pathlib import Path
+from typing import Any
+
+import orjson
+import pytest
+
+from warren import sqlitefile
+from warren.errors import CorruptStateError
+from warren.sqlitefile import Migration
+from warren.store import commands as c
+from warren.store import schema
+from warren.store.machine import Store, check_state_file, upgrade_file
+from warren.worker import cache as worker_cache
+from warren.worker.cache import WorkerCache
+
+FIXTURES = Path(__file__).parent.parent / "fixtures" / "schema-v3"
+EXPECTED: dict[str, Any] = json.loads((FIXTURES / "expected.json").read_text())
+T0 = 1_800_000_000.0  # the fixture's clock
+T1 = 1_800_100_000.0
+
+
+def rows(conn: sqlite3.Connection) -> dict[str, list[dict[str, Any]]]:
+    """Every row of every replicated table, as JSON would carry it (the fixture's expected.json)."""
+    conn.row_factory = sqlite3.Row
+    return {
+        t: [json.loads(orjson.dumps(dict(r))) for r in conn.execute(f"SELECT * FROM {t} ORDER BY rowid")]
+        for t in schema.TABLES
+    }
+
+
+def history(conn: sqlite3.Connection) -> list[tuple[int, str]]:
+    return [(r[0], r[1]) for r in conn.execute("SELECT version, how FROM schema_migrations ORDER BY version")]
+
+
+def test_the_fixtures_are_of_the_previous_schema() -> None:
+    assert EXPECTED["state"]["schema_version"] == 3 and EXPECTED["worker"]["schema_version"] == 1
+    assert schema.SCHEMA_VERSION == 4 and worker_cache.SCHEMA_VERSION == 2
+    snapshot = str(FIXTURES / "manager" / "snapshot.db")
+    with pytest.raises(CorruptStateError, match="schema version 3, this Warren reads version 4"):
+        check_state_file(snapshot)  # as it is, not a current state file: it needs the upgrade
+    assert all(EXPECTED["state"]["snapshot"][t] for t in schema.TABLES), "every table has records"
+
+
+def test_a_previous_schema_snapshot_is_restored_upgraded_with_every_record(tmp_path: Path) -> None:
+    snapshot = tmp_path / "snap-1-2-3.bin"  # what the core keeps and hands over: the same bytes
+    shutil.copyfile(FIXTURES / "manager" / "snapshot.db", snapshot)
+    before = snapshot.read_bytes()
+    (tmp_path / "data").mkdir()
+    store = Store(str(tmp_path / "data"))
+    store.restore(str(snapshot))
+    assert snapshot.read_bytes() == before, "restore must not change the core's snapshot file"
+    assert schema.schema_version(store.conn) == schema.SCHEMA_VERSION
+    assert history(store.conn) == [(4, "migrated")]
+    assert rows(store.conn) == EXPECTED["state"]["snapshot"]
+    assert store.applied_index == EXPECTED["state"]["snapshot_applied_index"]
+
+    # The upgraded state is live: the rest of the log (the command the old manager applied after its
+    # snapshot) applies on it and gives the state that manager had; new commands apply too.
+    index = store.applied_index
+    answers = store.apply([(index + 1, 1, c.encode(c.UpdateService("web", {"replicas": 3}, T0 + 6)))])
+    assert b'"ok"' in answers[0], answers
+    assert rows(store.conn) == EXPECTED["state"]["state"]
+    spec = {"image": "redis:7", "secrets": ["api-key"]}
+    answers = store.apply([(index + 2, 1, c.encode(c.CreateService("service-3", "cache", spec, T1)))])
+    assert b'"ok"' in answers[0], answers
+    new_snapshot = str(tmp_path / "new.bin")
+    store.snapshot(new_snapshot)
+    check_state_file(new_snapshot)
+    store.close()
+
+
+def test_a_previous_schema_data_dir_opens(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.INFO)
+    data_dir = tmp_path / "data"
+    shutil.copytree(FIXTURES / "manager", data_dir)
+    store = Store(str(data_dir))  # as a manager starts: its old state file is intact, just derived
+    assert not list(data_dir.glob("*.damaged-*")), "an intact older state file is no damage"
+    store.restore(str(data_dir / "snapshot.db"))
+    assert rows(store.conn) == EXPECTED["state"]["snapshot"]
+    store.close()
+    # The state file itself, read as a file (a backup of it, say), upgrades the same way.
+    copy = tmp_path / "warren-v3.db"
+    shutil.copyfile(FIXTURES / "manager" / "warren.db", copy)
+    upgrade_file(str(copy))
+    conn = sqlite3.connect(copy)
+    assert schema.schema_version(conn) == schema.SCHEMA_VERSION
+    assert rows(conn) == EXPECTED["state"]["state"]
+    conn.close()
+    assert "state schema upgraded from version 3 to 4" in caplog.text
+
+
+def test_a_previous_schema_worker_db_opens_upgraded_with_every_record(tmp_path: Path) -> None:
+    shutil.copytree(FIXTURES / "worker", tmp_path / "worker")
+    cache = WorkerCache.open(str(tmp_path / "worker"))
+    expected = EXPECTED["worker"]
+    digest, assignments = cache.assignments()
+    assert (digest, assignments) == (expected["digest"], expected["assignments"])
+    local = {k: [v.task_id, v.driver, v.container_id, v.state, v.restarts, v.message, v.exit_code,
+                 v.restartable] for k, v in cache.local_tasks().items()}
+    assert local == expected["local_tasks"]
+    assert [[seq, u.to_doc()] for seq, u in cache.pending()] == expected["pending"]
+    conn = cache._conn
+    assert conn.execute("SELECT value FROM meta WHERE key = 'schema'").fetchone()[0] == "2"
+    assert history(conn) == [(2, "migrated")]
+    cache.close()
+    again = WorkerCache.open(str(tmp_path / "worker"))  # upgraded once: a second open changes nothing
+    assert history(again._conn) == [(2, "migrated")]
+    again.close()
+
+
+def test_a_new_file_records_its_creation(tmp_path: Path) -> None:
+    (tmp_path / "m").mkdir()
+    store = Store(str(tmp_path / "m"))
+    assert history(store.conn) == [(schema.SCHEMA_VERSION, "created")]
+    store.close()
+    cache = WorkerCache.open(str(tmp_path))
+    assert history(cache._conn) == [(worker_cache.SCHEMA_VERSION, "created")]
+    cache.close()
+
+
+def test_files_of_a_newer_schema_are_refused_untouched(tmp_path: Path) -> None:
+    snapshot = tmp_path / "snap.bin"
+    (tmp_path / "m").mkdir()
+    store = Store(str(tmp_path / "m"))
+    store.snapshot(str(snapshot))
+    conn = sqlite3.connect(snapshot)
+    conn.execute("UPDATE meta SET value = '99' WHERE key = 'schema_version'")
+    conn.commit()
+    conn.close()
+    with pytest.raises(CorruptStateError, match="schema version 99, this Warren reads version 3 or 4"):
+        store.restore(str(snapshot))
+    store.close()
+
+    data_dir = tmp_path / "w"
+    shutil.copytree(FIXTURES / "worker", data_dir)
+    conn = sqlite3.connect(data_dir / "worker.db")
+    conn.execute("UPDATE meta SET value = '3' WHERE key = 'schema'")
+    conn.commit()
+    conn.close()
+    before = (data_dir / "worker.db").read_bytes()
+    with pytest.raises(CorruptStateError, match="written by a newer Warren"):
+        WorkerCache.open(str(data_dir))
+    assert (data_dir / "worker.db").read_bytes() == before
+    assert sorted(p.name for p in data_dir.iterdir()) == ["worker.db"], "nothing set aside or created"
+
+
+def test_the_steps_run_in_one_transaction(tmp_path: Path) -> None:
+    conn = sqlite3.connect(tmp_path / "f.db", isolation_level=None)
+    conn.execute("CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)")
+    conn.execute("INSERT INTO meta VALUES ('v', '1')")
+    steps = (
+        Migration(1, "adds a", ("CREATE TABLE a (x)",)),
+        Migration(2, "breaks", ("INSERT INTO no_such_table VALUES (1)",)),
+    )
+
+    def record(conn: sqlite3.Connection, step: Migration) -> None:
+        conn.execute("UPDATE meta SET value = ? WHERE key = 'v'", (str(step.source + 1),))
+
+    with pytest.raises(sqlite3.OperationalError):
+        sqlitefile.upgrade(conn, 1, steps, 3, record)
+    assert conn.execute("SELECT value FROM meta").fetchone()[0] == "1"
+    assert conn.execute("SELECT 1 FROM sqlite_master WHERE name = 'a'").fetchone() is None
+    assert sqlitefile.upgrade(conn, 1, steps[:1], 2, record) == list(steps[:1])
+    assert conn.execute("SELECT value FROM meta").fetchone()[0] == "2"
+
+
+def test_a_gap_in_the_chain_is_caught_at_import() -> None:
+    with pytest.raises(ValueError, match="follows"):
+        sqlitefile.check_chain((Migration(1, "", ()), Migration(3, "", ())), 4)
+    with pytest.raises(ValueError, match="ends at 2, not at 3"):
+        sqlitefile.check_chain((Migration(1, "", ()),), 3)
