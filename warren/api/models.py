@@ -8,16 +8,30 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstra
 
 from warren import config
 from warren.config import NAME_PATTERN
+from warren.spec import validate
+
+# Every string from outside is checked before use (docs/security.md): names, keys and IDs by an
+# anchored pattern (pydantic's Rust regex: `$` is the end of the text, never before a final newline);
+# free text by warren.spec.validate: no control character at all (SafeText), or none but TAB and LF in
+# what is passed verbatim to a process (ArgText: command arguments, env values); image references by
+# the Docker reference grammar. A refusal is a 400 naming the field.
+NoControl = AfterValidator(validate.no_control)
 
 Name = Annotated[str, StringConstraints(pattern=NAME_PATTERN, max_length=63)]
 # host:port as a manager advertises it; checked by config.split_host_port in the handler.
-Address = Annotated[str, StringConstraints(min_length=3, max_length=261)]
-Token = Annotated[str, StringConstraints(min_length=1, max_length=200)]
+Address = Annotated[str, StringConstraints(min_length=3, max_length=261), NoControl]
+Token = Annotated[str, StringConstraints(min_length=1, max_length=200), NoControl]
 # A PEM certificate signing request (the node's own key; name and role are the cluster's to decide).
 Csr = Annotated[str, StringConstraints(min_length=1, max_length=8192)]
 EnvKey = Annotated[str, StringConstraints(pattern=r"^[A-Za-z_][A-Za-z0-9_]*$", max_length=256)]
 LabelKey = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9._/-]*$", max_length=253)]
-Text = Annotated[str, StringConstraints(max_length=4096)]
+SafeText = Annotated[str, StringConstraints(max_length=4096), NoControl]
+ArgText = Annotated[str, StringConstraints(max_length=4096), AfterValidator(validate.no_control_but_tab_lf)]
+Image = Annotated[
+    str,
+    StringConstraints(min_length=1, max_length=validate.IMAGE_REF_MAX),
+    AfterValidator(validate.image_ref),
+]
 
 MAX_REPLICAS = 10_000
 
@@ -57,6 +71,7 @@ Constraint = Annotated[
     StringConstraints(
         pattern=r"^node\.(labels\.[A-Za-z0-9][A-Za-z0-9._/-]*|name|role)\s*(==|!=)\s*\S.*$", max_length=512
     ),
+    NoControl,
 ]
 
 
@@ -89,9 +104,9 @@ class HealthCheck(Strict):
     tcp: a TCP connection to TASK:port opens."""
 
     kind: Literal["cmd", "http", "tcp"]
-    cmd: list[Text] | None = Field(default=None, max_length=256)
+    cmd: list[ArgText] | None = Field(default=None, max_length=256)
     port: Port | None = None
-    path: Annotated[str, StringConstraints(pattern=r"^/\S*$", max_length=1024)] = "/"
+    path: Annotated[str, StringConstraints(pattern=r"^/\S*$", max_length=1024), NoControl] = "/"
     interval_s: PositiveSeconds = config.DEFAULT_HEALTH_INTERVAL_S
     timeout_s: PositiveSeconds = config.DEFAULT_HEALTH_TIMEOUT_S
     retries: Annotated[int, Field(ge=1, le=100)] = config.DEFAULT_HEALTH_RETRIES
@@ -139,13 +154,13 @@ class SecretCreate(Strict):
 class ServiceSpec(Strict):
     """What a service should be; the leader's reconciler turns it into tasks on workers."""
 
-    image: Annotated[str, StringConstraints(min_length=1, max_length=512)]
+    image: Image
     driver: Literal["docker", "process"] = config.DEFAULT_DRIVER  # type: ignore[assignment]
-    command: list[Text] | None = Field(default=None, max_length=256)
+    command: list[ArgText] | None = Field(default=None, max_length=256)
     replicas: Annotated[int, Field(ge=0, le=MAX_REPLICAS)] = config.DEFAULT_REPLICAS
     mode: Literal["replicated", "global"] = "replicated"
-    env: dict[EnvKey, Text] = Field(default_factory=dict, max_length=256)
-    labels: dict[LabelKey, Text] = Field(default_factory=dict, max_length=256)
+    env: dict[EnvKey, ArgText] = Field(default_factory=dict, max_length=256)
+    labels: dict[LabelKey, SafeText] = Field(default_factory=dict, max_length=256)
     publish: list[Publish] = Field(default_factory=list, max_length=64)
     resources: Resources = Field(default_factory=Resources)
     constraints: list[Constraint] = Field(default_factory=list, max_length=32)
@@ -174,13 +189,13 @@ class ServiceCreate(ServiceSpec):
 class ServiceUpdate(Strict):
     """A partial spec: only the fields given change (nested parts are replaced whole)."""
 
-    image: Annotated[str, StringConstraints(min_length=1, max_length=512)] | None = None
+    image: Image | None = None
     driver: Literal["docker", "process"] | None = None
-    command: list[Text] | None = Field(default=None, max_length=256)
+    command: list[ArgText] | None = Field(default=None, max_length=256)
     replicas: Annotated[int, Field(ge=0, le=MAX_REPLICAS)] | None = None
     mode: Literal["replicated", "global"] | None = None
-    env: dict[EnvKey, Text] | None = Field(default=None, max_length=256)
-    labels: dict[LabelKey, Text] | None = Field(default=None, max_length=256)
+    env: dict[EnvKey, ArgText] | None = Field(default=None, max_length=256)
+    labels: dict[LabelKey, SafeText] | None = Field(default=None, max_length=256)
     publish: list[Publish] | None = Field(default=None, max_length=64)
     resources: Resources | None = None
     constraints: list[Constraint] | None = Field(default=None, max_length=32)
@@ -198,7 +213,7 @@ class NodeAvailability(Strict):
 # -- workers (docs/worker-protocol.md) ------------------------------------------------------------
 
 # A worker's host (or host:port), checked by config.split_host_port in the handler.
-Host = Annotated[str, StringConstraints(min_length=1, max_length=261)]
+Host = Annotated[str, StringConstraints(min_length=1, max_length=261), NoControl]
 # Node names and task IDs are Warren-minted (manager-2-ab12cd, worker-3f9a1c); also path and query
 # parameters (warren.api.params, routes_services).
 NODE_NAME_PATTERN = r"^[a-z0-9][a-z0-9-]{0,99}$"
@@ -206,7 +221,7 @@ TASK_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$"
 NodeName = Annotated[str, StringConstraints(pattern=NODE_NAME_PATTERN)]
 TaskId = Annotated[str, StringConstraints(pattern=TASK_ID_PATTERN)]
 Digest = Annotated[str, StringConstraints(max_length=128)]
-Labels = dict[LabelKey, Text]
+Labels = dict[LabelKey, SafeText]
 
 MAX_STATUS_UPDATES = 5000
 
@@ -217,7 +232,7 @@ class WorkerResources(Strict):
     cpus: Annotated[float, Field(ge=0, le=1_000_000)] | None = None
     memory: Annotated[int, Field(ge=0, le=2**60)] | None = None  # bytes
     drivers: list[Literal["docker", "process"]] = Field(default_factory=list, max_length=8)
-    hostname: Annotated[str, StringConstraints(max_length=253)] = ""
+    hostname: Annotated[str, StringConstraints(max_length=253), NoControl] = ""
 
 
 class WorkerJoinRequest(Strict):
@@ -241,9 +256,11 @@ class SessionRequest(Strict):
 class StatusUpdate(Strict):
     task_id: TaskId
     state: Literal["assigned", "starting", "running", "complete", "failed", "shutdown", "rejected"]
-    message: Text = ""
+    # A worker's words (and a runtime's, e.g. Docker's error text): kept, with any control character
+    # but TAB and LF written as an escape (\x1b), rather than refused with the whole batch.
+    message: Annotated[str, StringConstraints(max_length=4096), AfterValidator(validate.escape_controls)] = ""
     at: Annotated[float, Field(ge=0, le=1e11)]  # the worker's wall clock, seconds since the epoch
-    container_id: Annotated[str, StringConstraints(max_length=256)] | None = None
+    container_id: Annotated[str, StringConstraints(max_length=256), NoControl] | None = None
     exit_code: Annotated[int, Field(ge=-(2**31), le=2**31)] | None = None
     health: Literal["none", "starting", "healthy", "unhealthy"] | None = None
 

@@ -3,12 +3,14 @@ driver, the stop timeout, and the restart policy the worker applies itself while
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from warren import config
-from warren.runtime.base import PortMapping, TaskRun
+from warren.runtime.base import PortMapping, RuntimeStartError, TaskRun
+from warren.spec import validate
 
 
 @dataclass(frozen=True, slots=True)
@@ -37,12 +39,39 @@ class RestartPolicy:
         return self.max_attempts <= 0 or restarts < self.max_attempts
 
 
+# An env variable's name (as the API's models.EnvKey).
+_ENV_KEY = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,255}", re.ASCII)
+
+
+def check_spec(spec: Mapping[str, Any]) -> None:
+    """Defence in depth at the worker: the manager's API checked the spec already, but what reaches a
+    runtime (Docker, execve) is checked again here, so a spec from an older manager or a corrupt store
+    never hands the engine a bad image or a NUL in an argument. RuntimeStartError (the task fails with
+    that message) names the field and never repeats the value."""
+    image = spec.get("image")
+    if image is not None:
+        problem = validate.image_problem(str(image))
+        if problem is not None:
+            raise RuntimeStartError(f"image: not a valid image reference: {problem}")
+    for i, arg in enumerate(spec.get("command") or ()):
+        where = validate.control_char(str(arg), multiline=True)
+        if where is not None:
+            raise RuntimeStartError(f"command[{i}]: a control character ({where})")
+    for key, value in (spec.get("env") or {}).items():
+        if _ENV_KEY.fullmatch(str(key)) is None:
+            raise RuntimeStartError("env: a variable name that is not [A-Za-z_][A-Za-z0-9_]*")
+        where = validate.control_char(str(value), multiline=True)
+        if where is not None:
+            raise RuntimeStartError(f"env[{key}]: a control character ({where})")
+
+
 def task_run(
     doc: Mapping[str, Any], node: str, default_stop_timeout_s: float, secrets_dir: str | None = None
 ) -> TaskRun:
     """What the runtime needs to start a TASK document's container (`secrets_dir`: where its secrets
-    were written, warren.worker.secrets)."""
+    were written, warren.worker.secrets). RuntimeStartError if the spec fails `check_spec`."""
     spec: Mapping[str, Any] = doc.get("spec") or {}
+    check_spec(spec)
     task_id = str(doc["task_id"])
     service_name = str(doc.get("service_name") or doc.get("service_id") or "")
     slot = doc.get("slot")
