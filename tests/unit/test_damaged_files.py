@@ -37,7 +37,8 @@ def filled_worker_db(data_dir: Path) -> None:
     cache = WorkerCache.open(str(data_dir))
     docs = [{"task_id": f"task-{i}", "spec": {"image": "x" * 100}} for i in range(200)]
     cache.save_assignments("digest-1", docs)
-    cache.put_local(LocalTask("task-1", "process", "c1", "running"), StatusUpdate("task-1", "running", "", T0))
+    update = StatusUpdate("task-1", "running", "", T0)
+    cache.put_local(LocalTask("task-1", "process", "c1", "running"), update)
     cache.close()
     assert os.path.getsize(data_dir / "worker.db") > 4 * PAGE
 
