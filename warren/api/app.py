@@ -2,7 +2,9 @@
 
 Health, cluster, manager and node routes are here; services and tasks in routes_services.py, the
 worker protocol in routes_workers.py. Error answers are always `{"error": code, "message": text}`;
-the status for each Warren error is in one table (warren.errors.HTTP_ANSWERS). See docs/api.md.
+the status for each Warren error is in one table (warren.errors.HTTP_ANSWERS). See docs/api.md. An
+unexpected exception answers 500 `internal` with a `request_id` too, which the log shows with the
+traceback (warren.api.boundary).
 """
 
 from __future__ import annotations
@@ -19,10 +21,10 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from warren import __version__
 from warren.api import answers as A
-from warren.api import auth, models, routes_secrets, routes_services, routes_workers
+from warren.api import auth, boundary, models, routes_secrets, routes_services, routes_workers
 from warren.api.forwarder import Forwarder
 from warren.api.params import NodePath
-from warren.api.responses import JSON, error_response, validation_summary
+from warren.api.responses import JSON, error_response, internal_error_response, validation_summary
 from warren.api.routing import LeaderRouting
 from warren.config import split_host_port
 from warren.errors import (
@@ -68,7 +70,7 @@ def _pair_exclusive_bounds(node: Any) -> None:
             _pair_exclusive_bounds(child)
 
 
-def create_app(manager: Manager, metrics: ManagerMetrics, forwarder: Forwarder) -> auth.Authorization:
+def create_app(manager: Manager, metrics: ManagerMetrics, forwarder: Forwarder) -> boundary.ErrorBoundary:
     settings = manager.settings
     app = FastAPI(
         title="Warren API",
@@ -84,6 +86,12 @@ def create_app(manager: Manager, metrics: ManagerMetrics, forwarder: Forwarder) 
         if status >= 500 and status != 503:
             log.error("request failed: %s", exc)
         return error_response(status, code, str(exc), settings.retry_after_s)
+
+    @app.exception_handler(Exception)
+    async def unexpected(request: Request, exc: Exception) -> JSON:
+        # Starlette's ServerErrorMiddleware: answers with this, then raises exc again for the
+        # ErrorBoundary around the stack, which finds it logged and answered.
+        return internal_error_response(boundary.log_unexpected(request.scope, exc))
 
     @app.exception_handler(RequestValidationError)
     async def invalid(_: Request, exc: RequestValidationError) -> JSON:
@@ -211,14 +219,16 @@ def create_app(manager: Manager, metrics: ManagerMetrics, forwarder: Forwarder) 
 
     app.openapi = openapi  # type: ignore[method-assign]
 
-    return auth.Authorization(
-        LeaderRouting(
-            app,
-            consensus=manager.consensus,
-            forwarder=forwarder,
-            metrics=metrics,
-            max_body=settings.max_request_bytes,
-            retry_after_s=settings.retry_after_s,
-        ),
-        manager.consensus.store,
+    return boundary.ErrorBoundary(
+        auth.Authorization(
+            LeaderRouting(
+                app,
+                consensus=manager.consensus,
+                forwarder=forwarder,
+                metrics=metrics,
+                max_body=settings.max_request_bytes,
+                retry_after_s=settings.retry_after_s,
+            ),
+            manager.consensus.store,
+        )
     )

@@ -10,6 +10,10 @@ from fastapi.responses import JSONResponse
 
 from warren.manager import tokens
 
+# scope[REQUEST_ID_KEY]: the request's id (warren.api.boundary), shown in 500 answers and the log.
+REQUEST_ID_KEY = "warren.request_id"
+REQUEST_ID_HEADER = "x-request-id"
+
 
 class JSON(JSONResponse):
     """JSON rendered by orjson (the API's response class)."""
@@ -23,6 +27,20 @@ def error_response(status: int, code: str, message: str, retry_after_s: int | No
     retry."""
     headers = {"Retry-After": str(retry_after_s)} if retry_after_s is not None and status == 503 else None
     return JSON({"error": code, "message": tokens.redact(message)}, status_code=status, headers=headers)
+
+
+def internal_error_response(request_id: str) -> JSON:
+    """The answer to an unexpected exception: the error body, plus the request id the log shows with
+    the traceback (the details stay in the log)."""
+    return JSON(
+        {
+            "error": "internal",
+            "message": f"internal error (request id {request_id}); the manager's log has the details",
+            "request_id": request_id,
+        },
+        status_code=500,
+        headers={REQUEST_ID_HEADER: request_id},
+    )
 
 
 def validation_summary(errors: Sequence[Mapping[str, Any]], where_none: str) -> str:
