@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 from warren.cli import specs
 from warren.cli.client import ManagerClient
-from warren.cli.output import render
+from warren.cli.output import render, safe_line
 from warren.cli.parsing import Subparsers, add_command
 
 if TYPE_CHECKING:
@@ -101,7 +101,7 @@ def apply_files(args: argparse.Namespace, client: ManagerClient) -> int:
         steps, problems = plan(documents, current)
     if problems:
         for problem in problems:
-            print(f"warren: {problem}", file=sys.stderr)
+            print(f"warren: {safe_line(str(problem))}", file=sys.stderr)
         if len(problems) > 1:
             print(f"warren: {len(problems)} problems; nothing was changed", file=sys.stderr)
         return 1
@@ -119,7 +119,7 @@ def apply_files(args: argparse.Namespace, client: ManagerClient) -> int:
                   "changed": sorted(k for k in step.body if k != "name"), "version": version}
         results.append(result)
         if args.format == "table":  # as it happens: a failure later leaves the earlier lines true
-            print(f"service/{step.document.name} {step.result}{suffix}", flush=True)
+            print(safe_line(f"service/{step.document.name} {step.result}{suffix}"), flush=True)
     if args.format != "table":
         print(render(results, args.format, lambda: ""), end="")
     return 0

@@ -9,7 +9,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from warren.cli.client import ManagerClient
-from warren.cli.output import Format, format_duration, plural, render, table
+from warren.cli.output import Format, cell, format_duration, plural, render, safe_line, table
 from warren.cli.parsing import Subparsers, add_command, duration
 from warren.config import DEFAULT_API_PORT, split_host_port
 from warren.durable import fsync_dir
@@ -59,21 +59,21 @@ def cluster_info(args: argparse.Namespace, client: ManagerClient) -> int:
 
 def format_cluster_info(info: Mapping[str, Any]) -> str:
     """The seed's `cluster info` text."""
-    lines = [f"Cluster ID: {info.get('cluster_id', '-')}", _quorum_line(info.get("quorum") or {})]
+    lines = [f"Cluster ID: {cell(info.get('cluster_id'))}", _quorum_line(info.get("quorum") or {})]
     leader = info.get("leader")
     if isinstance(leader, Mapping):
-        lines.append(f"Leader: {leader.get('name', '-')} ({leader.get('api_addr', '-')})")
+        lines.append(f"Leader: {cell(leader.get('name'))} ({cell(leader.get('api_addr'))})")
     else:
         lines.append("Leader: none (no quorum; writes are refused)")
     lines += ["", "Managers:"]
     managers = info.get("managers") or []
     rows = [
-        [str(m.get("name", "-")), str(m.get("api_addr", "-")), str(m.get("role", "unknown")).capitalize(),
-         str(m.get("status", "-"))]
+        [cell(m.get("name")), cell(m.get("api_addr")), cell(m.get("role") or "unknown").capitalize(),
+         cell(m.get("status"))]
         for m in managers if isinstance(m, Mapping)
     ]
     text = "\n".join(lines) + "\n" + (table(rows, indent="  ") if rows else "  (none)\n")
-    return text + f"\nWorkers: {info.get('workers', 0)}\n"
+    return text + f"\nWorkers: {cell(info.get('workers', 0))}\n"
 
 
 def _quorum_line(quorum: Mapping[str, Any]) -> str:
@@ -91,7 +91,7 @@ def _quorum_line(quorum: Mapping[str, Any]) -> str:
 def join_token(args: argparse.Namespace, client: ManagerClient) -> int:
     answer = client.create_join_token(args.role, rotate=args.rotate, ttl_s=args.ttl)
     if args.quiet:
-        print(answer["token"])
+        print(safe_line(str(answer["token"])))
         return 0
     print(render(answer, args.format, lambda: format_join_token(answer, _join_address(client))), end="")
     return 0
@@ -99,7 +99,7 @@ def join_token(args: argparse.Namespace, client: ManagerClient) -> int:
 
 def format_join_token(answer: Mapping[str, Any], manager: str) -> str:
     """The seed's `cluster join-token` text: the token and the command that uses it."""
-    token, role = answer["token"], answer.get("role", "manager")
+    token, role = safe_line(str(answer["token"])), answer.get("role", "manager")
     ttl = answer.get("ttl_s")
     expiry = f" (expires in {format_duration(float(ttl))})" if isinstance(ttl, int | float) else ""
     if role == "worker":

@@ -10,7 +10,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from warren.cli.output import Format, render
+from warren.cli.output import Format, render, safe
 from warren.cli.parsing import OUTPUT_FORMATS, Subparsers, UsageError, add_command, duration
 from warren.config import DRILL_KILLS, DRILL_MANAGER_COUNTS, DRILL_RUNTIMES, DrillSettings
 
@@ -118,7 +118,7 @@ def run(args: argparse.Namespace) -> int:
 
     def step_done(step: StepResult) -> None:
         if table:
-            print(format_step(step), flush=True)
+            print(safe(format_step(step)), flush=True)
 
     try:
         result: DrillResult = run_drill(settings, step_done, started)
@@ -126,7 +126,7 @@ def run(args: argparse.Namespace) -> int:
         print("warren: drill interrupted; every process it started was stopped", file=sys.stderr)
         return 130
     if table:
-        print(result.verdict)
+        print(safe(result.verdict))
         if result.kept:
             logs = ", ".join(Path(str(p["log"])).name for p in result.processes)
             print(f"Data and logs kept in {result.data_dir} ({logs})")

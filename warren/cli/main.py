@@ -35,6 +35,7 @@ from warren.cli.parsing import (
 )
 from warren.config import DEFAULT_MANAGER, MANAGER_ENV, ClientSettings
 from warren.errors import ConfigError, WarrenError
+from warren.spec.validate import escape_controls
 
 # Builds the client a command talks through (tests inject one over httpx.MockTransport).
 Connect = Callable[[str], ManagerClient]
@@ -158,7 +159,8 @@ def _missing_command(group: argparse.ArgumentParser | None) -> str:
 
 
 def _fail(message: str, status: int) -> int:
-    print(f"warren: {message}", file=sys.stderr)
+    # One line, whatever a server put in its message: control characters (LF too) shown as escapes.
+    print(f"warren: {escape_controls(message, keep_tab_lf=False)}", file=sys.stderr)
     return status
 
 

@@ -12,7 +12,18 @@ from typing import Any
 
 from warren.cli import specs
 from warren.cli.client import ManagerClient
-from warren.cli.output import Column, age, cell, plural, render, render_list, render_object, shorten, table
+from warren.cli.output import (
+    Column,
+    age,
+    cell,
+    plural,
+    render,
+    render_list,
+    render_object,
+    safe,
+    shorten,
+    table,
+)
 from warren.cli.parsing import Subparsers, add_command, non_negative_int, tail_lines
 from warren.cli.service_flags import add_spec_flags, create_body, update_changes
 from warren.errors import InvalidError
@@ -146,6 +157,10 @@ def register(service: Subparsers) -> None:
     logs.add_argument("-f", "--follow", action="store_true", help="keep printing new output until Ctrl-C")
     logs.add_argument("-n", "--tail", type=tail_lines, metavar="N|all",
                       help="start with the last N lines of each task, or all of them (default 100)")
+    logs.add_argument("--raw", action="store_true",
+                      help="print the output exactly as the tasks wrote it, terminal control sequences "
+                      "included (by default every control character but tab and newline is shown as an "
+                      "escape such as \\x1b)")
     logs.set_defaults(client_handler=service_logs)
 
     remove = add_command(service, "rm", "remove a service", "Remove a service and stop its tasks.")
@@ -289,7 +304,8 @@ def tasks_table(tasks: Sequence[Mapping[str, Any]], *, truncate: bool = True) ->
             name = f" \\_ {name}"  # an older task of the slot above, as `docker service ps` shows it
         previous_slot = key
         task_id = cell(task.get("id"))
-        message = cell(task.get("message"))
+        raw = task.get("message")  # a multi-line message reads as one line (and LF is no escape here)
+        message = cell(" ".join(str(raw).split()) if isinstance(raw, str) else raw)
         if truncate:
             task_id = task_id[:ID_WIDTH]
             message = shorten(message, MESSAGE_WIDTH)
@@ -315,13 +331,16 @@ def _state(task: Mapping[str, Any], current: float) -> str:
 # -- logs -------------------------------------------------------------------------------------------
 
 def service_logs(args: argparse.Namespace, client: ManagerClient) -> int:
-    """Raw text as it arrives; Ctrl-C ends quietly with status 0 (following is ended on purpose)."""
+    """The text as it arrives, control characters but TAB and LF escaped unless --raw (a task's output
+    is anyone's bytes: an ESC sequence could rewrite the user's terminal); Ctrl-C ends quietly with
+    status 0 (following is ended on purpose)."""
+    show = (lambda text: text) if args.raw else safe
     task = None if args.task is None else resolve_task(client.list_tasks(args.name), args.task)
     stream = client.service_logs(args.name, task=task, follow=args.follow, tail=args.tail)
     with contextlib.closing(stream):
         try:
             for text in stream:
-                sys.stdout.write(text)
+                sys.stdout.write(show(text))
                 sys.stdout.flush()
         except KeyboardInterrupt:
             return 0
