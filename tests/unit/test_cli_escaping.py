@@ -123,3 +123,16 @@ def test_logs_are_escaped_unless_raw_is_asked_for(capsys: pytest.CaptureFixture[
     assert out == "web.1 | progress 10%\\x0dprogress 20%\\x1b[2J\\x07\n\tindented\n"
     assert run(logs_manager(output), "service", "logs", "web", "--raw") == 0
     assert capsys.readouterr().out == output
+
+
+@pytest.mark.parametrize("label", ["zone=a\x1b[2J", "zo\nne=a", "zone=a\x00", "zo\x07ne=a", "zone=a\nb"])
+def test_worker_start_refuses_a_label_with_a_control_character_before_joining(
+    label: str, capsys: pytest.CaptureFixture[str], tmp_path: Any
+) -> None:
+    from warren.cli.main import main
+
+    assert main(["worker", "start", "--token", "t", "--manager", "127.0.0.1:1", "--data-dir", str(tmp_path),
+                 "--runtime", "process", "--label", label]) == 2
+    err = capsys.readouterr().err
+    assert_clean(err, lines_allowed=False)
+    assert "--label zo" in err

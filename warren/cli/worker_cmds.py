@@ -10,6 +10,7 @@ import os
 import re
 from typing import Any
 
+from warren.cli.output import safe_line
 from warren.cli.parsing import Subparsers, add_command, key_value
 from warren.config import (
     DEFAULT_API_PORT,
@@ -22,6 +23,7 @@ from warren.config import (
     split_host_port,
 )
 from warren.errors import ConfigError
+from warren.spec.validate import control_char
 
 _LABEL_KEY = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._/-]*$")  # as api.models.LabelKey
 _WORKER = WorkerSettings()
@@ -90,9 +92,13 @@ def build_settings(args: argparse.Namespace) -> WorkerSettings:
     if args.label:
         labels: dict[str, str] = {}
         for key, value in args.label:
-            if not _LABEL_KEY.match(key) or len(key) > 253:
-                raise ConfigError(f"--label {key}={value}: {key!r} is not a valid label key "
+            if not _LABEL_KEY.fullmatch(key) or len(key) > 253:  # fullmatch: "$" would let a final LF by
+                raise ConfigError(f"--label {safe_line(key)}: {key!r} is not a valid label key "
                                   "(letters, digits, '.', '_', '/', '-'; starting with a letter or digit)")
+            where = control_char(value)
+            if where is not None:  # as the API's models.SafeText: it would refuse it
+                raise ConfigError(f"--label {safe_line(key)}: the value must not contain control characters "
+                                  f"(found {where})")
             labels[key] = value
         fields["labels"] = tuple(labels.items())
     if args.advertise_host is not None:
