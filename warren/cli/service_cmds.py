@@ -88,13 +88,15 @@ examples:
   warren service update web --replicas 5 --label tier=front   no task is replaced
 """
 LOGS_EPILOG = """\
-Ctrl-C stops following; the exit status is then 0.
+Ctrl-C stops following; the exit status is then 0. A task's output may hold terminal control
+sequences: they are shown as escapes (\\x1b) unless --raw, which prints the output as written.
 
 examples:
   warren service logs web --tail 100
   warren service logs web --follow
   warren service logs web --task 3f9a1c2b7d4e --tail 20
   warren service logs web --task web.2 --tail all
+  warren service logs web --raw > web.log
 """
 
 
