@@ -5,27 +5,57 @@ Sockets are bound here, before uvicorn sees them, so an address in use is a clea
 uvicorn's exit; uvicorn's own signal handling is off, because the daemon owns shutdown. The API's
 protocol puts the verified client certificate's identity (or the unix socket's local-admin mark) in
 each request's scope, parsed once per connection, for `warren.api.auth`.
+
+Connections are bounded before anything else happens on them (config.ConnectionLimits,
+docs/security.md): a `ConnectionGate` per TCP server admits an accepted connection or closes it at
+once, before any TLS, so that no client can hold the process's descriptors (the Raft transport, worker
+sessions, peers and the store share RLIMIT_NOFILE). It caps connections per peer address and in total
+(a fraction of RLIMIT_NOFILE); when full, the oldest idle connection (in its TLS handshake, or between
+requests) is closed to admit the new one. Sockets are accepted here, not by uvicorn, so admission
+sees the bare socket and its address; an admitted one gets TLS with a handshake deadline of a few
+seconds (instead of asyncio's 60 s), and a connection that completed its handshake but sends no
+request is closed after the idle timeout, as between requests.
+
+uvicorn's own `limit_concurrency` is not used: it answers 503 to requests past the limit, after the
+connection (and its descriptor, and its TLS handshake) has been taken, so it bounds work, not sockets.
+The local unix socket (0600, this user only) is not gated: it is the operator's way in under a flood.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
+import logging
 import os
+import resource
 import socket
 import ssl
 from collections.abc import Generator
+from dataclasses import dataclass
 from typing import Any
 
 import uvicorn
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 from warren.api.auth import LOCAL_KEY, PEER_KEY
-from warren.config import split_host_port
+from warren.config import ConnectionLimits, split_host_port
 from warren.errors import ConfigError, WarrenError
 from warren.pki.certs import PeerIdentity, identity_der
 
 SOCKET_NAME = "warren.sock"
+# Connections accepted per readiness event of a listening socket (then other work gets a turn).
+_ACCEPT_BATCH = 128
+# After accept() failed for want of descriptors, accepting resumes after this long; seconds.
+_ACCEPT_PAUSE_S = 0.1
+
+log = logging.getLogger(__name__)
+
+
+def nofile_limit() -> int | None:
+    """This process's soft RLIMIT_NOFILE (None: unlimited)."""
+    soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
+    return None if soft == resource.RLIM_INFINITY else soft
 
 
 class _Server(uvicorn.Server):
@@ -34,29 +64,148 @@ class _Server(uvicorn.Server):
         yield  # the daemon installs the SIGTERM/SIGINT handlers
 
 
+@dataclass(eq=False, slots=True)
+class Connection:
+    """One admitted connection: its socket, the task completing its TLS handshake, then its protocol."""
+
+    sock: socket.socket
+    peer: str
+    task: asyncio.Task[None] | None = None
+    protocol: PeerProtocol | None = None
+
+    def idle(self) -> bool:
+        """Still in its TLS handshake, or with no request in progress: the first to be shed."""
+        return self.protocol is None or self.protocol.idle()
+
+    def shed(self) -> None:
+        """Close it now (room is needed, or the server stops)."""
+        if self.protocol is not None and self.protocol.ready:
+            self.protocol.abort()
+            return
+        if self.protocol is None:  # not handed to the loop yet: the socket is still ours
+            self.sock.close()
+        if self.task is not None:
+            self.task.cancel()  # a handshake in progress: its transport is aborted
+
+
+class ConnectionGate:
+    """The connections one server holds: at most `max_per_peer` per peer address and `max_total` in
+    all. Admission happens when a connection is accepted, before TLS; a refused connection is closed
+    at once. When full, the oldest idle connection is shed to admit a new one."""
+
+    def __init__(self, limits: ConnectionLimits, nofile: int | None, label: str) -> None:
+        self.limits = limits
+        self.label = label
+        self.max_total = limits.total_cap(nofile)
+        self.max_per_peer = min(limits.max_per_peer, self.max_total)
+        self._open: dict[Connection, None] = {}  # insertion order: oldest first
+        self._per_peer: dict[str, int] = {}
+        self.refused = 0
+        self.shed = 0
+
+    def __len__(self) -> int:
+        return len(self._open)
+
+    def admit(self, sock: socket.socket, peer: str) -> Connection | None:
+        """The admitted connection, or None: the caller closes `sock`."""
+        if self._per_peer.get(peer, 0) >= self.max_per_peer:
+            self.refused += 1
+            log.warning(
+                "%s: connection from %s refused: it has %d open already (the most per address)",
+                self.label, peer, self.max_per_peer,
+            )
+            return None
+        if len(self._open) >= self.max_total:
+            idle = next((c for c in self._open if c.idle()), None)
+            if idle is None:
+                self.refused += 1
+                log.warning(
+                    "%s: connection from %s refused: %d connections open (the most), none idle",
+                    self.label, peer, len(self._open),
+                )
+                return None
+            self.shed += 1
+            self.release(idle)
+            idle.shed()
+        conn = Connection(sock, peer)
+        self._open[conn] = None
+        self._per_peer[peer] = self._per_peer.get(peer, 0) + 1
+        return conn
+
+    def release(self, conn: Connection) -> None:
+        """Idempotent."""
+        if self._open.pop(conn, False) is not None:
+            return
+        left = self._per_peer[conn.peer] - 1
+        if left:
+            self._per_peer[conn.peer] = left
+        else:
+            del self._per_peer[conn.peer]
+
+    def close_all(self) -> None:
+        """Shutdown: drop the connections still in their TLS handshake (uvicorn ends the others)."""
+        for conn in list(self._open):
+            if conn.protocol is None or not conn.protocol.ready:
+                self.release(conn)
+                conn.shed()
+
+
 class PeerProtocol(HttpToolsProtocol):
-    """uvicorn's HTTP protocol, plus who is on the other end of the connection."""
+    """uvicorn's HTTP protocol, plus who is on the other end of the connection, and an idle timer from
+    the start (a connection that never sends a request is closed like one idle between requests)."""
 
     _extensions: dict[str, Any]
 
+    def __init__(
+        self, *args: Any, conn: Connection | None = None, gate: ConnectionGate | None = None, **kwargs: Any
+    ) -> None:
+        super().__init__(*args, **kwargs)
+        self._conn = conn
+        self._gate = gate
+        self.ready = False  # connection_made was called (after the TLS handshake, with TLS)
+        if conn is not None:
+            conn.protocol = self
+
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
-        peer: PeerIdentity | None = None
-        sock = transport.get_extra_info("socket")
-        local = sock is not None and sock.family == socket.AF_UNIX
-        ssl_object = transport.get_extra_info("ssl_object")
-        if ssl_object is not None:
-            der = ssl_object.getpeercert(binary_form=True)
-            if der:
-                try:
-                    peer = identity_der(der)
-                except WarrenError:
-                    peer = None  # chained to our CA but not a node certificate: anonymous
-        self._extensions = {PEER_KEY: peer, LOCAL_KEY: local}
+        self._extensions = _identity(transport)
+        self.ready = True
+        self.timeout_keep_alive_task = self.loop.call_later(
+            self.timeout_keep_alive, self.timeout_keep_alive_handler
+        )
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if self._gate is not None and self._conn is not None:
+            self._gate.release(self._conn)
+        if self.ready:
+            super().connection_lost(exc)
+
+    def idle(self) -> bool:
+        return not self.ready or self.cycle is None or self.cycle.response_complete
+
+    def abort(self) -> None:
+        self.transport.abort()
 
     def on_message_begin(self) -> None:
         super().on_message_begin()
         self.scope["extensions"] = dict(self._extensions)
+
+
+def _identity(transport: asyncio.BaseTransport) -> dict[str, Any]:
+    """The request-scope extensions of a connection: the verified client certificate's identity (None:
+    anonymous), and whether it came over the local unix socket."""
+    peer: PeerIdentity | None = None
+    sock = transport.get_extra_info("socket")
+    local = sock is not None and sock.family == socket.AF_UNIX
+    ssl_object = transport.get_extra_info("ssl_object")
+    if ssl_object is not None:
+        der = ssl_object.getpeercert(binary_form=True)
+        if der:
+            try:
+                peer = identity_der(der)
+            except WarrenError:
+                peer = None  # chained to our CA but not a node certificate: anonymous
+    return {PEER_KEY: peer, LOCAL_KEY: local}
 
 
 def bind(addr: str, field: str) -> socket.socket:
@@ -94,6 +243,10 @@ def bind_unix(path: str) -> socket.socket:
 
 
 class HttpServer:
+    """One uvicorn server on a bound socket. Connections are accepted here, not by uvicorn: each is
+    admitted by the gate (TCP only; the unix socket is this user's alone) with the bare socket in hand,
+    then handed to the loop with TLS and a handshake deadline (`connect_accepted_socket`)."""
+
     def __init__(
         self,
         app: Any,
@@ -102,9 +255,17 @@ class HttpServer:
         *,
         grace_s: float,
         tls: ssl.SSLContext | None = None,
+        limits: ConnectionLimits | None = None,
     ) -> None:
         self.addr = label
         self.sock = sock
+        self.tls = tls  # our context: its certificate is reloaded in place on renewal
+        limits = limits or ConnectionLimits()
+        limits.validate()
+        self.limits = limits
+        self.gate = (
+            None if sock.family == socket.AF_UNIX else ConnectionGate(limits, nofile_limit(), label)
+        )
         config = uvicorn.Config(
             app,
             http=PeerProtocol,
@@ -113,21 +274,92 @@ class HttpServer:
             log_level="warning",
             log_config=None,
             timeout_graceful_shutdown=int(max(1, grace_s)),
+            timeout_keep_alive=limits.idle_timeout_s,  # type: ignore[arg-type]
         )
         config.load()
-        config.ssl = tls  # our context: its certificate is reloaded in place on renewal
         self.server = _Server(config)
         self._task: asyncio.Task[None] | None = None
+        self._factory: Any = None
+        self._accepting = False
+        self._resume: asyncio.TimerHandle | None = None
 
     async def start(self) -> None:
-        self._task = asyncio.create_task(self.server.serve(sockets=[self.sock]), name=f"http {self.addr}")
+        # No sockets for uvicorn: it serves what _accept hands over.
+        self._task = asyncio.create_task(self.server.serve(sockets=[]), name=f"http {self.addr}")
         while not self.server.started:
             if self._task.done():
                 await self._task  # raises what stopped it
                 raise ConfigError(f"the HTTP server on {self.addr} stopped while starting")
             await asyncio.sleep(0.005)
+        self._factory = functools.partial(
+            PeerProtocol,
+            config=self.server.config,
+            server_state=self.server.server_state,
+            app_state=self.server.lifespan.state,
+            gate=self.gate,
+        )
+        self._accepting = True
+        asyncio.get_running_loop().add_reader(self.sock.fileno(), self._accept)
+
+    def _accept(self) -> None:
+        loop = asyncio.get_running_loop()
+        for _ in range(_ACCEPT_BATCH):
+            try:
+                sock, addr = self.sock.accept()
+            except (BlockingIOError, InterruptedError, ConnectionAbortedError):
+                return
+            except OSError as exc:  # EMFILE, ENFILE, ENOBUFS: the backlog waits a little
+                log.warning("%s: cannot accept connections: %s", self.addr, exc.strerror or exc)
+                loop.remove_reader(self.sock.fileno())
+                self._resume = loop.call_later(_ACCEPT_PAUSE_S, self._resume_accepting)
+                return
+            peer = str(addr[0]) if isinstance(addr, tuple) and addr else ""
+            conn = Connection(sock, peer) if self.gate is None else self.gate.admit(sock, peer)
+            if conn is None:
+                sock.close()
+                continue
+            sock.setblocking(False)
+            conn.task = loop.create_task(self._serve(conn), name=f"accept {self.addr}")
+
+    def _resume_accepting(self) -> None:
+        self._resume = None
+        if self._accepting:
+            asyncio.get_running_loop().add_reader(self.sock.fileno(), self._accept)
+
+    async def _serve(self, conn: Connection) -> None:
+        """Hand an admitted socket to the loop: TLS (within the handshake deadline), then uvicorn."""
+        loop = asyncio.get_running_loop()
+        try:
+            if self.tls is None:
+                await loop.connect_accepted_socket(
+                    functools.partial(self._factory, conn=conn), conn.sock
+                )
+            else:
+                await loop.connect_accepted_socket(
+                    functools.partial(self._factory, conn=conn),
+                    conn.sock,
+                    ssl=self.tls,
+                    ssl_handshake_timeout=self.limits.tls_handshake_timeout_s,
+                )
+        except BaseException as exc:
+            if self.gate is not None:
+                self.gate.release(conn)
+            if conn.protocol is None:
+                conn.sock.close()
+            if not isinstance(exc, Exception | asyncio.CancelledError):
+                raise
+            log.debug("%s: connection from %s ended before serving: %r", self.addr, conn.peer, exc)
+        finally:
+            conn.task = None
 
     async def stop(self) -> None:
+        self._accepting = False
+        if self._resume is not None:
+            self._resume.cancel()
+        with contextlib.suppress(ValueError, OSError):
+            asyncio.get_running_loop().remove_reader(self.sock.fileno())
+        if self.gate is not None:
+            self.gate.close_all()
         self.server.should_exit = True
         if self._task is not None:
             await self._task
