@@ -235,10 +235,10 @@ def test_a_worker_cannot_smuggle_a_second_request_through_a_follower(
 def test_the_target_is_forwarded_as_sent(stack: tuple[asyncio.Runner, Leader, Follower]) -> None:
     runner, leader, follower = stack
     target = b"/v1/dispatcher/a%20b%2Fc"
-    status, _ = runner.run(follower.call(WORKER, "POST", target, b"x=%0d%0a&y=%20"))
+    status, _ = runner.run(follower.call(WORKER, "POST", target, b"x=%22%3C&y=%20"))
     assert status == 200
     [seen] = leader.seen
-    assert seen.target == target + b"?x=%0d%0a&y=%20" and seen.identity == ("worker", "worker-1")
+    assert seen.target == target + b"?x=%22%3C&y=%20" and seen.identity == ("worker", "worker-1")
     _sentinel(runner, leader, follower)
 
 

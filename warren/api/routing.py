@@ -14,7 +14,7 @@ import re
 import time
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
-from urllib.parse import parse_qs, quote
+from urllib.parse import parse_qs, quote, unquote_to_bytes
 
 from warren.api.forwarder import FORWARDED_HEADER, Forwarder, check_headers, request_target
 from warren.api.responses import error_response
@@ -32,8 +32,18 @@ WRITE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 LEADER_PATHS = frozenset({"/v1/cluster/backup"})
 # Task output is relayed by the leader's dispatcher.
 LOG_PATH = re.compile(r"^/v1/services/[^/]+/logs$")
-# C0 controls and DEL, in the decoded path.
+# C0 controls and DEL, in the decoded path or query.
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+_CONTROL_BYTES = re.compile(rb"[\x00-\x1f\x7f]")
+
+
+def _control_in(scope: Scope) -> str | None:
+    """"path" or "query" if the decoded path or query holds a control character, else None."""
+    if _CONTROL.search(scope["path"]):
+        return "path"
+    if _CONTROL_BYTES.search(unquote_to_bytes(scope.get("query_string", b""))):
+        return "query"
+    return None
 
 
 def needs_leader(scope: Scope) -> bool:
@@ -102,10 +112,11 @@ class LeaderRouting:
             self.metrics.observe_request(scope["method"], label, status, time.perf_counter() - start)
 
     async def _route(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if _CONTROL.search(scope["path"]):
-            # No resource is named with a control character; refused before anything reads the path
-            # (percent-encoded, it is forwarded as such, but never as a name nor a second request).
-            message = "invalid request path: it holds a control character (percent-encoded or not)"
+        where = _control_in(scope)
+        if where is not None:
+            # No name or parameter holds a control character; refused before anything reads them
+            # (percent-encoded, they would be forwarded as such, never as a second request).
+            message = f"invalid request {where}: it holds a control character (percent-encoded or not)"
             await error_response(400, "invalid", message)(scope, receive, send)
             return
         body = await self._read_body(receive)
