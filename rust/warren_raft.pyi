@@ -167,6 +167,13 @@ class Metrics(TypedDict):
     tls_handshake_failures: int
     """Failed TLS handshakes since the node opened, inbound and outbound (refused or invalid
     certificates, plain-TCP or silent clients, timeouts); 0 without TLS."""
+    fatal_error: str | None
+    """Why consensus stopped on its own, None while it runs and after `shutdown`. Set when the log
+    (or snapshot store) failed to write or fsync: the log then accepts nothing more, the node stops
+    serving peers (role "shutdown", so the others elect a leader among themselves) and the text
+    names the operation, file and errno, e.g. "raft log write failed: write of
+    /data/raft-log.redb failed: No space left on device (os error 28, ENOSPC); ...". Restart the
+    node once the disk is fixed: it opens its log up to the last durable entry."""
 
 # -- the node ---------------------------------------------------------------------------------------
 
@@ -238,7 +245,10 @@ class RaftNode:
         """Build a snapshot now (log compaction follows)."""
 
     async def next_work(self) -> Work | None:
-        """Next item for the state machine, in log order; None once the node has shut down."""
+        """Next item for the state machine, in log order; None once the node has shut down.
+
+        Raises StorageError (with `Metrics.fatal_error`'s text) instead of None when consensus
+        stopped on a storage fault: whoever drives the state machine learns that the node is gone."""
 
     def metrics(self) -> Metrics: ...
     def update_tls(self, tls: TlsConfig) -> None:

@@ -4,7 +4,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 use openraft::error::RaftError;
@@ -48,6 +48,9 @@ pub struct MetricsView {
     pub tls: bool,
     /// Failed TLS handshakes since the node opened, inbound and outbound.
     pub tls_handshake_failures: u64,
+    /// Why consensus stopped on its own (a storage fault: operation, file, errno); None while it
+    /// runs, and after a requested shutdown.
+    pub fatal_error: Option<String>,
 }
 
 pub struct Node {
@@ -62,7 +65,8 @@ pub struct Node {
     peers: Arc<Peers>,
     contacts: Arc<Contacts>,
     tls: Option<Arc<Tls>>,
-    stop: watch::Sender<bool>,
+    stop: Arc<watch::Sender<bool>>,
+    fatal: Arc<OnceLock<String>>,
     transferring: AtomicBool,
     elections: Arc<AtomicU64>,
 }
@@ -99,6 +103,7 @@ impl Node {
             .await
             .map_err(|e| Error::Storage(format!("cannot start raft: {e}")))?;
         let (stop, stop_rx) = watch::channel(false);
+        let stop = Arc::new(stop);
         tokio::spawn(network::serve(
             listener,
             raft.clone(),
@@ -110,6 +115,8 @@ impl Node {
         let proposer = Proposer::start(raft.clone(), config.max_entry_bytes);
         let elections = Arc::new(AtomicU64::new(0));
         tokio::spawn(watch_events(raft.clone(), elections.clone()));
+        let fatal = Arc::new(OnceLock::new());
+        tokio::spawn(stop_on_fatal(raft.clone(), log.clone(), sm.clone(), stop.clone(), fatal.clone()));
         tracing::info!(node = id, addr = %addr, dir = %data_dir.display(), tls = tls.is_some(), "raft node started");
         Ok(Arc::new(Node {
             id,
@@ -124,6 +131,7 @@ impl Node {
             contacts,
             tls,
             stop,
+            fatal,
             transferring: AtomicBool::new(false),
             elections,
         }))
@@ -307,9 +315,16 @@ impl Node {
         Ok(self.raft.trigger().snapshot().await?)
     }
 
-    /// The next item for the application's state machine; None once the node has shut down.
+    /// The next item for the application's state machine; None once the node has shut down (or
+    /// consensus stopped on a fatal error: see [`Node::fatal_error`]).
     pub async fn next_work(&self) -> Option<Work> {
         self.work.lock().await.recv().await
+    }
+
+    /// Why consensus stopped on its own (e.g. the log's first failed write or fsync, naming the
+    /// file and errno); None while it runs and after a requested shutdown.
+    pub fn fatal_error(&self) -> Option<String> {
+        self.fatal.get().cloned()
     }
 
     pub fn metrics(&self) -> MetricsView {
@@ -355,6 +370,7 @@ impl Node {
             log_records_dropped: crate::logging::dropped(),
             tls: self.tls.is_some(),
             tls_handshake_failures: self.tls.as_ref().map_or(0, |t| t.failures()),
+            fatal_error: self.fatal_error(),
         }
     }
 
@@ -411,4 +427,35 @@ async fn watch_events(raft: Raft, elections: Arc<AtomicU64>) {
         }
         last = m;
     }
+}
+
+/// When openraft's core stops on an error of its own (a StorageError from the log or the snapshot
+/// store; it stops rather than go on with state it could not persist), the node stops too: it
+/// records why, stops serving peers (so it is plainly gone, and the others elect a leader among
+/// themselves) and ends the work queue, after which the application's `next_work` reports the cause.
+async fn stop_on_fatal(
+    raft: Raft,
+    log: LogStore,
+    sm: StateMachine,
+    stop: Arc<watch::Sender<bool>>,
+    fatal: Arc<OnceLock<String>>,
+) {
+    let mut rx = raft.metrics();
+    let cause = loop {
+        let running = rx.borrow().running_state.clone();
+        match running {
+            Err(openraft::error::Fatal::Stopped) => return,
+            Err(e) => break e,
+            Ok(()) => {}
+        }
+        if rx.changed().await.is_err() {
+            return;
+        }
+    };
+    // The log's own record names the operation, file and errno; openraft's wraps the same text.
+    let why = log.failure().unwrap_or_else(|| format!("raft stopped on a fatal error: {cause}"));
+    tracing::error!(node = raft.metrics().borrow().id, error = %why, "raft node stopped on a fatal error");
+    let _ = fatal.set(why);
+    let _ = stop.send(true);
+    sm.close();
 }

@@ -441,7 +441,16 @@ impl PyRaftNode {
 
     fn next_work<'py>(slf: &Bound<'py, Self>) -> PyResult<Bound<'py, PyAny>> {
         let node = slf.get().node.clone();
-        awaitable(slf, async move { Ok(WorkOut(node.next_work().await)) })
+        awaitable(slf, async move {
+            match node.next_work().await {
+                // The queue ended because consensus stopped on a fault: say why, not just "done".
+                None => match node.fatal_error() {
+                    Some(why) => Err(Error::Storage(why)),
+                    None => Ok(WorkOut(None)),
+                },
+                work => Ok(WorkOut(work)),
+            }
+        })
     }
 
     fn metrics<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
@@ -481,6 +490,7 @@ impl PyRaftNode {
         d.set_item("log_records_dropped", m.log_records_dropped)?;
         d.set_item("tls", m.tls)?;
         d.set_item("tls_handshake_failures", m.tls_handshake_failures)?;
+        d.set_item("fatal_error", m.fatal_error)?;
         Ok(d)
     }
 

@@ -73,8 +73,33 @@ async fn await_reply<T>(rx: oneshot::Receiver<Result<T, String>>, what: &str) ->
     }
 }
 
-fn snapshot_file(dir: &Path, meta: &SnapshotMeta) -> PathBuf {
-    dir.join(format!("snap-{}.bin", meta.snapshot_id))
+/// Longest snapshot id accepted (bytes). Ours are "term-index-seq", at most 62 bytes.
+pub const MAX_SNAPSHOT_ID_BYTES: usize = 128;
+
+/// Checks a snapshot id before it becomes part of a file name: ids arrive from peers (in an
+/// InstallSnapshot request) and from our own `current.meta`, and only ASCII letters, digits, '-'
+/// and '_' (1 to [`MAX_SNAPSHOT_ID_BYTES`] of them) are accepted, so a name made from one can
+/// never leave the snapshot folder, hide as a dot file or carry a NUL.
+pub fn check_snapshot_id(id: &str) -> Result<(), String> {
+    if id.is_empty() || id.len() > MAX_SNAPSHOT_ID_BYTES {
+        return Err(format!(
+            "snapshot id of {} bytes refused: it must be 1 to {MAX_SNAPSHOT_ID_BYTES} bytes",
+            id.len()
+        ));
+    }
+    if let Some(bad) = id.chars().find(|c| !(c.is_ascii_alphanumeric() || *c == '-' || *c == '_')) {
+        return Err(format!(
+            "snapshot id {:?} refused: character {bad:?} is not an ASCII letter, digit, '-' or '_'",
+            id.escape_debug().to_string()
+        ));
+    }
+    Ok(())
+}
+
+/// The file of the snapshot with id `id` in `dir`; an error for an id that fails [`check_snapshot_id`].
+fn snapshot_file(dir: &Path, id: &str) -> Result<PathBuf, String> {
+    check_snapshot_id(id)?;
+    Ok(dir.join(format!("snap-{id}.bin")))
 }
 
 /// Writes `bytes` to `path` atomically and durably (temp file, fsync, rename, fsync folder).
@@ -105,8 +130,14 @@ impl StateMachine {
             Err(e) if e.kind() == io::ErrorKind::NotFound => None,
             Err(e) => return Err(io_err(e)),
         };
-        if let Some(meta) = &current {
-            let file = snapshot_file(&dir, meta);
+        let current_file = match &current {
+            Some(meta) => Some(
+                snapshot_file(&dir, &meta.snapshot_id)
+                    .map_err(|e| Error::CorruptLog(format!("{}: {e}", meta_path.display())))?,
+            ),
+            None => None,
+        };
+        if let Some(file) = &current_file {
             if !file.exists() {
                 return Err(Error::CorruptLog(format!("snapshot file {} is missing", file.display())));
             }
@@ -127,7 +158,7 @@ impl StateMachine {
         // application starts pulling work only once open() has returned. If it fails to restore,
         // its driver stops and this node applies nothing more.
         let (reply, restored) = oneshot::channel();
-        let path = current.as_ref().map(|m| snapshot_file(&dir, m));
+        let path = current_file;
         let last_index = position.applied.map(|l| l.index);
         tx.send(Work::Restore { path, last_index, reply }).expect("receiver is alive");
         tokio::spawn(async move {
@@ -167,7 +198,7 @@ impl StateMachine {
         let dir = &self.shared.dir;
         let bytes = crate::log_store::encode_sealed(meta);
         write_atomic(dir, &dir.join(META_FILE), &bytes).map_err(|e| snapshot_error(ErrorVerb::Write, e))?;
-        let keep = snapshot_file(dir, meta);
+        let keep = snapshot_file(dir, &meta.snapshot_id).map_err(|e| snapshot_error(ErrorVerb::Write, e))?;
         *self.shared.current.lock().unwrap() = Some(meta.clone());
         if let Ok(entries) = std::fs::read_dir(dir) {
             for entry in entries.flatten() {
@@ -258,6 +289,12 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         meta: &SnapshotMeta,
         snapshot: Box<tokio::fs::File>,
     ) -> Result<(), StorageError> {
+        // The id came from the leader; the transport refuses bad ones already (network.rs), this
+        // is the last check before it names a file.
+        let path = snapshot_file(&self.shared.dir, &meta.snapshot_id).map_err(|e| {
+            let _ = self.shared.receiving.lock().unwrap().take().map(std::fs::remove_file);
+            snapshot_error(ErrorVerb::Write, e)
+        })?;
         snapshot.sync_all().await.map_err(|e| snapshot_error(ErrorVerb::Write, e))?;
         drop(snapshot);
         let part = self
@@ -267,7 +304,6 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
             .unwrap()
             .take()
             .ok_or_else(|| snapshot_error(ErrorVerb::Write, "no snapshot is being received"))?;
-        let path = snapshot_file(&self.shared.dir, meta);
         std::fs::rename(&part, &path).map_err(|e| snapshot_error(ErrorVerb::Write, e))?;
         self.set_current(meta)?;
         let rx = {
@@ -286,9 +322,9 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
 
     async fn get_current_snapshot(&mut self) -> Result<Option<Snapshot<TypeConfig>>, StorageError> {
         let Some(meta) = self.current_snapshot() else { return Ok(None) };
-        let file = tokio::fs::File::open(snapshot_file(&self.shared.dir, &meta))
-            .await
-            .map_err(|e| snapshot_error(ErrorVerb::Read, e))?;
+        let path =
+            snapshot_file(&self.shared.dir, &meta.snapshot_id).map_err(|e| snapshot_error(ErrorVerb::Read, e))?;
+        let file = tokio::fs::File::open(path).await.map_err(|e| snapshot_error(ErrorVerb::Read, e))?;
         Ok(Some(Snapshot { meta, snapshot: Box::new(file) }))
     }
 }
@@ -319,11 +355,40 @@ impl RaftSnapshotBuilder<TypeConfig> for StateMachine {
         };
         let meta =
             SnapshotMeta { last_log_id: position.applied, last_membership: position.membership, snapshot_id: id };
-        let path = snapshot_file(&self.shared.dir, &meta);
+        let path =
+            snapshot_file(&self.shared.dir, &meta.snapshot_id).map_err(|e| snapshot_error(ErrorVerb::Write, e))?;
         std::fs::rename(&building, &path).map_err(|e| snapshot_error(ErrorVerb::Write, e))?;
         self.set_current(&meta)?;
         tracing::info!(snapshot = %meta.snapshot_id, last_log_id = ?meta.last_log_id, "snapshot built");
         let file = tokio::fs::File::open(&path).await.map_err(|e| snapshot_error(ErrorVerb::Read, e))?;
         Ok(Snapshot { meta, snapshot: Box::new(file) })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hostile_snapshot_ids_are_refused() {
+        let dir = Path::new("/data/snapshots");
+        let long = "a".repeat(MAX_SNAPSHOT_ID_BYTES + 1);
+        for id in
+            ["../x", "a/b", "/etc/passwd", "..", ".", ".hidden", "a\0b", "\0", "", "a b", "a\nb", "é", long.as_str()]
+        {
+            let err = snapshot_file(dir, id).expect_err(id);
+            assert!(err.starts_with("snapshot id"), "{id:?}: {err}");
+        }
+    }
+
+    #[test]
+    fn our_own_ids_are_accepted_and_stay_in_the_folder() {
+        let dir = Path::new("/data/snapshots");
+        let longest = format!("{}-{}-{}", u64::MAX, u64::MAX, u64::MAX);
+        for id in ["0-0-0", "3-1500-7", longest.as_str(), "a_B-9", &"a".repeat(MAX_SNAPSHOT_ID_BYTES)] {
+            let path = snapshot_file(dir, id).unwrap();
+            assert_eq!(path.parent(), Some(dir), "{id}");
+            assert_eq!(path.file_name().unwrap().to_str().unwrap(), format!("snap-{id}.bin"));
+        }
     }
 }

@@ -24,6 +24,7 @@ from warren.errors import (
     error_class,
     raft_errors,
 )
+from warren.manager.versions import VersionGate
 from warren.pki.certs import MANAGER_NAME
 from warren.pki.material import NodeMaterial
 from warren.raft_bridge import drive
@@ -85,6 +86,9 @@ class Consensus:
         self._drive_task: asyncio.Task[None] | None = None
         self._metrics = node.metrics()
         self._metrics_at = time.monotonic()
+        # Refuses a command that another manager's (older) Warren cannot apply; the manager gives it
+        # the probe that asks them (warren.manager.versions).
+        self.versions = VersionGate(self.other_managers)
 
     @classmethod
     def open(
@@ -129,6 +133,7 @@ class Consensus:
 
     async def propose(self, cmd: commands.Command) -> Any:
         """Commit `cmd` and return its result; raises the Warren error its replicated answer names."""
+        await self.versions.check(cmd)
         payload = commands.encode(cmd)
         start = time.perf_counter()
         try:
@@ -176,6 +181,17 @@ class Consensus:
         meta = MemberMeta.decode(info["meta"]) if info is not None else None
         return LeaderInfo(leader_id, meta.name if meta else None, meta.api_addr if meta else None)
 
+    def other_managers(self) -> list[tuple[str, str | None]]:
+        """(name, API address) of every other Raft member, voter or learner, from its metadata."""
+        m = self.metrics()
+        others: list[tuple[str, str | None]] = []
+        for raft_id in (*m["voters"], *m["learners"]):
+            if raft_id != m["id"]:
+                info = m["nodes"].get(raft_id)
+                meta = MemberMeta.decode(info["meta"]) if info is not None else None
+                others.append((meta.name, meta.api_addr) if meta else (f"raft node {raft_id}", None))
+        return others
+
     def require_leader(self) -> None:
         """Raise NotLeaderError (with the leader's API address when known) unless this node leads."""
         if self.is_leader():
@@ -187,9 +203,16 @@ class Consensus:
             leader_addr=leader.api_addr if leader else None,
         )
 
+    def fatal_error(self) -> str | None:
+        """Why the Raft core stopped on its own (a storage fault, naming the file and errno); None while
+        it runs and after a requested shutdown. Read fresh, never from the metrics cache."""
+        return self.node.metrics()["fatal_error"]
+
     def readiness(self) -> tuple[bool, str]:
         """(ready, reason): ready = a leader is known and applying keeps up with the commit index."""
         m = self.metrics()
+        if m["fatal_error"] is not None:
+            return False, f"raft stopped: {m['fatal_error']}"
         if m["role"] == "shutdown":
             return False, "shutting down"
         if m["leader_id"] is None:

@@ -12,6 +12,11 @@ up (local_worker.py); it never delays the manager's start or stop.
 SIGTERM/SIGINT: the local worker stops first (its containers keep running), a leader hands leadership
 to the most up-to-date voter (no election timeout for the others), the leader services stop, the API
 drains its open requests, then Raft stops.
+
+A storage fault in the Raft log (a failed write or fsync: disk full, I/O error) stops the Raft core
+for good; the manager then shuts down the same way and exits non-zero with one line naming the file
+and the errno (`warren: raft stopped: raft log write failed: ...`). Restarted with a working disk, it
+resumes from its last durable log entry.
 """
 
 from __future__ import annotations
@@ -38,7 +43,7 @@ from warren.api.forwarder import FORWARDED_HEADER, Forwarder
 from warren.api.peer import PeerClient
 from warren.config import SECURITY, ManagerSettings
 from warren.durable import private_data_dir, read_if_exists, write_atomically
-from warren.errors import ConfigError, InvalidError, WarrenError, raft_errors
+from warren.errors import ConfigError, InvalidError, StorageError, WarrenError, raft_errors
 from warren.manager import identity as ident
 from warren.manager.ca import CA_KEY_AAD, seal_ca_key
 from warren.manager.consensus import Consensus, MemberMeta
@@ -467,6 +472,11 @@ async def _until_stopped(manager: Manager, applying: asyncio.Task[None]) -> int:
     if applying in done:
         stopping.cancel()
         exc = applying.exception()
+        fatal = manager.consensus.fatal_error()
+        if fatal is not None:
+            # The Raft core stopped on a storage fault (its log can take nothing more): the manager
+            # stops too and exits with that one line, which names the file and the errno.
+            raise StorageError(f"raft stopped: {fatal}") from exc
         log.critical("the state machine stopped%s; the manager exits", f": {exc}" if exc else "")
         return EXIT_ERROR
     log.info("stop requested")
