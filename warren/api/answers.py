@@ -29,6 +29,8 @@ class Ready(BaseModel):
     leader_id: int | None
     commit_index: int | None
     applied_index: int | None
+    # The highest command version the manager applies (warren.manager.versions); absent: 1.
+    command_version: int = 1
 
 
 class LeaderRef(BaseModel):

@@ -40,6 +40,20 @@ class PeerClient:
             return "unreachable"
         return "ready" if resp.status_code == 200 else "not ready"
 
+    async def command_version(self, api_addr: str) -> int | None:
+        """The highest command version the manager at `api_addr` applies, from its /v1/ready answer
+        (ready or not; 1 if it does not say: a Warren from before versions were advertised); None if it
+        gives no answer within the probe timeout (warren.manager.versions)."""
+        try:
+            resp = await self._client.get(f"https://{api_addr}/v1/ready", timeout=self.probe_timeout_s)
+            body = resp.json()
+        except (httpx.HTTPError, ValueError):
+            return None
+        version = body.get("command_version", 1) if isinstance(body, dict) else None
+        if isinstance(version, int) and not isinstance(version, bool) and version >= 1:
+            return version
+        return None
+
     async def probe_many(self, addrs: list[str]) -> dict[str, str]:
         results = await asyncio.gather(*(self.probe_ready(a) for a in addrs))
         return dict(zip(addrs, results, strict=True))

@@ -62,6 +62,7 @@ class Manager:
         self.settings = settings
         self.consensus = consensus
         self.peers = peers
+        consensus.versions.probe = peers.command_version
         # The cluster data key (warren.pki.sealing): opens the CA key and secrets; never replicated.
         self.data_key = data_key
         self.ca = ClusterCA(consensus, data_key)

@@ -17,7 +17,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from warren.store import queries
+from warren.store import commands, queries
 
 if TYPE_CHECKING:
     from warren.manager.consensus import Consensus
@@ -192,6 +192,8 @@ def ready_body(consensus: Consensus, name: str) -> tuple[int, dict[str, object]]
         "leader_id": m["leader_id"],
         "commit_index": m["commit_index"],
         "applied_index": m["applied_index"],
+        # The highest command version this manager applies (warren.manager.versions).
+        "command_version": commands.COMMAND_VERSION,
     }
     return (200 if ready else 503), body
 

@@ -26,7 +26,10 @@ HEALTH_STATES = frozenset(typing.get_args(taskstate.Health))
 
 
 def apply(conn: sqlite3.Connection, index: int, cmd: c.Command) -> Any:
-    return _HANDLERS[type(cmd)](conn, index, cmd)
+    handler = _HANDLERS.get(type(cmd))
+    if handler is None:  # a command class without a handler: refused like an unknown one, never a crash
+        raise c.UnknownCommandError(f"this manager cannot apply {cmd.OP!r} commands")
+    return handler(conn, index, cmd)
 
 
 def _init_cluster(conn: sqlite3.Connection, index: int, cmd: c.InitCluster) -> Any:

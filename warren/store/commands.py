@@ -22,6 +22,17 @@ from warren.store import taskstate
 
 CODEC_VERSION = 1
 
+# Command versions, for managers of mixed Warren versions during a rolling upgrade (enforced by
+# warren.manager.versions): every command Warren had when versions began is of version 1; a command
+# added later, or one given a field an older decoder refuses, is listed in SINCE with the version that
+# brought it, and COMMAND_VERSION rises with it. Each manager advertises COMMAND_VERSION; the leader
+# proposes a command only when every manager applies its version.
+BASE_COMMAND_VERSION = 1
+# The highest command version this Warren applies.
+COMMAND_VERSION = 1
+# op -> the command version that brought it, for ops newer than BASE_COMMAND_VERSION (none yet).
+SINCE: dict[str, int] = {}
+
 Role = Literal["manager", "worker"]
 NodeState = Literal["ready", "down", "joining"]
 Availability = Literal["active", "drain"]
@@ -34,6 +45,14 @@ class CommandError(Exception):
         super().__init__(message)
         self.code = code
         self.message = message
+
+
+class UnknownCommandError(CommandError):
+    """A command this Warren does not know (a newer Warren's?): refused like a malformed one, but its
+    refusal means this manager's state may now differ from the others', so it is logged loudly."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__("invalid", message)
 
 
 @dataclass(frozen=True, slots=True)
@@ -366,6 +385,11 @@ Command = (
 COMMANDS: dict[str, type[Command]] = {cls.OP: cls for cls in typing.get_args(Command)}
 
 
+def required_version(cmd: Command) -> int:
+    """The command version a manager must apply to apply `cmd`."""
+    return SINCE.get(cmd.OP, BASE_COMMAND_VERSION)
+
+
 def encode(cmd: Command) -> bytes:
     body = dataclasses.asdict(cmd)
     return orjson.dumps({"v": CODEC_VERSION, "op": cmd.OP, **body})
@@ -381,14 +405,21 @@ def decode(payload: bytes) -> Command:
         raise CommandError("invalid", "command is not a JSON object")
     version = doc.pop("v", None)
     if version != CODEC_VERSION:
-        raise CommandError("invalid", f"unsupported command codec version {version!r}")
+        raise UnknownCommandError(f"unsupported command codec version {version!r}{_NEWER}")
     op = doc.pop("op", None)
     cls = COMMANDS.get(op) if isinstance(op, str) else None
     if cls is None:
-        raise CommandError("invalid", f"unknown command {op!r}")
+        raise UnknownCommandError(f"unknown command {op!r}{_NEWER}")
     cmd: Command = _build(cls, doc, op)
     return cmd
 
+
+# What an unknown command most likely means in a healthy cluster (the leader proposes none that a
+# manager of its cluster cannot apply, but a manager restarted with an older Warren may meet one).
+_NEWER = (
+    f" (written by a newer Warren? this manager applies command versions up to {COMMAND_VERSION}: "
+    "upgrade it)"
+)
 
 _SHAPES: dict[type[Any], tuple[dict[str, Any], dict[str, dataclasses.Field[Any]]]] = {}
 

@@ -31,7 +31,7 @@ from warren.durable import fsync_file
 from warren.errors import CorruptStateError, StorageError
 from warren.store import apply as handlers
 from warren.store import schema
-from warren.store.commands import CommandError, decode
+from warren.store.commands import CommandError, UnknownCommandError, decode
 
 log = logging.getLogger(__name__)
 
@@ -81,6 +81,9 @@ class Store:
                 except CommandError as exc:
                     conn.execute("ROLLBACK TO cmd")
                     responses.append(failed(exc.code, exc.message))
+                    if isinstance(exc, UnknownCommandError):
+                        # Every other manager may have applied it: this one's state now differs.
+                        log.error("log entry %d not applied: %s", index, exc.message)
                 except sqlite3.IntegrityError as exc:
                     conn.execute("ROLLBACK TO cmd")
                     responses.append(failed("conflict", f"refused by a constraint: {exc}"))
