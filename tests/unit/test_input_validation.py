@@ -265,6 +265,7 @@ def task(spec: dict[str, Any]) -> dict[str, Any]:
         ({"image": "nginx", "command": ["sh", "a\x00b"]}, "command[1]: a control character (NUL at 1)"),
         ({"image": "nginx", "env": {"A": "\x1b"}}, "env[A]: a control character (U+001B at 0)"),
         ({"image": "nginx", "env": {"A=B": "x"}}, "env: a variable name"),
+        ({"image": "nginx", "health": {"kind": "cmd", "cmd": ["x\x1b"]}}, "health.cmd[0]: a control"),
     ],
 )
 def test_the_worker_refuses_to_hand_a_runtime_a_bad_spec(spec: dict[str, Any], said: str) -> None:

@@ -53,10 +53,15 @@ def check_spec(spec: Mapping[str, Any]) -> None:
         problem = validate.image_problem(str(image))
         if problem is not None:
             raise RuntimeStartError(f"image: not a valid image reference: {problem}")
-    for i, arg in enumerate(spec.get("command") or ()):
-        where = validate.control_char(str(arg), multiline=True)
-        if where is not None:
-            raise RuntimeStartError(f"command[{i}]: a control character ({where})")
+    health = spec.get("health")
+    args = [("command", spec.get("command") or ())]
+    if isinstance(health, Mapping):
+        args.append(("health.cmd", health.get("cmd") or ()))
+    for field, values in args:
+        for i, arg in enumerate(values):
+            where = validate.control_char(str(arg), multiline=True)
+            if where is not None:
+                raise RuntimeStartError(f"{field}[{i}]: a control character ({where})")
     for key, value in (spec.get("env") or {}).items():
         if _ENV_KEY.fullmatch(str(key)) is None:
             raise RuntimeStartError("env: a variable name that is not [A-Za-z_][A-Za-z0-9_]*")
