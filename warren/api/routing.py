@@ -38,7 +38,7 @@ _CONTROL_BYTES = re.compile(rb"[\x00-\x1f\x7f]")
 
 
 def _control_in(scope: Scope) -> str | None:
-    """"path" or "query" if the decoded path or query holds a control character, else None."""
+    """Which part ("path" or "query") holds a control character once decoded; None if neither."""
     if _CONTROL.search(scope["path"]):
         return "path"
     if _CONTROL_BYTES.search(unquote_to_bytes(scope.get("query_string", b""))):
