@@ -48,7 +48,12 @@ def test_worker_restarted_on_a_damaged_worker_db_gets_its_tasks_back_without_dup
     damaged = db.read_bytes()
 
     worker.start()
-    worker.wait_ready(fleet.addr)
+    # This incarnation connected, got its assignments and took over each task's process (with an
+    # empty cache, only the processes' labels tell it they are its own).
+    wait_for(lambda: "Connected to manager" in worker.output(), 30, "the restarted worker to connect",
+             detail=worker.log_tail)
+    wait_for(lambda: worker.errors().count(": adopted its running container") == 3, 30,
+             "the restarted worker to adopt its 3 tasks", detail=worker.log_tail)
     again = {t["id"]: t for t in fleet.wait_running("kept", 3)}
     assert again.keys() == tasks.keys(), "the same tasks, not replacements"
     assert sorted(task_processes("WARREN_SERVICE=kept")) == pids, "adopted: no process started twice"
