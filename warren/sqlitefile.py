@@ -84,7 +84,8 @@ def set_aside(path: str, reason: str, log: logging.Logger, *, clock: Callable[[]
 @dataclass(frozen=True, slots=True)
 class Migration:
     """One step from schema version `source` to `source + 1`: `statements` run in order (plain SQL
-    statements, no transaction control: the caller runs every step in one transaction)."""
+    statements, no transaction control: the caller runs every step in one transaction). A step is
+    frozen once released: it spells out its own change, never today's DDL, which later steps move on."""
 
     source: int
     description: str
