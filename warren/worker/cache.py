@@ -303,12 +303,12 @@ def _open(path: str) -> sqlite3.Connection:
             sqlitefile.check_integrity(conn, path)
         except CorruptStateError as exc:
             raise _Damaged(str(exc)) from exc
-        found = _version(conn, path)
+        found = _version(conn)
         if found is None:
             conn.executescript(
                 f"BEGIN IMMEDIATE; {_SCHEMA}"
-                f"INSERT INTO meta (key, value) VALUES ('schema', '{SCHEMA_VERSION}');"
-                "INSERT INTO schema_migrations (version, how, description) "
+                f"INSERT OR REPLACE INTO meta (key, value) VALUES ('schema', '{SCHEMA_VERSION}');"
+                "INSERT OR IGNORE INTO schema_migrations (version, how, description) "
                 f"VALUES ({SCHEMA_VERSION}, 'created', 'created at schema version {SCHEMA_VERSION}');"
                 "COMMIT;"
             )
@@ -328,7 +328,7 @@ def _open(path: str) -> sqlite3.Connection:
     return conn
 
 
-def _version(conn: sqlite3.Connection, path: str) -> int | None:
+def _version(conn: sqlite3.Connection) -> int | None:
     """The file's schema version; None for a new file (no tables yet)."""
     if conn.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'meta'").fetchone() is None:
         return None
