@@ -91,60 +91,70 @@ class Connection:
 class ConnectionGate:
     """The connections one server holds: at most `max_per_peer` per peer address and `max_total` in
     all. Admission happens when a connection is accepted, before TLS; a refused connection is closed
-    at once. When full, the oldest idle connection is shed to admit a new one."""
+    at once. When full, an idle connection of the address holding the most is shed to admit a new one
+    (the oldest of them): a flood, even from many addresses, evicts itself before a client with few."""
 
     def __init__(self, limits: ConnectionLimits, nofile: int | None, label: str) -> None:
         self.limits = limits
         self.label = label
         self.max_total = limits.total_cap(nofile)
-        self.max_per_peer = min(limits.max_per_peer, self.max_total)
-        self._open: dict[Connection, None] = {}  # insertion order: oldest first
-        self._per_peer: dict[str, int] = {}
+        self.max_per_peer = limits.per_peer_cap(self.max_total)
+        # By peer address, each in insertion order (oldest first).
+        self._by_peer: dict[str, dict[Connection, None]] = {}
+        self._count = 0
         self.refused = 0
         self.shed = 0
 
     def __len__(self) -> int:
-        return len(self._open)
+        return self._count
 
     def admit(self, sock: socket.socket, peer: str) -> Connection | None:
         """The admitted connection, or None: the caller closes `sock`."""
-        if self._per_peer.get(peer, 0) >= self.max_per_peer:
+        mine = self._by_peer.get(peer)
+        if mine is not None and len(mine) >= self.max_per_peer:
             self.refused += 1
             log.warning(
                 "%s: connection from %s refused: it has %d open already (the most per address)",
                 self.label, peer, self.max_per_peer,
             )
             return None
-        if len(self._open) >= self.max_total:
-            idle = next((c for c in self._open if c.idle()), None)
+        if self._count >= self.max_total:
+            idle = self._idle_victim()
             if idle is None:
                 self.refused += 1
                 log.warning(
                     "%s: connection from %s refused: %d connections open (the most), none idle",
-                    self.label, peer, len(self._open),
+                    self.label, peer, self._count,
                 )
                 return None
             self.shed += 1
             self.release(idle)
             idle.shed()
         conn = Connection(sock, peer)
-        self._open[conn] = None
-        self._per_peer[peer] = self._per_peer.get(peer, 0) + 1
+        self._by_peer.setdefault(peer, {})[conn] = None
+        self._count += 1
         return conn
+
+    def _idle_victim(self) -> Connection | None:
+        """The oldest idle connection of the address with the most connections that has an idle one."""
+        for _, conns in sorted(self._by_peer.items(), key=lambda item: -len(item[1])):
+            idle = next((c for c in conns if c.idle()), None)
+            if idle is not None:
+                return idle
+        return None
 
     def release(self, conn: Connection) -> None:
         """Idempotent."""
-        if self._open.pop(conn, False) is not None:
+        mine = self._by_peer.get(conn.peer)
+        if mine is None or mine.pop(conn, False) is not None:
             return
-        left = self._per_peer[conn.peer] - 1
-        if left:
-            self._per_peer[conn.peer] = left
-        else:
-            del self._per_peer[conn.peer]
+        self._count -= 1
+        if not mine:
+            del self._by_peer[conn.peer]
 
     def close_all(self) -> None:
         """Shutdown: drop the connections still in their TLS handshake (uvicorn ends the others)."""
-        for conn in list(self._open):
+        for conn in [c for conns in self._by_peer.values() for c in conns]:
             if conn.protocol is None or not conn.protocol.ready:
                 self.release(conn)
                 conn.shed()
