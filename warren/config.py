@@ -390,10 +390,11 @@ class ConnectionLimits:
     # A connection with no request in progress is closed after this long, before its first request as
     # after its last (uvicorn's keep-alive timeout); seconds.
     idle_timeout_s: float = 5.0
-    # Connections from one peer address at once; more are closed at once.
+    # Connections from one peer address at once (and at most a quarter of the server's total cap);
+    # more are closed at once.
     max_per_peer: int = 256
-    # Connections of one server at once; when full, the oldest idle connection (in its TLS handshake,
-    # or between requests) is closed to admit a new one, and a new one is refused if none is idle.
+    # Connections of one server at once; when full, an idle connection (in its TLS handshake, or between
+    # requests) of the address with the most is closed to admit a new one; refused if none is idle.
     max_connections: int = 10_000
     # ... and at most this fraction of the process's descriptor limit (soft RLIMIT_NOFILE), so the API
     # and metrics servers together leave at least half of it to everything else; a fraction.
@@ -405,6 +406,10 @@ class ConnectionLimits:
             raise ConfigError("max_per_peer and max_connections must be greater than 0")
         if not 0 < self.nofile_fraction <= 1:
             raise ConfigError(f"nofile_fraction must be in (0, 1], got {self.nofile_fraction!r}")
+
+    def per_peer_cap(self, total: int) -> int:
+        """The cap per peer address of a server whose total cap is `total`."""
+        return max(1, min(self.max_per_peer, total // 4))
 
     def total_cap(self, nofile: int | None) -> int:
         """The connection cap of one server in a process allowed `nofile` descriptors (None: no limit)."""
