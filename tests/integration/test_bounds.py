@@ -21,6 +21,7 @@ import httpx
 import pytest
 
 from tests.integration import managers as managers_mod
+from tests.integration.cluster import read_until_closed
 from tests.integration.managers import (
     WARREN,
     ManagerCluster,
@@ -28,6 +29,7 @@ from tests.integration.managers import (
     assert_error_body,
     child_env,
     cli,
+    credentials,
     get_json,
     wait_for,
 )
@@ -35,6 +37,7 @@ from tests.integration.nodeproc import REPO_ROOT
 from tests.integration.test_dispatcher import FakeWorker, create_service, worker_token
 from tests.integration.workers import Fleet, fleets
 from warren.config import LOG_CHUNK_MAX_BYTES, LOG_LINE_MAX_BYTES, ConnectionLimits
+from warren.pki.names import MANAGER_NAME
 
 MIB = 1024 * 1024
 
@@ -323,3 +326,23 @@ def test_a_flood_of_idle_connections_leaves_the_others_served(
           f"the flood opened {flood.opened} connections")
     assert peak <= base + cap + 160, f"{peak} descriptors open on the leader (base {base}, cap {cap})"
     wait_for(lambda: fd_count(pid) <= base + 32, 30, "the leader's descriptors to go back down")
+
+
+def test_a_silent_connection_is_closed_within_the_handshake_deadline_or_idle_timeout(
+    make_managers: Callable[..., ManagerCluster],
+) -> None:
+    """A connection that never starts TLS is closed after tls_handshake_timeout_s (asyncio's default
+    was 60 s); one that completes the handshake but sends no request, after idle_timeout_s."""
+    m = make_managers().init()
+    limits = ConnectionLimits()
+    host, port = m.api_addr.rsplit(":", 1)
+    start = time.monotonic()
+    with socket.create_connection((host, int(port)), timeout=5) as raw:
+        assert read_until_closed(raw, timeout=limits.tls_handshake_timeout_s + 5) == b""
+    assert time.monotonic() - start >= limits.tls_handshake_timeout_s - 0.5
+    context = credentials(m.api_addr).context()
+    with socket.create_connection((host, int(port)), timeout=5) as raw:
+        with context.wrap_socket(raw, server_hostname=MANAGER_NAME) as tls:
+            start = time.monotonic()
+            assert read_until_closed(tls, timeout=limits.idle_timeout_s + 5) == b""
+    assert time.monotonic() - start >= limits.idle_timeout_s - 0.5
