@@ -1,11 +1,13 @@
 """Buffers fed from the network stay bounded (docs/security.md): the log relay's per-client queue and
-partial lines, and the dispatcher's pending status updates per worker."""
+partial lines, the worker's read-ahead, the dispatcher's pending status updates per worker, and the
+connections an API server admits."""
 
 from __future__ import annotations
 
 import asyncio
 import re
-from collections.abc import Awaitable, Callable
+import socket
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import replace
 from pathlib import Path
 
@@ -15,10 +17,13 @@ from tests.unit.test_dispatcher import SETTINGS, World, status
 from warren import config
 from warren.errors import UnavailableError
 from warren.manager.logrelay import LogRelay, LogRequest, LogStream
+from warren.manager.servers import Connection, ConnectionGate
 from warren.store import commands as c
+from warren.worker.logstream import coalesce
 from warren.worker.session import LOG_CHUNK_BYTES
 
 CHUNK = 64 * 1024
+MIB = 1024 * 1024
 
 
 def run(coro_fn: Callable[[], Awaitable[None]]) -> None:
@@ -157,3 +162,86 @@ def test_pending_status_updates_per_worker_are_bounded(world: World) -> None:
 @pytest.fixture
 def world(tmp_path: Path) -> World:
     return World(tmp_path)
+
+
+# -- the worker's read-ahead ---------------------------------------------------------------------------
+
+
+def test_the_worker_reads_ahead_at_most_a_few_mib_of_a_tasks_output() -> None:
+    """Its runtime hands over 1 MiB pieces while the POSTs are stuck: the reader stops after about
+    _READ_AHEAD_PIECES chunks (4 MiB), not 256 pieces of any size."""
+
+    async def main() -> None:
+        pulled = 0
+
+        async def source() -> AsyncIterator[bytes]:
+            nonlocal pulled
+            for _ in range(100):
+                pulled += 1
+                yield b"a" * MIB
+
+        pieces = coalesce(source(), CHUNK)
+        first = await anext(pieces)  # then the "POST" hangs: nothing more is taken
+        assert len(first) <= CHUNK
+        for _ in range(50):
+            await asyncio.sleep(0)
+        assert pulled <= 6, f"{pulled} MiB read ahead"
+        rest = [first] + [p async for p in pieces]
+        assert sum(map(len, rest)) == 100 * MIB and max(map(len, rest)) <= CHUNK
+
+    run(main)
+
+
+# -- the API's connection gate -------------------------------------------------------------------------
+
+
+class _Busy:
+    """A protocol with a request in progress (not idle)."""
+
+    ready = True
+
+    def idle(self) -> bool:
+        return False
+
+
+def test_connection_caps_follow_the_descriptor_limit() -> None:
+    limits = config.ConnectionLimits()
+    assert limits.total_cap(1024) == 256 and limits.per_peer_cap(256) == 64
+    assert limits.total_cap(None) == limits.max_connections == limits.total_cap(10**6)
+    assert limits.per_peer_cap(limits.total_cap(20_000)) == limits.max_per_peer
+
+
+def test_the_gate_caps_each_address_and_sheds_an_idle_connection_of_the_biggest() -> None:
+    gate = ConnectionGate(config.ConnectionLimits(max_per_peer=3, max_connections=12), None, "test")
+    assert (gate.max_total, gate.max_per_peer) == (12, 3)
+    socks: list[socket.socket] = []
+
+    def admit(peer: str) -> Connection | None:
+        a, b = socket.socketpair()
+        socks.extend((a, b))
+        return gate.admit(a, peer)
+
+    try:
+        mine = [admit("10.0.0.1") for _ in range(3)]
+        assert all(mine) and admit("10.0.0.1") is None and gate.refused == 1
+        flood = [admit("10.0.0.2") for _ in range(3)] + [admit("10.0.0.3") for _ in range(3)]
+        assert all(flood) and len(gate) == 9
+        for c in mine:  # the client's connections are busy; the others idle (in their handshake)
+            assert c is not None
+            c.protocol = _Busy()  # type: ignore[assignment]
+        newer = [admit(f"10.0.1.{i}") for i in range(3)]
+        assert all(newer) and len(gate) == 12
+        fresh = admit("10.0.2.1")  # full: an idle connection of 10.0.0.2 or .3 (3 each) makes room
+        assert fresh is not None and len(gate) == 12 and gate.shed == 1
+        shed = [c for c in flood if c is not None and c.sock.fileno() == -1]
+        assert len(shed) == 1 and shed[0].peer in ("10.0.0.2", "10.0.0.3")
+        gate.release(shed[0])  # idempotent: already released when shed
+        assert len(gate) == 12
+        for c in [*flood, *newer, fresh]:
+            if c is not None:
+                c.protocol = _Busy()  # type: ignore[assignment]
+        assert admit("10.0.3.1") is None, "nothing idle: a new connection is refused"
+        assert gate.refused == 2
+    finally:
+        for s in socks:
+            s.close()

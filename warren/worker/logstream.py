@@ -2,6 +2,9 @@
 at most 64 KiB to /v1/dispatcher/logs/{id}, the last one marked with X-Warren-Log-End: 1.
 
 Each request is streamed by its own asyncio task; a refused chunk (the client went away) ends it.
+The leader answers a chunk it had to drop (its client reads too slowly) like any other, after
+holding it at most config.LOG_STREAM_WAIT_S: the stream goes on, and the client sees how much was
+dropped. A chunk is never larger than config.LOG_CHUNK_MAX_BYTES (the leader answers 413).
 """
 
 from __future__ import annotations
@@ -62,16 +65,22 @@ class LogForwarder:
             self._streams.pop(request_id, None)
 
 
+# Pieces of a task's output read ahead of the POSTs, each at most the chunk limit: with 64 KiB
+# chunks, at most 4 MiB read ahead per log request (then the runtime's reader waits).
+_READ_AHEAD_PIECES = 64
+
+
 async def coalesce(source: AsyncIterator[bytes], limit: int) -> AsyncIterator[bytes]:
     """`source`'s bytes in pieces of at most `limit`, joining what is already waiting into one piece
-    (one POST per burst of lines, not per line), without waiting for more to arrive."""
-    queue: asyncio.Queue[bytes | None] = asyncio.Queue(maxsize=256)
+    (one POST per burst of lines, not per line), without waiting for more to arrive. Bounded: at most
+    _READ_AHEAD_PIECES pieces of at most `limit` bytes wait, whatever size the source yields."""
+    queue: asyncio.Queue[bytes | None] = asyncio.Queue(maxsize=_READ_AHEAD_PIECES)
 
     async def pump() -> None:
         try:
             async for piece in source:
-                if piece:
-                    await queue.put(piece)
+                for start in range(0, len(piece), limit):
+                    await queue.put(piece[start : start + limit])
         except Exception as exc:  # a task boundary: the reader must always end the stream
             log.info("reading a task's output stopped: %s", exc)
         await queue.put(None)
