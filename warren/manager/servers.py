@@ -31,6 +31,7 @@ import os
 import resource
 import socket
 import ssl
+import time
 from collections.abc import Generator
 from dataclasses import dataclass
 from typing import Any
@@ -48,6 +49,8 @@ SOCKET_NAME = "warren.sock"
 _ACCEPT_BATCH = 128
 # After accept() failed for want of descriptors, accepting resumes after this long; seconds.
 _ACCEPT_PAUSE_S = 0.1
+# Refused connections are logged in one line per this long at most; seconds.
+_LOG_REFUSALS_EVERY_S = 10.0
 
 log = logging.getLogger(__name__)
 
@@ -104,6 +107,8 @@ class ConnectionGate:
         self._count = 0
         self.refused = 0
         self.shed = 0
+        self._logged = 0  # refusals counted in the last log line
+        self._logged_at = -_LOG_REFUSALS_EVERY_S
 
     def __len__(self) -> int:
         return self._count
@@ -112,20 +117,12 @@ class ConnectionGate:
         """The admitted connection, or None: the caller closes `sock`."""
         mine = self._by_peer.get(peer)
         if mine is not None and len(mine) >= self.max_per_peer:
-            self.refused += 1
-            log.warning(
-                "%s: connection from %s refused: it has %d open already (the most per address)",
-                self.label, peer, self.max_per_peer,
-            )
+            self._refuse(f"{peer} has {self.max_per_peer} connections open already (the most per address)")
             return None
         if self._count >= self.max_total:
             idle = self._idle_victim()
             if idle is None:
-                self.refused += 1
-                log.warning(
-                    "%s: connection from %s refused: %d connections open (the most), none idle",
-                    self.label, peer, self._count,
-                )
+                self._refuse(f"{self._count} connections open (the most), none idle; last from {peer}")
                 return None
             self.shed += 1
             self.release(idle)
@@ -134,6 +131,14 @@ class ConnectionGate:
         self._by_peer.setdefault(peer, {})[conn] = None
         self._count += 1
         return conn
+
+    def _refuse(self, why: str) -> None:
+        # A flood is refused thousands of times a second: one line per LOG_REFUSALS_EVERY_S at most.
+        self.refused += 1
+        now = time.monotonic()
+        if now - self._logged_at >= _LOG_REFUSALS_EVERY_S:
+            log.warning("%s: %d connections refused (%s)", self.label, self.refused - self._logged, why)
+            self._logged_at, self._logged = now, self.refused
 
     def _idle_victim(self) -> Connection | None:
         """The oldest idle connection of the address with the most connections that has an idle one."""
