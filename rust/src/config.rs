@@ -23,7 +23,9 @@ pub struct Config {
     pub max_payload_entries: u64,
     /// Largest payload `propose` accepts (bytes).
     pub max_entry_bytes: u64,
-    /// Largest frame the transport sends or accepts (bytes). A peer announcing more is cut off.
+    /// Largest frame the transport sends or accepts (bytes), at most 4 GiB - 1. A peer announcing
+    /// more is cut off. Also what one connection holds at most: one inbound frame, and one frame's
+    /// worth of outbound bytes queued (network.rs).
     pub max_frame_bytes: u64,
     /// Deadline of one RPC to a peer (ms), and of the TCP connect to it.
     pub rpc_timeout_ms: u64,
@@ -77,6 +79,13 @@ impl Config {
             return Err(Error::Config(format!(
                 "election_timeout_min_ms ({}) must be less than election_timeout_max_ms ({})",
                 self.election_timeout_min_ms, self.election_timeout_max_ms
+            )));
+        }
+        if self.max_frame_bytes > u64::from(u32::MAX) {
+            return Err(Error::Config(format!(
+                "max_frame_bytes ({}) must be at most {} (a frame's length is 4 bytes on the wire)",
+                self.max_frame_bytes,
+                u32::MAX
             )));
         }
         if self.max_entry_bytes + FRAME_OVERHEAD_BYTES > self.max_frame_bytes {
@@ -136,6 +145,12 @@ mod tests {
         assert!(c.validate().is_err());
         let c = Config { rpc_timeout_ms: 0, ..Config::default() };
         assert!(c.validate().unwrap_err().to_string().contains("rpc_timeout_ms"));
+    }
+
+    #[test]
+    fn rejects_frame_larger_than_its_length_field() {
+        let c = Config { max_frame_bytes: 1 << 32, ..Config::default() };
+        assert!(c.validate().unwrap_err().to_string().contains("4 bytes on the wire"));
     }
 
     #[test]

@@ -18,11 +18,14 @@ use std::sync::{Arc, Mutex};
 use redb::backends::FileBackend;
 use redb::{DatabaseError, StorageBackend};
 
+/// The first failure of a [`LogFile`], shared with whoever reports it.
+pub(crate) type SharedFailure = Arc<Mutex<Option<Failure>>>;
+
 /// A redb backend over one file that stops at its first I/O failure.
 pub(crate) struct LogFile {
     inner: FileBackend,
     path: PathBuf,
-    failure: Arc<Mutex<Option<Failure>>>,
+    failure: SharedFailure,
     #[cfg(test)]
     faults: Arc<Faults>,
 }
@@ -89,7 +92,7 @@ fn errno_name(code: i32) -> Option<&'static str> {
 
 impl LogFile {
     /// Opens (creating it if missing) the file at `path` under an exclusive lock, as redb does.
-    pub(crate) fn open(path: &Path) -> Result<(LogFile, Arc<Mutex<Option<Failure>>>), DatabaseError> {
+    pub(crate) fn open(path: &Path) -> Result<(LogFile, SharedFailure), DatabaseError> {
         let file = File::options().read(true).write(true).create(true).truncate(false).open(path)?;
         let failure = Arc::new(Mutex::new(None));
         let log_file = LogFile {

@@ -20,7 +20,7 @@ use std::fmt::Debug;
 use std::io;
 use std::ops::RangeBounds;
 use std::path::{Path, PathBuf};
-use std::sync::{mpsc, Arc, Mutex, OnceLock, RwLock};
+use std::sync::{mpsc, Arc, OnceLock, RwLock};
 
 use openraft::storage::{LogFlushed, LogState, RaftLogReader, RaftLogStorage};
 use openraft::{ErrorSubject, ErrorVerb, OptionalSend};
@@ -30,7 +30,7 @@ use serde::Serialize;
 use tokio::sync::oneshot;
 
 use crate::error::Error;
-use crate::log_file::{Failure, LogFile};
+use crate::log_file::{LogFile, SharedFailure};
 use crate::types::{Entry, LogId, StorageError, TypeConfig, Vote};
 
 /// File name of the log inside a node's data directory.
@@ -259,7 +259,7 @@ struct Writer {
     db: Database,
     path: PathBuf,
     /// The file's first I/O failure, as the backend saw it (operation and errno).
-    failure: Arc<Mutex<Option<Failure>>>,
+    failure: SharedFailure,
     poison: Arc<OnceLock<String>>,
 }
 

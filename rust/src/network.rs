@@ -8,10 +8,23 @@
 //! handshakes run in their own task under [`tls::HANDSHAKE_TIMEOUT`], so a silent or slow client
 //! never holds up the accept loop; a failed one closes the socket and counts in the metrics. A
 //! connection whose peer's certificate is revoked later is closed.
+//!
+//! Memory fed by the network is bounded (see docs next to each):
+//! - inbound frames: at most `max_frame_bytes` each ([`codec::read_frame`], which grows its buffer
+//!   with the bytes that actually arrive), read one at a time per connection: [`handle_conn`]
+//!   answers a request before it reads the next, so a connection holds one request and one answer;
+//! - outbound frames to a peer: one largest frame's worth of bytes per connection ([`Conn`]'s
+//!   `room`), whether the peer reads or not;
+//! - calls waiting for an answer: one entry each in a connection's `pending` map, removed on the
+//!   answer, and all of them when any call times out (the connection is then given up);
+//! - inbound TLS handshakes: [`tls::MAX_PENDING_HANDSHAKES`] at once, each within
+//!   [`tls::HANDSHAKE_TIMEOUT`];
+//! - a peer-supplied snapshot id is checked ([`crate::state_machine::check_snapshot_id`]) before
+//!   the request reaches openraft; a bad one closes the connection like a bad frame.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -25,7 +38,7 @@ use openraft::raft::{
 };
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{mpsc, oneshot, watch};
+use tokio::sync::{mpsc, oneshot, watch, OwnedSemaphorePermit, Semaphore};
 
 use crate::codec::{self, Message, Request, Response};
 use crate::tls::{self, Fingerprint, Tls};
@@ -72,9 +85,36 @@ enum CallError {
 type Pending = Arc<Mutex<HashMap<u64, oneshot::Sender<Response>>>>;
 type Slot = Arc<tokio::sync::Mutex<Option<Arc<Conn>>>>;
 
+#[derive(Default)]
+struct QueueGauge {
+    now: AtomicUsize,
+    peak: AtomicUsize,
+}
+
+impl QueueGauge {
+    fn add(&self, n: usize) {
+        let now = self.now.fetch_add(n, Ordering::Relaxed) + n;
+        self.peak.fetch_max(now, Ordering::Relaxed);
+    }
+    fn sub(&self, n: usize) {
+        self.now.fetch_sub(n, Ordering::Relaxed);
+    }
+}
+
+/// A frame queued for a connection's writer, holding its share of the connection's queue budget
+/// until it has been written.
+type Queued = (Vec<u8>, OwnedSemaphorePermit);
+
 /// One live connection: a writer task sends frames, a reader task routes responses.
 struct Conn {
-    frames: mpsc::UnboundedSender<Vec<u8>>,
+    /// The writer's queue. Unbounded as a channel, but every frame in it (or being written) holds
+    /// permits of `room` for its size: at most `max_frame_bytes` + header bytes are queued per
+    /// connection ([`Peers::queue_budget`]). A caller waits for room until its deadline; a peer
+    /// that stops reading makes calls time out, and a timed-out call gives the connection up.
+    frames: mpsc::UnboundedSender<Queued>,
+    room: Arc<Semaphore>,
+    /// Bytes queued or being written now, and the most ever (what the budget bounds).
+    queued: Arc<QueueGauge>,
     pending: Pending,
     alive: Arc<AtomicBool>,
     tasks: [tokio::task::AbortHandle; 2],
@@ -90,6 +130,8 @@ impl Conn {
         for task in &self.tasks {
             task.abort();
         }
+        // Callers waiting for room in the queue fail at once too.
+        self.room.close();
         self.pending.lock().unwrap().clear();
     }
 }
@@ -170,22 +212,29 @@ impl Peers {
         R: AsyncRead + Unpin + Send + 'static,
         W: AsyncWrite + Unpin + Send + 'static,
     {
-        let (frames, mut rx) = mpsc::unbounded_channel::<Vec<u8>>();
+        let (frames, mut rx) = mpsc::unbounded_channel::<Queued>();
+        let room = Arc::new(Semaphore::new(self.queue_budget()));
+        let queued = Arc::new(QueueGauge::default());
+        let writer_queued = queued.clone();
         let pending: Pending = Default::default();
         let alive = Arc::new(AtomicBool::new(true));
         let writer_alive = alive.clone();
         let reader_alive = alive.clone();
         let reader_pending = pending.clone();
         let writer = tokio::spawn(async move {
-            while let Some(frame) = rx.recv().await {
+            while let Some((frame, permit)) = rx.recv().await {
                 let mut buf = frame;
-                while let Ok(more) = rx.try_recv() {
+                let mut permits = vec![permit];
+                while let Ok((more, permit)) = rx.try_recv() {
                     buf.extend_from_slice(&more);
+                    permits.push(permit);
                 }
                 // A TLS stream may keep encrypted bytes buffered until flushed.
                 if wr.write_all(&buf).await.is_err() || wr.flush().await.is_err() {
                     break;
                 }
+                writer_queued.sub(buf.len());
+                drop(permits);
             }
             writer_alive.store(false, Ordering::Release);
         });
@@ -235,7 +284,13 @@ impl Peers {
             // Dropping the senders fails every caller still waiting on this connection.
             reader_pending.lock().unwrap().clear();
         });
-        Arc::new(Conn { frames, pending, alive, tasks: [writer.abort_handle(), reader.abort_handle()] })
+        Arc::new(Conn { frames, room, queued, pending, alive, tasks: [writer.abort_handle(), reader.abort_handle()] })
+    }
+
+    /// Bytes of frames one connection may have queued or being written: one frame of the largest
+    /// size, so the largest frame always fits and a peer that stops reading costs no more.
+    fn queue_budget(&self) -> usize {
+        self.max_frame as usize + codec::HEADER_BYTES
     }
 
     async fn call(&self, addr: &str, body: Request, timeout: Duration) -> Result<Response, CallError> {
@@ -247,9 +302,20 @@ impl Peers {
         }
         let deadline = tokio::time::Instant::now() + timeout;
         let conn = self.conn(addr, timeout).await?;
+        // Fits the budget: the frame is at most max_frame + header bytes (checked above).
+        let size = u32::try_from(frame.len()).map_err(|_| CallError::TooLarge(frame.len()))?;
+        let permit = match tokio::time::timeout_at(deadline, conn.room.clone().acquire_many_owned(size)).await {
+            Ok(Ok(permit)) => permit,
+            Ok(Err(_)) => return Err(CallError::Lost(addr.to_string())),
+            Err(_) => {
+                conn.close();
+                return Err(CallError::Timeout(timeout));
+            }
+        };
         let (tx, rx) = oneshot::channel();
         conn.pending.lock().unwrap().insert(id, tx);
-        if conn.frames.send(frame).is_err() {
+        conn.queued.add(frame.len());
+        if conn.frames.send((frame, permit)).is_err() {
             conn.alive.store(false, Ordering::Release);
             return Err(CallError::Lost(addr.to_string()));
         }
@@ -488,6 +554,12 @@ async fn handle_conn<R, W>(
             }
             Request::Vote(r) => Response::Vote(raft.vote(r).await),
             Request::Snapshot(r) => {
+                // The id becomes part of a file name once the snapshot is complete: refuse a bad
+                // one now, before any of its data is stored, and treat it as a bad frame.
+                if let Err(e) = crate::state_machine::check_snapshot_id(&r.meta.snapshot_id) {
+                    tracing::warn!(peer = %peer, error = %e, "closing raft connection: bad snapshot id");
+                    return;
+                }
                 let res = raft.install_snapshot(r).await;
                 contacts.record_leader();
                 Response::Snapshot(res)
@@ -507,5 +579,66 @@ async fn handle_conn<R, W>(
         if wr.write_all(&frame).await.is_err() || wr.flush().await.is_err() {
             return;
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use openraft::{CommittedLeaderId, EntryPayload, LogId, Vote};
+
+    fn append_of(bytes: usize) -> Request {
+        let entry = crate::types::Entry {
+            log_id: LogId::new(CommittedLeaderId::new(1, 1), 1),
+            payload: EntryPayload::Normal(crate::types::Payload(vec![serde_bytes::ByteBuf::from(vec![7u8; bytes])])),
+        };
+        Request::Append(AppendEntriesRequest {
+            vote: Vote::new_committed(1, 1),
+            prev_log_id: None,
+            entries: vec![entry],
+            leader_commit: None,
+        })
+    }
+
+    /// A peer that accepts and then never reads: the kernel's socket buffers fill, the writer
+    /// blocks, and what piles up in our process stays within one frame's budget; every call fails
+    /// within its deadline.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_peer_that_never_reads_costs_at_most_the_queue_budget() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap().to_string();
+        let held = tokio::spawn(async move {
+            let mut socks = Vec::new();
+            while let Ok((sock, _)) = listener.accept().await {
+                socks.push(sock); // kept open, never read
+            }
+        });
+        let max_frame = 256 * 1024;
+        let peers = Peers::new(max_frame, Duration::from_secs(3), Arc::default(), None);
+        let frame = 200 * 1024;
+        let calls: Vec<_> = (0..200)
+            .map(|_| {
+                let (peers, addr) = (peers.clone(), addr.clone());
+                tokio::spawn(async move { peers.call(&addr, append_of(frame), Duration::from_secs(3)).await })
+            })
+            .collect();
+        let conn = loop {
+            let slot = peers.slots.lock().unwrap().get(&addr).cloned();
+            if let Some(slot) = slot {
+                if let Some(c) = slot.lock().await.clone() {
+                    break c;
+                }
+            }
+            tokio::task::yield_now().await;
+        };
+        for call in calls {
+            let res = call.await.unwrap();
+            assert!(matches!(res, Err(CallError::Timeout(_)) | Err(CallError::Lost(_))), "{res:?}");
+        }
+        let peak = conn.queued.peak.load(Ordering::Relaxed);
+        let budget = max_frame as usize + codec::HEADER_BYTES; // one largest frame
+        assert!(peak <= budget, "{peak} bytes were queued for a peer that never reads; the budget is {budget}");
+        assert!(peak > 0);
+        held.abort();
     }
 }

@@ -70,6 +70,7 @@ fn parse_snapshot(mut b: &[u8]) -> Vec<(u64, Vec<u8>)> {
 }
 
 /// Polls `cond` every 10 ms until it holds, panicking with `what` after `timeout`.
+#[allow(dead_code)] // not every test binary waits on a condition
 pub async fn wait_for(what: &str, timeout: Duration, mut cond: impl FnMut() -> bool) {
     let deadline = Instant::now() + timeout;
     while !cond() {
