@@ -7,7 +7,7 @@
 
 use std::sync::Arc;
 
-use tokio::sync::{mpsc, oneshot, Semaphore};
+use tokio::sync::{mpsc, oneshot, OwnedSemaphorePermit, Semaphore};
 
 use crate::error::{Error, Result};
 use crate::types::{Payload, Raft};
@@ -18,16 +18,25 @@ use crate::types::{Payload, Raft};
 const MAX_IN_FLIGHT: usize = 1;
 /// Most commands in one log entry.
 const MAX_BATCH_COMMANDS: usize = 4096;
+/// Bytes of proposals queued and not yet handed to openraft (bytes; raised to the largest entry
+/// if that is bigger). Proposals come from API clients; beyond this a proposer waits for room (its
+/// caller's write timeout still applies), so a burst of writes cannot grow the queue without bound.
+const MAX_QUEUED_BYTES: usize = 64 * 1024 * 1024;
 
 type Reply = oneshot::Sender<Result<(u64, Vec<u8>)>>;
 
 struct Proposal {
     data: Vec<u8>,
     reply: Reply,
+    /// Its share of the queue budget, given back once its batch goes to openraft.
+    _room: OwnedSemaphorePermit,
 }
 
 pub struct Proposer {
+    /// Unbounded as a channel; what it holds is bounded by `room` ([`MAX_QUEUED_BYTES`]).
     tx: mpsc::UnboundedSender<Proposal>,
+    room: Arc<Semaphore>,
+    budget: usize,
 }
 
 impl Proposer {
@@ -35,13 +44,17 @@ impl Proposer {
     pub fn start(raft: Raft, max_batch_bytes: u64) -> Proposer {
         let (tx, rx) = mpsc::unbounded_channel();
         tokio::spawn(run(raft, rx, max_batch_bytes as usize));
-        Proposer { tx }
+        let budget = MAX_QUEUED_BYTES.max(max_batch_bytes as usize).min(Semaphore::MAX_PERMITS);
+        Proposer { tx, room: Arc::new(Semaphore::new(budget)), budget }
     }
 
     /// Commits `data` and returns (log index, the state machine's response).
     pub async fn propose(&self, data: Vec<u8>) -> Result<(u64, Vec<u8>)> {
+        // Every proposal takes at least one permit, so even empty ones are counted.
+        let size = data.len().clamp(1, self.budget) as u32;
+        let room = self.room.clone().acquire_many_owned(size).await.map_err(|_| Error::Shutdown(String::new()))?;
         let (reply, rx) = oneshot::channel();
-        self.tx.send(Proposal { data, reply }).map_err(|_| Error::Shutdown(String::new()))?;
+        self.tx.send(Proposal { data, reply, _room: room }).map_err(|_| Error::Shutdown(String::new()))?;
         rx.await.map_err(|_| Error::Shutdown(String::new()))?
     }
 }
