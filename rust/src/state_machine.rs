@@ -66,6 +66,11 @@ fn snapshot_error(verb: ErrorVerb, msg: impl std::fmt::Display) -> StorageError 
     StorageIOError::new(ErrorSubject::Snapshot(None), verb, openraft::AnyError::error(msg.to_string())).into()
 }
 
+/// A snapshot-store I/O error that names what was done, to which file, and the errno.
+fn snapshot_io(verb: ErrorVerb, what: &str, path: &Path, e: io::Error) -> StorageError {
+    snapshot_error(verb, format!("{what} {} failed: {}", path.display(), crate::log_file::describe_io(&e)))
+}
+
 async fn await_reply<T>(rx: oneshot::Receiver<Result<T, String>>, what: &str) -> Result<T, String> {
     match rx.await {
         Ok(r) => r.map_err(|e| format!("the state machine failed to {what}: {e}")),
@@ -197,7 +202,8 @@ impl StateMachine {
     fn set_current(&self, meta: &SnapshotMeta) -> Result<(), StorageError> {
         let dir = &self.shared.dir;
         let bytes = crate::log_store::encode_sealed(meta);
-        write_atomic(dir, &dir.join(META_FILE), &bytes).map_err(|e| snapshot_error(ErrorVerb::Write, e))?;
+        let meta_path = dir.join(META_FILE);
+        write_atomic(dir, &meta_path, &bytes).map_err(|e| snapshot_io(ErrorVerb::Write, "writing", &meta_path, e))?;
         let keep = snapshot_file(dir, &meta.snapshot_id).map_err(|e| snapshot_error(ErrorVerb::Write, e))?;
         *self.shared.current.lock().unwrap() = Some(meta.clone());
         if let Ok(entries) = std::fs::read_dir(dir) {
@@ -279,7 +285,7 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
             .truncate(true)
             .open(&path)
             .await
-            .map_err(|e| snapshot_error(ErrorVerb::Write, e))?;
+            .map_err(|e| snapshot_io(ErrorVerb::Write, "creating", &path, e))?;
         *self.shared.receiving.lock().unwrap() = Some(path);
         Ok(Box::new(file))
     }
@@ -295,7 +301,7 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
             let _ = self.shared.receiving.lock().unwrap().take().map(std::fs::remove_file);
             snapshot_error(ErrorVerb::Write, e)
         })?;
-        snapshot.sync_all().await.map_err(|e| snapshot_error(ErrorVerb::Write, e))?;
+        let synced = snapshot.sync_all().await;
         drop(snapshot);
         let part = self
             .shared
@@ -304,7 +310,8 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
             .unwrap()
             .take()
             .ok_or_else(|| snapshot_error(ErrorVerb::Write, "no snapshot is being received"))?;
-        std::fs::rename(&part, &path).map_err(|e| snapshot_error(ErrorVerb::Write, e))?;
+        synced.map_err(|e| snapshot_io(ErrorVerb::Write, "fsync of", &part, e))?;
+        std::fs::rename(&part, &path).map_err(|e| snapshot_io(ErrorVerb::Write, "renaming", &part, e))?;
         self.set_current(meta)?;
         let rx = {
             let (pos, tx) = &mut *self.shared.queue.lock().unwrap();
@@ -348,7 +355,7 @@ impl RaftSnapshotBuilder<TypeConfig> for StateMachine {
                 format!("the state machine wrote no snapshot file at {}: {e}", building.display()),
             )
         })?;
-        file.sync_all().map_err(|e| snapshot_error(ErrorVerb::Write, e))?;
+        file.sync_all().map_err(|e| snapshot_io(ErrorVerb::Write, "fsync of", &building, e))?;
         let id = match position.applied {
             Some(l) => format!("{}-{}-{}", l.leader_id.term, l.index, seq),
             None => format!("0-0-{seq}"),
@@ -357,7 +364,7 @@ impl RaftSnapshotBuilder<TypeConfig> for StateMachine {
             SnapshotMeta { last_log_id: position.applied, last_membership: position.membership, snapshot_id: id };
         let path =
             snapshot_file(&self.shared.dir, &meta.snapshot_id).map_err(|e| snapshot_error(ErrorVerb::Write, e))?;
-        std::fs::rename(&building, &path).map_err(|e| snapshot_error(ErrorVerb::Write, e))?;
+        std::fs::rename(&building, &path).map_err(|e| snapshot_io(ErrorVerb::Write, "renaming", &building, e))?;
         self.set_current(&meta)?;
         tracing::info!(snapshot = %meta.snapshot_id, last_log_id = ?meta.last_log_id, "snapshot built");
         let file = tokio::fs::File::open(&path).await.map_err(|e| snapshot_error(ErrorVerb::Read, e))?;
