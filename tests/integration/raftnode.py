@@ -6,8 +6,9 @@ stdin carries commands `{"id": n, "op": "...", ...args}`; stdout carries exactly
 `{"id": n, "ok": true, "result": ...}` or `{"id": n, "ok": false, "error": "<ExceptionClass>",
 "message": ..., "leader_id": ..., "leader_addr": ...}`, plus two unsolicited lines: `{"event": "ready",
 ...}` once the node is open and `{"fatal": "<ExceptionClass>", "message": ...}` if it cannot open (exit
-code 3) or its state machine stops (exit code 4). Logs go to stderr. Commands run as concurrent asyncio
-tasks, so a propose that waits for a quorum does not hold up `metrics`.
+code 3) or its state machine stops (exit code 4; also when the core stops on a storage fault: then
+`next_work` raises StorageError naming the file and errno). Logs go to stderr. Commands run as
+concurrent asyncio tasks, so a propose that waits for a quorum does not hold up `metrics`.
 
 The state machine is deliberately trivial (a list of applied entries) so that tests can compare the
 exact applied history of every member.
