@@ -12,6 +12,7 @@
 pub mod codec;
 pub mod config;
 pub mod error;
+mod gauge;
 mod log_file;
 pub mod log_store;
 pub mod logging;

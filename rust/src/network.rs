@@ -24,7 +24,7 @@
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -41,6 +41,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{mpsc, oneshot, watch, OwnedSemaphorePermit, Semaphore};
 
 use crate::codec::{self, Message, Request, Response};
+use crate::gauge::Gauge;
 use crate::tls::{self, Fingerprint, Tls};
 use crate::types::{NodeId, NodeInfo, Raft, TypeConfig};
 
@@ -85,22 +86,6 @@ enum CallError {
 type Pending = Arc<Mutex<HashMap<u64, oneshot::Sender<Response>>>>;
 type Slot = Arc<tokio::sync::Mutex<Option<Arc<Conn>>>>;
 
-#[derive(Default)]
-struct QueueGauge {
-    now: AtomicUsize,
-    peak: AtomicUsize,
-}
-
-impl QueueGauge {
-    fn add(&self, n: usize) {
-        let now = self.now.fetch_add(n, Ordering::Relaxed) + n;
-        self.peak.fetch_max(now, Ordering::Relaxed);
-    }
-    fn sub(&self, n: usize) {
-        self.now.fetch_sub(n, Ordering::Relaxed);
-    }
-}
-
 /// A frame queued for a connection's writer, holding its share of the connection's queue budget
 /// until it has been written.
 type Queued = (Vec<u8>, OwnedSemaphorePermit);
@@ -114,7 +99,7 @@ struct Conn {
     frames: mpsc::UnboundedSender<Queued>,
     room: Arc<Semaphore>,
     /// Bytes queued or being written now, and the most ever (what the budget bounds).
-    queued: Arc<QueueGauge>,
+    queued: Arc<Gauge>,
     pending: Pending,
     alive: Arc<AtomicBool>,
     tasks: [tokio::task::AbortHandle; 2],
@@ -214,7 +199,7 @@ impl Peers {
     {
         let (frames, mut rx) = mpsc::unbounded_channel::<Queued>();
         let room = Arc::new(Semaphore::new(self.queue_budget()));
-        let queued = Arc::new(QueueGauge::default());
+        let queued = Arc::new(Gauge::default());
         let writer_queued = queued.clone();
         let pending: Pending = Default::default();
         let alive = Arc::new(AtomicBool::new(true));
@@ -635,7 +620,7 @@ mod tests {
             let res = call.await.unwrap();
             assert!(matches!(res, Err(CallError::Timeout(_)) | Err(CallError::Lost(_))), "{res:?}");
         }
-        let peak = conn.queued.peak.load(Ordering::Relaxed);
+        let peak = conn.queued.peak();
         let budget = max_frame as usize + codec::HEADER_BYTES; // one largest frame
         assert!(peak <= budget, "{peak} bytes were queued for a peer that never reads; the budget is {budget}");
         assert!(peak > 0);

@@ -60,7 +60,7 @@ pub struct Node {
     raft: Raft,
     log: LogStore,
     sm: StateMachine,
-    proposer: Proposer,
+    pub(crate) proposer: Proposer,
     work: tokio::sync::Mutex<mpsc::UnboundedReceiver<Work>>,
     peers: Arc<Peers>,
     contacts: Arc<Contacts>,

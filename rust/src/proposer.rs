@@ -10,6 +10,7 @@ use std::sync::Arc;
 use tokio::sync::{mpsc, oneshot, OwnedSemaphorePermit, Semaphore};
 
 use crate::error::{Error, Result};
+use crate::gauge::Gauge;
 use crate::types::{Payload, Raft};
 
 /// Batches handed to openraft at once. One: while it commits, the next batch fills up. Measured
@@ -28,8 +29,21 @@ type Reply = oneshot::Sender<Result<(u64, Vec<u8>)>>;
 struct Proposal {
     data: Vec<u8>,
     reply: Reply,
-    /// Its share of the queue budget, given back once its batch goes to openraft.
-    _room: OwnedSemaphorePermit,
+    _room: Room,
+}
+
+/// A queued proposal's share of the budget, given back (and uncounted) once its batch goes to
+/// openraft.
+struct Room {
+    _permit: OwnedSemaphorePermit,
+    size: usize,
+    queued: Arc<Gauge>,
+}
+
+impl Drop for Room {
+    fn drop(&mut self) {
+        self.queued.sub(self.size);
+    }
 }
 
 pub struct Proposer {
@@ -37,6 +51,8 @@ pub struct Proposer {
     tx: mpsc::UnboundedSender<Proposal>,
     room: Arc<Semaphore>,
     budget: usize,
+    /// Bytes of proposals queued now, and the most ever.
+    queued: Arc<Gauge>,
 }
 
 impl Proposer {
@@ -45,14 +61,17 @@ impl Proposer {
         let (tx, rx) = mpsc::unbounded_channel();
         tokio::spawn(run(raft, rx, max_batch_bytes as usize));
         let budget = MAX_QUEUED_BYTES.max(max_batch_bytes as usize).min(Semaphore::MAX_PERMITS);
-        Proposer { tx, room: Arc::new(Semaphore::new(budget)), budget }
+        Proposer { tx, room: Arc::new(Semaphore::new(budget)), budget, queued: Arc::default() }
     }
 
     /// Commits `data` and returns (log index, the state machine's response).
     pub async fn propose(&self, data: Vec<u8>) -> Result<(u64, Vec<u8>)> {
         // Every proposal takes at least one permit, so even empty ones are counted.
-        let size = data.len().clamp(1, self.budget) as u32;
-        let room = self.room.clone().acquire_many_owned(size).await.map_err(|_| Error::Shutdown(String::new()))?;
+        let size = data.len().clamp(1, self.budget);
+        let permit =
+            self.room.clone().acquire_many_owned(size as u32).await.map_err(|_| Error::Shutdown(String::new()))?;
+        self.queued.add(size);
+        let room = Room { _permit: permit, size, queued: self.queued.clone() };
         let (reply, rx) = oneshot::channel();
         self.tx.send(Proposal { data, reply, _room: room }).map_err(|_| Error::Shutdown(String::new()))?;
         rx.await.map_err(|_| Error::Shutdown(String::new()))?
@@ -111,3 +130,7 @@ async fn run(raft: Raft, mut rx: mpsc::UnboundedReceiver<Proposal>, max_bytes: u
         });
     }
 }
+
+#[cfg(test)]
+#[path = "proposer_tests.rs"]
+mod tests;
