@@ -7,6 +7,8 @@ from __future__ import annotations
 import asyncio
 import re
 import socket
+import subprocess
+import sys
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import replace
 from pathlib import Path
@@ -245,3 +247,17 @@ def test_the_gate_caps_each_address_and_sheds_an_idle_connection_of_the_biggest(
     finally:
         for s in socks:
             s.close()
+
+
+def test_a_daemon_raises_its_soft_descriptor_limit_to_the_hard_one() -> None:
+    # The connection caps are fractions of the soft limit: a daemon started with a low soft limit (a
+    # service manager's default 1024) raises it to the hard limit first.
+    code = (
+        "import resource\n"
+        "from warren.manager.servers import raise_nofile_limit\n"
+        "resource.setrlimit(resource.RLIMIT_NOFILE, (256, 1024))\n"
+        "raise_nofile_limit()\n"
+        "print(*resource.getrlimit(resource.RLIMIT_NOFILE))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.split() == ["1024", "1024"]

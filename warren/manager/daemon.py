@@ -52,7 +52,7 @@ from warren.manager.leadership import LeaderServices
 from warren.manager.local_worker import LocalWorker
 from warren.manager.manager import Manager
 from warren.manager.metrics import ManagerMetrics, metrics_app
-from warren.manager.servers import SOCKET_NAME, HttpServer, bind, bind_unix
+from warren.manager.servers import SOCKET_NAME, HttpServer, bind, bind_unix, raise_nofile_limit
 from warren.manager.tlskeeper import TlsKeeper, renew_through
 from warren.pki import certs, material, sealing, userconfig
 from warren.pki.join import new_join_key, pinned_ca
@@ -246,6 +246,7 @@ def _setup_logging(settings: ManagerSettings, name: str) -> None:
 
 
 def _run(settings: ManagerSettings, data_dir: str, me: Identity | None, join: JoinRequest | None) -> int:
+    raise_nofile_limit()
     with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
         return runner.run(_main(settings, data_dir, me, join))
 

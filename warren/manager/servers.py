@@ -61,6 +61,15 @@ def nofile_limit() -> int | None:
     return None if soft == resource.RLIM_INFINITY else soft
 
 
+def raise_nofile_limit() -> None:
+    """Raise the soft RLIMIT_NOFILE to the hard one, at daemon start (as Go's runtime does): the
+    connection caps are a fraction of the soft limit, and a service manager's default soft 1024 would
+    leave the API 256 connections. Unchanged when the hard limit is unlimited (left to the system)."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard != resource.RLIM_INFINITY and soft != resource.RLIM_INFINITY and soft < hard:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+
+
 class _Server(uvicorn.Server):
     @contextlib.contextmanager
     def capture_signals(self) -> Generator[None, None, None]:
