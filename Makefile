@@ -25,7 +25,7 @@ help: ## list the targets
 	@echo "Targets:"
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  %-10s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
 
-install: $(WARREN_STAMP) ## create .venv, build warren-raft (Rust, release) and install warren[dev] editable
+install: $(WARREN_STAMP) ## create .venv, build warren-raft (Rust, release), install warren-orchestrator[dev] editable
 
 $(VENV_STAMP):
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "error: Warren needs Python >= 3.11, $(PYTHON) is " + sys.version.split()[0])'
@@ -41,8 +41,11 @@ $(RAFT_STAMP): $(RAFT_SOURCES) | $(VENV_STAMP) check-cargo
 	@touch $@
 
 # Order-only on the wheel: warren needs warren-raft installed, but a rebuilt wheel does not
-# require recompiling the Cython bridge.
+# require recompiling the Cython bridge. Until issue 14 the distribution was called `warren` (a name
+# PyPI gives to another project); a venv made before then still holds it, with a second `warren`
+# script: it goes first.
 $(WARREN_STAMP): $(WARREN_SOURCES) | $(RAFT_STAMP)
+	@! $(PIP) show -q warren 2>/dev/null || $(PIP) uninstall -y -q warren
 	$(PIP) install -e '.[dev]'
 	@touch $@
 

@@ -6,6 +6,8 @@ Checked against the compiled module by `mypy.stubtest` (`make lint`).
 from typing import Literal, TypedDict, final
 
 __version__: str
+# The openraft release the core is built on (what `warren --version` reports).
+OPENRAFT_VERSION: str
 
 # -- errors -----------------------------------------------------------------------------------------
 

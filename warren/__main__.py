@@ -2,7 +2,7 @@
 
 import sys
 
-from warren.cli.main import main
+from warren.cli.entry import main
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -22,6 +22,7 @@ pub mod proposer;
 pub mod state_machine;
 pub mod tls;
 pub mod types;
+pub mod version;
 
 #[cfg(feature = "python")]
 mod py;
@@ -36,3 +37,4 @@ pub use node::{MetricsView, Node};
 pub use state_machine::Work;
 pub use tls::TlsIdentity;
 pub use types::NodeInfo;
+pub use version::OPENRAFT_VERSION;

@@ -607,6 +607,7 @@ fn init_logging(py: Python<'_>, level: &str) -> PyResult<()> {
 #[pymodule]
 fn warren_raft(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
+    m.add("OPENRAFT_VERSION", crate::OPENRAFT_VERSION)?;
     py_errors::register(m)?;
     m.add_class::<PyConfig>()?;
     m.add_class::<PyTlsConfig>()?;

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from importlib import metadata
+from types import ModuleType
+
 import pytest
 
 from warren import __version__
@@ -40,9 +43,14 @@ def test_heartbeat_flag_is_documented_as_the_interval(capsys: pytest.CaptureFixt
 
 
 @pytest.mark.parametrize("argv", [["--version"], ["service", "--version"], ["node", "list", "--version"]])
-def test_version(argv: list[str], capsys: pytest.CaptureFixture[str]) -> None:
+def test_version(argv: list[str], raft: ModuleType, capsys: pytest.CaptureFixture[str]) -> None:
+    # Warren's own line first (the version of the package it runs), then its Raft core and openraft.
     assert main(argv) == 0
-    assert capsys.readouterr().out == f"warren {__version__}\n"
+    assert capsys.readouterr().out == (
+        f"warren {__version__} (warren-orchestrator)\n"
+        f"warren-raft {metadata.version('warren-raft')}\n"
+        f"openraft {raft.OPENRAFT_VERSION}\n"
+    )
 
 
 def test_unknown_command_is_a_usage_error(capsys: pytest.CaptureFixture[str]) -> None:

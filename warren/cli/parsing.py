@@ -10,8 +10,8 @@ import argparse
 import shlex
 from typing import Any, NoReturn
 
-from warren import __version__
 from warren.cli import specs
+from warren.cli.version import VersionAction
 from warren.config import DEFAULT_MANAGER, MANAGER_ENV, ClientSettings, parse_duration
 from warren.errors import ConfigError
 
@@ -61,8 +61,8 @@ def new_parser(prog: str, description: str, epilog: str | None = None) -> Warren
 
 
 def add_version(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--version", action="version", version=f"warren {__version__}",
-                        help="print the version and exit")
+    parser.add_argument("--version", action=VersionAction,
+                        help="print the versions of Warren, its Raft core and openraft, and exit")
 
 
 def add_client_options(parser: argparse.ArgumentParser) -> None:
