@@ -19,7 +19,7 @@ RAFT_SOURCES := $(shell find rust -path rust/target -prune -o \
 WARREN_SOURCES := pyproject.toml setup.py warren/_raft.pyx
 
 .DEFAULT_GOAL := help
-.PHONY: help install test bench peers lint run image clean clean-all check-cargo
+.PHONY: help install test bench peers lint run image clean clean-all check-cargo install-units
 
 help: ## list the targets
 	@echo "Targets:"
@@ -80,6 +80,21 @@ lint: install check-cargo ## ruff, mypy --strict, stubtest of warren_raft's .pyi
 	$(PY) -m mypy.stubtest warren_raft --mypy-config-file pyproject.toml --allowlist rust/stubtest-allowlist.txt
 	cargo fmt --check -p warren-raft
 	cargo clippy -p warren-raft --features python --all-targets -- -D warnings
+
+# The systemd units (docs/install.md). The /etc/default files are examples with every setting commented
+# out: installed only where none exists, mode 0600 (they hold join tokens), never overwritten.
+SYSTEMD_DIR ?= /etc/systemd/system
+DEFAULT_DIR ?= /etc/default
+SYSTEMCTL ?= systemctl
+install-units: ## as root: install packaging/systemd's units and /etc/default examples, daemon-reload
+	install -d $(SYSTEMD_DIR) $(DEFAULT_DIR)
+	install -m 0644 packaging/systemd/warren-manager.service packaging/systemd/warren-worker.service $(SYSTEMD_DIR)/
+	@for name in warren-manager warren-worker; do \
+		if [ -e $(DEFAULT_DIR)/$$name ]; then echo "kept $(DEFAULT_DIR)/$$name"; \
+		else install -m 0600 packaging/systemd/$$name.default $(DEFAULT_DIR)/$$name && \
+			echo "wrote $(DEFAULT_DIR)/$$name (edit it)"; fi; \
+	done
+	$(SYSTEMCTL) daemon-reload
 
 image: ## build the local test/demo image warren-busybox:latest (no registry needed)
 	bash scripts/build_image.sh
