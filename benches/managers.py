@@ -417,7 +417,7 @@ class ManagerProc(Proc):
 class ManagerCluster:
     """Up to five managers on 127.0.0.<first_host + i>; `start(n)` forms the cluster through the CLI.
 
-    `raft_flags` are passed to every manager (e.g. ["--raft-election-timeout", "500ms"]); none = the
+    `raft_flags` are passed to every manager (e.g. ["--raft-heartbeat-timeout", "1s"]); none = the
     defaults of warren/config.py. `hosts` (one per manager) replaces the loopback addresses, e.g. with
     a NetnsLab's hosts. The admin certificate goes to `base_dir/config` (`admin`), never ~/.config.
     """

@@ -6,6 +6,7 @@ at the Rust edge (`RaftSettings.to_core`). The CLI reads its defaults from this 
 
 from __future__ import annotations
 
+import dataclasses
 import ipaddress
 import math
 import re
@@ -21,9 +22,18 @@ if TYPE_CHECKING:
 MIB = 1024 * 1024
 
 
+# The leader sends this many heartbeats per heartbeat timeout (RaftSettings.from_timeouts): a follower
+# stands only after missing about three in a row. openraft's defaults (50 ms, 150-300 ms) have this ratio.
+HEARTBEATS_PER_TIMEOUT = 3
+
+
 @dataclass(frozen=True, slots=True)
 class RaftSettings:
-    """Timers and limits of a manager's Raft node (defaults match warren_raft.Config's)."""
+    """Timers and limits of a manager's Raft node (defaults match warren_raft.Config's).
+
+    The three timers are the core's (openraft's). Users set them through the guide's two timers,
+    `from_timeouts(heartbeat_timeout_s, election_timeout_s)`; the defaults equal `from_timeouts()`.
+    """
 
     # How often the leader sends heartbeats to followers; seconds. Must be below election_timeout_min_s.
     heartbeat_interval_s: float = 0.05
@@ -42,6 +52,63 @@ class RaftSettings:
     max_entry_bytes: int = 1 * MIB
     # Deadline of one Raft RPC to a peer (and of the TCP connect to it); seconds.
     rpc_timeout_s: float = 1.0
+
+    @classmethod
+    def from_timeouts(
+        cls, heartbeat_timeout_s: float | None = None, election_timeout_s: float | None = None
+    ) -> RaftSettings:
+        """Settings from the guide's two timers, as hashicorp/raft means them (`--raft-heartbeat-timeout`,
+        `--raft-election-timeout`); ConfigError with `fields` naming the timers when a value is unsafe.
+
+        heartbeat_timeout_s: how long a follower hears no leader before it stands for election (at
+        least; openraft randomises it within [heartbeat timeout, heartbeat timeout + election timeout)).
+        election_timeout_s: that random spread, which is also how long a candidate that has not won
+        waits beyond the heartbeat timeout before standing again; not given: the heartbeat timeout.
+        The leader's heartbeat interval is derived: a third of the heartbeat timeout. The defaults
+        (150 ms, 150 ms) give exactly RaftSettings()'s timers (openraft's own defaults).
+        """
+        default = cls()
+        hb_timeout = default.election_timeout_min_s if heartbeat_timeout_s is None else heartbeat_timeout_s
+        if election_timeout_s is None:
+            # Not given: the same as the heartbeat timeout, as in the defaults and the guide's example.
+            election_timeout_s = hb_timeout if heartbeat_timeout_s is not None else (
+                default.election_timeout_max_s - default.election_timeout_min_s)
+        fields = ("heartbeat_timeout_s", "election_timeout_s")
+        for name, seconds in zip(fields, (hb_timeout, election_timeout_s), strict=True):
+            if not math.isfinite(seconds) or seconds <= 0:
+                raise ConfigError(f"{name} must be a positive duration, got {seconds!r}", fields=fields)
+        if _to_ms(hb_timeout) < HEARTBEATS_PER_TIMEOUT:
+            raise ConfigError(
+                f"heartbeat_timeout_s ({hb_timeout} s) must be at least "
+                f"{HEARTBEATS_PER_TIMEOUT * 0.001:g} s: the leader sends a heartbeat every "
+                f"1/{HEARTBEATS_PER_TIMEOUT} of it and the Raft core counts whole milliseconds",
+                fields=fields,
+            )
+        if _to_ms(election_timeout_s) < _to_ms(hb_timeout):
+            raise ConfigError(
+                f"election_timeout_s ({election_timeout_s} s) must be at least heartbeat_timeout_s "
+                f"({hb_timeout} s): followers stand for election after a random time between the "
+                "heartbeat timeout and the sum of both, and a narrower spread lets managers that lost "
+                "the same leader stand together and split the vote, again and again",
+                fields=fields,
+            )
+        return dataclasses.replace(
+            default,
+            # In whole milliseconds, as the core counts: 150 ms gives exactly the default 0.05 s.
+            heartbeat_interval_s=_to_ms(hb_timeout / HEARTBEATS_PER_TIMEOUT) / 1000,
+            election_timeout_min_s=hb_timeout,
+            election_timeout_max_s=hb_timeout + election_timeout_s,
+        )
+
+    @property
+    def heartbeat_timeout_s(self) -> float:
+        """The guide's heartbeat timeout: a follower hears no leader this long before it may stand."""
+        return self.election_timeout_min_s
+
+    @property
+    def election_timeout_s(self) -> float:
+        """The guide's election timeout: the random spread above the heartbeat timeout."""
+        return self.election_timeout_max_s - self.election_timeout_min_s
 
     def validate(self) -> None:
         """Raise ConfigError naming the field and rule if a value or combination is impossible."""

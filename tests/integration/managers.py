@@ -37,12 +37,13 @@ POLL_S = 0.05
 WARREN = [sys.executable, "-m", "warren.cli.main"]
 STARTED_LINE = "✓ Manager started"
 NODE_ID = "Node ID: "
-# Timers of every test manager: slower than the defaults (50 ms / 150-300 ms) so that a loaded 2-core
-# machine never causes a spurious election (tests assert "no election" after a follower dies), still
-# fast enough that a failover takes about a second.
+# Timers of every test manager: slower than the defaults (150 ms heartbeat timeout: heartbeats every
+# 50 ms, elections after 150-300 ms) so that a loaded 2-core machine never causes a spurious election
+# (tests assert "no election" after a follower dies), still fast enough that a failover takes about a
+# second: heartbeats every 167 ms, a follower stands after 500-1000 ms without a leader.
 # `--manager-only`: the manager tests are about the control plane; the worker tests start workers of
 # their own (tests/integration/workers.py) and opt into a hybrid manager where they test it.
-TIMER_FLAGS = ["--raft-heartbeat-timeout", "100ms", "--raft-election-timeout", "500ms", "--manager-only"]
+TIMER_FLAGS = ["--raft-heartbeat-timeout", "500ms", "--raft-election-timeout", "500ms", "--manager-only"]
 # Loopback hosts 127.0.0.N handed to managers (one per manager, never reused within a run).
 _HOSTS = itertools.cycle(range(60, 250))
 

@@ -10,7 +10,7 @@ import pytest
 from tests.integration.managers import ManagerProc, cli, get_json, manager_clusters, wait_for
 
 HYBRID_FLAGS = [
-    "--raft-heartbeat-timeout", "100ms", "--raft-election-timeout", "500ms", "--runtime", "process",
+    "--raft-heartbeat-timeout", "500ms", "--raft-election-timeout", "500ms", "--runtime", "process",
 ]  # fmt: skip
 
 SERVICES = """\

@@ -55,7 +55,7 @@ def test_init_with_every_flag(captured: Captured) -> None:
     assert settings == ManagerSettings(
         listen_addr="0.0.0.0:9000", advertise_addr="192.168.1.10:9000", raft_addr="192.168.1.10:7000",
         metrics_addr="0.0.0.0:9191", data_dir="/tmp/w", manager_only=True, node_cert_lifetime_s=7200.0,
-        raft=RaftSettings(heartbeat_interval_s=0.1, election_timeout_min_s=1.0, election_timeout_max_s=2.0,
+        raft=RaftSettings(heartbeat_interval_s=0.033, election_timeout_min_s=0.1, election_timeout_max_s=1.1,
                           snapshot_threshold=500, max_in_snapshot_log_to_keep=0),
     )
 
@@ -64,7 +64,30 @@ def test_election_timeout_alone_keeps_the_default_heartbeat(captured: Captured) 
     assert main(["cluster", "init", "--raft-election-timeout", "500ms"]) == 0
     raft = captured.calls[0][1].raft
     assert (raft.heartbeat_interval_s, raft.election_timeout_min_s, raft.election_timeout_max_s) == (
-        RaftSettings().heartbeat_interval_s, 0.5, 1.0)
+        RaftSettings().heartbeat_interval_s, 0.15, 0.65)
+
+
+def test_the_guides_wan_timers_mean_what_the_guide_says(captured: Captured) -> None:
+    # HIGH-AVAILABILITY-GUIDE.md: `--raft-heartbeat-timeout 1s --raft-election-timeout 1s`, meant as
+    # hashicorp/raft means them: a follower waits 1 s without a leader before it stands.
+    assert main(["cluster", "init", "--raft-heartbeat-timeout", "1s", "--raft-election-timeout", "1s"]) == 0
+    raft = captured.calls[0][1].raft
+    assert (raft.heartbeat_interval_s, raft.election_timeout_min_s, raft.election_timeout_max_s) == (
+        0.333, 1.0, 2.0)
+    assert (raft.heartbeat_timeout_s, raft.election_timeout_s) == (1.0, 1.0)
+
+
+def test_heartbeat_timeout_alone_sets_the_spread_to_it(captured: Captured) -> None:
+    assert main(["cluster", "init", "--raft-heartbeat-timeout", "500ms"]) == 0
+    raft = captured.calls[0][1].raft
+    assert (raft.heartbeat_interval_s, raft.election_timeout_min_s, raft.election_timeout_max_s) == (
+        0.167, 0.5, 1.0)
+
+
+def test_default_timers_given_explicitly_are_the_defaults(captured: Captured) -> None:
+    assert main(["cluster", "init", "--raft-heartbeat-timeout", "150ms",
+                 "--raft-election-timeout", "150ms"]) == 0
+    assert captured.calls[0][1].raft == RaftSettings()
 
 
 def test_bare_hosts_get_default_ports(captured: Captured) -> None:
@@ -112,10 +135,14 @@ def test_bad_raft_counts_are_usage_errors(argv: list[str], captured: Captured) -
 def test_invalid_settings_do_not_start_the_daemon(
     captured: Captured, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    assert main(["cluster", "init", "--raft-heartbeat-timeout", "500ms"]) == 2
+    assert main(["cluster", "init", "--raft-heartbeat-timeout", "500ms",
+                 "--raft-election-timeout", "200ms"]) == 2
     assert captured.calls == []
     err = capsys.readouterr().err
-    assert err.startswith("warren: heartbeat_interval_s (0.5 s) must be less than election_timeout_min_s")
+    assert err.startswith("warren: election_timeout_s (0.2 s) must be at least heartbeat_timeout_s (0.5 s): ")
+    assert "split the vote" in err  # says why
+    assert err.rstrip().endswith(
+        "(heartbeat_timeout_s is --raft-heartbeat-timeout, election_timeout_s is --raft-election-timeout)")
     assert err.count("\n") == 1
 
 

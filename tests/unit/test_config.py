@@ -238,3 +238,51 @@ def test_manager_settings_validate(changes: dict[str, object], fragment: str) ->
     with pytest.raises(ConfigError, match=fragment):
         ManagerSettings(**changes).validate()  # type: ignore[arg-type]
     ManagerSettings().validate()
+
+
+def test_the_guides_timers_give_the_default_settings() -> None:
+    # Same effective timers as before the flags meant the guide's timers: failover benches do not move.
+    assert RaftSettings.from_timeouts() == RaftSettings()
+    assert RaftSettings.from_timeouts(0.15, 0.15) == RaftSettings()
+    assert (RaftSettings().heartbeat_timeout_s, RaftSettings().election_timeout_s) == (0.15, 0.15)
+
+
+@pytest.mark.parametrize(
+    ("heartbeat", "election", "expected"),
+    [
+        (1.0, 1.0, (0.333, 1.0, 2.0)),  # the guide's WAN example
+        (1.0, None, (0.333, 1.0, 2.0)),  # the spread defaults to the heartbeat timeout
+        (None, 0.5, (0.05, 0.15, 0.65)),  # the heartbeat timeout keeps its default
+        (0.5, 2.0, (0.167, 0.5, 2.5)),
+        (0.003, 0.003, (0.001, 0.003, 0.006)),  # the smallest the core can count
+    ],
+)
+def test_from_timeouts_derives_the_cores_timers(
+    heartbeat: float | None, election: float | None, expected: tuple[float, float, float]
+) -> None:
+    settings = RaftSettings.from_timeouts(heartbeat, election)
+    settings.validate()
+    timers = (settings.heartbeat_interval_s, settings.election_timeout_min_s, settings.election_timeout_max_s)
+    assert timers == pytest.approx(expected)
+    # The heartbeat interval is a third of a follower's shortest wait, in whole milliseconds.
+    assert round(settings.heartbeat_interval_s * 1000) == round(settings.election_timeout_min_s * 1000 / 3)
+
+
+@pytest.mark.parametrize(
+    ("heartbeat", "election", "message"),
+    [
+        (1.0, 0.5,
+         r"election_timeout_s \(0.5 s\) must be at least heartbeat_timeout_s \(1.0 s\).*split the vote"),
+        (None, 0.1, r"election_timeout_s \(0.1 s\) must be at least heartbeat_timeout_s \(0.15 s\)"),
+        (0.002, None, r"heartbeat_timeout_s \(0.002 s\) must be at least 0.003 s: .*whole milliseconds"),
+        (0.0, 1.0, "heartbeat_timeout_s must be a positive duration"),
+        (1.0, math.inf, "election_timeout_s must be a positive duration"),
+        (math.nan, None, "heartbeat_timeout_s must be a positive duration"),
+    ],
+)
+def test_from_timeouts_refuses_unsafe_timers_and_says_why(
+    heartbeat: float | None, election: float | None, message: str
+) -> None:
+    with pytest.raises(ConfigError, match=message) as info:
+        RaftSettings.from_timeouts(heartbeat, election)
+    assert info.value.fields == ("heartbeat_timeout_s", "election_timeout_s")

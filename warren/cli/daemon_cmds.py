@@ -15,6 +15,7 @@ from warren.config import (
     DEFAULT_LISTEN_ADDR,
     DEFAULT_METRICS_ADDR,
     DEFAULT_RAFT_PORT,
+    HEARTBEATS_PER_TIMEOUT,
     RUNTIMES,
     ManagerSettings,
     OrchestratorSettings,
@@ -34,7 +35,7 @@ Rerunning the same command on an existing data dir resumes this manager with its
 
 examples:
   warren cluster init --advertise-addr 192.168.1.10:8080
-  warren cluster init --raft-heartbeat-timeout 100ms --raft-election-timeout 1s
+  warren cluster init --raft-heartbeat-timeout 1s --raft-election-timeout 1s    (WAN)
   warren cluster init --restore warren-backup.db
 """
 
@@ -109,13 +110,21 @@ def _add_manager_flags(parser: argparse.ArgumentParser) -> None:
                              "theirs automatically halfway through "
                              f"(default {_MANAGER.node_cert_lifetime_s / 3600:g}h)")
     parser.add_argument("--raft-heartbeat-timeout", metavar="DUR", type=duration,
-                        help="the leader's heartbeat interval, e.g. 50ms; must be below the election "
-                             f"timeout (default {_ms(_RAFT.heartbeat_interval_s)})")
+                        help="a follower that hears nothing from a leader for DUR (plus a random part, "
+                             "see --raft-election-timeout) stands for election; the leader sends "
+                             f"heartbeats every 1/{HEARTBEATS_PER_TIMEOUT} of it "
+                             f"(default {_ms(_RAFT.heartbeat_timeout_s)}: heartbeats every "
+                             f"{_ms(_RAFT.heartbeat_interval_s)})")
     parser.add_argument("--raft-election-timeout", metavar="DUR", type=duration,
-                        help="a follower that hears no leader for a random time between DUR and 2*DUR "
-                             f"starts an election (default {_ms(_RAFT.election_timeout_min_s)} to "
-                             f"{_ms(_RAFT.election_timeout_max_s)}); a dead leader is replaced after about "
-                             "3*DUR to 4*DUR (the leader lease of 2*DUR runs first)")
+                        help="the random spread added to the heartbeat timeout, so managers do not stand "
+                             "together: a follower stands after a random time between the heartbeat "
+                             "timeout and their sum, and a candidate that has not won tries again as "
+                             "long; at least the heartbeat timeout (default: the heartbeat timeout, "
+                             f"{_ms(_RAFT.election_timeout_s)}). A dead leader is replaced after about "
+                             "2H+E to 2H+2E, H and E being the two timeouts, as its leader lease of H+E runs "
+                             f"first ({_ms(2 * _RAFT.heartbeat_timeout_s + _RAFT.election_timeout_s)} to "
+                             f"{_ms(2 * _RAFT.election_timeout_max_s)} by default, "
+                             "3 to 4s with 1s and 1s)")
     parser.add_argument("--raft-snapshot-threshold", metavar="N", type=positive_int,
                         help="take a snapshot of the state (and compact the log) every N committed entries "
                              f"(default {_RAFT.snapshot_threshold})")
@@ -151,11 +160,14 @@ def build_settings(args: argparse.Namespace) -> ManagerSettings:
     if args.cert_expiry is not None:
         fields["node_cert_lifetime_s"] = args.cert_expiry
     raft: dict[str, Any] = {}
-    if args.raft_heartbeat_timeout is not None:
-        raft["heartbeat_interval_s"] = args.raft_heartbeat_timeout
-    if args.raft_election_timeout is not None:
-        raft["election_timeout_min_s"] = args.raft_election_timeout
-        raft["election_timeout_max_s"] = 2 * args.raft_election_timeout
+    if args.raft_heartbeat_timeout is not None or args.raft_election_timeout is not None:
+        try:
+            timers = RaftSettings.from_timeouts(args.raft_heartbeat_timeout, args.raft_election_timeout)
+        except ConfigError as exc:
+            raise ConfigError(f"{exc} ({_FLAG_HINTS[exc.fields]})", fields=exc.fields) from exc
+        raft["heartbeat_interval_s"] = timers.heartbeat_interval_s
+        raft["election_timeout_min_s"] = timers.election_timeout_min_s
+        raft["election_timeout_max_s"] = timers.election_timeout_max_s
     if args.raft_snapshot_threshold is not None:
         raft["snapshot_threshold"] = args.raft_snapshot_threshold
     if args.raft_log_keep is not None:
@@ -182,8 +194,8 @@ def build_settings(args: argparse.Namespace) -> ManagerSettings:
 
 # What to tell the user, in flags, when a rule tying settings together is broken (ConfigError.fields).
 _FLAG_HINTS: dict[tuple[str, ...], str] = {
-    ("heartbeat_interval_s", "election_timeout_min_s"):
-        "--raft-heartbeat-timeout is the heartbeat interval: keep it below --raft-election-timeout",
+    ("heartbeat_timeout_s", "election_timeout_s"):
+        "heartbeat_timeout_s is --raft-heartbeat-timeout, election_timeout_s is --raft-election-timeout",
     ("node_down_grace_s", "heartbeat_period_s"): "--node-down-grace must be longer than --heartbeat-period",
 }
 
