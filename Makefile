@@ -19,11 +19,12 @@ RAFT_SOURCES := $(shell find rust -path rust/target -prune -o \
 WARREN_SOURCES := pyproject.toml setup.py warren/_raft.pyx
 
 .DEFAULT_GOAL := help
-.PHONY: help install test bench peers lint run image clean clean-all check-cargo install-units
+.PHONY: help install test bench peers lint run image clean clean-all check-cargo install-units \
+	wheels wheels-core wheels-warren wheels-audit wheels-tools wheels-deps-aarch64 wheels-test wheels-test-arm64
 
 help: ## list the targets
 	@echo "Targets:"
-	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  %-10s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
+	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z0-9_-]+:.*## / {printf "  %-18s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
 
 install: $(WARREN_STAMP) ## create .venv, build warren-raft (Rust, release), install warren-orchestrator[dev] editable
 
@@ -96,6 +97,85 @@ install-units: ## as root: install packaging/systemd's units and /etc/default ex
 	done
 	$(SYSTEMCTL) daemon-reload
 
+# Wheels that install with pip and no compiler (issue 14; docs/install.md, docs/decisions.md).
+# - warren-raft: abi3 (cp311), linked by zig against glibc 2.28 (manylinux_2_28), one per WHEEL_ARCHES
+#   entry. x86_64 with rustup's toolchain (whatever cargo is on PATH); aarch64 with Debian's rustc-web and
+#   cargo-web (/usr/bin/rustc, /usr/bin/cargo) and libstd-rust-web-dev:arm64, the aarch64 standard library
+#   that rustup cannot download here (apt-get'd only when missing, as root).
+# - warren-orchestrator: one pure-Python wheel (py3-none-any, built with WARREN_NO_EXTENSIONS=1; the
+#   Cython bridge has a pure-Python twin that warren.raft_bridge falls back to).
+# Own cargo target dir: `make install`'s release cache (target/release) stays valid.
+WHEEL_ARCHES ?= x86_64 aarch64
+DIST ?= dist
+WHEELS_CARGO_DIR := target/wheels-build
+WHEELS_TOOLS_STAMP := $(VENV)/.wheels-tools-stamp
+ARM64_ROOT ?= .wheels-cache/arm64-bookworm
+# maturin finds zig as `python3 -m ziglang`: the venv's bin goes first on PATH.
+VENV_BIN := $(abspath $(VENV))/bin
+
+wheels: ## build dist/: warren-raft manylinux_2_28 abi3 wheels (WHEEL_ARCHES), warren-orchestrator's, auditwheel
+	@mkdir -p $(DIST)
+	@for arch in $(WHEEL_ARCHES); do $(MAKE) --no-print-directory wheels-core ARCH=$$arch || exit 1; done
+	@$(MAKE) --no-print-directory wheels-warren wheels-audit
+
+$(WHEELS_TOOLS_STAMP): | $(VENV_STAMP)
+	$(PIP) install --quiet 'ziglang>=0.13' 'auditwheel>=6'
+	@touch $@
+
+wheels-tools: $(WHEELS_TOOLS_STAMP)
+
+wheels-deps-aarch64:
+	@dpkg -s rustc-web cargo-web libstd-rust-web-dev:arm64 >/dev/null 2>&1 || { \
+		dpkg --print-foreign-architectures | grep -qx arm64 || dpkg --add-architecture arm64; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
+			rustc-web cargo-web libstd-rust-web-dev:arm64 >/dev/null; }
+
+ARCH ?= x86_64
+WHEELS_PATH_x86_64 := $(VENV_BIN):$(PATH)
+WHEELS_ENV_x86_64 :=
+WHEELS_PATH_aarch64 := $(VENV_BIN):/usr/bin:$(PATH)
+WHEELS_ENV_aarch64 := CARGO=/usr/bin/cargo RUSTC=/usr/bin/rustc
+WHEELS_PATH_armv7 := $(WHEELS_PATH_aarch64)
+WHEELS_ENV_armv7 := $(WHEELS_ENV_aarch64)
+WHEELS_TRIPLE_x86_64 := x86_64-unknown-linux-gnu
+WHEELS_TRIPLE_aarch64 := aarch64-unknown-linux-gnu
+WHEELS_TRIPLE_armv7 := armv7-unknown-linux-gnueabihf
+wheels-core: $(WHEELS_TOOLS_STAMP) $(if $(filter-out x86_64,$(ARCH)),wheels-deps-aarch64,check-cargo)
+	@test -n "$(WHEELS_TRIPLE_$(ARCH))" || { echo "error: ARCH=$(ARCH): x86_64, aarch64 or armv7" >&2; exit 1; }
+	rm -f $(DIST)/warren_raft-*_$(ARCH).whl
+	@PATH="$(WHEELS_PATH_$(ARCH))" $(WHEELS_ENV_$(ARCH)) sh -c 'echo "== warren-raft for $(ARCH): cargo $$(command -v $${CARGO:-cargo}) ($$($${CARGO:-cargo} --version)), $$($${RUSTC:-rustc} --version) ($$(command -v $${RUSTC:-rustc})), zig $$(python3 -m ziglang version)"'
+	@start=$$(date +%s); \
+	PATH="$(WHEELS_PATH_$(ARCH))" $(WHEELS_ENV_$(ARCH)) CARGO_TARGET_DIR=$(WHEELS_CARGO_DIR) \
+		$(VENV)/bin/maturin build --release -m rust/Cargo.toml --zig --target $(WHEELS_TRIPLE_$(ARCH)) \
+		--compatibility manylinux_2_28 -o $(DIST) && \
+	echo "== warren-raft for $(ARCH) built in $$(( $$(date +%s) - start )) s"
+
+# Built from a copy of the sources without the editable install's build products (warren/_raft.c and
+# .so; the egg-info's SOURCES.txt would carry them into the wheel).
+WHEELS_SRC := target/wheels-src
+wheels-warren: | $(VENV_STAMP)
+	rm -f $(DIST)/warren_orchestrator-*.whl
+	rm -rf $(WHEELS_SRC) && mkdir -p $(WHEELS_SRC)
+	tar -cf - --exclude='*.so' --exclude='*.c' --exclude=__pycache__ pyproject.toml setup.py README.md warren | \
+		tar -xf - -C $(WHEELS_SRC)
+	WARREN_NO_EXTENSIONS=1 $(PIP) wheel --quiet --no-deps -w $(DIST) ./$(WHEELS_SRC)
+	@$(PY) -c 'import sys, zipfile, glob; w = glob.glob("$(DIST)/warren_orchestrator-*-py3-none-any.whl"); \
+		assert len(w) == 1, w; bad = [n for n in zipfile.ZipFile(w[0]).namelist() if n.endswith((".so", ".c", ".pyx"))]; \
+		sys.exit(f"{w[0]}: compiled or source files in a pure wheel: {bad}" if bad else 0)'
+
+wheels-audit: $(WHEELS_TOOLS_STAMP)
+	$(PY) scripts/wheels_audit.py $(VENV)/bin/auditwheel $(DIST)
+
+WHEELS_TEST_DIR := target/wheels-test
+wheels-test: ## fresh venv, no cargo/C compiler on PATH: pip install dist/'s wheels, smoke (cluster, service, stop)
+	@for arch in $(WHEEL_ARCHES); do case $$arch in x86_64) ;; *) echo "wheels-test runs the $$(uname -m) wheels here; $$arch: make wheels-test-arm64";; esac; done
+	bash scripts/wheels_test.sh $(PYTHON) $(DIST) $(WHEELS_TEST_DIR)
+
+wheels-test-arm64: ## as root: the same smoke with the aarch64 wheels in an emulated arm64 Debian root (slow)
+	@dpkg -s debootstrap qemu-user-static binfmt-support >/dev/null 2>&1 || { apt-get update -qq && \
+		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq debootstrap qemu-user-static binfmt-support >/dev/null; }
+	bash scripts/wheels_test_arm64.sh $(ARM64_ROOT) $(DIST)
+
 image: ## build the local test/demo image warren-busybox:latest (no registry needed)
 	bash scripts/build_image.sh
 
@@ -103,7 +183,7 @@ run: install ## start a single-node cluster on 127.0.0.1:8080 with a demo servic
 	bash scripts/run_local.sh
 
 clean: ## remove .venv, Python build outputs and built wheels (keeps the Rust build cache)
-	rm -rf $(VENV) build dist *.egg-info target/wheels
+	rm -rf $(VENV) build dist *.egg-info target/wheels target/wheels-test
 	rm -f warren/_raft.c warren/_raft.*.so
 	rm -rf .pytest_cache .mypy_cache .ruff_cache .hypothesis
 	find . -name __pycache__ -type d -not -path './target/*' -prune -exec rm -rf {} +
