@@ -35,7 +35,7 @@ from warren.errors import (
 )
 from warren.manager.manager import Manager
 from warren.manager.metrics import ManagerMetrics, health_body, ready_body
-from warren.pki import certs
+from warren.pki import peek
 from warren.store import queries
 
 log = logging.getLogger(__name__)
@@ -152,7 +152,7 @@ def create_app(manager: Manager, metrics: ManagerMetrics, forwarder: Forwarder) 
     async def ca_certificate() -> JSON:
         # Open to anyone: a joining node checks it against its token's digest before sending anything.
         pem = manager.ca.ca_pem()
-        return JSON({"ca": pem.decode("ascii"), "digest": certs.ca_digest(pem)})
+        return JSON({"ca": pem.decode("ascii"), "digest": peek.ca_digest(pem)})
 
     @app.post("/v1/certs/renew", response_model=A.Issued, responses=A.errors(400, 401, 403, 413))
     async def certificate_renew(request: Request, body: models.RenewRequest) -> JSON:

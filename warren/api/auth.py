@@ -27,7 +27,7 @@ from typing import Any
 
 from warren.api.forwarder import FORWARDED_HEADER
 from warren.api.responses import error_response
-from warren.pki.certs import ROLES, PeerIdentity
+from warren.pki.peek import ROLES, PeerIdentity
 from warren.store import queries
 from warren.store.machine import Store
 

@@ -26,7 +26,7 @@ import h11
 
 from warren.config import MIB, split_host_port
 from warren.errors import InvalidError, UnavailableError
-from warren.pki.certs import MANAGER_NAME
+from warren.pki.names import MANAGER_NAME
 
 # Hop-by-hop and connection headers are not forwarded (RFC 9110 §7.6.1); Host and length are ours.
 DROP_REQUEST_HEADERS = frozenset(

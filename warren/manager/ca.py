@@ -11,19 +11,23 @@ from __future__ import annotations
 import base64
 import time
 from dataclasses import dataclass
-
-from cryptography.hazmat.primitives.asymmetric import ec
+from typing import TYPE_CHECKING
 
 from warren.errors import UnavailableError
 from warren.manager.consensus import Consensus
-from warren.pki import certs, sealing
+from warren.pki import peek, sealing
 from warren.store import commands as c
 from warren.store import queries
+
+if TYPE_CHECKING:  # signing loads `cryptography`, on the leader, when a node joins or renews
+    from cryptography.hazmat.primitives.asymmetric import ec
 
 CA_KEY_AAD = "pki:ca-key"
 
 
 def seal_ca_key(data_key: bytes, key: ec.EllipticCurvePrivateKey) -> str:
+    from warren.pki import certs
+
     return base64.b64encode(sealing.seal(data_key, certs.key_pem(key), CA_KEY_AAD)).decode("ascii")
 
 
@@ -47,9 +51,11 @@ class ClusterCA:
         return record[0].encode("ascii")
 
     def digest(self) -> str:
-        return certs.ca_digest(self.ca_pem())
+        return peek.ca_digest(self.ca_pem())
 
     def _key(self) -> tuple[bytes, ec.EllipticCurvePrivateKey]:
+        from warren.pki import certs
+
         record = queries.cluster_ca(self.consensus.store.conn)
         if record is None:
             raise UnavailableError("the cluster CA is not recorded yet (the cluster is starting); retry")
@@ -59,8 +65,10 @@ class ClusterCA:
             self._unsealed = (sealed, certs.load_key(pem))
         return ca_cert.encode("ascii"), self._unsealed[1]
 
-    async def issue(self, csr_pem: str, *, name: str, role: certs.Role, lifetime_s: float) -> Issued:
+    async def issue(self, csr_pem: str, *, name: str, role: peek.Role, lifetime_s: float) -> Issued:
         """Sign the CSR's key as `name` with `role`; recorded (committed) before it is returned."""
+        from warren.pki import certs
+
         public = certs.csr_public_key(csr_pem)
         ca_pem, key = self._key()
         ca_cert = certs.load_cert(ca_pem)

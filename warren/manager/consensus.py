@@ -25,8 +25,8 @@ from warren.errors import (
     raft_errors,
 )
 from warren.manager.versions import VersionGate
-from warren.pki.certs import MANAGER_NAME
 from warren.pki.material import NodeMaterial
+from warren.pki.names import MANAGER_NAME
 from warren.raft_bridge import drive
 from warren.store import commands
 from warren.store.machine import Store

@@ -31,11 +31,10 @@ import signal
 import sqlite3
 import time
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import uvloop
 import warren_raft
-from cryptography import x509
-from cryptography.hazmat.primitives.asymmetric import ec
 
 from warren import logs
 from warren.api.app import create_app
@@ -54,11 +53,15 @@ from warren.manager.manager import Manager
 from warren.manager.metrics import ManagerMetrics, metrics_app
 from warren.manager.servers import SOCKET_NAME, HttpServer, bind, bind_unix, raise_nofile_limit
 from warren.manager.tlskeeper import TlsKeeper, renew_through
-from warren.pki import certs, material, sealing, userconfig
+from warren.pki import material, peek, sealing, userconfig
 from warren.pki.join import new_join_key, pinned_ca
 from warren.store import commands as c
 from warren.store import queries, schema
 from warren.store.machine import check_state_file
+
+if TYPE_CHECKING:  # `cryptography` is loaded to make a CA or a key (init, join, restore), not to resume
+    from cryptography import x509
+    from cryptography.hazmat.primitives.asymmetric import ec
 
 log = logging.getLogger(__name__)
 
@@ -152,6 +155,8 @@ class KeptCA:
 
 def _backup_ca(backup: str, key_file: str) -> KeptCA:
     """The CA of the cluster in `backup`, opened with that cluster's data key from `key_file`."""
+    from warren.pki import certs
+
     data_key = read_if_exists(key_file)
     if data_key is None or len(data_key) != sealing.KEY_BYTES:
         raise ConfigError(f"--restore-key {key_file}: not a cluster data key (a manager's tls/data.key)")
@@ -182,6 +187,8 @@ def _found_pki(settings: ManagerSettings, data_dir: str, me: Identity, kept: Kep
 
     Written before Raft starts; node.pem last, so a crash before it makes a rerun start over here.
     """
+    from warren.pki import certs
+
     if kept is None:
         data_key = os.urandom(sealing.KEY_BYTES)
         ca_key, ca_cert = certs.create_ca(me.cluster_id, SECURITY.ca_lifetime_s)
@@ -191,7 +198,7 @@ def _found_pki(settings: ManagerSettings, data_dir: str, me: Identity, kept: Kep
     material.save_data_key(data_dir, data_key)
     write_atomically(os.path.join(material.tls_dir(data_dir), FOUNDER_CA_KEY), sealed.encode("ascii"))
 
-    def issue(name: str, role: certs.Role, lifetime_s: float) -> tuple[bytes, bytes]:
+    def issue(name: str, role: peek.Role, lifetime_s: float) -> tuple[bytes, bytes]:
         key = certs.new_key()
         cert = certs.issue(
             ca_key,
@@ -421,10 +428,10 @@ async def _record_ca(manager: Manager, data_dir: str, node: material.NodeMateria
         raise ConfigError(f"{data_dir}: the founder's sealed CA key ({FOUNDER_CA_KEY}) is missing")
     now = time.time()
     await manager.consensus.propose(c.SetClusterCA(node.ca_pem.decode("ascii"), sealed.decode("ascii"), now))
-    cert = node.cert
+    cert = node.facts
     me = manager.identity
     await manager.consensus.propose(
-        c.RecordCert(certs.fingerprint(cert), me.name, "manager", certs.expires_at(cert), now)
+        c.RecordCert(cert.fingerprint, me.name, "manager", cert.not_after, now)
     )
 
 

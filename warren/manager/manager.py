@@ -32,7 +32,7 @@ from warren.manager.consensus import Consensus, MemberMeta
 from warren.manager.dispatcher import secret_digest
 from warren.manager.identity import Identity
 from warren.manager.logrelay import LogStream
-from warren.pki import certs
+from warren.pki import peek
 from warren.store import commands as c
 from warren.store import queries, schema
 from warren.store.apply import check_token
@@ -104,7 +104,7 @@ class Manager:
         that checked our CA against its token): every manager needs it to open the CA key."""
         self.consensus.require_leader()
         _check_form(token)
-        certs.csr_public_key(csr)  # a bad CSR is refused before anything is recorded
+        _check_csr(csr)  # a bad CSR is refused before anything is recorded
         next_id = self.conn.execute("SELECT next_raft_id FROM cluster").fetchone()
         name = f"manager-{next_id[0] if next_id else 'x'}-{secrets.token_hex(3)}"
         cmd = c.RegisterManager(name, api_addr, raft_addr, tokens.digest(token), time.time())
@@ -113,10 +113,10 @@ class Manager:
         log.info("manager %s (raft id %s) registered from %s, joining", name, result["raft_id"], api_addr)
         return {**result, **_issued_doc(issued), "data_key": base64.b64encode(self.data_key).decode("ascii")}
 
-    async def _issue(self, csr: str, name: str, role: certs.Role) -> Issued:
+    async def _issue(self, csr: str, name: str, role: peek.Role) -> Issued:
         return await self.ca.issue(csr, name=name, role=role, lifetime_s=self.settings.node_cert_lifetime_s)
 
-    async def renew_certificate(self, peer: certs.PeerIdentity, csr: str) -> dict[str, Any]:
+    async def renew_certificate(self, peer: peek.PeerIdentity, csr: str) -> dict[str, Any]:
         """A new certificate for a node's new key, with the name and role of the one it called with."""
         self.consensus.require_leader()
         if peer.role == "admin":
@@ -186,7 +186,7 @@ class Manager:
         certificate; only the secret's digest is replicated, the secret itself is answered once."""
         self.consensus.require_leader()
         _check_form(token)
-        certs.csr_public_key(csr)
+        _check_csr(csr)
         name = "worker-" + secrets.token_hex(3)
         secret = secrets.token_urlsafe(32)
         cmd = c.RegisterWorker(
@@ -403,3 +403,11 @@ def _issued_doc(issued: Issued) -> dict[str, Any]:
 def _check_form(token: str) -> None:
     if not tokens.well_formed(token):
         raise UnauthorizedError("invalid join token (expected SWMTKN-1-...)")
+
+
+def _check_csr(csr: str) -> None:
+    """InvalidError unless `csr` is a CSR signed by its P-256 key (loads `cryptography`: a certificate
+    is about to be made)."""
+    from warren.pki import certs
+
+    certs.csr_public_key(csr)

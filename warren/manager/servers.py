@@ -42,7 +42,7 @@ from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 from warren.api.auth import LOCAL_KEY, PEER_KEY
 from warren.config import ConnectionLimits, split_host_port
 from warren.errors import ConfigError, WarrenError
-from warren.pki.certs import PeerIdentity, identity_der
+from warren.pki.peek import PeerIdentity, peer_identity
 
 SOCKET_NAME = "warren.sock"
 # Connections accepted per readiness event of a listening socket (then other work gets a turn).
@@ -223,12 +223,10 @@ def _identity(transport: asyncio.BaseTransport) -> dict[str, Any]:
     local = sock is not None and sock.family == socket.AF_UNIX
     ssl_object = transport.get_extra_info("ssl_object")
     if ssl_object is not None:
-        der = ssl_object.getpeercert(binary_form=True)
-        if der:
-            try:
-                peer = identity_der(der)
-            except WarrenError:
-                peer = None  # chained to our CA but not a node certificate: anonymous
+        try:
+            peer = peer_identity(ssl_object)  # read with ssl: no `cryptography` per connection
+        except WarrenError:
+            peer = None  # chained to our CA but not a node certificate: anonymous
     return {PEER_KEY: peer, LOCAL_KEY: local}
 
 

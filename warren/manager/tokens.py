@@ -16,7 +16,7 @@ import hashlib
 import re
 import secrets
 
-from warren.pki.certs import DIGEST_LEN
+from warren.pki.peek import DIGEST_LEN
 
 PREFIX = "SWMTKN-1-"
 _ALPHABET = "0123456789abcdefghijklmnopqrstuvwxyz"

@@ -16,8 +16,6 @@ from __future__ import annotations
 
 import datetime
 import hashlib
-from dataclasses import dataclass
-from typing import Literal
 
 from cryptography import x509
 from cryptography.exceptions import InvalidSignature
@@ -27,26 +25,13 @@ from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from warren.errors import InvalidError, UnauthorizedError
 from warren.pki.names import MANAGER_NAME, server_name
+from warren.pki.peek import CLOCK_SKEW_S, DIGEST_LEN, ROLES, PeerIdentity, Role, base36
 
-__all__ = ["MANAGER_NAME", "server_name"]  # re-exported: the names belong to the certificates made here
-
-Role = Literal["manager", "worker", "admin"]
-ROLES: tuple[Role, ...] = ("manager", "worker", "admin")
-
-# A certificate may start this long before its issue time, for clocks a little behind the CA's.
-CLOCK_SKEW_S = 300.0
-
-
-
-
-@dataclass(frozen=True, slots=True)
-class PeerIdentity:
-    """Who is on the other end of a TLS connection, read from its verified certificate."""
-
-    name: str
-    role: Role
-    cluster_id: str
-    fingerprint: str  # SHA-256 of the certificate's DER, hex
+# Re-exported: the names belong to the certificates made here, and the identity in them is read with
+# `ssl` alone (warren.pki.peek) by the nodes that make none.
+__all__ = [
+    "CLOCK_SKEW_S", "DIGEST_LEN", "MANAGER_NAME", "ROLES", "PeerIdentity", "Role", "base36", "server_name"
+]
 
 
 def new_key() -> ec.EllipticCurvePrivateKey:
@@ -247,20 +232,10 @@ def issued_at(cert: x509.Certificate) -> float:
 
 # -- the CA digest in join tokens ----------------------------------------------------------------
 
-_B36 = "0123456789abcdefghijklmnopqrstuvwxyz"
-DIGEST_LEN = 50  # base36 digits of a SHA-256 (36**50 > 2**256)
-
-
-def base36(data: bytes, width: int) -> str:
-    n = int.from_bytes(data, "big")
-    out = []
-    for _ in range(width):
-        n, r = divmod(n, 36)
-        out.append(_B36[r])
-    return "".join(reversed(out))
-
 
 def ca_digest(ca_cert_pem: bytes) -> str:
-    """The CA digest a join token carries: SHA-256 of the CA certificate's DER, 50 base36 digits."""
+    """The CA digest a join token carries: SHA-256 of the CA certificate's DER, 50 base36 digits.
+    The certificate is parsed first, so garbage is an InvalidError (peek.ca_digest, for the manager's
+    own CA, does not parse it)."""
     der = load_cert(ca_cert_pem).public_bytes(serialization.Encoding.DER)
     return base36(hashlib.sha256(der).digest(), DIGEST_LEN)

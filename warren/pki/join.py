@@ -18,7 +18,7 @@ import httpx
 from warren.config import SECURITY, join_host_port, split_host_port
 from warren.errors import UnauthorizedError, UnavailableError
 from warren.manager import tokens
-from warren.pki import certs, material
+from warren.pki import material
 
 
 @dataclass(frozen=True, slots=True)
@@ -30,12 +30,16 @@ class JoinKey:
 
 
 def new_join_key() -> JoinKey:
+    from warren.pki import certs  # making a key is what `cryptography` is loaded for
+
     key = certs.new_key()
     return JoinKey(certs.key_pem(key), certs.create_csr(key).decode("ascii"))
 
 
 def pinned_ca(manager: str, token: str, *, timeout_s: float = SECURITY.ca_fetch_timeout_s) -> bytes:
     """The CA certificate (PEM) of the manager at `manager`, if it is the one `token` pins."""
+    from warren.pki import certs  # a join makes a key right after: `cryptography` is needed anyway
+
     expected = tokens.ca_digest(token)
     if expected is None:
         raise UnauthorizedError("invalid join token (expected SWMTKN-1-<CA digest>-<secret>)")

@@ -20,12 +20,11 @@ from typing import TYPE_CHECKING
 
 from warren.durable import read_if_exists, write_atomically
 from warren.errors import ConfigError, CorruptStateError, InvalidError
+from warren.pki import peek
 from warren.pki.names import MANAGER_NAME
 
 if TYPE_CHECKING:  # parsing certificates loads `cryptography`; a TLS client alone does not need it
     from cryptography import x509
-
-    from warren.pki import certs
 
 DIR_NAME = "tls"
 CA_FILE = "ca.crt"
@@ -52,15 +51,19 @@ class NodeMaterial:
 
     @property
     def cert(self) -> x509.Certificate:
+        """The certificate as `cryptography` parses it (loads that package: for making and checking
+        certificates; `facts` and `identity` read what a running node needs with `ssl`)."""
         from warren.pki import certs
 
         return certs.load_cert(self.cert_pem)
 
     @property
-    def identity(self) -> certs.PeerIdentity:
-        from warren.pki import certs
+    def facts(self) -> peek.CertFacts:
+        return peek.read_pem(self.cert_pem)
 
-        return certs.identity(self.cert)
+    @property
+    def identity(self) -> peek.PeerIdentity:
+        return peek.identity(self.facts)
 
 
 def _split_pem(blob: bytes) -> tuple[bytes, bytes]:
@@ -73,9 +76,9 @@ def _split_pem(blob: bytes) -> tuple[bytes, bytes]:
 
 
 def load_node(data_dir: str) -> NodeMaterial | None:
-    """The node's TLS material, or None if it has none yet (CorruptStateError if damaged)."""
-    from warren.pki import certs
+    """The node's TLS material, or None if it has none yet (CorruptStateError if damaged).
 
+    Read and checked with `ssl` alone (warren.pki.peek): a node resuming loads no `cryptography`."""
     directory = tls_dir(data_dir)
     blob = read_if_exists(os.path.join(directory, NODE_FILE))
     ca = read_if_exists(os.path.join(directory, CA_FILE))
@@ -85,10 +88,9 @@ def load_node(data_dir: str) -> NodeMaterial | None:
         if blob is None or ca is None:
             raise ValueError(f"{NODE_FILE} or {CA_FILE} is missing")
         cert_pem, key_pem = _split_pem(blob)
-        certs.load_cert(ca)
+        peek.read_pem(ca)
         material = NodeMaterial(directory, ca, cert_pem, key_pem)
-        if material.cert.public_key() != certs.load_key(key_pem).public_key():
-            raise ValueError("the key does not match the certificate")
+        peek.key_matches(material.node_path)
         material.identity  # noqa: B018 - checks it is a Warren node certificate
         return material
     except (ValueError, InvalidError) as exc:

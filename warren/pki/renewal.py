@@ -20,15 +20,16 @@ import datetime
 import logging
 import time
 from collections.abc import Awaitable, Callable, Mapping
-from typing import Any
-
-from cryptography import x509
+from typing import TYPE_CHECKING, Any
 
 from warren.config import SECURITY, SecuritySettings
 from warren.errors import ConfigError, InvalidError, WarrenError
-from warren.pki import certs
 from warren.pki.join import new_join_key
 from warren.pki.material import NodeMaterial, load_node, save_node
+from warren.pki.peek import Role
+
+if TYPE_CHECKING:  # checking an answer loads `cryptography`; waiting for the renewal does not
+    from cryptography import x509
 
 log = logging.getLogger(__name__)
 
@@ -51,12 +52,14 @@ def check_issued(
     ca_pem: bytes,
     *,
     name: str | None = None,
-    role: certs.Role | None = None,
+    role: Role | None = None,
     cluster_id: str | None = None,
 ) -> x509.Certificate:
     """The certificate a manager answered with, if it is one this node can use: for `key_pem`'s key,
     signed by `ca_pem`, and naming `name`, `role` and `cluster_id` where given. InvalidError if not,
     so a wrong answer never replaces working material."""
+    from warren.pki import certs
+
     cert = certs.load_cert(cert_pem)
     ca = certs.load_cert(ca_pem)
     if cert.public_key() != certs.load_key(key_pem).public_key():
@@ -115,8 +118,8 @@ class Renewer:
 
     def due_at(self, material: NodeMaterial) -> float:
         """When `material`'s certificate is to be renewed: `renew_after_fraction` into its lifetime."""
-        cert = material.cert
-        issued, expires = certs.issued_at(cert), certs.expires_at(cert)
+        facts = material.facts
+        issued, expires = facts.issued_at, facts.not_after
         return issued + self.settings.renew_after_fraction * max(0.0, expires - issued)
 
     async def run(self) -> None:
@@ -155,6 +158,6 @@ class Renewer:
         )
         material = await asyncio.to_thread(save_node, self.data_dir, ca_pem, cert_pem, key.key_pem)
         self.renewals += 1
-        log.info("certificate renewed, valid until %s", utc_text(certs.expires_at(cert)))
+        log.info("certificate renewed, valid until %s", utc_text(cert.not_valid_after_utc.timestamp()))
         self.on_renewed(material)
         return material

@@ -11,9 +11,6 @@ from __future__ import annotations
 
 import os
 
-from cryptography.exceptions import InvalidTag
-from cryptography.hazmat.primitives.ciphers.aead import AESGCM
-
 from warren.errors import CorruptStateError
 
 KEY_BYTES = 32
@@ -25,7 +22,14 @@ def new_data_key() -> bytes:
     return os.urandom(KEY_BYTES)
 
 
+# `cryptography` is imported by seal and unseal, not with this module: a manager loads it (about 8 MB)
+# only once it seals or opens something (docs/decisions.md, "Daemons load cryptography only to make
+# keys").
+
+
 def seal(key: bytes, plaintext: bytes, aad: str) -> bytes:
+    from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
     nonce = os.urandom(_NONCE_BYTES)
     return _VERSION + nonce + AESGCM(key).encrypt(nonce, plaintext, aad.encode("utf-8"))
 
@@ -34,6 +38,9 @@ def unseal(key: bytes, blob: bytes, aad: str) -> bytes:
     """The plaintext of `blob`, or CorruptStateError if it was not sealed with `key` for `aad`."""
     if len(blob) < 1 + _NONCE_BYTES + 16 or blob[:1] != _VERSION:
         raise CorruptStateError(f"sealed value for {aad} is malformed")
+    from cryptography.exceptions import InvalidTag
+    from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
     nonce, body = blob[1 : 1 + _NONCE_BYTES], blob[1 + _NONCE_BYTES :]
     try:
         return AESGCM(key).decrypt(nonce, body, aad.encode("utf-8"))

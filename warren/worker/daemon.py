@@ -25,7 +25,6 @@ from warren import logs
 from warren.config import OrchestratorSettings, WorkerSettings, split_host_port
 from warren.durable import private_data_dir
 from warren.errors import ConfigError, CorruptStateError, UnauthorizedError, UnavailableError
-from warren.pki import certs
 from warren.pki.join import pinned_ca
 from warren.pki.material import NodeMaterial, load_node, tls_dir
 from warren.pki.renewal import Renewer, utc_text
@@ -294,7 +293,7 @@ def _resumed_material(data_dir: str, me: WorkerIdentity) -> NodeMaterial:
             f"the certificate in {tls_dir(data_dir)} is that of {who.role} {who.name} of cluster "
             f"{who.cluster_id}, not of worker {me.name} of cluster {me.cluster_id}: " + rejoin
         )
-    expired = certs.expires_at(material.cert)
+    expired = material.facts.not_after
     if expired <= time.time():
         raise UnauthorizedError(
             f"the certificate of worker {me.name} expired at {utc_text(expired)} (the worker was stopped "

@@ -37,7 +37,6 @@ import orjson
 from warren import __version__
 from warren.config import DEFAULT_API_PORT, WorkerSettings, join_host_port, split_host_port
 from warren.errors import InvalidError, UnauthorizedError, UnavailableError, WarrenError, error_class
-from warren.pki import certs
 from warren.pki.join import new_join_key, pinned_ca
 from warren.pki.material import NodeMaterial, client_context, save_node
 from warren.pki.renewal import check_issued
@@ -204,7 +203,9 @@ class ManagerSession:
             ) from None
         material = await asyncio.to_thread(save_node, data_dir, ca_pem, cert_pem, key.key_pem)
         self.use_material(material)
-        return JoinAnswer(name, secret, cluster_id, heartbeat_period_s, material, certs.expires_at(cert))
+        return JoinAnswer(
+            name, secret, cluster_id, heartbeat_period_s, material, cert.not_valid_after_utc.timestamp()
+        )
 
     async def renew(self, csr_pem: str) -> JSONObject:
         """POST /v1/certs/renew with the current certificate: `{"certificate", "ca", "cert_expires_at"}`
