@@ -336,9 +336,10 @@ def test_the_guide_walked_in_order(walk: Walk, tmp_path: Path) -> None:
     for part in ("node.json", "tls/data.key", "raft", "warren.db"):
         assert f"var/lib/warren/{part}" in names, sorted(names)
     assert "var/lib/warren/data/warren.db" not in names  # the guide's path is <data-dir>/warren.db
-    # Online, on any manager, nothing stopped (the backup a restore takes).
+    # Online, on any manager, nothing stopped (the backup a restore takes), through the admin socket
+    # as docs/operations.md writes it (`--manager unix:/var/lib/warren/warren.sock`).
     backup = tmp_path / "warren-backup.db"
-    cli("cluster", "backup", "--output", str(backup), "--manager", h2.api).ok()
+    cli("cluster", "backup", "--output", str(backup), "--manager", f"unix:{m2.data_dir / 'warren.sock'}").ok()
     key = tmp_path / "data.key"
     key.write_bytes((m1.data_dir / "tls" / "data.key").read_bytes())
 
