@@ -193,9 +193,9 @@ def scenarios(args: argparse.Namespace) -> list[Scenario]:
             lambda d: workers_bench.schedule(d, workers),
         ),
         s(
-            "rss",
-            "idle resident memory of a manager and a worker",
-            300,
+            "footprint",
+            "3 managers + 1 worker at rest for 60 s: idle RSS and CPU of each; installed size with its deps",
+            900,
             lambda d: footprint.run(d, rss),
         ),
     ]

@@ -91,10 +91,15 @@ def indexed(run: dict[str, Any]) -> dict[str, Side]:
     return out
 
 
+def _unit(field: str) -> str:
+    return field.replace("_ms", " ms").replace("_per_s", " /s").replace("_mb", " MB").replace("_pct", " %")
+
+
 def fields(key: str, old: Row, new: Row) -> list[str]:
     """What to compare for a row present on both sides."""
-    both = [f for f in ("p50_ms", "max_ms", "throughput_per_s", "value_mb") if f in old and f in new]
-    chosen: list[str] = [f for f in both if f in ("p50_ms", "value_mb")]
+    compared = ("p50_ms", "max_ms", "throughput_per_s", "value_mb", "value_pct")
+    both = [f for f in compared if f in old and f in new]
+    chosen: list[str] = [f for f in both if f in ("p50_ms", "value_mb", "value_pct")]
     if is_recovery(key) and "max_ms" in both:
         chosen.append("max_ms")
     if key.endswith("/concurrent") and "throughput_per_s" in both:
@@ -171,7 +176,7 @@ def render(changes: list[Change], old: dict[str, Any], new: dict[str, Any], name
         body.append(
             [
                 c.key + (" *" if c.carried else ""),
-                c.field.replace("_ms", " ms").replace("_per_s", " /s").replace("_mb", " MB"),
+                _unit(c.field),
                 EMPTY if c.old is None else number(c.field, c.old),
                 EMPTY if c.new is None else number(c.field, c.new),
                 EMPTY if rel is None else f"{rel:+.1%}",

@@ -131,12 +131,13 @@ COLUMNS = [
     ("max_ms", "max ms"),
     ("throughput_per_s", "throughput /s"),
     ("value_mb", "value"),
+    ("value_pct", "% of a core"),
     ("target", "target"),
     ("verdict", "verdict"),
 ]
 EMPTY = "—"
 # A scenario that another has replaced is no longer carried from earlier runs once its successor ran.
-REPLACED_BY = {"client_failover": "leader_failover"}
+REPLACED_BY = {"client_failover": "leader_failover", "rss": "footprint"}
 
 
 def number(field: str, value: float) -> str:
@@ -145,6 +146,8 @@ def number(field: str, value: float) -> str:
         return f"{value:,.0f}"
     if field.endswith("_mb"):
         return f"{value:.1f} MB"
+    if field.endswith("_pct"):
+        return f"{value:.2f} %"
     return f"{value:.3f}" if value < 10 else f"{value:.1f}"
 
 

@@ -56,8 +56,9 @@ class Limits:
     container_crash_max_ms: float = 2000.0  # container crash → replacement running; ms
     worker_failure_max_ms: float = 15_000.0  # worker failure → its tasks running elsewhere; ms
     schedule_1000_max_ms: float = 30_000.0  # 1,000 replicas on process-runtime workers running; ms
-    manager_rss_mb: float = 80.0  # idle manager resident memory; MB
-    worker_rss_mb: float = 50.0  # idle worker resident memory; MB
+    manager_rss_mb: float = 70.0  # idle manager resident memory (issue 14; was 80); MB
+    worker_rss_mb: float = 40.0  # idle worker resident memory (issue 14; was 50); MB
+    idle_cpu_pct: float = 0.5  # idle CPU of a manager (3-node cluster) and of a worker; % of one core
 
 
 LIMITS = Limits()
@@ -231,6 +232,8 @@ TARGETS: tuple[Target, ...] = (
     ),
     Target("rss/manager", f"≤ {L.manager_rss_mb:g} MB", at_most("value_mb", L.manager_rss_mb)),
     Target("rss/worker", f"≤ {L.worker_rss_mb:g} MB", at_most("value_mb", L.worker_rss_mb)),
+    Target("cpu/manager", f"≤ {L.idle_cpu_pct:g} % of a core", at_most("value_pct", L.idle_cpu_pct)),
+    Target("cpu/worker", f"≤ {L.idle_cpu_pct:g} % of a core", at_most("value_pct", L.idle_cpu_pct)),
 )
 
 
