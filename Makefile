@@ -20,7 +20,7 @@ WARREN_SOURCES := pyproject.toml setup.py warren/_raft.pyx
 
 .DEFAULT_GOAL := help
 .PHONY: help install test bench peers lint run image clean clean-all check-cargo install-units \
-	wheels wheels-core wheels-warren wheels-audit wheels-tools wheels-deps-aarch64 wheels-test wheels-test-arm64
+	wheels wheels-core wheels-warren wheels-audit wheels-tools wheels-deps-debian-rust wheels-test wheels-test-arm64
 
 help: ## list the targets
 	@echo "Targets:"
@@ -124,11 +124,14 @@ $(WHEELS_TOOLS_STAMP): | $(VENV_STAMP)
 
 wheels-tools: $(WHEELS_TOOLS_STAMP)
 
-wheels-deps-aarch64:
-	@dpkg -s rustc-web cargo-web libstd-rust-web-dev:arm64 >/dev/null 2>&1 || { \
-		dpkg --print-foreign-architectures | grep -qx arm64 || dpkg --add-architecture arm64; \
+# Debian's Rust and the target's standard library (DEBARCH: arm64 for aarch64, armhf for armv7).
+DEBARCH_aarch64 := arm64
+DEBARCH_armv7 := armhf
+wheels-deps-debian-rust:
+	@dpkg -s rustc-web cargo-web libstd-rust-web-dev:$(DEBARCH) >/dev/null 2>&1 || { \
+		dpkg --print-foreign-architectures | grep -qx $(DEBARCH) || dpkg --add-architecture $(DEBARCH); \
 		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
-			rustc-web cargo-web libstd-rust-web-dev:arm64 >/dev/null; }
+			rustc-web cargo-web libstd-rust-web-dev:$(DEBARCH) >/dev/null; }
 
 ARCH ?= x86_64
 WHEELS_PATH_x86_64 := $(VENV_BIN):$(PATH)
@@ -140,7 +143,8 @@ WHEELS_ENV_armv7 := $(WHEELS_ENV_aarch64)
 WHEELS_TRIPLE_x86_64 := x86_64-unknown-linux-gnu
 WHEELS_TRIPLE_aarch64 := aarch64-unknown-linux-gnu
 WHEELS_TRIPLE_armv7 := armv7-unknown-linux-gnueabihf
-wheels-core: $(WHEELS_TOOLS_STAMP) $(if $(filter-out x86_64,$(ARCH)),wheels-deps-aarch64,check-cargo)
+wheels-core: DEBARCH = $(DEBARCH_$(ARCH))
+wheels-core: $(WHEELS_TOOLS_STAMP) $(if $(filter-out x86_64,$(ARCH)),wheels-deps-debian-rust,check-cargo)
 	@test -n "$(WHEELS_TRIPLE_$(ARCH))" || { echo "error: ARCH=$(ARCH): x86_64, aarch64 or armv7" >&2; exit 1; }
 	rm -f $(DIST)/warren_raft-*_$(ARCH).whl
 	@PATH="$(WHEELS_PATH_$(ARCH))" $(WHEELS_ENV_$(ARCH)) sh -c 'echo "== warren-raft for $(ARCH): cargo $$(command -v $${CARGO:-cargo}) ($$($${CARGO:-cargo} --version)), $$($${RUSTC:-rustc} --version) ($$(command -v $${RUSTC:-rustc})), zig $$(python3 -m ziglang version)"'

@@ -7,6 +7,7 @@ set -euo pipefail
 python=$(command -v "${1:?usage: wheels_test.sh PYTHON DIST WORKDIR}")
 dist=$(cd "${2:?}" && pwd)
 work=${3:?}
+mkdir -p "$work" && work=$(cd "$work" && pwd)
 arch=$(uname -m)
 here=$(cd "$(dirname "$0")" && pwd)
 start=$(date +%s)
@@ -21,10 +22,13 @@ fi
 rm -rf "$work"
 mkdir -p "$work/bin"
 # A PATH of only what pip and the smoke use: the venv's bin and this directory of links.
-for tool in bash sh env date sleep tail rm grep mktemp pkill cat dirname uname ls head seq; do
+for tool in bash sh env date sleep tail rm grep mktemp pkill cat dirname basename uname ls head seq; do
     ln -s "$(command -v "$tool")" "$work/bin/$tool"
 done
 "$python" -m venv "$work/venv"
+# Away from the checkout: `python -c` puts the current directory first on sys.path, and the checkout's
+# warren/ (with its compiled bridge) must not stand in for the installed one.
+cd "$work"
 export PATH="$work/venv/bin:$work/bin"
 hash -r
 echo "== PATH=$PATH"
@@ -38,6 +42,8 @@ done
 
 echo "== pip install $(basename "$core") $(basename "$warren") (binary wheels only; dependencies from PyPI)"
 pip_start=$(date +%s)
+# Plain pip: no local wheel directory from this machine's configuration stands in for PyPI.
+unset PIP_FIND_LINKS PIP_NO_INDEX PIP_INDEX_URL PIP_EXTRA_INDEX_URL
 "$work/venv/bin/python" -m pip install --quiet --disable-pip-version-check --only-binary :all: \
     "$core" "$warren"
 echo "pip install took $(( $(date +%s) - pip_start )) s"

@@ -2,8 +2,8 @@
 # `make wheels-test-arm64`: the wheels-test smoke on aarch64 under emulation. An arm64 Debian bookworm
 # root (scripts/arm64_root.sh, cached) gets dist/'s aarch64 core wheel and the pure-Python Warren wheel;
 # inside it (chroot, qemu-aarch64 via binfmt_misc), bookworm's own python3 (3.11) makes a fresh venv,
-# pip installs the wheels (dependencies from PyPI: resolv.conf is copied in), nothing in the root has
-# cargo or a C compiler (checked), and scripts/wheels_smoke.sh runs with the installed `warren`.
+# pip installs the wheels (dependencies from PyPI: resolv.conf and the host's CA bundle are copied in),
+# nothing in the root has cargo or a C compiler (checked), and scripts/wheels_smoke.sh runs with the installed `warren`.
 # Usage (as root): scripts/wheels_test_arm64.sh ROOT DIST
 set -euo pipefail
 root=$(mkdir -p "${1:?usage: wheels_test_arm64.sh ROOT DIST}" && cd "$1" && pwd)
@@ -26,6 +26,9 @@ rm -rf "$stage"
 mkdir -p "$stage"
 cp "$core" "$warren" "$here/wheels_smoke.sh" "$stage/"
 cp -L /etc/resolv.conf "$root/etc/resolv.conf"
+# The host's trust store, for pip inside the root: this host may reach PyPI through a TLS proxy whose CA
+# only the host's bundle holds.
+cp -L "${PIP_CERT:-${SSL_CERT_FILE:-/etc/ssl/certs/ca-certificates.crt}}" "$root/etc/ssl/certs/host-ca-bundle.crt"
 
 mounted=()
 cleanup() {
@@ -45,7 +48,7 @@ done
 
 chroot "$root" /usr/bin/env -i HOME=/root TERM=dumb PATH=/usr/sbin:/usr/bin:/sbin:/bin \
     CORE="/opt/warren-wheels/$(basename "$core")" WARREN_WHEEL="/opt/warren-wheels/$(basename "$warren")" \
-    SMOKE_DEADLINE="${SMOKE_DEADLINE:-600}" /bin/bash -euo pipefail -c '
+    PIP_CERT=/etc/ssl/certs/host-ca-bundle.crt SMOKE_DEADLINE="${SMOKE_DEADLINE:-600}" /bin/bash -euo pipefail -c '
 echo "== inside the arm64 root: $(uname -m), $(python3 --version), $(. /etc/os-release; echo "$PRETTY_NAME")"
 for tool in cargo rustc rustup cc gcc c++ g++ clang zig ld; do
     if found=$(command -v "$tool"); then
