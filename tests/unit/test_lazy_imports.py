@@ -152,3 +152,25 @@ def test_a_certificate_without_a_warren_role_is_no_identity() -> None:
         peek.identity(facts)
     with pytest.raises(UnauthorizedError):
         peek.identity(peek.CertFacts({**facts.subject, "organizationalUnitName": ("root",)}, 0.0, 1.0, b""))
+
+
+def test_keys_made_in_a_child_process_leave_the_daemon_without_cryptography() -> None:
+    code = (
+        "import asyncio\n"
+        "from warren.errors import InvalidError\n"
+        "from warren.pki import offload\n"
+        "async def main() -> None:\n"
+        "    with offload.enabled_in():\n"
+        "        key = await offload.new_join_key()\n"
+        "        assert key.csr_pem.startswith('-----BEGIN CERTIFICATE REQUEST-----'), key\n"
+        "        assert key.key_pem.startswith(b'-----BEGIN PRIVATE KEY-----')\n"
+        "        try:\n"
+        "            await offload.run('check_csr', csr='not a csr')\n"
+        "        except InvalidError as exc:\n"
+        "            print('refused:', exc)\n"
+        "    assert not offload.enabled()\n"
+        "asyncio.run(main())\n"
+    )
+    assert loaded_after(code) == []
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert "refused: csr: not a PEM certificate signing request" in done.stdout, done.stderr

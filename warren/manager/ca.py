@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 
 from warren.errors import UnavailableError
 from warren.manager.consensus import Consensus
-from warren.pki import peek, sealing
+from warren.pki import offload, peek, sealing
 from warren.store import commands as c
 from warren.store import queries
 
@@ -42,7 +42,6 @@ class ClusterCA:
     def __init__(self, consensus: Consensus, data_key: bytes) -> None:
         self.consensus = consensus
         self.data_key = data_key
-        self._unsealed: tuple[str, ec.EllipticCurvePrivateKey] | None = None
 
     def ca_pem(self) -> bytes:
         record = queries.cluster_ca(self.consensus.store.conn)
@@ -53,33 +52,31 @@ class ClusterCA:
     def digest(self) -> str:
         return peek.ca_digest(self.ca_pem())
 
-    def _key(self) -> tuple[bytes, ec.EllipticCurvePrivateKey]:
-        from warren.pki import certs
+    async def issue(self, csr_pem: str, *, name: str, role: peek.Role, lifetime_s: float) -> Issued:
+        """Sign the CSR's key as `name` with `role`; recorded (committed) before it is returned.
 
+        The CA key is unsealed and used in a child process once offloading is enabled (a leader keeps
+        no `cryptography` and no CA key in memory: warren.pki.offload)."""
         record = queries.cluster_ca(self.consensus.store.conn)
         if record is None:
             raise UnavailableError("the cluster CA is not recorded yet (the cluster is starting); retry")
-        ca_cert, sealed = record
-        if self._unsealed is None or self._unsealed[0] != sealed:
-            pem = sealing.unseal(self.data_key, base64.b64decode(sealed), CA_KEY_AAD)
-            self._unsealed = (sealed, certs.load_key(pem))
-        return ca_cert.encode("ascii"), self._unsealed[1]
-
-    async def issue(self, csr_pem: str, *, name: str, role: peek.Role, lifetime_s: float) -> Issued:
-        """Sign the CSR's key as `name` with `role`; recorded (committed) before it is returned."""
-        from warren.pki import certs
-
-        public = certs.csr_public_key(csr_pem)
-        ca_pem, key = self._key()
-        ca_cert = certs.load_cert(ca_pem)
+        ca_pem, sealed = record
         cluster = queries.cluster(self.consensus.store.conn)
         cluster_id = str(cluster["cluster_id"]) if cluster else ""
-        cert = certs.issue(
-            key, ca_cert, public, name=name, role=role, cluster_id=cluster_id, lifetime_s=lifetime_s
+        doc = await offload.run(
+            "issue",
+            data_key=base64.b64encode(self.data_key).decode("ascii"),
+            sealed=sealed,
+            ca_pem=ca_pem,
+            csr_pem=csr_pem,
+            name=name,
+            role=role,
+            cluster_id=cluster_id,
+            lifetime_s=lifetime_s,
         )
-        expires = certs.expires_at(cert)
+        expires = float(doc["expires_at"])
         if role != "admin":
             await self.consensus.propose(
-                c.RecordCert(certs.fingerprint(cert), name, role, expires, time.time())
+                c.RecordCert(str(doc["fingerprint"]), name, role, expires, time.time())
             )
-        return Issued(certs.cert_pem(cert), ca_pem, expires)
+        return Issued(str(doc["cert_pem"]).encode("ascii"), ca_pem.encode("ascii"), expires)

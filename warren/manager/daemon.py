@@ -53,8 +53,8 @@ from warren.manager.manager import Manager
 from warren.manager.metrics import ManagerMetrics, metrics_app
 from warren.manager.servers import SOCKET_NAME, HttpServer, bind, bind_unix, raise_nofile_limit
 from warren.manager.tlskeeper import TlsKeeper, renew_through
-from warren.pki import material, peek, sealing, userconfig
-from warren.pki.join import new_join_key, pinned_ca
+from warren.pki import material, offload, peek, sealing, userconfig
+from warren.pki.join import pinned_ca
 from warren.store import commands as c
 from warren.store import queries, schema
 from warren.store.machine import check_state_file
@@ -89,6 +89,11 @@ def say(line: str = "") -> None:
 def run_init(settings: ManagerSettings, *, restore: str | None = None, restore_key: str | None = None) -> int:
     """Start (or resume) a manager that founds a cluster; blocks until SIGTERM/SIGINT. Exit status."""
     settings.validate()
+    with offload.enabled_in():  # keys and certificates are made in child processes (warren.pki.offload)
+        return _run_init(settings, restore, restore_key)
+
+
+def _run_init(settings: ManagerSettings, restore: str | None, restore_key: str | None) -> int:
     data_dir = private_data_dir(settings.resolved_data_dir)
     me = ident.load(data_dir)
     kept: KeptCA | None = None
@@ -134,7 +139,8 @@ def run_join(settings: ManagerSettings, *, token: str | None, manager: str | Non
             raise ConfigError(
                 "joining needs --token (from `warren cluster join-token manager`) and --manager"
             )
-    return _run(settings, data_dir, me, JoinRequest(token, manager))
+    with offload.enabled_in():  # keys and certificates are made in child processes (warren.pki.offload)
+        return _run(settings, data_dir, me, JoinRequest(token, manager))
 
 
 # -- certificates -------------------------------------------------------------------------------------
@@ -183,41 +189,54 @@ def _backup_ca(backup: str, key_file: str) -> KeptCA:
 
 def _found_pki(settings: ManagerSettings, data_dir: str, me: Identity, kept: KeptCA | None) -> None:
     """The cluster's CA and data key (new, or a restored cluster's `kept` ones), this manager's
-    certificate and the CLI's admin certificate.
+    certificate and the CLI's admin certificate (a new CA is made in a child process once offloading
+    is enabled, so the founder keeps no `cryptography`: warren.pki.offload).
 
     Written before Raft starts; node.pem last, so a crash before it makes a rerun start over here.
     """
+    lifetime_s = settings.node_cert_lifetime_s
+    if kept is None and offload.enabled():
+        args = {"data_dir": data_dir, "cluster_id": me.cluster_id, "name": me.name}
+        admin_dir = str(offload.run_sync("found_pki", node_lifetime_s=lifetime_s, **args))
+    else:
+        admin_dir = make_pki(lifetime_s, data_dir, me.cluster_id, me.name, kept)
+    what = "Cluster CA created" if kept is None else "Cluster CA restored"
+    check(f"{what}; admin certificate for the CLI written to {admin_dir}")
+
+
+def make_pki(
+    node_lifetime_s: float, data_dir: str, cluster_id: str, name: str, kept: KeptCA | None = None
+) -> str:
+    """_found_pki's work: writes the TLS material, answers the admin certificate's directory."""
     from warren.pki import certs
 
     if kept is None:
         data_key = os.urandom(sealing.KEY_BYTES)
-        ca_key, ca_cert = certs.create_ca(me.cluster_id, SECURITY.ca_lifetime_s)
+        ca_key, ca_cert = certs.create_ca(cluster_id, SECURITY.ca_lifetime_s)
         sealed = seal_ca_key(data_key, ca_key)
     else:
         data_key, ca_key, ca_cert, sealed = kept.data_key, kept.ca_key, kept.ca_cert, kept.sealed
     material.save_data_key(data_dir, data_key)
     write_atomically(os.path.join(material.tls_dir(data_dir), FOUNDER_CA_KEY), sealed.encode("ascii"))
 
-    def issue(name: str, role: peek.Role, lifetime_s: float) -> tuple[bytes, bytes]:
+    def issue(node: str, role: peek.Role, lifetime_s: float) -> tuple[bytes, bytes]:
         key = certs.new_key()
         cert = certs.issue(
             ca_key,
             ca_cert,
             key.public_key(),
-            name=name,
+            name=node,
             role=role,
-            cluster_id=me.cluster_id,
+            cluster_id=cluster_id,
             lifetime_s=lifetime_s,
         )
         return certs.cert_pem(cert), certs.key_pem(key)
 
     ca_pem = certs.cert_pem(ca_cert)
-    admin_dir = userconfig.save_admin(
-        me.cluster_id, ca_pem, *issue("admin", "admin", SECURITY.admin_cert_lifetime_s)
-    )
-    material.save_node(data_dir, ca_pem, *issue(me.name, "manager", settings.node_cert_lifetime_s))
-    what = "Cluster CA created" if kept is None else "Cluster CA restored"
-    check(f"{what}; admin certificate for the CLI written to {admin_dir}")
+    admin = issue("admin", "admin", SECURITY.admin_cert_lifetime_s)
+    admin_dir = userconfig.save_admin(cluster_id, ca_pem, *admin)
+    material.save_node(data_dir, ca_pem, *issue(name, "manager", node_lifetime_s))
+    return str(admin_dir)
 
 
 def _load_pki(data_dir: str) -> tuple[material.NodeMaterial, bytes]:
@@ -280,7 +299,7 @@ async def _register(
     gives this manager its name and Raft ID, signs its certificate and hands it the data key."""
     ca_pem = await asyncio.to_thread(pinned_ca, manager, token)
     await peers.use_tls(material.client_context(ca_pem, None))
-    key = new_join_key()
+    key = await offload.new_join_key()  # `cryptography` in a child process: this daemon keeps none
     body = {
         "token": token,
         "api_addr": settings.api_advertise,

@@ -32,7 +32,7 @@ from warren.manager.consensus import Consensus, MemberMeta
 from warren.manager.dispatcher import secret_digest
 from warren.manager.identity import Identity
 from warren.manager.logrelay import LogStream
-from warren.pki import peek
+from warren.pki import offload, peek
 from warren.store import commands as c
 from warren.store import queries, schema
 from warren.store.apply import check_token
@@ -104,7 +104,7 @@ class Manager:
         that checked our CA against its token): every manager needs it to open the CA key."""
         self.consensus.require_leader()
         _check_form(token)
-        _check_csr(csr)  # a bad CSR is refused before anything is recorded
+        await _check_csr(csr)  # a bad CSR is refused before anything is recorded
         next_id = self.conn.execute("SELECT next_raft_id FROM cluster").fetchone()
         name = f"manager-{next_id[0] if next_id else 'x'}-{secrets.token_hex(3)}"
         cmd = c.RegisterManager(name, api_addr, raft_addr, tokens.digest(token), time.time())
@@ -186,7 +186,7 @@ class Manager:
         certificate; only the secret's digest is replicated, the secret itself is answered once."""
         self.consensus.require_leader()
         _check_form(token)
-        _check_csr(csr)
+        await _check_csr(csr)
         name = "worker-" + secrets.token_hex(3)
         secret = secrets.token_urlsafe(32)
         cmd = c.RegisterWorker(
@@ -405,9 +405,7 @@ def _check_form(token: str) -> None:
         raise UnauthorizedError("invalid join token (expected SWMTKN-1-...)")
 
 
-def _check_csr(csr: str) -> None:
-    """InvalidError unless `csr` is a CSR signed by its P-256 key (loads `cryptography`: a certificate
-    is about to be made)."""
-    from warren.pki import certs
-
-    certs.csr_public_key(csr)
+async def _check_csr(csr: str) -> None:
+    """InvalidError unless `csr` is a CSR signed by its P-256 key (with `cryptography`, in a child
+    process once offloading is enabled: warren.pki.offload)."""
+    await offload.run("check_csr", csr=csr)

@@ -18,7 +18,7 @@ import httpx
 from warren.config import SECURITY, join_host_port, split_host_port
 from warren.errors import UnauthorizedError, UnavailableError
 from warren.manager import tokens
-from warren.pki import material
+from warren.pki import material, peek
 
 
 @dataclass(frozen=True, slots=True)
@@ -38,8 +38,6 @@ def new_join_key() -> JoinKey:
 
 def pinned_ca(manager: str, token: str, *, timeout_s: float = SECURITY.ca_fetch_timeout_s) -> bytes:
     """The CA certificate (PEM) of the manager at `manager`, if it is the one `token` pins."""
-    from warren.pki import certs  # a join makes a key right after: `cryptography` is needed anyway
-
     expected = tokens.ca_digest(token)
     if expected is None:
         raise UnauthorizedError("invalid join token (expected SWMTKN-1-<CA digest>-<secret>)")
@@ -52,12 +50,13 @@ def pinned_ca(manager: str, token: str, *, timeout_s: float = SECURITY.ca_fetch_
         raise UnavailableError(f"cannot reach manager at {manager}: {exc or type(exc).__name__}") from None
     try:
         ca_pem = str(resp.json()["ca"]).encode("ascii")
-        digest = certs.ca_digest(ca_pem)
+        peek.read_pem(ca_pem)  # a readable certificate (InvalidError if not), read with `ssl`
+        digest = peek.ca_digest(ca_pem)
     except (ValueError, KeyError, TypeError, UnicodeError):
         raise UnavailableError(
             f"{manager} did not answer with a CA certificate (HTTP {resp.status_code})"
         ) from None
-    except Exception:  # InvalidError from load_cert
+    except Exception:  # InvalidError from read_pem
         raise UnavailableError(f"{manager} answered with an unreadable CA certificate") from None
     if not hmac.compare_digest(digest, expected):
         raise UnauthorizedError(

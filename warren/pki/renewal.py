@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any
 
 from warren.config import SECURITY, SecuritySettings
 from warren.errors import ConfigError, InvalidError, WarrenError
-from warren.pki.join import new_join_key
+from warren.pki import offload
 from warren.pki.material import NodeMaterial, load_node, save_node
 from warren.pki.peek import Role
 
@@ -149,15 +149,15 @@ class Renewer:
 
     async def renew_once(self, current: NodeMaterial) -> NodeMaterial:
         """One renewal: new key, CSR, request, check, save, `on_renewed`; the new material."""
-        key = new_join_key()
+        key = await offload.new_join_key()  # `cryptography` in a child process, once enabled
         doc = await self.request(key.csr_pem)
         ca_pem, cert_pem = _pem(doc, "ca"), _pem(doc, "certificate")
         was = current.identity
-        cert = check_issued(
+        expires = await offload.check_issued(
             cert_pem, key.key_pem, ca_pem, name=was.name, role=was.role, cluster_id=was.cluster_id
         )
         material = await asyncio.to_thread(save_node, self.data_dir, ca_pem, cert_pem, key.key_pem)
         self.renewals += 1
-        log.info("certificate renewed, valid until %s", utc_text(cert.not_valid_after_utc.timestamp()))
+        log.info("certificate renewed, valid until %s", utc_text(expires))
         self.on_renewed(material)
         return material

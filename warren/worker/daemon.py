@@ -25,6 +25,7 @@ from warren import logs
 from warren.config import OrchestratorSettings, WorkerSettings, split_host_port
 from warren.durable import private_data_dir
 from warren.errors import ConfigError, CorruptStateError, UnauthorizedError, UnavailableError
+from warren.pki import offload
 from warren.pki.join import pinned_ca
 from warren.pki.material import NodeMaterial, load_node, tls_dir
 from warren.pki.renewal import Renewer, utc_text
@@ -201,7 +202,8 @@ def run_worker(settings: WorkerSettings, *, token: str | None) -> int:
     """`warren worker start`: run a worker in the foreground until SIGTERM/SIGINT; the exit status."""
     settings.validate()
     logs.setup("worker", repeat_window_s=settings.log_repeat_window_s)
-    with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+    # Keys are made and checked in child processes (warren.pki.offload).
+    with offload.enabled_in(), asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
         return runner.run(_main(settings, token))
 
 

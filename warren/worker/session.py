@@ -37,9 +37,9 @@ import orjson
 from warren import __version__
 from warren.config import DEFAULT_API_PORT, WorkerSettings, join_host_port, split_host_port
 from warren.errors import InvalidError, UnauthorizedError, UnavailableError, WarrenError, error_class
-from warren.pki.join import new_join_key, pinned_ca
+from warren.pki import offload
+from warren.pki.join import pinned_ca
 from warren.pki.material import NodeMaterial, client_context, save_node
-from warren.pki.renewal import check_issued
 
 log = logging.getLogger(__name__)
 
@@ -178,7 +178,7 @@ class ManagerSession:
         UnauthorizedError if the token does not pin the CA or is refused, UnavailableError if no
         manager answered."""
         ca_pem = await self._pinned_ca(token)
-        key = await asyncio.to_thread(new_join_key)
+        key = await offload.new_join_key()
         self._use(client_context(ca_pem, None))
         body = {"token": token, "csr": key.csr_pem, "addr": addr, "labels": labels, "resources": resources}
         try:
@@ -194,7 +194,7 @@ class ManagerSession:
         except (KeyError, TypeError, ValueError) as exc:
             raise WarrenError(f"manager {self.current} answered the join without {exc}") from None
         try:
-            cert = check_issued(
+            expires = await offload.check_issued(
                 cert_pem, key.key_pem, ca_pem, name=name, role="worker", cluster_id=cluster_id
             )
         except WarrenError as exc:
@@ -203,9 +203,7 @@ class ManagerSession:
             ) from None
         material = await asyncio.to_thread(save_node, data_dir, ca_pem, cert_pem, key.key_pem)
         self.use_material(material)
-        return JoinAnswer(
-            name, secret, cluster_id, heartbeat_period_s, material, cert.not_valid_after_utc.timestamp()
-        )
+        return JoinAnswer(name, secret, cluster_id, heartbeat_period_s, material, expires)
 
     async def renew(self, csr_pem: str) -> JSONObject:
         """POST /v1/certs/renew with the current certificate: `{"certificate", "ca", "cert_expires_at"}`
