@@ -52,6 +52,7 @@ class FootprintParams:
     samples: int = 10  # RSS readings per daemon; samples
     interval_s: float = 1.0  # between RSS readings; seconds
     fresh_venv: bool = True  # measure the installed size in a new venv from dist/'s wheels if present
+    runtime: str = "auto"  # the worker's: docker when an engine answers, else process; or either
 
     @classmethod
     def smoke(cls) -> FootprintParams:
@@ -186,7 +187,9 @@ def measure_installed(work_dir: Path, fresh_venv: bool) -> dict[str, Any]:
 
 
 def run(base_dir: Path, params: FootprintParams) -> dict[str, Any]:
-    runtime = "process" if docker_unavailable_reason() else "docker"
+    runtime = params.runtime
+    if runtime == "auto":
+        runtime = "process" if docker_unavailable_reason() else "docker"
     with fleet(base_dir / "footprint", managers=params.managers) as f:
         worker = f.add_worker(runtime)
         if runtime == "docker":
@@ -297,3 +300,39 @@ def run(base_dir: Path, params: FootprintParams) -> dict[str, Any]:
 def _row(key: str, what: str, event: str, **values: Any) -> dict[str, Any]:
     raw = values.get("samples_mb") or values.get("samples_ms") or []
     return {"scenario": "footprint", "key": key, "what": what, "event": event, "trials": len(raw), **values}
+
+
+# -- what each import costs: `python -m benches.footprint MODULE ...` -----------------------------------
+
+IMPORT_CHAIN = (
+    "asyncio uvloop click httpx warren_raft pydantic fastapi uvicorn prometheus_client cryptography.x509 "
+    "cryptography.hazmat.primitives.ciphers.aead warren.config warren.api.app warren.manager.daemon docker "
+    "warren.runtime.docker"
+).split()
+
+
+_CHAIN_PROBE = """
+import importlib, sys, time
+def rss():
+    for line in open("/proc/self/status"):
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+print(f"{'bare interpreter':45} {rss():6.1f} MB")
+for name in sys.argv[1:]:
+    before, t0 = rss(), time.perf_counter()
+    importlib.import_module(name)
+    ms = (time.perf_counter() - t0) * 1000
+    print(f"{name:45} +{rss() - before:5.1f} MB {ms:7.1f} ms   total {rss():5.1f} MB")
+"""
+
+
+def import_costs(modules: list[str]) -> str:
+    """Import `modules` one after the other into a fresh interpreter: what each adds to VmRSS and how
+    long it takes (the table in docs/decisions.md, "Daemons load cryptography only to make keys")."""
+    command = [sys.executable, "-c", _CHAIN_PROBE, *modules]
+    done = subprocess.run(command, capture_output=True, text=True, timeout=120, check=True)
+    return done.stdout
+
+
+if __name__ == "__main__":
+    sys.stdout.write(import_costs(sys.argv[1:] or list(IMPORT_CHAIN)))
