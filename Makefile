@@ -143,10 +143,13 @@ WHEELS_ENV_armv7 := $(WHEELS_ENV_aarch64)
 WHEELS_TRIPLE_x86_64 := x86_64-unknown-linux-gnu
 WHEELS_TRIPLE_aarch64 := aarch64-unknown-linux-gnu
 WHEELS_TRIPLE_armv7 := armv7-unknown-linux-gnueabihf
+WHEELS_PLAT_x86_64 := x86_64
+WHEELS_PLAT_aarch64 := aarch64
+WHEELS_PLAT_armv7 := armv7l
 wheels-core: DEBARCH = $(DEBARCH_$(ARCH))
 wheels-core: $(WHEELS_TOOLS_STAMP) $(if $(filter-out x86_64,$(ARCH)),wheels-deps-debian-rust,check-cargo)
 	@test -n "$(WHEELS_TRIPLE_$(ARCH))" || { echo "error: ARCH=$(ARCH): x86_64, aarch64 or armv7" >&2; exit 1; }
-	rm -f $(DIST)/warren_raft-*_$(ARCH).whl
+	rm -f $(DIST)/warren_raft-*_$(WHEELS_PLAT_$(ARCH)).whl
 	@PATH="$(WHEELS_PATH_$(ARCH))" $(WHEELS_ENV_$(ARCH)) sh -c 'echo "== warren-raft for $(ARCH): cargo $$(command -v $${CARGO:-cargo}) ($$($${CARGO:-cargo} --version)), $$($${RUSTC:-rustc} --version) ($$(command -v $${RUSTC:-rustc})), zig $$(python3 -m ziglang version)"'
 	@start=$$(date +%s); \
 	PATH="$(WHEELS_PATH_$(ARCH))" $(WHEELS_ENV_$(ARCH)) CARGO_TARGET_DIR=$(WHEELS_CARGO_DIR) \

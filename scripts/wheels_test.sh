@@ -23,7 +23,7 @@ rm -rf "$work"
 mkdir -p "$work/bin"
 # A PATH of only what pip and the smoke use: the venv's bin and this directory of links.
 for tool in bash sh env date sleep tail rm grep mktemp pkill cat dirname basename uname ls head seq; do
-    ln -s "$(command -v "$tool")" "$work/bin/$tool"
+    if path=$(command -v "$tool"); then ln -s "$path" "$work/bin/$tool"; fi
 done
 "$python" -m venv "$work/venv"
 # Away from the checkout: `python -c` puts the current directory first on sys.path, and the checkout's
