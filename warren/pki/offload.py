@@ -149,7 +149,9 @@ def _result(op: str, answer: bytes, stderr: bytes, returncode: int | None) -> An
 
 
 def _command() -> list[str]:
-    return [sys.executable, "-m", "warren.pki.offload"]
+    # -P: the daemon's working directory is not put on the child's path (a `warren` directory there
+    # must not stand in for the installed package); PYTHONPATH still counts, as for the daemon.
+    return [sys.executable, "-P", "-m", "warren.pki.offload"]
 
 
 async def run(op: str, **args: Any) -> Any:
