@@ -1,5 +1,6 @@
-"""The worker's memory budget (≤ 50 MB idle, benches `rss`): building the CLI and starting a daemon
-must not load the API's pydantic models or YAML, which only spec-checking commands need."""
+"""The worker's memory budget (≤ 40 MB idle, benches `footprint`; see also test_lazy_imports.py):
+building the CLI and starting a daemon must not load the API's pydantic models or YAML, which only
+spec-checking commands need."""
 
 from __future__ import annotations
 
