@@ -9,15 +9,14 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from fastapi import Depends, FastAPI, Request
-from fastapi.exceptions import RequestValidationError
+from fastapi import Depends, FastAPI
 from pydantic import ValidationError
 from starlette.testclient import TestClient
 
 from tests.unit.test_secrets import VALUE_B64, FakeManager, World
 from warren.api import models, routes_secrets, routes_services
-from warren.api.responses import JSON, error_response, validation_summary
-from warren.errors import WarrenError, http_answer
+from warren.api.app import add_error_handlers
+from warren.api.responses import JSON
 from warren.runtime.base import RuntimeStartError
 from warren.spec.validate import escape_controls, image_problem
 from warren.store import queries
@@ -192,14 +191,7 @@ def client(tmp_path: Any) -> Iterator[tuple[TestClient, World]]:
     world = World(tmp_path)
     app = FastAPI(default_response_class=JSON)
 
-    @app.exception_handler(WarrenError)
-    async def warren_error(_: Request, exc: WarrenError) -> JSON:
-        status, code = http_answer(exc)
-        return error_response(status, code, str(exc))
-
-    @app.exception_handler(RequestValidationError)
-    async def invalid(_: Request, exc: RequestValidationError) -> JSON:  # as warren.api.app does
-        return error_response(400, "invalid", "invalid request: " + validation_summary(exc.errors(), "body"))
+    add_error_handlers(app)
 
     manager: Any = FakeManager(world)
     routes_secrets.add_routes(app, manager, Depends(lambda: None))

@@ -12,14 +12,14 @@ from typing import Any
 
 import orjson
 import pytest
-from fastapi import Depends, FastAPI, Request
-from fastapi.exceptions import RequestValidationError
+from fastapi import Depends, FastAPI
 from starlette.testclient import TestClient
 
 from warren.api import routes_secrets, routes_services
-from warren.api.responses import JSON, error_response, validation_summary
+from warren.api.app import add_error_handlers
+from warren.api.responses import JSON
 from warren.config import ManagerSettings, OrchestratorSettings
-from warren.errors import ConflictError, InvalidError, NotFoundError, WarrenError, error_class, http_answer
+from warren.errors import ConflictError, InvalidError, NotFoundError, WarrenError, error_class
 from warren.manager import secrets as manager_secrets
 from warren.manager.dispatcher import Dispatcher, secret_digest
 from warren.manager.secrets import Secrets, aad, names_used, open_for_delivery
@@ -269,14 +269,7 @@ class FakeManager:
 def client(world: World) -> Iterator[TestClient]:
     app = FastAPI(default_response_class=JSON)
 
-    @app.exception_handler(WarrenError)
-    async def warren_error(_: Request, exc: WarrenError) -> JSON:
-        status, code = http_answer(exc)
-        return error_response(status, code, str(exc))
-
-    @app.exception_handler(RequestValidationError)
-    async def invalid(_: Request, exc: RequestValidationError) -> JSON:
-        return error_response(400, "invalid", validation_summary(exc.errors(), "body"))
+    add_error_handlers(app)
 
     manager: Any = FakeManager(world)
     routes_secrets.add_routes(app, manager, Depends(lambda: None))

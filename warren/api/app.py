@@ -70,22 +70,17 @@ def _pair_exclusive_bounds(node: Any) -> None:
             _pair_exclusive_bounds(child)
 
 
-def create_app(manager: Manager, metrics: ManagerMetrics, forwarder: Forwarder) -> boundary.ErrorBoundary:
-    settings = manager.settings
-    app = FastAPI(
-        title="Warren API",
-        version=__version__,
-        default_response_class=JSON,
-        docs_url=None,
-        redoc_url=None,
-    )
+def add_error_handlers(app: FastAPI, retry_after_s: int | None = None) -> None:
+    """The API's error answers: Warren's errors by the one table (`http_answer`), validation errors as
+    400 naming the field, unknown routes and methods, and anything unexpected as a JSON 500 with a
+    request id. Also used by the tests that mount single route modules."""
 
     @app.exception_handler(WarrenError)
     async def warren_error(_: Request, exc: WarrenError) -> JSON:
         status, code = http_answer(exc)
         if status >= 500 and status != 503:
             log.error("request failed: %s", exc)
-        return error_response(status, code, str(exc), settings.retry_after_s)
+        return error_response(status, code, str(exc), retry_after_s)
 
     @app.exception_handler(Exception)
     async def unexpected(request: Request, exc: Exception) -> JSON:
@@ -101,6 +96,19 @@ def create_app(manager: Manager, metrics: ManagerMetrics, forwarder: Forwarder) 
     async def http_error(_: Request, exc: StarletteHTTPException) -> JSON:
         code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "invalid")
         return error_response(exc.status_code, code, str(exc.detail))
+
+
+def create_app(manager: Manager, metrics: ManagerMetrics, forwarder: Forwarder) -> boundary.ErrorBoundary:
+    settings = manager.settings
+    app = FastAPI(
+        title="Warren API",
+        version=__version__,
+        default_response_class=JSON,
+        docs_url=None,
+        redoc_url=None,
+    )
+
+    add_error_handlers(app, settings.retry_after_s)
 
     async def consistent_read(consistent: Annotated[bool, Query()] = False) -> None:
         """With ?consistent=true (on the leader; followers forward it), wait for the read barrier."""
