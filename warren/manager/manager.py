@@ -103,7 +103,9 @@ class Manager:
         and sign its certificate. The answer carries the cluster data key (over mutual TLS to a node
         that checked our CA against its token): every manager needs it to open the CA key."""
         self.consensus.require_leader()
-        _check_form(token)
+        # The token first (apply checks it again): the CSR check costs a child process
+        # (warren.pki.offload), which an anonymous caller must not be able to buy with a made-up token.
+        self._check_token_locally("manager", token)
         await _check_csr(csr)  # a bad CSR is refused before anything is recorded
         next_id = self.conn.execute("SELECT next_raft_id FROM cluster").fetchone()
         name = f"manager-{next_id[0] if next_id else 'x'}-{secrets.token_hex(3)}"
@@ -185,7 +187,7 @@ class Manager:
         """Check the worker token (in apply), mint the node's name and session secret, and sign its
         certificate; only the secret's digest is replicated, the secret itself is answered once."""
         self.consensus.require_leader()
-        _check_form(token)
+        self._check_token_locally("worker", token)  # before the CSR check, as for managers
         await _check_csr(csr)
         name = "worker-" + secrets.token_hex(3)
         secret = secrets.token_urlsafe(32)

@@ -19,6 +19,7 @@ import contextlib
 import json
 import subprocess
 import sys
+import weakref
 from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any
 
@@ -29,7 +30,13 @@ if TYPE_CHECKING:
     from warren.pki.join import JoinKey
 
 _TIMEOUT_S = 120.0  # a slow board importing `cryptography` from an SD card; seconds
+# Children at once per event loop; more callers wait. Joins and renewals are rare, and a node
+# renewing in a loop must not fork without bound on the leader; children.
+_MAX_CHILDREN = 2
 _enabled = False
+_children: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Semaphore] = (
+    weakref.WeakKeyDictionary()
+)
 
 
 @contextlib.contextmanager
@@ -132,6 +139,9 @@ def _answer(request: bytes) -> dict[str, Any]:
         return {"ok": OPS[doc["op"]](**doc["args"])}
     except WarrenError as exc:
         return {"error": type(exc).__name__, "message": str(exc)}
+    except Exception as exc:  # noqa: BLE001 - the child's boundary: its answer is all the caller gets
+        # Never the exception's text or a traceback: the request held keys, and a peer's CSR is input.
+        return {"error": "InvalidError", "message": f"{type(exc).__name__} in the key helper process"}
 
 
 def _result(op: str, answer: bytes, stderr: bytes, returncode: int | None) -> Any:
@@ -159,16 +169,19 @@ async def run(op: str, **args: Any) -> Any:
     if not _enabled:
         return await asyncio.to_thread(OPS[op], **args)
     request = json.dumps({"op": op, "args": args}).encode()
-    proc = await asyncio.create_subprocess_exec(
-        *_command(), stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE
-    )
-    try:
-        out, err = await asyncio.wait_for(proc.communicate(request), _TIMEOUT_S)
-    except BaseException:
-        if proc.returncode is None:
-            proc.kill()
-            await proc.wait()
-        raise
+    loop = asyncio.get_running_loop()
+    limit = _children.setdefault(loop, asyncio.Semaphore(_MAX_CHILDREN))
+    async with limit:
+        proc = await asyncio.create_subprocess_exec(
+            *_command(), stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE
+        )
+        try:
+            out, err = await asyncio.wait_for(proc.communicate(request), _TIMEOUT_S)
+        except BaseException:
+            if proc.returncode is None:
+                proc.kill()
+                await proc.wait()
+            raise
     return _result(op, out, err, proc.returncode)
 
 
