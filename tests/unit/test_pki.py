@@ -215,3 +215,37 @@ def test_an_identity_needs_a_role() -> None:
     # The CA's own certificate (no role) is no node's identity.
     with pytest.raises(UnauthorizedError, match="not a Warren node certificate"):
         certs.identity(certs.create_ca("c", 60)[1])
+
+
+def test_the_ca_fetch_keeps_only_the_certificate_whose_digest_it_checked(monkeypatch: Any) -> None:
+    # A manager (or someone in between) answering the token's CA followed by one of its own must not get
+    # its own into the trust store that the join then verifies the manager with.
+    from tests.unit.fake_manager import CA_PEM, other_ca_pem
+    from warren.pki import join
+
+    answer = {"ca": (CA_PEM + other_ca_pem()).decode("ascii")}
+
+    class _Answer:
+        status_code = 200
+
+        def json(self) -> Any:
+            return answer
+
+    class _Client:
+        def __init__(self, **_: Any) -> None:
+            pass
+
+        def __enter__(self) -> _Client:
+            return self
+
+        def __exit__(self, *_: Any) -> None:
+            pass
+
+        def get(self, _url: str) -> _Answer:
+            return _Answer()
+
+    monkeypatch.setattr(join.httpx, "Client", _Client)
+    token = tokens.mint(certs.ca_digest(CA_PEM))
+    kept = join.pinned_ca("127.0.0.1:1", token)
+    assert kept.count(b"BEGIN CERTIFICATE") == 1
+    assert certs.ca_digest(kept) == certs.ca_digest(CA_PEM)

@@ -11,12 +11,13 @@ thus refused before it sees the token.
 from __future__ import annotations
 
 import hmac
+import ssl
 from dataclasses import dataclass, field
 
 import httpx
 
 from warren.config import SECURITY, join_host_port, split_host_port
-from warren.errors import UnauthorizedError, UnavailableError
+from warren.errors import InvalidError, UnauthorizedError, UnavailableError
 from warren.manager import tokens
 from warren.pki import material, peek
 
@@ -49,18 +50,22 @@ def pinned_ca(manager: str, token: str, *, timeout_s: float = SECURITY.ca_fetch_
     except httpx.HTTPError as exc:
         raise UnavailableError(f"cannot reach manager at {manager}: {exc or type(exc).__name__}") from None
     try:
-        ca_pem = str(resp.json()["ca"]).encode("ascii")
-        peek.read_pem(ca_pem)  # a readable certificate (InvalidError if not), read with `ssl`
+        answered = str(resp.json()["ca"]).encode("ascii")
+        # Only the certificate whose digest is checked is kept: another certificate appended to the
+        # answer must never join the trust store the join's next request verifies the manager with.
+        ca_pem = ssl.DER_cert_to_PEM_cert(ssl.PEM_cert_to_DER_cert(peek.first_pem_cert(answered))).encode()
         digest = peek.ca_digest(ca_pem)
-    except (ValueError, KeyError, TypeError, UnicodeError):
+    except (ValueError, KeyError, TypeError, UnicodeError, InvalidError):
         raise UnavailableError(
             f"{manager} did not answer with a CA certificate (HTTP {resp.status_code})"
         ) from None
-    except Exception:  # InvalidError from read_pem
-        raise UnavailableError(f"{manager} answered with an unreadable CA certificate") from None
     if not hmac.compare_digest(digest, expected):
         raise UnauthorizedError(
             f"the manager at {manager} presents a CA that does not match the join token's digest: "
             "refusing to join (a token of another cluster, or someone in between); nothing was sent"
         )
+    try:
+        peek.read_pem(ca_pem)  # a readable certificate (InvalidError if not), read with `ssl`
+    except InvalidError:
+        raise UnavailableError(f"{manager} answered with an unreadable CA certificate") from None
     return ca_pem

@@ -76,7 +76,7 @@ def _facts(decoded: Mapping[str, Any], der: bytes) -> CertFacts:
     return CertFacts(_subject(decoded), before, after, der)
 
 
-def _first_pem_cert(pem: bytes) -> str:
+def first_pem_cert(pem: bytes) -> str:
     text = pem.decode("ascii", "replace")
     start, end = text.find("-----BEGIN CERTIFICATE-----"), text.find("-----END CERTIFICATE-----")
     if start < 0 or end < start:
@@ -89,7 +89,7 @@ def read_pem(pem: bytes) -> CertFacts:
 
     `ssl` decodes certificates from a file only (`_ssl._test_decode_cert`, the decoder behind
     `getpeercert()`), so the certificate, public, goes through a private temporary file."""
-    cert = _first_pem_cert(pem)
+    cert = first_pem_cert(pem)
     try:
         der = ssl.PEM_cert_to_DER_cert(cert)
     except ValueError:
@@ -168,7 +168,7 @@ def ca_digest(ca_cert_pem: bytes) -> str:
     """The CA digest a join token carries (= warren.pki.certs.ca_digest), for a CA certificate this
     manager holds: SHA-256 of its DER, 50 base36 digits."""
     try:
-        der = ssl.PEM_cert_to_DER_cert(_first_pem_cert(ca_cert_pem))
+        der = ssl.PEM_cert_to_DER_cert(first_pem_cert(ca_cert_pem))
     except ValueError:
         raise InvalidError("not a PEM certificate") from None
     return base36(hashlib.sha256(der).digest(), DIGEST_LEN)
