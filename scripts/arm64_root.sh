@@ -27,7 +27,8 @@ if [ -e "$root/.warren-root-ready" ]; then
     echo "arm64 root: $root (cached)"
 else
     start=$(date +%s)
-    rm -rf "$root"
+    # --one-file-system: a bind mount left in it by a killed run (/dev, /proc) is never recursed into.
+    rm -rf --one-file-system "$root"
     mkdir -p "$root"
     debootstrap --arch=arm64 --foreign --variant=minbase \
         --include=python3,python3-venv,ca-certificates,procps bookworm "$root" "$mirror"

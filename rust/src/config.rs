@@ -81,11 +81,16 @@ impl Config {
                 self.election_timeout_min_ms, self.election_timeout_max_ms
             )));
         }
-        if self.max_frame_bytes > u64::from(u32::MAX) {
+        // The frame's length is 4 bytes on the wire, and a peer's writer queue holds one largest
+        // frame's bytes as semaphore permits (network.rs), at most MAX_PERMITS (about 512 MiB on
+        // 32-bit targets such as armv7).
+        let limit = u64::from(u32::MAX)
+            .min((tokio::sync::Semaphore::MAX_PERMITS as u64).saturating_sub(crate::codec::HEADER_BYTES as u64));
+        if self.max_frame_bytes > limit {
             return Err(Error::Config(format!(
-                "max_frame_bytes ({}) must be at most {} (a frame's length is 4 bytes on the wire)",
-                self.max_frame_bytes,
-                u32::MAX
+                "max_frame_bytes ({}) must be at most {limit} (a frame's length is 4 bytes on the wire, \
+                 and a peer's send queue holds one largest frame)",
+                self.max_frame_bytes
             )));
         }
         if self.max_entry_bytes + FRAME_OVERHEAD_BYTES > self.max_frame_bytes {
