@@ -7,20 +7,15 @@ at the Rust edge (`RaftSettings.to_core`). The CLI reads its defaults from this 
 from __future__ import annotations
 
 import dataclasses
-import ipaddress
 import math
-import re
 from dataclasses import dataclass
-from decimal import Decimal, DecimalException
 from typing import TYPE_CHECKING
 
 from warren.errors import ConfigError, raft_errors
+from warren.formats import MIB, join_host_port, seconds_to_ms, split_host_port
 
 if TYPE_CHECKING:
     import warren_raft
-
-MIB = 1024 * 1024
-
 
 # The leader sends this many heartbeats per heartbeat timeout (RaftSettings.from_timeouts): a follower
 # stands only after missing about three in a row. openraft's defaults (50 ms, 150-300 ms) have this ratio.
@@ -29,7 +24,9 @@ HEARTBEATS_PER_TIMEOUT = 3
 
 @dataclass(frozen=True, slots=True)
 class RaftSettings:
-    """Timers and limits of a manager's Raft node (defaults match warren_raft.Config's).
+    """Timers and limits of a manager's Raft node: every value the core takes, defaulted here only.
+
+    `to_core` passes each of them to `warren_raft.Config`; the core's own defaults serve its Rust tests.
 
     The three timers are the core's (openraft's). Users set them through the guide's two timers,
     `from_timeouts(heartbeat_timeout_s, election_timeout_s)`; the defaults equal `from_timeouts()`.
@@ -50,6 +47,11 @@ class RaftSettings:
     max_in_snapshot_log_to_keep: int = 1_000
     # Largest command payload a proposal may carry; bytes.
     max_entry_bytes: int = 1 * MIB
+    # Most entries the leader sends a follower in one AppendEntries request; entries.
+    max_payload_entries: int = 64
+    # Largest Raft transport frame sent or accepted; a peer announcing more is cut off. It must exceed
+    # max_entry_bytes by the frame's overhead (the core says by how much); bytes.
+    max_frame_bytes: int = 80 * MIB
     # Deadline of one Raft RPC to a peer (and of the TCP connect to it); seconds.
     rpc_timeout_s: float = 1.0
 
@@ -77,14 +79,14 @@ class RaftSettings:
         for name, seconds in zip(fields, (hb_timeout, election_timeout_s), strict=True):
             if not math.isfinite(seconds) or seconds <= 0:
                 raise ConfigError(f"{name} must be a positive duration, got {seconds!r}", fields=fields)
-        if _to_ms(hb_timeout) < HEARTBEATS_PER_TIMEOUT:
+        if seconds_to_ms(hb_timeout) < HEARTBEATS_PER_TIMEOUT:
             raise ConfigError(
                 f"heartbeat_timeout_s ({hb_timeout} s) must be at least "
                 f"{HEARTBEATS_PER_TIMEOUT * 0.001:g} s: the leader sends a heartbeat every "
                 f"1/{HEARTBEATS_PER_TIMEOUT} of it and the Raft core counts whole milliseconds",
                 fields=fields,
             )
-        if _to_ms(election_timeout_s) < _to_ms(hb_timeout):
+        if seconds_to_ms(election_timeout_s) < seconds_to_ms(hb_timeout):
             raise ConfigError(
                 f"election_timeout_s ({election_timeout_s} s) must be at least heartbeat_timeout_s "
                 f"({hb_timeout} s): followers stand for election after a random time between the "
@@ -95,7 +97,7 @@ class RaftSettings:
         return dataclasses.replace(
             default,
             # In whole milliseconds, as the core counts: 150 ms gives exactly the default 0.05 s.
-            heartbeat_interval_s=_to_ms(hb_timeout / HEARTBEATS_PER_TIMEOUT) / 1000,
+            heartbeat_interval_s=seconds_to_ms(hb_timeout / HEARTBEATS_PER_TIMEOUT) / 1000,
             election_timeout_min_s=hb_timeout,
             election_timeout_max_s=hb_timeout + election_timeout_s,
         )
@@ -119,12 +121,14 @@ class RaftSettings:
             "rpc_timeout_s": self.rpc_timeout_s,
         }
         for name, seconds in durations.items():
-            if not math.isfinite(seconds) or _to_ms(seconds) < 1:
+            if not math.isfinite(seconds) or seconds_to_ms(seconds) < 1:
                 # The core counts whole milliseconds: anything below 1 ms would become 0.
                 raise ConfigError(f"{name} must be at least 0.001 s, got {seconds!r}")
         for name, count in (
             ("snapshot_threshold", self.snapshot_threshold),
             ("max_entry_bytes", self.max_entry_bytes),
+            ("max_payload_entries", self.max_payload_entries),
+            ("max_frame_bytes", self.max_frame_bytes),
         ):
             if count <= 0:
                 raise ConfigError(f"{name} must be greater than 0, got {count!r}")
@@ -133,14 +137,14 @@ class RaftSettings:
                 f"max_in_snapshot_log_to_keep must not be negative, got {self.max_in_snapshot_log_to_keep!r}"
             )
         # Compared in milliseconds, as the core will see them.
-        if _to_ms(self.heartbeat_interval_s) >= _to_ms(self.election_timeout_min_s):
+        if seconds_to_ms(self.heartbeat_interval_s) >= seconds_to_ms(self.election_timeout_min_s):
             raise ConfigError(
                 f"heartbeat_interval_s ({self.heartbeat_interval_s} s) must be less than "
                 f"election_timeout_min_s ({self.election_timeout_min_s} s), "
                 "or followers start elections between heartbeats",
                 fields=("heartbeat_interval_s", "election_timeout_min_s"),
             )
-        if _to_ms(self.election_timeout_min_s) >= _to_ms(self.election_timeout_max_s):
+        if seconds_to_ms(self.election_timeout_min_s) >= seconds_to_ms(self.election_timeout_max_s):
             raise ConfigError(
                 f"election_timeout_min_s ({self.election_timeout_min_s} s) must be less than "
                 f"election_timeout_max_s ({self.election_timeout_max_s} s)"
@@ -153,50 +157,16 @@ class RaftSettings:
 
         with raft_errors():
             return warren_raft.Config(
-                heartbeat_interval_ms=_to_ms(self.heartbeat_interval_s),
-                election_timeout_min_ms=_to_ms(self.election_timeout_min_s),
-                election_timeout_max_ms=_to_ms(self.election_timeout_max_s),
+                heartbeat_interval_ms=seconds_to_ms(self.heartbeat_interval_s),
+                election_timeout_min_ms=seconds_to_ms(self.election_timeout_min_s),
+                election_timeout_max_ms=seconds_to_ms(self.election_timeout_max_s),
                 snapshot_threshold=self.snapshot_threshold,
                 max_in_snapshot_log_to_keep=self.max_in_snapshot_log_to_keep,
                 max_entry_bytes=self.max_entry_bytes,
-                rpc_timeout_ms=_to_ms(self.rpc_timeout_s),
+                max_payload_entries=self.max_payload_entries,
+                max_frame_bytes=self.max_frame_bytes,
+                rpc_timeout_ms=seconds_to_ms(self.rpc_timeout_s),
             )
-
-
-def _to_ms(seconds: float) -> int:
-    return round(seconds * 1000)
-
-
-_UNIT_S = {"ms": Decimal("0.001"), "s": Decimal(1), "m": Decimal(60), "h": Decimal(3600)}
-# One or more <number><unit> parts, Go style: "500ms", "1.5s", "1m30s".
-_DURATION_PART = re.compile(r"(\d+(?:\.\d*)?|\.\d+)(ms|s|m|h)")
-
-
-def parse_duration(text: str) -> float:
-    """Seconds in a duration such as "500ms", "1s", "1.5s", "1m", "1h" or "1m30s".
-
-    A unit is required (a bare "5" is ambiguous); negative values are rejected. Raises ConfigError.
-    """
-    stripped = text.strip()
-    pos = 0
-    total = Decimal(0)
-    while pos < len(stripped):
-        part = _DURATION_PART.match(stripped, pos)
-        if part is None:
-            break
-        try:
-            total += Decimal(part.group(1)) * _UNIT_S[part.group(2)]
-        except DecimalException:  # exponent overflow on absurdly long input
-            break
-        pos = part.end()
-    if not stripped or pos != len(stripped):
-        raise ConfigError(
-            f"invalid duration {text!r}: expected a number and a unit, e.g. 500ms, 1s, 1.5s, 1m"
-        )
-    seconds = float(total)
-    if not math.isfinite(seconds):
-        raise ConfigError(f"invalid duration {text!r}: too large")
-    return seconds
 
 
 def _require_positive(settings: object, *names: str) -> None:
@@ -722,47 +692,3 @@ class DrillSettings:
         return "none"
 
 
-# -- names and addresses ----------------------------------------------------------------------------
-
-# Service (and other user-chosen) names: DNS-label-like, 1-63 chars.
-NAME_PATTERN = r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$"
-
-
-def split_host_port(addr: str, *, field: str = "address", default_port: int | None = None) -> tuple[str, int]:
-    """("host", port) from "host:port" or "[v6]:port"; with default_port, a bare host is accepted too."""
-    text = addr.strip()
-    host, sep, port_text = text.rpartition(":")
-    if text.startswith("[") and "]" in text:
-        end = text.index("]")
-        host = text[1:end]
-        rest = text[end + 1 :]
-        sep, port_text = (":", rest[1:]) if rest.startswith(":") else ("", "")
-    elif not sep or ":" in host:
-        host, sep, port_text = text, "", ""
-    if host and not _valid_host(host):
-        raise ConfigError(f"{field} {addr!r}: {host!r} is not a host name or IP address")
-    if not sep:
-        if default_port is None or not host:
-            raise ConfigError(f"{field} {addr!r} must be HOST:PORT")
-        return host, default_port
-    if not host or not port_text.isdigit() or not 0 < int(port_text) < 65536:
-        raise ConfigError(f"{field} {addr!r} must be HOST:PORT with a port from 1 to 65535")
-    return host, int(port_text)
-
-
-_HOST_NAME = re.compile(r"^[A-Za-z0-9_]([A-Za-z0-9_.-]{0,252})$")
-
-
-def _valid_host(host: str) -> bool:
-    """A DNS name or IPv4 address (letters, digits, '.', '-', '_'), or an IPv6 address."""
-    if ":" in host:
-        try:
-            ipaddress.IPv6Address(host.split("%", 1)[0])
-        except ValueError:
-            return False
-        return True
-    return _HOST_NAME.match(host) is not None
-
-
-def join_host_port(host: str, port: int) -> str:
-    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"

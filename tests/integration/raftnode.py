@@ -29,6 +29,7 @@ from typing import Any
 
 import warren_raft
 
+from warren.config import RaftSettings
 from warren.raft_bridge import drive
 
 log = logging.getLogger("tests.integration.raftnode")
@@ -244,14 +245,14 @@ def load_tls(ca: str, cert: str, key: str, peer_name: str) -> warren_raft.TlsCon
 
 
 async def serve(args: argparse.Namespace) -> int:
-    config = warren_raft.Config(
-        heartbeat_interval_ms=args.heartbeat_ms,
-        election_timeout_min_ms=args.election_min_ms,
-        election_timeout_max_ms=args.election_max_ms,
-        snapshot_threshold=args.snapshot_threshold,
-        max_in_snapshot_log_to_keep=args.keep,
-    )
     try:
+        config = RaftSettings(
+            heartbeat_interval_s=args.heartbeat_ms / 1000,
+            election_timeout_min_s=args.election_min_ms / 1000,
+            election_timeout_max_s=args.election_max_ms / 1000,
+            snapshot_threshold=args.snapshot_threshold,
+            max_in_snapshot_log_to_keep=args.keep,
+        ).to_core()
         tls = None
         if args.tls_ca is not None:
             tls = load_tls(args.tls_ca, args.tls_cert, args.tls_key, args.tls_peer_name)
@@ -300,7 +301,7 @@ async def serve(args: argparse.Namespace) -> int:
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    defaults = warren_raft.Config()
+    defaults = RaftSettings().to_core()
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     p.add_argument("--id", type=int, required=True)
     p.add_argument("--listen", required=True, help="host:port to serve Raft on (also advertised)")

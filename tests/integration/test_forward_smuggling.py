@@ -22,7 +22,7 @@ import orjson
 from tests.integration.cluster import read_until_closed
 from tests.integration.managers import TIMER_FLAGS, ManagerCluster, ManagerProc, api, create_service
 from tests.integration.test_security import _worker
-from warren.config import split_host_port
+from warren.formats import split_host_port
 
 SMUGGLED = {
     "service": (b"/v1/services", {"name": "evil", "image": "nginx:1.27"}),

@@ -13,7 +13,7 @@ import yaml
 
 from tests.unit.test_cli_commands import FakeManager, run
 from warren.cli import service_cmds
-from warren.cli.specs import parse_size
+from warren.formats import parse_size
 
 NOW = 1_790_000_000.0
 SPEC: dict[str, Any] = {

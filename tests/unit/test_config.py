@@ -11,8 +11,9 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from warren.config import MIB, ManagerSettings, RaftSettings, join_host_port, parse_duration, split_host_port
+from warren.config import ManagerSettings, RaftSettings
 from warren.errors import ConfigError, WarrenError
+from warren.formats import MIB, join_host_port, parse_duration, split_host_port
 
 
 def test_defaults_are_valid_and_documented_values() -> None:
@@ -89,18 +90,39 @@ def test_to_core_converts_seconds_to_milliseconds(raft: ModuleType) -> None:
     assert core.rpc_timeout_ms == 2500
 
 
-def test_defaults_match_the_cores_defaults(raft: ModuleType) -> None:
-    ours, theirs = RaftSettings().to_core(), raft.Config()
-    for name in (
-        "heartbeat_interval_ms",
-        "election_timeout_min_ms",
-        "election_timeout_max_ms",
-        "snapshot_threshold",
-        "max_in_snapshot_log_to_keep",
-        "max_entry_bytes",
-        "rpc_timeout_ms",
-    ):
-        assert getattr(ours, name) == getattr(theirs, name), name
+def test_to_core_passes_every_value_the_core_takes(raft: ModuleType) -> None:
+    # Each default lives once, in RaftSettings: the core gets every value from it, none from its own
+    # Default. A field the core grows without a RaftSettings counterpart fails here.
+    settings = RaftSettings(
+        heartbeat_interval_s=0.07,
+        election_timeout_min_s=0.31,
+        election_timeout_max_s=0.77,
+        snapshot_threshold=123,
+        max_in_snapshot_log_to_keep=45,
+        max_entry_bytes=3 * MIB,
+        max_payload_entries=17,
+        max_frame_bytes=9 * MIB,
+        rpc_timeout_s=1.9,
+    )
+    core = settings.to_core()
+    core_fields = {name for name in dir(core) if not name.startswith("_")}
+    expected = {
+        "heartbeat_interval_ms": 70,
+        "election_timeout_min_ms": 310,
+        "election_timeout_max_ms": 770,
+        "snapshot_threshold": 123,
+        "max_in_snapshot_log_to_keep": 45,
+        "max_entry_bytes": 3 * MIB,
+        "max_payload_entries": 17,
+        "max_frame_bytes": 9 * MIB,
+        "rpc_timeout_ms": 1900,
+    }
+    assert core_fields == set(expected)
+    assert {name: getattr(core, name) for name in expected} == expected
+    defaults = raft.Config()
+    for name in expected:  # each value above differs from the core's default, so none came from it
+        assert expected[name] != getattr(defaults, name), name
+
 
 
 # -- parse_duration ---------------------------------------------------------------------------------

@@ -26,13 +26,13 @@ from warren.api.forwarder import Forwarder
 from warren.api.params import NodePath
 from warren.api.responses import JSON, error_response, internal_error_response, validation_summary
 from warren.api.routing import LeaderRouting
-from warren.config import split_host_port
 from warren.errors import (
     NotFoundError,
     UnauthorizedError,
     WarrenError,
     http_answer,
 )
+from warren.formats import split_host_port
 from warren.manager.manager import Manager
 from warren.manager.metrics import ManagerMetrics, health_body, ready_body
 from warren.pki import peek

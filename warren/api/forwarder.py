@@ -24,8 +24,8 @@ from dataclasses import dataclass
 
 import h11
 
-from warren.config import MIB, split_host_port
 from warren.errors import InvalidError, UnavailableError
+from warren.formats import MIB, split_host_port
 from warren.pki.names import MANAGER_NAME
 
 # Hop-by-hop and connection headers are not forwarded (RFC 9110 §7.6.1); Host and length are ours.

@@ -7,7 +7,7 @@ from typing import Annotated, Literal
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints, model_validator
 
 from warren import config
-from warren.config import NAME_PATTERN
+from warren.formats import NAME_PATTERN
 from warren.spec import validate
 
 # Every string from outside is checked before use (docs/security.md): names, keys and IDs by an
@@ -18,7 +18,7 @@ from warren.spec import validate
 NoControl = AfterValidator(validate.no_control)
 
 Name = Annotated[str, StringConstraints(pattern=NAME_PATTERN, max_length=63)]
-# host:port as a manager advertises it; checked by config.split_host_port in the handler.
+# host:port as a manager advertises it; checked by formats.split_host_port in the handler.
 Address = Annotated[str, StringConstraints(min_length=3, max_length=261), NoControl]
 Token = Annotated[str, StringConstraints(min_length=1, max_length=200), NoControl]
 # A PEM certificate signing request (the node's own key; name and role are the cluster's to decide).
@@ -212,7 +212,7 @@ class NodeAvailability(Strict):
 
 # -- workers (docs/worker-protocol.md) ------------------------------------------------------------
 
-# A worker's host (or host:port), checked by config.split_host_port in the handler.
+# A worker's host (or host:port), checked by formats.split_host_port in the handler.
 Host = Annotated[str, StringConstraints(min_length=1, max_length=261), NoControl]
 # Node names and task IDs are Warren-minted (manager-2-ab12cd, worker-3f9a1c); also path and query
 # parameters (warren.api.params, routes_services).

@@ -7,8 +7,8 @@ from typing import Annotated
 from fastapi import Path
 
 from warren.api.models import NODE_NAME_PATTERN
-from warren.config import NAME_PATTERN
 from warren.errors import InvalidError, UnauthorizedError
+from warren.formats import NAME_PATTERN
 
 NamePath = Annotated[str, Path(pattern=NAME_PATTERN, max_length=63)]
 NodePath = Annotated[str, Path(pattern=NODE_NAME_PATTERN)]

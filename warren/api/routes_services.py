@@ -14,8 +14,8 @@ from warren.api import answers as A
 from warren.api import models
 from warren.api.params import NamePath, if_match_version
 from warren.api.responses import JSON, validation_summary
-from warren.config import NAME_PATTERN
 from warren.errors import InvalidError, NotFoundError
+from warren.formats import NAME_PATTERN
 from warren.manager import secrets
 from warren.manager.manager import Manager
 from warren.store import queries

@@ -15,8 +15,9 @@ from warren.api import answers as A
 from warren.api import auth, models
 from warren.api.params import bearer
 from warren.api.responses import JSON, error_response
-from warren.config import LOG_CHUNK_MAX_BYTES, split_host_port
+from warren.config import LOG_CHUNK_MAX_BYTES
 from warren.errors import ForbiddenError
+from warren.formats import split_host_port
 from warren.manager.dispatcher import NodeReport, check_secret
 from warren.manager.logrelay import LogGoneError
 from warren.manager.manager import Manager

@@ -19,6 +19,7 @@ from warren.cli import specs
 from warren.cli.client import ManagerClient
 from warren.cli.output import render, safe_line
 from warren.cli.parsing import Subparsers, add_command
+from warren.formats import parse_size
 
 if TYPE_CHECKING:
     import yaml
@@ -240,7 +241,7 @@ def _convert(body: dict[str, Any]) -> None:
                 target[name] = _value(specs.parse_seconds, target[name], _path(part, name))
     resources = body.get("resources")
     if isinstance(resources, Mapping) and resources.get("memory") is not None:
-        memory = _value(specs.parse_size, resources["memory"], "resources.memory")
+        memory = _value(parse_size, resources["memory"], "resources.memory")
         body["resources"] = {**resources, "memory": memory}
     publish = body.get("publish")
     if isinstance(publish, list):

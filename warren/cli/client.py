@@ -25,7 +25,7 @@ import httpx
 
 from warren import __version__
 from warren.cli.output import format_duration
-from warren.config import DEFAULT_API_PORT, ClientSettings, default_data_dir, join_host_port, split_host_port
+from warren.config import DEFAULT_API_PORT, ClientSettings, default_data_dir
 from warren.errors import (
     ConfigError,
     UnauthorizedError,
@@ -33,6 +33,7 @@ from warren.errors import (
     WarrenError,
     error_class,
 )
+from warren.formats import join_host_port, split_host_port
 from warren.pki import userconfig
 
 # 503 is the API's "not now"; 502/504 come from a load balancer in front of managers (retried for reads

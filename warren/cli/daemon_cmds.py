@@ -21,10 +21,9 @@ from warren.config import (
     OrchestratorSettings,
     RaftSettings,
     default_data_dir,
-    join_host_port,
-    split_host_port,
 )
 from warren.errors import ConfigError
+from warren.formats import join_host_port, split_host_port
 
 _RAFT = RaftSettings()
 _ORCH = OrchestratorSettings()

@@ -12,8 +12,9 @@ from typing import Any, NoReturn
 
 from warren.cli import specs
 from warren.cli.version import VersionAction
-from warren.config import DEFAULT_MANAGER, MANAGER_ENV, ClientSettings, parse_duration
+from warren.config import DEFAULT_MANAGER, MANAGER_ENV, ClientSettings
 from warren.errors import ConfigError
+from warren.formats import parse_duration, parse_port, parse_size
 
 OUTPUT_FORMATS = ("table", "json", "yaml")
 
@@ -168,14 +169,14 @@ def number(text: str) -> float:
 def size(text: str) -> int:
     """Bytes from "512m", "1g", "256MiB", "1.5GB" (binary multiples)."""
     try:
-        return specs.parse_size(text)
+        return parse_size(text)
     except ValueError as exc:
         raise argparse.ArgumentTypeError(str(exc)) from exc
 
 
 def port(text: str) -> int:
     try:
-        return specs.parse_port(text)
+        return parse_port(text)
     except ValueError as exc:
         raise argparse.ArgumentTypeError(str(exc)) from exc
 

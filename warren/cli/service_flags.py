@@ -32,6 +32,7 @@ from warren.cli.parsing import (
     size,
 )
 from warren.errors import InvalidError
+from warren.formats import SIZE_HELP
 
 if TYPE_CHECKING:
     from warren.api.models import ServiceCreate, ServiceUpdate
@@ -143,7 +144,7 @@ def add_spec_flags(parser: WarrenArgumentParser, *, update: bool) -> None:
     resources.add_argument("--cpus", type=number, metavar="N",
                            help="CPUs, e.g. 0.5 or 2" + default("no limit"))
     resources.add_argument("--memory", type=size, metavar="SIZE",
-                           help=f"memory: {specs.SIZE_HELP}; at least 4m" + default("no limit"))
+                           help=f"memory: {SIZE_HELP}; at least 4m" + default("no limit"))
 
     rolling = parser.add_argument_group("rolling updates", "How a changed spec replaces the running tasks.")
     rolling.add_argument("--update-parallelism", type=positive_int, metavar="N",

@@ -12,42 +12,15 @@ import re
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
-from warren.config import parse_duration
 from warren.errors import ConfigError
+from warren.formats import parse_duration, parse_port
 from warren.store.taskstate import TASK_FIELDS
 
 if TYPE_CHECKING:  # loaded by the functions that use them: daemons never import pydantic
     from pydantic import ValidationError
 
-# Binary multiples whatever the spelling: "1g" = "1gb" = "1GiB" = 2**30 bytes (as Docker reads them).
-_SIZE_UNITS = {"": 1, "b": 1, "k": 2**10, "m": 2**20, "g": 2**30, "t": 2**40, "p": 2**50}
-_SIZE = re.compile(r"^\s*(\d+(?:\.\d*)?|\.\d+)\s*(?:([kmgtp])(?:i?b)?|(b))?\s*$", re.IGNORECASE)
 _PUBLISH = re.compile(r"^\s*(\d+):(\d+)(?:/([A-Za-z]+))?\s*$")
-SIZE_HELP = "512m, 1g, 256MiB, 1.5GB or bytes; k/m/g are binary (KiB/MiB/GiB)"
 PUBLISH_HELP = "HOST:CONTAINER[/tcp|udp], e.g. 8080:80 or 5353:53/udp"
-
-
-def parse_size(value: object) -> int:
-    """Bytes from "512m", "1g", "256MiB", "1.5GB", "4096" or a number of bytes. Raises ValueError."""
-    if isinstance(value, bool):
-        raise ValueError(f"expected a size such as 512m or 1g, got {value!r}")
-    if isinstance(value, int | float):
-        if not math.isfinite(value) or value < 0:
-            raise ValueError(f"expected a size such as 512m or 1g, got {value!r}")
-        return round(value)
-    if not isinstance(value, str):
-        raise ValueError(f"expected a size such as 512m or 1g, got {type(value).__name__}")
-    match = _SIZE.match(value)
-    if match is None:
-        raise ValueError(f"invalid size {value!r}: expected a number and a unit, e.g. {SIZE_HELP}")
-    number, unit = match.group(1), (match.group(2) or "").lower()
-    return round(float(number) * _SIZE_UNITS[unit])
-
-
-def parse_port(text: str, what: str = "port") -> int:
-    if not text.strip().isdigit() or not 1 <= int(text) <= 65535:
-        raise ValueError(f"{what} {text.strip()!r} is not a port number from 1 to 65535")
-    return int(text)
 
 
 def parse_publish(value: object) -> dict[str, Any]:

@@ -19,10 +19,9 @@ from warren.config import (
     RUNTIMES,
     WorkerSettings,
     default_data_dir,
-    join_host_port,
-    split_host_port,
 )
 from warren.errors import ConfigError
+from warren.formats import join_host_port, split_host_port
 from warren.spec.validate import control_char
 
 _LABEL_KEY = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._/-]*$")  # as api.models.LabelKey

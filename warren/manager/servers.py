@@ -40,8 +40,9 @@ import uvicorn
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 from warren.api.auth import LOCAL_KEY, PEER_KEY
-from warren.config import ConnectionLimits, split_host_port
+from warren.config import ConnectionLimits
 from warren.errors import ConfigError, WarrenError
+from warren.formats import split_host_port
 from warren.pki.peek import PeerIdentity, peer_identity
 
 SOCKET_NAME = "warren.sock"

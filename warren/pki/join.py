@@ -16,8 +16,9 @@ from dataclasses import dataclass, field
 
 import httpx
 
-from warren.config import SECURITY, join_host_port, split_host_port
+from warren.config import SECURITY
 from warren.errors import InvalidError, UnauthorizedError, UnavailableError
+from warren.formats import join_host_port, split_host_port
 from warren.manager import tokens
 from warren.pki import material, peek
 

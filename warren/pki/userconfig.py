@@ -15,9 +15,9 @@ import socket
 import ssl
 from dataclasses import dataclass
 
-from warren.config import split_host_port
 from warren.durable import read_if_exists, write_atomically
 from warren.errors import ConfigError
+from warren.formats import split_host_port
 from warren.pki import material
 
 ADMIN_FILE = "admin.pem"

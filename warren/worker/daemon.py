@@ -22,9 +22,10 @@ import httpx
 import uvloop
 
 from warren import logs
-from warren.config import OrchestratorSettings, WorkerSettings, split_host_port
+from warren.config import OrchestratorSettings, WorkerSettings
 from warren.durable import private_data_dir
 from warren.errors import ConfigError, CorruptStateError, UnauthorizedError, UnavailableError
+from warren.formats import split_host_port
 from warren.pki import offload
 from warren.pki.join import pinned_ca
 from warren.pki.material import NodeMaterial, load_node, tls_dir

@@ -17,6 +17,7 @@ from typing import Any
 
 from warren import config
 from warren.errors import NotFoundError
+from warren.formats import join_host_port
 from warren.runtime.base import ContainerRuntime, RuntimeUnavailableError
 
 log = logging.getLogger(__name__)
@@ -92,13 +93,13 @@ async def _tcp(host: str, port: int, timeout_s: float) -> str | None:
 
 
 async def _http(host: str, port: int, path: str, timeout_s: float) -> str | None:
-    url = f"http://{config.join_host_port(host, port)}{path}"
+    url = f"http://{join_host_port(host, port)}{path}"
     try:
         async with asyncio.timeout(timeout_s):
             reader, writer = await asyncio.open_connection(host, port)
             try:
                 request = (
-                    f"GET {path} HTTP/1.1\r\nHost: {config.join_host_port(host, port)}\r\n"
+                    f"GET {path} HTTP/1.1\r\nHost: {join_host_port(host, port)}\r\n"
                     "User-Agent: warren-health\r\nConnection: close\r\n\r\n"
                 )
                 writer.write(request.encode())

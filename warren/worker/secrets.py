@@ -28,7 +28,7 @@ import stat
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
-from warren.config import NAME_PATTERN
+from warren.formats import NAME_PATTERN
 from warren.runtime.base import RuntimeStartError
 
 log = logging.getLogger(__name__)

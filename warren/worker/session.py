@@ -35,8 +35,9 @@ import httpx
 import orjson
 
 from warren import __version__
-from warren.config import DEFAULT_API_PORT, WorkerSettings, join_host_port, split_host_port
+from warren.config import DEFAULT_API_PORT, WorkerSettings
 from warren.errors import InvalidError, UnauthorizedError, UnavailableError, WarrenError, error_class
+from warren.formats import join_host_port, split_host_port
 from warren.pki import offload
 from warren.pki.join import pinned_ca
 from warren.pki.material import NodeMaterial, client_context, save_node
