@@ -2,6 +2,10 @@
 
 Durations are float seconds with an `_s` suffix here; they become integer milliseconds (`_ms`) only
 at the Rust edge (`RaftSettings.to_core`). The CLI reads its defaults from this module.
+
+Longer than Warren's 400-line rule on purpose: it is the one page where an operator reads every
+setting with its meaning, unit and default, and where each rule tying two of them together lives next
+to both. The text forms those settings are written in are warren/formats.py.
 """
 
 from __future__ import annotations
