@@ -20,8 +20,8 @@ import orjson
 from warren.api.models import ServiceSpec
 from warren.config import OrchestratorSettings
 from warren.reconciler import Plan, plan
+from warren.spec import taskstate
 from warren.store import commands as c
-from warren.store import taskstate
 from warren.store.machine import Store
 
 T0 = 1_800_000_000.0

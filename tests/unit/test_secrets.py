@@ -24,8 +24,9 @@ from warren.manager import secrets as manager_secrets
 from warren.manager.dispatcher import Dispatcher, secret_digest
 from warren.manager.secrets import Secrets, aad, names_used, open_for_delivery
 from warren.pki import sealing
+from warren.spec import taskstate
 from warren.store import commands as c
-from warren.store import queries, schema, taskstate
+from warren.store import queries, schema
 from warren.store.machine import Store
 
 T0 = 1_800_000_000.0

@@ -11,8 +11,9 @@ import pytest
 
 from tests.unit.test_store import FOUNDER, T0, Log
 from tests.unit.test_store_tasks import SPEC, WORKER_TOKEN, cluster_with_workers, new_task, register, status
+from warren.spec import taskstate
 from warren.store import commands as c
-from warren.store import queries, taskstate
+from warren.store import queries
 from warren.store.machine import Store
 
 

@@ -11,8 +11,9 @@ import pytest
 
 from tests.unit.test_store import FOUNDER, T0, Log, dump
 from warren.manager import tokens
+from warren.spec import taskstate
 from warren.store import commands as c
-from warren.store import schema, taskstate
+from warren.store import schema
 from warren.store.machine import Store
 
 WORKER_TOKEN = "SWMTKN-1-" + "w" * 50

@@ -27,7 +27,7 @@ from warren.cli.output import (
 from warren.cli.parsing import Subparsers, add_command, non_negative_int, tail_lines
 from warren.cli.service_flags import add_spec_flags, create_body, update_changes
 from warren.errors import InvalidError
-from warren.store.taskstate import TERMINAL
+from warren.spec.taskstate import TERMINAL
 
 # Table mode cuts a task message to this many characters (--no-trunc shows it whole); long enough for
 # a pending task's full placement reason.

@@ -29,9 +29,9 @@ from warren.config import OrchestratorSettings
 from warren.errors import UnauthorizedError, UnavailableError, WarrenError
 from warren.manager import secrets as secret_values
 from warren.manager.logrelay import LogRelay
+from warren.spec.taskstate import RANK, TERMINAL_SQL
 from warren.store import commands as c
 from warren.store import queries
-from warren.store.taskstate import RANK, TERMINAL_SQL
 
 if TYPE_CHECKING:
     from warren.manager.metrics import ManagerMetrics

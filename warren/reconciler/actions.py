@@ -20,8 +20,8 @@ from warren.config import OrchestratorSettings
 from warren.reconciler.state import Service, State, Task
 from warren.reconciler.units import Unit
 from warren.scheduler.placement import Placer
+from warren.spec import taskstate
 from warren.store import commands as c
-from warren.store import taskstate
 
 # A task command carries at most this many items, so that one command stays well below the Raft entry
 # limit (RaftSettings.max_entry_bytes, 1 MiB) even with large specs.

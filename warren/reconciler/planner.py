@@ -29,7 +29,7 @@ from warren.reconciler import global_, history, replicated, restarts, updates
 from warren.reconciler.actions import Actions, Plan
 from warren.reconciler.state import Service, ServiceCache, State, load
 from warren.reconciler.units import Unit, Units
-from warren.store import taskstate
+from warren.spec import taskstate
 
 __all__ = ["Plan", "plan", "new_task_id"]
 

@@ -16,7 +16,7 @@ from collections.abc import Sequence
 
 from warren.config import DEFAULT_RESTART_CONDITION, DEFAULT_RESTART_DELAY_S, OrchestratorSettings
 from warren.reconciler.state import Service, Task
-from warren.store import taskstate
+from warren.spec import taskstate
 
 # Tasks that ended by themselves and count as attempts towards max_attempts.
 _ATTEMPTS = frozenset({taskstate.FAILED, taskstate.REJECTED, taskstate.COMPLETE})

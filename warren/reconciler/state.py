@@ -19,7 +19,7 @@ import orjson
 
 from warren.config import DEFAULT_DRIVER, DEFAULT_REPLICAS
 from warren.scheduler.placement import Candidate, NodeInfo, NodeLoad, TaskRequest
-from warren.store import taskstate
+from warren.spec import taskstate
 
 
 @dataclass(slots=True)

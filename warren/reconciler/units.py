@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from warren.reconciler.state import Service, Task
-from warren.store import taskstate
+from warren.spec import taskstate
 
 if TYPE_CHECKING:
     from warren.reconciler.actions import Actions

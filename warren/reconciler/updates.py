@@ -28,7 +28,7 @@ from warren.config import DEFAULT_UPDATE_MONITOR_S, DEFAULT_UPDATE_PARALLELISM
 from warren.reconciler.actions import Actions
 from warren.reconciler.state import Service, Task
 from warren.reconciler.units import Unit
-from warren.store import taskstate
+from warren.spec import taskstate
 
 UPDATING = "updating"
 PAUSED = "paused"

@@ -14,8 +14,9 @@ from typing import Any
 
 import orjson
 
+from warren.spec import taskstate
 from warren.store import commands as c
-from warren.store import queries, taskstate
+from warren.store import queries
 from warren.store.commands import CommandError
 from warren.store.schema import TABLES
 

@@ -18,7 +18,7 @@ from typing import Any, ClassVar, Literal
 
 import orjson
 
-from warren.store import taskstate
+from warren.spec import taskstate
 
 CODEC_VERSION = 1
 

@@ -14,7 +14,7 @@ from typing import Any
 import orjson
 
 from warren.config import DEFAULT_REPLICAS
-from warren.store import taskstate
+from warren.spec import taskstate
 
 NODE_COLUMNS = (
     "name, role, state, availability, raft_id, api_addr, raft_addr, labels, resources, created_at,"

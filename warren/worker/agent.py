@@ -35,7 +35,7 @@ from warren.runtime.base import (
     RuntimeStartError,
     RuntimeUnavailableError,
 )
-from warren.store.taskstate import COMPLETE, FAILED, REJECTED, RUNNING, SHUTDOWN, STARTING, TERMINAL
+from warren.spec.taskstate import COMPLETE, FAILED, REJECTED, RUNNING, SHUTDOWN, STARTING, TERMINAL
 from warren.worker.cache import LocalTask, StatusUpdate, WorkerCache
 from warren.worker.health import STARTING as HEALTH_STARTING
 from warren.worker.health import UNHEALTHY, HealthMonitor, HealthSpec
