@@ -395,10 +395,11 @@ async def test_tasks_that_ended_and_left_the_assignments_are_forgotten(data_dir:
         rt.crash(c.container_id, 0)
         await eventually(lambda: m.state("t1") == "complete", "t1 complete")
         m.unassign("t1")
-        agent = w.agent.agent
-        assert agent is not None
-        await eventually(lambda: "t1" not in agent.local, "t1's local view dropped")
-        assert "t1" not in agent._stop_timeouts and "t2" in agent._stop_timeouts
+        worker_loop = w.agent.worker_loop
+        assert worker_loop is not None
+        # t1's controller (its local view, its stop timeout) is forgotten; t2's is kept.
+        await eventually(lambda: "t1" not in worker_loop.tasks, "t1's controller dropped")
+        assert worker_loop.tasks["t2"].stop_timeout_s is not None
 
 
 async def test_exit_is_reported_at_once_and_not_restarted_while_connected(data_dir: Path) -> None:
@@ -476,7 +477,9 @@ async def _running_then_cut_off(w: Worker, m: FakeManager, *docs: dict[str, Any]
     await eventually(lambda: all(m.state(d["task_id"]) == "running" for d in docs), "tasks running")
     m.go_away()
     # Noticed at once: the held session call breaks off and no other manager answers.
-    await eventually(lambda: w.agent.agent is not None and w.agent.agent.cut_off, "the worker cut off")
+    await eventually(
+        lambda: w.agent.worker_loop is not None and w.agent.worker_loop.cut_off, "the worker cut off"
+    )
 
 
 async def test_cut_off_a_crashed_task_is_restarted_in_place_and_reported_after_reconnect(

@@ -63,7 +63,7 @@ class LocalWorker:
         self._stop.set()
         if self._task is None:
             return
-        if self._agent is None or self._agent.agent is None:
+        if self._agent is None or self._agent.worker_loop is None:
             # Still joining (or waiting to retry): nothing runs yet that needs an orderly stop.
             self._task.cancel()
         _, pending = await asyncio.wait({self._task}, timeout=self.stop_grace_s)

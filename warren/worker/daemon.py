@@ -3,8 +3,8 @@
 
 Start-up: the identity (node.json and the TLS material in tls/: join with the token, or resume
 without one), then the runtimes (they label containers with the cluster and node, so they need the
-identity), then the agent, with the certificate renewal (warren.pki.renewal) running beside it.
-Stopping (SIGTERM/SIGINT, or the `stop` event) ends the agent only: the tasks' containers and
+identity), then the worker's loop, with the certificate renewal (warren.pki.renewal) running beside it.
+Stopping (SIGTERM/SIGINT, or the `stop` event) ends the loop only: the tasks' containers and
 processes keep running, and the next start adopts them.
 """
 
@@ -33,9 +33,9 @@ from warren.pki.renewal import Renewer, utc_text
 from warren.runtime.base import ContainerRuntime, NodeResources
 from warren.worker import identity as ident
 from warren.worker import resources as res
-from warren.worker.agent import EXIT_OK, Agent
 from warren.worker.cache import WorkerCache
 from warren.worker.identity import WorkerIdentity
+from warren.worker.loop import EXIT_OK, WorkerLoop
 from warren.worker.session import Backoff, FetchCA, JoinAnswer, ManagerSession
 
 log = logging.getLogger(__name__)
@@ -87,7 +87,7 @@ class WorkerAgent:
         self._transport = transport
         self._fetch_ca = fetch_ca
         self.identity: WorkerIdentity | None = None
-        self.agent: Agent | None = None  # while `run` runs, once started
+        self.worker_loop: WorkerLoop | None = None  # while `run` runs, once started
         self._stop = asyncio.Event()
         self._running = False
         self._finished = asyncio.Event()
@@ -164,7 +164,7 @@ class WorkerAgent:
             resources = res.detect([rt.driver for rt in runtimes])
 
             cache = WorkerCache.open(data_dir)
-            agent = self.agent = Agent(
+            worker_loop = self.worker_loop = WorkerLoop(
                 node=me.name,
                 settings=settings,
                 session=session,
@@ -176,7 +176,7 @@ class WorkerAgent:
                 heartbeat_period_s=heartbeat_period_s,
                 announce=self.announce,
             )
-            status = await agent.run(stop)
+            status = await worker_loop.run(stop)
             log.info("worker %s stopped; its tasks keep running and are adopted by its next start", me.name)
             return status
         finally:
@@ -306,7 +306,7 @@ def _resumed_material(data_dir: str, me: WorkerIdentity) -> NodeMaterial:
 
 
 async def _keep_renewed(renewer: Renewer) -> None:
-    """The renewal runs as long as the agent; a failure of it must not stop the agent (a task
+    """The renewal runs as long as the worker's loop; a failure of it must not stop the loop (a task
     boundary), though the certificate then expires unless the worker is restarted in time."""
     try:
         await renewer.run()

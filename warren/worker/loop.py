@@ -1,0 +1,331 @@
+"""The worker's loop: keep this node's containers in line with its assignments, one controller per task
+(warren.worker.controller, after swarmkit's agent/worker.go).
+
+Inputs: the assignments (from the session, or from worker.db while no manager answers), the
+runtimes' containers (listed at start, so a restarted worker adopts what it left running), their
+exits (`runtime.exits()`), and health check results. Each of these pokes the tasks it concerns; the
+loop hands each poked task to its controller, which converges it on its own.
+
+Status updates go through worker.db's queue and are sent by their own loop as soon as they are made
+(an exit reaches the leader in milliseconds, not at the next heartbeat).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+from warren.config import WorkerSettings
+from warren.errors import StorageError
+from warren.runtime.base import ContainerRuntime, NodeResources, RuntimeUnavailableError
+from warren.spec.taskstate import RUNNING
+from warren.worker.cache import WorkerCache
+from warren.worker.containers import Container, Containers
+from warren.worker.controller import TaskController
+from warren.worker.link import ManagerLink
+from warren.worker.logstream import LogForwarder
+from warren.worker.reporter import StatusReporter
+from warren.worker.secrets import TaskSecrets, secret_names
+from warren.worker.session import Backoff, ManagerSession, NodeRemovedError
+
+log = logging.getLogger(__name__)
+
+EXIT_OK = 0
+EXIT_ERROR = 1
+
+
+class WorkerLoop:
+    """One worker's loop; `run(stop)` until `stop` is set (0) or the node was removed (1).
+
+    Everything it is given is open and owned by the caller (session, cache, runtimes). `announce`
+    receives the few lines worth printing to a person (the daemon prints them with a check mark).
+    """
+
+    def __init__(
+        self,
+        *,
+        node: str,
+        settings: WorkerSettings,
+        session: ManagerSession,
+        cache: WorkerCache,
+        runtimes: Sequence[ContainerRuntime],
+        resources: NodeResources,
+        addr: str,
+        labels: Mapping[str, str],
+        heartbeat_period_s: float = 1.0,
+        announce: Callable[[str], None] | None = None,
+        clock: Callable[[], float] = time.monotonic,
+        wall: Callable[[], float] = time.time,
+        secrets: TaskSecrets | None = None,
+    ) -> None:
+        self.node = node
+        self.settings = settings
+        self.session = session
+        self.cache = cache
+        self.runtimes: Mapping[str, ContainerRuntime] = {rt.driver: rt for rt in runtimes}
+        self.clock = clock
+        self.wall = wall
+
+        self.digest, self.assignments = cache.assignments()
+        # Whether `assignments` is something a manager said (now, or before a restart): only then may
+        # containers of tasks missing from it be removed.
+        self.authoritative = self.digest is not None
+        self.containers = Containers()
+        # The controller of each task this worker has (assigned, with a local view, or a container);
+        # an idle one is forgotten, so the map does not grow with every task this worker ever ran.
+        self.tasks: dict[str, TaskController] = {
+            task_id: TaskController(task_id, self, lt) for task_id, lt in cache.local_tasks().items()
+        }
+        self._assigned(self.assignments)
+        self.exit_status = EXIT_OK
+        # Secret values (memory only) and each task's secrets dir on tmpfs.
+        self.secrets = secrets if secrets is not None else TaskSecrets(settings.resolved_secrets_dir(node))
+        self._secrets_asked: frozenset[str] = frozenset()  # missing values last asked for (known=None)
+
+        self._dirty: set[str] = set()
+        self._all_dirty = True
+        self._wake = asyncio.Event()
+        self._done = asyncio.Event()
+        self._timers: set[asyncio.TimerHandle] = set()
+        self._loops: list[asyncio.Task[None]] = []
+        self.statuses = StatusReporter(session, cache, settings)
+        self.logs = LogForwarder(session, node, self._log_source)
+        self.link = ManagerLink(
+            session, settings, self, addr=addr, labels=labels, resources=resources,
+            heartbeat_period_s=heartbeat_period_s, announce=announce or (lambda line: log.info("%s", line)),
+            clock=clock,
+        )
+
+    # -- life cycle -------------------------------------------------------------------------------
+
+    async def run(self, stop: asyncio.Event) -> int:
+        """Run until `stop` is set; the containers keep running after it returns."""
+        try:
+            for runtime in self.runtimes.values():
+                self._loops.append(self._spawn(self._watch_exits(runtime), f"exits-{runtime.driver}"))
+            await self._adopt()
+            self._clean_secrets()
+            self._loops += [
+                self._spawn(self.link.run(), "session"),
+                self._spawn(self.statuses.run(), "status"),
+                self._spawn(self._reconcile_loop(), "reconcile"),
+            ]
+            stopping = asyncio.create_task(stop.wait())
+            done = asyncio.create_task(self._done.wait())
+            try:
+                await asyncio.wait({stopping, done}, return_when=asyncio.FIRST_COMPLETED)
+            finally:
+                stopping.cancel()
+                done.cancel()
+            return self.exit_status
+        finally:
+            await self._close()
+
+    async def _close(self) -> None:
+        for handle in self._timers:
+            handle.cancel()
+        for task in self._loops:
+            task.cancel()
+        steps = [step for c in list(self.tasks.values()) if (step := c.cancel()) is not None]
+        await asyncio.gather(*self._loops, *steps, return_exceptions=True)
+        await self.logs.close()
+        for controller in list(self.tasks.values()):
+            await controller.stop_health()
+
+    def _spawn(self, coro: Any, name: str) -> asyncio.Task[None]:
+        task: asyncio.Task[None] = asyncio.create_task(self._guard(coro, name), name=name)
+        return task
+
+    async def _guard(self, coro: Any, name: str) -> None:
+        """A loop's task boundary: the node's removal or a broken worker.db ends the worker."""
+        try:
+            await coro
+        except NodeRemovedError as exc:
+            log.error(
+                "node %s was removed from the cluster (a manager refused its credentials: %s); the worker "
+                "stops. To rejoin, remove its data dir and run `warren worker start` with a new token",
+                self.node, exc,
+            )
+            self.fail()
+        except StorageError as exc:
+            log.critical("worker.db failed: %s; the worker stops", exc)
+            self.fail()
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            log.exception("the worker's %s loop failed; the worker stops", name)
+            self.fail()
+
+    def fail(self) -> None:
+        self.exit_status = EXIT_ERROR
+        self._done.set()
+
+    async def _adopt(self) -> None:
+        """Take over the containers this node already has (left by a previous run of the worker)."""
+        for runtime in self.runtimes.values():
+            for inst in await runtime.list():
+                known = self.containers.get(inst.container_id)
+                if known is not None and not known.running:
+                    continue  # its exit arrived while listing
+                self.containers.put(
+                    Container(inst.task_id, inst.container_id, runtime.driver, inst.running, inst.exit_code)
+                )
+        running = self.containers.running_count()
+        if self.containers:
+            log.info("found %d containers of this node (%d running)", len(self.containers), running)
+
+    def _clean_secrets(self) -> None:
+        """Remove the secrets dirs of tasks this worker no longer has (they ended while it was away)."""
+        with_local = {task_id for task_id, c in self.tasks.items() if c.local is not None}
+        keep = set(self.assignments) | with_local | self.containers.task_ids()
+        try:
+            self.secrets.clean(keep)
+        except OSError as exc:
+            log.warning("cannot clean up the secrets dir %s: %s", self.secrets.base_dir, exc)
+
+    # -- the session's news (link.LinkListener) ----------------------------------------------------
+
+    @property
+    def cut_off(self) -> bool:
+        return self.link.cut_off
+
+    def known_digest(self) -> str | None:
+        # Values are held in memory only: after a restart the cached assignments are current but their
+        # secrets are gone. Claiming no assignments gets them all again, once per set of missing values
+        # (one the leader cannot send, e.g. a removed secret, is not asked for at every heartbeat).
+        if self.digest is not None:
+            needed = {n for d in self.assignments.values() if d.get("desired_state") == RUNNING
+                      for n in secret_names(d)}
+            missing = frozenset(self.secrets.missing(needed))
+            if missing and missing != self._secrets_asked:
+                self._secrets_asked = missing
+                return None
+        return self.digest
+
+    def secrets_received(self, values: Mapping[str, Any]) -> None:
+        """The values of the secrets this node's tasks use (with a full assignments answer)."""
+        self.secrets.replace(values)
+
+    def assignments_received(self, digest: str | None, tasks: list[dict[str, Any]] | None) -> None:
+        if tasks is not None:
+            # Only the tasks whose document changed (or that left) are saved and looked at again.
+            new = {str(t["task_id"]): t for t in tasks}
+            changed = [task_id for task_id, doc in new.items() if self.assignments.get(task_id) != doc]
+            removed = [task_id for task_id in self.assignments if task_id not in new]
+            digest = digest or ""
+            self.cache.save_assignments(digest, [new[task_id] for task_id in changed], removed)
+            self.assignments = new
+            self._assigned(new)
+            self.digest = digest
+            for task_id in changed + removed:
+                self.poke(task_id)
+        if not self.authoritative:
+            self.authoritative = True
+            self.poke()
+
+    def log_requested(self, request: Mapping[str, Any]) -> None:
+        self.logs.open(request)
+
+    def connectivity_changed(self, online: bool) -> None:
+        # Online: queued statuses go now, tasks waiting for a local restart are reported instead.
+        # Offline: tasks whose exit no manager heard of may be restarted in place.
+        if online:
+            self.statuses.wake()
+        self.poke()
+
+    def running_count(self) -> int:
+        return self.containers.running_count()
+
+    # -- exits and health -------------------------------------------------------------------------
+
+    async def _watch_exits(self, runtime: ContainerRuntime) -> None:
+        backoff = Backoff(self.settings.retry_initial_delay_s, self.settings.retry_max_delay_s)
+        while True:
+            try:
+                async for ex in runtime.exits():
+                    backoff.reset()
+                    self._on_exit(runtime.driver, ex.task_id, ex.container_id, ex.exit_code, ex.message)
+            except RuntimeUnavailableError as exc:
+                log.warning("the %s runtime's exit events broke off: %s", runtime.driver, exc)
+            await asyncio.sleep(backoff.delay())
+
+    def _on_exit(
+        self, driver: str, task_id: str, container_id: str, exit_code: int | None, message: str
+    ) -> None:
+        if self.containers.removed(container_id):
+            return  # removed by this worker (it stopped it); nothing to report
+        known = self.containers.get(container_id)
+        if known is None:
+            known = Container(task_id, container_id, driver, running=False)
+            self.containers.put(known)
+        known.running = False
+        known.exit_code = exit_code
+        known.message = message
+        self.poke(known.task_id)
+
+    # -- the tasks' controllers (controller.TaskHost) ---------------------------------------------
+
+    def assignment(self, task_id: str) -> Mapping[str, Any] | None:
+        return self.assignments.get(task_id)
+
+    def _controller(self, task_id: str) -> TaskController:
+        controller = self.tasks.get(task_id)
+        if controller is None:
+            controller = self.tasks[task_id] = TaskController(task_id, self)
+        return controller
+
+    def _assigned(self, assignments: Mapping[str, Mapping[str, Any]]) -> None:
+        for task_id, doc in assignments.items():
+            self._controller(task_id).assigned(doc)
+
+    def poke(self, task_id: str | None = None) -> None:
+        """Look at one task again (all of them with None)."""
+        if task_id is None:
+            self._all_dirty = True
+        else:
+            self._dirty.add(task_id)
+        self._wake.set()
+
+    def poke_later(self, delay_s: float, task_id: str) -> None:
+        loop = asyncio.get_running_loop()
+
+        def fire() -> None:
+            self._timers.discard(handle)
+            self.poke(task_id)
+
+        handle = loop.call_later(max(0.0, delay_s), fire)
+        self._timers.add(handle)
+
+    def step_done(self, task_id: str) -> None:
+        controller = self.tasks.get(task_id)
+        if controller is not None and controller.idle:
+            del self.tasks[task_id]
+
+    async def _reconcile_loop(self) -> None:
+        while True:
+            await self._wake.wait()
+            self._wake.clear()
+            if self._all_dirty:
+                self._all_dirty = False
+                ids = set(self.assignments) | set(self.tasks) | self.containers.task_ids()
+            else:
+                ids = self._dirty
+            self._dirty = set()
+            for task_id in ids:
+                self._controller(task_id).poke()
+
+    def _log_source(self, request: Mapping[str, Any]) -> tuple[ContainerRuntime | None, str | None]:
+        """The runtime and container of a log request's task (the one the leader named, else the
+        task's current one)."""
+        container_id = request.get("container_id")
+        known = self.containers.get(str(container_id)) if container_id else None
+        if known is not None:
+            return self.runtimes.get(known.driver), known.container_id
+        controller = self.tasks.get(str(request.get("task_id") or ""))
+        lt = controller.local if controller is not None else None
+        if lt is None or lt.container_id is None:
+            return None, None
+        return self.runtimes.get(lt.driver), lt.container_id
