@@ -272,7 +272,7 @@ def transport(managers: Mapping[str, FakeManager]) -> httpx.MockTransport:
 
 
 class CAFetcher:
-    """ManagerSession's `fetch_ca` for these fake managers: like warren.pki.join.pinned_ca, the CA of
+    """WorkerClient's `fetch_ca` for these fake managers: like warren.pki.join.pinned_ca, the CA of
     the manager at the address if the token pins it (UnauthorizedError if not, UnavailableError if
     the address is not in `managers` or refuses). `fetched` lists the managers asked, in order."""
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import random
 import statistics
 
-from warren.worker.session import Backoff
+from warren.worker.backoff import Backoff
 
 
 def test_each_pause_is_drawn_between_zero_and_its_doubling_ceiling() -> None:

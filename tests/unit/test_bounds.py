@@ -21,8 +21,8 @@ from warren.errors import UnavailableError
 from warren.manager.logrelay import LogRelay, LogRequest, LogStream
 from warren.manager.servers import Connection, ConnectionGate
 from warren.store import commands as c
+from warren.worker.client import LOG_CHUNK_BYTES
 from warren.worker.logstream import coalesce
-from warren.worker.session import LOG_CHUNK_BYTES
 
 CHUNK = 64 * 1024
 MIB = 1024 * 1024

@@ -1,4 +1,4 @@
-"""ManagerSession: the TLS join (CA pinned by the token), failover across managers, error mapping,
+"""WorkerClient: the TLS join (CA pinned by the token), failover across managers, error mapping,
 timeouts, certificate swaps, and credentials kept out of logs."""
 
 from __future__ import annotations
@@ -26,10 +26,11 @@ from warren.pki import certs
 from warren.pki import material as material_module
 from warren.pki.join import new_join_key
 from warren.pki.material import NodeMaterial, load_node, tls_dir
-from warren.worker import session as session_module
+from warren.worker import client as client_module
+from warren.worker.backoff import Backoff
 from warren.worker.cache import StatusUpdate, WorkerCache
+from warren.worker.client import NodeRemovedError, WorkerClient
 from warren.worker.reporter import StatusReporter
-from warren.worker.session import Backoff, ManagerSession, NodeRemovedError
 
 pytestmark = pytest.mark.anyio
 
@@ -61,7 +62,7 @@ class Net:
         self.join_cert: bytes | None = None  # answer the join with this certificate instead
 
     def fetch_ca(self, manager: str, token: str) -> bytes:
-        """ManagerSession's `fetch_ca`: as warren.pki.join.pinned_ca, but from `behaviour`."""
+        """WorkerClient's `fetch_ca`: as warren.pki.join.pinned_ca, but from `behaviour`."""
         self.fetched.append(manager)
         if self.behaviour[manager] in ("refuse", "timeout"):
             raise UnavailableError(f"cannot reach manager at {manager}: [Errno 111] Connection refused")
@@ -120,8 +121,8 @@ def material(tmp_path_factory: pytest.TempPathFactory) -> NodeMaterial:
     return node_material(str(tmp_path_factory.mktemp("joined")), name="worker-1")
 
 
-def unjoined(net: Net, managers: tuple[str, ...] = (A, B, C)) -> ManagerSession:
-    return ManagerSession(
+def unjoined(net: Net, managers: tuple[str, ...] = (A, B, C)) -> WorkerClient:
+    return WorkerClient(
         managers,
         WorkerSettings(managers=managers),
         transport=httpx.MockTransport(net.handle),
@@ -131,8 +132,8 @@ def unjoined(net: Net, managers: tuple[str, ...] = (A, B, C)) -> ManagerSession:
 
 def session(
     net: Net, material: NodeMaterial, managers: tuple[str, ...] = (A, B, C), **settings: float
-) -> ManagerSession:
-    s = ManagerSession(
+) -> WorkerClient:
+    s = WorkerClient(
         managers,
         WorkerSettings(managers=managers, **settings),  # type: ignore[arg-type]
         transport=httpx.MockTransport(net.handle),
@@ -213,7 +214,7 @@ async def test_join_sends_a_csr_saves_the_material_and_presents_it_afterwards(
         contexts.append((ca_pem, node_path))
         return material_module.client_context(ca_pem, node_path)
 
-    monkeypatch.setattr(session_module, "client_context", client_context)
+    monkeypatch.setattr(client_module, "client_context", client_context)
     net = Net()
     s = unjoined(net, (A,))
     joined = await s.join(TOKEN, "10.0.0.5", {"zone": "a"}, {"cpus": 2.0}, data_dir=str(tmp_path))
@@ -311,7 +312,7 @@ async def test_new_material_leaves_a_held_call_alone_and_serves_the_next_ones(
             await release.wait()
         return await net.handle(request)
 
-    s = ManagerSession((A,), WorkerSettings(managers=(A,)), transport=httpx.MockTransport(handle))
+    s = WorkerClient((A,), WorkerSettings(managers=(A,)), transport=httpx.MockTransport(handle))
     s.use_material(material)
     s.authenticate("worker-1", SECRET)
     first = s._http
@@ -401,7 +402,7 @@ async def test_reporter_isolates_a_refused_update_and_delivers_the_rest(tmp_path
     m = FakeManager()
     m.refuse_word = "BAD"
     settings = WorkerSettings(managers=(A,), retry_initial_delay_s=0.01, retry_max_delay_s=0.02)
-    s = ManagerSession((A,), settings, transport=fake_transport({A: m}))
+    s = WorkerClient((A,), settings, transport=fake_transport({A: m}))
     s.use_material(node_material(str(tmp_path / "node")))
     s.authenticate(NODE, FAKE_SECRET)
     cache = WorkerCache.open(str(tmp_path))

@@ -33,10 +33,11 @@ from warren.pki.renewal import Renewer, utc_text
 from warren.runtime.base import ContainerRuntime, NodeResources
 from warren.worker import identity as ident
 from warren.worker import resources as res
+from warren.worker.backoff import Backoff
 from warren.worker.cache import WorkerCache
+from warren.worker.client import FetchCA, JoinAnswer, WorkerClient
 from warren.worker.identity import WorkerIdentity
 from warren.worker.loop import EXIT_OK, WorkerLoop
-from warren.worker.session import Backoff, FetchCA, JoinAnswer, ManagerSession
 
 log = logging.getLogger(__name__)
 
@@ -58,7 +59,7 @@ class WorkerAgent:
       they are logged at INFO.
     - `on_identity`: called with the node's identity once it is known (the daemon names its log
       lines after it).
-    - `transport`, `fetch_ca`: replace the network to the managers (tests; see ManagerSession).
+    - `transport`, `fetch_ca`: replace the network to the managers (tests; see WorkerClient).
 
     `run(stop)` returns 0 once `stop` is set (or `await agent.stop()` is called: `run()` may also be
     called without an event), 1 if the node was removed from the cluster (or the worker's state
@@ -114,7 +115,7 @@ class WorkerAgent:
         data_dir = private_data_dir(settings.resolved_data_dir)
         me = ident.load(data_dir)
         managers = list(settings.managers)
-        session = ManagerSession(managers, settings, transport=self._transport, fetch_ca=self._fetch_ca)
+        client = WorkerClient(managers, settings, transport=self._transport, fetch_ca=self._fetch_ca)
         runtimes: list[ContainerRuntime] = []
         opened = False
         cache: WorkerCache | None = None
@@ -131,7 +132,7 @@ class WorkerAgent:
                     )
                 drivers = await _planned_drivers(settings.runtime, self._given_runtimes)
                 resources = res.detect(drivers)
-                answer = await _join(session, self._token, addr, labels, resources, settings, stop, data_dir)
+                answer = await _join(client, self._token, addr, labels, resources, settings, stop, data_dir)
                 if answer is None:
                     return EXIT_OK  # stopped while no manager answered yet
                 me = WorkerIdentity(answer.name, answer.secret, answer.cluster_id, tuple(managers))
@@ -140,14 +141,14 @@ class WorkerAgent:
                 self._identified(me)
                 self.announce(f"Worker joined cluster {me.cluster_id} (Node ID: {me.name})")
             else:
-                session.use_material(_resumed_material(data_dir, me))
+                client.use_material(_resumed_material(data_dir, me))
                 if tuple(managers) != me.managers:
                     me = dataclasses.replace(me, managers=tuple(managers))
                     ident.save(data_dir, me)
                 self._identified(me)
                 self.announce(f"Worker resumed in cluster {me.cluster_id} (Node ID: {me.name})")
-            session.authenticate(me.name, me.secret)
-            renewer = Renewer(data_dir, session.renew, session.use_material)
+            client.authenticate(me.name, me.secret)
+            renewer = Renewer(data_dir, client.renew, client.use_material)
             renewing = asyncio.create_task(_keep_renewed(renewer), name="certificate-renewal")
 
             if self._given_runtimes is not None:
@@ -167,7 +168,7 @@ class WorkerAgent:
             worker_loop = self.worker_loop = WorkerLoop(
                 node=me.name,
                 settings=settings,
-                session=session,
+                client=client,
                 cache=cache,
                 runtimes=runtimes,
                 resources=resources,
@@ -191,7 +192,7 @@ class WorkerAgent:
                         await runtime.close()
                     except Exception:  # shutting down: one runtime's trouble must not hide the rest
                         log.exception("closing the %s runtime failed", runtime.driver)
-            await session.close()
+            await client.close()
 
     def _identified(self, me: WorkerIdentity) -> None:
         self.identity = me
@@ -243,7 +244,7 @@ async def _planned_drivers(kind: str, given: Sequence[ContainerRuntime] | None) 
 
 
 async def _join(
-    session: ManagerSession,
+    client: WorkerClient,
     token: str,
     addr: str,
     labels: dict[str, str],
@@ -259,7 +260,7 @@ async def _join(
     deadline = loop.time() + settings.join_timeout_s
     while True:
         try:
-            return await session.join(token, addr, labels, resources.to_doc(), data_dir=data_dir)
+            return await client.join(token, addr, labels, resources.to_doc(), data_dir=data_dir)
         except UnavailableError as exc:
             delay = backoff.delay()
             if loop.time() + delay > deadline:

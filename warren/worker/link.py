@@ -17,13 +17,14 @@ from typing import Any, Protocol
 from warren.config import WorkerSettings
 from warren.errors import UnavailableError, WarrenError
 from warren.runtime.base import NodeResources
-from warren.worker.session import Backoff, ManagerSession, NodeRemovedError
+from warren.worker.backoff import Backoff
+from warren.worker.client import NodeRemovedError, WorkerClient
 
 log = logging.getLogger(__name__)
 
 
 class LinkListener(Protocol):
-    """What the agent does with the session's news."""
+    """What the worker's loop does with the session's news."""
 
     def known_digest(self) -> str | None: ...
 
@@ -45,7 +46,7 @@ class LinkListener(Protocol):
 class ManagerLink:
     def __init__(
         self,
-        session: ManagerSession,
+        client: WorkerClient,
         settings: WorkerSettings,
         listener: LinkListener,
         *,
@@ -56,7 +57,7 @@ class ManagerLink:
         announce: Callable[[str], None],
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
-        self.session = session
+        self.client = client
         self.settings = settings
         self.listener = listener
         self.addr = addr
@@ -74,7 +75,7 @@ class ManagerLink:
         """No manager answers: every one failed in the last round, or none answered for longer than a
         held session call may take."""
         grace = self.heartbeat_period_s + self.settings.session_timeout_s
-        return self.session.round_failed or self.clock() - self.session.last_ok > grace
+        return self.client.round_failed or self.clock() - self.client.last_ok > grace
 
     async def run(self) -> None:
         """Session calls until cancelled; NodeRemovedError ends it."""
@@ -85,7 +86,7 @@ class ManagerLink:
             if first:  # the leader records a changed address, labels or resources
                 body.update(addr=self.addr, labels=self.labels, resources=self.resources.to_doc())
             try:
-                answer = await self.session.session(body, self.heartbeat_period_s)
+                answer = await self.client.session(body, self.heartbeat_period_s)
             except UnavailableError as exc:
                 self._went_offline(str(exc))
                 await asyncio.sleep(backoff.delay())
@@ -93,13 +94,13 @@ class ManagerLink:
             except NodeRemovedError:
                 raise
             except WarrenError as exc:  # refused (400...): a manager of another version? keep trying
-                log.warning("manager %s refused the session call: %s", self.session.current, exc)
+                log.warning("manager %s refused the session call: %s", self.client.current, exc)
                 await asyncio.sleep(backoff.delay())
                 continue
             backoff.reset()
             if first:
                 first = False
-                self.announce(f"Connected to manager {self.session.current}")
+                self.announce(f"Connected to manager {self.client.current}")
             self._came_online()
             self._take(answer)
 
@@ -116,7 +117,7 @@ class ManagerLink:
     def _came_online(self) -> None:
         if self._outage_logged:
             self._outage_logged = False
-            log.info("manager %s answers again", self.session.current)
+            log.info("manager %s answers again", self.client.current)
         if not self.online:
             self.online = True
             self.listener.connectivity_changed(True)

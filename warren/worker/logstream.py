@@ -16,7 +16,7 @@ from typing import Any
 
 from warren.errors import WarrenError
 from warren.runtime.base import ContainerRuntime
-from warren.worker.session import LOG_CHUNK_BYTES, ManagerSession
+from warren.worker.client import LOG_CHUNK_BYTES, WorkerClient
 
 log = logging.getLogger(__name__)
 
@@ -25,8 +25,8 @@ FindSource = Callable[[Mapping[str, Any]], tuple[ContainerRuntime | None, str | 
 
 
 class LogForwarder:
-    def __init__(self, session: ManagerSession, node: str, find: FindSource) -> None:
-        self.session = session
+    def __init__(self, client: WorkerClient, node: str, find: FindSource) -> None:
+        self.client = client
         self.node = node
         self.find = find
         self._streams: dict[str, asyncio.Task[None]] = {}
@@ -50,15 +50,15 @@ class LogForwarder:
             runtime, container_id = self.find(request)
             if runtime is None or container_id is None:
                 note = f"warren: task {request.get('task_id')} has no container on {self.node} any more\n"
-                await self.session.log_chunk(request_id, note.encode(), end=True)
+                await self.client.log_chunk(request_id, note.encode(), end=True)
                 return
             tail = request.get("tail")
             source = runtime.logs(container_id, follow=bool(request.get("follow")),
                                   tail=int(tail) if tail is not None else None)
             async for chunk in coalesce(source, LOG_CHUNK_BYTES):
-                if not await self.session.log_chunk(request_id, chunk, end=False):
+                if not await self.client.log_chunk(request_id, chunk, end=False):
                     return  # nobody waits for it any more
-            await self.session.log_chunk(request_id, b"", end=True)
+            await self.client.log_chunk(request_id, b"", end=True)
         except WarrenError as exc:  # no manager, or the node removed (the session loop says so)
             log.info("log request %s ended: %s", request_id, exc)
         finally:

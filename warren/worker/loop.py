@@ -22,14 +22,15 @@ from warren.config import WorkerSettings
 from warren.errors import StorageError
 from warren.runtime.base import ContainerRuntime, NodeResources, RuntimeUnavailableError
 from warren.spec.taskstate import RUNNING
+from warren.worker.backoff import Backoff
 from warren.worker.cache import WorkerCache
+from warren.worker.client import NodeRemovedError, WorkerClient
 from warren.worker.containers import Container, Containers
 from warren.worker.controller import TaskController
 from warren.worker.link import ManagerLink
 from warren.worker.logstream import LogForwarder
 from warren.worker.reporter import StatusReporter
 from warren.worker.secrets import TaskSecrets, secret_names
-from warren.worker.session import Backoff, ManagerSession, NodeRemovedError
 
 log = logging.getLogger(__name__)
 
@@ -40,7 +41,7 @@ EXIT_ERROR = 1
 class WorkerLoop:
     """One worker's loop; `run(stop)` until `stop` is set (0) or the node was removed (1).
 
-    Everything it is given is open and owned by the caller (session, cache, runtimes). `announce`
+    Everything it is given is open and owned by the caller (client, cache, runtimes). `announce`
     receives the few lines worth printing to a person (the daemon prints them with a check mark).
     """
 
@@ -49,7 +50,7 @@ class WorkerLoop:
         *,
         node: str,
         settings: WorkerSettings,
-        session: ManagerSession,
+        client: WorkerClient,
         cache: WorkerCache,
         runtimes: Sequence[ContainerRuntime],
         resources: NodeResources,
@@ -63,7 +64,7 @@ class WorkerLoop:
     ) -> None:
         self.node = node
         self.settings = settings
-        self.session = session
+        self.client = client
         self.cache = cache
         self.runtimes: Mapping[str, ContainerRuntime] = {rt.driver: rt for rt in runtimes}
         self.clock = clock
@@ -91,10 +92,10 @@ class WorkerLoop:
         self._done = asyncio.Event()
         self._timers: set[asyncio.TimerHandle] = set()
         self._loops: list[asyncio.Task[None]] = []
-        self.statuses = StatusReporter(session, cache, settings)
-        self.logs = LogForwarder(session, node, self._log_source)
+        self.statuses = StatusReporter(client, cache, settings)
+        self.logs = LogForwarder(client, node, self._log_source)
         self.link = ManagerLink(
-            session, settings, self, addr=addr, labels=labels, resources=resources,
+            client, settings, self, addr=addr, labels=labels, resources=resources,
             heartbeat_period_s=heartbeat_period_s, announce=announce or (lambda line: log.info("%s", line)),
             clock=clock,
         )

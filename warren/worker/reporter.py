@@ -9,8 +9,9 @@ import logging
 
 from warren.config import WorkerSettings
 from warren.errors import UnavailableError, WarrenError
+from warren.worker.backoff import Backoff
 from warren.worker.cache import LocalTask, StatusUpdate, WorkerCache
-from warren.worker.session import Backoff, ManagerSession, NodeRemovedError
+from warren.worker.client import NodeRemovedError, WorkerClient
 
 log = logging.getLogger(__name__)
 
@@ -19,8 +20,8 @@ STATUS_BATCH = 1000
 
 
 class StatusReporter:
-    def __init__(self, session: ManagerSession, cache: WorkerCache, settings: WorkerSettings) -> None:
-        self.session = session
+    def __init__(self, client: WorkerClient, cache: WorkerCache, settings: WorkerSettings) -> None:
+        self.client = client
         self.cache = cache
         self.settings = settings
         self._wanted = asyncio.Event()
@@ -46,12 +47,12 @@ class StatusReporter:
             await self._wanted.wait()
             self._wanted.clear()
             while batch := self.cache.pending(STATUS_BATCH):
-                seen = self.session.successes
+                seen = self.client.successes
                 try:
-                    await self.session.status([u.to_doc() for _, u in batch])
+                    await self.client.status([u.to_doc() for _, u in batch])
                 except UnavailableError:
                     # Wait for the backoff, or less if the session loop reaches a manager first.
-                    await self.session.wait_success(seen, backoff.delay())
+                    await self.client.wait_success(seen, backoff.delay())
                     continue
                 except NodeRemovedError:
                     raise
@@ -70,7 +71,7 @@ class StatusReporter:
         done = []
         for item in batch:
             try:
-                await self.session.status([item[1].to_doc()])
+                await self.client.status([item[1].to_doc()])
             except UnavailableError:
                 break  # the rest stays queued
             except NodeRemovedError:

@@ -4,7 +4,7 @@ status reports, log chunks and certificate renewal.
 Every call goes to the manager that answered last. A manager that refuses the connection, times out
 or answers 503 (no leader, no quorum, shutting down; 502/504 from a proxy) is left at once for the
 next one; only when all of them failed in a row does the call raise `UnavailableError`, and the
-caller decides how long to wait before the next round (`Backoff`). Any manager will do: a follower
+caller decides how long to wait before the next round (warren.worker.backoff). Any manager will do: a follower
 forwards to the leader.
 
 Every call is TLS and verifies the manager against the cluster CA (as the name `warren-manager`,
@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import random
 import ssl
 import time
 from collections.abc import Callable, Sequence
@@ -73,46 +72,20 @@ class JoinAnswer:
     cert_expires_at: float = 0.0
 
 
-class Backoff:
-    """Pause between rounds of failed calls, with AWS's "full jitter": the n-th pause in a row is drawn
-    uniformly from [0, min(maximum, initial * 2**n)], so that workers that lost their manager at the
-    same moment (a failover) do not all come back in step. `rand(lo, hi)` draws it (tests inject one).
-    """
-
-    def __init__(
-        self,
-        initial_s: float,
-        maximum_s: float,
-        rand: Callable[[float, float], float] = random.uniform,
-    ) -> None:
-        self.initial_s = initial_s
-        self.maximum_s = maximum_s
-        self._rand = rand
-        self._ceiling = min(initial_s, maximum_s)
-
-    def delay(self) -> float:
-        ceiling = self._ceiling
-        self._ceiling = min(self._ceiling * 2, self.maximum_s)
-        return min(max(self._rand(0.0, ceiling), 0.0), ceiling)
-
-    def reset(self) -> None:
-        self._ceiling = min(self.initial_s, self.maximum_s)
-
-
 def base_url(manager: str) -> str:
     host, port = split_host_port(manager, field="manager", default_port=DEFAULT_API_PORT)
     return f"https://{join_host_port(host, port)}"
 
 
-class ManagerSession:
+class WorkerClient:
     """Calls to the managers in `managers` ("host:port"), with failover; see the module docstring.
 
     No call can be made before the session has TLS material: `join` makes it, `use_material` loads
     the material of an earlier join (and of each renewal). `transport` replaces the network in tests
     (httpx.MockTransport), and `fetch_ca` the anonymous CA fetch a join starts with
-    (warren.pki.join.pinned_ca). Connectivity is tracked for the agent: `last_ok` (monotonic time of
-    the last answer), `round_failed` (every manager failed since then) and `successes` (a counter,
-    for `wait_success`).
+    (warren.pki.join.pinned_ca). Connectivity is tracked for the worker's session: `last_ok`
+    (monotonic time of the last answer), `round_failed` (every manager failed since then) and
+    `successes` (a counter, for `wait_success`).
     """
 
     def __init__(
