@@ -1,16 +1,22 @@
 """The worker agent: joins a cluster, keeps a session with the managers, runs its assigned tasks
 through the container runtimes, and keeps them going on its own while no manager answers.
 
-daemon.py    entry points: `run_worker` (`warren worker start`), `WorkerAgent` (a hybrid manager's
-             local worker, or any asyncio program)
-agent.py     the reconcile loop: each task's containers in line with its assignment
-link.py      the long-polled session with the managers (heartbeat, assignments, log requests)
-session.py   the HTTP client of the managers, with failover
-reporter.py  task status updates: queued in worker.db, sent at once, resent until acknowledged
-logstream.py the output of tasks, streamed to the leader in chunks
-health.py    health checks (cmd, http, tcp)
-taskspec.py  what a TASK document asks: the runtime's TaskRun, the restart policy
-cache.py     worker.db (assignments, local view of tasks, status queue)
-identity.py  node.json (name, session secret, cluster, managers)
-resources.py CPUs, memory and host name offered to the scheduler
+daemon.py     entry points: `run_worker` (`warren worker start`), `WorkerAgent` (a hybrid manager's
+              local worker, or any asyncio program: identity, join, runtimes, then the loop)
+loop.py       WorkerLoop: the assigned set reconciled, one controller per task; exits, health, news
+controller.py TaskController: one task driven through its states (start, stop, exits, health,
+              restarts in place while cut off)
+containers.py this worker's containers as last seen, and the ones it removed itself
+session.py    WorkerSession: the long-polled session with the managers (heartbeat, assignments,
+              log requests)
+client.py     WorkerClient: the HTTPS client of the managers, with failover
+backoff.py    the jittered pause between rounds of failed calls
+reporter.py   task status updates: queued in worker.db, sent at once, resent until acknowledged
+logstream.py  the output of tasks, streamed to the leader in chunks
+health.py     health checks (cmd, http, tcp)
+secrets.py    secret values (memory only) and each task's secrets dir
+taskspec.py   what a TASK document asks: the runtime's TaskRun, the restart policy
+cache.py      worker.db (assignments, local view of tasks, status queue)
+identity.py   node.json (name, session secret, cluster, managers)
+resources.py  CPUs, memory and host name offered to the scheduler
 """

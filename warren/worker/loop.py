@@ -27,10 +27,10 @@ from warren.worker.cache import WorkerCache
 from warren.worker.client import NodeRemovedError, WorkerClient
 from warren.worker.containers import Container, Containers
 from warren.worker.controller import TaskController
-from warren.worker.link import ManagerLink
 from warren.worker.logstream import LogForwarder
 from warren.worker.reporter import StatusReporter
 from warren.worker.secrets import TaskSecrets, secret_names
+from warren.worker.session import WorkerSession
 
 log = logging.getLogger(__name__)
 
@@ -94,7 +94,7 @@ class WorkerLoop:
         self._loops: list[asyncio.Task[None]] = []
         self.statuses = StatusReporter(client, cache, settings)
         self.logs = LogForwarder(client, node, self._log_source)
-        self.link = ManagerLink(
+        self.session = WorkerSession(
             client, settings, self, addr=addr, labels=labels, resources=resources,
             heartbeat_period_s=heartbeat_period_s, announce=announce or (lambda line: log.info("%s", line)),
             clock=clock,
@@ -110,7 +110,7 @@ class WorkerLoop:
             await self._adopt()
             self._clean_secrets()
             self._loops += [
-                self._spawn(self.link.run(), "session"),
+                self._spawn(self.session.run(), "session"),
                 self._spawn(self.statuses.run(), "status"),
                 self._spawn(self._reconcile_loop(), "reconcile"),
             ]
@@ -187,11 +187,11 @@ class WorkerLoop:
         except OSError as exc:
             log.warning("cannot clean up the secrets dir %s: %s", self.secrets.base_dir, exc)
 
-    # -- the session's news (link.LinkListener) ----------------------------------------------------
+    # -- the session's news (session.SessionListener) ----------------------------------------------
 
     @property
     def cut_off(self) -> bool:
-        return self.link.cut_off
+        return self.session.cut_off
 
     def known_digest(self) -> str | None:
         # Values are held in memory only: after a restart the cached assignments are current but their

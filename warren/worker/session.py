@@ -23,7 +23,7 @@ from warren.worker.client import NodeRemovedError, WorkerClient
 log = logging.getLogger(__name__)
 
 
-class LinkListener(Protocol):
+class SessionListener(Protocol):
     """What the worker's loop does with the session's news."""
 
     def known_digest(self) -> str | None: ...
@@ -43,12 +43,12 @@ class LinkListener(Protocol):
     def running_count(self) -> int: ...
 
 
-class ManagerLink:
+class WorkerSession:
     def __init__(
         self,
         client: WorkerClient,
         settings: WorkerSettings,
-        listener: LinkListener,
+        listener: SessionListener,
         *,
         addr: str,
         labels: Mapping[str, str],
