@@ -35,8 +35,9 @@ from warren.runtime.base import (
     RuntimeStartError,
     TaskRun,
 )
-from warren.runtime.process import LOG_FILE, STATE_FILE, ProcessRuntime
+from warren.runtime.process import ProcessRuntime
 from warren.runtime.procfs import is_ours, proc_stat, session_members
+from warren.runtime.taskdir import LOG_FILE, STATE_FILE
 
 pytestmark = pytest.mark.anyio
 

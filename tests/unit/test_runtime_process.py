@@ -11,8 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from warren.runtime.process import _resolve, _tail_offset, _task_id_of, container_id_of
 from warren.runtime.procfs import exit_code_of, is_ours, parse_stat, proc_stat
+from warren.runtime.spawn import resolve
+from warren.runtime.taskdir import container_id_of, tail_offset, task_id_of
 
 # A real line of /proc/<pid>/stat: pid 29025, session 5704, start time 178097 ticks.
 STAT = (
@@ -57,7 +58,7 @@ def test_exit_codes_say_signals_as_a_shell_does(returncode: int, code: int) -> N
 
 def tail(data: bytes, lines: int | None) -> bytes:
     f = io.BytesIO(data)
-    f.seek(_tail_offset(f, lines))
+    f.seek(tail_offset(f, lines))
     return f.read()
 
 
@@ -89,14 +90,14 @@ def test_tail_across_read_blocks() -> None:
 
 @pytest.mark.parametrize("task_id", ["t1", "task-abc_1.2", "A"])
 def test_container_ids_round_trip(task_id: str) -> None:
-    assert _task_id_of(container_id_of(task_id)) == task_id
+    assert task_id_of(container_id_of(task_id)) == task_id
 
 
 @pytest.mark.parametrize(
     "container_id", ["t1", "proc-", "proc-..", "proc-../etc", "proc-a/b", "proc-.hidden"]
 )
 def test_container_ids_that_name_no_task_dir(container_id: str) -> None:
-    assert _task_id_of(container_id) is None
+    assert task_id_of(container_id) is None
 
 
 def test_commands_are_looked_up_in_the_tasks_path_or_its_dir(tmp_path: Path) -> None:
@@ -107,9 +108,9 @@ def test_commands_are_looked_up_in_the_tasks_path_or_its_dir(tmp_path: Path) -> 
     tool.chmod(tool.stat().st_mode | stat.S_IXUSR)
     (tmp_path / "data.txt").write_text("not a program")
 
-    assert _resolve("tool", str(bin_dir), tmp_path) == str(tool)
-    assert _resolve("tool", "/nonexistent", tmp_path) is None
-    assert _resolve("./bin/tool", "", tmp_path) == str(tmp_path / "bin" / "tool")
-    assert _resolve(str(tool), "", Path("/")) == str(tool)
-    assert _resolve("./data.txt", "", tmp_path) is None  # not executable
-    assert _resolve("./bin", "", tmp_path) is None  # a directory
+    assert resolve("tool", str(bin_dir), tmp_path) == str(tool)
+    assert resolve("tool", "/nonexistent", tmp_path) is None
+    assert resolve("./bin/tool", "", tmp_path) == str(tmp_path / "bin" / "tool")
+    assert resolve(str(tool), "", Path("/")) == str(tool)
+    assert resolve("./data.txt", "", tmp_path) is None  # not executable
+    assert resolve("./bin", "", tmp_path) is None  # a directory

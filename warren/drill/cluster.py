@@ -29,8 +29,8 @@ from warren.drill.report import format_duration
 from warren.errors import WarrenError
 from warren.pki import userconfig
 from warren.runtime import PROCESS_TASKS_DIR
-from warren.runtime.process import read_task_state
 from warren.runtime.procfs import is_ours, proc_stat, session_members, signal_group
+from warren.runtime.taskdir import read_task_state
 
 T = TypeVar("T")
 Doc = dict[str, Any]

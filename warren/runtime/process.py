@@ -2,7 +2,8 @@
 
 For hosts without a container engine and for large simulated clusters. Each task gets a directory
 `<base_dir>/<task_id>/` (mode 0700) holding `state.json` (labels, pid, the process's start time, the
-command and env, the exit status once known) and `output.log` (stdout and stderr), and runs there.
+command and env, the exit status once known) and `output.log` (stdout and stderr), and runs there
+(taskdir.py).
 
 - The process starts in its own session (`setsid`), so it survives the worker's exit and a restarted
   worker adopts it from its state file. A pid is trusted only together with the start time recorded
@@ -27,25 +28,19 @@ from __future__ import annotations
 
 import asyncio
 import builtins
-import contextlib
-import json
 import logging
 import os
-import re
 import shutil
 import signal
 import subprocess
 import time
 from collections.abc import AsyncIterator, Mapping
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import Any
 
 from warren.config import RuntimeSettings
-from warren.durable import write_atomically
 from warren.errors import NotFoundError
 from warren.runtime.base import (
-    LABEL_CLUSTER,
-    LABEL_NODE,
     Exit,
     ExitQueue,
     Instance,
@@ -54,35 +49,25 @@ from warren.runtime.base import (
     TaskRun,
     task_labels,
 )
-from warren.runtime.procfs import PidWaiter, exit_code_of, is_ours, proc_stat, session_members, signal_group
+from warren.runtime.procfs import PidWaiter, exit_code_of, is_ours, signal_group, terminate
+from warren.runtime.spawn import DEFAULT_PATH, resolve, spawn, task_env
+from warren.runtime.taskdir import (
+    CHUNK,
+    LOG_FILE,
+    container_id_of,
+    read_task_state,
+    rotate_log,
+    safe_id,
+    tail_offset,
+    task_id_of,
+    task_states,
+    write_task_state,
+)
 
 log = logging.getLogger(__name__)
 
-CONTAINER_PREFIX = "proc-"
-STATE_FILE = "state.json"
-LOG_FILE = "output.log"
-# Variables of the worker's own environment a task inherits (its spec's env is added on top). The
-# rest of the worker's environment (which may hold its credentials) is not passed on.
-INHERITED_ENV = ("PATH", "HOME", "USER", "LOGNAME", "LANG", "LC_ALL", "LC_CTYPE", "TZ", "TMPDIR")
-DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 # Where a task that uses secrets finds them: one file per secret, named after it (mode 0400, on tmpfs).
 SECRETS_ENV = "WARREN_SECRETS_DIR"
-# Task IDs become directory names.
-_SAFE_ID = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$")
-_CHUNK = 64 * 1024
-# After SIGKILL a process is gone within this long unless the kernel is stuck (D state); seconds.
-_KILL_WAIT_S = 5.0
-
-
-def container_id_of(task_id: str) -> str:
-    return CONTAINER_PREFIX + task_id
-
-
-def _task_id_of(container_id: str) -> str | None:
-    if not container_id.startswith(CONTAINER_PREFIX):
-        return None
-    task_id = container_id[len(CONTAINER_PREFIX) :]
-    return task_id if _SAFE_ID.match(task_id) else None
 
 
 # Children of closed runtimes (see ProcessRuntime.close).
@@ -121,19 +106,19 @@ class ProcessRuntime:
     async def start(self, run: TaskRun) -> str:
         self._check_open()
         self._adopt()
-        if not _SAFE_ID.match(run.task_id):
+        if not safe_id(run.task_id):
             raise RuntimeStartError(f"task ID {run.task_id!r} cannot name a directory")
         if not run.command:
             raise RuntimeStartError("a process task needs a command (there is no image to run)")
         task_dir = self.base_dir / run.task_id
         container_id = container_id_of(run.task_id)
-        old = self._read_state(run.task_id)
+        old = read_task_state(self.base_dir, run.task_id)
         if old is not None and is_ours(old.get("pid"), old.get("pid_start")):
             raise RuntimeStartError(f"task {run.task_id} is already running (pid {old['pid']})")
-        env = self._env(run.env)
+        env = task_env(run.env)
         if run.secrets_dir is not None:
             env[SECRETS_ENV] = run.secrets_dir
-        executable = _resolve(run.command[0], env.get("PATH", DEFAULT_PATH), task_dir)
+        executable = resolve(run.command[0], env.get("PATH", DEFAULT_PATH), task_dir)
         if executable is None:
             raise RuntimeStartError(f"cannot start task {run.task_id}: command {run.command[0]!r} not found")
         argv = [executable, *run.command[1:]]
@@ -146,10 +131,10 @@ class ProcessRuntime:
         self.base_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
         task_dir.mkdir(mode=0o700, exist_ok=True)
         try:
-            proc, start = await asyncio.to_thread(_spawn, argv, env, task_dir)
+            proc, start = await asyncio.to_thread(spawn, argv, env, task_dir / LOG_FILE)
         except OSError as exc:
             raise RuntimeStartError(f"cannot start task {run.task_id}: {exc.strerror or exc}") from exc
-        self._write_state(
+        write_task_state(self.base_dir,
             run.task_id,
             {
                 "task_id": run.task_id,
@@ -172,12 +157,6 @@ class ProcessRuntime:
         log.info("started process %d for task %s", proc.pid, run.task_id)
         return container_id
 
-    def _env(self, extra: Mapping[str, str]) -> dict[str, str]:
-        env = {name: os.environ[name] for name in INHERITED_ENV if name in os.environ}
-        env.setdefault("PATH", DEFAULT_PATH)
-        env.update(extra)
-        return env
-
     # -- exits --------------------------------------------------------------------------------------
 
     def _watch(self, task_id: str, pid: int, start: int | None) -> None:
@@ -193,7 +172,7 @@ class ProcessRuntime:
         try:
             if waiter is not None:
                 while not await waiter.wait(self._settings.log_rotate_check_s):
-                    self._rotate_log(task_id)
+                    rotate_log(self.base_dir, task_id, self._settings.process_log_max_bytes)
                 exit_code = waiter.reap()
         finally:
             if waiter is not None:
@@ -204,12 +183,12 @@ class ProcessRuntime:
         if proc is not None and proc.pid == pid and exit_code is not None:
             proc.returncode = exit_code  # reaped above: the Popen must not wait for it again
         message = "" if exit_code is not None else "exit status unknown: not a child of this worker"
-        state = self._read_state(task_id)
+        state = read_task_state(self.base_dir, task_id)
         if state is not None and state.get("pid") == pid and state.get("pid_start") == start:
             state["exit_code"] = exit_code
             state["finished_at"] = time.time()
             try:
-                self._write_state(task_id, state)
+                write_task_state(self.base_dir, task_id, state)
             except OSError as exc:  # the dir was removed meanwhile
                 log.debug("cannot record the exit of task %s: %s", task_id, exc)
         log.info("process %d of task %s exited (%s)", pid, task_id, exit_code)
@@ -221,7 +200,7 @@ class ProcessRuntime:
         if self._adopted:
             return
         self._adopted = True
-        for state in self._states():
+        for state in task_states(self.base_dir, self.cluster_id, self.node):
             task_id = state["task_id"]
             if task_id not in self._watchers and is_ours(state.get("pid"), state.get("pid_start")):
                 log.info("adopting process %d of task %s", state["pid"], task_id)
@@ -238,43 +217,23 @@ class ProcessRuntime:
 
     async def stop(self, container_id: str, timeout_s: float) -> None:
         self._check_open()
-        task_id = _task_id_of(container_id)
-        state = self._read_state(task_id) if task_id is not None else None
+        task_id = task_id_of(container_id)
+        state = read_task_state(self.base_dir, task_id) if task_id is not None else None
         if state is None:
             return
         await self._kill(state, timeout_s)
 
     async def _kill(self, state: Mapping[str, Any], timeout_s: float) -> None:
-        """SIGTERM to the group, SIGKILL after `timeout_s`, then SIGKILL to what is left of the
-        session. Nothing is signalled unless the recorded pid is still (or was) the task's."""
-        pid, start = state.get("pid"), state.get("pid_start")
-        if not isinstance(pid, int) or pid <= 0:
-            return
-        stat = proc_stat(pid)
-        if stat is not None and stat[2] != start:
-            return  # the pid belongs to another process now: the task's session is gone with it
-        waiter = PidWaiter.open(pid, start) if stat is not None else None
-        try:
-            if waiter is not None and not waiter.exited:
-                signal_group(pid, signal.SIGTERM)
-                if not await waiter.wait(timeout_s):
-                    log.info("task %s did not stop within %gs: SIGKILL", state.get("task_id"), timeout_s)
-                    signal_group(pid, signal.SIGKILL)
-                    await waiter.wait(_KILL_WAIT_S)
-        finally:
-            if waiter is not None:
-                waiter.close()
-        # Children that left the group (or outlived their leader) still carry the session's ID.
-        for member in session_members(pid):
-            with contextlib.suppress(ProcessLookupError, PermissionError):
-                os.kill(member, signal.SIGKILL)
+        pid = state.get("pid")
+        if isinstance(pid, int) and pid > 0:
+            await terminate(pid, state.get("pid_start"), timeout_s, name=f"task {state.get('task_id')}")
 
     async def remove(self, container_id: str) -> None:
         self._check_open()
-        task_id = _task_id_of(container_id)
+        task_id = task_id_of(container_id)
         if task_id is None:
             return
-        state = self._read_state(task_id)
+        state = read_task_state(self.base_dir, task_id)
         if state is not None:
             await self._kill(state, 0.0)  # like `docker rm -f`
         watcher = self._watchers.pop(task_id, None)
@@ -288,7 +247,7 @@ class ProcessRuntime:
         self._check_open()
         self._adopt()
         instances = []
-        for state in self._states():
+        for state in task_states(self.base_dir, self.cluster_id, self.node):
             running = is_ours(state.get("pid"), state.get("pid_start"))
             instances.append(
                 Instance(
@@ -302,24 +261,6 @@ class ProcessRuntime:
             )
         return instances
 
-    def _states(self) -> builtins.list[dict[str, Any]]:
-        """State of every task dir of this cluster and node."""
-        try:
-            entries = sorted(os.scandir(self.base_dir), key=lambda e: e.name)
-        except FileNotFoundError:
-            return []
-        states = []
-        for entry in entries:
-            if not entry.is_dir() or not _SAFE_ID.match(entry.name):
-                continue
-            state = self._read_state(entry.name)
-            if state is None:
-                continue
-            labels = state.get("labels") or {}
-            if labels.get(LABEL_CLUSTER) == self.cluster_id and labels.get(LABEL_NODE) == self.node:
-                states.append(state)
-        return states
-
     # -- logs, exec, address ------------------------------------------------------------------------
 
     async def logs(self, container_id: str, *, follow: bool, tail: int | None) -> AsyncIterator[bytes]:
@@ -329,9 +270,9 @@ class ProcessRuntime:
         waiter = PidWaiter.open(state["pid"], state.get("pid_start")) if follow else None
         try:
             with open(path, "rb") if path.exists() else open(os.devnull, "rb") as f:
-                f.seek(_tail_offset(f, tail))
+                f.seek(tail_offset(f, tail))
                 while True:
-                    while chunk := f.read(_CHUNK):
+                    while chunk := f.read(CHUNK):
                         yield chunk
                     if waiter is None or waiter.exited:
                         return
@@ -353,9 +294,9 @@ class ProcessRuntime:
             return -1
         if not cmd:
             return -1
-        env = dict(state.get("env") or self._env({}))
+        env = dict(state.get("env") or task_env({}))
         cwd = self.base_dir / state["task_id"]
-        executable = _resolve(cmd[0], env.get("PATH", DEFAULT_PATH), cwd)
+        executable = resolve(cmd[0], env.get("PATH", DEFAULT_PATH), cwd)
         if executable is None:
             return 127
         try:
@@ -390,28 +331,11 @@ class ProcessRuntime:
     # -- files --------------------------------------------------------------------------------------
 
     def _known(self, container_id: str) -> dict[str, Any]:
-        task_id = _task_id_of(container_id)
-        state = self._read_state(task_id) if task_id is not None else None
+        task_id = task_id_of(container_id)
+        state = read_task_state(self.base_dir, task_id) if task_id is not None else None
         if state is None:
             raise NotFoundError(f"no process task {container_id} on this worker")
         return state
-
-    def _read_state(self, task_id: str) -> dict[str, Any] | None:
-        return read_task_state(self.base_dir, task_id)
-
-    def _write_state(self, task_id: str, state: Mapping[str, Any]) -> None:
-        """Atomically: a worker killed mid-write leaves the old state."""
-        write_atomically(str(self.base_dir / task_id / STATE_FILE), json.dumps(state).encode())
-
-    def _rotate_log(self, task_id: str) -> None:
-        path = self.base_dir / task_id / LOG_FILE
-        try:
-            if path.stat().st_size <= self._settings.process_log_max_bytes:
-                return
-            shutil.copyfile(path, path.with_name(LOG_FILE + ".1"))
-            os.truncate(path, 0)
-        except OSError as exc:
-            log.warning("cannot rotate the log of task %s: %s", task_id, exc)
 
     # -- close --------------------------------------------------------------------------------------
 
@@ -432,69 +356,3 @@ class ProcessRuntime:
     def _check_open(self) -> None:
         if self._closed:
             raise RuntimeUnavailableError("the process runtime is closed")
-
-
-def _spawn(
-    argv: builtins.list[str], env: Mapping[str, str], cwd: Path
-) -> tuple[subprocess.Popen[bytes], int | None]:
-    """Start the task's process in a new session with its output appended to the log file; the
-    Popen and the process's start time (None if it is gone already)."""
-    with open(cwd / LOG_FILE, "ab") as out:
-        os.chmod(cwd / LOG_FILE, 0o600)
-        proc = subprocess.Popen(
-            argv,
-            env=dict(env),
-            cwd=cwd,
-            stdin=subprocess.DEVNULL,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-            close_fds=True,
-        )
-    stat = proc_stat(proc.pid)
-    return proc, stat[2] if stat is not None else None
-
-
-def read_task_state(tasks_dir: Path, task_id: str) -> dict[str, Any] | None:
-    """The state file of task `task_id` under a worker's process-task dir (pid, its start time, ...);
-    None if it is missing, unreadable or another task's."""
-    try:
-        with open(tasks_dir / task_id / STATE_FILE, "rb") as f:
-            state = json.load(f)
-    except (OSError, ValueError):
-        return None
-    return state if isinstance(state, dict) and state.get("task_id") == task_id else None
-
-
-def _resolve(command: str, path: str, cwd: Path) -> str | None:
-    """The executable `command` names: a path (relative to the task's directory), or looked up in
-    the task's PATH; None if there is no such executable."""
-    if "/" in command:
-        candidate = cwd / command
-        return str(candidate) if os.access(candidate, os.X_OK) and candidate.is_file() else None
-    return shutil.which(command, path=path)
-
-
-def _tail_offset(f: BinaryIO, tail: int | None) -> int:
-    """Offset in the open file `f` where its last `tail` lines begin (0 for all of it)."""
-    end = f.seek(0, os.SEEK_END)
-    if tail is None:
-        return 0
-    if tail <= 0:
-        return end
-    pos, newlines = end, 0
-    # A final newline ends the last line; it does not start another.
-    f.seek(max(end - 1, 0))
-    if end and f.read(1) == b"\n":
-        pos -= 1
-    while pos > 0:
-        size = min(_CHUNK, pos)
-        f.seek(pos - size)
-        block = f.read(size)
-        index = len(block)
-        while (index := block.rfind(b"\n", 0, index)) != -1:
-            newlines += 1
-            if newlines == tail:
-                return pos - size + index + 1
-        pos -= size
-    return 0

@@ -1,15 +1,22 @@
 """Processes as Linux shows them: /proc/<pid>/stat, sessions, process groups and pidfds.
 
 What the process runtime needs to tell its own processes from strangers (a pid is only trusted
-together with the start time the kernel recorded for it) and to wait for any process's exit without
-polling (a pidfd becomes readable when its process exits; Linux >= 5.3).
+together with the start time the kernel recorded for it), to wait for any process's exit without
+polling (a pidfd becomes readable when its process exits; Linux >= 5.3), and to end a session.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import os
+import signal
+
+log = logging.getLogger(__name__)
+
+# After SIGKILL a process is gone within this long unless the kernel is stuck (D state); seconds.
+_KILL_WAIT_S = 5.0
 
 
 def proc_stat(pid: int) -> tuple[str, int, int] | None:
@@ -116,3 +123,27 @@ class PidWaiter:
 def signal_group(pgid: int, signum: int) -> None:
     with contextlib.suppress(ProcessLookupError, PermissionError):
         os.killpg(pgid, signum)
+
+
+async def terminate(pid: int, start: int | None, timeout_s: float, *, name: str) -> None:
+    """SIGTERM to the group of session leader `pid`, SIGKILL after `timeout_s`, then SIGKILL to what is
+    left of its session. Nothing is signalled unless `pid` is still (or was) the process that started
+    at `start`. `name` says whose process it is in the log."""
+    stat = proc_stat(pid)
+    if stat is not None and stat[2] != start:
+        return  # the pid belongs to another process now: the session is gone with it
+    waiter = PidWaiter.open(pid, start) if stat is not None else None
+    try:
+        if waiter is not None and not waiter.exited:
+            signal_group(pid, signal.SIGTERM)
+            if not await waiter.wait(timeout_s):
+                log.info("%s did not stop within %gs: SIGKILL", name, timeout_s)
+                signal_group(pid, signal.SIGKILL)
+                await waiter.wait(_KILL_WAIT_S)
+    finally:
+        if waiter is not None:
+            waiter.close()
+    # Children that left the group (or outlived their leader) still carry the session's ID.
+    for member in session_members(pid):
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.kill(member, signal.SIGKILL)
