@@ -334,11 +334,11 @@ async def test_a_container_that_died_while_the_engine_was_away_is_reported(
 
 
 async def _stream(rt: DockerRuntime) -> Any:
-    return rt.events.stream
+    return rt.exit_watch.events.stream
 
 
 async def _new_stream(rt: DockerRuntime, old: Any) -> bool:
-    return rt.events.stream is not None and rt.events.stream is not old
+    return rt.exit_watch.events.stream is not None and rt.exit_watch.events.stream is not old
 
 
 async def test_logs_tail_then_follow_until_the_container_stops(runtime: DockerRuntime) -> None:

@@ -11,7 +11,8 @@ policy is set: restarting is the worker's decision.
 
 Exits come from the engine's event stream (`die` events), read in a thread and handed to the loop;
 when the stream breaks (engine restart) the thread reconnects, and containers believed running that
-stopped meanwhile are reported from a fresh `list`. Each container's exit is reported once.
+stopped meanwhile are reported from a fresh `list`. Each container's exit is reported once
+(exitwatch.py). A followed log is read in a thread of its own (pump.py).
 
 Logs are the engine's: stdout and stderr reach it through separate pipes, so lines of the two may
 come out of order relative to each other (each stream keeps its own order).
@@ -26,7 +27,6 @@ import logging
 import math
 import re
 import threading
-from collections import OrderedDict
 from collections.abc import AsyncIterator, Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
@@ -42,7 +42,6 @@ from warren.runtime.base import (
     LABEL_NODE,
     LABEL_TASK,
     Exit,
-    ExitQueue,
     Instance,
     RuntimeStartError,
     RuntimeUnavailableError,
@@ -50,15 +49,13 @@ from warren.runtime.base import (
     task_labels,
 )
 from warren.runtime.engine import PullError, exec_in, explain, parse_time, pull
-from warren.runtime.events import EventFeed
+from warren.runtime.exitwatch import ExitWatch
+from warren.runtime.pump import read_in_thread
 
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 
-# Exits already reported, by container ID (a container dies once: the worker never restarts one, it
-# starts a new container). Bounded so a long-lived worker does not grow it forever.
-_REPORTED_MAX = 10_000
 # Chunks of a followed log buffered between its reader thread and the consumer.
 _LOG_QUEUE_CHUNKS = 64
 # Characters Docker accepts in a container name after the first.
@@ -116,21 +113,16 @@ class DockerRuntime:
             max_workers=self._settings.docker_api_threads, thread_name_prefix=f"docker-api-{node}"
         )
         self._label_filters = [f"{LABEL_CLUSTER}={cluster_id}", f"{LABEL_NODE}={node}"]
-        self._exits = ExitQueue()
-        self.events = EventFeed(
+        self.exit_watch = ExitWatch(
             self._open_events,
-            on_event=self._on_die,
-            # Whatever died before a stream opened (start-up, or an engine restart) is found by
-            # listing: its `die` event is gone (the engine keeps no history across a restart).
-            on_connect=self._resync,
+            inspect=lambda container_id: self._run(lambda c: c.api.inspect_container(container_id)),
+            list_instances=self.list,
+            errors=(APIError, RuntimeUnavailableError),
             unreachable=(DockerException, *_UNREACHABLE),
             retry_initial_s=self._settings.events_retry_initial_s,
             retry_max_s=self._settings.events_retry_max_s,
             name=f"docker-events-{node}",
         )
-        self._reported: OrderedDict[str, None] = OrderedDict()
-        self._running: dict[str, str] = {}  # container ID -> task ID, believed running
-        self._tasks: set[asyncio.Task[None]] = set()
         self._log_streams: set[Any] = set()
         self._closed = False
 
@@ -163,7 +155,7 @@ class DockerRuntime:
 
     async def start(self, run: TaskRun) -> str:
         self._check_open()
-        self._ensure_watcher()
+        self.exit_watch.start()
         await self._ensure_image(run.image)
         name = container_name(run, self.node)
         try:
@@ -190,7 +182,7 @@ class DockerRuntime:
             with contextlib.suppress(APIError, RuntimeUnavailableError):
                 await self._run(lambda c: c.api.remove_container(container_id, v=True, force=True))
             raise RuntimeStartError(f"task {run.task_id} did not start: {explain(exc)}") from exc
-        self._running[container_id] = run.task_id
+        self.exit_watch.running(container_id, run.task_id)
         log.info("started container %s (%s) for task %s", name, container_id[:12], run.task_id)
         return container_id
 
@@ -280,12 +272,11 @@ class DockerRuntime:
                 raise RuntimeUnavailableError(
                     f"cannot remove container {container_id}: {explain(exc)}"
                 ) from exc
-        self._running.pop(container_id, None)
-        self._reported.pop(container_id, None)
+        self.exit_watch.removed(container_id)
 
     async def list(self) -> list[Instance]:
         self._check_open()
-        self._ensure_watcher()  # a restarted worker lists first: exits from then on are reported
+        self.exit_watch.start()  # a restarted worker lists first: exits from then on are reported
         containers = await self._run(
             lambda c: c.containers.list(all=True, filters={"label": self._label_filters}, ignore_removed=True)
         )
@@ -299,7 +290,7 @@ class DockerRuntime:
             exit_code = None if running or started_at is None else state.get("ExitCode")
             task_id = labels.get(LABEL_TASK, "")
             if running:
-                self._running[container.id] = task_id
+                self.exit_watch.running(container.id, task_id)
             instances.append(Instance(task_id, container.id, running, exit_code, started_at, labels))
         return instances
 
@@ -309,72 +300,13 @@ class DockerRuntime:
         """Exits as the engine reports them, from the moment the runtime was first used (start, list
         or this call). Meant for one consumer at a time (the worker agent); call it in the loop."""
         self._check_open()
-        self._ensure_watcher()
-        return self._exits.stream()
-
-    def _ensure_watcher(self) -> None:
-        """Open the event stream on first use (the constructor may run outside a loop)."""
-        if not self.events.started:
-            self.events.start(asyncio.get_running_loop())
+        self.exit_watch.start()
+        return self.exit_watch.stream()
 
     def _open_events(self, since: int | None) -> Any:
         """Thread: the engine's `die` events of this worker's containers."""
         filters = {"type": "container", "event": "die", "label": self._label_filters}
         return self._client_blocking().events(decode=True, filters=filters, since=since)
-
-    def _on_die(self, event: dict[str, Any]) -> None:
-        container_id = event.get("id") or event.get("Actor", {}).get("ID", "")
-        attributes = event.get("Actor", {}).get("Attributes", {})
-        code = attributes.get("exitCode")
-        exit_code = int(code) if code is not None and str(code).lstrip("-").isdigit() else None
-        self._report(container_id, attributes.get(LABEL_TASK, ""), exit_code)
-
-    def _report(self, container_id: str, task_id: str, exit_code: int | None, message: str = "") -> None:
-        if self._closed or container_id in self._reported:
-            return
-        self._reported[container_id] = None
-        while len(self._reported) > _REPORTED_MAX:
-            self._reported.popitem(last=False)
-        self._running.pop(container_id, None)
-        self._spawn(self._deliver(Exit(task_id, container_id, exit_code, message)))
-
-    async def _deliver(self, exit: Exit) -> None:
-        """Add why the container stopped (out of memory, engine error) when the engine knows."""
-        message = exit.message
-        try:
-            attrs = await self._run(lambda c: c.api.inspect_container(exit.container_id))
-            state = attrs.get("State", {})
-            if state.get("OOMKilled"):
-                message = "killed: out of memory"
-            elif state.get("Error"):
-                message = str(state["Error"])
-        except (APIError, RuntimeUnavailableError):
-            pass  # already removed: the exit code is all there is
-        if not self._closed:
-            self._exits.put(Exit(exit.task_id, exit.container_id, exit.exit_code, message))
-
-    def _resync(self) -> None:
-        self._spawn(self._resync_async())
-
-    async def _resync_async(self) -> None:
-        """Once a stream is open: containers believed running (started, or seen running by `list`)
-        that are not any more died while no stream was open."""
-        believed = dict(self._running)
-        try:
-            now = {i.container_id: i for i in await self.list()}
-        except (RuntimeUnavailableError, APIError) as exc:
-            log.warning("docker: cannot list containers after reconnecting: %s", exc)
-            return
-        for container_id, task_id in believed.items():
-            instance = now.get(container_id)
-            if instance is None or not instance.running:
-                code = instance.exit_code if instance is not None else None
-                self._report(container_id, task_id, code, "stopped while no engine event stream was open")
-
-    def _spawn(self, coro: Any) -> None:
-        task: asyncio.Task[None] = asyncio.get_running_loop().create_task(coro)
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
 
     # -- logs, exec, address ------------------------------------------------------------------------
 
@@ -390,37 +322,14 @@ class DockerRuntime:
             raise NotFoundError(f"no container {container_id} on this worker") from exc
         except APIError as exc:
             raise RuntimeUnavailableError(f"cannot read the logs of {container_id}: {explain(exc)}") from exc
-        loop = asyncio.get_running_loop()
-        queue: asyncio.Queue[bytes | None] = asyncio.Queue()
-        # Backpressure: the reader thread waits for room before handing over another chunk.
-        room = threading.Semaphore(_LOG_QUEUE_CHUNKS)
-        done = threading.Event()
         self._log_streams.add(stream)
-
-        def pump() -> None:
-            try:
-                for chunk in stream:
-                    room.acquire()
-                    if done.is_set():
-                        break
-                    loop.call_soon_threadsafe(queue.put_nowait, chunk)
-            except Exception as exc:  # noqa: BLE001 - thread boundary: the stream was closed or broke
-                log.debug("log stream of %s ended: %r", container_id, exc)
-            finally:
-                with contextlib.suppress(RuntimeError):  # the loop is closed: nobody reads any more
-                    loop.call_soon_threadsafe(queue.put_nowait, None)
-
-        threading.Thread(target=pump, name=f"docker-logs-{container_id[:12]}", daemon=True).start()
         try:
-            while (chunk := await queue.get()) is not None:
-                room.release()
+            async for chunk in read_in_thread(
+                stream, name=f"docker-logs-{container_id[:12]}", max_waiting=_LOG_QUEUE_CHUNKS
+            ):
                 yield chunk
         finally:
-            done.set()
             self._log_streams.discard(stream)
-            with contextlib.suppress(Exception):
-                stream.close()  # unblocks the reader thread's read
-            room.release()  # and its wait for room
 
     async def exec(self, container_id: str, cmd: builtins.list[str], timeout_s: float) -> int:
         """Exit status of `cmd` run in the container; -1 if it did not finish within `timeout_s` or
@@ -460,10 +369,7 @@ class DockerRuntime:
         for stream in self._log_streams:
             with contextlib.suppress(Exception):
                 stream.close()
-        for task in list(self._tasks):
-            task.cancel()
-        self._exits.close()
-        await self.events.close()
+        await self.exit_watch.close()
         self._pool.shutdown(wait=False, cancel_futures=True)
         if self._own_client and self._client is not None:
             with contextlib.suppress(Exception):
