@@ -4,7 +4,6 @@ exit."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from dataclasses import dataclass
 
 # Container IDs this worker removed, remembered (oldest forgotten first); entries.
@@ -27,9 +26,6 @@ class Containers:
     def __init__(self) -> None:
         self._by_id: dict[str, Container] = {}
         self._gone: dict[str, None] = {}
-
-    def __iter__(self) -> Iterator[Container]:
-        return iter(list(self._by_id.values()))
 
     def __bool__(self) -> bool:
         return bool(self._by_id)
