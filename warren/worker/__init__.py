@@ -4,8 +4,9 @@ through the container runtimes, and keeps them going on its own while no manager
 daemon.py     entry points: `run_worker` (`warren worker start`), `WorkerAgent` (a hybrid manager's
               local worker, or any asyncio program: identity, join, runtimes, then the loop)
 loop.py       WorkerLoop: the assigned set reconciled, one controller per task; exits, health, news
-controller.py TaskController: one task driven through its states (start, stop, exits, health,
-              restarts in place while cut off)
+controller.py TaskController: one task driven through its states, one step at a time; what it
+              does to the task (start, stop, remove, record and report a state, health checks)
+steps.py      one task's state machine: which step next (autonomy: restarts in place while cut off)
 containers.py this worker's containers as last seen, and the ones it removed itself
 session.py    WorkerSession: the long-polled session with the managers (heartbeat, assignments,
               log requests)
