@@ -405,7 +405,7 @@ class ManagerSettings:
 
 # The log relay (warren/manager/logrelay.py, the route POST /v1/dispatcher/logs/{id}).
 # Largest log chunk a worker may POST; bytes (a larger one is answered 413). Workers send at most
-# warren.worker.session.LOG_CHUNK_BYTES (the same 64 KiB) per POST.
+# warren.worker.client.LOG_CHUNK_BYTES (the same 64 KiB) per POST.
 LOG_CHUNK_MAX_BYTES = 64 * 1024
 # Output queued on the leader for one `service logs` client at most; bytes.
 LOG_STREAM_QUEUE_BYTES = 1 * MIB
