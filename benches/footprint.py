@@ -306,7 +306,7 @@ def _row(key: str, what: str, event: str, **values: Any) -> dict[str, Any]:
 
 IMPORT_CHAIN = (
     "asyncio uvloop click httpx warren_raft pydantic fastapi uvicorn prometheus_client cryptography.x509 "
-    "cryptography.hazmat.primitives.ciphers.aead warren.config warren.api.app warren.manager.daemon docker "
+    "cryptography.hazmat.primitives.ciphers.aead warren.config warren.api.app warren.daemons.manager docker "
     "warren.runtime.docker"
 ).split()
 

@@ -9,7 +9,7 @@ benches/client_failover.py runs with three ways of losing the leader, interleave
   forwarded to it hang until the client's attempt timeout); recovery: SIGCONT, then it must learn the
   new term and become a follower again.
 - `graceful`: SIGTERM of the leader, which hands leadership to the most up-to-date voter before it
-  exits (warren/manager/daemon.py, `shutdown_transfer_timeout_s`); recovery: wait for the exit, then
+  exits (warren/daemons/manager.py, `shutdown_transfer_timeout_s`); recovery: wait for the exit, then
   restart it. Each trial also records what the manager's log says about the hand-over.
 
 Each is measured from the signal to the first write acknowledged through a survivor (sent after it).

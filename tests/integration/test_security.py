@@ -30,8 +30,8 @@ from tests.integration.managers import (
     credentials,
     wait_for,
 )
+from warren.daemons.servers import SOCKET_NAME
 from warren.formats import split_host_port
-from warren.manager.servers import SOCKET_NAME
 from warren.pki import certs, material
 from warren.pki.join import new_join_key
 

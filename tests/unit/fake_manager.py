@@ -26,8 +26,7 @@ import httpx
 import orjson
 
 from warren.errors import UnauthorizedError, UnavailableError
-from warren.manager import tokens
-from warren.pki import certs, material
+from warren.pki import certs, material, tokens
 from warren.pki.join import new_join_key
 
 SECRET = "s" * 43

@@ -4,7 +4,6 @@ and a log record with the same id and the traceback; never Starlette's plain-tex
 from __future__ import annotations
 
 import logging
-import sqlite3
 from types import SimpleNamespace
 from typing import Any
 
@@ -28,9 +27,19 @@ class Boom(RuntimeError):
     pass
 
 
-def _api(consensus: Any, manager: Any) -> Any:
-    """The real API stack (create_app) over a stand-in manager, called as the local administrator."""
-    app = create_app(manager, SimpleNamespace(observe_request=lambda *_: None), Forwarder(1.0, None))
+def _api(cluster: Any) -> Any:
+    """The real API stack (create_app) over stand-in service objects, called as the local administrator."""
+    control: Any = SimpleNamespace(
+        cluster=cluster,
+        membership=None,
+        nodes=SimpleNamespace(role_of=lambda _: None),
+        services=None,
+        secrets=None,
+        backups=None,
+        logs=None,
+        workers=None,
+    )
+    app = create_app(control, ManagerSettings(), Forwarder(1.0, None))
 
     async def on_unix_socket(scope: Any, receive: Any, send: Any) -> None:
         scope["extensions"] = {auth.LOCAL_KEY: True}
@@ -40,13 +49,10 @@ def _api(consensus: Any, manager: Any) -> Any:
     return httpx.AsyncClient(transport=transport, base_url="http://manager")
 
 
-def _consensus(*, leader: Any = lambda: True) -> Any:
-    store = SimpleNamespace(conn=sqlite3.connect(":memory:"))
-    return SimpleNamespace(store=store, is_leader=leader, leader=lambda: None)
-
-
-def _manager(consensus: Any, **methods: Any) -> Any:
-    return SimpleNamespace(settings=ManagerSettings(), consensus=consensus, **methods)
+def _cluster(*, leader: Any = lambda: True, **methods: Any) -> Any:
+    return SimpleNamespace(
+        is_leader=leader, leader_api_addr=lambda: None, observe_request=lambda *_: None, **methods
+    )
 
 
 def _check(response: httpx.Response, caplog: pytest.LogCaptureFixture, where: str) -> None:
@@ -70,8 +76,7 @@ async def test_an_exception_in_a_route_answers_json_with_a_request_id(
     async def cluster_info() -> Any:
         raise Boom("the secret detail")
 
-    consensus = _consensus()
-    async with _api(consensus, _manager(consensus, cluster_info=cluster_info)) as client:
+    async with _api(_cluster(info=cluster_info)) as client:
         with caplog.at_level(logging.ERROR):
             response = await client.get("/v1/cluster")
     _check(response, caplog, "GET '/v1/cluster'")
@@ -83,8 +88,8 @@ async def test_an_exception_in_front_of_the_routes_answers_json_with_a_request_i
     def is_leader() -> bool:
         raise Boom("the secret detail")
 
-    consensus = _consensus(leader=is_leader)  # raised by leader routing, outside FastAPI
-    async with _api(consensus, _manager(consensus)) as client:
+    # raised by leader routing, outside FastAPI
+    async with _api(_cluster(leader=is_leader)) as client:
         with caplog.at_level(logging.ERROR):
             response = await client.post("/v1/services", json={})
     _check(response, caplog, "POST '/v1/services'")
@@ -94,7 +99,6 @@ async def test_each_request_has_its_own_id(caplog: pytest.LogCaptureFixture) -> 
     async def cluster_info() -> Any:
         raise Boom("the secret detail")
 
-    consensus = _consensus()
-    async with _api(consensus, _manager(consensus, cluster_info=cluster_info)) as client:
+    async with _api(_cluster(info=cluster_info)) as client:
         ids = {(await client.get("/v1/cluster")).json()["request_id"] for _ in range(3)}
     assert len(ids) == 3

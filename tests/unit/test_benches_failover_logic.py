@@ -29,10 +29,10 @@ def test_unsorted_acknowledgements_are_sorted_first() -> None:
 
 LOG = """\
 ==== 09:32:01 start manager1@127.0.0.51:1: python -m warren.cli.main cluster init
-2026-11-26 09:32:01,460 m1 INFO warren.manager.daemon: stop requested
+2026-11-26 09:32:01,460 m1 INFO warren.daemons.manager: stop requested
 2026-11-26 09:32:01,460 m1 INFO warren_raft.node: transferring leadership node=1 to=3 term=3
-2026-11-26 09:32:01,816 m1 INFO warren.manager.daemon: leadership handed to raft id 3 before shutdown
-2026-11-26 09:32:02,100 m1 INFO warren.manager.daemon: manager stopped
+2026-11-26 09:32:01,816 m1 INFO warren.daemons.manager: leadership handed to raft id 3 before shutdown
+2026-11-26 09:32:02,100 m1 INFO warren.daemons.manager: manager stopped
 """
 
 

@@ -17,9 +17,9 @@ import pytest
 
 from tests.unit.test_dispatcher import SETTINGS, World, status
 from warren import config
+from warren.daemons.gate import Connection, ConnectionGate
 from warren.errors import UnavailableError
 from warren.manager.logrelay import LogRelay, LogRequest, LogStream
-from warren.manager.servers import Connection, ConnectionGate
 from warren.store import commands as c
 from warren.worker.client import LOG_CHUNK_BYTES
 from warren.worker.logstream import coalesce
@@ -254,7 +254,7 @@ def test_a_daemon_raises_its_soft_descriptor_limit_to_the_hard_one() -> None:
     # service manager's default 1024) raises it to the hard limit first.
     code = (
         "import resource\n"
-        "from warren.manager.servers import raise_nofile_limit\n"
+        "from warren.daemons.servers import raise_nofile_limit\n"
         "resource.setrlimit(resource.RLIMIT_NOFILE, (256, 1024))\n"
         "raise_nofile_limit()\n"
         "print(*resource.getrlimit(resource.RLIMIT_NOFILE))\n"

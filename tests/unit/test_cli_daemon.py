@@ -8,8 +8,8 @@ import pytest
 
 from warren.cli.main import main
 from warren.config import ManagerSettings, RaftSettings
+from warren.daemons import manager as daemon
 from warren.errors import StorageError
-from warren.manager import daemon
 
 
 class Captured:

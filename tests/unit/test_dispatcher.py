@@ -17,9 +17,9 @@ import pytest
 from warren.config import OrchestratorSettings
 from warren.errors import UnauthorizedError, UnavailableError, error_class
 from warren.manager import dispatcher as dispatcher_mod
-from warren.manager import tokens
 from warren.manager.dispatcher import Dispatcher, NodeReport, check_secret, secret_digest
 from warren.manager.logrelay import LogGoneError, LogRelay, LogStream
+from warren.pki import tokens
 from warren.store import commands as c
 from warren.store import queries
 from warren.store.machine import Store

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import socket
-import sqlite3
 from collections.abc import Iterator
 from dataclasses import dataclass
 from types import SimpleNamespace
@@ -35,14 +34,8 @@ FOLLOWER = PeerIdentity("manager-2", "manager", "c", "f")  # the forwarding mana
 Headers = list[tuple[bytes, bytes]]
 
 
-class _Store:
-    def __init__(self) -> None:
-        self.conn = sqlite3.connect(":memory:")
-        self.conn.row_factory = sqlite3.Row
-        self.conn.execute("CREATE TABLE nodes (name TEXT PRIMARY KEY, role TEXT)")
-        self.conn.executemany(
-            "INSERT INTO nodes VALUES (?, ?)", [("worker-1", "worker"), ("manager-2", "manager")]
-        )
+# The role of each node the cluster's state records (auth.Authorization's revocation check).
+ROLES = {"worker-1": "worker", "manager-2": "manager"}
 
 
 @dataclass(frozen=True)
@@ -59,7 +52,7 @@ class Leader:
 
     def __init__(self) -> None:
         self.seen: list[Seen] = []
-        self.stack = auth.Authorization(self._app, _Store())  # type: ignore[arg-type]
+        self.stack = auth.Authorization(self._app, ROLES.get)
         self.server: uvicorn.Server | None = None
         self.task: asyncio.Task[None] | None = None
         self.addr = ""
@@ -122,23 +115,22 @@ class Leader:
 
 class Follower:
     def __init__(self, leader_addr: str) -> None:
-        consensus = SimpleNamespace(
-            is_leader=lambda: False, leader=lambda: SimpleNamespace(api_addr=leader_addr)
-        )
-        metrics = SimpleNamespace(
-            api_forwarded=SimpleNamespace(inc=lambda: None), observe_request=lambda *_: None
+        front = SimpleNamespace(
+            is_leader=lambda: False,
+            leader_api_addr=lambda: leader_addr,
+            observe_request=lambda *_: None,
+            count_forwarded=lambda: None,
         )
         self.forwarder = Forwarder(timeout_s=5.0, tls=None)
         self.stack = auth.Authorization(
             LeaderRouting(
                 self._local,
-                consensus=consensus,  # type: ignore[arg-type]
+                front=front,  # type: ignore[arg-type]
                 forwarder=self.forwarder,
-                metrics=metrics,  # type: ignore[arg-type]
                 max_body=1 << 20,
                 retry_after_s=1,
             ),
-            _Store(),  # type: ignore[arg-type]
+            ROLES.get,
         )
 
     @staticmethod
@@ -331,7 +323,7 @@ async def _on_leader(method: str, path: str, headers: Headers) -> tuple[int, Any
         "headers": headers,
         "extensions": {auth.PEER_KEY: FOLLOWER, auth.LOCAL_KEY: False},
     }
-    await auth.Authorization(app, _Store())(scope, receive, send)  # type: ignore[arg-type]
+    await auth.Authorization(app, ROLES.get)(scope, receive, send)
     body = b"".join(m.get("body", b"") for m in sent if m["type"] == "http.response.body")
     return sent[0]["status"], (orjson.loads(body) if body else None), seen.get("identity", "not called")
 

@@ -9,12 +9,12 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from fastapi import Depends, FastAPI
+from fastapi import FastAPI
 from pydantic import ValidationError
 from starlette.testclient import TestClient
 
-from tests.unit.test_secrets import VALUE_B64, FakeManager, World
-from warren.api import models, routes_secrets, routes_services
+from tests.unit.test_secrets import VALUE_B64, World, add_api_routes
+from warren.api import models
 from warren.api.app import add_error_handlers
 from warren.api.responses import JSON
 from warren.runtime.base import RuntimeStartError
@@ -193,9 +193,7 @@ def client(tmp_path: Any) -> Iterator[tuple[TestClient, World]]:
 
     add_error_handlers(app)
 
-    manager: Any = FakeManager(world)
-    routes_secrets.add_routes(app, manager, Depends(lambda: None))
-    routes_services.add_routes(app, manager, Depends(lambda: None))
+    add_api_routes(app, world)
     with TestClient(app) as test_client:
         yield test_client, world
 

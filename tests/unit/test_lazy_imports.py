@@ -40,7 +40,7 @@ def test_a_worker_loads_neither_cryptography_nor_the_api_stack() -> None:
 
 
 def test_a_manager_loads_the_api_stack_but_not_cryptography() -> None:
-    loaded = loaded_after("import warren.manager.daemon, warren.manager.secrets, warren.manager.ca")
+    loaded = loaded_after("import warren.daemons.manager, warren.manager.secrets, warren.manager.ca")
     assert "cryptography" not in loaded and "warren.pki.certs" not in loaded
     assert "click" in loaded  # uvicorn imports it itself: unavoidable while the API runs on uvicorn
     assert {"fastapi", "pydantic"} <= set(loaded)
@@ -73,7 +73,8 @@ def test_resuming_a_node_reads_its_certificate_without_cryptography(tmp_path: Pa
         "assert Renewer(sys.argv[1], None, print).due_at(m) < m.facts.not_after\n"
         "material.client_context(m.ca_pem, m.node_path)\n"
         "material.server_context(m)\n"
-        "from warren.manager import ca, secrets, servers\n"
+        "from warren.manager import ca, secrets\n"
+        "from warren.daemons import servers\n"
     )
     loaded = loaded_after(code, data_dir)
     assert "cryptography" not in loaded and "warren.pki.certs" not in loaded

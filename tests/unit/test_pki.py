@@ -12,8 +12,7 @@ import pytest
 
 from warren.api import auth
 from warren.errors import CorruptStateError, InvalidError, UnauthorizedError
-from warren.manager import tokens
-from warren.pki import certs, material, sealing, userconfig
+from warren.pki import certs, material, sealing, tokens, userconfig
 
 
 @pytest.fixture(scope="module")
@@ -119,16 +118,6 @@ def anyio_backend() -> str:
     return "asyncio"
 
 
-class _Store:
-    def __init__(self, roles: dict[str, str]) -> None:
-        import sqlite3
-
-        self.conn = sqlite3.connect(":memory:")
-        self.conn.row_factory = sqlite3.Row
-        self.conn.execute("CREATE TABLE nodes (name TEXT PRIMARY KEY, role TEXT)")
-        self.conn.executemany("INSERT INTO nodes VALUES (?, ?)", roles.items())
-
-
 async def _run(
     peer: certs.PeerIdentity | None,
     method: str,
@@ -152,7 +141,7 @@ async def _run(
     async def receive() -> Any:
         return {"type": "http.request", "body": b"", "more_body": False}
 
-    policy = auth.Authorization(app, _Store({"worker-1": "worker", "manager-1": "manager"}))  # type: ignore[arg-type]
+    policy = auth.Authorization(app, {"worker-1": "worker", "manager-1": "manager"}.get)
     scope = {
         "type": "http",
         "method": method,

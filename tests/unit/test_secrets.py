@@ -8,6 +8,7 @@ import base64
 import sqlite3
 from collections.abc import Iterator
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import orjson
@@ -21,8 +22,10 @@ from warren.api.responses import JSON
 from warren.config import ManagerSettings, OrchestratorSettings
 from warren.errors import ConflictError, InvalidError, NotFoundError, WarrenError, error_class
 from warren.manager import secrets as manager_secrets
+from warren.manager.control.secrets import Secrets
+from warren.manager.control.services import Services
 from warren.manager.dispatcher import Dispatcher, secret_digest
-from warren.manager.secrets import Secrets, aad, names_used, open_for_delivery
+from warren.manager.secrets import aad, names_used, open_for_delivery
 from warren.pki import sealing
 from warren.spec import taskstate
 from warren.store import commands as c
@@ -73,7 +76,7 @@ class World:
         self.store.restore(None)
         self.propose = Proposer(self.store)
         self.propose.apply(c.InitCluster("cluster-t", T0, FOUNDER))
-        self.secrets = Secrets(self.store.conn, self.propose, KEY, ManagerSettings().max_secret_bytes)
+        self.secrets = Secrets(self.store, self.propose, KEY, ManagerSettings().max_secret_bytes)
 
     @property
     def conn(self) -> sqlite3.Connection:
@@ -249,21 +252,11 @@ async def test_the_dispatcher_gives_each_worker_the_secrets_of_its_own_tasks_onl
 # -- the API -----------------------------------------------------------------------------------------
 
 
-class FakeManager:
-    """What the secret and service routes use of a Manager."""
-
-    def __init__(self, world: World) -> None:
-        self.conn = world.conn
-        self.consensus = self
-        self.propose = world.propose
-        self.data_key = KEY
-        self.settings = ManagerSettings()
-
-    async def create_service(self, name: str, spec: dict[str, Any]) -> Any:
-        return await self.propose(c.CreateService(f"svc-{name}", name, spec, T0))
-
-    async def update_service(self, name: str, changes: dict[str, Any], if_version: int | None) -> Any:
-        return await self.propose(c.UpdateService(name, changes, T0, if_version))
+def add_api_routes(app: FastAPI, world: World) -> None:
+    """The secret and service routes, over the world's store and its one-node proposer."""
+    consensus: Any = SimpleNamespace(store=world.store, propose=world.propose)
+    routes_secrets.add_routes(app, world.secrets, Depends(lambda: None))
+    routes_services.add_routes(app, Services(consensus), Depends(lambda: None))
 
 
 @pytest.fixture
@@ -272,9 +265,7 @@ def client(world: World) -> Iterator[TestClient]:
 
     add_error_handlers(app)
 
-    manager: Any = FakeManager(world)
-    routes_secrets.add_routes(app, manager, Depends(lambda: None))
-    routes_services.add_routes(app, manager, Depends(lambda: None))
+    add_api_routes(app, world)
     with TestClient(app) as test_client:
         yield test_client
 

@@ -13,7 +13,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from warren.errors import CorruptStateError
-from warren.manager import tokens
+from warren.pki import tokens
 from warren.store import commands as c
 from warren.store import queries, schema
 from warren.store.machine import Store, check_state_file

@@ -10,7 +10,7 @@ import orjson
 import pytest
 
 from tests.unit.test_store import FOUNDER, T0, Log, dump
-from warren.manager import tokens
+from warren.pki import tokens
 from warren.spec import taskstate
 from warren.store import commands as c
 from warren.store import schema

@@ -12,11 +12,11 @@ import httpx
 import orjson
 import pytest
 
-from warren.api.peer import PeerClient
 from warren.config import ManagerSettings
 from warren.errors import ConflictError, UnavailableError
 from warren.manager import versions
 from warren.manager.consensus import Consensus, MemberMeta
+from warren.manager.peer import PeerClient
 from warren.manager.versions import VersionGate
 from warren.store import apply as handlers
 from warren.store import commands as c

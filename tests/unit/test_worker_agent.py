@@ -32,8 +32,7 @@ from tests.unit.fake_manager import (
 from tests.unit.fake_runtime import FakeRuntime
 from warren.config import WorkerSettings
 from warren.errors import ConfigError, CorruptStateError, UnauthorizedError, UnavailableError
-from warren.manager import tokens
-from warren.pki import certs
+from warren.pki import certs, tokens
 from warren.pki.material import load_node, tls_dir
 from warren.worker import identity
 from warren.worker.cache import WorkerCache

@@ -13,7 +13,7 @@ import pytest
 from warren.cli import worker_cmds
 from warren.cli.main import main
 from warren.config import MANAGER_ENV, WorkerSettings
-from warren.manager import tokens
+from warren.pki import tokens
 from warren.worker import daemon, identity
 from warren.worker.identity import WorkerIdentity
 

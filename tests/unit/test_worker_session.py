@@ -21,8 +21,7 @@ from tests.unit.fake_manager import SECRET as FAKE_SECRET
 from tests.unit.fake_manager import transport as fake_transport
 from warren.config import WorkerSettings
 from warren.errors import InvalidError, UnauthorizedError, UnavailableError, WarrenError
-from warren.manager import tokens
-from warren.pki import certs
+from warren.pki import certs, tokens
 from warren.pki import material as material_module
 from warren.pki.join import new_join_key
 from warren.pki.material import NodeMaterial, load_node, tls_dir

@@ -28,13 +28,13 @@ from typing import Any
 from warren.api.forwarder import FORWARDED_HEADER
 from warren.api.responses import error_response
 from warren.pki.peek import ROLES, PeerIdentity
-from warren.store import queries
-from warren.store.machine import Store
 
 Scope = MutableMapping[str, Any]
 Receive = Callable[[], Awaitable[MutableMapping[str, Any]]]
 Send = Callable[[MutableMapping[str, Any]], Awaitable[None]]
 ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
+# The role the cluster's state records for a node name; None if there is no such node (removed).
+RoleOf = Callable[[str], str | None]
 
 IDENTITY_HEADER = b"x-warren-identity"
 PEER_KEY = "warren.peer"  # scope["extensions"][PEER_KEY]: PeerIdentity | None, set per connection
@@ -89,9 +89,9 @@ def _stated(headers: list[tuple[bytes, bytes]]) -> PeerIdentity | None | bool:
 
 
 class Authorization:
-    def __init__(self, app: ASGIApp, store: Store) -> None:
+    def __init__(self, app: ASGIApp, role_of: RoleOf) -> None:
         self.app = app
-        self.store = store
+        self.role_of = role_of
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -137,7 +137,7 @@ class Authorization:
                 "the unix socket in the data dir)",
             )
         if peer.role in ("manager", "worker"):
-            role = queries.node_role(self.store.conn, peer.name)
+            role = self.role_of(peer.name)
             if role != peer.role:
                 return (
                     401,

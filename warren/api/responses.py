@@ -8,7 +8,7 @@ from typing import Any
 import orjson
 from fastapi.responses import JSONResponse
 
-from warren.manager import tokens
+from warren.pki import tokens
 
 # scope[REQUEST_ID_KEY]: the request's id (warren.api.boundary), shown in 500 answers and the log.
 REQUEST_ID_KEY = "warren.request_id"

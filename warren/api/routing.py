@@ -13,14 +13,12 @@ from __future__ import annotations
 import re
 import time
 from collections.abc import Awaitable, Callable, MutableMapping
-from typing import Any
+from typing import Any, Protocol
 from urllib.parse import parse_qs, quote, unquote_to_bytes
 
 from warren.api.forwarder import FORWARDED_HEADER, Forwarder, check_headers, request_target
 from warren.api.responses import error_response
 from warren.errors import InvalidError, UnavailableError
-from warren.manager.consensus import Consensus
-from warren.manager.metrics import ManagerMetrics
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -73,21 +71,32 @@ def _raw_path(scope: Scope) -> bytes:
     return quote(scope["path"], safe="/:@!$&'()*+,;=-._~").encode("ascii")
 
 
+class Front(Protocol):
+    """What leader routing asks of the manager (warren.manager.control.cluster.Cluster)."""
+
+    def is_leader(self) -> bool: ...
+
+    def leader_api_addr(self) -> str | None:
+        """The leader's API address; None while unknown."""
+
+    def observe_request(self, method: str, route: str, code: int, seconds: float) -> None: ...
+
+    def count_forwarded(self) -> None: ...
+
+
 class LeaderRouting:
     def __init__(
         self,
         app: ASGIApp,
         *,
-        consensus: Consensus,
+        front: Front,
         forwarder: Forwarder,
-        metrics: ManagerMetrics,
         max_body: int,
         retry_after_s: int,
     ) -> None:
         self.app = app
-        self.consensus = consensus
+        self.front = front
         self.forwarder = forwarder
-        self.metrics = metrics
         self.max_body = max_body
         self.retry_after_s = retry_after_s
 
@@ -109,7 +118,7 @@ class LeaderRouting:
         finally:
             route = getattr(scope.get("route"), "path", None)
             label = route or ("forwarded" if scope.get("warren.forwarded") else "unmatched")
-            self.metrics.observe_request(scope["method"], label, status, time.perf_counter() - start)
+            self.front.observe_request(scope["method"], label, status, time.perf_counter() - start)
 
     async def _route(self, scope: Scope, receive: Receive, send: Send) -> None:
         where = _control_in(scope)
@@ -124,7 +133,7 @@ class LeaderRouting:
             message = f"request body larger than {self.max_body} bytes"
             await error_response(413, "too_large", message)(scope, receive, send)
             return
-        if needs_leader(scope) and not self.consensus.is_leader():
+        if needs_leader(scope) and not self.front.is_leader():
             if follows_logs(scope):
                 await self._redirect(scope, receive, send)
             else:
@@ -148,8 +157,8 @@ class LeaderRouting:
                 scope, receive, send, "this manager is not the leader (request already forwarded once)"
             )
             return
-        leader = self.consensus.leader()
-        if leader is None or leader.api_addr is None:
+        leader_addr = self.front.leader_api_addr()
+        if leader_addr is None:
             await self._unavailable(
                 scope, receive, send, "no leader: the cluster is electing one or has lost quorum"
             )
@@ -160,14 +169,14 @@ class LeaderRouting:
             # before anything reaches the leader (warren.api.forwarder).
             target = request_target(_raw_path(scope), scope.get("query_string", b""))
             check_headers(headers)
-            answer = await self.forwarder.forward(leader.api_addr, scope["method"], target, headers, body)
+            answer = await self.forwarder.forward(leader_addr, scope["method"], target, headers, body)
         except InvalidError as exc:
             await error_response(400, "invalid", str(exc))(scope, receive, send)
             return
         except UnavailableError as exc:
             await self._unavailable(scope, receive, send, str(exc))
             return
-        self.metrics.api_forwarded.inc()
+        self.front.count_forwarded()
         scope["warren.forwarded"] = True
         await send(
             {
@@ -179,8 +188,8 @@ class LeaderRouting:
         await send({"type": "http.response.body", "body": answer.body})
 
     async def _redirect(self, scope: Scope, receive: Receive, send: Send) -> None:
-        leader = self.consensus.leader()
-        if leader is None or leader.api_addr is None:
+        leader_addr = self.front.leader_api_addr()
+        if leader_addr is None:
             await self._unavailable(
                 scope, receive, send, "no leader: the cluster is electing one or has lost quorum"
             )
@@ -192,7 +201,7 @@ class LeaderRouting:
         except InvalidError as exc:
             await error_response(400, "invalid", str(exc))(scope, receive, send)
             return
-        location = f"https://{leader.api_addr}".encode() + target
+        location = f"https://{leader_addr}".encode() + target
         await send(
             {
                 "type": "http.response.start",

@@ -207,7 +207,7 @@ def _with_port(addr: str, default_port: int, flag: str) -> str:
 
 def run_init(args: argparse.Namespace) -> int:
     settings = build_settings(args)
-    from warren.manager import daemon  # imported late: `warren --help` need not load the manager
+    from warren.daemons import manager as daemon  # imported late: `warren --help` need not load the manager
 
     if args.restore_key is not None and args.restore is None:
         raise UsageError("--restore-key needs --restore")
@@ -216,6 +216,6 @@ def run_init(args: argparse.Namespace) -> int:
 
 def run_join(args: argparse.Namespace) -> int:
     settings = build_settings(args)
-    from warren.manager import daemon
+    from warren.daemons import manager as daemon
 
     return daemon.run_join(settings, token=args.token, manager=getattr(args, "manager", None))

@@ -11,24 +11,12 @@ from __future__ import annotations
 import base64
 import time
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
 from warren.errors import UnavailableError
 from warren.manager.consensus import Consensus
-from warren.pki import offload, peek, sealing
+from warren.pki import offload, peek
 from warren.store import commands as c
 from warren.store import queries
-
-if TYPE_CHECKING:  # signing loads `cryptography`, on the leader, when a node joins or renews
-    from cryptography.hazmat.primitives.asymmetric import ec
-
-CA_KEY_AAD = "pki:ca-key"
-
-
-def seal_ca_key(data_key: bytes, key: ec.EllipticCurvePrivateKey) -> str:
-    from warren.pki import certs
-
-    return base64.b64encode(sealing.seal(data_key, certs.key_pem(key), CA_KEY_AAD)).decode("ascii")
 
 
 @dataclass(frozen=True, slots=True)

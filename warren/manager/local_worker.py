@@ -24,10 +24,10 @@ import asyncio
 import logging
 import os
 
-from warren.api.peer import PeerClient
 from warren.config import ManagerSettings, WorkerSettings
 from warren.durable import private_data_dir
 from warren.errors import ConfigError, CorruptStateError, UnauthorizedError, WarrenError
+from warren.manager.peer import PeerClient
 from warren.worker import identity
 from warren.worker.daemon import WorkerAgent
 

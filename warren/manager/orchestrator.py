@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from warren.config import OrchestratorSettings
 from warren.errors import NotLeaderError, UnavailableError, WarrenError
-from warren.manager import tokens
+from warren.pki import tokens
 from warren.reconciler import planner
 from warren.reconciler.actions import Plan
 from warren.reconciler.state import ServiceCache

@@ -19,8 +19,8 @@ import time
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
-from warren.api.peer import PeerClient
 from warren.manager.consensus import Consensus
+from warren.manager.peer import PeerClient
 from warren.pki import material
 from warren.pki.material import NodeMaterial
 from warren.pki.renewal import Renewer

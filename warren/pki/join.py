@@ -19,8 +19,7 @@ import httpx
 from warren.config import SECURITY
 from warren.errors import InvalidError, UnauthorizedError, UnavailableError
 from warren.formats import join_host_port, split_host_port
-from warren.manager import tokens
-from warren.pki import material, peek
+from warren.pki import material, peek, tokens
 
 
 @dataclass(frozen=True, slots=True)

@@ -96,11 +96,11 @@ def _issue(
     cluster_id: str,
     lifetime_s: float,
 ) -> dict[str, Any]:
-    from warren.manager.ca import CA_KEY_AAD
-    from warren.pki import certs, sealing
+    from warren.pki import certs
+    from warren.pki.founding import open_ca_key
 
     public = certs.csr_public_key(csr_pem)
-    key = certs.load_key(sealing.unseal(base64.b64decode(data_key), base64.b64decode(sealed), CA_KEY_AAD))
+    key = open_ca_key(base64.b64decode(data_key), sealed)
     ca_cert = certs.load_cert(ca_pem.encode("ascii"))
     cert = certs.issue(
         key,
@@ -119,7 +119,7 @@ def _issue(
 
 
 def _found_pki(node_lifetime_s: float, data_dir: str, cluster_id: str, name: str) -> str:
-    from warren.manager.daemon import make_pki
+    from warren.pki.founding import make_pki
 
     return make_pki(node_lifetime_s, data_dir, cluster_id, name)
 

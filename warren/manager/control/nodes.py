@@ -1,0 +1,61 @@
+"""The cluster's nodes (managers and workers): list, inspect, remove, drain or activate."""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import Any
+
+from warren.errors import ConflictError, NotFoundError, raft_errors
+from warren.manager.consensus import Consensus
+from warren.manager.control.leader import LeaderDispatcher
+from warren.store import commands as c
+from warren.store import queries
+
+log = logging.getLogger(__name__)
+
+
+class Nodes:
+    def __init__(self, consensus: Consensus, dispatcher: LeaderDispatcher) -> None:
+        self.consensus = consensus
+        self.dispatcher = dispatcher
+
+    def all(self) -> list[dict[str, Any]]:
+        return queries.nodes(self.consensus.store.conn)
+
+    def get(self, name: str) -> dict[str, Any]:
+        node = queries.node(self.consensus.store.conn, name)
+        if node is None:
+            raise NotFoundError(f"no node named {name!r}")
+        return node
+
+    def role_of(self, name: str) -> str | None:
+        """The role the state records for node `name`; None if there is no such node (removed: its
+        certificate is revoked)."""
+        return queries.node_role(self.consensus.store.conn, name)
+
+    async def remove(self, name: str) -> dict[str, Any]:
+        self.consensus.require_leader()
+        node = self.get(name)
+        if node["role"] == "manager" and node["raft_id"] is not None:
+            raft_id = int(node["raft_id"])
+            m = self.consensus.metrics()
+            if raft_id == m["id"]:
+                raise ConflictError(
+                    f"{name} is the leader: stop it first (SIGTERM hands leadership over), "
+                    "then remove it through another manager"
+                )
+            if raft_id in m["voters"] or raft_id in m["learners"]:
+                if len(m["voters"]) == 1 and raft_id in m["voters"]:
+                    raise ConflictError(f"{name} is the last voting manager")
+                with raft_errors():
+                    await self.consensus.node.remove_node(raft_id)
+                log.info("manager %s (raft id %d) removed from the Raft group", name, raft_id)
+        result = dict(await self.consensus.propose(c.RemoveNode(name, time.time())))
+        dispatcher = self.dispatcher.maybe()
+        if dispatcher is not None:
+            dispatcher.forget(name)
+        return result
+
+    async def set_availability(self, name: str, availability: c.Availability) -> dict[str, Any]:
+        return dict(await self.consensus.propose(c.SetNodeAvailability(name, availability, time.time())))
