@@ -419,7 +419,7 @@ LOG_LINE_MAX_BYTES = 16 * 1024
 
 @dataclass(frozen=True, slots=True)
 class ConnectionLimits:
-    """What one HTTP server of a manager (the API, metrics) accepts (warren/manager/servers.py).
+    """What one HTTP server of a manager (the API, metrics) accepts (warren/daemons/servers.py).
 
     A connection over a cap is closed as soon as it is accepted, before any TLS, so that no client can
     hold the process's descriptors: the Raft transport, worker sessions, peers, the store and the logs
