@@ -14,8 +14,8 @@ import pytest
 
 from warren.api.models import ServiceCreate, ServiceUpdate
 from warren.cli.apply_cmds import APPLY_EPILOG, load
-from warren.cli.client import ManagerClient
 from warren.cli.main import main
+from warren.client import ManagerClient
 
 STACK = """\
 kind: service

@@ -9,8 +9,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from warren.cli.client import ManagerClient, base_url
 from warren.cli.main import main
+from warren.client import ManagerClient, base_url
 from warren.config import ClientSettings
 from warren.errors import (
     ConfigError,

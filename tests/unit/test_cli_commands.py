@@ -11,8 +11,8 @@ import httpx
 import pytest
 import yaml
 
-from warren.cli.client import ManagerClient
 from warren.cli.main import main
+from warren.client import ManagerClient
 
 Route = Callable[[httpx.Request], httpx.Response]
 

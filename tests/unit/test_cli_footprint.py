@@ -44,7 +44,7 @@ def test_a_client_command_talks_tls_without_loading_cryptography() -> None:
     probe = (
         "import sys\n"
         "from warren.cli.main import build_parser\n"
-        "from warren.cli.client import ManagerClient\n"
+        "from warren.client import ManagerClient\n"
         "from warren.pki import material\n"
         "build_parser().parse_args(['node', 'list', '--manager', '127.0.0.1:1'])\n"
         "material.client_context(open(sys.argv[1], 'rb').read(), None)\n"

@@ -8,7 +8,8 @@ from typing import Any
 import pytest
 import yaml
 
-from warren.cli.output import Column, cell, format_duration, render_list, render_object, table
+from warren.cli.output import Column, cell, render_list, render_object, table
+from warren.client.text import format_duration
 
 ROWS: list[dict[str, Any]] = [
     {"name": "a", "n": 1, "tags": ["x"]},

@@ -12,8 +12,8 @@ from typing import Any
 import httpx
 import pytest
 
-from warren.cli.client import ManagerClient
 from warren.cli.main import main
+from warren.client import ManagerClient
 
 VALUE = b"p4ss\nw0rd\x00\xff"
 SECRET = {"id": "sec-0a1b2c", "name": "db-password", "created_at": 1790000000.0, "updated_at": 1790000000.0,

@@ -16,9 +16,9 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from warren.cli import specs
-from warren.cli.client import ManagerClient
 from warren.cli.output import render, safe_line
 from warren.cli.parsing import Subparsers, add_command
+from warren.client import ManagerClient
 from warren.formats import parse_size
 
 if TYPE_CHECKING:

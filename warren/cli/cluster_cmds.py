@@ -8,9 +8,10 @@ import os
 from collections.abc import Mapping
 from typing import Any
 
-from warren.cli.client import ManagerClient
-from warren.cli.output import Format, cell, format_duration, plural, render, safe_line, table
+from warren.cli.output import Format, cell, plural, render, safe_line, table
 from warren.cli.parsing import Subparsers, add_command, duration
+from warren.client import ManagerClient
+from warren.client.text import format_duration
 from warren.config import DEFAULT_API_PORT
 from warren.durable import fsync_dir
 from warren.errors import ConfigError, WarrenError

@@ -106,7 +106,7 @@ def run(args: argparse.Namespace) -> int:
     settings = build_settings(args)
     fmt: Format = getattr(args, "format", "table")
     table = fmt == "table"
-    from warren.drill import DrillResult, StepResult, run_drill  # the drill loads the CLI's client
+    from warren.drill import DrillResult, StepResult, run_drill  # the drill loads the API client
     from warren.drill.report import format_step
 
     def started(base_dir: Path) -> None:

@@ -23,7 +23,6 @@ from warren.cli import (
     service_cmds,
     worker_cmds,
 )
-from warren.cli.client import ManagerClient
 from warren.cli.parsing import (
     HelpExit,
     UsageError,
@@ -33,6 +32,7 @@ from warren.cli.parsing import (
     new_parser,
     subcommands,
 )
+from warren.client import ManagerClient
 from warren.config import DEFAULT_MANAGER, MANAGER_ENV, ClientSettings
 from warren.errors import ConfigError, WarrenError
 from warren.spec.validate import escape_controls

@@ -6,9 +6,9 @@ import argparse
 from collections.abc import Mapping
 from typing import Any
 
-from warren.cli.client import ManagerClient
 from warren.cli.output import Column, human_bytes, render, render_list, render_object
 from warren.cli.parsing import Subparsers, add_command
+from warren.client import ManagerClient
 
 
 def _address(node: Mapping[str, Any]) -> object:

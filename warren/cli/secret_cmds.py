@@ -13,9 +13,9 @@ from collections.abc import Mapping
 from typing import Any
 from urllib.parse import quote
 
-from warren.cli.client import ManagerClient
 from warren.cli.output import Column, render, render_list, render_object
 from warren.cli.parsing import Subparsers, UsageError, add_command
+from warren.client import ManagerClient
 from warren.config import ManagerSettings
 from warren.errors import WarrenError
 

@@ -11,7 +11,6 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
 from warren.cli import specs
-from warren.cli.client import ManagerClient
 from warren.cli.output import (
     Column,
     age,
@@ -26,6 +25,7 @@ from warren.cli.output import (
 )
 from warren.cli.parsing import Subparsers, add_command, non_negative_int, tail_lines
 from warren.cli.service_flags import add_spec_flags, create_body, update_changes
+from warren.client import ManagerClient
 from warren.errors import InvalidError
 from warren.spec.taskstate import TERMINAL
 

@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
-from warren.cli.client import ManagerClient
+from warren.client import ManagerClient
 from warren.config import ClientSettings, DrillSettings
 from warren.drill.procs import WARREN, Daemon, Interrupts, free_port
 from warren.drill.report import format_duration

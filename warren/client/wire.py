@@ -1,4 +1,4 @@
-"""The CLI's client for a manager's HTTP API (/v1): the only place the CLI talks HTTP.
+"""The wire under the client of a manager's HTTP API (/v1): addresses, TLS, retries, errors.
 
 Requests that never reached a manager (connection refused, connect timeout) and answers saying the
 cluster cannot serve now (503: no leader, no quorum, shutting down) are retried with exponential
@@ -16,15 +16,15 @@ import os
 import re
 import ssl
 import time
-from collections.abc import Callable, Generator, Mapping
+from collections.abc import Callable, Mapping
 from types import TracebackType
-from typing import Any, BinaryIO
-from urllib.parse import quote, urljoin, urlsplit
+from typing import Any, Self
+from urllib.parse import urljoin, urlsplit
 
 import httpx
 
 from warren import __version__
-from warren.cli.output import format_duration
+from warren.client.text import format_duration
 from warren.config import DEFAULT_API_PORT, ClientSettings, default_data_dir
 from warren.errors import (
     ConfigError,
@@ -92,10 +92,10 @@ def _connection(addresses: list[str], source: str) -> tuple[list[str], httpx.Bas
     )
 
 
-class ManagerClient:
-    """Synchronous client of a manager, of several ("A,B,C": on a connection failure or a 503 the next
-    one is tried at once, and the backoff pause comes only after every one has failed), or of a load
-    balancer in front of several.
+class Connection:
+    """Synchronous connection to a manager, to several ("A,B,C": on a connection failure or a 503 the
+    next one is tried at once, and the backoff pause comes only after every one has failed), or to a
+    load balancer in front of several; `ManagerClient` (warren.client.manager) adds the API's calls.
 
     `transport` replaces the network (httpx.MockTransport in tests); `sleep` and `clock` the time.
     TLS uses `credentials`, or else this user's admin certificate for the cluster (found by
@@ -153,109 +153,13 @@ class ManagerClient:
         if self._client is not None:
             self._client.close()
 
-    def __enter__(self) -> ManagerClient:
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
         self.close()
-
-    # -- cluster ------------------------------------------------------------------------------------
-
-    def cluster_info(self) -> JSONObject:
-        return self._object(self.request("GET", "/v1/cluster"))
-
-    def create_join_token(self, role: str, *, rotate: bool = False, ttl_s: float | None = None) -> JSONObject:
-        body: dict[str, Any] = {"role": role, "rotate": rotate}
-        if ttl_s is not None:
-            body["ttl_s"] = ttl_s
-        return self._object(self.request("POST", "/v1/cluster/join-tokens", json=body))
-
-    def backup(self, sink: BinaryIO) -> int:
-        """Stream a consistent copy of the cluster state into `sink`; the number of bytes written."""
-        response = self._send("GET", "/v1/cluster/backup", stream=True)
-        written = 0
-        try:
-            for chunk in response.iter_bytes():
-                sink.write(chunk)
-                written += len(chunk)
-        except httpx.HTTPError as exc:
-            raise UnavailableError(f"backup from {self.address} broke off: {_describe(exc)}") from exc
-        finally:
-            response.close()
-        return written
-
-    # -- nodes --------------------------------------------------------------------------------------
-
-    def list_nodes(self) -> list[JSONObject]:
-        return self._list(self.request("GET", "/v1/nodes"))
-
-    def get_node(self, name: str) -> JSONObject:
-        return self._object(self.request("GET", f"/v1/nodes/{_segment(name)}"))
-
-    def remove_node(self, name: str) -> JSONObject:
-        return self._object(self.request("DELETE", f"/v1/nodes/{_segment(name)}"))
-
-    def set_node_availability(self, name: str, availability: str) -> JSONObject:
-        """`drain` (tasks move elsewhere, none placed there) or `active`; the node as it is now."""
-        path = f"/v1/nodes/{_segment(name)}/availability"
-        return self._object(self.request("POST", path, json={"availability": availability}))
-
-    # -- services -----------------------------------------------------------------------------------
-
-    def create_service(self, spec: Mapping[str, Any]) -> JSONObject:
-        return self._object(self.request("POST", "/v1/services", json=dict(spec)))
-
-    def list_services(self, *, consistent: bool = False) -> list[JSONObject]:
-        """With `consistent`, through the leader's read barrier: what a following write will change."""
-        return self._list(self.request("GET", "/v1/services", params=_consistent(consistent)))
-
-    def get_service(self, name: str, *, consistent: bool = False) -> JSONObject:
-        path = f"/v1/services/{_segment(name)}"
-        return self._object(self.request("GET", path, params=_consistent(consistent)))
-
-    def update_service(self, name: str, changes: Mapping[str, Any], *,
-                       if_match: int | None = None) -> JSONObject:
-        """PATCH the given fields; with `if_match` (the version read), a change made meanwhile is a 409."""
-        headers = None if if_match is None else {"If-Match": str(if_match)}
-        path = f"/v1/services/{_segment(name)}"
-        return self._object(self.request("PATCH", path, json=dict(changes), headers=headers))
-
-    def rollback_service(self, name: str) -> JSONObject:
-        return self._object(self.request("POST", f"/v1/services/{_segment(name)}/rollback"))
-
-    def remove_service(self, name: str) -> JSONObject:
-        return self._object(self.request("DELETE", f"/v1/services/{_segment(name)}"))
-
-    def list_tasks(self, name: str) -> list[JSONObject]:
-        return self._list(self.request("GET", f"/v1/services/{_segment(name)}/tasks"))
-
-    def service_logs(self, name: str, *, task: str | None = None, follow: bool = False,
-                     tail: int | str | None = None) -> Generator[str, None, None]:
-        """The service's (or one task's) output as text, chunk by chunk as the manager sends it.
-
-        `tail`: lines from the end to start with, or "all"; None: the manager's default (100).
-        Opening the stream is retried like any read (and a redirect to the leader followed); once text
-        has arrived, a broken stream ends with UnavailableError and is not sent again (it would repeat
-        or lose lines). While following, there is no read timeout: a quiet task may print nothing for
-        hours. Closing the iterator closes the stream.
-        """
-        params = {"follow": "true" if follow else "false"}
-        if task is not None:
-            params["task"] = task
-        if tail is not None:
-            params["tail"] = str(tail)
-        timeout = httpx.Timeout(self.settings.request_timeout_s, read=None) if follow else None
-        response = self._send("GET", f"/v1/services/{_segment(name)}/logs", params=params, stream=True,
-                              timeout=timeout)
-        try:
-            yield from response.iter_text()
-        except httpx.HTTPError as exc:
-            where = _netloc(str(response.url)) or self.address
-            raise UnavailableError(f"log stream from manager at {where} broke off: {_describe(exc)}") from exc
-        finally:
-            response.close()
 
     # -- the wire -----------------------------------------------------------------------------------
 
@@ -283,7 +187,7 @@ class ManagerClient:
             attempts += 1
             redirected = redirect is not None
             if redirect is not None:  # the Location already carries the query
-                url, where, query = redirect, _netloc(redirect), None
+                url, where, query = redirect, netloc(redirect), None
             else:
                 url, where, query = self._bases[self._current] + path, self.address, params
             extra: dict[str, Any] = {} if timeout is None else {"timeout": timeout}
@@ -295,18 +199,18 @@ class ManagerClient:
             except (httpx.ConnectError, httpx.ConnectTimeout) as exc:
                 if _tls_refused(exc):
                     raise UnauthorizedError(
-                        f"TLS with manager at {where} failed: {_describe(exc)} (is the admin "
+                        f"TLS with manager at {where} failed: {describe(exc)} (is the admin "
                         f"certificate in {userconfig.config_dir()} for this cluster?)"
                     ) from exc
                 # The request never reached a manager: always safe to send again.
-                reason = _describe(exc)
+                reason = describe(exc)
                 failure: WarrenError = UnavailableError(f"cannot reach manager at {where}: {reason}")
                 cause: Exception = exc
             except (httpx.ReadError, httpx.RemoteProtocolError) as exc:
                 if method not in _IDEMPOTENT:
                     raise UnavailableError(
                         f"manager at {where} dropped the connection before answering: "
-                        f"{_describe(exc)} (the change may or may not have been made)"
+                        f"{describe(exc)} (the change may or may not have been made)"
                     ) from exc
                 failure, cause = UnavailableError(f"manager at {where} dropped the connection"), exc
             except httpx.TimeoutException as exc:
@@ -315,7 +219,7 @@ class ManagerClient:
                     f"{format_duration(settings.request_timeout_s)}"
                 ) from exc
             except httpx.TransportError as exc:
-                raise UnavailableError(f"cannot talk to manager at {where}: {_describe(exc)}") from exc
+                raise UnavailableError(f"cannot talk to manager at {where}: {describe(exc)}") from exc
             else:
                 status = response.status_code
                 location = response.headers.get("Location")
@@ -378,15 +282,7 @@ class ManagerClient:
         return data
 
 
-def _segment(name: str) -> str:
-    return quote(name, safe="")
-
-
-def _consistent(consistent: bool) -> dict[str, str] | None:
-    return {"consistent": "true"} if consistent else None
-
-
-def _netloc(url: str) -> str:
+def netloc(url: str) -> str:
     return urlsplit(url).netloc
 
 
@@ -419,7 +315,7 @@ def _retry_after(response: httpx.Response) -> float | None:
 _ERRNO_PREFIX = re.compile(r"^\[Errno -?\d+\]\s*")
 
 
-def _describe(exc: Exception) -> str:
+def describe(exc: Exception) -> str:
     """A short reason: "connection refused", "name or service not known", "timed out"..."""
     text = _ERRNO_PREFIX.sub("", str(exc)).strip()
     if "refused" in text.lower():

@@ -1,0 +1,13 @@
+"""The client of a manager's HTTP API, shared by the CLI (warren.cli) and the drill (warren.drill).
+
+    wire.py     addresses, TLS, retries across managers, API errors as Warren's exceptions
+    manager.py  ManagerClient: one method per API call
+    text.py     durations worded as the CLI prints them
+"""
+
+from __future__ import annotations
+
+from warren.client.manager import ManagerClient
+from warren.client.wire import base_url
+
+__all__ = ["ManagerClient", "base_url"]

@@ -1,0 +1,123 @@
+"""The client of a manager's HTTP API (/v1): one method per call the CLI and the drill make.
+
+The wire under it (addresses, TLS, retries, errors) is warren.client.wire.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Generator, Mapping
+from typing import Any, BinaryIO
+from urllib.parse import quote
+
+import httpx
+
+from warren.client.wire import Connection, JSONObject, describe, netloc
+from warren.errors import UnavailableError
+
+
+class ManagerClient(Connection):
+    """Synchronous client of one manager or several (see Connection); use as a context manager."""
+
+    # -- cluster ------------------------------------------------------------------------------------
+
+    def cluster_info(self) -> JSONObject:
+        return self._object(self.request("GET", "/v1/cluster"))
+
+    def create_join_token(self, role: str, *, rotate: bool = False, ttl_s: float | None = None) -> JSONObject:
+        body: dict[str, Any] = {"role": role, "rotate": rotate}
+        if ttl_s is not None:
+            body["ttl_s"] = ttl_s
+        return self._object(self.request("POST", "/v1/cluster/join-tokens", json=body))
+
+    def backup(self, sink: BinaryIO) -> int:
+        """Stream a consistent copy of the cluster state into `sink`; the number of bytes written."""
+        response = self._send("GET", "/v1/cluster/backup", stream=True)
+        written = 0
+        try:
+            for chunk in response.iter_bytes():
+                sink.write(chunk)
+                written += len(chunk)
+        except httpx.HTTPError as exc:
+            raise UnavailableError(f"backup from {self.address} broke off: {describe(exc)}") from exc
+        finally:
+            response.close()
+        return written
+
+    # -- nodes --------------------------------------------------------------------------------------
+
+    def list_nodes(self) -> list[JSONObject]:
+        return self._list(self.request("GET", "/v1/nodes"))
+
+    def get_node(self, name: str) -> JSONObject:
+        return self._object(self.request("GET", f"/v1/nodes/{_segment(name)}"))
+
+    def remove_node(self, name: str) -> JSONObject:
+        return self._object(self.request("DELETE", f"/v1/nodes/{_segment(name)}"))
+
+    def set_node_availability(self, name: str, availability: str) -> JSONObject:
+        """`drain` (tasks move elsewhere, none placed there) or `active`; the node as it is now."""
+        path = f"/v1/nodes/{_segment(name)}/availability"
+        return self._object(self.request("POST", path, json={"availability": availability}))
+
+    # -- services -----------------------------------------------------------------------------------
+
+    def create_service(self, spec: Mapping[str, Any]) -> JSONObject:
+        return self._object(self.request("POST", "/v1/services", json=dict(spec)))
+
+    def list_services(self, *, consistent: bool = False) -> list[JSONObject]:
+        """With `consistent`, through the leader's read barrier: what a following write will change."""
+        return self._list(self.request("GET", "/v1/services", params=_consistent(consistent)))
+
+    def get_service(self, name: str, *, consistent: bool = False) -> JSONObject:
+        path = f"/v1/services/{_segment(name)}"
+        return self._object(self.request("GET", path, params=_consistent(consistent)))
+
+    def update_service(self, name: str, changes: Mapping[str, Any], *,
+                       if_match: int | None = None) -> JSONObject:
+        """PATCH the given fields; with `if_match` (the version read), a change made meanwhile is a 409."""
+        headers = None if if_match is None else {"If-Match": str(if_match)}
+        path = f"/v1/services/{_segment(name)}"
+        return self._object(self.request("PATCH", path, json=dict(changes), headers=headers))
+
+    def rollback_service(self, name: str) -> JSONObject:
+        return self._object(self.request("POST", f"/v1/services/{_segment(name)}/rollback"))
+
+    def remove_service(self, name: str) -> JSONObject:
+        return self._object(self.request("DELETE", f"/v1/services/{_segment(name)}"))
+
+    def list_tasks(self, name: str) -> list[JSONObject]:
+        return self._list(self.request("GET", f"/v1/services/{_segment(name)}/tasks"))
+
+    def service_logs(self, name: str, *, task: str | None = None, follow: bool = False,
+                     tail: int | str | None = None) -> Generator[str, None, None]:
+        """The service's (or one task's) output as text, chunk by chunk as the manager sends it.
+
+        `tail`: lines from the end to start with, or "all"; None: the manager's default (100).
+        Opening the stream is retried like any read (and a redirect to the leader followed); once text
+        has arrived, a broken stream ends with UnavailableError and is not sent again (it would repeat
+        or lose lines). While following, there is no read timeout: a quiet task may print nothing for
+        hours. Closing the iterator closes the stream.
+        """
+        params = {"follow": "true" if follow else "false"}
+        if task is not None:
+            params["task"] = task
+        if tail is not None:
+            params["tail"] = str(tail)
+        timeout = httpx.Timeout(self.settings.request_timeout_s, read=None) if follow else None
+        response = self._send("GET", f"/v1/services/{_segment(name)}/logs", params=params, stream=True,
+                              timeout=timeout)
+        try:
+            yield from response.iter_text()
+        except httpx.HTTPError as exc:
+            where = netloc(str(response.url)) or self.address
+            raise UnavailableError(f"log stream from manager at {where} broke off: {describe(exc)}") from exc
+        finally:
+            response.close()
+
+
+def _segment(name: str) -> str:
+    return quote(name, safe="")
+
+
+def _consistent(consistent: bool) -> dict[str, str] | None:
+    return {"consistent": "true"} if consistent else None
