@@ -37,7 +37,7 @@ from typing import Any
 
 from benches.harness import CONFIG_DIR_ENV
 from tests.integration.nodeproc import REPO_ROOT, free_port
-from warren.drill.cluster import admin_credentials  # the one reader of a config dir's layout
+from warren.testing.managers import admin_credentials
 
 # Budgets of the harness itself (not measurements); seconds.
 FORM_TIMEOUT_S = 60.0  # a manager to become a ready member after its process starts

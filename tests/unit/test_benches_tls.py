@@ -17,8 +17,8 @@ import pytest
 
 from benches.harness import CONFIG_DIR_ENV, CONFIG_DIR_NAME, Scenario, run_scenario
 from benches.managers import AdminTls, HarnessError, Http, HttpError, ManagerProc, call
-from warren.drill.cluster import admin_credentials
 from warren.pki import certs, material, userconfig
+from warren.testing.managers import admin_credentials
 
 CLUSTER = "cluster-bench01"
 

@@ -8,9 +8,12 @@ from pathlib import Path
 import pytest
 
 from warren.config import ClientSettings, DrillSettings
-from warren.drill.cluster import LocalCluster, NotYet, admin_credentials
-from warren.drill.procs import CONFIG_DIR_ENV, Interrupts, child_env
+from warren.drill.cluster import LocalCluster
+from warren.drill.interrupts import Interrupts
 from warren.pki import certs, userconfig
+from warren.testing.managers import admin_credentials
+from warren.testing.process import CONFIG_DIR_ENV, daemon_env
+from warren.testing.wait import NotYet
 
 
 def write_admin(config_dir: Path, cluster_id: str, monkeypatch: pytest.MonkeyPatch) -> bytes:
@@ -31,13 +34,14 @@ def test_the_daemons_write_into_the_drills_config_dir_not_the_users(
 ) -> None:
     monkeypatch.setenv(CONFIG_DIR_ENV, str(tmp_path / "user"))
     monkeypatch.setenv("WARREN_MANAGER", "10.0.0.1:8080")
-    env = child_env(tmp_path / "drill" / "config")
+    env = daemon_env(tmp_path / "drill" / "config")
     assert env[CONFIG_DIR_ENV] == str(tmp_path / "drill" / "config")
     assert "WARREN_MANAGER" not in env
     cluster = LocalCluster(DrillSettings(), tmp_path / "drill", Interrupts())
     assert cluster.config_dir == tmp_path / "drill" / "config"
     m = cluster.new_manager()
-    assert m.daemon.config_dir == cluster.config_dir
+    assert m.daemon.env[CONFIG_DIR_ENV] == str(cluster.config_dir)
+    assert "WARREN_MANAGER" not in m.daemon.env
 
 
 def test_the_drills_clients_use_its_own_certificate_once_it_exists(

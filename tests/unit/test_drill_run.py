@@ -13,11 +13,12 @@ import pytest
 
 from warren.cli.main import build_parser, main
 from warren.config import DrillSettings
-from warren.drill.cluster import NotYet, StepFailed, TaskRun, wait_until
-from warren.drill.procs import Interrupts
+from warren.drill.cluster import StepFailed, TaskRun, wait_until
+from warren.drill.interrupts import Interrupts
 from warren.drill.report import StepResult
 from warren.drill.steps import Drill, Outcome, _same_tasks
 from warren.errors import ConfigError
+from warren.testing.wait import NotYet
 
 # -- settings and flags --------------------------------------------------------------------------------
 

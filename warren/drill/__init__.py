@@ -5,10 +5,10 @@ its leader, and checks that a new leader is elected, that the service's tasks ke
 that writes succeed, and that the failed manager, restarted, rejoins as a caught-up follower; then it
 stops everything it started. It never touches another cluster.
 
-    procs.py    daemons as processes in their own groups; Ctrl-C and SIGTERM handling
-    cluster.py  forming, probing and cleaning up the drill's cluster
-    steps.py    the six steps
-    report.py   step results, the verdict, the JSON document (pure)
+    interrupts.py  Ctrl-C and SIGTERM handling (the daemons are warren.testing's)
+    cluster.py     forming, probing and cleaning up the drill's cluster
+    steps.py       the six steps
+    report.py      step results, the verdict, the JSON document (pure)
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from warren.config import DrillSettings
-from warren.drill.procs import Interrupts
+from warren.drill.interrupts import Interrupts
 from warren.drill.report import DrillResult, StepResult
 from warren.drill.steps import Drill
 from warren.errors import UnavailableError

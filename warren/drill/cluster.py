@@ -2,7 +2,8 @@
 (`cluster init`, join tokens, `manager join`, `worker start`), each manager on a loopback address of
 its own with free ports; probes of its managers; its service's tasks; and its clean-up.
 
-Everything is observed through the managers' API (via the CLI's `ManagerClient`, over mutual TLS with
+The daemons are warren.testing's, the harness the integration tests and the benchmarks use too.
+Everything is observed through the managers' API (via warren.client's `ManagerClient`, over mutual TLS with
 the admin certificate `cluster init` wrote into the drill's own config dir, `<drill dir>/config`: the
 daemons get it as WARREN_CONFIG_DIR, and the user's ~/.config is never written) and, for the process
 runtime, through the task state files the worker writes (`<worker data>/tasks/<task>/state.json`:
@@ -24,13 +25,16 @@ from typing import Any, TypeVar
 
 from warren.client import ManagerClient
 from warren.config import ClientSettings, DrillSettings
-from warren.drill.procs import WARREN, Daemon, Interrupts, free_port
+from warren.drill.interrupts import Interrupts
 from warren.drill.report import format_duration
 from warren.errors import WarrenError
 from warren.pki import userconfig
 from warren.runtime import PROCESS_TASKS_DIR
 from warren.runtime.procfs import is_ours, proc_stat, session_members, signal_group
 from warren.runtime.taskdir import read_task_state
+from warren.testing.managers import ManagerDaemon, admin_credentials, form
+from warren.testing.process import WARREN, Daemon, daemon_env
+from warren.testing.wait import NotYet, WaitTimeout, eventually
 
 T = TypeVar("T")
 Doc = dict[str, Any]
@@ -40,61 +44,40 @@ class StepFailed(Exception):
     """A step's check failed or timed out; the message is one line saying what was seen."""
 
 
-class NotYet(Exception):
-    """A polled condition does not hold yet; the message says what was seen instead."""
-
-
-def wait_until(check: Callable[[], T], timeout_s: float, what: str, poll_s: float,
+def wait_until(check: Callable[[], T | None], timeout_s: float, what: str, poll_s: float,
                clock: Callable[[], float] = time.monotonic) -> T:
-    """Poll `check` until it returns (StepFailed with the last thing seen once `timeout_s` has passed).
+    """`eventually`, worded for a step: StepFailed with the last thing seen once `timeout_s` has passed.
 
     NotYet and WarrenError (a manager down, 503) count as "not yet"; StepFailed ends the wait at once.
     """
-    deadline = clock() + timeout_s
-    last = "nothing seen yet"
-    while True:
-        try:
-            return check()
-        except (NotYet, WarrenError) as exc:
-            last = str(exc) or type(exc).__name__
-        if clock() >= deadline:
-            raise StepFailed(f"no {what} within {format_duration(timeout_s)}: {last}")
-        time.sleep(poll_s)  # bounded polling: the API has no event for any of these conditions
-
-
-def admin_credentials(config_dir: Path) -> userconfig.ClientCredentials | None:
-    """The admin credentials `cluster init` wrote under `config_dir` (warren.pki.userconfig's layout;
-    the newest cluster's, though the drill's dir only ever holds its own), or None before it has."""
-    found: list[tuple[float, userconfig.ClientCredentials]] = []
     try:
-        entries = list((config_dir / "clusters").iterdir())
-    except FileNotFoundError:
-        return None
-    for entry in entries:
-        ca = entry / userconfig.CA_FILE
-        with contextlib.suppress(OSError):
-            # admin.pem is written (atomically) after ca.crt: once it exists, both are complete.
-            if (entry / userconfig.ADMIN_FILE).exists():
-                found.append((ca.stat().st_mtime, userconfig.ClientCredentials(str(entry), ca.read_bytes())))
-    return max(found, key=lambda pair: pair[0])[1] if found else None
+        return eventually(check, timeout_s, what, poll_s=poll_s, not_yet=(NotYet, WarrenError), clock=clock)
+    except WaitTimeout as exc:
+        last = exc.last
+        seen = (str(last) or type(last).__name__) if isinstance(last, BaseException) else repr(last)
+        raise StepFailed(f"no {what} within {format_duration(timeout_s)}: {seen}") from None
 
 
 @dataclass
 class Manager:
-    """One manager of the drill: its addresses, its daemon and a probe client (one attempt, short),
-    made by `connect` on first use (the admin certificate it needs exists once the cluster is founded)."""
+    """One manager of the drill: its daemon (with its addresses) and a probe client (one attempt,
+    short), made by `connect` on first use (the admin certificate it needs exists once the cluster is
+    founded)."""
 
-    label: str
-    api_addr: str
-    raft_addr: str
-    metrics_addr: str
-    data_dir: Path
-    daemon: Daemon
+    daemon: ManagerDaemon
     connect: Callable[[str, ClientSettings], ManagerClient]
     probe_settings: ClientSettings
     name: str | None = None  # its node name, once it is a member
     raft_id: int | None = None
     _probe: ManagerClient | None = field(default=None, repr=False)
+
+    @property
+    def label(self) -> str:
+        return self.daemon.label
+
+    @property
+    def api_addr(self) -> str:
+        return self.daemon.api_addr
 
     @property
     def probe(self) -> ManagerClient:
@@ -116,15 +99,6 @@ class Manager:
 
     def info(self) -> Doc:
         return self.probe.cluster_info()
-
-    def flags(self) -> list[str]:
-        return [
-            "--listen-addr", self.api_addr,
-            "--raft-addr", self.raft_addr,
-            "--metrics-addr", self.metrics_addr,
-            "--data-dir", str(self.data_dir),
-            "--manager-only",
-        ]  # fmt: skip
 
 
 @dataclass(frozen=True, slots=True)
@@ -193,29 +167,29 @@ class LocalCluster:
 
     def new_manager(self) -> Manager:
         index = len(self.managers) + 1
-        host = f"127.0.0.{self.settings.first_host + index - 1}"
-        api, raft, metrics = (f"{host}:{free_port(host)}" for _ in range(3))
         label = f"manager{index}"
+        daemon = ManagerDaemon(
+            label, f"127.0.0.{self.settings.first_host + index - 1}", self.base_dir / label,
+            self.base_dir / f"{label}.log", cwd=self.base_dir, env=daemon_env(self.config_dir),
+            flags=["--manager-only"], guard=self.interrupts.deferred,
+        )
         probe = ClientSettings(request_timeout_s=self.settings.probe_timeout_s, retry_deadline_s=0.0)
-        daemon = Daemon(label, [], self.base_dir / f"{label}.log", self.base_dir, self.config_dir)
-        m = Manager(label, api, raft, metrics, self.base_dir / label, daemon, self.client, probe)
+        m = Manager(daemon, self.client, probe)
         self.managers.append(m)
         return m
 
     def form(self) -> Manager:
         """Found the cluster, join the other managers one by one; the leader once all agree on it."""
-        first = self.new_manager()
-        first.daemon.argv = [*WARREN, "cluster", "init", *first.flags()]
-        first.daemon.start(self.interrupts)
-        self.wait_member(first)
-        with self.writer(first) as client:
-            token = client.create_join_token("manager")["token"]
-        for _ in range(self.settings.managers - 1):
+        members = {}
+        for _ in range(self.settings.managers):
             m = self.new_manager()
-            m.daemon.argv = [*WARREN, "manager", "join", "--token", token, "--manager", first.api_addr,
-                             *m.flags()]
-            m.daemon.start(self.interrupts)
-            self.wait_member(m)
+            members[m.daemon.label] = m
+
+        def token(first: ManagerDaemon) -> str:
+            with self.writer(members[first.label]) as client:
+                return str(client.create_join_token("manager")["token"])
+
+        form([m.daemon for m in self.managers], token, lambda d: self.wait_member(members[d.label]))
         leader = self.wait_leader(self.managers)
         self.cluster_id = str(leader.info().get("cluster_id"))
         return leader
@@ -224,7 +198,7 @@ class LocalCluster:
         """Until `m` is ready and the leader lists it as a ready leader or follower (and we know its
         node name and Raft ID)."""
 
-        def member() -> None:
+        def member() -> bool:
             self.check_alive(m)
             m.ready()
             leader_addr = (m.info().get("leader") or {}).get("api_addr")
@@ -235,6 +209,7 @@ class LocalCluster:
             if row is None or row.get("status") != "ready" or row.get("role") not in ("leader", "follower"):
                 raise NotYet(f"the leader lists {m.label} as {row}")
             m.name, m.raft_id = str(row["name"]), int(row["raft_id"])
+            return True
 
         self.poll(member, f"{m.label} as a ready member")
 
@@ -247,8 +222,9 @@ class LocalCluster:
             *WARREN, "worker", "start", "--token", token,
             "--manager", ",".join(m.api_addr for m in self.managers),
             "--data-dir", str(self.worker_dir), "--runtime", self.settings.runtime,
-        ], self.base_dir / "worker.log", self.base_dir, self.config_dir)
-        self.worker.start(self.interrupts)
+        ], self.base_dir / "worker.log", cwd=self.base_dir, env=daemon_env(self.config_dir),
+            guard=self.interrupts.deferred)
+        self.worker.start()
         worker = self.worker
 
         def ready() -> str:

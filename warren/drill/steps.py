@@ -18,10 +18,12 @@ from pathlib import Path
 from typing import Any
 
 from warren.config import DrillSettings
-from warren.drill.cluster import LocalCluster, Manager, NotYet, StepFailed, TaskRun
-from warren.drill.procs import Daemon, Interrupts
+from warren.drill.cluster import LocalCluster, Manager, StepFailed, TaskRun
+from warren.drill.interrupts import Interrupts
 from warren.drill.report import STEP_TITLES, DrillResult, StepResult, format_duration
 from warren.errors import ConfigError, WarrenError
+from warren.testing.process import Daemon
+from warren.testing.wait import NotYet
 
 # Steps whose failure leaves nothing for the later ones to check.
 FATAL_STEPS = frozenset({1, 2, 5})
@@ -259,12 +261,13 @@ class Drill:
                                  f"of {s.kill.upper()}")
             details["exit_status"] = code
             self.restarted_at = self.clock()
-            m.daemon.start(self.interrupts)
+            m.daemon.start()
             how = "restarted with its own command on its data dir"
 
-        def serving() -> None:
+        def serving() -> bool:
             c.check_alive(m)
             m.health()
+            return True
 
         c.poll(serving, f"answer from {m.label}")
         return Outcome(f"{m.label} {how}, serving its API", details)
