@@ -60,7 +60,7 @@ class ClientParams:
 
 class Member(Protocol):
     @property
-    def name(self) -> str: ...
+    def label(self) -> str: ...
 
     @property
     def addr(self) -> str: ...  # where clients send writes ("host:port")
@@ -250,7 +250,7 @@ def trial(
         unavailable, _ = longest_gap(client.acks, client.disrupted_t, end)
     record: dict[str, Any] = {
         "variant": variant,
-        "victim": victim.name,
+        "victim": victim.label,
         "lead_in_s": lead_in,
         "disrupted_at": disrupted_at,
         "acks_before": client.acks_before,

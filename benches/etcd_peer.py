@@ -37,10 +37,10 @@ from benches.managers import (
     HarnessError,
     Http,
     HttpError,
-    Proc,
     call,
 )
-from tests.integration.nodeproc import free_port
+from tests.integration.nodeproc import REPO_ROOT
+from warren.testing.process import Daemon, free_port
 
 MEMBERS = 3
 INSTALL_TIMEOUT_S = 600.0
@@ -119,7 +119,7 @@ def put_acked(status: int, _: bytes) -> bool:
     return status == 200
 
 
-class EtcdMember(Proc):
+class EtcdMember(Daemon):
     def __init__(self, index: int, host: str, base_dir: Path) -> None:
         self.index = index
         self.addr = f"{host}:{free_port(host)}"  # client URL (the JSON gateway)
@@ -128,7 +128,8 @@ class EtcdMember(Proc):
         self.member_id: str | None = None
         # etcd reads ETCD_* variables as flags: keep any in the environment out of it.
         env = {k: v for k, v in os.environ.items() if not k.startswith("ETCD_")}
-        super().__init__(f"etcd{index}@{self.addr}", [], base_dir / f"etcd{index}.log", env)
+        log = base_dir / f"etcd{index}.log"
+        super().__init__(f"etcd{index}@{self.addr}", [], log, cwd=REPO_ROOT, env=env)
 
     def http(self, timeout_s: float) -> Http:
         """A keep-alive connection to the JSON gateway (plain HTTP: the benchmark's etcd has no TLS)."""
@@ -215,16 +216,16 @@ class EtcdCluster:
                 if m.proc is not None and not m.alive and m.proc.returncode not in (-9, 0, None):
                     raise HarnessError(m.exit_note())
             live = self.live()
-            statuses = {m.name: m.status() for m in live}
+            statuses = {m.label: m.status() for m in live}
             seen = {k: (s or {}).get("leader") for k, s in statuses.items()}
             leaders = set(seen.values())
             if len(leaders) == 1 and None not in leaders and "0" not in leaders:
                 for m in live:
-                    m.member_id = statuses[m.name]["header"]["member_id"]  # type: ignore[index]
+                    m.member_id = statuses[m.label]["header"]["member_id"]  # type: ignore[index]
                 lead = leaders.pop()
                 leader = next((m for m in live if m.member_id == lead), None)
                 if leader is not None:
-                    committed = int(statuses[leader.name].get("raftIndex", 0))  # type: ignore[union-attr]
+                    committed = int(statuses[leader.label].get("raftIndex", 0))  # type: ignore[union-attr]
                     applied = [int(s.get("raftAppliedIndex", 0)) for s in statuses.values() if s is not None]
                     if min(applied) >= committed - 1:  # the leader's own last entry may still be applying
                         return leader

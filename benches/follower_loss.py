@@ -119,8 +119,8 @@ def gap_trial(cluster: ManagerCluster, i: int, params: FollowerLossParams, first
     errors = [(t, e) for t, e in writer.errors if start <= t <= end]
     return {
         "trial": i,
-        "victim": victim.name,
-        "leader": leader.name,
+        "victim": victim.label,
+        "leader": leader.label,
         "gap_s": gap,
         "gap_began_s": began - t_kill,  # relative to the kill
         "gap_before_kill_s": baseline,
@@ -136,7 +136,7 @@ def rejoin_trial(cluster: ManagerCluster, victim: ManagerProc, params: FollowerL
     leader = cluster.wait_stable()
     state = leader.raft_state()
     if state is None or state.get("commit_index") is None:
-        raise HarnessError(f"{leader.name} did not report its commit index")
+        raise HarnessError(f"{leader.label} did not report its commit index")
     target = int(state["commit_index"])
     t0 = time.perf_counter()
     victim.start()
@@ -153,7 +153,7 @@ def rejoin_trial(cluster: ManagerCluster, victim: ManagerProc, params: FollowerL
         time.sleep(params.ready_poll_s)
     record = {"rejoin_s": rejoin, "commit_at_restart": target, "applied_when_ready": applied}
     cluster.wait_member(victim)
-    record["leader_after"] = cluster.wait_stable().name
+    record["leader_after"] = cluster.wait_stable().label
     return record
 
 
@@ -173,7 +173,7 @@ def run(work_dir: Path, params: FollowerLossParams) -> dict[str, Any]:
                 record = gap_trial(cluster, i, params, n)
                 n = record.pop("next")
                 trials.append(record)
-                victim = next(m for m in cluster.managers if m.name == record["victim"])
+                victim = next(m for m in cluster.managers if m.label == record["victim"])
                 record.update(rejoin_trial(cluster, victim, params))
                 record["leader_changed"] = record["leader_after"] != record["leader"]
         except HarnessError as exc:

@@ -61,7 +61,7 @@ def service_write(prefix: str, via: ManagerProc) -> MakeWrite:
             status, data = conn.request("POST", "/v1/services", body)
             if status not in (201, 409):  # 409: made by an earlier call with this prefix
                 what = f"HTTP {status}: {data[:200]!r}"
-                raise HarnessError(f"creating service {prefix}{i} through {via.name}: {what}")
+                raise HarnessError(f"creating service {prefix}{i} through {via.label}: {what}")
     finally:
         conn.close()
 
@@ -161,7 +161,7 @@ def run(base_dir: Path, params: ApiLatencyParams) -> dict[str, Any]:
                 finally:
                     conn.close()
                 n = results[role]["next"]
-                results[role]["manager"] = target.name
+                results[role]["manager"] = target.label
             # A leader change during the run would mix an election into the numbers: say so.
             after = cluster.wait_stable()
             results["leader_changed"] = after is not leader

@@ -6,10 +6,12 @@ manager runs in its own process group, so `kill()` is a SIGKILL of the whole gro
 outlives the benchmark: `close()` (and the context manager) kills whatever is still running, and
 `sigterm_raises()` turns a SIGTERM of the benchmark run into an exception so those `finally` blocks run.
 
-Besides SIGKILL, a `Proc` can be frozen (`freeze()`: SIGSTOP of its group, sockets stay open), thawed
-(`thaw()`) and asked to stop (`terminate()`: SIGTERM, as an operator or init system would). A manager
-can run inside a network namespace (benches/partition.py): its command is then prefixed with `ip netns
-exec NAME` (which execs, so the process group is still the manager's) and it listens on fixed ports.
+The processes are warren.testing's `Daemon`s (the harness of the integration tests and of `warren
+drill` too): besides SIGKILL, one can be frozen (`freeze()`: SIGSTOP of its group, sockets stay open),
+thawed (`thaw()`) and asked to stop (`terminate()`: SIGTERM, as an operator or init system would). A
+manager can run inside a network namespace (benches/partition.py): its command is then prefixed with
+`ip netns exec NAME` (which execs, so the process group is still the manager's) and it listens on fixed
+ports.
 
 `Http` is the client side shared with the etcd peer: one persistent HTTP/1.1 keep-alive connection,
 over TLS for Warren. Every manager API port is HTTPS with mutual TLS: a cluster's managers write its
@@ -23,28 +25,24 @@ from __future__ import annotations
 import contextlib
 import http.client
 import json
-import os
 import signal
 import socket
 import ssl
-import subprocess
-import sys
 import threading
-import time
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
-from benches.harness import CONFIG_DIR_ENV
-from tests.integration.nodeproc import REPO_ROOT, free_port
-from warren.testing.managers import admin_credentials
+from tests.integration.nodeproc import REPO_ROOT
+from warren.testing.managers import Host, ManagerDaemon, admin_credentials, form
+from warren.testing.process import daemon_env
+from warren.testing.wait import NotYet, WaitTimeout, eventually
 
 # Budgets of the harness itself (not measurements); seconds.
 FORM_TIMEOUT_S = 60.0  # a manager to become a ready member after its process starts
 STABLE_TIMEOUT_S = 30.0  # every live manager to agree on one ready leader
 CONTROL_TIMEOUT_S = 2.0  # one control-plane request (readiness polls, join tokens)
 POLL_S = 0.02  # pause between readiness polls
-SIGNAL_EFFECT_TIMEOUT_S = 5.0  # a SIGSTOP to show in /proc (the process state "T"); seconds
 
 
 class HarnessError(Exception):
@@ -191,143 +189,9 @@ class AdminTls:
         return context
 
 
-def child_env(config_dir: Path) -> dict[str, str]:
-    """A daemon's environment: ours, with `WARREN_CONFIG_DIR` set to its cluster's own config dir (where
-    `cluster init` writes the admin certificate instead of the user's ~/.config)."""
-    return {**os.environ, CONFIG_DIR_ENV: str(config_dir)}
+class ManagerProc(ManagerDaemon):
+    """manager<index>, labelled with its API address; its stdout and stderr go to one log."""
 
-
-class Proc:
-    """A daemon in its own process group, stdout and stderr appended to a log file."""
-
-    def __init__(self, name: str, argv: list[str], log_path: Path, env: dict[str, str] | None = None) -> None:
-        self.name = name
-        self.argv = argv
-        self.log_path = log_path
-        self.env = env
-        self.proc: subprocess.Popen[bytes] | None = None
-
-    @property
-    def alive(self) -> bool:
-        return self.proc is not None and self.proc.poll() is None
-
-    @property
-    def pid(self) -> int | None:
-        return self.proc.pid if self.proc is not None else None
-
-    def start(self) -> None:
-        if self.alive:
-            raise HarnessError(f"{self.name} is already running")
-        self.log_path.parent.mkdir(parents=True, exist_ok=True)
-        with open(self.log_path, "ab") as log:
-            log.write(f"==== {time.strftime('%H:%M:%S')} start {self.name}: {' '.join(self.argv)}\n".encode())
-            log.flush()
-            self.proc = subprocess.Popen(
-                self.argv,
-                stdin=subprocess.DEVNULL,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                cwd=REPO_ROOT,
-                env=self.env,
-                start_new_session=True,  # its own process group: killpg reaches it and its children only
-            )
-
-    def kill(self) -> None:
-        """SIGKILL of the process group (kill -9); returns once the process is reaped."""
-        if self.proc is None:
-            return
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(self.proc.pid, signal.SIGKILL)
-        with contextlib.suppress(subprocess.TimeoutExpired):
-            self.proc.wait(timeout=10)
-
-    def freeze(self) -> None:
-        """SIGSTOP of the process group; returns once the process shows as stopped in /proc."""
-        if self.proc is None:
-            raise HarnessError(f"{self.name} was never started")
-        os.killpg(self.proc.pid, signal.SIGSTOP)
-        deadline = time.monotonic() + SIGNAL_EFFECT_TIMEOUT_S
-        while _proc_state(self.proc.pid) not in ("T", None):
-            if time.monotonic() > deadline:
-                raise HarnessError(
-                    f"{self.name} did not stop within {SIGNAL_EFFECT_TIMEOUT_S:g} s of SIGSTOP"
-                )
-            time.sleep(0.0005)
-
-    def thaw(self) -> None:
-        """SIGCONT of the process group (after `freeze()`)."""
-        if self.proc is not None:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(self.proc.pid, signal.SIGCONT)
-
-    def terminate(self) -> None:
-        """SIGTERM of the process (a graceful stop); returns at once, see `wait_exit()`."""
-        if self.proc is None:
-            raise HarnessError(f"{self.name} was never started")
-        os.kill(self.proc.pid, signal.SIGTERM)
-
-    def disrupt(self, variant: str) -> None:
-        """The failover scenarios' ways of losing a member: `sigkill` (kill()), `sigstop` (freeze())
-        or `graceful` (terminate())."""
-        if variant == "sigkill":
-            self.kill()
-        elif variant == "sigstop":
-            self.freeze()
-        elif variant == "graceful":
-            self.terminate()
-        else:
-            raise ValueError(f"unknown variant {variant!r}; expected sigkill, sigstop or graceful")
-
-    def wait_exit(self, timeout_s: float) -> int | None:
-        """The exit status, or None if it still runs after `timeout_s`."""
-        if self.proc is None:
-            return None
-        try:
-            return self.proc.wait(timeout=timeout_s)
-        except subprocess.TimeoutExpired:
-            return None
-
-    def log_size(self) -> int:
-        try:
-            return self.log_path.stat().st_size
-        except OSError:
-            return 0
-
-    def log_since(self, offset: int) -> str:
-        """The log from byte `offset` on (e.g. what one incarnation wrote after a signal)."""
-        try:
-            with open(self.log_path, "rb") as f:
-                f.seek(offset)
-                return f.read().decode("utf-8", errors="replace")
-        except OSError:
-            return ""
-
-    def exit_note(self) -> str:
-        """Why it is not running (exit code and the log's last lines), for error messages."""
-        code = self.proc.poll() if self.proc else None
-        try:
-            tail = self.log_path.read_text(errors="replace").strip().splitlines()[-3:]
-        except OSError:
-            tail = []
-        return f"{self.name} exited with {code}: " + " / ".join(tail)
-
-
-def _proc_state(pid: int) -> str | None:
-    """The state letter of /proc/PID/stat ("R", "S", "T", "Z", ...); None once it is gone."""
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            stat = f.read()
-    except OSError:
-        return None
-    return stat.rsplit(")", 1)[1].split()[0]  # the name in parentheses may itself hold spaces
-
-
-# Where a manager runs: its host address, its (API, Raft, metrics) ports (None: free loopback ports) and a
-# command prefix (e.g. ["ip", "netns", "exec", NAME]; empty: none).
-Host = tuple[str, tuple[int, int, int] | None, Sequence[str]]
-
-
-class ManagerProc(Proc):
     def __init__(
         self,
         index: int,
@@ -338,43 +202,19 @@ class ManagerProc(Proc):
         ports: tuple[int, int, int] | None = None,
         prefix: Sequence[str] = (),
     ) -> None:
+        super().__init__(
+            f"manager{index}", host, base_dir / f"manager{index}", base_dir / f"manager{index}.log",
+            cwd=REPO_ROOT, env=daemon_env(admin.config_dir), ports=ports, prefix=prefix,
+            flags=["--manager-only", *raft_flags],  # the control-plane benchmarks measure managers alone
+        )
+        self.label = f"manager{index}@{self.api_addr}"
         self.index = index
         self.admin = admin
-        api, raft, metrics = ports or (free_port(host), free_port(host), free_port(host))
-        self.api_addr = f"{host}:{api}"
-        self.raft_addr = f"{host}:{raft}"
-        self.metrics_addr = f"{host}:{metrics}"
-        self.data_dir = base_dir / f"manager{index}"
-        self.raft_flags = raft_flags
-        self.prefix = list(prefix)
-        log = base_dir / f"manager{index}.log"
-        super().__init__(f"manager{index}@{self.api_addr}", [], log, child_env(admin.config_dir))
 
     @property
     def addr(self) -> str:
         """Where clients send writes (the API)."""
         return self.api_addr
-
-    def flags(self) -> list[str]:
-        return [
-            "--listen-addr", self.api_addr,
-            "--raft-addr", self.raft_addr,
-            "--metrics-addr", self.metrics_addr,
-            "--data-dir", str(self.data_dir),
-            "--manager-only",  # the control-plane benchmarks measure managers alone
-            *self.raft_flags,
-        ]  # fmt: skip
-
-    def init(self) -> None:
-        self.argv = [*self.prefix, sys.executable, "-m", "warren.cli.main", "cluster", "init", *self.flags()]
-        self.start()
-
-    def join(self, token: str, via: str) -> None:
-        self.argv = [
-            *self.prefix, sys.executable, "-m", "warren.cli.main", "manager", "join",
-            "--token", token, "--manager", via, *self.flags(),
-        ]  # fmt: skip
-        self.start()
 
     def http(self, timeout_s: float) -> Http:
         """A keep-alive HTTPS connection to the API with the cluster's admin certificate."""
@@ -459,32 +299,27 @@ class ManagerCluster:
             ManagerProc(i, host, self.base_dir, self.raft_flags, self.admin, ports, prefix)
             for i, (host, ports, prefix) in enumerate(hosts[:n], start=1)
         ]
-        first = self.managers[0]
-        first.init()
-        self.wait_member(first)
-        status, doc = first.call("POST", "/v1/cluster/join-tokens", {"role": "manager"})
-        if status != 201:
-            raise HarnessError(f"join token: HTTP {status}: {doc}")
-        token = doc["token"]
-        for m in self.managers[1:]:
-            m.join(token, first.api_addr)
-            self.wait_member(m)
+        form(self.managers, _join_token, self.wait_member)
         return self.wait_stable()
 
     def wait_member(self, m: ManagerProc, timeout_s: float = FORM_TIMEOUT_S) -> None:
         """Until `m` answers /v1/ready with 200 and the leader lists it as a ready leader or follower."""
-        deadline = time.monotonic() + timeout_s
-        while time.monotonic() < deadline:
+
+        def member() -> bool:
             if not m.alive:
                 raise HarnessError(m.exit_note())
-            if m.ready():
-                leader = self._leader_view(m)
-                if leader is not None:
-                    row = next((r for r in leader["managers"] if r["api_addr"] == m.api_addr), None)
-                    if row is not None and row["status"] == "ready" and row["role"] in ("leader", "follower"):
-                        return
-            time.sleep(POLL_S)
-        raise HarnessError(f"{m.name} did not become a ready member within {timeout_s:g} s")
+            if not m.ready():
+                return False
+            leader = self._leader_view(m)
+            if leader is None:
+                return False
+            row = next((r for r in leader["managers"] if r["api_addr"] == m.api_addr), None)
+            return row is not None and row["status"] == "ready" and row["role"] in ("leader", "follower")
+
+        try:
+            eventually(member, timeout_s, f"{m.label} as a ready member", poll_s=POLL_S)
+        except WaitTimeout:
+            raise HarnessError(f"{m.label} did not become a ready member within {timeout_s:g} s") from None
 
     def _leader_view(self, m: ManagerProc) -> dict[str, Any] | None:
         """/v1/cluster as the leader known to `m` answers it (None while there is none)."""
@@ -499,22 +334,26 @@ class ManagerCluster:
 
     def wait_stable(self, timeout_s: float = STABLE_TIMEOUT_S) -> ManagerProc:
         """The leader, once every live manager is ready and names it, and it names itself."""
-        deadline = time.monotonic() + timeout_s
-        seen: dict[str, Any] = {}
-        while time.monotonic() < deadline:
+
+        def stable() -> ManagerProc:
             live = self.live()
-            seen = {}
+            seen: dict[str, Any] = {}
             for m in live:
                 doc = m.cluster() if m.ready() else None
-                seen[m.name] = doc["leader"]["api_addr"] if doc and doc.get("leader") else None
+                seen[m.label] = doc["leader"]["api_addr"] if doc and doc.get("leader") else None
             addrs = set(seen.values())
-            if len(addrs) == 1 and None not in addrs:
-                addr = addrs.pop()
-                leader = next((m for m in live if m.api_addr == addr), None)
-                if leader is not None:
-                    return leader
-            time.sleep(POLL_S)
-        raise HarnessError(f"no stable leader within {timeout_s:g} s (leader seen by each: {seen})")
+            leader = next((m for m in live if m.api_addr in addrs), None) if len(addrs) == 1 else None
+            if leader is None:
+                raise NotYet(seen)
+            return leader
+
+        try:
+            return eventually(stable, timeout_s, "a stable leader", poll_s=POLL_S)
+        except WaitTimeout as exc:
+            seen = exc.last.args[0] if isinstance(exc.last, NotYet) else {}
+            raise HarnessError(
+                f"no stable leader within {timeout_s:g} s (leader seen by each: {seen})"
+            ) from None
 
     def wait_converged(self, timeout_s: float = FORM_TIMEOUT_S) -> ManagerProc:
         """The leader, once every live manager has applied the leader's commit index (read once, at the
@@ -522,18 +361,24 @@ class ManagerCluster:
         leader = self.wait_stable(timeout_s)
         state = leader.raft_state()
         if state is None or state.get("commit_index") is None:
-            raise HarnessError(f"{leader.name} did not report its commit index")
+            raise HarnessError(f"{leader.label} did not report its commit index")
         target = int(state["commit_index"])
-        deadline = time.monotonic() + timeout_s
-        applied: dict[str, Any] = {}
-        while time.monotonic() < deadline:
-            applied = {m.name: (m.raft_state() or {}).get("applied_index") for m in self.live()}
-            if all(a is not None and int(a) >= target for a in applied.values()):
-                return leader
-            time.sleep(POLL_S)
-        raise HarnessError(
-            f"managers did not all apply the leader's commit index {target} within {timeout_s:g} s: {applied}"
-        )
+
+        def caught_up() -> bool:
+            applied = {m.label: (m.raft_state() or {}).get("applied_index") for m in self.live()}
+            if not all(a is not None and int(a) >= target for a in applied.values()):
+                raise NotYet(applied)
+            return True
+
+        try:
+            eventually(caught_up, timeout_s, f"the leader's commit index {target} applied", poll_s=POLL_S)
+        except WaitTimeout as exc:
+            applied = exc.last.args[0] if isinstance(exc.last, NotYet) else {}
+            raise HarnessError(
+                f"managers did not all apply the leader's commit index {target} "
+                f"within {timeout_s:g} s: {applied}"
+            ) from None
+        return leader
 
     def recover(self, m: ManagerProc) -> None:
         """Restart a killed manager with its own command (it resumes from its data dir); wait until it is
@@ -541,3 +386,11 @@ class ManagerCluster:
         m.start()
         self.wait_member(m)
         self.wait_stable()
+
+
+def _join_token(first: ManagerProc) -> str:
+    """A manager join token, through the API of `first`."""
+    status, doc = first.call("POST", "/v1/cluster/join-tokens", {"role": "manager"})
+    if status != 201:
+        raise HarnessError(f"join token: HTTP {status}: {doc}")
+    return str(doc["token"])

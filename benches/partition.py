@@ -85,7 +85,7 @@ class PartitionedManagers:
         try:
             self.lab.isolate(self.host(member))
         except NetnsError as exc:
-            raise HarnessError(f"cutting {member.name} off: {exc}") from None
+            raise HarnessError(f"cutting {member.label} off: {exc}") from None
         self._cut_s = time.perf_counter() - t0
 
     def recover(self, member: Any, variant: str) -> dict[str, Any]:
@@ -94,11 +94,11 @@ class PartitionedManagers:
         healed = False
         try:
             leader = self._majority_leader(old)
-            extra["new_leader"] = leader.name
+            extra["new_leader"] = leader.label
             extra.update(self._write(leader))
             state = leader.raft_state()
             if state is None or state.get("commit_index") is None:
-                raise HarnessError(f"{leader.name} did not report its commit index")
+                raise HarnessError(f"{leader.label} did not report its commit index")
             target = int(state["commit_index"])
             extra["commit_at_heal"] = target
             t0 = time.perf_counter()
@@ -117,7 +117,7 @@ class PartitionedManagers:
         try:
             self.lab.heal(self.host(m))
         except NetnsError as exc:
-            raise HarnessError(f"healing {m.name}: {exc}") from None
+            raise HarnessError(f"healing {m.label}: {exc}") from None
 
     def _majority_leader(self, cut: ManagerProc) -> ManagerProc:
         """The leader both managers of the majority side name (one of them)."""
