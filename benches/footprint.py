@@ -30,8 +30,8 @@ from pathlib import Path
 from typing import Any
 
 from benches.workers_bench import fleet
-from tests.integration.managers import DaemonProc
 from tests.integration.workers import docker_unavailable_reason
+from warren.testing.process import Daemon
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 DIST_DIR = REPO_ROOT / "dist"
@@ -198,7 +198,7 @@ def run(base_dir: Path, params: FootprintParams) -> dict[str, Any]:
             spec = {"image": "local", "driver": "process", "command": ["sleep", "1000000"]}
         f.create("idle", replicas=params.replicas, stop_timeout_s=1, **spec)
         f.wait_running("idle", params.replicas)
-        daemons: list[DaemonProc] = [*f.managers.live(), worker]
+        daemons: list[Daemon] = [*f.managers.live(), worker]
         pids: dict[str, int] = {}
         for d in daemons:
             assert d.pid is not None

@@ -317,7 +317,7 @@ class ManagerCluster:
             return row is not None and row["status"] == "ready" and row["role"] in ("leader", "follower")
 
         try:
-            eventually(member, timeout_s, f"{m.label} as a ready member", poll_s=POLL_S)
+            eventually(member, timeout_s, f"{m.label} as a ready member", poll_s=POLL_S, not_yet=(NotYet,))
         except WaitTimeout:
             raise HarnessError(f"{m.label} did not become a ready member within {timeout_s:g} s") from None
 
@@ -348,7 +348,7 @@ class ManagerCluster:
             return leader
 
         try:
-            return eventually(stable, timeout_s, "a stable leader", poll_s=POLL_S)
+            return eventually(stable, timeout_s, "a stable leader", poll_s=POLL_S, not_yet=(NotYet,))
         except WaitTimeout as exc:
             seen = exc.last.args[0] if isinstance(exc.last, NotYet) else {}
             raise HarnessError(
@@ -371,7 +371,8 @@ class ManagerCluster:
             return True
 
         try:
-            eventually(caught_up, timeout_s, f"the leader's commit index {target} applied", poll_s=POLL_S)
+            what = f"the leader's commit index {target} applied"
+            eventually(caught_up, timeout_s, what, poll_s=POLL_S, not_yet=(NotYet,))
         except WaitTimeout as exc:
             applied = exc.last.args[0] if isinstance(exc.last, NotYet) else {}
             raise HarnessError(

@@ -17,7 +17,8 @@ from typing import Any
 
 from benches.commit_latency import LatencyParams, latency_rows, without_samples
 from benches.stats import samples_ms, summarize_ms
-from tests.integration.cluster import HarnessError, NodeProc, RemoteError, free_port
+from tests.integration.cluster import HarnessError, NodeProc, RemoteError
+from warren.testing.process import free_port
 
 NODES = 3
 

@@ -24,8 +24,8 @@ from tests.integration.nodeproc import (
     NodeFatal,
     NodeProc,
     RemoteError,
-    free_port,
 )
+from warren.testing.process import free_port
 
 __all__ = [
     "CallTimeout",
@@ -39,7 +39,6 @@ __all__ = [
     "NodeProc",
     "RemoteError",
     "WaitTimeout",
-    "free_port",
     "summarize",
 ]
 

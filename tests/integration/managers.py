@@ -1,12 +1,14 @@
-"""Harness for real manager daemons started through the `warren` CLI: start, join, kill, stop, resume.
+"""Real manager daemons as the integration tests see them: warren.testing's harness (the one the benches
+and `warren drill` use) with the tests' conventions and their API helpers.
 
-`ManagerProc` is one `warren cluster init` / `warren manager join` process with its own data dir, its
-API, Raft and metrics addresses and its stdout/stderr captured to files. `ManagerCluster` forms 1..n
-managers with join tokens (the path an operator takes) and finds the leader from `GET /v1/cluster`.
-Both can run a manager inside a network namespace (see netns.py) by prefixing its command.
+`ManagerProc` is one `warren cluster init` / `warren manager join` process (a warren.testing
+ManagerDaemon) running this checkout's code, with its data dir and its stdout and stderr in files of
+its own under the test's directory. `ManagerCluster` forms 1..n managers with join tokens from the CLI
+(the path an operator takes) and finds the leader from `GET /v1/cluster`. Both can run a manager
+inside a network namespace (see netns.py) by prefixing its command.
 
-Like cluster.py, everything waits on conditions (`wait_for`, polled every 50 ms), never on sleeps, and
-teardown kills every process it started whatever state the cluster is in.
+Everything waits on conditions (`eventually`, polled every 50 ms), never on sleeps, and teardown kills
+every process it started whatever state the cluster is in.
 """
 
 from __future__ import annotations
@@ -14,29 +16,24 @@ from __future__ import annotations
 import contextlib
 import itertools
 import os
-import signal
 import subprocess
-import sys
-import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests.integration import nodeproc
-from tests.integration.nodeproc import REPO_ROOT, free_port
+from tests.integration.nodeproc import REPO_ROOT
 from warren.pki import userconfig
+from warren.testing import managers as harness
+from warren.testing.managers import ManagerDaemon
+from warren.testing.process import WARREN, Daemon, daemon_env
+from warren.testing.wait import eventually
 
-T = TypeVar("T")
-
-POLL_S = 0.05
-WARREN = [sys.executable, "-m", "warren.cli.main"]
 STARTED_LINE = "✓ Manager started"
-NODE_ID = "Node ID: "
 # Timers of every test manager: slower than the defaults (150 ms heartbeat timeout: heartbeats every
 # 50 ms, elections after 150-300 ms) so that a loaded 2-core machine never causes a spurious election
 # (tests assert "no election" after a follower dies), still fast enough that a failover takes about a
@@ -46,40 +43,6 @@ NODE_ID = "Node ID: "
 TIMER_FLAGS = ["--raft-heartbeat-timeout", "500ms", "--raft-election-timeout", "500ms", "--manager-only"]
 # Loopback hosts 127.0.0.N handed to managers (one per manager, never reused within a run).
 _HOSTS = itertools.cycle(range(60, 250))
-
-
-class WaitTimeout(AssertionError):
-    """A condition awaited by `wait_for` did not become true in time."""
-
-
-def wait_for(
-    predicate: Callable[[], T | None],
-    timeout: float,
-    what: str,
-    *,
-    interval: float = POLL_S,
-    detail: Callable[[], str] | None = None,
-) -> T:
-    """Poll `predicate` until it returns something truthy, and return that; WaitTimeout otherwise.
-
-    HTTP errors (a manager down or unreachable) count as "not yet". The failure message names `what`,
-    the last value or error seen, and `detail()` (e.g. log tails) if given.
-    """
-    deadline = time.monotonic() + timeout
-    last: object = None
-    while True:
-        try:
-            value = predicate()
-        except (httpx.HTTPError, OSError, KeyError, ValueError) as exc:
-            value, last = None, exc
-        else:
-            last = value
-        if value:
-            return value
-        if time.monotonic() >= deadline:
-            extra = f"\n{detail()}" if detail is not None else ""
-            raise WaitTimeout(f"timed out after {timeout}s waiting for {what}; last seen: {last!r}{extra}")
-        time.sleep(interval)
 
 
 # Admin credentials by manager address: test managers get loopback hosts never reused within a run.
@@ -149,9 +112,9 @@ class CliResult:
 
 
 def child_env() -> dict[str, str]:
-    env = nodeproc.child_env()
-    env.pop("WARREN_MANAGER", None)  # every client command names its --manager
-    return env
+    """A `warren` child's environment: this checkout's code, no WARREN_MANAGER (every client command
+    names its --manager)."""
+    return daemon_env(pythonpath=REPO_ROOT)
 
 
 def cli(*args: str, timeout: float = 60.0, prefix: Sequence[str] = ()) -> CliResult:
@@ -172,106 +135,25 @@ def cli(*args: str, timeout: float = 60.0, prefix: Sequence[str] = ()) -> CliRes
 # -- one manager ----------------------------------------------------------------------------------------
 
 
-class DaemonProc:
-    """One `warren` daemon run in the foreground (a manager or a worker), surviving kill/terminate/
-    restart cycles. Output of every incarnation is appended to `<base>/<label>.out` (stdout) and
-    `<label>.err` (stderr, the daemon's log); `prefix` is prepended to the command (e.g.
-    `ip netns exec NAME`)."""
+class DaemonProc(Daemon):
+    """A `warren` daemon (a manager or a worker) as the tests run it: this checkout's code, its stdout
+    in `<base>/<label>.out`, its stderr (the daemon's log) in `<label>.err`, its data in
+    `<label>-data`; `prefix` is prepended to the command (e.g. `ip netns exec NAME`)."""
 
     def __init__(self, label: str, base_dir: Path, prefix: Sequence[str] = ()) -> None:
-        self.label = label
-        self.heading = label  # how log tails name it
-        self.prefix = list(prefix)
+        super().__init__(label, [], base_dir / f"{label}.err", out_path=base_dir / f"{label}.out",
+                         cwd=REPO_ROOT, env=child_env(), prefix=prefix)
         self.data_dir = base_dir / f"{label}-data"
-        self.out_path = base_dir / f"{label}.out"
-        self.err_path = base_dir / f"{label}.err"
-        self.proc: subprocess.Popen[bytes] | None = None
-        self._out_offset = 0  # where the current incarnation's stdout starts
-        self._err_offset = 0
-
-    @property
-    def pid(self) -> int | None:
-        return self.proc.pid if self.proc else None
-
-    @property
-    def alive(self) -> bool:
-        return self.proc is not None and self.proc.poll() is None
 
     def spawn(self, args: Sequence[str]) -> None:
         """Start `warren ARGS` (returns at once)."""
-        if self.alive:
-            raise RuntimeError(f"{self.label} is already running")
-        self.data_dir.parent.mkdir(parents=True, exist_ok=True)
-        self._out_offset = self.out_path.stat().st_size if self.out_path.exists() else 0
-        self._err_offset = self.err_path.stat().st_size if self.err_path.exists() else 0
-        with open(self.out_path, "ab") as out, open(self.err_path, "ab") as err:
-            self.proc = subprocess.Popen(
-                [*self.prefix, *WARREN, *args],
-                stdin=subprocess.DEVNULL,
-                stdout=out,
-                stderr=err,
-                cwd=REPO_ROOT,
-                env=child_env(),
-                start_new_session=True,  # a Ctrl-C aimed at pytest must not reach the daemons
-            )
-
-    def check_alive(self, doing: str) -> None:
-        """Fail at once (with the log) if the daemon exited while `doing`."""
-        if not self.alive:
-            code = self.proc.poll() if self.proc else None
-            raise AssertionError(f"{self.label} exited with {code} while {doing}\n{self.log_tail()}")
-
-    def wait_exit(self, timeout: float) -> int | None:
-        """The exit status, or None if the process is still running after `timeout`."""
-        return nodeproc.wait_exit(self.proc, timeout)
-
-    def kill(self) -> None:
-        """SIGKILL: no hand-over, no flush (a power cut, as the rest of the cluster sees it)."""
-        nodeproc.kill(self.proc)
-
-    def terminate(self, timeout: float = 20.0) -> int:
-        """SIGTERM and wait for the exit status (SIGKILL and fail if it does not exit in time)."""
-        assert self.proc is not None
-        if self.proc.poll() is None:
-            os.kill(self.proc.pid, signal.SIGTERM)
-        code = self.wait_exit(timeout)
-        if code is None:
-            self.kill()
-            raise AssertionError(f"{self.label} did not exit within {timeout}s of SIGTERM\n{self.log_tail()}")
-        return code
-
-    # -- output ---------------------------------------------------------------------------------------
-
-    def output(self) -> str:
-        """Stdout of the current incarnation."""
-        return _read_from(self.out_path, self._out_offset)
-
-    def errors(self) -> str:
-        """Stderr (the daemon's log) of the current incarnation."""
-        return _read_from(self.err_path, self._err_offset)
-
-    def all_output(self) -> str:
-        return _read_from(self.out_path, 0) + _read_from(self.err_path, 0)
-
-    @property
-    def name(self) -> str:
-        """The node name from the "Node ID: ..." line (the same in every incarnation)."""
-        for line in _read_from(self.out_path, 0).splitlines():
-            if NODE_ID in line:
-                return line.split(NODE_ID, 1)[1].split(")", 1)[0].strip()
-        raise AssertionError(f"{self.label} printed no Node ID\n{self.log_tail()}")
-
-    def has_name(self) -> bool:
-        return NODE_ID in _read_from(self.out_path, 0)
-
-    def log_tail(self, lines: int = 30) -> str:
-        out = "\n".join(self.output().splitlines()[-lines:])
-        err = "\n".join(self.errors().splitlines()[-lines:])
-        return f"---- {self.heading} stdout ----\n{out}\n---- {self.label} stderr ----\n{err}"
+        self.argv = [*WARREN, *args]
+        self.start()
 
 
-class ManagerProc(DaemonProc):
-    """One manager daemon (`warren cluster init` / `manager join`) with its own addresses."""
+class ManagerProc(ManagerDaemon):
+    """One manager daemon (`warren cluster init` / `manager join`) with its own addresses, as the tests
+    run it (see DaemonProc)."""
 
     def __init__(
         self,
@@ -283,29 +165,16 @@ class ManagerProc(DaemonProc):
         prefix: Sequence[str] = (),
         extra_flags: Sequence[str] = TIMER_FLAGS,
     ) -> None:
-        super().__init__(label, base_dir, prefix)
-        self.host = host
-        api_port, raft_port, metrics_port = ports or (free_port(host), free_port(host), free_port(host))
-        self.api_addr = f"{host}:{api_port}"
-        self.raft_addr = f"{host}:{raft_port}"
-        self.metrics_addr = f"{host}:{metrics_port}"
-        self.heading = f"{label} ({self.api_addr})"
-        self.extra_flags = list(extra_flags)
-        self.args: list[str] | None = None  # the CLI arguments of init/join, reused by restart()
+        super().__init__(
+            label, host, base_dir / f"{label}-data", base_dir / f"{label}.err",
+            out_path=base_dir / f"{label}.out", cwd=REPO_ROOT, env=child_env(), ports=ports, prefix=prefix,
+            flags=extra_flags,
+        )
 
     def __repr__(self) -> str:
         return f"ManagerProc({self.label}, api={self.api_addr}, pid={self.pid})"
 
     # -- commands -------------------------------------------------------------------------------------
-
-    def daemon_flags(self) -> list[str]:
-        return [
-            "--listen-addr", self.api_addr,
-            "--raft-addr", self.raft_addr,
-            "--metrics-addr", self.metrics_addr,
-            "--data-dir", str(self.data_dir),
-            *self.extra_flags,
-        ]  # fmt: skip
 
     def init(
         self,
@@ -316,31 +185,19 @@ class ManagerProc(DaemonProc):
     ) -> ManagerProc:
         """`warren cluster init` (optionally `--restore FILE [--restore-key KEY]`); waits until it serves
         unless wait=False."""
-        self.args = ["cluster", "init", *self.daemon_flags()]
-        if restore is not None:
-            self.args += ["--restore", str(restore)]
-        if restore_key is not None:
-            self.args += ["--restore-key", str(restore_key)]
-        self.start()
+        super().init(restore=restore, restore_key=restore_key)
         if wait:
             self.wait_started()
         return self
 
     def join(self, token: str, via: str, *, wait: bool = True) -> ManagerProc:
         """`warren manager join --token T --manager VIA`; waits until it serves unless wait=False."""
-        self.args = ["manager", "join", "--token", token, "--manager", via, *self.daemon_flags()]
-        self.start()
+        super().join(token, via)
         if wait:
             self.wait_started()
         return self
 
     # -- lifecycle ------------------------------------------------------------------------------------
-
-    def start(self) -> None:
-        """Spawn the daemon with the current command (returns at once)."""
-        if self.args is None:
-            raise RuntimeError(f"{self.label}: init() or join() first")
-        self.spawn(self.args)
 
     def wait_started(self, timeout: float = 45.0) -> None:
         """Until stdout has the "✓ Manager started" line and /v1/ready answers 200."""
@@ -352,7 +209,7 @@ class ManagerProc(DaemonProc):
             with api(self.api_addr, 2.0) as client:
                 return client.get("/v1/ready").status_code == 200
 
-        wait_for(started, timeout, f"{self.label} to start and be ready", detail=self.log_tail)
+        eventually(started, timeout, f"{self.label} to start and be ready", detail=self.log_tail)
 
     def restart(self, timeout: float = 45.0) -> None:
         """Rerun the very same command (resume from the data dir) and wait until it serves."""
@@ -373,15 +230,6 @@ class ManagerProc(DaemonProc):
 
     def metrics(self) -> dict[str, float]:
         return scrape(self.metrics_addr)
-
-
-def _read_from(path: Path, offset: int) -> str:
-    try:
-        with open(path, "rb") as f:
-            f.seek(offset)
-            return f.read().decode("utf-8", errors="replace")
-    except FileNotFoundError:
-        return ""
 
 
 def service_names(services: Iterable[dict[str, Any]]) -> list[str]:
@@ -445,10 +293,14 @@ class ManagerCluster:
         return m
 
     def form(self, n: int) -> list[ManagerProc]:
-        """init + (n - 1) joins, one after another; returns the managers."""
-        self.init()
-        for _ in range(n - 1):
-            self.add_manager()
+        """init + (n - 1) joins with a token from the CLI, one after another; returns the managers."""
+        new = [self.new_manager() for _ in range(n)]
+
+        def joined(m: ManagerProc) -> None:
+            if m is not new[0]:
+                self.join_outputs.append(m.output())
+
+        harness.form(new, self.join_token, joined)
         return list(self.managers)
 
     def live(self) -> list[ManagerProc]:
@@ -483,7 +335,7 @@ class ManagerCluster:
             chosen = by_name[name]
             return chosen if chosen.metrics()["warren_raft_leader"] == 1 else None
 
-        return wait_for(
+        return eventually(
             agreed,
             timeout,
             f"managers {[m.label for m in group]} to agree on one leader among them",
@@ -503,7 +355,7 @@ class ManagerCluster:
             want = reference.services(consistent=True)
             return want if all(m.services() == want for m in group) else None
 
-        return wait_for(
+        return eventually(
             same,
             timeout,
             f"{[m.label for m in group]} to hold {reference.label}'s services",

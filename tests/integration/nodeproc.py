@@ -12,12 +12,13 @@ import itertools
 import json
 import os
 import signal
-import socket
 import subprocess
 import threading
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
+
+from warren.testing.process import daemon_env
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
@@ -74,21 +75,6 @@ class _Pending:
     reply: dict[str, Any] | None = None
 
 
-def free_port(host: str = "127.0.0.1") -> int:
-    """A TCP port that is free on `host` right now (bind to port 0, read it back, release it)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind((host, 0))
-        return int(s.getsockname()[1])
-
-
-def child_env() -> dict[str, str]:
-    """The environment of a child Python process: this checkout importable, output unbuffered."""
-    env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO_ROOT), env.get("PYTHONPATH")]))
-    env["PYTHONUNBUFFERED"] = "1"
-    return env
-
-
 def processes_under(root: Path) -> list[str]:
     """Live processes whose command line mentions `root` or whose working directory is under it (a
     process-runtime task runs in its task dir): what a harness left behind under its own dir."""
@@ -109,23 +95,6 @@ def processes_under(root: Path) -> list[str]:
         if needle in cmdline or cwd.startswith(needle):
             found.append(f"{entry}: {cmdline.strip()} (cwd {cwd})")
     return found
-
-
-def wait_exit(proc: subprocess.Popen[bytes] | None, timeout: float) -> int | None:
-    """The exit status, or None if the process is still running after `timeout` (or never started)."""
-    if proc is None:
-        return None
-    try:
-        return proc.wait(timeout)
-    except subprocess.TimeoutExpired:
-        return None
-
-
-def kill(proc: subprocess.Popen[bytes] | None) -> None:
-    """SIGKILL and reap: no flush, no goodbye (what a power cut looks like to the peers)."""
-    if proc is not None and proc.poll() is None:
-        os.kill(proc.pid, signal.SIGKILL)
-        proc.wait()
 
 
 class NodeProc:
@@ -178,7 +147,7 @@ class NodeProc:
         self.fatal = None
         self._ready = threading.Event()
         self._exited = threading.Event()
-        env = child_env()
+        env = daemon_env(pythonpath=REPO_ROOT)
         with open(self.log_path, "ab") as log:
             log.write(f"==== start node {self.id}: {' '.join(self.argv)}\n".encode())
             log.flush()
@@ -214,12 +183,19 @@ class NodeProc:
             )
 
     def wait_exit(self, timeout: float = 10.0) -> int | None:
-        """The exit code, or None if the process is still running after `timeout`."""
-        return wait_exit(self.proc, timeout)
+        """The exit code, or None if the process is still running after `timeout` (or never started)."""
+        if self.proc is None:
+            return None
+        try:
+            return self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            return None
 
     def kill(self) -> None:
         """SIGKILL: no flush, no goodbye (what a power cut looks like to the peers)."""
-        kill(self.proc)
+        if self.proc is not None and self.proc.poll() is None:
+            os.kill(self.proc.pid, signal.SIGKILL)
+            self.proc.wait()
         self._close_pipes()
 
     def stop(self, timeout: float = 15.0) -> None:

@@ -31,13 +31,13 @@ from tests.integration.managers import (
     cli,
     credentials,
     get_json,
-    wait_for,
 )
 from tests.integration.nodeproc import REPO_ROOT
 from tests.integration.test_dispatcher import FakeWorker, create_service, worker_token
 from tests.integration.workers import Fleet, fleets
 from warren.config import LOG_CHUNK_MAX_BYTES, LOG_LINE_MAX_BYTES, ConnectionLimits
 from warren.pki.names import MANAGER_NAME
+from warren.testing.wait import eventually
 
 MIB = 1024 * 1024
 
@@ -177,7 +177,7 @@ def test_a_log_chunk_over_the_limit_is_refused_with_413(
     w = FakeWorker.join([addr], worker_token(addr)).keep_alive()
     try:
         create_service(addr, "web", replicas=1)
-        wait_for(lambda: len(w.task_ids()) == 1, 10, "a task assigned")
+        eventually(lambda: len(w.task_ids()) == 1, 10, "a task assigned")
         (task_id,) = w.task_ids()
         assert w.status(task_id, "running", container_id="c0").status_code == 200
         got: list[httpx.Response] = []
@@ -188,7 +188,7 @@ def test_a_log_chunk_over_the_limit_is_refused_with_413(
 
         reader = threading.Thread(target=client)
         reader.start()
-        req = wait_for(lambda: w.log_requests and w.log_requests[0], 10, "the log request")
+        req = eventually(lambda: w.log_requests and w.log_requests[0], 10, "the log request")
         headers = {**w.headers, "content-type": "application/octet-stream"}
         with api(addr, 10) as c:
             path = f"/v1/dispatcher/logs/{req['id']}"
@@ -298,8 +298,8 @@ def test_a_flood_of_idle_connections_leaves_the_others_served(
     sampler.start()
     flood.start()
     try:
-        wait_for(lambda: flood.opened > 2 * NOFILE, 60, "the flood to open its connections")
-        wait_for(lambda: fd_count(pid) >= base + per_peer // 2, 30, "the flood to hold connections")
+        eventually(lambda: flood.opened > 2 * NOFILE, 60, "the flood to open its connections")
+        eventually(lambda: fd_count(pid) >= base + per_peer // 2, 30, "the flood to hold connections")
         # An authenticated client: the CLI and the API helper.
         cli("service", "list", "--manager", leader.api_addr).ok()
         assert get_json(leader.api_addr, "/v1/cluster")["leader"]["name"] == leader.name
@@ -325,7 +325,7 @@ def test_a_flood_of_idle_connections_leaves_the_others_served(
           f"address, limit {NOFILE}); "
           f"the flood opened {flood.opened} connections")
     assert peak <= base + cap + 160, f"{peak} descriptors open on the leader (base {base}, cap {cap})"
-    wait_for(lambda: fd_count(pid) <= base + 32, 30, "the leader's descriptors to go back down")
+    eventually(lambda: fd_count(pid) <= base + 32, 30, "the leader's descriptors to go back down")
 
 
 def test_a_silent_connection_is_closed_within_the_handshake_deadline_or_idle_timeout(

@@ -16,16 +16,10 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.integration.managers import (
-    ManagerCluster,
-    ManagerProc,
-    api,
-    assert_error_body,
-    get_json,
-    wait_for,
-)
+from tests.integration.managers import ManagerCluster, ManagerProc, api, assert_error_body, get_json
 from warren.pki import certs
 from warren.pki.join import new_join_key
+from warren.testing.wait import eventually
 
 GRACE_S = 5.0  # OrchestratorSettings.node_down_grace_s (default)
 HEARTBEAT_S = 1.0  # OrchestratorSettings.heartbeat_period_s (default)
@@ -203,7 +197,7 @@ def test_a_worker_joins_with_a_worker_token_only(one: ManagerProc) -> None:
             assert_error_body(refused, 401, "unauthorized")
         short_doc = client.post("/v1/cluster/join-tokens", json={"role": "worker", "ttl_s": 0.3}).json()
         short = short_doc["token"]
-        wait_for(lambda: time.time() > short_doc["expires_at"] + 0.05, 5, "the short-lived token to expire")
+        eventually(lambda: time.time() > short_doc["expires_at"] + 0.05, 5, "the short-lived token to expire")
         expired = client.post("/v1/workers/join", json={"token": short, **join})
         assert "expired" in assert_error_body(expired, 401, "unauthorized")["message"]
         assert token not in one.errors() and short not in one.errors(), "a token was logged"
@@ -328,7 +322,7 @@ def test_a_silent_worker_is_written_down_and_its_tasks_run_elsewhere(
     a = FakeWorker.join([addr], token)
     workers.append(a.keep_alive())
     create_service(addr, "web", replicas=2)
-    wait_for(lambda: len(a.task_ids()) == 2, 10, "both tasks on the only worker")
+    eventually(lambda: len(a.task_ids()) == 2, 10, "both tasks on the only worker")
     b = FakeWorker.join([addr], token)
     workers.append(b.keep_alive())
     time.sleep(HEARTBEAT_S)  # b is alive for a while: it is not written down meanwhile
@@ -336,10 +330,10 @@ def test_a_silent_worker_is_written_down_and_its_tasks_run_elsewhere(
 
     a.stop()
     stopped = time.monotonic()
-    wait_for(lambda: node_state(addr, a.name) == "down", GRACE_S + 5, f"{a.name} written down")
+    eventually(lambda: node_state(addr, a.name) == "down", GRACE_S + 5, f"{a.name} written down")
     assert time.monotonic() - stopped >= GRACE_S - HEARTBEAT_S - 0.5, "written down before its grace"
     assert node_state(addr, b.name) == "ready"
-    wait_for(lambda: len(b.task_ids()) == 2, 10, "the tasks replaced on the live worker")
+    eventually(lambda: len(b.task_ids()) == 2, 10, "the tasks replaced on the live worker")
     old = [t for t in tasks(addr, "web") if t["node"] == a.name]
     assert len(old) == 2 and all(t["state"] == "failed" for t in old), old
     assert {t["node"] for t in live(addr, "web")} == {b.name}
@@ -360,17 +354,17 @@ def test_a_removed_worker_loses_its_session_and_its_tasks_are_replaced(
     b = FakeWorker.join([addr], token)
     workers += [a.keep_alive(), b.keep_alive()]
     create_service(addr, "web", replicas=2)
-    wait_for(lambda: len(a.task_ids()) == 1 and len(b.task_ids()) == 1, 10, "one task on each worker")
+    eventually(lambda: len(a.task_ids()) == 1 and len(b.task_ids()) == 1, 10, "one task on each worker")
     with api(addr, 10) as client:
         r = client.post(f"/v1/nodes/{a.name}/availability", json={"availability": "drain"})
         assert r.status_code == 200 and r.json()["availability"] == "drain", r.text
-        wait_for(lambda: not a.task_ids() and len(b.task_ids()) == 2, 10, "the drained worker's task moved")
+        eventually(lambda: not a.task_ids() and len(b.task_ids()) == 2, 10, "the drained worker's task moved")
         assert client.post(f"/v1/nodes/{a.name}/availability", json={"availability": "x"}).status_code == 400
         r = client.post(f"/v1/nodes/{a.name}/availability", json={"availability": "active"})
         assert r.status_code == 200 and r.json()["availability"] == "active"
         r = client.delete(f"/v1/nodes/{b.name}")
         assert r.status_code == 200, r.text
-    wait_for(lambda: len(a.task_ids()) == 2, 10, "the removed worker's tasks replaced")
+    eventually(lambda: len(a.task_ids()) == 2, 10, "the removed worker's tasks replaced")
     b.stop()
     with api(addr, 10) as client:
         r = client.post("/v1/dispatcher/session", json={"node": b.name, "known": None}, headers=b.headers)
@@ -385,7 +379,7 @@ def test_logs_are_relayed_from_the_worker_to_the_client(one: ManagerProc, worker
     w = FakeWorker.join([addr], worker_token(addr))
     workers.append(w.keep_alive())
     create_service(addr, "web", replicas=2)
-    wait_for(lambda: len(w.task_ids()) == 2, 10, "tasks assigned")
+    eventually(lambda: len(w.task_ids()) == 2, 10, "tasks assigned")
     with api(addr, 10) as client:
         r = client.get("/v1/services/web/logs")
         assert_error_body(r, 409, "conflict")  # no container reported yet
@@ -474,12 +468,12 @@ def test_sessions_through_a_follower_and_a_fresh_grace_after_leader_kill(
     a.managers = [m.api_addr for m in followers] + [leader.api_addr]
     workers += [a.keep_alive(), b.keep_alive()]
     create_service(via, "web", replicas=2)
-    wait_for(lambda: len(a.task_ids()) == 1 and len(b.task_ids()) == 1, 10, "one task on each worker")
+    eventually(lambda: len(a.task_ids()) == 1 and len(b.task_ids()) == 1, 10, "one task on each worker")
 
     leader.kill()
     survivors = [m for m in three.managers if m is not leader]
     new = three.leader(survivors)
-    wait_for(lambda: "leader services started" in new.errors(), 10, "the new leader's services")
+    eventually(lambda: "leader services started" in new.errors(), 10, "the new leader's services")
     # The workers were last heard by the dead leader; the new one must not write them down. Watch for
     # longer than the grace, while they keep calling.
     before = {w.name: w.answers for w in (a, b)}

@@ -16,7 +16,8 @@ import sys
 import time
 from pathlib import Path
 
-from tests.integration.nodeproc import REPO_ROOT, child_env, processes_under
+from tests.integration.managers import child_env
+from tests.integration.nodeproc import REPO_ROOT, processes_under
 
 RUN_TIMEOUT_S = 120.0
 DRILL = [sys.executable, "-m", "warren", "drill"]

@@ -38,9 +38,11 @@ from typing import Any
 import pytest
 
 from tests.integration import managers as harness
-from tests.integration.managers import DaemonProc, cli, parse_metrics, wait_for
+from tests.integration.managers import DaemonProc, cli, parse_metrics
 from tests.integration.netns import NetnsLab, unavailable_reason
-from tests.integration.nodeproc import REPO_ROOT, free_port
+from tests.integration.nodeproc import REPO_ROOT
+from warren.testing.process import free_port
+from warren.testing.wait import eventually
 
 UNIT = REPO_ROOT / "packaging" / "systemd" / "warren-manager.service"
 GUIDE_IPS = ("192.168.1.10", "192.168.1.11", "192.168.1.12")
@@ -146,7 +148,7 @@ def wait_ready(proc: DaemonProc, host: Host, timeout: float = 45.0) -> None:
         with harness.api(host.api, 2.0) as client:
             return client.get("/v1/ready").status_code == 200
 
-    wait_for(ready, timeout, f"{proc.label} to start and be ready", detail=proc.log_tail)
+    eventually(ready, timeout, f"{proc.label} to start and be ready", detail=proc.log_tail)
 
 
 def info(host: Host) -> dict[str, Any]:
@@ -257,7 +259,7 @@ def test_the_guide_walked_in_order(walk: Walk, tmp_path: Path) -> None:
 
     # -- Failover: the leader crashes ---------------------------------------------------------------
     m1.kill()
-    new_leader = wait_for(lambda: leader_name(h2) if leader_name(h2) in (m2.name, m3.name) else None,
+    new_leader = eventually(lambda: leader_name(h2) if leader_name(h2) in (m2.name, m3.name) else None,
                           30, "a new leader among managers 2 and 3")
     assert leader_name(h3) in (new_leader, None)
     # The guide's "After: Manager-1 ✗ [DOWN]", quorum kept by the other two.
@@ -265,7 +267,7 @@ def test_the_guide_walked_in_order(walk: Walk, tmp_path: Path) -> None:
         out = cli("cluster", "info", "--manager", h2.api).ok().stdout
         return out if "unreachable" in out else None
 
-    after = wait_for(shown_down, 30, "manager 1 shown unreachable")
+    after = eventually(shown_down, 30, "manager 1 shown unreachable")
     lines_in_order(after, [
         r"Raft Quorum: 3 managers \(needs 2 for majority\)",
         rf"Leader: {re.escape(new_leader)} \(.+\)",
@@ -273,7 +275,7 @@ def test_the_guide_walked_in_order(walk: Walk, tmp_path: Path) -> None:
     ])  # fmt: skip
     cli("cluster", "join-token", "worker", "-q", "--manager", h3.api).ok()  # writes succeed
     walk.rerun(1, m1)  # "Restart failed manager" / "Verify rejoins cluster"
-    wait_for(lambda: leader_name(h1) == new_leader or None, 30, "manager 1 to follow the new leader")
+    eventually(lambda: leader_name(h1) == new_leader or None, 30, "manager 1 to follow the new leader")
 
     # -- Failover: a follower crashes (no election, writes continue) -----------------------------------
     lead = {m2.name: (m2, h2), m3.name: (m3, h3)}[new_leader]
@@ -284,7 +286,7 @@ def test_the_guide_walked_in_order(walk: Walk, tmp_path: Path) -> None:
     assert leader_name(lead[1]) == new_leader
     assert info(lead[1])["raft"]["term"] == term  # no election was needed
     walk.rerun(1, follower)
-    wait_for(lambda: leader_name(follower_host) == new_leader or None, 30, "manager 1 back as a follower")
+    eventually(lambda: leader_name(follower_host) == new_leader or None, 30, "manager 1 back as a follower")
 
     # -- Monitor manager health: `curl http://manager:9090/metrics | grep raft_` -------------------------
     curl = "import sys, urllib.request; sys.stdout.write(urllib.request.urlopen(sys.argv[1]).read().decode())"
@@ -302,17 +304,17 @@ def test_the_guide_walked_in_order(walk: Walk, tmp_path: Path) -> None:
     order = sorted(by_name, key=lambda n: n == new_leader)  # the leader last: one hand-over only
     for n in order:
         i, proc, host = by_name[n]
-        assert proc.terminate() == 0
+        assert proc.stop() == 0
         walk.rerun(i, proc, wan)
     assert walk.commands[0][:2] == ["cluster", "init"] and walk.commands[0][-4:] == wan  # the guide's command
-    leader = wait_for(lambda: leader_name(h1), 30, "a leader after the rolling restart")
+    leader = eventually(lambda: leader_name(h1), 30, "a leader after the rolling restart")
     i, dead, _ = by_name[leader]
     survivors = [h for j, h in enumerate(walk.hosts, start=1) if j != i]
     # A follower now waits 1 s (heartbeat timeout) + up to 1 s (election timeout) without a leader, after
     # the 2 s leader lease: no new leader within 2 s of the crash (the defaults replace it in ~0.5 s).
     dead.kill()
     killed = time.monotonic()
-    wait_for(lambda: next((n for h in survivors if (n := leader_name(h)) not in (None, leader)), None),
+    eventually(lambda: next((n for h in survivors if (n := leader_name(h)) not in (None, leader)), None),
              30, "a new leader with the WAN timers")
     assert time.monotonic() - killed >= 2.0, "the WAN timers did not take effect"
     walk.rerun(i, dead)
@@ -326,7 +328,7 @@ def test_the_guide_walked_in_order(walk: Walk, tmp_path: Path) -> None:
     assert 'WARREN_MANAGER_COMMAND=cluster init' in unit["Service"]["Environment"]
     # `sudo systemctl stop warren-manager` on manager 1: SIGTERM to `warren cluster init ...`.
     assert walk.commands[0][:2] == ["cluster", "init"]
-    assert m1.terminate() == 0
+    assert m1.stop() == 0
     archive = tmp_path / f"warren-backup-{time.strftime('%Y%m%d')}.tar.gz"
     with tarfile.open(archive, "w:gz") as tar:  # `tar czf ... /var/lib/warren` (the whole data dir)
         tar.add(m1.data_dir, arcname="var/lib/warren")
@@ -351,7 +353,7 @@ def test_the_guide_walked_in_order(walk: Walk, tmp_path: Path) -> None:
     assert "State restored from" in restored.output()
     assert info(h1)["cluster_id"] == cluster_id
     # Under the unit: stop, then the unit's own command (no --restore) resumes the restored manager.
-    assert restored.terminate() == 0
+    assert restored.stop() == 0
     command = walk.commands[-1]
     restore_flags = ("--restore", "--restore-key")
     resume = [a for k, a in enumerate(command)

@@ -7,7 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.integration.managers import ManagerProc, cli, get_json, manager_clusters, wait_for
+from tests.integration.managers import ManagerProc, cli, get_json, manager_clusters
+from warren.testing.wait import eventually
 
 HYBRID_FLAGS = [
     "--raft-heartbeat-timeout", "500ms", "--raft-election-timeout", "500ms", "--runtime", "process",
@@ -52,7 +53,7 @@ def running(addr: str, service: str) -> list[dict[str, object]]:
 
 def test_hybrid_manager_runs_tasks_and_apply_is_idempotent(hybrid: ManagerProc, tmp_path: Path) -> None:
     addr = hybrid.api_addr
-    node = wait_for(
+    node = eventually(
         lambda: [n for n in get_json(addr, "/v1/nodes") if n["role"] == "worker" and n["state"] == "ready"],
         30,
         "the manager's local worker to register",
@@ -64,7 +65,7 @@ def test_hybrid_manager_runs_tasks_and_apply_is_idempotent(hybrid: ManagerProc, 
     path.write_text(SERVICES)
     first = cli("apply", "-f", str(path), "--manager", addr).ok()
     assert "service/alpha created" in first.stdout and "service/beta created" in first.stdout, first.stdout
-    wait_for(
+    eventually(
         lambda: len(running(addr, "alpha")) == 2 and len(running(addr, "beta")) == 1, 30, "tasks running"
     )
     assert {t["node"] for t in running(addr, "alpha")} == {node["name"]}
@@ -76,7 +77,7 @@ def test_hybrid_manager_runs_tasks_and_apply_is_idempotent(hybrid: ManagerProc, 
     path.write_text(SERVICES.replace("replicas: 2", "replicas: 3"))
     third = cli("apply", "-f", str(path), "--manager", addr).ok()
     assert "service/alpha updated" in third.stdout and "service/beta unchanged" in third.stdout, third.stdout
-    wait_for(lambda: len(running(addr, "alpha")) == 3, 30, "alpha scaled to 3 by apply")
+    eventually(lambda: len(running(addr, "alpha")) == 3, 30, "alpha scaled to 3 by apply")
     after = {s["name"]: s["version"] for s in get_json(addr, "/v1/services")}
     assert after["beta"] == versions["beta"], "an unchanged service is not written"
 

@@ -12,16 +12,9 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.integration.managers import (
-    ManagerCluster,
-    ManagerProc,
-    api,
-    assert_error_body,
-    cli,
-    service_names,
-    wait_for,
-)
+from tests.integration.managers import ManagerCluster, ManagerProc, api, assert_error_body, cli, service_names
 from warren.pki.join import new_join_key
+from warren.testing.wait import eventually
 
 
 @dataclass
@@ -72,13 +65,13 @@ def test_backup_under_load_restores_every_acknowledged_write(
     thread = threading.Thread(target=writer.run, name="writer", daemon=True)
     thread.start()
     try:
-        wait_for(lambda: len(writer.acked) >= 30, 30, "the writer to get 30 writes acknowledged")
+        eventually(lambda: len(writer.acked) >= 30, 30, "the writer to get 30 writes acknowledged")
         backup = tmp_path / "warren-backup.db"
         started = time.monotonic()
         result = cli("cluster", "backup", "--output", str(backup), "--manager", follower.api_addr)
         # Keep writing a little after the backup: those writes may or may not be in it.
         count = len(writer.acked)
-        wait_for(lambda: len(writer.acked) >= count + 10, 30, "10 more writes after the backup")
+        eventually(lambda: len(writer.acked) >= count + 10, 30, "10 more writes after the backup")
     finally:
         writer.stop.set()
         thread.join(30)
@@ -91,7 +84,7 @@ def test_backup_under_load_restores_every_acknowledged_write(
 
     # Stop the whole cluster, then found a new one from the backup in a fresh data dir.
     for m in managers:
-        assert m.terminate() == 0, m.log_tail()
+        assert m.stop() == 0, m.log_tail()
     # With the old cluster's data key (any manager's), the restore keeps its CA, so the tokens (which pin
     # it) and workers' certificates stay valid.
     restored_cluster = make_managers()
@@ -163,7 +156,7 @@ def test_restore_without_the_data_key_gets_a_new_ca_and_says_what_it_left(
     backup = tmp_path / "backup.db"
     cli("cluster", "backup", "--output", str(backup), "--manager", first.api_addr).ok()
     assert b"not in any backup in the clear" not in backup.read_bytes()
-    assert first.terminate() == 0, first.log_tail()
+    assert first.stop() == 0, first.log_tail()
 
     # Another cluster's key (or any 32 bytes) does not open the backup's CA: refused (a bad flag value,
     # exit 2) before anything is written, so the same data dir takes the next attempt.

@@ -20,9 +20,9 @@ from tests.integration.managers import (
     cli,
     create_service,
     service_names,
-    wait_for,
 )
 from tests.integration.nodeproc import REPO_ROOT
+from warren.testing.wait import eventually
 
 FORWARDED = "x-warren-forwarded-to"
 
@@ -70,7 +70,7 @@ def test_three_managers_forward_fail_over_and_resume(make_managers: Callable[...
         rows = manager_rows(text)
         return text if len(rows) == 3 and all(r[3] == "ready" for r in rows) else None
 
-    table = wait_for(three_ready, 10, "cluster info to show 3 ready managers")
+    table = eventually(three_ready, 10, "cluster info to show 3 ready managers")
     rows = manager_rows(table)
     assert "Raft Quorum: 3 managers (needs 2 for majority)" in table, table
     assert [r[2] for r in rows].count("Leader") == 1, table
@@ -131,7 +131,7 @@ def test_three_managers_forward_fail_over_and_resume(make_managers: Callable[...
         )
         return info if ok else None
 
-    info = wait_for(old_leader_unreachable, 10, "cluster info to show the old leader unreachable")
+    info = eventually(old_leader_unreachable, 10, "cluster info to show the old leader unreachable")
     assert info["leader"]["name"] != leader.name
     assert info["quorum"] == {"managers": 3, "needed": 2, "reachable": 2, "ok": True}, info["quorum"]
     metrics = new.metrics()
@@ -145,7 +145,7 @@ def test_three_managers_forward_fail_over_and_resume(make_managers: Callable[...
     caught_up = c.wait_same_services([leader], new)
     assert {"after-m2", "after-m3"} <= set(service_names(caught_up))
     assert c.leader() is new  # rejoining does not disturb the leader
-    wait_for(
+    eventually(
         lambda: all(r["status"] == "ready" for r in leader.info()["managers"]),
         10,
         "the resumed manager to see all three managers ready",
@@ -168,7 +168,7 @@ def test_follower_loss_keeps_the_term_and_the_writes(make_managers: Callable[...
     # Wait until the dead follower has been silent for longer than the largest election timeout
     # (2 x 500 ms): an election caused by its loss would have happened by then.
     peer_contact = f'warren_raft_peer_last_contact_seconds{{peer="{raft_id}"}}'
-    wait_for(lambda: leader.metrics()[peer_contact] > 1.5, 10, "the dead follower to be silent for 1.5 s")
+    eventually(lambda: leader.metrics()[peer_contact] > 1.5, 10, "the dead follower to be silent for 1.5 s")
     for m in (leader, other):
         metrics = m.metrics()
         assert metrics["warren_raft_term"] == term, f"{m.label}: an election happened after a follower died"
@@ -208,7 +208,7 @@ def test_two_managers_without_quorum_refuse_writes(make_managers: Callable[..., 
         env=child_env(),
     )
     try:
-        info = wait_for(lambda: quorum_lost(survivor), 10, "cluster info -o json to report quorum.ok false")
+        info = eventually(lambda: quorum_lost(survivor), 10, "cluster info -o json to report quorum.ok false")
         assert info["quorum"]["reachable"] == 1 and info["quorum"]["needed"] == 2, info["quorum"]
         table = cli("cluster", "info", "--manager", survivor.api_addr).ok().stdout
         assert "Raft Quorum: LOST (1 of 2 managers reachable, needs 2 for majority)" in table, table
@@ -249,7 +249,7 @@ def test_lone_leader_without_quorum_answers_writes_with_503(
     (follower,) = c.followers(leader)
     follower.kill()
 
-    info = wait_for(lambda: quorum_lost(leader), 10, "cluster info -o json to report quorum.ok false")
+    info = eventually(lambda: quorum_lost(leader), 10, "cluster info -o json to report quorum.ok false")
     assert info["quorum"]["reachable"] == 1, info["quorum"]
     assert "Raft Quorum: LOST" in cli("cluster", "info", "--manager", leader.api_addr).ok().stdout
 
@@ -288,7 +288,7 @@ def test_five_managers_survive_two_failures_not_three(make_managers: Callable[..
     c.followers(new_leader)[0].kill()
     remaining = [m for m in managers if m.alive]
     assert len(remaining) == 2
-    lost = wait_for(lambda: quorum_lost(remaining[0]), 15, "the quorum loss to be reported")
+    lost = eventually(lambda: quorum_lost(remaining[0]), 15, "the quorum loss to be reported")
     assert lost["quorum"]["reachable"] == 2 and lost["quorum"]["needed"] == 3, lost["quorum"]
     with api(remaining[0].api_addr, timeout=10) as client:
         response = client.post("/v1/services", json={"name": "three-down", "image": "nginx"})

@@ -15,7 +15,8 @@ from collections.abc import Callable
 import httpx
 import pytest
 
-from tests.integration.managers import ManagerCluster, ManagerProc, api, get_json, wait_for
+from tests.integration.managers import ManagerCluster, ManagerProc, api, get_json
+from warren.testing.wait import eventually
 
 LOG_FILE = "raft-log.redb"
 SECRET_BYTES = 400 * 1024  # under the default max_secret_bytes (500 KiB): the log grows fast
@@ -80,12 +81,12 @@ def test_a_manager_with_a_full_raft_disk_exits_naming_file_and_errno(
         acked.append("after")
         for m in (m1, m2):
             what = f"{m.label} to hold every acknowledged secret"
-            wait_for(lambda m=m: set(acked) <= _secret_names(m), 20, what)
+            eventually(lambda m=m: set(acked) <= _secret_names(m), 20, what)
 
         # With space again, m3 restarts from its intact log and catches up.
         subprocess.run(["mount", "-o", "remount,size=256m", str(raft_dir)], check=True)
         m3.restart()
-        wait_for(lambda: set(acked) <= _secret_names(m3), 30, "m3 to hold every acknowledged secret")
+        eventually(lambda: set(acked) <= _secret_names(m3), 30, "m3 to hold every acknowledged secret")
     finally:
         m3.kill()
         subprocess.run(["umount", "-l", str(raft_dir)], check=False)

@@ -9,7 +9,8 @@ from typing import Any
 
 import pytest
 
-from tests.integration.managers import ManagerCluster, cli, create_service, wait_for
+from tests.integration.managers import ManagerCluster, cli, create_service
+from warren.testing.wait import eventually
 
 pytestmark = pytest.mark.integration
 
@@ -35,7 +36,7 @@ def test_node_rm_of_a_dead_manager_then_survive_the_next_failure(
         info = leader.info()
         return info if info["quorum"]["managers"] == 2 else None
 
-    info = wait_for(two_voters, 10.0, "the voter set to shrink to 2")
+    info = eventually(two_voters, 10.0, "the voter set to shrink to 2")
     assert [m["name"] for m in info["managers"]] == [leader.name, a.name]
     listed = json.loads(cli("node", "list", "-o", "json", "--manager", leader.api_addr).ok().stdout)
     assert b.name not in {n["name"] for n in listed}

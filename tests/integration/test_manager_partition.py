@@ -15,9 +15,9 @@ from tests.integration.managers import (
     create_service,
     manager_clusters,
     service_names,
-    wait_for,
 )
 from tests.integration.netns import NetnsLab, unavailable_reason
+from warren.testing.wait import eventually
 
 # Each manager has a namespace (and an address) of its own: the default ports do not clash.
 PORTS = (8080, 7946, 9090)
@@ -92,6 +92,6 @@ def test_isolated_leader_loses_writes_keeps_stale_reads_and_catches_up(
     response = create_service(old.api_addr, "after-heal")
     assert response.status_code == 201, response.text
     assert response.headers.get("x-warren-forwarded-to") == leader.api_addr
-    wait_for(
+    eventually(
         lambda: "after-heal" in service_names(old.services()), 10, "the healed manager to apply new writes"
     )

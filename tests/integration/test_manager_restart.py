@@ -11,13 +11,8 @@ from functools import partial
 
 import httpx
 
-from tests.integration.managers import (
-    ManagerCluster,
-    ManagerProc,
-    api,
-    service_names,
-    wait_for,
-)
+from tests.integration.managers import ManagerCluster, ManagerProc, api, service_names
+from warren.testing.wait import eventually
 
 # One write is given up (and the test fails) after trying for this long across all managers; seconds.
 GIVE_UP_S = 30.0
@@ -95,12 +90,12 @@ def test_rolling_sigterm_restart_loses_no_acknowledged_write(
     thread.start()
     handovers = 0
     try:
-        wait_for(lambda: len(writer.acked) >= 20, 30, "20 acknowledged writes before the first restart")
+        eventually(lambda: len(writer.acked) >= 20, 30, "20 acknowledged writes before the first restart")
         for m in managers:
             leader = c.leader()
             was_leader = leader is m
             term = leader.info()["raft"]["term"]
-            assert m.terminate() == 0, f"{m.label} exited non-zero on SIGTERM\n{m.log_tail()}"
+            assert m.stop() == 0, f"{m.label} exited non-zero on SIGTERM\n{m.log_tail()}"
             log = m.errors()
             assert "manager stopped" in log, m.log_tail()
             if was_leader:
@@ -116,7 +111,7 @@ def test_rolling_sigterm_restart_loses_no_acknowledged_write(
             m.restart()
             assert "Raft consensus resumed (3 managers)" in m.output(), m.output()
             more = partial(writer.has_acked, len(writer.acked) + 10)
-            wait_for(more, 30, f"10 more writes after {m.label} restarted")
+            eventually(more, 30, f"10 more writes after {m.label} restarted")
     finally:
         writer.stop.set()
         thread.join(GIVE_UP_S + 15)

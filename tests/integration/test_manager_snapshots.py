@@ -7,7 +7,8 @@ from collections.abc import Callable
 
 import pytest
 
-from tests.integration.managers import TIMER_FLAGS, ManagerCluster, api, wait_for
+from tests.integration.managers import TIMER_FLAGS, ManagerCluster, api
+from warren.testing.wait import eventually
 
 pytestmark = pytest.mark.integration
 
@@ -31,7 +32,7 @@ def test_snapshot_compaction_join_and_restart(make_managers: Callable[..., Manag
         m = first.metrics()
         return m if m["warren_raft_purged_index"] >= SNAPSHOT_EVERY else None
 
-    metrics = wait_for(compacted, 20.0, "a snapshot and log compaction on the first manager")
+    metrics = eventually(compacted, 20.0, "a snapshot and log compaction on the first manager")
     assert metrics["warren_raft_snapshot_index"] >= metrics["warren_raft_purged_index"]
 
     # The entries before the snapshot are gone from the leader's log: the joiner needs the snapshot.

@@ -6,15 +6,9 @@ import secrets
 import time
 from collections.abc import Callable
 
-from tests.integration.managers import (
-    ManagerCluster,
-    ManagerProc,
-    api,
-    assert_error_body,
-    cli,
-    wait_for,
-)
+from tests.integration.managers import ManagerCluster, ManagerProc, api, assert_error_body, cli
 from warren.pki.join import new_join_key
+from warren.testing.wait import eventually
 
 
 def refused_join(c: ManagerCluster, token: str, via: ManagerProc) -> str:
@@ -69,7 +63,7 @@ def test_join_tokens_are_checked_and_never_logged(make_managers: Callable[..., M
     assert response.status_code == 201, response.text
     short = response.json()
     tokens.append(short["token"])
-    wait_for(lambda: time.time() > short["expires_at"] + 0.05, 5, "the 1 s token to expire")
+    eventually(lambda: time.time() > short["expires_at"] + 0.05, 5, "the 1 s token to expire")
     assert "expired" in refused_join(c, short["token"], founder)
 
     # Rotation: A issued, then B with --rotate; A is refused as rotated, B admits a manager.

@@ -16,8 +16,9 @@ import httpx
 import pytest
 
 from tests.integration import managers as harness
-from tests.integration.managers import ManagerCluster, api, assert_error_body, wait_for
+from tests.integration.managers import ManagerCluster, api, assert_error_body
 from tests.integration.nodeproc import REPO_ROOT
+from warren.testing.wait import eventually
 
 pytestmark = pytest.mark.integration
 
@@ -65,7 +66,7 @@ def test_the_leader_refuses_what_an_older_manager_cannot_apply(
         assert client.post("/v1/services", json={"name": "web", "image": "busybox"}).status_code == 201
 
     # Upgrade the older manager in place; then the command is accepted.
-    assert second.terminate() == 0
+    assert second.stop() == 0
     second.prefix = newer
     second.restart()
 
@@ -74,10 +75,10 @@ def test_the_leader_refuses_what_an_older_manager_cannot_apply(
             response = client.post("/v1/secrets", json=secret("db-password"))
         return response if response.status_code == 201 else None
 
-    wait_for(accepted, 30, "secret create accepted once every manager is upgraded")
+    eventually(accepted, 30, "secret create accepted once every manager is upgraded")
 
     def replicated() -> bool:
         with api(second.api_addr) as client:
             return [s["name"] for s in client.get("/v1/secrets").json()] == ["db-password"]
 
-    wait_for(replicated, 10, "the secret on the upgraded manager")
+    eventually(replicated, 10, "the secret on the upgraded manager")

@@ -8,8 +8,9 @@ from typing import Any
 
 import pytest
 
-from tests.integration.managers import get_json, wait_for
+from tests.integration.managers import get_json
 from tests.integration.workers import Fleet, fleets
+from warren.testing.wait import eventually
 
 
 @pytest.fixture(scope="module")
@@ -43,14 +44,14 @@ def healthy(fleet: Fleet, name: str, count: int) -> list[dict[str, Any]]:
         running = fleet.running(name)
         return running if len(running) == count and all(t["health"] == "healthy" for t in running) else None
 
-    return wait_for(check, 30, f"{count} healthy tasks of {name}")
+    return eventually(check, 30, f"{count} healthy tasks of {name}")
 
 
 def test_update_rolls_out_new_tasks_start_first(fleet: Fleet) -> None:
     fleet.create("smooth", **spec(["true"], order="start-first", parallelism=2))
     old = {t["spec_digest"] for t in healthy(fleet, "smooth", 3)}
     fleet.update("smooth", env={"VERSION": "2"})
-    wait_for(
+    eventually(
         lambda: (service(fleet, "smooth")["update_status"] or {}).get("state") == "completed",
         60,
         "the update to complete",
@@ -65,7 +66,7 @@ def test_failing_health_check_pauses_the_update(fleet: Fleet) -> None:
     fleet.create("careful", **spec(["true"], failure_action="pause"))
     old_digest = healthy(fleet, "careful", 3)[0]["spec_digest"]
     fleet.update("careful", health={"kind": "cmd", "cmd": ["false"], "interval_s": 0.3, "retries": 2})
-    status = wait_for(
+    status = eventually(
         lambda: (s := service(fleet, "careful")["update_status"]) and s.get("state") == "paused" and s,
         60,
         "the update to pause",
@@ -79,7 +80,7 @@ def test_failing_health_check_pauses_the_update(fleet: Fleet) -> None:
 
     # `service rollback` returns to the previous spec: every task healthy on the old digest again.
     fleet.cli("service", "rollback", "careful").ok()
-    wait_for(
+    eventually(
         lambda: (service(fleet, "careful")["update_status"] or {}).get("state") == "rollback_completed",
         60,
         "the requested rollback to be reported complete",
@@ -94,7 +95,7 @@ def test_failing_health_check_rolls_back_automatically(fleet: Fleet) -> None:
     fleet.create("undo", **spec(["true"], failure_action="rollback"))
     old_digest = healthy(fleet, "undo", 3)[0]["spec_digest"]
     fleet.update("undo", health={"kind": "cmd", "cmd": ["false"], "interval_s": 0.3, "retries": 2})
-    wait_for(
+    eventually(
         lambda: (service(fleet, "undo")["update_status"] or {}).get("state") == "rollback_completed",
         60,
         "the automatic rollback to complete",

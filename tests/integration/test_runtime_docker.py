@@ -18,7 +18,6 @@ from typing import Any, TypeVar
 import pytest
 
 from tests.integration.images import TEST_IMAGE, ensure_image
-from tests.integration.nodeproc import free_port
 from warren.runtime.base import (
     LABEL_CLUSTER,
     LABEL_NODE,
@@ -32,6 +31,7 @@ from warren.runtime.base import (
     TaskRun,
 )
 from warren.runtime.docker import DockerRuntime
+from warren.testing.process import free_port
 
 pytestmark = pytest.mark.anyio
 

@@ -22,7 +22,7 @@ from typing import Any, TypeVar
 
 import pytest
 
-from tests.integration.nodeproc import child_env
+from tests.integration.managers import child_env
 from warren.config import RuntimeSettings
 from warren.runtime.base import (
     LABEL_CLUSTER,

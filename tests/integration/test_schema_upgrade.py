@@ -10,7 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.integration.managers import TIMER_FLAGS, ManagerCluster, api, wait_for
+from tests.integration.managers import TIMER_FLAGS, ManagerCluster, api
+from warren.testing.wait import eventually
 
 pytestmark = pytest.mark.integration
 
@@ -36,9 +37,9 @@ def test_a_manager_restarted_on_a_previous_schema_snapshot_upgrades_it(
         for i in range(40):
             spec = {"name": f"s{i}", "image": "busybox", "replicas": i % 3, "secrets": ["db-password"]}
             assert client.post("/v1/services", json=spec).status_code == 201
-        wait_for(lambda: manager.metrics()["warren_raft_snapshot_index"] >= 30, 20, "a snapshot")
+        eventually(lambda: manager.metrics()["warren_raft_snapshot_index"] >= 30, 20, "a snapshot")
         before = {path: client.get(path).json() for path in ("/v1/services", "/v1/secrets")}
-    assert manager.terminate() == 0
+    assert manager.stop() == 0
 
     # Turn the manager's own snapshot into what the previous Warren wrote: schema 3 had no
     # schema_migrations table. The result has exactly the tables of a snapshot the code at 2ac1aef made.

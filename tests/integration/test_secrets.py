@@ -21,9 +21,9 @@ from typing import Any
 import pytest
 
 from tests.integration.images import ensure_image
-from tests.integration.managers import wait_for
 from tests.integration.workers import Fleet, WorkerProc, docker_client, fleets, require_docker, task_processes
 from warren.config import default_secrets_dir
+from warren.testing.wait import eventually
 
 pytestmark = pytest.mark.integration
 
@@ -122,7 +122,7 @@ def test_a_container_reads_its_secret_and_a_container_of_another_service_has_non
     assert stat.S_IMODE(os.stat(os.path.dirname(source)).st_mode) == 0o700
     fleet.cli("service", "rm", "uses-secret").ok()
     fleet.cli("service", "rm", "no-secret").ok()
-    wait_for(lambda: not os.path.exists(source), 30, "the task's secrets dir removed with the task")
+    eventually(lambda: not os.path.exists(source), 30, "the task's secrets dir removed with the task")
 
 
 def test_a_process_gets_a_0400_file_that_is_removed_with_the_task(fleet: Fleet, value_file: Path) -> None:
@@ -136,7 +136,7 @@ def test_a_process_gets_a_0400_file_that_is_removed_with_the_task(fleet: Fleet, 
     ).ok()  # fmt: skip
     [task] = fleet.wait_running("proc-secret", 1)
     assert task["node"] == w.name
-    pids = wait_for(lambda: task_processes(f"WARREN_TASK_ID={task['id']}"), 15, "the task's process")
+    pids = eventually(lambda: task_processes(f"WARREN_TASK_ID={task['id']}"), 15, "the task's process")
     directory = env_of(pids[0])["WARREN_SECRETS_DIR"]
     path = Path(directory, "proc-db")
     assert path.read_bytes() == value
@@ -145,7 +145,7 @@ def test_a_process_gets_a_0400_file_that_is_removed_with_the_task(fleet: Fleet, 
     # Only the tasks that use a secret get one: the process worker holds no other task dir.
     assert os.listdir(os.path.dirname(directory)) == [task["id"]]
     fleet.cli("service", "rm", "proc-secret").ok()
-    wait_for(lambda: not os.path.exists(directory), 30, "the task's secrets dir removed with the task")
+    eventually(lambda: not os.path.exists(directory), 30, "the task's secrets dir removed with the task")
 
 
 def test_a_secret_in_use_cannot_be_removed_and_a_service_cannot_name_an_unknown_one(
@@ -162,7 +162,7 @@ def test_a_secret_in_use_cannot_be_removed_and_a_service_cannot_name_an_unknown_
     listed = fleet.cli("secret", "ls").ok().stdout
     assert "in-use" not in listed
     fleet.cli("service", "rm", "holder").ok()
-    wait_for(lambda: no_task_dirs(fleet), 30, "every task's secrets dir removed")
+    eventually(lambda: no_task_dirs(fleet), 30, "every task's secrets dir removed")
 
 
 def test_the_value_is_nowhere_but_in_the_tasks(fleet: Fleet, value_file: Path) -> None:
@@ -193,4 +193,4 @@ def test_the_value_is_nowhere_but_in_the_tasks(fleet: Fleet, value_file: Path) -
                     pytest.fail(f"{path} holds secret values (sha256 {leaked})")
     assert scanned > 5
     fleet.cli("service", "rm", "scan-user").ok()
-    wait_for(lambda: no_task_dirs(fleet), 30, "every task's secrets dir removed")
+    eventually(lambda: no_task_dirs(fleet), 30, "every task's secrets dir removed")

@@ -28,12 +28,12 @@ from tests.integration.managers import (
     assert_error_body,
     cli,
     credentials,
-    wait_for,
 )
 from warren.daemons.servers import SOCKET_NAME
 from warren.formats import split_host_port
 from warren.pki import certs, material
 from warren.pki.join import new_join_key
+from warren.testing.wait import eventually
 
 RESOURCES = {"cpus": 1.0, "memory": 1 << 30, "drivers": ["process"]}
 
@@ -211,7 +211,7 @@ def test_certificates_renew_without_downtime(cluster: tuple[ManagerCluster, Mana
         node = material.load_node(str(m.data_dir))
         assert node is not None and certs.expires_at(node.cert) > time.time()
     # A new connection (new handshake) with the renewed certificates works.
-    wait_for(lambda: len(first.services()) == written, 10, "every write on the first manager")
+    eventually(lambda: len(first.services()) == written, 10, "every write on the first manager")
 
 
 def _raft_handshake(addr: str, ca_pem: bytes, node_pem: Path) -> bool:
@@ -244,6 +244,6 @@ def test_a_removed_manager_is_refused_on_the_raft_port(make_managers: Callable[.
     assert _raft_handshake(leader.raft_addr, ca_pem, removed_pem)
     cli("node", "rm", other.name, "--manager", leader.api_addr).ok()  # a follower, still running
     # Its certificate is still within its lifetime, but every manager now refuses it.
-    wait_for(
+    eventually(
         lambda: not _raft_handshake(leader.raft_addr, ca_pem, removed_pem), 10, "the Raft port to refuse it"
     )

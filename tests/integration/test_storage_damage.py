@@ -11,8 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from tests.integration.managers import TIMER_FLAGS, ManagerCluster, api, wait_for
+from tests.integration.managers import TIMER_FLAGS, ManagerCluster, api
 from tests.integration.workers import Fleet, fleets, task_processes
+from warren.testing.wait import eventually
 
 pytestmark = pytest.mark.integration
 
@@ -42,7 +43,7 @@ def test_worker_restarted_on_a_damaged_worker_db_gets_its_tasks_back_without_dup
     tasks = {t["id"]: t for t in fleet.wait_running("kept", 3)}
     pids = sorted(task_processes("WARREN_SERVICE=kept"))
     assert len(pids) == 3
-    assert worker.terminate() == 0
+    assert worker.stop() == 0
     db = worker.data_dir / "worker.db"
     damage(db)
     damaged = db.read_bytes()
@@ -50,9 +51,9 @@ def test_worker_restarted_on_a_damaged_worker_db_gets_its_tasks_back_without_dup
     worker.start()
     # This incarnation connected, got its assignments and took over each task's process (with an
     # empty cache, only the processes' labels tell it they are its own).
-    wait_for(lambda: "Connected to manager" in worker.output(), 30, "the restarted worker to connect",
+    eventually(lambda: "Connected to manager" in worker.output(), 30, "the restarted worker to connect",
              detail=worker.log_tail)
-    wait_for(lambda: worker.errors().count(": adopted its running container") == 3, 30,
+    eventually(lambda: worker.errors().count(": adopted its running container") == 3, 30,
              "the restarted worker to adopt its 3 tasks", detail=worker.log_tail)
     again = {t["id"]: t for t in fleet.wait_running("kept", 3)}
     assert again.keys() == tasks.keys(), "the same tasks, not replacements"
@@ -65,7 +66,7 @@ def test_worker_restarted_on_a_damaged_worker_db_gets_its_tasks_back_without_dup
 
     # And the new worker.db is in use: a change reaches the worker and the cache records it.
     fleet.update("kept", replicas=1)
-    wait_for(lambda: len(task_processes("WARREN_SERVICE=kept")) == 1, 30, "the scale-down to 1 process")
+    eventually(lambda: len(task_processes("WARREN_SERVICE=kept")) == 1, 30, "the scale-down to 1 process")
     assert len(fleet.running("kept")) == 1
 
 
@@ -85,11 +86,11 @@ def test_manager_restarted_on_a_damaged_state_file_comes_back_with_the_full_stat
                 spec["secrets"] = ["db-password"]
             response = client.post("/v1/services", json=spec)
             assert response.status_code == 201, response.text
-        wait_for(lambda: manager.metrics()["warren_raft_snapshot_index"] >= 30, 20, "a snapshot")
+        eventually(lambda: manager.metrics()["warren_raft_snapshot_index"] >= 30, 20, "a snapshot")
         before = {
             path: client.get(path).json() for path in ("/v1/services", "/v1/secrets", "/v1/nodes")
         }
-    assert manager.terminate() == 0
+    assert manager.stop() == 0
     db = manager.data_dir / "warren.db"
     damage(db)
     damaged = db.read_bytes()

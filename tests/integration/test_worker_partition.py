@@ -11,10 +11,10 @@ from pathlib import Path
 
 import pytest
 
-from tests.integration.managers import wait_for
 from tests.integration.netns import NetnsLab, unavailable_reason
 from tests.integration.test_workers import env_value
 from tests.integration.workers import Fleet, fleets, task_processes
+from warren.testing.wait import eventually
 
 PORTS = (8080, 7946, 9090)
 
@@ -48,12 +48,12 @@ def test_cut_off_worker_keeps_and_restarts_its_tasks_then_reconciles(
     tasks = fleet.wait_running("steady", 2)
     assert {t["node"] for t in tasks} == {cut.name, other.name}
     mine = next(t for t in tasks if t["node"] == cut.name)
-    pid = wait_for(lambda: live_tasks("steady").get(mine["id"]), 20, "the cut-off worker's process")
+    pid = eventually(lambda: live_tasks("steady").get(mine["id"]), 20, "the cut-off worker's process")
 
     lab.isolate(2)
     # Autonomy: the process keeps running; killed, it is restarted in place (same task, new process).
     os.kill(pid, signal.SIGKILL)
-    restarted = wait_for(
+    restarted = eventually(
         lambda: (p := live_tasks("steady").get(mine["id"])) and p != pid and p,
         20,
         "the cut-off worker to restart its crashed task by itself",
@@ -64,7 +64,7 @@ def test_cut_off_worker_keeps_and_restarts_its_tasks_then_reconciles(
     # Meanwhile the manager writes the worker down and runs both replicas on the other worker. (The
     # worker counts itself cut off within heartbeat + session timeout, 3 s, so it can restart its task
     # before the manager's 5 s grace ends: wait for the manager's side rather than for two running.)
-    wait_for(
+    eventually(
         lambda: fleet.cli("node", "inspect", cut.name, "-o", "json").ok().stdout.count('"down"'),
         30,
         "the manager to write the cut-off worker down",
@@ -74,13 +74,13 @@ def test_cut_off_worker_keeps_and_restarts_its_tasks_then_reconciles(
     assert live_tasks("steady").get(mine["id"]) == restarted, "still running on the cut-off worker"
 
     lab.heal(2)
-    wait_for(
+    eventually(
         lambda: fleet.cli("node", "inspect", cut.name, "-o", "json").ok().stdout.count('"ready"'),
         30,
         "the healed worker back to ready",
     )
     running = {t["id"] for t in fleet.wait_running("steady", 2)}
-    final = wait_for(
+    final = eventually(
         lambda: (lambda live: live if set(live) == running else None)(live_tasks("steady")),
         30,
         "exactly the manager's running tasks to have processes (the replaced one stopped)",

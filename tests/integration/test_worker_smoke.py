@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.integration.managers import wait_for
 from tests.integration.workers import fleets, task_processes
+from warren.testing.wait import eventually
 
 SPEC = {"image": "local", "driver": "process", "command": ["sleep", "100000"]}
 
@@ -24,7 +24,7 @@ def test_worker_joins_runs_adopts_and_reports_exits(tmp_path: Path, request: pyt
         addr = fleet.addr
         worker = fleet.add_worker("process")
         # The node is ready once joined; its first session call (and line) may come a little later.
-        wait_for(lambda: f"✓ Connected to manager {addr}" in worker.output(), 30, "the worker to connect",
+        eventually(lambda: f"✓ Connected to manager {addr}" in worker.output(), 30, "the worker to connect",
                  detail=worker.log_tail)
         lines = worker.output().splitlines()
         assert lines[0].startswith("✓ Worker joined cluster cluster-")
@@ -39,12 +39,12 @@ def test_worker_joins_runs_adopts_and_reports_exits(tmp_path: Path, request: pyt
         assert len(pids) == 2
 
         # SIGTERM stops the agent, not its tasks.
-        assert worker.terminate() == 0
+        assert worker.stop() == 0
         assert sorted(worker.task_pids()) == pids
 
         # Started again on its data dir: no token, same node, the same processes adopted.
         worker.start()
-        wait_for(lambda: f"✓ Connected to manager {addr}" in worker.output(), 30, "the worker to reconnect",
+        eventually(lambda: f"✓ Connected to manager {addr}" in worker.output(), 30, "the worker to reconnect",
                  detail=worker.log_tail)
         assert "✓ Worker resumed in cluster cluster-" in worker.output()
         again = fleet.wait_running("smoke", 2)
@@ -61,7 +61,7 @@ def test_worker_joins_runs_adopts_and_reports_exits(tmp_path: Path, request: pyt
             [task] = [t for t in fleet.tasks("smoke") if t["id"] == victim["id"]]
             return task if task["state"] == "failed" else None
 
-        task = wait_for(failed, 10, "the killed task reported failed", interval=0.01, detail=fleet.log_tails)
+        task = eventually(failed, 10, "the killed task reported failed", poll_s=0.01, detail=fleet.log_tails)
         reported_s = time.monotonic() - killed
         assert str(task["message"]).startswith("exited")
         assert reported_s < 1.0, f"the exit took {reported_s:.2f} s to reach the leader"

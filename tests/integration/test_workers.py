@@ -16,7 +16,6 @@ from typing import Any
 import pytest
 
 from tests.integration.images import ensure_image
-from tests.integration.managers import wait_for
 from tests.integration.workers import (
     Fleet,
     containers,
@@ -25,6 +24,7 @@ from tests.integration.workers import (
     require_docker,
     task_processes,
 )
+from warren.testing.wait import eventually
 
 RUNTIMES = ("docker", "process")
 
@@ -94,7 +94,7 @@ def wait_instances(kind: Kind, service: str, count: int, timeout: float = 30.0) 
         found = kind.instances(service)
         return len(found) == count
 
-    wait_for(exact, timeout, f"{count} instances of {service} on {kind.runtime}")
+    eventually(exact, timeout, f"{count} instances of {service} on {kind.runtime}")
     return found
 
 
@@ -132,7 +132,7 @@ def test_crashed_task_is_replaced(cluster: tuple[Fleet, Kind]) -> None:
         by_slot = {t["slot"]: t for t in fleet.running("crashy")}
         return by_slot if len(by_slot) == 2 and by_slot[1]["id"] != victim["id"] else None
 
-    after = wait_for(replaced, 20, "slot 1 replaced by a new task")
+    after = eventually(replaced, 20, "slot 1 replaced by a new task")
     assert after[2]["id"] == before[2]["id"], "the other replica must not be touched"
     old = next(t for t in fleet.tasks("crashy") if t["id"] == victim["id"])
     assert old["state"] == "failed", old
@@ -151,7 +151,7 @@ def test_service_rm_leaves_no_container_or_process(cluster: tuple[Fleet, Kind]) 
     if kind.runtime == "docker":
         label = "warren.service.name=gone"
         leftovers = docker_client().api.containers(all=True, filters={"label": label})
-        wait_for(
+        eventually(
             lambda: not docker_client().api.containers(all=True, filters={"label": label}),
             20,
             f"no container (even stopped) of gone; first seen {leftovers[:1]}",
@@ -179,7 +179,7 @@ def test_constraints_and_resource_limits(cluster: tuple[Fleet, Kind]) -> None:
 
     # Nothing fits: the task stays pending and says why.
     fleet.create("too-big", replicas=1, resources={"memory": 2**49}, **kind.spec())
-    pending = wait_for(
+    pending = eventually(
         lambda: [t for t in fleet.tasks("too-big") if t["state"] == "pending" and t["message"]],
         20,
         "a pending task with a reason",
@@ -189,7 +189,7 @@ def test_constraints_and_resource_limits(cluster: tuple[Fleet, Kind]) -> None:
     assert "pending" in ps.stdout and "memory" in ps.stdout, ps.stdout
 
     fleet.create("nowhere", replicas=1, constraints=["node.labels.zone==mars"], **kind.spec())
-    pending = wait_for(
+    pending = eventually(
         lambda: [t for t in fleet.tasks("nowhere") if t["state"] == "pending" and t["message"]],
         20,
         "a pending task with a reason",
@@ -233,7 +233,7 @@ def test_logs_of_a_service(cluster: tuple[Fleet, Kind]) -> None:
         result = fleet.cli("service", "logs", "talker")
         return result.returncode == 0 and "hello-from-task" in result.stdout
 
-    wait_for(logged, 20, "the task's output in `service logs`")
+    eventually(logged, 20, "the task's output in `service logs`")
     fleet.cli("service", "rm", "talker").ok()
     # `sh` as PID 1 ignores SIGTERM: the stop takes its full timeout; the next test needs it gone.
     wait_instances(kind, "talker", 0)
@@ -245,7 +245,7 @@ def test_worker_restart_adopts_its_tasks(cluster: tuple[Fleet, Kind]) -> None:
     tasks = {t["id"]: t for t in fleet.wait_running("adopted", 2)}
     instances = wait_instances(kind, "adopted", 2)
     worker = fleet.workers[0]
-    assert worker.terminate() == 0
+    assert worker.stop() == 0
     assert kind.instances("adopted") == instances, "stopping the agent must leave its tasks running"
     worker.start()
     worker.wait_ready(fleet.addr)
@@ -297,7 +297,7 @@ def test_global_service_follows_nodes_joining_and_leaving(cluster: tuple[Fleet, 
 
 def test_published_port_answers_and_health_check_passes(cluster: tuple[Fleet, Kind]) -> None:
     fleet, kind = cluster
-    from tests.integration.nodeproc import free_port
+    from warren.testing.process import free_port
 
     port = free_port("127.0.0.1")
     if kind.runtime == "docker":
@@ -310,13 +310,13 @@ def test_published_port_answers_and_health_check_passes(cluster: tuple[Fleet, Ki
         spec["health"] = {"kind": "tcp", "port": port, "interval_s": 0.5}
     fleet.create("web", replicas=1, **spec)
     task = fleet.wait_running("web", 1)[0]
-    wait_for(lambda: next(t for t in fleet.tasks("web") if t["id"] == task["id"])["health"] == "healthy",
+    eventually(lambda: next(t for t in fleet.tasks("web") if t["id"] == task["id"])["health"] == "healthy",
              30, "the web task healthy")
     import httpx
 
     node = next(w for w in fleet.workers if w.name == task["node"])
     assert node
-    response = wait_for(lambda: httpx.get(f"http://127.0.0.1:{port}/", timeout=2), 20, "the published port")
+    response = eventually(lambda: httpx.get(f"http://127.0.0.1:{port}/", timeout=2), 20, "the published port")
     assert response.status_code == 200
     fleet.cli("service", "rm", "web").ok()
 
@@ -346,7 +346,7 @@ def test_killed_worker_tasks_run_elsewhere_within_15s(own_fleet: Fleet) -> None:
         running = fleet.running("moving")
         return len(running) == 4 and {t["node"] for t in running} == {survivor.name}
 
-    wait_for(moved, 30, "all 4 tasks running on the survivor", detail=fleet.log_tails)
+    eventually(moved, 30, "all 4 tasks running on the survivor", detail=fleet.log_tails)
     elapsed = time.monotonic() - t0
     fleet.wait_running("moving", 4)
     assert elapsed < 15, f"tasks took {elapsed:.1f}s to run elsewhere"
@@ -360,7 +360,7 @@ def test_absent_image_fails_the_task_with_the_reason(cluster: tuple[Fleet, Kind]
     fleet, kind = cluster
     fleet.create("ghost", replicas=1, image="warren-no-such-image:1.0", command=["sleep", "1"],
                  restart={"condition": "none"})
-    failed = wait_for(
+    failed = eventually(
         lambda: [t for t in fleet.tasks("ghost") if t["state"] == "failed"],
         60,
         "the task of an absent image to fail",

@@ -27,8 +27,9 @@ from tests.integration.managers import (
     cli,
     get_json,
     manager_clusters,
-    wait_for,
 )
+from warren.testing.process import WARREN
+from warren.testing.wait import eventually
 
 # Generous: a worker's start includes a Docker Engine ping and adoption of what it already runs.
 START_TIMEOUT_S = 45.0
@@ -88,7 +89,8 @@ class WorkerProc(DaemonProc):
             args += ["--label", label]
         if token is not None:
             args += ["--token", token]
-        self.spawn(args)
+        self.argv = [*WARREN, *args]
+        super().start()
 
     def wait_ready(self, via: str, timeout: float = START_TIMEOUT_S) -> None:
         """Until it printed its node ID and the leader (through `via`) lists it ready."""
@@ -100,7 +102,7 @@ class WorkerProc(DaemonProc):
             node = get_json(via, f"/v1/nodes/{self.name}")
             return bool(node["state"] == "ready")
 
-        wait_for(ready, timeout, f"{self.label} to join and be ready", detail=self.log_tail)
+        eventually(ready, timeout, f"{self.label} to join and be ready", detail=self.log_tail)
 
     def task_pids(self) -> list[int]:
         """Processes this worker's process runtime started (WARREN_NODE=<name> in their environment)."""
@@ -213,7 +215,7 @@ class Fleet:
                 return running if running else [{"none": True}]
             return None
 
-        found = wait_for(
+        found = eventually(
             settled, timeout, f"{count} running tasks of {service}", detail=lambda: self._detail(service)
         )
         return [] if found == [{"none": True}] else found

@@ -12,6 +12,7 @@ user's ~/.config is never written.
 from __future__ import annotations
 
 import contextlib
+import os
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
@@ -62,10 +63,19 @@ class ManagerDaemon(Daemon):
             *self.flags,
         ]  # fmt: skip
 
-    def init(self, *extra: str) -> None:
-        """Spawn `warren cluster init` (with `extra` flags, e.g. `--restore FILE`); returns at once. A
-        later `start()` reruns the same command: the manager resumes from its data dir."""
-        self.argv = [*WARREN, "cluster", "init", *self.daemon_flags(), *extra]
+    def init(
+        self,
+        *,
+        restore: str | os.PathLike[str] | None = None,
+        restore_key: str | os.PathLike[str] | None = None,
+    ) -> None:
+        """Spawn `warren cluster init` (optionally `--restore FILE [--restore-key KEY]`); returns at
+        once. A later `start()` reruns the same command: the manager resumes from its data dir."""
+        self.argv = [*WARREN, "cluster", "init", *self.daemon_flags()]
+        if restore is not None:
+            self.argv += ["--restore", str(restore)]
+        if restore_key is not None:
+            self.argv += ["--restore-key", str(restore_key)]
         self.start()
 
     def join(self, token: str, via: str) -> None:

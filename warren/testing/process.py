@@ -29,6 +29,7 @@ WARREN = (sys.executable, "-m", "warren")
 REAP_TIMEOUT_S = 10.0  # a SIGKILLed process to be reaped; seconds
 SIGNAL_EFFECT_TIMEOUT_S = 5.0  # a SIGSTOP to show in /proc (the process state "T"); seconds
 HEADER = "==== "  # starts the line written to the log before each incarnation
+NODE_ID = "Node ID: "  # what a manager or a worker prints before its node name, once it has one
 
 Guard = Callable[[], AbstractContextManager[object]]
 
@@ -83,6 +84,17 @@ def last_line(path: Path) -> str:
     except OSError:
         lines = []
     return lines[-1][-300:] if lines else "(no output)"
+
+
+def _redacted(argv: Sequence[str]) -> list[str]:
+    """`argv` with the value of every `--token` hidden (a join token is a secret: never in a log)."""
+    out = list(argv)
+    for i, arg in enumerate(out):
+        if arg == "--token" and i + 1 < len(out):
+            out[i + 1] = "***"
+        elif arg.startswith("--token="):
+            out[i] = "--token=***"
+    return out
 
 
 class Daemon:
@@ -140,7 +152,8 @@ class Daemon:
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         argv = [*self.prefix, *self.argv]
         with self.guard(), open(self.log_path, "ab") as log, open(self.out_path, "ab") as out:
-            log.write(f"{HEADER}{time.strftime('%H:%M:%S')} start {self.label}: {' '.join(argv)}\n".encode())
+            command = " ".join(_redacted(argv))
+            log.write(f"{HEADER}{time.strftime('%H:%M:%S')} start {self.label}: {command}\n".encode())
             log.flush()
             self._log_offset = log.tell()
             self._out_offset = out.tell()
@@ -252,6 +265,17 @@ class Daemon:
         if self.out_path == self.log_path:
             return read_from(self.log_path, 0)
         return read_from(self.out_path, 0) + read_from(self.log_path, 0)
+
+    @property
+    def name(self) -> str:
+        """The node name from the "Node ID: ..." line of its output (the same in every incarnation)."""
+        for line in read_from(self.out_path, 0).splitlines():
+            if NODE_ID in line:
+                return line.split(NODE_ID, 1)[1].split(")", 1)[0].strip()
+        raise AssertionError(f"{self.label} printed no Node ID\n{self.log_tail()}")
+
+    def has_name(self) -> bool:
+        return NODE_ID in read_from(self.out_path, 0)
 
     def log_size(self) -> int:
         try:

@@ -7,6 +7,8 @@ import time
 from collections.abc import Callable
 from typing import TypeVar
 
+import httpx
+
 T = TypeVar("T")
 
 POLL_S = 0.05  # pause between two looks; seconds
@@ -14,6 +16,11 @@ POLL_S = 0.05  # pause between two looks; seconds
 
 class NotYet(Exception):
     """A polled condition does not hold yet; the message says what was seen instead."""
+
+
+# What a cluster still settling answers: NotYet, a manager down or unreachable (HTTP, OS errors), or an
+# answer that lacks what is looked for yet (KeyError, ValueError).
+UNSETTLED: tuple[type[BaseException], ...] = (NotYet, httpx.HTTPError, OSError, KeyError, ValueError)
 
 
 class WaitTimeout(AssertionError):
@@ -34,13 +41,13 @@ def eventually(
     what: str,
     *,
     poll_s: float = POLL_S,
-    not_yet: tuple[type[BaseException], ...] = (NotYet,),
+    not_yet: tuple[type[BaseException], ...] = UNSETTLED,
     detail: Callable[[], str] | None = None,
     clock: Callable[[], float] = time.monotonic,
 ) -> T:
     """Call `check` every `poll_s` until it returns something truthy, and return that.
 
-    A falsy answer, or one of the `not_yet` exceptions (e.g. NotYet, a manager down), means "not yet";
+    A falsy answer, or one of the `not_yet` exceptions (by default UNSETTLED), means "not yet";
     any other exception ends the wait at once. After `timeout_s`, WaitTimeout names `what`, the last
     answer or exception seen and `detail()` (e.g. log tails) if given.
     """
