@@ -156,7 +156,7 @@ class Daemon:
             log.write(f"{HEADER}{time.strftime('%H:%M:%S')} start {self.label}: {command}\n".encode())
             log.flush()
             self._log_offset = log.tell()
-            self._out_offset = out.tell()
+            self._out_offset = out.seek(0, os.SEEK_END)  # past the header when both are one file
             self.proc = subprocess.Popen(
                 argv,
                 stdin=subprocess.DEVNULL,
