@@ -1,7 +1,7 @@
-"""The text forms Warren reads: durations, sizes, ports, host:port addresses and names.
+"""The text forms Warren reads (and writes back): durations, sizes, ports, host:port addresses and names.
 
-Parsers and patterns only, importing nothing of Warren but its errors, so that settings, the spec, the
-API, the CLI and the daemons read every value the same way.
+Parsers and patterns (and their writers back), importing nothing of Warren but its errors, so that
+settings, the spec, the API, the CLI and the daemons read every value the same way.
 """
 
 from __future__ import annotations
@@ -54,6 +54,18 @@ def parse_duration(text: str) -> float:
 def seconds_to_ms(seconds: float) -> int:
     """Whole milliseconds in `seconds`, as the Raft core counts them."""
     return round(seconds * 1000)
+
+
+def format_duration(seconds: float) -> str:
+    """Go-style short duration, as parse_duration reads it: 86400 -> "24h", 5400 -> "1h30m", 90 ->
+    "1m30s", 0.5 -> "500ms"."""
+    if seconds < 1:
+        return f"{round(seconds * 1000)}ms"
+    total = round(seconds)
+    hours, rest = divmod(total, 3600)
+    minutes, secs = divmod(rest, 60)
+    parts = [f"{hours}h" if hours else "", f"{minutes}m" if minutes else "", f"{secs}s" if secs else ""]
+    return "".join(parts) or "0s"
 
 
 # -- sizes and ports ------------------------------------------------------------------------------

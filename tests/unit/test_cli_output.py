@@ -9,7 +9,7 @@ import pytest
 import yaml
 
 from warren.cli.output import Column, cell, render_list, render_object, table
-from warren.client.text import format_duration
+from warren.formats import format_duration
 
 ROWS: list[dict[str, Any]] = [
     {"name": "a", "n": 1, "tags": ["x"]},

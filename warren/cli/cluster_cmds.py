@@ -11,11 +11,10 @@ from typing import Any
 from warren.cli.output import Format, cell, plural, render, safe_line, table
 from warren.cli.parsing import Subparsers, add_command, duration
 from warren.client import ManagerClient
-from warren.client.text import format_duration
 from warren.config import DEFAULT_API_PORT
 from warren.durable import fsync_dir
 from warren.errors import ConfigError, WarrenError
-from warren.formats import split_host_port
+from warren.formats import format_duration, split_host_port
 
 
 def register(cluster: Subparsers) -> None:

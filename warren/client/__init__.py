@@ -2,7 +2,6 @@
 
     wire.py     addresses, TLS, retries across managers, API errors as Warren's exceptions
     manager.py  ManagerClient: one method per API call
-    text.py     durations worded as the CLI prints them
 """
 
 from __future__ import annotations

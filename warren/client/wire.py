@@ -24,7 +24,6 @@ from urllib.parse import urljoin, urlsplit
 import httpx
 
 from warren import __version__
-from warren.client.text import format_duration
 from warren.config import DEFAULT_API_PORT, ClientSettings, default_data_dir
 from warren.errors import (
     ConfigError,
@@ -33,7 +32,7 @@ from warren.errors import (
     WarrenError,
     error_class,
 )
-from warren.formats import join_host_port, split_host_port
+from warren.formats import format_duration, join_host_port, split_host_port
 from warren.pki import userconfig
 
 # 503 is the API's "not now"; 502/504 come from a load balancer in front of managers (retried for reads
