@@ -299,7 +299,7 @@ class ManagerCluster:
             ManagerProc(i, host, self.base_dir, self.raft_flags, self.admin, ports, prefix)
             for i, (host, ports, prefix) in enumerate(hosts[:n], start=1)
         ]
-        form(self.managers, _join_token, self.wait_member)
+        form(n, iter(self.managers).__next__, _join_token, self.wait_member)
         return self.wait_stable()
 
     def wait_member(self, m: ManagerProc, timeout_s: float = FORM_TIMEOUT_S) -> None:

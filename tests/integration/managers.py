@@ -294,13 +294,12 @@ class ManagerCluster:
 
     def form(self, n: int) -> list[ManagerProc]:
         """init + (n - 1) joins with a token from the CLI, one after another; returns the managers."""
-        new = [self.new_manager() for _ in range(n)]
 
         def joined(m: ManagerProc) -> None:
-            if m is not new[0]:
+            if m is not self.managers[0]:
                 self.join_outputs.append(m.output())
 
-        harness.form(new, self.join_token, joined)
+        harness.form(n, self.new_manager, self.join_token, joined)
         return list(self.managers)
 
     def live(self) -> list[ManagerProc]:

@@ -166,7 +166,7 @@ def test_form_founds_on_the_first_and_joins_the_others_through_it(tmp_path: Path
         tokens.append(first.label)
         return "SWMTKN-1-x"
 
-    form(managers, token, lambda m: joined.append(m.label))
+    assert form(3, iter(managers).__next__, token, lambda m: joined.append(m.label)) is managers[0]
     assert joined == ["m1", "m2", "m3"] and tokens == ["m1"]  # one token, asked of the founder
     assert managers[0].spawned == [[*WARREN, "cluster", "init", "--listen-addr", "127.0.0.1:8001",
                                     "--raft-addr", "127.0.0.1:7001", "--metrics-addr", "127.0.0.1:9001",

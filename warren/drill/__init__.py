@@ -6,7 +6,8 @@ that writes succeed, and that the failed manager, restarted, rejoins as a caught
 stops everything it started. It never touches another cluster.
 
     interrupts.py  Ctrl-C and SIGTERM handling (the daemons are warren.testing's)
-    cluster.py     forming, probing and cleaning up the drill's cluster
+    cluster.py     forming, probing and stopping the drill's cluster
+    cleanup.py     the task processes and containers left behind, stopped
     steps.py       the six steps
     report.py      step results, the verdict, the JSON document (pure)
 """

@@ -3,20 +3,18 @@
 its own with free ports; probes of its managers; its service's tasks; and its clean-up.
 
 The daemons are warren.testing's, the harness the integration tests and the benchmarks use too.
-Everything is observed through the managers' API (via warren.client's `ManagerClient`, over mutual TLS with
-the admin certificate `cluster init` wrote into the drill's own config dir, `<drill dir>/config`: the
-daemons get it as WARREN_CONFIG_DIR, and the user's ~/.config is never written) and, for the process
-runtime, through the task state files the worker writes (`<worker data>/tasks/<task>/state.json`:
-pid and start time) and /proc. `close()` stops every process the drill started, whatever state the
-cluster is in: the worker, the tasks' processes (by their recorded pids, and any process whose
-working directory is a task directory) or containers (by the cluster's labels), and the managers.
+Everything is observed through the managers' API (via warren.client's `ManagerClient`, over mutual
+TLS with the admin certificate `cluster init` wrote into the drill's own config dir, `<drill
+dir>/config`: the daemons get it as WARREN_CONFIG_DIR, and the user's ~/.config is never written)
+and, for the process runtime, through the task state files the worker writes (`<worker
+data>/tasks/<task>/state.json`: pid and start time) and /proc. `close()` stops every process the
+drill started, whatever state the cluster is in: the worker, the tasks' processes (by their recorded
+pids, and any process whose working directory is a task directory; cleanup.py) or containers (by the
+cluster's labels), and the managers.
 """
 
 from __future__ import annotations
 
-import contextlib
-import os
-import signal
 import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
@@ -25,12 +23,13 @@ from typing import Any, TypeVar
 
 from warren.client import ManagerClient
 from warren.config import ClientSettings, DrillSettings
+from warren.drill.cleanup import kill_task_processes, remove_containers
 from warren.drill.interrupts import Interrupts
 from warren.drill.report import format_duration
 from warren.errors import WarrenError
 from warren.pki import userconfig
 from warren.runtime import PROCESS_TASKS_DIR
-from warren.runtime.procfs import is_ours, proc_stat, session_members, signal_group
+from warren.runtime.procfs import is_ours
 from warren.runtime.taskdir import read_task_state
 from warren.testing.managers import ManagerDaemon, admin_credentials, form
 from warren.testing.process import WARREN, Daemon, daemon_env
@@ -180,16 +179,18 @@ class LocalCluster:
 
     def form(self) -> Manager:
         """Found the cluster, join the other managers one by one; the leader once all agree on it."""
-        members = {}
-        for _ in range(self.settings.managers):
-            m = self.new_manager()
-            members[m.daemon.label] = m
 
         def token(first: ManagerDaemon) -> str:
-            with self.writer(members[first.label]) as client:
+            with self.writer(self.managers[0]) as client:
                 return str(client.create_join_token("manager")["token"])
 
-        form([m.daemon for m in self.managers], token, lambda d: self.wait_member(members[d.label]))
+        def new() -> ManagerDaemon:
+            return self.new_manager().daemon
+
+        def joined(daemon: ManagerDaemon) -> None:
+            self.wait_member(next(m for m in self.managers if m.daemon is daemon))
+
+        form(self.settings.managers, new, token, joined)
         leader = self.wait_leader(self.managers)
         self.cluster_id = str(leader.info().get("cluster_id"))
         return leader
@@ -337,77 +338,16 @@ class LocalCluster:
             try:
                 if self.worker is not None:
                     self.worker.kill(timeout)
-                self._kill_task_processes(timeout)
-                if self.settings.runtime == "docker":
-                    self._remove_containers(timeout)
+                self.seen_task_pids |= kill_task_processes(self.tasks_dir, timeout,
+                                                           self.settings.poll_interval_s)
+                if self.settings.runtime == "docker" and self.cluster_id and self.worker_name:
+                    remove_containers(self.cluster_id, self.worker_name, timeout)
             finally:
                 for m in self.managers:
                     m.daemon.kill(timeout)
                     m.close()
 
-    def _task_process_candidates(self) -> dict[int, int | None]:
-        """pid -> start time of every process a task ran as: recorded in a state file, or running
-        in a task directory (a spawn the worker had no time to record)."""
-        found: dict[int, int | None] = {}
-        if not self.tasks_dir.is_dir():
-            return found
-        for entry in self.tasks_dir.iterdir():
-            state = read_task_state(self.tasks_dir, entry.name) or {}
-            pid, start = state.get("pid"), state.get("pid_start")
-            if isinstance(pid, int) and isinstance(start, int) and is_ours(pid, start):
-                found[pid] = start
-        root = str(self.tasks_dir.resolve()) + os.sep
-        for proc in Path("/proc").iterdir():
-            if proc.name.isdigit() and int(proc.name) not in found:
-                with contextlib.suppress(OSError):
-                    if os.readlink(proc / "cwd").startswith(root):
-                        found[int(proc.name)] = None
-        return found
-
-    def _kill_task_processes(self, timeout_s: float) -> None:
-        procs = self._task_process_candidates()
-        for pid in procs:
-            self.seen_task_pids.add(pid)
-            # A task runs in a session of its own (pid = session = group): its whole group and any
-            # member that moved to another group of the session.
-            signal_group(pid, signal.SIGKILL)
-            for member in session_members(pid):
-                with contextlib.suppress(ProcessLookupError, PermissionError):
-                    os.kill(member, signal.SIGKILL)
-        deadline = time.monotonic() + timeout_s
-        while any(_alive(pid, start) for pid, start in procs.items()) and time.monotonic() < deadline:
-            time.sleep(self.settings.poll_interval_s)
-
-    def _remove_containers(self, timeout_s: float) -> None:
-        """Remove the worker's containers (labelled with the cluster and the worker's node name)."""
-        if self.cluster_id is None or self.worker_name is None:
-            return
-        import asyncio
-
-        from warren.runtime.docker import DockerRuntime
-
-        async def remove(cluster_id: str, node: str) -> None:
-            runtime = DockerRuntime(cluster_id, node)
-            try:
-                async with asyncio.timeout(timeout_s):
-                    for instance in await runtime.list():
-                        with contextlib.suppress(WarrenError):  # one that cannot go must not keep the rest
-                            await runtime.remove(instance.container_id)
-            finally:
-                await runtime.close()
-
-        with contextlib.suppress(WarrenError, TimeoutError):  # no engine any more: nothing to remove
-            asyncio.run(remove(self.cluster_id, self.worker_name))
-
-
 def _doc(data: object) -> Doc:
     if not isinstance(data, dict):
         raise WarrenError(f"unexpected answer: {type(data).__name__}")
     return data
-
-
-def _alive(pid: int, start: int | None) -> bool:
-    if start is not None:
-        return is_ours(pid, start)
-    stat = proc_stat(pid)
-    return stat is not None and stat[0] not in ("Z", "X", "x")

@@ -2,7 +2,7 @@
 an address of its own, and the admin certificate `cluster init` writes for them.
 
 `ManagerDaemon` is one manager: its API, Raft and metrics addresses, its data dir and its two
-commands. `form` founds a cluster on the first manager and joins the others one by one; what "joined"
+commands. `form` founds a cluster on a first manager and joins the others one by one; what "joined"
 means and where the join token comes from are the caller's (a test asserts on the CLI's own output, a
 benchmark and the drill wait until the leader lists the new member as ready). `admin_credentials`
 reads the certificate back from a config dir of the harness's own (WARREN_CONFIG_DIR), so that the
@@ -84,18 +84,20 @@ class ManagerDaemon(Daemon):
         self.start()
 
 
-def form(managers: Sequence[M], token: Callable[[M], str], joined: Callable[[M], Any]) -> None:
-    """Found the cluster on the first of `managers` and join the others to it one by one, through the
-    first, with the manager join token `token(first)`; `joined(m)` returns once `m` is a member (or
-    raises)."""
-    first, *others = managers
+def form(count: int, new: Callable[[], M], token: Callable[[M], str], joined: Callable[[M], Any]) -> M:
+    """Found a cluster of `count` managers, each made by `new()` when its turn comes: `cluster init` on
+    the first, then `manager join` of the others one by one through it, with the manager join token
+    `token(first)`; `joined(m)` returns once `m` is a member (or raises). Returns the founder."""
+    first = new()
     first.init()
     joined(first)
-    if others:
+    if count > 1:
         secret = token(first)
-        for m in others:
+        for _ in range(count - 1):
+            m = new()
             m.join(secret, first.api_addr)
             joined(m)
+    return first
 
 
 def admin_credentials(config_dir: Path) -> userconfig.ClientCredentials | None:
