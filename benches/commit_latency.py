@@ -23,8 +23,8 @@ from tests.integration.cluster import (
     NodeOptions,
     RemoteError,
     TlsOptions,
-    WaitTimeout,
 )
+from warren.testing.wait import WaitTimeout
 
 EVENT = "propose() called → applied response returned (leader process)"
 

@@ -19,8 +19,8 @@ from tests.integration.cluster import (
     HarnessError,
     NodeOptions,
     RemoteError,
-    WaitTimeout,
 )
+from warren.testing.wait import WaitTimeout
 
 EVENT = "SIGKILL of the leader → first commit acknowledged by a survivor"
 NODES = 3

@@ -2,7 +2,8 @@
 
 `Cluster` is a set of `tests.integration.raftnode` processes (`NodeProc`, see nodeproc.py) with helpers
 that wait on conditions. Synchronous on purpose: tests and benches drive it from plain functions.
-Nothing here sleeps for a fixed time to let something happen: it waits on metrics, polled every 20 ms.
+Nothing here sleeps for a fixed time to let something happen: it waits on metrics, polled every 20 ms
+with warren.testing's `eventually`.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from tests.integration.nodeproc import (
     RemoteError,
 )
 from warren.testing.process import free_port
+from warren.testing.wait import WaitTimeout, eventually
 
 __all__ = [
     "CallTimeout",
@@ -45,10 +47,6 @@ __all__ = [
 POLL_S = 0.02
 
 MetricsByNode = dict[int, Metrics]
-
-
-class WaitTimeout(AssertionError):
-    """A condition awaited by `Cluster.wait_for` did not become true in time."""
 
 
 @dataclass(frozen=True)
@@ -265,19 +263,16 @@ class Cluster:
         Only nodes that answered are in the map; the predicate decides whether a silent node matters.
         """
         node_list = list(nodes) if nodes is not None else None
-        deadline = time.monotonic() + timeout
-        while True:
-            last = self.metrics(node_list)
-            try:
-                if predicate(last):
-                    return last
-            except (KeyError, IndexError, TypeError):
-                pass  # a node reported a partial view (e.g. no leader yet): keep polling
-            if time.monotonic() >= deadline:
-                raise WaitTimeout(
-                    f"timed out after {timeout}s waiting for {what}; last metrics:\n{summarize(last)}"
-                )
-            time.sleep(POLL_S)
+        last: list[MetricsByNode] = [{}]
+
+        def holds() -> tuple[MetricsByNode] | None:
+            last[0] = self.metrics(node_list)
+            return (last[0],) if predicate(last[0]) else None
+
+        partial = (KeyError, IndexError, TypeError)  # a node's partial view (no leader yet): keep polling
+        (metrics,) = eventually(holds, timeout, what, poll_s=POLL_S, not_yet=partial,
+                                detail=lambda: f"last metrics:\n{summarize(last[0])}")
+        return metrics
 
     def leader(self, timeout: float = 10.0, nodes: Iterable[NodeProc] | None = None) -> NodeProc:
         """The node that every given (default: live) node, all answering, agrees is leader in one term."""
