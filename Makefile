@@ -19,7 +19,7 @@ RAFT_SOURCES := $(shell find rust -path rust/target -prune -o \
 WARREN_SOURCES := pyproject.toml setup.py warren/_raft.pyx
 
 .DEFAULT_GOAL := help
-.PHONY: help install test bench peers lint run image clean clean-all check-cargo install-units \
+.PHONY: help install check-py test bench peers lint run image clean clean-all check-cargo install-units \
 	wheels wheels-core wheels-warren wheels-audit wheels-tools wheels-deps-debian-rust wheels-test wheels-test-arm64
 
 help: ## list the targets
@@ -58,7 +58,7 @@ check-cargo:
 
 # --release: shares compiled dependencies with maturin's release build. pytest exits 5 when it
 # collected no test; make fails on it, as it should.
-test: install check-cargo peers ## run the Rust core's cargo tests, then the Python tests (unit + integration)
+test: install check-cargo peers check-py ## ruff, mypy, import layers; the Rust core's cargo tests; the Python tests
 	cargo test --release -p warren-raft
 	$(PY) -m pytest -q tests
 
@@ -75,9 +75,14 @@ BENCH_ARGS ?=
 bench: install peers ## run the benchmark suite (benches/) with its peers; BENCH_ARGS="--quick" etc.
 	$(PY) -m benches $(BENCH_ARGS)
 
-lint: install check-cargo ## ruff, mypy --strict, stubtest of warren_raft's .pyi, clippy
+# The Python checks that fail the build (`make test` runs them first): ruff, mypy --strict, and the
+# import-layering contracts in pyproject.toml ([tool.importlinter]).
+check-py: install
 	$(VENV)/bin/ruff check $(wildcard warren tests benches)
 	$(VENV)/bin/mypy
+	$(VENV)/bin/lint-imports --no-cache
+
+lint: install check-cargo check-py ## ruff, mypy --strict, import layers, stubtest of warren_raft's .pyi, clippy
 	$(PY) -m mypy.stubtest warren_raft --mypy-config-file pyproject.toml --allowlist rust/stubtest-allowlist.txt
 	cargo fmt --check -p warren-raft
 	cargo clippy -p warren-raft --features python --all-targets -- -D warnings
