@@ -45,7 +45,7 @@ _REDIRECTS = frozenset({307, 308})
 _MAX_REDIRECTS = 5
 
 JSONObject = dict[str, Any]
-# The manager's unix socket in its data dir (warren.manager.servers.SOCKET_NAME; not imported, so the
+# The manager's unix socket in its data dir (warren.daemons.servers.SOCKET_NAME; not imported, so the
 # CLI does not load the server).
 SOCKET_NAME = "warren.sock"
 
