@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import dataclasses
 import hashlib
 import hmac
 import logging
@@ -24,6 +23,8 @@ import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
+
+import msgspec
 
 from warren.config import OrchestratorSettings
 from warren.errors import UnauthorizedError, UnavailableError, WarrenError
@@ -347,7 +348,7 @@ class Dispatcher:
         batch.per_node[node] = pending + new
         for update in updates:
             # A worker only reports its own tasks: apply skips an update for a task on another node.
-            update = dataclasses.replace(update, node=node)
+            update = msgspec.structs.replace(update, node=node)
             key = (node, update.task_id)
             old = batch.updates.get(key)
             # Latest wins, but never a step back: within a batch apply would skip it anyway.

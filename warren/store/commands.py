@@ -3,19 +3,21 @@
 A command is small and field-level, and carries everything apply needs to be deterministic: IDs and
 timestamps are minted by the proposer (`at` is the proposer's wall clock, seconds since the epoch).
 
-Wire form: one JSON object `{"v": CODEC_VERSION, "op": "<op>", ...fields}` (orjson). `decode` refuses
-an unknown version or op, a missing or unknown field, or a field of the wrong type with a
-`CommandError`, which apply turns into an error response: a bad command never stops a manager.
+Wire form: one JSON object `{"v": CODEC_VERSION, "op": "<op>", ...fields}` (orjson), every field
+written, in the order its class declares them. Each command is a frozen msgspec Struct tagged by its
+op, and msgspec checks a decoded one against its class (an int is not a bool, a float field takes an
+int, a Literal only its values). `decode` refuses an unknown version or op, a missing or unknown field,
+or a field of the wrong type with a `CommandError`, which apply turns into an error response: a bad
+command never stops a manager.
 """
 
 from __future__ import annotations
 
-import dataclasses
-import types
+import re
 import typing
-from dataclasses import dataclass, field
 from typing import Any, ClassVar, Literal
 
+import msgspec
 import orjson
 
 from warren.spec import taskstate
@@ -55,8 +57,18 @@ class UnknownCommandError(CommandError):
         super().__init__("invalid", message)
 
 
-@dataclass(frozen=True, slots=True)
-class ManagerRecord:
+class _Record(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    """A command or a part of one: refused whole if it has a field too many or too few."""
+
+
+class _Command(_Record, frozen=True, tag_field="op"):
+    """A replicated command, written with its class's tag as its op."""
+
+    # The tag, for reading (set below for every command class, from its tag).
+    OP: ClassVar[str]
+
+
+class ManagerRecord(_Record, frozen=True):
     """A manager as recorded in the nodes table."""
 
     name: str
@@ -65,33 +77,27 @@ class ManagerRecord:
     raft_addr: str
 
 
-@dataclass(frozen=True, slots=True)
-class InitCluster:
+class InitCluster(_Command, frozen=True, tag="cluster.init"):
     """First command of a new cluster: its ID and the founding manager."""
 
-    OP: ClassVar[str] = "cluster.init"
     cluster_id: str
     at: float
     manager: ManagerRecord
 
 
-@dataclass(frozen=True, slots=True)
-class SetClusterCA:
+class SetClusterCA(_Command, frozen=True, tag="pki.ca"):
     """The cluster CA, recorded once by the founder: its certificate (PEM) and its private key sealed
     with the cluster data key (base64), so any manager can sign after a failover."""
 
-    OP: ClassVar[str] = "pki.ca"
     ca_cert: str
     ca_key_sealed: str
     at: float
 
 
-@dataclass(frozen=True, slots=True)
-class RecordCert:
+class RecordCert(_Command, frozen=True, tag="pki.cert"):
     """A node certificate was issued (by its SHA-256): kept until it expires, so that removing the
     node revokes it."""
 
-    OP: ClassVar[str] = "pki.cert"
     fingerprint: str
     node: str
     role: str
@@ -99,11 +105,9 @@ class RecordCert:
     at: float
 
 
-@dataclass(frozen=True, slots=True)
-class CreateToken:
+class CreateToken(_Command, frozen=True, tag="token.create"):
     """A join token, as its SHA-256 only. With `rotate`, every earlier token of the role is revoked."""
 
-    OP: ClassVar[str] = "token.create"
     token_id: str
     role: Role
     hash: str
@@ -112,11 +116,9 @@ class CreateToken:
     rotate: bool
 
 
-@dataclass(frozen=True, slots=True)
-class RegisterManager:
+class RegisterManager(_Command, frozen=True, tag="manager.register"):
     """A manager asks to join with a token (its hash): checked here, atomically with rotation."""
 
-    OP: ClassVar[str] = "manager.register"
     name: str
     api_addr: str
     raft_addr: str
@@ -124,22 +126,18 @@ class RegisterManager:
     at: float
 
 
-@dataclass(frozen=True, slots=True)
-class SetNodeState:
+class SetNodeState(_Command, frozen=True, tag="node.state"):
     """A node is up (`ready`) or written down (`down`, by the leader after its heartbeat grace)."""
 
-    OP: ClassVar[str] = "node.state"
     name: str
     state: str
     at: float
 
 
-@dataclass(frozen=True, slots=True)
-class RegisterWorker:
+class RegisterWorker(_Command, frozen=True, tag="worker.register"):
     """A worker joins with a token (its hash, checked here). `secret_hash` is the SHA-256 of the
     session secret the worker was given; its later calls present the secret."""
 
-    OP: ClassVar[str] = "worker.register"
     name: str
     token_hash: str
     secret_hash: str
@@ -149,11 +147,9 @@ class RegisterWorker:
     at: float
 
 
-@dataclass(frozen=True, slots=True)
-class UpdateNode:
+class UpdateNode(_Command, frozen=True, tag="node.update"):
     """A worker that resumed reports its address, labels and resources again."""
 
-    OP: ClassVar[str] = "node.update"
     name: str
     addr: str
     labels: dict[str, Any]
@@ -161,56 +157,44 @@ class UpdateNode:
     at: float
 
 
-@dataclass(frozen=True, slots=True)
-class SetNodeAvailability:
+class SetNodeAvailability(_Command, frozen=True, tag="node.availability"):
     """`drain` moves a node's tasks away and places none there; `active` undoes it."""
 
-    OP: ClassVar[str] = "node.availability"
     name: str
     availability: Availability
     at: float
 
 
-@dataclass(frozen=True, slots=True)
-class RemoveNode:
-    OP: ClassVar[str] = "node.remove"
+class RemoveNode(_Command, frozen=True, tag="node.remove"):
     name: str
     at: float
 
 
-@dataclass(frozen=True, slots=True)
-class CreateService:
-    OP: ClassVar[str] = "service.create"
+class CreateService(_Command, frozen=True, tag="service.create"):
     service_id: str
     name: str
     spec: dict[str, Any]
     at: float
 
 
-@dataclass(frozen=True, slots=True)
-class UpdateService:
+class UpdateService(_Command, frozen=True, tag="service.update"):
     """Field-level change of a service's spec: only the keys in `changes` are replaced."""
 
-    OP: ClassVar[str] = "service.update"
     name: str
     changes: dict[str, Any]
     at: float
     if_version: int | None = None
 
 
-@dataclass(frozen=True, slots=True)
-class RemoveService:
-    OP: ClassVar[str] = "service.remove"
+class RemoveService(_Command, frozen=True, tag="service.remove"):
     name: str
     at: float
     if_version: int | None = None
 
 
-@dataclass(frozen=True, slots=True)
-class RollbackService:
+class RollbackService(_Command, frozen=True, tag="service.rollback"):
     """Back to the spec before the last update (the current one becomes the previous)."""
 
-    OP: ClassVar[str] = "service.rollback"
     name: str
     at: float
     if_version: int | None = None
@@ -221,20 +205,17 @@ class RollbackService:
     requested: bool = False
 
 
-@dataclass(frozen=True, slots=True)
-class SetUpdateStatus:
+class SetUpdateStatus(_Command, frozen=True, tag="service.update_status"):
     """Progress of a rolling update as the reconciler sees it: {"state": "updating" | "paused" |
     "completed" | "rollback_started" | "rollback_completed", "message": ..., "started_at": ...};
     None clears it."""
 
-    OP: ClassVar[str] = "service.update_status"
     name: str
     status: dict[str, Any] | None
     at: float
 
 
-@dataclass(frozen=True, slots=True)
-class NewTask:
+class NewTask(_Record, frozen=True):
     """A task the reconciler creates: placed on `node` (state assigned) or not (state pending, with
     the reason in `message`). `spec` is the task-defining part of the service spec
     (taskstate.task_spec), `spec_digest` its digest. Global-mode tasks have no slot."""
@@ -249,15 +230,12 @@ class NewTask:
     spec_digest: str
 
 
-@dataclass(frozen=True, slots=True)
-class CreateTasks:
-    OP: ClassVar[str] = "task.create"
+class CreateTasks(_Command, frozen=True, tag="task.create"):
     tasks: list[NewTask]
     at: float
 
 
-@dataclass(frozen=True, slots=True)
-class Assignment:
+class Assignment(_Record, frozen=True):
     """A pending task placed on a node now (state pending -> assigned), or still pending with a new
     reason (`node` None)."""
 
@@ -266,15 +244,12 @@ class Assignment:
     message: str
 
 
-@dataclass(frozen=True, slots=True)
-class AssignTasks:
-    OP: ClassVar[str] = "task.assign"
+class AssignTasks(_Command, frozen=True, tag="task.assign"):
     assignments: list[Assignment]
     at: float
 
 
-@dataclass(frozen=True, slots=True)
-class TaskStatus:
+class TaskStatus(_Record, frozen=True):
     """What a worker (or the reconciler, for a node that went down) says about a task. `node`, when
     given, must be the task's node: a worker only reports its own tasks. A move backwards
     (taskstate.can_move) is ignored, not refused, so one stale report does not fail a batch."""
@@ -289,67 +264,56 @@ class TaskStatus:
     health: str | None = None
 
 
-@dataclass(frozen=True, slots=True)
-class SetTaskStatuses:
-    OP: ClassVar[str] = "task.status"
+class SetTaskStatuses(_Command, frozen=True, tag="task.status"):
     updates: list[TaskStatus]
 
 
-@dataclass(frozen=True, slots=True)
-class SetTasksDesired:
+class SetTasksDesired(_Command, frozen=True, tag="task.desired"):
     """Ask tasks to stop (`shutdown`): scale down, rolling update, drain. Their workers stop them and
     report `shutdown`."""
 
-    OP: ClassVar[str] = "task.desired"
     task_ids: list[str]
     desired_state: taskstate.DesiredState
     message: str
     at: float
 
 
-@dataclass(frozen=True, slots=True)
-class RemoveTasks:
+class RemoveTasks(_Command, frozen=True, tag="task.remove"):
     """Forget finished tasks (history beyond OrchestratorSettings.task_history_per_slot)."""
 
-    OP: ClassVar[str] = "task.remove"
     task_ids: list[str]
 
 
-@dataclass(frozen=True, slots=True)
-class CreateSecret:
+class CreateSecret(_Command, frozen=True, tag="secret.create"):
     """A secret: its value sealed by the proposer with the cluster data key for aad
     `secret:<secret_id>` (base64). Only ciphertext ever enters the log."""
 
-    OP: ClassVar[str] = "secret.create"
     secret_id: str
     name: str
-    data_sealed: str = field(repr=False)
+    data_sealed: str
     at: float
 
+    def __repr__(self) -> str:  # the sealed value stays out of logs and tracebacks
+        return f"CreateSecret(secret_id={self.secret_id!r}, name={self.name!r}, at={self.at!r})"
 
-@dataclass(frozen=True, slots=True)
-class RemoveSecret:
+
+class RemoveSecret(_Command, frozen=True, tag="secret.remove"):
     """Refused (conflict) while any service's spec names the secret."""
 
-    OP: ClassVar[str] = "secret.remove"
     name: str
     at: float
 
 
-@dataclass(frozen=True, slots=True)
-class ImportRows:
+class ImportRows(_Command, frozen=True, tag="import.rows"):
     """Rows of one table from a backup, inserted as they are (`cluster init --restore`)."""
 
-    OP: ClassVar[str] = "import.rows"
     table: str
-    rows: list[dict[str, Any]] = field(default_factory=list)
+    rows: list[dict[str, Any]] = msgspec.field(default_factory=list)
 
 
-@dataclass(frozen=True, slots=True)
-class ResetManagers:
+class ResetManagers(_Command, frozen=True, tag="manager.reset"):
     """After a restore: the old managers are gone, `manager` is the only one."""
 
-    OP: ClassVar[str] = "manager.reset"
     manager: ManagerRecord
     at: float
 
@@ -382,7 +346,10 @@ Command = (
 )
 
 # Every command class by its op, from the union above (one list to keep).
-COMMANDS: dict[str, type[Command]] = {cls.OP: cls for cls in typing.get_args(Command)}
+COMMANDS: dict[str, type[Command]] = {}
+for _cls in typing.get_args(Command):
+    _cls.OP = str(_cls.__struct_config__.tag)
+    COMMANDS[_cls.OP] = _cls
 
 
 def required_version(cmd: Command) -> int:
@@ -391,8 +358,8 @@ def required_version(cmd: Command) -> int:
 
 
 def encode(cmd: Command) -> bytes:
-    body = dataclasses.asdict(cmd)
-    return orjson.dumps({"v": CODEC_VERSION, "op": cmd.OP, **body})
+    # msgspec gives the op (the tag) first, then the fields in order; orjson writes the floats, as ever.
+    return orjson.dumps({"v": CODEC_VERSION, **msgspec.to_builtins(cmd)})
 
 
 def decode(payload: bytes) -> Command:
@@ -406,11 +373,14 @@ def decode(payload: bytes) -> Command:
     version = doc.pop("v", None)
     if version != CODEC_VERSION:
         raise UnknownCommandError(f"unsupported command codec version {version!r}{_NEWER}")
-    op = doc.pop("op", None)
+    op = doc.get("op")
     cls = COMMANDS.get(op) if isinstance(op, str) else None
     if cls is None:
         raise UnknownCommandError(f"unknown command {op!r}{_NEWER}")
-    cmd: Command = _build(cls, doc, op)
+    try:
+        cmd: Command = msgspec.convert(doc, cls)
+    except msgspec.ValidationError as exc:
+        raise CommandError("invalid", _problem(cls.OP, str(exc))) from None
     return cmd
 
 
@@ -421,61 +391,19 @@ _NEWER = (
     "upgrade it)"
 )
 
-_SHAPES: dict[type[Any], tuple[dict[str, Any], dict[str, dataclasses.Field[Any]]]] = {}
+# msgspec's "<what> - at `$.tasks[0].slot`"; "Object missing required field `at`"
+_AT = re.compile(r"^(?P<what>.*?)(?: - at `\$(?P<path>[^`]*)`)?$", re.DOTALL)
+_FIELD = re.compile(r"^Object (?:(?P<missing>missing required)|contains unknown) field `(?P<name>.*)`$")
 
 
-def _shape(cls: type[Any]) -> tuple[dict[str, Any], dict[str, dataclasses.Field[Any]]]:
-    """(type hints, fields) of a command class; resolving hints is slow, so once per class."""
-    shape = _SHAPES.get(cls)
-    if shape is None:
-        shape = _SHAPES[cls] = (typing.get_type_hints(cls), {f.name: f for f in dataclasses.fields(cls)})
-    return shape
-
-
-def _build(cls: type[Any], doc: dict[str, Any], where: str) -> Any:
-    hints, fields = _shape(cls)
-    unknown = set(doc) - set(fields)
-    if unknown:
-        raise CommandError("invalid", f"{where}: unknown fields {sorted(unknown)}")
-    values: dict[str, Any] = {}
-    for name, f in fields.items():
-        if name not in doc:
-            if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
-                raise CommandError("invalid", f"{where}: missing field {name!r}")
-            continue
-        values[name] = _check(hints[name], doc[name], f"{where}.{name}")
-    return cls(**values)
-
-
-def _check(hint: Any, value: Any, where: str) -> Any:
-    """`value` if it matches the type `hint` (the few shapes commands use), else CommandError."""
-    origin = typing.get_origin(hint)
-    if origin is Literal:
-        if value in typing.get_args(hint):
-            return value
-    elif origin in (types.UnionType, typing.Union):
-        for option in typing.get_args(hint):
-            try:
-                return _check(option, value, where)
-            except CommandError:
-                continue
-    elif origin is dict:
-        if isinstance(value, dict) and all(isinstance(k, str) for k in value):
-            return value
-    elif origin is list:
-        (item,) = typing.get_args(hint)
-        if isinstance(value, list):
-            return [_check(item, v, where) for v in value]
-    elif hint is type(None):
-        if value is None:
-            return None
-    elif dataclasses.is_dataclass(hint):
-        if isinstance(value, dict):
-            return _build(hint, value, where)  # type: ignore[arg-type]
-    elif hint is float:
-        if isinstance(value, int | float) and not isinstance(value, bool):
-            return float(value)
-    elif hint is int or hint is str or hint is bool:
-        if isinstance(value, hint) and (hint is bool or not isinstance(value, bool)):
-            return value
-    raise CommandError("invalid", f"{where}: unexpected value {value!r}")
+def _problem(op: str, error: str) -> str:
+    """msgspec's validation error as "<op>.<path>: <what>", in the codec's words for a field too many
+    or too few ("node.remove: missing field 'at'")."""
+    found = _AT.match(error)
+    assert found is not None  # the pattern matches any text
+    what, path = found.group("what"), found.group("path") or ""
+    field = _FIELD.match(what)
+    if field is not None:
+        kind = "missing field" if field.group("missing") else "unknown field"
+        what = f"{kind} {field.group('name')!r}"
+    return f"{op}{path}: {what}"
