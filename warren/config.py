@@ -586,23 +586,6 @@ class RuntimeSettings:
     process_log_max_bytes: int = 10 * MIB
 
 
-# -- services -------------------------------------------------------------------------------------
-
-# Defaults of a service spec's optional parts (the API models read them from here).
-DEFAULT_DRIVER = "docker"
-DEFAULT_REPLICAS = 1
-DEFAULT_RESTART_CONDITION = "any"
-DEFAULT_RESTART_DELAY_S = 0.0
-DEFAULT_HEALTH_INTERVAL_S = 5.0
-DEFAULT_HEALTH_TIMEOUT_S = 2.0
-DEFAULT_HEALTH_RETRIES = 3
-DEFAULT_UPDATE_PARALLELISM = 1
-# After a rolling update starts a new task, it must stay running (and healthy, with a health check)
-# this long before the next batch; seconds.
-DEFAULT_UPDATE_MONITOR_S = 2.0
-DEFAULT_STOP_TIMEOUT_S = 10.0
-
-
 # -- CLI client -------------------------------------------------------------------------------------
 
 

@@ -6,9 +6,10 @@ from typing import Annotated, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints, model_validator
 
-from warren import config
 from warren.formats import NAME_PATTERN
+from warren.spec import service as typed
 from warren.spec import validate
+from warren.spec.service import field_default
 
 # Every string from outside is checked before use (docs/security.md): names, keys and IDs by an
 # anchored pattern (pydantic's Rust regex: `$` is the end of the text, never before a final newline);
@@ -33,7 +34,7 @@ Image = Annotated[
     AfterValidator(validate.image_ref),
 ]
 
-MAX_REPLICAS = 10_000
+MAX_REPLICAS = typed.MAX_REPLICAS
 
 
 class Strict(BaseModel):
@@ -93,8 +94,8 @@ class Resources(Strict):
 class RestartPolicy(Strict):
     """When a task that stopped is replaced: any exit, only a failure (exit code != 0), or never."""
 
-    condition: Literal["any", "on-failure", "none"] = config.DEFAULT_RESTART_CONDITION  # type: ignore[assignment]
-    delay_s: Seconds = config.DEFAULT_RESTART_DELAY_S
+    condition: Literal["any", "on-failure", "none"] = field_default(typed.RestartPolicy, "condition")
+    delay_s: Seconds = field_default(typed.RestartPolicy, "delay_s")
     # Replacements per slot before giving up; 0: no limit.
     max_attempts: Annotated[int, Field(ge=0, le=1_000_000)] = 0
 
@@ -107,9 +108,9 @@ class HealthCheck(Strict):
     cmd: list[ArgText] | None = Field(default=None, max_length=256)
     port: Port | None = None
     path: Annotated[str, StringConstraints(pattern=r"^/\S*$", max_length=1024), NoControl] = "/"
-    interval_s: PositiveSeconds = config.DEFAULT_HEALTH_INTERVAL_S
-    timeout_s: PositiveSeconds = config.DEFAULT_HEALTH_TIMEOUT_S
-    retries: Annotated[int, Field(ge=1, le=100)] = config.DEFAULT_HEALTH_RETRIES
+    interval_s: PositiveSeconds = field_default(typed.HealthCheck, "interval_s")
+    timeout_s: PositiveSeconds = field_default(typed.HealthCheck, "timeout_s")
+    retries: Annotated[int, Field(ge=1, le=100)] = field_default(typed.HealthCheck, "retries")
     start_period_s: Seconds = 0.0
 
     @model_validator(mode="after")
@@ -124,11 +125,13 @@ class HealthCheck(Strict):
 class UpdatePolicy(Strict):
     """How a changed spec rolls out: `parallelism` tasks at a time, `delay_s` between batches."""
 
-    parallelism: Annotated[int, Field(ge=1, le=MAX_REPLICAS)] = config.DEFAULT_UPDATE_PARALLELISM
+    parallelism: Annotated[int, Field(ge=1, le=MAX_REPLICAS)] = field_default(
+        typed.UpdatePolicy, "parallelism"
+    )
     delay_s: Seconds = 0.0
     order: Literal["stop-first", "start-first"] = "stop-first"
     failure_action: Literal["pause", "rollback"] = "pause"
-    monitor_s: Seconds = config.DEFAULT_UPDATE_MONITOR_S
+    monitor_s: Seconds = field_default(typed.UpdatePolicy, "monitor_s")
 
 
 def _distinct(names: list[str]) -> list[str]:
@@ -137,7 +140,7 @@ def _distinct(names: list[str]) -> list[str]:
     return names
 
 
-MAX_SERVICE_SECRETS = 64
+MAX_SERVICE_SECRETS = typed.MAX_SERVICE_SECRETS
 SecretNames = Annotated[list[Name], Field(max_length=MAX_SERVICE_SECRETS), AfterValidator(_distinct)]
 # A secret's value in base64: up to ManagerSettings.max_secret_bytes (checked by the handler once decoded);
 # the request body limit bounds this first.
@@ -155,9 +158,9 @@ class ServiceSpec(Strict):
     """What a service should be; the leader's reconciler turns it into tasks on workers."""
 
     image: Image
-    driver: Literal["docker", "process"] = config.DEFAULT_DRIVER  # type: ignore[assignment]
+    driver: Literal["docker", "process"] = field_default(typed.ServiceSpec, "driver")
     command: list[ArgText] | None = Field(default=None, max_length=256)
-    replicas: Annotated[int, Field(ge=0, le=MAX_REPLICAS)] = config.DEFAULT_REPLICAS
+    replicas: Annotated[int, Field(ge=0, le=MAX_REPLICAS)] = field_default(typed.ServiceSpec, "replicas")
     mode: Literal["replicated", "global"] = "replicated"
     env: dict[EnvKey, ArgText] = Field(default_factory=dict, max_length=256)
     labels: dict[LabelKey, SafeText] = Field(default_factory=dict, max_length=256)
@@ -167,7 +170,7 @@ class ServiceSpec(Strict):
     restart: RestartPolicy = Field(default_factory=RestartPolicy)
     health: HealthCheck | None = None
     update: UpdatePolicy = Field(default_factory=UpdatePolicy)
-    stop_timeout_s: PositiveSeconds = config.DEFAULT_STOP_TIMEOUT_S
+    stop_timeout_s: PositiveSeconds = field_default(typed.ServiceSpec, "stop_timeout_s")
     # Names of secrets (POST /v1/secrets) each task gets: /run/secrets/NAME in a container, a file in
     # $WARREN_SECRETS_DIR for a process.
     secrets: SecretNames = Field(default_factory=list)

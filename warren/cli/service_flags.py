@@ -13,7 +13,6 @@ import argparse
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
-from warren import config
 from warren.cli import specs
 from warren.cli.parsing import (
     UsageError,
@@ -33,6 +32,7 @@ from warren.cli.parsing import (
 )
 from warren.errors import InvalidError
 from warren.formats import SIZE_HELP
+from warren.spec.service import HealthCheck, RestartPolicy, ServiceSpec, UpdatePolicy, field_default
 
 if TYPE_CHECKING:
     from warren.api.models import ServiceCreate, ServiceUpdate
@@ -66,6 +66,11 @@ def add_spec_flags(parser: WarrenArgumentParser, *, update: bool) -> None:
     def default(text: str) -> str:
         return "" if update else f" (default {text})"
 
+    def spec_default(part: type[Any], name: str, unit: str = "") -> str:
+        # The spec's own default (warren.spec.service), in the flag's unit ("s" for durations).
+        value = field_default(part, name)
+        return default(f"{value:g}{unit}" if isinstance(value, float) else str(value))
+
     def flag(*names: str, help: str, **kwargs: Any) -> None:
         parser.add_argument(*names, help=help, **kwargs)
 
@@ -75,13 +80,13 @@ def add_spec_flags(parser: WarrenArgumentParser, *, update: bool) -> None:
          help="command to run instead of the image's default, split as a shell would"
          + default("the image's own") + "; needed with --driver process")
     flag("--replicas", type=non_negative_int, metavar="N", help="number of tasks of a replicated service"
-         + default("1"))
+         + spec_default(ServiceSpec, "replicas"))
     if not update:
         flag("--mode", choices=("replicated", "global"),
              help="replicated: N tasks anywhere; global: one task on every node (default replicated)")
     flag("--driver", choices=("docker", "process"),
          help="docker: a container of the image; process: CMD run as a plain process on the worker"
-         + default(config.DEFAULT_DRIVER))
+         + spec_default(ServiceSpec, "driver"))
     verb = "set (others are kept)" if update else "set"
     flag("--env", type=key_value, action="append", metavar="K=V",
          help=f"environment variable of the tasks to {verb} (repeatable)")
@@ -121,24 +126,26 @@ def add_spec_flags(parser: WarrenArgumentParser, *, update: bool) -> None:
     kinds.add_argument("--health-tcp", type=port, metavar="PORT",
                        help="healthy when TASK:PORT accepts a connection")
     health.add_argument("--health-interval", type=duration, metavar="DUR",
-                        help="time between checks" + default(f"{config.DEFAULT_HEALTH_INTERVAL_S:g}s"))
+                        help="time between checks" + spec_default(HealthCheck, "interval_s", "s"))
     health.add_argument("--health-timeout", type=duration, metavar="DUR",
-                        help="a check taking longer fails" + default(f"{config.DEFAULT_HEALTH_TIMEOUT_S:g}s"))
+                        help="a check taking longer fails" + spec_default(HealthCheck, "timeout_s", "s"))
     health.add_argument("--health-retries", type=positive_int, metavar="N",
                         help="consecutive failures that make a task unhealthy (it is then replaced)"
-                        + default(str(config.DEFAULT_HEALTH_RETRIES)))
+                        + spec_default(HealthCheck, "retries"))
     health.add_argument("--health-start-period", type=duration, metavar="DUR",
-                        help="failures in this time after start do not count" + default("0s"))
+                        help="failures in this time after start do not count"
+                        + spec_default(HealthCheck, "start_period_s", "s"))
 
     restart = parser.add_argument_group("restart policy", "What happens when a task stops.")
     restart.add_argument("--restart-policy", choices=("any", "on-failure", "none"),
                          help="replace a task that stopped: on any exit, only on failure (exit code != 0), "
-                         "or never" + default(config.DEFAULT_RESTART_CONDITION))
+                         "or never" + spec_default(RestartPolicy, "condition"))
     restart.add_argument("--restart-delay", type=duration, metavar="DUR",
                          help="wait before the replacement starts"
-                         + default(f"{config.DEFAULT_RESTART_DELAY_S:g}s"))
+                         + spec_default(RestartPolicy, "delay_s", "s"))
     restart.add_argument("--restart-max-attempts", type=non_negative_int, metavar="N",
-                         help="replacements per slot before giving up, 0 for no limit" + default("0"))
+                         help="replacements per slot before giving up, 0 for no limit"
+                         + spec_default(RestartPolicy, "max_attempts"))
 
     resources = parser.add_argument_group("resources", "Limits of each task, reserved on its node.")
     resources.add_argument("--cpus", type=number, metavar="N",
@@ -148,21 +155,21 @@ def add_spec_flags(parser: WarrenArgumentParser, *, update: bool) -> None:
 
     rolling = parser.add_argument_group("rolling updates", "How a changed spec replaces the running tasks.")
     rolling.add_argument("--update-parallelism", type=positive_int, metavar="N",
-                         help="tasks replaced at a time" + default(str(config.DEFAULT_UPDATE_PARALLELISM)))
+                         help="tasks replaced at a time" + spec_default(UpdatePolicy, "parallelism"))
     rolling.add_argument("--update-delay", type=duration, metavar="DUR",
-                         help="pause between batches" + default("0s"))
+                         help="pause between batches" + spec_default(UpdatePolicy, "delay_s", "s"))
     rolling.add_argument("--update-order", choices=("stop-first", "start-first"),
                          help="stop the old task before starting its replacement, or the other way round"
-                         + default("stop-first"))
+                         + spec_default(UpdatePolicy, "order"))
     rolling.add_argument("--update-failure-action", choices=("pause", "rollback"),
                          help="when a new task fails: pause the update, or roll back to the previous spec"
-                         + default("pause"))
+                         + spec_default(UpdatePolicy, "failure_action"))
     rolling.add_argument("--update-monitor", type=duration, metavar="DUR",
                          help="a new task must stay running (and healthy) this long before the next batch"
-                         + default(f"{config.DEFAULT_UPDATE_MONITOR_S:g}s"))
+                         + spec_default(UpdatePolicy, "monitor_s", "s"))
     parser.add_argument("--stop-timeout", type=duration, metavar="DUR",
                         help="time a task gets to stop after SIGTERM before SIGKILL"
-                        + default(f"{config.DEFAULT_STOP_TIMEOUT_S:g}s"))
+                        + spec_default(ServiceSpec, "stop_timeout_s", "s"))
 
 
 def create_body(args: argparse.Namespace) -> dict[str, Any]:

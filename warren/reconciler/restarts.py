@@ -14,9 +14,10 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 
-from warren.config import DEFAULT_RESTART_CONDITION, DEFAULT_RESTART_DELAY_S, OrchestratorSettings
+from warren.config import OrchestratorSettings
 from warren.reconciler.state import Service, Task
 from warren.spec import taskstate
+from warren.spec.service import RestartPolicy, field_default
 
 # Tasks that ended by themselves and count as attempts towards max_attempts.
 _ATTEMPTS = frozenset({taskstate.FAILED, taskstate.REJECTED, taskstate.COMPLETE})
@@ -32,7 +33,7 @@ def replacement_due(tasks: Sequence[Task], service: Service, settings: Orchestra
     if last.desired != "running":
         return -math.inf
     policy = service.spec.get("restart") or {}
-    condition = policy.get("condition") or DEFAULT_RESTART_CONDITION
+    condition = policy.get("condition") or field_default(RestartPolicy, "condition")
     allowed = condition == "any" or (condition == "on-failure" and failed(last))
     max_attempts = int(policy.get("max_attempts") or 0)
     if allowed and max_attempts > 0:
@@ -46,7 +47,7 @@ def replacement_due(tasks: Sequence[Task], service: Service, settings: Orchestra
     if not allowed:
         # The policy gave up on the spec that ended; a new spec deserves a task.
         return -math.inf if last.spec_digest != service.digest else None
-    delay = float(policy.get("delay_s") or DEFAULT_RESTART_DELAY_S)
+    delay = float(policy.get("delay_s") or field_default(RestartPolicy, "delay_s"))
     return last.updated_at + delay + backoff(finals, settings)
 
 

@@ -17,9 +17,9 @@ from typing import Any
 
 import orjson
 
-from warren.config import DEFAULT_DRIVER, DEFAULT_REPLICAS
 from warren.scheduler.placement import Candidate, NodeInfo, NodeLoad, TaskRequest
 from warren.spec import taskstate
+from warren.spec.service import ServiceSpec, field_default
 
 
 @dataclass(slots=True)
@@ -82,7 +82,7 @@ class Service:
 
     @property
     def replicas(self) -> int:
-        return int(self.spec.get("replicas", DEFAULT_REPLICAS) or 0)
+        return int(self.spec.get("replicas", field_default(ServiceSpec, "replicas")) or 0)
 
     def request(self, node: str | None = None) -> TaskRequest:
         """What placement needs to know of a new task of this service."""
@@ -265,7 +265,7 @@ def needs(spec: dict[str, Any]) -> Needs:
         if isinstance(p, dict) and p.get("host") is not None
     )
     return Needs(
-        driver=str(spec.get("driver") or DEFAULT_DRIVER),
+        driver=str(spec.get("driver") or field_default(ServiceSpec, "driver")),
         cpus=float(resources.get("cpus") or 0.0),
         memory=int(resources.get("memory") or 0),
         ports=ports,

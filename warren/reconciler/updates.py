@@ -24,11 +24,11 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Final
 
-from warren.config import DEFAULT_UPDATE_MONITOR_S, DEFAULT_UPDATE_PARALLELISM
 from warren.reconciler.actions import Actions
 from warren.reconciler.state import Service, Task
 from warren.reconciler.units import Unit
 from warren.spec import taskstate
+from warren.spec.service import UpdatePolicy, field_default
 
 UPDATING = "updating"
 PAUSED = "paused"
@@ -94,9 +94,9 @@ def _advance(
 ) -> bool:
     """Start the next batch if it is due; True once nothing is outdated or settling."""
     policy = service.spec.get("update") or {}
-    monitor = float(policy.get("monitor_s", DEFAULT_UPDATE_MONITOR_S))
+    monitor = float(policy.get("monitor_s", field_default(UpdatePolicy, "monitor_s")))
     delay = float(policy.get("delay_s") or 0.0)
-    parallelism = int(policy.get("parallelism") or DEFAULT_UPDATE_PARALLELISM)
+    parallelism = int(policy.get("parallelism") or field_default(UpdatePolicy, "parallelism"))
     start_first = policy.get("order") == "start-first"
     digest = service.digest
     busy = 0

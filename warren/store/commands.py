@@ -13,7 +13,6 @@ command never stops a manager.
 
 from __future__ import annotations
 
-import re
 import typing
 from typing import Any, ClassVar, Literal
 
@@ -21,6 +20,7 @@ import msgspec
 import orjson
 
 from warren.spec import taskstate
+from warren.spec.problems import problem
 
 CODEC_VERSION = 1
 
@@ -380,7 +380,7 @@ def decode(payload: bytes) -> Command:
     try:
         cmd: Command = msgspec.convert(doc, cls)
     except msgspec.ValidationError as exc:
-        raise CommandError("invalid", _problem(cls.OP, str(exc))) from None
+        raise CommandError("invalid", problem(cls.OP, str(exc))) from None
     return cmd
 
 
@@ -390,20 +390,3 @@ _NEWER = (
     f" (written by a newer Warren? this manager applies command versions up to {COMMAND_VERSION}: "
     "upgrade it)"
 )
-
-# msgspec's "<what> - at `$.tasks[0].slot`"; "Object missing required field `at`"
-_AT = re.compile(r"^(?P<what>.*?)(?: - at `\$(?P<path>[^`]*)`)?$", re.DOTALL)
-_FIELD = re.compile(r"^Object (?:(?P<missing>missing required)|contains unknown) field `(?P<name>.*)`$")
-
-
-def _problem(op: str, error: str) -> str:
-    """msgspec's validation error as "<op>.<path>: <what>", in the codec's words for a field too many
-    or too few ("node.remove: missing field 'at'")."""
-    found = _AT.match(error)
-    assert found is not None  # the pattern matches any text
-    what, path = found.group("what"), found.group("path") or ""
-    field = _FIELD.match(what)
-    if field is not None:
-        kind = "missing field" if field.group("missing") else "unknown field"
-        what = f"{kind} {field.group('name')!r}"
-    return f"{op}{path}: {what}"

@@ -13,8 +13,8 @@ from typing import Any
 
 import orjson
 
-from warren.config import DEFAULT_REPLICAS
 from warren.spec import taskstate
+from warren.spec.service import ServiceSpec, field_default
 
 NODE_COLUMNS = (
     "name, role, state, availability, raft_id, api_addr, raft_addr, labels, resources, created_at,"
@@ -116,7 +116,7 @@ def _service(row: sqlite3.Row) -> dict[str, Any]:
     else:
         # A stored spec without `replicas` (never written by the API, which stores a full spec) wants
         # the API model's default.
-        desired = int(spec.get("replicas", DEFAULT_REPLICAS))
+        desired = int(spec.get("replicas", field_default(ServiceSpec, "replicas")))
     return {
         "id": row["id"],
         "name": row["name"],

@@ -15,10 +15,10 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from warren import config
 from warren.errors import NotFoundError
 from warren.formats import join_host_port
 from warren.runtime.base import ContainerRuntime, RuntimeUnavailableError
+from warren.spec.service import HealthCheck, field_default
 
 log = logging.getLogger(__name__)
 
@@ -36,9 +36,9 @@ class HealthSpec:
     cmd: tuple[str, ...] = ()
     port: int | None = None
     path: str = "/"
-    interval_s: float = config.DEFAULT_HEALTH_INTERVAL_S
-    timeout_s: float = config.DEFAULT_HEALTH_TIMEOUT_S
-    retries: int = config.DEFAULT_HEALTH_RETRIES
+    interval_s: float = field_default(HealthCheck, "interval_s")
+    timeout_s: float = field_default(HealthCheck, "timeout_s")
+    retries: int = field_default(HealthCheck, "retries")
     start_period_s: float = 0.0
 
     @classmethod
@@ -51,9 +51,9 @@ class HealthSpec:
             cmd=tuple(str(a) for a in doc.get("cmd") or ()),
             port=int(doc["port"]) if doc.get("port") is not None else None,
             path=str(doc.get("path") or "/"),
-            interval_s=float(doc.get("interval_s") or config.DEFAULT_HEALTH_INTERVAL_S),
-            timeout_s=float(doc.get("timeout_s") or config.DEFAULT_HEALTH_TIMEOUT_S),
-            retries=max(1, int(doc.get("retries") or config.DEFAULT_HEALTH_RETRIES)),
+            interval_s=float(doc.get("interval_s") or field_default(HealthCheck, "interval_s")),
+            timeout_s=float(doc.get("timeout_s") or field_default(HealthCheck, "timeout_s")),
+            retries=max(1, int(doc.get("retries") or field_default(HealthCheck, "retries"))),
             start_period_s=float(doc.get("start_period_s") or 0.0),
         )
 

@@ -8,9 +8,10 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from warren import config
 from warren.runtime.base import PortMapping, RuntimeStartError, TaskRun
+from warren.spec import service as typed
 from warren.spec import validate
+from warren.spec.service import field_default
 
 
 @dataclass(frozen=True, slots=True)
@@ -18,16 +19,16 @@ class RestartPolicy:
     """The service's restart policy, as the worker applies it to a task cut off from the managers
     (connected, a restart is a new task the leader creates under the same policy)."""
 
-    condition: str = config.DEFAULT_RESTART_CONDITION  # any | on-failure | none
-    delay_s: float = config.DEFAULT_RESTART_DELAY_S
+    condition: str = field_default(typed.RestartPolicy, "condition")  # any | on-failure | none
+    delay_s: float = field_default(typed.RestartPolicy, "delay_s")
     max_attempts: int = 0  # 0: no limit
 
     @classmethod
     def from_doc(cls, doc: Mapping[str, Any] | None) -> RestartPolicy:
         doc = doc or {}
         return cls(
-            condition=str(doc.get("condition") or config.DEFAULT_RESTART_CONDITION),
-            delay_s=float(doc.get("delay_s") or config.DEFAULT_RESTART_DELAY_S),
+            condition=str(doc.get("condition") or field_default(typed.RestartPolicy, "condition")),
+            delay_s=float(doc.get("delay_s") or field_default(typed.RestartPolicy, "delay_s")),
             max_attempts=int(doc.get("max_attempts") or 0),
         )
 
@@ -113,7 +114,7 @@ def stop_timeout(doc: Mapping[str, Any] | None, default_s: float) -> float:
 
 
 def driver_of(doc: Mapping[str, Any]) -> str:
-    return str((doc.get("spec") or {}).get("driver") or config.DEFAULT_DRIVER)
+    return str((doc.get("spec") or {}).get("driver") or field_default(typed.ServiceSpec, "driver"))
 
 
 def exit_message(exit_code: int | None, detail: str) -> str:

@@ -1,0 +1,161 @@
+"""The typed service spec (warren.spec.service): decoded once, defaulted, checked like the API checks a
+request, and written and digested exactly as the specs Warren already stores."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import orjson
+import pytest
+from pydantic import ValidationError
+
+from warren.api import models
+from warren.errors import InvalidError
+from warren.spec import service
+from warren.spec.service import HealthCheck, RestartPolicy, ServiceSpec, TaskSpec, UpdatePolicy
+
+FIXTURES = Path(__file__).parents[1] / "fixtures" / "commands-v1"
+
+
+def stored_specs() -> list[dict[str, Any]]:
+    """Specs as POST /v1/services stored them (commit 793c90e), each with its task spec and digest."""
+    return [orjson.loads(line) for line in (FIXTURES / "specs.jsonl").read_bytes().splitlines()]
+
+
+@pytest.mark.parametrize("stored", stored_specs(), ids=lambda d: d["digest"])
+def test_a_stored_spec_decodes_and_keeps_its_task_spec_and_digest(stored: dict[str, Any]) -> None:
+    spec = service.decode(ServiceSpec, orjson.dumps(stored["spec"]))
+    assert service.to_doc(spec) == stored["spec"]
+    task = spec.task_spec()
+    assert type(task) is TaskSpec
+    assert service.to_doc(task) == stored["task_spec"]
+    assert list(service.to_doc(task)) == list(stored["task_spec"])  # the order tasks.spec is written in
+    # An unchanged spec keeps its digest: an upgrade rolls no task.
+    assert service.spec_digest(spec) == service.spec_digest(task) == stored["digest"]
+    # The task spec a task row holds decodes too, to the same thing.
+    assert service.decode(TaskSpec, orjson.dumps(stored["task_spec"])) == task
+
+
+def test_the_defaults_are_the_ones_the_api_filled_in() -> None:
+    minimal = stored_specs()[0]["spec"]
+    assert service.to_doc(ServiceSpec(image="nginx")) == minimal
+    assert service.field_default(HealthCheck, "interval_s") == 5.0
+    assert service.field_default(ServiceSpec, "replicas") == 1
+    assert service.field_default(ServiceSpec, "env") == {}
+    with pytest.raises(KeyError):
+        service.field_default(ServiceSpec, "image")
+
+
+def test_a_task_spec_leaves_out_secrets_while_there_are_none() -> None:
+    assert "secrets" not in service.to_doc(ServiceSpec(image="nginx").task_spec())
+    assert service.to_doc(ServiceSpec(image="nginx", secrets=["a"]).task_spec())["secrets"] == ["a"]
+    assert "secrets" in service.to_doc(ServiceSpec(image="nginx"))  # a service spec writes every field
+
+
+def test_only_task_fields_change_the_digest() -> None:
+    base = service.spec_digest(ServiceSpec(image="nginx"))
+    assert service.spec_digest(ServiceSpec(image="nginx", replicas=5, labels={"a": "b"})) == base
+    assert service.spec_digest(ServiceSpec(image="nginx", update=UpdatePolicy(parallelism=3))) == base
+    assert service.spec_digest(ServiceSpec(image="nginx:2")) != base
+    assert service.spec_digest(ServiceSpec(image="nginx", restart=RestartPolicy(delay_s=1))) != base
+
+
+# Specs the API's pydantic model takes; the typed spec takes them too and fills in the same defaults.
+GOOD = [
+    *[d["spec"] for d in stored_specs()],
+    {"image": "nginx", "resources": {"cpus": 1024, "memory": 4 * 1024 * 1024}},
+    {"image": "nginx", "replicas": 0, "update": {"parallelism": 10_000}},
+    {"image": "nginx", "command": ["sh", "-c", "a\tb\nc"], "env": {"_X": "a\nb"}},
+    {"image": "nginx", "health": {"kind": "http", "port": 1, "path": "/"}},
+    {"image": "nginx", "labels": {"a.b/c-d_e": ""}, "constraints": ["node.name==worker-1"]},
+]
+
+# Specs the API's model refuses; the typed spec refuses them too, naming the field.
+BAD = [
+    ({}, "image"),
+    ({"image": ""}, "image"),
+    ({"image": "Nginx"}, "image"),
+    ({"image": "nginx", "unknown": 1}, "unknown"),
+    ({"image": "nginx", "replicas": True}, "replicas"),
+    ({"image": "nginx", "replicas": 1.0}, "replicas"),
+    ({"image": "nginx", "replicas": "1"}, "replicas"),
+    ({"image": "nginx", "replicas": -1}, "replicas"),
+    ({"image": "nginx", "replicas": 10_001}, "replicas"),
+    ({"image": "nginx", "driver": "vm"}, "driver"),
+    ({"image": "nginx", "driver": "process"}, "command"),
+    ({"image": "nginx", "mode": "every"}, "mode"),
+    ({"image": "nginx", "command": ["a\x00"]}, "command"),
+    ({"image": "nginx", "command": ["a\rb"]}, "command"),
+    ({"image": "nginx", "env": {"1A": "x"}}, "env"),
+    ({"image": "nginx", "env": {"A": "\x1b[2J"}}, "env"),
+    ({"image": "nginx", "labels": {"-a": "x"}}, "labels"),
+    ({"image": "nginx", "labels": {"a": "x\ny"}}, "labels"),
+    ({"image": "nginx", "publish": [{"host": 0, "container": 80}]}, "publish"),
+    ({"image": "nginx", "publish": [{"host": 80, "container": 80, "protocol": "sctp"}]}, "publish"),
+    ({"image": "nginx", "publish": [{"host": 80, "container": 8}, {"host": 80, "container": 9}]}, "publish"),
+    ({"image": "nginx", "resources": {"cpus": 0}}, "resources.cpus"),
+    ({"image": "nginx", "resources": {"memory": 1024}}, "resources.memory"),
+    ({"image": "nginx", "constraints": ["labels.a==b"]}, "constraints"),
+    ({"image": "nginx", "constraints": ["node.labels.a==b\n"]}, "constraints"),
+    ({"image": "nginx", "restart": {"condition": "always"}}, "restart.condition"),
+    ({"image": "nginx", "restart": {"delay_s": -1}}, "restart.delay_s"),
+    ({"image": "nginx", "restart": {"delay_s": "1s"}}, "restart.delay_s"),
+    ({"image": "nginx", "health": {"kind": "cmd"}}, "health"),
+    ({"image": "nginx", "health": {"kind": "tcp"}}, "health"),
+    ({"image": "nginx", "health": {"kind": "http", "port": 80, "path": "healthz"}}, "health.path"),
+    ({"image": "nginx", "health": {"kind": "tcp", "port": 80, "retries": 0}}, "health.retries"),
+    ({"image": "nginx", "health": {"kind": "tcp", "port": 80, "interval_s": 0}}, "health.interval_s"),
+    ({"image": "nginx", "update": {"parallelism": 0}}, "update.parallelism"),
+    ({"image": "nginx", "update": {"order": "random"}}, "update.order"),
+    ({"image": "nginx", "stop_timeout_s": 0}, "stop_timeout_s"),
+    ({"image": "nginx", "stop_timeout_s": 86401}, "stop_timeout_s"),
+    ({"image": "nginx", "secrets": ["a", "a"]}, "secrets"),
+    ({"image": "nginx", "secrets": ["A"]}, "secrets"),
+    ({"image": "nginx", "secrets": ["a\n"]}, "secrets"),
+]
+
+
+@pytest.mark.parametrize("body", GOOD)
+def test_a_spec_the_api_takes_decodes_to_what_the_api_stores(body: dict[str, Any]) -> None:
+    stored = models.ServiceSpec.model_validate_json(orjson.dumps(body)).model_dump()
+    assert service.to_doc(service.decode(ServiceSpec, orjson.dumps(body))) == stored
+    assert service.to_doc(service.decode(ServiceSpec, body)) == stored  # from YAML's objects alike
+
+
+@pytest.mark.parametrize(("body", "field"), BAD)
+def test_a_spec_the_api_refuses_is_refused_naming_the_field(body: dict[str, Any], field: str) -> None:
+    with pytest.raises(ValidationError):
+        models.ServiceSpec.model_validate_json(orjson.dumps(body))
+    with pytest.raises(InvalidError, match=rf"^spec(\.|: ).*{field.split('.')[-1]}"):
+        service.decode(ServiceSpec, orjson.dumps(body))
+    with pytest.raises(InvalidError):
+        service.decode(ServiceSpec, body)
+
+
+def test_a_check_runs_when_a_spec_is_made_in_code_too() -> None:
+    with pytest.raises(ValueError, match="needs command"):
+        ServiceSpec(image="x", driver="process")
+    with pytest.raises(ValueError, match="needs port"):
+        HealthCheck(kind="tcp")
+    with pytest.raises(ValueError, match="control characters"):
+        ServiceSpec(image="nginx", labels={"a": "\x1b"})
+
+
+def test_not_json_is_refused() -> None:
+    with pytest.raises(InvalidError, match="^spec: not JSON"):
+        service.decode(ServiceSpec, b'{"image": ')
+
+
+def test_the_spec_package_imports_nothing_of_warren_but_errors_and_formats() -> None:
+    code = (
+        "import sys, warren.spec.service, warren.spec.validate, warren.spec.problems\n"
+        "print(' '.join(sorted(m for m in sys.modules if m.startswith('warren'))))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert set(out.split()) <= {
+        "warren", "warren.spec", "warren.spec.service", "warren.spec.validate", "warren.spec.problems",
+        "warren.errors", "warren.formats",
+    }
