@@ -20,6 +20,7 @@ from warren.manager import dispatcher as dispatcher_mod
 from warren.manager.dispatcher import Dispatcher, NodeReport, check_secret, secret_digest
 from warren.manager.logrelay import LogGoneError, LogRelay, LogStream
 from warren.pki import tokens
+from warren.spec.service import TaskSpec
 from warren.store import commands as c
 from warren.store import queries
 from warren.store.machine import Store
@@ -96,8 +97,7 @@ class World:
         return name
 
     def task(self, task_id: str, node: str, slot: int = 1) -> None:
-        spec = {"image": "busybox"}
-        new = c.NewTask(task_id, "svc-1", slot, node, "assigned", "", spec, "d1")
+        new = c.NewTask(task_id, "svc-1", slot, node, "assigned", "", TaskSpec(image="busybox"), "d1")
         self.propose.apply(c.CreateTasks([new], T0))
 
     def dispatcher(self, settings: OrchestratorSettings = SETTINGS, **kwargs: Any) -> Dispatcher:

@@ -84,8 +84,26 @@ def test_unchanged_services_are_not_parsed_again(sim: Sim) -> None:
     a1, a2 = by_name(first, "a"), by_name(second, "a")
     b1, b2 = by_name(first, "b"), by_name(second, "b")
     assert a2.spec is a1.spec
-    assert b2.spec is not b1.spec and b2.spec["image"] == "v2"
-    assert b2.previous_spec is not None and b2.previous_spec["image"] == "v1"
+    assert b2.spec is not b1.spec and b2.spec.image == "v2"
+    assert b2.previous_spec is not None and b2.previous_spec.image == "v1"
     assert b2.digest != b1.digest
     # Each pass gets its own Service records (the planner appends the tasks it creates to them).
     assert a2 is not a1 and a2.tasks is not a1.tasks
+
+
+def test_a_stored_spec_that_is_not_valid_leaves_its_service_alone(
+    sim: Sim, caplog: pytest.LogCaptureFixture
+) -> None:
+    # As a Warren from before the image grammar check may have stored it.
+    sim.add_node("w1")
+    sim.apply(c.CreateService("svc-old", "old", {"image": "Upper/Case", "replicas": 2}, sim.now))
+    sim.create_service("web", image="v1", replicas=1)
+    cache = ServiceCache()
+    with caplog.at_level("ERROR", logger="warren.reconciler.state"):
+        state = load(sim.store.conn, cache)
+        load(sim.store.conn, cache)
+    assert [s.name for s in state.services] == ["web"]
+    assert caplog.text.count("svc-old is left alone: its stored spec is not a valid one") == 1
+    assert "must be lowercase" in caplog.text
+    sim.settle()
+    assert sim.live("old") == [] and len(sim.live("web")) == 1

@@ -27,7 +27,7 @@ from warren.manager.control.services import Services
 from warren.manager.dispatcher import Dispatcher, secret_digest
 from warren.manager.secrets import aad, names_used, open_for_delivery
 from warren.pki import sealing
-from warren.spec import taskstate
+from warren.spec.service import ServiceSpec, decode, spec_digest
 from warren.store import commands as c
 from warren.store import queries, schema
 from warren.store.machine import Store
@@ -143,7 +143,7 @@ async def test_a_service_may_name_only_existing_secrets(world: World) -> None:
     with pytest.raises(NotFoundError, match="nope"):
         world.propose.apply(c.UpdateService("web", {"secrets": ["nope"]}, T0))
     assert queries.service(world.conn, "web")["spec"]["secrets"] == ["db-password"]  # type: ignore[index]
-    with pytest.raises(InvalidError, match="list of secret names"):
+    with pytest.raises(InvalidError, match="spec.secrets: Expected `array`"):
         world.propose.apply(c.UpdateService("web", {"secrets": "db-password"}, T0))
 
 
@@ -173,10 +173,10 @@ async def test_a_rollback_to_a_spec_whose_secret_was_removed_is_refused(world: W
 
 
 def test_secrets_change_the_task_digest_but_an_empty_list_does_not() -> None:
-    old = {"image": "busybox", "replicas": 2}
-    assert taskstate.spec_digest(old) == taskstate.spec_digest({**old, "secrets": []})
-    assert taskstate.spec_digest(old) != taskstate.spec_digest({**old, "secrets": ["a"]})
-    assert taskstate.task_spec({**old, "secrets": ["a"]})["secrets"] == ["a"]
+    old = ServiceSpec(image="busybox", replicas=2)
+    assert spec_digest(old) == spec_digest(ServiceSpec(image="busybox", replicas=2, secrets=[]))
+    assert spec_digest(old) != spec_digest(ServiceSpec(image="busybox", replicas=2, secrets=["a"]))
+    assert ServiceSpec(image="busybox", secrets=["a"]).task_spec().secrets == ["a"]
 
 
 async def test_the_content_digest_covers_the_sealed_values(world: World, tmp_path: Path) -> None:
@@ -225,8 +225,8 @@ async def test_the_dispatcher_gives_each_worker_the_secrets_of_its_own_tasks_onl
     world.service("plain")
 
     def task(task_id: str, service: str, node: str, desired: str = "running") -> None:
-        spec = taskstate.task_spec(queries.service(world.conn, service)["spec"])  # type: ignore[index]
-        new = c.NewTask(task_id, f"svc-{service}", 1, node, "assigned", "", spec, "d")
+        spec = decode(ServiceSpec, queries.service(world.conn, service)["spec"])  # type: ignore[index]
+        new = c.NewTask(task_id, f"svc-{service}", 1, node, "assigned", "", spec.task_spec(), "d")
         world.propose.apply(c.CreateTasks([new], T0))
         if desired != "running":
             world.propose.apply(c.SetTasksDesired([task_id], "shutdown", "", T0))

@@ -14,6 +14,7 @@ from hypothesis import strategies as st
 
 from warren.errors import CorruptStateError
 from warren.pki import tokens
+from warren.spec.service import TaskSpec
 from warren.store import commands as c
 from warren.store import queries, schema
 from warren.store.machine import Store, check_state_file
@@ -79,8 +80,9 @@ def test_every_command_round_trips() -> None:
         c.SetUpdateStatus("web", None, T0),
         c.CreateTasks(
             [
-                c.NewTask("task-1", "svc-1", 1, "worker-1", "assigned", "", {"image": "a"}, "d1"),
-                c.NewTask("task-2", "svc-1", None, None, "pending", "no node", {}, "d2"),
+                c.NewTask("task-1", "svc-1", 1, "worker-1", "assigned", "", TaskSpec(image="a"), "d1"),
+                c.NewTask("task-2", "svc-1", None, None, "pending", "", TaskSpec(image="b", secrets=["s"]),
+                          "d2"),
             ],
             T0,
         ),
@@ -114,7 +116,11 @@ def test_commands_written_by_the_old_encoder_decode_and_encode_to_the_same_bytes
     for payload in payloads:
         cmd = c.decode(payload)
         ops.add(cmd.OP)
-        assert c.encode(cmd) == payload
+        again = c.encode(cmd)
+        assert c.decode(again) == cmd
+        if b"partial" in payload:
+            continue  # a spec the API never wrote: it gains the defaults the API would have filled in
+        assert again == payload
     assert ops == set(c.COMMANDS)
 
 

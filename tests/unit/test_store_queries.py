@@ -11,7 +11,7 @@ import pytest
 
 from tests.unit.test_store import FOUNDER, T0, Log
 from tests.unit.test_store_tasks import SPEC, WORKER_TOKEN, cluster_with_workers, new_task, register, status
-from warren.spec import taskstate
+from warren.spec.service import ServiceSpec, decode, spec_digest, to_doc
 from warren.store import commands as c
 from warren.store import queries
 from warren.store.machine import Store
@@ -130,7 +130,7 @@ def test_task_documents_filters_and_order(log: Log) -> None:
         "health": "none",
         "container_id": "c9",
         "exit_code": 1,
-        "spec_digest": taskstate.spec_digest(SPEC),
+        "spec_digest": spec_digest(decode(ServiceSpec, SPEC)),
         "created_at": T0,
         "updated_at": T0 + 1,
         "started_at": None,
@@ -175,8 +175,8 @@ def test_assignments_are_the_protocols_task_documents(log: Log) -> None:
             "slot": slot,
             "desired_state": "running",
             "state": state,
-            "spec": taskstate.task_spec(SPEC),
-            "spec_digest": taskstate.spec_digest(SPEC),
+            "spec": to_doc(decode(ServiceSpec, SPEC).task_spec()),
+            "spec_digest": spec_digest(decode(ServiceSpec, SPEC)),
         }
         for task_id, slot, state in (("t1", 1, "running"), ("t2", 2, "assigned"))
     ]

@@ -11,7 +11,7 @@ import pytest
 
 from tests.unit.test_store import FOUNDER, T0, Log, dump
 from warren.pki import tokens
-from warren.spec import taskstate
+from warren.spec.service import ServiceSpec, decode, spec_digest, to_doc
 from warren.store import commands as c
 from warren.store import schema
 from warren.store.machine import Store
@@ -57,9 +57,9 @@ def cluster_with_workers(log: Log, *names: str) -> None:
 
 
 def new_task(task_id: str, node: str | None, slot: int | None = 1, service_id: str = "svc-1") -> c.NewTask:
-    spec = taskstate.task_spec(SPEC)
+    spec = decode(ServiceSpec, SPEC)
     state: Any = "pending" if node is None else "assigned"
-    return c.NewTask(task_id, service_id, slot, node, state, "", spec, taskstate.spec_digest(SPEC))
+    return c.NewTask(task_id, service_id, slot, node, state, "", spec.task_spec(), spec_digest(spec))
 
 
 def task_row(log: Log, task_id: str) -> dict[str, Any]:
@@ -190,7 +190,10 @@ def test_rollback_swaps_the_task_fields_and_keeps_the_scale(log: Log) -> None:
     assert refused["error"] == "conflict" and "no previous spec" in refused["message"]
     log.apply(
         c.UpdateService(
-            "web", {"image": "v2", "health": {"tcp": 80}, "update": {"parallelism": 3}, "command": None}, T0
+            "web",
+            {"image": "v2", "health": {"kind": "tcp", "port": 80}, "update": {"parallelism": 3},
+             "command": None},
+            T0,
         )
     )
     log.apply(c.UpdateService("web", {"replicas": 7, "labels": {"tier": "front"}}, T0))
@@ -218,7 +221,7 @@ def test_a_requested_rollback_records_rollback_started_in_the_same_apply(log: Lo
         "state": "rollback_started",
         "message": "rollback requested",
         "started_at": T0 + 2,
-        "spec_digest": taskstate.spec_digest(service["spec"]),
+        "spec_digest": spec_digest(decode(ServiceSpec, service["spec"])),
     }
 
 
@@ -255,8 +258,9 @@ def test_tasks_are_created_assigned_or_pending(log: Log) -> None:
     t1, t2 = task_row(log, "t1"), task_row(log, "t2")
     assert (t1["state"], t1["node"], t1["desired_state"]) == ("assigned", "worker-a", "running")
     assert (t2["state"], t2["node"], t2["desired_state"]) == ("pending", None, "running")
-    assert orjson.loads(t1["spec"]) == taskstate.task_spec(SPEC)
-    assert t1["spec_digest"] == taskstate.spec_digest(SPEC) and t1["health"] == "none"
+    spec = decode(ServiceSpec, SPEC)
+    assert orjson.loads(t1["spec"]) == to_doc(spec.task_spec())
+    assert t1["spec_digest"] == spec_digest(spec) and t1["health"] == "none"
     assert t1["version"] == log.index and t1["created_at"] == t1["updated_at"] == T0 + 3
 
 

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 from warren.errors import ConfigError
 from warren.formats import parse_duration, parse_port
-from warren.spec.taskstate import TASK_FIELDS
+from warren.spec.service import TASK_FIELDS
 
 if TYPE_CHECKING:  # loaded by the functions that use them: daemons never import pydantic
     from pydantic import ValidationError

@@ -16,7 +16,7 @@ from warren.reconciler.units import Unit
 
 def collect(acts: Actions, service: Service, units: list[Unit]) -> None:
     keep = acts.settings.task_history_per_slot
-    max_attempts = int((service.spec.get("restart") or {}).get("max_attempts") or 0)
+    max_attempts = service.spec.restart.max_attempts
     if max_attempts > 0:
         keep = max(keep, max_attempts + 1)
     for unit in units:

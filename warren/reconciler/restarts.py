@@ -17,7 +17,6 @@ from collections.abc import Sequence
 from warren.config import OrchestratorSettings
 from warren.reconciler.state import Service, Task
 from warren.spec import taskstate
-from warren.spec.service import RestartPolicy, field_default
 
 # Tasks that ended by themselves and count as attempts towards max_attempts.
 _ATTEMPTS = frozenset({taskstate.FAILED, taskstate.REJECTED, taskstate.COMPLETE})
@@ -32,23 +31,20 @@ def replacement_due(tasks: Sequence[Task], service: Service, settings: Orchestra
     last = finals[-1]
     if last.desired != "running":
         return -math.inf
-    policy = service.spec.get("restart") or {}
-    condition = policy.get("condition") or field_default(RestartPolicy, "condition")
-    allowed = condition == "any" or (condition == "on-failure" and failed(last))
-    max_attempts = int(policy.get("max_attempts") or 0)
-    if allowed and max_attempts > 0:
+    policy = service.spec.restart
+    allowed = policy.condition == "any" or (policy.condition == "on-failure" and failed(last))
+    if allowed and policy.max_attempts > 0:
         attempts = sum(
             1
             for t in finals
             if t.spec_digest == service.digest and t.desired == "running" and t.state in _ATTEMPTS
         )
         # The first task is not a replacement: `max_attempts` replacements after it.
-        allowed = attempts <= max_attempts
+        allowed = attempts <= policy.max_attempts
     if not allowed:
         # The policy gave up on the spec that ended; a new spec deserves a task.
         return -math.inf if last.spec_digest != service.digest else None
-    delay = float(policy.get("delay_s") or field_default(RestartPolicy, "delay_s"))
-    return last.updated_at + delay + backoff(finals, settings)
+    return last.updated_at + policy.delay_s + backoff(finals, settings)
 
 
 def failed(task: Task) -> bool:

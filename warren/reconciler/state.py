@@ -4,22 +4,30 @@ Tasks are plain mutable records: while a pass decides (fail the tasks of a down 
 one), it updates its own picture the way the commands it emits will update the state, so later steps
 of the same pass (a replacement) see the outcome at once instead of one round later.
 
-What a pass derives from a service row (its parsed specs, digest, needs) only changes when the row
-does, so a `ServiceCache` kept across passes (the leader keeps one per term) parses each service once
-per change instead of once per pass: with thousands of services that parsing was nearly all of a pass.
+What a pass derives from a service row (its decoded specs, digest, needs) only changes when the row
+does, so a `ServiceCache` kept across passes (the leader keeps one per term) decodes each service once
+per change instead of once per pass: with thousands of services that decoding was nearly all of a pass.
+
+A stored spec that does not decode as a valid ServiceSpec (one written before a check it fails was
+added) leaves its service out of the pass, logged: nothing is created or stopped for it until a user
+updates its spec to a valid one.
 """
 
 from __future__ import annotations
 
+import logging
 import sqlite3
 from dataclasses import dataclass, field, replace
 from typing import Any
 
 import orjson
 
+from warren.errors import InvalidError
 from warren.scheduler.placement import Candidate, NodeInfo, NodeLoad, TaskRequest
 from warren.spec import taskstate
-from warren.spec.service import ServiceSpec, field_default
+from warren.spec.service import ServiceSpec, TaskSpec, decode, spec_digest
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(slots=True)
@@ -68,21 +76,21 @@ class Service:
     id: str
     name: str
     version: int
-    spec: dict[str, Any]
-    previous_spec: dict[str, Any] | None
+    spec: ServiceSpec
+    previous_spec: ServiceSpec | None
     update_status: dict[str, Any] | None
-    task_spec: dict[str, Any]
+    task_spec: TaskSpec
     digest: str
-    needs: Needs  # of task_spec: parsed once per pass
+    needs: Needs  # of task_spec
     tasks: list[Task] = field(default_factory=list)
 
     @property
     def mode(self) -> str:
-        return str(self.spec.get("mode") or "replicated")
+        return self.spec.mode
 
     @property
     def replicas(self) -> int:
-        return int(self.spec.get("replicas", field_default(ServiceSpec, "replicas")) or 0)
+        return self.spec.replicas
 
     def request(self, node: str | None = None) -> TaskRequest:
         """What placement needs to know of a new task of this service."""
@@ -137,12 +145,12 @@ class State:
 @dataclass(frozen=True, slots=True)
 class _Derived:
     """What `load` derives from one service row at one version. Shared by the passes that see that
-    version: the planner reads these dicts and never changes them (it replaces `update_status`)."""
+    version: the planner never changes them (it replaces `update_status`)."""
 
     version: int
-    spec: dict[str, Any]
-    previous_spec: dict[str, Any] | None
-    task_spec: dict[str, Any]
+    spec: ServiceSpec
+    previous_spec: ServiceSpec | None
+    task_spec: TaskSpec
     digest: str
     needs: Needs
     status_text: str | None
@@ -158,6 +166,7 @@ class ServiceCache:
 
     def __init__(self) -> None:
         self._rows: dict[str, _Derived] = {}
+        self._refused: dict[str, int] = {}  # service ID -> version whose spec was refused (logged)
 
     def __len__(self) -> int:
         return len(self._rows)
@@ -169,32 +178,49 @@ class ServiceCache:
         spec_text: str | bytes,
         previous_text: str | bytes | None,
         status_text: str | None,
-    ) -> _Derived:
-        """The derived row (cached if the row did not change) and remember it for the next load."""
+    ) -> _Derived | None:
+        """The derived row (cached if the row did not change); None if its spec does not decode (logged
+        once per version)."""
         hit = self._rows.get(sid)
         if hit is None or hit.version != version:
-            hit = _derive(version, spec_text, previous_text, status_text)
+            if self._refused.get(sid) == version:
+                return None
+            hit = _derive_or_log(sid, version, spec_text, previous_text, status_text)
+            if hit is None:
+                self._refused[sid] = version
+                return None
         elif hit.status_text != status_text:
             status = None if status_text is None else orjson.loads(status_text)
             hit = replace(hit, status_text=status_text, update_status=status)
         return hit
 
-    def keep(self, rows: dict[str, _Derived]) -> None:
-        """The rows the last load read: the only ones worth keeping."""
+    def keep(self, rows: dict[str, _Derived], read: set[str]) -> None:
+        """The rows the last load derived, of the services it `read`: the only ones worth keeping."""
         self._rows = rows
+        self._refused = {sid: v for sid, v in self._refused.items() if sid in read}
+
+
+def _derive_or_log(
+    sid: str, version: int, spec_text: str | bytes, previous_text: str | bytes | None, status_text: str | None
+) -> _Derived | None:
+    try:
+        return _derive(version, spec_text, previous_text, status_text)
+    except InvalidError as exc:
+        log.error("service %s is left alone: its stored spec is not a valid one: %s", sid, exc)
+        return None
 
 
 def _derive(
     version: int, spec_text: str | bytes, previous_text: str | bytes | None, status_text: str | None
 ) -> _Derived:
-    spec = orjson.loads(spec_text)
-    task_spec = taskstate.task_spec(spec)
+    spec = decode(ServiceSpec, spec_text)
+    task_spec = spec.task_spec()
     return _Derived(
         version=version,
         spec=spec,
-        previous_spec=None if previous_text is None else orjson.loads(previous_text),
+        previous_spec=None if previous_text is None else decode(ServiceSpec, previous_text),
         task_spec=task_spec,
-        digest=taskstate.spec_digest(spec),
+        digest=spec_digest(task_spec),
         needs=needs(task_spec),
         status_text=status_text,
         update_status=None if status_text is None else orjson.loads(status_text),
@@ -216,13 +242,18 @@ def load(conn: sqlite3.Connection, cache: ServiceCache | None = None) -> State:
     services: list[Service] = []
     by_id: dict[str, Service] = {}
     seen: dict[str, _Derived] = {}
+    read: set[str] = set()
     for sid, name, version, spec_text, previous_text, status_text in cur.execute(
         "SELECT id, name, version, spec, previous_spec, update_status FROM services ORDER BY name"
     ):
+        read.add(sid)
         if cache is None:
-            d = _derive(version, spec_text, previous_text, status_text)
+            d = _derive_or_log(sid, version, spec_text, previous_text, status_text)
         else:
-            d = seen[sid] = cache.derive(sid, version, spec_text, previous_text, status_text)
+            d = cache.derive(sid, version, spec_text, previous_text, status_text)
+        if d is None:
+            continue
+        seen[sid] = d
         service = Service(
             id=sid,
             name=name,
@@ -237,7 +268,7 @@ def load(conn: sqlite3.Connection, cache: ServiceCache | None = None) -> State:
         services.append(service)
         by_id[sid] = service
     if cache is not None:
-        cache.keep(seen)
+        cache.keep(seen, read)
     known: dict[str, Needs] = {s.digest: s.needs for s in services}
     for row in cur.execute(
         "SELECT id, service_id, slot, node, desired_state, state, message, spec_digest, exit_code, health,"
@@ -253,23 +284,20 @@ def load(conn: sqlite3.Connection, cache: ServiceCache | None = None) -> State:
         task.was_final = task.final
         owner.tasks.append(task)
         if row[13] is not None and task.spec_digest not in known:
-            known[task.spec_digest] = needs(orjson.loads(row[13]))
+            try:
+                known[task.spec_digest] = needs(decode(TaskSpec, row[13]))
+            except InvalidError as exc:  # its node's load leaves it out; the task itself is kept
+                log.warning("task %s: its stored spec is not a valid one: %s", task.id, exc)
     return State(nodes, services, known)
 
 
-def needs(spec: dict[str, Any]) -> Needs:
-    resources = spec.get("resources") or {}
-    ports = tuple(
-        (int(p["host"]), str(p.get("protocol") or "tcp"))
-        for p in (spec.get("publish") or ())
-        if isinstance(p, dict) and p.get("host") is not None
-    )
+def needs(spec: TaskSpec) -> Needs:
     return Needs(
-        driver=str(spec.get("driver") or field_default(ServiceSpec, "driver")),
-        cpus=float(resources.get("cpus") or 0.0),
-        memory=int(resources.get("memory") or 0),
-        ports=ports,
-        constraints=tuple(str(c) for c in spec.get("constraints") or ()),
+        driver=spec.driver,
+        cpus=spec.resources.cpus or 0.0,
+        memory=spec.resources.memory or 0,
+        ports=tuple((p.host, p.protocol) for p in spec.publish),
+        constraints=tuple(spec.constraints),
     )
 
 

@@ -28,7 +28,7 @@ from warren.reconciler.actions import Actions
 from warren.reconciler.state import Service, Task
 from warren.reconciler.units import Unit
 from warren.spec import taskstate
-from warren.spec.service import UpdatePolicy, field_default
+from warren.spec.service import spec_digest
 
 UPDATING = "updating"
 PAUSED = "paused"
@@ -86,18 +86,15 @@ def ready(service: Service, task: Task) -> bool:
     """Running, and healthy if the spec has a health check: an old task may now make way."""
     if task.state != taskstate.RUNNING:
         return False
-    return service.task_spec.get("health") is None or task.health == "healthy"
+    return service.task_spec.health is None or task.health == "healthy"
 
 
 def _advance(
     acts: Actions, service: Service, units: list[Unit], started_at: float, fill: Callable[[Unit], None]
 ) -> bool:
     """Start the next batch if it is due; True once nothing is outdated or settling."""
-    policy = service.spec.get("update") or {}
-    monitor = float(policy.get("monitor_s", field_default(UpdatePolicy, "monitor_s")))
-    delay = float(policy.get("delay_s") or 0.0)
-    parallelism = int(policy.get("parallelism") or field_default(UpdatePolicy, "parallelism"))
-    start_first = policy.get("order") == "start-first"
+    policy = service.spec.update
+    monitor, delay, start_first = policy.monitor_s, policy.delay_s, policy.order == "start-first"
     digest = service.digest
     busy = 0
     waiting: list[Unit] = []
@@ -125,7 +122,7 @@ def _advance(
     if last_stable is not None and acts.now < last_stable + delay:
         acts.wake(last_stable + delay)
         return False
-    for unit in waiting[:parallelism]:
+    for unit in waiting[: policy.parallelism]:
         old = unit.live_outdated(digest)
         assert old is not None
         if start_first and acts.create(service, unit, must_place=True) is not None:
@@ -150,10 +147,9 @@ def _failure(service: Service, started_at: float) -> Task | None:
 
 def _fail(acts: Actions, service: Service, rollout: Rollout, failure: Task) -> Rollout | None:
     what = f"task {failure.id} failed" + (f": {failure.message}" if failure.message else "")
-    policy = service.spec.get("update") or {}
     if (
         rollout.state == UPDATING
-        and policy.get("failure_action") == "rollback"
+        and service.spec.update.failure_action == "rollback"
         and service.previous_spec is not None
     ):
         acts.rollback(service)
@@ -174,10 +170,9 @@ def _fail(acts: Actions, service: Service, rollout: Rollout, failure: Task) -> R
 
 
 def _digest_after_rollback(service: Service) -> str:
-    # RollbackService restores every task field of the previous spec (absent ones are dropped, as
-    # task_spec reads them as None), so the result has the previous spec's digest.
+    # RollbackService restores every task field of the previous spec, so the result has its digest.
     assert service.previous_spec is not None
-    return taskstate.spec_digest(service.previous_spec)
+    return spec_digest(service.previous_spec)
 
 
 def _status(service: Service, state: str, message: str, started_at: float, **extra: Any) -> dict[str, Any]:

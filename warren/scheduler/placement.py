@@ -34,7 +34,7 @@ _CONSTRAINT = re.compile(
 
 @dataclass(frozen=True, slots=True)
 class TaskRequest:
-    """What placement needs to know of one task (from its spec: taskstate.task_spec)."""
+    """What placement needs to know of one task (from its TaskSpec)."""
 
     service_id: str
     driver: str

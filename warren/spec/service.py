@@ -10,8 +10,8 @@ needs another) run in `__post_init__`, so a decoded spec is a valid one.
 new tasks; a change to the others (replicas, mode, labels, update policy) does not. `ServiceSpec`
 extends it, so each field is declared once; `ServiceSpec.task_spec()` cuts the task part out.
 
-Wire form: the JSON of the fields (msgspec.to_builtins), every field written; a task spec leaves out
-`secrets` while empty, so tasks of services made before secrets existed keep their digest.
+Wire form: the JSON of the fields (msgspec.to_builtins), every field written. The digest of a task
+spec leaves out `secrets` while empty, so tasks of services made before secrets existed keep theirs.
 """
 
 from __future__ import annotations
@@ -218,19 +218,20 @@ def decode(cls: type[S], data: bytes | str | Mapping[str, Any]) -> S:
 
 
 def to_doc(spec: _Part) -> dict[str, Any]:
-    """The wire form of a spec or part (every field); a TaskSpec leaves out `secrets` while empty."""
+    """The wire form of a spec or part: every field, in declared order."""
     doc: dict[str, Any] = msgspec.to_builtins(spec)
-    if type(spec) is TaskSpec and not spec.secrets:
-        del doc["secrets"]
     return doc
 
 
 def spec_digest(spec: TaskSpec) -> str:
     """A short digest of a task spec (of a service spec's task part): tasks of another digest are
-    outdated. The same stored spec gives the same digest in every Warren version (keys sorted)."""
+    outdated. The same stored spec gives the same digest in every Warren version (keys sorted, and
+    `secrets` left out while empty, as before services had secrets)."""
     task = spec.task_spec() if isinstance(spec, ServiceSpec) else spec
-    body = orjson.dumps(to_doc(task), option=orjson.OPT_SORT_KEYS)
-    return hashlib.sha256(body).hexdigest()[:16]
+    doc = to_doc(task)
+    if not task.secrets:
+        del doc["secrets"]
+    return hashlib.sha256(orjson.dumps(doc, option=orjson.OPT_SORT_KEYS)).hexdigest()[:16]
 
 
 def field_default(cls: type[_Part], name: str) -> Any:

@@ -14,7 +14,9 @@ from typing import Any
 
 import orjson
 
+from warren.errors import InvalidError
 from warren.spec import taskstate
+from warren.spec.service import TASK_FIELDS, ServiceSpec, decode, spec_digest, to_doc
 from warren.store import commands as c
 from warren.store import queries
 from warren.store.commands import CommandError
@@ -208,25 +210,44 @@ def _service_version(conn: sqlite3.Connection, name: str, if_version: int | None
     return row  # type: ignore[no-any-return]
 
 
+def _spec(doc: dict[str, Any], what: str) -> ServiceSpec:
+    """The spec a merged document makes; CommandError if it would not be a valid one."""
+    try:
+        return decode(ServiceSpec, doc)
+    except InvalidError as exc:
+        raise CommandError("invalid", f"{what}: {exc}") from None
+
+
+def _stored_spec(text: str) -> ServiceSpec | None:
+    """A stored spec, None if it is not a valid one (written before a check it fails existed)."""
+    try:
+        return decode(ServiceSpec, text)
+    except InvalidError:
+        return None
+
+
 def _update_service(conn: sqlite3.Connection, index: int, cmd: c.UpdateService) -> Any:
     row = _service_version(conn, cmd.name, cmd.if_version)
-    old = orjson.loads(row["spec"])
-    spec = {**old, **cmd.changes}
+    # Merged and stored as documents, as every Warren has (so managers of two versions write the same
+    # text), and so that an update can mend a stored spec that is no longer a valid one.
+    doc = {**orjson.loads(row["spec"]), **cmd.changes}
+    spec = _spec(doc, "the updated spec would be invalid")
     if "secrets" in cmd.changes:
-        _check_secrets(conn, cmd.name, spec.get("secrets"), "not_found", "names")
+        _check_secrets(conn, cmd.name, spec.secrets, "not_found", "names")
     # Only a change of what tasks are made of is an update worth rolling back to before; a scale (or a
     # label) keeps the previous spec, so `rollback` after a scale undoes the last real update.
-    real = taskstate.task_spec(spec) != taskstate.task_spec(old)
+    old = _stored_spec(row["spec"])
+    real = old is None or old.task_spec() != spec.task_spec()
     previous = row["spec"] if real else row["previous_spec"]
     conn.execute(
         "UPDATE services SET spec = ?, previous_spec = ?, updated_at = ?, version = ? WHERE name = ?",
-        (_json(spec), previous, cmd.at, index, cmd.name),
+        (_json(doc), previous, cmd.at, index, cmd.name),
     )
     return queries.service(conn, cmd.name)
 
 
 # What a rollback brings back: how tasks are made and how they are rolled out; the rest is kept.
-ROLLBACK_FIELDS = (*taskstate.TASK_FIELDS, "update")
+ROLLBACK_FIELDS = (*TASK_FIELDS, "update")
 
 
 def _rollback_service(conn: sqlite3.Connection, index: int, cmd: c.RollbackService) -> Any:
@@ -234,25 +255,26 @@ def _rollback_service(conn: sqlite3.Connection, index: int, cmd: c.RollbackServi
     if row["previous_spec"] is None:
         raise CommandError("conflict", f"service {cmd.name!r} has no previous spec to roll back to")
     current, previous = orjson.loads(row["spec"]), orjson.loads(row["previous_spec"])
-    spec = dict(current)
+    doc = dict(current)
     for key in ROLLBACK_FIELDS:
         if key in previous:
-            spec[key] = previous[key]
+            doc[key] = previous[key]
         else:
-            spec.pop(key, None)
+            doc.pop(key, None)
+    spec = _spec(doc, "cannot roll back: the spec would be invalid")
     # A secret the previous spec used may have been removed since (only current specs hold one).
     what = "cannot roll back: its previous spec names"
-    _check_secrets(conn, cmd.name, spec.get("secrets"), "conflict", what)
+    _check_secrets(conn, cmd.name, spec.secrets, "conflict", what)
     conn.execute(
         "UPDATE services SET spec = ?, previous_spec = ?, updated_at = ?, version = ? WHERE name = ?",
-        (_json(spec), row["spec"], cmd.at, index, cmd.name),
+        (_json(doc), row["spec"], cmd.at, index, cmd.name),
     )
     if cmd.requested:
         status = {
             "state": "rollback_started",
             "message": "rollback requested",
             "started_at": cmd.at,
-            "spec_digest": taskstate.spec_digest(spec),
+            "spec_digest": spec_digest(spec),
         }
         conn.execute("UPDATE services SET update_status = ? WHERE name = ?", (_json(status), cmd.name))
     return queries.service(conn, cmd.name)
@@ -352,7 +374,7 @@ def _create_tasks(conn: sqlite3.Connection, index: int, cmd: c.CreateTasks) -> A
                 node,
                 state,
                 message,
-                _json(t.spec),
+                _json(to_doc(t.spec)),
                 t.spec_digest,
                 cmd.at,
                 cmd.at,

@@ -21,6 +21,7 @@ import orjson
 
 from warren.spec import taskstate
 from warren.spec.problems import problem
+from warren.spec.service import TaskSpec
 
 CODEC_VERSION = 1
 
@@ -217,8 +218,8 @@ class SetUpdateStatus(_Command, frozen=True, tag="service.update_status"):
 
 class NewTask(_Record, frozen=True):
     """A task the reconciler creates: placed on `node` (state assigned) or not (state pending, with
-    the reason in `message`). `spec` is the task-defining part of the service spec
-    (taskstate.task_spec), `spec_digest` its digest. Global-mode tasks have no slot."""
+    the reason in `message`). `spec` is the task-defining part of the service spec, `spec_digest` its
+    digest (warren.spec.service.spec_digest). Global-mode tasks have no slot."""
 
     task_id: str
     service_id: str
@@ -226,7 +227,7 @@ class NewTask(_Record, frozen=True):
     node: str | None
     state: Literal["assigned", "pending"]
     message: str
-    spec: dict[str, Any]
+    spec: TaskSpec
     spec_digest: str
 
 
