@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 
 from warren.errors import CorruptStateError
 from warren.pki import tokens
-from warren.spec.service import TaskSpec
+from warren.spec.service import ServiceSpec, TaskSpec, to_doc
 from warren.store import commands as c
 from warren.store import queries, schema
 from warren.store.machine import Store, check_state_file
@@ -203,7 +203,7 @@ def test_conditional_update_checks_the_version(log: Log) -> None:
     stale = log.apply(c.UpdateService("web", {"replicas": 5}, T0, if_version=1))
     assert stale[0]["error"] == "conflict"
     fresh = log.apply(c.UpdateService("web", {"replicas": 5}, T0 + 1, if_version=2))
-    assert fresh[0]["ok"]["spec"] == {"image": "a", "replicas": 5}
+    assert fresh[0]["ok"]["spec"] == to_doc(ServiceSpec(image="a", replicas=5))  # read back defaulted
     assert fresh[0]["ok"]["version"] == 4
     assert log.store.conn.execute("SELECT previous_spec FROM services").fetchone()[0] is None  # a scale
     updated = log.apply(c.UpdateService("web", {"image": "b"}, T0 + 2, if_version=4))

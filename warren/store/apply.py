@@ -218,14 +218,6 @@ def _spec(doc: dict[str, Any], what: str) -> ServiceSpec:
         raise CommandError("invalid", f"{what}: {exc}") from None
 
 
-def _stored_spec(text: str) -> ServiceSpec | None:
-    """A stored spec, None if it is not a valid one (written before a check it fails existed)."""
-    try:
-        return decode(ServiceSpec, text)
-    except InvalidError:
-        return None
-
-
 def _update_service(conn: sqlite3.Connection, index: int, cmd: c.UpdateService) -> Any:
     row = _service_version(conn, cmd.name, cmd.if_version)
     # Merged and stored as documents, as every Warren has (so managers of two versions write the same
@@ -236,7 +228,7 @@ def _update_service(conn: sqlite3.Connection, index: int, cmd: c.UpdateService) 
         _check_secrets(conn, cmd.name, spec.secrets, "not_found", "names")
     # Only a change of what tasks are made of is an update worth rolling back to before; a scale (or a
     # label) keeps the previous spec, so `rollback` after a scale undoes the last real update.
-    old = _stored_spec(row["spec"])
+    old = queries.stored_spec(row["spec"])
     real = old is None or old.task_spec() != spec.task_spec()
     previous = row["spec"] if real else row["previous_spec"]
     conn.execute(

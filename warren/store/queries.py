@@ -13,8 +13,9 @@ from typing import Any
 
 import orjson
 
+from warren.errors import InvalidError
 from warren.spec import taskstate
-from warren.spec.service import ServiceSpec, field_default
+from warren.spec.service import ServiceSpec, decode, to_doc
 
 NODE_COLUMNS = (
     "name, role, state, availability, raft_id, api_addr, raft_addr, labels, resources, created_at,"
@@ -109,18 +110,26 @@ FROM services s
 """
 
 
+def stored_spec(text: str | bytes) -> ServiceSpec | None:
+    """A stored spec, defaulted; None if it is not a valid one (written before a check it fails
+    existed: the reconciler leaves its service alone, an update may mend it)."""
+    try:
+        return decode(ServiceSpec, text)
+    except InvalidError:
+        return None
+
+
 def _service(row: sqlite3.Row) -> dict[str, Any]:
-    spec = orjson.loads(row["spec"])
-    if spec.get("mode") == "global":
-        desired = int(row["live_tasks"])
+    spec = stored_spec(row["spec"])
+    if spec is None:  # shown as stored; nothing is desired of a service the reconciler leaves alone
+        doc, desired = orjson.loads(row["spec"]), 0
     else:
-        # A stored spec without `replicas` (never written by the API, which stores a full spec) wants
-        # the API model's default.
-        desired = int(spec.get("replicas", field_default(ServiceSpec, "replicas")))
+        doc = to_doc(spec)
+        desired = int(row["live_tasks"]) if spec.mode == "global" else spec.replicas
     return {
         "id": row["id"],
         "name": row["name"],
-        "spec": spec,
+        "spec": doc,
         "version": row["version"],
         "created_at": row["created_at"],
         "updated_at": row["updated_at"],
