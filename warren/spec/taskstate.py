@@ -1,5 +1,5 @@
-"""Task states and the rules every part of Warren agrees on: the order a task's state moves in, which
-states are final, and which fields of a service's spec a task is made from.
+"""Task states and the rules every part of Warren agrees on: the order a task's state moves in and which
+states are final (the fields of a service's spec a task is made from: warren.spec.service.TaskSpec).
 
     new -> pending -> assigned -> starting -> running -> complete | failed | shutdown | rejected
 
@@ -10,11 +10,7 @@ message says why. A restart is a new task in the same slot, never a task going b
 
 from __future__ import annotations
 
-import hashlib
-from collections.abc import Mapping
-from typing import Any, Final, Literal
-
-import orjson
+from typing import Final, Literal
 
 DesiredState = Literal["running", "shutdown"]
 
@@ -54,38 +50,3 @@ def can_move(old: str, new: str) -> bool:
     if old in TERMINAL:
         return False
     return RANK[new] >= RANK[old]
-
-
-# The parts of a service spec a task is made from: a change to any of them rolls out new tasks (a
-# rolling update); a change to the others (replicas, mode, labels, update policy) does not.
-TASK_FIELDS: Final = (
-    "driver",
-    "image",
-    "command",
-    "env",
-    "publish",
-    "resources",
-    "constraints",
-    "restart",
-    "health",
-    "stop_timeout_s",
-    "secrets",
-)
-# Fields a task spec leaves out while empty: added after services were already running, so a spec
-# without them keeps the digest (and tasks) it had.
-_OMITTED_WHEN_EMPTY: Final = frozenset({"secrets"})
-
-
-def task_spec(service_spec: Mapping[str, Any]) -> dict[str, Any]:
-    """The task-defining part of a service spec."""
-    spec = {k: service_spec.get(k) for k in TASK_FIELDS}
-    for key in _OMITTED_WHEN_EMPTY:
-        if not spec[key]:
-            del spec[key]
-    return spec
-
-
-def spec_digest(service_spec: Mapping[str, Any]) -> str:
-    """A short digest of the task-defining part of a spec: tasks with another digest are outdated."""
-    body = orjson.dumps(task_spec(service_spec), option=orjson.OPT_SORT_KEYS)
-    return hashlib.sha256(body).hexdigest()[:16]
