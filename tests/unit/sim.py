@@ -17,10 +17,11 @@ from typing import Any
 
 import orjson
 
-from warren.api.models import ServiceSpec
+from warren.api import models
 from warren.config import OrchestratorSettings
 from warren.reconciler import Plan, plan
 from warren.spec import taskstate
+from warren.spec.service import ServiceSpec, decode
 from warren.store import commands as c
 from warren.store.machine import Store
 
@@ -157,13 +158,13 @@ class Sim:
 
     def create_service(self, name: str, **spec: Any) -> str:
         service_id = f"svc-{name}"
-        body = ServiceSpec.model_validate(spec, strict=False).model_dump(mode="json")
-        self.apply(c.CreateService(service_id, name, body, self.now))
+        body = models.ServiceSpec.model_validate(spec, strict=False).model_dump(mode="json")
+        self.apply(c.CreateService(service_id, name, decode(ServiceSpec, body), self.now))
         return service_id
 
     def update_service(self, name: str, **changes: Any) -> None:
         current = self.service(name)["spec"]
-        body = ServiceSpec.model_validate({**current, **changes}, strict=False).model_dump(mode="json")
+        body = models.ServiceSpec.model_validate({**current, **changes}, strict=False).model_dump(mode="json")
         self.apply(c.UpdateService(name, {k: body[k] for k in changes}, self.now))
 
     # -- workers ----------------------------------------------------------------------------------

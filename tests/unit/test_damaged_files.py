@@ -13,6 +13,7 @@ import pytest
 
 from warren import sqlitefile
 from warren.errors import CorruptStateError, StorageError
+from warren.spec.service import ServiceSpec
 from warren.store import commands as c
 from warren.store.machine import Store
 from warren.worker.cache import LocalTask, StatusUpdate, WorkerCache
@@ -99,7 +100,7 @@ def filled_store(data_dir: Path) -> None:
     store.restore(None)
     founder = c.ManagerRecord("m1", 1, "127.0.0.1:1", "127.0.0.1:2")
     cmds: list[c.Command] = [c.InitCluster("cluster-1", T0, founder)]
-    cmds += [c.CreateService(f"svc-{i}", f"web-{i}", {"image": "x" * 200}, T0) for i in range(100)]
+    cmds += [c.CreateService(f"svc-{i}", f"web-{i}", ServiceSpec(image="x" * 200), T0) for i in range(100)]
     store.apply([(i + 1, 1, c.encode(cmd)) for i, cmd in enumerate(cmds)])
     store.close()
     assert os.path.getsize(data_dir / "warren.db") > 4 * PAGE

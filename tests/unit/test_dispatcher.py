@@ -20,7 +20,7 @@ from warren.manager import dispatcher as dispatcher_mod
 from warren.manager.dispatcher import Dispatcher, NodeReport, check_secret, secret_digest
 from warren.manager.logrelay import LogGoneError, LogRelay, LogStream
 from warren.pki import tokens
-from warren.spec.service import TaskSpec
+from warren.spec.service import ServiceSpec, TaskSpec
 from warren.store import commands as c
 from warren.store import queries
 from warren.store.machine import Store
@@ -83,7 +83,7 @@ class World:
         self.propose.apply(c.InitCluster("cluster-t", T0, FOUNDER))
         self.propose.apply(c.CreateToken("tok", "worker", tokens.digest(self.token), T0, T0 + 1e6, False))
         self.propose.apply(
-            c.CreateService("svc-1", "web", {"image": "busybox", "replicas": 2, "driver": "docker"}, T0)
+            c.CreateService("svc-1", "web", ServiceSpec(image="busybox", replicas=2, driver="docker"), T0)
         )
         self.secrets: dict[str, str] = {}
         self.proposed_before = 0

@@ -16,6 +16,7 @@ import pytest
 
 from warren import sqlitefile
 from warren.errors import CorruptStateError
+from warren.spec.service import ServiceSpec
 from warren.sqlitefile import Migration
 from warren.store import commands as c
 from warren.store import schema
@@ -70,7 +71,7 @@ def test_a_previous_schema_snapshot_is_restored_upgraded_with_every_record(tmp_p
     answers = store.apply([(index + 1, 1, c.encode(c.UpdateService("web", {"replicas": 3}, T0 + 6)))])
     assert b'"ok"' in answers[0], answers
     assert rows(store.conn) == EXPECTED["state"]["state"]
-    spec = {"image": "redis:7", "secrets": ["api-key"]}
+    spec = ServiceSpec(image="redis:7", secrets=["api-key"])
     answers = store.apply([(index + 2, 1, c.encode(c.CreateService("service-3", "cache", spec, T1)))])
     assert b'"ok"' in answers[0], answers
     new_snapshot = str(tmp_path / "new.bin")

@@ -96,7 +96,9 @@ def test_a_stored_spec_that_is_not_valid_leaves_its_service_alone(
 ) -> None:
     # As a Warren from before the image grammar check may have stored it.
     sim.add_node("w1")
-    sim.apply(c.CreateService("svc-old", "old", {"image": "Upper/Case", "replicas": 2}, sim.now))
+    sim.create_service("old", image="v1", replicas=2)
+    spec = '{"image": "Upper/Case", "replicas": 2}'
+    sim.store.conn.execute("UPDATE services SET spec = ? WHERE name = 'old'", (spec,))
     sim.create_service("web", image="v1", replicas=1)
     cache = ServiceCache()
     with caplog.at_level("ERROR", logger="warren.reconciler.state"):

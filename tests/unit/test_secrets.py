@@ -83,7 +83,7 @@ class World:
         return self.store.conn
 
     def service(self, name: str, *secret_names: str, service_id: str | None = None) -> None:
-        spec = {**SPEC, "secrets": list(secret_names)}
+        spec = decode(ServiceSpec, {**SPEC, "secrets": list(secret_names)})
         self.propose.apply(c.CreateService(service_id or f"svc-{name}", name, spec, T0))
 
 

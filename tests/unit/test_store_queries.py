@@ -65,7 +65,7 @@ def test_node_documents(log: Log) -> None:
 
 def test_service_documents_count_replicas(log: Log) -> None:
     cluster_with_workers(log, "worker-a", "worker-b")
-    log.apply(c.CreateService("svc-2", "agent", {**SPEC, "mode": "global"}, T0))
+    log.apply(c.CreateService("svc-2", "agent", decode(ServiceSpec, {**SPEC, "mode": "global"}), T0))
     web = queries.service(conn(log), "web")
     assert web is not None
     assert (web["update_status"], web["has_previous"], web["replicas_running"], web["replicas_desired"]) == (
@@ -109,7 +109,7 @@ def test_service_documents_count_replicas(log: Log) -> None:
 
 def test_task_documents_filters_and_order(log: Log) -> None:
     cluster_with_workers(log, "worker-a", "worker-b")
-    log.apply(c.CreateService("svc-2", "agent", {**SPEC, "mode": "global"}, T0))
+    log.apply(c.CreateService("svc-2", "agent", decode(ServiceSpec, {**SPEC, "mode": "global"}), T0))
     log.apply(c.CreateTasks([new_task("old2", "worker-a", 2), new_task("t1", "worker-b", 1)], T0))
     log.apply(c.CreateTasks([new_task("new2", "worker-b", 2)], T0 + 1))
     log.apply(c.CreateTasks([new_task("g1", "worker-a", None, service_id="svc-2")], T0 + 1))

@@ -53,7 +53,7 @@ def cluster_with_workers(log: Log, *names: str) -> None:
     ok(log.apply(c.CreateToken("tw", "worker", tokens.digest(WORKER_TOKEN), T0, T0 + 1000, False))[0])
     for name in names:
         ok(log.apply(register(name))[0])
-    ok(log.apply(c.CreateService("svc-1", "web", SPEC, T0))[0])
+    ok(log.apply(c.CreateService("svc-1", "web", decode(ServiceSpec, SPEC), T0))[0])
 
 
 def new_task(task_id: str, node: str | None, slot: int | None = 1, service_id: str = "svc-1") -> c.NewTask:
@@ -72,12 +72,18 @@ def node_row(log: Log, name: str) -> dict[str, Any]:
     return dict(log.store.conn.execute("SELECT * FROM nodes WHERE name = ?", (name,)).fetchone())
 
 
+def full(doc: dict[str, Any]) -> dict[str, Any]:
+    """A spec document with every default filled in, as the typed spec reads it."""
+    return to_doc(decode(ServiceSpec, doc))
+
+
 def spec_row(log: Log, name: str = "web") -> tuple[dict[str, Any], dict[str, Any] | None]:
+    """A service's spec and previous spec, as the typed spec reads them."""
     row = log.store.conn.execute(
         "SELECT spec, previous_spec FROM services WHERE name = ?", (name,)
     ).fetchone()
-    previous = None if row["previous_spec"] is None else orjson.loads(row["previous_spec"])
-    return orjson.loads(row["spec"]), previous
+    previous = None if row["previous_spec"] is None else full(orjson.loads(row["previous_spec"]))
+    return full(orjson.loads(row["spec"])), previous
 
 
 def status(task_id: str, state: str, at: float, **kw: Any) -> c.SetTaskStatuses:
@@ -177,11 +183,13 @@ def test_removing_a_worker_fails_its_unfinished_tasks(log: Log) -> None:
 def test_a_scale_keeps_the_previous_spec_and_a_real_update_replaces_it(log: Log) -> None:
     cluster_with_workers(log)
     log.apply(c.UpdateService("web", {"replicas": 5}, T0))
-    assert spec_row(log) == ({**SPEC, "replicas": 5}, None)
+    assert spec_row(log) == (full({**SPEC, "replicas": 5}), None)
     log.apply(c.UpdateService("web", {"image": "v2"}, T0))
-    assert spec_row(log)[1] == {**SPEC, "replicas": 5}
+    assert spec_row(log)[1] == full({**SPEC, "replicas": 5})
     log.apply(c.UpdateService("web", {"replicas": 1, "labels": {}, "image": "v2"}, T0))  # same image
-    assert spec_row(log) == ({**SPEC, "replicas": 1, "labels": {}, "image": "v2"}, {**SPEC, "replicas": 5})
+    assert spec_row(log) == (
+        full({**SPEC, "replicas": 1, "labels": {}, "image": "v2"}), full({**SPEC, "replicas": 5})
+    )
 
 
 def test_rollback_swaps_the_task_fields_and_keeps_the_scale(log: Log) -> None:
@@ -200,7 +208,7 @@ def test_rollback_swaps_the_task_fields_and_keeps_the_scale(log: Log) -> None:
     updated = spec_row(log)[0]
     version = ok(log.apply(c.RollbackService("web", T0 + 1))[0])["version"]
     spec, previous = spec_row(log)
-    assert spec == {**SPEC, "replicas": 7, "labels": {"tier": "front"}}  # `health` was absent before
+    assert spec == full({**SPEC, "replicas": 7, "labels": {"tier": "front"}})  # no `health` before
     assert previous == updated
     assert version == log.index
     # A second rollback undoes the first.
@@ -242,7 +250,7 @@ def test_update_status_is_stored_without_bumping_the_version(log: Log) -> None:
 
 def test_removing_a_service_deletes_its_tasks(log: Log) -> None:
     cluster_with_workers(log, "worker-a")
-    log.apply(c.CreateService("svc-2", "db", SPEC, T0))
+    log.apply(c.CreateService("svc-2", "db", decode(ServiceSpec, SPEC), T0))
     log.apply(c.CreateTasks([new_task("t1", "worker-a"), new_task("t2", "worker-a", service_id="svc-2")], T0))
     ok(log.apply(c.RemoveService("web", T0))[0])
     assert [r[0] for r in log.store.conn.execute("SELECT id FROM tasks")] == ["t2"]
@@ -425,7 +433,7 @@ def test_the_same_commands_make_the_same_state(tmp_path: Path) -> None:
         c.CreateToken("tw", "worker", tokens.digest(WORKER_TOKEN), T0, T0 + 1000, False),
         register("worker-a"),
         register("worker-b", addr="127.0.0.6"),
-        c.CreateService("svc-1", "web", SPEC, T0),
+        c.CreateService("svc-1", "web", decode(ServiceSpec, SPEC), T0),
         c.CreateTasks(
             [new_task("t1", "worker-a", 1), new_task("t2", "worker-b", 2), new_task("t3", None, 3)], T0
         ),

@@ -18,6 +18,7 @@ from warren.manager import versions
 from warren.manager.consensus import Consensus, MemberMeta
 from warren.manager.peer import PeerClient
 from warren.manager.versions import VersionGate
+from warren.spec.service import ServiceSpec
 from warren.store import apply as handlers
 from warren.store import commands as c
 from warren.store.machine import Store
@@ -41,7 +42,7 @@ def version_2(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def new_cmd() -> c.Command:
-    return c.CreateService("svc-1", "web", {"image": "a"}, T0)
+    return c.CreateService("svc-1", "web", ServiceSpec(image="a"), T0)
 
 
 def old_cmd() -> c.Command:
@@ -179,7 +180,7 @@ def test_apply_answers_an_unknown_command_with_an_error_and_goes_on(
         (2, 1, unknown),
         (3, 1, future_codec),
         (4, 1, c.encode(c.RemoveService("web", T0))),
-        (5, 1, c.encode(c.CreateService("svc-1", "web", {"image": "a"}, T0))),
+        (5, 1, c.encode(c.CreateService("svc-1", "web", ServiceSpec(image="a"), T0))),
     ])  # fmt: skip
     docs = [orjson.loads(a) for a in answers]
     assert "ok" in docs[0] and "ok" in docs[4]

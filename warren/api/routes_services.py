@@ -6,15 +6,16 @@ from typing import Annotated, Any
 
 from fastapi import FastAPI, Header, Query
 from fastapi import params as fastapi_params
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel
 
 from warren.api import answers as A
 from warren.api import models
 from warren.api.params import NamePath, if_match_version
-from warren.api.responses import JSON, validation_summary
+from warren.api.responses import JSON
 from warren.errors import InvalidError
 from warren.formats import NAME_PATTERN
 from warren.manager.control.services import Services
+from warren.spec.service import ServiceSpec, decode
 
 NodeQuery = Annotated[str | None, Query(pattern=models.NODE_NAME_PATTERN)]
 ServiceQuery = Annotated[str | None, Query(pattern=NAME_PATTERN)]
@@ -32,7 +33,8 @@ def add_routes(app: FastAPI, services: Services, consistent: fastapi_params.Depe
         "/v1/services", status_code=201, response_model=A.Service, responses=A.errors(400, 404, 409, 413)
     )
     async def service_create(body: models.ServiceCreate) -> JSON:
-        spec = body.model_dump(exclude={"name"})
+        # The request's model checked the body; the typed spec is what travels on from here.
+        spec = decode(ServiceSpec, body.model_dump(exclude={"name"}))
         return JSON(await services.create(body.name, spec), status_code=201)
 
     @app.get(
@@ -49,7 +51,7 @@ def add_routes(app: FastAPI, services: Services, consistent: fastapi_params.Depe
         changes = update_changes(body)
         if not changes:
             raise InvalidError("nothing to change: give at least one field")
-        return JSON(await services.update(name, changes, if_match_version(if_match), check_updated_spec))
+        return JSON(await services.update(name, changes, if_match_version(if_match)))
 
     @app.post(
         "/v1/services/{name}/rollback", response_model=A.Service, responses=A.errors(400, 404, 409, 413)
@@ -93,13 +95,3 @@ def update_changes(body: models.ServiceUpdate) -> dict[str, Any]:
             value = [v.model_dump() if isinstance(v, BaseModel) else v for v in value]
         changes[field] = value
     return changes
-
-
-def check_updated_spec(spec: dict[str, Any]) -> None:
-    """InvalidError unless `spec`, a service's spec as an update would make it, is a valid one (e.g.
-    driver process needs a command)."""
-    try:
-        models.ServiceSpec.model_validate(spec, strict=False)
-    except ValidationError as exc:
-        summary = validation_summary(exc.errors(), "spec")
-        raise InvalidError(f"the updated spec would be invalid: {summary}") from None

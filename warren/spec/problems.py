@@ -5,11 +5,12 @@ from __future__ import annotations
 
 import re
 
-# msgspec's "<what> - at `$.tasks[0].slot`" (no " - at" when the problem is at the root).
-_AT = re.compile(r"^(?P<what>.*?)(?: - at `\$(?P<path>[^`]*)`)?$", re.DOTALL)
+# msgspec's "<what> - at `$.tasks[0].slot`" (no " - at" when the problem is at the root; "- at `key`
+# in `$.env`" when it is a mapping's key).
+_AT = re.compile(r"^(?P<what>.*?)(?: - at (?P<key>`key` in )?`\$(?P<path>[^`]*)`)?$", re.DOTALL)
 _FIELD = re.compile(r"^Object (?:(?P<missing>missing required)|contains unknown) field `(?P<name>.*)`$")
 # A check of ours (a __post_init__) names its field first: "labels.tier: must not contain ...".
-_OURS = re.compile(r"^(?P<field>[A-Za-z_][\w./-]*): (?P<what>.+)$", re.DOTALL)
+_OURS = re.compile(r"^(?P<field>[A-Za-z_][\w./\[\]-]*): (?P<what>.+)$", re.DOTALL)
 
 
 def problem(root: str, message: str) -> str:
@@ -25,4 +26,6 @@ def problem(root: str, message: str) -> str:
         what = f"{kind} {field.group('name')!r}"
     elif ours is not None:
         path, what = f"{path}.{ours.group('field')}", ours.group("what")
+    if found.group("key"):
+        what = f"a key: {what}"
     return f"{root}{path}: {what}"

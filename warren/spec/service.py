@@ -147,7 +147,7 @@ class TaskSpec(_Part, frozen=True, kw_only=True):
         _args("command", self.command or ())
         for key, value in self.env.items():
             _text("env", key)
-            _args(f"env.{key}", (value,))
+            _text_arg(f"env[{key}]", value)
         ports = [(p.host, p.protocol) for p in self.publish]
         if len(ports) != len(set(ports)):
             raise ValueError("publish: the same host port is published twice")
@@ -188,14 +188,18 @@ def _text(where: str, value: str) -> None:
         raise ValueError(f"{where}: must not contain control characters (found {found})")
 
 
-def _args(where: str, values: Any) -> None:
-    for value in values:
-        found = validate.control_char(value, multiline=True)
-        if found is not None:
-            raise ValueError(
-                f"{where}: must not contain NUL or control characters other than tab and newline"
-                f" (found {found})"
-            )
+def _args(where: str, values: list[str] | tuple[str, ...]) -> None:
+    for i, value in enumerate(values):
+        _text_arg(f"{where}[{i}]", value)
+
+
+def _text_arg(where: str, value: str) -> None:
+    """What is passed verbatim to a process: TAB and LF are allowed (multi-line scripts, PEM values)."""
+    found = validate.control_char(value, multiline=True)
+    if found is not None:
+        raise ValueError(
+            f"{where}: must not contain NUL or control characters other than tab and newline (found {found})"
+        )
 
 
 # -- decoding, the wire form, the digest -----------------------------------------------------------

@@ -193,10 +193,10 @@ def _placement(conn: sqlite3.Connection, node: str | None, message: str) -> tupl
 def _create_service(conn: sqlite3.Connection, index: int, cmd: c.CreateService) -> Any:
     if conn.execute("SELECT 1 FROM services WHERE name = ?", (cmd.name,)).fetchone() is not None:
         raise CommandError("conflict", f"a service named {cmd.name!r} already exists")
-    _check_secrets(conn, cmd.name, cmd.spec.get("secrets"), "not_found", "names")
+    _check_secrets(conn, cmd.name, cmd.spec.secrets, "not_found", "names")
     conn.execute(
         "INSERT INTO services (id, name, spec, created_at, updated_at, version) VALUES (?, ?, ?, ?, ?, ?)",
-        (cmd.service_id, cmd.name, _json(cmd.spec), cmd.at, cmd.at, index),
+        (cmd.service_id, cmd.name, _json(to_doc(cmd.spec)), cmd.at, cmd.at, index),
     )
     return queries.service(conn, cmd.name)
 

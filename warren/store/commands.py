@@ -21,7 +21,7 @@ import orjson
 
 from warren.spec import taskstate
 from warren.spec.problems import problem
-from warren.spec.service import TaskSpec
+from warren.spec.service import ServiceSpec, TaskSpec
 
 CODEC_VERSION = 1
 
@@ -174,7 +174,7 @@ class RemoveNode(_Command, frozen=True, tag="node.remove"):
 class CreateService(_Command, frozen=True, tag="service.create"):
     service_id: str
     name: str
-    spec: dict[str, Any]
+    spec: ServiceSpec
     at: float
 
 

@@ -4,17 +4,14 @@ from __future__ import annotations
 
 import secrets
 import time
-from collections.abc import Callable
 from typing import Any
 
-from warren.errors import NotFoundError
+from warren.errors import InvalidError, NotFoundError
 from warren.manager.consensus import Consensus
 from warren.manager.secrets import check_known
+from warren.spec.service import ServiceSpec, decode
 from warren.store import commands as c
 from warren.store import queries
-
-# Raises (InvalidError) unless the spec it is given, as it would be after an update, is a valid one.
-SpecCheck = Callable[[dict[str, Any]], None]
 
 
 class Services:
@@ -30,18 +27,20 @@ class Services:
             raise NotFoundError(f"no service named {name!r}")
         return service
 
-    async def create(self, name: str, spec: dict[str, Any]) -> dict[str, Any]:
-        check_known(self.consensus.store.conn, spec.get("secrets") or ())
+    async def create(self, name: str, spec: ServiceSpec) -> dict[str, Any]:
+        check_known(self.consensus.store.conn, spec.secrets)
         cmd = c.CreateService("svc-" + secrets.token_hex(6), name, spec, time.time())
         return dict(await self.consensus.propose(cmd))
 
-    async def update(
-        self, name: str, changes: dict[str, Any], if_version: int | None, check_spec: SpecCheck
-    ) -> dict[str, Any]:
-        """Apply `changes` to the spec; `check_spec` is given the spec as it will be."""
+    async def update(self, name: str, changes: dict[str, Any], if_version: int | None) -> dict[str, Any]:
+        """Apply `changes` (fields of the spec, nested parts whole) to the spec, if the spec they make is
+        a valid one (a process driver needs a command...)."""
         check_known(self.consensus.store.conn, changes.get("secrets") or ())
         current = self.get(name)
-        check_spec({**current["spec"], **changes})
+        try:
+            decode(ServiceSpec, {**current["spec"], **changes})
+        except InvalidError as exc:
+            raise InvalidError(f"the updated spec would be invalid: {exc}") from None
         return dict(await self.consensus.propose(c.UpdateService(name, changes, time.time(), if_version)))
 
     async def remove(self, name: str, if_version: int | None) -> dict[str, Any]:
