@@ -76,12 +76,17 @@ Constraint = Annotated[
 ]
 
 
+# The service spec as the API's requests state it (pydantic: the API's error messages and /openapi.json).
+# The spec itself is warren.spec.service: every default comes from there, the route turns a checked
+# request into it, and tests/unit/test_spec.py holds the two to the same checks.
+
+
 class Publish(Strict):
     """A published port: HOST on the worker forwards to CONTAINER in the task."""
 
     host: Port
     container: Port
-    protocol: Literal["tcp", "udp"] = "tcp"
+    protocol: Literal["tcp", "udp"] = field_default(typed.Publish, "protocol")
 
 
 class Resources(Strict):
@@ -97,7 +102,9 @@ class RestartPolicy(Strict):
     condition: Literal["any", "on-failure", "none"] = field_default(typed.RestartPolicy, "condition")
     delay_s: Seconds = field_default(typed.RestartPolicy, "delay_s")
     # Replacements per slot before giving up; 0: no limit.
-    max_attempts: Annotated[int, Field(ge=0, le=1_000_000)] = 0
+    max_attempts: Annotated[int, Field(ge=0, le=1_000_000)] = field_default(
+        typed.RestartPolicy, "max_attempts"
+    )
 
 
 class HealthCheck(Strict):
@@ -107,11 +114,13 @@ class HealthCheck(Strict):
     kind: Literal["cmd", "http", "tcp"]
     cmd: list[ArgText] | None = Field(default=None, max_length=256)
     port: Port | None = None
-    path: Annotated[str, StringConstraints(pattern=r"^/\S*$", max_length=1024), NoControl] = "/"
+    path: Annotated[str, StringConstraints(pattern=r"^/\S*$", max_length=1024), NoControl] = field_default(
+        typed.HealthCheck, "path"
+    )
     interval_s: PositiveSeconds = field_default(typed.HealthCheck, "interval_s")
     timeout_s: PositiveSeconds = field_default(typed.HealthCheck, "timeout_s")
     retries: Annotated[int, Field(ge=1, le=100)] = field_default(typed.HealthCheck, "retries")
-    start_period_s: Seconds = 0.0
+    start_period_s: Seconds = field_default(typed.HealthCheck, "start_period_s")
 
     @model_validator(mode="after")
     def _complete(self) -> HealthCheck:
@@ -128,9 +137,9 @@ class UpdatePolicy(Strict):
     parallelism: Annotated[int, Field(ge=1, le=MAX_REPLICAS)] = field_default(
         typed.UpdatePolicy, "parallelism"
     )
-    delay_s: Seconds = 0.0
-    order: Literal["stop-first", "start-first"] = "stop-first"
-    failure_action: Literal["pause", "rollback"] = "pause"
+    delay_s: Seconds = field_default(typed.UpdatePolicy, "delay_s")
+    order: Literal["stop-first", "start-first"] = field_default(typed.UpdatePolicy, "order")
+    failure_action: Literal["pause", "rollback"] = field_default(typed.UpdatePolicy, "failure_action")
     monitor_s: Seconds = field_default(typed.UpdatePolicy, "monitor_s")
 
 
@@ -161,7 +170,7 @@ class ServiceSpec(Strict):
     driver: Literal["docker", "process"] = field_default(typed.ServiceSpec, "driver")
     command: list[ArgText] | None = Field(default=None, max_length=256)
     replicas: Annotated[int, Field(ge=0, le=MAX_REPLICAS)] = field_default(typed.ServiceSpec, "replicas")
-    mode: Literal["replicated", "global"] = "replicated"
+    mode: Literal["replicated", "global"] = field_default(typed.ServiceSpec, "mode")
     env: dict[EnvKey, ArgText] = Field(default_factory=dict, max_length=256)
     labels: dict[LabelKey, SafeText] = Field(default_factory=dict, max_length=256)
     publish: list[Publish] = Field(default_factory=list, max_length=64)
