@@ -14,7 +14,8 @@ import pytest
 from tests.unit.fake_manager import FakeManager, task_doc
 from tests.unit.fake_runtime import FakeRuntime
 from tests.unit.test_worker_agent import M1, eventually, make_settings, worker
-from warren.worker.health import HEALTHY, STARTING, UNHEALTHY, HealthMonitor, HealthSpec, probe
+from warren.spec.service import HealthCheck
+from warren.worker.health import HEALTHY, STARTING, UNHEALTHY, HealthMonitor, probe
 
 pytestmark = pytest.mark.anyio
 
@@ -59,8 +60,8 @@ async def test_http_probe_2xx_3xx_healthy_else_the_reason(http_server: tuple[int
     port, _ = http_server
     rt = FakeRuntime()
 
-    def spec(path: str, timeout_s: float = 1.0) -> HealthSpec:
-        return HealthSpec(kind="http", port=port, path=path, timeout_s=timeout_s)
+    def spec(path: str, timeout_s: float = 1.0) -> HealthCheck:
+        return HealthCheck(kind="http", port=port, path=path, timeout_s=timeout_s)
 
     assert await probe(spec("/ok"), rt, "c1") is None
     assert await probe(spec("/moved"), rt, "c1") is None
@@ -68,16 +69,16 @@ async def test_http_probe_2xx_3xx_healthy_else_the_reason(http_server: tuple[int
     assert (
         await probe(spec("/slow", 0.1), rt, "c1") == f"GET http://127.0.0.1:{port}/slow timed out after 0.1 s"
     )
-    reason = await probe(HealthSpec(kind="http", port=closed_port()), rt, "c1")
+    reason = await probe(HealthCheck(kind="http", port=closed_port()), rt, "c1")
     assert reason is not None and "failed" in reason
 
 
 async def test_tcp_probe(http_server: tuple[int, dict[str, bytes]]) -> None:
     port, _ = http_server
     rt = FakeRuntime()
-    assert await probe(HealthSpec(kind="tcp", port=port), rt, "c1") is None
+    assert await probe(HealthCheck(kind="tcp", port=port), rt, "c1") is None
     dead = closed_port()
-    reason = await probe(HealthSpec(kind="tcp", port=dead), rt, "c1")
+    reason = await probe(HealthCheck(kind="tcp", port=dead), rt, "c1")
     assert reason is not None and reason.startswith(f"connection to 127.0.0.1:{dead} failed")
 
 
@@ -85,29 +86,11 @@ async def test_cmd_probe_uses_exec_in_the_container() -> None:
     rt = FakeRuntime()
     statuses = {"c1": 0, "c2": 3, "c3": -1}
     rt.exec_status = lambda cid, cmd: statuses[cid]
-    spec = HealthSpec(kind="cmd", cmd=("test", "-f", "/ready"), timeout_s=0.5)
+    spec = HealthCheck(kind="cmd", cmd=["test", "-f", "/ready"], timeout_s=0.5)
     assert await probe(spec, rt, "c1") is None
     assert await probe(spec, rt, "c2") == "command exited with status 3"
     assert await probe(spec, rt, "c3") == "command timed out after 0.5 s"
     assert rt.execs[0] == ("c1", ["test", "-f", "/ready"])
-
-
-def test_spec_from_the_service_doc() -> None:
-    assert HealthSpec.from_doc(None) is None
-    spec = HealthSpec.from_doc(
-        {
-            "kind": "http",
-            "port": 80,
-            "path": "/h",
-            "interval_s": 2,
-            "timeout_s": 1,
-            "retries": 4,
-            "start_period_s": 10,
-        }
-    )
-    assert spec == HealthSpec(
-        kind="http", port=80, path="/h", interval_s=2.0, timeout_s=1.0, retries=4, start_period_s=10.0
-    )
 
 
 class Changes:
@@ -121,7 +104,7 @@ class Changes:
 async def test_monitor_starting_then_healthy_and_only_changes_reported() -> None:
     rt = FakeRuntime()
     changes = Changes()
-    monitor = HealthMonitor("t1", "c1", HealthSpec(kind="cmd", cmd=("true",), interval_s=0.01), rt, changes)
+    monitor = HealthMonitor("t1", "c1", HealthCheck(kind="cmd", cmd=["true"], interval_s=0.01), rt, changes)
     monitor.start()
     try:
         await eventually(lambda: len(rt.execs) >= 5, "several probes")
@@ -135,7 +118,7 @@ async def test_monitor_unhealthy_after_retries_consecutive_failures() -> None:
     results = iter([1, 0, 1, 1, 1, 1])  # one failure, a success resets the count, then three failures
     rt.exec_status = lambda cid, cmd: next(results)
     changes = Changes()
-    spec = HealthSpec(kind="cmd", cmd=("check",), interval_s=0.01, retries=3)
+    spec = HealthCheck(kind="cmd", cmd=["check"], interval_s=0.01, retries=3)
     monitor = HealthMonitor("t1", "c1", spec, rt, changes)
     monitor.start()
     try:
@@ -150,7 +133,7 @@ async def test_monitor_ignores_failures_during_the_start_period() -> None:
     rt = FakeRuntime()
     rt.exec_status = lambda cid, cmd: 1
     changes = Changes()
-    spec = HealthSpec(kind="cmd", cmd=("check",), interval_s=0.01, retries=1, start_period_s=0.3)
+    spec = HealthCheck(kind="cmd", cmd=["check"], interval_s=0.01, retries=1, start_period_s=0.3)
     started = time.monotonic()
     monitor = HealthMonitor("t1", "c1", spec, rt, changes)
     monitor.start()

@@ -15,15 +15,16 @@ from typing import Any, Protocol
 from warren.config import WorkerSettings
 from warren.errors import StorageError
 from warren.runtime.base import ContainerRuntime, RuntimeStartError, RuntimeUnavailableError
+from warren.spec.service import HealthCheck, TaskSpec
 from warren.spec.taskstate import COMPLETE, FAILED, RUNNING, STARTING, TERMINAL
 from warren.worker.cache import LocalTask, StatusUpdate, WorkerCache
 from warren.worker.containers import Container, Containers
 from warren.worker.health import STARTING as HEALTH_STARTING
-from warren.worker.health import UNHEALTHY, HealthMonitor, HealthSpec
+from warren.worker.health import UNHEALTHY, HealthMonitor
 from warren.worker.reporter import StatusReporter
-from warren.worker.secrets import TaskSecrets, secret_names
+from warren.worker.secrets import TaskSecrets
 from warren.worker.steps import RESTARTING, next_step
-from warren.worker.taskspec import stop_timeout, task_run
+from warren.worker.taskspec import spec_of, task_run
 
 log = logging.getLogger(__name__)
 
@@ -71,6 +72,10 @@ class TaskController:
         self.task_id = task_id
         self.host = host
         self.local = local
+        # Its assignment's spec, decoded once per assignment; None if it has none, or if the spec is
+        # not a valid one (`spec_problem` says why: the task is rejected, nothing of it runs).
+        self.spec: TaskSpec | None = None
+        self.spec_problem = ""
         # Its stop timeout, kept while it has a container: a task whose service was removed is no
         # longer in the assignments, and its container must still get its own grace, not the default.
         self.stop_timeout_s: float | None = None
@@ -81,7 +86,20 @@ class TaskController:
 
     def assigned(self, doc: Mapping[str, Any]) -> None:
         """The task's assignment as a manager (or worker.db) gave it."""
-        self.stop_timeout_s = stop_timeout(doc, self.host.settings.stop_timeout_s)
+        try:
+            self.spec, self.spec_problem = spec_of(doc), ""
+        except RuntimeStartError as exc:
+            self.spec, self.spec_problem = None, str(exc)
+        self.stop_timeout_s = None if self.spec is None else self.spec.stop_timeout_s
+
+    @property
+    def driver(self) -> str:
+        """The runtime its spec asks for ("" without a valid spec: nothing of it ever runs)."""
+        return "" if self.spec is None else self.spec.driver
+
+    def secrets(self) -> list[str]:
+        """The secrets its spec names."""
+        return [] if self.spec is None else self.spec.secrets
 
     @property
     def idle(self) -> bool:
@@ -122,7 +140,7 @@ class TaskController:
         update = StatusUpdate(task_id, RUNNING, lt.message, self.host.wall(), container_id, health=health)
         self.host.statuses.report(update)
 
-    async def watch_health(self, container_id: str, spec: HealthSpec, runtime: ContainerRuntime) -> None:
+    async def watch_health(self, container_id: str, spec: HealthCheck, runtime: ContainerRuntime) -> None:
         """Run the task's health checks against `container_id` (from now on, if they watched another)."""
         monitor = self._monitor
         if monitor is None or monitor.container_id != container_id:
@@ -176,8 +194,8 @@ class TaskController:
 
     # -- its container --------------------------------------------------------------------------
 
-    async def start(self, doc: Mapping[str, Any], lt: LocalTask | None, runtime: ContainerRuntime,
-                    *, restart: bool) -> None:
+    async def start(self, doc: Mapping[str, Any], spec: TaskSpec, lt: LocalTask | None,
+                    runtime: ContainerRuntime, *, restart: bool) -> None:
         """Start the task's container (again, with `restart`: in place, while cut off)."""
         task_id = self.task_id
         host = self.host
@@ -187,8 +205,8 @@ class TaskController:
         else:
             lt = self.set_state(runtime.driver, lt, state=STARTING, message="starting")
         try:
-            secrets_dir = host.secrets.prepare(task_id, secret_names(doc), shared=runtime.driver == "docker")
-            run = task_run(doc, host.node, host.settings.stop_timeout_s, secrets_dir)
+            secrets_dir = host.secrets.prepare(task_id, spec.secrets, shared=runtime.driver == "docker")
+            run = task_run(doc, spec, host.node, secrets_dir)
             container_id = await runtime.start(run)
         except (RuntimeStartError, RuntimeUnavailableError) as exc:
             message = str(exc) or type(exc).__name__
@@ -202,12 +220,11 @@ class TaskController:
             log.info("task %s: %s", task_id, message)
         else:
             message = "started"
-        has_health = HealthSpec.from_doc((doc.get("spec") or {}).get("health")) is not None
         self.set_state(runtime.driver, lt, state=RUNNING, message=message,
                        container_id=container_id, restarts=restarts,
-                       health=HEALTH_STARTING if has_health else None)
+                       health=HEALTH_STARTING if spec.health is not None else None)
 
-    async def discard(self, container: Container, doc: Mapping[str, Any] | None) -> None:
+    async def discard(self, container: Container) -> None:
         """Stop (if running) and remove one container of the task."""
         host = self.host
         await self.stop_health(container.container_id)
@@ -216,12 +233,7 @@ class TaskController:
             host.containers.drop(container.container_id)
             return
         if container.running:
-            if doc is not None:
-                timeout = stop_timeout(doc, host.settings.stop_timeout_s)
-            elif self.stop_timeout_s is not None:
-                timeout = self.stop_timeout_s
-            else:
-                timeout = host.settings.stop_timeout_s
+            timeout = host.settings.stop_timeout_s if self.stop_timeout_s is None else self.stop_timeout_s
             log.info("task %s: stopping container %s", container.task_id, container.container_id[:12])
             host.containers.forget(container.container_id)  # its exit event is this stop
             await runtime.stop(container.container_id, timeout)

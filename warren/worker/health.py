@@ -11,14 +11,12 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass
-from typing import Any
+from collections.abc import Callable
 
 from warren.errors import NotFoundError
 from warren.formats import join_host_port
 from warren.runtime.base import ContainerRuntime, RuntimeUnavailableError
-from warren.spec.service import HealthCheck, field_default
+from warren.spec.service import HealthCheck
 
 log = logging.getLogger(__name__)
 
@@ -30,39 +28,11 @@ UNHEALTHY = "unhealthy"
 OnChange = Callable[[str, str, str, str], None]
 
 
-@dataclass(frozen=True, slots=True)
-class HealthSpec:
-    kind: str  # cmd | http | tcp
-    cmd: tuple[str, ...] = ()
-    port: int | None = None
-    path: str = "/"
-    interval_s: float = field_default(HealthCheck, "interval_s")
-    timeout_s: float = field_default(HealthCheck, "timeout_s")
-    retries: int = field_default(HealthCheck, "retries")
-    start_period_s: float = 0.0
-
-    @classmethod
-    def from_doc(cls, doc: Mapping[str, Any] | None) -> HealthSpec | None:
-        """The spec's `health` part (api.models.HealthCheck as JSON); None without a check."""
-        if not doc or doc.get("kind") not in ("cmd", "http", "tcp"):
-            return None
-        return cls(
-            kind=str(doc["kind"]),
-            cmd=tuple(str(a) for a in doc.get("cmd") or ()),
-            port=int(doc["port"]) if doc.get("port") is not None else None,
-            path=str(doc.get("path") or "/"),
-            interval_s=float(doc.get("interval_s") or field_default(HealthCheck, "interval_s")),
-            timeout_s=float(doc.get("timeout_s") or field_default(HealthCheck, "timeout_s")),
-            retries=max(1, int(doc.get("retries") or field_default(HealthCheck, "retries"))),
-            start_period_s=float(doc.get("start_period_s") or 0.0),
-        )
-
-
-async def probe(spec: HealthSpec, runtime: ContainerRuntime, container_id: str) -> str | None:
+async def probe(spec: HealthCheck, runtime: ContainerRuntime, container_id: str) -> str | None:
     """One probe: None if healthy, else why not (in a user's words)."""
     try:
         if spec.kind == "cmd":
-            status = await runtime.exec(container_id, list(spec.cmd), spec.timeout_s)
+            status = await runtime.exec(container_id, list(spec.cmd or ()), spec.timeout_s)
             if status == 0:
                 return None
             if status == -1:
@@ -127,7 +97,7 @@ class HealthMonitor:
         self,
         task_id: str,
         container_id: str,
-        spec: HealthSpec,
+        spec: HealthCheck,
         runtime: ContainerRuntime,
         on_change: OnChange,
         *,

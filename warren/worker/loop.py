@@ -29,7 +29,7 @@ from warren.worker.containers import Container, Containers
 from warren.worker.controller import TaskController
 from warren.worker.logstream import LogForwarder
 from warren.worker.reporter import StatusReporter
-from warren.worker.secrets import TaskSecrets, secret_names
+from warren.worker.secrets import TaskSecrets
 from warren.worker.session import WorkerSession
 
 log = logging.getLogger(__name__)
@@ -198,8 +198,8 @@ class WorkerLoop:
         # secrets are gone. Claiming no assignments gets them all again, once per set of missing values
         # (one the leader cannot send, e.g. a removed secret, is not asked for at every heartbeat).
         if self.digest is not None:
-            needed = {n for d in self.assignments.values() if d.get("desired_state") == RUNNING
-                      for n in secret_names(d)}
+            needed = {n for task_id, d in self.assignments.items() if d.get("desired_state") == RUNNING
+                      for n in self._controller(task_id).secrets()}
             missing = frozenset(self.secrets.missing(needed))
             if missing and missing != self._secrets_asked:
                 self._secrets_asked = missing

@@ -26,7 +26,6 @@ import re
 import shutil
 import stat
 from collections.abc import Iterable, Mapping, Sequence
-from typing import Any
 
 from warren.formats import NAME_PATTERN
 from warren.runtime.base import RuntimeStartError
@@ -50,13 +49,6 @@ _TMP_SUFFIX = ".writing"
 class SecretsUnavailableError(RuntimeStartError):
     """A task's secrets cannot be given to it; the message (the task's failure) says why and names the
     secrets, never a value."""
-
-
-def secret_names(doc: Mapping[str, Any]) -> list[str]:
-    """The secrets a TASK document's spec names."""
-    spec = doc.get("spec") or {}
-    names = spec.get("secrets") or ()
-    return [str(n) for n in names] if isinstance(names, list) else []
 
 
 def filesystem_of(path: str, mounts_file: str = MOUNTS_FILE) -> str | None:

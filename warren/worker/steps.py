@@ -3,7 +3,8 @@ its local view (worker.db) and its containers. The controller (controller.py) ta
 time and does what the step asks of it; after swarmkit's exec.Do beside its Controller.
 
 - desired running, no container: report `starting`, start it, report `running` (or `failed` with the
-  runtime's reason; `rejected` if this worker has no runtime for its driver);
+  runtime's reason; `rejected` if this worker has no runtime for its driver, or if its spec is not a
+  valid one);
 - desired shutdown: stop and remove its container, report `shutdown`;
 - not assigned at all: stop and remove its container, report nothing (the leader is done with it);
 - its container exited (or failed its health check): report `complete`/`failed` and remove the
@@ -19,11 +20,12 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 from warren.runtime.base import ContainerRuntime
+from warren.spec.service import RestartPolicy, TaskSpec
 from warren.spec.taskstate import COMPLETE, FAILED, REJECTED, RUNNING, SHUTDOWN, STARTING, TERMINAL
 from warren.worker.cache import LocalTask
 from warren.worker.containers import Container
-from warren.worker.health import UNHEALTHY, HealthSpec
-from warren.worker.taskspec import RestartPolicy, driver_of, exit_message
+from warren.worker.health import UNHEALTHY
+from warren.worker.taskspec import exit_message
 
 if TYPE_CHECKING:  # the controller calls next_step; the step calls the controller's verbs
     from warren.worker.controller import TaskController
@@ -47,7 +49,7 @@ async def next_step(ctl: TaskController) -> bool:
         if not host.authoritative:
             return False  # nobody said yet; the first session answer decides
         if mine:
-            await ctl.discard(mine[0], None)
+            await ctl.discard(mine[0])
             return True
         await ctl.stop_health()
         if lt is not None:
@@ -56,20 +58,24 @@ async def next_step(ctl: TaskController) -> bool:
 
     if doc.get("desired_state") != RUNNING:
         if mine:
-            await ctl.discard(mine[0], doc)
+            await ctl.discard(mine[0])
             return True
         await ctl.stop_health()
         if lt is None or lt.state not in TERMINAL:
-            ctl.set_state(driver_of(doc), lt, state=SHUTDOWN, message="stopped as asked")
+            ctl.set_state(ctl.driver, lt, state=SHUTDOWN, message="stopped as asked")
         return False
 
     if lt is not None and lt.state in TERMINAL:
         if mine:  # left over (a stop that failed earlier)
-            await ctl.discard(mine[0], doc)
+            await ctl.discard(mine[0])
             return True
-        return _maybe_restart_final(ctl, doc, lt)
+        return _maybe_restart_final(ctl, lt)
 
-    driver = driver_of(doc)
+    spec = ctl.spec
+    if spec is None:  # nothing of it may reach a runtime
+        ctl.set_state(ctl.driver, lt, state=REJECTED, message=ctl.spec_problem)
+        return False
+    driver = spec.driver
     runtime = host.runtimes.get(driver)
     if runtime is None:
         have = ", ".join(sorted(host.runtimes)) or "none"
@@ -82,12 +88,12 @@ async def next_step(ctl: TaskController) -> bool:
         keep = next((c for c in live if lt is not None and c.container_id == lt.container_id), live[0])
         extra = [c for c in mine if c is not keep]
         if extra:  # an older container of a task restarted in place, or a duplicate
-            await ctl.discard(extra[0], doc)
+            await ctl.discard(extra[0])
             return True
-        return await _keep_running(ctl, doc, lt, keep, runtime)
+        return await _keep_running(ctl, spec, lt, keep, runtime)
 
     if lt is not None and lt.state == RESTARTING:
-        return await _restart_due(ctl, doc, lt, mine, runtime)
+        return await _restart_due(ctl, doc, spec, lt, mine, runtime)
 
     if mine or (lt is not None and lt.container_id is not None):
         # Its container exited (or vanished while this worker was not looking).
@@ -96,9 +102,9 @@ async def next_step(ctl: TaskController) -> bool:
         for c in mine:
             await ctl.remove(c)
         if last is None:
-            await _ended(ctl, doc, lt, None, "its container disappeared", failed=True)
+            await _ended(ctl, spec, lt, None, "its container disappeared", failed=True)
         else:
-            await _ended(ctl, doc, lt, last.exit_code, exit_message(last.exit_code, last.message),
+            await _ended(ctl, spec, lt, last.exit_code, exit_message(last.exit_code, last.message),
                          failed=last.exit_code != 0)
         return True
 
@@ -108,12 +114,12 @@ async def next_step(ctl: TaskController) -> bool:
         ctl.set_state(driver, lt, state=FAILED, message=message)
         return False
 
-    await ctl.start(doc, lt, runtime, restart=False)
+    await ctl.start(doc, spec, lt, runtime, restart=False)
     return True
 
 
 async def _keep_running(
-    ctl: TaskController, doc: Mapping[str, Any], lt: LocalTask | None, container: Container,
+    ctl: TaskController, spec: TaskSpec, lt: LocalTask | None, container: Container,
     runtime: ContainerRuntime,
 ) -> bool:
     task_id = container.task_id
@@ -125,23 +131,22 @@ async def _keep_running(
         return True
     reason = ctl.take_unhealthy(container.container_id)
     if reason is not None:
-        await ctl.discard(container, doc)
-        await _ended(ctl, doc, lt, None, f"health check failed: {reason}", failed=True, health=UNHEALTHY)
+        await ctl.discard(container)
+        await _ended(ctl, spec, lt, None, f"health check failed: {reason}", failed=True, health=UNHEALTHY)
         return True
-    spec = HealthSpec.from_doc((doc.get("spec") or {}).get("health"))
-    if spec is not None:
-        await ctl.watch_health(container.container_id, spec, runtime)
+    if spec.health is not None:
+        await ctl.watch_health(container.container_id, spec.health, runtime)
     return False
 
 
 async def _ended(
-    ctl: TaskController, doc: Mapping[str, Any], lt: LocalTask | None, exit_code: int | None, message: str,
+    ctl: TaskController, spec: TaskSpec, lt: LocalTask | None, exit_code: int | None, message: str,
     *, failed: bool, health: str | None = None,
 ) -> None:
     """The task's container is gone: report it, or (cut off) schedule a restart in place."""
-    driver = driver_of(doc)
+    driver = spec.driver
     restarts = lt.restarts if lt is not None else 0
-    policy = RestartPolicy.from_doc((doc.get("spec") or {}).get("restart"))
+    policy = spec.restart
     if ctl.host.cut_off and policy.allows(failed, restarts):
         _schedule_restart(ctl, driver, lt, policy, message, exit_code)
         return
@@ -165,8 +170,8 @@ def _schedule_restart(ctl: TaskController, driver: str, lt: LocalTask | None, po
     ctl.host.poke_later(delay, ctl.task_id)
 
 
-async def _restart_due(ctl: TaskController, doc: Mapping[str, Any], lt: LocalTask, mine: list[Container],
-                       runtime: ContainerRuntime) -> bool:
+async def _restart_due(ctl: TaskController, doc: Mapping[str, Any], spec: TaskSpec, lt: LocalTask,
+                       mine: list[Container], runtime: ContainerRuntime) -> bool:
     for c in mine:
         await ctl.remove(c)
     if mine:
@@ -184,18 +189,20 @@ async def _restart_due(ctl: TaskController, doc: Mapping[str, Any], lt: LocalTas
     if wait > 0:
         ctl.host.poke_later(wait, lt.task_id)
         return False
-    await ctl.start(doc, lt, runtime, restart=True)
+    await ctl.start(doc, spec, lt, runtime, restart=True)
     return True
 
 
-def _maybe_restart_final(ctl: TaskController, doc: Mapping[str, Any], lt: LocalTask) -> bool:
+def _maybe_restart_final(ctl: TaskController, lt: LocalTask) -> bool:
     """Cut off, a task that ended before the managers heard about it may still be restarted in place
     (its final state is only queued; the restart replaces it in the queue)."""
     if not (lt.restartable and lt.state in (COMPLETE, FAILED) and ctl.host.cut_off):
         return False
     if ctl.host.cache.pending_state(lt.task_id) != lt.state:
         return False  # a manager has it already: the leader replaces the task
-    policy = RestartPolicy.from_doc((doc.get("spec") or {}).get("restart"))
+    if ctl.spec is None:
+        return False
+    policy = ctl.spec.restart
     if not policy.allows(lt.state == FAILED, lt.restarts):
         return False
     _schedule_restart(ctl, lt.driver, lt, policy, lt.message, lt.exit_code)
