@@ -213,3 +213,8 @@ def schema_version(conn: sqlite3.Connection) -> int | None:
     except sqlite3.DatabaseError:
         return None
     return int(row[0]) if row is not None and str(row[0]).isdigit() else None
+
+
+def json_text(value: object) -> str:
+    """The text a JSON column holds (orjson: compact, the same bytes on every manager)."""
+    return orjson.dumps(value).decode()
