@@ -253,6 +253,12 @@ class RaftNode:
         stopped on a storage fault: whoever drives the state machine learns that the node is gone."""
 
     def metrics(self) -> Metrics: ...
+    async def wait_role_change(self, role: str, term: int, leader_id: int | None) -> Metrics:
+        """Wait until this node's `role`, `term` or `leader_id` differs from the ones given (pass those
+        of the last `metrics()`), then return its metrics. Returns at once when they differ already,
+        and once the node has stopped (role "shutdown"). No polling: the core wakes the caller when
+        the vote, role or leader changes, and an idle node wakes nobody."""
+
     def update_tls(self, tls: TlsConfig) -> None:
         """Use `tls` for every new connection, both directions, from now on (certificate renewal, CA
         change). Open connections keep going, so nothing stalls. ValueError if opened without TLS."""

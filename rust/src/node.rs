@@ -327,18 +327,41 @@ impl Node {
         self.fatal.get().cloned()
     }
 
+    /// Waits until this node's role, term or leader differs from `(role, term, leader)` (what
+    /// [`Node::metrics`] reported last), then returns the metrics; returns at once when they differ
+    /// already, and once consensus has stopped (role "shutdown", or unchanged after a fatal error).
+    ///
+    /// It sleeps on openraft's server-metrics channel, which changes only with the vote, role,
+    /// leader or membership, not on every heartbeat as the full metrics do: an idle node wakes
+    /// nobody. openraft publishes the server metrics just before the full ones, and the term there
+    /// is the persisted vote's: while the two disagree it waits for the full metrics instead.
+    pub async fn wait_role_change(&self, role: &str, term: u64, leader: Option<NodeId>) -> MetricsView {
+        let mut full = self.raft.metrics();
+        let mut server = self.raft.server_metrics();
+        loop {
+            let (now, settling) = {
+                let f = full.borrow_and_update();
+                let s = server.borrow_and_update();
+                let now = (role_name(f.state), f.current_term, f.current_leader);
+                (now, (role_name(s.state), s.vote.leader_id().get_term(), s.current_leader) != now)
+            };
+            if now != (role, term, leader) {
+                break;
+            }
+            let closed = if settling { full.changed().await.is_err() } else { server.changed().await.is_err() };
+            if closed {
+                break; // the core has stopped: its last metrics say how
+            }
+        }
+        self.metrics()
+    }
+
     pub fn metrics(&self) -> MetricsView {
         let m = self.raft.metrics().borrow().clone();
         let membership = m.membership_config.membership();
         let now = Instant::now();
         let ago = |t: Option<Instant>| t.map(|t| now.saturating_duration_since(t).as_secs_f64());
-        let role = match m.state {
-            ServerState::Leader => "leader",
-            ServerState::Candidate => "candidate",
-            ServerState::Learner => "learner",
-            ServerState::Follower => "follower",
-            ServerState::Shutdown => "shutdown",
-        };
+        let role = role_name(m.state);
         let peers = m
             .replication
             .as_ref()
@@ -386,6 +409,17 @@ impl Node {
 }
 
 type RaftMetrics = openraft::RaftMetrics<NodeId, NodeInfo>;
+
+/// The role as [`MetricsView::role`] names it.
+fn role_name(state: ServerState) -> &'static str {
+    match state {
+        ServerState::Leader => "leader",
+        ServerState::Candidate => "candidate",
+        ServerState::Learner => "learner",
+        ServerState::Follower => "follower",
+        ServerState::Shutdown => "shutdown",
+    }
+}
 
 /// The index a follower is known to hold (leader only).
 fn matched_index(m: &RaftMetrics, id: NodeId) -> Option<u64> {

@@ -18,7 +18,7 @@ use tokio::sync::oneshot;
 use crate::config::Config;
 use crate::error::Error;
 use crate::logging;
-use crate::node::Node;
+use crate::node::{MetricsView, Node};
 use crate::py_completion::{Completions, Outcome};
 use crate::py_errors::{self, to_py};
 use crate::state_machine::Work;
@@ -454,44 +454,18 @@ impl PyRaftNode {
     }
 
     fn metrics<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
-        let m = self.node.metrics();
-        let d = PyDict::new(py);
-        d.set_item("id", m.id)?;
-        d.set_item("role", m.role)?;
-        d.set_item("term", m.term)?;
-        d.set_item("leader_id", m.leader_id)?;
-        d.set_item("leader_addr", m.leader_addr)?;
-        d.set_item("commit_index", m.commit_index)?;
-        d.set_item("applied_index", m.applied_index)?;
-        d.set_item("last_log_index", m.last_log_index)?;
-        d.set_item("snapshot_index", m.snapshot_index)?;
-        d.set_item("purged_index", m.purged_index)?;
-        d.set_item("voters", m.voters)?;
-        d.set_item("learners", m.learners)?;
-        let nodes = PyDict::new(py);
-        for (id, info) in m.nodes {
-            let n = PyDict::new(py);
-            n.set_item("addr", info.addr)?;
-            n.set_item("meta", info.meta)?;
-            nodes.set_item(id, n)?;
-        }
-        d.set_item("nodes", nodes)?;
-        let peers = PyDict::new(py);
-        for (id, (match_index, last_contact)) in m.peers {
-            let p = PyDict::new(py);
-            p.set_item("match_index", match_index)?;
-            p.set_item("last_contact_s", last_contact)?;
-            peers.set_item(id, p)?;
-        }
-        d.set_item("peers", peers)?;
-        d.set_item("last_leader_contact_s", m.last_leader_contact_s)?;
-        d.set_item("millis_since_quorum_ack", m.millis_since_quorum_ack)?;
-        d.set_item("elections_total", m.elections_total)?;
-        d.set_item("log_records_dropped", m.log_records_dropped)?;
-        d.set_item("tls", m.tls)?;
-        d.set_item("tls_handshake_failures", m.tls_handshake_failures)?;
-        d.set_item("fatal_error", m.fatal_error)?;
-        Ok(d)
+        metrics_dict(py, self.node.metrics())
+    }
+
+    #[pyo3(signature = (role, term, leader_id))]
+    fn wait_role_change<'py>(
+        slf: &Bound<'py, Self>,
+        role: String,
+        term: u64,
+        leader_id: Option<u64>,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        let node = slf.get().node.clone();
+        awaitable(slf, async move { Ok(MetricsOut(node.wait_role_change(&role, term, leader_id).await)) })
     }
 
     fn update_tls(&self, tls: PyRef<'_, PyTlsConfig>) -> PyResult<()> {
@@ -520,6 +494,60 @@ impl PyRaftNode {
 
     fn __repr__(&self) -> String {
         format!("<RaftNode {} at {}>", self.node.id(), self.node.addr())
+    }
+}
+
+/// The `Metrics` dict of warren_raft.pyi.
+fn metrics_dict(py: Python<'_>, m: MetricsView) -> PyResult<Bound<'_, PyDict>> {
+    let d = PyDict::new(py);
+    d.set_item("id", m.id)?;
+    d.set_item("role", m.role)?;
+    d.set_item("term", m.term)?;
+    d.set_item("leader_id", m.leader_id)?;
+    d.set_item("leader_addr", m.leader_addr)?;
+    d.set_item("commit_index", m.commit_index)?;
+    d.set_item("applied_index", m.applied_index)?;
+    d.set_item("last_log_index", m.last_log_index)?;
+    d.set_item("snapshot_index", m.snapshot_index)?;
+    d.set_item("purged_index", m.purged_index)?;
+    d.set_item("voters", m.voters)?;
+    d.set_item("learners", m.learners)?;
+    let nodes = PyDict::new(py);
+    for (id, info) in m.nodes {
+        let n = PyDict::new(py);
+        n.set_item("addr", info.addr)?;
+        n.set_item("meta", info.meta)?;
+        nodes.set_item(id, n)?;
+    }
+    d.set_item("nodes", nodes)?;
+    let peers = PyDict::new(py);
+    for (id, (match_index, last_contact)) in m.peers {
+        let p = PyDict::new(py);
+        p.set_item("match_index", match_index)?;
+        p.set_item("last_contact_s", last_contact)?;
+        peers.set_item(id, p)?;
+    }
+    d.set_item("peers", peers)?;
+    d.set_item("last_leader_contact_s", m.last_leader_contact_s)?;
+    d.set_item("millis_since_quorum_ack", m.millis_since_quorum_ack)?;
+    d.set_item("elections_total", m.elections_total)?;
+    d.set_item("log_records_dropped", m.log_records_dropped)?;
+    d.set_item("tls", m.tls)?;
+    d.set_item("tls_handshake_failures", m.tls_handshake_failures)?;
+    d.set_item("fatal_error", m.fatal_error)?;
+    Ok(d)
+}
+
+/// Metrics on their way to Python, built on the event loop's thread.
+struct MetricsOut(MetricsView);
+
+impl<'py> IntoPyObject<'py> for MetricsOut {
+    type Target = PyDict;
+    type Output = Bound<'py, PyDict>;
+    type Error = PyErr;
+
+    fn into_pyobject(self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
+        metrics_dict(py, self.0)
     }
 }
 

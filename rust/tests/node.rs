@@ -81,3 +81,60 @@ async fn three_nodes_replicate_and_reject_follower_writes() {
         n.shutdown().await.unwrap();
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn role_watch_sleeps_through_heartbeats_and_wakes_on_a_new_leader() {
+    let dirs: Vec<_> = (0..3).map(|_| tempfile::tempdir().unwrap()).collect();
+    let mut nodes = Vec::new();
+    for (i, d) in dirs.iter().enumerate() {
+        nodes.push(start(d.path(), i as u64 + 1, Config::default()).await.0);
+    }
+    let members: BTreeMap<u64, NodeInfo> =
+        nodes.iter().map(|n| (n.id(), NodeInfo { addr: n.addr().to_string(), meta: String::new() })).collect();
+    nodes[0].bootstrap(members, "").await.unwrap();
+    wait_for("a leader everybody follows", Duration::from_secs(5), || {
+        nodes.iter().any(|n| n.metrics().role == "leader")
+            && nodes.iter().all(|n| n.metrics().leader_id.is_some_and(|l| l == nodes[0].metrics().leader_id.unwrap()))
+    })
+    .await;
+    let leader = nodes.iter().find(|n| n.metrics().role == "leader").unwrap().clone();
+    let followers: Vec<_> = nodes.iter().filter(|n| n.id() != leader.id()).cloned().collect();
+
+    // Idle: heartbeats flow (20 a second) but neither the leader's nor a follower's watch wakes.
+    let watches: Vec<_> = nodes
+        .iter()
+        .map(|n| {
+            let (n, m) = (n.clone(), n.metrics());
+            tokio::spawn(async move { n.wait_role_change(m.role, m.term, m.leader_id).await })
+        })
+        .collect();
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    assert!(watches.iter().all(|w| !w.is_finished()), "a watch woke while nothing changed");
+
+    // The leader goes: every watch resolves (the leader's with "shutdown"), and a follower that
+    // waits on until it sees a new leader gets there.
+    let old_term = leader.metrics().term;
+    leader.shutdown().await.unwrap();
+    for w in watches {
+        let m = tokio::time::timeout(Duration::from_secs(5), w).await.expect("a watch did not wake").unwrap();
+        assert!(m.role == "shutdown" || m.term > old_term || m.leader_id != Some(leader.id()), "{m:?}");
+    }
+    let f = &followers[0];
+    let mut m = f.metrics();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    while m.leader_id.is_none() || m.leader_id == Some(leader.id()) {
+        m = tokio::time::timeout_at(deadline, f.wait_role_change(m.role, m.term, m.leader_id))
+            .await
+            .expect("no new leader seen");
+    }
+    assert!(m.term > old_term);
+
+    // A stopped node's watch returns at once, whatever it is given.
+    for n in &followers {
+        n.shutdown().await.unwrap();
+    }
+    let m = f.metrics();
+    assert_eq!(m.role, "shutdown");
+    let again = tokio::time::timeout(Duration::from_secs(1), f.wait_role_change(m.role, m.term, m.leader_id)).await;
+    assert_eq!(again.expect("a stopped node's watch must return at once").role, "shutdown");
+}

@@ -1,6 +1,5 @@
-"""The leader's reconcile loop and the leader-services watcher, with a scripted planner and a fake
-Raft role (no Raft, no real planner): what wakes a pass, that passes never overlap, error backoff,
-and services started/stopped (fresh each term) as the role changes."""
+"""The leader's reconcile loop, with a scripted planner (no Raft, no real planner): what wakes a pass,
+that passes never overlap, error backoff. The leader-services watcher is in test_leadership.py."""
 
 from __future__ import annotations
 
@@ -13,10 +12,9 @@ from typing import Any
 
 import pytest
 
-from warren.config import ManagerSettings, OrchestratorSettings
+from warren.config import OrchestratorSettings
 from warren.errors import ConflictError, UnavailableError
 from warren.manager import orchestrator as orch_mod
-from warren.manager.leadership import LeaderServices
 from warren.manager.orchestrator import Orchestrator
 from warren.reconciler.actions import Plan
 from warren.store import commands as c
@@ -206,67 +204,6 @@ def test_a_planner_crash_is_logged_and_retried(store: Store, caplog: pytest.LogC
 
     run(main)
     assert "planner bug" in caplog.text and "a" * 50 not in caplog.text.replace("SWMTKN-1-<redacted>", "")
-
-
-# -- leader services ---------------------------------------------------------------------------------
-
-
-class FakeConsensus:
-    def __init__(self, store: Store) -> None:
-        self.store = store
-        self.settings = ManagerSettings()
-        self.role = "follower"
-        self.term = 1
-        self.barriers = 0
-
-    def metrics(self) -> dict[str, Any]:
-        return {"role": self.role, "term": self.term}
-
-    def is_leader(self) -> bool:
-        return self.role == "leader"
-
-    async def read_barrier(self) -> int:
-        self.barriers += 1
-        return 0
-
-    async def propose(self, cmd: c.Command) -> Any:
-        return {}
-
-
-def test_leader_services_follow_the_role_and_are_new_each_term(
-    store: Store, caplog: pytest.LogCaptureFixture
-) -> None:
-    caplog.set_level("INFO")
-
-    async def main() -> None:
-        consensus = FakeConsensus(store)
-        seen: list[object] = []
-        services = LeaderServices(
-            consensus,  # type: ignore[arg-type]
-            plan=ScriptedPlanner(),
-            on_change=seen.append,
-        )
-        services.start()
-        await asyncio.sleep(0.12)
-        assert services.dispatcher is None and seen == []
-        consensus.role = "leader"
-        await until(lambda: services.dispatcher is not None)
-        first = services.dispatcher
-        assert consensus.barriers == 1 and services.term == 1
-        consensus.term = 2  # lost and won again between two polls
-        await until(lambda: services.dispatcher is not None and services.dispatcher is not first)
-        assert services.term == 2
-        consensus.role = "follower"
-        await until(lambda: services.dispatcher is None)
-        assert services.orchestrator is None
-        await services.stop()
-        assert [d is None for d in seen] == [False, True, False, True]
-        assert store.on_change == [], "a stopped term left a listener behind"
-
-    run(main)
-    assert "leader services started (term 1)" in caplog.text
-    assert "leader services stopped (term 1)" in caplog.text
-    assert "leader services started (term 2)" in caplog.text
 
 
 # -- pacing ------------------------------------------------------------------------------------------

@@ -1,10 +1,11 @@
 """Leader-only services (dispatcher, orchestrator) started and stopped with leadership.
 
-The Raft core raises no event when the role changes, so its metrics are read every POLL_S. Each term
-of leadership gets new services: a fresh dispatcher means every worker gets a fresh grace, and
-nothing of an earlier term (held sessions, log streams, a half-done pass) survives into the next.
-Before starting them the new leader waits for its read barrier, so the state it plans from holds
-every command committed by earlier leaders.
+The watcher sleeps in the Raft core's `wait_role_change`, which wakes it when the role, term or
+leader changes (never for a heartbeat): a new leader starts its services as soon as the core knows,
+and an idle manager's watcher costs nothing. Each term of leadership gets new services: a fresh
+dispatcher means every worker gets a fresh grace, and nothing of an earlier term (held sessions, log
+streams, a half-done pass) survives into the next. Before starting them the new leader waits for its
+read barrier, so the state it plans from holds every command committed by earlier leaders.
 """
 
 from __future__ import annotations
@@ -21,9 +22,9 @@ from warren.manager.orchestrator import Orchestrator, Planner
 
 log = logging.getLogger(__name__)
 
-# How often the Raft role is read; seconds. A new leader's services start within this (plus its read
-# barrier); a deposed leader stops proposing within it (its proposals fail meanwhile anyway).
-POLL_S = 0.05
+# After a failed attempt to start or stop a term's services (no read barrier in time, an error), the
+# role is looked at again this much later, changed or not; seconds.
+RETRY_S = 0.05
 
 
 class LeaderServices:
@@ -68,17 +69,27 @@ class LeaderServices:
         await self._stop_services()
 
     async def _watch(self) -> None:
+        node = self.consensus.node
+        m = node.metrics()
         while True:
+            retry = False
             try:
-                m = self.consensus.metrics()
                 leading = m["role"] == "leader"
                 if self.term is not None and (not leading or m["term"] != self.term):
                     await self._stop_services()
                 if leading and self.term is None:
                     await self._start_services(m["term"])
-            except Exception:  # a task boundary: log, and look again at the next poll
+                    retry = self.term is None  # not started (no read barrier yet): no change may come
+            except Exception:  # a task boundary: log, and look again soon
                 log.exception("starting or stopping the leader services failed")
-            await asyncio.sleep(POLL_S)
+                retry = True
+            if m["role"] == "shutdown":
+                return
+            if retry:
+                await asyncio.sleep(RETRY_S)
+                m = node.metrics()
+            else:
+                m = await node.wait_role_change(m["role"], m["term"], m["leader_id"])
 
     async def _start_services(self, term: int) -> None:
         try:
