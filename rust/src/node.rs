@@ -431,33 +431,33 @@ fn leader_addr(m: &RaftMetrics) -> Option<String> {
     m.current_leader.and_then(|l| m.membership_config.membership().get_node(&l).map(|n| n.addr.clone()))
 }
 
-/// Logs the events an operator cares about (one line each) and counts elections.
+/// Logs the events an operator cares about (one line each) and counts elections. It follows the
+/// server metrics (vote, role, leader, membership), which change only with those: the full metrics
+/// are published on every turn of the core's loop, several times per heartbeat.
 async fn watch_events(raft: Raft, elections: Arc<AtomicU64>) {
-    let mut rx = raft.metrics();
+    let mut rx = raft.server_metrics();
     let mut last = rx.borrow().clone();
     while rx.changed().await.is_ok() {
         let m = rx.borrow().clone();
+        let term = m.vote.leader_id().get_term();
         if m.state != last.state {
             match m.state {
                 ServerState::Candidate => {
                     elections.fetch_add(1, Ordering::Relaxed);
-                    tracing::info!(node = m.id, term = m.current_term, "election started");
+                    tracing::info!(node = m.id, term, "election started");
                 }
-                ServerState::Leader => tracing::info!(node = m.id, term = m.current_term, "election won: now leader"),
+                ServerState::Leader => tracing::info!(node = m.id, term, "election won: now leader"),
                 _ if last.state == ServerState::Leader => {
-                    tracing::info!(node = m.id, term = m.current_term, state = ?m.state, "leadership lost")
+                    tracing::info!(node = m.id, term, state = ?m.state, "leadership lost")
                 }
                 _ => {}
             }
         }
         if m.current_leader != last.current_leader {
-            tracing::info!(node = m.id, term = m.current_term, leader = ?m.current_leader, "leader changed");
+            tracing::info!(node = m.id, term, leader = ?m.current_leader, "leader changed");
         }
         if m.membership_config.log_id() != last.membership_config.log_id() {
-            tracing::info!(node = m.id, term = m.current_term, membership = %m.membership_config.membership(), "membership changed");
-        }
-        if m.state == ServerState::Shutdown {
-            break;
+            tracing::info!(node = m.id, term, membership = %m.membership_config.membership(), "membership changed");
         }
         last = m;
     }
@@ -474,17 +474,14 @@ async fn stop_on_fatal(
     stop: Arc<watch::Sender<bool>>,
     fatal: Arc<OnceLock<String>>,
 ) {
-    let mut rx = raft.metrics();
-    let cause = loop {
-        let running = rx.borrow().running_state.clone();
-        match running {
-            Err(openraft::error::Fatal::Stopped) => return,
-            Err(e) => break e,
-            Ok(()) => {}
-        }
-        if rx.changed().await.is_err() {
-            return;
-        }
+    // The core drops its metrics senders when it stops, after publishing why in the full metrics:
+    // wait for that on the server metrics, which (unlike the full ones) do not change per heartbeat.
+    let mut rx = raft.server_metrics();
+    while rx.changed().await.is_ok() {}
+    let running = raft.metrics().borrow().running_state.clone();
+    let cause = match running {
+        Err(openraft::error::Fatal::Stopped) | Ok(()) => return,
+        Err(e) => e,
     };
     // The log's own record names the operation, file and errno; openraft's wraps the same text.
     let why = log.failure().unwrap_or_else(|| format!("raft stopped on a fatal error: {cause}"));
