@@ -304,10 +304,12 @@ def _row(key: str, what: str, event: str, **values: Any) -> dict[str, Any]:
 
 # -- what each import costs: `python -m benches.footprint MODULE ...` -----------------------------------
 
+# The Docker SDK goes in layers (requests' encoding guesser, urllib3, requests, the SDK), so the table
+# shows what each costs a worker (docs/decisions.md, "Daemons load cryptography only to make keys").
 IMPORT_CHAIN = (
     "asyncio uvloop click httpx warren_raft pydantic fastapi uvicorn prometheus_client cryptography.x509 "
-    "cryptography.hazmat.primitives.ciphers.aead warren.config warren.api.app warren.daemons.manager docker "
-    "warren.runtime.docker"
+    "cryptography.hazmat.primitives.ciphers.aead warren.config warren.api.app warren.daemons.manager "
+    "charset_normalizer urllib3 requests docker warren.runtime.docker"
 ).split()
 
 
