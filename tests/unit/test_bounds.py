@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.unit.test_dispatcher import SETTINGS, World, status
+from tests.unit.manager.test_dispatcher import SETTINGS, World, status
 from warren import config
 from warren.daemons.gate import Connection, ConnectionGate
 from warren.errors import UnavailableError

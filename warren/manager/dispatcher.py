@@ -47,7 +47,7 @@ _NO_SECRET = hashlib.sha256(b"warren: no such node").hexdigest()
 
 
 # What queries.assignments lists, per node (task_id, desired_state, spec_digest: what its digest covers).
-# tests/unit/test_dispatcher.py checks that both give the same digests.
+# tests/unit/manager/test_dispatcher.py checks that both give the same digests.
 _ASSIGNED_SQL = (
     "SELECT node, id, desired_state, spec_digest FROM tasks"
     f" WHERE node IS NOT NULL AND state NOT IN {TERMINAL_SQL}"

@@ -9,7 +9,7 @@ from typing import Any
 import orjson
 import pytest
 
-from tests.unit.test_store import FOUNDER, T0, Log, dump
+from tests.unit.store.test_machine import FOUNDER, T0, Log, dump
 from warren.pki import tokens
 from warren.spec.service import ServiceSpec, decode, spec_digest, to_doc
 from warren.store import commands as c

@@ -11,7 +11,7 @@ import httpx
 import pytest
 import yaml
 
-from tests.unit.test_cli_commands import FakeManager, run
+from tests.unit.cli.test_commands import FakeManager, run
 from warren.cli import service_cmds
 from warren.formats import parse_size
 

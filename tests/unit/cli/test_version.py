@@ -14,7 +14,7 @@ import pytest
 import warren
 from warren.cli import version
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
+REPO_ROOT = Path(__file__).resolve().parents[3]
 
 
 def test_the_package_version_is_the_installed_distribution_s(raft: ModuleType) -> None:

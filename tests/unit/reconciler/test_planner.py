@@ -1,4 +1,4 @@
-"""The reconciler's plan() against a real Store, with fake workers (tests/unit/sim.py)."""
+"""The reconciler's plan() against a real Store, with fake workers (tests/unit/reconciler/sim.py)."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from typing import Any
 import orjson
 import pytest
 
-from tests.unit.sim import GIB, MIB, Sim
+from tests.unit.reconciler.sim import GIB, MIB, Sim
 from warren.config import OrchestratorSettings
 from warren.reconciler import plan
 from warren.store import commands as c

@@ -105,7 +105,7 @@ def test_every_command_round_trips() -> None:
         assert c.decode(c.encode(cmd)) == cmd
 
 
-FIXTURES = Path(__file__).parents[1] / "fixtures" / "commands-v1"
+FIXTURES = Path(__file__).parents[2] / "fixtures" / "commands-v1"
 
 
 def test_commands_written_by_the_old_encoder_decode_and_encode_to_the_same_bytes() -> None:

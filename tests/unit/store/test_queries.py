@@ -9,8 +9,8 @@ from typing import Any
 import orjson
 import pytest
 
-from tests.unit.test_store import FOUNDER, T0, Log
-from tests.unit.test_store_tasks import SPEC, WORKER_TOKEN, cluster_with_workers, new_task, register, status
+from tests.unit.store.test_apply import SPEC, WORKER_TOKEN, cluster_with_workers, new_task, register, status
+from tests.unit.store.test_machine import FOUNDER, T0, Log
 from warren.spec.service import ServiceSpec, decode, spec_digest, to_doc
 from warren.store import commands as c
 from warren.store import queries

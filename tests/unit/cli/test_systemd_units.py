@@ -15,7 +15,7 @@ import pytest
 
 from warren.cli.main import build_parser
 
-UNITS = Path(__file__).resolve().parents[2] / "packaging" / "systemd"
+UNITS = Path(__file__).resolve().parents[3] / "packaging" / "systemd"
 WARREN = "/usr/local/bin/warren"
 # name -> (unit file, its example /etc/default file)
 SERVICES = {

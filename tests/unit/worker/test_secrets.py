@@ -19,7 +19,7 @@ import orjson
 import pytest
 
 from tests.unit.fake_manager import TOKEN, CAFetcher, FakeManager, eventually, task_doc, transport
-from tests.unit.fake_runtime import FakeRuntime
+from tests.unit.worker.fake_runtime import FakeRuntime
 from warren.config import WorkerSettings, default_secrets_dir
 from warren.errors import ConfigError
 from warren.runtime.base import TaskRun

@@ -11,8 +11,8 @@ import httpx
 import pytest
 import yaml
 
-from tests.unit.test_cli_commands import CLUSTER, FakeManager, run
-from tests.unit.test_cli_services import task
+from tests.unit.cli.test_commands import CLUSTER, FakeManager, run
+from tests.unit.cli.test_service_cmds import task
 from warren.cli.output import cell, to_json, to_yaml
 
 HOSTILE = "x\x1b[2J\r\x07\x00\x9b31m\x7fy"

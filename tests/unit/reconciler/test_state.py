@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.unit.sim import Sim
+from tests.unit.reconciler.sim import Sim
 from warren.reconciler.state import Service, ServiceCache, State, load
 from warren.store import commands as c
 

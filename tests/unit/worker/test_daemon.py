@@ -29,7 +29,7 @@ from tests.unit.fake_manager import (
     task_doc,
     transport,
 )
-from tests.unit.fake_runtime import FakeRuntime
+from tests.unit.worker.fake_runtime import FakeRuntime
 from warren.config import WorkerSettings
 from warren.errors import ConfigError, CorruptStateError, UnauthorizedError, UnavailableError
 from warren.pki import certs, tokens

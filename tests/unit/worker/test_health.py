@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 
 from tests.unit.fake_manager import FakeManager, task_doc
-from tests.unit.fake_runtime import FakeRuntime
-from tests.unit.test_worker_agent import M1, eventually, make_settings, worker
+from tests.unit.worker.fake_runtime import FakeRuntime
+from tests.unit.worker.test_daemon import M1, eventually, make_settings, worker
 from warren.spec.service import HealthCheck
 from warren.worker.health import HEALTHY, STARTING, UNHEALTHY, HealthMonitor, probe
 
