@@ -1,4 +1,4 @@
-"""Shared pytest setup: the `integration` marker and multi-process cluster fixtures.
+"""Shared pytest setup: the `integration` marker, the loop of async tests and multi-process cluster fixtures.
 
 Everything under tests/integration/ is marked `integration` (select or skip it with `-m`). Cluster
 fixtures kill every node they started at teardown, pass or fail, and print the nodes' log tails when
@@ -82,3 +82,10 @@ def make_cluster(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[Cal
 def cluster(make_cluster: Callable[..., Cluster]) -> Cluster:
     """A Cluster with the default test timers (heartbeat 50 ms, election 150-300 ms); no node started."""
     return make_cluster()
+
+
+@pytest.fixture
+def anyio_backend() -> str:
+    """The loop every async test runs on (anyio_mode = "auto" in pyproject.toml): asyncio's own. A module
+    that tests what the daemons run on overrides it with ("asyncio", {"use_uvloop": True})."""
+    return "asyncio"

@@ -33,8 +33,6 @@ from warren.runtime.base import (
 from warren.runtime.docker import DockerRuntime
 from warren.testing.process import free_port
 
-pytestmark = pytest.mark.anyio
-
 T = TypeVar("T")
 MIB = 1024 * 1024
 

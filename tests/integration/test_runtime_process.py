@@ -39,8 +39,6 @@ from warren.runtime.process import ProcessRuntime
 from warren.runtime.procfs import is_ours, proc_stat, session_members
 from warren.runtime.taskdir import LOG_FILE, STATE_FILE
 
-pytestmark = pytest.mark.anyio
-
 T = TypeVar("T")
 CLUSTER = "cluster-test"
 MIB = 1024 * 1024

@@ -58,7 +58,7 @@ def test_raft_errors_lets_other_exceptions_through_untouched() -> None:
     assert info.value is original
 
 
-def test_raft_errors_passes_results_through() -> None:
+async def test_raft_errors_passes_results_through() -> None:
     @raft_errors()
     def plain(x: int) -> int:
         return x + 1
@@ -69,7 +69,7 @@ def test_raft_errors_passes_results_through() -> None:
         return x * 2
 
     assert plain(1) == 2
-    assert asyncio.run(coro(21)) == 42
+    assert await coro(21) == 42
     assert plain.__name__ == "plain" and coro.__name__ == "coro"
 
 
@@ -125,7 +125,7 @@ def test_raft_errors_context_manager_reraises_from_the_original(
     assert not isinstance(info.value, raft.RaftError)
 
 
-def test_raft_errors_decorates_sync_and_async_functions(raft: ModuleType) -> None:
+async def test_raft_errors_decorates_sync_and_async_functions(raft: ModuleType) -> None:
     @raft_errors()
     def sync_call() -> None:
         raise raft.ShutdownError("node is shut down")
@@ -138,7 +138,7 @@ def test_raft_errors_decorates_sync_and_async_functions(raft: ModuleType) -> Non
     with pytest.raises(UnavailableError, match="shut down"):
         sync_call()
     with pytest.raises(StorageError, match="disk full") as info:
-        asyncio.run(async_call())
+        await async_call()
     assert isinstance(info.value.__cause__, raft.StorageError)
 
 

@@ -151,12 +151,12 @@ def batch(log: list[Event], first: int, payloads: list[bytes], term: int = 1) ->
 # -- tests ------------------------------------------------------------------------------------------
 
 
-def test_restore_completes_before_the_first_apply(drive: Drive) -> None:
+async def test_restore_completes_before_the_first_apply(drive: Drive) -> None:
     log: list[Event] = []
     node = FakeNode([FakeRestore(log, None), batch(log, 1, [b"a=1", b"b=2"])])
     sm = KVStateMachine(log)
 
-    asyncio.run(drive(node, sm))
+    await drive(node, sm)
 
     assert log == [
         ("restore", None),
@@ -167,13 +167,13 @@ def test_restore_completes_before_the_first_apply(drive: Drive) -> None:
     assert sm.data == {"a": "1", "b": "2"}  # the stale state was replaced, not merged
 
 
-def test_responses_are_delivered_per_entry_in_order(drive: Drive) -> None:
+async def test_responses_are_delivered_per_entry_in_order(drive: Drive) -> None:
     log: list[Event] = []
     first = batch(log, 1, [b"x=1", b"x=2", b"y=9"])
     second = batch(log, 4, [b"x=3"], term=2)
     node = FakeNode([FakeRestore(log, None), first, second])
 
-    asyncio.run(drive(node, KVStateMachine(log)))
+    await drive(node, KVStateMachine(log))
 
     assert first.completed == ([b"", b"1", b""],)
     assert second.completed == ([b"2"],)
@@ -190,7 +190,7 @@ PAYLOAD = st.tuples(st.sampled_from("abc"), st.integers(0, 99)).map(lambda kv: f
 # The drive fixture is a stateless function, safe to share across examples.
 @settings(max_examples=50, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(st.lists(st.lists(PAYLOAD, min_size=1, max_size=5), max_size=8))
-def test_every_entry_applied_once_in_order(drive: Drive, batches: list[list[bytes]]) -> None:
+async def test_every_entry_applied_once_in_order(drive: Drive, batches: list[list[bytes]]) -> None:
     log: list[Event] = []
     items: list[FakeApply] = []
     index = 1
@@ -199,7 +199,7 @@ def test_every_entry_applied_once_in_order(drive: Drive, batches: list[list[byte
         index += len(payloads)
     sm = KVStateMachine(log)
 
-    asyncio.run(drive(FakeNode([FakeRestore(log, None), *items]), sm))
+    await drive(FakeNode([FakeRestore(log, None), *items]), sm)
 
     applied = [i for event in log if event[0] == "apply" for i in event[1]]
     assert applied == list(range(1, index))
@@ -214,24 +214,20 @@ def test_every_entry_applied_once_in_order(drive: Drive, batches: list[list[byte
     assert sm.data == model
 
 
-def test_snapshot_then_restore_rebuilds_the_same_state(drive: Drive, tmp_path: Path) -> None:
+async def test_snapshot_then_restore_rebuilds_the_same_state(drive: Drive, tmp_path: Path) -> None:
     snap = str(tmp_path / "snap-3.json")
     log: list[Event] = []
     before = KVStateMachine(log)
-    asyncio.run(
-        drive(
-            FakeNode(
-                [FakeRestore(log, None), batch(log, 1, [b"a=1", b"b=2", b"a=3"]), FakeSnapshot(log, snap)]
-            ),
-            before,
-        )
+    await drive(
+        FakeNode([FakeRestore(log, None), batch(log, 1, [b"a=1", b"b=2", b"a=3"]), FakeSnapshot(log, snap)]),
+        before,
     )
     assert ("complete", "snapshot") in log
 
     # A restart: snapshot plus the log after it.
     after = KVStateMachine([])
     restart_log: list[Event] = []
-    asyncio.run(drive(FakeNode([FakeRestore(restart_log, snap), batch(restart_log, 4, [b"c=4"])]), after))
+    await drive(FakeNode([FakeRestore(restart_log, snap), batch(restart_log, 4, [b"c=4"])]), after)
     assert after.data == {"a": "3", "b": "2", "c": "4"}
     assert after.applied_index == 4
 
@@ -244,7 +240,7 @@ def test_snapshot_then_restore_rebuilds_the_same_state(drive: Drive, tmp_path: P
         ("restore", ValueError, "ValueError: not a snapshot"),
     ],
 )
-def test_state_machine_failure_fails_the_item_and_stops(
+async def test_state_machine_failure_fails_the_item_and_stops(
     drive: Drive, kind: str, error: type[Exception], message: str, tmp_path: Path
 ) -> None:
     log: list[Event] = []
@@ -259,7 +255,7 @@ def test_state_machine_failure_fails_the_item_and_stops(
     sm.fail_on = kind
 
     with pytest.raises(error):
-        asyncio.run(drive(node, sm))
+        await drive(node, sm)
 
     failed = items[kind]
     assert failed.failed == message and failed.completed is None
@@ -269,7 +265,7 @@ def test_state_machine_failure_fails_the_item_and_stops(
     assert ("apply", [2]) not in log
 
 
-def test_wrong_number_of_responses_fails_the_batch(drive: Drive) -> None:
+async def test_wrong_number_of_responses_fails_the_batch(drive: Drive) -> None:
     log: list[Event] = []
     work = batch(log, 1, [b"a=1", b"b=2"])
 
@@ -278,26 +274,26 @@ def test_wrong_number_of_responses_fails_the_batch(drive: Drive) -> None:
             return super().apply(entries)[:1]
 
     with pytest.raises(ValueError, match="1 responses for 2 entries"):
-        asyncio.run(drive(FakeNode([work]), ShortChanging(log)))
+        await drive(FakeNode([work]), ShortChanging(log))
     assert work.failed == "ValueError: state machine returned 1 responses for 2 entries"
     assert work.completed is None
 
 
-def test_returns_when_the_node_shuts_down(drive: Drive) -> None:
+async def test_returns_when_the_node_shuts_down(drive: Drive) -> None:
     log: list[Event] = []
     after_shutdown = batch(log, 1, [b"a=1"])
     node = FakeNode([FakeRestore(log, None), None, after_shutdown])
 
-    assert asyncio.run(drive(node, KVStateMachine(log))) is None
+    assert await drive(node, KVStateMachine(log)) is None
 
     assert node.pulls == 2
     assert list(node.queue) == [after_shutdown]
     assert not [e for e in log if e[0] == "apply"]
 
 
-def test_empty_node_returns_at_once(drive: Drive) -> None:
+async def test_empty_node_returns_at_once(drive: Drive) -> None:
     node = FakeNode([])
-    asyncio.run(drive(node, KVStateMachine([])))
+    await drive(node, KVStateMachine([]))
     assert node.pulls == 1
 
 

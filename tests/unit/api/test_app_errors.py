@@ -15,13 +15,6 @@ from warren.api.app import create_app
 from warren.api.forwarder import Forwarder
 from warren.config import ManagerSettings
 
-pytestmark = pytest.mark.anyio
-
-
-@pytest.fixture
-def anyio_backend() -> str:
-    return "asyncio"
-
 
 class Boom(RuntimeError):
     pass

@@ -14,13 +14,6 @@ from warren.errors import InvalidError, UnavailableError
 
 Answer = Callable[[bytes], bytes]
 
-pytestmark = pytest.mark.anyio
-
-
-@pytest.fixture
-def anyio_backend() -> str:
-    return "asyncio"
-
 
 class CannedServer:
     """Reads one request at a time (head + Content-Length body) and writes `answer(request)`."""

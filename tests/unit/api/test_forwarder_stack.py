@@ -354,7 +354,6 @@ MARK = (FORWARDED_HEADER, b"127.0.0.1:1")
         ),
     ],
 )
-@pytest.mark.anyio
 async def test_a_forwarded_request_without_a_valid_stated_identity_is_refused(
     method: str, path: str, headers: Headers, status: int
 ) -> None:
@@ -363,7 +362,6 @@ async def test_a_forwarded_request_without_a_valid_stated_identity_is_refused(
     assert identity == "not called"
 
 
-@pytest.mark.anyio
 async def test_a_forwarded_request_acts_with_the_stated_identity() -> None:
     stated = [MARK, (auth.IDENTITY_HEADER, b"worker worker-1")]
     assert (await _on_leader("POST", "/v1/services", stated))[0] == 403
@@ -376,13 +374,9 @@ async def test_a_forwarded_request_acts_with_the_stated_identity() -> None:
     assert (await _on_leader("GET", "/v1/nodes", [MARK, (auth.IDENTITY_HEADER, b"anonymous")]))[0] == 401
 
 
-@pytest.mark.anyio
 async def test_a_managers_own_call_acts_as_that_manager() -> None:
     # Probes, renewals and joins from a manager are not forwarded and carry no marker.
     status, _, identity = await _on_leader("POST", "/v1/certs/renew", [])
     assert status == 200 and identity == FOLLOWER
 
 
-@pytest.fixture
-def anyio_backend() -> str:
-    return "asyncio"

@@ -7,7 +7,6 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import time
-from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -118,10 +117,6 @@ def world(tmp_path: Path) -> World:
     return World(tmp_path)
 
 
-def run(coro_fn: Callable[[], Awaitable[None]]) -> None:
-    asyncio.run(asyncio.wait_for(coro_fn(), 20))  # type: ignore[arg-type]
-
-
 def status(task_id: str, state: str, at: float = T0, **kw: Any) -> c.TaskStatus:
     return c.TaskStatus(task_id=task_id, state=state, message=state, at=at, **kw)
 
@@ -140,110 +135,98 @@ async def in_flight(
 # -- task status -------------------------------------------------------------------------------------
 
 
-def test_status_updates_merge_into_one_proposal_while_one_is_in_flight(world: World) -> None:
+async def test_status_updates_merge_into_one_proposal_while_one_is_in_flight(world: World) -> None:
     w1, w2 = world.worker("worker-aaaaa1"), world.worker("worker-aaaaa2")
     world.task("t1", w1)
     world.task("t2", w2, slot=2)
 
-    async def main() -> None:
-        d = world.dispatcher()
-        d.start()
-        gate, first = await in_flight(world, d, w1, status("t1", "starting"))
-        assert len(world.propose.of(c.SetTaskStatuses)) == 1  # in flight, held by the gate
-        # While it is in flight, three more reports from two workers pile up: one next batch.
-        later = [
-            asyncio.create_task(d.report_status(w1, [status("t1", "running", container_id="c1")])),
-            asyncio.create_task(d.report_status(w2, [status("t2", "starting")])),
-            asyncio.create_task(d.report_status(w2, [status("t2", "running")])),
-        ]
-        await asyncio.sleep(0.01)
-        assert not first.done() and not any(t.done() for t in later), "answered before the commit"
-        assert len(world.propose.of(c.SetTaskStatuses)) == 1
-        gate.set()
-        await asyncio.gather(first, *later)
-        batches = world.propose.of(c.SetTaskStatuses)
-        assert len(batches) == 2, batches
-        assert world.propose.max_in_flight == 1
-        second = {(u.node, u.task_id): u.state for u in batches[1].updates}
-        assert second == {(w1, "t1"): "running", (w2, "t2"): "running"}
-        tasks = {t["id"]: t for t in queries.tasks(world.store.conn)}
-        assert tasks["t1"]["state"] == "running" and tasks["t1"]["container_id"] == "c1"
-        assert tasks["t2"]["state"] == "running"
-        await d.stop()
-
-    run(main)
+    d = world.dispatcher()
+    d.start()
+    gate, first = await in_flight(world, d, w1, status("t1", "starting"))
+    assert len(world.propose.of(c.SetTaskStatuses)) == 1  # in flight, held by the gate
+    # While it is in flight, three more reports from two workers pile up: one next batch.
+    later = [
+        asyncio.create_task(d.report_status(w1, [status("t1", "running", container_id="c1")])),
+        asyncio.create_task(d.report_status(w2, [status("t2", "starting")])),
+        asyncio.create_task(d.report_status(w2, [status("t2", "running")])),
+    ]
+    await asyncio.sleep(0.01)
+    assert not first.done() and not any(t.done() for t in later), "answered before the commit"
+    assert len(world.propose.of(c.SetTaskStatuses)) == 1
+    gate.set()
+    await asyncio.gather(first, *later)
+    batches = world.propose.of(c.SetTaskStatuses)
+    assert len(batches) == 2, batches
+    assert world.propose.max_in_flight == 1
+    second = {(u.node, u.task_id): u.state for u in batches[1].updates}
+    assert second == {(w1, "t1"): "running", (w2, "t2"): "running"}
+    tasks = {t["id"]: t for t in queries.tasks(world.store.conn)}
+    assert tasks["t1"]["state"] == "running" and tasks["t1"]["container_id"] == "c1"
+    assert tasks["t2"]["state"] == "running"
+    await d.stop()
 
 
-def test_a_later_report_of_an_earlier_state_does_not_replace_a_later_state(world: World) -> None:
+async def test_a_later_report_of_an_earlier_state_does_not_replace_a_later_state(world: World) -> None:
     w1 = world.worker("worker-aaaaa1")
     world.task("t1", w1)
 
-    async def main() -> None:
-        d = world.dispatcher()
-        d.start()
-        gate, blocker = await in_flight(world, d, w1, status("t1", "starting"))
-        merged = [
-            asyncio.create_task(d.report_status(w1, [status("t1", "failed", exit_code=3)])),
-            asyncio.create_task(d.report_status(w1, [status("t1", "running")])),
-        ]
-        await asyncio.sleep(0.01)
-        gate.set()
-        await asyncio.gather(blocker, *merged)
-        (update,) = world.propose.of(c.SetTaskStatuses)[1].updates
-        assert update.state == "failed" and update.exit_code == 3
-        task = queries.task(world.store.conn, "t1")
-        assert task is not None and task["state"] == "failed"
-        await d.stop()
-
-    run(main)
+    d = world.dispatcher()
+    d.start()
+    gate, blocker = await in_flight(world, d, w1, status("t1", "starting"))
+    merged = [
+        asyncio.create_task(d.report_status(w1, [status("t1", "failed", exit_code=3)])),
+        asyncio.create_task(d.report_status(w1, [status("t1", "running")])),
+    ]
+    await asyncio.sleep(0.01)
+    gate.set()
+    await asyncio.gather(blocker, *merged)
+    (update,) = world.propose.of(c.SetTaskStatuses)[1].updates
+    assert update.state == "failed" and update.exit_code == 3
+    task = queries.task(world.store.conn, "t1")
+    assert task is not None and task["state"] == "failed"
+    await d.stop()
 
 
-def test_a_failed_batch_fails_its_callers_and_the_next_batch_still_runs(world: World) -> None:
+async def test_a_failed_batch_fails_its_callers_and_the_next_batch_still_runs(world: World) -> None:
     w1 = world.worker("worker-aaaaa1")
     world.task("t1", w1)
 
-    async def main() -> None:
-        d = world.dispatcher()
-        d.start()
-        real = world.propose.__call__
-        calls = 0
+    d = world.dispatcher()
+    d.start()
+    real = world.propose.__call__
+    calls = 0
 
-        async def flaky(cmd: c.Command) -> Any:
-            nonlocal calls
-            calls += 1
-            if calls == 1:
-                raise UnavailableError("no quorum")
-            return await real(cmd)
+    async def flaky(cmd: c.Command) -> Any:
+        nonlocal calls
+        calls += 1
+        if calls == 1:
+            raise UnavailableError("no quorum")
+        return await real(cmd)
 
-        d.propose = flaky
+    d.propose = flaky
+    with pytest.raises(UnavailableError):
+        await d.report_status(w1, [status("t1", "starting")])
+    await d.report_status(w1, [status("t1", "starting")])  # the worker resends: harmless
+    task = queries.task(world.store.conn, "t1")
+    assert task is not None and task["state"] == "starting"
+    await d.stop()
+
+
+async def test_stop_fails_waiting_status_callers_with_unavailable(world: World) -> None:
+    w1 = world.worker("worker-aaaaa1")
+    world.task("t1", w1)
+
+    d = world.dispatcher()
+    d.start()
+    _, first = await in_flight(world, d, w1, status("t1", "starting"))
+    waiting = asyncio.create_task(d.report_status(w1, [status("t1", "running")]))
+    await asyncio.sleep(0.01)
+    await d.stop()
+    for t in (first, waiting):
         with pytest.raises(UnavailableError):
-            await d.report_status(w1, [status("t1", "starting")])
-        await d.report_status(w1, [status("t1", "starting")])  # the worker resends: harmless
-        task = queries.task(world.store.conn, "t1")
-        assert task is not None and task["state"] == "starting"
-        await d.stop()
-
-    run(main)
-
-
-def test_stop_fails_waiting_status_callers_with_unavailable(world: World) -> None:
-    w1 = world.worker("worker-aaaaa1")
-    world.task("t1", w1)
-
-    async def main() -> None:
-        d = world.dispatcher()
-        d.start()
-        _, first = await in_flight(world, d, w1, status("t1", "starting"))
-        waiting = asyncio.create_task(d.report_status(w1, [status("t1", "running")]))
-        await asyncio.sleep(0.01)
-        await d.stop()
-        for t in (first, waiting):
-            with pytest.raises(UnavailableError):
-                await t
-        with pytest.raises(UnavailableError):
-            await d.report_status(w1, [status("t1", "running")])
-
-    run(main)
+            await t
+    with pytest.raises(UnavailableError):
+        await d.report_status(w1, [status("t1", "running")])
 
 
 # -- liveness ----------------------------------------------------------------------------------------
@@ -258,185 +241,163 @@ async def settle(d: Dispatcher) -> None:
     raise AssertionError("node writes did not finish")
 
 
-def test_a_silent_worker_is_written_down_after_the_grace_and_back_up_when_it_calls(world: World) -> None:
+async def test_a_silent_worker_is_written_down_after_the_grace_and_back_up_when_it_calls(
+    world: World,
+) -> None:
     w1, w2 = world.worker("worker-aaaaa1"), world.worker("worker-aaaaa2")
 
-    async def main() -> None:
-        d = world.dispatcher()  # liveness is driven by hand: check_liveness with the fake clock
-        d.touch(w1)
-        d.touch(w2)
-        world.clock.now += 1.5
-        d.touch(w2)
-        await d.check_liveness()
-        await settle(d)
-        assert world.state(w1) == "ready"
-        world.clock.now += 0.6  # w1 silent for 2.1 s > grace 2 s; w2 for 0.6 s
-        await d.check_liveness()
-        await settle(d)
-        assert world.state(w1) == "down" and world.state(w2) == "ready"
-        downs = world.propose.of(c.SetNodeState)
-        assert [(s.name, s.state) for s in downs] == [(w1, "down")]
-        await d.check_liveness()  # a down node is not written down again
-        await settle(d)
-        assert len(world.propose.of(c.SetNodeState)) == 1
-        # It calls again: ready, and its new address and labels are recorded.
-        answer = await d.session(w1, None, NodeReport("127.0.0.42", {"zone": "b"}, None))
-        assert answer["assignments"] == []
-        node = queries.node(world.store.conn, w1)
-        assert node is not None and node["state"] == "ready"
-        assert node["addr"] == "127.0.0.42" and node["labels"] == {"zone": "b"}
-        # The same report again changes nothing.
-        before = len(world.propose.proposed)
-        await d.session(w1, answer["digest"], NodeReport("127.0.0.42", {"zone": "b"}, None))
-        assert len(world.propose.proposed) == before
-
-    run(main)
+    d = world.dispatcher()  # liveness is driven by hand: check_liveness with the fake clock
+    d.touch(w1)
+    d.touch(w2)
+    world.clock.now += 1.5
+    d.touch(w2)
+    await d.check_liveness()
+    await settle(d)
+    assert world.state(w1) == "ready"
+    world.clock.now += 0.6  # w1 silent for 2.1 s > grace 2 s; w2 for 0.6 s
+    await d.check_liveness()
+    await settle(d)
+    assert world.state(w1) == "down" and world.state(w2) == "ready"
+    downs = world.propose.of(c.SetNodeState)
+    assert [(s.name, s.state) for s in downs] == [(w1, "down")]
+    await d.check_liveness()  # a down node is not written down again
+    await settle(d)
+    assert len(world.propose.of(c.SetNodeState)) == 1
+    # It calls again: ready, and its new address and labels are recorded.
+    answer = await d.session(w1, None, NodeReport("127.0.0.42", {"zone": "b"}, None))
+    assert answer["assignments"] == []
+    node = queries.node(world.store.conn, w1)
+    assert node is not None and node["state"] == "ready"
+    assert node["addr"] == "127.0.0.42" and node["labels"] == {"zone": "b"}
+    # The same report again changes nothing.
+    before = len(world.propose.proposed)
+    await d.session(w1, answer["digest"], NodeReport("127.0.0.42", {"zone": "b"}, None))
+    assert len(world.propose.proposed) == before
 
 
-def test_a_new_leader_gives_every_worker_a_fresh_grace(world: World) -> None:
+async def test_a_new_leader_gives_every_worker_a_fresh_grace(world: World) -> None:
     w1 = world.worker("worker-aaaaa1")
 
-    async def main() -> None:
-        old = world.dispatcher()
-        old.touch(w1)
-        world.clock.now += 100.0  # the old leader died long ago; w1 was last heard before that
-        new = world.dispatcher()
-        new.start()
-        await new.check_liveness()
-        await settle(new)
-        world.clock.now += SETTINGS.node_down_grace_s - 0.1
-        await new.check_liveness()
-        await settle(new)
-        assert world.state(w1) == "ready", "written down before its fresh grace ran out"
-        world.clock.now += 0.2
-        await new.check_liveness()
-        await settle(new)
-        assert world.state(w1) == "down"
-        await new.stop()
-
-    run(main)
+    old = world.dispatcher()
+    old.touch(w1)
+    world.clock.now += 100.0  # the old leader died long ago; w1 was last heard before that
+    new = world.dispatcher()
+    new.start()
+    await new.check_liveness()
+    await settle(new)
+    world.clock.now += SETTINGS.node_down_grace_s - 0.1
+    await new.check_liveness()
+    await settle(new)
+    assert world.state(w1) == "ready", "written down before its fresh grace ran out"
+    world.clock.now += 0.2
+    await new.check_liveness()
+    await settle(new)
+    assert world.state(w1) == "down"
+    await new.stop()
 
 
-def test_a_node_written_down_ends_its_log_streams(world: World) -> None:
+async def test_a_node_written_down_ends_its_log_streams(world: World) -> None:
     w1 = world.worker("worker-aaaaa1")
 
-    async def main() -> None:
-        d = world.dispatcher()
-        stream = LogStream(prefixed=False, pickup_timeout_s=60)
-        d.logs.open(stream, node=w1, task_id="t1", container_id="c1", follow=True, tail=None, label="web.1")
-        world.clock.now += 10
-        await d.check_liveness()
-        await settle(d)
-        out = b"".join([chunk async for chunk in stream.chunks()])
-        assert b"went down" in out
-
-    run(main)
+    d = world.dispatcher()
+    stream = LogStream(prefixed=False, pickup_timeout_s=60)
+    d.logs.open(stream, node=w1, task_id="t1", container_id="c1", follow=True, tail=None, label="web.1")
+    world.clock.now += 10
+    await d.check_liveness()
+    await settle(d)
+    out = b"".join([chunk async for chunk in stream.chunks()])
+    assert b"went down" in out
 
 
 # -- sessions ----------------------------------------------------------------------------------------
 
 
-def test_a_held_session_answers_at_once_when_its_assignments_change(world: World) -> None:
+async def test_a_held_session_answers_at_once_when_its_assignments_change(world: World) -> None:
     w1 = world.worker("worker-aaaaa1")
     settings = OrchestratorSettings(heartbeat_period_s=10.0, node_down_grace_s=20.0)
 
-    async def main() -> None:
-        d = world.dispatcher(settings)
-        d.start()
-        first = await d.session(w1, None, None)  # nothing known yet: answered at once
-        assert first["assignments"] == [] and first["heartbeat_period_s"] == 10.0
-        start = time.monotonic()
-        held = asyncio.create_task(d.session(w1, first["digest"], None))
-        await asyncio.sleep(0.05)
-        assert not held.done() and d.held == 1
-        world.task("t1", w1)  # commits through the store: on_change wakes the held call
-        answer = await held
-        assert time.monotonic() - start < 2.0
-        assert [a["task_id"] for a in answer["assignments"]] == ["t1"]
-        assert answer["digest"] == world.digest(w1) != first["digest"]
-        assert d.held == 0
-        await d.stop()
-
-    run(main)
+    d = world.dispatcher(settings)
+    d.start()
+    first = await d.session(w1, None, None)  # nothing known yet: answered at once
+    assert first["assignments"] == [] and first["heartbeat_period_s"] == 10.0
+    start = time.monotonic()
+    held = asyncio.create_task(d.session(w1, first["digest"], None))
+    await asyncio.sleep(0.05)
+    assert not held.done() and d.held == 1
+    world.task("t1", w1)  # commits through the store: on_change wakes the held call
+    answer = await held
+    assert time.monotonic() - start < 2.0
+    assert [a["task_id"] for a in answer["assignments"]] == ["t1"]
+    assert answer["digest"] == world.digest(w1) != first["digest"]
+    assert d.held == 0
+    await d.stop()
 
 
-def test_the_digest_table_agrees_with_the_assignments_query(world: World) -> None:
+async def test_the_digest_table_agrees_with_the_assignments_query(world: World) -> None:
     w1, w2, w3 = world.worker("worker-aaaaa1"), world.worker("worker-aaaaa2"), world.worker("worker-aaaaa3")
     world.task("t1", w1)
     world.task("t2", w1, slot=2)
     world.task("t3", w2, slot=3)
 
-    async def main() -> None:
-        d = world.dispatcher()
-        d.start()
-        for node in (w1, w2, w3):
-            assert d.digest(node) == world.digest(node)
-        before = d.digest(w1)
-        world.propose.apply(c.SetTaskStatuses([status("t2", "failed", node=w1)]))  # final: not assigned
-        assert d.digest(w1) == world.digest(w1) != before
-        world.propose.apply(c.SetTasksDesired(["t3"], "shutdown", "scale down", T0))
-        assert d.digest(w2) == world.digest(w2)
-        await d.stop()
-
-    run(main)
+    d = world.dispatcher()
+    d.start()
+    for node in (w1, w2, w3):
+        assert d.digest(node) == world.digest(node)
+    before = d.digest(w1)
+    world.propose.apply(c.SetTaskStatuses([status("t2", "failed", node=w1)]))  # final: not assigned
+    assert d.digest(w1) == world.digest(w1) != before
+    world.propose.apply(c.SetTasksDesired(["t3"], "shutdown", "scale down", T0))
+    assert d.digest(w2) == world.digest(w2)
+    await d.stop()
 
 
-def test_a_change_for_another_node_does_not_answer_a_held_session(world: World) -> None:
+async def test_a_change_for_another_node_does_not_answer_a_held_session(world: World) -> None:
     w1, w2 = world.worker("worker-aaaaa1"), world.worker("worker-aaaaa2")
 
-    async def main() -> None:
-        d = world.dispatcher(hold_s=0.3)
-        d.start()
-        known = world.digest(w1)
-        start = time.monotonic()
-        held = asyncio.create_task(d.session(w1, known, None))
-        await asyncio.sleep(0.05)
-        world.task("t2", w2)
-        answer = await held
-        assert time.monotonic() - start >= 0.25, "answered before the hold time"
-        assert answer["assignments"] is None and answer["digest"] == known
-        await d.stop()
-
-    run(main)
+    d = world.dispatcher(hold_s=0.3)
+    d.start()
+    known = world.digest(w1)
+    start = time.monotonic()
+    held = asyncio.create_task(d.session(w1, known, None))
+    await asyncio.sleep(0.05)
+    world.task("t2", w2)
+    answer = await held
+    assert time.monotonic() - start >= 0.25, "answered before the hold time"
+    assert answer["assignments"] is None and answer["digest"] == known
+    await d.stop()
 
 
-def test_a_log_request_wakes_the_held_session_of_its_node(world: World) -> None:
+async def test_a_log_request_wakes_the_held_session_of_its_node(world: World) -> None:
     w1 = world.worker("worker-aaaaa1")
     settings = OrchestratorSettings(heartbeat_period_s=10.0, node_down_grace_s=20.0)
 
-    async def main() -> None:
-        d = world.dispatcher(settings)
-        d.start()
-        held = asyncio.create_task(d.session(w1, world.digest(w1), None))
-        await asyncio.sleep(0.05)
-        stream = LogStream(prefixed=False, pickup_timeout_s=5)
-        req = d.logs.open(stream, node=w1, task_id="t1", container_id="c1", follow=False, tail=5, label="w")
-        d.wake()
-        answer = await asyncio.wait_for(held, 2)
-        assert answer["log_requests"] == [
-            {"id": req.id, "task_id": "t1", "container_id": "c1", "follow": False, "tail": 5}
-        ]
-        assert answer["assignments"] is None
-        again = await d.session(w1, None, None)
-        assert again["log_requests"] == [], "a log request is handed over once"
-        await d.stop()
-
-    run(main)
+    d = world.dispatcher(settings)
+    d.start()
+    held = asyncio.create_task(d.session(w1, world.digest(w1), None))
+    await asyncio.sleep(0.05)
+    stream = LogStream(prefixed=False, pickup_timeout_s=5)
+    req = d.logs.open(stream, node=w1, task_id="t1", container_id="c1", follow=False, tail=5, label="w")
+    d.wake()
+    answer = await asyncio.wait_for(held, 2)
+    assert answer["log_requests"] == [
+        {"id": req.id, "task_id": "t1", "container_id": "c1", "follow": False, "tail": 5}
+    ]
+    assert answer["assignments"] is None
+    again = await d.session(w1, None, None)
+    assert again["log_requests"] == [], "a log request is handed over once"
+    await d.stop()
 
 
-def test_stop_answers_held_sessions_with_unavailable(world: World) -> None:
+async def test_stop_answers_held_sessions_with_unavailable(world: World) -> None:
     w1 = world.worker("worker-aaaaa1")
 
-    async def main() -> None:
-        d = world.dispatcher(hold_s=30)
-        d.start()
-        held = asyncio.create_task(d.session(w1, world.digest(w1), None))
-        await asyncio.sleep(0.05)
-        await d.stop()
-        with pytest.raises(UnavailableError):
-            await asyncio.wait_for(held, 2)
-
-    run(main)
+    d = world.dispatcher(hold_s=30)
+    d.start()
+    held = asyncio.create_task(d.session(w1, world.digest(w1), None))
+    await asyncio.sleep(0.05)
+    await d.stop()
+    with pytest.raises(UnavailableError):
+        await asyncio.wait_for(held, 2)
 
 
 # -- the secret -----------------------------------------------------------------------------------------
@@ -478,53 +439,44 @@ def test_a_removed_node_has_no_session(world: World) -> None:
 # -- log relay ---------------------------------------------------------------------------------------
 
 
-def test_log_chunks_of_several_tasks_are_prefixed_line_by_line() -> None:
-    async def main() -> None:
-        relay = LogRelay()
-        stream = LogStream(prefixed=True, pickup_timeout_s=5)
-        a = relay.open(
-            stream, node="n1", task_id="a", container_id="ca", follow=False, tail=None, label="web.1"
-        )
-        b = relay.open(
-            stream, node="n2", task_id="b", container_id="cb", follow=False, tail=None, label="web.2"
-        )
-        relay.take_pending("n1")
-        relay.take_pending("n2")
-        reader = asyncio.create_task(_read(stream))
-        await relay.deliver(a.id, b"one\ntw", False)
-        await relay.deliver(b.id, b"x\n", True)
-        await relay.deliver(a.id, b"o\nthree", True)
-        out = (await reader).decode()
-        assert out.splitlines() == ["web.1 | one", "web.2 | x", "web.1 | two", "web.1 | three"]
-        with pytest.raises(LogGoneError):
-            await relay.deliver(a.id, b"late", False)
-
-    run(main)
+async def test_log_chunks_of_several_tasks_are_prefixed_line_by_line() -> None:
+    relay = LogRelay()
+    stream = LogStream(prefixed=True, pickup_timeout_s=5)
+    a = relay.open(
+        stream, node="n1", task_id="a", container_id="ca", follow=False, tail=None, label="web.1"
+    )
+    b = relay.open(
+        stream, node="n2", task_id="b", container_id="cb", follow=False, tail=None, label="web.2"
+    )
+    relay.take_pending("n1")
+    relay.take_pending("n2")
+    reader = asyncio.create_task(_read(stream))
+    await relay.deliver(a.id, b"one\ntw", False)
+    await relay.deliver(b.id, b"x\n", True)
+    await relay.deliver(a.id, b"o\nthree", True)
+    out = (await reader).decode()
+    assert out.splitlines() == ["web.1 | one", "web.2 | x", "web.1 | two", "web.1 | three"]
+    with pytest.raises(LogGoneError):
+        await relay.deliver(a.id, b"late", False)
 
 
-def test_a_client_going_away_refuses_further_chunks() -> None:
-    async def main() -> None:
-        relay = LogRelay()
-        stream = LogStream(prefixed=False, pickup_timeout_s=5)
-        req = relay.open(stream, node="n1", task_id="a", container_id="ca", follow=True, tail=None, label="x")
-        await relay.deliver(req.id, b"hello\n", False)
-        relay.close_stream(stream)
-        with pytest.raises(LogGoneError):
-            await relay.deliver(req.id, b"more\n", False)
-        assert relay.get(req.id) is None
-
-    run(main)
+async def test_a_client_going_away_refuses_further_chunks() -> None:
+    relay = LogRelay()
+    stream = LogStream(prefixed=False, pickup_timeout_s=5)
+    req = relay.open(stream, node="n1", task_id="a", container_id="ca", follow=True, tail=None, label="x")
+    await relay.deliver(req.id, b"hello\n", False)
+    relay.close_stream(stream)
+    with pytest.raises(LogGoneError):
+        await relay.deliver(req.id, b"more\n", False)
+    assert relay.get(req.id) is None
 
 
-def test_a_request_no_worker_picks_up_ends_after_the_pickup_timeout() -> None:
-    async def main() -> None:
-        relay = LogRelay()
-        stream = LogStream(prefixed=False, pickup_timeout_s=0.1)
-        relay.open(stream, node="n1", task_id="a", container_id="ca", follow=True, tail=None, label="web.1")
-        out = await asyncio.wait_for(_read(stream), 2)
-        assert b"did not pick up" in out
-
-    run(main)
+async def test_a_request_no_worker_picks_up_ends_after_the_pickup_timeout() -> None:
+    relay = LogRelay()
+    stream = LogStream(prefixed=False, pickup_timeout_s=0.1)
+    relay.open(stream, node="n1", task_id="a", container_id="ca", follow=True, tail=None, label="web.1")
+    out = await asyncio.wait_for(_read(stream), 2)
+    assert b"did not pick up" in out
 
 
 async def _read(stream: LogStream) -> bytes:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -21,10 +21,6 @@ from warren.store import commands as c
 from warren.store.machine import Store
 
 SETTINGS = OrchestratorSettings(full_pass_interval_s=30.0)
-
-
-def run(coro_fn: Callable[[], Awaitable[None]]) -> None:
-    asyncio.run(asyncio.wait_for(coro_fn(), 20))  # type: ignore[arg-type]
 
 
 async def until(predicate: Callable[[], bool], timeout: float = 3.0) -> None:
@@ -83,126 +79,109 @@ def cmd(i: int) -> c.Command:
     return c.RemoveTasks([f"t{i}"])
 
 
-def test_a_change_wakes_a_pass_and_commands_are_proposed_together(store: Store) -> None:
-    async def main() -> None:
-        planner = ScriptedPlanner([Plan([cmd(1), cmd(2), cmd(3)], None)])
-        proposer = SlowProposer(store, delay_s=0.05)
-        o = Orchestrator(store, proposer, SETTINGS, plan=planner)
-        o.start()
-        await until(lambda: len(planner.calls) >= 2)  # the first pass, then one after its own commits
-        assert len(proposer.proposed) == 3
-        # Proposed at once (they commit in one batch), not one after another.
-        assert planner.calls[1] - planner.calls[0] < 0.05 * 3
-        settled = len(planner.calls)
-        await asyncio.sleep(0.1)
-        assert len(planner.calls) == settled, "passes without any change"
+async def test_a_change_wakes_a_pass_and_commands_are_proposed_together(store: Store) -> None:
+    planner = ScriptedPlanner([Plan([cmd(1), cmd(2), cmd(3)], None)])
+    proposer = SlowProposer(store, delay_s=0.05)
+    o = Orchestrator(store, proposer, SETTINGS, plan=planner)
+    o.start()
+    await until(lambda: len(planner.calls) >= 2)  # the first pass, then one after its own commits
+    assert len(proposer.proposed) == 3
+    # Proposed at once (they commit in one batch), not one after another.
+    assert planner.calls[1] - planner.calls[0] < 0.05 * 3
+    settled = len(planner.calls)
+    await asyncio.sleep(0.1)
+    assert len(planner.calls) == settled, "passes without any change"
+    for listener in list(store.on_change):
+        listener()
+    await until(lambda: len(planner.calls) == settled + 1)
+    await o.stop()
+    assert o._wake.set not in store.on_change
+
+
+async def test_passes_never_overlap(store: Store) -> None:
+    planner = ScriptedPlanner([Plan([cmd(i)], None) for i in range(5)])
+    proposer = SlowProposer(store, delay_s=0.03)
+    overlaps: list[int] = []
+    real = planner.__call__
+
+    def watching(conn: Any, now: float, settings: OrchestratorSettings) -> Plan:
+        overlaps.append(proposer.in_flight)
+        return real(conn, now, settings)
+
+    o = Orchestrator(store, proposer, SETTINGS, plan=watching)
+    o.start()
+    for _ in range(20):  # a storm of changes while passes run
         for listener in list(store.on_change):
             listener()
-        await until(lambda: len(planner.calls) == settled + 1)
-        await o.stop()
-        assert o._wake.set not in store.on_change
-
-    run(main)
-
-
-def test_passes_never_overlap(store: Store) -> None:
-    async def main() -> None:
-        planner = ScriptedPlanner([Plan([cmd(i)], None) for i in range(5)])
-        proposer = SlowProposer(store, delay_s=0.03)
-        overlaps: list[int] = []
-        real = planner.__call__
-
-        def watching(conn: Any, now: float, settings: OrchestratorSettings) -> Plan:
-            overlaps.append(proposer.in_flight)
-            return real(conn, now, settings)
-
-        o = Orchestrator(store, proposer, SETTINGS, plan=watching)
-        o.start()
-        for _ in range(20):  # a storm of changes while passes run
-            for listener in list(store.on_change):
-                listener()
-            await asyncio.sleep(0.005)
-        await until(lambda: len(proposer.proposed) == 5)
-        await o.stop()
-        assert set(overlaps) == {0}, "planned while an earlier pass's commands were in flight"
-
-    run(main)
+        await asyncio.sleep(0.005)
+    await until(lambda: len(proposer.proposed) == 5)
+    await o.stop()
+    assert set(overlaps) == {0}, "planned while an earlier pass's commands were in flight"
 
 
-def test_wake_at_and_the_full_pass_interval_wake_a_pass(store: Store) -> None:
-    async def main() -> None:
-        planner = ScriptedPlanner([Plan([], time.time() + 0.2)])
-        o = Orchestrator(
-            store, SlowProposer(store), OrchestratorSettings(full_pass_interval_s=0.5), plan=planner
-        )
-        o.start()
-        await until(lambda: len(planner.calls) >= 3, timeout=3)
-        assert 0.15 <= planner.calls[1] - planner.calls[0] < 0.4, "not woken at wake_at"
-        assert 0.4 <= planner.calls[2] - planner.calls[1] < 0.9, "not woken by the full pass interval"
-        await o.stop()
-
-    run(main)
+async def test_wake_at_and_the_full_pass_interval_wake_a_pass(store: Store) -> None:
+    planner = ScriptedPlanner([Plan([], time.time() + 0.2)])
+    o = Orchestrator(
+        store, SlowProposer(store), OrchestratorSettings(full_pass_interval_s=0.5), plan=planner
+    )
+    o.start()
+    await until(lambda: len(planner.calls) >= 3, timeout=3)
+    assert 0.15 <= planner.calls[1] - planner.calls[0] < 0.4, "not woken at wake_at"
+    assert 0.4 <= planner.calls[2] - planner.calls[1] < 0.9, "not woken by the full pass interval"
+    await o.stop()
 
 
-def test_refused_commands_wait_for_a_change_instead_of_replanning_in_a_loop(
+async def test_refused_commands_wait_for_a_change_instead_of_replanning_in_a_loop(
     store: Store, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr(orch_mod, "ERROR_BACKOFF_S", 0.1)
 
-    async def main() -> None:
-        planner = ScriptedPlanner([Plan([cmd(i)], None) for i in range(100)])
-        o = Orchestrator(store, SlowProposer(store, delay_s=0.001, refuse=True), SETTINGS, plan=planner)
-        o.start()
-        await asyncio.sleep(0.5)
-        assert len(planner.calls) == 1, "replanned on its own refusal's commit"
-        for listener in list(store.on_change):
-            listener()
-        await until(lambda: len(planner.calls) == 2)
-        await o.stop()
-
-    run(main)
+    planner = ScriptedPlanner([Plan([cmd(i)], None) for i in range(100)])
+    o = Orchestrator(store, SlowProposer(store, delay_s=0.001, refuse=True), SETTINGS, plan=planner)
+    o.start()
+    await asyncio.sleep(0.5)
+    assert len(planner.calls) == 1, "replanned on its own refusal's commit"
+    for listener in list(store.on_change):
+        listener()
+    await until(lambda: len(planner.calls) == 2)
+    await o.stop()
 
 
-def test_commands_not_committed_are_retried_with_a_growing_backoff(
+async def test_commands_not_committed_are_retried_with_a_growing_backoff(
     store: Store, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr(orch_mod, "ERROR_BACKOFF_S", 0.05)
 
-    async def main() -> None:
-        planner = ScriptedPlanner([Plan([cmd(i)], None) for i in range(100)])
+    planner = ScriptedPlanner([Plan([cmd(i)], None) for i in range(100)])
 
-        async def no_quorum(command: c.Command) -> Any:
-            raise UnavailableError("no quorum")
+    async def no_quorum(command: c.Command) -> Any:
+        raise UnavailableError("no quorum")
 
-        o = Orchestrator(store, no_quorum, SETTINGS, plan=planner)
-        o.start()
-        await until(lambda: len(planner.calls) >= 4)
-        await o.stop()
-        gaps = [b - a for a, b in zip(planner.calls, planner.calls[1:], strict=False)]
-        assert gaps[0] >= 0.04 and gaps[2] >= 0.18, gaps  # 0.05, 0.1, 0.2
-
-    run(main)
+    o = Orchestrator(store, no_quorum, SETTINGS, plan=planner)
+    o.start()
+    await until(lambda: len(planner.calls) >= 4)
+    await o.stop()
+    gaps = [b - a for a, b in zip(planner.calls, planner.calls[1:], strict=False)]
+    assert gaps[0] >= 0.04 and gaps[2] >= 0.18, gaps  # 0.05, 0.1, 0.2
 
 
-def test_a_planner_crash_is_logged_and_retried(store: Store, caplog: pytest.LogCaptureFixture) -> None:
-    async def main() -> None:
-        calls = 0
+async def test_a_planner_crash_is_logged_and_retried(store: Store, caplog: pytest.LogCaptureFixture) -> None:
+    calls = 0
 
-        def broken(conn: Any, now: float, settings: OrchestratorSettings) -> Plan:
-            nonlocal calls
-            calls += 1
-            if calls == 1:
-                raise RuntimeError("planner bug SWMTKN-1-" + "a" * 50)
-            return Plan([], None)
+    def broken(conn: Any, now: float, settings: OrchestratorSettings) -> Plan:
+        nonlocal calls
+        calls += 1
+        if calls == 1:
+            raise RuntimeError("planner bug SWMTKN-1-" + "a" * 50)
+        return Plan([], None)
 
-        o = Orchestrator(
-            store, SlowProposer(store), OrchestratorSettings(full_pass_interval_s=0.1), plan=broken
-        )
-        o.start()
-        await until(lambda: calls >= 2)
-        await o.stop()
+    o = Orchestrator(
+        store, SlowProposer(store), OrchestratorSettings(full_pass_interval_s=0.1), plan=broken
+    )
+    o.start()
+    await until(lambda: calls >= 2)
+    await o.stop()
 
-    run(main)
     assert "planner bug" in caplog.text and "a" * 50 not in caplog.text.replace("SWMTKN-1-<redacted>", "")
 
 
@@ -226,36 +205,31 @@ class BusyPlanner:
 
 
 @pytest.mark.parametrize("pacing", [0.0, 1.0, 2.0])
-def test_a_pass_woken_by_a_change_waits_pacing_times_the_last_planning_time(
+async def test_a_pass_woken_by_a_change_waits_pacing_times_the_last_planning_time(
     store: Store, pacing: float
 ) -> None:
-    async def main() -> None:
-        planner = BusyPlanner(0.1, [Plan([cmd(1)], None)])
-        proposer = SlowProposer(store, delay_s=0.01)  # its commit is the change that wakes pass 2
-        settings = OrchestratorSettings(full_pass_interval_s=30.0, pass_pacing=pacing)
-        o = Orchestrator(store, proposer, settings, plan=planner)
-        o.start()
-        await until(lambda: len(planner.spans) >= 2)
-        await o.stop()
-        (_, planned), (second, _) = planner.spans[:2]
-        gap = second - planned  # the first pass ended (its commit) 0.01 s after it planned
-        assert 0.1 * pacing <= gap < 0.1 * pacing + 0.08, gap
-
-    run(main)
+    planner = BusyPlanner(0.1, [Plan([cmd(1)], None)])
+    proposer = SlowProposer(store, delay_s=0.01)  # its commit is the change that wakes pass 2
+    settings = OrchestratorSettings(full_pass_interval_s=30.0, pass_pacing=pacing)
+    o = Orchestrator(store, proposer, settings, plan=planner)
+    o.start()
+    await until(lambda: len(planner.spans) >= 2)
+    await o.stop()
+    (_, planned), (second, _) = planner.spans[:2]
+    gap = second - planned  # the first pass ended (its commit) 0.01 s after it planned
+    assert 0.1 * pacing <= gap < 0.1 * pacing + 0.08, gap
 
 
-def test_pacing_does_not_hold_back_a_pass_due_at_wake_at(store: Store) -> None:
-    async def main() -> None:
-        planner = BusyPlanner(0.3)
-        planner.plans.append(Plan([], time.time() + 0.3 + 0.05))  # due 0.05 s after planning ends
-        o = Orchestrator(store, SlowProposer(store), SETTINGS, plan=planner)
-        o.start()
-        await until(lambda: len(planner.spans) >= 1)
-        for listener in list(store.on_change):  # a change right after the pass: paced until +0.3 s
-            listener()
-        await until(lambda: len(planner.spans) >= 2)
-        await o.stop()
-        (_, planned), (second, _) = planner.spans[:2]
-        assert second - planned < 0.2, "a pass due at wake_at waited for the pacing"
+async def test_pacing_does_not_hold_back_a_pass_due_at_wake_at(store: Store) -> None:
+    planner = BusyPlanner(0.3)
+    planner.plans.append(Plan([], time.time() + 0.3 + 0.05))  # due 0.05 s after planning ends
+    o = Orchestrator(store, SlowProposer(store), SETTINGS, plan=planner)
+    o.start()
+    await until(lambda: len(planner.spans) >= 1)
+    for listener in list(store.on_change):  # a change right after the pass: paced until +0.3 s
+        listener()
+    await until(lambda: len(planner.spans) >= 2)
+    await o.stop()
+    (_, planned), (second, _) = planner.spans[:2]
+    assert second - planned < 0.2, "a pass due at wake_at waited for the pacing"
 
-    run(main)

@@ -39,13 +39,6 @@ VALUE = b"hunter2-correct-horse-battery-staple"
 VALUE_B64 = base64.b64encode(VALUE).decode()
 SPEC = {"image": "busybox", "replicas": 1, "driver": "docker"}
 
-pytestmark = pytest.mark.anyio
-
-
-@pytest.fixture
-def anyio_backend() -> str:
-    return "asyncio"
-
 
 class Proposer:
     """Applies each proposed command to the store as one log entry, like a one-node Raft would."""

@@ -23,15 +23,8 @@ from warren.store import apply as handlers
 from warren.store import commands as c
 from warren.store.machine import Store
 
-pytestmark = pytest.mark.anyio
-
 T0 = 1_800_000_000.0
 NEW_OP = c.CreateService.OP  # stands for a command a newer Warren added (version 2)
-
-
-@pytest.fixture
-def anyio_backend() -> str:
-    return "asyncio"
 
 
 @pytest.fixture

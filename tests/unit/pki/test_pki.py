@@ -113,11 +113,6 @@ def test_the_cli_finds_its_only_cluster(
     assert found.context().verify_mode.name == "CERT_REQUIRED"
 
 
-@pytest.fixture
-def anyio_backend() -> str:
-    return "asyncio"
-
-
 async def _run(
     peer: certs.PeerIdentity | None,
     method: str,
@@ -177,14 +172,12 @@ ADMIN = certs.PeerIdentity("admin", "admin", "c", "f")
         (ADMIN, "POST", "/v1/cluster/join-tokens", 200),
     ],
 )
-@pytest.mark.anyio
 async def test_who_may_call_what(
     peer: certs.PeerIdentity | None, method: str, path: str, status: int
 ) -> None:
     assert (await _run(peer, method, path))[0] == status
 
 
-@pytest.mark.anyio
 async def test_only_a_manager_may_state_whom_it_forwards_for() -> None:
     claim = [(auth.IDENTITY_HEADER, b"admin admin")]
     # A worker claiming to forward for an admin is still a worker.

@@ -21,15 +21,8 @@ from warren.pki.join import new_join_key
 from warren.pki.material import NodeMaterial, load_node, tls_dir
 from warren.pki.renewal import Renewer
 
-pytestmark = pytest.mark.anyio
-
 LIFETIME_S = 1000.0
 SETTINGS = SecuritySettings(renew_after_fraction=0.5, renew_retry_s=5.0)
-
-
-@pytest.fixture
-def anyio_backend() -> str:
-    return "asyncio"
 
 
 class FakeTime:

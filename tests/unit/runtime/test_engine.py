@@ -14,13 +14,6 @@ from warren.runtime.docker import container_name
 from warren.runtime.engine import explain, parse_time, split_image
 from warren.runtime.events import EventFeed
 
-pytestmark = pytest.mark.anyio
-
-
-@pytest.fixture
-def anyio_backend() -> str:
-    return "asyncio"
-
 
 @pytest.mark.parametrize(
     ("image", "parts"),

@@ -31,17 +31,10 @@ from warren.worker.cache import StatusUpdate, WorkerCache
 from warren.worker.client import NodeRemovedError, WorkerClient
 from warren.worker.reporter import StatusReporter
 
-pytestmark = pytest.mark.anyio
-
 A, B, C = "127.0.0.1:7101", "127.0.0.1:7102", "127.0.0.1:7103"
 SECRET = "secret-" + "x" * 36
 TOKEN = tokens.mint(certs.ca_digest(CA_PEM))
 Handler = Callable[[httpx.Request], Awaitable[httpx.Response]]
-
-
-@pytest.fixture
-def anyio_backend() -> str:
-    return "asyncio"
 
 
 def answer(status: int, doc: object) -> httpx.Response:

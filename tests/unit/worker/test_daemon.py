@@ -38,14 +38,7 @@ from warren.worker import identity
 from warren.worker.cache import WorkerCache
 from warren.worker.daemon import WorkerAgent
 
-pytestmark = pytest.mark.anyio
-
 M1, M2 = "127.0.0.1:7001", "127.0.0.1:7002"
-
-
-@pytest.fixture
-def anyio_backend() -> str:
-    return "asyncio"
 
 
 def make_settings(data_dir: Path, managers: Sequence[str] = (M1,), **extra: Any) -> WorkerSettings:

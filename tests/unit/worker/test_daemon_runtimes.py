@@ -3,7 +3,6 @@ user, so it is offered only when named (`--runtime process` or `docker,process`)
 
 from __future__ import annotations
 
-import asyncio
 from pathlib import Path
 
 import pytest
@@ -49,15 +48,15 @@ def test_auto_with_an_engine_opens_docker_alone(monkeypatch: pytest.MonkeyPatch,
     assert [rt.driver for rt in both] == ["docker", "process"]
 
 
-def test_a_joining_worker_announces_only_the_drivers_asked_for(monkeypatch: pytest.MonkeyPatch) -> None:
+async def test_a_joining_worker_announces_only_the_drivers_asked_for(monkeypatch: pytest.MonkeyPatch) -> None:
     engine(monkeypatch, answers=True)
-    assert asyncio.run(daemon._planned_drivers("auto", None)) == ["docker"]
-    assert asyncio.run(daemon._planned_drivers("process", None)) == ["process"]
-    assert asyncio.run(daemon._planned_drivers("docker,process", None)) == ["docker", "process"]
+    assert await daemon._planned_drivers("auto", None) == ["docker"]
+    assert await daemon._planned_drivers("process", None) == ["process"]
+    assert await daemon._planned_drivers("docker,process", None) == ["docker", "process"]
     engine(monkeypatch, answers=False)
     with pytest.raises(ConfigError, match="Docker Engine does not answer"):  # before it joins
-        asyncio.run(daemon._planned_drivers("auto", None))
-    assert asyncio.run(daemon._planned_drivers("process", None)) == ["process"]
+        await daemon._planned_drivers("auto", None)
+    assert await daemon._planned_drivers("process", None) == ["process"]
 
 
 def test_the_cli_takes_docker_comma_process_and_defaults_to_auto(tmp_path: Path) -> None:

@@ -17,13 +17,6 @@ from tests.unit.worker.test_daemon import M1, eventually, make_settings, worker
 from warren.spec.service import HealthCheck
 from warren.worker.health import HEALTHY, STARTING, UNHEALTHY, HealthMonitor, probe
 
-pytestmark = pytest.mark.anyio
-
-
-@pytest.fixture
-def anyio_backend() -> str:
-    return "asyncio"
-
 
 @pytest.fixture
 async def http_server() -> AsyncIterator[tuple[int, dict[str, bytes]]]:

@@ -145,11 +145,6 @@ def test_the_default_dir_is_per_user_and_node_under_dev_shm_and_must_be_absolute
 
 
 @pytest.fixture
-def anyio_backend() -> str:
-    return "asyncio"
-
-
-@pytest.fixture
 def shm_dir() -> Iterator[Path]:
     """A private directory on the real /dev/shm (the agent checks the live mount table)."""
     if filesystem_of("/dev/shm") not in ("tmpfs", "ramfs"):
@@ -234,7 +229,6 @@ def with_secrets(task_id: str, *names: str, driver: str = "docker") -> dict[str,
     return doc
 
 
-@pytest.mark.anyio
 async def test_a_task_gets_its_secrets_from_memory_and_they_go_when_it_stops(
     tmp_path: Path, shm_dir: Path
 ) -> None:
@@ -258,7 +252,6 @@ async def test_a_task_gets_its_secrets_from_memory_and_they_go_when_it_stops(
         assert VALUE not in content and B64.encode() not in content, path
 
 
-@pytest.mark.anyio
 async def test_a_secret_the_manager_did_not_send_fails_the_task_saying_which(
     tmp_path: Path, shm_dir: Path
 ) -> None:
@@ -272,7 +265,6 @@ async def test_a_secret_the_manager_did_not_send_fails_the_task_saying_which(
     assert not (shm_dir / "node" / "t1").exists()
 
 
-@pytest.mark.anyio
 async def test_a_restarted_worker_asks_again_for_the_values_it_lost(tmp_path: Path, shm_dir: Path) -> None:
     m = SecretManager({"db": VALUE})
     rt = RecordingRuntime("process")
