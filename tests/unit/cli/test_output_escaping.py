@@ -11,8 +11,7 @@ import httpx
 import pytest
 import yaml
 
-from tests.unit.cli.test_commands import CLUSTER, FakeManager, run
-from tests.unit.cli.test_service_cmds import task
+from tests.unit.cli.fake_api import CLUSTER, FakeManager, run, task
 from warren.cli.output import cell, to_json, to_yaml
 
 HOSTILE = "x\x1b[2J\r\x07\x00\x9b31m\x7fy"

@@ -11,11 +11,10 @@ import httpx
 import pytest
 import yaml
 
-from tests.unit.cli.test_commands import FakeManager, run
+from tests.unit.cli.fake_api import NOW, FakeManager, run, task
 from warren.cli import service_cmds
 from warren.formats import parse_size
 
-NOW = 1_790_000_000.0
 SPEC: dict[str, Any] = {
     "image": "nginx:1.27", "driver": "docker", "command": None, "replicas": 3, "mode": "replicated",
     "env": {"TZ": "UTC", "DEBUG": "1"}, "labels": {"tier": "front"},
@@ -335,16 +334,6 @@ PENDING_REASON = (
 )
 
 
-def task(tid: str, slot: int | None, state: str, *, node: str | None = "worker-1", desired: str = "running",
-         age: float = 12, message: str = "", health: str = "none", created: float = 0) -> dict[str, Any]:
-    return {"id": tid, "service_id": "svc-1", "service_name": "web",
-            "name": f"web.{slot}" if slot is not None else f"web.{node}", "slot": slot, "node": node,
-            "desired_state": desired, "state": state, "message": message, "health": health,
-            "container_id": None, "exit_code": None, "spec_digest": "d1", "created_at": NOW - 1000 + created,
-            "updated_at": NOW - age, "started_at": NOW - age - 3 if state == "running" else None,
-            "version": 5}
-
-
 TASKS = [
     task("a1" * 16, 1, "running", health="healthy", created=50),
     task("a0" * 16, 1, "failed", desired="shutdown", age=300, message="exited with code 1", created=20),
@@ -539,3 +528,83 @@ def test_create_help_states_defaults_and_units(capsys: pytest.CaptureFixture[str
     for text in ("(default 5s)", "(default 3)", "(default any)", "(default stop-first)", "(default pause)",
                  "k/m/g are binary (KiB/MiB/GiB)", "(default 10s)", "examples:"):
         assert text in out, text
+
+
+SERVICE_SPEC = {"name": "web", "image": "nginx:1.27", "command": None, "replicas": 3, "mode": "replicated",
+                "env": {"TZ": "UTC"}, "labels": {}}
+SERVICE = {
+    "id": "svc-1", "name": "web", "version": 12, "created_at": 1790000000.0, "updated_at": 1790000000.0,
+    "spec": SERVICE_SPEC,
+}
+AGENT = {
+    "id": "svc-2", "name": "agent", "version": 14, "created_at": 1790000000.0, "updated_at": 1790000000.0,
+    "spec": {"name": "agent", "image": "alpine", "command": ["sleep", "infinity"], "replicas": 1,
+             "mode": "global", "env": {}, "labels": {}},
+}
+
+
+# -- services ---------------------------------------------------------------------------------------
+
+def test_service_create_sends_only_what_was_given(capsys: pytest.CaptureFixture[str]) -> None:
+    fake = FakeManager({("POST", "/v1/services"): SERVICE})
+    assert run(fake, "service", "create", "web", "--image", "nginx:1.27") == 0
+    assert fake.body() == {"name": "web", "image": "nginx:1.27"}
+    assert capsys.readouterr().out == "Service web created (3 replicas, id svc-1)\n"
+
+
+def test_service_create_full(capsys: pytest.CaptureFixture[str]) -> None:
+    fake = FakeManager({("POST", "/v1/services"): AGENT})
+    assert run(fake, "service", "create", "agent", "--image", "alpine", "--mode", "global",
+               "--command", "sh -c 'sleep infinity'", "--env", "A=1", "--env", "B=x=y", "--env", "C=",
+               "--label", "tier=edge") == 0
+    assert fake.body() == {
+        "name": "agent", "image": "alpine", "command": ["sh", "-c", "sleep infinity"], "mode": "global",
+        "env": {"A": "1", "B": "x=y", "C": ""}, "labels": {"tier": "edge"},
+    }
+    assert capsys.readouterr().out == "Service agent created (one task per node, id svc-2)\n"
+
+
+def test_service_create_conflict(capsys: pytest.CaptureFixture[str]) -> None:
+    fake = FakeManager({("POST", "/v1/services"): lambda r: httpx.Response(
+        409, json={"error": "conflict", "message": "service 'web' already exists"})})
+    assert run(fake, "service", "create", "web", "--image", "nginx", "--replicas", "2") == 1
+    assert fake.body()["replicas"] == 2
+    assert capsys.readouterr().err == "warren: service 'web' already exists\n"
+
+
+def test_service_list_table(capsys: pytest.CaptureFixture[str]) -> None:
+    services = [{**SERVICE, "replicas_running": 2, "replicas_desired": 3},
+                {**AGENT, "replicas_running": 2, "replicas_desired": 2}]
+    assert run(FakeManager({("GET", "/v1/services"): services}), "service", "list") == 0
+    assert capsys.readouterr().out == (
+        "NAME   REPLICAS      IMAGE       VERSION\n"
+        "web    2/3           nginx:1.27  12\n"
+        "agent  2/2 (global)  alpine      14\n"
+    )
+
+
+def test_service_inspect_formats(capsys: pytest.CaptureFixture[str]) -> None:
+    fake = FakeManager({("GET", "/v1/services/web"): SERVICE})
+    assert run(fake, "service", "inspect", "web") == 0
+    out = capsys.readouterr().out
+    assert "spec.image     nginx:1.27\n" in out
+    assert 'spec.env.TZ    UTC\n' in out
+    assert "spec.labels    -\n" in out
+    assert run(fake, "service", "inspect", "web", "-o", "yaml") == 0
+    assert yaml.safe_load(capsys.readouterr().out) == SERVICE
+
+
+def test_service_scale(capsys: pytest.CaptureFixture[str]) -> None:
+    scaled = {**SERVICE, "spec": {**SERVICE_SPEC, "replicas": 5}}
+    fake = FakeManager({("PATCH", "/v1/services/web"): scaled})
+    assert run(fake, "service", "scale", "web", "5") == 0
+    assert fake.body() == {"replicas": 5}
+    assert capsys.readouterr().out == "Service web scaled to 5 replicas\n"
+
+
+def test_service_rm(capsys: pytest.CaptureFixture[str]) -> None:
+    fake = FakeManager({("DELETE", "/v1/services/web"): {"removed": "web"}})
+    assert run(fake, "service", "rm", "web", "-o", "json") == 0
+    assert json.loads(capsys.readouterr().out) == {"removed": "web"}
+    assert run(fake, "service", "rm", "web") == 0
+    assert capsys.readouterr().out == "Service web removed\n"

@@ -1,5 +1,6 @@
-"""The drill's admin certificate: its daemons write it into the drill's own directory (never the
-user's config dir), and its clients take it from there, whatever cluster the user's config names."""
+"""The drill's cluster: its admin certificate (its daemons write it into the drill's own directory, never
+the user's config dir, and its clients take it from there, whatever cluster the user's config names), and
+its polling (`wait_until`)."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from warren.config import ClientSettings, DrillSettings
-from warren.drill.cluster import LocalCluster
+from warren.drill.cluster import LocalCluster, StepFailed, wait_until
 from warren.drill.interrupts import Interrupts
 from warren.pki import certs, userconfig
 from warren.testing.managers import admin_credentials
@@ -74,3 +75,41 @@ def test_admin_credentials_skip_a_cluster_dir_without_its_key(tmp_path: Path) ->
     partial.mkdir(parents=True)
     (partial / userconfig.CA_FILE).write_bytes(b"ca")  # admin.pem not written yet
     assert admin_credentials(tmp_path) is None
+
+
+def test_wait_until_returns_once_the_condition_holds() -> None:
+    answers: list[str | Exception] = [NotYet("1/2 running"), NotYet("1/2 running"), "done"]
+
+    def check() -> str:
+        answer = answers.pop(0)
+        if isinstance(answer, Exception):
+            raise answer
+        return answer
+
+    assert wait_until(check, 5.0, "service", 0.001) == "done"
+
+
+def test_wait_until_times_out_with_the_last_thing_seen() -> None:
+    now = [0.0]
+
+    def clock() -> float:
+        now[0] += 1.0
+        return now[0]
+
+    def check() -> str:
+        raise NotYet(f"1/2 running at {now[0]:g}")
+
+    with pytest.raises(StepFailed, match=r"^no service 2/2 running within 3.0 s: 1/2 running at 3$"):
+        wait_until(check, 3.0, "service 2/2 running", 0.0, clock)
+
+
+def test_a_step_failure_ends_the_wait_at_once() -> None:
+    calls = []
+
+    def check() -> None:
+        calls.append(1)
+        raise StepFailed("manager1 exited with status 1")
+
+    with pytest.raises(StepFailed, match="manager1 exited"):
+        wait_until(check, 60.0, "manager", 0.0)
+    assert calls == [1]

@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -481,3 +482,33 @@ async def test_a_request_no_worker_picks_up_ends_after_the_pickup_timeout() -> N
 
 async def _read(stream: LogStream) -> bytes:
     return b"".join([chunk async for chunk in stream.chunks()])
+
+
+async def test_pending_status_updates_per_worker_are_bounded(world: World) -> None:
+    """A worker flooding the leader with updates of distinct tasks while a batch is in flight gets 503
+    past status_pending_per_node_max; updates of tasks already pending merge and are accepted."""
+    w1, w2 = world.worker("worker-aaaaa1"), world.worker("worker-aaaaa2")
+    world.task("t1", w1)
+    settings = replace(SETTINGS, status_pending_per_node_max=10, status_batch_max=4)
+
+    d = world.dispatcher(settings)
+    d.start()
+    gate = world.propose.gate = asyncio.Event()
+    first = asyncio.create_task(d.report_status(w1, [status("t1", "starting")]))
+    await asyncio.sleep(0.01)  # `first` is proposed and held at the gate: the next ones wait
+    waiting = [asyncio.create_task(d.report_status(w1, [status(f"x{i}", "running") for i in range(10)]))]
+    await asyncio.sleep(0.01)
+    with pytest.raises(UnavailableError, match="at most 10"):
+        await d.report_status(w1, [status("x-one-more", "running")])
+    # the same tasks again merge (no new pending entries); another worker has its own bound
+    waiting.append(asyncio.create_task(d.report_status(w1, [status("x3", "complete")])))
+    others = [status(f"y{i}", "running") for i in range(10)]
+    waiting.append(asyncio.create_task(d.report_status(w2, others)))
+    await asyncio.sleep(0.01)
+    assert not any(t.done() for t in waiting)
+    gate.set()
+    await asyncio.gather(first, *waiting)
+    sizes = [len(b.updates) for b in world.propose.of(c.SetTaskStatuses)]
+    assert sizes[0] == 1 and max(sizes) <= 4 and sum(sizes) == 21, sizes
+    await d.report_status(w1, [status("x-one-more", "running")])  # the flush made room
+    await d.stop()
