@@ -12,8 +12,8 @@ import secrets
 import threading
 import time
 import urllib.request
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
-from typing import Any, TypeVar
+from collections.abc import AsyncIterator, Iterator
+from typing import Any
 
 import pytest
 
@@ -32,8 +32,8 @@ from warren.runtime.base import (
 )
 from warren.runtime.docker import DockerRuntime
 from warren.testing.process import free_port
+from warren.testing.wait import eventually_async
 
-T = TypeVar("T")
 MIB = 1024 * 1024
 
 
@@ -87,22 +87,6 @@ def task(task_id: str, command: list[str] | None, *, slot: int | None = 1, **ext
     )
 
 
-async def eventually(probe: Callable[[], Awaitable[T | None]], timeout: float, what: str) -> T:
-    """Await `probe()` every 50 ms until it returns something truthy; fail after `timeout` s."""
-    deadline = time.monotonic() + timeout
-    last: object = None
-    while True:
-        try:
-            last = value = await probe()
-        except OSError as exc:
-            last, value = exc, None
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for {what}; last: {last!r}")
-        await asyncio.sleep(0.05)
-
-
 async def next_exit(exits: AsyncIterator[Exit], timeout: float = 10.0) -> Exit:
     return await asyncio.wait_for(exits.__anext__(), timeout)
 
@@ -145,7 +129,9 @@ async def test_published_port_answers_from_the_host(runtime: DockerRuntime) -> N
         with urllib.request.urlopen(url, timeout=2) as answer:
             return bytes(answer.read())
 
-    page = await eventually(lambda: asyncio.to_thread(fetch, f"http://127.0.0.1:{port}/"), 15, "the page")
+    page = await eventually_async(
+        lambda: asyncio.to_thread(fetch, f"http://127.0.0.1:{port}/"), 15, "the page"
+    )
     assert b"hello from warren-busybox" in page
     # The container's own address answers on the container port (what HTTP health checks use).
     address = await runtime.address(cid)
@@ -199,7 +185,7 @@ async def test_stop_then_remove_leaves_nothing(runtime: DockerRuntime, engine: A
 async def test_sigterm_stops_a_cooperative_container_within_the_grace(runtime: DockerRuntime) -> None:
     script = "trap 'exit 0' TERM; touch /tmp/ready; while true; do sleep 0.1; done"
     cid = await runtime.start(task("t-term", ["sh", "-c", script]))
-    await eventually(lambda: _succeeds(runtime, cid, ["test", "-f", "/tmp/ready"]), 10, "the trap")
+    await eventually_async(lambda: _succeeds(runtime, cid, ["test", "-f", "/tmp/ready"]), 10, "the trap")
     started = time.monotonic()
     await runtime.stop(cid, 20.0)
     assert time.monotonic() - started < 10  # far below the 20 s grace: SIGTERM did it
@@ -221,7 +207,7 @@ async def test_two_nodes_on_one_engine_never_see_each_other(cluster_id: str) -> 
         b_list = await b.list()
         assert [i.container_id for i in b_list] == [cid_b]
         # b's container exited, yet a's exit stream says nothing until a's own container stops.
-        await eventually(lambda: _stopped(b, cid_b), 10, "b's container to exit")
+        await eventually_async(lambda: _stopped(b, cid_b), 10, "b's container to exit")
         await a.stop(cid_a, 1.0)
         ex = await next_exit(exits_a)
         assert ex.container_id == cid_a
@@ -286,9 +272,9 @@ async def test_restarted_worker_adopts_its_running_container(cluster_id: str, en
 async def test_exits_survive_a_broken_event_stream(runtime: DockerRuntime) -> None:
     exits = runtime.exits()
     await runtime.start(task("t-first", ["sleep", "300"]))
-    first_stream = await eventually(lambda: _stream(runtime), 5, "the event stream")
+    first_stream = await eventually_async(lambda: _stream(runtime), 5, "the event stream")
     first_stream.close()  # what an engine restart does to the stream
-    await eventually(lambda: _new_stream(runtime, first_stream), 10, "a new event stream")
+    await eventually_async(lambda: _new_stream(runtime, first_stream), 10, "a new event stream")
     cid = await runtime.start(task("t-after", ["sh", "-c", "exit 4"], slot=2))
     ex = await next_exit(exits)
     assert (ex.container_id, ex.exit_code) == (cid, 4)
@@ -317,11 +303,11 @@ async def test_a_container_that_died_while_the_engine_was_away_is_reported(
     try:
         exits = rt.exits()
         cid = await rt.start(task("t-away", ["sleep", "300"]))
-        stream = await eventually(lambda: _stream(rt), 5, "the event stream")
+        stream = await eventually_async(lambda: _stream(rt), 5, "the event stream")
         engine_up.clear()
         stream.close()
         engine.api.kill(cid)  # its die event goes to nobody
-        await eventually(lambda: _stopped(rt, cid), 10, "the container to die")
+        await eventually_async(lambda: _stopped(rt, cid), 10, "the container to die")
         engine_up.set()
         ex = await next_exit(exits)
         assert (ex.container_id, ex.task_id, ex.exit_code) == (cid, "t-away", 137)
@@ -354,7 +340,7 @@ async def test_logs_tail_then_follow_until_the_container_stops(runtime: DockerRu
         return out if out.count(b"\n") == 4 else None
 
     # stdout and stderr reach the engine through separate pipes: their relative order is not kept.
-    everything = await eventually(all_four, 10, "the first lines")
+    everything = await eventually_async(all_four, 10, "the first lines")
     assert sorted(everything.splitlines()) == [b"line1", b"line2", b"line3", b"oops"]
     assert everything.index(b"line1") < everything.index(b"line2") < everything.index(b"line3")
     assert await read(2) == b"".join(line + b"\n" for line in everything.splitlines()[-2:])
@@ -367,7 +353,7 @@ async def test_logs_tail_then_follow_until_the_container_stops(runtime: DockerRu
             followed.append(chunk)
 
     reader = asyncio.create_task(follow())
-    await eventually(lambda: _following(runtime), 10, "the follow to open")
+    await eventually_async(lambda: _following(runtime), 10, "the follow to open")
     assert not reader.done()
     assert await runtime.exec(cid, ["touch", "/tmp/go"], 5) == 0
     await asyncio.wait_for(reader, 10)  # ends by itself when the container stops

@@ -16,9 +16,9 @@ import subprocess
 import sys
 import textwrap
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Iterator
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import pytest
 
@@ -38,8 +38,8 @@ from warren.runtime.base import (
 from warren.runtime.process import ProcessRuntime
 from warren.runtime.procfs import is_ours, proc_stat, session_members
 from warren.runtime.taskdir import LOG_FILE, STATE_FILE
+from warren.testing.wait import eventually_async
 
-T = TypeVar("T")
 CLUSTER = "cluster-test"
 MIB = 1024 * 1024
 
@@ -95,21 +95,6 @@ def task(task_id: str, command: list[str], *, slot: int | None = 1, **extra: Any
 
 def state_of(base_dir: Path, task_id: str) -> dict[str, Any]:
     return dict(json.loads((base_dir / task_id / STATE_FILE).read_text()))
-
-
-async def eventually(probe: Callable[[], T | None | Awaitable[T | None]], timeout: float, what: str) -> T:
-    """Call `probe()` (awaiting it if it is a coroutine) every 20 ms until it returns something
-    truthy; fail after `timeout` s."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = probe()
-        if asyncio.iscoroutine(value):
-            value = await value
-        if value:
-            return value  # type: ignore[return-value]
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for {what}; last: {value!r}")
-        await asyncio.sleep(0.02)
 
 
 async def next_exit(exits: AsyncIterator[Exit], timeout: float = 10.0) -> Exit:
@@ -179,21 +164,23 @@ async def test_a_task_can_start_again_after_it_exited(runtime: ProcessRuntime, b
     [inst] = await runtime.list()
     assert (inst.running, inst.exit_code) == (True, None)
     log = base_dir / "t-again" / LOG_FILE
-    await eventually(lambda: log.read_bytes() == b"first\nsecond\n", 5, "both runs' output")
+    await eventually_async(lambda: log.read_bytes() == b"first\nsecond\n", 5, "both runs' output")
 
 
 async def test_stop_terminates_the_whole_process_group(runtime: ProcessRuntime, base_dir: Path) -> None:
     exits = runtime.exits()
     cid = await runtime.start(task("t-group", ["sh", "-c", "sleep 300 & sleep 300 & wait"]))
     pid = state_of(base_dir, "t-group")["pid"]
-    children = await eventually(lambda: s if len(s := session_members(pid)) == 2 else None, 5, "two children")
+    children = await eventually_async(
+        lambda: s if len(s := session_members(pid)) == 2 else None, 5, "two children"
+    )
 
     started = time.monotonic()
     await runtime.stop(cid, 5.0)
     assert time.monotonic() - started < 4  # SIGTERM was enough
     ex = await next_exit(exits)
     assert ex.exit_code == 128 + signal.SIGTERM
-    await eventually(lambda: not any(alive(p) for p in children), 5, "the children to be gone")
+    await eventually_async(lambda: not any(alive(p) for p in children), 5, "the children to be gone")
     [inst] = await runtime.list()
     assert not inst.running
     await runtime.stop(cid, 1.0)  # stopping a stopped task is no error
@@ -206,25 +193,25 @@ async def test_stop_escalates_to_sigkill_after_the_grace_period(
 ) -> None:
     exits = runtime.exits()
     cid = await runtime.start(task("t-stubborn", ["sh", "-c", "trap '' TERM; touch ready; sleep 300"]))
-    await eventually(lambda: (base_dir / "t-stubborn" / "ready").exists(), 5, "the trap")
+    await eventually_async(lambda: (base_dir / "t-stubborn" / "ready").exists(), 5, "the trap")
     started = time.monotonic()
     await runtime.stop(cid, 1.0)
     assert 0.9 <= time.monotonic() - started < 5
     ex = await next_exit(exits)
     assert ex.exit_code == 128 + signal.SIGKILL
     pid = state_of(base_dir, "t-stubborn")["pid"]
-    await eventually(lambda: not session_members(pid), 5, "the sleep to be gone too")
+    await eventually_async(lambda: not session_members(pid), 5, "the sleep to be gone too")
 
 
 async def test_stop_kills_children_that_left_the_group(runtime: ProcessRuntime, base_dir: Path) -> None:
     escapee = "import os, time; os.setpgid(0, 0); open('escaped', 'w').close(); time.sleep(300)"
     cid = await runtime.start(task("t-escape", ["sh", "-c", f'"{sys.executable}" -c "{escapee}" & wait']))
-    await eventually(lambda: (base_dir / "t-escape" / "escaped").exists(), 10, "the child's own group")
+    await eventually_async(lambda: (base_dir / "t-escape" / "escaped").exists(), 10, "the child's own group")
     pid = state_of(base_dir, "t-escape")["pid"]
     [child] = session_members(pid)
     assert os.getpgid(child) != pid
     await runtime.stop(cid, 2.0)
-    await eventually(lambda: not alive(child), 5, "the child that left the group to be gone")
+    await eventually_async(lambda: not alive(child), 5, "the child that left the group to be gone")
 
 
 async def test_remove_deletes_the_task_dir(runtime: ProcessRuntime, base_dir: Path) -> None:
@@ -233,7 +220,7 @@ async def test_remove_deletes_the_task_dir(runtime: ProcessRuntime, base_dir: Pa
     await runtime.remove(cid)  # a running task is killed first, like `docker rm -f`
     assert not (base_dir / "t-rm").exists()
     assert await runtime.list() == []
-    await eventually(lambda: not alive(pid), 5, "the process to be gone")
+    await eventually_async(lambda: not alive(pid), 5, "the process to be gone")
     await runtime.remove(cid)
     await runtime.remove("proc-unknown")
 
@@ -255,7 +242,7 @@ async def test_logs_tail_then_follow_until_the_process_ends(runtime: ProcessRunt
     async def read(tail: int | None) -> bytes:
         return b"".join([chunk async for chunk in runtime.logs(cid, follow=False, tail=tail)])
 
-    await eventually(lambda: _ends_with(read(None), b"oops\n"), 5, "the first lines")
+    await eventually_async(lambda: _ends_with(read(None), b"oops\n"), 5, "the first lines")
     assert await read(2) == b"line3\noops\n"
     assert await read(None) == b"line1\nline2\nline3\noops\n"
     assert await read(10) == b"line1\nline2\nline3\noops\n"
@@ -268,7 +255,7 @@ async def test_logs_tail_then_follow_until_the_process_ends(runtime: ProcessRunt
             followed.append(chunk)
 
     reader = asyncio.create_task(follow())
-    await eventually(lambda: followed == [b"oops\n"], 5, "the tail")
+    await eventually_async(lambda: followed == [b"oops\n"], 5, "the tail")
     assert not reader.done()
     (base_dir / "t-logs" / "go").touch()
     await asyncio.wait_for(reader, 5)  # ends by itself once the process exits
@@ -293,7 +280,7 @@ async def test_exec_runs_with_the_tasks_env_and_dir_and_is_bounded(
     assert code == -1
     assert time.monotonic() - started < 3
     child = int((base_dir / "t-exec" / "exec-child").read_text())
-    await eventually(lambda: not alive(child), 5, "the timed-out exec's children to be killed")
+    await eventually_async(lambda: not alive(child), 5, "the timed-out exec's children to be killed")
 
 
 async def test_memory_limit_is_the_address_space_limit(runtime: ProcessRuntime, base_dir: Path) -> None:
@@ -392,12 +379,12 @@ async def test_long_logs_are_rotated(base_dir: Path) -> None:
         line = "x" * 99
         await rt.start(task("t-chatty", ["sh", "-c", f"while true; do echo {line}; sleep 0.001; done"]))
         rotated = base_dir / "t-chatty" / (LOG_FILE + ".1")
-        await eventually(rotated.exists, 10, "a rotated log")
+        await eventually_async(rotated.exists, 10, "a rotated log")
         assert rotated.stat().st_size > 4096
         # The process writes on at the start of the truncated file (O_APPEND), not at its old offset
         # (which would leave a hole of zeros in front).
         current = base_dir / "t-chatty" / LOG_FILE
-        await eventually(lambda: current.stat().st_size > 0, 5, "output after the rotation")
+        await eventually_async(lambda: current.stat().st_size > 0, 5, "output after the rotation")
         assert current.read_bytes()[:1] in (b"x", b"\n")
     finally:
         await rt.close()

@@ -17,8 +17,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import hmac
-import time
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from typing import Any
 from urllib.parse import unquote
 
@@ -306,12 +305,3 @@ def node_material(data_dir: str, *, name: str = NODE, lifetime_s: float = 3600.0
 def other_ca_pem() -> bytes:
     """The CA certificate of another cluster."""
     return certs.cert_pem(certs.create_ca("cluster-other", 3600.0)[1])
-
-
-async def eventually(condition: Callable[[], object], what: str, timeout_s: float = 5.0) -> None:
-    """Poll `condition` until it is truthy (AssertionError naming `what` after `timeout_s`)."""
-    deadline = time.monotonic() + timeout_s
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        await asyncio.sleep(0.005)

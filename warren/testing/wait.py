@@ -1,17 +1,23 @@
-"""`eventually`: the one way the harness waits for a condition, by polling it (the API announces none
-of the conditions waited for: a leader agreed on, a member ready, tasks running)."""
+"""`eventually` (and `eventually_async`, its twin for code on an event loop): the one way the harness and
+the tests wait for a condition, by polling it (the API announces none of the conditions waited for: a
+leader agreed on, a member ready, tasks running)."""
 
 from __future__ import annotations
 
+import asyncio
+import inspect
 import time
-from collections.abc import Callable
-from typing import TypeVar
+from collections.abc import Awaitable, Callable
+from typing import TypeVar, cast
 
 import httpx
 
 T = TypeVar("T")
 
 POLL_S = 0.05  # pause between two looks; seconds
+# eventually_async's pause: what it looks at is mostly the loop's own tasks' work, which a look costs
+# nothing to see, and states that pass quickly must not be missed; seconds
+LOOP_POLL_S = 0.005
 
 
 class NotYet(Exception):
@@ -35,6 +41,22 @@ class WaitTimeout(AssertionError):
         self.last = last
 
 
+class _Wait:
+    """What both forms of `eventually` keep between two looks: the deadline and the last thing seen."""
+
+    def __init__(
+        self, timeout_s: float, what: str, detail: Callable[[], str] | None, clock: Callable[[], float]
+    ) -> None:
+        self.timeout_s, self.what, self.detail, self.clock = timeout_s, what, detail, clock
+        self.deadline = clock() + timeout_s
+
+    def give_up_if_late(self, last: object) -> None:
+        """After a look that found "not yet": WaitTimeout once the deadline has passed."""
+        if self.clock() >= self.deadline:
+            detail = self.detail() if self.detail is not None else ""
+            raise WaitTimeout(self.what, self.timeout_s, last, detail)
+
+
 def eventually(
     check: Callable[[], T | None],
     timeout_s: float,
@@ -51,7 +73,7 @@ def eventually(
     any other exception ends the wait at once. After `timeout_s`, WaitTimeout names `what`, the last
     answer or exception seen and `detail()` (e.g. log tails) if given.
     """
-    deadline = clock() + timeout_s
+    wait = _Wait(timeout_s, what, detail, clock)
     while True:
         last: object
         try:
@@ -62,6 +84,34 @@ def eventually(
             last = value
         if value:
             return value
-        if clock() >= deadline:
-            raise WaitTimeout(what, timeout_s, last, detail() if detail is not None else "")
+        wait.give_up_if_late(last)
         time.sleep(poll_s)
+
+
+async def eventually_async(
+    check: Callable[[], T | None | Awaitable[T | None]],
+    timeout_s: float,
+    what: str,
+    *,
+    poll_s: float = LOOP_POLL_S,
+    not_yet: tuple[type[BaseException], ...] = UNSETTLED,
+    detail: Callable[[], str] | None = None,
+    clock: Callable[[], float] = time.monotonic,
+) -> T:
+    """`eventually` for a test on an event loop: the same arguments, answers and WaitTimeout, but it
+    awaits `check()` when that is awaitable, and pauses (LOOP_POLL_S unless told) with asyncio.sleep,
+    so the tasks whose work is waited for run meanwhile."""
+    wait = _Wait(timeout_s, what, detail, clock)
+    while True:
+        last: object
+        try:
+            answer = check()
+            value = cast("T | None", await answer if inspect.isawaitable(answer) else answer)
+        except not_yet as exc:
+            value, last = None, exc
+        else:
+            last = value
+        if value:
+            return value
+        wait.give_up_if_late(last)
+        await asyncio.sleep(poll_s)

@@ -24,6 +24,7 @@ from warren.spec.service import ServiceSpec, TaskSpec
 from warren.store import commands as c
 from warren.store import queries
 from warren.store.machine import Store
+from warren.testing.wait import eventually_async
 
 T0 = 1_800_000_000.0
 SETTINGS = OrchestratorSettings(heartbeat_period_s=0.5, node_down_grace_s=2.0)
@@ -235,11 +236,7 @@ async def test_stop_fails_waiting_status_callers_with_unavailable(world: World) 
 
 async def settle(d: Dispatcher) -> None:
     """Let the background node-state writes started by check_liveness finish."""
-    for _ in range(100):
-        if not d._node_writes:
-            return
-        await asyncio.sleep(0.001)
-    raise AssertionError("node writes did not finish")
+    await eventually_async(lambda: not d._node_writes, 1.0, "the node-state writes to finish")
 
 
 async def test_a_silent_worker_is_written_down_after_the_grace_and_back_up_when_it_calls(

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -19,16 +18,9 @@ from warren.manager.orchestrator import Orchestrator
 from warren.reconciler.actions import Plan
 from warren.store import commands as c
 from warren.store.machine import Store
+from warren.testing.wait import eventually_async
 
 SETTINGS = OrchestratorSettings(full_pass_interval_s=30.0)
-
-
-async def until(predicate: Callable[[], bool], timeout: float = 3.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError("condition not reached")
-        await asyncio.sleep(0.005)
 
 
 @dataclass
@@ -84,7 +76,8 @@ async def test_a_change_wakes_a_pass_and_commands_are_proposed_together(store: S
     proposer = SlowProposer(store, delay_s=0.05)
     o = Orchestrator(store, proposer, SETTINGS, plan=planner)
     o.start()
-    await until(lambda: len(planner.calls) >= 2)  # the first pass, then one after its own commits
+    # the first pass, then one after its own commits
+    await eventually_async(lambda: len(planner.calls) >= 2, 3.0, "a second pass")
     assert len(proposer.proposed) == 3
     # Proposed at once (they commit in one batch), not one after another.
     assert planner.calls[1] - planner.calls[0] < 0.05 * 3
@@ -93,7 +86,7 @@ async def test_a_change_wakes_a_pass_and_commands_are_proposed_together(store: S
     assert len(planner.calls) == settled, "passes without any change"
     for listener in list(store.on_change):
         listener()
-    await until(lambda: len(planner.calls) == settled + 1)
+    await eventually_async(lambda: len(planner.calls) == settled + 1, 3.0, "one more pass")
     await o.stop()
     assert o._wake.set not in store.on_change
 
@@ -114,7 +107,7 @@ async def test_passes_never_overlap(store: Store) -> None:
         for listener in list(store.on_change):
             listener()
         await asyncio.sleep(0.005)
-    await until(lambda: len(proposer.proposed) == 5)
+    await eventually_async(lambda: len(proposer.proposed) == 5, 3.0, "five proposals")
     await o.stop()
     assert set(overlaps) == {0}, "planned while an earlier pass's commands were in flight"
 
@@ -125,7 +118,7 @@ async def test_wake_at_and_the_full_pass_interval_wake_a_pass(store: Store) -> N
         store, SlowProposer(store), OrchestratorSettings(full_pass_interval_s=0.5), plan=planner
     )
     o.start()
-    await until(lambda: len(planner.calls) >= 3, timeout=3)
+    await eventually_async(lambda: len(planner.calls) >= 3, 3.0, "a third pass")
     assert 0.15 <= planner.calls[1] - planner.calls[0] < 0.4, "not woken at wake_at"
     assert 0.4 <= planner.calls[2] - planner.calls[1] < 0.9, "not woken by the full pass interval"
     await o.stop()
@@ -143,7 +136,7 @@ async def test_refused_commands_wait_for_a_change_instead_of_replanning_in_a_loo
     assert len(planner.calls) == 1, "replanned on its own refusal's commit"
     for listener in list(store.on_change):
         listener()
-    await until(lambda: len(planner.calls) == 2)
+    await eventually_async(lambda: len(planner.calls) == 2, 3.0, "a second pass")
     await o.stop()
 
 
@@ -159,7 +152,7 @@ async def test_commands_not_committed_are_retried_with_a_growing_backoff(
 
     o = Orchestrator(store, no_quorum, SETTINGS, plan=planner)
     o.start()
-    await until(lambda: len(planner.calls) >= 4)
+    await eventually_async(lambda: len(planner.calls) >= 4, 3.0, "a fourth pass")
     await o.stop()
     gaps = [b - a for a, b in zip(planner.calls, planner.calls[1:], strict=False)]
     assert gaps[0] >= 0.04 and gaps[2] >= 0.18, gaps  # 0.05, 0.1, 0.2
@@ -179,7 +172,7 @@ async def test_a_planner_crash_is_logged_and_retried(store: Store, caplog: pytes
         store, SlowProposer(store), OrchestratorSettings(full_pass_interval_s=0.1), plan=broken
     )
     o.start()
-    await until(lambda: calls >= 2)
+    await eventually_async(lambda: calls >= 2, 3.0, "a second call")
     await o.stop()
 
     assert "planner bug" in caplog.text and "a" * 50 not in caplog.text.replace("SWMTKN-1-<redacted>", "")
@@ -213,7 +206,7 @@ async def test_a_pass_woken_by_a_change_waits_pacing_times_the_last_planning_tim
     settings = OrchestratorSettings(full_pass_interval_s=30.0, pass_pacing=pacing)
     o = Orchestrator(store, proposer, settings, plan=planner)
     o.start()
-    await until(lambda: len(planner.spans) >= 2)
+    await eventually_async(lambda: len(planner.spans) >= 2, 3.0, "a second pass")
     await o.stop()
     (_, planned), (second, _) = planner.spans[:2]
     gap = second - planned  # the first pass ended (its commit) 0.01 s after it planned
@@ -225,10 +218,10 @@ async def test_pacing_does_not_hold_back_a_pass_due_at_wake_at(store: Store) -> 
     planner.plans.append(Plan([], time.time() + 0.3 + 0.05))  # due 0.05 s after planning ends
     o = Orchestrator(store, SlowProposer(store), SETTINGS, plan=planner)
     o.start()
-    await until(lambda: len(planner.spans) >= 1)
+    await eventually_async(lambda: len(planner.spans) >= 1, 3.0, "a pass")
     for listener in list(store.on_change):  # a change right after the pass: paced until +0.3 s
         listener()
-    await until(lambda: len(planner.spans) >= 2)
+    await eventually_async(lambda: len(planner.spans) >= 2, 3.0, "a second pass")
     await o.stop()
     (_, planned), (second, _) = planner.spans[:2]
     assert second - planned < 0.2, "a pass due at wake_at waited for the pacing"

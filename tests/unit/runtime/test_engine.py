@@ -13,6 +13,7 @@ from warren.runtime.base import TaskRun
 from warren.runtime.docker import container_name
 from warren.runtime.engine import explain, parse_time, split_image
 from warren.runtime.events import EventFeed
+from warren.testing.wait import eventually_async
 
 
 @pytest.mark.parametrize(
@@ -108,15 +109,6 @@ class Engine:
         return stream
 
 
-async def wait_until(predicate: Any, what: str, timeout: float = 5.0) -> None:
-    try:
-        async with asyncio.timeout(timeout):
-            while not predicate():
-                await asyncio.sleep(0.005)
-    except TimeoutError:
-        raise AssertionError(f"timed out after {timeout}s waiting for {what}") from None
-
-
 async def test_feed_reconnects_and_announces_every_connection() -> None:
     engine = Engine()
     events: list[dict[str, Any]] = []
@@ -132,19 +124,19 @@ async def test_feed_reconnects_and_announces_every_connection() -> None:
     )
     feed.start(asyncio.get_running_loop())
     try:
-        await wait_until(lambda: len(engine.streams) == 1, "the first stream")
+        await eventually_async(lambda: len(engine.streams) == 1, 5.0, "the first stream")
         engine.streams[0].put({"id": "a", "time": 100})
-        await wait_until(lambda: len(events) == 1, "the first event")
+        await eventually_async(lambda: len(events) == 1, 5.0, "the first event")
 
         # The engine restarts: the stream ends and the engine refuses for a while.
         engine.up.clear()
         engine.streams[0].end()
-        await wait_until(lambda: engine.refused >= 3, "refused reconnects")
+        await eventually_async(lambda: engine.refused >= 3, 5.0, "refused reconnects")
         assert len(engine.streams) == 1
         engine.up.set()
-        await wait_until(lambda: len(engine.streams) == 2, "a new stream")
+        await eventually_async(lambda: len(engine.streams) == 2, 5.0, "a new stream")
         engine.streams[1].put({"id": "b", "time": 101})
-        await wait_until(lambda: len(events) == 2, "the event on the new stream")
+        await eventually_async(lambda: len(events) == 2, 5.0, "the event on the new stream")
 
         assert [e["id"] for e in events] == ["a", "b"]
         assert connects == [0, 1]  # once per stream, before its events
@@ -167,6 +159,6 @@ async def test_feed_closes_while_the_engine_is_down() -> None:
         name="test-feed",
     )
     feed.start(asyncio.get_running_loop())
-    await wait_until(lambda: engine.refused >= 2, "refused connects")
+    await eventually_async(lambda: engine.refused >= 2, 5.0, "refused connects")
     async with asyncio.timeout(2):  # does not sit out its backoff
         await feed.close()

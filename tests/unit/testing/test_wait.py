@@ -1,11 +1,11 @@
-"""warren.testing.wait: `eventually`, the one way the tests, the benches and the drill wait."""
+"""warren.testing.wait: `eventually` and its async twin, how the tests, the benches and the drill wait."""
 
 from __future__ import annotations
 
 import httpx
 import pytest
 
-from warren.testing.wait import NotYet, WaitTimeout, eventually
+from warren.testing.wait import NotYet, WaitTimeout, eventually, eventually_async
 
 
 def test_eventually_returns_the_first_truthy_answer() -> None:
@@ -49,3 +49,30 @@ def test_an_exception_outside_not_yet_ends_the_wait_at_once() -> None:
     with pytest.raises(KeyError):
         eventually(check, 60.0, "x", poll_s=0.0, not_yet=(NotYet,))
     assert calls == [1]
+
+
+async def test_eventually_async_awaits_a_coroutine_check_and_gives_the_same_answers() -> None:
+    answers: list[object] = [None, NotYet("1/2"), KeyError("leader"), 0, "done"]
+
+    async def check() -> object:
+        answer = answers.pop(0)
+        if isinstance(answer, Exception):
+            raise answer
+        return answer
+
+    assert await eventually_async(check, 5.0, "done", poll_s=0.0) == "done"
+    assert answers == []
+    assert await eventually_async(lambda: 7, 5.0, "a plain answer") == 7
+
+
+async def test_eventually_async_times_out_with_eventuallys_message() -> None:
+    now = [0.0]
+
+    def clock() -> float:
+        now[0] += 1.0
+        return now[0]
+
+    with pytest.raises(WaitTimeout, match=r"^timed out after 3.0s waiting for the leader; last seen: 0$"):
+        await eventually_async(lambda: 0, 3.0, "the leader", poll_s=0.0, clock=clock)
+    with pytest.raises(KeyError):
+        await eventually_async(lambda: {}["x"], 60.0, "x", poll_s=0.0, not_yet=(NotYet,))

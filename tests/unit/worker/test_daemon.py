@@ -4,12 +4,10 @@ and a FakeRuntime, with its real node.json and worker.db in a temporary data dir
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import os
 import stat
 import time
-from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -23,84 +21,20 @@ from tests.unit.fake_manager import (
     TOKEN,
     CAFetcher,
     FakeManager,
-    eventually,
     node_material,
     other_ca_pem,
     task_doc,
     transport,
 )
+from tests.unit.worker.agents import M1, M2, Worker, make_settings, worker
 from tests.unit.worker.fake_runtime import FakeRuntime
-from warren.config import WorkerSettings
 from warren.errors import ConfigError, CorruptStateError, UnauthorizedError, UnavailableError
 from warren.pki import certs, tokens
 from warren.pki.material import load_node, tls_dir
+from warren.testing.wait import eventually_async
 from warren.worker import identity
 from warren.worker.cache import WorkerCache
 from warren.worker.daemon import WorkerAgent
-
-M1, M2 = "127.0.0.1:7001", "127.0.0.1:7002"
-
-
-def make_settings(data_dir: Path, managers: Sequence[str] = (M1,), **extra: Any) -> WorkerSettings:
-    fields: dict[str, Any] = dict(
-        managers=tuple(managers),
-        data_dir=str(data_dir),
-        runtime="docker",
-        advertise_host="127.0.0.1",
-        request_timeout_s=0.5,
-        session_timeout_s=0.5,
-        retry_initial_delay_s=0.01,
-        retry_max_delay_s=0.05,
-        local_restart_backoff_s=0.01,
-        local_restart_backoff_max_s=0.05,
-        join_timeout_s=1.0,
-        stop_timeout_s=1.0,
-    )
-    fields.update(extra)
-    return WorkerSettings(**fields)
-
-
-class Worker:
-    """A WorkerAgent running in the background of the test."""
-
-    def __init__(
-        self,
-        settings: WorkerSettings,
-        runtimes: list[FakeRuntime],
-        managers: dict[str, FakeManager],
-        token: str | None,
-    ) -> None:
-        self.lines: list[str] = []
-        self.agent = WorkerAgent(
-            settings,
-            token=token,
-            runtimes=runtimes,
-            announce=self.lines.append,
-            transport=transport(managers),
-            fetch_ca=CAFetcher(managers),
-        )
-        self.stop = asyncio.Event()
-        self.task = asyncio.create_task(self.agent.run(self.stop))
-
-    async def finish(self) -> int:
-        self.stop.set()
-        async with asyncio.timeout(5):
-            return await self.task
-
-
-@contextlib.asynccontextmanager
-async def worker(
-    settings: WorkerSettings,
-    runtime: FakeRuntime | list[FakeRuntime],
-    managers: dict[str, FakeManager],
-    token: str | None = TOKEN,
-) -> AsyncIterator[Worker]:
-    w = Worker(settings, runtime if isinstance(runtime, list) else [runtime], managers, token)
-    try:
-        yield w
-    finally:
-        if not w.task.done():
-            await w.finish()
 
 
 @pytest.fixture
@@ -116,7 +50,7 @@ async def test_join_writes_a_private_identity_then_resume_needs_no_token(data_di
     rt = FakeRuntime()
     rt.version_text = "Docker Engine 20.10.24"
     async with worker(make_settings(data_dir, labels=(("zone", "a"),)), rt, {M1: m}) as w:
-        await eventually(lambda: len(m.sessions) >= 2, "session calls")
+        await eventually_async(lambda: len(m.sessions) >= 2, 5.0, "session calls")
         assert await w.finish() == 0
     assert w.lines == [
         f"Worker joined cluster {CLUSTER} (Node ID: {NODE})",
@@ -152,7 +86,7 @@ async def test_join_writes_a_private_identity_then_resume_needs_no_token(data_di
     assert stat.S_IMODE(os.stat(tls.node_path).st_mode) == 0o600
 
     async with worker(make_settings(data_dir), FakeRuntime(), {M1: m}, token=None) as again:
-        await eventually(lambda: len(m.sessions) >= 4, "session calls after the restart")
+        await eventually_async(lambda: len(m.sessions) >= 4, 5.0, "session calls after the restart")
     assert len(m.joins) == 1
     assert again.lines[0] == f"Worker resumed in cluster {CLUSTER} (Node ID: {NODE})"
 
@@ -236,14 +170,14 @@ async def test_the_certificate_is_renewed_while_the_sessions_go_on(
     m = FakeManager()
     m.cert_lifetime_s = 3.0  # renewed after about half of it
     async with worker(make_settings(data_dir), FakeRuntime(), {M1: m}):
-        await eventually(lambda: m.sessions, "a session")
+        await eventually_async(lambda: m.sessions, 5.0, "a session")
         first = load_node(str(data_dir))
         assert first is not None
-        await eventually(lambda: m.renewals, "a renewal", timeout_s=10.0)
+        await eventually_async(lambda: m.renewals, 10.0, "a renewal")
         sessions = len(m.sessions)
         m.assign(task_doc("t1"))
-        await eventually(lambda: m.state("t1") == "running", "t1 running after the renewal")
-        await eventually(lambda: len(m.sessions) > sessions + 1, "sessions after the renewal")
+        await eventually_async(lambda: m.state("t1") == "running", 5.0, "t1 running after the renewal")
+        await eventually_async(lambda: len(m.sessions) > sessions + 1, 5.0, "sessions after the renewal")
     renewed = load_node(str(data_dir))
     assert renewed is not None and renewed.cert_pem in m.renewals and renewed.key_pem != first.key_pem
     assert renewed.identity.name == NODE
@@ -271,9 +205,11 @@ async def test_failover_to_the_second_manager_when_the_first_refuses(data_dir: P
     m1.refuse = True
     rt = FakeRuntime()
     async with worker(make_settings(data_dir, managers=(M1, M2)), rt, {M1: m1, M2: m2}) as w:
-        await eventually(lambda: len(m2.sessions) >= 1, "a session on the second manager")
+        await eventually_async(lambda: len(m2.sessions) >= 1, 5.0, "a session on the second manager")
         m2.assign(task_doc("t1"))
-        await eventually(lambda: m2.state("t1") == "running", "t1 running, reported to the second manager")
+        await eventually_async(
+            lambda: m2.state("t1") == "running", 5.0, "t1 running, reported to the second manager"
+        )
     assert w.lines[-1] == f"Connected to manager {M2}"
     assert len(m2.joins) == 1 and not m1.sessions
 
@@ -282,7 +218,7 @@ async def test_unavailable_manager_is_skipped_like_a_dead_one(data_dir: Path) ->
     m1, m2 = FakeManager(), FakeManager()
     m1.unavailable = True  # 503: no leader
     async with worker(make_settings(data_dir, managers=(M1, M2)), FakeRuntime(), {M1: m1, M2: m2}):
-        await eventually(lambda: len(m2.sessions) >= 2, "sessions on the second manager")
+        await eventually_async(lambda: len(m2.sessions) >= 2, 5.0, "sessions on the second manager")
 
 
 async def test_a_removed_node_exits_1_with_one_clear_line(
@@ -290,7 +226,7 @@ async def test_a_removed_node_exits_1_with_one_clear_line(
 ) -> None:
     m = FakeManager()
     async with worker(make_settings(data_dir), FakeRuntime(), {M1: m}) as w:
-        await eventually(lambda: len(m.sessions) >= 1, "a session call")
+        await eventually_async(lambda: len(m.sessions) >= 1, 5.0, "a session call")
         m.removed = True
         async with asyncio.timeout(5):
             status = await w.task
@@ -308,7 +244,7 @@ async def test_assignment_starts_the_container_and_reports_running(data_dir: Pat
     rt = FakeRuntime()
     async with worker(make_settings(data_dir), rt, {M1: m}):
         m.assign(task_doc("t1", env={"A": "1"}))
-        await eventually(lambda: m.state("t1") == "running", "t1 running")
+        await eventually_async(lambda: m.state("t1") == "running", 5.0, "t1 running")
     [run] = rt.starts
     [container] = rt.running("t1")
     assert m.update("t1")["container_id"] == container.container_id  # type: ignore[index]
@@ -331,8 +267,8 @@ async def test_start_error_is_reported_failed_with_the_runtime_reason(data_dir: 
     rt.fail_start["nosuch"] = "image nosuch not found and no registry reachable"
     async with worker(make_settings(data_dir), rt, {M1: m}):
         m.assign(task_doc("t1", image="nosuch"))
-        await eventually(lambda: m.state("t1") == "failed", "t1 failed")
-        await eventually(lambda: len(m.sessions) >= 4, "more session rounds")
+        await eventually_async(lambda: m.state("t1") == "failed", 5.0, "t1 failed")
+        await eventually_async(lambda: len(m.sessions) >= 4, 5.0, "more session rounds")
     assert m.update("t1")["message"] == "image nosuch not found and no registry reachable"  # type: ignore[index]
     assert rt.starts_of("t1") == 1  # no retry: the leader makes a new task
 
@@ -342,7 +278,7 @@ async def test_a_driver_the_worker_lacks_is_rejected(data_dir: Path) -> None:
     rt = FakeRuntime("process")
     async with worker(make_settings(data_dir), rt, {M1: m}):
         m.assign(task_doc("t1", driver="docker"))
-        await eventually(lambda: m.state("t1") == "rejected", "t1 rejected")
+        await eventually_async(lambda: m.state("t1") == "rejected", 5.0, "t1 rejected")
     assert "no docker runtime" in m.update("t1")["message"]  # type: ignore[index]
     assert not rt.starts
 
@@ -352,10 +288,10 @@ async def test_desired_shutdown_stops_and_reports_shutdown(data_dir: Path) -> No
     rt = FakeRuntime()
     async with worker(make_settings(data_dir), rt, {M1: m}):
         m.assign(task_doc("t1"))
-        await eventually(lambda: m.state("t1") == "running", "t1 running")
+        await eventually_async(lambda: m.state("t1") == "running", 5.0, "t1 running")
         [c] = rt.running("t1")
         m.set_desired("t1", "shutdown")
-        await eventually(lambda: m.state("t1") == "shutdown", "t1 shutdown")
+        await eventually_async(lambda: m.state("t1") == "shutdown", 5.0, "t1 shutdown")
     assert rt.stops == [c.container_id] and rt.removed == [c.container_id]
     assert "failed" not in m.states("t1")  # the stop's own exit event is not an exit to report
 
@@ -365,12 +301,14 @@ async def test_a_task_missing_from_the_assignments_is_removed_silently(data_dir:
     rt = FakeRuntime()
     async with worker(make_settings(data_dir), rt, {M1: m}):
         m.assign(task_doc("t1"), task_doc("t2"))
-        await eventually(lambda: m.state("t1") == "running" and m.state("t2") == "running", "both running")
+        await eventually_async(
+            lambda: m.state("t1") == "running" and m.state("t2") == "running", 5.0, "both running"
+        )
         reports = len(m.updates)
         m.unassign("t1")
-        await eventually(lambda: not rt.running("t1"), "t1's container stopped")
-        await eventually(lambda: len(rt.removed) == 1, "t1's container removed")
-        await eventually(lambda: len(m.sessions) >= 6, "more session rounds")
+        await eventually_async(lambda: not rt.running("t1"), 5.0, "t1's container stopped")
+        await eventually_async(lambda: len(rt.removed) == 1, 5.0, "t1's container removed")
+        await eventually_async(lambda: len(m.sessions) >= 6, 5.0, "more session rounds")
     assert len(m.updates) == reports
     assert len(rt.running("t2")) == 1
     [stopped] = rt.stops
@@ -382,15 +320,17 @@ async def test_tasks_that_ended_and_left_the_assignments_are_forgotten(data_dir:
     rt = FakeRuntime()
     async with worker(make_settings(data_dir), rt, {M1: m}) as w:
         m.assign(task_doc("t1"), task_doc("t2", slot=2))
-        await eventually(lambda: m.state("t1") == "running" and m.state("t2") == "running", "both running")
+        await eventually_async(
+            lambda: m.state("t1") == "running" and m.state("t2") == "running", 5.0, "both running"
+        )
         [c] = rt.running("t1")
         rt.crash(c.container_id, 0)
-        await eventually(lambda: m.state("t1") == "complete", "t1 complete")
+        await eventually_async(lambda: m.state("t1") == "complete", 5.0, "t1 complete")
         m.unassign("t1")
         worker_loop = w.agent.worker_loop
         assert worker_loop is not None
         # t1's controller (its local view, its stop timeout) is forgotten; t2's is kept.
-        await eventually(lambda: "t1" not in worker_loop.tasks, "t1's controller dropped")
+        await eventually_async(lambda: "t1" not in worker_loop.tasks, 5.0, "t1's controller dropped")
         assert worker_loop.tasks["t2"].stop_timeout_s is not None
 
 
@@ -400,16 +340,18 @@ async def test_exit_is_reported_at_once_and_not_restarted_while_connected(data_d
     rt = FakeRuntime()
     async with worker(make_settings(data_dir), rt, {M1: m}):
         m.assign(task_doc("t1"), task_doc("t2", slot=2))
-        await eventually(lambda: m.state("t1") == "running" and m.state("t2") == "running", "both running")
+        await eventually_async(
+            lambda: m.state("t1") == "running" and m.state("t2") == "running", 5.0, "both running"
+        )
         [c1] = rt.running("t1")
         [c2] = rt.running("t2")
         crashed = time.monotonic()
         rt.crash(c1.container_id, 3)
-        await eventually(lambda: m.state("t1") == "failed", "t1 failed", timeout_s=1.0)
+        await eventually_async(lambda: m.state("t1") == "failed", 1.0, "t1 failed")
         assert time.monotonic() - crashed < 1.0
         rt.crash(c2.container_id, 0)
-        await eventually(lambda: m.state("t2") == "complete", "t2 complete", timeout_s=1.0)
-        await eventually(lambda: len(rt.removed) == 2, "both containers removed")
+        await eventually_async(lambda: m.state("t2") == "complete", 1.0, "t2 complete")
+        await eventually_async(lambda: len(rt.removed) == 2, 5.0, "both containers removed")
     failed = m.update("t1")
     assert failed is not None
     assert (failed["message"], failed["exit_code"], failed["container_id"]) == (
@@ -426,14 +368,16 @@ async def test_adopts_running_containers_at_start_without_starting_them_again(da
     m.assign(task_doc("t1"), task_doc("t2"))
     rt = FakeRuntime()
     async with worker(make_settings(data_dir), rt, {M1: m}):
-        await eventually(lambda: m.state("t1") == "running" and m.state("t2") == "running", "both running")
+        await eventually_async(
+            lambda: m.state("t1") == "running" and m.state("t2") == "running", 5.0, "both running"
+        )
     m.assign(task_doc("t1", state="running"), task_doc("t2", state="running"))
     # Second run of the worker (same data dir): containers left running are adopted.
     before = list(rt.starts)
     stale = rt.add("gone-task")  # a task the leader no longer has
     async with worker(make_settings(data_dir), rt, {M1: m}, token=None):
-        await eventually(lambda: stale in rt.removed, "the stale container removed")
-        await eventually(lambda: len(m.sessions) >= 6, "more session rounds")
+        await eventually_async(lambda: stale in rt.removed, 5.0, "the stale container removed")
+        await eventually_async(lambda: len(m.sessions) >= 6, 5.0, "more session rounds")
     assert rt.starts == before
     assert len(rt.running("t1")) == 1 and len(rt.running("t2")) == 1
 
@@ -444,7 +388,7 @@ async def test_adoption_without_worker_db_reports_running_with_the_container(dat
     rt = FakeRuntime()
     cid = rt.add("t1")
     async with worker(make_settings(data_dir), rt, {M1: m}):
-        await eventually(lambda: m.state("t1") == "running", "t1 reported running")
+        await eventually_async(lambda: m.state("t1") == "running", 5.0, "t1 reported running")
     assert m.update("t1")["container_id"] == cid  # type: ignore[index]
     assert not rt.starts
 
@@ -455,8 +399,8 @@ async def test_a_container_that_exited_while_the_worker_was_down_is_reported(dat
     rt = FakeRuntime()
     cid = rt.add("t1", running=False, exit_code=2)
     async with worker(make_settings(data_dir), rt, {M1: m}):
-        await eventually(lambda: m.state("t1") == "failed", "t1 failed")
-        await eventually(lambda: cid in rt.removed, "its container removed")
+        await eventually_async(lambda: m.state("t1") == "failed", 5.0, "t1 failed")
+        await eventually_async(lambda: cid in rt.removed, 5.0, "its container removed")
     assert m.update("t1")["exit_code"] == 2  # type: ignore[index]
     assert not rt.starts
 
@@ -466,11 +410,13 @@ async def test_a_container_that_exited_while_the_worker_was_down_is_reported(dat
 
 async def _running_then_cut_off(w: Worker, m: FakeManager, *docs: dict[str, Any]) -> None:
     m.assign(*docs)
-    await eventually(lambda: all(m.state(d["task_id"]) == "running" for d in docs), "tasks running")
+    await eventually_async(
+        lambda: all(m.state(d["task_id"]) == "running" for d in docs), 5.0, "tasks running"
+    )
     m.go_away()
     # Noticed at once: the held session call breaks off and no other manager answers.
-    await eventually(
-        lambda: w.agent.worker_loop is not None and w.agent.worker_loop.cut_off, "the worker cut off"
+    await eventually_async(
+        lambda: w.agent.worker_loop is not None and w.agent.worker_loop.cut_off, 5.0, "the worker cut off"
     )
 
 
@@ -484,13 +430,13 @@ async def test_cut_off_a_crashed_task_is_restarted_in_place_and_reported_after_r
         [old] = rt.running("t1")
         updates = len(m.updates)
         rt.crash(old.container_id, 1)
-        await eventually(lambda: rt.starts_of("t1") == 2, "t1 restarted in place")
+        await eventually_async(lambda: rt.starts_of("t1") == 2, 5.0, "t1 restarted in place")
         [new] = rt.running("t1")
         assert new.run is not None and new.run.task_id == "t1"  # same task ID
         assert old.container_id in rt.removed
         assert len(m.updates) == updates  # nobody to tell yet
         m.come_back()
-        await eventually(lambda: len(m.updates) > updates, "queued statuses delivered")
+        await eventually_async(lambda: len(m.updates) > updates, 5.0, "queued statuses delivered")
     last = m.update("t1")
     assert last is not None and last["state"] == "running" and last["container_id"] == new.container_id
     assert "restarted in place" in last["message"] and "exited with status 1" in last["message"]
@@ -523,7 +469,9 @@ async def test_cut_off_restart_policy_on_failure_none_and_max_attempts(data_dir:
         for attempt in (2, 3):
             [c] = rt.running("ok")
             rt.crash(c.container_id, 1)
-            await eventually(lambda a=attempt: rt.starts_of("ok") == a, f"restart {attempt - 1} of 'ok'")
+            await eventually_async(
+                lambda a=attempt: rt.starts_of("ok") == a, 5.0, f"restart {attempt - 1} of 'ok'"
+            )
         [c] = rt.running("ok")
         rt.crash(c.container_id, 1)
         # none: never restarted; on-failure after a clean exit: not restarted either.
@@ -531,16 +479,18 @@ async def test_cut_off_restart_policy_on_failure_none_and_max_attempts(data_dir:
         rt.crash(c.container_id, 1)
         [c] = rt.running("clean")
         rt.crash(c.container_id, 0)
-        await eventually(
+        await eventually_async(
             lambda: queued(data_dir) == {"ok": "failed", "once": "failed", "clean": "complete"},
+            5.0,
             "final states queued in worker.db",
         )
         assert not rt.running()
         m.come_back()
-        await eventually(
+        await eventually_async(
             lambda: (
                 m.state("ok") == "failed" and m.state("once") == "failed" and m.state("clean") == "complete"
             ),
+            5.0,
             "final states delivered",
         )
     assert (rt.starts_of("ok"), rt.starts_of("once"), rt.starts_of("clean")) == (3, 1, 1)
@@ -554,7 +504,7 @@ async def test_queued_statuses_survive_a_worker_restart(data_dir: Path) -> None:
         await _running_then_cut_off(w, m, task_doc("t1", restart=never))
         [c] = rt.running("t1")
         rt.crash(c.container_id, 7)
-        await eventually(lambda: c.container_id in rt.removed, "the exited container removed")
+        await eventually_async(lambda: c.container_id in rt.removed, 5.0, "the exited container removed")
         assert await w.finish() == 0
     assert m.state("t1") == "running"
     cache = WorkerCache.open(str(data_dir))
@@ -565,7 +515,7 @@ async def test_queued_statuses_survive_a_worker_restart(data_dir: Path) -> None:
     assert (queued.task_id, queued.state, queued.exit_code) == ("t1", "failed", 7)
     m.come_back()
     async with worker(make_settings(data_dir), rt, {M1: m}, token=None):
-        await eventually(lambda: m.state("t1") == "failed", "the queued failure delivered")
+        await eventually_async(lambda: m.state("t1") == "failed", 5.0, "the queued failure delivered")
     assert m.update("t1")["message"] == "exited with status 7"  # type: ignore[index]
     cache = WorkerCache.open(str(data_dir))
     try:
@@ -582,10 +532,10 @@ async def test_restart_delay_ends_when_a_manager_answers_again(data_dir: Path) -
         await _running_then_cut_off(w, m, task_doc("t1", restart=slow))
         [c] = rt.running("t1")
         rt.crash(c.container_id, 4)
-        await eventually(lambda: c.container_id in rt.removed, "the exited container removed")
+        await eventually_async(lambda: c.container_id in rt.removed, 5.0, "the exited container removed")
         m.come_back()
         # Back in touch before the restart: the leader decides (reported failed, no local restart).
-        await eventually(lambda: m.state("t1") == "failed", "t1 failed")
+        await eventually_async(lambda: m.state("t1") == "failed", 5.0, "t1 failed")
     assert rt.starts_of("t1") == 1
     failed = m.update("t1")
     assert failed is not None and (failed["exit_code"], failed["message"]) == (4, "exited with status 4")
@@ -599,13 +549,17 @@ async def test_log_request_is_answered_in_chunks_with_an_end_marker(data_dir: Pa
     rt = FakeRuntime()
     async with worker(make_settings(data_dir), rt, {M1: m}):
         m.assign(task_doc("t1"))
-        await eventually(lambda: m.state("t1") == "running", "t1 running")
+        await eventually_async(lambda: m.state("t1") == "running", 5.0, "t1 running")
         [c] = rt.running("t1")
         c.output = b"".join(b"line %06d\n" % i for i in range(15_000))  # 180 KB
         m.request_logs("ab12", "t1", c.container_id)
-        await eventually(lambda: any(end for _, end in m.log_chunks.get("ab12", [])), "the last chunk")
+        await eventually_async(
+            lambda: any(end for _, end in m.log_chunks.get("ab12", [])), 5.0, "the last chunk"
+        )
         m.request_logs("cd34", "t1", c.container_id, tail=2)
-        await eventually(lambda: any(end for _, end in m.log_chunks.get("cd34", [])), "the tail's last chunk")
+        await eventually_async(
+            lambda: any(end for _, end in m.log_chunks.get("cd34", [])), 5.0, "the tail's last chunk"
+        )
     chunks = m.log_chunks["ab12"]
     assert all(len(data) <= 64 * 1024 for data, _ in chunks)
     assert [end for _, end in chunks] == [False] * (len(chunks) - 1) + [True]
@@ -625,7 +579,7 @@ async def test_run_without_an_event_and_stop_waits_for_the_end(data_dir: Path) -
     )
     task = asyncio.create_task(agent.run())
     m.assign(task_doc("t1"))
-    await eventually(lambda: m.state("t1") == "running", "t1 running")
+    await eventually_async(lambda: m.state("t1") == "running", 5.0, "t1 running")
     await agent.stop()
     assert task.done() and task.result() == 0
     assert len(rt.running("t1")) == 1  # stopping the agent leaves the tasks running
@@ -635,9 +589,9 @@ async def test_run_without_an_event_and_stop_waits_for_the_end(data_dir: Path) -
 async def test_resuming_with_other_managers_remembers_them(data_dir: Path) -> None:
     m1, m2 = FakeManager(), FakeManager()
     async with worker(make_settings(data_dir), FakeRuntime(), {M1: m1}):
-        await eventually(lambda: len(m1.sessions) >= 1, "a session with the first manager")
+        await eventually_async(lambda: len(m1.sessions) >= 1, 5.0, "a session with the first manager")
     async with worker(make_settings(data_dir, managers=(M2,)), FakeRuntime(), {M2: m2}, token=None):
-        await eventually(lambda: len(m2.sessions) >= 1, "a session with the new manager")
+        await eventually_async(lambda: len(m2.sessions) >= 1, 5.0, "a session with the new manager")
     me = identity.load(str(data_dir))
     assert me is not None and me.managers == (M2,) and not m2.joins
 
@@ -646,7 +600,7 @@ async def test_log_request_for_a_task_without_a_container_ends_with_a_note(data_
     m = FakeManager()
     async with worker(make_settings(data_dir), FakeRuntime(), {M1: m}):
         m.request_logs("ef56", "t-gone", "c-gone")
-        await eventually(lambda: "ef56" in m.log_chunks, "the answer")
+        await eventually_async(lambda: "ef56" in m.log_chunks, 5.0, "the answer")
     [(data, end)] = m.log_chunks["ef56"]
     assert end and b"has no container" in data
 
@@ -660,7 +614,7 @@ async def test_stop_while_joining_ends_the_retries(data_dir: Path) -> None:
         fetch_ca=CAFetcher({}),
     )
     task = asyncio.create_task(agent.run())
-    await eventually(lambda: agent._running, "the join under way")
+    await eventually_async(lambda: agent._running, 5.0, "the join under way")
     async with asyncio.timeout(2):
         await agent.stop()
     assert task.result() == 0 and identity.load(str(data_dir)) is None

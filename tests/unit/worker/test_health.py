@@ -12,9 +12,10 @@ from pathlib import Path
 import pytest
 
 from tests.unit.fake_manager import FakeManager, task_doc
+from tests.unit.worker.agents import M1, make_settings, worker
 from tests.unit.worker.fake_runtime import FakeRuntime
-from tests.unit.worker.test_daemon import M1, eventually, make_settings, worker
 from warren.spec.service import HealthCheck
+from warren.testing.wait import eventually_async
 from warren.worker.health import HEALTHY, STARTING, UNHEALTHY, HealthMonitor, probe
 
 
@@ -100,7 +101,7 @@ async def test_monitor_starting_then_healthy_and_only_changes_reported() -> None
     monitor = HealthMonitor("t1", "c1", HealthCheck(kind="cmd", cmd=["true"], interval_s=0.01), rt, changes)
     monitor.start()
     try:
-        await eventually(lambda: len(rt.execs) >= 5, "several probes")
+        await eventually_async(lambda: len(rt.execs) >= 5, 5.0, "several probes")
     finally:
         await monitor.stop()
     assert changes.seen == [(STARTING, ""), (HEALTHY, "")]
@@ -115,7 +116,9 @@ async def test_monitor_unhealthy_after_retries_consecutive_failures() -> None:
     monitor = HealthMonitor("t1", "c1", spec, rt, changes)
     monitor.start()
     try:
-        await eventually(lambda: bool(changes.seen) and changes.seen[-1][0] == UNHEALTHY, "unhealthy")
+        await eventually_async(
+            lambda: bool(changes.seen) and changes.seen[-1][0] == UNHEALTHY, 5.0, "unhealthy"
+        )
     finally:
         await monitor.stop()
     assert len(rt.execs) == 5
@@ -131,7 +134,9 @@ async def test_monitor_ignores_failures_during_the_start_period() -> None:
     monitor = HealthMonitor("t1", "c1", spec, rt, changes)
     monitor.start()
     try:
-        await eventually(lambda: bool(changes.seen) and changes.seen[-1][0] == UNHEALTHY, "unhealthy")
+        await eventually_async(
+            lambda: bool(changes.seen) and changes.seen[-1][0] == UNHEALTHY, 5.0, "unhealthy"
+        )
     finally:
         await monitor.stop()
     assert time.monotonic() - started >= 0.3
@@ -146,12 +151,12 @@ async def test_agent_reports_health_and_fails_an_unhealthy_task(tmp_path: Path) 
     check = {"kind": "cmd", "cmd": ["check"], "interval_s": 0.01, "timeout_s": 1.0, "retries": 2}
     async with worker(make_settings(tmp_path / "w"), rt, {M1: m}):
         m.assign(task_doc("t1", health=check))
-        await eventually(lambda: (m.update("t1") or {}).get("health") == "healthy", "t1 healthy")
+        await eventually_async(lambda: (m.update("t1") or {}).get("health") == "healthy", 5.0, "t1 healthy")
         assert m.state("t1") == "running"
         [c] = rt.running("t1")
         sick.add(c.container_id)
-        await eventually(lambda: m.state("t1") == "failed", "t1 failed")
-        await eventually(lambda: c.container_id in rt.removed, "its container removed")
+        await eventually_async(lambda: m.state("t1") == "failed", 5.0, "t1 failed")
+        await eventually_async(lambda: c.container_id in rt.removed, 5.0, "its container removed")
     last = m.update("t1")
     assert last is not None
     assert last["message"] == "health check failed: command exited with status 1"

@@ -4,13 +4,11 @@ FakeManager that delivers values in its session answers."""
 
 from __future__ import annotations
 
-import asyncio
 import base64
-import contextlib
 import os
 import stat
 import tempfile
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -18,15 +16,15 @@ import httpx
 import orjson
 import pytest
 
-from tests.unit.fake_manager import TOKEN, CAFetcher, FakeManager, eventually, task_doc, transport
+from tests.unit.fake_manager import FakeManager, task_doc
+from tests.unit.worker.agents import M1, make_settings, worker
 from tests.unit.worker.fake_runtime import FakeRuntime
 from warren.config import WorkerSettings, default_secrets_dir
 from warren.errors import ConfigError
 from warren.runtime.base import TaskRun
-from warren.worker.daemon import WorkerAgent
+from warren.testing.wait import eventually_async
 from warren.worker.secrets import SecretsUnavailableError, TaskSecrets, filesystem_of
 
-M1 = "127.0.0.1:7001"
 VALUE = b"s3cr3t-value-\x00\xff-end"
 B64 = base64.b64encode(VALUE).decode()
 
@@ -190,32 +188,6 @@ class RecordingRuntime(FakeRuntime):
         return await super().start(run)
 
 
-def settings(data_dir: Path, secrets_dir: Path) -> WorkerSettings:
-    return WorkerSettings(
-        managers=(M1,), data_dir=str(data_dir), runtime="docker", advertise_host="127.0.0.1",
-        request_timeout_s=0.5, session_timeout_s=0.5, retry_initial_delay_s=0.01, retry_max_delay_s=0.05,
-        join_timeout_s=1.0, stop_timeout_s=1.0, secrets_dir=str(secrets_dir),
-    )  # fmt: skip
-
-
-@contextlib.asynccontextmanager
-async def agent(
-    s: WorkerSettings, rt: FakeRuntime, m: FakeManager, token: str | None = TOKEN
-) -> AsyncIterator[None]:
-    managers = {M1: m}
-    worker = WorkerAgent(
-        s, token=token, runtimes=[rt], transport=transport(managers), fetch_ca=CAFetcher(managers)
-    )
-    stop = asyncio.Event()
-    task = asyncio.create_task(worker.run(stop))
-    try:
-        yield
-    finally:
-        stop.set()
-        async with asyncio.timeout(5):
-            await task
-
-
 def files_under(root: Path) -> Iterator[Path]:
     for path in root.rglob("*"):
         if path.is_file():
@@ -235,17 +207,19 @@ async def test_a_task_gets_its_secrets_from_memory_and_they_go_when_it_stops(
     m = SecretManager({"db": VALUE, "other": b"not for this worker's tasks"})
     rt = RecordingRuntime()
     data_dir = tmp_path / "worker"
-    async with agent(settings(data_dir, shm_dir / "node"), rt, m):
+    async with worker(make_settings(data_dir, secrets_dir=str(shm_dir / "node")), rt, {M1: m}):
         m.assign(with_secrets("t1", "db"), task_doc("t2"))
-        await eventually(lambda: m.state("t1") == "running" and m.state("t2") == "running", "tasks running")
+        await eventually_async(
+            lambda: m.state("t1") == "running" and m.state("t2") == "running", 5.0, "tasks running"
+        )
         assert rt.seen == {"t1": {"db": VALUE}}  # t2 uses no secret: no directory at all
         [run1] = [r for r in rt.starts if r.task_id == "t1"]
         [run2] = [r for r in rt.starts if r.task_id == "t2"]
         assert run1.secrets_dir == str(shm_dir / "node" / "t1") and run2.secrets_dir is None
         assert mode(str(shm_dir / "node" / "t1" / "db")) == 0o444  # docker: the container's user may be any
         m.set_desired("t1", "shutdown")
-        await eventually(lambda: m.state("t1") == "shutdown", "t1 shutdown")
-        await eventually(lambda: not (shm_dir / "node" / "t1").exists(), "t1's secrets removed")
+        await eventually_async(lambda: m.state("t1") == "shutdown", 5.0, "t1 shutdown")
+        await eventually_async(lambda: not (shm_dir / "node" / "t1").exists(), 5.0, "t1's secrets removed")
     # Nothing the worker keeps on disk holds the value (worker.db, its WAL, node.json...).
     for path in files_under(data_dir):
         content = path.read_bytes()
@@ -257,9 +231,9 @@ async def test_a_secret_the_manager_did_not_send_fails_the_task_saying_which(
 ) -> None:
     m = SecretManager({})
     rt = RecordingRuntime("process")
-    async with agent(settings(tmp_path / "worker", shm_dir / "node"), rt, m):
+    async with worker(make_settings(tmp_path / "worker", secrets_dir=str(shm_dir / "node")), rt, {M1: m}):
         m.assign(with_secrets("t1", "gone", driver="process"))
-        await eventually(lambda: m.state("t1") == "failed", "t1 failed")
+        await eventually_async(lambda: m.state("t1") == "failed", 5.0, "t1 failed")
     message = m.update("t1")["message"]  # type: ignore[index]
     assert "secret gone" in message and not rt.starts
     assert not (shm_dir / "node" / "t1").exists()
@@ -268,19 +242,19 @@ async def test_a_secret_the_manager_did_not_send_fails_the_task_saying_which(
 async def test_a_restarted_worker_asks_again_for_the_values_it_lost(tmp_path: Path, shm_dir: Path) -> None:
     m = SecretManager({"db": VALUE})
     rt = RecordingRuntime("process")
-    s = settings(tmp_path / "worker", shm_dir / "node")
-    async with agent(s, rt, m):
+    s = make_settings(tmp_path / "worker", secrets_dir=str(shm_dir / "node"))
+    async with worker(s, rt, {M1: m}):
         m.assign(with_secrets("t1", "db", driver="process"))
-        await eventually(lambda: m.state("t1") == "running", "t1 running")
+        await eventually_async(lambda: m.state("t1") == "running", 5.0, "t1 running")
     digest = m.digest()
     sessions = len(m.sessions)
     rt.running("t1")[0].running = True  # left running by the worker that stopped
-    async with agent(s, rt, m, token=None):
+    async with worker(s, rt, {M1: m}, token=None):
         # The first call after the restart claims no assignments: the answer carries the values again.
-        await eventually(lambda: len(m.sessions) > sessions + 1, "sessions after the restart")
+        await eventually_async(lambda: len(m.sessions) > sessions + 1, 5.0, "sessions after the restart")
         assert m.sessions[sessions]["known"] is None
         assert m.sessions[sessions + 1]["known"] == digest  # asked once, not at every heartbeat
         m.assign(with_secrets("t2", "db", driver="process"))
-        await eventually(lambda: m.state("t2") == "running", "t2 running")
+        await eventually_async(lambda: m.state("t2") == "running", 5.0, "t2 running")
     assert rt.seen["t2"] == {"db": VALUE}
     assert mode(str(shm_dir / "node" / "t2" / "db")) == 0o400  # a process runs as the worker's user
