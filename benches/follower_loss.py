@@ -28,6 +28,7 @@ from benches.client_failover import longest_gap
 from benches.manager_api import service_write, written
 from benches.managers import HarnessError, HttpError, ManagerCluster, ManagerProc
 from benches.stats import summarize_ms, trial_row
+from warren.testing.wait import WaitTimeout, eventually
 
 SCENARIO = "follower_loss"
 MANAGERS = 3
@@ -85,14 +86,6 @@ class Writer(threading.Thread):
             self.conn.close()
 
 
-def _wait_until(predicate: Any, timeout_s: float, what: str) -> None:
-    deadline = time.perf_counter() + timeout_s
-    while not predicate():
-        if time.perf_counter() > deadline:
-            raise HarnessError(f"{what} within {timeout_s:g} s")
-        time.sleep(0.005)
-
-
 def gap_trial(cluster: ManagerCluster, i: int, params: FollowerLossParams, first: int) -> dict[str, Any]:
     """Kill a follower under load; the gap record. The follower is left dead (see rejoin_trial)."""
     leader = cluster.wait_stable()
@@ -101,10 +94,12 @@ def gap_trial(cluster: ManagerCluster, i: int, params: FollowerLossParams, first
     writer = Writer(leader, params.write_timeout_s, first)
     writer.start()
     try:
-        _wait_until(
+        eventually(
             lambda: writer.acks and time.perf_counter() - writer.acks[0] >= params.before_s,
             params.before_s + 10.0,
-            "no second of acknowledged writes through the leader",
+            "a second of acknowledged writes through the leader",
+            poll_s=0.005,
+            not_yet=(),
         )
         t_kill = time.perf_counter()
         victim.kill()
@@ -176,7 +171,7 @@ def run(work_dir: Path, params: FollowerLossParams) -> dict[str, Any]:
                 victim = next(m for m in cluster.managers if m.label == record["victim"])
                 record.update(rejoin_trial(cluster, victim, params))
                 record["leader_changed"] = record["leader_after"] != record["leader"]
-        except HarnessError as exc:
+        except (HarnessError, WaitTimeout) as exc:
             error = f"{type(exc).__name__}: {exc}"
     return {
         "status": "ok" if error is None else "error",

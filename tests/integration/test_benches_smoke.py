@@ -14,7 +14,6 @@ import signal
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +21,7 @@ import pytest
 
 from benches.__main__ import scenario_names
 from tests.integration.nodeproc import REPO_ROOT, processes_under
+from warren.testing.wait import eventually
 
 IN_CI = bool(os.environ.get("CI"))
 SCENARIOS = scenario_names()  # every one of them, in the suite's order
@@ -135,17 +135,16 @@ def test_a_sigterm_mid_scenario_leaves_nothing_behind(tmp_path: Path) -> None:
         stdin=subprocess.DEVNULL,
     )
     try:
-        work_dir: Path | None = None
-        deadline = time.monotonic() + 120
-        while time.monotonic() < deadline and proc.poll() is None:
+
+        def task_started() -> Path | None:
+            """The run's work dir once task processes run (a `sleep` in a worker's data dir): then
+            everything is up to clean."""
+            assert proc.poll() is None, "the run ended before it started a task"
             new = [p for p in root.glob("warren-bench-*") if p.name not in before]
             started = processes_under(new[0]) if new else []
-            # Once task processes run (a `sleep` in a worker's data dir), everything is up to clean.
-            if any("sleep" in p and "worker start" not in p for p in started):
-                work_dir = new[0]
-                break
-            time.sleep(0.1)
-        assert work_dir is not None, "the run never started a task"
+            return new[0] if any("sleep" in p and "worker start" not in p for p in started) else None
+
+        work_dir = eventually(task_started, 120, "the run to start a task", poll_s=0.1)
         proc.send_signal(signal.SIGTERM)
         _, err = proc.communicate(timeout=120)
     finally:

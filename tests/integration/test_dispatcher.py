@@ -284,7 +284,7 @@ def test_session_long_poll_gets_assignments_and_status_is_committed(
     result: dict[str, Any] = {}
     held = threading.Thread(target=lambda: result.update(w.session()))
     held.start()
-    time.sleep(0.2)  # let the call be held (nothing to await: the point is that it is pending)
+    eventually(lambda: one.metrics().get("warren_dispatcher_sessions_held", 0) >= 1, 10, "the call held")
     start = time.monotonic()
     create_service(addr, "web")
     held.join(10)
@@ -409,7 +409,7 @@ def test_logs_are_relayed_from_the_worker_to_the_client(one: ManagerProc, worker
                         assert r.status_code == 200, r.text
                     late = client.post(f"/v1/dispatcher/logs/{req['id']}", content=b"x", headers=w.headers)
                     assert_error_body(late, 410, "gone")
-            time.sleep(0.05)
+            time.sleep(0.05)  # the fake worker's own pace between two looks at its session's answers
 
     helper = threading.Thread(target=answer_log_requests)
     helper.start()
@@ -481,7 +481,7 @@ def test_sessions_through_a_follower_and_a_fresh_grace_after_leader_kill(
     while time.monotonic() < deadline:
         states = {n["name"]: n["state"] for n in get_json(new.api_addr, "/v1/nodes") if n["role"] == "worker"}
         assert states == {a.name: "ready", b.name: "ready"}, states
-        time.sleep(0.25)
+        time.sleep(0.25)  # the behaviour under test: nobody is written down all this while
     assert all(w.answers > before[w.name] for w in (a, b)), "the workers did not reach the new leader"
     assert new.metrics().get("warren_dispatcher_nodes_down_total", 0) == 0
     assert {t["node"] for t in live(new.api_addr, "web")} == {a.name, b.name}

@@ -13,11 +13,11 @@ import json
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 from tests.integration.managers import child_env
 from tests.integration.nodeproc import REPO_ROOT, processes_under
+from warren.testing.wait import eventually
 
 RUN_TIMEOUT_S = 120.0
 DRILL = [sys.executable, "-m", "warren", "drill"]
@@ -134,10 +134,8 @@ def test_sigterm_while_the_cluster_forms_stops_everything_it_started(tmp_path: P
         assert proc.stdout is not None
         header = proc.stdout.readline()
         assert header.startswith("Failover drill on this machine"), header
-        deadline = time.monotonic() + 30
-        while not processes_under(tmp_path) and time.monotonic() < deadline:
-            time.sleep(0.02)  # until the first manager has been spawned (no event to wait on)
-        assert processes_under(tmp_path), "the drill started no manager"
+        # until the first manager has been spawned (no event to wait on)
+        eventually(lambda: processes_under(tmp_path), 30, "the drill's first manager", poll_s=0.02)
         proc.send_signal(signal.SIGTERM)
         stdout, stderr = proc.communicate(timeout=60)
     finally:

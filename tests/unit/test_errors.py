@@ -65,7 +65,7 @@ async def test_raft_errors_passes_results_through() -> None:
 
     @raft_errors()
     async def coro(x: int) -> int:
-        await asyncio.sleep(0)
+        await asyncio.sleep(0)  # suspends once, as a call into the core does
         return x * 2
 
     assert plain(1) == 2
@@ -132,7 +132,7 @@ async def test_raft_errors_decorates_sync_and_async_functions(raft: ModuleType) 
 
     @raft_errors()
     async def async_call() -> None:
-        await asyncio.sleep(0)
+        await asyncio.sleep(0)  # suspends once, as a call into the core does
         raise raft.StorageError("disk full")
 
     with pytest.raises(UnavailableError, match="shut down"):

@@ -26,6 +26,7 @@ from warren.api import auth
 from warren.api.forwarder import FORWARDED_HEADER, Forwarder
 from warren.api.routing import LeaderRouting
 from warren.pki.certs import PeerIdentity
+from warren.testing.wait import eventually_async
 
 WORKER = PeerIdentity("worker-1", "worker", "c", "f")
 ADMIN = PeerIdentity("admin", "admin", "c", "f")
@@ -104,8 +105,7 @@ class Leader:
         )
         self.server = uvicorn.Server(config)
         self.task = asyncio.create_task(self.server.serve(sockets=[sock]))
-        while not self.server.started:
-            await asyncio.sleep(0.01)  # uvicorn announces nothing else to wait on
+        await eventually_async(lambda: self.server.started, 10.0, "uvicorn started")  # nothing else to await
 
     async def stop(self) -> None:
         assert self.server is not None and self.task is not None

@@ -14,7 +14,7 @@ def test_a_scenario_past_its_budget_is_stopped_and_cleans_up(tmp_path: Path) -> 
 
     def forever(work_dir: Path) -> dict[str, Any]:
         try:
-            while True:
+            while True:  # a scenario that never ends by itself: the behaviour under test
                 time.sleep(0.05)
         finally:
             cleaned.append(True)
@@ -30,7 +30,7 @@ def test_a_scenario_past_its_budget_is_stopped_and_cleans_up(tmp_path: Path) -> 
 
 def test_an_except_exception_in_a_scenario_does_not_swallow_the_deadline(tmp_path: Path) -> None:
     def stubborn(work_dir: Path) -> dict[str, Any]:
-        while True:
+        while True:  # a scenario that never ends by itself, and swallows exceptions
             try:
                 time.sleep(0.05)
             except Exception:  # noqa: BLE001 - what a careless scenario might do

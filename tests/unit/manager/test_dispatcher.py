@@ -130,8 +130,13 @@ async def in_flight(
     gate (returned with the report) is set."""
     gate = world.propose.gate = asyncio.Event()
     report = asyncio.create_task(d.report_status(node, [update]))
-    await asyncio.sleep(0.01)
+    await eventually_async(lambda: world.propose.in_flight, 1.0, "the batch proposed and held at the gate")
     return gate, report
+
+
+def queued(d: Dispatcher) -> int:
+    """Status updates merged into the next batch, which is not proposed yet."""
+    return 0 if d._batch is None else len(d._batch.updates)
 
 
 # -- task status -------------------------------------------------------------------------------------
@@ -152,7 +157,7 @@ async def test_status_updates_merge_into_one_proposal_while_one_is_in_flight(wor
         asyncio.create_task(d.report_status(w2, [status("t2", "starting")])),
         asyncio.create_task(d.report_status(w2, [status("t2", "running")])),
     ]
-    await asyncio.sleep(0.01)
+    await eventually_async(lambda: queued(d) == 2, 1.0, "the reports merged into the next batch")
     assert not first.done() and not any(t.done() for t in later), "answered before the commit"
     assert len(world.propose.of(c.SetTaskStatuses)) == 1
     gate.set()
@@ -179,7 +184,7 @@ async def test_a_later_report_of_an_earlier_state_does_not_replace_a_later_state
         asyncio.create_task(d.report_status(w1, [status("t1", "failed", exit_code=3)])),
         asyncio.create_task(d.report_status(w1, [status("t1", "running")])),
     ]
-    await asyncio.sleep(0.01)
+    await eventually_async(lambda: queued(d) == 1, 1.0, "the reports merged into the next batch")
     gate.set()
     await asyncio.gather(blocker, *merged)
     (update,) = world.propose.of(c.SetTaskStatuses)[1].updates
@@ -222,7 +227,7 @@ async def test_stop_fails_waiting_status_callers_with_unavailable(world: World) 
     d.start()
     _, first = await in_flight(world, d, w1, status("t1", "starting"))
     waiting = asyncio.create_task(d.report_status(w1, [status("t1", "running")]))
-    await asyncio.sleep(0.01)
+    await eventually_async(lambda: queued(d) == 1, 1.0, "the report merged into the next batch")
     await d.stop()
     for t in (first, waiting):
         with pytest.raises(UnavailableError):
@@ -320,8 +325,8 @@ async def test_a_held_session_answers_at_once_when_its_assignments_change(world:
     assert first["assignments"] == [] and first["heartbeat_period_s"] == 10.0
     start = time.monotonic()
     held = asyncio.create_task(d.session(w1, first["digest"], None))
-    await asyncio.sleep(0.05)
-    assert not held.done() and d.held == 1
+    await eventually_async(lambda: d.held == 1, 1.0, "the session held")
+    assert not held.done()
     world.task("t1", w1)  # commits through the store: on_change wakes the held call
     answer = await held
     assert time.monotonic() - start < 2.0
@@ -357,7 +362,7 @@ async def test_a_change_for_another_node_does_not_answer_a_held_session(world: W
     known = world.digest(w1)
     start = time.monotonic()
     held = asyncio.create_task(d.session(w1, known, None))
-    await asyncio.sleep(0.05)
+    await eventually_async(lambda: d.held == 1, 1.0, "the session held")
     world.task("t2", w2)
     answer = await held
     assert time.monotonic() - start >= 0.25, "answered before the hold time"
@@ -372,7 +377,7 @@ async def test_a_log_request_wakes_the_held_session_of_its_node(world: World) ->
     d = world.dispatcher(settings)
     d.start()
     held = asyncio.create_task(d.session(w1, world.digest(w1), None))
-    await asyncio.sleep(0.05)
+    await eventually_async(lambda: d.held == 1, 1.0, "the session held")
     stream = LogStream(prefixed=False, pickup_timeout_s=5)
     req = d.logs.open(stream, node=w1, task_id="t1", container_id="c1", follow=False, tail=5, label="w")
     d.wake()
@@ -392,7 +397,7 @@ async def test_stop_answers_held_sessions_with_unavailable(world: World) -> None
     d = world.dispatcher(hold_s=30)
     d.start()
     held = asyncio.create_task(d.session(w1, world.digest(w1), None))
-    await asyncio.sleep(0.05)
+    await eventually_async(lambda: d.held == 1, 1.0, "the session held")
     await d.stop()
     with pytest.raises(UnavailableError):
         await asyncio.wait_for(held, 2)
@@ -492,16 +497,17 @@ async def test_pending_status_updates_per_worker_are_bounded(world: World) -> No
     d.start()
     gate = world.propose.gate = asyncio.Event()
     first = asyncio.create_task(d.report_status(w1, [status("t1", "starting")]))
-    await asyncio.sleep(0.01)  # `first` is proposed and held at the gate: the next ones wait
+    # `first` is proposed and held at the gate: the next ones wait
+    await eventually_async(lambda: world.propose.in_flight, 1.0, "the first batch held at the gate")
     waiting = [asyncio.create_task(d.report_status(w1, [status(f"x{i}", "running") for i in range(10)]))]
-    await asyncio.sleep(0.01)
+    await eventually_async(lambda: queued(d) == 10, 1.0, "ten updates merged into the next batch")
     with pytest.raises(UnavailableError, match="at most 10"):
         await d.report_status(w1, [status("x-one-more", "running")])
     # the same tasks again merge (no new pending entries); another worker has its own bound
     waiting.append(asyncio.create_task(d.report_status(w1, [status("x3", "complete")])))
     others = [status(f"y{i}", "running") for i in range(10)]
     waiting.append(asyncio.create_task(d.report_status(w2, others)))
-    await asyncio.sleep(0.01)
+    await eventually_async(lambda: queued(d) == 20, 1.0, "the other worker's ten merged too")
     assert not any(t.done() for t in waiting)
     gate.set()
     await asyncio.gather(first, *waiting)

@@ -50,7 +50,7 @@ class SlowProposer:
         self.proposed.append(cmd)
         self.in_flight += 1
         try:
-            await asyncio.sleep(self.delay_s)
+            await asyncio.sleep(self.delay_s)  # a commit's latency, simulated
         finally:
             self.in_flight -= 1
         for listener in list(self.store.on_change):
@@ -82,7 +82,7 @@ async def test_a_change_wakes_a_pass_and_commands_are_proposed_together(store: S
     # Proposed at once (they commit in one batch), not one after another.
     assert planner.calls[1] - planner.calls[0] < 0.05 * 3
     settled = len(planner.calls)
-    await asyncio.sleep(0.1)
+    await asyncio.sleep(0.1)  # the behaviour under test: no pass in this quiet while
     assert len(planner.calls) == settled, "passes without any change"
     for listener in list(store.on_change):
         listener()
@@ -106,7 +106,7 @@ async def test_passes_never_overlap(store: Store) -> None:
     for _ in range(20):  # a storm of changes while passes run
         for listener in list(store.on_change):
             listener()
-        await asyncio.sleep(0.005)
+        await asyncio.sleep(0.005)  # the storm's pace: changes keep arriving while passes run
     await eventually_async(lambda: len(proposer.proposed) == 5, 3.0, "five proposals")
     await o.stop()
     assert set(overlaps) == {0}, "planned while an earlier pass's commands were in flight"
@@ -132,7 +132,7 @@ async def test_refused_commands_wait_for_a_change_instead_of_replanning_in_a_loo
     planner = ScriptedPlanner([Plan([cmd(i)], None) for i in range(100)])
     o = Orchestrator(store, SlowProposer(store, delay_s=0.001, refuse=True), SETTINGS, plan=planner)
     o.start()
-    await asyncio.sleep(0.5)
+    await asyncio.sleep(0.5)  # the behaviour under test: no replanning in this while
     assert len(planner.calls) == 1, "replanned on its own refusal's commit"
     for listener in list(store.on_change):
         listener()

@@ -20,6 +20,7 @@ from warren.pki import certs
 from warren.pki.join import new_join_key
 from warren.pki.material import NodeMaterial, load_node, tls_dir
 from warren.pki.renewal import Renewer
+from warren.testing.wait import eventually_async
 
 LIFETIME_S = 1000.0
 SETTINGS = SecuritySettings(renew_after_fraction=0.5, renew_retry_s=5.0)
@@ -42,7 +43,7 @@ class FakeTime:
         await self.unless_frozen()
         self.sleeps.append(seconds)
         self.now += seconds
-        await asyncio.sleep(0)
+        await asyncio.sleep(0)  # a real await (the fake clock's pause takes no time)
 
     def freeze(self) -> None:
         self._frozen.set()
@@ -198,9 +199,8 @@ async def test_a_wrong_answer_never_replaces_the_material(
     cluster.answer = {"certificate": issue(new_join_key().csr_pem).decode(), "ca": CA_PEM.decode()}
     task = asyncio.create_task(renewer.run())
     try:
-        async with asyncio.timeout(10):
-            while not time.sleeps:
-                await asyncio.sleep(0)
+        # look after every turn of the loop: the retry follows the (fake, instant) pause at once
+        await eventually_async(lambda: time.sleeps, 10.0, "a pause before the retry", poll_s=0.0)
         assert load_node(str(tmp_path)) == old and not renewed.materials
         assert "another key" in caplog.text
         await renewed.done.wait()
@@ -234,9 +234,7 @@ async def test_a_certificate_for_another_node_is_refused(
     old, time, renewed, renewer = setup(tmp_path, 600.0, cluster)
     task = asyncio.create_task(renewer.run())
     try:
-        async with asyncio.timeout(10):
-            while len(cluster.csrs) < 2:
-                await asyncio.sleep(0)
+        await eventually_async(lambda: len(cluster.csrs) >= 2, 10.0, "a second request", poll_s=0.0)
     finally:
         task.cancel()
         await asyncio.gather(task, return_exceptions=True)

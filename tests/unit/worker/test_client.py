@@ -25,6 +25,7 @@ from warren.pki import certs, tokens
 from warren.pki import material as material_module
 from warren.pki.join import new_join_key
 from warren.pki.material import NodeMaterial, load_node, tls_dir
+from warren.testing.wait import eventually_async
 from warren.worker import client as client_module
 from warren.worker.backoff import Backoff
 from warren.worker.cache import StatusUpdate, WorkerCache
@@ -369,7 +370,7 @@ async def test_wait_success_wakes_on_the_next_answer(material: NodeMaterial) -> 
     s = session(net, material)
     seen = s.successes
     waiter = asyncio.create_task(s.wait_success(seen, timeout_s=5.0))
-    await asyncio.sleep(0)
+    await asyncio.sleep(0)  # the waiter runs to its wait: the behaviour under test is that it stays there
     assert not waiter.done()
     await s.status([])
     assert await waiter is True
@@ -381,13 +382,6 @@ def test_backoff_doubles_up_to_the_maximum_and_resets() -> None:
     assert [b.delay() for _ in range(5)] == [0.2, 0.4, 0.8, 1.0, 1.0]
     b.reset()
     assert b.delay() == 0.2
-
-
-async def until(condition: Callable[[], object], timeout_s: float = 5.0) -> None:
-    deadline = asyncio.get_running_loop().time() + timeout_s
-    while not condition():
-        assert asyncio.get_running_loop().time() < deadline, "timed out"
-        await asyncio.sleep(0.005)
 
 
 async def test_reporter_isolates_a_refused_update_and_delivers_the_rest(tmp_path: Path) -> None:
@@ -404,10 +398,10 @@ async def test_reporter_isolates_a_refused_update_and_delivers_the_rest(tmp_path
         m.refuse = True  # queued while no manager answers, then sent as one batch
         for task_id, message in (("t1", "ok"), ("t2", "BAD one"), ("t3", "ok too")):
             reporter.report(StatusUpdate(task_id, "running", message, 1.0))
-        await until(lambda: s.round_failed)  # tried, and no manager answered
+        await eventually_async(lambda: s.round_failed, 5.0, "a round that no manager answered")
         assert len(cache.pending()) == 3 and not m.updates
         m.refuse = False
-        await until(lambda: not cache.pending())
+        await eventually_async(lambda: not cache.pending(), 5.0, "the queued updates delivered")
     finally:
         sending.cancel()
         cache.close()

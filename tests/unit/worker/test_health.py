@@ -33,7 +33,7 @@ async def http_server() -> AsyncIterator[tuple[int, dict[str, bytes]]]:
             return
         path = line.split()[1].decode()
         if path == "/slow":
-            await asyncio.sleep(5)
+            await asyncio.sleep(5)  # a server slower than the probe's timeout: the behaviour under test
         writer.write(b"HTTP/1.1 " + answers.get(path, b"404 Not Found") + b"\r\nContent-Length: 0\r\n\r\n")
         await writer.drain()
         writer.close()

@@ -27,7 +27,7 @@ async def test_the_worker_reads_ahead_at_most_a_few_mib_of_a_tasks_output() -> N
     pieces = coalesce(source(), CHUNK)
     first = await anext(pieces)  # then the "POST" hangs: nothing more is taken
     assert len(first) <= CHUNK
-    for _ in range(50):
+    for _ in range(50):  # every chance to read ahead: the behaviour under test is that it stops
         await asyncio.sleep(0)
     assert pulled <= 6, f"{pulled} MiB read ahead"
     rest = [first] + [p async for p in pieces]
