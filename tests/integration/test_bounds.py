@@ -22,6 +22,7 @@ import pytest
 
 from tests.integration import managers as managers_mod
 from tests.integration.cluster import read_until_closed
+from tests.integration.fakeworker import FakeWorker, create_sleepers, worker_token
 from tests.integration.managers import (
     WARREN,
     ManagerCluster,
@@ -33,7 +34,6 @@ from tests.integration.managers import (
     get_json,
 )
 from tests.integration.nodeproc import REPO_ROOT
-from tests.integration.test_dispatcher import FakeWorker, create_service, worker_token
 from tests.integration.workers import Fleet, fleets
 from warren.config import LOG_CHUNK_MAX_BYTES, LOG_LINE_MAX_BYTES, ConnectionLimits
 from warren.pki.names import MANAGER_NAME
@@ -176,7 +176,7 @@ def test_a_log_chunk_over_the_limit_is_refused_with_413(
     addr = m.api_addr
     w = FakeWorker.join([addr], worker_token(addr)).keep_alive()
     try:
-        create_service(addr, "web", replicas=1)
+        create_sleepers(addr, "web", replicas=1)
         eventually(lambda: len(w.task_ids()) == 1, 10, "a task assigned")
         (task_id,) = w.task_ids()
         assert w.status(task_id, "running", container_id="c0").status_code == 200

@@ -1,8 +1,6 @@
-"""The leader's dispatcher with real managers, and HTTP clients acting as workers (no Docker needed).
-
-A `FakeWorker` speaks docs/worker-protocol.md by hand: it joins, long-polls its session, reports task
-status and answers log requests. The managers run with --manager-only, so the only nodes the
-planner can place tasks on are these fake workers (they offer the `process` driver).
+"""The leader's dispatcher with real managers, and HTTP clients acting as workers (no Docker needed):
+FakeWorkers (tests/integration/fakeworker.py). The managers run with --manager-only, so the only nodes
+the planner can place tasks on are these fake workers (they offer the `process` driver).
 """
 
 from __future__ import annotations
@@ -10,113 +8,25 @@ from __future__ import annotations
 import contextlib
 import threading
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator
 from typing import Any
 
-import httpx
 import pytest
 
+from tests.integration.fakeworker import (
+    HEARTBEAT_S,
+    RESOURCES,
+    SLEEPER,
+    FakeWorker,
+    create_sleepers,
+    worker_token,
+)
 from tests.integration.managers import ManagerCluster, ManagerProc, api, assert_error_body, get_json
 from warren.pki import certs
 from warren.pki.join import new_join_key
 from warren.testing.wait import eventually
 
 GRACE_S = 5.0  # OrchestratorSettings.node_down_grace_s (default)
-HEARTBEAT_S = 1.0  # OrchestratorSettings.heartbeat_period_s (default)
-RESOURCES = {"cpus": 4.0, "memory": 8 * 1024**3, "drivers": ["process"], "hostname": "fake"}
-SLEEPER = {"image": "local", "driver": "process", "command": ["sleep", "100000"]}
-
-
-class FakeWorker:
-    """A worker made of HTTP calls. `keep_alive()` runs its session loop in a thread, trying the
-    managers in turn like a real worker, until `stop()`."""
-
-    def __init__(self, managers: Sequence[str], name: str, secret: str) -> None:
-        self.managers = list(managers)
-        self.name = name
-        self.secret = secret
-        self.digest: str | None = None
-        self.assignments: list[dict[str, Any]] = []
-        self.log_requests: list[dict[str, Any]] = []
-        self.answers = 0
-        self.failures = 0
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
-        self._lock = threading.Lock()
-
-    @classmethod
-    def join(cls, managers: Sequence[str], token: str, addr: str = "127.0.0.9") -> FakeWorker:
-        csr = new_join_key().csr_pem
-        body = {"token": token, "addr": addr, "labels": {}, "resources": RESOURCES, "csr": csr}
-        with api(managers[0], 10) as client:
-            r = client.post("/v1/workers/join", json=body)
-        assert r.status_code == 201, r.text
-        doc = r.json()
-        return cls(managers, doc["name"], doc["secret"])
-
-    @property
-    def headers(self) -> dict[str, str]:
-        return {"Authorization": f"Bearer {self.secret}"}
-
-    def session(self, addr: str | None = None, timeout: float = 10) -> dict[str, Any]:
-        with api(addr or self.managers[0], timeout) as client:
-            r = client.post(
-                "/v1/dispatcher/session", json={"node": self.name, "known": self.digest}, headers=self.headers
-            )
-        assert r.status_code == 200, r.text
-        self._take(r.json())
-        return dict(r.json())
-
-    def _take(self, doc: dict[str, Any]) -> None:
-        with self._lock:
-            self.answers += 1
-            self.digest = doc["digest"]
-            if doc["assignments"] is not None:
-                self.assignments = doc["assignments"]
-            self.log_requests += doc["log_requests"]
-
-    def status(self, task_id: str, state: str, addr: str | None = None, **extra: Any) -> httpx.Response:
-        update = {"task_id": task_id, "state": state, "message": state, "at": time.time(), **extra}
-        with api(addr or self.managers[0], 10) as client:
-            return client.post(
-                "/v1/dispatcher/status", json={"node": self.name, "updates": [update]}, headers=self.headers
-            )
-
-    def task_ids(self) -> set[str]:
-        with self._lock:
-            return {a["task_id"] for a in self.assignments if a["desired_state"] == "running"}
-
-    # -- the background session loop --------------------------------------------------------------
-
-    def keep_alive(self) -> FakeWorker:
-        self._thread = threading.Thread(target=self._loop, name=f"fake {self.name}", daemon=True)
-        self._thread.start()
-        return self
-
-    def _loop(self) -> None:
-        i = 0
-        while not self._stop.is_set():
-            addr = self.managers[i % len(self.managers)]
-            try:
-                with api(addr, HEARTBEAT_S + 5) as client:
-                    r = client.post(
-                        "/v1/dispatcher/session",
-                        json={"node": self.name, "known": self.digest},
-                        headers=self.headers,
-                    )
-                if r.status_code == 200:
-                    self._take(r.json())
-                    continue
-            except httpx.HTTPError:
-                pass
-            self.failures += 1
-            i += 1
-            self._stop.wait(0.1)
-
-    def stop(self) -> None:
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(timeout=15)
 
 
 @pytest.fixture
@@ -125,20 +35,6 @@ def workers() -> Iterator[list[FakeWorker]]:
     yield made
     for w in made:
         w.stop()
-
-
-def worker_token(addr: str, **extra: Any) -> str:
-    with api(addr, 10) as client:
-        r = client.post("/v1/cluster/join-tokens", json={"role": "worker", **extra})
-    assert r.status_code == 201, r.text
-    return str(r.json()["token"])
-
-
-def create_service(addr: str, name: str, **spec: Any) -> dict[str, Any]:
-    with api(addr, 10) as client:
-        r = client.post("/v1/services", json={"name": name, **SLEEPER, **spec})
-    assert r.status_code == 201, r.text
-    return dict(r.json())
 
 
 def tasks(addr: str, service: str) -> list[dict[str, Any]]:
@@ -286,7 +182,7 @@ def test_session_long_poll_gets_assignments_and_status_is_committed(
     held.start()
     eventually(lambda: one.metrics().get("warren_dispatcher_sessions_held", 0) >= 1, 10, "the call held")
     start = time.monotonic()
-    create_service(addr, "web")
+    create_sleepers(addr, "web")
     held.join(10)
     assert time.monotonic() - start < HEARTBEAT_S * 0.8, "answered by the hold timeout, not the change"
     (task,) = result["assignments"]
@@ -321,7 +217,7 @@ def test_a_silent_worker_is_written_down_and_its_tasks_run_elsewhere(
     token = worker_token(addr)
     a = FakeWorker.join([addr], token)
     workers.append(a.keep_alive())
-    create_service(addr, "web", replicas=2)
+    create_sleepers(addr, "web", replicas=2)
     eventually(lambda: len(a.task_ids()) == 2, 10, "both tasks on the only worker")
     b = FakeWorker.join([addr], token)
     workers.append(b.keep_alive())
@@ -353,7 +249,7 @@ def test_a_removed_worker_loses_its_session_and_its_tasks_are_replaced(
     a = FakeWorker.join([addr], token)
     b = FakeWorker.join([addr], token)
     workers += [a.keep_alive(), b.keep_alive()]
-    create_service(addr, "web", replicas=2)
+    create_sleepers(addr, "web", replicas=2)
     eventually(lambda: len(a.task_ids()) == 1 and len(b.task_ids()) == 1, 10, "one task on each worker")
     with api(addr, 10) as client:
         r = client.post(f"/v1/nodes/{a.name}/availability", json={"availability": "drain"})
@@ -378,7 +274,7 @@ def test_logs_are_relayed_from_the_worker_to_the_client(one: ManagerProc, worker
     addr = one.api_addr
     w = FakeWorker.join([addr], worker_token(addr))
     workers.append(w.keep_alive())
-    create_service(addr, "web", replicas=2)
+    create_sleepers(addr, "web", replicas=2)
     eventually(lambda: len(w.task_ids()) == 2, 10, "tasks assigned")
     with api(addr, 10) as client:
         r = client.get("/v1/services/web/logs")
@@ -467,7 +363,7 @@ def test_sessions_through_a_follower_and_a_fresh_grace_after_leader_kill(
     b = FakeWorker.join(everyone, token)
     a.managers = [m.api_addr for m in followers] + [leader.api_addr]
     workers += [a.keep_alive(), b.keep_alive()]
-    create_service(via, "web", replicas=2)
+    create_sleepers(via, "web", replicas=2)
     eventually(lambda: len(a.task_ids()) == 1 and len(b.task_ids()) == 1, 10, "one task on each worker")
 
     leader.kill()

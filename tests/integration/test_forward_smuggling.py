@@ -20,8 +20,8 @@ from urllib.parse import quote
 import orjson
 
 from tests.integration.cluster import read_until_closed
+from tests.integration.fakeworker import tls_worker
 from tests.integration.managers import TIMER_FLAGS, ManagerCluster, ManagerProc, api, create_service
-from tests.integration.test_security import _worker
 from warren.formats import split_host_port
 
 SMUGGLED = {
@@ -94,7 +94,7 @@ def test_a_worker_cannot_smuggle_requests_through_a_follower(
     cluster.form(3)
     leader = cluster.leader()
     follower: ManagerProc = cluster.followers(leader)[0]
-    _, worker_tls = _worker(tmp_path, leader)
+    _, worker_tls = tls_worker(tmp_path, leader)
     legit = 0
     for what, (path, body) in SMUGGLED.items():
         for how, wire, answers in _attacks(path, body):

@@ -14,12 +14,12 @@ import stat
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
 
 import httpx
 import pytest
 
 from tests.integration.cluster import read_until_closed
+from tests.integration.fakeworker import tls_worker
 from tests.integration.managers import (
     TIMER_FLAGS,
     ManagerCluster,
@@ -35,29 +35,11 @@ from warren.pki import certs, material
 from warren.pki.join import new_join_key
 from warren.testing.wait import eventually
 
-RESOURCES = {"cpus": 1.0, "memory": 1 << 30, "drivers": ["process"]}
-
 
 @pytest.fixture
 def cluster(make_managers: Callable[..., ManagerCluster]) -> Iterator[tuple[ManagerCluster, ManagerProc]]:
     c = make_managers(extra_flags=[*TIMER_FLAGS, "--cert-expiry", "8s"])
     yield c, c.init()
-
-
-def _worker(tmp_path: Path, m: ManagerProc) -> tuple[dict[str, Any], ssl.SSLContext]:
-    """A worker joined through the API with its own key: its join answer and a TLS context with its
-    certificate (the way the worker agent holds it)."""
-    token = cli("cluster", "join-token", "worker", "-q", "--manager", m.api_addr).ok().stdout.strip()
-    key = new_join_key()
-    body = {"token": token, "addr": "127.0.0.9", "resources": RESOURCES, "csr": key.csr_pem}
-    with api(m.api_addr) as client:
-        response = client.post("/v1/workers/join", json=body)
-    assert response.status_code == 201, response.text
-    doc = response.json()
-    node = material.save_node(
-        str(tmp_path / doc["name"]), doc["ca"].encode(), doc["certificate"].encode(), key.key_pem
-    )
-    return doc, material.client_context(node.ca_pem, node.node_path)
 
 
 def _as(addr: str, context: ssl.SSLContext | bool) -> httpx.Client:
@@ -132,8 +114,8 @@ def test_a_worker_certificate_reaches_only_its_own_session(
     cluster: tuple[ManagerCluster, ManagerProc], tmp_path: Path
 ) -> None:
     _, m = cluster
-    doc, worker_tls = _worker(tmp_path, m)
-    other, _ = _worker(tmp_path, m)
+    doc, worker_tls = tls_worker(tmp_path, m)
+    other, _ = tls_worker(tmp_path, m)
     bearer = {"Authorization": f"Bearer {doc['secret']}"}
     with _as(m.api_addr, worker_tls) as worker:
         ok = worker.post("/v1/dispatcher/session", json={"node": doc["name"]}, headers=bearer)

@@ -12,8 +12,7 @@ from pathlib import Path
 import pytest
 
 from tests.integration.netns import NetnsLab, unavailable_reason
-from tests.integration.test_workers import env_value
-from tests.integration.workers import Fleet, fleets, task_processes
+from tests.integration.workers import Fleet, env_value, fleets, task_processes
 from warren.testing.wait import eventually
 
 PORTS = (8080, 7946, 9090)

@@ -20,6 +20,7 @@ from tests.integration.workers import (
     Fleet,
     containers,
     docker_client,
+    env_value,
     fleets,
     require_docker,
     task_processes,
@@ -58,15 +59,6 @@ class Kind:
         else:
             for pid in task_processes(f"WARREN_TASK_ID={task['id']}"):
                 os.kill(pid, signal.SIGKILL)
-
-
-def env_value(pid: int, key: str) -> str:
-    with open(f"/proc/{pid}/environ", "rb") as f:
-        for item in f.read().split(b"\0"):
-            k, _, v = item.decode(errors="replace").partition("=")
-            if k == key:
-                return v
-    return ""
 
 
 @pytest.fixture(scope="module", params=RUNTIMES)

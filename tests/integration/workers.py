@@ -290,3 +290,13 @@ def fleets(base_dir: Path, request: pytest.FixtureRequest) -> Iterator[Callable[
                 if failed:
                     print("\n==== worker logs ====\n" + "\n".join(w.log_tail(60) for w in fleet.workers))
                 fleet.close()
+
+
+def env_value(pid: int, key: str) -> str:
+    """The value of `key` in process `pid`'s environment ("" if it has none)."""
+    with open(f"/proc/{pid}/environ", "rb") as f:
+        for item in f.read().split(b"\0"):
+            k, _, v = item.decode(errors="replace").partition("=")
+            if k == key:
+                return v
+    return ""

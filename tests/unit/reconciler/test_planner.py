@@ -16,11 +16,6 @@ from warren.reconciler import plan
 from warren.store import commands as c
 
 
-@pytest.fixture
-def sim(tmp_path: Path) -> Sim:
-    return Sim(tmp_path)
-
-
 def cluster(sim: Sim, *names: str, **node: Any) -> None:
     for name in names:
         sim.add_node(name, **node)

@@ -4,18 +4,11 @@ status reports that keep the version, rollbacks, removals), and it only parses w
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
 
 from tests.unit.reconciler.sim import Sim
 from warren.reconciler.state import Service, ServiceCache, State, load
 from warren.store import commands as c
-
-
-@pytest.fixture
-def sim(tmp_path: Path) -> Sim:
-    return Sim(tmp_path)
 
 
 def watch(sim: Sim, cache: ServiceCache) -> list[int]:
