@@ -18,7 +18,7 @@ from warren.errors import InvalidError
 from warren.spec import service
 from warren.spec.service import HealthCheck, RestartPolicy, ServiceSpec, TaskSpec, UpdatePolicy
 
-FIXTURES = Path(__file__).parents[1] / "fixtures" / "commands-v1"
+FIXTURES = Path(__file__).parents[2] / "fixtures" / "commands-v1"
 
 
 def stored_specs() -> list[dict[str, Any]]:
