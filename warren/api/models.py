@@ -78,7 +78,7 @@ Constraint = Annotated[
 
 # The service spec as the API's requests state it (pydantic: the API's error messages and /openapi.json).
 # The spec itself is warren.spec.service: every default comes from there, the route turns a checked
-# request into it, and tests/unit/test_spec.py holds the two to the same checks.
+# request into it, and tests/unit/spec/test_service.py holds the two to the same checks.
 
 
 class Publish(Strict):
