@@ -11,11 +11,11 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-import orjson
 import pytest
 
+from tests.unit.manager.proposer import Proposer
 from warren.config import OrchestratorSettings
-from warren.errors import UnauthorizedError, UnavailableError, error_class
+from warren.errors import UnauthorizedError, UnavailableError
 from warren.manager import dispatcher as dispatcher_mod
 from warren.manager.dispatcher import Dispatcher, NodeReport, check_secret, secret_digest
 from warren.manager.logrelay import LogGoneError, LogRelay, LogStream
@@ -37,41 +37,6 @@ class Clock:
 
     def __call__(self) -> float:
         return self.now
-
-
-class Proposer:
-    """Applies each proposed command to the store as one log entry, like a one-node Raft would; an
-    optional gate holds proposals back (to see what merges while one is in flight)."""
-
-    def __init__(self, store: Store) -> None:
-        self.store = store
-        self.index = 0
-        self.proposed: list[c.Command] = []
-        self.gate: asyncio.Event | None = None
-        self.in_flight = 0
-        self.max_in_flight = 0
-
-    async def __call__(self, cmd: c.Command) -> Any:
-        self.proposed.append(cmd)
-        self.in_flight += 1
-        self.max_in_flight = max(self.max_in_flight, self.in_flight)
-        try:
-            if self.gate is not None:
-                await self.gate.wait()
-            return self.apply(cmd)
-        finally:
-            self.in_flight -= 1
-
-    def apply(self, cmd: c.Command) -> Any:
-        self.index += 1
-        (answer,) = self.store.apply([(self.index, 1, c.encode(cmd))])
-        doc = orjson.loads(answer)
-        if "error" in doc:
-            raise error_class(doc["error"])(doc["message"])
-        return doc["ok"]
-
-    def of(self, cls: type[Any]) -> list[Any]:
-        return [p for p in self.proposed if isinstance(p, cls)]
 
 
 class World:

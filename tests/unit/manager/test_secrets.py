@@ -8,76 +8,23 @@ import base64
 import sqlite3
 from collections.abc import Iterator
 from pathlib import Path
-from types import SimpleNamespace
-from typing import Any
 
-import orjson
 import pytest
-from fastapi import Depends, FastAPI
+from fastapi import FastAPI
 from starlette.testclient import TestClient
 
-from warren.api import routes_secrets, routes_services
+from tests.unit.manager.secrets_world import KEY, T0, VALUE, VALUE_B64, World, add_api_routes
 from warren.api.app import add_error_handlers
 from warren.api.responses import JSON
 from warren.config import ManagerSettings, OrchestratorSettings
-from warren.errors import ConflictError, InvalidError, NotFoundError, WarrenError, error_class
+from warren.errors import ConflictError, InvalidError, NotFoundError, WarrenError
 from warren.manager import secrets as manager_secrets
-from warren.manager.control.secrets import Secrets
-from warren.manager.control.services import Services
 from warren.manager.dispatcher import Dispatcher, secret_digest
 from warren.manager.secrets import aad, names_used, open_for_delivery
 from warren.pki import sealing
 from warren.spec.service import ServiceSpec, decode, spec_digest
 from warren.store import commands as c
 from warren.store import queries, schema
-from warren.store.machine import Store
-
-T0 = 1_800_000_000.0
-FOUNDER = c.ManagerRecord("manager-1-aaaaaa", 1, "127.0.0.1:8080", "127.0.0.1:7946")
-KEY = bytes(range(32))
-VALUE = b"hunter2-correct-horse-battery-staple"
-VALUE_B64 = base64.b64encode(VALUE).decode()
-SPEC = {"image": "busybox", "replicas": 1, "driver": "docker"}
-
-
-class Proposer:
-    """Applies each proposed command to the store as one log entry, like a one-node Raft would."""
-
-    def __init__(self, store: Store) -> None:
-        self.store = store
-        self.index = 0
-        self.payloads: list[bytes] = []
-
-    async def __call__(self, cmd: c.Command) -> Any:
-        return self.apply(cmd)
-
-    def apply(self, cmd: c.Command) -> Any:
-        self.index += 1
-        payload = c.encode(cmd)
-        self.payloads.append(payload)
-        (answer,) = self.store.apply([(self.index, 1, payload)])
-        doc = orjson.loads(answer)
-        if "error" in doc:
-            raise error_class(doc["error"])(doc["message"])
-        return doc["ok"]
-
-
-class World:
-    def __init__(self, tmp: Path) -> None:
-        self.dir = tmp
-        self.store = Store(str(tmp))
-        self.store.restore(None)
-        self.propose = Proposer(self.store)
-        self.propose.apply(c.InitCluster("cluster-t", T0, FOUNDER))
-        self.secrets = Secrets(self.store, self.propose, KEY, ManagerSettings().max_secret_bytes)
-
-    @property
-    def conn(self) -> sqlite3.Connection:
-        return self.store.conn
-
-    def service(self, name: str, *secret_names: str, service_id: str | None = None) -> None:
-        spec = decode(ServiceSpec, {**SPEC, "secrets": list(secret_names)})
-        self.propose.apply(c.CreateService(service_id or f"svc-{name}", name, spec, T0))
 
 
 @pytest.fixture
@@ -243,13 +190,6 @@ async def test_the_dispatcher_gives_each_worker_the_secrets_of_its_own_tasks_onl
 
 
 # -- the API -----------------------------------------------------------------------------------------
-
-
-def add_api_routes(app: FastAPI, world: World) -> None:
-    """The secret and service routes, over the world's store and its one-node proposer."""
-    consensus: Any = SimpleNamespace(store=world.store, propose=world.propose)
-    routes_secrets.add_routes(app, world.secrets, Depends(lambda: None))
-    routes_services.add_routes(app, Services(consensus), Depends(lambda: None))
 
 
 @pytest.fixture

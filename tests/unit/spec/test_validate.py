@@ -13,7 +13,7 @@ from fastapi import FastAPI
 from pydantic import ValidationError
 from starlette.testclient import TestClient
 
-from tests.unit.manager.test_secrets import VALUE_B64, World, add_api_routes
+from tests.unit.manager.secrets_world import VALUE_B64, World, add_api_routes
 from warren.api import models
 from warren.api.app import add_error_handlers
 from warren.api.responses import JSON

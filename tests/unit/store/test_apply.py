@@ -9,57 +9,24 @@ from typing import Any
 import orjson
 import pytest
 
-from tests.unit.store.test_machine import FOUNDER, T0, Log, dump
+from tests.unit.store.log import (
+    FOUNDER,
+    SPEC,
+    T0,
+    WORKER_TOKEN,
+    Log,
+    cluster_with_workers,
+    dump,
+    new_task,
+    ok,
+    register,
+    status,
+)
 from warren.pki import tokens
 from warren.spec.service import ServiceSpec, decode, spec_digest, to_doc
 from warren.store import commands as c
 from warren.store import schema
 from warren.store.machine import Store
-
-WORKER_TOKEN = "SWMTKN-1-" + "w" * 50
-SPEC: dict[str, Any] = {
-    "image": "warren-busybox:latest",
-    "driver": "docker",
-    "command": ["httpd", "-f"],
-    "replicas": 2,
-    "mode": "replicated",
-    "labels": {"tier": "web"},
-    "env": {"A": "1"},
-    "update": {"parallelism": 1, "order": "stop-first"},
-}
-
-
-@pytest.fixture
-def log(tmp_path: Path) -> Log:
-    return Log(Store(str(tmp_path)))
-
-
-def ok(answer: dict[str, Any]) -> Any:
-    assert "ok" in answer, answer
-    return answer["ok"]
-
-
-def register(
-    name: str, token: str = WORKER_TOKEN, at: float = T0 + 1, addr: str = "127.0.0.5"
-) -> c.RegisterWorker:
-    return c.RegisterWorker(
-        name, tokens.digest(token), f"secret-of-{name}", addr, {"zone": "a"}, {"cpus": 2.0}, at
-    )
-
-
-def cluster_with_workers(log: Log, *names: str) -> None:
-    """A cluster with a live worker token, the given workers and the service `web` (svc-1)."""
-    ok(log.apply(c.InitCluster("cluster-1", T0, FOUNDER))[0])
-    ok(log.apply(c.CreateToken("tw", "worker", tokens.digest(WORKER_TOKEN), T0, T0 + 1000, False))[0])
-    for name in names:
-        ok(log.apply(register(name))[0])
-    ok(log.apply(c.CreateService("svc-1", "web", decode(ServiceSpec, SPEC), T0))[0])
-
-
-def new_task(task_id: str, node: str | None, slot: int | None = 1, service_id: str = "svc-1") -> c.NewTask:
-    spec = decode(ServiceSpec, SPEC)
-    state: Any = "pending" if node is None else "assigned"
-    return c.NewTask(task_id, service_id, slot, node, state, "", spec.task_spec(), spec_digest(spec))
 
 
 def task_row(log: Log, task_id: str) -> dict[str, Any]:
@@ -84,10 +51,6 @@ def spec_row(log: Log, name: str = "web") -> tuple[dict[str, Any], dict[str, Any
     ).fetchone()
     previous = None if row["previous_spec"] is None else full(orjson.loads(row["previous_spec"]))
     return full(orjson.loads(row["spec"])), previous
-
-
-def status(task_id: str, state: str, at: float, **kw: Any) -> c.SetTaskStatuses:
-    return c.SetTaskStatuses([c.TaskStatus(task_id, state, kw.pop("message", state), at, **kw)])
 
 
 # -- workers and nodes ------------------------------------------------------------------------------

@@ -12,6 +12,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from tests.unit.store.log import FOUNDER, T0, Log, dump
 from warren.errors import CorruptStateError
 from warren.pki import tokens
 from warren.spec.service import ServiceSpec, TaskSpec, to_doc
@@ -19,41 +20,7 @@ from warren.store import commands as c
 from warren.store import queries, schema
 from warren.store.machine import Store, check_state_file
 
-FOUNDER = c.ManagerRecord("manager-1-aaaaaa", 1, "127.0.0.1:8080", "127.0.0.1:7946")
-T0 = 1_800_000_000.0
 CA_DIGEST = "0123456789" * 5
-
-
-def answers(responses: list[bytes]) -> list[dict[str, Any]]:
-    return [orjson.loads(r) for r in responses]
-
-
-class Log:
-    """Feeds commands to a store as consecutive log entries, one batch per call."""
-
-    def __init__(self, store: Store) -> None:
-        self.store = store
-        self.index = 0
-
-    def apply(self, *cmds: c.Command | bytes) -> list[dict[str, Any]]:
-        entries = []
-        for cmd in cmds:
-            self.index += 1
-            payload = cmd if isinstance(cmd, bytes) else c.encode(cmd)
-            entries.append((self.index, 1, payload))
-        return answers(self.store.apply(entries))
-
-
-@pytest.fixture
-def log(tmp_path: Path) -> Log:
-    store = Store(str(tmp_path))
-    store.restore(None)
-    return Log(store)
-
-
-def dump(store: Store) -> list[Any]:
-    """Every replicated row and the schema (the meta table is bookkeeping: applied index, digest)."""
-    return [line for line in store.conn.iterdump() if '"meta"' not in line]
 
 
 # -- codec ------------------------------------------------------------------------------------------

@@ -3,23 +3,24 @@ digest; a worker's secret digest never leaves through them."""
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 import orjson
-import pytest
 
-from tests.unit.store.test_apply import SPEC, WORKER_TOKEN, cluster_with_workers, new_task, register, status
-from tests.unit.store.test_machine import FOUNDER, T0, Log
+from tests.unit.store.log import (
+    FOUNDER,
+    SPEC,
+    T0,
+    WORKER_TOKEN,
+    Log,
+    cluster_with_workers,
+    new_task,
+    register,
+    status,
+)
 from warren.spec.service import ServiceSpec, decode, spec_digest, to_doc
 from warren.store import commands as c
 from warren.store import queries
-from warren.store.machine import Store
-
-
-@pytest.fixture
-def log(tmp_path: Path) -> Log:
-    return Log(Store(str(tmp_path)))
 
 
 def conn(log: Log) -> Any:
