@@ -1,22 +1,17 @@
-"""Secrets on the manager side: the replicated state (apply and its refusals), sealing, the API (which
-never returns a value) and delivery by the dispatcher (a worker gets the secrets of its own tasks only).
-Against a real SQLite store fed through an in-memory proposer (no Raft)."""
+"""Secrets on the manager side: the replicated state (apply and its refusals), sealing, and delivery by
+the dispatcher (a worker gets the secrets of its own tasks only); the API's side is
+api/test_routes_secrets.py. Against a real SQLite store fed through an in-memory proposer (no Raft)."""
 
 from __future__ import annotations
 
 import base64
 import sqlite3
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from fastapi import FastAPI
-from starlette.testclient import TestClient
 
-from tests.unit.manager.secrets_world import KEY, T0, VALUE, VALUE_B64, World, add_api_routes
-from warren.api.app import add_error_handlers
-from warren.api.responses import JSON
-from warren.config import ManagerSettings, OrchestratorSettings
+from tests.unit.manager.secrets_world import KEY, T0, VALUE, VALUE_B64, World
+from warren.config import OrchestratorSettings
 from warren.errors import ConflictError, InvalidError, NotFoundError, WarrenError
 from warren.manager import secrets as manager_secrets
 from warren.manager.dispatcher import Dispatcher, secret_digest
@@ -187,71 +182,6 @@ async def test_the_dispatcher_gives_each_worker_the_secrets_of_its_own_tasks_onl
     # A dispatcher without the data key delivers nothing (the worker fails those tasks, saying why).
     keyless = Dispatcher(world.store, world.propose, OrchestratorSettings(), hold_s=0.01)
     assert (await keyless.session("worker-a", None, None))["secrets"] == {}
-
-
-# -- the API -----------------------------------------------------------------------------------------
-
-
-@pytest.fixture
-def client(world: World) -> Iterator[TestClient]:
-    app = FastAPI(default_response_class=JSON)
-
-    add_error_handlers(app)
-
-    add_api_routes(app, world)
-    with TestClient(app) as test_client:
-        yield test_client
-
-
-def test_the_api_takes_a_value_and_never_gives_it_back(client: TestClient, world: World) -> None:
-    created = client.post("/v1/secrets", json={"name": "db-password", "data": VALUE_B64})
-    assert created.status_code == 201, created.text
-    bodies = [created.text]
-    assert set(created.json()) == {"id", "name", "created_at", "updated_at", "version", "services"}
-    listed = client.get("/v1/secrets")
-    assert [s["name"] for s in listed.json()] == ["db-password"]
-    bodies.append(listed.text)
-    one = client.get("/v1/secrets/db-password")
-    assert one.status_code == 200 and one.json()["id"] == created.json()["id"]
-    bodies.append(one.text)
-    # Refusals say what is wrong without repeating the value.
-    for body, status in (
-        ({"name": "db-password", "data": VALUE_B64}, 409),
-        ({"name": "other", "data": VALUE.decode()}, 400),  # not base64
-        ({"name": "Bad_Name", "data": VALUE_B64}, 400),
-        ({"name": "other", "data": VALUE_B64, "extra": VALUE.decode()}, 400),
-        ({"name": "other", "data": 12345}, 400),
-    ):
-        answer = client.post("/v1/secrets", json=body)
-        assert answer.status_code == status, answer.text
-        assert set(answer.json()) == {"error", "message"}
-        bodies.append(answer.text)
-    big = base64.b64encode(b"x" * (ManagerSettings().max_secret_bytes + 1)).decode()
-    too_big = client.post("/v1/secrets", json={"name": "big", "data": big})
-    assert too_big.status_code == 400 and "at most" in too_big.json()["message"]
-    for text in bodies:
-        assert VALUE.decode() not in text and VALUE_B64 not in text
-    assert client.get("/v1/secrets/nope").status_code == 404
-
-
-def test_the_api_refuses_a_service_naming_an_unknown_secret_and_a_removal_in_use(
-    client: TestClient, world: World
-) -> None:
-    refused = client.post("/v1/services", json={"name": "web", "image": "busybox", "secrets": ["nope"]})
-    assert refused.status_code == 404 and "nope" in refused.json()["message"], refused.text
-    twice = client.post("/v1/services", json={"name": "web", "image": "busybox", "secrets": ["a", "a"]})
-    assert twice.status_code == 400 and "named twice" in twice.json()["message"], twice.text
-    assert client.post("/v1/secrets", json={"name": "key", "data": VALUE_B64}).status_code == 201
-    made = client.post("/v1/services", json={"name": "web", "image": "busybox", "secrets": ["key"]})
-    assert made.status_code == 201, made.text
-    assert made.json()["spec"]["secrets"] == ["key"] and VALUE_B64 not in made.text
-    assert client.get("/v1/secrets/key").json()["services"] == ["web"]
-    removing = client.delete("/v1/secrets/key")
-    assert removing.status_code == 409 and "web" in removing.json()["message"], removing.text
-    unknown = client.patch("/v1/services/web", json={"secrets": ["key", "nope"]})
-    assert unknown.status_code == 404, unknown.text
-    assert client.patch("/v1/services/web", json={"secrets": []}).status_code == 200
-    assert client.delete("/v1/secrets/key").json() == {"removed": "key"}
 
 
 def test_check_known_names_every_missing_secret(world: World) -> None:

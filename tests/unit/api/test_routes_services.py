@@ -1,0 +1,56 @@
+"""The service routes check what they are sent before anything is created (issue 13, section 4): a 400
+naming the field, and nothing created or changed."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from starlette.testclient import TestClient
+
+from tests.unit.manager.secrets_world import VALUE_B64, World
+from warren.store import queries
+
+BASE: dict[str, Any] = {"name": "web", "image": "nginx"}  # the smallest service a request creates
+
+
+@pytest.mark.parametrize(
+    ("body", "field"),
+    [
+        ({**BASE, "image": "../x"}, "image"),
+        ({**BASE, "image": "a//b"}, "image"),
+        ({**BASE, "image": "UPPER/x"}, "image"),
+        ({**BASE, "image": "x:tag:tag"}, "image"),
+        ({**BASE, "image": "a" * 300}, "image"),
+        ({**BASE, "image": "nginx\n"}, "image"),
+        ({**BASE, "command": ["sh", "-c", "echo\x00rm"]}, "command.2"),
+        ({**BASE, "env": {"A": "\x1b[2J"}}, "env.A"),
+        ({**BASE, "labels": {"k": "v\r\n"}}, "labels.k"),
+        ({**BASE, "health": {"kind": "cmd", "cmd": ["x\x07"]}}, "health.cmd.0"),
+        ({**BASE, "constraints": ["node.labels.a==b\x1b"]}, "constraints.0"),
+        ({**BASE, "name": "web\n"}, "name"),
+    ],
+)
+def test_the_api_answers_400_naming_the_field_and_creates_nothing(
+    client: tuple[TestClient, World], body: dict[str, Any], field: str
+) -> None:
+    http, world = client
+    answer = http.post("/v1/services", json=body)
+    assert answer.status_code == 400, answer.text
+    doc = answer.json()
+    assert doc["error"] == "invalid" and f"invalid request: {field}: " in doc["message"], doc
+    assert queries.services(world.conn) == []
+    assert http.get("/v1/services").json() == []
+
+
+def test_an_update_to_a_bad_image_changes_nothing(client: tuple[TestClient, World]) -> None:
+    http, world = client
+    assert http.post("/v1/services", json=BASE).status_code == 201
+    before = queries.service(world.conn, "web")
+    for changes, field in (({"image": "../../etc"}, "image"), ({"command": ["a\x00"]}, "command.0")):
+        answer = http.patch("/v1/services/web", json=changes)
+        assert answer.status_code == 400 and f"{field}: " in answer.json()["message"], answer.text
+    assert queries.service(world.conn, "web") == before
+    refused = http.post("/v1/secrets", json={"name": "db\x1b", "data": VALUE_B64})
+    assert refused.status_code == 400 and "name: " in refused.json()["message"]
+    assert http.get("/v1/secrets").json() == []
