@@ -7,8 +7,10 @@ from typing import Annotated, Literal
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints, model_validator
 
 from warren.formats import NAME_PATTERN
+from warren.spec import container as opts
 from warren.spec import service as typed
 from warren.spec import validate
+from warren.spec.problems import problem
 from warren.spec.service import field_default
 
 # Every string from outside is checked before use (docs/security.md): names, keys and IDs by an
@@ -143,6 +145,60 @@ class UpdatePolicy(Strict):
     monitor_s: Seconds = field_default(typed.UpdatePolicy, "monitor_s")
 
 
+Path = Annotated[str, StringConstraints(pattern=opts.PATH_PATTERN, max_length=1024), NoControl]
+
+
+class Device(Strict):
+    """A device of the node (`host`) given to the task at `container` (the same path by default)."""
+
+    host: Path
+    container: Path | None = None
+    permissions: opts.Permissions = field_default(opts.Device, "permissions")
+
+
+class Ulimit(Strict):
+    soft: Annotated[int, Field(ge=0, le=2**62)]
+    hard: Annotated[int, Field(ge=0, le=2**62)]
+
+
+class ContainerOptions(Strict):
+    """Container options (warren.spec.container, where each is described and checked)."""
+
+    user: Annotated[
+        str, StringConstraints(pattern=opts.USER_PATTERN, max_length=129), NoControl
+    ] | None = None
+    workdir: Path | None = None
+    hostname: Annotated[
+        str, StringConstraints(pattern=opts.HOSTNAME_PATTERN, max_length=63), NoControl
+    ] | None = None
+    network: opts.Network = field_default(opts.ContainerOptions, "network")
+    read_only: bool = False
+    init: bool = False
+    privileged: bool = False
+    cap_add: list[opts.Capability] = Field(default_factory=list, max_length=opts.MAX_CAPABILITIES)
+    cap_drop: list[opts.DroppedCapability] = Field(
+        default_factory=list, max_length=opts.MAX_CAPABILITIES
+    )
+    devices: list[Device] = Field(default_factory=list, max_length=opts.MAX_DEVICES)
+    ulimits: dict[opts.UlimitName, Ulimit] = Field(default_factory=dict, max_length=len(opts.ULIMITS))
+    sysctls: dict[
+        Annotated[str, StringConstraints(pattern=opts.SYSCTL_KEY_PATTERN, max_length=253), NoControl],
+        Annotated[str, StringConstraints(max_length=1024), NoControl],
+    ] = Field(default_factory=dict, max_length=opts.MAX_SYSCTLS)
+    stop_signal: opts.Signal | None = None
+
+    @model_validator(mode="after")
+    def _consistent(self) -> ContainerOptions:
+        # The rules across options (and of paths and sysctl names) are the typed spec's, said once.
+        import msgspec
+
+        try:
+            msgspec.convert(self.model_dump(), opts.ContainerOptions)
+        except msgspec.ValidationError as exc:
+            raise ValueError(problem("container", str(exc)).removeprefix("container.")) from None
+        return self
+
+
 def _distinct(names: list[str]) -> list[str]:
     if len(names) != len(set(names)):
         raise ValueError("a secret is named twice")
@@ -183,6 +239,7 @@ class ServiceSpec(Strict):
     # Names of secrets (POST /v1/secrets) each task gets: /run/secrets/NAME in a container, a file in
     # $WARREN_SECRETS_DIR for a process.
     secrets: SecretNames = Field(default_factory=list)
+    container: ContainerOptions = Field(default_factory=ContainerOptions)
 
     @model_validator(mode="after")
     def _consistent(self) -> ServiceSpec:
@@ -191,6 +248,8 @@ class ServiceSpec(Strict):
         ports = [(p.host, p.protocol) for p in self.publish]
         if len(ports) != len(set(ports)):
             raise ValueError("publish: the same host port is published twice")
+        if self.container.network == "host" and self.publish:
+            raise ValueError("publish: not with network host (the task binds the node's ports itself)")
         return self
 
 
@@ -216,6 +275,7 @@ class ServiceUpdate(Strict):
     update: UpdatePolicy | None = None
     stop_timeout_s: PositiveSeconds | None = None
     secrets: SecretNames | None = None
+    container: ContainerOptions | None = None
 
 
 class NodeAvailability(Strict):

@@ -10,8 +10,10 @@ needs another) run in `__post_init__`, so a decoded spec is a valid one.
 new tasks; a change to the others (replicas, mode, labels, update policy) does not. `ServiceSpec`
 extends it, so each field is declared once; `ServiceSpec.task_spec()` cuts the task part out.
 
-Wire form: the JSON of the fields (msgspec.to_builtins), every field written. The digest of a task
-spec leaves out `secrets` while empty, so tasks of services made before secrets existed keep theirs.
+Wire form: the JSON of the fields (msgspec.to_builtins), every field written but `container` (the
+container options), which is written only when an option is set, and then only the options set. The
+digest of a task spec leaves out `secrets` while empty, so tasks of services made before secrets
+existed keep theirs, and `container` while unset, so those made before the container options did.
 """
 
 from __future__ import annotations
@@ -22,11 +24,12 @@ from typing import Annotated, Any, Final, Literal, TypeVar
 
 import msgspec
 import orjson
-from msgspec import Meta
+from msgspec import UNSET, Meta, UnsetType
 
 from warren.errors import InvalidError
 from warren.formats import NAME_PATTERN
 from warren.spec import validate
+from warren.spec.container import ContainerOptions
 from warren.spec.problems import problem
 
 MAX_REPLICAS: Final = 10_000
@@ -136,8 +139,13 @@ class TaskSpec(_Part, frozen=True, kw_only=True):
     # Names of secrets (POST /v1/secrets) each task gets: /run/secrets/NAME in a container, a file in
     # $WARREN_SECRETS_DIR for a process.
     secrets: Annotated[list[Name], Meta(max_length=MAX_SERVICE_SECRETS)] = msgspec.field(default_factory=list)
+    # Container options (warren.spec.container); unset (and unwritten) while every option is off, so the
+    # specs written before they existed keep their digest.
+    container: ContainerOptions | UnsetType = UNSET
 
     def __post_init__(self) -> None:
+        if self.container == ContainerOptions():
+            msgspec.structs.force_setattr(self, "container", UNSET)
         try:
             validate.image_ref(self.image)
         except ValueError as exc:
@@ -157,6 +165,14 @@ class TaskSpec(_Part, frozen=True, kw_only=True):
             raise ValueError("secrets: a secret is named twice")
         for name in self.secrets:
             _text("secrets", name)
+        options = self.options
+        if options.network == "host" and self.publish:
+            raise ValueError("publish: not with network host (the task binds the node's ports itself)")
+
+    @property
+    def options(self) -> ContainerOptions:
+        """The container options, every one off if the spec sets none."""
+        return _NO_OPTIONS if isinstance(self.container, UnsetType) else self.container
 
 
 class ServiceSpec(TaskSpec, frozen=True, kw_only=True):
@@ -177,6 +193,8 @@ class ServiceSpec(TaskSpec, frozen=True, kw_only=True):
         """The task-defining part of this spec."""
         return TaskSpec(**{name: getattr(self, name) for name in TASK_FIELDS})
 
+
+_NO_OPTIONS: Final = ContainerOptions()
 
 # The fields a task is made of, in the order a task spec is written.
 TASK_FIELDS: Final = TaskSpec.__struct_fields__
@@ -238,7 +256,7 @@ def spec_digest(spec: TaskSpec) -> str:
     return hashlib.sha256(orjson.dumps(doc, option=orjson.OPT_SORT_KEYS)).hexdigest()[:16]
 
 
-def field_default(cls: type[_Part], name: str) -> Any:
+def field_default(cls: type[msgspec.Struct], name: str) -> Any:
     """The default of a field (for help texts: the CLI states the defaults, never repeats them)."""
     for info in msgspec.structs.fields(cls):
         if info.name == name:

@@ -77,6 +77,17 @@ GOOD = [
     {"image": "nginx", "command": ["sh", "-c", "a\tb\nc"], "env": {"_X": "a\nb"}},
     {"image": "nginx", "health": {"kind": "http", "port": 1, "path": "/"}},
     {"image": "nginx", "labels": {"a.b/c-d_e": ""}, "constraints": ["node.name==worker-1"]},
+    {"image": "nginx", "container": {}},
+    {"image": "nginx", "container": {"read_only": False, "user": None, "cap_add": []}},
+    {"image": "nginx", "container": {
+        "user": "1000:dialout", "workdir": "/srv/app", "hostname": "hub-1.edge", "read_only": True,
+        "init": True, "privileged": True, "cap_add": ["NET_ADMIN", "SYS_TIME"], "cap_drop": ["ALL"],
+        "devices": [{"host": "/dev/ttyUSB0"},
+                    {"host": "/dev/null", "container": "/dev/radio", "permissions": "rw"}],
+        "ulimits": {"nofile": {"soft": 1024, "hard": 4096}}, "stop_signal": "SIGINT",
+        "sysctls": {"net.ipv4.ip_forward": "1", "kernel.shmmax": "1000", "kernel.sem": "250 32000 32 128",
+                    "fs.mqueue.msg_max": "10", "kernel.msgmax": "8192"}}},
+    {"image": "nginx", "container": {"network": "host", "sysctls": {"kernel.shmmax": "1"}}},
 ]
 
 # Specs the API's model refuses; the typed spec refuses them too, naming the field.
@@ -121,12 +132,58 @@ BAD = [
     ({"image": "nginx", "secrets": ["a", "a"]}, "secrets"),
     ({"image": "nginx", "secrets": ["A"]}, "secrets"),
     ({"image": "nginx", "secrets": ["a\n"]}, "secrets"),
+    ({"image": "nginx", "container": {"unknown": 1}}, "unknown"),
+    ({"image": "nginx", "container": {"user": "a b"}}, "container.user"),
+    ({"image": "nginx", "container": {"user": "root\n"}}, "container.user"),
+    ({"image": "nginx", "container": {"user": "x" * 65}}, "container.user"),
+    ({"image": "nginx", "container": {"workdir": "srv"}}, "container.workdir"),
+    ({"image": "nginx", "container": {"workdir": "/srv/../etc"}}, "container.workdir"),
+    ({"image": "nginx", "container": {"workdir": "/srv/"}}, "container.workdir"),
+    ({"image": "nginx", "container": {"hostname": "-a"}}, "container.hostname"),
+    ({"image": "nginx", "container": {"hostname": "a" * 64}}, "container.hostname"),
+    ({"image": "nginx", "container": {"hostname": "a\n"}}, "container.hostname"),
+    ({"image": "nginx", "container": {"network": "host", "hostname": "a"}}, "container.hostname"),
+    ({"image": "nginx", "container": {"network": "none"}}, "container.network"),
+    ({"image": "nginx", "container": {"network": "host"}, "publish": [{"host": 80, "container": 80}]},
+     "publish"),
+    ({"image": "nginx", "container": {"read_only": "yes"}}, "container.read_only"),
+    ({"image": "nginx", "container": {"privileged": 1}}, "container.privileged"),
+    ({"image": "nginx", "container": {"cap_add": ["CAP_NET_ADMIN"]}}, "container.cap_add"),
+    ({"image": "nginx", "container": {"cap_add": ["ALL"]}}, "container.cap_add"),
+    ({"image": "nginx", "container": {"cap_add": ["CHOWN", "CHOWN"]}}, "container.cap_add"),
+    ({"image": "nginx", "container": {"cap_add": ["CHOWN"], "cap_drop": ["CHOWN"]}}, "container.cap_add"),
+    ({"image": "nginx", "container": {"devices": [{"host": "dev/null"}]}}, "container.devices"),
+    ({"image": "nginx", "container": {"devices": [{"host": "/dev/../etc/shadow"}]}}, "container.devices"),
+    ({"image": "nginx", "container": {"devices": [{"host": "/dev//null"}]}}, "container.devices"),
+    ({"image": "nginx", "container": {"devices": [{"host": "/dev/null\n"}]}}, "container.devices"),
+    ({"image": "nginx", "container": {"devices": [{"host": "/dev/null", "permissions": "x"}]}},
+     "container.devices"),
+    ({"image": "nginx",
+      "container": {"devices": [{"host": "/dev/a"}, {"host": "/dev/b", "container": "/dev/a"}]}},
+     "container.devices"),
+    ({"image": "nginx", "container": {"ulimits": {"files": {"soft": 1, "hard": 1}}}}, "container.ulimits"),
+    ({"image": "nginx", "container": {"ulimits": {"nofile": {"soft": 2, "hard": 1}}}}, "container.ulimits"),
+    ({"image": "nginx", "container": {"ulimits": {"nofile": {"soft": -1, "hard": 1}}}}, "container.ulimits"),
+    ({"image": "nginx", "container": {"sysctls": {"kernel.panic": "1"}}}, "container.sysctls"),
+    ({"image": "nginx", "container": {"sysctls": {"vm.swappiness": "1"}}}, "container.sysctls"),
+    ({"image": "nginx", "container": {"sysctls": {"net.ipv4.ip_forward": "1\n"}}}, "container.sysctls"),
+    ({"image": "nginx", "container": {"sysctls": {"net.ipv4.ip_forward\n": "1"}}}, "container.sysctls"),
+    ({"image": "nginx", "container": {"network": "host", "sysctls": {"net.core.somaxconn": "1"}}},
+     "container.sysctls"),
+    ({"image": "nginx", "container": {"stop_signal": "SIGSTOP"}}, "container.stop_signal"),
+    ({"image": "nginx", "container": {"stop_signal": "TERM"}}, "container.stop_signal"),
 ]
 
 
 @pytest.mark.parametrize("body", GOOD)
 def test_a_spec_the_api_takes_decodes_to_what_the_api_stores(body: dict[str, Any]) -> None:
-    stored = models.ServiceSpec.model_validate_json(orjson.dumps(body)).model_dump()
+    model = models.ServiceSpec.model_validate_json(orjson.dumps(body))
+    stored = model.model_dump()
+    # The typed spec writes only the container options set, and no `container` while none is.
+    options = model.container.model_dump(exclude_defaults=True)
+    del stored["container"]
+    if options:
+        stored["container"] = options
     assert service.to_doc(service.decode(ServiceSpec, orjson.dumps(body))) == stored
     assert service.to_doc(service.decode(ServiceSpec, body)) == stored  # from YAML's objects alike
 
@@ -139,6 +196,17 @@ def test_a_spec_the_api_refuses_is_refused_naming_the_field(body: dict[str, Any]
         service.decode(ServiceSpec, orjson.dumps(body))
     with pytest.raises(InvalidError):
         service.decode(ServiceSpec, body)
+
+
+def test_container_options_left_at_their_defaults_keep_the_digest() -> None:
+    base = ServiceSpec(image="nginx")
+    off = service.decode(ServiceSpec, {"image": "nginx", "container": {"read_only": False, "devices": []}})
+    assert off == base and "container" not in service.to_doc(off)
+    assert service.spec_digest(off) == service.spec_digest(base)
+    on = service.decode(ServiceSpec, {"image": "nginx", "container": {"read_only": True}})
+    assert service.to_doc(on)["container"] == {"read_only": True}  # only the options set are written
+    assert service.spec_digest(on) != service.spec_digest(base)
+    assert on.task_spec().options.read_only and not base.options.read_only
 
 
 def test_a_check_runs_when_a_spec_is_made_in_code_too() -> None:
@@ -162,6 +230,7 @@ def test_the_spec_package_imports_nothing_of_warren_but_errors_and_formats() -> 
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert set(out.split()) <= {
-        "warren", "warren.spec", "warren.spec.service", "warren.spec.validate", "warren.spec.problems",
+        "warren", "warren.spec", "warren.spec.service", "warren.spec.container", "warren.spec.validate",
+            "warren.spec.problems",
         "warren.errors", "warren.formats",
     }
