@@ -512,10 +512,25 @@ class WorkerSettings:
     # memory otherwise, never on disk): it must be on tmpfs or ramfs, or tasks that use secrets fail.
     # None: default_secrets_dir(node), a private directory under /dev/shm.
     secrets_dir: str | None = None
+    # Host access this worker allows its tasks: privileged containers (every capability and device),
+    # and the devices at or under these paths (absolute, normalised: no "..", no "//"; a task's device
+    # must still be inside one once symlinks are resolved). None allowed by default.
+    allow_privileged: bool = False
+    allow_devices: tuple[str, ...] = ()
 
     def validate(self) -> None:
         if self.secrets_dir is not None and not self.secrets_dir.startswith("/"):
             raise ConfigError(f"secrets_dir must be an absolute path, got {self.secrets_dir!r}")
+        import posixpath
+
+        for path in self.allow_devices:
+            shape_ok = path.startswith("/") and not path.startswith("//")
+            shape_ok = shape_ok and posixpath.normpath(path) == path
+            if not shape_ok or not path.isprintable():
+                raise ConfigError(
+                    f"allow_devices: {path!r} must be a normalised absolute path (no '.', '..', '//', "
+                    "trailing '/' or control characters)"
+                )
         if not self.managers:
             raise ConfigError("a worker needs at least one manager address (--manager)")
         for addr in self.managers:

@@ -305,6 +305,9 @@ class WorkerResources(Strict):
     memory: Annotated[int, Field(ge=0, le=2**60)] | None = None  # bytes
     drivers: list[Literal["docker", "process"]] = Field(default_factory=list, max_length=8)
     hostname: Annotated[str, StringConstraints(max_length=253), NoControl] = ""
+    # Host access the worker allows (worker start --allow-privileged, --allow-device).
+    allow_privileged: bool = False
+    allow_devices: list[Path] = Field(default_factory=list, max_length=opts.MAX_DEVICES)
 
 
 class WorkerJoinRequest(Strict):

@@ -72,6 +72,13 @@ def register(worker: Subparsers) -> None:
     start.add_argument("--advertise-host", metavar="HOST",
                        help="address at which this machine's published ports are reached (default: the "
                             "local address used to reach the first manager)")
+    start.add_argument("--allow-device", metavar="PATH[,PATH...]", action="append", default=[],
+                       help="devices tasks may be given (service create --device): these paths, or any "
+                            "under them, checked again once symlinks are resolved; repeatable "
+                            "(default: none)")
+    start.add_argument("--allow-privileged", action="store_true",
+                       help="let privileged tasks (service create --privileged: every capability and device "
+                            "of this machine) run here (default: refused)")
     start.set_defaults(daemon_handler=run_start)
 
 
@@ -106,6 +113,11 @@ def build_settings(args: argparse.Namespace) -> WorkerSettings:
             raise ConfigError(f"--advertise-host {args.advertise_host!r} must be a host name or IP address "
                               "without a port")
         fields["advertise_host"] = host
+    devices = [part.strip() for given in args.allow_device for part in given.split(",") if part.strip()]
+    if devices:
+        fields["allow_devices"] = tuple(dict.fromkeys(devices))
+    if args.allow_privileged:
+        fields["allow_privileged"] = True
     settings = WorkerSettings(**fields)
     settings.validate()
     return settings

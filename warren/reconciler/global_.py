@@ -1,6 +1,6 @@
 """A global service's units: one per eligible node (ready, active, with the service's driver, matching
-its constraints). Tasks on nodes that are no longer eligible, tasks with a slot (left from replicated
-mode) and tasks that could not be placed on their node are stopped here."""
+its constraints, allowing its host access). Tasks on nodes that are no longer eligible, tasks with a
+slot (left from replicated mode) and tasks that could not be placed on their node are stopped here."""
 
 from __future__ import annotations
 
@@ -25,11 +25,11 @@ def units(acts: Actions, service: Service) -> Units:
             stray.tasks.append(t)
         else:
             by_node.setdefault(t.node, Unit(slot=None, node=t.node)).tasks.append(t)
-    n = service.needs
+    request = service.request()
     result = Units()
     for name, node in acts.state.nodes.items():
         unit = by_node.pop(name, None) or Unit(slot=None, node=name)
-        why = static_rejection(node, n.driver, n.constraints)
+        why = static_rejection(node, request)
         if why is None:
             stop_duplicates(acts, service, unit)
             result.wanted.append(unit)

@@ -69,6 +69,9 @@ class Needs:
     memory: int
     ports: tuple[tuple[int, str], ...]
     constraints: tuple[str, ...]
+    unsupported: tuple[str, ...] = ()  # container options the process runtime lacks (process tasks only)
+    privileged: bool = False
+    devices: tuple[str, ...] = ()  # node device paths
 
 
 @dataclass(slots=True)
@@ -95,7 +98,8 @@ class Service:
     def request(self, node: str | None = None) -> TaskRequest:
         """What placement needs to know of a new task of this service."""
         n = self.needs
-        return TaskRequest(self.id, n.driver, n.cpus, n.memory, n.ports, n.constraints, node)
+        return TaskRequest(self.id, n.driver, n.cpus, n.memory, n.ports, n.constraints, node,
+                           n.unsupported, n.privileged, n.devices)
 
 
 @dataclass(slots=True)
@@ -292,12 +296,16 @@ def load(conn: sqlite3.Connection, cache: ServiceCache | None = None) -> State:
 
 
 def needs(spec: TaskSpec) -> Needs:
+    options = spec.options
     return Needs(
         driver=spec.driver,
         cpus=spec.resources.cpus or 0.0,
         memory=spec.resources.memory or 0,
         ports=tuple((p.host, p.protocol) for p in spec.publish),
         constraints=tuple(spec.constraints),
+        unsupported=tuple(options.unsupported_by_process()) if spec.driver == "process" else (),
+        privileged=options.privileged,
+        devices=tuple(d.host for d in options.devices),
     )
 
 
@@ -316,4 +324,6 @@ def _node(row: tuple[Any, ...]) -> NodeInfo:
         cpus=float(cpus) if isinstance(cpus, int | float) else None,
         memory=int(memory) if isinstance(memory, int | float) else None,
         drivers=frozenset(str(d) for d in resources.get("drivers") or ()),
+        allow_privileged=resources.get("allow_privileged") is True,
+        allow_devices=tuple(str(d) for d in resources.get("allow_devices") or ()),
     )

@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from warren.errors import WarrenError
+from warren.spec.container import ContainerOptions
 
 # Labels on every container (docker) or in every task's state file (process).
 LABEL_CLUSTER = "warren.cluster"
@@ -45,6 +46,15 @@ class PortMapping:
 
 
 @dataclass(frozen=True, slots=True)
+class DeviceMapping:
+    """A device of the node (`host`: its real path, symlinks resolved) at `container` in the task."""
+
+    host: str
+    container: str
+    permissions: str = "rwm"
+
+
+@dataclass(frozen=True, slots=True)
 class TaskRun:
     """Everything a runtime needs to start one task."""
 
@@ -62,6 +72,9 @@ class TaskRun:
     # The task's secrets directory on tmpfs (warren.worker.secrets), None if it uses no secret: docker
     # mounts it read-only at /run/secrets, a process gets it as $WARREN_SECRETS_DIR.
     secrets_dir: str | None = None
+    # The spec's container options (warren.spec.container); its devices as the worker checked them.
+    options: ContainerOptions = field(default_factory=ContainerOptions)
+    devices: tuple[DeviceMapping, ...] = ()
 
 
 def task_labels(cluster_id: str, node: str, run: TaskRun) -> dict[str, str]:
@@ -167,11 +180,20 @@ class NodeResources:
     memory: int  # bytes
     drivers: tuple[str, ...]
     hostname: str
+    # Host access the worker allows (WorkerSettings.allow_privileged, allow_devices).
+    allow_privileged: bool = False
+    allow_devices: tuple[str, ...] = ()
 
     def to_doc(self) -> dict[str, Any]:
-        return {
+        doc: dict[str, Any] = {
             "cpus": self.cpus,
             "memory": self.memory,
             "drivers": list(self.drivers),
             "hostname": self.hostname,
         }
+        # Only when allowed: a manager of an earlier version refuses fields it does not know.
+        if self.allow_privileged:
+            doc["allow_privileged"] = True
+        if self.allow_devices:
+            doc["allow_devices"] = list(self.allow_devices)
+        return doc

@@ -2,16 +2,20 @@
 
 Filters, in the order a rejected node is explained by (the first that refuses it):
 
-    state (ready) -> availability (active) -> driver -> constraints -> host ports -> cpus -> memory
+    state (ready) -> availability (active) -> driver -> options the driver lacks -> constraints
+    -> privileged allowed -> devices allowed -> host ports -> cpus -> memory
 
-The first four depend only on the node and the task's spec (`static_rejection`, also what decides a
+The first seven depend only on the node and the task's spec (`static_rejection`, also what decides a
 global service's eligible nodes); the last three on the node's current load, which grows as a batch
 is placed, so each task of a batch sees the ones placed before it. Among the nodes that pass, spread
 picks the one with the fewest tasks of the same service, then the fewest tasks in all, then the
 smallest name: the same input always gives the same placement.
 
 A node's `cpus`/`memory` of None means "not reported": no limit in that dimension. A node that reports
-no drivers runs nothing (a manager without a local worker) and is left out altogether.
+no drivers runs nothing (a manager without a local worker) and is left out altogether. Host access is
+what a worker was started to allow: privileged tasks (`--allow-privileged`) and devices under the paths
+it names (`--allow-device`); a device path is matched as written (normalised by the spec), and the
+worker checks it again once its symlinks are resolved.
 """
 
 from __future__ import annotations
@@ -44,6 +48,16 @@ class TaskRequest:
     constraints: tuple[str, ...] = ()
     # A global service's task belongs to one node: only that node is considered.
     node: str | None = None
+    # Container options the process runtime has no equivalent for (a process task asking for one fits
+    # nowhere), whether it runs privileged, and the node's devices it is given.
+    unsupported: tuple[str, ...] = ()
+    privileged: bool = False
+    devices: tuple[str, ...] = ()
+
+    @property
+    def static_key(self) -> tuple[object, ...]:
+        """What the static filters look at: tasks with the same key are eligible on the same nodes."""
+        return (self.driver, self.constraints, self.unsupported, self.privileged, self.devices)
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,6 +70,8 @@ class NodeInfo:
     cpus: float | None = None
     memory: int | None = None  # bytes
     drivers: frozenset[str] = frozenset()
+    allow_privileged: bool = False
+    allow_devices: tuple[str, ...] = ()  # device paths (or directories of them) tasks may be given
 
 
 @dataclass(frozen=True, slots=True)
@@ -97,8 +113,9 @@ class Rejection:
 # -- static filters ---------------------------------------------------------------------------------
 
 
-def static_rejection(node: NodeInfo, driver: str, constraints: Sequence[str]) -> Rejection | None:
-    """Why `node` can never run a task with this driver and these constraints now, or None if it can."""
+def static_rejection(node: NodeInfo, task: TaskRequest) -> Rejection | None:
+    """Why `node` can never run `task` now (whatever its load), or None if it can."""
+    driver = task.driver
     if node.state != "ready":
         if node.state == "down":
             return Rejection(0, "is down", "are down")
@@ -109,11 +126,26 @@ def static_rejection(node: NodeInfo, driver: str, constraints: Sequence[str]) ->
         return Rejection(1, f"is not active ({node.availability})", f"are not active ({node.availability})")
     if driver not in node.drivers:
         return Rejection(2, f"has no {driver} driver", f"have no {driver} driver")
-    for constraint in constraints:
+    if driver == "process" and task.unsupported:
+        text = f"container.{', container.'.join(task.unsupported)}: not supported by the process runtime"
+        return Rejection(3, f"cannot apply {text}", f"cannot apply {text}")
+    for constraint in task.constraints:
         if not matches(node, constraint):
             text = _compact(constraint)
-            return Rejection(3, f"does not match {text}", f"do not match {text}")
+            return Rejection(4, f"does not match {text}", f"do not match {text}")
+    if task.privileged and not node.allow_privileged:
+        text = "privileged tasks (worker start --allow-privileged)"
+        return Rejection(5, f"does not allow {text}", f"do not allow {text}")
+    for device in task.devices:
+        if not _under(device, node.allow_devices):
+            text = f"device {device} (worker start --allow-device)"
+            return Rejection(6, f"does not allow {text}", f"do not allow {text}")
     return None
+
+
+def _under(path: str, roots: Sequence[str]) -> bool:
+    """Whether `path` is one of `roots` or inside one of them (both normalised absolute paths)."""
+    return any(path == root or path.startswith(root.rstrip("/") + "/") for root in roots)
 
 
 def matches(node: NodeInfo, constraint: str) -> bool:
@@ -174,13 +206,13 @@ def _load_rejection(node: NodeInfo, load: _Load, task: TaskRequest) -> Rejection
     for port in task.ports:
         if port in load.ports:
             text = f"host port {port[0]}/{port[1]}"
-            return Rejection(4, f"already uses {text}", f"already use {text}")
+            return Rejection(7, f"already uses {text}", f"already use {text}")
     if task.cpus and node.cpus is not None and load.cpus + task.cpus > node.cpus + _CPU_EPSILON:
         text = f"{_number(task.cpus)} free {'CPU' if task.cpus == 1 else 'CPUs'}"
-        return Rejection(5, f"lacks {text}", f"lack {text}")
+        return Rejection(8, f"lacks {text}", f"lack {text}")
     if task.memory and node.memory is not None and load.memory + task.memory > node.memory:
         text = f"{format_bytes(task.memory)} of free memory"
-        return Rejection(6, f"lacks {text}", f"lack {text}")
+        return Rejection(9, f"lacks {text}", f"lack {text}")
     return None
 
 
@@ -203,21 +235,21 @@ class Placer:
         self._nodes = sorted((c.node for c in candidates if c.node.drivers), key=lambda n: n.name)
         self._by_name = {n.name: n for n in self._nodes}
         self._loads = {c.node.name: _Load(c.load) for c in candidates}
-        # The static filters depend on (driver, constraints) only: evaluated once per distinct pair.
-        self._static: dict[tuple[str, tuple[str, ...]], tuple[list[NodeInfo], list[Rejection]]] = {}
+        # The static filters depend on the task's static_key only: evaluated once per distinct key.
+        self._static: dict[tuple[object, ...], tuple[list[NodeInfo], list[Rejection]]] = {}
 
     def place(self, task: TaskRequest) -> Placement:
         if task.node is not None:
             pinned = self._by_name.get(task.node)
             if pinned is None:
                 return Placement(None, f"node {task.node} no longer exists")
-            why = static_rejection(pinned, task.driver, task.constraints)
+            why = static_rejection(pinned, task)
             if why is not None:
                 return Placement(None, explain([why]))
             pool: list[NodeInfo] = [pinned]
             rejected: list[Rejection] = []
         else:
-            pool, rejected = self._eligible(task.driver, task.constraints)
+            pool, rejected = self._eligible(task)
         best: NodeInfo | None = None
         best_rank: tuple[int, int, str] | None = None
         load_refusals: list[Rejection] = []
@@ -235,14 +267,14 @@ class Placer:
         self._loads[best.name].add(task)
         return Placement(best.name)
 
-    def _eligible(self, driver: str, constraints: tuple[str, ...]) -> tuple[list[NodeInfo], list[Rejection]]:
-        key = (driver, constraints)
+    def _eligible(self, task: TaskRequest) -> tuple[list[NodeInfo], list[Rejection]]:
+        key = task.static_key
         cached = self._static.get(key)
         if cached is None:
             ok: list[NodeInfo] = []
             refused: list[Rejection] = []
             for node in self._nodes:
-                why = static_rejection(node, driver, constraints)
+                why = static_rejection(node, task)
                 if why is None:
                     ok.append(node)
                 else:

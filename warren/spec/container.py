@@ -16,6 +16,7 @@ is the scheduler's and the worker's to check (`warren worker start --allow-privi
 from __future__ import annotations
 
 import posixpath
+from collections.abc import Sequence
 from typing import Annotated, Final, Literal, get_args
 
 import msgspec
@@ -189,7 +190,7 @@ def normalised(field: str, part: str | None, path: str) -> str:
     return path
 
 
-def under(path: str, roots: tuple[str, ...] | list[str] | frozenset[str]) -> bool:
+def under(path: str, roots: Sequence[str]) -> bool:
     """Whether normalised absolute `path` is one of `roots` or inside one of them."""
     return any(path == root or path.startswith(root.rstrip("/") + "/") for root in roots)
 

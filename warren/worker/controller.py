@@ -24,7 +24,7 @@ from warren.worker.health import UNHEALTHY, HealthMonitor
 from warren.worker.reporter import StatusReporter
 from warren.worker.secrets import TaskSecrets
 from warren.worker.steps import RESTARTING, next_step
-from warren.worker.taskspec import spec_of, task_run
+from warren.worker.taskspec import host_access, spec_of, task_run
 
 log = logging.getLogger(__name__)
 
@@ -205,8 +205,10 @@ class TaskController:
         else:
             lt = self.set_state(runtime.driver, lt, state=STARTING, message="starting")
         try:
+            settings = host.settings
+            devices = host_access(spec.options, settings.allow_privileged, settings.allow_devices)
             secrets_dir = host.secrets.prepare(task_id, spec.secrets, shared=runtime.driver == "docker")
-            run = task_run(doc, spec, host.node, secrets_dir)
+            run = task_run(doc, spec, host.node, secrets_dir, devices)
             container_id = await runtime.start(run)
         except (RuntimeStartError, RuntimeUnavailableError) as exc:
             message = str(exc) or type(exc).__name__

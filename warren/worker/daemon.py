@@ -131,7 +131,8 @@ class WorkerAgent:
                         "join-token worker`) and --manager"
                     )
                 drivers = await _planned_drivers(settings.runtime, self._given_runtimes)
-                resources = res.detect(drivers)
+                resources = res.detect(drivers, allow_privileged=settings.allow_privileged,
+                                       allow_devices=settings.allow_devices)
                 answer = await _join(client, self._token, addr, labels, resources, settings, stop, data_dir)
                 if answer is None:
                     return EXIT_OK  # stopped while no manager answered yet
@@ -162,7 +163,8 @@ class WorkerAgent:
                 )
                 opened = True
             self.announce("Runtime: " + ", ".join([await _describe(rt) for rt in runtimes]))
-            resources = res.detect([rt.driver for rt in runtimes])
+            resources = res.detect([rt.driver for rt in runtimes], allow_privileged=settings.allow_privileged,
+                                   allow_devices=settings.allow_devices)
 
             cache = WorkerCache.open(data_dir)
             worker_loop = self.worker_loop = WorkerLoop(

@@ -1,4 +1,5 @@
-"""What this machine offers the scheduler: CPUs, memory and its host name.
+"""What this machine offers the scheduler: CPUs, memory, its host name, and the host access its
+worker allows (privileged tasks, devices).
 
 A worker inside a container (or a systemd slice) may be limited by its cgroup to less than the
 machine has; the scheduler must see the limit, so a cgroup quota or memory limit wins over the
@@ -21,13 +22,20 @@ _NO_LIMIT = 1 << 60
 
 
 def detect(
-    drivers: Sequence[str], *, cgroup_root: str = CGROUP_ROOT, meminfo: str = MEMINFO
+    drivers: Sequence[str],
+    *,
+    allow_privileged: bool = False,
+    allow_devices: Sequence[str] = (),
+    cgroup_root: str = CGROUP_ROOT,
+    meminfo: str = MEMINFO,
 ) -> NodeResources:
     return NodeResources(
         cpus=detect_cpus(cgroup_root),
         memory=detect_memory(cgroup_root, meminfo),
         drivers=tuple(drivers),
         hostname=socket.gethostname(),
+        allow_privileged=allow_privileged,
+        allow_devices=tuple(allow_devices),
     )
 
 

@@ -1,14 +1,16 @@
 """What a TASK document (docs/worker-protocol.md) asks of the worker: its spec, decoded once into a
-TaskSpec (which checks again what reaches a runtime: the image grammar, no NUL in an argument), and the
-runtime's TaskRun made from it."""
+TaskSpec (which checks again what reaches a runtime: the image grammar, no NUL in an argument), the
+host access it needs checked against what this worker allows, and the runtime's TaskRun made from it."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import os
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from warren.errors import InvalidError
-from warren.runtime.base import PortMapping, RuntimeStartError, TaskRun
+from warren.runtime.base import DeviceMapping, PortMapping, RuntimeStartError, TaskRun
+from warren.spec.container import ContainerOptions, under
 from warren.spec.service import TaskSpec, decode
 
 
@@ -22,9 +24,38 @@ def spec_of(doc: Mapping[str, Any]) -> TaskSpec:
         raise RuntimeStartError(str(exc)) from None
 
 
-def task_run(doc: Mapping[str, Any], spec: TaskSpec, node: str, secrets_dir: str | None = None) -> TaskRun:
+def host_access(
+    options: ContainerOptions, allow_privileged: bool, allow_devices: Sequence[str]
+) -> tuple[DeviceMapping, ...]:
+    """The task's devices with their real paths, if this worker allows what the task asks (the scheduler
+    checked the paths as written; here symlinks are resolved, on both sides, so a link out of an
+    allowed directory is refused); RuntimeStartError saying what is not allowed otherwise."""
+    if options.privileged and not allow_privileged:
+        raise RuntimeStartError(
+            "privileged tasks are not allowed on this worker (worker start --allow-privileged)"
+        )
+    roots = [os.path.realpath(root) for root in allow_devices]
+    devices = []
+    for device in options.devices:
+        real = os.path.realpath(device.host)
+        if not under(real, roots):
+            shown = device.host if real == device.host else f"{device.host} (resolves to {real})"
+            raise RuntimeStartError(
+                f"device {shown} is not allowed on this worker (worker start --allow-device)"
+            )
+        devices.append(DeviceMapping(real, device.container or device.host, device.permissions))
+    return tuple(devices)
+
+
+def task_run(
+    doc: Mapping[str, Any],
+    spec: TaskSpec,
+    node: str,
+    secrets_dir: str | None = None,
+    devices: tuple[DeviceMapping, ...] = (),
+) -> TaskRun:
     """What the runtime needs to start a TASK document's container, `spec` being its spec (`secrets_dir`:
-    where its secrets were written, warren.worker.secrets)."""
+    where its secrets were written, warren.worker.secrets; `devices`: its devices, from host_access)."""
     task_id = str(doc["task_id"])
     service_name = str(doc.get("service_name") or doc.get("service_id") or "")
     slot = doc.get("slot")
@@ -45,6 +76,8 @@ def task_run(doc: Mapping[str, Any], spec: TaskSpec, node: str, secrets_dir: str
         memory=spec.resources.memory,
         stop_timeout_s=spec.stop_timeout_s,
         secrets_dir=secrets_dir,
+        options=spec.options,
+        devices=devices,
     )
 
 

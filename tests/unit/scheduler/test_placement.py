@@ -29,8 +29,11 @@ def node(
     cpus: float | None = 4.0,
     memory: int | None = 8 * GIB,
     drivers: tuple[str, ...] = ("docker", "process"),
+    allow_privileged: bool = False,
+    allow_devices: tuple[str, ...] = (),
 ) -> NodeInfo:
-    return NodeInfo(name, role, state, availability, labels or {}, cpus, memory, frozenset(drivers))
+    return NodeInfo(name, role, state, availability, labels or {}, cpus, memory, frozenset(drivers),
+                    allow_privileged, allow_devices)
 
 
 def req(service: str = "svc-a", **kw: object) -> TaskRequest:
@@ -163,11 +166,59 @@ def test_constraints() -> None:
 
 def test_static_rejection_order() -> None:
     down_and_drained = node("w1", state="down", availability="drain", drivers=())
-    r = static_rejection(down_and_drained, "docker", ())
+    r = static_rejection(down_and_drained, req())
     assert r is not None and r.singular == "is down"
-    joining = static_rejection(node("m2", state="joining"), "docker", ())
+    joining = static_rejection(node("m2", state="joining"), req())
     assert joining is not None and joining.singular == "is not ready (joining)"
-    assert static_rejection(node("w1"), "docker", ("node.name==w1",)) is None
+    assert static_rejection(node("w1"), req(constraints=("node.name==w1",))) is None
+    # The driver first, then what the driver lacks, then constraints, then host access.
+    unsupported = req(driver="process", unsupported=("read_only",), constraints=("node.name==x",),
+                      privileged=True)
+    r = static_rejection(node("w1", drivers=("docker",)), unsupported)
+    assert r is not None and r.singular == "has no process driver"
+    r = static_rejection(node("w1"), unsupported)
+    assert r is not None and r.singular.endswith("not supported by the process runtime")
+    r = static_rejection(node("w1"), req(constraints=("node.name==x",), privileged=True))
+    assert r is not None and r.singular.startswith("does not match")
+
+
+# -- host access and the process runtime ----------------------------------------------------------------
+
+
+def test_a_process_task_with_an_option_the_process_runtime_lacks_fits_nowhere() -> None:
+    task = req(driver="process", unsupported=("read_only", "cap_add"))
+    (p,) = place([task], nodes_of(node("w1"), node("w2", drivers=("docker",))))
+    assert p == Placement(None, "no suitable node: 1 node has no process driver, 1 node cannot apply "
+                          "container.read_only, container.cap_add: not supported by the process runtime")
+    # A docker task with the same options goes anywhere with docker.
+    assert place([req(driver="docker")], nodes_of(node("w1")))[0].node == "w1"
+
+
+def test_a_privileged_task_goes_only_to_a_worker_that_allows_it() -> None:
+    candidates = nodes_of(node("w1"), node("w2", allow_privileged=True))
+    assert [p.node for p in place([req(privileged=True)] * 2, candidates)] == ["w2", "w2"]
+    (p,) = place([req(privileged=True)], nodes_of(node("w1"), node("w3")))
+    assert p == Placement(None, "no suitable node: 2 nodes do not allow privileged tasks "
+                          "(worker start --allow-privileged)")
+
+
+def test_a_device_goes_only_to_a_worker_that_allows_its_path() -> None:
+    candidates = nodes_of(
+        node("w1"), node("w2", allow_devices=("/dev/ttyUSB0",)), node("w3", allow_devices=("/dev/serial",))
+    )
+    assert place([req(devices=("/dev/ttyUSB0",))], candidates)[0].node == "w2"
+    assert place([req(devices=("/dev/serial/by-id/radio",))], candidates)[0].node == "w3"
+    (p,) = place([req(devices=("/dev/serial", "/dev/ttyUSB0"))], candidates)
+    assert p.node is None
+    assert "1 node does not allow device /dev/ttyUSB0 (worker start --allow-device)" in p.reason
+    assert "2 nodes do not allow device /dev/serial (worker start --allow-device)" in p.reason
+    # A sibling whose name only starts like an allowed path is not inside it.
+    (p,) = place([req(devices=("/dev/ttyUSB00",))], candidates)
+    assert p.node is None
+    # A global task pinned to a node is told the same.
+    (p,) = place([req(node="w1", devices=("/dev/ttyUSB0",))], candidates)
+    assert p == Placement(None, "no suitable node: 1 node does not allow device /dev/ttyUSB0 "
+                          "(worker start --allow-device)")
 
 
 def test_pinned_tasks_consider_only_their_node() -> None:
