@@ -194,11 +194,29 @@ class DockerRuntime:
             bindings.setdefault(f"{p.container}/{p.protocol}", []).append(p.host)
         # The task's secrets (a directory on the host's tmpfs), read-only; no mount without secrets.
         binds = None if run.secrets_dir is None else {run.secrets_dir: {"bind": SECRETS_MOUNT, "mode": "ro"}}
+        options = run.options
         host_config = client.api.create_host_config(
             port_bindings=bindings or None,
             nano_cpus=round(run.cpus * 1e9) if run.cpus is not None else None,
             mem_limit=run.memory,
             binds=binds,
+            # The container options (warren.spec.container); each left to the engine's default when off.
+            network_mode="host" if options.network == "host" else None,
+            privileged=options.privileged,
+            read_only=options.read_only or None,
+            init=options.init or None,
+            cap_add=list(options.cap_add) or None,
+            cap_drop=list(options.cap_drop) or None,
+            # As mappings, not "host:container:perms" text: a device path may hold a ":".
+            devices=[
+                {"PathOnHost": d.host, "PathInContainer": d.container, "CgroupPermissions": d.permissions}
+                for d in run.devices
+            ] or None,
+            ulimits=[
+                {"name": name, "soft": limit.soft, "hard": limit.hard}
+                for name, limit in options.ulimits.items()
+            ] or None,
+            sysctls=dict(options.sysctls) or None,
         )
         created = client.api.create_container(
             run.image,
@@ -209,6 +227,10 @@ class DockerRuntime:
             ports=[(p.container, p.protocol) for p in run.publish],
             host_config=host_config,
             stop_timeout=max(1, math.ceil(run.stop_timeout_s)),
+            user=options.user,
+            working_dir=options.workdir,
+            hostname=options.hostname,
+            stop_signal=options.stop_signal,
             detach=True,
         )
         return str(created["Id"])
