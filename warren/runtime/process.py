@@ -19,6 +19,12 @@ command and env, the exit status once known) and `output.log` (stdout and stderr
   Address space is not resident memory: runtimes that reserve large virtual areas (Go, the JVM) need
   a generous limit. CPU limits are not enforced by this runtime.
 - Published ports are not mapped: the process binds its host ports itself.
+- Container options with an equivalent here: `user` (the worker must be root to run a task as another
+  user; no supplementary groups; the task's directory stays the worker's alone, since it holds
+  state.json, so such a task should be given a `workdir`), `workdir` (instead of the task's
+  directory), `stop_signal` (instead of SIGTERM) and `ulimits` (through prlimit, then required). The
+  others (devices, capabilities, network, hostname, read-only, init, sysctls, privileged) are the
+  scheduler's reason not to place a process task, and refused here too.
 - The log file is rotated (copy, then truncate in place: the process keeps writing through its
   O_APPEND descriptor) past `RuntimeSettings.process_log_max_bytes`; a few lines written during the
   copy may be lost.
@@ -50,7 +56,7 @@ from warren.runtime.base import (
     task_labels,
 )
 from warren.runtime.procfs import PidWaiter, exit_code_of, is_ours, signal_group, terminate
-from warren.runtime.spawn import DEFAULT_PATH, resolve, spawn, task_env
+from warren.runtime.spawn import DEFAULT_PATH, resolve, run_as, run_as_user, spawn, task_env
 from warren.runtime.taskdir import (
     CHUNK,
     LOG_FILE,
@@ -63,6 +69,7 @@ from warren.runtime.taskdir import (
     task_states,
     write_task_state,
 )
+from warren.spec.container import SIGNALS
 
 log = logging.getLogger(__name__)
 
@@ -115,23 +122,30 @@ class ProcessRuntime:
         old = read_task_state(self.base_dir, run.task_id)
         if old is not None and is_ours(old.get("pid"), old.get("pid_start")):
             raise RuntimeStartError(f"task {run.task_id} is already running (pid {old['pid']})")
+        options = run.options
+        unsupported = options.unsupported_by_process()
+        if unsupported or run.devices:  # the scheduler places no such task here; an older manager might
+            names = ", ".join(f"container.{name}" for name in unsupported or ["devices"])
+            raise RuntimeStartError(f"{names}: not supported by the process runtime")
+        try:
+            ids = run_as(options.user)
+        except ValueError as exc:
+            raise RuntimeStartError(f"cannot start task {run.task_id}: {exc}") from exc
         env = task_env(run.env)
         if run.secrets_dir is not None:
             env[SECRETS_ENV] = run.secrets_dir
-        executable = resolve(run.command[0], env.get("PATH", DEFAULT_PATH), task_dir)
+        cwd = Path(options.workdir) if options.workdir is not None else task_dir
+        executable = resolve(run.command[0], env.get("PATH", DEFAULT_PATH), cwd)
         if executable is None:
             raise RuntimeStartError(f"cannot start task {run.task_id}: command {run.command[0]!r} not found")
         argv = [executable, *run.command[1:]]
-        if run.memory is not None:
-            if self._prlimit is not None:
-                argv = [self._prlimit, f"--as={run.memory}", "--", *argv]
-            elif not self._warned_no_prlimit:
-                self._warned_no_prlimit = True
-                log.warning("prlimit (util-linux) not found: memory limits of process tasks are not enforced")
+        argv = self._limited(argv, run)
         self.base_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
         task_dir.mkdir(mode=0o700, exist_ok=True)
         try:
-            proc, start = await asyncio.to_thread(spawn, argv, env, task_dir / LOG_FILE)
+            proc, start = await asyncio.to_thread(
+                spawn, argv, env, task_dir / LOG_FILE, cwd=str(cwd), ids=ids
+            )
         except OSError as exc:
             raise RuntimeStartError(f"cannot start task {run.task_id}: {exc.strerror or exc}") from exc
         write_task_state(self.base_dir,
@@ -147,6 +161,10 @@ class ProcessRuntime:
                 "env": env,
                 "image": run.image,
                 "memory": run.memory,
+                # What stopping it and running its health checks need again (None: the defaults).
+                "stop_signal": options.stop_signal,
+                "cwd": str(cwd),
+                "ids": None if ids is None else list(ids),
                 "started_at": time.time(),
                 "exit_code": None,
                 "finished_at": None,
@@ -156,6 +174,21 @@ class ProcessRuntime:
         self._watch(run.task_id, proc.pid, start)
         log.info("started process %d for task %s", proc.pid, run.task_id)
         return container_id
+
+    def _limited(self, argv: list[str], run: TaskRun) -> list[str]:
+        """`argv` run under util-linux prlimit with the task's memory limit (RLIMIT_AS) and ulimits.
+        Without prlimit, a memory limit is not enforced (logged once) and ulimits refuse the start."""
+        limits = [f"--{name}={limit.soft}:{limit.hard}" for name, limit in run.options.ulimits.items()]
+        if self._prlimit is None:
+            if limits:
+                raise RuntimeStartError("container.ulimits need util-linux prlimit on this worker")
+            if run.memory is not None and not self._warned_no_prlimit:
+                self._warned_no_prlimit = True
+                log.warning("prlimit (util-linux) not found: memory limits of process tasks are not enforced")
+            return argv
+        if run.memory is not None:
+            limits.insert(0, f"--as={run.memory}")
+        return [self._prlimit, *limits, "--", *argv] if limits else argv
 
     # -- exits --------------------------------------------------------------------------------------
 
@@ -226,7 +259,10 @@ class ProcessRuntime:
     async def _kill(self, state: Mapping[str, Any], timeout_s: float) -> None:
         pid = state.get("pid")
         if isinstance(pid, int) and pid > 0:
-            await terminate(pid, state.get("pid_start"), timeout_s, name=f"task {state.get('task_id')}")
+            stop_signal = state.get("stop_signal")
+            signum = signal.Signals[str(stop_signal)] if stop_signal in SIGNALS else signal.SIGTERM
+            await terminate(pid, state.get("pid_start"), timeout_s, name=f"task {state.get('task_id')}",
+                            signum=signum)
 
     async def remove(self, container_id: str) -> None:
         self._check_open()
@@ -295,10 +331,17 @@ class ProcessRuntime:
         if not cmd:
             return -1
         env = dict(state.get("env") or task_env({}))
-        cwd = self.base_dir / state["task_id"]
+        cwd = Path(state.get("cwd") or self.base_dir / state["task_id"])
+        ids = state.get("ids")  # as the task's own user, if it has one
         executable = resolve(cmd[0], env.get("PATH", DEFAULT_PATH), cwd)
         if executable is None:
             return 127
+        if ids:  # uvloop's subprocesses cannot change user: a blocking Popen in a thread can
+            try:
+                return await asyncio.to_thread(run_as_user, [executable, *cmd[1:]], env, cwd, ids, timeout_s)
+            except OSError as exc:
+                log.debug("exec %r for %s failed: %s", cmd, container_id, exc)
+                return 126
         try:
             proc = await asyncio.create_subprocess_exec(
                 executable,

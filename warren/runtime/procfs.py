@@ -125,9 +125,11 @@ def signal_group(pgid: int, signum: int) -> None:
         os.killpg(pgid, signum)
 
 
-async def terminate(pid: int, start: int | None, timeout_s: float, *, name: str) -> None:
-    """SIGTERM to the group of session leader `pid`, SIGKILL after `timeout_s`, then SIGKILL to what is
-    left of its session. Nothing is signalled unless `pid` is still (or was) the process that started
+async def terminate(
+    pid: int, start: int | None, timeout_s: float, *, name: str, signum: int = signal.SIGTERM
+) -> None:
+    """`signum` to the group of session leader `pid`, SIGKILL after `timeout_s`, then SIGKILL to what
+    is left of its session. Nothing is signalled unless `pid` is still (or was) the process that started
     at `start`. `name` says whose process it is in the log."""
     stat = proc_stat(pid)
     if stat is not None and stat[2] != start:
@@ -135,7 +137,7 @@ async def terminate(pid: int, start: int | None, timeout_s: float, *, name: str)
     waiter = PidWaiter.open(pid, start) if stat is not None else None
     try:
         if waiter is not None and not waiter.exited:
-            signal_group(pid, signal.SIGTERM)
+            signal_group(pid, signum)
             if not await waiter.wait(timeout_s):
                 log.info("%s did not stop within %gs: SIGKILL", name, timeout_s)
                 signal_group(pid, signal.SIGKILL)
