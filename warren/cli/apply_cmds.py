@@ -37,13 +37,22 @@ A document is one service, with the fields of the API's service body (docs/api.m
   health: {kind: http, port: 80, path: /, interval_s: 2s}   # *_s: seconds or 500ms, 1m...
   update: {parallelism: 1, order: start-first}
   secrets: [db-password]      # each task gets /run/secrets/db-password (warren secret create)
+  stop_timeout_s: 30s         # the grace after the stop signal (service create --stop-grace-period)
+  container:                  # container options (docs/container-options.md); each off by default
+    user: "1000:1000"
+    read_only: true
+    cap_add: [NET_ADMIN]      # cap_drop: [ALL]; capabilities without CAP_, any case
+    devices: [/dev/ttyUSB0, "/dev/video0:/dev/cam:r", {host: /dev/null, container: /dev/radio}]
+    ulimits: {nofile: "1024:4096", nproc: 64}
+    sysctls: {net.ipv4.ip_forward: 1}
+    stop_signal: SIGINT       # also workdir, hostname, network: host, init, privileged
   ---
   name: worker
   image: busybox
   command: sleep infinity     # a string is split as a shell would
 
 Fields a document leaves out keep their current value on an existing service (their defaults on a new
-one); a nested part that is given (health, restart, update, resources) is replaced whole. Quote
+one); a nested part that is given (health, restart, update, resources, container) is replaced whole. Quote
 HOST:CONTAINER ports: YAML reads an unquoted 5353:53 as a number.
 
 Prints one line per service: service/NAME created|updated|unchanged. Every document is checked
@@ -258,6 +267,8 @@ def _convert(body: dict[str, Any]) -> None:
         values = body.get(name)
         if isinstance(values, Mapping):
             body[name] = {key: _scalar_text(value) for key, value in values.items()}
+    if "container" in body:
+        body["container"] = _value(specs.container_part, body["container"], "container")
 
 
 def _value(parse: Any, value: object, where: str) -> Any:

@@ -215,6 +215,39 @@ def command(text: str) -> list[str]:
     return words
 
 
+def device(text: str) -> dict[str, Any]:
+    """{"host", "container"?, "permissions"?} from "HOST[:CONTAINER[:PERMS]]"."""
+    try:
+        parsed = specs.parse_device(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from exc
+    assert isinstance(parsed, dict)
+    return parsed
+
+
+def ulimit(text: str) -> tuple[str, dict[str, Any]]:
+    """("nofile", {"soft", "hard"}) from "nofile=1024[:4096]"."""
+    name, sep, value = text.partition("=")
+    if not sep or not name.strip():
+        raise argparse.ArgumentTypeError(f"expected NAME={specs.ULIMIT_HELP}, got {text!r}")
+    try:
+        limit = specs.parse_ulimit(value)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from exc
+    assert isinstance(limit, dict)
+    return name.strip().lower(), limit
+
+
+def capability(text: str) -> str:
+    """NET_ADMIN from "NET_ADMIN", "net_admin" or "CAP_NET_ADMIN"; the list is the API model's."""
+    return str(specs.capability(text))
+
+
+def stop_signal(text: str) -> str:
+    """SIGTERM from "SIGTERM", "TERM", "term" or "15"; the list is the API model's."""
+    return str(specs.stop_signal(text))
+
+
 def constraint(text: str) -> str:
     """node.labels.K==V, node.labels.K!=V, node.name==N or node.role==manager|worker."""
     # The API's models (pydantic) load only for commands that check a spec: daemons never need them.

@@ -3,8 +3,10 @@
 `create` sends only what was given (the manager fills in the defaults). `update` sends only fields
 whose meaning changes; a flag of a nested part (health, restart, update policy, resources) sends that
 whole part, built from the flags over the service's current part, because the API replaces nested
-parts whole. Map and list flags (--env, --label, --publish, --constraint) add to the current values
-on update; their `-rm` twins take away.
+parts whole. Map and list flags (--env, --label, --publish, --constraint, --device, --ulimit,
+--sysctl) add to the current values on update; their `-rm` twins take away. --cap-add and --cap-drop
+add to their lists on update, taking the capability out of the other list, as Docker does; an empty
+--user, --workdir, --hostname or --stop-signal on update goes back to the default.
 """
 
 from __future__ import annotations
@@ -17,8 +19,10 @@ from warren.cli import specs
 from warren.cli.parsing import (
     UsageError,
     WarrenArgumentParser,
+    capability,
     command,
     constraint,
+    device,
     duration,
     http_check,
     key_value,
@@ -29,9 +33,12 @@ from warren.cli.parsing import (
     publish,
     published_port,
     size,
+    stop_signal,
+    ulimit,
 )
 from warren.errors import InvalidError
 from warren.formats import SIZE_HELP
+from warren.spec import container as opts
 from warren.spec.service import HealthCheck, RestartPolicy, ServiceSpec, UpdatePolicy, field_default
 
 if TYPE_CHECKING:
@@ -41,7 +48,7 @@ if TYPE_CHECKING:
 FLAG_OF = {
     "name": "NAME", "image": "--image", "command": "--command", "replicas": "--replicas", "mode": "--mode",
     "driver": "--driver", "env": "--env", "labels": "--label", "publish": "--publish",
-    "constraints": "--constraint", "stop_timeout_s": "--stop-timeout", "resources.cpus": "--cpus",
+    "constraints": "--constraint", "stop_timeout_s": "--stop-grace-period", "resources.cpus": "--cpus",
     "resources.memory": "--memory", "restart.condition": "--restart-policy",
     "restart.delay_s": "--restart-delay", "restart.max_attempts": "--restart-max-attempts",
     "health.cmd": "--health-cmd", "health.port": "--health-http/--health-tcp", "health.path": "--health-http",
@@ -50,7 +57,17 @@ FLAG_OF = {
     "update.parallelism": "--update-parallelism", "update.delay_s": "--update-delay",
     "update.order": "--update-order", "update.failure_action": "--update-failure-action",
     "update.monitor_s": "--update-monitor", "secrets": "--secret",
+    "container.user": "--user", "container.workdir": "--workdir", "container.hostname": "--hostname",
+    "container.network": "--network", "container.read_only": "--read-only", "container.init": "--init",
+    "container.privileged": "--privileged", "container.cap_add": "--cap-add",
+    "container.cap_drop": "--cap-drop",
+    "container.devices": "--device", "container.ulimits": "--ulimit", "container.sysctls": "--sysctl",
+    "container.stop_signal": "--stop-signal",
 }
+# Container option flags of one value: dest -> field; an empty text (update) is the default (None).
+_CONTAINER_TEXT = {"user": "user", "workdir": "workdir", "hostname": "hostname", "stop_signal": "stop_signal"}
+_CONTAINER_FLAGS = {**_CONTAINER_TEXT, "network": "network", "read_only": "read_only", "init": "init",
+                    "privileged": "privileged"}
 _HEALTH_KINDS = ("health_cmd", "health_http", "health_tcp")
 _HEALTH_TIMING = {"health_interval": "interval_s", "health_timeout": "timeout_s", "health_retries": "retries",
                   "health_start_period": "start_period_s"}
@@ -167,9 +184,94 @@ def add_spec_flags(parser: WarrenArgumentParser, *, update: bool) -> None:
     rolling.add_argument("--update-monitor", type=duration, metavar="DUR",
                          help="a new task must stay running (and healthy) this long before the next batch"
                          + spec_default(UpdatePolicy, "monitor_s", "s"))
-    parser.add_argument("--stop-timeout", type=duration, metavar="DUR",
-                        help="time a task gets to stop after SIGTERM before SIGKILL"
+    # --stop-timeout: its name before Docker's was taken.
+    parser.add_argument("--stop-grace-period", "--stop-timeout", dest="stop_timeout", type=duration,
+                        metavar="DUR",
+                        help="time a task gets to stop after its stop signal before SIGKILL"
                         + spec_default(ServiceSpec, "stop_timeout_s", "s"))
+    _add_container_flags(parser, update=update)
+
+
+def _add_container_flags(parser: WarrenArgumentParser, *, update: bool) -> None:
+    clear = "; an empty value goes back to the default" if update else ""
+    group = parser.add_argument_group(
+        "container options",
+        "How each task's container is set up (docs/container-options.md). The process runtime has only "
+        "--user, --workdir, --stop-signal and --ulimit: a process task with any other is not placed.")
+    flag = group.add_argument
+    flag("--user", metavar="USER[:GROUP]",
+         help="user (name or uid) and group the command runs as (default: the image's; for a process, the "
+         "worker's, which must be root to run it as another)" + clear)
+    flag("--workdir", metavar="DIR", help="absolute working directory (default: the image's; for a process, "
+         "its task directory)" + clear)
+    flag("--hostname", metavar="NAME", help="the container's host name (default: its short ID)" + clear)
+    flag("--network", choices=("bridge", "host"),
+         help="host: the node's own network stack (docker only; no --publish then)"
+         + ("" if update else f" (default {field_default(opts.ContainerOptions, 'network')})"))
+    flag("--read-only", action=argparse.BooleanOptionalAction, default=None,
+         help="mount the container's root filesystem read-only" + ("" if update else " (default: no)"))
+    flag("--init", action=argparse.BooleanOptionalAction, default=None,
+         help="run an init as PID 1 that forwards signals and reaps zombies"
+         + ("" if update else " (default: no)"))
+    flag("--privileged", action=argparse.BooleanOptionalAction, default=None,
+         help="every capability and device of the node: placed only on workers started with "
+         "--allow-privileged" + ("" if update else " (default: no)"))
+    flag("--cap-add", type=capability, action="append", metavar="CAP",
+         help="Linux capability to add, e.g. NET_ADMIN (repeatable)")
+    flag("--cap-drop", type=capability, action="append", metavar="CAP",
+         help="Linux capability to drop, or ALL (repeatable)")
+    flag("--device", type=device, action="append", metavar="HOST[:CONTAINER[:PERMS]]",
+         help="device of the node given to each task (permissions some of r, w, m; default rwm): placed only "
+         "on workers started with --allow-device covering it (repeatable)")
+    flag("--ulimit", type=ulimit, action="append", metavar="NAME=SOFT[:HARD]",
+         help=f"resource limit, e.g. nofile=1024:4096; names: {', '.join(sorted(opts.ULIMITS))} (repeatable)")
+    flag("--sysctl", type=key_value, action="append", metavar="KEY=VALUE",
+         help="kernel parameter of the task's own namespaces: net.*, kernel.shm*, kernel.msg*, kernel.sem, "
+         "fs.mqueue.* (repeatable)")
+    flag("--stop-signal", type=stop_signal, metavar="SIGNAL",
+         help="signal that asks a task to stop, e.g. SIGINT (default: the image's STOPSIGNAL, else SIGTERM)"
+         + clear)
+    if update:
+        flag("--device-rm", action="append", metavar="HOST",
+             help="device (by host path) to remove (repeatable)")
+        flag("--ulimit-rm", action="append", metavar="NAME", help="resource limit to remove (repeatable)")
+        flag("--sysctl-rm", action="append", metavar="KEY", help="kernel parameter to remove (repeatable)")
+
+
+def _container(args: argparse.Namespace, current: Mapping[str, Any] | None) -> dict[str, Any] | None:
+    """The container part from the flags over `current` (None on create); None if no flag was given."""
+    given = {field: getattr(args, dest) for dest, field in _CONTAINER_FLAGS.items()
+             if getattr(args, dest) is not None}
+    lists = ("cap_add", "cap_drop", "device", "ulimit", "sysctl", "device_rm", "ulimit_rm", "sysctl_rm")
+    if not given and not any(getattr(args, name, None) for name in lists):
+        return None
+    part = dict(current or {})
+    for field, value in given.items():
+        if field in _CONTAINER_TEXT.values() and value == "":
+            part.pop(field, None)  # back to the default
+        else:
+            part[field] = value
+    for key, other, added in (("cap_add", "cap_drop", args.cap_add), ("cap_drop", "cap_add", args.cap_drop)):
+        for cap in added or []:
+            if current is not None:  # on update, adding to one list takes it from the other
+                part[other] = [c for c in part.get(other) or [] if c != cap]
+            part[key] = [*[c for c in part.get(key) or [] if c != cap], cap]
+    if args.device or getattr(args, "device_rm", None):
+        devices = {d.get("host"): d for d in _items(part.get("devices"))}
+        for gone in getattr(args, "device_rm", None) or []:
+            devices.pop(gone, None)
+        for item in args.device or []:
+            devices[item["host"]] = item
+        part["devices"] = list(devices.values())
+    for key, given_items, removed in (("ulimits", args.ulimit, getattr(args, "ulimit_rm", None)),
+                                      ("sysctls", args.sysctl, getattr(args, "sysctl_rm", None))):
+        if given_items or removed:
+            values = dict(_mapping(part.get(key)))
+            values.update(given_items or [])
+            for gone in removed or []:
+                values.pop(gone, None)
+            part[key] = values
+    return part
 
 
 def create_body(args: argparse.Namespace) -> dict[str, Any]:
@@ -196,6 +298,9 @@ def create_body(args: argparse.Namespace) -> dict[str, Any]:
         part = _given(args, flags)
         if part:
             body[key] = part
+    container = _container(args, None)
+    if container:
+        body["container"] = container
     health = _health(args, None, lambda: UsageError(
         "a health check needs its kind: give --health-cmd, --health-http or --health-tcp "
         "(see 'warren service create --help')"))
@@ -240,6 +345,9 @@ def update_changes(args: argparse.Namespace, current: Mapping[str, Any]) -> dict
         if part:
             base = specs.canonical(key, current.get(key))
             wanted[key] = {**_mapping(base), **part}
+    container = _container(args, _mapping(specs.canonical("container", current.get("container"))))
+    if container is not None:
+        wanted["container"] = container
     base_health = specs.canonical("health", current.get("health"))
     health = _health(args, _mapping(base_health) if base_health else None, lambda: InvalidError(
         f"service {args.name} has no health check to change: "
@@ -288,6 +396,10 @@ def _check(model: type[ServiceCreate] | type[ServiceUpdate], body: Mapping[str, 
         model.model_validate(body)
     except ValidationError as exc:
         where, what = specs.validation_problems(exc)[0]
+        if where == "container":  # a check across the part names its field first: "sysctls: ..."
+            field, sep, rest = what.partition(": ")
+            if sep and f"container.{field.split('.')[0].split('[')[0]}" in FLAG_OF:
+                where, what = f"container.{field.split('.')[0].split('[')[0]}", f"{field}: {rest}"
         parts = where.split(".")
         flag = FLAG_OF.get(where) or FLAG_OF.get(".".join(parts[:2])) or FLAG_OF.get(parts[0], "")
         subject = f"argument {flag}: " if flag else ""

@@ -40,6 +40,94 @@ def parse_publish(value: object) -> dict[str, Any]:
             "container": parse_port(match.group(2), "container port"), "protocol": protocol}
 
 
+DEVICE_HELP = "HOST_PATH[:CONTAINER_PATH[:PERMISSIONS]], e.g. /dev/ttyUSB0 or /dev/video0:/dev/cam:r"
+ULIMIT_HELP = "SOFT[:HARD] (a number; HARD defaults to SOFT)"
+
+
+def parse_device(value: object) -> object:
+    """{"host", "container"?, "permissions"?} from "/dev/a[:/dev/b[:rw]]"; a mapping is left as it is
+    (the API's model judges it). Raises ValueError."""
+    if not isinstance(value, str):
+        if isinstance(value, Mapping):
+            return dict(value)
+        raise ValueError(f"expected {DEVICE_HELP}, got {type(value).__name__}")
+    parts = value.split(":")
+    if len(parts) > 3 or not parts[0]:
+        raise ValueError(f"expected {DEVICE_HELP}, got {value!r}")
+    device: dict[str, Any] = {"host": parts[0]}
+    if len(parts) > 1 and parts[1]:
+        device["container"] = parts[1]
+    if len(parts) > 2:
+        # Any order, as Docker takes it; the spec writes them in the order r, w, m.
+        perms = parts[2]
+        if not perms or set(perms) - set("rwm") or len(set(perms)) != len(perms):
+            raise ValueError(f"permissions {perms!r} in {value!r}: expected some of r, w, m (each once)")
+        device["permissions"] = "".join(p for p in "rwm" if p in perms)
+    return device
+
+
+def parse_ulimit(value: object) -> object:
+    """{"soft", "hard"} from 1024, "1024" or "1024:4096"; a mapping is left as it is. Raises ValueError."""
+    if isinstance(value, Mapping):
+        return dict(value)
+    if isinstance(value, int) and not isinstance(value, bool):
+        return {"soft": value, "hard": value}
+    if not isinstance(value, str):
+        raise ValueError(f"expected {ULIMIT_HELP}, got {value!r}")
+    soft, _, hard = value.partition(":")
+    if not soft.strip().isdigit() or (hard and not hard.strip().isdigit()):
+        raise ValueError(f"expected {ULIMIT_HELP}, got {value!r}")
+    return {"soft": int(soft), "hard": int(hard or soft)}
+
+
+def capability(value: object) -> object:
+    """A capability as the spec names it: "cap_net_admin" and "net_admin" are NET_ADMIN."""
+    if not isinstance(value, str):
+        return value
+    name = value.strip().upper()
+    return name.removeprefix("CAP_")
+
+
+def stop_signal(value: object) -> object:
+    """A signal as the spec names it: "term", "TERM", "SIGTERM" and 15 are SIGTERM."""
+    import signal
+
+    if isinstance(value, int) and not isinstance(value, bool) or isinstance(value, str) and value.isdigit():
+        try:
+            return signal.Signals(int(value)).name
+        except ValueError:
+            return str(value)
+    if not isinstance(value, str):
+        return value
+    name = value.strip().upper()
+    return name if name.startswith("SIG") else f"SIG{name}"
+
+
+def container_part(value: object) -> object:
+    """The container options of an `apply` document in the API's form: devices and ulimits in their
+    text forms, capabilities and signals however written, sysctl values that YAML read as numbers."""
+    if not isinstance(value, Mapping):
+        return value
+    part = dict(value)
+    if isinstance(part.get("devices"), list):
+        part["devices"] = [parse_device(item) for item in part["devices"]]
+    if isinstance(part.get("ulimits"), Mapping):
+        part["ulimits"] = {name: parse_ulimit(limit) for name, limit in part["ulimits"].items()}
+    for key in ("cap_add", "cap_drop"):
+        if isinstance(part.get(key), list):
+            part[key] = [capability(item) for item in part[key]]
+    if part.get("stop_signal") is not None:
+        part["stop_signal"] = stop_signal(part["stop_signal"])
+    if isinstance(part.get("user"), int) and not isinstance(part["user"], bool):
+        part["user"] = str(part["user"])  # `user: 1000` in YAML
+    if isinstance(part.get("sysctls"), Mapping):
+        part["sysctls"] = {
+            key: str(v) if isinstance(v, int | float) and not isinstance(v, bool) else v
+            for key, v in part["sysctls"].items()
+        }
+    return part
+
+
 def parse_seconds(value: object) -> float:
     """Seconds from a number (seconds) or a duration string ("500ms", "1s", "1m30s"). Raises ValueError."""
     if isinstance(value, bool) or not isinstance(value, int | float | str):

@@ -29,6 +29,12 @@ BASE: dict[str, Any] = {"name": "web", "image": "nginx"}  # the smallest service
         ({**BASE, "health": {"kind": "cmd", "cmd": ["x\x07"]}}, "health.cmd.0"),
         ({**BASE, "constraints": ["node.labels.a==b\x1b"]}, "constraints.0"),
         ({**BASE, "name": "web\n"}, "name"),
+        ({**BASE, "container": {"user": "root\n"}}, "container.user"),
+        ({**BASE, "container": {"cap_add": ["SYS_EVERYTHING"]}}, "container.cap_add.0"),
+        ({**BASE, "container": {"sysctls": {"kernel.core_pattern": "|/bin/sh"}}}, "container"),
+        ({**BASE, "container": {"devices": [{"host": "/dev/../etc/shadow"}]}}, "container"),
+        ({**BASE, "container": {"stop_signal": "SIGCONT"}}, "container.stop_signal"),
+        ({**BASE, "container": {"hostname": "x" * 64}}, "container.hostname"),
     ],
 )
 def test_the_api_answers_400_naming_the_field_and_creates_nothing(
@@ -54,3 +60,19 @@ def test_an_update_to_a_bad_image_changes_nothing(client: tuple[TestClient, Worl
     refused = http.post("/v1/secrets", json={"name": "db\x1b", "data": VALUE_B64})
     assert refused.status_code == 400 and "name: " in refused.json()["message"]
     assert http.get("/v1/secrets").json() == []
+
+
+def test_container_options_are_stored_and_shown_and_an_empty_part_is_none(
+    client: tuple[TestClient, World]
+) -> None:
+    http, _ = client
+    options = {"user": "1000", "read_only": True, "devices": [{"host": "/dev/ttyUSB0"}]}
+    assert http.post("/v1/services", json={**BASE, "container": options}).status_code == 201
+    spec = http.get("/v1/services/web").json()["spec"]
+    assert spec["container"] == options  # only the options set
+    assert http.post("/v1/services", json={**BASE, "name": "plain", "container": {}}).status_code == 201
+    assert "container" not in http.get("/v1/services/plain").json()["spec"]
+    # Every option back to its default is no container part at all.
+    answer = http.patch("/v1/services/web", json={"container": {"read_only": False}})
+    assert answer.status_code == 200, answer.text
+    assert "container" not in answer.json()["spec"]

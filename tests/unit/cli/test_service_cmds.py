@@ -135,7 +135,7 @@ def test_sizes_are_binary(text: str | int, size: int) -> None:
     (["--restart-delay", "soon"], "argument --restart-delay: invalid duration 'soon'"),
     (["--update-order", "random"], "argument --update-order: invalid choice: 'random'"),
     (["--update-parallelism", "0"], "argument --update-parallelism: expected a whole number of 1 or more"),
-    (["--stop-timeout", "0s"], "argument --stop-timeout: Input should be greater than 0"),
+    (["--stop-timeout", "0s"], "argument --stop-grace-period: Input should be greater than 0"),
     (["--driver", "process"], "a process-driver service needs command"),
     (["--driver", "vm"], "argument --driver: invalid choice: 'vm'"),
     (["--env", "1X=y"], "argument --env: String should match pattern"),
