@@ -38,10 +38,13 @@ def captured(monkeypatch: pytest.MonkeyPatch) -> Captured:
 def test_every_flag(captured: Captured, tmp_path: Path) -> None:
     assert main(["worker", "start", "--token", "SWMTKN-1-x", "--manager", "10.0.0.1:8080, 10.0.0.2",
                  "--data-dir", str(tmp_path), "--runtime", "process", "--label", "zone=a",
-                 "--label", "disk=ssd", "--label", "zone=b", "--advertise-host", "192.168.1.20"]) == 0
+                 "--label", "disk=ssd", "--label", "zone=b", "--advertise-host", "192.168.1.20",
+                 "--allow-device", "/dev/ttyUSB0,/dev/video0", "--allow-device", "/dev/serial",
+                 "--allow-privileged"]) == 0
     assert captured.calls == [(
         WorkerSettings(managers=("10.0.0.1:8080", "10.0.0.2:8080"), data_dir=str(tmp_path), runtime="process",
-                       labels=(("zone", "b"), ("disk", "ssd")), advertise_host="192.168.1.20"),
+                       labels=(("zone", "b"), ("disk", "ssd")), advertise_host="192.168.1.20",
+                       allow_privileged=True, allow_devices=("/dev/ttyUSB0", "/dev/video0", "/dev/serial")),
         "SWMTKN-1-x",
     )]
 
@@ -71,7 +74,8 @@ def test_a_resumed_worker_finds_its_managers_in_node_json(captured: Captured, tm
 def test_help_explains_flags_and_what_sigterm_does(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["worker", "start", "--help"]) == 0
     out = capsys.readouterr().out
-    for flag in ("--token", "--manager", "--data-dir", "--runtime", "--label", "--advertise-host"):
+    for flag in ("--token", "--manager", "--data-dir", "--runtime", "--label", "--advertise-host",
+                 "--allow-device", "--allow-privileged"):
         assert flag in out
     assert "keep running" in out and "warren node drain" in out and MANAGER_ENV in out
     assert main(["worker", "--help"]) == 0
@@ -87,6 +91,10 @@ def test_help_explains_flags_and_what_sigterm_does(capsys: pytest.CaptureFixture
         (["--manager", "bad host:1"], "not a host name or IP address"),
         (["--manager", ","], "names no manager"),
         (["--advertise-host", "10.0.0.1:80"], "without a port"),
+        (["--allow-device", "/dev/../etc"], "allow_devices: '/dev/../etc' must be a normalised absolute"),
+        (["--allow-device", "dev/ttyUSB0"], "must be a normalised absolute path"),
+        (["--allow-device", "/dev/serial/"], "must be a normalised absolute path"),
+        (["--allow-device", "/dev/tty\x1b"], "must be a normalised absolute path"),
         (["--bogus"], "unrecognized arguments"),
     ],
 )

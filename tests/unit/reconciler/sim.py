@@ -127,8 +127,14 @@ class Sim:
         memory: int | None = 8 * GIB,
         drivers: tuple[str, ...] = ("docker", "process"),
         labels: dict[str, str] | None = None,
+        allow_privileged: bool = False,
+        allow_devices: tuple[str, ...] = (),
     ) -> None:
         resources: dict[str, Any] = {"drivers": list(drivers)}
+        if allow_privileged:
+            resources["allow_privileged"] = True
+        if allow_devices:
+            resources["allow_devices"] = list(allow_devices)
         if cpus is not None:
             resources["cpus"] = cpus
         if memory is not None:

@@ -126,6 +126,34 @@ def test_constraints_and_drivers(sim: Sim) -> None:
     )
 
 
+def test_host_access_and_the_process_runtime_s_options(sim: Sim) -> None:
+    sim.add_node("w1", drivers=("process",))
+    sim.add_node("w2", allow_privileged=True, allow_devices=("/dev/serial",))
+    sim.create_service("hub", image="x", container={"devices": [{"host": "/dev/serial/radio"}]})
+    sim.create_service("admin", image="x", mode="global", container={"privileged": True})
+    sim.create_service("job", image="x", command=["true"], driver="process",
+                       container={"read_only": True, "user": "1000"})
+    sim.settle()
+    assert sim.by_node("hub") == {"w2": 1}
+    assert sim.by_node("admin") == {"w2": 1}  # global: only where privileged tasks are allowed
+    (job,) = sim.live("job")
+    assert job["message"] == (
+        "no suitable node: 2 nodes cannot apply container.read_only: not supported by the process runtime"
+    )
+    # Its user alone the process runtime has: placed once the spec asks for nothing else.
+    sim.update_service("job", container={"user": "1000"})
+    sim.settle()
+    assert sim.by_node("job") == {"w1": 1}  # spread: w2 has two tasks already
+
+    sim.create_service("cam", image="x", container={"devices": [{"host": "/dev/video0"}]})
+    sim.settle()
+    (cam,) = sim.live("cam")
+    assert cam["message"] == (
+        "no suitable node: 1 node has no docker driver, "
+        "1 node does not allow device /dev/video0 (worker start --allow-device)"
+    )
+
+
 def test_host_port_conflicts(sim: Sim) -> None:
     cluster(sim, "w1", "w2")
     sim.create_service("web", image="nginx", replicas=3, publish=[{"host": 8080, "container": 80}])

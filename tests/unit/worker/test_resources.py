@@ -53,3 +53,10 @@ def test_this_machine_is_detected() -> None:
 
 def test_local_address_towards_a_loopback_manager() -> None:
     assert resources.local_address_towards("127.0.0.1", 8080) == "127.0.0.1"
+
+
+def test_host_access_is_reported_only_when_allowed() -> None:
+    plain = resources.detect(["docker"]).to_doc()
+    assert "allow_privileged" not in plain and "allow_devices" not in plain  # an older manager takes it
+    doc = resources.detect(["docker"], allow_privileged=True, allow_devices=["/dev/ttyUSB0"]).to_doc()
+    assert doc["allow_privileged"] is True and doc["allow_devices"] == ["/dev/ttyUSB0"]
