@@ -2,9 +2,10 @@
 command that manager could not apply (409, naming it, nothing committed) and still takes every other
 command; once that manager is upgraded, the command goes through.
 
-The "newer Warren" is this checkout with one command made a version-2 command: a sitecustomize module,
-put first on the daemon's PYTHONPATH, raises COMMAND_VERSION to 2 and lists `secret.create` in SINCE
-before anything else runs. The "older Warren" is this checkout as it is (command version 1)."""
+The "newer Warren" is this checkout with one command made a command of the next version: a
+sitecustomize module, put first on the daemon's PYTHONPATH, raises COMMAND_VERSION by one and lists
+`secret.create` in SINCE with it before anything else runs. The "older Warren" is this checkout as it
+is."""
 
 from __future__ import annotations
 
@@ -18,15 +19,17 @@ import pytest
 from tests.integration import managers as harness
 from tests.integration.managers import ManagerCluster, api, assert_error_body
 from tests.integration.nodeproc import REPO_ROOT
+from warren.store.commands import COMMAND_VERSION
 from warren.testing.wait import eventually
 
 pytestmark = pytest.mark.integration
 
-NEWER = """\
+NEXT = COMMAND_VERSION + 1
+NEWER = f"""\
 import warren.store.commands as commands
 
-commands.COMMAND_VERSION = 2
-commands.SINCE = {"secret.create": 2}
+commands.COMMAND_VERSION = {NEXT}
+commands.SINCE = {{"secret.create": {NEXT}}}
 """
 
 
@@ -51,9 +54,9 @@ def test_the_leader_refuses_what_an_older_manager_cannot_apply(
     first, second = cluster.form(2)
     assert cluster.leader() is first
     with api(first.api_addr) as client:
-        assert client.get("/v1/ready").json()["command_version"] == 2
+        assert client.get("/v1/ready").json()["command_version"] == NEXT
     with api(second.api_addr) as client:
-        assert client.get("/v1/ready").json()["command_version"] == 1
+        assert client.get("/v1/ready").json()["command_version"] == COMMAND_VERSION
 
     with api(first.api_addr) as client:
         refused = client.post("/v1/secrets", json=secret("db-password"))

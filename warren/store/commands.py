@@ -32,9 +32,13 @@ CODEC_VERSION = 1
 # proposes a command only when every manager applies its version.
 BASE_COMMAND_VERSION = 1
 # The highest command version this Warren applies.
-COMMAND_VERSION = 1
+COMMAND_VERSION = 2
 # op -> the command version that brought it, for ops newer than BASE_COMMAND_VERSION (none yet).
 SINCE: dict[str, int] = {}
+# A spec's container options (warren.spec.container), which an older decoder refuses as an unknown
+# field: a command that carries them (a created service or task, an update that names them) is of
+# this version; the same command without them stays of its op's.
+CONTAINER_OPTIONS_SINCE = 2
 
 Role = Literal["manager", "worker"]
 NodeState = Literal["ready", "down", "joining"]
@@ -355,7 +359,20 @@ for _cls in typing.get_args(Command):
 
 def required_version(cmd: Command) -> int:
     """The command version a manager must apply to apply `cmd`."""
-    return SINCE.get(cmd.OP, BASE_COMMAND_VERSION)
+    version = SINCE.get(cmd.OP, BASE_COMMAND_VERSION)
+    if _carries_container_options(cmd):
+        version = max(version, CONTAINER_OPTIONS_SINCE)
+    return version
+
+
+def _carries_container_options(cmd: Command) -> bool:
+    if isinstance(cmd, CreateService):
+        return not isinstance(cmd.spec.container, msgspec.UnsetType)
+    if isinstance(cmd, UpdateService):
+        return "container" in cmd.changes  # even all off: the key alone is what an older decoder refuses
+    if isinstance(cmd, CreateTasks):
+        return any(not isinstance(t.spec.container, msgspec.UnsetType) for t in cmd.tasks)
+    return False
 
 
 def encode(cmd: Command) -> bytes:

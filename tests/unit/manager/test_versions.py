@@ -18,7 +18,7 @@ from warren.manager import versions
 from warren.manager.consensus import Consensus, MemberMeta
 from warren.manager.peer import PeerClient
 from warren.manager.versions import VersionGate
-from warren.spec.service import ServiceSpec
+from warren.spec.service import ServiceSpec, decode
 from warren.store import apply as handlers
 from warren.store import commands as c
 from warren.store.machine import Store
@@ -58,6 +58,21 @@ PEERS = [("manager-2", "10.0.0.2:4250"), ("manager-3", "10.0.0.3:4250")]
 def test_todays_commands_are_all_of_the_base_version() -> None:
     assert all(c.SINCE.get(op, c.BASE_COMMAND_VERSION) == c.BASE_COMMAND_VERSION for op in c.COMMANDS)
     assert c.COMMAND_VERSION >= max([c.BASE_COMMAND_VERSION, *c.SINCE.values()])
+
+
+def test_a_command_carrying_container_options_is_of_their_version() -> None:
+    options = {"read_only": True}
+    with_options = decode(ServiceSpec, {"image": "a", "container": options})
+    assert c.required_version(c.CreateService("s", "web", ServiceSpec(image="a"), T0)) == 1
+    assert c.required_version(c.CreateService("s", "web", with_options, T0)) == c.CONTAINER_OPTIONS_SINCE == 2
+    assert c.required_version(c.UpdateService("web", {"image": "b"}, T0)) == 1
+    # Even all off: an older manager refuses the key itself.
+    assert c.required_version(c.UpdateService("web", {"container": {}}, T0)) == 2
+    task = c.NewTask("t1", "s", 1, None, "pending", "", with_options.task_spec(), "d")
+    assert c.required_version(c.CreateTasks([task], T0)) == 2
+    plain = c.NewTask("t1", "s", 1, None, "pending", "", ServiceSpec(image="a").task_spec(), "d")
+    assert c.required_version(c.CreateTasks([plain], T0)) == 1
+    assert c.COMMAND_VERSION >= c.CONTAINER_OPTIONS_SINCE
 
 
 async def test_a_base_version_command_asks_nobody(version_2: None) -> None:
