@@ -301,6 +301,9 @@ class ManagerSettings:
     manager_only: bool = False
     # Runtime of the local worker (one of RUNTIMES); see WorkerSettings.runtime.
     local_worker_runtime: str = "auto"
+    # Host access the local worker allows; see WorkerSettings.allow_privileged and allow_devices.
+    local_worker_allow_privileged: bool = False
+    local_worker_allow_devices: tuple[str, ...] = ()
     raft: RaftSettings = RaftSettings()
     orchestrator: OrchestratorSettings = OrchestratorSettings()
 
@@ -373,6 +376,7 @@ class ManagerSettings:
             raise ConfigError(
                 f"runtime must be one of {', '.join(RUNTIMES)}, got {self.local_worker_runtime!r}"
             )
+        _check_allowed_paths("allow_devices", self.local_worker_allow_devices)
         self.raft.validate()
         self.orchestrator.validate()
 
@@ -521,16 +525,7 @@ class WorkerSettings:
     def validate(self) -> None:
         if self.secrets_dir is not None and not self.secrets_dir.startswith("/"):
             raise ConfigError(f"secrets_dir must be an absolute path, got {self.secrets_dir!r}")
-        import posixpath
-
-        for path in self.allow_devices:
-            shape_ok = path.startswith("/") and not path.startswith("//")
-            shape_ok = shape_ok and posixpath.normpath(path) == path
-            if not shape_ok or not path.isprintable():
-                raise ConfigError(
-                    f"allow_devices: {path!r} must be a normalised absolute path (no '.', '..', '//', "
-                    "trailing '/' or control characters)"
-                )
+        _check_allowed_paths("allow_devices", self.allow_devices)
         if not self.managers:
             raise ConfigError("a worker needs at least one manager address (--manager)")
         for addr in self.managers:
@@ -557,6 +552,20 @@ class WorkerSettings:
 
     def resolved_secrets_dir(self, node: str) -> str:
         return self.secrets_dir if self.secrets_dir is not None else default_secrets_dir(node)
+
+
+def _check_allowed_paths(field: str, paths: tuple[str, ...]) -> None:
+    """ConfigError unless every path is absolute and normalised: no '.', '..', '//' or trailing '/'
+    (a worker's allowed paths are compared as text by the scheduler), and no control character."""
+    import posixpath
+
+    for path in paths:
+        normal = path.startswith("/") and not path.startswith("//") and posixpath.normpath(path) == path
+        if not normal or not path.isprintable():
+            raise ConfigError(
+                f"{field}: {path!r} must be a normalised absolute path (no '.', '..', '//', trailing '/' "
+                "or control characters)"
+            )
 
 
 # Base of the default secrets dirs: a tmpfs every Linux has. Per user and node, so that workers sharing

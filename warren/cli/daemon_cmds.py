@@ -9,7 +9,16 @@ import argparse
 import dataclasses
 from typing import Any
 
-from warren.cli.parsing import Subparsers, UsageError, add_command, duration, non_negative_int, positive_int
+from warren.cli.parsing import (
+    Subparsers,
+    UsageError,
+    add_command,
+    add_host_access,
+    allowed_devices,
+    duration,
+    non_negative_int,
+    positive_int,
+)
 from warren.config import (
     DEFAULT_API_PORT,
     DEFAULT_LISTEN_ADDR,
@@ -97,6 +106,7 @@ def _add_manager_flags(parser: argparse.ArgumentParser) -> None:
                         help="runtime of the local worker: auto (= docker), docker, process (unconfined "
                              "host commands as this user: only when asked) or docker,process "
                              f"(default {_MANAGER.local_worker_runtime})")
+    add_host_access(parser, "the local worker's")
     parser.add_argument("--heartbeat-period", metavar="DUR", type=duration,
                         help="how often workers call the leader (it tells them) "
                              f"(default {_ms(_ORCH.heartbeat_period_s)})")
@@ -156,6 +166,11 @@ def build_settings(args: argparse.Namespace) -> ManagerSettings:
         fields["manager_only"] = True
     if args.runtime is not None:
         fields["local_worker_runtime"] = args.runtime
+    devices = allowed_devices(args.allow_device)
+    if devices:
+        fields["local_worker_allow_devices"] = devices
+    if args.allow_privileged:
+        fields["local_worker_allow_privileged"] = True
     if args.cert_expiry is not None:
         fields["node_cert_lifetime_s"] = args.cert_expiry
     raft: dict[str, Any] = {}

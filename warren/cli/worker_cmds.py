@@ -11,7 +11,7 @@ import re
 from typing import Any
 
 from warren.cli.output import safe_line
-from warren.cli.parsing import Subparsers, add_command, key_value
+from warren.cli.parsing import Subparsers, add_command, add_host_access, allowed_devices, key_value
 from warren.config import (
     DEFAULT_API_PORT,
     DEFAULT_MANAGER,
@@ -72,13 +72,7 @@ def register(worker: Subparsers) -> None:
     start.add_argument("--advertise-host", metavar="HOST",
                        help="address at which this machine's published ports are reached (default: the "
                             "local address used to reach the first manager)")
-    start.add_argument("--allow-device", metavar="PATH[,PATH...]", action="append", default=[],
-                       help="devices tasks may be given (service create --device): these paths, or any "
-                            "under them, checked again once symlinks are resolved; repeatable "
-                            "(default: none)")
-    start.add_argument("--allow-privileged", action="store_true",
-                       help="let privileged tasks (service create --privileged: every capability and device "
-                            "of this machine) run here (default: refused)")
+    add_host_access(start, "this worker's")
     start.set_defaults(daemon_handler=run_start)
 
 
@@ -113,9 +107,9 @@ def build_settings(args: argparse.Namespace) -> WorkerSettings:
             raise ConfigError(f"--advertise-host {args.advertise_host!r} must be a host name or IP address "
                               "without a port")
         fields["advertise_host"] = host
-    devices = [part.strip() for given in args.allow_device for part in given.split(",") if part.strip()]
+    devices = allowed_devices(args.allow_device)
     if devices:
-        fields["allow_devices"] = tuple(dict.fromkeys(devices))
+        fields["allow_devices"] = devices
     if args.allow_privileged:
         fields["allow_privileged"] = True
     settings = WorkerSettings(**fields)

@@ -9,7 +9,8 @@ whichever manager leads). The first start asks this manager for a worker join to
 does); later starts resume from the worker's node.json and TLS material, and renew the certificate
 like any worker.
 
-Its runtime is `--runtime` of `cluster init`/`manager join` (ManagerSettings.local_worker_runtime):
+Its runtime is `--runtime` of `cluster init`/`manager join` (ManagerSettings.local_worker_runtime), and
+what it allows `--allow-device` and `--allow-privileged`, as for `worker start`:
 `auto` is Docker, and without an engine it runs nothing until one answers; the process runtime only
 when asked (`make run` asks for it on a host without Docker).
 
@@ -46,6 +47,8 @@ class LocalWorker:
             managers=(api_addr,),
             data_dir=os.path.join(manager_data_dir, WORKER_DIR),
             runtime=settings.local_worker_runtime,
+            allow_privileged=settings.local_worker_allow_privileged,
+            allow_devices=settings.local_worker_allow_devices,
         )
         self.api_addr = api_addr
         self.peers = peers
