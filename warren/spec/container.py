@@ -144,8 +144,9 @@ class ContainerOptions(_Part, frozen=True, kw_only=True):
                 _text(where, text)
         if self.workdir is not None:
             normalised("workdir", None, self.workdir)
-        if len(self.cap_add) != len(set(self.cap_add)) or len(self.cap_drop) != len(set(self.cap_drop)):
-            raise ValueError("cap_add: a capability is named twice")
+        for where, caps in (("cap_add", self.cap_add), ("cap_drop", self.cap_drop)):
+            if len(caps) != len(set(caps)):
+                raise ValueError(f"{where}: a capability is named twice")
         both = set(self.cap_add) & set(self.cap_drop)
         if both:
             raise ValueError(f"cap_add: {', '.join(sorted(both))} both added and dropped")

@@ -151,6 +151,7 @@ BAD = [
     ({"image": "nginx", "container": {"cap_add": ["CAP_NET_ADMIN"]}}, "container.cap_add"),
     ({"image": "nginx", "container": {"cap_add": ["ALL"]}}, "container.cap_add"),
     ({"image": "nginx", "container": {"cap_add": ["CHOWN", "CHOWN"]}}, "container.cap_add"),
+    ({"image": "nginx", "container": {"cap_drop": ["ALL", "ALL"]}}, "container.cap_drop"),
     ({"image": "nginx", "container": {"cap_add": ["CHOWN"], "cap_drop": ["CHOWN"]}}, "container.cap_add"),
     ({"image": "nginx", "container": {"devices": [{"host": "dev/null"}]}}, "container.devices"),
     ({"image": "nginx", "container": {"devices": [{"host": "/dev/../etc/shadow"}]}}, "container.devices"),
