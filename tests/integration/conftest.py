@@ -1,12 +1,15 @@
-"""Fixtures shared by the manager integration tests."""
+"""Fixtures shared by the integration tests: manager clusters, and the Docker Engine."""
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
+from tests.integration.images import ensure_image
 from tests.integration.managers import ManagerCluster, ManagerProc, manager_clusters
 
 
@@ -24,3 +27,20 @@ def lone_manager(
     """One single-manager cluster shared by a test module (API-level tests that need no failures)."""
     with manager_clusters(tmp_path_factory.mktemp("lone"), request) as make:
         yield make().init()
+
+
+@pytest.fixture(scope="module")
+def engine() -> Iterator[Any]:
+    """The local Docker Engine's client with the test image built; skipped without one (failed in CI)."""
+    import docker
+
+    try:
+        client = docker.from_env(timeout=10)
+        client.ping()
+    except Exception as exc:  # any failure to reach the engine means "no Docker here"
+        if os.environ.get("CI"):
+            pytest.fail(f"CI must reach the Docker Engine: {exc}")
+        pytest.skip(f"no Docker Engine answers: {exc}")
+    ensure_image()
+    yield client
+    client.close()

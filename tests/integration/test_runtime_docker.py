@@ -7,7 +7,6 @@ makes carries a cluster label unique to the test; the fixture removes them all, 
 from __future__ import annotations
 
 import asyncio
-import os
 import secrets
 import threading
 import time
@@ -17,7 +16,7 @@ from typing import Any
 
 import pytest
 
-from tests.integration.images import TEST_IMAGE, ensure_image
+from tests.integration.images import TEST_IMAGE
 from warren.runtime.base import (
     LABEL_CLUSTER,
     LABEL_NODE,
@@ -40,22 +39,6 @@ MIB = 1024 * 1024
 @pytest.fixture
 def anyio_backend() -> Any:
     return ("asyncio", {"use_uvloop": True})  # what workers run on
-
-
-@pytest.fixture(scope="module")
-def engine() -> Iterator[Any]:
-    import docker
-
-    try:
-        client = docker.from_env(timeout=10)
-        client.ping()
-    except Exception as exc:  # any failure to reach the engine means "no Docker here"
-        if os.environ.get("CI"):
-            pytest.fail(f"CI must reach the Docker Engine: {exc}")
-        pytest.skip(f"no Docker Engine answers: {exc}")
-    ensure_image()
-    yield client
-    client.close()
 
 
 @pytest.fixture
