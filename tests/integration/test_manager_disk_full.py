@@ -84,7 +84,12 @@ def test_a_manager_with_a_full_raft_disk_exits_naming_file_and_errno(
             eventually(lambda m=m: set(acked) <= _secret_names(m), 20, what)
 
         # With space again, m3 restarts from its intact log and catches up.
-        subprocess.run(["mount", "-o", "remount,size=256m", str(raft_dir)], check=True)
+        # Room for everything its peers logged, twice over: the loop above writes until
+        # it sees m3 gone, so how much that is depends on the machine's speed (a fixed 256 MiB was
+        # once less than the peers' 290 MiB log on a loaded machine, and m3 filled its disk again).
+        peer_log_bytes = sum(p.stat().st_size for p in (m1.data_dir / "raft").rglob("*") if p.is_file())
+        size_mib = 2 * peer_log_bytes // (1024 * 1024) + 64
+        subprocess.run(["mount", "-o", f"remount,size={size_mib}m", str(raft_dir)], check=True)
         m3.restart()
         eventually(lambda: set(acked) <= _secret_names(m3), 30, "m3 to hold every acknowledged secret")
     finally:
