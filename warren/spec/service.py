@@ -11,9 +11,10 @@ new tasks; a change to the others (replicas, mode, labels, update policy) does n
 extends it, so each field is declared once; `ServiceSpec.task_spec()` cuts the task part out.
 
 Wire form: the JSON of the fields (msgspec.to_builtins), every field written but `container` (the
-container options), which is written only when an option is set, and then only the options set. The
-digest of a task spec leaves out `secrets` while empty, so tasks of services made before secrets
-existed keep theirs, and `container` while unset, so those made before the container options did.
+container options), which is written only when an option is set, and then only the options set, and
+`mounts`, `configs` and `volume_policy`, written only when not empty (not the default). The digest of a
+task spec leaves out `secrets` while empty, so tasks of services made before secrets existed keep
+theirs, and the others while unset, so those made before they existed did.
 """
 
 from __future__ import annotations
@@ -30,6 +31,15 @@ from warren.errors import InvalidError
 from warren.formats import NAME_PATTERN
 from warren.spec import validate
 from warren.spec.container import ContainerOptions
+from warren.spec.mounts import (
+    DEFAULT_VOLUME_POLICY,
+    MAX_MOUNTS,
+    MAX_SERVICE_CONFIGS,
+    ConfigRef,
+    Mount,
+    VolumePolicy,
+    check_targets,
+)
 from warren.spec.problems import problem
 
 MAX_REPLICAS: Final = 10_000
@@ -142,10 +152,17 @@ class TaskSpec(_Part, frozen=True, kw_only=True):
     # Container options (warren.spec.container); unset (and unwritten) while every option is off, so the
     # specs written before they existed keep their digest.
     container: ContainerOptions | UnsetType = UNSET
+    # Volumes, binds and tmpfs (warren.spec.mounts); configs (POST /v1/configs) as read-only files.
+    # Unset (and unwritten) while empty, like `container`.
+    mounts: Annotated[list[Mount], Meta(max_length=MAX_MOUNTS)] | UnsetType = UNSET
+    configs: Annotated[list[ConfigRef], Meta(max_length=MAX_SERVICE_CONFIGS)] | UnsetType = UNSET
 
     def __post_init__(self) -> None:
         if self.container == ContainerOptions():
             msgspec.structs.force_setattr(self, "container", UNSET)
+        for name in ("mounts", "configs"):
+            if getattr(self, name) == []:
+                msgspec.structs.force_setattr(self, name, UNSET)
         try:
             validate.image_ref(self.image)
         except ValueError as exc:
@@ -168,11 +185,27 @@ class TaskSpec(_Part, frozen=True, kw_only=True):
         options = self.options
         if options.network == "host" and self.publish:
             raise ValueError("publish: not with network host (the task binds the node's ports itself)")
+        check_targets(self.mount_list, self.config_list)
 
     @property
     def options(self) -> ContainerOptions:
         """The container options, every one off if the spec sets none."""
         return _NO_OPTIONS if isinstance(self.container, UnsetType) else self.container
+
+    @property
+    def mount_list(self) -> list[Mount]:
+        """The mounts (empty if none)."""
+        return [] if isinstance(self.mounts, UnsetType) else self.mounts
+
+    @property
+    def config_list(self) -> list[ConfigRef]:
+        """The configs given to each task (empty if none)."""
+        return [] if isinstance(self.configs, UnsetType) else self.configs
+
+    @property
+    def volumes(self) -> list[str]:
+        """The names of the volumes mounted, in order, each once."""
+        return list(dict.fromkeys(m.source for m in self.mount_list if m.type == "volume" and m.source))
 
 
 class ServiceSpec(TaskSpec, frozen=True, kw_only=True):
@@ -182,12 +215,22 @@ class ServiceSpec(TaskSpec, frozen=True, kw_only=True):
     mode: Literal["replicated", "global"] = "replicated"  # global: one task on every eligible node
     labels: Annotated[dict[LabelKey, SafeText], Meta(max_length=256)] = msgspec.field(default_factory=dict)
     update: UpdatePolicy = msgspec.field(default_factory=UpdatePolicy)
+    # When the node holding a replica's volume is down (docs/volumes.md): "wait" (the default, and
+    # unset while it is, so it is unwritten) or "reschedule" onto a new, empty volume.
+    volume_policy: VolumePolicy | UnsetType = UNSET
 
     def __post_init__(self) -> None:
+        if self.volume_policy == DEFAULT_VOLUME_POLICY:
+            msgspec.structs.force_setattr(self, "volume_policy", UNSET)
         super().__post_init__()
         for key, value in self.labels.items():
             _text("labels", key)
             _text(f"labels.{key}", value)
+
+    @property
+    def on_volume_node_down(self) -> VolumePolicy:
+        """What a replica whose volume's node is down does: "wait" or "reschedule"."""
+        return DEFAULT_VOLUME_POLICY if isinstance(self.volume_policy, UnsetType) else self.volume_policy
 
     def task_spec(self) -> TaskSpec:
         """The task-defining part of this spec."""

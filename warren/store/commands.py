@@ -32,13 +32,22 @@ CODEC_VERSION = 1
 # proposes a command only when every manager applies its version.
 BASE_COMMAND_VERSION = 1
 # The highest command version this Warren applies.
-COMMAND_VERSION = 2
+COMMAND_VERSION = 3
 # op -> the command version that brought it, for ops newer than BASE_COMMAND_VERSION (none yet).
 SINCE: dict[str, int] = {}
 # A spec's container options (warren.spec.container), which an older decoder refuses as an unknown
 # field: a command that carries them (a created service or task, an update that names them) is of
 # this version; the same command without them stays of its op's.
 CONTAINER_OPTIONS_SINCE = 2
+# Mounts, configs and the volume policy (warren.spec.mounts), refused by an older decoder likewise.
+MOUNTS_SINCE = 3
+# The spec fields written only when set, with the command version that brought each.
+SPEC_FIELDS_SINCE: dict[str, int] = {
+    "container": CONTAINER_OPTIONS_SINCE,
+    "mounts": MOUNTS_SINCE,
+    "configs": MOUNTS_SINCE,
+    "volume_policy": MOUNTS_SINCE,
+}
 
 Role = Literal["manager", "worker"]
 NodeState = Literal["ready", "down", "joining"]
@@ -360,19 +369,27 @@ for _cls in typing.get_args(Command):
 def required_version(cmd: Command) -> int:
     """The command version a manager must apply to apply `cmd`."""
     version = SINCE.get(cmd.OP, BASE_COMMAND_VERSION)
-    if _carries_container_options(cmd):
-        version = max(version, CONTAINER_OPTIONS_SINCE)
+    for name in _spec_fields_carried(cmd):
+        version = max(version, SPEC_FIELDS_SINCE[name])
     return version
 
 
-def _carries_container_options(cmd: Command) -> bool:
+def _spec_fields_carried(cmd: Command) -> set[str]:
+    """The fields of SPEC_FIELDS_SINCE that `cmd` writes into a spec."""
     if isinstance(cmd, CreateService):
-        return not isinstance(cmd.spec.container, msgspec.UnsetType)
-    if isinstance(cmd, UpdateService):
-        return "container" in cmd.changes  # even all off: the key alone is what an older decoder refuses
-    if isinstance(cmd, CreateTasks):
-        return any(not isinstance(t.spec.container, msgspec.UnsetType) for t in cmd.tasks)
-    return False
+        specs: list[TaskSpec] = [cmd.spec]
+    elif isinstance(cmd, CreateTasks):
+        specs = [t.spec for t in cmd.tasks]
+    elif isinstance(cmd, UpdateService):
+        # Even a field set back to its default: the key alone is what an older decoder refuses.
+        return {name for name in SPEC_FIELDS_SINCE if name in cmd.changes}
+    else:
+        return set()
+    return {
+        name
+        for name in SPEC_FIELDS_SINCE
+        if any(not isinstance(getattr(spec, name, msgspec.UNSET), msgspec.UnsetType) for spec in specs)
+    }
 
 
 def encode(cmd: Command) -> bytes:

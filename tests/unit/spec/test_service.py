@@ -231,7 +231,8 @@ def test_the_spec_package_imports_nothing_of_warren_but_errors_and_formats() -> 
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert set(out.split()) <= {
-        "warren", "warren.spec", "warren.spec.service", "warren.spec.container", "warren.spec.validate",
+        "warren", "warren.spec", "warren.spec.service", "warren.spec.container", "warren.spec.mounts",
+        "warren.spec.validate",
             "warren.spec.problems",
         "warren.errors", "warren.formats",
     }
