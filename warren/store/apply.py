@@ -3,7 +3,7 @@ the current state; nothing reads a clock, a random source or the network.
 
 A handler returns the command's result (JSON-able) or raises CommandError to refuse it. The cluster,
 node, token, certificate and backup commands are here; services and secrets in apply_services.py,
-tasks in apply_tasks.py.
+tasks in apply_tasks.py, volumes in apply_volumes.py.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from collections.abc import Callable
 from typing import Any
 
 from warren.spec import taskstate
-from warren.store import apply_services, apply_tasks, queries
+from warren.store import apply_services, apply_tasks, apply_volumes, queries
 from warren.store import commands as c
 from warren.store.commands import CommandError
 from warren.store.schema import TABLES, json_text
@@ -130,6 +130,8 @@ def _remove_node(conn: sqlite3.Connection, index: int, cmd: c.RemoveNode) -> Any
     cur = conn.execute("DELETE FROM nodes WHERE name = ?", (cmd.name,))
     if cur.rowcount == 0:
         raise CommandError("not_found", f"no node named {cmd.name!r}")
+    # Its volumes went with it (and their removal requests).
+    conn.execute("DELETE FROM volumes WHERE node = ?", (cmd.name,))
     # Its tasks will never report again: they are failed here, so the reconciler replaces them.
     failed = conn.execute(
         f"UPDATE tasks SET state = 'failed', desired_state = 'shutdown', message = ?, updated_at = ?,"
@@ -201,6 +203,8 @@ def _import_rows(conn: sqlite3.Connection, index: int, cmd: c.ImportRows) -> Any
 def _reset_managers(conn: sqlite3.Connection, index: int, cmd: c.ResetManagers) -> Any:
     conn.execute("DELETE FROM nodes WHERE role = 'manager'")
     _insert_manager(conn, index, cmd.manager, "ready", cmd.at)
+    # The old managers' local workers' volumes (imported with the others) went with them.
+    conn.execute("DELETE FROM volumes WHERE node NOT IN (SELECT name FROM nodes)")
     conn.execute("UPDATE cluster SET next_raft_id = ?, version = ?", (cmd.manager.raft_id + 1, index))
     return {"name": cmd.manager.name}
 
@@ -244,4 +248,5 @@ _HANDLERS: dict[type[Any], Handler] = {
     c.RecordCert: _record_cert,
     **apply_services.HANDLERS,
     **apply_tasks.HANDLERS,
+    **apply_volumes.HANDLERS,
 }

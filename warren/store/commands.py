@@ -14,12 +14,13 @@ command never stops a manager.
 from __future__ import annotations
 
 import typing
-from typing import Any, ClassVar, Literal
+from typing import Annotated, Any, ClassVar, Literal
 
 import msgspec
 import orjson
 
 from warren.spec import taskstate
+from warren.spec.mounts import VolumeName
 from warren.spec.problems import problem
 from warren.spec.service import ServiceSpec, TaskSpec
 
@@ -33,8 +34,8 @@ CODEC_VERSION = 1
 BASE_COMMAND_VERSION = 1
 # The highest command version this Warren applies.
 COMMAND_VERSION = 3
-# op -> the command version that brought it, for ops newer than BASE_COMMAND_VERSION (none yet).
-SINCE: dict[str, int] = {}
+# op -> the command version that brought it, for ops newer than BASE_COMMAND_VERSION.
+SINCE: dict[str, int] = {"node.volumes": 3, "volume.remove": 3}
 # A spec's container options (warren.spec.container), which an older decoder refuses as an unknown
 # field: a command that carries them (a created service or task, an update that names them) is of
 # this version; the same command without them stays of its op's.
@@ -318,6 +319,35 @@ class RemoveSecret(_Command, frozen=True, tag="secret.remove"):
     at: float
 
 
+# The most volumes a node's inventory holds (a worker reporting more is refused: 400 at the API).
+MAX_NODE_VOLUMES = 1024
+
+
+class VolumeRecord(_Record, frozen=True):
+    """A named volume as a worker reports it: its name and the runtime (driver) that keeps it."""
+
+    name: VolumeName
+    driver: Literal["docker", "process"]
+
+
+class NodeVolumes(_Command, frozen=True, tag="node.volumes"):
+    """Node `node`'s worker reported this list of its volumes (its whole inventory): it replaces the
+    stored one. Proposed by the leader only when the list differs from the stored one."""
+
+    node: str
+    volumes: Annotated[list[VolumeRecord], msgspec.Meta(max_length=MAX_NODE_VOLUMES)]
+    at: float
+
+
+class RemoveVolume(_Command, frozen=True, tag="volume.remove"):
+    """Ask node `node`'s worker to remove its volume `name` (of any driver). Refused while a service's
+    spec mounts a volume of that name; the request ends when the node's list no longer has it."""
+
+    node: str
+    name: str
+    at: float
+
+
 class ImportRows(_Command, frozen=True, tag="import.rows"):
     """Rows of one table from a backup, inserted as they are (`cluster init --restore`)."""
 
@@ -357,6 +387,8 @@ Command = (
     | RecordCert
     | CreateSecret
     | RemoveSecret
+    | NodeVolumes
+    | RemoveVolume
 )
 
 # Every command class by its op, from the union above (one list to keep).

@@ -17,9 +17,9 @@ from warren.sqlitefile import Migration
 
 # Bumped when a table changes shape, together with a step in MIGRATIONS that takes a file of the
 # version before to this one (a snapshot or state file of a version with no way up is refused).
-SCHEMA_VERSION = 4
+SCHEMA_VERSION = 5
 # Older versions whose backups `cluster init --restore` still imports (missing columns take defaults).
-IMPORTABLE_VERSIONS = (1, 2, 3, 4)
+IMPORTABLE_VERSIONS = (1, 2, 3, 4, 5)
 
 # The way up, one version at a time, oldest first; `upgrade` runs the steps a file needs in one
 # transaction. A snapshot (from a peer, or the latest one read at start) of any version from the
@@ -37,13 +37,30 @@ MIGRATIONS: tuple[Migration, ...] = (
             )""",
         ),
     ),
+    Migration(
+        4,
+        "volumes: the named volumes each node's worker reports, and the removals asked for",
+        (
+            """CREATE TABLE IF NOT EXISTS volumes (
+                node        TEXT NOT NULL,
+                name        TEXT NOT NULL,
+                driver      TEXT NOT NULL,
+                remove_at   REAL,
+                created_at  REAL NOT NULL,
+                version     INTEGER NOT NULL,
+                PRIMARY KEY (node, name, driver)
+            )""",
+            "CREATE INDEX IF NOT EXISTS volumes_by_name ON volumes (name)",
+        ),
+    ),
 )
 sqlitefile.check_chain(MIGRATIONS, SCHEMA_VERSION)
 # The schema versions whose snapshots and state files this Warren opens (upgrading the older ones).
 READABLE_VERSIONS = tuple(range(MIGRATIONS[0].source, SCHEMA_VERSION + 1))
 
-# Tables copied by every backup restore, in an order that respects references.
-IMPORTED_TABLES = ("cluster", "nodes", "services", "tasks", "join_tokens")
+# Tables copied by every backup restore, in an order that respects references (a backup of a version
+# before a table existed has none of its rows to copy).
+IMPORTED_TABLES = ("cluster", "nodes", "services", "tasks", "join_tokens", "volumes")
 # The CA, its certificate records and sealed values (the CA key, secrets): copied only by a restore
 # given the old cluster's data key (`cluster init --restore-key`), which keeps its CA; otherwise the
 # restored cluster has a new CA and data key, and cannot open what the old key sealed.
@@ -141,6 +158,19 @@ CREATE TABLE IF NOT EXISTS certs (
     version       INTEGER NOT NULL
 );
 CREATE INDEX IF NOT EXISTS certs_by_node ON certs (node);
+-- Named volumes on each node (docs/volumes.md), as its worker last reported them (node.volumes): a
+-- row per (node, name, driver), kept while the worker reports it. `remove_at` is set by volume.remove
+-- (when it was asked) until the worker's list no longer has the volume.
+CREATE TABLE IF NOT EXISTS volumes (
+    node          TEXT NOT NULL,
+    name          TEXT NOT NULL,
+    driver        TEXT NOT NULL,
+    remove_at     REAL,
+    created_at    REAL NOT NULL,
+    version       INTEGER NOT NULL,
+    PRIMARY KEY (node, name, driver)
+);
+CREATE INDEX IF NOT EXISTS volumes_by_name ON volumes (name);
 -- Secrets (warren secret create): the value sealed with the cluster data key for aad "secret:<id>"
 -- (base64), never in the clear. Immutable: a new value is a new secret.
 CREATE TABLE IF NOT EXISTS secrets (
