@@ -195,6 +195,8 @@ class Session(BaseModel):
     # With assignments: name -> value (base64) of every secret this worker's tasks that should run
     # use, and of no other; None without assignments (the worker keeps what it was given).
     secrets: dict[str, str] | None = None
+    # Names of this worker's volumes to remove (warren volume rm), if no running task mounts them.
+    remove_volumes: list[str] = []
 
 
 class StatusAccepted(BaseModel):

@@ -12,6 +12,7 @@ from warren.spec import service as typed
 from warren.spec import validate
 from warren.spec.problems import problem
 from warren.spec.service import field_default
+from warren.store.commands import MAX_NODE_VOLUMES
 
 # Every string from outside is checked before use (docs/security.md): names, keys and IDs by an
 # anchored pattern (pydantic's Rust regex: `$` is the end of the text, never before a final newline);
@@ -318,6 +319,13 @@ class WorkerJoinRequest(Strict):
     resources: WorkerResources = Field(default_factory=WorkerResources)
 
 
+class ReportedVolume(Strict):
+    """A Warren volume a worker has (docs/volumes.md)."""
+
+    name: Name
+    driver: Literal["docker", "process"]
+
+
 class SessionRequest(Strict):
     node: NodeName
     # Digest of the assignments the worker has; None (or absent) on its very first call.
@@ -326,6 +334,9 @@ class SessionRequest(Strict):
     addr: Host | None = None
     labels: Labels | None = Field(default=None, max_length=256)
     resources: WorkerResources | None = None
+    # The worker's whole inventory of Warren volumes: on the first call after a start and whenever it
+    # changed (absent: no change).
+    volumes: list[ReportedVolume] | None = Field(default=None, max_length=MAX_NODE_VOLUMES)
 
 
 class StatusUpdate(Strict):

@@ -6,10 +6,14 @@ clock) and writes only a change of state, `down` after `node_down_grace_s` of si
 down worker calls again. A new leader builds a new Dispatcher, so every worker gets a fresh grace.
 
 A session call is held until the worker's assignments differ from what it has (`known`), a log
-request waits for it, or the heartbeat period passes; held calls wake on every state change
+request waits for it, a removal of one of its volumes is asked for, or the heartbeat period passes; held calls wake on every state change
 (Store.on_change), never by polling. Status updates from every worker are merged per task and
 proposed as one SetTaskStatuses, one proposal at a time; each caller is answered once the batch
 holding its updates has committed.
+
+A worker reports its volumes (its whole inventory) when they change; the leader writes NodeVolumes only
+when the list differs from the stored one, so a worker reporting the same list costs no Raft write.
+Every answer lists the volumes of the node whose removal was asked for (`remove_volumes`).
 """
 
 from __future__ import annotations
@@ -32,7 +36,7 @@ from warren.manager import secrets as secret_values
 from warren.manager.logrelay import LogRelay
 from warren.spec.taskstate import RANK, TERMINAL_SQL
 from warren.store import commands as c
-from warren.store import queries
+from warren.store import queries, volumes
 
 if TYPE_CHECKING:
     from warren.manager.metrics import ManagerMetrics
@@ -75,6 +79,8 @@ class NodeReport:
     addr: str | None = None
     labels: dict[str, Any] | None = None
     resources: dict[str, Any] | None = None
+    # The worker's Warren volumes as (name, driver): sent after a start and whenever they change.
+    volumes: list[tuple[str, str]] | None = None
 
     def changes(self, doc: dict[str, Any]) -> tuple[str, dict[str, Any], dict[str, Any]] | None:
         """(addr, labels, resources) to record if they differ from the node's `doc`, else None."""
@@ -144,6 +150,11 @@ class Dispatcher:
         self._changed = asyncio.Event()
         self._digests: dict[str, str] = {}
         self._digests_at = -1  # the applied index _digests was built at
+        self._removals: dict[str, list[str]] = {}  # node -> volumes to remove, at _removals_at
+        self._removals_at = -1
+        # node -> the volumes it reported last, while they are not the stored ones (a write that failed
+        # is tried again on its next call: the worker does not report an unchanged list again).
+        self._volumes_reported: dict[str, list[tuple[str, str]]] = {}
         self._stopped = False
         self._batch: _Batch | None = None
         self._flush_wanted = asyncio.Event()
@@ -194,6 +205,14 @@ class Dispatcher:
             self._digests = {n: queries.assignments_digest(docs) for n, docs in per_node.items()}
         return self._digests.get(node) or _NO_ASSIGNMENTS
 
+    def removals(self, node: str) -> list[str]:
+        """The volumes of `node` whose removal was asked for (volumes.removals, read once per applied
+        index, like `digest`)."""
+        if self._removals_at != self.store.applied_index:
+            self._removals_at = self.store.applied_index
+            self._removals = volumes.removals(self.store.conn)
+        return self._removals.get(node, [])
+
     def _check_active(self) -> None:
         if self._stopped:
             raise UnavailableError("this manager is no longer the leader; retry")
@@ -212,6 +231,7 @@ class Dispatcher:
     def forget(self, node: str) -> None:
         """The node was removed."""
         self._last_seen.pop(node, None)
+        self._volumes_reported.pop(node, None)
         self.logs.end_node(node, "its node was removed")
 
     async def check_liveness(self) -> None:
@@ -262,6 +282,7 @@ class Dispatcher:
         await self._back_up(node, report)
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self.hold_s
+        removing = set(self.removals(node))  # what this call would answer now
         self.held += 1
         try:
             while True:
@@ -269,6 +290,8 @@ class Dispatcher:
                 self._check_active()
                 digest = self.digest(node)
                 if digest != known or self.logs.has_pending(node) or loop.time() >= deadline:
+                    break
+                if not removing.issuperset(self.removals(node)):
                     break
                 with contextlib.suppress(TimeoutError):
                     async with asyncio.timeout_at(deadline):
@@ -288,6 +311,7 @@ class Dispatcher:
             "assignments": docs,
             "log_requests": [r.to_doc() for r in self.logs.take_pending(node)],
             "secrets": values,
+            "remove_volumes": self.removals(node),
         }
 
     def _secrets_for(self, node: str, docs: list[dict[str, Any]]) -> dict[str, str]:
@@ -312,6 +336,7 @@ class Dispatcher:
             writes.append(c.UpdateNode(node, *changes, self.wall()))
         if doc["state"] == "down":
             writes.append(c.SetNodeState(node, "ready", self.wall()))
+        await self._record_volumes(node, report)
         if not writes:
             return
         pending = self._node_writes.get(node)
@@ -320,6 +345,25 @@ class Dispatcher:
         await asyncio.gather(*(self.propose(w) for w in writes))
         if doc["state"] == "down":
             log.info("worker %s is back: ready", node)
+
+    async def _record_volumes(self, node: str, report: NodeReport | None) -> None:
+        """Write the node's reported volumes if they differ from the stored ones. A failed write (no
+        quorum; a manager too old for the command) is logged and tried again on the node's next call."""
+        if report is not None and report.volumes is not None:
+            self._volumes_reported[node] = sorted(set(report.volumes))
+        reported = self._volumes_reported.get(node)
+        if reported is None:
+            return
+        if reported == volumes.of_node(self.store.conn, node):
+            del self._volumes_reported[node]
+            return
+        records = [c.VolumeRecord(name, driver) for name, driver in reported]  # type: ignore[arg-type]
+        try:
+            await self.propose(c.NodeVolumes(node, records, self.wall()))
+        except WarrenError as exc:
+            log.warning("could not record the volumes of %s (trying again on its next call): %s", node, exc)
+            return
+        self._volumes_reported.pop(node, None)
 
     def wake(self) -> None:
         """Re-check every held session now (a log request was queued)."""

@@ -69,13 +69,16 @@ def held(conn: sqlite3.Connection) -> dict[str, frozenset[tuple[str, str]]]:
 def removals(conn: sqlite3.Connection) -> dict[str, list[str]]:
     """Node -> the names of its volumes whose removal was asked for (sorted, each once), leaving out a
     name a service's spec mounts now (one created after the request: its volume stays)."""
-    mounted = set(users(conn))
-    found: dict[str, list[str]] = {}
     cur = conn.cursor()
     cur.row_factory = None
-    for node, name in cur.execute(
+    pending = cur.execute(
         "SELECT DISTINCT node, name FROM volumes WHERE remove_at IS NOT NULL ORDER BY node, name"
-    ):
+    ).fetchall()
+    if not pending:  # the common case, read after every commit: no look at the specs
+        return {}
+    mounted = set(users(conn))
+    found: dict[str, list[str]] = {}
+    for node, name in pending:
         if name not in mounted:
             found.setdefault(str(node), []).append(str(name))
     return found
