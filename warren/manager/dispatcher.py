@@ -6,10 +6,10 @@ clock) and writes only a change of state, `down` after `node_down_grace_s` of si
 down worker calls again. A new leader builds a new Dispatcher, so every worker gets a fresh grace.
 
 A session call is held until the worker's assignments differ from what it has (`known`), a log
-request waits for it, a removal of one of its volumes is asked for, or the heartbeat period passes; held calls wake on every state change
-(Store.on_change), never by polling. Status updates from every worker are merged per task and
-proposed as one SetTaskStatuses, one proposal at a time; each caller is answered once the batch
-holding its updates has committed.
+request waits for it, a removal of one of its volumes is asked for, or the heartbeat period passes;
+held calls wake on every state change (Store.on_change), never by polling. Status updates from every
+worker are merged per task and proposed as one SetTaskStatuses, one proposal at a time; each caller is
+answered once the batch holding its updates has committed.
 
 A worker reports its volumes (its whole inventory) when they change; the leader writes NodeVolumes only
 when the list differs from the stored one, so a worker reporting the same list costs no Raft write.

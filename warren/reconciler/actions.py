@@ -96,7 +96,8 @@ class Actions:
         """A new task of the service's current spec in `unit`, placed now if a node fits (global mode:
         the unit's node), else pending with the reason. With `must_place` (or in global mode), nothing
         is created unless it can be placed."""
-        placement = self.placer.place(service.request(unit.node))
+        previous = _previous_node(service, unit.tasks, unit.slot)
+        placement = self.placer.place(service.request(unit.node, previous))
         if placement.node is None and (must_place or unit.node is not None):
             return None
         task_id = self.new_id()
@@ -135,7 +136,8 @@ class Actions:
     def retry(self, service: Service, task: Task) -> None:
         """Try again to place a pending task; its reason is rewritten only if it changed, so an idle
         cluster proposes nothing."""
-        placement = self.placer.place(service.request())
+        previous = _previous_node(service, service.tasks, task.slot, task)
+        placement = self.placer.place(service.request(None, previous))
         if placement.node is not None:
             self._assignments.append(c.Assignment(task.id, placement.node, ""))
             task.node, task.state, task.message = placement.node, taskstate.ASSIGNED, ""
@@ -176,6 +178,22 @@ class Actions:
         cmds.extend(c.RemoveTasks(chunk) for chunk in _chunks(self._removed))
         cmds.extend(self._update_statuses)
         return Plan(cmds, self._wake)
+
+
+def _previous_node(
+    service: Service, tasks: list[Task], slot: int | None, before: Task | None = None
+) -> str | None:
+    """For a service that mounts volumes: the node of the latest task of `slot` in `tasks` (creation
+    order) that was placed, created before `before` if given; where its volumes are (sticky placement)."""
+    if slot is None or not service.needs.volumes:
+        return None
+    found = None
+    for t in tasks:
+        if t is before:
+            break
+        if t.slot == slot and t.node is not None:
+            found = t.node
+    return found
 
 
 def _chunks(items: list[T]) -> list[list[T]]:

@@ -1,4 +1,4 @@
-"""The picture of the replicated state one planning pass works on, read in three queries.
+"""The picture of the replicated state one planning pass works on, read in four queries.
 
 Tasks are plain mutable records: while a pass decides (fail the tasks of a down node, stop a drained
 one), it updates its own picture the way the commands it emits will update the state, so later steps
@@ -26,6 +26,7 @@ from warren.errors import InvalidError
 from warren.scheduler.placement import Candidate, NodeInfo, NodeLoad, TaskRequest
 from warren.spec import taskstate
 from warren.spec.service import ServiceSpec, TaskSpec, decode, spec_digest
+from warren.store import volumes
 
 log = logging.getLogger(__name__)
 
@@ -72,6 +73,7 @@ class Needs:
     unsupported: tuple[str, ...] = ()  # container options the process runtime lacks (process tasks only)
     privileged: bool = False
     devices: tuple[str, ...] = ()  # node device paths
+    volumes: tuple[str, ...] = ()  # names of the named volumes mounted (sticky placement)
 
 
 @dataclass(slots=True)
@@ -95,11 +97,14 @@ class Service:
     def replicas(self) -> int:
         return self.spec.replicas
 
-    def request(self, node: str | None = None) -> TaskRequest:
-        """What placement needs to know of a new task of this service."""
+    def request(self, node: str | None = None, previous_node: str | None = None) -> TaskRequest:
+        """What placement needs to know of a new task of this service (`previous_node`: where its
+        slot's latest earlier task was placed, for a service that mounts volumes)."""
         n = self.needs
         return TaskRequest(self.id, n.driver, n.cpus, n.memory, n.ports, n.constraints, node,
-                           n.unsupported, n.privileged, n.devices)
+                           n.unsupported, n.privileged, n.devices,
+                           volumes=n.volumes, previous_node=previous_node,
+                           volume_policy=self.spec.on_volume_node_down)
 
 
 @dataclass(slots=True)
@@ -237,8 +242,9 @@ def load(conn: sqlite3.Connection, cache: ServiceCache | None = None) -> State:
     # Plain tuples (the store's connection makes sqlite3.Row objects, several times slower to build).
     cur = conn.cursor()
     cur.row_factory = None
+    held = volumes.held(conn)
     nodes = {
-        row[0]: _node(row)
+        row[0]: _node(row, held.get(row[0], frozenset()))
         for row in cur.execute(
             "SELECT name, role, state, availability, labels, resources FROM nodes ORDER BY name"
         )
@@ -306,10 +312,11 @@ def needs(spec: TaskSpec) -> Needs:
         unsupported=tuple(options.unsupported_by_process()) if spec.driver == "process" else (),
         privileged=options.privileged,
         devices=tuple(d.host for d in options.devices),
+        volumes=tuple(spec.volumes),
     )
 
 
-def _node(row: tuple[Any, ...]) -> NodeInfo:
+def _node(row: tuple[Any, ...], volumes_held: frozenset[tuple[str, str]]) -> NodeInfo:
     name, role, state, availability, labels_text, resources_text = row
     labels = orjson.loads(labels_text or "{}")
     resources = orjson.loads(resources_text or "{}")
@@ -326,4 +333,5 @@ def _node(row: tuple[Any, ...]) -> NodeInfo:
         drivers=frozenset(str(d) for d in resources.get("drivers") or ()),
         allow_privileged=resources.get("allow_privileged") is True,
         allow_devices=tuple(str(d) for d in resources.get("allow_devices") or ()),
+        volumes=volumes_held,
     )

@@ -11,6 +11,12 @@ is placed, so each task of a batch sees the ones placed before it. Among the nod
 picks the one with the fewest tasks of the same service, then the fewest tasks in all, then the
 smallest name: the same input always gives the same placement.
 
+A task that mounts named volumes is sticky (docs/volumes.md): it goes back to the node where its slot's
+latest earlier task ran (`previous_node`) if that node still holds one of its volumes (of its driver),
+and when that node cannot take it, its `volume_policy` decides: `wait` keeps it pending, saying which
+node it waits for and why; `reschedule` places it like a new task. A task placed anywhere else prefers
+a node that holds one of its volumes and no task of its service yet, then spreads as every task does.
+
 A node's `cpus`/`memory` of None means "not reported": no limit in that dimension. A node that reports
 no drivers runs nothing (a manager without a local worker) and is left out altogether. Host access is
 what a worker was started to allow: privileged tasks (`--allow-privileged`) and devices under the paths
@@ -53,6 +59,12 @@ class TaskRequest:
     unsupported: tuple[str, ...] = ()
     privileged: bool = False
     devices: tuple[str, ...] = ()
+    # Sticky placement: the named volumes it mounts, the node its slot's latest earlier task was
+    # placed on (None: the slot has no history), and what it does when that node cannot take it
+    # ("wait" or "reschedule").
+    volumes: tuple[str, ...] = ()
+    previous_node: str | None = None
+    volume_policy: str = "wait"
 
     @property
     def static_key(self) -> tuple[object, ...]:
@@ -72,6 +84,7 @@ class NodeInfo:
     drivers: frozenset[str] = frozenset()
     allow_privileged: bool = False
     allow_devices: tuple[str, ...] = ()  # device paths (or directories of them) tasks may be given
+    volumes: frozenset[tuple[str, str]] = frozenset()  # (name, driver) of the named volumes it holds
 
 
 @dataclass(frozen=True, slots=True)
@@ -249,9 +262,13 @@ class Placer:
             pool: list[NodeInfo] = [pinned]
             rejected: list[Rejection] = []
         else:
+            if task.volumes:
+                sticky = self._sticky(task)
+                if sticky is not None:
+                    return sticky
             pool, rejected = self._eligible(task)
         best: NodeInfo | None = None
-        best_rank: tuple[int, int, str] | None = None
+        best_rank: tuple[int, int, int, str] | None = None
         load_refusals: list[Rejection] = []
         for node in pool:
             load = self._loads[node.name]
@@ -259,13 +276,37 @@ class Placer:
             if why is not None:
                 load_refusals.append(why)
                 continue
-            rank = (load.per_service.get(task.service_id, 0), load.tasks, node.name)
+            same = load.per_service.get(task.service_id, 0)
+            # 0 for a node that holds one of its volumes and no task of its service: preferred.
+            fresh = 0 if same == 0 and task.volumes and _held(node, task) else 1
+            rank = (fresh, same, load.tasks, node.name)
             if best_rank is None or rank < best_rank:
                 best, best_rank = node, rank
         if best is None:
             return Placement(None, explain([*rejected, *load_refusals]))
         self._loads[best.name].add(task)
         return Placement(best.name)
+
+    def _sticky(self, task: TaskRequest) -> Placement | None:
+        """The placement on the node holding the task's volumes (or, for `wait`, none and why), or
+        None if there is no such node or the task is to be placed like a new one."""
+        home = self._by_name.get(task.previous_node) if task.previous_node is not None else None
+        held = _held(home, task) if home is not None else []
+        if home is None or not held:
+            return None
+        load = self._loads[home.name]
+        why = static_rejection(home, task) or _load_rejection(home, load, task)
+        if why is None:
+            load.add(task)
+            return Placement(home.name)
+        if task.volume_policy != "wait":
+            return None
+        noun = "volume" if len(held) == 1 else "volumes"
+        return Placement(
+            None,
+            f"waiting for node {home.name} ({why.singular.removeprefix('is ')}), which holds {noun} "
+            f"{', '.join(held)} (volume policy wait)",
+        )
 
     def _eligible(self, task: TaskRequest) -> tuple[list[NodeInfo], list[Rejection]]:
         key = task.static_key
@@ -281,6 +322,13 @@ class Placer:
                     refused.append(why)
             cached = self._static[key] = (ok, refused)
         return cached
+
+
+def _held(node: NodeInfo, task: TaskRequest) -> list[str]:
+    """The task's volumes that `node` holds (for the task's driver), in the task's order."""
+    if not node.volumes:
+        return []
+    return [v for v in task.volumes if (v, task.driver) in node.volumes]
 
 
 def explain(rejections: Iterable[Rejection]) -> str:

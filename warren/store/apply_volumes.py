@@ -24,7 +24,8 @@ def _node_volumes(conn: sqlite3.Connection, index: int, cmd: c.NodeVolumes) -> A
         "DELETE FROM volumes WHERE node = ? AND name = ? AND driver = ?", [(cmd.node, *v) for v in gone]
     )
     conn.executemany(
-        "INSERT INTO volumes (node, name, driver, remove_at, created_at, version) VALUES (?, ?, ?, NULL, ?, ?)",
+        "INSERT INTO volumes (node, name, driver, remove_at, created_at, version)"
+        " VALUES (?, ?, ?, NULL, ?, ?)",
         [(cmd.node, name, driver, cmd.at, index) for name, driver in new],
     )
     return {
@@ -35,7 +36,8 @@ def _node_volumes(conn: sqlite3.Connection, index: int, cmd: c.NodeVolumes) -> A
 
 
 def _remove_volume(conn: sqlite3.Connection, index: int, cmd: c.RemoveVolume) -> Any:
-    if conn.execute("SELECT 1 FROM volumes WHERE node = ? AND name = ?", (cmd.node, cmd.name)).fetchone() is None:
+    found = conn.execute("SELECT 1 FROM volumes WHERE node = ? AND name = ?", (cmd.node, cmd.name)).fetchone()
+    if found is None:
         raise CommandError("not_found", f"node {cmd.node} has no volume named {cmd.name!r}")
     services = volumes.users(conn, cmd.name).get(cmd.name, [])
     if services:

@@ -21,7 +21,10 @@ _COLUMNS = (
 def users(conn: sqlite3.Connection, name: str | None = None) -> dict[str, list[str]]:
     """Volume name -> the names of the services whose spec mounts it (sorted, each once); only `name`'s
     if given."""
-    sql, args = (_USES, ()) if name is None else (_USES + " AND json_extract(m.value, '$.source') = ?", (name,))
+    sql = _USES
+    args: tuple[str, ...] = ()
+    if name is not None:
+        sql, args = f"{_USES} AND json_extract(m.value, '$.source') = ?", (name,)
     found: dict[str, list[str]] = {}
     for volume, service in conn.execute(sql + " ORDER BY s.name", args):
         names = found.setdefault(str(volume), [])
