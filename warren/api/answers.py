@@ -222,6 +222,37 @@ class Secret(BaseModel):
     services: list[str] = []  # the services whose spec names it
 
 
+class VolumeOnNode(BaseModel):
+    """A volume on one node, as its worker reported it."""
+
+    node: str
+    driver: Literal["docker", "process"]
+    node_state: str | None  # the node's state (ready, down); None if unknown
+    node_availability: str | None
+    removal_pending: bool  # warren volume rm asked for it; the worker has not removed it yet
+    remove_at: float | None  # when its removal was asked for
+    created_at: float  # when the node first reported it
+    version: int
+
+
+class Volume(VolumeOnNode):
+    name: str
+    services: list[str]  # the services whose spec mounts a volume of this name
+
+
+class VolumeDetail(BaseModel):
+    name: str
+    services: list[str]
+    nodes: list[VolumeOnNode]
+
+
+class VolumeRemoval(BaseModel):
+    node: str
+    name: str
+    status: Literal["removal requested"]
+    node_state: str | None  # down: its worker removes the volume when it is back
+
+
 TEXT_STREAM: dict[int | str, dict[str, Any]] = {
     200: {"content": {"text/plain": {"schema": {"type": "string"}}}, "description": "the output, streamed"}
 }

@@ -29,6 +29,7 @@ from warren.api import (
     routes_nodes,
     routes_secrets,
     routes_services,
+    routes_volumes,
     routes_workers,
 )
 from warren.api.forwarder import Forwarder
@@ -124,6 +125,7 @@ def create_app(control: Control, settings: ManagerSettings, forwarder: Forwarder
     routes_logs.add_routes(app, control.logs)
     routes_workers.add_routes(app, control.workers)
     routes_secrets.add_routes(app, control.secrets, Consistent)
+    routes_volumes.add_routes(app, control.volumes, Consistent)
 
     build_openapi = app.openapi
 

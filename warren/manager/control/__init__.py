@@ -10,6 +10,7 @@ apply stays deterministic.
     nodes.py       the node list, node removal, availability
     services.py    services and their tasks
     secrets.py     secrets (sealed before they are proposed)
+    volumes.py     named volumes on the nodes, and their removal
     backups.py     backups, and a backup's import when a cluster is restored
     logs.py        service logs relayed from workers (leader only)
     workers.py     the worker protocol: sessions, task status, log chunks (leader only)
@@ -30,6 +31,7 @@ from warren.manager.control.membership import Membership
 from warren.manager.control.nodes import Nodes
 from warren.manager.control.secrets import Secrets
 from warren.manager.control.services import Services
+from warren.manager.control.volumes import Volumes
 from warren.manager.control.workers import Workers
 from warren.manager.leadership import LeaderServices
 from warren.manager.metrics import ManagerMetrics
@@ -43,6 +45,7 @@ class Control:
     nodes: Nodes
     services: Services
     secrets: Secrets
+    volumes: Volumes
     backups: Backups
     logs: Logs
     workers: Workers
@@ -68,6 +71,7 @@ def build(
         nodes=Nodes(consensus, dispatcher),
         services=Services(consensus),
         secrets=Secrets(consensus.store, consensus.propose, data_key, settings.max_secret_bytes),
+        volumes=Volumes(consensus),
         backups=Backups(consensus),
         logs=Logs(settings.orchestrator, consensus, dispatcher),
         workers=Workers(consensus, dispatcher),
