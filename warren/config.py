@@ -625,6 +625,10 @@ class ClientSettings:
     # First retry delay, doubled after each attempt up to retry_max_delay_s; seconds.
     retry_initial_delay_s: float = 0.1
     retry_max_delay_s: float = 1.0
+    # `warren volume rm` waits this long for the node's worker to remove the volume (a worker that is up
+    # does on its next session call, at once); seconds. It looks every volume_remove_poll_s seconds.
+    volume_remove_wait_s: float = 30.0
+    volume_remove_poll_s: float = 0.25
 
 
 # -- the failover drill (`warren drill`) --------------------------------------------------------------

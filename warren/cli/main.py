@@ -21,6 +21,7 @@ from warren.cli import (
     node_cmds,
     secret_cmds,
     service_cmds,
+    volume_cmds,
     worker_cmds,
 )
 from warren.cli.parsing import (
@@ -89,6 +90,10 @@ def build_parser() -> WarrenArgumentParser:
                        "Manage secrets: values (passwords, keys) stored encrypted and given only to the\n"
                        "tasks of services that name them, as files on tmpfs.")
     secret_cmds.register(subcommands(secret))
+    volume = add_group(commands, "volume", "list, inspect and remove the named volumes on the nodes",
+                       "Named volumes: node-local storage that a service's tasks mount and go back to\n"
+                       "(docs/volumes.md). List where they are, and remove those no service mounts.")
+    volume_cmds.register(subcommands(volume))
     apply_cmds.register(commands)
     drill_cmds.register(commands)
     return parser

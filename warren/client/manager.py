@@ -12,7 +12,7 @@ from urllib.parse import quote
 import httpx
 
 from warren.client.wire import Connection, JSONObject, describe, netloc
-from warren.errors import UnavailableError
+from warren.errors import NotFoundError, UnavailableError
 
 
 class ManagerClient(Connection):
@@ -87,6 +87,38 @@ class ManagerClient(Connection):
 
     def list_tasks(self, name: str) -> list[JSONObject]:
         return self._list(self.request("GET", f"/v1/services/{_segment(name)}/tasks"))
+
+    # -- volumes ------------------------------------------------------------------------------------
+
+    def list_volumes(self) -> list[JSONObject]:
+        return self._list(self.request("GET", "/v1/volumes"))
+
+    def get_volume(self, name: str) -> JSONObject:
+        return self._object(self.request("GET", f"/v1/volumes/{_segment(name)}"))
+
+    def remove_volume(self, name: str, node: str | None = None) -> JSONObject:
+        """Ask for the removal of volume `name` from `node` (None: the one node that has it); the request
+        as recorded, with `node_state`."""
+        params = None if node is None else {"node": node}
+        return self._object(self.request("DELETE", f"/v1/volumes/{_segment(name)}", params=params))
+
+    def wait_volume_removed(self, name: str, node: str, timeout_s: float, poll_s: float) -> str:
+        """Wait until `node` no longer has volume `name` ("removed"), the node is not ready ("down"),
+        or `timeout_s` passed ("waiting")."""
+        deadline = self._clock() + timeout_s
+        while True:
+            try:
+                found = self.get_volume(name)
+            except NotFoundError:
+                return "removed"
+            here = [n for n in found.get("nodes") or [] if isinstance(n, dict) and n.get("node") == node]
+            if not here:
+                return "removed"
+            if here[0].get("node_state") != "ready":
+                return "down"
+            if self._clock() >= deadline:
+                return "waiting"
+            self._sleep(min(poll_s, max(0.0, deadline - self._clock())))
 
     def service_logs(self, name: str, *, task: str | None = None, follow: bool = False,
                      tail: int | str | None = None) -> Generator[str, None, None]:
