@@ -4,6 +4,7 @@ what is asked, what is printed, and how `rm` waits for the node's worker (its cl
 from __future__ import annotations
 
 import json
+
 import httpx
 import pytest
 
