@@ -10,9 +10,9 @@ from warren.formats import NAME_PATTERN
 from warren.spec import container as opts
 from warren.spec import service as typed
 from warren.spec import validate
+from warren.spec.mounts import DEFAULT_VOLUME_POLICY, MAX_NODE_VOLUMES, VolumePolicy
 from warren.spec.problems import problem
 from warren.spec.service import field_default
-from warren.store.commands import MAX_NODE_VOLUMES
 
 # Every string from outside is checked before use (docs/security.md): names, keys and IDs by an
 # anchored pattern (pydantic's Rust regex: `$` is the end of the text, never before a final newline);
@@ -241,6 +241,9 @@ class ServiceSpec(Strict):
     # $WARREN_SECRETS_DIR for a process.
     secrets: SecretNames = Field(default_factory=list)
     container: ContainerOptions = Field(default_factory=ContainerOptions)
+    # When the node holding a replica's volume cannot take it (docs/volumes.md): wait for that node
+    # (the task stays pending, saying why), or reschedule it elsewhere onto a new, empty volume.
+    volume_policy: VolumePolicy = DEFAULT_VOLUME_POLICY
 
     @model_validator(mode="after")
     def _consistent(self) -> ServiceSpec:
@@ -277,6 +280,7 @@ class ServiceUpdate(Strict):
     stop_timeout_s: PositiveSeconds | None = None
     secrets: SecretNames | None = None
     container: ContainerOptions | None = None
+    volume_policy: VolumePolicy | None = None
 
 
 class NodeAvailability(Strict):

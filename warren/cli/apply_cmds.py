@@ -38,6 +38,7 @@ A document is one service, with the fields of the API's service body (docs/api.m
   update: {parallelism: 1, order: start-first}
   secrets: [db-password]      # each task gets /run/secrets/db-password (warren secret create)
   stop_timeout_s: 30s         # the grace after the stop signal (service create --stop-grace-period)
+  volume_policy: reschedule   # or wait (default): when the node holding its volume is down (docs/volumes.md)
   container:                  # container options (docs/container-options.md); each off by default
     user: "1000:1000"
     read_only: true

@@ -12,6 +12,7 @@ add to their lists on update, taking the capability out of the other list, as Do
 from __future__ import annotations
 
 import argparse
+import typing
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
@@ -39,6 +40,7 @@ from warren.cli.parsing import (
 from warren.errors import InvalidError
 from warren.formats import SIZE_HELP
 from warren.spec import container as opts
+from warren.spec.mounts import DEFAULT_VOLUME_POLICY, VolumePolicy
 from warren.spec.service import HealthCheck, RestartPolicy, ServiceSpec, UpdatePolicy, field_default
 
 if TYPE_CHECKING:
@@ -56,7 +58,7 @@ FLAG_OF = {
     "health.retries": "--health-retries", "health.start_period_s": "--health-start-period",
     "update.parallelism": "--update-parallelism", "update.delay_s": "--update-delay",
     "update.order": "--update-order", "update.failure_action": "--update-failure-action",
-    "update.monitor_s": "--update-monitor", "secrets": "--secret",
+    "update.monitor_s": "--update-monitor", "secrets": "--secret", "volume_policy": "--volume-policy",
     "container.user": "--user", "container.workdir": "--workdir", "container.hostname": "--hostname",
     "container.network": "--network", "container.read_only": "--read-only", "container.init": "--init",
     "container.privileged": "--privileged", "container.cap_add": "--cap-add",
@@ -184,6 +186,11 @@ def add_spec_flags(parser: WarrenArgumentParser, *, update: bool) -> None:
     rolling.add_argument("--update-monitor", type=duration, metavar="DUR",
                          help="a new task must stay running (and healthy) this long before the next batch"
                          + spec_default(UpdatePolicy, "monitor_s", "s"))
+    parser.add_argument("--volume-policy", choices=typing.get_args(VolumePolicy),
+                        help="when the node holding a task's named volume is down or drained: wait for it "
+                        "(the task stays pending, saying why) or reschedule the task onto another node with "
+                        "a new, empty volume (docs/volumes.md; changing it restarts no task)"
+                        + default(DEFAULT_VOLUME_POLICY))
     # --stop-timeout: its name before Docker's was taken.
     parser.add_argument("--stop-grace-period", "--stop-timeout", dest="stop_timeout", type=duration,
                         metavar="DUR",
@@ -279,7 +286,7 @@ def create_body(args: argparse.Namespace) -> dict[str, Any]:
     body: dict[str, Any] = {"name": args.name, "image": args.image}
     if args.mode == "global" and args.replicas is not None:
         raise UsageError("--replicas does not apply to --mode global (see 'warren service create --help')")
-    for key in ("command", "replicas", "mode", "driver"):
+    for key in ("command", "replicas", "mode", "driver", "volume_policy"):
         if getattr(args, key) is not None:
             body[key] = getattr(args, key)
     if args.env:
@@ -315,7 +322,7 @@ def create_body(args: argparse.Namespace) -> dict[str, Any]:
 def update_changes(args: argparse.Namespace, current: Mapping[str, Any]) -> dict[str, Any]:
     """The PATCH body: the fields whose meaning the flags change, over the `current` spec."""
     wanted: dict[str, Any] = {}
-    for key in ("image", "command", "replicas", "driver"):
+    for key in ("image", "command", "replicas", "driver", "volume_policy"):
         if getattr(args, key) is not None:
             wanted[key] = getattr(args, key)
     if args.stop_timeout is not None:

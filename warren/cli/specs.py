@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 from warren.errors import ConfigError
 from warren.formats import parse_duration, parse_port
+from warren.spec.mounts import DEFAULT_VOLUME_POLICY
 from warren.spec.service import TASK_FIELDS
 
 if TYPE_CHECKING:  # loaded by the functions that use them: daemons never import pydantic
@@ -162,7 +163,7 @@ def canonical(field: str, value: object) -> object:
     (None) members dropped, so a value we send and the cluster's stored copy compare equal when they
     mean the same (the cluster may store a part with or without its defaults)."""
     if value is None:
-        return None
+        return _ABSENT_MEANS.get(field)
     from pydantic import ValidationError
 
     from warren.api.models import ServiceUpdate
@@ -173,6 +174,10 @@ def canonical(field: str, value: object) -> object:
         return value  # not ours to judge here; differs from any valid value, so it gets replaced
     dumped = model.model_dump(exclude_none=True)
     return dumped.get(field)
+
+
+# Fields a stored spec leaves out while they have their default (warren.spec.service): absent means it.
+_ABSENT_MEANS: dict[str, object] = {"volume_policy": DEFAULT_VOLUME_POLICY}
 
 
 def changed_fields(current: Mapping[str, Any], wanted: Mapping[str, Any]) -> dict[str, Any]:

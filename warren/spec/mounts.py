@@ -23,6 +23,8 @@ from warren.formats import NAME_PATTERN
 from warren.spec.container import PATH_PATTERN, Path, normalised
 
 MAX_MOUNTS: Final = 32
+# The most volumes a node's inventory holds (what its worker reports, the node.volumes command).
+MAX_NODE_VOLUMES: Final = 1024
 MAX_SERVICE_CONFIGS: Final = 64
 # Largest tmpfs a task may ask for (bytes); it is memory of the node.
 MAX_TMPFS_BYTES: Final = 2**40

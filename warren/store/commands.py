@@ -20,7 +20,7 @@ import msgspec
 import orjson
 
 from warren.spec import taskstate
-from warren.spec.mounts import VolumeName
+from warren.spec.mounts import MAX_NODE_VOLUMES, VolumeName
 from warren.spec.problems import problem
 from warren.spec.service import ServiceSpec, TaskSpec
 
@@ -317,10 +317,6 @@ class RemoveSecret(_Command, frozen=True, tag="secret.remove"):
 
     name: str
     at: float
-
-
-# The most volumes a node's inventory holds (a worker reporting more is refused: 400 at the API).
-MAX_NODE_VOLUMES = 1024
 
 
 class VolumeRecord(_Record, frozen=True):

@@ -19,6 +19,7 @@ from warren.api import models, routes_volumes
 from warren.api.app import add_error_handlers
 from warren.api.responses import JSON
 from warren.manager.control.volumes import Volumes
+from warren.spec.mounts import MAX_NODE_VOLUMES
 from warren.spec.service import ServiceSpec, decode
 from warren.store import commands as c
 
@@ -98,6 +99,6 @@ def test_a_workers_reported_inventory_is_checked_and_bounded() -> None:
     assert request(None).volumes is None
     for bad in ([{"name": "../x", "driver": "docker"}], [{"name": "data", "driver": "zfs"}],
                 [{"name": "data"}], [{"name": "data", "driver": "docker", "path": "/x"}],
-                [{"name": f"v{i}", "driver": "docker"} for i in range(c.MAX_NODE_VOLUMES + 1)]):
+                [{"name": f"v{i}", "driver": "docker"} for i in range(MAX_NODE_VOLUMES + 1)]):
         with pytest.raises(pydantic.ValidationError):
             request(bad)

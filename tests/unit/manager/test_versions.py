@@ -55,8 +55,11 @@ class Probes:
 PEERS = [("manager-2", "10.0.0.2:4250"), ("manager-3", "10.0.0.3:4250")]
 
 
-def test_todays_commands_are_all_of_the_base_version() -> None:
-    assert all(c.SINCE.get(op, c.BASE_COMMAND_VERSION) == c.BASE_COMMAND_VERSION for op in c.COMMANDS)
+def test_the_commands_of_later_versions_are_the_volume_commands() -> None:
+    # Every other op is of the base version (what they carry may raise a command's version, below).
+    newer = {op: c.SINCE[op] for op in c.COMMANDS if c.SINCE.get(op, c.BASE_COMMAND_VERSION) != 1}
+    assert newer == {"node.volumes": c.MOUNTS_SINCE, "volume.remove": c.MOUNTS_SINCE}
+    assert c.required_version(c.RemoveVolume("w1", "data", T0)) == 3
     assert c.COMMAND_VERSION >= max([c.BASE_COMMAND_VERSION, *c.SINCE.values()])
 
 

@@ -10,6 +10,7 @@ import orjson
 import pytest
 
 from tests.unit.store.log import SPEC, T0, Log, cluster_with_workers, ok
+from warren.spec.mounts import MAX_NODE_VOLUMES
 from warren.spec.service import ServiceSpec, decode
 from warren.store import commands as c
 from warren.store import volumes
@@ -63,7 +64,7 @@ def test_a_report_with_a_bad_name_is_refused_by_the_codec(log: Log) -> None:
     payload = orjson.dumps({"v": 1, "op": "node.volumes", "node": "w1",
                             "volumes": [{"name": "data", "driver": "zfs"}], "at": T0})
     assert log.apply(payload)[0]["error"] == "invalid"
-    too_many = [{"name": f"v{i}", "driver": "docker"} for i in range(c.MAX_NODE_VOLUMES + 1)]
+    too_many = [{"name": f"v{i}", "driver": "docker"} for i in range(MAX_NODE_VOLUMES + 1)]
     payload = orjson.dumps({"v": 1, "op": "node.volumes", "node": "w1", "volumes": too_many, "at": T0})
     assert log.apply(payload)[0]["error"] == "invalid"
 
