@@ -8,9 +8,9 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstra
 
 from warren.formats import NAME_PATTERN
 from warren.spec import container as opts
+from warren.spec import mounts as mnt
 from warren.spec import service as typed
 from warren.spec import validate
-from warren.spec.mounts import DEFAULT_VOLUME_POLICY, MAX_NODE_VOLUMES, VolumePolicy
 from warren.spec.problems import problem
 from warren.spec.service import field_default
 
@@ -243,7 +243,7 @@ class ServiceSpec(Strict):
     container: ContainerOptions = Field(default_factory=ContainerOptions)
     # When the node holding a replica's volume cannot take it (docs/volumes.md): wait for that node
     # (the task stays pending, saying why), or reschedule it elsewhere onto a new, empty volume.
-    volume_policy: VolumePolicy = DEFAULT_VOLUME_POLICY
+    volume_policy: mnt.VolumePolicy = mnt.DEFAULT_VOLUME_POLICY
 
     @model_validator(mode="after")
     def _consistent(self) -> ServiceSpec:
@@ -280,7 +280,7 @@ class ServiceUpdate(Strict):
     stop_timeout_s: PositiveSeconds | None = None
     secrets: SecretNames | None = None
     container: ContainerOptions | None = None
-    volume_policy: VolumePolicy | None = None
+    volume_policy: mnt.VolumePolicy | None = None
 
 
 class NodeAvailability(Strict):
@@ -315,19 +315,29 @@ class WorkerResources(Strict):
     allow_devices: list[Path] = Field(default_factory=list, max_length=opts.MAX_DEVICES)
 
 
+# At most this many volumes in a worker's inventory (docs/worker-protocol.md).
+MAX_NODE_VOLUMES = 1024
+
+
+class NodeVolume(Strict):
+    """A Warren volume a worker holds: a Docker volume, or a process runtime's directory."""
+
+    name: Annotated[str, StringConstraints(pattern=NAME_PATTERN, max_length=63)]
+    driver: Literal["docker", "process"]
+
+
+def _distinct_volumes(volumes: list[NodeVolume]) -> list[NodeVolume]:
+    if len({(v.name, v.driver) for v in volumes}) != len(volumes):
+        raise ValueError("a volume is listed twice")
+    return volumes
+
+
 class WorkerJoinRequest(Strict):
     token: Token
     csr: Csr
     addr: Host
     labels: Labels = Field(default_factory=dict, max_length=256)
     resources: WorkerResources = Field(default_factory=WorkerResources)
-
-
-class ReportedVolume(Strict):
-    """A Warren volume a worker has (docs/volumes.md)."""
-
-    name: Name
-    driver: Literal["docker", "process"]
 
 
 class SessionRequest(Strict):
@@ -338,9 +348,10 @@ class SessionRequest(Strict):
     addr: Host | None = None
     labels: Labels | None = Field(default=None, max_length=256)
     resources: WorkerResources | None = None
-    # The worker's whole inventory of Warren volumes: on the first call after a start and whenever it
-    # changed (absent: no change).
-    volumes: list[ReportedVolume] | None = Field(default=None, max_length=MAX_NODE_VOLUMES)
+    # The worker's volumes: on its first call after a start if it has any, then whenever they changed.
+    volumes: Annotated[
+        list[NodeVolume], Field(max_length=MAX_NODE_VOLUMES), AfterValidator(_distinct_volumes)
+    ] | None = None
 
 
 class StatusUpdate(Strict):

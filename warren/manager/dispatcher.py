@@ -79,8 +79,8 @@ class NodeReport:
     addr: str | None = None
     labels: dict[str, Any] | None = None
     resources: dict[str, Any] | None = None
-    # The worker's Warren volumes as (name, driver): sent after a start and whenever they change.
-    volumes: list[tuple[str, str]] | None = None
+    # The worker's volumes ([{"name", "driver"}], docs/worker-protocol.md), when it reports them.
+    volumes: list[dict[str, Any]] | None = None
 
     def changes(self, doc: dict[str, Any]) -> tuple[str, dict[str, Any], dict[str, Any]] | None:
         """(addr, labels, resources) to record if they differ from the node's `doc`, else None."""
@@ -348,9 +348,12 @@ class Dispatcher:
 
     async def _record_volumes(self, node: str, report: NodeReport | None) -> None:
         """Write the node's reported volumes if they differ from the stored ones. A failed write (no
-        quorum; a manager too old for the command) is logged and tried again on the node's next call."""
-        if report is not None and report.volumes is not None:
-            self._volumes_reported[node] = sorted(set(report.volumes))
+        quorum; a manager too old for the command) is logged and tried again on the node's next call.
+        A first call after a start (it carries the resources) without volumes says the worker has none
+        (docs/worker-protocol.md)."""
+        if report is not None and (report.volumes is not None or report.resources is not None):
+            listed = report.volumes or []
+            self._volumes_reported[node] = sorted({(str(v["name"]), str(v["driver"])) for v in listed})
         reported = self._volumes_reported.get(node)
         if reported is None:
             return

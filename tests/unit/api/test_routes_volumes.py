@@ -95,10 +95,11 @@ def test_a_workers_reported_inventory_is_checked_and_bounded() -> None:
         return models.SessionRequest.model_validate({"node": "w1", "volumes": volumes})
 
     assert request([{"name": "data", "driver": "process"}]).volumes == [
-        models.ReportedVolume(name="data", driver="process")]
+        models.NodeVolume(name="data", driver="process")]
     assert request(None).volumes is None
     for bad in ([{"name": "../x", "driver": "docker"}], [{"name": "data", "driver": "zfs"}],
                 [{"name": "data"}], [{"name": "data", "driver": "docker", "path": "/x"}],
+                [{"name": "data", "driver": "docker"}, {"name": "data", "driver": "docker"}],
                 [{"name": f"v{i}", "driver": "docker"} for i in range(MAX_NODE_VOLUMES + 1)]):
         with pytest.raises(pydantic.ValidationError):
             request(bad)

@@ -28,7 +28,7 @@ def world(tmp_path: Path) -> World:
 
 
 def report(*vols: tuple[str, str]) -> NodeReport:
-    return NodeReport(volumes=list(vols))
+    return NodeReport(volumes=[{"name": n, "driver": d} for n, d in vols])
 
 
 async def test_the_inventory_is_written_only_when_it_differs_from_the_stored_one(world: World) -> None:
@@ -49,6 +49,20 @@ async def test_the_inventory_is_written_only_when_it_differs_from_the_stored_one
     await d.session(w1, None, report(("data", "docker")))
     assert len(world.propose.of(c.NodeVolumes)) == 2
     assert volumes.of_node(world.store.conn, w1) == [("data", "docker")]
+    await d.stop()
+
+
+async def test_a_first_call_without_volumes_says_the_worker_has_none(world: World) -> None:
+    w1 = world.worker("worker-aaaaa1")
+    d = world.dispatcher()
+    d.start()
+    await d.session(w1, None, report(("data", "docker")))
+    # Restarted with its volumes gone (a new disk): its first call carries its resources, no volumes.
+    await d.session(w1, None, NodeReport(resources={"drivers": ["docker"]}))
+    assert volumes.of_node(world.store.conn, w1) == []
+    assert len(world.propose.of(c.NodeVolumes)) == 2
+    await d.session(w1, None, NodeReport(resources={"drivers": ["docker"]}))  # still none: no write
+    assert len(world.propose.of(c.NodeVolumes)) == 2
     await d.stop()
 
 

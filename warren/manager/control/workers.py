@@ -51,11 +51,11 @@ class Workers:
         addr: str | None,
         labels: Mapping[str, str] | None,
         resources: dict[str, Any] | None,
-        volumes: list[tuple[str, str]] | None = None,
+        volumes: list[dict[str, Any]] | None = None,
     ) -> dict[str, Any]:
         """One session call: held until the assignments differ from the digest the worker `known`.
-        `addr`, `labels`, `resources`: what the worker reports after a start; `volumes`: its volumes
-        as (name, driver), after a start and when they changed (None: not reported)."""
+        `addr`, `labels`, `resources`: what the worker reports after a start; `volumes`: its volumes,
+        when they changed (None: not reported)."""
         dispatcher = self.dispatcher.get()
         report = None
         if addr is not None or labels is not None or resources is not None or volumes is not None:
