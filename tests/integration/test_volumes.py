@@ -73,7 +73,8 @@ def crash(worker: WorkerProc) -> None:
 
 def pending_reason(fleet: Fleet, service: str, timeout: float = 30.0) -> str:
     def waiting() -> str | None:
-        live = [t for t in fleet.tasks(service) if t["desired_state"] == "running" and t["state"] == "pending"]
+        tasks = fleet.tasks(service)
+        live = [t for t in tasks if t["desired_state"] == "running" and t["state"] == "pending"]
         return live[0]["message"] if live and live[0]["message"] else None
 
     return eventually(waiting, timeout, f"a pending task of {service} with its reason")
