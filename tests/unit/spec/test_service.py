@@ -16,6 +16,7 @@ from pydantic import ValidationError
 from warren.api import models
 from warren.errors import InvalidError
 from warren.spec import service
+from warren.spec.mounts import DEFAULT_VOLUME_POLICY
 from warren.spec.service import HealthCheck, RestartPolicy, ServiceSpec, TaskSpec, UpdatePolicy
 
 FIXTURES = Path(__file__).parents[2] / "fixtures" / "commands-v1"
@@ -88,6 +89,8 @@ GOOD = [
         "sysctls": {"net.ipv4.ip_forward": "1", "kernel.shmmax": "1000", "kernel.sem": "250 32000 32 128",
                     "fs.mqueue.msg_max": "10", "kernel.msgmax": "8192"}}},
     {"image": "nginx", "container": {"network": "host", "sysctls": {"kernel.shmmax": "1"}}},
+    {"image": "nginx", "volume_policy": "reschedule"},
+    {"image": "nginx", "volume_policy": "wait"},
 ]
 
 # Specs the API's model refuses; the typed spec refuses them too, naming the field.
@@ -96,6 +99,7 @@ BAD = [
     ({"image": ""}, "image"),
     ({"image": "Nginx"}, "image"),
     ({"image": "nginx", "unknown": 1}, "unknown"),
+    ({"image": "nginx", "volume_policy": "move"}, "volume_policy"),
     ({"image": "nginx", "replicas": True}, "replicas"),
     ({"image": "nginx", "replicas": 1.0}, "replicas"),
     ({"image": "nginx", "replicas": "1"}, "replicas"),
@@ -185,6 +189,9 @@ def test_a_spec_the_api_takes_decodes_to_what_the_api_stores(body: dict[str, Any
     del stored["container"]
     if options:
         stored["container"] = options
+    # And `volume_policy` only when it is not the default.
+    if stored["volume_policy"] == DEFAULT_VOLUME_POLICY:
+        del stored["volume_policy"]
     assert service.to_doc(service.decode(ServiceSpec, orjson.dumps(body))) == stored
     assert service.to_doc(service.decode(ServiceSpec, body)) == stored  # from YAML's objects alike
 
