@@ -222,9 +222,14 @@ class OrchestratorSettings:
     # Status updates from one worker merged and waiting for the next flush at most (distinct tasks:
     # updates of one task are merged); a worker past it is answered 503 until the flush; updates.
     status_pending_per_node_max: int = 5000
+    # A worker's reported volumes that could not be written (no quorum, a manager too old for the
+    # command) are tried again on one of its calls at most this often; seconds.
+    volume_report_retry_s: float = 10.0
 
     def validate(self) -> None:
-        _require_positive(self, "heartbeat_period_s", "node_down_grace_s", "full_pass_interval_s")
+        _require_positive(
+            self, "heartbeat_period_s", "node_down_grace_s", "full_pass_interval_s", "volume_report_retry_s"
+        )
         if not math.isfinite(self.pass_pacing) or self.pass_pacing < 0:
             raise ConfigError(f"pass_pacing must be 0 or more, got {self.pass_pacing!r}")
         if self.node_down_grace_s <= self.heartbeat_period_s:

@@ -23,6 +23,7 @@ import contextlib
 import hashlib
 import hmac
 import logging
+import math
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -155,6 +156,7 @@ class Dispatcher:
         # node -> the volumes it reported last, while they are not the stored ones (a write that failed
         # is tried again on its next call: the worker does not report an unchanged list again).
         self._volumes_reported: dict[str, list[tuple[str, str]]] = {}
+        self._volumes_retry_at: dict[str, float] = {}  # node -> not before (clock), after a failed write
         self._stopped = False
         self._batch: _Batch | None = None
         self._flush_wanted = asyncio.Event()
@@ -232,6 +234,7 @@ class Dispatcher:
         """The node was removed."""
         self._last_seen.pop(node, None)
         self._volumes_reported.pop(node, None)
+        self._volumes_retry_at.pop(node, None)
         self.logs.end_node(node, "its node was removed")
 
     async def check_liveness(self) -> None:
@@ -354,8 +357,9 @@ class Dispatcher:
         if report is not None and (report.volumes is not None or report.resources is not None):
             listed = report.volumes or []
             self._volumes_reported[node] = sorted({(str(v["name"]), str(v["driver"])) for v in listed})
+            self._volumes_retry_at.pop(node, None)  # a new list: written now
         reported = self._volumes_reported.get(node)
-        if reported is None:
+        if reported is None or self.clock() < self._volumes_retry_at.get(node, -math.inf):
             return
         if reported == volumes.of_node(self.store.conn, node):
             del self._volumes_reported[node]
@@ -364,9 +368,12 @@ class Dispatcher:
         try:
             await self.propose(c.NodeVolumes(node, records, self.wall()))
         except WarrenError as exc:
-            log.warning("could not record the volumes of %s (trying again on its next call): %s", node, exc)
+            retry_s = self.settings.volume_report_retry_s
+            self._volumes_retry_at[node] = self.clock() + retry_s
+            log.warning("could not record the volumes of %s (trying again in %g s): %s", node, retry_s, exc)
             return
         self._volumes_reported.pop(node, None)
+        self._volumes_retry_at.pop(node, None)
 
     def wake(self) -> None:
         """Re-check every held session now (a log request was queued)."""

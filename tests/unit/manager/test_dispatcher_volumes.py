@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from tests.unit.manager.test_dispatcher import T0, World
+from tests.unit.manager.test_dispatcher import SETTINGS, T0, World
 from warren.config import OrchestratorSettings
 from warren.errors import UnavailableError
 from warren.manager.dispatcher import NodeReport
@@ -82,7 +82,11 @@ async def test_a_failed_write_is_tried_again_on_the_next_call(world: World) -> N
     answer = await d.session(w1, None, report(("data", "docker")))  # the session is still answered
     assert answer["assignments"] == []
     assert volumes.of_node(world.store.conn, w1) == []
+    # Not tried again at every call (each try asks the other managers' versions), but after a while.
+    await d.session(w1, answer["digest"], None)
+    assert len(world.propose.of(c.NodeVolumes)) == 1
     d.propose = real
+    world.clock.now += SETTINGS.volume_report_retry_s
     await d.session(w1, answer["digest"], None)  # the worker does not report the same list again
     assert volumes.of_node(world.store.conn, w1) == [("data", "docker")]
     assert len(world.propose.of(c.NodeVolumes)) == 2
