@@ -435,6 +435,9 @@ class ConnectionLimits:
     # A connection with no request in progress is closed after this long, before its first request as
     # after its last (uvicorn's keep-alive timeout); seconds.
     idle_timeout_s: float = 5.0
+    # A request's line and headers must all arrive within this long of its first byte, or the
+    # connection is closed (a client trickling its headers cannot hold a connection for ever); seconds.
+    request_head_timeout_s: float = 10.0
     # Connections from one peer address at once (and at most a quarter of the server's total cap);
     # more are closed at once.
     max_per_peer: int = 256
@@ -446,7 +449,7 @@ class ConnectionLimits:
     nofile_fraction: float = 0.25
 
     def validate(self) -> None:
-        _require_positive(self, "tls_handshake_timeout_s", "idle_timeout_s")
+        _require_positive(self, "tls_handshake_timeout_s", "idle_timeout_s", "request_head_timeout_s")
         if self.max_per_peer <= 0 or self.max_connections <= 0:
             raise ConfigError("max_per_peer and max_connections must be greater than 0")
         if not 0 < self.nofile_fraction <= 1:
