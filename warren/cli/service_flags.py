@@ -313,7 +313,7 @@ def create_body(args: argparse.Namespace) -> dict[str, Any]:
         if part:
             body[key] = part
     if args.mount:
-        body["mounts"] = _mounts([], args.mount, [])
+        body["mounts"] = list(args.mount)  # two at one target are refused, not merged
     container = _container(args, None)
     if container:
         body["container"] = container
@@ -432,6 +432,8 @@ def _check(model: type[ServiceCreate] | type[ServiceUpdate], body: Mapping[str, 
             if sep and f"container.{field.split('.')[0].split('[')[0]}" in FLAG_OF:
                 where, what = f"container.{field.split('.')[0].split('[')[0]}", f"{field}: {rest}"
         parts = where.split(".")
+        if parts[0] == "mounts" and len(parts) > 1 and parts[1].isdigit():  # which of several --mount
+            what = f"mounts[{parts[1]}]{''.join('.' + p for p in parts[2:])}: {what}"
         flag = FLAG_OF.get(where) or FLAG_OF.get(".".join(parts[:2])) or FLAG_OF.get(parts[0], "")
         subject = f"argument {flag}: " if flag else ""
         raise UsageError(f"{subject}{what} (see 'warren service {command} --help')") from exc
