@@ -140,12 +140,15 @@ def test_volume_data_survives_kill_update_restart_and_rm(setup: Setup) -> None:
     assert docker_client().api.inspect_volume(volume)["Name"] == volume
 
 
-def test_tmpfs_and_bind_reach_the_container(setup: Setup) -> None:
+def test_tmpfs_and_bind_reach_the_container_beside_its_secrets(setup: Setup, tmp_path: Path) -> None:
     shared = setup.allowed / "media"
     shared.mkdir()
     (shared / "song").write_text("la")
+    value = tmp_path / "value"
+    value.write_text("s3cret")
+    setup.fleet.cli("secret", "create", "player-key", str(value)).ok()
     service(setup, "player", "--mount", f"type=bind,src={shared},dst=/media,ro",
-            "--mount", "type=tmpfs,dst=/cache,tmpfs-size=64m")
+            "--mount", "type=tmpfs,dst=/cache,tmpfs-size=64m", "--secret", "player-key")
     (task,) = setup.fleet.wait_running("player", 1)
     container = container_of(setup, task)
     mounts = {m["Destination"]: m for m in container.attrs["Mounts"]}
@@ -158,7 +161,10 @@ def test_tmpfs_and_bind_reach_the_container(setup: Setup) -> None:
     assert container.exec_run(["cat", "/media/song"]).output == b"la"
     assert container.exec_run(["touch", "/media/x"]).exit_code != 0  # read-only
     assert container.exec_run(["sh", "-c", "grep ' /cache ' /proc/mounts | grep -q tmpfs"]).exit_code == 0
+    assert container.exec_run(["cat", "/run/secrets/player-key"]).output == b"s3cret"
     setup.fleet.cli("service", "rm", "player").ok()
+    eventually(lambda: setup.fleet.cli("secret", "rm", "player-key").returncode == 0, 30,
+               "the secret removed once no service uses it")
 
 
 def test_a_bind_outside_the_allow_list_is_not_placed(setup: Setup) -> None:
