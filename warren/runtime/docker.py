@@ -297,13 +297,16 @@ class DockerRuntime:
 
     async def volumes(self) -> builtins.list[str]:
         self._check_open()
-        answer = await self._run(
-            lambda c: c.api.volumes(filters={"label": f"{LABEL_VOLUME_NODE}={self.node}"})
-        )
+        try:
+            answer = await self._run(
+                lambda c: c.api.volumes(filters={"label": f"{LABEL_VOLUME_NODE}={self.node}"})
+            )
+        except APIError as exc:
+            raise RuntimeUnavailableError(f"cannot list volumes: {explain(exc)}") from exc
         names = set()
         for volume in answer.get("Volumes") or ():
             name = (volume.get("Labels") or {}).get(LABEL_VOLUME)
-            if isinstance(name, str) and name:
+            if isinstance(name, str) and name == volume.get("Name"):  # as this worker makes them
                 names.add(name)
         return sorted(names)
 

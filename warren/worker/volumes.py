@@ -19,6 +19,7 @@ import asyncio
 import logging
 import re
 from collections.abc import Callable, Iterable, Mapping
+from typing import TypeGuard
 
 from warren.formats import NAME_PATTERN
 from warren.runtime.base import ContainerRuntime, RuntimeUnavailableError, VolumeBusyError
@@ -30,6 +31,12 @@ log = logging.getLogger(__name__)
 MAX_REPORTED = 1024
 
 Inventory = list[dict[str, str]]
+
+
+def _valid(name: object) -> TypeGuard[str]:
+    """Whether `name` is a volume name (warren.spec.mounts.VolumeName): what the managers take. A
+    directory or labelled Docker volume made by hand with another name is not reported."""
+    return isinstance(name, str) and len(name) <= 63 and re.fullmatch(NAME_PATTERN, name) is not None
 
 
 class VolumeKeeper:
@@ -62,7 +69,7 @@ class VolumeKeeper:
                     log.warning("cannot list the %s runtime's volumes: %s", driver, exc)
                     self._stale = True
                     return self._listed
-                entries.update((name, driver) for name in names)
+                entries.update((name, driver) for name in names if _valid(name))
             if len(entries) > MAX_REPORTED:
                 log.warning("this worker has %d volumes; only the first %d are reported", len(entries),
                             MAX_REPORTED)
@@ -85,7 +92,7 @@ class VolumeKeeper:
     def remove(self, names: Iterable[object]) -> None:
         """A manager asks that these volumes of this worker be removed (each checked: a volume name)."""
         for name in list(names)[:MAX_REPORTED]:
-            if not isinstance(name, str) or re.search(NAME_PATTERN, name) is None or len(name) > 63:
+            if not _valid(name):
                 log.warning("a manager asked to remove a volume with an invalid name; ignored")
                 continue
             self._to_remove[name] = None

@@ -99,3 +99,14 @@ async def test_the_inventory_is_bounded_and_survives_a_runtime_that_cannot_list(
     rt.volume_names = {"a"}
     assert await keeper.report() == [{"name": "a", "driver": "docker"}]  # still stale: listed again
     await keeper.close()
+
+
+async def test_only_volume_names_are_reported_and_removed() -> None:
+    rt = FakeRuntime("process")
+    rt.volume_names.update({"good", "Upper", "dot.ted", "a" * 64, "nl\n"})  # made by hand
+    keeper = VolumeKeeper({"process": rt}, set)
+    assert await keeper.report() == [{"name": "good", "driver": "process"}]
+    keeper.remove(["Upper", "nl\n", 42, "dot.ted", "good"])
+    await eventually_async(lambda: "good" not in rt.volume_names, 5.0, "good removed")
+    assert rt.volume_names == {"Upper", "dot.ted", "a" * 64, "nl\n"}
+    await keeper.close()
