@@ -531,6 +531,9 @@ class WorkerSettings:
     # checked as for devices (absolute, normalised; still inside once symlinks are resolved). None by
     # default.
     allow_binds: tuple[str, ...] = ()
+    # Listing this worker's volumes for its session (an engine call) is given up after this long, and
+    # tried again before the next call: a hung engine must not delay the heartbeat; seconds.
+    volume_list_timeout_s: float = 1.0
 
     def validate(self) -> None:
         if self.secrets_dir is not None and not self.secrets_dir.startswith("/"):
@@ -555,6 +558,7 @@ class WorkerSettings:
             "join_timeout_s",
             "local_restart_backoff_s",
             "local_restart_backoff_max_s",
+            "volume_list_timeout_s",
         )
 
     @property

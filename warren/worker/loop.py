@@ -95,7 +95,8 @@ class WorkerLoop:
         self._loops: list[asyncio.Task[None]] = []
         self.statuses = StatusReporter(client, cache, settings)
         self.logs = LogForwarder(client, node, self._log_source)
-        self.volumes = VolumeKeeper(self.runtimes, self._volumes_in_use)
+        self.volumes = VolumeKeeper(self.runtimes, self._volumes_in_use,
+                                    list_timeout_s=settings.volume_list_timeout_s)
         self.session = WorkerSession(
             client, settings, self, addr=addr, labels=labels, resources=resources,
             heartbeat_period_s=heartbeat_period_s, announce=announce or (lambda line: log.info("%s", line)),

@@ -21,6 +21,7 @@ import re
 from collections.abc import Callable, Iterable, Mapping
 from typing import TypeGuard
 
+from warren.config import WorkerSettings
 from warren.formats import NAME_PATTERN
 from warren.runtime.base import ContainerRuntime, RuntimeUnavailableError, VolumeBusyError
 
@@ -42,9 +43,18 @@ def _valid(name: object) -> TypeGuard[str]:
 class VolumeKeeper:
     """This worker's volumes across its `runtimes`; `in_use()` names those its tasks mount."""
 
-    def __init__(self, runtimes: Mapping[str, ContainerRuntime], in_use: Callable[[], set[str]]) -> None:
+    def __init__(
+        self,
+        runtimes: Mapping[str, ContainerRuntime],
+        in_use: Callable[[], set[str]],
+        *,
+        list_timeout_s: float | None = None,
+    ) -> None:
         self._runtimes = runtimes
         self._in_use = in_use
+        self._list_timeout_s = (
+            list_timeout_s if list_timeout_s is not None else WorkerSettings().volume_list_timeout_s
+        )
         self._listed: Inventory | None = None
         self._stale = True
         # What the managers last took (None: nothing yet since this worker started).
@@ -57,15 +67,16 @@ class VolumeKeeper:
         self._stale = True
 
     async def inventory(self) -> Inventory | None:
-        """The volumes now (listed again if stale); None if a runtime could not list them and there is no
-        earlier listing."""
+        """The volumes now (listed again if stale); the earlier listing (None if none) if a runtime could
+        not list them within the list timeout."""
         if self._stale or self._listed is None:
             self._stale = False
             entries: set[tuple[str, str]] = set()
             for driver, runtime in self._runtimes.items():
                 try:
-                    names = await runtime.volumes()
-                except (RuntimeUnavailableError, OSError) as exc:
+                    async with asyncio.timeout(self._list_timeout_s):
+                        names = await runtime.volumes()
+                except (RuntimeUnavailableError, OSError, TimeoutError) as exc:
                     log.warning("cannot list the %s runtime's volumes: %s", driver, exc)
                     self._stale = True
                     return self._listed

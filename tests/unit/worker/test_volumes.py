@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 from typing import Any
 
@@ -110,3 +111,15 @@ async def test_only_volume_names_are_reported_and_removed() -> None:
     await eventually_async(lambda: "good" not in rt.volume_names, 5.0, "good removed")
     assert rt.volume_names == {"Upper", "dot.ted", "a" * 64, "nl\n"}
     await keeper.close()
+
+
+async def test_a_runtime_that_hangs_does_not_hold_the_session_call() -> None:
+    class Hung(FakeRuntime):
+        async def volumes(self) -> list[str]:
+            await asyncio.Event().wait()
+            return []
+
+    keeper = VolumeKeeper({"docker": Hung()}, set, list_timeout_s=0.05)
+    async with asyncio.timeout(2):
+        assert await keeper.report() is None  # given up on, and tried again next time
+        assert await keeper.report() is None
