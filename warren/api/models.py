@@ -6,8 +6,10 @@ from typing import Annotated, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints, model_validator
 
+from warren.config import MAX_ALLOW_BINDS
 from warren.formats import NAME_PATTERN
 from warren.spec import container as opts
+from warren.spec import mounts as mnt
 from warren.spec import service as typed
 from warren.spec import validate
 from warren.spec.problems import problem
@@ -199,6 +201,39 @@ class ContainerOptions(Strict):
         return self
 
 
+class Mount(Strict):
+    """volume: the node's volume `source` at `target`; bind: the node's path `source` at `target`;
+    tmpfs: an empty memory filesystem of at most `size` bytes at `target` (warren.spec.mounts, where
+    each is described and checked)."""
+
+    type: mnt.MountType
+    target: Path
+    source: Annotated[str, StringConstraints(max_length=1024), NoControl] | None = None
+    read_only: bool = False
+    size: Annotated[int, Field(ge=4096, le=mnt.MAX_TMPFS_BYTES)] | None = None  # tmpfs only; bytes
+
+    @model_validator(mode="after")
+    def _consistent(self) -> Mount:
+        # The rules across fields (and of paths and names) are the typed spec's, said once.
+        import msgspec
+
+        try:
+            msgspec.convert(self.model_dump(), mnt.Mount)
+        except msgspec.ValidationError as exc:
+            raise ValueError(str(exc)) from None
+        return self
+
+
+def _mount_targets(mounts: list[Mount]) -> list[Mount]:
+    import msgspec
+
+    mnt.check_targets([msgspec.convert(m.model_dump(), mnt.Mount) for m in mounts], [])
+    return mounts
+
+
+Mounts = Annotated[list[Mount], Field(max_length=mnt.MAX_MOUNTS), AfterValidator(_mount_targets)]
+
+
 def _distinct(names: list[str]) -> list[str]:
     if len(names) != len(set(names)):
         raise ValueError("a secret is named twice")
@@ -240,6 +275,8 @@ class ServiceSpec(Strict):
     # $WARREN_SECRETS_DIR for a process.
     secrets: SecretNames = Field(default_factory=list)
     container: ContainerOptions = Field(default_factory=ContainerOptions)
+    # Volumes, bind mounts and tmpfs (docs/volumes.md).
+    mounts: Mounts = Field(default_factory=list)
 
     @model_validator(mode="after")
     def _consistent(self) -> ServiceSpec:
@@ -276,6 +313,7 @@ class ServiceUpdate(Strict):
     stop_timeout_s: PositiveSeconds | None = None
     secrets: SecretNames | None = None
     container: ContainerOptions | None = None
+    mounts: Mounts | None = None
 
 
 class NodeAvailability(Strict):
@@ -305,9 +343,27 @@ class WorkerResources(Strict):
     memory: Annotated[int, Field(ge=0, le=2**60)] | None = None  # bytes
     drivers: list[Literal["docker", "process"]] = Field(default_factory=list, max_length=8)
     hostname: Annotated[str, StringConstraints(max_length=253), NoControl] = ""
-    # Host access the worker allows (worker start --allow-privileged, --allow-device).
+    # Host access the worker allows (worker start --allow-privileged, --allow-device, --allow-bind).
     allow_privileged: bool = False
     allow_devices: list[Path] = Field(default_factory=list, max_length=opts.MAX_DEVICES)
+    allow_binds: list[Path] = Field(default_factory=list, max_length=MAX_ALLOW_BINDS)
+
+
+# At most this many volumes in a worker's inventory (docs/worker-protocol.md).
+MAX_NODE_VOLUMES = 1024
+
+
+class NodeVolume(Strict):
+    """A Warren volume a worker holds: a Docker volume, or a process runtime's directory."""
+
+    name: Annotated[str, StringConstraints(pattern=NAME_PATTERN, max_length=63)]
+    driver: Literal["docker", "process"]
+
+
+def _distinct_volumes(volumes: list[NodeVolume]) -> list[NodeVolume]:
+    if len({(v.name, v.driver) for v in volumes}) != len(volumes):
+        raise ValueError("a volume is listed twice")
+    return volumes
 
 
 class WorkerJoinRequest(Strict):
@@ -326,6 +382,10 @@ class SessionRequest(Strict):
     addr: Host | None = None
     labels: Labels | None = Field(default=None, max_length=256)
     resources: WorkerResources | None = None
+    # The worker's volumes: on its first call after a start if it has any, then whenever they changed.
+    volumes: Annotated[
+        list[NodeVolume], Field(max_length=MAX_NODE_VOLUMES), AfterValidator(_distinct_volumes)
+    ] | None = None
 
 
 class StatusUpdate(Strict):

@@ -41,7 +41,8 @@ def add_routes(app: FastAPI, workers: Workers) -> None:
         _same_node(request, body.node)
         workers.authenticate(body.node, bearer(authorization))
         resources = None if body.resources is None else body.resources.model_dump()
-        return JSON(await workers.session(body.node, body.known, body.addr, body.labels, resources))
+        volumes = None if body.volumes is None else [v.model_dump() for v in body.volumes]
+        return JSON(await workers.session(body.node, body.known, body.addr, body.labels, resources, volumes))
 
     @app.post("/v1/dispatcher/status", response_model=A.StatusAccepted, responses=A.errors(400, 401, 413))
     async def status(

@@ -75,6 +75,8 @@ class NodeReport:
     addr: str | None = None
     labels: dict[str, Any] | None = None
     resources: dict[str, Any] | None = None
+    # The worker's volumes ([{"name", "driver"}], docs/worker-protocol.md), when it reports them.
+    volumes: list[dict[str, Any]] | None = None
 
     def changes(self, doc: dict[str, Any]) -> tuple[str, dict[str, Any], dict[str, Any]] | None:
         """(addr, labels, resources) to record if they differ from the node's `doc`, else None."""

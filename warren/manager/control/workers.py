@@ -51,15 +51,17 @@ class Workers:
         addr: str | None,
         labels: Mapping[str, str] | None,
         resources: dict[str, Any] | None,
+        volumes: list[dict[str, Any]] | None = None,
     ) -> dict[str, Any]:
         """One session call: held until the assignments differ from the digest the worker `known`.
-        `addr`, `labels`, `resources`: what the worker reports after a start (None: not reported)."""
+        `addr`, `labels`, `resources`: what the worker reports after a start; `volumes`: its volumes,
+        when they changed (None: not reported)."""
         dispatcher = self.dispatcher.get()
         report = None
-        if addr is not None or labels is not None or resources is not None:
+        if addr is not None or labels is not None or resources is not None or volumes is not None:
             if addr is not None:
                 split_host_port(addr, field="addr", default_port=0)
-            report = NodeReport(addr, None if labels is None else dict(labels), resources)
+            report = NodeReport(addr, None if labels is None else dict(labels), resources, volumes)
         return await dispatcher.session(node, known, report)
 
     async def report_status(self, node: str, updates: list[dict[str, Any]]) -> int:
