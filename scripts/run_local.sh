@@ -19,6 +19,9 @@ RAFT=${WARREN_RUN_RAFT:-127.0.0.1:7946}
 METRICS=${WARREN_RUN_METRICS:-127.0.0.1:9090}
 DATA=${WARREN_RUN_DATA:-.warren/run}
 DEMO_PORT=${WARREN_RUN_DEMO_PORT:-8088}
+# Devices the local worker gives to tasks: /dev/null stands in for the USB radio of
+# examples/edge-stack.yaml's hub (a harmless device; a real board lists /dev/ttyUSB0 and the like).
+ALLOW_DEVICE=${WARREN_RUN_ALLOW_DEVICE:-/dev/null}
 mkdir -p "$DATA"
 LOG="$DATA/manager.log"
 
@@ -31,7 +34,7 @@ else
 fi
 
 "$WARREN" cluster init --listen-addr "$API" --raft-addr "$RAFT" --metrics-addr "$METRICS" \
-    --data-dir "$DATA" --runtime "$RUNTIME" 2>"$LOG" &
+    --data-dir "$DATA" --runtime "$RUNTIME" --allow-device "$ALLOW_DEVICE" 2>"$LOG" &
 MANAGER=$!
 trap 'kill -TERM "$MANAGER" 2>/dev/null; wait "$MANAGER" 2>/dev/null || true' INT TERM EXIT
 

@@ -306,9 +306,10 @@ class ManagerSettings:
     manager_only: bool = False
     # Runtime of the local worker (one of RUNTIMES); see WorkerSettings.runtime.
     local_worker_runtime: str = "auto"
-    # Host access the local worker allows; see WorkerSettings.allow_privileged and allow_devices.
+    # Host access the local worker allows; see WorkerSettings.allow_privileged, allow_devices, allow_binds.
     local_worker_allow_privileged: bool = False
     local_worker_allow_devices: tuple[str, ...] = ()
+    local_worker_allow_binds: tuple[str, ...] = ()
     raft: RaftSettings = RaftSettings()
     orchestrator: OrchestratorSettings = OrchestratorSettings()
 
@@ -382,6 +383,11 @@ class ManagerSettings:
                 f"runtime must be one of {', '.join(RUNTIMES)}, got {self.local_worker_runtime!r}"
             )
         _check_allowed_paths("allow_devices", self.local_worker_allow_devices)
+        _check_allowed_paths("allow_binds", self.local_worker_allow_binds)
+        if len(self.local_worker_allow_binds) > MAX_ALLOW_BINDS:
+            raise ConfigError(
+                f"allow_binds: at most {MAX_ALLOW_BINDS} paths, got {len(self.local_worker_allow_binds)}"
+            )
         self.raft.validate()
         self.orchestrator.validate()
 
@@ -440,6 +446,9 @@ class ConnectionLimits:
     # A connection with no request in progress is closed after this long, before its first request as
     # after its last (uvicorn's keep-alive timeout); seconds.
     idle_timeout_s: float = 5.0
+    # A request's line and headers must all arrive within this long of its first byte, or the
+    # connection is closed (a client trickling its headers cannot hold a connection for ever); seconds.
+    request_head_timeout_s: float = 10.0
     # Connections from one peer address at once (and at most a quarter of the server's total cap);
     # more are closed at once.
     max_per_peer: int = 256
@@ -451,7 +460,7 @@ class ConnectionLimits:
     nofile_fraction: float = 0.25
 
     def validate(self) -> None:
-        _require_positive(self, "tls_handshake_timeout_s", "idle_timeout_s")
+        _require_positive(self, "tls_handshake_timeout_s", "idle_timeout_s", "request_head_timeout_s")
         if self.max_per_peer <= 0 or self.max_connections <= 0:
             raise ConfigError("max_per_peer and max_connections must be greater than 0")
         if not 0 < self.nofile_fraction <= 1:
@@ -526,11 +535,21 @@ class WorkerSettings:
     # must still be inside one once symlinks are resolved). None allowed by default.
     allow_privileged: bool = False
     allow_devices: tuple[str, ...] = ()
+    # Host paths this worker lets its tasks bind-mount (`--mount type=bind`): these, or any under them,
+    # checked as for devices (absolute, normalised; still inside once symlinks are resolved). None by
+    # default.
+    allow_binds: tuple[str, ...] = ()
+    # Listing this worker's volumes for its session (an engine call) is given up after this long, and
+    # tried again before the next call: a hung engine must not delay the heartbeat; seconds.
+    volume_list_timeout_s: float = 1.0
 
     def validate(self) -> None:
         if self.secrets_dir is not None and not self.secrets_dir.startswith("/"):
             raise ConfigError(f"secrets_dir must be an absolute path, got {self.secrets_dir!r}")
         _check_allowed_paths("allow_devices", self.allow_devices)
+        _check_allowed_paths("allow_binds", self.allow_binds)
+        if len(self.allow_binds) > MAX_ALLOW_BINDS:
+            raise ConfigError(f"allow_binds: at most {MAX_ALLOW_BINDS} paths, got {len(self.allow_binds)}")
         if not self.managers:
             raise ConfigError("a worker needs at least one manager address (--manager)")
         for addr in self.managers:
@@ -547,6 +566,7 @@ class WorkerSettings:
             "join_timeout_s",
             "local_restart_backoff_s",
             "local_restart_backoff_max_s",
+            "volume_list_timeout_s",
         )
 
     @property
@@ -557,6 +577,10 @@ class WorkerSettings:
 
     def resolved_secrets_dir(self, node: str) -> str:
         return self.secrets_dir if self.secrets_dir is not None else default_secrets_dir(node)
+
+
+# At most this many paths in --allow-bind (and in a worker's reported allow_binds).
+MAX_ALLOW_BINDS = 64
 
 
 def _check_allowed_paths(field: str, paths: tuple[str, ...]) -> None:

@@ -72,11 +72,13 @@ class WorkerProc(DaemonProc):
         runtime: str = "process",
         labels: Sequence[str] = (),
         prefix: Sequence[str] = (),
+        extra: Sequence[str] = (),
     ) -> None:
         super().__init__(label, base_dir, prefix)
         self.managers = list(managers)
         self.runtime = runtime
         self.labels = list(labels)
+        self.extra = list(extra)  # more `worker start` flags (--allow-bind ...)
 
     def __repr__(self) -> str:
         return f"WorkerProc({self.label}, runtime={self.runtime}, pid={self.pid})"
@@ -89,7 +91,7 @@ class WorkerProc(DaemonProc):
             args += ["--label", label]
         if token is not None:
             args += ["--token", token]
-        self.argv = [*WARREN, *args]
+        self.argv = [*WARREN, *args, *self.extra]
         super().start()
 
     def wait_ready(self, via: str, timeout: float = START_TIMEOUT_S) -> None:
@@ -166,6 +168,7 @@ class Fleet:
         prefix: Sequence[str] = (),
         managers: Sequence[str] | None = None,
         wait: bool = True,
+        extra: Sequence[str] = (),
     ) -> WorkerProc:
         via = self.managers.live()[0]
         token = self.managers.join_token(via, "worker")
@@ -176,6 +179,7 @@ class Fleet:
             runtime=runtime,
             labels=labels,
             prefix=prefix,
+            extra=extra,
         )
         self.workers.append(worker)
         worker.start(token)

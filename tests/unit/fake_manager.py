@@ -72,8 +72,9 @@ def task_doc(
     health: Mapping[str, Any] | None = None,
     env: Mapping[str, str] | None = None,
     slot: int | None = 1,
+    mounts: list[dict[str, Any]] | None = None,
 ) -> dict[str, Any]:
-    spec = {
+    spec: dict[str, Any] = {
         "driver": driver,
         "image": image,
         "command": command,
@@ -85,6 +86,8 @@ def task_doc(
         "health": dict(health) if health else None,
         "stop_timeout_s": 3.0,
     }
+    if mounts:
+        spec["mounts"] = mounts
     return {
         "task_id": task_id,
         "service_id": "svc-1",
@@ -116,6 +119,8 @@ class FakeManager:
         self.cert_lifetime_s = 3600.0  # of the certificates it issues
         self.renewals: list[bytes] = []  # the certificates POST /v1/certs/renew answered with
         self.headers_seen: list[Mapping[str, str]] = []
+        # Volumes the next session answer asks the worker to remove ("remove_volumes"), then forgotten.
+        self.remove_volumes: list[str] = []
         self._changed = asyncio.Event()
 
     # -- test controls ----------------------------------------------------------------------------
@@ -242,15 +247,15 @@ class FakeManager:
                 raise httpx.ReadError("connection reset")
         digest = self.digest()
         requests, self.log_requests = self.log_requests, []
-        return _json(
-            200,
-            {
-                "heartbeat_period_s": self.heartbeat_period_s,
-                "digest": digest,
-                "assignments": None if digest == body.get("known") else list(self.tasks.values()),
-                "log_requests": requests,
-            },
-        )
+        answer = {
+            "heartbeat_period_s": self.heartbeat_period_s,
+            "digest": digest,
+            "assignments": None if digest == body.get("known") else list(self.tasks.values()),
+            "log_requests": requests,
+        }
+        if self.remove_volumes:
+            answer["remove_volumes"], self.remove_volumes = self.remove_volumes, []
+        return _json(200, answer)
 
 
 def _json(status: int, doc: Any) -> httpx.Response:

@@ -6,6 +6,7 @@ from typing import Annotated, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints, model_validator
 
+from warren.config import MAX_ALLOW_BINDS
 from warren.formats import NAME_PATTERN
 from warren.spec import container as opts
 from warren.spec import mounts as mnt
@@ -200,6 +201,39 @@ class ContainerOptions(Strict):
         return self
 
 
+class Mount(Strict):
+    """volume: the node's volume `source` at `target`; bind: the node's path `source` at `target`;
+    tmpfs: an empty memory filesystem of at most `size` bytes at `target` (warren.spec.mounts, where
+    each is described and checked)."""
+
+    type: mnt.MountType
+    target: Path
+    source: Annotated[str, StringConstraints(max_length=1024), NoControl] | None = None
+    read_only: bool = False
+    size: Annotated[int, Field(ge=4096, le=mnt.MAX_TMPFS_BYTES)] | None = None  # tmpfs only; bytes
+
+    @model_validator(mode="after")
+    def _consistent(self) -> Mount:
+        # The rules across fields (and of paths and names) are the typed spec's, said once.
+        import msgspec
+
+        try:
+            msgspec.convert(self.model_dump(), mnt.Mount)
+        except msgspec.ValidationError as exc:
+            raise ValueError(str(exc)) from None
+        return self
+
+
+def _mount_targets(mounts: list[Mount]) -> list[Mount]:
+    import msgspec
+
+    mnt.check_targets([msgspec.convert(m.model_dump(), mnt.Mount) for m in mounts], [])
+    return mounts
+
+
+Mounts = Annotated[list[Mount], Field(max_length=mnt.MAX_MOUNTS), AfterValidator(_mount_targets)]
+
+
 def _distinct(names: list[str]) -> list[str]:
     if len(names) != len(set(names)):
         raise ValueError("a secret is named twice")
@@ -241,6 +275,8 @@ class ServiceSpec(Strict):
     # $WARREN_SECRETS_DIR for a process.
     secrets: SecretNames = Field(default_factory=list)
     container: ContainerOptions = Field(default_factory=ContainerOptions)
+    # Volumes, bind mounts and tmpfs (docs/volumes.md).
+    mounts: Mounts = Field(default_factory=list)
     # When the node holding a replica's volume cannot take it (docs/volumes.md): wait for that node
     # (the task stays pending, saying why), or reschedule it elsewhere onto a new, empty volume.
     volume_policy: mnt.VolumePolicy = mnt.DEFAULT_VOLUME_POLICY
@@ -280,6 +316,7 @@ class ServiceUpdate(Strict):
     stop_timeout_s: PositiveSeconds | None = None
     secrets: SecretNames | None = None
     container: ContainerOptions | None = None
+    mounts: Mounts | None = None
     volume_policy: mnt.VolumePolicy | None = None
 
 
@@ -310,13 +347,14 @@ class WorkerResources(Strict):
     memory: Annotated[int, Field(ge=0, le=2**60)] | None = None  # bytes
     drivers: list[Literal["docker", "process"]] = Field(default_factory=list, max_length=8)
     hostname: Annotated[str, StringConstraints(max_length=253), NoControl] = ""
-    # Host access the worker allows (worker start --allow-privileged, --allow-device).
+    # Host access the worker allows (worker start --allow-privileged, --allow-device, --allow-bind).
     allow_privileged: bool = False
     allow_devices: list[Path] = Field(default_factory=list, max_length=opts.MAX_DEVICES)
+    allow_binds: list[Path] = Field(default_factory=list, max_length=MAX_ALLOW_BINDS)
 
 
 # At most this many volumes in a worker's inventory (docs/worker-protocol.md).
-MAX_NODE_VOLUMES = 1024
+MAX_NODE_VOLUMES = mnt.MAX_NODE_VOLUMES
 
 
 class NodeVolume(Strict):

@@ -37,6 +37,10 @@ A document is one service, with the fields of the API's service body (docs/api.m
   health: {kind: http, port: 80, path: /, interval_s: 2s}   # *_s: seconds or 500ms, 1m...
   update: {parallelism: 1, order: start-first}
   secrets: [db-password]      # each task gets /run/secrets/db-password (warren secret create)
+  mounts:                     # docs/volumes.md; --mount's text, or the fields
+    - type=volume,src=web-data,dst=/var/lib/web
+    - {type: bind, source: /srv/media, target: /media, read_only: true}
+    - {type: tmpfs, target: /cache, size: 64m}
   stop_timeout_s: 30s         # the grace after the stop signal (service create --stop-grace-period)
   volume_policy: reschedule   # or wait (default): when the node holding its volume is down (docs/volumes.md)
   container:                  # container options (docs/container-options.md); each off by default
@@ -270,6 +274,9 @@ def _convert(body: dict[str, Any]) -> None:
             body[name] = {key: _scalar_text(value) for key, value in values.items()}
     if "container" in body:
         body["container"] = _value(specs.container_part, body["container"], "container")
+    mounts = body.get("mounts")
+    if isinstance(mounts, list):
+        body["mounts"] = [_value(specs.parse_mount, item, f"mounts.{i}") for i, item in enumerate(mounts)]
 
 
 def _value(parse: Any, value: object, where: str) -> Any:

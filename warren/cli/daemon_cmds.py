@@ -14,7 +14,7 @@ from warren.cli.parsing import (
     UsageError,
     add_command,
     add_host_access,
-    allowed_devices,
+    allowed_paths,
     duration,
     non_negative_int,
     positive_int,
@@ -166,9 +166,12 @@ def build_settings(args: argparse.Namespace) -> ManagerSettings:
         fields["manager_only"] = True
     if args.runtime is not None:
         fields["local_worker_runtime"] = args.runtime
-    devices = allowed_devices(args.allow_device)
+    devices = allowed_paths(args.allow_device)
     if devices:
         fields["local_worker_allow_devices"] = devices
+    binds = allowed_paths(args.allow_bind)
+    if binds:
+        fields["local_worker_allow_binds"] = binds
     if args.allow_privileged:
         fields["local_worker_allow_privileged"] = True
     if args.cert_expiry is not None:

@@ -216,18 +216,24 @@ def command(text: str) -> list[str]:
 
 
 def add_host_access(parser: argparse.ArgumentParser, whose: str) -> None:
-    """--allow-device and --allow-privileged: what `whose` worker lets its tasks have of this machine."""
+    """--allow-device, --allow-bind and --allow-privileged: what `whose` worker lets its tasks have of
+    this machine."""
     parser.add_argument("--allow-device", metavar="PATH[,PATH...]", action="append", default=[],
                         help=f"devices {whose} tasks may be given (service create --device): these paths, or "
                              "any under them, checked again once symlinks are resolved; repeatable "
                              "(default: none)")
+    parser.add_argument("--allow-bind", metavar="PATH[,PATH...]", action="append", default=[],
+                        help=f"host directories (or files) {whose} tasks may bind-mount (service create "
+                             "--mount type=bind,src=PATH,...): these paths, or any under them, checked "
+                             "again once symlinks are resolved; repeatable (default: none)")
     parser.add_argument("--allow-privileged", action="store_true",
                         help=f"let {whose} privileged tasks (service create --privileged: every capability "
                              "and device of this machine) run here (default: refused)")
 
 
-def allowed_devices(given: list[str]) -> tuple[str, ...]:
-    """The paths of --allow-device flags (each a comma-separated list), in order, once each."""
+def allowed_paths(given: list[str]) -> tuple[str, ...]:
+    """The paths of --allow-device or --allow-bind flags (each a comma-separated list), in order, once
+    each."""
     return tuple(dict.fromkeys(part.strip() for text in given for part in text.split(",") if part.strip()))
 
 
@@ -235,6 +241,16 @@ def device(text: str) -> dict[str, Any]:
     """{"host", "container"?, "permissions"?} from "HOST[:CONTAINER[:PERMS]]"."""
     try:
         parsed = specs.parse_device(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from exc
+    assert isinstance(parsed, dict)
+    return parsed
+
+
+def mount(text: str) -> dict[str, Any]:
+    """{"type", "target", "source"?, "read_only"?, "size"?} from Docker's --mount syntax."""
+    try:
+        parsed = specs.parse_mount(text)
     except ValueError as exc:
         raise argparse.ArgumentTypeError(str(exc)) from exc
     assert isinstance(parsed, dict)

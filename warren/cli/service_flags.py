@@ -27,6 +27,7 @@ from warren.cli.parsing import (
     duration,
     http_check,
     key_value,
+    mount,
     non_negative_int,
     number,
     port,
@@ -58,7 +59,8 @@ FLAG_OF = {
     "health.retries": "--health-retries", "health.start_period_s": "--health-start-period",
     "update.parallelism": "--update-parallelism", "update.delay_s": "--update-delay",
     "update.order": "--update-order", "update.failure_action": "--update-failure-action",
-    "update.monitor_s": "--update-monitor", "secrets": "--secret", "volume_policy": "--volume-policy",
+    "update.monitor_s": "--update-monitor", "secrets": "--secret", "mounts": "--mount",
+    "volume_policy": "--volume-policy",
     "container.user": "--user", "container.workdir": "--workdir", "container.hostname": "--hostname",
     "container.network": "--network", "container.read_only": "--read-only", "container.init": "--init",
     "container.privileged": "--privileged", "container.cap_add": "--cap-add",
@@ -126,6 +128,19 @@ def add_spec_flags(parser: WarrenArgumentParser, *, update: bool) -> None:
         flag("--secret", action="append", metavar="NAME",
              help="secret (warren secret create) each task gets as the file /run/secrets/NAME, or "
              "$WARREN_SECRETS_DIR/NAME for --driver process (repeatable)")
+    mount_help = ("type=volume,src=NAME,dst=/path: the node's volume NAME (made on first use, kept "
+                  "across task replacements; placed back on its node); type=bind,src=/host/path,dst=/path: "
+                  "a path of the node, placed only on workers started with --allow-bind covering it; "
+                  "type=tmpfs,dst=/path[,size=64m]: memory. Add ro (or readonly) for read-only. "
+                  "For --driver process a volume or bind is given as $WARREN_MOUNT_<TARGET> "
+                  "(docs/volumes.md)")
+    if update:
+        flag("--mount-add", type=mount, action="append", metavar="SPEC",
+             help=f"mount to add, replacing the one at the same target: {mount_help} (repeatable)")
+        flag("--mount-rm", action="append", metavar="TARGET",
+             help="mount to remove, by its target path (repeatable)")
+    else:
+        flag("--mount", type=mount, action="append", metavar="SPEC", help=f"{mount_help} (repeatable)")
     if update:
         flag("--env-rm", action="append", metavar="K", help="environment variable to remove (repeatable)")
         flag("--label-rm", action="append", metavar="K", help="label to remove (repeatable)")
@@ -305,6 +320,8 @@ def create_body(args: argparse.Namespace) -> dict[str, Any]:
         part = _given(args, flags)
         if part:
             body[key] = part
+    if args.mount:
+        body["mounts"] = list(args.mount)  # two at one target are refused, not merged
     container = _container(args, None)
     if container:
         body["container"] = container
@@ -352,6 +369,9 @@ def update_changes(args: argparse.Namespace, current: Mapping[str, Any]) -> dict
         if part:
             base = specs.canonical(key, current.get(key))
             wanted[key] = {**_mapping(base), **part}
+    if args.mount_add or args.mount_rm:
+        wanted["mounts"] = _mounts(_items(specs.canonical("mounts", current.get("mounts"))),
+                                   args.mount_add or [], args.mount_rm or [])
     container = _container(args, _mapping(specs.canonical("container", current.get("container"))))
     if container is not None:
         wanted["container"] = container
@@ -366,6 +386,18 @@ def update_changes(args: argparse.Namespace, current: Mapping[str, Any]) -> dict
 
     _check(ServiceUpdate, changes, "update")
     return changes
+
+
+def _mounts(
+    current: list[dict[str, Any]], added: list[dict[str, Any]], removed: list[str]
+) -> list[dict[str, Any]]:
+    """The mounts: `current` without those at a `removed` target, then `added` (each replacing the one
+    at its target, in place; a new target comes last)."""
+    gone = {target.rstrip("/") or "/" for target in removed}
+    mounts = {m.get("target"): m for m in current if m.get("target") not in gone}
+    for item in added:
+        mounts[item.get("target")] = item
+    return list(mounts.values())
 
 
 def _given(args: argparse.Namespace, flags: Mapping[str, str]) -> dict[str, Any]:
@@ -408,6 +440,8 @@ def _check(model: type[ServiceCreate] | type[ServiceUpdate], body: Mapping[str, 
             if sep and f"container.{field.split('.')[0].split('[')[0]}" in FLAG_OF:
                 where, what = f"container.{field.split('.')[0].split('[')[0]}", f"{field}: {rest}"
         parts = where.split(".")
+        if parts[0] == "mounts" and len(parts) > 1 and parts[1].isdigit():  # which of several --mount
+            what = f"mounts[{parts[1]}]{''.join('.' + p for p in parts[2:])}: {what}"
         flag = FLAG_OF.get(where) or FLAG_OF.get(".".join(parts[:2])) or FLAG_OF.get(parts[0], "")
         subject = f"argument {flag}: " if flag else ""
         raise UsageError(f"{subject}{what} (see 'warren service {command} --help')") from exc

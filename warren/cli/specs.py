@@ -7,13 +7,14 @@ and compare a wanted spec with the cluster's one the same way.
 
 from __future__ import annotations
 
+import csv
 import math
 import re
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 from warren.errors import ConfigError
-from warren.formats import parse_duration, parse_port
+from warren.formats import parse_duration, parse_port, parse_size
 from warren.spec.mounts import DEFAULT_VOLUME_POLICY
 from warren.spec.service import TASK_FIELDS
 
@@ -65,6 +66,55 @@ def parse_device(value: object) -> object:
             raise ValueError(f"permissions {perms!r} in {value!r}: expected some of r, w, m (each once)")
         device["permissions"] = "".join(p for p in "rwm" if p in perms)
     return device
+
+
+MOUNT_HELP = ("type=volume|bind|tmpfs,src=SOURCE,dst=TARGET[,ro][,size=SIZE], e.g. "
+              "type=volume,src=data,dst=/var/lib/data or type=tmpfs,dst=/cache,size=64m")
+# Docker's spellings of each key of --mount, and what they are in the spec.
+_MOUNT_KEYS = {
+    "type": "type", "source": "source", "src": "source", "target": "target", "dst": "target",
+    "destination": "target", "readonly": "read_only", "ro": "read_only", "read_only": "read_only",
+    "size": "size", "tmpfs-size": "size",
+}
+_TRUE = {"true": True, "1": True, "yes": True, "false": False, "0": False, "no": False}
+
+
+def parse_mount(value: object) -> object:
+    """A mount in the API's form ({"type", "target", "source"?, "read_only"?, "size"?}) from Docker's
+    --mount text ("type=volume,src=data,dst=/data,ro"; a field holding a comma is quoted, as CSV) or from
+    a mapping with the spec's field names (sizes may be written 64m). Raises ValueError."""
+    if isinstance(value, Mapping):
+        given = dict(value)
+        if isinstance(given.get("size"), str):
+            given["size"] = parse_size(given["size"])
+        return given
+    if not isinstance(value, str):
+        raise ValueError(f"expected {MOUNT_HELP}, got {type(value).__name__}")
+    try:
+        rows = list(csv.reader([value], strict=True))
+    except csv.Error as exc:
+        raise ValueError(f"{exc} in {value!r}") from exc
+    mount: dict[str, Any] = {}
+    for item in rows[0] if rows else []:
+        key, sep, text = item.strip().partition("=")
+        field = _MOUNT_KEYS.get(key.strip().lower())
+        if field is None:
+            raise ValueError(f"unknown key {key.strip()!r} in {value!r} (expected {MOUNT_HELP})")
+        if field in mount:
+            raise ValueError(f"{key.strip()} is given twice in {value!r}")
+        if field == "read_only":
+            flag = _TRUE.get(text.strip().lower()) if sep else True
+            if flag is None:
+                raise ValueError(f"{key.strip()}={text!r} in {value!r}: expected true or false")
+            mount[field] = flag
+        elif not sep:
+            raise ValueError(f"{key.strip()} needs a value ({key.strip()}=...) in {value!r}")
+        elif field == "size":
+            mount[field] = parse_size(text.strip())
+        else:
+            mount[field] = text
+    mount.setdefault("type", "volume")  # Docker's default
+    return mount
 
 
 def parse_ulimit(value: object) -> object:

@@ -11,7 +11,7 @@ import re
 from typing import Any
 
 from warren.cli.output import safe_line
-from warren.cli.parsing import Subparsers, add_command, add_host_access, allowed_devices, key_value
+from warren.cli.parsing import Subparsers, add_command, add_host_access, allowed_paths, key_value
 from warren.config import (
     DEFAULT_API_PORT,
     DEFAULT_MANAGER,
@@ -107,9 +107,12 @@ def build_settings(args: argparse.Namespace) -> WorkerSettings:
             raise ConfigError(f"--advertise-host {args.advertise_host!r} must be a host name or IP address "
                               "without a port")
         fields["advertise_host"] = host
-    devices = allowed_devices(args.allow_device)
+    devices = allowed_paths(args.allow_device)
     if devices:
         fields["allow_devices"] = devices
+    binds = allowed_paths(args.allow_bind)
+    if binds:
+        fields["allow_binds"] = binds
     if args.allow_privileged:
         fields["allow_privileged"] = True
     settings = WorkerSettings(**fields)

@@ -10,8 +10,9 @@ Connections are bounded before anything else happens on them (warren.daemons.gat
 sockets are accepted here, not by uvicorn, so admission sees the bare socket and its address; an
 admitted one gets TLS with a handshake deadline of a few seconds (instead of asyncio's 60 s), and a
 connection that completed its handshake but sends no request is closed after the idle timeout, as
-between requests. The local unix socket (0600, this user only) is not gated: it is the operator's way
-in under a flood.
+between requests, and one whose request line and headers do not all arrive within the request-head
+timeout of their first byte is closed too (slowloris). The local unix socket (0600, this user only)
+is not gated: it is the operator's way in under a flood.
 """
 
 from __future__ import annotations
@@ -44,6 +45,8 @@ _ACCEPT_BATCH = 128
 _ACCEPT_PAUSE_S = 0.1
 
 log = logging.getLogger(__name__)
+
+_DEFAULT_LIMITS = ConnectionLimits()
 
 
 def nofile_limit() -> int | None:
@@ -85,17 +88,25 @@ class _Server(uvicorn.Server):
 
 
 class PeerProtocol(HttpToolsProtocol):
-    """uvicorn's HTTP protocol, plus who is on the other end of the connection, and an idle timer from
-    the start (a connection that never sends a request is closed like one idle between requests)."""
+    """uvicorn's HTTP protocol, plus who is on the other end of the connection, an idle timer from
+    the start (a connection that never sends a request is closed like one idle between requests), and
+    a deadline for each request's head (line and headers) from its first byte."""
 
     _extensions: dict[str, Any]
 
     def __init__(
-        self, *args: Any, conn: Connection | None = None, gate: ConnectionGate | None = None, **kwargs: Any
+        self,
+        *args: Any,
+        conn: Connection | None = None,
+        gate: ConnectionGate | None = None,
+        head_timeout_s: float = _DEFAULT_LIMITS.request_head_timeout_s,
+        **kwargs: Any,
     ) -> None:
         super().__init__(*args, **kwargs)
         self._conn = conn
         self._gate = gate
+        self._head_timeout_s = head_timeout_s
+        self._head_timer: asyncio.TimerHandle | None = None
         self.ready = False  # connection_made was called (after the TLS handshake, with TLS)
         if conn is not None:
             conn.protocol = self
@@ -109,6 +120,7 @@ class PeerProtocol(HttpToolsProtocol):
         )
 
     def connection_lost(self, exc: Exception | None) -> None:
+        self._end_head_timer()
         if self._gate is not None and self._conn is not None:
             self._gate.release(self._conn)
         if self.ready:
@@ -123,6 +135,22 @@ class PeerProtocol(HttpToolsProtocol):
     def on_message_begin(self) -> None:
         super().on_message_begin()
         self.scope["extensions"] = dict(self._extensions)
+        self._end_head_timer()
+        self._head_timer = self.loop.call_later(self._head_timeout_s, self._head_too_slow)
+
+    def on_headers_complete(self) -> None:
+        self._end_head_timer()
+        super().on_headers_complete()
+
+    def _end_head_timer(self) -> None:
+        if self._head_timer is not None:
+            self._head_timer.cancel()
+            self._head_timer = None
+
+    def _head_too_slow(self) -> None:
+        self._head_timer = None
+        log.debug("closing a connection whose request head took over %g s", self._head_timeout_s)
+        self.transport.abort()
 
 
 def _identity(transport: asyncio.BaseTransport) -> dict[str, Any]:
@@ -229,6 +257,7 @@ class HttpServer:
             server_state=self.server.server_state,
             app_state=self.server.lifespan.state,
             gate=self.gate,
+            head_timeout_s=self.limits.request_head_timeout_s,
         )
         self._accepting = True
         asyncio.get_running_loop().add_reader(self.sock.fileno(), self._accept)

@@ -173,7 +173,10 @@ class Consensus:
         return self.metrics()["role"] == "leader"
 
     def leader(self) -> LeaderInfo | None:
-        m = self.metrics()
+        return self._leader_in(self.metrics())
+
+    @staticmethod
+    def _leader_in(m: warren_raft.Metrics) -> LeaderInfo | None:
         leader_id = m["leader_id"]
         if leader_id is None or m["role"] == "shutdown":
             return None
@@ -228,15 +231,19 @@ class Consensus:
         return True, "ok"
 
     async def wait_for_leader(self, timeout_s: float) -> LeaderInfo:
-        """Wait (polling Raft metrics; no event exists for this) until some leader is known."""
-        deadline = time.monotonic() + timeout_s
-        while True:
-            leader = self.leader()
-            if leader is not None:
+        """Wait until some leader is known, woken by the Raft core at each change of role, term or
+        leader (`wait_role_change`), never by polling."""
+        try:
+            async with asyncio.timeout(timeout_s):
+                m = self.node.metrics()
+                while (leader := self._leader_in(m)) is None:
+                    if m["role"] == "shutdown":
+                        raise UnavailableError("this manager's Raft node has shut down")
+                    # Returns at once if anything moved since `m` was read (no change is missed).
+                    m = await self.node.wait_role_change(m["role"], m["term"], m["leader_id"])
                 return leader
-            if time.monotonic() >= deadline:
-                raise UnavailableError(f"no leader elected within {timeout_s:g} s")
-            await asyncio.sleep(0.02)
+        except TimeoutError:
+            raise UnavailableError(f"no leader elected within {timeout_s:g} s") from None
 
     async def shutdown(self) -> None:
         with raft_errors():

@@ -10,7 +10,7 @@ does); later starts resume from the worker's node.json and TLS material, and ren
 like any worker.
 
 Its runtime is `--runtime` of `cluster init`/`manager join` (ManagerSettings.local_worker_runtime), and
-what it allows `--allow-device` and `--allow-privileged`, as for `worker start`:
+what it allows `--allow-device`, `--allow-bind` and `--allow-privileged`, as for `worker start`:
 `auto` is Docker, and without an engine it runs nothing until one answers; the process runtime only
 when asked (`make run` asks for it on a host without Docker).
 
@@ -49,6 +49,7 @@ class LocalWorker:
             runtime=settings.local_worker_runtime,
             allow_privileged=settings.local_worker_allow_privileged,
             allow_devices=settings.local_worker_allow_devices,
+            allow_binds=settings.local_worker_allow_binds,
         )
         self.api_addr = api_addr
         self.peers = peers

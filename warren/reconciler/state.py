@@ -24,7 +24,7 @@ import orjson
 
 from warren.errors import InvalidError
 from warren.scheduler.placement import Candidate, NodeInfo, NodeLoad, TaskRequest
-from warren.spec import taskstate
+from warren.spec import mounts, taskstate
 from warren.spec.service import ServiceSpec, TaskSpec, decode, spec_digest
 from warren.store import volumes
 
@@ -70,9 +70,11 @@ class Needs:
     memory: int
     ports: tuple[tuple[int, str], ...]
     constraints: tuple[str, ...]
-    unsupported: tuple[str, ...] = ()  # container options the process runtime lacks (process tasks only)
+    # What of the spec the process runtime cannot honour, as field names (process tasks only).
+    unsupported: tuple[str, ...] = ()
     privileged: bool = False
     devices: tuple[str, ...] = ()  # node device paths
+    binds: tuple[str, ...] = ()  # node paths bind-mounted
     volumes: tuple[str, ...] = ()  # names of the named volumes mounted (sticky placement)
 
 
@@ -102,7 +104,7 @@ class Service:
         slot's latest earlier task was placed, for a service that mounts volumes)."""
         n = self.needs
         return TaskRequest(self.id, n.driver, n.cpus, n.memory, n.ports, n.constraints, node,
-                           n.unsupported, n.privileged, n.devices,
+                           n.unsupported, n.privileged, n.devices, n.binds,
                            volumes=n.volumes, previous_node=previous_node,
                            volume_policy=self.spec.on_volume_node_down)
 
@@ -309,11 +311,17 @@ def needs(spec: TaskSpec) -> Needs:
         memory=spec.resources.memory or 0,
         ports=tuple((p.host, p.protocol) for p in spec.publish),
         constraints=tuple(spec.constraints),
-        unsupported=tuple(options.unsupported_by_process()) if spec.driver == "process" else (),
+        unsupported=_unsupported_by_process(spec) if spec.driver == "process" else (),
         privileged=options.privileged,
         devices=tuple(d.host for d in options.devices),
+        binds=tuple(mounts.bind_sources(spec.mount_list)),
         volumes=tuple(spec.volumes),
     )
+
+
+def _unsupported_by_process(spec: TaskSpec) -> tuple[str, ...]:
+    options = [f"container.{name}" for name in spec.options.unsupported_by_process()]
+    return (*options, *mounts.unsupported_by_process(spec.mount_list))
 
 
 def _node(row: tuple[Any, ...], volumes_held: frozenset[tuple[str, str]]) -> NodeInfo:
@@ -333,5 +341,6 @@ def _node(row: tuple[Any, ...], volumes_held: frozenset[tuple[str, str]]) -> Nod
         drivers=frozenset(str(d) for d in resources.get("drivers") or ()),
         allow_privileged=resources.get("allow_privileged") is True,
         allow_devices=tuple(str(d) for d in resources.get("allow_devices") or ()),
+        allow_binds=tuple(str(d) for d in resources.get("allow_binds") or ()),
         volumes=volumes_held,
     )

@@ -13,8 +13,9 @@ from warren.config import RUNTIMES, RuntimeSettings
 from warren.errors import ConfigError
 from warren.runtime.base import ContainerRuntime
 
-# Process-runtime task directories, under the worker's data dir.
+# Process-runtime task directories, and its volumes, under the worker's data dir.
 PROCESS_TASKS_DIR = "tasks"
+PROCESS_VOLUMES_DIR = "volumes"
 
 
 def docker_available(timeout_s: float | None = None) -> bool:
@@ -56,7 +57,8 @@ def open_runtimes(
     settings: RuntimeSettings | None = None,
 ) -> list[ContainerRuntime]:
     """The runtimes of a worker, in the order of `drivers_of(kind)` (ConfigError if Docker is offered
-    and no engine answers); process task directories go under `<data_dir>/tasks`. Blocks while it
+    and no engine answers); process task directories go under `<data_dir>/tasks`, its volumes under
+    `<data_dir>/volumes`. Blocks while it
     pings the engine."""
     settings = settings if settings is not None else RuntimeSettings()
     runtimes: list[ContainerRuntime] = []
@@ -70,5 +72,7 @@ def open_runtimes(
             from warren.runtime.process import ProcessRuntime
 
             base_dir = os.path.join(data_dir, PROCESS_TASKS_DIR)
-            runtimes.append(ProcessRuntime(cluster_id, node, base_dir, settings=settings))
+            volumes_dir = os.path.join(data_dir, PROCESS_VOLUMES_DIR)
+            runtimes.append(ProcessRuntime(cluster_id, node, base_dir, volumes_dir=volumes_dir,
+                                           settings=settings))
     return runtimes

@@ -15,7 +15,7 @@ import asyncio
 import builtins
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any, Literal, Protocol
 
 from warren.errors import WarrenError
 from warren.spec.container import ContainerOptions
@@ -38,6 +38,16 @@ class RuntimeUnavailableError(WarrenError):
     """The runtime itself does not answer (Docker Engine down)."""
 
 
+class VolumeBusyError(WarrenError):
+    """A volume could not be removed (a container still uses it, or the engine refused)."""
+
+
+# Labels of the Docker volumes a worker creates for its tasks' `--mount type=volume`: the volume's
+# name and the node that made it (a worker lists and removes only its own).
+LABEL_VOLUME = "io.warren.volume"
+LABEL_VOLUME_NODE = "io.warren.node"
+
+
 @dataclass(frozen=True, slots=True)
 class PortMapping:
     host: int
@@ -52,6 +62,19 @@ class DeviceMapping:
     host: str
     container: str
     permissions: str = "rwm"
+
+
+@dataclass(frozen=True, slots=True)
+class MountPoint:
+    """A mount of the spec as the worker hands it to a runtime: `type` "volume" (`source`: the volume's
+    name), "bind" (`source`: the node's path, symlinks resolved and checked against --allow-bind) or
+    "tmpfs" (`size` in bytes, None: the engine's default)."""
+
+    type: Literal["volume", "bind", "tmpfs"]
+    target: str
+    source: str | None = None
+    read_only: bool = False
+    size: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,6 +98,8 @@ class TaskRun:
     # The spec's container options (warren.spec.container); its devices as the worker checked them.
     options: ContainerOptions = field(default_factory=ContainerOptions)
     devices: tuple[DeviceMapping, ...] = ()
+    # The spec's mounts, in its order (warren.worker.taskspec.mount_points).
+    mounts: tuple[MountPoint, ...] = ()
 
 
 def task_labels(cluster_id: str, node: str, run: TaskRun) -> dict[str, str]:
@@ -169,6 +194,16 @@ class ContainerRuntime(Protocol):
         """The IP address at which the task's own ports answer (health checks over HTTP and TCP)."""
         ...
 
+    async def volumes(self) -> builtins.list[str]:
+        """The names of the volumes this worker made for its tasks with this runtime (a Docker volume
+        labelled with this node; a directory of the process runtime's volumes dir)."""
+        ...
+
+    async def remove_volume(self, name: str) -> None:
+        """Remove volume `name` of this worker and its data (an unknown one, or another node's, is no
+        error); VolumeBusyError if it cannot be removed now."""
+        ...
+
     async def close(self) -> None: ...
 
 
@@ -180,9 +215,10 @@ class NodeResources:
     memory: int  # bytes
     drivers: tuple[str, ...]
     hostname: str
-    # Host access the worker allows (WorkerSettings.allow_privileged, allow_devices).
+    # Host access the worker allows (WorkerSettings.allow_privileged, allow_devices, allow_binds).
     allow_privileged: bool = False
     allow_devices: tuple[str, ...] = ()
+    allow_binds: tuple[str, ...] = ()
 
     def to_doc(self) -> dict[str, Any]:
         doc: dict[str, Any] = {
@@ -196,4 +232,6 @@ class NodeResources:
             doc["allow_privileged"] = True
         if self.allow_devices:
             doc["allow_devices"] = list(self.allow_devices)
+        if self.allow_binds:
+            doc["allow_binds"] = list(self.allow_binds)
         return doc

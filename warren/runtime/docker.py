@@ -9,6 +9,11 @@ Containers are named `warren-<service>.<slot or node>.<task>` and carry the labe
 node labels, so workers sharing one engine never see each other's containers. No Docker restart
 policy is set: restarting is the worker's decision.
 
+Mounts (`docker.types.Mount`): a volume is the Docker volume of that name, created before the container
+if missing, labelled `io.warren.volume=NAME` and `io.warren.node=<node>` (an existing one is used as
+it is, as Docker does); `volumes()` lists this node's by that label, `remove_volume` removes only
+those. A bind is the node's path the worker checked (symlinks resolved); a tmpfs gets its size.
+
 Exits come from the engine's event stream (`die` events), read in a thread and handed to the loop;
 when the stream breaks (engine restart) the thread reconnects, and containers believed running that
 stopped meanwhile are reported from a fresh `list`. Each container's exit is reported once
@@ -41,11 +46,14 @@ from warren.runtime.base import (
     LABEL_CLUSTER,
     LABEL_NODE,
     LABEL_TASK,
+    LABEL_VOLUME,
+    LABEL_VOLUME_NODE,
     Exit,
     Instance,
     RuntimeStartError,
     RuntimeUnavailableError,
     TaskRun,
+    VolumeBusyError,
     task_labels,
 )
 from warren.runtime.engine import PullError, exec_in, explain, parse_time, pull
@@ -70,6 +78,17 @@ def container_name(run: TaskRun, node: str) -> str:
     """`warren-<service_name>.<slot or node>.<task_id>`, with characters Docker refuses replaced."""
     where = str(run.slot) if run.slot is not None else node
     return _NAME_UNSAFE.sub("_", f"warren-{run.service_name}.{where}.{run.task_id}")
+
+
+def docker_mounts(run: TaskRun) -> list[Any]:
+    """The task's mounts as the SDK's `docker.types.Mount`s, in the spec's order."""
+    return [
+        docker.types.Mount(
+            m.target, m.source, type=m.type, read_only=m.read_only,
+            tmpfs_size=m.size if m.type == "tmpfs" else None,
+        )
+        for m in run.mounts
+    ]
 
 
 def ping_engine(timeout_s: float) -> bool:
@@ -157,6 +176,9 @@ class DockerRuntime:
         self._check_open()
         self.exit_watch.start()
         await self._ensure_image(run.image)
+        for mount in run.mounts:
+            if mount.type == "volume" and mount.source is not None:
+                await self._ensure_volume(mount.source)
         name = container_name(run, self.node)
         try:
             container_id = await self._run(lambda c: self._create(c, run, name))
@@ -200,6 +222,7 @@ class DockerRuntime:
             nano_cpus=round(run.cpus * 1e9) if run.cpus is not None else None,
             mem_limit=run.memory,
             binds=binds,
+            mounts=docker_mounts(run) or None,
             # The container options (warren.spec.container); each left to the engine's default when off.
             network_mode="host" if options.network == "host" else None,
             privileged=options.privileged,
@@ -255,6 +278,55 @@ class DockerRuntime:
             raise RuntimeStartError(
                 f"image {image} is not present on this worker and could not be pulled: {explain(exc)}"
             ) from exc
+
+    async def _ensure_volume(self, name: str) -> None:
+        """Volume `name` exists: as it is if it does, else created with this node's labels."""
+        try:
+            await self._run(lambda c: c.api.inspect_volume(name))
+            return
+        except NotFound:
+            pass
+        except APIError as exc:
+            raise RuntimeStartError(f"volume {name} cannot be used: {explain(exc)}") from exc
+        labels = {LABEL_VOLUME: name, LABEL_VOLUME_NODE: self.node}
+        try:
+            await self._run(lambda c: c.api.create_volume(name, labels=labels))
+        except APIError as exc:
+            raise RuntimeStartError(f"cannot create volume {name}: {explain(exc)}") from exc
+        log.info("created volume %s", name)
+
+    async def volumes(self) -> builtins.list[str]:
+        self._check_open()
+        try:
+            answer = await self._run(
+                lambda c: c.api.volumes(filters={"label": f"{LABEL_VOLUME_NODE}={self.node}"})
+            )
+        except APIError as exc:
+            raise RuntimeUnavailableError(f"cannot list volumes: {explain(exc)}") from exc
+        names = set()
+        for volume in answer.get("Volumes") or ():
+            name = (volume.get("Labels") or {}).get(LABEL_VOLUME)
+            if isinstance(name, str) and name == volume.get("Name"):  # as this worker makes them
+                names.add(name)
+        return sorted(names)
+
+    async def remove_volume(self, name: str) -> None:
+        self._check_open()
+        try:
+            volume = await self._run(lambda c: c.api.inspect_volume(name))
+        except NotFound:
+            return
+        except APIError as exc:
+            raise VolumeBusyError(explain(exc)) from exc
+        if (volume.get("Labels") or {}).get(LABEL_VOLUME_NODE) != self.node:
+            return  # not this node's: left alone
+        try:
+            await self._run(lambda c: c.api.remove_volume(name))
+        except NotFound:
+            return
+        except APIError as exc:  # 409: a container uses it
+            raise VolumeBusyError(explain(exc)) from exc
+        log.info("removed volume %s", name)
 
     async def _remove_stale(self, name: str) -> bool:
         """A container of ours with this name that no longer runs (an earlier run of the same task) is

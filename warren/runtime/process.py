@@ -25,6 +25,13 @@ command and env, the exit status once known) and `output.log` (stdout and stderr
   directory), `stop_signal` (instead of SIGTERM) and `ulimits` (through prlimit, then required). The
   others (devices, capabilities, network, hostname, read-only, init, sysctls, privileged) are the
   scheduler's reason not to place a process task, and refused here too.
+- Mounts (docs/volumes.md): a volume is the directory `<volumes_dir>/<NAME>` (mode 0700, made on
+  first use, kept across tasks and worker restarts, removed only by `remove_volume`), a bind is the
+  node's path the worker checked; neither is mounted anywhere: the task gets each one's path in its
+  environment as `WARREN_MOUNT_<TARGET>` (warren.spec.mounts.mount_env: /var/lib/data ->
+  WARREN_MOUNT_VAR_LIB_DATA), and `WARREN_VOLUMES_DIR` if it mounts a volume. A tmpfs and
+  `read_only` have no equivalent (warren.spec.mounts.unsupported_by_process): refused like the
+  container options above.
 - The log file is rotated (copy, then truncate in place: the process keeps writing through its
   O_APPEND descriptor) past `RuntimeSettings.process_log_max_bytes`; a few lines written during the
   copy may be lost.
@@ -53,6 +60,7 @@ from warren.runtime.base import (
     RuntimeStartError,
     RuntimeUnavailableError,
     TaskRun,
+    VolumeBusyError,
     task_labels,
 )
 from warren.runtime.procfs import PidWaiter, exit_code_of, is_ours, signal_group, terminate
@@ -70,11 +78,14 @@ from warren.runtime.taskdir import (
     write_task_state,
 )
 from warren.spec.container import SIGNALS
+from warren.spec.mounts import mount_env, unsupported_by_process
 
 log = logging.getLogger(__name__)
 
 # Where a task that uses secrets finds them: one file per secret, named after it (mode 0400, on tmpfs).
 SECRETS_ENV = "WARREN_SECRETS_DIR"
+# Where a task that mounts a volume finds the volume directories (each at WARREN_MOUNT_<TARGET> too).
+VOLUMES_ENV = "WARREN_VOLUMES_DIR"
 
 
 # Children of closed runtimes (see ProcessRuntime.close).
@@ -92,11 +103,14 @@ class ProcessRuntime:
         node: str,
         base_dir: str,
         *,
+        volumes_dir: str | None = None,
         settings: RuntimeSettings | None = None,
     ) -> None:
         self.cluster_id = cluster_id
         self.node = node
         self.base_dir = Path(base_dir)
+        # The tasks' volumes, one directory each; beside the task directories by default.
+        self.volumes_dir = Path(volumes_dir) if volumes_dir is not None else self.base_dir.parent / "volumes"
         self._settings = settings if settings is not None else RuntimeSettings()
         self._prlimit = shutil.which("prlimit")
         self._warned_no_prlimit = False
@@ -123,10 +137,12 @@ class ProcessRuntime:
         if old is not None and is_ours(old.get("pid"), old.get("pid_start")):
             raise RuntimeStartError(f"task {run.task_id} is already running (pid {old['pid']})")
         options = run.options
-        unsupported = options.unsupported_by_process()
-        if unsupported or run.devices:  # the scheduler places no such task here; an older manager might
-            names = ", ".join(f"container.{name}" for name in unsupported or ["devices"])
-            raise RuntimeStartError(f"{names}: not supported by the process runtime")
+        unsupported = [f"container.{name}" for name in options.unsupported_by_process()]
+        if run.devices and not unsupported:
+            unsupported.append("container.devices")
+        unsupported += unsupported_by_process(run.mounts)
+        if unsupported:  # the scheduler places no such task here; an older manager might
+            raise RuntimeStartError(f"{', '.join(unsupported)}: not supported by the process runtime")
         try:
             ids = run_as(options.user)
         except ValueError as exc:
@@ -134,6 +150,7 @@ class ProcessRuntime:
         env = task_env(run.env)
         if run.secrets_dir is not None:
             env[SECRETS_ENV] = run.secrets_dir
+        env.update(self._mounts(run))
         cwd = Path(options.workdir) if options.workdir is not None else task_dir
         executable = resolve(run.command[0], env.get("PATH", DEFAULT_PATH), cwd)
         if executable is None:
@@ -245,6 +262,49 @@ class ProcessRuntime:
         self._check_open()
         self._adopt()
         return self._exits.stream()
+
+    def _mounts(self, run: TaskRun) -> dict[str, str]:
+        """The task's mount variables, its volume directories made (0700) if missing."""
+        env: dict[str, str] = {}
+        for mount in run.mounts:
+            path = mount.source
+            if mount.type == "volume" and mount.source is not None:
+                if not safe_id(mount.source):
+                    raise RuntimeStartError(f"volume name {mount.source!r} cannot name a directory")
+                volume = self.volumes_dir / mount.source
+                try:
+                    self.volumes_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+                    volume.mkdir(mode=0o700, exist_ok=True)
+                except OSError as exc:
+                    raise RuntimeStartError(
+                        f"cannot make volume {mount.source} ({volume}): {exc.strerror or exc}"
+                    ) from exc
+                path = str(volume)
+                env[VOLUMES_ENV] = str(self.volumes_dir)
+            if path is not None:
+                env[mount_env(mount.target)] = path
+        return env
+
+    async def volumes(self) -> builtins.list[str]:
+        self._check_open()
+        try:
+            return sorted(e.name for e in os.scandir(self.volumes_dir) if e.is_dir(follow_symlinks=False)
+                          and safe_id(e.name))
+        except FileNotFoundError:
+            return []
+
+    async def remove_volume(self, name: str) -> None:
+        self._check_open()
+        if not safe_id(name):
+            return
+        volume = self.volumes_dir / name
+        if not volume.is_dir() or volume.is_symlink():
+            return
+        try:
+            await asyncio.to_thread(shutil.rmtree, volume)
+        except OSError as exc:
+            raise VolumeBusyError(f"cannot remove {volume}: {exc.strerror or exc}") from exc
+        log.info("removed volume %s (%s)", name, volume)
 
     # -- stop, remove, list -------------------------------------------------------------------------
 

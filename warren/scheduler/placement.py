@@ -3,9 +3,9 @@
 Filters, in the order a rejected node is explained by (the first that refuses it):
 
     state (ready) -> availability (active) -> driver -> options the driver lacks -> constraints
-    -> privileged allowed -> devices allowed -> host ports -> cpus -> memory
+    -> privileged allowed -> devices allowed -> bind mounts allowed -> host ports -> cpus -> memory
 
-The first seven depend only on the node and the task's spec (`static_rejection`, also what decides a
+The first eight depend only on the node and the task's spec (`static_rejection`, also what decides a
 global service's eligible nodes); the last three on the node's current load, which grows as a batch
 is placed, so each task of a batch sees the ones placed before it. Among the nodes that pass, spread
 picks the one with the fewest tasks of the same service, then the fewest tasks in all, then the
@@ -20,8 +20,9 @@ a node that holds one of its volumes and no task of its service yet, then spread
 A node's `cpus`/`memory` of None means "not reported": no limit in that dimension. A node that reports
 no drivers runs nothing (a manager without a local worker) and is left out altogether. Host access is
 what a worker was started to allow: privileged tasks (`--allow-privileged`) and devices under the paths
-it names (`--allow-device`); a device path is matched as written (normalised by the spec), and the
-worker checks it again once its symlinks are resolved.
+it names (`--allow-device`), bind mounts of paths under the roots it names (`--allow-bind`); a path
+is matched as written (normalised by the spec), and the worker checks it again once its symlinks are
+resolved.
 """
 
 from __future__ import annotations
@@ -54,11 +55,13 @@ class TaskRequest:
     constraints: tuple[str, ...] = ()
     # A global service's task belongs to one node: only that node is considered.
     node: str | None = None
-    # Container options the process runtime has no equivalent for (a process task asking for one fits
-    # nowhere), whether it runs privileged, and the node's devices it is given.
+    # What of its spec the process runtime cannot honour, named as the spec's fields
+    # ("container.read_only", "mounts[0].read_only": a process task asking for one fits nowhere),
+    # whether it runs privileged, the node's devices it is given and the node's paths it bind-mounts.
     unsupported: tuple[str, ...] = ()
     privileged: bool = False
     devices: tuple[str, ...] = ()
+    binds: tuple[str, ...] = ()
     # Sticky placement: the named volumes it mounts, the node its slot's latest earlier task was
     # placed on (None: the slot has no history), and what it does when that node cannot take it
     # ("wait" or "reschedule").
@@ -69,7 +72,7 @@ class TaskRequest:
     @property
     def static_key(self) -> tuple[object, ...]:
         """What the static filters look at: tasks with the same key are eligible on the same nodes."""
-        return (self.driver, self.constraints, self.unsupported, self.privileged, self.devices)
+        return (self.driver, self.constraints, self.unsupported, self.privileged, self.devices, self.binds)
 
 
 @dataclass(frozen=True, slots=True)
@@ -84,6 +87,7 @@ class NodeInfo:
     drivers: frozenset[str] = frozenset()
     allow_privileged: bool = False
     allow_devices: tuple[str, ...] = ()  # device paths (or directories of them) tasks may be given
+    allow_binds: tuple[str, ...] = ()  # paths (and what is under them) tasks may bind-mount
     volumes: frozenset[tuple[str, str]] = frozenset()  # (name, driver) of the named volumes it holds
 
 
@@ -140,7 +144,7 @@ def static_rejection(node: NodeInfo, task: TaskRequest) -> Rejection | None:
     if driver not in node.drivers:
         return Rejection(2, f"has no {driver} driver", f"have no {driver} driver")
     if driver == "process" and task.unsupported:
-        text = f"container.{', container.'.join(task.unsupported)}: not supported by the process runtime"
+        text = f"{', '.join(task.unsupported)}: not supported by the process runtime"
         return Rejection(3, f"cannot apply {text}", f"cannot apply {text}")
     for constraint in task.constraints:
         if not matches(node, constraint):
@@ -153,6 +157,10 @@ def static_rejection(node: NodeInfo, task: TaskRequest) -> Rejection | None:
         if not _under(device, node.allow_devices):
             text = f"device {device} (worker start --allow-device)"
             return Rejection(6, f"does not allow {text}", f"do not allow {text}")
+    for source in task.binds:
+        if not _under(source, node.allow_binds):
+            text = f"bind mount of {source} (worker start --allow-bind)"
+            return Rejection(7, f"does not allow {text}", f"do not allow {text}")
     return None
 
 
@@ -219,13 +227,13 @@ def _load_rejection(node: NodeInfo, load: _Load, task: TaskRequest) -> Rejection
     for port in task.ports:
         if port in load.ports:
             text = f"host port {port[0]}/{port[1]}"
-            return Rejection(7, f"already uses {text}", f"already use {text}")
+            return Rejection(8, f"already uses {text}", f"already use {text}")
     if task.cpus and node.cpus is not None and load.cpus + task.cpus > node.cpus + _CPU_EPSILON:
         text = f"{_number(task.cpus)} free {'CPU' if task.cpus == 1 else 'CPUs'}"
-        return Rejection(8, f"lacks {text}", f"lack {text}")
+        return Rejection(9, f"lacks {text}", f"lack {text}")
     if task.memory and node.memory is not None and load.memory + task.memory > node.memory:
         text = f"{format_bytes(task.memory)} of free memory"
-        return Rejection(9, f"lacks {text}", f"lack {text}")
+        return Rejection(10, f"lacks {text}", f"lack {text}")
     return None
 
 

@@ -14,7 +14,8 @@ bind (and where its symlinks lead) is the scheduler's and the worker's to check.
 from __future__ import annotations
 
 import re
-from typing import Annotated, Final, Literal
+from collections.abc import Sequence
+from typing import Annotated, Final, Literal, Protocol
 
 import msgspec
 from msgspec import Meta
@@ -117,3 +118,50 @@ def check_targets(mounts: list[Mount], configs: list[ConfigRef]) -> None:
     names = [c.name for c in configs]
     if len(names) != len(set(names)):
         raise ValueError("configs: a config is named twice")
+
+
+# The process runtime gives a task each mount's path in its environment (docs/volumes.md):
+# WARREN_MOUNT_<target, uppercased, every character but A-Z and 0-9 as _>=<path on the node>.
+MOUNT_ENV_PREFIX: Final = "WARREN_MOUNT_"
+
+
+def mount_env(target: str) -> str:
+    """The variable that gives a process task the path of the mount at `target`
+    (/var/lib/data -> WARREN_MOUNT_VAR_LIB_DATA)."""
+    return MOUNT_ENV_PREFIX + re.sub(r"[^A-Z0-9]", "_", target.lstrip("/").upper())
+
+
+class MountLike(Protocol):
+    """A Mount, or the worker's copy of one (warren.runtime.base.MountPoint)."""
+
+    @property
+    def type(self) -> str: ...
+
+    @property
+    def target(self) -> str: ...
+
+    @property
+    def read_only(self) -> bool: ...
+
+
+def unsupported_by_process(mounts: Sequence[MountLike]) -> list[str]:
+    """What of `mounts` the process runtime cannot honour, each named as the spec's field: a tmpfs
+    (a process has no mount namespace of its own), read_only (the task's user may write wherever the
+    path allows), and a target whose variable (mount_env) is an earlier mount's."""
+    unsupported: list[str] = []
+    first: dict[str, int] = {}
+    for i, mount in enumerate(mounts):
+        if mount.type == "tmpfs":
+            unsupported.append(f"mounts[{i}].type=tmpfs")
+        elif mount.read_only:
+            unsupported.append(f"mounts[{i}].read_only")
+        env = mount_env(mount.target)
+        if env in first:
+            unsupported.append(f"mounts[{i}].target (its variable {env} is also mounts[{first[env]}]'s)")
+        first.setdefault(env, i)
+    return unsupported
+
+
+def bind_sources(mounts: list[Mount]) -> list[str]:
+    """The node paths of the bind mounts, in order, each once."""
+    return list(dict.fromkeys(m.source for m in mounts if m.type == "bind" and m.source is not None))

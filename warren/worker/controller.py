@@ -24,7 +24,8 @@ from warren.worker.health import UNHEALTHY, HealthMonitor
 from warren.worker.reporter import StatusReporter
 from warren.worker.secrets import TaskSecrets
 from warren.worker.steps import RESTARTING, next_step
-from warren.worker.taskspec import host_access, spec_of, task_run
+from warren.worker.taskspec import host_access, mount_points, spec_of, task_run
+from warren.worker.volumes import VolumeKeeper
 
 log = logging.getLogger(__name__)
 
@@ -39,6 +40,7 @@ class TaskHost(Protocol):
     cache: WorkerCache
     statuses: StatusReporter
     secrets: TaskSecrets
+    volumes: VolumeKeeper
     clock: Callable[[], float]
     wall: Callable[[], float]
     # Whether the assignments are something a manager said: only then may containers of tasks
@@ -207,15 +209,20 @@ class TaskController:
         try:
             settings = host.settings
             devices = host_access(spec.options, settings.allow_privileged, settings.allow_devices)
+            mounts = mount_points(spec.mount_list, settings.allow_binds)
             secrets_dir = host.secrets.prepare(task_id, spec.secrets, shared=runtime.driver == "docker")
-            run = task_run(doc, spec, host.node, secrets_dir, devices)
+            run = task_run(doc, spec, host.node, secrets_dir, devices, mounts)
             container_id = await runtime.start(run)
         except (RuntimeStartError, RuntimeUnavailableError) as exc:
+            if spec.volumes:  # it may have made its volume before failing
+                host.volumes.changed()
             message = str(exc) or type(exc).__name__
             log.warning("task %s could not start: %s", task_id, message)
             self.set_state(runtime.driver, lt, state=FAILED, message=message, restarts=restarts)
             return
         host.containers.started(Container(task_id, container_id, runtime.driver, True))
+        if spec.volumes:  # a volume it mounts may be new on this node
+            host.volumes.changed()
         if restart:
             assert lt is not None
             message = f"restarted in place by the worker ({lt.message}; local restart {restarts})"

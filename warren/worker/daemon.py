@@ -132,7 +132,8 @@ class WorkerAgent:
                     )
                 drivers = await _planned_drivers(settings.runtime, self._given_runtimes)
                 resources = res.detect(drivers, allow_privileged=settings.allow_privileged,
-                                       allow_devices=settings.allow_devices)
+                                       allow_devices=settings.allow_devices,
+                                   allow_binds=settings.allow_binds)
                 answer = await _join(client, self._token, addr, labels, resources, settings, stop, data_dir)
                 if answer is None:
                     return EXIT_OK  # stopped while no manager answered yet
@@ -164,7 +165,8 @@ class WorkerAgent:
                 opened = True
             self.announce("Runtime: " + ", ".join([await _describe(rt) for rt in runtimes]))
             resources = res.detect([rt.driver for rt in runtimes], allow_privileged=settings.allow_privileged,
-                                   allow_devices=settings.allow_devices)
+                                   allow_devices=settings.allow_devices,
+                                   allow_binds=settings.allow_binds)
 
             cache = WorkerCache.open(data_dir)
             worker_loop = self.worker_loop = WorkerLoop(

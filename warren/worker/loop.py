@@ -31,6 +31,7 @@ from warren.worker.logstream import LogForwarder
 from warren.worker.reporter import StatusReporter
 from warren.worker.secrets import TaskSecrets
 from warren.worker.session import WorkerSession
+from warren.worker.volumes import VolumeKeeper
 
 log = logging.getLogger(__name__)
 
@@ -94,10 +95,12 @@ class WorkerLoop:
         self._loops: list[asyncio.Task[None]] = []
         self.statuses = StatusReporter(client, cache, settings)
         self.logs = LogForwarder(client, node, self._log_source)
+        self.volumes = VolumeKeeper(self.runtimes, self._volumes_in_use,
+                                    list_timeout_s=settings.volume_list_timeout_s)
         self.session = WorkerSession(
             client, settings, self, addr=addr, labels=labels, resources=resources,
             heartbeat_period_s=heartbeat_period_s, announce=announce or (lambda line: log.info("%s", line)),
-            clock=clock,
+            clock=clock, volumes=self.volumes,
         )
 
     # -- life cycle -------------------------------------------------------------------------------
@@ -133,6 +136,7 @@ class WorkerLoop:
         steps = [step for c in list(self.tasks.values()) if (step := c.cancel()) is not None]
         await asyncio.gather(*self._loops, *steps, return_exceptions=True)
         await self.logs.close()
+        await self.volumes.close()
         for controller in list(self.tasks.values()):
             await controller.stop_health()
 
@@ -317,6 +321,16 @@ class WorkerLoop:
             self._dirty = set()
             for task_id in ids:
                 self._controller(task_id).poke()
+
+    def _volumes_in_use(self) -> set[str]:
+        """The volumes that a task of this worker mounts: one the managers still assign here (not final),
+        or one with a container."""
+        used: set[str] = set()
+        for task_id, controller in self.tasks.items():
+            spec = controller.spec
+            if spec is not None and (task_id in self.assignments or self.containers.of_task(task_id)):
+                used.update(spec.volumes)
+        return used
 
     def _log_source(self, request: Mapping[str, Any]) -> tuple[ContainerRuntime | None, str | None]:
         """The runtime and container of a log request's task (the one the leader named, else the

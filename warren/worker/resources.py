@@ -26,6 +26,7 @@ def detect(
     *,
     allow_privileged: bool = False,
     allow_devices: Sequence[str] = (),
+    allow_binds: Sequence[str] = (),
     cgroup_root: str = CGROUP_ROOT,
     meminfo: str = MEMINFO,
 ) -> NodeResources:
@@ -36,6 +37,7 @@ def detect(
         hostname=socket.gethostname(),
         allow_privileged=allow_privileged,
         allow_devices=tuple(allow_devices),
+        allow_binds=tuple(allow_binds),
     )
 
 

@@ -19,6 +19,7 @@ from warren.errors import UnavailableError, WarrenError
 from warren.runtime.base import NodeResources
 from warren.worker.backoff import Backoff
 from warren.worker.client import NodeRemovedError, WorkerClient
+from warren.worker.volumes import VolumeKeeper
 
 log = logging.getLogger(__name__)
 
@@ -56,6 +57,7 @@ class WorkerSession:
         heartbeat_period_s: float,
         announce: Callable[[str], None],
         clock: Callable[[], float] = time.monotonic,
+        volumes: VolumeKeeper | None = None,
     ) -> None:
         self.client = client
         self.settings = settings
@@ -67,6 +69,8 @@ class WorkerSession:
         self.heartbeat_period_s = heartbeat_period_s
         self.announce = announce
         self.clock = clock
+        # The worker's volumes: reported when they changed; removed when a manager asks.
+        self.volumes = volumes
         self.online = False  # the last session call reached a manager
         self._outage_logged = False
 
@@ -85,6 +89,9 @@ class WorkerSession:
             body: dict[str, Any] = {"known": self.listener.known_digest()}
             if first:  # the leader records a changed address, labels or resources
                 body.update(addr=self.addr, labels=self.labels, resources=self.resources.to_doc())
+            volumes = None if self.volumes is None else await self.volumes.report()
+            if volumes is not None:
+                body["volumes"] = volumes
             try:
                 answer = await self.client.session(body, self.heartbeat_period_s)
             except UnavailableError as exc:
@@ -98,6 +105,8 @@ class WorkerSession:
                 await asyncio.sleep(backoff.delay())
                 continue
             backoff.reset()
+            if volumes is not None and self.volumes is not None:
+                self.volumes.sent(volumes)
             if first:
                 first = False
                 self.announce(f"Connected to manager {self.client.current}")
@@ -136,3 +145,6 @@ class WorkerSession:
         )
         for request in answer.get("log_requests") or ():
             self.listener.log_requested(request)
+        remove = answer.get("remove_volumes")
+        if isinstance(remove, list) and self.volumes is not None:
+            self.volumes.remove(remove)

@@ -1,6 +1,7 @@
 """What a TASK document (docs/worker-protocol.md) asks of the worker: its spec, decoded once into a
 TaskSpec (which checks again what reaches a runtime: the image grammar, no NUL in an argument), the
-host access it needs checked against what this worker allows, and the runtime's TaskRun made from it."""
+host access it needs (privileges, devices, bind mounts) checked against what this worker allows, and the
+runtime's TaskRun made from it."""
 
 from __future__ import annotations
 
@@ -9,8 +10,9 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from warren.errors import InvalidError
-from warren.runtime.base import DeviceMapping, PortMapping, RuntimeStartError, TaskRun
+from warren.runtime.base import DeviceMapping, MountPoint, PortMapping, RuntimeStartError, TaskRun
 from warren.spec.container import ContainerOptions, under
+from warren.spec.mounts import Mount
 from warren.spec.service import TaskSpec, decode
 
 
@@ -47,15 +49,41 @@ def host_access(
     return tuple(devices)
 
 
+def mount_points(mounts: Sequence[Mount], allow_binds: Sequence[str]) -> tuple[MountPoint, ...]:
+    """The task's mounts for its runtime, each bind's source with its real path, if this worker allows
+    it (as host_access does for devices: symlinks resolved on both sides, so a link inside an allowed
+    directory that points out of it is refused) and it exists; RuntimeStartError saying why otherwise."""
+    roots = [os.path.realpath(root) for root in allow_binds]
+    points = []
+    for i, mount in enumerate(mounts):
+        source = mount.source
+        if mount.type == "bind" and source is not None:
+            real = os.path.realpath(source)
+            shown = source if real == source else f"{source} (resolves to {real})"
+            if not under(real, roots):
+                raise RuntimeStartError(
+                    f"mounts[{i}]: bind mount of {shown} is not allowed on this worker "
+                    "(worker start --allow-bind)"
+                )
+            if not os.path.exists(real):
+                raise RuntimeStartError(f"mounts[{i}]: bind mount of {shown}: no such file or directory "
+                                        "on this worker")
+            source = real
+        points.append(MountPoint(mount.type, mount.target, source, mount.read_only, mount.size))
+    return tuple(points)
+
+
 def task_run(
     doc: Mapping[str, Any],
     spec: TaskSpec,
     node: str,
     secrets_dir: str | None = None,
     devices: tuple[DeviceMapping, ...] = (),
+    mounts: tuple[MountPoint, ...] = (),
 ) -> TaskRun:
     """What the runtime needs to start a TASK document's container, `spec` being its spec (`secrets_dir`:
-    where its secrets were written, warren.worker.secrets; `devices`: its devices, from host_access)."""
+    where its secrets were written, warren.worker.secrets; `devices`: its devices, from host_access;
+    `mounts`: its mounts, from mount_points)."""
     task_id = str(doc["task_id"])
     service_name = str(doc.get("service_name") or doc.get("service_id") or "")
     slot = doc.get("slot")
@@ -78,6 +106,7 @@ def task_run(
         secrets_dir=secrets_dir,
         options=spec.options,
         devices=devices,
+        mounts=mounts,
     )
 
 

@@ -48,7 +48,7 @@ def test_init_with_every_flag(captured: Captured) -> None:
         "--manager-only", "--raft-heartbeat-timeout", "100ms", "--raft-election-timeout", "1s",
         "--raft-snapshot-threshold", "500", "--raft-log-keep", "0", "--restore", "backup.db",
         "--restore-key", "data.key", "--cert-expiry", "2h", "--allow-device", "/dev/ttyUSB0,/dev/null",
-        "--allow-privileged",
+        "--allow-privileged", "--allow-bind", "/srv/data",
     ]) == 0
     [(kind, settings, extra)] = captured.calls
     assert kind == "init"
@@ -57,6 +57,7 @@ def test_init_with_every_flag(captured: Captured) -> None:
         listen_addr="0.0.0.0:9000", advertise_addr="192.168.1.10:9000", raft_addr="192.168.1.10:7000",
         metrics_addr="0.0.0.0:9191", data_dir="/tmp/w", manager_only=True, node_cert_lifetime_s=7200.0,
         local_worker_allow_privileged=True, local_worker_allow_devices=("/dev/ttyUSB0", "/dev/null"),
+        local_worker_allow_binds=("/srv/data",),
         raft=RaftSettings(heartbeat_interval_s=0.033, election_timeout_min_s=0.1, election_timeout_max_s=1.1,
                           snapshot_threshold=500, max_in_snapshot_log_to_keep=0),
     )
@@ -176,3 +177,7 @@ def test_a_bad_allowed_device_path_does_not_start_the_daemon(
     assert main(["cluster", "init", "--allow-device", "/dev/../etc"]) == 2
     assert captured.calls == []
     assert "allow_devices: '/dev/../etc' must be a normalised absolute path" in capsys.readouterr().err
+    assert main(["manager", "join", "--token", "T", "--manager", "10.0.0.1:8080",
+                 "--allow-bind", "/srv/.."]) == 2
+    assert captured.calls == []
+    assert "allow_binds: '/srv/..' must be a normalised absolute path" in capsys.readouterr().err

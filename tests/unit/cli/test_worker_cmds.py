@@ -40,11 +40,12 @@ def test_every_flag(captured: Captured, tmp_path: Path) -> None:
                  "--data-dir", str(tmp_path), "--runtime", "process", "--label", "zone=a",
                  "--label", "disk=ssd", "--label", "zone=b", "--advertise-host", "192.168.1.20",
                  "--allow-device", "/dev/ttyUSB0,/dev/video0", "--allow-device", "/dev/serial",
-                 "--allow-privileged"]) == 0
+                 "--allow-bind", "/srv/data,/media", "--allow-bind", "/srv/data", "--allow-privileged"]) == 0
     assert captured.calls == [(
         WorkerSettings(managers=("10.0.0.1:8080", "10.0.0.2:8080"), data_dir=str(tmp_path), runtime="process",
                        labels=(("zone", "b"), ("disk", "ssd")), advertise_host="192.168.1.20",
-                       allow_privileged=True, allow_devices=("/dev/ttyUSB0", "/dev/video0", "/dev/serial")),
+                       allow_privileged=True, allow_devices=("/dev/ttyUSB0", "/dev/video0", "/dev/serial"),
+                       allow_binds=("/srv/data", "/media")),
         "SWMTKN-1-x",
     )]
 
@@ -75,7 +76,7 @@ def test_help_explains_flags_and_what_sigterm_does(capsys: pytest.CaptureFixture
     assert main(["worker", "start", "--help"]) == 0
     out = capsys.readouterr().out
     for flag in ("--token", "--manager", "--data-dir", "--runtime", "--label", "--advertise-host",
-                 "--allow-device", "--allow-privileged"):
+                 "--allow-device", "--allow-bind", "--allow-privileged"):
         assert flag in out
     assert "keep running" in out and "warren node drain" in out and MANAGER_ENV in out
     assert main(["worker", "--help"]) == 0
@@ -95,6 +96,10 @@ def test_help_explains_flags_and_what_sigterm_does(capsys: pytest.CaptureFixture
         (["--allow-device", "dev/ttyUSB0"], "must be a normalised absolute path"),
         (["--allow-device", "/dev/serial/"], "must be a normalised absolute path"),
         (["--allow-device", "/dev/tty\x1b"], "must be a normalised absolute path"),
+        (["--allow-bind", "/srv/../etc"], "allow_binds: '/srv/../etc' must be a normalised absolute"),
+        (["--allow-bind", "srv/data"], "allow_binds: 'srv/data' must be a normalised absolute"),
+        (["--allow-bind", "/srv//data"], "must be a normalised absolute path"),
+        (["--allow-bind", ",".join(f"/srv/{i}" for i in range(65))], "allow_binds: at most 64 paths, got 65"),
         (["--bogus"], "unrecognized arguments"),
     ],
 )

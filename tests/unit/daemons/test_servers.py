@@ -1,9 +1,20 @@
-"""The daemons' servers: the descriptor limit the connection caps are fractions of."""
+"""The daemons' servers: the descriptor limit the connection caps are fractions of, and the deadline
+of a request's head."""
 
 from __future__ import annotations
 
+import asyncio
+import socket
 import subprocess
 import sys
+import time
+from typing import Any
+
+import pytest
+
+from warren.config import ConnectionLimits
+from warren.daemons.servers import HttpServer
+from warren.errors import ConfigError
 
 
 def test_a_daemon_raises_its_soft_descriptor_limit_to_the_hard_one() -> None:
@@ -18,3 +29,56 @@ def test_a_daemon_raises_its_soft_descriptor_limit_to_the_hard_one() -> None:
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.split() == ["1024", "1024"]
+
+
+async def _serve(limits: ConnectionLimits) -> tuple[HttpServer, tuple[str, int]]:
+    async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        await send({"type": "http.response.start", "status": 200, "headers": [(b"content-length", b"2")]})
+        await send({"type": "http.response.body", "body": b"ok"})
+
+    sock = socket.create_server(("127.0.0.1", 0))
+    sock.setblocking(False)
+    server = HttpServer(app, sock, "test", grace_s=1, limits=limits)
+    await server.start()
+    return server, sock.getsockname()
+
+
+async def test_a_request_head_trickled_past_its_deadline_closes_the_connection() -> None:
+    # A client sending its headers a byte at a time (slowloris) keeps uvicorn's idle timer from ever
+    # running: the head's own deadline closes it. A prompt request on the same server is answered.
+    limits = ConnectionLimits(request_head_timeout_s=0.5, idle_timeout_s=30)
+    server, (host, port) = await _serve(limits)
+    try:
+        reader, writer = await asyncio.open_connection(host, port)
+        writer.write(b"GET / HTTP/1.1\r\nHost: x\r\n")
+        start = time.monotonic()
+        closed = False
+        while time.monotonic() - start < 5:
+            writer.write(b"X")  # a header that never ends, faster than the idle timer
+            try:
+                await writer.drain()
+                closed = await asyncio.wait_for(reader.read(1), 0.1) == b""
+            except TimeoutError:
+                continue
+            except ConnectionError:
+                closed = True
+            if closed:
+                break
+        assert closed, "the server kept a trickling request head open"
+        assert 0.4 <= time.monotonic() - start < 2
+        writer.close()
+
+        reader, writer = await asyncio.open_connection(host, port)
+        writer.write(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+        assert (await asyncio.wait_for(reader.read(100), 2)).startswith(b"HTTP/1.1 200")
+        await asyncio.sleep(0.7)  # past the head deadline: an answered request is not cut
+        writer.write(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+        assert (await asyncio.wait_for(reader.read(100), 2)).startswith(b"HTTP/1.1 200")
+        writer.close()
+    finally:
+        await server.stop()
+
+
+def test_the_request_head_timeout_must_be_positive() -> None:
+    with pytest.raises(ConfigError, match="request_head_timeout_s"):
+        ConnectionLimits(request_head_timeout_s=0).validate()

@@ -129,12 +129,15 @@ class Sim:
         labels: dict[str, str] | None = None,
         allow_privileged: bool = False,
         allow_devices: tuple[str, ...] = (),
+        allow_binds: tuple[str, ...] = (),
     ) -> None:
         resources: dict[str, Any] = {"drivers": list(drivers)}
         if allow_privileged:
             resources["allow_privileged"] = True
         if allow_devices:
             resources["allow_devices"] = list(allow_devices)
+        if allow_binds:
+            resources["allow_binds"] = list(allow_binds)
         if cpus is not None:
             resources["cpus"] = cpus
         if memory is not None:

@@ -154,6 +154,30 @@ def test_host_access_and_the_process_runtime_s_options(sim: Sim) -> None:
     )
 
 
+def test_bind_mounts_and_the_process_runtime_s_mounts(sim: Sim) -> None:
+    sim.add_node("w1", drivers=("docker", "process"))
+    sim.add_node("w2", drivers=("docker", "process"), allow_binds=("/srv/data",))
+    sim.create_service("media", image="x", mounts=[{"type": "bind", "source": "/srv/data/m", "target": "/m"}])
+    sim.create_service("snoop", image="x", mounts=[{"type": "bind", "source": "/etc", "target": "/e"}])
+    sim.create_service("job", image="x", command=["true"], driver="process", mounts=[
+        {"type": "volume", "source": "v", "target": "/v", "read_only": True},
+        {"type": "tmpfs", "target": "/t"}])
+    sim.settle()
+    assert sim.by_node("media") == {"w2": 1}
+    (snoop,) = sim.live("snoop")
+    assert snoop["message"] == (
+        "no suitable node: 2 nodes do not allow bind mount of /etc (worker start --allow-bind)"
+    )
+    (job,) = sim.live("job")
+    assert job["message"] == ("no suitable node: 2 nodes cannot apply mounts[0].read_only, "
+                              "mounts[1].type=tmpfs: not supported by the process runtime")
+    # A volume and a bind (allowed) the process runtime has: placed once the spec asks for nothing else.
+    sim.update_service("job", mounts=[{"type": "volume", "source": "v", "target": "/v"},
+                                      {"type": "bind", "source": "/srv/data", "target": "/d"}])
+    sim.settle()
+    assert sim.by_node("job") == {"w2": 1}
+
+
 def test_host_port_conflicts(sim: Sim) -> None:
     cluster(sim, "w1", "w2")
     sim.create_service("web", image="nginx", replicas=3, publish=[{"host": 8080, "container": 80}])

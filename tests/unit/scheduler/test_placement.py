@@ -31,9 +31,10 @@ def node(
     drivers: tuple[str, ...] = ("docker", "process"),
     allow_privileged: bool = False,
     allow_devices: tuple[str, ...] = (),
+    allow_binds: tuple[str, ...] = (),
 ) -> NodeInfo:
     return NodeInfo(name, role, state, availability, labels or {}, cpus, memory, frozenset(drivers),
-                    allow_privileged, allow_devices)
+                    allow_privileged, allow_devices, allow_binds)
 
 
 def req(service: str = "svc-a", **kw: object) -> TaskRequest:
@@ -172,7 +173,7 @@ def test_static_rejection_order() -> None:
     assert joining is not None and joining.singular == "is not ready (joining)"
     assert static_rejection(node("w1"), req(constraints=("node.name==w1",))) is None
     # The driver first, then what the driver lacks, then constraints, then host access.
-    unsupported = req(driver="process", unsupported=("read_only",), constraints=("node.name==x",),
+    unsupported = req(driver="process", unsupported=("container.read_only",), constraints=("node.name==x",),
                       privileged=True)
     r = static_rejection(node("w1", drivers=("docker",)), unsupported)
     assert r is not None and r.singular == "has no process driver"
@@ -186,7 +187,7 @@ def test_static_rejection_order() -> None:
 
 
 def test_a_process_task_with_an_option_the_process_runtime_lacks_fits_nowhere() -> None:
-    task = req(driver="process", unsupported=("read_only", "cap_add"))
+    task = req(driver="process", unsupported=("container.read_only", "container.cap_add"))
     (p,) = place([task], nodes_of(node("w1"), node("w2", drivers=("docker",))))
     assert p == Placement(None, "no suitable node: 1 node has no process driver, 1 node cannot apply "
                           "container.read_only, container.cap_add: not supported by the process runtime")
@@ -219,6 +220,19 @@ def test_a_device_goes_only_to_a_worker_that_allows_its_path() -> None:
     (p,) = place([req(node="w1", devices=("/dev/ttyUSB0",))], candidates)
     assert p == Placement(None, "no suitable node: 1 node does not allow device /dev/ttyUSB0 "
                           "(worker start --allow-device)")
+
+
+def test_a_bind_mount_goes_only_to_a_worker_that_allows_its_source() -> None:
+    candidates = nodes_of(node("w1"), node("w2", allow_binds=("/srv/data", "/media")))
+    assert place([req(binds=("/srv/data",))], candidates)[0].node == "w2"
+    assert place([req(binds=("/srv/data/db", "/media/usb"))], candidates)[0].node == "w2"
+    (p,) = place([req(binds=("/srv/database",))], candidates)  # only starts like an allowed root
+    assert p == Placement(None, "no suitable node: 2 nodes do not allow bind mount of /srv/database "
+                          "(worker start --allow-bind)")
+    # Devices are looked at first, then binds.
+    (p,) = place([req(devices=("/dev/null",), binds=("/etc",))], nodes_of(node("w1")))
+    assert p.reason == ("no suitable node: 1 node does not allow device /dev/null "
+                        "(worker start --allow-device)")
 
 
 def test_pinned_tasks_consider_only_their_node() -> None:

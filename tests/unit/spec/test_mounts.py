@@ -7,6 +7,7 @@ from typing import Any
 import pytest
 
 from warren.errors import InvalidError
+from warren.spec import mounts
 from warren.spec.service import ServiceSpec, decode, spec_digest, to_doc
 from warren.store import commands as c
 
@@ -88,3 +89,24 @@ def test_commands_carrying_mounts_configs_or_the_policy_are_of_version_3() -> No
     for key in ("mounts", "configs", "volume_policy"):
         assert c.required_version(c.UpdateService("web", {key: []}, t0)) == 3
     assert c.COMMAND_VERSION >= c.MOUNTS_SINCE
+
+
+def test_the_variable_of_each_target_for_the_process_runtime() -> None:
+    assert mounts.mount_env("/data") == "WARREN_MOUNT_DATA"
+    assert mounts.mount_env("/var/lib/my-db.d") == "WARREN_MOUNT_VAR_LIB_MY_DB_D"
+    assert mounts.mount_env("/srv/Cache2") == "WARREN_MOUNT_SRV_CACHE2"
+
+
+def test_what_the_process_runtime_cannot_honour_is_named_by_field() -> None:
+    given = spec(mounts=[
+        {"type": "volume", "source": "a", "target": "/a"},
+        {"type": "bind", "source": "/srv", "target": "/b", "read_only": True},
+        {"type": "tmpfs", "target": "/c"},
+        {"type": "volume", "source": "d", "target": "/A"},
+    ]).mount_list
+    assert mounts.unsupported_by_process(given) == [
+        "mounts[1].read_only", "mounts[2].type=tmpfs",
+        "mounts[3].target (its variable WARREN_MOUNT_A is also mounts[0]'s)",
+    ]
+    assert mounts.unsupported_by_process(given[:1]) == []
+    assert mounts.bind_sources(given) == ["/srv"]

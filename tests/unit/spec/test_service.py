@@ -89,6 +89,12 @@ GOOD = [
         "sysctls": {"net.ipv4.ip_forward": "1", "kernel.shmmax": "1000", "kernel.sem": "250 32000 32 128",
                     "fs.mqueue.msg_max": "10", "kernel.msgmax": "8192"}}},
     {"image": "nginx", "container": {"network": "host", "sysctls": {"kernel.shmmax": "1"}}},
+    {"image": "nginx", "mounts": []},
+    {"image": "nginx", "mounts": [
+        {"type": "volume", "source": "db-data", "target": "/var/lib/db"},
+        {"type": "bind", "source": "/srv/media", "target": "/media", "read_only": True},
+        {"type": "tmpfs", "target": "/cache", "size": 64 * 1024 * 1024},
+        {"type": "tmpfs", "target": "/tmp", "read_only": False, "source": None, "size": None}]},
     {"image": "nginx", "volume_policy": "reschedule"},
     {"image": "nginx", "volume_policy": "wait"},
 ]
@@ -136,6 +142,20 @@ BAD = [
     ({"image": "nginx", "secrets": ["a", "a"]}, "secrets"),
     ({"image": "nginx", "secrets": ["A"]}, "secrets"),
     ({"image": "nginx", "secrets": ["a\n"]}, "secrets"),
+    ({"image": "nginx", "mounts": [{"type": "nfs", "source": "a", "target": "/a"}]}, "mounts"),
+    ({"image": "nginx", "mounts": [{"type": "volume", "target": "/a"}]}, "mounts"),
+    ({"image": "nginx", "mounts": [{"type": "volume", "source": "A", "target": "/a"}]}, "mounts"),
+    ({"image": "nginx", "mounts": [{"type": "bind", "source": "/srv/../etc", "target": "/a"}]}, "mounts"),
+    ({"image": "nginx", "mounts": [{"type": "bind", "source": "srv", "target": "/a"}]}, "mounts"),
+    ({"image": "nginx", "mounts": [{"type": "tmpfs", "source": "x", "target": "/a"}]}, "mounts"),
+    ({"image": "nginx", "mounts": [{"type": "volume", "source": "a", "target": "/a", "size": 8192}]},
+     "mounts"),
+    ({"image": "nginx", "mounts": [{"type": "tmpfs", "target": "/a", "size": 1}]}, "mounts"),
+    ({"image": "nginx", "mounts": [{"type": "tmpfs", "target": "/"}]}, "mounts"),
+    ({"image": "nginx", "mounts": [{"type": "tmpfs", "target": "/run/secrets/x"}]}, "mounts"),
+    ({"image": "nginx", "mounts": [{"type": "tmpfs", "target": "/a"}, {"type": "tmpfs", "target": "/a"}]},
+     "mounts"),
+    ({"image": "nginx", "mounts": [{"type": "tmpfs", "target": "/a"}] * 33}, "mounts"),
     ({"image": "nginx", "container": {"unknown": 1}}, "unknown"),
     ({"image": "nginx", "container": {"user": "a b"}}, "container.user"),
     ({"image": "nginx", "container": {"user": "root\n"}}, "container.user"),
@@ -189,6 +209,11 @@ def test_a_spec_the_api_takes_decodes_to_what_the_api_stores(body: dict[str, Any
     del stored["container"]
     if options:
         stored["container"] = options
+    # Likewise `mounts`: written only when there is one, each without its fields at their default.
+    mounts = [m.model_dump(exclude_defaults=True) for m in model.mounts]
+    del stored["mounts"]
+    if mounts:
+        stored["mounts"] = mounts
     # And `volume_policy` only when it is not the default.
     if stored["volume_policy"] == DEFAULT_VOLUME_POLICY:
         del stored["volume_policy"]

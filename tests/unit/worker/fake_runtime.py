@@ -26,6 +26,7 @@ from warren.runtime.base import (
     RuntimeStartError,
     RuntimeUnavailableError,
     TaskRun,
+    VolumeBusyError,
 )
 
 
@@ -62,6 +63,9 @@ class FakeRuntime:
         self.ip = "127.0.0.1"
         self.unavailable = False
         self.closed = False
+        # Volume names this runtime holds (made by a start that mounts one); names whose removal fails.
+        self.volume_names: set[str] = set()
+        self.busy_volumes: set[str] = set()
         self.version_text: str | None = None
         self._exits: asyncio.Queue[Exit] = asyncio.Queue()
 
@@ -121,6 +125,7 @@ class FakeRuntime:
         reason = self.fail_start.get(run.image)
         if reason is not None:
             raise RuntimeStartError(reason)
+        self.volume_names.update(m.source for m in run.mounts if m.type == "volume" and m.source)
         cid = f"{self.driver}-{next(self._ids):04d}"
         self.containers[cid] = FakeContainer(
             cid, run.task_id, run, labels=self._labels(run.task_id, run.service_id, run.slot)
@@ -168,6 +173,16 @@ class FakeRuntime:
 
     async def address(self, container_id: str) -> str:
         return self.ip
+
+    async def volumes(self) -> builtins.list[str]:
+        if self.unavailable:
+            raise RuntimeUnavailableError("the fake engine is down")
+        return sorted(self.volume_names)
+
+    async def remove_volume(self, name: str) -> None:
+        if name in self.busy_volumes:
+            raise VolumeBusyError(f"volume {name} is in use")
+        self.volume_names.discard(name)
 
     async def close(self) -> None:
         self.closed = True

@@ -57,6 +57,9 @@ def test_local_address_towards_a_loopback_manager() -> None:
 
 def test_host_access_is_reported_only_when_allowed() -> None:
     plain = resources.detect(["docker"]).to_doc()
-    assert "allow_privileged" not in plain and "allow_devices" not in plain  # an older manager takes it
-    doc = resources.detect(["docker"], allow_privileged=True, allow_devices=["/dev/ttyUSB0"]).to_doc()
+    # An older manager takes it.
+    assert "allow_privileged" not in plain and "allow_devices" not in plain and "allow_binds" not in plain
+    doc = resources.detect(["docker"], allow_privileged=True, allow_devices=["/dev/ttyUSB0"],
+                           allow_binds=["/srv/data", "/media"]).to_doc()
     assert doc["allow_privileged"] is True and doc["allow_devices"] == ["/dev/ttyUSB0"]
+    assert doc["allow_binds"] == ["/srv/data", "/media"]

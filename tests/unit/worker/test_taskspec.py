@@ -5,11 +5,13 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import msgspec
 import pytest
 
-from warren.runtime.base import DeviceMapping, RuntimeStartError
+from warren.runtime.base import DeviceMapping, MountPoint, RuntimeStartError
 from warren.spec.container import ContainerOptions, Device
-from warren.worker.taskspec import host_access, spec_of, task_run
+from warren.spec.mounts import Mount
+from warren.worker.taskspec import host_access, mount_points, spec_of, task_run
 
 
 def task(spec: dict[str, Any]) -> dict[str, Any]:
@@ -71,3 +73,60 @@ def test_host_access_is_what_the_worker_allows(tmp_path: Path) -> None:
     # A sibling that only starts like an allowed path is outside it.
     with pytest.raises(RuntimeStartError, match="is not allowed"):
         host_access(ContainerOptions(devices=[Device(host="/dev/nullx")]), False, ("/dev/null",))
+
+
+def mounts(*items: dict[str, Any]) -> list[Mount]:
+    return [msgspec.convert(item, Mount) for item in items]
+
+
+def test_mounts_reach_the_task_run_with_their_binds_checked(tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    (data / "db").mkdir(parents=True)
+    doc = task({"image": "nginx", "mounts": [
+        {"type": "volume", "source": "db-data", "target": "/var/lib/db", "read_only": True},
+        {"type": "bind", "source": f"{data}/db", "target": "/db"},
+        {"type": "tmpfs", "target": "/cache", "size": 65536},
+    ]})
+    spec = spec_of(doc)
+    points = mount_points(spec.mount_list, (str(data),))
+    assert points == (
+        MountPoint("volume", "/var/lib/db", "db-data", True),
+        MountPoint("bind", "/db", f"{data}/db"),
+        MountPoint("tmpfs", "/cache", None, False, 65536),
+    )
+    assert task_run(doc, spec, "worker-1", mounts=points).mounts == points
+
+
+def test_a_bind_is_what_the_worker_allows(tmp_path: Path) -> None:
+    allowed = tmp_path / "allowed"
+    (allowed / "sub").mkdir(parents=True)
+    (allowed / "escape").symlink_to("/etc")  # a link out of the allowed directory
+    (tmp_path / "allowed-link").symlink_to(allowed)  # an allowed root given through a link
+    (tmp_path / "allowedx").mkdir()
+    roots = (str(allowed),)
+    # An allowed root and a directory under it; a root given through a link allows its real path.
+    assert mount_points(mounts({"type": "bind", "source": str(allowed), "target": "/a"}), roots)[0].source \
+        == str(allowed)
+    sub = mounts({"type": "bind", "source": f"{allowed}/sub", "target": "/a"})
+    assert mount_points(sub, roots)[0].source == f"{allowed}/sub"
+    assert mount_points(sub, (f"{tmp_path}/allowed-link",))[0].source == f"{allowed}/sub"
+    # The real path is what the runtime is given.
+    linked = mounts({"type": "bind", "source": f"{tmp_path}/allowed-link/sub", "target": "/a"})
+    assert mount_points(linked, roots)[0].source == f"{allowed}/sub"
+    with pytest.raises(RuntimeStartError, match=r"mounts\[0\]: bind mount of /etc is not allowed on this "
+                                                 r"worker \(worker start --allow-bind\)"):
+        mount_points(mounts({"type": "bind", "source": "/etc", "target": "/a"}), roots)
+    with pytest.raises(RuntimeStartError, match=rf"mounts\[1\]: bind mount of {allowed}/escape \(resolves "
+                                                 r"to /etc\) is not allowed"):
+        mount_points(mounts({"type": "tmpfs", "target": "/t"},
+                            {"type": "bind", "source": f"{allowed}/escape", "target": "/a"}), roots)
+    # A sibling that only starts like an allowed path is outside it; nothing is allowed by default.
+    with pytest.raises(RuntimeStartError, match="is not allowed"):
+        mount_points(mounts({"type": "bind", "source": f"{tmp_path}/allowedx", "target": "/a"}), roots)
+    with pytest.raises(RuntimeStartError, match="is not allowed"):
+        mount_points(sub, ())
+    with pytest.raises(RuntimeStartError, match=r"bind mount of .*/gone: no such file or directory"):
+        mount_points(mounts({"type": "bind", "source": f"{allowed}/gone", "target": "/a"}), roots)
+    # A path with `..` never gets here: the spec refuses it.
+    with pytest.raises(msgspec.ValidationError, match="must be a normalised absolute path"):
+        mounts({"type": "bind", "source": f"{allowed}/../x", "target": "/a"})
