@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from tests.integration.managers import TIMER_FLAGS, ManagerCluster, api
+from warren.store import schema
 from warren.testing.wait import eventually
 
 pytestmark = pytest.mark.integration
@@ -42,11 +43,15 @@ def test_a_manager_restarted_on_a_previous_schema_snapshot_upgrades_it(
     assert manager.stop() == 0
 
     # Turn the manager's own snapshot into what the previous Warren wrote: schema 3 had no
-    # schema_migrations table. The result has exactly the tables of a snapshot the code at 2ac1aef made.
+    # schema_migrations table (4) nor volumes table (5). The result has exactly the tables of a snapshot
+    # the code at 2ac1aef made.
     (snapshot,) = (manager.data_dir / "raft" / "snapshots").glob("snap-*.bin")
     conn = sqlite3.connect(snapshot)
     conn.execute("DROP TABLE schema_migrations")
+    conn.execute("DROP TABLE volumes")
     conn.execute("UPDATE meta SET value = '3' WHERE key = 'schema_version'")
+    # The digest of its rows, as that Warren recorded it: over the tables it had.
+    conn.execute("UPDATE meta SET value = ? WHERE key = 'content_digest'", (schema.content_digest(conn),))
     conn.commit()
     conn.close()
     assert tables(snapshot) == tables(V3_SNAPSHOT)
@@ -56,5 +61,5 @@ def test_a_manager_restarted_on_a_previous_schema_snapshot_upgrades_it(
         after = {path: client.get(path).json() for path in before}
     assert after == before
     log = manager.errors()
-    assert "state schema upgraded from version 3 to 4" in log, manager.log_tail()
+    assert "state schema upgraded from version 3 to 5" in log, manager.log_tail()
     assert "state restored from" in log and "/snapshots/" in log, manager.log_tail()
