@@ -77,8 +77,8 @@ def volume_rm(args: argparse.Namespace, client: ManagerClient) -> int:
     answer: dict[str, Any] = dict(client.remove_volume(args.name, args.node))
     node = str(answer.get("node") or args.node)
     settings = ClientSettings()
-    outcome = "down"
-    if answer.get("node_state") == "ready":
+    outcome = str(answer.get("node_state"))  # not ready: its worker removes it when it is back
+    if outcome == "ready":
         outcome = client.wait_volume_removed(args.name, node, settings.volume_remove_wait_s,
                                              settings.volume_remove_poll_s)
     answer["status"] = "removed" if outcome == "removed" else "removal requested"
@@ -91,6 +91,8 @@ def volume_rm(args: argparse.Namespace, client: ManagerClient) -> int:
     if outcome == "removed":
         text = f"Volume {args.name} removed from node {node}\n"
     else:
-        text = f"removal requested; node {node} is down, it removes the volume when it is back\n"
+        answer["node_state"] = outcome
+        state = "down" if outcome == "down" else f"not ready ({outcome})"
+        text = f"removal requested; node {node} is {state}, it removes the volume when it is back\n"
     print(render(answer, args.format, lambda: text), end="")
     return 0

@@ -103,8 +103,8 @@ class ManagerClient(Connection):
         return self._object(self.request("DELETE", f"/v1/volumes/{_segment(name)}", params=params))
 
     def wait_volume_removed(self, name: str, node: str, timeout_s: float, poll_s: float) -> str:
-        """Wait until `node` no longer has volume `name` ("removed"), the node is not ready ("down"),
-        or `timeout_s` passed ("waiting")."""
+        """Wait until `node` no longer has volume `name` ("removed"), the node is not ready (its state,
+        e.g. "down"), or `timeout_s` passed ("waiting")."""
         deadline = self._clock() + timeout_s
         while True:
             try:
@@ -114,8 +114,9 @@ class ManagerClient(Connection):
             here = [n for n in found.get("nodes") or [] if isinstance(n, dict) and n.get("node") == node]
             if not here:
                 return "removed"
-            if here[0].get("node_state") != "ready":
-                return "down"
+            state = here[0].get("node_state")
+            if state != "ready":
+                return str(state)
             if self._clock() >= deadline:
                 return "waiting"
             self._sleep(min(poll_s, max(0.0, deadline - self._clock())))

@@ -100,6 +100,26 @@ def test_rm_of_a_volume_on_a_down_node_says_when_it_goes(capsys: pytest.CaptureF
     assert m.gets == 0 and "node" not in m.requests[0].url.params
 
 
+def test_rm_says_so_when_the_node_goes_down_while_it_waits(capsys: pytest.CaptureFixture[str]) -> None:
+    m = Manager(removed_after=None)
+    original = m.handle
+
+    def going_down(request: httpx.Request) -> httpx.Response:
+        if request.method == "GET":
+            m.node_state = "down"
+        return original(request)
+
+    m.handle = going_down  # type: ignore[method-assign]
+    status, out, err = run(m, capsys, "volume", "rm", "data")
+    assert (status, err) == (0, "")
+    assert out == "removal requested; node w1 is down, it removes the volume when it is back\n"
+    assert m.gets == 1
+    m = Manager(node_state="joining", removed_after=None)
+    status, out, _ = run(m, capsys, "volume", "rm", "data", "-o", "json")
+    assert status == 0 and json.loads(out)["node_state"] == "joining"
+    assert json.loads(out)["status"] == "removal requested"
+
+
 def test_rm_gives_up_after_the_bounded_wait_with_a_clear_error(capsys: pytest.CaptureFixture[str]) -> None:
     m = Manager(removed_after=None)
     status, out, err = run(m, capsys, "volume", "rm", "data")
