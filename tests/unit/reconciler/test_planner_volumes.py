@@ -144,3 +144,14 @@ def test_the_history_keeps_where_a_waiting_slot_s_volume_is(tmp_path: Path) -> N
     sim.node_up("w1")
     sim.settle()
     assert placed(sim)[1] == "w1"
+
+
+def test_switching_a_waiting_task_to_reschedule_places_it_at_once(sim: Sim) -> None:
+    start(sim, "w1", "w2", "w3")
+    sim.node_down("w1")
+    sim.settle()
+    assert 1 not in placed(sim)
+    sim.apply(c.UpdateService("db", {"volume_policy": "reschedule"}, sim.now))
+    sim.settle()
+    assert placed(sim) == {1: "w3", 2: "w2"}
+    assert len(sim.running("db")) == 2
