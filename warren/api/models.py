@@ -8,6 +8,7 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstra
 
 from warren.formats import NAME_PATTERN
 from warren.spec import container as opts
+from warren.spec import mounts
 from warren.spec import service as typed
 from warren.spec import validate
 from warren.spec.problems import problem
@@ -219,6 +220,50 @@ class SecretCreate(Strict):
     data: SecretData = Field(repr=False)
 
 
+class ConfigCreate(Strict):
+    """A new config: its name and its content in base64 (up to ManagerSettings.max_config_bytes)."""
+
+    name: Name
+    data: SecretData = Field(repr=False)
+
+
+class ConfigRef(Strict):
+    """Config `name` (POST /v1/configs) given to each task at `target` (`/NAME` by default) with file
+    mode `mode` (warren.spec.mounts.ConfigRef, where it is checked)."""
+
+    name: Name
+    target: Path | None = None
+    mode: Annotated[int, Field(ge=0, le=0o777)] = field_default(mounts.ConfigRef, "mode")
+
+    @model_validator(mode="after")
+    def _consistent(self) -> ConfigRef:
+        # The typed part's checks of the target (normalised, not /), said once.
+        import msgspec
+
+        try:
+            msgspec.convert(self.model_dump(exclude_none=True), mounts.ConfigRef)
+        except msgspec.ValidationError as exc:
+            raise ValueError(str(exc)) from None
+        return self
+
+
+def _distinct_configs(refs: list[ConfigRef]) -> list[ConfigRef]:
+    # Two configs at one target, or one under /run/secrets: the typed spec's rule, said once.
+    import msgspec
+
+    try:
+        typed_refs = [msgspec.convert(r.model_dump(exclude_none=True), mounts.ConfigRef) for r in refs]
+        mounts.check_targets([], typed_refs)
+    except (msgspec.ValidationError, ValueError) as exc:
+        raise ValueError(str(exc).removeprefix("configs: ")) from None
+    return refs
+
+
+ConfigRefs = Annotated[
+    list[ConfigRef], Field(max_length=mounts.MAX_SERVICE_CONFIGS), AfterValidator(_distinct_configs)
+]
+
+
 class ServiceSpec(Strict):
     """What a service should be; the leader's reconciler turns it into tasks on workers."""
 
@@ -240,6 +285,8 @@ class ServiceSpec(Strict):
     # $WARREN_SECRETS_DIR for a process.
     secrets: SecretNames = Field(default_factory=list)
     container: ContainerOptions = Field(default_factory=ContainerOptions)
+    # Configs (POST /v1/configs) each task gets as a read-only file (docs/configs.md).
+    configs: ConfigRefs = Field(default_factory=list)
 
     @model_validator(mode="after")
     def _consistent(self) -> ServiceSpec:
@@ -276,6 +323,7 @@ class ServiceUpdate(Strict):
     stop_timeout_s: PositiveSeconds | None = None
     secrets: SecretNames | None = None
     container: ContainerOptions | None = None
+    configs: ConfigRefs | None = None
 
 
 class NodeAvailability(Strict):

@@ -15,7 +15,8 @@ from warren.api.responses import JSON
 from warren.errors import InvalidError
 from warren.formats import NAME_PATTERN
 from warren.manager.control.services import Services
-from warren.spec.service import ServiceSpec, decode
+from warren.spec.mounts import ConfigRef
+from warren.spec.service import ServiceSpec, decode, to_doc
 
 NodeQuery = Annotated[str | None, Query(pattern=models.NODE_NAME_PATTERN)]
 ServiceQuery = Annotated[str | None, Query(pattern=NAME_PATTERN)]
@@ -91,6 +92,8 @@ def update_changes(body: models.ServiceUpdate) -> dict[str, Any]:
             continue  # a part cannot be cleared with null (see docs/api.md)
         if isinstance(value, BaseModel):
             value = value.model_dump()
+        elif field == "configs":  # as create stores them: the typed part's form, defaults unwritten
+            value = [to_doc(decode(ConfigRef, v.model_dump(exclude_none=True))) for v in value]
         elif isinstance(value, list):
             value = [v.model_dump() if isinstance(v, BaseModel) else v for v in value]
         changes[field] = value
