@@ -8,9 +8,8 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstra
 
 from warren.formats import NAME_PATTERN
 from warren.spec import container as opts
-from warren.spec import mounts
+from warren.spec import mounts, validate
 from warren.spec import service as typed
-from warren.spec import validate
 from warren.spec.problems import problem
 from warren.spec.service import field_default
 

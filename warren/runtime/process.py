@@ -75,6 +75,8 @@ log = logging.getLogger(__name__)
 
 # Where a task that uses secrets finds them: one file per secret, named after it (mode 0400, on tmpfs).
 SECRETS_ENV = "WARREN_SECRETS_DIR"
+# Where a task that uses configs finds them: one file per config, named after it, at the mode asked.
+CONFIGS_ENV = "WARREN_CONFIGS_DIR"
 
 
 # Children of closed runtimes (see ProcessRuntime.close).
@@ -134,6 +136,8 @@ class ProcessRuntime:
         env = task_env(run.env)
         if run.secrets_dir is not None:
             env[SECRETS_ENV] = run.secrets_dir
+        if run.configs_dir is not None:
+            env[CONFIGS_ENV] = run.configs_dir
         cwd = Path(options.workdir) if options.workdir is not None else task_dir
         executable = resolve(run.command[0], env.get("PATH", DEFAULT_PATH), cwd)
         if executable is None:

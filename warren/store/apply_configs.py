@@ -13,7 +13,9 @@ from warren.store import queries
 from warren.store.commands import CommandError
 
 
-def check_configs(conn: sqlite3.Connection, service: str, refs: list[ConfigRef], code: str, what: str) -> None:
+def check_configs(
+    conn: sqlite3.Connection, service: str, refs: list[ConfigRef], code: str, what: str
+) -> None:
     """Refuse a service spec naming configs that do not exist. The API checks the same first; here it
     holds against a config removed meanwhile."""
     names = [ref.name for ref in refs]

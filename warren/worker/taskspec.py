@@ -12,6 +12,7 @@ from warren.errors import InvalidError
 from warren.runtime.base import DeviceMapping, PortMapping, RuntimeStartError, TaskRun
 from warren.spec.container import ContainerOptions, under
 from warren.spec.service import TaskSpec, decode
+from warren.worker.configs import TaskConfigFiles
 
 
 def spec_of(doc: Mapping[str, Any]) -> TaskSpec:
@@ -53,9 +54,11 @@ def task_run(
     node: str,
     secrets_dir: str | None = None,
     devices: tuple[DeviceMapping, ...] = (),
+    configs: TaskConfigFiles | None = None,
 ) -> TaskRun:
     """What the runtime needs to start a TASK document's container, `spec` being its spec (`secrets_dir`:
-    where its secrets were written, warren.worker.secrets; `devices`: its devices, from host_access)."""
+    where its secrets were written, warren.worker.secrets; `devices`: its devices, from host_access;
+    `configs`: the directory and files its configs were written to, warren.worker.configs)."""
     task_id = str(doc["task_id"])
     service_name = str(doc.get("service_name") or doc.get("service_id") or "")
     slot = doc.get("slot")
@@ -78,6 +81,8 @@ def task_run(
         secrets_dir=secrets_dir,
         options=spec.options,
         devices=devices,
+        configs_dir=None if configs is None else configs.directory,
+        config_files=() if configs is None else configs.files,
     )
 
 

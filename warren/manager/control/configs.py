@@ -30,7 +30,9 @@ def decode_content(data: str) -> bytes:
     try:
         return base64.b64decode(data.encode("ascii"), validate=True)
     except (binascii.Error, UnicodeEncodeError, ValueError):
-        raise InvalidError("data must be the config's content in base64 (standard alphabet, padded)") from None
+        raise InvalidError(
+            "data must be the config's content in base64 (standard alphabet, padded)"
+        ) from None
 
 
 class Configs:

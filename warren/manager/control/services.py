@@ -7,8 +7,8 @@ import time
 from typing import Any
 
 from warren.errors import InvalidError, NotFoundError
-from warren.manager.consensus import Consensus
 from warren.manager import configs as config_refs
+from warren.manager.consensus import Consensus
 from warren.manager.secrets import check_known
 from warren.spec.service import ServiceSpec, decode
 from warren.store import commands as c
