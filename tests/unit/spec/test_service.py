@@ -185,6 +185,8 @@ def test_a_spec_the_api_takes_decodes_to_what_the_api_stores(body: dict[str, Any
     del stored["container"]
     if options:
         stored["container"] = options
+    if not stored["configs"]:  # unwritten while empty, like `container`
+        del stored["configs"]
     assert service.to_doc(service.decode(ServiceSpec, orjson.dumps(body))) == stored
     assert service.to_doc(service.decode(ServiceSpec, body)) == stored  # from YAML's objects alike
 
