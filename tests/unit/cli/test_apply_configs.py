@@ -70,7 +70,8 @@ def test_configs_are_created_before_the_services_that_name_them(
     path = stack(tmp_path)
     monkeypatch.chdir("/")  # the file is found next to the apply file, not in the working directory
     assert apply(manager, "-f", path) == 0
-    assert capsys.readouterr().out == "config/nginx-conf-v1 created\nconfig/motd-v1 created\nservice/web created\n"
+    out = capsys.readouterr().out
+    assert out == "config/nginx-conf-v1 created\nconfig/motd-v1 created\nservice/web created\n"
     (_, _, nginx), (_, _, motd), (_, _, web) = manager.writes()
     assert base64.b64decode(nginx["data"]) == NGINX and base64.b64decode(motd["data"]) == b"hello\n"
     assert web["configs"] == [
@@ -101,7 +102,9 @@ def test_a_config_whose_content_changed_is_refused_and_nothing_changes(
     assert len(manager.writes()) == writes, "nothing was changed, not even the service's image"
 
 
-def test_a_service_naming_an_unknown_config_is_refused(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_a_service_naming_an_unknown_config_is_refused(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     manager = ConfigManager()
     assert apply(manager, "-f", write(tmp_path, "name: web\nimage: busybox\nconfigs: [nope-v1]\n")) == 1
     assert "config 'nope-v1' does not exist and no configs document declares it" in capsys.readouterr().err
@@ -117,7 +120,9 @@ def test_dry_run_and_json(tmp_path: Path, capsys: pytest.CaptureFixture[str]) ->
     assert apply(manager, "-f", path, "-o", "json") == 0
     results = json.loads(capsys.readouterr().out)
     assert [(r["kind"], r["name"], r["result"]) for r in results] == [
-        ("config", "nginx-conf-v1", "created"), ("config", "motd-v1", "created"), ("service", "web", "created")]
+        ("config", "nginx-conf-v1", "created"), ("config", "motd-v1", "created"),
+        ("service", "web", "created"),
+    ]
 
 
 def test_a_stack_without_configs_asks_nothing_about_them(tmp_path: Path) -> None:
