@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from tests.integration.managers import TIMER_FLAGS, ManagerCluster, api
+from warren.store import schema
 from warren.testing.wait import eventually
 
 pytestmark = pytest.mark.integration
@@ -42,12 +43,13 @@ def test_a_manager_restarted_on_a_previous_schema_snapshot_upgrades_it(
     assert manager.stop() == 0
 
     # Turn the manager's own snapshot into what an older Warren wrote: schema 3 had no
-    # schema_migrations table, nor configs (schema 5). The result has exactly the tables of a snapshot
-    # the code at 2ac1aef made.
+    # schema_migrations table, nor configs (schema 5), and its content digest covered the tables it had.
+    # The result has exactly the tables of a snapshot the code at 2ac1aef made.
     (snapshot,) = (manager.data_dir / "raft" / "snapshots").glob("snap-*.bin")
     conn = sqlite3.connect(snapshot)
     conn.execute("DROP TABLE schema_migrations")
     conn.execute("DROP TABLE configs")
+    conn.execute("UPDATE meta SET value = ? WHERE key = 'content_digest'", (schema.content_digest(conn),))
     conn.execute("UPDATE meta SET value = '3' WHERE key = 'schema_version'")
     conn.commit()
     conn.close()
