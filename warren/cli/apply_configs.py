@@ -12,6 +12,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from warren.cli.specs import read_config_file
 from warren.formats import NAME_PATTERN
 
 IMMUTABLE = "configs are immutable: give the new content a new name"
@@ -61,10 +62,12 @@ def config_items(where: str, raw: Mapping[str, Any], base_dir: str) -> tuple[lis
                 continue
             full = os.path.join(base_dir, os.path.expanduser(path))
             try:
-                with open(full, "rb") as handle:
-                    content = handle.read()
+                content = read_config_file(full)
             except OSError as exc:
                 problems.append(f"{at}.file: cannot read {full}: {exc.strerror or exc}")
+                continue
+            except ValueError as exc:
+                problems.append(f"{at}.file: {exc}")
                 continue
         else:
             text = spec["content"]

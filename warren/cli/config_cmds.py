@@ -9,10 +9,10 @@ from __future__ import annotations
 import argparse
 import base64
 import binascii
-import sys
 
 from warren.cli.output import Column, render, render_list, render_object, safe
 from warren.cli.parsing import Subparsers, UsageError, add_command
+from warren.cli.specs import read_config_file
 from warren.client import ManagerClient
 from warren.config import ManagerSettings
 
@@ -70,12 +70,11 @@ def register(config: Subparsers) -> None:
 
 
 def read_content(file: str) -> bytes:
-    """The content of FILE or of standard input ('-'); UsageError if it is empty."""
-    if file == "-":
-        content = sys.stdin.buffer.read()
-    else:
-        with open(file, "rb") as handle:
-            content = handle.read()
+    """The content of FILE or of standard input ('-'); UsageError if it is empty or too large."""
+    try:
+        content = read_config_file(file)
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
     if not content:
         raise UsageError(f"the config's content is empty ({'standard input' if file == '-' else file} gave "
                          "no bytes)")

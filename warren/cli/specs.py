@@ -80,6 +80,31 @@ def parse_ulimit(value: object) -> object:
     return {"soft": int(soft), "hard": int(hard or soft)}
 
 
+# The most a config's content can be for any manager: the API takes at most 4 MiB of base64
+# (api.models.SecretData). A larger file is refused before it is read whole.
+CONFIG_READ_LIMIT = 3 * 1024 * 1024
+
+
+def read_config_file(path: str) -> bytes:
+    """The content of file `path` ('-': standard input); ValueError if it is larger than any manager
+    accepts. OSError if it cannot be read."""
+    import sys
+
+    if path == "-":
+        content = sys.stdin.buffer.read(CONFIG_READ_LIMIT + 1)
+    else:
+        with open(path, "rb") as handle:
+            content = handle.read(CONFIG_READ_LIMIT + 1)
+    if len(content) > CONFIG_READ_LIMIT:
+        from warren.config import ManagerSettings
+
+        where = "standard input" if path == "-" else path
+        default = ManagerSettings().max_config_bytes // 1024
+        raise ValueError(f"{where} is larger than {CONFIG_READ_LIMIT // (1024 * 1024)} MiB, more than any "
+                         f"manager accepts for a config (max_config_bytes, {default} KiB by default)")
+    return content
+
+
 CONFIG_HELP = "NAME[,target=/PATH][,mode=0444], e.g. app-conf-v2,target=/etc/app.conf,mode=0440"
 
 

@@ -180,3 +180,16 @@ def test_update_adds_and_removes_configs_by_name() -> None:
     # What the service already has changes nothing (the default mode written or not).
     assert run(fake, "service", "update", "web", "--config-add", "motd-v1,mode=0444") == 0
     assert [r.method for r in fake.requests[writes:]] == ["GET"]
+
+
+def test_a_file_larger_than_any_manager_takes_is_refused_before_it_is_read_whole(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from warren.cli.specs import CONFIG_READ_LIMIT
+
+    big = tmp_path / "big"
+    big.write_bytes(b"x" * (CONFIG_READ_LIMIT + 1))
+    fake = FakeManager({})
+    assert run(fake, "config", "create", "big-v1", str(big)) == 2
+    assert "more than any manager accepts for a config" in capsys.readouterr().err
+    assert fake.requests == []
