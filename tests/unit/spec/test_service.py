@@ -88,6 +88,9 @@ GOOD = [
         "sysctls": {"net.ipv4.ip_forward": "1", "kernel.shmmax": "1000", "kernel.sem": "250 32000 32 128",
                     "fs.mqueue.msg_max": "10", "kernel.msgmax": "8192"}}},
     {"image": "nginx", "container": {"network": "host", "sysctls": {"kernel.shmmax": "1"}}},
+    {"image": "nginx", "configs": []},
+    {"image": "nginx", "configs": [{"name": "a", "target": "/etc/a.conf", "mode": 0o440}, {"name": "b"},
+                                   {"name": "c", "mode": 0o444, "target": None}]},
 ]
 
 # Specs the API's model refuses; the typed spec refuses them too, naming the field.
@@ -128,6 +131,17 @@ BAD = [
     ({"image": "nginx", "update": {"parallelism": 0}}, "update.parallelism"),
     ({"image": "nginx", "update": {"order": "random"}}, "update.order"),
     ({"image": "nginx", "stop_timeout_s": 0}, "stop_timeout_s"),
+    ({"image": "nginx", "configs": [{"name": "A"}]}, "configs"),
+    ({"image": "nginx", "configs": [{"name": "a", "target": "/etc/../a"}]}, "configs"),
+    ({"image": "nginx", "configs": [{"name": "a", "target": "a"}]}, "configs"),
+    ({"image": "nginx", "configs": [{"name": "a", "target": "/"}]}, "configs"),
+    ({"image": "nginx", "configs": [{"name": "a", "mode": 0o1000}]}, "configs"),
+    ({"image": "nginx", "configs": [{"name": "a", "mode": "0444"}]}, "configs"),
+    ({"image": "nginx", "configs": [{"name": "a", "uid": 0}]}, "configs"),
+    ({"image": "nginx", "configs": [{"name": "a"}, {"name": "a", "target": "/b"}]}, "configs"),
+    ({"image": "nginx", "configs": [{"name": "a", "target": "/b"}, {"name": "b"}]}, "configs"),
+    ({"image": "nginx", "configs": [{"name": "a", "target": "/run/secrets/a"}]}, "configs"),
+    ({"image": "nginx", "configs": [{"name": f"c{i}"} for i in range(65)]}, "configs"),
     ({"image": "nginx", "stop_timeout_s": 86401}, "stop_timeout_s"),
     ({"image": "nginx", "secrets": ["a", "a"]}, "secrets"),
     ({"image": "nginx", "secrets": ["A"]}, "secrets"),
@@ -185,8 +199,11 @@ def test_a_spec_the_api_takes_decodes_to_what_the_api_stores(body: dict[str, Any
     del stored["container"]
     if options:
         stored["container"] = options
-    if not stored["configs"]:  # unwritten while empty, like `container`
-        del stored["configs"]
+    # Configs are unwritten while empty, like `container`, and each reference without its defaults.
+    refs = [{k: v for k, v in ref.items() if (k, v) not in (("target", None), ("mode", 0o444))}
+            for ref in stored.pop("configs")]
+    if refs:
+        stored["configs"] = refs
     assert service.to_doc(service.decode(ServiceSpec, orjson.dumps(body))) == stored
     assert service.to_doc(service.decode(ServiceSpec, body)) == stored  # from YAML's objects alike
 
