@@ -94,7 +94,7 @@ class WorkerLoop:
             os.path.join(settings.resolved_data_dir, CONFIGS_DIR)
         )
         # Missing secret values and config contents last asked for (known=None): ("secret"|"config", name).
-        self._secrets_asked: frozenset[tuple[str, str]] = frozenset()
+        self._missing_asked: frozenset[tuple[str, str]] = frozenset()
 
         self._dirty: set[str] = set()
         self._all_dirty = True
@@ -219,8 +219,8 @@ class WorkerLoop:
             configs = {n for controller in running for n in controller.configs()}
             missing = frozenset({("secret", n) for n in self.secrets.missing(secrets)}
                                 | {("config", n) for n in self.configs.missing(configs)})
-            if missing and missing != self._secrets_asked:
-                self._secrets_asked = missing
+            if missing and missing != self._missing_asked:
+                self._missing_asked = missing
                 return None
         return self.digest
 
