@@ -219,11 +219,16 @@ class SecretCreate(Strict):
     data: SecretData = Field(repr=False)
 
 
+# A config's content in base64: up to ManagerSettings.max_config_bytes (checked by the handler once
+# decoded); bounded here as a secret's value is (warren.cli.specs.CONFIG_READ_LIMIT follows this bound).
+ConfigData = SecretData
+
+
 class ConfigCreate(Strict):
     """A new config: its name and its content in base64 (up to ManagerSettings.max_config_bytes)."""
 
     name: Name
-    data: SecretData = Field(repr=False)
+    data: ConfigData = Field(repr=False)
 
 
 class ConfigRef(Strict):
