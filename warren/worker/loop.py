@@ -118,7 +118,7 @@ class WorkerLoop:
             for runtime in self.runtimes.values():
                 self._loops.append(self._spawn(self._watch_exits(runtime), f"exits-{runtime.driver}"))
             await self._adopt()
-            self._clean_secrets()
+            self._clean_task_dirs()
             self._loops += [
                 self._spawn(self.session.run(), "session"),
                 self._spawn(self.statuses.run(), "status"),
@@ -188,8 +188,9 @@ class WorkerLoop:
         if self.containers:
             log.info("found %d containers of this node (%d running)", len(self.containers), running)
 
-    def _clean_secrets(self) -> None:
-        """Remove the secrets dirs of tasks this worker no longer has (they ended while it was away)."""
+    def _clean_task_dirs(self) -> None:
+        """Remove the secrets and config dirs of tasks this worker no longer has (they ended while it was
+        away)."""
         with_local = {task_id for task_id, c in self.tasks.items() if c.local is not None}
         keep = set(self.assignments) | with_local | self.containers.task_ids()
         try:
