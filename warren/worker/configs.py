@@ -68,7 +68,7 @@ class TaskConfigs:
         Each is written if it changed; the others are removed. OSError if the disk refuses."""
         fresh: dict[str, bytes] = {}
         for name, data in values.items():
-            if not isinstance(data, str) or not _NAME.match(str(name)):
+            if not isinstance(data, str) or not _NAME.fullmatch(str(name)):
                 log.warning("a manager sent config %r in a form this worker does not read; ignored", name)
                 continue
             try:
@@ -86,7 +86,7 @@ class TaskConfigs:
 
     def content(self, name: str) -> bytes | None:
         """The content of config `name` this worker holds (None: none)."""
-        if not _NAME.match(name):
+        if not _NAME.fullmatch(name):
             return None
         path = os.path.join(self.content_dir, name)
         try:
@@ -98,12 +98,12 @@ class TaskConfigs:
     def missing(self, names: Iterable[str]) -> set[str]:
         """Which of `names` this worker holds no content of."""
         return {n for n in names
-                if not _NAME.match(n) or not os.path.isfile(os.path.join(self.content_dir, n))}
+                if not _NAME.fullmatch(n) or not os.path.isfile(os.path.join(self.content_dir, n))}
 
     # -- task directories -----------------------------------------------------------------------------
 
     def task_dir(self, task_id: str) -> str:
-        if not _TASK_ID.match(task_id):
+        if not _TASK_ID.fullmatch(task_id):
             raise ConfigsUnavailableError(f"task ID {task_id!r} cannot name a configs directory")
         return os.path.join(self.tasks_dir, task_id)
 
@@ -146,7 +146,7 @@ class TaskConfigs:
 
     def release(self, task_id: str) -> None:
         """Remove the task's directory (the task ended or left this worker)."""
-        if not _TASK_ID.match(task_id):
+        if not _TASK_ID.fullmatch(task_id):
             return
         directory = os.path.join(self.tasks_dir, task_id)
         if os.path.lexists(directory):

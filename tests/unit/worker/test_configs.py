@@ -53,7 +53,8 @@ def test_contents_are_kept_on_disk_as_the_manager_sent_them(box: TaskConfigs) ->
 
 
 def test_replace_keeps_exactly_what_the_manager_sent(box: TaskConfigs) -> None:
-    box.replace({"app-conf": b64(b"new"), "Bad_Name": b64(b"x"), "not-b64": "***", "../up": b64(b"x")})
+    box.replace({"app-conf": b64(b"new"), "Bad_Name": b64(b"x"), "not-b64": "***", "../up": b64(b"x"),
+                 "line\n": b64(b"x")})
     assert sorted(os.listdir(box.content_dir)) == ["app-conf"]
     assert box.content("app-conf") == b"new" and box.content("blob") is None
     assert not os.path.exists(os.path.join(box.base_dir, "up"))
@@ -81,6 +82,8 @@ def test_a_missing_content_fails_the_task_naming_the_config(box: TaskConfigs) ->
     assert not os.path.exists(os.path.join(box.tasks_dir, "task-1"))
     with pytest.raises(ConfigsUnavailableError, match="cannot name"):
         box.prepare("../escape", [ConfigRef(name="app-conf")])
+    with pytest.raises(ConfigsUnavailableError, match="cannot name"):
+        box.prepare("task-1\n", [ConfigRef(name="app-conf")])
 
 
 def test_release_and_clean_remove_task_dirs(box: TaskConfigs) -> None:
