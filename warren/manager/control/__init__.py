@@ -10,6 +10,7 @@ apply stays deterministic.
     nodes.py       the node list, node removal, availability
     services.py    services and their tasks
     secrets.py     secrets (sealed before they are proposed)
+    configs.py     configs (files stored as they are)
     backups.py     backups, and a backup's import when a cluster is restored
     logs.py        service logs relayed from workers (leader only)
     workers.py     the worker protocol: sessions, task status, log chunks (leader only)
@@ -24,6 +25,7 @@ from warren.manager.ca import ClusterCA
 from warren.manager.consensus import Consensus
 from warren.manager.control.backups import Backups
 from warren.manager.control.cluster import Cluster
+from warren.manager.control.configs import Configs
 from warren.manager.control.leader import LeaderDispatcher
 from warren.manager.control.logs import Logs
 from warren.manager.control.membership import Membership
@@ -43,6 +45,7 @@ class Control:
     nodes: Nodes
     services: Services
     secrets: Secrets
+    configs: Configs
     backups: Backups
     logs: Logs
     workers: Workers
@@ -68,6 +71,7 @@ def build(
         nodes=Nodes(consensus, dispatcher),
         services=Services(consensus),
         secrets=Secrets(consensus.store, consensus.propose, data_key, settings.max_secret_bytes),
+        configs=Configs(consensus.store, consensus.propose, settings.max_config_bytes),
         backups=Backups(consensus),
         logs=Logs(settings.orchestrator, consensus, dispatcher),
         workers=Workers(consensus, dispatcher),

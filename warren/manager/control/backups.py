@@ -47,7 +47,7 @@ class Backups:
         try:
             if src.execute("SELECT count(*) FROM cluster").fetchone()[0] != 1:
                 raise InvalidError(f"{path}: the backup holds no cluster")
-            tables = list(schema.IMPORTED_TABLES)
+            tables = [t for t in schema.IMPORTED_TABLES if queries.has_table(src, t)]
             sealed = [t for t in schema.SEALED_TABLES if queries.has_table(src, t)]
             backup_ca = queries.cluster_ca(src) if "pki" in sealed else None
             if backup_ca is not None and backup_ca[0].encode("ascii") == node_ca_pem:
