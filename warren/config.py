@@ -323,6 +323,9 @@ class ManagerSettings:
     # Largest secret value (`warren secret create`); bytes. Its base64 must fit in a request body and
     # its sealed form in a Raft entry (checked by validate()).
     max_secret_bytes: int = 500 * 1024
+    # Largest config (`warren config create`); bytes. Stored as it is, but sent in base64 like a secret,
+    # so the same bound of a request body and a Raft entry holds (checked by validate()).
+    max_config_bytes: int = 500 * 1024
     # A follower forwarding a write to the leader gives up after this long; seconds.
     forward_timeout_s: float = 10.0
     # `cluster info` asks every other manager for /v1/ready; one that does not answer within this is
@@ -368,14 +371,16 @@ class ManagerSettings:
         if self.max_request_bytes <= 0 or self.retry_after_s <= 0:
             raise ConfigError("max_request_bytes and retry_after_s must be greater than 0")
         # base64 (4 bytes per 3) plus the JSON around it; the sealed value adds 29 bytes before base64.
-        encoded = 4 * math.ceil((self.max_secret_bytes + 29) / 3) + 1024
-        if self.max_secret_bytes <= 0 or encoded > min(self.max_request_bytes, self.raft.max_entry_bytes):
-            raise ConfigError(
-                f"max_secret_bytes ({self.max_secret_bytes}) must be greater than 0 and, in base64, fit in "
-                f"max_request_bytes ({self.max_request_bytes}) and raft max_entry_bytes "
-                f"({self.raft.max_entry_bytes})",
-                fields=("max_secret_bytes", "max_request_bytes"),
-            )
+        for name, overhead in (("max_secret_bytes", 29), ("max_config_bytes", 0)):
+            limit = getattr(self, name)
+            encoded = 4 * math.ceil((limit + overhead) / 3) + 1024
+            if limit <= 0 or encoded > min(self.max_request_bytes, self.raft.max_entry_bytes):
+                raise ConfigError(
+                    f"{name} ({limit}) must be greater than 0 and, in base64, fit in "
+                    f"max_request_bytes ({self.max_request_bytes}) and raft max_entry_bytes "
+                    f"({self.raft.max_entry_bytes})",
+                    fields=(name, "max_request_bytes"),
+                )
         if self.ready_apply_lag < 0:
             raise ConfigError(f"ready_apply_lag must not be negative, got {self.ready_apply_lag!r}")
         if self.local_worker_runtime not in RUNTIMES:

@@ -1,4 +1,4 @@
-"""A manager restarted on a snapshot of the previous state schema (3) upgrades it at start, through the
+"""A manager restarted on a snapshot of an older state schema (3) upgrades it at start, through the
 real start path (the Raft core hands the snapshot file to Store.restore), and serves the full state."""
 
 from __future__ import annotations
@@ -42,16 +42,16 @@ def test_a_manager_restarted_on_a_previous_schema_snapshot_upgrades_it(
         before = {path: client.get(path).json() for path in ("/v1/services", "/v1/secrets")}
     assert manager.stop() == 0
 
-    # Turn the manager's own snapshot into what the previous Warren wrote: schema 3 had no
-    # schema_migrations table (4) nor volumes table (5). The result has exactly the tables of a snapshot
-    # the code at 2ac1aef made.
+    # Turn the manager's own snapshot into what an older Warren wrote: schema 3 had no
+    # schema_migrations table, nor configs (schema 5) nor volumes (6), and its content digest covered
+    # the tables it had. The result has exactly the tables of a snapshot the code at 2ac1aef made.
     (snapshot,) = (manager.data_dir / "raft" / "snapshots").glob("snap-*.bin")
     conn = sqlite3.connect(snapshot)
     conn.execute("DROP TABLE schema_migrations")
+    conn.execute("DROP TABLE configs")
     conn.execute("DROP TABLE volumes")
-    conn.execute("UPDATE meta SET value = '3' WHERE key = 'schema_version'")
-    # The digest of its rows, as that Warren recorded it: over the tables it had.
     conn.execute("UPDATE meta SET value = ? WHERE key = 'content_digest'", (schema.content_digest(conn),))
+    conn.execute("UPDATE meta SET value = '3' WHERE key = 'schema_version'")
     conn.commit()
     conn.close()
     assert tables(snapshot) == tables(V3_SNAPSHOT)
@@ -61,5 +61,5 @@ def test_a_manager_restarted_on_a_previous_schema_snapshot_upgrades_it(
         after = {path: client.get(path).json() for path in before}
     assert after == before
     log = manager.errors()
-    assert "state schema upgraded from version 3 to 5" in log, manager.log_tail()
+    assert "state schema upgraded from version 3 to 6" in log, manager.log_tail()
     assert "state restored from" in log and "/snapshots/" in log, manager.log_tail()

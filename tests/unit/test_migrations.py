@@ -1,6 +1,7 @@
-"""Upgrades keep the data: files written by the previous schema (tests/fixtures/schema-v3, made by the
-code at commit 2ac1aef, see tests/fixtures/make_schema_fixtures.py) open with this code, are upgraded
-in one transaction and keep every record; a file of a version with no way up is refused untouched."""
+"""Upgrades keep the data: files written by the previous schemas (tests/fixtures/schema-v4, made by the
+code at commit e972c44, and schema-v3, by the code at 2ac1aef; see tests/fixtures/make_schema_fixtures.py)
+open with this code, are upgraded in one transaction and keep every record; a file of a version with no
+way up is refused untouched."""
 
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ import pytest
 
 from warren import sqlitefile
 from warren.errors import CorruptStateError
+from warren.spec.mounts import ConfigRef
 from warren.spec.service import ServiceSpec
 from warren.sqlitefile import Migration
 from warren.store import commands as c
@@ -26,11 +28,23 @@ from warren.worker.cache import WorkerCache
 
 FIXTURES = Path(__file__).parent.parent / "fixtures" / "schema-v3"
 EXPECTED: dict[str, Any] = json.loads((FIXTURES / "expected.json").read_text())
+V4 = Path(__file__).parent.parent / "fixtures" / "schema-v4"
+EXPECTED_V4: dict[str, Any] = json.loads((V4 / "expected.json").read_text())
+# Tables a file of each fixture's version did not have yet: empty once it is upgraded.
+NEWER_TABLES: dict[str, list[dict[str, Any]]] = {"configs": [], "volumes": []}
+# The upgrade steps a file of each fixture's version goes through (the schema_migrations history).
+HISTORY = {
+    "v3": [(4, "migrated"), (5, "migrated"), (6, "migrated")],
+    "v4": [(4, "created"), (5, "migrated"), (6, "migrated")],
+}
+
+
+def fixture(version: str) -> tuple[Path, dict[str, Any]]:
+    return (FIXTURES, EXPECTED) if version == "v3" else (V4, EXPECTED_V4)
+
+
 T0 = 1_800_000_000.0  # the fixture's clock
 T1 = 1_800_100_000.0
-# The tables schema version 3 had; the later ones are empty once a file of it is upgraded.
-V3_TABLES = ("cluster", "nodes", "services", "tasks", "join_tokens", "pki", "certs", "secrets")
-NEW_TABLES = {t: [] for t in schema.TABLES if t not in V3_TABLES}
 
 
 def rows(conn: sqlite3.Connection) -> dict[str, list[dict[str, Any]]]:
@@ -46,61 +60,74 @@ def history(conn: sqlite3.Connection) -> list[tuple[int, str]]:
     return [(r[0], r[1]) for r in conn.execute("SELECT version, how FROM schema_migrations ORDER BY version")]
 
 
-def test_the_fixtures_are_of_the_previous_schema() -> None:
+def test_the_fixtures_are_of_the_previous_schemas() -> None:
     assert EXPECTED["state"]["schema_version"] == 3 and EXPECTED["worker"]["schema_version"] == 1
-    assert schema.SCHEMA_VERSION == 5 and worker_cache.SCHEMA_VERSION == 2
-    snapshot = str(FIXTURES / "manager" / "snapshot.db")
-    with pytest.raises(CorruptStateError, match="schema version 3, this Warren reads version 5"):
-        check_state_file(snapshot)  # as it is, not a current state file: it needs the upgrade
-    assert all(EXPECTED["state"]["snapshot"][t] for t in V3_TABLES), "every table has records"
+    assert EXPECTED_V4["state"]["schema_version"] == 4 and EXPECTED_V4["worker"]["schema_version"] == 2
+    assert schema.SCHEMA_VERSION == 6 and worker_cache.SCHEMA_VERSION == 2
+    for version, found in (("v3", 3), ("v4", 4)):
+        snapshot = str(fixture(version)[0] / "manager" / "snapshot.db")
+        with pytest.raises(CorruptStateError, match=f"schema version {found}, this Warren reads version 6"):
+            check_state_file(snapshot)  # as it is, not a current state file: it needs the upgrade
+        old_tables = [t for t in schema.TABLES if t not in NEWER_TABLES]
+        assert all(fixture(version)[1]["state"]["snapshot"][t] for t in old_tables), "every table has records"
 
 
-def test_a_previous_schema_snapshot_is_restored_upgraded_with_every_record(tmp_path: Path) -> None:
+@pytest.mark.parametrize("version", ["v3", "v4"])
+def test_a_previous_schema_snapshot_is_restored_upgraded_with_every_record(
+    tmp_path: Path, version: str
+) -> None:
+    files, expected = fixture(version)
     snapshot = tmp_path / "snap-1-2-3.bin"  # what the core keeps and hands over: the same bytes
-    shutil.copyfile(FIXTURES / "manager" / "snapshot.db", snapshot)
+    shutil.copyfile(files / "manager" / "snapshot.db", snapshot)
     before = snapshot.read_bytes()
     (tmp_path / "data").mkdir()
     store = Store(str(tmp_path / "data"))
     store.restore(str(snapshot))
     assert snapshot.read_bytes() == before, "restore must not change the core's snapshot file"
     assert schema.schema_version(store.conn) == schema.SCHEMA_VERSION
-    assert history(store.conn) == [(4, "migrated"), (5, "migrated")]
-    assert rows(store.conn) == {**EXPECTED["state"]["snapshot"], **NEW_TABLES}
-    assert store.applied_index == EXPECTED["state"]["snapshot_applied_index"]
+    assert history(store.conn) == HISTORY[version]
+    assert rows(store.conn) == {**expected["state"]["snapshot"], **NEWER_TABLES}
+    assert store.applied_index == expected["state"]["snapshot_applied_index"]
 
     # The upgraded state is live: the rest of the log (the command the old manager applied after its
     # snapshot) applies on it and gives the state that manager had; new commands apply too.
     index = store.applied_index
     answers = store.apply([(index + 1, 1, c.encode(c.UpdateService("web", {"replicas": 3}, T0 + 6)))])
     assert b'"ok"' in answers[0], answers
-    assert rows(store.conn) == {**EXPECTED["state"]["state"], **NEW_TABLES}
-    spec = ServiceSpec(image="redis:7", secrets=["api-key"])
-    answers = store.apply([(index + 2, 1, c.encode(c.CreateService("service-3", "cache", spec, T1)))])
-    assert b'"ok"' in answers[0], answers
+    assert rows(store.conn) == {**expected["state"]["state"], **NEWER_TABLES}
+    config = c.CreateConfig("config-1", "redis-conf", "aGk=", 2, "ab" * 32, T1)
+    spec = ServiceSpec(image="redis:7", secrets=["api-key"], configs=[ConfigRef(name="redis-conf")])
+    answers = store.apply([(index + 2, 1, c.encode(config)),
+                           (index + 3, 1, c.encode(c.CreateService("service-3", "cache", spec, T1)))])
+    assert all(b'"ok"' in answer for answer in answers), answers
     new_snapshot = str(tmp_path / "new.bin")
     store.snapshot(new_snapshot)
     check_state_file(new_snapshot)
     store.close()
 
 
-def test_a_previous_schema_data_dir_opens(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+@pytest.mark.parametrize("version", ["v3", "v4"])
+def test_a_previous_schema_data_dir_opens(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture, version: str
+) -> None:
+    files, expected = fixture(version)
     caplog.set_level(logging.INFO)
     data_dir = tmp_path / "data"
-    shutil.copytree(FIXTURES / "manager", data_dir)
+    shutil.copytree(files / "manager", data_dir)
     store = Store(str(data_dir))  # as a manager starts: its old state file is intact, just derived
     assert not list(data_dir.glob("*.damaged-*")), "an intact older state file is no damage"
     store.restore(str(data_dir / "snapshot.db"))
-    assert rows(store.conn) == {**EXPECTED["state"]["snapshot"], **NEW_TABLES}
+    assert rows(store.conn) == {**expected["state"]["snapshot"], **NEWER_TABLES}
     store.close()
     # The state file itself, read as a file (a backup of it, say), upgrades the same way.
-    copy = tmp_path / "warren-v3.db"
-    shutil.copyfile(FIXTURES / "manager" / "warren.db", copy)
+    copy = tmp_path / f"warren-{version}.db"
+    shutil.copyfile(files / "manager" / "warren.db", copy)
     upgrade_file(str(copy))
     conn = sqlite3.connect(copy)
     assert schema.schema_version(conn) == schema.SCHEMA_VERSION
-    assert rows(conn) == {**EXPECTED["state"]["state"], **NEW_TABLES}
+    assert rows(conn) == {**expected["state"]["state"], **NEWER_TABLES}
     conn.close()
-    assert "state schema upgraded from version 3 to 5" in caplog.text
+    assert f"state schema upgraded from version {expected['state']['schema_version']} to 6" in caplog.text
 
 
 def test_a_previous_schema_worker_db_opens_upgraded_with_every_record(tmp_path: Path) -> None:
@@ -141,7 +168,8 @@ def test_files_of_a_newer_schema_are_refused_untouched(tmp_path: Path) -> None:
     conn.execute("UPDATE meta SET value = '99' WHERE key = 'schema_version'")
     conn.commit()
     conn.close()
-    with pytest.raises(CorruptStateError, match="schema version 99, this Warren reads version 3 or 4"):
+    readable = "3 or 4 or 5 or 6"
+    with pytest.raises(CorruptStateError, match=f"schema version 99, this Warren reads version {readable}"):
         store.restore(str(snapshot))
     store.close()
 

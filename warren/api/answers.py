@@ -195,6 +195,9 @@ class Session(BaseModel):
     # With assignments: name -> value (base64) of every secret this worker's tasks that should run
     # use, and of no other; None without assignments (the worker keeps what it was given).
     secrets: dict[str, str] | None = None
+    # With assignments: name -> content (base64) of every config this worker's tasks that should run
+    # use, and of no other; None without assignments (the worker keeps what it has).
+    configs: dict[str, str] | None = None
     # Names of this worker's volumes to remove (warren volume rm), if no running task mounts them.
     remove_volumes: list[str] = []
 
@@ -220,6 +223,25 @@ class Secret(BaseModel):
     updated_at: float
     version: int
     services: list[str] = []  # the services whose spec names it
+
+
+class ConfigInfo(BaseModel):
+    """A config without its content (listings)."""
+
+    id: str
+    name: str
+    size: int  # bytes
+    digest: str  # SHA-256 of the content, hex
+    created_at: float
+    updated_at: float
+    version: int
+    services: list[str] = []  # the services whose spec names it
+
+
+class Config(ConfigInfo):
+    """A config with its content."""
+
+    data: str  # the content, base64
 
 
 class VolumeOnNode(BaseModel):

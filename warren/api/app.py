@@ -24,6 +24,7 @@ from warren.api import (
     boundary,
     routes_backups,
     routes_cluster,
+    routes_configs,
     routes_logs,
     routes_membership,
     routes_nodes,
@@ -125,6 +126,7 @@ def create_app(control: Control, settings: ManagerSettings, forwarder: Forwarder
     routes_logs.add_routes(app, control.logs)
     routes_workers.add_routes(app, control.workers)
     routes_secrets.add_routes(app, control.secrets, Consistent)
+    routes_configs.add_routes(app, control.configs, Consistent)
     routes_volumes.add_routes(app, control.volumes, Consistent)
 
     build_openapi = app.openapi

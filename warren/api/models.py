@@ -9,9 +9,9 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstra
 from warren.config import MAX_ALLOW_BINDS
 from warren.formats import NAME_PATTERN
 from warren.spec import container as opts
-from warren.spec import mounts as mnt
+from warren.spec import mounts, validate
 from warren.spec import service as typed
-from warren.spec import validate
+from warren.spec.mounts import DEFAULT_VOLUME_POLICY, VolumePolicy
 from warren.spec.problems import problem
 from warren.spec.service import field_default
 
@@ -206,11 +206,11 @@ class Mount(Strict):
     tmpfs: an empty memory filesystem of at most `size` bytes at `target` (warren.spec.mounts, where
     each is described and checked)."""
 
-    type: mnt.MountType
+    type: mounts.MountType
     target: Path
     source: Annotated[str, StringConstraints(max_length=1024), NoControl] | None = None
     read_only: bool = False
-    size: Annotated[int, Field(ge=4096, le=mnt.MAX_TMPFS_BYTES)] | None = None  # tmpfs only; bytes
+    size: Annotated[int, Field(ge=4096, le=mounts.MAX_TMPFS_BYTES)] | None = None  # tmpfs only; bytes
 
     @model_validator(mode="after")
     def _consistent(self) -> Mount:
@@ -218,20 +218,20 @@ class Mount(Strict):
         import msgspec
 
         try:
-            msgspec.convert(self.model_dump(), mnt.Mount)
+            msgspec.convert(self.model_dump(), mounts.Mount)
         except msgspec.ValidationError as exc:
             raise ValueError(str(exc)) from None
         return self
 
 
-def _mount_targets(mounts: list[Mount]) -> list[Mount]:
+def _mount_targets(given: list[Mount]) -> list[Mount]:
     import msgspec
 
-    mnt.check_targets([msgspec.convert(m.model_dump(), mnt.Mount) for m in mounts], [])
-    return mounts
+    mounts.check_targets([msgspec.convert(m.model_dump(), mounts.Mount) for m in given], [])
+    return given
 
 
-Mounts = Annotated[list[Mount], Field(max_length=mnt.MAX_MOUNTS), AfterValidator(_mount_targets)]
+Mounts = Annotated[list[Mount], Field(max_length=mounts.MAX_MOUNTS), AfterValidator(_mount_targets)]
 
 
 def _distinct(names: list[str]) -> list[str]:
@@ -252,6 +252,55 @@ class SecretCreate(Strict):
 
     name: Name
     data: SecretData = Field(repr=False)
+
+
+# A config's content in base64: up to ManagerSettings.max_config_bytes (checked by the handler once
+# decoded); bounded here as a secret's value is (warren.cli.specs.CONFIG_READ_LIMIT follows this bound).
+ConfigData = SecretData
+
+
+class ConfigCreate(Strict):
+    """A new config: its name and its content in base64 (up to ManagerSettings.max_config_bytes)."""
+
+    name: Name
+    data: ConfigData = Field(repr=False)
+
+
+class ConfigRef(Strict):
+    """Config `name` (POST /v1/configs) given to each task at `target` (`/NAME` by default) with file
+    mode `mode` (warren.spec.mounts.ConfigRef, where it is checked)."""
+
+    name: Name
+    target: Path | None = None
+    mode: Annotated[int, Field(ge=0, le=0o777)] = field_default(mounts.ConfigRef, "mode")
+
+    @model_validator(mode="after")
+    def _consistent(self) -> ConfigRef:
+        # The typed part's checks of the target (normalised, not /), said once.
+        import msgspec
+
+        try:
+            msgspec.convert(self.model_dump(exclude_none=True), mounts.ConfigRef)
+        except msgspec.ValidationError as exc:
+            raise ValueError(str(exc)) from None
+        return self
+
+
+def _distinct_configs(refs: list[ConfigRef]) -> list[ConfigRef]:
+    # Two configs at one target, or one under /run/secrets: the typed spec's rule, said once.
+    import msgspec
+
+    try:
+        typed_refs = [msgspec.convert(r.model_dump(exclude_none=True), mounts.ConfigRef) for r in refs]
+        mounts.check_targets([], typed_refs)
+    except (msgspec.ValidationError, ValueError) as exc:
+        raise ValueError(str(exc).removeprefix("configs: ")) from None
+    return refs
+
+
+ConfigRefs = Annotated[
+    list[ConfigRef], Field(max_length=mounts.MAX_SERVICE_CONFIGS), AfterValidator(_distinct_configs)
+]
 
 
 class ServiceSpec(Strict):
@@ -277,9 +326,11 @@ class ServiceSpec(Strict):
     container: ContainerOptions = Field(default_factory=ContainerOptions)
     # Volumes, bind mounts and tmpfs (docs/volumes.md).
     mounts: Mounts = Field(default_factory=list)
+    # Configs (POST /v1/configs) each task gets as a read-only file (docs/configs.md).
+    configs: ConfigRefs = Field(default_factory=list)
     # When the node holding a replica's volume cannot take it (docs/volumes.md): wait for that node
     # (the task stays pending, saying why), or reschedule it elsewhere onto a new, empty volume.
-    volume_policy: mnt.VolumePolicy = mnt.DEFAULT_VOLUME_POLICY
+    volume_policy: VolumePolicy = DEFAULT_VOLUME_POLICY
 
     @model_validator(mode="after")
     def _consistent(self) -> ServiceSpec:
@@ -317,7 +368,8 @@ class ServiceUpdate(Strict):
     secrets: SecretNames | None = None
     container: ContainerOptions | None = None
     mounts: Mounts | None = None
-    volume_policy: mnt.VolumePolicy | None = None
+    configs: ConfigRefs | None = None
+    volume_policy: VolumePolicy | None = None
 
 
 class NodeAvailability(Strict):
@@ -354,7 +406,7 @@ class WorkerResources(Strict):
 
 
 # At most this many volumes in a worker's inventory (docs/worker-protocol.md).
-MAX_NODE_VOLUMES = mnt.MAX_NODE_VOLUMES
+MAX_NODE_VOLUMES = mounts.MAX_NODE_VOLUMES
 
 
 class NodeVolume(Strict):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
+import msgspec
 from fastapi import FastAPI, Header, Query
 from fastapi import params as fastapi_params
 from pydantic import BaseModel
@@ -15,6 +16,7 @@ from warren.api.responses import JSON
 from warren.errors import InvalidError
 from warren.formats import NAME_PATTERN
 from warren.manager.control.services import Services
+from warren.spec.mounts import ConfigRef
 from warren.spec.service import ServiceSpec, decode
 
 NodeQuery = Annotated[str | None, Query(pattern=models.NODE_NAME_PATTERN)]
@@ -91,6 +93,9 @@ def update_changes(body: models.ServiceUpdate) -> dict[str, Any]:
             continue  # a part cannot be cleared with null (see docs/api.md)
         if isinstance(value, BaseModel):
             value = value.model_dump()
+        elif field == "configs":  # as create stores them: the typed part's form, defaults unwritten
+            value = [msgspec.to_builtins(msgspec.convert(v.model_dump(exclude_none=True), ConfigRef))
+                     for v in value]
         elif isinstance(value, list):
             value = [v.model_dump() if isinstance(v, BaseModel) else v for v in value]
         changes[field] = value

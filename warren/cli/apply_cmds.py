@@ -9,6 +9,7 @@ the same files again changes nothing and sends no write.
 from __future__ import annotations
 
 import argparse
+import os
 import shlex
 import sys
 from collections.abc import Iterator, Mapping
@@ -16,6 +17,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from warren.cli import specs
+from warren.cli.apply_configs import ConfigItem, config_items, is_configs_document, named_by, plan_configs
 from warren.cli.output import render, safe_line
 from warren.cli.parsing import Subparsers, add_command
 from warren.client import ManagerClient
@@ -41,6 +43,7 @@ A document is one service, with the fields of the API's service body (docs/api.m
     - type=volume,src=web-data,dst=/var/lib/web
     - {type: bind, source: /srv/media, target: /media, read_only: true}
     - {type: tmpfs, target: /cache, size: 64m}
+  configs: ["nginx-conf-v1,target=/etc/nginx/conf.d/default.conf", {name: motd-v1, mode: 0440}]
   stop_timeout_s: 30s         # the grace after the stop signal (service create --stop-grace-period)
   volume_policy: reschedule   # or wait (default): when the node holding its volume is down (docs/volumes.md)
   container:                  # container options (docs/container-options.md); each off by default
@@ -60,8 +63,17 @@ Fields a document leaves out keep their current value on an existing service (th
 one); a nested part that is given (health, restart, update, resources, container) is replaced whole. Quote
 HOST:CONTAINER ports: YAML reads an unquoted 5353:53 as a number.
 
-Prints one line per service: service/NAME created|updated|unchanged. Every document is checked
-before anything changes; any problem (named by file and document number) changes nothing, exit 1.
+A document with `configs:` alone declares configs (docs/configs.md), created when missing, before the
+services; a file is read relative to the apply file. A config never changes: one that exists with
+another content is refused (give the new content a new name, and name that in the services):
+
+  configs:
+    nginx-conf-v1: {file: ./nginx/default.conf}
+    motd-v1: {content: "hello from warren\\n"}
+
+Prints one line per config and service: config/NAME created|unchanged, service/NAME
+created|updated|unchanged. Every document is checked before anything changes; any problem (named by
+file and document number) changes nothing, exit 1.
 
 examples:
   warren apply -f stack.yaml
@@ -110,18 +122,35 @@ class _Problem(Exception):
 
 
 def apply_files(args: argparse.Namespace, client: ManagerClient) -> int:
-    documents, problems = load([(name, _read(name)) for name in args.files])
+    items: list[ConfigItem] = []
+    documents, problems = load([(name, _read(name)) for name in args.files], items)
+    create: list[ConfigItem] = []
+    same: list[ConfigItem] = []
     if not problems:
         current = {str(s.get("name")): s for s in client.list_services(consistent=True)}
         steps, problems = plan(documents, current)
+        needed = {name: d.where for d in documents for name in named_by(d.wanted)}
+        if items or needed:  # only then: a cluster of an older Warren has no configs to list
+            existing = {str(c.get("name")): c for c in client.list_configs(consistent=True)}
+            create, same, more = plan_configs(items, existing, needed)
+            problems += more
     if problems:
         for problem in problems:
             print(f"warren: {safe_line(str(problem))}", file=sys.stderr)
         if len(problems) > 1:
             print(f"warren: {len(problems)} problems; nothing was changed", file=sys.stderr)
         return 1
-    results = []
+    results: list[dict[str, Any]] = []
     suffix = " (dry run)" if args.dry_run else ""
+    # Configs first: the services that name them are refused until they exist.
+    for item, outcome in [(i, "created") for i in create] + [(i, "unchanged") for i in same]:
+        made = None
+        if not args.dry_run and outcome == "created":
+            made = client.create_config(item.name, item.content).get("version")
+        results.append({"kind": "config", "name": item.name, "result": outcome, "changed": [],
+                        "version": made})
+        if args.format == "table":
+            print(safe_line(f"config/{item.name} {outcome}{suffix}"), flush=True)
     for step in steps:
         version = step.version
         if not args.dry_run and step.result == "created":
@@ -149,8 +178,12 @@ def _read(name: str) -> str:
 
 # -- checking ---------------------------------------------------------------------------------------
 
-def load(files: list[tuple[str, str]]) -> tuple[list[Document], list[str]]:
-    """The service documents of every (file name, text), and every problem found in any of them."""
+def load(
+    files: list[tuple[str, str]], configs: list[ConfigItem] | None = None
+) -> tuple[list[Document], list[str]]:
+    """The service documents of every (file name, text), and every problem found in any of them; the
+    configs that configs documents declare are added to `configs` (their files read relative to the
+    apply file's directory, or the working directory for standard input)."""
     documents: list[Document] = []
     problems: list[str] = []
     first_seen: dict[str, str] = {}
@@ -165,6 +198,14 @@ def load(files: list[tuple[str, str]]) -> tuple[list[Document], list[str]]:
             if raw is None:
                 continue  # an empty document (e.g. after a trailing ---)
             found += 1
+            if is_configs_document(raw):
+                assert isinstance(raw, Mapping)
+                base = "." if name == "-" else os.path.dirname(name) or "."
+                items, more = config_items(where, raw, base)
+                problems += more
+                if configs is not None:
+                    configs += items
+                continue
             label = where
             if isinstance(raw, Mapping) and isinstance(raw.get("name"), str):
                 label = f"{where} ({raw['name']})"
@@ -277,6 +318,11 @@ def _convert(body: dict[str, Any]) -> None:
     mounts = body.get("mounts")
     if isinstance(mounts, list):
         body["mounts"] = [_value(specs.parse_mount, item, f"mounts.{i}") for i, item in enumerate(mounts)]
+    configs = body.get("configs")
+    if isinstance(configs, list):  # "NAME[,target=...,mode=...]" or a mapping (mode in octal text)
+        body["configs"] = [
+            _value(specs.parse_config_ref, item, f"configs.{i}") for i, item in enumerate(configs)
+        ]
 
 
 def _value(parse: Any, value: object, where: str) -> Any:

@@ -16,6 +16,7 @@ from warren import __version__
 from warren.cli import (
     apply_cmds,
     cluster_cmds,
+    config_cmds,
     daemon_cmds,
     drill_cmds,
     node_cmds,
@@ -90,6 +91,11 @@ def build_parser() -> WarrenArgumentParser:
                        "Manage secrets: values (passwords, keys) stored encrypted and given only to the\n"
                        "tasks of services that name them, as files on tmpfs.")
     secret_cmds.register(subcommands(secret))
+    config = add_group(commands, "config", "create, list, inspect and remove configs",
+                       "Manage configs: files (settings, public certificates) stored as they are and\n"
+                       "given read-only to the tasks of services that name them. A config never changes:\n"
+                       "new content is a new config, under a new name.")
+    config_cmds.register(subcommands(config))
     volume = add_group(commands, "volume", "list, inspect and remove the named volumes on the nodes",
                        "Named volumes: node-local storage that a service's tasks mount and go back to\n"
                        "(docs/volumes.md). List where they are, and remove those no service mounts.")

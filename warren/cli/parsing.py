@@ -257,6 +257,16 @@ def mount(text: str) -> dict[str, Any]:
     return parsed
 
 
+def config_ref(text: str) -> dict[str, Any]:
+    """{"name", "target"?, "mode"?} from "NAME[,target=/PATH][,mode=0444]"."""
+    try:
+        parsed = specs.parse_config_ref(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from exc
+    assert isinstance(parsed, dict)
+    return parsed
+
+
 def ulimit(text: str) -> tuple[str, dict[str, Any]]:
     """("nofile", {"soft", "hard"}) from "nofile=1024[:4096]"."""
     name, sep, value = text.partition("=")

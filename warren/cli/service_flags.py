@@ -22,6 +22,7 @@ from warren.cli.parsing import (
     WarrenArgumentParser,
     capability,
     command,
+    config_ref,
     constraint,
     device,
     duration,
@@ -41,7 +42,7 @@ from warren.cli.parsing import (
 from warren.errors import InvalidError
 from warren.formats import SIZE_HELP
 from warren.spec import container as opts
-from warren.spec.mounts import DEFAULT_VOLUME_POLICY, VolumePolicy
+from warren.spec.mounts import DEFAULT_VOLUME_POLICY, ConfigRef, VolumePolicy
 from warren.spec.service import HealthCheck, RestartPolicy, ServiceSpec, UpdatePolicy, field_default
 
 if TYPE_CHECKING:
@@ -59,7 +60,7 @@ FLAG_OF = {
     "health.retries": "--health-retries", "health.start_period_s": "--health-start-period",
     "update.parallelism": "--update-parallelism", "update.delay_s": "--update-delay",
     "update.order": "--update-order", "update.failure_action": "--update-failure-action",
-    "update.monitor_s": "--update-monitor", "secrets": "--secret", "mounts": "--mount",
+    "update.monitor_s": "--update-monitor", "secrets": "--secret", "mounts": "--mount", "configs": "--config",
     "volume_policy": "--volume-policy",
     "container.user": "--user", "container.workdir": "--workdir", "container.hostname": "--hostname",
     "container.network": "--network", "container.read_only": "--read-only", "container.init": "--init",
@@ -141,6 +142,17 @@ def add_spec_flags(parser: WarrenArgumentParser, *, update: bool) -> None:
              help="mount to remove, by its target path (repeatable)")
     else:
         flag("--mount", type=mount, action="append", metavar="SPEC", help=f"{mount_help} (repeatable)")
+    mode = f"{field_default(ConfigRef, 'mode'):04o}"
+    if update:
+        flag("--config-add", type=config_ref, action="append", metavar="NAME[,target=PATH][,mode=OCTAL]",
+             help="config the tasks get (as for create's --config; replaces one of the same name; "
+             "repeatable)")
+        flag("--config-rm", action="append", metavar="NAME",
+             help="config the tasks no longer get (repeatable)")
+    else:
+        flag("--config", type=config_ref, action="append", metavar="NAME[,target=PATH][,mode=OCTAL]",
+             help="config (warren config create) each task gets as a read-only file at target (default "
+             f"/NAME), mode {mode} unless given; $WARREN_CONFIGS_DIR/NAME for --driver process (repeatable)")
     if update:
         flag("--env-rm", action="append", metavar="K", help="environment variable to remove (repeatable)")
         flag("--label-rm", action="append", metavar="K", help="label to remove (repeatable)")
@@ -314,6 +326,8 @@ def create_body(args: argparse.Namespace) -> dict[str, Any]:
         body["constraints"] = list(dict.fromkeys(args.constraint))
     if args.secret:
         body["secrets"] = list(dict.fromkeys(args.secret))
+    if args.config:
+        body["configs"] = args.config
     if args.stop_timeout is not None:
         body["stop_timeout_s"] = args.stop_timeout
     for key, flags in (("restart", _RESTART), ("update", _UPDATE), ("resources", _RESOURCES)):
@@ -364,6 +378,13 @@ def update_changes(args: argparse.Namespace, current: Mapping[str, Any]) -> dict
     if args.secret_add or args.secret_rm:
         kept = [s for s in current.get("secrets") or [] if s not in (args.secret_rm or [])]
         wanted["secrets"] = list(dict.fromkeys([*kept, *(args.secret_add or [])]))
+    if args.config_add or args.config_rm:
+        refs = {ref.get("name"): ref for ref in _items(current.get("configs"))}
+        for gone in args.config_rm or []:
+            refs.pop(gone, None)
+        for ref in args.config_add or []:
+            refs[ref["name"]] = ref
+        wanted["configs"] = list(refs.values())
     for key, flags in (("restart", _RESTART), ("update", _UPDATE), ("resources", _RESOURCES)):
         part = _given(args, flags)
         if part:

@@ -131,6 +131,68 @@ def parse_ulimit(value: object) -> object:
     return {"soft": int(soft), "hard": int(hard or soft)}
 
 
+# The most a config's content can be for any manager: the API takes at most 4 MiB of base64
+# (api.models.SecretData). A larger file is refused before it is read whole.
+CONFIG_READ_LIMIT = 3 * 1024 * 1024
+
+
+def read_config_file(path: str) -> bytes:
+    """The content of file `path` ('-': standard input); ValueError if it is larger than any manager
+    accepts. OSError if it cannot be read."""
+    import sys
+
+    if path == "-":
+        content = sys.stdin.buffer.read(CONFIG_READ_LIMIT + 1)
+    else:
+        with open(path, "rb") as handle:
+            content = handle.read(CONFIG_READ_LIMIT + 1)
+    if len(content) > CONFIG_READ_LIMIT:
+        from warren.config import ManagerSettings
+
+        where = "standard input" if path == "-" else path
+        default = ManagerSettings().max_config_bytes // 1024
+        raise ValueError(f"{where} is larger than {CONFIG_READ_LIMIT // (1024 * 1024)} MiB, more than any "
+                         f"manager accepts for a config (max_config_bytes, {default} KiB by default)")
+    return content
+
+
+CONFIG_HELP = "NAME[,target=/PATH][,mode=0444], e.g. app-conf-v2,target=/etc/app.conf,mode=0440"
+
+
+def parse_mode(value: object) -> object:
+    """A file mode from octal text ("0444", "0o444", "444") or a number (YAML reads 0444 as octal);
+    anything else is left for the API's model to judge. Raises ValueError for text that is not octal."""
+    if not isinstance(value, str):
+        return value
+    text = value.strip().lower().removeprefix("0o")
+    if not text or set(text) - set("01234567"):
+        raise ValueError(f"mode {value!r}: expected an octal file mode such as 0444")
+    return int(text, 8)
+
+
+def parse_config_ref(value: object) -> object:
+    """{"name", "target"?, "mode"?} from "NAME[,target=/PATH][,mode=0444]" or a mapping (its mode
+    converted from octal text); anything else is left for the API's model to judge. Raises ValueError."""
+    if isinstance(value, Mapping):
+        given = dict(value)
+        if "mode" in given:
+            given["mode"] = parse_mode(given["mode"])
+        return given
+    if not isinstance(value, str):
+        return value
+    name, *options = [part.strip() for part in value.split(",")]
+    if not name or "=" in name:
+        raise ValueError(f"expected {CONFIG_HELP}, got {value!r}")
+    ref: dict[str, Any] = {"name": name}
+    for option in options:
+        key, sep, text = option.partition("=")
+        key = key.strip().lower()
+        if not sep or key not in ("target", "mode") or key in ref:
+            raise ValueError(f"{option!r} in {value!r}: expected target=/PATH or mode=OCTAL, each once")
+        ref[key] = parse_mode(text) if key == "mode" else text.strip()
+    return ref
+
+
 def capability(value: object) -> object:
     """A capability as the spec names it: "cap_net_admin" and "net_admin" are NET_ADMIN."""
     if not isinstance(value, str):

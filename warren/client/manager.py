@@ -5,6 +5,7 @@ The wire under it (addresses, TLS, retries, errors) is warren.client.wire.
 
 from __future__ import annotations
 
+import base64
 from collections.abc import Generator, Mapping
 from typing import Any, BinaryIO
 from urllib.parse import quote
@@ -87,6 +88,24 @@ class ManagerClient(Connection):
 
     def list_tasks(self, name: str) -> list[JSONObject]:
         return self._list(self.request("GET", f"/v1/services/{_segment(name)}/tasks"))
+
+    # -- configs ------------------------------------------------------------------------------------
+
+    def create_config(self, name: str, content: bytes) -> JSONObject:
+        body = {"name": name, "data": base64.b64encode(content).decode("ascii")}
+        return self._object(self.request("POST", "/v1/configs", json=body))
+
+    def list_configs(self, *, consistent: bool = False) -> list[JSONObject]:
+        """Without content: each one's size and SHA-256 (`digest`)."""
+        return self._list(self.request("GET", "/v1/configs", params=_consistent(consistent)))
+
+    def get_config(self, name: str) -> JSONObject:
+        """With its content (`data`, base64)."""
+        return self._object(self.request("GET", f"/v1/configs/{_segment(name)}"))
+
+    def remove_config(self, name: str) -> JSONObject:
+        return self._object(self.request("DELETE", f"/v1/configs/{_segment(name)}"))
+
 
     # -- volumes ------------------------------------------------------------------------------------
 

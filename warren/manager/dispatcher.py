@@ -33,6 +33,7 @@ import msgspec
 
 from warren.config import OrchestratorSettings
 from warren.errors import UnauthorizedError, UnavailableError, WarrenError
+from warren.manager import configs as config_contents
 from warren.manager import secrets as secret_values
 from warren.manager.logrelay import LogRelay
 from warren.spec.taskstate import RANK, TERMINAL_SQL
@@ -304,16 +305,22 @@ class Dispatcher:
         self.touch(node)
         docs = None
         values = None
+        contents = None
         if digest != known:
             docs = queries.assignments(self.store.conn, node)
             digest = queries.assignments_digest(docs)  # the digest of exactly what is sent
             values = self._secrets_for(node, docs)
+            # Like secrets: the configs of this node's tasks that should run, and no other.
+            contents = config_contents.for_delivery(
+                self.store.conn, config_contents.names_used(docs), node=node
+            )
         return {
             "heartbeat_period_s": self.settings.heartbeat_period_s,
             "digest": digest,
             "assignments": docs,
             "log_requests": [r.to_doc() for r in self.logs.take_pending(node)],
             "secrets": values,
+            "configs": contents,
             "remove_volumes": self.removals(node),
         }
 

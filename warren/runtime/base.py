@@ -78,6 +78,15 @@ class MountPoint:
 
 
 @dataclass(frozen=True, slots=True)
+class ConfigFile:
+    """A config's file on the node (`host`, written by the worker at the mode asked) and where the task
+    finds it (`target`, an absolute path in a container)."""
+
+    host: str
+    target: str
+
+
+@dataclass(frozen=True, slots=True)
 class TaskRun:
     """Everything a runtime needs to start one task."""
 
@@ -100,6 +109,11 @@ class TaskRun:
     devices: tuple[DeviceMapping, ...] = ()
     # The spec's mounts, in its order (warren.worker.taskspec.mount_points).
     mounts: tuple[MountPoint, ...] = ()
+    # The task's configs (warren.worker.configs), None if it uses none: the directory holding their
+    # files, named by config name (a process gets it as $WARREN_CONFIGS_DIR), and each file with its
+    # target (docker bind-mounts each one read-only there).
+    configs_dir: str | None = None
+    config_files: tuple[ConfigFile, ...] = ()
 
 
 def task_labels(cluster_id: str, node: str, run: TaskRun) -> dict[str, str]:

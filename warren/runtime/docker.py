@@ -215,13 +215,18 @@ class DockerRuntime:
         for p in run.publish:
             bindings.setdefault(f"{p.container}/{p.protocol}", []).append(p.host)
         # The task's secrets (a directory on the host's tmpfs), read-only; no mount without secrets.
-        binds = None if run.secrets_dir is None else {run.secrets_dir: {"bind": SECRETS_MOUNT, "mode": "ro"}}
+        binds: dict[str, dict[str, str]] = {}
+        if run.secrets_dir is not None:
+            binds[run.secrets_dir] = {"bind": SECRETS_MOUNT, "mode": "ro"}
+        # Each config, a file the worker wrote at the mode asked, read-only at its target.
+        for config in run.config_files:
+            binds[config.host] = {"bind": config.target, "mode": "ro"}
         options = run.options
         host_config = client.api.create_host_config(
             port_bindings=bindings or None,
             nano_cpus=round(run.cpus * 1e9) if run.cpus is not None else None,
             mem_limit=run.memory,
-            binds=binds,
+            binds=binds or None,
             mounts=docker_mounts(run) or None,
             # The container options (warren.spec.container); each left to the engine's default when off.
             network_mode="host" if options.network == "host" else None,

@@ -86,6 +86,8 @@ log = logging.getLogger(__name__)
 SECRETS_ENV = "WARREN_SECRETS_DIR"
 # Where a task that mounts a volume finds the volume directories (each at WARREN_MOUNT_<TARGET> too).
 VOLUMES_ENV = "WARREN_VOLUMES_DIR"
+# Where a task that uses configs finds them: one file per config, named after it, at the mode asked.
+CONFIGS_ENV = "WARREN_CONFIGS_DIR"
 
 
 # Children of closed runtimes (see ProcessRuntime.close).
@@ -151,6 +153,8 @@ class ProcessRuntime:
         if run.secrets_dir is not None:
             env[SECRETS_ENV] = run.secrets_dir
         env.update(self._mounts(run))
+        if run.configs_dir is not None:
+            env[CONFIGS_ENV] = run.configs_dir
         cwd = Path(options.workdir) if options.workdir is not None else task_dir
         executable = resolve(run.command[0], env.get("PATH", DEFAULT_PATH), cwd)
         if executable is None:

@@ -36,6 +36,8 @@ VolumeName = Annotated[str, Meta(pattern=NAME_PATTERN, max_length=63)]
 # saying why), or start again on another node with a new, empty volume.
 VolumePolicy = Literal["wait", "reschedule"]
 DEFAULT_VOLUME_POLICY: Final[VolumePolicy] = "wait"
+# A config's file mode unless its reference says otherwise (read-only for everyone, as Swarm does).
+DEFAULT_CONFIG_MODE: Final = 0o444
 # Where secrets are mounted in a container: no mount or config may be put there or under it.
 SECRETS_TARGET: Final = "/run/secrets"
 
@@ -92,9 +94,13 @@ class ConfigRef(_Part, frozen=True, kw_only=True):
 
     name: VolumeName
     target: Path | None = None
-    mode: Annotated[int, Meta(ge=0, le=0o777)] = 0o444
+    mode: Annotated[int, Meta(ge=0, le=0o777)] = DEFAULT_CONFIG_MODE
 
     def __post_init__(self) -> None:
+        # omit_defaults compares an int above 256 by identity: a decoded 0o444 is another object than
+        # the default, and would be written (and change the task spec's digest) though it means the same.
+        if self.mode == DEFAULT_CONFIG_MODE:
+            msgspec.structs.force_setattr(self, "mode", DEFAULT_CONFIG_MODE)
         if self.target is not None:
             normalised("target", None, self.target)
             if self.target == "/":

@@ -3,7 +3,7 @@ the current state; nothing reads a clock, a random source or the network.
 
 A handler returns the command's result (JSON-able) or raises CommandError to refuse it. The cluster,
 node, token, certificate and backup commands are here; services and secrets in apply_services.py,
-tasks in apply_tasks.py, volumes in apply_volumes.py.
+configs in apply_configs.py, tasks in apply_tasks.py, volumes in apply_volumes.py.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from collections.abc import Callable
 from typing import Any
 
 from warren.spec import taskstate
-from warren.store import apply_services, apply_tasks, apply_volumes, queries
+from warren.store import apply_configs, apply_services, apply_tasks, apply_volumes, queries
 from warren.store import commands as c
 from warren.store.commands import CommandError
 from warren.store.schema import TABLES, json_text
@@ -247,6 +247,7 @@ _HANDLERS: dict[type[Any], Handler] = {
     c.SetClusterCA: _set_cluster_ca,
     c.RecordCert: _record_cert,
     **apply_services.HANDLERS,
+    **apply_configs.HANDLERS,
     **apply_tasks.HANDLERS,
     **apply_volumes.HANDLERS,
 }

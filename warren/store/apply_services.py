@@ -13,6 +13,7 @@ from warren.errors import InvalidError
 from warren.spec.service import TASK_FIELDS, ServiceSpec, decode, spec_digest, to_doc
 from warren.store import commands as c
 from warren.store import queries
+from warren.store.apply_configs import check_configs
 from warren.store.commands import CommandError
 from warren.store.schema import json_text
 
@@ -21,6 +22,7 @@ def _create_service(conn: sqlite3.Connection, index: int, cmd: c.CreateService) 
     if conn.execute("SELECT 1 FROM services WHERE name = ?", (cmd.name,)).fetchone() is not None:
         raise CommandError("conflict", f"a service named {cmd.name!r} already exists")
     _check_secrets(conn, cmd.name, cmd.spec.secrets, "not_found", "names")
+    check_configs(conn, cmd.name, cmd.spec.config_list, "not_found", "names")
     conn.execute(
         "INSERT INTO services (id, name, spec, created_at, updated_at, version) VALUES (?, ?, ?, ?, ?, ?)",
         (cmd.service_id, cmd.name, json_text(to_doc(cmd.spec)), cmd.at, cmd.at, index),
@@ -53,6 +55,8 @@ def _update_service(conn: sqlite3.Connection, index: int, cmd: c.UpdateService) 
     spec = _spec(doc, "the updated spec would be invalid")
     if "secrets" in cmd.changes:
         _check_secrets(conn, cmd.name, spec.secrets, "not_found", "names")
+    if "configs" in cmd.changes:
+        check_configs(conn, cmd.name, spec.config_list, "not_found", "names")
     # Only a change of what tasks are made of is an update worth rolling back to before; a scale (or a
     # label) keeps the previous spec, so `rollback` after a scale undoes the last real update.
     old = queries.stored_spec(row["spec"])
@@ -84,6 +88,7 @@ def _rollback_service(conn: sqlite3.Connection, index: int, cmd: c.RollbackServi
     # A secret the previous spec used may have been removed since (only current specs hold one).
     what = "cannot roll back: its previous spec names"
     _check_secrets(conn, cmd.name, spec.secrets, "conflict", what)
+    check_configs(conn, cmd.name, spec.config_list, "conflict", what)
     conn.execute(
         "UPDATE services SET spec = ?, previous_spec = ?, updated_at = ?, version = ? WHERE name = ?",
         (json_text(doc), row["spec"], cmd.at, index, cmd.name),

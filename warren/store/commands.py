@@ -35,7 +35,7 @@ BASE_COMMAND_VERSION = 1
 # The highest command version this Warren applies.
 COMMAND_VERSION = 3
 # op -> the command version that brought it, for ops newer than BASE_COMMAND_VERSION.
-SINCE: dict[str, int] = {"node.volumes": 3, "volume.remove": 3}
+SINCE: dict[str, int] = {"config.create": 3, "config.remove": 3, "node.volumes": 3, "volume.remove": 3}
 # A spec's container options (warren.spec.container), which an older decoder refuses as an unknown
 # field: a command that carries them (a created service or task, an update that names them) is of
 # this version; the same command without them stays of its op's.
@@ -319,6 +319,28 @@ class RemoveSecret(_Command, frozen=True, tag="secret.remove"):
     at: float
 
 
+class CreateConfig(_Command, frozen=True, tag="config.create"):
+    """A config: a file's bytes in base64 (stored as they are), with their size and SHA-256 (hex),
+    computed by the proposer. Refused (conflict) if the name is taken: a config never changes."""
+
+    config_id: str
+    name: str
+    data: str
+    size: int
+    digest: str
+    at: float
+
+    def __repr__(self) -> str:  # up to 500 KiB of content stays out of logs and tracebacks
+        return f"CreateConfig(config_id={self.config_id!r}, name={self.name!r}, size={self.size!r})"
+
+
+class RemoveConfig(_Command, frozen=True, tag="config.remove"):
+    """Refused (conflict) while any service's spec names the config."""
+
+    name: str
+    at: float
+
+
 class VolumeRecord(_Record, frozen=True):
     """A named volume as a worker reports it: its name and the runtime (driver) that keeps it."""
 
@@ -383,6 +405,8 @@ Command = (
     | RecordCert
     | CreateSecret
     | RemoveSecret
+    | CreateConfig
+    | RemoveConfig
     | NodeVolumes
     | RemoveVolume
 )

@@ -275,6 +275,55 @@ def sealed_secrets(conn: sqlite3.Connection, names: Iterable[str]) -> dict[str, 
     return found
 
 
+# -- configs ----------------------------------------------------------------------------------------
+# A config's content is no secret: `config` (one) returns it; listings carry its size and digest only.
+
+_CONFIG_COLUMNS = "id, name, size, digest, created_at, updated_at, version"
+# (config name, service name) for every config a service's spec names.
+_CONFIG_USES = (
+    "SELECT json_extract(j.value, '$.name'), s.name FROM services s, json_each(s.spec, '$.configs') j"
+)
+
+
+def configs(conn: sqlite3.Connection) -> list[dict[str, Any]]:
+    """Every config (without its content), by name, each with the services whose spec names it."""
+    users: dict[str, list[str]] = {}
+    for config, service in conn.execute(_CONFIG_USES + " ORDER BY s.name"):
+        names = users.setdefault(str(config), [])
+        if str(service) not in names:
+            names.append(str(service))
+    rows = conn.execute(f"SELECT {_CONFIG_COLUMNS} FROM configs ORDER BY name")
+    return [{**dict(r), "services": users.get(r["name"], [])} for r in rows]
+
+
+def config(conn: sqlite3.Connection, name: str) -> dict[str, Any] | None:
+    """One config with its content (`data`, base64) and the services whose spec names it; None if
+    there is none."""
+    row = conn.execute(f"SELECT {_CONFIG_COLUMNS}, data FROM configs WHERE name = ?", (name,)).fetchone()
+    return None if row is None else {**dict(row), "services": config_users(conn, name)}
+
+
+def config_users(conn: sqlite3.Connection, name: str) -> list[str]:
+    """Names of the services whose spec names config `name`."""
+    rows = conn.execute(_CONFIG_USES + " WHERE json_extract(j.value, '$.name') = ? ORDER BY s.name", (name,))
+    return list(dict.fromkeys(str(r[1]) for r in rows))
+
+
+def existing_configs(conn: sqlite3.Connection, names: Iterable[str]) -> set[str]:
+    """Which of `names` are configs."""
+    return {n for n in set(names) if conn.execute("SELECT 1 FROM configs WHERE name = ?", (n,)).fetchone()}
+
+
+def config_data(conn: sqlite3.Connection, names: Iterable[str]) -> dict[str, str]:
+    """name -> content (base64) of those of `names` that exist."""
+    found: dict[str, str] = {}
+    for name in sorted(set(names)):
+        row = conn.execute("SELECT data FROM configs WHERE name = ?", (name,)).fetchone()
+        if row is not None:
+            found[name] = str(row["data"])
+    return found
+
+
 # -- raw rows ---------------------------------------------------------------------------------------
 
 

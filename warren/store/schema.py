@@ -17,9 +17,9 @@ from warren.sqlitefile import Migration
 
 # Bumped when a table changes shape, together with a step in MIGRATIONS that takes a file of the
 # version before to this one (a snapshot or state file of a version with no way up is refused).
-SCHEMA_VERSION = 5
+SCHEMA_VERSION = 6
 # Older versions whose backups `cluster init --restore` still imports (missing columns take defaults).
-IMPORTABLE_VERSIONS = (1, 2, 3, 4, 5)
+IMPORTABLE_VERSIONS = (1, 2, 3, 4, 5, 6)
 
 # The way up, one version at a time, oldest first; `upgrade` runs the steps a file needs in one
 # transaction. A snapshot (from a peer, or the latest one read at start) of any version from the
@@ -39,6 +39,22 @@ MIGRATIONS: tuple[Migration, ...] = (
     ),
     Migration(
         4,
+        "configs: named files given to tasks (warren config create), stored as they are",
+        (
+            """CREATE TABLE IF NOT EXISTS configs (
+                id          TEXT PRIMARY KEY,
+                name        TEXT NOT NULL UNIQUE,
+                data        TEXT NOT NULL,
+                size        INTEGER NOT NULL,
+                digest      TEXT NOT NULL,
+                created_at  REAL NOT NULL,
+                updated_at  REAL NOT NULL,
+                version     INTEGER NOT NULL
+            )""",
+        ),
+    ),
+    Migration(
+        5,
         "volumes: the named volumes each node's worker reports, and the removals asked for",
         (
             """CREATE TABLE IF NOT EXISTS volumes (
@@ -58,9 +74,9 @@ sqlitefile.check_chain(MIGRATIONS, SCHEMA_VERSION)
 # The schema versions whose snapshots and state files this Warren opens (upgrading the older ones).
 READABLE_VERSIONS = tuple(range(MIGRATIONS[0].source, SCHEMA_VERSION + 1))
 
-# Tables copied by every backup restore, in an order that respects references (a backup of a version
-# before a table existed has none of its rows to copy).
-IMPORTED_TABLES = ("cluster", "nodes", "services", "tasks", "join_tokens", "volumes")
+# Tables copied by every backup restore, in an order that respects references.
+# A backup of a version before a table existed lacks it (configs: before schema 5; volumes: 6).
+IMPORTED_TABLES = ("cluster", "nodes", "services", "tasks", "join_tokens", "configs", "volumes")
 # The CA, its certificate records and sealed values (the CA key, secrets): copied only by a restore
 # given the old cluster's data key (`cluster init --restore-key`), which keeps its CA; otherwise the
 # restored cluster has a new CA and data key, and cannot open what the old key sealed.
@@ -177,6 +193,18 @@ CREATE TABLE IF NOT EXISTS secrets (
     id            TEXT PRIMARY KEY,
     name          TEXT NOT NULL UNIQUE,
     data_sealed   TEXT NOT NULL,
+    created_at    REAL NOT NULL,
+    updated_at    REAL NOT NULL,
+    version       INTEGER NOT NULL
+);
+-- Configs (warren config create): a file's bytes stored as they are (base64, so every manager's
+-- text is the same), with their size and SHA-256 (hex). Immutable: new content is a new config.
+CREATE TABLE IF NOT EXISTS configs (
+    id            TEXT PRIMARY KEY,
+    name          TEXT NOT NULL UNIQUE,
+    data          TEXT NOT NULL,
+    size          INTEGER NOT NULL,
+    digest        TEXT NOT NULL,
     created_at    REAL NOT NULL,
     updated_at    REAL NOT NULL,
     version       INTEGER NOT NULL

@@ -18,6 +18,7 @@ from warren.runtime.base import ContainerRuntime, RuntimeStartError, RuntimeUnav
 from warren.spec.service import HealthCheck, TaskSpec
 from warren.spec.taskstate import COMPLETE, FAILED, RUNNING, STARTING, TERMINAL
 from warren.worker.cache import LocalTask, StatusUpdate, WorkerCache
+from warren.worker.configs import TaskConfigs
 from warren.worker.containers import Container, Containers
 from warren.worker.health import STARTING as HEALTH_STARTING
 from warren.worker.health import UNHEALTHY, HealthMonitor
@@ -41,6 +42,7 @@ class TaskHost(Protocol):
     statuses: StatusReporter
     secrets: TaskSecrets
     volumes: VolumeKeeper
+    configs: TaskConfigs
     clock: Callable[[], float]
     wall: Callable[[], float]
     # Whether the assignments are something a manager said: only then may containers of tasks
@@ -102,6 +104,10 @@ class TaskController:
     def secrets(self) -> list[str]:
         """The secrets its spec names."""
         return [] if self.spec is None else self.spec.secrets
+
+    def configs(self) -> list[str]:
+        """The configs its spec names."""
+        return [] if self.spec is None else [ref.name for ref in self.spec.config_list]
 
     @property
     def idle(self) -> bool:
@@ -211,7 +217,8 @@ class TaskController:
             devices = host_access(spec.options, settings.allow_privileged, settings.allow_devices)
             mounts = mount_points(spec.mount_list, settings.allow_binds)
             secrets_dir = host.secrets.prepare(task_id, spec.secrets, shared=runtime.driver == "docker")
-            run = task_run(doc, spec, host.node, secrets_dir, devices, mounts)
+            configs = host.configs.prepare(task_id, spec.config_list)
+            run = task_run(doc, spec, host.node, secrets_dir, devices, mounts, configs)
             container_id = await runtime.start(run)
         except (RuntimeStartError, RuntimeUnavailableError) as exc:
             if spec.volumes:  # it may have made its volume before failing
@@ -296,6 +303,7 @@ class TaskController:
         self.local = lt
         if state in TERMINAL:  # its container is gone (a restart in place writes them again)
             host.secrets.release(task_id)
+            host.configs.release(task_id)
         if state == RESTARTING:
             host.cache.put_local(lt)
         else:
@@ -305,7 +313,8 @@ class TaskController:
         return lt
 
     def drop_local(self) -> None:
-        """The task is not this node's any more: its local view and secrets go."""
+        """The task is not this node's any more: its local view, secrets and configs go."""
         self.local = None
         self.host.cache.drop_local(self.task_id)
         self.host.secrets.release(self.task_id)
+        self.host.configs.release(self.task_id)

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import time
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
@@ -25,6 +26,7 @@ from warren.spec.taskstate import RUNNING
 from warren.worker.backoff import Backoff
 from warren.worker.cache import WorkerCache
 from warren.worker.client import NodeRemovedError, WorkerClient
+from warren.worker.configs import TaskConfigs
 from warren.worker.containers import Container, Containers
 from warren.worker.controller import TaskController
 from warren.worker.logstream import LogForwarder
@@ -37,6 +39,8 @@ log = logging.getLogger(__name__)
 
 EXIT_OK = 0
 EXIT_ERROR = 1
+# Under the worker's data dir: the configs' contents and each task's config files.
+CONFIGS_DIR = "configs"
 
 
 class WorkerLoop:
@@ -62,6 +66,7 @@ class WorkerLoop:
         clock: Callable[[], float] = time.monotonic,
         wall: Callable[[], float] = time.time,
         secrets: TaskSecrets | None = None,
+        configs: TaskConfigs | None = None,
     ) -> None:
         self.node = node
         self.settings = settings
@@ -85,7 +90,12 @@ class WorkerLoop:
         self.exit_status = EXIT_OK
         # Secret values (memory only) and each task's secrets dir on tmpfs.
         self.secrets = secrets if secrets is not None else TaskSecrets(settings.resolved_secrets_dir(node))
-        self._secrets_asked: frozenset[str] = frozenset()  # missing values last asked for (known=None)
+        # Config contents (on disk: they outlive a restart) and each task's config files.
+        self.configs = configs if configs is not None else TaskConfigs(
+            os.path.join(settings.resolved_data_dir, CONFIGS_DIR)
+        )
+        # Missing secret values and config contents last asked for (known=None): ("secret"|"config", name).
+        self._missing_asked: frozenset[tuple[str, str]] = frozenset()
 
         self._dirty: set[str] = set()
         self._all_dirty = True
@@ -111,7 +121,7 @@ class WorkerLoop:
             for runtime in self.runtimes.values():
                 self._loops.append(self._spawn(self._watch_exits(runtime), f"exits-{runtime.driver}"))
             await self._adopt()
-            self._clean_secrets()
+            self._clean_task_dirs()
             self._loops += [
                 self._spawn(self.session.run(), "session"),
                 self._spawn(self.statuses.run(), "status"),
@@ -182,14 +192,19 @@ class WorkerLoop:
         if self.containers:
             log.info("found %d containers of this node (%d running)", len(self.containers), running)
 
-    def _clean_secrets(self) -> None:
-        """Remove the secrets dirs of tasks this worker no longer has (they ended while it was away)."""
+    def _clean_task_dirs(self) -> None:
+        """Remove the secrets and config dirs of tasks this worker no longer has (they ended while it was
+        away)."""
         with_local = {task_id for task_id, c in self.tasks.items() if c.local is not None}
         keep = set(self.assignments) | with_local | self.containers.task_ids()
         try:
             self.secrets.clean(keep)
         except OSError as exc:
             log.warning("cannot clean up the secrets dir %s: %s", self.secrets.base_dir, exc)
+        try:
+            self.configs.clean(keep)
+        except OSError as exc:
+            log.warning("cannot clean up the configs dir %s: %s", self.configs.base_dir, exc)
 
     # -- the session's news (session.SessionListener) ----------------------------------------------
 
@@ -199,20 +214,31 @@ class WorkerLoop:
 
     def known_digest(self) -> str | None:
         # Values are held in memory only: after a restart the cached assignments are current but their
-        # secrets are gone. Claiming no assignments gets them all again, once per set of missing values
-        # (one the leader cannot send, e.g. a removed secret, is not asked for at every heartbeat).
+        # secrets are gone (and a config's content may be missing, e.g. a disk was cleaned). Claiming no
+        # assignments gets them all again, once per set of missing values (one the leader cannot send,
+        # e.g. a removed secret, is not asked for at every heartbeat).
         if self.digest is not None:
-            needed = {n for task_id, d in self.assignments.items() if d.get("desired_state") == RUNNING
-                      for n in self._controller(task_id).secrets()}
-            missing = frozenset(self.secrets.missing(needed))
-            if missing and missing != self._secrets_asked:
-                self._secrets_asked = missing
+            running = [self._controller(task_id) for task_id, d in self.assignments.items()
+                       if d.get("desired_state") == RUNNING]
+            secrets = {n for controller in running for n in controller.secrets()}
+            configs = {n for controller in running for n in controller.configs()}
+            missing = frozenset({("secret", n) for n in self.secrets.missing(secrets)}
+                                | {("config", n) for n in self.configs.missing(configs)})
+            if missing and missing != self._missing_asked:
+                self._missing_asked = missing
                 return None
         return self.digest
 
     def secrets_received(self, values: Mapping[str, Any]) -> None:
         """The values of the secrets this node's tasks use (with a full assignments answer)."""
         self.secrets.replace(values)
+
+    def configs_received(self, values: Mapping[str, Any]) -> None:
+        """The contents of the configs this node's tasks use (with a full assignments answer)."""
+        try:
+            self.configs.replace(values)
+        except OSError as exc:  # a task that needs one fails saying so, and is tried again
+            log.error("cannot keep the configs' contents in %s: %s", self.configs.content_dir, exc)
 
     def assignments_received(self, digest: str | None, tasks: list[dict[str, Any]] | None) -> None:
         if tasks is not None:

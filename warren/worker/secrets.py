@@ -90,7 +90,7 @@ class TaskSecrets:
         """The values (base64) of a session answer: exactly the secrets this worker's tasks use now."""
         fresh: dict[str, bytes] = {}
         for name, data in values.items():
-            if not isinstance(data, str) or not _NAME.match(str(name)):
+            if not isinstance(data, str) or not _NAME.fullmatch(str(name)):
                 log.warning("a manager sent secret %r in a form this worker does not read; ignored", name)
                 continue
             try:
@@ -106,7 +106,7 @@ class TaskSecrets:
     # -- task directories -----------------------------------------------------------------------------
 
     def task_dir(self, task_id: str) -> str:
-        if not _TASK_ID.match(task_id):
+        if not _TASK_ID.fullmatch(task_id):
             raise SecretsUnavailableError(f"task ID {task_id!r} cannot name a secrets directory")
         return os.path.join(self.base_dir, task_id)
 
@@ -115,7 +115,7 @@ class TaskSecrets:
         SecretsUnavailableError if the base is not in memory or a value is missing."""
         if not names:
             return None
-        bad = [n for n in names if not _NAME.match(n)]
+        bad = [n for n in names if not _NAME.fullmatch(n)]
         if bad:
             raise SecretsUnavailableError(f"invalid secret names {bad}")
         directory = self.task_dir(task_id)
@@ -155,7 +155,7 @@ class TaskSecrets:
 
     def release(self, task_id: str) -> None:
         """Remove the task's directory (the task ended or left this worker)."""
-        if not _TASK_ID.match(task_id):
+        if not _TASK_ID.fullmatch(task_id):
             return
         directory = os.path.join(self.base_dir, task_id)
         if os.path.lexists(directory):

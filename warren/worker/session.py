@@ -39,6 +39,10 @@ class SessionListener(Protocol):
         """Values (base64) of the secrets this node's tasks use, sent with assignments (memory only)."""
         ...
 
+    def configs_received(self, values: Mapping[str, Any]) -> None:
+        """Contents (base64) of the configs this node's tasks use, sent with assignments (kept on disk)."""
+        ...
+
     def connectivity_changed(self, online: bool) -> None: ...
 
     def running_count(self) -> int: ...
@@ -140,6 +144,9 @@ class WorkerSession:
         values = answer.get("secrets")
         if isinstance(values, Mapping):  # before the tasks that need them are looked at
             self.listener.secrets_received(values)
+        contents = answer.get("configs")
+        if isinstance(contents, Mapping):
+            self.listener.configs_received(contents)
         self.listener.assignments_received(
             None if digest is None else str(digest), None if tasks is None else list(tasks)
         )

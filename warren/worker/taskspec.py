@@ -14,6 +14,7 @@ from warren.runtime.base import DeviceMapping, MountPoint, PortMapping, RuntimeS
 from warren.spec.container import ContainerOptions, under
 from warren.spec.mounts import Mount
 from warren.spec.service import TaskSpec, decode
+from warren.worker.configs import TaskConfigFiles
 
 
 def spec_of(doc: Mapping[str, Any]) -> TaskSpec:
@@ -80,10 +81,12 @@ def task_run(
     secrets_dir: str | None = None,
     devices: tuple[DeviceMapping, ...] = (),
     mounts: tuple[MountPoint, ...] = (),
+    configs: TaskConfigFiles | None = None,
 ) -> TaskRun:
     """What the runtime needs to start a TASK document's container, `spec` being its spec (`secrets_dir`:
     where its secrets were written, warren.worker.secrets; `devices`: its devices, from host_access;
-    `mounts`: its mounts, from mount_points)."""
+    `mounts`: its mounts, from mount_points; `configs`: the directory and files its configs were written
+    to, warren.worker.configs)."""
     task_id = str(doc["task_id"])
     service_name = str(doc.get("service_name") or doc.get("service_id") or "")
     slot = doc.get("slot")
@@ -107,6 +110,8 @@ def task_run(
         options=spec.options,
         devices=devices,
         mounts=mounts,
+        configs_dir=None if configs is None else configs.directory,
+        config_files=() if configs is None else configs.files,
     )
 
 

@@ -28,6 +28,7 @@ def _api(cluster: Any) -> Any:
         nodes=SimpleNamespace(role_of=lambda _: None),
         services=None,
         secrets=None,
+        configs=None,
         volumes=None,
         backups=None,
         logs=None,

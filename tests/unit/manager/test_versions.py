@@ -55,12 +55,16 @@ class Probes:
 PEERS = [("manager-2", "10.0.0.2:4250"), ("manager-3", "10.0.0.3:4250")]
 
 
-def test_the_commands_of_later_versions_are_the_volume_commands() -> None:
-    # Every other op is of the base version (what they carry may raise a command's version, below).
-    newer = {op: c.SINCE[op] for op in c.COMMANDS if c.SINCE.get(op, c.BASE_COMMAND_VERSION) != 1}
-    assert newer == {"node.volumes": c.MOUNTS_SINCE, "volume.remove": c.MOUNTS_SINCE}
-    assert c.required_version(c.RemoveVolume("w1", "data", T0)) == 3
+def test_ops_newer_than_the_base_are_listed_with_their_version() -> None:
+    assert set(c.SINCE) <= set(c.COMMANDS)
     assert c.COMMAND_VERSION >= max([c.BASE_COMMAND_VERSION, *c.SINCE.values()])
+    # The config ops came with mounts and configs in the spec: an older manager has no handler.
+    assert c.required_version(c.CreateConfig("cfg-1", "app", "aGk=", 2, "ab" * 32, 1.0)) == c.MOUNTS_SINCE
+    assert c.required_version(c.RemoveConfig("app", 1.0)) == c.MOUNTS_SINCE
+    assert c.required_version(c.RemoveSecret("db", 1.0)) == c.BASE_COMMAND_VERSION
+    # The volume ops likewise.
+    assert c.required_version(c.NodeVolumes("w1", [c.VolumeRecord("data", "docker")], 1.0)) == c.MOUNTS_SINCE
+    assert c.required_version(c.RemoveVolume("w1", "data", 1.0)) == c.MOUNTS_SINCE
 
 
 def test_a_command_carrying_container_options_is_of_their_version() -> None:

@@ -110,3 +110,13 @@ def test_what_the_process_runtime_cannot_honour_is_named_by_field() -> None:
     ]
     assert mounts.unsupported_by_process(given[:1]) == []
     assert mounts.bind_sources(given) == ["/srv"]
+def test_a_config_at_the_default_mode_is_written_and_digested_as_one_without_it() -> None:
+    # msgspec's omit_defaults compares an int above 256 by identity: a decoded 0o444 must still be
+    # left out, or the same spec would have two digests and roll its tasks for nothing.
+    given = decode(ServiceSpec, b'{"image": "a", "configs": [{"name": "x", "mode": 292}]}')
+    left_out = decode(ServiceSpec, {"image": "a", "configs": [{"name": "x"}]})
+    assert to_doc(given)["configs"] == [{"name": "x"}]
+    assert spec_digest(given) == spec_digest(left_out)
+    other = decode(ServiceSpec, b'{"image": "a", "configs": [{"name": "x", "mode": 288}]}')
+    assert to_doc(other)["configs"] == [{"name": "x", "mode": 0o440}]
+    assert spec_digest(other) != spec_digest(left_out)

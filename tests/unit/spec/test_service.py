@@ -95,6 +95,9 @@ GOOD = [
         {"type": "bind", "source": "/srv/media", "target": "/media", "read_only": True},
         {"type": "tmpfs", "target": "/cache", "size": 64 * 1024 * 1024},
         {"type": "tmpfs", "target": "/tmp", "read_only": False, "source": None, "size": None}]},
+    {"image": "nginx", "configs": []},
+    {"image": "nginx", "configs": [{"name": "a", "target": "/etc/a.conf", "mode": 0o440}, {"name": "b"},
+                                   {"name": "c", "mode": 0o444, "target": None}]},
     {"image": "nginx", "volume_policy": "reschedule"},
     {"image": "nginx", "volume_policy": "wait"},
 ]
@@ -138,6 +141,17 @@ BAD = [
     ({"image": "nginx", "update": {"parallelism": 0}}, "update.parallelism"),
     ({"image": "nginx", "update": {"order": "random"}}, "update.order"),
     ({"image": "nginx", "stop_timeout_s": 0}, "stop_timeout_s"),
+    ({"image": "nginx", "configs": [{"name": "A"}]}, "configs"),
+    ({"image": "nginx", "configs": [{"name": "a", "target": "/etc/../a"}]}, "configs"),
+    ({"image": "nginx", "configs": [{"name": "a", "target": "a"}]}, "configs"),
+    ({"image": "nginx", "configs": [{"name": "a", "target": "/"}]}, "configs"),
+    ({"image": "nginx", "configs": [{"name": "a", "mode": 0o1000}]}, "configs"),
+    ({"image": "nginx", "configs": [{"name": "a", "mode": "0444"}]}, "configs"),
+    ({"image": "nginx", "configs": [{"name": "a", "uid": 0}]}, "configs"),
+    ({"image": "nginx", "configs": [{"name": "a"}, {"name": "a", "target": "/b"}]}, "configs"),
+    ({"image": "nginx", "configs": [{"name": "a", "target": "/b"}, {"name": "b"}]}, "configs"),
+    ({"image": "nginx", "configs": [{"name": "a", "target": "/run/secrets/a"}]}, "configs"),
+    ({"image": "nginx", "configs": [{"name": f"c{i}"} for i in range(65)]}, "configs"),
     ({"image": "nginx", "stop_timeout_s": 86401}, "stop_timeout_s"),
     ({"image": "nginx", "secrets": ["a", "a"]}, "secrets"),
     ({"image": "nginx", "secrets": ["A"]}, "secrets"),
@@ -214,6 +228,11 @@ def test_a_spec_the_api_takes_decodes_to_what_the_api_stores(body: dict[str, Any
     del stored["mounts"]
     if mounts:
         stored["mounts"] = mounts
+    # Configs are unwritten while empty, like `container`, and each reference without its defaults.
+    refs = [{k: v for k, v in ref.items() if (k, v) not in (("target", None), ("mode", 0o444))}
+            for ref in stored.pop("configs")]
+    if refs:
+        stored["configs"] = refs
     # And `volume_policy` only when it is not the default.
     if stored["volume_policy"] == DEFAULT_VOLUME_POLICY:
         del stored["volume_policy"]

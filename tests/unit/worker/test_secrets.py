@@ -71,6 +71,16 @@ def test_a_missing_value_fails_the_task_naming_the_secret_only(box: TaskSecrets)
     assert not os.path.exists(os.path.join(box.base_dir, "task-1"))
 
 
+def test_a_name_or_task_id_ending_in_a_newline_is_refused(box: TaskSecrets) -> None:
+    # A pattern's `$` also matches before a final newline: names and IDs are matched whole.
+    with pytest.raises(SecretsUnavailableError, match="cannot name a secrets directory"):
+        box.prepare("task-1\n", ["db"], shared=False)
+    with pytest.raises(SecretsUnavailableError, match="invalid secret names"):
+        box.prepare("task-1", ["db\n"], shared=False)
+    box.replace({"db\n": B64})
+    assert box.missing(["db"]) == {"db"}
+
+
 def test_nothing_is_written_unless_the_dir_is_on_tmpfs_or_ramfs(tmp_path: Path) -> None:
     box = TaskSecrets(str(tmp_path / "secrets"), mounts_file=mounts(tmp_path, "ext4"))
     box.replace({"db": B64})

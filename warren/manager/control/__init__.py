@@ -10,6 +10,7 @@ apply stays deterministic.
     nodes.py       the node list, node removal, availability
     services.py    services and their tasks
     secrets.py     secrets (sealed before they are proposed)
+    configs.py     configs (files stored as they are)
     volumes.py     named volumes on the nodes, and their removal
     backups.py     backups, and a backup's import when a cluster is restored
     logs.py        service logs relayed from workers (leader only)
@@ -25,6 +26,7 @@ from warren.manager.ca import ClusterCA
 from warren.manager.consensus import Consensus
 from warren.manager.control.backups import Backups
 from warren.manager.control.cluster import Cluster
+from warren.manager.control.configs import Configs
 from warren.manager.control.leader import LeaderDispatcher
 from warren.manager.control.logs import Logs
 from warren.manager.control.membership import Membership
@@ -45,6 +47,7 @@ class Control:
     nodes: Nodes
     services: Services
     secrets: Secrets
+    configs: Configs
     volumes: Volumes
     backups: Backups
     logs: Logs
@@ -71,6 +74,7 @@ def build(
         nodes=Nodes(consensus, dispatcher),
         services=Services(consensus),
         secrets=Secrets(consensus.store, consensus.propose, data_key, settings.max_secret_bytes),
+        configs=Configs(consensus.store, consensus.propose, settings.max_config_bytes),
         volumes=Volumes(consensus),
         backups=Backups(consensus),
         logs=Logs(settings.orchestrator, consensus, dispatcher),

@@ -7,6 +7,7 @@ import time
 from typing import Any
 
 from warren.errors import InvalidError, NotFoundError
+from warren.manager import configs as config_refs
 from warren.manager.consensus import Consensus
 from warren.manager.secrets import check_known
 from warren.spec.service import ServiceSpec, decode
@@ -29,6 +30,7 @@ class Services:
 
     async def create(self, name: str, spec: ServiceSpec) -> dict[str, Any]:
         check_known(self.consensus.store.conn, spec.secrets)
+        config_refs.check_known(self.consensus.store.conn, [ref.name for ref in spec.config_list])
         cmd = c.CreateService("svc-" + secrets.token_hex(6), name, spec, time.time())
         return dict(await self.consensus.propose(cmd))
 
@@ -36,6 +38,7 @@ class Services:
         """Apply `changes` (fields of the spec, nested parts whole) to the spec, if the spec they make is
         a valid one (a process driver needs a command...)."""
         check_known(self.consensus.store.conn, changes.get("secrets") or ())
+        config_refs.check_known(self.consensus.store.conn, config_refs.names_in(changes.get("configs")))
         current = self.get(name)
         try:
             decode(ServiceSpec, {**current["spec"], **changes})
