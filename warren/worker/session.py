@@ -89,9 +89,13 @@ class WorkerSession:
         """Session calls until cancelled; NodeRemovedError ends it."""
         backoff = Backoff(self.settings.retry_initial_delay_s, self.settings.retry_max_delay_s)
         first = True
+        describe = True  # addr, labels and resources not yet taken by a manager since the start
         while True:
             body: dict[str, Any] = {"known": self.listener.known_digest()}
-            if first:  # the leader records a changed address, labels or resources
+            # The call that carries the resources also says "these are all my volumes" (no `volumes`:
+            # none), so it waits for a first listing of them: one that failed must not read as none.
+            described = describe and (self.volumes is None or await self.volumes.inventory() is not None)
+            if described:  # the leader records a changed address, labels or resources
                 body.update(addr=self.addr, labels=self.labels, resources=self.resources.to_doc())
             volumes = None if self.volumes is None else await self.volumes.report()
             if volumes is not None:
@@ -111,6 +115,8 @@ class WorkerSession:
             backoff.reset()
             if volumes is not None and self.volumes is not None:
                 self.volumes.sent(volumes)
+            if described:
+                describe = False
             if first:
                 first = False
                 self.announce(f"Connected to manager {self.client.current}")

@@ -12,6 +12,7 @@ import pytest
 from tests.unit.fake_manager import FakeManager, task_doc
 from tests.unit.worker.agents import M1, make_settings, worker
 from tests.unit.worker.fake_runtime import FakeRuntime
+from warren.runtime.base import RuntimeUnavailableError
 from warren.testing.wait import eventually_async
 from warren.worker.volumes import MAX_REPORTED, VolumeKeeper
 
@@ -55,6 +56,31 @@ async def test_no_volume_no_key(data_dir: Path) -> None:
     async with worker(make_settings(data_dir), FakeRuntime(), {M1: m}):
         await eventually_async(lambda: len(m.sessions) >= 3, 5.0, "session rounds")
     assert reported(m) == []  # an older manager, which refuses the key, takes such a worker
+
+
+async def test_the_first_report_waits_for_a_listing(data_dir: Path) -> None:
+    # The call carrying the resources says "these are all my volumes": while the runtime cannot list
+    # them, the worker keeps its session (heartbeats) without that report, so the leader does not read
+    # a failed listing as "no volumes" and forget where the volumes are.
+    class CannotList(FakeRuntime):
+        failing = True
+
+        async def volumes(self) -> list[str]:
+            if self.failing:
+                raise RuntimeUnavailableError("the engine does not answer")
+            return await super().volumes()
+
+    m = FakeManager()
+    rt = CannotList()
+    rt.volume_names.add("db-data")
+    async with worker(make_settings(data_dir), rt, {M1: m}):
+        await eventually_async(lambda: len(m.sessions) >= 3, 5.0, "session rounds")
+        assert all("resources" not in s and "volumes" not in s for s in m.sessions)
+        rt.failing = False
+        await eventually_async(lambda: reported(m) != [], 5.0, "the inventory reported")
+        first = next(s for s in m.sessions if "resources" in s)
+        assert first["volumes"] == [{"name": "db-data", "driver": "docker"}]
+        assert sum("resources" in s for s in m.sessions) == 1
 
 
 async def test_a_removal_keeps_what_a_task_mounts(data_dir: Path) -> None:
