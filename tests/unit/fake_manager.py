@@ -121,6 +121,8 @@ class FakeManager:
         self.headers_seen: list[Mapping[str, str]] = []
         # Volumes the next session answer asks the worker to remove ("remove_volumes"), then forgotten.
         self.remove_volumes: list[str] = []
+        # The `volumes_digest` of the answers (None: not sent, as an earlier manager does).
+        self.volumes_digest: str | None = None
         self._changed = asyncio.Event()
 
     # -- test controls ----------------------------------------------------------------------------
@@ -255,6 +257,8 @@ class FakeManager:
         }
         if self.remove_volumes:
             answer["remove_volumes"], self.remove_volumes = self.remove_volumes, []
+        if self.volumes_digest is not None:
+            answer["volumes_digest"] = self.volumes_digest
         return _json(200, answer)
 
 

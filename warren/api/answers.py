@@ -200,6 +200,9 @@ class Session(BaseModel):
     configs: dict[str, str] | None = None
     # Names of this worker's volumes to remove (warren volume rm), if no running task mounts them.
     remove_volumes: list[str] = []
+    # warren.spec.mounts.inventory_digest of the volumes the leader holds for this worker: one that is
+    # not its own list's makes it report the list again.
+    volumes_digest: str | None = None
 
 
 class StatusAccepted(BaseModel):

@@ -36,6 +36,7 @@ from warren.errors import UnauthorizedError, UnavailableError, WarrenError
 from warren.manager import configs as config_contents
 from warren.manager import secrets as secret_values
 from warren.manager.logrelay import LogRelay
+from warren.spec.mounts import inventory_digest
 from warren.spec.taskstate import RANK, TERMINAL_SQL
 from warren.store import commands as c
 from warren.store import queries, volumes
@@ -322,6 +323,7 @@ class Dispatcher:
             "secrets": values,
             "configs": contents,
             "remove_volumes": self.removals(node),
+            "volumes_digest": inventory_digest(volumes.of_node(self.store.conn, node)),
         }
 
     def _secrets_for(self, node: str, docs: list[dict[str, Any]]) -> dict[str, str]:
@@ -362,9 +364,10 @@ class Dispatcher:
         A first call after a start (it carries the resources) without volumes says the worker has none
         (docs/worker-protocol.md)."""
         if report is not None and (report.volumes is not None or report.resources is not None):
-            listed = report.volumes or []
-            self._volumes_reported[node] = sorted({(str(v["name"]), str(v["driver"])) for v in listed})
-            self._volumes_retry_at.pop(node, None)  # a new list: written now
+            listed = sorted({(str(v["name"]), str(v["driver"])) for v in report.volumes or []})
+            if self._volumes_reported.get(node) != listed:  # a new list: written now
+                self._volumes_reported[node] = listed
+                self._volumes_retry_at.pop(node, None)
         reported = self._volumes_reported.get(node)
         if reported is None or self.clock() < self._volumes_retry_at.get(node, -math.inf):
             return

@@ -13,8 +13,9 @@ bind (and where its symlinks lead) is the scheduler's and the worker's to check.
 
 from __future__ import annotations
 
+import hashlib
 import re
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from typing import Annotated, Final, Literal, Protocol
 
 import msgspec
@@ -171,3 +172,10 @@ def unsupported_by_process(mounts: Sequence[MountLike]) -> list[str]:
 def bind_sources(mounts: list[Mount]) -> list[str]:
     """The node paths of the bind mounts, in order, each once."""
     return list(dict.fromkeys(m.source for m in mounts if m.type == "bind" and m.source is not None))
+
+
+def inventory_digest(entries: Iterable[tuple[str, str]]) -> str:
+    """A short digest of a node's volume inventory, (name, driver) pairs in any order: the leader puts
+    the stored one's in each session answer, and a worker whose own differs reports its list again."""
+    text = "\n".join(f"{name}\t{driver}" for name, driver in sorted(set(entries)))
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()[:16]

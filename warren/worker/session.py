@@ -113,8 +113,8 @@ class WorkerSession:
                 await asyncio.sleep(backoff.delay())
                 continue
             backoff.reset()
-            if volumes is not None and self.volumes is not None:
-                self.volumes.sent(volumes)
+            if self.volumes is not None and (volumes is not None or described):
+                self.volumes.sent(volumes or [])  # a first call without the key said "none"
             if described:
                 describe = False
             if first:
@@ -161,3 +161,5 @@ class WorkerSession:
         remove = answer.get("remove_volumes")
         if isinstance(remove, list) and self.volumes is not None:
             self.volumes.remove(remove)
+        if self.volumes is not None:
+            self.volumes.stored(answer.get("volumes_digest"))

@@ -24,6 +24,7 @@ from typing import TypeGuard
 from warren.config import WorkerSettings
 from warren.formats import NAME_PATTERN
 from warren.runtime.base import ContainerRuntime, RuntimeUnavailableError, VolumeBusyError
+from warren.spec.mounts import inventory_digest
 
 log = logging.getLogger(__name__)
 
@@ -59,6 +60,7 @@ class VolumeKeeper:
         self._stale = True
         # What the managers last took (None: nothing yet since this worker started).
         self._sent: Inventory | None = None
+        self._resend = False  # the leader holds another list than _sent: report it again
         self._to_remove: dict[str, None] = {}  # in the order asked
         self._removing: asyncio.Task[None] | None = None
 
@@ -92,13 +94,21 @@ class VolumeKeeper:
         listed = await self.inventory()
         if listed is None:
             return None
-        if listed == (self._sent if self._sent is not None else []):
+        if listed == (self._sent if self._sent is not None else []) and not self._resend:
             return None
+        self._resend = False
         return listed
 
     def sent(self, inventory: Inventory) -> None:
-        """A session call carrying `inventory` succeeded."""
+        """A session call carrying `inventory` succeeded (or, with [], the first call without one)."""
         self._sent = inventory
+
+    def stored(self, digest: object) -> None:
+        """The leader's digest of the list it holds for this node (a session answer's `volumes_digest`):
+        if it is not that of the list it last took (a write lost in a leader change), report again."""
+        if isinstance(digest, str) and self._sent is not None:
+            mine = inventory_digest((entry["name"], entry["driver"]) for entry in self._sent)
+            self._resend = self._resend or digest != mine
 
     def remove(self, names: Iterable[object]) -> None:
         """A manager asks that these volumes of this worker be removed (each checked: a volume name)."""

@@ -15,6 +15,7 @@ from tests.unit.manager.test_dispatcher import SETTINGS, T0, World
 from warren.config import OrchestratorSettings
 from warren.errors import UnavailableError
 from warren.manager.dispatcher import NodeReport
+from warren.spec.mounts import inventory_digest
 from warren.store import commands as c
 from warren.store import volumes
 from warren.testing.wait import eventually_async
@@ -85,13 +86,18 @@ async def test_a_failed_write_is_tried_again_on_the_next_call(world: World) -> N
     # Not tried again at every call (each try asks the other managers' versions), but after a while.
     await d.session(w1, answer["digest"], None)
     assert len(world.propose.of(c.NodeVolumes)) == 1
+    # The answers say the leader holds no list; the worker sends the same one again: still no retry yet.
+    assert answer["volumes_digest"] == inventory_digest([])
+    await d.session(w1, answer["digest"], report(("data", "docker")))
+    assert len(world.propose.of(c.NodeVolumes)) == 1
     d.propose = real
     world.clock.now += SETTINGS.volume_report_retry_s
     await d.session(w1, answer["digest"], None)  # the worker does not report the same list again
     assert volumes.of_node(world.store.conn, w1) == [("data", "docker")]
     assert len(world.propose.of(c.NodeVolumes)) == 2
-    await d.session(w1, answer["digest"], None)
+    answer = await d.session(w1, answer["digest"], None)
     assert len(world.propose.of(c.NodeVolumes)) == 2, "written once it is stored: not again"
+    assert answer["volumes_digest"] == inventory_digest([("data", "docker")])
     await d.stop()
 
 

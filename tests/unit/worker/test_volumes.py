@@ -13,6 +13,7 @@ from tests.unit.fake_manager import FakeManager, task_doc
 from tests.unit.worker.agents import M1, make_settings, worker
 from tests.unit.worker.fake_runtime import FakeRuntime
 from warren.runtime.base import RuntimeUnavailableError
+from warren.spec.mounts import inventory_digest
 from warren.testing.wait import eventually_async
 from warren.worker.volumes import MAX_REPORTED, VolumeKeeper
 
@@ -81,6 +82,25 @@ async def test_the_first_report_waits_for_a_listing(data_dir: Path) -> None:
         first = next(s for s in m.sessions if "resources" in s)
         assert first["volumes"] == [{"name": "db-data", "driver": "docker"}]
         assert sum("resources" in s for s in m.sessions) == 1
+
+
+async def test_a_list_the_leader_does_not_hold_is_reported_again(data_dir: Path) -> None:
+    # A write of the list lost in a leader change: the answers' digest is not the list's, so the worker
+    # sends it again (once per answer saying so), and stops when the digest matches.
+    m = FakeManager()
+    rt = FakeRuntime()
+    rt.volume_names.add("db-data")
+    mine = inventory_digest([("db-data", "docker")])
+    async with worker(make_settings(data_dir), rt, {M1: m}):
+        await eventually_async(lambda: len(reported(m)) == 1, 5.0, "the inventory reported")
+        m.volumes_digest = inventory_digest([])  # the new leader holds none for this node
+        await eventually_async(lambda: len(reported(m)) >= 3, 5.0, "the inventory reported again")
+        m.volumes_digest = mine
+        await eventually_async(lambda: m.sessions[-1].get("volumes") is None, 5.0, "a call without it")
+        calls = len(m.sessions)
+        await eventually_async(lambda: len(m.sessions) >= calls + 3, 5.0, "more session rounds")
+        assert all("volumes" not in s for s in m.sessions[calls:])
+        assert all(r == [{"name": "db-data", "driver": "docker"}] for r in reported(m))
 
 
 async def test_a_removal_keeps_what_a_task_mounts(data_dir: Path) -> None:
