@@ -71,7 +71,8 @@ def test_the_edge_stack_comes_up_keeps_its_data_and_applies_idempotently(fleet: 
     assert get(1883, "/boots.log").startswith("booted ")
     (first,) = fleet.running("broker")
     container(fleet, "broker").kill(signal="SIGKILL")
-    eventually(lambda: [t for t in fleet.running("broker") if t["id"] != first["id"]], 60, "a new broker task")
+    eventually(lambda: [t for t in fleet.running("broker") if t["id"] != first["id"]], 60,
+               "a new broker task")
     assert len(boots(fleet)) == 2
     mounts = container(fleet, "broker").attrs["Mounts"]
     assert [(m["Type"], m["Name"], m["Destination"]) for m in mounts] == [("volume", VOLUME, "/data")]
@@ -80,7 +81,9 @@ def test_the_edge_stack_comes_up_keeps_its_data_and_applies_idempotently(fleet: 
     # hub: the stand-in radio and the config, read-only, at their paths.
     hub = container(fleet, "hub")
     devices = hub.attrs["HostConfig"]["Devices"]
-    assert devices == [{"PathOnHost": "/dev/null", "PathInContainer": "/dev/ttyUSB0", "CgroupPermissions": "rw"}]
+    assert devices == [
+        {"PathOnHost": "/dev/null", "PathInContainer": "/dev/ttyUSB0", "CgroupPermissions": "rw"}
+    ]
     code, conf = hub.exec_run(["cat", "/etc/hub/hub.conf"])
     assert code == 0 and b"radio=/dev/ttyUSB0" in conf
     assert hub.exec_run(["sh", "-c", "echo x > /etc/hub/hub.conf"])[0] != 0
