@@ -51,12 +51,8 @@ def _remove_config(conn: sqlite3.Connection, index: int, cmd: c.RemoveConfig) ->
         raise CommandError("not_found", f"no config named {cmd.name!r}")
     users = queries.config_users(conn, cmd.name)
     if users:
-        noun = "service" if len(users) == 1 else "services"
-        raise CommandError(
-            "conflict",
-            f"config {cmd.name!r} is in use by {noun} {', '.join(users)}: take it out of their specs first "
-            f"(warren service update SERVICE --config-rm {cmd.name})",
-        )
+        fix = f"take it out of their specs first (warren service update SERVICE --config-rm {cmd.name})"
+        raise c.in_use(f"config {cmd.name!r}", users, fix)
     conn.execute("DELETE FROM configs WHERE name = ?", (cmd.name,))
     return {"removed": cmd.name}
 

@@ -162,12 +162,8 @@ def _remove_secret(conn: sqlite3.Connection, index: int, cmd: c.RemoveSecret) ->
         raise CommandError("not_found", f"no secret named {cmd.name!r}")
     users = queries.secret_users(conn, cmd.name)
     if users:
-        noun = "service" if len(users) == 1 else "services"
-        raise CommandError(
-            "conflict",
-            f"secret {cmd.name!r} is in use by {noun} {', '.join(users)}: take it out of their specs first "
-            f"(warren service update SERVICE --secret-rm {cmd.name})",
-        )
+        fix = f"take it out of their specs first (warren service update SERVICE --secret-rm {cmd.name})"
+        raise c.in_use(f"secret {cmd.name!r}", users, fix)
     conn.execute("DELETE FROM secrets WHERE name = ?", (cmd.name,))
     return {"removed": cmd.name}
 

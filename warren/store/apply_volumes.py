@@ -41,12 +41,7 @@ def _remove_volume(conn: sqlite3.Connection, index: int, cmd: c.RemoveVolume) ->
         raise CommandError("not_found", f"node {cmd.node} has no volume named {cmd.name!r}")
     services = volumes.users(conn, cmd.name).get(cmd.name, [])
     if services:
-        noun = "service" if len(services) == 1 else "services"
-        raise CommandError(
-            "conflict",
-            f"volume {cmd.name!r} is in use by {noun} {', '.join(services)}: take it out of their specs "
-            "or remove them first",
-        )
+        raise c.in_use(f"volume {cmd.name!r}", services, "take it out of their specs or remove them first")
     # Asked again: the first request's time stays.
     conn.execute(
         "UPDATE volumes SET remove_at = COALESCE(remove_at, ?), version = ? WHERE node = ? AND name = ?",

@@ -64,6 +64,12 @@ class CommandError(Exception):
         self.message = message
 
 
+def in_use(what: str, services: list[str], fix: str) -> CommandError:
+    """The conflict of removing `what` (e.g. "secret 'db'") while `services` name it; `fix` says how."""
+    noun = "service" if len(services) == 1 else "services"
+    return CommandError("conflict", f"{what} is in use by {noun} {', '.join(services)}: {fix}")
+
+
 class UnknownCommandError(CommandError):
     """A command this Warren does not know (a newer Warren's?): refused like a malformed one, but its
     refusal means this manager's state may now differ from the others', so it is logged loudly."""

@@ -17,13 +17,13 @@ import binascii
 import logging
 import os
 import re
-import shutil
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
 from warren.formats import NAME_PATTERN
 from warren.runtime.base import ConfigFile, RuntimeStartError
 from warren.spec.mounts import ConfigRef
+from warren.worker.files import remove_path, write_file
 
 log = logging.getLogger(__name__)
 
@@ -35,7 +35,6 @@ CONTENT_FILE, PRIVATE_DIR, TASK_DIR = 0o600, 0o700, 0o755
 _NAME = re.compile(NAME_PATTERN)
 # Task IDs become directory names (Warren mints them; this refuses anything that could leave `base`).
 _TASK_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
-_TMP_SUFFIX = ".writing"
 
 
 class ConfigsUnavailableError(RuntimeStartError):
@@ -79,10 +78,10 @@ class TaskConfigs:
         _make_dir(self.content_dir, PRIVATE_DIR)
         for name, content in fresh.items():
             if self.content(name) != content:
-                _write(os.path.join(self.content_dir, name), content, CONTENT_FILE)
+                write_file(os.path.join(self.content_dir, name), content, CONTENT_FILE)
         for entry in os.listdir(self.content_dir):
             if entry not in fresh:
-                _remove(os.path.join(self.content_dir, entry))
+                remove_path(os.path.join(self.content_dir, entry))
 
     def content(self, name: str) -> bytes | None:
         """The content of config `name` this worker holds (None: none)."""
@@ -132,12 +131,12 @@ class TaskConfigs:
                 if content is None:  # removed since the check: a new session answer
                     raise ConfigsUnavailableError(f"this worker has no content of config {ref.name}")
                 path = os.path.join(directory, ref.name)
-                _write(path, content, ref.mode)
+                write_file(path, content, ref.mode)
                 names.add(ref.name)
                 files.append(ConfigFile(path, ref.path))
             for entry in os.listdir(directory):
                 if entry not in names:
-                    _remove(os.path.join(directory, entry))
+                    remove_path(os.path.join(directory, entry))
         except OSError as exc:
             raise ConfigsUnavailableError(
                 f"cannot write the task's configs to {directory}: {exc.strerror or exc}"
@@ -150,7 +149,7 @@ class TaskConfigs:
             return
         directory = os.path.join(self.tasks_dir, task_id)
         if os.path.lexists(directory):
-            _remove(directory)
+            remove_path(directory)
 
     def clean(self, keep: Iterable[str]) -> int:
         """Remove the directory of every task not in `keep` (at start: tasks that ended while the
@@ -163,7 +162,7 @@ class TaskConfigs:
         removed = 0
         for entry in entries:
             if entry not in kept:
-                _remove(os.path.join(self.tasks_dir, entry))
+                remove_path(os.path.join(self.tasks_dir, entry))
                 removed += 1
         if removed:
             log.info("removed the configs of %d tasks this worker no longer runs", removed)
@@ -177,32 +176,3 @@ def _make_dir(path: str, mode: int) -> None:
     except FileExistsError:
         if os.path.islink(path) or not os.path.isdir(path):
             raise OSError(f"{path} is not a directory") from None
-
-
-def _write(path: str, value: bytes, mode: int) -> None:
-    """Replace the file at `path` with `value` at `mode` (written under a temporary name, then renamed:
-    a read-only file of an earlier run cannot be opened for writing)."""
-    tmp = path + _TMP_SUFFIX
-    if os.path.lexists(tmp):
-        os.unlink(tmp)
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
-    try:
-        view = memoryview(value)
-        while view:
-            view = view[os.write(fd, view) :]
-        os.fchmod(fd, mode)
-    finally:
-        os.close(fd)
-    os.replace(tmp, path)
-
-
-def _remove(path: str) -> None:
-    try:
-        if os.path.isdir(path) and not os.path.islink(path):
-            shutil.rmtree(path)
-        else:
-            os.unlink(path)
-    except FileNotFoundError:
-        pass
-    except OSError as exc:
-        log.warning("cannot remove %s: %s", path, exc)

@@ -23,12 +23,12 @@ import binascii
 import logging
 import os
 import re
-import shutil
 import stat
 from collections.abc import Iterable, Mapping, Sequence
 
 from warren.formats import NAME_PATTERN
 from warren.runtime.base import RuntimeStartError
+from warren.worker.files import remove_path, write_file
 
 log = logging.getLogger(__name__)
 
@@ -43,7 +43,6 @@ SHARED_DIR, SHARED_FILE = 0o755, 0o444
 _NAME = re.compile(NAME_PATTERN)
 # Task IDs become directory names (Warren mints them; this refuses anything that could leave `base`).
 _TASK_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
-_TMP_SUFFIX = ".writing"
 
 
 class SecretsUnavailableError(RuntimeStartError):
@@ -132,14 +131,14 @@ class TaskSecrets:
                 path = os.path.join(directory, name)
                 value = self._values.get(name)
                 if value is not None:
-                    _write(path, value, SHARED_FILE if shared else PRIVATE_FILE)
+                    write_file(path, value, SHARED_FILE if shared else PRIVATE_FILE)
                 elif os.path.isfile(path) and not os.path.islink(path):
                     os.chmod(path, SHARED_FILE if shared else PRIVATE_FILE)  # left by an earlier run
                 else:
                     absent.append(name)
             for entry in os.listdir(directory):
                 if entry not in names:
-                    _remove(os.path.join(directory, entry))
+                    remove_path(os.path.join(directory, entry))
             os.chmod(directory, SHARED_DIR if shared else PRIVATE_DIR)
         except OSError as exc:
             raise SecretsUnavailableError(
@@ -159,7 +158,7 @@ class TaskSecrets:
             return
         directory = os.path.join(self.base_dir, task_id)
         if os.path.lexists(directory):
-            _remove(directory)
+            remove_path(directory)
 
     def clean(self, keep: Iterable[str]) -> int:
         """Remove the directory of every task not in `keep` (at start: tasks that ended while the
@@ -172,7 +171,7 @@ class TaskSecrets:
         removed = 0
         for entry in entries:
             if entry not in kept:
-                _remove(os.path.join(self.base_dir, entry))
+                remove_path(os.path.join(self.base_dir, entry))
                 removed += 1
         if removed:
             log.info("removed the secrets of %d tasks this worker no longer runs", removed)
@@ -220,32 +219,3 @@ class TaskSecrets:
         pinfo = os.lstat(parent)
         if pinfo.st_uid == os.geteuid() and stat.S_IMODE(pinfo.st_mode) & 0o077:
             os.chmod(parent, PRIVATE_DIR)  # e.g. /dev/shm/warren-<uid>: made by us, private
-
-
-def _write(path: str, value: bytes, mode: int) -> None:
-    """Replace the file at `path` with `value` at `mode` (written under a temporary name, then renamed:
-    a read-only file of an earlier run cannot be opened for writing)."""
-    tmp = path + _TMP_SUFFIX
-    if os.path.lexists(tmp):
-        os.unlink(tmp)
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
-    try:
-        view = memoryview(value)
-        while view:
-            view = view[os.write(fd, view) :]
-        os.fchmod(fd, mode)
-    finally:
-        os.close(fd)
-    os.replace(tmp, path)
-
-
-def _remove(path: str) -> None:
-    try:
-        if os.path.isdir(path) and not os.path.islink(path):
-            shutil.rmtree(path)
-        else:
-            os.unlink(path)
-    except FileNotFoundError:
-        pass
-    except OSError as exc:
-        log.warning("cannot remove %s: %s", path, exc)
