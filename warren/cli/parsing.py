@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import shlex
+from collections.abc import Callable
 from typing import Any, NoReturn
 
 from warren.cli import specs
@@ -237,34 +238,30 @@ def allowed_paths(given: list[str]) -> tuple[str, ...]:
     return tuple(dict.fromkeys(part.strip() for text in given for part in text.split(",") if part.strip()))
 
 
-def device(text: str) -> dict[str, Any]:
-    """{"host", "container"?, "permissions"?} from "HOST[:CONTAINER[:PERMS]]"."""
+def _part(parse: Callable[[str], object], text: str) -> dict[str, Any]:
+    """A spec part (a mapping) parsed from a flag's text; argparse's error, with the parser's message,
+    if it does not parse."""
     try:
-        parsed = specs.parse_device(text)
+        parsed = parse(text)
     except ValueError as exc:
         raise argparse.ArgumentTypeError(str(exc)) from exc
     assert isinstance(parsed, dict)
     return parsed
+
+
+def device(text: str) -> dict[str, Any]:
+    """{"host", "container"?, "permissions"?} from "HOST[:CONTAINER[:PERMS]]"."""
+    return _part(specs.parse_device, text)
 
 
 def mount(text: str) -> dict[str, Any]:
     """{"type", "target", "source"?, "read_only"?, "size"?} from Docker's --mount syntax."""
-    try:
-        parsed = specs.parse_mount(text)
-    except ValueError as exc:
-        raise argparse.ArgumentTypeError(str(exc)) from exc
-    assert isinstance(parsed, dict)
-    return parsed
+    return _part(specs.parse_mount, text)
 
 
 def config_ref(text: str) -> dict[str, Any]:
     """{"name", "target"?, "mode"?} from "NAME[,target=/PATH][,mode=0444]"."""
-    try:
-        parsed = specs.parse_config_ref(text)
-    except ValueError as exc:
-        raise argparse.ArgumentTypeError(str(exc)) from exc
-    assert isinstance(parsed, dict)
-    return parsed
+    return _part(specs.parse_config_ref, text)
 
 
 def ulimit(text: str) -> tuple[str, dict[str, Any]]:
