@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from warren.formats import NAME_PATTERN
 from warren.runtime.base import ConfigFile, RuntimeStartError
 from warren.spec.mounts import ConfigRef
-from warren.worker.files import remove_path, write_file
+from warren.worker.files import TASK_ID, clean_task_dirs, release_task_dir, remove_path, write_file
 
 log = logging.getLogger(__name__)
 
@@ -34,7 +34,6 @@ CONTENT_FILE, PRIVATE_DIR, TASK_DIR = 0o600, 0o700, 0o755
 
 _NAME = re.compile(NAME_PATTERN)
 # Task IDs become directory names (Warren mints them; this refuses anything that could leave `base`).
-_TASK_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
 
 
 class ConfigsUnavailableError(RuntimeStartError):
@@ -102,7 +101,7 @@ class TaskConfigs:
     # -- task directories -----------------------------------------------------------------------------
 
     def task_dir(self, task_id: str) -> str:
-        if not _TASK_ID.fullmatch(task_id):
+        if not TASK_ID.fullmatch(task_id):
             raise ConfigsUnavailableError(f"task ID {task_id!r} cannot name a configs directory")
         return os.path.join(self.tasks_dir, task_id)
 
@@ -145,25 +144,12 @@ class TaskConfigs:
 
     def release(self, task_id: str) -> None:
         """Remove the task's directory (the task ended or left this worker)."""
-        if not _TASK_ID.fullmatch(task_id):
-            return
-        directory = os.path.join(self.tasks_dir, task_id)
-        if os.path.lexists(directory):
-            remove_path(directory)
+        release_task_dir(self.tasks_dir, task_id)
 
     def clean(self, keep: Iterable[str]) -> int:
         """Remove the directory of every task not in `keep` (at start: tasks that ended while the
         worker was away); how many were removed."""
-        kept = set(keep)
-        try:
-            entries = os.listdir(self.tasks_dir)
-        except FileNotFoundError:
-            return 0
-        removed = 0
-        for entry in entries:
-            if entry not in kept:
-                remove_path(os.path.join(self.tasks_dir, entry))
-                removed += 1
+        removed = clean_task_dirs(self.tasks_dir, keep)
         if removed:
             log.info("removed the configs of %d tasks this worker no longer runs", removed)
         return removed

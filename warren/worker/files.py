@@ -4,12 +4,16 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import shutil
+from collections.abc import Iterable
 
 log = logging.getLogger(__name__)
 
 # A file being written ends with this until it is renamed into place.
 TMP_SUFFIX = ".writing"
+# What a task ID must be to name a directory (matched whole).
+TASK_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
 
 
 def write_file(path: str, value: bytes, mode: int) -> None:
@@ -41,3 +45,28 @@ def remove_path(path: str) -> None:
         pass
     except OSError as exc:
         log.warning("cannot remove %s: %s", path, exc)
+
+
+def release_task_dir(base: str, task_id: str) -> None:
+    """Remove task `task_id`'s directory under `base` (the task ended or left this worker)."""
+    if not TASK_ID.fullmatch(task_id):
+        return
+    directory = os.path.join(base, task_id)
+    if os.path.lexists(directory):
+        remove_path(directory)
+
+
+def clean_task_dirs(base: str, keep: Iterable[str]) -> int:
+    """Remove the directory under `base` of every task not in `keep` (at start: tasks that ended while
+    the worker was away); how many were removed."""
+    kept = set(keep)
+    try:
+        entries = os.listdir(base)
+    except FileNotFoundError:
+        return 0
+    removed = 0
+    for entry in entries:
+        if entry not in kept:
+            remove_path(os.path.join(base, entry))
+            removed += 1
+    return removed
