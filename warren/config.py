@@ -547,8 +547,26 @@ class WorkerSettings:
     # Listing this worker's volumes for its session (an engine call) is given up after this long, and
     # tried again before the next call: a hung engine must not delay the heartbeat; seconds.
     volume_list_timeout_s: float = 1.0
+    # Where this worker's DNS server (warren.worker.dns: service names, other names forwarded) listens,
+    # "IP:PORT"; port 0: one the system picks (several workers share a host in tests); None: no server
+    # (`worker start --dns-addr off`). Process tasks are told the bound address in WARREN_DNS.
+    dns_addr: str | None = "127.0.0.1:0"
+    # The TTL of the service names' answers: they follow the cluster within it; seconds.
+    dns_ttl_s: int = 1
+    # A name that is not the cluster's is forwarded to the host's nameservers, all of them within this
+    # long, else SERVFAIL; seconds.
+    dns_forward_timeout_s: float = 2.0
+    # At most this many forwards under way at once (more get SERVFAIL at once).
+    dns_max_forwards: int = 64
+    # A manager refused a session call that said which endpoints the worker holds (`known_endpoints`:
+    # a manager of an earlier version refuses keys it does not know): calls go without it for this
+    # long, then try it again (the managers may have been upgraded meanwhile); seconds.
+    endpoints_retry_s: float = 60.0
 
     def validate(self) -> None:
+        self.dns_bind()
+        if self.dns_ttl_s < 0 or self.dns_max_forwards < 1:
+            raise ConfigError("dns_ttl_s must be >= 0 and dns_max_forwards >= 1")
         if self.secrets_dir is not None and not self.secrets_dir.startswith("/"):
             raise ConfigError(f"secrets_dir must be an absolute path, got {self.secrets_dir!r}")
         _check_allowed_paths("allow_devices", self.allow_devices)
@@ -572,7 +590,28 @@ class WorkerSettings:
             "local_restart_backoff_s",
             "local_restart_backoff_max_s",
             "volume_list_timeout_s",
+            "dns_forward_timeout_s",
+            "endpoints_retry_s",
         )
+
+    def dns_bind(self) -> tuple[str, int] | None:
+        """(IP, port) the DNS server binds (None: off); ConfigError for a bad dns_addr."""
+        if self.dns_addr is None:
+            return None
+        import ipaddress
+
+        host, sep, port = self.dns_addr.strip().rpartition(":")
+        host = host[1:-1] if host.startswith("[") and host.endswith("]") else host
+        if not sep:
+            raise ConfigError(f"dns_addr {self.dns_addr!r} must be IP:PORT with a port from 0 to 65535")
+        try:
+            ipaddress.ip_address(host)
+        except ValueError:
+            raise ConfigError(f"dns_addr {self.dns_addr!r} must be IP:PORT (an IP address this host has, "
+                              "port 0 for any free one) or off") from None
+        if not port.isdigit() or not 0 <= int(port) < 65536:
+            raise ConfigError(f"dns_addr {self.dns_addr!r} must be IP:PORT with a port from 0 to 65535")
+        return host, int(port)
 
     @property
     def resolved_data_dir(self) -> str:

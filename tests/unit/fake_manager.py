@@ -123,6 +123,11 @@ class FakeManager:
         self.remove_volumes: list[str] = []
         # The `volumes_digest` of the answers (None: not sent, as an earlier manager does).
         self.volumes_digest: str | None = None
+        # The cluster's service endpoints ({"digest", "services"}; None: none), sent when the worker's
+        # `known_endpoints` differs from their digest, as the leader does.
+        self.endpoints: dict[str, Any] | None = None
+        # The session body keys it takes (None: any): an earlier manager refuses the others with 400.
+        self.session_keys: frozenset[str] | None = None
         self._changed = asyncio.Event()
 
     # -- test controls ----------------------------------------------------------------------------
@@ -148,6 +153,17 @@ class FakeManager:
     def set_desired(self, task_id: str, desired: str) -> None:
         self.tasks[task_id] = {**self.tasks[task_id], "desired_state": desired}
         self._wake()
+
+    def set_endpoints(self, services: dict[str, Any]) -> None:
+        """The endpoints the next answers carry, `services` as on the wire (the digest is made here)."""
+        digest = hashlib.sha256(orjson.dumps(services, option=orjson.OPT_SORT_KEYS)).hexdigest()[:16]
+        self.endpoints = {"digest": digest, "services": services}
+        self._wake()
+
+    def _endpoints_news(self, body: Mapping[str, Any]) -> dict[str, Any] | None:
+        if self.endpoints is None or "known_endpoints" not in body:
+            return None
+        return None if body["known_endpoints"] == self.endpoints["digest"] else self.endpoints
 
     def request_logs(
         self, request_id: str, task_id: str, container_id: str, *, tail: int | None = None
@@ -236,9 +252,13 @@ class FakeManager:
     async def _session(self, body: dict[str, Any]) -> httpx.Response:
         assert body["node"] == NODE
         self.sessions.append(body)
+        if self.session_keys is not None and not set(body) <= self.session_keys:
+            extra = sorted(set(body) - self.session_keys)[0]
+            return _json(400, {"error": "invalid", "message": f"{extra}: Extra inputs are not permitted"})
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self.heartbeat_period_s
-        while self.digest() == body.get("known") and not self.log_requests and loop.time() < deadline:
+        while (self.digest() == body.get("known") and self._endpoints_news(body) is None
+               and not self.log_requests and loop.time() < deadline):
             changed = self._changed
             try:
                 async with asyncio.timeout_at(deadline):
@@ -255,6 +275,8 @@ class FakeManager:
             "assignments": None if digest == body.get("known") else list(self.tasks.values()),
             "log_requests": requests,
         }
+        if "known_endpoints" in body:  # a manager that knows the key answers it
+            answer["endpoints"] = self._endpoints_news(body)
         if self.remove_volumes:
             answer["remove_volumes"], self.remove_volumes = self.remove_volumes, []
         if self.volumes_digest is not None:

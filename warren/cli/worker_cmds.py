@@ -72,6 +72,12 @@ def register(worker: Subparsers) -> None:
     start.add_argument("--advertise-host", metavar="HOST",
                        help="address at which this machine's published ports are reached (default: the "
                             "local address used to reach the first manager)")
+    start.add_argument("--dns-addr", metavar="IP:PORT|off",
+                       help="where this worker's DNS server listens: it answers service names (NAME, "
+                            "NAME.warren, tasks.NAME) from the cluster and forwards other names to this "
+                            "host's nameservers; process tasks get its address in WARREN_DNS and a hosts "
+                            "file in WARREN_HOSTS. Port 0: any free port; off: no server "
+                            f"(default {_WORKER.dns_addr})")
     add_host_access(start, "this worker's")
     start.set_defaults(daemon_handler=run_start)
 
@@ -107,6 +113,8 @@ def build_settings(args: argparse.Namespace) -> WorkerSettings:
             raise ConfigError(f"--advertise-host {args.advertise_host!r} must be a host name or IP address "
                               "without a port")
         fields["advertise_host"] = host
+    if args.dns_addr is not None:
+        fields["dns_addr"] = None if args.dns_addr.strip().lower() == "off" else args.dns_addr.strip()
     devices = allowed_paths(args.allow_device)
     if devices:
         fields["allow_devices"] = devices

@@ -52,6 +52,11 @@ class TaskHost(Protocol):
     @property
     def cut_off(self) -> bool: ...
 
+    @property
+    def discovery_env(self) -> Mapping[str, str]:
+        """What process tasks are told of service names (WARREN_DNS, WARREN_HOSTS)."""
+        ...
+
     def assignment(self, task_id: str) -> Mapping[str, Any] | None:
         """The task's assignment (None: not, or no longer, this node's)."""
         ...
@@ -218,7 +223,8 @@ class TaskController:
             mounts = mount_points(spec.mount_list, settings.allow_binds)
             secrets_dir = host.secrets.prepare(task_id, spec.secrets, shared=runtime.driver == "docker")
             configs = host.configs.prepare(task_id, spec.config_list)
-            run = task_run(doc, spec, host.node, secrets_dir, devices, mounts, configs)
+            discovery = host.discovery_env if runtime.driver == "process" else {}
+            run = task_run(doc, spec, host.node, secrets_dir, devices, mounts, configs, discovery)
             container_id = await runtime.start(run)
         except (RuntimeStartError, RuntimeUnavailableError) as exc:
             if spec.volumes:  # it may have made its volume before failing

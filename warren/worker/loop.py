@@ -20,7 +20,7 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from warren.config import WorkerSettings
-from warren.errors import StorageError
+from warren.errors import ConfigError, StorageError
 from warren.runtime.base import ContainerRuntime, NodeResources, RuntimeUnavailableError
 from warren.spec.taskstate import RUNNING
 from warren.worker.backoff import Backoff
@@ -29,6 +29,8 @@ from warren.worker.client import NodeRemovedError, WorkerClient
 from warren.worker.configs import TaskConfigs
 from warren.worker.containers import Container, Containers
 from warren.worker.controller import TaskController
+from warren.worker.dns import DnsServer
+from warren.worker.endpoints import EndpointsTable
 from warren.worker.logstream import LogForwarder
 from warren.worker.reporter import StatusReporter
 from warren.worker.secrets import TaskSecrets
@@ -94,6 +96,11 @@ class WorkerLoop:
         self.configs = configs if configs is not None else TaskConfigs(
             os.path.join(settings.resolved_data_dir, CONFIGS_DIR)
         )
+        # The cluster's service endpoints (session news, kept in the data dir) and the DNS server that
+        # answers names from them (started by `run`; None: dns_addr off).
+        self.endpoints = EndpointsTable(settings.resolved_data_dir)
+        self.endpoints.load()
+        self.dns: DnsServer | None = None
         # Missing secret values and config contents last asked for (known=None): ("secret"|"config", name).
         self._missing_asked: frozenset[tuple[str, str]] = frozenset()
 
@@ -120,6 +127,7 @@ class WorkerLoop:
         try:
             for runtime in self.runtimes.values():
                 self._loops.append(self._spawn(self._watch_exits(runtime), f"exits-{runtime.driver}"))
+            await self._start_dns()
             await self._adopt()
             self._clean_task_dirs()
             self._loops += [
@@ -147,8 +155,36 @@ class WorkerLoop:
         await asyncio.gather(*self._loops, *steps, return_exceptions=True)
         await self.logs.close()
         await self.volumes.close()
+        if self.dns is not None:
+            await self.dns.stop()
         for controller in list(self.tasks.values()):
             await controller.stop_health()
+
+    async def _start_dns(self) -> None:
+        bind = self.settings.dns_bind()
+        if bind is None:
+            return
+        settings = self.settings
+        server = DnsServer(
+            lambda: self.endpoints.current, host=bind[0], port=bind[1], ttl_s=settings.dns_ttl_s,
+            forward_timeout_s=settings.dns_forward_timeout_s, max_forwards=settings.dns_max_forwards,
+        )
+        try:
+            await server.start()
+        except OSError as exc:
+            raise ConfigError(f"the DNS server cannot listen on {self.settings.dns_addr}: "
+                              f"{exc.strerror or exc} (worker start --dns-addr)") from None
+        self.dns = server
+
+    @property
+    def discovery_env(self) -> Mapping[str, str]:
+        """What a process task is told of service names: the resolver (WARREN_DNS, "IP:PORT") and the
+        hosts-style file (WARREN_HOSTS)."""
+        env = {"WARREN_HOSTS": self.endpoints.hosts_path}
+        if self.dns is not None:
+            host, port = self.dns.address
+            env["WARREN_DNS"] = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+        return env
 
     def _spawn(self, coro: Any, name: str) -> asyncio.Task[None]:
         task: asyncio.Task[None] = asyncio.create_task(self._guard(coro, name), name=name)
@@ -228,6 +264,12 @@ class WorkerLoop:
                 self._missing_asked = missing
                 return None
         return self.digest
+
+    def known_endpoints(self) -> str | None:
+        return self.endpoints.digest
+
+    def endpoints_received(self, doc: Any) -> None:
+        self.endpoints.received(doc)
 
     def secrets_received(self, values: Mapping[str, Any]) -> None:
         """The values of the secrets this node's tasks use (with a full assignments answer)."""

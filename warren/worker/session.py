@@ -43,6 +43,14 @@ class SessionListener(Protocol):
         """Contents (base64) of the configs this node's tasks use, sent with assignments (kept on disk)."""
         ...
 
+    def known_endpoints(self) -> str | None:
+        """The digest of the service endpoints this worker holds (None: none)."""
+        ...
+
+    def endpoints_received(self, doc: Any) -> None:
+        """The cluster's service endpoints (the answer's `endpoints`, unchecked; None: unchanged)."""
+        ...
+
     def connectivity_changed(self, online: bool) -> None: ...
 
     def running_count(self) -> int: ...
@@ -76,6 +84,9 @@ class WorkerSession:
         # The worker's volumes: reported when they changed; removed when a manager asks.
         self.volumes = volumes
         self.online = False  # the last session call reached a manager
+        # A manager refused a call with `known_endpoints` (one of an earlier version refuses keys it
+        # does not know): calls go without it until this time (clock), then try it again.
+        self._no_endpoints_until: float | None = None
         self._outage_logged = False
 
     @property
@@ -92,6 +103,9 @@ class WorkerSession:
         describe = True  # addr, labels and resources not yet taken by a manager since the start
         while True:
             body: dict[str, Any] = {"known": self.listener.known_digest()}
+            with_endpoints = self._no_endpoints_until is None or self.clock() >= self._no_endpoints_until
+            if with_endpoints:
+                body["known_endpoints"] = self.listener.known_endpoints()
             # The call that carries the resources also says "these are all my volumes" (no `volumes`:
             # none), so it waits for a first listing of them: one that failed must not read as none.
             described = describe and (self.volumes is None or await self.volumes.inventory() is not None)
@@ -109,10 +123,20 @@ class WorkerSession:
             except NodeRemovedError:
                 raise
             except WarrenError as exc:  # refused (400...): a manager of another version? keep trying
+                if with_endpoints:  # perhaps the key it does not know: the next call goes without it
+                    if self._no_endpoints_until is None:
+                        log.warning("manager %s refused a session call with known_endpoints (%s); trying "
+                                    "without it: service names are not kept current meanwhile",
+                                    self.client.current, exc)
+                    self._no_endpoints_until = self.clock() + self.settings.endpoints_retry_s
+                    continue
                 log.warning("manager %s refused the session call: %s", self.client.current, exc)
                 await asyncio.sleep(backoff.delay())
                 continue
             backoff.reset()
+            if with_endpoints and self._no_endpoints_until is not None:
+                log.info("manager %s takes known_endpoints again", self.client.current)
+                self._no_endpoints_until = None
             if self.volumes is not None and (volumes is not None or described):
                 self.volumes.sent(volumes or [])  # a first call without the key said "none"
             if described:
@@ -153,6 +177,8 @@ class WorkerSession:
         contents = answer.get("configs")
         if isinstance(contents, Mapping):
             self.listener.configs_received(contents)
+        if "endpoints" in answer:
+            self.listener.endpoints_received(answer["endpoints"])
         self.listener.assignments_received(
             None if digest is None else str(digest), None if tasks is None else list(tasks)
         )

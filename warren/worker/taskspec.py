@@ -82,11 +82,13 @@ def task_run(
     devices: tuple[DeviceMapping, ...] = (),
     mounts: tuple[MountPoint, ...] = (),
     configs: TaskConfigFiles | None = None,
+    discovery: Mapping[str, str] | None = None,
 ) -> TaskRun:
     """What the runtime needs to start a TASK document's container, `spec` being its spec (`secrets_dir`:
     where its secrets were written, warren.worker.secrets; `devices`: its devices, from host_access;
     `mounts`: its mounts, from mount_points; `configs`: the directory and files its configs were written
-    to, warren.worker.configs)."""
+    to, warren.worker.configs; `discovery`: how it finds service names, WARREN_DNS and WARREN_HOSTS for
+    a process task)."""
     task_id = str(doc["task_id"])
     service_name = str(doc.get("service_name") or doc.get("service_id") or "")
     slot = doc.get("slot")
@@ -94,6 +96,7 @@ def task_run(
     env.update(WARREN_TASK_ID=task_id, WARREN_SERVICE=service_name, WARREN_NODE=node)
     if slot is not None:
         env["WARREN_SLOT"] = str(slot)
+    env.update(discovery or {})
     return TaskRun(
         task_id=task_id,
         service_id=str(doc.get("service_id") or ""),

@@ -72,6 +72,20 @@ def test_a_resumed_worker_finds_its_managers_in_node_json(captured: Captured, tm
                                               data_dir=str(tmp_path)), None)]
 
 
+@pytest.mark.parametrize(
+    ("flag", "dns_addr"),
+    [("off", None), ("OFF", None), ("10.0.0.5:53", "10.0.0.5:53"), ("[::1]:0", "[::1]:0")],
+)
+def test_dns_addr_takes_an_address_or_off(
+    captured: Captured, tmp_path: Path, flag: str, dns_addr: str | None
+) -> None:
+    argv = ["worker", "start", "--token", "SWMTKN-1-x", "--data-dir", str(tmp_path), "--dns-addr", flag]
+    assert main(argv) == 0
+    [(settings, _)] = captured.calls
+    assert settings.dns_addr == dns_addr
+    assert WorkerSettings().dns_addr == "127.0.0.1:0"  # the default: any free port on loopback
+
+
 def test_help_explains_flags_and_what_sigterm_does(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["worker", "start", "--help"]) == 0
     out = capsys.readouterr().out
@@ -100,6 +114,9 @@ def test_help_explains_flags_and_what_sigterm_does(capsys: pytest.CaptureFixture
         (["--allow-bind", "srv/data"], "allow_binds: 'srv/data' must be a normalised absolute"),
         (["--allow-bind", "/srv//data"], "must be a normalised absolute path"),
         (["--allow-bind", ",".join(f"/srv/{i}" for i in range(65))], "allow_binds: at most 64 paths, got 65"),
+        (["--dns-addr", "localhost:53"], "dns_addr 'localhost:53' must be IP:PORT"),
+        (["--dns-addr", "127.0.0.1"], "must be IP:PORT with a port from 0 to 65535"),
+        (["--dns-addr", "127.0.0.1:70000"], "must be IP:PORT with a port from 0 to 65535"),
         (["--bogus"], "unrecognized arguments"),
     ],
 )

@@ -1,0 +1,190 @@
+"""The service endpoints a worker holds: checked from the session answer, kept in its data dir, written as
+a hosts file, answered by its DNS server, and told to process tasks; and a manager of an earlier
+version (which refuses `known_endpoints`) still keeps the worker's session going."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import dns.asyncquery
+import dns.message
+import orjson
+import pytest
+
+from tests.unit.fake_manager import FakeManager, task_doc
+from tests.unit.worker.agents import M1, make_settings, worker
+from tests.unit.worker.fake_runtime import FakeRuntime
+from warren.errors import InvalidError
+from warren.testing.wait import eventually_async
+from warren.worker.endpoints import MAX_SERVICES, EndpointsTable, hosts_text, parse
+
+API = {
+    "healthy": ["10.0.0.2", "10.0.0.3"],
+    "tasks": [
+        {"task_id": "t1", "slot": 1, "node": "n1", "addr": "10.0.0.1", "healthy": False},
+        {"task_id": "t2", "slot": 2, "node": "n2", "addr": "10.0.0.2", "healthy": True},
+        {"task_id": "t3", "slot": 3, "node": "n3", "addr": "10.0.0.3", "healthy": True},
+    ],
+}
+
+
+def doc(**services: Any) -> dict[str, Any]:
+    return {"digest": "abc", "services": services}
+
+
+# -- checking -----------------------------------------------------------------------------------------
+
+
+def test_parse_lower_cases_names_and_keeps_each_address_once() -> None:
+    endpoints = parse(doc(Api={**API, "healthy": ["10.0.0.2", "10.0.0.2", "10.0.0.3"]}))
+    assert list(endpoints.services) == ["api"]
+    assert endpoints.services["api"].healthy == ("10.0.0.2", "10.0.0.3")
+    assert endpoints.services["api"].task_addrs == ("10.0.0.1", "10.0.0.2", "10.0.0.3")
+
+
+@pytest.mark.parametrize(
+    ("bad", "field"),
+    [
+        ({"digest": "", "services": {}}, "endpoints.digest"),
+        ({"digest": "d", "services": []}, "endpoints.services"),
+        (doc(**{"my_api": API}), "DNS label"),
+        (doc(**{"-api": API}), "DNS label"),
+        (doc(**{"a" * 64: API}), "DNS label"),
+        (doc(api={**API, "healthy": ["10.0.0.300"]}), "healthy[0]"),
+        (doc(api={**API, "healthy": "10.0.0.2"}), "healthy: expected a list"),
+        (doc(api={**API, "tasks": [{**API["tasks"][0], "addr": "host.lan"}]}), "tasks[0].addr"),
+        (doc(api={**API, "tasks": [{**API["tasks"][0], "healthy": 1}]}), "tasks[0].healthy"),
+        (doc(api={**API, "tasks": [{**API["tasks"][0], "slot": -1}]}), "tasks[0].slot"),
+        (doc(api={**API, "tasks": [{**API["tasks"][0], "node": ""}]}), "tasks[0].node"),
+        (doc(api=API, API=API), "the same name twice"),
+    ],
+)
+def test_parse_refuses_bad_bytes_naming_the_field(bad: dict[str, Any], field: str) -> None:
+    with pytest.raises(InvalidError, match=field.replace("[", r"\[").replace("]", r"\]")):
+        parse(bad)
+
+
+def test_parse_bounds_the_number_of_services() -> None:
+    with pytest.raises(InvalidError, match=f"at most {MAX_SERVICES} services"):
+        parse(doc(**{f"s{i}": {"healthy": [], "tasks": []} for i in range(MAX_SERVICES + 1)}))
+
+
+def test_hosts_text_lists_healthy_addresses_under_the_name_and_every_replica_under_tasks() -> None:
+    lines = hosts_text(parse(doc(api=API))).splitlines()
+    assert lines[1:] == [
+        "10.0.0.2 api api.warren",
+        "10.0.0.3 api api.warren",
+        "10.0.0.1 tasks.api tasks.api.warren",
+        "10.0.0.2 tasks.api tasks.api.warren",
+        "10.0.0.3 tasks.api tasks.api.warren",
+    ]
+    assert hosts_text(None).splitlines()[1:] == []
+
+
+# -- the table on disk ------------------------------------------------------------------------------
+
+
+def test_the_table_survives_a_restart_and_a_bad_answer_changes_nothing(tmp_path: Path) -> None:
+    table = EndpointsTable(str(tmp_path))
+    table.load()
+    assert table.digest is None
+    assert Path(table.hosts_path).read_text().count("\n") == 1  # there, with no names yet
+    assert table.received(doc(api=API))
+    assert table.received(None)  # "unchanged"
+    assert not table.received(doc(api={**API, "healthy": ["nope"]}))
+    assert table.digest == "abc"
+    again = EndpointsTable(str(tmp_path))
+    again.load()
+    assert again.current == table.current
+    assert "10.0.0.2 api api.warren" in Path(again.hosts_path).read_text()
+
+
+def test_a_damaged_table_file_is_ignored(tmp_path: Path) -> None:
+    (tmp_path / "endpoints.json").write_bytes(orjson.dumps(doc(api={"healthy": ["x"], "tasks": []})))
+    table = EndpointsTable(str(tmp_path))
+    table.load()
+    assert table.current is None
+
+
+# -- the worker -------------------------------------------------------------------------------------
+
+
+async def test_the_worker_takes_endpoints_from_the_session_and_answers_them(tmp_path: Path) -> None:
+    m = FakeManager()
+    rt = FakeRuntime("process")
+    async with worker(make_settings(tmp_path / "w", runtime="process"), rt, {M1: m}) as w:
+        await eventually_async(lambda: len(m.sessions) >= 1, 5.0, "a session call")
+        assert m.sessions[0]["known_endpoints"] is None
+        m.set_endpoints({"api": API})
+        digest = m.endpoints["digest"] if m.endpoints else None
+        await eventually_async(lambda: m.sessions[-1].get("known_endpoints") == digest, 5.0,
+                               "the worker says it holds the endpoints")
+        loop = w.agent.worker_loop
+        assert loop is not None and loop.dns is not None
+        host, port = loop.dns.address
+        answer = await dns.asyncquery.udp(dns.message.make_query("api.warren", "A"), host, port=port,
+                                          timeout=2.0)
+        assert sorted(rr.to_text() for rrset in answer.answer for rr in rrset) == ["10.0.0.2", "10.0.0.3"]
+        hosts = Path(loop.endpoints.hosts_path)
+        assert "10.0.0.3 api api.warren" in hosts.read_text()
+
+        # A process task is told where both are.
+        m.assign(task_doc("t-1", driver="process", command=["sleep", "60"]))
+        await eventually_async(lambda: rt.running("t-1"), 5.0, "the task runs")
+        run = rt.running("t-1")[0].run
+        assert run is not None
+        assert run.env["WARREN_DNS"] == f"{host}:{port}"
+        assert run.env["WARREN_HOSTS"] == str(hosts)
+
+        # The cluster changes: the file follows.
+        m.set_endpoints({"api": {**API, "healthy": ["10.0.0.3"]}})
+        await eventually_async(lambda: "10.0.0.2 api " not in hosts.read_text(), 5.0,
+                               "the hosts file follows")
+
+
+async def test_dns_off_gives_process_tasks_the_hosts_file_only(tmp_path: Path) -> None:
+    m = FakeManager()
+    rt = FakeRuntime("process")
+    async with worker(make_settings(tmp_path / "w", runtime="process", dns_addr=None), rt, {M1: m}) as w:
+        m.assign(task_doc("t-1", driver="process", command=["sleep", "60"]))
+        await eventually_async(lambda: rt.running("t-1"), 5.0, "the task runs")
+        loop = w.agent.worker_loop
+        assert loop is not None and loop.dns is None
+        run = rt.running("t-1")[0].run
+        assert run is not None and "WARREN_DNS" not in run.env and "WARREN_HOSTS" in run.env
+
+
+async def test_docker_tasks_are_not_given_the_process_tasks_variables(tmp_path: Path) -> None:
+    m = FakeManager()
+    rt = FakeRuntime()
+    async with worker(make_settings(tmp_path / "w"), rt, {M1: m}):
+        m.assign(task_doc("t-1"))
+        await eventually_async(lambda: rt.running("t-1"), 5.0, "the task runs")
+        run = rt.running("t-1")[0].run
+        assert run is not None and "WARREN_DNS" not in run.env and "WARREN_HOSTS" not in run.env
+
+
+async def test_a_manager_refusing_known_endpoints_still_keeps_the_session(tmp_path: Path) -> None:
+    m = FakeManager()
+    m.session_keys = frozenset({"node", "known", "addr", "labels", "resources", "volumes"})
+    rt = FakeRuntime()
+    async with worker(make_settings(tmp_path / "w"), rt, {M1: m}):
+        m.assign(task_doc("t-1"))
+        await eventually_async(lambda: rt.running("t-1"), 5.0, "the task runs despite the refusal")
+        await eventually_async(lambda: len(m.sessions) >= 4, 5.0, "more session calls")
+        assert "known_endpoints" in m.sessions[0]
+        assert all("known_endpoints" not in s for s in m.sessions[1:])  # not tried again at once
+
+
+async def test_the_key_is_tried_again_after_endpoints_retry_s(tmp_path: Path) -> None:
+    m = FakeManager()
+    m.session_keys = frozenset({"node", "known", "addr", "labels", "resources", "volumes"})
+    rt = FakeRuntime()
+    async with worker(make_settings(tmp_path / "w", endpoints_retry_s=0.2), rt, {M1: m}):
+        await eventually_async(lambda: len(m.sessions) >= 2, 5.0, "a call without the key")
+        m.session_keys = None  # upgraded
+        m.set_endpoints({"api": API})
+        digest = m.endpoints["digest"] if m.endpoints else None
+        await eventually_async(lambda: m.sessions[-1].get("known_endpoints") == digest, 5.0,
+                               "the endpoints taken from the upgraded manager")

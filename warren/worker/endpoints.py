@@ -1,0 +1,219 @@
+"""The cluster's service endpoints as this worker last heard them (the session answer's `endpoints`):
+checked byte by byte, kept in memory, in `endpoints.json` (a worker restarted while cut off still
+answers names) and as a hosts-style file for process tasks (`WARREN_HOSTS`).
+
+The leader sends the whole table when its digest differs from the one the worker says it holds
+(`known_endpoints`); `null` means "yours is current". Names are DNS labels (lower-cased here: lookups
+are case-insensitive), addresses IP addresses; counts are bounded so a bad answer cannot make the
+worker build an unbounded table.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import ipaddress
+import logging
+import os
+import re
+from collections.abc import Mapping
+from typing import Any
+
+import orjson
+
+from warren.durable import read_if_exists, write_atomically
+from warren.errors import InvalidError
+
+log = logging.getLogger(__name__)
+
+# Bounds of one endpoints table (a few small machines: far above what a real cluster sends).
+MAX_SERVICES = 4096
+MAX_TASKS_PER_SERVICE = 1024
+MAX_DIGEST_LEN = 128
+MAX_ID_LEN = 128
+# The zone the names live in: NAME and NAME.warren are the same service.
+ZONE = "warren"
+# Under the worker's data dir.
+ENDPOINTS_FILE = "endpoints.json"
+HOSTS_FILE = "hosts"
+
+_LABEL = re.compile(r"^[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?$")
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class TaskEndpoint:
+    task_id: str
+    slot: int | None
+    node: str
+    addr: str
+    healthy: bool
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class ServiceEndpoints:
+    # Addresses of the service's healthy, running replicas (each once, in the leader's order).
+    healthy: tuple[str, ...]
+    # Every replica the leader listed (tasks.NAME), healthy or not.
+    tasks: tuple[TaskEndpoint, ...]
+
+    @property
+    def task_addrs(self) -> tuple[str, ...]:
+        """Every replica's address, each once."""
+        return tuple(dict.fromkeys(t.addr for t in self.tasks))
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Endpoints:
+    digest: str
+    services: Mapping[str, ServiceEndpoints]
+
+
+def is_label(name: str) -> bool:
+    """A DNS label (RFC 1123: letters, digits, inner hyphens, 1-63 characters), any case."""
+    return bool(_LABEL.match(name.lower())) if name.isascii() else False
+
+
+def parse(doc: Any, *, field: str = "endpoints") -> Endpoints:
+    """The endpoints of a session answer (or of endpoints.json); InvalidError naming the field."""
+    if not isinstance(doc, Mapping):
+        raise InvalidError(f"{field}: expected an object")
+    digest = doc.get("digest")
+    if not isinstance(digest, str) or not digest or len(digest) > MAX_DIGEST_LEN or not digest.isprintable():
+        raise InvalidError(f"{field}.digest: expected a non-empty string of at most {MAX_DIGEST_LEN} "
+                           "characters")
+    services = doc.get("services")
+    if not isinstance(services, Mapping):
+        raise InvalidError(f"{field}.services: expected an object")
+    if len(services) > MAX_SERVICES:
+        raise InvalidError(f"{field}.services: at most {MAX_SERVICES} services, got {len(services)}")
+    out: dict[str, ServiceEndpoints] = {}
+    for name, entry in services.items():
+        where = f"{field}.services.{str(name)[:80]!r}"
+        if not isinstance(name, str) or not is_label(name):
+            raise InvalidError(f"{where}: a service name must be a DNS label (letters, digits, inner "
+                               "hyphens, at most 63 characters)")
+        if name.lower() in out:
+            raise InvalidError(f"{where}: the same name twice (names are case-insensitive)")
+        out[name.lower()] = _service(entry, where)
+    return Endpoints(digest, out)
+
+
+def _service(entry: Any, where: str) -> ServiceEndpoints:
+    if not isinstance(entry, Mapping):
+        raise InvalidError(f"{where}: expected an object")
+    healthy = entry.get("healthy")
+    if not isinstance(healthy, list):
+        raise InvalidError(f"{where}.healthy: expected a list of addresses")
+    if len(healthy) > MAX_TASKS_PER_SERVICE:
+        raise InvalidError(f"{where}.healthy: at most {MAX_TASKS_PER_SERVICE} addresses")
+    addrs = tuple(dict.fromkeys(_addr(a, f"{where}.healthy[{i}]") for i, a in enumerate(healthy)))
+    tasks = entry.get("tasks", [])
+    if not isinstance(tasks, list):
+        raise InvalidError(f"{where}.tasks: expected a list")
+    if len(tasks) > MAX_TASKS_PER_SERVICE:
+        raise InvalidError(f"{where}.tasks: at most {MAX_TASKS_PER_SERVICE} tasks")
+    return ServiceEndpoints(addrs, tuple(_task(t, f"{where}.tasks[{i}]") for i, t in enumerate(tasks)))
+
+
+def _task(doc: Any, where: str) -> TaskEndpoint:
+    if not isinstance(doc, Mapping):
+        raise InvalidError(f"{where}: expected an object")
+    ids = []
+    for key in ("task_id", "node"):
+        value = doc.get(key)
+        if not isinstance(value, str) or not value or len(value) > MAX_ID_LEN or not value.isprintable():
+            raise InvalidError(f"{where}.{key}: expected a non-empty string of at most {MAX_ID_LEN} "
+                               "characters")
+        ids.append(value)
+    slot = doc.get("slot")
+    if slot is not None and (isinstance(slot, bool) or not isinstance(slot, int) or not 0 <= slot < 2**31):
+        raise InvalidError(f"{where}.slot: expected a non-negative integer or null")
+    healthy = doc.get("healthy")
+    if not isinstance(healthy, bool):
+        raise InvalidError(f"{where}.healthy: expected true or false")
+    return TaskEndpoint(ids[0], slot, ids[1], _addr(doc.get("addr"), f"{where}.addr"), healthy)
+
+
+def _addr(value: Any, where: str) -> str:
+    if not isinstance(value, str) or len(value) > 45:
+        raise InvalidError(f"{where}: expected an IP address")
+    try:
+        return str(ipaddress.ip_address(value))
+    except ValueError:
+        raise InvalidError(f"{where}: {value[:45]!r} is not an IP address") from None
+
+
+def hosts_text(endpoints: Endpoints | None) -> str:
+    """The hosts-style file of `endpoints`: `ADDR NAME NAME.warren` per healthy address, then
+    `ADDR tasks.NAME tasks.NAME.warren` per replica (a hosts file lists a name once per address)."""
+    lines = ["# Warren service names (written by the worker; rewritten when the cluster changes)"]
+    if endpoints is not None:
+        for name in sorted(endpoints.services):
+            entry = endpoints.services[name]
+            lines += [f"{addr} {name} {name}.{ZONE}" for addr in entry.healthy]
+            lines += [f"{addr} tasks.{name} tasks.{name}.{ZONE}" for addr in entry.task_addrs]
+    return "\n".join(lines) + "\n"
+
+
+def to_doc(endpoints: Endpoints) -> dict[str, Any]:
+    """The wire form again (what endpoints.json keeps)."""
+    return {
+        "digest": endpoints.digest,
+        "services": {
+            name: {
+                "healthy": list(entry.healthy),
+                "tasks": [dataclasses.asdict(t) for t in entry.tasks],
+            }
+            for name, entry in endpoints.services.items()
+        },
+    }
+
+
+class EndpointsTable:
+    """The endpoints this worker holds, kept in `data_dir` (endpoints.json and the hosts file)."""
+
+    def __init__(self, data_dir: str) -> None:
+        self.data_dir = data_dir
+        self.hosts_path = os.path.join(data_dir, HOSTS_FILE)
+        self._path = os.path.join(data_dir, ENDPOINTS_FILE)
+        self.current: Endpoints | None = None
+
+    @property
+    def digest(self) -> str | None:
+        return None if self.current is None else self.current.digest
+
+    def load(self) -> None:
+        """Take what the last run kept (a damaged file is set aside: the leader sends the table again),
+        and write the hosts file (there is one, possibly empty, from the start)."""
+        try:
+            os.makedirs(self.data_dir, exist_ok=True)
+            raw = read_if_exists(self._path)
+            if raw is not None:
+                self.current = parse(orjson.loads(raw), field=self._path)
+        except (OSError, orjson.JSONDecodeError, InvalidError) as exc:
+            log.warning("ignoring %s (the managers send the endpoints again): %s", self._path, exc)
+            self.current = None
+        self._write_hosts()
+
+    def received(self, doc: Any) -> bool:
+        """A session answer's `endpoints` (None: current). False if it was refused (logged)."""
+        if doc is None:
+            return True
+        try:
+            endpoints = parse(doc)
+        except InvalidError as exc:
+            log.warning("ignoring the endpoints a manager sent: %s", exc)
+            return False
+        self.current = endpoints
+        try:
+            write_atomically(self._path, orjson.dumps(to_doc(endpoints)))
+        except OSError as exc:  # memory still answers; only a restart while cut off would miss them
+            log.warning("cannot keep the endpoints in %s: %s", self._path, exc)
+        self._write_hosts()
+        return True
+
+    def _write_hosts(self) -> None:
+        try:
+            write_atomically(self.hosts_path, hosts_text(self.current).encode())
+            os.chmod(self.hosts_path, 0o644)  # read by tasks that may run as another user
+        except OSError as exc:
+            log.warning("cannot write the hosts file %s: %s", self.hosts_path, exc)
