@@ -37,6 +37,8 @@ ENDPOINTS_FILE = "endpoints.json"
 HOSTS_FILE = "hosts"
 
 _LABEL = re.compile(r"^[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?$")
+_HOST_PART = r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
+_HOST_NAME = re.compile(rf"^{_HOST_PART}(?:\.{_HOST_PART})*$")
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -105,16 +107,18 @@ def _service(entry: Any, where: str) -> ServiceEndpoints:
         raise InvalidError(f"{where}.healthy: expected a list of addresses")
     if len(healthy) > MAX_TASKS_PER_SERVICE:
         raise InvalidError(f"{where}.healthy: at most {MAX_TASKS_PER_SERVICE} addresses")
-    addrs = tuple(dict.fromkeys(_addr(a, f"{where}.healthy[{i}]") for i, a in enumerate(healthy)))
+    checked = [_addr(a, f"{where}.healthy[{i}]") for i, a in enumerate(healthy)]
+    addrs = tuple(dict.fromkeys(a for a in checked if a is not None))
     tasks = entry.get("tasks", [])
     if not isinstance(tasks, list):
         raise InvalidError(f"{where}.tasks: expected a list")
     if len(tasks) > MAX_TASKS_PER_SERVICE:
         raise InvalidError(f"{where}.tasks: at most {MAX_TASKS_PER_SERVICE} tasks")
-    return ServiceEndpoints(addrs, tuple(_task(t, f"{where}.tasks[{i}]") for i, t in enumerate(tasks)))
+    listed = [_task(t, f"{where}.tasks[{i}]") for i, t in enumerate(tasks)]
+    return ServiceEndpoints(addrs, tuple(t for t in listed if t is not None))
 
 
-def _task(doc: Any, where: str) -> TaskEndpoint:
+def _task(doc: Any, where: str) -> TaskEndpoint | None:
     if not isinstance(doc, Mapping):
         raise InvalidError(f"{where}: expected an object")
     ids = []
@@ -130,16 +134,23 @@ def _task(doc: Any, where: str) -> TaskEndpoint:
     healthy = doc.get("healthy")
     if not isinstance(healthy, bool):
         raise InvalidError(f"{where}.healthy: expected true or false")
-    return TaskEndpoint(ids[0], slot, ids[1], _addr(doc.get("addr"), f"{where}.addr"), healthy)
+    addr = _addr(doc.get("addr"), f"{where}.addr")
+    return None if addr is None else TaskEndpoint(ids[0], slot, ids[1], addr, healthy)
 
 
-def _addr(value: Any, where: str) -> str:
-    if not isinstance(value, str) or len(value) > 45:
+def _addr(value: Any, where: str) -> str | None:
+    """The IP address; None for a host name (a worker that advertises one: it cannot be an A record,
+    so that replica is left out, said at DEBUG); InvalidError for anything else."""
+    if not isinstance(value, str) or len(value) > 253:
         raise InvalidError(f"{where}: expected an IP address")
     try:
         return str(ipaddress.ip_address(value))
     except ValueError:
-        raise InvalidError(f"{where}: {value[:45]!r} is not an IP address") from None
+        pass
+    if _HOST_NAME.match(value) and not value.replace(".", "").isdigit():
+        log.debug("%s: %s is a host name, not an address: left out of the answers", where, value)
+        return None
+    raise InvalidError(f"{where}: {value[:45]!r} is not an IP address")
 
 
 def hosts_text(endpoints: Endpoints | None) -> str:

@@ -53,7 +53,8 @@ def test_parse_lower_cases_names_and_keeps_each_address_once() -> None:
         (doc(**{"a" * 64: API}), "DNS label"),
         (doc(api={**API, "healthy": ["10.0.0.300"]}), "healthy[0]"),
         (doc(api={**API, "healthy": "10.0.0.2"}), "healthy: expected a list"),
-        (doc(api={**API, "tasks": [{**API["tasks"][0], "addr": "host.lan"}]}), "tasks[0].addr"),
+        (doc(api={**API, "tasks": [{**API["tasks"][0], "addr": "host lan"}]}), "tasks[0].addr"),
+        (doc(api={**API, "tasks": [{**API["tasks"][0], "addr": "10.0.0.256"}]}), "tasks[0].addr"),
         (doc(api={**API, "tasks": [{**API["tasks"][0], "healthy": 1}]}), "tasks[0].healthy"),
         (doc(api={**API, "tasks": [{**API["tasks"][0], "slot": -1}]}), "tasks[0].slot"),
         (doc(api={**API, "tasks": [{**API["tasks"][0], "node": ""}]}), "tasks[0].node"),
@@ -63,6 +64,13 @@ def test_parse_lower_cases_names_and_keeps_each_address_once() -> None:
 def test_parse_refuses_bad_bytes_naming_the_field(bad: dict[str, Any], field: str) -> None:
     with pytest.raises(InvalidError, match=field.replace("[", r"\[").replace("]", r"\]")):
         parse(bad)
+
+
+def test_a_host_name_address_is_left_out_not_refused() -> None:
+    task = {**API["tasks"][0], "addr": "node-1.lan"}
+    endpoints = parse(doc(api={"healthy": ["node-1.lan", "10.0.0.2"], "tasks": [task, API["tasks"][1]]}))
+    assert endpoints.services["api"].healthy == ("10.0.0.2",)
+    assert [t.addr for t in endpoints.services["api"].tasks] == ["10.0.0.2"]
 
 
 def test_parse_bounds_the_number_of_services() -> None:
@@ -92,7 +100,7 @@ def test_the_table_survives_a_restart_and_a_bad_answer_changes_nothing(tmp_path:
     assert Path(table.hosts_path).read_text().count("\n") == 1  # there, with no names yet
     assert table.received(doc(api=API))
     assert table.received(None)  # "unchanged"
-    assert not table.received(doc(api={**API, "healthy": ["nope"]}))
+    assert not table.received(doc(api={**API, "healthy": ["no/pe"]}))
     assert table.digest == "abc"
     again = EndpointsTable(str(tmp_path))
     again.load()
@@ -101,7 +109,7 @@ def test_the_table_survives_a_restart_and_a_bad_answer_changes_nothing(tmp_path:
 
 
 def test_a_damaged_table_file_is_ignored(tmp_path: Path) -> None:
-    (tmp_path / "endpoints.json").write_bytes(orjson.dumps(doc(api={"healthy": ["x"], "tasks": []})))
+    (tmp_path / "endpoints.json").write_bytes(orjson.dumps(doc(api={"healthy": ["10.0.0.999"], "tasks": []})))
     table = EndpointsTable(str(tmp_path))
     table.load()
     assert table.current is None
