@@ -17,6 +17,8 @@ logstream.py  the output of tasks, streamed to the leader in chunks
 health.py     health checks (cmd, http, tcp)
 secrets.py    secret values (memory only) and each task's secrets dir
 configs.py    config contents (on disk) and each task's config files
+endpoints.py  the cluster's service endpoints from the session: checked, kept on disk, a hosts file
+dns.py        DnsServer: service names answered from the endpoints, other names forwarded
 taskspec.py   what a TASK document asks: its spec (TaskSpec, decoded once), the runtime's TaskRun
 cache.py      worker.db (assignments, local view of tasks, status queue)
 identity.py   node.json (name, session secret, cluster, managers)
