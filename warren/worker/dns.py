@@ -132,8 +132,9 @@ class DnsServer:
 
     # -- answering --------------------------------------------------------------------------------
 
-    async def answer(self, wire: bytes, *, max_size: int | None) -> bytes | None:
-        """The answer to one query (None: malformed, dropped). `max_size`: the UDP limit (None: TCP)."""
+    async def answer(self, wire: bytes, *, udp: bool) -> bytes | None:
+        """The answer to one query (None: malformed, dropped); over UDP, no larger than the client takes
+        (512 bytes, or its EDNS size up to UDP_MAX_SIZE)."""
         try:
             query = dns.message.from_wire(wire)
         except Exception:  # dnspython raises many kinds for bad packets; a bad packet is dropped
@@ -141,13 +142,18 @@ class DnsServer:
             return None
         if query.flags & dns.flags.QR:
             return None  # an answer sent to us: not a query
+        max_size = None
+        if udp:
+            max_size = UDP_PLAIN_SIZE
+            if query.edns >= 0:
+                max_size = max(UDP_PLAIN_SIZE, min(query.payload, UDP_MAX_SIZE))
         if query.opcode() != dns.opcode.QUERY:
             return self._render(self._error(query, dns.rcode.NOTIMP), query, max_size)
         if len(query.question) != 1:
             return self._render(self._error(query, dns.rcode.FORMERR), query, max_size)
         response = self._local(query)
         if response is None:
-            return await self._forward(query, wire, max_size)
+            return await self._forward(query, max_size)
         return self._render(response, query, max_size)
 
     def _local(self, query: dns.message.Message) -> dns.message.Message | None:
@@ -212,7 +218,7 @@ class DnsServer:
             response.flags |= dns.flags.TC
             return response.to_wire(max_size=limit, want_shuffle=False)
 
-    async def _forward(self, query: dns.message.Message, wire: bytes, max_size: int | None) -> bytes:
+    async def _forward(self, query: dns.message.Message, max_size: int | None) -> bytes:
         """The first upstream's answer, asked in turn, all within the forward timeout; SERVFAIL
         otherwise."""
         if not self.upstreams or self._forwards.locked():  # none, or too many forwards under way
@@ -245,14 +251,7 @@ class DnsServer:
         task.add_done_callback(self._pending.discard)
 
     async def _udp_answer(self, data: bytes, addr: tuple[str, int]) -> None:
-        size = UDP_PLAIN_SIZE
-        try:
-            query = dns.message.from_wire(data)
-            if query.edns >= 0:
-                size = max(UDP_PLAIN_SIZE, min(query.payload, UDP_MAX_SIZE))
-        except Exception:  # answer() drops it
-            pass
-        out = await self.answer(data, max_size=size)
+        out = await self.answer(data, udp=True)
         if out is not None and self._udp is not None and not self._udp.is_closing():
             self._udp.sendto(out, addr)
 
@@ -266,7 +265,7 @@ class DnsServer:
                 async with asyncio.timeout(TCP_IDLE_S):
                     head = await reader.readexactly(2)
                     data = await reader.readexactly(int.from_bytes(head, "big"))
-                out = await self.answer(data, max_size=None)
+                out = await self.answer(data, udp=False)
                 if out is None:
                     break
                 writer.write(len(out).to_bytes(2, "big") + out)

@@ -101,6 +101,11 @@ async def test_a_udp_answer_over_512_bytes_is_truncated_and_tcp_gives_it_whole()
         assert answer.flags & dns.flags.TC
         assert answer.answer == []
         assert len(addrs(await ask(server, "big", tcp=True))) == 100
+        # A client that says (EDNS) it takes 4096 bytes gets it whole over UDP.
+        query = dns.message.make_query("big", "A", use_edns=0, payload=4096)
+        answer = await dns.asyncquery.udp(query, *server.address[:1], port=server.address[1], timeout=2.0)
+        assert not answer.flags & dns.flags.TC
+        assert len(addrs(answer)) == 100
     finally:
         await server.stop()
 
