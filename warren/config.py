@@ -558,10 +558,6 @@ class WorkerSettings:
     dns_forward_timeout_s: float = 2.0
     # At most this many forwards under way at once (more get SERVFAIL at once).
     dns_max_forwards: int = 64
-    # A manager refused a session call that said which endpoints the worker holds (`known_endpoints`:
-    # a manager of an earlier version refuses keys it does not know): calls go without it for this
-    # long, then try it again (the managers may have been upgraded meanwhile); seconds.
-    endpoints_retry_s: float = 60.0
 
     def validate(self) -> None:
         self.dns_bind()
@@ -591,7 +587,6 @@ class WorkerSettings:
             "local_restart_backoff_max_s",
             "volume_list_timeout_s",
             "dns_forward_timeout_s",
-            "endpoints_retry_s",
         )
 
     def dns_bind(self) -> tuple[str, int] | None:

@@ -126,7 +126,8 @@ class FakeManager:
         # The cluster's service endpoints ({"digest", "services"}; None: none), sent when the worker's
         # `known_endpoints` differs from their digest, as the leader does.
         self.endpoints: dict[str, Any] | None = None
-        # The session body keys it takes (None: any): an earlier manager refuses the others with 400.
+        # The session body keys it takes (None: any): an earlier manager refuses the others with 400
+        # (and, without known_endpoints among them, answers no `endpoints` key, as one before them).
         self.session_keys: frozenset[str] | None = None
         self._changed = asyncio.Event()
 
@@ -275,7 +276,7 @@ class FakeManager:
             "assignments": None if digest == body.get("known") else list(self.tasks.values()),
             "log_requests": requests,
         }
-        if "known_endpoints" in body:  # a manager that knows the key answers it
+        if self.session_keys is None or "known_endpoints" in self.session_keys:  # one that knows them
             answer["endpoints"] = self._endpoints_news(body)
         if self.remove_volumes:
             answer["remove_volumes"], self.remove_volumes = self.remove_volumes, []

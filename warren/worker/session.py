@@ -84,9 +84,10 @@ class WorkerSession:
         # The worker's volumes: reported when they changed; removed when a manager asks.
         self.volumes = volumes
         self.online = False  # the last session call reached a manager
-        # A manager refused a call with `known_endpoints` (one of an earlier version refuses keys it
-        # does not know): calls go without it until this time (clock), then try it again.
-        self._no_endpoints_until: float | None = None
+        # Whether the last answer carried the `endpoints` key: only then does a call send
+        # `known_endpoints` (a manager of an earlier version refuses keys it does not know; one that
+        # knows endpoints puts the key in every answer, so the first answer tells).
+        self._endpoints_known = False
         self._outage_logged = False
 
     @property
@@ -103,7 +104,7 @@ class WorkerSession:
         describe = True  # addr, labels and resources not yet taken by a manager since the start
         while True:
             body: dict[str, Any] = {"known": self.listener.known_digest()}
-            with_endpoints = self._no_endpoints_until is None or self.clock() >= self._no_endpoints_until
+            with_endpoints = self._endpoints_known
             if with_endpoints:
                 body["known_endpoints"] = self.listener.known_endpoints()
             # The call that carries the resources also says "these are all my volumes" (no `volumes`:
@@ -123,20 +124,15 @@ class WorkerSession:
             except NodeRemovedError:
                 raise
             except WarrenError as exc:  # refused (400...): a manager of another version? keep trying
-                if with_endpoints:  # perhaps the key it does not know: the next call goes without it
-                    if self._no_endpoints_until is None:
-                        log.warning("manager %s refused a session call with known_endpoints (%s); trying "
-                                    "without it: service names are not kept current meanwhile",
-                                    self.client.current, exc)
-                    self._no_endpoints_until = self.clock() + self.settings.endpoints_retry_s
+                if with_endpoints:  # an older manager leads now? the next call goes without the key
+                    log.warning("manager %s refused a session call with known_endpoints (%s); trying "
+                                "without it", self.client.current, exc)
+                    self._endpoints_known = False
                     continue
                 log.warning("manager %s refused the session call: %s", self.client.current, exc)
                 await asyncio.sleep(backoff.delay())
                 continue
             backoff.reset()
-            if with_endpoints and self._no_endpoints_until is not None:
-                log.info("manager %s takes known_endpoints again", self.client.current)
-                self._no_endpoints_until = None
             if self.volumes is not None and (volumes is not None or described):
                 self.volumes.sent(volumes or [])  # a first call without the key said "none"
             if described:
@@ -145,7 +141,7 @@ class WorkerSession:
                 first = False
                 self.announce(f"Connected to manager {self.client.current}")
             self._came_online()
-            self._take(answer)
+            self._take(answer, body)
 
     def _went_offline(self, why: str) -> None:
         if not self._outage_logged:  # once per outage
@@ -165,7 +161,7 @@ class WorkerSession:
             self.online = True
             self.listener.connectivity_changed(True)
 
-    def _take(self, answer: Mapping[str, Any]) -> None:
+    def _take(self, answer: Mapping[str, Any], sent: Mapping[str, Any]) -> None:
         period = answer.get("heartbeat_period_s")
         if isinstance(period, int | float) and period > 0:
             self.heartbeat_period_s = float(period)
@@ -177,7 +173,12 @@ class WorkerSession:
         contents = answer.get("configs")
         if isinstance(contents, Mapping):
             self.listener.configs_received(contents)
-        if "endpoints" in answer:
+        knows = "endpoints" in answer
+        if knows != self._endpoints_known:
+            log.info("manager %s %s", self.client.current, "sends service endpoints" if knows else
+                     "sends no service endpoints (an earlier version): names are not kept current")
+            self._endpoints_known = knows
+        if knows and "known_endpoints" in sent:
             self.listener.endpoints_received(answer["endpoints"])
         self.listener.assignments_received(
             None if digest is None else str(digest), None if tasks is None else list(tasks)

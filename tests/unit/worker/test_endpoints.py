@@ -13,7 +13,7 @@ import orjson
 import pytest
 
 from tests.unit.fake_manager import FakeManager, task_doc
-from tests.unit.worker.agents import M1, make_settings, worker
+from tests.unit.worker.agents import M1, M2, make_settings, worker
 from tests.unit.worker.fake_runtime import FakeRuntime
 from warren.errors import InvalidError
 from warren.testing.wait import eventually_async
@@ -122,8 +122,10 @@ async def test_the_worker_takes_endpoints_from_the_session_and_answers_them(tmp_
     m = FakeManager()
     rt = FakeRuntime("process")
     async with worker(make_settings(tmp_path / "w", runtime="process"), rt, {M1: m}) as w:
-        await eventually_async(lambda: len(m.sessions) >= 1, 5.0, "a session call")
-        assert m.sessions[0]["known_endpoints"] is None
+        await eventually_async(lambda: len(m.sessions) >= 2, 5.0, "session calls")
+        # The first answer says the manager knows endpoints; the next call asks for them.
+        assert "known_endpoints" not in m.sessions[0]
+        assert m.sessions[1]["known_endpoints"] is None
         m.set_endpoints({"api": API})
         digest = m.endpoints["digest"] if m.endpoints else None
         await eventually_async(lambda: m.sessions[-1].get("known_endpoints") == digest, 5.0,
@@ -173,26 +175,37 @@ async def test_docker_tasks_are_not_given_the_process_tasks_variables(tmp_path: 
         assert run is not None and "WARREN_DNS" not in run.env and "WARREN_HOSTS" not in run.env
 
 
-async def test_a_manager_refusing_known_endpoints_still_keeps_the_session(tmp_path: Path) -> None:
+OLDER_KEYS = frozenset({"node", "known", "addr", "labels", "resources", "volumes"})
+
+
+async def test_a_manager_of_an_earlier_version_is_never_sent_the_key(tmp_path: Path) -> None:
     m = FakeManager()
-    m.session_keys = frozenset({"node", "known", "addr", "labels", "resources", "volumes"})
+    m.session_keys = OLDER_KEYS
     rt = FakeRuntime()
     async with worker(make_settings(tmp_path / "w"), rt, {M1: m}):
         m.assign(task_doc("t-1"))
-        await eventually_async(lambda: rt.running("t-1"), 5.0, "the task runs despite the refusal")
+        await eventually_async(lambda: rt.running("t-1"), 5.0, "the task runs")
         await eventually_async(lambda: len(m.sessions) >= 4, 5.0, "more session calls")
-        assert "known_endpoints" in m.sessions[0]
-        assert all("known_endpoints" not in s for s in m.sessions[1:])  # not tried again at once
+        assert all("known_endpoints" not in s for s in m.sessions)
 
 
-async def test_the_key_is_tried_again_after_endpoints_retry_s(tmp_path: Path) -> None:
-    m = FakeManager()
-    m.session_keys = frozenset({"node", "known", "addr", "labels", "resources", "volumes"})
+async def test_failing_over_to_an_older_manager_the_refused_key_is_dropped_then_sent_again(
+    tmp_path: Path,
+) -> None:
+    new, old = FakeManager(), FakeManager()
+    old.session_keys = OLDER_KEYS
     rt = FakeRuntime()
-    async with worker(make_settings(tmp_path / "w", endpoints_retry_s=0.2), rt, {M1: m}):
-        await eventually_async(lambda: len(m.sessions) >= 2, 5.0, "a call without the key")
-        m.session_keys = None  # upgraded
-        m.set_endpoints({"api": API})
-        digest = m.endpoints["digest"] if m.endpoints else None
-        await eventually_async(lambda: m.sessions[-1].get("known_endpoints") == digest, 5.0,
+    async with worker(make_settings(tmp_path / "w", managers=(M1, M2)), rt, {M1: new, M2: old}):
+        await eventually_async(lambda: any("known_endpoints" in s for s in new.sessions), 5.0, "the key sent")
+        old.assign(task_doc("t-1"))
+        new.go_away()  # the older manager answers from now on
+        await eventually_async(lambda: rt.running("t-1"), 5.0, "the task runs under the older manager")
+        assert "known_endpoints" in old.sessions[0]  # refused...
+        await eventually_async(lambda: len(old.sessions) >= 4, 5.0, "more calls")
+        assert all("known_endpoints" not in s for s in old.sessions[1:])  # ...then left out
+
+        old.session_keys = None  # upgraded
+        old.set_endpoints({"api": API})
+        digest = old.endpoints["digest"] if old.endpoints else None
+        await eventually_async(lambda: old.sessions[-1].get("known_endpoints") == digest, 5.0,
                                "the endpoints taken from the upgraded manager")
