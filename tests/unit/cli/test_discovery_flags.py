@@ -98,9 +98,9 @@ def test_a_name_that_is_not_a_dns_label_is_refused_before_sending(
     fake = FakeManager({("POST", "/v1/services"): created})
     assert run(fake, "service", "create", "--image", "nginx", "--", name) == 2
     err = capsys.readouterr().err
-    assert err.startswith("warren: argument NAME: a service name is a DNS name (tasks find the service by it): "
-                          "1 to 63 lowercase letters, digits and '-', beginning and ending with a letter or digit"
-                          f" (got {name!r})"), err
+    assert err.startswith(
+        "warren: argument NAME: a service name is a DNS name (tasks find the service by it): 1 to 63 "
+        f"lowercase letters, digits and '-', beginning and ending with a letter or digit (got {name!r})"), err
     assert fake.requests == []
 
 

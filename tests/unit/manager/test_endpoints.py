@@ -77,7 +77,8 @@ def test_with_a_health_check_only_a_healthy_task_counts(cluster: Cluster) -> Non
         cluster.running(f"t{i}", nodes[i], i, spec=CHECKED, health=health)
     web = cluster.endpoints()["web"]
     assert web["healthy"] == ["10.0.0.1"]
-    assert [(t["task_id"], t["healthy"]) for t in web["tasks"]] == [("t0", True), ("t1", False), ("t2", False)]
+    assert [(t["task_id"], t["healthy"]) for t in web["tasks"]] == [
+        ("t0", True), ("t1", False), ("t2", False)]
     # The same health reported for a task whose spec has no check: healthy, whatever it says.
     cluster.running("t9", nodes[1], 9, spec=UNCHECKED, health="none")
     assert cluster.endpoints()["web"]["healthy"] == ["10.0.0.1", "10.0.0.2"]
@@ -85,7 +86,8 @@ def test_with_a_health_check_only_a_healthy_task_counts(cluster: Cluster) -> Non
 
 def test_tasks_not_running_or_being_stopped_are_left_out(cluster: Cluster) -> None:
     w1 = cluster.worker_at("worker-aaaaa1", "10.0.0.1")
-    cluster.propose.apply(c.CreateTasks([c.NewTask("t0", "svc-1", 1, w1, "assigned", "", UNCHECKED, "d1")], T0))
+    assigned = c.NewTask("t0", "svc-1", 1, w1, "assigned", "", UNCHECKED, "d1")
+    cluster.propose.apply(c.CreateTasks([assigned], T0))
     cluster.running("t1", w1, 2)
     cluster.running("t2", w1, 3)
     cluster.propose.apply(c.SetTaskStatuses([status("t2", "failed", node=w1)]))
