@@ -163,6 +163,7 @@ class Dispatcher:
         self._removals_at = -1
         self._endpoints: service_endpoints.Endpoints | None = None  # at _endpoints_at
         self._endpoints_at = -1
+        self._discovery: dict[str, tuple[int, bool]] = {}  # what endpoints.compute read of each service
         # node -> the volumes it reported last, while they are not the stored ones (a write that failed
         # is tried again on its next call: the worker does not report an unchanged list again).
         self._volumes_reported: dict[str, list[tuple[str, str]]] = {}
@@ -230,7 +231,7 @@ class Dispatcher:
         index, like `digest`: the same for every worker."""
         if self._endpoints is None or self._endpoints_at != self.store.applied_index:
             self._endpoints_at = self.store.applied_index
-            self._endpoints = service_endpoints.compute(self.store.conn)
+            self._endpoints = service_endpoints.compute(self.store.conn, self._discovery)
         return self._endpoints
 
     def _check_active(self) -> None:

@@ -57,8 +57,11 @@ def host_of(addr: str | None) -> str | None:
         return None
 
 
-def compute(conn: sqlite3.Connection) -> Endpoints:
+def compute(conn: sqlite3.Connection, seen: dict[str, tuple[int, bool]] | None = None) -> Endpoints:
     """The endpoints of every service with discovery on.
+
+    `seen` (service id -> (version, discovery on), kept by the caller between calls and brought up to
+    date here) spares decoding every service's spec at every commit: only a changed one is read again.
 
     A task is listed when it is running and should be, on a node with an address; it is healthy when
     its health is `healthy`, or its spec has no health check, and its node is not written down (a
@@ -66,11 +69,20 @@ def compute(conn: sqlite3.Connection) -> Endpoints:
     distinct addresses of the healthy tasks, sorted.
     """
     names: dict[str, str] = {}  # service id -> name, for the services with discovery on
-    for service_id, name, text in conn.execute("SELECT id, name, spec FROM services"):
-        spec = queries.stored_spec(text)
-        # A spec that no longer decodes: its tasks may still run, so its name keeps answering.
-        if spec is None or spec.discoverable:
+    known = {} if seen is None else seen
+    current: set[str] = set()
+    for service_id, name, version in conn.execute("SELECT id, name, version FROM services"):
+        current.add(service_id)
+        cached = known.get(service_id)
+        if cached is None or cached[0] != version:
+            text = conn.execute("SELECT spec FROM services WHERE id = ?", (service_id,)).fetchone()[0]
+            spec = queries.stored_spec(text)
+            # A spec that no longer decodes: its tasks may still run, so its name keeps answering.
+            cached = known[service_id] = (version, spec is None or spec.discoverable)
+        if cached[1]:
             names[service_id] = name
+    for gone in known.keys() - current:
+        del known[gone]
     services: dict[str, dict[str, Any]] = {name: {"healthy": [], "tasks": []} for name in names.values()}
     healthy: dict[str, set[str]] = {name: set() for name in names.values()}
     for row in conn.execute(_RUNNING_SQL):

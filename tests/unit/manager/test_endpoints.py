@@ -127,6 +127,28 @@ def test_a_service_with_discovery_off_is_left_out(cluster: Cluster) -> None:
     assert cluster.endpoints()["batch"]["healthy"] == ["10.0.0.1"]
 
 
+def test_a_spec_is_read_again_only_when_its_service_changed(
+    cluster: Cluster, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    seen: dict[str, tuple[int, bool]] = {}
+    cluster.service("svc-2", "api")
+    decoded: list[str] = []
+    real = endpoints_mod.queries.stored_spec
+
+    def counting(text: Any) -> Any:
+        decoded.append(text)
+        return real(text)
+
+    monkeypatch.setattr(endpoints_mod.queries, "stored_spec", counting)
+    assert sorted(compute(cluster.store.conn, seen).services) == ["api", "web"] and len(decoded) == 2
+    assert sorted(compute(cluster.store.conn, seen).services) == ["api", "web"] and len(decoded) == 2
+    cluster.propose.apply(c.UpdateService("api", {"discovery": False}, T0))
+    decoded.clear()  # the store's apply reads specs too
+    assert sorted(compute(cluster.store.conn, seen).services) == ["web"] and len(decoded) == 1
+    cluster.propose.apply(c.RemoveService("web", T0))
+    assert compute(cluster.store.conn, seen).services == {} and list(seen) == ["svc-2"]
+
+
 def test_the_digest_changes_with_the_endpoints_and_only_with_them(cluster: Cluster) -> None:
     w1, w2 = cluster.worker_at("worker-aaaaa1", "10.0.0.1"), cluster.worker_at("worker-aaaaa2", "10.0.0.2")
     cluster.running("t1", w1, 1, spec=CHECKED, health="starting")
@@ -196,9 +218,9 @@ async def test_the_endpoints_are_computed_once_per_applied_index(
     calls: list[int] = []
     real = endpoints_mod.compute
 
-    def counting(conn: Any) -> endpoints_mod.Endpoints:
+    def counting(conn: Any, seen: Any) -> endpoints_mod.Endpoints:
         calls.append(1)
-        return real(conn)
+        return real(conn, seen)
 
     monkeypatch.setattr(endpoints_mod, "compute", counting)
     d = cluster.dispatcher(hold_s=0.01)
