@@ -105,6 +105,16 @@ def parse_port(text: str, what: str = "port") -> int:
 
 # Service (and other user-chosen) names: DNS-label-like, 1-63 chars.
 NAME_PATTERN = r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$"
+_NAME = re.compile(NAME_PATTERN)
+NAME_RULE = "1 to 63 lowercase letters, digits and '-', beginning and ending with a letter or digit"
+
+
+def service_name_problem(name: object) -> str | None:
+    """Why `name` cannot name a service (other tasks find a service by its name in DNS), else None."""
+    if not isinstance(name, str) or (len(name) <= 63 and _NAME.fullmatch(name) is not None):
+        return None  # not a string: the type check says so
+    shown = name if len(name) <= 80 else name[:77] + "..."
+    return f"a service name is a DNS name (tasks find the service by it): {NAME_RULE} (got {shown!r})"
 
 
 def split_host_port(addr: str, *, field: str = "address", default_port: int | None = None) -> tuple[str, int]:

@@ -384,3 +384,51 @@ def test_sessions_through_a_follower_and_a_fresh_grace_after_leader_kill(
     assert len(live(new.api_addr, "web")) == 2, "tasks were replaced although no worker went down"
     with contextlib.suppress(Exception):
         a.stop()
+
+
+def test_a_worker_that_asks_is_sent_the_service_endpoints_and_woken_by_their_change(
+    one: ManagerProc, workers: list[FakeWorker]
+) -> None:
+    """The manager side of service discovery (issue 17) over real HTTP: `known_endpoints` in the body
+    gets `endpoints` in the answer, and a held call returns when a task starts running."""
+    addr = one.api_addr
+    w = FakeWorker.join([addr], worker_token(addr), addr="127.0.0.42")
+
+    def call(**extra: Any) -> dict[str, Any]:
+        with api(addr, 10) as client:
+            r = client.post("/v1/dispatcher/session", json={"node": w.name, "known": w.digest, **extra},
+                            headers=w.headers)
+        assert r.status_code == 200, r.text
+        doc: dict[str, Any] = r.json()
+        w.digest = doc["digest"]
+        return doc
+
+    create_sleepers(addr, "api")
+    create_sleepers(addr, "batch", discovery=False)
+    placed: list[dict[str, Any]] = []
+
+    def api_placed() -> bool:
+        w.digest = None  # answered at once, with every assignment
+        answer = call()
+        assert answer["endpoints"] is None  # a call without known_endpoints (an older worker's)
+        placed[:] = [a for a in answer["assignments"] or [] if a["service_name"] == "api"]
+        return bool(placed)
+
+    eventually(api_placed, 10, "the api task placed on the worker")
+    (task,) = placed
+    first = call(known_endpoints=None)  # it has none: answered at once
+    assert first["endpoints"]["services"] == {"api": {"healthy": [], "tasks": []}}
+    known = first["endpoints"]["digest"]
+
+    result: dict[str, Any] = {}
+    held = threading.Thread(target=lambda: result.update(call(known_endpoints=known)))
+    held.start()
+    eventually(lambda: one.metrics().get("warren_dispatcher_sessions_held", 0) >= 1, 10, "the call held")
+    start = time.monotonic()
+    assert w.status(task["task_id"], "running", container_id="pid-1").status_code == 200
+    held.join(10)
+    assert time.monotonic() - start < HEARTBEAT_S * 0.8, "answered by the hold timeout, not the change"
+    api_endpoints = result["endpoints"]["services"]["api"]
+    assert api_endpoints["healthy"] == ["127.0.0.42"]
+    assert api_endpoints["tasks"] == [{"task_id": task["task_id"], "slot": 1, "node": w.name,
+                                       "addr": "127.0.0.42", "healthy": True}]

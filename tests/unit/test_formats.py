@@ -9,7 +9,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from warren.errors import ConfigError
-from warren.formats import join_host_port, parse_duration, split_host_port
+from warren.formats import join_host_port, parse_duration, service_name_problem, split_host_port
 
 
 @pytest.mark.parametrize(
@@ -116,3 +116,14 @@ def test_split_host_port_refuses(text: str) -> None:
 
 def test_bare_host_takes_the_default_port() -> None:
     assert split_host_port("10.0.0.5", default_port=8080) == ("10.0.0.5", 8080)
+
+
+def test_a_service_name_problem_says_it_is_a_dns_name() -> None:
+    for good in ("web", "a" * 63, "0", "api-2"):
+        assert service_name_problem(good) is None
+    assert service_name_problem(12) is None  # not a string: the type check's to say
+    problem = service_name_problem("web.warren")
+    assert problem is not None and problem.startswith("a service name is a DNS name")
+    assert problem.endswith("(got 'web.warren')")
+    long = service_name_problem("x" * 1000)
+    assert long is not None and len(long) < 300 and long.endswith("...')")

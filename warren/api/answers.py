@@ -187,6 +187,24 @@ class LogRequest(BaseModel):
     tail: int | None
 
 
+class EndpointTask(BaseModel):
+    task_id: str
+    slot: int | None  # None: a global service's task
+    node: str
+    addr: str  # the host part of its node's address
+    healthy: bool  # health `healthy`, or no health check; and its node not down
+
+
+class ServiceEndpoints(BaseModel):
+    healthy: list[str]  # the distinct addresses of its healthy tasks, sorted
+    tasks: list[EndpointTask]  # every task running (and that should) on a node with an address
+
+
+class Endpoints(BaseModel):
+    digest: str
+    services: dict[str, ServiceEndpoints]  # every service with discovery on, by name
+
+
 class Session(BaseModel):
     heartbeat_period_s: float
     digest: str
@@ -203,6 +221,9 @@ class Session(BaseModel):
     # warren.spec.mounts.inventory_digest of the volumes the leader holds for this worker: one that is
     # not its own list's makes it report the list again.
     volumes_digest: str | None = None
+    # Where every service's tasks are (docs/worker-protocol.md): only to a worker that sent
+    # `known_endpoints`, and None while that digest is current.
+    endpoints: Endpoints | None = None
 
 
 class StatusAccepted(BaseModel):

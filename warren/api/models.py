@@ -4,10 +4,19 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    model_validator,
+)
+from pydantic_core import PydanticCustomError
 
 from warren.config import MAX_ALLOW_BINDS
-from warren.formats import NAME_PATTERN
+from warren.formats import NAME_PATTERN, service_name_problem
 from warren.spec import container as opts
 from warren.spec import mounts, validate
 from warren.spec import service as typed
@@ -23,6 +32,16 @@ from warren.spec.service import field_default
 NoControl = AfterValidator(validate.no_control)
 
 Name = Annotated[str, StringConstraints(pattern=NAME_PATTERN, max_length=63)]
+
+
+def _service_name(value: object) -> object:
+    problem_text = service_name_problem(value)
+    if problem_text is not None:  # said in full, before the pattern's bare "should match pattern"
+        raise PydanticCustomError("service_name", problem_text)
+    return value
+
+
+ServiceName = Annotated[Name, BeforeValidator(_service_name)]
 # host:port as a manager advertises it; checked by formats.split_host_port in the handler.
 Address = Annotated[str, StringConstraints(min_length=3, max_length=261), NoControl]
 Token = Annotated[str, StringConstraints(min_length=1, max_length=200), NoControl]
@@ -331,6 +350,9 @@ class ServiceSpec(Strict):
     # When the node holding a replica's volume cannot take it (docs/volumes.md): wait for that node
     # (the task stays pending, saying why), or reschedule it elsewhere onto a new, empty volume.
     volume_policy: VolumePolicy = DEFAULT_VOLUME_POLICY
+    # Whether other tasks find this service's tasks by its name (docs/worker-protocol.md, endpoints);
+    # changing it restarts no task.
+    discovery: bool = typed.DEFAULT_DISCOVERY
 
     @model_validator(mode="after")
     def _consistent(self) -> ServiceSpec:
@@ -345,7 +367,7 @@ class ServiceSpec(Strict):
 
 
 class ServiceCreate(ServiceSpec):
-    name: Name
+    name: ServiceName
 
 
 class ServiceUpdate(Strict):
@@ -370,6 +392,7 @@ class ServiceUpdate(Strict):
     mounts: Mounts | None = None
     configs: ConfigRefs | None = None
     volume_policy: VolumePolicy | None = None
+    discovery: bool | None = None
 
 
 class NodeAvailability(Strict):
@@ -434,6 +457,8 @@ class SessionRequest(Strict):
     node: NodeName
     # Digest of the assignments the worker has; None (or absent) on its very first call.
     known: Digest | None = None
+    # Digest of the service endpoints the worker has (None: none). Absent: it does not ask for them.
+    known_endpoints: Digest | None = None
     # Only on the first call after a worker starts: recorded if they changed.
     addr: Host | None = None
     labels: Labels | None = Field(default=None, max_length=256)

@@ -11,6 +11,7 @@ from __future__ import annotations
 from typing import Annotated
 
 from fastapi import FastAPI, Header, Path, Request
+from msgspec import UNSET
 
 from warren.api import answers as A
 from warren.api import auth, models
@@ -42,7 +43,11 @@ def add_routes(app: FastAPI, workers: Workers) -> None:
         workers.authenticate(body.node, bearer(authorization))
         resources = None if body.resources is None else body.resources.model_dump()
         volumes = None if body.volumes is None else [v.model_dump() for v in body.volumes]
-        return JSON(await workers.session(body.node, body.known, body.addr, body.labels, resources, volumes))
+        # A worker that leaves the key out does not ask for endpoints (an older one): never sent them.
+        known_endpoints = body.known_endpoints if "known_endpoints" in body.model_fields_set else UNSET
+        return JSON(await workers.session(
+            body.node, body.known, body.addr, body.labels, resources, volumes, known_endpoints
+        ))
 
     @app.post("/v1/dispatcher/status", response_model=A.StatusAccepted, responses=A.errors(400, 401, 413))
     async def status(

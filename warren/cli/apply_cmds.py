@@ -46,6 +46,7 @@ A document is one service, with the fields of the API's service body (docs/api.m
   configs: ["nginx-conf-v1,target=/etc/nginx/conf.d/default.conf", {name: motd-v1, mode: 0440}]
   stop_timeout_s: 30s         # the grace after the stop signal (service create --stop-grace-period)
   volume_policy: reschedule   # or wait (default): when the node holding its volume is down (docs/volumes.md)
+  discovery: false            # other tasks do not find it by name (default: true; docs/worker-protocol.md)
   container:                  # container options (docs/container-options.md); each off by default
     user: "1000:1000"
     read_only: true

@@ -61,7 +61,7 @@ FLAG_OF = {
     "update.parallelism": "--update-parallelism", "update.delay_s": "--update-delay",
     "update.order": "--update-order", "update.failure_action": "--update-failure-action",
     "update.monitor_s": "--update-monitor", "secrets": "--secret", "mounts": "--mount", "configs": "--config",
-    "volume_policy": "--volume-policy",
+    "volume_policy": "--volume-policy", "discovery": "--no-discovery",
     "container.user": "--user", "container.workdir": "--workdir", "container.hostname": "--hostname",
     "container.network": "--network", "container.read_only": "--read-only", "container.init": "--init",
     "container.privileged": "--privileged", "container.cap_add": "--cap-add",
@@ -218,6 +218,15 @@ def add_spec_flags(parser: WarrenArgumentParser, *, update: bool) -> None:
                         "(the task stays pending, saying why) or reschedule the task onto another node with "
                         "a new, empty volume (docs/volumes.md; changing it restarts no task)"
                         + default(DEFAULT_VOLUME_POLICY))
+    names = "NAME or NAME.warren (its healthy tasks), tasks.NAME (all of them)"
+    if update:
+        parser.add_argument("--discovery", action=argparse.BooleanOptionalAction, default=None,
+                            help=f"whether other tasks find this service's tasks by name: {names} "
+                            "(changing it restarts no task)")
+    else:
+        parser.add_argument("--no-discovery", dest="discovery", action="store_const", const=False,
+                            help=f"other tasks do not find this service's tasks by name ({names}; default: "
+                            "they do)")
     # --stop-timeout: its name before Docker's was taken.
     parser.add_argument("--stop-grace-period", "--stop-timeout", dest="stop_timeout", type=duration,
                         metavar="DUR",
@@ -313,7 +322,7 @@ def create_body(args: argparse.Namespace) -> dict[str, Any]:
     body: dict[str, Any] = {"name": args.name, "image": args.image}
     if args.mode == "global" and args.replicas is not None:
         raise UsageError("--replicas does not apply to --mode global (see 'warren service create --help')")
-    for key in ("command", "replicas", "mode", "driver", "volume_policy"):
+    for key in ("command", "replicas", "mode", "driver", "volume_policy", "discovery"):
         if getattr(args, key) is not None:
             body[key] = getattr(args, key)
     if args.env:
@@ -353,7 +362,7 @@ def create_body(args: argparse.Namespace) -> dict[str, Any]:
 def update_changes(args: argparse.Namespace, current: Mapping[str, Any]) -> dict[str, Any]:
     """The PATCH body: the fields whose meaning the flags change, over the `current` spec."""
     wanted: dict[str, Any] = {}
-    for key in ("image", "command", "replicas", "driver", "volume_policy"):
+    for key in ("image", "command", "replicas", "driver", "volume_policy", "discovery"):
         if getattr(args, key) is not None:
             wanted[key] = getattr(args, key)
     if args.stop_timeout is not None:

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 from warren.errors import ConfigError
 from warren.formats import parse_duration, parse_port, parse_size
 from warren.spec.mounts import DEFAULT_VOLUME_POLICY
-from warren.spec.service import TASK_FIELDS
+from warren.spec.service import DEFAULT_DISCOVERY, TASK_FIELDS
 
 if TYPE_CHECKING:  # loaded by the functions that use them: daemons never import pydantic
     from pydantic import ValidationError
@@ -289,7 +289,7 @@ def canonical(field: str, value: object) -> object:
 
 
 # Fields a stored spec leaves out while they have their default (warren.spec.service): absent means it.
-_ABSENT_MEANS: dict[str, object] = {"volume_policy": DEFAULT_VOLUME_POLICY}
+_ABSENT_MEANS: dict[str, object] = {"volume_policy": DEFAULT_VOLUME_POLICY, "discovery": DEFAULT_DISCOVERY}
 
 
 def changed_fields(current: Mapping[str, Any], wanted: Mapping[str, Any]) -> dict[str, Any]:

@@ -14,6 +14,10 @@ answered once the batch holding its updates has committed.
 A worker reports its volumes (its whole inventory) when they change; the leader writes NodeVolumes only
 when the list differs from the stored one, so a worker reporting the same list costs no Raft write.
 Every answer lists the volumes of the node whose removal was asked for (`remove_volumes`).
+
+A worker that asks for them (`known_endpoints`) is also sent where every service's tasks are
+(warren.manager.endpoints), whenever they differ from what it has: its held call returns on that too.
+The document is the same for every worker, computed once per applied index.
 """
 
 from __future__ import annotations
@@ -30,10 +34,12 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import msgspec
+from msgspec import UNSET, UnsetType
 
 from warren.config import OrchestratorSettings
 from warren.errors import UnauthorizedError, UnavailableError, WarrenError
 from warren.manager import configs as config_contents
+from warren.manager import endpoints as service_endpoints
 from warren.manager import secrets as secret_values
 from warren.manager.logrelay import LogRelay
 from warren.spec.mounts import inventory_digest
@@ -155,6 +161,9 @@ class Dispatcher:
         self._digests_at = -1  # the applied index _digests was built at
         self._removals: dict[str, list[str]] = {}  # node -> volumes to remove, at _removals_at
         self._removals_at = -1
+        self._endpoints: service_endpoints.Endpoints | None = None  # at _endpoints_at
+        self._endpoints_at = -1
+        self._discovery: dict[str, tuple[int, bool]] = {}  # what endpoints.compute read of each service
         # node -> the volumes it reported last, while they are not the stored ones (a write that failed
         # is tried again on its next call: the worker does not report an unchanged list again).
         self._volumes_reported: dict[str, list[tuple[str, str]]] = {}
@@ -216,6 +225,14 @@ class Dispatcher:
             self._removals_at = self.store.applied_index
             self._removals = volumes.removals(self.store.conn)
         return self._removals.get(node, [])
+
+    def endpoints(self) -> service_endpoints.Endpoints:
+        """Where every service's tasks are (warren.manager.endpoints), computed once per applied
+        index, like `digest`: the same for every worker."""
+        if self._endpoints is None or self._endpoints_at != self.store.applied_index:
+            self._endpoints_at = self.store.applied_index
+            self._endpoints = service_endpoints.compute(self.store.conn, self._discovery)
+        return self._endpoints
 
     def _check_active(self) -> None:
         if self._stopped:
@@ -280,8 +297,16 @@ class Dispatcher:
 
     # -- sessions -------------------------------------------------------------------------------------
 
-    async def session(self, node: str, known: str | None, report: NodeReport | None) -> dict[str, Any]:
-        """The answer to one session call (held as the protocol says). The caller checked the secret."""
+    async def session(
+        self,
+        node: str,
+        known: str | None,
+        report: NodeReport | None,
+        known_endpoints: str | None | UnsetType = UNSET,
+    ) -> dict[str, Any]:
+        """The answer to one session call (held as the protocol says). The caller checked the secret.
+        `known_endpoints`: the digest of the endpoints the worker has (None: none); UNSET when it did
+        not ask for them (an older worker), which is never woken for them nor sent them."""
         self._check_active()
         self.touch(node)
         await self._back_up(node, report)
@@ -295,6 +320,8 @@ class Dispatcher:
                 self._check_active()
                 digest = self.digest(node)
                 if digest != known or self.logs.has_pending(node) or loop.time() >= deadline:
+                    break
+                if not isinstance(known_endpoints, UnsetType) and self.endpoints().digest != known_endpoints:
                     break
                 if not removing.issuperset(self.removals(node)):
                     break
@@ -315,6 +342,10 @@ class Dispatcher:
             contents = config_contents.for_delivery(
                 self.store.conn, config_contents.names_used(docs), node=node
             )
+        endpoints = None
+        if not isinstance(known_endpoints, UnsetType):
+            current = self.endpoints()
+            endpoints = None if current.digest == known_endpoints else current.to_doc()
         return {
             "heartbeat_period_s": self.settings.heartbeat_period_s,
             "digest": digest,
@@ -324,6 +355,7 @@ class Dispatcher:
             "configs": contents,
             "remove_volumes": self.removals(node),
             "volumes_digest": inventory_digest(volumes.of_node(self.store.conn, node)),
+            "endpoints": endpoints,
         }
 
     def _secrets_for(self, node: str, docs: list[dict[str, Any]]) -> dict[str, str]:

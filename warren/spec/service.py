@@ -12,7 +12,8 @@ extends it, so each field is declared once; `ServiceSpec.task_spec()` cuts the t
 
 Wire form: the JSON of the fields (msgspec.to_builtins), every field written but `container` (the
 container options), which is written only when an option is set, and then only the options set, and
-`mounts`, `configs` and `volume_policy`, written only when not empty (not the default). The digest of a
+`mounts`, `configs` and `volume_policy`, written only when not empty (not the default), and `discovery`,
+written only when off. The digest of a
 task spec leaves out `secrets` while empty, so tasks of services made before secrets existed keep
 theirs, and the others while unset, so those made before they existed did.
 """
@@ -44,6 +45,8 @@ from warren.spec.problems import problem
 
 MAX_REPLICAS: Final = 10_000
 MAX_SERVICE_SECRETS: Final = 64
+# Whether a service's tasks can be found by its name (docs/worker-protocol.md, "endpoints").
+DEFAULT_DISCOVERY: Final = True
 
 Port = Annotated[int, Meta(ge=1, le=65535)]
 Seconds = Annotated[float, Meta(ge=0, le=86400)]
@@ -218,10 +221,15 @@ class ServiceSpec(TaskSpec, frozen=True, kw_only=True):
     # When the node holding a replica's volume is down (docs/volumes.md): "wait" (the default, and
     # unset while it is, so it is unwritten) or "reschedule" onto a new, empty volume.
     volume_policy: VolumePolicy | UnsetType = UNSET
+    # Whether workers are told where its tasks are, so that other tasks find it by name (on by default,
+    # and unset while it is, so it is unwritten; not a task field: changing it restarts no task).
+    discovery: bool | UnsetType = UNSET
 
     def __post_init__(self) -> None:
         if self.volume_policy == DEFAULT_VOLUME_POLICY:
             msgspec.structs.force_setattr(self, "volume_policy", UNSET)
+        if self.discovery == DEFAULT_DISCOVERY:
+            msgspec.structs.force_setattr(self, "discovery", UNSET)
         super().__post_init__()
         for key, value in self.labels.items():
             _text("labels", key)
@@ -231,6 +239,11 @@ class ServiceSpec(TaskSpec, frozen=True, kw_only=True):
     def on_volume_node_down(self) -> VolumePolicy:
         """What a replica whose volume's node is down does: "wait" or "reschedule"."""
         return DEFAULT_VOLUME_POLICY if isinstance(self.volume_policy, UnsetType) else self.volume_policy
+
+    @property
+    def discoverable(self) -> bool:
+        """Whether other tasks find this service's tasks by its name."""
+        return DEFAULT_DISCOVERY if isinstance(self.discovery, UnsetType) else self.discovery
 
     def task_spec(self) -> TaskSpec:
         """The task-defining part of this spec."""

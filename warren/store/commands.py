@@ -48,6 +48,8 @@ SPEC_FIELDS_SINCE: dict[str, int] = {
     "mounts": MOUNTS_SINCE,
     "configs": MOUNTS_SINCE,
     "volume_policy": MOUNTS_SINCE,
+    # Service discovery's opt-out (issue 17): written only when off; 3 was not released without it.
+    "discovery": MOUNTS_SINCE,
 }
 
 Role = Literal["manager", "worker"]

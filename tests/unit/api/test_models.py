@@ -1,4 +1,5 @@
-"""The API's request models for mounts and the worker's volume inventory (warren.api.models)."""
+"""The API's request models for mounts, the worker's volume inventory and endpoints digest, discovery and
+service names (warren.api.models)."""
 
 from __future__ import annotations
 
@@ -60,3 +61,24 @@ def test_a_mount_is_checked_by_the_typed_spec_s_rules() -> None:
     with pytest.raises(ValidationError, match="two mounts or configs at /a"):
         models.ServiceUpdate.model_validate({"mounts": [{"type": "tmpfs", "target": "/a"}] * 2})
     assert models.ServiceUpdate.model_validate({"mounts": []}).mounts == []
+
+
+def test_a_session_call_says_whether_it_asks_for_endpoints() -> None:
+    assert "known_endpoints" not in session().model_fields_set  # an older worker: not asked
+    asked = session(known_endpoints=None)
+    assert "known_endpoints" in asked.model_fields_set and asked.known_endpoints is None
+    assert session(known_endpoints="0123456789abcdef").known_endpoints == "0123456789abcdef"
+    with pytest.raises(ValidationError, match="known_endpoints"):
+        session(known_endpoints="x" * 129)
+
+
+def test_discovery_is_a_bool_on_by_default_and_a_service_name_a_dns_label() -> None:
+    assert models.ServiceSpec(image="nginx").discovery is True
+    assert models.ServiceUpdate().discovery is None
+    assert models.ServiceUpdate.model_validate({"discovery": False}).discovery is False
+    with pytest.raises(ValidationError, match="discovery"):
+        models.ServiceSpec.model_validate({"image": "nginx", "discovery": "false"})
+    assert models.ServiceCreate(name="a" * 63, image="nginx").name == "a" * 63
+    for bad in ("Web", "web_1", "-web", "a" * 64, "web.warren"):
+        with pytest.raises(ValidationError, match=r"a service name is a DNS name \(tasks find"):
+            models.ServiceCreate(name=bad, image="nginx")

@@ -49,6 +49,32 @@ def test_the_api_answers_400_naming_the_field_and_creates_nothing(
     assert http.get("/v1/services").json() == []
 
 
+@pytest.mark.parametrize("name", ["Web", "web_1", "-web", "a" * 64])
+def test_a_service_name_that_is_not_a_dns_label_is_refused_saying_so(
+    client: tuple[TestClient, World], name: str
+) -> None:
+    http, world = client
+    answer = http.post("/v1/services", json={**BASE, "name": name})
+    assert answer.status_code == 400, answer.text
+    assert answer.json() == {"error": "invalid", "message": (
+        "invalid request: name: a service name is a DNS name (tasks find the service by it): 1 to 63 "
+        f"lowercase letters, digits and '-', beginning and ending with a letter or digit (got {name!r})")}
+    assert queries.services(world.conn) == []
+    assert http.post("/v1/services", json={**BASE, "name": "a" * 63}).status_code == 201
+
+
+def test_discovery_is_stored_only_while_off(client: tuple[TestClient, World]) -> None:
+    http, world = client
+    created = http.post("/v1/services", json={**BASE, "discovery": False})
+    assert created.status_code == 201, created.text
+    assert created.json()["spec"]["discovery"] is False
+    assert http.patch("/v1/services/web", json={"discovery": "no"}).status_code == 400
+    answer = http.patch("/v1/services/web", json={"discovery": True})
+    assert answer.status_code == 200, answer.text
+    stored = queries.service(world.conn, "web")
+    assert stored is not None and "discovery" not in stored["spec"]
+
+
 def test_an_update_to_a_bad_image_changes_nothing(client: tuple[TestClient, World]) -> None:
     http, world = client
     assert http.post("/v1/services", json=BASE).status_code == 201

@@ -206,7 +206,7 @@ def test_one_bad_document_changes_nothing(tmp_path: Path, capsys: pytest.Capture
     ("name: a\nimage: x\nhealth: {kind: tcp}\n", "health: a tcp health check needs port"),
     ("name: a\nimage: x\nstop_timeout_s: true\n", "stop_timeout_s: expected seconds or a duration"),
     ("image: x\n", "document 1: name: required"),
-    ("name: Bad_Name\nimage: x\n", "name: String should match pattern"),
+    ("name: Bad_Name\nimage: x\n", "name: a service name is a DNS name (tasks find the service by it)"),
     ("name: a\nimage: x\ndriver: process\n", "a process-driver service needs command"),
     ("name: a\nimage: x\nconstraints: [nonsense]\n", "constraints.0: String should match pattern"),
     ("", "no service documents"),

@@ -157,7 +157,9 @@ def test_bad_create_flags_are_usage_errors(
 def test_bad_service_name_is_refused_before_sending(capsys: pytest.CaptureFixture[str]) -> None:
     fake = FakeManager({("POST", "/v1/services"): created})
     assert run(fake, "service", "create", "Web_1", "--image", "nginx") == 2
-    assert capsys.readouterr().err.startswith("warren: argument NAME: String should match pattern")
+    assert capsys.readouterr().err.startswith(
+        "warren: argument NAME: a service name is a DNS name (tasks find the service by it): 1 to 63 "
+        "lowercase letters, digits and '-', beginning and ending with a letter or digit (got 'Web_1')")
     assert fake.requests == []
 
 

@@ -18,6 +18,7 @@ from warren.errors import InvalidError
 from warren.spec import service
 from warren.spec.mounts import DEFAULT_VOLUME_POLICY
 from warren.spec.service import HealthCheck, RestartPolicy, ServiceSpec, TaskSpec, UpdatePolicy
+from warren.store import commands as c
 
 FIXTURES = Path(__file__).parents[2] / "fixtures" / "commands-v1"
 
@@ -100,6 +101,8 @@ GOOD = [
                                    {"name": "c", "mode": 0o444, "target": None}]},
     {"image": "nginx", "volume_policy": "reschedule"},
     {"image": "nginx", "volume_policy": "wait"},
+    {"image": "nginx", "discovery": False},
+    {"image": "nginx", "discovery": True},
 ]
 
 # Specs the API's model refuses; the typed spec refuses them too, naming the field.
@@ -109,6 +112,7 @@ BAD = [
     ({"image": "Nginx"}, "image"),
     ({"image": "nginx", "unknown": 1}, "unknown"),
     ({"image": "nginx", "volume_policy": "move"}, "volume_policy"),
+    ({"image": "nginx", "discovery": "no"}, "discovery"),
     ({"image": "nginx", "replicas": True}, "replicas"),
     ({"image": "nginx", "replicas": 1.0}, "replicas"),
     ({"image": "nginx", "replicas": "1"}, "replicas"),
@@ -236,6 +240,9 @@ def test_a_spec_the_api_takes_decodes_to_what_the_api_stores(body: dict[str, Any
     # And `volume_policy` only when it is not the default.
     if stored["volume_policy"] == DEFAULT_VOLUME_POLICY:
         del stored["volume_policy"]
+    # And `discovery` only when off.
+    if stored["discovery"] == service.DEFAULT_DISCOVERY:
+        del stored["discovery"]
     assert service.to_doc(service.decode(ServiceSpec, orjson.dumps(body))) == stored
     assert service.to_doc(service.decode(ServiceSpec, body)) == stored  # from YAML's objects alike
 
@@ -259,6 +266,21 @@ def test_container_options_left_at_their_defaults_keep_the_digest() -> None:
     assert service.to_doc(on)["container"] == {"read_only": True}  # only the options set are written
     assert service.spec_digest(on) != service.spec_digest(base)
     assert on.task_spec().options.read_only and not base.options.read_only
+
+
+def test_discovery_is_unwritten_while_on_and_changes_no_task_digest() -> None:
+    plain = ServiceSpec(image="nginx")
+    on = service.decode(ServiceSpec, {"image": "nginx", "discovery": True})
+    off = service.decode(ServiceSpec, {"image": "nginx", "discovery": False})
+    assert plain.discoverable and on.discoverable and not off.discoverable
+    assert "discovery" not in service.to_doc(on) and service.to_doc(on) == service.to_doc(plain)
+    assert service.to_doc(off)["discovery"] is False
+    assert service.spec_digest(off) == service.spec_digest(on) == service.spec_digest(plain)
+    assert "discovery" not in service.TASK_FIELDS
+    assert c.required_version(c.CreateService("s", "web", plain, 1.0)) == c.BASE_COMMAND_VERSION
+    assert c.required_version(c.CreateService("s", "web", off, 1.0)) == c.MOUNTS_SINCE == 3
+    assert c.required_version(c.UpdateService("web", {"discovery": True}, 1.0)) == 3
+    assert c.COMMAND_VERSION == 3
 
 
 def test_a_check_runs_when_a_spec_is_made_in_code_too() -> None:

@@ -8,6 +8,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from msgspec import UNSET, UnsetType
+
 from warren.formats import split_host_port
 from warren.manager.consensus import Consensus
 from warren.manager.control.leader import LeaderDispatcher
@@ -52,17 +54,19 @@ class Workers:
         labels: Mapping[str, str] | None,
         resources: dict[str, Any] | None,
         volumes: list[dict[str, Any]] | None = None,
+        known_endpoints: str | None | UnsetType = UNSET,
     ) -> dict[str, Any]:
         """One session call: held until the assignments differ from the digest the worker `known`.
         `addr`, `labels`, `resources`: what the worker reports after a start; `volumes`: its volumes,
-        when they changed (None: not reported)."""
+        when they changed (None: not reported); `known_endpoints`: the digest of the endpoints it has
+        (None: none; UNSET: it does not ask for them)."""
         dispatcher = self.dispatcher.get()
         report = None
         if addr is not None or labels is not None or resources is not None or volumes is not None:
             if addr is not None:
                 split_host_port(addr, field="addr", default_port=0)
             report = NodeReport(addr, None if labels is None else dict(labels), resources, volumes)
-        return await dispatcher.session(node, known, report)
+        return await dispatcher.session(node, known, report, known_endpoints)
 
     async def report_status(self, node: str, updates: list[dict[str, Any]]) -> int:
         """Merge worker `node`'s task status `updates` (TaskStatus fields but the node) into the next

@@ -1,0 +1,236 @@
+"""Where every service's tasks are (warren.manager.endpoints) and how the dispatcher sends it: which
+tasks are listed and which count as healthy, services with discovery off left out, a digest that
+changes with what a worker would answer and only then, held sessions woken only for workers that ask."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+from msgspec import UNSET
+
+from tests.unit.manager.test_dispatcher import T0, World, status
+from warren.config import OrchestratorSettings
+from warren.manager import endpoints as endpoints_mod
+from warren.manager.dispatcher import secret_digest
+from warren.manager.endpoints import compute, host_of
+from warren.pki import tokens
+from warren.spec.service import HealthCheck, ServiceSpec, TaskSpec
+from warren.store import commands as c
+from warren.testing.wait import eventually_async
+
+CHECKED = TaskSpec(image="busybox", health=HealthCheck(kind="tcp", port=80))
+UNCHECKED = TaskSpec(image="busybox")
+
+
+class Cluster(World):
+    """World's store (service `web`, svc-1, no health check on its tasks unless given) with workers
+    of their own addresses."""
+
+    def worker_at(self, name: str, addr: str) -> str:
+        self.propose.apply(c.RegisterWorker(
+            name, tokens.digest(self.token), secret_digest(f"secret-of-{name}"), addr, {}, {}, T0))
+        return name
+
+    def service(self, service_id: str, name: str, **spec: Any) -> None:
+        self.propose.apply(c.CreateService(service_id, name, ServiceSpec(image="busybox", **spec), T0))
+
+    def running(self, task_id: str, node: str, slot: int, *, service: str = "svc-1",
+                spec: TaskSpec = UNCHECKED, health: str | None = None) -> None:
+        new = c.NewTask(task_id, service, slot, node, "assigned", "", spec, "d1")
+        self.propose.apply(c.CreateTasks([new], T0))
+        self.propose.apply(c.SetTaskStatuses([status(task_id, "running", node=node, health=health)]))
+
+    def endpoints(self) -> dict[str, Any]:
+        return compute(self.store.conn).services
+
+
+@pytest.fixture
+def cluster(tmp_path: Path) -> Cluster:
+    return Cluster(tmp_path)
+
+
+def test_a_service_without_tasks_is_listed_with_no_address(cluster: Cluster) -> None:
+    assert cluster.endpoints() == {"web": {"healthy": [], "tasks": []}}
+
+
+def test_running_tasks_are_listed_and_the_healthy_addresses_sorted_once_each(cluster: Cluster) -> None:
+    b, a = cluster.worker_at("worker-bbbbb1", "10.0.0.3"), cluster.worker_at("worker-aaaaa1", "10.0.0.2:7070")
+    cluster.running("t1", b, 1)
+    cluster.running("t2", a, 2)
+    cluster.running("t3", a, 3)
+    web = cluster.endpoints()["web"]
+    assert web["healthy"] == ["10.0.0.2", "10.0.0.3"]  # the host part of an address with a port
+    assert web["tasks"] == [
+        {"task_id": "t1", "slot": 1, "node": b, "addr": "10.0.0.3", "healthy": True},
+        {"task_id": "t2", "slot": 2, "node": a, "addr": "10.0.0.2", "healthy": True},
+        {"task_id": "t3", "slot": 3, "node": a, "addr": "10.0.0.2", "healthy": True},
+    ]
+
+
+def test_with_a_health_check_only_a_healthy_task_counts(cluster: Cluster) -> None:
+    nodes = [cluster.worker_at(f"worker-aaaaa{i}", f"10.0.0.{i}") for i in (1, 2, 3)]
+    for i, health in enumerate(("healthy", "unhealthy", "starting")):
+        cluster.running(f"t{i}", nodes[i], i, spec=CHECKED, health=health)
+    web = cluster.endpoints()["web"]
+    assert web["healthy"] == ["10.0.0.1"]
+    assert [(t["task_id"], t["healthy"]) for t in web["tasks"]] == [
+        ("t0", True), ("t1", False), ("t2", False)]
+    # The same health reported for a task whose spec has no check: healthy, whatever it says.
+    cluster.running("t9", nodes[1], 9, spec=UNCHECKED, health="none")
+    assert cluster.endpoints()["web"]["healthy"] == ["10.0.0.1", "10.0.0.2"]
+
+
+def test_tasks_not_running_or_being_stopped_are_left_out(cluster: Cluster) -> None:
+    w1 = cluster.worker_at("worker-aaaaa1", "10.0.0.1")
+    assigned = c.NewTask("t0", "svc-1", 1, w1, "assigned", "", UNCHECKED, "d1")
+    cluster.propose.apply(c.CreateTasks([assigned], T0))
+    cluster.running("t1", w1, 2)
+    cluster.running("t2", w1, 3)
+    cluster.propose.apply(c.SetTaskStatuses([status("t2", "failed", node=w1)]))
+    assert [t["task_id"] for t in cluster.endpoints()["web"]["tasks"]] == ["t1"]  # t0 assigned, t2 failed
+    cluster.propose.apply(c.SetTasksDesired(["t1"], "shutdown", "scale down", T0))  # still running
+    assert cluster.endpoints()["web"] == {"healthy": [], "tasks": []}
+
+
+def test_a_task_on_a_node_written_down_is_listed_but_not_healthy(cluster: Cluster) -> None:
+    w1, w2 = cluster.worker_at("worker-aaaaa1", "10.0.0.1"), cluster.worker_at("worker-aaaaa2", "10.0.0.2")
+    cluster.running("t1", w1, 1)
+    cluster.running("t2", w2, 2)
+    cluster.propose.apply(c.SetNodeState(w2, "down", T0))
+    web = cluster.endpoints()["web"]
+    assert web["healthy"] == ["10.0.0.1"]
+    assert [(t["task_id"], t["healthy"]) for t in web["tasks"]] == [("t1", True), ("t2", False)]
+
+
+def test_a_node_without_an_address_gives_no_endpoint(cluster: Cluster) -> None:
+    w1 = cluster.worker_at("worker-aaaaa1", "10.0.0.1")
+    cluster.running("t1", w1, 1)
+    cluster.store.conn.execute("UPDATE nodes SET api_addr = NULL WHERE name = ?", (w1,))
+    assert cluster.endpoints()["web"] == {"healthy": [], "tasks": []}
+    assert host_of(None) is None and host_of("") is None and host_of("bad host:1") is None
+    assert host_of("[fd00::2]:7070") == "fd00::2" and host_of("node-1.lan") == "node-1.lan"
+
+
+def test_a_service_with_discovery_off_is_left_out(cluster: Cluster) -> None:
+    w1 = cluster.worker_at("worker-aaaaa1", "10.0.0.1")
+    cluster.service("svc-2", "batch", discovery=False)
+    cluster.service("svc-3", "api", discovery=True)
+    cluster.running("t1", w1, 1, service="svc-2")
+    assert sorted(cluster.endpoints()) == ["api", "web"]
+    cluster.propose.apply(c.UpdateService("web", {"discovery": False}, T0))
+    assert sorted(cluster.endpoints()) == ["api"]
+    cluster.propose.apply(c.UpdateService("batch", {"discovery": True}, T0))
+    assert cluster.endpoints()["batch"]["healthy"] == ["10.0.0.1"]
+
+
+def test_a_spec_is_read_again_only_when_its_service_changed(
+    cluster: Cluster, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    seen: dict[str, tuple[int, bool]] = {}
+    cluster.service("svc-2", "api")
+    decoded: list[str] = []
+    real = endpoints_mod.queries.stored_spec
+
+    def counting(text: Any) -> Any:
+        decoded.append(text)
+        return real(text)
+
+    monkeypatch.setattr(endpoints_mod.queries, "stored_spec", counting)
+    assert sorted(compute(cluster.store.conn, seen).services) == ["api", "web"] and len(decoded) == 2
+    assert sorted(compute(cluster.store.conn, seen).services) == ["api", "web"] and len(decoded) == 2
+    cluster.propose.apply(c.UpdateService("api", {"discovery": False}, T0))
+    decoded.clear()  # the store's apply reads specs too
+    assert sorted(compute(cluster.store.conn, seen).services) == ["web"] and len(decoded) == 1
+    cluster.propose.apply(c.RemoveService("web", T0))
+    assert compute(cluster.store.conn, seen).services == {} and list(seen) == ["svc-2"]
+
+
+def test_the_digest_changes_with_the_endpoints_and_only_with_them(cluster: Cluster) -> None:
+    w1, w2 = cluster.worker_at("worker-aaaaa1", "10.0.0.1"), cluster.worker_at("worker-aaaaa2", "10.0.0.2")
+    cluster.running("t1", w1, 1, spec=CHECKED, health="starting")
+    first = compute(cluster.store.conn)
+    assert compute(cluster.store.conn) == first and len(first.digest) == 16
+    assert first.to_doc() == {"digest": first.digest, "services": first.services}
+    # What a worker does not answer from: node labels, another service's spec, a task not yet running.
+    cluster.propose.apply(c.UpdateNode(w2, "10.0.0.2", {"zone": "b"}, {}, T0))
+    cluster.propose.apply(c.UpdateService("web", {"replicas": 3}, T0))
+    cluster.propose.apply(c.CreateTasks([c.NewTask("t2", "svc-1", 2, w2, "assigned", "", CHECKED, "d1")], T0))
+    assert compute(cluster.store.conn).digest == first.digest
+    cluster.propose.apply(c.SetTaskStatuses([status("t1", "running", node=w1, health="healthy")]))
+    healthy = compute(cluster.store.conn)
+    assert healthy.digest != first.digest and healthy.services["web"]["healthy"] == ["10.0.0.1"]
+    cluster.propose.apply(c.SetTaskStatuses([status("t1", "running", node=w1, health="unhealthy")]))
+    assert compute(cluster.store.conn).digest == first.digest  # the same endpoints as at first
+    cluster.service("svc-2", "api")
+    assert compute(cluster.store.conn).digest != first.digest  # a new name
+
+
+# -- the dispatcher ------------------------------------------------------------------------------------
+
+
+async def test_a_worker_that_asks_gets_the_endpoints_then_none_while_current(cluster: Cluster) -> None:
+    w1 = cluster.worker_at("worker-aaaaa1", "10.0.0.1")
+    cluster.running("t1", w1, 1)
+    d = cluster.dispatcher(hold_s=0.05)
+    d.start()
+    first = await d.session(w1, None, None, None)  # it has none: sent at once
+    expected = compute(cluster.store.conn)
+    assert first["endpoints"] == expected.to_doc()
+    again = await d.session(w1, first["digest"], None, expected.digest)
+    assert again["endpoints"] is None
+    old = await d.session(w1, first["digest"], None)  # an older worker: never sent them
+    assert old["endpoints"] is None
+    await d.stop()
+
+
+async def test_a_held_session_wakes_on_an_endpoint_change_only_if_its_worker_asked(cluster: Cluster) -> None:
+    w1, w2 = cluster.worker_at("worker-aaaaa1", "10.0.0.1"), cluster.worker_at("worker-aaaaa2", "10.0.0.2")
+    cluster.running("t1", w1, 1, spec=CHECKED, health="starting")
+    settings = OrchestratorSettings(heartbeat_period_s=10.0, node_down_grace_s=20.0)
+    d = cluster.dispatcher(settings, hold_s=1.5)
+    d.start()
+    known = {n: (await d.session(n, None, None, None))["digest"] for n in (w1, w2)}
+    start = time.monotonic()
+    asking = asyncio.create_task(d.session(w2, known[w2], None, d.endpoints().digest))
+    older = asyncio.create_task(d.session(w2, known[w2], None))
+    await eventually_async(lambda: d.held == 2, 1.0, "both sessions held")
+    # A task of w1 turns healthy: nothing changes in w2's assignments, only the endpoints.
+    cluster.propose.apply(c.SetTaskStatuses([status("t1", "running", node=w1, health="healthy")]))
+    answer = await asking
+    assert time.monotonic() - start < 1.0, "answered on the change, not at the end of the hold"
+    assert answer["assignments"] is None
+    assert answer["endpoints"]["services"]["web"]["healthy"] == ["10.0.0.1"]
+    assert answer["endpoints"]["digest"] == compute(cluster.store.conn).digest
+    assert not older.done()  # an older worker is not woken for what it never asked for
+    late = await older
+    assert time.monotonic() - start >= 1.4 and late["endpoints"] is None
+    await d.stop()
+
+
+async def test_the_endpoints_are_computed_once_per_applied_index(
+    cluster: Cluster, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    w1, w2 = cluster.worker_at("worker-aaaaa1", "10.0.0.1"), cluster.worker_at("worker-aaaaa2", "10.0.0.2")
+    calls: list[int] = []
+    real = endpoints_mod.compute
+
+    def counting(conn: Any, seen: Any) -> endpoints_mod.Endpoints:
+        calls.append(1)
+        return real(conn, seen)
+
+    monkeypatch.setattr(endpoints_mod, "compute", counting)
+    d = cluster.dispatcher(hold_s=0.01)
+    d.start()
+    for node in (w1, w2, w1):
+        await d.session(node, None, None, None)
+    assert len(calls) == 1
+    cluster.running("t1", w1, 1)
+    await d.session(w2, None, None, UNSET)  # not asked: not computed
+    assert len(calls) == 1
+    await d.session(w2, None, None, "0" * 16)
+    assert len(calls) == 2
+    await d.stop()
