@@ -17,7 +17,7 @@ import pytest
 from warren.errors import InvalidError, UnauthorizedError
 from warren.pki import certs, material, peek
 
-HEAVY = ("cryptography", "fastapi", "pydantic", "click", "warren.pki.certs")
+HEAVY = ("cryptography", "fastapi", "pydantic", "click", "warren.pki.certs", "dns")
 
 
 def loaded_after(code: str, *args: str) -> list[str]:
@@ -30,7 +30,8 @@ def loaded_after(code: str, *args: str) -> list[str]:
     return loaded
 
 
-def test_a_worker_loads_neither_cryptography_nor_the_api_stack() -> None:
+def test_a_worker_loads_neither_cryptography_nor_the_api_stack_nor_dnspython() -> None:
+    # dnspython (about 3 MB) comes only with the DNS server, which only a process-runtime worker runs.
     code = (
         "from warren.cli.main import build_parser\n"
         "import warren.worker.daemon, warren.runtime.docker, warren.runtime.process, warren.pki.renewal\n"

@@ -17,7 +17,7 @@ import logging
 import os
 import time
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from warren.config import WorkerSettings
 from warren.errors import ConfigError, StorageError
@@ -29,13 +29,15 @@ from warren.worker.client import NodeRemovedError, WorkerClient
 from warren.worker.configs import TaskConfigs
 from warren.worker.containers import Container, Containers
 from warren.worker.controller import TaskController
-from warren.worker.dns import DnsServer
 from warren.worker.endpoints import EndpointsTable
 from warren.worker.logstream import LogForwarder
 from warren.worker.reporter import StatusReporter
 from warren.worker.secrets import TaskSecrets
 from warren.worker.session import WorkerSession
 from warren.worker.volumes import VolumeKeeper
+
+if TYPE_CHECKING:
+    from warren.worker.dns import DnsServer
 
 log = logging.getLogger(__name__)
 
@@ -161,9 +163,14 @@ class WorkerLoop:
             await controller.stop_health()
 
     async def _start_dns(self) -> None:
+        """Start the DNS server of service names, if dns_addr is on and the worker runs process tasks:
+        its only clients in this version (a container cannot reach the worker's loopback), so a
+        Docker-only worker neither starts it nor loads dnspython (about 3 MB of its memory)."""
         bind = self.settings.dns_bind()
-        if bind is None:
+        if bind is None or "process" not in self.runtimes:
             return
+        from warren.worker.dns import DnsServer
+
         settings = self.settings
         server = DnsServer(
             lambda: self.endpoints.current, host=bind[0], port=bind[1], ttl_s=settings.dns_ttl_s,
