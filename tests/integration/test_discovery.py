@@ -5,7 +5,6 @@ runs (the longest gap is printed); scaled 1 -> 3, every api replica answers."""
 
 from __future__ import annotations
 
-import os
 import sys
 import textwrap
 import time
@@ -14,8 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.integration.netns import NetnsLab, unavailable_reason
-from tests.integration.workers import Fleet, fleets
+from tests.integration.netns import NetnsLab
+from tests.integration.workers import Fleet, netns_fleet
 from warren.testing.wait import eventually
 
 PORTS = (8080, 7946, 9090)
@@ -80,15 +79,8 @@ WEB = textwrap.dedent(
 
 @pytest.fixture
 def lab_fleet(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[tuple[NetnsLab, Fleet]]:
-    reason = unavailable_reason()
-    if reason is not None:
-        if os.environ.get("CI"):
-            pytest.fail(f"CI must be able to make network namespaces: {reason}")
-        pytest.skip(f"needs network namespaces: {reason}")
-    with NetnsLab(6) as lab:
-        with fleets(tmp_path, request) as make:
-            yield lab, make(hosts=lab.hosts(PORTS))
-    assert not lab.leftovers(), f"the lab left things behind: {lab.leftovers()}"
+    with netns_fleet(6, PORTS, tmp_path, request) as made:
+        yield made
 
 
 def results(path: Path, since: float = 0.0) -> list[tuple[float, bool, str, str]]:

@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.integration.netns import NetnsLab, unavailable_reason
-from tests.integration.workers import Fleet, env_value, fleets, task_processes
+from tests.integration.netns import NetnsLab
+from tests.integration.workers import Fleet, env_value, netns_fleet, task_processes
 from warren.testing.wait import eventually
 
 PORTS = (8080, 7946, 9090)
@@ -20,15 +20,8 @@ PORTS = (8080, 7946, 9090)
 
 @pytest.fixture
 def lab_fleet(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[tuple[NetnsLab, Fleet]]:
-    reason = unavailable_reason()
-    if reason is not None:
-        if os.environ.get("CI"):
-            pytest.fail(f"CI must be able to make network namespaces: {reason}")
-        pytest.skip(f"needs network namespaces: {reason}")
-    with NetnsLab(3) as lab:
-        with fleets(tmp_path, request) as make:
-            yield lab, make(hosts=lab.hosts(PORTS))
-    assert not lab.leftovers(), f"the lab left things behind: {lab.leftovers()}"
+    with netns_fleet(3, PORTS, tmp_path, request) as made:
+        yield made
 
 
 def live_tasks(service: str) -> dict[str, int]:

@@ -28,6 +28,7 @@ from tests.integration.managers import (
     get_json,
     manager_clusters,
 )
+from tests.integration.netns import NetnsLab, unavailable_reason
 from warren.testing.process import WARREN
 from warren.testing.wait import eventually
 
@@ -294,6 +295,23 @@ def fleets(base_dir: Path, request: pytest.FixtureRequest) -> Iterator[Callable[
                 if failed:
                     print("\n==== worker logs ====\n" + "\n".join(w.log_tail(60) for w in fleet.workers))
                 fleet.close()
+
+
+@contextlib.contextmanager
+def netns_fleet(
+    hosts: int, ports: tuple[int, int, int], base_dir: Path, request: pytest.FixtureRequest
+) -> Iterator[tuple[NetnsLab, Fleet]]:
+    """A NetnsLab of `hosts` namespaces and a Fleet whose nodes live in them (skipped without network
+    namespaces, failed in CI); the lab must leave nothing behind."""
+    reason = unavailable_reason()
+    if reason is not None:
+        if os.environ.get("CI"):
+            pytest.fail(f"CI must be able to make network namespaces: {reason}")
+        pytest.skip(f"needs network namespaces: {reason}")
+    with NetnsLab(hosts) as lab:
+        with fleets(base_dir, request) as make:
+            yield lab, make(hosts=lab.hosts(ports))
+    assert not lab.leftovers(), f"the lab left things behind: {lab.leftovers()}"
 
 
 def env_value(pid: int, key: str) -> str:
