@@ -67,6 +67,9 @@ Constraint = Annotated[
     Meta(pattern=r"^node\.(labels\.[A-Za-z0-9][A-Za-z0-9._/-]*|name|role)\s*(==|!=)\s*\S.*$", max_length=512),
 ]
 Driver = Literal["docker", "process"]
+PublishMode = Literal["ingress", "host"]
+# The mode of a published port whose input names none (API, CLI, apply).
+DEFAULT_PUBLISH_MODE: Final = "ingress"
 
 
 class _Part(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
@@ -74,11 +77,28 @@ class _Part(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
 
 
 class Publish(_Part, frozen=True):
-    """A published port: HOST on the worker forwards to CONTAINER in the task."""
+    """A published port: HOST (Docker's "published") reaches CONTAINER ("target") in the task.
+
+    mode ingress: every worker listens on HOST and forwards each connection to a healthy replica, on
+    whichever node it runs (docs/networking.md); host: HOST on the task's own node only. Unset means host:
+    a spec stored before ingress existed keeps its meaning and its digest. Every spec made through the API,
+    the CLI or apply names its mode (ingress unless asked otherwise).
+    """
 
     host: Port
     container: Port
     protocol: Literal["tcp", "udp"] = "tcp"
+    mode: PublishMode | UnsetType = UNSET
+
+    def __post_init__(self) -> None:
+        if self.mode == "ingress" and self.protocol != "tcp":
+            raise ValueError(f"publish {self.host}/{self.protocol}: ingress forwards TCP only; "
+                             "publish UDP ports with mode=host")
+
+    @property
+    def ingress(self) -> bool:
+        """Whether every worker forwards HOST to the service's healthy replicas."""
+        return self.mode == "ingress"
 
 
 class Resources(_Part, frozen=True):
@@ -185,6 +205,12 @@ class TaskSpec(_Part, frozen=True, kw_only=True):
             raise ValueError("secrets: a secret is named twice")
         for name in self.secrets:
             _text("secrets", name)
+        if self.driver == "process":
+            for p in self.publish:
+                if p.ingress and p.host == p.container:
+                    raise ValueError(
+                        f"publish {p.host}: a process task binds its target port on its node itself and the "
+                        "ingress listens on the published port: they must differ")
         options = self.options
         if options.network == "host" and self.publish:
             raise ValueError("publish: not with network host (the task binds the node's ports itself)")

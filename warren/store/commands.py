@@ -33,7 +33,7 @@ CODEC_VERSION = 1
 # proposes a command only when every manager applies its version.
 BASE_COMMAND_VERSION = 1
 # The highest command version this Warren applies.
-COMMAND_VERSION = 3
+COMMAND_VERSION = 4
 # op -> the command version that brought it, for ops newer than BASE_COMMAND_VERSION.
 SINCE: dict[str, int] = {"config.create": 3, "config.remove": 3, "node.volumes": 3, "volume.remove": 3}
 # A spec's container options (warren.spec.container), which an older decoder refuses as an unknown
@@ -51,6 +51,8 @@ SPEC_FIELDS_SINCE: dict[str, int] = {
     # Service discovery's opt-out (issue 17): written only when off; 3 was not released without it.
     "discovery": MOUNTS_SINCE,
 }
+# A published port's mode (ingress, issue 17), refused by an older decoder as an unknown field.
+PUBLISH_MODE_SINCE = 4
 
 Role = Literal["manager", "worker"]
 NodeState = Literal["ready", "down", "joining"]
@@ -431,7 +433,23 @@ def required_version(cmd: Command) -> int:
     version = SINCE.get(cmd.OP, BASE_COMMAND_VERSION)
     for name in _spec_fields_carried(cmd):
         version = max(version, SPEC_FIELDS_SINCE[name])
+    if _publish_modes_carried(cmd):
+        version = max(version, PUBLISH_MODE_SINCE)
     return version
+
+
+def _publish_modes_carried(cmd: Command) -> bool:
+    """Whether `cmd` writes a published port with a mode into a spec."""
+    if isinstance(cmd, CreateService):
+        specs: list[TaskSpec] = [cmd.spec]
+    elif isinstance(cmd, CreateTasks):
+        specs = [t.spec for t in cmd.tasks]
+    elif isinstance(cmd, UpdateService):
+        items = cmd.changes.get("publish")
+        return isinstance(items, list) and any(isinstance(p, dict) and "mode" in p for p in items)
+    else:
+        return False
+    return any(not isinstance(p.mode, msgspec.UnsetType) for spec in specs for p in spec.publish)
 
 
 def _spec_fields_carried(cmd: Command) -> set[str]:

@@ -280,7 +280,7 @@ def test_discovery_is_unwritten_while_on_and_changes_no_task_digest() -> None:
     assert c.required_version(c.CreateService("s", "web", plain, 1.0)) == c.BASE_COMMAND_VERSION
     assert c.required_version(c.CreateService("s", "web", off, 1.0)) == c.MOUNTS_SINCE == 3
     assert c.required_version(c.UpdateService("web", {"discovery": True}, 1.0)) == 3
-    assert c.COMMAND_VERSION == 3
+    assert c.COMMAND_VERSION >= 3
 
 
 def test_a_check_runs_when_a_spec_is_made_in_code_too() -> None:
@@ -309,3 +309,29 @@ def test_the_spec_package_imports_nothing_of_warren_but_errors_and_formats() -> 
             "warren.spec.problems",
         "warren.errors", "warren.formats",
     }
+
+
+def _published(*ports: dict[str, Any], **fields: Any) -> ServiceSpec:
+    return service.decode(ServiceSpec, {"image": "nginx", "publish": list(ports), **fields})
+
+
+def test_publish_mode_is_unset_in_old_specs_and_needs_command_version_4() -> None:
+    old = _published({"host": 8080, "container": 80})
+    assert not old.publish[0].ingress  # stored before ingress existed: host mode, digest unchanged
+    assert "mode" not in service.to_doc(old)["publish"][0]
+    new = _published({"host": 8080, "container": 80, "mode": "ingress"})
+    assert new.publish[0].ingress
+    assert service.spec_digest(new) != service.spec_digest(old)
+    assert c.required_version(c.CreateService("s", "web", old, 1.0)) == c.BASE_COMMAND_VERSION
+    assert c.required_version(c.CreateService("s", "web", new, 1.0)) == c.PUBLISH_MODE_SINCE == 4
+    update = c.UpdateService("web", {"publish": [{"host": 8080, "container": 80, "mode": "host"}]}, 1.0)
+    assert c.required_version(update) == 4
+
+
+def test_ingress_is_tcp_only_and_a_process_task_cannot_share_its_port_with_the_ingress() -> None:
+    with pytest.raises(InvalidError, match="ingress forwards TCP only"):
+        _published({"host": 53, "container": 53, "protocol": "udp", "mode": "ingress"})
+    _published({"host": 53, "container": 53, "protocol": "udp", "mode": "host"})
+    with pytest.raises(InvalidError, match="they must differ"):
+        _published({"host": 8080, "container": 8080, "mode": "ingress"}, driver="process", command=["x"])
+    _published({"host": 8080, "container": 8080, "mode": "host"}, driver="process", command=["x"])
