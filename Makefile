@@ -65,11 +65,15 @@ test: install check-cargo peers check-py ## ruff, mypy, import layers; the Rust 
 # etcd (Debian's etcd-server) is the benchmark suite's consensus peer: installed when missing and
 # apt-get can; otherwise a benchmark run records etcd as missing, with the reason (and the CI smoke run
 # of the suite, which requires every peer, fails).
-peers: ## install the benchmark peers' packages when missing (Debian's etcd-server)
+peers: ## install the benchmark peers' packages when missing (Debian's etcd-server, wrk)
 	@command -v etcd >/dev/null 2>&1 || ! command -v apt-get >/dev/null 2>&1 || \
 		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq etcd-server >/dev/null || \
 		{ apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq etcd-server >/dev/null; } || \
 		echo "warning: could not install etcd-server; the etcd benchmark will be recorded as missing" >&2
+	@command -v wrk >/dev/null 2>&1 || ! command -v apt-get >/dev/null 2>&1 || \
+		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wrk >/dev/null || \
+		{ apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wrk >/dev/null; } || \
+		echo "warning: could not install wrk; the networking benchmark will report no requests/s" >&2
 
 BENCH_ARGS ?=
 bench: install peers ## run the benchmark suite (benches/) with its peers; BENCH_ARGS="--quick" etc.

@@ -37,6 +37,7 @@ from benches import (
     footprint,
     leader_failover,
     manager_api,
+    networking,
     partition,
     pysyncobj_bench,
     report,
@@ -86,6 +87,7 @@ def scenarios(args: argparse.Namespace) -> list[Scenario]:
     boxes = swarm_peer.ContainerParams()
     workers = workers_bench.WorkerParams()
     rss = footprint.FootprintParams()
+    net = networking.NetParams()
     if args.quick:
         latency = replace(latency, warmup=50, sequential=500, concurrent=5000)
         raft_fail = replace(raft_fail, trials=5)
@@ -108,6 +110,7 @@ def scenarios(args: argparse.Namespace) -> list[Scenario]:
         boxes = replace(boxes, create_trials=1)
         workers = workers_bench.WorkerParams.smoke()
         rss = footprint.FootprintParams.smoke()
+        net = networking.NetParams.smoke()
     if args.trials is not None:
         n = max(1, args.trials)
         raft_fail = replace(raft_fail, trials=n)
@@ -197,6 +200,13 @@ def scenarios(args: argparse.Namespace) -> list[Scenario]:
             "3 managers + 1 worker at rest for 60 s: idle RSS and CPU of each; installed size with its deps",
             900,
             lambda d: footprint.run(d, rss),
+        ),
+        s(
+            "networking",
+            "DNS query latency (Warren worker vs Docker's 127.0.0.11); HTTP through the ingress proxy, "
+            "Docker port publishing, Swarm's routing mesh vs direct (p50/p99, req/s); gap after a node loss",
+            1200,
+            lambda d: networking.run(d, net),
         ),
     ]
 

@@ -286,6 +286,12 @@ PAIRS: tuple[Pair, ...] = (
     Pair("containers/crash", "swarm/crash-default", RECOVERY),
     Pair("containers/crash", "swarm/crash-delay0", RECOVERY),
     Pair("containers/create-20", "swarm/create-20", RECOVERY),
+    # networking: what the ingress proxy adds to a direct connection, and Swarm's mesh beside it
+    Pair("networking/proxy/new", "networking/direct/new", LATENCY),
+    Pair("networking/proxy/kept", "networking/direct/kept", (*LATENCY, "throughput_per_s")),
+    Pair("networking/proxy/new", "networking/swarm/mesh/new", LATENCY),
+    Pair("networking/proxy/kept", "networking/swarm/mesh/kept", (*LATENCY, "throughput_per_s")),
+    Pair("networking/dns/warren/api", "networking/dns/docker/alias", LATENCY),
 )
 
 
