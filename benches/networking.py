@@ -27,6 +27,7 @@ from __future__ import annotations
 import contextlib
 import importlib.util
 import logging
+import os
 import subprocess
 import sys
 import time
@@ -326,6 +327,10 @@ def docker_publish_rows(base_dir: Path, params: NetParams, results: dict[str, An
         return rows
 
 
+class _NoMesh(Exception):
+    """Swarm's routing mesh cannot be measured here; the message says why."""
+
+
 def swarm_rows(base_dir: Path, params: NetParams, results: dict[str, Any]) -> list[dict[str, Any]]:
     """Swarm's routing mesh (ingress-mode published port, IPVS) vs one task's container directly."""
     import docker
@@ -359,14 +364,21 @@ def swarm_rows(base_dir: Path, params: NetParams, results: dict[str, Any]) -> li
             direct = direct or _gwbridge_addr(client, pid)
         what = f"Swarm routing mesh, {params.replicas} replicas, 127.0.0.1:P"
         try:
-            netload.wait_answers("127.0.0.1", published, params.mesh_wait_s)
+            if not os.path.exists("/proc/net/ip_vs"):
+                raise _NoMesh(
+                    "this kernel has no IPVS (/proc/net/ip_vs is missing), with which Swarm's routing mesh "
+                    "balances: the engine sets up no ingress"
+                )
+            try:
+                netload.wait_answers("127.0.0.1", published, params.mesh_wait_s)
+            except WaitTimeout:
+                raise _NoMesh(
+                    f"the routing mesh did not answer on 127.0.0.1:{published} within "
+                    f"{params.mesh_wait_s:g} s ({_ingress_nat()})"
+                ) from None
             rows = path_rows("swarm/mesh", what, "127.0.0.1", published, params, results)
-        except WaitTimeout:
-            reason = (
-                f"the routing mesh did not answer on 127.0.0.1:{published} within "
-                f"{params.mesh_wait_s:g} s ({_ingress_nat()})"
-            )
-            rows = [skipped_row(f"networking/swarm/mesh/{k}", what, reason) for k in ("new", "kept")]
+        except _NoMesh as exc:
+            rows = [skipped_row(f"networking/swarm/mesh/{k}", what, str(exc)) for k in ("new", "kept")]
         if direct is None:
             rows.append(
                 skipped_row(
