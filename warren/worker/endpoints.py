@@ -44,7 +44,7 @@ HOSTS_FILE = "hosts"
 _LABEL = re.compile(r"^[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?$")
 _HOST_PART = r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
 _HOST_NAME = re.compile(rf"^{_HOST_PART}(?:\.{_HOST_PART})*$")
-_PORT_KEY = re.compile(r"^[1-9][0-9]{0,4}$")
+_PORT_KEY = re.compile(r"[1-9][0-9]{0,4}")  # fullmatch: "$" would let a final LF by
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -127,7 +127,7 @@ def _ingress(doc: Any, where: str) -> dict[int, IngressRoute]:
     routes: dict[int, IngressRoute] = {}
     for key, entry in doc.items():
         here = f"{where}.{str(key)[:80]!r}"
-        if not isinstance(key, str) or not _PORT_KEY.match(key) or int(key) > MAX_PORT:
+        if not isinstance(key, str) or not _PORT_KEY.fullmatch(key) or int(key) > MAX_PORT:
             raise InvalidError(f"{here}: a published port must be a decimal number from 1 to {MAX_PORT}")
         if not isinstance(entry, Mapping):
             raise InvalidError(f"{here}: expected an object")
