@@ -4,7 +4,8 @@ on the worker's own event loop: uvloop in the daemon).
 
 - Balancing: round-robin over the port's backends, one turn per new connection. A backend that refuses
   the connection or does not accept it within `connect_timeout_s` is skipped for the next one, each
-  tried at most once per connection; when none answers the client's connection is closed.
+  tried at most once per connection; when none answers the client's connection is closed. What the
+  client sends meanwhile is kept (up to PENDING_MAX, then its reading paused) and passed on.
 - Bytes are copied as they come, with flow control both ways (a side whose send buffer is full stops
   the reading of the other) and half-close (a side's EOF is passed on as an EOF, the other direction
   keeps going); both ends are closed when both directions are done, or as soon as one end fails.
@@ -30,6 +31,9 @@ log = logging.getLogger(__name__)
 # waits in the kernel's queue instead of having its SYNs dropped.
 BACKLOG = 1024
 MAX_PORT = 65535
+# What one end may send before the other is connected (a client's request while a backend is tried):
+# kept, and past this much its reading is paused.
+PENDING_MAX = 256 * 1024
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -196,6 +200,7 @@ class _Side(asyncio.Protocol):
         self.transport: asyncio.Transport | None = None
         self.peer: _Side | None = None  # set once both ends are connected
         self.pending: list[bytes] = []  # received before that
+        self.pending_size = 0
         self.eof = False  # this end sent EOF
         self.lost = False
 
@@ -206,7 +211,11 @@ class _Side(asyncio.Protocol):
     def data_received(self, data: bytes) -> None:
         peer = self.peer
         if peer is None:
+            # Still reading until joined, so that a client that resets meanwhile is let go at once.
             self.pending.append(data)
+            self.pending_size += len(data)
+            if self.pending_size >= PENDING_MAX:
+                _pause(self.transport)
         elif peer.transport is not None and not peer.transport.is_closing():
             peer.transport.write(data)
 
@@ -240,17 +249,9 @@ def _resume(transport: asyncio.Transport | None) -> None:
         transport.resume_reading()
 
 
-def _hold(side: _Side) -> None:
-    """Read nothing more from `side` until it is joined to its other end (what was read already waits in
-    `pending`). uvloop starts reading after connection_made whatever it said, so the pause is said again
-    at the loop's next turn."""
-    _pause(side.transport)
-    asyncio.get_running_loop().call_soon(_hold_unjoined, side)
-
-
-def _hold_unjoined(side: _Side) -> None:
-    if side.peer is None:
-        _pause(side.transport)
+def _drop(side: _Side) -> None:
+    if side.transport is not None:
+        side.transport.abort()
 
 
 class _Link:
@@ -269,14 +270,12 @@ class _Link:
         transport = side.transport
         assert transport is not None
         if side is not self.client:
-            _hold(side)  # until joined: what the backend says first waits in the kernel
             return
         order = self.proxy._admit(self)
         if order is None:
             transport.close()
             return
         self.admitted = True
-        _hold(side)  # nothing is read before a backend takes it
         self.connecting = asyncio.get_running_loop().create_task(
             self._connect(order), name=f"ingress-{self.port}"
         )
@@ -306,7 +305,11 @@ class _Link:
         try:
             async with asyncio.timeout(self.proxy.connect_timeout_s):
                 await asyncio.get_running_loop().create_connection(lambda: side, backend.addr, backend.port)
+        except asyncio.CancelledError:
+            _drop(side)  # connected just as it was cancelled: asyncio leaves the transport open
+            raise
         except (OSError, TimeoutError) as exc:
+            _drop(side)
             self.proxy.counters.connect_failures += 1
             log.debug("ingress: port %d: backend %s (task %s on %s) not reached: %s", self.port,
                       _show(backend.addr, backend.port), backend.task_id, backend.node,
@@ -326,6 +329,7 @@ class _Link:
             for data in side.pending:
                 side.data_received(data)
             side.pending.clear()
+            side.pending_size = 0
         for side in (client, backend):
             if side.eof:
                 self.pass_eof(side)

@@ -9,6 +9,7 @@ import contextlib
 import hashlib
 import logging
 import socket
+import struct
 import time
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
@@ -251,6 +252,32 @@ async def test_with_no_backend_answering_the_client_is_closed() -> None:
                 writer.close()
             assert p.counters.connect_failures == 2 and p.counters.unrouted == 2
             await eventually_async(lambda: p.active == 0, 5.0, "no link left")
+
+
+async def test_a_client_that_resets_while_a_backend_is_tried_is_let_go_at_once() -> None:
+    port = free_port()
+    with silent_backend() as silent:
+        async with proxy(connect_timeout_s=30.0) as p:
+            await p.update({port: [Backend(HOST, silent, "t-silent", "n")]})
+            client = socket.socket()
+            client.connect(p.bound()[port])
+            client.sendall(b"a request sent before the backend answers")
+            await eventually_async(lambda: p.active == 1, 5.0, "the client is being forwarded")
+            client.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            client.close()  # RST (a FIN could be a half-close: the proxy would wait for the backend)
+            await eventually_async(lambda: p.active == 0, 2.0, "the link ends without its 30 s wait")
+            assert p.counters.connect_failures == 0 and p.counters.forwarded == 0
+
+
+async def test_what_a_client_sends_before_its_backend_answers_is_passed_on() -> None:
+    port = free_port()
+    with silent_backend() as silent:
+        async with upstreams("b") as [b], proxy(connect_timeout_s=0.3) as p:
+            await p.update({port: [Backend(HOST, silent, "t-silent", "n"), b.backend()]})
+            reader, writer = await asyncio.open_connection(*p.bound()[port])
+            writer.write(b"early")
+            writer.write_eof()  # and a half-close, also before the backend is there
+            assert await asyncio.wait_for(reader.read(), 5.0) == b"b\nearly"
 
 
 # -- the table ----------------------------------------------------------------------------------------
