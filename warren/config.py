@@ -558,11 +558,33 @@ class WorkerSettings:
     dns_forward_timeout_s: float = 2.0
     # At most this many forwards under way at once (more get SERVFAIL at once).
     dns_max_forwards: int = 64
+    # Where this worker listens on the cluster's published ingress ports (warren.worker.ingress: each
+    # connection is forwarded to a replica of the port's service, wherever it runs): an IP address of
+    # this host ("0.0.0.0": every IPv4 address); None: this worker forwards nothing (`worker start
+    # --ingress-host off`).
+    ingress_host: str | None = "0.0.0.0"
+    # A replica that does not accept a forwarded connection within this long is given up for the
+    # next one; seconds.
+    ingress_connect_timeout_s: float = 1.0
+    # At most this many connections forwarded at once (two sockets each); a client beyond them is
+    # closed at once.
+    ingress_max_connections: int = 4096
 
     def validate(self) -> None:
         self.dns_bind()
         if self.dns_ttl_s < 0 or self.dns_max_forwards < 1:
             raise ConfigError("dns_ttl_s must be >= 0 and dns_max_forwards >= 1")
+        if self.ingress_host is not None:
+            import ipaddress
+
+            try:
+                ipaddress.ip_address(self.ingress_host)
+            except ValueError:
+                raise ConfigError(f"ingress_host {self.ingress_host!r} must be an IP address of this host "
+                                  "(0.0.0.0: all of them) or off") from None
+        if isinstance(self.ingress_max_connections, bool) or self.ingress_max_connections < 1:
+            raise ConfigError("ingress_max_connections must be at least 1, got "
+                              f"{self.ingress_max_connections!r}")
         if self.secrets_dir is not None and not self.secrets_dir.startswith("/"):
             raise ConfigError(f"secrets_dir must be an absolute path, got {self.secrets_dir!r}")
         _check_allowed_paths("allow_devices", self.allow_devices)
@@ -587,6 +609,7 @@ class WorkerSettings:
             "local_restart_backoff_max_s",
             "volume_list_timeout_s",
             "dns_forward_timeout_s",
+            "ingress_connect_timeout_s",
         )
 
     def dns_bind(self) -> tuple[str, int] | None:

@@ -155,10 +155,14 @@ class FakeManager:
         self.tasks[task_id] = {**self.tasks[task_id], "desired_state": desired}
         self._wake()
 
-    def set_endpoints(self, services: dict[str, Any]) -> None:
-        """The endpoints the next answers carry, `services` as on the wire (the digest is made here)."""
-        digest = hashlib.sha256(orjson.dumps(services, option=orjson.OPT_SORT_KEYS)).hexdigest()[:16]
-        self.endpoints = {"digest": digest, "services": services}
+    def set_endpoints(self, services: dict[str, Any], ingress: dict[str, Any] | None = None) -> None:
+        """The endpoints the next answers carry, `services` (and `ingress`, if given) as on the wire (the
+        digest is made here)."""
+        doc: dict[str, Any] = {"services": services}
+        if ingress is not None:
+            doc["ingress"] = ingress
+        digest = hashlib.sha256(orjson.dumps(doc, option=orjson.OPT_SORT_KEYS)).hexdigest()[:16]
+        self.endpoints = {"digest": digest, **doc}
         self._wake()
 
     def _endpoints_news(self, body: Mapping[str, Any]) -> dict[str, Any] | None:

@@ -1,4 +1,5 @@
-"""RaftSettings defaults and validation, conversion to the core's Config, and ManagerSettings."""
+"""RaftSettings defaults and validation, conversion to the core's Config, ManagerSettings, and
+WorkerSettings' ingress fields."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ from types import ModuleType
 
 import pytest
 
-from warren.config import ManagerSettings, RaftSettings
+from warren.config import ManagerSettings, RaftSettings, WorkerSettings
 from warren.errors import ConfigError, WarrenError
 from warren.formats import MIB
 
@@ -192,3 +193,27 @@ def test_from_timeouts_refuses_unsafe_timers_and_says_why(
     with pytest.raises(ConfigError, match=message) as info:
         RaftSettings.from_timeouts(heartbeat, election)
     assert info.value.fields == ("heartbeat_timeout_s", "election_timeout_s")
+
+
+def test_worker_ingress_defaults() -> None:
+    settings = WorkerSettings()
+    settings.validate()
+    assert settings.ingress_host == "0.0.0.0"
+    assert settings.ingress_connect_timeout_s == 1.0 and settings.ingress_max_connections == 4096
+    WorkerSettings(ingress_host=None).validate()
+    WorkerSettings(ingress_host="::1").validate()
+
+
+@pytest.mark.parametrize(
+    ("changes", "fragment"),
+    [
+        ({"ingress_host": "localhost"}, "ingress_host 'localhost' must be an IP address"),
+        ({"ingress_host": ""}, "ingress_host '' must be an IP address"),
+        ({"ingress_connect_timeout_s": 0.0}, "ingress_connect_timeout_s must be greater than 0"),
+        ({"ingress_connect_timeout_s": math.inf}, "ingress_connect_timeout_s must be greater than 0"),
+        ({"ingress_max_connections": 0}, "ingress_max_connections must be at least 1"),
+    ],
+)
+def test_worker_ingress_settings_are_checked(changes: dict[str, object], fragment: str) -> None:
+    with pytest.raises(ConfigError, match=fragment):
+        WorkerSettings(**changes).validate()  # type: ignore[arg-type]

@@ -78,6 +78,12 @@ def register(worker: Subparsers) -> None:
                             "host's nameservers; process tasks get its address in WARREN_DNS and a hosts "
                             "file in WARREN_HOSTS. Port 0: any free port; off: no server "
                             f"(default {_WORKER.dns_addr})")
+    start.add_argument("--ingress-host", metavar="IP|off",
+                       help="the address on which this worker listens on the cluster's published ingress "
+                            "ports (`service create --publish published=P,target=T`): a connection to "
+                            "IP:P is forwarded to a healthy replica of the service, on whichever node it "
+                            "runs. 0.0.0.0: every IPv4 address of this host; off: this worker forwards "
+                            f"nothing (default {_WORKER.ingress_host})")
     add_host_access(start, "this worker's")
     start.set_defaults(daemon_handler=run_start)
 
@@ -115,6 +121,9 @@ def build_settings(args: argparse.Namespace) -> WorkerSettings:
         fields["advertise_host"] = host
     if args.dns_addr is not None:
         fields["dns_addr"] = None if args.dns_addr.strip().lower() == "off" else args.dns_addr.strip()
+    if args.ingress_host is not None:
+        host = args.ingress_host.strip()
+        fields["ingress_host"] = None if host.lower() == "off" else host
     devices = allowed_paths(args.allow_device)
     if devices:
         fields["allow_devices"] = devices

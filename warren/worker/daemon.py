@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import logging
+import resource
 import signal
 import time
 from collections.abc import Callable, Sequence
@@ -208,9 +209,22 @@ def run_worker(settings: WorkerSettings, *, token: str | None) -> int:
     """`warren worker start`: run a worker in the foreground until SIGTERM/SIGINT; the exit status."""
     settings.validate()
     logs.setup("worker", repeat_window_s=settings.log_repeat_window_s)
+    _raise_nofile_limit()
     # Keys are made and checked in child processes (warren.pki.offload).
     with offload.enabled_in(), asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
         return runner.run(_main(settings, token))
+
+
+def _raise_nofile_limit() -> None:
+    """Raise the soft RLIMIT_NOFILE to the hard one (as the manager daemon does): each connection the
+    ingress forwards holds two descriptors, and a service manager's default soft 1024 would stop it
+    near 500 connections, far under ingress_max_connections. Unlimited limits are left alone."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard != resource.RLIM_INFINITY and soft != resource.RLIM_INFINITY and soft < hard:
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+        except (OSError, ValueError) as exc:
+            log.warning("cannot raise the open files limit from %d to %d: %s", soft, hard, exc)
 
 
 async def _main(settings: WorkerSettings, token: str | None) -> int:

@@ -1,6 +1,8 @@
 """The cluster's service endpoints as this worker last heard them (the session answer's `endpoints`):
 checked byte by byte, kept in memory, in `endpoints.json` (a worker restarted while cut off still
-answers names) and as a hosts-style file for process tasks (`WARREN_HOSTS`).
+answers names and forwards its ingress ports) and as a hosts-style file for process tasks
+(`WARREN_HOSTS`). The `ingress` section is the table of the worker's ingress proxy
+(warren.worker.ingress): published port -> the replicas a connection may go to.
 
 The leader sends the whole table when its digest differs from the one the worker says it holds
 (`known_endpoints`); `null` means "yours is current". Names are DNS labels (lower-cased here: lookups
@@ -22,6 +24,7 @@ import orjson
 
 from warren.durable import read_if_exists, write_atomically
 from warren.errors import InvalidError
+from warren.worker.ingress import MAX_PORT, Backend
 
 log = logging.getLogger(__name__)
 
@@ -30,6 +33,8 @@ MAX_SERVICES = 4096
 MAX_TASKS_PER_SERVICE = 1024
 MAX_DIGEST_LEN = 128
 MAX_ID_LEN = 128
+MAX_INGRESS_PORTS = 1024
+MAX_BACKENDS_PER_PORT = 1024
 # The zone the names live in: NAME and NAME.warren are the same service.
 ZONE = "warren"
 # Under the worker's data dir.
@@ -39,6 +44,7 @@ HOSTS_FILE = "hosts"
 _LABEL = re.compile(r"^[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?$")
 _HOST_PART = r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
 _HOST_NAME = re.compile(rf"^{_HOST_PART}(?:\.{_HOST_PART})*$")
+_PORT_KEY = re.compile(r"[1-9][0-9]{0,4}")  # fullmatch: "$" would let a final LF by
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -64,9 +70,23 @@ class ServiceEndpoints:
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
+class IngressRoute:
+    # The service that publishes the port, and its replicas a connection may be forwarded to (running,
+    # healthy, on a node that is up; in the leader's order).
+    service: str
+    backends: tuple[Backend, ...]
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
 class Endpoints:
     digest: str
     services: Mapping[str, ServiceEndpoints]
+    # Published ingress port -> its route; empty from a leader that sends none (an older one).
+    ingress: Mapping[int, IngressRoute] = dataclasses.field(default_factory=dict)
+
+    def ingress_routes(self) -> dict[int, tuple[Backend, ...]]:
+        """What the ingress proxy takes: published port -> backends."""
+        return {port: route.backends for port, route in self.ingress.items()}
 
 
 def is_label(name: str) -> bool:
@@ -96,7 +116,57 @@ def parse(doc: Any, *, field: str = "endpoints") -> Endpoints:
         if name.lower() in out:
             raise InvalidError(f"{where}: the same name twice (names are case-insensitive)")
         out[name.lower()] = _service(entry, where)
-    return Endpoints(digest, out)
+    return Endpoints(digest, out, _ingress(doc.get("ingress", {}), f"{field}.ingress"))
+
+
+def _ingress(doc: Any, where: str) -> dict[int, IngressRoute]:
+    if not isinstance(doc, Mapping):
+        raise InvalidError(f"{where}: expected an object")
+    if len(doc) > MAX_INGRESS_PORTS:
+        raise InvalidError(f"{where}: at most {MAX_INGRESS_PORTS} ports, got {len(doc)}")
+    routes: dict[int, IngressRoute] = {}
+    for key, entry in doc.items():
+        here = f"{where}.{str(key)[:80]!r}"
+        if not isinstance(key, str) or not _PORT_KEY.fullmatch(key) or int(key) > MAX_PORT:
+            raise InvalidError(f"{here}: a published port must be a decimal number from 1 to {MAX_PORT}")
+        if not isinstance(entry, Mapping):
+            raise InvalidError(f"{here}: expected an object")
+        service = entry.get("service")
+        if not isinstance(service, str) or not is_label(service):
+            raise InvalidError(f"{here}.service: expected a service name (a DNS label)")
+        backends = entry.get("backends")
+        if not isinstance(backends, list):
+            raise InvalidError(f"{here}.backends: expected a list")
+        if len(backends) > MAX_BACKENDS_PER_PORT:
+            raise InvalidError(f"{here}.backends: at most {MAX_BACKENDS_PER_PORT} backends, got "
+                               f"{len(backends)}")
+        routes[int(key)] = IngressRoute(
+            service.lower(), tuple(_backend(b, f"{here}.backends[{i}]") for i, b in enumerate(backends))
+        )
+    return routes
+
+
+def _backend(doc: Any, where: str) -> Backend:
+    if not isinstance(doc, Mapping):
+        raise InvalidError(f"{where}: expected an object")
+    task_id, node = (_id(doc.get(key), f"{where}.{key}") for key in ("task_id", "node"))
+    addr = doc.get("addr")
+    try:
+        addr = str(ipaddress.ip_address(addr)) if isinstance(addr, str) and len(addr) <= 45 else None
+    except ValueError:
+        addr = None
+    if addr is None:
+        raise InvalidError(f"{where}.addr: expected an IP address")
+    port = doc.get("port")
+    if isinstance(port, bool) or not isinstance(port, int) or not 1 <= port <= MAX_PORT:
+        raise InvalidError(f"{where}.port: expected a port from 1 to {MAX_PORT}")
+    return Backend(addr, port, task_id, node)
+
+
+def _id(value: Any, where: str) -> str:
+    if not isinstance(value, str) or not value or len(value) > MAX_ID_LEN or not value.isprintable():
+        raise InvalidError(f"{where}: expected a non-empty string of at most {MAX_ID_LEN} characters")
+    return value
 
 
 def _service(entry: Any, where: str) -> ServiceEndpoints:
@@ -121,13 +191,7 @@ def _service(entry: Any, where: str) -> ServiceEndpoints:
 def _task(doc: Any, where: str) -> TaskEndpoint | None:
     if not isinstance(doc, Mapping):
         raise InvalidError(f"{where}: expected an object")
-    ids = []
-    for key in ("task_id", "node"):
-        value = doc.get(key)
-        if not isinstance(value, str) or not value or len(value) > MAX_ID_LEN or not value.isprintable():
-            raise InvalidError(f"{where}.{key}: expected a non-empty string of at most {MAX_ID_LEN} "
-                               "characters")
-        ids.append(value)
+    ids = [_id(doc.get(key), f"{where}.{key}") for key in ("task_id", "node")]
     slot = doc.get("slot")
     if slot is not None and (isinstance(slot, bool) or not isinstance(slot, int) or not 0 <= slot < 2**31):
         raise InvalidError(f"{where}.slot: expected a non-negative integer or null")
@@ -175,6 +239,10 @@ def to_doc(endpoints: Endpoints) -> dict[str, Any]:
                 "tasks": [dataclasses.asdict(t) for t in entry.tasks],
             }
             for name, entry in endpoints.services.items()
+        },
+        "ingress": {
+            str(port): {"service": route.service, "backends": [dataclasses.asdict(b) for b in route.backends]}
+            for port, route in endpoints.ingress.items()
         },
     }
 

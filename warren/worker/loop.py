@@ -30,6 +30,7 @@ from warren.worker.configs import TaskConfigs
 from warren.worker.containers import Container, Containers
 from warren.worker.controller import TaskController
 from warren.worker.endpoints import EndpointsTable
+from warren.worker.ingress import IngressProxy
 from warren.worker.logstream import LogForwarder
 from warren.worker.reporter import StatusReporter
 from warren.worker.secrets import TaskSecrets
@@ -103,6 +104,13 @@ class WorkerLoop:
         self.endpoints = EndpointsTable(settings.resolved_data_dir)
         self.endpoints.load()
         self.dns: DnsServer | None = None
+        # The ingress proxy: it listens on the table's published ports (None: ingress_host off); set
+        # `_ingress_changed` when the table changes.
+        self.ingress = None if settings.ingress_host is None else IngressProxy(
+            settings.ingress_host, connect_timeout_s=settings.ingress_connect_timeout_s,
+            max_connections=settings.ingress_max_connections,
+        )
+        self._ingress_changed = asyncio.Event()
         # Missing secret values and config contents last asked for (known=None): ("secret"|"config", name).
         self._missing_asked: frozenset[tuple[str, str]] = frozenset()
 
@@ -130,6 +138,8 @@ class WorkerLoop:
             for runtime in self.runtimes.values():
                 self._loops.append(self._spawn(self._watch_exits(runtime), f"exits-{runtime.driver}"))
             await self._start_dns()
+            if self.ingress is not None:
+                self._loops.append(self._spawn(self._ingress_loop(self.ingress), "ingress"))
             await self._adopt()
             self._clean_task_dirs()
             self._loops += [
@@ -159,6 +169,8 @@ class WorkerLoop:
         await self.volumes.close()
         if self.dns is not None:
             await self.dns.stop()
+        if self.ingress is not None:
+            await self.ingress.close()
         for controller in list(self.tasks.values()):
             await controller.stop_health()
 
@@ -182,6 +194,15 @@ class WorkerLoop:
             raise ConfigError(f"the DNS server cannot listen on {self.settings.dns_addr}: "
                               f"{exc.strerror or exc} (worker start --dns-addr)") from None
         self.dns = server
+
+    async def _ingress_loop(self, proxy: IngressProxy) -> None:
+        """Give the proxy each new table (the one kept from the last run first: a worker restarted while
+        cut off keeps forwarding; none heard yet: it listens on nothing)."""
+        while True:
+            self._ingress_changed.clear()
+            current = self.endpoints.current
+            await proxy.update({} if current is None else current.ingress_routes())
+            await self._ingress_changed.wait()
 
     @property
     def discovery_env(self) -> Mapping[str, str]:
@@ -276,7 +297,8 @@ class WorkerLoop:
         return self.endpoints.digest
 
     def endpoints_received(self, doc: Any) -> None:
-        self.endpoints.received(doc)
+        if doc is not None and self.endpoints.received(doc):
+            self._ingress_changed.set()
 
     def secrets_received(self, values: Mapping[str, Any]) -> None:
         """The values of the secrets this node's tasks use (with a full assignments answer)."""

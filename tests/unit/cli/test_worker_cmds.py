@@ -86,11 +86,25 @@ def test_dns_addr_takes_an_address_or_off(
     assert WorkerSettings().dns_addr == "127.0.0.1:0"  # the default: any free port on loopback
 
 
+@pytest.mark.parametrize(
+    ("flag", "ingress_host"),
+    [("off", None), ("Off", None), ("10.0.0.5", "10.0.0.5"), ("::", "::"), ("0.0.0.0", "0.0.0.0")],
+)
+def test_ingress_host_takes_an_address_or_off(
+    captured: Captured, tmp_path: Path, flag: str, ingress_host: str | None
+) -> None:
+    argv = ["worker", "start", "--token", "SWMTKN-1-x", "--data-dir", str(tmp_path), "--ingress-host", flag]
+    assert main(argv) == 0
+    [(settings, _)] = captured.calls
+    assert settings.ingress_host == ingress_host
+    assert WorkerSettings().ingress_host == "0.0.0.0"  # the default: every IPv4 address
+
+
 def test_help_explains_flags_and_what_sigterm_does(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["worker", "start", "--help"]) == 0
     out = capsys.readouterr().out
     for flag in ("--token", "--manager", "--data-dir", "--runtime", "--label", "--advertise-host",
-                 "--allow-device", "--allow-bind", "--allow-privileged"):
+                 "--allow-device", "--allow-bind", "--allow-privileged", "--dns-addr", "--ingress-host"):
         assert flag in out
     assert "keep running" in out and "warren node drain" in out and MANAGER_ENV in out
     assert main(["worker", "--help"]) == 0
@@ -117,6 +131,8 @@ def test_help_explains_flags_and_what_sigterm_does(capsys: pytest.CaptureFixture
         (["--dns-addr", "localhost:53"], "dns_addr 'localhost:53' must be IP:PORT"),
         (["--dns-addr", "127.0.0.1"], "must be IP:PORT with a port from 0 to 65535"),
         (["--dns-addr", "127.0.0.1:70000"], "must be IP:PORT with a port from 0 to 65535"),
+        (["--ingress-host", "localhost"], "ingress_host 'localhost' must be an IP address"),
+        (["--ingress-host", "10.0.0.1:80"], "ingress_host '10.0.0.1:80' must be an IP address"),
         (["--bogus"], "unrecognized arguments"),
     ],
 )

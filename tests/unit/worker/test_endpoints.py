@@ -4,6 +4,8 @@ version (which refuses `known_endpoints`) still keeps the worker's session going
 
 from __future__ import annotations
 
+import asyncio
+import socket
 from pathlib import Path
 from typing import Any
 
@@ -17,7 +19,16 @@ from tests.unit.worker.agents import M1, M2, make_settings, worker
 from tests.unit.worker.fake_runtime import FakeRuntime
 from warren.errors import InvalidError
 from warren.testing.wait import eventually_async
-from warren.worker.endpoints import MAX_SERVICES, EndpointsTable, hosts_text, parse
+from warren.worker.endpoints import (
+    MAX_BACKENDS_PER_PORT,
+    MAX_INGRESS_PORTS,
+    MAX_SERVICES,
+    EndpointsTable,
+    IngressRoute,
+    hosts_text,
+    parse,
+)
+from warren.worker.ingress import Backend
 
 API = {
     "healthy": ["10.0.0.2", "10.0.0.3"],
@@ -29,8 +40,17 @@ API = {
 }
 
 
+BACKEND = {"addr": "10.0.0.2", "port": 32768, "task_id": "t2", "node": "n2"}
+INGRESS = {"8080": {"service": "api", "backends": [BACKEND, {**BACKEND, "addr": "10.0.0.3", "port": 32769,
+                                                                "task_id": "t3", "node": "n3"}]}}
+
+
 def doc(**services: Any) -> dict[str, Any]:
     return {"digest": "abc", "services": services}
+
+
+def with_ingress(ingress: Any) -> dict[str, Any]:
+    return {**doc(api=API), "ingress": ingress}
 
 
 # -- checking -----------------------------------------------------------------------------------------
@@ -78,6 +98,64 @@ def test_parse_bounds_the_number_of_services() -> None:
         parse(doc(**{f"s{i}": {"healthy": [], "tasks": []} for i in range(MAX_SERVICES + 1)}))
 
 
+def test_parse_takes_the_ingress_table() -> None:
+    endpoints = parse(with_ingress({**INGRESS, "443": {"service": "Web", "backends": []}}))
+    assert endpoints.ingress == {
+        8080: IngressRoute("api", (Backend("10.0.0.2", 32768, "t2", "n2"),
+                                   Backend("10.0.0.3", 32769, "t3", "n3"))),
+        443: IngressRoute("web", ()),
+    }
+    assert endpoints.ingress_routes()[8080][1].port == 32769
+    assert parse(doc(api=API)).ingress == {}  # an older leader sends none: no ingress port
+
+
+def _backend(**change: Any) -> dict[str, Any]:
+    return {"8080": {"service": "api", "backends": [{**BACKEND, **change}]}}
+
+
+@pytest.mark.parametrize(
+    ("bad", "field"),
+    [
+        ([], "endpoints.ingress: expected an object"),
+        ({"0": INGRESS["8080"]}, "endpoints.ingress.'0': a published port"),
+        ({"65536": INGRESS["8080"]}, "'65536': a published port"),
+        ({"080": INGRESS["8080"]}, "'080': a published port"),
+        ({"+80": INGRESS["8080"]}, r"'\+80': a published port"),
+        ({" 80": INGRESS["8080"]}, "a published port"),
+        ({"80\n": INGRESS["8080"]}, "a published port"),
+        ({"http": INGRESS["8080"]}, "a published port"),
+        ({"8080": []}, "'8080': expected an object"),
+        ({"8080": {"backends": []}}, "'8080'.service"),
+        ({"8080": {"service": "no_label", "backends": []}}, "'8080'.service"),
+        ({"8080": {"service": "api"}}, "'8080'.backends: expected a list"),
+        ({"8080": {"service": "api", "backends": ["10.0.0.2:80"]}}, "backends[0]: expected an object"),
+        (_backend(addr="node-1.lan"), "backends[0].addr: expected an IP address"),
+        (_backend(addr="10.0.0.256"), "backends[0].addr"),
+        (_backend(addr=None), "backends[0].addr"),
+        (_backend(port=0), "backends[0].port"),
+        (_backend(port=65536), "backends[0].port"),
+        (_backend(port=True), "backends[0].port"),
+        (_backend(port="80"), "backends[0].port"),
+        (_backend(task_id=""), "backends[0].task_id"),
+        (_backend(task_id="t" * 129), "backends[0].task_id"),
+        (_backend(node="n\x00"), "backends[0].node"),
+        (_backend(node=None), "backends[0].node"),
+    ],
+)
+def test_parse_refuses_a_bad_ingress_table_naming_the_field(bad: Any, field: str) -> None:
+    with pytest.raises(InvalidError, match=field.replace("[", r"\[").replace("]", r"\]")):
+        parse(with_ingress(bad))
+
+
+def test_parse_bounds_the_ingress_table() -> None:
+    route = {"service": "api", "backends": []}
+    with pytest.raises(InvalidError, match=f"at most {MAX_INGRESS_PORTS} ports"):
+        parse(with_ingress({str(p): route for p in range(1, MAX_INGRESS_PORTS + 2)}))
+    many = {"service": "api", "backends": [BACKEND] * (MAX_BACKENDS_PER_PORT + 1)}
+    with pytest.raises(InvalidError, match=f"at most {MAX_BACKENDS_PER_PORT} backends"):
+        parse(with_ingress({"80": many}))
+
+
 def test_hosts_text_lists_healthy_addresses_under_the_name_and_every_replica_under_tasks() -> None:
     lines = hosts_text(parse(doc(api=API))).splitlines()
     assert lines[1:] == [
@@ -105,6 +183,9 @@ def test_the_table_survives_a_restart_and_a_bad_answer_changes_nothing(tmp_path:
     again = EndpointsTable(str(tmp_path))
     again.load()
     assert again.current == table.current
+    assert table.received(with_ingress(INGRESS))
+    again.load()
+    assert again.current == table.current and again.current is not None and 8080 in again.current.ingress
     assert "10.0.0.2 api api.warren" in Path(again.hosts_path).read_text()
 
 
@@ -209,3 +290,48 @@ async def test_failing_over_to_an_older_manager_the_refused_key_is_dropped_then_
         digest = old.endpoints["digest"] if old.endpoints else None
         await eventually_async(lambda: old.sessions[-1].get("known_endpoints") == digest, 5.0,
                                "the endpoints taken from the upgraded manager")
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+async def test_an_answer_with_an_ingress_table_makes_the_worker_listen_and_forward(tmp_path: Path) -> None:
+    async def hello(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        writer.write(b"from the replica " + await reader.readexactly(3))
+        writer.close()
+
+    replica = await asyncio.start_server(hello, "127.0.0.1", 0)
+    published = _free_port()
+    m = FakeManager()
+    rt = FakeRuntime()
+    settings = make_settings(tmp_path / "w", ingress_host="127.0.0.1")
+    async with worker(settings, rt, {M1: m}) as w:
+        await eventually_async(lambda: w.agent.worker_loop, 5.0, "the worker loop")
+        loop = w.agent.worker_loop
+        assert loop is not None and loop.ingress is not None
+        await eventually_async(lambda: len(m.sessions) >= 2, 5.0, "session calls")
+        assert loop.ingress.bound() == {}  # no table heard: nothing listened on
+        backend = {"addr": "127.0.0.1", "port": replica.sockets[0].getsockname()[1], "task_id": "t-1",
+                   "node": "worker-2"}
+        m.set_endpoints({"api": API}, ingress={str(published): {"service": "api", "backends": [backend]}})
+        await eventually_async(lambda: published in loop.ingress.bound() if loop.ingress else None, 5.0,
+                               "the worker listens on the published port")
+        reader, writer = await asyncio.open_connection("127.0.0.1", published)
+        writer.write(b"hi!")
+        assert await asyncio.wait_for(reader.read(), 5.0) == b"from the replica hi!"
+        writer.close()
+
+        m.set_endpoints({"api": API}, ingress={})  # the service is gone
+        await eventually_async(lambda: loop.ingress.bound() == {} if loop.ingress else None, 5.0,
+                               "the port is no longer listened on")
+    replica.close()
+
+
+async def test_ingress_off_makes_no_proxy(tmp_path: Path) -> None:
+    m = FakeManager()
+    async with worker(make_settings(tmp_path / "w", ingress_host=None), FakeRuntime(), {M1: m}) as w:
+        await eventually_async(lambda: w.agent.worker_loop, 5.0, "the worker loop")
+        assert w.agent.worker_loop is not None and w.agent.worker_loop.ingress is None
