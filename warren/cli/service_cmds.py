@@ -88,6 +88,7 @@ PORTS_COLUMN: Column = ("PORTS", _ports)
 CREATE_EPILOG = """\
 examples:
   warren service create web --image nginx:1.27 --replicas 3 --publish 8080:80 --env TZ=UTC
+  warren service create dns --image coredns --publish mode=host,published=53,target=53,protocol=udp
   warren service create web --image nginx:1.27 --health-http 80/ --health-interval 2s --memory 256m
   warren service create agent --image alpine --mode global --command "sleep infinity"
   warren service create api --image api:2 --constraint node.labels.zone==eu --update-order start-first

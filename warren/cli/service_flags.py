@@ -115,12 +115,11 @@ def add_spec_flags(parser: WarrenArgumentParser, *, update: bool) -> None:
     flag("--label", type=key_value, action="append", metavar="K=V",
          help=f"label of the service to {verb} (repeatable; does not restart tasks)")
     flag("--publish", type=publish, action="append", metavar="SPEC",
-         help="publish TARGET port of the tasks on port PUBLISHED: mode=ingress|host,published=PUBLISHED,"
-         "target=TARGET[,protocol=tcp|udp] or PUBLISHED:TARGET[/tcp|udp]. ingress (the default): every "
-         "worker listens on PUBLISHED and forwards each connection to a healthy replica wherever it runs "
-         "(TCP only); host: PUBLISHED on the node of each task, at most one task per node. A UDP port "
-         "without a mode is host mode (repeatable)"
-         + ("; replaces what PUBLISHED[/proto] published" if update else ""))
+         help="publish port T of the tasks as port P: mode=ingress|host,published=P,target=T"
+         "[,protocol=tcp|udp], or P:T[/tcp|udp]. ingress (the default): every worker listens on P and "
+         "forwards each connection to a healthy replica wherever it runs (TCP only); host: P on the node "
+         "of each task, at most one task per node; a UDP port without a mode is host mode (repeatable)"
+         + ("; replaces what P[/proto] published" if update else ""))
     flag("--constraint", type=constraint, action="append", metavar="EXPR",
          help="placement constraint: node.labels.K==V, node.labels.K!=V, node.name==N, node.role==R "
          "(repeatable; all must hold)")
