@@ -114,7 +114,7 @@ def test_web_reaches_api_by_name_through_a_node_loss_and_a_scale_up(
     web_py.write_text(WEB.replace("PORT", str(API_PORT)))
     fleet.create("api", replicas=1, image="local", driver="process", command=[sys.executable, str(api_py)],
                  constraints=["node.labels.role==api"],
-                 publish=[{"host": API_PORT, "container": API_PORT}])  # one replica per host
+                 publish=[{"host": API_PORT, "container": API_PORT, "mode": "host"}])  # one replica per host
     fleet.create("web", replicas=1, image="local", driver="process",
                  command=[sys.executable, str(web_py), str(log)], constraints=["node.labels.role==web"])
     [first] = fleet.wait_running("api", 1)

@@ -293,12 +293,13 @@ def test_published_port_answers_and_health_check_passes(cluster: tuple[Fleet, Ki
 
     port = free_port("127.0.0.1")
     if kind.runtime == "docker":
-        publish = [{"host": port, "container": 8080}]
+        # Host mode: the port answers on the task's node itself (this test is about the task, not ingress).
+        publish = [{"host": port, "container": 8080, "mode": "host"}]
         spec = kind.spec("httpd", "-f", "-p", "8080", "-h", "/www", publish=publish)
         spec["health"] = {"kind": "http", "port": 8080, "path": "/", "interval_s": 0.5}
     else:
         spec = kind.spec(sys.executable, "-m", "http.server", str(port), "--bind", "127.0.0.1")
-        spec["publish"] = [{"host": port, "container": port}]
+        spec["publish"] = [{"host": port, "container": port, "mode": "host"}]
         spec["health"] = {"kind": "tcp", "port": port, "interval_s": 0.5}
     fleet.create("web", replicas=1, **spec)
     task = fleet.wait_running("web", 1)[0]

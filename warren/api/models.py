@@ -22,6 +22,7 @@ from warren.spec import mounts, validate
 from warren.spec import service as typed
 from warren.spec.mounts import DEFAULT_VOLUME_POLICY, VolumePolicy
 from warren.spec.problems import problem
+from warren.spec.publishing import default_mode
 from warren.spec.service import field_default
 
 # Every string from outside is checked before use (docs/security.md): names, keys and IDs by an
@@ -105,11 +106,31 @@ Constraint = Annotated[
 
 
 class Publish(Strict):
-    """A published port: HOST on the worker forwards to CONTAINER in the task."""
+    """A published port: HOST (Docker's "published") reaches CONTAINER ("target") in the task. mode
+    ingress: every worker listens on HOST and forwards to a healthy replica wherever it runs (TCP
+    only); host: HOST on the task's own node. Without a mode: ingress, but host for a UDP port."""
 
     host: Port
     container: Port
     protocol: Literal["tcp", "udp"] = field_default(typed.Publish, "protocol")
+    # Always written into the stored spec (a stored item without one means host: made before ingress).
+    mode: typed.PublishMode = typed.DEFAULT_PUBLISH_MODE
+
+    @model_validator(mode="before")
+    @classmethod
+    def _default_mode(cls, data: object) -> object:
+        if isinstance(data, dict) and "mode" not in data:
+            protocol = data.get("protocol", field_default(typed.Publish, "protocol"))
+            if isinstance(protocol, str):
+                return {**data, "mode": default_mode(protocol)}
+        return data
+
+    @model_validator(mode="after")
+    def _tcp_ingress(self) -> Publish:
+        if self.mode == "ingress" and self.protocol != "tcp":
+            raise ValueError(f"publish {self.host}/{self.protocol}: ingress forwards TCP only; "
+                             "publish UDP ports with mode=host")
+        return self
 
 
 class Resources(Strict):
@@ -363,6 +384,12 @@ class ServiceSpec(Strict):
             raise ValueError("publish: the same host port is published twice")
         if self.container.network == "host" and self.publish:
             raise ValueError("publish: not with network host (the task binds the node's ports itself)")
+        if self.driver == "process":
+            for p in self.publish:
+                if p.mode == "ingress" and p.host == p.container:
+                    raise ValueError(
+                        f"publish {p.host}: a process task binds its target port on its node itself and "
+                        "the ingress listens on the published port: they must differ")
         return self
 
 

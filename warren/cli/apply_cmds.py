@@ -34,7 +34,7 @@ A document is one service, with the fields of the API's service body (docs/api.m
   image: nginx:1.27
   replicas: 3
   env: {TZ: UTC}
-  publish: ["8080:80", {host: 8443, container: 443, protocol: tcp}]
+  publish: ["8080:80", {mode: host, published: 8443, target: 443}]   # without mode: ingress
   resources: {cpus: 0.5, memory: 256m}        # memory: bytes or a size (k/m/g are binary)
   health: {kind: http, port: 80, path: /, interval_s: 2s}   # *_s: seconds or 500ms, 1m...
   update: {parallelism: 1, order: start-first}
@@ -301,9 +301,10 @@ def _convert(body: dict[str, Any]) -> None:
         body["resources"] = {**resources, "memory": memory}
     publish = body.get("publish")
     if isinstance(publish, list):
+        # "8080:80", "mode=host,published=8080,target=80" or a mapping (mode, published/target or
+        # host/container, protocol); each gets its mode (ingress unless given, or UDP: host).
         body["publish"] = [
-            item if isinstance(item, Mapping) else _value(specs.parse_publish, item, f"publish.{i}")
-            for i, item in enumerate(publish)
+            _value(specs.parse_publish, item, f"publish.{i}") for i, item in enumerate(publish)
         ]
     if isinstance(body.get("command"), str):
         body["command"] = _value(_split, body["command"], "command")

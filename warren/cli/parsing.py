@@ -183,7 +183,8 @@ def port(text: str) -> int:
 
 
 def publish(text: str) -> dict[str, Any]:
-    """{"host", "container", "protocol"} from "HOST:CONTAINER[/tcp|udp]"."""
+    """{"host", "container", "protocol", "mode"} from "PUBLISHED:TARGET[/tcp|udp]" or Docker's long
+    syntax "mode=ingress|host,published=P,target=T[,protocol=tcp|udp]"."""
     try:
         return specs.parse_publish(text)
     except ValueError as exc:
@@ -191,11 +192,11 @@ def publish(text: str) -> dict[str, Any]:
 
 
 def published_port(text: str) -> tuple[int, str]:
-    """(host port, protocol) from "HOST[/tcp|udp]": which published port to remove."""
+    """(published port, protocol) from "PUBLISHED[/tcp|udp]": which published port to remove."""
     host, _, protocol = text.partition("/")
     protocol = protocol.lower() or "tcp"
     if protocol not in ("tcp", "udp"):
-        raise argparse.ArgumentTypeError(f"expected HOST[/tcp|udp], got {text!r}")
+        raise argparse.ArgumentTypeError(f"expected PUBLISHED[/tcp|udp], got {text!r}")
     return port(host), protocol
 
 

@@ -27,6 +27,7 @@ from warren.cli.parsing import Subparsers, add_command, non_negative_int, tail_l
 from warren.cli.service_flags import add_spec_flags, create_body, update_changes
 from warren.client import ManagerClient
 from warren.errors import InvalidError
+from warren.spec.publishing import describe
 from warren.spec.taskstate import TERMINAL
 
 # Table mode cuts a task message to this many characters (--no-trunc shows it whole); long enough for
@@ -63,6 +64,18 @@ def _update_state(service: Mapping[str, Any]) -> str | None:
     return _UPDATE_SHOWN.get(state) if isinstance(state, str) else None
 
 
+def _ports(service: Mapping[str, Any]) -> str | None:
+    """The published ports, e.g. "*:8080->80/tcp (ingress), *:53->53/udp (host)"."""
+    shown = ", ".join(_published(service))
+    return shown or None
+
+
+def _published(service: Mapping[str, Any]) -> list[str]:
+    items = _spec(service).get("publish")
+    return [describe(p.get("host"), p.get("container"), p.get("protocol"), p.get("mode"))
+            for p in items if isinstance(p, Mapping)] if isinstance(items, list) else []
+
+
 SERVICE_COLUMNS: list[Column] = [
     ("NAME", lambda s: s.get("name")),
     ("REPLICAS", _replicas),
@@ -70,10 +83,12 @@ SERVICE_COLUMNS: list[Column] = [
     ("VERSION", lambda s: s.get("version")),
 ]
 UPDATE_COLUMN: Column = ("UPDATE", _update_state)
+PORTS_COLUMN: Column = ("PORTS", _ports)
 
 CREATE_EPILOG = """\
 examples:
   warren service create web --image nginx:1.27 --replicas 3 --publish 8080:80 --env TZ=UTC
+  warren service create dns --image coredns --publish mode=host,published=53,target=53,protocol=udp
   warren service create web --image nginx:1.27 --health-http 80/ --health-interval 2s --memory 256m
   warren service create agent --image alpine --mode global --command "sleep infinity"
   warren service create api --image api:2 --constraint node.labels.zone==eu --update-order start-first
@@ -240,8 +255,10 @@ def service_rm(args: argparse.Namespace, client: ManagerClient) -> int:
 def service_list(args: argparse.Namespace, client: ManagerClient) -> int:
     services = client.list_services()
     columns = SERVICE_COLUMNS
+    if any(_ports(s) for s in services):
+        columns = [*columns, PORTS_COLUMN]
     if any(_update_state(s) for s in services):
-        columns = [*SERVICE_COLUMNS, UPDATE_COLUMN]
+        columns = [*columns, UPDATE_COLUMN]
     print(render_list(services, args.format, columns), end="")
     return 0
 
@@ -250,6 +267,9 @@ def service_inspect(args: argparse.Namespace, client: ManagerClient) -> int:
     service = client.get_service(args.name)
     if args.format == "table":
         service.setdefault("update_status", None)  # "no update under way" is worth a line of its own
+        spec = service.get("spec")
+        if isinstance(spec, dict) and spec.get("publish"):  # each with its mode, as `service ls` shows it
+            service["spec"] = {**spec, "publish": _ports(service)}
     print(render_object(service, args.format), end="")
     return 0
 

@@ -114,9 +114,12 @@ def add_spec_flags(parser: WarrenArgumentParser, *, update: bool) -> None:
          help=f"environment variable of the tasks to {verb} (repeatable)")
     flag("--label", type=key_value, action="append", metavar="K=V",
          help=f"label of the service to {verb} (repeatable; does not restart tasks)")
-    flag("--publish", type=publish, action="append", metavar="HOST:CONTAINER[/tcp|udp]",
-         help="publish CONTAINER port of each task on HOST port of its node (repeatable; tcp by default)"
-         + ("; replaces what HOST[/proto] published" if update else ""))
+    flag("--publish", type=publish, action="append", metavar="SPEC",
+         help="publish port T of the tasks as port P: mode=ingress|host,published=P,target=T"
+         "[,protocol=tcp|udp], or P:T[/tcp|udp]. ingress (the default): every worker listens on P and "
+         "forwards each connection to a healthy replica wherever it runs (TCP only); host: P on the node "
+         "of each task, at most one task per node; a UDP port without a mode is host mode (repeatable)"
+         + ("; replaces what P[/proto] published" if update else ""))
     flag("--constraint", type=constraint, action="append", metavar="EXPR",
          help="placement constraint: node.labels.K==V, node.labels.K!=V, node.name==N, node.role==R "
          "(repeatable; all must hold)")
@@ -156,8 +159,8 @@ def add_spec_flags(parser: WarrenArgumentParser, *, update: bool) -> None:
     if update:
         flag("--env-rm", action="append", metavar="K", help="environment variable to remove (repeatable)")
         flag("--label-rm", action="append", metavar="K", help="label to remove (repeatable)")
-        flag("--publish-rm", type=published_port, action="append", metavar="HOST[/tcp|udp]",
-             help="published host port to remove (repeatable)")
+        flag("--publish-rm", type=published_port, action="append", metavar="PUBLISHED[/tcp|udp]",
+             help="published port to remove (repeatable)")
         flag("--constraint-rm", type=constraint, action="append", metavar="EXPR",
              help="placement constraint to remove (repeatable)")
 
@@ -375,7 +378,10 @@ def update_changes(args: argparse.Namespace, current: Mapping[str, Any]) -> dict
                 values.pop(gone, None)
             wanted[key] = values
     if args.publish or args.publish_rm:
-        ports = {(p.get("host"), p.get("protocol", "tcp")): p for p in _items(current.get("publish"))}
+        # A stored item without a mode was published before ingress existed: host mode, said here so
+        # that rewriting the list does not turn it into ingress (the API's default for new input).
+        ports = {(p.get("host"), p.get("protocol", "tcp")): {"mode": "host", **p}
+                 for p in _items(current.get("publish"))}
         for gone in args.publish_rm or []:
             ports.pop(gone, None)
         for item in args.publish or []:

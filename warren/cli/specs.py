@@ -16,30 +16,104 @@ from typing import TYPE_CHECKING, Any
 from warren.errors import ConfigError
 from warren.formats import parse_duration, parse_port, parse_size
 from warren.spec.mounts import DEFAULT_VOLUME_POLICY
+from warren.spec.publishing import default_mode
 from warren.spec.service import DEFAULT_DISCOVERY, TASK_FIELDS
 
 if TYPE_CHECKING:  # loaded by the functions that use them: daemons never import pydantic
     from pydantic import ValidationError
 
 _PUBLISH = re.compile(r"^\s*(\d+):(\d+)(?:/([A-Za-z]+))?\s*$")
-PUBLISH_HELP = "HOST:CONTAINER[/tcp|udp], e.g. 8080:80 or 5353:53/udp"
+PUBLISH_HELP = ("PUBLISHED:TARGET[/tcp|udp] or mode=ingress|host,published=P,target=T[,protocol=tcp|udp], "
+                "e.g. 8080:80 or mode=host,published=8080,target=80")
+# Docker's keys of --publish's long syntax, and the spec's names for them.
+_PUBLISH_KEYS = {"mode": "mode", "published": "host", "target": "container", "protocol": "protocol"}
 
 
 def parse_publish(value: object) -> dict[str, Any]:
-    """{"host", "container", "protocol"} from "8080:80" or "5353:53/udp". Raises ValueError."""
+    """{"host", "container", "protocol", "mode"} from "8080:80", "5353:53/udp" or Docker's long syntax
+    "mode=host,published=8080,target=80[,protocol=tcp]"; from a mapping (apply) with those keys or the
+    spec's (host, container). Without a mode: ingress, but host for a UDP port
+    (warren.spec.publishing.default_mode). Raises ValueError."""
     if isinstance(value, int) and not isinstance(value, bool):
         # YAML 1.1 reads an unquoted 5353:53 as a base-60 number; the user meant the string.
-        raise ValueError(f"got the number {value}: quote HOST:CONTAINER (YAML reads 5353:53 as base 60)")
+        raise ValueError(f"got the number {value}: quote PUBLISHED:TARGET (YAML reads 5353:53 as base 60)")
+    if isinstance(value, Mapping):
+        return _publish_mapping(value)
     if not isinstance(value, str):
         raise ValueError(f"expected {PUBLISH_HELP}, got {type(value).__name__}")
+    if "=" in value:
+        return _publish_long(value)
     match = _PUBLISH.match(value)
     if match is None:
         raise ValueError(f"expected {PUBLISH_HELP}, got {value!r}")
     protocol = (match.group(3) or "tcp").lower()
     if protocol not in ("tcp", "udp"):
         raise ValueError(f"protocol {match.group(3)!r} in {value!r} is neither tcp nor udp")
-    return {"host": parse_port(match.group(1), "host port"),
-            "container": parse_port(match.group(2), "container port"), "protocol": protocol}
+    return {"host": parse_port(match.group(1), "published port"),
+            "container": parse_port(match.group(2), "target port"), "protocol": protocol,
+            "mode": default_mode(protocol)}
+
+
+def _publish_long(value: str) -> dict[str, Any]:
+    try:
+        rows = list(csv.reader([value], strict=True))
+    except csv.Error as exc:
+        raise ValueError(f"{exc} in {value!r}") from exc
+    given: dict[str, str] = {}
+    for item in rows[0] if rows else []:
+        key, sep, text = item.strip().partition("=")
+        key = key.strip().lower()
+        if key not in _PUBLISH_KEYS:
+            raise ValueError(f"unknown key {key!r} in {value!r} (expected {PUBLISH_HELP})")
+        if not sep or not text.strip():
+            raise ValueError(f"{key} needs a value ({key}=...) in {value!r}")
+        if key in given:
+            raise ValueError(f"{key} is given twice in {value!r}")
+        given[key] = text.strip()
+    return _publish_mapping(given, value)
+
+
+def _publish_mapping(item: Mapping[Any, Any], text: str | None = None) -> dict[str, Any]:
+    """The API's form of a publish item given with Docker's keys or the spec's; numbers may be text."""
+    where = repr(text) if text is not None else "a publish item"
+    unknown = [str(k) for k in item if k not in _PUBLISH_KEYS and k not in _PUBLISH_KEYS.values()]
+    if unknown:
+        raise ValueError(f"unknown key {unknown[0]!r} in {where} "
+                         "(expected mode, published, target, protocol)")
+    out: dict[str, Any] = {}
+    for key, field in _PUBLISH_KEYS.items():
+        if key in item and key != field and field in item:
+            raise ValueError(f"{key} and {field} both given in {where}: they are the same")
+        raw = item.get(key, item.get(field))
+        if raw is None:
+            continue
+        if field in ("host", "container"):
+            out[field] = _port_value(raw, key, where)
+        elif not isinstance(raw, str):
+            raise ValueError(f"{key} in {where}: expected text, got {type(raw).__name__}")
+        else:
+            out[field] = raw.strip().lower()
+    for key, field in (("published", "host"), ("target", "container")):
+        if field not in out:
+            raise ValueError(f"{where} needs {key}=PORT")
+    protocol = out.setdefault("protocol", "tcp")
+    if protocol not in ("tcp", "udp"):
+        raise ValueError(f"protocol {protocol!r} in {where} is neither tcp nor udp")
+    mode = out.setdefault("mode", default_mode(protocol))
+    if mode not in ("ingress", "host"):
+        raise ValueError(f"mode {mode!r} in {where} is neither ingress nor host")
+    return out
+
+
+def _port_value(raw: object, key: str, where: str) -> int:
+    if isinstance(raw, int) and not isinstance(raw, bool):
+        raw = str(raw)
+    if not isinstance(raw, str):
+        raise ValueError(f"{key} in {where}: expected a port number, got {type(raw).__name__}")
+    try:
+        return parse_port(raw.strip(), f"{key} port")
+    except ValueError as exc:
+        raise ValueError(f"{exc} (in {where})") from None
 
 
 DEVICE_HELP = "HOST_PATH[:CONTAINER_PATH[:PERMISSIONS]], e.g. /dev/ttyUSB0 or /dev/video0:/dev/cam:r"
@@ -276,6 +350,10 @@ def canonical(field: str, value: object) -> object:
     mean the same (the cluster may store a part with or without its defaults)."""
     if value is None:
         return _ABSENT_MEANS.get(field)
+    if field == "publish" and isinstance(value, list):
+        # A published port stored without a mode is host mode (made before ingress existed); what we
+        # send always names its mode, so only a stored item lacks one.
+        value = [{"mode": "host", **item} if isinstance(item, Mapping) else item for item in value]
     from pydantic import ValidationError
 
     from warren.api.models import ServiceUpdate

@@ -25,6 +25,7 @@ import orjson
 from warren.errors import InvalidError
 from warren.scheduler.placement import Candidate, NodeInfo, NodeLoad, TaskRequest
 from warren.spec import mounts, taskstate
+from warren.spec.publishing import node_ports
 from warren.spec.service import ServiceSpec, TaskSpec, decode, spec_digest
 from warren.store import volumes
 
@@ -309,7 +310,7 @@ def needs(spec: TaskSpec) -> Needs:
         driver=spec.driver,
         cpus=spec.resources.cpus or 0.0,
         memory=spec.resources.memory or 0,
-        ports=tuple((p.host, p.protocol) for p in spec.publish),
+        ports=node_ports(spec.driver, spec.publish),
         constraints=tuple(spec.constraints),
         unsupported=_unsupported_by_process(spec) if spec.driver == "process" else (),
         privileged=options.privileged,

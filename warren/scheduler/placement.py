@@ -51,7 +51,8 @@ class TaskRequest:
     driver: str
     cpus: float = 0.0
     memory: int = 0  # bytes
-    ports: tuple[tuple[int, str], ...] = ()  # published (host port, protocol)
+    # (port, protocol) it holds on its node: host-mode publishes; a process task's ingress targets
+    ports: tuple[tuple[int, str], ...] = ()
     constraints: tuple[str, ...] = ()
     # A global service's task belongs to one node: only that node is considered.
     node: str | None = None

@@ -7,10 +7,12 @@ import sqlite3
 from collections.abc import Callable
 from typing import Any
 
+import msgspec
 import orjson
 
 from warren.errors import InvalidError
-from warren.spec.service import TASK_FIELDS, ServiceSpec, decode, spec_digest, to_doc
+from warren.spec.publishing import ingress_conflict
+from warren.spec.service import TASK_FIELDS, Publish, ServiceSpec, decode, spec_digest, to_doc
 from warren.store import commands as c
 from warren.store import queries
 from warren.store.apply_configs import check_configs
@@ -23,6 +25,7 @@ def _create_service(conn: sqlite3.Connection, index: int, cmd: c.CreateService) 
         raise CommandError("conflict", f"a service named {cmd.name!r} already exists")
     _check_secrets(conn, cmd.name, cmd.spec.secrets, "not_found", "names")
     check_configs(conn, cmd.name, cmd.spec.config_list, "not_found", "names")
+    _check_ports(conn, cmd.name, cmd.spec)
     conn.execute(
         "INSERT INTO services (id, name, spec, created_at, updated_at, version) VALUES (?, ?, ?, ?, ?, ?)",
         (cmd.service_id, cmd.name, json_text(to_doc(cmd.spec)), cmd.at, cmd.at, index),
@@ -57,9 +60,11 @@ def _update_service(conn: sqlite3.Connection, index: int, cmd: c.UpdateService) 
         _check_secrets(conn, cmd.name, spec.secrets, "not_found", "names")
     if "configs" in cmd.changes:
         check_configs(conn, cmd.name, spec.config_list, "not_found", "names")
+    old = queries.stored_spec(row["spec"])
+    if old is None or (old.publish, old.driver) != (spec.publish, spec.driver):
+        _check_ports(conn, cmd.name, spec)
     # Only a change of what tasks are made of is an update worth rolling back to before; a scale (or a
     # label) keeps the previous spec, so `rollback` after a scale undoes the last real update.
-    old = queries.stored_spec(row["spec"])
     real = old is None or old.task_spec() != spec.task_spec()
     previous = row["spec"] if real else row["previous_spec"]
     conn.execute(
@@ -89,6 +94,7 @@ def _rollback_service(conn: sqlite3.Connection, index: int, cmd: c.RollbackServi
     what = "cannot roll back: its previous spec names"
     _check_secrets(conn, cmd.name, spec.secrets, "conflict", what)
     check_configs(conn, cmd.name, spec.config_list, "conflict", what)
+    _check_ports(conn, cmd.name, spec)
     conn.execute(
         "UPDATE services SET spec = ?, previous_spec = ?, updated_at = ?, version = ? WHERE name = ?",
         (json_text(doc), row["spec"], cmd.at, index, cmd.name),
@@ -119,6 +125,33 @@ def _remove_service(conn: sqlite3.Connection, index: int, cmd: c.RemoveService) 
     conn.execute("DELETE FROM tasks WHERE service_id = ?", (row["id"],))
     conn.execute("DELETE FROM services WHERE id = ?", (row["id"],))
     return {"removed": cmd.name}
+
+
+class _Ports(msgspec.Struct, frozen=True):
+    """What the port rule reads of a stored spec (the rest is left undecoded)."""
+
+    driver: str = "docker"
+    publish: list[Publish] = msgspec.field(default_factory=list)
+
+
+def _check_ports(conn: sqlite3.Connection, name: str, spec: ServiceSpec) -> None:
+    """Refuse (conflict) a spec whose published ports break the cluster-wide rule of ingress ports
+    (warren.spec.publishing.ingress_conflict) beside every other service. Checked here, in the
+    replicated state machine, so two requests racing cannot both take one port. A stored spec that no
+    longer decodes is left out (it publishes nothing the reconciler acts on)."""
+    if not spec.publish:
+        return
+    others = []
+    for other, text in conn.execute("SELECT name, spec FROM services WHERE name != ? ORDER BY name", (name,)):
+        try:
+            ports = msgspec.json.decode(text, type=_Ports)
+        except msgspec.DecodeError:
+            continue
+        if ports.publish:
+            others.append((str(other), ports.driver, ports.publish))
+    why = ingress_conflict(name, spec.driver, spec.publish, others)
+    if why is not None:
+        raise CommandError("conflict", why)
 
 
 # -- secrets ----------------------------------------------------------------------------------------

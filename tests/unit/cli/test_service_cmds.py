@@ -67,8 +67,8 @@ def test_every_create_flag_lands_in_its_body_field(capsys: pytest.CaptureFixture
     assert fake.body() == {
         "name": "api", "image": "api:2", "command": ["serve", "--port", "80"], "replicas": 4,
         "driver": "docker", "env": {"A": "1", "B": "x=y"}, "labels": {"tier": "back"},
-        "publish": [{"host": 8080, "container": 80, "protocol": "tcp"},
-                    {"host": 5353, "container": 53, "protocol": "udp"}],
+        "publish": [{"host": 8080, "container": 80, "protocol": "tcp", "mode": "ingress"},
+                    {"host": 5353, "container": 53, "protocol": "udp", "mode": "host"}],
         "constraints": ["node.labels.zone==eu", "node.role!=manager"],
         "stop_timeout_s": 90.0,
         "restart": {"condition": "on-failure", "delay_s": 2.0, "max_attempts": 3},
@@ -111,9 +111,10 @@ def test_sizes_are_binary(text: str | int, size: int) -> None:
 
 
 @pytest.mark.parametrize(("flags", "expected"), [
-    (["--publish", "99999:80"], "argument --publish: host port '99999' is not a port number from 1 to 65535"),
-    (["--publish", "8080:0"], "container port '0' is not a port number"),
-    (["--publish", "80"], "argument --publish: expected HOST:CONTAINER[/tcp|udp]"),
+    (["--publish", "99999:80"],
+     "argument --publish: published port '99999' is not a port number from 1 to 65535"),
+    (["--publish", "8080:0"], "target port '0' is not a port number"),
+    (["--publish", "80"], "argument --publish: expected PUBLISHED:TARGET[/tcp|udp] or mode=ingress|host"),
     (["--publish", "80:80/sctp"], "protocol 'sctp' in '80:80/sctp' is neither tcp nor udp"),
     (["--publish", "80:80", "--publish", "80:8080"], "the same host port is published twice"),
     (["--memory", "12q"], "argument --memory: invalid size '12q'"),
@@ -219,10 +220,24 @@ def test_update_maps_and_lists_add_and_remove() -> None:
     assert fake.body() == {
         "env": {"TZ": "CET", "NEW": "x"},
         "labels": {},
-        "publish": [{"host": 8080, "container": 8080, "protocol": "tcp"},
-                    {"host": 8443, "container": 443, "protocol": "tcp"}],
+        "publish": [{"host": 8080, "container": 8080, "protocol": "tcp", "mode": "ingress"},
+                    {"host": 8443, "container": 443, "protocol": "tcp", "mode": "ingress"}],
         "constraints": ["node.labels.disk==ssd"],
     }
+
+
+def test_update_keeps_a_stored_port_without_a_mode_in_host_mode() -> None:
+    # SPEC's 8080 was stored before ingress existed (no mode: host); adding a port rewrites the list,
+    # which must not turn 8080 into an ingress port.
+    fake = web_manager()
+    assert run(fake, "service", "update", "web", "--publish", "mode=ingress,published=8443,target=443") == 0
+    assert fake.body() == {"publish": [
+        {"host": 8080, "container": 80, "protocol": "tcp", "mode": "host"},
+        {"host": 8443, "container": 443, "protocol": "tcp", "mode": "ingress"},
+    ]}
+    fake = web_manager()
+    assert run(fake, "service", "update", "web", "--publish", "8080:80") == 0  # now as ingress
+    assert fake.body() == {"publish": [{"host": 8080, "container": 80, "protocol": "tcp", "mode": "ingress"}]}
 
 
 def test_update_of_replicas_and_labels_replaces_no_task(capsys: pytest.CaptureFixture[str]) -> None:
@@ -262,7 +277,7 @@ def test_update_lost_race_is_one_line(capsys: pytest.CaptureFixture[str]) -> Non
 @pytest.mark.parametrize(("flags", "expected"), [
     (["--mode", "global"], "unrecognized arguments: --mode"),
     (["--memory", "12q"], "argument --memory: invalid size"),
-    (["--publish-rm", "80/sctp"], "argument --publish-rm: expected HOST[/tcp|udp]"),
+    (["--publish-rm", "80/sctp"], "argument --publish-rm: expected PUBLISHED[/tcp|udp]"),
     (["--health-cmd", "x", "--health-http", "80"], "not allowed with argument --health-cmd"),
 ])
 def test_bad_update_flags_are_usage_errors(
@@ -305,13 +320,33 @@ def test_list_shows_the_update_column_while_an_update_runs(capsys: pytest.Captur
         {**WEB, "name": "old", "update_status": {"state": "rollback_started"}},
     ]
     assert run(FakeManager({("GET", "/v1/services"): services}), "service", "list") == 0
+    # WEB publishes a port (stored without a mode: host), so the PORTS column shows too.
     assert capsys.readouterr().out == (
-        "NAME  REPLICAS  IMAGE       VERSION  UPDATE\n"
-        "web   2/3       nginx:1.27  12       updating\n"
-        "api   3/3       nginx:1.27  12       paused\n"
-        "db    3/3       nginx:1.27  12       -\n"
-        "old   3/3       nginx:1.27  12       rolling back\n"
+        "NAME  REPLICAS  IMAGE       VERSION  PORTS                  UPDATE\n"
+        "web   2/3       nginx:1.27  12       *:8080->80/tcp (host)  updating\n"
+        "api   3/3       nginx:1.27  12       *:8080->80/tcp (host)  paused\n"
+        "db    3/3       nginx:1.27  12       *:8080->80/tcp (host)  -\n"
+        "old   3/3       nginx:1.27  12       *:8080->80/tcp (host)  rolling back\n"
     )
+
+
+def test_list_and_inspect_show_each_published_port_with_its_mode(capsys: pytest.CaptureFixture[str]) -> None:
+    ports = [{"host": 8080, "container": 80, "protocol": "tcp", "mode": "ingress"},
+             {"host": 5353, "container": 53, "protocol": "udp", "mode": "host"}]
+    web = {**WEB, "spec": {**SPEC, "publish": ports}}
+    quiet = {**WEB, "name": "quiet", "spec": {**SPEC, "publish": []}}
+    assert run(FakeManager({("GET", "/v1/services"): [web, quiet]}), "service", "list") == 0
+    assert capsys.readouterr().out == (
+        "NAME   REPLICAS  IMAGE       VERSION  PORTS\n"
+        "web    3/3       nginx:1.27  12       *:8080->80/tcp (ingress), *:5353->53/udp (host)\n"
+        "quiet  3/3       nginx:1.27  12       -\n"
+    )
+    assert run(FakeManager({("GET", "/v1/services/web"): web}), "service", "inspect", "web") == 0
+    rows = dict(line.split(None, 1) for line in capsys.readouterr().out.splitlines())
+    assert rows["spec.publish"] == "*:8080->80/tcp (ingress), *:5353->53/udp (host)"
+    fake = FakeManager({("GET", "/v1/services/web"): web})
+    assert run(fake, "service", "inspect", "web", "-o", "json") == 0
+    assert json.loads(capsys.readouterr().out)["spec"]["publish"] == ports  # machine formats: as stored
 
 
 def test_inspect_shows_the_update_status(capsys: pytest.CaptureFixture[str]) -> None:

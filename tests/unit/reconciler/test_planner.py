@@ -180,11 +180,31 @@ def test_bind_mounts_and_the_process_runtime_s_mounts(sim: Sim) -> None:
 
 def test_host_port_conflicts(sim: Sim) -> None:
     cluster(sim, "w1", "w2")
-    sim.create_service("web", image="nginx", replicas=3, publish=[{"host": 8080, "container": 80}])
+    sim.create_service("web", image="nginx", replicas=3,
+                       publish=[{"host": 8080, "container": 80, "mode": "host"}])
     sim.settle()
     assert sim.by_node("web") == {"w1": 1, "w2": 1}
     (pending,) = [t for t in sim.live("web") if t["state"] == "pending"]
     assert pending["message"] == "no suitable node: 2 nodes already use host port 8080/tcp"
+
+
+def test_docker_ingress_replicas_share_a_node(sim: Sim) -> None:
+    # Docker maps an ingress replica's target on an ephemeral host port: nothing is held on the node.
+    cluster(sim, "w1")
+    sim.create_service("web", image="nginx", replicas=3, publish=[{"host": 8080, "container": 80}])
+    sim.settle()
+    assert sim.by_node("web") == {"w1": 3}
+    assert sim.service("web")["spec"]["publish"][0]["mode"] == "ingress"
+
+
+def test_a_process_ingress_replica_holds_its_target_port_on_its_node(sim: Sim) -> None:
+    cluster(sim, "w1", "w2", drivers=("process",))
+    sim.create_service("web", image="none", driver="process", command=["serve"], replicas=3,
+                       publish=[{"host": 8080, "container": 8081}])
+    sim.settle()
+    assert sim.by_node("web") == {"w1": 1, "w2": 1}
+    (pending,) = [t for t in sim.live("web") if t["state"] == "pending"]
+    assert pending["message"] == "no suitable node: 2 nodes already use host port 8081/tcp"
 
 
 # -- nodes going away --------------------------------------------------------------------------------
@@ -501,7 +521,7 @@ def test_start_first_falls_back_to_stop_first_when_the_new_task_cannot_be_placed
         "web",
         image="v1",
         replicas=2,
-        publish=[{"host": 8080, "container": 80}],
+        publish=[{"host": 8080, "container": 80, "mode": "host"}],
         update={"order": "start-first", "monitor_s": 0.0},
     )
     sim.settle()
@@ -630,7 +650,7 @@ def test_history_is_bounded_per_slot(tmp_path: Path) -> None:
 
 def test_same_state_same_plan(sim: Sim) -> None:
     cluster(sim, "w1", "w2", "w3")
-    sim.create_service("web", image="v1", replicas=4, publish=[{"host": 80, "container": 80}])
+    sim.create_service("web", image="v1", replicas=4, publish=[{"host": 80, "container": 80, "mode": "host"}])
     sim.create_service("agent", image="a", mode="global")
     sim.settle()
     sim.node_down("w2")

@@ -17,6 +17,7 @@ from warren.api import models
 from warren.errors import InvalidError
 from warren.spec import service
 from warren.spec.mounts import DEFAULT_VOLUME_POLICY
+from warren.spec.publishing import default_mode
 from warren.spec.service import HealthCheck, RestartPolicy, ServiceSpec, TaskSpec, UpdatePolicy
 from warren.store import commands as c
 
@@ -243,6 +244,12 @@ def test_a_spec_the_api_takes_decodes_to_what_the_api_stores(body: dict[str, Any
     # And `discovery` only when off.
     if stored["discovery"] == service.DEFAULT_DISCOVERY:
         del stored["discovery"]
+    # A published port: the API names its mode where the body names none (ingress; host for UDP), and
+    # the stored spec keeps it; the typed spec decoding the bare body leaves it unset (stored: host).
+    assert service.to_doc(service.decode(ServiceSpec, model.model_dump()))["publish"] == stored["publish"]
+    for item, given in zip(stored["publish"], body.get("publish", []), strict=True):
+        if "mode" not in given:
+            assert item.pop("mode") == default_mode(item["protocol"])
     assert service.to_doc(service.decode(ServiceSpec, orjson.dumps(body))) == stored
     assert service.to_doc(service.decode(ServiceSpec, body)) == stored  # from YAML's objects alike
 
