@@ -1,0 +1,199 @@
+"""Ingress across worker hosts (process runtime, workers in network namespaces): a port published in
+ingress mode answers on every worker, also one running no replica, and spreads connections over the
+healthy replicas; a replica that turns unhealthy gets no new connection within one health interval;
+no connection goes to a replica on a worker that has been cut off.
+
+The client is a process task on the `edge` host, which runs no replica: it opens a new connection to
+its own worker's ingress port (127.0.0.1:INGRESS) for every request and logs who answered and how long
+it took. The api replicas listen on TARGET on their own hosts (a process task binds its port itself).
+"""
+
+from __future__ import annotations
+
+import sys
+import textwrap
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.integration.managers import get_json
+from tests.integration.netns import NetnsLab
+from tests.integration.workers import Fleet, netns_fleet
+from warren.testing.wait import eventually
+
+PORTS = (8080, 7946, 9090)
+INGRESS = 8090  # published
+TARGET = 8091  # where each api replica listens, on its own host
+HEALTH_INTERVAL_S = 1.0
+
+# Answers GET / with its task ID, GET /health with 500 once the file SICK_DIR/<task id> exists. It
+# ignores SIGTERM, so a replica being stopped keeps answering until it is killed (stop_timeout_s): a
+# connection it answers after it turned unhealthy is one the ingress sent it, not a race with its exit.
+API = textwrap.dedent(
+    """
+    import http.server, os, signal
+
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    TASK = os.environ["WARREN_TASK_ID"]
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):
+            sick = os.path.exists(os.path.join("SICK_DIR", TASK))
+            status, body = (500, b"sick") if self.path == "/health" and sick else (200, TASK.encode())
+            self.send_response(status)
+            self.send_header("Content-Length", str(len(body)))
+            self.send_header("Connection", "close")
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args):
+            pass
+
+    http.server.ThreadingHTTPServer.allow_reuse_address = True
+    http.server.ThreadingHTTPServer(("0.0.0.0", TARGET), Handler).serve_forever()
+    """
+)
+
+# A new connection to the local ingress port per request; appends "<start> <seconds> ok <task>" or
+# "<start> <seconds> fail <why>" to the file named by argv[1].
+CLIENT = textwrap.dedent(
+    """
+    import itertools, sys, time, urllib.request
+
+    with open(sys.argv[1], "a", buffering=1) as out:
+        for i in itertools.count():
+            start = time.time()
+            try:
+                with urllib.request.urlopen("http://127.0.0.1:INGRESS/", timeout=3.0) as answer:
+                    out.write(f"{start:.3f} {time.time() - start:.3f} ok {answer.read().decode()}\\n")
+            except Exception as exc:
+                out.write(f"{start:.3f} {time.time() - start:.3f} fail {type(exc).__name__}\\n")
+            time.sleep(0.02)
+    """
+)
+
+Row = tuple[float, float, bool, str]  # (start, seconds, ok, api task or error)
+
+
+@pytest.fixture
+def lab_fleet(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[tuple[NetnsLab, Fleet]]:
+    with netns_fleet(5, PORTS, tmp_path, request) as made:
+        yield made
+
+
+def results(path: Path, since: float = 0.0) -> list[Row]:
+    """The client's requests started at or after `since`."""
+    if not path.exists():
+        return []
+    rows = []
+    for line in path.read_text().splitlines():
+        parts = line.split(" ", 3)
+        if len(parts) == 4 and float(parts[0]) >= since:
+            rows.append((float(parts[0]), float(parts[1]), parts[2] == "ok", parts[3]))
+    return rows
+
+
+def answered_by(path: Path, since: float) -> set[str]:
+    return {task for _, _, ok, task in results(path, since) if ok}
+
+
+def start(lab: NetnsLab, fleet: Fleet, tmp_path: Path, replicas: int) -> tuple[dict[str, int], Path, Path]:
+    """A manager (host 1), the edge worker (host 2, runs the client only), api workers on hosts 3-5; the
+    api service with `replicas` replicas, one per host, published in ingress mode; the client. Returns
+    (api host by worker name, the client's log, the directory of sick flags)."""
+    fleet.start_managers(1)
+    fleet.add_worker("process", prefix=lab.prefix(2), labels=["role=edge"])
+    hosts = {fleet.add_worker("process", prefix=lab.prefix(i), labels=["role=api"]).name: i
+             for i in (3, 4, 5)}
+    sick, log = tmp_path / "sick", tmp_path / "client.log"
+    sick.mkdir()
+    api_py, client_py = tmp_path / "api.py", tmp_path / "client.py"
+    api_py.write_text(API.replace("SICK_DIR", str(sick)).replace("TARGET", str(TARGET)))
+    client_py.write_text(CLIENT.replace("INGRESS", str(INGRESS)))
+    fleet.create(
+        "api", replicas=replicas, image="local", driver="process", command=[sys.executable, str(api_py)],
+        constraints=["node.labels.role==api"], stop_timeout_s=10.0,
+        publish=[{"host": INGRESS, "container": TARGET, "mode": "ingress"}],
+        health={"kind": "http", "port": TARGET, "path": "/health", "interval_s": HEALTH_INTERVAL_S,
+                "timeout_s": 0.5, "retries": 1},
+    )
+    fleet.create("client", replicas=1, image="local", driver="process",
+                 command=[sys.executable, str(client_py), str(log)], constraints=["node.labels.role==edge"])
+    fleet.wait_running("api", replicas)
+    fleet.wait_running("client", 1)
+    return hosts, log, sick
+
+
+def test_the_ingress_port_answers_on_every_worker_and_spreads_over_the_replicas(
+    lab_fleet: tuple[NetnsLab, Fleet], tmp_path: Path
+) -> None:
+    lab, fleet = lab_fleet
+    _, log, _ = start(lab, fleet, tmp_path, replicas=2)
+    running = {t["id"] for t in fleet.running("api")}
+    # From the edge host, which runs no replica: both replicas answer.
+    eventually(lambda: answered_by(log, 0.0) >= running, 30, "both api replicas to answer through the edge",
+               detail=lambda: log.read_text()[-2000:] if log.exists() else fleet.log_tails())
+    # From outside, on every worker host's address (the test process reaches every namespace).
+    for i in (2, 3, 4, 5):
+        answers = set()
+        for _ in range(6):
+            response = httpx.get(f"http://{lab.addr(i)}:{INGRESS}/", timeout=5.0)
+            assert response.status_code == 200, (i, response.text)
+            answers.add(response.text)
+        assert answers == running, f"host {i}: answered by {answers}, running {running}"
+    # The manager's host runs no worker: nothing listens there.
+    with pytest.raises(httpx.TransportError):
+        httpx.get(f"http://{lab.addr(1)}:{INGRESS}/", timeout=2.0)
+
+
+def test_an_unhealthy_replica_gets_no_new_connection_within_one_health_interval(
+    lab_fleet: tuple[NetnsLab, Fleet], tmp_path: Path
+) -> None:
+    lab, fleet = lab_fleet
+    _, log, sick = start(lab, fleet, tmp_path, replicas=2)
+    first, second = sorted(fleet.running("api"), key=lambda t: str(t["id"]))
+    eventually(lambda: answered_by(log, 0.0) >= {first["id"], second["id"]}, 30, "both replicas to answer",
+               detail=lambda: log.read_text()[-2000:])
+    flagged = time.time()
+    (sick / first["id"]).write_text("")
+    # The probe that fails comes within one interval (plus its timeout); then one more interval at most
+    # until the ingress everywhere stops sending the replica new connections.
+    eventually(lambda: len(answered_by(log, flagged + 2 * HEALTH_INTERVAL_S + 1.5)) > 0, 30,
+               "requests after the replica turned unhealthy", detail=lambda: log.read_text()[-2000:])
+    last = max((s for s, _, ok, task in results(log, flagged) if ok and task == first["id"]), default=flagged)
+    print(f"\nthe unhealthy replica's last new connection came {last - flagged:.2f} s after its health "
+          f"check started failing (interval {HEALTH_INTERVAL_S} s)")
+    assert last - flagged <= 2 * HEALTH_INTERVAL_S + 0.5, (
+        f"the replica got new connections {last - flagged:.2f} s after its health check started failing")
+    failed = [row for row in results(log, flagged) if not row[2]]
+    assert not failed, f"requests failed while a replica turned unhealthy: {failed}"
+
+
+def test_no_connection_goes_to_a_replica_on_a_cut_off_worker(
+    lab_fleet: tuple[NetnsLab, Fleet], tmp_path: Path
+) -> None:
+    lab, fleet = lab_fleet
+    hosts, log, _ = start(lab, fleet, tmp_path, replicas=2)
+    lost, kept = sorted(fleet.running("api"), key=lambda t: str(t["id"]))
+    eventually(lambda: answered_by(log, 0.0) >= {lost["id"], kept["id"]}, 30, "both replicas to answer",
+               detail=lambda: log.read_text()[-2000:])
+    cut = time.time()
+    lab.isolate(hosts[lost["node"]])
+    eventually(lambda: get_json(fleet.addr, f"/v1/nodes/{lost['node']}")["state"] == "down", 30,
+               "the leader to write the cut-off worker down", detail=fleet.log_tails)
+    down = time.time()
+    eventually(lambda: len(results(log, down + 1.0)) >= 40, 30, "requests after the worker was written down")
+    after = results(log, down + 1.0)
+    assert all(ok for _, _, ok, _ in after), f"requests failed after the worker was written down: {after}"
+    assert lost["id"] not in {task for *_, task in after}
+    slow = [row for row in after if row[1] > 0.5]  # a connection tried on the lost host waits 1 s for it
+    assert not slow, f"requests still waited on the cut-off worker after it was written down: {slow}"
+    during = results(log, cut)
+    failed = [row for row in during if not row[2]]
+    print(f"\nwhile the worker was cut off but not yet down ({down - cut:.1f} s): {len(during)} requests, "
+          f"{len(failed)} failed, slowest {max(s for _, s, _, _ in during):.2f} s")
+    assert not failed, f"requests failed while a replica's worker was cut off: {failed}"
+    lab.heal(hosts[lost["node"]])
