@@ -134,6 +134,8 @@ CREATE TABLE IF NOT EXISTS services (
     updated_at    REAL NOT NULL,
     version       INTEGER NOT NULL
 );
+-- A task's `ports`: the host ports its worker reported for its ingress publishes, {"P": hostport}
+-- (JSON; NULL: none; warren.spec.ports). Last: schema 7 added it, and ALTER TABLE appends.
 CREATE TABLE IF NOT EXISTS tasks (
     id            TEXT PRIMARY KEY,
     service_id    TEXT NOT NULL,
@@ -151,8 +153,6 @@ CREATE TABLE IF NOT EXISTS tasks (
     created_at    REAL NOT NULL,
     updated_at    REAL NOT NULL,
     version       INTEGER NOT NULL,
-    -- The host ports its worker reported for its ingress publishes, {"P": hostport} (JSON; NULL: none;
-    -- warren.spec.ports). Last: schema 7 added it (ALTER TABLE appends).
     ports         TEXT
 );
 CREATE INDEX IF NOT EXISTS tasks_by_service ON tasks (service_id);
