@@ -155,7 +155,8 @@ def test_schema_6_gains_the_tasks_ports_column_last_and_stores_reported_ports(tm
     (fresh_dir := tmp_path / "fresh").mkdir()
     fresh = Store(str(fresh_dir))
     # The same columns in the same order as a file created at 7: the content digest reads rows as they come.
-    assert columns[-1] == "ports" and columns == [r[1] for r in fresh.conn.execute("PRAGMA table_info(tasks)")]
+    created = [r[1] for r in fresh.conn.execute("PRAGMA table_info(tasks)")]
+    assert columns[-1] == "ports" and columns == created
     fresh.close()
     first = EXPECTED_V6["state"]["snapshot"]["tasks"][0]
     task_id, node = first["id"], first["node"]

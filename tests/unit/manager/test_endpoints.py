@@ -185,7 +185,8 @@ def test_an_ingress_port_lists_the_ready_replicas_at_their_reported_host_ports(c
     assert ingress(cluster) == {"8080": {"service": "shop", "backends": []}}  # listened on before any replica
     for task_id, node, slot, port in (("t9", w1, 1, 32768), ("t1", w1, 2, 32769), ("t5", w2, 3, 40000)):
         cluster.running(task_id, node, slot, service="svc-2")
-        cluster.propose.apply(c.SetTaskStatuses([status(task_id, "running", node=node, ports={"8080": port})]))
+        reported = status(task_id, "running", node=node, ports={"8080": port})
+        cluster.propose.apply(c.SetTaskStatuses([reported]))
     # Sorted by node, then task ID; discovery off leaves the service out of `services` only.
     assert ingress(cluster) == {"8080": {"service": "shop", "backends": [
         {"addr": "10.0.0.1", "port": 40000, "task_id": "t5", "node": w2},
@@ -198,7 +199,8 @@ def test_an_ingress_port_lists_the_ready_replicas_at_their_reported_host_ports(c
 def test_only_healthy_running_replicas_that_reported_the_port_are_backends(cluster: Cluster) -> None:
     w1, w2 = cluster.worker_at("worker-aaaaa1", "10.0.0.1"), cluster.worker_at("worker-aaaaa2", "10.0.0.2")
     host = Publish(host=9000, container=90, mode="host")
-    cluster.service("svc-2", "shop", publish=[*WEB_8080, host, Publish(host=8443, container=443, mode="ingress")])
+    tls = Publish(host=8443, container=443, mode="ingress")
+    cluster.service("svc-2", "shop", publish=[*WEB_8080, host, tls])
     checked = TaskSpec(image="busybox", health=HealthCheck(kind="tcp", port=80))
     cluster.running("t-ok", w1, 1, service="svc-2")
     cluster.running("t-sick", w1, 2, service="svc-2", spec=checked, health="unhealthy")
