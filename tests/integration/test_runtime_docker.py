@@ -122,6 +122,38 @@ async def test_published_port_answers_from_the_host(runtime: DockerRuntime) -> N
     assert b"warren-busybox" in await asyncio.to_thread(fetch, f"http://{address}:8080/")
 
 
+async def test_ingress_replicas_get_ephemeral_ports_on_the_ingress_address(cluster_id: str) -> None:
+    rt = DockerRuntime(cluster_id, "node-a", ingress_ip="127.0.0.1")
+    try:
+        httpd = ["httpd", "-f", "-p", "8080", "-h", "/www"]
+        publish = (PortMapping(18080, 8080, ingress=True), PortMapping(18081, 8080, ingress=True))
+        # Two replicas on one node: no host port of theirs collides.
+        first = await rt.start(task("t-in1", httpd, publish=publish))
+        second = await rt.start(task("t-in2", httpd, slot=2, publish=publish))
+        ports = [await rt.ingress_ports(cid, publish) for cid in (first, second)]
+        for found in ports:
+            assert sorted(found) == [18080, 18081] and found[18080] == found[18081]  # one binding per target
+            assert found[18080] not in (18080, 8080)
+        assert ports[0][18080] != ports[1][18080]
+
+        def fetch(url: str) -> bytes:
+            with urllib.request.urlopen(url, timeout=2) as answer:
+                return bytes(answer.read())
+
+        for found in ports:
+            url = f"http://127.0.0.1:{found[18080]}/"
+            page = await eventually_async(lambda url=url: asyncio.to_thread(fetch, url), 15, "the page")
+            assert b"hello from warren-busybox" in page
+        bound = (await rt._run(lambda c: c.api.inspect_container(first)))["HostConfig"]["PortBindings"]
+        assert bound == {"8080/tcp": [{"HostIp": "127.0.0.1", "HostPort": ""}]}
+        # Gone: nothing to report, nothing guessed.
+        await rt.stop(first, 1)
+        await rt.remove(first)
+        assert await rt.ingress_ports(first, publish) == {}
+    finally:
+        await rt.close()
+
+
 async def test_cpu_and_memory_limits_reach_the_engine(runtime: DockerRuntime, engine: Any) -> None:
     cid = await runtime.start(task("t-limits", ["sleep", "300"], cpus=0.5, memory=64 * MIB, stop_timeout_s=4))
     host_config = engine.api.inspect_container(cid)["HostConfig"]

@@ -24,6 +24,7 @@ import pytest
 
 from tests.integration.managers import child_env
 from warren.config import RuntimeSettings
+from warren.errors import NotFoundError
 from warren.runtime.base import (
     LABEL_CLUSTER,
     LABEL_NODE,
@@ -32,6 +33,7 @@ from warren.runtime.base import (
     LABEL_SLOT,
     LABEL_TASK,
     Exit,
+    PortMapping,
     RuntimeStartError,
     TaskRun,
 )
@@ -388,3 +390,13 @@ async def test_long_logs_are_rotated(base_dir: Path) -> None:
         assert current.read_bytes()[:1] in (b"x", b"\n")
     finally:
         await rt.close()
+
+
+async def test_an_ingress_process_task_is_reached_at_its_target_port(runtime: ProcessRuntime) -> None:
+    publish = (PortMapping(18080, 8080, ingress=True), PortMapping(9000, 9001))
+    cid = await runtime.start(task("t-ingress", ["sleep", "30"], publish=publish))
+    assert await runtime.ingress_ports(cid, publish) == {18080: 8080}  # it binds its target itself
+    await runtime.stop(cid, 1)
+    await runtime.remove(cid)
+    with pytest.raises(NotFoundError):
+        await runtime.ingress_ports(cid, publish)

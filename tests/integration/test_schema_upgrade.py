@@ -43,13 +43,19 @@ def test_a_manager_restarted_on_a_previous_schema_snapshot_upgrades_it(
     assert manager.stop() == 0
 
     # Turn the manager's own snapshot into what an older Warren wrote: schema 3 had no
-    # schema_migrations table, nor configs (schema 5) nor volumes (6), and its content digest covered
-    # the tables it had. The result has exactly the tables of a snapshot the code at 2ac1aef made.
+    # schema_migrations table, nor configs (schema 5) nor volumes (6), nor tasks.ports (7), and its
+    # content digest covered the tables it had. The result has exactly the tables of a snapshot the code
+    # at 2ac1aef made (DROP COLUMN leaves the statement's last line break out: the old text is put back).
     (snapshot,) = (manager.data_dir / "raft" / "snapshots").glob("snap-*.bin")
     conn = sqlite3.connect(snapshot)
     conn.execute("DROP TABLE schema_migrations")
     conn.execute("DROP TABLE configs")
     conn.execute("DROP TABLE volumes")
+    conn.execute("ALTER TABLE tasks DROP COLUMN ports")
+    (old_tasks,) = [sql for name, sql in tables(V3_SNAPSHOT) if name == "tasks"]
+    conn.execute("PRAGMA writable_schema = ON")
+    conn.execute("UPDATE sqlite_master SET sql = ? WHERE type = 'table' AND name = 'tasks'", (old_tasks,))
+    conn.execute("PRAGMA writable_schema = OFF")
     conn.execute("UPDATE meta SET value = ? WHERE key = 'content_digest'", (schema.content_digest(conn),))
     conn.execute("UPDATE meta SET value = '3' WHERE key = 'schema_version'")
     conn.commit()
@@ -61,5 +67,5 @@ def test_a_manager_restarted_on_a_previous_schema_snapshot_upgrades_it(
         after = {path: client.get(path).json() for path in before}
     assert after == before
     log = manager.errors()
-    assert "state schema upgraded from version 3 to 6" in log, manager.log_tail()
+    assert "state schema upgraded from version 3 to 7" in log, manager.log_tail()
     assert "state restored from" in log and "/snapshots/" in log, manager.log_tail()

@@ -200,9 +200,23 @@ class ServiceEndpoints(BaseModel):
     tasks: list[EndpointTask]  # every task running (and that should) on a node with an address
 
 
+class IngressBackend(BaseModel):
+    addr: str  # its node's IP address
+    port: int  # the host port its worker reported for the published port
+    task_id: str
+    node: str
+
+
+class IngressRoute(BaseModel):
+    service: str
+    backends: list[IngressBackend]  # its ready replicas (running, healthy, node not down), by node, task
+
+
 class Endpoints(BaseModel):
-    digest: str
+    digest: str  # covers `services` and `ingress`
     services: dict[str, ServiceEndpoints]  # every service with discovery on, by name
+    # Every published ingress port (a decimal string) of every service, whether or not discovery is on.
+    ingress: dict[str, IngressRoute] = {}
 
 
 class Session(BaseModel):

@@ -21,6 +21,7 @@ from warren.spec import container as opts
 from warren.spec import mounts, validate
 from warren.spec import service as typed
 from warren.spec.mounts import DEFAULT_VOLUME_POLICY, VolumePolicy
+from warren.spec.ports import MAX_TASK_PORTS, task_ports_problem
 from warren.spec.problems import problem
 from warren.spec.publishing import default_mode
 from warren.spec.service import field_default
@@ -496,6 +497,13 @@ class SessionRequest(Strict):
     ] | None = None
 
 
+def _task_ports(value: dict[str, int]) -> dict[str, int]:
+    problem_text = task_ports_problem(value)
+    if problem_text is not None:
+        raise PydanticCustomError("task_ports", problem_text)
+    return value
+
+
 class StatusUpdate(Strict):
     task_id: TaskId
     state: Literal["assigned", "starting", "running", "complete", "failed", "shutdown", "rejected"]
@@ -506,6 +514,10 @@ class StatusUpdate(Strict):
     container_id: Annotated[str, StringConstraints(max_length=256), NoControl] | None = None
     exit_code: Annotated[int, Field(ge=-(2**31), le=2**31)] | None = None
     health: Literal["none", "starting", "healthy", "unhealthy"] | None = None
+    # Where the task's node reaches its ingress publishes (warren.spec.ports), with its `running` update.
+    ports: Annotated[
+        dict[str, int], Field(max_length=MAX_TASK_PORTS), AfterValidator(_task_ports)
+    ] | None = None
 
 
 class StatusRequest(Strict):

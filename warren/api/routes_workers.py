@@ -64,6 +64,8 @@ def add_routes(app: FastAPI, workers: Workers) -> None:
                 "container_id": u.container_id,
                 "exit_code": u.exit_code,
                 "health": u.health,
+                # Only when reported: a status without ports keeps the task's (and needs no newer peers).
+                **({} if u.ports is None else {"ports": u.ports}),
             }
             for u in body.updates
         ]

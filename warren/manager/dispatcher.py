@@ -37,7 +37,7 @@ import msgspec
 from msgspec import UNSET, UnsetType
 
 from warren.config import OrchestratorSettings
-from warren.errors import UnauthorizedError, UnavailableError, WarrenError
+from warren.errors import ConflictError, UnauthorizedError, UnavailableError, WarrenError
 from warren.manager import configs as config_contents
 from warren.manager import endpoints as service_endpoints
 from warren.manager import secrets as secret_values
@@ -163,7 +163,7 @@ class Dispatcher:
         self._removals_at = -1
         self._endpoints: service_endpoints.Endpoints | None = None  # at _endpoints_at
         self._endpoints_at = -1
-        self._discovery: dict[str, tuple[int, bool]] = {}  # what endpoints.compute read of each service
+        self._discovery: dict[str, service_endpoints.ServiceView] = {}  # what endpoints.compute read
         # node -> the volumes it reported last, while they are not the stored ones (a write that failed
         # is tried again on its next call: the worker does not report an unchanged list again).
         self._volumes_reported: dict[str, list[tuple[str, str]]] = {}
@@ -449,9 +449,23 @@ class Dispatcher:
             old = batch.updates.get(key)
             # Latest wins, but never a step back: within a batch apply would skip it anyway.
             if old is None or RANK.get(update.state, 0) >= RANK.get(old.state, 0):
-                batch.updates[key] = update
+                batch.updates[key] = _keeping_ports(update, old)
         self._flush_wanted.set()
         await asyncio.shield(batch.done)
+
+    async def _propose_statuses(self, items: list[c.TaskStatus]) -> None:
+        """Propose one SetTaskStatuses. Ports need every manager at PUBLISH_MODE_SINCE; a manager of an
+        older Warren (a rolling upgrade) refuses them, and the states, which it applies, must not wait
+        for its upgrade: they are proposed again without the ports."""
+        try:
+            await self.propose(c.SetTaskStatuses(items))
+        except ConflictError:
+            if not any(not isinstance(u.ports, UnsetType) for u in items):
+                raise
+            log.warning("a manager runs an older Warren: %d task statuses committed without their "
+                        "ingress ports (no ingress traffic reaches those tasks until it is upgraded)",
+                        len(items))
+            await self.propose(c.SetTaskStatuses([msgspec.structs.replace(u, ports=UNSET) for u in items]))
 
     async def _flush_loop(self) -> None:
         while True:
@@ -464,7 +478,7 @@ class Dispatcher:
                 items = list(batch.updates.values())
                 size = self.settings.status_batch_max
                 for start in range(0, len(items), size):
-                    await self.propose(c.SetTaskStatuses(items[start : start + size]))
+                    await self._propose_statuses(items[start : start + size])
                 if self.metrics is not None:
                     self.metrics.status_batches.observe(len(items))
             except WarrenError as exc:
@@ -477,3 +491,16 @@ class Dispatcher:
                 batch.done.set_result(None)
             if self.settings.status_flush_interval_s > 0:
                 await asyncio.sleep(self.settings.status_flush_interval_s)
+
+
+def _keeping_ports(update: c.TaskStatus, old: c.TaskStatus | None) -> c.TaskStatus:
+    """`update` replacing `old` (same task) in a batch: ports `old` reported for the same container
+    stay, unless `update` reports its own (a health report after the running one carries none)."""
+    if (
+        old is None
+        or isinstance(old.ports, UnsetType)
+        or not isinstance(update.ports, UnsetType)
+        or (update.container_id is not None and update.container_id != old.container_id)
+    ):
+        return update
+    return msgspec.structs.replace(update, ports=old.ports)

@@ -55,11 +55,12 @@ def open_runtimes(
     node: str,
     data_dir: str,
     settings: RuntimeSettings | None = None,
+    ingress_ip: str | None = None,
 ) -> list[ContainerRuntime]:
     """The runtimes of a worker, in the order of `drivers_of(kind)` (ConfigError if Docker is offered
     and no engine answers); process task directories go under `<data_dir>/tasks`, its volumes under
-    `<data_dir>/volumes`. Blocks while it
-    pings the engine."""
+    `<data_dir>/volumes`; Docker binds ingress replicas' ports on `ingress_ip` (None: every address).
+    Blocks while it pings the engine."""
     settings = settings if settings is not None else RuntimeSettings()
     runtimes: list[ContainerRuntime] = []
     for driver in drivers_of(kind):
@@ -67,7 +68,7 @@ def open_runtimes(
             require_docker(kind, settings)
             from warren.runtime.docker import DockerRuntime
 
-            runtimes.append(DockerRuntime(cluster_id, node, settings=settings))
+            runtimes.append(DockerRuntime(cluster_id, node, settings=settings, ingress_ip=ingress_ip))
         else:
             from warren.runtime.process import ProcessRuntime
 

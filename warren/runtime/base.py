@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import builtins
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
 
@@ -50,9 +50,18 @@ LABEL_VOLUME_NODE = "io.warren.node"
 
 @dataclass(frozen=True, slots=True)
 class PortMapping:
+    """A published port of the spec: `host` (Docker's "published") reaches `container` ("target").
+
+    Host mode: the runtime binds `host` on the node. Ingress (docs/networking.md): every worker's proxy
+    listens on `host` and forwards to the task wherever it runs, so the runtime publishes `container`
+    on a port of the node it picks itself (docker: an ephemeral one; process: the target, which the
+    task binds itself); `ContainerRuntime.ingress_ports` says which, once the task runs.
+    """
+
     host: int
     container: int
     protocol: str = "tcp"
+    ingress: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -206,6 +215,12 @@ class ContainerRuntime(Protocol):
 
     async def address(self, container_id: str) -> str:
         """The IP address at which the task's own ports answer (health checks over HTTP and TCP)."""
+        ...
+
+    async def ingress_ports(self, container_id: str, publish: Sequence[PortMapping]) -> dict[int, int]:
+        """Where the node reaches each ingress mapping of `publish` (the mappings the task was started
+        with): published port -> the node's port (1..65535), read once the task runs. A mapping the
+        runtime cannot find a port for (the container already gone) is left out, never guessed."""
         ...
 
     async def volumes(self) -> builtins.list[str]:

@@ -14,6 +14,11 @@ if missing, labelled `io.warren.volume=NAME` and `io.warren.node=<node>` (an exi
 it is, as Docker does); `volumes()` lists this node's by that label, `remove_volume` removes only
 those. A bind is the node's path the worker checked (symlinks resolved); a tmpfs gets its size.
 
+Published ports: a host-mode mapping binds its host port on every address, as `docker run -p` does. An
+ingress mapping (docs/networking.md) binds its target on an ephemeral port Docker chooses, on the
+worker's advertised IP address (`ingress_ip`; every address if the worker advertises a host name), so
+any number of replicas fit on one node; `ingress_ports` reads the chosen ports back from the engine.
+
 Exits come from the engine's event stream (`die` events), read in a thread and handed to the loop;
 when the stream breaks (engine restart) the thread reconnects, and containers believed running that
 stopped meanwhile are reported from a fresh `list`. Each container's exit is reported once
@@ -32,7 +37,7 @@ import logging
 import math
 import re
 import threading
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Collection, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
 
@@ -50,6 +55,7 @@ from warren.runtime.base import (
     LABEL_VOLUME_NODE,
     Exit,
     Instance,
+    PortMapping,
     RuntimeStartError,
     RuntimeUnavailableError,
     TaskRun,
@@ -70,6 +76,9 @@ _LOG_QUEUE_CHUNKS = 64
 _NAME_UNSAFE = re.compile(r"[^a-zA-Z0-9_.-]")
 # Where a container finds its secrets, one file per secret named after it (as Docker Swarm does).
 SECRETS_MOUNT = "/run/secrets"
+# Entries of one port's bindings looked at in an engine's answer (a target has a few: IPv4, IPv6, a
+# host-mode port beside the ingress one).
+_MAX_BINDINGS = 64
 # Errors that mean the engine did not answer (socket refused, reset, timed out).
 _UNREACHABLE = (requests.exceptions.ConnectionError, requests.exceptions.Timeout)
 
@@ -91,6 +100,43 @@ def docker_mounts(run: TaskRun) -> list[Any]:
     ]
 
 
+def port_bindings(publish: Sequence[PortMapping], ingress_ip: str | None) -> dict[str, list[Any]]:
+    """The engine's port bindings of `publish`: a host-mode mapping at its host port on every address;
+    an ingress one on an ephemeral port (HostPort "") on `ingress_ip` (None: every address), once per
+    target (two published ports to one target share its host port)."""
+    ephemeral = {"HostIp": ingress_ip or "", "HostPort": ""}
+    bindings: dict[str, list[Any]] = {}
+    for p in publish:
+        targets = bindings.setdefault(f"{p.container}/{p.protocol}", [])
+        if not p.ingress:
+            targets.append(p.host)
+        elif ephemeral not in targets:
+            targets.append(dict(ephemeral))
+    return bindings
+
+
+def bound_port(entries: object, ingress_ip: str | None, taken: Collection[int]) -> int | None:
+    """The ephemeral host port of an ingress binding, from the engine's NetworkSettings.Ports entries
+    of its target (`[{"HostIp": ..., "HostPort": "32768"}, ...]`, checked: the engine's answer is read
+    like any input); None if it has none. `taken`: the target's host-mode ports, bound beside it. The
+    entry on `ingress_ip` (every address: "0.0.0.0") is preferred: an engine that also binds IPv6 may
+    give "::" a port of its own."""
+    if not isinstance(entries, list):
+        return None
+    want = ingress_ip or "0.0.0.0"
+    found: list[tuple[bool, int]] = []
+    for entry in entries[:_MAX_BINDINGS]:
+        if not isinstance(entry, dict):
+            continue
+        text, host_ip = entry.get("HostPort"), entry.get("HostIp")
+        if not isinstance(text, str) or not text.isascii() or not text.isdigit() or len(text) > 5:
+            continue
+        port = int(text)
+        if 1 <= port <= 65535 and port not in taken:
+            found.append((host_ip != want, port))
+    return min(found)[1] if found else None
+
+
 def ping_engine(timeout_s: float) -> bool:
     """Whether a Docker Engine (from the environment: DOCKER_HOST or the default socket) answers."""
     try:
@@ -107,7 +153,8 @@ def ping_engine(timeout_s: float) -> bool:
 
 class DockerRuntime:
     """`ContainerRuntime` over the Docker Engine. Without `client`, one is made from the environment
-    on first use (so constructing the runtime never blocks); a given client is not closed by `close`."""
+    on first use (so constructing the runtime never blocks); a given client is not closed by `close`.
+    `ingress_ip`: the address ingress replicas' ephemeral ports are bound on (None: every address)."""
 
     driver = "docker"
 
@@ -118,9 +165,11 @@ class DockerRuntime:
         client: docker.DockerClient | None = None,
         *,
         settings: RuntimeSettings | None = None,
+        ingress_ip: str | None = None,
     ) -> None:
         self.cluster_id = cluster_id
         self.node = node
+        self.ingress_ip = ingress_ip
         self._settings = settings if settings is not None else RuntimeSettings()
         self._client = client
         self._own_client = client is None
@@ -211,9 +260,7 @@ class DockerRuntime:
     def _create(self, client: Any, run: TaskRun, name: str) -> str:
         """Create (not start) the task's container through the low-level API, which, unlike
         `containers.create`, takes a stop timeout; its ID."""
-        bindings: dict[str, list[int]] = {}
-        for p in run.publish:
-            bindings.setdefault(f"{p.container}/{p.protocol}", []).append(p.host)
+        bindings = port_bindings(run.publish, self.ingress_ip)
         # The task's secrets (a directory on the host's tmpfs), read-only; no mount without secrets.
         binds: dict[str, dict[str, str]] = {}
         if run.secrets_dir is not None:
@@ -252,7 +299,7 @@ class DockerRuntime:
             name=name,
             labels=task_labels(self.cluster_id, self.node, run),
             environment=dict(run.env),
-            ports=[(p.container, p.protocol) for p in run.publish],
+            ports=list(dict.fromkeys((p.container, p.protocol) for p in run.publish)),
             host_config=host_config,
             stop_timeout=max(1, math.ceil(run.stop_timeout_s)),
             user=options.user,
@@ -453,6 +500,32 @@ class DockerRuntime:
             if network and network.get("IPAddress"):
                 return str(network["IPAddress"])
         return "127.0.0.1"  # host network: the task's ports are the host's
+
+    async def ingress_ports(self, container_id: str, publish: Sequence[PortMapping]) -> dict[int, int]:
+        self._check_open()
+        wanted = [p for p in publish if p.ingress]
+        if not wanted:
+            return {}
+        try:
+            attrs = await self._run(lambda c: c.api.inspect_container(container_id))
+        except NotFound:
+            return {}
+        except APIError as exc:
+            raise RuntimeUnavailableError(f"cannot inspect container {container_id}: {explain(exc)}") from exc
+        settings = attrs.get("NetworkSettings") if isinstance(attrs, dict) else None
+        bound = settings.get("Ports") if isinstance(settings, dict) else None
+        bound = bound if isinstance(bound, dict) else {}
+        ports: dict[int, int] = {}
+        for p in wanted:
+            key = f"{p.container}/{p.protocol}"
+            taken = {q.host for q in publish if not q.ingress and f"{q.container}/{q.protocol}" == key}
+            port = bound_port(bound.get(key), self.ingress_ip, taken)
+            if port is None:
+                log.warning("container %s: the engine reports no host port for %s (published %d)",
+                            container_id[:12], key, p.host)
+            else:
+                ports[p.host] = port
+        return ports
 
     # -- close --------------------------------------------------------------------------------------
 

@@ -18,7 +18,8 @@ command and env, the exit status once known) and `output.log` (stdout and stderr
   command and then execs it (same pid). Without `prlimit` the limit is not enforced (logged once).
   Address space is not resident memory: runtimes that reserve large virtual areas (Go, the JVM) need
   a generous limit. CPU limits are not enforced by this runtime.
-- Published ports are not mapped: the process binds its host ports itself.
+- Published ports are not mapped: the process binds its host ports itself. An ingress replica binds
+  its target port, which is therefore the port `ingress_ports` reports.
 - Container options with an equivalent here: `user` (the worker must be root to run a task as another
   user; no supplementary groups; the task's directory stays the worker's alone, since it holds
   state.json, so such a task should be given a `workdir`), `workdir` (instead of the task's
@@ -47,7 +48,7 @@ import shutil
 import signal
 import subprocess
 import time
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -57,6 +58,7 @@ from warren.runtime.base import (
     Exit,
     ExitQueue,
     Instance,
+    PortMapping,
     RuntimeStartError,
     RuntimeUnavailableError,
     TaskRun,
@@ -434,6 +436,12 @@ class ProcessRuntime:
         self._check_open()
         self._known(container_id)
         return "127.0.0.1"  # a process binds the host's own addresses
+
+    async def ingress_ports(self, container_id: str, publish: Sequence[PortMapping]) -> dict[int, int]:
+        self._check_open()
+        self._known(container_id)
+        # The task shares the node's network: it listens on its target port itself.
+        return {p.host: p.container for p in publish if p.ingress}
 
     # -- files --------------------------------------------------------------------------------------
 

@@ -13,6 +13,8 @@ import typing
 from collections.abc import Callable
 from typing import Any
 
+import msgspec
+
 from warren.spec import taskstate
 from warren.spec.service import to_doc
 from warren.store import commands as c
@@ -102,12 +104,17 @@ def _set_task_statuses(conn: sqlite3.Connection, index: int, cmd: c.SetTaskStatu
             ignored += 1
             continue
         starts = u.state == taskstate.RUNNING and row["state"] != taskstate.RUNNING
+        # Ports given replace the stored ones (none: NULL); left out, they stay.
+        given = not isinstance(u.ports, msgspec.UnsetType)
+        ports = json_text(u.ports) if given and u.ports else None
         conn.execute(
             "UPDATE tasks SET state = ?, message = ?, updated_at = ?, version = ?,"
             " container_id = coalesce(?, container_id), exit_code = coalesce(?, exit_code),"
-            " health = coalesce(?, health), started_at = CASE WHEN ? THEN ? ELSE started_at END"
+            " health = coalesce(?, health), started_at = CASE WHEN ? THEN ? ELSE started_at END,"
+            " ports = CASE WHEN ? THEN ? ELSE ports END"
             " WHERE id = ?",
-            (u.state, u.message, u.at, index, u.container_id, u.exit_code, u.health, starts, u.at, u.task_id),
+            (u.state, u.message, u.at, index, u.container_id, u.exit_code, u.health, starts, u.at,
+             given, ports, u.task_id),
         )
         applied += 1
     return {"applied": applied, "ignored": ignored}

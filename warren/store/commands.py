@@ -21,6 +21,7 @@ import orjson
 
 from warren.spec import taskstate
 from warren.spec.mounts import MAX_NODE_VOLUMES, VolumeName
+from warren.spec.ports import TaskPorts
 from warren.spec.problems import problem
 from warren.spec.service import ServiceSpec, TaskSpec
 
@@ -51,7 +52,8 @@ SPEC_FIELDS_SINCE: dict[str, int] = {
     # Service discovery's opt-out (issue 17): written only when off; 3 was not released without it.
     "discovery": MOUNTS_SINCE,
 }
-# A published port's mode (ingress, issue 17), refused by an older decoder as an unknown field.
+# A published port's mode (ingress, issue 17), refused by an older decoder as an unknown field; and a
+# task status that carries the host ports of a task's ingress publishes (TaskStatus.ports), likewise.
 PUBLISH_MODE_SINCE = 4
 
 Role = Literal["manager", "worker"]
@@ -277,7 +279,11 @@ class AssignTasks(_Command, frozen=True, tag="task.assign"):
 class TaskStatus(_Record, frozen=True):
     """What a worker (or the reconciler, for a node that went down) says about a task. `node`, when
     given, must be the task's node: a worker only reports its own tasks. A move backwards
-    (taskstate.can_move) is ignored, not refused, so one stale report does not fail a batch."""
+    (taskstate.can_move) is ignored, not refused, so one stale report does not fail a batch.
+
+    `ports` (warren.spec.ports): where the task's node reaches its ingress publishes, replacing the
+    stored ones (an empty object clears them); UNSET, left out of the wire form (an older decoder
+    refuses the field), keeps them."""
 
     task_id: str
     state: str
@@ -287,6 +293,7 @@ class TaskStatus(_Record, frozen=True):
     container_id: str | None = None
     exit_code: int | None = None
     health: str | None = None
+    ports: TaskPorts | msgspec.UnsetType = msgspec.UNSET
 
 
 class SetTaskStatuses(_Command, frozen=True, tag="task.status"):
@@ -433,9 +440,16 @@ def required_version(cmd: Command) -> int:
     version = SINCE.get(cmd.OP, BASE_COMMAND_VERSION)
     for name in _spec_fields_carried(cmd):
         version = max(version, SPEC_FIELDS_SINCE[name])
-    if _publish_modes_carried(cmd):
+    if _publish_modes_carried(cmd) or _task_ports_carried(cmd):
         version = max(version, PUBLISH_MODE_SINCE)
     return version
+
+
+def _task_ports_carried(cmd: Command) -> bool:
+    """Whether `cmd` is a task status batch of which an update carries ports."""
+    return isinstance(cmd, SetTaskStatuses) and any(
+        not isinstance(u.ports, msgspec.UnsetType) for u in cmd.updates
+    )
 
 
 def _publish_modes_carried(cmd: Command) -> bool:

@@ -17,9 +17,9 @@ from warren.sqlitefile import Migration
 
 # Bumped when a table changes shape, together with a step in MIGRATIONS that takes a file of the
 # version before to this one (a snapshot or state file of a version with no way up is refused).
-SCHEMA_VERSION = 6
+SCHEMA_VERSION = 7
 # Older versions whose backups `cluster init --restore` still imports (missing columns take defaults).
-IMPORTABLE_VERSIONS = (1, 2, 3, 4, 5, 6)
+IMPORTABLE_VERSIONS = (1, 2, 3, 4, 5, 6, 7)
 
 # The way up, one version at a time, oldest first; `upgrade` runs the steps a file needs in one
 # transaction. A snapshot (from a peer, or the latest one read at start) of any version from the
@@ -68,6 +68,13 @@ MIGRATIONS: tuple[Migration, ...] = (
             )""",
             "CREATE INDEX IF NOT EXISTS volumes_by_name ON volumes (name)",
         ),
+    ),
+    Migration(
+        6,
+        "tasks.ports: the host ports a worker reported for a task's ingress publishes",
+        # Last, as in DDL: a file upgraded and a file created have the same columns in the same order
+        # (the content digest reads rows as they come).
+        ("ALTER TABLE tasks ADD COLUMN ports TEXT",),
     ),
 )
 sqlitefile.check_chain(MIGRATIONS, SCHEMA_VERSION)
@@ -127,6 +134,8 @@ CREATE TABLE IF NOT EXISTS services (
     updated_at    REAL NOT NULL,
     version       INTEGER NOT NULL
 );
+-- A task's `ports`: the host ports its worker reported for its ingress publishes, {"P": hostport}
+-- (JSON; NULL: none; warren.spec.ports). Last: schema 7 added it, and ALTER TABLE appends.
 CREATE TABLE IF NOT EXISTS tasks (
     id            TEXT PRIMARY KEY,
     service_id    TEXT NOT NULL,
@@ -143,7 +152,8 @@ CREATE TABLE IF NOT EXISTS tasks (
     started_at    REAL,
     created_at    REAL NOT NULL,
     updated_at    REAL NOT NULL,
-    version       INTEGER NOT NULL
+    version       INTEGER NOT NULL,
+    ports         TEXT
 );
 CREATE INDEX IF NOT EXISTS tasks_by_service ON tasks (service_id);
 CREATE INDEX IF NOT EXISTS tasks_by_node ON tasks (node);

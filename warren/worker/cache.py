@@ -9,7 +9,7 @@ Three things are kept:
 - the queue of status updates no manager has acknowledged yet. Updates are merged per task (the
   latest state wins, as on the leader), sent in the order they were made, and deleted only after a
   manager answered 200, so an exit reported while every manager was away is delivered later even if
-  the worker restarts meanwhile.
+  the worker restarts meanwhile (with everything it says: a `running` update keeps its ports).
 
 All of it can be lost without harm to the cluster: the leader's state is the truth. So a damaged
 worker.db (SQLite says it is not a database or is malformed, or its integrity check fails) is moved
@@ -34,6 +34,7 @@ import orjson
 
 from warren import sqlitefile
 from warren.errors import CorruptStateError, StorageError
+from warren.spec.ports import task_ports_problem
 from warren.sqlitefile import Migration
 
 log = logging.getLogger(__name__)
@@ -103,13 +104,16 @@ class StatusUpdate:
     container_id: str | None = None
     exit_code: int | None = None
     health: str | None = None
+    # Where this node reaches the task's ingress publishes, {"P": hostport} (warren.spec.ports), with
+    # its `running` update; None: nothing reported (the manager keeps what it has).
+    ports: Mapping[str, int] | None = None
 
     def __post_init__(self) -> None:
         if len(self.message) > MAX_MESSAGE_CHARS:
             object.__setattr__(self, "message", self.message[: MAX_MESSAGE_CHARS - 3] + "...")
 
     def to_doc(self) -> dict[str, Any]:
-        return {
+        doc = {
             "task_id": self.task_id,
             "state": self.state,
             "message": self.message,
@@ -118,9 +122,13 @@ class StatusUpdate:
             "exit_code": self.exit_code,
             "health": self.health,
         }
+        if self.ports is not None:  # only then: a manager of an earlier version refuses the field
+            doc["ports"] = dict(self.ports)
+        return doc
 
     @classmethod
     def from_doc(cls, doc: dict[str, Any]) -> StatusUpdate:
+        ports = doc.get("ports")
         return cls(
             task_id=str(doc["task_id"]),
             state=str(doc["state"]),
@@ -129,19 +137,26 @@ class StatusUpdate:
             container_id=doc.get("container_id"),
             exit_code=doc.get("exit_code"),
             health=doc.get("health"),
+            ports=ports if isinstance(ports, dict) and task_ports_problem(ports) is None else None,
         )
 
     def merged_after(self, older: StatusUpdate) -> StatusUpdate:
         """This update replacing `older` of the same task: the newer state, message and exit code, and
-        the container and health last known."""
+        the container, health and ports last known (older ports only of the same container: a restart
+        in place reports its new container's own)."""
+        container_id = self.container_id if self.container_id is not None else older.container_id
+        ports = self.ports
+        if ports is None and container_id == older.container_id:
+            ports = older.ports
         return StatusUpdate(
             task_id=self.task_id,
             state=self.state,
             message=self.message,
             at=self.at,
-            container_id=self.container_id if self.container_id is not None else older.container_id,
+            container_id=container_id,
             exit_code=self.exit_code,
             health=self.health if self.health is not None else older.health,
+            ports=ports,
         )
 
 

@@ -13,8 +13,9 @@ from collections.abc import Callable, Mapping
 from typing import Any, Protocol
 
 from warren.config import WorkerSettings
-from warren.errors import StorageError
+from warren.errors import NotFoundError, StorageError
 from warren.runtime.base import ContainerRuntime, RuntimeStartError, RuntimeUnavailableError
+from warren.spec.ports import port_key
 from warren.spec.service import HealthCheck, TaskSpec
 from warren.spec.taskstate import COMPLETE, FAILED, RUNNING, STARTING, TERMINAL
 from warren.worker.cache import LocalTask, StatusUpdate, WorkerCache
@@ -25,7 +26,7 @@ from warren.worker.health import UNHEALTHY, HealthMonitor
 from warren.worker.reporter import StatusReporter
 from warren.worker.secrets import TaskSecrets
 from warren.worker.steps import RESTARTING, next_step
-from warren.worker.taskspec import host_access, mount_points, spec_of, task_run
+from warren.worker.taskspec import host_access, mount_points, port_mappings, spec_of, task_run
 from warren.worker.volumes import VolumeKeeper
 
 log = logging.getLogger(__name__)
@@ -236,6 +237,9 @@ class TaskController:
         host.containers.started(Container(task_id, container_id, runtime.driver, True))
         if spec.volumes:  # a volume it mounts may be new on this node
             host.volumes.changed()
+        # Should the engine not answer now, the step is tried again: the running container is then
+        # adopted, and its ports read again.
+        ports = await self.ingress_ports(runtime, spec, container_id)
         if restart:
             assert lt is not None
             message = f"restarted in place by the worker ({lt.message}; local restart {restarts})"
@@ -244,7 +248,27 @@ class TaskController:
             message = "started"
         self.set_state(runtime.driver, lt, state=RUNNING, message=message,
                        container_id=container_id, restarts=restarts,
-                       health=HEALTH_STARTING if spec.health is not None else None)
+                       health=HEALTH_STARTING if spec.health is not None else None, ports=ports)
+
+    async def ingress_ports(
+        self, runtime: ContainerRuntime, spec: TaskSpec, container_id: str
+    ) -> dict[str, int] | None:
+        """Where this node reaches the task's ingress publishes, as its `running` update reports them
+        ({"P": hostport}); None if it has none. A container already gone has none to report."""
+        mappings = [m for m in port_mappings(spec) if m.ingress]
+        if not mappings:
+            return None
+        try:
+            found = await runtime.ingress_ports(container_id, mappings)
+        except NotFoundError:
+            found = {}
+        published = {m.host for m in mappings}
+        ports = {port_key(p): found[p] for p in sorted(found) if p in published and 1 <= found[p] <= 65535}
+        missing = published - found.keys()
+        if missing:
+            log.warning("task %s: no host port for its ingress port(s) %s: no ingress connection reaches it "
+                        "there", self.task_id, ", ".join(map(str, sorted(missing))))
+        return ports
 
     async def discard(self, container: Container) -> None:
         """Stop (if running) and remove one container of the task."""
@@ -287,9 +311,11 @@ class TaskController:
         exit_code: int | None = None,
         restartable: bool = False,
         health: str | None = None,
+        ports: Mapping[str, int] | None = None,
     ) -> LocalTask:
         """The task's new state: its local view, saved, and (unless it is RESTARTING, which the leader
-        never hears of) reported as that view now says, in one worker.db transaction."""
+        never hears of) reported as that view now says, in one worker.db transaction (`ports`: with
+        a `running` update, where its ingress publishes are reached)."""
         task_id = self.task_id
         host = self.host
         if lt is None:
@@ -314,7 +340,7 @@ class TaskController:
             host.cache.put_local(lt)
         else:
             update = StatusUpdate(task_id, state, lt.message, host.wall(), lt.container_id, lt.exit_code,
-                                  health)
+                                  health, ports)
             host.statuses.report(update, lt)
         return lt
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import ipaddress
 import logging
 import resource
 import signal
@@ -161,7 +162,8 @@ class WorkerAgent:
 
                 # It pings the engine (up to a few seconds): not on the event loop.
                 runtimes = await asyncio.to_thread(
-                    open_runtimes, settings.runtime, cluster_id=me.cluster_id, node=me.name, data_dir=data_dir
+                    open_runtimes, settings.runtime, cluster_id=me.cluster_id, node=me.name,
+                    data_dir=data_dir, ingress_ip=ingress_ip(addr),
                 )
                 opened = True
             self.announce("Runtime: " + ", ".join([await _describe(rt) for rt in runtimes]))
@@ -242,6 +244,16 @@ async def _main(settings: WorkerSettings, token: str | None) -> int:
 
 
 # -- start-up steps -------------------------------------------------------------------------------
+
+
+def ingress_ip(addr: str) -> str | None:
+    """Where Docker binds ingress replicas' ports: the worker's advertised host if it is an IP address
+    (the one other workers' ingress proxies connect to; nothing else of the node's is exposed), else
+    (a host name, which may resolve to several) every address."""
+    try:
+        return str(ipaddress.ip_address(addr))
+    except ValueError:
+        return None
 
 
 def _default_addr(manager: str) -> str:

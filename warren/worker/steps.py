@@ -124,9 +124,11 @@ async def _keep_running(
 ) -> bool:
     task_id = container.task_id
     if lt is None or lt.container_id != container.container_id or lt.state != RUNNING:
-        # Adopted: left running by a previous run of this worker.
+        # Adopted: left running by a previous run of this worker (or started by a step that failed
+        # before it could report it).
+        ports = await ctl.ingress_ports(runtime, spec, container.container_id)
         ctl.set_state(runtime.driver, lt, state=RUNNING, message="running",
-                      container_id=container.container_id)
+                      container_id=container.container_id, ports=ports)
         log.info("task %s: adopted its running container %s", task_id, container.container_id[:12])
         return True
     reason = ctl.take_unhealthy(container.container_id)

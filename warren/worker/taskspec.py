@@ -105,7 +105,7 @@ def task_run(
         image=spec.image,
         command=list(spec.command) if spec.command else None,
         env=env,
-        publish=tuple(PortMapping(p.host, p.container, p.protocol) for p in spec.publish),
+        publish=port_mappings(spec),
         cpus=spec.resources.cpus,
         memory=spec.resources.memory,
         stop_timeout_s=spec.stop_timeout_s,
@@ -116,6 +116,11 @@ def task_run(
         configs_dir=None if configs is None else configs.directory,
         config_files=() if configs is None else configs.files,
     )
+
+
+def port_mappings(spec: TaskSpec) -> tuple[PortMapping, ...]:
+    """The spec's published ports as the runtime takes them (an unset mode is host mode)."""
+    return tuple(PortMapping(p.host, p.container, p.protocol, p.ingress) for p in spec.publish)
 
 
 def exit_message(exit_code: int | None, detail: str) -> str:

@@ -26,8 +26,14 @@ class Workers:
     def __init__(self) -> None:
         self.calls: list[tuple[Any, ...]] = []
 
+        self.statuses: list[tuple[str, list[dict[str, Any]]]] = []
+
     def authenticate(self, node: str, secret: str) -> None:
         pass
+
+    async def report_status(self, node: str, updates: list[dict[str, Any]]) -> int:
+        self.statuses.append((node, updates))
+        return len(updates)
 
     async def session(self, *args: Any) -> dict[str, Any]:
         self.calls.append(args)
@@ -65,3 +71,42 @@ def test_a_bad_known_endpoints_is_refused_naming_it(client: tuple[TestClient, Wo
                        headers={"Authorization": "Bearer s"})
     assert answer.status_code == 400 and "known_endpoints: " in answer.json()["message"], answer.text
     assert workers.calls == []
+
+
+def status_body(**extra: Any) -> dict[str, Any]:
+    return {"node": "worker-1", "updates": [{"task_id": "t-1", "state": "running", "at": 1.0, **extra}]}
+
+
+AUTH = {"Authorization": "Bearer s"}
+
+
+def test_a_status_update_passes_on_its_ports_only_when_it_has_them(
+    client: tuple[TestClient, Workers]
+) -> None:
+    http, workers = client
+    for extra in ({"ports": {"8080": 32768, "65535": 1}}, {}):
+        answer = http.post("/v1/dispatcher/status", json=status_body(**extra), headers=AUTH)
+        assert answer.status_code == 200, answer.text
+    (_, [with_ports]), (_, [without]) = workers.statuses
+    assert with_ports["ports"] == {"8080": 32768, "65535": 1}
+    assert "ports" not in without  # the task keeps its stored ports (and the command needs no newer peers)
+
+
+@pytest.mark.parametrize(("ports", "said"), [
+    ({"0": 80}, "key '0' is not a published port (a decimal number from 1 to 65535)"),
+    ({"65536": 80}, "key '65536' is not a published port"),
+    ({"+80": 80}, "key '+80' is not a published port"),
+    ({"08": 80}, "key '08' is not a published port"),
+    ({"80": 0}, "80: the host port must be a number from 1 to 65535"),
+    ({"80": 65536}, "80: the host port must be a number from 1 to 65535"),
+    ({"80": "32768"}, "ports.80: Input should be a valid integer"),
+    ({str(p): p for p in range(1, 66)}, "at most 64"),
+    ([80], "ports: Input should be a valid dictionary"),
+])
+def test_bad_ports_are_refused_with_a_clear_400(
+    client: tuple[TestClient, Workers], ports: Any, said: str
+) -> None:
+    http, workers = client
+    answer = http.post("/v1/dispatcher/status", json=status_body(ports=ports), headers=AUTH)
+    assert answer.status_code == 400 and said in answer.json()["message"], answer.text
+    assert workers.statuses == []

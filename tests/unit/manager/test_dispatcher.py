@@ -15,7 +15,7 @@ import pytest
 
 from tests.unit.manager.proposer import Proposer
 from warren.config import OrchestratorSettings
-from warren.errors import UnauthorizedError, UnavailableError
+from warren.errors import ConflictError, UnauthorizedError, UnavailableError
 from warren.manager import dispatcher as dispatcher_mod
 from warren.manager.dispatcher import Dispatcher, NodeReport, check_secret, secret_digest
 from warren.manager.logrelay import LogGoneError, LogRelay, LogStream
@@ -156,6 +156,49 @@ async def test_a_later_report_of_an_earlier_state_does_not_replace_a_later_state
     assert update.state == "failed" and update.exit_code == 3
     task = queries.task(world.store.conn, "t1")
     assert task is not None and task["state"] == "failed"
+    await d.stop()
+
+
+async def test_a_health_report_merged_after_the_running_one_keeps_its_ports(world: World) -> None:
+    w1 = world.worker("worker-aaaaa1")
+    world.task("t1", w1)
+    world.task("t2", w1, slot=2)
+    d = world.dispatcher()
+    d.start()
+    gate, blocker = await in_flight(world, d, w1, status("t2", "starting"))
+    merged = [
+        asyncio.create_task(d.report_status(w1, [status("t1", "running", container_id="c1",
+                                                        ports={"8080": 32768})])),
+        asyncio.create_task(d.report_status(w1, [status("t1", "running", container_id="c1",
+                                                        health="healthy")])),
+    ]
+    await eventually_async(lambda: queued(d) == 1, 1.0, "the reports merged into the next batch")
+    gate.set()
+    await asyncio.gather(blocker, *merged)
+    (update,) = world.propose.of(c.SetTaskStatuses)[1].updates
+    assert (update.health, update.ports) == ("healthy", {"8080": 32768})
+    stored = world.store.conn.execute("SELECT ports FROM tasks WHERE id = 't1'").fetchone()[0]
+    assert stored == '{"8080":32768}'
+    await d.stop()
+
+
+async def test_statuses_refused_for_their_ports_by_an_older_peer_commit_without_them(world: World) -> None:
+    w1 = world.worker("worker-aaaaa1")
+    world.task("t1", w1)
+    d = world.dispatcher()
+    d.start()
+    real = world.propose.__call__
+
+    async def gated(cmd: c.Command) -> Any:  # as VersionGate does with a manager of version 3
+        if c.required_version(cmd) > 3:
+            raise ConflictError("manager m2 runs an older Warren: upgrade every manager first")
+        return await real(cmd)
+
+    d.propose = gated
+    await d.report_status(w1, [status("t1", "running", container_id="c1", ports={"8080": 32768})])
+    task = queries.task(world.store.conn, "t1")
+    assert task is not None and task["state"] == "running"
+    assert world.store.conn.execute("SELECT ports FROM tasks WHERE id = 't1'").fetchone()[0] is None
     await d.stop()
 
 

@@ -18,7 +18,7 @@ from warren.manager import endpoints as endpoints_mod
 from warren.manager.dispatcher import secret_digest
 from warren.manager.endpoints import compute, host_of
 from warren.pki import tokens
-from warren.spec.service import HealthCheck, ServiceSpec, TaskSpec
+from warren.spec.service import HealthCheck, Publish, ServiceSpec, TaskSpec
 from warren.store import commands as c
 from warren.testing.wait import eventually_async
 
@@ -130,7 +130,7 @@ def test_a_service_with_discovery_off_is_left_out(cluster: Cluster) -> None:
 def test_a_spec_is_read_again_only_when_its_service_changed(
     cluster: Cluster, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    seen: dict[str, tuple[int, bool]] = {}
+    seen: dict[str, endpoints_mod.ServiceView] = {}
     cluster.service("svc-2", "api")
     decoded: list[str] = []
     real = endpoints_mod.queries.stored_spec
@@ -154,7 +154,8 @@ def test_the_digest_changes_with_the_endpoints_and_only_with_them(cluster: Clust
     cluster.running("t1", w1, 1, spec=CHECKED, health="starting")
     first = compute(cluster.store.conn)
     assert compute(cluster.store.conn) == first and len(first.digest) == 16
-    assert first.to_doc() == {"digest": first.digest, "services": first.services}
+    # The ingress section is always there (empty: no service publishes an ingress port).
+    assert first.to_doc() == {"digest": first.digest, "services": first.services, "ingress": {}}
     # What a worker does not answer from: node labels, another service's spec, a task not yet running.
     cluster.propose.apply(c.UpdateNode(w2, "10.0.0.2", {"zone": "b"}, {}, T0))
     cluster.propose.apply(c.UpdateService("web", {"replicas": 3}, T0))
@@ -167,6 +168,105 @@ def test_the_digest_changes_with_the_endpoints_and_only_with_them(cluster: Clust
     assert compute(cluster.store.conn).digest == first.digest  # the same endpoints as at first
     cluster.service("svc-2", "api")
     assert compute(cluster.store.conn).digest != first.digest  # a new name
+
+
+# -- the ingress section --------------------------------------------------------------------------------
+
+WEB_8080 = [Publish(host=8080, container=80, mode="ingress")]
+
+
+def ingress(cluster: Cluster) -> dict[str, Any]:
+    return compute(cluster.store.conn).ingress
+
+
+def test_an_ingress_port_lists_the_ready_replicas_at_their_reported_host_ports(cluster: Cluster) -> None:
+    w1, w2 = cluster.worker_at("worker-bbbbb2", "10.0.0.2"), cluster.worker_at("worker-aaaaa1", "10.0.0.1")
+    cluster.service("svc-2", "shop", publish=WEB_8080, discovery=False)
+    assert ingress(cluster) == {"8080": {"service": "shop", "backends": []}}  # listened on before any replica
+    for task_id, node, slot, port in (("t9", w1, 1, 32768), ("t1", w1, 2, 32769), ("t5", w2, 3, 40000)):
+        cluster.running(task_id, node, slot, service="svc-2")
+        reported = status(task_id, "running", node=node, ports={"8080": port})
+        cluster.propose.apply(c.SetTaskStatuses([reported]))
+    # Sorted by node, then task ID; discovery off leaves the service out of `services` only.
+    assert ingress(cluster) == {"8080": {"service": "shop", "backends": [
+        {"addr": "10.0.0.1", "port": 40000, "task_id": "t5", "node": w2},
+        {"addr": "10.0.0.2", "port": 32769, "task_id": "t1", "node": w1},
+        {"addr": "10.0.0.2", "port": 32768, "task_id": "t9", "node": w1},
+    ]}}
+    assert "shop" not in cluster.endpoints()
+
+
+def test_only_healthy_running_replicas_that_reported_the_port_are_backends(cluster: Cluster) -> None:
+    w1, w2 = cluster.worker_at("worker-aaaaa1", "10.0.0.1"), cluster.worker_at("worker-aaaaa2", "10.0.0.2")
+    host = Publish(host=9000, container=90, mode="host")
+    tls = Publish(host=8443, container=443, mode="ingress")
+    cluster.service("svc-2", "shop", publish=[*WEB_8080, host, tls])
+    checked = TaskSpec(image="busybox", health=HealthCheck(kind="tcp", port=80))
+    cluster.running("t-ok", w1, 1, service="svc-2")
+    cluster.running("t-sick", w1, 2, service="svc-2", spec=checked, health="unhealthy")
+    cluster.running("t-mute", w1, 3, service="svc-2")  # reported no port
+    cluster.running("t-down", w2, 4, service="svc-2")
+    cluster.running("t-stop", w1, 5, service="svc-2")
+    for task_id, node in (("t-ok", w1), ("t-sick", w1), ("t-down", w2), ("t-stop", w1)):
+        cluster.propose.apply(c.SetTaskStatuses([status(task_id, "running", node=node,
+                                                        ports={"8080": 30000, "9000": 30001})]))
+    cluster.propose.apply(c.SetTasksDesired(["t-stop"], "shutdown", "scale down", T0))
+    cluster.propose.apply(c.SetNodeState(w2, "down", T0))
+    table = ingress(cluster)
+    assert sorted(table) == ["8080", "8443"], "a host-mode port is no ingress port"
+    assert [b["task_id"] for b in table["8080"]["backends"]] == ["t-ok"]
+    assert table["8443"]["backends"] == [], "no replica reported a host port for 8443"
+    # A later report without ports (a health report) keeps them; an empty one clears them.
+    cluster.propose.apply(c.SetTaskStatuses([status("t-sick", "running", node=w1, health="healthy")]))
+    assert [b["task_id"] for b in ingress(cluster)["8080"]["backends"]] == ["t-ok", "t-sick"]
+    cluster.propose.apply(c.SetTaskStatuses([status("t-sick", "running", node=w1, ports={})]))
+    assert [b["task_id"] for b in ingress(cluster)["8080"]["backends"]] == ["t-ok"]
+    assert cluster.store.conn.execute("SELECT ports FROM tasks WHERE id = 't-sick'").fetchone()[0] is None
+
+
+def test_a_node_known_by_a_host_name_gives_no_backend(cluster: Cluster) -> None:
+    named = cluster.worker_at("worker-aaaaa1", "node-1.example.com")
+    cluster.service("svc-2", "shop", publish=WEB_8080)
+    cluster.running("t1", named, 1, service="svc-2")
+    cluster.propose.apply(c.SetTaskStatuses([status("t1", "running", node=named, ports={"8080": 30000})]))
+    assert ingress(cluster) == {"8080": {"service": "shop", "backends": []}}
+    assert cluster.endpoints()["shop"]["tasks"][0]["addr"] == "node-1.example.com"  # names still answer
+
+
+def test_the_ingress_table_follows_the_current_spec_and_the_digest_covers_it(cluster: Cluster) -> None:
+    w1 = cluster.worker_at("worker-aaaaa1", "10.0.0.1")
+    seen: dict[str, endpoints_mod.ServiceView] = {}
+    cluster.service("svc-2", "shop", publish=WEB_8080, discovery=False)
+    cluster.running("t1", w1, 1, service="svc-2")
+    empty = compute(cluster.store.conn, seen)
+    cluster.propose.apply(c.SetTaskStatuses([status("t1", "running", node=w1, ports={"8080": 30000})]))
+    routed = compute(cluster.store.conn, seen)
+    assert routed.services == empty.services and routed.digest != empty.digest, "the digest covers ingress"
+    assert routed.to_doc()["ingress"] == routed.ingress and routed.ingress["8080"]["backends"]
+    cluster.propose.apply(c.SetTaskStatuses([status("t1", "running", node=w1, ports={"8080": 30001})]))
+    moved = compute(cluster.store.conn, seen)
+    assert moved.digest != routed.digest and moved.ingress["8080"]["backends"][0]["port"] == 30001
+    # The published port changes: the old task reported none for the new one.
+    cluster.propose.apply(c.UpdateService("shop", {"publish": [{"host": 9090, "container": 80,
+                                                                "mode": "ingress"}]}, T0))
+    assert compute(cluster.store.conn, seen).ingress == {"9090": {"service": "shop", "backends": []}}
+    cluster.propose.apply(c.RemoveService("shop", T0))
+    assert compute(cluster.store.conn, seen).ingress == {}
+
+
+def test_a_port_two_stored_services_publish_goes_to_one_of_them_alike_everywhere(cluster: Cluster) -> None:
+    cluster.service("svc-3", "zeta", publish=WEB_8080)
+    cluster.service("svc-2", "alpha", publish=WEB_8080)  # the API refuses it; the store may still hold it
+    assert ingress(cluster) == {"8080": {"service": "alpha", "backends": []}}
+
+
+def test_a_damaged_ports_column_is_read_as_no_ports(cluster: Cluster) -> None:
+    w1 = cluster.worker_at("worker-aaaaa1", "10.0.0.1")
+    cluster.service("svc-2", "shop", publish=WEB_8080)
+    cluster.running("t1", w1, 1, service="svc-2")
+    for text in ("not json", "[1]", '{"8080": "x"}', '{"8080": 70000}', '{"8080": true}'):
+        cluster.store.conn.execute("UPDATE tasks SET ports = ? WHERE id = 't1'", (text,))
+        assert ingress(cluster)["8080"]["backends"] == [], text
 
 
 # -- the dispatcher ------------------------------------------------------------------------------------

@@ -12,7 +12,7 @@ import asyncio
 import builtins
 import itertools
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass, field
 
 from warren.runtime.base import (
@@ -23,6 +23,7 @@ from warren.runtime.base import (
     LABEL_TASK,
     Exit,
     Instance,
+    PortMapping,
     RuntimeStartError,
     RuntimeUnavailableError,
     TaskRun,
@@ -67,6 +68,8 @@ class FakeRuntime:
         self.volume_names: set[str] = set()
         self.busy_volumes: set[str] = set()
         self.version_text: str | None = None
+        # (container ID, target port) -> the host port `ingress_ports` reports for it.
+        self.host_ports: dict[tuple[str, int], int] = {}
         self._exits: asyncio.Queue[Exit] = asyncio.Queue()
 
     # -- test helpers -----------------------------------------------------------------------------
@@ -173,6 +176,16 @@ class FakeRuntime:
 
     async def address(self, container_id: str) -> str:
         return self.ip
+
+    async def ingress_ports(self, container_id: str, publish: Sequence[PortMapping]) -> dict[int, int]:
+        """As an engine that picks host ports: `host_ports[(container ID, target)]`, else target + 30000."""
+        self._check()
+        if container_id not in self.containers:
+            return {}
+        return {
+            p.host: self.host_ports.get((container_id, p.container), p.container + 30000)
+            for p in publish if p.ingress
+        }
 
     async def volumes(self) -> builtins.list[str]:
         if self.unavailable:

@@ -96,3 +96,26 @@ def test_worker_db_uses_wal_and_refuses_another_schema(tmp_path: Path) -> None:
     conn.close()
     with pytest.raises(CorruptStateError, match="schema version 99"):
         WorkerCache.open(str(tmp_path))
+
+
+def test_a_queued_running_update_keeps_its_ports_across_a_restart_and_a_health_report(tmp_path: Path) -> None:
+    cache = WorkerCache.open(str(tmp_path))
+    cache.enqueue(update("t1", "running", container_id="c1", ports={"8080": 32768}))
+    cache.enqueue(update("t1", "running", container_id="c1", health="healthy"))  # no ports of its own
+    cache.close()
+    again = WorkerCache.open(str(tmp_path))  # the worker restarted before a manager acknowledged it
+    (_, queued), = again.pending()
+    assert (queued.health, queued.ports) == ("healthy", {"8080": 32768})
+    assert queued.to_doc()["ports"] == {"8080": 32768}
+    # A new container (restarted in place) reports its own ports: the old ones are not carried over.
+    again.enqueue(update("t1", "running", container_id="c2"))
+    assert again.pending()[0][1].ports is None
+    again.enqueue(update("t1", "running", container_id="c2", ports={"8080": 32770}))
+    assert again.pending()[0][1].ports == {"8080": 32770}
+    again.close()
+
+
+def test_an_update_without_ports_leaves_the_key_out() -> None:
+    assert "ports" not in update("t1", "failed").to_doc()  # a manager of an earlier version refuses it
+    damaged = {"task_id": "t", "state": "running", "at": 1.0, "ports": {"0": 1}}
+    assert StatusUpdate.from_doc(damaged).ports is None

@@ -261,6 +261,47 @@ async def test_assignment_starts_the_container_and_reports_running(data_dir: Pat
     assert [(p.host, p.container, p.protocol) for p in run.publish] == [(8081, 80, "tcp")]
 
 
+def ingress_doc(task_id: str, **kw: Any) -> dict[str, Any]:
+    """A task publishing 8080 (ingress, to 80), 8443 (ingress, to 443) and 8081 (host mode, to 80)."""
+    doc = task_doc(task_id, **kw)
+    doc["spec"]["publish"] = [
+        {"host": 8080, "container": 80, "mode": "ingress"},
+        {"host": 8443, "container": 443, "mode": "ingress"},
+        {"host": 8081, "container": 80, "mode": "host"},
+    ]
+    return doc
+
+
+async def test_the_running_update_reports_the_host_ports_of_the_ingress_publishes(data_dir: Path) -> None:
+    m = FakeManager()
+    rt = FakeRuntime()
+    async with worker(make_settings(data_dir), rt, {M1: m}):
+        m.assign(ingress_doc("t1"))
+        await eventually_async(lambda: m.state("t1") == "running", 5.0, "t1 running")
+        m.assign(task_doc("t2", slot=2))  # host mode only: nothing to report
+        await eventually_async(lambda: m.state("t2") == "running", 5.0, "t2 running")
+    [run, _] = rt.starts
+    assert [(p.host, p.container, p.ingress) for p in run.publish] == [
+        (8080, 80, True), (8443, 443, True), (8081, 80, False)
+    ]
+    # The fake engine's choice: target + 30000.
+    assert m.update("t1")["ports"] == {"8080": 30080, "8443": 30443}  # type: ignore[index]
+    assert all("ports" not in u for u in m.updates if u["task_id"] == "t2")
+
+
+async def test_an_adopted_container_reports_its_ports_again(data_dir: Path) -> None:
+    m = FakeManager()
+    m.assign(ingress_doc("t1", state="running"))
+    rt = FakeRuntime()
+    cid = rt.add("t1")
+    rt.host_ports[(cid, 80)] = 32768
+    rt.host_ports[(cid, 443)] = 32769
+    async with worker(make_settings(data_dir), rt, {M1: m}):
+        await eventually_async(lambda: m.state("t1") == "running", 5.0, "t1 reported running")
+    assert m.update("t1")["ports"] == {"8080": 32768, "8443": 32769}  # type: ignore[index]
+    assert not rt.starts
+
+
 async def test_start_error_is_reported_failed_with_the_runtime_reason(data_dir: Path) -> None:
     m = FakeManager()
     rt = FakeRuntime()
