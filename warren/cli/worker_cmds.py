@@ -78,6 +78,13 @@ def register(worker: Subparsers) -> None:
                             "host's nameservers; process tasks get its address in WARREN_DNS and a hosts "
                             "file in WARREN_HOSTS. Port 0: any free port; off: no server "
                             f"(default {_WORKER.dns_addr})")
+    start.add_argument("--docker-network", metavar="NAME|off",
+                       help="the Docker bridge network this worker's containers join (those not on "
+                            "--network host), made at start if missing ({node}: this node's name); the DNS "
+                            "server also listens on its gateway, port 53 (needs root or "
+                            "CAP_NET_BIND_SERVICE), and containers resolve service names through it. off: "
+                            "containers on Docker's default bridge, without service names "
+                            f"(default {_WORKER.docker_network})")
     add_host_access(start, "this worker's")
     start.set_defaults(daemon_handler=run_start)
 
@@ -115,6 +122,9 @@ def build_settings(args: argparse.Namespace) -> WorkerSettings:
         fields["advertise_host"] = host
     if args.dns_addr is not None:
         fields["dns_addr"] = None if args.dns_addr.strip().lower() == "off" else args.dns_addr.strip()
+    if args.docker_network is not None:
+        network = args.docker_network.strip()
+        fields["docker_network"] = None if network.lower() == "off" else network
     devices = allowed_paths(args.allow_device)
     if devices:
         fields["allow_devices"] = devices
