@@ -56,26 +56,12 @@ def fleet(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFacto
     if os.geteuid() != 0:
         pytest.skip("the worker's DNS server listens on port 53 of its network's gateway: needs root")
     ensure_image()
-    cluster_ids: list[str] = []
-    try:
-        with fleets(tmp_path_factory.mktemp("dockerdns"), request) as make:
-            f = make()
-            f.start_managers(1)
-            cluster_ids.append(f.managers.managers[0].info()["cluster_id"])
-            # Its published ports must be reachable from its containers: docker0's address is the host's.
-            f.add_worker("docker", extra=["--advertise-host", docker0_ip()])
-            yield f
-    finally:
-        remove_networks(cluster_ids)
-
-
-def remove_networks(cluster_ids: list[str]) -> None:
-    """The networks the test's workers made (left in place by a worker's stop, by design)."""
-    engine = docker_client()
-    for cluster_id in cluster_ids:
-        for network in engine.networks.list(filters={"label": f"{LABEL_NETWORK_CLUSTER}={cluster_id}"}):
-            with contextlib.suppress(Exception):
-                network.remove()
+    with fleets(tmp_path_factory.mktemp("dockerdns"), request) as make:
+        f = make()
+        f.start_managers(1)
+        # Its published ports must be reachable from its containers: docker0's address is the host's.
+        f.add_worker("docker", extra=["--advertise-host", docker0_ip()])
+        yield f  # the fleet's teardown removes the worker's network with its containers
 
 
 def container(fleet: Fleet, service: str) -> Any:
