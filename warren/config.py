@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import re
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -569,9 +570,16 @@ class WorkerSettings:
     # At most this many connections forwarded at once (two sockets each); a client beyond them is
     # closed at once.
     ingress_max_connections: int = 4096
+    # The Docker bridge network this worker's containers join (those on the default network, not
+    # `--network host`), whose gateway (an address of this host) the DNS server also listens on, port 53,
+    # set as the containers' resolver: a name, "{node}" replaced by this node's name (the result kept to
+    # Docker's name rules, at most DOCKER_NETWORK_MAX_LEN characters); None: none (containers on Docker's
+    # default bridge, no service names; `worker start --docker-network off`).
+    docker_network: str | None = "warren-{node}"
 
     def validate(self) -> None:
         self.dns_bind()
+        self.docker_network_name("node")
         if self.dns_ttl_s < 0 or self.dns_max_forwards < 1:
             raise ConfigError("dns_ttl_s must be >= 0 and dns_max_forwards >= 1")
         if self.ingress_host is not None:
@@ -631,6 +639,26 @@ class WorkerSettings:
             raise ConfigError(f"dns_addr {self.dns_addr!r} must be IP:PORT with a port from 0 to 65535")
         return host, int(port)
 
+    def docker_network_name(self, node: str) -> str | None:
+        """The Docker network of node `node`'s containers (None: off): docker_network with "{node}"
+        replaced, characters Docker refuses replaced by "_", at most DOCKER_NETWORK_MAX_LEN long;
+        ConfigError for a template that cannot make a name."""
+        template = self.docker_network
+        if template is None:
+            return None
+        rest = template.replace(NODE_PLACEHOLDER, "")
+        if not template or len(template) > DOCKER_NETWORK_MAX_LEN or not _DOCKER_NAME_CHARS.fullmatch(rest):
+            raise ConfigError(
+                f"docker_network {template!r} must be a Docker network name (letters, digits, '_', '.', '-', "
+                f"at most {DOCKER_NETWORK_MAX_LEN} characters; {NODE_PLACEHOLDER} for the node's name) or off"
+            )
+        name = template.replace(NODE_PLACEHOLDER, _DOCKER_NAME_UNSAFE.sub("_", node))[:DOCKER_NETWORK_MAX_LEN]
+        if not name[0].isalnum() or name in DOCKER_RESERVED_NETWORKS:
+            reserved = ", ".join(DOCKER_RESERVED_NETWORKS)
+            raise ConfigError(f"docker_network {template!r} gives {name!r}: a Docker network name must begin "
+                              f"with a letter or digit and not be one of {reserved}")
+        return name
+
     @property
     def resolved_data_dir(self) -> str:
         import os
@@ -640,6 +668,15 @@ class WorkerSettings:
     def resolved_secrets_dir(self, node: str) -> str:
         return self.secrets_dir if self.secrets_dir is not None else default_secrets_dir(node)
 
+
+# docker_network: the placeholder replaced by the node's name, the longest name made (Docker sets no
+# limit of its own; the bridge's interface name comes from the network's ID, not from this), the
+# characters Docker takes in a name, and the names of its own networks (not ours to take).
+NODE_PLACEHOLDER = "{node}"
+DOCKER_NETWORK_MAX_LEN = 64
+_DOCKER_NAME_CHARS = re.compile(r"[a-zA-Z0-9_.-]*")
+_DOCKER_NAME_UNSAFE = re.compile(r"[^a-zA-Z0-9_.-]")
+DOCKER_RESERVED_NETWORKS = ("bridge", "host", "none")
 
 # At most this many paths in --allow-bind (and in a worker's reported allow_binds).
 MAX_ALLOW_BINDS = 64

@@ -4,8 +4,8 @@
 (tests/integration/managers.py) plus workers joined with worker tokens, the operator's way. Tasks are
 observed through the API (`GET /v1/services/{name}/tasks`) and, for what actually runs, through the
 Docker Engine (containers labelled with the cluster ID) or /proc (processes carrying WARREN_NODE in
-their environment). Teardown removes every container and process a test's workers started, whatever
-state the cluster is in.
+their environment). Teardown removes every container, network and process a test's workers started,
+whatever state the cluster is in.
 """
 
 from __future__ import annotations
@@ -195,6 +195,7 @@ class Fleet:
             w.kill_tasks()
         for cluster_id in self._cluster_ids:
             remove_containers(cluster_id)
+            remove_networks(cluster_id)
 
     def log_tails(self, lines: int = 40) -> str:
         return self.managers.log_tails(lines) + "\n" + "\n".join(w.log_tail(lines) for w in self.workers)
@@ -262,6 +263,18 @@ def remove_containers(cluster_id: str) -> None:
             with contextlib.suppress(Exception):
                 client.api.remove_container(c["Id"], force=True)
     except Exception:  # no engine: nothing was started there
+        return
+
+
+def remove_networks(cluster_id: str) -> None:
+    """Remove the cluster's Docker networks (each Docker worker makes one; its stop leaves it), after its
+    containers; nothing if no engine answers."""
+    try:
+        client = docker_client()
+        for network in client.api.networks(filters={"label": f"io.warren.cluster={cluster_id}"}):
+            with contextlib.suppress(Exception):
+                client.api.remove_network(network["Id"])
+    except Exception:  # no engine: nothing was made there
         return
 
 

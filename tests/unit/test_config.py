@@ -217,3 +217,19 @@ def test_worker_ingress_defaults() -> None:
 def test_worker_ingress_settings_are_checked(changes: dict[str, object], fragment: str) -> None:
     with pytest.raises(ConfigError, match=fragment):
         WorkerSettings(**changes).validate()  # type: ignore[arg-type]
+
+
+def test_the_docker_network_name_is_the_template_with_the_node_kept_to_dockers_rules() -> None:
+    from warren.config import DOCKER_NETWORK_MAX_LEN, WorkerSettings
+
+    settings = WorkerSettings()
+    assert settings.docker_network_name("worker-1a2b3c") == "warren-worker-1a2b3c"
+    # A node name from a manager is not trusted to be a Docker name: refused characters become "_",
+    # and the whole is bounded.
+    assert settings.docker_network_name("w/1 é") == "warren-w_1__"
+    long = settings.docker_network_name("x" * 500)
+    assert long is not None and len(long) == DOCKER_NETWORK_MAX_LEN and long.startswith("warren-xxx")
+    assert WorkerSettings(docker_network=None).docker_network_name("w") is None
+    assert WorkerSettings(docker_network="edge").docker_network_name("w") == "edge"  # one name, no {node}
+    with pytest.raises(ConfigError, match="must begin with a letter or digit"):
+        WorkerSettings(docker_network="{node}").docker_network_name("_w")

@@ -31,7 +31,9 @@ def loaded_after(code: str, *args: str) -> list[str]:
 
 
 def test_a_worker_loads_neither_cryptography_nor_the_api_stack_nor_dnspython() -> None:
-    # dnspython (about 3 MB) comes only with the DNS server, which only a process-runtime worker runs.
+    # dnspython (about 2 MB) comes only when the DNS server starts (for process tasks, or for Docker
+    # containers on the worker's network: since issue 17 part 2 a Docker worker starts it too, unless
+    # --docker-network off), never with a worker's imports.
     code = (
         "from warren.cli.main import build_parser\n"
         "import warren.worker.daemon, warren.runtime.docker, warren.runtime.process, warren.pki.renewal\n"

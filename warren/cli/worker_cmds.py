@@ -84,6 +84,13 @@ def register(worker: Subparsers) -> None:
                             "IP:P is forwarded to a healthy replica of the service, on whichever node it "
                             "runs. 0.0.0.0: every IPv4 address of this host; off: this worker forwards "
                             f"nothing (default {_WORKER.ingress_host})")
+    start.add_argument("--docker-network", metavar="NAME|off",
+                       help="the Docker bridge network this worker's containers join (those not on "
+                            "--network host), made at start if missing ({node}: this node's name); the DNS "
+                            "server also listens on its gateway, port 53 (needs root or "
+                            "CAP_NET_BIND_SERVICE), and containers resolve service names through it. off: "
+                            "containers on Docker's default bridge, without service names "
+                            f"(default {_WORKER.docker_network})")
     add_host_access(start, "this worker's")
     start.set_defaults(daemon_handler=run_start)
 
@@ -124,6 +131,9 @@ def build_settings(args: argparse.Namespace) -> WorkerSettings:
     if args.ingress_host is not None:
         host = args.ingress_host.strip()
         fields["ingress_host"] = None if host.lower() == "off" else host
+    if args.docker_network is not None:
+        network = args.docker_network.strip()
+        fields["docker_network"] = None if network.lower() == "off" else network
     devices = allowed_paths(args.allow_device)
     if devices:
         fields["allow_devices"] = devices

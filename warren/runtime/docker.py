@@ -19,6 +19,10 @@ ingress mapping (docs/networking.md) binds its target on an ephemeral port Docke
 worker's advertised IP address (`ingress_ip`; every address if the worker advertises a host name), so
 any number of replicas fit on one node; `ingress_ports` reads the chosen ports back from the engine.
 
+A container on the default network (not `--network host`) joins the node's cluster network when the
+worker gave one (`use_network`, made by `ensure_network`: network.py), with the network's gateway as
+its DNS server, so Docker's embedded resolver forwards to the worker's; otherwise Docker's bridge.
+
 Exits come from the engine's event stream (`die` events), read in a thread and handed to the loop;
 when the stream breaks (engine restart) the thread reconnects, and containers believed running that
 stopped meanwhile are reported from a fresh `list`. Each container's exit is reported once
@@ -64,6 +68,7 @@ from warren.runtime.base import (
 )
 from warren.runtime.engine import PullError, exec_in, explain, parse_time, pull
 from warren.runtime.exitwatch import ExitWatch
+from warren.runtime.network import ClusterNetwork, NetworkError, cluster_network, network_labels
 from warren.runtime.pump import read_in_thread
 
 log = logging.getLogger(__name__)
@@ -193,6 +198,8 @@ class DockerRuntime:
         )
         self._log_streams: set[Any] = set()
         self._closed = False
+        # The cluster network containers on the default network join (use_network); None: Docker's bridge.
+        self._network: ClusterNetwork | None = None
 
     # -- the client ---------------------------------------------------------------------------------
 
@@ -269,6 +276,8 @@ class DockerRuntime:
         for config in run.config_files:
             binds[config.host] = {"bind": config.target, "mode": "ro"}
         options = run.options
+        # On the default network: the node's cluster network (if any) and its gateway as the resolver.
+        network = self._network if options.network == "bridge" else None
         host_config = client.api.create_host_config(
             port_bindings=bindings or None,
             nano_cpus=round(run.cpus * 1e9) if run.cpus is not None else None,
@@ -276,7 +285,8 @@ class DockerRuntime:
             binds=binds or None,
             mounts=docker_mounts(run) or None,
             # The container options (warren.spec.container); each left to the engine's default when off.
-            network_mode="host" if options.network == "host" else None,
+            network_mode="host" if options.network == "host" else network.name if network else None,
+            dns=[network.gateway] if network else None,
             privileged=options.privileged,
             read_only=options.read_only or None,
             init=options.init or None,
@@ -379,6 +389,36 @@ class DockerRuntime:
         except APIError as exc:  # 409: a container uses it
             raise VolumeBusyError(explain(exc)) from exc
         log.info("removed volume %s", name)
+
+    # -- the cluster network (network.py) ------------------------------------------------------------
+
+    async def ensure_network(self, name: str) -> ClusterNetwork:
+        self._check_open()
+        try:
+            attrs = await self._run(lambda c: self._network_blocking(c, name))
+        except APIError as exc:
+            raise NetworkError(f"cannot make Docker network {name}: {explain(exc)}") from exc
+        except RuntimeUnavailableError as exc:
+            raise NetworkError(f"cannot make Docker network {name}: {exc}") from exc
+        return cluster_network(attrs, name=name, cluster_id=self.cluster_id, node=self.node)
+
+    def _network_blocking(self, client: Any, name: str) -> Any:
+        """The inspect answer of network `name`, created first (a bridge, labelled) if there is none."""
+        try:
+            return client.api.inspect_network(name)
+        except NotFound:
+            pass
+        try:
+            labels = network_labels(self.cluster_id, self.node)
+            client.api.create_network(name, driver="bridge", labels=labels, check_duplicate=True)
+            log.info("created Docker network %s", name)
+        except APIError as exc:
+            if exc.status_code != 409:  # 409: made meanwhile (another start of this worker): use it
+                raise
+        return client.api.inspect_network(name)
+
+    def use_network(self, network: ClusterNetwork | None) -> None:
+        self._network = network
 
     async def _remove_stale(self, name: str) -> bool:
         """A container of ours with this name that no longer runs (an earlier run of the same task) is

@@ -7,9 +7,10 @@
 - An unknown name under `.warren`: NXDOMAIN (SERVFAIL while the worker has heard no endpoints yet: it
   does not know). Any other name, including an unknown bare name: forwarded to the nameservers of
   /etc/resolv.conf (not this server), waiting a bounded time; SERVFAIL if none answers.
-- UDP and TCP on the same port; packets are parsed by dnspython (malformed ones are dropped), at most
-  `max_forwards` forwards at once, a UDP answer over the client's size (512 bytes without EDNS) is sent
-  truncated (TC set) so the client asks again over TCP.
+- UDP and TCP on each address it listens on (one worker serves its process tasks on dns_addr and its
+  Docker containers on their network's gateway, port 53, from the same table); packets are parsed by
+  dnspython (malformed ones are dropped), at most `max_forwards` forwards at once, a UDP answer over the
+  client's size (512 bytes without EDNS) is sent truncated (TC set) so the client asks again over TCP.
 """
 
 from __future__ import annotations
@@ -64,15 +65,17 @@ def resolv_conf_nameservers(path: str = RESOLV_CONF) -> list[str]:
 
 
 class DnsServer:
-    """`await start()`, then `address`; `await stop()`. `lookup()` gives the endpoints to answer from
-    (None: none heard yet); `upstreams` the servers other names go to (None: resolv.conf's, port 53,
-    read at start, minus this server)."""
+    """`await start()`, then `address`; more addresses with `await listen(host, port)`; `await stop()`.
+    Every address answers alike, from one table, one rotation and one bound on forwards (a worker serves
+    its process tasks on dns_addr and its containers on their network's gateway). `lookup()` gives the
+    endpoints to answer from (None: none heard yet); `upstreams` the servers other names go to (None:
+    resolv.conf's, port 53, read at start, minus this server's own addresses)."""
 
     def __init__(
         self,
         lookup: Callable[[], Endpoints | None],
         *,
-        host: str,
+        host: str | None,
         port: int,
         ttl_s: int,
         forward_timeout_s: float,
@@ -80,7 +83,7 @@ class DnsServer:
         upstreams: Sequence[Upstream] | None = None,
     ) -> None:
         self.lookup = lookup
-        self.host = host
+        self.host = host  # the first address `start` listens on (None: none; `listen` adds them)
         self.port = port
         self.ttl_s = ttl_s
         self.forward_timeout_s = forward_timeout_s
@@ -88,47 +91,66 @@ class DnsServer:
         self._given_upstreams = upstreams is not None
         self._forwards = asyncio.Semaphore(max_forwards)
         self._turn: dict[str, int] = {}  # per name: how far its next answer is rotated
-        self._udp: asyncio.DatagramTransport | None = None
-        self._tcp: asyncio.Server | None = None
+        self._listeners: list[_Listener] = []
         self._tcp_count = 0
         self._pending: set[asyncio.Task[None]] = set()
         self.zone = dns.name.from_text(ZONE)
 
     @property
     def address(self) -> tuple[str, int]:
-        """Where it listens (the port the system gave for port 0)."""
+        """Where `start` made it listen (the port the system gave for port 0)."""
+        if self.host is None:
+            raise RuntimeError("the DNS server was started without an address of its own")
         return self.host, self.port
 
+    @property
+    def addresses(self) -> list[tuple[str, int]]:
+        """Every address it listens on, in the order they were added."""
+        return [(listener.host, listener.port) for listener in self._listeners]
+
     async def start(self) -> None:
-        loop = asyncio.get_running_loop()
-        transport, _ = await loop.create_datagram_endpoint(
-            lambda: _UdpProtocol(self), local_addr=(self.host, self.port)
-        )
-        self._udp = transport
-        self.port = int(transport.get_extra_info("sockname")[1])
-        try:
-            self._tcp = await asyncio.start_server(self._serve_tcp, self.host, self.port)
-        except OSError as exc:  # the port is taken for TCP: UDP still answers (large answers truncated)
-            log.warning("DNS over TCP not served on %s:%d: %s", self.host, self.port, exc)
         if not self._given_upstreams:
-            self.upstreams = [
-                (ns, 53) for ns in resolv_conf_nameservers() if (ns, 53) != (self.host, self.port)
-            ]
-        log.info("service names answered by DNS at %s:%d (UDP%s); other names forwarded to %s",
-                 self.host, self.port, "" if self._tcp is None else ", TCP",
+            self.upstreams = [(ns, 53) for ns in resolv_conf_nameservers()]
+        if self.host is not None:
+            self.host, self.port = await self.listen(self.host, self.port)
+        log.info("names that are not the cluster's are forwarded to %s",
                  ", ".join(f"{h}:{p}" for h, p in self.upstreams) or "nobody (SERVFAIL)")
 
+    async def listen(self, host: str, port: int) -> tuple[str, int]:
+        """Answer on `host`:`port` too, UDP and TCP (port 0: one the system picks); the address bound.
+        OSError if UDP cannot bind (a TCP port that is taken is logged: UDP answers, large answers come
+        truncated)."""
+        loop = asyncio.get_running_loop()
+        listener = _Listener(host, port)
+        transport, _ = await loop.create_datagram_endpoint(
+            lambda: _UdpProtocol(self, listener), local_addr=(host, port)
+        )
+        listener.udp = transport
+        listener.port = int(transport.get_extra_info("sockname")[1])
+        try:
+            listener.tcp = await asyncio.start_server(self._serve_tcp, host, listener.port)
+        except OSError as exc:
+            log.warning("DNS over TCP not served on %s:%d: %s", host, listener.port, exc)
+        self._listeners.append(listener)
+        if not self._given_upstreams:  # never forward to itself
+            self.upstreams = [u for u in self.upstreams if u not in self.addresses]
+        log.info("service names answered by DNS at %s:%d (UDP%s)", host, listener.port,
+                 "" if listener.tcp is None else ", TCP")
+        return host, listener.port
+
     async def stop(self) -> None:
-        if self._udp is not None:
-            self._udp.close()
-        if self._tcp is not None:
-            self._tcp.close()
+        for listener in self._listeners:
+            if listener.udp is not None:
+                listener.udp.close()
+            if listener.tcp is not None:
+                listener.tcp.close()
         for task in list(self._pending):
             task.cancel()
         await asyncio.gather(*self._pending, return_exceptions=True)
-        if self._tcp is not None:
-            with contextlib.suppress(Exception):
-                await self._tcp.wait_closed()
+        for listener in self._listeners:
+            if listener.tcp is not None:
+                with contextlib.suppress(Exception):
+                    await listener.tcp.wait_closed()
 
     # -- answering --------------------------------------------------------------------------------
 
@@ -245,15 +267,16 @@ class DnsServer:
 
     # -- transports -------------------------------------------------------------------------------
 
-    def _udp_query(self, data: bytes, addr: tuple[str, int]) -> None:
-        task = asyncio.create_task(self._udp_answer(data, addr))
+    def _udp_query(self, data: bytes, addr: tuple[str, int], listener: _Listener) -> None:
+        task = asyncio.create_task(self._udp_answer(data, addr, listener))
         self._pending.add(task)
         task.add_done_callback(self._pending.discard)
 
-    async def _udp_answer(self, data: bytes, addr: tuple[str, int]) -> None:
+    async def _udp_answer(self, data: bytes, addr: tuple[str, int], listener: _Listener) -> None:
         out = await self.answer(data, udp=True)
-        if out is not None and self._udp is not None and not self._udp.is_closing():
-            self._udp.sendto(out, addr)
+        udp = listener.udp
+        if out is not None and udp is not None and not udp.is_closing():
+            udp.sendto(out, addr)
 
     async def _serve_tcp(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         if self._tcp_count >= MAX_TCP_CONNECTIONS:
@@ -277,12 +300,23 @@ class DnsServer:
             writer.close()
 
 
+class _Listener:
+    """One address the server answers on: its UDP socket and TCP server (None: TCP not served)."""
+
+    def __init__(self, host: str, port: int) -> None:
+        self.host = host
+        self.port = port
+        self.udp: asyncio.DatagramTransport | None = None
+        self.tcp: asyncio.Server | None = None
+
+
 class _UdpProtocol(asyncio.DatagramProtocol):
-    def __init__(self, server: DnsServer) -> None:
+    def __init__(self, server: DnsServer, listener: _Listener) -> None:
         self.server = server
+        self.listener = listener
 
     def datagram_received(self, data: bytes, addr: tuple[str, int]) -> None:
-        self.server._udp_query(data, addr)
+        self.server._udp_query(data, addr, self.listener)
 
     def error_received(self, exc: Exception) -> None:
         log.debug("DNS UDP socket: %s", exc)

@@ -13,6 +13,7 @@ Status updates go through worker.db's queue and are sent by their own loop as so
 from __future__ import annotations
 
 import asyncio
+import errno
 import logging
 import os
 import time
@@ -22,6 +23,7 @@ from typing import TYPE_CHECKING, Any
 from warren.config import WorkerSettings
 from warren.errors import ConfigError, StorageError
 from warren.runtime.base import ContainerRuntime, NodeResources, RuntimeUnavailableError
+from warren.runtime.network import NetworkError, NetworkingRuntime
 from warren.spec.taskstate import RUNNING
 from warren.worker.backoff import Backoff
 from warren.worker.cache import WorkerCache
@@ -46,6 +48,8 @@ EXIT_OK = 0
 EXIT_ERROR = 1
 # Under the worker's data dir: the configs' contents and each task's config files.
 CONFIGS_DIR = "configs"
+# Docker's `dns` option takes an address, not a port: containers ask port 53.
+CONTAINER_DNS_PORT = 53
 
 
 class WorkerLoop:
@@ -100,7 +104,8 @@ class WorkerLoop:
             os.path.join(settings.resolved_data_dir, CONFIGS_DIR)
         )
         # The cluster's service endpoints (session news, kept in the data dir) and the DNS server that
-        # answers names from them (started by `run`; None: dns_addr off).
+        # answers names from them (started by `run`; None: no task could reach it), and the address
+        # process tasks are told (None: dns_addr off or no process runtime).
         self.endpoints = EndpointsTable(settings.resolved_data_dir)
         self.endpoints.load()
         self.dns: DnsServer | None = None
@@ -111,6 +116,7 @@ class WorkerLoop:
             max_connections=settings.ingress_max_connections,
         )
         self._ingress_changed = asyncio.Event()
+        self.dns_for_processes: tuple[str, int] | None = None
         # Missing secret values and config contents last asked for (known=None): ("secret"|"config", name).
         self._missing_asked: frozenset[tuple[str, str]] = frozenset()
 
@@ -175,18 +181,23 @@ class WorkerLoop:
             await controller.stop_health()
 
     async def _start_dns(self) -> None:
-        """Start the DNS server of service names, if dns_addr is on and the worker runs process tasks:
-        its only clients in this version (a container cannot reach the worker's loopback), so a
-        Docker-only worker neither starts it nor loads dnspython (about 3 MB of its memory)."""
-        bind = self.settings.dns_bind()
-        if bind is None or "process" not in self.runtimes:
+        """Start the DNS server of service names for the tasks that can reach it: process tasks on
+        dns_addr (they share the worker's network), Docker containers on their cluster network's gateway,
+        port 53 (docker_network). A worker with neither starts none and does not load dnspython (about
+        3 MB of its memory). The containers' part failing is a warning: they run as without it."""
+        settings = self.settings
+        bind = settings.dns_bind() if "process" in self.runtimes else None
+        docker = self.runtimes.get("docker")
+        networking = isinstance(docker, NetworkingRuntime)
+        network_name = settings.docker_network_name(self.node) if networking else None
+        if bind is None and network_name is None:
             return
         from warren.worker.dns import DnsServer
 
-        settings = self.settings
         server = DnsServer(
-            lambda: self.endpoints.current, host=bind[0], port=bind[1], ttl_s=settings.dns_ttl_s,
-            forward_timeout_s=settings.dns_forward_timeout_s, max_forwards=settings.dns_max_forwards,
+            lambda: self.endpoints.current, host=bind[0] if bind else None, port=bind[1] if bind else 0,
+            ttl_s=settings.dns_ttl_s, forward_timeout_s=settings.dns_forward_timeout_s,
+            max_forwards=settings.dns_max_forwards,
         )
         try:
             await server.start()
@@ -194,6 +205,37 @@ class WorkerLoop:
             raise ConfigError(f"the DNS server cannot listen on {self.settings.dns_addr}: "
                               f"{exc.strerror or exc} (worker start --dns-addr)") from None
         self.dns = server
+        self.dns_for_processes = server.address if bind else None
+        if isinstance(docker, NetworkingRuntime) and network_name is not None:
+            await self._serve_containers(server, docker, network_name)
+        if not server.addresses:
+            await server.stop()
+            self.dns = None
+
+    async def _serve_containers(self, server: DnsServer, docker: NetworkingRuntime, name: str) -> None:
+        """The node's cluster network, the DNS server on its gateway, and the Docker runtime told to put
+        containers there; on any failure one warning and containers stay on Docker's bridge."""
+        what = "Docker containers get no service names (they run on Docker's default bridge)"
+        try:
+            network = await docker.ensure_network(name)
+        except NetworkError as exc:
+            log.warning("%s: %s (worker start --docker-network off stops trying)", what, exc)
+            return
+        try:
+            await server.listen(network.gateway, CONTAINER_DNS_PORT)
+        except OSError as exc:
+            why = exc.strerror or str(exc)
+            if exc.errno in (errno.EACCES, errno.EPERM):
+                why += ": port 53 needs root or CAP_NET_BIND_SERVICE"
+            elif exc.errno == errno.EADDRINUSE:
+                why += ": another DNS server listens there"
+            log.warning("%s: the DNS server cannot listen on %s:%d, the gateway of Docker network %s: %s "
+                        "(worker start --docker-network off stops trying)",
+                        what, network.gateway, CONTAINER_DNS_PORT, network.name, why)
+            return
+        docker.use_network(network)
+        log.info("Docker containers join network %s (%s) and resolve service names at %s:%d",
+                 network.name, network.subnet, network.gateway, CONTAINER_DNS_PORT)
 
     async def _ingress_loop(self, proxy: IngressProxy) -> None:
         """Give the proxy each new table (the one kept from the last run first: a worker restarted while
@@ -209,8 +251,8 @@ class WorkerLoop:
         """What a process task is told of service names: the resolver (WARREN_DNS, "IP:PORT") and the
         hosts-style file (WARREN_HOSTS)."""
         env = {"WARREN_HOSTS": self.endpoints.hosts_path}
-        if self.dns is not None:
-            host, port = self.dns.address
+        if self.dns_for_processes is not None:
+            host, port = self.dns_for_processes
             env["WARREN_DNS"] = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
         return env
 

@@ -100,11 +100,28 @@ def test_ingress_host_takes_an_address_or_off(
     assert WorkerSettings().ingress_host == "0.0.0.0"  # the default: every IPv4 address
 
 
+@pytest.mark.parametrize(
+    ("flag", "network", "name"),
+    [("off", None, None), ("Off", None, None), ("warren-{node}", "warren-{node}", "warren-worker-1a2b3c"),
+     ("edge.net", "edge.net", "edge.net"), ("n-{node}-x", "n-{node}-x", "n-worker-1a2b3c-x")],
+)
+def test_docker_network_takes_a_name_template_or_off(
+    captured: Captured, tmp_path: Path, flag: str, network: str | None, name: str | None
+) -> None:
+    argv = ["worker", "start", "--token", "SWMTKN-1-x", "--data-dir", str(tmp_path), "--docker-network", flag]
+    assert main(argv) == 0
+    [(settings, _)] = captured.calls
+    assert settings.docker_network == network
+    assert settings.docker_network_name("worker-1a2b3c") == name
+    assert WorkerSettings().docker_network == "warren-{node}"  # the default: one network per node
+
+
 def test_help_explains_flags_and_what_sigterm_does(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["worker", "start", "--help"]) == 0
     out = capsys.readouterr().out
     for flag in ("--token", "--manager", "--data-dir", "--runtime", "--label", "--advertise-host",
-                 "--allow-device", "--allow-bind", "--allow-privileged", "--dns-addr", "--ingress-host"):
+                 "--allow-device", "--allow-bind", "--allow-privileged", "--dns-addr", "--ingress-host",
+                 "--docker-network"):
         assert flag in out
     assert "keep running" in out and "warren node drain" in out and MANAGER_ENV in out
     assert main(["worker", "--help"]) == 0
@@ -133,6 +150,12 @@ def test_help_explains_flags_and_what_sigterm_does(capsys: pytest.CaptureFixture
         (["--dns-addr", "127.0.0.1:70000"], "must be IP:PORT with a port from 0 to 65535"),
         (["--ingress-host", "localhost"], "ingress_host 'localhost' must be an IP address"),
         (["--ingress-host", "10.0.0.1:80"], "ingress_host '10.0.0.1:80' must be an IP address"),
+        (["--docker-network", "my net"], "docker_network 'my net' must be a Docker network name"),
+        (["--docker-network", "warren-{name}"], "must be a Docker network name"),
+        (["--docker-network", ""], "must be a Docker network name"),
+        (["--docker-network", "n" * 65], "at most 64 characters"),
+        (["--docker-network", "bridge"], "not be one of bridge, host, none"),
+        (["--docker-network=-{node}"], "must begin with a letter or digit"),
         (["--bogus"], "unrecognized arguments"),
     ],
 )
