@@ -147,12 +147,14 @@ class TaskController:
         lt = self.local
         if lt is None or lt.container_id != container_id or lt.state != RUNNING:
             return
+        # Reported at once, an unhealthy verdict too: the leader takes the task out of the service's
+        # endpoints (names, ingress) now, not once its container has stopped (up to stop_timeout_s).
+        message = f"health check failed: {reason}" if health == UNHEALTHY else lt.message
+        self.host.statuses.report(StatusUpdate(task_id, RUNNING, message, self.host.wall(), container_id,
+                                               health=health))
         if health == UNHEALTHY:
             self._unhealthy = (container_id, reason)
             self.host.poke(task_id)
-            return
-        update = StatusUpdate(task_id, RUNNING, lt.message, self.host.wall(), container_id, health=health)
-        self.host.statuses.report(update)
 
     async def watch_health(self, container_id: str, spec: HealthCheck, runtime: ContainerRuntime) -> None:
         """Run the task's health checks against `container_id` (from now on, if they watched another)."""

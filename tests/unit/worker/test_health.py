@@ -163,3 +163,32 @@ async def test_agent_reports_health_and_fails_an_unhealthy_task(tmp_path: Path) 
     assert last["health"] == "unhealthy"
     assert rt.stops == [c.container_id]
     assert rt.starts_of("t1") == 1
+
+
+async def test_an_unhealthy_verdict_is_reported_before_the_container_has_stopped(tmp_path: Path) -> None:
+    # The leader takes an unhealthy task out of its service's endpoints (names, ingress) on this report:
+    # it must not wait for the stop, which can take the task's whole stop timeout.
+    m = FakeManager()
+    rt = FakeRuntime()
+    sick: set[str] = set()
+    rt.exec_status = lambda cid, cmd: 1 if cid in sick else 0
+    release = asyncio.Event()
+    plain_stop = rt.stop
+
+    async def slow_stop(container_id: str, timeout_s: float) -> None:
+        await release.wait()
+        await plain_stop(container_id, timeout_s)
+
+    rt.stop = slow_stop  # type: ignore[method-assign]
+    check = {"kind": "cmd", "cmd": ["check"], "interval_s": 0.01, "timeout_s": 1.0, "retries": 1}
+    async with worker(make_settings(tmp_path / "w"), rt, {M1: m}):
+        m.assign(task_doc("t1", health=check))
+        await eventually_async(lambda: (m.update("t1") or {}).get("health") == "healthy", 5.0, "t1 healthy")
+        [c] = rt.running("t1")
+        sick.add(c.container_id)
+        await eventually_async(lambda: (m.update("t1") or {}).get("health") == "unhealthy", 5.0,
+                               "the unhealthy verdict reported")
+        assert m.state("t1") == "running"  # its container is still being stopped
+        assert c.running
+        release.set()
+        await eventually_async(lambda: m.state("t1") == "failed", 5.0, "t1 failed once stopped")
