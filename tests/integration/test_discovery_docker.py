@@ -9,10 +9,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import datetime
 import ipaddress
 import os
 import secrets
 import socket
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -26,7 +28,7 @@ from warren.testing.wait import eventually
 
 pytestmark = pytest.mark.integration
 
-API_PORT = 18081  # published on the worker (host mode: the api task's node only)
+API_PORT = 18081  # published in ingress mode (the default)
 # (busybox-static 1.35's `wget -T` crashes: `timeout` bounds the fetch instead.)
 # Resolves and fetches in a loop, one line per attempt: "resolve NAME ADDR..." (no address: failed),
 # "fetch ok BODY" or "fetch fail".
@@ -160,3 +162,66 @@ def test_the_network_is_reused_and_a_foreign_one_is_left_alone() -> None:
         for net in (name, foreign.name):
             with contextlib.suppress(Exception):
                 engine.networks.get(net).remove()
+
+
+STORE_PORT = 18082  # published in ingress mode (the default): every worker forwards it to a replica
+SHOPPER = f"""
+while true; do
+  if body=$(timeout 3 wget -q -O - http://store:{STORE_PORT}/ 2>/dev/null); then echo "fetch ok $body"
+  else echo "fetch fail"; fi
+  sleep 0.1
+done
+"""
+
+
+def timed_lines(found: Any, since: float = 0.0) -> list[tuple[float, str]]:
+    """(time, line) of a container's output at or after `since` (the engine's timestamps)."""
+    rows = []
+    for raw in found.logs(timestamps=True).decode(errors="replace").splitlines():
+        stamp, _, line = raw.partition(" ")
+        seconds = datetime.datetime.fromisoformat(stamp[:26] + "+00:00").timestamp()
+        if line and seconds >= since:
+            rows.append((seconds, line.strip()))
+    return rows
+
+
+def test_containers_reach_every_replica_through_the_ingress_and_keep_reaching_one(fleet: Fleet) -> None:
+    """web -> api by name on real Docker: scaled 1 -> 3 on one node (ingress replicas need no host port
+    of their own), all three answer; a replica's container killed, requests keep succeeding."""
+    (worker,) = fleet.workers
+    fleet.create("store", replicas=1, image="warren-busybox:latest", command=["sh", "-c", API],
+                 publish=[{"host": STORE_PORT, "container": 8080}],
+                 health={"kind": "http", "port": 8080, "interval_s": 0.5, "retries": 1})
+    fleet.create("shopper", replicas=1, image="warren-busybox:latest", command=["sh", "-c", SHOPPER])
+    shopper = container(fleet, "shopper")
+    (one,) = fleet.wait_running("store", 1)
+    eventually(lambda: f"fetch ok {one['id']}" in {line for _, line in timed_lines(shopper)}, 60,
+               "shopper to reach store by name through the ingress",
+               detail=lambda: "\n".join(lines(shopper)[-20:]) + "\n" + worker.log_tail(30))
+
+    fleet.update("store", replicas=3)
+    running = {t["id"] for t in fleet.wait_running("store", 3)}
+    scaled = time.time()
+
+    def answered(since: float) -> set[str]:
+        return {line.split()[2] for _, line in timed_lines(shopper, since) if line.startswith("fetch ok ")}
+
+    eventually(lambda: answered(scaled) >= running, 60, "all three store replicas to answer",
+               detail=lambda: "\n".join(lines(shopper)[-20:]))
+    assert answered(scaled) <= running | {one["id"]}
+
+    # A replica's container dies: the ingress gives it no new connection once it is gone.
+    victim = next(iter(running))
+    (found,) = docker_client().containers.list(filters={"label": f"warren.task={victim}"})
+    killed = time.time()
+    found.kill()
+    eventually(lambda: len(timed_lines(shopper, killed + 3.0)) >= 10, 60, "requests after the kill")
+    after = timed_lines(shopper, killed)
+    failed = [row for row in after if row[1] == "fetch fail"]
+    oks = [t for t, line in after if line.startswith("fetch ok ")]
+    gap = max((b - a for a, b in zip([killed, *oks], oks, strict=False)), default=0.0)
+    print(f"\nafter a store replica's container was killed: {len(after)} requests, {len(failed)} failed, "
+          f"longest gap {gap:.2f} s")
+    # Only a request under way on the killed replica's connection may fail; no new one may.
+    assert len(failed) <= 1 and all(t < killed + 1.0 for t, _ in failed), (
+        f"requests failed after a replica's container was killed: {failed}")
