@@ -135,7 +135,7 @@ def measure(base_dir: Path, params: GapParams) -> dict[str, list[dict[str, Any]]
                 "command": [sys.executable, str(api_py)],
                 "constraints": ["node.labels.role==api"],
                 "stop_timeout_s": 1,
-                "publish": [{"mode": "ingress", "published": PUBLISHED, "target": TARGET}],
+                "publish": [{"mode": "ingress", "host": PUBLISHED, "container": TARGET}],
             }
             _post(f.addr, "POST", "/v1/services", {"name": "api", "replicas": 2, **spec})
             f.wait_running("api", 2, timeout=params.give_up_s)

@@ -197,3 +197,29 @@ def test_no_connection_goes_to_a_replica_on_a_cut_off_worker(
           f"{len(failed)} failed, slowest {max(s for _, s, _, _ in during):.2f} s")
     assert not failed, f"requests failed while a replica's worker was cut off: {failed}"
     lab.heal(hosts[lost["node"]])
+
+
+def test_requests_keep_succeeding_when_a_replicas_worker_is_killed(
+    lab_fleet: tuple[NetnsLab, Fleet], tmp_path: Path
+) -> None:
+    lab, fleet = lab_fleet
+    _, log, _ = start(lab, fleet, tmp_path, replicas=2)
+    lost, kept = sorted(fleet.running("api"), key=lambda t: str(t["id"]))
+    eventually(lambda: answered_by(log, 0.0) >= {lost["id"], kept["id"]}, 30, "both replicas to answer",
+               detail=lambda: log.read_text()[-2000:])
+    victim = next(w for w in fleet.workers if w.name == lost["node"])
+    killed = time.time()
+    victim.kill()
+    victim.kill_tasks()  # its host stays up: a connection to the dead replica is refused at once
+    replacement = eventually(
+        lambda: next((t for t in fleet.running("api") if t["id"] not in (lost["id"], kept["id"])), None),
+        60, "a replacement replica", detail=fleet.log_tails)
+    eventually(lambda: replacement["id"] in answered_by(log, killed), 30, "the replacement to answer",
+               detail=lambda: log.read_text()[-3000:])
+    during = results(log, killed)
+    failed = [row for row in during if not row[2]]
+    oks = [start for start, _, ok, _ in during if ok]
+    gap = max((b - a for a, b in zip([killed, *oks], oks, strict=False)), default=0.0)
+    print(f"\nafter a replica's worker was killed: {len(during)} requests, {len(failed)} failed, "
+          f"longest gap {gap:.2f} s")
+    assert not failed, f"requests failed after a replica's worker was killed: {failed[:20]}"
