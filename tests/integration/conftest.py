@@ -44,3 +44,15 @@ def engine() -> Iterator[Any]:
     ensure_image()
     yield client
     client.close()
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _remove_idle_cluster_networks() -> Iterator[None]:
+    """After each module: remove the Docker networks Warren's workers made (labelled io.warren.cluster)
+    that no container uses any more. A worker leaves its network when it stops, and managers running
+    tasks (hybrid) have no Fleet to remove theirs: left, they would use up Docker's address pools (about
+    30 bridge networks) over the suite, and later workers would run without a cluster network."""
+    yield
+    from tests.integration.workers import remove_idle_networks
+
+    remove_idle_networks()

@@ -11,8 +11,10 @@ whatever state the cluster is in.
 from __future__ import annotations
 
 import contextlib
+import datetime
 import os
 import signal
+import time
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
@@ -276,6 +278,28 @@ def remove_networks(cluster_id: str) -> None:
                 client.api.remove_network(network["Id"])
     except Exception:  # no engine: nothing was made there
         return
+
+
+# When this test process began: networks made before it (a local cluster of `make run`) are not its own.
+_STARTED = time.time()
+
+
+def remove_idle_networks() -> list[str]:
+    """Remove the networks Warren workers made (any cluster's) since this test process began that no
+    container is attached to; their names. Nothing if no engine answers."""
+    removed = []
+    try:
+        client = docker_client()
+        for network in client.api.networks(filters={"label": "io.warren.cluster"}):
+            created = datetime.datetime.fromisoformat(str(network["Created"])[:26].rstrip("Z") + "+00:00")
+            if created.timestamp() < _STARTED or client.api.inspect_network(network["Id"]).get("Containers"):
+                continue
+            with contextlib.suppress(Exception):
+                client.api.remove_network(network["Id"])
+                removed.append(str(network["Name"]))
+    except Exception:  # no engine: nothing was made there
+        return removed
+    return removed
 
 
 def containers(cluster_id: str, **labels: str) -> list[dict[str, Any]]:
