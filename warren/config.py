@@ -570,6 +570,11 @@ class WorkerSettings:
     # At most this many connections forwarded at once (two sockets each); a client beyond them is
     # closed at once.
     ingress_max_connections: int = 4096
+    # A replica that refused or timed out a forwarded connection is tried after the others for this long
+    # (or until it is reached again, or leaves the table): a replica on a cut-off node, still listed
+    # until the leader writes the node down (5 s), costs one client the connect timeout, not half of
+    # them; seconds (0: off).
+    ingress_suspect_s: float = 10.0
     # The Docker bridge network this worker's containers join (those on the default network, not
     # `--network host`), whose gateway (an address of this host) the DNS server also listens on, port 53,
     # set as the containers' resolver: a name, "{node}" replaced by this node's name (the result kept to
@@ -590,6 +595,8 @@ class WorkerSettings:
             except ValueError:
                 raise ConfigError(f"ingress_host {self.ingress_host!r} must be an IP address of this host "
                                   "(0.0.0.0: all of them) or off") from None
+        if not 0 <= self.ingress_suspect_s <= 3600:
+            raise ConfigError(f"ingress_suspect_s must be from 0 to 3600, got {self.ingress_suspect_s!r}")
         if isinstance(self.ingress_max_connections, bool) or self.ingress_max_connections < 1:
             raise ConfigError("ingress_max_connections must be at least 1, got "
                               f"{self.ingress_max_connections!r}")

@@ -194,8 +194,12 @@ def test_no_connection_goes_to_a_replica_on_a_cut_off_worker(
     during = results(log, cut)
     failed = [row for row in during if not row[2]]
     print(f"\nwhile the worker was cut off but not yet down ({down - cut:.1f} s): {len(during)} requests, "
-          f"{len(failed)} failed, slowest {max(s for _, s, _, _ in during):.2f} s")
+          f"{len(failed)} failed, {sum(1 for _, s, _, _ in during if s > 0.5)} waited on the lost replica, "
+          f"slowest {max(s for _, s, _, _ in during):.2f} s")
     assert not failed, f"requests failed while a replica's worker was cut off: {failed}"
+    # The edge's ingress waits on the lost replica once (its connect timeout), then tries it last.
+    waited = [row for row in during if row[1] > 0.5]
+    assert len(waited) <= 2, f"requests waited on the cut-off replica again and again: {waited}"
     lab.heal(hosts[lost["node"]])
 
 

@@ -13,6 +13,10 @@ on the worker's own event loop: uvloop in the daemon).
   left to finish; listeners of ports that left the table are closed, new ports bound. A port that
   cannot be bound (in use, privileged) is logged once and tried again at every later update.
 - At most `max_connections` connections are proxied at once; a client beyond that is closed at once.
+- A backend that refused or timed out a connection is tried after the port's other backends for
+  `suspect_s` (passive ejection: a replica on a cut-off node costs one client the connect timeout, not
+  every other client until the leader writes the node down); reaching it again, or its leaving the
+  table, ends that.
 """
 
 from __future__ import annotations
@@ -68,10 +72,15 @@ def _show(host: str, port: int) -> str:
 class IngressProxy:
     """The listeners of the ingress ports and the connections they forward (see the module's doc)."""
 
-    def __init__(self, host: str, *, connect_timeout_s: float, max_connections: int) -> None:
+    def __init__(
+        self, host: str, *, connect_timeout_s: float, max_connections: int, suspect_s: float = 0.0
+    ) -> None:
         self.host = host
         self.connect_timeout_s = connect_timeout_s
         self.max_connections = max_connections
+        self.suspect_s = suspect_s
+        # Backends that refused or timed out a connection, until when (monotonic) they are tried last.
+        self._suspects: dict[Backend, float] = {}
         self.counters = IngressCounters()
         # Published port -> its backends; replaced whole by update() (new connections read it).
         self._routes: dict[int, tuple[Backend, ...]] = {}
@@ -112,6 +121,8 @@ class IngressProxy:
                 return
             self._routes = table
             self._turns = {port: self._turns.get(port, 0) for port in table}
+            listed = {b for backends in table.values() for b in backends}
+            self._suspects = {b: until for b, until in self._suspects.items() if b in listed}
             self.counters.per_port = {port: self.counters.per_port.get(port, 0) for port in table}
             for port in [p for p in self._servers if p not in table]:
                 # Established connections keep going: close() stops the listening only.
@@ -178,7 +189,22 @@ class IngressProxy:
         self._turns[link.port] = turn + 1
         first = turn % len(backends)
         self._links.add(link)
-        return backends[first:] + backends[:first]
+        order = backends[first:] + backends[:first]
+        if not self._suspects:
+            return order
+        # A backend that failed lately is tried after the others (not left out: it may be the only one).
+        now = asyncio.get_running_loop().time()
+        late = {b for b in order if self._suspects.get(b, 0.0) > now}
+        return tuple(b for b in order if b not in late) + tuple(b for b in order if b in late)
+
+    def _failed(self, backend: Backend) -> None:
+        """`backend` refused or timed out a connection: try it last for `suspect_s`."""
+        self.counters.connect_failures += 1
+        if self.suspect_s > 0:
+            self._suspects[backend] = asyncio.get_running_loop().time() + self.suspect_s
+
+    def _reached(self, backend: Backend) -> None:
+        self._suspects.pop(backend, None)
 
     def _forwarded(self, port: int) -> None:
         self.counters.forwarded += 1
@@ -287,6 +313,7 @@ class _Link:
                     return
                 side = await self._try(backend)
                 if side is not None:
+                    self.proxy._reached(backend)
                     self._join(side)
                     self.proxy._forwarded(self.port)
                     return
@@ -310,7 +337,7 @@ class _Link:
             raise
         except (OSError, TimeoutError) as exc:
             _drop(side)
-            self.proxy.counters.connect_failures += 1
+            self.proxy._failed(backend)
             log.debug("ingress: port %d: backend %s (task %s on %s) not reached: %s", self.port,
                       _show(backend.addr, backend.port), backend.task_id, backend.node,
                       "timed out" if isinstance(exc, TimeoutError) else exc)

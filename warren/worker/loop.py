@@ -113,7 +113,7 @@ class WorkerLoop:
         # `_ingress_changed` when the table changes.
         self.ingress = None if settings.ingress_host is None else IngressProxy(
             settings.ingress_host, connect_timeout_s=settings.ingress_connect_timeout_s,
-            max_connections=settings.ingress_max_connections,
+            max_connections=settings.ingress_max_connections, suspect_s=settings.ingress_suspect_s,
         )
         self._ingress_changed = asyncio.Event()
         self.dns_for_processes: tuple[str, int] | None = None

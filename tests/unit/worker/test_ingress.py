@@ -80,7 +80,7 @@ async def upstreams(*names: str) -> AsyncIterator[list[Upstream]]:
 @contextlib.asynccontextmanager
 async def proxy(**kw: Any) -> AsyncIterator[IngressProxy]:
     p = IngressProxy(HOST, connect_timeout_s=kw.pop("connect_timeout_s", 1.0),
-                     max_connections=kw.pop("max_connections", 64))
+                     max_connections=kw.pop("max_connections", 64), suspect_s=kw.pop("suspect_s", 0.0))
     try:
         yield p
     finally:
@@ -238,6 +238,27 @@ async def test_a_backend_that_never_accepts_times_out_and_the_next_is_tried() ->
             assert name == "b" and time.monotonic() - start >= 0.3
             assert p.counters.connect_failures == 1
             writer.close()
+
+
+async def test_a_backend_that_failed_is_tried_last_for_a_while_then_first_again() -> None:
+    port = free_port()
+    with silent_backend() as silent:
+        async with upstreams("b") as [b], proxy(connect_timeout_s=0.3, suspect_s=60.0) as p:
+            lost = Backend(HOST, silent, "t-silent", "n")
+            await p.update({port: [lost, b.backend()]})
+            _, writer, name = await connect(p, port)  # the round-robin starts at the silent one
+            assert name == "b" and p.counters.connect_failures == 1
+            writer.close()
+            for _ in range(4):  # its turn comes twice more: it is tried after b, so never waited on
+                start = time.monotonic()
+                _, writer, name = await connect(p, port)
+                assert name == "b" and time.monotonic() - start < 0.3
+                writer.close()
+            assert p.counters.connect_failures == 1
+            # A new table without it forgets it; one that lists it again starts afresh.
+            await p.update({port: [b.backend()]})
+            await p.update({port: [lost, b.backend()]})
+            assert not p._suspects
 
 
 async def test_with_no_backend_answering_the_client_is_closed() -> None:
