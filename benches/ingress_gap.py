@@ -29,22 +29,6 @@ TARGET = 8081  # where an api replica listens on its host
 PUBLISHED = 18080  # the ingress port on every worker
 EVENT = "replica's node SIGKILLed / cut off → longest time between two successful requests via the ingress"
 
-API = textwrap.dedent(
-    """
-    import http.server, os
-    class Handler(http.server.BaseHTTPRequestHandler):
-        def do_GET(self):
-            body = os.environ["WARREN_TASK_ID"].encode()
-            self.send_response(200)
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
-        def log_message(self, *args):
-            pass
-    http.server.ThreadingHTTPServer.allow_reuse_address = True
-    http.server.ThreadingHTTPServer(("0.0.0.0", PORT), Handler).serve_forever()
-    """
-)
 
 # argv: LOG DEADLINE_EPOCH. "<epoch> ok <task>" / "<epoch> fail <why>" per request; stops at the deadline.
 CLIENT = textwrap.dedent(
@@ -113,11 +97,12 @@ def measure(base_dir: Path, params: GapParams) -> dict[str, list[dict[str, Any]]
     from benches.workers_bench import _post
     from tests.integration.managers import ManagerCluster
     from tests.integration.netns import NetnsLab
+    from tests.integration.programs import task_id_server
     from tests.integration.workers import Fleet
 
     base_dir.mkdir(parents=True, exist_ok=True)
     api_py, client_py, log = base_dir / "api.py", base_dir / "client.py", base_dir / "client.log"
-    api_py.write_text(API.replace("PORT", str(TARGET)))
+    api_py.write_text(task_id_server(TARGET))
     client_py.write_text(CLIENT.replace("PORT", str(PUBLISHED)))
     samples: dict[str, list[dict[str, Any]]] = {k: [] for k in params.kinds}
     with NetnsLab(4) as lab:

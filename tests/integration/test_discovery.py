@@ -14,31 +14,13 @@ from pathlib import Path
 import pytest
 
 from tests.integration.netns import NetnsLab
+from tests.integration.programs import task_id_server
 from tests.integration.workers import Fleet, netns_fleet
 from warren.testing.wait import eventually
 
 PORTS = (8080, 7946, 9090)
 API_PORT = 8081
 
-API = textwrap.dedent(
-    """
-    import http.server, os
-
-    class Handler(http.server.BaseHTTPRequestHandler):
-        def do_GET(self):
-            body = os.environ["WARREN_TASK_ID"].encode()
-            self.send_response(200)
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
-
-        def log_message(self, *args):
-            pass
-
-    http.server.ThreadingHTTPServer.allow_reuse_address = True
-    http.server.ThreadingHTTPServer(("0.0.0.0", PORT), Handler).serve_forever()
-    """
-)
 
 # Resolves `api` afresh for every request, through the DNS server and the hosts file in turn, and
 # appends "<time> ok <how> <api task>" or "<time> fail <how> <why>" to the file named by argv[1].
@@ -110,7 +92,7 @@ def test_web_reaches_api_by_name_through_a_node_loss_and_a_scale_up(
     api_hosts = {fleet.add_worker("process", prefix=lab.prefix(i), labels=["role=api"]).name: i
                  for i in range(3, 7)}
     api_py, web_py, log = tmp_path / "api.py", tmp_path / "web.py", tmp_path / "web.log"
-    api_py.write_text(API.replace("PORT", str(API_PORT)))
+    api_py.write_text(task_id_server(API_PORT))
     web_py.write_text(WEB.replace("PORT", str(API_PORT)))
     fleet.create("api", replicas=1, image="local", driver="process", command=[sys.executable, str(api_py)],
                  constraints=["node.labels.role==api"],

@@ -21,6 +21,7 @@ import pytest
 
 from tests.integration.managers import get_json
 from tests.integration.netns import NetnsLab
+from tests.integration.programs import task_id_server
 from tests.integration.workers import Fleet, netns_fleet
 from warren.testing.wait import eventually
 
@@ -29,33 +30,6 @@ INGRESS = 8090  # published
 TARGET = 8091  # where each api replica listens, on its own host
 HEALTH_INTERVAL_S = 1.0
 
-# Answers GET / with its task ID, GET /health with 500 once the file SICK_DIR/<task id> exists. It
-# ignores SIGTERM, so a replica being stopped keeps answering until it is killed (stop_timeout_s): a
-# connection it answers after it turned unhealthy is one the ingress sent it, not a race with its exit.
-API = textwrap.dedent(
-    """
-    import http.server, os, signal
-
-    signal.signal(signal.SIGTERM, signal.SIG_IGN)
-    TASK = os.environ["WARREN_TASK_ID"]
-
-    class Handler(http.server.BaseHTTPRequestHandler):
-        def do_GET(self):
-            sick = os.path.exists(os.path.join("SICK_DIR", TASK))
-            status, body = (500, b"sick") if self.path == "/health" and sick else (200, TASK.encode())
-            self.send_response(status)
-            self.send_header("Content-Length", str(len(body)))
-            self.send_header("Connection", "close")
-            self.end_headers()
-            self.wfile.write(body)
-
-        def log_message(self, *args):
-            pass
-
-    http.server.ThreadingHTTPServer.allow_reuse_address = True
-    http.server.ThreadingHTTPServer(("0.0.0.0", TARGET), Handler).serve_forever()
-    """
-)
 
 # A new connection to the local ingress port per request; appends "<start> <seconds> ok <task>" or
 # "<start> <seconds> fail <why>" to the file named by argv[1].
@@ -111,7 +85,9 @@ def start(lab: NetnsLab, fleet: Fleet, tmp_path: Path, replicas: int) -> tuple[d
     sick, log = tmp_path / "sick", tmp_path / "client.log"
     sick.mkdir()
     api_py, client_py = tmp_path / "api.py", tmp_path / "client.py"
-    api_py.write_text(API.replace("SICK_DIR", str(sick)).replace("TARGET", str(TARGET)))
+    # A stopped replica keeps answering until it is killed (stop_timeout_s): a connection it answers
+    # after it turned unhealthy is one the ingress sent it, not a race with its exit.
+    api_py.write_text(task_id_server(TARGET, sick_dir=sick, ignore_sigterm=True))
     client_py.write_text(CLIENT.replace("INGRESS", str(INGRESS)))
     fleet.create(
         "api", replicas=replicas, image="local", driver="process", command=[sys.executable, str(api_py)],

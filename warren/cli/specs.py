@@ -54,15 +54,24 @@ def parse_publish(value: object) -> dict[str, Any]:
             "mode": default_mode(protocol)}
 
 
-def _publish_long(value: str) -> dict[str, Any]:
+def _key_values(value: str) -> list[tuple[str, bool, str]]:
+    """Docker's `key=value,key=value` flag text (a field holding a comma quoted, as CSV): (key as
+    written, whether it has "=", value) per field. Raises ValueError."""
     try:
         rows = list(csv.reader([value], strict=True))
     except csv.Error as exc:
         raise ValueError(f"{exc} in {value!r}") from exc
-    given: dict[str, str] = {}
+    out = []
     for item in rows[0] if rows else []:
         key, sep, text = item.strip().partition("=")
-        key = key.strip().lower()
+        out.append((key.strip(), bool(sep), text))
+    return out
+
+
+def _publish_long(value: str) -> dict[str, Any]:
+    given: dict[str, str] = {}
+    for written, sep, text in _key_values(value):
+        key = written.lower()
         if key not in _PUBLISH_KEYS:
             raise ValueError(f"unknown key {key!r} in {value!r} (expected {PUBLISH_HELP})")
         if not sep or not text.strip():
@@ -164,25 +173,20 @@ def parse_mount(value: object) -> object:
         return given
     if not isinstance(value, str):
         raise ValueError(f"expected {MOUNT_HELP}, got {type(value).__name__}")
-    try:
-        rows = list(csv.reader([value], strict=True))
-    except csv.Error as exc:
-        raise ValueError(f"{exc} in {value!r}") from exc
     mount: dict[str, Any] = {}
-    for item in rows[0] if rows else []:
-        key, sep, text = item.strip().partition("=")
-        field = _MOUNT_KEYS.get(key.strip().lower())
+    for key, sep, text in _key_values(value):
+        field = _MOUNT_KEYS.get(key.lower())
         if field is None:
-            raise ValueError(f"unknown key {key.strip()!r} in {value!r} (expected {MOUNT_HELP})")
+            raise ValueError(f"unknown key {key!r} in {value!r} (expected {MOUNT_HELP})")
         if field in mount:
-            raise ValueError(f"{key.strip()} is given twice in {value!r}")
+            raise ValueError(f"{key} is given twice in {value!r}")
         if field == "read_only":
             flag = _TRUE.get(text.strip().lower()) if sep else True
             if flag is None:
-                raise ValueError(f"{key.strip()}={text!r} in {value!r}: expected true or false")
+                raise ValueError(f"{key}={text!r} in {value!r}: expected true or false")
             mount[field] = flag
         elif not sep:
-            raise ValueError(f"{key.strip()} needs a value ({key.strip()}=...) in {value!r}")
+            raise ValueError(f"{key} needs a value ({key}=...) in {value!r}")
         elif field == "size":
             mount[field] = parse_size(text.strip())
         else:
