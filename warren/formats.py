@@ -94,9 +94,11 @@ def parse_size(value: object) -> int:
 
 
 def parse_port(text: str, what: str = "port") -> int:
-    if not text.strip().isdigit() or not 1 <= int(text) <= 65535:
-        raise ValueError(f"{what} {text.strip()!r} is not a port number from 1 to 65535")
-    return int(text)
+    digits = text.strip()
+    # ASCII only: str.isdigit() also takes "²" (which int() refuses) and "٨٠" (which int() reads as 80).
+    if not (digits.isascii() and digits.isdigit()) or not 1 <= int(digits) <= 65535:
+        raise ValueError(f"{what} {digits!r} is not a port number from 1 to 65535")
+    return int(digits)
 
 
 

@@ -8,6 +8,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from warren import formats
 from warren.errors import ConfigError
 from warren.formats import join_host_port, parse_duration, service_name_problem, split_host_port
 
@@ -127,3 +128,14 @@ def test_a_service_name_problem_says_it_is_a_dns_name() -> None:
     assert problem.endswith("(got 'web.warren')")
     long = service_name_problem("x" * 1000)
     assert long is not None and len(long) < 300 and long.endswith("...')")
+
+
+@pytest.mark.parametrize("text", ["80", " 8080 ", "65535", "1"])
+def test_a_port_is_ascii_digits_in_range(text: str) -> None:
+    assert formats.parse_port(text) == int(text)
+
+
+@pytest.mark.parametrize("text", ["0", "65536", "-1", "+80", "8O", "", "²", "٨٠", "８０", "80.0"])
+def test_anything_else_is_refused_with_the_same_clear_error(text: str) -> None:
+    with pytest.raises(ValueError, match="is not a port number from 1 to 65535"):
+        formats.parse_port(text, "published port")
