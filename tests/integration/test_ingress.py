@@ -112,14 +112,19 @@ def test_the_ingress_port_answers_on_every_worker_and_spreads_over_the_replicas(
     # From the edge host, which runs no replica: both replicas answer.
     eventually(lambda: answered_by(log, 0.0) >= running, 30, "both api replicas to answer through the edge",
                detail=lambda: log.read_text()[-2000:] if log.exists() else fleet.log_tails())
-    # From outside, on every worker host's address (the test process reaches every namespace).
+    # From outside, on every worker host's address (the test process reaches every namespace). The edge's
+    # round-robin is shared with the client task, whose requests can take every other turn: there only
+    # that a replica answers; the api hosts' ingress serves this test alone: both replicas, in turn.
     for i in (2, 3, 4, 5):
         answers = set()
         for _ in range(6):
             response = httpx.get(f"http://{lab.addr(i)}:{INGRESS}/", timeout=5.0)
             assert response.status_code == 200, (i, response.text)
             answers.add(response.text)
-        assert answers == running, f"host {i}: answered by {answers}, running {running}"
+        if i == 2:
+            assert answers <= running and answers, f"host {i}: answered by {answers}, running {running}"
+        else:
+            assert answers == running, f"host {i}: answered by {answers}, running {running}"
     # The manager's host runs no worker: nothing listens there.
     with pytest.raises(httpx.TransportError):
         httpx.get(f"http://{lab.addr(1)}:{INGRESS}/", timeout=2.0)
