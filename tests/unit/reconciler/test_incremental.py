@@ -16,7 +16,7 @@ from hypothesis import strategies as st
 
 from tests.unit.reconciler.sim import Sim
 from warren.config import OrchestratorSettings
-from warren.reconciler import Plan, planner
+from warren.reconciler import Plan, planner, state
 from warren.reconciler.planner import Planner, plan
 
 
@@ -81,7 +81,7 @@ def test_a_clock_gone_back_or_other_settings_replan(sim: Sim, monkeypatch: pytes
     the_planner = Planner()
     both(sim, the_planner)
     calls: list[int] = []
-    real = planner.load
+    real = state.load
 
     def counted(*args: Any, **kwargs: Any) -> Any:
         calls.append(1)
