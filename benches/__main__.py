@@ -39,6 +39,7 @@ from benches import (
     manager_api,
     networking,
     partition,
+    planner_bench,
     pysyncobj_bench,
     report,
     swarm_peer,
@@ -88,6 +89,7 @@ def scenarios(args: argparse.Namespace) -> list[Scenario]:
     workers = workers_bench.WorkerParams()
     rss = footprint.FootprintParams()
     net = networking.NetParams()
+    passes = planner_bench.PlannerParams()
     if args.quick:
         latency = replace(latency, warmup=50, sequential=500, concurrent=5000)
         raft_fail = replace(raft_fail, trials=5)
@@ -111,6 +113,7 @@ def scenarios(args: argparse.Namespace) -> list[Scenario]:
         workers = workers_bench.WorkerParams.smoke()
         rss = footprint.FootprintParams.smoke()
         net = networking.NetParams.smoke()
+        passes = planner_bench.PlannerParams.smoke()
     if args.trials is not None:
         n = max(1, args.trials)
         raft_fail = replace(raft_fail, trials=n)
@@ -191,9 +194,16 @@ def scenarios(args: argparse.Namespace) -> list[Scenario]:
         ),
         s(
             "schedule",
-            "4 process workers: service create with 100, then 1,000 replicas → all running",
+            "4 process workers: service create with 100, 1,000, then 4,000 replicas → all running",
             900,
             lambda d: workers_bench.schedule(d, workers),
+        ),
+        s(
+            "planner",
+            "the leader's reconcile pass over 10,000 running tasks: nothing changed, one task exited, "
+            "from scratch (in process, a real Store)",
+            600,
+            lambda d: planner_bench.run(d, passes),
         ),
         s(
             "footprint",

@@ -56,6 +56,8 @@ class Limits:
     container_crash_max_ms: float = 2000.0  # container crash → replacement running; ms
     worker_failure_max_ms: float = 15_000.0  # worker failure → its tasks running elsewhere; ms
     schedule_1000_max_ms: float = 30_000.0  # 1,000 replicas on process-runtime workers running; ms
+    schedule_4000_max_ms: float = 12_000.0  # 4,000 replicas on process-runtime workers running (issue 18); ms
+    planner_idle_p99_ms: float = 20.0  # leader's reconcile pass, 10,000 tasks, nothing changed (issue 18); ms
     manager_rss_mb: float = 70.0  # idle manager resident memory (issue 14; was 80); MB
     worker_rss_mb: float = 40.0  # idle worker resident memory (issue 14; was 50); MB
     idle_cpu_pct: float = 0.5  # idle CPU of a manager (3-node cluster) and of a worker; % of one core
@@ -229,6 +231,15 @@ TARGETS: tuple[Target, ...] = (
     ),
     Target(
         "schedule/1000", f"max ≤ {_ms(L.schedule_1000_max_ms)}", at_most("max_ms", L.schedule_1000_max_ms)
+    ),
+    Target(
+        "schedule/4000", f"max ≤ {_ms(L.schedule_4000_max_ms)}", at_most("max_ms", L.schedule_4000_max_ms)
+    ),
+    Target(
+        "planner/idle",
+        f"p99 ≤ {_ms(L.planner_idle_p99_ms)}",
+        at_most("p99_ms", L.planner_idle_p99_ms),
+        why="a pass works on what changed, not on the whole state: with nothing changed, nothing to read",
     ),
     Target("rss/manager", f"≤ {L.manager_rss_mb:g} MB", at_most("value_mb", L.manager_rss_mb)),
     Target("rss/worker", f"≤ {L.worker_rss_mb:g} MB", at_most("value_mb", L.worker_rss_mb)),

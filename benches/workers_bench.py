@@ -6,8 +6,8 @@
 - worker_failure: one manager and three process-runtime workers; SIGKILL of the agent of the worker
   with the most tasks, and of its task processes (a machine crash) → every task of the service running
   again, none on the dead worker (read from the API, polled every 20 ms);
-- schedule: one manager and four process-runtime workers; service create with 100, then 1,000
-  replicas → all running (the service's running count from the API, polled every 20 ms).
+- schedule: one manager and four process-runtime workers; service create with 100, then 1,000, then
+  4,000 replicas → all running (the service's running count from the API, polled every 20 ms).
 
 The clusters are tests/integration's (`Fleet`); their admin certificate is in the scenario's own config
 dir (`WARREN_CONFIG_DIR`, set by benches/harness.py for the scenario's run), where the API calls here
@@ -44,7 +44,7 @@ class WorkerParams:
     failure_trials: int = 5
     failure_workers: int = 3
     failure_replicas: int = 6
-    schedule_replicas: tuple[int, ...] = (100, 1000)  # service sizes, each its own row; replicas
+    schedule_replicas: tuple[int, ...] = (100, 1000, 4000)  # service sizes, each its own row; replicas
     schedule_workers: int = 4
     schedule_trials: int = 3
     give_up_s: float = 120.0

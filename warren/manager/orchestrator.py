@@ -16,7 +16,6 @@ full pass interval.
 from __future__ import annotations
 
 import asyncio
-import functools
 import logging
 import sqlite3
 import time
@@ -29,7 +28,6 @@ from warren.errors import NotLeaderError, UnavailableError, WarrenError
 from warren.pki import tokens
 from warren.reconciler import planner
 from warren.reconciler.actions import Plan
-from warren.reconciler.state import ServiceCache
 from warren.store import commands as c
 
 if TYPE_CHECKING:
@@ -67,9 +65,8 @@ class Orchestrator:
         self.store = store
         self.propose = propose
         self.settings = settings
-        # Parsed service rows, kept for this term (a new leader starts with an empty one).
-        self.cache = ServiceCache()
-        self.plan: Planner = plan if plan is not None else functools.partial(planner.plan, cache=self.cache)
+        # Parsed service rows and the last pass, kept for this term (a new leader starts afresh).
+        self.plan: Planner = plan if plan is not None else planner.Planner()
         self.metrics = metrics
         self.wall = wall
         self._wake = asyncio.Event()

@@ -23,6 +23,7 @@ import functools
 import secrets
 import sqlite3
 from collections.abc import Callable
+from dataclasses import dataclass
 
 from warren.config import OrchestratorSettings
 from warren.reconciler import global_, history, replicated, restarts, updates
@@ -31,7 +32,7 @@ from warren.reconciler.state import Service, ServiceCache, State, load
 from warren.reconciler.units import Unit, Units
 from warren.spec import taskstate
 
-__all__ = ["Plan", "plan", "new_task_id"]
+__all__ = ["Plan", "Planner", "plan", "new_task_id"]
 
 
 def new_task_id() -> str:
@@ -108,3 +109,59 @@ def _fill(acts: Actions, service: Service, unit: Unit) -> None:
         acts.wake(due)
         return
     acts.create(service, unit)
+
+
+class Planner:
+    """The leader's planner for one term: `plan`, working only on what changed since its last pass.
+
+    It keeps a ServiceCache across passes (each service's spec decoded once per change), and it
+    remembers its last pass: when the state is the one that pass read (same connection, and no row
+    written through it since: `Connection.total_changes`, which every applied batch moves since apply
+    always writes the applied index), that pass planned nothing, and its `wake_at` has not come, the
+    plan is again nothing, with the same `wake_at`, and the state is not read at all. That holds because
+    a pass is a function of the state and `now`, and every decision that depends on `now` is a
+    comparison with a time that, when still in the future, the pass reports through `wake_at` (restart
+    delays and backoff, an update's monitor and delay). Any other pass is a full `plan`.
+    """
+
+    def __init__(self) -> None:
+        self.cache = ServiceCache()
+        self._idle: _Idle | None = None
+
+    def __call__(
+        self,
+        conn: sqlite3.Connection,
+        now: float,
+        settings: OrchestratorSettings,
+        new_id: Callable[[], str] = new_task_id,
+    ) -> Plan:
+        idle = self._idle
+        if idle is not None and idle.holds(conn, now, settings):
+            return Plan([], idle.wake_at)
+        self._idle = None
+        changes = conn.total_changes
+        result = plan(conn, now, settings, new_id, self.cache)
+        if not result.commands:
+            self._idle = _Idle(conn, changes, now, settings, result.wake_at)
+        return result
+
+
+@dataclass(frozen=True, slots=True)
+class _Idle:
+    """A pass that planned nothing: the state it read (by connection and write count) and its time."""
+
+    conn: sqlite3.Connection
+    changes: int
+    now: float
+    settings: OrchestratorSettings
+    wake_at: float | None
+
+    def holds(self, conn: sqlite3.Connection, now: float, settings: OrchestratorSettings) -> bool:
+        """Would a pass of `conn` at `now` plan the same nothing? (A clock that went back replans.)"""
+        return (
+            conn is self.conn
+            and conn.total_changes == self.changes
+            and settings == self.settings
+            and self.now <= now
+            and (self.wake_at is None or now < self.wake_at)
+        )
