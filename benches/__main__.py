@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from benches import (
+    bridge,
     commit_latency,
     compare,
     etcd_peer,
@@ -88,6 +89,7 @@ def scenarios(args: argparse.Namespace) -> list[Scenario]:
     workers = workers_bench.WorkerParams()
     rss = footprint.FootprintParams()
     net = networking.NetParams()
+    apply_loop = bridge.BridgeParams()
     if args.quick:
         latency = replace(latency, warmup=50, sequential=500, concurrent=5000)
         raft_fail = replace(raft_fail, trials=5)
@@ -111,6 +113,7 @@ def scenarios(args: argparse.Namespace) -> list[Scenario]:
         workers = workers_bench.WorkerParams.smoke()
         rss = footprint.FootprintParams.smoke()
         net = networking.NetParams.smoke()
+        apply_loop = bridge.BridgeParams.smoke()
     if args.trials is not None:
         n = max(1, args.trials)
         raft_fail = replace(raft_fail, trials=n)
@@ -207,6 +210,13 @@ def scenarios(args: argparse.Namespace) -> list[Scenario]:
             "Docker port publishing, Swarm's routing mesh vs direct (p50/p99, req/s); gap after a node loss",
             1200,
             lambda d: networking.run(d, net),
+        ),
+        s(
+            "bridge",
+            "the state machine's apply loop on a real Store: compiled bridge vs pure bridge, same batches "
+            "(entries/s, ns/entry; the entry loop alone; where the time goes)",
+            300,
+            lambda d: bridge.run(d, apply_loop),
         ),
     ]
 
