@@ -60,12 +60,13 @@ IMPLEMENTATION: Literal["cython", "python"]
 
 
 def _compiled() -> bool:
-    """Whether the compiled bridge is importable and really compiled."""
+    """Whether the compiled bridge is importable, really compiled, and built from this source (a stale
+    build of the old warren/_raft.pyx, left in place until `make install` runs again, has no COMPILED)."""
     try:
         from warren import _raft
     except ImportError:
         return False
-    return _raft.COMPILED
+    return getattr(_raft, "COMPILED", False) is True
 
 
 if not os.environ.get("WARREN_NO_EXTENSIONS") and _compiled():
