@@ -15,8 +15,9 @@ WARREN_STAMP := $(VENV)/.warren-stamp
 RAFT_SOURCES := $(shell find rust -path rust/target -prune -o \
 	\( -name '*.rs' -o -name Cargo.toml -o -name pyproject.toml -o -name '*.pyi' \) -print 2>/dev/null) \
 	$(wildcard Cargo.toml Cargo.lock)
-# Inputs of the editable `warren` install (the .pyx is compiled there).
-WARREN_SOURCES := pyproject.toml setup.py warren/_raft.pyx
+# Inputs of the editable `warren` install (the bridge is compiled there: warren/_raft.py, a symlink to
+# warren/_raft_py.py, typed by warren/_raft.pxd).
+WARREN_SOURCES := pyproject.toml setup.py warren/_raft_py.py warren/_raft.pxd
 
 .DEFAULT_GOAL := help
 .PHONY: help install check-py test bench peers lint run image clean clean-all check-cargo install-units \

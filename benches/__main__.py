@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from benches import (
+    bridge,
     commit_latency,
     compare,
     etcd_peer,
@@ -90,6 +91,7 @@ def scenarios(args: argparse.Namespace) -> list[Scenario]:
     rss = footprint.FootprintParams()
     net = networking.NetParams()
     passes = planner_bench.PlannerParams()
+    apply_loop = bridge.BridgeParams()
     if args.quick:
         latency = replace(latency, warmup=50, sequential=500, concurrent=5000)
         raft_fail = replace(raft_fail, trials=5)
@@ -114,6 +116,7 @@ def scenarios(args: argparse.Namespace) -> list[Scenario]:
         rss = footprint.FootprintParams.smoke()
         net = networking.NetParams.smoke()
         passes = planner_bench.PlannerParams.smoke()
+        apply_loop = bridge.BridgeParams.smoke()
     if args.trials is not None:
         n = max(1, args.trials)
         raft_fail = replace(raft_fail, trials=n)
@@ -217,6 +220,13 @@ def scenarios(args: argparse.Namespace) -> list[Scenario]:
             "Docker port publishing, Swarm's routing mesh vs direct (p50/p99, req/s); gap after a node loss",
             1200,
             lambda d: networking.run(d, net),
+        ),
+        s(
+            "bridge",
+            "the state machine's apply loop on a real Store: compiled bridge vs pure bridge, same batches "
+            "(entries/s, ns/entry; the entry loop alone; where the time goes)",
+            300,
+            lambda d: bridge.run(d, apply_loop),
         ),
     ]
 

@@ -61,6 +61,7 @@ class Limits:
     manager_rss_mb: float = 70.0  # idle manager resident memory (issue 14; was 80); MB
     worker_rss_mb: float = 40.0  # idle worker resident memory (issue 14; was 50); MB
     idle_cpu_pct: float = 0.5  # idle CPU of a manager (3-node cluster) and of a worker; % of one core
+    bridge_speedup: float = 2.0  # compiled bridge's apply-loop throughput over the pure one's (issue 18); ×
 
 
 LIMITS = Limits()
@@ -154,6 +155,14 @@ def _failed_trials(row: Row) -> int:
     return int(failed)
 
 
+def _bridge_speedup(row: Row, rows: Rows) -> Verdict:
+    pure = rows.get("bridge/apply/python", {}).get("throughput_per_s")
+    mine = row.get("throughput_per_s")
+    if not pure or mine is None:
+        return None, "pure bridge not measured"
+    return bool(mine >= LIMITS.bridge_speedup * pure), f"{mine / pure:.2f}× the pure bridge, same run"
+
+
 def _etcd_sigkill(key: str) -> bool:
     return key.startswith("etcd/3/failover-") and not key.endswith(("-sigstop", "-graceful", "-sigterm"))
 
@@ -245,6 +254,13 @@ TARGETS: tuple[Target, ...] = (
     Target("rss/worker", f"≤ {L.worker_rss_mb:g} MB", at_most("value_mb", L.worker_rss_mb)),
     Target("cpu/manager", f"≤ {L.idle_cpu_pct:g} % of a core", at_most("value_pct", L.idle_cpu_pct)),
     Target("cpu/worker", f"≤ {L.idle_cpu_pct:g} % of a core", at_most("value_pct", L.idle_cpu_pct)),
+    Target(
+        "bridge/apply/cython",
+        f"throughput ≥ {L.bridge_speedup:g}× the pure bridge's",
+        _bridge_speedup,
+        why="issue 18; SQLite and the handlers take nearly all of the time (docs/decisions.md, "
+        '"The compiled bridge cannot be 2× the pure one")',
+    ),
 )
 
 
@@ -303,6 +319,9 @@ PAIRS: tuple[Pair, ...] = (
     Pair("networking/proxy/new", "networking/swarm/mesh/new", LATENCY),
     Pair("networking/proxy/kept", "networking/swarm/mesh/kept", (*LATENCY, "throughput_per_s")),
     Pair("networking/dns/warren/api", "networking/dns/docker/alias", LATENCY),
+    # What compiling the bridge buys: the same batches through the compiled and the pure entry loop.
+    Pair("bridge/apply/cython", "bridge/apply/python", ("throughput_per_s",)),
+    Pair("bridge/loop/cython", "bridge/loop/python", ("throughput_per_s",)),
 )
 
 

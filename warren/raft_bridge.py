@@ -4,15 +4,21 @@
 state machine until the node shuts down. The first item after every start is a restore (the latest
 snapshot, or None for an empty state): the state machine is rebuilt from snapshot plus log replay.
 
-Two implementations with the same behaviour: the compiled `warren._raft` (Cython, built on install)
-and the pure-Python `warren._raft_py`, used when WARREN_NO_EXTENSIONS is set (non-empty) or the
-compiled module is missing. `IMPLEMENTATION` says which one was picked.
+`apply_entries(conn, entries, step, refusal)` is the state machine's entry loop (each committed entry
+in its own savepoint), used by warren.store.machine.
+
+One source, two builds: `warren._raft_py` is plain Python; `warren._raft` is the same file compiled
+by Cython (built on install, typed by warren/_raft.pxd). The compiled one is used unless
+WARREN_NO_EXTENSIONS is set (non-empty) or it is missing (or is the pure file under its name, as in the
+pure wheel). `IMPLEMENTATION` says which one was picked.
 """
 
 from __future__ import annotations
 
 import os
 from typing import TYPE_CHECKING, Literal, Protocol
+
+from warren._raft_py import Refusal, Step
 
 if TYPE_CHECKING:
     import warren_raft
@@ -52,18 +58,24 @@ class WorkSource(Protocol):
 
 IMPLEMENTATION: Literal["cython", "python"]
 
-if os.environ.get("WARREN_NO_EXTENSIONS"):
-    from warren._raft_py import drive
+
+def _compiled() -> bool:
+    """Whether the compiled bridge is importable, really compiled, and built from this source (a stale
+    build of the old warren/_raft.pyx, left in place until `make install` runs again, has no COMPILED)."""
+    try:
+        from warren import _raft
+    except ImportError:
+        return False
+    return getattr(_raft, "COMPILED", False) is True
+
+
+if not os.environ.get("WARREN_NO_EXTENSIONS") and _compiled():
+    from warren._raft import apply_entries, drive
+
+    IMPLEMENTATION = "cython"
+else:
+    from warren._raft_py import apply_entries, drive
 
     IMPLEMENTATION = "python"
-else:
-    try:
-        from warren._raft import drive
 
-        IMPLEMENTATION = "cython"
-    except ImportError:
-        from warren._raft_py import drive
-
-        IMPLEMENTATION = "python"
-
-__all__ = ["IMPLEMENTATION", "StateMachine", "WorkSource", "drive"]
+__all__ = ["IMPLEMENTATION", "Refusal", "StateMachine", "Step", "WorkSource", "apply_entries", "drive"]

@@ -297,13 +297,17 @@ async def test_empty_node_returns_at_once(drive: Drive) -> None:
     assert node.pulls == 1
 
 
-def _implementation_picked(no_extensions: str | None) -> str:
+def _implementation_picked(no_extensions: str | None, prelude: str = "") -> str:
     env = {k: v for k, v in os.environ.items() if k != "WARREN_NO_EXTENSIONS"}
     if no_extensions is not None:
         env["WARREN_NO_EXTENSIONS"] = no_extensions
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO), env.get("PYTHONPATH")]))
     out = subprocess.run(
-        [sys.executable, "-c", "from warren.raft_bridge import IMPLEMENTATION; print(IMPLEMENTATION)"],
+        [
+            sys.executable,
+            "-c",
+            prelude + "from warren.raft_bridge import IMPLEMENTATION; print(IMPLEMENTATION)",
+        ],
         env=env,
         cwd=REPO,
         capture_output=True,
@@ -320,3 +324,21 @@ def test_no_extensions_env_selects_the_python_twin() -> None:
 def test_compiled_bridge_is_picked_when_present(compiled_bridge: ModuleType) -> None:
     assert _implementation_picked(None) == "cython"
     assert _implementation_picked("") == "cython"  # set but empty does not disable
+
+
+def test_the_pure_source_under_the_compiled_name_is_not_taken_for_compiled() -> None:
+    # warren/_raft.py, the symlink setup.py compiles, is importable as warren._raft where nothing was
+    # compiled (a source checkout, the pure wheel): it is the pure bridge, and says so.
+    pure_as_compiled = (
+        "import sys, importlib.util; "
+        "spec = importlib.util.spec_from_file_location('warren._raft', 'warren/_raft.py'); "
+        "m = importlib.util.module_from_spec(spec); spec.loader.exec_module(m); "
+        "sys.modules['warren._raft'] = m; "
+    )
+    assert _implementation_picked(None, pure_as_compiled) == "python"
+
+
+def test_the_compiled_module_is_the_one_source_compiled(compiled_bridge: ModuleType) -> None:
+    assert compiled_bridge.COMPILED is True
+    assert _raft_py.COMPILED is False
+    assert (REPO / "warren" / "_raft.py").resolve() == (REPO / "warren" / "_raft_py.py").resolve()

@@ -26,7 +26,7 @@ from typing import Any
 
 import orjson
 
-from warren import sqlitefile
+from warren import raft_bridge, sqlitefile
 from warren.durable import fsync_file
 from warren.errors import CorruptStateError, StorageError
 from warren.store import apply as handlers
@@ -36,6 +36,23 @@ from warren.store.commands import CommandError, UnknownCommandError, decode
 log = logging.getLogger(__name__)
 
 DB_NAME = "warren.db"
+
+EntryLoop = Callable[
+    [sqlite3.Connection, list[tuple[int, int, bytes]], raft_bridge.Step, raft_bridge.Refusal], list[bytes]
+]
+
+
+def _refusal(exc: Exception, index: int) -> bytes | None:
+    """The response of a refused command (the entry loop rolls its savepoint back), or None for an
+    error that must stop the node (disk full, I/O error, a bug)."""
+    if isinstance(exc, CommandError):
+        if isinstance(exc, UnknownCommandError):
+            # Every other manager may have applied it: this one's state now differs.
+            log.error("log entry %d not applied: %s", index, exc.message)
+        return failed(exc.code, exc.message)
+    if isinstance(exc, sqlite3.IntegrityError):
+        return failed("conflict", f"refused by a constraint: {exc}")
+    return None
 
 
 def connect(path: str) -> sqlite3.Connection:
@@ -57,8 +74,11 @@ def failed(code: str, message: str) -> bytes:
 class Store:
     """Implements warren.raft_bridge.StateMachine over SQLite. Used from the event loop thread only."""
 
-    def __init__(self, data_dir: str) -> None:
+    def __init__(self, data_dir: str, *, entry_loop: EntryLoop = raft_bridge.apply_entries) -> None:
         self.path = os.path.join(data_dir, DB_NAME)
+        # Each committed entry in its savepoint: the compiled bridge's loop, or (benches and tests
+        # comparing the two) the pure one.
+        self._entry_loop = entry_loop
         self.applied_index = 0
         # Called (in the event loop's thread) after every applied batch and every restore: the leader's
         # dispatcher and reconciler wake on it instead of polling the state.
@@ -70,26 +90,9 @@ class Store:
 
     def apply(self, entries: list[tuple[int, int, bytes]]) -> list[bytes]:
         conn = self.conn
-        responses: list[bytes] = []
         conn.execute("BEGIN IMMEDIATE")
         try:
-            for index, _term, payload in entries:
-                conn.execute("SAVEPOINT cmd")
-                try:
-                    cmd = decode(payload)
-                    result = handlers.apply(conn, index, cmd)
-                except CommandError as exc:
-                    conn.execute("ROLLBACK TO cmd")
-                    responses.append(failed(exc.code, exc.message))
-                    if isinstance(exc, UnknownCommandError):
-                        # Every other manager may have applied it: this one's state now differs.
-                        log.error("log entry %d not applied: %s", index, exc.message)
-                except sqlite3.IntegrityError as exc:
-                    conn.execute("ROLLBACK TO cmd")
-                    responses.append(failed("conflict", f"refused by a constraint: {exc}"))
-                else:
-                    responses.append(ok(result))
-                conn.execute("RELEASE cmd")
+            responses = self._entry_loop(conn, entries, self._step, _refusal)
             if entries:
                 self.applied_index = entries[-1][0]
                 conn.execute(
@@ -104,6 +107,10 @@ class Store:
         if entries:
             self._changed()
         return responses
+
+    def _step(self, index: int, payload: bytes) -> bytes:
+        """One entry's command applied (in its savepoint, by the entry loop): its response."""
+        return ok(handlers.apply(self.conn, index, decode(payload)))
 
     def snapshot(self, path: str) -> None:
         """SQLite online backup of the applied state into `path` (fsynced)."""

@@ -1,0 +1,1 @@
+_raft_py.py
