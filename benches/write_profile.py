@@ -1,9 +1,10 @@
 """Where an API write's milliseconds go: a tool for a person with a profiler, not a scenario of the suite.
 
-`python -m benches.write_profile [--writes N] [--base DIR] [--hold]` forms 3 managers exactly as
-`manager_api` does (benches.managers), prints the leader's pid and metrics address, then sends the
-`manager_api` writes (PATCH of a service's label, one kept mutual-TLS connection, sequential) to the
-leader and prints, for the timed window: the client's p50/mean, and from the leader's own Prometheus
+`python -m benches.write_profile [--writes N] [--gap-ms MS] [--base DIR] [--hold] [--phases]` forms 3
+managers exactly as `manager_api` does (benches.managers), prints the leader's pid and metrics address,
+then sends the `manager_api` writes (PATCH of a service's label, one kept mutual-TLS connection,
+sequential; back to back, or `--gap-ms` apart) to the leader and prints, for the timed window: the
+client's p50/mean, and from the leader's own Prometheus
 histograms (no code change: a scrape before and after) the mean time inside the API stack
 (`warren_api_request_duration_seconds`, measured in LeaderRouting: body read to answer sent) and inside
 `Consensus.propose` (`warren_raft_commit_duration_seconds`: propose to applied on the leader). With
@@ -110,6 +111,9 @@ def main() -> None:
     ap.add_argument("--base", type=Path, default=None)
     ap.add_argument("--hold", action="store_true", help="wait for Enter before the timed writes")
     ap.add_argument("--phases", action="store_true", help="time the leader's phases (benches/write_phases)")
+    ap.add_argument(
+        "--gap-ms", type=float, default=0.0, help="pause between writes (0: back to back, as manager_api)"
+    )
     args = ap.parse_args()
     base = args.base or Path(tempfile.mkdtemp(prefix="warren-writeprof-"))
     if args.phases:  # the managers inherit this environment (warren.testing.process.daemon_env)
@@ -130,6 +134,8 @@ def main() -> None:
         before = _scrape(leader.metrics_addr)
         samples = []
         for n in range(args.writes):
+            if args.gap_ms:
+                time.sleep(args.gap_ms / 1000)  # a client that is not writing back to back (a CLI's write)
             method, path, body = make(n)
             t0 = time.perf_counter()
             status, _ = conn.request(method, path, body)
