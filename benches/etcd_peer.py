@@ -8,11 +8,17 @@ b64}` (a new key each time), on the same keep-alive client as Warren's API write
 member every member's `POST /v3/maintenance/status` names.
 
 Write latency is measured through the leader and through a follower (which hands the proposal to the
-leader inside Raft) with the default timers. Client failover (benches/client_failover.py: the leader
-disrupted, the client retrying round-robin on the two survivors) runs on a fresh cluster per timer
-setting: with the default timers (heartbeat 100 ms, election timeout 1000 ms) SIGKILL, SIGSTOP and
-SIGTERM (etcd transfers leadership on a graceful stop, as Warren does), interleaved; with
-`--election-timeout 500 --heartbeat-interval 100` SIGKILL only.
+leader inside Raft) with the default timers, twice: over plain HTTP (rows etcd/3/leader, /follower), and
+on a second cluster with client and peer mutual TLS (rows etcd/3-mtls/leader, /follower), as Warren's
+API and Raft transport always run: etcd's own `--client-cert-auth` and `--peer-client-cert-auth`,
+https URLs, certificates made by the benchmark (benches/etcd_certs.py: a CA, a certificate per member
+with its IP as SAN, a client certificate the put client presents on its kept connection).
+
+Client failover (benches/client_failover.py: the leader disrupted, the client retrying round-robin on
+the two survivors) runs on a fresh cluster per timer setting, plain HTTP: with the default timers
+(heartbeat 100 ms, election timeout 1000 ms) SIGKILL, SIGSTOP and SIGTERM (etcd transfers leadership on
+a graceful stop, as Warren does), interleaved; with `--election-timeout 500 --heartbeat-interval 100`
+SIGKILL only.
 """
 
 from __future__ import annotations
@@ -22,11 +28,13 @@ import json
 import os
 import secrets
 import shutil
+import ssl
 import subprocess
 import time
 from pathlib import Path
 from typing import Any
 
+from benches import etcd_certs
 from benches.client_failover import failover_row, run_trials
 from benches.leader_failover import EVENTS, LeaderFailoverParams
 from benches.manager_api import ApiLatencyParams, MakeWrite, latency_row, timed_writes
@@ -120,8 +128,10 @@ def put_acked(status: int, _: bytes) -> bool:
 
 
 class EtcdMember(Daemon):
-    def __init__(self, index: int, host: str, base_dir: Path) -> None:
+    def __init__(self, index: int, host: str, base_dir: Path, tls: ssl.SSLContext | None = None) -> None:
         self.index = index
+        self.host = host
+        self.tls = tls  # the client side of mutual TLS, or None for plain HTTP
         self.addr = f"{host}:{free_port(host)}"  # client URL (the JSON gateway)
         self.peer_addr = f"{host}:{free_port(host)}"
         self.data_dir = base_dir / f"etcd{index}"
@@ -132,24 +142,28 @@ class EtcdMember(Daemon):
         super().__init__(f"etcd{index}@{self.addr}", [], log, cwd=REPO_ROOT, env=env)
 
     def http(self, timeout_s: float) -> Http:
-        """A keep-alive connection to the JSON gateway (plain HTTP: the benchmark's etcd has no TLS)."""
-        return Http(self.addr, timeout_s)
+        """A keep-alive connection to the JSON gateway (HTTPS with the client certificate under mTLS)."""
+        return Http(self.addr, timeout_s, self.tls)
 
     def status(self) -> dict[str, Any] | None:
         try:
-            code, doc = call(self.addr, "POST", "/v3/maintenance/status", {})
+            code, doc = call(self.addr, "POST", "/v3/maintenance/status", {}, tls=self.tls)
         except HttpError:
             return None
         return doc if code == 200 and isinstance(doc, dict) else None
 
 
 class EtcdCluster:
-    """Three etcd members on loopback, formed with a static initial cluster; `timer_flags` go to each."""
+    """Three etcd members on loopback, formed with a static initial cluster; `timer_flags` go to each.
+    With `mtls`, client and peer ports are HTTPS and require a certificate from the run's own CA."""
 
-    def __init__(self, base_dir: Path, timer_flags: list[str], first_host: int = 60) -> None:
+    def __init__(
+        self, base_dir: Path, timer_flags: list[str], first_host: int = 60, mtls: bool = False
+    ) -> None:
         self.base_dir = base_dir
         self.timer_flags = timer_flags
         self.first_host = first_host
+        self.mtls = mtls
         self.members: list[EtcdMember] = []
 
     def __enter__(self) -> EtcdCluster:
@@ -164,20 +178,31 @@ class EtcdCluster:
 
     def start(self, n: int = MEMBERS) -> EtcdMember:
         self.base_dir.mkdir(parents=True, exist_ok=True)
-        self.members = [
-            EtcdMember(i, f"127.0.0.{self.first_host + i}", self.base_dir) for i in range(1, n + 1)
-        ]
-        initial = ",".join(f"e{m.index}=http://{m.peer_addr}" for m in self.members)
+        hosts = [f"127.0.0.{self.first_host + i}" for i in range(1, n + 1)]
+        certs = etcd_certs.make(self.base_dir / "tls", hosts) if self.mtls else None
+        client = certs.client_context() if certs is not None else None
+        self.members = [EtcdMember(i, h, self.base_dir, client) for i, h in enumerate(hosts, start=1)]
+        s = "https" if self.mtls else "http"
+        initial = ",".join(f"e{m.index}={s}://{m.peer_addr}" for m in self.members)
         token = "bench-" + secrets.token_hex(4)
         for m in self.members:
+            tls_flags: list[str] = []
+            if certs is not None:
+                own = certs.members[m.host]
+                for prefix in ("--", "--peer-"):
+                    tls_flags += [
+                        f"{prefix}cert-file", str(own.cert), f"{prefix}key-file", str(own.key),
+                        f"{prefix}trusted-ca-file", str(certs.ca), f"{prefix}client-cert-auth",
+                    ]  # fmt: skip
             m.argv = [
                 "etcd", "--name", f"e{m.index}", "--data-dir", str(m.data_dir),
-                "--listen-client-urls", f"http://{m.addr}", "--advertise-client-urls", f"http://{m.addr}",
-                "--listen-peer-urls", f"http://{m.peer_addr}",
-                "--initial-advertise-peer-urls", f"http://{m.peer_addr}",
+                "--listen-client-urls", f"{s}://{m.addr}", "--advertise-client-urls", f"{s}://{m.addr}",
+                "--listen-peer-urls", f"{s}://{m.peer_addr}",
+                "--initial-advertise-peer-urls", f"{s}://{m.peer_addr}",
                 "--initial-cluster", initial, "--initial-cluster-state", "new",
                 "--initial-cluster-token", token,
                 "--logger", "zap", "--log-outputs", "stderr", "--log-level", "warn",
+                *tls_flags,
                 *self.timer_flags,
             ]  # fmt: skip
             m.start()
@@ -249,7 +274,7 @@ def run(base_dir: Path, latency: ApiLatencyParams, failover: LeaderFailoverParam
             try:
                 leader = cluster.start()
                 if name == "default":  # latency does not depend on the election timeout: measured once
-                    rows += _latency(cluster, leader, label, latency, results)
+                    rows += _latency(cluster, leader, "", label, latency, results)
                 outcome = run_trials(
                     cluster,
                     put_write("f-"),
@@ -276,6 +301,18 @@ def run(base_dir: Path, latency: ApiLatencyParams, failover: LeaderFailoverParam
                         outcome["error"],
                     )
                 )
+    # The same put latency with client and peer mutual TLS, on a cluster of its own (no failover on it:
+    # what TLS costs a kept connection is a latency question; the failover rows stay plain, as before).
+    mtls_label = f"{label}, client and peer mutual TLS"
+    with EtcdCluster(base_dir / "etcd-mtls", [], mtls=True) as cluster:
+        try:
+            leader = cluster.start()
+            rows += _latency(cluster, leader, "-mtls", mtls_label, latency, results)
+        except HarnessError as exc:
+            errors.append(f"mtls: HarnessError: {exc}")
+            rows.append(
+                {"scenario": "etcd", "key": f"etcd/{MEMBERS}-mtls", "what": "cluster", "error": str(exc)}
+            )
     results["loadavg_after"] = os.getloadavg()
     return {
         "status": "ok" if not errors else "error",
@@ -292,9 +329,15 @@ def run(base_dir: Path, latency: ApiLatencyParams, failover: LeaderFailoverParam
 
 
 def _latency(
-    cluster: EtcdCluster, leader: EtcdMember, label: str, params: ApiLatencyParams, results: dict[str, Any]
+    cluster: EtcdCluster,
+    leader: EtcdMember,
+    variant: str,
+    label: str,
+    params: ApiLatencyParams,
+    results: dict[str, Any],
 ) -> list[dict[str, Any]]:
-    """Put latency via the leader, then via a follower (results[role]); their table rows."""
+    """Put latency via the leader, then via a follower (results[role + variant]); their table rows,
+    keyed etcd/3<variant>/<role>."""
     follower = next(m for m in cluster.members if m is not leader)
     rows = []
     n = 0
@@ -305,13 +348,16 @@ def _latency(
         finally:
             conn.close()
         n = measured["next"]
-        results[role] = measured
+        results[role + variant] = measured
         row = latency_row(
-            "etcd", f"etcd/{MEMBERS}/{role}", f"{label}: put (POST /v3/kv/put) via the {role}", measured
+            "etcd",
+            f"etcd/{MEMBERS}{variant}/{role}",
+            f"{label}: put (POST /v3/kv/put) via the {role}",
+            measured,
         )
         rows.append(row)
     if cluster.wait_stable() is not leader:
-        results["leader_changed_during_latency"] = True
+        results[f"leader_changed_during_latency{variant}"] = True
         for row in rows:
             row["note"] = (row.get("note", "") + " the leader changed during the run").strip()
     return rows

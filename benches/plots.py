@@ -39,9 +39,12 @@ PEER_PREFIXES = ("etcd/", "swarm/", "pysyncobj/")
 
 
 def _is_cdf_row(key: str) -> bool:
-    return key in ("pysyncobj/3/sequential", "manager_api/3/leader", "etcd/3/leader") or (
-        key.startswith("commit_latency/") and key.endswith("/sequential")
-    )
+    return key in (
+        "pysyncobj/3/sequential",
+        "manager_api/3/leader",
+        "etcd/3/leader",
+        "etcd/3-mtls/leader",
+    ) or (key.startswith("commit_latency/") and key.endswith("/sequential"))
 
 
 @dataclass(frozen=True)

@@ -179,6 +179,8 @@ class Target:
 
 
 L = LIMITS
+# etcd's put via the leader: over plain HTTP, and with client and peer mutual TLS as Warren always runs
+ETCD_LEADER_ROWS = ("etcd/3/leader", "etcd/3-mtls/leader")
 _FAILOVER_TEXT = f"p50 ≤ {_ms(L.failover_p50_ms)}, max ≤ {_ms(L.failover_max_ms)}"
 _KILL_FAILOVER = all_of(
     at_most("p50_ms", L.failover_p50_ms),
@@ -208,11 +210,13 @@ TARGETS: tuple[Target, ...] = (
     ),
     Target(
         "manager_api/3/leader",
-        f"p50 ≤ {_ms(L.api_leader_p50_ms)}, p99 ≤ {_ms(L.api_leader_p99_ms)}, p50 ≤ etcd's",
+        f"p50 ≤ {_ms(L.api_leader_p50_ms)}, p99 ≤ {_ms(L.api_leader_p99_ms)}, "
+        "p50 ≤ etcd's (plain and mutual TLS)",
         all_of(
             at_most("p50_ms", L.api_leader_p50_ms),
             at_most("p99_ms", L.api_leader_p99_ms),
-            below_peers("etcd", lambda k: k == "etcd/3/leader", ("p50_ms",), strict=False),
+            # issue 18: met against both etcd rows of the same run, the plain one and the mutual-TLS one
+            below_peers("etcd", lambda k: k in ETCD_LEADER_ROWS, ("p50_ms",), strict=False),
         ),
     ),
     Target(
@@ -305,6 +309,10 @@ PAIRS: tuple[Pair, ...] = (
     Pair("leader_failover/sigstop", "etcd/3/failover-sigstop", RECOVERY),
     Pair("manager_api/3/leader", "etcd/3/leader", LATENCY),
     Pair("manager_api/3/follower", "etcd/3/follower", LATENCY),
+    Pair("manager_api/3/leader", "etcd/3-mtls/leader", LATENCY),
+    Pair("manager_api/3/follower", "etcd/3-mtls/follower", LATENCY),
+    # What client and peer mutual TLS cost etcd: its put with and without it.
+    Pair("etcd/3-mtls/leader", "etcd/3/leader", LATENCY),
     Pair("commit_latency/3/sequential", "pysyncobj/3/sequential", LATENCY),
     Pair("commit_latency/3/concurrent", "pysyncobj/3/concurrent", ("throughput_per_s",)),
     # What mutual TLS on the Raft transport costs: the same workload with and without it.

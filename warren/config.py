@@ -217,6 +217,11 @@ class OrchestratorSettings:
     # the reconcile loop takes at most about half of the event loop); a ratio, 0 disables. Passes woken
     # by a plan's wake_at or by full_pass_interval_s are not held back.
     pass_pacing: float = 1.0
+    # A pass woken by a change first lets the proposals waiting for their answers get them (their
+    # apply is what woke it; planning first would hold their answers back on the event loop), but
+    # waits for that at most this long, since a steady stream of writes always has one waiting;
+    # seconds, 0 disables.
+    answers_first_max_s: float = 0.005
     # Task updates in one SetTaskStatuses proposal (a flush of more is proposed in several), keeping
     # each far below raft max_entry_bytes; updates.
     status_batch_max: int = 1000
@@ -233,6 +238,8 @@ class OrchestratorSettings:
         )
         if not math.isfinite(self.pass_pacing) or self.pass_pacing < 0:
             raise ConfigError(f"pass_pacing must be 0 or more, got {self.pass_pacing!r}")
+        if not math.isfinite(self.answers_first_max_s) or self.answers_first_max_s < 0:
+            raise ConfigError(f"answers_first_max_s must be 0 or more, got {self.answers_first_max_s!r}")
         if self.node_down_grace_s <= self.heartbeat_period_s:
             raise ConfigError(
                 f"node_down_grace_s ({self.node_down_grace_s} s) must be longer than "

@@ -24,6 +24,7 @@ from warren.errors import (
     error_class,
     raft_errors,
 )
+from warren.manager.inflight import InFlight
 from warren.manager.versions import VersionGate
 from warren.pki.material import NodeMaterial
 from warren.pki.names import MANAGER_NAME
@@ -89,6 +90,8 @@ class Consensus:
         # Refuses a command that another manager's (older) Warren cannot apply; the manager gives it
         # the probe that asks them (warren.manager.versions).
         self.versions = VersionGate(self.other_managers)
+        # Proposals waiting for their answers: the reconcile loop lets them be answered before it plans.
+        self.in_flight = InFlight()
 
     @classmethod
     def open(
@@ -139,7 +142,7 @@ class Consensus:
         try:
             # asyncio.timeout, not wait_for: wait_for wraps the awaitable in a task (~0.1 ms a write).
             async with asyncio.timeout(self.settings.write_timeout_s):
-                with raft_errors():
+                with raft_errors(), self.in_flight.track():
                     _, answer = await self.node.propose(payload)
         except TimeoutError:
             raise UnavailableError(

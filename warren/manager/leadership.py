@@ -113,7 +113,14 @@ class LeaderServices:
             metrics=self.metrics,
             data_key=self.data_key,
         )
-        orchestrator = Orchestrator(store, self.consensus.propose, orch, plan=self.plan, metrics=self.metrics)
+        orchestrator = Orchestrator(
+            store,
+            self.consensus.propose,
+            orch,
+            plan=self.plan,
+            metrics=self.metrics,
+            answers_settled=self.consensus.in_flight.settled,
+        )
         dispatcher.start()
         orchestrator.start()
         self.dispatcher, self.orchestrator, self.term = dispatcher, orchestrator, term

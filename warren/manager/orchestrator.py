@@ -3,14 +3,16 @@ commands, propose them, and do it again.
 
 Event-driven: a pass runs after any change of the state (Store.on_change), at the time the last plan
 asked to be woken (`Plan.wake_at`: a restart delay, an update's monitor period), and every
-`full_pass_interval_s` as a safety net. Planning blocks the event loop the API is served on, so a pass
-woken by a change first waits `pass_pacing` times as long as the last one planned (1 ms in a small
-cluster, more in a large one: requests are served between passes however fast changes come). Never
-two passes at once: a pass proposes its commands together (they commit in one batch), waits for them,
-and the commit wakes the next pass. A failing pass is logged; a command apply refused is retried at
-the next wake (only a change can help), one that was not committed (no quorum) or a planner error is
-retried by itself; both no sooner than ERROR_BACKOFF_S later, doubled per failure in a row up to the
-full pass interval.
+`full_pass_interval_s` as a safety net. A pass woken by a change first lets the proposals waiting for
+their answers have them (`answers_settled`, at most `answers_first_max_s`): the apply that woke it is
+theirs, and their answers would otherwise wait behind the plan. Planning blocks the event loop the API
+is served on, so a pass woken by a change first waits `pass_pacing` times as long as the last one
+planned (1 ms in a small cluster, more in a large one: requests are served between passes however fast
+changes come). Never two passes at once: a pass proposes its commands together (they commit in one
+batch), waits for them, and the commit wakes the next pass. A failing pass is logged; a command apply
+refused is retried at the next wake (only a change can help), one that was not committed (no quorum)
+or a planner error is retried by itself; both no sooner than ERROR_BACKOFF_S later, doubled per failure
+in a row up to the full pass interval.
 """
 
 from __future__ import annotations
@@ -37,6 +39,8 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 Propose = Callable[[c.Command], Awaitable[Any]]
+# Returns once no proposal waits for its answer, or after the timeout given (warren.manager.inflight).
+Settled = Callable[[float], Awaitable[object]]
 
 # After a pass whose planning or proposals failed, the next one waits at least this long (a command
 # that keeps being refused would otherwise replan on its own refusal's commit, in a loop); seconds.
@@ -61,8 +65,10 @@ class Orchestrator:
         plan: Planner | None = None,
         metrics: ManagerMetrics | None = None,
         wall: Callable[[], float] = time.time,
+        answers_settled: Settled | None = None,
     ) -> None:
         self.store = store
+        self.answers_settled = answers_settled
         self.propose = propose
         self.settings = settings
         # Parsed service rows and the last pass, kept for this term (a new leader starts afresh).
@@ -115,8 +121,12 @@ class Orchestrator:
                     await self._wake.wait()
             except TimeoutError:
                 continue
-            # Woken by a change: let the API have the event loop for a while first (the planner runs
-            # on it, blocking it), unless a wake_at or the full pass comes sooner.
+            # Woken by a change: the writes whose apply woke us are answered first (their answers come
+            # back from the Raft core just after the apply; see OrchestratorSettings.answers_first_max_s).
+            if self.answers_settled is not None and self.settings.answers_first_max_s > 0:
+                await self.answers_settled(self.settings.answers_first_max_s)
+            # Then let the API have the event loop for a while (the planner runs on it, blocking it),
+            # unless a wake_at or the full pass comes sooner.
             hold = min(paced, due) - loop.time()
             if hold > 0:
                 await asyncio.sleep(hold)

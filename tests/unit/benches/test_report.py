@@ -108,6 +108,33 @@ def test_targets_judge_their_rows(key: str, fields: dict[str, Any], verdict: str
     assert judged(row(key, **fields))[key]["verdict"] == verdict
 
 
+def test_api_write_target_is_judged_against_etcd_plain_and_mutual_tls() -> None:
+    def leader(etcd_plain: float, etcd_mtls: float) -> dict[str, Any]:
+        return judged(
+            row("manager_api/3/leader", p50_ms=1.2, p99_ms=3.0),
+            row("etcd/3/leader", p50_ms=etcd_plain),
+            row("etcd/3-mtls/leader", p50_ms=etcd_mtls),
+        )["manager_api/3/leader"]
+
+    met = leader(1.3, 1.5)
+    assert met["verdict"] == "met"
+    assert "etcd/3/leader" in met["target_note"] and "etcd/3-mtls/leader" in met["target_note"]
+    assert leader(1.3, 1.1)["verdict"] == "missed"  # slower than the mutual-TLS etcd alone
+    assert leader(1.1, 1.5)["verdict"] == "missed"  # slower than the plain etcd alone
+
+
+def test_etcd_mutual_tls_rows_are_paired_with_warren_and_with_plain_etcd() -> None:
+    rows = [
+        row("manager_api/3/leader", p50_ms=2.0, p99_ms=4.0, max_ms=9.0),
+        row("etcd/3/leader", p50_ms=1.0, p99_ms=2.0, max_ms=3.0),
+        row("etcd/3-mtls/leader", p50_ms=1.25, p99_ms=2.5, max_ms=6.0),
+    ]
+    by_pair = {(r.warren, r.peer, r.field): r for r in targets.ratios(rows)}
+    assert by_pair[("manager_api/3/leader", "etcd/3-mtls/leader", "p50_ms")].ratio == pytest.approx(1.6)
+    assert by_pair[("etcd/3-mtls/leader", "etcd/3/leader", "p50_ms")].ratio == pytest.approx(1.25)
+    assert by_pair[("manager_api/3/follower", "etcd/3-mtls/follower", "p50_ms")].missing
+
+
 def test_rows_without_a_target_or_absent_rows_get_no_verdict_and_stale_marks_go() -> None:
     targets.apply_targets([])
     rows = judged(

@@ -1,4 +1,5 @@
-"""Consensus.wait_for_leader: woken by the core's role changes, never by polling."""
+"""Consensus.wait_for_leader: woken by the core's role changes, never by polling; Consensus.propose
+counts the proposals waiting for their answers."""
 
 from __future__ import annotations
 
@@ -7,8 +8,12 @@ from typing import Any
 
 import pytest
 
+from warren.config import ManagerSettings
 from warren.errors import UnavailableError
 from warren.manager.consensus import Consensus
+from warren.manager.inflight import InFlight
+from warren.manager.versions import VersionGate
+from warren.store import commands
 
 
 class ScriptedNode:
@@ -69,3 +74,45 @@ async def test_wait_for_leader_times_out_or_stops_with_the_node() -> None:
     node.set(role="shutdown")
     with pytest.raises(UnavailableError, match="shut down"):
         await consensus(node).wait_for_leader(1.0)
+
+
+class AnsweringNode:
+    """A Raft core whose proposals are answered when the test says (or fail with `error`)."""
+
+    def __init__(self) -> None:
+        self.answer = asyncio.Event()
+        self.error: Exception | None = None
+
+    async def propose(self, payload: bytes) -> tuple[int, bytes]:
+        await self.answer.wait()
+        if self.error is not None:
+            raise self.error
+        return 7, b'{"ok": {"done": true}}'
+
+
+def proposing(node: AnsweringNode) -> Consensus:
+    c = object.__new__(Consensus)
+    c.node = node  # type: ignore[assignment]
+    c.settings = ManagerSettings()
+    c.observe_commit = []
+    c.versions = VersionGate(lambda: [])
+    c.in_flight = InFlight()
+    return c
+
+
+async def test_propose_is_in_flight_until_its_answer_whatever_the_answer() -> None:
+    node = AnsweringNode()
+    cons = proposing(node)
+    first = asyncio.create_task(cons.propose(commands.RemoveTasks(["t1"])))
+    await asyncio.sleep(0.01)
+    assert cons.in_flight.count == 1
+    settled = asyncio.create_task(cons.in_flight.settled(5.0))
+    await asyncio.sleep(0.01)
+    assert not settled.done()
+    node.answer.set()
+    assert await first == {"done": True}
+    assert cons.in_flight.count == 0 and await settled is True
+    node.error = TimeoutError()  # the write timeout's shape: the answer never came
+    with pytest.raises(UnavailableError):
+        await cons.propose(commands.RemoveTasks(["t2"]))
+    assert cons.in_flight.count == 0

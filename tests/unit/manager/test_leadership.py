@@ -13,6 +13,7 @@ import pytest
 
 from warren.config import ManagerSettings, OrchestratorSettings
 from warren.manager.consensus import Consensus, MemberMeta
+from warren.manager.inflight import InFlight
 from warren.manager.leadership import LeaderServices
 from warren.reconciler.actions import Plan
 from warren.store import commands as c
@@ -61,6 +62,7 @@ class ScriptedConsensus:
         self.settings = ManagerSettings()
         self.node = ScriptedNode()
         self.barriers = 0
+        self.in_flight = InFlight()
 
     def is_leader(self) -> bool:
         return self.node.role == "leader"

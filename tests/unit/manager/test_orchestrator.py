@@ -14,6 +14,7 @@ import pytest
 from warren.config import OrchestratorSettings
 from warren.errors import ConflictError, UnavailableError
 from warren.manager import orchestrator as orch_mod
+from warren.manager.inflight import InFlight
 from warren.manager.orchestrator import Orchestrator
 from warren.reconciler.actions import Plan
 from warren.store import commands as c
@@ -114,9 +115,7 @@ async def test_passes_never_overlap(store: Store) -> None:
 
 async def test_wake_at_and_the_full_pass_interval_wake_a_pass(store: Store) -> None:
     planner = ScriptedPlanner([Plan([], time.time() + 0.2)])
-    o = Orchestrator(
-        store, SlowProposer(store), OrchestratorSettings(full_pass_interval_s=0.5), plan=planner
-    )
+    o = Orchestrator(store, SlowProposer(store), OrchestratorSettings(full_pass_interval_s=0.5), plan=planner)
     o.start()
     await eventually_async(lambda: len(planner.calls) >= 3, 3.0, "a third pass")
     assert 0.15 <= planner.calls[1] - planner.calls[0] < 0.4, "not woken at wake_at"
@@ -168,9 +167,7 @@ async def test_a_planner_crash_is_logged_and_retried(store: Store, caplog: pytes
             raise RuntimeError("planner bug SWMTKN-1-" + "a" * 50)
         return Plan([], None)
 
-    o = Orchestrator(
-        store, SlowProposer(store), OrchestratorSettings(full_pass_interval_s=0.1), plan=broken
-    )
+    o = Orchestrator(store, SlowProposer(store), OrchestratorSettings(full_pass_interval_s=0.1), plan=broken)
     o.start()
     await eventually_async(lambda: calls >= 2, 3.0, "a second call")
     await o.stop()
@@ -226,3 +223,54 @@ async def test_pacing_does_not_hold_back_a_pass_due_at_wake_at(store: Store) -> 
     (_, planned), (second, _) = planner.spans[:2]
     assert second - planned < 0.2, "a pass due at wake_at waited for the pacing"
 
+
+async def test_a_pass_woken_by_a_change_lets_the_answers_in_flight_go_first(store: Store) -> None:
+    """The apply that wakes a pass belongs to writes still waiting for their answers (they come back
+    from the Raft core a moment later): the pass plans only once they have them."""
+    inflight = InFlight()
+    answered = asyncio.Event()
+    planner = ScriptedPlanner()
+    settings = OrchestratorSettings(full_pass_interval_s=30.0, answers_first_max_s=1.0)  # 5 ms by default
+    o = Orchestrator(store, SlowProposer(store), settings, plan=planner, answers_settled=inflight.settled)
+    o.start()
+    await eventually_async(lambda: len(planner.calls) >= 1, 3.0, "the first pass")
+
+    async def write() -> float:
+        with inflight.track():
+            for listener in list(store.on_change):  # its apply, which wakes the reconcile loop
+                listener()
+            await answered.wait()  # its answer, still on its way back
+            return time.monotonic()
+
+    writer = asyncio.create_task(write())
+    await asyncio.sleep(0.05)
+    assert len(planner.calls) == 1, "planned while a write waited for its answer"
+    answered.set()
+    answered_at = await writer
+    await eventually_async(lambda: len(planner.calls) == 2, 3.0, "the pass after the answer")
+    assert planner.calls[1] >= answered_at
+    await o.stop()
+
+
+async def test_answers_first_waits_at_most_its_bound(store: Store) -> None:
+    inflight = InFlight()
+    never = asyncio.Event()
+    planner = ScriptedPlanner()
+    settings = OrchestratorSettings(full_pass_interval_s=30.0, answers_first_max_s=0.1)
+    o = Orchestrator(store, SlowProposer(store), settings, plan=planner, answers_settled=inflight.settled)
+    o.start()
+    await eventually_async(lambda: len(planner.calls) >= 1, 3.0, "the first pass")
+
+    async def stuck() -> None:
+        with inflight.track():
+            await never.wait()
+
+    writer = asyncio.create_task(stuck())
+    await asyncio.sleep(0)
+    woken = time.monotonic()
+    for listener in list(store.on_change):
+        listener()
+    await eventually_async(lambda: len(planner.calls) == 2, 3.0, "a pass despite a write never answered")
+    assert 0.08 <= planner.calls[1] - woken < 1.0
+    writer.cancel()
+    await o.stop()
