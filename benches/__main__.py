@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from benches import (
+    cli,
     commit_latency,
     compare,
     etcd_peer,
@@ -88,6 +89,7 @@ def scenarios(args: argparse.Namespace) -> list[Scenario]:
     workers = workers_bench.WorkerParams()
     rss = footprint.FootprintParams()
     net = networking.NetParams()
+    cli_params = cli.CliParams()
     if args.quick:
         latency = replace(latency, warmup=50, sequential=500, concurrent=5000)
         raft_fail = replace(raft_fail, trials=5)
@@ -98,6 +100,7 @@ def scenarios(args: argparse.Namespace) -> list[Scenario]:
         etcd_fail = replace(etcd_fail, trials=5)
         boxes = replace(boxes, crash_trials=3, crash_trials_default_delay=1, create_trials=1)
         workers = replace(workers, failure_trials=2, schedule_trials=1)
+        cli_params = replace(cli_params, runs=15)
     elif args.smoke:
         latency = replace(latency, warmup=10, sequential=50, concurrent=500, proposers=8)
         raft_fail = failover.FailoverParams.smoke()
@@ -111,6 +114,7 @@ def scenarios(args: argparse.Namespace) -> list[Scenario]:
         workers = workers_bench.WorkerParams.smoke()
         rss = footprint.FootprintParams.smoke()
         net = networking.NetParams.smoke()
+        cli_params = cli.CliParams.smoke()
     if args.trials is not None:
         n = max(1, args.trials)
         raft_fail = replace(raft_fail, trials=n)
@@ -207,6 +211,13 @@ def scenarios(args: argparse.Namespace) -> list[Scenario]:
             "Docker port publishing, Swarm's routing mesh vs direct (p50/p99, req/s); gap after a node loss",
             1200,
             lambda d: networking.run(d, net),
+        ),
+        s(
+            "cli",
+            "`warren service ls` against 1 local manager, a whole process (wall time); `docker service ls` "
+            "(peer), `python -c pass` and `warren --version` (floors) beside it",
+            600,
+            lambda d: cli.run(d, cli_params),
         ),
     ]
 
