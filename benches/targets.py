@@ -58,6 +58,7 @@ class Limits:
     schedule_1000_max_ms: float = 30_000.0  # 1,000 replicas on process-runtime workers running; ms
     manager_rss_mb: float = 70.0  # idle manager resident memory (issue 14; was 80); MB
     worker_rss_mb: float = 40.0  # idle worker resident memory (issue 14; was 50); MB
+    cli_service_ls_p50_ms: float = 150.0  # `warren service ls`, whole process, 1 manager (issue 18); ms
     idle_cpu_pct: float = 0.5  # idle CPU of a manager (3-node cluster) and of a worker; % of one core
 
 
@@ -230,6 +231,11 @@ TARGETS: tuple[Target, ...] = (
     Target(
         "schedule/1000", f"max ≤ {_ms(L.schedule_1000_max_ms)}", at_most("max_ms", L.schedule_1000_max_ms)
     ),
+    Target(
+        "cli/service-ls",
+        f"p50 ≤ {_ms(L.cli_service_ls_p50_ms)}",
+        at_most("p50_ms", L.cli_service_ls_p50_ms),
+    ),
     Target("rss/manager", f"≤ {L.manager_rss_mb:g} MB", at_most("value_mb", L.manager_rss_mb)),
     Target("rss/worker", f"≤ {L.worker_rss_mb:g} MB", at_most("value_mb", L.worker_rss_mb)),
     Target("cpu/manager", f"≤ {L.idle_cpu_pct:g} % of a core", at_most("value_pct", L.idle_cpu_pct)),
@@ -292,6 +298,7 @@ PAIRS: tuple[Pair, ...] = (
     Pair("networking/proxy/new", "networking/swarm/mesh/new", LATENCY),
     Pair("networking/proxy/kept", "networking/swarm/mesh/kept", (*LATENCY, "throughput_per_s")),
     Pair("networking/dns/warren/api", "networking/dns/docker/alias", LATENCY),
+    Pair("cli/service-ls", "cli/docker-service-ls", LATENCY),
 )
 
 
