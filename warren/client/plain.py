@@ -22,6 +22,8 @@ from collections.abc import Mapping
 from typing import Any, Literal
 from urllib.parse import urlencode, urlsplit
 
+from warren.errors import UnavailableError
+
 # How far an attempt without an answer got: never reached the manager (connect or TLS handshake), the
 # connection was dropped after the request was sent, no answer in time, or anything else on the way.
 Failure = Literal["unreached", "dropped", "timeout", "broken"]
@@ -67,10 +69,12 @@ def full_url(url: str, params: Mapping[str, str] | None) -> str:
 class PlainWire:
     """Requests over http.client: HTTPS with `tls`, or plain HTTP for an http:// URL."""
 
-    def __init__(self, tls: ssl.SSLContext, timeout_s: float, headers: Mapping[str, str]) -> None:
+    def __init__(self, tls: ssl.SSLContext, timeout_s: float, headers: Mapping[str, str], *,
+                 max_answer_bytes: int) -> None:
         self._tls = tls
         self._timeout_s = timeout_s
         self._headers = dict(headers)
+        self._max_answer_bytes = max_answer_bytes
         self._conns: dict[tuple[str, str], http.client.HTTPConnection] = {}
 
     def send(self, method: str, url: str, *, body: bytes | None = None,
@@ -91,7 +95,11 @@ class PlainWire:
         try:
             conn.request(method, target, body=body, headers=sent)
             response = conn.getresponse()
-            data = response.read()
+            data = response.read(self._max_answer_bytes + 1)
+            if len(data) > self._max_answer_bytes:
+                conn.close()
+                raise UnavailableError(f"the manager's answer to {method} {parts.path} is larger than "
+                                     f"{self._max_answer_bytes} bytes (max_answer_bytes): not read")
         except TimeoutError as exc:
             conn.close()
             raise NoAnswer("timeout", exc) from exc

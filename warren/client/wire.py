@@ -187,7 +187,8 @@ class Connection:
         if self._transport is not None or not isinstance(self._verify, ssl.SSLContext):
             return None
         if self._plain is None:
-            self._plain = PlainWire(self._verify, self.settings.request_timeout_s, _HEADERS)
+            self._plain = PlainWire(self._verify, self.settings.request_timeout_s, _HEADERS,
+                                    max_answer_bytes=self.settings.max_answer_bytes)
         return self._plain
 
     @property

@@ -104,6 +104,16 @@ def test_a_manager_from_another_ca_is_refused_not_retried(server: Any, tmp_path:
         client.list_services()
 
 
+def test_an_answer_larger_than_the_bound_is_refused_not_read(server: Any) -> None:
+    addr, creds, _, _ = server
+    settings = ClientSettings(max_answer_bytes=10)  # the fake's list answer is 18 bytes
+    with ManagerClient(addr, credentials=creds, settings=settings) as client:
+        with pytest.raises(UnavailableError, match="larger than 10 bytes"):
+            client.list_services()
+    with ManagerClient(addr, credentials=creds, settings=ClientSettings(max_answer_bytes=18)) as client:
+        assert client.list_services() == [{"name": "web"}]
+
+
 def test_no_manager_listening_is_unavailable_after_the_retries(server: Any) -> None:
     _, creds, _, _ = server
     settings = ClientSettings(retry_deadline_s=0.0)
