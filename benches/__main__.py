@@ -30,6 +30,7 @@ from typing import Any
 
 from benches import (
     bridge,
+    cli,
     commit_latency,
     compare,
     etcd_peer,
@@ -92,6 +93,7 @@ def scenarios(args: argparse.Namespace) -> list[Scenario]:
     net = networking.NetParams()
     passes = planner_bench.PlannerParams()
     apply_loop = bridge.BridgeParams()
+    cli_params = cli.CliParams()
     if args.quick:
         latency = replace(latency, warmup=50, sequential=500, concurrent=5000)
         raft_fail = replace(raft_fail, trials=5)
@@ -102,6 +104,7 @@ def scenarios(args: argparse.Namespace) -> list[Scenario]:
         etcd_fail = replace(etcd_fail, trials=5)
         boxes = replace(boxes, crash_trials=3, crash_trials_default_delay=1, create_trials=1)
         workers = replace(workers, failure_trials=2, schedule_trials=1)
+        cli_params = replace(cli_params, runs=15)
     elif args.smoke:
         latency = replace(latency, warmup=10, sequential=50, concurrent=500, proposers=8)
         raft_fail = failover.FailoverParams.smoke()
@@ -117,6 +120,7 @@ def scenarios(args: argparse.Namespace) -> list[Scenario]:
         net = networking.NetParams.smoke()
         passes = planner_bench.PlannerParams.smoke()
         apply_loop = bridge.BridgeParams.smoke()
+        cli_params = cli.CliParams.smoke()
     if args.trials is not None:
         n = max(1, args.trials)
         raft_fail = replace(raft_fail, trials=n)
@@ -227,6 +231,13 @@ def scenarios(args: argparse.Namespace) -> list[Scenario]:
             "(entries/s, ns/entry; the entry loop alone; where the time goes)",
             300,
             lambda d: bridge.run(d, apply_loop),
+        ),
+        s(
+            "cli",
+            "`warren service ls` against 1 local manager, a whole process (wall time); `docker service ls` "
+            "(peer), `python -c pass` and `warren --version` (floors) beside it",
+            600,
+            lambda d: cli.run(d, cli_params),
         ),
     ]
 

@@ -60,6 +60,7 @@ class Limits:
     planner_idle_p99_ms: float = 20.0  # leader's reconcile pass, 10,000 tasks, nothing changed (issue 18); ms
     manager_rss_mb: float = 70.0  # idle manager resident memory (issue 14; was 80); MB
     worker_rss_mb: float = 40.0  # idle worker resident memory (issue 14; was 50); MB
+    cli_service_ls_p50_ms: float = 150.0  # `warren service ls`, whole process, 1 manager (issue 18); ms
     idle_cpu_pct: float = 0.5  # idle CPU of a manager (3-node cluster) and of a worker; % of one core
     bridge_speedup: float = 2.0  # compiled bridge's apply-loop throughput over the pure one's (issue 18); ×
 
@@ -254,6 +255,11 @@ TARGETS: tuple[Target, ...] = (
         at_most("p99_ms", L.planner_idle_p99_ms),
         why="a pass works on what changed, not on the whole state: with nothing changed, nothing to read",
     ),
+    Target(
+        "cli/service-ls",
+        f"p50 ≤ {_ms(L.cli_service_ls_p50_ms)}",
+        at_most("p50_ms", L.cli_service_ls_p50_ms),
+    ),
     Target("rss/manager", f"≤ {L.manager_rss_mb:g} MB", at_most("value_mb", L.manager_rss_mb)),
     Target("rss/worker", f"≤ {L.worker_rss_mb:g} MB", at_most("value_mb", L.worker_rss_mb)),
     Target("cpu/manager", f"≤ {L.idle_cpu_pct:g} % of a core", at_most("value_pct", L.idle_cpu_pct)),
@@ -330,6 +336,7 @@ PAIRS: tuple[Pair, ...] = (
     # What compiling the bridge buys: the same batches through the compiled and the pure entry loop.
     Pair("bridge/apply/cython", "bridge/apply/python", ("throughput_per_s",)),
     Pair("bridge/loop/cython", "bridge/loop/python", ("throughput_per_s",)),
+    Pair("cli/service-ls", "cli/docker-service-ls", LATENCY),
 )
 
 

@@ -761,6 +761,9 @@ class ClientSettings:
 
     # One HTTP request may take this long; seconds.
     request_timeout_s: float = 10.0
+    # An answer read whole (not a stream: logs, backups) may be this large; a larger one is refused, not
+    # read into memory (the largest the API sends, a list of every task, is far smaller); bytes.
+    max_answer_bytes: int = 64 * 1024 * 1024
     # While there is no leader (503) or the manager does not answer, the CLI retries for this long in
     # total; seconds.
     retry_deadline_s: float = 15.0

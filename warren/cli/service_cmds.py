@@ -145,10 +145,12 @@ def register(service: Subparsers) -> None:
     scale.add_argument("replicas", type=non_negative_int, metavar="N", help="the new number of replicas")
     scale.set_defaults(client_handler=service_scale)
 
-    listing = add_command(service, "list", "list the services",
-                          "List every service: tasks running/desired, image and version; an UPDATE column\n"
-                          "appears while a rolling update is in progress or paused.")
-    listing.set_defaults(client_handler=service_list)
+    # `ls` as docker and the other groups (config, secret, volume) spell it; `list` as before.
+    for name, help in (("list", "list the services"), ("ls", "list the services (the same as list)")):
+        description = ("List every service: tasks running/desired, image and version; an UPDATE column\n"
+                       "appears while a rolling update is in progress or paused.")
+        listing = add_command(service, name, help, description)
+        listing.set_defaults(client_handler=service_list)
 
     inspect = add_command(service, "inspect", "show one service in detail",
                           "Show a service's spec, version, timestamps and rolling-update status.")

@@ -10,8 +10,6 @@ from collections.abc import Generator, Mapping
 from typing import Any, BinaryIO
 from urllib.parse import quote
 
-import httpx
-
 from warren.client.wire import Connection, JSONObject, describe, netloc
 from warren.errors import NotFoundError, UnavailableError
 
@@ -32,7 +30,9 @@ class ManagerClient(Connection):
 
     def backup(self, sink: BinaryIO) -> int:
         """Stream a consistent copy of the cluster state into `sink`; the number of bytes written."""
-        response = self._send("GET", "/v1/cluster/backup", stream=True)
+        import httpx  # streams go over httpx (warren.client.wire)
+
+        response = self._stream("GET", "/v1/cluster/backup")
         written = 0
         try:
             for chunk in response.iter_bytes():
@@ -150,14 +150,15 @@ class ManagerClient(Connection):
         or lose lines). While following, there is no read timeout: a quiet task may print nothing for
         hours. Closing the iterator closes the stream.
         """
+        import httpx  # streams go over httpx (warren.client.wire)
+
         params = {"follow": "true" if follow else "false"}
         if task is not None:
             params["task"] = task
         if tail is not None:
             params["tail"] = str(tail)
         timeout = httpx.Timeout(self.settings.request_timeout_s, read=None) if follow else None
-        response = self._send("GET", f"/v1/services/{_segment(name)}/logs", params=params, stream=True,
-                              timeout=timeout)
+        response = self._stream("GET", f"/v1/services/{_segment(name)}/logs", params=params, timeout=timeout)
         try:
             yield from response.iter_text()
         except httpx.HTTPError as exc:

@@ -8,6 +8,11 @@ delay. Everything else fails at once. API errors become Warren's exception class
 A 307/308 (a follower sending a streamed log request to the leader) is followed to its `Location`; if
 the leader named there cannot be reached, the request starts over at a manager, which names the
 current leader. A stream that broke off after it started is never sent again.
+
+A call answered whole goes over http.client (warren.client.plain: httpx's import alone is about half of
+a short command's time); streams, the unix socket and an injected transport (tests) over httpx, which
+is then imported. Both use the same TLS context, and their failures are sorted the same way
+(`plain.NoAnswer`).
 """
 
 from __future__ import annotations
@@ -15,15 +20,15 @@ from __future__ import annotations
 import os
 import re
 import ssl
+import sys
 import time
 from collections.abc import Callable, Mapping
 from types import TracebackType
-from typing import Any, Self
+from typing import TYPE_CHECKING, Any, Protocol, Self
 from urllib.parse import urljoin, urlsplit
 
-import httpx
-
 from warren import __version__
+from warren.client.plain import NoAnswer, PlainWire, encode_json, full_url
 from warren.config import DEFAULT_API_PORT, ClientSettings, default_data_dir
 from warren.errors import (
     ConfigError,
@@ -35,6 +40,9 @@ from warren.errors import (
 from warren.formats import format_duration, join_host_port, split_host_port
 from warren.pki import userconfig
 
+if TYPE_CHECKING:
+    import httpx
+
 # 503 is the API's "not now"; 502/504 come from a load balancer in front of managers (retried for reads
 # only: a write may have been applied behind a gateway timeout).
 _RETRY_ALWAYS = frozenset({503})
@@ -45,12 +53,28 @@ _REDIRECTS = frozenset({307, 308})
 _MAX_REDIRECTS = 5
 
 JSONObject = dict[str, Any]
+_HEADERS = {"User-Agent": f"warren-cli/{__version__}", "Accept": "application/json"}
 # The manager's unix socket in its data dir (warren.daemons.servers.SOCKET_NAME; not imported, so the
 # CLI does not load the server).
 SOCKET_NAME = "warren.sock"
 
 
 UNIX_PREFIX = "unix:"
+
+
+class Answer(Protocol):
+    """What the wire reads of an answer: httpx.Response, or plain.Reply for one read whole. Header names
+    are looked up in lower case (httpx's are case-insensitive, Reply's lower case)."""
+
+    @property
+    def status_code(self) -> int: ...
+    @property
+    def reason_phrase(self) -> str: ...
+    @property
+    def headers(self) -> Mapping[str, str]: ...
+    def json(self) -> Any: ...
+    def read(self) -> bytes: ...
+    def close(self) -> None: ...
 
 
 def base_url(manager: str, *, source: str = "--manager") -> str:
@@ -77,12 +101,16 @@ def _connection(addresses: list[str], source: str) -> tuple[list[str], httpx.Bas
     if addresses[0].startswith(UNIX_PREFIX):
         if len(addresses) > 1:
             raise ConfigError(f"{source}: a unix socket cannot be combined with other managers")
+        import httpx
+
         return addresses, httpx.HTTPTransport(uds=addresses[0][len(UNIX_PREFIX):]), True
     creds = userconfig.find(addresses)
     if creds is not None:
         return addresses, None, creds.context()
     local = _local_socket()
     if local is not None and source == "the default manager":
+        import httpx
+
         return [UNIX_PREFIX + local], httpx.HTTPTransport(uds=local), True
     raise UnauthorizedError(
         f"no admin certificate for the cluster at {addresses[0]} in {userconfig.config_dir()}: "
@@ -126,22 +154,42 @@ class Connection:
         self.settings = settings if settings is not None else ClientSettings()
         self._sleep = sleep
         self._clock = clock
+        self._resolved = False
         self._client: httpx.Client | None = None
+        self._plain: PlainWire | None = None
+
+    def _resolve(self) -> None:
+        """Where the requests go and how (once, at the first request): the unix socket or TLS."""
+        if not self._resolved:
+            if self._transport is None and self._verify is None:
+                self.addresses, self._transport, self._verify = _connection(self.addresses, self._source)
+                self._bases = [base_url(a, source=self._source) for a in self.addresses]
+            self._resolved = True
 
     @property
     def _http(self) -> httpx.Client:
         if self._client is None:
-            transport, verify = self._transport, self._verify
-            if transport is None and verify is None:
-                self.addresses, transport, verify = _connection(self.addresses, self._source)
-                self._bases = [base_url(a, source=self._source) for a in self.addresses]
+            import httpx
+
+            self._resolve()
             self._client = httpx.Client(
-                transport=transport,
-                verify=True if verify is None else verify,
+                transport=self._transport,
+                verify=True if self._verify is None else self._verify,
                 timeout=self.settings.request_timeout_s,
-                headers={"User-Agent": f"warren-cli/{__version__}", "Accept": "application/json"},
+                headers=_HEADERS,
             )
         return self._client
+
+    def _light(self) -> PlainWire | None:
+        """The http.client wire, when requests go over TCP with a TLS context (not the unix socket, not
+        an injected transport)."""
+        self._resolve()
+        if self._transport is not None or not isinstance(self._verify, ssl.SSLContext):
+            return None
+        if self._plain is None:
+            self._plain = PlainWire(self._verify, self.settings.request_timeout_s, _HEADERS,
+                                    max_answer_bytes=self.settings.max_answer_bytes)
+        return self._plain
 
     @property
     def address(self) -> str:
@@ -151,6 +199,8 @@ class Connection:
     def close(self) -> None:
         if self._client is not None:
             self._client.close()
+        if self._plain is not None:
+            self._plain.close()
 
     def __enter__(self) -> Self:
         return self
@@ -171,11 +221,20 @@ class Connection:
         except ValueError as exc:
             raise WarrenError(f"manager at {self.address} answered {path} with something not JSON") from exc
 
+    def _stream(self, method: str, path: str, *, params: Mapping[str, str] | None = None,
+                timeout: httpx.Timeout | None = None) -> httpx.Response:
+        """A request whose answer is read as it comes (httpx), once its headers say it succeeded."""
+        import httpx
+
+        response = self._send(method, path, params=params, stream=True, timeout=timeout)
+        assert isinstance(response, httpx.Response)  # stream=True always goes through httpx
+        return response
+
     def _send(self, method: str, path: str, *, json: object = None,
               params: Mapping[str, str] | None = None, headers: Mapping[str, str] | None = None,
-              stream: bool = False, timeout: httpx.Timeout | None = None) -> httpx.Response:
+              stream: bool = False, timeout: httpx.Timeout | None = None) -> Answer:
         settings = self.settings
-        http = self._http  # resolves the connection (and the manager list) before the first URL
+        self._resolve()  # the connection (and the manager list) before the first URL
         started = self._clock()
         delay = settings.retry_initial_delay_s
         attempts = 0
@@ -189,45 +248,46 @@ class Connection:
                 url, where, query = redirect, netloc(redirect), None
             else:
                 url, where, query = self._bases[self._current] + path, self.address, params
-            extra: dict[str, Any] = {} if timeout is None else {"timeout": timeout}
-            request = http.build_request(method, url, json=json, params=query, headers=headers, **extra)
+            target = full_url(url, query)
             redirect = None
             retry_after: float | None = None
             try:
-                response = http.send(request, stream=stream)
-            except (httpx.ConnectError, httpx.ConnectTimeout) as exc:
-                if _tls_refused(exc):
-                    raise UnauthorizedError(
-                        f"TLS with manager at {where} failed: {describe(exc)} (is the admin "
-                        f"certificate in {userconfig.config_dir()} for this cluster?)"
-                    ) from exc
-                # The request never reached a manager: always safe to send again.
-                reason = describe(exc)
-                failure: WarrenError = UnavailableError(f"cannot reach manager at {where}: {reason}")
-                cause: Exception = exc
-            except (httpx.ReadError, httpx.RemoteProtocolError) as exc:
-                if method not in _IDEMPOTENT:
+                response = self._attempt(method, url, query, json, headers, stream, timeout)
+            except NoAnswer as failed:
+                exc = failed.cause
+                if failed.kind == "unreached":
+                    if _tls_refused(exc):
+                        raise UnauthorizedError(
+                            f"TLS with manager at {where} failed: {describe(exc)} (is the admin "
+                            f"certificate in {userconfig.config_dir()} for this cluster?)"
+                        ) from exc
+                    # The request never reached a manager: always safe to send again.
+                    reason = describe(exc)
+                    failure: WarrenError = UnavailableError(f"cannot reach manager at {where}: {reason}")
+                    cause: BaseException = exc
+                elif failed.kind == "dropped":
+                    if method not in _IDEMPOTENT:
+                        raise UnavailableError(
+                            f"manager at {where} dropped the connection before answering: "
+                            f"{describe(exc)} (the change may or may not have been made)"
+                        ) from exc
+                    failure, cause = UnavailableError(f"manager at {where} dropped the connection"), exc
+                elif failed.kind == "timeout":
                     raise UnavailableError(
-                        f"manager at {where} dropped the connection before answering: "
-                        f"{describe(exc)} (the change may or may not have been made)"
+                        f"manager at {where} did not answer within "
+                        f"{format_duration(settings.request_timeout_s)}"
                     ) from exc
-                failure, cause = UnavailableError(f"manager at {where} dropped the connection"), exc
-            except httpx.TimeoutException as exc:
-                raise UnavailableError(
-                    f"manager at {where} did not answer within "
-                    f"{format_duration(settings.request_timeout_s)}"
-                ) from exc
-            except httpx.TransportError as exc:
-                raise UnavailableError(f"cannot talk to manager at {where}: {describe(exc)}") from exc
+                else:
+                    raise UnavailableError(f"cannot talk to manager at {where}: {describe(exc)}") from exc
             else:
                 status = response.status_code
-                location = response.headers.get("Location")
+                location = response.headers.get("location")
                 if status in _REDIRECTS and location:
                     response.close()
                     redirects += 1
                     if redirects > _MAX_REDIRECTS:
                         raise UnavailableError(f"manager at {where} redirected {path} too many times")
-                    redirect = urljoin(str(request.url), location)
+                    redirect = urljoin(target, location)
                     continue
                 if status < 400:
                     return response
@@ -259,7 +319,30 @@ class Connection:
             self._sleep(min(pause, remaining))
             delay = min(delay * 2, settings.retry_max_delay_s)
 
-    def _error(self, response: httpx.Response, *, retryable: bool, where: str) -> WarrenError:
+    def _attempt(self, method: str, url: str, query: Mapping[str, str] | None, json: object,
+                 headers: Mapping[str, str] | None, stream: bool, timeout: httpx.Timeout | None) -> Answer:
+        """One request to `url`; NoAnswer when none came (httpx's errors sorted as plain's are)."""
+        light = None if stream else self._light()
+        if light is not None:
+            body = None if json is None else encode_json(json)
+            return light.send(method, full_url(url, query), body=body, headers=headers)
+        import httpx
+
+        http = self._http
+        extra: dict[str, Any] = {} if timeout is None else {"timeout": timeout}
+        request = http.build_request(method, url, json=json, params=query, headers=headers, **extra)
+        try:
+            return http.send(request, stream=stream)
+        except (httpx.ConnectError, httpx.ConnectTimeout) as exc:
+            raise NoAnswer("unreached", exc) from exc
+        except (httpx.ReadError, httpx.RemoteProtocolError) as exc:
+            raise NoAnswer("dropped", exc) from exc
+        except httpx.TimeoutException as exc:
+            raise NoAnswer("timeout", exc) from exc
+        except httpx.TransportError as exc:
+            raise NoAnswer("broken", exc) from exc
+
+    def _error(self, response: Answer, *, retryable: bool, where: str) -> WarrenError:
         response.read()
         code, message = _error_body(response)
         cls = error_class(code, response.status_code)
@@ -285,7 +368,7 @@ def netloc(url: str) -> str:
     return urlsplit(url).netloc
 
 
-def _error_body(response: httpx.Response) -> tuple[str | None, str | None]:
+def _error_body(response: Answer) -> tuple[str | None, str | None]:
     """(error code, message) from `{"error", "message"}` (or FastAPI's `{"detail": "..."}`)."""
     try:
         body = response.json()
@@ -301,9 +384,9 @@ def _error_body(response: httpx.Response) -> tuple[str | None, str | None]:
     return code, message
 
 
-def _retry_after(response: httpx.Response) -> float | None:
+def _retry_after(response: Answer) -> float | None:
     """Seconds from a `Retry-After: <seconds>` header (the HTTP-date form is not worth honouring here)."""
-    value = response.headers.get("Retry-After", "").strip()
+    value = response.headers.get("retry-after", "").strip()
     try:
         seconds = float(value)
     except ValueError:
@@ -314,19 +397,20 @@ def _retry_after(response: httpx.Response) -> float | None:
 _ERRNO_PREFIX = re.compile(r"^\[Errno -?\d+\]\s*")
 
 
-def describe(exc: Exception) -> str:
+def describe(exc: BaseException) -> str:
     """A short reason: "connection refused", "name or service not known", "timed out"..."""
     text = _ERRNO_PREFIX.sub("", str(exc)).strip()
     if "refused" in text.lower():
         return "connection refused"
-    if isinstance(exc, httpx.TimeoutException):
+    httpx = sys.modules.get("httpx")  # only an httpx error if httpx was loaded
+    if isinstance(exc, TimeoutError) or (httpx is not None and isinstance(exc, httpx.TimeoutException)):
         return "connection timed out"
     if not text:
         return type(exc).__name__
     return text[0].lower() + text[1:]
 
 
-def _tls_refused(exc: Exception) -> bool:
+def _tls_refused(exc: BaseException) -> bool:
     """A connection that reached a manager but failed its TLS handshake (not worth retrying)."""
     seen: BaseException | None = exc
     while seen is not None:
