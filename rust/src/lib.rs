@@ -23,6 +23,7 @@ pub mod state_machine;
 pub mod tls;
 pub mod types;
 pub mod version;
+pub mod write_gate;
 
 #[cfg(feature = "python")]
 mod py;

@@ -3,7 +3,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
@@ -20,6 +20,7 @@ use crate::proposer::Proposer;
 use crate::state_machine::{StateMachine, Work};
 use crate::tls::{Fingerprint, Tls, TlsIdentity};
 use crate::types::{NodeId, NodeInfo, Raft};
+use crate::write_gate::WriteGate;
 
 /// What a node reports about itself; see `Metrics` in warren_raft.pyi for the meaning of each field.
 #[derive(Debug, Clone)]
@@ -67,7 +68,8 @@ pub struct Node {
     tls: Option<Arc<Tls>>,
     stop: Arc<watch::Sender<bool>>,
     fatal: Arc<OnceLock<String>>,
-    transferring: AtomicBool,
+    /// Closed while leadership is handed over (see [`crate::write_gate`]).
+    writes: Arc<WriteGate>,
     elections: Arc<AtomicU64>,
 }
 
@@ -132,7 +134,7 @@ impl Node {
             tls,
             stop,
             fatal,
-            transferring: AtomicBool::new(false),
+            writes: Arc::default(),
             elections,
         }))
     }
@@ -169,10 +171,10 @@ impl Node {
                 self.config.max_entry_bytes
             )));
         }
-        if self.transferring.load(Ordering::Acquire) {
+        let Some(pass) = self.writes.enter() else {
             return Err(Error::NotLeader { leader_id: None, leader_addr: None });
-        }
-        self.proposer.propose(data).await
+        };
+        self.proposer.propose(data, pass).await
     }
 
     pub async fn read_barrier(&self) -> Result<u64> {
@@ -224,8 +226,14 @@ impl Node {
     /// Hands leadership to `to` (default: the most caught-up voter) and waits until it leads.
     ///
     /// openraft 0.9 has no TimeoutNow, so this is built from its public controls: stop accepting
-    /// proposals and sending heartbeats, let the target catch up, wait out the followers' leader
-    /// lease, then ask the target to start an election (which it wins: its log is the longest).
+    /// proposals and sending heartbeats, let the target catch up, then ask the target to start an
+    /// election at once. The followers still refuse to vote while their leader lease runs, but this
+    /// leader does not: its own lease dates from its election, not from its heartbeats, so once it
+    /// has led for `election_timeout_max` it grants the vote (the target's log is at least as long)
+    /// and steps down. With 3 voters, the target's own vote and this one are a majority: the hand-over
+    /// costs a vote round trip. With 5, or a leader elected moments ago, the target's first campaign
+    /// may fall short and its next one, an election timeout later, wins once the followers' leases
+    /// have run out (heartbeats stopped at the start of the transfer).
     pub async fn transfer_leadership(&self, to: Option<NodeId>, timeout: Duration) -> Result<NodeId> {
         let deadline = Instant::now() + timeout;
         let metrics = self.raft.metrics().borrow().clone();
@@ -250,18 +258,20 @@ impl Node {
             .map(|n| n.addr.clone())
             .ok_or_else(|| Error::Membership(format!("node {target} has no address")))?;
         tracing::info!(node = self.id, to = target, term = metrics.current_term, "transferring leadership");
-        self.transferring.store(true, Ordering::Release);
+        self.writes.close();
         self.raft.runtime_config().heartbeat(false);
         let result = self.finish_transfer(target, &addr, deadline).await;
         self.raft.runtime_config().heartbeat(true);
-        self.transferring.store(false, Ordering::Release);
+        self.writes.open();
         result.map(|()| target)
     }
 
     async fn finish_transfer(&self, target: NodeId, addr: &str, deadline: Instant) -> Result<()> {
         let timed_out = || Error::Timeout(format!("leadership did not move to node {target} in time"));
         let mut rx = self.raft.metrics();
-        // 1. The target has every entry this leader has.
+        // 1. Every proposal admitted before the gate closed is done: the log grows no more.
+        tokio::time::timeout_at(deadline.into(), self.writes.drained()).await.map_err(|_| timed_out())?;
+        // 2. The target has every entry this leader has.
         loop {
             let caught_up = {
                 let m = rx.borrow();
@@ -275,9 +285,6 @@ impl Node {
             }
             tokio::time::timeout_at(deadline.into(), rx.changed()).await.map_err(|_| timed_out())?.ok();
         }
-        // 2. Followers refuse to vote while their leader lease (election_timeout_max) runs.
-        let lease = Duration::from_millis(self.config.election_timeout_max_ms + self.config.heartbeat_interval_ms);
-        tokio::time::sleep(lease).await;
         // 3. The target campaigns; wait until it is the leader everybody follows.
         self.peers.timeout_now(addr).await.map_err(|e| Error::Timeout(format!("node {target}: {e}")))?;
         loop {

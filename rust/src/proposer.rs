@@ -12,6 +12,7 @@ use tokio::sync::{mpsc, oneshot, OwnedSemaphorePermit, Semaphore};
 use crate::error::{Error, Result};
 use crate::gauge::Gauge;
 use crate::types::{Payload, Raft};
+use crate::write_gate::Pass;
 
 /// Batches handed to openraft at once. One: while it commits, the next batch fills up. Measured
 /// with `python -m benches --only commit_latency`: 2 and 4 gave no more throughput, only smaller
@@ -30,6 +31,8 @@ struct Proposal {
     data: Vec<u8>,
     reply: Reply,
     _room: Room,
+    /// Held until openraft has answered the batch (see [`crate::write_gate`]).
+    pass: Pass,
 }
 
 /// A queued proposal's share of the budget, given back (and uncounted) once its batch goes to
@@ -64,8 +67,9 @@ impl Proposer {
         Proposer { tx, room: Arc::new(Semaphore::new(budget)), budget, queued: Arc::default() }
     }
 
-    /// Commits `data` and returns (log index, the state machine's response).
-    pub async fn propose(&self, data: Vec<u8>) -> Result<(u64, Vec<u8>)> {
+    /// Commits `data` and returns (log index, the state machine's response). `pass` is given back
+    /// once openraft has answered the batch, whether or not the caller still waits.
+    pub async fn propose(&self, data: Vec<u8>, pass: Pass) -> Result<(u64, Vec<u8>)> {
         // Every proposal takes at least one permit, so even empty ones are counted.
         let size = data.len().clamp(1, self.budget);
         let permit =
@@ -73,7 +77,7 @@ impl Proposer {
         self.queued.add(size);
         let room = Room { _permit: permit, size, queued: self.queued.clone() };
         let (reply, rx) = oneshot::channel();
-        self.tx.send(Proposal { data, reply, _room: room }).map_err(|_| Error::Shutdown(String::new()))?;
+        self.tx.send(Proposal { data, reply, _room: room, pass }).map_err(|_| Error::Shutdown(String::new()))?;
         rx.await.map_err(|_| Error::Shutdown(String::new()))?
     }
 }
@@ -108,8 +112,14 @@ async fn run(raft: Raft, mut rx: mpsc::UnboundedReceiver<Proposal>, max_bytes: u
         }
         let raft = raft.clone();
         tokio::spawn(async move {
-            let (commands, replies): (Vec<_>, Vec<_>) =
-                batch.into_iter().map(|p| (serde_bytes::ByteBuf::from(p.data), p.reply)).unzip();
+            let mut commands = Vec::with_capacity(batch.len());
+            let mut replies = Vec::with_capacity(batch.len());
+            let mut passes = Vec::with_capacity(batch.len());
+            for p in batch {
+                commands.push(serde_bytes::ByteBuf::from(p.data));
+                replies.push(p.reply);
+                passes.push(p.pass);
+            }
             match raft.client_write(Payload(commands)).await {
                 Ok(resp) => {
                     let index = resp.log_id.index;
@@ -126,6 +136,7 @@ async fn run(raft: Raft, mut rx: mpsc::UnboundedReceiver<Proposal>, max_bytes: u
                     }
                 }
             }
+            drop(passes);
             drop(permit);
         });
     }
