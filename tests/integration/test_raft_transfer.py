@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import threading
+import time
+
 import pytest
 
 from tests.integration.checks import assert_contains_in_order, converge, propose_all
 from tests.integration.cluster import Cluster, RemoteError
+from warren.testing.wait import eventually
 
 
 def test_transfer_to_a_chosen_node(cluster: Cluster) -> None:
@@ -53,3 +57,55 @@ def test_transfer_from_a_follower_is_refused(cluster: Cluster) -> None:
     assert info.value.cls == "NotLeaderError"
     assert info.value.leader_id == leader.id
     assert cluster.leader() is leader
+
+
+def test_transfer_under_write_load_wins_the_first_campaign(cluster: Cluster) -> None:
+    """Proposals keep arriving while leadership moves. Those the leader admitted before it closed to
+    writes must all be committed before the target campaigns: an entry appended after the target
+    caught up would make the target's log the shorter one, the old leader would refuse it the vote,
+    and the hand-over would fall back to an election timeout (a later term, or the old leader again)."""
+    old = cluster.start(3)
+    propose_all(old, "warm-", 5)
+    # The old leader grants the target its vote only once its own lease, dated from its election,
+    # has run out: election_max_ms.
+    time.sleep(cluster.options.election_max_ms / 1000)
+    old_term = old.metrics()["term"]
+    target = next(p for p in cluster.live() if p is not old)
+
+    acked: list[str] = []
+    refused: list[str] = []
+    stop = threading.Event()
+
+    def write(worker: int) -> None:
+        n = 0
+        while not stop.is_set():
+            data = f"load-{worker}-{n}"
+            n += 1
+            try:
+                old.call("propose", data=data)
+            except RemoteError as exc:
+                refused.append(exc.cls)
+                continue
+            acked.append(data)
+
+    writers = [threading.Thread(target=write, args=(w,), daemon=True) for w in range(8)]
+    for t in writers:
+        t.start()
+    eventually(lambda: len(acked) >= 50, 30, "50 proposals acknowledged under load")
+    try:
+        assert old.call("transfer_leadership", to=target.id, timeout=10) == target.id
+    finally:
+        stop.set()
+        for t in writers:
+            t.join(10)
+    assert cluster.leader() is target
+    assert target.metrics()["term"] == old_term + 1, "the target did not win its first campaign"
+    assert set(refused) <= {"NotLeaderError"}, refused
+    more, last = propose_all(target, "after-", 5)
+    converge(cluster, last)
+    for p in cluster.live():
+        state = p.state()
+        payloads = {payload for _, payload in state}
+        missing = [a for a in acked if a not in payloads]
+        assert not missing, f"node {p.id} lacks acknowledged proposals {missing[:5]}"
+        assert_contains_in_order(state, more, p)
