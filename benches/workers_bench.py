@@ -44,7 +44,8 @@ class WorkerParams:
     failure_trials: int = 5
     failure_workers: int = 3
     failure_replicas: int = 6
-    schedule_replicas: tuple[int, ...] = (100, 1000, 4000)  # service sizes, each its own row; replicas
+    # Service sizes, each its own row (issue 18's table: time per replica flat from 250 to 4,000); replicas.
+    schedule_replicas: tuple[int, ...] = (250, 500, 1000, 2000, 4000)
     schedule_workers: int = 4
     schedule_trials: int = 3
     give_up_s: float = 120.0

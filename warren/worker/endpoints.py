@@ -24,13 +24,14 @@ import orjson
 
 from warren.durable import read_if_exists, write_atomically
 from warren.errors import InvalidError
+from warren.spec.ports import MAX_SERVICE_TASKS
 from warren.worker.ingress import MAX_PORT, Backend
 
 log = logging.getLogger(__name__)
 
 # Bounds of one endpoints table (a few small machines: far above what a real cluster sends).
 MAX_SERVICES = 4096
-MAX_TASKS_PER_SERVICE = 1024
+MAX_TASKS_PER_SERVICE = MAX_SERVICE_TASKS  # the leader lists no more (warren.spec.ports)
 MAX_DIGEST_LEN = 128
 MAX_ID_LEN = 128
 MAX_INGRESS_PORTS = 1024
@@ -283,8 +284,11 @@ class EndpointsTable:
             log.warning("ignoring the endpoints a manager sent: %s", exc)
             return False
         self.current = endpoints
+        # Not fsynced (here and the hosts file): a new table comes with every change of the cluster,
+        # and after a crash of the machine the managers send the current one again; the fsyncs would
+        # cost ~7 ms of the event loop per change.
         try:
-            write_atomically(self._path, orjson.dumps(to_doc(endpoints)))
+            write_atomically(self._path, orjson.dumps(to_doc(endpoints)), sync=False)
         except OSError as exc:  # memory still answers; only a restart while cut off would miss them
             log.warning("cannot keep the endpoints in %s: %s", self._path, exc)
         self._write_hosts()
@@ -292,7 +296,7 @@ class EndpointsTable:
 
     def _write_hosts(self) -> None:
         try:
-            write_atomically(self.hosts_path, hosts_text(self.current).encode())
+            write_atomically(self.hosts_path, hosts_text(self.current).encode(), sync=False)
             os.chmod(self.hosts_path, 0o644)  # read by tasks that may run as another user
         except OSError as exc:
             log.warning("cannot write the hosts file %s: %s", self.hosts_path, exc)
