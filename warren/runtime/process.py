@@ -65,7 +65,7 @@ from warren.runtime.base import (
     VolumeBusyError,
     task_labels,
 )
-from warren.runtime.procfs import PidWaiter, exit_code_of, is_ours, signal_group, terminate
+from warren.runtime.procfs import PidWaiter, SessionScan, exit_code_of, is_ours, signal_group, terminate
 from warren.runtime.spawn import DEFAULT_PATH, resolve, run_as, run_as_user, spawn, task_env
 from warren.runtime.taskdir import (
     CHUNK,
@@ -123,6 +123,8 @@ class ProcessRuntime:
         self._children: dict[str, subprocess.Popen[bytes]] = {}
         self._watchers: dict[str, asyncio.Task[None]] = {}
         self._exits = ExitQueue()
+        # What is left of stopped tasks' sessions: one scan of /proc for the stops that end together.
+        self._sessions = SessionScan()
         self._adopted = False
         self._closed = False
 
@@ -328,7 +330,7 @@ class ProcessRuntime:
             stop_signal = state.get("stop_signal")
             signum = signal.Signals[str(stop_signal)] if stop_signal in SIGNALS else signal.SIGTERM
             await terminate(pid, state.get("pid_start"), timeout_s, name=f"task {state.get('task_id')}",
-                            signum=signum)
+                            signum=signum, scan=self._sessions)
 
     async def remove(self, container_id: str) -> None:
         self._check_open()
