@@ -120,7 +120,8 @@ def test_schedule_4000_is_judged_on_its_time_and_on_time_per_replica_staying_fla
     assert flat["verdict"] == "met"
     assert "per replica vs 250: 1000 1.10×, 4000 1.25×" in flat["target_note"]
     assert sizes(2.7)["schedule/4000"]["verdict"] == "missed"  # 1.35× the 250 row's
-    assert sizes(1.3)["schedule/4000"]["verdict"] == "missed"  # faster than flat by more than 30 % too
+    # Cheaper per replica as the service grows: the create's fixed costs spread wider, not a miss.
+    assert sizes(1.3)["schedule/4000"]["verdict"] == "met"
     assert sizes(2.0, max_4000=12_500.0)["schedule/4000"]["verdict"] == "missed"
     alone = judged(row("schedule/4000", p50_ms=8_000.0, max_ms=8_000.0, per_replica_ms=2.0))["schedule/4000"]
     assert alone["verdict"] == "n/a" and "fewer than two sizes" in alone["target_note"]
