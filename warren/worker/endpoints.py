@@ -13,6 +13,7 @@ worker build an unbounded table.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import ipaddress
 import logging
 import os
@@ -208,14 +209,23 @@ def _addr(value: Any, where: str) -> str | None:
     so that replica is left out, said at DEBUG); InvalidError for anything else."""
     if not isinstance(value, str) or len(value) > 253:
         raise InvalidError(f"{where}: expected an IP address")
-    try:
-        return str(ipaddress.ip_address(value))
-    except ValueError:
-        pass
+    ip = _ip_text(value)
+    if ip is not None:
+        return ip
     if _HOST_NAME.match(value) and not value.replace(".", "").isdigit():
         log.debug("%s: %s is a host name, not an address: left out of the answers", where, value)
         return None
     raise InvalidError(f"{where}: {value[:45]!r} is not an IP address")
+
+
+@functools.lru_cache(maxsize=4096)
+def _ip_text(value: str) -> str | None:
+    """The IP address `value` names, in its canonical form; None if it names none. Remembered (a few
+    addresses, a worker's each, repeat across a table's thousand tasks and every table after it)."""
+    try:
+        return str(ipaddress.ip_address(value))
+    except ValueError:
+        return None
 
 
 def hosts_text(endpoints: Endpoints | None) -> str:
@@ -287,8 +297,11 @@ class EndpointsTable:
         # Not fsynced (here and the hosts file): a new table comes with every change of the cluster,
         # and after a crash of the machine the managers send the current one again; the fsyncs would
         # cost ~7 ms of the event loop per change.
+        # The document as received, once it parsed: the same table when read back (a dict from JSON;
+        # rebuilding it from the parsed one cost as much as parsing it).
+        saved = doc if isinstance(doc, dict) else to_doc(endpoints)
         try:
-            write_atomically(self._path, orjson.dumps(to_doc(endpoints)), sync=False)
+            write_atomically(self._path, orjson.dumps(saved), sync=False)
         except OSError as exc:  # memory still answers; only a restart while cut off would miss them
             log.warning("cannot keep the endpoints in %s: %s", self._path, exc)
         self._write_hosts()
