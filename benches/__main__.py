@@ -201,7 +201,7 @@ def scenarios(args: argparse.Namespace) -> list[Scenario]:
         ),
         s(
             "schedule",
-            "4 process workers: service create with 100, 1,000, then 4,000 replicas → all running",
+            "4 process workers: service create with 250, 500, 1,000, 2,000, 4,000 replicas → all running",
             900,
             lambda d: workers_bench.schedule(d, workers),
         ),

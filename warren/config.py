@@ -222,6 +222,13 @@ class OrchestratorSettings:
     # waits for that at most this long, since a steady stream of writes always has one waiting;
     # seconds, 0 disables.
     answers_first_max_s: float = 0.005
+    # A held session call returns for a change of the service endpoints alone at most this often per
+    # worker (it still returns at once for its assignments, a log request or a volume removal). A
+    # service of a thousand tasks being created changes its endpoints at every commit, and every
+    # answer carries the whole table, which the worker checks and writes out: without a floor that
+    # work grows with the square of the service's size. Well below a second, so names still follow
+    # the replicas within one; seconds, 0 answers at every change.
+    endpoints_interval_s: float = 0.1
     # Task updates in one SetTaskStatuses proposal (a flush of more is proposed in several), keeping
     # each far below raft max_entry_bytes; updates.
     status_batch_max: int = 1000
@@ -238,6 +245,8 @@ class OrchestratorSettings:
         )
         if not math.isfinite(self.pass_pacing) or self.pass_pacing < 0:
             raise ConfigError(f"pass_pacing must be 0 or more, got {self.pass_pacing!r}")
+        if not math.isfinite(self.endpoints_interval_s) or self.endpoints_interval_s < 0:
+            raise ConfigError(f"endpoints_interval_s must be 0 or more, got {self.endpoints_interval_s!r}")
         if not math.isfinite(self.answers_first_max_s) or self.answers_first_max_s < 0:
             raise ConfigError(f"answers_first_max_s must be 0 or more, got {self.answers_first_max_s!r}")
         if self.node_down_grace_s <= self.heartbeat_period_s:

@@ -24,7 +24,9 @@ from tests.integration.fakeworker import (
 from tests.integration.managers import ManagerCluster, ManagerProc, api, assert_error_body, get_json
 from warren.pki import certs
 from warren.pki.join import new_join_key
+from warren.spec.ports import MAX_SERVICE_TASKS
 from warren.testing.wait import eventually
+from warren.worker.endpoints import parse
 
 GRACE_S = 5.0  # OrchestratorSettings.node_down_grace_s (default)
 
@@ -432,3 +434,51 @@ def test_a_worker_that_asks_is_sent_the_service_endpoints_and_woken_by_their_cha
     assert api_endpoints["healthy"] == ["127.0.0.42"]
     assert api_endpoints["tasks"] == [{"task_id": task["task_id"], "slot": 1, "node": w.name,
                                        "addr": "127.0.0.42", "healthy": True}]
+
+
+def test_a_service_past_the_endpoints_bound_is_listed_cut_and_its_worker_is_held(
+    one: ManagerProc, workers: list[FakeWorker]
+) -> None:
+    """A service of more tasks than a worker takes per service (1,024) used to get the whole table
+    refused by every worker, which then asked again with its old digest and was answered at once, in a
+    loop. The leader lists at most the bound, the worker's parser takes it, and a call with that
+    table's digest is held; a change of the endpoints alone comes no sooner than endpoints_interval_s
+    after the table before."""
+    addr = one.api_addr
+    w = FakeWorker.join([addr], worker_token(addr), addr="127.0.0.42").keep_alive()
+    workers.append(w)
+    count = MAX_SERVICE_TASKS + 76
+    create_sleepers(addr, "many", replicas=count)
+    eventually(lambda: len(w.task_ids()) == count, 30, f"{count} tasks assigned to the worker")
+    ids = sorted(w.task_ids())
+    updates = [{"task_id": t, "state": "running", "message": "", "at": time.time()} for t in ids[:-1]]
+    with api(addr, 30) as client:
+        r = client.post("/v1/dispatcher/status", json={"node": w.name, "updates": updates}, headers=w.headers)
+    assert r.status_code == 200, r.text
+
+    def call(known_endpoints: str | None) -> dict[str, Any]:
+        with api(addr, 10) as client:
+            r = client.post("/v1/dispatcher/session", headers=w.headers,
+                            json={"node": w.name, "known": w.digest, "known_endpoints": known_endpoints})
+        assert r.status_code == 200, r.text
+        doc: dict[str, Any] = r.json()
+        return doc
+
+    first = call(None)
+    sent = time.monotonic()
+    table = parse(first["endpoints"])  # what a worker takes
+    assert len(table.services["many"].tasks) == MAX_SERVICE_TASKS
+    assert table.services["many"].task_addrs == ("127.0.0.42",)
+
+    result: dict[str, Any] = {}
+    held = threading.Thread(target=lambda: result.update(call(table.digest)))
+    held.start()
+    eventually(lambda: one.metrics().get("warren_dispatcher_sessions_held", 0) >= 1, 10, "the call held")
+    # A listed task ends: the table changes.
+    first_listed = table.services["many"].tasks[0].task_id
+    assert w.status(first_listed, "complete", exit_code=0).status_code == 200
+    held.join(10)
+    assert not held.is_alive()
+    assert time.monotonic() - sent >= 0.09, "not sooner than endpoints_interval_s after the last table"
+    changed = parse(result["endpoints"])
+    assert first_listed not in {t.task_id for t in changed.services["many"].tasks}

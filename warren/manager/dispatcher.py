@@ -16,8 +16,10 @@ when the list differs from the stored one, so a worker reporting the same list c
 Every answer lists the volumes of the node whose removal was asked for (`remove_volumes`).
 
 A worker that asks for them (`known_endpoints`) is also sent where every service's tasks are
-(warren.manager.endpoints), whenever they differ from what it has: its held call returns on that too.
-The document is the same for every worker, computed once per applied index.
+(warren.manager.endpoints), whenever they differ from what it has: its held call returns on that too,
+but for that alone no sooner than `endpoints_interval_s` after the last table sent to it (during a
+large create they change at every commit). The document is the same for every worker, computed once
+per applied index.
 """
 
 from __future__ import annotations
@@ -164,6 +166,9 @@ class Dispatcher:
         self._endpoints: service_endpoints.Endpoints | None = None  # at _endpoints_at
         self._endpoints_at = -1
         self._discovery: dict[str, service_endpoints.ServiceView] = {}  # what endpoints.compute read
+        # node -> the event loop's time before which its held call does not return for a change of
+        # the endpoints alone (settings.endpoints_interval_s after the last table sent to it).
+        self._endpoints_due: dict[str, float] = {}
         # node -> the volumes it reported last, while they are not the stored ones (a write that failed
         # is tried again on its next call: the worker does not report an unchanged list again).
         self._volumes_reported: dict[str, list[tuple[str, str]]] = {}
@@ -252,6 +257,7 @@ class Dispatcher:
     def forget(self, node: str) -> None:
         """The node was removed."""
         self._last_seen.pop(node, None)
+        self._endpoints_due.pop(node, None)
         self._volumes_reported.pop(node, None)
         self._volumes_retry_at.pop(node, None)
         self.logs.end_node(node, "its node was removed")
@@ -313,20 +319,27 @@ class Dispatcher:
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self.hold_s
         removing = set(self.removals(node))  # what this call would answer now
+        wants_endpoints = not isinstance(known_endpoints, UnsetType)
+        endpoints_due = self._endpoints_due.get(node, -math.inf)
         self.held += 1
         try:
             while True:
                 changed = self._changed  # taken before reading, so no change is missed
                 self._check_active()
                 digest = self.digest(node)
-                if digest != known or self.logs.has_pending(node) or loop.time() >= deadline:
+                now = loop.time()
+                if digest != known or self.logs.has_pending(node) or now >= deadline:
                     break
-                if not isinstance(known_endpoints, UnsetType) and self.endpoints().digest != known_endpoints:
+                if wants_endpoints and now >= endpoints_due and self.endpoints().digest != known_endpoints:
                     break
                 if not removing.issuperset(self.removals(node)):
                     break
+                # An endpoints change seen before it is due is looked at again when it is.
+                wake_at = deadline
+                if wants_endpoints and now < endpoints_due:
+                    wake_at = min(deadline, endpoints_due)
                 with contextlib.suppress(TimeoutError):
-                    async with asyncio.timeout_at(deadline):
+                    async with asyncio.timeout_at(wake_at):
                         await changed.wait()
         finally:
             self.held -= 1
@@ -343,9 +356,11 @@ class Dispatcher:
                 self.store.conn, config_contents.names_used(docs), node=node
             )
         endpoints = None
-        if not isinstance(known_endpoints, UnsetType):
+        if wants_endpoints:
             current = self.endpoints()
-            endpoints = None if current.digest == known_endpoints else current.to_doc()
+            if current.digest != known_endpoints:
+                endpoints = current.to_doc()
+                self._endpoints_due[node] = loop.time() + self.settings.endpoints_interval_s
         return {
             "heartbeat_period_s": self.settings.heartbeat_period_s,
             "digest": digest,

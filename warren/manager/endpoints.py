@@ -22,7 +22,7 @@ import orjson
 
 from warren.errors import ConfigError
 from warren.formats import split_host_port
-from warren.spec.ports import MAX_INGRESS_BACKENDS, MAX_INGRESS_PORTS
+from warren.spec.ports import MAX_INGRESS_BACKENDS, MAX_INGRESS_PORTS, MAX_SERVICE_TASKS
 from warren.store import queries
 
 # Every task that runs and should (a task being stopped gets no new connection), with its node's
@@ -82,7 +82,8 @@ def compute(conn: sqlite3.Connection, seen: dict[str, ServiceView] | None = None
     A task is listed when it is running and should be, on a node with an address; it is healthy when
     its health is `healthy`, or its spec has no health check, and its node is not written down (a
     cut-off worker's tasks still read `running` until they are replaced). `healthy` (the list) is the
-    distinct addresses of the healthy tasks, sorted. A healthy task is a backend of each ingress port
+    distinct addresses of the healthy tasks, sorted. A service lists at most MAX_SERVICE_TASKS tasks
+    and healthy addresses (`_listed`). A healthy task is a backend of each ingress port
     of its service (its current spec's) for which its worker reported a host port, if its node's
     address is an IP address (the proxies connect to it; a host name is left out); backends are sorted
     by node and task ID.
@@ -129,11 +130,32 @@ def compute(conn: sqlite3.Connection, seen: dict[str, ServiceView] | None = None
                 if route is not None and route["service"] == published[service_id][0]:
                     route["backends"].append({"addr": addr, "port": port, "task_id": task_id, "node": node})
     for name, addrs in healthy.items():
-        services[name]["healthy"] = sorted(addrs)
+        services[name]["healthy"] = sorted(addrs)[:MAX_SERVICE_TASKS]
+        services[name]["tasks"] = _listed(services[name]["tasks"])
     for route in ingress.values():
         backends = sorted(route["backends"], key=lambda b: (b["node"], b["task_id"]))
         route["backends"] = backends[:MAX_INGRESS_BACKENDS]
     return Endpoints(digest_of(services, ingress), services, ingress)
+
+
+def _listed(tasks: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """At most MAX_SERVICE_TASKS of a service's `tasks` (the bound a worker holds the leader to; a
+    service past it would otherwise have its whole table refused by every worker): the first task at
+    each address, so that `tasks.NAME` still answers every address, then the others in order, all
+    kept in their order."""
+    if len(tasks) <= MAX_SERVICE_TASKS:
+        return tasks
+    keep: set[int] = set()
+    seen: set[str] = set()
+    for i, task in enumerate(tasks):
+        if task["addr"] not in seen and len(keep) < MAX_SERVICE_TASKS:
+            seen.add(task["addr"])
+            keep.add(i)
+    for i in range(len(tasks)):
+        if len(keep) >= MAX_SERVICE_TASKS:
+            break
+        keep.add(i)
+    return [task for i, task in enumerate(tasks) if i in keep]
 
 
 def _ingress_ports(published: dict[str, tuple[str, tuple[int, ...]]]) -> dict[str, dict[str, Any]]:

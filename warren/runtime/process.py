@@ -65,7 +65,7 @@ from warren.runtime.base import (
     VolumeBusyError,
     task_labels,
 )
-from warren.runtime.procfs import PidWaiter, exit_code_of, is_ours, signal_group, terminate
+from warren.runtime.procfs import PidWaiter, SessionScan, exit_code_of, is_ours, signal_group, terminate
 from warren.runtime.spawn import DEFAULT_PATH, resolve, run_as, run_as_user, spawn, task_env
 from warren.runtime.taskdir import (
     CHUNK,
@@ -123,6 +123,8 @@ class ProcessRuntime:
         self._children: dict[str, subprocess.Popen[bytes]] = {}
         self._watchers: dict[str, asyncio.Task[None]] = {}
         self._exits = ExitQueue()
+        # What is left of stopped tasks' sessions: one scan of /proc for the stops that end together.
+        self._sessions = SessionScan()
         self._adopted = False
         self._closed = False
 
@@ -163,40 +165,51 @@ class ProcessRuntime:
             raise RuntimeStartError(f"cannot start task {run.task_id}: command {run.command[0]!r} not found")
         argv = [executable, *run.command[1:]]
         argv = self._limited(argv, run)
-        self.base_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
-        task_dir.mkdir(mode=0o700, exist_ok=True)
+        state = {
+            "task_id": run.task_id,
+            "container_id": container_id,
+            "labels": task_labels(self.cluster_id, self.node, run),
+            "command": list(run.command),
+            "argv": argv,
+            "env": env,
+            "image": run.image,
+            "memory": run.memory,
+            # What stopping it and running its health checks need again (None: the defaults).
+            "stop_signal": options.stop_signal,
+            "cwd": str(cwd),
+            "ids": None if ids is None else list(ids),
+            "exit_code": None,
+            "finished_at": None,
+        }
         try:
-            proc, start = await asyncio.to_thread(
-                spawn, argv, env, task_dir / LOG_FILE, cwd=str(cwd), ids=ids
-            )
+            # In a thread, the directories and files with the process: creating files waits for the
+            # file system's journal, which a busy disk makes take milliseconds each, and a worker
+            # starting a thousand tasks must not block its event loop (its session) meanwhile.
+            proc, start = await asyncio.to_thread(self._launch, task_dir, argv, env, cwd, ids, state)
         except OSError as exc:
             raise RuntimeStartError(f"cannot start task {run.task_id}: {exc.strerror or exc}") from exc
-        write_task_state(self.base_dir,
-            run.task_id,
-            {
-                "task_id": run.task_id,
-                "container_id": container_id,
-                "labels": task_labels(self.cluster_id, self.node, run),
-                "pid": proc.pid,
-                "pid_start": start,
-                "command": list(run.command),
-                "argv": argv,
-                "env": env,
-                "image": run.image,
-                "memory": run.memory,
-                # What stopping it and running its health checks need again (None: the defaults).
-                "stop_signal": options.stop_signal,
-                "cwd": str(cwd),
-                "ids": None if ids is None else list(ids),
-                "started_at": time.time(),
-                "exit_code": None,
-                "finished_at": None,
-            },
-        )
         self._children[run.task_id] = proc
         self._watch(run.task_id, proc.pid, start)
         log.info("started process %d for task %s", proc.pid, run.task_id)
         return container_id
+
+    def _launch(
+        self, task_dir: Path, argv: list[str], env: Mapping[str, str], cwd: Path, ids: tuple[int, int] | None,
+        state: dict[str, Any],
+    ) -> tuple[subprocess.Popen[bytes], int | None]:
+        """The task's directory, its process, and its state file saying which process it is
+        (`state` completed with the pid, its start time and when). Blocking: run in a thread."""
+        self.base_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+        task_dir.mkdir(mode=0o700, exist_ok=True)
+        proc, start = spawn(argv, env, task_dir / LOG_FILE, cwd=str(cwd), ids=ids)
+        state.update(pid=proc.pid, pid_start=start, started_at=time.time())
+        try:
+            write_task_state(self.base_dir, task_dir.name, state)
+        except OSError:  # a process no state file names could never be stopped nor adopted
+            signal_group(proc.pid, signal.SIGKILL)
+            proc.wait()
+            raise
+        return proc, start
 
     def _limited(self, argv: list[str], run: TaskRun) -> list[str]:
         """`argv` run under util-linux prlimit with the task's memory limit (RLIMIT_AS) and ulimits.
@@ -328,7 +341,7 @@ class ProcessRuntime:
             stop_signal = state.get("stop_signal")
             signum = signal.Signals[str(stop_signal)] if stop_signal in SIGNALS else signal.SIGTERM
             await terminate(pid, state.get("pid_start"), timeout_s, name=f"task {state.get('task_id')}",
-                            signum=signum)
+                            signum=signum, scan=self._sessions)
 
     async def remove(self, container_id: str) -> None:
         self._check_open()

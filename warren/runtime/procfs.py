@@ -52,13 +52,47 @@ def is_ours(pid: int | None, start: int | None) -> bool:
 def session_members(sid: int) -> list[int]:
     """Live processes of session `sid` other than its leader. The kernel never reuses a pid that
     still names a session, so while any of them live, they are the session's own."""
-    members = []
+    return sessions().get(sid, [])
+
+
+def sessions() -> dict[int, list[int]]:
+    """Every session with a live process other than its leader: session id -> those processes. One
+    read of /proc/<pid>/stat per process on the machine."""
+    members: dict[int, list[int]] = {}
     for entry in os.scandir("/proc"):
-        if entry.name.isdigit() and int(entry.name) != sid:
-            stat = proc_stat(int(entry.name))
-            if stat is not None and stat[1] == sid and stat[0] not in ("Z", "X", "x"):
-                members.append(int(entry.name))
+        if entry.name.isdigit():
+            pid = int(entry.name)
+            stat = proc_stat(pid)
+            if stat is not None and stat[1] != pid and stat[0] not in ("Z", "X", "x"):
+                members.setdefault(stat[1], []).append(pid)
     return members
+
+
+class SessionScan:
+    """`session_members` for many stops at once: the stops that ask in the same turn of the event loop
+    share one scan of /proc, made in the next turn (after each of them asked, so after each of their
+    leaders exited). Stopping a thousand tasks made a thousand scans of every process on the machine,
+    a cost that grew with the square of the tasks (docs/decisions.md)."""
+
+    def __init__(self) -> None:
+        self._next: asyncio.Future[dict[int, list[int]]] | None = None
+
+    async def members(self, sid: int) -> list[int]:
+        if self._next is None:
+            loop = asyncio.get_running_loop()
+            self._next = loop.create_future()
+            loop.call_soon(self._scan)
+        found = await asyncio.shield(self._next)
+        return found.get(sid, [])
+
+    def _scan(self) -> None:
+        future, self._next = self._next, None
+        if future is None or future.done():
+            return
+        try:
+            future.set_result(sessions())
+        except OSError as exc:  # /proc unreadable: every waiting stop fails as a lone scan would
+            future.set_exception(exc)
 
 
 def exit_code_of(returncode: int) -> int:
@@ -126,11 +160,13 @@ def signal_group(pgid: int, signum: int) -> None:
 
 
 async def terminate(
-    pid: int, start: int | None, timeout_s: float, *, name: str, signum: int = signal.SIGTERM
+    pid: int, start: int | None, timeout_s: float, *, name: str, signum: int = signal.SIGTERM,
+    scan: SessionScan | None = None,
 ) -> None:
     """`signum` to the group of session leader `pid`, SIGKILL after `timeout_s`, then SIGKILL to what
-    is left of its session. Nothing is signalled unless `pid` is still (or was) the process that started
-    at `start`. `name` says whose process it is in the log."""
+    is left of its session (found by `scan`, shared with other stops, or by a scan of its own).
+    Nothing is signalled unless `pid` is still (or was) the process that started at `start`. `name`
+    says whose process it is in the log."""
     stat = proc_stat(pid)
     if stat is not None and stat[2] != start:
         return  # the pid belongs to another process now: the session is gone with it
@@ -146,6 +182,6 @@ async def terminate(
         if waiter is not None:
             waiter.close()
     # Children that left the group (or outlived their leader) still carry the session's ID.
-    for member in session_members(pid):
+    for member in session_members(pid) if scan is None else await scan.members(pid):
         with contextlib.suppress(ProcessLookupError, PermissionError):
             os.kill(member, signal.SIGKILL)

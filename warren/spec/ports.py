@@ -24,6 +24,9 @@ PORT_KEY_PATTERN: Final = (
 # the manager to: ports in the table, backends per port.
 MAX_INGRESS_PORTS: Final = 1024
 MAX_INGRESS_BACKENDS: Final = 1024
+# Bound of each service in the endpoints' `services` section: tasks listed, and distinct healthy
+# addresses. The leader cuts past it (a bigger service is still answered, from the tasks listed).
+MAX_SERVICE_TASKS: Final = 1024
 
 PortKey = Annotated[str, Meta(pattern=PORT_KEY_PATTERN)]
 PortNumber = Annotated[int, Meta(ge=1, le=65535)]

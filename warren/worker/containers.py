@@ -25,6 +25,10 @@ class Container:
 class Containers:
     def __init__(self) -> None:
         self._by_id: dict[str, Container] = {}
+        # The same containers by task (task ID -> container ID -> container), so that a task's step
+        # finds its own without a scan of every container (a worker with thousands of tasks looks
+        # once per step of each).
+        self._by_task: dict[str, dict[str, Container]] = {}
         self._gone: dict[str, None] = {}
 
     def __bool__(self) -> bool:
@@ -37,19 +41,25 @@ class Containers:
         return self._by_id.get(container_id)
 
     def put(self, container: Container) -> None:
+        old = self._by_id.get(container.container_id)
+        if old is not None and old.task_id != container.task_id:
+            self.drop(container.container_id)
         self._by_id[container.container_id] = container
+        self._by_task.setdefault(container.task_id, {})[container.container_id] = container
 
     def started(self, container: Container) -> None:
         """A container this worker just started (its exit may have been seen already: a command that
         ends at once, so an entry already there is kept)."""
         self._gone.pop(container.container_id, None)
-        self._by_id.setdefault(container.container_id, container)
+        if container.container_id not in self._by_id:
+            self.put(container)
 
     def of_task(self, task_id: str) -> list[Container]:
-        return [c for c in self._by_id.values() if c.task_id == task_id]
+        """The task's containers, in the order they were first seen."""
+        return list(self._by_task.get(task_id, {}).values())
 
     def task_ids(self) -> set[str]:
-        return {c.task_id for c in self._by_id.values()}
+        return set(self._by_task)
 
     def running_count(self) -> int:
         return sum(1 for c in self._by_id.values() if c.running)
@@ -65,4 +75,11 @@ class Containers:
             del self._gone[next(iter(self._gone))]
 
     def drop(self, container_id: str) -> None:
-        self._by_id.pop(container_id, None)
+        container = self._by_id.pop(container_id, None)
+        if container is None:
+            return
+        of_task = self._by_task.get(container.task_id)
+        if of_task is not None:
+            of_task.pop(container_id, None)
+            if not of_task:
+                del self._by_task[container.task_id]

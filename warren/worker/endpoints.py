@@ -13,6 +13,7 @@ worker build an unbounded table.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import ipaddress
 import logging
 import os
@@ -24,13 +25,14 @@ import orjson
 
 from warren.durable import read_if_exists, write_atomically
 from warren.errors import InvalidError
+from warren.spec.ports import MAX_SERVICE_TASKS
 from warren.worker.ingress import MAX_PORT, Backend
 
 log = logging.getLogger(__name__)
 
 # Bounds of one endpoints table (a few small machines: far above what a real cluster sends).
 MAX_SERVICES = 4096
-MAX_TASKS_PER_SERVICE = 1024
+MAX_TASKS_PER_SERVICE = MAX_SERVICE_TASKS  # the leader lists no more (warren.spec.ports)
 MAX_DIGEST_LEN = 128
 MAX_ID_LEN = 128
 MAX_INGRESS_PORTS = 1024
@@ -207,14 +209,23 @@ def _addr(value: Any, where: str) -> str | None:
     so that replica is left out, said at DEBUG); InvalidError for anything else."""
     if not isinstance(value, str) or len(value) > 253:
         raise InvalidError(f"{where}: expected an IP address")
-    try:
-        return str(ipaddress.ip_address(value))
-    except ValueError:
-        pass
+    ip = _ip_text(value)
+    if ip is not None:
+        return ip
     if _HOST_NAME.match(value) and not value.replace(".", "").isdigit():
         log.debug("%s: %s is a host name, not an address: left out of the answers", where, value)
         return None
     raise InvalidError(f"{where}: {value[:45]!r} is not an IP address")
+
+
+@functools.lru_cache(maxsize=4096)
+def _ip_text(value: str) -> str | None:
+    """The IP address `value` names, in its canonical form; None if it names none. Remembered (a few
+    addresses, a worker's each, repeat across a table's thousand tasks and every table after it)."""
+    try:
+        return str(ipaddress.ip_address(value))
+    except ValueError:
+        return None
 
 
 def hosts_text(endpoints: Endpoints | None) -> str:
@@ -283,8 +294,14 @@ class EndpointsTable:
             log.warning("ignoring the endpoints a manager sent: %s", exc)
             return False
         self.current = endpoints
+        # Not fsynced (here and the hosts file): a new table comes with every change of the cluster,
+        # and after a crash of the machine the managers send the current one again; the fsyncs would
+        # cost ~7 ms of the event loop per change.
+        # The document as received, once it parsed: the same table when read back (a dict from JSON;
+        # rebuilding it from the parsed one cost as much as parsing it).
+        saved = doc if isinstance(doc, dict) else to_doc(endpoints)
         try:
-            write_atomically(self._path, orjson.dumps(to_doc(endpoints)))
+            write_atomically(self._path, orjson.dumps(saved), sync=False)
         except OSError as exc:  # memory still answers; only a restart while cut off would miss them
             log.warning("cannot keep the endpoints in %s: %s", self._path, exc)
         self._write_hosts()
@@ -292,7 +309,7 @@ class EndpointsTable:
 
     def _write_hosts(self) -> None:
         try:
-            write_atomically(self.hosts_path, hosts_text(self.current).encode())
+            write_atomically(self.hosts_path, hosts_text(self.current).encode(), sync=False)
             os.chmod(self.hosts_path, 0o644)  # read by tasks that may run as another user
         except OSError as exc:
             log.warning("cannot write the hosts file %s: %s", self.hosts_path, exc)

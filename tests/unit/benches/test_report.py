@@ -108,6 +108,25 @@ def test_targets_judge_their_rows(key: str, fields: dict[str, Any], verdict: str
     assert judged(row(key, **fields))[key]["verdict"] == verdict
 
 
+def test_schedule_4000_is_judged_on_its_time_and_on_time_per_replica_staying_flat() -> None:
+    def sizes(per_4000: float, max_4000: float = 8_000.0) -> dict[str, dict[str, Any]]:
+        return judged(
+            row("schedule/250", p50_ms=500.0, max_ms=500.0, per_replica_ms=2.0),
+            row("schedule/1000", p50_ms=2_200.0, max_ms=2_200.0, per_replica_ms=2.2),
+            row("schedule/4000", p50_ms=4000 * per_4000, max_ms=max_4000, per_replica_ms=per_4000),
+        )
+
+    flat = sizes(2.5)["schedule/4000"]
+    assert flat["verdict"] == "met"
+    assert "per replica vs 250: 1000 1.10×, 4000 1.25×" in flat["target_note"]
+    assert sizes(2.7)["schedule/4000"]["verdict"] == "missed"  # 1.35× the 250 row's
+    # Cheaper per replica as the service grows: the create's fixed costs spread wider, not a miss.
+    assert sizes(1.3)["schedule/4000"]["verdict"] == "met"
+    assert sizes(2.0, max_4000=12_500.0)["schedule/4000"]["verdict"] == "missed"
+    alone = judged(row("schedule/4000", p50_ms=8_000.0, max_ms=8_000.0, per_replica_ms=2.0))["schedule/4000"]
+    assert alone["verdict"] == "n/a" and "fewer than two sizes" in alone["target_note"]
+
+
 def test_api_write_target_is_judged_against_etcd_plain_and_mutual_tls() -> None:
     def leader(etcd_plain: float, etcd_mtls: float) -> dict[str, Any]:
         return judged(

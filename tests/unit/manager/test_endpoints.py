@@ -339,3 +339,44 @@ async def test_the_endpoints_are_computed_once_per_applied_index(
     await d.session(w2, None, None, "0" * 16)
     assert len(calls) == 2
     await d.stop()
+
+
+async def test_an_endpoints_change_alone_is_answered_at_most_once_per_interval(cluster: Cluster) -> None:
+    # A large create changes the endpoints at every commit; each answer carries the whole table.
+    w1, w2 = cluster.worker_at("worker-aaaaa1", "10.0.0.1"), cluster.worker_at("worker-aaaaa2", "10.0.0.2")
+    settings = OrchestratorSettings(heartbeat_period_s=10.0, node_down_grace_s=20.0, endpoints_interval_s=0.5)
+    d = cluster.dispatcher(settings, hold_s=5.0)
+    d.start()
+    first = await d.session(w2, None, None, None)  # it has none: sent at once, and due again in 0.5 s
+    sent = time.monotonic()
+    held = asyncio.create_task(d.session(w2, first["digest"], None, first["endpoints"]["digest"]))
+    await eventually_async(lambda: d.held == 1, 1.0, "the session held")
+    cluster.running("t1", w1, 1)  # only the endpoints change for w2
+    answer = await held
+    assert time.monotonic() - sent >= 0.45, "not before the interval since the last table sent"
+    assert time.monotonic() - sent < 2.0, "but at its end, not at the end of the hold"
+    assert [t["task_id"] for t in answer["endpoints"]["services"]["web"]["tasks"]] == ["t1"]
+    # Its own assignments are answered at once, the interval notwithstanding.
+    held = asyncio.create_task(d.session(w2, answer["digest"], None, answer["endpoints"]["digest"]))
+    await eventually_async(lambda: d.held == 1, 1.0, "the session held")
+    start = time.monotonic()
+    cluster.running("t2", w2, 2)
+    answer = await held
+    assert time.monotonic() - start < 0.3
+    assert [a["task_id"] for a in answer["assignments"]] == ["t2"]
+    await d.stop()
+
+
+def test_a_service_past_the_bound_lists_the_first_task_of_every_address_then_the_rest_in_order(
+    cluster: Cluster, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A worker refuses a table with more tasks per service than the bound (and, before the leader cut
+    # it, was answered again at once at every call): the leader lists at most that many.
+    monkeypatch.setattr(endpoints_mod, "MAX_SERVICE_TASKS", 4)
+    a, b = cluster.worker_at("worker-aaaaa1", "10.0.0.1"), cluster.worker_at("worker-bbbbb1", "10.0.0.2")
+    for slot in range(1, 6):
+        cluster.running(f"t{slot}", a, slot)
+    cluster.running("t6", b, 6)  # the only task at its address, last in order
+    web = cluster.endpoints()["web"]
+    assert [t["task_id"] for t in web["tasks"]] == ["t1", "t2", "t3", "t6"]
+    assert web["healthy"] == ["10.0.0.1", "10.0.0.2"]

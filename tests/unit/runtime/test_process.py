@@ -3,6 +3,7 @@ command lookup (no task process is started here)."""
 
 from __future__ import annotations
 
+import asyncio
 import io
 import os
 import signal
@@ -11,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from warren.runtime import procfs
 from warren.runtime.procfs import exit_code_of, is_ours, parse_stat, proc_stat
 from warren.runtime.spawn import resolve
 from warren.runtime.taskdir import container_id_of, tail_offset, task_id_of
@@ -114,3 +116,19 @@ def test_commands_are_looked_up_in_the_tasks_path_or_its_dir(tmp_path: Path) -> 
     assert resolve(str(tool), "", Path("/")) == str(tool)
     assert resolve("./data.txt", "", tmp_path) is None  # not executable
     assert resolve("./bin", "", tmp_path) is None  # a directory
+
+
+async def test_stops_that_end_together_share_one_scan_of_proc(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Stopping a thousand tasks made a thousand scans of every process on the machine.
+    scans: list[int] = []
+
+    def sessions() -> dict[int, list[int]]:
+        scans.append(1)
+        return {10: [11, 12], 20: [21]}
+
+    monkeypatch.setattr(procfs, "sessions", sessions)
+    scan = procfs.SessionScan()
+    found = await asyncio.gather(scan.members(10), scan.members(20), scan.members(30))
+    assert found == [[11, 12], [21], []] and len(scans) == 1
+    assert await scan.members(20) == [21] and len(scans) == 2  # a later stop: a scan of its own
+

@@ -366,6 +366,40 @@ def test_status_from_another_node_or_for_unknown_tasks_is_ignored_and_the_batch_
     assert task_row(log, "t1")["state"] == "rejected"
 
 
+def test_a_batch_naming_a_task_twice_applies_as_if_one_update_at_a_time(log: Log) -> None:
+    # The batch is read with one SELECT and written with one executemany: each update must still see
+    # what the ones before it in the same batch did.
+    cluster_with_workers(log, "worker-a")
+    log.apply(c.CreateTasks([new_task("t1", "worker-a", 1), new_task("t2", "worker-a", 2)], T0))
+    cmd = c.SetTaskStatuses(
+        [
+            c.TaskStatus("t1", "starting", "", T0 + 1, container_id="c1"),
+            c.TaskStatus("t1", "running", "up", T0 + 2),  # after starting: applies, starts now
+            c.TaskStatus("t1", "starting", "", T0 + 3),  # backwards from the update before: ignored
+            c.TaskStatus("t2", "complete", "done", T0 + 1, exit_code=0),
+            c.TaskStatus("t2", "running", "", T0 + 2),  # after a final state in the same batch: ignored
+            c.TaskStatus("t1", "running", "still", T0 + 4, health="healthy"),  # running again: kept start
+        ]
+    )
+    assert ok(log.apply(cmd)[0]) == {"applied": 4, "ignored": 2}
+    t1, t2 = task_row(log, "t1"), task_row(log, "t2")
+    assert (t1["state"], t1["message"], t1["container_id"], t1["health"], t1["started_at"]) == (
+        "running", "still", "c1", "healthy", T0 + 2,
+    )  # fmt: skip
+    assert (t2["state"], t2["exit_code"], t2["message"]) == ("complete", 0, "done")
+
+
+def test_a_status_batch_larger_than_one_read_applies_whole(log: Log) -> None:
+    cluster_with_workers(log, "worker-a")
+    count = 2100  # past the 900 task IDs read per SELECT, twice
+    log.apply(c.CreateTasks([new_task(f"t{i}", "worker-a", i) for i in range(count)], T0))
+    updates = [c.TaskStatus(f"t{i}", "running", "", T0 + 1) for i in range(count)]
+    updates.append(c.TaskStatus("missing", "running", "", T0 + 1))
+    assert ok(log.apply(c.SetTaskStatuses(updates))[0]) == {"applied": count, "ignored": 1}
+    states = {r["state"] for r in log.store.conn.execute("SELECT state FROM tasks")}
+    assert states == {"running"}
+
+
 def test_desired_state_changes_only_unfinished_tasks(log: Log) -> None:
     cluster_with_workers(log, "worker-a")
     log.apply(c.CreateTasks([new_task("t1", "worker-a", 1), new_task("t2", "worker-a", 2)], T0))
