@@ -18,6 +18,7 @@ pub mod log_store;
 pub mod logging;
 pub mod network;
 pub mod node;
+mod probe;
 pub mod proposer;
 pub mod state_machine;
 pub mod tls;

@@ -161,10 +161,14 @@ impl StorageBackend for LogFile {
     }
 
     fn sync_data(&self, eventual: bool) -> io::Result<()> {
-        self.guard("fsync", || self.inner.sync_data(eventual))
+        crate::probe::mark(crate::probe::Point::FsyncStart, 0);
+        let r = self.guard("fsync", || self.inner.sync_data(eventual));
+        crate::probe::mark(crate::probe::Point::FsyncEnd, 0);
+        r
     }
 
     fn write(&self, offset: u64, data: &[u8]) -> io::Result<()> {
+        crate::probe::mark(crate::probe::Point::FileWrite, data.len() as u64);
         self.guard("write", || self.inner.write(offset, data))
     }
 }

@@ -271,11 +271,17 @@ impl Writer {
             while let Ok(op) = rx.try_recv() {
                 batch.push(op);
             }
+            crate::probe::mark(crate::probe::Point::LogWriterWoke, batch.len() as u64);
             let result = match self.poison.get() {
                 // Poisoned: nothing reaches the file any more.
                 Some(why) => Err(why.clone()),
                 None => write_batch(&self.db, &batch).map_err(|e| self.poisoned_by(e)),
             };
+            let last = batch.iter().filter_map(|op| match op {
+                Op::Append(e, _) => e.last().map(|e| e.0),
+                _ => None,
+            });
+            crate::probe::mark(crate::probe::Point::LogFlushed, last.max().unwrap_or(0));
             for op in batch {
                 match op {
                     Op::Append(_, Some(cb)) => {
@@ -392,6 +398,7 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     {
         self.refuse_if_poisoned(&ErrorSubject::Logs)?;
         let entries: Vec<Entry> = entries.into_iter().collect();
+        crate::probe::mark(crate::probe::Point::LogAppend, entries.last().map_or(0, |e| e.log_id.index));
         let encoded = entries.iter().map(|e| (e.log_id.index, encode_sealed(e))).collect();
         {
             let mut mirror = self.shared.mirror.write().unwrap();

@@ -385,11 +385,16 @@ impl RaftNetwork<TypeConfig> for PeerClient {
         option: RPCOption,
     ) -> RpcResult<AppendEntriesResponse<NodeId>, openraft::error::Infallible> {
         let n = rpc.entries.len();
-        self.rpc(RPCTypes::AppendEntries, Request::Append(rpc), &option, n, |r| match r {
-            Response::Append(r) => Some(r),
-            _ => None,
-        })
-        .await
+        let last = rpc.entries.last().map_or(0, |e| e.log_id.index);
+        crate::probe::mark(crate::probe::Point::AppendSend, last);
+        let res = self
+            .rpc(RPCTypes::AppendEntries, Request::Append(rpc), &option, n, |r| match r {
+                Response::Append(r) => Some(r),
+                _ => None,
+            })
+            .await;
+        crate::probe::mark(crate::probe::Point::AppendAnswered, last);
+        res
     }
 
     async fn install_snapshot(
@@ -529,8 +534,13 @@ async fn handle_conn<R, W>(
                 }
             }
         };
+        let mut appended = 0;
         let resp = match req {
             Request::Append(r) => {
+                appended = r.entries.last().map_or(0, |e| e.log_id.index);
+                if appended > 0 {
+                    crate::probe::mark(crate::probe::Point::AppendReceived, appended);
+                }
                 let res = raft.append_entries(r).await;
                 if matches!(res, Ok(AppendEntriesResponse::Success) | Ok(AppendEntriesResponse::PartialSuccess(_))) {
                     contacts.record_leader();
@@ -561,6 +571,9 @@ async fn handle_conn<R, W>(
                 return;
             }
         };
+        if appended > 0 {
+            crate::probe::mark(crate::probe::Point::AppendReplied, appended);
+        }
         if wr.write_all(&frame).await.is_err() || wr.flush().await.is_err() {
             return;
         }

@@ -120,9 +120,11 @@ async fn run(raft: Raft, mut rx: mpsc::UnboundedReceiver<Proposal>, max_bytes: u
                 replies.push(p.reply);
                 passes.push(p.pass);
             }
+            crate::probe::mark(crate::probe::Point::ClientWrite, commands.len() as u64);
             match raft.client_write(Payload(commands)).await {
                 Ok(resp) => {
                     let index = resp.log_id.index;
+                    crate::probe::mark(crate::probe::Point::Committed, index);
                     let mut out = resp.data.0.into_iter();
                     for reply in replies {
                         let data = out.next().map(|b| b.into_vec()).unwrap_or_default();

@@ -292,6 +292,7 @@ impl<'py> IntoPyObject<'py> for WorkOut {
             None => py.None().into_bound(py),
             Some(Work::Apply { entries, reply }) => {
                 let count = entries.len();
+                crate::probe::mark(crate::probe::Point::WorkToPython, entries.last().map_or(0, |e| e.0));
                 let items = entries
                     .into_iter()
                     .map(|(index, term, data)| (index, term, PyBytes::new(py, &data)).into_pyobject(py))
@@ -374,6 +375,7 @@ impl PyRaftNode {
     }
 
     fn propose<'py>(slf: &Bound<'py, Self>, data: &Bound<'py, PyBytes>) -> PyResult<Bound<'py, PyAny>> {
+        crate::probe::mark(crate::probe::Point::PyPropose, 0);
         let node = slf.get().node.clone();
         let data = data.as_bytes().to_vec();
         awaitable(slf, async move {

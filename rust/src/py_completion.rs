@@ -77,6 +77,7 @@ impl Completions {
 
     /// Called from any thread when the operation `id` has finished.
     pub fn push(&self, id: u64, outcome: Outcome) {
+        crate::probe::mark(crate::probe::Point::CompletionPushed, id);
         self.queue.lock().unwrap().push((id, outcome));
         if !self.signalled.swap(true, Ordering::AcqRel) {
             let _ = (&self.writer).write(&[1]);
@@ -85,6 +86,7 @@ impl Completions {
 
     /// Runs on the event loop's thread: resolves every finished future.
     pub fn drain(&self, py: Python<'_>) -> PyResult<()> {
+        crate::probe::mark(crate::probe::Point::CompletionDrain, 0);
         let mut byte = [0u8; 1];
         let _ = (&self.reader).read(&mut byte);
         self.signalled.store(false, Ordering::Release);

@@ -255,12 +255,14 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
             if normal.is_empty() {
                 return Ok(counts.iter().map(|_| Payload::default()).collect());
             }
+            crate::probe::mark(crate::probe::Point::Apply, pos.applied.map_or(0, |l| l.index));
             let (reply, rx) = oneshot::channel();
             tx.send(Work::Apply { entries: normal, reply })
                 .map_err(|_| sm_error(ErrorVerb::Write, "the node is shutting down"))?;
             rx
         };
         let out = await_reply(rx, "apply entries").await.map_err(|e| sm_error(ErrorVerb::Write, e))?;
+        crate::probe::mark(crate::probe::Point::Applied, 0);
         let want: usize = counts.iter().sum();
         if out.len() != want {
             return Err(sm_error(
