@@ -136,7 +136,7 @@ mod tests {
             let leader = openraft::CommittedLeaderId::new(3, 1);
             let entries = payloads.iter().enumerate().map(|(i, p)| openraft::Entry::<TypeConfig> {
                 log_id: openraft::LogId::new(leader, i as u64 + 1),
-                payload: openraft::EntryPayload::Normal(crate::types::Payload(vec![serde_bytes::ByteBuf::from(p.clone())])),
+                payload: openraft::EntryPayload::Normal(crate::types::Payload::from(vec![serde_bytes::ByteBuf::from(p.clone())])),
             }).collect();
             let msg = Message::Request { id: 7, body: Request::Append(AppendEntriesRequest {
                 vote: openraft::Vote::new_committed(3, 1), prev_log_id: None, entries, leader_commit: None }) };

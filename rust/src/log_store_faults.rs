@@ -19,7 +19,7 @@ const ENOSPC: i32 = 28;
 fn entry(index: u64) -> Entry {
     Entry {
         log_id: LogId::new(CommittedLeaderId::new(1, 1), index),
-        payload: EntryPayload::Normal(Payload(vec![ByteBuf::from(format!("entry-{index:04}").into_bytes())])),
+        payload: EntryPayload::Normal(Payload::from(vec![ByteBuf::from(format!("entry-{index:04}").into_bytes())])),
     }
 }
 

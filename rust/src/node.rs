@@ -16,7 +16,7 @@ use crate::config::Config;
 use crate::error::{Error, Result};
 use crate::log_store::LogStore;
 use crate::network::{self, Contacts, Network, Peers};
-use crate::proposer::Proposer;
+use crate::proposer::{Answer, Proposer};
 use crate::state_machine::{StateMachine, Work};
 use crate::tls::{Fingerprint, Tls, TlsIdentity};
 use crate::types::{NodeId, NodeInfo, Raft};
@@ -164,6 +164,32 @@ impl Node {
     }
 
     pub async fn propose(&self, data: Vec<u8>) -> Result<(u64, Vec<u8>)> {
+        let pass = self.admit(&data)?;
+        self.proposer.propose(data, pass).await
+    }
+
+    /// [`Node::propose`] without waiting, from any thread: `answer` gets the outcome. Hands the
+    /// proposal back when the proposer's queue is full; then [`Node::propose_with`] waits for room.
+    pub fn submit(&self, data: Vec<u8>, answer: Answer) -> Option<(Vec<u8>, Answer)> {
+        match self.admit(&data) {
+            Ok(pass) => self.proposer.submit(data, answer, pass).map(|(data, answer, _pass)| (data, answer)),
+            Err(e) => {
+                answer(Err(e));
+                None
+            }
+        }
+    }
+
+    /// [`Node::propose`], answered through `answer`.
+    pub async fn propose_with(&self, data: Vec<u8>, answer: Answer) {
+        match self.admit(&data) {
+            Ok(pass) => self.proposer.propose_with(data, answer, pass).await,
+            Err(e) => answer(Err(e)),
+        }
+    }
+
+    /// Checks a proposal and lets it through the write gate.
+    fn admit(&self, data: &[u8]) -> Result<crate::write_gate::Pass> {
         if data.len() as u64 > self.config.max_entry_bytes {
             return Err(Error::Invalid(format!(
                 "entry of {} bytes exceeds max_entry_bytes ({})",
@@ -171,10 +197,7 @@ impl Node {
                 self.config.max_entry_bytes
             )));
         }
-        let Some(pass) = self.writes.enter() else {
-            return Err(Error::NotLeader { leader_id: None, leader_addr: None });
-        };
-        self.proposer.propose(data, pass).await
+        self.writes.enter().ok_or(Error::NotLeader { leader_id: None, leader_addr: None })
     }
 
     pub async fn read_barrier(&self) -> Result<u64> {

@@ -19,9 +19,10 @@ use crate::config::Config;
 use crate::error::Error;
 use crate::logging;
 use crate::node::{MetricsView, Node};
+use crate::proposer::Answer;
 use crate::py_completion::{Completions, Outcome};
 use crate::py_errors::{self, to_py};
-use crate::state_machine::Work;
+use crate::state_machine::{ApplyReply, Work};
 use crate::tls::{Fingerprint, TlsIdentity};
 use crate::types::NodeInfo;
 
@@ -178,18 +179,38 @@ impl PyTlsConfig {
     }
 }
 
-/// A reply slot that can be used once.
-struct Once<T>(Mutex<Option<oneshot::Sender<Result<T, String>>>>);
+/// Where a work item's outcome goes.
+trait ReplyTo<T> {
+    fn reply(self, value: Result<T, String>);
+}
 
-impl<T> Once<T> {
-    fn new(tx: oneshot::Sender<Result<T, String>>) -> Self {
+impl<T> ReplyTo<T> for oneshot::Sender<Result<T, String>> {
+    fn reply(self, value: Result<T, String>) {
+        let _ = self.send(value);
+    }
+}
+
+impl ReplyTo<Vec<Vec<u8>>> for ApplyReply {
+    fn reply(self, value: Result<Vec<Vec<u8>>, String>) {
+        let _ = self.send(value);
+    }
+}
+
+/// A reply slot that can be used once.
+struct Once<S>(Mutex<Option<S>>);
+
+impl<S> Once<S> {
+    fn new(tx: S) -> Self {
         Once(Mutex::new(Some(tx)))
     }
-    fn send(&self, value: Result<T, String>) -> PyResult<()> {
+    fn send<T>(&self, value: Result<T, String>) -> PyResult<()>
+    where
+        S: ReplyTo<T>,
+    {
         let tx = self.0.lock().unwrap().take();
         match tx {
             Some(tx) => {
-                let _ = tx.send(value);
+                tx.reply(value);
                 Ok(())
             }
             None => Err(pyo3::exceptions::PyRuntimeError::new_err("this work item was already completed")),
@@ -197,12 +218,14 @@ impl<T> Once<T> {
     }
 }
 
+type OnceReply<T> = Once<oneshot::Sender<Result<T, String>>>;
+
 #[pyclass(frozen, name = "ApplyBatch", module = "warren_raft")]
 pub struct PyApplyBatch {
     #[pyo3(get)]
     entries: Py<PyList>,
     count: usize,
-    reply: Once<Vec<Vec<u8>>>,
+    reply: Once<ApplyReply>,
 }
 
 #[pymethods]
@@ -235,7 +258,7 @@ pub struct PyBuildSnapshot {
     path: String,
     #[pyo3(get)]
     last_index: Option<u64>,
-    reply: Once<()>,
+    reply: OnceReply<()>,
 }
 
 #[pymethods]
@@ -258,7 +281,7 @@ pub struct PyRestoreSnapshot {
     path: Option<String>,
     #[pyo3(get)]
     last_index: Option<u64>,
-    reply: Once<()>,
+    reply: OnceReply<()>,
 }
 
 #[pymethods]
@@ -376,12 +399,25 @@ impl PyRaftNode {
 
     fn propose<'py>(slf: &Bound<'py, Self>, data: &Bound<'py, PyBytes>) -> PyResult<Bound<'py, PyAny>> {
         crate::probe::mark(crate::probe::Point::PyPropose, 0);
+        // No task per proposal: the proposal goes straight into the proposer's queue, and the apply
+        // of its entry answers it (on this thread, when this process's state machine applies it).
+        let py = slf.py();
         let node = slf.get().node.clone();
-        let data = data.as_bytes().to_vec();
-        awaitable(slf, async move {
-            let (index, response) = node.propose(data).await?;
-            Ok((index, ResponseBytes(response)))
-        })
+        let completions = slf.get().completions.clone();
+        let (id, pyfut) = completions.future(py, || slf.getattr("_drain_completions"))?;
+        let answer: Answer = Box::new(move |outcome| {
+            completions.push(
+                id,
+                Box::new(move |py| match outcome {
+                    Ok((index, response)) => (index, ResponseBytes(response)).into_py_any(py),
+                    Err(e) => Err(to_py(e)),
+                }),
+            )
+        });
+        if let Some((data, answer)) = node.submit(data.as_bytes().to_vec(), answer) {
+            core().spawn(async move { node.propose_with(data, answer).await });
+        }
+        Ok(pyfut)
     }
 
     fn _drain_completions(&self, py: Python<'_>) -> PyResult<()> {

@@ -19,6 +19,7 @@ use openraft::{EntryPayload, ErrorSubject, ErrorVerb, OptionalSend, StorageIOErr
 use tokio::sync::{mpsc, oneshot};
 
 use crate::error::Error;
+use crate::proposer::Waiting;
 use crate::types::{Entry, LogId, Payload, SnapshotMeta, StorageError, StoredMembership, TypeConfig};
 
 /// Name of the snapshot folder inside a node's data directory.
@@ -31,11 +32,52 @@ pub type Reply<T> = oneshot::Sender<Result<T, String>>;
 #[derive(Debug)]
 pub enum Work {
     /// Apply committed entries `(index, term, payload)`; reply with one response per entry.
-    Apply { entries: Vec<(u64, u64, Vec<u8>)>, reply: Reply<Vec<Vec<u8>>> },
+    Apply { entries: Vec<(u64, u64, Vec<u8>)>, reply: ApplyReply },
     /// Write the whole state to `path`.
     BuildSnapshot { path: PathBuf, last_index: Option<u64>, reply: Reply<()> },
     /// Replace the whole state with the snapshot at `path` (None: empty state).
     Restore { path: Option<PathBuf>, last_index: Option<u64>, reply: Reply<()> },
+}
+
+/// The reply to a [`Work::Apply`]: one response per command, or why the application failed.
+///
+/// A successful reply also answers, there and then, the proposers on this node waiting for those
+/// commands ([`crate::proposer`]): their entries are committed and now applied. A failed or
+/// dropped one leaves them to the proposer, which learns of the failure from openraft.
+pub struct ApplyReply {
+    tx: oneshot::Sender<Result<Vec<Vec<u8>>, String>>,
+    /// Per entry proposed here: who waits, its log index, its first command's position in the batch.
+    waiting: Vec<(Waiting, u64, usize)>,
+    count: usize,
+}
+
+impl ApplyReply {
+    /// Hands the application's answer to the node, like `oneshot::Sender::send` (an `Err` back
+    /// holds the value when the node no longer waits for it).
+    pub fn send(
+        self,
+        result: Result<Vec<Vec<u8>>, String>,
+    ) -> std::result::Result<(), Result<Vec<Vec<u8>>, String>> {
+        let result = match result {
+            Ok(mut responses) if responses.len() == self.count => {
+                for (waiting, index, first) in &self.waiting {
+                    for (k, answer) in waiting.take().into_iter().flatten().enumerate() {
+                        // Answered with its response; openraft's copy (unused) is left empty.
+                        answer(Ok((*index, std::mem::take(&mut responses[first + k]))));
+                    }
+                }
+                Ok(responses)
+            }
+            other => other,
+        };
+        self.tx.send(result)
+    }
+}
+
+impl std::fmt::Debug for ApplyReply {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "ApplyReply({} responses)", self.count)
+    }
 }
 
 /// The log position the application reaches once it has done everything enqueued so far.
@@ -235,6 +277,7 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         // Per entry, how many commands it carries (0 for blank and membership entries).
         let mut counts = Vec::new();
         let mut normal = Vec::new();
+        let mut waiting = Vec::new();
         let rx = {
             let (pos, tx) = &mut *self.shared.queue.lock().unwrap();
             for entry in entries {
@@ -243,6 +286,9 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
                     EntryPayload::Normal(data) => {
                         counts.push(data.0.len());
                         let (index, term) = (entry.log_id.index, entry.log_id.leader_id.term);
+                        if data.1.is_some() {
+                            waiting.push((data.1, index, normal.len()));
+                        }
                         normal.extend(data.0.into_iter().map(|cmd| (index, term, cmd.into_vec())));
                     }
                     EntryPayload::Membership(m) => {
@@ -257,6 +303,7 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
             }
             crate::probe::mark(crate::probe::Point::Apply, pos.applied.map_or(0, |l| l.index));
             let (reply, rx) = oneshot::channel();
+            let reply = ApplyReply { tx: reply, waiting, count: normal.len() };
             tx.send(Work::Apply { entries: normal, reply })
                 .map_err(|_| sm_error(ErrorVerb::Write, "the node is shutting down"))?;
             rx
@@ -271,7 +318,7 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
             ));
         }
         let mut out = out.into_iter().map(serde_bytes::ByteBuf::from);
-        Ok(counts.into_iter().map(|n| Payload(out.by_ref().take(n).collect())).collect())
+        Ok(counts.into_iter().map(|n| Payload::from(out.by_ref().take(n).collect::<Vec<_>>())).collect())
     }
 
     async fn get_snapshot_builder(&mut self) -> Self::SnapshotBuilder {

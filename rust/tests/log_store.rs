@@ -11,7 +11,7 @@ use warren_raft::Error;
 fn entry(term: u64, index: u64, body: &[u8]) -> Entry {
     Entry {
         log_id: LogId::new(CommittedLeaderId::new(term, 1), index),
-        payload: EntryPayload::Normal(Payload(vec![ByteBuf::from(body.to_vec())])),
+        payload: EntryPayload::Normal(Payload::from(vec![ByteBuf::from(body.to_vec())])),
     }
 }
 
