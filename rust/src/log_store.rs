@@ -1,7 +1,14 @@
-//! Durable Raft log on redb, with group commit.
+//! Durable Raft log on redb: one transaction, one fsync, per append.
 //!
-//! Appends are queued to one writer thread, which drains everything queued, writes it in a single
-//! redb transaction and commits it with one fsync, then acknowledges every append in the batch.
+//! Each write (an append, a vote, a truncation, a purge) is one redb transaction committed with
+//! one fsync, on the calling thread (openraft's core, which waits for each before it goes on), and
+//! acknowledged once durable. Group commit comes from above: the proposer puts whatever proposals
+//! wait into one entry, and a follower gets many entries in one append. The write used to go to a
+//! writer thread; waking it and being woken back cost two thread hand-offs per fsync, on the
+//! commit path of the leader and of the follower (docs/decisions.md, issue 18). On tokio's
+//! multi-thread runtime the core's worker first hands its other tasks to another thread
+//! (`block_in_place`), so a slow fsync holds up no other task.
+//!
 //! An in-memory mirror of the (compaction-bounded) log serves reads, so entries are readable the
 //! moment they are appended, before they are durable; openraft only counts them once flushed.
 //!
@@ -20,14 +27,13 @@ use std::fmt::Debug;
 use std::io;
 use std::ops::RangeBounds;
 use std::path::{Path, PathBuf};
-use std::sync::{mpsc, Arc, OnceLock, RwLock};
+use std::sync::{Arc, Mutex, OnceLock, RwLock};
 
 use openraft::storage::{LogFlushed, LogState, RaftLogReader, RaftLogStorage};
 use openraft::{ErrorSubject, ErrorVerb, OptionalSend};
 use redb::{Builder, Database, Durability, ReadableTable, TableDefinition};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
-use tokio::sync::oneshot;
 
 use crate::error::Error;
 use crate::log_file::{LogFile, SharedFailure};
@@ -42,15 +48,11 @@ const KEY_VOTE: &str = "vote";
 const KEY_PURGED: &str = "purged";
 
 enum Op {
-    Append(Vec<(u64, Vec<u8>)>, Option<LogFlushed<TypeConfig>>),
+    Append(Vec<(u64, Vec<u8>)>),
     TruncateSince(u64),
     /// Records the purge point and deletes the entries up to it, in one transaction.
     Purge(u64, Vec<u8>),
     Meta(&'static str, Vec<u8>),
-    /// Acknowledged once everything queued before it is durable.
-    Sync(oneshot::Sender<Result<(), String>>),
-    /// Like Sync, then the writer stops and closes the file.
-    Close(oneshot::Sender<Result<(), String>>),
 }
 
 #[derive(Default)]
@@ -63,7 +65,8 @@ struct Mirror {
 
 struct Shared {
     mirror: RwLock<Mirror>,
-    tx: mpsc::Sender<Op>,
+    /// The file's writer; None once the log is closed.
+    writer: Mutex<Option<Writer>>,
     /// Set once, by the writer, when a write or fsync fails: why the log accepts nothing more.
     poison: Arc<OnceLock<String>>,
 }
@@ -152,13 +155,11 @@ impl LogStore {
             txn.commit().map_err(|e| storage(&e))?;
         }
         let mirror = Self::load(&db, &path)?;
-        // Unbounded, yet fed only by openraft's core, which waits for each append's flush (and
-        // each sync) before issuing the next: a handful of operations at most are ever queued.
-        let (tx, rx) = mpsc::channel();
         let poison = Arc::new(OnceLock::new());
-        let w = Writer { db, path: path.clone(), failure, poison: poison.clone() };
-        std::thread::Builder::new().name("raft-log-writer".into()).spawn(move || w.run(rx)).map_err(|e| storage(&e))?;
-        Ok(LogStore { shared: Arc::new(Shared { mirror: RwLock::new(mirror), tx, poison }) })
+        let writer = Writer { db, path: path.clone(), failure, poison: poison.clone() };
+        Ok(LogStore {
+            shared: Arc::new(Shared { mirror: RwLock::new(mirror), writer: Mutex::new(Some(writer)), poison }),
+        })
     }
 
     fn load(db: &Database, path: &Path) -> Result<Mirror, Error> {
@@ -218,35 +219,33 @@ impl LogStore {
         }
     }
 
-    fn send(&self, op: Op) -> Result<(), StorageError> {
-        self.refuse_if_poisoned(&ErrorSubject::Logs)?;
-        self.shared.tx.send(op).map_err(|_| write_error(ErrorSubject::Logs, "the log writer has stopped"))
+    /// Writes `ops` in one transaction and makes them durable (one fsync) before it returns.
+    fn write(&self, subject: ErrorSubject<u64>, ops: &[Op]) -> Result<(), StorageError> {
+        self.refuse_if_poisoned(&subject)?;
+        let result = blocking(|| match self.shared.writer.lock().unwrap().as_ref() {
+            Some(writer) => writer.write(ops),
+            None => Err("the log is closed".to_string()),
+        });
+        result.map_err(|e| write_error(subject, &e))
     }
 
-    async fn sync(&self, subject: ErrorSubject<u64>) -> Result<(), StorageError> {
-        let (tx, rx) = oneshot::channel();
-        self.send(Op::Sync(tx))?;
-        match rx.await {
-            Ok(Ok(())) => Ok(()),
-            Ok(Err(e)) => Err(write_error(subject, &e)),
-            Err(_) => Err(write_error(subject, "the log writer has stopped")),
-        }
-    }
-
-    /// Makes everything queued durable, then closes the file (at shutdown). Idempotent.
+    /// Closes the file (at shutdown); every acknowledged write is durable already. Idempotent.
     ///
     /// A poisoned log closes without error: every operation after its failure has already failed
     /// (and was never acknowledged), and the failure itself was reported when it happened.
     pub async fn close(&self) -> Result<(), StorageError> {
-        let (tx, rx) = oneshot::channel();
-        if self.shared.tx.send(Op::Close(tx)).is_err() {
-            return Ok(());
-        }
-        let result = rx.await.unwrap_or(Ok(()));
-        if self.shared.poison.get().is_some() {
-            return Ok(());
-        }
-        result.map_err(|e| write_error(ErrorSubject::Logs, &e))
+        let writer = self.shared.writer.lock().unwrap().take();
+        drop(writer);
+        Ok(())
+    }
+}
+
+/// Runs blocking file I/O for async code: on tokio's multi-thread runtime the worker first hands
+/// its other tasks to another thread; elsewhere (a current-thread runtime, no runtime) in place.
+fn blocking<T>(f: impl FnOnce() -> T) -> T {
+    match tokio::runtime::Handle::try_current() {
+        Ok(h) if h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread => tokio::task::block_in_place(f),
+        _ => f(),
     }
 }
 
@@ -254,7 +253,7 @@ fn write_error(subject: ErrorSubject<u64>, msg: &str) -> StorageError {
     openraft::StorageIOError::new(subject, ErrorVerb::Write, openraft::AnyError::error(msg)).into()
 }
 
-/// The writer thread: one redb transaction (and one fsync) per batch of queued operations.
+/// The file's writer: one redb transaction (and one fsync) per write.
 struct Writer {
     db: Database,
     path: PathBuf,
@@ -264,42 +263,18 @@ struct Writer {
 }
 
 impl Writer {
-    fn run(self, rx: mpsc::Receiver<Op>) {
-        let mut closing = None;
-        while let Ok(first) = rx.recv() {
-            let mut batch = vec![first];
-            while let Ok(op) = rx.try_recv() {
-                batch.push(op);
-            }
-            crate::probe::mark(crate::probe::Point::LogWriterWoke, batch.len() as u64);
-            let result = match self.poison.get() {
-                // Poisoned: nothing reaches the file any more.
-                Some(why) => Err(why.clone()),
-                None => write_batch(&self.db, &batch).map_err(|e| self.poisoned_by(e)),
-            };
-            let last = batch.iter().filter_map(|op| match op {
-                Op::Append(e, _) => e.last().map(|e| e.0),
-                _ => None,
-            });
-            crate::probe::mark(crate::probe::Point::LogFlushed, last.max().unwrap_or(0));
-            for op in batch {
-                match op {
-                    Op::Append(_, Some(cb)) => {
-                        cb.log_io_completed(result.clone().map_err(io::Error::other));
-                    }
-                    Op::Sync(tx) => {
-                        let _ = tx.send(result.clone());
-                    }
-                    Op::Close(tx) => closing = Some((tx, result.clone())),
-                    _ => {}
-                }
-            }
-            if let Some((tx, result)) = closing.take() {
-                drop(self.db);
-                let _ = tx.send(result);
-                return;
-            }
-        }
+    /// One transaction (one fsync) for `ops`; once a write has failed, nothing reaches the file.
+    fn write(&self, ops: &[Op]) -> Result<(), String> {
+        let result = match self.poison.get() {
+            Some(why) => Err(why.clone()),
+            None => write_batch(&self.db, ops).map_err(|e| self.poisoned_by(e)),
+        };
+        let last = ops.iter().filter_map(|op| match op {
+            Op::Append(e) => e.last().map(|e| e.0),
+            _ => None,
+        });
+        crate::probe::mark(crate::probe::Point::LogFlushed, last.max().unwrap_or(0));
+        result
     }
 
     /// Poisons the log with `e`, described by the failed operation when the file saw one.
@@ -328,7 +303,7 @@ fn write_batch(db: &Database, batch: &[Op]) -> Result<(), redb::Error> {
         let mut meta = txn.open_table(META)?;
         for op in batch {
             match op {
-                Op::Append(entries, _) => {
+                Op::Append(entries) => {
                     for (index, value) in entries {
                         log.insert(*index, value.as_slice())?;
                     }
@@ -341,7 +316,6 @@ fn write_batch(db: &Database, batch: &[Op]) -> Result<(), redb::Error> {
                 Op::Meta(key, value) => {
                     meta.insert(*key, value.as_slice())?;
                 }
-                Op::Sync(_) | Op::Close(_) => {}
             }
         }
     }
@@ -375,8 +349,7 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     async fn save_vote(&mut self, vote: &Vote) -> Result<(), StorageError> {
         self.refuse_if_poisoned(&ErrorSubject::Vote)?;
         self.shared.mirror.write().unwrap().vote = Some(*vote);
-        self.send(Op::Meta(KEY_VOTE, encode_sealed(vote)))?;
-        self.sync(ErrorSubject::Vote).await
+        self.write(ErrorSubject::Vote, &[Op::Meta(KEY_VOTE, encode_sealed(vote))])
     }
 
     async fn read_vote(&mut self) -> Result<Option<Vote>, StorageError> {
@@ -406,14 +379,17 @@ impl RaftLogStorage<TypeConfig> for LogStore {
                 mirror.entries.insert(e.log_id.index, e);
             }
         }
-        self.send(Op::Append(encoded, Some(callback)))
+        crate::probe::mark(crate::probe::Point::LogWriterWoke, 1);
+        let result = self.write(ErrorSubject::Logs, &[Op::Append(encoded)]);
+        // openraft learns of a failure through the callback, as it would from a later flush.
+        callback.log_io_completed(result.map_err(|e| io::Error::other(e.to_string())));
+        Ok(())
     }
 
     async fn truncate(&mut self, log_id: LogId) -> Result<(), StorageError> {
         self.refuse_if_poisoned(&ErrorSubject::Logs)?;
         self.shared.mirror.write().unwrap().entries.split_off(&log_id.index);
-        self.send(Op::TruncateSince(log_id.index))?;
-        self.sync(ErrorSubject::Logs).await
+        self.write(ErrorSubject::Logs, &[Op::TruncateSince(log_id.index)])
     }
 
     async fn purge(&mut self, log_id: LogId) -> Result<(), StorageError> {
@@ -424,8 +400,7 @@ impl RaftLogStorage<TypeConfig> for LogStore {
             mirror.entries = keep;
             mirror.last_purged = Some(log_id);
         }
-        self.send(Op::Purge(log_id.index, encode_sealed(&Some(log_id))))?;
-        self.sync(ErrorSubject::Logs).await
+        self.write(ErrorSubject::Logs, &[Op::Purge(log_id.index, encode_sealed(&Some(log_id)))])
     }
 }
 

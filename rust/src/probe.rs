@@ -19,7 +19,7 @@ pub(crate) enum Point {
     LogAppend,
     /// The log writer's batch is durable (fsync returned); key: last index of the batch.
     LogFlushed,
-    /// The log writer thread took a batch off its queue; key: operations in it.
+    /// A log write begins (on the calling thread); key: operations in it.
     LogWriterWoke,
     /// The log file: a write (key: bytes), an fdatasync begins, an fdatasync returned.
     FileWrite,
