@@ -62,7 +62,7 @@ def first_at_or_after(events: list[Event], t: int, point: str, key: int | None =
 HOPS = [
     ("Python propose() → proposer hands batch to openraft", "L:PyPropose", "L:ClientWrite"),
     ("openraft core: client_write → log append called", "L:ClientWrite", "L:LogAppend"),
-    ("leader log: append → durable (writer thread, redb commit + fdatasync)", "L:LogAppend", "L:LogFlushed"),
+    ("leader log: append → durable (redb commit + fdatasync)", "L:LogAppend", "L:LogFlushed"),
     ("leader: flushed → AppendEntries handed to transport", "L:LogFlushed", "L:AppendSend"),
     ("network out: leader transport → follower read the frame", "L:AppendSend", "F:AppendReceived"),
     ("follower core: request read → log append called", "F:AppendReceived", "F:LogAppend"),
@@ -71,9 +71,12 @@ HOPS = [
     ("network back: answer written to the socket → leader has it", "F:AppendReplied", "L:AppendAnswered"),
     ("leader: answer → commit → apply asked of the state machine", "L:AppendAnswered", "L:Apply"),
     ("apply → work item reaches Python (next_work wake-up)", "L:Apply", "L:WorkToPython"),
+    # Before answers at apply: the answer went back through openraft, then to the event loop.
     ("Python applies, completes → Rust has the answer", "L:WorkToPython", "L:Applied"),
     ("applied → client_write returns (sm worker → core → proposer)", "L:Applied", "L:Committed"),
     ("committed → propose() result queued for the event loop", "L:Committed", "L:CompletionPushed"),
+    # Since: completing the apply answers the proposer, on the event loop's thread.
+    ("Python applies, completes; that answers the proposer", "L:WorkToPython", "L:AnsweredAtApply"),
     ("queued → event loop drains it (pipe wake-up)", "L:CompletionPushed", "L:CompletionDrain"),
 ]
 
@@ -123,19 +126,23 @@ def breakdown(traces: list[Trace], warmup: int) -> tuple[dict[str, list[float]],
         when["F:AppendReplied"] = best[0]
         when["L:Apply"] = first_at_or_after(leader.events, answered or 0, "Apply", index)
         when["L:WorkToPython"] = first_at_or_after(leader.events, when["L:Apply"] or 0, "WorkToPython", index)
-        when["L:Applied"] = first_at_or_after(leader.events, when["L:WorkToPython"] or 0, "Applied")
-        when["L:Committed"] = first_at_or_after(leader.events, when["L:Applied"] or 0, "Committed", index)
-        when["L:CompletionPushed"] = first_at_or_after(
-            leader.events, when["L:Committed"] or 0, "CompletionPushed"
-        )
-        when["L:CompletionDrain"] = first_at_or_after(
-            leader.events, when["L:CompletionPushed"] or 0, "CompletionDrain"
-        )
+        to_python = when["L:WorkToPython"] or 0
+        pushed = first_at_or_after(leader.events, to_python, "CompletionPushed")
+        committed = first_at_or_after(leader.events, to_python, "Committed", index)
+        if committed is not None and pushed is not None and committed <= pushed:
+            # The answer came back through openraft's client_write.
+            when["L:Applied"] = first_at_or_after(leader.events, to_python, "Applied")
+            when["L:Committed"] = committed
+        else:
+            when["L:AnsweredAtApply"] = pushed
+        when["L:CompletionPushed"] = pushed
+        when["L:CompletionDrain"] = first_at_or_after(leader.events, pushed or 0, "CompletionDrain")
         if any(v is None for v in when.values()):
             skipped["incomplete"] += 1
             continue
         for label, a, b in HOPS:
-            hops[label].append(((when[b] or 0) - (when[a] or 0)) / 1000)
+            if a in when and b in when:
+                hops[label].append(((when[b] or 0) - (when[a] or 0)) / 1000)
         totals.append(((when["L:CompletionDrain"] or 0) - t0) / 1000)
     return hops, totals, skipped
 

@@ -25,7 +25,7 @@ use crate::write_gate::Pass;
 
 /// Batches handed to openraft at once. One: while it commits, the next batch fills up. Measured
 /// with `python -m benches --only commit_latency`: 2 and 4 gave no more throughput, only smaller
-/// batches (4: 17,500/s on one node against 29,400/s with 1).
+/// batches (4: 17,500/s on one node against 29,400/s with 1; issue 18, 3 and 5 nodes: 2 no better).
 const MAX_IN_FLIGHT: usize = 1;
 /// Most commands in one log entry.
 const MAX_BATCH_COMMANDS: usize = 4096;
