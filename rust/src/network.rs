@@ -588,7 +588,10 @@ mod tests {
     fn append_of(bytes: usize) -> Request {
         let entry = crate::types::Entry {
             log_id: LogId::new(CommittedLeaderId::new(1, 1), 1),
-            payload: EntryPayload::Normal(crate::types::Payload::from(vec![serde_bytes::ByteBuf::from(vec![7u8; bytes])])),
+            payload: EntryPayload::Normal(crate::types::Payload::from(vec![serde_bytes::ByteBuf::from(vec![
+                7u8;
+                bytes
+            ])])),
         };
         Request::Append(AppendEntriesRequest {
             vote: Vote::new_committed(1, 1),

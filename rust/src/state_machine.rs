@@ -54,10 +54,7 @@ pub struct ApplyReply {
 impl ApplyReply {
     /// Hands the application's answer to the node, like `oneshot::Sender::send` (an `Err` back
     /// holds the value when the node no longer waits for it).
-    pub fn send(
-        self,
-        result: Result<Vec<Vec<u8>>, String>,
-    ) -> std::result::Result<(), Result<Vec<Vec<u8>>, String>> {
+    pub fn send(self, result: Result<Vec<Vec<u8>>, String>) -> std::result::Result<(), Result<Vec<Vec<u8>>, String>> {
         let result = match result {
             Ok(mut responses) if responses.len() == self.count => {
                 for (waiting, index, first) in &self.waiting {
