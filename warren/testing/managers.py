@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from warren.pki import userconfig
-from warren.testing.process import WARREN, Daemon, Guard, free_port
+from warren.testing.process import WARREN, Daemon, Guard, free_ports
 
 # Where a manager runs: its host address, its (API, Raft, metrics) ports (None: free ports on the host)
 # and a command prefix (e.g. ["ip", "netns", "exec", NAME]; empty: none).
@@ -47,7 +47,7 @@ class ManagerDaemon(Daemon):
     ) -> None:
         super().__init__(label, [], log_path, cwd=cwd, env=env, out_path=out_path, prefix=prefix, guard=guard)
         self.host = host
-        api_port, raft_port, metrics_port = ports or (free_port(host), free_port(host), free_port(host))
+        api_port, raft_port, metrics_port = ports or free_ports(3, host)
         self.api_addr = f"{host}:{api_port}"
         self.raft_addr = f"{host}:{raft_port}"
         self.metrics_addr = f"{host}:{metrics_port}"

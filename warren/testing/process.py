@@ -36,9 +36,20 @@ Guard = Callable[[], AbstractContextManager[object]]
 
 def free_port(host: str = "127.0.0.1") -> int:
     """A TCP port free on `host` right now (bound to port 0, read back, released)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind((host, 0))
-        return int(s.getsockname()[1])
+    return free_ports(1, host)[0]
+
+
+def free_ports(n: int, host: str = "127.0.0.1") -> list[int]:
+    """`n` distinct TCP ports free on `host` right now. All are held until the last is picked: ports
+    picked one at a time and released in between can repeat (seen: a manager's API and metrics
+    ports were the same, and it could not start)."""
+    with contextlib.ExitStack() as held:
+        ports = []
+        for _ in range(n):
+            s = held.enter_context(socket.socket(socket.AF_INET, socket.SOCK_STREAM))
+            s.bind((host, 0))
+            ports.append(int(s.getsockname()[1]))
+        return ports
 
 
 def daemon_env(config_dir: Path | None = None, *, pythonpath: Path | None = None) -> dict[str, str]:

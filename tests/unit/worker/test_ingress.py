@@ -17,6 +17,7 @@ from typing import Any
 import pytest
 
 from warren.errors import InvalidError
+from warren.testing.process import free_ports
 from warren.testing.wait import eventually_async
 from warren.worker.ingress import Backend, IngressProxy
 
@@ -29,9 +30,7 @@ def anyio_backend(request: pytest.FixtureRequest) -> Any:
 
 
 def free_port() -> int:
-    with socket.socket() as s:
-        s.bind((HOST, 0))
-        return int(s.getsockname()[1])
+    return free_ports(1, HOST)[0]
 
 
 class Upstream:
@@ -262,7 +261,7 @@ async def test_a_backend_that_failed_is_tried_last_for_a_while_then_first_again(
 
 
 async def test_with_no_backend_answering_the_client_is_closed() -> None:
-    port, empty = free_port(), free_port()
+    port, empty = free_ports(2, HOST)
     with closed_port() as dead1, closed_port() as dead2:
         async with proxy() as p:
             await p.update({port: [Backend(HOST, dead1, "t1", "n"), Backend(HOST, dead2, "t2", "n")],
@@ -321,7 +320,7 @@ async def test_a_new_table_takes_new_connections_while_established_ones_continue
 
 
 async def test_a_port_that_leaves_the_table_is_no_longer_listened_on() -> None:
-    port, other = free_port(), free_port()
+    port, other = free_ports(2, HOST)
     async with upstreams("a") as [a], proxy() as p:
         await p.update({port: [a.backend()], other: [a.backend()]})
         assert set(p.bound()) == {port, other}
