@@ -91,6 +91,7 @@ def test_without_etcd_only_the_absolute_half_is_checked_and_said() -> None:
         ("commit_latency/3/sequential", {"p50_ms": 1.1}, "missed"),
         ("leader_failover/graceful", {"p50_ms": 40.0, "max_ms": 99.0}, "met"),
         ("leader_failover/graceful", {"p50_ms": 40.0, "max_ms": 150.0}, "missed"),
+        ("leader_failover/graceful", {"p50_ms": 60.0, "max_ms": 99.0}, "missed"),
         ("failover/3", {"p50_ms": 500.0, "max_ms": 1200.0}, "missed"),
         ("schedule/1000", {"p50_ms": 20_000.0, "max_ms": 29_000.0}, "met"),
         ("schedule/1000", {"p50_ms": 20_000.0, "max_ms": 29_000.0, "failed_trials": 1}, "missed"),
@@ -162,6 +163,21 @@ def test_rows_without_a_target_or_absent_rows_get_no_verdict_and_stale_marks_go(
     )
     for r in rows.values():
         assert "verdict" not in r and "target" not in r and "target_note" not in r
+
+
+@pytest.mark.parametrize(("follower_p50", "verdict"), [(2.4, "met"), (2.6, "missed")])
+def test_a_forwarded_write_is_judged_against_the_leader_of_the_same_run(
+    follower_p50: float, verdict: str
+) -> None:
+    # Both under the absolute 3 ms: only "the leader's + 1 ms" decides.
+    rows = judged(
+        row("manager_api/3/leader", p50_ms=1.5, p99_ms=3.0),
+        row("manager_api/3/follower", p50_ms=follower_p50),
+    )
+    assert rows["manager_api/3/follower"]["verdict"] == verdict
+    assert "over manager_api/3/leader" in rows["manager_api/3/follower"]["target_note"]
+    alone = judged(row("manager_api/3/follower", p50_ms=1.0))["manager_api/3/follower"]
+    assert alone["verdict"] == "n/a" and "no manager_api/3/leader" in alone["target_note"]
 
 
 def test_graceful_target_says_why_it_judges_the_worst_trial() -> None:
