@@ -217,8 +217,8 @@ async def found(node: Running, tls: material.NodeMaterial) -> None:
         initialized = await consensus.node.is_initialized()
         if not initialized:
             await consensus.node.bootstrap()
-    await consensus.wait_for_leader(node.settings.startup_leader_timeout_s)
-    if consensus.is_leader():
+    leader = await consensus.wait_for_leader(node.settings.startup_leader_timeout_s)
+    if leader.raft_id == me.raft_id:  # the core's fresh answer, never a cached one
         await consensus.read_barrier()
         record = c.ManagerRecord(me.name, me.raft_id, me.api_addr, me.raft_addr)
         if me.restore_from is not None:

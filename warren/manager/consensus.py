@@ -34,8 +34,9 @@ from warren.store.machine import Store
 
 log = logging.getLogger(__name__)
 
-# How long one read of the core's metrics answers `is_leader`, `leader` and friends; seconds. A stale
-# answer costs nothing: a write sent to a node that just lost leadership fails in propose and is retried.
+# How long one read of the core's metrics answers `seems_leader`, `leader` and friends; seconds. A stale
+# answer costs nothing there: a write routed to a node that just lost leadership fails in propose and is
+# retried. Decisions taken once (found the cluster, start the leader's services) read fresh: `is_leader`.
 METRICS_TTL_S = 0.002
 
 
@@ -173,6 +174,11 @@ class Consensus:
         return self._metrics
 
     def is_leader(self) -> bool:
+        """Whether this node leads now, from the core's metrics read fresh."""
+        return self.node.metrics()["role"] == "leader"
+
+    def seems_leader(self) -> bool:
+        """`is_leader` from metrics up to METRICS_TTL_S old: for routing each API request only."""
         return self.metrics()["role"] == "leader"
 
     def leader(self) -> LeaderInfo | None:

@@ -76,6 +76,19 @@ async def test_wait_for_leader_times_out_or_stops_with_the_node() -> None:
         await consensus(node).wait_for_leader(1.0)
 
 
+def test_is_leader_reads_the_core_fresh_right_after_a_cached_read(monkeypatch: pytest.MonkeyPatch) -> None:
+    # The founder asks "do I lead?" right after the election: an answer cached from before it made
+    # `warren manager init` skip the cluster's first command (CI: a drill's manager never listed).
+    monkeypatch.setattr("warren.manager.consensus.time.monotonic", lambda: 100.0)  # within the TTL
+    node = ScriptedNode()
+    c = consensus(node)
+    c._metrics, c._metrics_at = node.metrics(), 100.0
+    assert not c.seems_leader()
+    node.set(leader_id=1, role="leader")
+    assert c.is_leader()
+    assert not c.seems_leader()  # the per-request answer may lag by up to METRICS_TTL_S
+
+
 class AnsweringNode:
     """A Raft core whose proposals are answered when the test says (or fail with `error`)."""
 

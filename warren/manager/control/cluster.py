@@ -33,7 +33,7 @@ class Cluster:
     # -- leader routing -------------------------------------------------------------------------------
 
     def is_leader(self) -> bool:
-        return self.consensus.is_leader()
+        return self.consensus.seems_leader()  # per request: a stale answer only costs a retry
 
     def leader_api_addr(self) -> str | None:
         """The leader's API address, None while no leader (or its address) is known."""
