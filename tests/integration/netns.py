@@ -196,6 +196,19 @@ class NetnsLab:
             run(*self.prefix(i), "iptables", "-I", *rule)
         self._cut.setdefault(i, []).extend(rules)
 
+    def drop_inbound(self, i: int, probability: float = 1.0, from_hosts: Sequence[int] | None = None) -> None:
+        """One-way loss: host i drops this share of what the given hosts (default: every other) send
+        it, and still sends to them (iptables' `statistic` match below 1.0)."""
+        if not 0.0 < probability <= 1.0:
+            raise ValueError(f"a drop probability is in (0, 1], got {probability}")
+        match = [] if probability >= 1.0 else ["-m", "statistic", "--mode", "random",
+                                               "--probability", f"{probability:.3f}"]  # fmt: skip
+        rules = [["INPUT", "-s", self.addr(j), *match, "-j", "DROP"]
+                 for j in (from_hosts or range(1, self.n + 1)) if j != i]  # fmt: skip
+        for rule in rules:
+            run(*self.prefix(i), "iptables", "-I", *rule)
+        self._cut.setdefault(i, []).extend(rules)
+
     def heal(self, i: int | None = None) -> None:
         """Remove the partition rules of host i (default: of every host)."""
         for host in [i] if i is not None else list(self._cut):

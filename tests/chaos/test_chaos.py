@@ -1,0 +1,106 @@
+"""Chaos: faults one after another on a live cluster under load, then machine-checked invariants.
+
+`make test` runs a bounded smoke (every fault kind at least once, about two minutes); `make chaos` runs
+the same test for WARREN_CHAOS_SECONDS (30 minutes) and writes its report into benches/results/.
+Settings, all from the environment: WARREN_CHAOS_SECONDS, WARREN_CHAOS_MANAGERS (5),
+WARREN_CHAOS_SEED (random, printed: rerun with it to replay the same choices), WARREN_CHAOS_REPORT
+(a directory; default the test's tmp dir).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import random
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.chaos import invariants, report
+from tests.chaos.nemesis import KINDS, Nemesis, small_disk
+from tests.chaos.writes import ConfigWriter, lost_writes
+from tests.integration.managers import ManagerCluster, get_json, manager_clusters
+from tests.integration.netns import NetnsLab, unavailable_reason
+
+PORTS = (8080, 7946, 9090)  # each manager has a namespace (and an address) of its own
+SMOKE_SECONDS = 100.0
+
+
+def _env_int(name: str, default: int) -> int:
+    value = os.environ.get(name, "")
+    return int(value) if value.strip() else default
+
+
+@pytest.fixture
+def lab(request: pytest.FixtureRequest) -> Iterator[NetnsLab]:
+    reason = unavailable_reason()
+    if reason is not None:
+        if os.environ.get("CI"):
+            pytest.fail(f"CI must be able to make network namespaces: {reason}")
+        pytest.skip(f"needs network namespaces: {reason}")
+    with NetnsLab(_env_int("WARREN_CHAOS_MANAGERS", 5)) as lab:
+        yield lab
+    assert not lab.leftovers(), f"the lab left things behind: {lab.leftovers()}"
+
+
+def form(cluster: ManagerCluster, n: int, stack: contextlib.ExitStack) -> None:
+    """init + joins; the last manager's Raft directory is a small tmpfs (the full-disk fault's)."""
+    first = cluster.init()
+    for i in range(2, n + 1):
+        m = cluster.new_manager()
+        if i == n and os.geteuid() == 0:
+            stack.enter_context(small_disk(m.data_dir / "raft"))
+        m.join(cluster.join_token(first), first.api_addr)
+
+
+def test_chaos(lab: NetnsLab, tmp_path: Path, request: pytest.FixtureRequest) -> None:
+    seconds = float(_env_int("WARREN_CHAOS_SECONDS", int(SMOKE_SECONDS)))
+    seed = _env_int("WARREN_CHAOS_SEED", random.SystemRandom().randrange(1 << 32))
+    out_dir = Path(os.environ.get("WARREN_CHAOS_REPORT") or tmp_path / "report")
+    print(f"chaos: seed {seed} (WARREN_CHAOS_SEED={seed} replays it), {seconds:g} s", file=sys.stderr)
+    rng = random.Random(seed)
+    with contextlib.ExitStack() as stack, manager_clusters(tmp_path, request) as make:
+        cluster = make(hosts=lab.hosts(PORTS), extra_flags=["--manager-only"])
+        stack.callback(cluster.close)  # managers die before their tmpfs is unmounted
+        form(cluster, lab.n, stack)
+        nemesis = Nemesis(cluster, lab, rng, full_disk=cluster.managers[-1] if os.geteuid() == 0 else None)
+        t0 = time.monotonic()
+        # First every kind once (in the seed's order), then the seed's weighted choices.
+        first_round = nemesis.possible()
+        rng.shuffle(first_round)
+        with ConfigWriter(cluster.managers, seed) as writer:
+            while time.monotonic() - t0 < seconds or first_round:
+                kind = first_round.pop() if first_round else nemesis.choose()
+                nemesis.run(kind)
+            end = time.monotonic()
+        lab.heal()
+        nemesis.recover()
+        leader = cluster.leader()
+        final = {c["name"] for c in get_json(leader.api_addr, "/v1/configs?consistent=true", timeout=15)}
+        lost = lost_writes(writer.log, final)
+        anomalies = [f"seed {seed}: two leaders in {t}" for t in invariants.two_leaders(cluster.managers)]
+        anomalies += [f"manager exited on its own: {e}" for e in nemesis.unexpected_exits]
+        anomalies += [f"acknowledged write lost: {name}" for name in lost[:20]]
+        windows = [(f.kind, f.start, f.recovered) for f in nemesis.faults]
+        doc = report.summary(
+            seed=seed,
+            managers=len(cluster.managers),
+            duration_s=end - t0,
+            faults=nemesis.faults,
+            t0=t0,
+            operations={"acked_creates": len(writer.log.acked), "unknown": len(writer.log.unknown),
+                        "refused": len(writer.log.refused), "unsent": writer.log.unsent},  # fmt: skip
+            histories={},
+            lost_writes=lost,
+            anomalies=anomalies,
+            unavailability=invariants.longest_gaps(writer.log.ok_times, windows),
+        )
+        paths = report.write(doc, out_dir)
+        print(f"chaos report: {paths[1]}\n{report.markdown(doc)}", file=sys.stderr)
+    assert set(doc["faults"]) >= set(KINDS) - {"split"} - ({"disk-full"} if os.geteuid() else set())
+    assert writer.log.acked, "no write was acknowledged during the run"
+    assert not writer.log.refused, f"writes refused: {writer.log.refused[:5]}"
+    assert not anomalies, f"seed {seed}: {anomalies}"
