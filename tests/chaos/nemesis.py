@@ -20,6 +20,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from tests.chaos.tasks import ChaosWorker
 from tests.integration.managers import ManagerCluster, ManagerProc
 from tests.integration.netns import NetnsLab
 
@@ -35,6 +36,7 @@ KINDS: dict[str, float] = {
     "one-way-loss": 0.06,
     "all-killed": 0.04,
     "disk-full": 0.04,
+    "worker-lost": 0.04,
 }
 PARTITIONS = ("leader-isolated", "split", "flapping-link", "one-way-loss")
 FULL_DISK_MB = 256  # the tmpfs under one follower's Raft directory
@@ -80,6 +82,7 @@ class Nemesis:
     lab: NetnsLab
     rng: random.Random
     full_disk: ManagerProc | None = None  # the manager whose Raft dir is a small tmpfs
+    workers: list[ChaosWorker] = field(default_factory=list)
     faults: list[Fault] = field(default_factory=list)
     unexpected_exits: list[str] = field(default_factory=list)
 
@@ -89,6 +92,8 @@ class Nemesis:
         kinds = [k for k in KINDS if k != "split" or len(self.cluster.managers) >= 5]
         if self.full_disk is None:
             kinds.remove("disk-full")
+        if not self.workers:
+            kinds.remove("worker-lost")
         return kinds
 
     def choose(self) -> str:
@@ -130,6 +135,10 @@ class Nemesis:
             self.cluster.leader(timeout=RECOVERY_TIMEOUT_S)
         except AssertionError as exc:
             raise NoRecovery(f"no agreed leader again: {exc}") from None
+        for w in self.workers:
+            if not w.worker.alive:
+                self.unexpected_exits.append(f"{w.label}: {w.worker.exit_note()}")
+                w.ensure_running()
 
     # -- the kinds ------------------------------------------------------------------------------------
 
@@ -215,6 +224,16 @@ class Nemesis:
                 m.start()
 
         return m.label, heal, self._hold(1.0, 3.0)
+
+    def _worker_lost(self, leader: ManagerProc) -> tuple[str, Heal, float]:
+        """A worker's agent killed, or the worker cut off from every other host, for less than the
+        managers' grace for a silent worker."""
+        w = self.rng.choice(self.workers)
+        if self.rng.random() < 0.5:
+            w.kill()
+            return f"{w.label} killed", w.ensure_running, self._hold(0.5, 2.0)
+        w.cut_off()
+        return f"{w.label} cut off", w.reconnect, self._hold(1.0, 3.5)
 
 
 def fill(path: Path) -> int:

@@ -16,17 +16,23 @@ import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from tests.chaos import invariants, report
 from tests.chaos.nemesis import KINDS, Nemesis, small_disk
+from tests.chaos.tasks import ChaosWorker, DuplicateWatch
 from tests.chaos.writes import ConfigWriter, lost_writes
-from tests.integration.managers import ManagerCluster, get_json, manager_clusters
+from tests.integration.managers import ManagerCluster, ManagerProc, api, get_json, manager_clusters
 from tests.integration.netns import NetnsLab, unavailable_reason
+from tests.integration.workers import WorkerProc
+from warren.testing.wait import eventually
 
 PORTS = (8080, 7946, 9090)  # each manager has a namespace (and an address) of its own
 SMOKE_SECONDS = 100.0
+WORKERS = 2  # process-runtime workers, in namespaces after the managers'
+SERVICE, REPLICAS = "chaos-sleep", 4
 
 
 def _env_int(name: str, default: int) -> int:
@@ -41,7 +47,7 @@ def lab(request: pytest.FixtureRequest) -> Iterator[NetnsLab]:
         if os.environ.get("CI"):
             pytest.fail(f"CI must be able to make network namespaces: {reason}")
         pytest.skip(f"needs network namespaces: {reason}")
-    with NetnsLab(_env_int("WARREN_CHAOS_MANAGERS", 5)) as lab:
+    with NetnsLab(_env_int("WARREN_CHAOS_MANAGERS", 5) + WORKERS) as lab:
         yield lab
     assert not lab.leftovers(), f"the lab left things behind: {lab.leftovers()}"
 
@@ -56,6 +62,23 @@ def form(cluster: ManagerCluster, n: int, stack: contextlib.ExitStack) -> None:
         m.join(cluster.join_token(first), first.api_addr)
 
 
+def start_workers(cluster: ManagerCluster, lab: NetnsLab, base_dir: Path) -> list[ChaosWorker]:
+    first = cluster.managers[0]
+    workers = []
+    for i in range(WORKERS):
+        host = len(cluster.managers) + 1 + i
+        w = WorkerProc(f"w{i + 1}", base_dir, [m.api_addr for m in cluster.managers], prefix=lab.prefix(host))
+        workers.append(ChaosWorker(w, lab, host))
+        w.start(cluster.join_token(first, "worker"))
+        w.wait_ready(first.api_addr)
+    return workers
+
+
+def running(leader: ManagerProc) -> list[dict[str, Any]]:
+    tasks = get_json(leader.api_addr, f"/v1/services/{SERVICE}/tasks?consistent=true", timeout=10)
+    return [t for t in tasks if t.get("state") == "running"]
+
+
 def test_chaos(lab: NetnsLab, tmp_path: Path, request: pytest.FixtureRequest) -> None:
     seconds = float(_env_int("WARREN_CHAOS_SECONDS", int(SMOKE_SECONDS)))
     seed = _env_int("WARREN_CHAOS_SEED", random.SystemRandom().randrange(1 << 32))
@@ -65,13 +88,23 @@ def test_chaos(lab: NetnsLab, tmp_path: Path, request: pytest.FixtureRequest) ->
     with contextlib.ExitStack() as stack, manager_clusters(tmp_path, request) as make:
         cluster = make(hosts=lab.hosts(PORTS), extra_flags=["--manager-only"])
         stack.callback(cluster.close)  # managers die before their tmpfs is unmounted
-        form(cluster, lab.n, stack)
-        nemesis = Nemesis(cluster, lab, rng, full_disk=cluster.managers[-1] if os.geteuid() == 0 else None)
+        form(cluster, lab.n - WORKERS, stack)
+        workers = start_workers(cluster, lab, tmp_path)
+        for w in workers:
+            stack.callback(w.close)
+        leader = cluster.leader()
+        spec = {"name": SERVICE, "image": "none", "driver": "process", "command": ["sleep", "1000000"],
+                "replicas": REPLICAS}  # fmt: skip
+        with api(leader.api_addr, 10) as client:
+            assert client.post("/v1/services", json=spec).status_code == 201
+        eventually(lambda: len(running(leader)) == REPLICAS, 60, f"{REPLICAS} replicas running")
+        full_disk = cluster.managers[-1] if os.geteuid() == 0 else None
+        nemesis = Nemesis(cluster, lab, rng, full_disk=full_disk, workers=workers)
         t0 = time.monotonic()
         # First every kind once (in the seed's order), then the seed's weighted choices.
         first_round = nemesis.possible()
         rng.shuffle(first_round)
-        with ConfigWriter(cluster.managers, seed) as writer:
+        with ConfigWriter(cluster.managers, seed) as writer, DuplicateWatch(SERVICE) as watch:
             while time.monotonic() - t0 < seconds or first_round:
                 kind = first_round.pop() if first_round else nemesis.choose()
                 nemesis.run(kind)
@@ -79,11 +112,13 @@ def test_chaos(lab: NetnsLab, tmp_path: Path, request: pytest.FixtureRequest) ->
         lab.heal()
         nemesis.recover()
         leader = cluster.leader()
+        eventually(lambda: len(running(leader)) == REPLICAS, 60, f"{REPLICAS} replicas running after the run")
         final = {c["name"] for c in get_json(leader.api_addr, "/v1/configs?consistent=true", timeout=15)}
         lost = lost_writes(writer.log, final)
         anomalies = [f"seed {seed}: two leaders in {t}" for t in invariants.two_leaders(cluster.managers)]
         anomalies += [f"manager exited on its own: {e}" for e in nemesis.unexpected_exits]
         anomalies += [f"acknowledged write lost: {name}" for name in lost[:20]]
+        anomalies += [f"a slot ran twice: {d}" for d in watch.duplicates[:20]]
         windows = [(f.kind, f.start, f.recovered) for f in nemesis.faults]
         doc = report.summary(
             seed=seed,
@@ -93,7 +128,7 @@ def test_chaos(lab: NetnsLab, tmp_path: Path, request: pytest.FixtureRequest) ->
             t0=t0,
             operations={"acked_creates": len(writer.log.acked), "unknown": len(writer.log.unknown),
                         "refused": len(writer.log.refused), "unsent": writer.log.unsent},  # fmt: skip
-            histories={},
+            histories={"task_slots": f"{watch.samples} samples, {len(watch.duplicates)} of a slot run twice"},
             lost_writes=lost,
             anomalies=anomalies,
             unavailability=invariants.longest_gaps(writer.log.ok_times, windows),

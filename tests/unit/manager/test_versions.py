@@ -161,6 +161,9 @@ async def test_a_manager_says_which_version_it_applies() -> None:
         "old:1": (503, {"ready": False}),  # a Warren from before versions were advertised
         "odd:1": (200, {"command_version": "7"}),
         "html:1": (200, "<html>"),
+        # A manager going down (its Raft core stopped on a full disk) answers with an error body: it did
+        # not say, and is no older Warren (the chaos suite saw a config create refused with "upgrade").
+        "dying:1": (503, {"error": "unavailable", "message": "raft stopped: raft log write failed"}),
     }
 
     def answer(request: httpx.Request) -> httpx.Response:
@@ -174,9 +177,9 @@ async def test_a_manager_says_which_version_it_applies() -> None:
     peers = PeerClient(timeout_s=1, probe_timeout_s=1)
     await peers._client.aclose()
     peers._client = httpx.AsyncClient(transport=httpx.MockTransport(answer))
-    addrs = ("new:1", "old:1", "odd:1", "html:1", "down:1")
+    addrs = ("new:1", "old:1", "odd:1", "html:1", "dying:1", "down:1")
     found = await asyncio.gather(*(peers.command_version(a) for a in addrs))
-    assert found == [3, 1, None, None, None]
+    assert found == [3, 1, None, None, None, None]
     await peers._client.aclose()
 
 
