@@ -914,4 +914,5 @@ class WorkloadSettings:
         if self.error_pause_s < 0:
             raise ConfigError(f"error_pause_s must not be negative, got {self.error_pause_s!r}")
         if not self.label or not self.service_prefix:
-            raise ConfigError("label and service_prefix must not be empty", fields=("label", "service_prefix"))
+            raise ConfigError("label and service_prefix must not be empty",
+                              fields=("label", "service_prefix"))

@@ -147,6 +147,9 @@ class VersionedRegister:
         return (version, True, value)
 
     def step(self, state: State, op: Operation) -> tuple[State, ...]:
+        version: int
+        exact: bool
+        value: Any
         version, exact, value = state  # type: ignore[misc]
         kind = op.kind
         if kind == "read":

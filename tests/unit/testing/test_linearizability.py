@@ -148,20 +148,24 @@ def vcas(client: str, if_version: int, value: str, new_version: int | None, invo
 def test_versioned_lost_update_and_conflicts() -> None:
     lost = [vcas("a", 1, "a1", 5, 0.0, 2.0), vcas("b", 1, "b1", 6, 1.0, 3.0)]
     assert check(lost, VREG).verdict == "illegal"
-    fine = [vcas("a", 1, "a1", 5, 0.0, 2.0), vcas("b", 1, "b1", None, 1.0, 3.0), vread("c", 5, "a1", 4.0, 5.0)]
+    fine = [vcas("a", 1, "a1", 5, 0.0, 2.0), vcas("b", 1, "b1", None, 1.0, 3.0),
+            vread("c", 5, "a1", 4.0, 5.0)]
     assert check(fine, VREG).verdict == "ok"
     # A version must grow: a write answered with a version at or below the one it replaced is illegal.
     assert check([vcas("a", 1, "a1", 1, 0.0, 1.0)], VREG).verdict == "illegal"
     # A conflict when the version read was current and nobody else wrote is illegal.
-    assert check([vread("a", 1, "init", 0.0, 1.0), vcas("a", 1, "a1", None, 2.0, 3.0)], VREG).verdict == "illegal"
+    refused = [vread("a", 1, "init", 0.0, 1.0), vcas("a", 1, "a1", None, 2.0, 3.0)]
+    assert check(refused, VREG).verdict == "illegal"
 
 
 def test_versioned_write_of_unknown_outcome_is_named_by_a_later_read() -> None:
     timed_out = vcas("a", 1, "a1", None, 0.0, None)
-    ok = [timed_out, vread("b", 7, "a1", 3.0, 4.0), vcas("b", 7, "b1", 9, 5.0, 6.0), vread("c", 9, "b1", 7.0, 8.0)]
+    ok = [timed_out, vread("b", 7, "a1", 3.0, 4.0), vcas("b", 7, "b1", 9, 5.0, 6.0),
+          vread("c", 9, "b1", 7.0, 8.0)]
     assert check(ok, VREG).verdict == "ok"
     # Once a read named its version, another version of the same value is illegal ...
-    assert check([timed_out, vread("b", 7, "a1", 3.0, 4.0), vread("c", 8, "a1", 5.0, 6.0)], VREG).verdict == "illegal"
+    renamed = [timed_out, vread("b", 7, "a1", 3.0, 4.0), vread("c", 8, "a1", 5.0, 6.0)]
+    assert check(renamed, VREG).verdict == "illegal"
     # ... and so is a version that does not grow.
     assert check([timed_out, vread("b", 1, "a1", 3.0, 4.0)], VREG).verdict == "illegal"
     # Two writes of unknown outcome from unknown versions: each may or may not have matched.
