@@ -861,3 +861,58 @@ class DrillSettings:
         return "none"
 
 
+
+
+# -- the chaos suite's histories (warren.testing.workload, warren.testing.linearizability) -------------
+
+
+@dataclass(frozen=True, slots=True)
+class CheckerSettings:
+    """How hard the linearizability checker tries before it answers "unknown" rather than hang."""
+
+    # Model steps the search of one key's history may take; past it the key's verdict is "unknown". A
+    # clean history takes about one step per operation per concurrent client (a 10-client history of
+    # 4,000 operations on a key: ~20,000 steps); operations of unknown outcome multiply it.
+    max_steps: int = 2_000_000
+    # Searches (each within max_steps) spent shrinking an illegal key's history to a short witness.
+    shrink_checks: int = 64
+
+    def validate(self) -> None:
+        _require_positive(self, "max_steps", "shrink_checks")
+
+
+@dataclass(frozen=True, slots=True)
+class WorkloadSettings:
+    """The compare-and-set workload: registers (a label of a service each), clients, the mix of their
+    operations and how long one may take before its outcome counts as unknown."""
+
+    clients: int = 4
+    registers: int = 3
+    # Register i is the label `label` of the service `<service_prefix><i>` (replicas 0: no tasks).
+    service_prefix: str = "reg-"
+    label: str = "chaos.value"
+    service_image: str = "warren-chaos-register:none"
+    # Relative weights of a client's next operation: a default read, a `?consistent=true` read, or a
+    # compare-and-set (a consistent read of the version, then an update with If-Match on it).
+    default_read_weight: float = 1.0
+    consistent_read_weight: float = 1.0
+    cas_weight: float = 2.0
+    # One request may take this long; past it the operation's outcome is unknown; seconds.
+    request_timeout_s: float = 2.0
+    # After an error a client turns to the next manager and waits this long first (no hot loop while
+    # a cluster has no leader); seconds.
+    error_pause_s: float = 0.05
+    # Setting the registers up (creating the services, reading them back) may take this long; seconds.
+    setup_timeout_s: float = 30.0
+
+    def validate(self) -> None:
+        _require_positive(self, "clients", "registers", "request_timeout_s", "setup_timeout_s")
+        if min(self.default_read_weight, self.consistent_read_weight, self.cas_weight) < 0:
+            raise ConfigError("operation weights must not be negative")
+        if self.cas_weight == 0:
+            raise ConfigError("cas_weight must be positive: a workload without writes checks nothing")
+        if self.error_pause_s < 0:
+            raise ConfigError(f"error_pause_s must not be negative, got {self.error_pause_s!r}")
+        if not self.label or not self.service_prefix:
+            raise ConfigError("label and service_prefix must not be empty",
+                              fields=("label", "service_prefix"))

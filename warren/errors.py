@@ -68,6 +68,11 @@ class UnavailableError(WarrenError):
     """The cluster cannot serve the request now (no quorum, timeout, shutting down); retry later."""
 
 
+class UnreachableError(UnavailableError):
+    """No manager was reached (connection refused, connect timeout): the request was never sent, so it
+    changed nothing. Raised by the client only when no attempt of the request reached a manager."""
+
+
 class InvalidError(WarrenError):
     """The request is malformed or names something impossible (bad name, bad value, unknown field)."""
 

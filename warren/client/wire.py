@@ -34,6 +34,7 @@ from warren.errors import (
     ConfigError,
     UnauthorizedError,
     UnavailableError,
+    UnreachableError,
     WarrenError,
     error_class,
 )
@@ -241,6 +242,7 @@ class Connection:
         failed_in_round = 0  # managers that failed since the last pause
         redirect: str | None = None  # where the last answer sent us (the leader), for the next attempt
         redirects = 0
+        reached = False  # some attempt got to a manager (so a write may have been made)
         while True:
             attempts += 1
             redirected = redirect is not None
@@ -263,9 +265,11 @@ class Connection:
                         ) from exc
                     # The request never reached a manager: always safe to send again.
                     reason = describe(exc)
-                    failure: WarrenError = UnavailableError(f"cannot reach manager at {where}: {reason}")
+                    message = f"cannot reach manager at {where}: {reason}"
+                    failure: WarrenError = UnavailableError(message) if reached else UnreachableError(message)
                     cause: BaseException = exc
                 elif failed.kind == "dropped":
+                    reached = True
                     if method not in _IDEMPOTENT:
                         raise UnavailableError(
                             f"manager at {where} dropped the connection before answering: "
@@ -280,6 +284,7 @@ class Connection:
                 else:
                     raise UnavailableError(f"cannot talk to manager at {where}: {describe(exc)}") from exc
             else:
+                reached = True
                 status = response.status_code
                 location = response.headers.get("location")
                 if status in _REDIRECTS and location:

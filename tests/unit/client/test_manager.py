@@ -19,6 +19,7 @@ from warren.errors import (
     NotFoundError,
     UnauthorizedError,
     UnavailableError,
+    UnreachableError,
     WarrenError,
 )
 from warren.pki import certs, userconfig
@@ -143,6 +144,36 @@ def test_zero_deadline_means_one_attempt() -> None:
         with pytest.raises(UnavailableError, match=refused):
             client.list_services()
     assert len(calls) == 1
+
+
+def test_a_write_that_reached_no_manager_is_unreachable_one_that_did_is_not() -> None:
+    """UnreachableError promises nothing was changed: only while no attempt reached a manager (the
+    chaos workload counts such a write as certainly not done, any other failure as maybe done)."""
+    time, calls = FakeTime(), []
+
+    def refused(request: httpx.Request) -> httpx.Response:
+        calls.append(request)
+        raise httpx.ConnectError("[Errno 111] Connection refused", request=request)
+
+    with make_client(refused, time, ClientSettings(retry_deadline_s=1.0)) as client:
+        with pytest.raises(UnreachableError):
+            client.update_service("web", {"replicas": 2}, if_match=3)
+    assert len(calls) > 1
+
+    # A first attempt answered 503 (the proposal may be applied yet), later ones refused: not unreachable.
+    time, calls = FakeTime(), []
+
+    def busy_then_refused(request: httpx.Request) -> httpx.Response:
+        calls.append(request)
+        if len(calls) == 1:
+            return error(503, "unavailable", "no leader")
+        raise httpx.ConnectError("[Errno 111] Connection refused", request=request)
+
+    with make_client(busy_then_refused, time, ClientSettings(retry_deadline_s=1.0)) as client:
+        with pytest.raises(UnavailableError) as caught:
+            client.update_service("web", {"replicas": 2}, if_match=3)
+    assert not isinstance(caught.value, UnreachableError), caught.value
+    assert len(calls) > 1
 
 
 @pytest.mark.parametrize(
