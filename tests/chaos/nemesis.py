@@ -105,8 +105,10 @@ class Nemesis:
     def run(self, kind: str) -> Fault:
         """Inject `kind`, hold it, heal it, and wait until the cluster is whole again."""
         leader = self.cluster.leader(timeout=RECOVERY_TIMEOUT_S)
-        if kind == "disk-full" and leader is self.full_disk:
-            kind = "leader-kill"  # the fault is a follower's full disk; a leader's would end as a kill
+        while kind == "disk-full" and leader is self.full_disk:
+            # The fault is a follower's full disk (a leader's ends as a kill): kill it out of the lead.
+            self.run("leader-kill")
+            leader = self.cluster.leader(timeout=RECOVERY_TIMEOUT_S)
         start = time.monotonic()
         target, heal, hold_s = getattr(self, "_" + kind.replace("-", "_"))(leader)
         fault = Fault(kind, target, start)

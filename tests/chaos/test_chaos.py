@@ -22,9 +22,17 @@ import pytest
 
 from tests.chaos import invariants, report
 from tests.chaos.nemesis import KINDS, Nemesis, small_disk
+from tests.chaos.registers import Registers
 from tests.chaos.tasks import ChaosWorker, DuplicateWatch
 from tests.chaos.writes import ConfigWriter, lost_writes
-from tests.integration.managers import ManagerCluster, ManagerProc, api, get_json, manager_clusters
+from tests.integration.managers import (
+    ManagerCluster,
+    ManagerProc,
+    api,
+    credentials,
+    get_json,
+    manager_clusters,
+)
 from tests.integration.netns import NetnsLab, unavailable_reason
 from tests.integration.workers import WorkerProc
 from warren.testing.wait import eventually
@@ -104,7 +112,9 @@ def test_chaos(lab: NetnsLab, tmp_path: Path, request: pytest.FixtureRequest) ->
         # First every kind once (in the seed's order), then the seed's weighted choices.
         first_round = nemesis.possible()
         rng.shuffle(first_round)
-        with ConfigWriter(cluster.managers, seed) as writer, DuplicateWatch(SERVICE) as watch:
+        addrs = [m.api_addr for m in cluster.managers]
+        cas = Registers(addrs, credentials(addrs[0]), seed)
+        with ConfigWriter(cluster.managers, seed) as writer, DuplicateWatch(SERVICE) as watch, cas:
             while time.monotonic() - t0 < seconds or first_round:
                 kind = first_round.pop() if first_round else nemesis.choose()
                 nemesis.run(kind)
@@ -115,10 +125,12 @@ def test_chaos(lab: NetnsLab, tmp_path: Path, request: pytest.FixtureRequest) ->
         eventually(lambda: len(running(leader)) == REPLICAS, 60, f"{REPLICAS} replicas running after the run")
         final = {c["name"] for c in get_json(leader.api_addr, "/v1/configs?consistent=true", timeout=15)}
         lost = lost_writes(writer.log, final)
+        verdicts = cas.verdicts()
         anomalies = [f"seed {seed}: two leaders in {t}" for t in invariants.two_leaders(cluster.managers)]
-        anomalies += [f"manager exited on its own: {e}" for e in nemesis.unexpected_exits]
+        anomalies += [f"a daemon exited on its own: {e}" for e in nemesis.unexpected_exits]
         anomalies += [f"acknowledged write lost: {name}" for name in lost[:20]]
         anomalies += [f"a slot ran twice: {d}" for d in watch.duplicates[:20]]
+        anomalies += [f"seed {seed}: {problem}" for problem in verdicts.problems]
         windows = [(f.kind, f.start, f.recovered) for f in nemesis.faults]
         doc = report.summary(
             seed=seed,
@@ -126,12 +138,14 @@ def test_chaos(lab: NetnsLab, tmp_path: Path, request: pytest.FixtureRequest) ->
             duration_s=end - t0,
             faults=nemesis.faults,
             t0=t0,
-            operations={"acked_creates": len(writer.log.acked), "unknown": len(writer.log.unknown),
-                        "refused": len(writer.log.refused), "unsent": writer.log.unsent},  # fmt: skip
-            histories={"task_slots": f"{watch.samples} samples, {len(watch.duplicates)} of a slot run twice"},
+            operations={"config_creates_acked": len(writer.log.acked), "config_creates_unknown":
+                        len(writer.log.unknown), "config_creates_refused": len(writer.log.refused),
+                        "config_creates_unsent": writer.log.unsent, **verdicts.counts},  # fmt: skip
+            histories={**verdicts.summary,
+                       "task_slots": f"{watch.samples} samples, {len(watch.duplicates)} of a slot run twice"},
             lost_writes=lost,
             anomalies=anomalies,
-            unavailability=invariants.longest_gaps(writer.log.ok_times, windows),
+            unavailability=invariants.longest_gaps(writer.log.ok_times + verdicts.ok_times, windows),
         )
         paths = report.write(doc, out_dir)
         print(f"chaos report: {paths[1]}\n{report.markdown(doc)}", file=sys.stderr)

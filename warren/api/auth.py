@@ -27,13 +27,15 @@ from typing import Any
 
 from warren.api.forwarder import FORWARDED_HEADER
 from warren.api.responses import error_response
+from warren.errors import UnavailableError
 from warren.pki.peek import ROLES, PeerIdentity
 
 Scope = MutableMapping[str, Any]
 Receive = Callable[[], Awaitable[MutableMapping[str, Any]]]
 Send = Callable[[MutableMapping[str, Any]], Awaitable[None]]
 ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
-# The role the cluster's state records for a node name; None if there is no such node (removed).
+# The role the cluster's state records for a node name; None if there is no such node (removed);
+# raises UnavailableError while this manager's state is too far behind to tell.
 RoleOf = Callable[[str], str | None]
 
 IDENTITY_HEADER = b"x-warren-identity"
@@ -137,7 +139,10 @@ class Authorization:
                 "the unix socket in the data dir)",
             )
         if peer.role in ("manager", "worker"):
-            role = self.role_of(peer.name)
+            try:
+                role = self.role_of(peer.name)
+            except UnavailableError as exc:  # a manager still catching up cannot tell a removed node
+                return (503, "unavailable", str(exc))
             if role != peer.role:
                 return (
                     401,

@@ -139,11 +139,13 @@ def run(
     operations: int | None = None,
     settings: WorkloadSettings | None = None,
     clock: Callable[[], float] = time.monotonic,
+    stop: threading.Event | None = None,
 ) -> History:
     """Set the registers up (see `setup`), then run the clients until `duration_s` has passed or
     `operations` client steps were started (a cas step is a consistent read, then the write), whichever
-    comes first (at least one must be given); the history. `seed` fixes each client's choices (what it
-    does, on which register, through which manager first); the cluster's timing does the rest."""
+    comes first (at least one must be given), or `stop` is set; the history. `seed` fixes each client's
+    choices (what it does, on which register, through which manager first); the cluster's timing does
+    the rest."""
     settings = settings or WorkloadSettings()
     settings.validate()
     if duration_s is None and operations is None:
@@ -154,7 +156,7 @@ def run(
     origin = clock()
     deadline = origin + duration_s if duration_s is not None else None
     tickets = _Tickets(operations)
-    stopping = threading.Event()
+    stopping = stop or threading.Event()
     logs: list[list[Record]] = [[] for _ in range(settings.clients)]
 
     def done() -> bool:

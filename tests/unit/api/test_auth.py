@@ -7,6 +7,7 @@ from typing import Any
 import pytest
 
 from warren.api import auth
+from warren.errors import UnavailableError
 from warren.pki import certs
 
 
@@ -73,6 +74,28 @@ async def test_who_may_call_what(
     peer: certs.PeerIdentity | None, method: str, path: str, status: int
 ) -> None:
     assert (await _run(peer, method, path))[0] == status
+
+
+async def test_a_node_unknown_to_a_manager_still_catching_up_is_told_to_retry_not_revoked() -> None:
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        raise AssertionError("refused before the app")
+
+    def catching_up(name: str) -> str | None:
+        raise UnavailableError("this manager has not caught up with the cluster's state")
+
+    sent: list[Any] = []
+
+    async def send(message: Any) -> None:
+        sent.append(message)
+
+    async def receive() -> Any:
+        return {"type": "http.request", "body": b"", "more_body": False}
+
+    scope = {"type": "http", "method": "POST", "path": "/v1/dispatcher/session", "headers": [],
+             "extensions": {auth.PEER_KEY: WORKER}}  # fmt: skip
+    await auth.Authorization(app, catching_up)(scope, receive, send)
+    assert sent[0]["status"] == 503
+    assert b"revoked" not in sent[1]["body"] and b"caught up" in sent[1]["body"]
 
 
 async def test_only_a_manager_may_state_whom_it_forwards_for() -> None:

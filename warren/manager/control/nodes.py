@@ -6,7 +6,7 @@ import logging
 import time
 from typing import Any
 
-from warren.errors import ConflictError, NotFoundError, raft_errors
+from warren.errors import ConflictError, NotFoundError, UnavailableError, raft_errors
 from warren.manager.consensus import Consensus
 from warren.manager.control.leader import LeaderDispatcher
 from warren.store import commands as c
@@ -31,8 +31,16 @@ class Nodes:
 
     def role_of(self, name: str) -> str | None:
         """The role the state records for node `name`; None if there is no such node (removed: its
-        certificate is revoked)."""
-        return queries.node_role(self.consensus.store.conn, name)
+        certificate is revoked). UnavailableError if there is none yet on a manager that is not ready:
+        one restarted and still applying its log has not reached the node's join, and a worker told
+        "revoked" would stop for good (the chaos suite saw it after every manager restarted at once)."""
+        role = queries.node_role(self.consensus.store.conn, name)
+        if role is None and not self.consensus.readiness()[0]:
+            raise UnavailableError(
+                f"this manager has not caught up with the cluster's state: it cannot tell whether node "
+                f"{name} was removed; retry (or ask another manager)"
+            )
+        return role
 
     async def remove(self, name: str) -> dict[str, Any]:
         self.consensus.require_leader()
