@@ -27,16 +27,16 @@ from tests.integration.netns import NetnsLab
 # The kinds, each with its weight in a long run. Leader kills dominate (the issue asks for 200 in 30
 # minutes); partitions come next (50).
 KINDS: dict[str, float] = {
-    "leader-kill": 0.50,
-    "leader-stop": 0.08,
-    "manager-kill": 0.06,
-    "leader-isolated": 0.07,
+    "leader-kill": 0.60,
+    "leader-isolated": 0.06,
     "split": 0.06,
-    "flapping-link": 0.05,
+    "flapping-link": 0.06,
     "one-way-loss": 0.06,
-    "all-killed": 0.04,
-    "disk-full": 0.04,
-    "worker-lost": 0.04,
+    "leader-stop": 0.05,
+    "manager-kill": 0.04,
+    "all-killed": 0.03,
+    "disk-full": 0.02,
+    "worker-lost": 0.02,
 }
 PARTITIONS = ("leader-isolated", "split", "flapping-link", "one-way-loss")
 FULL_DISK_MB = 256  # the tmpfs under one follower's Raft directory

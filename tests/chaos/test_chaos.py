@@ -87,6 +87,8 @@ def running(leader: ManagerProc) -> list[dict[str, Any]]:
     return [t for t in tasks if t.get("state") == "running"]
 
 
+# pytest-timeout: the faults' time, plus forming, recovering and checking.
+@pytest.mark.timeout(_env_int("WARREN_CHAOS_SECONDS", int(SMOKE_SECONDS)) + 600)
 def test_chaos(lab: NetnsLab, tmp_path: Path, request: pytest.FixtureRequest) -> None:
     seconds = float(_env_int("WARREN_CHAOS_SECONDS", int(SMOKE_SECONDS)))
     seed = _env_int("WARREN_CHAOS_SEED", random.SystemRandom().randrange(1 << 32))
