@@ -228,14 +228,23 @@ class Nemesis:
         return m.label, heal, self._hold(1.0, 3.0)
 
     def _worker_lost(self, leader: ManagerProc) -> tuple[str, Heal, float]:
-        """A worker's agent killed, or the worker cut off from every other host, for less than the
-        managers' grace for a silent worker."""
+        """While the cluster fails over (its leader killed), a worker's agent killed or the worker cut
+        off from every other host, for less than the managers' grace for a silent worker."""
         w = self.rng.choice(self.workers)
+        leader.kill()
+        restart = self._restart(leader)
         if self.rng.random() < 0.5:
             w.kill()
-            return f"{w.label} killed", w.ensure_running, self._hold(0.5, 2.0)
-        w.cut_off()
-        return f"{w.label} cut off", w.reconnect, self._hold(1.0, 3.5)
+            how, back = "killed", w.ensure_running
+        else:
+            w.cut_off()
+            how, back = "cut off", w.reconnect
+
+        def heal() -> None:
+            back()
+            restart()
+
+        return f"{w.label} {how}, {leader.label} killed", heal, self._hold(0.5, 3.0)
 
 
 def fill(path: Path) -> int:
