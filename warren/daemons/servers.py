@@ -319,13 +319,24 @@ class HttpServer:
             self._resume.cancel()
         with contextlib.suppress(ValueError, OSError):
             asyncio.get_running_loop().remove_reader(self.sock.fileno())
+        # Closed now, not once uvicorn is done: requests in progress may hold the stop for up to the
+        # grace, and a listening socket nobody accepts from any more lets the kernel complete new
+        # connections into its backlog, where they hang unanswered until it closes. A follower
+        # forwarding a write to the leader that just handed over would wait out the whole grace
+        # (docs/decisions.md, "A stopping manager refuses new connections at once"); refused, it
+        # answers 503 at once and the client retries elsewhere.
+        self._close_listener()
         if self.gate is not None:
             self.gate.close_all()
         self.server.should_exit = True
         self.server.wake()
         if self._task is not None:
             await self._task
-        self.sock.close()
+
+    def _close_listener(self) -> None:
+        """Stop listening: connections not yet accepted are refused (reset); the unix socket's path
+        goes first, so a new connection finds no socket there."""
         if self.sock.family == socket.AF_UNIX:
             with contextlib.suppress(OSError):
                 os.unlink(self.sock.getsockname())
+        self.sock.close()

@@ -82,3 +82,49 @@ async def test_a_request_head_trickled_past_its_deadline_closes_the_connection()
 def test_the_request_head_timeout_must_be_positive() -> None:
     with pytest.raises(ConfigError, match="request_head_timeout_s"):
         ConnectionLimits(request_head_timeout_s=0).validate()
+
+
+async def test_a_stopping_server_refuses_new_connections_at_once() -> None:
+    # A manager stopping (after handing leadership over) waits up to its grace for requests in
+    # progress. A connection opened meanwhile, e.g. a follower forwarding a write to the old leader
+    # it still believes in, must be refused at once, not left in the listen backlog unanswered until
+    # the grace ends: a client's write would otherwise hang for seconds instead of being retried.
+    held = asyncio.Event()
+    release = asyncio.Event()
+
+    async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["path"] == "/hold":
+            held.set()
+            await release.wait()
+        await send({"type": "http.response.start", "status": 200, "headers": [(b"content-length", b"2")]})
+        await send({"type": "http.response.body", "body": b"ok"})
+
+    sock = socket.create_server(("127.0.0.1", 0))
+    sock.setblocking(False)
+    host, port = sock.getsockname()
+    server = HttpServer(app, sock, "test", grace_s=5, limits=ConnectionLimits())
+    await server.start()
+    reader, writer = await asyncio.open_connection(host, port)
+    writer.write(b"GET /hold HTTP/1.1\r\nHost: x\r\n\r\n")
+    await asyncio.wait_for(held.wait(), 5)
+    stopping = asyncio.create_task(server.stop())
+    try:
+        while not server.server.should_exit:
+            await asyncio.sleep(0.01)
+        start = time.monotonic()
+        with pytest.raises(ConnectionError):
+            late_reader, late_writer = await asyncio.wait_for(asyncio.open_connection(host, port), 2)
+            late_writer.write(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+            await late_writer.drain()
+            if await asyncio.wait_for(late_reader.read(100), 2) == b"":
+                raise ConnectionResetError("closed without an answer")
+        assert time.monotonic() - start < 0.5
+        assert not stopping.done()  # the request in progress still holds the stop
+        release.set()
+        assert (await asyncio.wait_for(reader.read(100), 5)).startswith(b"HTTP/1.1 200")
+        await asyncio.wait_for(stopping, 5)
+    finally:
+        release.set()
+        writer.close()
+        if not stopping.done():
+            await stopping
