@@ -42,14 +42,16 @@ class PeerClient:
 
     async def command_version(self, api_addr: str) -> int | None:
         """The highest command version the manager at `api_addr` applies, from its /v1/ready answer
-        (ready or not; 1 if it does not say: a Warren from before versions were advertised); None if it
-        gives no answer within the probe timeout (warren.manager.versions)."""
+        (ready or not; 1 if that answer does not say: a Warren from before versions were advertised); None
+        if it gives no such answer within the probe timeout (warren.manager.versions)."""
         try:
             resp = await self._client.get(f"https://{api_addr}/v1/ready", timeout=self.probe_timeout_s)
             body = resp.json()
         except (httpx.HTTPError, ValueError):
             return None
-        version = body.get("command_version", 1) if isinstance(body, dict) else None
+        if not isinstance(body, dict) or "ready" not in body:
+            return None  # an error answer (a manager stopping, a proxy): it did not say
+        version = body.get("command_version", 1)
         if isinstance(version, int) and not isinstance(version, bool) and version >= 1:
             return version
         return None
