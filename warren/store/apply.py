@@ -191,6 +191,7 @@ def _import_rows(conn: sqlite3.Connection, index: int, cmd: c.ImportRows) -> Any
         unknown = set(row) - known
         if unknown:
             raise CommandError("invalid", f"table {cmd.table} has no columns {sorted(unknown)}")
+        _check_row(cmd.table, row)
         columns = sorted(row)
         placeholders = ", ".join("?" * len(columns))
         conn.execute(
@@ -198,6 +199,22 @@ def _import_rows(conn: sqlite3.Connection, index: int, cmd: c.ImportRows) -> Any
             [row[col] for col in columns],
         )
     return {"table": cmd.table, "rows": len(cmd.rows)}
+
+
+def _check_row(table: str, row: dict[str, Any]) -> None:
+    """Refuse a row SQLite cannot take as it is (a backup's rows never are so): without a column, or
+    with a value that is not a scalar of SQLite's, which would raise a binding error and stop every
+    manager at this entry instead of refusing it."""
+    if not row:
+        raise CommandError("invalid", f"a row for table {table} has no columns")
+    for column in sorted(row):
+        value = row[column]
+        if isinstance(value, int) and not -(2**63) <= value < 2**63:
+            raise CommandError("invalid", f"table {table}, column {column}: {value} does not fit 64 bits")
+        if value is not None and not isinstance(value, (str, int, float)):
+            raise CommandError(
+                "invalid", f"table {table}, column {column}: a {type(value).__name__} is no SQLite value"
+            )
 
 
 def _reset_managers(conn: sqlite3.Connection, index: int, cmd: c.ResetManagers) -> Any:

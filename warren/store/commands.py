@@ -56,6 +56,10 @@ SPEC_FIELDS_SINCE: dict[str, int] = {
 # task status that carries the host ports of a task's ingress publishes (TaskStatus.ports), likewise.
 PUBLISH_MODE_SINCE = 4
 
+# An integer field as SQLite stores it (64 bits, signed). JSON allows larger ones, which SQLite cannot
+# bind: a command carrying one would stop every manager at its entry; refused at decode instead.
+Int64 = Annotated[int, msgspec.Meta(ge=-(2**63), le=2**63 - 1)]
+
 Role = Literal["manager", "worker"]
 NodeState = Literal["ready", "down", "joining"]
 Availability = Literal["active", "drain"]
@@ -99,7 +103,7 @@ class ManagerRecord(_Record, frozen=True):
     """A manager as recorded in the nodes table."""
 
     name: str
-    raft_id: int
+    raft_id: Int64
     api_addr: str
     raft_addr: str
 
@@ -210,13 +214,13 @@ class UpdateService(_Command, frozen=True, tag="service.update"):
     name: str
     changes: dict[str, Any]
     at: float
-    if_version: int | None = None
+    if_version: Int64 | None = None
 
 
 class RemoveService(_Command, frozen=True, tag="service.remove"):
     name: str
     at: float
-    if_version: int | None = None
+    if_version: Int64 | None = None
 
 
 class RollbackService(_Command, frozen=True, tag="service.rollback"):
@@ -224,7 +228,7 @@ class RollbackService(_Command, frozen=True, tag="service.rollback"):
 
     name: str
     at: float
-    if_version: int | None = None
+    if_version: Int64 | None = None
     # A user's rollback (`service rollback`): the same apply records update_status rollback_started,
     # so no reconcile pass can see the rolled-back spec with the update's old status and report on it
     # (it used to be a second command). The reconciler's own rollback leaves this False and sets its
@@ -249,7 +253,7 @@ class NewTask(_Record, frozen=True):
 
     task_id: str
     service_id: str
-    slot: int | None
+    slot: Int64 | None
     node: str | None
     state: Literal["assigned", "pending"]
     message: str
@@ -291,7 +295,7 @@ class TaskStatus(_Record, frozen=True):
     at: float
     node: str | None = None
     container_id: str | None = None
-    exit_code: int | None = None
+    exit_code: Int64 | None = None
     health: str | None = None
     ports: TaskPorts | msgspec.UnsetType = msgspec.UNSET
 
@@ -343,7 +347,7 @@ class CreateConfig(_Command, frozen=True, tag="config.create"):
     config_id: str
     name: str
     data: str
-    size: int
+    size: Int64
     digest: str
     at: float
 
