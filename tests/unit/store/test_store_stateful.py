@@ -13,63 +13,74 @@ from __future__ import annotations
 
 import os
 import shutil
-import sqlite3
+import subprocess
+import sys
 import tempfile
 from pathlib import Path
 from typing import Any
 
 import orjson
-from hypothesis import HealthCheck, event, settings
+from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, rule
 
-from tests.unit.store.strategies import FOUNDER, HASHES, T0, WORKERS, batches
+from tests.unit.store.replay import SCRATCH, Entries, canonical, fresh, replay, to_wire
+from tests.unit.store.strategies import CA_CERTS, FOUNDER, HASHES, T0, WORKERS, batches
+from warren.spec.service import ServiceSpec, decode, spec_digest
 from warren.store import commands as c
-from warren.store import schema
 from warren.store.machine import Store
 
 PROFILES: dict[str, dict[str, Any]] = {
-    "default": {"max_examples": 60, "stateful_step_count": 30},
-    "long": {"max_examples": 5000, "stateful_step_count": 80},
+    # The state machine's runs and steps; how many sets of logs other processes replay.
+    "default": {"max_examples": 40, "stateful_step_count": 30, "hash_seed_examples": 2},
+    "long": {"max_examples": 5000, "stateful_step_count": 80, "hash_seed_examples": 100},
 }
 PROFILE = os.environ.get("WARREN_HYPOTHESIS_PROFILE", "default")
-# The stores' files: in memory where there is a tmpfs, so that the fsyncs of snapshots and restores
-# (real, and the same code) cost nothing on a busy disk.
-SCRATCH = "/dev/shm" if os.path.isdir("/dev/shm") and os.access("/dev/shm", os.W_OK) else None
-
-Entries = list[tuple[int, int, bytes]]
 
 
-def canonical(store: Store) -> dict[str, Any]:
-    """Everything replicated, in a fixed order: every table's rows with their rowids (a backup keeps
-    them, and the content digest reads rows in rowid order), the schema, and the applied index. Not
-    the meta table's other rows: a restored file carries the content digest its snapshot was given."""
-    conn = store.conn
-    state: dict[str, Any] = {
-        "schema": sorted(
-            tuple(r) for r in conn.execute("SELECT type, name, tbl_name, sql FROM sqlite_master")
+WEB = decode(
+    ServiceSpec,
+    {
+        "image": "nginx:1",
+        "replicas": 3,
+        "secrets": ["db-password"],
+        "configs": [{"name": "app-conf"}],
+        "mounts": [{"type": "volume", "source": "data", "target": "/data"}],
+        "publish": [{"host": 8080, "container": 80, "mode": "ingress"}],
+    },
+)
+# A founded cluster with something of everything, so that later commands meet a state: tokens of both
+# roles, two workers with volumes, the CA and a certificate, a secret, a config, and service `web`
+# (svc-1, naming all three) with tasks placed and pending. One command per entry.
+FOUNDING = [
+    [c.encode(cmd)]
+    for cmd in (
+        c.InitCluster("cluster-1", T0, FOUNDER),
+        c.SetClusterCA(CA_CERTS[0], "c2VhbGVk", T0),
+        c.CreateToken("tok-w", "worker", HASHES[0], T0, T0 + 10_000, False),
+        c.CreateToken("tok-m", "manager", HASHES[1], T0, T0 + 10_000, False),
+        *(
+            c.RegisterWorker(w, HASHES[0], "ef" * 32, "127.0.0.5", {"zone": "a"}, {"cpus": 2.0}, T0)
+            for w in WORKERS[:2]
         ),
-        "migrations": [tuple(r) for r in conn.execute("SELECT * FROM schema_migrations ORDER BY version")],
-        "applied_index": store.applied_index,
-        "meta_applied_index": _meta(conn, "applied_index"),
-        "schema_version": _meta(conn, "schema_version"),
-        "digest": schema.content_digest(conn),
-    }
-    for table in schema.TABLES:
-        state[table] = [tuple(r) for r in conn.execute(f"SELECT rowid, * FROM {table} ORDER BY rowid")]
-    return state
+        c.RecordCert("ab" * 32, WORKERS[0], "worker", T0 + 5000, T0),
+        c.NodeVolumes(WORKERS[0], [c.VolumeRecord("data", "docker"), c.VolumeRecord("logs", "docker")], T0),
+        c.NodeVolumes(WORKERS[1], [c.VolumeRecord("data", "process")], T0),
+        c.CreateSecret("sec-1", "db-password", "c2VhbGVk", T0),
+        c.CreateConfig("cfg-1", "app-conf", "aGk=", 2, "ab" * 32, T0),
+        c.CreateService("svc-1", "web", WEB, T0),
+        c.CreateTasks(
+            [
+                c.NewTask(f"task-{i}", "svc-1", i, node, state, "", WEB.task_spec(), spec_digest(WEB))
+                for i, node, state in ((1, "w1", "assigned"), (2, "w2", "assigned"), (3, None, "pending"))
+            ],
+            T0,
+        ),
+    )
+]
 
-
-def _meta(conn: sqlite3.Connection, key: str) -> str | None:
-    row = conn.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
-    return None if row is None else str(row[0])
-
-
-def fresh(path: Path) -> Store:
-    """A state machine as the core starts one: a new Store, then the first work item, a restore."""
-    store = Store(str(path))
-    store.restore(None)
-    return store
+# What happens after a commit besides the invariant check, most often nothing.
+THEN = (None, None, None, "snapshot", "restart", "follower", "replay", "new_term")
 
 
 class Replicas(RuleBasedStateMachine):
@@ -121,40 +132,41 @@ class Replicas(RuleBasedStateMachine):
     @initialize(founded=st.booleans())
     def found(self, founded: bool) -> None:
         """Most runs start from a founded cluster with workers, so that later commands meet a state."""
-        if not founded:
-            return
-        cmds: list[c.Command] = [
-            c.InitCluster("cluster-1", T0, FOUNDER),
-            c.CreateToken("tok-w", "worker", HASHES[0], T0, T0 + 10_000, False),
-            c.CreateToken("tok-m", "manager", HASHES[1], T0, T0 + 10_000, False),
-        ]
-        cmds += [
-            c.RegisterWorker(w, HASHES[0], "ef" * 32, "127.0.0.5", {"zone": "a"}, {"cpus": 2.0}, T0)
-            for w in WORKERS[:2]
-        ]
-        self.apply(self.entries([[c.encode(cmd)] for cmd in cmds]))
+        if founded:
+            self.apply(self.entries(FOUNDING))
 
-    @rule(batch=batches)
-    def commit(self, batch: list[list[bytes]]) -> None:
+    @rule(batch=batches, then=st.sampled_from(THEN))
+    def commit(self, batch: list[list[bytes]], then: str | None) -> None:
         self.apply(self.entries(batch))
-
-    @rule()
-    def new_term(self) -> None:
-        self.term += 1
+        if then == "snapshot":
+            self.take_snapshot()
+        elif then in ("restart", "follower"):
+            self.rebuild(restart=then == "restart")
+        elif then == "replay":
+            self.replay_is_deterministic()
+        elif then == "new_term":
+            self.term += 1
 
     # -- snapshots and restarts -----------------------------------------------------------------------
 
-    @rule()
     def take_snapshot(self) -> None:
-        """The core asks for a snapshot: the state as applied so far, written to a file it then owns."""
+        """The core asks for a snapshot: the state as applied so far, written to a file it then owns.
+        Checked at once: restored on a scratch store, it is the state it was taken of."""
         self.snapshots += 1
         path = self.tmp / f"snap-{self.snapshots}.db"
         self.hopping.snapshot(str(path))
         if self.snapshot is not None:
             self.snapshot[0].unlink()  # the core keeps only the latest
         self.snapshot = (path, len(self.calls))
+        scratch = Store(str(self.new_dir()))
+        try:
+            scratch.restore(str(path))
+            assert canonical(scratch) == canonical(self.hopping), (
+                "a snapshot is not the state it was taken of"
+            )
+        finally:
+            scratch.close()
 
-    @rule(restart=st.booleans())
     def rebuild(self, restart: bool) -> None:
         """A restart (the same data directory) or a new follower (its own): the state comes back from
         the latest snapshot (or none) plus the log after it, and every replayed answer is the same."""
@@ -174,18 +186,11 @@ class Replicas(RuleBasedStateMachine):
     def same_state(self) -> None:
         assert canonical(self.hopping) == canonical(self.straight)
 
-    @rule()
     def replay_is_deterministic(self) -> None:
         """The whole log once more on a fresh store, in one apply call: byte-equal answers, same rows."""
-        path = self.new_dir()
-        again = fresh(path)
-        try:
-            entries = [e for entries, _ in self.calls for e in entries]
-            assert again.apply(entries) == [a for _, answers in self.calls for a in answers]
-            assert canonical(again) == canonical(self.straight)
-        finally:
-            again.close()
-            shutil.rmtree(path)
+        answers, state = replay([[e for entries, _ in self.calls for e in entries]])
+        assert answers == [a for _, reference in self.calls for a in reference]
+        assert state == canonical(self.straight)
 
     def teardown(self) -> None:
         self.straight.close()
@@ -227,11 +232,63 @@ def _diff(entries: Entries, want: list[bytes], got: list[bytes]) -> str:
 
 
 Replicas.TestCase.settings = settings(
-    **PROFILES[PROFILE],
+    max_examples=PROFILES[PROFILE]["max_examples"],
+    stateful_step_count=PROFILES[PROFILE]["stateful_step_count"],
     deadline=None,
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much],
 )
 TestStoreReplicas = Replicas.TestCase
+
+
+def numbered(batches_: list[list[list[bytes]]]) -> list[Entries]:
+    """Apply calls of consecutive entries, numbered from 1, after the founding ones."""
+    calls: list[Entries] = [[(i, 1, payloads[0]) for i, payloads in enumerate(FOUNDING, 1)]]
+    index = len(FOUNDING)
+    for batch in batches_:
+        call: Entries = []
+        for payloads in batch:
+            index += 1
+            call.extend((index, 1, p) for p in payloads)
+        calls.append(call)
+    return calls
+
+
+def replay_elsewhere(logs: list[list[Entries]], hash_seed: int) -> list[dict[str, Any]]:
+    """The logs replayed by `python -m tests.unit.store.replay` under another PYTHONHASHSEED."""
+    env = {**os.environ, "PYTHONHASHSEED": str(hash_seed)}
+    done = subprocess.run(
+        [sys.executable, "-m", "tests.unit.store.replay"],
+        input=to_wire(logs),
+        capture_output=True,
+        env=env,
+        cwd=ROOT,
+        timeout=120,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr.decode()[-2000:]
+    out: list[dict[str, Any]] = orjson.loads(done.stdout)
+    return out
+
+
+ROOT = Path(__file__).resolve().parents[3]
+
+
+@settings(
+    max_examples=PROFILES[PROFILE]["hash_seed_examples"],
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much, HealthCheck.data_too_large],
+)
+@given(st.lists(st.lists(batches, max_size=25), min_size=6, max_size=6))
+def test_replay_is_the_same_in_processes_of_other_hash_seeds(logs_batches: list[list[Any]]) -> None:
+    """Managers are processes with their own hash seeds (set and dict-of-set orders differ): the same
+    logs give byte-equal answers and the same rows in this process and in two others."""
+    logs = [numbered(b) for b in logs_batches]
+    here = []
+    for log in logs:
+        answers, state = replay(log)
+        here.append({"answers": [a.decode() for a in answers], "state": orjson.loads(orjson.dumps(state))})
+    for seed in (1, 2):
+        assert replay_elsewhere(logs, seed) == here, f"PYTHONHASHSEED={seed} replayed differently"
 
 
 def test_the_real_paths_are_used(tmp_path: Path) -> None:
