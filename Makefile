@@ -84,7 +84,7 @@ bench: install peers ## run the benchmark suite (benches/) with its peers; BENCH
 # command sequences through snapshots, installs and restarts, instead of the test run's quick profile.
 .PHONY: stateful-long
 stateful-long: install ## the store's Hypothesis stateful test with its long profile (many minutes)
-	WARREN_HYPOTHESIS_PROFILE=long $(PY) -m pytest -q -p no:cacheprovider tests/unit/store/test_store_stateful.py
+	WARREN_HYPOTHESIS_PROFILE=long $(PY) -m pytest -q -p no:cacheprovider --timeout=0 tests/unit/store/test_store_stateful.py
 
 # The Python checks that fail the build (`make test` runs them first): ruff, mypy --strict, and the
 # import-layering contracts in pyproject.toml ([tool.importlinter]).
