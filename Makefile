@@ -89,6 +89,12 @@ chaos: install ## the chaos suite for CHAOS_SECONDS (30 min), report in benches/
 	WARREN_CHAOS_SECONDS=$(CHAOS_SECONDS) WARREN_CHAOS_SEED=$(CHAOS_SEED) WARREN_CHAOS_REPORT=benches/results \
 		$(PY) -m pytest -q -s -p no:cacheprovider tests/chaos
 
+# The store's stateful test (tests/unit/store/test_store_stateful.py, issue 19) at length: thousands of
+# command sequences through snapshots, installs and restarts, instead of the test run's quick profile.
+.PHONY: stateful-long
+stateful-long: install ## the store's Hypothesis stateful test with its long profile (many minutes)
+	WARREN_HYPOTHESIS_PROFILE=long $(PY) -m pytest -q -p no:cacheprovider --timeout=0 tests/unit/store/test_store_stateful.py
+
 # The Python checks that fail the build (`make test` runs them first): ruff, mypy --strict, and the
 # import-layering contracts in pyproject.toml ([tool.importlinter]).
 check-py: install

@@ -347,6 +347,33 @@ def test_import_rows_only_into_known_tables_and_columns(log: Log) -> None:
     assert log.apply(c.ImportRows("services", [row]))[0]["ok"]["rows"] == 1  # idempotent
 
 
+# Found by test_store_stateful.py: each of these commands decodes, and SQLite could not take it (a
+# syntax error, a binding error, an OverflowError); the store raised, which stops every manager at the
+# same log entry, for good. Now each is refused, changes nothing, and the rest of its batch applies.
+UNSTORABLE: list[c.Command] = [
+    c.ImportRows("cluster", [{}]),
+    c.ImportRows("services", [{"id": ["svc-1"]}]),
+    c.ImportRows("services", [{"id": {"a": 1}}]),
+    c.ImportRows("cluster", [{"version": 2**63}]),
+    c.InitCluster("cluster-1", T0, c.ManagerRecord("manager-1", 2**63, "127.0.0.1:8080", "127.0.0.1:7946")),
+    c.CreateTasks(
+        [c.NewTask("task-1", "svc-1", 2**64 - 1, None, "pending", "", TaskSpec(image="a"), "d")], T0
+    ),
+    c.SetTaskStatuses([c.TaskStatus("task-1", "failed", "exit", T0, exit_code=2**63)]),
+    c.CreateConfig("cfg-1", "app-conf", "aGk=", 2**63, "ab" * 32, T0),
+]
+
+
+@pytest.mark.parametrize("cmd", UNSTORABLE, ids=lambda cmd: cmd.OP)
+def test_a_value_sqlite_cannot_store_is_refused_not_a_reason_to_stop(log: Log, cmd: c.Command) -> None:
+    before = dump(log.store)
+    answers = log.apply(cmd, c.CreateSecret("sec-1", "db-password", "c2VhbGVk", T0))
+    assert answers[0]["error"] == "invalid", answers[0]
+    assert "ok" in answers[1]
+    log.apply(c.RemoveSecret("db-password", T0))
+    assert dump(log.store) == before
+
+
 def test_tokens_are_well_formed_and_redacted() -> None:
     token = tokens.mint(CA_DIGEST)
     assert tokens.well_formed(token) and token.startswith(f"SWMTKN-1-{CA_DIGEST}-") and len(token) == 85
