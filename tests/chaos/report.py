@@ -11,6 +11,9 @@ from typing import Any
 
 from tests.chaos.nemesis import PARTITIONS, Fault
 
+# The kinds that SIGKILL the leader: its own, the failover a worker is lost in, and every manager at once.
+LEADER_KILLS = ("leader-kill", "worker-lost", "all-killed")
+
 
 def summary(
     *,
@@ -36,7 +39,7 @@ def summary(
         "managers": managers,
         "duration_s": round(duration_s, 1),
         "faults": dict(sorted(kinds.items())),
-        "leader_kills": kinds.get("leader-kill", 0),
+        "leader_kills": sum(kinds.get(k, 0) for k in LEADER_KILLS),
         "partitions": sum(kinds.get(k, 0) for k in PARTITIONS),
         "operations": dict(operations),
         "histories": dict(histories),
@@ -55,8 +58,8 @@ def markdown(doc: Mapping[str, Any]) -> str:
         f"# Chaos run: {verdict}",
         "",
         f"Seed {doc['seed']}, {doc['managers']} managers, {doc['duration_s']:.0f} s of faults: "
-        f"{sum(doc['faults'].values())} faults, {doc['leader_kills']} leader kills, "
-        f"{doc['partitions']} partitions.",
+        f"{sum(doc['faults'].values())} faults, {doc['leader_kills']} leader kills (SIGKILL of the leader: "
+        f"{', '.join(LEADER_KILLS)}), {doc['partitions']} partitions ({', '.join(PARTITIONS)}).",
         "",
         "| fault | injected | longest unavailability (s) | recovery p50 / max (s) |",
         "| --- | ---: | ---: | ---: |",
@@ -86,3 +89,20 @@ def write(doc: Mapping[str, Any], out_dir: Path) -> tuple[Path, Path]:
     as_json.write_text(json.dumps(doc, indent=2) + "\n")
     as_md.write_text(markdown(doc))
     return as_json, as_md
+
+
+def main(argv: Sequence[str]) -> int:
+    """`python -m tests.chaos.report DIR`: render DIR/chaos.md again from DIR/chaos.json (the counts
+    derived from its faults recomputed), e.g. after the report's format changed."""
+    out_dir = Path(argv[0]) if argv else Path("benches/results")
+    doc = json.loads((out_dir / "chaos.json").read_text())
+    doc["leader_kills"] = sum(doc["faults"].get(k, 0) for k in LEADER_KILLS)
+    doc["partitions"] = sum(doc["faults"].get(k, 0) for k in PARTITIONS)
+    write(doc, out_dir)
+    return 0
+
+
+if __name__ == "__main__":
+    import sys
+
+    raise SystemExit(main(sys.argv[1:]))
