@@ -3,6 +3,8 @@ checker is given, and how default reads and the final state are judged."""
 
 from __future__ import annotations
 
+import random
+
 import pytest
 
 from warren.errors import (
@@ -82,3 +84,27 @@ def test_acknowledged_writes_present_explains_the_final_state() -> None:
     lost = acknowledged_writes_present(fine, {"reg-0": (5, "a-1")})
     assert not lost.ok and lost.last_acknowledged == {"reg-0": (5, "a-1")}
     assert not acknowledged_writes_present(fine, {"reg-0": (1, "init")}).ok
+
+
+def test_stale_default_reads_counted_as_a_scan_would_on_a_random_history() -> None:
+    # The count bisects per register (a 30-minute history is too long for a scan per read); it must
+    # agree with the plain definition: a read is stale if a newer version was known before it began.
+    rng = random.Random(7)
+    records, version, t = [], 1, 0.0
+    for i in range(3000):
+        t += rng.random()
+        done = t + rng.random() * 3
+        if rng.random() < 0.3:
+            version += 1
+            records.append(rec(f"w{i}", "cas", (version - 1, f"v{version}"), ("ok", version), t, done))
+        else:
+            seen = max(1, version - rng.randrange(3))
+            records.append(rec(f"r{i}", "read", None, (seen, "init" if seen == 1 else f"v{seen}"), t, done))
+    records.sort(key=lambda r: r.invoke)
+    history = History(tuple(records), {"reg-0": (1, "init")}, 0, 0.0)
+    known = [(r.complete, r.output[1]) for r in records if r.kind == "cas"]
+    expected = sum(
+        1 for r in records if r.kind == "read" and any(w < r.invoke and v > r.output[0] for w, v in known)
+    )
+    reads = default_reads(history)
+    assert expected > 100 and reads.stale == expected and reads.phantoms == ()
