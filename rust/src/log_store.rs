@@ -77,7 +77,7 @@ pub struct LogStore {
     shared: Arc<Shared>,
 }
 
-fn seal(body: Vec<u8>) -> Vec<u8> {
+pub(crate) fn seal(body: Vec<u8>) -> Vec<u8> {
     let mut out = Vec::with_capacity(body.len() + 4);
     out.extend_from_slice(&crc32fast::hash(&body).to_le_bytes());
     out.extend_from_slice(&body);
@@ -143,10 +143,22 @@ impl LogStore {
         let path = dir.join(LOG_FILE);
         let (file, failure) = LogFile::open(&path).map_err(|e| open_error(&path, e))?;
         let file = wrap(file);
-        // redb asserts (panics) on some damaged files, e.g. one cut short; that is corruption too.
-        let db = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| Builder::new().create_with_backend(file)))
-            .map_err(|_| corrupt(&path, "the file is damaged (redb could not read its layout)".into()))?
-            .map_err(|e| open_error(&path, e))?;
+        // redb asserts (panics) on some damaged files: one cut short when it reads the layout, one
+        // whose b-tree pages were overwritten when the first transaction walks them (found by
+        // fuzzing, issue 19). Anywhere in opening and reading the file back, that is corruption too.
+        let opened = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| Self::open_db(file, &path)))
+            .map_err(|_| corrupt(&path, "the file is damaged (redb failed a check of its own reading it)".into()))?;
+        let (db, mirror) = opened?;
+        let poison = Arc::new(OnceLock::new());
+        let writer = Writer { db, path: path.clone(), failure, poison: poison.clone() };
+        Ok(LogStore {
+            shared: Arc::new(Shared { mirror: RwLock::new(mirror), writer: Mutex::new(Some(writer)), poison }),
+        })
+    }
+
+    /// Opens the redb database on `file`, creates the tables if missing and reads the log back.
+    fn open_db(file: LogFile, path: &Path) -> Result<(Database, Mirror), Error> {
+        let db = Builder::new().create_with_backend(file).map_err(|e| open_error(path, e))?;
         let storage = |e: &dyn std::fmt::Display| Error::Storage(format!("{}: {e}", path.display()));
         {
             let txn = db.begin_write().map_err(|e| storage(&e))?;
@@ -154,12 +166,8 @@ impl LogStore {
             txn.open_table(META).map_err(|e| storage(&e))?;
             txn.commit().map_err(|e| storage(&e))?;
         }
-        let mirror = Self::load(&db, &path)?;
-        let poison = Arc::new(OnceLock::new());
-        let writer = Writer { db, path: path.clone(), failure, poison: poison.clone() };
-        Ok(LogStore {
-            shared: Arc::new(Shared { mirror: RwLock::new(mirror), writer: Mutex::new(Some(writer)), poison }),
-        })
+        let mirror = Self::load(&db, path)?;
+        Ok((db, mirror))
     }
 
     fn load(db: &Database, path: &Path) -> Result<Mirror, Error> {
