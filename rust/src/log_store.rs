@@ -148,7 +148,10 @@ impl LogStore {
         // fuzzing, issue 19). Anywhere in opening and reading the file back, that is corruption too.
         let opened = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| Self::open_db(file, &path)))
             .map_err(|_| corrupt(&path, "the file is damaged (redb failed a check of its own reading it)".into()))?;
-        let (db, mirror) = opened?;
+        let (db, mirror) = opened.map_err(|e| match failure.lock().unwrap().as_ref() {
+            Some(f) if f.is_past_end() => corrupt(&path, format!("the file is damaged ({f})")),
+            _ => e,
+        })?;
         let poison = Arc::new(OnceLock::new());
         let writer = Writer { db, path: path.clone(), failure, poison: poison.clone() };
         Ok(LogStore {

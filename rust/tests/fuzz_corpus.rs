@@ -80,3 +80,24 @@ fn a_log_file_redb_asserts_on_is_refused_as_corrupt() {
         Err(_) => panic!("opening a damaged log file panicked"),
     }
 }
+
+/// A log file whose header was overwritten so that redb, committing the first transaction at open,
+/// reads a page of 8 TiB (found by `make fuzz`, issue 19; corpus/log_entry/regression-redb-read-past-end).
+/// The backend allocated the read up front, and a failed allocation aborts the process (no panic to
+/// catch). Reads past the end of the file are now refused, and the log reported corrupt.
+#[test]
+fn a_log_file_that_makes_redb_read_past_its_end_is_refused_as_corrupt() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut file = fuzzing::base_log_file();
+    let damage = [
+        0xff, 0xff, 0xff, 0xff, 0x00, 0x01, 0x0c, 0x00, 0x00, 0x00, 0xff, 0x2b, 0x65, 0x03, 0x74, 0x7e, 0xff, 0x33,
+        0x01, 0x78, 0x41,
+    ];
+    file[255..255 + damage.len()].copy_from_slice(&damage);
+    std::fs::write(dir.path().join(LOG_FILE), file).unwrap();
+    match LogStore::open(dir.path()) {
+        Err(Error::CorruptLog(why)) => assert!(why.contains("past the end of the file"), "{why}"),
+        Err(other) => panic!("a damaged log file refused as {other}"),
+        Ok(_) => panic!("a damaged log file opened"),
+    }
+}
