@@ -119,6 +119,39 @@ fn open_error(path: &Path, e: redb::DatabaseError) -> Error {
     }
 }
 
+/// Where a redb file says how it is laid out: after the magic number (9 bytes), a flags byte and 2
+/// of padding, its page size, region header pages and region max data pages (u32 LE each). No
+/// checksum covers them, and redb sizes its allocator from them: in a damaged file they made it
+/// allocate gigabytes at the first write (a region of 4 billion pages; found by fuzzing, issue 19).
+const REDB_MAGIC: [u8; 9] = [b'r', b'e', b'd', b'b', 0x1A, 0x0A, 0xA9, 0x0D, 0x0A];
+const REGION_DEFINITION: std::ops::Range<usize> = 12..24;
+/// Every log this crate makes has the same definition (redb's defaults: 4 KiB pages, 130 region
+/// header pages, 2^20 data pages per region). `a_fresh_log_has_the_expected_region_definition`
+/// pins it, so a redb upgrade that changes it is noticed.
+pub const LOG_REGION_DEFINITION: [u8; 12] = [0x00, 0x10, 0, 0, 0x82, 0, 0, 0, 0, 0, 0x10, 0];
+
+/// Refuses a log file whose redb header has a region definition other than the one we write.
+/// A missing, short or unrecognised file is left to redb, which creates, repairs or refuses it.
+fn check_region_definition(path: &Path) -> Result<(), Error> {
+    let mut head = [0u8; 24];
+    let read = std::fs::File::open(path).and_then(|mut f| io::Read::read_exact(&mut f, &mut head));
+    match read {
+        Ok(()) => {}
+        Err(e) if matches!(e.kind(), io::ErrorKind::NotFound | io::ErrorKind::UnexpectedEof) => return Ok(()),
+        Err(e) => return Err(Error::Storage(format!("cannot read {}: {e}", path.display()))),
+    }
+    if head[..REDB_MAGIC.len()] == REDB_MAGIC && head[REGION_DEFINITION] != LOG_REGION_DEFINITION {
+        return Err(corrupt(
+            path,
+            format!(
+                "the file is damaged (its header describes regions as {:02x?}, this log writes {:02x?})",
+                &head[REGION_DEFINITION], LOG_REGION_DEFINITION
+            ),
+        ));
+    }
+    Ok(())
+}
+
 fn corrupt(path: &Path, what: String) -> Error {
     Error::CorruptLog(format!(
         "{}: {what}; the node refuses to start from it: restore this node's data directory from a backup, \
@@ -141,6 +174,7 @@ impl LogStore {
 
     fn open_with(dir: &Path, wrap: impl FnOnce(LogFile) -> LogFile) -> Result<LogStore, Error> {
         let path = dir.join(LOG_FILE);
+        check_region_definition(&path)?;
         let (file, failure) = LogFile::open(&path).map_err(|e| open_error(&path, e))?;
         let file = wrap(file);
         // redb asserts (panics) on some damaged files: one cut short when it reads the layout, one

@@ -101,3 +101,20 @@ fn a_log_file_that_makes_redb_read_past_its_end_is_refused_as_corrupt() {
         Ok(_) => panic!("a damaged log file opened"),
     }
 }
+
+/// A log file whose header says a region holds 0xf8000000 data pages instead of 2^20 (2 bytes
+/// overwritten; found by `make fuzz`, issue 19: corpus/log_entry/regression-redb-region-definition).
+/// redb opened it, then sized its allocator from it at the first write and took gigabytes. No checksum
+/// covers those bytes: LogStore::open compares them with the definition every log is made with.
+#[test]
+fn a_log_file_with_a_damaged_region_definition_is_refused_as_corrupt() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut file = fuzzing::base_log_file();
+    file[22..24].copy_from_slice(&[0x00, 0xf8]);
+    std::fs::write(dir.path().join(LOG_FILE), file).unwrap();
+    match LogStore::open(dir.path()) {
+        Err(Error::CorruptLog(why)) => assert!(why.contains("describes regions"), "{why}"),
+        Err(other) => panic!("a damaged log file refused as {other}"),
+        Ok(_) => panic!("a log file with a damaged region definition opened"),
+    }
+}
