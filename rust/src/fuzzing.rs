@@ -152,16 +152,21 @@ pub fn base_log_file() -> Vec<u8> {
 
 fn base_log() -> &'static [u8] {
     static BASE: OnceLock<Vec<u8>> = OnceLock::new();
+    // On a thread of its own: the caller may be inside a runtime already (a #[tokio::test]).
     BASE.get_or_init(|| {
-        let dir = ScratchDir::new();
-        block_on(async {
-            let mut log = LogStore::open(dir.path()).expect("a fresh log opens");
-            log.blocking_append(sample_entries()).await.unwrap();
-            log.save_vote(&Vote::new_committed(2, 1)).await.unwrap();
-            log.purge(log_id(1, 2)).await.unwrap();
-            log.close().await.unwrap();
-        });
-        std::fs::read(dir.path().join(LOG_FILE)).unwrap()
+        std::thread::spawn(|| {
+            let dir = ScratchDir::new();
+            block_on(async {
+                let mut log = LogStore::open(dir.path()).expect("a fresh log opens");
+                log.blocking_append(sample_entries()).await.unwrap();
+                log.save_vote(&Vote::new_committed(2, 1)).await.unwrap();
+                log.purge(log_id(1, 2)).await.unwrap();
+                log.close().await.unwrap();
+            });
+            std::fs::read(dir.path().join(LOG_FILE)).unwrap()
+        })
+        .join()
+        .expect("the base log is written")
     })
 }
 

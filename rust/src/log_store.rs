@@ -187,7 +187,8 @@ impl LogStore {
             _ => e,
         })?;
         let poison = Arc::new(OnceLock::new());
-        let writer = Writer { db, path: path.clone(), failure, poison: poison.clone() };
+        let writer =
+            Writer { db: Some(db), path: path.clone(), failure, poison: poison.clone(), damaged: Default::default() };
         Ok(LogStore {
             shared: Arc::new(Shared { mirror: RwLock::new(mirror), writer: Mutex::new(Some(writer)), poison }),
         })
@@ -196,15 +197,21 @@ impl LogStore {
     /// Opens the redb database on `file`, creates the tables if missing and reads the log back.
     fn open_db(file: LogFile, path: &Path) -> Result<(Database, Mirror), Error> {
         let db = Builder::new().create_with_backend(file).map_err(|e| open_error(path, e))?;
+        // Should redb panic below, unwinding must not run its Drop, which commits: on the file that
+        // made it panic it can panic again, and a panic while unwinding aborts. Leaked instead (the
+        // node refuses to start from this log).
+        let db = std::mem::ManuallyDrop::new(db);
         let storage = |e: &dyn std::fmt::Display| Error::Storage(format!("{}: {e}", path.display()));
-        {
+        let read = || -> Result<Mirror, Error> {
             let txn = db.begin_write().map_err(|e| storage(&e))?;
             txn.open_table(LOG).map_err(|e| storage(&e))?;
             txn.open_table(META).map_err(|e| storage(&e))?;
             txn.commit().map_err(|e| storage(&e))?;
-        }
-        let mirror = Self::load(&db, path)?;
-        Ok((db, mirror))
+            Self::load(&db, path)
+        };
+        let mirror = read();
+        let db = std::mem::ManuallyDrop::into_inner(db);
+        Ok((db, mirror?))
     }
 
     fn load(db: &Database, path: &Path) -> Result<Mirror, Error> {
@@ -300,11 +307,24 @@ fn write_error(subject: ErrorSubject<u64>, msg: &str) -> StorageError {
 
 /// The file's writer: one redb transaction (and one fsync) per write.
 struct Writer {
-    db: Database,
+    /// Some until the writer is dropped.
+    db: Option<Database>,
     path: PathBuf,
     /// The file's first I/O failure, as the backend saw it (operation and errno).
     failure: SharedFailure,
     poison: Arc<OnceLock<String>>,
+    /// Set when redb panicked writing (a damaged file it had opened): its Drop, which commits, is
+    /// not run on that file again (a second panic there could abort the process).
+    damaged: std::sync::atomic::AtomicBool,
+}
+
+impl Drop for Writer {
+    fn drop(&mut self) {
+        if self.damaged.load(std::sync::atomic::Ordering::Acquire) {
+            // Leaked: the node stops anyway; every acknowledged write was durable before it.
+            std::mem::forget(self.db.take());
+        }
+    }
 }
 
 impl Writer {
@@ -312,7 +332,15 @@ impl Writer {
     fn write(&self, ops: &[Op]) -> Result<(), String> {
         let result = match self.poison.get() {
             Some(why) => Err(why.clone()),
-            None => write_batch(&self.db, ops).map_err(|e| self.poisoned_by(e)),
+            None => {
+                let db = self.db.as_ref().expect("the database is open until the writer is dropped");
+                // redb can panic on a damaged file it opened (found by fuzzing, issue 19: a freed-page
+                // bitmap out of range at the first commit). That is a damaged log, not a crash.
+                match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| write_batch(db, ops))) {
+                    Ok(result) => result.map_err(|e| self.poisoned_by(e)),
+                    Err(_) => Err(self.damaged()),
+                }
+            }
         };
         let last = ops.iter().filter_map(|op| match op {
             Op::Append(e) => e.last().map(|e| e.0),
@@ -320,6 +348,19 @@ impl Writer {
         });
         crate::probe::mark(crate::probe::Point::LogFlushed, last.max().unwrap_or(0));
         result
+    }
+
+    /// Poisons the log after redb panicked writing to it.
+    fn damaged(&self) -> String {
+        self.damaged.store(true, std::sync::atomic::Ordering::Release);
+        let why = format!(
+            "raft log write failed: {}: the file is damaged (redb failed a check of its own while writing); \
+             the log accepts nothing more and this node stops: restore this node's data directory from a \
+             backup, or remove it and re-add the node to the cluster",
+            self.path.display()
+        );
+        tracing::error!(error = %why, "raft log poisoned");
+        self.poison.get_or_init(|| why).clone()
     }
 
     /// Poisons the log with `e`, described by the failed operation when the file saw one.
