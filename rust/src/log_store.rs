@@ -152,6 +152,12 @@ fn check_region_definition(path: &Path) -> Result<(), Error> {
     Ok(())
 }
 
+/// Closes a database redb panicked on (or refused): its Drop commits, and on that file it can
+/// panic again, which is caught here.
+fn close_damaged(db: Database) {
+    let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(move || drop(db)));
+}
+
 fn corrupt(path: &Path, what: String) -> Error {
     Error::CorruptLog(format!(
         "{}: {what}; the node refuses to start from it: restore this node's data directory from a backup, \
@@ -197,21 +203,28 @@ impl LogStore {
     /// Opens the redb database on `file`, creates the tables if missing and reads the log back.
     fn open_db(file: LogFile, path: &Path) -> Result<(Database, Mirror), Error> {
         let db = Builder::new().create_with_backend(file).map_err(|e| open_error(path, e))?;
-        // Should redb panic below, unwinding must not run its Drop, which commits: on the file that
-        // made it panic it can panic again, and a panic while unwinding aborts. Leaked instead (the
-        // node refuses to start from this log).
-        let db = std::mem::ManuallyDrop::new(db);
         let storage = |e: &dyn std::fmt::Display| Error::Storage(format!("{}: {e}", path.display()));
-        let read = || -> Result<Mirror, Error> {
+        // A panic is caught here, with the database still alive, not by the caller: unwinding past
+        // it would run its Drop, which commits, and on the file that made redb panic that can panic
+        // again, and a panic while unwinding aborts the process.
+        let read = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| -> Result<Mirror, Error> {
             let txn = db.begin_write().map_err(|e| storage(&e))?;
             txn.open_table(LOG).map_err(|e| storage(&e))?;
             txn.open_table(META).map_err(|e| storage(&e))?;
             txn.commit().map_err(|e| storage(&e))?;
             Self::load(&db, path)
-        };
-        let mirror = read();
-        let db = std::mem::ManuallyDrop::into_inner(db);
-        Ok((db, mirror?))
+        }));
+        match read {
+            Ok(Ok(mirror)) => Ok((db, mirror)),
+            Ok(Err(e)) => {
+                close_damaged(db);
+                Err(e)
+            }
+            Err(_) => {
+                close_damaged(db);
+                Err(corrupt(path, "the file is damaged (redb failed a check of its own reading it)".into()))
+            }
+        }
     }
 
     fn load(db: &Database, path: &Path) -> Result<Mirror, Error> {
@@ -313,16 +326,17 @@ struct Writer {
     /// The file's first I/O failure, as the backend saw it (operation and errno).
     failure: SharedFailure,
     poison: Arc<OnceLock<String>>,
-    /// Set when redb panicked writing (a damaged file it had opened): its Drop, which commits, is
-    /// not run on that file again (a second panic there could abort the process).
+    /// Set when redb panicked writing (a damaged file it had opened): its Drop, which commits,
+    /// may panic again on that file, and is then run where a panic is caught.
     damaged: std::sync::atomic::AtomicBool,
 }
 
 impl Drop for Writer {
     fn drop(&mut self) {
         if self.damaged.load(std::sync::atomic::Ordering::Acquire) {
-            // Leaked: the node stops anyway; every acknowledged write was durable before it.
-            std::mem::forget(self.db.take());
+            if let Some(db) = self.db.take() {
+                close_damaged(db);
+            }
         }
     }
 }
