@@ -20,7 +20,7 @@ RAFT_SOURCES := $(shell find rust -path rust/target -prune -o \
 WARREN_SOURCES := pyproject.toml setup.py warren/_raft_py.py warren/_raft.pxd
 
 .DEFAULT_GOAL := help
-.PHONY: help install check-py test bench chaos peers lint run image clean clean-all check-cargo install-units \
+.PHONY: help install check-py test bench chaos peers lint run image clean clean-all check-cargo install-units fuzz fuzz-cmin fuzz-tools \
 	wheels wheels-core wheels-warren wheels-audit wheels-tools wheels-deps-debian-rust wheels-test wheels-test-arm64
 
 help: ## list the targets
@@ -106,6 +106,41 @@ lint: install check-cargo check-py ## ruff, mypy --strict, import layers, stubte
 	$(PY) -m mypy.stubtest warren_raft --mypy-config-file pyproject.toml --allowlist rust/stubtest-allowlist.txt
 	cargo fmt --check -p warren-raft
 	cargo clippy -p warren-raft --features python --all-targets -- -D warnings
+
+# Fuzzing (issue 19, docs/fuzzing.md): the cargo-fuzz targets in rust/fuzz (the Raft frame decoder, the
+# log entry decoder and damaged log files, snapshot install), FUZZ_SECONDS each, one after the other (the
+# machine's cores are shared), on nightly, with AddressSanitizer (cargo-fuzz's default: leaks are caught too).
+# A crash, a panic, a leak, an input slower than FUZZ_TIMEOUT s or a process above FUZZ_RSS_MB fails the run;
+# the input is left in rust/fuzz/artifacts/<target>/. New inputs land in rust/fuzz/corpus/<target>/:
+# `make fuzz-cmin` minimises them before they are committed. cargo-fuzz is installed when missing.
+# Scratch files (logs, snapshots) go to FUZZ_TMP. Never part of `make test`: rust/tests/fuzz_corpus.rs
+# replays the corpus there, on stable.
+FUZZ_SECONDS ?= 600
+FUZZ_TARGETS ?= frame log_entry snapshot_install
+FUZZ_RSS_MB ?= 1024
+FUZZ_TIMEOUT ?= 10
+FUZZ_TMP ?= $(if $(wildcard /dev/shm),/dev/shm,/tmp)
+FUZZ_ARGS ?=
+
+fuzz-tools: check-cargo
+	@cargo +nightly --version >/dev/null 2>&1 || { \
+		echo "error: make fuzz needs Rust nightly (rustup toolchain install nightly)" >&2; exit 1; }
+	@cargo +nightly fuzz --version >/dev/null 2>&1 || cargo install cargo-fuzz --locked
+
+fuzz: fuzz-tools ## fuzz the Raft frame decoder, log decoder, snapshot install: FUZZ_SECONDS (600) each, nightly
+	cd rust && cargo +nightly fuzz build -O
+	@for t in $(FUZZ_TARGETS); do \
+		echo "== fuzz $$t for $(FUZZ_SECONDS) s"; \
+		(cd rust && TMPDIR=$(FUZZ_TMP) cargo +nightly fuzz run -O $$t -- -max_total_time=$(FUZZ_SECONDS) \
+			-rss_limit_mb=$(FUZZ_RSS_MB) -timeout=$(FUZZ_TIMEOUT) -print_final_stats=1 $(FUZZ_ARGS)) || \
+			{ echo "fuzz $$t FAILED: the input is in rust/fuzz/artifacts/$$t/" >&2; exit 1; }; \
+	done
+
+fuzz-cmin: fuzz-tools ## minimise rust/fuzz/corpus (after make fuzz, before committing it)
+	@for t in $(FUZZ_TARGETS); do \
+		(cd rust && TMPDIR=$(FUZZ_TMP) cargo +nightly fuzz cmin -O $$t -- -rss_limit_mb=$(FUZZ_RSS_MB) \
+			-timeout=$(FUZZ_TIMEOUT)) || exit 1; \
+	done
 
 # The systemd units (docs/install.md). The /etc/default files are examples with every setting commented
 # out: installed only where none exists, mode 0600 (they hold join tokens), never overwritten.

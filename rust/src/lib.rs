@@ -12,6 +12,9 @@
 pub mod codec;
 pub mod config;
 pub mod error;
+/// Entry points for the fuzz targets (rust/fuzz) and their corpus replay test; not an API.
+#[doc(hidden)]
+pub mod fuzzing;
 mod gauge;
 mod log_file;
 pub mod log_store;

@@ -47,6 +47,11 @@ impl fmt::Display for Failure {
 }
 
 impl Failure {
+    /// A read past the end of the file: the file is damaged (or cut short), not the disk failing.
+    pub(crate) fn is_past_end(&self) -> bool {
+        self.op == "read" && self.kind == io::ErrorKind::UnexpectedEof
+    }
+
     fn to_io(&self) -> io::Error {
         // The original errno, so every later caller sees the same cause.
         match self.errno {
@@ -153,7 +158,21 @@ impl StorageBackend for LogFile {
     }
 
     fn read(&self, offset: u64, len: usize) -> io::Result<Vec<u8>> {
-        self.guard("read", || self.inner.read(offset, len))
+        self.guard("read", || {
+            // The backend allocates the whole read up front. In a damaged file redb can ask for a
+            // page whose size or place comes from garbled bytes (found by fuzzing, issue 19: 8 TiB
+            // at open, and a failed allocation aborts the process). Nothing past the end exists.
+            let file_len = self.inner.len()?;
+            if offset.checked_add(len as u64).is_none_or(|end| end > file_len) {
+                return Err(io::Error::new(
+                    io::ErrorKind::UnexpectedEof,
+                    format!(
+                        "a read of {len} bytes at offset {offset} goes past the end of the file ({file_len} bytes)"
+                    ),
+                ));
+            }
+            self.inner.read(offset, len)
+        })
     }
 
     fn set_len(&self, len: u64) -> io::Result<()> {

@@ -77,7 +77,7 @@ pub struct LogStore {
     shared: Arc<Shared>,
 }
 
-fn seal(body: Vec<u8>) -> Vec<u8> {
+pub(crate) fn seal(body: Vec<u8>) -> Vec<u8> {
     let mut out = Vec::with_capacity(body.len() + 4);
     out.extend_from_slice(&crc32fast::hash(&body).to_le_bytes());
     out.extend_from_slice(&body);
@@ -119,6 +119,45 @@ fn open_error(path: &Path, e: redb::DatabaseError) -> Error {
     }
 }
 
+/// Where a redb file says how it is laid out: after the magic number (9 bytes), a flags byte and 2
+/// of padding, its page size, region header pages and region max data pages (u32 LE each). No
+/// checksum covers them, and redb sizes its allocator from them: in a damaged file they made it
+/// allocate gigabytes at the first write (a region of 4 billion pages; found by fuzzing, issue 19).
+const REDB_MAGIC: [u8; 9] = [b'r', b'e', b'd', b'b', 0x1A, 0x0A, 0xA9, 0x0D, 0x0A];
+const REGION_DEFINITION: std::ops::Range<usize> = 12..24;
+/// Every log this crate makes has the same definition (redb's defaults: 4 KiB pages, 130 region
+/// header pages, 2^20 data pages per region). `a_fresh_log_has_the_expected_region_definition`
+/// pins it, so a redb upgrade that changes it is noticed.
+pub const LOG_REGION_DEFINITION: [u8; 12] = [0x00, 0x10, 0, 0, 0x82, 0, 0, 0, 0, 0, 0x10, 0];
+
+/// Refuses a log file whose redb header has a region definition other than the one we write.
+/// A missing, short or unrecognised file is left to redb, which creates, repairs or refuses it.
+fn check_region_definition(path: &Path) -> Result<(), Error> {
+    let mut head = [0u8; 24];
+    let read = std::fs::File::open(path).and_then(|mut f| io::Read::read_exact(&mut f, &mut head));
+    match read {
+        Ok(()) => {}
+        Err(e) if matches!(e.kind(), io::ErrorKind::NotFound | io::ErrorKind::UnexpectedEof) => return Ok(()),
+        Err(e) => return Err(Error::Storage(format!("cannot read {}: {e}", path.display()))),
+    }
+    if head[..REDB_MAGIC.len()] == REDB_MAGIC && head[REGION_DEFINITION] != LOG_REGION_DEFINITION {
+        return Err(corrupt(
+            path,
+            format!(
+                "the file is damaged (its header describes regions as {:02x?}, this log writes {:02x?})",
+                &head[REGION_DEFINITION], LOG_REGION_DEFINITION
+            ),
+        ));
+    }
+    Ok(())
+}
+
+/// Closes a database redb panicked on (or refused): its Drop commits, and on that file it can
+/// panic again, which is caught here.
+fn close_damaged(db: Database) {
+    let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(move || drop(db)));
+}
+
 fn corrupt(path: &Path, what: String) -> Error {
     Error::CorruptLog(format!(
         "{}: {what}; the node refuses to start from it: restore this node's data directory from a backup, \
@@ -141,25 +180,51 @@ impl LogStore {
 
     fn open_with(dir: &Path, wrap: impl FnOnce(LogFile) -> LogFile) -> Result<LogStore, Error> {
         let path = dir.join(LOG_FILE);
+        check_region_definition(&path)?;
         let (file, failure) = LogFile::open(&path).map_err(|e| open_error(&path, e))?;
         let file = wrap(file);
-        // redb asserts (panics) on some damaged files, e.g. one cut short; that is corruption too.
-        let db = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| Builder::new().create_with_backend(file)))
-            .map_err(|_| corrupt(&path, "the file is damaged (redb could not read its layout)".into()))?
-            .map_err(|e| open_error(&path, e))?;
+        // redb asserts (panics) on some damaged files: one cut short when it reads the layout, one
+        // whose b-tree pages were overwritten when the first transaction walks them (found by
+        // fuzzing, issue 19). Anywhere in opening and reading the file back, that is corruption too.
+        let opened = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| Self::open_db(file, &path)))
+            .map_err(|_| corrupt(&path, "the file is damaged (redb failed a check of its own reading it)".into()))?;
+        let (db, mirror) = opened.map_err(|e| match failure.lock().unwrap().as_ref() {
+            Some(f) if f.is_past_end() => corrupt(&path, format!("the file is damaged ({f})")),
+            _ => e,
+        })?;
+        let poison = Arc::new(OnceLock::new());
+        let writer =
+            Writer { db: Some(db), path: path.clone(), failure, poison: poison.clone(), damaged: Default::default() };
+        Ok(LogStore {
+            shared: Arc::new(Shared { mirror: RwLock::new(mirror), writer: Mutex::new(Some(writer)), poison }),
+        })
+    }
+
+    /// Opens the redb database on `file`, creates the tables if missing and reads the log back.
+    fn open_db(file: LogFile, path: &Path) -> Result<(Database, Mirror), Error> {
+        let db = Builder::new().create_with_backend(file).map_err(|e| open_error(path, e))?;
         let storage = |e: &dyn std::fmt::Display| Error::Storage(format!("{}: {e}", path.display()));
-        {
+        // A panic is caught here, with the database still alive, not by the caller: unwinding past
+        // it would run its Drop, which commits, and on the file that made redb panic that can panic
+        // again, and a panic while unwinding aborts the process.
+        let read = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| -> Result<Mirror, Error> {
             let txn = db.begin_write().map_err(|e| storage(&e))?;
             txn.open_table(LOG).map_err(|e| storage(&e))?;
             txn.open_table(META).map_err(|e| storage(&e))?;
             txn.commit().map_err(|e| storage(&e))?;
+            Self::load(&db, path)
+        }));
+        match read {
+            Ok(Ok(mirror)) => Ok((db, mirror)),
+            Ok(Err(e)) => {
+                close_damaged(db);
+                Err(e)
+            }
+            Err(_) => {
+                close_damaged(db);
+                Err(corrupt(path, "the file is damaged (redb failed a check of its own reading it)".into()))
+            }
         }
-        let mirror = Self::load(&db, &path)?;
-        let poison = Arc::new(OnceLock::new());
-        let writer = Writer { db, path: path.clone(), failure, poison: poison.clone() };
-        Ok(LogStore {
-            shared: Arc::new(Shared { mirror: RwLock::new(mirror), writer: Mutex::new(Some(writer)), poison }),
-        })
     }
 
     fn load(db: &Database, path: &Path) -> Result<Mirror, Error> {
@@ -255,11 +320,25 @@ fn write_error(subject: ErrorSubject<u64>, msg: &str) -> StorageError {
 
 /// The file's writer: one redb transaction (and one fsync) per write.
 struct Writer {
-    db: Database,
+    /// Some until the writer is dropped.
+    db: Option<Database>,
     path: PathBuf,
     /// The file's first I/O failure, as the backend saw it (operation and errno).
     failure: SharedFailure,
     poison: Arc<OnceLock<String>>,
+    /// Set when redb panicked writing (a damaged file it had opened): its Drop, which commits,
+    /// may panic again on that file, and is then run where a panic is caught.
+    damaged: std::sync::atomic::AtomicBool,
+}
+
+impl Drop for Writer {
+    fn drop(&mut self) {
+        if self.damaged.load(std::sync::atomic::Ordering::Acquire) {
+            if let Some(db) = self.db.take() {
+                close_damaged(db);
+            }
+        }
+    }
 }
 
 impl Writer {
@@ -267,7 +346,15 @@ impl Writer {
     fn write(&self, ops: &[Op]) -> Result<(), String> {
         let result = match self.poison.get() {
             Some(why) => Err(why.clone()),
-            None => write_batch(&self.db, ops).map_err(|e| self.poisoned_by(e)),
+            None => {
+                let db = self.db.as_ref().expect("the database is open until the writer is dropped");
+                // redb can panic on a damaged file it opened (found by fuzzing, issue 19: a freed-page
+                // bitmap out of range at the first commit). That is a damaged log, not a crash.
+                match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| write_batch(db, ops))) {
+                    Ok(result) => result.map_err(|e| self.poisoned_by(e)),
+                    Err(_) => Err(self.damaged()),
+                }
+            }
         };
         let last = ops.iter().filter_map(|op| match op {
             Op::Append(e) => e.last().map(|e| e.0),
@@ -275,6 +362,19 @@ impl Writer {
         });
         crate::probe::mark(crate::probe::Point::LogFlushed, last.max().unwrap_or(0));
         result
+    }
+
+    /// Poisons the log after redb panicked writing to it.
+    fn damaged(&self) -> String {
+        self.damaged.store(true, std::sync::atomic::Ordering::Release);
+        let why = format!(
+            "raft log write failed: {}: the file is damaged (redb failed a check of its own while writing); \
+             the log accepts nothing more and this node stops: restore this node's data directory from a \
+             backup, or remove it and re-add the node to the cluster",
+            self.path.display()
+        );
+        tracing::error!(error = %why, "raft log poisoned");
+        self.poison.get_or_init(|| why).clone()
     }
 
     /// Poisons the log with `e`, described by the failed operation when the file saw one.

@@ -116,3 +116,15 @@ async fn a_file_cut_short_is_refused_at_open() {
         }
     }
 }
+
+/// The region definition in a redb file's header is not covered by a checksum, so LogStore::open
+/// compares it with the one every log is made with; this pins that one to what redb writes.
+#[tokio::test]
+async fn a_fresh_log_has_the_expected_region_definition() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = filled(dir.path(), 3).await;
+    log.close().await.unwrap();
+    drop(log);
+    let bytes = std::fs::read(dir.path().join(LOG_FILE)).unwrap();
+    assert_eq!(bytes[12..24], warren_raft::log_store::LOG_REGION_DEFINITION);
+}
