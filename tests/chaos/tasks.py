@@ -16,29 +16,16 @@ import time
 from collections import defaultdict
 
 from tests.integration.netns import NetnsLab
-from tests.integration.workers import WorkerProc
+from tests.integration.workers import WorkerProc, task_environments
 
 SAMPLE_INTERVAL_S = 0.2
 
 
 def slot_tasks(service: str) -> dict[str, set[str]]:
     """slot -> the task IDs of `service` with a live process now."""
-    wanted = f"WARREN_SERVICE={service}".encode()
     found: dict[str, set[str]] = defaultdict(set)
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            with open(f"/proc/{entry}/environ", "rb") as f:
-                env = f.read().split(b"\0")
-            with open(f"/proc/{entry}/stat", "rb") as f:
-                state = f.read().rsplit(b")", 1)[1].split()[0]
-        except OSError:
-            continue
-        if wanted not in env or state == b"Z":
-            continue
-        values = dict(item.decode(errors="replace").partition("=")[::2] for item in env if b"=" in item)
-        found[values.get("WARREN_SLOT", "?")].add(values.get("WARREN_TASK_ID", "?"))
+    for env in task_environments(f"WARREN_SERVICE={service}").values():
+        found[env.get("WARREN_SLOT", "?")].add(env.get("WARREN_TASK_ID", "?"))
     return found
 
 

@@ -124,8 +124,13 @@ class WorkerProc(DaemonProc):
 
 def task_processes(marker: str) -> list[int]:
     """PIDs of live processes whose environment contains the line `marker` (e.g. "WARREN_NODE=w")."""
+    return list(task_environments(marker))
+
+
+def task_environments(marker: str) -> dict[int, dict[str, str]]:
+    """The environment of each live (not zombie) process whose environment contains the line `marker`."""
     wanted = marker.encode()
-    pids = []
+    found = {}
     for entry in os.listdir("/proc"):
         if not entry.isdigit():
             continue
@@ -137,8 +142,9 @@ def task_processes(marker: str) -> list[int]:
         except OSError:
             continue
         if wanted in env and state != b"Z":
-            pids.append(int(entry))
-    return pids
+            pairs = (item.decode(errors="replace").partition("=") for item in env if b"=" in item)
+            found[int(entry)] = {key: value for key, _, value in pairs}
+    return found
 
 
 class Fleet:
