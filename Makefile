@@ -77,7 +77,7 @@ peers: ## install the benchmark peers' packages when missing (Debian's etcd-serv
 		echo "warning: could not install wrk; the networking benchmark will report no requests/s" >&2
 
 BENCH_ARGS ?=
-bench: install peers ## run the benchmark suite (benches/) with its peers; BENCH_ARGS="--quick" etc.
+bench: install peers image ## run the benchmark suite (benches/) with its peers; BENCH_ARGS="--quick" etc.
 	$(PY) -m benches $(BENCH_ARGS)
 
 # The chaos suite (tests/chaos, issue 19): faults one after another on 5 managers and 2 workers in network

@@ -20,6 +20,7 @@ from typing import Any
 import pytest
 
 from benches.__main__ import scenario_names
+from tests.integration.images import ensure_image
 from tests.integration.nodeproc import REPO_ROOT, processes_under
 from warren.testing.wait import eventually
 
@@ -41,6 +42,7 @@ def benches(*args: str, timeout: float) -> subprocess.CompletedProcess[str]:
 
 @pytest.fixture(scope="module")
 def smoke_run(tmp_path_factory: pytest.TempPathFactory) -> SmokeRun:
+    ensure_image()  # the Docker scenarios run it (and `make bench` builds it first): on a fresh machine
     out = tmp_path_factory.mktemp("bench-out")
     return out, benches("--smoke", "--out", str(out), timeout=1500)
 
