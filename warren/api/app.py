@@ -148,5 +148,6 @@ def create_app(control: Control, settings: ManagerSettings, forwarder: Forwarder
                 retry_after_s=settings.retry_after_s,
             ),
             control.nodes.role_of,
+            control.nodes.catch_up,
         )
     )

@@ -37,6 +37,9 @@ ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 # The role the cluster's state records for a node name; None if there is no such node (removed);
 # raises UnavailableError while this manager's state is too far behind to tell.
 RoleOf = Callable[[str], str | None]
+# Waits until this manager has applied everything committed (a read barrier); UnavailableError if it
+# cannot (no leader, no quorum).
+CatchUp = Callable[[], Awaitable[None]]
 
 IDENTITY_HEADER = b"x-warren-identity"
 PEER_KEY = "warren.peer"  # scope["extensions"][PEER_KEY]: PeerIdentity | None, set per connection
@@ -91,9 +94,10 @@ def _stated(headers: list[tuple[bytes, bytes]]) -> PeerIdentity | None | bool:
 
 
 class Authorization:
-    def __init__(self, app: ASGIApp, role_of: RoleOf) -> None:
+    def __init__(self, app: ASGIApp, role_of: RoleOf, catch_up: CatchUp | None = None) -> None:
         self.app = app
         self.role_of = role_of
+        self.catch_up = catch_up
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -115,7 +119,7 @@ class Authorization:
             else:
                 if stated is not False:
                     peer = stated  # type: ignore[assignment]
-        refusal = refusal or self._refusal(scope["method"], scope["path"], peer)
+        refusal = refusal or await self._refusal(scope["method"], scope["path"], peer)
         if refusal is not None:
             status, code, message = refusal
             await error_response(status, code, message)(scope, receive, send)
@@ -127,7 +131,9 @@ class Authorization:
         ]
         await self.app(scope, receive, send)
 
-    def _refusal(self, method: str, path: str, peer: PeerIdentity | None) -> tuple[int, str, str] | None:
+    async def _refusal(
+        self, method: str, path: str, peer: PeerIdentity | None
+    ) -> tuple[int, str, str] | None:
         if (method, path) in OPEN_PATHS:
             return None
         if peer is None:
@@ -141,7 +147,12 @@ class Authorization:
         if peer.role in ("manager", "worker"):
             try:
                 role = self.role_of(peer.name)
-            except UnavailableError as exc:  # a manager still catching up cannot tell a removed node
+                if role is None and self.catch_up is not None:
+                    # Not in this manager's state: removed, or not applied here yet (a manager restarted
+                    # with the others may serve while its state is behind). Ask again once caught up.
+                    await self.catch_up()
+                    role = self.role_of(peer.name)
+            except UnavailableError as exc:  # a manager that cannot catch up cannot tell a removed node
                 return (503, "unavailable", str(exc))
             if role != peer.role:
                 return (

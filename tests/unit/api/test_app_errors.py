@@ -25,7 +25,7 @@ def _api(cluster: Any) -> Any:
     control: Any = SimpleNamespace(
         cluster=cluster,
         membership=None,
-        nodes=SimpleNamespace(role_of=lambda _: None),
+        nodes=SimpleNamespace(role_of=lambda _: None, catch_up=_caught_up),
         services=None,
         secrets=None,
         configs=None,
@@ -42,6 +42,10 @@ def _api(cluster: Any) -> Any:
 
     transport = httpx.ASGITransport(app=on_unix_socket, raise_app_exceptions=False)
     return httpx.AsyncClient(transport=transport, base_url="http://manager")
+
+
+async def _caught_up() -> None:
+    return None
 
 
 def _cluster(*, leader: Any = lambda: True, **methods: Any) -> Any:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from typing import Any
@@ -41,6 +42,15 @@ class Nodes:
                 f"{name} was removed; retry (or ask another manager)"
             )
         return role
+
+    async def catch_up(self) -> None:
+        """Until this manager has applied everything committed when called (the API asks before it
+        calls a node certificate revoked); UnavailableError if that does not happen in time."""
+        try:
+            async with asyncio.timeout(self.consensus.settings.write_timeout_s):
+                await self.consensus.read_barrier()
+        except TimeoutError:
+            raise UnavailableError("this manager could not catch up with the cluster's state") from None
 
     async def remove(self, name: str) -> dict[str, Any]:
         self.consensus.require_leader()
