@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 
+from warren.config import ManagerSettings
 from warren.errors import UnavailableError
 from warren.manager.control.nodes import Nodes
 from warren.store import commands as c
@@ -32,3 +33,24 @@ def test_role_of_a_node_missing_from_a_state_still_catching_up_is_unknown_not_re
         n.role_of("worker-7")
     ready[0] = True
     assert n.role_of("worker-7") is None  # caught up: no such node means removed
+
+
+async def test_catch_up_pays_one_read_barrier_per_term(tmp_path: Path) -> None:
+    # A removed node's certificate must not make each of its requests cost a quorum round.
+    term = [3]
+    barriers: list[int] = []
+
+    async def read_barrier() -> int:
+        barriers.append(term[0])
+        return 1
+
+    n = nodes(tmp_path, [True])
+    n.consensus = SimpleNamespace(  # type: ignore[assignment]
+        metrics=lambda: {"term": term[0]}, read_barrier=read_barrier, settings=ManagerSettings()
+    )
+    await n.catch_up()
+    await n.catch_up()
+    assert barriers == [3]
+    term[0] = 4  # a new term: the state may be behind again (restarted with the others)
+    await n.catch_up()
+    assert barriers == [3, 4]
