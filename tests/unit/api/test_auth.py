@@ -17,7 +17,10 @@ async def _run(
     path: str,
     headers: list[Any] | None = None,
     local: bool = False,
+    role_of: auth.RoleOf = {"worker-1": "worker", "manager-1": "manager"}.get,
+    catch_up: auth.CatchUp | None = None,
 ) -> tuple[int, Any]:
+    """(status, what the app saw), or for a refusal (status, the messages sent)."""
     seen: dict[str, Any] = {}
 
     async def app(scope: Any, receive: Any, send: Any) -> None:
@@ -34,7 +37,7 @@ async def _run(
     async def receive() -> Any:
         return {"type": "http.request", "body": b"", "more_body": False}
 
-    policy = auth.Authorization(app, {"worker-1": "worker", "manager-1": "manager"}.get)
+    policy = auth.Authorization(app, role_of, catch_up)
     scope = {
         "type": "http",
         "method": method,
@@ -43,7 +46,7 @@ async def _run(
         "extensions": {auth.PEER_KEY: peer, auth.LOCAL_KEY: local},
     }
     await policy(scope, receive, send)
-    return sent[0]["status"], seen
+    return sent[0]["status"], seen or sent
 
 
 WORKER = certs.PeerIdentity("worker-1", "worker", "c", "f")
@@ -77,24 +80,11 @@ async def test_who_may_call_what(
 
 
 async def test_a_node_unknown_to_a_manager_still_catching_up_is_told_to_retry_not_revoked() -> None:
-    async def app(scope: Any, receive: Any, send: Any) -> None:
-        raise AssertionError("refused before the app")
-
     def catching_up(name: str) -> str | None:
         raise UnavailableError("this manager has not caught up with the cluster's state")
 
-    sent: list[Any] = []
-
-    async def send(message: Any) -> None:
-        sent.append(message)
-
-    async def receive() -> Any:
-        return {"type": "http.request", "body": b"", "more_body": False}
-
-    scope = {"type": "http", "method": "POST", "path": "/v1/dispatcher/session", "headers": [],
-             "extensions": {auth.PEER_KEY: WORKER}}  # fmt: skip
-    await auth.Authorization(app, catching_up)(scope, receive, send)
-    assert sent[0]["status"] == 503
+    status, sent = await _run(WORKER, "POST", "/v1/dispatcher/session", role_of=catching_up)
+    assert status == 503
     assert b"revoked" not in sent[1]["body"] and b"caught up" in sent[1]["body"]
 
 
@@ -109,30 +99,12 @@ async def test_a_node_missing_from_a_state_behind_is_admitted_once_the_manager_c
             state["worker-1"] = "worker"
         caught_up.append(True)
 
-    async def app(scope: Any, receive: Any, send: Any) -> None:
-        await send({"type": "http.response.start", "status": 200, "headers": []})
-        await send({"type": "http.response.body", "body": b""})
-
-    sent: list[Any] = []
-
-    async def send(message: Any) -> None:
-        sent.append(message)
-
-    async def receive() -> Any:
-        return {"type": "http.request", "body": b"", "more_body": False}
-
-    def scope() -> dict[str, Any]:
-        return {"type": "http", "method": "POST", "path": "/v1/dispatcher/session", "headers": [],
-                "extensions": {auth.PEER_KEY: WORKER}}  # fmt: skip
-
-    policy = auth.Authorization(app, state.get, catch_up)
-    await policy(scope(), receive, send)
-    assert sent[0]["status"] == 200 and caught_up == [True]
+    status, _ = await _run(WORKER, "POST", "/v1/dispatcher/session", role_of=state.get, catch_up=catch_up)
+    assert status == 200 and caught_up == [True]
     # Removed for real: still missing after catching up.
     state.clear()
-    sent.clear()
-    await policy(scope(), receive, send)
-    assert sent[0]["status"] == 401 and b"revoked" in sent[1]["body"] and len(caught_up) == 2
+    status, sent = await _run(WORKER, "POST", "/v1/dispatcher/session", role_of=state.get, catch_up=catch_up)
+    assert status == 401 and b"revoked" in sent[1]["body"] and len(caught_up) == 2
 
 
 async def test_only_a_manager_may_state_whom_it_forwards_for() -> None:
