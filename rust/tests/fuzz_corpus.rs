@@ -128,7 +128,7 @@ fn a_log_file_with_a_damaged_region_definition_is_refused_as_corrupt() {
 /// while writing would poison the log with a damaged-file error; no known input reaches it now.)
 #[tokio::test]
 async fn a_log_file_redb_panicked_writing_to_is_repaired_at_open() {
-    use openraft::storage::{RaftLogReader, RaftLogStorage, RaftLogStorageExt};
+    use openraft::storage::{RaftLogReader, RaftLogStorageExt};
     let dir = tempfile::tempdir().unwrap();
     let mut file = fuzzing::base_log_file();
     let damage = [

@@ -90,7 +90,10 @@ async fn flipped_bytes_in_an_entry_are_refused_at_open() {
     match LogStore::open(dir.path()) {
         Err(Error::CorruptLog(msg)) => {
             assert!(msg.contains(LOG_FILE), "{msg}");
-            assert!(msg.contains("entry 30"), "{msg}");
+            // redb's page checksums, verified at every open since issue 19 (a damaged page could
+            // make redb overflow the stack reading it back), see the flip before our entry
+            // checksums do, so the message names the file's damage rather than entry 30.
+            assert!(msg.contains("the file is damaged"), "{msg}");
         }
         Err(other) => panic!("expected CorruptLog, got {other}"),
         Ok(_) => panic!("a damaged log was opened"),
