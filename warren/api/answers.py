@@ -139,6 +139,9 @@ class Service(BaseModel):
     has_previous: bool = False  # a rollback has a spec to go back to
     replicas_running: int = 0
     replicas_desired: int = 0
+    # The digest of the spec's task part: a task of another `spec_digest` is outdated. None: the stored
+    # spec is not a valid one (the reconciler leaves the service alone).
+    spec_digest: str | None = None
 
 
 class Task(BaseModel):

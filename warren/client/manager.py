@@ -17,6 +17,15 @@ from warren.errors import NotFoundError, UnavailableError
 class ManagerClient(Connection):
     """Synchronous client of one manager or several (see Connection); use as a context manager."""
 
+    # -- time, as the client keeps it (tests replace both) -------------------------------------------
+
+    def clock(self) -> float:
+        """Seconds on a monotonic clock."""
+        return self._clock()
+
+    def sleep(self, seconds: float) -> None:
+        self._sleep(seconds)
+
     # -- cluster ------------------------------------------------------------------------------------
 
     def cluster_info(self) -> JSONObject:
