@@ -119,7 +119,8 @@ class Node(BaseModel):
     raft_id: int | None
     api_addr: str | None
     raft_addr: str | None
-    labels: dict[str, Any]
+    labels: dict[str, Any]  # a worker's reported labels, an operator's over them: what placement sees
+    operator_labels: dict[str, Any] = {}  # those an operator set (POST /v1/nodes/{name}/labels)
     resources: dict[str, Any] = {}
     addr: str | None = None  # a worker's address (its published ports are reached there)
     created_at: float

@@ -151,11 +151,10 @@ def register(service: Subparsers) -> None:
     scale.set_defaults(client_handler=service_scale)
 
     # `ls` as docker and the other groups (config, secret, volume) spell it; `list` as before.
-    for name, help in (("list", "list the services"), ("ls", "list the services (the same as list)")):
-        description = ("List every service: tasks running/desired, image and version; an UPDATE column\n"
-                       "appears while a rolling update is in progress or paused.")
-        listing = add_command(service, name, help, description)
-        listing.set_defaults(client_handler=service_list)
+    listing = add_command(service, "ls", "list the services",
+                          "List every service: tasks running/desired, image and version; an UPDATE column\n"
+                          "appears while a rolling update is in progress or paused.", aliases=("list",))
+    listing.set_defaults(client_handler=service_list)
 
     inspect = add_command(service, "inspect", "show one service in detail",
                           "Show a service's spec, version, timestamps and rolling-update status.")
@@ -307,12 +306,17 @@ def service_ps(args: argparse.Namespace, client: ManagerClient) -> int:
     return 0
 
 
-def _slot_key(task: Mapping[str, Any]) -> tuple[int, int, str]:
-    """Tasks of one slot (one node, for a global service) group together, slots in order."""
+SlotKey = tuple[str, int, int, str]
+
+
+def _slot_key(task: Mapping[str, Any]) -> SlotKey:
+    """Tasks of one slot (one node, for a global service) group together, slots in order, per service
+    (`node ps` lists several)."""
+    service = str(task.get("service_name") or task.get("service_id") or "")
     slot = task.get("slot")
     if isinstance(slot, int):
-        return (0, slot, "")
-    return (1, 0, str(task.get("node") or ""))
+        return (service, 0, slot, "")
+    return (service, 1, 0, str(task.get("node") or ""))
 
 
 def _newest_first(task: Mapping[str, Any]) -> tuple[float, float]:
@@ -329,7 +333,7 @@ def shown_tasks(tasks: Iterable[Mapping[str, Any]], *, show_all: bool) -> list[d
     """Per slot: its unfinished tasks, then (all, or only the latest of) its finished ones, newest first."""
     ordered = sorted(tasks, key=lambda t: (_slot_key(t), _final(t), _newest_first(t)))
     shown: list[dict[str, Any]] = []
-    seen_final: set[tuple[int, int, str]] = set()
+    seen_final: set[SlotKey] = set()
     for task in ordered:
         if _final(task) and not show_all:
             key = _slot_key(task)
@@ -342,7 +346,7 @@ def shown_tasks(tasks: Iterable[Mapping[str, Any]], *, show_all: bool) -> list[d
 
 def tasks_table(tasks: Sequence[Mapping[str, Any]], *, truncate: bool = True) -> str:
     rows = []
-    previous_slot: tuple[int, int, str] | None = None
+    previous_slot: SlotKey | None = None
     current = now()
     for task in tasks:
         key = _slot_key(task)

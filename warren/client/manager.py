@@ -69,6 +69,15 @@ class ManagerClient(Connection):
         path = f"/v1/nodes/{_segment(name)}/availability"
         return self._object(self.request("POST", path, json={"availability": availability}))
 
+    def set_node_labels(self, name: str, add: Mapping[str, str], remove: list[str]) -> JSONObject:
+        """An operator's labels: `add` set, `remove` taken away; the node as it is now."""
+        path = f"/v1/nodes/{_segment(name)}/labels"
+        return self._object(self.request("POST", path, json={"add": dict(add), "remove": remove}))
+
+    def list_node_tasks(self, name: str) -> list[JSONObject]:
+        """The tasks placed on node `name` (final ones included)."""
+        return self._list(self.request("GET", "/v1/tasks", params={"node": name}))
+
     # -- services -----------------------------------------------------------------------------------
 
     def create_service(self, spec: Mapping[str, Any]) -> JSONObject:

@@ -19,7 +19,7 @@ from warren.spec.service import ServiceSpec, decode, spec_digest, to_doc
 
 NODE_COLUMNS = (
     "name, role, state, availability, raft_id, api_addr, raft_addr, labels, resources, created_at,"
-    " updated_at, version"
+    " updated_at, version, operator_labels"
 )
 
 
@@ -65,7 +65,11 @@ def node_role(conn: sqlite3.Connection, name: str) -> str | None:
 
 def _node(row: sqlite3.Row) -> dict[str, Any]:
     doc = dict(row)
-    doc["labels"] = orjson.loads(doc["labels"])
+    # `labels`: what placement matches constraints against, a worker's reported labels with the
+    # operator's over them; `operator_labels`: those an operator set (node update --label-add).
+    operator = orjson.loads(doc["operator_labels"])
+    doc["labels"] = {**orjson.loads(doc["labels"]), **operator}
+    doc["operator_labels"] = operator
     doc["resources"] = orjson.loads(doc["resources"])
     if doc["role"] == "worker":
         doc["addr"] = doc["api_addr"]

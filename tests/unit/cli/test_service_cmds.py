@@ -53,7 +53,8 @@ def web_manager(service: dict[str, Any] | None = None) -> FakeManager:
 def test_every_create_flag_lands_in_its_body_field(capsys: pytest.CaptureFixture[str]) -> None:
     fake = FakeManager({("POST", "/v1/services"): created})
     argv = [
-        "service", "create", "-d", "api", "--image", "api:2", "--command", "serve --port 80", "--replicas", "4",
+        "service", "create", "-d", "api", "--image", "api:2", "--command", "serve --port 80",
+        "--replicas", "4",
         "--env", "A=1", "--env", "B=x=y", "--label", "tier=back", "--publish", "8080:80",
         "--publish", "5353:53/udp", "--driver", "docker", "--health-cmd", "curl -f http://localhost/",
         "--health-interval", "500ms", "--health-timeout", "1s", "--health-retries", "5",
@@ -181,7 +182,8 @@ def test_update_switching_the_health_kind_keeps_the_timings() -> None:
     current = {**WEB, "spec": {**SPEC, "health": {"kind": "http", "port": 80, "path": "/healthz",
                                                   "interval_s": 1.0, "retries": 7}}}
     fake = web_manager(current)
-    assert run(fake, "service", "update", "-d", "web", "--health-cmd", "pgrep nginx", "--health-timeout", "3s") == 0
+    assert run(fake, "service", "update", "-d", "web", "--health-cmd", "pgrep nginx",
+               "--health-timeout", "3s") == 0
     health = {"kind": "cmd", "cmd": ["pgrep", "nginx"], "path": "/", "interval_s": 1.0, "timeout_s": 3.0,
               "retries": 7, "start_period_s": 0.0}
     assert fake.body() == {"health": health}
@@ -213,7 +215,8 @@ def test_update_nested_parts_merge_over_the_current_ones() -> None:
 
 def test_update_maps_and_lists_add_and_remove() -> None:
     fake = web_manager()
-    assert run(fake, "service", "update", "-d", "web", "--env", "TZ=CET", "--env", "NEW=x", "--env-rm", "DEBUG",
+    assert run(fake, "service", "update", "-d", "web", "--env", "TZ=CET", "--env", "NEW=x",
+               "--env-rm", "DEBUG",
                "--publish", "8443:443", "--publish", "8080:8080", "--publish-rm", "9999/udp",
                "--constraint", "node.labels.disk==ssd", "--constraint-rm", "node.labels.zone==eu",
                "--label-rm", "tier") == 0
@@ -230,7 +233,8 @@ def test_update_keeps_a_stored_port_without_a_mode_in_host_mode() -> None:
     # SPEC's 8080 was stored before ingress existed (no mode: host); adding a port rewrites the list,
     # which must not turn 8080 into an ingress port.
     fake = web_manager()
-    assert run(fake, "service", "update", "-d", "web", "--publish", "mode=ingress,published=8443,target=443") == 0
+    assert run(fake, "service", "update", "-d", "web",
+               "--publish", "mode=ingress,published=8443,target=443") == 0
     assert fake.body() == {"publish": [
         {"host": 8080, "container": 80, "protocol": "tcp", "mode": "host"},
         {"host": 8443, "container": 443, "protocol": "tcp", "mode": "ingress"},

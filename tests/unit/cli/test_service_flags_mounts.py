@@ -119,7 +119,8 @@ def test_update_with_the_mounts_the_service_has_changes_nothing(capsys: pytest.C
 
 def test_removing_every_mount_sends_an_empty_list() -> None:
     fake = FakeManager({("GET", "/v1/services/db"): DB, ("PATCH", "/v1/services/db"): patched})
-    assert run(fake, "service", "update", "-d", "db", "--mount-rm", "/cache", "--mount-rm", "/var/lib/db") == 0
+    assert run(fake, "service", "update", "-d", "db", "--mount-rm", "/cache",
+               "--mount-rm", "/var/lib/db") == 0
     assert fake.body() == {"mounts": []}
 
 

@@ -35,7 +35,8 @@ def patched(request: httpx.Request) -> httpx.Response:
 def test_create_and_update_send_the_policy_only_when_it_changes() -> None:
     fake = FakeManager({("POST", "/v1/services"): created, ("GET", "/v1/services/db"): DB,
                         ("PATCH", "/v1/services/db"): patched})
-    assert run(fake, "service", "create", "-d", "db", "--image", "redis:7", "--volume-policy", "reschedule") == 0
+    assert run(fake, "service", "create", "-d", "db", "--image", "redis:7",
+               "--volume-policy", "reschedule") == 0
     assert fake.body()["volume_policy"] == "reschedule"
     assert run(fake, "service", "create", "-d", "db", "--image", "redis:7") == 0
     assert "volume_policy" not in fake.body()
