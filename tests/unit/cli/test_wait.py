@@ -199,3 +199,22 @@ def test_update_switches_the_mode(capsys: pytest.CaptureFixture[str]) -> None:
     assert [r.method for r in fake.requests].count("PATCH") == 1
 
 
+
+
+def test_apply_waits_for_each_service_it_changed(tmp_path: Any, capsys: pytest.CaptureFixture[str]) -> None:
+    stack = tmp_path / "stack.yaml"
+    stack.write_text("name: web\nimage: nginx:1.28\nreplicas: 2\n")
+    # Restart condition none: one failure of a new task means the service will not converge by itself.
+    never = {**SERVICE, "spec": {**SPEC, "restart": {"condition": "none"}}}
+    fake = FakeManager({("GET", "/v1/services"): [], ("POST", "/v1/services"): never, **polls(
+        (never, [task(1, "starting"), task(2, "running")]),
+        (never, [task(1, "failed", message="exit status 2"), task(2, "running")]),
+    )})
+    assert run(fake, "apply", "-f", str(stack)) == 1
+    captured = capsys.readouterr()
+    assert captured.out == "service/web created\n"
+    assert captured.err.splitlines()[-1] == ("warren: service web did not converge: task web.1 failed: "
+                                             "exit status 2")
+    detached = FakeManager({("GET", "/v1/services"): [], ("POST", "/v1/services"): never})
+    assert run(detached, "apply", "-d", "-f", str(stack)) == 0
+    assert [r.method for r in detached.requests] == ["GET", "POST"]
