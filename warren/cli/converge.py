@@ -118,14 +118,14 @@ def assess(service: Mapping[str, Any], tasks: Sequence[Mapping[str, Any]], chang
         reason = f"{_describe(last)}{count}"
         return Verdict("failed", reason, reason)
 
-    parts = [f"{ready}/{desired} running"]
+    # Running: as `service ls` counts them (either spec); the update's step: those of the new spec.
+    running = sum(1 for t in wanted if t.get("state") == "running")
+    parts = [f"{running}/{desired} running"]
     if spec.get("mode") == "global":
         parts[0] += " (global)"
-    if rolling:
+    if rolling or old:
         parts.append(f"{'rollback' if state == 'rollback_started' else 'update'}: "
                      f"{ready} of {max(desired, ready + len(old))} on the new spec")
-    elif old:
-        parts.append(f"{len(old)} of the old spec to replace")
     starting = [t for t in new if not _ready(t) and t.get("state") not in _PLACING]
     if starting:
         unhealthy = sum(1 for t in starting if t.get("health") == "unhealthy")

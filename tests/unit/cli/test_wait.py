@@ -89,7 +89,7 @@ def test_a_paused_update_fails_with_its_reason_in_one_line(capsys: pytest.Captur
     )})
     assert run(fake, "service", "rollback", "web") == 1
     err = capsys.readouterr().err.splitlines()
-    assert err[0] == "web: 0/2 running, update: 0 of 2 on the new spec"
+    assert err[0] == "web: 1/2 running, update: 0 of 2 on the new spec"
     assert err[-1] == ("warren: service web did not converge: update paused: task t1 failed: "
                        "health check failed")
 
@@ -125,7 +125,7 @@ def test_convergence_needs_health_the_new_spec_and_no_task_stopping() -> None:
     healthy = [task(1, "running", health="healthy"), task(2, "running", health="healthy")]
     assert assess(SERVICE, healthy, change, failures=3).state == "converged"
     checking = [task(1, "running", health="healthy"), task(2, "running", health="starting")]
-    assert assess(SERVICE, checking, change, failures=3).summary == "1/2 running, 1 starting"
+    assert assess(SERVICE, checking, change, failures=3).summary == "2/2 running, 1 starting"
     old_left = [*healthy, task(3, "running", digest=OLD)]
     assert assess(SERVICE, old_left, change, failures=3).state == "waiting"
     stopping = [*healthy, task(3, "running", desired="shutdown")]
