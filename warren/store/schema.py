@@ -115,6 +115,9 @@ CREATE TABLE IF NOT EXISTS cluster (
     next_raft_id  INTEGER NOT NULL,
     version       INTEGER NOT NULL
 );
+-- A node's `labels` are those its worker reports (replaced at each registration); `operator_labels`
+-- those an operator set (node update --label-add), which win for placement. Last: schema 8 added
+-- it, and ALTER TABLE appends.
 CREATE TABLE IF NOT EXISTS nodes (
     name          TEXT PRIMARY KEY,
     role          TEXT NOT NULL CHECK (role IN ('manager', 'worker')),
