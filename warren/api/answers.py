@@ -121,6 +121,7 @@ class Node(BaseModel):
     raft_addr: str | None
     labels: dict[str, Any]  # a worker's reported labels, an operator's over them: what placement sees
     operator_labels: dict[str, Any] = {}  # those an operator set (POST /v1/nodes/{name}/labels)
+    reported_labels: dict[str, Any] = {}  # those the node's worker reported
     resources: dict[str, Any] = {}
     addr: str | None = None  # a worker's address (its published ports are reached there)
     created_at: float

@@ -65,10 +65,11 @@ def node_role(conn: sqlite3.Connection, name: str) -> str | None:
 
 def _node(row: sqlite3.Row) -> dict[str, Any]:
     doc = dict(row)
-    # `labels`: what placement matches constraints against, a worker's reported labels with the
-    # operator's over them; `operator_labels`: those an operator set (node update --label-add).
-    operator = orjson.loads(doc["operator_labels"])
-    doc["labels"] = {**orjson.loads(doc["labels"]), **operator}
+    # `labels`: what placement matches constraints against, the labels a worker reported
+    # (`reported_labels`) with those an operator set (`operator_labels`, node update) over them.
+    reported, operator = orjson.loads(doc["labels"]), orjson.loads(doc["operator_labels"])
+    doc["labels"] = {**reported, **operator}
+    doc["reported_labels"] = reported
     doc["operator_labels"] = operator
     doc["resources"] = orjson.loads(doc["resources"])
     if doc["role"] == "worker":

@@ -56,6 +56,7 @@ def test_node_documents(log: Log) -> None:
         "raft_addr": None,
         "labels": {"zone": "a"},
         "operator_labels": {},
+        "reported_labels": {"zone": "a"},
         "resources": {"cpus": 2.0},
         "created_at": T0 + 1,
         "updated_at": T0 + 1,
@@ -78,6 +79,7 @@ def test_operator_labels_win_over_reported_ones_and_outlive_a_worker_reporting_a
     assert node is not None
     assert node["labels"] == {"zone": "eu", "rack": "r1", "disk": "ssd"}
     assert node["operator_labels"] == {"disk": "ssd", "zone": "eu"}
+    assert node["reported_labels"] == {"zone": "b", "rack": "r1"}
     ok(log.apply(c.SetNodeLabels("worker-a", {}, ["zone"], T0 + 8))[0])  # the worker's own zone again
     assert log.apply(c.SetNodeLabels("nope", {"a": "b"}, [], T0 + 9))[0]["error"] == "not_found"
     node = queries.node(conn(log), "worker-a")
