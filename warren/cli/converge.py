@@ -103,14 +103,21 @@ def assess(service: Mapping[str, Any], tasks: Sequence[Mapping[str, Any]], chang
         return Verdict("failed", message, message or "the rolling update paused")
     rolling = tracking and state in _ROLLING
 
+    global_ = spec.get("mode") == "global"
+
+    def current(task: Mapping[str, Any]) -> bool:
+        # The mode is no task field (a switch keeps the digest): a task of the other mode, with a slot
+        # in global mode or without one in replicated mode, is replaced all the same.
+        return task.get("spec_digest") == digest and (task.get("slot") is None) == global_
+
     wanted = [t for t in tasks if t.get("desired_state") == "running" and t.get("state") not in TERMINAL]
-    new = [t for t in wanted if t.get("spec_digest") == digest]
-    old = [t for t in wanted if t.get("spec_digest") != digest]
+    new = [t for t in wanted if current(t)]
+    old = [t for t in wanted if not current(t)]
     stopping = [t for t in tasks if t.get("desired_state") != "running" and t.get("state") not in TERMINAL]
     ready = sum(1 for t in new if _ready(t))
     desired = _int(service.get("replicas_desired"))
 
-    failed = [t for t in tasks if t.get("spec_digest") == digest and t.get("desired_state") == "running"
+    failed = [t for t in tasks if current(t) and t.get("desired_state") == "running"
               and t.get("state") in _FAILED_STATES and _float(t.get("created_at")) >= change.since]
     if failed and len(failed) >= _failure_limit(spec, failures):
         last = max(failed, key=lambda t: _float(t.get("updated_at")))
@@ -121,7 +128,7 @@ def assess(service: Mapping[str, Any], tasks: Sequence[Mapping[str, Any]], chang
     # Running: as `service ls` counts them (either spec); the update's step: those of the new spec.
     running = sum(1 for t in wanted if t.get("state") == "running")
     parts = [f"{running}/{desired} running"]
-    if spec.get("mode") == "global":
+    if global_:
         parts[0] += " (global)"
     if rolling or old:
         parts.append(f"{'rollback' if state == 'rollback_started' else 'update'}: "
@@ -144,7 +151,7 @@ def assess(service: Mapping[str, Any], tasks: Sequence[Mapping[str, Any]], chang
     summary = ", ".join(parts)
 
     if not rolling and not old and not stopping and ready == desired == len(new) and not placing:
-        if desired or spec.get("mode") != "global" or change.kind != "create":
+        if desired or not global_ or change.kind != "create":
             return Verdict("converged", summary)
         # A new global service with no task yet: not placed yet, or no node is eligible.
         return Verdict("waiting", f"{summary}, no task yet", "no node runs it yet", pending=True)

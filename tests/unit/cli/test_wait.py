@@ -218,3 +218,18 @@ def test_apply_waits_for_each_service_it_changed(tmp_path: Any, capsys: pytest.C
     detached = FakeManager({("GET", "/v1/services"): [], ("POST", "/v1/services"): never})
     assert run(detached, "apply", "-d", "-f", str(stack)) == 0
     assert [r.method for r in detached.requests] == ["GET", "POST"]
+
+
+def test_a_mode_switch_converges_only_on_tasks_of_the_new_mode() -> None:
+    # The mode is no task field: the digest stays, the slot tells a replicated task from a global one.
+    switched = {**SERVICE, "spec": {**SPEC, "mode": "global"}, "replicas_desired": 1}
+    change = Change("update", "web", 20, NOW)
+    replicated = [task(1, "running", created=NOW - 100)]
+    verdict = assess(switched, replicated, change, failures=3)
+    assert verdict.state == "waiting"
+    assert verdict.summary == "1/1 running (global), update: 0 of 1 on the new spec"
+    per_node = {**task(1, "running"), "slot": None, "name": "web.worker-1"}
+    stopping = {**replicated[0], "desired_state": "shutdown"}
+    assert assess(switched, [stopping, per_node], change, failures=3).state == "waiting"
+    stopped = {**stopping, "state": "shutdown"}
+    assert assess(switched, [stopped, per_node], change, failures=3).state == "converged"
