@@ -175,6 +175,28 @@ def test_schema_6_gains_the_tasks_ports_column_last_and_stores_reported_ports(tm
     store.close()
 
 
+def test_schema_7_gains_nodes_operator_labels_last_apart_from_reported_labels(tmp_path: Path) -> None:
+    snapshot = tmp_path / "snap.bin"
+    shutil.copyfile(V6 / "manager" / "snapshot.db", snapshot)
+    (tmp_path / "data").mkdir()
+    store = Store(str(tmp_path / "data"))
+    store.restore(str(snapshot))
+    columns = [r[1] for r in store.conn.execute("PRAGMA table_info(nodes)")]
+    (fresh_dir := tmp_path / "fresh").mkdir()
+    fresh = Store(str(fresh_dir))
+    assert columns[-1] == "operator_labels" and columns == [
+        r[1] for r in fresh.conn.execute("PRAGMA table_info(nodes)")
+    ]
+    fresh.close()
+    (worker,) = [n for n in EXPECTED_V6["state"]["snapshot"]["nodes"] if n["role"] == "worker"][:1]
+    index = store.applied_index
+    answers = store.apply([(index + 1, 1, c.encode(c.SetNodeLabels(worker["name"], {"zone": "eu"}, [], T1)))])
+    assert b'"ok"' in answers[0], answers
+    row = store.conn.execute("SELECT labels, operator_labels FROM nodes WHERE name = ?", (worker["name"],))
+    assert tuple(row.fetchone()) == (worker["labels"], '{"zone":"eu"}')
+    store.close()
+
+
 def test_a_previous_schema_worker_db_opens_upgraded_with_every_record(tmp_path: Path) -> None:
     shutil.copytree(FIXTURES / "worker", tmp_path / "worker")
     cache = WorkerCache.open(str(tmp_path / "worker"))
