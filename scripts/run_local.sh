@@ -53,13 +53,13 @@ done
 
 if ! "$WARREN" service inspect demo --manager "$API" >/dev/null 2>&1; then
     if [ "$RUNTIME" = docker ]; then
-        "$WARREN" service create demo --manager "$API" --image warren-busybox:latest \
+        "$WARREN" service create demo --detach --manager "$API" --image warren-busybox:latest \
             --command "httpd -f -p 8080 -h /www" --publish "$DEMO_PORT:8080" \
             --health-http 8080/ --health-interval 1s >/dev/null
     else
         # Host mode: the process binds 127.0.0.1:$DEMO_PORT itself (an ingress port would need a target
         # port of its own, and the worker's ingress proxy would listen on $DEMO_PORT).
-        "$WARREN" service create demo --manager "$API" --driver process --image python3 \
+        "$WARREN" service create demo --detach --manager "$API" --driver process --image python3 \
             --command "python3 -m http.server $DEMO_PORT --bind 127.0.0.1" \
             --publish "mode=host,published=$DEMO_PORT,target=$DEMO_PORT" \
             --health-tcp "$DEMO_PORT" --health-interval 1s >/dev/null

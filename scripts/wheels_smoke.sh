@@ -67,7 +67,7 @@ wait_for "answer from the manager" "$WARREN" cluster info --manager "$API" --tim
 "$WARREN" cluster info --manager "$API"
 
 step "service create smoke (process driver)"
-"$WARREN" service create smoke --manager "$API" --driver process --image python3 \
+"$WARREN" service create smoke --detach --manager "$API" --driver process --image python3 \
     --command "python3 -m http.server $WEB_PORT --bind 127.0.0.1" >/dev/null
 running() { "$WARREN" service ps smoke --manager "$API" -o json | grep -q '"state": *"running"'; }
 wait_for "running task of the service" running

@@ -783,6 +783,16 @@ class ClientSettings:
     # does on its next session call, at once); seconds. It looks every volume_remove_poll_s seconds.
     volume_remove_wait_s: float = 30.0
     volume_remove_poll_s: float = 0.25
+    # `service create|update|scale|rollback` wait for the change to converge unless --detach: they read
+    # the service and its tasks every wait_poll_s seconds (docs/decisions.md, issue 20: a poll, not the
+    # event stream); seconds.
+    wait_poll_s: float = 0.5
+    # A wait gives up (exit 1, the change stays and goes on) once a task of the new spec has been
+    # pending this long with nothing else changing: no node can run it now; seconds.
+    wait_pending_s: float = 60.0
+    # A wait fails once this many tasks of the new spec failed since the change (a restart loop);
+    # a rolling update's own failure action (pause, rollback) is reported as soon as it happens.
+    wait_failures: int = 3
 
 
 # -- the failover drill (`warren drill`) --------------------------------------------------------------

@@ -73,6 +73,11 @@ class UnreachableError(UnavailableError):
     changed nothing. Raised by the client only when no attempt of the request reached a manager."""
 
 
+class NotConvergedError(WarrenError):
+    """A change was made but did not converge: its rolling update paused or rolled back, its tasks keep
+    failing, or no node can run them. The change itself stays (the CLI's wait says why it stopped)."""
+
+
 class InvalidError(WarrenError):
     """The request is malformed or names something impossible (bad name, bad value, unknown field)."""
 

@@ -49,7 +49,7 @@ def create_config(fleet: Fleet, tmp_path: Path, name: str, content: bytes) -> di
 
 def docker_service(fleet: Fleet, name: str, *flags: str) -> dict[str, Any]:
     fleet.cli(
-        "service", "create", name, "--image", ensure_image(), "--command", "sleep 100000",
+        "service", "create", "--detach", name, "--image", ensure_image(), "--command", "sleep 100000",
         "--constraint", "node.labels.kind==docker", "--stop-timeout", "1s", *flags,
     ).ok()  # fmt: skip
     [task] = fleet.wait_running(name, 1)
@@ -91,7 +91,7 @@ def test_a_process_finds_its_configs_in_its_configs_dir(fleet: Fleet, tmp_path: 
     create_config(fleet, tmp_path, "proc-conf-v1", NGINX_V1)
     script = 'grep -q "listen 80" "$WARREN_CONFIGS_DIR/proc-conf-v1" && exec sleep 100000'
     fleet.cli(
-        "service", "create", "proc-configs", "--driver", "process", "--image", "none",
+        "service", "create", "--detach", "proc-configs", "--driver", "process", "--image", "none",
         "--command", f"sh -c '{script}'", "--config", "proc-conf-v1,mode=0400",
         "--constraint", "node.labels.kind==process",
     ).ok()  # fmt: skip
@@ -111,7 +111,7 @@ def test_switching_configs_rolls_the_task_and_removal_waits_for_the_last_user(
 ) -> None:
     create_config(fleet, tmp_path, "app-conf-v1", NGINX_V1)
     create_config(fleet, tmp_path, "app-conf-v2", NGINX_V2)
-    unknown = fleet.cli("service", "create", "ghost", "--image", ensure_image(), "--config", "nope-v1")
+    unknown = fleet.cli("service", "create", "-d", "ghost", "--image", ensure_image(), "--config", "nope-v1")
     assert unknown.returncode == 1 and "no config named 'nope-v1'" in unknown.stderr, str(unknown)
     again = fleet.cli("config", "create", "app-conf-v1", str(tmp_path / "app-conf-v2"))
     assert again.returncode == 1 and "configs are immutable" in again.stderr, str(again)
@@ -120,7 +120,7 @@ def test_switching_configs_rolls_the_task_and_removal_waits_for_the_last_user(
     refused = fleet.cli("config", "rm", "app-conf-v1")
     assert refused.returncode == 1 and "in use by service app" in refused.stderr, str(refused)
 
-    fleet.cli("service", "update", "app", "--config-rm", "app-conf-v1",
+    fleet.cli("service", "update", "--detach", "app", "--config-rm", "app-conf-v1",
               "--config-add", "app-conf-v2,target=/etc/app.conf").ok()
     new = eventually(
         lambda: next((t for t in fleet.wait_running("app", 1) if t["id"] != old["id"]), None),

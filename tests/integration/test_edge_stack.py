@@ -58,7 +58,7 @@ def boots(fleet: Fleet) -> list[str]:
 
 
 def test_the_edge_stack_comes_up_keeps_its_data_and_applies_idempotently(fleet: Fleet) -> None:
-    out = fleet.cli("apply", "-f", str(STACK)).ok().stdout
+    out = fleet.cli("apply", "--detach", "-f", str(STACK)).ok().stdout
     assert out.splitlines() == [
         "config/hub-conf-v1 created", "service/broker created", "service/hub created", "service/web created",
     ]
@@ -95,7 +95,7 @@ def test_the_edge_stack_comes_up_keeps_its_data_and_applies_idempotently(fleet: 
     assert web.exec_run(["touch", "/tmp/ok"])[0] == 0 and web.exec_run(["touch", "/www/no"])[0] != 0
 
     # The same file again: nothing changes.
-    again = fleet.cli("apply", "-f", str(STACK)).ok().stdout
+    again = fleet.cli("apply", "--detach", "-f", str(STACK)).ok().stdout
     assert again.splitlines() == [
         "config/hub-conf-v1 unchanged", "service/broker unchanged", "service/hub unchanged",
         "service/web unchanged",

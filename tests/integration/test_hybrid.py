@@ -63,19 +63,19 @@ def test_hybrid_manager_runs_tasks_and_apply_is_idempotent(hybrid: ManagerProc, 
 
     path = tmp_path / "services.yaml"
     path.write_text(SERVICES)
-    first = cli("apply", "-f", str(path), "--manager", addr).ok()
+    first = cli("apply", "--detach", "-f", str(path), "--manager", addr).ok()
     assert "service/alpha created" in first.stdout and "service/beta created" in first.stdout, first.stdout
     eventually(
         lambda: len(running(addr, "alpha")) == 2 and len(running(addr, "beta")) == 1, 30, "tasks running"
     )
     assert {t["node"] for t in running(addr, "alpha")} == {node["name"]}
 
-    again = cli("apply", "-f", str(path), "--manager", addr).ok()
+    again = cli("apply", "--detach", "-f", str(path), "--manager", addr).ok()
     assert again.stdout.count("unchanged") == 2, again.stdout
     versions = {s["name"]: s["version"] for s in get_json(addr, "/v1/services")}
 
     path.write_text(SERVICES.replace("replicas: 2", "replicas: 3"))
-    third = cli("apply", "-f", str(path), "--manager", addr).ok()
+    third = cli("apply", "--detach", "-f", str(path), "--manager", addr).ok()
     assert "service/alpha updated" in third.stdout and "service/beta unchanged" in third.stdout, third.stdout
     eventually(lambda: len(running(addr, "alpha")) == 3, 30, "alpha scaled to 3 by apply")
     after = {s["name"]: s["version"] for s in get_json(addr, "/v1/services")}
@@ -83,6 +83,6 @@ def test_hybrid_manager_runs_tasks_and_apply_is_idempotent(hybrid: ManagerProc, 
 
     bad = tmp_path / "bad.yaml"
     bad.write_text(SERVICES + "---\nname: gamma\nimage: local\nreplicas: -3\n")
-    refused = cli("apply", "-f", str(bad), "--manager", addr)
+    refused = cli("apply", "--detach", "-f", str(bad), "--manager", addr)
     assert refused.returncode != 0 and "document 3" in refused.stderr, refused
     assert "gamma" not in {s["name"] for s in get_json(addr, "/v1/services")}

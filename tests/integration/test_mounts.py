@@ -70,7 +70,7 @@ def volume_name(label: str) -> str:
 
 def service(setup: Setup, name: str, *flags: str, kind: str = "docker", command: str = "sleep 300") -> None:
     setup.fleet.cli(
-        "service", "create", name, "--image", TEST_IMAGE, "--command", command,
+        "service", "create", "--detach", name, "--image", TEST_IMAGE, "--command", command,
         "--constraint", f"node.labels.kind=={kind}", *(["--driver", "process"] if kind == "process" else []),
         *flags,
     ).ok()
@@ -117,7 +117,7 @@ def test_volume_data_survives_kill_update_restart_and_rm(setup: Setup) -> None:
     assert read(setup, "db", "/data/log") == [first["id"], second["id"]]
 
     # A rolled task (a new image).
-    fleet.cli("service", "update", "db", "--image", IMAGE_V2).ok()
+    fleet.cli("service", "update", "--detach", "db", "--image", IMAGE_V2).ok()
     third = replaced(setup, "db", second)
     assert read(setup, "db", "/data/log") == [first["id"], second["id"], third["id"]]
 

@@ -79,7 +79,7 @@ def test_failing_health_check_pauses_the_update(fleet: Fleet) -> None:
     assert "paused" in inspect.stdout
 
     # `service rollback` returns to the previous spec: every task healthy on the old digest again.
-    fleet.cli("service", "rollback", "careful").ok()
+    fleet.cli("service", "rollback", "--detach", "careful").ok()
     eventually(
         lambda: (service(fleet, "careful")["update_status"] or {}).get("state") == "rollback_completed",
         60,

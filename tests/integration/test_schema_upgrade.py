@@ -43,7 +43,8 @@ def test_a_manager_restarted_on_a_previous_schema_snapshot_upgrades_it(
     assert manager.stop() == 0
 
     # Turn the manager's own snapshot into what an older Warren wrote: schema 3 had no
-    # schema_migrations table, nor configs (schema 5) nor volumes (6), nor tasks.ports (7), and its
+    # schema_migrations table, nor configs (schema 5) nor volumes (6), nor tasks.ports (7), nor
+    # nodes.operator_labels (8), and its
     # content digest covered the tables it had. The result has exactly the tables of a snapshot the code
     # at 2ac1aef made (DROP COLUMN leaves the statement's last line break out: the old text is put back).
     (snapshot,) = (manager.data_dir / "raft" / "snapshots").glob("snap-*.bin")
@@ -52,9 +53,12 @@ def test_a_manager_restarted_on_a_previous_schema_snapshot_upgrades_it(
     conn.execute("DROP TABLE configs")
     conn.execute("DROP TABLE volumes")
     conn.execute("ALTER TABLE tasks DROP COLUMN ports")
-    (old_tasks,) = [sql for name, sql in tables(V3_SNAPSHOT) if name == "tasks"]
+    conn.execute("ALTER TABLE nodes DROP COLUMN operator_labels")
+    old = dict(tables(V3_SNAPSHOT))
     conn.execute("PRAGMA writable_schema = ON")
-    conn.execute("UPDATE sqlite_master SET sql = ? WHERE type = 'table' AND name = 'tasks'", (old_tasks,))
+    for table in ("tasks", "nodes"):
+        sql = "UPDATE sqlite_master SET sql = ? WHERE type = 'table' AND name = ?"
+        conn.execute(sql, (old[table], table))
     conn.execute("PRAGMA writable_schema = OFF")
     conn.execute("UPDATE meta SET value = ? WHERE key = 'content_digest'", (schema.content_digest(conn),))
     conn.execute("UPDATE meta SET value = '3' WHERE key = 'schema_version'")
@@ -67,5 +71,5 @@ def test_a_manager_restarted_on_a_previous_schema_snapshot_upgrades_it(
         after = {path: client.get(path).json() for path in before}
     assert after == before
     log = manager.errors()
-    assert "state schema upgraded from version 3 to 7" in log, manager.log_tail()
+    assert "state schema upgraded from version 3 to 8" in log, manager.log_tail()
     assert "state restored from" in log and "/snapshots/" in log, manager.log_tail()

@@ -83,7 +83,7 @@ def worker(fleet: Fleet, runtime: str) -> WorkerProc:
 
 def docker_service(fleet: Fleet, name: str, *flags: str) -> dict[str, Any]:
     fleet.cli(
-        "service", "create", name, "--image", ensure_image(), "--command", "sleep 100000",
+        "service", "create", "--detach", name, "--image", ensure_image(), "--command", "sleep 100000",
         "--constraint", "node.labels.kind==docker", "--stop-timeout", "1s", *flags,
     ).ok()  # fmt: skip
     [task] = fleet.wait_running(name, 1)
@@ -131,7 +131,7 @@ def test_a_process_gets_a_0400_file_that_is_removed_with_the_task(fleet: Fleet, 
     w = worker(fleet, "process")
     script = 'sha256sum "$WARREN_SECRETS_DIR/proc-db" > /dev/null && exec sleep 100000'
     fleet.cli(
-        "service", "create", "proc-secret", "--driver", "process", "--image", "none",
+        "service", "create", "--detach", "proc-secret", "--driver", "process", "--image", "none",
         "--command", f"sh -c '{script}'", "--secret", "proc-db", "--constraint", "node.labels.kind==process",
     ).ok()  # fmt: skip
     [task] = fleet.wait_running("proc-secret", 1)
@@ -155,9 +155,9 @@ def test_a_secret_in_use_cannot_be_removed_and_a_service_cannot_name_an_unknown_
     docker_service(fleet, "holder", "--secret", "in-use")
     refused = fleet.cli("secret", "rm", "in-use")
     assert refused.returncode == 1 and "in use by service holder" in refused.stderr, str(refused)
-    unknown = fleet.cli("service", "create", "ghost", "--image", ensure_image(), "--secret", "nope")
+    unknown = fleet.cli("service", "create", "-d", "ghost", "--image", ensure_image(), "--secret", "nope")
     assert unknown.returncode == 1 and "no secret named 'nope'" in unknown.stderr, str(unknown)
-    fleet.cli("service", "update", "holder", "--secret-rm", "in-use").ok()
+    fleet.cli("service", "update", "--detach", "holder", "--secret-rm", "in-use").ok()
     fleet.cli("secret", "rm", "in-use").ok()
     listed = fleet.cli("secret", "ls").ok().stdout
     assert "in-use" not in listed

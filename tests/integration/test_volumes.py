@@ -40,7 +40,8 @@ def fleet(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFacto
 
 
 def create(fleet: Fleet, name: str, volume: str, *flags: str) -> None:
-    fleet.cli("service", "create", name, "--driver", "process", "--image", "none", "--command", APPEND,
+    fleet.cli("service", "create", "--detach", name, "--driver", "process", "--image", "none",
+              "--command", APPEND,
               "--mount", f"type=volume,src={volume},dst=/data", *flags).ok()
 
 

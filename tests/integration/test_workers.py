@@ -106,7 +106,7 @@ def test_scale_up_down_and_to_zero(cluster: tuple[Fleet, Kind]) -> None:
     fleet.create("scaled", replicas=1, **kind.spec())
     fleet.wait_running("scaled", 1)
     for n in (3, 1, 0, 2):
-        fleet.cli("service", "scale", "scaled", str(n)).ok()
+        fleet.cli("service", "scale", "--detach", "scaled", str(n)).ok()
         tasks = fleet.wait_running("scaled", n)
         assert sorted(t["slot"] for t in tasks) == list(range(1, n + 1))
         wait_instances(kind, "scaled", n)
@@ -200,7 +200,7 @@ def test_bad_specs_are_refused_with_clear_messages(cluster: tuple[Fleet, Kind]) 
         ["--health-cmd", "true", "--health-tcp", "80"],
         ["--replicas", "-1"],
     ):
-        result = fleet.cli("service", "create", "bad", "--image", "x", *args)
+        result = fleet.cli("service", "create", "--detach", "bad", "--image", "x", *args)
         assert result.returncode == 2, result
         assert result.stderr.count("\n") == 1 and "Traceback" not in result.stderr, result
     from tests.integration.managers import api, assert_error_body
@@ -259,7 +259,7 @@ def test_drain_moves_tasks_and_activate_allows_them_back(cluster: tuple[Fleet, K
     node = fleet.cli("node", "inspect", a.name, "-o", "json").ok()
     assert '"drain"' in node.stdout
     fleet.cli("node", "activate", a.name).ok()
-    fleet.cli("service", "scale", "drained", "6").ok()
+    fleet.cli("service", "scale", "--detach", "drained", "6").ok()
     tasks = fleet.wait_running("drained", 6)
     assert a.name in {t["node"] for t in tasks}, "an active node takes new tasks again"
     fleet.cli("service", "rm", "drained").ok()

@@ -36,12 +36,12 @@ EXPECTED_V6: dict[str, Any] = json.loads((V6 / "expected.json").read_text())
 # Tables a file of each fixture's version did not have yet: empty once it is upgraded.
 NEWER_TABLES: dict[str, list[dict[str, Any]]] = {"configs": [], "volumes": []}
 # Columns added since every fixture's version, with the value an upgraded row gets.
-NEWER_COLUMNS: dict[str, dict[str, Any]] = {"tasks": {"ports": None}}
+NEWER_COLUMNS: dict[str, dict[str, Any]] = {"tasks": {"ports": None}, "nodes": {"operator_labels": "{}"}}
 # The upgrade steps a file of each fixture's version goes through (the schema_migrations history).
 HISTORY = {
-    "v3": [(4, "migrated"), (5, "migrated"), (6, "migrated"), (7, "migrated")],
-    "v4": [(4, "created"), (5, "migrated"), (6, "migrated"), (7, "migrated")],
-    "v6": [(6, "created"), (7, "migrated")],
+    "v3": [(4, "migrated"), (5, "migrated"), (6, "migrated"), (7, "migrated"), (8, "migrated")],
+    "v4": [(4, "created"), (5, "migrated"), (6, "migrated"), (7, "migrated"), (8, "migrated")],
+    "v6": [(6, "created"), (7, "migrated"), (8, "migrated")],
 }
 VERSIONS = ["v3", "v4", "v6"]
 
@@ -77,10 +77,10 @@ def test_the_fixtures_are_of_the_previous_schemas() -> None:
     assert EXPECTED["state"]["schema_version"] == 3 and EXPECTED["worker"]["schema_version"] == 1
     assert EXPECTED_V4["state"]["schema_version"] == 4 and EXPECTED_V4["worker"]["schema_version"] == 2
     assert EXPECTED_V6["state"]["schema_version"] == 6 and EXPECTED_V6["worker"]["schema_version"] == 2
-    assert schema.SCHEMA_VERSION == 7 and worker_cache.SCHEMA_VERSION == 2
+    assert schema.SCHEMA_VERSION == 8 and worker_cache.SCHEMA_VERSION == 2
     for version, found in (("v3", 3), ("v4", 4), ("v6", 6)):
         snapshot = str(fixture(version)[0] / "manager" / "snapshot.db")
-        with pytest.raises(CorruptStateError, match=f"schema version {found}, this Warren reads version 7"):
+        with pytest.raises(CorruptStateError, match=f"schema version {found}, this Warren reads version 8"):
             check_state_file(snapshot)  # as it is, not a current state file: it needs the upgrade
         old_tables = [t for t in schema.TABLES if t not in NEWER_TABLES]
         assert all("ports" not in row for row in fixture(version)[1]["state"]["snapshot"]["tasks"])
@@ -142,7 +142,7 @@ def test_a_previous_schema_data_dir_opens(
     assert schema.schema_version(conn) == schema.SCHEMA_VERSION
     assert rows(conn) == upgraded(expected["state"]["state"])
     conn.close()
-    assert f"state schema upgraded from version {expected['state']['schema_version']} to 7" in caplog.text
+    assert f"state schema upgraded from version {expected['state']['schema_version']} to 8" in caplog.text
 
 
 def test_schema_6_gains_the_tasks_ports_column_last_and_stores_reported_ports(tmp_path: Path) -> None:
@@ -172,6 +172,28 @@ def test_schema_6_gains_the_tasks_ports_column_last_and_stores_reported_ports(tm
     conn = sqlite3.connect(new_snapshot)
     assert conn.execute("SELECT ports FROM tasks WHERE id = ?", (task_id,)).fetchone()[0] == stored
     conn.close()
+    store.close()
+
+
+def test_schema_7_gains_nodes_operator_labels_last_apart_from_reported_labels(tmp_path: Path) -> None:
+    snapshot = tmp_path / "snap.bin"
+    shutil.copyfile(V6 / "manager" / "snapshot.db", snapshot)
+    (tmp_path / "data").mkdir()
+    store = Store(str(tmp_path / "data"))
+    store.restore(str(snapshot))
+    columns = [r[1] for r in store.conn.execute("PRAGMA table_info(nodes)")]
+    (fresh_dir := tmp_path / "fresh").mkdir()
+    fresh = Store(str(fresh_dir))
+    assert columns[-1] == "operator_labels" and columns == [
+        r[1] for r in fresh.conn.execute("PRAGMA table_info(nodes)")
+    ]
+    fresh.close()
+    (worker,) = [n for n in EXPECTED_V6["state"]["snapshot"]["nodes"] if n["role"] == "worker"][:1]
+    index = store.applied_index
+    answers = store.apply([(index + 1, 1, c.encode(c.SetNodeLabels(worker["name"], {"zone": "eu"}, [], T1)))])
+    assert b'"ok"' in answers[0], answers
+    row = store.conn.execute("SELECT labels, operator_labels FROM nodes WHERE name = ?", (worker["name"],))
+    assert tuple(row.fetchone()) == (worker["labels"], '{"zone":"eu"}')
     store.close()
 
 

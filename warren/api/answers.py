@@ -119,7 +119,9 @@ class Node(BaseModel):
     raft_id: int | None
     api_addr: str | None
     raft_addr: str | None
-    labels: dict[str, Any]
+    labels: dict[str, Any]  # a worker's reported labels, an operator's over them: what placement sees
+    operator_labels: dict[str, Any] = {}  # those an operator set (POST /v1/nodes/{name}/labels)
+    reported_labels: dict[str, Any] = {}  # those the node's worker reported
     resources: dict[str, Any] = {}
     addr: str | None = None  # a worker's address (its published ports are reached there)
     created_at: float
@@ -139,6 +141,9 @@ class Service(BaseModel):
     has_previous: bool = False  # a rollback has a spec to go back to
     replicas_running: int = 0
     replicas_desired: int = 0
+    # The digest of the spec's task part: a task of another `spec_digest` is outdated. None: the stored
+    # spec is not a valid one (the reconciler leaves the service alone).
+    spec_digest: str | None = None
 
 
 class Task(BaseModel):

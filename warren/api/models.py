@@ -427,6 +427,13 @@ class NodeAvailability(Strict):
     availability: Literal["active", "drain"]
 
 
+class NodeLabels(Strict):
+    """An operator's labels on a node: `add` set (replacing the same key), then `remove` taken away."""
+
+    add: dict[LabelKey, SafeText] = Field(default_factory=dict, max_length=256)
+    remove: list[LabelKey] = Field(default_factory=list, max_length=256)
+
+
 # -- workers (docs/worker-protocol.md) ------------------------------------------------------------
 
 # A worker's host (or host:port), checked by formats.split_host_port in the handler.

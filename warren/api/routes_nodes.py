@@ -30,3 +30,7 @@ def add_routes(app: FastAPI, nodes: Nodes, consistent: fastapi_params.Depends) -
     @app.post("/v1/nodes/{name}/availability", response_model=A.Node, responses=A.errors(400, 404, 413))
     async def node_availability(name: NodePath, body: models.NodeAvailability) -> JSON:
         return JSON(await nodes.set_availability(name, body.availability))
+
+    @app.post("/v1/nodes/{name}/labels", response_model=A.Node, responses=A.errors(400, 404, 413))
+    async def node_labels(name: NodePath, body: models.NodeLabels) -> JSON:
+        return JSON(await nodes.set_labels(name, dict(body.add), list(body.remove)))

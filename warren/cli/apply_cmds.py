@@ -16,11 +16,13 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from warren.cli import specs
+from warren.cli import specs, waiting
 from warren.cli.apply_configs import ConfigItem, config_items, is_configs_document, named_by, plan_configs
+from warren.cli.converge import Change, Kind
 from warren.cli.output import render, safe_line
 from warren.cli.parsing import Subparsers, add_command
 from warren.client import ManagerClient
+from warren.errors import NotConvergedError
 from warren.formats import parse_size
 
 if TYPE_CHECKING:
@@ -95,6 +97,10 @@ def register(commands: Subparsers) -> None:
                        help="YAML file of service documents ('-' reads standard input; repeatable)")
     apply.add_argument("--dry-run", action="store_true",
                        help="check the files and say what would change, without changing anything")
+    apply.add_argument("-d", "--detach", action="store_true",
+                       help="return once the changes are made, without waiting for each created or updated "
+                       "service to converge (by default: wait, as 'warren service update' does; exit 1 if "
+                       "one fails)")
     apply.set_defaults(client_handler=apply_files)
 
 
@@ -152,22 +158,50 @@ def apply_files(args: argparse.Namespace, client: ManagerClient) -> int:
                         "version": made})
         if args.format == "table":
             print(safe_line(f"config/{item.name} {outcome}{suffix}"), flush=True)
+    changes: list[Change] = []
     for step in steps:
         version = step.version
+        answer: dict[str, Any] | None = None
         if not args.dry_run and step.result == "created":
-            version = client.create_service(step.body).get("version")
+            answer = client.create_service(step.body)
         elif not args.dry_run and step.result == "updated":
             # If-Match: a change made since the comparison must not be overwritten unseen.
             answer = client.update_service(step.document.name, step.body, if_match=step.version)
+        if answer is not None:
             version = answer.get("version")
+            change = _change(step, answer)
+            if change is not None:
+                changes.append(change)
         result = {"kind": "service", "name": step.document.name, "result": step.result,
                   "changed": sorted(k for k in step.body if k != "name"), "version": version}
         results.append(result)
         if args.format == "table":  # as it happens: a failure later leaves the earlier lines true
             print(safe_line(f"service/{step.document.name} {step.result}{suffix}"), flush=True)
     if args.format != "table":
-        print(render(results, args.format, lambda: ""), end="")
-    return 0
+        print(render(results, args.format, lambda: ""), end="", flush=True)
+    return 0 if args.detach else _wait_all(client, changes)
+
+
+def _change(step: Step, answer: dict[str, Any]) -> Change | None:
+    version, since = answer.get("version"), answer.get("updated_at")
+    if not isinstance(version, int) or not isinstance(since, int | float):
+        return None
+    kind: Kind = "create" if step.result == "created" else "update"
+    return Change(kind, step.document.name, version, float(since))
+
+
+def _wait_all(client: ManagerClient, changes: list[Change]) -> int:
+    """Wait for each change in turn (the cluster works on all of them at once); 1 if any failed (each
+    said why on its own line), 130 on Ctrl-C."""
+    status = 0
+    for change in changes:
+        try:
+            if waiting.wait(client, change) == waiting.INTERRUPTED:
+                return waiting.INTERRUPTED
+        except NotConvergedError as exc:
+            print(f"warren: {safe_line(str(exc))}", file=sys.stderr)
+            status = 1
+    return status
 
 
 def _read(name: str) -> str:

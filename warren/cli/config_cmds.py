@@ -50,10 +50,9 @@ def register(config: Subparsers) -> None:
     create.add_argument("file", metavar="FILE", help="file holding the content ('-' reads standard input)")
     create.set_defaults(client_handler=config_create)
 
-    for name, help in (("ls", "list the configs"), ("list", "list the configs (the same as ls)")):
-        listing = add_command(config, name, help,
-                              "List every config: its size and the services that use it.")
-        listing.set_defaults(client_handler=config_list)
+    listing = add_command(config, "ls", "list the configs",
+                          "List every config: its size and the services that use it.", aliases=("list",))
+    listing.set_defaults(client_handler=config_list)
 
     inspect = add_command(config, "inspect", "show one config and its content",
                           "Show a config's ID, size, SHA-256, timestamps, the services that use it and its\n"

@@ -1,4 +1,4 @@
-"""`warren node list | inspect | drain | activate | rm`: the cluster's managers and workers."""
+"""`warren node ls | inspect | ps | update | drain | activate | rm`: the cluster's managers and workers."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from warren.cli.output import Column, human_bytes, render, render_list, render_object
-from warren.cli.parsing import Subparsers, add_command
+from warren.cli.parsing import Subparsers, UsageError, add_command, key_value
 from warren.client import ManagerClient
 
 
@@ -47,15 +47,42 @@ RESOURCE_COLUMNS: list[Column] = [("CPUS", _cpus), ("MEMORY", _memory)]
 
 
 def register(node: Subparsers) -> None:
-    listing = add_command(node, "list", "list the nodes",
+    listing = add_command(node, "ls", "list the nodes",
                           "List every node: managers and workers, their state (ready|down), availability\n"
-                          "(active|drain) and address; CPUS and MEMORY are what a worker reported.")
+                          "(active|drain) and address; CPUS and MEMORY are what a worker reported.",
+                          aliases=("list",))
     listing.set_defaults(client_handler=node_list)
 
     inspect = add_command(node, "inspect", "show one node in detail",
                           "Show everything known about a node (labels, resources, addresses, timestamps).")
     inspect.add_argument("name", metavar="NAME", help="the node's name")
     inspect.set_defaults(client_handler=node_inspect)
+
+    ps = add_command(node, "ps", "list the tasks on a node",
+                     "List the tasks placed on a node, of every service: their state and why (as\n"
+                     "'warren service ps' shows them). By default: the current task of each slot and\n"
+                     "the latest finished one before it.")
+    ps.add_argument("name", metavar="NAME", help="the node's name")
+    ps.add_argument("-a", "--all", action="store_true", help="every task the cluster still keeps (history)")
+    ps.add_argument("--no-trunc", action="store_true", help="show whole task IDs and messages")
+    ps.set_defaults(client_handler=node_ps)
+
+    update = add_command(
+        node, "update", "set or remove a node's labels",
+        "Set or remove an operator's labels on a node. Placement constraints (node.labels.K==V)\n"
+        "see them together with the labels the node's worker reports (worker start --label),\n"
+        "an operator's label winning over a reported one of the same key; a worker that\n"
+        "registers again keeps the operator's labels. --label-rm removes an operator's label\n"
+        "only (a reported one is the worker's to drop).",
+        epilog="examples:\n  warren node update --label-add zone=eu --label-add disk=ssd worker-1\n"
+               "  warren node update --label-rm disk worker-1\n",
+    )
+    update.add_argument("name", metavar="NAME", help="the node's name")
+    update.add_argument("--label-add", type=key_value, action="append", default=[], metavar="K=V",
+                        help="set label K to V (repeatable)")
+    update.add_argument("--label-rm", action="append", default=[], metavar="K",
+                        help="remove the operator's label K (repeatable)")
+    update.set_defaults(client_handler=node_update)
 
     drain = add_command(node, "drain", "move a node's tasks elsewhere and place none there",
                         "Drain a node: its tasks are stopped and placed on other nodes, and no new task is\n"
@@ -94,6 +121,31 @@ def node_inspect(args: argparse.Namespace, client: ManagerClient) -> int:
         # Bytes for tools (json/yaml), and a figure a person can read in the table.
         shown = {**node, "resources": {**_resources(node), "memory": f"{memory} ({human_bytes(memory)})"}}
     print(render_object(shown, args.format), end="")
+    return 0
+
+
+def node_ps(args: argparse.Namespace, client: ManagerClient) -> int:
+    from warren.cli.service_cmds import shown_tasks, tasks_table
+
+    client.get_node(args.name)  # an unknown node is an error, not an empty list
+    tasks = shown_tasks(client.list_node_tasks(args.name), show_all=args.all)
+    print(render(tasks, args.format, lambda: tasks_table(tasks, truncate=not args.no_trunc)), end="")
+    return 0
+
+
+def node_update(args: argparse.Namespace, client: ManagerClient) -> int:
+    if not args.label_add and not args.label_rm:
+        raise UsageError("nothing to change: give --label-add K=V or --label-rm K "
+                         "(see 'warren node update --help')")
+    added = dict(args.label_add)
+    both = sorted(set(added) & set(args.label_rm))
+    if both:
+        raise UsageError(f"label {both[0]!r} is both added and removed (see 'warren node update --help')")
+    node = client.set_node_labels(args.name, added, list(dict.fromkeys(args.label_rm)))
+    labels = node.get("labels")
+    shown = ", ".join(f"{k}={v}" for k, v in sorted(labels.items())) if isinstance(labels, dict) else ""
+    text = f"Node {node.get('name', args.name)} updated; labels: {shown or 'none'}\n"
+    print(render(node, args.format, lambda: text), end="")
     return 0
 
 

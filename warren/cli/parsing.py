@@ -98,9 +98,11 @@ def add_group(subparsers: Subparsers, name: str, help: str, description: str,
 
 
 def add_command(subparsers: Subparsers, name: str, help: str, description: str,
-                epilog: str | None = None, client: bool = True) -> WarrenArgumentParser:
+                epilog: str | None = None, client: bool = True,
+                aliases: tuple[str, ...] = ()) -> WarrenArgumentParser:
+    """A command; `aliases` are other names for it (`ls` for `list`), shown beside its name in help."""
     parser: WarrenArgumentParser = subparsers.add_parser(
-        name, help=help, description=description, epilog=epilog,
+        name, aliases=aliases, help=help, description=description, epilog=epilog,
         formatter_class=argparse.RawDescriptionHelpFormatter, allow_abbrev=False,
     )
     add_version(parser)

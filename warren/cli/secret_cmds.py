@@ -52,10 +52,10 @@ def register(secret: Subparsers) -> None:
                         "of this machine may see it in the process list; prefer FILE or '-'")
     create.set_defaults(client_handler=secret_create)
 
-    for name, help in (("ls", "list the secrets"), ("list", "list the secrets (the same as ls)")):
-        listing = add_command(secret, name, help,
-                              "List every secret (names and the services that use them; never values).")
-        listing.set_defaults(client_handler=secret_list)
+    listing = add_command(secret, "ls", "list the secrets",
+                          "List every secret (names and the services that use them; never values).",
+                          aliases=("list",))
+    listing.set_defaults(client_handler=secret_list)
 
     inspect = add_command(secret, "inspect", "show one secret (never its value)",
                           "Show a secret's ID, timestamps and the services that use it. Its value is never\n"

@@ -10,7 +10,8 @@ import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
-from warren.cli import specs
+from warren.cli import specs, waiting
+from warren.cli.converge import Change, Kind
 from warren.cli.output import (
     Column,
     age,
@@ -122,6 +123,7 @@ def register(service: Subparsers) -> None:
                          epilog=CREATE_EPILOG)
     create.add_argument("name", metavar="NAME", help="the service's name (lowercase letters, digits, '-')")
     add_spec_flags(create, update=False)
+    add_detach(create)
     create.set_defaults(client_handler=service_create)
 
     update = add_command(service, "update", "change a service (rolling update)",
@@ -132,25 +134,27 @@ def register(service: Subparsers) -> None:
                          epilog=UPDATE_EPILOG)
     update.add_argument("name", metavar="NAME", help="the service's name")
     add_spec_flags(update, update=True)
+    add_detach(update)
     update.set_defaults(client_handler=service_update)
 
     rollback = add_command(service, "rollback", "go back to the spec before the last update",
                            "Roll a service back to its spec before the last update (a rolling update).")
     rollback.add_argument("name", metavar="NAME", help="the service's name")
+    add_detach(rollback)
     rollback.set_defaults(client_handler=service_rollback)
 
     scale = add_command(service, "scale", "change the number of replicas",
                         "Set the number of tasks of a replicated service (0 stops them all).")
     scale.add_argument("name", metavar="NAME", help="the service's name")
     scale.add_argument("replicas", type=non_negative_int, metavar="N", help="the new number of replicas")
+    add_detach(scale)
     scale.set_defaults(client_handler=service_scale)
 
     # `ls` as docker and the other groups (config, secret, volume) spell it; `list` as before.
-    for name, help in (("list", "list the services"), ("ls", "list the services (the same as list)")):
-        description = ("List every service: tasks running/desired, image and version; an UPDATE column\n"
-                       "appears while a rolling update is in progress or paused.")
-        listing = add_command(service, name, help, description)
-        listing.set_defaults(client_handler=service_list)
+    listing = add_command(service, "ls", "list the services",
+                          "List every service: tasks running/desired, image and version; an UPDATE column\n"
+                          "appears while a rolling update is in progress or paused.", aliases=("list",))
+    listing.set_defaults(client_handler=service_list)
 
     inspect = add_command(service, "inspect", "show one service in detail",
                           "Show a service's spec, version, timestamps and rolling-update status.")
@@ -189,10 +193,26 @@ def register(service: Subparsers) -> None:
 
 # -- create, update, rollback, scale, rm -------------------------------------------------------------
 
+def add_detach(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("-d", "--detach", action="store_true",
+                        help="return once the change is made, without waiting for it to converge (by "
+                        "default: wait, showing progress on stderr; exit 1 if it fails, 130 on Ctrl-C, "
+                        "which stops only the waiting)")
+
+
+def _settle(args: argparse.Namespace, client: ManagerClient, kind: Kind, service: Mapping[str, Any]) -> int:
+    """Print the write's result (stdout), then wait for it unless --detach: the exit status."""
+    version, since = service.get("version"), service.get("updated_at")
+    if args.detach or not isinstance(version, int) or not isinstance(since, int | float):
+        return 0
+    name = str(service.get("name") or args.name)
+    return waiting.wait(client, Change(kind, name, version, float(since)))
+
+
 def service_create(args: argparse.Namespace, client: ManagerClient) -> int:
     service = client.create_service(create_body(args))
-    print(render(service, args.format, lambda: _created(service)), end="")
-    return 0
+    print(render(service, args.format, lambda: _created(service)), end="", flush=True)
+    return _settle(args, client, "create", service)
 
 
 def _created(service: Mapping[str, Any]) -> str:
@@ -219,21 +239,23 @@ def service_update(args: argparse.Namespace, client: ManagerClient) -> int:
     if_match = version if isinstance(version, int) else None
     service = client.update_service(args.name, changes, if_match=if_match)
     head = f"Service {service.get('name', args.name)} updated (version {service.get('version')})"
-    if specs.rolls_out(changes):
+    if "mode" in changes:
+        text = f"{head}; every task is replaced by one of {changes['mode']} mode\n"
+    elif specs.rolls_out(changes):
         policy = _spec(service).get("update")
         parallelism = policy.get("parallelism", 1) if isinstance(policy, Mapping) else 1
         text = f"{head}; rolling out new tasks, {parallelism} at a time\n"
     else:
         text = f"{head}; no task changes\n"
-    print(render(service, args.format, lambda: text), end="")
-    return 0
+    print(render(service, args.format, lambda: text), end="", flush=True)
+    return _settle(args, client, "update", service)
 
 
 def service_rollback(args: argparse.Namespace, client: ManagerClient) -> int:
     service = client.rollback_service(args.name)
     text = f"Service {service.get('name', args.name)} rolled back to its previous spec\n"
-    print(render(service, args.format, lambda: text), end="")
-    return 0
+    print(render(service, args.format, lambda: text), end="", flush=True)
+    return _settle(args, client, "rollback", service)
 
 
 def service_scale(args: argparse.Namespace, client: ManagerClient) -> int:
@@ -241,8 +263,8 @@ def service_scale(args: argparse.Namespace, client: ManagerClient) -> int:
     replicas = _spec(service).get("replicas")
     count = replicas if isinstance(replicas, int) else args.replicas
     text = f"Service {service.get('name', args.name)} scaled to {plural(count, 'replica')}\n"
-    print(render(service, args.format, lambda: text), end="")
-    return 0
+    print(render(service, args.format, lambda: text), end="", flush=True)
+    return _settle(args, client, "scale", service)
 
 
 def service_rm(args: argparse.Namespace, client: ManagerClient) -> int:
@@ -284,12 +306,17 @@ def service_ps(args: argparse.Namespace, client: ManagerClient) -> int:
     return 0
 
 
-def _slot_key(task: Mapping[str, Any]) -> tuple[int, int, str]:
-    """Tasks of one slot (one node, for a global service) group together, slots in order."""
+SlotKey = tuple[str, int, int, str]
+
+
+def _slot_key(task: Mapping[str, Any]) -> SlotKey:
+    """Tasks of one slot (one node, for a global service) group together, slots in order, per service
+    (`node ps` lists several)."""
+    service = str(task.get("service_name") or task.get("service_id") or "")
     slot = task.get("slot")
     if isinstance(slot, int):
-        return (0, slot, "")
-    return (1, 0, str(task.get("node") or ""))
+        return (service, 0, slot, "")
+    return (service, 1, 0, str(task.get("node") or ""))
 
 
 def _newest_first(task: Mapping[str, Any]) -> tuple[float, float]:
@@ -306,7 +333,7 @@ def shown_tasks(tasks: Iterable[Mapping[str, Any]], *, show_all: bool) -> list[d
     """Per slot: its unfinished tasks, then (all, or only the latest of) its finished ones, newest first."""
     ordered = sorted(tasks, key=lambda t: (_slot_key(t), _final(t), _newest_first(t)))
     shown: list[dict[str, Any]] = []
-    seen_final: set[tuple[int, int, str]] = set()
+    seen_final: set[SlotKey] = set()
     for task in ordered:
         if _final(task) and not show_all:
             key = _slot_key(task)
@@ -319,7 +346,7 @@ def shown_tasks(tasks: Iterable[Mapping[str, Any]], *, show_all: bool) -> list[d
 
 def tasks_table(tasks: Sequence[Mapping[str, Any]], *, truncate: bool = True) -> str:
     rows = []
-    previous_slot: tuple[int, int, str] | None = None
+    previous_slot: SlotKey | None = None
     current = now()
     for task in tasks:
         key = _slot_key(task)

@@ -103,9 +103,9 @@ def add_spec_flags(parser: WarrenArgumentParser, *, update: bool) -> None:
          + default("the image's own") + "; needed with --driver process")
     flag("--replicas", type=non_negative_int, metavar="N", help="number of tasks of a replicated service"
          + spec_default(ServiceSpec, "replicas"))
-    if not update:
-        flag("--mode", choices=("replicated", "global"),
-             help="replicated: N tasks anywhere; global: one task on every node (default replicated)")
+    flag("--mode", choices=("replicated", "global"),
+         help="replicated: N tasks anywhere; global: one task on every node"
+         + (" (a switch replaces every task)" if update else " (default replicated)"))
     flag("--driver", choices=("docker", "process"),
          help="docker: a container of the image; process: CMD run as a plain process on the worker"
          + spec_default(ServiceSpec, "driver"))
@@ -365,7 +365,10 @@ def create_body(args: argparse.Namespace) -> dict[str, Any]:
 def update_changes(args: argparse.Namespace, current: Mapping[str, Any]) -> dict[str, Any]:
     """The PATCH body: the fields whose meaning the flags change, over the `current` spec."""
     wanted: dict[str, Any] = {}
-    for key in ("image", "command", "replicas", "driver", "volume_policy", "discovery"):
+    mode = args.mode or current.get("mode")
+    if mode == "global" and args.replicas is not None:
+        raise UsageError("--replicas does not apply to a global service (see 'warren service update --help')")
+    for key in ("image", "command", "replicas", "mode", "driver", "volume_policy", "discovery"):
         if getattr(args, key) is not None:
             wanted[key] = getattr(args, key)
     if args.stop_timeout is not None:

@@ -40,9 +40,8 @@ examples:
 def register(volume: Subparsers) -> None:
     listing_help = ("List the named volumes of every node: where each is, its driver, the services whose\n"
                     "spec mounts it, and whether its removal is pending.")
-    for name, help in (("ls", "list the volumes on every node"), ("list", "the same as ls")):
-        listing = add_command(volume, name, help, listing_help)
-        listing.set_defaults(client_handler=volume_list)
+    listing = add_command(volume, "ls", "list the volumes on every node", listing_help, aliases=("list",))
+    listing.set_defaults(client_handler=volume_list)
 
     inspect = add_command(volume, "inspect", "show a volume: its nodes and the services that mount it",
                           "Show the nodes that hold volume NAME (each with its driver and state) and the\n"

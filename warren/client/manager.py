@@ -17,6 +17,15 @@ from warren.errors import NotFoundError, UnavailableError
 class ManagerClient(Connection):
     """Synchronous client of one manager or several (see Connection); use as a context manager."""
 
+    # -- time, as the client keeps it (tests replace both) -------------------------------------------
+
+    def clock(self) -> float:
+        """Seconds on a monotonic clock."""
+        return self._clock()
+
+    def sleep(self, seconds: float) -> None:
+        self._sleep(seconds)
+
     # -- cluster ------------------------------------------------------------------------------------
 
     def cluster_info(self) -> JSONObject:
@@ -59,6 +68,15 @@ class ManagerClient(Connection):
         """`drain` (tasks move elsewhere, none placed there) or `active`; the node as it is now."""
         path = f"/v1/nodes/{_segment(name)}/availability"
         return self._object(self.request("POST", path, json={"availability": availability}))
+
+    def set_node_labels(self, name: str, add: Mapping[str, str], remove: list[str]) -> JSONObject:
+        """An operator's labels: `add` set, `remove` taken away; the node as it is now."""
+        path = f"/v1/nodes/{_segment(name)}/labels"
+        return self._object(self.request("POST", path, json={"add": dict(add), "remove": remove}))
+
+    def list_node_tasks(self, name: str) -> list[JSONObject]:
+        """The tasks placed on node `name` (final ones included)."""
+        return self._list(self.request("GET", "/v1/tasks", params={"node": name}))
 
     # -- services -----------------------------------------------------------------------------------
 

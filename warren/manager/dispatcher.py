@@ -95,12 +95,14 @@ class NodeReport:
 
     def changes(self, doc: dict[str, Any]) -> tuple[str, dict[str, Any], dict[str, Any]] | None:
         """(addr, labels, resources) to record if they differ from the node's `doc`, else None."""
+        # The worker's own labels (`labels` is them with an operator's over them: not the worker's to write).
+        reported = doc.get("reported_labels", doc.get("labels"))
         new = (
             doc.get("addr") if self.addr is None else self.addr,
-            doc.get("labels") if self.labels is None else self.labels,
+            reported if self.labels is None else self.labels,
             doc.get("resources") if self.resources is None else self.resources,
         )
-        old = (doc.get("addr"), doc.get("labels"), doc.get("resources"))
+        old = (doc.get("addr"), reported, doc.get("resources"))
         if new == old or new[0] is None:
             return None
         return str(new[0]), dict(new[1] or {}), dict(new[2] or {})

@@ -249,7 +249,8 @@ def load(conn: sqlite3.Connection, cache: ServiceCache | None = None) -> State:
     nodes = {
         row[0]: _node(row, held.get(row[0], frozenset()))
         for row in cur.execute(
-            "SELECT name, role, state, availability, labels, resources FROM nodes ORDER BY name"
+            "SELECT name, role, state, availability, labels, resources, operator_labels FROM nodes"
+            " ORDER BY name"
         )
     }
     services: list[Service] = []
@@ -326,8 +327,11 @@ def _unsupported_by_process(spec: TaskSpec) -> tuple[str, ...]:
 
 
 def _node(row: tuple[Any, ...], volumes_held: frozenset[tuple[str, str]]) -> NodeInfo:
-    name, role, state, availability, labels_text, resources_text = row
-    labels = orjson.loads(labels_text or "{}")
+    name, role, state, availability, labels_text, resources_text, operator_text = row
+    reported, operator = orjson.loads(labels_text or "{}"), orjson.loads(operator_text or "{}")
+    # An operator's label (node update --label-add) wins over the same one a worker reports.
+    labels = {**(reported if isinstance(reported, dict) else {}),
+              **(operator if isinstance(operator, dict) else {})}
     resources = orjson.loads(resources_text or "{}")
     cpus = resources.get("cpus")
     memory = resources.get("memory")
@@ -336,7 +340,7 @@ def _node(row: tuple[Any, ...], volumes_held: frozenset[tuple[str, str]]) -> Nod
         role=role,
         state=state,
         availability=availability,
-        labels={str(k): str(v) for k, v in labels.items()} if isinstance(labels, dict) else {},
+        labels={str(k): str(v) for k, v in labels.items()},
         cpus=float(cpus) if isinstance(cpus, int | float) else None,
         memory=int(memory) if isinstance(memory, int | float) else None,
         drivers=frozenset(str(d) for d in resources.get("drivers") or ()),

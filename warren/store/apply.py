@@ -14,6 +14,8 @@ import typing
 from collections.abc import Callable
 from typing import Any
 
+import orjson
+
 from warren.spec import taskstate
 from warren.store import apply_configs, apply_services, apply_tasks, apply_volumes, queries
 from warren.store import commands as c
@@ -180,6 +182,20 @@ def _set_node_availability(conn: sqlite3.Connection, index: int, cmd: c.SetNodeA
     return queries.node(conn, cmd.name)
 
 
+def _set_node_labels(conn: sqlite3.Connection, index: int, cmd: c.SetNodeLabels) -> Any:
+    row = conn.execute("SELECT operator_labels FROM nodes WHERE name = ?", (cmd.name,)).fetchone()
+    if row is None:
+        raise CommandError("not_found", f"no node named {cmd.name!r}")
+    labels = {**orjson.loads(row["operator_labels"]), **cmd.add}
+    for key in cmd.remove:
+        labels.pop(key, None)
+    conn.execute(
+        "UPDATE nodes SET operator_labels = ?, updated_at = ?, version = ? WHERE name = ?",
+        (json_text(dict(sorted(labels.items()))), cmd.at, index, cmd.name),
+    )
+    return queries.node(conn, cmd.name)
+
+
 # -- backups ----------------------------------------------------------------------------------------
 
 
@@ -261,6 +277,7 @@ _HANDLERS: dict[type[Any], Handler] = {
     c.RegisterWorker: _register_worker,
     c.UpdateNode: _update_node,
     c.SetNodeAvailability: _set_node_availability,
+    c.SetNodeLabels: _set_node_labels,
     c.SetClusterCA: _set_cluster_ca,
     c.RecordCert: _record_cert,
     **apply_services.HANDLERS,

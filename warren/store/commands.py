@@ -34,9 +34,11 @@ CODEC_VERSION = 1
 # proposes a command only when every manager applies its version.
 BASE_COMMAND_VERSION = 1
 # The highest command version this Warren applies.
-COMMAND_VERSION = 4
+COMMAND_VERSION = 5
 # op -> the command version that brought it, for ops newer than BASE_COMMAND_VERSION.
-SINCE: dict[str, int] = {"config.create": 3, "config.remove": 3, "node.volumes": 3, "volume.remove": 3}
+SINCE: dict[str, int] = {
+    "config.create": 3, "config.remove": 3, "node.volumes": 3, "volume.remove": 3, "node.labels": 5,
+}
 # A spec's container options (warren.spec.container), which an older decoder refuses as an unknown
 # field: a command that carries them (a created service or task, an update that names them) is of
 # this version; the same command without them stays of its op's.
@@ -193,6 +195,16 @@ class SetNodeAvailability(_Command, frozen=True, tag="node.availability"):
 
     name: str
     availability: Availability
+    at: float
+
+
+class SetNodeLabels(_Command, frozen=True, tag="node.labels"):
+    """An operator's labels on a node (`node update --label-add/--label-rm`): `add` set, then `remove`
+    taken away. Kept apart from the labels a worker reports; placement sees both, the operator's winning."""
+
+    name: str
+    add: dict[str, str]
+    remove: list[str]
     at: float
 
 
@@ -415,6 +427,7 @@ Command = (
     | RegisterWorker
     | UpdateNode
     | SetNodeAvailability
+    | SetNodeLabels
     | RollbackService
     | SetUpdateStatus
     | CreateTasks

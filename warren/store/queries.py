@@ -15,11 +15,11 @@ import orjson
 
 from warren.errors import InvalidError
 from warren.spec import taskstate
-from warren.spec.service import ServiceSpec, decode, to_doc
+from warren.spec.service import ServiceSpec, decode, spec_digest, to_doc
 
 NODE_COLUMNS = (
     "name, role, state, availability, raft_id, api_addr, raft_addr, labels, resources, created_at,"
-    " updated_at, version"
+    " updated_at, version, operator_labels"
 )
 
 
@@ -65,7 +65,12 @@ def node_role(conn: sqlite3.Connection, name: str) -> str | None:
 
 def _node(row: sqlite3.Row) -> dict[str, Any]:
     doc = dict(row)
-    doc["labels"] = orjson.loads(doc["labels"])
+    # `labels`: what placement matches constraints against, the labels a worker reported
+    # (`reported_labels`) with those an operator set (`operator_labels`, node update) over them.
+    reported, operator = orjson.loads(doc["labels"]), orjson.loads(doc["operator_labels"])
+    doc["labels"] = {**reported, **operator}
+    doc["reported_labels"] = reported
+    doc["operator_labels"] = operator
     doc["resources"] = orjson.loads(doc["resources"])
     if doc["role"] == "worker":
         doc["addr"] = doc["api_addr"]
@@ -121,10 +126,11 @@ def stored_spec(text: str | bytes) -> ServiceSpec | None:
 
 def _service(row: sqlite3.Row) -> dict[str, Any]:
     spec = stored_spec(row["spec"])
+    digest: str | None = None
     if spec is None:  # shown as stored; nothing is desired of a service the reconciler leaves alone
         doc, desired = orjson.loads(row["spec"]), 0
     else:
-        doc = to_doc(spec)
+        doc, digest = to_doc(spec), spec_digest(spec)
         desired = int(row["live_tasks"]) if spec.mode == "global" else spec.replicas
     return {
         "id": row["id"],
@@ -137,6 +143,8 @@ def _service(row: sqlite3.Row) -> dict[str, Any]:
         "has_previous": bool(row["has_previous"]),
         "replicas_running": int(row["replicas_running"]),
         "replicas_desired": desired,
+        # Tasks of another digest are outdated (a rolling update replaces them): the CLI waits on it.
+        "spec_digest": digest,
     }
 
 

@@ -17,9 +17,9 @@ from warren.sqlitefile import Migration
 
 # Bumped when a table changes shape, together with a step in MIGRATIONS that takes a file of the
 # version before to this one (a snapshot or state file of a version with no way up is refused).
-SCHEMA_VERSION = 7
+SCHEMA_VERSION = 8
 # Older versions whose backups `cluster init --restore` still imports (missing columns take defaults).
-IMPORTABLE_VERSIONS = (1, 2, 3, 4, 5, 6, 7)
+IMPORTABLE_VERSIONS = (1, 2, 3, 4, 5, 6, 7, 8)
 
 # The way up, one version at a time, oldest first; `upgrade` runs the steps a file needs in one
 # transaction. A snapshot (from a peer, or the latest one read at start) of any version from the
@@ -76,6 +76,12 @@ MIGRATIONS: tuple[Migration, ...] = (
         # (the content digest reads rows as they come).
         ("ALTER TABLE tasks ADD COLUMN ports TEXT",),
     ),
+    Migration(
+        7,
+        "nodes.operator_labels: labels an operator sets (node update --label-add), kept apart from the "
+        "labels a worker reports, so that a worker registering again does not wipe them",
+        ("ALTER TABLE nodes ADD COLUMN operator_labels TEXT NOT NULL DEFAULT '{}'",),
+    ),
 )
 sqlitefile.check_chain(MIGRATIONS, SCHEMA_VERSION)
 # The schema versions whose snapshots and state files this Warren opens (upgrading the older ones).
@@ -109,6 +115,9 @@ CREATE TABLE IF NOT EXISTS cluster (
     next_raft_id  INTEGER NOT NULL,
     version       INTEGER NOT NULL
 );
+-- A node's `labels` are those its worker reports (replaced at each registration); `operator_labels`
+-- those an operator set (node update --label-add), which win for placement. Last: schema 8 added
+-- it, and ALTER TABLE appends.
 CREATE TABLE IF NOT EXISTS nodes (
     name          TEXT PRIMARY KEY,
     role          TEXT NOT NULL CHECK (role IN ('manager', 'worker')),
@@ -122,7 +131,8 @@ CREATE TABLE IF NOT EXISTS nodes (
     secret_hash   TEXT,
     created_at    REAL NOT NULL,
     updated_at    REAL NOT NULL,
-    version       INTEGER NOT NULL
+    version       INTEGER NOT NULL,
+    operator_labels TEXT NOT NULL DEFAULT '{}'
 );
 CREATE TABLE IF NOT EXISTS services (
     id            TEXT PRIMARY KEY,

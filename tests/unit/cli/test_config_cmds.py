@@ -134,7 +134,7 @@ def test_a_bad_reference_is_refused_saying_why(value: str, fragment: str) -> Non
 
 def test_create_sends_each_config_reference(capsys: pytest.CaptureFixture[str]) -> None:
     fake = FakeManager({("POST", "/v1/services"): WEB})
-    assert run(fake, "service", "create", "web", "--image", "nginx:1.27",
+    assert run(fake, "service", "create", "-d", "web", "--image", "nginx:1.27",
                "--config", "nginx-conf-v1,target=/etc/nginx/conf.d/default.conf",
                "--config", "motd-v1,mode=0400") == 0
     assert fake.body()["configs"] == [
@@ -156,7 +156,7 @@ def test_bad_config_flags_are_usage_errors(
     flags: list[str], fragment: str, capsys: pytest.CaptureFixture[str]
 ) -> None:
     fake = FakeManager({})
-    assert run(fake, "service", "create", "web", "--image", "nginx", *flags) == 2
+    assert run(fake, "service", "create", "-d", "web", "--image", "nginx", *flags) == 2
     assert fragment in capsys.readouterr().err
     assert fake.requests == []
 
@@ -167,7 +167,7 @@ def test_update_adds_and_removes_configs_by_name() -> None:
         return httpx.Response(200, json={**WEB, "version": 9, "spec": spec})
 
     fake = FakeManager({("GET", "/v1/services/web"): WEB, ("PATCH", "/v1/services/web"): patched})
-    assert run(fake, "service", "update", "web", "--config-rm", "nginx-conf-v1",
+    assert run(fake, "service", "update", "-d", "web", "--config-rm", "nginx-conf-v1",
                "--config-add", "nginx-conf-v2,target=/etc/nginx/conf.d/default.conf",
                "--config-add", "motd-v1,mode=0440") == 0
     # motd-v1 is replaced (same name, other mode); nginx-conf-v1 goes, nginx-conf-v2 comes. Sent as
@@ -178,7 +178,7 @@ def test_update_adds_and_removes_configs_by_name() -> None:
     ]}
     writes = len(fake.requests)
     # What the service already has changes nothing (the default mode written or not).
-    assert run(fake, "service", "update", "web", "--config-add", "motd-v1,mode=0444") == 0
+    assert run(fake, "service", "update", "-d", "web", "--config-add", "motd-v1,mode=0444") == 0
     assert [r.method for r in fake.requests[writes:]] == ["GET"]
 
 

@@ -39,28 +39,28 @@ def patches(fake: FakeManager) -> int:
 
 def test_create_sends_discovery_only_when_turned_off() -> None:
     fake = FakeManager({("POST", "/v1/services"): created})
-    assert run(fake, "service", "create", "web", "--image", "nginx", "--no-discovery") == 0
+    assert run(fake, "service", "create", "-d", "web", "--image", "nginx", "--no-discovery") == 0
     assert fake.body()["discovery"] is False
-    assert run(fake, "service", "create", "web", "--image", "nginx") == 0
+    assert run(fake, "service", "create", "-d", "web", "--image", "nginx") == 0
     assert "discovery" not in fake.body()
 
 
 def test_update_turns_discovery_off_and_on_and_on_is_no_change_while_on() -> None:
     fake = FakeManager({("GET", "/v1/services/web"): WEB, ("PATCH", "/v1/services/web"): patched})
-    assert run(fake, "service", "update", "web", "--no-discovery") == 0
+    assert run(fake, "service", "update", "-d", "web", "--no-discovery") == 0
     assert fake.body() == {"discovery": False}
     writes = patches(fake)
-    run(fake, "service", "update", "web", "--discovery")  # a spec without the key: on already
+    run(fake, "service", "update", "-d", "web", "--discovery")  # a spec without the key: on already
     assert patches(fake) == writes
     off = FakeManager({("GET", "/v1/services/web"): {**WEB, "spec": {**SPEC, "discovery": False}},
                        ("PATCH", "/v1/services/web"): patched})
-    assert run(off, "service", "update", "web", "--discovery") == 0
+    assert run(off, "service", "update", "-d", "web", "--discovery") == 0
     assert off.body() == {"discovery": True}
 
 
 def test_create_has_no_discovery_flag_to_turn_it_on(capsys: pytest.CaptureFixture[str]) -> None:
     fake = FakeManager({})
-    assert run(fake, "service", "create", "web", "--image", "nginx", "--discovery") == 2
+    assert run(fake, "service", "create", "-d", "web", "--image", "nginx", "--discovery") == 2
     assert "unrecognized arguments: --discovery" in capsys.readouterr().err
     assert fake.requests == []
 
@@ -96,7 +96,7 @@ def test_a_name_that_is_not_a_dns_label_is_refused_before_sending(
     name: str, capsys: pytest.CaptureFixture[str]
 ) -> None:
     fake = FakeManager({("POST", "/v1/services"): created})
-    assert run(fake, "service", "create", "--image", "nginx", "--", name) == 2
+    assert run(fake, "service", "create", "-d", "--image", "nginx", "--", name) == 2
     err = capsys.readouterr().err
     assert err.startswith(
         "warren: argument NAME: a service name is a DNS name (tasks find the service by it): 1 to 63 "
@@ -106,5 +106,5 @@ def test_a_name_that_is_not_a_dns_label_is_refused_before_sending(
 
 def test_a_name_of_63_characters_is_taken() -> None:
     fake = FakeManager({("POST", "/v1/services"): created})
-    assert run(fake, "service", "create", "--image", "nginx", "a" * 63) == 0
+    assert run(fake, "service", "create", "-d", "--image", "nginx", "a" * 63) == 0
     assert fake.body()["name"] == "a" * 63

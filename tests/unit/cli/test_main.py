@@ -26,7 +26,7 @@ def test_help_exits_0(argv: list[str], capsys: pytest.CaptureFixture[str]) -> No
     [
         ["cluster", "--help"], ["cluster", "init", "--help"], ["cluster", "info", "--help"],
         ["cluster", "join-token", "--help"], ["cluster", "backup", "--help"], ["manager", "join", "--help"],
-        ["node", "list", "--help"], ["node", "rm", "--help"], ["service", "create", "--help"],
+        ["node", "ls", "--help"], ["node", "rm", "--help"], ["service", "create", "--help"],
         ["service", "scale", "--help"], ["help", "service", "create"],
     ],
 )

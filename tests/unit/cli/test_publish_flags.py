@@ -66,7 +66,7 @@ def test_udp_ingress_is_refused_by_the_cli_before_anything_is_sent(
     capsys: pytest.CaptureFixture[str]
 ) -> None:
     fake = FakeManager({})
-    code = run(fake, "service", "create", "dns", "--image", "x",
+    code = run(fake, "service", "create", "-d", "dns", "--image", "x",
                "--publish", "mode=ingress,published=53,target=53,protocol=udp")
     assert code != 0
     assert "ingress forwards TCP only; publish UDP ports with mode=host" in capsys.readouterr().err
@@ -75,7 +75,7 @@ def test_udp_ingress_is_refused_by_the_cli_before_anything_is_sent(
 
 def test_create_sends_each_port_with_its_mode() -> None:
     fake = FakeManager({("POST", "/v1/services"): created})
-    assert run(fake, "service", "create", "web", "--image", "nginx", "--publish", "8080:80",
+    assert run(fake, "service", "create", "-d", "web", "--image", "nginx", "--publish", "8080:80",
                "--publish", "mode=host,published=9090,target=90", "--publish", "5353:53/udp") == 0
     assert fake.body()["publish"] == [item(8080, 80), item(9090, 90, mode="host"),
                                       item(5353, 53, "udp", "host")]

@@ -123,9 +123,10 @@ def test_ls_inspect_and_a_refused_rm(capsys: pytest.CaptureFixture[str]) -> None
 
 def test_service_flags_name_secrets(capsys: pytest.CaptureFixture[str]) -> None:
     m = Manager()
-    argv = ["service", "create", "web", "--image", "nginx:1.27", "--secret", "db-password", "--secret", "tls"]
+    argv = ["service", "create", "-d", "web", "--image", "nginx:1.27", "--secret", "db-password",
+            "--secret", "tls"]
     assert run(m, capsys, *argv)[0] == 0
     assert m.body()["secrets"] == ["db-password", "tls"]
-    update = ["service", "update", "web", "--secret-add", "api", "--secret-rm", "db-password"]
+    update = ["service", "update", "-d", "web", "--secret-add", "api", "--secret-rm", "db-password"]
     assert run(m, capsys, *update)[0] == 0
     assert m.body() == {"secrets": ["api"]}

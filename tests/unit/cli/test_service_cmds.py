@@ -53,7 +53,8 @@ def web_manager(service: dict[str, Any] | None = None) -> FakeManager:
 def test_every_create_flag_lands_in_its_body_field(capsys: pytest.CaptureFixture[str]) -> None:
     fake = FakeManager({("POST", "/v1/services"): created})
     argv = [
-        "service", "create", "api", "--image", "api:2", "--command", "serve --port 80", "--replicas", "4",
+        "service", "create", "-d", "api", "--image", "api:2", "--command", "serve --port 80",
+        "--replicas", "4",
         "--env", "A=1", "--env", "B=x=y", "--label", "tier=back", "--publish", "8080:80",
         "--publish", "5353:53/udp", "--driver", "docker", "--health-cmd", "curl -f http://localhost/",
         "--health-interval", "500ms", "--health-timeout", "1s", "--health-retries", "5",
@@ -89,13 +90,13 @@ def test_every_create_flag_lands_in_its_body_field(capsys: pytest.CaptureFixture
 ])
 def test_create_health_kinds(flags: list[str], health: dict[str, Any]) -> None:
     fake = FakeManager({("POST", "/v1/services"): created})
-    assert run(fake, "service", "create", "web", "--image", "nginx", *flags) == 0
+    assert run(fake, "service", "create", "-d", "web", "--image", "nginx", *flags) == 0
     assert fake.body()["health"] == health
 
 
 def test_process_driver_service(capsys: pytest.CaptureFixture[str]) -> None:
     fake = FakeManager({("POST", "/v1/services"): created})
-    assert run(fake, "service", "create", "tick", "--driver", "process", "--image", "none",
+    assert run(fake, "service", "create", "-d", "tick", "--driver", "process", "--image", "none",
                "--command", "sh -c 'sleep 5'", "--mode", "global") == 0
     assert fake.body() == {"name": "tick", "image": "none", "driver": "process", "mode": "global",
                            "command": ["sh", "-c", "sleep 5"]}
@@ -145,7 +146,7 @@ def test_bad_create_flags_are_usage_errors(
     flags: list[str], expected: str, capsys: pytest.CaptureFixture[str]
 ) -> None:
     fake = FakeManager({("POST", "/v1/services"): created})
-    assert run(fake, "service", "create", "web", "--image", "nginx", *flags) == 2
+    assert run(fake, "service", "create", "-d", "web", "--image", "nginx", *flags) == 2
     captured = capsys.readouterr()
     assert captured.out == ""
     lines = captured.err.splitlines()
@@ -157,7 +158,7 @@ def test_bad_create_flags_are_usage_errors(
 
 def test_bad_service_name_is_refused_before_sending(capsys: pytest.CaptureFixture[str]) -> None:
     fake = FakeManager({("POST", "/v1/services"): created})
-    assert run(fake, "service", "create", "Web_1", "--image", "nginx") == 2
+    assert run(fake, "service", "create", "-d", "Web_1", "--image", "nginx") == 2
     assert capsys.readouterr().err.startswith(
         "warren: argument NAME: a service name is a DNS name (tasks find the service by it): 1 to 63 "
         "lowercase letters, digits and '-', beginning and ending with a letter or digit (got 'Web_1')")
@@ -168,7 +169,7 @@ def test_bad_service_name_is_refused_before_sending(capsys: pytest.CaptureFixtur
 
 def test_update_health_retries_alone_keeps_the_current_kind(capsys: pytest.CaptureFixture[str]) -> None:
     fake = web_manager()
-    assert run(fake, "service", "update", "web", "--health-retries", "5") == 0
+    assert run(fake, "service", "update", "-d", "web", "--health-retries", "5") == 0
     assert fake.requests[0].method == "GET" and fake.requests[0].url.params["consistent"] == "true"
     patch = fake.requests[-1]
     assert patch.method == "PATCH" and patch.headers["If-Match"] == "12"
@@ -181,7 +182,8 @@ def test_update_switching_the_health_kind_keeps_the_timings() -> None:
     current = {**WEB, "spec": {**SPEC, "health": {"kind": "http", "port": 80, "path": "/healthz",
                                                   "interval_s": 1.0, "retries": 7}}}
     fake = web_manager(current)
-    assert run(fake, "service", "update", "web", "--health-cmd", "pgrep nginx", "--health-timeout", "3s") == 0
+    assert run(fake, "service", "update", "-d", "web", "--health-cmd", "pgrep nginx",
+               "--health-timeout", "3s") == 0
     health = {"kind": "cmd", "cmd": ["pgrep", "nginx"], "path": "/", "interval_s": 1.0, "timeout_s": 3.0,
               "retries": 7, "start_period_s": 0.0}
     assert fake.body() == {"health": health}
@@ -191,7 +193,7 @@ def test_update_health_timing_without_a_health_check_says_what_to_add(
     capsys: pytest.CaptureFixture[str]
 ) -> None:
     fake = web_manager({**WEB, "spec": {**SPEC, "health": None}})
-    assert run(fake, "service", "update", "web", "--health-interval", "2s") == 1
+    assert run(fake, "service", "update", "-d", "web", "--health-interval", "2s") == 1
     assert capsys.readouterr().err == (
         "warren: service web has no health check to change: "
         "give --health-cmd, --health-http or --health-tcp\n"
@@ -201,7 +203,7 @@ def test_update_health_timing_without_a_health_check_says_what_to_add(
 
 def test_update_nested_parts_merge_over_the_current_ones() -> None:
     fake = web_manager()
-    assert run(fake, "service", "update", "web", "--memory", "1g", "--restart-delay", "5s",
+    assert run(fake, "service", "update", "-d", "web", "--memory", "1g", "--restart-delay", "5s",
                "--update-order", "start-first") == 0
     assert fake.body() == {
         "resources": {"cpus": 0.5, "memory": 2**30},
@@ -213,7 +215,8 @@ def test_update_nested_parts_merge_over_the_current_ones() -> None:
 
 def test_update_maps_and_lists_add_and_remove() -> None:
     fake = web_manager()
-    assert run(fake, "service", "update", "web", "--env", "TZ=CET", "--env", "NEW=x", "--env-rm", "DEBUG",
+    assert run(fake, "service", "update", "-d", "web", "--env", "TZ=CET", "--env", "NEW=x",
+               "--env-rm", "DEBUG",
                "--publish", "8443:443", "--publish", "8080:8080", "--publish-rm", "9999/udp",
                "--constraint", "node.labels.disk==ssd", "--constraint-rm", "node.labels.zone==eu",
                "--label-rm", "tier") == 0
@@ -230,52 +233,52 @@ def test_update_keeps_a_stored_port_without_a_mode_in_host_mode() -> None:
     # SPEC's 8080 was stored before ingress existed (no mode: host); adding a port rewrites the list,
     # which must not turn 8080 into an ingress port.
     fake = web_manager()
-    assert run(fake, "service", "update", "web", "--publish", "mode=ingress,published=8443,target=443") == 0
+    assert run(fake, "service", "update", "-d", "web",
+               "--publish", "mode=ingress,published=8443,target=443") == 0
     assert fake.body() == {"publish": [
         {"host": 8080, "container": 80, "protocol": "tcp", "mode": "host"},
         {"host": 8443, "container": 443, "protocol": "tcp", "mode": "ingress"},
     ]}
     fake = web_manager()
-    assert run(fake, "service", "update", "web", "--publish", "8080:80") == 0  # now as ingress
+    assert run(fake, "service", "update", "-d", "web", "--publish", "8080:80") == 0  # now as ingress
     assert fake.body() == {"publish": [{"host": 8080, "container": 80, "protocol": "tcp", "mode": "ingress"}]}
 
 
 def test_update_of_replicas_and_labels_replaces_no_task(capsys: pytest.CaptureFixture[str]) -> None:
     fake = web_manager()
-    assert run(fake, "service", "update", "web", "--replicas", "5", "--label", "team=ops") == 0
+    assert run(fake, "service", "update", "-d", "web", "--replicas", "5", "--label", "team=ops") == 0
     assert fake.body() == {"replicas": 5, "labels": {"tier": "front", "team": "ops"}}
     assert capsys.readouterr().out == "Service web updated (version 13); no task changes\n"
 
 
 def test_update_sends_only_what_really_changes(capsys: pytest.CaptureFixture[str]) -> None:
     fake = web_manager()
-    assert run(fake, "service", "update", "web", "--image", "nginx:1.28", "--replicas", "3",
+    assert run(fake, "service", "update", "-d", "web", "--image", "nginx:1.28", "--replicas", "3",
                "--health-http", "80/healthz", "--env", "TZ=UTC") == 0
     assert fake.body() == {"image": "nginx:1.28"}
 
 
 def test_update_that_changes_nothing_writes_nothing(capsys: pytest.CaptureFixture[str]) -> None:
     fake = web_manager()
-    assert run(fake, "service", "update", "web", "--image", "nginx:1.27", "--cpus", "0.5") == 0
+    assert run(fake, "service", "update", "-d", "web", "--image", "nginx:1.27", "--cpus", "0.5") == 0
     assert [r.method for r in fake.requests] == ["GET"]
     assert capsys.readouterr().out == "Service web unchanged (version 12): nothing to change\n"
 
 
 def test_update_json_output_is_the_service(capsys: pytest.CaptureFixture[str]) -> None:
     fake = web_manager()
-    assert run(fake, "service", "update", "web", "--image", "nginx:1.28", "-o", "json") == 0
+    assert run(fake, "service", "update", "-d", "web", "--image", "nginx:1.28", "-o", "json") == 0
     assert json.loads(capsys.readouterr().out)["spec"]["image"] == "nginx:1.28"
 
 
 def test_update_lost_race_is_one_line(capsys: pytest.CaptureFixture[str]) -> None:
     conflict = httpx.Response(409, json={"error": "conflict", "message": "service web is at version 14"})
     fake = FakeManager({("GET", "/v1/services/web"): WEB, ("PATCH", "/v1/services/web"): lambda r: conflict})
-    assert run(fake, "service", "update", "web", "--image", "nginx:1.28") == 1
+    assert run(fake, "service", "update", "-d", "web", "--image", "nginx:1.28") == 1
     assert capsys.readouterr().err == "warren: service web is at version 14\n"
 
 
 @pytest.mark.parametrize(("flags", "expected"), [
-    (["--mode", "global"], "unrecognized arguments: --mode"),
     (["--memory", "12q"], "argument --memory: invalid size"),
     (["--publish-rm", "80/sctp"], "argument --publish-rm: expected PUBLISHED[/tcp|udp]"),
     (["--health-cmd", "x", "--health-http", "80"], "not allowed with argument --health-cmd"),
@@ -284,7 +287,7 @@ def test_bad_update_flags_are_usage_errors(
     flags: list[str], expected: str, capsys: pytest.CaptureFixture[str]
 ) -> None:
     fake = web_manager()
-    assert run(fake, "service", "update", "web", *flags) == 2
+    assert run(fake, "service", "update", "-d", "web", *flags) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and expected in err, err
     assert fake.requests == []
@@ -292,7 +295,7 @@ def test_bad_update_flags_are_usage_errors(
 
 def test_update_of_an_invalid_value_names_the_flag(capsys: pytest.CaptureFixture[str]) -> None:
     fake = web_manager()
-    assert run(fake, "service", "update", "web", "--memory", "1m") == 2
+    assert run(fake, "service", "update", "-d", "web", "--memory", "1m") == 2
     assert capsys.readouterr().err == (
         "warren: argument --memory: Input should be greater than or equal to 4194304 "
         "(see 'warren service update --help')\n"
@@ -302,11 +305,11 @@ def test_update_of_an_invalid_value_names_the_flag(capsys: pytest.CaptureFixture
 
 def test_rollback(capsys: pytest.CaptureFixture[str]) -> None:
     fake = FakeManager({("POST", "/v1/services/web/rollback"): lambda r: httpx.Response(200, json=WEB)})
-    assert run(fake, "service", "rollback", "web") == 0
+    assert run(fake, "service", "rollback", "-d", "web") == 0
     assert capsys.readouterr().out == "Service web rolled back to its previous spec\n"
     nothing = FakeManager({("POST", "/v1/services/web/rollback"): lambda r: httpx.Response(
         409, json={"error": "conflict", "message": "service web has no previous spec"})})
-    assert run(nothing, "service", "rollback", "web") == 1
+    assert run(nothing, "service", "rollback", "-d", "web") == 1
     assert capsys.readouterr().err == "warren: service web has no previous spec\n"
 
 
@@ -584,14 +587,14 @@ AGENT = {
 
 def test_service_create_sends_only_what_was_given(capsys: pytest.CaptureFixture[str]) -> None:
     fake = FakeManager({("POST", "/v1/services"): SERVICE})
-    assert run(fake, "service", "create", "web", "--image", "nginx:1.27") == 0
+    assert run(fake, "service", "create", "-d", "web", "--image", "nginx:1.27") == 0
     assert fake.body() == {"name": "web", "image": "nginx:1.27"}
     assert capsys.readouterr().out == "Service web created (3 replicas, id svc-1)\n"
 
 
 def test_service_create_full(capsys: pytest.CaptureFixture[str]) -> None:
     fake = FakeManager({("POST", "/v1/services"): AGENT})
-    assert run(fake, "service", "create", "agent", "--image", "alpine", "--mode", "global",
+    assert run(fake, "service", "create", "-d", "agent", "--image", "alpine", "--mode", "global",
                "--command", "sh -c 'sleep infinity'", "--env", "A=1", "--env", "B=x=y", "--env", "C=",
                "--label", "tier=edge") == 0
     assert fake.body() == {
@@ -604,7 +607,7 @@ def test_service_create_full(capsys: pytest.CaptureFixture[str]) -> None:
 def test_service_create_conflict(capsys: pytest.CaptureFixture[str]) -> None:
     fake = FakeManager({("POST", "/v1/services"): lambda r: httpx.Response(
         409, json={"error": "conflict", "message": "service 'web' already exists"})})
-    assert run(fake, "service", "create", "web", "--image", "nginx", "--replicas", "2") == 1
+    assert run(fake, "service", "create", "-d", "web", "--image", "nginx", "--replicas", "2") == 1
     assert fake.body()["replicas"] == 2
     assert capsys.readouterr().err == "warren: service 'web' already exists\n"
 
@@ -634,7 +637,7 @@ def test_service_inspect_formats(capsys: pytest.CaptureFixture[str]) -> None:
 def test_service_scale(capsys: pytest.CaptureFixture[str]) -> None:
     scaled = {**SERVICE, "spec": {**SERVICE_SPEC, "replicas": 5}}
     fake = FakeManager({("PATCH", "/v1/services/web"): scaled})
-    assert run(fake, "service", "scale", "web", "5") == 0
+    assert run(fake, "service", "scale", "-d", "web", "5") == 0
     assert fake.body() == {"replicas": 5}
     assert capsys.readouterr().out == "Service web scaled to 5 replicas\n"
 

@@ -34,7 +34,7 @@ def patched(request: httpx.Request) -> httpx.Response:
 
 def test_every_container_flag_lands_in_the_container_part() -> None:
     fake = FakeManager({("POST", "/v1/services"): created})
-    assert run(fake, "service", "create", "hub", "--image", "hub:1", "--user", "1000:dialout",
+    assert run(fake, "service", "create", "-d", "hub", "--image", "hub:1", "--user", "1000:dialout",
                "--workdir", "/srv", "--hostname", "hub-1", "--read-only", "--init", "--privileged",
                "--cap-add", "net_admin", "--cap-add", "CAP_SYS_TIME", "--cap-drop", "all",
                "--device", "/dev/ttyUSB0", "--device", "/dev/null:/dev/radio:wr",
@@ -54,9 +54,9 @@ def test_every_container_flag_lands_in_the_container_part() -> None:
 
 def test_network_host_and_no_options() -> None:
     fake = FakeManager({("POST", "/v1/services"): created})
-    assert run(fake, "service", "create", "a", "--image", "x", "--network", "host") == 0
+    assert run(fake, "service", "create", "-d", "a", "--image", "x", "--network", "host") == 0
     assert fake.body()["container"] == {"network": "host"}
-    assert run(fake, "service", "create", "b", "--image", "x") == 0
+    assert run(fake, "service", "create", "-d", "b", "--image", "x") == 0
     assert "container" not in fake.body()
 
 
@@ -91,7 +91,7 @@ def test_bad_container_flags_are_usage_errors(
     flags: list[str], expected: str, capsys: pytest.CaptureFixture[str]
 ) -> None:
     fake = FakeManager({("POST", "/v1/services"): created})
-    assert run(fake, "service", "create", "hub", "--image", "hub:1", *flags) == 2
+    assert run(fake, "service", "create", "-d", "hub", "--image", "hub:1", *flags) == 2
     err = capsys.readouterr().err
     assert err.startswith("warren: ") and expected in err, err
     assert fake.requests == []
@@ -99,7 +99,7 @@ def test_bad_container_flags_are_usage_errors(
 
 def test_update_merges_over_the_current_container_part(capsys: pytest.CaptureFixture[str]) -> None:
     fake = FakeManager({("GET", "/v1/services/hub"): HUB, ("PATCH", "/v1/services/hub"): patched})
-    assert run(fake, "service", "update", "hub", "--cap-drop", "NET_ADMIN", "--cap-add", "SYS_TIME",
+    assert run(fake, "service", "update", "-d", "hub", "--cap-drop", "NET_ADMIN", "--cap-add", "SYS_TIME",
                "--device", "/dev/null", "--device-rm", "/dev/ttyUSB0", "--ulimit", "nproc=10:20",
                "--ulimit-rm", "nofile", "--sysctl-rm", "net.core.somaxconn", "--user", "",
                "--read-only") == 0
@@ -114,7 +114,7 @@ def test_update_merges_over_the_current_container_part(capsys: pytest.CaptureFix
 
 def test_update_with_what_the_service_has_changes_nothing(capsys: pytest.CaptureFixture[str]) -> None:
     fake = FakeManager({("GET", "/v1/services/hub"): HUB, ("PATCH", "/v1/services/hub"): patched})
-    assert run(fake, "service", "update", "hub", "--user", "1000", "--cap-add", "net_admin",
+    assert run(fake, "service", "update", "-d", "hub", "--user", "1000", "--cap-add", "net_admin",
                "--no-read-only", "--stop-timeout", "10s") == 0
     assert [r.method for r in fake.requests] == ["GET"]
     assert "unchanged" in capsys.readouterr().out

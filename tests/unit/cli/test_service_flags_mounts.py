@@ -38,7 +38,7 @@ def patched(request: httpx.Request) -> httpx.Response:
 
 def test_every_spelling_of_mount_lands_in_mounts() -> None:
     fake = FakeManager({("POST", "/v1/services"): created})
-    assert run(fake, "service", "create", "db", "--image", "db:1",
+    assert run(fake, "service", "create", "-d", "db", "--image", "db:1",
                "--mount", "type=volume,src=db-data,dst=/var/lib/db",
                "--mount", "type=bind,source=/srv/media,target=/media,readonly",
                "--mount", "type=bind,src=/srv/conf,destination=/etc/conf,ro=true",
@@ -64,7 +64,7 @@ def test_a_quoted_field_may_hold_a_comma() -> None:
 
 def test_no_mount_no_key() -> None:
     fake = FakeManager({("POST", "/v1/services"): created})
-    assert run(fake, "service", "create", "db", "--image", "db:1") == 0
+    assert run(fake, "service", "create", "-d", "db", "--image", "db:1") == 0
     assert "mounts" not in fake.body()
 
 
@@ -92,7 +92,7 @@ def test_bad_mounts_are_usage_errors(
     flags: list[str], expected: str, capsys: pytest.CaptureFixture[str]
 ) -> None:
     fake = FakeManager({("POST", "/v1/services"): created})
-    assert run(fake, "service", "create", "db", "--image", "db:1", *flags) == 2
+    assert run(fake, "service", "create", "-d", "db", "--image", "db:1", *flags) == 2
     err = capsys.readouterr().err
     assert err.startswith("warren: ") and expected in err, err
     assert fake.requests == []
@@ -100,7 +100,7 @@ def test_bad_mounts_are_usage_errors(
 
 def test_update_adds_replaces_and_removes_by_target(capsys: pytest.CaptureFixture[str]) -> None:
     fake = FakeManager({("GET", "/v1/services/db"): DB, ("PATCH", "/v1/services/db"): patched})
-    assert run(fake, "service", "update", "db", "--mount-rm", "/cache/",
+    assert run(fake, "service", "update", "-d", "db", "--mount-rm", "/cache/",
                "--mount-add", "type=volume,src=db-data,dst=/var/lib/db,ro",
                "--mount-add", "type=bind,src=/srv/media,dst=/media") == 0
     assert fake.body() == {"mounts": [
@@ -112,14 +112,15 @@ def test_update_adds_replaces_and_removes_by_target(capsys: pytest.CaptureFixtur
 
 def test_update_with_the_mounts_the_service_has_changes_nothing(capsys: pytest.CaptureFixture[str]) -> None:
     fake = FakeManager({("GET", "/v1/services/db"): DB, ("PATCH", "/v1/services/db"): patched})
-    assert run(fake, "service", "update", "db", "--mount-add", "type=tmpfs,dst=/cache") == 0
+    assert run(fake, "service", "update", "-d", "db", "--mount-add", "type=tmpfs,dst=/cache") == 0
     assert [r.method for r in fake.requests] == ["GET"]
     assert "unchanged" in capsys.readouterr().out
 
 
 def test_removing_every_mount_sends_an_empty_list() -> None:
     fake = FakeManager({("GET", "/v1/services/db"): DB, ("PATCH", "/v1/services/db"): patched})
-    assert run(fake, "service", "update", "db", "--mount-rm", "/cache", "--mount-rm", "/var/lib/db") == 0
+    assert run(fake, "service", "update", "-d", "db", "--mount-rm", "/cache",
+               "--mount-rm", "/var/lib/db") == 0
     assert fake.body() == {"mounts": []}
 
 

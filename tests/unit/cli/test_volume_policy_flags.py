@@ -35,21 +35,22 @@ def patched(request: httpx.Request) -> httpx.Response:
 def test_create_and_update_send_the_policy_only_when_it_changes() -> None:
     fake = FakeManager({("POST", "/v1/services"): created, ("GET", "/v1/services/db"): DB,
                         ("PATCH", "/v1/services/db"): patched})
-    assert run(fake, "service", "create", "db", "--image", "redis:7", "--volume-policy", "reschedule") == 0
+    assert run(fake, "service", "create", "-d", "db", "--image", "redis:7",
+               "--volume-policy", "reschedule") == 0
     assert fake.body()["volume_policy"] == "reschedule"
-    assert run(fake, "service", "create", "db", "--image", "redis:7") == 0
+    assert run(fake, "service", "create", "-d", "db", "--image", "redis:7") == 0
     assert "volume_policy" not in fake.body()
-    assert run(fake, "service", "update", "db", "--volume-policy", "reschedule") == 0
+    assert run(fake, "service", "update", "-d", "db", "--volume-policy", "reschedule") == 0
     assert fake.body() == {"volume_policy": "reschedule"}
     writes = len([r for r in fake.requests if r.method == "PATCH"])
     # `wait` is what a spec without a policy has: nothing to change.
-    run(fake, "service", "update", "db", "--volume-policy", "wait")
+    run(fake, "service", "update", "-d", "db", "--volume-policy", "wait")
     assert len([r for r in fake.requests if r.method == "PATCH"]) == writes
 
 
 def test_an_unknown_policy_is_a_usage_error(capsys: pytest.CaptureFixture[str]) -> None:
     fake = FakeManager({})
-    assert run(fake, "service", "create", "db", "--image", "x", "--volume-policy", "move") == 2
+    assert run(fake, "service", "create", "-d", "db", "--image", "x", "--volume-policy", "move") == 2
     assert "--volume-policy: invalid choice: 'move'" in capsys.readouterr().err
     assert fake.requests == []
 

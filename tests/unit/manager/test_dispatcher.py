@@ -286,6 +286,23 @@ async def test_a_silent_worker_is_written_down_after_the_grace_and_back_up_when_
     assert len(world.propose.proposed) == before
 
 
+async def test_a_worker_reporting_its_labels_leaves_an_operators_labels_alone(world: World) -> None:
+    w1 = world.worker("worker-aaaaa1")
+    world.propose.apply(c.SetNodeLabels(w1, {"zone": "eu"}, [], T0))
+    d = world.dispatcher()
+    await d.session(w1, None, NodeReport("127.0.0.42", None, None))  # labels not reported: none written
+    await settle(d)
+    updates = world.propose.of(c.UpdateNode)
+    assert all(u.labels == {} for u in updates), updates  # not the operator's zone=eu copied in
+    answer = await d.session(w1, None, NodeReport("127.0.0.42", {"zone": "b", "rack": "r1"}, None))
+    node = queries.node(world.store.conn, w1)
+    assert node is not None and node["labels"] == {"zone": "eu", "rack": "r1"}
+    assert node["reported_labels"] == {"zone": "b", "rack": "r1"}
+    before = len(world.propose.proposed)
+    await d.session(w1, answer["digest"], NodeReport("127.0.0.42", {"zone": "b", "rack": "r1"}, None))
+    assert len(world.propose.proposed) == before  # the same report: nothing to write
+
+
 async def test_a_new_leader_gives_every_worker_a_fresh_grace(world: World) -> None:
     w1 = world.worker("worker-aaaaa1")
 

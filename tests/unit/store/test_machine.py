@@ -42,6 +42,7 @@ def test_every_command_round_trips() -> None:
         c.RegisterWorker("worker-1", "ab" * 32, "ef" * 32, "127.0.0.3", {"zone": "a"}, {"cpus": 2.0}, T0),
         c.UpdateNode("worker-1", "127.0.0.4", {}, {"drivers": ["docker"]}, T0),
         c.SetNodeAvailability("worker-1", "drain", T0),
+        c.SetNodeLabels("worker-1", {"zone": "eu"}, ["disk"], T0),
         c.RollbackService("web", T0, 3),
         c.SetUpdateStatus("web", {"state": "updating", "message": "", "started_at": T0}, T0),
         c.SetUpdateStatus("web", None, T0),

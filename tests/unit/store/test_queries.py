@@ -15,6 +15,7 @@ from tests.unit.store.log import (
     Log,
     cluster_with_workers,
     new_task,
+    ok,
     register,
     status,
 )
@@ -54,12 +55,35 @@ def test_node_documents(log: Log) -> None:
         "addr": "127.0.0.5",
         "raft_addr": None,
         "labels": {"zone": "a"},
+        "operator_labels": {},
+        "reported_labels": {"zone": "a"},
         "resources": {"cpus": 2.0},
         "created_at": T0 + 1,
         "updated_at": T0 + 1,
         "version": 3,
     }
     assert queries.node(conn(log), "worker-a") == worker
+
+
+def test_operator_labels_win_over_reported_ones_and_outlive_a_worker_reporting_again(log: Log) -> None:
+    cluster_with_workers(log, "worker-a")  # reports zone=a
+    ok(log.apply(c.SetNodeLabels("worker-a", {"zone": "eu", "disk": "ssd", "gpu": "1"}, [], T0 + 5))[0])
+    ok(log.apply(c.SetNodeLabels("worker-a", {}, ["gpu", "never-set"], T0 + 6))[0])
+    node = queries.node(conn(log), "worker-a")
+    assert node is not None
+    assert node["labels"] == {"zone": "eu", "disk": "ssd"}
+    assert node["operator_labels"] == {"disk": "ssd", "zone": "eu"}
+    reported = {"zone": "b", "rack": "r1"}
+    ok(log.apply(c.UpdateNode("worker-a", "127.0.0.5", reported, {"cpus": 2.0}, T0 + 7))[0])
+    node = queries.node(conn(log), "worker-a")
+    assert node is not None
+    assert node["labels"] == {"zone": "eu", "rack": "r1", "disk": "ssd"}
+    assert node["operator_labels"] == {"disk": "ssd", "zone": "eu"}
+    assert node["reported_labels"] == {"zone": "b", "rack": "r1"}
+    ok(log.apply(c.SetNodeLabels("worker-a", {}, ["zone"], T0 + 8))[0])  # the worker's own zone again
+    assert log.apply(c.SetNodeLabels("nope", {"a": "b"}, [], T0 + 9))[0]["error"] == "not_found"
+    node = queries.node(conn(log), "worker-a")
+    assert node is not None and node["labels"] == {"zone": "b", "rack": "r1", "disk": "ssd"}
     assert queries.node(conn(log), "nope") is None
     assert [n["name"] for n in queries.nodes(conn(log), "manager")] == [FOUNDER.name]
 

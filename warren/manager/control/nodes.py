@@ -87,3 +87,7 @@ class Nodes:
 
     async def set_availability(self, name: str, availability: c.Availability) -> dict[str, Any]:
         return dict(await self.consensus.propose(c.SetNodeAvailability(name, availability, time.time())))
+
+    async def set_labels(self, name: str, add: dict[str, str], remove: list[str]) -> dict[str, Any]:
+        """An operator's labels: `add` set, `remove` taken away (a worker's reported ones stay)."""
+        return dict(await self.consensus.propose(c.SetNodeLabels(name, add, remove, time.time())))
