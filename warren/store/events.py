@@ -429,6 +429,7 @@ class Subscription:
         self._wake = asyncio.Event()
         self.overflowed = False
         self.reset = False  # the ring was reset (a snapshot installed): resume from its horizon
+        self.closed = False  # the manager is stopping: the stream ends
 
     def push(self, event: Event) -> None:
         if self.overflowed:
@@ -440,6 +441,10 @@ class Subscription:
             self._queue.append(event)
         self._wake.set()
 
+    def mark_closed(self) -> None:
+        self.closed = True
+        self._wake.set()
+
     def mark_reset(self) -> None:
         self.reset = True
         self._queue.clear()
@@ -447,7 +452,7 @@ class Subscription:
 
     async def next_batch(self, timeout_s: float) -> list[Event]:
         """The queued events (waiting up to `timeout_s` for one); [] on timeout, overflow or reset."""
-        if not self._queue and not self.overflowed and not self.reset:
+        if not self._queue and not self.overflowed and not self.reset and not self.closed:
             self._wake.clear()
             try:
                 async with asyncio.timeout(timeout_s):
@@ -487,6 +492,7 @@ class EventRing:
     # may miss some.
     horizon_time: float = 0.0
     _subscribers: set[Subscription] = field(default_factory=set)
+    closed: bool = False
 
     def __len__(self) -> int:
         return len(self._events)
@@ -522,8 +528,18 @@ class EventRing:
 
     def subscribe(self, limit: int) -> Subscription:
         sub = Subscription(self, limit)
-        self._subscribers.add(sub)
+        if self.closed:
+            sub.mark_closed()
+        else:
+            self._subscribers.add(sub)
         return sub
+
+    def close(self) -> None:
+        """The manager is stopping: every live reader's stream ends (a new one ends at once)."""
+        self.closed = True
+        for sub in list(self._subscribers):
+            sub.mark_closed()
+        self._subscribers.clear()
 
     @property
     def subscribers(self) -> int:
