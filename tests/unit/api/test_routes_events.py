@@ -113,7 +113,9 @@ def test_filters_and_within_or_between_keys(world: tuple[TestClient, ev.EventRin
         ("limit=100000", "between 1 and 10000"),
     ],
 )
-def test_a_bad_query_is_refused_clearly(world: tuple[TestClient, ev.EventRing], query: str, words: str) -> None:
+def test_a_bad_query_is_refused_clearly(
+    world: tuple[TestClient, ev.EventRing], query: str, words: str
+) -> None:
     client, _ = world
     answer = client.get(f"/v1/events?{query}")
     assert answer.status_code == 400 and answer.json()["error"] == "invalid"
