@@ -13,7 +13,7 @@ import pytest
 from fastapi import FastAPI
 from starlette.testclient import TestClient
 
-from warren.api import routes_events
+from warren.api import routes_events, routing
 from warren.api.app import add_error_handlers
 from warren.api.responses import JSON
 from warren.config import EventSettings
@@ -232,3 +232,9 @@ def test_a_reset_ring_reports_a_gap_to_live_readers() -> None:
         await stream.aclose()
 
     asyncio.run(main())
+
+
+@pytest.mark.parametrize("query", [b"", b"follow=true", b"since=10m&type=task"])
+def test_events_are_served_by_the_manager_asked(query: bytes) -> None:
+    scope = {"path": "/v1/events", "method": "GET", "query_string": query}
+    assert not routing.needs_leader(scope) and not routing.follows_logs(scope)
