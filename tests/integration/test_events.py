@@ -1,7 +1,8 @@
 """The cluster event stream on real managers: followed through the leader, it shows a service's and
 its tasks' events; the leader is killed, the client resumes on a survivor from its last id (no event
 twice, none lost: the survivor's own ring agrees) and sees the new leader elected with its term and
-how long the cluster went without one. A manager stopping with streams open does not hang."""
+how long the cluster went without one, and the old leader noted unreachable. A manager stopping with
+streams open does not hang."""
 
 from __future__ import annotations
 
@@ -93,6 +94,12 @@ def test_events_follow_a_failover_without_duplicates_or_loss(
     assert attrs["node"] == new.name and isinstance(attrs["term"], int)
     assert attrs["term"] > term
     assert isinstance(attrs["leaderless_ms"], int) and 0 < attrs["leaderless_ms"] < seen_after_s * 1000 + 1000
+    # The new leader's replication does not reach the old one: noted too.
+    gone = eventually(
+        lambda: follower.find(type="manager", action="unreachable", actor=leader.name), 10,
+        "the old leader noted unreachable",
+    )
+    assert gone["attributes"]["term"] == attrs["term"]
     reconnects = [body for kind, body in list(follower.items) if kind == "reconnect"]
     assert reconnects and reconnects[0]["manager"] == leader.api_addr, follower.items
     # Writes after the failover arrive on the resumed stream.
