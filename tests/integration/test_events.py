@@ -6,6 +6,7 @@ streams open does not hang."""
 
 from __future__ import annotations
 
+import json
 import threading
 import time
 from collections.abc import Callable
@@ -14,7 +15,7 @@ from typing import Any
 import httpx
 
 from tests.integration.fakeworker import FakeWorker, create_sleepers, worker_token
-from tests.integration.managers import ManagerCluster, api, create_service, credentials
+from tests.integration.managers import ManagerCluster, api, cli, create_service, credentials
 from warren.client import ManagerClient
 from warren.config import ClientSettings
 from warren.store.events import parse_id
@@ -130,6 +131,14 @@ def test_events_follow_a_failover_without_duplicates_or_loss(
     assert create_service(new.api_addr, "after").status_code == 201
     eventually(lambda: follower.find(type="service", action="created", actor="after"), 10, "after created")
     assert len(follower.events()) > before
+
+    # The command line: one JSON object per line, filtered.
+    out = cli("events", "--since", "10m", "--filter", "type=service", "-o", "json", "--manager", new.api_addr)
+    lines = [json.loads(line) for line in out.ok().stdout.splitlines()]
+    want = [("created", "web"), ("scaled", "web"), ("created", "after")]
+    assert [(e["action"], e["actor"]) for e in lines] == want, lines
+    table = cli("events", "--filter", "type=leader", "--manager", new.api_addr).ok().stdout
+    assert f"leader elected {new.name} (" in table and "leaderless_ms=" in table, table
 
     # No event twice, in log order; and none lost: a survivor's ring holds the same ids in between.
     ids = [e["id"] for e in follower.events()]
