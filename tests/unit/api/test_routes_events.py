@@ -75,6 +75,9 @@ def test_since_before_what_is_held_says_what_was_lost(world: tuple[TestClient, e
     # Last-Event-ID stands for since.
     body = client.get("/v1/events", headers={"Last-Event-ID": "6.0"}).json()
     assert [e["id"] for e in body["events"]] == ["7.0", "8.0"]
+    # Before the query's: an EventSource reconnects with its first URL and the last id it got.
+    body = client.get("/v1/events?since=4.0", headers={"Last-Event-ID": "7.0"}).json()
+    assert [e["id"] for e in body["events"]] == ["8.0"]
 
 
 def test_since_a_duration(world: tuple[TestClient, ev.EventRing]) -> None:
