@@ -47,7 +47,15 @@ class Event:
     action: str
     actor: str
     attributes: dict[str, Scalar]
-    message: str
+    # The human sentence; None: made from the attributes when first read (a task's state change, the
+    # most frequent event by far, so that deriving it costs no string formatting).
+    text: str | None
+
+    @property
+    def message(self) -> str:
+        if self.text is None:
+            self.text = _state_message(self.actor, self.attributes)
+        return self.text
 
     @property
     def id(self) -> str:
@@ -69,6 +77,10 @@ class Event:
         }
 
 
+def _key(event: Event) -> tuple[int, int]:
+    return (event.index, event.ordinal)
+
+
 def parse_id(text: str) -> tuple[int, int] | None:
     """The (index, ordinal) of an event id; None if `text` is not one."""
     m = ID_PATTERN.match(text)
@@ -81,8 +93,8 @@ def format_key(key: tuple[int, int]) -> str:
 
 # -- derivation ---------------------------------------------------------------------------------------
 
-# (type, action, actor, attributes, message, time or None for the command's own time)
-Draft = tuple[str, str, str, dict[str, Scalar], str, float | None]
+# (type, action, actor, attributes, message (None: made on read), time or None for the command's own)
+Draft = tuple[str, str, str, dict[str, Scalar], str | None, float | None]
 Deriver = Callable[[sqlite3.Connection, Any, dict[str, Any]], Iterable[Draft]]
 
 # Keys a handler may add to its result for the events (popped by `derive`, never answered): what
@@ -202,9 +214,15 @@ def _task_statuses(conn: sqlite3.Connection, cmd: c.SetTaskStatuses, p: dict[str
         }
         if exit_code is not None:
             attrs["exit_code"] = exit_code
-        why = f": {message}" if message else ""
-        label = _task_label(service, slot, task_id)
-        yield ("task", "state", task_id, attrs, f"{label}: {before} -> {after}{why}", at)
+        yield ("task", "state", task_id, attrs, None, at)
+
+
+def _state_message(task_id: str, a: dict[str, Scalar]) -> str:
+    """The sentence of a task's state change, from its attributes."""
+    service = a.get("service")
+    why = f": {a['reason']}" if a.get("reason") else ""
+    label = _task_label(service if isinstance(service, str) else None, a.get("slot"), task_id)
+    return f"{label}: {a.get('from')} -> {a.get('to')}{why}"
 
 
 def _node_state(conn: sqlite3.Connection, cmd: c.SetNodeState, p: dict[str, Any]) -> Iterable[Draft]:
@@ -431,14 +449,14 @@ class Subscription:
         self.reset = False  # the ring was reset (a snapshot installed): resume from its horizon
         self.closed = False  # the manager is stopping: the stream ends
 
-    def push(self, event: Event) -> None:
+    def push(self, events: list[Event]) -> None:
         if self.overflowed:
             return
-        if len(self._queue) >= self._limit:
+        if len(self._queue) + len(events) > self._limit:
             self.overflowed = True
             self._queue.clear()
         else:
-            self._queue.append(event)
+            self._queue.extend(events)
         self._wake.set()
 
     def mark_closed(self) -> None:
@@ -484,7 +502,6 @@ class EventRing:
     max_age_s: float = 3600.0
     clock: Callable[[], float] = time.time
     _events: collections.deque[Event] = field(default_factory=collections.deque)
-    _keys: collections.deque[tuple[int, int]] = field(default_factory=collections.deque)
     # Every event with a key above this one is held (or dropped by the age bound since); (index, -1):
     # from that index on, (index, MAX_ORDINAL): after that index.
     horizon: tuple[int, int] = (0, -1)
@@ -501,7 +518,6 @@ class EventRing:
         """Start again after `applied_index` (a restore or snapshot install: what came before is
         unknown to this ring). Live readers are told to resume."""
         self._events.clear()
-        self._keys.clear()
         self.horizon = (applied_index, MAX_ORDINAL) if applied_index > 0 else (0, -1)
         self.horizon_time = self.clock() if applied_index > 0 else 0.0
         for sub in list(self._subscribers):
@@ -510,19 +526,15 @@ class EventRing:
     def publish(self, events: list[Event]) -> None:
         if not events:
             return
-        for event in events:
-            self._events.append(event)
-            self._keys.append(event.key)
+        self._events.extend(events)
         self._prune()
         for sub in list(self._subscribers):
-            for event in events:
-                sub.push(event)
+            sub.push(events)
 
     def _prune(self) -> None:
         oldest = self.clock() - self.max_age_s
         while self._events and (len(self._events) > self.max_events or self._events[0].time < oldest):
             dropped = self._events.popleft()
-            self._keys.popleft()
             self.horizon = dropped.key
             self.horizon_time = max(self.horizon_time, dropped.time)
 
@@ -561,7 +573,7 @@ class EventRing:
         lost = None
         start = 0
         if since is not None:
-            start = bisect.bisect_right(self._keys, since)
+            start = bisect.bisect_right(self._events, since, key=_key)
             if since < self.horizon:
                 lost = self._lost(asked or format_key(since))
         elif newer_than is not None and newer_than < self.horizon_time:

@@ -153,14 +153,12 @@ class Store:
         default_time = getattr(cmd, "at", None)
         if not isinstance(default_time, float | int):
             default_time = self.events.clock()
-        for kind, action, actor, attributes, message, at in drafts:
-            pending.append(
-                events.Event(
-                    index, ordinal, float(at if at is not None else default_time), kind, action, actor,
-                    attributes, message,
-                )
-            )
-            ordinal += 1
+        default_time = float(default_time)
+        make = events.Event
+        pending.extend(
+            make(index, n, default_time if at is None else at, kind, action, actor, attributes, message)
+            for n, (kind, action, actor, attributes, message, at) in enumerate(drafts, ordinal)
+        )
 
     def snapshot(self, path: str) -> None:
         """SQLite online backup of the applied state into `path` (fsynced)."""
