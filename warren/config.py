@@ -305,6 +305,40 @@ SECURITY = SecuritySettings()
 
 
 @dataclass(frozen=True, slots=True)
+class EventSettings:
+    """The cluster event stream (GET /v1/events, warren.store.events): what each manager keeps in
+    memory, and how it streams."""
+
+    # Each manager keeps the last this many events...
+    max_events: int = 10_000
+    # ...and none older than this; seconds.
+    max_age_s: float = 3600.0
+    # A request without `limit` gets at most this many events; `limit` may not exceed max_limit.
+    default_limit: int = 1000
+    max_limit: int = 10_000
+    # A followed stream sends a comment line this often while no event comes, so proxies and clients
+    # see it alive; seconds.
+    keepalive_s: float = 15.0
+    # Events queued for one followed stream whose reader is slow; beyond, the stream ends with an
+    # `overflow` event and the client resumes from its last id.
+    stream_queue: int = 1000
+    # The leader notes a manager its replication has not heard from for this long as unreachable
+    # (warren.manager.peerwatch), looking every peer_check_s; seconds.
+    unreachable_after_s: float = 3.0
+    peer_check_s: float = 1.0
+    # At most one reachability note per manager this often, so a flapping link cannot flood the log;
+    # seconds.
+    note_interval_s: float = 30.0
+
+    def validate(self) -> None:
+        positive = (self.max_age_s, self.keepalive_s, self.unreachable_after_s, self.peer_check_s)
+        if self.max_events < 1 or self.stream_queue < 1 or min(positive) <= 0 or self.note_interval_s < 0:
+            raise ConfigError("events: every bound and period must be positive")
+        if not 1 <= self.default_limit <= self.max_limit:
+            raise ConfigError("events: default_limit must be between 1 and max_limit")
+
+
+@dataclass(frozen=True, slots=True)
 class ManagerSettings:
     """How a manager daemon runs: addresses, data dir, timers and API limits."""
 
@@ -329,6 +363,7 @@ class ManagerSettings:
     local_worker_allow_binds: tuple[str, ...] = ()
     raft: RaftSettings = RaftSettings()
     orchestrator: OrchestratorSettings = OrchestratorSettings()
+    events: EventSettings = EventSettings()
 
     # A join token is valid for this long after it is issued; seconds.
     join_token_ttl_s: float = 24 * 3600.0
@@ -412,6 +447,7 @@ class ManagerSettings:
             )
         self.raft.validate()
         self.orchestrator.validate()
+        self.events.validate()
 
     @property
     def api_advertise(self) -> str:
@@ -793,6 +829,9 @@ class ClientSettings:
     # A wait fails once this many tasks of the new spec failed since the change (a restart loop);
     # a rolling update's own failure action (pause, rollback) is reported as soon as it happens.
     wait_failures: int = 3
+    # `warren events -f`: a followed stream silent for this long (the manager sends a keep-alive every
+    # EventSettings.keepalive_s) is taken for dead and resumed on another manager; seconds.
+    events_idle_s: float = 40.0
 
 
 # -- the failover drill (`warren drill`) --------------------------------------------------------------
