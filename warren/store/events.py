@@ -286,6 +286,20 @@ def _node_availability(
     )
 
 
+def _node_labels(conn: sqlite3.Connection, cmd: c.SetNodeLabels, p: dict[str, Any]) -> Iterable[Draft]:
+    added = ",".join(f"{k}={v}" for k, v in sorted(cmd.add.items()))
+    removed = ",".join(sorted(cmd.remove))
+    changes = "; ".join(x for x in (added and f"set {added}", removed and f"removed {removed}") if x)
+    yield (
+        "node",
+        "labels",
+        cmd.name,
+        {"added": added or None, "removed": removed or None},
+        f"node {cmd.name}'s operator labels changed: {changes or 'nothing'}",
+        None,
+    )
+
+
 def _worker_joined(conn: sqlite3.Connection, cmd: c.RegisterWorker, p: dict[str, Any]) -> Iterable[Draft]:
     yield (
         "node",
@@ -415,6 +429,7 @@ _DERIVERS: dict[type[Any], Deriver] = {
     c.RemoveNode: _node_removed,
     c.RegisterWorker: _worker_joined,
     c.SetNodeAvailability: _node_availability,
+    c.SetNodeLabels: _node_labels,
     c.ResetManagers: _managers_reset,
     c.RecordCert: _cert_recorded,
     c.CreateService: _service_created,

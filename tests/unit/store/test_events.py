@@ -310,3 +310,15 @@ def test_subscribers_wake_on_publish_and_end_on_close() -> None:
 )
 def test_ids_parse(text: str, key: tuple[int, int] | None) -> None:
     assert ev.parse_id(text) == key
+
+
+def test_operator_labels_yield_a_node_event(log: Log) -> None:
+    cluster_with_workers(log, "worker-a")
+    mark = log.index
+    ok(log.apply(c.SetNodeLabels("worker-a", {"zone": "b", "disk": "ssd"}, [], T0 + 5))[0])
+    ok(log.apply(c.SetNodeLabels("worker-a", {}, ["zone"], T0 + 6))[0])
+    got = since(log, mark)
+    assert kinds(got) == [("node", "labels", "worker-a"), ("node", "labels", "worker-a")]
+    assert got[0].attributes == {"added": "disk=ssd,zone=b", "removed": None}
+    assert got[1].attributes == {"added": None, "removed": "zone"} and got[1].time == T0 + 6
+    assert got[1].message == "node worker-a's operator labels changed: removed zone"
