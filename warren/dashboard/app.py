@@ -149,8 +149,11 @@ class DashboardApp:
             body = guard.scale_body(raw, MAX_REPLICAS)
         try:
             if guard.is_stream(route, query):
-                status, headers, chunks = await self.upstream.stream(
-                    path, query, request.headers.get("last-event-id"))
+                # A reconnecting EventSource repeats its URL's `since`; the id it saw last is newer.
+                last_id = guard.last_event_id(request.headers.get("last-event-id"))
+                if last_id is not None:
+                    query = [(k, v) for k, v in query if k != "since"]
+                status, headers, chunks = await self.upstream.stream(path, query, last_id)
                 # No buffering anywhere on the way: each event reaches the page as the manager sends it.
                 headers["X-Accel-Buffering"] = "no"
                 return StreamingResponse(chunks, status_code=status, headers=headers)

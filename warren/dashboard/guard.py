@@ -145,6 +145,13 @@ def is_stream(route: Route, pairs: list[tuple[str, str]]) -> bool:
     return route.stream and ("follow", "true") in pairs
 
 
+def last_event_id(value: str | None) -> str | None:
+    """The Last-Event-ID an EventSource sent, if it is a plain id (anything else is dropped)."""
+    if value is None or value == "" or not _QUERY_VALUE.fullmatch(value):
+        return None
+    return value
+
+
 def scale_body(raw: bytes, max_replicas: int) -> bytes:
     """The body of a scale, checked: exactly {"replicas": N}; the bytes to send on."""
     import orjson

@@ -123,7 +123,7 @@ class Upstream:
 
 async def _chunks(response: httpx.Response) -> AsyncIterator[bytes]:
     try:
-        async for chunk in response.aiter_raw():
+        async for chunk in response.aiter_bytes():
             yield chunk
     except httpx.HTTPError as exc:
         log.info("event stream from %s broke off: %s", response.url.host, _describe(exc))

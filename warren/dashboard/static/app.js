@@ -135,6 +135,11 @@ function addEventRow(e, gap) {
   while (list.children.length > MAX_EVENTS) list.lastElementChild.remove();
 }
 
+function lostText(data) {
+  const count = typeof data.count === "number" ? data.count : typeof data.lost === "number" ? data.lost : null;
+  return count !== null ? `${count} events were lost` : "some events were lost";
+}
+
 function renderTimeline() {
   const elections = [...state.elections.values()].sort((a, b) => a.time - b.time);
   drawTimeline($("timeline-chart"), elections);
@@ -180,7 +185,17 @@ function onEvent(e) {
   if (["leader", "manager", "node", "task", "service"].includes(e.type)) refreshSoon();
 }
 
+// While the stream is down (no events API, the dashboard's server away, every manager unreachable),
+// the lists are read again every few seconds instead.
+const POLL_MS = 2000;
+let poller = null;
+function pollWhileDown(down) {
+  if (down && !poller) poller = setInterval(refresh, POLL_MS);
+  if (!down && poller) { clearInterval(poller); poller = null; }
+}
+
 function setLink(stateName, text) {
+  pollWhileDown(stateName === "down");
   const link = $("link");
   link.dataset.state = stateName;
   link.textContent = text;
@@ -204,7 +219,10 @@ show();
 refresh();
 new EventStream({
   onEvent,
-  onGap: (data) => { addEventRow(null, data.lost ? `${data.lost} events lost` : "events were lost"); refresh(); },
+  onGap: (kind, data) => {
+    addEventRow(null, kind === "overflow" ? "fell behind the stream; resuming" : lostText(data));
+    refresh();
+  },
   onState: (s) => setLink(s, s === "live" ? "live" : s === "down" ? "reconnecting…" : "connecting…"),
   onResume: () => refresh(),
 }).start();

@@ -5,9 +5,15 @@
 const TYPES = ["leader", "manager", "node", "task", "service", "secret", "config", "certificate"];
 const RETRY_MS = 1000;
 
+function key(id) { return id.split(".").map(Number); }
+function newer(a, b) {
+  const [ai, ao] = key(a), [bi, bo] = key(b);
+  return ai > bi || (ai === bi && ao > bo);
+}
+
 export class EventStream {
   // handlers: onEvent(event), onGap(data), onState("live" | "down" | "connecting"), onResume()
-  constructor(handlers, since = "0") {
+  constructor(handlers, since = "0.0") {
     this.handlers = handlers;
     this.lastId = null;
     this.since = since;
@@ -25,19 +31,26 @@ export class EventStream {
       if (this.wasDown) { this.wasDown = false; this.handlers.onResume(); }
     };
     const take = (message) => {
-      if (message.lastEventId) this.lastId = message.lastEventId;
+      // Ids are "<log index>.<ordinal>", in order; one seen already (a resumed stream) is skipped.
+      if (message.lastEventId) {
+        if (this.lastId !== null && !newer(message.lastEventId, this.lastId)) return;
+        this.lastId = message.lastEventId;
+      }
       let event;
       try { event = JSON.parse(message.data); } catch { return; }
       this.handlers.onEvent(event);
     };
     for (const type of TYPES) source.addEventListener(type, take);
     source.onmessage = take;
-    source.addEventListener("gap", (message) => {
-      if (message.lastEventId) this.lastId = message.lastEventId;
-      let data = {};
-      try { data = JSON.parse(message.data); } catch { data = {}; }
-      this.handlers.onGap(data);
-    });
+    // A gap: events the managers no longer hold; an overflow: this reader fell too far behind (the
+    // stream ends, and is resumed). Either way the lists are read again.
+    for (const kind of ["gap", "overflow"]) {
+      source.addEventListener(kind, (message) => {
+        let data = {};
+        try { data = JSON.parse(message.data); } catch { data = {}; }
+        this.handlers.onGap(kind, data);
+      });
+    }
     source.onerror = () => {
       this.wasDown = true;
       this.handlers.onState("down");
