@@ -305,6 +305,29 @@ SECURITY = SecuritySettings()
 
 
 @dataclass(frozen=True, slots=True)
+class EventSettings:
+    """The cluster event stream (GET /v1/events, warren.store.events): what each manager keeps in
+    memory, and how it streams."""
+
+    # Each manager keeps the last this many events...
+    max_events: int = 10_000
+    # ...and none older than this; seconds.
+    max_age_s: float = 3600.0
+    # A request without `limit` gets at most this many events; `limit` may not exceed max_limit.
+    default_limit: int = 1000
+    max_limit: int = 10_000
+    # A followed stream sends a comment line this often while no event comes, so proxies and clients
+    # see it alive; seconds.
+    keepalive_s: float = 15.0
+    # Events queued for one followed stream whose reader is slow; beyond, the stream ends with an
+    # `overflow` event and the client resumes from its last id.
+    stream_queue: int = 1000
+    # The leader writes at most one "manager unreachable/reachable" note per manager this often, so a
+    # flapping link cannot flood the log; seconds.
+    note_interval_s: float = 30.0
+
+
+@dataclass(frozen=True, slots=True)
 class ManagerSettings:
     """How a manager daemon runs: addresses, data dir, timers and API limits."""
 
@@ -329,6 +352,7 @@ class ManagerSettings:
     local_worker_allow_binds: tuple[str, ...] = ()
     raft: RaftSettings = RaftSettings()
     orchestrator: OrchestratorSettings = OrchestratorSettings()
+    events: EventSettings = EventSettings()
 
     # A join token is valid for this long after it is issued; seconds.
     join_token_ttl_s: float = 24 * 3600.0
@@ -783,6 +807,9 @@ class ClientSettings:
     # does on its next session call, at once); seconds. It looks every volume_remove_poll_s seconds.
     volume_remove_wait_s: float = 30.0
     volume_remove_poll_s: float = 0.25
+    # `warren events -f`: a followed stream silent for this long (the manager sends a keep-alive every
+    # EventSettings.keepalive_s) is taken for dead and resumed on another manager; seconds.
+    events_idle_s: float = 40.0
 
 
 # -- the dashboard (`warren dashboard`) --------------------------------------------------------------

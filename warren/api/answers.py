@@ -321,3 +321,39 @@ TEXT_STREAM: dict[int | str, dict[str, Any]] = {
 def errors(*statuses: int) -> dict[int | str, dict[str, Any]]:
     """OpenAPI `responses` for the error statuses an operation can answer (see docs/api.md)."""
     return {status: {"model": ErrorBody} for status in (*statuses, 503)}
+
+
+# -- events (GET /v1/events) ------------------------------------------------------------------------
+
+EventValue = str | int | float | bool | None
+
+
+class Event(BaseModel):
+    id: str
+    time: float
+    type: Literal["leader", "manager", "node", "task", "service", "secret", "config", "certificate"]
+    action: str
+    actor: str
+    attributes: dict[str, EventValue]
+    message: str
+
+
+class EventsLost(BaseModel):
+    after: str | None
+    before: str | None
+    message: str
+
+
+class Events(BaseModel):
+    events: list[Event]
+    first: str | None
+    last: str | None
+    lost: EventsLost | None
+
+
+EVENT_STREAM: dict[str, Any] = {
+    "text/event-stream": {
+        "schema": {"type": "string"},
+        "example": 'id: 1234.0\nevent: task\ndata: {"id": "1234.0", ...}\n\n',
+    }
+}

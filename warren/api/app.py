@@ -25,6 +25,7 @@ from warren.api import (
     routes_backups,
     routes_cluster,
     routes_configs,
+    routes_events,
     routes_logs,
     routes_membership,
     routes_nodes,
@@ -128,6 +129,7 @@ def create_app(control: Control, settings: ManagerSettings, forwarder: Forwarder
     routes_secrets.add_routes(app, control.secrets, Consistent)
     routes_configs.add_routes(app, control.configs, Consistent)
     routes_volumes.add_routes(app, control.volumes, Consistent)
+    routes_events.add_routes(app, control.events)
 
     build_openapi = app.openapi
 

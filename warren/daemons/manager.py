@@ -220,6 +220,9 @@ async def _shutdown(
     local_worker: LocalWorker | None,
 ) -> None:
     consensus, settings = node.consensus, node.settings
+    # Followed event streams end now: their clients resume on another manager, and the servers'
+    # drain below does not wait for streams that never end.
+    consensus.store.events.close()
     try:
         if local_worker is not None:
             await local_worker.stop()

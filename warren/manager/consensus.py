@@ -30,6 +30,7 @@ from warren.pki.material import NodeMaterial
 from warren.pki.names import MANAGER_NAME
 from warren.raft_bridge import drive
 from warren.store import commands
+from warren.store.events import EventRing
 from warren.store.machine import Store
 
 log = logging.getLogger(__name__)
@@ -107,7 +108,8 @@ class Consensus:
         settings: ManagerSettings,
         tls: NodeMaterial | None,
     ) -> Consensus:
-        store = Store(data_dir)
+        ring = EventRing(settings.events.max_events, settings.events.max_age_s)
+        store = Store(data_dir, event_ring=ring)
         with raft_errors():
             node = warren_raft.RaftNode.open(
                 raft_dir,

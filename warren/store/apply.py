@@ -117,16 +117,18 @@ def _register_manager(conn: sqlite3.Connection, index: int, cmd: c.RegisterManag
 def _set_node_state(conn: sqlite3.Connection, index: int, cmd: c.SetNodeState) -> Any:
     if cmd.state not in NODE_STATES:
         raise CommandError("invalid", f"unknown node state {cmd.state!r}")
+    before = _node_before(conn, cmd.name)
     cur = conn.execute(
         "UPDATE nodes SET state = ?, updated_at = ?, version = ? WHERE name = ?",
         (cmd.state, cmd.at, index, cmd.name),
     )
     if cur.rowcount == 0:
         raise CommandError("not_found", f"no node named {cmd.name!r}")
-    return {"name": cmd.name, "state": cmd.state}
+    return {"name": cmd.name, "state": cmd.state, "_before": before and before[:2]}
 
 
 def _remove_node(conn: sqlite3.Connection, index: int, cmd: c.RemoveNode) -> Any:
+    before = _node_before(conn, cmd.name)
     cur = conn.execute("DELETE FROM nodes WHERE name = ?", (cmd.name,))
     if cur.rowcount == 0:
         raise CommandError("not_found", f"no node named {cmd.name!r}")
@@ -138,7 +140,7 @@ def _remove_node(conn: sqlite3.Connection, index: int, cmd: c.RemoveNode) -> Any
         f" version = ? WHERE node = ? AND state NOT IN {taskstate.TERMINAL_SQL}",
         (f"node {cmd.name} was removed", cmd.at, index, cmd.name),
     ).rowcount
-    return {"removed": cmd.name, "tasks_failed": failed}
+    return {"removed": cmd.name, "tasks_failed": failed, "_before": before and before[:2]}
 
 
 def _register_worker(conn: sqlite3.Connection, index: int, cmd: c.RegisterWorker) -> Any:
@@ -171,13 +173,17 @@ def _update_node(conn: sqlite3.Connection, index: int, cmd: c.UpdateNode) -> Any
 
 
 def _set_node_availability(conn: sqlite3.Connection, index: int, cmd: c.SetNodeAvailability) -> Any:
+    before = _node_before(conn, cmd.name)
     cur = conn.execute(
         "UPDATE nodes SET availability = ?, updated_at = ?, version = ? WHERE name = ?",
         (cmd.availability, cmd.at, index, cmd.name),
     )
     if cur.rowcount == 0:
         raise CommandError("not_found", f"no node named {cmd.name!r}")
-    return queries.node(conn, cmd.name)
+    answer = queries.node(conn, cmd.name)
+    if answer is not None and before is not None:
+        answer["_before"] = (before[0], before[2])
+    return answer
 
 
 # -- backups ----------------------------------------------------------------------------------------
@@ -250,7 +256,18 @@ def _record_cert(conn: sqlite3.Connection, index: int, cmd: c.RecordCert) -> Any
     return {"fingerprint": cmd.fingerprint}
 
 
+def _note(conn: sqlite3.Connection, index: int, cmd: c.ClusterNote) -> Any:
+    return {}  # changes no state: its event is all it is for (warren.store.events)
+
+
+def _node_before(conn: sqlite3.Connection, name: str) -> tuple[str, str, str] | None:
+    """(role, state, availability) of node `name` before a command changes it, for its event."""
+    row = conn.execute("SELECT role, state, availability FROM nodes WHERE name = ?", (name,)).fetchone()
+    return None if row is None else (row[0], row[1], row[2])
+
+
 _HANDLERS: dict[type[Any], Handler] = {
+    c.ClusterNote: _note,
     c.InitCluster: _init_cluster,
     c.CreateToken: _create_token,
     c.RegisterManager: _register_manager,

@@ -37,6 +37,7 @@ def _placement(conn: sqlite3.Connection, node: str | None, message: str) -> tupl
 
 def _create_tasks(conn: sqlite3.Connection, index: int, cmd: c.CreateTasks) -> Any:
     created = skipped = 0
+    made: list[tuple[str, str, int | None, str | None, str, str]] = []  # for the events
     for t in cmd.tasks:
         service = conn.execute("SELECT 1 FROM services WHERE id = ?", (t.service_id,)).fetchone()
         exists = conn.execute("SELECT 1 FROM tasks WHERE id = ?", (t.task_id,)).fetchone()
@@ -63,11 +64,13 @@ def _create_tasks(conn: sqlite3.Connection, index: int, cmd: c.CreateTasks) -> A
             ),
         )
         created += 1
-    return {"created": created, "skipped": skipped}
+        made.append((t.task_id, t.service_id, t.slot, node, state, message))
+    return {"created": created, "skipped": skipped, "_created": made}
 
 
 def _assign_tasks(conn: sqlite3.Connection, index: int, cmd: c.AssignTasks) -> Any:
     assigned = pending = ignored = 0
+    placed: list[tuple[str, str, str]] = []  # for the events
     for a in cmd.assignments:
         row = conn.execute("SELECT state FROM tasks WHERE id = ?", (a.task_id,)).fetchone()
         if row is None or row["state"] != taskstate.PENDING:
@@ -81,13 +84,14 @@ def _assign_tasks(conn: sqlite3.Connection, index: int, cmd: c.AssignTasks) -> A
                 (node, message, cmd.at, index, a.task_id),
             )
             assigned += 1
+            placed.append((a.task_id, node, message))
         else:
             conn.execute(
                 "UPDATE tasks SET message = ?, updated_at = ?, version = ? WHERE id = ?",
                 (message, cmd.at, index, a.task_id),
             )
             pending += 1
-    return {"assigned": assigned, "pending": pending, "ignored": ignored}
+    return {"assigned": assigned, "pending": pending, "ignored": ignored, "_assigned": placed}
 
 
 # Task IDs per SELECT of a status batch (SQLite allows 32,766 parameters; a batch holds at most
@@ -115,6 +119,7 @@ def _set_task_statuses(conn: sqlite3.Connection, index: int, cmd: c.SetTaskStatu
         for row in conn.execute(f"SELECT id, node, state FROM tasks WHERE id IN ({marks})", chunk):
             current[row["id"]] = (row["node"], row["state"])
     rows: list[tuple[Any, ...]] = []
+    moves: list[tuple[Any, ...]] = []  # for the events (warren.store.events)
     ignored = 0
     for u in cmd.updates:
         task = current.get(u.task_id)
@@ -128,6 +133,7 @@ def _set_task_statuses(conn: sqlite3.Connection, index: int, cmd: c.SetTaskStatu
             ignored += 1
             continue
         starts = u.state == taskstate.RUNNING and task[1] != taskstate.RUNNING
+        moves.append((u.task_id, task[0], task[1], u.state, u.message, u.exit_code, u.at))
         current[u.task_id] = (task[0], u.state)
         # Ports given replace the stored ones (none: NULL); left out, they stay.
         given = not isinstance(u.ports, msgspec.UnsetType)
@@ -137,7 +143,7 @@ def _set_task_statuses(conn: sqlite3.Connection, index: int, cmd: c.SetTaskStatu
              given, ports, u.task_id)
         )
     conn.executemany(_SET_STATUS_SQL, rows)
-    return {"applied": len(rows), "ignored": ignored}
+    return {"applied": len(rows), "ignored": ignored, "_moves": moves}
 
 
 def _set_tasks_desired(conn: sqlite3.Connection, index: int, cmd: c.SetTasksDesired) -> Any:

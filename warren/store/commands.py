@@ -34,9 +34,15 @@ CODEC_VERSION = 1
 # proposes a command only when every manager applies its version.
 BASE_COMMAND_VERSION = 1
 # The highest command version this Warren applies.
-COMMAND_VERSION = 4
+COMMAND_VERSION = 5
 # op -> the command version that brought it, for ops newer than BASE_COMMAND_VERSION.
-SINCE: dict[str, int] = {"config.create": 3, "config.remove": 3, "node.volumes": 3, "volume.remove": 3}
+SINCE: dict[str, int] = {
+    "config.create": 3,
+    "config.remove": 3,
+    "node.volumes": 3,
+    "volume.remove": 3,
+    "cluster.note": 5,
+}
 # A spec's container options (warren.spec.container), which an older decoder refuses as an unknown
 # field: a command that carries them (a created service or task, an update that names them) is of
 # this version; the same command without them stays of its op's.
@@ -394,6 +400,22 @@ class ImportRows(_Command, frozen=True, tag="import.rows"):
     rows: list[dict[str, Any]] = msgspec.field(default_factory=list)
 
 
+NoteValue = str | int | float | bool | None
+
+
+class ClusterNote(_Command, frozen=True, tag="cluster.note"):
+    """Something the leader saw that no other command records (a leader elected, a manager
+    unreachable), written into the log so that every manager's event stream has it with the same id.
+    Changes no state; its event is `type`, `action`, `actor`, `attributes` and `message` as given."""
+
+    type: Literal["leader", "manager"]
+    action: Annotated[str, msgspec.Meta(max_length=64)]
+    actor: Annotated[str, msgspec.Meta(max_length=256)]
+    attributes: Annotated[dict[str, NoteValue], msgspec.Meta(max_length=32)]
+    message: Annotated[str, msgspec.Meta(max_length=1024)]
+    at: float
+
+
 class ResetManagers(_Command, frozen=True, tag="manager.reset"):
     """After a restore: the old managers are gone, `manager` is the only one."""
 
@@ -430,6 +452,7 @@ Command = (
     | RemoveConfig
     | NodeVolumes
     | RemoveVolume
+    | ClusterNote
 )
 
 # Every command class by its op, from the union above (one list to keep).

@@ -30,7 +30,7 @@ from warren import raft_bridge, sqlitefile
 from warren.durable import fsync_file
 from warren.errors import CorruptStateError, StorageError
 from warren.store import apply as handlers
-from warren.store import schema
+from warren.store import events, schema
 from warren.store.commands import CommandError, UnknownCommandError, decode
 
 log = logging.getLogger(__name__)
@@ -74,7 +74,13 @@ def failed(code: str, message: str) -> bytes:
 class Store:
     """Implements warren.raft_bridge.StateMachine over SQLite. Used from the event loop thread only."""
 
-    def __init__(self, data_dir: str, *, entry_loop: EntryLoop = raft_bridge.apply_entries) -> None:
+    def __init__(
+        self,
+        data_dir: str,
+        *,
+        entry_loop: EntryLoop = raft_bridge.apply_entries,
+        event_ring: events.EventRing | None = None,
+    ) -> None:
         self.path = os.path.join(data_dir, DB_NAME)
         # Each committed entry in its savepoint: the compiled bridge's loop, or (benches and tests
         # comparing the two) the pure one.
@@ -83,6 +89,10 @@ class Store:
         # Called (in the event loop's thread) after every applied batch and every restore: the leader's
         # dispatcher and reconciler wake on it instead of polling the state.
         self.on_change: list[Callable[[], None]] = []
+        # The cluster events derived from the applied commands (warren.store.events), published to
+        # the ring once their batch committed.
+        self.events = event_ring if event_ring is not None else events.EventRing()
+        self._pending: list[events.Event] = []
         self._set_aside_if_damaged()
         self.conn = self._open_fresh()
 
@@ -102,15 +112,52 @@ class Store:
                 )
             conn.execute("COMMIT")
         except BaseException:
+            self._pending.clear()
             conn.execute("ROLLBACK")
             raise
+        if self._pending:
+            pending, self._pending = self._pending, []
+            self.events.publish(pending)
         if entries:
             self._changed()
         return responses
 
     def _step(self, index: int, payload: bytes) -> bytes:
-        """One entry's command applied (in its savepoint, by the entry loop): its response."""
-        return ok(handlers.apply(self.conn, index, decode(payload)))
+        """One entry's command applied (in its savepoint, by the entry loop): its response, and its
+        events pending until the batch commits."""
+        cmd = decode(payload)
+        result = handlers.apply(self.conn, index, cmd)
+        self._derive(index, cmd, result)
+        return ok(result)
+
+    def _derive(self, index: int, cmd: Any, result: Any) -> None:
+        """Queue `cmd`'s events. Never raises: a fault here costs the events, never the entry."""
+        try:
+            drafts = events.derive(self.conn, cmd, result)
+        except Exception:
+            log.exception("log entry %d: its events could not be derived", index)
+            if isinstance(result, dict):
+                for key in events.PRIVATE_KEYS:
+                    result.pop(key, None)
+            return
+        if not drafts:
+            return
+        pending = self._pending
+        # Commands proposed together share an entry: their events count on within it.
+        ordinal = 0
+        if pending and pending[-1].index == index:
+            ordinal = pending[-1].ordinal + 1
+        default_time = getattr(cmd, "at", None)
+        if not isinstance(default_time, float | int):
+            default_time = self.events.clock()
+        for kind, action, actor, attributes, message, at in drafts:
+            pending.append(
+                events.Event(
+                    index, ordinal, float(at if at is not None else default_time), kind, action, actor,
+                    attributes, message,
+                )
+            )
+            ordinal += 1
 
     def snapshot(self, path: str) -> None:
         """SQLite online backup of the applied state into `path` (fsynced)."""
@@ -132,6 +179,7 @@ class Store:
             self.conn = connect(self.path)
             row = self.conn.execute("SELECT value FROM meta WHERE key = 'applied_index'").fetchone()
             self.applied_index = int(row[0]) if row is not None else 0
+        self.events.reset(self.applied_index)
         log.info("state restored from %s (applied index %d)", path or "empty state", self.applied_index)
         self._changed()
 
@@ -163,6 +211,8 @@ class Store:
         conn = connect(self.path)
         schema.create(conn)
         self.applied_index = 0
+        if hasattr(self, "events"):
+            self.events.reset(0)
         return conn
 
     def _set_aside_if_damaged(self) -> None:

@@ -70,6 +70,7 @@ def test_every_command_round_trips() -> None:
         c.RemoveConfig("app-conf", T0),
         c.NodeVolumes("worker-1", [c.VolumeRecord("data", "docker"), c.VolumeRecord("data", "process")], T0),
         c.RemoveVolume("worker-1", "data", T0),
+        c.ClusterNote("leader", "elected", "manager-1", {"term": 3, "leaderless_ms": 1200}, "elected", T0),
     ]
     assert {type(cmd) for cmd in cmds} == set(c.COMMANDS.values())
     for cmd in cmds:

@@ -14,6 +14,7 @@ apply stays deterministic.
     volumes.py     named volumes on the nodes, and their removal
     backups.py     backups, and a backup's import when a cluster is restored
     logs.py        service logs relayed from workers (leader only)
+    events.py      cluster events, from this manager's own ring (any manager)
     workers.py     the worker protocol: sessions, task status, log chunks (leader only)
 """
 
@@ -27,6 +28,7 @@ from warren.manager.consensus import Consensus
 from warren.manager.control.backups import Backups
 from warren.manager.control.cluster import Cluster
 from warren.manager.control.configs import Configs
+from warren.manager.control.events import Events
 from warren.manager.control.leader import LeaderDispatcher
 from warren.manager.control.logs import Logs
 from warren.manager.control.membership import Membership
@@ -52,6 +54,7 @@ class Control:
     backups: Backups
     logs: Logs
     workers: Workers
+    events: Events
 
 
 def build(
@@ -79,4 +82,5 @@ def build(
         backups=Backups(consensus),
         logs=Logs(settings.orchestrator, consensus, dispatcher),
         workers=Workers(consensus, dispatcher),
+        events=Events(consensus.store.events, settings.events),
     )
