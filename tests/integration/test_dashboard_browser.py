@@ -123,9 +123,15 @@ def browser(dashboard: Dashboard) -> Iterator[Any]:
 
 
 def wait(driver: Any, what: str, check: Any, timeout: float = 15.0) -> Any:
+    from selenium.common.exceptions import NoSuchElementException, StaleElementReferenceException
     from selenium.webdriver.support.ui import WebDriverWait
 
-    return WebDriverWait(driver, timeout, poll_frequency=0.05).until(check, message=what)
+    # The page re-renders a list when an event says it changed: an element found a moment ago may be
+    # gone (stale); the check is then tried again on the new one.
+    ignored = (NoSuchElementException, StaleElementReferenceException)
+    return WebDriverWait(driver, timeout, poll_frequency=0.05, ignored_exceptions=ignored).until(
+        check, message=what
+    )
 
 
 def open_page(driver: Any, page: str) -> None:
@@ -151,7 +157,7 @@ def screenshot(driver: Any, page: str) -> None:
 
 def events_api(fleet: Fleet) -> bool:
     with api(fleet.addr) as client:
-        return client.get("/v1/events", params={"since": "0"}).status_code == 200
+        return client.get("/v1/events", params={"since": "10m"}).status_code == 200
 
 
 # -- the pages load -------------------------------------------------------------------------------------
@@ -201,15 +207,25 @@ def test_the_nodes_page_shows_the_worker_with_its_task(browser: Any, fleet: Flee
 
 def test_scaling_from_the_page_changes_the_service(browser: Any, fleet: Fleet) -> None:
     open_page(browser, "services")
-    field = wait(browser, "web's replica field", lambda d: d.find_element("id", "replicas-web"))
     wait(
         browser,
         "web running 1/1",
         lambda d: text_of(d, '[data-name="web"] [data-field="replicas"]') == "1/1 running",
     )
-    field.clear()
-    field.send_keys("3")
-    browser.find_element("id", "scale-web").click()
+
+    def typed(d: Any) -> bool:
+        field = d.find_element("id", "replicas-web")
+        field.clear()
+        field.send_keys("3")
+        return bool(d.find_element("id", "replicas-web").get_attribute("value") == "3")
+
+    wait(browser, "3 typed into web's replica field", typed)
+
+    def clicked(d: Any) -> bool:
+        d.find_element("id", "scale-web").click()
+        return True
+
+    wait(browser, "the scale button clicked", clicked)
     wait(browser, "the page says it is done", lambda d: "done" in text_of(d, "#action-result"))
 
     def scaled() -> bool:
