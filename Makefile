@@ -20,7 +20,7 @@ RAFT_SOURCES := $(shell find rust -path rust/target -prune -o \
 WARREN_SOURCES := pyproject.toml setup.py warren/_raft_py.py warren/_raft.pxd
 
 .DEFAULT_GOAL := help
-.PHONY: help install check-py test bench chaos peers lint run image clean clean-all check-cargo install-units fuzz fuzz-cmin fuzz-tools \
+.PHONY: help install check-py test bench chaos peers lint run image clean clean-all check-cargo install-units fuzz fuzz-cmin fuzz-tools screenshots browser \
 	wheels wheels-core wheels-warren wheels-audit wheels-tools wheels-deps-debian-rust wheels-test wheels-test-arm64
 
 help: ## list the targets
@@ -242,6 +242,15 @@ wheels-test-arm64: ## as root: the same smoke with the aarch64 wheels in an emul
 	@dpkg -s debootstrap qemu-user-static binfmt-support >/dev/null 2>&1 || { apt-get update -qq && \
 		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq debootstrap qemu-user-static binfmt-support >/dev/null; }
 	bash scripts/wheels_test_arm64.sh $(ARM64_ROOT) $(DIST)
+
+# The dashboard's browser tests (tests/integration/test_dashboard_browser.py) need Debian's chromium and
+# chromium-driver; installed here when missing and apt-get can (as root).
+browser: ## install Debian's chromium and chromium-driver (the dashboard's browser tests) when missing
+	@{ command -v chromium >/dev/null 2>&1 && command -v chromedriver >/dev/null 2>&1; } || \
+		{ apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver >/dev/null; }
+
+screenshots: install browser ## run the dashboard's browser tests and save each page to docs/images/dashboard-<page>.png
+	WARREN_SCREENSHOTS=docs/images $(PY) -m pytest -q tests/integration/test_dashboard_browser.py
 
 image: ## build the local test/demo image warren-busybox:latest (no registry needed)
 	bash scripts/build_image.sh

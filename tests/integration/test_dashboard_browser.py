@@ -152,6 +152,7 @@ def screenshot(driver: Any, page: str) -> None:
     where = os.environ.get("WARREN_SCREENSHOTS")
     if where:
         Path(where).mkdir(parents=True, exist_ok=True)
+        driver.execute_script("window.scrollTo(0, 0)")
         driver.save_screenshot(str(Path(where) / f"dashboard-{page}.png"))
 
 
@@ -243,6 +244,54 @@ def test_scaling_from_the_page_changes_the_service(browser: Any, fleet: Fleet) -
         timeout=20.0,
     )
     screenshot(browser, "services")
+
+
+def test_the_pages_are_reached_and_used_with_the_keyboard(browser: Any) -> None:
+    from selenium.webdriver.common.keys import Keys
+
+    open_page(browser, "cluster")
+    browser.find_element("css selector", "body").click()
+    # Tab from the top: the skip link first, then the navigation in order.
+    focused: list[str] = []
+    for _ in range(4):
+        browser.switch_to.active_element.send_keys(Keys.TAB)
+        focused.append(browser.switch_to.active_element.text)
+    assert focused == ["Skip to content", "Cluster", "Nodes", "Services"], focused
+    browser.switch_to.active_element.send_keys(Keys.ENTER)
+    wait(
+        browser,
+        "the services page by keyboard",
+        lambda d: d.find_element("id", "page-services").is_displayed(),
+    )
+    assert (
+        browser.find_element("css selector", 'nav a[data-page="services"]').get_attribute("aria-current")
+        == "page"
+    )
+    # Every field has a label a screen reader reads out.
+    labelled = browser.execute_script(
+        "const f = [...document.querySelectorAll('input, button')];"
+        "const named = (e) => (e.tagName === 'BUTTON' ? e.textContent.trim() : e.labels.length);"
+        "return [f.length, f.filter(named).length]"
+    )
+    assert labelled[0] > 0 and labelled[0] == labelled[1], labelled
+    label = browser.execute_script("return document.getElementById('replicas-web').labels[0].textContent")
+    assert label.startswith("Replicas")
+
+
+def test_the_pages_fit_a_phone(browser: Any) -> None:
+    browser.set_window_size(390, 844)
+    try:
+        for page in PAGES:
+            open_page(browser, page)
+            overflow = browser.execute_script(
+                "return document.documentElement.scrollWidth - document.documentElement.clientWidth"
+            )
+            assert overflow <= 0, f"page {page} is {overflow} px wider than a phone's screen"
+        open_page(browser, "services")
+        wait(browser, "web's tasks", lambda d: d.find_elements("css selector", '[data-name="web"] tbody tr'))
+        screenshot(browser, "phone")
+    finally:
+        browser.set_window_size(1280, 900)
 
 
 # -- the event stream and the failover timeline (they need the events API) ------------------------------

@@ -33,6 +33,25 @@ const stateCell = (text) => h("td", { class: `state-${String(text).replace(/\W+/
 const clock = (t) => (t ? new Date(t * 1000).toLocaleTimeString([], { hour12: false }) : "");
 const tags = (obj) => Object.entries(obj || {}).map(([k, v]) => h("span", { class: "tag" }, `${k}=${typeof v === "object" ? JSON.stringify(v) : v}`));
 
+function bytes(n) {
+  const units = ["B", "KiB", "MiB", "GiB", "TiB"];
+  let i = 0;
+  while (n >= 1024 && i < units.length - 1) { n /= 1024; i += 1; }
+  return `${n >= 10 || i === 0 ? Math.round(n) : n.toFixed(1)} ${units[i]}`;
+}
+
+// A node's resources as an operator reads them: CPUs, memory, drivers; other entries when set.
+function resourceTags(r) {
+  const out = [];
+  for (const [k, v] of Object.entries(r || {})) {
+    if (v === false || v === null || (Array.isArray(v) && v.length === 0)) continue;
+    if (k === "memory" && typeof v === "number") out.push(h("span", { class: "tag" }, `memory ${bytes(v)}`));
+    else if (k === "cpus") out.push(h("span", { class: "tag" }, `${v} CPUs`));
+    else out.push(h("span", { class: "tag" }, `${k}=${Array.isArray(v) ? v.join(",") : typeof v === "object" ? JSON.stringify(v) : v}`));
+  }
+  return out;
+}
+
 function fillRows(table, rows) { table.tBodies[0].replaceChildren(...rows); }
 
 // -- pages ----------------------------------------------------------------------------------------------
@@ -60,7 +79,7 @@ function renderNodes() {
   }
   fillRows($("nodes"), state.nodes.map((n) => h("tr", { "data-name": n.name },
     h("th", { scope: "row" }, n.name), h("td", {}, n.role), stateCell(n.state), stateCell(n.availability),
-    h("td", {}, tags(n.labels)), h("td", {}, tags(n.resources)),
+    h("td", {}, tags(n.labels)), h("td", {}, resourceTags(n.resources)),
     h("td", {}, (running.get(n.name) || []).map((t) => h("span", { class: "tag" }, `${t.name} (${t.state})`))))));
 }
 
@@ -121,8 +140,8 @@ function renderServices() {
 }
 
 function describe(e) {
-  const who = e.actor ? `${e.actor}: ` : "";
-  return `${who}${e.message || e.action}`;
+  // The message names its actor already; without one, the actor and the action say it.
+  return e.message || `${e.actor || ""} ${e.action}`.trim();
 }
 
 function addEventRow(e, gap) {
@@ -151,19 +170,25 @@ function renderAll() { renderCluster(); renderNodes(); renderServices(); renderT
 
 // -- data -----------------------------------------------------------------------------------------------
 
+// One read of the lists at a time; a refresh asked for while one runs comes after it (that one may have
+// read the lists before the change that asked).
 let refreshing = null;
+let again = false;
 async function refresh() {
-  if (refreshing) return refreshing;
+  if (refreshing) { again = true; return refreshing; }
   refreshing = (async () => {
-    try {
-      const [cluster, nodes, services, tasks] = await Promise.all([api.cluster(), api.nodes(), api.services(), api.tasks()]);
-      Object.assign(state, { cluster, nodes, services, tasks });
-      renderAll();
-    } catch (err) {
-      setLink("down", `cannot read the cluster: ${err.message}`);
-    } finally {
-      refreshing = null;
-    }
+    do {
+      again = false;
+      try {
+        const [cluster, nodes, services, tasks] = await Promise.all([api.cluster(), api.nodes(), api.services(), api.tasks()]);
+        Object.assign(state, { cluster, nodes, services, tasks });
+        renderAll();
+        $("problem").textContent = "";
+      } catch (err) {
+        $("problem").textContent = `Cannot read the cluster: ${err.message}`;
+      }
+    } while (again);
+    refreshing = null;
   })();
   return refreshing;
 }
