@@ -229,6 +229,11 @@ wheels-warren: | $(VENV_STAMP)
 	@$(PY) -c 'import sys, zipfile, glob; w = glob.glob("$(DIST)/warren_orchestrator-*-py3-none-any.whl"); \
 		assert len(w) == 1, w; bad = [n for n in zipfile.ZipFile(w[0]).namelist() if n.endswith((".so", ".c", ".pyx"))]; \
 		sys.exit(f"{w[0]}: compiled or source files in a pure wheel: {bad}" if bad else 0)'
+	@$(PY) -c 'import sys, zipfile, glob; w = glob.glob("$(DIST)/warren_orchestrator-*-py3-none-any.whl")[0]; \
+		names = set(zipfile.ZipFile(w).namelist()); \
+		gone = [f for f in ("index.html", "app.js", "api.js", "stream.js", "timeline.js", "style.css") \
+			if "warren/dashboard/static/" + f not in names]; \
+		sys.exit(f"{w}: the dashboard pages are missing: {gone}" if gone else 0)'
 
 wheels-audit: $(WHEELS_TOOLS_STAMP)
 	$(PY) scripts/wheels_audit.py $(VENV)/bin/auditwheel $(DIST)

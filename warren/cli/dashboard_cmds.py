@@ -30,8 +30,12 @@ examples:
 
 
 def register(commands: Subparsers) -> None:
+    # Not a client command's options (-o, --timeout mean nothing to a server): only --manager.
     parser = add_command(commands, "dashboard", "serve the web dashboard on this machine (127.0.0.1)",
-                         DESCRIPTION, epilog=EPILOG)
+                         DESCRIPTION, epilog=EPILOG, client=False)
+    parser.add_argument("--manager", metavar="HOST:PORT", default=argparse.SUPPRESS,
+                        help="the managers to proxy to, tried in turn: HOST:PORT[,HOST:PORT...] "
+                             f"(env {MANAGER_ENV}; default {DEFAULT_MANAGER})")
     parser.add_argument("--port", type=int, metavar="PORT",
                         help=f"port to serve on; 0 picks a free one (default {_DEFAULTS.port})")
     parser.add_argument("--bind", metavar="ADDR",
