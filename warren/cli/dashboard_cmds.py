@@ -87,7 +87,7 @@ def run(args: argparse.Namespace) -> int:
     bases, uds, verify = resolve(manager, source=source)
 
     def announce(url: str) -> None:
-        print(f"Dashboard of the cluster at {', '.join(bases)}:\n  {url}\n(Ctrl-C stops it)", flush=True)
+        print(f"Dashboard of the cluster at {manager}:\n  {url}\n(Ctrl-C stops it)", flush=True)
 
     try:
         serve(bases, uds, verify, settings, announce, args.token_file)
