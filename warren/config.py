@@ -322,9 +322,12 @@ class EventSettings:
     # Events queued for one followed stream whose reader is slow; beyond, the stream ends with an
     # `overflow` event and the client resumes from its last id.
     stream_queue: int = 1000
-    # The leader writes at most one "manager unreachable/reachable" note per manager this often, so a
-    # flapping link cannot flood the log; seconds.
-    note_interval_s: float = 30.0
+
+    def validate(self) -> None:
+        if self.max_events < 1 or self.max_age_s <= 0 or self.keepalive_s <= 0 or self.stream_queue < 1:
+            raise ConfigError("events: max_events, max_age_s, keepalive_s and stream_queue must be positive")
+        if not 1 <= self.default_limit <= self.max_limit:
+            raise ConfigError("events: default_limit must be between 1 and max_limit")
 
 
 @dataclass(frozen=True, slots=True)
@@ -436,6 +439,7 @@ class ManagerSettings:
             )
         self.raft.validate()
         self.orchestrator.validate()
+        self.events.validate()
 
     @property
     def api_advertise(self) -> str:

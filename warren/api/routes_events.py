@@ -23,7 +23,9 @@ from warren.manager.control.events import EventQuery, Events
 
 SinceQuery = Annotated[str | None, Query(max_length=64)]
 FilterQuery = Annotated[list[str], Query(max_length=4096)]
-STREAM_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
+# A stream's connection is not kept alive after it: when a stream ends (the manager stopping, an
+# overflow) the connection closes with it, and a stopping manager waits for no idle client.
+STREAM_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no", "Connection": "close"}
 
 
 def frame(kind: str, payload: Any) -> bytes:

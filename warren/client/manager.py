@@ -6,12 +6,12 @@ The wire under it (addresses, TLS, retries, errors) is warren.client.wire.
 from __future__ import annotations
 
 import base64
-from collections.abc import Generator, Mapping
+from collections.abc import Generator, Mapping, Sequence
 from typing import Any, BinaryIO
 from urllib.parse import quote
 
 from warren.client.wire import Connection, JSONObject, describe, netloc
-from warren.errors import NotFoundError, UnavailableError
+from warren.errors import NotFoundError, UnavailableError, WarrenError
 
 
 class ManagerClient(Connection):
@@ -166,6 +166,86 @@ class ManagerClient(Connection):
             raise UnavailableError(f"log stream from manager at {where} broke off: {describe(exc)}") from exc
         finally:
             response.close()
+
+    # -- events -------------------------------------------------------------------------------------
+
+    def events(self, *, since: str | None = None, filters: Mapping[str, Sequence[str]] | None = None,
+               limit: int | None = None) -> JSONObject:
+        """{"events": [...], "first", "last", "lost"} as one answer."""
+        params = _event_params(since, filters or {})
+        if limit is not None:
+            params["limit"] = str(limit)
+        return self._object(self.request("GET", "/v1/events", params=params))
+
+    def follow_events(self, *, since: str | None = None,
+                      filters: Mapping[str, Sequence[str]] | None = None) -> Generator[EventItem, None, None]:
+        """The held events after `since`, then live ones, for ever. When the stream breaks (its manager
+        stopped or was killed, or said nothing for ClientSettings.events_idle_s, twice its keep-alive)
+        the next manager of the list is asked from the last event id received: every manager gives
+        an event the same id, so nothing comes twice, and a gap says what it no longer holds. Opening
+        a stream is retried like any read; UnavailableError once no manager answers in time."""
+        import httpx  # streams go over httpx (warren.client.wire)
+
+        from warren.client.sse import Parser
+
+        last = since
+        chosen = filters or {}
+        timeout = httpx.Timeout(self.settings.request_timeout_s, read=self.settings.events_idle_s)
+        while True:
+            params = {**_event_params(last, chosen), "follow": "true"}
+            response = self._stream("GET", "/v1/events", params=params, timeout=timeout)
+            where = netloc(str(response.url)) or self.address
+            parser = Parser()
+            reason = "the manager ended the stream"
+            overflowed = False
+            try:
+                for text in response.iter_text():
+                    for message in parser.feed(text):
+                        kind, body = message.event, _event_json(message.data, where)
+                        if kind == "overflow":
+                            overflowed = True
+                            reason = "the stream fell behind (overflow)"
+                        elif kind != "gap":
+                            event_id = body.get("id")
+                            if not isinstance(event_id, str):
+                                raise WarrenError(f"manager at {where} sent an event without an id")
+                            last, kind = event_id, "event"
+                        yield kind, body
+                    if overflowed:
+                        break
+            except httpx.HTTPError as exc:
+                reason = f"the stream broke off: {describe(exc)}"
+            finally:
+                response.close()
+            if not overflowed and len(self.addresses) > 1:
+                self._current = (self._current + 1) % len(self.addresses)
+            yield "reconnect", {"manager": where, "reason": reason, "since": last}
+
+
+# What follow_events yields: ("event", the event object), ("gap", {"after", "before", "message"}) when
+# the manager no longer holds some events asked for, ("overflow", {...}) when the manager ended the
+# stream because it was read too slowly, ("reconnect", {"manager", "reason"}) before it asks again.
+EventItem = tuple[str, JSONObject]
+EVENT_FILTERS = ("type", "service", "node", "task")
+
+
+def _event_params(since: str | None, filters: Mapping[str, Sequence[str]]) -> dict[str, str]:
+    params = {key: ",".join(values) for key, values in filters.items() if values}
+    if since:
+        params["since"] = since
+    return params
+
+
+def _event_json(data: str, where: str) -> JSONObject:
+    import orjson
+
+    try:
+        doc = orjson.loads(data)
+    except orjson.JSONDecodeError:
+        doc = None
+    if not isinstance(doc, dict):
+        raise WarrenError(f"manager at {where} sent an event that is not a JSON object")
+    return doc
 
 
 def _segment(name: str) -> str:

@@ -132,6 +132,17 @@ class PeerProtocol(HttpToolsProtocol):
     def abort(self) -> None:
         self.transport.abort()
 
+    def shutdown(self) -> None:
+        """The server stops: a connection between requests is dropped at once. Closed the TLS way
+        (uvicorn's default), asyncio waits for the peer's close_notify, which an idle pooled client
+        (another manager's version probe, a CLI's keep-alive) never sends, and the stop waited out the
+        whole grace (5 s). A connection with a response under way ends after it, as uvicorn does
+        (a followed event stream ends first: warren.daemons.manager closes the event ring)."""
+        if self.ready and (self.cycle is None or self.cycle.response_complete):
+            self.transport.abort()
+        else:
+            super().shutdown()
+
     def on_message_begin(self) -> None:
         super().on_message_begin()
         self.scope["extensions"] = dict(self._extensions)

@@ -9,6 +9,12 @@ leader asks the other managers (voters and learners) and refuses the command if 
 less (ConflictError, 409: upgrade every manager first) or cannot be asked (UnavailableError, 503:
 retry when it answers). Otherwise that manager would refuse the committed entry and keep a state that
 differs from the others'. Commands of version 1, all of today's, cost nothing: nobody is asked.
+
+A command that changes no state (NO_STATE_OPS: the leader's notes for the event stream) waits for no
+manager that does not answer: the leader writes its "elected" note right after a failover, while the
+old leader is typically dead. If that manager turns out to run an older Warren, it refuses the entry
+(logged) and its state is still the same as everyone's; one that answers with an older version still
+stops the command.
 """
 
 from __future__ import annotations
@@ -24,6 +30,8 @@ from warren.store import commands
 # restarted with an older Warren meanwhile); seconds. A refusal is never remembered: once the last
 # manager is upgraded, the next attempt goes through.
 VERSION_TTL_S = 10.0
+# Ops that change no state: a manager that does not answer is not waited for (see above).
+NO_STATE_OPS = frozenset({"cluster.note"})
 
 # The highest command version the manager at an API address applies; None if it did not answer.
 Probe = Callable[[str], Awaitable[int | None]]
@@ -49,6 +57,8 @@ class VersionGate:
         versions = await asyncio.gather(*(self._version(addr, needed) for _, addr in peers))
         for (name, _), version in zip(peers, versions, strict=True):
             if version is None:
+                if cmd.OP in NO_STATE_OPS:
+                    continue
                 raise UnavailableError(
                     f"manager {name} did not say which commands its Warren applies; {cmd.OP} (command "
                     f"version {needed}) is proposed only when every manager can apply it: retry when "

@@ -113,11 +113,15 @@ def _set_task_statuses(conn: sqlite3.Connection, index: int, cmd: c.SetTaskStatu
     task cost 40 statements for a batch of 20; docs/decisions.md)."""
     ids = list(dict.fromkeys(u.task_id for u in cmd.updates))
     current: dict[str, tuple[str | None, str]] = {}  # task ID -> (node, state), as the batch goes
+    owner: dict[str, tuple[str, int | None]] = {}  # task ID -> (service ID, slot), for the events
     for start in range(0, len(ids), _READ_CHUNK):
         chunk = ids[start : start + _READ_CHUNK]
         marks = ",".join("?" * len(chunk))
-        for row in conn.execute(f"SELECT id, node, state FROM tasks WHERE id IN ({marks})", chunk):
-            current[row["id"]] = (row["node"], row["state"])
+        for row in conn.execute(
+            f"SELECT id, node, state, service_id, slot FROM tasks WHERE id IN ({marks})", chunk
+        ):
+            current[row[0]] = (row[1], row[2])
+            owner[row[0]] = (row[3], row[4])
     rows: list[tuple[Any, ...]] = []
     moves: list[tuple[Any, ...]] = []  # for the events (warren.store.events)
     ignored = 0
@@ -133,7 +137,10 @@ def _set_task_statuses(conn: sqlite3.Connection, index: int, cmd: c.SetTaskStatu
             ignored += 1
             continue
         starts = u.state == taskstate.RUNNING and task[1] != taskstate.RUNNING
-        moves.append((u.task_id, task[0], task[1], u.state, u.message, u.exit_code, u.at))
+        if task[1] != u.state:  # a health or ports report is no move
+            service_id, slot = owner[u.task_id]
+            moves.append((u.task_id, service_id, slot, task[0], task[1], u.state, u.message, u.exit_code,
+                          u.at))
         current[u.task_id] = (task[0], u.state)
         # Ports given replace the stored ones (none: NULL); left out, they stay.
         given = not isinstance(u.ports, msgspec.UnsetType)

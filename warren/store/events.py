@@ -38,7 +38,7 @@ MAX_ORDINAL = 10**9
 ID_PATTERN = re.compile(r"^([0-9]{1,19})\.([0-9]{1,9})$")
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)  # not frozen (a frozen one is built field by field, twice as slow): never changed
 class Event:
     index: int
     ordinal: int
@@ -90,8 +90,11 @@ Deriver = Callable[[sqlite3.Connection, Any, dict[str, Any]], Iterable[Draft]]
 PRIVATE_KEYS = ("_moves", "_created", "_assigned", "_before")
 
 
-def derive(conn: sqlite3.Connection, cmd: c.Command, result: Any) -> list[Draft]:
-    """The events of `cmd`, applied with `result` (whose private keys are popped here)."""
+def derive(
+    conn: sqlite3.Connection, cmd: c.Command, result: Any, names: dict[str, str] | None = None
+) -> list[Draft]:
+    """The events of `cmd`, applied with `result` (whose private keys are popped here). `names`
+    caches service names by service ID (an ID is never reused: a name never changes under it)."""
     private: dict[str, Any] = {}
     if isinstance(result, dict):
         for key in PRIVATE_KEYS:
@@ -100,7 +103,9 @@ def derive(conn: sqlite3.Connection, cmd: c.Command, result: Any) -> list[Draft]
     deriver = _DERIVERS.get(type(cmd))
     if deriver is None:
         return []
-    return list(deriver(conn, cmd, private | {"result": result}))
+    private["result"] = result
+    private["names"] = {} if names is None else names
+    return list(deriver(conn, cmd, private))
 
 
 def _service_names(conn: sqlite3.Connection, service_ids: Iterable[str]) -> dict[str, str]:
@@ -181,11 +186,12 @@ def _task_statuses(conn: sqlite3.Connection, cmd: c.SetTaskStatuses, p: dict[str
     moves = p.get("_moves") or []
     if not moves:
         return
-    info = _task_info(conn, [m[0] for m in moves])
-    for task_id, node, before, after, message, exit_code, at in moves:
-        if before == after:
-            continue  # a health or port report, not a state change
-        service, slot = info.get(task_id, (None, None))
+    names = p["names"]
+    missing = {m[1] for m in moves if m[1] not in names}
+    if missing:
+        names.update(_service_names(conn, missing))
+    for task_id, service_id, slot, node, before, after, message, exit_code, at in moves:
+        service = names.get(service_id)
         attrs: dict[str, Scalar] = {
             "service": service,
             "slot": slot,
@@ -197,14 +203,8 @@ def _task_statuses(conn: sqlite3.Connection, cmd: c.SetTaskStatuses, p: dict[str
         if exit_code is not None:
             attrs["exit_code"] = exit_code
         why = f": {message}" if message else ""
-        yield (
-            "task",
-            "state",
-            task_id,
-            attrs,
-            f"{_task_label(service, slot, task_id)}: {before} -> {after}{why}",
-            at,
-        )
+        label = _task_label(service, slot, task_id)
+        yield ("task", "state", task_id, attrs, f"{label}: {before} -> {after}{why}", at)
 
 
 def _node_state(conn: sqlite3.Connection, cmd: c.SetNodeState, p: dict[str, Any]) -> Iterable[Draft]:

@@ -93,6 +93,7 @@ class Store:
         # the ring once their batch committed.
         self.events = event_ring if event_ring is not None else events.EventRing()
         self._pending: list[events.Event] = []
+        self._service_names: dict[str, str] = {}  # service ID -> name, for the task events
         self._set_aside_if_damaged()
         self.conn = self._open_fresh()
 
@@ -133,7 +134,9 @@ class Store:
     def _derive(self, index: int, cmd: Any, result: Any) -> None:
         """Queue `cmd`'s events. Never raises: a fault here costs the events, never the entry."""
         try:
-            drafts = events.derive(self.conn, cmd, result)
+            if len(self._service_names) > 10_000:
+                self._service_names.clear()
+            drafts = events.derive(self.conn, cmd, result, self._service_names)
         except Exception:
             log.exception("log entry %d: its events could not be derived", index)
             if isinstance(result, dict):

@@ -33,6 +33,7 @@ def _api(cluster: Any) -> Any:
         backups=None,
         logs=None,
         workers=None,
+        events=None,
     )
     app = create_app(control, ManagerSettings(), Forwarder(1.0, None))
 

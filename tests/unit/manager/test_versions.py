@@ -212,3 +212,19 @@ def test_apply_answers_an_unknown_command_with_an_error_and_goes_on(
         "log entry 2 not applied", "log entry 3 not applied", "log entry 4 not applied"
     ]
     store.close()
+
+
+def test_a_note_waits_for_no_silent_manager_but_stops_at_an_older_one() -> None:
+    note = c.ClusterNote("leader", "elected", "manager-1", {"term": 2}, "elected", T0)
+    assert c.required_version(note) == 5
+
+    async def main() -> None:
+        silent = VersionGate(lambda: PEERS, Probes({PEERS[0][1]: 5, PEERS[1][1]: None}))
+        await silent.check(note)  # manager-3 does not answer (dead): the note goes through
+        with pytest.raises(UnavailableError):  # a command that changes state still waits for it
+            await silent.check(c.CreateConfig("cfg-1", "app", "aGk=", 2, "ab" * 32, 1.0))
+        older = VersionGate(lambda: PEERS, Probes({PEERS[0][1]: 5, PEERS[1][1]: 4}))
+        with pytest.raises(ConflictError, match="manager-3"):
+            await older.check(note)
+
+    asyncio.run(main())
