@@ -836,6 +836,9 @@ class DashboardSettings:
     # not answer within connect_timeout_s is skipped for the next one.
     request_timeout_s: float = 10.0
     connect_timeout_s: float = 2.0
+    # A followed event stream with no byte for this long is taken for dead and ended, so the browser
+    # reconnects (through another manager if need be); the events API sends a keep-alive every 15 s.
+    stream_idle_timeout_s: float = 40.0
     # Largest request body the proxy forwards (a scale is a few bytes); bytes.
     max_body_bytes: int = 1024
     # Largest answer read whole (lists of nodes, services, tasks); a larger one is a 502; bytes.
@@ -846,7 +849,7 @@ class DashboardSettings:
             raise ConfigError(f"dashboard port must be 0-65535, not {self.port}")
         if self.token_bytes < 16:
             raise ConfigError("dashboard token_bytes must be at least 16")
-        if self.request_timeout_s <= 0 or self.connect_timeout_s <= 0:
+        if self.request_timeout_s <= 0 or self.connect_timeout_s <= 0 or self.stream_idle_timeout_s <= 0:
             raise ConfigError("dashboard timeouts must be positive")
         return self
 

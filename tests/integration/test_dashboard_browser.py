@@ -348,12 +348,6 @@ def test_the_first_election_is_on_the_timeline(browser: Any, fleet: Fleet) -> No
     screenshot(browser, "timeline")
 
 
-@pytest.mark.xfail(
-    strict=False,
-    reason="branch events: a new leader writes its leader-elected note only when every manager reports its "
-    "command version, and the killed one cannot, so no note comes (manager log: 'cluster.note (command "
-    "version 5) is proposed only when every manager can apply it')",
-)
 def test_a_killed_leader_appears_on_the_timeline_within_2_s(browser: Any, fleet: Fleet) -> None:
     need_events(fleet)
     open_page(browser, "timeline")
@@ -402,6 +396,16 @@ def test_the_stream_goes_on_after_the_leader_is_killed(browser: Any, fleet: Flee
             timeout=15.0,
         )
         wait(browser, "the stream is live", live)
+        screenshot(browser, "events")  # with the elections in it
+        # Two failovers by now (this one and the previous test's), besides the first election.
+        term = int(get_json(new.api_addr, "/v1/cluster")["raft"]["term"])
+        open_page(browser, "timeline")
+        wait(
+            browser,
+            f"term {term} on the timeline",
+            lambda d: d.find_elements("css selector", f'#elections tr[data-term="{term}"]'),
+        )
+        screenshot(browser, "timeline")
     finally:
         old.restart()
 

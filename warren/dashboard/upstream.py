@@ -96,12 +96,13 @@ class Upstream:
                      last_event_id: str | None) -> tuple[int, dict[str, str], AsyncIterator[bytes]]:
         """Open a stream (Server-Sent Events) at the first manager that accepts it: its status, headers
         and its body as it comes. Once open, a broken stream just ends: the browser's EventSource comes
-        back with Last-Event-ID and is sent to a manager that answers."""
+        back with Last-Event-ID and is sent to a manager that answers. A stream silent for longer than
+        stream_idle_timeout_s (keep-alives included) ends too: its manager is gone without a word."""
         headers = {"Accept": "text/event-stream", "Accept-Encoding": "identity"}
         if last_event_id is not None:
             headers["Last-Event-ID"] = last_event_id
         timeout = httpx.Timeout(self.settings.request_timeout_s, connect=self.settings.connect_timeout_s,
-                                read=None)
+                                read=self.settings.stream_idle_timeout_s)
         failures: list[str] = []
         for index in self._order():
             request = self._client.build_request("GET", self.bases[index] + path,

@@ -155,8 +155,8 @@ function addEventRow(e, gap) {
 }
 
 function lostText(data) {
-  const count = typeof data.count === "number" ? data.count : typeof data.lost === "number" ? data.lost : null;
-  return count !== null ? `${count} events were lost` : "some events were lost";
+  // The events API says what is missing ({"after", "before", "message"}); the lists are read again.
+  return typeof data.message === "string" && data.message ? data.message : "some events were lost";
 }
 
 function renderTimeline() {

@@ -42,8 +42,8 @@ export class EventStream {
     };
     for (const type of TYPES) source.addEventListener(type, take);
     source.onmessage = take;
-    // A gap: events the managers no longer hold; an overflow: this reader fell too far behind (the
-    // stream ends, and is resumed). Either way the lists are read again.
+    // A gap: events the manager no longer holds; an overflow: this reader fell too far behind (the
+    // stream ends, and EventSource resumes it from its last id). Either way the lists are read again.
     for (const kind of ["gap", "overflow"]) {
       source.addEventListener(kind, (message) => {
         let data = {};
