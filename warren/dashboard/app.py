@@ -154,13 +154,19 @@ class DashboardApp:
                 if last_id is not None:
                     query = [(k, v) for k, v in query if k != "since"]
                 status, headers, chunks = await self.upstream.stream(path, query, last_id)
+                if status == 200 and not headers.get("content-type", "").startswith("text/event-stream"):
+                    await chunks.aclose()
+                    return _error(502, "unavailable", "the manager's event stream is not an event stream")
                 # No buffering anywhere on the way: each event reaches the page as the manager sends it.
                 headers["X-Accel-Buffering"] = "no"
                 return StreamingResponse(chunks, status_code=status, headers=headers)
             answer = await self.upstream.request(request.method, path, query, body)
         except AllFailed as exc:
             return _error(502, "unavailable", str(exc))
-        return Response(answer.body, status_code=answer.status, headers=answer.headers)
+        # Every proxied call answers JSON: whatever type a manager claims, the browser is told JSON, so
+        # no answer can become a page or a script of the dashboard's origin.
+        headers = {**answer.headers, "content-type": "application/json"}
+        return Response(answer.body, status_code=answer.status, headers=headers)
 
 
 async def _body(request: Request, limit: int) -> bytes:

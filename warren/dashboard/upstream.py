@@ -9,7 +9,7 @@ API's "not applied, try again"). The manager that answered last is tried first n
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncGenerator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -93,7 +93,7 @@ class Upstream:
         raise AllFailed("no manager answered: " + "; ".join(failures))
 
     async def stream(self, path: str, query: list[tuple[str, str]],
-                     last_event_id: str | None) -> tuple[int, dict[str, str], AsyncIterator[bytes]]:
+                     last_event_id: str | None) -> tuple[int, dict[str, str], AsyncGenerator[bytes, None]]:
         """Open a stream (Server-Sent Events) at the first manager that accepts it: its status, headers
         and its body as it comes. Once open, a broken stream just ends: the browser's EventSource comes
         back with Last-Event-ID and is sent to a manager that answers. A stream silent for longer than
@@ -122,7 +122,7 @@ class Upstream:
         raise AllFailed("no manager answered: " + "; ".join(failures))
 
 
-async def _chunks(response: httpx.Response) -> AsyncIterator[bytes]:
+async def _chunks(response: httpx.Response) -> AsyncGenerator[bytes, None]:
     try:
         async for chunk in response.aiter_bytes():
             yield chunk

@@ -322,3 +322,26 @@ async def test_static_files_have_their_content_types(name: str, kind: str) -> No
 def test_allowed_hosts_of_a_remote_bind_are_that_address_only() -> None:
     assert guard.allowed_hosts("10.0.0.5", 8090) == frozenset({"10.0.0.5:8090"})
     assert guard.allowed_hosts("::1", 8090) == frozenset({"[::1]:8090", "localhost:8090"})
+
+
+async def test_an_answer_is_always_json_to_the_browser_whatever_a_manager_claims() -> None:
+    def handler(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(
+            200, content=b"<script>alert(1)</script>", headers={"Content-Type": "text/html"}
+        )
+
+    client, _ = dashboard(handler)
+    async with client:
+        answer = await client.get("/api/v1/cluster", cookies=COOKIE)
+    assert answer.headers["content-type"] == "application/json"
+    assert answer.headers["x-content-type-options"] == "nosniff"
+
+
+async def test_a_followed_stream_that_is_not_an_event_stream_is_refused() -> None:
+    def handler(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(200, content=b"<html>", headers={"Content-Type": "text/html"})
+
+    client, _ = dashboard(handler)
+    async with client:
+        answer = await client.get("/api/v1/events?follow=true", cookies=COOKIE)
+    assert answer.status_code == 502
