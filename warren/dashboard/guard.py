@@ -22,6 +22,7 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 
+from warren.errors import WarrenError
 from warren.formats import join_host_port
 
 CSRF_HEADER = "x-warren-dashboard"
@@ -67,7 +68,7 @@ ROUTES: tuple[Route, ...] = (
 )
 
 
-class Refused(Exception):
+class Refused(WarrenError):
     """A request the dashboard does not pass on: its HTTP status and a one-line reason."""
 
     def __init__(self, status: int, reason: str) -> None:

@@ -16,6 +16,7 @@ from typing import Any
 import httpx
 
 from warren.config import DashboardSettings
+from warren.errors import UnavailableError
 
 log = logging.getLogger(__name__)
 
@@ -32,7 +33,7 @@ class Answer:
     body: bytes
 
 
-class AllFailed(Exception):
+class AllFailed(UnavailableError):
     """No manager answered; the message says what each one did."""
 
 
