@@ -322,10 +322,18 @@ class EventSettings:
     # Events queued for one followed stream whose reader is slow; beyond, the stream ends with an
     # `overflow` event and the client resumes from its last id.
     stream_queue: int = 1000
+    # The leader notes a manager its replication has not heard from for this long as unreachable
+    # (warren.manager.peerwatch), looking every peer_check_s; seconds.
+    unreachable_after_s: float = 3.0
+    peer_check_s: float = 1.0
+    # At most one reachability note per manager this often, so a flapping link cannot flood the log;
+    # seconds.
+    note_interval_s: float = 30.0
 
     def validate(self) -> None:
-        if self.max_events < 1 or self.max_age_s <= 0 or self.keepalive_s <= 0 or self.stream_queue < 1:
-            raise ConfigError("events: max_events, max_age_s, keepalive_s and stream_queue must be positive")
+        positive = (self.max_age_s, self.keepalive_s, self.unreachable_after_s, self.peer_check_s)
+        if self.max_events < 1 or self.stream_queue < 1 or min(positive) <= 0 or self.note_interval_s < 0:
+            raise ConfigError("events: every bound and period must be positive")
         if not 1 <= self.default_limit <= self.max_limit:
             raise ConfigError("events: default_limit must be between 1 and max_limit")
 

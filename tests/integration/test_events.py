@@ -1,10 +1,12 @@
 """The cluster event stream on real managers: followed through the leader, it shows a service's and
 its tasks' events; the leader is killed, the client resumes on a survivor from its last id (no event
 twice, none lost: the survivor's own ring agrees) and sees the new leader elected with its term and
-how long the cluster went without one. A manager stopping with streams open does not hang."""
+how long the cluster went without one, and the old leader noted unreachable. A manager stopping with
+streams open does not hang."""
 
 from __future__ import annotations
 
+import json
 import threading
 import time
 from collections.abc import Callable
@@ -12,7 +14,8 @@ from typing import Any
 
 import httpx
 
-from tests.integration.managers import ManagerCluster, api, create_service, credentials
+from tests.integration.fakeworker import FakeWorker, create_sleepers, worker_token
+from tests.integration.managers import ManagerCluster, api, cli, create_service, credentials
 from warren.client import ManagerClient
 from warren.config import ClientSettings
 from warren.store.events import parse_id
@@ -45,6 +48,18 @@ class Follower(threading.Thread):
         return None
 
 
+def tasks(follower: Follower, action: str, n: int, **attrs: Any) -> list[dict[str, Any]] | None:
+    """The followed task events of `action` whose attributes have `attrs`, once there are `n`."""
+    found = [
+        e
+        for e in follower.events()
+        if e["type"] == "task"
+        and e["action"] == action
+        and all(e["attributes"].get(k) == v for k, v in attrs.items())
+    ]
+    return found if len(found) == n else None
+
+
 def test_events_follow_a_failover_without_duplicates_or_loss(
     make_managers: Callable[..., ManagerCluster],
 ) -> None:
@@ -65,20 +80,31 @@ def test_events_follow_a_failover_without_duplicates_or_loss(
                "the last manager's join among the followed events")
     assert follower.find(type="leader", action="elected", actor=leader.name) is not None
 
-    assert create_service(followers[0].api_addr, "web", replicas=2).status_code == 201
-    eventually(lambda: follower.find(type="service", action="created", actor="web"), 10, "web created")
-    # No worker: the tasks are created unplaced (pending), with the reason.
-    eventually(lambda: len([e for e in follower.events() if e["type"] == "task"
-                            and e["attributes"].get("service") == "web"]) >= 2, 10, "web's two tasks")
-    with api(followers[1].api_addr) as http:
-        assert http.patch("/v1/services/web", json={"replicas": 3}).status_code == 200
-    scaled = eventually(lambda: follower.find(type="service", action="scaled", actor="web"), 10, "web scaled")
-    assert scaled["attributes"] == {"replicas": 3}
-    web_tasks = [e for e in follower.events() if e["type"] == "task" and e["attributes"]["service"] == "web"]
-    assert {e["action"] for e in web_tasks} == {"created"}
-    assert all(e["attributes"]["to"] == "pending" and e["attributes"]["reason"] for e in web_tasks), web_tasks
-    eventually(lambda: len([e for e in follower.events() if e["type"] == "task"
-                            and e["attributes"].get("service") == "web"]) >= 3, 10, "web's third task")
+    # A worker (HTTP calls: tests/integration/fakeworker.py) joins; web's tasks are placed on it.
+    worker = FakeWorker.join([m.api_addr for m in c.managers], worker_token(leader.api_addr)).keep_alive()
+    try:
+        eventually(lambda: follower.find(type="node", action="joined", actor=worker.name), 10, "the worker")
+        create_sleepers(followers[0].api_addr, "web", replicas=2)
+        eventually(lambda: follower.find(type="service", action="created", actor="web"), 10, "web created")
+        eventually(lambda: len(worker.task_ids()) == 2, 10, "web's two tasks on the worker")
+        for task_id in worker.task_ids():
+            assert worker.status(task_id, "running").status_code == 200
+        running = eventually(lambda: tasks(follower, "state", to="running", n=2), 10, "web's tasks running")
+        assert {e["actor"] for e in running} == worker.task_ids()
+        for e in running:
+            a = e["attributes"]
+            want = ("web", worker.name, "assigned", "running")
+            assert (a["service"], a["node"], a["from"], a["reason"]) == want, e
+        created = tasks(follower, "created", n=2)
+        assert created is not None and {e["actor"] for e in created} == worker.task_ids()
+        assert {e["attributes"]["slot"] for e in created} == {1, 2}
+        with api(followers[1].api_addr) as http:
+            assert http.patch("/v1/services/web", json={"replicas": 3}).status_code == 200
+        scaled = eventually(lambda: follower.find(type="service", action="scaled", actor="web"), 10, "scaled")
+        assert scaled["attributes"] == {"replicas": 3}
+        eventually(lambda: tasks(follower, "created", slot=3, n=1), 10, "web's third task")
+    finally:
+        worker.stop()
 
     # kill -9 the leader the client follows through.
     before = len(follower.events())
@@ -93,12 +119,26 @@ def test_events_follow_a_failover_without_duplicates_or_loss(
     assert attrs["node"] == new.name and isinstance(attrs["term"], int)
     assert attrs["term"] > term
     assert isinstance(attrs["leaderless_ms"], int) and 0 < attrs["leaderless_ms"] < seen_after_s * 1000 + 1000
+    # The new leader's replication does not reach the old one: noted too.
+    gone = eventually(
+        lambda: follower.find(type="manager", action="unreachable", actor=leader.name), 10,
+        "the old leader noted unreachable",
+    )
+    assert gone["attributes"]["term"] == attrs["term"]
     reconnects = [body for kind, body in list(follower.items) if kind == "reconnect"]
     assert reconnects and reconnects[0]["manager"] == leader.api_addr, follower.items
     # Writes after the failover arrive on the resumed stream.
     assert create_service(new.api_addr, "after").status_code == 201
     eventually(lambda: follower.find(type="service", action="created", actor="after"), 10, "after created")
     assert len(follower.events()) > before
+
+    # The command line: one JSON object per line, filtered.
+    out = cli("events", "--since", "10m", "--filter", "type=service", "-o", "json", "--manager", new.api_addr)
+    lines = [json.loads(line) for line in out.ok().stdout.splitlines()]
+    want = [("created", "web"), ("scaled", "web"), ("created", "after")]
+    assert [(e["action"], e["actor"]) for e in lines] == want, lines
+    table = cli("events", "--filter", "type=leader", "--manager", new.api_addr).ok().stdout
+    assert f"leader elected {new.name} (" in table and "leaderless_ms=" in table, table
 
     # No event twice, in log order; and none lost: a survivor's ring holds the same ids in between.
     ids = [e["id"] for e in follower.events()]

@@ -56,7 +56,9 @@ def add_routes(app: FastAPI, events: Events) -> None:
         accept: Annotated[str | None, Header(max_length=1024)] = None,
         last_event_id: Annotated[str | None, Header(max_length=64)] = None,
     ) -> Any:
-        if since is None and last_event_id:
+        if last_event_id and last_event_id.strip():
+            # An EventSource reconnecting sends its original URL (with its first `since`) and the
+            # last id it received: the header is the newer of the two.
             since = last_event_id.strip()
         q = events.query(since=since, types=type, services=service, nodes=node, tasks=task, limit=limit)
         if follow or (accept is not None and "text/event-stream" in accept):

@@ -29,6 +29,7 @@ from warren.manager.consensus import Consensus
 from warren.manager.dispatcher import Dispatcher
 from warren.manager.metrics import ManagerMetrics
 from warren.manager.orchestrator import Orchestrator, Planner
+from warren.manager.peerwatch import PeerWatch
 from warren.store import commands
 
 log = logging.getLogger(__name__)
@@ -59,6 +60,7 @@ class LeaderServices:
         self.on_change = on_change
         self.dispatcher: Dispatcher | None = None
         self.orchestrator: Orchestrator | None = None
+        self.peer_watch: PeerWatch | None = None
         self.term: int | None = None
         self._task: asyncio.Task[None] | None = None
         self._stopping: asyncio.Task[None] | None = None  # a term's services being stopped
@@ -179,6 +181,10 @@ class LeaderServices:
         )
         dispatcher.start()
         orchestrator.start()
+        self.peer_watch = PeerWatch(
+            self.consensus.node.metrics, self.consensus.propose, self.consensus.settings.events
+        )
+        self.peer_watch.start()
         self.dispatcher, self.orchestrator, self.term = dispatcher, orchestrator, term
         if self.on_change is not None:
             self.on_change(dispatcher)
@@ -188,6 +194,9 @@ class LeaderServices:
     async def _stop_services(self) -> None:
         dispatcher, orchestrator, term = self.dispatcher, self.orchestrator, self.term
         self.dispatcher = self.orchestrator = self.term = None
+        watch, self.peer_watch = self.peer_watch, None
+        if watch is not None:
+            await watch.stop()
         if dispatcher is None and orchestrator is None:
             return
         if self.on_change is not None:

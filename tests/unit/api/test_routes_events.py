@@ -13,7 +13,7 @@ import pytest
 from fastapi import FastAPI
 from starlette.testclient import TestClient
 
-from warren.api import routes_events
+from warren.api import routes_events, routing
 from warren.api.app import add_error_handlers
 from warren.api.responses import JSON
 from warren.config import EventSettings
@@ -75,6 +75,9 @@ def test_since_before_what_is_held_says_what_was_lost(world: tuple[TestClient, e
     # Last-Event-ID stands for since.
     body = client.get("/v1/events", headers={"Last-Event-ID": "6.0"}).json()
     assert [e["id"] for e in body["events"]] == ["7.0", "8.0"]
+    # Before the query's: an EventSource reconnects with its first URL and the last id it got.
+    body = client.get("/v1/events?since=4.0", headers={"Last-Event-ID": "7.0"}).json()
+    assert [e["id"] for e in body["events"]] == ["8.0"]
 
 
 def test_since_a_duration(world: tuple[TestClient, ev.EventRing]) -> None:
@@ -232,3 +235,9 @@ def test_a_reset_ring_reports_a_gap_to_live_readers() -> None:
         await stream.aclose()
 
     asyncio.run(main())
+
+
+@pytest.mark.parametrize("query", [b"", b"follow=true", b"since=10m&type=task"])
+def test_events_are_served_by_the_manager_asked(query: bytes) -> None:
+    scope = {"path": "/v1/events", "method": "GET", "query_string": query}
+    assert not routing.needs_leader(scope) and not routing.follows_logs(scope)

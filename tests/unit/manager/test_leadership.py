@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from warren.config import ManagerSettings, OrchestratorSettings
+from warren.config import EventSettings, ManagerSettings, OrchestratorSettings
 from warren.manager.consensus import Consensus, MemberMeta
 from warren.manager.inflight import InFlight
 from warren.manager.leadership import LeaderServices
@@ -161,7 +161,9 @@ async def test_a_real_core_wakes_the_watcher_on_leadership_and_shutdown_only(
         listen_addr="127.0.0.1:0",
         advertise_addr="127.0.0.1:1",
         meta=MemberMeta("m1", "127.0.0.1:2"),
-        settings=ManagerSettings(),
+        # The leader's peer watch looks at the metrics once a second by design (test_peerwatch.py):
+        # out of the way here, where the watcher's own wake-ups are counted.
+        settings=ManagerSettings(events=EventSettings(peer_check_s=3600.0)),
         tls=None,
     )
     node = CountingNode(consensus.node)
