@@ -20,7 +20,7 @@ RAFT_SOURCES := $(shell find rust -path rust/target -prune -o \
 WARREN_SOURCES := pyproject.toml setup.py warren/_raft_py.py warren/_raft.pxd
 
 .DEFAULT_GOAL := help
-.PHONY: help install check-py test bench chaos peers lint run image clean clean-all check-cargo install-units fuzz fuzz-cmin fuzz-tools \
+.PHONY: help install check-py test bench chaos peers lint run image clean clean-all check-cargo install-units fuzz fuzz-cmin fuzz-tools screenshots browser \
 	wheels wheels-core wheels-warren wheels-audit wheels-tools wheels-deps-debian-rust wheels-test wheels-test-arm64
 
 help: ## list the targets
@@ -59,7 +59,7 @@ check-cargo:
 
 # --release: shares compiled dependencies with maturin's release build. pytest exits 5 when it
 # collected no test; make fails on it, as it should.
-test: install check-cargo peers check-py ## ruff, mypy, import layers; the Rust core's cargo tests; the Python tests
+test: install check-cargo peers browser check-py ## ruff, mypy, import layers; the Rust core's cargo tests; the Python tests
 	cargo test --release -p warren-raft
 	$(PY) -m pytest -q tests
 
@@ -239,6 +239,11 @@ wheels-warren: | $(VENV_STAMP)
 	@$(PY) -c 'import sys, zipfile, glob; w = glob.glob("$(DIST)/warren_orchestrator-*-py3-none-any.whl"); \
 		assert len(w) == 1, w; bad = [n for n in zipfile.ZipFile(w[0]).namelist() if n.endswith((".so", ".c", ".pyx"))]; \
 		sys.exit(f"{w[0]}: compiled or source files in a pure wheel: {bad}" if bad else 0)'
+	@$(PY) -c 'import sys, zipfile, glob; w = glob.glob("$(DIST)/warren_orchestrator-*-py3-none-any.whl")[0]; \
+		names = set(zipfile.ZipFile(w).namelist()); \
+		gone = [f for f in ("index.html", "app.js", "api.js", "stream.js", "timeline.js", "style.css") \
+			if "warren/dashboard/static/" + f not in names]; \
+		sys.exit(f"{w}: the dashboard pages are missing: {gone}" if gone else 0)'
 
 wheels-audit: $(WHEELS_TOOLS_STAMP)
 	$(PY) scripts/wheels_audit.py $(VENV)/bin/auditwheel $(DIST)
@@ -252,6 +257,18 @@ wheels-test-arm64: ## as root: the same smoke with the aarch64 wheels in an emul
 	@dpkg -s debootstrap qemu-user-static binfmt-support >/dev/null 2>&1 || { apt-get update -qq && \
 		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq debootstrap qemu-user-static binfmt-support >/dev/null; }
 	bash scripts/wheels_test_arm64.sh $(ARM64_ROOT) $(DIST)
+
+# The dashboard's browser tests (tests/integration/test_dashboard_browser.py) need Debian's chromium and
+# chromium-driver; installed here when missing and apt-get can (as root).
+# Without apt-get (or not as root) it only warns: the browser tests then skip (and fail under CI=1).
+browser: ## install Debian's chromium and chromium-driver (the dashboard's browser tests) when missing
+	@{ command -v chromium >/dev/null 2>&1 && command -v chromedriver >/dev/null 2>&1; } || \
+		! command -v apt-get >/dev/null 2>&1 || \
+		{ apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver >/dev/null; } || \
+		echo "warning: could not install chromium and chromium-driver; the dashboard's browser tests will skip" >&2
+
+screenshots: install browser ## run the dashboard's browser tests and save each page to docs/images/dashboard-<page>.png
+	WARREN_SCREENSHOTS=docs/images $(PY) -m pytest -q tests/integration/test_dashboard_browser.py
 
 image: ## build the local test/demo image warren-busybox:latest (no registry needed)
 	bash scripts/build_image.sh

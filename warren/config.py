@@ -834,6 +834,44 @@ class ClientSettings:
     events_idle_s: float = 40.0
 
 
+# -- the dashboard (`warren dashboard`) --------------------------------------------------------------
+
+DEFAULT_DASHBOARD_PORT = 8090
+DEFAULT_DASHBOARD_BIND = "127.0.0.1"
+
+
+@dataclass(frozen=True, slots=True)
+class DashboardSettings:
+    """The local web server of `warren dashboard` (warren/dashboard): it proxies the pages' API calls to
+    the managers with this user's admin certificate (docs/dashboard.md)."""
+
+    # Where it listens; a non-loopback address needs --allow-remote (the proxy holds an admin certificate).
+    bind: str = DEFAULT_DASHBOARD_BIND
+    port: int = DEFAULT_DASHBOARD_PORT
+    # Bytes of random in the per-run token printed in the URL (exchanged for a cookie).
+    token_bytes: int = 32
+    # One proxied request (not a stream) may take this long at a manager; seconds. A manager that does
+    # not answer within connect_timeout_s is skipped for the next one.
+    request_timeout_s: float = 10.0
+    connect_timeout_s: float = 2.0
+    # A followed event stream with no byte for this long is taken for dead and ended, so the browser
+    # reconnects (through another manager if need be); the events API sends a keep-alive every 15 s.
+    stream_idle_timeout_s: float = 40.0
+    # Largest request body the proxy forwards (a scale is a few bytes); bytes.
+    max_body_bytes: int = 1024
+    # Largest answer read whole (lists of nodes, services, tasks); a larger one is a 502; bytes.
+    max_answer_bytes: int = 16 * 1024 * 1024
+
+    def validate(self) -> DashboardSettings:
+        if not 0 <= self.port < 65536:  # 0: any free port
+            raise ConfigError(f"dashboard port must be 0-65535, not {self.port}")
+        if self.token_bytes < 16:
+            raise ConfigError("dashboard token_bytes must be at least 16")
+        if self.request_timeout_s <= 0 or self.connect_timeout_s <= 0 or self.stream_idle_timeout_s <= 0:
+            raise ConfigError("dashboard timeouts must be positive")
+        return self
+
+
 # -- the failover drill (`warren drill`) --------------------------------------------------------------
 
 # Manager counts the drill forms (3 tolerates one failure, 5 two), runtimes of its worker, and how it

@@ -53,7 +53,7 @@ Run 'warren <command> --help' for more about a command."""
 # Each group's or top-level command's parser is filled in by its module, imported only when the command
 # line names it (`_chosen`): `warren service ls` loads service_cmds, not the whole tree.
 GROUPS = ("cluster", "manager", "worker", "node", "service", "secret", "config", "volume")
-TOP_COMMANDS = ("apply", "drill", "completion", "events")
+TOP_COMMANDS = ("apply", "drill", "completion", "events", "dashboard")
 # The top-level options that take a value (parsing.add_client_options), to find the command after them.
 _VALUED = frozenset({"--manager", "--timeout", "-o", "--format"})
 
@@ -141,6 +141,10 @@ def build_parser(only: str | None = None) -> WarrenArgumentParser:
         from warren.cli import events_cmds
 
         events_cmds.register(commands)
+    if wanted("dashboard"):
+        from warren.cli import dashboard_cmds
+
+        dashboard_cmds.register(commands)
     return parser
 
 

@@ -120,6 +120,20 @@ def _connection(addresses: list[str], source: str) -> tuple[list[str], httpx.Bas
     )
 
 
+def resolve(manager: str, *, source: str = "--manager") -> tuple[list[str], str | None, Any]:
+    """Where another HTTP client (the dashboard's async proxy, warren.dashboard) sends requests for
+    `manager` ("A,B,C" or "unix:PATH") and how, found as Connection finds it: (base URLs, the unix
+    socket's path or None, TLS verification: an ssl.SSLContext with this user's admin certificate)."""
+    addresses = [a.strip() for a in manager.split(",") if a.strip()]
+    if not addresses:
+        raise ConfigError(f"{source} names no manager (expected HOST:PORT[,HOST:PORT...])")
+    addresses, transport, verify = _connection(addresses, source)
+    if transport is not None:
+        transport.close()  # the sync transport is Connection's; the caller builds its own
+    uds = addresses[0][len(UNIX_PREFIX):] if addresses[0].startswith(UNIX_PREFIX) else None
+    return [base_url(a, source=source) for a in addresses], uds, verify
+
+
 class Connection:
     """Synchronous connection to a manager, to several ("A,B,C": on a connection failure or a 503 the
     next one is tried at once, and the backoff pause comes only after every one has failed), or to a
