@@ -70,7 +70,9 @@ class Registers:
         final = workload.final_state(self.managers, self.credentials, workload.WorkloadSettings())
         present = workload.acknowledged_writes_present(history, final)
         v.summary["acknowledged_cas"] = f"final state explained: {present.result.verdict}"
-        if not present.ok:
+        if present.result.verdict == "unknown":  # the search's budget ran out: nothing is proven lost
+            v.problems.append(f"final state not decided (checker budget): final {dict(present.final)}")
+        elif not present.ok:
             v.problems.append(f"acknowledged compare-and-set lost: last acknowledged "
                               f"{dict(present.last_acknowledged)}, final {dict(present.final)}")
         return v

@@ -128,7 +128,8 @@ def test_chaos(lab: NetnsLab, tmp_path: Path, request: pytest.FixtureRequest) ->
         final = {c["name"] for c in get_json(leader.api_addr, "/v1/configs?consistent=true", timeout=15)}
         lost = lost_writes(writer.log, final)
         verdicts = cas.verdicts()
-        anomalies = [f"seed {seed}: two leaders in {t}" for t in invariants.two_leaders(cluster.managers)]
+        out_of_order = invariants.leader_violations(cluster.managers)
+        anomalies = [f"seed {seed}: leaders out of order in {t}" for t in out_of_order]
         anomalies += [f"a daemon exited on its own: {e}" for e in nemesis.unexpected_exits]
         anomalies += [f"acknowledged write lost: {name}" for name in lost[:20]]
         anomalies += [f"a slot ran twice: {d}" for d in watch.duplicates[:20]]

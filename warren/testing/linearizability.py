@@ -75,13 +75,16 @@ class Model(Protocol):
     an empty tuple when `op` could not have returned what it did. For an operation of unknown outcome
     (`op.complete is None`) it must never return an empty tuple: whether it took effect or not is legal.
     `changes` says whether `op` may change the state at all (reads and failed compare-and-sets do not):
-    only operations that never change it are dropped when a failing history is shrunk.
+    only operations that never change it are dropped when a failing history is shrunk. `prepare` may
+    narrow one key's operations before the search (what the model's values prove about operations of
+    unknown outcome), never admitting a history the register could not have produced.
     """
 
     def init(self, key: str) -> State: ...
     def step(self, state: State, op: Operation) -> tuple[State, ...]: ...
     def changes(self, op: Operation) -> bool: ...
     def describe(self, op: Operation) -> str: ...
+    def prepare(self, ops: Sequence[Operation]) -> list[Operation]: ...
 
 
 # -- models -----------------------------------------------------------------------------------------
@@ -114,6 +117,9 @@ class Register:
 
     def changes(self, op: Operation) -> bool:
         return op.kind == "write" or (op.kind == "cas" and (op.unknown or bool(op.output)))
+
+    def prepare(self, ops: Sequence[Operation]) -> list[Operation]:
+        return list(ops)
 
     def describe(self, op: Operation) -> str:
         if op.kind == "read":
@@ -183,6 +189,62 @@ class VersionedRegister:
 
     def changes(self, op: Operation) -> bool:
         return op.kind == "write" or (op.kind == "cas" and (op.unknown or op.output != CONFLICT))
+
+    def prepare(self, ops: Sequence[Operation]) -> list[Operation]:
+        """One key's compare-and-sets of unknown outcome narrowed by what the answers prove, so that
+        each is pending in the search only where it could have taken effect (without this, every
+        timed-out compare-and-set of a long run stays pending to its end and the search multiplies).
+
+        Only for histories of compare-and-sets and reads whose written values are unique and whose
+        compare-and-sets name a version some answer named (or the initial one), as the workload's
+        are; any other history is returned as it is. Then:
+        - one whose value an answered read returned took effect, with that version, before that read
+          completed: it becomes an answered one, completing when the first such read did;
+        - one whose value nobody read back could only have taken effect after every answered read and
+          compare-and-set: once it did, the register held its value at a version nobody could name,
+          so a later read would have returned the value and a later compare-and-set would have needed
+          the version. It is invoked, for the search, no earlier than the last of those was.
+        """
+        if any(op.kind == "write" for op in ops):
+            return list(ops)
+        known = {version for version, _ in self.initial.values()} | {0}
+        values: list[Any] = []
+        observed: dict[Any, tuple[int, float]] = {}  # value -> (its version, first completion of a read)
+        for op in ops:
+            if op.unknown:
+                if op.kind == "cas":
+                    values.append(op.input[1])
+                continue
+            if op.kind == "read":
+                version, value = op.output
+                known.add(version)
+                first = observed.get(value)
+                if first is None or op.complete < first[1]:  # type: ignore[operator]
+                    observed[value] = (version, op.complete)  # type: ignore[assignment]
+            elif op.kind == "cas":
+                values.append(op.input[1])
+                if op.output != CONFLICT:
+                    known.add(op.output[1])
+        if len(set(values)) != len(values) or any(
+            op.kind == "cas" and op.input[0] not in known for op in ops
+        ):
+            return list(ops)
+        last_answered = max(
+            (op.invoke for op in ops if not op.unknown and (op.kind == "read" or op.output != CONFLICT)),
+            default=-math.inf,
+        )
+        out = []
+        for op in ops:
+            if op.unknown and op.kind == "cas":
+                seen = observed.get(op.input[1])
+                if seen is not None:
+                    version, when = seen
+                    note = (op.note + "; " if op.note else "") + "outcome unknown, value read back"
+                    op = replace(op, output=("ok", version), complete=max(when, op.invoke), note=note)
+                elif last_answered > op.invoke:
+                    op = replace(op, invoke=last_answered)
+            out.append(op)
+        return out
 
     def describe(self, op: Operation) -> str:
         if op.kind == "read":
@@ -275,7 +337,7 @@ def check(history: Iterable[Operation], model: Model, settings: CheckerSettings 
         by_key.setdefault(op.key, []).append(op)
     results = []
     for key in sorted(by_key):
-        ops = sorted(by_key[key], key=lambda o: o.invoke)
+        ops = sorted(model.prepare(by_key[key]), key=lambda o: o.invoke)
         verdict, steps = search(ops, model, key, settings.max_steps)
         if verdict == "illegal":
             sub, culprit = shrink(ops, model, key, settings)
@@ -337,7 +399,7 @@ def search(ops: Sequence[Operation], model: Model, key: str, max_steps: int) -> 
     states: frozenset[State] = frozenset((model.init(key),))
     linearized = 0
     stack: list[tuple[int, frozenset[State]]] = []
-    seen: set[tuple[int, frozenset[State]]] = set()
+    seen: set[tuple[int, int, frozenset[State]]] = set()
     steps = 0
     entry = nxt[head]
     while remaining:
@@ -352,11 +414,15 @@ def search(ops: Sequence[Operation], model: Model, key: str, max_steps: int) -> 
                 stack and unknown[op_of[stack[-1][0]]]
                 and frozenset(s for state in stack[-1][1] for s in step(state, op)) == after
             ):
-                config = (linearized | (1 << i), after)
+                bits = linearized | (1 << i)
+                # The memo keeps only the bits past the first operation not linearized (ops are in
+                # invoke order, so all before it are): small keys however long the history.
+                low = ((~bits) & (bits + 1)).bit_length() - 1
+                config = (low, bits >> low, after)
                 if config not in seen:
                     seen.add(config)
                     stack.append((entry, states))
-                    states, linearized = after, config[0]
+                    states, linearized = after, bits
                     if not unknown[i]:
                         remaining -= 1
                     lift(entry)

@@ -242,3 +242,60 @@ def test_the_same_history_with_one_read_corrupted_fails_and_names_the_read() -> 
     assert len(failed.subhistory) < failed.operations
     assert check(failed.subhistory, model).verdict == "illegal"
     assert "<-- cannot be explained" in result.explain(limit=10)
+
+
+# -- long runs: compare-and-sets of unknown outcome do not stay pending to the end ------------------
+
+
+def workload_history(seed: int, ops: int, lost: float) -> list[Operation]:
+    """One key, three clients each reading and then compare-and-setting on the version it read (as the
+    workload does), one operation after another with overlaps; a `lost` share of the compare-and-sets
+    time out without taking effect, their values never read back."""
+    rng = random.Random(seed)
+    version, value = 1, "init"
+    seen = [(1, "init")] * 3
+    history = []
+    for n in range(ops):
+        client = n % 3
+        t = float(n)
+        invoke, complete = t - rng.uniform(0, 2), t + rng.uniform(0, 2)
+        if rng.random() < 0.4:
+            seen[client] = (version, value)
+            history.append(op(f"c{client}", "read", None, (version, value), invoke, complete))
+            continue
+        if_version, new = seen[client][0], f"c{client}-{n}"
+        if rng.random() < lost:
+            history.append(op(f"c{client}", "cas", (if_version, new), None, invoke, None))
+        elif if_version == version:
+            version, value = version + 1, new
+            seen[client] = (version, value)
+            history.append(op(f"c{client}", "cas", (if_version, new), ("ok", version), invoke, complete))
+        else:
+            history.append(op(f"c{client}", "cas", (if_version, new), CONFLICT, invoke, complete))
+    return history
+
+
+def test_a_long_history_with_timed_out_writes_is_decided_within_a_small_budget() -> None:
+    # Before VersionedRegister.prepare, each timed-out compare-and-set stayed pending to the history's
+    # end and was tried at every step: this history (about 600 of them) ran out of this budget.
+    history = workload_history(3, ops=20_000, lost=0.05)
+    result = check(history, VREG, CheckerSettings(max_steps=200_000))
+    assert result.verdict == "ok", result.explain(limit=20)
+
+
+def test_a_timed_out_write_read_back_must_have_happened_before_the_read() -> None:
+    timed_out = vcas("a", 1, "a1", None, 5.0, None)
+    # Read back after it was sent: it took effect, as version 7.
+    assert check([timed_out, vread("b", 7, "a1", 6.0, 7.0)], VREG).verdict == "ok"
+    # Read back by a read that completed before it was sent: no order explains it.
+    assert check([timed_out, vread("b", 7, "a1", 1.0, 2.0)], VREG).verdict == "illegal"
+
+
+def test_a_timed_out_write_nobody_read_may_still_explain_a_last_conflict() -> None:
+    # a's write may have landed after b's read: c's conflict on the version b read is then legal.
+    history = [vread("b", 1, "init", 0.0, 1.0), vcas("a", 1, "a1", None, 0.5, None),
+               vcas("c", 1, "c1", None, 2.0, 3.0)]
+    assert check(history, VREG).verdict == "ok"
+    # ... but not one that a later answered read contradicts (the version cannot go back).
+    later = [*history, vread("d", 1, "init", 4.0, 5.0)]
+    assert check(later, VREG).verdict == "illegal"
