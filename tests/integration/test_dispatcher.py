@@ -449,7 +449,9 @@ def test_a_service_past_the_endpoints_bound_is_listed_cut_and_its_worker_is_held
     w = FakeWorker.join([addr], worker_token(addr), addr="127.0.0.42").keep_alive()
     workers.append(w)
     count = MAX_SERVICE_TASKS + 76
-    create_sleepers(addr, "many", replicas=count)
+    # With a health check: a task's health alone then changes the endpoints (its `healthy`), and not
+    # the worker's assignments, which a task that ends would (its replacement) and answer at once.
+    create_sleepers(addr, "many", replicas=count, health={"kind": "cmd", "cmd": ["true"]})
     eventually(lambda: len(w.task_ids()) == count, 30, f"{count} tasks assigned to the worker")
     ids = sorted(w.task_ids())
     updates = [{"task_id": t, "state": "running", "message": "", "at": time.time()} for t in ids[:-1]]
@@ -477,12 +479,15 @@ def test_a_service_past_the_endpoints_bound_is_listed_cut_and_its_worker_is_held
     held = threading.Thread(target=lambda: result.update(call(table.digest)))
     held.start()
     eventually(lambda: one.metrics().get("warren_dispatcher_sessions_held", 0) >= 1, 10, "the call held")
-    # A listed task ends: the table changes.
-    first_listed = table.services["many"].tasks[0].task_id
-    assert w.status(first_listed, "complete", exit_code=0).status_code == 200
+    # A listed task turns healthy: the table changes, the assignments do not.
+    first_listed = table.services["many"].tasks[0]
+    assert not first_listed.healthy
+    assert w.status(first_listed.task_id, "running", health="healthy").status_code == 200
     held.join(10)
     assert not held.is_alive()
     interval = OrchestratorSettings().endpoints_interval_s
+    assert result["assignments"] is None, "answered for the endpoints alone"
     assert time.monotonic() - sent >= interval, "not sooner than endpoints_interval_s after the last table"
     changed = parse(result["endpoints"])
-    assert first_listed not in {t.task_id for t in changed.services["many"].tasks}
+    (now,) = [t for t in changed.services["many"].tasks if t.task_id == first_listed.task_id]
+    assert now.healthy and changed.services["many"].healthy == ("127.0.0.42",)
