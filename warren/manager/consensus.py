@@ -217,6 +217,26 @@ class Consensus:
             leader_addr=leader.api_addr if leader else None,
         )
 
+    def require_quorum_contact(self, limit_s: float) -> None:
+        """UnavailableError when this node leads a cluster of several voters but no majority has
+        acknowledged it for more than `limit_s` (or the election bound, whichever is longer): it has
+        probably been cut off, and another manager may lead. Read from metrics up to METRICS_TTL_S old.
+
+        For the worker sessions it answers: a leader cut off from the other managers but not from its
+        workers would otherwise keep their sessions to itself, while the new leader, hearing nothing
+        from them, takes them for down and starts their tasks again elsewhere, with the old ones still
+        running (found by the chaos run, issue 19). A 503 sends a worker to the next manager at once."""
+        m = self.metrics()
+        if m["role"] != "leader" or len(m["voters"]) <= 1:
+            return
+        since_ack = m["millis_since_quorum_ack"]
+        limit_ms = max(limit_s * 1000, self._quorum_ack_limit_ms)
+        if since_ack is not None and since_ack > limit_ms:
+            raise UnavailableError(
+                f"this manager leads, but no majority of managers has acknowledged it for {since_ack} ms: "
+                "it may be cut off, and another may lead; try another manager"
+            )
+
     def fatal_error(self) -> str | None:
         """Why the Raft core stopped on its own (a storage fault, naming the file and errno); None while
         it runs and after a requested shutdown. Read fresh, never from the metrics cache."""

@@ -61,6 +61,7 @@ class Workers:
         when they changed (None: not reported); `known_endpoints`: the digest of the endpoints it has
         (None: none; UNSET: it does not ask for them)."""
         dispatcher = self.dispatcher.get()
+        self.consensus.require_quorum_contact(dispatcher.settings.heartbeat_period_s)
         report = None
         if addr is not None or labels is not None or resources is not None or volumes is not None:
             if addr is not None:
