@@ -15,7 +15,12 @@ import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 
+from warren.errors import WarrenError
+
 _EOL = re.compile(r"[\r\n]")
+# The most one message may hold, its unfinished line and data together, in characters: a manager's
+# event is a few hundred bytes (warren.store.events); past this the stream is refused, not buffered.
+MAX_MESSAGE_CHARS = 1 << 20
 
 
 @dataclass(frozen=True, slots=True)
@@ -32,6 +37,7 @@ class Parser:
         self._event = ""
         self._data: list[str] = []
         self._has_data = False
+        self._pending = 0  # characters of data in the message being read
         self.last_id: str | None = None
         self.retry_ms: int | None = None
         self._cr = False  # the previous chunk ended with CR: a LF starting the next one belongs to it
@@ -41,16 +47,19 @@ class Parser:
         if self._cr and text.startswith("\n"):
             text = text[1:]
         self._cr = text.endswith("\r")
-        self._buffer += text
-        while True:
-            cut = _line_end(self._buffer)
-            if cut is None:
-                return
-            end, after = cut
-            line, self._buffer = self._buffer[:end], self._buffer[after:]
-            message = self._line(line)
-            if message is not None:
-                yield message
+        buffer = self._buffer + text
+        start = 0
+        try:
+            while (cut := _line_end(buffer, start)) is not None:
+                end, after = cut
+                line, start = buffer[start:end], after
+                message = self._line(line)
+                if message is not None:
+                    yield message
+        finally:  # the rest, once (not a copy per line); kept even if the reader stops early
+            self._buffer = buffer[start:]
+        if len(self._buffer) + self._pending > MAX_MESSAGE_CHARS:
+            raise WarrenError(f"the event stream sent a message over {MAX_MESSAGE_CHARS} characters")
 
     def _line(self, line: str) -> Message | None:
         if line == "":
@@ -65,6 +74,7 @@ class Parser:
         elif name == "data":
             self._data.append(value)
             self._has_data = True
+            self._pending += len(value) + 1
         elif name == "id":
             if "\0" not in value:
                 self.last_id = value
@@ -74,16 +84,16 @@ class Parser:
 
     def _dispatch(self) -> Message | None:
         event, data, has = self._event, "\n".join(self._data), self._has_data
-        self._event, self._data, self._has_data = "", [], False
+        self._event, self._data, self._has_data, self._pending = "", [], False, 0
         if not has:
             return None
         return Message(event or "message", data, self.last_id, self.retry_ms)
 
 
-def _line_end(buffer: str) -> tuple[int, int] | None:
-    """(end of the first complete line, start of the next) in `buffer`; None if no line is complete.
-    A CR at the very end waits for the next chunk (it may be the start of a CRLF)."""
-    m = _EOL.search(buffer)
+def _line_end(buffer: str, start: int) -> tuple[int, int] | None:
+    """(end of the first complete line from `start`, start of the next) in `buffer`; None if no line
+    is complete. A CR at the very end waits for the next chunk (it may be the start of a CRLF)."""
+    m = _EOL.search(buffer, start)
     if m is None:
         return None
     i = m.start()

@@ -46,6 +46,25 @@ def test_the_parser_reads_messages_whatever_the_chunks() -> None:
         assert parse_all(list(text)) == whole
 
 
+def test_the_parser_refuses_a_message_it_would_have_to_hold_without_end() -> None:
+    from warren.client.sse import MAX_MESSAGE_CHARS
+
+    # One line that never ends, or data lines with no blank line to dispatch them: refused once past
+    # the bound, not held in memory.
+    endless = Parser()
+    with pytest.raises(WarrenError, match="over"):
+        for _ in range(MAX_MESSAGE_CHARS // 4096 + 2):
+            list(endless.feed("x" * 4096))
+    undispatched = Parser()
+    with pytest.raises(WarrenError, match="over"):
+        for _ in range(MAX_MESSAGE_CHARS // 4096 + 2):
+            list(undispatched.feed("data: " + "y" * 4090 + "\n"))
+    # Many messages in one chunk are read whole, and a long run of them is fine.
+    many = "".join(f"id: {i}.0\nevent: task\ndata: {{}}\n\n" for i in range(20_000))
+    got = list(Parser().feed(many))
+    assert len(got) == 20_000 and got[-1].id == "19999.0"
+
+
 def test_the_parser_follows_the_standard_on_the_odd_lines() -> None:
     got = parse_all(["data\n\n", "data:  two spaces\n\n", "id: a\0b\ndata: x\n\n", "event: e\n\n", "data: y"])
     # A field without a colon is empty; only one space goes; an id with NUL is ignored; no data: no
