@@ -739,6 +739,9 @@ DOCKER_RESERVED_NETWORKS = ("bridge", "host", "none")
 
 # At most this many paths in --allow-bind (and in a worker's reported allow_binds).
 MAX_ALLOW_BINDS = 64
+# An operator's labels on one node (`node update --label-add`): at most this many, in one request and
+# on the node altogether (the state machine refuses a change past it).
+MAX_NODE_LABELS = 256
 
 
 def _check_allowed_paths(field: str, paths: tuple[str, ...]) -> None:

@@ -15,7 +15,7 @@ from pydantic import (
 )
 from pydantic_core import PydanticCustomError
 
-from warren.config import MAX_ALLOW_BINDS
+from warren.config import MAX_ALLOW_BINDS, MAX_NODE_LABELS
 from warren.formats import NAME_PATTERN, service_name_problem
 from warren.spec import container as opts
 from warren.spec import mounts, validate
@@ -430,8 +430,8 @@ class NodeAvailability(Strict):
 class NodeLabels(Strict):
     """An operator's labels on a node: `add` set (replacing the same key), then `remove` taken away."""
 
-    add: dict[LabelKey, SafeText] = Field(default_factory=dict, max_length=256)
-    remove: list[LabelKey] = Field(default_factory=list, max_length=256)
+    add: dict[LabelKey, SafeText] = Field(default_factory=dict, max_length=MAX_NODE_LABELS)
+    remove: list[LabelKey] = Field(default_factory=list, max_length=MAX_NODE_LABELS)
 
 
 # -- workers (docs/worker-protocol.md) ------------------------------------------------------------

@@ -16,6 +16,7 @@ from typing import Any
 
 import orjson
 
+from warren.config import MAX_NODE_LABELS
 from warren.spec import taskstate
 from warren.store import apply_configs, apply_services, apply_tasks, apply_volumes, queries
 from warren.store import commands as c
@@ -195,6 +196,10 @@ def _set_node_labels(conn: sqlite3.Connection, index: int, cmd: c.SetNodeLabels)
     labels = {**orjson.loads(row["operator_labels"]), **cmd.add}
     for key in cmd.remove:
         labels.pop(key, None)
+    if len(labels) > MAX_NODE_LABELS:
+        raise CommandError(
+            "invalid", f"node {cmd.name} would have {len(labels)} operator labels; at most {MAX_NODE_LABELS}"
+        )
     conn.execute(
         "UPDATE nodes SET operator_labels = ?, updated_at = ?, version = ? WHERE name = ?",
         (json_text(dict(sorted(labels.items()))), cmd.at, index, cmd.name),

@@ -97,6 +97,21 @@ def test_worker_registration_refuses_bad_tokens_and_name_clashes(log: Log) -> No
     )
 
 
+def test_a_nodes_operator_labels_are_bounded_altogether(log: Log) -> None:
+    from warren.config import MAX_NODE_LABELS
+
+    cluster_with_workers(log, "worker-a")
+    half = MAX_NODE_LABELS // 2
+    ok(log.apply(c.SetNodeLabels("worker-a", {f"a{i}": "x" for i in range(half)}, [], T0))[0])
+    ok(log.apply(c.SetNodeLabels("worker-a", {f"b{i}": "x" for i in range(half)}, [], T0))[0])
+    # Each request within the bound, but the node past it: refused, the labels as they were.
+    refused = log.apply(c.SetNodeLabels("worker-a", {"one-more": "x"}, [], T0))[0]
+    assert refused["error"] == "invalid" and str(MAX_NODE_LABELS) in refused["message"]
+    assert len(orjson.loads(node_row(log, "worker-a")["operator_labels"])) == MAX_NODE_LABELS
+    # Swapping one for another at the bound is fine.
+    ok(log.apply(c.SetNodeLabels("worker-a", {"one-more": "x"}, ["a0"], T0))[0])
+
+
 def test_node_update_rewrites_a_workers_address_labels_and_resources(log: Log) -> None:
     cluster_with_workers(log, "worker-a")
     doc = ok(log.apply(c.UpdateNode("worker-a", "127.0.0.9", {"zone": "b"}, {"cpus": 4.0}, T0 + 5))[0])
