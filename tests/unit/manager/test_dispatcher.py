@@ -9,17 +9,20 @@ import hashlib
 import time
 from dataclasses import replace
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
 
 from tests.unit.manager.proposer import Proposer
-from warren.config import OrchestratorSettings
+from warren.config import ManagerSettings, OrchestratorSettings
 from warren.errors import ConflictError, UnauthorizedError, UnavailableError
 from warren.manager import dispatcher as dispatcher_mod
+from warren.manager.ca import Issued
+from warren.manager.control.membership import Membership
 from warren.manager.dispatcher import Dispatcher, NodeReport, check_secret, secret_digest
 from warren.manager.logrelay import LogGoneError, LogRelay, LogStream
-from warren.pki import tokens
+from warren.pki import offload, tokens
 from warren.spec.service import ServiceSpec, TaskSpec
 from warren.store import commands as c
 from warren.store import queries
@@ -540,3 +543,30 @@ async def test_pending_status_updates_per_worker_are_bounded(world: World) -> No
     assert sizes[0] == 1 and max(sizes) <= 4 and sum(sizes) == 21, sizes
     await d.report_status(w1, [status("x-one-more", "running")])  # the flush made room
     await d.stop()
+
+
+async def test_a_worker_joining_a_leader_older_than_the_grace_is_not_written_down(world: World) -> None:
+    """A liveness pass that falls between the join's commit and the end of the join (the certificate
+    is signed after the commit) must find the new worker heard from: it was written down as it joined
+    whenever the leader had led for longer than the grace (seen by the issue 19 partition test)."""
+    d = world.dispatcher()
+    world.clock.now += 10 * SETTINGS.node_down_grace_s  # this leader started long ago
+
+    async def propose(cmd: c.Command) -> Any:
+        result = await world.propose(cmd)
+        await d.check_liveness()  # the pass lands right after the commit
+        await settle(d)
+        return result
+
+    async def issue(csr: str, *, name: str, role: str, lifetime_s: float) -> Issued:
+        return Issued(b"cert", b"ca", T0 + lifetime_s)
+
+    consensus = SimpleNamespace(require_leader=lambda: None, store=world.store, propose=propose)
+    membership = Membership(
+        ManagerSettings(), consensus, SimpleNamespace(issue=issue), b"k" * 32,  # type: ignore[arg-type]
+        SimpleNamespace(maybe=lambda: d),  # type: ignore[arg-type]
+    )
+    key = await offload.new_join_key()
+    answer = await membership.register_worker(world.token, "127.0.0.9", {}, {}, key.csr_pem)
+    assert world.state(answer["name"]) == "ready"
+    assert not world.propose.of(c.SetNodeState)

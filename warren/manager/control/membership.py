@@ -110,11 +110,19 @@ class Membership:
         cmd = c.RegisterWorker(
             name, tokens.digest(token), secret_digest(secret), addr, labels, resources, time.time()
         )
-        result = await self.consensus.propose(cmd)
-        issued = await self._issue(csr, name, "worker")
+        # Heard from now, before the node exists: a liveness pass between the commit and a later
+        # touch would find a ready worker never heard from and count its silence from this leader's
+        # start, writing a worker down as it joins once the leader is older than the grace.
         dispatcher = self.dispatcher.maybe()
         if dispatcher is not None:
             dispatcher.touch(name)
+        try:
+            result = await self.consensus.propose(cmd)
+        except BaseException:
+            if dispatcher is not None:
+                dispatcher.forget(name)
+            raise
+        issued = await self._issue(csr, name, "worker")
         log.info("worker %s joined from %s", name, addr)
         return {
             "name": name,
