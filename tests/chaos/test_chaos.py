@@ -40,7 +40,14 @@ from warren.testing.wait import eventually
 PORTS = (8080, 7946, 9090)  # each manager has a namespace (and an address) of its own
 SMOKE_SECONDS = 100.0
 WORKERS = 2  # process-runtime workers, in namespaces after the managers'
-SERVICE, REPLICAS = "chaos-sleep", 4
+REPLICAS = 4
+
+
+def service_name() -> str:
+    """The sleeping service's name, new in each run: the duplicate watch finds its tasks by this name in
+    every process's environment, so a task another run left behind (a run killed before it could clean
+    up) is not taken for a second task in a slot of this one."""
+    return f"chaos-sleep-{random.SystemRandom().randrange(1 << 24):06x}"
 
 
 def _env_int(name: str, default: int) -> int:
@@ -82,8 +89,8 @@ def start_workers(cluster: ManagerCluster, lab: NetnsLab, base_dir: Path) -> lis
     return workers
 
 
-def running(leader: ManagerProc) -> list[dict[str, Any]]:
-    tasks = get_json(leader.api_addr, f"/v1/services/{SERVICE}/tasks?consistent=true", timeout=10)
+def running(leader: ManagerProc, service: str) -> list[dict[str, Any]]:
+    tasks = get_json(leader.api_addr, f"/v1/services/{service}/tasks?consistent=true", timeout=10)
     return [t for t in tasks if t.get("state") == "running"]
 
 
@@ -103,11 +110,12 @@ def test_chaos(lab: NetnsLab, tmp_path: Path, request: pytest.FixtureRequest) ->
         for w in workers:
             stack.callback(w.close)
         leader = cluster.leader()
-        spec = {"name": SERVICE, "image": "none", "driver": "process", "command": ["sleep", "1000000"],
+        service = service_name()
+        spec = {"name": service, "image": "none", "driver": "process", "command": ["sleep", "1000000"],
                 "replicas": REPLICAS}  # fmt: skip
         with api(leader.api_addr, 10) as client:
             assert client.post("/v1/services", json=spec).status_code == 201
-        eventually(lambda: len(running(leader)) == REPLICAS, 60, f"{REPLICAS} replicas running")
+        eventually(lambda: len(running(leader, service)) == REPLICAS, 60, f"{REPLICAS} replicas running")
         full_disk = cluster.managers[-1] if os.geteuid() == 0 else None
         nemesis = Nemesis(cluster, lab, rng, full_disk=full_disk, workers=workers)
         t0 = time.monotonic()
@@ -116,7 +124,7 @@ def test_chaos(lab: NetnsLab, tmp_path: Path, request: pytest.FixtureRequest) ->
         rng.shuffle(first_round)
         addrs = [m.api_addr for m in cluster.managers]
         cas = Registers(addrs, credentials(addrs[0]), seed)
-        with ConfigWriter(cluster.managers, seed) as writer, DuplicateWatch(SERVICE) as watch, cas:
+        with ConfigWriter(cluster.managers, seed) as writer, DuplicateWatch(service) as watch, cas:
             while time.monotonic() - t0 < seconds or first_round:
                 kind = first_round.pop() if first_round else nemesis.choose()
                 nemesis.run(kind)
@@ -124,7 +132,8 @@ def test_chaos(lab: NetnsLab, tmp_path: Path, request: pytest.FixtureRequest) ->
         lab.heal()
         nemesis.recover()
         leader = cluster.leader()
-        eventually(lambda: len(running(leader)) == REPLICAS, 60, f"{REPLICAS} replicas running after the run")
+        after = f"{REPLICAS} replicas running after the run"
+        eventually(lambda: len(running(leader, service)) == REPLICAS, 60, after)
         final = {c["name"] for c in get_json(leader.api_addr, "/v1/configs?consistent=true", timeout=15)}
         lost = lost_writes(writer.log, final)
         verdicts = cas.verdicts()
