@@ -138,7 +138,7 @@ def test_chaos(lab: NetnsLab, tmp_path: Path, request: pytest.FixtureRequest) ->
         lost = lost_writes(writer.log, final)
         verdicts = cas.verdicts()
         out_of_order = invariants.leader_violations(cluster.managers)
-        anomalies = [f"seed {seed}: leaders out of order in {t}" for t in out_of_order]
+        anomalies = [f"seed {seed}: leaders out of order: {t}" for t in out_of_order]
         anomalies += [f"a daemon exited on its own: {e}" for e in nemesis.unexpected_exits]
         anomalies += [f"acknowledged write lost: {name}" for name in lost[:20]]
         anomalies += [f"a slot ran twice: {d}" for d in watch.duplicates[:20]]

@@ -1,30 +1,46 @@
-"""The chaos run's own checks, on hand-made inputs: leaders of a term out of order, and the longest gap."""
+"""The chaos run's own checks, on hand-made inputs: a manager's leaders going down, and the longest gap."""
 
 from __future__ import annotations
 
-from tests.chaos.invariants import leaders_out_of_order, longest_gaps, wins_by_term
-
-LOG_1 = """\
-2026-12-07 13:23:05,911 manager-1 INFO warren_raft.node: election won: now leader node=1 term=2
-2026-12-07 13:23:09,000 manager-1 INFO warren_raft.node: election won: now leader node=1 term=5
-"""
-LOG_2 = "2026-12-07 13:23:07,000 manager-2 INFO warren_raft.node: election won: now leader node=2 term=3\n"
-T1, T2, T5 = "2026-12-07 13:23:05,911", "2026-12-07 13:23:07,000", "2026-12-07 13:23:09,000"
-LOG_3 = "2026-12-07 13:23:09,100 manager-3 INFO warren_raft.node: election won: now leader node=3 term=5\n"
+from tests.chaos.invariants import leaders_out_of_order, leaders_seen, longest_gaps
 
 
-def test_two_winners_of_a_term_must_come_in_rising_id_order() -> None:
-    assert wins_by_term([LOG_1, LOG_2]) == {2: [(T1, 1)], 3: [(T2, 2)], 5: [(T5, 1)]}
-    # openraft's leader IDs are (term, node): node 3 winning term 5 after node 1 supersedes it.
-    assert leaders_out_of_order([LOG_1, LOG_2, LOG_3]) == []
-    # Node 1 winning term 5 after node 3 did: two quorums granted conflicting votes.
-    early_3 = LOG_3.replace("13:23:09,100", "13:23:08,500")
-    assert leaders_out_of_order([LOG_1, early_3]) == ["term 5: node 1 won after node 3 ([3, 1])"]
-    # The same node winning again (a restart that stays leader) is one win.
-    again = LOG_1.splitlines()[1].replace("13:23:09,000", "13:23:09,500") + "\n"
-    assert leaders_out_of_order([LOG_1, again]) == []
-    # ... unless another won in between.
-    assert leaders_out_of_order([LOG_1, LOG_3, again]) == ["term 5: node 1 won after node 3 ([1, 3, 1])"]
+def line(t: str, text: str) -> str:
+    return f"2026-12-07 13:23:{t} manager-x INFO warren_raft.node: {text}\n"
+
+
+def won(t: str, node: int, term: int) -> str:
+    return line(t, f"election won: now leader node={node} term={term}")
+
+
+def follows(t: str, node: int, term: int, leader: int | None) -> str:
+    shown = "None" if leader is None else f"Some({leader})"
+    return line(t, f"leader changed node={node} term={term} leader={shown}")
+
+
+def test_a_managers_leaders_may_rise_within_a_term_but_never_go_down() -> None:
+    m1 = won("05,911", 1, 2) + follows("07,000", 1, 3, None) + follows("07,010", 1, 3, 2)
+    m1 += won("09,000", 1, 5)
+    m1 += follows("09,000", 1, 5, 1) + follows("09,100", 1, 5, 3)  # node 3 won term 5 too: it supersedes
+    assert leaders_seen(m1) == [(2, 1), (3, 2), (5, 1), (5, 1), (5, 3)]
+    # Node 4 logged its win of term 14 after node 5 had logged its own (the CI case): each log rises.
+    m4 = won("23,878", 4, 14) + follows("23,879", 4, 14, 4) + follows("23,879", 4, 14, 5)
+    m5 = won("23,867", 5, 14) + follows("23,868", 5, 14, 5)
+    assert leaders_out_of_order({"m1": m1, "m4": m4, "m5": m5}) == []
+    # The same leader again (a restart that stays leader) is no step down.
+    assert leaders_out_of_order({"m1": m1 + won("09,500", 1, 6) + won("10,000", 1, 6)}) == []
+
+
+def test_a_manager_following_a_lower_leader_than_before_is_an_anomaly() -> None:
+    # Within a term: node 1 followed after node 3 (a vote granted against an earlier one).
+    m2 = follows("09,100", 2, 5, 3) + follows("09,200", 2, 5, 1)
+    assert leaders_out_of_order({"m2": m2}) == ["m2: leader 1 of term 5 after leader 3 of term 5"]
+    # Across a restart: the vote of term 6 lost, an older term's leader followed again.
+    m3 = won("09,000", 3, 6) + line("09,500", "state restored") + follows("10,000", 3, 5, 2)
+    assert leaders_out_of_order({"m3": m3}) == ["m3: leader 2 of term 5 after leader 3 of term 6"]
+    # Winning below a leader it followed counts too; only the first step down of a log is named.
+    m4 = follows("09,000", 4, 7, 5) + won("09,100", 4, 7) + follows("09,200", 4, 6, 1)
+    assert leaders_out_of_order({"m4": m4}) == ["m4: leader 4 of term 7 after leader 5 of term 7"]
 
 
 def test_longest_gap_spans_from_the_last_ack_before_a_fault_to_the_first_after() -> None:
