@@ -180,9 +180,15 @@ def test_the_cluster_page_shows_the_managers_and_the_leader(browser: Any, fleet:
     )
     wait(browser, f"leader {leader} shown", lambda d: text_of(d, '[data-field="Leader"]') == leader)
     names = {m.name for m in fleet.managers.live()}
-    rows = {r.get_attribute("data-name") for r in browser.find_elements("css selector", "#managers tbody tr")}
-    assert rows == names
-    assert text_of(browser, '[data-field="Term"]').isdigit()
+    # Read inside a wait: an event re-renders the table, and a row read a moment ago may be gone (CI
+    # failed once on a stale row here).
+    rows = "#managers tbody tr"
+    wait(
+        browser,
+        f"the managers {sorted(names)} listed by name",
+        lambda d: {r.get_attribute("data-name") for r in d.find_elements("css selector", rows)} == names,
+    )
+    wait(browser, "the term shown", lambda d: text_of(d, '[data-field="Term"]').isdigit())
     wait(
         browser,
         "the link says live",
